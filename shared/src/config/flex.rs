@@ -1,0 +1,133 @@
+//! Lenient scalar readers for settings that arrive as environment strings.
+//!
+//! Environment variables are strings, and the Python integration (pydantic) reads `"true"`,
+//! `"1"`, `"60"` into booleans and numbers, and a list from a JSON array or a comma-separated
+//! string. These readers accept both the typed value (from JSON) and its string form, so
+//! `OCEAN__EVENT_LISTENER='{"type":"ONCE"}'` and `OCEAN__EVENT_LISTENER__TYPE=ONCE` end up the same.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+/// A string; numbers and booleans are accepted as their text.
+pub fn string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(de::Error::custom(format!(
+            "expected a string, found {}",
+            describe(&other)
+        ))),
+    }
+}
+
+/// An optional string; an empty string counts as unset.
+pub fn opt_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(value) => string(value).map(Some).map_err(de::Error::custom),
+    }
+}
+
+fn parse_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_u64().and_then(|n| match n {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// A boolean: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case.
+pub fn bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    parse_bool(&value).ok_or_else(|| {
+        de::Error::custom(format!(
+            "expected a boolean (true or false), found {}",
+            describe(&value)
+        ))
+    })
+}
+
+fn parse_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A whole number ≥ 0.
+pub fn u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    parse_u64(&value).ok_or_else(|| {
+        de::Error::custom(format!(
+            "expected a whole number, found {}",
+            describe(&value)
+        ))
+    })
+}
+
+/// An optional whole number; an empty string counts as unset.
+pub fn opt_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(value) => parse_u64(&value).map(Some).ok_or_else(|| {
+            de::Error::custom(format!(
+                "expected a whole number, found {}",
+                describe(&value)
+            ))
+        }),
+    }
+}
+
+/// A list of strings: a JSON array, or a comma-separated string (blank entries dropped).
+pub fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| string(item).map_err(de::Error::custom))
+            .collect(),
+        Some(Value::String(s)) => {
+            let trimmed = s.trim();
+            if trimmed.starts_with('[') {
+                let items: Vec<Value> = serde_json::from_str(trimmed).map_err(|e| {
+                    de::Error::custom(format!("expected a JSON array of strings: {e}"))
+                })?;
+                return items
+                    .into_iter()
+                    .map(|item| string(item).map_err(de::Error::custom))
+                    .collect();
+            }
+            Ok(trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect())
+        }
+        Some(other) => Err(de::Error::custom(format!(
+            "expected a list (JSON array or comma-separated), found {}",
+            describe(&other)
+        ))),
+    }
+}

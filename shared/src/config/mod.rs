@@ -1,0 +1,802 @@
+//! Configuration of every role, read once at start-up and validated there.
+//!
+//! Two families of environment variables:
+//! - `OCEAN__…`: the Python integration's settings, unchanged, so that its install examples
+//!   (Helm values, the Azure Pipelines job, docker run lines) work as they are. Settings of
+//!   Ocean that adoport has no use for are accepted with a warning, never an error.
+//! - `ADOPORT__…`: the pipeline's own (broker, partitions, ports, …). Unknown ones are errors:
+//!   a typo there should stop start-up, not be silently ignored.
+//!
+//! Nothing else in the project reads the environment. Secrets are [`Secret`]s and never print.
+
+mod env;
+mod flex;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use secret::Secret;
+
+use crate::topology::{ArchiveRetention, Topology};
+
+/// A setting that is missing or wrong. The message names the variable and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{setting}: {problem}")]
+    Invalid { setting: String, problem: String },
+    #[error("{setting} is required: {hint}")]
+    Missing { setting: String, hint: String },
+}
+
+/// How the integration learns about changes (Ocean's `event_listener.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventListenerType {
+    /// Resync at start, then on Port's resync requests (and the schedule), plus live events.
+    #[default]
+    Polling,
+    /// Live events only (and manual resyncs).
+    WebhooksOnly,
+    /// One resync, then exit when the pipeline has drained.
+    Once,
+    /// Ocean's Kafka listener (Port SaaS); read as POLLING here.
+    Kafka,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct EventListener {
+    #[serde(rename = "type", default, deserialize_with = "event_listener_type")]
+    pub kind: EventListenerType,
+}
+
+fn event_listener_type<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<EventListenerType, D::Error> {
+    let text = flex::string(deserializer)?;
+    match text.trim().to_ascii_uppercase().as_str() {
+        "POLLING" => Ok(EventListenerType::Polling),
+        "WEBHOOKS_ONLY" => Ok(EventListenerType::WebhooksOnly),
+        "ONCE" => Ok(EventListenerType::Once),
+        "KAFKA" => Ok(EventListenerType::Kafka),
+        _ => Err(serde::de::Error::custom(format!(
+            "unknown event listener type \"{text}\"; expected ONCE, POLLING, WEBHOOKS_ONLY or KAFKA"
+        ))),
+    }
+}
+
+fn default_port_base_url() -> String {
+    "https://api.getport.io".into()
+}
+
+/// `OCEAN__PORT__…`
+#[derive(Debug, Clone, Deserialize)]
+pub struct PortSettings {
+    #[serde(default, deserialize_with = "flex::opt_string")]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    #[serde(default = "default_port_base_url", deserialize_with = "flex::string")]
+    pub base_url: String,
+}
+
+impl Default for PortSettings {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            base_url: default_port_base_url(),
+        }
+    }
+}
+
+/// `accountMode` of the integration config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccountMode {
+    #[default]
+    SingleAccount,
+    MultipleAccounts,
+}
+
+impl<'de> Deserialize<'de> for AccountMode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = flex::string(deserializer)?;
+        match text.trim() {
+            "Single Account" => Ok(AccountMode::SingleAccount),
+            "Multiple Accounts" => Ok(AccountMode::MultipleAccounts),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown account mode \"{other}\"; expected \"Single Account\" or \"Multiple Accounts\""
+            ))),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_webhook_username() -> String {
+    "port".into()
+}
+
+/// `OCEAN__INTEGRATION__CONFIG__…`: the Azure DevOps integration's own settings (spec.yaml).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AzureDevopsConfig {
+    #[serde(default, alias = "accountMode")]
+    pub account_mode: AccountMode,
+    #[serde(default, alias = "organizationUrl", deserialize_with = "flex::opt_string")]
+    pub organization_url: Option<String>,
+    #[serde(default, alias = "personalAccessToken")]
+    pub personal_access_token: Option<Secret>,
+    #[serde(default, alias = "clientId", deserialize_with = "flex::opt_string")]
+    pub client_id: Option<String>,
+    #[serde(default, alias = "clientSecret")]
+    pub client_secret: Option<Secret>,
+    #[serde(default, alias = "tenantId", deserialize_with = "flex::opt_string")]
+    pub tenant_id: Option<String>,
+    #[serde(default, alias = "organizationUrls", deserialize_with = "flex::string_list")]
+    pub organization_urls: Vec<String>,
+    #[serde(default = "default_true", alias = "isProjectsLimited", deserialize_with = "flex::bool")]
+    pub is_projects_limited: bool,
+    #[serde(default, alias = "appHost", deserialize_with = "flex::opt_string")]
+    pub app_host: Option<String>,
+    #[serde(default, alias = "webhookSecret")]
+    pub webhook_secret: Option<Secret>,
+    #[serde(
+        default = "default_webhook_username",
+        alias = "webhookAuthUsername",
+        deserialize_with = "flex::string"
+    )]
+    pub webhook_auth_username: String,
+    #[serde(default, alias = "excludedTags", deserialize_with = "flex::string_list")]
+    pub excluded_tags: Vec<String>,
+}
+
+impl Default for AzureDevopsConfig {
+    fn default() -> Self {
+        Self {
+            account_mode: AccountMode::SingleAccount,
+            organization_url: None,
+            personal_access_token: None,
+            client_id: None,
+            client_secret: None,
+            tenant_id: None,
+            organization_urls: Vec::new(),
+            is_projects_limited: true,
+            app_host: None,
+            webhook_secret: None,
+            webhook_auth_username: default_webhook_username(),
+            excluded_tags: Vec::new(),
+        }
+    }
+}
+
+fn default_integration_type() -> String {
+    "azure-devops".into()
+}
+
+/// `OCEAN__INTEGRATION__…`
+#[derive(Debug, Clone, Deserialize)]
+pub struct IntegrationSettings {
+    #[serde(default, deserialize_with = "flex::opt_string")]
+    pub identifier: Option<String>,
+    #[serde(rename = "type", default = "default_integration_type", deserialize_with = "flex::string")]
+    pub integration_type: String,
+    #[serde(default)]
+    pub config: AzureDevopsConfig,
+}
+
+impl Default for IntegrationSettings {
+    fn default() -> Self {
+        Self {
+            identifier: None,
+            integration_type: default_integration_type(),
+            config: AzureDevopsConfig::default(),
+        }
+    }
+}
+
+/// The Python integration's settings (`OCEAN__…`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OceanSettings {
+    #[serde(default)]
+    pub port: PortSettings,
+    #[serde(default)]
+    pub integration: IntegrationSettings,
+    #[serde(default)]
+    pub event_listener: EventListener,
+    /// Minutes between scheduled resyncs.
+    #[serde(default, deserialize_with = "flex::opt_u64")]
+    pub scheduled_resync_interval: Option<u64>,
+    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    pub initialize_port_resources: bool,
+    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    pub send_raw_data_examples: bool,
+    /// The public URL Azure DevOps sends webhooks to (also `appHost`).
+    #[serde(default, deserialize_with = "flex::opt_string")]
+    pub base_url: Option<String>,
+    /// Seconds before an HTTP request to Azure DevOps or Port is abandoned.
+    #[serde(default = "default_client_timeout", deserialize_with = "flex::u64")]
+    pub client_timeout: u64,
+}
+
+fn default_client_timeout() -> u64 {
+    60
+}
+
+impl Default for OceanSettings {
+    fn default() -> Self {
+        Self {
+            port: PortSettings::default(),
+            integration: IntegrationSettings::default(),
+            event_listener: EventListener::default(),
+            scheduled_resync_interval: None,
+            initialize_port_resources: true,
+            send_raw_data_examples: true,
+            base_url: None,
+            client_timeout: default_client_timeout(),
+        }
+    }
+}
+
+/// `ADOPORT__BROKER__…`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// `amqp://user:pass@host:5672/vhost`. Unset: `adoport all` runs on the in-process bus.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// Prepended to every exchange and queue name.
+    #[serde(default, deserialize_with = "flex::string")]
+    pub prefix: String,
+    /// Entity-change partitions; every entity maps to one. Changing it reorders in-flight
+    /// changes, so change it only with empty change queues.
+    #[serde(default = "default_partitions", deserialize_with = "flex::u64")]
+    pub partitions: u64,
+    /// Deliveries of one message before the broker dead-letters it.
+    #[serde(default = "default_delivery_limit", deserialize_with = "flex::u64")]
+    pub delivery_limit: u64,
+    /// How long the raw archive keeps events (RabbitMQ duration: `7D`, `24h`, `30m`).
+    #[serde(default = "default_archive_max_age", deserialize_with = "flex::string")]
+    pub archive_max_age: String,
+    /// Upper bound of the raw archive's size in bytes.
+    #[serde(default = "default_archive_max_bytes", deserialize_with = "flex::u64")]
+    pub archive_max_bytes: u64,
+}
+
+fn default_partitions() -> u64 {
+    8
+}
+fn default_delivery_limit() -> u64 {
+    5
+}
+fn default_archive_max_age() -> String {
+    ArchiveRetention::default().max_age
+}
+fn default_archive_max_bytes() -> u64 {
+    ArchiveRetention::default().max_bytes
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: String::new(),
+            partitions: default_partitions(),
+            delivery_limit: default_delivery_limit(),
+            archive_max_age: default_archive_max_age(),
+            archive_max_bytes: default_archive_max_bytes(),
+        }
+    }
+}
+
+/// `ADOPORT__INGEST__…`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Where the webhook receiver listens (Ocean's port is 8000).
+    #[serde(default = "default_listen", deserialize_with = "flex::string")]
+    pub listen: String,
+    /// Largest webhook body accepted; larger ones get 413.
+    #[serde(default = "default_webhook_max_bytes", deserialize_with = "flex::u64")]
+    pub webhook_max_bytes: u64,
+    /// Items per raw event published by the crawler.
+    #[serde(default = "default_page_items", deserialize_with = "flex::u64")]
+    pub items_per_event: u64,
+    /// Azure DevOps requests in flight at once.
+    #[serde(default = "default_ado_concurrency", deserialize_with = "flex::u64")]
+    pub max_concurrent_requests: u64,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8000".into()
+}
+fn default_webhook_max_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+fn default_page_items() -> u64 {
+    100
+}
+fn default_ado_concurrency() -> u64 {
+    15
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            webhook_max_bytes: default_webhook_max_bytes(),
+            items_per_event: default_page_items(),
+            max_concurrent_requests: default_ado_concurrency(),
+        }
+    }
+}
+
+/// `ADOPORT__TRANSFORM__…`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSettings {
+    /// A port-app-config file (YAML or JSON) to use instead of the integration's config in Port.
+    #[serde(default)]
+    pub mapping_file: Option<PathBuf>,
+    /// Raw events in flight per transform process.
+    #[serde(default = "default_transform_prefetch", deserialize_with = "flex::u64")]
+    pub prefetch: u64,
+}
+
+fn default_transform_prefetch() -> u64 {
+    16
+}
+
+impl Default for TransformSettings {
+    fn default() -> Self {
+        Self {
+            mapping_file: None,
+            prefetch: default_transform_prefetch(),
+        }
+    }
+}
+
+/// `ADOPORT__PUBLISH__…`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSettings {
+    /// Changes in flight per partition consumer (bounds memory; feeds batching).
+    #[serde(default = "default_publish_prefetch", deserialize_with = "flex::u64")]
+    pub prefetch: u64,
+    /// Milliseconds a batch waits for more entities after its first.
+    #[serde(default = "default_batch_linger_ms", deserialize_with = "flex::u64")]
+    pub batch_linger_ms: u64,
+    /// Bulk requests to Port in flight at once.
+    #[serde(default = "default_port_concurrency", deserialize_with = "flex::u64")]
+    pub max_concurrent_requests: u64,
+    /// Attempts at one write before it is dead-lettered.
+    #[serde(default = "default_max_attempts", deserialize_with = "flex::u64")]
+    pub max_attempts: u64,
+    /// Partitions this process consumes (all when empty), e.g. `0,1,2,3`.
+    #[serde(default, deserialize_with = "flex::string_list")]
+    pub partitions: Vec<String>,
+}
+
+fn default_publish_prefetch() -> u64 {
+    200
+}
+fn default_batch_linger_ms() -> u64 {
+    50
+}
+fn default_port_concurrency() -> u64 {
+    8
+}
+fn default_max_attempts() -> u64 {
+    8
+}
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: default_publish_prefetch(),
+            batch_linger_ms: default_batch_linger_ms(),
+            max_concurrent_requests: default_port_concurrency(),
+            max_attempts: default_max_attempts(),
+            partitions: Vec::new(),
+        }
+    }
+}
+
+/// The pipeline's own settings (`ADOPORT__…`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    #[serde(default)]
+    pub broker: BrokerSettings,
+    #[serde(default)]
+    pub ingest: IngestSettings,
+    #[serde(default)]
+    pub transform: TransformSettings,
+    #[serde(default)]
+    pub publish: PublishSettings,
+}
+
+/// Everything a process is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub ocean: OceanSettings,
+    pub pipeline: PipelineSettings,
+    /// `OCEAN__…` variables that adoport does not use (reported as warnings at start-up).
+    pub unused: Vec<String>,
+}
+
+/// Turns a serde path (`integration.config.organizationUrl`) into the variable that sets it.
+fn variable_name(prefix: &str, path: &str) -> String {
+    let mut name = prefix.to_string();
+    for segment in path.split('.').filter(|s| !s.is_empty() && *s != "?") {
+        name.push_str("__");
+        name.push_str(&to_screaming_snake(segment));
+    }
+    name
+}
+
+fn to_screaming_snake(segment: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in segment.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn parse_tree<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    tree: serde_json::Value,
+    unused: &mut Vec<String>,
+) -> Result<T, ConfigError> {
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&tree, &mut track);
+    let result = serde_ignored::deserialize(tracked, |path| {
+        unused.push(variable_name(prefix, &path.to_string()));
+    });
+    result.map_err(|e: serde_json::Error| {
+        let path = track.path().to_string();
+        let message = e.to_string();
+        // serde reports an unknown field by name; point at the variable that holds it.
+        let setting = match message.strip_prefix("unknown field `") {
+            Some(rest) => {
+                let field = rest.split('`').next().unwrap_or_default();
+                let parent = path.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+                variable_name(prefix, &format!("{parent}.{field}"))
+            }
+            None => variable_name(prefix, &path),
+        };
+        ConfigError::Invalid {
+            setting,
+            problem: message,
+        }
+    })
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the given variables (tests pass their own).
+    pub fn from_vars<I>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let ocean_tree = env::tree("OCEAN", vars.iter().cloned())?;
+        let pipeline_tree = env::tree("ADOPORT", vars)?;
+        let mut unused = Vec::new();
+        let ocean: OceanSettings = parse_tree("OCEAN", ocean_tree, &mut unused)?;
+        let mut denied = Vec::new();
+        let pipeline: PipelineSettings = parse_tree("ADOPORT", pipeline_tree, &mut denied)?;
+        let settings = Settings {
+            ocean,
+            pipeline,
+            unused,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that hold for every role.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let broker = &self.pipeline.broker;
+        if !(1..=1024).contains(&broker.partitions) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__BROKER__PARTITIONS".into(),
+                problem: format!("{} is out of range; use 1 to 1024", broker.partitions),
+            });
+        }
+        if broker.delivery_limit == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__BROKER__DELIVERY_LIMIT".into(),
+                problem: "must be at least 1".into(),
+            });
+        }
+        if let Some(url) = &broker.url
+            && !(url.expose().starts_with("amqp://") || url.expose().starts_with("amqps://"))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__BROKER__URL".into(),
+                problem: "must start with amqp:// or amqps:// (for example amqp://guest:guest@127.0.0.1:5672/%2f)".into(),
+            });
+        }
+        if self.pipeline.ingest.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__LISTEN".into(),
+                problem: format!(
+                    "\"{}\" is not an address; use host:port such as 0.0.0.0:8000",
+                    self.pipeline.ingest.listen
+                ),
+            });
+        }
+        for (setting, value) in [
+            ("ADOPORT__TRANSFORM__PREFETCH", self.pipeline.transform.prefetch),
+            ("ADOPORT__PUBLISH__PREFETCH", self.pipeline.publish.prefetch),
+            (
+                "ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS",
+                self.pipeline.publish.max_concurrent_requests,
+            ),
+            ("ADOPORT__PUBLISH__MAX_ATTEMPTS", self.pipeline.publish.max_attempts),
+            (
+                "ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS",
+                self.pipeline.ingest.max_concurrent_requests,
+            ),
+            ("ADOPORT__INGEST__ITEMS_PER_EVENT", self.pipeline.ingest.items_per_event),
+        ] {
+            if !(1..=u64::from(u16::MAX)).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    setting: setting.into(),
+                    problem: format!("{value} is out of range; use 1 to 65535"),
+                });
+            }
+        }
+        self.publish_partitions()?;
+        Ok(())
+    }
+
+    /// The broker topology these settings describe.
+    pub fn topology(&self) -> Topology {
+        let broker = &self.pipeline.broker;
+        let mut topology = Topology::new(broker.prefix.clone(), broker.partitions as u16);
+        topology.delivery_limit = broker.delivery_limit as u32;
+        topology.archive = ArchiveRetention {
+            max_age: broker.archive_max_age.clone(),
+            max_bytes: broker.archive_max_bytes,
+        };
+        topology
+    }
+
+    /// The partitions this publish process consumes.
+    pub fn publish_partitions(&self) -> Result<Vec<u16>, ConfigError> {
+        let total = self.pipeline.broker.partitions;
+        let listed = &self.pipeline.publish.partitions;
+        if listed.is_empty() {
+            return Ok((0..total as u16).collect());
+        }
+        listed
+            .iter()
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|n| u64::from(*n) < total)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        setting: "ADOPORT__PUBLISH__PARTITIONS".into(),
+                        problem: format!(
+                            "\"{p}\" is not a partition; partitions are 0 to {}",
+                            total - 1
+                        ),
+                    })
+            })
+            .collect()
+    }
+
+    /// Port credentials and the integration's identity; required by every role that talks to Port.
+    pub fn port_access(&self) -> Result<PortAccess, ConfigError> {
+        let port = &self.ocean.port;
+        let client_id = port.client_id.clone().ok_or_else(|| ConfigError::Missing {
+            setting: "OCEAN__PORT__CLIENT_ID".into(),
+            hint: "the client id of your Port organization (Port → Settings → Credentials)".into(),
+        })?;
+        let client_secret = port
+            .client_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConfigError::Missing {
+                setting: "OCEAN__PORT__CLIENT_SECRET".into(),
+                hint: "the client secret of your Port organization (Port → Settings → Credentials)"
+                    .into(),
+            })?;
+        if !(port.base_url.starts_with("http://") || port.base_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                setting: "OCEAN__PORT__BASE_URL".into(),
+                problem: format!(
+                    "\"{}\" is not a URL; use https://api.getport.io (EU) or https://api.us.getport.io (US)",
+                    port.base_url
+                ),
+            });
+        }
+        let identifier = self
+            .ocean
+            .integration
+            .identifier
+            .clone()
+            .ok_or_else(|| ConfigError::Missing {
+                setting: "OCEAN__INTEGRATION__IDENTIFIER".into(),
+                hint: "a name for this installation, e.g. my-azure-devops; Port keeps its mapping and ownership under it".into(),
+            })?;
+        Ok(PortAccess {
+            base_url: port.base_url.trim_end_matches('/').to_string(),
+            client_id,
+            client_secret,
+            integration_identifier: identifier,
+            integration_type: self.ocean.integration.integration_type.clone(),
+            timeout_secs: self.ocean.client_timeout,
+        })
+    }
+
+    /// Azure DevOps credentials; required by ingest.
+    pub fn azure_devops_access(&self) -> Result<AzureDevopsAccess, ConfigError> {
+        let config = &self.ocean.integration.config;
+        if config.account_mode == AccountMode::MultipleAccounts {
+            return Err(ConfigError::Invalid {
+                setting: "OCEAN__INTEGRATION__CONFIG__ACCOUNT_MODE".into(),
+                problem: "\"Multiple Accounts\" (service principal) is not supported by this version yet; use \"Single Account\" with a personal access token".into(),
+            });
+        }
+        let url = config
+            .organization_url
+            .clone()
+            .ok_or_else(|| ConfigError::Missing {
+                setting: "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL".into(),
+                hint: "your organization's URL, e.g. https://dev.azure.com/my-org".into(),
+            })?;
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(ConfigError::Invalid {
+                setting: "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL".into(),
+                problem: format!(
+                    "\"{url}\" is not a URL; use https://dev.azure.com/my-org or your Azure DevOps Server collection URL"
+                ),
+            });
+        }
+        let pat = config
+            .personal_access_token
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConfigError::Missing {
+                setting: "OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN".into(),
+                hint: "a personal access token with read access to the resources to sync".into(),
+            })?;
+        Ok(AzureDevopsAccess {
+            organization_url: url.trim_end_matches('/').to_string(),
+            personal_access_token: pat,
+            timeout_secs: self.ocean.client_timeout,
+        })
+    }
+}
+
+/// What a role needs to talk to Port.
+#[derive(Debug, Clone)]
+pub struct PortAccess {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub integration_identifier: String,
+    pub integration_type: String,
+    pub timeout_secs: u64,
+}
+
+/// What ingest needs to talk to Azure DevOps.
+#[derive(Debug, Clone)]
+pub struct AzureDevopsAccess {
+    /// Without trailing slash, e.g. `https://dev.azure.com/acme`.
+    pub organization_url: String,
+    pub personal_access_token: Secret,
+    pub timeout_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(list: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_vars(list.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    const HELM_STYLE: &[(&str, &str)] = &[
+        ("OCEAN__PORT__CLIENT_ID", "cid"),
+        ("OCEAN__PORT__CLIENT_SECRET", "csecret"),
+        ("OCEAN__PORT__BASE_URL", "https://api.getport.io"),
+        ("OCEAN__INITIALIZE_PORT_RESOURCES", "true"),
+        ("OCEAN__SEND_RAW_DATA_EXAMPLES", "false"),
+        ("OCEAN__SCHEDULED_RESYNC_INTERVAL", "1440"),
+        ("OCEAN__EVENT_LISTENER__TYPE", "ONCE"),
+        ("OCEAN__INTEGRATION__IDENTIFIER", "my-ado"),
+        ("OCEAN__INTEGRATION__TYPE", "azure-devops"),
+        ("OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL", "https://dev.azure.com/acme/"),
+        ("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN", "pat"),
+        ("OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED", "False"),
+    ];
+
+    #[test]
+    fn python_integration_variables_are_read() {
+        let s = settings(HELM_STYLE).expect("valid");
+        assert_eq!(s.ocean.event_listener.kind, EventListenerType::Once);
+        assert_eq!(s.ocean.scheduled_resync_interval, Some(1440));
+        assert!(!s.ocean.send_raw_data_examples);
+        assert!(!s.ocean.integration.config.is_projects_limited);
+        let ado = s.azure_devops_access().expect("ado");
+        assert_eq!(ado.organization_url, "https://dev.azure.com/acme");
+        assert_eq!(ado.personal_access_token.expose(), "pat");
+        let port = s.port_access().expect("port");
+        assert_eq!(port.integration_identifier, "my-ado");
+        assert!(s.unused.is_empty(), "{:?}", s.unused);
+    }
+
+    #[test]
+    fn event_listener_as_json_is_read() {
+        let s = settings(&[("OCEAN__EVENT_LISTENER", r#"{"type":"ONCE"}"#)]).expect("valid");
+        assert_eq!(s.ocean.event_listener.kind, EventListenerType::Once);
+        let s = settings(&[("OCEAN__EVENT_LISTENER", r#"{"type":"WEBHOOKS_ONLY"}"#)]).expect("valid");
+        assert_eq!(s.ocean.event_listener.kind, EventListenerType::WebhooksOnly);
+    }
+
+    #[test]
+    fn integration_config_as_json_with_camel_case_is_read() {
+        let s = settings(&[(
+            "OCEAN__INTEGRATION__CONFIG",
+            r#"{"organizationUrl":"https://dev.azure.com/x","personalAccessToken":"p","organizationUrls":"https://a, https://b"}"#,
+        )])
+        .expect("valid");
+        let c = &s.ocean.integration.config;
+        assert_eq!(c.organization_url.as_deref(), Some("https://dev.azure.com/x"));
+        assert_eq!(c.organization_urls, vec!["https://a", "https://b"]);
+    }
+
+    #[test]
+    fn unknown_ocean_settings_are_reported_not_fatal() {
+        let s = settings(&[("OCEAN__LOG_LEVEL_X", "DEBUG")]).expect("valid");
+        assert_eq!(s.unused, vec!["OCEAN__LOG_LEVEL_X"]);
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("OCEAN__EVENT_LISTENER__TYPE", "SOMETIMES")], "OCEAN__EVENT_LISTENER__TYPE"),
+            (&[("OCEAN__SCHEDULED_RESYNC_INTERVAL", "daily")], "OCEAN__SCHEDULED_RESYNC_INTERVAL"),
+            (
+                &[("OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED", "maybe")],
+                "OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED",
+            ),
+            (&[("ADOPORT__BROKER__PARTITONS", "4")], "ADOPORT__BROKER__PARTITONS"),
+            (&[("ADOPORT__BROKER__PARTITIONS", "0")], "ADOPORT__BROKER__PARTITIONS"),
+            (&[("ADOPORT__BROKER__URL", "http://x")], "ADOPORT__BROKER__URL"),
+            (&[("ADOPORT__INGEST__LISTEN", "everywhere")], "ADOPORT__INGEST__LISTEN"),
+            (&[("ADOPORT__PUBLISH__PARTITIONS", "0,9")], "ADOPORT__PUBLISH__PARTITIONS"),
+        ];
+        for (vars, name) in cases {
+            let err = settings(vars).expect_err(name);
+            assert!(err.to_string().starts_with(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_credentials_name_the_variable_and_never_print_secrets() {
+        let s = settings(&[("OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL", "https://dev.azure.com/x")])
+            .expect("valid");
+        let err = s.azure_devops_access().expect_err("no pat");
+        assert!(err.to_string().contains("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN"));
+        let err = s.port_access().expect_err("no port id");
+        assert!(err.to_string().contains("OCEAN__PORT__CLIENT_ID"));
+        let s = settings(HELM_STYLE).expect("valid");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("csecret") && !printed.contains("\"pat\""), "{printed}");
+    }
+}

@@ -1,0 +1,18 @@
+//! # adoport-shared
+//!
+//! What the three roles (ingest, transform, publish) agree on, and nothing more:
+//!
+//! - [`config`]: every setting, read from the environment once and validated at start-up;
+//! - [`messages`]: the versioned message contracts that travel between roles;
+//! - [`topology`]: the broker's exchanges and queues, by name;
+//! - [`bus`]: publishing and consuming those messages on RabbitMQ or in process;
+//! - [`shutdown`] and [`telemetry`]: how every process stops and reports.
+//!
+//! This crate must not know about Azure DevOps, Port or jq: those belong to the stages.
+
+pub mod bus;
+pub mod config;
+pub mod messages;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topology;

@@ -1,0 +1,320 @@
+//! The message contracts between the roles: what travels on the bus, as versioned JSON.
+//!
+//! Every message carries `"v": SCHEMA_VERSION`. A consumer reads the version first
+//! ([`decode`]) and dead-letters a message of a version it does not know, with that reason,
+//! instead of guessing at its shape. Adding an optional field keeps the version; changing the
+//! meaning or removing a field bumps it.
+//!
+//! Nothing secret is ever put in a message: raw items come from Azure DevOps responses and
+//! webhook bodies, never from our credentials.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why a message could not be decoded; the consumer dead-letters it with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is not JSON with a numeric \"v\" field: {0}")]
+    NoVersion(String),
+    #[error("message has schema version {found}; this build reads version {SCHEMA_VERSION} only (upgrade adoport, or replay it with a matching version)")]
+    UnknownVersion { found: u64 },
+    #[error("message of schema version {SCHEMA_VERSION} does not match the {contract} contract: {error}")]
+    Shape {
+        contract: &'static str,
+        error: String,
+    },
+}
+
+/// A message contract: a type that travels on the bus under a name.
+pub trait Contract: Serialize + DeserializeOwned {
+    /// The contract's name, used in errors and dead-letter reasons.
+    const NAME: &'static str;
+}
+
+/// Serialises a message (infallible for our types: they hold only JSON-safe data).
+pub fn encode<T: Contract>(message: &T) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap_or_else(|e| {
+        // Only a non-string map key could fail, and our contracts have none.
+        unreachable!("message contract {} failed to serialise: {e}", T::NAME)
+    })
+}
+
+/// Reads a message: first its schema version, then its shape.
+pub fn decode<T: Contract>(body: &[u8]) -> Result<T, DecodeError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        v: u64,
+    }
+    let versioned: Versioned =
+        serde_json::from_slice(body).map_err(|e| DecodeError::NoVersion(e.to_string()))?;
+    if versioned.v != u64::from(SCHEMA_VERSION) {
+        return Err(DecodeError::UnknownVersion { found: versioned.v });
+    }
+    serde_json::from_slice(body).map_err(|e| DecodeError::Shape {
+        contract: T::NAME,
+        error: e.to_string(),
+    })
+}
+
+/// Identifies one resync run, from request to reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResyncId(pub Uuid);
+
+impl ResyncId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for ResyncId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for ResyncId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a raw event came from. Port records this on every write (`ocean_info_event_type`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Origin {
+    /// A page of items found by the resync crawler.
+    Resync { resync_id: ResyncId },
+    /// A service-hook delivery from Azure DevOps.
+    Webhook {
+        /// The service hook's event type, e.g. `git.pullrequest.updated`.
+        event_type: String,
+        /// The notification's `id`: the same for redeliveries of one event.
+        delivery_id: String,
+    },
+}
+
+impl Origin {
+    /// The value the Python integration sends as `ocean_info_event_type`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Origin::Resync { .. } => "resync",
+            Origin::Webhook { .. } => "http_request",
+        }
+    }
+
+    pub fn resync_id(&self) -> Option<ResyncId> {
+        match self {
+            Origin::Resync { resync_id } => Some(*resync_id),
+            Origin::Webhook { .. } => None,
+        }
+    }
+}
+
+/// What a raw event says happened to its items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAction {
+    /// The items exist in this state.
+    Upsert,
+    /// The items were deleted in Azure DevOps.
+    Delete,
+}
+
+/// Items of one kind as Azure DevOps returned them, published by ingest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    pub v: u32,
+    /// Unique per published event; replays keep it.
+    pub id: Uuid,
+    /// The mapping kind these items belong to, e.g. `repository`.
+    pub kind: String,
+    pub origin: Origin,
+    /// The organization the items were read from.
+    pub organization_url: String,
+    /// When this state was read from Azure DevOps. Publish never lets an older observation
+    /// overwrite a newer one.
+    pub observed_at: DateTime<Utc>,
+    pub action: RawAction,
+    /// The items, in the shape the mapping's jq expressions see.
+    pub items: Vec<Value>,
+}
+
+impl Contract for RawEvent {
+    const NAME: &'static str = "RawEvent";
+}
+
+impl RawEvent {
+    pub fn new(
+        kind: impl Into<String>,
+        origin: Origin,
+        organization_url: impl Into<String>,
+        action: RawAction,
+        items: Vec<Value>,
+    ) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            id: Uuid::new_v4(),
+            kind: kind.into(),
+            origin,
+            organization_url: organization_url.into(),
+            observed_at: Utc::now(),
+            action,
+            items,
+        }
+    }
+}
+
+/// How Port should apply writes; taken from the port-app-config's root flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOptions {
+    /// `merge=true`: only the fields sent change (`enableMergeEntity`).
+    pub merge: bool,
+    /// `create_missing_related_entities` (`createMissingRelatedEntities`).
+    pub create_missing_related_entities: bool,
+    /// `delete_dependents` on deletes (`deleteDependentEntities`).
+    pub delete_dependents: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            merge: true,
+            create_missing_related_entities: true,
+            delete_dependents: true,
+        }
+    }
+}
+
+/// What to do with one entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ChangeOp {
+    /// Create or update; `entity` is the body Port receives (`identifier`, `title`,
+    /// `properties`, `relations`, …).
+    Upsert { entity: Value },
+    /// Remove the entity.
+    Delete,
+}
+
+/// One entity write, produced by transform and applied by publish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityChange {
+    pub v: u32,
+    pub blueprint: String,
+    pub identifier: String,
+    /// The mapping kind that produced it (for metrics and errors).
+    pub kind: String,
+    pub origin: Origin,
+    /// Copied from the raw event: when the source state was read.
+    pub observed_at: DateTime<Utc>,
+    /// The raw event this change came from, to trace a change back to what was received.
+    pub raw_event_id: Uuid,
+    pub write: WriteOptions,
+    #[serde(flatten)]
+    pub op: ChangeOp,
+}
+
+impl Contract for EntityChange {
+    const NAME: &'static str = "EntityChange";
+}
+
+/// What asked for a resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncTrigger {
+    Startup,
+    Schedule,
+    PortRequest,
+    Manual,
+}
+
+/// A request to crawl everything, consumed by the one active resync crawler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncRequest {
+    pub v: u32,
+    pub resync_id: ResyncId,
+    pub trigger: ResyncTrigger,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl Contract for ResyncRequest {
+    const NAME: &'static str = "ResyncRequest";
+}
+
+impl ResyncRequest {
+    pub fn new(trigger: ResyncTrigger) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            resync_id: ResyncId::new(),
+            trigger,
+            requested_at: Utc::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn raw_event_round_trips() {
+        let event = RawEvent::new(
+            "repository",
+            Origin::Resync {
+                resync_id: ResyncId::new(),
+            },
+            "https://dev.azure.com/acme",
+            RawAction::Upsert,
+            vec![json!({"id": "r1"})],
+        );
+        let decoded: RawEvent = decode(&encode(&event)).expect("decodes");
+        assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn entity_change_is_flat_json_with_op_tag() {
+        let change = EntityChange {
+            v: SCHEMA_VERSION,
+            blueprint: "azureDevopsRepository".into(),
+            identifier: "r1".into(),
+            kind: "repository".into(),
+            origin: Origin::Webhook {
+                event_type: "git.push".into(),
+                delivery_id: "d1".into(),
+            },
+            observed_at: Utc::now(),
+            raw_event_id: Uuid::new_v4(),
+            write: WriteOptions::default(),
+            op: ChangeOp::Delete,
+        };
+        let json: Value = serde_json::from_slice(&encode(&change)).expect("json");
+        assert_eq!(json["op"], "delete");
+        assert_eq!(json["v"], 1);
+        let back: EntityChange = decode(&encode(&change)).expect("decodes");
+        assert_eq!(back, change);
+    }
+
+    #[test]
+    fn unknown_version_is_refused_with_reason() {
+        let body = br#"{"v": 7, "kind": "repository"}"#;
+        let err = decode::<RawEvent>(body).expect_err("version 7 is unknown");
+        assert!(matches!(err, DecodeError::UnknownVersion { found: 7 }));
+        assert!(err.to_string().contains("schema version 7"));
+    }
+
+    #[test]
+    fn garbage_is_refused_with_reason() {
+        let err = decode::<RawEvent>(b"not json").expect_err("garbage");
+        assert!(matches!(err, DecodeError::NoVersion(_)));
+        let err = decode::<RawEvent>(br#"{"v": 1, "kind": 3}"#).expect_err("bad shape");
+        assert!(err.to_string().contains("RawEvent"), "{err}");
+    }
+}
