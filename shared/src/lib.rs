@@ -3,6 +3,7 @@
 //! What the three roles (ingest, transform, publish) agree on, and nothing more:
 //!
 //! - [`config`]: every setting, read from the environment once and validated at start-up;
+//! - [`port_app_config`]: the user's mapping (Port's port-app-config), parsed and checked;
 //! - [`messages`]: the versioned message contracts that travel between roles;
 //! - [`topology`]: the broker's exchanges and queues, by name;
 //! - [`bus`]: publishing and consuming those messages on RabbitMQ or in process;
@@ -13,6 +14,7 @@
 pub mod bus;
 pub mod config;
 pub mod messages;
+pub mod port_app_config;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;

@@ -1,0 +1,1 @@
+//! The port-app-config model (to be written).
