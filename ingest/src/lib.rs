@@ -1,1 +1,107 @@
-//! placeholder
+//! # adoport-ingest
+//!
+//! Everything adoport reads from Azure DevOps: the webhook receiver ([`webhook`]), the REST
+//! client ([`ado`]), the resync crawler ([`crawler`]) and the resync request loop ([`resync`]).
+//! It publishes raw events and resync bookkeeping, and nothing else.
+//!
+//! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
+
+pub mod ado;
+pub mod crawler;
+pub mod resync;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use adoport_shared::bus::{Bus, BusError};
+use adoport_shared::config::{ConfigError, EventListenerType, Settings};
+use adoport_shared::messages::ResyncTrigger;
+
+pub use crawler::{CrawlReport, Crawler, KindPlan, KindReport};
+pub use resync::ResyncDone;
+
+/// Why ingest stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ado(#[from] ado::AdoError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("webhook server failed: {0}")]
+    Server(std::io::Error),
+}
+
+/// What ingest runs with, beyond settings.
+pub struct IngestRun {
+    /// The kinds to crawl, in mapping order, with their selector options.
+    pub plan: Vec<KindPlan>,
+    /// Where the webhook receiver listens (bound by the caller: port 0 in tests).
+    pub listener: TcpListener,
+    /// Told about every finished crawl.
+    pub resync_done: Option<mpsc::Sender<ResyncDone>>,
+}
+
+/// Runs ingest until `shutdown`: the webhook receiver, the resync request loop, and the
+/// triggers the event-listener mode asks for.
+pub async fn run(settings: &Settings, bus: Bus, run: IngestRun, shutdown: CancellationToken) -> Result<(), IngestError> {
+    let access = settings.azure_devops_access()?;
+    let ingest = &settings.pipeline.ingest;
+    let client = ado::AdoClient::new(&access, ingest.max_concurrent_requests as usize, shutdown.clone())?;
+
+    let mode = settings.ocean.event_listener.kind;
+    if mode != EventListenerType::WebhooksOnly {
+        let id = resync::request(&bus, ResyncTrigger::Startup).await?;
+        tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested");
+    }
+    if let Some(minutes) = settings.ocean.scheduled_resync_interval.filter(|m| *m > 0)
+        && mode != EventListenerType::Once
+    {
+        tokio::spawn(resync::schedule(
+            bus.clone(),
+            Duration::from_secs(minutes * 60),
+            shutdown.clone(),
+        ));
+    }
+
+    let secret = settings
+        .ocean
+        .integration
+        .config
+        .webhook_secret
+        .clone()
+        .filter(|s| !s.is_empty());
+    if secret.is_none() {
+        tracing::warn!("no webhookSecret configured: webhooks are accepted without authentication (set OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET)");
+    }
+    let state = Arc::new(webhook::WebhookState {
+        bus: bus.clone(),
+        client: client.clone(),
+        secret,
+    });
+    let app = webhook::router(state, ingest.webhook_max_bytes as usize);
+    let address = run.listener.local_addr().map_err(IngestError::Server)?;
+    tracing::info!(%address, path = webhook::WEBHOOK_PATH, "webhook receiver listening");
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(run.listener, app)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await
+    });
+
+    let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize);
+    let requests = resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
+    shutdown.cancel();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(IngestError::Server(e)),
+        Err(e) => return Err(IngestError::Server(std::io::Error::other(e))),
+    }
+    requests.map_err(IngestError::from)
+}

@@ -35,6 +35,8 @@ pub enum BusError {
     Unreachable { endpoint: String, detail: String },
     #[error("the broker did not confirm a publish to {destination}: {detail}")]
     NotConfirmed { destination: String, detail: String },
+    #[error("no queue is bound to {destination} ({detail}): the topology does not match this message (are ADOPORT__BROKER__PARTITIONS and PREFIX the same in every role?)")]
+    Unroutable { destination: String, detail: String },
     #[error("broker operation {operation} failed: {detail}")]
     Operation { operation: String, detail: String },
     #[error("queue {0} already has its consumer in this process (the in-process bus has one consumer per queue)")]
@@ -171,6 +173,14 @@ impl Bus {
         match self {
             Bus::Rabbit(b) => b.is_connected(),
             Bus::Memory(_) => true,
+        }
+    }
+
+    /// Deletes the topology's queues and exchanges (tests and uninstall). No-op in process.
+    pub async fn delete_topology(&self) -> Result<(), BusError> {
+        match self {
+            Bus::Rabbit(b) => b.delete_topology().await,
+            Bus::Memory(_) => Ok(()),
         }
     }
 

@@ -306,7 +306,12 @@ impl RabbitBus {
             detail: e.to_string(),
         };
         let properties = ConnectionProperties::default()
-            .with_connection_name(LongString::from(format!("adoport-{}", std::process::id())));
+            // Named after the topology prefix, so an operator (or a test) can find it.
+            .with_connection_name(LongString::from(format!(
+                "adoport-{}{}",
+                self.inner.topology.prefix(),
+                std::process::id()
+            )));
         let connection = Connection::connect(self.inner.url.expose(), properties)
             .await
             .map_err(unreachable)?;
@@ -379,6 +384,8 @@ impl RabbitBus {
             let error = match self.live().await {
                 Ok(live) => match Self::publish_on(&live, routed).await {
                     Ok(()) => return Ok(()),
+                    // A topology mismatch does not heal by retrying.
+                    Err(e @ BusError::Unroutable { .. }) => return Err(e),
                     Err(e) => {
                         self.invalidate(live.generation).await;
                         e
@@ -429,10 +436,10 @@ impl RabbitBus {
             match confirm.await.map_err(|e| not_confirmed(e.to_string()))? {
                 Confirmation::Ack(None) => {}
                 Confirmation::Ack(Some(returned)) => {
-                    return Err(not_confirmed(format!(
-                        "no queue is bound to it (returned: {})",
-                        returned.reply_text
-                    )));
+                    return Err(BusError::Unroutable {
+                        destination: format!("{exchange}/{key}"),
+                        detail: returned.reply_text.to_string(),
+                    });
                 }
                 Confirmation::Nack(_) => return Err(not_confirmed("the broker refused it (nack)".into())),
                 Confirmation::NotRequested => {
@@ -538,6 +545,39 @@ impl RabbitBus {
             .map_err(|e| op_error("queue.declare (passive)", e))?;
         let _ = channel.close(200, "done".into()).await;
         Ok(u64::from(declared.message_count()))
+    }
+
+    /// Deletes every queue and exchange of this topology (tests, and uninstalling). Messages
+    /// in them are gone.
+    pub async fn delete_topology(&self) -> Result<(), BusError> {
+        let live = self.live().await?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| op_error("channel.open", e))?;
+        let t = &self.inner.topology;
+        let mut queues: Vec<String> = t.work_queues().into_iter().map(|q| t.work_queue(q)).collect();
+        queues.extend(
+            [DeadLetterQueue::Raw, DeadLetterQueue::Changes, DeadLetterQueue::ResyncRequests]
+                .into_iter()
+                .map(|q| t.dead_letter_queue(q)),
+        );
+        queues.push(t.raw_archive());
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default())
+                .await
+                .map_err(|e| op_error(&format!("queue.delete {queue}"), e))?;
+        }
+        for exchange in [t.raw_exchange(), t.changes_exchange(), t.dead_letter_exchange()] {
+            channel
+                .exchange_delete(exchange.as_str().into(), lapin::options::ExchangeDeleteOptions::default())
+                .await
+                .map_err(|e| op_error(&format!("exchange.delete {exchange}"), e))?;
+        }
+        let _ = channel.close(200, "done".into()).await;
+        Ok(())
     }
 
     pub async fn close(&self) {

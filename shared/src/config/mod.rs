@@ -338,9 +338,6 @@ impl Default for IngestSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformSettings {
-    /// A port-app-config file (YAML or JSON) to use instead of the integration's config in Port.
-    #[serde(default)]
-    pub mapping_file: Option<PathBuf>,
     /// Raw events in flight per transform process.
     #[serde(default = "default_transform_prefetch", deserialize_with = "flex::u64")]
     pub prefetch: u64,
@@ -353,7 +350,6 @@ fn default_transform_prefetch() -> u64 {
 impl Default for TransformSettings {
     fn default() -> Self {
         Self {
-            mapping_file: None,
             prefetch: default_transform_prefetch(),
         }
     }
@@ -409,6 +405,10 @@ impl Default for PublishSettings {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSettings {
+    /// A port-app-config file (YAML or JSON) to use instead of the integration's config in
+    /// Port (`ADOPORT__MAPPING_FILE`).
+    #[serde(default)]
+    pub mapping_file: Option<PathBuf>,
     #[serde(default)]
     pub broker: BrokerSettings,
     #[serde(default)]

@@ -1,0 +1,327 @@
+//! The HTTP client every Azure DevOps call goes through: auth, api-version, one request budget,
+//! rate-limit headers, bounded retries.
+//!
+//! - Auth is `Basic base64(":" + PAT)`, with `X-TFS-FedAuthRedirect: Suppress` so that a bad
+//!   token gives 401 instead of a sign-in page; a 203 or any non-JSON success is still treated
+//!   as a refused token.
+//! - One semaphore bounds the requests in flight for the whole process (crawler and webhook
+//!   re-fetches share it), and a `Retry-After` on *any* answer (Azure DevOps sends it on 200s
+//!   when a caller nears its budget) pauses every request until it has passed.
+//! - 429, 408 and 5xx answers and transport errors are retried with jittered exponential backoff
+//!   (or the server's `Retry-After`), a bounded number of times.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use base64::Engine;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{AdoError, excerpt};
+use adoport_shared::config::AzureDevopsAccess;
+
+/// The REST API version adoport speaks.
+pub const API_VERSION: &str = "7.1";
+/// Attempts at one request before giving up on a transient failure.
+const MAX_ATTEMPTS: usize = 6;
+/// Upper bound on any single wait a server asks for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A JSON answer plus the continuation token Azure DevOps put in its header, if any.
+#[derive(Debug)]
+pub struct JsonResponse {
+    pub body: Value,
+    pub continuation_token: Option<String>,
+}
+
+/// Counts of requests made, for logs, metrics and the benchmark.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    pub requests: AtomicU64,
+    pub retried: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    organization_url: String,
+    budget: Semaphore,
+    /// Requests wait until this instant (set from `Retry-After`).
+    not_before: Mutex<Option<Instant>>,
+    stats: RequestStats,
+    shutdown: CancellationToken,
+}
+
+/// A client of one Azure DevOps organization. Cheap to clone.
+#[derive(Clone)]
+pub struct AdoClient {
+    inner: Arc<Inner>,
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get("retry-after")?.to_str().ok()?;
+    let seconds: f64 = text.trim().parse().ok()?;
+    (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
+}
+
+impl AdoClient {
+    pub fn new(
+        access: &AzureDevopsAccess,
+        max_concurrent_requests: usize,
+        shutdown: CancellationToken,
+    ) -> Result<Self, AdoError> {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!(":{}", access.personal_access_token.expose()));
+        let mut auth = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+            AdoError::Unauthorized {
+                url: access.organization_url.clone(),
+                detail: "the token contains characters that cannot be sent in a header".into(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert("X-TFS-FedAuthRedirect", HeaderValue::from_static("Suppress"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("adoport/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(access.timeout_secs.max(1)))
+            .build()
+            .map_err(|e| AdoError::Transport {
+                url: access.organization_url.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                organization_url: access.organization_url.clone(),
+                budget: Semaphore::new(max_concurrent_requests.max(1)),
+                not_before: Mutex::new(None),
+                stats: RequestStats::default(),
+                shutdown,
+            }),
+        })
+    }
+
+    /// The organization's URL, e.g. `https://dev.azure.com/acme` (no trailing slash).
+    pub fn organization_url(&self) -> &str {
+        &self.inner.organization_url
+    }
+
+    pub fn stats(&self) -> &RequestStats {
+        &self.inner.stats
+    }
+
+    /// `{organization_url}/{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.inner.organization_url, path.trim_start_matches('/'))
+    }
+
+    fn throttle_until(&self, until: Instant) {
+        let mut slot = self
+            .inner
+            .not_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if slot.is_none_or(|current| current < until) {
+            *slot = Some(until);
+        }
+    }
+
+    async fn wait_for_throttle(&self) -> Result<(), AdoError> {
+        let until = *self
+            .inner
+            .not_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = until
+            && until > Instant::now()
+        {
+            self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return Err(AdoError::ShuttingDown),
+                _ = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// GET `url` with `query` (+ `api-version`), returning its JSON and continuation token.
+    pub async fn get_json(&self, url: &str, query: &[(&str, &str)]) -> Result<JsonResponse, AdoError> {
+        self.send(reqwest::Method::GET, url, query, None).await
+    }
+
+    /// POST `body` to `url` (WIQL, batch endpoints: safe to repeat, so retried like a GET).
+    pub async fn post_json(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<JsonResponse, AdoError> {
+        self.send(reqwest::Method::POST, url, query, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<JsonResponse, AdoError> {
+        let mut delays = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(30))
+            .with_max_times(MAX_ATTEMPTS - 1)
+            .with_jitter()
+            .build();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.send_once(method.clone(), url, query, body).await;
+            let (error, server_wait) = match outcome {
+                Ok(response) => return Ok(response),
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Transient { error, retry_after }) => (error, retry_after),
+            };
+            let Some(backoff) = delays.next() else {
+                return Err(match error {
+                    AdoError::Status { status, url, body } => AdoError::Exhausted {
+                        status,
+                        url,
+                        attempts: attempt,
+                        body,
+                    },
+                    other => other,
+                });
+            };
+            self.inner.stats.retried.fetch_add(1, Ordering::Relaxed);
+            let wait = server_wait.unwrap_or(backoff);
+            tracing::warn!(%url, attempt, wait_ms = wait.as_millis() as u64, error = %error, "Azure DevOps request failed; retrying");
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return Err(AdoError::ShuttingDown),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<JsonResponse, Attempt> {
+        self.wait_for_throttle().await.map_err(Attempt::Final)?;
+        let _permit = tokio::select! {
+            _ = self.inner.shutdown.cancelled() => return Err(Attempt::Final(AdoError::ShuttingDown)),
+            permit = self.inner.budget.acquire() => permit.map_err(|_| Attempt::Final(AdoError::ShuttingDown))?,
+        };
+        let mut request = self.inner.http.request(method, url).query(query);
+        if !query.iter().any(|(k, _)| *k == "api-version") {
+            request = request.query(&[("api-version", API_VERSION)]);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await.map_err(|e| Attempt::Transient {
+            error: AdoError::Transport {
+                url: url.to_string(),
+                detail: e.to_string(),
+            },
+            retry_after: None,
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let server_wait = retry_after(&headers);
+        if let Some(wait) = server_wait {
+            // Honour it for every request, whatever the status: Azure DevOps sends it on
+            // successful answers when we approach the rate limit.
+            self.throttle_until(Instant::now() + wait);
+        }
+        let continuation_token = headers
+            .get("x-ms-continuationtoken")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(String::from);
+        let text = response.text().await.map_err(|e| Attempt::Transient {
+            error: AdoError::Transport {
+                url: url.to_string(),
+                detail: e.to_string(),
+            },
+            retry_after: None,
+        })?;
+        let code = status.as_u16();
+        match code {
+            203 => Err(Attempt::Final(AdoError::Unauthorized {
+                url: url.to_string(),
+                detail: "HTTP 203 with a sign-in page".into(),
+            })),
+            200..=299 if !is_json(&headers) => Err(Attempt::Final(AdoError::Unauthorized {
+                url: url.to_string(),
+                detail: format!("HTTP {code} answered with a non-JSON page"),
+            })),
+            200..=299 => {
+                let body = if text.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&text).map_err(|e| {
+                        Attempt::Final(AdoError::Decode {
+                            url: url.to_string(),
+                            detail: e.to_string(),
+                        })
+                    })?
+                };
+                Ok(JsonResponse {
+                    body,
+                    continuation_token,
+                })
+            }
+            401 => Err(Attempt::Final(AdoError::Unauthorized {
+                url: url.to_string(),
+                detail: format!("HTTP 401: {}", excerpt(&text, 200)),
+            })),
+            403 => Err(Attempt::Final(AdoError::Forbidden {
+                url: url.to_string(),
+            })),
+            404 => Err(Attempt::Final(AdoError::NotFound {
+                url: url.to_string(),
+            })),
+            408 | 429 | 500..=599 => Err(Attempt::Transient {
+                error: AdoError::Status {
+                    status: code,
+                    url: url.to_string(),
+                    body: excerpt(&text, 300),
+                },
+                retry_after: server_wait,
+            }),
+            _ => Err(Attempt::Final(AdoError::Status {
+                status: code,
+                url: url.to_string(),
+                body: excerpt(&text, 300),
+            })),
+        }
+    }
+}
+
+/// The outcome of one failed attempt.
+enum Attempt {
+    Final(AdoError),
+    Transient {
+        error: AdoError,
+        retry_after: Option<Duration>,
+    },
+}

@@ -1,0 +1,52 @@
+//! Errors of the Azure DevOps client, each saying what failed and what to do about it.
+
+/// A call to Azure DevOps that did not give us data.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoError {
+    #[error("Azure DevOps refused the personal access token for {url} ({detail}); check OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN: it may be expired, revoked or lack read scopes")]
+    Unauthorized { url: String, detail: String },
+    #[error("Azure DevOps denied access to {url} (HTTP 403): the token lacks permission for this resource")]
+    Forbidden { url: String },
+    #[error("Azure DevOps has no {url} (HTTP 404)")]
+    NotFound { url: String },
+    #[error("Azure DevOps answered HTTP {status} for {url}: {body}")]
+    Status {
+        status: u16,
+        url: String,
+        body: String,
+    },
+    #[error("Azure DevOps still answered HTTP {status} for {url} after {attempts} attempts: {body}")]
+    Exhausted {
+        status: u16,
+        url: String,
+        attempts: u32,
+        body: String,
+    },
+    #[error("request to {url} failed: {detail}")]
+    Transport { url: String, detail: String },
+    #[error("Azure DevOps answered {url} with something that is not the expected JSON: {detail}")]
+    Decode { url: String, detail: String },
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl AdoError {
+    /// Whether trying again later may succeed (the caller decides how long to wait).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AdoError::Transport { .. } | AdoError::Exhausted { .. }
+        ) || matches!(self, AdoError::Status { status, .. } if *status >= 500 || *status == 429 || *status == 408)
+    }
+}
+
+/// At most `max` characters of a response body, on one line.
+pub(crate) fn excerpt(body: &str, max: usize) -> String {
+    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}

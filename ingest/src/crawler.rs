@@ -1,0 +1,254 @@
+//! The resync crawler: reads every kind the mapping asks for from Azure DevOps and publishes the
+//! items as raw events, page by page, as they arrive.
+//!
+//! Memory stays flat whatever the organization's size: a page is published (and confirmed by
+//! the broker) before the next one is held. Projects are listed once per resync and shared by
+//! the kinds that hang off them; independent projects are read concurrently, within the
+//! client's request budget.
+//!
+//! A kind this version cannot crawl, or that failed part-way, is reported as failed: a later
+//! reconciliation must not delete entities on the strength of an incomplete crawl.
+
+use std::collections::BTreeMap;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Map, Value};
+
+use crate::ado::{AdoClient, AdoError};
+use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
+use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncId, encode};
+
+/// Projects whose sub-resources are read at the same time.
+const CONCURRENT_PROJECTS: usize = 8;
+
+/// One kind to crawl and the selector options its resources give (kind-specific fields such
+/// as `defaultTeam`, `includedFiles`; `query` is transform's business).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindPlan {
+    pub kind: String,
+    pub selectors: Vec<Map<String, Value>>,
+}
+
+impl KindPlan {
+    /// Whether any resource of this kind sets a boolean selector option (`true` or `'true'`).
+    pub fn flag(&self, name: &str) -> bool {
+        self.selectors.iter().any(|s| match s.get(name) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(text)) => text.trim().eq_ignore_ascii_case("true"),
+            _ => false,
+        })
+    }
+}
+
+/// What the crawler found for one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindReport {
+    /// Raw items published.
+    pub items: u64,
+    /// Raw events published (pages).
+    pub events: u64,
+    /// Why the kind is incomplete, when it is.
+    pub failure: Option<String>,
+}
+
+/// The outcome of one resync's crawl.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrawlReport {
+    pub kinds: BTreeMap<String, KindReport>,
+}
+
+impl CrawlReport {
+    pub fn items(&self) -> u64 {
+        self.kinds.values().map(|k| k.items).sum()
+    }
+
+    pub fn failed_kinds(&self) -> Vec<&str> {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| k.failure.is_some())
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+/// Why a crawl stopped as a whole (a kind's own failure is recorded in its report instead).
+#[derive(Debug, thiserror::Error)]
+pub enum CrawlError {
+    #[error(transparent)]
+    Ado(#[from] AdoError),
+    #[error("could not publish raw events: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Reads Azure DevOps and publishes raw events.
+pub struct Crawler {
+    client: AdoClient,
+    bus: Bus,
+    items_per_event: usize,
+}
+
+impl Crawler {
+    pub fn new(client: AdoClient, bus: Bus, items_per_event: usize) -> Self {
+        Self {
+            client,
+            bus,
+            items_per_event: items_per_event.max(1),
+        }
+    }
+
+    /// Crawls every planned kind, in order. Stops early only on a refused token or a broker
+    /// that stays away (then nothing more can be done); other failures mark their kind.
+    pub async fn crawl(&self, resync_id: ResyncId, plan: &[KindPlan]) -> Result<CrawlReport, CrawlError> {
+        let mut report = CrawlReport::default();
+        let mut projects: Option<Vec<Value>> = None;
+        for kind in plan {
+            let mut kind_report = KindReport::default();
+            let outcome = match kind.kind.as_str() {
+                "project" => self.crawl_projects(resync_id, kind, &mut projects, &mut kind_report).await,
+                "repository" => self.crawl_repositories(resync_id, &mut projects, &mut kind_report).await,
+                other => {
+                    tracing::warn!(kind = other, "this version does not crawl kind {other}; its entities are left as they are");
+                    kind_report.failure = Some(format!("kind {other} is not crawled by this version"));
+                    Ok(())
+                }
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(CrawlError::Ado(AdoError::Unauthorized { .. })) | Err(CrawlError::Bus(_)) => {
+                    return outcome.map(|_| report);
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %kind.kind, error = %e, "kind failed; its stale entities will not be deleted");
+                    kind_report.failure = Some(e.to_string());
+                }
+            }
+            tracing::info!(
+                kind = %kind.kind,
+                items = kind_report.items,
+                events = kind_report.events,
+                failed = kind_report.failure.is_some(),
+                "kind crawled"
+            );
+            report.kinds.insert(kind.kind.clone(), kind_report);
+        }
+        Ok(report)
+    }
+
+    async fn publish(
+        &self,
+        resync_id: ResyncId,
+        kind: &str,
+        items: Vec<Value>,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let mut messages = Vec::new();
+        for chunk in items.chunks(self.items_per_event) {
+            let event = RawEvent::new(
+                kind,
+                Origin::Resync { resync_id },
+                self.client.organization_url(),
+                RawAction::Upsert,
+                chunk.to_vec(),
+            );
+            report.items += chunk.len() as u64;
+            report.events += 1;
+            messages.push(Outgoing::new(Destination::Raw, encode(&event)));
+        }
+        self.bus.publish_all(messages).await?;
+        Ok(())
+    }
+
+    /// The project references of the organization, listed once per resync.
+    async fn project_list(&self, cache: &mut Option<Vec<Value>>) -> Result<Vec<Value>, CrawlError> {
+        if let Some(projects) = cache {
+            return Ok(projects.clone());
+        }
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.client.projects_page(token.as_deref()).await?;
+            all.extend(page.items);
+            match page.continuation_token {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => break,
+            }
+        }
+        *cache = Some(all.clone());
+        Ok(all)
+    }
+
+    async fn crawl_projects(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut Option<Vec<Value>>,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let projects = self.project_list(cache).await?;
+        if !plan.flag("defaultTeam") {
+            for page in projects.chunks(self.items_per_event) {
+                self.publish(resync_id, "project", page.to_vec(), report).await?;
+            }
+            return Ok(());
+        }
+        // The list omits `defaultTeam`: read each project in full, page by page.
+        for page in projects.chunks(self.items_per_event) {
+            let full: Vec<Value> = stream::iter(page.iter().filter_map(project_id))
+                .map(|id| async move {
+                    match self.client.project(&id).await {
+                        Ok(project) => Ok(Some(project)),
+                        // Deleted between list and read: nothing to sync.
+                        Err(AdoError::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffered(CONCURRENT_PROJECTS)
+                .try_filter_map(|p| async move { Ok(p) })
+                .try_collect()
+                .await?;
+            self.publish(resync_id, "project", full, report).await?;
+        }
+        Ok(())
+    }
+
+    async fn crawl_repositories(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut Option<Vec<Value>>,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let projects = self.project_list(cache).await?;
+        let mut per_project = stream::iter(projects.iter().filter_map(project_id))
+            .map(|id| async move { self.client.repositories(&id).await })
+            .buffer_unordered(CONCURRENT_PROJECTS);
+        while let Some(repositories) = per_project.next().await {
+            let repositories = repositories?;
+            if !repositories.is_empty() {
+                self.publish(resync_id, "repository", repositories, report).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn project_id(project: &Value) -> Option<String> {
+    project.get("id").and_then(Value::as_str).map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flags_accept_booleans_and_quoted_booleans() {
+        let plan = |v: Value| KindPlan {
+            kind: "project".into(),
+            selectors: vec![v.as_object().cloned().unwrap_or_default()],
+        };
+        assert!(plan(json!({"defaultTeam": "true"})).flag("defaultTeam"));
+        assert!(plan(json!({"defaultTeam": true})).flag("defaultTeam"));
+        assert!(!plan(json!({"defaultTeam": "false"})).flag("defaultTeam"));
+        assert!(!plan(json!({})).flag("defaultTeam"));
+    }
+}

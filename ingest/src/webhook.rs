@@ -1,0 +1,347 @@
+//! The webhook receiver: Azure DevOps service hooks in, confirmed raw events out.
+//!
+//! Served at `POST /integration/webhook`, the path the Python integration registers, so
+//! existing subscriptions keep working. The answer tells Azure DevOps what to do:
+//! - 200 only after the broker confirmed the raw event (nothing is lost once we said yes);
+//! - 400 for a body that is not a service-hook envelope, 401 when the basic-auth secret is
+//!   wrong or missing (a secret is configured), 413 for an oversized body — none of these is
+//!   queued;
+//! - 503 when the broker or Azure DevOps is unavailable: Azure DevOps retries 503s. Never 410,
+//!   which makes Azure DevOps disable the subscription at once.
+//!
+//! The object an event names is read again from Azure DevOps before it is published, so a
+//! late or redelivered event never carries older data than what the API has now.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::ado::{AdoClient, AdoError};
+use adoport_shared::bus::{Bus, Destination, Outgoing};
+use adoport_shared::config::Secret;
+use adoport_shared::messages::{
+    Origin, RawAction, RawEvent, ResyncRequest, ResyncTrigger, encode,
+};
+
+/// The path Azure DevOps posts service hooks to (Ocean mounts the integration under `/integration`).
+pub const WEBHOOK_PATH: &str = "/integration/webhook";
+/// How long a webhook may take (re-fetch + confirmed publish) before we answer 503.
+const HANDLER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// What the receiver needs.
+pub struct WebhookState {
+    pub bus: Bus,
+    pub client: AdoClient,
+    /// Basic-auth password Azure DevOps must send (`webhookSecret`); `None` accepts any request.
+    pub secret: Option<Secret>,
+}
+
+/// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("missing or wrong basic-auth credentials (the subscription's password must equal webhookSecret)")]
+    Unauthenticated,
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("not a service-hook envelope: {0}")]
+    Envelope(String),
+    #[error("could not queue the event: {0}")]
+    Unavailable(String),
+    #[error("could not read the object the event names from Azure DevOps: {0}")]
+    Upstream(AdoError),
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            WebhookError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            WebhookError::NotJson(_) | WebhookError::Envelope(_) => StatusCode::BAD_REQUEST,
+            WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::Upstream(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::Upstream(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        match &self {
+            WebhookError::Unavailable(_) | WebhookError::Upstream(_) => {
+                tracing::warn!(error = %self, status = status.as_u16(), "webhook not accepted; Azure DevOps will retry")
+            }
+            _ => tracing::info!(error = %self, status = status.as_u16(), "webhook refused"),
+        }
+        let mut response = (status, axum::Json(json!({"ok": false, "error": self.to_string()}))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"adoport\""),
+            );
+        }
+        response
+    }
+}
+
+/// The router of ingest's HTTP interface: the webhook, a manual resync trigger and probes.
+pub fn router(state: Arc<WebhookState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route(WEBHOOK_PATH, post(receive))
+        .route("/resync", post(request_resync))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<Arc<WebhookState>>) -> StatusCode {
+    if state.bus.is_connected() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn request_resync(State(state): State<Arc<WebhookState>>) -> Result<Response, WebhookError> {
+    let request = ResyncRequest::new(ResyncTrigger::Manual);
+    state
+        .bus
+        .publish(Outgoing::new(Destination::ResyncRequest, encode(&request)))
+        .await
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+    tracing::info!(resync_id = %request.resync_id, "manual resync requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"ok": true, "resyncId": request.resync_id})),
+    )
+        .into_response())
+}
+
+fn authenticate(headers: &HeaderMap, secret: &Secret) -> Result<(), WebhookError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(WebhookError::Unauthenticated)?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .ok_or(WebhookError::Unauthenticated)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| WebhookError::Unauthenticated)?;
+    // user:password; the Python integration checks only the password, and so do we.
+    let password = match decoded.iter().position(|&b| b == b':') {
+        Some(colon) => &decoded[colon + 1..],
+        None => &decoded[..],
+    };
+    if bool::from(password.ct_eq(secret.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(WebhookError::Unauthenticated)
+    }
+}
+
+/// The parts of a service-hook envelope we rely on.
+#[derive(Debug)]
+struct Envelope {
+    event_type: String,
+    delivery_id: String,
+    resource: serde_json::Map<String, Value>,
+}
+
+fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| WebhookError::NotJson(e.to_string()))?;
+    let Value::Object(mut map) = value else {
+        return Err(WebhookError::Envelope("expected a JSON object".into()));
+    };
+    let text = |map: &serde_json::Map<String, Value>, key: &str| -> Result<String, WebhookError> {
+        match map.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(_) => Err(WebhookError::Envelope(format!("\"{key}\" must be a non-empty string"))),
+            None => Err(WebhookError::Envelope(format!("\"{key}\" is missing"))),
+        }
+    };
+    let event_type = text(&map, "eventType")?;
+    text(&map, "publisherId")?;
+    let delivery_id = match map.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let resource = match map.remove("resource") {
+        Some(Value::Object(resource)) => resource,
+        Some(_) => return Err(WebhookError::Envelope("\"resource\" must be an object".into())),
+        None => return Err(WebhookError::Envelope("\"resource\" is missing".into())),
+    };
+    Ok(Envelope {
+        event_type,
+        delivery_id,
+        resource,
+    })
+}
+
+/// What an event means for the catalog.
+#[derive(Debug, PartialEq)]
+enum Route {
+    /// Read the repository again and upsert it (or delete it if it is gone).
+    Repository { id: String, fallback: Value },
+    /// The repository was deleted.
+    RepositoryDeleted { repository: Value },
+    /// Read the pull request again and upsert it.
+    PullRequest { id: u64 },
+    /// Not an event this version acts on.
+    Ignored,
+}
+
+fn route(envelope: &Envelope) -> Result<Route, WebhookError> {
+    let resource = &envelope.resource;
+    let repository = || -> Result<(String, Value), WebhookError> {
+        let repo = resource
+            .get("repository")
+            .filter(|r| r.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(resource.clone()));
+        match repo.get("id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => Ok((id.to_string(), repo)),
+            _ => Err(WebhookError::Envelope(format!(
+                "{} event without resource.repository.id",
+                envelope.event_type
+            ))),
+        }
+    };
+    match envelope.event_type.as_str() {
+        "git.pullrequest.created" | "git.pullrequest.updated" | "git.pullrequest.merged" => {
+            let id = resource
+                .get("pullRequestId")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    WebhookError::Envelope(format!(
+                        "{} event without a numeric resource.pullRequestId",
+                        envelope.event_type
+                    ))
+                })?;
+            Ok(Route::PullRequest { id })
+        }
+        "git.repo.created" | "git.repo.renamed" | "git.repo.statuschanged" | "git.push" => {
+            let (id, fallback) = repository()?;
+            Ok(Route::Repository { id, fallback })
+        }
+        "git.repo.deleted" => {
+            let (_, repository) = repository()?;
+            Ok(Route::RepositoryDeleted { repository })
+        }
+        _ => Ok(Route::Ignored),
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebhookError> {
+    if let Some(secret) = &state.secret {
+        authenticate(&headers, secret)?;
+    }
+    let envelope = parse_envelope(&body)?;
+    let route = route(&envelope)?;
+    if route == Route::Ignored {
+        tracing::debug!(event_type = %envelope.event_type, "webhook event type not handled; acknowledged");
+        return Ok(axum::Json(json!({"ok": true, "status": "ignored"})).into_response());
+    }
+    match tokio::time::timeout(HANDLER_DEADLINE, handle(&state, &envelope, route)).await {
+        Ok(result) => result,
+        Err(_) => Err(WebhookError::Unavailable(format!(
+            "not done within {}s",
+            HANDLER_DEADLINE.as_secs()
+        ))),
+    }
+}
+
+async fn handle(state: &WebhookState, envelope: &Envelope, route: Route) -> Result<Response, WebhookError> {
+    let (kind, action, item) = match route {
+        Route::PullRequest { id } => {
+            let pr = state.client.pull_request(id).await.map_err(WebhookError::Upstream)?;
+            ("pull-request", RawAction::Upsert, pr)
+        }
+        Route::Repository { id, fallback } => match state.client.repository(&id).await {
+            Ok(repo) => ("repository", RawAction::Upsert, repo),
+            Err(AdoError::NotFound { .. }) => ("repository", RawAction::Delete, fallback),
+            Err(e) => return Err(WebhookError::Upstream(e)),
+        },
+        Route::RepositoryDeleted { repository } => ("repository", RawAction::Delete, repository),
+        Route::Ignored => unreachable!("ignored events are answered before"),
+    };
+    let event = RawEvent::new(
+        kind,
+        Origin::Webhook {
+            event_type: envelope.event_type.clone(),
+            delivery_id: envelope.delivery_id.clone(),
+        },
+        state.client.organization_url(),
+        action,
+        vec![item],
+    );
+    state
+        .bus
+        .publish(Outgoing::new(Destination::Raw, encode(&event)))
+        .await
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+    tracing::debug!(event_type = %envelope.event_type, kind, event_id = %event.id, "webhook queued");
+    Ok(axum::Json(json!({"ok": true, "status": "queued", "eventId": event.id})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(json: Value) -> Result<Envelope, WebhookError> {
+        parse_envelope(json.to_string().as_bytes())
+    }
+
+    #[test]
+    fn envelopes_are_validated_field_by_field() {
+        let cases = [
+            (json!([1]), "JSON object"),
+            (json!({"publisherId": "tfs", "resource": {}}), "\"eventType\" is missing"),
+            (json!({"eventType": "git.push", "resource": {}}), "\"publisherId\" is missing"),
+            (json!({"eventType": "git.push", "publisherId": "tfs"}), "\"resource\" is missing"),
+            (json!({"eventType": "git.push", "publisherId": "tfs", "resource": 3}), "must be an object"),
+            (json!({"eventType": 1, "publisherId": "tfs", "resource": {}}), "non-empty string"),
+        ];
+        for (body, expected) in cases {
+            let err = envelope(body.clone()).expect_err("invalid");
+            assert!(err.to_string().contains(expected), "{body}: {err}");
+        }
+        assert!(matches!(parse_envelope(b"{nope"), Err(WebhookError::NotJson(_))));
+    }
+
+    #[test]
+    fn events_route_to_kinds() {
+        let pr = envelope(json!({"eventType": "git.pullrequest.updated", "publisherId": "tfs", "resource": {"pullRequestId": 42}})).expect("ok");
+        assert_eq!(route(&pr).expect("route"), Route::PullRequest { id: 42 });
+        let push = envelope(json!({"eventType": "git.push", "publisherId": "tfs", "resource": {"repository": {"id": "r1"}}})).expect("ok");
+        assert!(matches!(route(&push).expect("route"), Route::Repository { id, .. } if id == "r1"));
+        let deleted = envelope(json!({"eventType": "git.repo.deleted", "publisherId": "tfs", "resource": {"repository": {"id": "r1", "name": "x"}}})).expect("ok");
+        assert!(matches!(route(&deleted).expect("route"), Route::RepositoryDeleted { .. }));
+        let other = envelope(json!({"eventType": "workitem.updated", "publisherId": "tfs", "resource": {}})).expect("ok");
+        assert_eq!(route(&other).expect("route"), Route::Ignored);
+        let bad = envelope(json!({"eventType": "git.pullrequest.created", "publisherId": "tfs", "resource": {"pullRequestId": "x"}})).expect("ok");
+        assert!(route(&bad).is_err());
+    }
+
+    #[test]
+    fn basic_auth_checks_the_password_only() {
+        let secret = Secret::new("s3cret");
+        let mut headers = HeaderMap::new();
+        assert!(authenticate(&headers, &secret).is_err());
+        let good = base64::engine::general_purpose::STANDARD.encode("port:s3cret");
+        headers.insert(header::AUTHORIZATION, format!("Basic {good}").parse().expect("header"));
+        assert!(authenticate(&headers, &secret).is_ok());
+        let bad = base64::engine::general_purpose::STANDARD.encode("port:s3cre");
+        headers.insert(header::AUTHORIZATION, format!("Basic {bad}").parse().expect("header"));
+        assert!(authenticate(&headers, &secret).is_err());
+    }
+}

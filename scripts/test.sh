@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command: starts what the tests need, then runs every test.
+#   scripts/test.sh            all tests (unit, end-to-end, fault tests)
+#   scripts/test.sh -p adoport-shared   arguments go to cargo test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-rabbitmq.sh
+export ADOPORT_TEST_AMQP_URL="${ADOPORT_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+cargo test --workspace --locked "$@"

@@ -1,0 +1,222 @@
+//! The transform worker: raw events in, entity changes out, acked only once the changes are
+//! confirmed by the bus.
+//!
+//! Each delivery is mapped synchronously (jaq values never cross an `.await`), its changes are
+//! routed to the partition of their entity and published with confirms, and only then is the
+//! raw event acked. A raw event that cannot be read (bad JSON, unknown schema version) is
+//! dead-lettered with the reason. Items a mapping cannot handle are counted and reported per
+//! kind in a periodic summary, not one log line per item.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::mapping::{CompiledMapping, ItemProblem};
+use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
+use adoport_shared::messages::{
+    EntityChange, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
+};
+use adoport_shared::topology::{Topology, WorkQueue};
+
+/// How often the per-kind problem summary is logged.
+const PROBLEM_SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
+/// Counters of one transform worker; cheap to clone, read by `all`, the demo and the benchmark.
+#[derive(Debug, Clone, Default)]
+pub struct TransformStats {
+    inner: Arc<StatsInner>,
+}
+
+#[derive(Debug, Default)]
+struct StatsInner {
+    events_settled: AtomicU64,
+    events_dead_lettered: AtomicU64,
+    items: AtomicU64,
+    changes_published: AtomicU64,
+    item_problems: AtomicU64,
+    problems: Mutex<BTreeMap<String, ProblemCount>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ProblemCount {
+    count: u64,
+    example: String,
+}
+
+impl TransformStats {
+    /// Raw events acked or dead-lettered.
+    pub fn events_settled(&self) -> u64 {
+        self.inner.events_settled.load(Ordering::Relaxed)
+    }
+    pub fn events_dead_lettered(&self) -> u64 {
+        self.inner.events_dead_lettered.load(Ordering::Relaxed)
+    }
+    /// Raw items mapped.
+    pub fn items(&self) -> u64 {
+        self.inner.items.load(Ordering::Relaxed)
+    }
+    /// Entity changes confirmed on the bus.
+    pub fn changes_published(&self) -> u64 {
+        self.inner.changes_published.load(Ordering::Relaxed)
+    }
+    /// Items (or fields) the mapping could not handle.
+    pub fn item_problems(&self) -> u64 {
+        self.inner.item_problems.load(Ordering::Relaxed)
+    }
+
+    fn record_problem(&self, kind: &str, problem: &ItemProblem) {
+        self.inner.item_problems.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{kind}: {}", problem.category());
+        let mut problems = self.inner.problems.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = problems.entry(key).or_default();
+        entry.count += 1;
+        if entry.example.is_empty() {
+            entry.example = problem.to_string();
+        }
+    }
+
+    /// Logs and resets the problems seen since the last summary.
+    fn log_problem_summary(&self) {
+        let problems = std::mem::take(&mut *self.inner.problems.lock().unwrap_or_else(|p| p.into_inner()));
+        for (key, ProblemCount { count, example }) in problems {
+            tracing::warn!(problem = %key, count, example = %example, "mapping problems since the last summary");
+        }
+    }
+}
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Turns one raw event into the changes to publish (synchronous: jaq runs here).
+pub fn changes_for(
+    mapping: &CompiledMapping,
+    event: &RawEvent,
+    write: WriteOptions,
+    topology: &Topology,
+    stats: &TransformStats,
+) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    for item in &event.items {
+        let outcome = mapping.apply(&event.kind, event.action, item);
+        for problem in &outcome.problems {
+            stats.record_problem(&event.kind, problem);
+        }
+        for change in outcome.changes {
+            let partition = topology.partition_of(&change.blueprint, &change.identifier);
+            let message = EntityChange {
+                v: SCHEMA_VERSION,
+                blueprint: change.blueprint,
+                identifier: change.identifier,
+                kind: event.kind.clone(),
+                origin: event.origin.clone(),
+                observed_at: event.observed_at,
+                raw_event_id: event.id,
+                write,
+                op: change.op,
+            };
+            out.push(Outgoing::new(Destination::Change { partition }, encode(&message)));
+        }
+    }
+    stats
+        .inner
+        .items
+        .fetch_add(event.items.len() as u64, Ordering::Relaxed);
+    out
+}
+
+async fn process(
+    bus: Bus,
+    mapping: Arc<CompiledMapping>,
+    write: WriteOptions,
+    stats: TransformStats,
+    delivery: Delivery,
+) -> Result<(), BusError> {
+    let event: RawEvent = match decode(&delivery.body) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(error = %e, "unreadable raw event dead-lettered");
+            delivery.dead_letter(&e.to_string()).await?;
+            stats.inner.events_dead_lettered.fetch_add(1, Ordering::Relaxed);
+            stats.inner.events_settled.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+    };
+    let changes = changes_for(&mapping, &event, write, bus.topology(), &stats);
+    let count = changes.len() as u64;
+    // Changes first, ack after: a crash in between redelivers the event (duplicates are
+    // harmless), never loses it.
+    bus.publish_all(changes).await?;
+    stats.inner.changes_published.fetch_add(count, Ordering::Relaxed);
+    delivery.ack().await?;
+    stats.inner.events_settled.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(event_id = %event.id, kind = %event.kind, changes = count, "raw event transformed");
+    Ok(())
+}
+
+/// Consumes raw events until shutdown, `prefetch` of them in flight at once.
+pub async fn run(
+    bus: Bus,
+    mapping: Arc<CompiledMapping>,
+    write: WriteOptions,
+    prefetch: u16,
+    stats: TransformStats,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let mut subscription = bus.subscribe(WorkQueue::Raw, prefetch).await?;
+    let slots = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
+    let mut in_flight = JoinSet::new();
+    let mut summary = tokio::time::interval(PROBLEM_SUMMARY_EVERY);
+    summary.tick().await;
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = summary.tick() => { stats.log_problem_summary(); continue; }
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            delivery = subscription.next() => match delivery {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
+        let (bus, mapping, stats) = (bus.clone(), mapping.clone(), stats.clone());
+        in_flight.spawn(async move {
+            let _permit = permit;
+            process(bus, mapping, write, stats, delivery).await
+        });
+        // Reap finished tasks so that their errors surface promptly.
+        while let Some(done) = in_flight.try_join_next() {
+            report(done);
+        }
+    }
+    // Let in-flight events finish: their changes are published and the events acked, or they
+    // stay unacked and the broker redelivers them.
+    while let Some(done) = in_flight.join_next().await {
+        report(done);
+    }
+    stats.log_problem_summary();
+    Ok(())
+}
+
+fn report(done: Result<Result<(), BusError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(BusError::ShuttingDown)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "raw event not settled; the broker will deliver it again"),
+        Err(e) => tracing::error!(error = %e, "transform task failed"),
+    }
+}
