@@ -1,0 +1,249 @@
+//! The Azure DevOps simulator: one organization, REST API 7.1, on `http://127.0.0.1:PORT/{org}`
+//! (the equivalent of `https://dev.azure.com/{org}`).
+//!
+//! Every request goes through the same gate, in this order: count it under its route template,
+//! apply a scripted answer if one is queued ([`AdoSim::fail_next`]), check the PAT (203 HTML
+//! sign-in page, or 401 JSON with `X-TFS-FedAuthRedirect: Suppress`), check the organization,
+//! check `api-version` (query or `Accept` header; missing → 400 `VssVersionNotSpecifiedException`).
+//!
+//! Route template keys, as [`AdoSim::requests`] reports them and [`AdoSim::fail_next`] takes
+//! them (`pullRequests` spellings count under the lower-case key):
+//!
+//! | key | answer |
+//! |---|---|
+//! | `GET /{org}/_apis/projects` | project references; `$top` (≤ `max_page_size`, default 100), `continuationToken`/`$skip`, `includeCapabilities`; `x-ms-continuationtoken` header while more remain |
+//! | `GET /{org}/_apis/projects/{project}` | the full project (id or name): `_links`, `defaultTeam`, `capabilities` with `includeCapabilities=true` |
+//! | `GET /{org}/_apis/git/repositories` | every repository of the organization (no paging) |
+//! | `GET /{org}/{project}/_apis/git/repositories` | the project's repositories (no paging) |
+//! | `GET /{org}/_apis/git/repositories/{repository}` | one repository by id |
+//! | `GET /{org}/{project}/_apis/git/repositories/{repository}` | one repository by id or name |
+//! | `GET /{org}/_apis/git/repositories/{repository}/items` | a file (`path=`; `README.md`, `CODEOWNERS`): raw text, or JSON with `$format=json`/`includeContent=true`/`Accept: application/json` |
+//! | `GET /{org}/{project}/_apis/git/repositories/{repository}/items` | same, project-scoped |
+//! | `GET /{org}/_apis/git/repositories/{repository}/pullrequests` | pull requests of a repository, `searchCriteria.status` (default `active`), `$top` (default 100)/`$skip` |
+//! | `GET /{org}/{project}/_apis/git/repositories/{repository}/pullrequests` | same, project-scoped |
+//! | `GET /{org}/{project}/_apis/git/repositories/{repository}/pullrequests/{pullRequestId}` | one pull request |
+//! | `GET /{org}/{project}/_apis/git/pullrequests` | pull requests of a project (`searchCriteria.repositoryId` optional) |
+//! | `GET /{org}/_apis/git/pullrequests/{pullRequestId}` | one pull request by id |
+//! | `GET /{org}/{project}/_apis/git/pullrequests/{pullRequestId}` | same, project-scoped |
+//! | `GET <unmatched>` (any method) | 404 |
+//!
+//! 404s carry the Azure DevOps error body (`TF200016` project, `TF401019` repository,
+//! `TF401180` pull request, `TF401174` file).
+
+mod auth;
+mod error;
+mod routes;
+mod seed;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::scripted::ScriptedAnswer;
+use crate::server::Server;
+use crate::traffic::{Traffic, lock};
+use seed::{Organization, Urls};
+
+/// What the simulated organization holds and how it answers.
+#[derive(Clone, Debug)]
+pub struct AdoSimConfig {
+    /// The organization name, the first path segment (default `"acme"`).
+    pub organization: String,
+    /// The only PAT accepted (default `"sim-pat"`).
+    pub personal_access_token: String,
+    /// Projects seeded (default 3).
+    pub projects: usize,
+    /// Repositories seeded per project (default 4).
+    pub repositories_per_project: usize,
+    /// Pull requests seeded per healthy, non-empty repository (default 2).
+    pub pull_requests_per_repository: usize,
+    /// Server cap on `$top` for the projects list (default 100).
+    pub max_page_size: usize,
+}
+
+impl Default for AdoSimConfig {
+    fn default() -> Self {
+        Self {
+            organization: "acme".to_string(),
+            personal_access_token: "sim-pat".to_string(),
+            projects: 3,
+            repositories_per_project: 4,
+            pull_requests_per_repository: 2,
+            max_page_size: 100,
+        }
+    }
+}
+
+/// State shared by the handlers and the handle.
+#[derive(Debug)]
+pub(crate) struct AdoState {
+    pub(crate) config: AdoSimConfig,
+    pub(crate) organization: Mutex<Organization>,
+    pub(crate) traffic: Traffic,
+    /// `127.0.0.1:PORT`: the host URLs are rendered with when a request has no `Host`.
+    pub(crate) default_host: String,
+}
+
+/// A running Azure DevOps simulator. Dropping it (or [`AdoSim::shutdown`]) stops the server.
+#[derive(Debug)]
+pub struct AdoSim {
+    state: Arc<AdoState>,
+    server: Server,
+}
+
+impl AdoSim {
+    /// Seeds the organization and serves it on `127.0.0.1:0`.
+    pub async fn start(config: AdoSimConfig) -> std::io::Result<AdoSim> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Seeds the organization and serves it on `listener` (e.g. a fixed port for `adoport sim`).
+    pub async fn start_on(
+        config: AdoSimConfig,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<AdoSim> {
+        let addr = listener.local_addr()?;
+        let default_host = if addr.ip().is_unspecified() {
+            format!("127.0.0.1:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
+        let state = Arc::new(AdoState {
+            organization: Mutex::new(Organization::seed(&config)),
+            config,
+            traffic: Traffic::default(),
+            default_host,
+        });
+        let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
+        Ok(AdoSim { state, server })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.state.default_host)
+    }
+
+    /// `http://127.0.0.1:PORT/{org}`, what `OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL` takes.
+    pub fn organization_url(&self) -> String {
+        format!("{}/{}", self.base_url(), self.state.config.organization)
+    }
+
+    fn urls(&self) -> Urls {
+        Urls::new(&self.state.default_host, &self.state.config.organization)
+    }
+
+    /// The current projects, as `GET /_apis/projects/{id}?includeCapabilities=true` returns them
+    /// (URLs rendered for [`AdoSim::base_url`]).
+    pub fn projects(&self) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        org.projects
+            .iter()
+            .map(|p| org.project_full(&urls, p, true))
+            .collect()
+    }
+
+    /// The current repositories of every project, as the repositories list returns them.
+    pub fn repositories(&self) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        org.repositories
+            .iter()
+            .map(|r| org.repository_json(&urls, r))
+            .collect()
+    }
+
+    /// The current pull requests of every repository (any status), as the API returns them.
+    pub fn pull_requests(&self) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        org.pull_requests
+            .iter()
+            .map(|pr| org.pull_request_json(&urls, pr))
+            .collect()
+    }
+
+    /// Renames a repository (no-op for an unknown id), for live-event tests.
+    pub fn rename_repository(&self, repository_id: &str, new_name: &str) {
+        {
+            let mut org = lock(&self.state.organization);
+            if let Some(repository) = org.repositories.iter_mut().find(|r| r.id == repository_id) {
+                repository.name = new_name.to_string();
+            }
+        }
+        self.state.traffic.touch();
+    }
+
+    /// Deletes a repository and its pull requests; false if there was none with that id.
+    pub fn remove_repository(&self, repository_id: &str) -> bool {
+        let removed = {
+            let mut org = lock(&self.state.organization);
+            let before = org.repositories.len();
+            org.repositories.retain(|r| r.id != repository_id);
+            org.pull_requests
+                .retain(|pr| pr.repository_id != repository_id);
+            org.repositories.len() != before
+        };
+        self.state.traffic.touch();
+        removed
+    }
+
+    /// Sets a pull request's status (`active`, `completed`, `abandoned`); false if unknown.
+    pub fn set_pull_request_status(&self, pull_request_id: u64, status: &str) -> bool {
+        let status: &'static str = match status {
+            "completed" => "completed",
+            "abandoned" => "abandoned",
+            _ => "active",
+        };
+        let found = {
+            let mut org = lock(&self.state.organization);
+            match org
+                .pull_requests
+                .iter_mut()
+                .find(|pr| pr.id == pull_request_id)
+            {
+                Some(pr) => {
+                    pr.status = status;
+                    pr.closed_date = (status != "active").then(chrono::Utc::now);
+                    true
+                }
+                None => false,
+            }
+        };
+        self.state.traffic.touch();
+        found
+    }
+
+    /// Requests received, per route template key (see the module docs for the keys).
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        self.state.traffic.counts()
+    }
+
+    /// Requests received in total (including refused and unmatched ones).
+    pub fn total_requests(&self) -> u64 {
+        self.state.traffic.total()
+    }
+
+    /// The next `answers.len()` requests on `route` (a template key such as
+    /// `"GET /{org}/_apis/projects"`) get these answers instead of the normal ones.
+    pub fn fail_next(&self, route: &str, answers: Vec<ScriptedAnswer>) {
+        self.state.traffic.script(route, answers);
+    }
+
+    /// Waits until `predicate` holds, re-checking after every request and every change made
+    /// through this handle; false when `timeout` passes first.
+    pub async fn wait_for(&self, predicate: impl Fn(&AdoSim) -> bool, timeout: Duration) -> bool {
+        self.state
+            .traffic
+            .wait_for(|| predicate(self), timeout)
+            .await
+    }
+
+    /// Stops the server, letting in-flight requests finish.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}

@@ -1,0 +1,610 @@
+//! The Azure DevOps routes, their handlers and the gate middleware in front of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Value, json};
+
+use super::AdoState;
+use super::auth::{check_api_version, check_pat};
+use super::error::{AdoError, json_headers, rate_limit_headers};
+use super::seed::{Organization, PullRequest, Urls, encode_segment};
+use crate::traffic::{lock, route_key};
+
+type Params = Path<HashMap<String, String>>;
+type QueryMap = Query<HashMap<String, String>>;
+
+/// Default and largest `$top` of pull request lists.
+const PULL_REQUEST_PAGE: usize = 100;
+const PULL_REQUEST_PAGE_MAX: usize = 1000;
+
+pub(crate) fn router(state: Arc<AdoState>) -> Router {
+    let repo = "/{org}/_apis/git/repositories/{repository}";
+    let project_repo = "/{org}/{project}/_apis/git/repositories/{repository}";
+    Router::new()
+        .route("/{org}/_apis/projects", get(list_projects))
+        .route("/{org}/_apis/projects/{project}", get(get_project))
+        .route("/{org}/_apis/git/repositories", get(list_repositories))
+        .route(
+            "/{org}/{project}/_apis/git/repositories",
+            get(list_repositories),
+        )
+        .route(repo, get(get_repository))
+        .route(project_repo, get(get_repository))
+        .route(&format!("{repo}/items"), get(get_item))
+        .route(&format!("{project_repo}/items"), get(get_item))
+        .route(
+            &format!("{repo}/pullrequests"),
+            get(list_repository_pull_requests),
+        )
+        .route(
+            &format!("{repo}/pullRequests"),
+            get(list_repository_pull_requests),
+        )
+        .route(
+            &format!("{project_repo}/pullrequests"),
+            get(list_repository_pull_requests),
+        )
+        .route(
+            &format!("{project_repo}/pullRequests"),
+            get(list_repository_pull_requests),
+        )
+        .route(
+            &format!("{project_repo}/pullrequests/{{pullRequestId}}"),
+            get(get_pull_request),
+        )
+        .route(
+            &format!("{project_repo}/pullRequests/{{pullRequestId}}"),
+            get(get_pull_request),
+        )
+        .route(
+            "/{org}/{project}/_apis/git/pullrequests",
+            get(list_project_pull_requests),
+        )
+        .route(
+            "/{org}/{project}/_apis/git/pullRequests",
+            get(list_project_pull_requests),
+        )
+        .route(
+            "/{org}/_apis/git/pullrequests/{pullRequestId}",
+            get(get_pull_request),
+        )
+        .route(
+            "/{org}/_apis/git/pullRequests/{pullRequestId}",
+            get(get_pull_request),
+        )
+        .route(
+            "/{org}/{project}/_apis/git/pullrequests/{pullRequestId}",
+            get(get_pull_request),
+        )
+        .route(
+            "/{org}/{project}/_apis/git/pullRequests/{pullRequestId}",
+            get(get_pull_request),
+        )
+        .fallback(|| async { AdoError::NoRoute })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
+        .with_state(state)
+}
+
+/// Counting, scripted answers, PAT, organization and `api-version`, in that order.
+async fn gate(
+    State(state): State<Arc<AdoState>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let key = route_key(request.method(), matched.as_ref());
+    let scripted = state.traffic.arrive(&key);
+    let response = match scripted {
+        Some(answer) if answer.passes_through() => {
+            let mut response = checked(&state, matched.is_some(), request, next).await;
+            if let Some(seconds) = answer.retry_after_secs {
+                rate_limit_headers(response.headers_mut(), seconds);
+            }
+            response
+        }
+        Some(answer) => {
+            let status = answer.status_code();
+            let mut response = match (&answer.body, status.as_u16()) {
+                (Some(body), _) => (status, json_headers(), body.to_string()).into_response(),
+                (None, 429) => AdoError::RateLimited {
+                    retry_after_secs: answer.retry_after_secs.unwrap_or(1),
+                }
+                .into_response(),
+                (None, 203) => AdoError::SignInPage.into_response(),
+                (None, _) => AdoError::Scripted { status }.into_response(),
+            };
+            if let Some(seconds) = answer.retry_after_secs {
+                rate_limit_headers(response.headers_mut(), seconds);
+            }
+            response
+        }
+        None => checked(&state, matched.is_some(), request, next).await,
+    };
+    state.traffic.touch();
+    response
+}
+
+async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) -> Response {
+    if let Err(refused) = check_pat(request.headers(), &state.config.personal_access_token) {
+        return refused.into_response();
+    }
+    if !matched {
+        return AdoError::NoRoute.into_response();
+    }
+    let organization = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if !organization.eq_ignore_ascii_case(&state.config.organization) {
+        return AdoError::OrganizationNotFound { organization }.into_response();
+    }
+    if let Err(refused) = check_api_version(
+        request.method().as_str(),
+        request.uri().query(),
+        request.headers(),
+    ) {
+        return refused.into_response();
+    }
+    next.run(request).await
+}
+
+/// The URLs to render answers with: the host the caller used.
+fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&state.default_host);
+    Urls::new(host, &state.config.organization)
+}
+
+fn ok_json(body: Value) -> Response {
+    (StatusCode::OK, json_headers(), body.to_string()).into_response()
+}
+
+fn list(values: Vec<Value>) -> Response {
+    ok_json(json!({"count": values.len(), "value": values}))
+}
+
+fn parse_count(query: &HashMap<String, String>, name: &str) -> Result<Option<usize>, AdoError> {
+    query
+        .get(name)
+        .map(|text| {
+            text.trim()
+                .parse::<usize>()
+                .map_err(|_| AdoError::BadArgument {
+                    message: format!("The value '{text}' is not valid for parameter '{name}'."),
+                })
+        })
+        .transpose()
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query
+        .get(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+async fn list_projects(
+    State(state): State<Arc<AdoState>>,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let page = parse_count(&query, "$top")?
+        .unwrap_or(100)
+        .clamp(1, state.config.max_page_size.max(1));
+    let start = match query.get("continuationToken") {
+        Some(token) => token
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| AdoError::BadArgument {
+                message: format!("The continuation token '{token}' is not valid."),
+            })?,
+        None => parse_count(&query, "$skip")?.unwrap_or(0),
+    };
+    let capabilities = flag(&query, "includeCapabilities");
+    let urls = urls(&state, &headers);
+    let (values, more) = {
+        let org = lock(&state.organization);
+        let values = org
+            .projects
+            .iter()
+            .skip(start)
+            .take(page)
+            .map(|p| org.project_list_item(&urls, p, capabilities))
+            .collect::<Vec<_>>();
+        (values, start + page < org.projects.len())
+    };
+    let mut response = list(values);
+    if more && let Ok(token) = HeaderValue::from_str(&(start + page).to_string()) {
+        response
+            .headers_mut()
+            .insert("x-ms-continuationtoken", token);
+    }
+    Ok(response)
+}
+
+async fn get_project(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let id = params.get("project").cloned().unwrap_or_default();
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = org.project(&id).ok_or(AdoError::ProjectNotFound {
+        project: id.clone(),
+    })?;
+    Ok(ok_json(org.project_full(
+        &urls,
+        project,
+        flag(&query, "includeCapabilities"),
+    )))
+}
+
+/// Resolves the optional `{project}` path segment.
+fn scoped_project<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<Option<&'a super::seed::Project>, AdoError> {
+    match params.get("project") {
+        Some(name) => org
+            .project(name)
+            .map(Some)
+            .ok_or_else(|| AdoError::ProjectNotFound {
+                project: name.clone(),
+            }),
+        None => Ok(None),
+    }
+}
+
+async fn list_repositories(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = scoped_project(&org, &params)?;
+    let values = org
+        .repositories
+        .iter()
+        .filter(|r| project.is_none_or(|p| p.id == r.project_id))
+        .map(|r| org.repository_json(&urls, r))
+        .collect();
+    Ok(list(values))
+}
+
+fn find_repository<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<&'a super::seed::Repository, AdoError> {
+    let project = scoped_project(org, params)?;
+    let id = params.get("repository").cloned().unwrap_or_default();
+    org.repository(project, &id)
+        .ok_or(AdoError::RepositoryNotFound { repository: id })
+}
+
+async fn get_repository(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let repository = find_repository(&org, &params)?;
+    Ok(ok_json(org.repository_json(&urls, repository)))
+}
+
+async fn get_item(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let Some(path) = query.get("path").or_else(|| query.get("scopePath")) else {
+        return Err(AdoError::BadArgument {
+            message: "The path parameter is required.".to_string(),
+        });
+    };
+    let org = lock(&state.organization);
+    let repository = find_repository(&org, &params)?;
+    let wanted = path.trim_start_matches('/');
+    let content = if wanted.eq_ignore_ascii_case("README.md") {
+        repository.readme.clone()
+    } else if wanted.eq_ignore_ascii_case("CODEOWNERS") {
+        repository.codeowners.clone()
+    } else {
+        None
+    };
+    let Some(content) = content else {
+        return Err(AdoError::ItemNotFound {
+            path: path.clone(),
+            repository: repository.name.clone(),
+        });
+    };
+    let format = query
+        .get("$format")
+        .or_else(|| query.get("format"))
+        .map(|f| f.to_ascii_lowercase());
+    let include_content = flag(&query, "includeContent");
+    let wants_json = match format.as_deref() {
+        Some("json") => true,
+        Some(_) => false,
+        None => {
+            include_content
+                || headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("application/json"))
+        }
+    };
+    if !wants_json {
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            content,
+        )
+            .into_response());
+    }
+    let object_id = format!("{:0>40}", format!("{:x}", content.len()));
+    let mut item = json!({
+        "objectId": object_id,
+        "gitObjectType": "blob",
+        "commitId": "0000000000000000000000000000000000000000",
+        "path": format!("/{wanted}"),
+        "url": format!(
+            "{}/{}/_apis/git/repositories/{}/items?path=%2F{}&versionType=Branch&versionOptions=None",
+            urls.organization_url, repository.project_id, repository.id, encode_segment(wanted)
+        ),
+    });
+    if include_content && let Value::Object(map) = &mut item {
+        map.insert("content".into(), json!(content));
+    }
+    Ok(ok_json(item))
+}
+
+/// Parses `searchCriteria.minTime`/`maxTime` (ISO 8601; the Python client sends
+/// `2026-01-01 00:00:00.000000+00:00`, whose `+` may arrive decoded as a space).
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    let iso = text.replacen(' ', "T", 1).replace(' ', "+");
+    DateTime::parse_from_rfc3339(&iso)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+}
+
+/// The `searchCriteria.*` filter of a pull request list.
+struct Criteria {
+    status: String,
+    repository_id: Option<String>,
+    creator_id: Option<String>,
+    reviewer_id: Option<String>,
+    source_ref_name: Option<String>,
+    target_ref_name: Option<String>,
+    closed_range: bool,
+    min_time: Option<DateTime<Utc>>,
+    max_time: Option<DateTime<Utc>>,
+    skip: usize,
+    top: usize,
+}
+
+impl Criteria {
+    fn parse(query: &HashMap<String, String>) -> Result<Self, AdoError> {
+        let criterion = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&format!("searchCriteria.{name}")))
+                .map(|(_, v)| v.clone())
+        };
+        let time = |name: &str| -> Result<Option<DateTime<Utc>>, AdoError> {
+            criterion(name)
+                .map(|text| {
+                    parse_time(&text).ok_or_else(|| AdoError::BadArgument {
+                        message: format!(
+                            "The value '{text}' is not valid for parameter 'searchCriteria.{name}'."
+                        ),
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            status: criterion("status")
+                .unwrap_or_else(|| "active".into())
+                .to_ascii_lowercase(),
+            repository_id: criterion("repositoryId"),
+            creator_id: criterion("creatorId"),
+            reviewer_id: criterion("reviewerId"),
+            source_ref_name: criterion("sourceRefName"),
+            target_ref_name: criterion("targetRefName"),
+            closed_range: criterion("queryTimeRangeType")
+                .is_some_and(|v| v.eq_ignore_ascii_case("closed")),
+            min_time: time("minTime")?,
+            max_time: time("maxTime")?,
+            skip: parse_count(query, "$skip")?.unwrap_or(0),
+            top: parse_count(query, "$top")?
+                .unwrap_or(PULL_REQUEST_PAGE)
+                .min(PULL_REQUEST_PAGE_MAX),
+        })
+    }
+
+    fn matches(&self, org: &Organization, pr: &PullRequest) -> bool {
+        let status_ok =
+            matches!(self.status.as_str(), "all" | "notset") || self.status == pr.status;
+        let time = if self.closed_range {
+            pr.closed_date
+        } else {
+            Some(pr.creation_date)
+        };
+        let time_ok = match (self.min_time, self.max_time) {
+            (None, None) => true,
+            (min, max) => {
+                time.is_some_and(|t| min.is_none_or(|m| t >= m) && max.is_none_or(|m| t <= m))
+            }
+        };
+        let user = |index: usize| org.users.get(index).map(|u| u.id.as_str());
+        status_ok
+            && time_ok
+            && self
+                .repository_id
+                .as_deref()
+                .is_none_or(|id| id.eq_ignore_ascii_case(&pr.repository_id))
+            && self
+                .creator_id
+                .as_deref()
+                .is_none_or(|id| user(pr.created_by) == Some(id))
+            && self
+                .reviewer_id
+                .as_deref()
+                .is_none_or(|id| pr.reviewers.iter().any(|&r| user(r) == Some(id)))
+            && self
+                .source_ref_name
+                .as_deref()
+                .is_none_or(|r| r == pr.source_ref_name)
+            && self
+                .target_ref_name
+                .as_deref()
+                .is_none_or(|r| r == pr.target_ref_name)
+    }
+}
+
+/// Newest first, like Azure DevOps, then `$skip`/`$top`.
+fn pull_request_page(
+    org: &Organization,
+    urls: &Urls,
+    criteria: &Criteria,
+    in_scope: impl Fn(&PullRequest) -> bool,
+) -> Response {
+    let mut selected = org
+        .pull_requests
+        .iter()
+        .filter(|pr| in_scope(pr) && criteria.matches(org, pr))
+        .collect::<Vec<_>>();
+    selected.sort_by_key(|pr| std::cmp::Reverse(pr.id));
+    let values = selected
+        .into_iter()
+        .skip(criteria.skip)
+        .take(criteria.top)
+        .map(|pr| org.pull_request_json(urls, pr))
+        .collect();
+    list(values)
+}
+
+async fn list_repository_pull_requests(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let criteria = Criteria::parse(&query)?;
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let repository = find_repository(&org, &params)?;
+    Ok(pull_request_page(&org, &urls, &criteria, |pr| {
+        pr.repository_id == repository.id
+    }))
+}
+
+async fn list_project_pull_requests(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let criteria = Criteria::parse(&query)?;
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = scoped_project(&org, &params)?;
+    let in_project = |pr: &PullRequest| {
+        org.repositories
+            .iter()
+            .any(|r| r.id == pr.repository_id && project.is_none_or(|p| p.id == r.project_id))
+    };
+    Ok(pull_request_page(&org, &urls, &criteria, in_project))
+}
+
+async fn get_pull_request(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = scoped_project(&org, &params)?;
+    let repository = match params.get("repository") {
+        Some(_) => Some(find_repository(&org, &params)?),
+        None => None,
+    };
+    let id = params
+        .get("pullRequestId")
+        .and_then(|id| id.parse::<u64>().ok())
+        .ok_or(AdoError::PullRequestNotFound)?;
+    let pr = org
+        .pull_request(id)
+        .filter(|pr| repository.is_none_or(|r| r.id == pr.repository_id))
+        .filter(|pr| {
+            project.is_none_or(|p| {
+                org.repositories
+                    .iter()
+                    .any(|r| r.id == pr.repository_id && r.project_id == p.id)
+            })
+        })
+        .ok_or(AdoError::PullRequestNotFound)?;
+    let mut value = org.pull_request_json(&urls, pr);
+    if let Value::Object(map) = &mut value {
+        let self_url = map.get("url").cloned().unwrap_or(Value::Null);
+        map.insert(
+            "_links".into(),
+            json!({"self": {"href": self_url}, "repository": {"href": map.get("repository").and_then(|r| r.get("url")).cloned().unwrap_or(Value::Null)}}),
+        );
+        map.insert(
+            "artifactId".into(),
+            json!(format!(
+                "vstfs:///Git/PullRequestId/{}%2f{}%2f{}",
+                pr_project_id(&org, pr),
+                pr.repository_id,
+                pr.id
+            )),
+        );
+    }
+    Ok(ok_json(value))
+}
+
+fn pr_project_id(org: &Organization, pr: &PullRequest) -> String {
+    org.repositories
+        .iter()
+        .find(|r| r.id == pr.repository_id)
+        .map(|r| r.project_id.clone())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_style_times_parse() {
+        assert!(parse_time("2026-01-01 00:00:00.000000+00:00").is_some());
+        assert!(parse_time("2026-01-01 00:00:00.000000 00:00").is_some());
+        assert!(parse_time("2026-01-01T00:00:00Z").is_some());
+        assert!(parse_time("yesterday").is_none());
+    }
+}

@@ -1,0 +1,495 @@
+//! The simulated organization: deterministic seeding from [`AdoSimConfig`] and rendering of
+//! each object in the JSON shape Azure DevOps returns.
+//!
+//! Ids are stable UUIDs derived from indexes (`aaaaaaaa-kkkk-4000-8000-0000bbbbbbbb`, `kkkk` =
+//! object kind), so two runs with the same configuration serve identical data. Variety on
+//! purpose: every fourth project (index 1, 5, …) has a space in its name (`"project 1"`), even
+//! projects have a description, repository #3 (global index) is disabled, repository #5 is empty
+//! (no default branch, size 0), even repositories have a `CODEOWNERS` file, and every third pull
+//! request of a repository is completed (the others are active, one in four a draft).
+//!
+//! URLs are rendered for the organization URL the caller used (see [`Urls`]).
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::AdoSimConfig;
+
+const KIND_PROJECT: u16 = 0x0001;
+const KIND_TEAM: u16 = 0x0002;
+const KIND_REPOSITORY: u16 = 0x0003;
+const KIND_USER: u16 = 0x0004;
+const KIND_COLLECTION: u16 = 0x0005;
+const KIND_COMMIT: u16 = 0x0006;
+
+/// A stable id for object `a`/`b` of a kind.
+fn stable_id(kind: u16, a: u32, b: u32) -> String {
+    let value = (u128::from(a) << 96)
+        | (u128::from(kind) << 80)
+        | (0x4000_u128 << 64)
+        | (0x8000_u128 << 48)
+        | u128::from(b);
+    Uuid::from_u128(value).to_string()
+}
+
+/// A stable 40-hex-digit commit id.
+fn commit_id(a: u32, b: u32) -> String {
+    let id = stable_id(KIND_COMMIT, a, b).replace('-', "");
+    format!("{id}{:08x}", a ^ b.rotate_left(16))
+}
+
+/// The simulated "now" the seed data is dated from (fixed, for stable output).
+fn epoch() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// Azure DevOps' timestamp format (`2026-03-31T09:36:39.42Z`, fractional digits trimmed).
+pub(crate) fn ado_time(time: DateTime<Utc>) -> String {
+    let text = time.format("%Y-%m-%dT%H:%M:%S%.3f").to_string();
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}Z")
+}
+
+/// Percent-encodes a path segment (names may contain spaces).
+pub(crate) fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(byte));
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The URLs an answer is rendered with.
+#[derive(Clone, Debug)]
+pub(crate) struct Urls {
+    /// `http://host:port/{org}`.
+    pub organization_url: String,
+    /// `host:port`.
+    pub host: String,
+    pub organization: String,
+}
+
+impl Urls {
+    pub(crate) fn new(host: &str, organization: &str) -> Self {
+        Self {
+            organization_url: format!("http://{host}/{organization}"),
+            host: host.to_string(),
+            organization: organization.to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct User {
+    pub id: String,
+    pub display_name: String,
+    pub unique_name: String,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Project {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub revision: u64,
+    pub last_update_time: DateTime<Utc>,
+    pub default_team_id: String,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Repository {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub default_branch: Option<String>,
+    pub size: u64,
+    pub is_disabled: bool,
+    pub readme: Option<String>,
+    pub codeowners: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PullRequest {
+    pub id: u64,
+    pub repository_id: String,
+    pub title: String,
+    pub description: String,
+    pub status: &'static str,
+    pub created_by: usize,
+    pub reviewers: Vec<usize>,
+    pub creation_date: DateTime<Utc>,
+    pub closed_date: Option<DateTime<Utc>>,
+    pub source_ref_name: String,
+    pub target_ref_name: String,
+    pub is_draft: bool,
+    pub merge_commit: String,
+}
+
+/// Everything the simulated organization holds.
+#[derive(Clone, Debug)]
+pub(crate) struct Organization {
+    pub collection_id: String,
+    pub users: Vec<User>,
+    pub projects: Vec<Project>,
+    pub repositories: Vec<Repository>,
+    pub pull_requests: Vec<PullRequest>,
+}
+
+const USERS: [(&str, &str); 4] = [
+    ("Ada Lovelace", "ada@acme.example"),
+    ("Grace Hopper", "grace@acme.example"),
+    ("Linus Torvalds", "linus@acme.example"),
+    ("Margaret Hamilton", "margaret@acme.example"),
+];
+
+impl Organization {
+    pub(crate) fn seed(config: &AdoSimConfig) -> Self {
+        let users = USERS
+            .iter()
+            .zip(0u32..)
+            .map(|((name, mail), i)| User {
+                id: stable_id(KIND_USER, i, 0),
+                display_name: (*name).to_string(),
+                unique_name: (*mail).to_string(),
+            })
+            .collect::<Vec<_>>();
+        let mut projects = Vec::new();
+        let mut repositories = Vec::new();
+        let mut pull_requests = Vec::new();
+        let mut next_pr = 1u64;
+        let mut global_repo = 0usize;
+        for p in 0..config.projects {
+            let pi = u32::try_from(p).unwrap_or(u32::MAX);
+            let name = if p % 4 == 1 {
+                format!("project {p}")
+            } else {
+                format!("project-{p}")
+            };
+            let project = Project {
+                id: stable_id(KIND_PROJECT, pi, 0),
+                description: p
+                    .is_multiple_of(2)
+                    .then(|| format!("Simulated project number {p}.")),
+                revision: 10 + p as u64,
+                last_update_time: epoch() + Duration::minutes(p as i64 * 37),
+                default_team_id: stable_id(KIND_TEAM, pi, 0),
+                name,
+            };
+            for r in 0..config.repositories_per_project {
+                let ri = u32::try_from(r).unwrap_or(u32::MAX);
+                let name = format!("repo-{p}-{r}");
+                let empty = global_repo == 5;
+                let repository = Repository {
+                    id: stable_id(KIND_REPOSITORY, pi, ri),
+                    project_id: project.id.clone(),
+                    default_branch: (!empty).then(|| "refs/heads/main".to_string()),
+                    size: if empty {
+                        0
+                    } else {
+                        1024 * (1 + global_repo as u64 % 50)
+                    },
+                    is_disabled: global_repo == 3,
+                    readme: (!empty).then(|| {
+                        format!(
+                            "# {name}\n\nSimulated repository {name} of {}.\n",
+                            project.name
+                        )
+                    }),
+                    codeowners: (!empty && global_repo.is_multiple_of(2))
+                        .then(|| format!("* @{}-owners\n", project.name.replace(' ', "-"))),
+                    name,
+                };
+                if !repository.is_disabled && !empty {
+                    for j in 0..config.pull_requests_per_repository {
+                        let id = next_pr;
+                        next_pr += 1;
+                        let created = epoch() + Duration::hours(id as i64 * 5);
+                        let completed = j % 3 == 2;
+                        pull_requests.push(PullRequest {
+                            id,
+                            repository_id: repository.id.clone(),
+                            title: format!("Change {j} of {}", repository.name),
+                            description: format!("Simulated pull request {id}."),
+                            status: if completed { "completed" } else { "active" },
+                            created_by: (id as usize) % users.len(),
+                            reviewers: vec![(id as usize + 1) % users.len()],
+                            creation_date: created,
+                            closed_date: completed.then(|| created + Duration::hours(20)),
+                            source_ref_name: format!("refs/heads/feature/change-{j}"),
+                            target_ref_name: "refs/heads/main".to_string(),
+                            is_draft: id.is_multiple_of(4) && !completed,
+                            merge_commit: commit_id(pi, u32::try_from(id).unwrap_or(u32::MAX)),
+                        });
+                    }
+                }
+                repositories.push(repository);
+                global_repo += 1;
+            }
+            projects.push(project);
+        }
+        Self {
+            collection_id: stable_id(KIND_COLLECTION, 0, 0),
+            users,
+            projects,
+            repositories,
+            pull_requests,
+        }
+    }
+
+    /// A project by id or (case-insensitive) name.
+    pub(crate) fn project(&self, id_or_name: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| {
+            p.id.eq_ignore_ascii_case(id_or_name) || p.name.eq_ignore_ascii_case(id_or_name)
+        })
+    }
+
+    pub(crate) fn project_by_id(&self, id: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| p.id == id)
+    }
+
+    /// A repository by id or (case-insensitive) name, optionally within one project.
+    pub(crate) fn repository(
+        &self,
+        project: Option<&Project>,
+        id_or_name: &str,
+    ) -> Option<&Repository> {
+        self.repositories.iter().find(|r| {
+            project.is_none_or(|p| p.id == r.project_id)
+                && (r.id.eq_ignore_ascii_case(id_or_name)
+                    || (project.is_some() && r.name.eq_ignore_ascii_case(id_or_name)))
+        })
+    }
+
+    pub(crate) fn pull_request(&self, id: u64) -> Option<&PullRequest> {
+        self.pull_requests.iter().find(|pr| pr.id == id)
+    }
+
+    fn identity(&self, urls: &Urls, index: usize) -> Value {
+        let Some(user) = self.users.get(index) else {
+            return Value::Null;
+        };
+        json!({
+            "displayName": user.display_name,
+            "url": format!("{}/_apis/Identities/{}", urls.organization_url, user.id),
+            "_links": {"avatar": {"href": format!("{}/_apis/GraphProfile/MemberAvatars/aad.{}", urls.organization_url, user.id)}},
+            "id": user.id,
+            "uniqueName": user.unique_name,
+            "imageUrl": format!("{}/_api/_common/identityImage?id={}", urls.organization_url, user.id),
+            "descriptor": format!("aad.{}", user.id.replace('-', "")),
+        })
+    }
+
+    /// The project reference the projects list returns (and repositories embed).
+    pub(crate) fn project_reference(&self, urls: &Urls, project: &Project) -> Value {
+        let mut value = json!({
+            "id": project.id,
+            "name": project.name,
+            "url": format!("{}/_apis/projects/{}", urls.organization_url, project.id),
+            "state": "wellFormed",
+            "revision": project.revision,
+            "visibility": "private",
+            "lastUpdateTime": ado_time(project.last_update_time),
+        });
+        if let (Some(description), Value::Object(map)) = (&project.description, &mut value) {
+            map.insert("description".into(), json!(description));
+        }
+        value
+    }
+
+    fn capabilities() -> Value {
+        json!({
+            "versioncontrol": {"sourceControlType": "Git", "gitEnabled": "True", "tfvcEnabled": "False"},
+            "processTemplate": {"templateName": "Agile", "templateTypeId": "adcc42ab-9882-485e-a3ed-7678f01f66bc"},
+        })
+    }
+
+    /// A project as the list returns it (`includeCapabilities` adds `capabilities`).
+    pub(crate) fn project_list_item(
+        &self,
+        urls: &Urls,
+        project: &Project,
+        capabilities: bool,
+    ) -> Value {
+        let mut value = self.project_reference(urls, project);
+        if capabilities && let Value::Object(map) = &mut value {
+            map.insert("capabilities".into(), Self::capabilities());
+        }
+        value
+    }
+
+    /// The full project `GET _apis/projects/{id}` returns.
+    pub(crate) fn project_full(&self, urls: &Urls, project: &Project, capabilities: bool) -> Value {
+        let org = &urls.organization_url;
+        let mut value = json!({
+            "id": project.id,
+            "name": project.name,
+            "url": format!("{org}/_apis/projects/{}", project.id),
+            "state": "wellFormed",
+            "revision": project.revision,
+            "_links": {
+                "self": {"href": format!("{org}/_apis/projects/{}", project.id)},
+                "collection": {"href": format!("{org}/_apis/projectCollections/{}", self.collection_id)},
+                "web": {"href": format!("{org}/{}", encode_segment(&project.name))},
+            },
+            "visibility": "private",
+            "defaultTeam": {
+                "id": project.default_team_id,
+                "name": format!("{} Team", project.name),
+                "url": format!("{org}/_apis/projects/{}/teams/{}", project.id, project.default_team_id),
+            },
+            "lastUpdateTime": ado_time(project.last_update_time),
+        });
+        if let Value::Object(map) = &mut value {
+            if let Some(description) = &project.description {
+                map.insert("description".into(), json!(description));
+            }
+            if capabilities {
+                map.insert("capabilities".into(), Self::capabilities());
+            }
+        }
+        value
+    }
+
+    /// A repository as the repositories list and `GET repositories/{id}` return it.
+    pub(crate) fn repository_json(&self, urls: &Urls, repository: &Repository) -> Value {
+        let Some(project) = self.project_by_id(&repository.project_id) else {
+            return Value::Null;
+        };
+        let org = &urls.organization_url;
+        let project_segment = encode_segment(&project.name);
+        let repo_segment = encode_segment(&repository.name);
+        let mut value = json!({
+            "id": repository.id,
+            "name": repository.name,
+            "url": format!("{org}/{}/_apis/git/repositories/{}", project.id, repository.id),
+            "project": self.project_reference(urls, project),
+            "size": repository.size,
+            "remoteUrl": format!("http://{}@{}/{}/{project_segment}/_git/{repo_segment}", urls.organization, urls.host, urls.organization),
+            "sshUrl": format!("git@ssh.dev.azure.com:v3/{}/{project_segment}/{repo_segment}", urls.organization),
+            "webUrl": format!("{org}/{project_segment}/_git/{repo_segment}"),
+            "isDisabled": repository.is_disabled,
+            "isInMaintenance": false,
+        });
+        if let (Some(branch), Value::Object(map)) = (&repository.default_branch, &mut value) {
+            map.insert("defaultBranch".into(), json!(branch));
+        }
+        value
+    }
+
+    /// A pull request in the documented `GitPullRequest` shape.
+    pub(crate) fn pull_request_json(&self, urls: &Urls, pr: &PullRequest) -> Value {
+        let Some(repository) = self.repositories.iter().find(|r| r.id == pr.repository_id) else {
+            return Value::Null;
+        };
+        let Some(project) = self.project_by_id(&repository.project_id) else {
+            return Value::Null;
+        };
+        let org = &urls.organization_url;
+        let repo_url = format!(
+            "{org}/{}/_apis/git/repositories/{}",
+            project.id, repository.id
+        );
+        let commit = |id: &str| json!({"commitId": id, "url": format!("{repo_url}/commits/{id}")});
+        let reviewers = pr
+            .reviewers
+            .iter()
+            .map(|&index| {
+                let mut reviewer = self.identity(urls, index);
+                if let Value::Object(map) = &mut reviewer {
+                    let id = map.get("id").cloned().unwrap_or(Value::Null);
+                    map.insert(
+                        "reviewerUrl".into(),
+                        json!(format!(
+                            "{repo_url}/pullRequests/{}/reviewers/{}",
+                            pr.id,
+                            id.as_str().unwrap_or_default()
+                        )),
+                    );
+                    let vote = if pr.status == "completed" { 10 } else { 0 };
+                    map.insert("vote".into(), json!(vote));
+                    map.insert("hasDeclined".into(), json!(false));
+                    map.insert("isFlagged".into(), json!(false));
+                    map.insert("isRequired".into(), json!(false));
+                }
+                reviewer
+            })
+            .collect::<Vec<_>>();
+        let mut value = json!({
+            "repository": {
+                "id": repository.id,
+                "name": repository.name,
+                "url": repo_url,
+                "project": {
+                    "id": project.id,
+                    "name": project.name,
+                    "state": "wellFormed",
+                    "visibility": "private",
+                    "lastUpdateTime": ado_time(project.last_update_time),
+                },
+            },
+            "pullRequestId": pr.id,
+            "codeReviewId": pr.id,
+            "status": pr.status,
+            "createdBy": self.identity(urls, pr.created_by),
+            "creationDate": ado_time(pr.creation_date),
+            "title": pr.title,
+            "description": pr.description,
+            "sourceRefName": pr.source_ref_name,
+            "targetRefName": pr.target_ref_name,
+            "mergeStatus": "succeeded",
+            "isDraft": pr.is_draft,
+            "mergeId": stable_id(KIND_COMMIT, 0xffff, u32::try_from(pr.id).unwrap_or(u32::MAX)),
+            "lastMergeSourceCommit": commit(&commit_id(1, u32::try_from(pr.id).unwrap_or(0))),
+            "lastMergeTargetCommit": commit(&commit_id(2, u32::try_from(pr.id).unwrap_or(0))),
+            "lastMergeCommit": commit(&pr.merge_commit),
+            "reviewers": reviewers,
+            "url": format!("{repo_url}/pullRequests/{}", pr.id),
+            "supportsIterations": true,
+        });
+        if let (Some(closed), Value::Object(map)) = (pr.closed_date, &mut value) {
+            map.insert("closedDate".into(), json!(ado_time(closed)));
+            map.insert("closedBy".into(), self.identity(urls, pr.created_by));
+        }
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeding_is_deterministic_and_varied() {
+        let config = AdoSimConfig::default();
+        let a = Organization::seed(&config);
+        let b = Organization::seed(&config);
+        assert_eq!(a.projects.len(), 3);
+        assert_eq!(a.repositories.len(), 12);
+        assert_eq!(a.projects[1].name, "project 1");
+        assert_eq!(a.projects[0].id, b.projects[0].id);
+        assert!(Uuid::parse_str(&a.repositories[7].id).is_ok());
+        assert!(a.repositories[3].is_disabled);
+        assert!(a.repositories[5].default_branch.is_none());
+        // 10 healthy, non-empty repositories × 2.
+        assert_eq!(a.pull_requests.len(), 20);
+    }
+
+    #[test]
+    fn ado_time_trims_fraction() {
+        let t = Utc
+            .with_ymd_and_hms(2026, 3, 31, 9, 36, 39)
+            .single()
+            .unwrap_or_default()
+            + Duration::milliseconds(420);
+        assert_eq!(ado_time(t), "2026-03-31T09:36:39.42Z");
+        assert_eq!(ado_time(epoch()), "2026-03-01T09:00:00Z");
+    }
+}

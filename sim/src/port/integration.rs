@@ -1,0 +1,125 @@
+//! The integration resource Port keeps for an installation: its config (the mapping), the
+//! resync state the integration reports, the resync-request time it polls, and the raw-data
+//! examples it sends. Every report is recorded so tests can read them.
+
+use std::collections::BTreeMap;
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Debug)]
+pub(crate) struct Integrations {
+    /// identifier → the integration object `GET /v1/integration/{id}` returns.
+    installed: BTreeMap<String, Value>,
+    /// Every `PATCH …/resync-state` body, in order.
+    pub resync_states: Vec<Value>,
+    /// When a resync was last requested (initially: when the simulator started).
+    pub resync_requested_at: String,
+    /// kind → examples, last write wins.
+    pub examples: BTreeMap<String, Vec<Value>>,
+}
+
+impl Integrations {
+    pub(crate) fn new(identifier: &str, config: Option<Value>) -> Self {
+        let mut installed = BTreeMap::new();
+        if let Some(config) = config {
+            installed.insert(
+                identifier.to_string(),
+                Self::object(identifier, "azure-devops", Value::Null, config),
+            );
+        }
+        Self {
+            installed,
+            resync_states: Vec::new(),
+            resync_requested_at: now(),
+            examples: BTreeMap::new(),
+        }
+    }
+
+    fn object(identifier: &str, app_type: &str, version: Value, config: Value) -> Value {
+        let at = now();
+        json!({
+            "identifier": identifier,
+            "installationId": identifier,
+            "installationAppType": app_type,
+            "version": version,
+            "changelogDestination": null,
+            "config": config,
+            "resyncState": null,
+            "createdAt": at,
+            "updatedAt": at,
+        })
+    }
+
+    pub(crate) fn get(&self, identifier: &str) -> Option<&Value> {
+        self.installed.get(identifier)
+    }
+
+    /// Creates an integration from a `POST /v1/integration` body; `None` if it exists already.
+    pub(crate) fn create(&mut self, body: &Value) -> Option<Value> {
+        let identifier = body
+            .get("installationId")
+            .or_else(|| body.get("identifier"))
+            .and_then(Value::as_str)?
+            .to_string();
+        if self.installed.contains_key(&identifier) {
+            return None;
+        }
+        let app_type = body
+            .get("installationAppType")
+            .and_then(Value::as_str)
+            .unwrap_or("azure-devops");
+        let mut object = Self::object(
+            &identifier,
+            app_type,
+            body.get("version").cloned().unwrap_or(Value::Null),
+            body.get("config").cloned().unwrap_or_else(|| json!({})),
+        );
+        if let (Value::Object(map), Some(dest)) = (&mut object, body.get("changelogDestination")) {
+            map.insert("changelogDestination".into(), dest.clone());
+        }
+        self.installed.insert(identifier, object.clone());
+        Some(object)
+    }
+
+    /// Applies a `PATCH` body (top-level fields replace); an empty body requests a resync.
+    pub(crate) fn patch(&mut self, identifier: &str, body: &Value) -> Option<Value> {
+        let empty = body.as_object().is_none_or(serde_json::Map::is_empty);
+        let integration = self.installed.get_mut(identifier)?;
+        if let (Value::Object(target), Value::Object(fields)) = (&mut *integration, body) {
+            for (key, value) in fields {
+                target.insert(key.clone(), value.clone());
+            }
+            target.insert("updatedAt".into(), json!(now()));
+        }
+        let answer = integration.clone();
+        if empty {
+            self.resync_requested_at = now();
+        }
+        Some(answer)
+    }
+
+    /// Records a resync state report and shows it on the integration.
+    pub(crate) fn report_resync_state(&mut self, identifier: &str, body: &Value) -> Option<Value> {
+        let integration = self.installed.get_mut(identifier)?;
+        let mut state = body.clone();
+        if let Value::Object(map) = &mut state {
+            map.insert("updatedAt".into(), json!(now()));
+        }
+        if let Value::Object(target) = integration {
+            target.insert("resyncState".into(), state);
+        }
+        let answer = integration.clone();
+        self.resync_states.push(body.clone());
+        Some(answer)
+    }
+
+    /// Marks "a resync was requested now" (what the UI's resync button does).
+    pub(crate) fn request_resync(&mut self) {
+        self.resync_requested_at = now();
+    }
+}

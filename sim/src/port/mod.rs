@@ -1,0 +1,259 @@
+//! The Port simulator: an in-memory catalog behind Port's `/v1` API, on `http://127.0.0.1:PORT`
+//! (the equivalent of `https://api.getport.io`).
+//!
+//! Every request goes through the same gate, in this order: count it under its route template,
+//! apply a scripted answer if one is queued ([`PortSim::fail_next`]), take one request from the
+//! rate-limit budget (429 + `Retry-After` when spent), check the bearer token (except on the
+//! token route). Every answer carries `x-trace-id` and `x-ratelimit-{limit,remaining,reset,period}`.
+//! Request bodies above 1 MiB get 413.
+//!
+//! Route template keys, as [`PortSim::requests`] reports them and [`PortSim::fail_next`] takes
+//! them:
+//!
+//! | key | answer |
+//! |---|---|
+//! | `POST /v1/auth/access_token` | `{ok, accessToken, expiresIn: 10800, tokenType: "Bearer"}`; 401 for wrong credentials |
+//! | `POST /v1/blueprints/{bp}/entities/bulk` | bulk upsert of 1..20 entities: 200, or 207 with `errors` |
+//! | `POST /v1/blueprints/{bp}/entities` | single upsert: 201 `{ok, entity}` |
+//! | `GET /v1/blueprints/{bp}/entities` | every entity of the blueprint |
+//! | `GET /v1/blueprints/{bp}/entities/{id}` | one entity, 404 `not_found` |
+//! | `DELETE /v1/blueprints/{bp}/entities/{id}` | delete (`delete_dependents`), 404 `not_found` |
+//! | `POST /v1/blueprints/{bp}/bulk/entities/delete` | `{entities: [≤100 ids]}` → `{ok, deletedEntities}` |
+//! | `POST /v1/blueprints/{bp}/entities/search` | `{query?, limit ≤1000, from?}` → `{ok, entities, next}` |
+//! | `POST /v1/entities/search` | `{combinator, rules}` → `{ok, entities}` (`include=` query filters fields) |
+//! | `POST /v1/blueprints/entities/datasource-entities` | `{datasource_prefix, datasource_suffix, limit, before, from?}` → `{ok, entities, next}` |
+//! | `GET /v1/blueprints`, `POST /v1/blueprints` | blueprints defined through the API |
+//! | `GET /v1/blueprints/{bp}`, `PATCH /v1/blueprints/{bp}` | one blueprint |
+//! | `GET /v1/integration/{id}` | `{ok, integration: {identifier, installationAppType, config, resyncState, …}}`, 404 when not installed |
+//! | `POST /v1/integration` | create (409 when it exists) |
+//! | `PATCH /v1/integration/{id}` | update fields; an empty body requests a resync |
+//! | `PATCH /v1/integration/{id}/config` | `{config}` |
+//! | `PATCH /v1/integration/{id}/resync-state` | recorded, see [`PortSim::resync_states`] |
+//! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
+//! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
+//! | `{METHOD} <unmatched>` | 404 `not_found` |
+//!
+//! Ownership: an entity's `$datasource` is the User-Agent of its last write. Blueprints need
+//! no definition; a blueprint defined through `POST /v1/blueprints` (or
+//! [`PortSim::define_blueprint`]) has its relation targets checked (404 `not_found` per entity
+//! without `create_missing_related_entities=true`, stubs created with it), and
+//! [`PortSim::mark_blueprint_unknown`] makes a blueprint answer 404.
+
+mod auth;
+mod error;
+mod integration;
+mod limit;
+mod routes;
+mod store;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::scripted::ScriptedAnswer;
+use crate::server::Server;
+use crate::traffic::{Traffic, lock};
+
+/// How the simulated Port is set up.
+#[derive(Clone, Debug)]
+pub struct PortSimConfig {
+    /// The accepted client id (default `"sim-client"`).
+    pub client_id: String,
+    /// The accepted client secret (default `"sim-secret"`).
+    pub client_secret: String,
+    /// The installed integration's identifier (default `"azure-devops"`).
+    pub integration_identifier: String,
+    /// The port-app-config served as `integration.config`; `None` → the integration is not
+    /// installed (`GET /v1/integration/{id}` answers 404 until a `POST /v1/integration`).
+    pub integration_config: Option<Value>,
+    /// `None` = unlimited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Default for PortSimConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "sim-client".to_string(),
+            client_secret: "sim-secret".to_string(),
+            integration_identifier: "azure-devops".to_string(),
+            integration_config: None,
+            rate_limit: None,
+        }
+    }
+}
+
+/// A fixed-window budget: `requests` per `per`, counted over every route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct PortState {
+    pub(crate) config: PortSimConfig,
+    pub(crate) catalog: Mutex<store::Catalog>,
+    pub(crate) integrations: Mutex<integration::Integrations>,
+    pub(crate) tokens: Mutex<auth::Tokens>,
+    pub(crate) window: Mutex<limit::Window>,
+    pub(crate) traffic: Traffic,
+}
+
+/// A running Port simulator. Dropping it (or [`PortSim::shutdown`]) stops the server.
+#[derive(Debug)]
+pub struct PortSim {
+    state: Arc<PortState>,
+    server: Server,
+}
+
+impl PortSim {
+    /// Serves an empty catalog on `127.0.0.1:0`.
+    pub async fn start(config: PortSimConfig) -> std::io::Result<PortSim> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Serves an empty catalog on `listener`.
+    pub async fn start_on(
+        config: PortSimConfig,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<PortSim> {
+        let state = Arc::new(PortState {
+            integrations: Mutex::new(integration::Integrations::new(
+                &config.integration_identifier,
+                config.integration_config.clone(),
+            )),
+            window: Mutex::new(limit::Window::new(config.rate_limit)),
+            catalog: Mutex::default(),
+            tokens: Mutex::default(),
+            traffic: Traffic::default(),
+            config,
+        });
+        let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
+        Ok(PortSim { state, server })
+    }
+
+    /// `http://127.0.0.1:PORT` (what `OCEAN__PORT__BASE_URL` takes).
+    pub fn base_url(&self) -> String {
+        let addr = self.server.addr();
+        if addr.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        }
+    }
+
+    /// The stored entities of a blueprint, by identifier, in Port's shape plus the meta
+    /// fields `$identifier $blueprint $title $datasource $createdAt $updatedAt`.
+    pub fn entities(&self, blueprint: &str) -> Vec<Value> {
+        lock(&self.state.catalog)
+            .of_blueprint(blueprint)
+            .map(store::Stored::with_meta)
+            .collect()
+    }
+
+    /// One stored entity (with meta fields).
+    pub fn entity(&self, blueprint: &str, identifier: &str) -> Option<Value> {
+        lock(&self.state.catalog)
+            .get(blueprint, identifier)
+            .map(store::Stored::with_meta)
+    }
+
+    /// Entities stored over all blueprints.
+    pub fn entity_count(&self) -> usize {
+        lock(&self.state.catalog).count()
+    }
+
+    /// Requests received, per route template key (see the module docs for the keys).
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        self.state.traffic.counts()
+    }
+
+    /// Requests received in total (including refused, limited and unmatched ones).
+    pub fn total_requests(&self) -> u64 {
+        self.state.traffic.total()
+    }
+
+    /// The next `answers.len()` requests on `route` (e.g.
+    /// `"POST /v1/blueprints/{bp}/entities/bulk"`) get these answers; they take precedence over
+    /// the rate limit and the token check.
+    pub fn fail_next(&self, route: &str, answers: Vec<ScriptedAnswer>) {
+        self.state.traffic.script(route, answers);
+    }
+
+    /// Waits until `predicate` holds, re-checking after every answered request and every
+    /// change made through this handle; false when `timeout` passes first.
+    pub async fn wait_for(&self, predicate: impl Fn(&PortSim) -> bool, timeout: Duration) -> bool {
+        self.state
+            .traffic
+            .wait_for(|| predicate(self), timeout)
+            .await
+    }
+
+    /// The integration object as `GET /v1/integration/{id}` returns it.
+    pub fn integration(&self, identifier: &str) -> Option<Value> {
+        lock(&self.state.integrations).get(identifier).cloned()
+    }
+
+    /// Every resync-state report received (`PATCH /v1/integration/{id}/resync-state` bodies).
+    pub fn resync_states(&self) -> Vec<Value> {
+        lock(&self.state.integrations).resync_states.clone()
+    }
+
+    /// The raw-data examples last received for a kind.
+    pub fn examples(&self, kind: &str) -> Vec<Value> {
+        lock(&self.state.integrations)
+            .examples
+            .get(kind)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replaces the configured integration's config (the mapping), as a user editing it in
+    /// Port would; creates the integration if it was not installed.
+    pub fn set_integration_config(&self, config: Value) {
+        {
+            let identifier = &self.state.config.integration_identifier;
+            let mut integrations = lock(&self.state.integrations);
+            let body = serde_json::json!({"config": config});
+            if integrations.patch(identifier, &body).is_none() {
+                let create =
+                    serde_json::json!({"installationId": identifier, "config": body["config"]});
+                integrations.create(&create);
+            }
+        }
+        self.state.traffic.touch();
+    }
+
+    /// Moves the resync-request time to now (Port's "resync" button).
+    pub fn request_resync(&self) {
+        lock(&self.state.integrations).request_resync();
+        self.state.traffic.touch();
+    }
+
+    /// Invalidates every issued token: the next request with an old token gets 401.
+    pub fn expire_tokens(&self) {
+        lock(&self.state.tokens).expire_all();
+    }
+
+    /// Defines a blueprint (`{identifier, relations: {name: {target}}, …}`) so that its
+    /// relation targets are checked on upsert and its dependents on delete.
+    pub fn define_blueprint(&self, blueprint: Value) {
+        if let Some(identifier) = blueprint.get("identifier").and_then(Value::as_str) {
+            let identifier = identifier.to_string();
+            lock(&self.state.catalog).define_blueprint(&identifier, blueprint);
+        }
+    }
+
+    /// Makes every entity route of `blueprint` answer 404 `not_found` (until it is defined).
+    pub fn mark_blueprint_unknown(&self, blueprint: &str) {
+        lock(&self.state.catalog).mark_unknown(blueprint);
+    }
+
+    /// Stops the server, letting in-flight requests finish.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}

@@ -1,0 +1,672 @@
+//! The Port routes, their handlers and the gate middleware in front of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use chrono::DateTime;
+use serde_json::{Value, json};
+
+use super::PortState;
+use super::auth::TOKEN_LIFETIME;
+use super::error::PortError;
+use super::store::{UpsertOptions, matches_query, page, parse_entity, project_fields};
+use crate::traffic::{lock, route_key};
+
+/// Largest request body Port accepts.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Entities per bulk upsert and per bulk delete.
+const MAX_BULK_UPSERT: usize = 20;
+const MAX_BULK_DELETE: usize = 100;
+/// Page sizes of the paged listings.
+const DATASOURCE_PAGE_MAX: usize = 5000;
+const SEARCH_PAGE_MAX: usize = 1000;
+
+type Params = Path<HashMap<String, String>>;
+type Flags = Query<HashMap<String, String>>;
+type Answer = Result<Response, PortError>;
+
+pub(crate) fn router(state: Arc<PortState>) -> Router {
+    Router::new()
+        .route("/v1/auth/access_token", post(access_token))
+        .route(
+            "/v1/blueprints",
+            get(list_blueprints).post(create_blueprint),
+        )
+        .route(
+            "/v1/blueprints/{bp}",
+            get(get_blueprint).patch(patch_blueprint),
+        )
+        .route(
+            "/v1/blueprints/{bp}/entities",
+            get(list_entities).post(upsert_one),
+        )
+        .route("/v1/blueprints/{bp}/entities/bulk", post(bulk_upsert))
+        .route(
+            "/v1/blueprints/{bp}/entities/search",
+            post(blueprint_search),
+        )
+        .route(
+            "/v1/blueprints/{bp}/entities/{id}",
+            get(get_entity).delete(delete_entity),
+        )
+        .route(
+            "/v1/blueprints/{bp}/bulk/entities/delete",
+            post(bulk_delete),
+        )
+        .route(
+            "/v1/blueprints/entities/datasource-entities",
+            post(datasource_entities),
+        )
+        .route("/v1/entities/search", post(search))
+        .route("/v1/integration", post(create_integration))
+        .route(
+            "/v1/integration/{id}",
+            get(get_integration).patch(patch_integration),
+        )
+        .route(
+            "/v1/integration/{id}/config",
+            patch(patch_integration_config),
+        )
+        .route(
+            "/v1/integration/{id}/resync-state",
+            patch(patch_resync_state),
+        )
+        .route(
+            "/v1/integration/{id}/resync-request",
+            get(get_resync_request),
+        )
+        .route(
+            "/v1/integration/{id}/kinds/{kind}/examples",
+            post(post_examples),
+        )
+        .fallback(|| async { PortError::not_found("Route not found") })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Counting, scripted answers, rate limit and token, then the handler; adds `x-trace-id` and
+/// the rate-limit headers to every answer.
+async fn gate(
+    State(state): State<Arc<PortState>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let key = route_key(request.method(), matched.as_ref());
+    let scripted = state.traffic.arrive(&key);
+    let verdict = lock(&state.window).take();
+    let mut response = match scripted {
+        Some(answer) if !answer.passes_through() => {
+            let status = answer.status_code();
+            let body = answer.body.clone().unwrap_or_else(|| {
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    PortError::too_many_requests().body()
+                } else {
+                    PortError::scripted(status).body()
+                }
+            });
+            let mut response = (status, Json(body)).into_response();
+            let retry_after = answer
+                .retry_after_secs
+                .or((status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+            if let Some(seconds) = retry_after {
+                set_header(response.headers_mut(), "retry-after", &seconds.to_string());
+            }
+            response
+        }
+        passing => {
+            let mut response = if !verdict.allowed {
+                PortError::too_many_requests().into_response()
+            } else if key != "POST /v1/auth/access_token"
+                && !lock(&state.tokens).accepts(request.headers())
+            {
+                PortError::unauthorized().into_response()
+            } else {
+                next.run(request).await
+            };
+            if let Some(seconds) = passing.and_then(|a| a.retry_after_secs) {
+                set_header(response.headers_mut(), "retry-after", &seconds.to_string());
+            }
+            response
+        }
+    };
+    verdict.write_headers(response.headers_mut());
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    set_header(response.headers_mut(), "x-trace-id", &trace);
+    state.traffic.touch();
+    response
+}
+
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// A JSON request body, with Port's answers for a body that is too large (413) or not JSON.
+struct Body(Value);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = PortError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    PortError::too_large()
+                } else {
+                    PortError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        rejection.body_text(),
+                    )
+                }
+            })?;
+        if bytes.is_empty() {
+            return Ok(Body(json!({})));
+        }
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            PortError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("The body is not valid JSON: {e}"),
+            )
+        })
+    }
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query
+        .get(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn param(params: &HashMap<String, String>, name: &str) -> String {
+    params.get(name).cloned().unwrap_or_default()
+}
+
+fn ok(status: StatusCode, body: Value) -> Answer {
+    Ok((status, Json(body)).into_response())
+}
+
+fn datasource(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+fn upsert_options(query: &HashMap<String, String>) -> UpsertOptions {
+    UpsertOptions {
+        upsert: flag(query, "upsert"),
+        merge: flag(query, "merge"),
+        create_missing_related_entities: flag(query, "create_missing_related_entities"),
+    }
+}
+
+async fn access_token(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+    let client_id = body.get("clientId").and_then(Value::as_str);
+    let client_secret = body.get("clientSecret").and_then(Value::as_str);
+    if client_id != Some(state.config.client_id.as_str())
+        || client_secret != Some(state.config.client_secret.as_str())
+    {
+        return Err(PortError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Could not authenticate with the given client id and secret",
+        ));
+    }
+    let token = lock(&state.tokens).issue(&state.config.client_id);
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "accessToken": token, "expiresIn": TOKEN_LIFETIME.as_secs(), "tokenType": "Bearer"}),
+    )
+}
+
+async fn bulk_upsert(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Query(query): Flags,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Answer {
+    let blueprint = param(&params, "bp");
+    let Some(items) = body.get("entities").and_then(Value::as_array) else {
+        return Err(PortError::invalid("body must be {\"entities\": [...]}"));
+    };
+    if items.is_empty() || items.len() > MAX_BULK_UPSERT {
+        return Err(PortError::invalid(format!(
+            "\"entities\" must hold between 1 and {MAX_BULK_UPSERT} entities, got {}",
+            items.len()
+        )));
+    }
+    let options = upsert_options(&query);
+    let source = datasource(&headers);
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    {
+        let mut catalog = lock(&state.catalog);
+        catalog.check_blueprint(&blueprint)?;
+        for (index, item) in items.iter().enumerate() {
+            let outcome = parse_entity(item).and_then(|input| {
+                let identifier = input.identifier.clone();
+                catalog
+                    .upsert(
+                        &blueprint,
+                        input,
+                        options,
+                        source.as_deref(),
+                        &state.config.client_id,
+                    )
+                    .map(|(_, created)| (identifier.clone(), created))
+                    .map_err(|e| (Some(identifier), e))
+            });
+            match outcome {
+                Ok((identifier, created)) => {
+                    done.push(json!({"identifier": identifier, "index": index, "created": created}))
+                }
+                Err((identifier, e)) => errors.push(json!({
+                    "identifier": identifier,
+                    "index": index,
+                    "statusCode": e.status.as_u16(),
+                    "error": e.error,
+                    "message": e.message,
+                })),
+            }
+        }
+    }
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    ok(
+        status,
+        json!({"ok": true, "entities": done, "errors": errors}),
+    )
+}
+
+async fn upsert_one(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Query(query): Flags,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Answer {
+    let blueprint = param(&params, "bp");
+    let input = parse_entity(&body).map_err(|(_, e)| e)?;
+    let (entity, _) = lock(&state.catalog).upsert(
+        &blueprint,
+        input,
+        upsert_options(&query),
+        datasource(&headers).as_deref(),
+        &state.config.client_id,
+    )?;
+    ok(StatusCode::CREATED, json!({"ok": true, "entity": entity}))
+}
+
+async fn list_entities(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
+    let blueprint = param(&params, "bp");
+    let catalog = lock(&state.catalog);
+    catalog.check_blueprint(&blueprint)?;
+    let entities: Vec<Value> = catalog
+        .of_blueprint(&blueprint)
+        .map(|e| e.api_json())
+        .collect();
+    ok(StatusCode::OK, json!({"ok": true, "entities": entities}))
+}
+
+async fn get_entity(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
+    let (blueprint, identifier) = (param(&params, "bp"), param(&params, "id"));
+    let catalog = lock(&state.catalog);
+    catalog.check_blueprint(&blueprint)?;
+    let entity = catalog.get(&blueprint, &identifier).ok_or_else(|| {
+        PortError::not_found(format!(
+            "Entity with identifier \"{identifier}\" was not found"
+        ))
+    })?;
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "entity": entity.api_json()}),
+    )
+}
+
+async fn delete_entity(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Query(query): Flags,
+) -> Answer {
+    let (blueprint, identifier) = (param(&params, "bp"), param(&params, "id"));
+    let deleted =
+        lock(&state.catalog).delete(&blueprint, &identifier, flag(&query, "delete_dependents"))?;
+    if !deleted {
+        return Err(PortError::not_found(format!(
+            "Entity with identifier \"{identifier}\" was not found"
+        )));
+    }
+    ok(StatusCode::OK, json!({"ok": true}))
+}
+
+async fn bulk_delete(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Query(query): Flags,
+    Body(body): Body,
+) -> Answer {
+    let blueprint = param(&params, "bp");
+    let ids = body
+        .get("entities")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| PortError::invalid("body must be {\"entities\": [identifiers]}"))?
+        .ok_or_else(|| PortError::invalid("\"entities\" must hold identifiers (strings)"))?;
+    if ids.is_empty() || ids.len() > MAX_BULK_DELETE {
+        return Err(PortError::invalid(format!(
+            "\"entities\" must hold between 1 and {MAX_BULK_DELETE} identifiers, got {}",
+            ids.len()
+        )));
+    }
+    let delete_dependents = flag(&query, "delete_dependents");
+    let mut catalog = lock(&state.catalog);
+    catalog.check_blueprint(&blueprint)?;
+    if !delete_dependents
+        && let Some(id) = ids
+            .iter()
+            .find(|id| !catalog.dependents(&blueprint, id).is_empty())
+    {
+        return Err(PortError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "has_dependents",
+            format!("Entity \"{id}\" has dependent entities; pass delete_dependents=true"),
+        ));
+    }
+    let mut deleted = Vec::new();
+    for id in ids {
+        if catalog.delete(&blueprint, &id, delete_dependents)? {
+            deleted.push(id);
+        }
+    }
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "deletedEntities": deleted}),
+    )
+}
+
+fn limit_of(body: &Value, default: usize, max: usize) -> Result<usize, PortError> {
+    match body.get("limit") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                PortError::invalid(format!("\"limit\" must be an integer between 1 and {max}"))
+            }),
+    }
+}
+
+async fn blueprint_search(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Body(body): Body,
+) -> Answer {
+    let blueprint = param(&params, "bp");
+    let limit = limit_of(&body, 200, SEARCH_PAGE_MAX)?;
+    let from = body.get("from").and_then(Value::as_str);
+    let query = body.get("query").cloned();
+    let catalog = lock(&state.catalog);
+    catalog.check_blueprint(&blueprint)?;
+    let mut candidates = Vec::new();
+    for entity in catalog.of_blueprint(&blueprint) {
+        if let Some(query) = &query
+            && !matches_query(entity, query)?
+        {
+            continue;
+        }
+        candidates.push(entity);
+    }
+    let (selected, next) = page(candidates.into_iter(), from, limit)?;
+    let entities: Vec<Value> = selected.into_iter().map(|e| e.api_json()).collect();
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "entities": entities, "next": next}),
+    )
+}
+
+async fn search(
+    State(state): State<Arc<PortState>>,
+    Query(query): Query<Vec<(String, String)>>,
+    Body(body): Body,
+) -> Answer {
+    let include: Vec<String> = query
+        .into_iter()
+        .filter(|(k, _)| k == "include")
+        .map(|(_, v)| v)
+        .collect();
+    let catalog = lock(&state.catalog);
+    let mut entities = Vec::new();
+    for entity in catalog.all() {
+        if matches_query(entity, &body)? {
+            entities.push(project_fields(entity.api_json(), &include));
+        }
+    }
+    ok(StatusCode::OK, json!({"ok": true, "entities": entities}))
+}
+
+async fn datasource_entities(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+    let text = |name: &str| body.get(name).and_then(Value::as_str).map(String::from);
+    let prefix = text("datasource_prefix").unwrap_or_default();
+    let suffix = text("datasource_suffix").unwrap_or_default();
+    let before = text("before")
+        .map(|b| {
+            DateTime::parse_from_rfc3339(&b).map_err(|_| {
+                PortError::invalid(format!("\"before\" is not an ISO 8601 date-time: {b}"))
+            })
+        })
+        .transpose()?;
+    let limit = limit_of(&body, DATASOURCE_PAGE_MAX, DATASOURCE_PAGE_MAX)?;
+    let catalog = lock(&state.catalog);
+    let owned = catalog.all().filter(|e| {
+        e.datasource
+            .as_deref()
+            .is_some_and(|d| d.starts_with(&prefix) && d.ends_with(&suffix))
+            && before.is_none_or(|b| e.updated_at < b)
+    });
+    let (selected, next) = page(owned, text("from").as_deref(), limit)?;
+    let entities: Vec<Value> = selected.into_iter().map(|e| e.api_json()).collect();
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "entities": entities, "next": next}),
+    )
+}
+
+async fn list_blueprints(State(state): State<Arc<PortState>>) -> Answer {
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "blueprints": lock(&state.catalog).blueprints()}),
+    )
+}
+
+async fn create_blueprint(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+    let Some(identifier) = body
+        .get("identifier")
+        .and_then(Value::as_str)
+        .map(String::from)
+    else {
+        return Err(PortError::invalid("a blueprint needs an \"identifier\""));
+    };
+    let mut catalog = lock(&state.catalog);
+    if catalog.blueprint(&identifier).is_some() {
+        return Err(PortError::new(
+            StatusCode::CONFLICT,
+            "identifier_taken",
+            format!("Blueprint with identifier \"{identifier}\" already exists"),
+        ));
+    }
+    catalog.define_blueprint(&identifier, body.clone());
+    ok(StatusCode::CREATED, json!({"ok": true, "blueprint": body}))
+}
+
+async fn get_blueprint(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
+    let identifier = param(&params, "bp");
+    let catalog = lock(&state.catalog);
+    let blueprint = catalog.blueprint(&identifier).ok_or_else(|| {
+        PortError::not_found(format!(
+            "Blueprint with identifier \"{identifier}\" was not found"
+        ))
+    })?;
+    ok(StatusCode::OK, json!({"ok": true, "blueprint": blueprint}))
+}
+
+async fn patch_blueprint(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Body(body): Body,
+) -> Answer {
+    let identifier = param(&params, "bp");
+    let mut catalog = lock(&state.catalog);
+    let mut blueprint = catalog.blueprint(&identifier).cloned().ok_or_else(|| {
+        PortError::not_found(format!(
+            "Blueprint with identifier \"{identifier}\" was not found"
+        ))
+    })?;
+    if let (Value::Object(target), Value::Object(fields)) = (&mut blueprint, body) {
+        target.extend(fields);
+    }
+    catalog.define_blueprint(&identifier, blueprint.clone());
+    ok(StatusCode::OK, json!({"ok": true, "blueprint": blueprint}))
+}
+
+fn integration_not_found(identifier: &str) -> PortError {
+    PortError::not_found(format!(
+        "Integration with identifier \"{identifier}\" was not found"
+    ))
+}
+
+async fn get_integration(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
+    let identifier = param(&params, "id");
+    let integration = lock(&state.integrations)
+        .get(&identifier)
+        .cloned()
+        .ok_or_else(|| integration_not_found(&identifier))?;
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "integration": integration}),
+    )
+}
+
+async fn create_integration(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+    if body
+        .get("installationId")
+        .or_else(|| body.get("identifier"))
+        .and_then(Value::as_str)
+        .is_none()
+    {
+        return Err(PortError::invalid(
+            "an integration needs an \"installationId\"",
+        ));
+    }
+    let integration = lock(&state.integrations).create(&body).ok_or_else(|| {
+        PortError::new(
+            StatusCode::CONFLICT,
+            "identifier_taken",
+            "An integration with this identifier already exists",
+        )
+    })?;
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "integration": integration}),
+    )
+}
+
+async fn patch_integration(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Body(body): Body,
+) -> Answer {
+    let identifier = param(&params, "id");
+    let integration = lock(&state.integrations)
+        .patch(&identifier, &body)
+        .ok_or_else(|| integration_not_found(&identifier))?;
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "integration": integration}),
+    )
+}
+
+async fn patch_integration_config(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Body(body): Body,
+) -> Answer {
+    let identifier = param(&params, "id");
+    let Some(config) = body.get("config") else {
+        return Err(PortError::invalid("body must be {\"config\": {...}}"));
+    };
+    let integration = lock(&state.integrations)
+        .patch(&identifier, &json!({"config": config}))
+        .ok_or_else(|| integration_not_found(&identifier))?;
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "integration": integration}),
+    )
+}
+
+async fn patch_resync_state(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Body(body): Body,
+) -> Answer {
+    let identifier = param(&params, "id");
+    let integration = lock(&state.integrations)
+        .report_resync_state(&identifier, &body)
+        .ok_or_else(|| integration_not_found(&identifier))?;
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "integration": integration}),
+    )
+}
+
+async fn get_resync_request(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
+    let identifier = param(&params, "id");
+    let integrations = lock(&state.integrations);
+    if integrations.get(&identifier).is_none() {
+        return Err(integration_not_found(&identifier));
+    }
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "request": {"updatedAt": integrations.resync_requested_at}}),
+    )
+}
+
+async fn post_examples(
+    State(state): State<Arc<PortState>>,
+    Path(params): Params,
+    Body(body): Body,
+) -> Answer {
+    let (identifier, kind) = (param(&params, "id"), param(&params, "kind"));
+    let Some(examples) = body.get("examples").and_then(Value::as_array).cloned() else {
+        return Err(PortError::invalid("body must be {\"examples\": [...]}"));
+    };
+    let mut integrations = lock(&state.integrations);
+    if integrations.get(&identifier).is_none() {
+        return Err(integration_not_found(&identifier));
+    }
+    integrations.examples.insert(kind, examples);
+    ok(StatusCode::OK, json!({"ok": true}))
+}

@@ -1,0 +1,105 @@
+//! Request accounting shared by both simulators: a count per route template, the queue of
+//! scripted answers per route template, and a change signal that every answered request bumps
+//! (so tests await conditions instead of sleeping).
+//!
+//! A route template key is the method and axum's matched path, e.g.
+//! `"GET /{org}/_apis/projects"`; requests that match no route count as `"GET <unmatched>"`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::extract::MatchedPath;
+use axum::http::Method;
+use tokio::sync::watch;
+
+use crate::scripted::ScriptedAnswer;
+
+/// Locks a std mutex, recovering the data if a panicking holder poisoned it (a test that
+/// panicked must not make every later assertion panic too).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The key of a request in the counts and scripts: `"{METHOD} {template}"`.
+pub(crate) fn route_key(method: &Method, matched: Option<&MatchedPath>) -> String {
+    let template = matched.map_or("<unmatched>", MatchedPath::as_str);
+    format!(
+        "{method} {}",
+        template.replace("pullRequests", "pullrequests")
+    )
+}
+
+#[derive(Debug)]
+pub(crate) struct Traffic {
+    counts: Mutex<BTreeMap<String, u64>>,
+    total: AtomicU64,
+    scripts: Mutex<HashMap<String, VecDeque<ScriptedAnswer>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            counts: Mutex::default(),
+            total: AtomicU64::new(0),
+            scripts: Mutex::default(),
+            changed: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Traffic {
+    /// Counts one request on `key` and returns the scripted answer queued for it, if any.
+    pub(crate) fn arrive(&self, key: &str) -> Option<ScriptedAnswer> {
+        *lock(&self.counts).entry(key.to_string()).or_insert(0) += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let mut scripts = lock(&self.scripts);
+        let queue = scripts.get_mut(key)?;
+        let answer = queue.pop_front();
+        if queue.is_empty() {
+            scripts.remove(key);
+        }
+        answer
+    }
+
+    /// Signals waiters that something happened (called after every answered request and every
+    /// mutation made through a handle).
+    pub(crate) fn touch(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub(crate) fn script(&self, key: &str, answers: Vec<ScriptedAnswer>) {
+        lock(&self.scripts)
+            .entry(key.to_string())
+            .or_default()
+            .extend(answers);
+    }
+
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
+        lock(&self.counts).clone()
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `condition` holds, re-checking after every change; false on timeout.
+    pub(crate) async fn wait_for(&self, condition: impl Fn() -> bool, timeout: Duration) -> bool {
+        let mut changes = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            changes.borrow_and_update();
+            if condition() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives as long as `self`; a closed channel cannot happen, but a
+                // final check is the right answer either way.
+                Ok(Err(_)) | Err(_) => return condition(),
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The Azure DevOps simulator over real HTTP: auth, api-version, paging, shapes, scripts.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use adoport_sim::ScriptedAnswer;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use base64::Engine;
+use serde_json::Value;
+
+fn basic(pat: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(":{pat}"))
+    )
+}
+
+async fn get(sim: &AdoSim, path_and_query: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/{path_and_query}", sim.organization_url()))
+        .header("Authorization", basic("sim-pat"))
+        .header("X-TFS-FedAuthRedirect", "Suppress")
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn bad_pat_gets_sign_in_page_or_401_when_suppressed() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let url = format!("{}/_apis/projects?api-version=7.1", sim.organization_url());
+    let client = reqwest::Client::new();
+    let page = client
+        .get(&url)
+        .header("Authorization", basic("wrong"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(page.status().as_u16(), 203);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("Sign In"));
+
+    let refused = client
+        .get(&url)
+        .header("X-TFS-FedAuthRedirect", "Suppress")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status().as_u16(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["typeKey"], "UnauthorizedRequestException");
+    assert!(body["message"].as_str().unwrap().starts_with("TF400813"));
+
+    let accepted = client
+        .get(&url)
+        .header(
+            "Authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("anyone:sim-pat")
+            ),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(accepted.status().as_u16(), 200);
+    assert_eq!(sim.requests()["GET /{org}/_apis/projects"], 3);
+}
+
+#[tokio::test]
+async fn api_version_is_required_query_or_accept() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let missing = get(&sim, "_apis/projects").await;
+    assert_eq!(missing.status().as_u16(), 400);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["typeKey"], "VssVersionNotSpecifiedException");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("No api-version was supplied for the \"GET\" request")
+    );
+
+    let via_accept = reqwest::Client::new()
+        .get(format!("{}/_apis/projects", sim.organization_url()))
+        .header("Authorization", basic("sim-pat"))
+        .header("Accept", "application/json; api-version=7.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_accept.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn continuation_tokens_return_every_project_once() {
+    let config = AdoSimConfig {
+        projects: 23,
+        repositories_per_project: 1,
+        max_page_size: 5,
+        ..AdoSimConfig::default()
+    };
+    let sim = AdoSim::start(config).await.expect("start");
+    let mut seen = HashSet::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "_apis/projects?api-version=7.1&$top=50".to_string();
+        if let Some(t) = &token {
+            path.push_str(&format!("&continuationToken={t}"));
+        }
+        let response = get(&sim, &path).await;
+        assert_eq!(response.status().as_u16(), 200);
+        token = response
+            .headers()
+            .get("x-ms-continuationtoken")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body: Value = response.json().await.unwrap();
+        let values = body["value"].as_array().unwrap();
+        assert!(values.len() <= 5, "$top is capped at max_page_size");
+        assert_eq!(body["count"], values.len());
+        for project in values {
+            assert!(
+                seen.insert(project["id"].as_str().unwrap().to_string()),
+                "duplicate"
+            );
+            assert_eq!(project["state"], "wellFormed");
+        }
+        pages += 1;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 23);
+    assert_eq!(pages, 5);
+}
+
+#[tokio::test]
+async fn shapes_follow_the_reference_examples() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let project = sim.projects()[1].clone();
+    let id = project["id"].as_str().unwrap();
+    assert_eq!(project["name"], "project 1");
+    assert_eq!(
+        project["url"],
+        format!("{}/_apis/projects/{id}", sim.organization_url())
+    );
+
+    let full: Value = get(
+        &sim,
+        &format!("_apis/projects/{id}?api-version=7.1&includeCapabilities=true"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(full, project);
+    assert_eq!(full["defaultTeam"]["name"], "project 1 Team");
+    assert!(
+        full["_links"]["web"]["href"]
+            .as_str()
+            .unwrap()
+            .ends_with("/project%201")
+    );
+
+    let repos: Value = get(
+        &sim,
+        &format!("{id}/_apis/git/repositories?api-version=7.1"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(repos["count"], 4);
+    let repo = &repos["value"][0];
+    for field in [
+        "id",
+        "name",
+        "url",
+        "project",
+        "defaultBranch",
+        "size",
+        "remoteUrl",
+        "sshUrl",
+        "webUrl",
+        "isDisabled",
+        "isInMaintenance",
+    ] {
+        assert!(repo.get(field).is_some(), "repository field {field}");
+    }
+    let by_name = get(
+        &sim,
+        &format!(
+            "project%201/_apis/git/repositories/{}?api-version=7.1",
+            repo["name"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(by_name.json::<Value>().await.unwrap(), *repo);
+    assert_eq!(
+        sim.repositories()
+            .iter()
+            .filter(|r| r["isDisabled"] == true)
+            .count(),
+        1
+    );
+
+    let missing = get(&sim, "_apis/projects/nope?api-version=7.1").await;
+    assert_eq!(missing.status().as_u16(), 404);
+    assert!(
+        missing.json::<Value>().await.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("TF200016")
+    );
+    let missing = get(
+        &sim,
+        "_apis/git/repositories/00000000-0000-0000-0000-000000000000?api-version=7.1",
+    )
+    .await;
+    assert!(
+        missing.json::<Value>().await.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("TF401019")
+    );
+
+    let readme = get(
+        &sim,
+        &format!(
+            "_apis/git/repositories/{}/items?path=README.md&api-version=7.1",
+            repo["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert!(readme.text().await.unwrap().starts_with("# "));
+
+    let rename_id = repo["id"].as_str().unwrap().to_string();
+    sim.rename_repository(&rename_id, "renamed");
+    let renamed: Value = get(
+        &sim,
+        &format!("_apis/git/repositories/{rename_id}?api-version=7.1"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(renamed["name"], "renamed");
+}
+
+#[tokio::test]
+async fn pull_requests_page_with_top_and_skip() {
+    let config = AdoSimConfig {
+        projects: 1,
+        repositories_per_project: 1,
+        pull_requests_per_repository: 7,
+        ..AdoSimConfig::default()
+    };
+    let sim = AdoSim::start(config).await.expect("start");
+    let repo = sim.repositories()[0].clone();
+    let (project, repo_id) = (
+        repo["project"]["id"].as_str().unwrap(),
+        repo["id"].as_str().unwrap(),
+    );
+    let mut ids = Vec::new();
+    let mut skip = 0;
+    loop {
+        let page: Value = get(
+            &sim,
+            &format!("{project}/_apis/git/repositories/{repo_id}/pullrequests?searchCriteria.status=all&$top=3&$skip={skip}&api-version=7.1"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let values = page["value"].as_array().unwrap();
+        if values.is_empty() {
+            break;
+        }
+        ids.extend(
+            values
+                .iter()
+                .map(|pr| pr["pullRequestId"].as_u64().unwrap()),
+        );
+        skip += values.len();
+    }
+    assert_eq!(ids.len(), 7);
+    let active: Value = get(
+        &sim,
+        &format!("{project}/_apis/git/repositories/{repo_id}/pullrequests?api-version=7.1"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(active["count"], 5, "two of seven are completed");
+    let one: Value = get(
+        &sim,
+        &format!("_apis/git/pullrequests/{}?api-version=7.1", ids[0]),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(one["repository"]["id"], repo_id);
+    for field in [
+        "pullRequestId",
+        "codeReviewId",
+        "status",
+        "createdBy",
+        "creationDate",
+        "title",
+        "sourceRefName",
+        "targetRefName",
+        "mergeStatus",
+        "isDraft",
+        "reviewers",
+        "url",
+    ] {
+        assert!(one.get(field).is_some(), "pull request field {field}");
+    }
+}
+
+#[tokio::test]
+async fn scripted_429_carries_retry_after_then_normal_answers() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let route = "GET /{org}/{project}/_apis/git/repositories";
+    sim.fail_next(
+        route,
+        vec![ScriptedAnswer::rate_limited(7), ScriptedAnswer::status(503)],
+    );
+    let project = sim.projects()[0]["id"].as_str().unwrap().to_string();
+    let path = format!("{project}/_apis/git/repositories?api-version=7.1");
+    let limited = get(&sim, &path).await;
+    assert_eq!(limited.status().as_u16(), 429);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    for name in [
+        "x-ratelimit-resource",
+        "x-ratelimit-delay",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert!(limited.headers().contains_key(name), "{name}");
+    }
+    assert!(
+        limited.json::<Value>().await.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("TF400733")
+    );
+    assert_eq!(get(&sim, &path).await.status().as_u16(), 503);
+    assert_eq!(get(&sim, &path).await.status().as_u16(), 200);
+    sim.fail_next(route, vec![ScriptedAnswer::ok_with_retry_after(2)]);
+    let slowed = get(&sim, &path).await;
+    assert_eq!(slowed.status().as_u16(), 200);
+    assert_eq!(slowed.headers()["retry-after"], "2");
+    assert_eq!(sim.requests()[route], 4);
+    assert!(
+        sim.wait_for(|s| s.total_requests() == 4, Duration::from_secs(1))
+            .await
+    );
+    sim.shutdown().await;
+}

@@ -1,0 +1,468 @@
+//! The Port simulator over real HTTP: tokens, upserts, limits, deletes, search, integration.
+
+use std::time::Duration;
+
+use adoport_sim::ScriptedAnswer;
+use adoport_sim::port::{PortSim, PortSimConfig, RateLimit};
+use serde_json::{Value, json};
+
+const UA: &str = "port-ocean/azure-devops/0.1.0/azure-devops/exporter";
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn new(sim: &PortSim) -> Self {
+        let http = reqwest::Client::builder().user_agent(UA).build().unwrap();
+        let base = sim.base_url();
+        let answer: Value = http
+            .post(format!("{base}/v1/auth/access_token"))
+            .json(&json!({"clientId": "sim-client", "clientSecret": "sim-secret"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = answer["accessToken"].as_str().unwrap().to_string();
+        Self { http, base, token }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+const BULK: &str = "/v1/blueprints/azureDevopsRepository/entities/bulk?upsert=true&merge=true&create_missing_related_entities=true";
+
+#[tokio::test]
+async fn token_flow() {
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/auth/access_token", sim.base_url());
+    let wrong = http
+        .post(&url)
+        .json(&json!({"clientId": "sim-client", "clientSecret": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.headers().contains_key("x-trace-id"));
+    assert_eq!(wrong.json::<Value>().await.unwrap()["ok"], false);
+
+    let good = json!({"clientId": "sim-client", "clientSecret": "sim-secret"});
+    let first: Value = http
+        .post(&url)
+        .json(&good)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["ok"], true);
+    assert_eq!(first["expiresIn"], 10800);
+    assert_eq!(first["tokenType"], "Bearer");
+    let second: Value = http
+        .post(&url)
+        .json(&good)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        first["accessToken"], second["accessToken"],
+        "same token until it expires"
+    );
+
+    let search = format!("{}/v1/entities/search", sim.base_url());
+    let rules = json!({"combinator": "and", "rules": []});
+    let anonymous = http.post(&search).json(&rules).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let token = first["accessToken"].as_str().unwrap();
+    let with_token = http
+        .post(&search)
+        .bearer_auth(token)
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status().as_u16(), 200);
+    sim.expire_tokens();
+    let expired = http
+        .post(&search)
+        .bearer_auth(token)
+        .json(&rules)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn bulk_upsert_stores_and_merges() {
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&sim).await;
+    let body = json!({"entities": [
+        {"identifier": "r1", "title": "repo one", "properties": {"url": "u1", "readme": "x"}, "relations": {"project": "p1"}},
+        {"identifier": "r2", "title": "repo two", "properties": {"url": "u2"}},
+    ]});
+    let answer = client.post(BULK, &body).await;
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(
+        answer["entities"],
+        json!([{"identifier": "r1", "index": 0, "created": true}, {"identifier": "r2", "index": 1, "created": true}])
+    );
+    assert_eq!(answer["errors"], json!([]));
+
+    let update = json!({"entities": [{"identifier": "r1", "properties": {"url": "u1b"}}]});
+    let answer: Value = client.post(BULK, &update).await.json().await.unwrap();
+    assert_eq!(answer["entities"][0]["created"], false);
+    let stored = sim.entity("azureDevopsRepository", "r1").unwrap();
+    assert_eq!(
+        stored["properties"],
+        json!({"url": "u1b", "readme": "x"}),
+        "merge keeps other properties"
+    );
+    assert_eq!(stored["relations"]["project"], "p1");
+    assert_eq!(stored["title"], "repo one");
+    assert_eq!(stored["$datasource"], UA);
+    assert_eq!(stored["$blueprint"], "azureDevopsRepository");
+    assert!(stored["$updatedAt"].as_str().unwrap() >= stored["$createdAt"].as_str().unwrap());
+
+    let replace = "/v1/blueprints/azureDevopsRepository/entities/bulk?upsert=true";
+    client.post(replace, &update).await;
+    let stored = sim.entity("azureDevopsRepository", "r1").unwrap();
+    assert_eq!(
+        stored["properties"],
+        json!({"url": "u1b"}),
+        "without merge the entity is replaced"
+    );
+    assert_eq!(sim.entity_count(), 2);
+    assert_eq!(sim.requests()["POST /v1/blueprints/{bp}/entities/bulk"], 3);
+}
+
+#[tokio::test]
+async fn bulk_limits_and_partial_failure() {
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&sim).await;
+    let too_many: Vec<Value> = (0..21)
+        .map(|i| json!({"identifier": format!("e{i}")}))
+        .collect();
+    let answer = client.post(BULK, &json!({"entities": too_many})).await;
+    assert_eq!(answer.status().as_u16(), 422);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["error"], "invalid_request");
+    assert_eq!(sim.entity_count(), 0);
+
+    let mixed = json!({"entities": [{"identifier": "good"}, {"title": "no identifier"}, {"identifier": "bad id!"}]});
+    let answer = client.post(BULK, &mixed).await;
+    assert_eq!(answer.status().as_u16(), 207);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["entities"].as_array().unwrap().len(), 1);
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["index"], 1);
+    assert_eq!(errors[1]["index"], 2);
+    assert_eq!(errors[1]["identifier"], "bad id!");
+    assert_eq!(errors[1]["statusCode"], 422);
+    assert_eq!(sim.entity_count(), 1);
+
+    let huge = json!({"entities": [{"identifier": "big", "properties": {"blob": "x".repeat(1024 * 1024)}}]});
+    let answer = client.post(BULK, &huge).await;
+    assert_eq!(answer.status().as_u16(), 413);
+    assert_eq!(answer.json::<Value>().await.unwrap()["ok"], false);
+
+    sim.mark_blueprint_unknown("azureDevopsRepository");
+    assert_eq!(
+        client
+            .post(BULK, &json!({"entities": [{"identifier": "x"}]}))
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn datasource_entities_page_and_search() {
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&sim).await;
+    for chunk in 0..3 {
+        let entities: Vec<Value> = (0..20)
+            .map(|i| json!({"identifier": format!("e{chunk}-{i:02}")}))
+            .collect();
+        assert_eq!(
+            client
+                .post(BULK, &json!({"entities": entities}))
+                .await
+                .status()
+                .as_u16(),
+            200
+        );
+    }
+    let other = reqwest::Client::builder()
+        .user_agent("someone-else")
+        .build()
+        .unwrap();
+    other
+        .post(format!(
+            "{}/v1/blueprints/x/entities?upsert=true",
+            sim.base_url()
+        ))
+        .bearer_auth(&client.token)
+        .json(&json!({"identifier": "foreign"}))
+        .send()
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let mut body = json!({
+            "datasource_prefix": "port-ocean/azure-devops/",
+            "datasource_suffix": "/azure-devops/exporter",
+            "limit": 25,
+            "before": "2999-01-01T00:00:00.000Z",
+        });
+        if let Some(cursor) = &from {
+            body["from"] = json!(cursor);
+        }
+        let page: Value = client
+            .post("/v1/blueprints/entities/datasource-entities", &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        seen.extend(
+            page["entities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["identifier"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => from = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 60);
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 60);
+
+    let before_all: Value = client
+        .post(
+            "/v1/blueprints/entities/datasource-entities",
+            &json!({"datasource_prefix": "port-ocean/", "datasource_suffix": "", "limit": 100, "before": "2000-01-01T00:00:00Z"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before_all["entities"], json!([]));
+
+    let search = json!({"combinator": "and", "rules": [
+        {"property": "$datasource", "operator": "contains", "value": "port-ocean/azure-devops/"},
+        {"property": "$datasource", "operator": "contains", "value": "/azure-devops/exporter"},
+        {"property": "$identifier", "operator": "in", "value": ["e0-00", "e2-19", "foreign"]},
+    ]});
+    let found: Value = client
+        .post("/v1/entities/search?include=identifier", &search)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found["entities"],
+        json!([{"identifier": "e0-00"}, {"identifier": "e2-19"}])
+    );
+}
+
+#[tokio::test]
+async fn deletes() {
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&sim).await;
+    let entities: Vec<Value> = (0..5)
+        .map(|i| json!({"identifier": format!("d{i}")}))
+        .collect();
+    client.post(BULK, &json!({"entities": entities})).await;
+    let url = format!(
+        "{}/v1/blueprints/azureDevopsRepository/entities/d0",
+        sim.base_url()
+    );
+    let first = client
+        .http
+        .delete(&url)
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let again = client
+        .http
+        .delete(&url)
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 404);
+    assert_eq!(again.json::<Value>().await.unwrap()["error"], "not_found");
+    let answer: Value = client
+        .post(
+            "/v1/blueprints/azureDevopsRepository/bulk/entities/delete?delete_dependents=true",
+            &json!({"entities": ["d1", "d2", "missing"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["deletedEntities"], json!(["d1", "d2"]));
+    assert_eq!(sim.entity_count(), 2);
+}
+
+#[tokio::test]
+async fn rate_limit_and_scripted_answers() {
+    let config = PortSimConfig {
+        rate_limit: Some(RateLimit {
+            requests: 3,
+            per: Duration::from_secs(60),
+        }),
+        ..PortSimConfig::default()
+    };
+    let sim = PortSim::start(config).await.unwrap();
+    let client = Client::new(&sim).await; // 1 request
+    let body = json!({"entities": [{"identifier": "a"}]});
+    let ok = client.post(BULK, &body).await;
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(ok.headers()["x-ratelimit-limit"], "3");
+    assert_eq!(ok.headers()["x-ratelimit-remaining"], "1");
+    client.post(BULK, &body).await;
+    let limited = client.post(BULK, &body).await;
+    assert_eq!(limited.status().as_u16(), 429);
+    let seconds: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&seconds));
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["error"],
+        "too_many_requests"
+    );
+
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&sim).await;
+    sim.fail_next(
+        "POST /v1/blueprints/{bp}/entities/bulk",
+        vec![ScriptedAnswer::rate_limited(3), ScriptedAnswer::status(503)],
+    );
+    let first = client.post(BULK, &body).await;
+    assert_eq!(first.status().as_u16(), 429);
+    assert_eq!(first.headers()["retry-after"], "3");
+    assert_eq!(client.post(BULK, &body).await.status().as_u16(), 503);
+    assert_eq!(client.post(BULK, &body).await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn integration_resource_and_wait_for() {
+    let mapping = json!({"resources": [{"kind": "project"}]});
+    let config = PortSimConfig {
+        integration_config: Some(mapping.clone()),
+        ..PortSimConfig::default()
+    };
+    let sim = PortSim::start(config).await.unwrap();
+    let client = Client::new(&sim).await;
+    let got: Value = client
+        .http
+        .get(format!("{}/v1/integration/azure-devops", sim.base_url()))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["integration"]["config"], mapping);
+    assert_eq!(got["integration"]["installationAppType"], "azure-devops");
+    let missing = client
+        .http
+        .get(format!("{}/v1/integration/other", sim.base_url()))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+
+    let state = json!({"status": "running", "lastResyncStart": "2026-01-01T00:00:00Z", "intervalInMinuets": 60});
+    let patched = client
+        .http
+        .patch(format!(
+            "{}/v1/integration/azure-devops/resync-state",
+            sim.base_url()
+        ))
+        .bearer_auth(&client.token)
+        .json(&state)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status().as_u16(), 200);
+    assert_eq!(sim.resync_states(), vec![state]);
+    let request: Value = client
+        .http
+        .get(format!(
+            "{}/v1/integration/azure-devops/resync-request",
+            sim.base_url()
+        ))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(request["request"]["updatedAt"].is_string());
+
+    // wait_for wakes on the write, not on a timer.
+    let writer = {
+        let (http, base, token) = (
+            client.http.clone(),
+            client.base.clone(),
+            client.token.clone(),
+        );
+        tokio::spawn(async move {
+            http.post(format!("{base}{BULK}"))
+                .bearer_auth(token)
+                .json(&json!({"entities": [{"identifier": "late"}]}))
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    assert!(
+        sim.wait_for(
+            |s| s.entity("azureDevopsRepository", "late").is_some(),
+            Duration::from_secs(2)
+        )
+        .await
+    );
+    writer.await.unwrap();
+    assert!(
+        !sim.wait_for(|s| s.entity_count() > 1, Duration::from_millis(50))
+            .await
+    );
+    sim.shutdown().await;
+}
