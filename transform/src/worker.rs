@@ -73,7 +73,11 @@ impl TransformStats {
     fn record_problem(&self, kind: &str, problem: &ItemProblem) {
         self.inner.item_problems.fetch_add(1, Ordering::Relaxed);
         let key = format!("{kind}: {}", problem.category());
-        let mut problems = self.inner.problems.lock().unwrap_or_else(|p| p.into_inner());
+        let mut problems = self
+            .inner
+            .problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let entry = problems.entry(key).or_default();
         entry.count += 1;
         if entry.example.is_empty() {
@@ -83,7 +87,13 @@ impl TransformStats {
 
     /// Logs and resets the problems seen since the last summary.
     fn log_problem_summary(&self) {
-        let problems = std::mem::take(&mut *self.inner.problems.lock().unwrap_or_else(|p| p.into_inner()));
+        let problems = std::mem::take(
+            &mut *self
+                .inner
+                .problems
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for (key, ProblemCount { count, example }) in problems {
             tracing::warn!(problem = %key, count, example = %example, "mapping problems since the last summary");
         }
@@ -124,7 +134,10 @@ pub fn changes_for(
                 write,
                 op: change.op,
             };
-            out.push(Outgoing::new(Destination::Change { partition }, encode(&message)));
+            out.push(Outgoing::new(
+                Destination::Change { partition },
+                encode(&message),
+            ));
         }
     }
     stats
@@ -146,7 +159,10 @@ async fn process(
         Err(e) => {
             tracing::error!(error = %e, "unreadable raw event dead-lettered");
             delivery.dead_letter(&e.to_string()).await?;
-            stats.inner.events_dead_lettered.fetch_add(1, Ordering::Relaxed);
+            stats
+                .inner
+                .events_dead_lettered
+                .fetch_add(1, Ordering::Relaxed);
             stats.inner.events_settled.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -156,7 +172,10 @@ async fn process(
     // Changes first, ack after: a crash in between redelivers the event (duplicates are
     // harmless), never loses it.
     bus.publish_all(changes).await?;
-    stats.inner.changes_published.fetch_add(count, Ordering::Relaxed);
+    stats
+        .inner
+        .changes_published
+        .fetch_add(count, Ordering::Relaxed);
     delivery.ack().await?;
     stats.inner.events_settled.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(event_id = %event.id, kind = %event.kind, changes = count, "raw event transformed");
@@ -216,7 +235,9 @@ fn report(done: Result<Result<(), BusError>, tokio::task::JoinError>) {
     match done {
         Ok(Ok(())) => {}
         Ok(Err(BusError::ShuttingDown)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "raw event not settled; the broker will deliver it again"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "raw event not settled; the broker will deliver it again")
+        }
         Err(e) => tracing::error!(error = %e, "transform task failed"),
     }
 }

@@ -1,0 +1,551 @@
+//! jq programs, compiled once with jaq and run many times on `serde_json` values.
+//!
+//! This module owns everything that touches jaq: the prelude (jaq's core, std and json
+//! definitions), the jq dialect Ocean accepts (single-quoted string literals; no access to the
+//! process environment), and the conversion between `serde_json::Value` and jaq's `Val`
+//! (integral numbers come back as JSON integers, as jq prints them). Nothing here is async, and no
+//! jaq value leaves this module except inside a [`JqInput`] that lives for one item.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_json::{Num, Val};
+use serde_json::Value;
+
+type Data = data::JustLut<Val>;
+type Filter = jaq_core::Filter<Data>;
+
+/// What can go wrong with a jq expression.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JqError {
+    /// The expression does not parse or names something undefined.
+    #[error("jq expression `{expr}` does not compile: {message}")]
+    Compile { expr: String, message: String },
+    /// The expression failed on this input (e.g. `cannot index number with "a"`).
+    #[error("{message}")]
+    Runtime { message: String },
+}
+
+/// The definitions every program can use, parsed once and shared by the programs compiled with
+/// it (parsing jaq's standard library is most of the cost of a compile).
+#[derive(Clone)]
+pub struct Prelude {
+    defs: Arc<Vec<jaq_core::load::parse::Def<&'static str>>>,
+}
+
+/// The process environment must not reach a mapping (it holds our secrets): like Ocean (unless
+/// `allow_environment_variables_jq_access`), `env` and `$ENV` are empty objects.
+const SAFE_DEFS: &str = "def env: {};";
+
+impl Prelude {
+    pub fn new() -> Self {
+        let ours = jaq_core::load::parse(SAFE_DEFS, |p| p.defs()).unwrap_or_default();
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs())
+            .chain(ours)
+            .collect();
+        Self {
+            defs: Arc::new(defs),
+        }
+    }
+}
+
+impl Default for Prelude {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Prelude {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prelude")
+            .field("defs", &self.defs.len())
+            .finish()
+    }
+}
+
+/// A compiled jq expression. `Send + Sync`: one compiled mapping serves every worker task.
+#[derive(Clone)]
+pub struct JqProgram {
+    source: String,
+    filter: Arc<Filter>,
+}
+
+impl std::fmt::Debug for JqProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("JqProgram").field(&self.source).finish()
+    }
+}
+
+/// An item converted to jaq once, to run several programs on it.
+#[derive(Clone)]
+pub struct JqInput(Val);
+
+impl JqInput {
+    pub fn from_json(value: &Value) -> Self {
+        Self(json_to_val(value))
+    }
+
+    /// Converts back (e.g. after a transformation done in jaq).
+    pub fn to_json(&self) -> Value {
+        val_to_json(&self.0)
+    }
+}
+
+impl JqProgram {
+    /// Compiles one expression (parses the standard library each time: use
+    /// [`JqProgram::compile_with`] with a shared [`Prelude`] to compile many).
+    pub fn compile(expr: &str) -> Result<Self, JqError> {
+        Self::compile_with(&Prelude::new(), expr)
+    }
+
+    /// Compiles one expression against a shared prelude.
+    pub fn compile_with(prelude: &Prelude, expr: &str) -> Result<Self, JqError> {
+        let code = convert_single_quotes(expr);
+        let compile_error = |message: String| JqError::Compile {
+            expr: expr.to_owned(),
+            message,
+        };
+        let arena = Arena::default();
+        let loader = Loader::new(prelude.defs.iter().cloned());
+        let modules = loader
+            .load(
+                &arena,
+                File {
+                    code: &*code,
+                    path: (),
+                },
+            )
+            .map_err(|errs| compile_error(describe_load_errors(&code, errs)))?;
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs().filter(|(name, _, _)| *name != "env"))
+            .chain(jaq_json::funs());
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .with_global_vars(["$ENV"])
+            .compile(modules)
+            .map_err(|errs| compile_error(describe_compile_errors(errs)))?;
+        Ok(Self {
+            source: expr.to_owned(),
+            filter: Arc::new(filter),
+        })
+    }
+
+    /// The expression as the user wrote it.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The first output of the program on `input` (Ocean uses only the first), `None` if it
+    /// yields nothing.
+    pub fn first(&self, input: &Value) -> Result<Option<Value>, JqError> {
+        self.first_on(&JqInput::from_json(input))
+    }
+
+    /// Like [`JqProgram::first`], on an input converted once.
+    pub fn first_on(&self, input: &JqInput) -> Result<Option<Value>, JqError> {
+        Ok(self.first_val(input)?.map(|v| val_to_json(&v)))
+    }
+
+    /// The first output as a jaq value (stays inside this crate).
+    pub(crate) fn first_val(&self, input: &JqInput) -> Result<Option<Val>, JqError> {
+        let env = Val::obj(jaq_json::Map::default());
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([env]));
+        let mut outputs = self.filter.id.run((ctx, input.0.clone()));
+        match outputs.next() {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(exn)) => Err(JqError::Runtime {
+                // `halt` must not end the process (jaq's `unwrap_valr` would exit).
+                message: match exn.get_err() {
+                    Ok(e) => e.to_string(),
+                    Err(_) => "halt (or an unexpected control flow) is not allowed in a mapping"
+                        .to_owned(),
+                },
+            }),
+        }
+    }
+
+    /// Runs the program on a jaq value (for expressions whose input is another's output).
+    pub(crate) fn first_on_val(&self, input: Val) -> Result<Option<Val>, JqError> {
+        self.first_val(&JqInput(input))
+    }
+}
+
+impl JqInput {
+    pub(crate) fn from_val(v: Val) -> Self {
+        Self(v)
+    }
+    pub(crate) fn val(&self) -> &Val {
+        &self.0
+    }
+}
+
+/// Rewrites `'…'` string literals (accepted by Ocean, not by jq) into JSON string literals.
+///
+/// Ocean does this with a regular expression on quotes next to whitespace; we tokenize instead:
+/// a `'` outside a double-quoted string and outside a comment opens a literal that the next `'`
+/// closes. Double-quoted strings (with their `\(…)` interpolations, which are code again) are
+/// left alone.
+pub fn convert_single_quotes(expr: &str) -> Cow<'_, str> {
+    if !expr.contains('\'') {
+        return Cow::Borrowed(expr);
+    }
+    // Contexts: code (with the paren depth of an interpolation that returns to a string), string.
+    enum Ctx {
+        Code { interp_depth: Option<usize> },
+        Str,
+    }
+    let mut out = String::with_capacity(expr.len() + 8);
+    let mut stack = vec![Ctx::Code { interp_depth: None }];
+    let mut depth = 0usize;
+    let mut chars = expr.chars().peekable();
+    while let Some(c) = chars.next() {
+        match stack.last() {
+            Some(Ctx::Str) => {
+                out.push(c);
+                if c == '\\' {
+                    if let Some(next) = chars.next() {
+                        out.push(next);
+                        if next == '(' {
+                            depth += 1;
+                            stack.push(Ctx::Code {
+                                interp_depth: Some(depth),
+                            });
+                        }
+                    }
+                } else if c == '"' {
+                    stack.pop();
+                }
+            }
+            Some(Ctx::Code { interp_depth }) => {
+                let interp_depth = *interp_depth;
+                match c {
+                    '"' => {
+                        out.push(c);
+                        stack.push(Ctx::Str);
+                    }
+                    '(' => {
+                        depth += 1;
+                        out.push(c);
+                    }
+                    ')' => {
+                        out.push(c);
+                        if interp_depth == Some(depth) {
+                            stack.pop();
+                        }
+                        depth = depth.saturating_sub(1);
+                    }
+                    '#' => {
+                        // comment to the end of the line
+                        out.push(c);
+                        for c in chars.by_ref() {
+                            out.push(c);
+                            if c == '\n' {
+                                break;
+                            }
+                        }
+                    }
+                    '\'' => {
+                        let mut literal = String::new();
+                        let mut closed = false;
+                        for c in chars.by_ref() {
+                            if c == '\'' {
+                                closed = true;
+                                break;
+                            }
+                            literal.push(c);
+                        }
+                        if closed {
+                            out.push_str(&Value::String(literal).to_string());
+                        } else {
+                            // not a literal after all: leave it for jaq to report
+                            out.push('\'');
+                            out.push_str(&literal);
+                        }
+                    }
+                    _ => out.push(c),
+                }
+            }
+            None => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn offset_in(code: &str, part: &str) -> Option<usize> {
+    let start = code.as_ptr() as usize;
+    let at = part.as_ptr() as usize;
+    (at >= start && at <= start + code.len()).then(|| at - start)
+}
+
+fn near(code: &str, part: &str) -> String {
+    match offset_in(code, part) {
+        Some(offset) => {
+            let rest: String = part.chars().take(20).collect();
+            if rest.is_empty() {
+                format!("at the end (offset {offset})")
+            } else {
+                format!("at offset {offset}, near `{rest}`")
+            }
+        }
+        None => String::new(),
+    }
+}
+
+fn describe_load_errors<P>(code: &str, errs: jaq_core::load::Errors<&str, P>) -> String {
+    use jaq_core::load::{Error, lex, parse};
+    let mut out = String::new();
+    for (_file, err) in errs {
+        match err {
+            Error::Io(items) => {
+                for (path, e) in items {
+                    let _ = write!(out, "{}cannot load module `{path}`: {e}", sep(&out));
+                }
+            }
+            Error::Lex(items) => {
+                for (expect, part) in items {
+                    let what = match &expect {
+                        // `as_str` panics on delimiters other than these four
+                        lex::Expect::Delim(d) if !["(", "[", "{", "\""].contains(d) => {
+                            format!("a match for `{d}`")
+                        }
+                        other => other.as_str().to_owned(),
+                    };
+                    let _ = write!(out, "{}expected {what} {}", sep(&out), near(code, part));
+                }
+            }
+            Error::Parse(items) => {
+                for (expect, part) in items {
+                    let _ = match expect {
+                        parse::Expect::Nothing => {
+                            write!(out, "{}unexpected input {}", sep(&out), near(code, part))
+                        }
+                        other => write!(
+                            out,
+                            "{}expected {} {}",
+                            sep(&out),
+                            other.as_str(),
+                            near(code, part)
+                        ),
+                    };
+                }
+            }
+        }
+    }
+    out
+}
+
+fn describe_compile_errors<P>(errs: jaq_core::compile::Errors<&str, P>) -> String {
+    use jaq_core::compile::Undefined;
+    let mut out = String::new();
+    for (_file, items) in errs {
+        for (name, undefined) in items {
+            let what = match undefined {
+                Undefined::Filter(arity) => format!("filter `{name}/{arity}`"),
+                other => format!("{} `{name}`", other.as_str()),
+            };
+            let _ = write!(out, "{}undefined {what}", sep(&out));
+        }
+    }
+    out
+}
+
+fn sep(out: &str) -> &'static str {
+    if out.is_empty() { "" } else { "; " }
+}
+
+/// serde_json → jaq. Integers stay integers; object key order is kept.
+pub(crate) fn json_to_val(value: &Value) -> Val {
+    match value {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Val::Num(Num::from_integral(i))
+            } else if let Some(u) = n.as_u64() {
+                Val::Num(Num::from_integral(u))
+            } else {
+                Val::Num(Num::Float(n.as_f64().unwrap_or(f64::NAN)))
+            }
+        }
+        Value::String(s) => Val::utf8_str(s.clone().into_bytes()),
+        Value::Array(items) => items.iter().map(json_to_val).collect(),
+        Value::Object(map) => Val::obj(
+            map.iter()
+                .map(|(k, v)| (Val::utf8_str(k.clone().into_bytes()), json_to_val(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// jaq → serde_json. Integral floats become integers (`1764`, not `1764.0`, as jq prints
+/// them); NaN and infinities become null; byte strings are read as (lossy) UTF-8; a non-string
+/// object key is written as its JSON text.
+pub(crate) fn val_to_json(val: &Val) -> Value {
+    match val {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(n) => num_to_json(n),
+        Val::TStr(b) | Val::BStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Val::Arr(items) => Value::Array(items.iter().map(val_to_json).collect()),
+        Val::Obj(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+                        other => val_to_json(other).to_string(),
+                    };
+                    (key, val_to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// 2^63: floats below it in magnitude and integral convert to i64 exactly.
+const I64_LIMIT: f64 = 9_223_372_036_854_775_808.0;
+
+fn float_to_json(f: f64) -> Value {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < I64_LIMIT {
+        Value::from(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn num_to_json(n: &Num) -> Value {
+    match n {
+        Num::Int(i) => Value::from(*i as i64),
+        Num::BigInt(b) => {
+            let text = b.to_string();
+            text.parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| text.parse::<u64>().map(Value::from))
+                .unwrap_or_else(|_| float_to_json(text.parse::<f64>().unwrap_or(f64::NAN)))
+        }
+        Num::Float(f) => float_to_json(*f),
+        Num::Dec(s) => match s.parse::<i64>() {
+            Ok(i) => Value::from(i),
+            Err(_) => float_to_json(s.parse::<f64>().unwrap_or(f64::NAN)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(expr: &str, input: Value) -> Option<Value> {
+        JqProgram::compile(expr)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .first(&input)
+            .unwrap_or_else(|e| panic!("{expr}: {e}"))
+    }
+
+    #[test]
+    fn first_output_only() {
+        assert_eq!(run(".[]", json!([1, 2, 3])), Some(json!(1)));
+        assert_eq!(run("empty", json!(null)), None);
+        assert_eq!(run(".a", json!({})), Some(Value::Null));
+    }
+
+    #[test]
+    fn integral_numbers_stay_integers() {
+        assert_eq!(run(".x", json!({"x": 1764})), Some(json!(1764)));
+        assert_eq!(run(".x * 1.0", json!({"x": 1764})), Some(json!(1764)));
+        assert_eq!(run(".x / 2", json!({"x": 3528})), Some(json!(1764)));
+        assert_eq!(run("1764.0", json!(null)), Some(json!(1764)));
+        assert_eq!(run(".x / 4", json!({"x": 3})), Some(json!(0.75)));
+        assert_eq!(run(".x", json!({"x": 1.5})), Some(json!(1.5)));
+        assert_eq!(run(".x", json!({"x": u64::MAX})), Some(json!(u64::MAX)));
+        assert_eq!(run("[.x | tostring]", json!({"x": 7})), Some(json!(["7"])));
+        assert_eq!(run("nan", json!(null)), Some(Value::Null));
+        // no coercion of types otherwise
+        assert_eq!(run(".x", json!({"x": "1764"})), Some(json!("1764")));
+        assert_eq!(run(".x", json!({"x": true})), Some(json!(true)));
+    }
+
+    #[test]
+    fn object_key_order_is_kept() {
+        let out = run("{z: 1, a: 2} + .", json!({"m": 3, "b": 4})).expect("object");
+        let keys: Vec<&String> = out.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["z", "a", "m", "b"]);
+    }
+
+    #[test]
+    fn single_quoted_literals() {
+        assert_eq!(convert_single_quotes(".a // ''"), r#".a // """#);
+        assert_eq!(convert_single_quotes("'it\"s'"), r#""it\"s""#);
+        assert_eq!(convert_single_quotes(r#""it's" + 'x'"#), r#""it's" + "x""#);
+        assert_eq!(
+            convert_single_quotes(r#""\('a' + "b's")" "#),
+            r#""\("a" + "b's")" "#
+        );
+        assert_eq!(convert_single_quotes("# it's\n.a"), "# it's\n.a");
+        assert_eq!(
+            run(
+                r#".fields."System.Description" // ''"#,
+                json!({"fields": {}})
+            ),
+            Some(json!(""))
+        );
+        assert_eq!(
+            run("if .a == 'x' then 'yes' else 'no' end", json!({"a": "x"})),
+            Some(json!("yes"))
+        );
+        assert_eq!(run(r#"("a" + 'b')"#, json!(null)), Some(json!("ab")));
+    }
+
+    #[test]
+    fn environment_is_hidden() {
+        assert_eq!(run("env", json!(null)), Some(json!({})));
+        assert_eq!(run("$ENV", json!(null)), Some(json!({})));
+        assert_eq!(run("$ENV.PATH", json!(null)), Some(Value::Null));
+    }
+
+    #[test]
+    fn compile_errors_name_expression_and_cause() {
+        let err = JqProgram::compile(".a | (").expect_err("parse error");
+        let text = err.to_string();
+        assert!(text.contains("`.a | (`"), "{text}");
+        assert!(text.contains("expected"), "{text}");
+        let err = JqProgram::compile(".a | nosuchfilter(1)").expect_err("undefined");
+        let text = err.to_string();
+        assert!(text.contains("undefined filter `nosuchfilter/1`"), "{text}");
+        let err = JqProgram::compile("$nope").expect_err("undefined var");
+        assert!(
+            err.to_string().contains("undefined variable `$nope`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runtime_errors_and_halt_are_errors() {
+        let p = JqProgram::compile(".a.b").expect("compiles");
+        let err = p.first(&json!({"a": 3})).expect_err("cannot index");
+        assert!(matches!(err, JqError::Runtime { .. }), "{err}");
+        assert!(err.to_string().contains("cannot index"), "{err}");
+        let p = JqProgram::compile("halt").expect("compiles");
+        assert!(p.first(&json!(null)).is_err());
+        let p = JqProgram::compile(r#"error("boom")"#).expect("compiles");
+        assert!(
+            p.first(&json!(null))
+                .expect_err("boom")
+                .to_string()
+                .contains("boom")
+        );
+    }
+
+    #[test]
+    fn programs_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<JqProgram>();
+        assert_send_sync::<Prelude>();
+    }
+}

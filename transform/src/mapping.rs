@@ -1,0 +1,857 @@
+//! The compiled mapping: a port-app-config with every jq expression compiled once, and the
+//! rules that turn one raw item of a kind into entity changes — the semantics of Ocean's
+//! `JQEntityProcessor` and `handle_items_to_parse`, with a few deliberate differences noted
+//! where they occur.
+//!
+//! For each resource of the item's kind, in mapping order:
+//! 1. `itemsToParse` (if any) fans the item out into one item per array element, the element
+//!    under `itemsToParseName`, merged into the item (minus the array when
+//!    `itemsToParseTopLevelTransform`);
+//! 2. `selector.query` must yield a boolean: `false` skips the item, anything else is a problem;
+//! 3. identifier and blueprint must be non-empty strings (a number identifier is turned into
+//!    its decimal text), else the entity is dropped with a problem;
+//! 4. title, icon, team are optional; each property and relation is evaluated, a failing
+//!    expression gives `null` and a problem, an expression that yields nothing gives a silent
+//!    `null`. Values are never coerced: numbers stay numbers.
+//!
+//! Nothing here is async or does I/O.
+
+use std::fmt;
+
+use adoport_shared::messages::{ChangeOp, RawAction};
+use adoport_shared::port_app_config::{
+    JqExpr, LEGACY_FILE_PREFIX, MappingValue, PortAppConfig, SearchQuery, SearchRule,
+};
+use jaq_json::Val;
+use serde_json::{Map, Value};
+
+use crate::error::MappingError;
+use crate::jq::{JqError, JqInput, JqProgram, Prelude, val_to_json};
+
+/// One entity change produced from a raw item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedChange {
+    pub blueprint: String,
+    /// The entity identifier; for a search-query identifier, the canonical JSON text of the
+    /// evaluated query.
+    pub identifier: String,
+    pub op: ChangeOp,
+}
+
+/// What one raw item produced: changes to publish and problems to count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KindOutcome {
+    pub changes: Vec<MappedChange>,
+    pub problems: Vec<ItemProblem>,
+}
+
+/// Something the mapping could not do with one item. The item itself is not lost: whatever
+/// could be mapped still is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemProblem {
+    /// `selector.query` yielded a non-boolean (or nothing): no entity from this resource.
+    SelectorNotBoolean {
+        resource_index: usize,
+        kind: String,
+        item_id: String,
+        found: String,
+    },
+    /// `selector.query` failed: no entity from this resource.
+    SelectorFailed {
+        resource_index: usize,
+        kind: String,
+        item_id: String,
+        error: String,
+    },
+    /// A mapping expression failed on this item. For an identifier or blueprint the entity is
+    /// dropped; for any other field the field is `null`.
+    FieldFailed {
+        resource_index: usize,
+        field_path: String,
+        expression: String,
+        item_id: String,
+        error: String,
+    },
+    /// The identifier is null, empty or `false`: entity dropped.
+    EmptyIdentifier {
+        resource_index: usize,
+        kind: String,
+        item_id: String,
+    },
+    /// The identifier is a boolean, array or object (not a search query): entity dropped.
+    InvalidIdentifier {
+        resource_index: usize,
+        kind: String,
+        item_id: String,
+        found: String,
+    },
+    /// The blueprint is not a non-empty string: entity dropped.
+    EmptyBlueprint {
+        resource_index: usize,
+        kind: String,
+        item_id: String,
+        found: String,
+    },
+    /// `itemsToParse` failed or did not yield an array (or the item is not an object): no
+    /// entity from this resource.
+    ItemsToParseFailed {
+        resource_index: usize,
+        kind: String,
+        item_id: String,
+        error: String,
+    },
+}
+
+impl ItemProblem {
+    /// A stable name for counting problems by type (not per item).
+    pub fn category(&self) -> &'static str {
+        match self {
+            ItemProblem::SelectorNotBoolean { .. } => "selector not boolean",
+            ItemProblem::SelectorFailed { .. } => "selector failed",
+            ItemProblem::FieldFailed { .. } => "field failed",
+            ItemProblem::EmptyIdentifier { .. } => "empty identifier",
+            ItemProblem::InvalidIdentifier { .. } => "invalid identifier",
+            ItemProblem::EmptyBlueprint { .. } => "empty blueprint",
+            ItemProblem::ItemsToParseFailed { .. } => "itemsToParse failed",
+        }
+    }
+
+    pub fn resource_index(&self) -> usize {
+        match self {
+            ItemProblem::SelectorNotBoolean { resource_index, .. }
+            | ItemProblem::SelectorFailed { resource_index, .. }
+            | ItemProblem::FieldFailed { resource_index, .. }
+            | ItemProblem::EmptyIdentifier { resource_index, .. }
+            | ItemProblem::InvalidIdentifier { resource_index, .. }
+            | ItemProblem::EmptyBlueprint { resource_index, .. }
+            | ItemProblem::ItemsToParseFailed { resource_index, .. } => *resource_index,
+        }
+    }
+}
+
+impl fmt::Display for ItemProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ItemProblem::SelectorNotBoolean {
+                resource_index,
+                kind,
+                item_id,
+                found,
+            } => write!(
+                f,
+                "resources[{resource_index}].selector.query ({kind} {item_id}): expected a boolean, found {found}"
+            ),
+            ItemProblem::SelectorFailed {
+                resource_index,
+                kind,
+                item_id,
+                error,
+            } => write!(
+                f,
+                "resources[{resource_index}].selector.query ({kind} {item_id}) failed: {error}"
+            ),
+            ItemProblem::FieldFailed {
+                field_path,
+                expression,
+                item_id,
+                error,
+                ..
+            } => write!(
+                f,
+                "{field_path} (item {item_id}): `{expression}` failed: {error}"
+            ),
+            ItemProblem::EmptyIdentifier {
+                resource_index,
+                kind,
+                item_id,
+            } => write!(
+                f,
+                "resources[{resource_index}].port.entity.mappings.identifier ({kind} {item_id}): empty or null; entity skipped"
+            ),
+            ItemProblem::InvalidIdentifier {
+                resource_index,
+                kind,
+                item_id,
+                found,
+            } => write!(
+                f,
+                "resources[{resource_index}].port.entity.mappings.identifier ({kind} {item_id}): expected a string, found {found}; entity skipped"
+            ),
+            ItemProblem::EmptyBlueprint {
+                resource_index,
+                kind,
+                item_id,
+                found,
+            } => write!(
+                f,
+                "resources[{resource_index}].port.entity.mappings.blueprint ({kind} {item_id}): expected a non-empty string, found {found}; entity skipped"
+            ),
+            ItemProblem::ItemsToParseFailed {
+                resource_index,
+                kind,
+                item_id,
+                error,
+            } => write!(
+                f,
+                "resources[{resource_index}].port.itemsToParse ({kind} {item_id}): {error}"
+            ),
+        }
+    }
+}
+
+/// A compiled expression with the place it came from.
+#[derive(Debug, Clone)]
+struct Field {
+    path: String,
+    program: JqProgram,
+}
+
+impl Field {
+    /// Compiles a mapping value; the deprecated `file://<path>` form reads
+    /// `.__includedFiles["<path>"]` (ingest fetches those files, see
+    /// `ResourceConfig::legacy_file_paths`).
+    fn compile(prelude: &Prelude, path: String, expr: &JqExpr) -> Result<Self, MappingError> {
+        match expr.as_str().trim().strip_prefix(LEGACY_FILE_PREFIX) {
+            Some(file) => {
+                let rewritten = format!(".__includedFiles[{}]", Value::String(file.to_owned()));
+                Self::compile_jq(prelude, path, &JqExpr(rewritten))
+            }
+            None => Self::compile_jq(prelude, path, expr),
+        }
+    }
+
+    /// Compiles a plain jq expression (selector, itemsToParse).
+    fn compile_jq(prelude: &Prelude, path: String, expr: &JqExpr) -> Result<Self, MappingError> {
+        match JqProgram::compile_with(prelude, expr.as_str()) {
+            Ok(program) => Ok(Self { path, program }),
+            Err(e) => Err(MappingError::from_jq(path, expr.as_str(), e)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum CompiledValue {
+    Jq(Field),
+    Search(CompiledSearch),
+}
+
+#[derive(Debug, Clone)]
+struct CompiledSearch {
+    combinator: Field,
+    rules: Vec<CompiledRule>,
+}
+
+#[derive(Debug, Clone)]
+enum CompiledRule {
+    Rule {
+        property: Field,
+        operator: Field,
+        value: Field,
+    },
+    Query(CompiledSearch),
+}
+
+impl CompiledValue {
+    fn compile(
+        prelude: &Prelude,
+        path: String,
+        value: &MappingValue,
+    ) -> Result<Self, MappingError> {
+        Ok(match value {
+            MappingValue::Jq(expr) => CompiledValue::Jq(Field::compile(prelude, path, expr)?),
+            MappingValue::Search(query) => {
+                CompiledValue::Search(CompiledSearch::compile(prelude, &path, query)?)
+            }
+        })
+    }
+}
+
+impl CompiledSearch {
+    fn compile(prelude: &Prelude, path: &str, query: &SearchQuery) -> Result<Self, MappingError> {
+        let combinator = Field::compile(prelude, format!("{path}.combinator"), &query.combinator)?;
+        let mut rules = Vec::with_capacity(query.rules.len());
+        for (i, rule) in query.rules.iter().enumerate() {
+            let at = format!("{path}.rules[{i}]");
+            rules.push(match rule {
+                SearchRule::Rule {
+                    property,
+                    operator,
+                    value,
+                } => CompiledRule::Rule {
+                    property: Field::compile(prelude, format!("{at}.property"), property)?,
+                    operator: Field::compile(prelude, format!("{at}.operator"), operator)?,
+                    value: Field::compile(prelude, format!("{at}.value"), value)?,
+                },
+                SearchRule::Query(inner) => {
+                    CompiledRule::Query(Self::compile(prelude, &at, inner)?)
+                }
+            });
+        }
+        Ok(Self { combinator, rules })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ItemsToParse {
+    field: Field,
+    name: String,
+    /// `del(<path>)` when `itemsToParseTopLevelTransform` and a path could be read from the
+    /// expression.
+    remove: Option<JqProgram>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledResource {
+    index: usize,
+    kind: String,
+    selector: Field,
+    items_to_parse: Option<ItemsToParse>,
+    identifier: CompiledValue,
+    blueprint: Field,
+    title: Option<Field>,
+    icon: Option<Field>,
+    team: Option<CompiledValue>,
+    properties: Vec<(String, Field)>,
+    relations: Vec<(String, CompiledValue)>,
+}
+
+/// A port-app-config with every expression compiled. Immutable and `Send + Sync`: share it
+/// behind an `Arc` between worker tasks; a new mapping version is a new `CompiledMapping`.
+#[derive(Debug, Clone)]
+pub struct CompiledMapping {
+    resources: Vec<CompiledResource>,
+}
+
+impl CompiledMapping {
+    /// Compiles every expression of the config; the first that does not compile is reported
+    /// with its path, its text and jaq's message.
+    pub fn compile(config: &PortAppConfig) -> Result<Self, MappingError> {
+        let prelude = Prelude::new();
+        let mut resources = Vec::with_capacity(config.resources.len());
+        for (index, resource) in config.resources.iter().enumerate() {
+            let at = format!("resources[{index}]");
+            let m = &resource.port.entity.mappings;
+            let mp = format!("{at}.port.entity.mappings");
+            let items_to_parse = match &resource.port.items_to_parse {
+                None => None,
+                Some(expr) => {
+                    let field =
+                        Field::compile_jq(&prelude, format!("{at}.port.itemsToParse"), expr)?;
+                    let remove = if resource.port.items_to_parse_top_level_transform {
+                        deletion_path(expr.as_str()).and_then(|path| {
+                            JqProgram::compile_with(&prelude, &format!("del({path})")).ok()
+                        })
+                    } else {
+                        None
+                    };
+                    Some(ItemsToParse {
+                        field,
+                        name: resource.port.items_to_parse_name.clone(),
+                        remove,
+                    })
+                }
+            };
+            let optional =
+                |name: &str, expr: &Option<JqExpr>| -> Result<Option<Field>, MappingError> {
+                    expr.as_ref()
+                        .map(|e| Field::compile(&prelude, format!("{mp}.{name}"), e))
+                        .transpose()
+                };
+            let mut properties = Vec::with_capacity(m.properties.len());
+            for (name, expr) in m.properties.iter() {
+                properties.push((
+                    name.to_owned(),
+                    Field::compile(&prelude, format!("{mp}.properties.{name}"), expr)?,
+                ));
+            }
+            let mut relations = Vec::with_capacity(m.relations.len());
+            for (name, value) in m.relations.iter() {
+                relations.push((
+                    name.to_owned(),
+                    CompiledValue::compile(&prelude, format!("{mp}.relations.{name}"), value)?,
+                ));
+            }
+            resources.push(CompiledResource {
+                index,
+                kind: resource.kind.clone(),
+                selector: Field::compile_jq(
+                    &prelude,
+                    format!("{at}.selector.query"),
+                    &resource.selector.query,
+                )?,
+                items_to_parse,
+                identifier: CompiledValue::compile(
+                    &prelude,
+                    format!("{mp}.identifier"),
+                    &m.identifier,
+                )?,
+                blueprint: Field::compile(&prelude, format!("{mp}.blueprint"), &m.blueprint)?,
+                title: optional("title", &m.title)?,
+                icon: optional("icon", &m.icon)?,
+                team: m
+                    .team
+                    .as_ref()
+                    .map(|t| CompiledValue::compile(&prelude, format!("{mp}.team"), t))
+                    .transpose()?,
+                properties,
+                relations,
+            });
+        }
+        Ok(Self { resources })
+    }
+
+    /// Whether any resource maps this kind.
+    pub fn handles(&self, kind: &str) -> bool {
+        self.resources.iter().any(|r| r.kind == kind)
+    }
+
+    /// Maps one raw item of `kind`. `Upsert`: entities of the resources whose selector passes.
+    /// `Delete`: a delete for every resource whose identifier and blueprint evaluate (the
+    /// selector is not consulted: a deleted item's state may no longer pass it).
+    pub fn apply(&self, kind: &str, action: RawAction, item: &Value) -> KindOutcome {
+        self.run(kind, action, item, false)
+    }
+
+    /// Like [`CompiledMapping::apply`] for a live event: an item that no longer passes a
+    /// resource's selector deletes that resource's entity, unless another resource of the same
+    /// kind upserts the same entity (as the two `repository-policy` resources of the default
+    /// mapping do) — Ocean's "failed selector → delete" for live events.
+    pub fn apply_live(&self, kind: &str, action: RawAction, item: &Value) -> KindOutcome {
+        let mut outcome = self.run(kind, action, item, true);
+        if action == RawAction::Upsert {
+            let upserted: Vec<(String, String)> = outcome
+                .changes
+                .iter()
+                .filter(|c| matches!(c.op, ChangeOp::Upsert { .. }))
+                .map(|c| (c.blueprint.clone(), c.identifier.clone()))
+                .collect();
+            let mut seen: Vec<(String, String)> = Vec::new();
+            outcome.changes.retain(|c| {
+                if !matches!(c.op, ChangeOp::Delete) {
+                    return true;
+                }
+                let key = (c.blueprint.clone(), c.identifier.clone());
+                if upserted.contains(&key) || seen.contains(&key) {
+                    return false;
+                }
+                seen.push(key);
+                true
+            });
+        }
+        outcome
+    }
+
+    fn run(&self, kind: &str, action: RawAction, item: &Value, live: bool) -> KindOutcome {
+        let mut outcome = KindOutcome::default();
+        let mut input: Option<JqInput> = None;
+        for resource in self.resources.iter().filter(|r| r.kind == kind) {
+            // Converted once per item, shared by every resource and field (jaq values are
+            // reference-counted: cloning is cheap).
+            let input = input.get_or_insert_with(|| JqInput::from_json(item));
+            let mut ctx = ItemCtx {
+                resource,
+                item,
+                outcome: &mut outcome,
+            };
+            match &resource.items_to_parse {
+                None => ctx.one(action, input, live),
+                Some(items) => {
+                    for expanded in ctx.expand(items, input) {
+                        ctx.one(action, &expanded, live);
+                    }
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// The item's `.id` (string or number) for problem reports.
+fn item_id(item: &Value) -> String {
+    match item.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "<no id>".to_owned(),
+    }
+}
+
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+struct ItemCtx<'a> {
+    resource: &'a CompiledResource,
+    item: &'a Value,
+    outcome: &'a mut KindOutcome,
+}
+
+impl ItemCtx<'_> {
+    fn expand(&mut self, items: &ItemsToParse, input: &JqInput) -> Vec<JqInput> {
+        let failed = |this: &mut Self, error: String| {
+            this.outcome.problems.push(ItemProblem::ItemsToParseFailed {
+                resource_index: this.resource.index,
+                kind: this.resource.kind.clone(),
+                item_id: item_id(this.item),
+                error,
+            });
+            Vec::new()
+        };
+        let elements = match items.field.program.first_val(input) {
+            Ok(Some(Val::Arr(elements))) => elements,
+            Ok(Some(other)) => {
+                return failed(
+                    self,
+                    format!(
+                        "`{}` must yield an array, found {}",
+                        items.field.program.source(),
+                        short(&val_to_json(&other))
+                    ),
+                );
+            }
+            Ok(None) => {
+                return failed(
+                    self,
+                    format!("`{}` yielded nothing", items.field.program.source()),
+                );
+            }
+            Err(e) => {
+                return failed(
+                    self,
+                    format!("`{}` failed: {e}", items.field.program.source()),
+                );
+            }
+        };
+        let base = match &items.remove {
+            None => input.val().clone(),
+            Some(remove) => match remove.first_on_val(input.val().clone()) {
+                Ok(Some(v)) => v,
+                Ok(None) => return failed(self, format!("`{}` yielded nothing", remove.source())),
+                Err(e) => return failed(self, format!("`{}` failed: {e}", remove.source())),
+            },
+        };
+        let Val::Obj(base) = base else {
+            return failed(self, "the item is not an object".to_owned());
+        };
+        let name = Val::utf8_str(items.name.clone().into_bytes());
+        elements
+            .iter()
+            .map(|element| {
+                let mut merged = (*base).clone();
+                merged.insert(name.clone(), element.clone());
+                JqInput::from_val(Val::obj(merged))
+            })
+            .collect()
+    }
+
+    fn field_failed(&mut self, field: &Field, error: JqError) {
+        self.outcome.problems.push(ItemProblem::FieldFailed {
+            resource_index: self.resource.index,
+            field_path: field.path.clone(),
+            expression: field.program.source().to_owned(),
+            item_id: item_id(self.item),
+            error: error.to_string(),
+        });
+    }
+
+    /// Evaluates a field: `Ok(value)` (null when it yields nothing), `Err(())` after recording
+    /// the failure.
+    fn eval(&mut self, field: &Field, input: &JqInput) -> Result<Value, ()> {
+        match field.program.first_on(input) {
+            Ok(v) => Ok(v.unwrap_or(Value::Null)),
+            Err(e) => {
+                self.field_failed(field, e);
+                Err(())
+            }
+        }
+    }
+
+    fn eval_value(&mut self, value: &CompiledValue, input: &JqInput) -> Result<Value, ()> {
+        match value {
+            CompiledValue::Jq(field) => self.eval(field, input),
+            CompiledValue::Search(search) => Ok(self.eval_search(search, input)),
+        }
+    }
+
+    /// A search query with every expression evaluated (a failing one is null + a problem).
+    fn eval_search(&mut self, search: &CompiledSearch, input: &JqInput) -> Value {
+        let mut object = Map::new();
+        object.insert(
+            "combinator".to_owned(),
+            self.eval(&search.combinator, input).unwrap_or(Value::Null),
+        );
+        let rules = search
+            .rules
+            .iter()
+            .map(|rule| match rule {
+                CompiledRule::Rule {
+                    property,
+                    operator,
+                    value,
+                } => {
+                    let mut r = Map::new();
+                    r.insert(
+                        "property".to_owned(),
+                        self.eval(property, input).unwrap_or(Value::Null),
+                    );
+                    r.insert(
+                        "operator".to_owned(),
+                        self.eval(operator, input).unwrap_or(Value::Null),
+                    );
+                    r.insert(
+                        "value".to_owned(),
+                        self.eval(value, input).unwrap_or(Value::Null),
+                    );
+                    Value::Object(r)
+                }
+                CompiledRule::Query(inner) => self.eval_search(inner, input),
+            })
+            .collect();
+        object.insert("rules".to_owned(), Value::Array(rules));
+        Value::Object(object)
+    }
+
+    /// Maps one (possibly expanded) item through this resource.
+    fn one(&mut self, action: RawAction, input: &JqInput, live: bool) {
+        let r = self.resource;
+        let mut passes = true;
+        if action == RawAction::Upsert {
+            match r.selector.program.first_val(input) {
+                Ok(Some(Val::Bool(b))) => passes = b,
+                Ok(other) => {
+                    let found =
+                        other.map_or_else(|| "nothing".to_owned(), |v| short(&val_to_json(&v)));
+                    self.outcome.problems.push(ItemProblem::SelectorNotBoolean {
+                        resource_index: r.index,
+                        kind: r.kind.clone(),
+                        item_id: item_id(self.item),
+                        found,
+                    });
+                    return;
+                }
+                Err(e) => {
+                    self.outcome.problems.push(ItemProblem::SelectorFailed {
+                        resource_index: r.index,
+                        kind: r.kind.clone(),
+                        item_id: item_id(self.item),
+                        error: e.to_string(),
+                    });
+                    return;
+                }
+            }
+            if !passes && !live {
+                return;
+            }
+        }
+
+        let Some((identifier, identifier_text)) = self.identifier(input) else {
+            return;
+        };
+        let Some(blueprint) = self.blueprint(input) else {
+            return;
+        };
+
+        if action == RawAction::Delete || !passes {
+            self.outcome.changes.push(MappedChange {
+                blueprint,
+                identifier: identifier_text,
+                op: ChangeOp::Delete,
+            });
+            return;
+        }
+
+        let mut entity = Map::new();
+        entity.insert("identifier".to_owned(), identifier);
+        for (name, field) in [("title", &r.title), ("icon", &r.icon)] {
+            if let Some(field) = field
+                && let Ok(v) = self.eval(field, input)
+                && !v.is_null()
+            {
+                entity.insert(name.to_owned(), v);
+            }
+        }
+        if let Some(team) = &r.team
+            && let Ok(v) = self.eval_value(team, input)
+            && !v.is_null()
+        {
+            entity.insert("team".to_owned(), v);
+        }
+        let mut properties = Map::new();
+        for (name, field) in &r.properties {
+            properties.insert(name.clone(), self.eval(field, input).unwrap_or(Value::Null));
+        }
+        entity.insert("properties".to_owned(), Value::Object(properties));
+        let mut relations = Map::new();
+        for (name, value) in &r.relations {
+            relations.insert(
+                name.clone(),
+                self.eval_value(value, input).unwrap_or(Value::Null),
+            );
+        }
+        entity.insert("relations".to_owned(), Value::Object(relations));
+
+        self.outcome.changes.push(MappedChange {
+            blueprint,
+            identifier: identifier_text,
+            op: ChangeOp::Upsert {
+                entity: Value::Object(entity),
+            },
+        });
+    }
+
+    /// The identifier as sent to Port, and as text for routing; `None` after a problem.
+    fn identifier(&mut self, input: &JqInput) -> Option<(Value, String)> {
+        let r = self.resource;
+        let value = self.eval_value(&r.identifier, input).ok()?;
+        let problem = match value {
+            Value::String(s) if !s.is_empty() => return Some((Value::String(s.clone()), s)),
+            // Port identifiers are strings; a numeric id (`.id` of a build) is sent as its text.
+            Value::Number(n) => {
+                let text = n.to_string();
+                return Some((Value::String(text.clone()), text));
+            }
+            Value::Object(_) if matches!(r.identifier, CompiledValue::Search(_)) => {
+                let text = value.to_string();
+                return Some((value, text));
+            }
+            Value::Null | Value::Bool(false) => ItemProblem::EmptyIdentifier {
+                resource_index: r.index,
+                kind: r.kind.clone(),
+                item_id: item_id(self.item),
+            },
+            Value::String(_) => ItemProblem::EmptyIdentifier {
+                resource_index: r.index,
+                kind: r.kind.clone(),
+                item_id: item_id(self.item),
+            },
+            other => ItemProblem::InvalidIdentifier {
+                resource_index: r.index,
+                kind: r.kind.clone(),
+                item_id: item_id(self.item),
+                found: short(&other),
+            },
+        };
+        self.outcome.problems.push(problem);
+        None
+    }
+
+    fn blueprint(&mut self, input: &JqInput) -> Option<String> {
+        let r = self.resource;
+        match self.eval(&r.blueprint, input).ok()? {
+            Value::String(s) if !s.is_empty() => Some(s),
+            other => {
+                self.outcome.problems.push(ItemProblem::EmptyBlueprint {
+                    resource_index: r.index,
+                    kind: r.kind.clone(),
+                    item_id: item_id(self.item),
+                    found: short(&other),
+                });
+                None
+            }
+        }
+    }
+}
+
+/// The path `itemsToParseTopLevelTransform` deletes from the item: the first plain path
+/// (`.a.b`, `.a[0]`, `.["a"]`) found in the pipe segments of the `itemsToParse` expression, as
+/// Ocean's `extract_jq_deletion_path_revised` finds it. `None` when there is none; Ocean then
+/// runs `del(.)`, which yields null and drops every item (a bug we do not copy: we delete
+/// nothing).
+pub(crate) fn deletion_path(expr: &str) -> Option<String> {
+    let expr = expr.trim();
+    let chain = if let Some(rest) = expr.strip_prefix('(') {
+        rest[..rest.find(')')?].trim()
+    } else {
+        expr
+    };
+    for segment in chain.split('|') {
+        let segment = segment.trim();
+        if is_dot_as_var(segment) || segment == "." || segment.starts_with('$') {
+            continue;
+        }
+        if let Some(path) = leading_path(segment) {
+            return Some(path.to_owned());
+        }
+    }
+    None
+}
+
+/// `. as $name` at the start of a segment.
+fn is_dot_as_var(segment: &str) -> bool {
+    let Some(rest) = segment.strip_prefix('.') else {
+        return false;
+    };
+    let trimmed = rest.trim_start();
+    if trimmed.len() == rest.len() {
+        return false;
+    }
+    let Some(rest) = trimmed.strip_prefix("as") else {
+        return false;
+    };
+    let trimmed = rest.trim_start();
+    if trimmed.len() == rest.len() {
+        return false;
+    }
+    trimmed
+        .strip_prefix('$')
+        .is_some_and(|name| name.chars().next().is_some_and(is_word))
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The regex `(\.\w+|\.\[[^\]]+\])(\.\w+|\[[^\]]+\]|\.\[[^\]]+\])*` anchored at the start.
+fn leading_path(segment: &str) -> Option<&str> {
+    fn word(s: &str) -> usize {
+        s.char_indices()
+            .find(|(_, c)| !is_word(*c))
+            .map_or(s.len(), |(i, _)| i)
+    }
+    fn bracket(s: &str) -> usize {
+        // `[` then one or more non-`]` then `]`
+        if !s.starts_with('[') {
+            return 0;
+        }
+        match s[1..].find(']') {
+            Some(0) | None => 0,
+            Some(i) => i + 2,
+        }
+    }
+    let component = |s: &str, first: bool| -> usize {
+        if let Some(rest) = s.strip_prefix('.') {
+            let w = word(rest);
+            if w > 0 {
+                return 1 + w;
+            }
+            let b = bracket(rest);
+            if b > 0 {
+                return 1 + b;
+            }
+            0
+        } else if !first {
+            bracket(s)
+        } else {
+            0
+        }
+    };
+    let mut end = component(segment, true);
+    if end == 0 {
+        return None;
+    }
+    loop {
+        let next = component(&segment[end..], false);
+        if next == 0 {
+            return Some(&segment[..end]);
+        }
+        end += next;
+    }
+}
+
+#[cfg(test)]
+mod tests;
