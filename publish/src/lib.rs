@@ -1,1 +1,33 @@
-//! placeholder
+//! # adoport-publish
+//!
+//! Owns every write to Port: it consumes `EntityChange`s from the change partitions, batches
+//! upserts into bulk requests (at most 20 entities and 1 MiB each), deletes, retries transient
+//! failures with backoff that honours `Retry-After`, never lets an older observation of an
+//! entity overwrite a newer one, and acks each change only after Port accepted it — or
+//! dead-letters it with Port's answer as the reason.
+//!
+//! It must not read Azure DevOps or evaluate mappings (ingest and transform do), and it writes
+//! to Port only through [`client::PortClient`].
+//!
+//! Layout, one job per module:
+//! - [`client`]: the HTTP calls to Port (token, bulk upsert, delete) and the User-Agent that
+//!   makes Port record our ownership;
+//! - [`retry`]: the classifier of Port's answers and the backoff schedule;
+//! - [`batcher`]: grouping entities into bulk requests;
+//! - [`ordering`]: the version guard against stale overwrites;
+//! - [`worker`]: the loop that ties them to the bus and settles every delivery;
+//! - [`stats`]: counters the worker exposes;
+//! - [`error`]: [`PublishError`], one variant per case a caller acts on.
+
+pub mod batcher;
+pub mod client;
+pub mod error;
+pub mod ordering;
+pub mod retry;
+pub mod stats;
+pub mod worker;
+
+pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
+pub use error::PublishError;
+pub use stats::{PublishStats, StatsSnapshot};
+pub use worker::{PublishConfig, Publisher, run};

@@ -1,0 +1,490 @@
+//! `PortClient`: the HTTP calls publish makes to Port (token, bulk upsert, delete), and nothing
+//! else. One request per call: retries, batching and ordering are the caller's job.
+//!
+//! - The access token is cached and shared by every clone; it is fetched again shortly before
+//!   it expires and whenever Port answers 401 (drop the cache, fetch, retry once).
+//! - The User-Agent is the entity's ownership in Port (`$datasource`): the same format as the
+//!   Python integration, so a user who switches keeps and reconciles their entities.
+//! - The client secret and the token are never logged and never appear in an error.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use adoport_shared::config::{PortAccess, Secret};
+use adoport_shared::messages::{ResyncId, WriteOptions};
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::error::{PublishError, excerpt};
+use crate::retry;
+
+/// The version of Port's Python Azure DevOps integration whose behaviour (and `$datasource`)
+/// adoport reproduces. Port shows it in the datasource and the reconciliation matches entities
+/// by its prefix `port-ocean/azure-devops/` and suffix `/{identifier}/exporter`, so the exact
+/// value does not change ownership; it says which behaviour we are compatible with
+/// (`shared/reference/ocean-azure-devops/BEHAVIOUR.md`, v0.12.2).
+pub const COMPATIBLE_INTEGRATION_VERSION: &str = "0.12.2";
+
+/// The integration type in the User-Agent (the Python integration's `integration.type`).
+pub const INTEGRATION_TYPE: &str = "azure-devops";
+
+/// A token is fetched again this long before Port said it expires.
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// The User-Agent of exporter writes, which Port stores as each entity's `$datasource`:
+/// `port-ocean/azure-devops/{version}/{identifier}/exporter`.
+pub fn exporter_user_agent(version: &str, identifier: &str) -> String {
+    format!("port-ocean/{INTEGRATION_TYPE}/{version}/{identifier}/exporter")
+}
+
+/// Port's verdict on one entity of a bulk upsert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityResult {
+    Accepted,
+    /// Listed in a 207's `errors[]`.
+    Rejected {
+        /// Port's per-entity `statusCode` (400 when Port gave none).
+        status: u16,
+        /// Port's error code, e.g. `not_found`.
+        error: String,
+        message: String,
+    },
+}
+
+/// The answer to one bulk upsert: one result per entity, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkOutcome {
+    pub results: Vec<EntityResult>,
+    pub trace_id: Option<String>,
+}
+
+/// The answer to a delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// 404: the entity was not there (success: deletes are idempotent).
+    AlreadyGone,
+}
+
+struct CachedToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    client_id: String,
+    client_secret: Secret,
+    token: Mutex<Option<CachedToken>>,
+}
+
+/// Writes to Port. Cheap to clone; clones share the connection pool and the token.
+#[derive(Clone)]
+pub struct PortClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PortClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortClient")
+            .field("base", &self.inner.base.as_str())
+            .field("client_id", &self.inner.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct TokenRequest<'a> {
+    #[serde(rename = "clientId")]
+    client_id: &'a str,
+    #[serde(rename = "clientSecret")]
+    client_secret: &'a str,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(rename = "accessToken")]
+    access_token: String,
+    #[serde(rename = "expiresIn")]
+    expires_in: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct BulkBody<'a> {
+    entities: &'a [Value],
+}
+
+#[derive(Deserialize, Default)]
+struct BulkResponse {
+    #[serde(default)]
+    errors: Vec<BulkError>,
+}
+
+#[derive(Deserialize)]
+struct BulkError {
+    index: usize,
+    #[serde(rename = "statusCode")]
+    status_code: Option<u16>,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct PortErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl PortClient {
+    /// A client for `access.base_url` that identifies itself with `user_agent` (see
+    /// [`exporter_user_agent`]).
+    pub fn new(access: &PortAccess, user_agent: String) -> Result<Self, PublishError> {
+        let base = Url::parse(&access.base_url).map_err(|e| {
+            PublishError::Setup(format!("OCEAN__PORT__BASE_URL {:?}: {e}", access.base_url))
+        })?;
+        if base.cannot_be_a_base() {
+            return Err(PublishError::Setup(format!(
+                "OCEAN__PORT__BASE_URL {:?} is not an http(s) URL",
+                access.base_url
+            )));
+        }
+        let timeout = Duration::from_secs(access.timeout_secs.max(1));
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| PublishError::Setup(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                client_id: access.client_id.clone(),
+                client_secret: access.client_secret.clone(),
+                token: Mutex::new(None),
+            }),
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, PublishError> {
+        let mut url = self.inner.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| PublishError::Setup("OCEAN__PORT__BASE_URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Fetches a token, or returns the cached one.
+    async fn token(&self) -> Result<Secret, PublishError> {
+        let mut cached = self.inner.token.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.value.clone());
+        }
+        let fresh = self.fetch_token().await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    /// Forgets `used` if it is still the cached token (a concurrent 401 may have replaced it).
+    async fn invalidate(&self, used: &Secret) {
+        let mut cached = self.inner.token.lock().await;
+        if cached.as_ref().is_some_and(|t| &t.value == used) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<CachedToken, PublishError> {
+        const OPERATION: &str = "access token request";
+        let url = self.url(&["v1", "auth", "access_token"])?;
+        let response = self
+            .inner
+            .http
+            .post(url)
+            .json(&TokenRequest {
+                client_id: &self.inner.client_id,
+                client_secret: self.inner.client_secret.expose(),
+            })
+            .send()
+            .await
+            .map_err(|source| PublishError::Transport {
+                operation: OPERATION.into(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_client_error()
+            && status != StatusCode::REQUEST_TIMEOUT
+            && status != StatusCode::TOO_MANY_REQUESTS
+        {
+            let body = response.text().await.unwrap_or_default();
+            return Err(PublishError::Auth {
+                status: status.as_u16(),
+                message: port_message(&body),
+            });
+        }
+        if !status.is_success() {
+            return Err(status_error(OPERATION, response).await);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| PublishError::Transport {
+                operation: OPERATION.into(),
+                source,
+            })?;
+        let token: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| PublishError::InvalidResponse {
+                operation: OPERATION.into(),
+                // Never echo the body: it holds the token.
+                detail: format!("no accessToken in the answer ({e})"),
+            })?;
+        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
+        let refresh_at = Instant::now() + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN);
+        tracing::debug!(
+            expires_in_secs = lifetime.as_secs(),
+            "fetched a Port access token"
+        );
+        Ok(CachedToken {
+            value: Secret::new(token.access_token),
+            refresh_at,
+        })
+    }
+
+    /// Sends an authenticated request; on 401 fetches a new token and sends it once more.
+    async fn send(
+        &self,
+        operation: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, PublishError> {
+        let transport = |source| PublishError::Transport {
+            operation: operation.to_string(),
+            source,
+        };
+        let token = self.token().await?;
+        let response = build(&self.inner.http)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        tracing::debug!(
+            operation,
+            "Port answered 401; fetching a new token and retrying once"
+        );
+        self.invalidate(&token).await;
+        let token = self.token().await?;
+        let response = build(&self.inner.http)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(transport)?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.invalidate(&token).await;
+            let body = response.text().await.unwrap_or_default();
+            return Err(PublishError::Auth {
+                status: 401,
+                message: format!(
+                    "{operation} refused a freshly issued token: {}",
+                    port_message(&body)
+                ),
+            });
+        }
+        Ok(response)
+    }
+
+    /// `POST /v1/blueprints/{bp}/entities/bulk?upsert=true&merge=…&create_missing_related_entities=…`
+    /// with the Ocean event type and resync id. 200 and 207 give a per-entity result (by
+    /// `index`); any other status is an error (see [`crate::retry::classify_error`]).
+    pub async fn bulk_upsert(
+        &self,
+        blueprint: &str,
+        entities: &[Value],
+        write: &WriteOptions,
+        event_type: &str,
+        resync_id: Option<ResyncId>,
+    ) -> Result<BulkOutcome, PublishError> {
+        let operation = format!(
+            "bulk upsert of {} entities to blueprint {blueprint}",
+            entities.len()
+        );
+        let url = self.url(&["v1", "blueprints", blueprint, "entities", "bulk"])?;
+        let mut query: Vec<(&str, String)> = vec![
+            ("upsert", "true".into()),
+            ("merge", write.merge.to_string()),
+            (
+                "create_missing_related_entities",
+                write.create_missing_related_entities.to_string(),
+            ),
+            ("ocean_info_event_type", event_type.to_string()),
+        ];
+        if let Some(id) = resync_id {
+            query.push(("ocean_info_resync_id", id.to_string()));
+        }
+        let body = BulkBody { entities };
+        let response = self
+            .send(&operation, |http| {
+                http.post(url.clone()).query(&query).json(&body)
+            })
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(status_error(&operation, response).await);
+        }
+        let trace_id = trace_id(response.headers());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| PublishError::Transport {
+                operation: operation.clone(),
+                source,
+            })?;
+        let parsed: BulkResponse = if bytes.is_empty() {
+            BulkResponse::default()
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| PublishError::InvalidResponse {
+                operation: operation.clone(),
+                detail: format!("{e}; body: {}", excerpt(&String::from_utf8_lossy(&bytes))),
+            })?
+        };
+        // Anything Port did not list under errors[] was written (200 lists none).
+        let mut results = vec![EntityResult::Accepted; entities.len()];
+        for error in parsed.errors {
+            if let Some(slot) = results.get_mut(error.index) {
+                *slot = EntityResult::Rejected {
+                    status: error.status_code.unwrap_or(400),
+                    error: error.error,
+                    message: error.message,
+                };
+            }
+        }
+        Ok(BulkOutcome { results, trace_id })
+    }
+
+    /// `DELETE /v1/blueprints/{bp}/entities/{id}?delete_dependents=…`; 404 is success.
+    pub async fn delete_entity(
+        &self,
+        blueprint: &str,
+        identifier: &str,
+        delete_dependents: bool,
+    ) -> Result<DeleteOutcome, PublishError> {
+        let operation = format!("delete of an entity of blueprint {blueprint}");
+        let url = self.url(&["v1", "blueprints", blueprint, "entities", identifier])?;
+        let query = [("delete_dependents", delete_dependents.to_string())];
+        let response = self
+            .send(&operation, |http| http.delete(url.clone()).query(&query))
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(DeleteOutcome::Deleted),
+            StatusCode::NOT_FOUND => Ok(DeleteOutcome::AlreadyGone),
+            _ => Err(status_error(&operation, response).await),
+        }
+    }
+}
+
+fn trace_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Port's `message` (or `error`) from an error body, else an excerpt of the body.
+fn port_message(body: &str) -> String {
+    match serde_json::from_str::<PortErrorBody>(body) {
+        Ok(PortErrorBody {
+            message: Some(message),
+            ..
+        }) => excerpt(&message),
+        Ok(PortErrorBody {
+            error: Some(error), ..
+        }) => excerpt(&error),
+        _ if body.trim().is_empty() => "(no body)".into(),
+        _ => excerpt(body),
+    }
+}
+
+/// Turns a non-success answer into [`PublishError::Status`], reading the wait hint first.
+async fn status_error(operation: &str, response: Response) -> PublishError {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    PublishError::Status {
+        operation: operation.to_string(),
+        status: status.as_u16(),
+        excerpt: excerpt(&body),
+        trace_id: trace_id(&headers),
+        retry_after: retry::wait_hint(status, &headers, SystemTime::now()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agent_matches_the_python_integration() {
+        assert_eq!(
+            exporter_user_agent(COMPATIBLE_INTEGRATION_VERSION, "my-ado"),
+            "port-ocean/azure-devops/0.12.2/my-ado/exporter"
+        );
+    }
+
+    #[test]
+    fn port_message_prefers_message() {
+        assert_eq!(
+            port_message(r#"{"ok":false,"error":"not_found","message":"Entity x not found"}"#),
+            "Entity x not found"
+        );
+        assert_eq!(port_message(r#"{"ok":false,"error":"bad"}"#), "bad");
+        assert_eq!(port_message("<html>oops</html>"), "<html>oops</html>");
+        assert_eq!(port_message(""), "(no body)");
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let access = PortAccess {
+            base_url: "http://127.0.0.1:9".into(),
+            client_id: "cid".into(),
+            client_secret: Secret::new("super-secret"),
+            integration_identifier: "i".into(),
+            integration_type: "azure-devops".into(),
+            timeout_secs: 5,
+        };
+        let client = PortClient::new(&access, "ua".into()).expect("client");
+        assert!(!format!("{client:?}").contains("super-secret"));
+    }
+
+    #[test]
+    fn urls_encode_identifiers() {
+        let access = PortAccess {
+            base_url: "http://127.0.0.1:9/".into(),
+            client_id: "cid".into(),
+            client_secret: Secret::new("s"),
+            integration_identifier: "i".into(),
+            integration_type: "azure-devops".into(),
+            timeout_secs: 5,
+        };
+        let client = PortClient::new(&access, "ua".into()).expect("client");
+        let url = client
+            .url(&["v1", "blueprints", "bp", "entities", "a/b c"])
+            .expect("url");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/v1/blueprints/bp/entities/a%2Fb%20c"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! `PublishStats`: the worker's counters, shared with whoever watches it (the binary's summary,
+//! tests, the benchmark). Atomics only; cheap to clone; no entity ids.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    acked: AtomicU64,
+    upserted: AtomicU64,
+    deleted: AtomicU64,
+    skipped_stale: AtomicU64,
+    dead_lettered: AtomicU64,
+    retried: AtomicU64,
+    port_requests: AtomicU64,
+    changed: Notify,
+}
+
+/// A cloneable handle on the worker's counters.
+#[derive(Clone, Default)]
+pub struct PublishStats {
+    inner: Arc<Counters>,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Deliveries taken off the change queues.
+    pub received: u64,
+    /// Deliveries acked (written, deleted, or skipped as stale/superseded).
+    pub acked: u64,
+    /// Entities Port accepted in a bulk upsert.
+    pub upserted: u64,
+    /// Entities deleted (or already gone).
+    pub deleted: u64,
+    /// Changes not sent because a newer change of the same entity was taken.
+    pub skipped_stale: u64,
+    /// Deliveries parked in the dead-letter queue (undecodable, rejected, or out of attempts).
+    pub dead_lettered: u64,
+    /// Retries of a request after a transient failure.
+    pub retried: u64,
+    /// HTTP requests that wrote to Port (bulk upserts and deletes, retries included).
+    pub port_requests: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    Received,
+    Acked,
+    Upserted,
+    Deleted,
+    SkippedStale,
+    DeadLettered,
+    Retried,
+    PortRequests,
+}
+
+impl PublishStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        let c = &self.inner;
+        let cell = match counter {
+            Counter::Received => &c.received,
+            Counter::Acked => &c.acked,
+            Counter::Upserted => &c.upserted,
+            Counter::Deleted => &c.deleted,
+            Counter::SkippedStale => &c.skipped_stale,
+            Counter::DeadLettered => &c.dead_lettered,
+            Counter::Retried => &c.retried,
+            Counter::PortRequests => &c.port_requests,
+        };
+        cell.fetch_add(n, Ordering::Relaxed);
+        c.changed.notify_waiters();
+    }
+
+    pub(crate) fn incr(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let c = &self.inner;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            received: get(&c.received),
+            acked: get(&c.acked),
+            upserted: get(&c.upserted),
+            deleted: get(&c.deleted),
+            skipped_stale: get(&c.skipped_stale),
+            dead_lettered: get(&c.dead_lettered),
+            retried: get(&c.retried),
+            port_requests: get(&c.port_requests),
+        }
+    }
+
+    /// Waits until `condition` holds for the counters (wrap it in a timeout).
+    pub async fn wait_until(&self, condition: impl Fn(&StatsSnapshot) -> bool) {
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if condition(&self.snapshot()) {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for PublishStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.snapshot().fmt(f)
+    }
+}

@@ -1,0 +1,951 @@
+//! The publish worker against a scripted fake Port (axum on 127.0.0.1:0) and the in-process bus.
+//!
+//! Each test scripts Port's answers, publishes changes, awaits a condition on the worker's
+//! counters (with a timeout, never a fixed sleep), then asserts what the fake saw and what the
+//! bus holds.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use adoport_publish::batcher::BatchLimits;
+use adoport_publish::client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
+use adoport_publish::retry::RetryPolicy;
+use adoport_publish::{PublishConfig, PublishError, PublishStats, Publisher, StatsSnapshot};
+use adoport_shared::bus::{Bus, DeadLetter, Destination, Outgoing};
+use adoport_shared::config::{PortAccess, Secret};
+use adoport_shared::messages::{
+    ChangeOp, EntityChange, Origin, ResyncId, SCHEMA_VERSION, WriteOptions, encode,
+};
+use adoport_shared::topology::{DeadLetterQueue, Topology};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(10);
+const IDENTIFIER: &str = "test-ado";
+
+// ---------------------------------------------------------------- the fake Port
+
+#[derive(Clone, Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Value,
+    delay: Duration,
+}
+
+impl Reply {
+    fn new(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self.body)).into_response();
+        for (name, value) in self.headers {
+            response
+                .headers_mut()
+                .insert(name, value.parse().expect("header value"));
+        }
+        response
+            .headers_mut()
+            .insert("x-trace-id", "trace-123".parse().expect("header value"));
+        response
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: &'static str,
+    path: String,
+    query: HashMap<String, String>,
+    body: Value,
+    body_bytes: usize,
+    authorization: Option<String>,
+    user_agent: Option<String>,
+    at: Instant,
+}
+
+impl Recorded {
+    fn identifiers(&self) -> Vec<String> {
+        self.body["entities"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["identifier"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Fake {
+    requests: Mutex<Vec<Recorded>>,
+    /// Answers to the next bulk requests, in order; then `bulk_always`, then normal behaviour.
+    bulk_script: Mutex<VecDeque<Reply>>,
+    bulk_always: Mutex<Option<Reply>>,
+    token_always: Mutex<Option<Reply>>,
+    tokens_issued: AtomicUsize,
+    /// 413 for bulk bodies larger than this.
+    max_body: Mutex<Option<usize>>,
+    /// Identifiers a bulk upsert rejects in a 207: (statusCode, error, message).
+    reject: Mutex<HashMap<String, (u16, String, String)>>,
+    entities: Mutex<HashMap<(String, String), Value>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().expect("fake port lock")
+}
+
+impl Fake {
+    fn record(
+        &self,
+        method: &'static str,
+        path: String,
+        query: HashMap<String, String>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        lock(&self.requests).push(Recorded {
+            method,
+            path,
+            query,
+            body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            body_bytes: body.len(),
+            authorization: header("authorization"),
+            user_agent: header("user-agent"),
+            at: Instant::now(),
+        });
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        lock(&self.requests).clone()
+    }
+
+    fn bulk_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/entities/bulk"))
+            .collect()
+    }
+
+    fn entity(&self, blueprint: &str, identifier: &str) -> Option<Value> {
+        lock(&self.entities)
+            .get(&(blueprint.to_string(), identifier.to_string()))
+            .cloned()
+    }
+}
+
+async fn token(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> Reply {
+    fake.record(
+        "POST",
+        "/v1/auth/access_token".into(),
+        HashMap::new(),
+        &headers,
+        &body,
+    );
+    if let Some(reply) = lock(&fake.token_always).clone() {
+        return reply;
+    }
+    let n = fake.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
+    Reply::new(
+        200,
+        json!({"ok": true, "accessToken": format!("tok-{n}"), "expiresIn": 10800, "tokenType": "Bearer"}),
+    )
+}
+
+async fn bulk(
+    State(fake): State<Arc<Fake>>,
+    Path(blueprint): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    fake.record(
+        "POST",
+        format!("/v1/blueprints/{blueprint}/entities/bulk"),
+        query,
+        &headers,
+        &body,
+    );
+    let scripted = lock(&fake.bulk_script).pop_front();
+    let reply = scripted.or_else(|| lock(&fake.bulk_always).clone());
+    if let Some(reply) = reply {
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
+        if reply.status < 300 {
+            // A scripted success still stores what it was sent.
+            store(&fake, &blueprint, &body);
+        }
+        return reply;
+    }
+    if lock(&fake.max_body).is_some_and(|max| body.len() > max) {
+        return Reply::new(
+            413,
+            json!({"ok": false, "error": "payload_too_large", "message": "request entity too large"}),
+        );
+    }
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut errors = Vec::new();
+    let mut written = Vec::new();
+    for (index, entity) in parsed["entities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let identifier = entity["identifier"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some((status, error, message)) = lock(&fake.reject).get(&identifier).cloned() {
+            errors.push(json!({"identifier": identifier, "index": index, "statusCode": status, "error": error, "message": message}));
+        } else {
+            written.push(json!({"identifier": identifier, "index": index, "created": true}));
+            lock(&fake.entities).insert((blueprint.clone(), identifier), entity);
+        }
+    }
+    let status = if errors.is_empty() { 200 } else { 207 };
+    Reply::new(
+        status,
+        json!({"ok": errors.is_empty(), "entities": written, "errors": errors}),
+    )
+}
+
+fn store(fake: &Fake, blueprint: &str, body: &[u8]) {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    for entity in parsed["entities"].as_array().cloned().unwrap_or_default() {
+        let identifier = entity["identifier"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        lock(&fake.entities).insert((blueprint.to_string(), identifier), entity);
+    }
+}
+
+async fn delete_one(
+    State(fake): State<Arc<Fake>>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Reply {
+    fake.record(
+        "DELETE",
+        format!("/v1/blueprints/{blueprint}/entities/{identifier}"),
+        query,
+        &headers,
+        b"",
+    );
+    match lock(&fake.entities).remove(&(blueprint, identifier)) {
+        Some(_) => Reply::new(200, json!({"ok": true})),
+        None => Reply::new(
+            404,
+            json!({"ok": false, "error": "not_found", "message": "Entity not found"}),
+        ),
+    }
+}
+
+async fn start_fake() -> (Arc<Fake>, String) {
+    let fake = Arc::new(Fake::default());
+    let app = Router::new()
+        .route("/v1/auth/access_token", post(token))
+        .route("/v1/blueprints/{bp}/entities/bulk", post(bulk))
+        .route("/v1/blueprints/{bp}/entities/{id}", delete(delete_one))
+        .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (fake, format!("http://{addr}"))
+}
+
+// ---------------------------------------------------------------- the harness
+
+fn access(base_url: &str) -> PortAccess {
+    PortAccess {
+        base_url: base_url.to_string(),
+        client_id: "cid".into(),
+        client_secret: Secret::new("csecret"),
+        integration_identifier: IDENTIFIER.into(),
+        integration_type: "azure-devops".into(),
+        timeout_secs: 5,
+    }
+}
+
+fn config() -> PublishConfig {
+    PublishConfig {
+        partitions: vec![0],
+        prefetch: 200,
+        batch: BatchLimits {
+            linger: Duration::from_millis(100),
+            ..BatchLimits::default()
+        },
+        max_concurrent_requests: 4,
+        retry: RetryPolicy {
+            max_attempts: 4,
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(5),
+        },
+        shutdown_deadline: Duration::from_secs(5),
+        guard_capacity: 10_000,
+    }
+}
+
+struct Harness {
+    fake: Arc<Fake>,
+    bus: Bus,
+    shutdown: CancellationToken,
+    stats: PublishStats,
+    worker: JoinHandle<Result<(), PublishError>>,
+}
+
+impl Harness {
+    async fn start(fake: Arc<Fake>, base_url: &str, config: PublishConfig) -> Self {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("test.", 1), shutdown.clone());
+        let user_agent = exporter_user_agent(COMPATIBLE_INTEGRATION_VERSION, IDENTIFIER);
+        let client = PortClient::new(&access(base_url), user_agent).expect("client");
+        let publisher = Publisher::new(client, config);
+        let stats = publisher.stats();
+        let worker = tokio::spawn(publisher.run(bus.clone(), shutdown.clone()));
+        Self {
+            fake,
+            bus,
+            shutdown,
+            stats,
+            worker,
+        }
+    }
+
+    async fn send(&self, changes: &[EntityChange]) {
+        let messages = changes
+            .iter()
+            .map(|c| Outgoing::new(Destination::Change { partition: 0 }, encode(c)))
+            .collect();
+        self.bus.publish_all(messages).await.expect("publish");
+    }
+
+    async fn send_raw(&self, body: &'static [u8]) {
+        self.bus
+            .publish(Outgoing::new(Destination::Change { partition: 0 }, body))
+            .await
+            .expect("publish");
+    }
+
+    async fn wait_until(
+        &self,
+        what: &str,
+        condition: impl Fn(&StatsSnapshot) -> bool,
+    ) -> StatsSnapshot {
+        if tokio::time::timeout(WAIT, self.stats.wait_until(&condition))
+            .await
+            .is_err()
+        {
+            panic!(
+                "timed out waiting for {what}; stats {:?}; requests {:?}",
+                self.stats.snapshot(),
+                self.fake.requests().len()
+            );
+        }
+        self.stats.snapshot()
+    }
+
+    async fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.bus
+            .drain_dead_letters(DeadLetterQueue::Changes, 100)
+            .await
+            .expect("drain")
+    }
+
+    async fn stop(self) -> Result<(), PublishError> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.worker)
+            .await
+            .expect("worker stops in time")
+            .expect("worker task")
+    }
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH + TimeDelta::seconds(1_700_000_000 + secs)
+}
+
+fn upsert(
+    blueprint: &str,
+    identifier: &str,
+    observed: i64,
+    properties: Value,
+    origin: Origin,
+) -> EntityChange {
+    EntityChange {
+        v: SCHEMA_VERSION,
+        blueprint: blueprint.into(),
+        identifier: identifier.into(),
+        kind: "repository".into(),
+        origin,
+        observed_at: at(observed),
+        raw_event_id: uuid::Uuid::new_v4(),
+        write: WriteOptions::default(),
+        op: ChangeOp::Upsert {
+            entity: json!({"identifier": identifier, "title": identifier, "properties": properties, "relations": {}}),
+        },
+    }
+}
+
+fn webhook() -> Origin {
+    Origin::Webhook {
+        event_type: "git.push".into(),
+        delivery_id: "d1".into(),
+    }
+}
+
+fn repo(identifier: &str, observed: i64) -> EntityChange {
+    upsert(
+        "azureDevopsRepository",
+        identifier,
+        observed,
+        json!({"v": observed}),
+        webhook(),
+    )
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn forty_five_changes_go_out_as_twenty_twenty_five_and_are_all_acked() {
+    let (fake, url) = start_fake().await;
+    let resync_id = ResyncId::new();
+    let changes: Vec<EntityChange> = (0..45)
+        .map(|i| {
+            upsert(
+                "azureDevopsRepository",
+                &format!("r{i}"),
+                0,
+                json!({"n": i}),
+                Origin::Resync { resync_id },
+            )
+        })
+        .collect();
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&changes).await;
+    let stats = h.wait_until("45 acks", |s| s.acked == 45).await;
+    assert_eq!(stats.upserted, 45);
+    assert_eq!(stats.dead_lettered, 0);
+
+    let bulk = fake.bulk_requests();
+    let mut sizes: Vec<usize> = bulk.iter().map(|r| r.identifiers().len()).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![5, 20, 20]);
+    assert_eq!(stats.port_requests, 3);
+    for i in 0..45 {
+        let entity = fake
+            .entity("azureDevopsRepository", &format!("r{i}"))
+            .expect("entity at Port");
+        assert_eq!(entity["properties"]["n"], i);
+    }
+    let first = &bulk[0];
+    assert_eq!(
+        first.path,
+        "/v1/blueprints/azureDevopsRepository/entities/bulk"
+    );
+    assert_eq!(first.query.get("upsert").map(String::as_str), Some("true"));
+    assert_eq!(first.query.get("merge").map(String::as_str), Some("true"));
+    assert_eq!(
+        first
+            .query
+            .get("create_missing_related_entities")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        first.query.get("ocean_info_event_type").map(String::as_str),
+        Some("resync")
+    );
+    assert_eq!(
+        first.query.get("ocean_info_resync_id"),
+        Some(&resync_id.to_string())
+    );
+    assert_eq!(first.authorization.as_deref(), Some("Bearer tok-1"));
+    assert_eq!(
+        first.user_agent.as_deref(),
+        Some("port-ocean/azure-devops/0.12.2/test-ado/exporter")
+    );
+    // One token for all requests.
+    assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 1);
+    assert!(h.dead_letters().await.is_empty());
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn entities_with_different_query_parameters_are_not_batched_together() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    let mut no_merge = repo("a", 1);
+    no_merge.write.merge = false;
+    h.send(&[
+        no_merge,
+        repo("b", 1),
+        upsert("azureDevopsProject", "p", 1, json!({}), webhook()),
+    ])
+    .await;
+    h.wait_until("3 acks", |s| s.acked == 3).await;
+    let bulk = fake.bulk_requests();
+    assert_eq!(bulk.len(), 3, "three distinct (blueprint, query) keys");
+    for r in &bulk {
+        assert_eq!(r.identifiers().len(), 1);
+        assert_eq!(
+            r.query.get("ocean_info_event_type").map(String::as_str),
+            Some("http_request")
+        );
+        assert!(!r.query.contains_key("ocean_info_resync_id"));
+    }
+    let a = bulk
+        .iter()
+        .find(|r| r.identifiers() == ["a"])
+        .expect("a sent");
+    assert_eq!(a.query.get("merge").map(String::as_str), Some("false"));
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn rate_limited_request_waits_for_retry_after_then_succeeds() {
+    let (fake, url) = start_fake().await;
+    lock(&fake.bulk_script).push_back(
+        Reply::new(
+            429,
+            json!({"ok": false, "error": "rate_limit", "message": "slow down"}),
+        )
+        .header("retry-after", "1"),
+    );
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("r1", 1)]).await;
+    let stats = h.wait_until("1 ack", |s| s.acked == 1).await;
+    assert_eq!(
+        (stats.upserted, stats.retried, stats.dead_lettered),
+        (1, 1, 0)
+    );
+    let bulk = fake.bulk_requests();
+    assert_eq!(bulk.len(), 2);
+    let waited = bulk[1].at.duration_since(bulk[0].at);
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+    assert!(fake.entity("azureDevopsRepository", "r1").is_some());
+    assert!(h.dead_letters().await.is_empty());
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_until_success() {
+    let (fake, url) = start_fake().await;
+    for _ in 0..2 {
+        lock(&fake.bulk_script).push_back(Reply::new(
+            503,
+            json!({"ok": false, "error": "unavailable"}),
+        ));
+    }
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("r1", 1), repo("r2", 1)]).await;
+    let stats = h.wait_until("2 acks", |s| s.acked == 2).await;
+    assert_eq!(
+        (stats.retried, stats.dead_lettered, stats.port_requests),
+        (2, 0, 3)
+    );
+    assert!(h.dead_letters().await.is_empty());
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn server_error_forever_is_dead_lettered_after_max_attempts_with_status_and_body() {
+    let (fake, url) = start_fake().await;
+    *lock(&fake.bulk_always) = Some(Reply::new(
+        500,
+        json!({"ok": false, "error": "internal_error", "message": "database on fire"}),
+    ));
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("r1", 1), repo("r2", 1)]).await;
+    let stats = h
+        .wait_until("2 dead letters", |s| s.dead_lettered == 2)
+        .await;
+    assert_eq!(stats.acked, 0);
+    assert_eq!(stats.retried, 3);
+    assert_eq!(fake.bulk_requests().len(), 4, "max_attempts = 4");
+    let letters = h.dead_letters().await;
+    assert_eq!(letters.len(), 2);
+    for letter in &letters {
+        let reason = &letter.reason;
+        assert!(reason.contains("HTTP 500"), "{reason}");
+        assert!(reason.contains("database on fire"), "{reason}");
+        assert!(reason.contains("trace-123"), "{reason}");
+        assert!(reason.contains("4 attempts"), "{reason}");
+        assert_eq!(letter.origin_queue, "test.port.changes.p0");
+    }
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn partial_failure_dead_letters_only_the_rejected_entity() {
+    let (fake, url) = start_fake().await;
+    lock(&fake.reject).insert(
+        "bad".into(),
+        (
+            422,
+            "invalid_entity".into(),
+            "property stars must be a number".into(),
+        ),
+    );
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("good1", 1), repo("bad", 1), repo("good2", 1)])
+        .await;
+    let stats = h
+        .wait_until("2 acks and 1 dead letter", |s| {
+            s.acked == 2 && s.dead_lettered == 1
+        })
+        .await;
+    assert_eq!(stats.upserted, 2);
+    assert_eq!(fake.bulk_requests().len(), 1, "a 422 is not retried");
+    assert!(fake.entity("azureDevopsRepository", "good1").is_some());
+    assert!(fake.entity("azureDevopsRepository", "good2").is_some());
+    let letters = h.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0]
+            .reason
+            .contains("property stars must be a number"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(letters[0].reason.contains("bad"), "{}", letters[0].reason);
+    assert!(letters[0].reason.contains("422"), "{}", letters[0].reason);
+    let body: Value = serde_json::from_slice(&letters[0].body).expect("the original change");
+    assert_eq!(body["identifier"], "bad");
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn too_large_batch_is_split_in_halves_and_succeeds() {
+    let (fake, url) = start_fake().await;
+    let padding = "x".repeat(200);
+    let changes: Vec<EntityChange> = (0..10)
+        .map(|i| {
+            upsert(
+                "azureDevopsRepository",
+                &format!("r{i}"),
+                1,
+                json!({"pad": padding}),
+                webhook(),
+            )
+        })
+        .collect();
+    let one = serde_json::to_vec(&match &changes[0].op {
+        ChangeOp::Upsert { entity } => entity.clone(),
+        ChangeOp::Delete => Value::Null,
+    })
+    .expect("json")
+    .len();
+    // Ten do not fit, five do.
+    *lock(&fake.max_body) = Some(one * 6);
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&changes).await;
+    let stats = h.wait_until("10 acks", |s| s.acked == 10).await;
+    assert_eq!((stats.upserted, stats.dead_lettered), (10, 0));
+    let bulk = fake.bulk_requests();
+    let sizes: Vec<usize> = bulk.iter().map(|r| r.identifiers().len()).collect();
+    assert_eq!(sizes, vec![10, 5, 5]);
+    assert!(bulk[0].body_bytes > one * 6 && bulk[1].body_bytes <= one * 6);
+    for i in 0..10 {
+        assert!(
+            fake.entity("azureDevopsRepository", &format!("r{i}"))
+                .is_some()
+        );
+    }
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn entity_too_large_even_alone_is_dead_lettered_without_a_request() {
+    let (fake, url) = start_fake().await;
+    let mut cfg = config();
+    cfg.batch.max_bytes = 2_000;
+    let h = Harness::start(fake.clone(), &url, cfg).await;
+    h.send(&[upsert(
+        "azureDevopsRepository",
+        "huge",
+        1,
+        json!({"pad": "x".repeat(3_000)}),
+        webhook(),
+    )])
+    .await;
+    h.wait_until("1 dead letter", |s| s.dead_lettered == 1)
+        .await;
+    assert!(fake.bulk_requests().is_empty());
+    let letters = h.dead_letters().await;
+    assert!(
+        letters[0].reason.contains("too large"),
+        "{}",
+        letters[0].reason
+    );
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_401_refreshes_the_token_and_the_request_succeeds() {
+    let (fake, url) = start_fake().await;
+    lock(&fake.bulk_script).push_back(Reply::new(
+        401,
+        json!({"ok": false, "error": "unauthorized"}),
+    ));
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("r1", 1)]).await;
+    let stats = h.wait_until("1 ack", |s| s.acked == 1).await;
+    assert_eq!(
+        (stats.upserted, stats.dead_lettered, stats.retried),
+        (1, 0, 0)
+    );
+    assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 2);
+    let bulk = fake.bulk_requests();
+    assert_eq!(bulk.len(), 2);
+    assert_eq!(bulk[0].authorization.as_deref(), Some("Bearer tok-1"));
+    assert_eq!(bulk[1].authorization.as_deref(), Some("Bearer tok-2"));
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn bad_credentials_stop_the_worker_with_a_clear_error_and_lose_nothing() {
+    let (fake, url) = start_fake().await;
+    *lock(&fake.token_always) = Some(Reply::new(
+        401,
+        json!({"ok": false, "error": "invalid_credentials", "message": "Invalid client id or secret"}),
+    ));
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("r1", 1)]).await;
+    let result = tokio::time::timeout(WAIT, h.worker)
+        .await
+        .expect("worker stops by itself")
+        .expect("task");
+    let error = result.expect_err("auth failure is fatal");
+    assert!(
+        matches!(error, PublishError::Auth { status: 401, .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("OCEAN__PORT__CLIENT_ID"), "{text}");
+    assert!(text.contains("Invalid client id or secret"), "{text}");
+    assert!(
+        !text.contains("csecret"),
+        "the secret never appears: {text}"
+    );
+    // Nothing dead-lettered, nothing sent: the change stays for a run with good credentials.
+    assert_eq!(h.stats.snapshot().dead_lettered, 0);
+    assert_eq!(h.stats.snapshot().acked, 0);
+    assert!(fake.bulk_requests().is_empty());
+    let token_request = &fake.requests()[0];
+    assert_eq!(
+        token_request.body,
+        json!({"clientId": "cid", "clientSecret": "csecret"})
+    );
+}
+
+#[tokio::test]
+async fn stale_changes_are_not_sent() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    // e1: newer first, then older (stale). e2: older first, then newer (supersedes in the batch).
+    h.send(&[
+        repo("e1", 20),
+        repo("e1", 10),
+        repo("e2", 10),
+        repo("e2", 20),
+    ])
+    .await;
+    let stats = h.wait_until("4 acks", |s| s.acked == 4).await;
+    assert_eq!(
+        (stats.upserted, stats.skipped_stale, stats.dead_lettered),
+        (2, 2, 0)
+    );
+    let sent: Vec<String> = fake
+        .bulk_requests()
+        .iter()
+        .flat_map(|r| r.identifiers())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(
+        fake.entity("azureDevopsRepository", "e1").expect("e1")["properties"]["v"],
+        20
+    );
+    assert_eq!(
+        fake.entity("azureDevopsRepository", "e2").expect("e2")["properties"]["v"],
+        20
+    );
+
+    // After e1@20 was applied, a late e1@15 is acked and not sent.
+    let requests_before = fake.bulk_requests().len();
+    h.send(&[repo("e1", 15)]).await;
+    let stats = h.wait_until("5 acks", |s| s.acked == 5).await;
+    assert_eq!(stats.skipped_stale, 3);
+    assert_eq!(fake.bulk_requests().len(), requests_before);
+    assert_eq!(
+        fake.entity("azureDevopsRepository", "e1").expect("e1")["properties"]["v"],
+        20
+    );
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_newer_change_waits_for_the_in_flight_write_of_its_entity() {
+    let (fake, url) = start_fake().await;
+    let slow = Duration::from_millis(400);
+    lock(&fake.bulk_script).push_back(Reply::new(200, json!({"ok": true})).delayed(slow));
+    let mut cfg = config();
+    cfg.batch.linger = Duration::from_millis(10);
+    let h = Harness::start(fake.clone(), &url, cfg).await;
+    h.send(&[repo("e1", 10)]).await;
+    h.wait_until("the first request", |s| s.port_requests == 1)
+        .await;
+    h.send(&[repo("e1", 20)]).await;
+    h.wait_until("2 acks", |s| s.acked == 2).await;
+    let bulk = fake.bulk_requests();
+    assert_eq!(bulk.len(), 2);
+    assert_eq!(bulk[1].body["entities"][0]["properties"]["v"], 20);
+    assert!(
+        bulk[1].at.duration_since(bulk[0].at) >= slow,
+        "the newer write started before the older one ended"
+    );
+    assert_eq!(
+        fake.entity("azureDevopsRepository", "e1").expect("e1")["properties"]["v"],
+        20
+    );
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn undecodable_and_unknown_version_messages_are_dead_lettered_with_the_reason() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send_raw(br#"{"v": 99, "blueprint": "azureDevopsRepository", "identifier": "x"}"#)
+        .await;
+    h.send_raw(b"not json at all").await;
+    h.wait_until("2 dead letters", |s| s.dead_lettered == 2)
+        .await;
+    let letters = h.dead_letters().await;
+    assert_eq!(letters.len(), 2);
+    assert!(
+        letters[0].reason.contains("schema version 99"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(letters[1].reason.contains("\"v\""), "{}", letters[1].reason);
+    assert!(fake.requests().is_empty(), "nothing reaches Port");
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn deletes_use_the_delete_endpoint_and_404_is_success() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("keep", 1), repo("gone", 1)]).await;
+    h.wait_until("2 acks", |s| s.acked == 2).await;
+    let delete = |identifier: &str| EntityChange {
+        op: ChangeOp::Delete,
+        ..repo(identifier, 2)
+    };
+    h.send(&[delete("gone"), delete("never-existed")]).await;
+    let stats = h.wait_until("4 acks", |s| s.acked == 4).await;
+    assert_eq!((stats.deleted, stats.dead_lettered), (2, 0));
+    assert!(fake.entity("azureDevopsRepository", "gone").is_none());
+    assert!(fake.entity("azureDevopsRepository", "keep").is_some());
+    let deletes: Vec<Recorded> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 2);
+    assert_eq!(
+        deletes[0]
+            .query
+            .get("delete_dependents")
+            .map(String::as_str),
+        Some("true")
+    );
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn shutdown_during_retries_returns_promptly_and_dead_letters_nothing() {
+    let (fake, url) = start_fake().await;
+    *lock(&fake.bulk_always) = Some(Reply::new(503, json!({"ok": false})));
+    let mut cfg = config();
+    cfg.retry.max_attempts = 1_000;
+    cfg.retry.min_delay = Duration::from_millis(200);
+    cfg.retry.max_delay = Duration::from_secs(2);
+    let h = Harness::start(fake.clone(), &url, cfg).await;
+    h.send(&[repo("r1", 1)]).await;
+    h.wait_until("a retry", |s| s.retried >= 1).await;
+    let stats = h.stats.clone();
+    let started = Instant::now();
+    h.stop().await.expect("clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.acked, s.dead_lettered),
+        (0, 0),
+        "the change goes back to the broker"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_flushes_open_batches() {
+    let (fake, url) = start_fake().await;
+    let mut cfg = config();
+    cfg.batch.linger = Duration::from_secs(3600);
+    let h = Harness::start(fake.clone(), &url, cfg).await;
+    h.send(&[repo("r1", 1), repo("r2", 1)]).await;
+    h.wait_until("2 received", |s| s.received == 2).await;
+    assert!(fake.bulk_requests().is_empty(), "still lingering");
+    let stats = h.stats.clone();
+    h.stop().await.expect("clean stop");
+    assert_eq!(stats.snapshot().acked, 2);
+    assert_eq!(fake.bulk_requests().len(), 1);
+}
