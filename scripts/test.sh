@@ -5,5 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-rabbitmq.sh
+# compose.yaml is validated by Debian's docker-compose in the tests.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "docker-compose: installing (validates compose.yaml)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
 export ADOPORT_TEST_AMQP_URL="${ADOPORT_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 cargo test --workspace --locked "$@"

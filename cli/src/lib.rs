@@ -1,1 +1,15 @@
-//! placeholder
+//! # adoport (the binary's library)
+//!
+//! The composition root: it parses the command line ([`cli`]), assembles roles into a running
+//! [`pipeline`], runs a role as a process ([`roles`]) and hosts the try-out and measuring tools
+//! ([`demo`], [`sim`], [`bench`]). The stages themselves live in their crates
+//! (`adoport-ingest`, `adoport-transform`, `adoport-publish`); nothing here talks to Azure
+//! DevOps, evaluates jq or writes to Port except by calling them.
+
+pub mod bench;
+pub mod cli;
+pub mod demo;
+pub mod mapping_source;
+pub mod pipeline;
+pub mod roles;
+pub mod sim;

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::ado::{AdoClient, AdoError};
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncId, encode};
+use adoport_shared::port_app_config::PortAppConfig;
 
 /// Projects whose sub-resources are read at the same time.
 const CONCURRENT_PROJECTS: usize = 8;
@@ -30,6 +31,21 @@ pub struct KindPlan {
 }
 
 impl KindPlan {
+    /// The kinds a mapping asks for, in mapping order, with their resources' selector options.
+    pub fn for_mapping(mapping: &PortAppConfig) -> Vec<KindPlan> {
+        mapping
+            .kinds()
+            .into_iter()
+            .map(|kind| KindPlan {
+                kind: kind.to_string(),
+                selectors: mapping
+                    .resources_of_kind(kind)
+                    .map(|(_, resource)| resource.selector.options.clone())
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// Whether any resource of this kind sets a boolean selector option (`true` or `'true'`).
     pub fn flag(&self, name: &str) -> bool {
         self.selectors.iter().any(|s| match s.get(name) {
@@ -98,17 +114,31 @@ impl Crawler {
 
     /// Crawls every planned kind, in order. Stops early only on a refused token or a broker
     /// that stays away (then nothing more can be done); other failures mark their kind.
-    pub async fn crawl(&self, resync_id: ResyncId, plan: &[KindPlan]) -> Result<CrawlReport, CrawlError> {
+    pub async fn crawl(
+        &self,
+        resync_id: ResyncId,
+        plan: &[KindPlan],
+    ) -> Result<CrawlReport, CrawlError> {
         let mut report = CrawlReport::default();
         let mut projects: Option<Vec<Value>> = None;
         for kind in plan {
             let mut kind_report = KindReport::default();
             let outcome = match kind.kind.as_str() {
-                "project" => self.crawl_projects(resync_id, kind, &mut projects, &mut kind_report).await,
-                "repository" => self.crawl_repositories(resync_id, &mut projects, &mut kind_report).await,
+                "project" => {
+                    self.crawl_projects(resync_id, kind, &mut projects, &mut kind_report)
+                        .await
+                }
+                "repository" => {
+                    self.crawl_repositories(resync_id, &mut projects, &mut kind_report)
+                        .await
+                }
                 other => {
-                    tracing::warn!(kind = other, "this version does not crawl kind {other}; its entities are left as they are");
-                    kind_report.failure = Some(format!("kind {other} is not crawled by this version"));
+                    tracing::warn!(
+                        kind = other,
+                        "this version does not crawl kind {other}; its entities are left as they are"
+                    );
+                    kind_report.failure =
+                        Some(format!("kind {other} is not crawled by this version"));
                     Ok(())
                 }
             };
@@ -187,7 +217,8 @@ impl Crawler {
         let projects = self.project_list(cache).await?;
         if !plan.flag("defaultTeam") {
             for page in projects.chunks(self.items_per_event) {
-                self.publish(resync_id, "project", page.to_vec(), report).await?;
+                self.publish(resync_id, "project", page.to_vec(), report)
+                    .await?;
             }
             return Ok(());
         }
@@ -224,7 +255,8 @@ impl Crawler {
         while let Some(repositories) = per_project.next().await {
             let repositories = repositories?;
             if !repositories.is_empty() {
-                self.publish(resync_id, "repository", repositories, report).await?;
+                self.publish(resync_id, "repository", repositories, report)
+                    .await?;
             }
         }
         Ok(())

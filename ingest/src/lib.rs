@@ -50,10 +50,19 @@ pub struct IngestRun {
 
 /// Runs ingest until `shutdown`: the webhook receiver, the resync request loop, and the
 /// triggers the event-listener mode asks for.
-pub async fn run(settings: &Settings, bus: Bus, run: IngestRun, shutdown: CancellationToken) -> Result<(), IngestError> {
+pub async fn run(
+    settings: &Settings,
+    bus: Bus,
+    run: IngestRun,
+    shutdown: CancellationToken,
+) -> Result<(), IngestError> {
     let access = settings.azure_devops_access()?;
     let ingest = &settings.pipeline.ingest;
-    let client = ado::AdoClient::new(&access, ingest.max_concurrent_requests as usize, shutdown.clone())?;
+    let client = ado::AdoClient::new(
+        &access,
+        ingest.max_concurrent_requests as usize,
+        shutdown.clone(),
+    )?;
 
     let mode = settings.ocean.event_listener.kind;
     if mode != EventListenerType::WebhooksOnly {
@@ -78,7 +87,9 @@ pub async fn run(settings: &Settings, bus: Bus, run: IngestRun, shutdown: Cancel
         .clone()
         .filter(|s| !s.is_empty());
     if secret.is_none() {
-        tracing::warn!("no webhookSecret configured: webhooks are accepted without authentication (set OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET)");
+        tracing::warn!(
+            "no webhookSecret configured: webhooks are accepted without authentication (set OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET)"
+        );
     }
     let state = Arc::new(webhook::WebhookState {
         bus: bus.clone(),
@@ -96,7 +107,8 @@ pub async fn run(settings: &Settings, bus: Bus, run: IngestRun, shutdown: Cancel
     });
 
     let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize);
-    let requests = resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
+    let requests =
+        resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
     shutdown.cancel();
     match server.await {
         Ok(Ok(())) => {}

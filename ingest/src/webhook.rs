@@ -28,9 +28,7 @@ use subtle::ConstantTimeEq;
 use crate::ado::{AdoClient, AdoError};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::Secret;
-use adoport_shared::messages::{
-    Origin, RawAction, RawEvent, ResyncRequest, ResyncTrigger, encode,
-};
+use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncRequest, ResyncTrigger, encode};
 
 /// The path Azure DevOps posts service hooks to (Ocean mounts the integration under `/integration`).
 pub const WEBHOOK_PATH: &str = "/integration/webhook";
@@ -48,7 +46,9 @@ pub struct WebhookState {
 /// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("missing or wrong basic-auth credentials (the subscription's password must equal webhookSecret)")]
+    #[error(
+        "missing or wrong basic-auth credentials (the subscription's password must equal webhookSecret)"
+    )]
     Unauthenticated,
     #[error("body is not JSON: {0}")]
     NotJson(String),
@@ -75,7 +75,11 @@ impl IntoResponse for WebhookError {
             }
             _ => tracing::info!(error = %self, status = status.as_u16(), "webhook refused"),
         }
-        let mut response = (status, axum::Json(json!({"ok": false, "error": self.to_string()}))).into_response();
+        let mut response = (
+            status,
+            axum::Json(json!({"ok": false, "error": self.to_string()})),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -153,14 +157,17 @@ struct Envelope {
 }
 
 fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| WebhookError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::NotJson(e.to_string()))?;
     let Value::Object(mut map) = value else {
         return Err(WebhookError::Envelope("expected a JSON object".into()));
     };
     let text = |map: &serde_json::Map<String, Value>, key: &str| -> Result<String, WebhookError> {
         match map.get(key) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(_) => Err(WebhookError::Envelope(format!("\"{key}\" must be a non-empty string"))),
+            Some(_) => Err(WebhookError::Envelope(format!(
+                "\"{key}\" must be a non-empty string"
+            ))),
             None => Err(WebhookError::Envelope(format!("\"{key}\" is missing"))),
         }
     };
@@ -173,7 +180,11 @@ fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
     };
     let resource = match map.remove("resource") {
         Some(Value::Object(resource)) => resource,
-        Some(_) => return Err(WebhookError::Envelope("\"resource\" must be an object".into())),
+        Some(_) => {
+            return Err(WebhookError::Envelope(
+                "\"resource\" must be an object".into(),
+            ));
+        }
         None => return Err(WebhookError::Envelope("\"resource\" is missing".into())),
     };
     Ok(Envelope {
@@ -260,10 +271,18 @@ async fn receive(
     }
 }
 
-async fn handle(state: &WebhookState, envelope: &Envelope, route: Route) -> Result<Response, WebhookError> {
+async fn handle(
+    state: &WebhookState,
+    envelope: &Envelope,
+    route: Route,
+) -> Result<Response, WebhookError> {
     let (kind, action, item) = match route {
         Route::PullRequest { id } => {
-            let pr = state.client.pull_request(id).await.map_err(WebhookError::Upstream)?;
+            let pr = state
+                .client
+                .pull_request(id)
+                .await
+                .map_err(WebhookError::Upstream)?;
             ("pull-request", RawAction::Upsert, pr)
         }
         Route::Repository { id, fallback } => match state.client.repository(&id).await {
@@ -305,17 +324,35 @@ mod tests {
     fn envelopes_are_validated_field_by_field() {
         let cases = [
             (json!([1]), "JSON object"),
-            (json!({"publisherId": "tfs", "resource": {}}), "\"eventType\" is missing"),
-            (json!({"eventType": "git.push", "resource": {}}), "\"publisherId\" is missing"),
-            (json!({"eventType": "git.push", "publisherId": "tfs"}), "\"resource\" is missing"),
-            (json!({"eventType": "git.push", "publisherId": "tfs", "resource": 3}), "must be an object"),
-            (json!({"eventType": 1, "publisherId": "tfs", "resource": {}}), "non-empty string"),
+            (
+                json!({"publisherId": "tfs", "resource": {}}),
+                "\"eventType\" is missing",
+            ),
+            (
+                json!({"eventType": "git.push", "resource": {}}),
+                "\"publisherId\" is missing",
+            ),
+            (
+                json!({"eventType": "git.push", "publisherId": "tfs"}),
+                "\"resource\" is missing",
+            ),
+            (
+                json!({"eventType": "git.push", "publisherId": "tfs", "resource": 3}),
+                "must be an object",
+            ),
+            (
+                json!({"eventType": 1, "publisherId": "tfs", "resource": {}}),
+                "non-empty string",
+            ),
         ];
         for (body, expected) in cases {
             let err = envelope(body.clone()).expect_err("invalid");
             assert!(err.to_string().contains(expected), "{body}: {err}");
         }
-        assert!(matches!(parse_envelope(b"{nope"), Err(WebhookError::NotJson(_))));
+        assert!(matches!(
+            parse_envelope(b"{nope"),
+            Err(WebhookError::NotJson(_))
+        ));
     }
 
     #[test]
@@ -325,8 +362,14 @@ mod tests {
         let push = envelope(json!({"eventType": "git.push", "publisherId": "tfs", "resource": {"repository": {"id": "r1"}}})).expect("ok");
         assert!(matches!(route(&push).expect("route"), Route::Repository { id, .. } if id == "r1"));
         let deleted = envelope(json!({"eventType": "git.repo.deleted", "publisherId": "tfs", "resource": {"repository": {"id": "r1", "name": "x"}}})).expect("ok");
-        assert!(matches!(route(&deleted).expect("route"), Route::RepositoryDeleted { .. }));
-        let other = envelope(json!({"eventType": "workitem.updated", "publisherId": "tfs", "resource": {}})).expect("ok");
+        assert!(matches!(
+            route(&deleted).expect("route"),
+            Route::RepositoryDeleted { .. }
+        ));
+        let other = envelope(
+            json!({"eventType": "workitem.updated", "publisherId": "tfs", "resource": {}}),
+        )
+        .expect("ok");
         assert_eq!(route(&other).expect("route"), Route::Ignored);
         let bad = envelope(json!({"eventType": "git.pullrequest.created", "publisherId": "tfs", "resource": {"pullRequestId": "x"}})).expect("ok");
         assert!(route(&bad).is_err());
@@ -338,10 +381,16 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert!(authenticate(&headers, &secret).is_err());
         let good = base64::engine::general_purpose::STANDARD.encode("port:s3cret");
-        headers.insert(header::AUTHORIZATION, format!("Basic {good}").parse().expect("header"));
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {good}").parse().expect("header"),
+        );
         assert!(authenticate(&headers, &secret).is_ok());
         let bad = base64::engine::general_purpose::STANDARD.encode("port:s3cre");
-        headers.insert(header::AUTHORIZATION, format!("Basic {bad}").parse().expect("header"));
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {bad}").parse().expect("header"),
+        );
         assert!(authenticate(&headers, &secret).is_err());
     }
 }

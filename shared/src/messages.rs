@@ -22,9 +22,13 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum DecodeError {
     #[error("message is not JSON with a numeric \"v\" field: {0}")]
     NoVersion(String),
-    #[error("message has schema version {found}; this build reads version {SCHEMA_VERSION} only (upgrade adoport, or replay it with a matching version)")]
+    #[error(
+        "message has schema version {found}; this build reads version {SCHEMA_VERSION} only (upgrade adoport, or replay it with a matching version)"
+    )]
     UnknownVersion { found: u64 },
-    #[error("message of schema version {SCHEMA_VERSION} does not match the {contract} contract: {error}")]
+    #[error(
+        "message of schema version {SCHEMA_VERSION} does not match the {contract} contract: {error}"
+    )]
     Shape {
         contract: &'static str,
         error: String,

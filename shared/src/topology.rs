@@ -178,12 +178,18 @@ mod tests {
     fn partition_is_stable_and_spread() {
         let t = Topology::new("", 8);
         // Pinned: a change of hash would reorder in-flight changes across an upgrade.
-        assert_eq!(t.partition_of("azureDevopsRepository", "r1"), t.partition_of("azureDevopsRepository", "r1"));
+        assert_eq!(
+            t.partition_of("azureDevopsRepository", "r1"),
+            t.partition_of("azureDevopsRepository", "r1")
+        );
         let mut counts = [0u32; 8];
         for i in 0..8000 {
             counts[t.partition_of("bp", &format!("id-{i}")) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
         // The separator keeps ("ab","c") and ("a","bc") apart.
         let t = Topology::new("", 1024);
         assert_ne!(t.partition_of("ab", "c"), t.partition_of("a", "bc"));

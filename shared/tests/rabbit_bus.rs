@@ -52,18 +52,27 @@ async fn confirmed_publish_is_consumed_and_acked() {
 #[tokio::test]
 async fn dead_letters_carry_their_reason_and_the_delivery_limit_holds() {
     let bus = bus("dlq", 1).await;
-    bus.publish(Outgoing::new(Destination::Change { partition: 0 }, "poison"))
-        .await
-        .expect("publish");
-    bus.publish(Outgoing::new(Destination::Change { partition: 0 }, "crash-loop"))
-        .await
-        .expect("publish");
+    bus.publish(Outgoing::new(
+        Destination::Change { partition: 0 },
+        "poison",
+    ))
+    .await
+    .expect("publish");
+    bus.publish(Outgoing::new(
+        Destination::Change { partition: 0 },
+        "crash-loop",
+    ))
+    .await
+    .expect("publish");
     let mut sub = bus
         .subscribe(WorkQueue::Changes { partition: 0 }, 1)
         .await
         .expect("subscribe");
     let poison = within("poison", sub.next()).await.expect("delivery");
-    poison.dead_letter("Port rejected it: 422 invalid_request").await.expect("dead-letter");
+    poison
+        .dead_letter("Port rejected it: 422 invalid_request")
+        .await
+        .expect("dead-letter");
     // A message that keeps coming back is dead-lettered by the broker after the limit (2).
     let mut seen = 0;
     while let Some(delivery) = within("redelivery", sub.next()).await {
@@ -76,7 +85,10 @@ async fn dead_letters_carry_their_reason_and_the_delivery_limit_holds() {
     }
     let letters = within("dead letters", async {
         loop {
-            let letters = bus.drain_dead_letters(DeadLetterQueue::Changes, 10).await.expect("drain");
+            let letters = bus
+                .drain_dead_letters(DeadLetterQueue::Changes, 10)
+                .await
+                .expect("drain");
             if letters.len() >= 2 {
                 return letters;
             }
@@ -87,9 +99,17 @@ async fn dead_letters_carry_their_reason_and_the_delivery_limit_holds() {
     .await;
     assert_eq!(letters[0].body.as_ref(), b"poison");
     assert_eq!(letters[0].reason, "Port rejected it: 422 invalid_request");
-    assert!(letters[0].origin_queue.ends_with("port.changes.p0"), "{}", letters[0].origin_queue);
+    assert!(
+        letters[0].origin_queue.ends_with("port.changes.p0"),
+        "{}",
+        letters[0].origin_queue
+    );
     assert_eq!(letters[1].body.as_ref(), b"crash-loop");
-    assert!(letters[1].reason.contains("delivery_limit"), "{}", letters[1].reason);
+    assert!(
+        letters[1].reason.contains("delivery_limit"),
+        "{}",
+        letters[1].reason
+    );
     bus.delete_topology().await.expect("cleanup");
 }
 
@@ -105,7 +125,11 @@ async fn a_partition_has_one_active_consumer() {
     bus.publish_all(messages).await.expect("publish");
     for i in 0..6 {
         let delivery = within("delivery", first.next()).await.expect("delivery");
-        assert_eq!(delivery.body.as_ref(), format!("{i}").as_bytes(), "in order");
+        assert_eq!(
+            delivery.body.as_ref(),
+            format!("{i}").as_bytes(),
+            "in order"
+        );
         delivery.ack().await.expect("ack");
     }
     // The standby got nothing while the first consumer was active.
@@ -122,7 +146,10 @@ async fn unroutable_publishes_are_errors_not_silence() {
         .publish(Outgoing::new(Destination::Change { partition: 5 }, "lost?"))
         .await
         .expect_err("unroutable");
-    assert!(matches!(err, adoport_shared::bus::BusError::Unroutable { .. }), "{err}");
+    assert!(
+        matches!(err, adoport_shared::bus::BusError::Unroutable { .. }),
+        "{err}"
+    );
     bus.delete_topology().await.expect("cleanup");
 }
 
@@ -136,13 +163,19 @@ async fn memory_bus_has_the_same_contract() {
     .await
     .expect("publish");
     let mut sub = bus.subscribe(WorkQueue::Raw, 8).await.expect("subscribe");
-    assert!(bus.subscribe(WorkQueue::Raw, 8).await.is_err(), "one consumer per queue");
+    assert!(
+        bus.subscribe(WorkQueue::Raw, 8).await.is_err(),
+        "one consumer per queue"
+    );
     let a = sub.next().await.expect("a");
     a.dead_letter("bad").await.expect("dead-letter");
     let b = sub.next().await.expect("b");
     assert_eq!(b.body.as_ref(), b"b");
     b.ack().await.expect("ack");
-    let letters = bus.drain_dead_letters(DeadLetterQueue::Raw, 10).await.expect("drain");
+    let letters = bus
+        .drain_dead_letters(DeadLetterQueue::Raw, 10)
+        .await
+        .expect("drain");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].reason, "bad");
 }
@@ -151,7 +184,13 @@ async fn memory_bus_has_the_same_contract() {
 /// broker restart or a network cut would look to the client.
 fn close_connections(name_prefix: &str) -> usize {
     let listed = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "--no-table-headers", "pid", "client_properties"])
+        .args([
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
         .output()
         .expect("rabbitmqctl runs");
     let text = String::from_utf8_lossy(&listed.stdout);
@@ -162,7 +201,12 @@ fn close_connections(name_prefix: &str) -> usize {
         };
         if properties.contains(&format!("{{\"connection_name\",\"{name_prefix}")) {
             let status = std::process::Command::new("rabbitmqctl")
-                .args(["-q", "close_connection", pid, "test: simulated connection loss"])
+                .args([
+                    "-q",
+                    "close_connection",
+                    pid,
+                    "test: simulated connection loss",
+                ])
                 .status()
                 .expect("rabbitmqctl runs");
             assert!(status.success());
@@ -177,8 +221,15 @@ async fn survives_a_dropped_connection() {
     let bus = bus("reconnect", 1).await;
     let name = format!("adoport-{}", bus.topology().prefix());
     let mut sub = bus.subscribe(WorkQueue::Raw, 4).await.expect("subscribe");
-    bus.publish(Outgoing::new(Destination::Raw, "before")).await.expect("publish");
-    within("first", sub.next()).await.expect("delivery").ack().await.expect("ack");
+    bus.publish(Outgoing::new(Destination::Raw, "before"))
+        .await
+        .expect("publish");
+    within("first", sub.next())
+        .await
+        .expect("delivery")
+        .ack()
+        .await
+        .expect("ack");
 
     let closed = tokio::task::spawn_blocking(move || close_connections(&name))
         .await
@@ -186,8 +237,12 @@ async fn survives_a_dropped_connection() {
     assert_eq!(closed, 1, "the bus's connection was found and closed");
 
     // Publishing reconnects (and re-declares); the subscription resumes on its own.
-    bus.publish(Outgoing::new(Destination::Raw, "after")).await.expect("publish after reconnect");
-    let delivery = within("delivery after reconnect", sub.next()).await.expect("delivery");
+    bus.publish(Outgoing::new(Destination::Raw, "after"))
+        .await
+        .expect("publish after reconnect");
+    let delivery = within("delivery after reconnect", sub.next())
+        .await
+        .expect("delivery");
     assert_eq!(delivery.body.as_ref(), b"after");
     delivery.ack().await.expect("ack");
     assert!(bus.is_connected());

@@ -94,7 +94,10 @@ impl AdoClient {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert("X-TFS-FedAuthRedirect", HeaderValue::from_static("Suppress"));
+        headers.insert(
+            "X-TFS-FedAuthRedirect",
+            HeaderValue::from_static("Suppress"),
+        );
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("adoport/", env!("CARGO_PKG_VERSION")))
@@ -127,7 +130,11 @@ impl AdoClient {
 
     /// `{organization_url}/{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.inner.organization_url, path.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.inner.organization_url,
+            path.trim_start_matches('/')
+        )
     }
 
     fn throttle_until(&self, until: Instant) {
@@ -160,7 +167,11 @@ impl AdoClient {
     }
 
     /// GET `url` with `query` (+ `api-version`), returning its JSON and continuation token.
-    pub async fn get_json(&self, url: &str, query: &[(&str, &str)]) -> Result<JsonResponse, AdoError> {
+    pub async fn get_json(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+    ) -> Result<JsonResponse, AdoError> {
         self.send(reqwest::Method::GET, url, query, None).await
     }
 
@@ -171,7 +182,8 @@ impl AdoClient {
         query: &[(&str, &str)],
         body: &Value,
     ) -> Result<JsonResponse, AdoError> {
-        self.send(reqwest::Method::POST, url, query, Some(body)).await
+        self.send(reqwest::Method::POST, url, query, Some(body))
+            .await
     }
 
     async fn send(

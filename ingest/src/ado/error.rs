@@ -3,9 +3,13 @@
 /// A call to Azure DevOps that did not give us data.
 #[derive(Debug, thiserror::Error)]
 pub enum AdoError {
-    #[error("Azure DevOps refused the personal access token for {url} ({detail}); check OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN: it may be expired, revoked or lack read scopes")]
+    #[error(
+        "Azure DevOps refused the personal access token for {url} ({detail}); check OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN: it may be expired, revoked or lack read scopes"
+    )]
     Unauthorized { url: String, detail: String },
-    #[error("Azure DevOps denied access to {url} (HTTP 403): the token lacks permission for this resource")]
+    #[error(
+        "Azure DevOps denied access to {url} (HTTP 403): the token lacks permission for this resource"
+    )]
     Forbidden { url: String },
     #[error("Azure DevOps has no {url} (HTTP 404)")]
     NotFound { url: String },
@@ -15,7 +19,9 @@ pub enum AdoError {
         url: String,
         body: String,
     },
-    #[error("Azure DevOps still answered HTTP {status} for {url} after {attempts} attempts: {body}")]
+    #[error(
+        "Azure DevOps still answered HTTP {status} for {url} after {attempts} attempts: {body}"
+    )]
     Exhausted {
         status: u16,
         url: String,

@@ -40,7 +40,9 @@ pub struct MemoryBus {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-written (every
     // critical section is a single push or take), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryBus {
@@ -74,10 +76,13 @@ impl MemoryBus {
     }
 
     fn queue(&self, queue: WorkQueue) -> Result<&Queue, BusError> {
-        self.inner.queues.get(&queue).ok_or_else(|| BusError::Operation {
-            operation: "publish".into(),
-            detail: format!("no queue {}", self.inner.topology.work_queue(queue)),
-        })
+        self.inner
+            .queues
+            .get(&queue)
+            .ok_or_else(|| BusError::Operation {
+                operation: "publish".into(),
+                detail: format!("no queue {}", self.inner.topology.work_queue(queue)),
+            })
     }
 
     pub async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
@@ -173,7 +178,12 @@ impl MemorySettle {
     pub(super) fn requeue(self, body: Bytes) {
         // The consumer itself may be the only one draining this queue: never wait for room
         // here. A full queue means the message is redelivered when there is room again.
-        let sender = self.bus.inner.queues.get(&self.queue).map(|q| q.sender.clone());
+        let sender = self
+            .bus
+            .inner
+            .queues
+            .get(&self.queue)
+            .map(|q| q.sender.clone());
         if let Some(sender) = sender {
             tokio::spawn(async move {
                 let _ = sender.send(body).await;

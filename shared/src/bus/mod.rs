@@ -31,15 +31,21 @@ pub const ORIGIN_QUEUE_HEADER: &str = "x-adoport-queue";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("cannot reach the broker at {endpoint}: {detail} (is RabbitMQ running and ADOPORT__BROKER__URL right?)")]
+    #[error(
+        "cannot reach the broker at {endpoint}: {detail} (is RabbitMQ running and ADOPORT__BROKER__URL right?)"
+    )]
     Unreachable { endpoint: String, detail: String },
     #[error("the broker did not confirm a publish to {destination}: {detail}")]
     NotConfirmed { destination: String, detail: String },
-    #[error("no queue is bound to {destination} ({detail}): the topology does not match this message (are ADOPORT__BROKER__PARTITIONS and PREFIX the same in every role?)")]
+    #[error(
+        "no queue is bound to {destination} ({detail}): the topology does not match this message (are ADOPORT__BROKER__PARTITIONS and PREFIX the same in every role?)"
+    )]
     Unroutable { destination: String, detail: String },
     #[error("broker operation {operation} failed: {detail}")]
     Operation { operation: String, detail: String },
-    #[error("queue {0} already has its consumer in this process (the in-process bus has one consumer per queue)")]
+    #[error(
+        "queue {0} already has its consumer in this process (the in-process bus has one consumer per queue)"
+    )]
     AlreadyConsumed(String),
     #[error("shutting down")]
     ShuttingDown,
@@ -140,9 +146,15 @@ impl Bus {
     }
 
     /// Starts consuming a work queue with at most `prefetch` unacknowledged deliveries.
-    pub async fn subscribe(&self, queue: WorkQueue, prefetch: u16) -> Result<Subscription, BusError> {
+    pub async fn subscribe(
+        &self,
+        queue: WorkQueue,
+        prefetch: u16,
+    ) -> Result<Subscription, BusError> {
         match self {
-            Bus::Rabbit(b) => Ok(Subscription::Rabbit(b.subscribe(queue, prefetch).await?)),
+            Bus::Rabbit(b) => Ok(Subscription::Rabbit(Box::new(
+                b.subscribe(queue, prefetch).await?,
+            ))),
             Bus::Memory(b) => Ok(Subscription::Memory(b.subscribe(queue)?)),
         }
     }
@@ -194,7 +206,8 @@ impl Bus {
 
 /// A stream of deliveries from one work queue.
 pub enum Subscription {
-    Rabbit(rabbit::RabbitSubscription),
+    // Boxed: the RabbitMQ consumer state is large, and a subscription moves into its task.
+    Rabbit(Box<rabbit::RabbitSubscription>),
     Memory(memory::MemorySubscription),
 }
 

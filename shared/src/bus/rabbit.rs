@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BusError, DeadLetter, Destination, Delivery, ORIGIN_QUEUE_HEADER, Outgoing, REASON_HEADER,
+    BusError, DeadLetter, Delivery, Destination, ORIGIN_QUEUE_HEADER, Outgoing, REASON_HEADER,
     Settle, reconnect_delay,
 };
 use crate::config::Secret;
@@ -66,7 +66,9 @@ pub struct RabbitBus {
 /// Removes `user:password@` from an AMQP URL.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -78,11 +80,18 @@ fn op_error(operation: &str, e: impl std::fmt::Display) -> BusError {
     }
 }
 
-fn quorum_arguments(topology: &Topology, dead_letters: Option<&str>, single_active: bool) -> FieldTable {
+fn quorum_arguments(
+    topology: &Topology,
+    dead_letters: Option<&str>,
+    single_active: bool,
+) -> FieldTable {
     let mut args = FieldTable::default();
     // Quorum queues replicate and fsync before confirming: a confirmed publish survives a
     // broker restart.
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     if let Some(dlq) = dead_letters {
         args.insert(
             "x-dead-letter-exchange".into(),
@@ -104,7 +113,10 @@ fn quorum_arguments(topology: &Topology, dead_letters: Option<&str>, single_acti
             "x-dead-letter-strategy".into(),
             AMQPValue::LongString("at-least-once".into()),
         );
-        args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
     }
     if single_active {
         // One consumer at a time: the order of a partition (or the single running resync)
@@ -120,13 +132,28 @@ async fn declare_topology(channel: &Channel, t: &Topology) -> Result<(), lapin::
         ..ExchangeDeclareOptions::default()
     };
     channel
-        .exchange_declare(t.dead_letter_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .exchange_declare(
+            t.dead_letter_exchange().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(t.raw_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+        .exchange_declare(
+            t.raw_exchange().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(t.changes_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
+        .exchange_declare(
+            t.changes_exchange().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
 
     for dlq in [
@@ -136,7 +163,11 @@ async fn declare_topology(channel: &Channel, t: &Topology) -> Result<(), lapin::
     ] {
         let name = t.dead_letter_queue(dlq);
         channel
-            .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), quorum_arguments(t, None, false))
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions::durable(),
+                quorum_arguments(t, None, false),
+            )
             .await?;
         channel
             .queue_bind(
@@ -179,7 +210,10 @@ async fn declare_topology(channel: &Channel, t: &Topology) -> Result<(), lapin::
 
     // The archive: every raw event, kept by age and size, for `adoport replay`.
     let mut stream_args = FieldTable::default();
-    stream_args.insert("x-queue-type".into(), AMQPValue::LongString("stream".into()));
+    stream_args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("stream".into()),
+    );
     stream_args.insert(
         "x-max-age".into(),
         AMQPValue::LongString(t.archive.max_age.as_str().into()),
@@ -189,7 +223,11 @@ async fn declare_topology(channel: &Channel, t: &Topology) -> Result<(), lapin::
         AMQPValue::LongLongInt(i64::try_from(t.archive.max_bytes).unwrap_or(i64::MAX)),
     );
     channel
-        .queue_declare(t.raw_archive().into(), QueueDeclareOptions::durable(), stream_args)
+        .queue_declare(
+            t.raw_archive().into(),
+            QueueDeclareOptions::durable(),
+            stream_args,
+        )
         .await?;
     channel
         .queue_bind(
@@ -238,7 +276,9 @@ fn broker_death_reason(headers: &FieldTable) -> Option<String> {
     };
     let reason = header_text(first, "reason")?;
     let queue = header_text(first, "queue").unwrap_or_default();
-    Some(format!("dead-lettered by the broker from {queue}: {reason}"))
+    Some(format!(
+        "dead-lettered by the broker from {queue}: {reason}"
+    ))
 }
 
 impl RabbitBus {
@@ -441,7 +481,9 @@ impl RabbitBus {
                         detail: returned.reply_text.to_string(),
                     });
                 }
-                Confirmation::Nack(_) => return Err(not_confirmed("the broker refused it (nack)".into())),
+                Confirmation::Nack(_) => {
+                    return Err(not_confirmed("the broker refused it (nack)".into()));
+                }
                 Confirmation::NotRequested => {
                     return Err(not_confirmed("channel is not in confirm mode".into()));
                 }
@@ -461,7 +503,10 @@ impl RabbitBus {
         let t = &self.inner.topology;
         let mut headers = FieldTable::default();
         headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
-        headers.insert(ORIGIN_QUEUE_HEADER.into(), AMQPValue::LongString(origin_queue.into()));
+        headers.insert(
+            ORIGIN_QUEUE_HEADER.into(),
+            AMQPValue::LongString(origin_queue.into()),
+        );
         let properties = persistent().with_headers(headers);
         let routed = [(
             t.dead_letter_exchange(),
@@ -472,7 +517,11 @@ impl RabbitBus {
         self.publish_routed(&routed).await
     }
 
-    pub async fn subscribe(&self, queue: WorkQueue, prefetch: u16) -> Result<RabbitSubscription, BusError> {
+    pub async fn subscribe(
+        &self,
+        queue: WorkQueue,
+        prefetch: u16,
+    ) -> Result<RabbitSubscription, BusError> {
         let mut subscription = RabbitSubscription {
             bus: self.clone(),
             queue,
@@ -557,22 +606,40 @@ impl RabbitBus {
             .await
             .map_err(|e| op_error("channel.open", e))?;
         let t = &self.inner.topology;
-        let mut queues: Vec<String> = t.work_queues().into_iter().map(|q| t.work_queue(q)).collect();
+        let mut queues: Vec<String> = t
+            .work_queues()
+            .into_iter()
+            .map(|q| t.work_queue(q))
+            .collect();
         queues.extend(
-            [DeadLetterQueue::Raw, DeadLetterQueue::Changes, DeadLetterQueue::ResyncRequests]
-                .into_iter()
-                .map(|q| t.dead_letter_queue(q)),
+            [
+                DeadLetterQueue::Raw,
+                DeadLetterQueue::Changes,
+                DeadLetterQueue::ResyncRequests,
+            ]
+            .into_iter()
+            .map(|q| t.dead_letter_queue(q)),
         );
         queues.push(t.raw_archive());
         for queue in queues {
             channel
-                .queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default())
+                .queue_delete(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
                 .await
                 .map_err(|e| op_error(&format!("queue.delete {queue}"), e))?;
         }
-        for exchange in [t.raw_exchange(), t.changes_exchange(), t.dead_letter_exchange()] {
+        for exchange in [
+            t.raw_exchange(),
+            t.changes_exchange(),
+            t.dead_letter_exchange(),
+        ] {
             channel
-                .exchange_delete(exchange.as_str().into(), lapin::options::ExchangeDeleteOptions::default())
+                .exchange_delete(
+                    exchange.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
                 .await
                 .map_err(|e| op_error(&format!("exchange.delete {exchange}"), e))?;
         }
@@ -730,7 +797,10 @@ mod tests {
 
     #[test]
     fn redacts_credentials() {
-        assert_eq!(redact("amqp://guest:secret@127.0.0.1:5672/%2f"), "amqp://127.0.0.1:5672/%2f");
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
         assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
     }
 }

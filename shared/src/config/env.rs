@@ -110,7 +110,10 @@ mod tests {
             "OCEAN",
             vars(&[
                 ("OCEAN__PORT__CLIENT_ID", "id"),
-                ("OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL", "https://dev.azure.com/x"),
+                (
+                    "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL",
+                    "https://dev.azure.com/x",
+                ),
                 ("PATH", "/bin"),
                 ("OCEANX__NOPE", "1"),
             ]),
@@ -124,7 +127,11 @@ mod tests {
 
     #[test]
     fn json_object_and_nested_form_are_equal() {
-        let a = tree("OCEAN", vars(&[("OCEAN__EVENT_LISTENER", r#"{"type":"ONCE"}"#)])).expect("a");
+        let a = tree(
+            "OCEAN",
+            vars(&[("OCEAN__EVENT_LISTENER", r#"{"type":"ONCE"}"#)]),
+        )
+        .expect("a");
         let b = tree("OCEAN", vars(&[("OCEAN__EVENT_LISTENER__TYPE", "ONCE")])).expect("b");
         assert_eq!(a, b);
     }
@@ -135,16 +142,23 @@ mod tests {
             "OCEAN",
             vars(&[
                 ("OCEAN__EVENT_LISTENER__TYPE", "POLLING"),
-                ("OCEAN__EVENT_LISTENER", r#"{"type":"ONCE","resync_on_start":true}"#),
+                (
+                    "OCEAN__EVENT_LISTENER",
+                    r#"{"type":"ONCE","resync_on_start":true}"#,
+                ),
             ]),
         )
         .expect("tree");
-        assert_eq!(t, json!({"event_listener": {"type": "POLLING", "resync_on_start": true}}));
+        assert_eq!(
+            t,
+            json!({"event_listener": {"type": "POLLING", "resync_on_start": true}})
+        );
     }
 
     #[test]
     fn bad_json_and_conflicts_name_the_variable() {
-        let err = tree("OCEAN", vars(&[("OCEAN__EVENT_LISTENER", "{type: ONCE}")])).expect_err("bad");
+        let err =
+            tree("OCEAN", vars(&[("OCEAN__EVENT_LISTENER", "{type: ONCE}")])).expect_err("bad");
         assert!(err.to_string().contains("OCEAN__EVENT_LISTENER"), "{err}");
         let err = tree(
             "OCEAN",
@@ -152,6 +166,9 @@ mod tests {
         )
         .expect_err("conflict");
         let text = err.to_string();
-        assert!(text.contains("OCEAN__PORT__CLIENT_ID") && text.contains("OCEAN__PORT"), "{text}");
+        assert!(
+            text.contains("OCEAN__PORT__CLIENT_ID") && text.contains("OCEAN__PORT"),
+            "{text}"
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! string. These readers accept both the typed value (from JSON) and its string form, so
 //! `OCEAN__EVENT_LISTENER='{"type":"ONCE"}'` and `OCEAN__EVENT_LISTENER__TYPE=ONCE` end up the same.
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use serde_json::Value;
 
 fn describe(value: &Value) -> String {

@@ -126,7 +126,11 @@ fn default_webhook_username() -> String {
 pub struct AzureDevopsConfig {
     #[serde(default, alias = "accountMode")]
     pub account_mode: AccountMode,
-    #[serde(default, alias = "organizationUrl", deserialize_with = "flex::opt_string")]
+    #[serde(
+        default,
+        alias = "organizationUrl",
+        deserialize_with = "flex::opt_string"
+    )]
     pub organization_url: Option<String>,
     #[serde(default, alias = "personalAccessToken")]
     pub personal_access_token: Option<Secret>,
@@ -136,9 +140,17 @@ pub struct AzureDevopsConfig {
     pub client_secret: Option<Secret>,
     #[serde(default, alias = "tenantId", deserialize_with = "flex::opt_string")]
     pub tenant_id: Option<String>,
-    #[serde(default, alias = "organizationUrls", deserialize_with = "flex::string_list")]
+    #[serde(
+        default,
+        alias = "organizationUrls",
+        deserialize_with = "flex::string_list"
+    )]
     pub organization_urls: Vec<String>,
-    #[serde(default = "default_true", alias = "isProjectsLimited", deserialize_with = "flex::bool")]
+    #[serde(
+        default = "default_true",
+        alias = "isProjectsLimited",
+        deserialize_with = "flex::bool"
+    )]
     pub is_projects_limited: bool,
     #[serde(default, alias = "appHost", deserialize_with = "flex::opt_string")]
     pub app_host: Option<String>,
@@ -150,7 +162,11 @@ pub struct AzureDevopsConfig {
         deserialize_with = "flex::string"
     )]
     pub webhook_auth_username: String,
-    #[serde(default, alias = "excludedTags", deserialize_with = "flex::string_list")]
+    #[serde(
+        default,
+        alias = "excludedTags",
+        deserialize_with = "flex::string_list"
+    )]
     pub excluded_tags: Vec<String>,
 }
 
@@ -182,7 +198,11 @@ fn default_integration_type() -> String {
 pub struct IntegrationSettings {
     #[serde(default, deserialize_with = "flex::opt_string")]
     pub identifier: Option<String>,
-    #[serde(rename = "type", default = "default_integration_type", deserialize_with = "flex::string")]
+    #[serde(
+        rename = "type",
+        default = "default_integration_type",
+        deserialize_with = "flex::string"
+    )]
     pub integration_type: String,
     #[serde(default)]
     pub config: AzureDevopsConfig,
@@ -538,18 +558,27 @@ impl Settings {
             });
         }
         for (setting, value) in [
-            ("ADOPORT__TRANSFORM__PREFETCH", self.pipeline.transform.prefetch),
+            (
+                "ADOPORT__TRANSFORM__PREFETCH",
+                self.pipeline.transform.prefetch,
+            ),
             ("ADOPORT__PUBLISH__PREFETCH", self.pipeline.publish.prefetch),
             (
                 "ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS",
                 self.pipeline.publish.max_concurrent_requests,
             ),
-            ("ADOPORT__PUBLISH__MAX_ATTEMPTS", self.pipeline.publish.max_attempts),
+            (
+                "ADOPORT__PUBLISH__MAX_ATTEMPTS",
+                self.pipeline.publish.max_attempts,
+            ),
             (
                 "ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS",
                 self.pipeline.ingest.max_concurrent_requests,
             ),
-            ("ADOPORT__INGEST__ITEMS_PER_EVENT", self.pipeline.ingest.items_per_event),
+            (
+                "ADOPORT__INGEST__ITEMS_PER_EVENT",
+                self.pipeline.ingest.items_per_event,
+            ),
         ] {
             if !(1..=u64::from(u16::MAX)).contains(&value) {
                 return Err(ConfigError::Invalid {
@@ -720,7 +749,10 @@ mod tests {
         ("OCEAN__EVENT_LISTENER__TYPE", "ONCE"),
         ("OCEAN__INTEGRATION__IDENTIFIER", "my-ado"),
         ("OCEAN__INTEGRATION__TYPE", "azure-devops"),
-        ("OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL", "https://dev.azure.com/acme/"),
+        (
+            "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL",
+            "https://dev.azure.com/acme/",
+        ),
         ("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN", "pat"),
         ("OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED", "False"),
     ];
@@ -744,7 +776,8 @@ mod tests {
     fn event_listener_as_json_is_read() {
         let s = settings(&[("OCEAN__EVENT_LISTENER", r#"{"type":"ONCE"}"#)]).expect("valid");
         assert_eq!(s.ocean.event_listener.kind, EventListenerType::Once);
-        let s = settings(&[("OCEAN__EVENT_LISTENER", r#"{"type":"WEBHOOKS_ONLY"}"#)]).expect("valid");
+        let s =
+            settings(&[("OCEAN__EVENT_LISTENER", r#"{"type":"WEBHOOKS_ONLY"}"#)]).expect("valid");
         assert_eq!(s.ocean.event_listener.kind, EventListenerType::WebhooksOnly);
     }
 
@@ -756,7 +789,10 @@ mod tests {
         )])
         .expect("valid");
         let c = &s.ocean.integration.config;
-        assert_eq!(c.organization_url.as_deref(), Some("https://dev.azure.com/x"));
+        assert_eq!(
+            c.organization_url.as_deref(),
+            Some("https://dev.azure.com/x")
+        );
         assert_eq!(c.organization_urls, vec!["https://a", "https://b"]);
     }
 
@@ -769,17 +805,38 @@ mod tests {
     #[test]
     fn bad_settings_name_the_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("OCEAN__EVENT_LISTENER__TYPE", "SOMETIMES")], "OCEAN__EVENT_LISTENER__TYPE"),
-            (&[("OCEAN__SCHEDULED_RESYNC_INTERVAL", "daily")], "OCEAN__SCHEDULED_RESYNC_INTERVAL"),
+            (
+                &[("OCEAN__EVENT_LISTENER__TYPE", "SOMETIMES")],
+                "OCEAN__EVENT_LISTENER__TYPE",
+            ),
+            (
+                &[("OCEAN__SCHEDULED_RESYNC_INTERVAL", "daily")],
+                "OCEAN__SCHEDULED_RESYNC_INTERVAL",
+            ),
             (
                 &[("OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED", "maybe")],
                 "OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED",
             ),
-            (&[("ADOPORT__BROKER__PARTITONS", "4")], "ADOPORT__BROKER__PARTITONS"),
-            (&[("ADOPORT__BROKER__PARTITIONS", "0")], "ADOPORT__BROKER__PARTITIONS"),
-            (&[("ADOPORT__BROKER__URL", "http://x")], "ADOPORT__BROKER__URL"),
-            (&[("ADOPORT__INGEST__LISTEN", "everywhere")], "ADOPORT__INGEST__LISTEN"),
-            (&[("ADOPORT__PUBLISH__PARTITIONS", "0,9")], "ADOPORT__PUBLISH__PARTITIONS"),
+            (
+                &[("ADOPORT__BROKER__PARTITONS", "4")],
+                "ADOPORT__BROKER__PARTITONS",
+            ),
+            (
+                &[("ADOPORT__BROKER__PARTITIONS", "0")],
+                "ADOPORT__BROKER__PARTITIONS",
+            ),
+            (
+                &[("ADOPORT__BROKER__URL", "http://x")],
+                "ADOPORT__BROKER__URL",
+            ),
+            (
+                &[("ADOPORT__INGEST__LISTEN", "everywhere")],
+                "ADOPORT__INGEST__LISTEN",
+            ),
+            (
+                &[("ADOPORT__PUBLISH__PARTITIONS", "0,9")],
+                "ADOPORT__PUBLISH__PARTITIONS",
+            ),
         ];
         for (vars, name) in cases {
             let err = settings(vars).expect_err(name);
@@ -789,14 +846,23 @@ mod tests {
 
     #[test]
     fn missing_credentials_name_the_variable_and_never_print_secrets() {
-        let s = settings(&[("OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL", "https://dev.azure.com/x")])
-            .expect("valid");
+        let s = settings(&[(
+            "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL",
+            "https://dev.azure.com/x",
+        )])
+        .expect("valid");
         let err = s.azure_devops_access().expect_err("no pat");
-        assert!(err.to_string().contains("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN"));
+        assert!(
+            err.to_string()
+                .contains("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN")
+        );
         let err = s.port_access().expect_err("no port id");
         assert!(err.to_string().contains("OCEAN__PORT__CLIENT_ID"));
         let s = settings(HELM_STYLE).expect("valid");
         let printed = format!("{s:?}");
-        assert!(!printed.contains("csecret") && !printed.contains("\"pat\""), "{printed}");
+        assert!(
+            !printed.contains("csecret") && !printed.contains("\"pat\""),
+            "{printed}"
+        );
     }
 }

@@ -1,0 +1,208 @@
+//! `adoport bench`: a resync of a simulated organization through the pipeline, measured.
+//!
+//! Prints raw items/s, entities/s, Azure DevOps and Port requests (with the fewest each could
+//! take) and peak memory. The in-process run measures the pipeline in one process; the
+//! RabbitMQ run starts `adoport ingest`, `transform` and `publish` as separate processes (as a
+//! deployment runs them) and reads each one's peak resident memory from /proc.
+
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BenchArgs, BenchMode};
+use crate::pipeline::{Pipeline, Roles};
+use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
+use adoport_shared::bus::Bus;
+use adoport_shared::port_app_config::PortAppConfig;
+
+/// The figures of one run.
+struct Figures {
+    label: &'static str,
+    seconds: f64,
+    items: u64,
+    entities: u64,
+    ado_requests: u64,
+    port_requests: u64,
+    memory: Vec<(&'static str, Option<u64>)>,
+}
+
+/// Fewest Azure DevOps requests for this crawl: project pages, one read per project (for
+/// `defaultTeam`), one repository list per project.
+fn min_ado_requests(projects: usize) -> u64 {
+    let pages = projects
+        .div_ceil(adoport_ingest::ado::PROJECTS_PAGE_SIZE)
+        .max(1);
+    (pages + 2 * projects) as u64
+}
+
+/// Fewest Port requests: one token, then bulk upserts of 20 per blueprint.
+fn min_port_requests(projects: usize, repositories: usize) -> u64 {
+    (1 + projects.div_ceil(20) + (projects * repositories).div_ceil(20)) as u64
+}
+
+/// Peak resident memory of a process, in KiB (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let expected = (args.projects + args.projects * args.repositories) as u64;
+    println!(
+        "adoport bench: {} projects × {} repositories = {expected} entities",
+        args.projects, args.repositories
+    );
+    let mut results = Vec::new();
+    if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
+        results.push(in_process(&args, expected).await?);
+    }
+    if matches!(args.mode, BenchMode::Rabbit | BenchMode::Both) {
+        results.push(separate_processes(&args, expected).await?);
+    }
+    println!();
+    println!(
+        "{:<28} {:>8} {:>10} {:>12} {:>16} {:>16}  peak memory",
+        "run", "seconds", "items/s", "entities/s", "ADO req (min)", "Port req (min)"
+    );
+    for f in &results {
+        let memory = f
+            .memory
+            .iter()
+            .map(|(role, kib)| match kib {
+                Some(kib) => format!("{role} {:.1} MiB", *kib as f64 / 1024.0),
+                None => format!("{role} n/a"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "{:<28} {:>8.2} {:>10.0} {:>12.0} {:>16} {:>16}  {memory}",
+            f.label,
+            f.seconds,
+            f.items as f64 / f.seconds,
+            f.entities as f64 / f.seconds,
+            format!("{} ({})", f.ado_requests, min_ado_requests(args.projects)),
+            format!(
+                "{} ({})",
+                f.port_requests,
+                min_port_requests(args.projects, args.repositories)
+            ),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mapping_json() -> anyhow::Result<serde_json::Value> {
+    default_mapping(Some(&["project", "repository"]))
+}
+
+async fn in_process(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {
+    let mapping_json = mapping_json()?;
+    let mapping = PortAppConfig::from_json_value(mapping_json.clone())?;
+    let world = SimulatedWorld::start(args.projects, args.repositories, mapping_json).await?;
+    let settings = world.settings(None)?;
+    let shutdown = CancellationToken::new();
+    let bus = Bus::memory(settings.topology(), shutdown.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let started = Instant::now();
+    let mut pipeline = Pipeline::start(
+        &settings,
+        Roles::ALL,
+        bus,
+        Some(mapping),
+        Some(listener),
+        shutdown,
+    )
+    .await?;
+    let done = tokio::time::timeout(PATIENCE, pipeline.next_resync())
+        .await
+        .context("resync timed out")?
+        .context("pipeline stopped")?;
+    let report = done.report.map_err(anyhow::Error::msg)?;
+    let events = report.kinds.values().map(|k| k.events).sum();
+    tokio::time::timeout(PATIENCE, pipeline.drained(events))
+        .await
+        .context("drain timed out")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let entities = world.port.entity_count() as u64;
+    if entities != expected {
+        bail!("in-process run: Port holds {entities} entities, expected {expected}");
+    }
+    let figures = Figures {
+        label: "in-process (adoport all)",
+        seconds,
+        items: report.items(),
+        entities: pipeline.publish_stats.snapshot().upserted,
+        ado_requests: world.ado.total_requests(),
+        port_requests: world.port.total_requests(),
+        memory: vec![("all", peak_rss_kib(std::process::id()))],
+    };
+    pipeline.stop().await?;
+    world.shutdown().await;
+    Ok(figures)
+}
+
+async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {
+    let world = SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?;
+    let prefix = format!("bench-{}.", std::process::id());
+    let environment = world.environment(Some((&args.amqp_url, &prefix)));
+    let executable = std::env::current_exe().context("cannot find the adoport executable")?;
+    // Declare the topology first so no role races another's declaration.
+    let settings = world.settings(Some((&args.amqp_url, &prefix)))?;
+    let shutdown = CancellationToken::new();
+    let url = settings.pipeline.broker.url.clone().context("broker URL")?;
+    let bus = Bus::rabbit(&url, settings.topology(), shutdown.clone()).await?;
+
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for role in ["publish", "transform", "ingest"] {
+        let child = tokio::process::Command::new(&executable)
+            .arg(role)
+            .env_clear()
+            .envs(environment.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start `adoport {role}`"))?;
+        children.push((role, child));
+    }
+    let landed = world
+        .port
+        .wait_for(move |port| port.entity_count() as u64 >= expected, PATIENCE)
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut memory = Vec::new();
+    for (role, child) in &children {
+        memory.push((*role, child.id().and_then(peak_rss_kib)));
+    }
+    for (_, child) in &mut children {
+        let _ = child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
+    bus.delete_topology().await?;
+    bus.close().await;
+    if !landed {
+        bail!(
+            "separate processes: Port holds {} entities after {PATIENCE:?}, expected {expected}",
+            world.port.entity_count()
+        );
+    }
+    let figures = Figures {
+        label: "3 processes on RabbitMQ",
+        seconds,
+        items: expected,
+        entities: world.port.entity_count() as u64,
+        ado_requests: world.ado.total_requests(),
+        port_requests: world.port.total_requests(),
+        memory,
+    };
+    world.shutdown().await;
+    Ok(figures)
+}

@@ -1,0 +1,146 @@
+//! The command line: one subcommand per role, plus the operator and try-out tools.
+//!
+//! Roles take their settings from the environment (the Python integration's `OCEAN__…`
+//! variables and adoport's `ADOPORT__…`), never from flags, so that one set of variables
+//! configures every deployment style alike.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const SETTINGS_HELP: &str = "\
+Settings come from the environment:
+  OCEAN__PORT__CLIENT_ID, OCEAN__PORT__CLIENT_SECRET, OCEAN__PORT__BASE_URL
+  OCEAN__INTEGRATION__IDENTIFIER
+  OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL, OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN
+  OCEAN__EVENT_LISTENER__TYPE (or OCEAN__EVENT_LISTENER='{\"type\":\"ONCE\"}'), OCEAN__SCHEDULED_RESYNC_INTERVAL
+  ADOPORT__BROKER__URL (amqp://…; unset: `all` runs without a broker), ADOPORT__MAPPING_FILE
+See the README for the full list.";
+
+/// Azure DevOps → Port, as an event-driven pipeline over RabbitMQ.
+#[derive(Debug, Parser)]
+#[command(name = "adoport", version, about, long_about = None, after_help = SETTINGS_HELP)]
+pub struct Cli {
+    /// Log one JSON object per line (for log collectors). Also ADOPORT_LOG_FORMAT=json.
+    #[arg(long, global = true, env = "ADOPORT_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive Azure DevOps service hooks and crawl the REST API on resync; publish raw events.
+    /// Needs a broker (ADOPORT__BROKER__URL).
+    #[command(after_help = SETTINGS_HELP)]
+    Ingest,
+    /// Apply the port-app-config mapping (jq) to raw events; publish entity changes.
+    /// Needs a broker.
+    #[command(after_help = SETTINGS_HELP)]
+    Transform,
+    /// Batch and write entity changes to Port, with retries and ordering. Needs a broker.
+    #[command(after_help = SETTINGS_HELP)]
+    Publish,
+    /// Every role in one process. Without ADOPORT__BROKER__URL it runs on an in-process bus
+    /// (small organizations, CI jobs: OCEAN__EVENT_LISTENER__TYPE=ONCE exits after one resync).
+    #[command(after_help = SETTINGS_HELP)]
+    All,
+    /// Try it out: start simulated Azure DevOps and Port, run a resync and a few webhooks
+    /// through the pipeline, and print what landed in Port.
+    Demo(DemoArgs),
+    /// Serve the Azure DevOps and Port simulators (for the compose try-out profile).
+    Sim(SimArgs),
+    /// Measure a resync of a simulated organization through the pipeline and print figures.
+    Bench(BenchArgs),
+    /// Validate the settings a role would start with, print them (secrets masked) and exit.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Which bus the demo and benchmark run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BusChoice {
+    /// The in-process bus (no broker needed).
+    Memory,
+    /// RabbitMQ at --amqp-url.
+    Rabbit,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Projects in the simulated organization.
+    #[arg(long, default_value_t = 3)]
+    pub projects: usize,
+    /// Repositories per project.
+    #[arg(long, default_value_t = 4)]
+    pub repositories: usize,
+    /// Run on RabbitMQ instead of in process.
+    #[arg(long, value_enum, default_value_t = BusChoice::Memory)]
+    pub bus: BusChoice,
+    /// Broker for --bus rabbit.
+    #[arg(
+        long,
+        env = "ADOPORT_DEMO_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address of the Azure DevOps simulator.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub ado_listen: String,
+    /// Address of the Port simulator.
+    #[arg(long, default_value = "0.0.0.0:8082")]
+    pub port_listen: String,
+    /// Projects in the simulated organization.
+    #[arg(long, default_value_t = 5)]
+    pub projects: usize,
+    /// Repositories per project.
+    #[arg(long, default_value_t = 10)]
+    pub repositories: usize,
+    /// Port-app-config file the Port simulator serves as the integration's mapping.
+    #[arg(long)]
+    pub mapping: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Projects in the simulated organization.
+    #[arg(long, default_value_t = 50)]
+    pub projects: usize,
+    /// Repositories per project.
+    #[arg(long, default_value_t = 40)]
+    pub repositories: usize,
+    /// Run each role as its own process on RabbitMQ (measures per-role memory), in process, or both.
+    #[arg(long, value_enum, default_value_t = BenchMode::Both)]
+    pub mode: BenchMode,
+    /// Broker for the RabbitMQ run.
+    #[arg(
+        long,
+        env = "ADOPORT_BENCH_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchMode {
+    Memory,
+    Rabbit,
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The role whose requirements to check.
+    #[arg(value_enum)]
+    pub role: RoleArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Ingest,
+    Transform,
+    Publish,
+    All,
+}

@@ -1,0 +1,198 @@
+//! Assembles the roles of one process (one role, or all of them) on a bus, and watches them.
+//!
+//! `adoport ingest|transform|publish|all`, the demo, the benchmark and the end-to-end tests all
+//! start the pipeline through here, so they run the same code a deployment runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use adoport_ingest::{IngestRun, KindPlan, ResyncDone};
+use adoport_publish::PublishStats;
+use adoport_shared::bus::Bus;
+use adoport_shared::config::Settings;
+use adoport_shared::port_app_config::PortAppConfig;
+use adoport_transform::mapping::CompiledMapping;
+use adoport_transform::worker::TransformStats;
+
+/// Which roles run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub ingest: bool,
+    pub transform: bool,
+    pub publish: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        ingest: true,
+        transform: true,
+        publish: true,
+    };
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    pub bus: Bus,
+    pub transform_stats: TransformStats,
+    pub publish_stats: PublishStats,
+    /// Where the webhook receiver listens, when ingest runs here.
+    pub webhook_address: Option<SocketAddr>,
+    resync_done: mpsc::Receiver<ResyncDone>,
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    shutdown: CancellationToken,
+}
+
+impl Pipeline {
+    /// Starts the given roles. `listener` is required when ingest runs.
+    pub async fn start(
+        settings: &Settings,
+        roles: Roles,
+        bus: Bus,
+        mapping: Option<PortAppConfig>,
+        listener: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Pipeline> {
+        let mut tasks = JoinSet::new();
+        let transform_stats = TransformStats::default();
+        let (done_tx, resync_done) = mpsc::channel(16);
+        let mut webhook_address = None;
+
+        if roles.transform {
+            let config = mapping.as_ref().context("transform needs the mapping")?;
+            let compiled =
+                Arc::new(CompiledMapping::compile(config).context("the mapping does not compile")?);
+            let write = config.write_options();
+            let prefetch = settings.pipeline.transform.prefetch as u16;
+            let (bus, stats, shutdown) = (bus.clone(), transform_stats.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let result =
+                    adoport_transform::worker::run(bus, compiled, write, prefetch, stats, shutdown)
+                        .await;
+                ("transform", result.map_err(anyhow::Error::from))
+            });
+        }
+        let publisher = if roles.publish {
+            Some(
+                adoport_publish::Publisher::from_settings(settings)
+                    .context("publish cannot start")?,
+            )
+        } else {
+            None
+        };
+        let publish_stats = publisher.as_ref().map(|p| p.stats()).unwrap_or_default();
+        if let Some(worker) = publisher {
+            let (bus, shutdown) = (bus.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let result = worker.run(bus, shutdown).await;
+                ("publish", result.map_err(anyhow::Error::from))
+            });
+        }
+        if roles.ingest {
+            let config = mapping.as_ref().context("ingest needs the mapping")?;
+            let listener = listener.context("ingest needs a listener")?;
+            webhook_address = Some(listener.local_addr()?);
+            let run = IngestRun {
+                plan: KindPlan::for_mapping(config),
+                listener,
+                resync_done: Some(done_tx),
+            };
+            let (settings, bus, shutdown) = (settings.clone(), bus.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let result = adoport_ingest::run(&settings, bus, run, shutdown).await;
+                ("ingest", result.map_err(anyhow::Error::from))
+            });
+        }
+        Ok(Pipeline {
+            bus,
+            transform_stats,
+            publish_stats,
+            webhook_address,
+            resync_done,
+            tasks,
+            shutdown,
+        })
+    }
+
+    /// Waits for the next finished crawl.
+    pub async fn next_resync(&mut self) -> Option<ResyncDone> {
+        self.resync_done.recv().await
+    }
+
+    /// Waits until everything a crawl of `raw_events` events produced has been settled by
+    /// transform and publish (acked, skipped or dead-lettered). For one-process pipelines.
+    pub async fn drained(&self, raw_events: u64) {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            let transformed = self.transform_stats.events_settled();
+            let produced = self.transform_stats.changes_published();
+            let published = self.publish_stats.snapshot();
+            if transformed >= raw_events && published.acked + published.dead_lettered >= produced {
+                // Read again: a straggler may have published between the two reads.
+                if self.transform_stats.changes_published() == produced {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until a role stops (an error, or shutdown), then stops the others.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let first = self.tasks.join_next().await;
+        self.shutdown.cancel();
+        let mut result = Ok(());
+        if let Some(done) = first {
+            result = flatten(done);
+        }
+        let rest = self.finish().await;
+        result.and(rest)
+    }
+
+    /// Stops every role: stop intake, finish in-flight work, close the bus (bounded).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.finish().await
+    }
+
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        let deadline = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => {
+                    tracing::warn!("roles did not stop within 30 s; abandoning them (unacked work returns to the broker)");
+                    self.tasks.abort_all();
+                    break;
+                }
+                done = self.tasks.join_next() => match done {
+                    Some(done) => {
+                        if let Err(e) = flatten(done) {
+                            result = Err(e);
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        self.bus.close().await;
+        result
+    }
+}
+
+fn flatten(
+    done: Result<(&'static str, anyhow::Result<()>), tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match done {
+        Ok((_, Ok(()))) => Ok(()),
+        Ok((role, Err(e))) => Err(e.context(format!("{role} stopped"))),
+        Err(e) => Err(anyhow::anyhow!("a role panicked: {e}")),
+    }
+}

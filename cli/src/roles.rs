@@ -1,0 +1,181 @@
+//! Running a role as a process: settings, bus, mapping, signals, exit status.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{CheckConfigArgs, RoleArg};
+use crate::mapping_source;
+use crate::pipeline::{Pipeline, Roles};
+use adoport_shared::bus::Bus;
+use adoport_shared::config::{EventListenerType, Settings};
+
+/// A process role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Ingest,
+    Transform,
+    Publish,
+    All,
+}
+
+impl Role {
+    fn roles(self) -> Roles {
+        match self {
+            Role::Ingest => Roles {
+                ingest: true,
+                transform: false,
+                publish: false,
+            },
+            Role::Transform => Roles {
+                ingest: false,
+                transform: true,
+                publish: false,
+            },
+            Role::Publish => Roles {
+                ingest: false,
+                transform: false,
+                publish: true,
+            },
+            Role::All => Roles::ALL,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Transform => "transform",
+            Role::Publish => "publish",
+            Role::All => "all",
+        }
+    }
+}
+
+impl From<RoleArg> for Role {
+    fn from(arg: RoleArg) -> Self {
+        match arg {
+            RoleArg::Ingest => Role::Ingest,
+            RoleArg::Transform => Role::Transform,
+            RoleArg::Publish => Role::Publish,
+            RoleArg::All => Role::All,
+        }
+    }
+}
+
+/// Reads the settings and checks everything `role` needs, naming what is missing.
+pub fn validated_settings(role: Role) -> anyhow::Result<Settings> {
+    let settings = Settings::from_env().context("bad setting")?;
+    for unused in &settings.unused {
+        tracing::warn!(setting = %unused, "setting is not used by adoport; ignored");
+    }
+    let roles = role.roles();
+    if settings.pipeline.broker.url.is_none() && role != Role::All {
+        bail!(
+            "ADOPORT__BROKER__URL is required for the {} role (e.g. amqp://guest:guest@rabbitmq:5672/%2f); only `adoport all` runs without a broker",
+            role.name()
+        );
+    }
+    if roles.ingest {
+        settings.azure_devops_access()?;
+    }
+    if roles.publish || settings.pipeline.mapping_file.is_none() {
+        settings.port_access()?;
+    }
+    Ok(settings)
+}
+
+/// `adoport check-config ROLE`.
+pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
+    let role = Role::from(args.role);
+    let settings = validated_settings(role)?;
+    println!("settings for `adoport {}` are valid:", role.name());
+    println!("{settings:#?}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `adoport ingest|transform|publish|all`.
+pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
+    let settings = validated_settings(role)?;
+    let roles = role.roles();
+    let shutdown = CancellationToken::new();
+    adoport_shared::shutdown::cancel_on_signal(shutdown.clone());
+
+    let bus = match &settings.pipeline.broker.url {
+        Some(url) => Bus::rabbit(url, settings.topology(), shutdown.clone())
+            .await
+            .context("cannot start without the broker")?,
+        None => {
+            tracing::info!(
+                "ADOPORT__BROKER__URL not set: running every role on the in-process bus"
+            );
+            Bus::memory(settings.topology(), shutdown.clone())
+        }
+    };
+    let mapping = if roles.ingest || roles.transform {
+        Some(mapping_source::load(&settings).await?)
+    } else {
+        None
+    };
+    let listener = if roles.ingest {
+        let address = &settings.pipeline.ingest.listen;
+        Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("ADOPORT__INGEST__LISTEN: cannot listen on {address}"))?,
+        )
+    } else {
+        None
+    };
+    let pipeline =
+        Pipeline::start(&settings, roles, bus, mapping, listener, shutdown.clone()).await?;
+    tracing::info!(role = role.name(), "adoport started");
+
+    if role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once {
+        return run_once(pipeline).await;
+    }
+    pipeline.wait().await?;
+    tracing::info!(role = role.name(), "adoport stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// ONCE: one resync, wait until the pipeline has drained, report, exit.
+async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
+    let Some(done) = pipeline.next_resync().await else {
+        pipeline.stop().await?;
+        bail!("stopped before the resync finished");
+    };
+    let report = match done.report {
+        Ok(report) => report,
+        Err(e) => {
+            pipeline.stop().await?;
+            bail!("the resync failed: {e}");
+        }
+    };
+    let events: u64 = report.kinds.values().map(|k| k.events).sum();
+    pipeline.drained(events).await;
+    let failed = report
+        .failed_kinds()
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>();
+    let dead_lettered = pipeline.publish_stats.snapshot().dead_lettered
+        + pipeline.transform_stats.events_dead_lettered();
+    tracing::info!(
+        items = report.items(),
+        entities_upserted = pipeline.publish_stats.snapshot().upserted,
+        dead_lettered,
+        failed_kinds = ?failed,
+        "ONCE resync finished"
+    );
+    pipeline.stop().await?;
+    if failed.is_empty() && dead_lettered == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "adoport: resync incomplete: failed kinds {failed:?}, {dead_lettered} message(s) dead-lettered (see the log)"
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,157 @@
+//! `adoport sim`, and the simulated environment the demo and the benchmark share.
+//!
+//! The simulators (crate `adoport-sim`) stand in for Azure DevOps and Port; this module starts
+//! them with the default mapping and derives the settings a pipeline needs to talk to them.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SimArgs;
+use adoport_shared::config::Settings;
+use adoport_shared::port_app_config::DEFAULT_PORT_APP_CONFIG;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::port::{PortSim, PortSimConfig};
+
+/// The default mapping as JSON, limited to `kinds` when given (the crawler of this version
+/// reads projects and repositories).
+pub fn default_mapping(kinds: Option<&[&str]>) -> anyhow::Result<Value> {
+    let mut mapping: Value = serde_saphyr::from_str(DEFAULT_PORT_APP_CONFIG)
+        .context("the built-in default mapping does not parse")?;
+    if let (Some(kinds), Some(Value::Array(resources))) = (kinds, mapping.get_mut("resources")) {
+        resources.retain(|r| {
+            r.get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| kinds.contains(&k))
+        });
+    }
+    Ok(mapping)
+}
+
+/// Simulated Azure DevOps and Port, running in this process.
+pub struct SimulatedWorld {
+    pub ado: AdoSim,
+    pub port: PortSim,
+}
+
+/// The webhook secret the simulated world is configured with.
+pub const WEBHOOK_SECRET: &str = "sim-webhook-secret";
+
+impl SimulatedWorld {
+    pub async fn start(
+        projects: usize,
+        repositories: usize,
+        mapping: Value,
+    ) -> anyhow::Result<Self> {
+        let ado = AdoSim::start(AdoSimConfig {
+            projects,
+            repositories_per_project: repositories,
+            ..AdoSimConfig::default()
+        })
+        .await
+        .context("cannot start the Azure DevOps simulator")?;
+        let port = PortSim::start(PortSimConfig {
+            integration_config: Some(mapping),
+            ..PortSimConfig::default()
+        })
+        .await
+        .context("cannot start the Port simulator")?;
+        Ok(Self { ado, port })
+    }
+
+    /// The environment variables a user would set to point adoport at this world.
+    pub fn environment(&self, broker: Option<(&str, &str)>) -> Vec<(String, String)> {
+        let ado = AdoSimConfig::default();
+        let port = PortSimConfig::default();
+        let mut vars = vec![
+            ("OCEAN__PORT__CLIENT_ID", port.client_id),
+            ("OCEAN__PORT__CLIENT_SECRET", port.client_secret),
+            ("OCEAN__PORT__BASE_URL", self.port.base_url()),
+            (
+                "OCEAN__INTEGRATION__IDENTIFIER",
+                port.integration_identifier,
+            ),
+            (
+                "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL",
+                self.ado.organization_url(),
+            ),
+            (
+                "OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN",
+                ado.personal_access_token,
+            ),
+            (
+                "OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET",
+                WEBHOOK_SECRET.to_string(),
+            ),
+            ("OCEAN__EVENT_LISTENER__TYPE", "POLLING".to_string()),
+            ("ADOPORT__INGEST__LISTEN", "127.0.0.1:0".to_string()),
+        ];
+        if let Some((url, prefix)) = broker {
+            vars.push(("ADOPORT__BROKER__URL", url.to_string()));
+            vars.push(("ADOPORT__BROKER__PREFIX", prefix.to_string()));
+        }
+        vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    pub fn settings(&self, broker: Option<(&str, &str)>) -> anyhow::Result<Settings> {
+        Settings::from_vars(self.environment(broker)).context("simulated settings are invalid")
+    }
+
+    pub async fn shutdown(self) {
+        self.ado.shutdown().await;
+        self.port.shutdown().await;
+    }
+}
+
+/// `adoport sim`: serve both simulators until Ctrl-C / SIGTERM.
+pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
+    let mapping = match &args.mapping {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--mapping: cannot read {}", path.display()))?;
+            serde_saphyr::from_str(&text)
+                .with_context(|| format!("--mapping: {} is not YAML/JSON", path.display()))?
+        }
+        None => default_mapping(Some(&["project", "repository"]))?,
+    };
+    let ado_listener = TcpListener::bind(&args.ado_listen)
+        .await
+        .with_context(|| format!("--ado-listen: cannot listen on {}", args.ado_listen))?;
+    let port_listener = TcpListener::bind(&args.port_listen)
+        .await
+        .with_context(|| format!("--port-listen: cannot listen on {}", args.port_listen))?;
+    let ado = AdoSim::start_on(
+        AdoSimConfig {
+            projects: args.projects,
+            repositories_per_project: args.repositories,
+            ..AdoSimConfig::default()
+        },
+        ado_listener,
+    )
+    .await?;
+    let port = PortSim::start_on(
+        PortSimConfig {
+            integration_config: Some(mapping),
+            ..PortSimConfig::default()
+        },
+        port_listener,
+    )
+    .await?;
+    println!(
+        "Azure DevOps simulator: {} (organization URL)",
+        ado.organization_url()
+    );
+    println!("Port simulator:         {}", port.base_url());
+    let shutdown = CancellationToken::new();
+    adoport_shared::shutdown::cancel_on_signal(shutdown.clone());
+    shutdown.cancelled().await;
+    ado.shutdown().await;
+    port.shutdown().await;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// How long the demo and benchmark wait for a pipeline before they give up.
+pub const PATIENCE: Duration = Duration::from_secs(300);

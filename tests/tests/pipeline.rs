@@ -1,0 +1,288 @@
+//! End to end: simulated Azure DevOps → ingest → bus → transform → bus → publish → simulated
+//! Port, on the real RabbitMQ and on the in-process bus.
+
+use adoport::pipeline::Roles;
+use adoport_shared::topology::WorkQueue;
+use adoport_tests::{
+    BusKind, Running, WEBHOOK_SECRET, basic_auth, repo_renamed_event, start, within,
+};
+use serde_json::{Value, json};
+
+/// What the default mapping makes of a project (port-app-config.yaml, `kind: project`).
+fn expected_project(project: &Value) -> Value {
+    json!({
+        "identifier": project["id"].as_str().expect("id").replace(' ', ""),
+        "title": project["name"],
+        "properties": {
+            "state": project["state"],
+            "revision": project["revision"],
+            "visibility": project["visibility"],
+            "defaultTeam": project["defaultTeam"]["name"],
+            "link": project["url"].as_str().expect("url").replace("_apis/projects/", ""),
+        },
+    })
+}
+
+/// What the default mapping makes of a repository (`kind: repository`).
+fn expected_repository(repository: &Value) -> Value {
+    json!({
+        "identifier": repository["id"],
+        "title": repository["name"],
+        "properties": {
+            "url": repository["remoteUrl"],
+            "readme": null,
+            "codeowners": null,
+        },
+        "relations": {"project": repository["project"]["id"].as_str().expect("project id").replace(' ', "")},
+    })
+}
+
+/// Asserts that `stored` (Port's entity) has every field of `expected` with the same value.
+fn assert_entity(stored: &Value, expected: &Value) {
+    let id = &expected["identifier"];
+    assert_eq!(&stored["identifier"], id);
+    assert_eq!(stored["title"], expected["title"], "title of {id}");
+    for section in ["properties", "relations"] {
+        if let Some(fields) = expected[section].as_object() {
+            for (name, value) in fields {
+                assert_eq!(&stored[section][name], value, "{section}.{name} of {id}");
+            }
+        }
+    }
+}
+
+async fn resync_lands_exactly_the_expected_entities(kind: BusKind) {
+    let mut running = start("resync", kind, Roles::ALL, 3, 4, &[]).await;
+    let report = running.resync_settled().await;
+    assert_eq!(report.kinds["project"].items, 3);
+    assert_eq!(report.kinds["repository"].items, 12);
+    assert!(report.failed_kinds().is_empty(), "{report:?}");
+
+    let port = &running.world.port;
+    let projects = running.world.ado.projects();
+    let repositories = running.world.ado.repositories();
+    assert_eq!(port.entities("azureDevopsProject").len(), projects.len());
+    assert_eq!(
+        port.entities("azureDevopsRepository").len(),
+        repositories.len()
+    );
+    assert_eq!(
+        port.entity_count(),
+        projects.len() + repositories.len(),
+        "nothing else was written"
+    );
+    for project in &projects {
+        let expected = expected_project(project);
+        let id = expected["identifier"].as_str().expect("id");
+        let stored = port
+            .entity("azureDevopsProject", id)
+            .unwrap_or_else(|| panic!("project {id} in Port"));
+        assert_entity(&stored, &expected);
+    }
+    for repository in &repositories {
+        let expected = expected_repository(repository);
+        let id = expected["identifier"].as_str().expect("id");
+        let stored = port
+            .entity("azureDevopsRepository", id)
+            .unwrap_or_else(|| panic!("repository {id} in Port"));
+        assert_entity(&stored, &expected);
+    }
+    // Ownership: written with the Python integration's datasource format.
+    let any = port.entity(
+        "azureDevopsProject",
+        expected_project(&projects[0])["identifier"]
+            .as_str()
+            .expect("id"),
+    );
+    let datasource = any.expect("project")["$datasource"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        datasource.starts_with("port-ocean/azure-devops/")
+            && datasource.ends_with("/azure-devops/exporter"),
+        "{datasource}"
+    );
+    assert_eq!(running.pipeline.transform_stats.item_problems(), 0);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn resync_lands_exactly_the_expected_entities_on_rabbitmq() {
+    resync_lands_exactly_the_expected_entities(BusKind::Rabbit).await;
+}
+
+#[tokio::test]
+async fn resync_lands_exactly_the_expected_entities_in_process() {
+    resync_lands_exactly_the_expected_entities(BusKind::Memory).await;
+}
+
+async fn webhook_updates_one_entity(kind: BusKind) {
+    let mut running = start("webhook", kind, Roles::ALL, 2, 2, &[]).await;
+    running.resync_settled().await;
+    let before = running.world.port.total_requests();
+    let repository = running.world.ado.repositories().remove(0);
+    let id = repository["id"].as_str().expect("id").to_string();
+    running.world.ado.rename_repository(&id, "renamed-in-ado");
+
+    let answer = reqwest::Client::new()
+        .post(running.webhook_url.as_deref().expect("ingest runs"))
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        .json(&repo_renamed_event(&repository))
+        .send()
+        .await
+        .expect("webhook answered");
+    assert_eq!(answer.status().as_u16(), 200);
+
+    let port = &running.world.port;
+    let updated = port
+        .wait_for(
+            |p| {
+                p.entity("azureDevopsRepository", &id)
+                    .is_some_and(|e| e["title"] == "renamed-in-ado")
+            },
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert!(updated, "the rename reached Port");
+    // One entity changed: the other entities were not written again.
+    let entity_writes: u64 = port
+        .requests()
+        .iter()
+        .filter(|(route, _)| route.contains("/entities"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(entity_writes > 0);
+    assert!(
+        port.total_requests() - before <= 3,
+        "one upsert (plus at most a token refresh)"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_updates_one_entity_on_rabbitmq() {
+    webhook_updates_one_entity(BusKind::Rabbit).await;
+}
+
+#[tokio::test]
+async fn webhook_updates_one_entity_in_process() {
+    webhook_updates_one_entity(BusKind::Memory).await;
+}
+
+/// Ingest alone, live events only: what it queues is left in the raw queue to count.
+async fn ingest_only(kind: BusKind) -> Running {
+    start(
+        "badinput",
+        kind,
+        Roles {
+            ingest: true,
+            transform: false,
+            publish: false,
+        },
+        1,
+        1,
+        &[("OCEAN__EVENT_LISTENER__TYPE", "WEBHOOKS_ONLY")],
+    )
+    .await
+}
+
+async fn bad_webhooks_get_clear_answers_and_nothing_is_queued(kind: BusKind) {
+    let running = ingest_only(kind).await;
+    let url = running.webhook_url.clone().expect("ingest runs");
+    let http = reqwest::Client::new();
+    let repository = running.world.ado.repositories().remove(0);
+
+    let malformed = http
+        .post(&url)
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        .header("content-type", "application/json")
+        .body("{\"eventType\": \"git.push\", ")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(malformed.status().as_u16(), 400);
+    let not_an_envelope = http
+        .post(&url)
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        .json(&json!({"eventType": "git.push", "publisherId": "tfs"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(not_an_envelope.status().as_u16(), 400);
+    let body: Value = not_an_envelope.json().await.expect("json error");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("resource"),
+        "{body}"
+    );
+
+    let unauthenticated = http
+        .post(&url)
+        .json(&repo_renamed_event(&repository))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    let wrong_secret = http
+        .post(&url)
+        .header("Authorization", basic_auth("not-the-secret"))
+        .json(&repo_renamed_event(&repository))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(wrong_secret.status().as_u16(), 401);
+    let too_large = http
+        .post(&url)
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 5 * 1024 * 1024])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(too_large.status().as_u16(), 413);
+    assert_eq!(
+        running
+            .bus
+            .ready_count(WorkQueue::Raw)
+            .await
+            .expect("count"),
+        0,
+        "nothing queued"
+    );
+
+    // The same request with credentials is queued: the counter above can see a message.
+    let good = http
+        .post(&url)
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        .json(&repo_renamed_event(&repository))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(good.status().as_u16(), 200);
+    within(10, "the event in the raw queue", async {
+        while running
+            .bus
+            .ready_count(WorkQueue::Raw)
+            .await
+            .expect("count")
+            != 1
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn bad_webhooks_get_clear_answers_and_nothing_is_queued_on_rabbitmq() {
+    bad_webhooks_get_clear_answers_and_nothing_is_queued(BusKind::Rabbit).await;
+}
+
+#[tokio::test]
+async fn bad_webhooks_get_clear_answers_and_nothing_is_queued_in_process() {
+    bad_webhooks_get_clear_answers_and_nothing_is_queued(BusKind::Memory).await;
+}
