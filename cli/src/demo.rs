@@ -187,6 +187,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.bus == BusChoice::Rabbit {
         bus.delete_topology().await?;
     }
+    bus.close().await;
     world.shutdown().await;
     if !renamed {
         bail!("the webhook's change did not reach Port");

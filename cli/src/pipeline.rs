@@ -128,17 +128,21 @@ impl Pipeline {
     /// Waits until everything a crawl of `raw_events` events produced has been settled by
     /// transform and publish (acked, skipped or dead-lettered). For one-process pipelines.
     pub async fn drained(&self, raw_events: u64) {
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
-            tick.tick().await;
-            let transformed = self.transform_stats.events_settled();
-            let produced = self.transform_stats.changes_published();
+            let transform_changed = self.transform_stats.changed();
+            tokio::pin!(transform_changed);
+            transform_changed.as_mut().enable();
             let published = self.publish_stats.snapshot();
-            if transformed >= raw_events && published.acked + published.dead_lettered >= produced {
-                // Read again: a straggler may have published between the two reads.
-                if self.transform_stats.changes_published() == produced {
-                    return;
-                }
+            // Publish settles after transform published, so read transform's figure last.
+            if self.transform_stats.events_settled() >= raw_events
+                && published.acked + published.dead_lettered
+                    >= self.transform_stats.changes_published()
+            {
+                return;
+            }
+            tokio::select! {
+                _ = &mut transform_changed => {}
+                _ = self.publish_stats.wait_until(|now| *now != published) => {}
             }
         }
     }
@@ -155,7 +159,8 @@ impl Pipeline {
         result.and(rest)
     }
 
-    /// Stops every role: stop intake, finish in-flight work, close the bus (bounded).
+    /// Stops every role: stop intake, finish in-flight work (bounded). The bus stays open: its
+    /// owner closes it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.finish().await
@@ -182,7 +187,6 @@ impl Pipeline {
                 },
             }
         }
-        self.bus.close().await;
         result
     }
 }

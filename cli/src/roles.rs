@@ -128,16 +128,26 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let pipeline =
-        Pipeline::start(&settings, roles, bus, mapping, listener, shutdown.clone()).await?;
+    let pipeline = Pipeline::start(
+        &settings,
+        roles,
+        bus.clone(),
+        mapping,
+        listener,
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(role = role.name(), "adoport started");
 
-    if role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once {
-        return run_once(pipeline).await;
-    }
-    pipeline.wait().await?;
+    let once = role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once;
+    let outcome = if once {
+        run_once(pipeline).await
+    } else {
+        pipeline.wait().await.map(|()| ExitCode::SUCCESS)
+    };
+    bus.close().await;
     tracing::info!(role = role.name(), "adoport stopped");
-    Ok(ExitCode::SUCCESS)
+    outcome
 }
 
 /// ONCE: one resync, wait until the pipeline has drained, report, exit.

@@ -68,6 +68,14 @@ pub async fn start(
     repositories: usize,
     extra: &[(&str, &str)],
 ) -> Running {
+    // Logs of the pipeline under test, shown for failing tests (RUST_LOG=debug for more).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let mapping_json = test_mapping();
     let mapping = PortAppConfig::from_json_value(mapping_json.clone()).expect("mapping parses");
     let world = SimulatedWorld::start(projects, repositories, mapping_json)

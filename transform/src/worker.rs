@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore, futures::Notified};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,8 @@ struct StatsInner {
     changes_published: AtomicU64,
     item_problems: AtomicU64,
     problems: Mutex<BTreeMap<String, ProblemCount>>,
+    /// Woken whenever an event is settled.
+    changed: Notify,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -68,6 +70,30 @@ impl TransformStats {
     /// Items (or fields) the mapping could not handle.
     pub fn item_problems(&self) -> u64 {
         self.inner.item_problems.load(Ordering::Relaxed)
+    }
+
+    /// Resolves at the next settled event. Create it (and `enable` it) before reading the
+    /// counters, so that no change is missed between the read and the wait.
+    pub fn changed(&self) -> Notified<'_> {
+        self.inner.changed.notified()
+    }
+
+    /// Waits until at least `events` raw events were settled (wrap it in a timeout).
+    pub async fn wait_for_settled(self, events: u64) {
+        loop {
+            let changed = self.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.events_settled() >= events {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    fn settled(&self) {
+        self.inner.events_settled.fetch_add(1, Ordering::Relaxed);
+        self.inner.changed.notify_waiters();
     }
 
     fn record_problem(&self, kind: &str, problem: &ItemProblem) {
@@ -177,7 +203,7 @@ async fn process(
         .changes_published
         .fetch_add(count, Ordering::Relaxed);
     delivery.ack().await?;
-    stats.inner.events_settled.fetch_add(1, Ordering::Relaxed);
+    stats.settled();
     tracing::debug!(event_id = %event.id, kind = %event.kind, changes = count, "raw event transformed");
     Ok(())
 }

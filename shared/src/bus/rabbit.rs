@@ -755,6 +755,20 @@ impl RabbitSubscription {
     }
 }
 
+impl Drop for RabbitSubscription {
+    fn drop(&mut self) {
+        // Close the channel now, so that the broker hands this consumer's prefetched,
+        // unacked deliveries to another consumer at once instead of when the connection ends.
+        if let Some((channel, _)) = self.current.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = channel.close(200, "consumer stopped".into()).await;
+            });
+        }
+    }
+}
+
 /// Settles a RabbitMQ delivery.
 pub struct RabbitSettle {
     acker: lapin::Acker,
