@@ -9,14 +9,11 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BenchArgs, BenchMode};
-use crate::pipeline::{Pipeline, Roles};
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
 use adoport_shared::bus::Bus;
-use adoport_shared::port_app_config::PortAppConfig;
 
 /// The figures of one run.
 struct Figures {
@@ -101,48 +98,63 @@ fn mapping_json() -> anyhow::Result<serde_json::Value> {
     default_mapping(Some(&["project", "repository"]))
 }
 
+/// Starts `adoport ROLE` as a child process with exactly `environment`.
+fn spawn_role(
+    role: &str,
+    environment: &[(String, String)],
+) -> anyhow::Result<tokio::process::Child> {
+    let executable = std::env::current_exe().context("cannot find the adoport executable")?;
+    tokio::process::Command::new(executable)
+        .arg(role)
+        .env_clear()
+        .envs(environment.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start `adoport {role}`"))
+}
+
+/// `adoport all` in ONCE mode, no broker: the CI-job install. Timed from start to exit.
 async fn in_process(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {
-    let mapping_json = mapping_json()?;
-    let mapping = PortAppConfig::from_json_value(mapping_json.clone())?;
-    let world = SimulatedWorld::start(args.projects, args.repositories, mapping_json).await?;
-    let settings = world.settings(None)?;
-    let shutdown = CancellationToken::new();
-    let bus = Bus::memory(settings.topology(), shutdown.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let world = SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?;
+    let mut environment = world.environment(None);
+    environment.push(("OCEAN__EVENT_LISTENER__TYPE".into(), "ONCE".into()));
     let started = Instant::now();
-    let mut pipeline = Pipeline::start(
-        &settings,
-        Roles::ALL,
-        bus,
-        Some(mapping),
-        Some(listener),
-        shutdown,
-    )
-    .await?;
-    let done = tokio::time::timeout(PATIENCE, pipeline.next_resync())
-        .await
-        .context("resync timed out")?
-        .context("pipeline stopped")?;
-    let report = done.report.map_err(anyhow::Error::msg)?;
-    let events = report.kinds.values().map(|k| k.events).sum();
-    tokio::time::timeout(PATIENCE, pipeline.drained(events))
-        .await
-        .context("drain timed out")?;
+    let mut child = spawn_role("all", &environment)?;
+    let pid = child.id();
+    // Read the peak just before the process ends: poll its status until it exits.
+    let mut peak = None;
+    let status = loop {
+        if let Some(pid) = pid {
+            peak = peak_rss_kib(pid).or(peak);
+        }
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        if started.elapsed() > PATIENCE {
+            bail!("`adoport all` did not finish within {PATIENCE:?}");
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("`adoport all` (ONCE) exited with {status}");
+    }
     let entities = world.port.entity_count() as u64;
     if entities != expected {
-        bail!("in-process run: Port holds {entities} entities, expected {expected}");
+        bail!("`adoport all`: Port holds {entities} entities, expected {expected}");
     }
     let figures = Figures {
-        label: "in-process (adoport all)",
+        label: "adoport all (ONCE, no broker)",
         seconds,
-        items: report.items(),
-        entities: pipeline.publish_stats.snapshot().upserted,
+        items: expected,
+        entities,
         ado_requests: world.ado.total_requests(),
         port_requests: world.port.total_requests(),
-        memory: vec![("all", peak_rss_kib(std::process::id()))],
+        memory: vec![("all", peak)],
     };
-    pipeline.stop().await?;
     world.shutdown().await;
     Ok(figures)
 }
@@ -151,7 +163,6 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
     let world = SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?;
     let prefix = format!("bench-{}.", std::process::id());
     let environment = world.environment(Some((&args.amqp_url, &prefix)));
-    let executable = std::env::current_exe().context("cannot find the adoport executable")?;
     // Declare the topology first so no role races another's declaration.
     let settings = world.settings(Some((&args.amqp_url, &prefix)))?;
     let shutdown = CancellationToken::new();
@@ -161,17 +172,7 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
     let started = Instant::now();
     let mut children = Vec::new();
     for role in ["publish", "transform", "ingest"] {
-        let child = tokio::process::Command::new(&executable)
-            .arg(role)
-            .env_clear()
-            .envs(environment.iter().cloned())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start `adoport {role}`"))?;
-        children.push((role, child));
+        children.push((role, spawn_role(role, &environment)?));
     }
     let landed = world
         .port

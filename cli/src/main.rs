@@ -7,7 +7,11 @@ use adoport::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    adoport_shared::telemetry::init(cli.log_json);
+    let filter = match cli.command {
+        Command::Demo(_) | Command::Bench(_) => adoport_shared::telemetry::TOOL_FILTER,
+        _ => adoport_shared::telemetry::ROLE_FILTER,
+    };
+    adoport_shared::telemetry::init(cli.log_json, filter);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -1,14 +1,21 @@
 //! Logging set-up shared by every role: structured `tracing`, JSON on request.
 //!
-//! `RUST_LOG` filters (default `info`); `ADOPORT_LOG_FORMAT=json` switches to one JSON object
-//! per line for log collectors. Secrets never reach a log line: they are `Secret`s.
+//! `RUST_LOG` filters (roles default to `info`); `--log-json` (or `ADOPORT_LOG_JSON=true`)
+//! switches to one JSON object per line for log collectors. Secrets never reach a log line:
+//! they are `Secret`s.
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Call once, at start-up.
-pub fn init(json: bool) {
+/// The filter of a role when `RUST_LOG` is unset.
+pub const ROLE_FILTER: &str = "info,lapin=warn";
+/// The filter of the try-out tools (demo, bench), whose own output is the point.
+pub const TOOL_FILTER: &str = "warn,lapin=error";
+
+/// Installs the global subscriber with `default_filter` unless `RUST_LOG` says otherwise.
+/// Call once, at start-up.
+pub fn init(json: bool, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,lapin=warn"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
