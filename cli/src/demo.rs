@@ -61,10 +61,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let settings = world.settings(broker)?;
     let shutdown = CancellationToken::new();
-    let bus = match &settings.pipeline.broker.url {
-        Some(url) => Bus::rabbit(url, settings.topology(), shutdown.clone()).await?,
-        None => Bus::memory(settings.topology(), shutdown.clone()),
-    };
+    let bus = Bus::for_settings(&settings, shutdown.clone()).await?;
     println!(
         "adoport demo: {} projects × {} repositories, {} bus",
         args.projects,

@@ -102,17 +102,12 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     adoport_shared::shutdown::cancel_on_signal(shutdown.clone());
 
-    let bus = match &settings.pipeline.broker.url {
-        Some(url) => Bus::rabbit(url, settings.topology(), shutdown.clone())
-            .await
-            .context("cannot start without the broker")?,
-        None => {
-            tracing::info!(
-                "ADOPORT__BROKER__URL not set: running every role on the in-process bus"
-            );
-            Bus::memory(settings.topology(), shutdown.clone())
-        }
-    };
+    if settings.pipeline.broker.url.is_none() {
+        tracing::info!("ADOPORT__BROKER__URL not set: running every role on the in-process bus");
+    }
+    let bus = Bus::for_settings(&settings, shutdown.clone())
+        .await
+        .context("cannot start without the broker")?;
     let mapping = if roles.ingest || roles.transform {
         Some(mapping_source::load(&settings).await?)
     } else {

@@ -88,12 +88,9 @@ pub async fn start(
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::from_vars(vars).expect("settings valid");
     let shutdown = CancellationToken::new();
-    let bus = match &settings.pipeline.broker.url {
-        Some(url) => Bus::rabbit(url, settings.topology(), shutdown.clone())
-            .await
-            .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)"),
-        None => Bus::memory(settings.topology(), shutdown.clone()),
-    };
+    let bus = Bus::for_settings(&settings, shutdown.clone())
+        .await
+        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
     let listener = if roles.ingest {
         Some(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
     } else {

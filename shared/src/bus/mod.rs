@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Secret;
+use crate::config::{Secret, Settings};
 use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 
 pub use memory::MemoryBus;
@@ -119,6 +119,18 @@ impl Bus {
     /// An in-process bus.
     pub fn memory(topology: Topology, shutdown: CancellationToken) -> Self {
         Bus::Memory(MemoryBus::new(topology, shutdown))
+    }
+
+    /// The bus the settings ask for: RabbitMQ at `ADOPORT__BROKER__URL`, or in process when
+    /// it is unset.
+    pub async fn for_settings(
+        settings: &Settings,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BusError> {
+        match &settings.pipeline.broker.url {
+            Some(url) => Self::rabbit(url, settings.topology(), shutdown).await,
+            None => Ok(Self::memory(settings.topology(), shutdown)),
+        }
     }
 
     pub fn topology(&self) -> &Topology {
