@@ -5,10 +5,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use adoport_shared::config::Settings;
+
+use crate::port_reader::PortReader;
 use adoport_shared::port_app_config::PortAppConfig;
+use adoport_transform::mapping::versions::{MappingVersions, Offer};
+use tokio_util::sync::CancellationToken;
 
 /// Reads and parses the mapping, naming the source in every error.
 pub async fn load(settings: &Settings) -> anyhow::Result<PortAppConfig> {
@@ -28,62 +32,78 @@ pub async fn load(settings: &Settings) -> anyhow::Result<PortAppConfig> {
     )
 }
 
-async fn fetch_from_port(settings: &Settings) -> anyhow::Result<Value> {
-    let access = settings
-        .port_access()
-        .context("the mapping is read from Port unless ADOPORT__MAPPING_FILE is set")?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(access.timeout_secs.max(1)))
-        .build()?;
-    let token_url = format!("{}/v1/auth/access_token", access.base_url);
-    let response = http
-        .post(&token_url)
-        .json(&json!({"clientId": access.client_id, "clientSecret": access.client_secret.expose()}))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach Port at {token_url} (OCEAN__PORT__BASE_URL)"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "Port refused the credentials (HTTP {status}: {}); check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET",
-            body.get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-        );
+/// The mapping's current source text as JSON (the file read as YAML, or Port's config), for
+/// [`poll`] to offer as a new version.
+pub async fn fetch_raw(settings: &Settings) -> anyhow::Result<Value> {
+    if let Some(path) = &settings.pipeline.mapping_file {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("ADOPORT__MAPPING_FILE: cannot read {}", path.display()))?;
+        return serde_saphyr::from_str(&text).with_context(|| {
+            format!(
+                "ADOPORT__MAPPING_FILE: {} is not YAML or JSON",
+                path.display()
+            )
+        });
     }
-    let token = body
-        .get("accessToken")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("Port's token answer has no accessToken"))?;
-    let url = format!(
-        "{}/v1/integration/{}",
-        access.base_url, access.integration_identifier
-    );
-    let response = http
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach Port at {url}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if status.as_u16() == 404 {
+    fetch_from_port(settings).await
+}
+
+/// Checks the mapping's source every `every` and offers what it finds to `versions`: a new
+/// version replaces the running one once it compiled completely; a bad one is logged with all
+/// its errors (once) and the running one stays. Runs until shutdown.
+pub async fn poll(
+    settings: Settings,
+    mut versions: MappingVersions,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        match fetch_raw(&settings).await {
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                "cannot read the mapping; the running version stays"
+            ),
+            Ok(raw) => match versions.offer(raw) {
+                Offer::Unchanged | Offer::AlreadyRefused => {}
+                Offer::Replaced { version } => {
+                    tracing::info!(version, "a new mapping version is in force")
+                }
+                Offer::Refused(e) => tracing::error!(
+                    error = %e,
+                    "a new mapping version was refused; the running version stays (fix the mapping)"
+                ),
+            },
+        }
+    }
+}
+
+async fn fetch_from_port(settings: &Settings) -> anyhow::Result<Value> {
+    let port = PortReader::new(
+        settings,
+        "the mapping is read from Port unless ADOPORT__MAPPING_FILE is set",
+    )?;
+    let Some(integration) = port.integration_record().await? else {
         bail!(
             "Port has no integration \"{}\" (OCEAN__INTEGRATION__IDENTIFIER); create it in Port, or set ADOPORT__MAPPING_FILE to a port-app-config file",
-            access.integration_identifier
+            port.integration()
         );
-    }
-    if !status.is_success() {
-        bail!("Port answered HTTP {status} for {url}: {body}");
-    }
-    body.pointer("/integration/config")
+    };
+    integration
+        .get("config")
         .cloned()
         .filter(|c| !c.is_null())
         .ok_or_else(|| {
             anyhow!(
                 "integration \"{}\" in Port has no mapping yet; set one in Port or use ADOPORT__MAPPING_FILE",
-                access.integration_identifier
+                port.integration()
             )
         })
 }

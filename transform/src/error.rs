@@ -14,9 +14,38 @@ pub enum MappingError {
         expression: String,
         message: String,
     },
+    /// Several expressions do not compile: every one is listed (a mapping is refused with all
+    /// its errors, so that one round of fixes is enough).
+    #[error("{} expressions do not compile:\n{}", .0.len(), list(.0))]
+    Several(Vec<MappingError>),
+}
+
+fn list(errors: &[MappingError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  - {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl MappingError {
+    /// One error per expression that does not compile.
+    pub fn errors(&self) -> Vec<&MappingError> {
+        match self {
+            MappingError::Several(errors) => errors.iter().flat_map(|e| e.errors()).collect(),
+            one => vec![one],
+        }
+    }
+
+    /// `Ok` for none, the error itself for one, [`MappingError::Several`] for more.
+    pub(crate) fn from_all(mut errors: Vec<MappingError>) -> Result<(), MappingError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(MappingError::Several(errors)),
+        }
+    }
+
     pub(crate) fn from_jq(path: String, expression: &str, error: JqError) -> Self {
         let message = match error {
             JqError::Compile { message, .. } | JqError::Runtime { message } => message,

@@ -5,8 +5,13 @@
 //! process environment), and the conversion between `serde_json::Value` and jaq's `Val`
 //! (integral numbers come back as JSON integers, as jq prints them). Nothing here is async, and no
 //! jaq value leaves this module except inside a [`JqInput`] that lives for one item.
+//!
+//! Speed: most mapping expressions are key paths, literals and a few string operations; those
+//! run on the `serde_json` item directly (`fast`), so an item is converted to jaq only when an
+//! expression without a fast path needs it, and at most once.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -14,6 +19,8 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::{Num, Val};
 use serde_json::Value;
+
+mod fast;
 
 type Data = data::JustLut<Val>;
 type Filter = jaq_core::Filter<Data>;
@@ -36,13 +43,14 @@ pub struct Prelude {
     defs: Arc<Vec<jaq_core::load::parse::Def<&'static str>>>,
 }
 
-/// The process environment must not reach a mapping (it holds our secrets): like Ocean (unless
-/// `allow_environment_variables_jq_access`), `env` and `$ENV` are empty objects.
-const SAFE_DEFS: &str = "def env: {};";
+/// Our definitions, loaded after jaq's: the hidden environment (`env` is `{}`) and the builtins
+/// that make jaq answer as jq does (measured by `tests/jq_differential.rs`).
+const PRELUDE: &str = include_str!("prelude.jq");
 
 impl Prelude {
     pub fn new() -> Self {
-        let ours = jaq_core::load::parse(SAFE_DEFS, |p| p.defs()).unwrap_or_default();
+        // A parse error here is a bug in `prelude.jq`, caught by the tests below.
+        let ours = jaq_core::load::parse(PRELUDE, |p| p.defs()).unwrap_or_default();
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs())
@@ -69,10 +77,16 @@ impl std::fmt::Debug for Prelude {
 }
 
 /// A compiled jq expression. `Send + Sync`: one compiled mapping serves every worker task.
+///
+/// Expressions of the shapes most mappings consist of (literals, key paths, `//`, `+`,
+/// `tostring`, `gsub` of plain text, …) also get a fast path that evaluates them on the
+/// `serde_json` input directly; it answers only when its answer is jaq's and leaves every other
+/// case to jaq (see `jq/fast.rs`).
 #[derive(Clone)]
 pub struct JqProgram {
     source: String,
     filter: Arc<Filter>,
+    fast: Option<Arc<fast::Fast>>,
 }
 
 impl std::fmt::Debug for JqProgram {
@@ -81,18 +95,28 @@ impl std::fmt::Debug for JqProgram {
     }
 }
 
-/// An item converted to jaq once, to run several programs on it.
+/// One item, to run several programs on: converted to jaq at most once, and only if a program
+/// without a fast path needs it.
 #[derive(Clone)]
-pub struct JqInput(Val);
+pub struct JqInput<'a> {
+    json: Option<&'a Value>,
+    val: OnceCell<Val>,
+}
 
-impl JqInput {
-    pub fn from_json(value: &Value) -> Self {
-        Self(json_to_val(value))
+impl<'a> JqInput<'a> {
+    pub fn from_json(value: &'a Value) -> Self {
+        Self {
+            json: Some(value),
+            val: OnceCell::new(),
+        }
     }
 
-    /// Converts back (e.g. after a transformation done in jaq).
+    /// The item as JSON (converted back if it only exists in jaq).
     pub fn to_json(&self) -> Value {
-        val_to_json(&self.0)
+        match self.json {
+            Some(json) => json.clone(),
+            None => val_to_json(self.val()),
+        }
     }
 }
 
@@ -132,7 +156,22 @@ impl JqProgram {
         Ok(Self {
             source: expr.to_owned(),
             filter: Arc::new(filter),
+            fast: fast::Fast::compile(&code).map(Arc::new),
         })
+    }
+
+    /// The same program without its fast path: everything runs on jaq (to measure or test
+    /// the fast path against it).
+    pub fn without_fast_path(&self) -> Self {
+        Self {
+            fast: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the fast path covers this expression.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The expression as the user wrote it.
@@ -146,16 +185,22 @@ impl JqProgram {
         self.first_on(&JqInput::from_json(input))
     }
 
-    /// Like [`JqProgram::first`], on an input converted once.
+    /// Like [`JqProgram::first`], on an input shared by several programs.
     pub fn first_on(&self, input: &JqInput) -> Result<Option<Value>, JqError> {
+        if let (Some(fast), Some(json)) = (&self.fast, input.json)
+            && let Some(out) = fast.run(json)
+        {
+            // The fast path always yields exactly one output.
+            return Ok(Some(out.into_owned()));
+        }
         Ok(self.first_val(input)?.map(|v| val_to_json(&v)))
     }
 
-    /// The first output as a jaq value (stays inside this crate).
+    /// The first output as a jaq value (stays inside this crate); always runs jaq.
     pub(crate) fn first_val(&self, input: &JqInput) -> Result<Option<Val>, JqError> {
         let env = Val::obj(jaq_json::Map::default());
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([env]));
-        let mut outputs = self.filter.id.run((ctx, input.0.clone()));
+        let mut outputs = self.filter.id.run((ctx, input.val().clone()));
         match outputs.next() {
             None => Ok(None),
             Some(Ok(v)) => Ok(Some(v)),
@@ -172,16 +217,24 @@ impl JqProgram {
 
     /// Runs the program on a jaq value (for expressions whose input is another's output).
     pub(crate) fn first_on_val(&self, input: Val) -> Result<Option<Val>, JqError> {
-        self.first_val(&JqInput(input))
+        self.first_val(&JqInput::from_val(input))
     }
 }
 
-impl JqInput {
+impl JqInput<'static> {
     pub(crate) fn from_val(v: Val) -> Self {
-        Self(v)
+        Self {
+            json: None,
+            val: OnceCell::from(v),
+        }
     }
+}
+
+impl JqInput<'_> {
+    /// The item as a jaq value, converted on first use.
     pub(crate) fn val(&self) -> &Val {
-        &self.0
+        self.val
+            .get_or_init(|| self.json.map_or(Val::Null, json_to_val))
     }
 }
 
@@ -500,6 +553,12 @@ mod tests {
             Some(json!("yes"))
         );
         assert_eq!(run(r#"("a" + 'b')"#, json!(null)), Some(json!("ab")));
+    }
+
+    #[test]
+    fn prelude_parses() {
+        let defs = jaq_core::load::parse(PRELUDE, |p| p.defs()).expect("prelude.jq parses");
+        assert!(defs.len() > 10, "{} definitions", defs.len());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!
 //! - [`jq`]: jq expressions compiled once with jaq and run on `serde_json` values (Ocean's
 //!   dialect: single-quoted literals, no environment; integral numbers printed as integers);
+//!   the common shapes (literals, key paths, `//`, `+`, `tostring`, `gsub` of plain text) also
+//!   get a fast path on `serde_json` that answers only where its answer is jaq's;
 //! - [`mapping`]: the port-app-config compiled into a [`mapping::CompiledMapping`] and the
 //!   rules that turn one raw item into entity changes and item problems;
 //! - [`error`]: why a mapping cannot be used;

@@ -35,6 +35,10 @@ pub struct MappedChange {
     /// The entity identifier; for a search-query identifier, the canonical JSON text of the
     /// evaluated query.
     pub identifier: String,
+    /// The index of the resource (in the mapping's `resources`) that produced it. Several
+    /// resources may write different properties of one entity (merge upserts): their changes
+    /// are parts of the entity, not versions of it.
+    pub resource_index: usize,
     pub op: ChangeOp,
 }
 
@@ -251,7 +255,27 @@ enum CompiledRule {
     Query(CompiledSearch),
 }
 
+impl Field {
+    fn slow_down(&mut self) {
+        self.program = self.program.without_fast_path();
+    }
+}
+
 impl CompiledValue {
+    fn slow_down(&mut self) {
+        match self {
+            CompiledValue::Jq(field) => field.slow_down(),
+            CompiledValue::Search(search) => search.slow_down(),
+        }
+    }
+
+    fn programs<'a>(&'a self, out: &mut Vec<&'a JqProgram>) {
+        match self {
+            CompiledValue::Jq(field) => out.push(&field.program),
+            CompiledValue::Search(search) => search.programs(out),
+        }
+    }
+
     fn compile(
         prelude: &Prelude,
         path: String,
@@ -267,6 +291,38 @@ impl CompiledValue {
 }
 
 impl CompiledSearch {
+    fn slow_down(&mut self) {
+        self.combinator.slow_down();
+        for rule in &mut self.rules {
+            match rule {
+                CompiledRule::Rule {
+                    property,
+                    operator,
+                    value,
+                } => {
+                    property.slow_down();
+                    operator.slow_down();
+                    value.slow_down();
+                }
+                CompiledRule::Query(inner) => inner.slow_down(),
+            }
+        }
+    }
+
+    fn programs<'a>(&'a self, out: &mut Vec<&'a JqProgram>) {
+        out.push(&self.combinator.program);
+        for rule in &self.rules {
+            match rule {
+                CompiledRule::Rule {
+                    property,
+                    operator,
+                    value,
+                } => out.extend([&property.program, &operator.program, &value.program]),
+                CompiledRule::Query(inner) => inner.programs(out),
+            }
+        }
+    }
+
     fn compile(prelude: &Prelude, path: &str, query: &SearchQuery) -> Result<Self, MappingError> {
         let combinator = Field::compile(prelude, format!("{path}.combinator"), &query.combinator)?;
         let mut rules = Vec::with_capacity(query.rules.len());
@@ -323,81 +379,71 @@ pub struct CompiledMapping {
 }
 
 impl CompiledMapping {
-    /// Compiles every expression of the config; the first that does not compile is reported
-    /// with its path, its text and jaq's message.
+    /// Compiles every expression of the config. Every expression that does not compile is
+    /// reported (with its path, its text and jaq's message), not just the first.
     pub fn compile(config: &PortAppConfig) -> Result<Self, MappingError> {
         let prelude = Prelude::new();
+        let mut errors = Vec::new();
         let mut resources = Vec::with_capacity(config.resources.len());
         for (index, resource) in config.resources.iter().enumerate() {
-            let at = format!("resources[{index}]");
-            let m = &resource.port.entity.mappings;
-            let mp = format!("{at}.port.entity.mappings");
-            let items_to_parse = match &resource.port.items_to_parse {
-                None => None,
-                Some(expr) => {
-                    let field =
-                        Field::compile_jq(&prelude, format!("{at}.port.itemsToParse"), expr)?;
-                    let remove = if resource.port.items_to_parse_top_level_transform {
-                        deletion_path(expr.as_str()).and_then(|path| {
-                            JqProgram::compile_with(&prelude, &format!("del({path})")).ok()
-                        })
-                    } else {
-                        None
-                    };
-                    Some(ItemsToParse {
-                        field,
-                        name: resource.port.items_to_parse_name.clone(),
-                        remove,
-                    })
-                }
-            };
-            let optional =
-                |name: &str, expr: &Option<JqExpr>| -> Result<Option<Field>, MappingError> {
-                    expr.as_ref()
-                        .map(|e| Field::compile(&prelude, format!("{mp}.{name}"), e))
-                        .transpose()
-                };
-            let mut properties = Vec::with_capacity(m.properties.len());
-            for (name, expr) in m.properties.iter() {
-                properties.push((
-                    name.to_owned(),
-                    Field::compile(&prelude, format!("{mp}.properties.{name}"), expr)?,
-                ));
+            if let Some(r) = compile_resource(&prelude, index, resource, &mut errors) {
+                resources.push(r);
             }
-            let mut relations = Vec::with_capacity(m.relations.len());
-            for (name, value) in m.relations.iter() {
-                relations.push((
-                    name.to_owned(),
-                    CompiledValue::compile(&prelude, format!("{mp}.relations.{name}"), value)?,
-                ));
-            }
-            resources.push(CompiledResource {
-                index,
-                kind: resource.kind.clone(),
-                selector: Field::compile_jq(
-                    &prelude,
-                    format!("{at}.selector.query"),
-                    &resource.selector.query,
-                )?,
-                items_to_parse,
-                identifier: CompiledValue::compile(
-                    &prelude,
-                    format!("{mp}.identifier"),
-                    &m.identifier,
-                )?,
-                blueprint: Field::compile(&prelude, format!("{mp}.blueprint"), &m.blueprint)?,
-                title: optional("title", &m.title)?,
-                icon: optional("icon", &m.icon)?,
-                team: m
-                    .team
-                    .as_ref()
-                    .map(|t| CompiledValue::compile(&prelude, format!("{mp}.team"), t))
-                    .transpose()?,
-                properties,
-                relations,
-            });
         }
+        MappingError::from_all(errors)?;
         Ok(Self { resources })
+    }
+
+    /// The same mapping with every expression evaluated by jaq alone, without the fast path
+    /// (`adoport bench-mapping --jaq-only` measures it; tests compare the two).
+    pub fn without_fast_paths(&self) -> Self {
+        let mut slow = self.clone();
+        for r in &mut slow.resources {
+            r.selector.slow_down();
+            if let Some(items) = &mut r.items_to_parse {
+                items.field.slow_down();
+            }
+            r.identifier.slow_down();
+            r.blueprint.slow_down();
+            for field in [&mut r.title, &mut r.icon].into_iter().flatten() {
+                field.slow_down();
+            }
+            if let Some(team) = &mut r.team {
+                team.slow_down();
+            }
+            for (_, field) in &mut r.properties {
+                field.slow_down();
+            }
+            for (_, value) in &mut r.relations {
+                value.slow_down();
+            }
+        }
+        slow
+    }
+
+    /// How many of the mapping's expressions the fast path covers, of how many.
+    pub fn fast_path_coverage(&self) -> (usize, usize) {
+        let mut programs = Vec::new();
+        for r in &self.resources {
+            programs.push(&r.selector.program);
+            programs.push(&r.blueprint.program);
+            programs.extend(r.items_to_parse.iter().map(|i| &i.field.program));
+            programs.extend(
+                [&r.title, &r.icon]
+                    .into_iter()
+                    .flatten()
+                    .map(|f| &f.program),
+            );
+            programs.extend(r.properties.iter().map(|(_, f)| &f.program));
+            for value in std::iter::once(&r.identifier)
+                .chain(&r.team)
+                .chain(r.relations.iter().map(|(_, v)| v))
+            {
+                value.programs(&mut programs);
+            }
+        }
+        let fast = programs.iter().filter(|p| p.has_fast_path()).count();
+        (fast, programs.len())
     }
 
     /// Whether any resource maps this kind.
@@ -443,20 +489,19 @@ impl CompiledMapping {
 
     fn run(&self, kind: &str, action: RawAction, item: &Value, live: bool) -> KindOutcome {
         let mut outcome = KindOutcome::default();
-        let mut input: Option<JqInput> = None;
+        // Shared by every resource and field: converted to jaq at most once, and only if an
+        // expression without a fast path needs it.
+        let input = JqInput::from_json(item);
         for resource in self.resources.iter().filter(|r| r.kind == kind) {
-            // Converted once per item, shared by every resource and field (jaq values are
-            // reference-counted: cloning is cheap).
-            let input = input.get_or_insert_with(|| JqInput::from_json(item));
             let mut ctx = ItemCtx {
                 resource,
                 item,
                 outcome: &mut outcome,
             };
             match &resource.items_to_parse {
-                None => ctx.one(action, input, live),
+                None => ctx.one(action, &input, live),
                 Some(items) => {
-                    for expanded in ctx.expand(items, input) {
+                    for expanded in ctx.expand(items, &input) {
                         ctx.one(action, &expanded, live);
                     }
                 }
@@ -464,6 +509,108 @@ impl CompiledMapping {
         }
         outcome
     }
+}
+
+/// Compiles one resource; `None` after recording every error of its expressions.
+fn compile_resource(
+    prelude: &Prelude,
+    index: usize,
+    resource: &adoport_shared::port_app_config::ResourceConfig,
+    errors: &mut Vec<MappingError>,
+) -> Option<CompiledResource> {
+    fn keep<T>(errors: &mut Vec<MappingError>, r: Result<T, MappingError>) -> Option<T> {
+        r.map_err(|e| errors.push(e)).ok()
+    }
+    let at = format!("resources[{index}]");
+    let m = &resource.port.entity.mappings;
+    let mp = format!("{at}.port.entity.mappings");
+    let items_to_parse = match &resource.port.items_to_parse {
+        None => Some(None),
+        Some(expr) => keep(
+            errors,
+            Field::compile_jq(prelude, format!("{at}.port.itemsToParse"), expr),
+        )
+        .map(|field| {
+            let remove = if resource.port.items_to_parse_top_level_transform {
+                deletion_path(expr.as_str())
+                    .and_then(|path| JqProgram::compile_with(prelude, &format!("del({path})")).ok())
+            } else {
+                None
+            };
+            Some(ItemsToParse {
+                field,
+                name: resource.port.items_to_parse_name.clone(),
+                remove,
+            })
+        }),
+    };
+    let selector = keep(
+        errors,
+        Field::compile_jq(
+            prelude,
+            format!("{at}.selector.query"),
+            &resource.selector.query,
+        ),
+    );
+    let identifier = keep(
+        errors,
+        CompiledValue::compile(prelude, format!("{mp}.identifier"), &m.identifier),
+    );
+    let blueprint = keep(
+        errors,
+        Field::compile(prelude, format!("{mp}.blueprint"), &m.blueprint),
+    );
+    let mut optional = |name: &str, expr: &Option<JqExpr>| -> Option<Option<Field>> {
+        match expr {
+            None => Some(None),
+            Some(e) => keep(errors, Field::compile(prelude, format!("{mp}.{name}"), e)).map(Some),
+        }
+    };
+    let title = optional("title", &m.title);
+    let icon = optional("icon", &m.icon);
+    let team = match &m.team {
+        None => Some(None),
+        Some(t) => keep(
+            errors,
+            CompiledValue::compile(prelude, format!("{mp}.team"), t),
+        )
+        .map(Some),
+    };
+    let mut properties = Some(Vec::with_capacity(m.properties.len()));
+    for (name, expr) in m.properties.iter() {
+        let field = keep(
+            errors,
+            Field::compile(prelude, format!("{mp}.properties.{name}"), expr),
+        );
+        match (&mut properties, field) {
+            (Some(list), Some(field)) => list.push((name.to_owned(), field)),
+            _ => properties = None,
+        }
+    }
+    let mut relations = Some(Vec::with_capacity(m.relations.len()));
+    for (name, value) in m.relations.iter() {
+        let value = keep(
+            errors,
+            CompiledValue::compile(prelude, format!("{mp}.relations.{name}"), value),
+        );
+        match (&mut relations, value) {
+            (Some(list), Some(value)) => list.push((name.to_owned(), value)),
+            _ => relations = None,
+        }
+    }
+    Some(CompiledResource {
+        index,
+        kind: resource.kind.clone(),
+        selector: selector?,
+        items_to_parse: items_to_parse?,
+        identifier: identifier?,
+        blueprint: blueprint?,
+        title: title?,
+        icon: icon?,
+        team: team?,
+        properties: properties?,
+        relations: relations?,
+    })
 }
 
 /// The item's `.id` (string or number) for problem reports.
@@ -492,7 +639,7 @@ struct ItemCtx<'a> {
 }
 
 impl ItemCtx<'_> {
-    fn expand(&mut self, items: &ItemsToParse, input: &JqInput) -> Vec<JqInput> {
+    fn expand(&mut self, items: &ItemsToParse, input: &JqInput) -> Vec<JqInput<'static>> {
         let failed = |this: &mut Self, error: String| {
             this.outcome.problems.push(ItemProblem::ItemsToParseFailed {
                 resource_index: this.resource.index,
@@ -621,11 +768,10 @@ impl ItemCtx<'_> {
         let r = self.resource;
         let mut passes = true;
         if action == RawAction::Upsert {
-            match r.selector.program.first_val(input) {
-                Ok(Some(Val::Bool(b))) => passes = b,
+            match r.selector.program.first_on(input) {
+                Ok(Some(Value::Bool(b))) => passes = b,
                 Ok(other) => {
-                    let found =
-                        other.map_or_else(|| "nothing".to_owned(), |v| short(&val_to_json(&v)));
+                    let found = other.map_or_else(|| "nothing".to_owned(), |v| short(&v));
                     self.outcome.problems.push(ItemProblem::SelectorNotBoolean {
                         resource_index: r.index,
                         kind: r.kind.clone(),
@@ -660,12 +806,14 @@ impl ItemCtx<'_> {
             self.outcome.changes.push(MappedChange {
                 blueprint,
                 identifier: identifier_text,
+                resource_index: self.resource.index,
                 op: ChangeOp::Delete,
             });
             return;
         }
 
-        let mut entity = Map::new();
+        // Sized up front: no rehash while the entity is filled.
+        let mut entity = Map::with_capacity(6);
         entity.insert("identifier".to_owned(), identifier);
         for (name, field) in [("title", &r.title), ("icon", &r.icon)] {
             if let Some(field) = field
@@ -681,12 +829,12 @@ impl ItemCtx<'_> {
         {
             entity.insert("team".to_owned(), v);
         }
-        let mut properties = Map::new();
+        let mut properties = Map::with_capacity(r.properties.len());
         for (name, field) in &r.properties {
             properties.insert(name.clone(), self.eval(field, input).unwrap_or(Value::Null));
         }
         entity.insert("properties".to_owned(), Value::Object(properties));
-        let mut relations = Map::new();
+        let mut relations = Map::with_capacity(r.relations.len());
         for (name, value) in &r.relations {
             relations.insert(
                 name.clone(),
@@ -698,6 +846,7 @@ impl ItemCtx<'_> {
         self.outcome.changes.push(MappedChange {
             blueprint,
             identifier: identifier_text,
+            resource_index: self.resource.index,
             op: ChangeOp::Upsert {
                 entity: Value::Object(entity),
             },
@@ -852,6 +1001,8 @@ fn leading_path(segment: &str) -> Option<&str> {
         end += next;
     }
 }
+
+pub mod versions;
 
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::mapping::{CompiledMapping, ItemProblem};
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
-    EntityChange, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
+    EntityChange, Origin, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
 };
 use adoport_shared::topology::{Topology, WorkQueue};
 
@@ -143,7 +143,12 @@ pub fn changes_for(
 ) -> Vec<Outgoing> {
     let mut out = Vec::new();
     for item in &event.items {
-        let outcome = mapping.apply(&event.kind, event.action, item);
+        // A live event re-evaluates the selector: an item that no longer passes becomes a
+        // delete (and a deletion event deletes), as Ocean does for webhooks.
+        let outcome = match event.origin {
+            Origin::Webhook { .. } => mapping.apply_live(&event.kind, event.action, item),
+            Origin::Resync { .. } => mapping.apply(&event.kind, event.action, item),
+        };
         for problem in &outcome.problems {
             stats.record_problem(&event.kind, problem);
         }
@@ -154,6 +159,7 @@ pub fn changes_for(
                 blueprint: change.blueprint,
                 identifier: change.identifier,
                 kind: event.kind.clone(),
+                resource_index: u32::try_from(change.resource_index).unwrap_or(u32::MAX),
                 origin: event.origin.clone(),
                 observed_at: event.observed_at,
                 raw_event_id: event.id,
@@ -189,12 +195,52 @@ async fn process(
                 .inner
                 .events_dead_lettered
                 .fetch_add(1, Ordering::Relaxed);
-            stats.inner.events_settled.fetch_add(1, Ordering::Relaxed);
+            // Through `settled`, so that waiters on the counters wake up.
+            stats.settled();
             return Ok(());
         }
     };
-    let changes = changes_for(&mapping, &event, write, bus.topology(), &stats);
+    let problems_before = stats.item_problems();
+    let mut changes = changes_for(&mapping, &event, write, bus.topology(), &stats);
     let count = changes.len() as u64;
+    // A resync's event also reports what it produced to the reconciliation coordinator, in
+    // the same confirmed publish as the changes. The failure count is taken from the shared
+    // counter, so concurrent events may over-count: that only ever blocks a deletion.
+    if let Some(resync_id) = event.origin.resync_id() {
+        let failed_items = stats.item_problems().saturating_sub(problems_before);
+        let mut produced = Vec::with_capacity(changes.len());
+        let mut related = Vec::new();
+        for outgoing in &changes {
+            if let Ok(change) = decode::<EntityChange>(&outgoing.body)
+                && let adoport_shared::messages::ChangeOp::Upsert { entity } = &change.op
+            {
+                if let Some(relations) = entity.get("relations").and_then(|r| r.as_object()) {
+                    for target in relations.values() {
+                        match target {
+                            serde_json::Value::String(id) => related.push(id.clone()),
+                            serde_json::Value::Array(ids) => related
+                                .extend(ids.iter().filter_map(|id| id.as_str().map(String::from))),
+                            _ => {}
+                        }
+                    }
+                }
+                produced.push((change.blueprint, change.identifier));
+            }
+        }
+        let progress = adoport_shared::messages::ResyncControl::Progress {
+            v: SCHEMA_VERSION,
+            resync_id,
+            kind: event.kind.clone(),
+            raw_event_id: event.id,
+            produced,
+            related,
+            failed_items,
+        };
+        changes.push(Outgoing::new(
+            Destination::ResyncProgress,
+            encode(&progress),
+        ));
+    }
     // Changes first, ack after: a crash in between redelivers the event (duplicates are
     // harmless), never loses it.
     bus.publish_all(changes).await?;
@@ -209,9 +255,12 @@ async fn process(
 }
 
 /// Consumes raw events until shutdown, `prefetch` of them in flight at once.
+///
+/// `mapping` is the version in force (see [`crate::mapping::versions`]): each raw event is
+/// mapped with the version current when it is received.
 pub async fn run(
     bus: Bus,
-    mapping: Arc<CompiledMapping>,
+    mapping: crate::mapping::versions::MappingWatch,
     write: WriteOptions,
     prefetch: u16,
     stats: TransformStats,
@@ -238,7 +287,8 @@ pub async fn run(
                 None => break,
             },
         };
-        let (bus, mapping, stats) = (bus.clone(), mapping.clone(), stats.clone());
+        let current = mapping.borrow().clone();
+        let (bus, mapping, stats) = (bus.clone(), current, stats.clone());
         in_flight.spawn(async move {
             let _permit = permit;
             process(bus, mapping, write, stats, delivery).await

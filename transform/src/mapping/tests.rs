@@ -508,6 +508,7 @@ resources:
         [MappedChange {
             blueprint: "b".into(),
             identifier: "gone".into(),
+            resource_index: 0,
             op: ChangeOp::Delete
         }]
     );
@@ -703,9 +704,13 @@ fn expressions(root: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// Also: every corpus expression with a fast path answers as jaq alone does on every example
+/// item (compiling the corpus is most of this test's time, so it is done once for both).
 #[test]
 fn corpus_expressions_compile_with_jaq() {
     let prelude = Prelude::new();
+    let items: Vec<Value> = example_items().into_iter().map(|(_, item)| item).collect();
+    let mut fast_paths = 0;
     let mut files: Vec<_> = std::fs::read_dir(CORPUS)
         .expect("corpus")
         .map(|e| e.expect("entry").path())
@@ -725,12 +730,24 @@ fn corpus_expressions_compile_with_jaq() {
                 continue;
             }
             total += 1;
-            if let Err(e) = JqProgram::compile_with(&prelude, &expr) {
-                let name = file
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                failures.push(format!("{name} {path}: {e}"));
+            match JqProgram::compile_with(&prelude, &expr) {
+                Ok(fast) if fast.has_fast_path() => {
+                    fast_paths += 1;
+                    let slow = fast.without_fast_path();
+                    for item in &items {
+                        let by_fast = fast.first(item).map_err(|_| ());
+                        let by_jaq = slow.first(item).map_err(|_| ());
+                        assert_eq!(by_fast, by_jaq, "{} {path}: `{expr}`", file.display());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let name = file
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    failures.push(format!("{name} {path}: {e}"));
+                }
             }
         }
     }
@@ -742,6 +759,11 @@ fn corpus_expressions_compile_with_jaq() {
         println!("  {f}");
     }
     assert!(total > 1000, "only {total} expressions found");
+    println!("{fast_paths} of {total} have a fast path");
+    assert!(
+        fast_paths * 2 > total,
+        "{fast_paths} of {total} have a fast path"
+    );
     assert_eq!(file_shorthands, 1, "gitlab.yaml's readme");
     // none today; a small margin for corpus updates
     assert!(failures.len() <= 3, "{} failures", failures.len());
@@ -801,4 +823,134 @@ resources:
         text.starts_with("resources[0].selector.query: jq expression `.x ==`"),
         "{text}"
     );
+}
+
+#[test]
+fn every_compile_error_is_reported() {
+    let config = PortAppConfig::from_yaml_str(
+        r#"
+resources:
+  - kind: a
+    selector: {query: '.x =='}
+    port: {entity: {mappings: {identifier: .id, blueprint: '"b"', title: '.a | nosuch'}}}
+  - kind: b
+    port: {entity: {mappings: {identifier: .id, blueprint: '"b"', properties: {ok: .a, state: '.a | nosuch2'}}}}
+"#,
+    )
+    .expect("parses");
+    let err = CompiledMapping::compile(&config).expect_err("does not compile");
+    let paths: Vec<String> = err
+        .errors()
+        .iter()
+        .map(|e| match e {
+            MappingError::Compile { path, .. } => path.clone(),
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "resources[0].selector.query",
+            "resources[0].port.entity.mappings.title",
+            "resources[1].port.entity.mappings.properties.state",
+        ]
+    );
+    let text = err.to_string();
+    assert!(text.starts_with("3 expressions do not compile:"), "{text}");
+    assert!(text.contains("nosuch2"), "{text}");
+}
+
+/// Every example item of the reference data, with the kind it is, plus our fixtures.
+fn example_items() -> Vec<(String, Value)> {
+    let mut items = Vec::new();
+    for kind in ["project", "repository", "team", "user", "environment"] {
+        let dir = format!("{REFERENCE}/examples/{kind}");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        files.sort();
+        for file in files {
+            items.push((kind.to_owned(), read_json(&file.to_string_lossy())));
+        }
+    }
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+    items.push((
+        "work-item".to_owned(),
+        read_json(&format!("{fixtures}/work-item.json")),
+    ));
+    let policies = read_json(&format!("{fixtures}/repository-policies.json"));
+    for policy in policies.as_array().expect("array") {
+        items.push(("repository-policy".to_owned(), policy.clone()));
+    }
+    let data = read_json(&format!("{REFERENCE}/mapping-example/example-data.json"));
+    for (kind, item) in ["column", "board", "release"]
+        .iter()
+        .zip(data.as_array().expect("array"))
+    {
+        items.push(((*kind).to_owned(), item.clone()));
+    }
+    items
+}
+
+#[test]
+fn fast_path_maps_as_jaq_alone_does() {
+    let example =
+        std::fs::read_to_string(format!("{REFERENCE}/mapping-example/example-mappings.yaml"))
+            .expect("mappings");
+    let configs = [
+        reference_config(),
+        PortAppConfig::from_yaml_str(&example).expect("parses"),
+    ];
+    let items = example_items();
+    let mut compared = 0;
+    for config in &configs {
+        let fast = CompiledMapping::compile(config).expect("compiles");
+        let slow = fast.without_fast_paths();
+        assert_eq!(slow.fast_path_coverage().0, 0);
+        for (kind, item) in &items {
+            // the item as it is, and with every top-level field null (type mismatches)
+            let nulled = match item {
+                Value::Object(map) => {
+                    Value::Object(map.keys().map(|k| (k.clone(), Value::Null)).collect())
+                }
+                other => other.clone(),
+            };
+            for item in [item, &nulled] {
+                for action in [RawAction::Upsert, RawAction::Delete] {
+                    assert_eq!(
+                        fast.apply(kind, action, item),
+                        slow.apply(kind, action, item),
+                        "{kind} {action:?} {item}"
+                    );
+                    assert_eq!(
+                        fast.apply_live(kind, action, item),
+                        slow.apply_live(kind, action, item),
+                        "live {kind} {action:?} {item}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 50, "{compared}");
+}
+
+#[test]
+fn default_work_item_and_repository_mappings_run_without_jaq() {
+    let mut config = reference_config();
+    config
+        .resources
+        .retain(|r| r.kind == "work-item" || r.kind == "repository");
+    assert_eq!(config.resources.len(), 2);
+    let mapping = CompiledMapping::compile(&config).expect("compiles");
+    let (fast, total) = mapping.fast_path_coverage();
+    assert_eq!(fast, total, "every expression has a fast path");
+    assert!(total >= 20, "{total}");
+    // The whole reference mapping: only the release link's regex (`?` is a quantifier) is
+    // left to jaq.
+    let (fast, total) = CompiledMapping::compile(&reference_config())
+        .expect("compiles")
+        .fast_path_coverage();
+    assert_eq!(total - fast, 1, "{fast} of {total}");
 }
