@@ -20,7 +20,7 @@ use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncId, encode};
 use adoport_shared::port_app_config::PortAppConfig;
 
 /// Projects whose sub-resources are read at the same time.
-const CONCURRENT_PROJECTS: usize = 8;
+const CONCURRENT_PROJECTS: usize = crate::kinds::CONCURRENT_UNITS;
 
 /// One kind to crawl and the selector options its resources give (kind-specific fields such
 /// as `defaultTeam`, `includedFiles`; `query` is transform's business).
@@ -96,11 +96,44 @@ pub enum CrawlError {
     Bus(#[from] BusError),
 }
 
+/// Page sizes the crawler asks for. The defaults are the largest the APIs allow; tests lower
+/// them to cross page boundaries with little data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrawlLimits {
+    /// `$top` of a WIQL query; the next id range starts after the last id when a query
+    /// returns this many (Azure DevOps refuses results over 20,000).
+    pub wiql_page: usize,
+    /// `$top` of continuation-token lists (releases).
+    pub page: usize,
+}
+
+impl Default for CrawlLimits {
+    fn default() -> Self {
+        Self {
+            wiql_page: 19_999,
+            page: 100,
+        }
+    }
+}
+
+/// What one resync reads once and shares between kinds.
+#[derive(Debug, Default)]
+pub(crate) struct ResyncCache {
+    pub(crate) projects: Option<Vec<Value>>,
+    pub(crate) repositories: Option<Vec<Value>>,
+    /// Boards with `__project`, for `board` and `column`.
+    pub(crate) boards: Option<Vec<Value>>,
+}
+
 /// Reads Azure DevOps and publishes raw events.
 pub struct Crawler {
-    client: AdoClient,
+    pub(crate) client: AdoClient,
     bus: Bus,
-    items_per_event: usize,
+    pub(crate) items_per_event: usize,
+    pub(crate) limits: CrawlLimits,
+    /// Items per kind in the previous crawl of this process, to tell an empty answer that
+    /// follows a full one (suspicious) from a confirmed empty kind.
+    previous_items: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 impl Crawler {
@@ -109,6 +142,42 @@ impl Crawler {
             client,
             bus,
             items_per_event: items_per_event.max(1),
+            limits: CrawlLimits::default(),
+            previous_items: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Uses other page sizes (tests).
+    pub fn with_limits(mut self, limits: CrawlLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The client this crawler reads with (its request counts, for the benchmark).
+    pub fn client(&self) -> &AdoClient {
+        &self.client
+    }
+
+    /// A kind that published items in the previous crawl and none now is suspicious: the
+    /// empty answer is only believed (and its entities deleted) when the next crawl confirms it.
+    fn check_suspiciously_empty(&self, kind: &str, report: &mut KindReport) {
+        let mut previous = self
+            .previous_items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before = previous.get(kind).copied().unwrap_or(0);
+        if report.failure.is_none() && report.items == 0 && before > 0 {
+            tracing::warn!(
+                kind,
+                before,
+                "kind returned no items although the previous resync found some; marked failed until a second resync confirms it"
+            );
+            report.failure = Some(format!(
+                "kind {kind} returned no items although the previous resync of this process published {before}; not treating this as \"everything was deleted\" until the next resync confirms it"
+            ));
+        }
+        if report.failure.is_none() || report.items == 0 {
+            previous.insert(kind.to_string(), report.items);
         }
     }
 
@@ -120,27 +189,29 @@ impl Crawler {
         plan: &[KindPlan],
     ) -> Result<CrawlReport, CrawlError> {
         let mut report = CrawlReport::default();
-        let mut projects: Option<Vec<Value>> = None;
+        let mut cache = ResyncCache::default();
         for kind in plan {
             let mut kind_report = KindReport::default();
             let outcome = match kind.kind.as_str() {
                 "project" => {
-                    self.crawl_projects(resync_id, kind, &mut projects, &mut kind_report)
+                    self.crawl_projects(resync_id, kind, &mut cache.projects, &mut kind_report)
                         .await
                 }
-                "repository" => {
-                    self.crawl_repositories(resync_id, &mut projects, &mut kind_report)
-                        .await
-                }
-                other => {
-                    tracing::warn!(
-                        kind = other,
-                        "this version does not crawl kind {other}; its entities are left as they are"
-                    );
-                    kind_report.failure =
-                        Some(format!("kind {other} is not crawled by this version"));
-                    Ok(())
-                }
+                other => match self
+                    .crawl_kind(resync_id, kind, &mut cache, &mut kind_report)
+                    .await
+                {
+                    Some(outcome) => outcome,
+                    None => {
+                        tracing::warn!(
+                            kind = other,
+                            "this version does not crawl kind {other}; its entities are left as they are"
+                        );
+                        kind_report.failure =
+                            Some(format!("kind {other} is not crawled by this version"));
+                        Ok(())
+                    }
+                },
             };
             match outcome {
                 Ok(()) => {}
@@ -152,6 +223,7 @@ impl Crawler {
                     kind_report.failure = Some(e.to_string());
                 }
             }
+            self.check_suspiciously_empty(&kind.kind, &mut kind_report);
             tracing::info!(
                 kind = %kind.kind,
                 items = kind_report.items,
@@ -164,7 +236,7 @@ impl Crawler {
         Ok(report)
     }
 
-    async fn publish(
+    pub(crate) async fn publish(
         &self,
         resync_id: ResyncId,
         kind: &str,
@@ -189,7 +261,10 @@ impl Crawler {
     }
 
     /// The project references of the organization, listed once per resync.
-    async fn project_list(&self, cache: &mut Option<Vec<Value>>) -> Result<Vec<Value>, CrawlError> {
+    pub(crate) async fn project_list(
+        &self,
+        cache: &mut Option<Vec<Value>>,
+    ) -> Result<Vec<Value>, CrawlError> {
         if let Some(projects) = cache {
             return Ok(projects.clone());
         }
@@ -238,26 +313,6 @@ impl Crawler {
                 .try_collect()
                 .await?;
             self.publish(resync_id, "project", full, report).await?;
-        }
-        Ok(())
-    }
-
-    async fn crawl_repositories(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut Option<Vec<Value>>,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let projects = self.project_list(cache).await?;
-        let mut per_project = stream::iter(projects.iter().filter_map(project_id))
-            .map(|id| async move { self.client.repositories(&id).await })
-            .buffer_unordered(CONCURRENT_PROJECTS);
-        while let Some(repositories) = per_project.next().await {
-            let repositories = repositories?;
-            if !repositories.is_empty() {
-                self.publish(resync_id, "repository", repositories, report)
-                    .await?;
-            }
         }
         Ok(())
     }

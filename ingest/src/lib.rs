@@ -8,6 +8,7 @@
 
 pub mod ado;
 pub mod crawler;
+mod kinds;
 pub mod resync;
 pub mod webhook;
 
@@ -22,7 +23,7 @@ use adoport_shared::bus::{Bus, BusError};
 use adoport_shared::config::{ConfigError, EventListenerType, Settings};
 use adoport_shared::messages::ResyncTrigger;
 
-pub use crawler::{CrawlReport, Crawler, KindPlan, KindReport};
+pub use crawler::{CrawlLimits, CrawlReport, Crawler, KindPlan, KindReport};
 pub use resync::ResyncDone;
 
 /// Why ingest stopped.
@@ -64,8 +65,14 @@ pub async fn run(
         shutdown.clone(),
     )?;
 
-    let mode = settings.ocean.event_listener.kind;
-    if mode != EventListenerType::WebhooksOnly {
+    let listener = &settings.ocean.event_listener;
+    let mode = listener.kind;
+    let resync_at_start = match mode {
+        EventListenerType::WebhooksOnly => false,
+        EventListenerType::Once => true,
+        EventListenerType::Polling | EventListenerType::Kafka => listener.resync_on_start,
+    };
+    if resync_at_start {
         let id = resync::request(&bus, ResyncTrigger::Startup).await?;
         tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested");
     }

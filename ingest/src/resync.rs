@@ -13,7 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crawler::{CrawlError, CrawlReport, Crawler, KindPlan};
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
-use adoport_shared::messages::{ResyncId, ResyncRequest, ResyncTrigger, decode, encode};
+use adoport_shared::messages::{
+    KindCrawl, ResyncControl, ResyncId, ResyncRequest, ResyncTrigger, SCHEMA_VERSION, decode,
+    encode,
+};
 use adoport_shared::topology::WorkQueue;
 
 /// A finished crawl, for whoever waits on it (`adoport all` in ONCE mode, the demo, tests).
@@ -74,6 +77,16 @@ pub async fn run_requests(
         let started_at = Utc::now();
         last_started = Some(started_at);
         tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync started");
+        // Tell the reconciliation coordinator before any raw event of this resync exists.
+        publish_control(
+            &bus,
+            &ResyncControl::Started {
+                v: SCHEMA_VERSION,
+                resync_id: request.resync_id,
+                started_at,
+            },
+        )
+        .await?;
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => {
                 // Unacked: the broker hands the request to the next crawler.
@@ -99,6 +112,13 @@ pub async fn run_requests(
                 Err(e.to_string())
             }
         };
+        // Every raw event of the resync is published: the coordinator may reconcile once
+        // transform has reported them all.
+        publish_control(
+            &bus,
+            &crawl_finished(request.resync_id, started_at, &report),
+        )
+        .await?;
         delivery.ack().await?;
         if let Some(done) = &done {
             let _ = done
@@ -111,4 +131,45 @@ pub async fn run_requests(
         }
     }
     Ok(())
+}
+
+/// Publishes a resync control message to the reconciliation coordinator (confirmed).
+async fn publish_control(bus: &Bus, message: &ResyncControl) -> Result<(), BusError> {
+    bus.publish(Outgoing::new(Destination::ResyncProgress, encode(message)))
+        .await
+}
+
+/// The end-of-crawl report for the coordinator: per kind, the raw events it must wait for.
+fn crawl_finished(
+    resync_id: ResyncId,
+    started_at: DateTime<Utc>,
+    report: &Result<CrawlReport, String>,
+) -> ResyncControl {
+    let (kinds, failure) = match report {
+        Ok(report) => (
+            report
+                .kinds
+                .iter()
+                .map(|(kind, k)| {
+                    (
+                        kind.clone(),
+                        KindCrawl {
+                            events: k.events,
+                            items: k.items,
+                            failure: k.failure.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (Default::default(), Some(e.clone())),
+    };
+    ResyncControl::CrawlFinished {
+        v: SCHEMA_VERSION,
+        resync_id,
+        started_at,
+        kinds,
+        failure,
+    }
 }

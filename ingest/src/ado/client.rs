@@ -45,6 +45,8 @@ pub struct RequestStats {
     pub requests: AtomicU64,
     pub retried: AtomicU64,
     pub throttled: AtomicU64,
+    /// Answers whose `X-RateLimit-*` headers made us slow down before reaching the limit.
+    pub paced: AtomicU64,
 }
 
 struct Inner {
@@ -67,6 +69,62 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get("retry-after")?.to_str().ok()?;
     let seconds: f64 = text.trim().parse().ok()?;
     (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// The base URL of Azure DevOps service `sub` (`vsrm`, `vssps`, …) for an organization URL:
+/// `https://dev.azure.com/{org}` → `https://{sub}.dev.azure.com/{org}`,
+/// `https://{org}.visualstudio.com` → `https://{org}.{sub}.visualstudio.com`; any other host is
+/// Azure DevOps Server (or a simulator), where every service lives on the collection URL.
+pub fn service_base(organization_url: &str, sub: &str) -> String {
+    let trimmed = organization_url.trim_end_matches('/');
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return trimmed.to_string();
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_lower = host.to_ascii_lowercase();
+    let new_host = if host_lower == "dev.azure.com" {
+        format!("{sub}.dev.azure.com")
+    } else if let Some(org) = host_lower.strip_suffix(".visualstudio.com")
+        && !org.contains('.')
+    {
+        format!("{org}.{sub}.visualstudio.com")
+    } else {
+        return trimmed.to_string();
+    };
+    if path.is_empty() {
+        format!("{scheme}://{new_host}")
+    } else {
+        format!("{scheme}://{new_host}/{path}")
+    }
+}
+
+/// How long to hold every request back because `X-RateLimit-Remaining` says the budget is
+/// nearly spent: until `X-RateLimit-Reset` when nothing remains, else the time left spread
+/// over the requests left once fewer than a tenth of the limit remain. `now` is epoch seconds.
+fn pace(headers: &HeaderMap, now: i64) -> Option<Duration> {
+    let number = |name: &str| -> Option<f64> {
+        headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok()
+    };
+    let remaining = number("x-ratelimit-remaining")?;
+    let reset = number("x-ratelimit-reset")?;
+    let limit = number("x-ratelimit-limit").unwrap_or(200.0);
+    // Seen both as epoch seconds and as seconds-until.
+    let until = if reset > 10_000.0 {
+        reset - now as f64
+    } else {
+        reset
+    };
+    if until <= 0.0 {
+        return None;
+    }
+    let wait = if remaining <= 0.0 {
+        until
+    } else if remaining * 10.0 < limit {
+        until / remaining
+    } else {
+        return None;
+    };
+    Some(Duration::from_secs_f64(wait).min(MAX_RETRY_AFTER))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -128,6 +186,16 @@ impl AdoClient {
         &self.inner.stats
     }
 
+    /// `{service host of sub}/{path}`: the organization URL of another Azure DevOps service
+    /// (`vsrm`, `vssps`, `vsaex`, `advsec`, …). See [`service_base`].
+    pub fn service_url(&self, sub: &str, path: &str) -> String {
+        format!(
+            "{}/{}",
+            service_base(&self.inner.organization_url, sub),
+            path.trim_start_matches('/')
+        )
+    }
+
     /// `{organization_url}/{path}`.
     pub fn url(&self, path: &str) -> String {
         format!(
@@ -173,6 +241,24 @@ impl AdoClient {
         query: &[(&str, &str)],
     ) -> Result<JsonResponse, AdoError> {
         self.send(reqwest::Method::GET, url, query, None).await
+    }
+
+    /// PUT `body` to `url` (replacing a resource is safe to repeat).
+    pub async fn put_json(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<JsonResponse, AdoError> {
+        self.send(reqwest::Method::PUT, url, query, Some(body))
+            .await
+    }
+
+    /// DELETE `url` (a 404 is the caller's to interpret).
+    pub async fn delete(&self, url: &str, query: &[(&str, &str)]) -> Result<(), AdoError> {
+        self.send(reqwest::Method::DELETE, url, query, None)
+            .await
+            .map(|_| ())
     }
 
     /// POST `body` to `url` (WIQL, batch endpoints: safe to repeat, so retried like a GET).
@@ -264,6 +350,10 @@ impl AdoClient {
             // successful answers when we approach the rate limit.
             self.throttle_until(Instant::now() + wait);
         }
+        if let Some(wait) = pace(&headers, chrono::Utc::now().timestamp()) {
+            self.inner.stats.paced.fetch_add(1, Ordering::Relaxed);
+            self.throttle_until(Instant::now() + wait);
+        }
         let continuation_token = headers
             .get("x-ms-continuationtoken")
             .and_then(|v| v.to_str().ok())
@@ -278,6 +368,10 @@ impl AdoClient {
         })?;
         let code = status.as_u16();
         match code {
+            204 => Ok(JsonResponse {
+                body: Value::Null,
+                continuation_token,
+            }),
             203 => Err(Attempt::Final(AdoError::Unauthorized {
                 url: url.to_string(),
                 detail: "HTTP 203 with a sign-in page".into(),
@@ -336,4 +430,61 @@ enum Attempt {
         error: AdoError,
         retry_after: Option<Duration>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_hosts_follow_the_organization_url() {
+        assert_eq!(
+            service_base("https://dev.azure.com/acme", "vsrm"),
+            "https://vsrm.dev.azure.com/acme"
+        );
+        assert_eq!(
+            service_base("https://acme.visualstudio.com/", "vssps"),
+            "https://acme.vssps.visualstudio.com"
+        );
+        // Azure DevOps Server and the simulator: one host for every service.
+        assert_eq!(
+            service_base("https://tfs.example.com/DefaultCollection", "vsrm"),
+            "https://tfs.example.com/DefaultCollection"
+        );
+        assert_eq!(
+            service_base("http://127.0.0.1:4000/acme", "vsrm"),
+            "http://127.0.0.1:4000/acme"
+        );
+    }
+
+    #[test]
+    fn rate_limit_headers_slow_down_before_the_limit() {
+        let headers = |remaining: &str, reset: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-ratelimit-limit", HeaderValue::from_static("200"));
+            h.insert(
+                "x-ratelimit-remaining",
+                HeaderValue::from_str(remaining).expect("header"),
+            );
+            h.insert(
+                "x-ratelimit-reset",
+                HeaderValue::from_str(reset).expect("header"),
+            );
+            h
+        };
+        let now = 1_800_000_000;
+        // Plenty left: no pause.
+        assert_eq!(pace(&headers("150", "1800000060"), now), None);
+        // 10 left of 200, 60 s to go: 6 s between requests.
+        assert_eq!(
+            pace(&headers("10", "1800000060"), now),
+            Some(Duration::from_secs(6))
+        );
+        // Nothing left: wait for the reset (seconds-until form too).
+        assert_eq!(
+            pace(&headers("0", "30"), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(pace(&HeaderMap::new(), now), None);
+    }
 }

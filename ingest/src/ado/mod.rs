@@ -8,11 +8,15 @@ mod error;
 
 use serde_json::Value;
 
-pub use client::{API_VERSION, AdoClient, JsonResponse, RequestStats};
+pub use client::{API_VERSION, AdoClient, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;
+/// Most ids `workitemsbatch` takes in one call.
+pub const WORK_ITEMS_BATCH: usize = 200;
+/// `api-version` of the service-hook and WIQL endpoints that are still in preview.
+pub const HOOKS_API_VERSION: &str = "7.1-preview.1";
 
 /// One page of a continuation-token listing.
 #[derive(Debug)]
@@ -77,5 +81,233 @@ impl AdoClient {
     pub async fn pull_request(&self, pull_request_id: u64) -> Result<Value, AdoError> {
         let url = self.url(&format!("_apis/git/pullrequests/{pull_request_id}"));
         Ok(self.get_json(&url, &[]).await?.body)
+    }
+
+    /// One `$top`/`$skip` page of `GET {org}/_apis/teams` (every team of the organization).
+    pub async fn teams_page(&self, top: usize, skip: usize) -> Result<Vec<Value>, AdoError> {
+        let url = self.url("_apis/teams");
+        let (top, skip) = (top.to_string(), skip.to_string());
+        let response = self
+            .get_json(&url, &[("$top", top.as_str()), ("$skip", skip.as_str())])
+            .await?;
+        values(&url, response.body)
+    }
+
+    /// One `$top`/`$skip` page of `GET {org}/_apis/projects/{project}/teams`.
+    pub async fn project_teams_page(
+        &self,
+        project_id: &str,
+        top: usize,
+        skip: usize,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("_apis/projects/{project_id}/teams"));
+        let (top, skip) = (top.to_string(), skip.to_string());
+        let response = self
+            .get_json(&url, &[("$top", top.as_str()), ("$skip", skip.as_str())])
+            .await?;
+        values(&url, response.body)
+    }
+
+    /// `GET {org}/{project}/{team}/_apis/work/boards`: board references of a team.
+    pub async fn boards(&self, project_id: &str, team_id: &str) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/{team_id}/_apis/work/boards"));
+        values(&url, self.get_json(&url, &[]).await?.body)
+    }
+
+    /// `GET {org}/{project}/{team}/_apis/work/boards/{board}`: the board with its columns.
+    pub async fn board(
+        &self,
+        project_id: &str,
+        team_id: &str,
+        board_id: &str,
+    ) -> Result<Value, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/{team_id}/_apis/work/boards/{board_id}"
+        ));
+        Ok(self.get_json(&url, &[]).await?.body)
+    }
+
+    /// `GET {org}/{project}/_apis/git/policy/configurations` of one repository (and branch).
+    pub async fn repository_policies(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        ref_name: Option<&str>,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/git/policy/configurations"));
+        let mut query = vec![("repositoryId", repository_id)];
+        if let Some(ref_name) = ref_name {
+            query.push(("refName", ref_name));
+        }
+        values(&url, self.get_json(&url, &query).await?.body)
+    }
+
+    /// The text of `path` on `branch` (e.g. `refs/heads/main`) of a repository; `None` when the
+    /// file does not exist.
+    pub async fn file_text(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        path: &str,
+        branch: &str,
+    ) -> Result<Option<String>, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/git/repositories/{repository_id}/items"
+        ));
+        let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+        let query = [
+            ("path", path),
+            ("includeContent", "true"),
+            ("$format", "json"),
+            ("versionDescriptor.version", branch),
+            ("versionDescriptor.versionType", "branch"),
+        ];
+        match self.get_json(&url, &query).await {
+            Ok(response) => Ok(Some(
+                response
+                    .body
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            )),
+            Err(AdoError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One `$top`/`$skip` page of a repository's pull requests matching `criteria`
+    /// (`searchCriteria.*` pairs).
+    pub async fn pull_requests_page(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        criteria: &[(&str, &str)],
+        top: usize,
+        skip: usize,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/git/repositories/{repository_id}/pullrequests"
+        ));
+        let (top, skip) = (top.to_string(), skip.to_string());
+        let mut query = criteria.to_vec();
+        query.push(("$top", top.as_str()));
+        query.push(("$skip", skip.as_str()));
+        values(&url, self.get_json(&url, &query).await?.body)
+    }
+
+    /// `POST {org}/{project}/_apis/wit/wiql`: the ids a query selects, at most `top`.
+    pub async fn wiql_ids(
+        &self,
+        project_id: &str,
+        query: &str,
+        top: usize,
+    ) -> Result<Vec<u64>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/wit/wiql"));
+        let top = top.to_string();
+        let body = serde_json::json!({ "query": query });
+        let response = self
+            .post_json(&url, &[("$top", top.as_str())], &body)
+            .await?;
+        match response.body.get("workItems").and_then(Value::as_array) {
+            Some(items) => Ok(items
+                .iter()
+                .filter_map(|i| i.get("id").and_then(Value::as_u64))
+                .collect()),
+            None => Err(AdoError::Decode {
+                url,
+                detail: "expected a WIQL result with a \"workItems\" array".into(),
+            }),
+        }
+    }
+
+    /// `POST {org}/{project}/_apis/wit/workitemsbatch` for at most [`WORK_ITEMS_BATCH`] ids;
+    /// items deleted in between are omitted.
+    pub async fn work_items_batch(
+        &self,
+        project_id: &str,
+        ids: &[u64],
+        expand: &str,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/wit/workitemsbatch"));
+        let mut body = serde_json::json!({ "ids": ids, "errorPolicy": "Omit" });
+        if !expand.eq_ignore_ascii_case("none")
+            && let Value::Object(map) = &mut body
+        {
+            map.insert("$expand".into(), Value::String(expand.to_string()));
+        }
+        let response = self.post_json(&url, &[], &body).await?;
+        Ok(values(&url, response.body)?
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .collect())
+    }
+
+    /// `GET {org}/{project}/_apis/wit/workitems/{id}?$expand=All`.
+    pub async fn work_item(&self, project_id: &str, id: u64) -> Result<Value, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/wit/workitems/{id}"));
+        Ok(self.get_json(&url, &[("$expand", "All")]).await?.body)
+    }
+
+    /// One continuation-token page of `GET {vsrm}/{project}/_apis/release/releases`.
+    pub async fn releases_page(
+        &self,
+        project_id: &str,
+        top: usize,
+        continuation_token: Option<&str>,
+    ) -> Result<Page, AdoError> {
+        let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases"));
+        let top = top.to_string();
+        let mut query = vec![("$top", top.as_str())];
+        if let Some(token) = continuation_token {
+            query.push(("continuationToken", token));
+        }
+        let response = self.get_json(&url, &query).await?;
+        Ok(Page {
+            items: values(&url, response.body)?,
+            continuation_token: response.continuation_token,
+        })
+    }
+
+    /// `GET {vsrm}/{project}/_apis/release/releases/{id}`.
+    pub async fn release(&self, project_id: &str, id: u64) -> Result<Value, AdoError> {
+        let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases/{id}"));
+        Ok(self.get_json(&url, &[]).await?.body)
+    }
+
+    /// `GET {host}/_apis/hooks/subscriptions?publisherId=&eventType=` on `host` (the organization
+    /// URL or a service host).
+    pub async fn subscriptions(
+        &self,
+        host: &str,
+        publisher_id: &str,
+        event_type: &str,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = format!("{host}/_apis/hooks/subscriptions");
+        let query = [
+            ("publisherId", publisher_id),
+            ("eventType", event_type),
+            ("api-version", HOOKS_API_VERSION),
+        ];
+        values(&url, self.get_json(&url, &query).await?.body)
+    }
+
+    /// `POST {host}/_apis/hooks/subscriptions`.
+    pub async fn create_subscription(&self, host: &str, body: &Value) -> Result<Value, AdoError> {
+        let url = format!("{host}/_apis/hooks/subscriptions");
+        let query = [("api-version", HOOKS_API_VERSION)];
+        Ok(self.post_json(&url, &query, body).await?.body)
+    }
+
+    /// `PUT {host}/_apis/hooks/subscriptions/{id}` (e.g. to re-enable it).
+    pub async fn replace_subscription(
+        &self,
+        host: &str,
+        id: &str,
+        body: &Value,
+    ) -> Result<Value, AdoError> {
+        let url = format!("{host}/_apis/hooks/subscriptions/{id}");
+        let query = [("api-version", HOOKS_API_VERSION)];
+        Ok(self.put_json(&url, &query, body).await?.body)
     }
 }

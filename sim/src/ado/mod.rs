@@ -34,6 +34,7 @@ mod auth;
 mod error;
 mod routes;
 mod seed;
+mod work;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,13 @@ pub struct AdoSimConfig {
     pub pull_requests_per_repository: usize,
     /// Server cap on `$top` for the projects list (default 100).
     pub max_page_size: usize,
+    /// Work items seeded per project (default 6; types and states cycle).
+    pub work_items_per_project: usize,
+    /// Releases seeded per project (default 3).
+    pub releases_per_project: usize,
+    /// Most ids a WIQL query may return without `$top` before it fails with `VS402337`
+    /// (Azure DevOps: 20,000; lower it to test id-range paging).
+    pub wiql_max_results: usize,
 }
 
 impl Default for AdoSimConfig {
@@ -72,6 +80,9 @@ impl Default for AdoSimConfig {
             repositories_per_project: 4,
             pull_requests_per_repository: 2,
             max_page_size: 100,
+            work_items_per_project: 6,
+            releases_per_project: 3,
+            wiql_max_results: 20_000,
         }
     }
 }
@@ -84,6 +95,10 @@ pub(crate) struct AdoState {
     pub(crate) traffic: Traffic,
     /// `127.0.0.1:PORT`: the host URLs are rendered with when a request has no `Host`.
     pub(crate) default_host: String,
+    /// Project ids every request naming them (in any path segment) gets a 403 for.
+    pub(crate) forbidden_projects: Mutex<std::collections::HashSet<String>>,
+    /// Service-hook subscriptions, in creation order.
+    pub(crate) subscriptions: Mutex<Vec<Value>>,
 }
 
 /// A running Azure DevOps simulator. Dropping it (or [`AdoSim::shutdown`]) stops the server.
@@ -116,6 +131,8 @@ impl AdoSim {
             config,
             traffic: Traffic::default(),
             default_host,
+            forbidden_projects: Mutex::new(std::collections::HashSet::new()),
+            subscriptions: Mutex::new(Vec::new()),
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
         Ok(AdoSim { state, server })
@@ -154,6 +171,21 @@ impl AdoSim {
             .iter()
             .map(|r| org.repository_json(&urls, r))
             .collect()
+    }
+
+    /// A file's text on a repository's default branch, as the items API serves it (`README.md`,
+    /// `CODEOWNERS`); `None` where the repository has no such file.
+    pub fn file(&self, repository_id: &str, path: &str) -> Option<String> {
+        let org = lock(&self.state.organization);
+        let repository = org.repositories.iter().find(|r| r.id == repository_id)?;
+        let wanted = path.trim_start_matches('/');
+        if wanted.eq_ignore_ascii_case("README.md") {
+            repository.readme.clone()
+        } else if wanted.eq_ignore_ascii_case("CODEOWNERS") {
+            repository.codeowners.clone()
+        } else {
+            None
+        }
     }
 
     /// The current pull requests of every repository (any status), as the API returns them.
@@ -215,6 +247,54 @@ impl AdoSim {
         };
         self.state.traffic.touch();
         found
+    }
+
+    /// The current work items of every project, as `workitemsbatch` returns them with
+    /// `$expand=All`.
+    pub fn work_items(&self) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        org.work_items
+            .iter()
+            .map(|w| org.work_item_json(&urls, w, "all"))
+            .collect()
+    }
+
+    /// Deletes a work item; false if there was none with that id.
+    pub fn remove_work_item(&self, id: u64) -> bool {
+        let removed = {
+            let mut org = lock(&self.state.organization);
+            let before = org.work_items.len();
+            org.work_items.retain(|w| w.id != id);
+            org.work_items.len() != before
+        };
+        self.state.traffic.touch();
+        removed
+    }
+
+    /// Every request naming this project id (in any path segment) gets 403 from now on.
+    pub fn forbid_project(&self, project_id: &str) {
+        lock(&self.state.forbidden_projects).insert(project_id.to_string());
+    }
+
+    /// The service-hook subscriptions that exist, as `GET _apis/hooks/subscriptions` lists them.
+    pub fn subscriptions(&self) -> Vec<Value> {
+        lock(&self.state.subscriptions).clone()
+    }
+
+    /// Sets a subscription's `status` (e.g. `disabledBySystem`); false if unknown.
+    pub fn set_subscription_status(&self, id: &str, status: &str) -> bool {
+        let mut subscriptions = lock(&self.state.subscriptions);
+        match subscriptions
+            .iter_mut()
+            .find(|s| s.get("id").and_then(Value::as_str) == Some(id))
+        {
+            Some(Value::Object(map)) => {
+                map.insert("status".into(), Value::String(status.to_string()));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Requests received, per route template key (see the module docs for the keys).

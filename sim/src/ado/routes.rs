@@ -88,6 +88,7 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
             "/{org}/{project}/_apis/git/pullRequests/{pullRequestId}",
             get(get_pull_request),
         )
+        .merge(super::work::routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)
@@ -138,6 +139,21 @@ async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) 
     }
     if !matched {
         return AdoError::NoRoute.into_response();
+    }
+    let forbidden = {
+        let forbidden = lock(&state.forbidden_projects);
+        !forbidden.is_empty()
+            && request
+                .uri()
+                .path()
+                .split('/')
+                .any(|segment| forbidden.contains(segment))
+    };
+    if forbidden {
+        return AdoError::Scripted {
+            status: StatusCode::FORBIDDEN,
+        }
+        .into_response();
     }
     let organization = request
         .uri()

@@ -22,9 +22,11 @@ const KIND_REPOSITORY: u16 = 0x0003;
 const KIND_USER: u16 = 0x0004;
 const KIND_COLLECTION: u16 = 0x0005;
 const KIND_COMMIT: u16 = 0x0006;
+pub(crate) const KIND_BOARD: u16 = 0x0007;
+pub(crate) const KIND_COLUMN: u16 = 0x0009;
 
 /// A stable id for object `a`/`b` of a kind.
-fn stable_id(kind: u16, a: u32, b: u32) -> String {
+pub(crate) fn stable_id(kind: u16, a: u32, b: u32) -> String {
     let value = (u128::from(a) << 96)
         | (u128::from(kind) << 80)
         | (0x4000_u128 << 64)
@@ -40,7 +42,7 @@ fn commit_id(a: u32, b: u32) -> String {
 }
 
 /// The simulated "now" the seed data is dated from (fixed, for stable output).
-fn epoch() -> DateTime<Utc> {
+pub(crate) fn epoch() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0)
         .single()
         .unwrap_or_default()
@@ -133,6 +135,24 @@ pub(crate) struct PullRequest {
     pub merge_commit: String,
 }
 
+#[derive(Clone, Debug)]
+pub(crate) struct WorkItem {
+    pub id: u64,
+    pub project_id: String,
+    pub work_item_type: &'static str,
+    pub state: &'static str,
+    pub title: String,
+    pub rev: u64,
+    pub created_by: usize,
+    pub created_date: DateTime<Utc>,
+    pub changed_date: DateTime<Utc>,
+}
+
+/// The work item types the simulated "Agile" process has on its board, and the states
+/// (= board columns) they go through.
+pub(crate) const WORK_ITEM_TYPES: [&str; 3] = ["User Story", "Bug", "Task"];
+pub(crate) const WORK_ITEM_STATES: [&str; 4] = ["New", "Active", "Resolved", "Closed"];
+
 /// Everything the simulated organization holds.
 #[derive(Clone, Debug)]
 pub(crate) struct Organization {
@@ -141,6 +161,9 @@ pub(crate) struct Organization {
     pub projects: Vec<Project>,
     pub repositories: Vec<Repository>,
     pub pull_requests: Vec<PullRequest>,
+    pub work_items: Vec<WorkItem>,
+    /// Releases per project (ids 1..=n within each project).
+    pub releases_per_project: u64,
 }
 
 const USERS: [(&str, &str); 4] = [
@@ -165,6 +188,8 @@ impl Organization {
         let mut repositories = Vec::new();
         let mut pull_requests = Vec::new();
         let mut next_pr = 1u64;
+        let mut work_items = Vec::new();
+        let mut next_work_item = 1u64;
         let mut global_repo = 0usize;
         for p in 0..config.projects {
             let pi = u32::try_from(p).unwrap_or(u32::MAX);
@@ -233,6 +258,22 @@ impl Organization {
                 repositories.push(repository);
                 global_repo += 1;
             }
+            for w in 0..config.work_items_per_project {
+                let id = next_work_item;
+                next_work_item += 1;
+                let created = epoch() + Duration::hours(id as i64 * 3);
+                work_items.push(WorkItem {
+                    id,
+                    project_id: project.id.clone(),
+                    work_item_type: WORK_ITEM_TYPES[w % WORK_ITEM_TYPES.len()],
+                    state: WORK_ITEM_STATES[w % WORK_ITEM_STATES.len()],
+                    title: format!("Work item {id} of {}", project.name),
+                    rev: 1 + (w as u64 % 3),
+                    created_by: (id as usize) % users.len(),
+                    created_date: created,
+                    changed_date: created + Duration::hours(6),
+                });
+            }
             projects.push(project);
         }
         Self {
@@ -241,6 +282,8 @@ impl Organization {
             projects,
             repositories,
             pull_requests,
+            work_items,
+            releases_per_project: config.releases_per_project as u64,
         }
     }
 
@@ -272,7 +315,7 @@ impl Organization {
         self.pull_requests.iter().find(|pr| pr.id == id)
     }
 
-    fn identity(&self, urls: &Urls, index: usize) -> Value {
+    pub(crate) fn identity(&self, urls: &Urls, index: usize) -> Value {
         let Some(user) = self.users.get(index) else {
             return Value::Null;
         };

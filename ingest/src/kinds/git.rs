@@ -1,0 +1,259 @@
+//! Git kinds: `repository` (with `includedFiles` → `__includedFiles`), `repository-policy`
+//! (`__repository`) and `pull-request` (active, plus completed/abandoned closed within
+//! `minTimeInDays`, at most `maxResults` each per repository).
+
+use std::sync::Mutex;
+
+use chrono::Utc;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Map, Value};
+
+use super::{Pages, enrich, text};
+use crate::ado::AdoError;
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// One pull request list pass: its `searchCriteria.*` and the most items it may return.
+type Pass<'a> = (Vec<(&'a str, &'a str)>, Option<usize>);
+
+/// Files of one repository downloaded at the same time.
+const CONCURRENT_FILES: usize = 8;
+/// Page size of pull request lists (the API takes up to 1000).
+const PULL_REQUEST_PAGE: usize = 500;
+
+/// Whether derived kinds read this repository: enabled, in a project that is not being
+/// created or deleted.
+fn healthy(repository: &Value) -> bool {
+    let disabled = repository
+        .get("isDisabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let state = repository
+        .get("project")
+        .and_then(|p| text(p, "state"))
+        .unwrap_or("wellFormed");
+    !disabled && !matches!(state, "deleted" | "deleting" | "new" | "createPending")
+}
+
+fn repository_units(repositories: &[Value]) -> Vec<(String, Value)> {
+    repositories
+        .iter()
+        .filter(|r| healthy(r))
+        .map(|r| {
+            (
+                format!("repository {}", text(r, "name").unwrap_or("?")),
+                r.clone(),
+            )
+        })
+        .collect()
+}
+
+impl Crawler {
+    /// Every repository of every project, read once per resync (not published).
+    async fn repository_list(&self, cache: &mut ResyncCache) -> Result<Vec<Value>, CrawlError> {
+        if let Some(repositories) = &cache.repositories {
+            return Ok(repositories.clone());
+        }
+        let projects = self.project_list(&mut cache.projects).await?;
+        let lists: Vec<Vec<Value>> = stream::iter(
+            projects
+                .iter()
+                .filter_map(|p| text(p, "id").map(String::from))
+                .collect::<Vec<_>>(),
+        )
+        .map(|id| async move {
+            match self.client.repositories(&id).await {
+                Err(AdoError::NotFound { .. }) => Ok(Vec::new()),
+                other => other,
+            }
+        })
+        .buffer_unordered(super::CONCURRENT_UNITS)
+        .try_collect()
+        .await?;
+        let all: Vec<Value> = lists.into_iter().flatten().collect();
+        cache.repositories = Some(all.clone());
+        Ok(all)
+    }
+
+    /// `__includedFiles` of one repository: each path's text on the default branch, `null`
+    /// when the file (or the default branch) does not exist.
+    async fn included_files(
+        &self,
+        repository: &Value,
+        paths: &[String],
+    ) -> Result<Value, AdoError> {
+        let project_id = repository
+            .get("project")
+            .and_then(|p| text(p, "id"))
+            .unwrap_or_default();
+        let repository_id = text(repository, "id").unwrap_or_default();
+        let branch = text(repository, "defaultBranch");
+        let contents: Vec<(String, Value)> = stream::iter(paths.to_vec())
+            .map(|path| async move {
+                let content = match branch {
+                    Some(branch) => self
+                        .client
+                        .file_text(project_id, repository_id, &path, branch)
+                        .await?
+                        .map_or(Value::Null, Value::String),
+                    None => Value::Null,
+                };
+                Ok::<_, AdoError>((path, content))
+            })
+            .buffered(CONCURRENT_FILES)
+            .try_collect()
+            .await?;
+        Ok(Value::Object(contents.into_iter().collect::<Map<_, _>>()))
+    }
+
+    pub(crate) async fn crawl_repositories(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let files = plan.strings("includedFiles");
+        let units = self.project_units(cache).await?;
+        let seen = Mutex::new(Vec::new());
+        let files = &files;
+        let seen_ref = &seen;
+        self.fan_out(
+            resync_id,
+            "repository",
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let id = text(&project, "id").unwrap_or_default().to_string();
+                let repositories = self.client.repositories(&id).await?;
+                seen_ref
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(repositories.iter().cloned());
+                if files.is_empty() {
+                    return pages.send(repositories).await;
+                }
+                let enriched: Vec<Value> = stream::iter(repositories)
+                    .map(|repository| async move {
+                        let included = self.included_files(&repository, files).await?;
+                        Ok::<_, AdoError>(enrich(repository, "__includedFiles", &included))
+                    })
+                    .buffered(super::CONCURRENT_UNITS)
+                    .try_collect()
+                    .await?;
+                pages.send(enriched).await
+            },
+        )
+        .await?;
+        if report.failure.is_none() {
+            cache.repositories = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn crawl_policies(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let repositories = self.repository_list(cache).await?;
+        let units = repository_units(&repositories);
+        self.fan_out(
+            resync_id,
+            "repository-policy",
+            units,
+            report,
+            |repository, pages: Pages| async move {
+                let project_id = repository
+                    .get("project")
+                    .and_then(|p| text(p, "id"))
+                    .unwrap_or_default();
+                let repository_id = text(&repository, "id").unwrap_or_default();
+                let policies = self
+                    .client
+                    .repository_policies(
+                        project_id,
+                        repository_id,
+                        text(&repository, "defaultBranch"),
+                    )
+                    .await?;
+                let items = policies
+                    .into_iter()
+                    .map(|p| enrich(p, "__repository", &repository))
+                    .collect();
+                pages.send(items).await
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn crawl_pull_requests(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let days = plan.number("minTimeInDays").unwrap_or(7).max(1);
+        let max_results = plan.number("maxResults").unwrap_or(100).max(1) as usize;
+        let min_time = (Utc::now() - chrono::Duration::days(days as i64))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let repositories = self.repository_list(cache).await?;
+        let units = repository_units(&repositories);
+        let min_time = &min_time;
+        self.fan_out(
+            resync_id,
+            "pull-request",
+            units,
+            report,
+            |repository, pages: Pages| async move {
+                let project_id = repository
+                    .get("project")
+                    .and_then(|p| text(p, "id"))
+                    .unwrap_or_default();
+                let repository_id = text(&repository, "id").unwrap_or_default();
+                let passes: [Pass; 3] = [
+                    (vec![("searchCriteria.status", "active")], None),
+                    (
+                        vec![
+                            ("searchCriteria.status", "abandoned"),
+                            ("searchCriteria.queryTimeRangeType", "closed"),
+                            ("searchCriteria.minTime", min_time.as_str()),
+                        ],
+                        Some(max_results),
+                    ),
+                    (
+                        vec![
+                            ("searchCriteria.status", "completed"),
+                            ("searchCriteria.queryTimeRangeType", "closed"),
+                            ("searchCriteria.minTime", min_time.as_str()),
+                        ],
+                        Some(max_results),
+                    ),
+                ];
+                for (criteria, limit) in passes {
+                    let mut skip = 0;
+                    loop {
+                        let want =
+                            limit.map_or(PULL_REQUEST_PAGE, |l| (l - skip).min(PULL_REQUEST_PAGE));
+                        let page = self
+                            .client
+                            .pull_requests_page(project_id, repository_id, &criteria, want, skip)
+                            .await?;
+                        let got = page.len();
+                        pages.send(page).await?;
+                        skip += got;
+                        // A short page is the last one: no extra request for an empty page.
+                        if got < want || limit.is_some_and(|l| skip >= l) {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+}

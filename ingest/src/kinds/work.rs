@@ -1,0 +1,277 @@
+//! Boards and work kinds: `team`, `board` (teams → boards → board detail, `__project`),
+//! `column` (one item per board column and work item type: `__board`, `__stateType`,
+//! `__stateName`) and `work-item` (WIQL by id range, then `workitemsbatch` 200 at a time;
+//! `__projectId`, `__project`; selectors `wiql`, `expand`).
+
+use std::sync::Mutex;
+
+use futures_util::{StreamExt, stream};
+use serde_json::Value;
+
+use super::{Pages, enrich, text};
+use crate::ado::{AdoError, WORK_ITEMS_BATCH};
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// Page size of team lists.
+const TEAMS_PAGE: usize = 100;
+/// `workitemsbatch` calls of one project in flight at once.
+const CONCURRENT_BATCHES: usize = 4;
+
+/// The WIQL for the ids of one project after `after`, in id order (so that a result over the
+/// API's 20,000 limit is read in id ranges). The user's clause is wrapped in parentheses and
+/// the project name is escaped.
+pub(crate) fn wiql_query(project_name: &str, clause: Option<&str>, after: u64) -> String {
+    let project = project_name.replace('\'', "''");
+    let mut query =
+        format!("SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = '{project}'");
+    if let Some(clause) = clause.map(str::trim).filter(|c| !c.is_empty()) {
+        query.push_str(&format!(" AND ({clause})"));
+    }
+    query.push_str(&format!(
+        " AND [System.Id] > {after} ORDER BY [System.Id] ASC"
+    ));
+    query
+}
+
+/// The column items of one board (already carrying `__project`).
+pub(crate) fn columns_of(board: &Value) -> Vec<Value> {
+    let Some(columns) = board.get("columns").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut items = Vec::new();
+    for column in columns {
+        let Some(mappings) = column.get("stateMappings").and_then(Value::as_object) else {
+            continue;
+        };
+        for (work_item_type, state) in mappings {
+            let item = enrich(column.clone(), "__board", board);
+            let item = enrich(item, "__stateType", &Value::String(work_item_type.clone()));
+            items.push(enrich(item, "__stateName", state));
+        }
+    }
+    items
+}
+
+impl Crawler {
+    pub(crate) async fn crawl_teams(
+        &self,
+        resync_id: ResyncId,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let mut skip = 0;
+        loop {
+            let page = self.client.teams_page(TEAMS_PAGE, skip).await?;
+            let got = page.len();
+            if got > 0 {
+                self.publish(resync_id, "team", page, report).await?;
+            }
+            if got < TEAMS_PAGE {
+                return Ok(());
+            }
+            skip += got;
+        }
+    }
+
+    /// The boards of one project, each the list item merged with its detail, plus `__project`.
+    async fn project_boards(&self, project: &Value) -> Result<Vec<Value>, AdoError> {
+        let project_id = text(project, "id").unwrap_or_default();
+        let mut boards = Vec::new();
+        let mut skip = 0;
+        loop {
+            let teams = self
+                .client
+                .project_teams_page(project_id, TEAMS_PAGE, skip)
+                .await?;
+            let got = teams.len();
+            for team in &teams {
+                let team_id = text(team, "id").unwrap_or_default();
+                let references = match self.client.boards(project_id, team_id).await {
+                    Ok(references) => references,
+                    // A team without an iteration has no boards (Azure DevOps answers 500).
+                    Err(AdoError::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                for reference in references {
+                    let board_id = text(&reference, "id").unwrap_or_default();
+                    let detail = match self.client.board(project_id, team_id, board_id).await {
+                        Ok(detail) => detail,
+                        Err(AdoError::NotFound { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let mut merged = reference.clone();
+                    if let (Value::Object(target), Value::Object(source)) = (&mut merged, detail) {
+                        target.extend(source);
+                    }
+                    boards.push(enrich(merged, "__project", project));
+                }
+            }
+            if got < TEAMS_PAGE {
+                return Ok(boards);
+            }
+            skip += got;
+        }
+    }
+
+    /// Reads the boards of every project and publishes them as `kind` (`board` items, or the
+    /// `column` items derived from them); keeps them for the other kind of this resync.
+    async fn boards_as(
+        &self,
+        resync_id: ResyncId,
+        kind: &str,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let columns = kind == "column";
+        if let Some(boards) = cache.boards.clone() {
+            let items: Vec<Value> = if columns {
+                boards.iter().flat_map(columns_of).collect()
+            } else {
+                boards
+            };
+            for page in items.chunks(self.items_per_event) {
+                self.publish(resync_id, kind, page.to_vec(), report).await?;
+            }
+            return Ok(());
+        }
+        let units = self.project_units(cache).await?;
+        let seen = Mutex::new(Vec::new());
+        let seen_ref = &seen;
+        self.fan_out(
+            resync_id,
+            kind,
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let boards = self.project_boards(&project).await?;
+                seen_ref
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(boards.iter().cloned());
+                let items = if columns {
+                    boards.iter().flat_map(columns_of).collect()
+                } else {
+                    boards
+                };
+                pages.send(items).await
+            },
+        )
+        .await?;
+        if report.failure.is_none() {
+            cache.boards = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn crawl_boards(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        self.boards_as(resync_id, "board", cache, report).await
+    }
+
+    pub(crate) async fn crawl_columns(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        self.boards_as(resync_id, "column", cache, report).await
+    }
+
+    pub(crate) async fn crawl_work_items(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let clause = plan
+            .option("wiql")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let expand = plan
+            .option("expand")
+            .and_then(Value::as_str)
+            .unwrap_or("All")
+            .to_string();
+        let wiql_page = self.limits.wiql_page;
+        let units = self.project_units(cache).await?;
+        let (clause, expand) = (&clause, &expand);
+        self.fan_out(
+            resync_id,
+            "work-item",
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_name = text(&project, "name").unwrap_or_default().to_string();
+                let project_id_value = Value::String(project_id.clone());
+                let mut after = 0;
+                loop {
+                    let query = wiql_query(&project_name, clause.as_deref(), after);
+                    let ids = self.client.wiql_ids(&project_id, &query, wiql_page).await?;
+                    let mut batches = stream::iter(
+                        ids.chunks(WORK_ITEMS_BATCH)
+                            .map(<[u64]>::to_vec)
+                            .collect::<Vec<_>>(),
+                    )
+                    .map(|chunk| {
+                        let project_id = &project_id;
+                        async move {
+                            self.client
+                                .work_items_batch(project_id, &chunk, expand)
+                                .await
+                        }
+                    })
+                    .buffered(CONCURRENT_BATCHES);
+                    while let Some(items) = batches.next().await {
+                        let items = items?
+                            .into_iter()
+                            .map(|item| {
+                                let item = enrich(item, "__projectId", &project_id_value);
+                                enrich(item, "__project", &project)
+                            })
+                            .collect();
+                        pages.send(items).await?;
+                    }
+                    match ids.last() {
+                        Some(last) if ids.len() >= wiql_page => after = *last,
+                        _ => return Ok(()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wiql_pages_by_id_and_escapes_the_project() {
+        assert_eq!(
+            wiql_query("O'Brien", Some("[System.State] = 'New'"), 40),
+            "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'O''Brien' AND ([System.State] = 'New') AND [System.Id] > 40 ORDER BY [System.Id] ASC"
+        );
+        assert!(!wiql_query("p", None, 0).contains("AND ()"));
+    }
+
+    #[test]
+    fn columns_come_one_per_work_item_type() {
+        let board = json!({"id": "b", "__project": {"id": "p"}, "columns": [
+            {"name": "New", "stateMappings": {"Bug": "New", "User Story": "New"}},
+            {"name": "Lane without mappings"}
+        ]});
+        let columns = columns_of(&board);
+        assert_eq!(columns.len(), 2);
+        assert_eq!(columns[0]["__stateType"], "Bug");
+        assert_eq!(columns[0]["__stateName"], "New");
+        assert_eq!(columns[0]["__board"]["__project"]["id"], "p");
+    }
+}

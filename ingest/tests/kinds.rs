@@ -1,0 +1,324 @@
+//! The crawler against the Azure DevOps simulator, kind by kind: items, enrichment fields,
+//! page boundaries, 403 for one project, a bad PAT, a 429 storm and suspiciously empty answers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_shared::messages::{RawEvent, ResyncId, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ScriptedAnswer;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    sim: AdoSim,
+    crawler: Crawler,
+    deliveries: tokio::sync::Mutex<Subscription>,
+}
+
+async fn harness(config: AdoSimConfig, pat: &str, limits: CrawlLimits) -> Harness {
+    let sim = AdoSim::start(config).await.expect("simulator starts");
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new(pat),
+        timeout_secs: 10,
+    };
+    let shutdown = CancellationToken::new();
+    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let bus = Bus::memory(Topology::new("kinds.", 2), shutdown);
+    let crawler = Crawler::new(client, bus.clone(), 50).with_limits(limits);
+    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+    Harness {
+        sim,
+        crawler,
+        deliveries: tokio::sync::Mutex::new(deliveries),
+    }
+}
+
+fn plan(kind: &str, selector: Value) -> KindPlan {
+    KindPlan {
+        kind: kind.to_string(),
+        selectors: vec![selector.as_object().cloned().unwrap_or_default()],
+    }
+}
+
+impl Harness {
+    /// Crawls `plan` and returns the report and the items published per kind.
+    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.crawler.crawl(ResyncId::new(), plan),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut deliveries = self.deliveries.lock().await;
+        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for _ in 0..events {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            let event: RawEvent = decode(&delivery.body).expect("raw event");
+            items
+                .entry(event.kind.clone())
+                .or_default()
+                .extend(event.items);
+            delivery.ack().await.expect("ack");
+        }
+        (report, items)
+    }
+}
+
+fn default_config() -> AdoSimConfig {
+    AdoSimConfig::default()
+}
+
+#[tokio::test]
+async fn repositories_carry_included_files_from_the_default_branch() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let (report, items) = h
+        .crawl(&[plan(
+            "repository",
+            json!({"includedFiles": ["README.md", "CODEOWNERS"]}),
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let repositories = &items["repository"];
+    assert_eq!(repositories.len(), 12);
+    for repository in repositories {
+        let files = &repository["__includedFiles"];
+        let readme = &files["README.md"];
+        if repository.get("defaultBranch").is_some() {
+            let name = repository["name"].as_str().expect("name");
+            assert!(
+                readme.as_str().is_some_and(|r| r.contains(name)),
+                "{repository}"
+            );
+        } else {
+            assert!(readme.is_null(), "empty repository has no README");
+        }
+        assert!(
+            files.get("CODEOWNERS").is_some(),
+            "key present even when missing"
+        );
+    }
+    assert!(
+        repositories
+            .iter()
+            .any(|r| r["__includedFiles"]["CODEOWNERS"].is_string())
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn policies_boards_columns_work_items_and_releases_are_enriched() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let (report, items) = h
+        .crawl(&[
+            plan("repository-policy", json!({})),
+            plan("board", json!({})),
+            plan("column", json!({})),
+            plan(
+                "work-item",
+                json!({"wiql": "[System.State] <> 'Removed'", "expand": "All"}),
+            ),
+            plan("release", json!({})),
+            plan("team", json!({})),
+            plan(
+                "pull-request",
+                json!({"minTimeInDays": 36500, "maxResults": 100}),
+            ),
+        ])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+
+    // Policies: two per healthy repository with a default branch (12 - disabled - empty).
+    let policies = &items["repository-policy"];
+    assert_eq!(policies.len(), 20);
+    assert!(policies.iter().all(|p| p["__repository"]["id"].is_string()));
+    assert!(policies.iter().any(
+        |p| p["type"]["displayName"] == "Minimum number of reviewers"
+            && p["settings"]["minimumApproverCount"].is_number()
+    ));
+
+    // Boards: one per project (its default team), with `__project` and columns.
+    let boards = &items["board"];
+    assert_eq!(boards.len(), 3);
+    assert!(boards.iter().all(|b| b["__project"]["id"].is_string()
+        && b["columns"].is_array()
+        && b["url"].is_string()));
+
+    // Columns: 4 columns × 2 work item types per board; the board is carried whole.
+    let columns = &items["column"];
+    assert_eq!(columns.len(), 3 * 4 * 2);
+    assert!(
+        columns
+            .iter()
+            .all(|c| c["__board"]["__project"]["id"].is_string()
+                && c["__stateType"].is_string()
+                && c["__stateName"].is_string()
+                && c["name"].is_string())
+    );
+
+    // Work items: 6 per project, with project context and the expanded fields.
+    let work_items = &items["work-item"];
+    assert_eq!(work_items.len(), 18);
+    for item in work_items {
+        assert_eq!(item["__projectId"], item["__project"]["id"]);
+        assert!(item["fields"]["System.Title"].is_string());
+        assert!(item["_links"].is_object(), "expand=All gives links");
+    }
+
+    let releases = &items["release"];
+    assert_eq!(releases.len(), 9);
+    assert!(
+        releases
+            .iter()
+            .all(|r| r["projectReference"]["id"].is_string()
+                && r["_links"]["web"]["href"].is_string())
+    );
+
+    assert_eq!(items["team"].len(), 3);
+    assert_eq!(items["pull-request"].len(), 20);
+    // The board list was read once and shared with the column kind.
+    let requests = h.sim.requests();
+    assert_eq!(
+        requests.get("GET /{org}/{project}/{team}/_apis/work/boards/{board}"),
+        Some(&3)
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn work_items_page_by_id_range_and_batch_by_200() {
+    let config = AdoSimConfig {
+        projects: 1,
+        work_items_per_project: 450,
+        wiql_max_results: 300,
+        ..AdoSimConfig::default()
+    };
+    // Page of 225: 450 = 2 full pages, then one empty query that ends it.
+    let limits = CrawlLimits {
+        wiql_page: 225,
+        page: 2,
+    };
+    let h = harness(config, "sim-pat", limits).await;
+    let (report, items) = h
+        .crawl(&[plan("work-item", json!({})), plan("release", json!({}))])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let mut ids: Vec<u64> = items["work-item"]
+        .iter()
+        .filter_map(|i| i["id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 450, "every work item exactly once");
+    let requests = h.sim.requests();
+    assert_eq!(
+        requests.get("POST /{org}/{project}/_apis/wit/wiql"),
+        Some(&3)
+    );
+    // 225 ids → batches of 200 + 25, twice.
+    assert_eq!(
+        requests.get("POST /{org}/{project}/_apis/wit/workitemsbatch"),
+        Some(&4)
+    );
+    // 3 releases with pages of 2: two pages, no third request.
+    assert_eq!(items["release"].len(), 3);
+    assert_eq!(
+        requests.get("GET /{org}/{project}/_apis/release/releases"),
+        Some(&2)
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_project_is_skipped_and_marks_the_kind_failed() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
+    h.sim.forbid_project(&forbidden);
+    let (report, items) = h.crawl(&[plan("work-item", json!({}))]).await;
+    let kind = &report.kinds["work-item"];
+    let failure = kind.failure.as_deref().expect("kind marked failed");
+    assert!(failure.contains("403"), "{failure}");
+    // The other two projects were still read.
+    assert_eq!(items["work-item"].len(), 12);
+    assert!(
+        items["work-item"]
+            .iter()
+            .all(|i| i["__projectId"] != forbidden.as_str())
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_pat_stops_the_crawl_with_a_message_that_says_so() {
+    let h = harness(default_config(), "wrong-pat", CrawlLimits::default()).await;
+    let error = h
+        .crawler
+        .crawl(ResyncId::new(), &[plan("work-item", json!({}))])
+        .await
+        .expect_err("a refused token stops the crawl");
+    let message = error.to_string();
+    assert!(message.contains("PERSONAL_ACCESS_TOKEN"), "{message}");
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_429_storm_with_retry_after_is_waited_out() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    h.sim.fail_next(
+        "POST /{org}/{project}/_apis/wit/workitemsbatch",
+        vec![ScriptedAnswer::rate_limited(1); 3],
+    );
+    let started = std::time::Instant::now();
+    let (report, items) = h.crawl(&[plan("work-item", json!({}))]).await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    assert_eq!(items["work-item"].len(), 18);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert!(
+        h.crawler
+            .client()
+            .stats()
+            .retried
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_answer_after_a_full_one_is_suspicious_until_confirmed() {
+    let config = AdoSimConfig {
+        projects: 1,
+        work_items_per_project: 2,
+        ..AdoSimConfig::default()
+    };
+    let h = harness(config, "sim-pat", CrawlLimits::default()).await;
+    let work_items = [plan("work-item", json!({}))];
+    let (first, _) = h.crawl(&work_items).await;
+    assert_eq!(first.kinds["work-item"].items, 2);
+    assert!(h.sim.remove_work_item(1) && h.sim.remove_work_item(2));
+    let (second, _) = h.crawl(&work_items).await;
+    assert!(
+        second.kinds["work-item"]
+            .failure
+            .as_deref()
+            .is_some_and(|f| f.contains("no items")),
+        "{second:?}"
+    );
+    let (third, _) = h.crawl(&work_items).await;
+    assert_eq!(third.kinds["work-item"].failure, None, "confirmed empty");
+    h.sim.shutdown().await;
+}

@@ -1,0 +1,767 @@
+//! Simulated Azure DevOps resources beyond Git: teams, boards, branch policies, work items
+//! (WIQL + `workitemsbatch`), releases (served on the organization's own host, as Azure DevOps
+//! Server does for `vsrm`) and service-hook subscriptions.
+//!
+//! | key | answer |
+//! |---|---|
+//! | `GET /{org}/_apis/teams` | every team, `$top` (default 100)/`$skip` |
+//! | `GET /{org}/_apis/projects/{project}/teams` | the project's teams, `$top`/`$skip` |
+//! | `GET /{org}/{project}/{team}/_apis/work/boards` | board references of a team |
+//! | `GET /{org}/{project}/{team}/_apis/work/boards/{board}` | the board with `columns[].stateMappings` |
+//! | `GET /{org}/{project}/_apis/git/policy/configurations` | branch policies, `repositoryId`, `refName` |
+//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337` |
+//! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
+//! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
+//! | `GET /{org}/{project}/_apis/release/releases` | releases newest first, `$top` (default 50), `continuationToken` |
+//! | `GET /{org}/{project}/_apis/release/releases/{releaseId}` | one release |
+//! | `GET/POST /{org}/_apis/hooks/subscriptions`, `PUT/DELETE …/{subscriptionId}` | service-hook subscriptions |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use chrono::Duration;
+use serde_json::{Value, json};
+
+use super::AdoState;
+use super::error::{AdoError, json_headers};
+use super::seed::{
+    KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
+    ado_time, encode_segment, epoch, stable_id,
+};
+use crate::traffic::lock;
+
+type Params = Path<HashMap<String, String>>;
+type QueryMap = Query<HashMap<String, String>>;
+
+/// Most ids one `workitemsbatch` call takes.
+const WORK_ITEMS_BATCH_MAX: usize = 200;
+
+pub(crate) fn routes() -> Router<Arc<AdoState>> {
+    Router::new()
+        .route("/{org}/_apis/teams", get(list_teams))
+        .route("/{org}/_apis/projects/{project}/teams", get(list_teams))
+        .route(
+            "/{org}/{project}/{team}/_apis/work/boards",
+            get(list_boards),
+        )
+        .route(
+            "/{org}/{project}/{team}/_apis/work/boards/{board}",
+            get(get_board),
+        )
+        .route(
+            "/{org}/{project}/_apis/git/policy/configurations",
+            get(list_policies),
+        )
+        .route("/{org}/{project}/_apis/wit/wiql", post(wiql))
+        .route("/{org}/{project}/_apis/wit/workitemsbatch", post(batch))
+        .route("/{org}/_apis/wit/workitemsbatch", post(batch))
+        .route("/{org}/{project}/_apis/wit/workitems/{id}", get(work_item))
+        .route("/{org}/_apis/wit/workitems/{id}", get(work_item))
+        .route(
+            "/{org}/{project}/_apis/release/releases",
+            get(list_releases),
+        )
+        .route(
+            "/{org}/{project}/_apis/release/releases/{releaseId}",
+            get(get_release),
+        )
+        .route(
+            "/{org}/_apis/hooks/subscriptions",
+            get(list_subscriptions).post(create_subscription),
+        )
+        .route(
+            "/{org}/_apis/hooks/subscriptions/{subscriptionId}",
+            put(update_subscription).delete(delete_subscription),
+        )
+}
+
+fn ok_json(body: Value) -> Response {
+    (StatusCode::OK, json_headers(), body.to_string()).into_response()
+}
+
+fn list(values: Vec<Value>) -> Response {
+    ok_json(json!({"count": values.len(), "value": values}))
+}
+
+fn count(query: &HashMap<String, String>, name: &str) -> Result<Option<usize>, AdoError> {
+    query
+        .get(name)
+        .map(|text| {
+            text.trim()
+                .parse::<usize>()
+                .map_err(|_| AdoError::BadArgument {
+                    message: format!("The value '{text}' is not valid for parameter '{name}'."),
+                })
+        })
+        .transpose()
+}
+
+fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&state.default_host);
+    Urls::new(host, &state.config.organization)
+}
+
+fn project<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<&'a Project, AdoError> {
+    let id = params.get("project").cloned().unwrap_or_default();
+    org.project(&id)
+        .ok_or(AdoError::ProjectNotFound { project: id })
+}
+
+fn not_found(message: String) -> Response {
+    let body = json!({"$id": "1", "innerException": null, "message": message,
+        "typeName": "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException",
+        "typeKey": "WorkItemUnauthorizedAccessException", "errorCode": 0, "eventId": 3200});
+    (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response()
+}
+
+impl Organization {
+    fn project_index(&self, project: &Project) -> u32 {
+        let index = self
+            .projects
+            .iter()
+            .position(|p| p.id == project.id)
+            .unwrap_or(0);
+        u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    /// The default team of a project (the only team the simulator seeds).
+    pub(crate) fn team_json(&self, urls: &Urls, project: &Project) -> Value {
+        let org = &urls.organization_url;
+        json!({
+            "id": project.default_team_id,
+            "name": format!("{} Team", project.name),
+            "url": format!("{org}/_apis/projects/{}/teams/{}", project.id, project.default_team_id),
+            "description": format!("The default project team of {}.", project.name),
+            "identityUrl": format!("{org}/_apis/Identities/{}", project.default_team_id),
+            "projectName": project.name,
+            "projectId": project.id,
+        })
+    }
+
+    fn board_id(&self, project: &Project) -> String {
+        stable_id(KIND_BOARD, self.project_index(project), 0)
+    }
+
+    fn board_url(&self, urls: &Urls, project: &Project) -> String {
+        format!(
+            "{}/{}/{}/_apis/work/boards/{}",
+            urls.organization_url,
+            project.id,
+            project.default_team_id,
+            self.board_id(project)
+        )
+    }
+
+    /// The board reference `GET …/work/boards` lists.
+    pub(crate) fn board_reference(&self, urls: &Urls, project: &Project) -> Value {
+        json!({"id": self.board_id(project), "name": "Stories", "url": self.board_url(urls, project)})
+    }
+
+    /// The full board, with one column per work item state.
+    pub(crate) fn board_json(&self, urls: &Urls, project: &Project) -> Value {
+        let index = self.project_index(project);
+        let url = self.board_url(urls, project);
+        let columns = WORK_ITEM_STATES
+            .iter()
+            .zip(0u32..)
+            .map(|(state, i)| {
+                let column_type = match i {
+                    0 => "incoming",
+                    3 => "outgoing",
+                    _ => "inProgress",
+                };
+                json!({
+                    "id": stable_id(KIND_COLUMN, index, i),
+                    "name": state,
+                    "itemLimit": if column_type == "inProgress" { 5 } else { 0 },
+                    "stateMappings": {"User Story": state, "Bug": state},
+                    "isSplit": false,
+                    "description": "",
+                    "columnType": column_type,
+                })
+            })
+            .collect::<Vec<_>>();
+        let org = &urls.organization_url;
+        json!({
+            "id": self.board_id(project),
+            "name": "Stories",
+            "url": url,
+            "revision": 1,
+            "columns": columns,
+            "rows": [{"id": "00000000-0000-0000-0000-000000000000", "name": null, "color": null}],
+            "isValid": true,
+            "allowedMappings": {
+                "Incoming": {"User Story": ["New"], "Bug": ["New"]},
+                "InProgress": {"User Story": ["Active", "Resolved"], "Bug": ["Active", "Resolved"]},
+                "Outgoing": {"User Story": ["Closed"], "Bug": ["Closed"]},
+            },
+            "canEdit": true,
+            "fields": {
+                "columnField": {"referenceName": "WEF_STORIES_Kanban.Column", "url": format!("{org}/_apis/wit/fields/WEF_STORIES_Kanban.Column")},
+                "rowField": {"referenceName": "WEF_STORIES_Kanban.Lane", "url": format!("{org}/_apis/wit/fields/WEF_STORIES_Kanban.Lane")},
+                "doneField": {"referenceName": "WEF_STORIES_Kanban.Column.Done", "url": format!("{org}/_apis/wit/fields/WEF_STORIES_Kanban.Column.Done")},
+            },
+            "_links": {
+                "self": {"href": url},
+                "project": {"href": format!("{org}/_apis/projects/{}", project.id)},
+                "team": {"href": format!("{org}/_apis/projects/{}/teams/{}", project.id, project.default_team_id)},
+                "columns": {"href": format!("{url}/columns")},
+                "rows": {"href": format!("{url}/rows")},
+                "charts": {"href": format!("{url}/charts")},
+            },
+        })
+    }
+
+    /// The two branch policies of a repository with a default branch.
+    pub(crate) fn policies_json(&self, urls: &Urls, repository: &Repository) -> Vec<Value> {
+        let Some(branch) = &repository.default_branch else {
+            return Vec::new();
+        };
+        let index = self
+            .repositories
+            .iter()
+            .position(|r| r.id == repository.id)
+            .unwrap_or(0);
+        let scope =
+            json!([{"refName": branch, "matchKind": "Exact", "repositoryId": repository.id}]);
+        let kinds = [
+            (
+                "fa4e907d-c16b-4a4c-9dfa-4906e5d171dd",
+                "Minimum number of reviewers",
+                json!({"minimumApproverCount": 1 + index % 3, "creatorVoteCounts": false, "allowDownvotes": false, "resetOnSourcePush": true, "scope": scope}),
+            ),
+            (
+                "40e92b44-2fe1-4dd6-b3d8-74a9c21d0c6e",
+                "Work item linking",
+                json!({"scope": scope}),
+            ),
+        ];
+        let org = &urls.organization_url;
+        kinds
+            .into_iter()
+            .zip(0usize..)
+            .map(|((type_id, name, settings), k)| {
+                let id = index * 2 + k + 1;
+                json!({
+                    "createdBy": self.identity(urls, index % self.users.len().max(1)),
+                    "createdDate": ado_time(epoch() - Duration::days(30)),
+                    "isEnabled": true,
+                    "isBlocking": index.is_multiple_of(2),
+                    "isDeleted": false,
+                    "settings": settings,
+                    "isEnterpriseManaged": false,
+                    "_links": {"self": {"href": format!("{org}/{}/_apis/policy/configurations/{id}", repository.project_id)},
+                               "policyType": {"href": format!("{org}/{}/_apis/policy/types/{type_id}", repository.project_id)}},
+                    "revision": 1,
+                    "id": id,
+                    "url": format!("{org}/{}/_apis/policy/configurations/{id}", repository.project_id),
+                    "type": {"id": type_id, "url": format!("{org}/{}/_apis/policy/types/{type_id}", repository.project_id), "displayName": name},
+                })
+            })
+            .collect()
+    }
+
+    /// A work item; `expand` is `none`, `fields`, `relations`, `links` or `all`.
+    pub(crate) fn work_item_json(&self, urls: &Urls, item: &WorkItem, expand: &str) -> Value {
+        let Some(project) = self.project_by_id(&item.project_id) else {
+            return Value::Null;
+        };
+        let org = &urls.organization_url;
+        let url = format!("{org}/{}/_apis/wit/workItems/{}", project.id, item.id);
+        let mut fields = json!({
+            "System.Id": item.id,
+            "System.AreaPath": project.name,
+            "System.TeamProject": project.name,
+            "System.IterationPath": format!("{}\\Sprint 1", project.name),
+            "System.WorkItemType": item.work_item_type,
+            "System.State": item.state,
+            "System.Reason": if item.state == "New" { "New" } else { "Work started" },
+            "System.CreatedDate": ado_time(item.created_date),
+            "System.CreatedBy": self.identity(urls, item.created_by),
+            "System.ChangedDate": ado_time(item.changed_date),
+            "System.ChangedBy": self.identity(urls, (item.created_by + 1) % self.users.len().max(1)),
+            "System.CommentCount": 0,
+            "System.Title": item.title,
+            "System.BoardColumn": item.state,
+            "System.BoardColumnDone": false,
+            "Microsoft.VSTS.Common.Priority": 2,
+            "Microsoft.VSTS.Scheduling.Effort": 1 + item.id % 8,
+            "System.Description": format!("<div>{}</div>", item.title),
+        });
+        if let Value::Object(map) = &mut fields
+            && item.id.is_multiple_of(2)
+        {
+            map.remove("System.Description");
+        }
+        let mut value = json!({"id": item.id, "rev": item.rev, "fields": fields, "url": url});
+        if let Value::Object(map) = &mut value {
+            if matches!(expand, "all" | "relations") {
+                map.insert("relations".into(), json!([]));
+            }
+            if matches!(expand, "all" | "links") {
+                map.insert(
+                    "_links".into(),
+                    json!({
+                        "self": {"href": url},
+                        "workItemUpdates": {"href": format!("{url}/updates")},
+                        "html": {"href": format!("{org}/{}/_workitems/edit/{}", encode_segment(&project.name), item.id)},
+                    }),
+                );
+            }
+        }
+        value
+    }
+
+    /// Release `number` (1-based) of a project.
+    pub(crate) fn release_json(&self, urls: &Urls, project: &Project, number: u64) -> Value {
+        let org = &urls.organization_url;
+        let definition_url = format!("{org}/{}/_apis/Release/definitions/1", project.id);
+        let created = epoch() + Duration::hours(number as i64 * 7);
+        let users = self.users.len().max(1);
+        json!({
+            "id": number,
+            "name": format!("Release-{number}"),
+            "status": if number.is_multiple_of(4) { "abandoned" } else { "active" },
+            "createdOn": ado_time(created),
+            "modifiedOn": ado_time(created + Duration::minutes(30)),
+            "modifiedBy": self.identity(urls, (number as usize + 1) % users),
+            "createdBy": self.identity(urls, number as usize % users),
+            "createdFor": self.identity(urls, number as usize % users),
+            "variables": {},
+            "variableGroups": [],
+            "releaseDefinition": {
+                "id": 1,
+                "name": format!("{} CD", project.name),
+                "path": "\\",
+                "projectReference": null,
+                "url": definition_url,
+                "_links": {"self": {"href": definition_url}, "web": {"href": format!("{org}/{}/_release?definitionId=1", encode_segment(&project.name))}},
+            },
+            "releaseDefinitionRevision": 1,
+            "description": "",
+            "reason": if number.is_multiple_of(2) { "continuousIntegration" } else { "manual" },
+            "releaseNameFormat": "Release-$(rev:r)",
+            "keepForever": false,
+            "definitionSnapshotRevision": 1,
+            "logsContainerUrl": format!("{org}/{}/_apis/release/releases/{number}/logs", project.id),
+            "url": format!("{org}/{}/_apis/Release/releases/{number}", project.id),
+            "_links": {
+                "self": {"href": format!("{org}/{}/_apis/Release/releases/{number}", project.id)},
+                "web": {"href": format!("{org}/{}/_release?releaseId={number}&_a=release-summary", encode_segment(&project.name))},
+            },
+            "tags": [],
+            "triggeringArtifactAlias": null,
+            "projectReference": {"id": project.id, "name": null},
+            "properties": {},
+        })
+    }
+}
+
+async fn list_teams(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let top = count(&query, "$top")?.unwrap_or(100).max(1);
+    let skip = count(&query, "$skip")?.unwrap_or(0);
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let scope = match params.get("project") {
+        Some(_) => Some(project(&org, &params)?.id.clone()),
+        None => None,
+    };
+    let values = org
+        .projects
+        .iter()
+        .filter(|p| scope.as_ref().is_none_or(|id| *id == p.id))
+        .skip(skip)
+        .take(top)
+        .map(|p| org.team_json(&urls, p))
+        .collect();
+    Ok(list(values))
+}
+
+fn team_project<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<&'a Project, AdoError> {
+    let project = project(org, params)?;
+    let team = params.get("team").cloned().unwrap_or_default();
+    let name = format!("{} Team", project.name);
+    if team.eq_ignore_ascii_case(&project.default_team_id) || team.eq_ignore_ascii_case(&name) {
+        Ok(project)
+    } else {
+        Err(AdoError::BadArgument {
+            message: format!("VS403155: The team '{team}' does not exist."),
+        })
+    }
+}
+
+async fn list_boards(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = team_project(&org, &params)?;
+    Ok(list(vec![org.board_reference(&urls, project)]))
+}
+
+async fn get_board(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = team_project(&org, &params)?;
+    let board = params.get("board").cloned().unwrap_or_default();
+    if !board.eq_ignore_ascii_case(&org.board_id(project)) && !board.eq_ignore_ascii_case("Stories")
+    {
+        return Ok(not_found(format!(
+            "TF400499: The board '{board}' does not exist."
+        )));
+    }
+    Ok(ok_json(org.board_json(&urls, project)))
+}
+
+async fn list_policies(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let repository_id = query.get("repositoryId");
+    let ref_name = query.get("refName");
+    let values = org
+        .repositories
+        .iter()
+        .filter(|r| r.project_id == project.id)
+        .filter(|r| repository_id.is_none_or(|id| id.eq_ignore_ascii_case(&r.id)))
+        .filter(|r| ref_name.is_none_or(|name| r.default_branch.as_ref() == Some(name)))
+        .flat_map(|r| org.policies_json(&urls, r))
+        .collect();
+    Ok(list(values))
+}
+
+/// `[System.Id] > N` in a WIQL query, if present.
+fn id_floor(query: &str) -> Option<u64> {
+    let lower = query.to_ascii_lowercase();
+    let at = lower.find("[system.id] >")?;
+    let rest = &query[at + "[system.id] >".len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+async fn wiql(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AdoError> {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
+        message: format!("The request body is not valid JSON: {e}"),
+    })?;
+    let Some(text) = body.get("query").and_then(Value::as_str) else {
+        return Err(AdoError::BadArgument {
+            message: "The query parameter is required.".into(),
+        });
+    };
+    let floor = id_floor(text).unwrap_or(0);
+    let top = count(&query, "$top")?;
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let mut ids = org
+        .work_items
+        .iter()
+        .filter(|w| w.project_id == project.id && w.id > floor)
+        .map(|w| w.id)
+        .collect::<Vec<_>>();
+    ids.sort_unstable();
+    let limit = state.config.wiql_max_results;
+    match top {
+        None if ids.len() > limit => {
+            return Err(AdoError::BadArgument {
+                message: format!(
+                    "VS402337: The number of work items returned exceeds the size limit of {limit}. Change the query to return fewer items."
+                ),
+            });
+        }
+        Some(top) => ids.truncate(top.min(limit)),
+        None => {}
+    }
+    let org_url = &urls.organization_url;
+    let items = ids
+        .iter()
+        .map(|id| json!({"id": id, "url": format!("{org_url}/{}/_apis/wit/workItems/{id}", project.id)}))
+        .collect::<Vec<_>>();
+    Ok(ok_json(json!({
+        "queryType": "flat",
+        "queryResultType": "workItem",
+        "asOf": ado_time(chrono::Utc::now()),
+        "columns": [{"referenceName": "System.Id", "name": "ID", "url": format!("{org_url}/_apis/wit/fields/System.Id")}],
+        "sortColumns": [{"field": {"referenceName": "System.Id", "name": "ID"}, "descending": false}],
+        "workItems": items,
+    })))
+}
+
+async fn batch(
+    State(state): State<Arc<AdoState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AdoError> {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
+        message: format!("The request body is not valid JSON: {e}"),
+    })?;
+    let ids = body
+        .get("ids")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_u64).collect::<Vec<_>>())
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > WORK_ITEMS_BATCH_MAX {
+        return Err(AdoError::BadArgument {
+            message: format!(
+                "VS403474: The number of ids must be between 1 and {WORK_ITEMS_BATCH_MAX}; got {}.",
+                ids.len()
+            ),
+        });
+    }
+    let expand = body
+        .get("$expand")
+        .and_then(Value::as_str)
+        .unwrap_or("none")
+        .to_ascii_lowercase();
+    let omit = body
+        .get("errorPolicy")
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.eq_ignore_ascii_case("omit"));
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let mut values = Vec::with_capacity(ids.len());
+    for id in ids {
+        match org.work_items.iter().find(|w| w.id == id) {
+            Some(item) => values.push(org.work_item_json(&urls, item, &expand)),
+            None if omit => values.push(Value::Null),
+            None => {
+                return Ok(not_found(format!(
+                    "TF401232: Work item {id} does not exist, or you do not have permissions to read it."
+                )));
+            }
+        }
+    }
+    Ok(list(values))
+}
+
+async fn work_item(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let scope = match params.get("project") {
+        Some(_) => Some(project(&org, &params)?.id.clone()),
+        None => None,
+    };
+    let id = params
+        .get("id")
+        .and_then(|id| id.parse::<u64>().ok())
+        .unwrap_or(0);
+    let expand = query
+        .get("$expand")
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_else(|| "none".into());
+    match org
+        .work_items
+        .iter()
+        .find(|w| w.id == id && scope.as_ref().is_none_or(|p| *p == w.project_id))
+    {
+        Some(item) => Ok(ok_json(org.work_item_json(&urls, item, &expand))),
+        None => Ok(not_found(format!(
+            "TF401232: Work item {id} does not exist, or you do not have permissions to read it."
+        ))),
+    }
+}
+
+async fn list_releases(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let top = count(&query, "$top")?.unwrap_or(50).clamp(1, 100);
+    let start = count(&query, "continuationToken")?.unwrap_or(0);
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let total = org.releases_per_project;
+    let numbers = (1..=total).rev().skip(start).take(top);
+    let values = numbers
+        .map(|n| org.release_json(&urls, project, n))
+        .collect::<Vec<_>>();
+    let more = (start + top) < usize::try_from(total).unwrap_or(usize::MAX);
+    let mut response = list(values);
+    if more && let Ok(token) = HeaderValue::from_str(&(start + top).to_string()) {
+        response
+            .headers_mut()
+            .insert("x-ms-continuationtoken", token);
+    }
+    Ok(response)
+}
+
+async fn get_release(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let number = params
+        .get("releaseId")
+        .and_then(|id| id.parse::<u64>().ok())
+        .unwrap_or(0);
+    if number == 0 || number > org.releases_per_project {
+        return Ok(not_found(format!(
+            "VS402853: Release with id {number} does not exist."
+        )));
+    }
+    Ok(ok_json(org.release_json(&urls, project, number)))
+}
+
+async fn list_subscriptions(
+    State(state): State<Arc<AdoState>>,
+    Query(query): QueryMap,
+) -> Response {
+    let subscriptions = lock(&state.subscriptions);
+    let field = |s: &Value, name: &str| s.get(name).and_then(Value::as_str).map(String::from);
+    let values = subscriptions
+        .iter()
+        .filter(|s| {
+            query
+                .get("publisherId")
+                .is_none_or(|p| field(s, "publisherId").as_ref() == Some(p))
+                && query
+                    .get("eventType")
+                    .is_none_or(|e| field(s, "eventType").as_ref() == Some(e))
+        })
+        .cloned()
+        .collect();
+    list(values)
+}
+
+fn subscription_from(
+    state: &AdoState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &[u8],
+) -> Result<Value, AdoError> {
+    let mut body: Value = serde_json::from_slice(body).map_err(|e| AdoError::BadArgument {
+        message: format!("The request body is not valid JSON: {e}"),
+    })?;
+    let Value::Object(map) = &mut body else {
+        return Err(AdoError::BadArgument {
+            message: "The subscription must be a JSON object.".into(),
+        });
+    };
+    for required in ["publisherId", "eventType", "consumerId", "consumerActionId"] {
+        if map.get(required).and_then(Value::as_str).is_none() {
+            return Err(AdoError::BadArgument {
+                message: format!("The subscription field '{required}' is required."),
+            });
+        }
+    }
+    let urls = urls(state, headers);
+    map.insert("id".into(), json!(id));
+    if !map.get("status").is_some_and(Value::is_string) {
+        map.insert("status".into(), json!("enabled"));
+    }
+    map.insert(
+        "url".into(),
+        json!(format!(
+            "{}/_apis/hooks/subscriptions/{id}",
+            urls.organization_url
+        )),
+    );
+    if !map.get("publisherInputs").is_some_and(Value::is_object) {
+        map.insert("publisherInputs".into(), json!({}));
+    }
+    Ok(body)
+}
+
+async fn create_subscription(
+    State(state): State<Arc<AdoState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AdoError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let subscription = subscription_from(&state, &headers, &id, &body)?;
+    lock(&state.subscriptions).push(subscription.clone());
+    Ok(ok_json(subscription))
+}
+
+async fn update_subscription(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AdoError> {
+    let id = params.get("subscriptionId").cloned().unwrap_or_default();
+    let subscription = subscription_from(&state, &headers, &id, &body)?;
+    let mut subscriptions = lock(&state.subscriptions);
+    match subscriptions
+        .iter_mut()
+        .find(|s| s.get("id").and_then(Value::as_str) == Some(id.as_str()))
+    {
+        Some(existing) => {
+            *existing = subscription.clone();
+            Ok(ok_json(subscription))
+        }
+        None => Ok(not_found(format!("The subscription {id} does not exist."))),
+    }
+}
+
+async fn delete_subscription(State(state): State<Arc<AdoState>>, Path(params): Params) -> Response {
+    let id = params.get("subscriptionId").cloned().unwrap_or_default();
+    lock(&state.subscriptions).retain(|s| s.get("id").and_then(Value::as_str) != Some(id.as_str()));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wiql_id_floor_is_read_from_the_query() {
+        assert_eq!(
+            id_floor(
+                "SELECT [System.Id] FROM WorkItems WHERE [System.Id] > 42 ORDER BY [System.Id]"
+            ),
+            Some(42)
+        );
+        assert_eq!(id_floor("SELECT [System.Id] FROM WorkItems"), None);
+    }
+}
