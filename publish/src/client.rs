@@ -1,5 +1,5 @@
-//! `PortClient`: the HTTP calls publish makes to Port (token, bulk upsert, delete), and nothing
-//! else. One request per call: retries, batching and ordering are the caller's job.
+//! `PortClient`: the HTTP calls publish makes to Port (token, bulk upsert, delete, ownership
+//! listing and search, resync state), and nothing else. One request per call: retries, batching and ordering are the caller's job.
 //!
 //! - The access token is cached and shared by every clone; it is fetched again shortly before
 //!   it expires and whenever Port answers 401 (drop the cache, fetch, retry once).
@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use adoport_shared::config::{PortAccess, Secret};
 use adoport_shared::messages::{ResyncId, WriteOptions};
+use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,15 @@ const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// `port-ocean/azure-devops/{version}/{identifier}/exporter`.
 pub fn exporter_user_agent(version: &str, identifier: &str) -> String {
     format!("port-ocean/{INTEGRATION_TYPE}/{version}/{identifier}/exporter")
+}
+
+/// The `$datasource` prefix and suffix of the entities integration `identifier` owns, as the
+/// Python integration searches them (any version: a user who upgrades keeps their entities).
+pub fn ownership(identifier: &str) -> (String, String) {
+    (
+        format!("port-ocean/{INTEGRATION_TYPE}/"),
+        format!("/{identifier}/exporter"),
+    )
 }
 
 /// Port's verdict on one entity of a bulk upsert.
@@ -81,6 +91,8 @@ struct Inner {
     client_id: String,
     client_secret: Secret,
     token: Mutex<Option<CachedToken>>,
+    /// `OCEAN__INTEGRATION__IDENTIFIER`: whose entities [`PortClient::owns`] recognises.
+    integration_identifier: String,
 }
 
 /// Writes to Port. Cheap to clone; clones share the connection pool and the token.
@@ -171,6 +183,7 @@ impl PortClient {
                 client_id: access.client_id.clone(),
                 client_secret: access.client_secret.clone(),
                 token: Mutex::new(None),
+                integration_identifier: access.integration_identifier.clone(),
             }),
         })
     }
@@ -392,6 +405,287 @@ impl PortClient {
             StatusCode::NOT_FOUND => Ok(DeleteOutcome::AlreadyGone),
             _ => Err(status_error(&operation, response).await),
         }
+    }
+}
+
+/// One page of the entities a datasource owns in Port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedPage {
+    /// `(blueprint, identifier)` of each entity.
+    pub entities: Vec<(String, String)>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OwnedEntity {
+    blueprint: String,
+    identifier: String,
+}
+
+#[derive(Deserialize)]
+struct OwnedResponse {
+    #[serde(default)]
+    entities: Vec<OwnedEntity>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BulkDeleteResponse {
+    #[serde(default, rename = "deletedEntities")]
+    deleted_entities: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct SearchResponse {
+    #[serde(default)]
+    entities: Vec<Value>,
+}
+
+/// Entities listed per page of `datasource-entities` (Port's maximum).
+pub const OWNED_PAGE_SIZE: usize = 5000;
+/// Identifiers per bulk delete (Port's maximum).
+pub const BULK_DELETE_MAX: usize = 100;
+
+impl PortClient {
+    /// Sends a JSON body and reads a JSON answer, mapping failures to [`PublishError`].
+    async fn call_json<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        method: reqwest::Method,
+        url: Url,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<T, PublishError> {
+        let response = self
+            .send(operation, |http| {
+                http.request(method.clone(), url.clone())
+                    .query(query)
+                    .json(body)
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(operation, response).await);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| PublishError::Transport {
+                operation: operation.to_string(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| PublishError::InvalidResponse {
+            operation: operation.to_string(),
+            detail: format!("{e}; body: {}", excerpt(&String::from_utf8_lossy(&bytes))),
+        })
+    }
+
+    /// `POST /v1/blueprints/entities/datasource-entities`: one page of the entities whose
+    /// `$datasource` starts with `prefix` and ends with `suffix`, not updated since `before`.
+    pub async fn owned_entities(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        before: DateTime<Utc>,
+        from: Option<&str>,
+    ) -> Result<OwnedPage, PublishError> {
+        let url = self.url(&["v1", "blueprints", "entities", "datasource-entities"])?;
+        let mut body = serde_json::json!({
+            "datasource_prefix": prefix,
+            "datasource_suffix": suffix,
+            "limit": OWNED_PAGE_SIZE,
+            "before": before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        if let (Some(from), Value::Object(map)) = (from, &mut body) {
+            map.insert("from".into(), Value::String(from.to_string()));
+        }
+        let page: OwnedResponse = self
+            .call_json(
+                "listing of the entities this integration owns",
+                reqwest::Method::POST,
+                url,
+                &[],
+                &body,
+            )
+            .await?;
+        Ok(OwnedPage {
+            entities: page
+                .entities
+                .into_iter()
+                .map(|e| (e.blueprint, e.identifier))
+                .collect(),
+            next: page.next.filter(|n| !n.is_empty()),
+        })
+    }
+
+    /// `POST /v1/blueprints/{bp}/bulk/entities/delete?delete_dependents=…` with at most
+    /// [`BULK_DELETE_MAX`] identifiers; returns the identifiers Port deleted.
+    pub async fn bulk_delete(
+        &self,
+        blueprint: &str,
+        identifiers: &[String],
+        delete_dependents: bool,
+    ) -> Result<Vec<String>, PublishError> {
+        let operation = format!(
+            "bulk delete of {} entities of blueprint {blueprint}",
+            identifiers.len()
+        );
+        let url = self.url(&["v1", "blueprints", blueprint, "bulk", "entities", "delete"])?;
+        let answer: BulkDeleteResponse = self
+            .call_json(
+                &operation,
+                reqwest::Method::POST,
+                url,
+                &[("delete_dependents", delete_dependents.to_string())],
+                &serde_json::json!({ "entities": identifiers }),
+            )
+            .await?;
+        Ok(answer.deleted_entities)
+    }
+
+    /// `POST /v1/entities/search`: whether entity `identifier` of `blueprint` exists and its
+    /// `$datasource` starts with `prefix` and ends with `suffix` (the ownership check before a
+    /// live delete).
+    pub async fn is_owned(
+        &self,
+        blueprint: &str,
+        identifier: &str,
+        prefix: &str,
+        suffix: &str,
+    ) -> Result<bool, PublishError> {
+        let url = self.url(&["v1", "entities", "search"])?;
+        let body = serde_json::json!({
+            "combinator": "and",
+            "rules": [
+                {"property": "$blueprint", "operator": "=", "value": blueprint},
+                {"property": "$identifier", "operator": "=", "value": identifier},
+                {"property": "$datasource", "operator": "contains", "value": prefix},
+                {"property": "$datasource", "operator": "contains", "value": suffix},
+            ],
+        });
+        let answer: SearchResponse = self
+            .call_json(
+                &format!("ownership search of an entity of blueprint {blueprint}"),
+                reqwest::Method::POST,
+                url,
+                &[
+                    ("exclude_calculated_properties", "true".into()),
+                    ("include", "$identifier".into()),
+                ],
+                &body,
+            )
+            .await?;
+        Ok(!answer.entities.is_empty())
+    }
+
+    /// Whether this integration owns entity `identifier` of `blueprint` in Port: it exists and
+    /// its `$datasource` is ours ([`ownership`] of the configured integration identifier).
+    pub async fn owns(&self, blueprint: &str, identifier: &str) -> Result<bool, PublishError> {
+        let (prefix, suffix) = ownership(&self.inner.integration_identifier);
+        self.is_owned(blueprint, identifier, &prefix, &suffix).await
+    }
+
+    /// `GET /v1/blueprints/{id}`: the blueprint, or `None` when Port answers 404.
+    pub async fn blueprint(&self, identifier: &str) -> Result<Option<Value>, PublishError> {
+        let url = self.url(&["v1", "blueprints", identifier])?;
+        let operation = format!("read of blueprint {identifier}");
+        let response = self.send(&operation, |http| http.get(url.clone())).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(status_error(&operation, response).await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|source| PublishError::Transport {
+                operation: operation.clone(),
+                source,
+            })?;
+        Ok(Some(body.get("blueprint").cloned().unwrap_or(body)))
+    }
+
+    /// `POST /v1/blueprints` with the blueprint's body.
+    pub async fn create_blueprint(&self, blueprint: &Value) -> Result<(), PublishError> {
+        let identifier = blueprint["identifier"].as_str().unwrap_or("?");
+        let url = self.url(&["v1", "blueprints"])?;
+        let _: Value = self
+            .call_json(
+                &format!("creation of blueprint {identifier}"),
+                reqwest::Method::POST,
+                url,
+                &[],
+                blueprint,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `PATCH /v1/blueprints/{id}` with the fields to change.
+    pub async fn patch_blueprint(
+        &self,
+        identifier: &str,
+        fields: &Value,
+    ) -> Result<(), PublishError> {
+        let url = self.url(&["v1", "blueprints", identifier])?;
+        let _: Value = self
+            .call_json(
+                &format!("update of blueprint {identifier}"),
+                reqwest::Method::PATCH,
+                url,
+                &[],
+                fields,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/integration/{id}`: whether the integration exists in Port.
+    pub async fn integration_exists(&self, identifier: &str) -> Result<bool, PublishError> {
+        let url = self.url(&["v1", "integration", identifier])?;
+        let operation = format!("read of integration {identifier}");
+        let response = self.send(&operation, |http| http.get(url.clone())).await?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            _ => Err(status_error(&operation, response).await),
+        }
+    }
+
+    /// `POST /v1/integration` with the body the Python integration sends.
+    pub async fn create_integration(&self, body: &Value) -> Result<(), PublishError> {
+        let url = self.url(&["v1", "integration"])?;
+        let _: Value = self
+            .call_json(
+                "creation of the integration in Port",
+                reqwest::Method::POST,
+                url,
+                &[],
+                body,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `PATCH /v1/integration/{id}/resync-state` with the Python integration's field names.
+    pub async fn report_resync_state(
+        &self,
+        integration: &str,
+        state: &Value,
+    ) -> Result<(), PublishError> {
+        let url = self.url(&["v1", "integration", integration, "resync-state"])?;
+        let _: Value = self
+            .call_json(
+                &format!("resync state report of integration {integration}"),
+                reqwest::Method::PATCH,
+                url,
+                &[],
+                state,
+            )
+            .await?;
+        Ok(())
     }
 }
 

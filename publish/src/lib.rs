@@ -13,21 +13,31 @@
 //! - [`client`]: the HTTP calls to Port (token, bulk upsert, delete) and the User-Agent that
 //!   makes Port record our ownership;
 //! - [`retry`]: the classifier of Port's answers and the backoff schedule;
+//! - [`concurrency`]: the adaptive limit on requests in flight (halved on 429, grown on success);
 //! - [`batcher`]: grouping entities into bulk requests;
 //! - [`ordering`]: the version guard against stale overwrites;
+//! - [`unchanged`]: the cache that keeps an unchanged entity from being sent again;
 //! - [`worker`]: the loop that ties them to the bus and settles every delivery;
 //! - [`stats`]: counters the worker exposes;
+//! - [`reconcile`]: the coordinator that deletes what a resync no longer produced and reports
+//!   the resync state;
+//! - [`resources`]: the default blueprints and mapping created on first start;
 //! - [`error`]: [`PublishError`], one variant per case a caller acts on.
 
 pub mod batcher;
 pub mod client;
+pub mod concurrency;
 pub mod error;
 pub mod ordering;
+pub mod reconcile;
+pub mod resources;
 pub mod retry;
 pub mod stats;
+pub mod unchanged;
 pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
 pub use error::PublishError;
+pub use reconcile::{ReconcilePolicy, Reconciler, ResyncOutcome};
 pub use stats::{PublishStats, StatsSnapshot};
 pub use worker::{PublishConfig, Publisher, run};

@@ -21,18 +21,43 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-/// One entity in Port.
+/// What ordering is kept for: one entity in Port, or one part of it.
+///
+/// With merge writes (`enableMergeEntity`, the default), several mapping resources may each
+/// write their own properties of one entity (the reference mapping's `repository` and two
+/// `repository-policy` resources all write `azureDevopsRepository`). Their changes are parts of
+/// the entity, not versions of it: a policy change must not supersede the repository's own
+/// fields. So merge writes are ordered per part (`kind#resource`), and only replace writes are
+/// ordered per whole entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EntityKey {
     pub blueprint: String,
     pub identifier: String,
+    /// `kind#resource_index` for merge writes; empty for the whole entity.
+    pub part: String,
 }
 
 impl EntityKey {
+    /// The whole entity.
     pub fn new(blueprint: impl Into<String>, identifier: impl Into<String>) -> Self {
         Self {
             blueprint: blueprint.into(),
             identifier: identifier.into(),
+            part: String::new(),
+        }
+    }
+
+    /// The key a change is ordered by (see the type's documentation).
+    pub fn of_change(change: &adoport_shared::messages::EntityChange) -> Self {
+        let part = if change.write.merge {
+            format!("{}#{}", change.kind, change.resource_index)
+        } else {
+            String::new()
+        };
+        Self {
+            blueprint: change.blueprint.clone(),
+            identifier: change.identifier.clone(),
+            part,
         }
     }
 }

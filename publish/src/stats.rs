@@ -16,6 +16,8 @@ struct Counters {
     dead_lettered: AtomicU64,
     retried: AtomicU64,
     port_requests: AtomicU64,
+    skipped_unchanged: AtomicU64,
+    skipped_not_owned: AtomicU64,
     changed: Notify,
 }
 
@@ -44,6 +46,10 @@ pub struct StatsSnapshot {
     pub retried: u64,
     /// HTTP requests that wrote to Port (bulk upserts and deletes, retries included).
     pub port_requests: u64,
+    /// Upserts acked without a request: identical to the version Port last accepted from us.
+    pub skipped_unchanged: u64,
+    /// Live deletes acked without deleting: the entity is missing or not ours in Port.
+    pub skipped_not_owned: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +62,8 @@ pub(crate) enum Counter {
     DeadLettered,
     Retried,
     PortRequests,
+    SkippedUnchanged,
+    SkippedNotOwned,
 }
 
 impl PublishStats {
@@ -74,6 +82,8 @@ impl PublishStats {
             Counter::DeadLettered => &c.dead_lettered,
             Counter::Retried => &c.retried,
             Counter::PortRequests => &c.port_requests,
+            Counter::SkippedUnchanged => &c.skipped_unchanged,
+            Counter::SkippedNotOwned => &c.skipped_not_owned,
         };
         cell.fetch_add(n, Ordering::Relaxed);
         c.changed.notify_waiters();
@@ -95,6 +105,8 @@ impl PublishStats {
             dead_lettered: get(&c.dead_lettered),
             retried: get(&c.retried),
             port_requests: get(&c.port_requests),
+            skipped_unchanged: get(&c.skipped_unchanged),
+            skipped_not_owned: get(&c.skipped_not_owned),
         }
     }
 

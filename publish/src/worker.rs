@@ -1,8 +1,14 @@
 //! The publish worker: change queues in, Port writes out, each delivery settled after its effect.
 //!
-//! One coordinator per partition owns that partition's state (batcher, version guard, which
-//! entities are batched or in flight) without locks; the Port client, the request semaphore and
-//! the counters are shared. Batches are sent by spawned tasks that settle their own deliveries:
+//! One coordinator per process reads every partition this process consumes and owns the state
+//! (batcher, version guard, which entities are batched or in flight) without locks; the Port
+//! client, the request limit and the counters are shared with the send tasks. Because the
+//! batcher spans partitions, a bulk request takes entities of one blueprint and write options
+//! from all of them (a 15-entity resync over 8 partitions costs 1 request, not 8). Per-entity
+//! order does not depend on the partition a change came from: every entity maps to one
+//! partition (one active consumer each), at most one write of an entity is in flight, and the
+//! version guard drops older changes. Batches are sent by spawned tasks that settle their own
+//! deliveries:
 //!
 //! - **ack** once Port accepted the entity (or the delete, or 404 on delete), or when the change
 //!   was stale or superseded by a newer one of the same entity;
@@ -14,8 +20,9 @@
 //! in flight waits ("parked") until that request ends, so Port sees writes in admission order.
 //!
 //! Bounded: at most `prefetch` deliveries are held per partition (the in-process bus has no
-//! prefetch, so the coordinator stops reading at that bound), at most `max_concurrent_requests`
-//! requests are in flight, and each write has at most `max_attempts` attempts.
+//! prefetch, so the coordinator stops reading a partition at that bound), at most
+//! `max_concurrent_requests` requests are in flight (fewer while Port answers 429: see
+//! [`crate::concurrency`]), and each write has at most `max_attempts` attempts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -23,11 +30,13 @@ use std::time::Duration;
 
 use adoport_shared::bus::{Bus, Delivery, Subscription};
 use adoport_shared::config::Settings;
-use adoport_shared::messages::{ChangeOp, EntityChange, decode};
+use adoport_shared::messages::{ChangeOp, EntityChange, Origin, decode};
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,10 +45,12 @@ use crate::batcher::{Batch, BatchKey, BatchLimits, Batcher, body_size, split_in_
 use crate::client::{
     COMPATIBLE_INTEGRATION_VERSION, DeleteOutcome, EntityResult, PortClient, exporter_user_agent,
 };
+use crate::concurrency::{AdaptiveLimit, Permit, Signal};
 use crate::error::PublishError;
 use crate::ordering::{Admission, DEFAULT_GUARD_CAPACITY, EntityKey, VersionGuard};
 use crate::retry::{Retry, RetryPolicy, Schedule, classify_error, classify_status};
 use crate::stats::{Counter, PublishStats};
+use crate::unchanged::{AcceptedCache, DEFAULT_ACCEPTED_CAPACITY, fingerprint};
 
 /// How the worker runs; [`PublishConfig::from_settings`] reads it from the settings.
 #[derive(Debug, Clone)]
@@ -54,8 +65,10 @@ pub struct PublishConfig {
     pub retry: RetryPolicy,
     /// On shutdown, how long in-flight requests may take before their deliveries are returned.
     pub shutdown_deadline: Duration,
-    /// Entities the version guard remembers per partition.
+    /// Entities the version guard remembers per partition consumed (the guard spans them).
     pub guard_capacity: usize,
+    /// Entities whose last accepted version is remembered (0 turns the skip off).
+    pub accepted_capacity: usize,
 }
 
 impl PublishConfig {
@@ -75,6 +88,7 @@ impl PublishConfig {
             },
             shutdown_deadline: Duration::from_secs(20),
             guard_capacity: DEFAULT_GUARD_CAPACITY,
+            accepted_capacity: DEFAULT_ACCEPTED_CAPACITY,
         })
     }
 }
@@ -116,11 +130,14 @@ struct Shared {
     client: PortClient,
     config: PublishConfig,
     stats: PublishStats,
-    requests: Semaphore,
+    /// Requests in flight, limited adaptively (AIMD on 429s).
+    requests: AdaptiveLimit,
     /// No request starts before this instant (set by a 429 with a wait hint).
     paused_until: Mutex<Option<Instant>>,
     /// Cancelled on shutdown or a fatal error: stop reading, stop retrying.
     stop: CancellationToken,
+    /// The last version Port accepted per entity (`None` when the skip is off).
+    accepted: Option<AcceptedCache>,
 }
 
 impl Publisher {
@@ -142,26 +159,25 @@ impl Publisher {
     pub async fn run(self, bus: Bus, shutdown: CancellationToken) -> Result<(), PublishError> {
         let stop = shutdown.child_token();
         let shared = Arc::new(Shared {
-            requests: Semaphore::new(self.config.max_concurrent_requests.max(1)),
+            requests: AdaptiveLimit::new(self.config.max_concurrent_requests),
             client: self.client,
             stats: self.stats,
             paused_until: Mutex::new(None),
             stop,
+            accepted: (self.config.accepted_capacity > 0)
+                .then(|| AcceptedCache::new(self.config.accepted_capacity)),
             config: self.config,
         });
-        let mut partitions = JoinSet::new();
+        let mut subscriptions = Vec::with_capacity(shared.config.partitions.len());
         for &partition in &shared.config.partitions {
             let queue = WorkQueue::Changes { partition };
-            let subscription = match bus.subscribe(queue, shared.config.prefetch).await {
-                Ok(s) => s,
+            match bus.subscribe(queue, shared.config.prefetch).await {
+                Ok(s) => subscriptions.push((queue, s)),
                 Err(e) => {
                     shared.stop.cancel();
-                    while partitions.join_next().await.is_some() {}
                     return Err(e.into());
                 }
-            };
-            let coordinator = Coordinator::new(shared.clone(), queue, subscription);
-            partitions.spawn(coordinator.run());
+            }
         }
         tracing::info!(
             partitions = ?shared.config.partitions,
@@ -169,19 +185,9 @@ impl Publisher {
             max_concurrent_requests = shared.config.max_concurrent_requests,
             "publish worker started"
         );
-        let mut result = Ok(());
-        while let Some(joined) = partitions.join_next().await {
-            let outcome = joined.unwrap_or_else(|e| {
-                Err(PublishError::Setup(format!(
-                    "a partition coordinator failed: {e}"
-                )))
-            });
-            if let Err(e) = outcome {
-                shared.stop.cancel();
-                if result.is_ok() {
-                    result = Err(e);
-                }
-            }
+        let result = Coordinator::new(shared.clone(), subscriptions).run().await;
+        if result.is_err() {
+            shared.stop.cancel();
         }
         let s = shared.stats.snapshot();
         tracing::info!(
@@ -200,17 +206,23 @@ impl Publisher {
 
 /// A delivery (and the older ones it superseded) for one entity.
 struct Held {
+    /// Index of the partition (in [`PublishConfig::partitions`]) the delivery came from.
+    source: usize,
     key: EntityKey,
     kind: String,
     observed_at: DateTime<Utc>,
     delivery: Delivery,
-    /// Deliveries of older changes of the same entity, acked together with this one.
-    superseded: Vec<Delivery>,
+    /// Deliveries of older changes of the same entity (with their source), acked together
+    /// with this one.
+    superseded: Vec<(usize, Delivery)>,
+    /// The upsert's fingerprint (0 for a delete), remembered once Port accepts it.
+    version: u64,
 }
 
 impl Held {
-    fn deliveries(&self) -> usize {
-        1 + self.superseded.len()
+    /// The source of every delivery this holds.
+    fn sources(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.source).chain(self.superseded.iter().map(|(source, _)| *source))
     }
 }
 
@@ -219,9 +231,14 @@ enum Payload {
         batch_key: BatchKey,
         entity: Value,
         json_bytes: usize,
+        /// [`fingerprint`] of the entity and its write flags.
+        version: u64,
     },
     Delete {
         delete_dependents: bool,
+        /// From a live event: delete only if this integration owns the entity (search first),
+        /// as the Python integration does. A resync's deletes come from the reconciliation.
+        check_ownership: bool,
     },
 }
 
@@ -232,7 +249,9 @@ struct Item {
 
 impl Item {
     fn absorb(&mut self, older: Item) {
-        self.held.superseded.push(older.held.delivery);
+        self.held
+            .superseded
+            .push((older.held.source, older.held.delivery));
         self.held.superseded.extend(older.held.superseded);
     }
 }
@@ -244,14 +263,30 @@ struct TaskEnd {
 
 struct InFlightTask {
     keys: Vec<EntityKey>,
-    deliveries: usize,
+    /// The source of each delivery the task settles.
+    sources: Vec<usize>,
 }
 
-/// One partition's state.
+/// A pending read of one partition: its index, the subscription back, and what it read.
+type Reading = BoxFuture<'static, (usize, Subscription, Option<Delivery>)>;
+
+fn read(source: usize, mut subscription: Subscription) -> Reading {
+    Box::pin(async move {
+        let delivery = subscription.next().await;
+        (source, subscription, delivery)
+    })
+}
+
+/// The state of every partition this process consumes.
 struct Coordinator {
     shared: Arc<Shared>,
-    queue: WorkQueue,
-    subscription: Subscription,
+    queues: Vec<WorkQueue>,
+    /// Reads in progress, one per partition that is below its prefetch bound.
+    reading: FuturesUnordered<Reading>,
+    /// Subscriptions not read for now because their partition holds `prefetch` deliveries.
+    paused: Vec<Option<Subscription>>,
+    /// Subscriptions that have not ended.
+    open: usize,
     batcher: Batcher<BatchKey, Item>,
     guard: VersionGuard,
     /// Entities in an open batch, and which.
@@ -262,25 +297,34 @@ struct Coordinator {
     parked: HashMap<EntityKey, Item>,
     tasks: JoinSet<TaskEnd>,
     task_info: HashMap<Id, InFlightTask>,
-    /// Deliveries held and not settled yet.
-    held: usize,
+    /// Deliveries held and not settled yet, per partition.
+    held: Vec<usize>,
     fatal: Option<PublishError>,
 }
 
 impl Coordinator {
-    fn new(shared: Arc<Shared>, queue: WorkQueue, subscription: Subscription) -> Self {
+    fn new(shared: Arc<Shared>, subscriptions: Vec<(WorkQueue, Subscription)>) -> Self {
+        let n = subscriptions.len();
+        let reading = FuturesUnordered::new();
+        let mut queues = Vec::with_capacity(n);
+        for (source, (queue, subscription)) in subscriptions.into_iter().enumerate() {
+            queues.push(queue);
+            reading.push(read(source, subscription));
+        }
         Self {
             batcher: Batcher::new(shared.config.batch),
-            guard: VersionGuard::new(shared.config.guard_capacity),
+            guard: VersionGuard::new(shared.config.guard_capacity.saturating_mul(n.max(1))),
             shared,
-            queue,
-            subscription,
+            queues,
+            reading,
+            paused: (0..n).map(|_| None).collect(),
+            open: n,
             pending: HashMap::new(),
             in_flight: HashSet::new(),
             parked: HashMap::new(),
             tasks: JoinSet::new(),
             task_info: HashMap::new(),
-            held: 0,
+            held: vec![0; n],
             fatal: None,
         }
     }
@@ -301,10 +345,25 @@ impl Coordinator {
                         self.dispatch_batch(batch);
                     }
                 }
-                delivery = self.subscription.next(), if self.held < prefetch => match delivery {
-                    Some(delivery) => self.intake(delivery).await,
-                    None => break,
-                },
+                Some((source, subscription, delivery)) = self.reading.next(), if !self.reading.is_empty() => {
+                    match delivery {
+                        Some(delivery) => {
+                            self.intake(source, delivery).await;
+                            if self.held[source] < prefetch {
+                                self.reading.push(read(source, subscription));
+                            } else {
+                                self.paused[source] = Some(subscription);
+                            }
+                        }
+                        None => {
+                            // The bus closed this partition (shutdown): it ends here.
+                            self.open -= 1;
+                            if self.open == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
             }
         }
         self.drain().await;
@@ -331,7 +390,7 @@ impl Coordinator {
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
-                        queue = ?self.queue,
+                        queues = ?self.queues,
                         requests = self.tasks.len(),
                         "shutdown deadline passed; returning unfinished changes to the broker"
                     );
@@ -345,23 +404,31 @@ impl Coordinator {
         self.parked.clear();
     }
 
-    async fn intake(&mut self, delivery: Delivery) {
+    async fn intake(&mut self, source: usize, delivery: Delivery) {
         let stats = &self.shared.stats;
         stats.incr(Counter::Received);
         let change: EntityChange = match decode(&delivery.body) {
             Ok(change) => change,
             Err(e) => {
                 let reason = format!("publish cannot read this change: {e}");
-                tracing::error!(queue = ?self.queue, reason = %reason, "dead-lettering an undecodable change");
+                tracing::error!(queue = ?self.queues[source], reason = %reason, "dead-lettering an undecodable change");
                 settle_dead_letter(stats, delivery, &reason).await;
                 return;
             }
         };
-        let key = EntityKey::new(change.blueprint.clone(), change.identifier.clone());
-        // Serialised once here to measure it; the client serialises the batch body.
-        let json_bytes = match &change.op {
-            ChangeOp::Upsert { entity } => serde_json::to_vec(entity).map(|v| v.len()).unwrap_or(0),
-            ChangeOp::Delete => 0,
+        let key = EntityKey::of_change(&change);
+        // Serialised once here to measure and fingerprint it; the client serialises the batch.
+        let (json_bytes, version) = match &change.op {
+            ChangeOp::Upsert { entity } => {
+                let body = serde_json::to_vec(entity).unwrap_or_default();
+                let version = fingerprint(
+                    &body,
+                    change.write.merge,
+                    change.write.create_missing_related_entities,
+                );
+                (body.len(), version)
+            }
+            ChangeOp::Delete => (0, 0),
         };
         if matches!(change.op, ChangeOp::Upsert { .. }) {
             let limit = self.batcher.limits().max_bytes;
@@ -388,6 +455,19 @@ impl Coordinator {
             settle_ack(stats, delivery).await;
             return;
         }
+        // Identical to what Port last accepted from us, and no other write of it pending: ack
+        // without a request (a resync of an unchanged organization costs nothing).
+        if matches!(change.op, ChangeOp::Upsert { .. })
+            && let Some(cache) = &self.shared.accepted
+            && !self.pending.contains_key(&key)
+            && !self.in_flight.contains(&key)
+            && !self.parked.contains_key(&key)
+            && cache.is_unchanged(&key, version)
+        {
+            stats.incr(Counter::SkippedUnchanged);
+            settle_ack(stats, delivery).await;
+            return;
+        }
         let payload = match change.op {
             ChangeOp::Upsert { entity } => Payload::Upsert {
                 batch_key: BatchKey {
@@ -399,22 +479,26 @@ impl Coordinator {
                 },
                 entity,
                 json_bytes,
+                version,
             },
             ChangeOp::Delete => Payload::Delete {
                 delete_dependents: change.write.delete_dependents,
+                check_ownership: matches!(change.origin, Origin::Webhook { .. }),
             },
         };
         let mut item = Item {
             held: Held {
+                source,
                 key: key.clone(),
                 kind: change.kind,
                 observed_at: change.observed_at,
                 delivery,
                 superseded: Vec::new(),
+                version,
             },
             payload,
         };
-        self.held += 1;
+        self.held[source] += 1;
         // A batched older change of this entity is superseded: only the newest is sent.
         if let Some(batch_key) = self.pending.remove(&key)
             && let Some(older) = self.batcher.remove(&batch_key, |i| i.held.key == key)
@@ -464,12 +548,17 @@ impl Coordinator {
     /// Spawns the task that sends `items` (one bulk upsert, or one delete).
     fn dispatch(&mut self, items: Vec<Item>, batch_key: Option<BatchKey>) {
         let mut keys = Vec::with_capacity(items.len());
-        let mut deliveries = 0;
+        let mut sources = Vec::with_capacity(items.len());
         for item in &items {
             self.pending.remove(&item.held.key);
+            // In flight, Port's version is unknown until it answers (an accepted upsert
+            // remembers it again; a delete or a rejection leaves it forgotten).
+            if let Some(cache) = &self.shared.accepted {
+                cache.forget(&item.held.key);
+            }
             self.in_flight.insert(item.held.key.clone());
             keys.push(item.held.key.clone());
-            deliveries += item.held.deliveries();
+            sources.extend(item.held.sources());
         }
         let shared = self.shared.clone();
         let handle = match batch_key {
@@ -477,7 +566,7 @@ impl Coordinator {
             None => self.tasks.spawn(send_deletes(shared, items)),
         };
         self.task_info
-            .insert(handle.id(), InFlightTask { keys, deliveries });
+            .insert(handle.id(), InFlightTask { keys, sources });
     }
 
     fn task_ended(&mut self, joined: Result<(Id, TaskEnd), tokio::task::JoinError>) {
@@ -502,11 +591,28 @@ impl Coordinator {
         let Some(task) = self.task_info.remove(&id) else {
             return;
         };
-        self.held = self.held.saturating_sub(task.deliveries);
+        for source in task.sources {
+            if let Some(held) = self.held.get_mut(source) {
+                *held = held.saturating_sub(1);
+            }
+        }
         for key in task.keys {
             self.in_flight.remove(&key);
             if let Some(item) = self.parked.remove(&key) {
                 self.enqueue(item);
+            }
+        }
+        self.resume_reading();
+    }
+
+    /// Reads again from partitions that dropped below their prefetch bound.
+    fn resume_reading(&mut self) {
+        let prefetch = usize::from(self.shared.config.prefetch.max(1));
+        for (source, slot) in self.paused.iter_mut().enumerate() {
+            if self.held[source] < prefetch
+                && let Some(subscription) = slot.take()
+            {
+                self.reading.push(read(source, subscription));
             }
         }
     }
@@ -520,14 +626,23 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Waits for a request slot, after any pause a 429 asked for.
-async fn request_slot(shared: &Shared) -> Option<tokio::sync::SemaphorePermit<'_>> {
+async fn request_slot(shared: &Shared) -> Option<Permit> {
     let paused = *lock(&shared.paused_until);
     if let Some(until) = paused
         && until > Instant::now()
     {
         tokio::time::sleep_until(until).await;
     }
-    shared.requests.acquire().await.ok()
+    // Not cut short by a stop: the shutdown flush still sends (the drain deadline bounds it).
+    Some(shared.requests.acquire().await)
+}
+
+/// Feeds a request's answer into the adaptive limit and frees its slot.
+fn release<T>(permit: Permit, result: &Result<T, PublishError>) {
+    permit.record(match result {
+        Ok(_) => Signal::Success,
+        Err(error) => Signal::of_error(error),
+    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -569,9 +684,14 @@ async fn send_upserts(shared: Arc<Shared>, key: BatchKey, items: Vec<Item>) -> T
     let mut entities = Vec::with_capacity(items.len());
     let mut held = Vec::with_capacity(items.len());
     for item in items {
-        if let Payload::Upsert { entity, .. } = item.payload {
+        if let Payload::Upsert {
+            entity, version, ..
+        } = item.payload
+        {
             entities.push(entity);
-            held.push(item.held);
+            let mut h = item.held;
+            h.version = version;
+            held.push(h);
         }
     }
     let stats = &shared.stats;
@@ -600,7 +720,7 @@ async fn send_upserts(shared: Arc<Shared>, key: BatchKey, items: Vec<Item>) -> T
                     key.resync_id,
                 )
                 .await;
-            drop(permit);
+            release(permit, &result);
             let (decision, last_error) = match result {
                 Ok(outcome) => {
                     let mut retry_entities = Vec::new();
@@ -616,6 +736,9 @@ async fn send_upserts(shared: Arc<Shared>, key: BatchKey, items: Vec<Item>) -> T
                         match result {
                             EntityResult::Accepted => {
                                 stats.incr(Counter::Upserted);
+                                if let Some(cache) = &shared.accepted {
+                                    cache.accepted(&held.key, held.version);
+                                }
                                 accept(stats, held).await;
                             }
                             EntityResult::Rejected {
@@ -723,35 +846,66 @@ async fn send_upserts(shared: Arc<Shared>, key: BatchKey, items: Vec<Item>) -> T
     TaskEnd { fatal: None }
 }
 
-/// Sends deletes (one request each) to completion; 404 counts as deleted.
+/// Sends deletes (one request each) to completion; 404 counts as deleted. A live delete first
+/// searches whether this integration owns the entity, and is acked without deleting when the
+/// entity is missing or belongs to another datasource.
 async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
     let stats = &shared.stats;
     for item in items {
-        let Payload::Delete { delete_dependents } = item.payload else {
+        let Payload::Delete {
+            delete_dependents,
+            check_ownership,
+        } = item.payload
+        else {
             continue;
         };
         let held = item.held;
         let mut schedule = shared.config.retry.schedule();
+        let mut owned_checked = !check_ownership;
         loop {
             let Some(permit) = request_slot(&shared).await else {
                 return TaskEnd { fatal: None };
             };
             stats.incr(Counter::PortRequests);
-            let result = shared
-                .client
-                .delete_entity(&held.key.blueprint, &held.key.identifier, delete_dependents)
-                .await;
-            drop(permit);
-            let error = match result {
-                Ok(outcome) => {
-                    if outcome == DeleteOutcome::AlreadyGone {
-                        tracing::debug!(blueprint = %held.key.blueprint, identifier = %held.key.identifier, "entity to delete was already gone");
+            let (what, error) = if owned_checked {
+                let result = shared
+                    .client
+                    .delete_entity(&held.key.blueprint, &held.key.identifier, delete_dependents)
+                    .await;
+                release(permit, &result);
+                match result {
+                    Ok(outcome) => {
+                        if outcome == DeleteOutcome::AlreadyGone {
+                            tracing::debug!(blueprint = %held.key.blueprint, identifier = %held.key.identifier, "entity to delete was already gone");
+                        }
+                        stats.incr(Counter::Deleted);
+                        accept(stats, held).await;
+                        break;
                     }
-                    stats.incr(Counter::Deleted);
-                    accept(stats, held).await;
-                    break;
+                    Err(error) => ("delete", error),
                 }
-                Err(error) => error,
+            } else {
+                let result = shared
+                    .client
+                    .owns(&held.key.blueprint, &held.key.identifier)
+                    .await;
+                release(permit, &result);
+                match result {
+                    Ok(true) => {
+                        owned_checked = true;
+                        continue;
+                    }
+                    Ok(false) => {
+                        tracing::debug!(
+                            blueprint = %held.key.blueprint, identifier = %held.key.identifier,
+                            "not deleting: the entity is missing or another datasource owns it"
+                        );
+                        stats.incr(Counter::SkippedNotOwned);
+                        accept(stats, held).await;
+                        break;
+                    }
+                    Err(error) => ("ownership search before the delete", error),
+                }
             };
             let decision = classify_error(&error);
             if !decision.is_retryable() {
@@ -759,7 +913,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                     return TaskEnd { fatal: Some(error) };
                 }
                 let reason = format!(
-                    "{error} (delete of entity {} of blueprint {}, kind {})",
+                    "{error} ({what} of entity {} of blueprint {}, kind {})",
                     held.key.identifier, held.key.blueprint, held.kind
                 );
                 reject(stats, held, &reason).await;
@@ -774,7 +928,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                         attempt = schedule.attempts(),
                         delay_ms = delay.as_millis() as u64,
                         error = %error,
-                        "delete failed; retrying"
+                        "{what} failed; retrying"
                     );
                     if !backoff(&shared, delay).await {
                         return TaskEnd { fatal: None };
@@ -782,7 +936,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                 }
                 None => {
                     let reason = format!(
-                        "gave up after {} attempts; last error: {error} (delete of entity {} of blueprint {}, kind {})",
+                        "gave up after {} attempts; last error: {error} ({what} of entity {} of blueprint {}, kind {})",
                         schedule.attempts(),
                         held.key.identifier,
                         held.key.blueprint,
@@ -818,8 +972,8 @@ async fn reject(stats: &PublishStats, held: Held, reason: &str) {
     settle_dead_letter(stats, held.delivery, reason).await;
 }
 
-async fn settle_superseded(stats: &PublishStats, superseded: Vec<Delivery>) {
-    for delivery in superseded {
+async fn settle_superseded(stats: &PublishStats, superseded: Vec<(usize, Delivery)>) {
+    for (_, delivery) in superseded {
         stats.incr(Counter::SkippedStale);
         settle_ack(stats, delivery).await;
     }

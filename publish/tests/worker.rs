@@ -118,6 +118,8 @@ struct Fake {
     /// Identifiers a bulk upsert rejects in a 207: (statusCode, error, message).
     reject: Mutex<HashMap<String, (u16, String, String)>>,
     entities: Mutex<HashMap<(String, String), Value>>,
+    /// Entities another datasource owns: the ownership search does not find them.
+    foreign: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -280,12 +282,49 @@ async fn delete_one(
     }
 }
 
+/// `POST /v1/entities/search` for the ownership check: the entity named by the `$blueprint`
+/// and `$identifier` rules, if it exists and is not foreign.
+async fn search(
+    State(fake): State<Arc<Fake>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    fake.record("POST", "/v1/entities/search".into(), query, &headers, &body);
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let rule = |property: &str| {
+        parsed["rules"]
+            .as_array()
+            .and_then(|rules| rules.iter().find(|r| r["property"] == property))
+            .and_then(|r| r["value"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let key = (rule("$blueprint"), rule("$identifier"));
+    let owned_suffix = rule("$datasource").is_empty()
+        || parsed["rules"].as_array().is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r["property"] == "$datasource" && r["value"] == format!("/{IDENTIFIER}/exporter")
+            })
+        });
+    let found = owned_suffix
+        && !lock(&fake.foreign).contains(&key)
+        && lock(&fake.entities).contains_key(&key);
+    let entities = if found {
+        vec![json!({"identifier": key.1})]
+    } else {
+        Vec::new()
+    };
+    Reply::new(200, json!({"ok": true, "entities": entities}))
+}
+
 async fn start_fake() -> (Arc<Fake>, String) {
     let fake = Arc::new(Fake::default());
     let app = Router::new()
         .route("/v1/auth/access_token", post(token))
         .route("/v1/blueprints/{bp}/entities/bulk", post(bulk))
         .route("/v1/blueprints/{bp}/entities/{id}", delete(delete_one))
+        .route("/v1/entities/search", post(search))
         .layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -328,6 +367,7 @@ fn config() -> PublishConfig {
         },
         shutdown_deadline: Duration::from_secs(5),
         guard_capacity: 10_000,
+        accepted_capacity: 10_000,
     }
 }
 
@@ -341,8 +381,19 @@ struct Harness {
 
 impl Harness {
     async fn start(fake: Arc<Fake>, base_url: &str, config: PublishConfig) -> Self {
+        Self::start_with_partitions(fake, base_url, config, 1).await
+    }
+
+    /// A worker consuming every one of `partitions` change queues.
+    async fn start_with_partitions(
+        fake: Arc<Fake>,
+        base_url: &str,
+        mut config: PublishConfig,
+        partitions: u16,
+    ) -> Self {
+        config.partitions = (0..partitions).collect();
         let shutdown = CancellationToken::new();
-        let bus = Bus::memory(Topology::new("test.", 1), shutdown.clone());
+        let bus = Bus::memory(Topology::new("test.", partitions), shutdown.clone());
         let user_agent = exporter_user_agent(COMPATIBLE_INTEGRATION_VERSION, IDENTIFIER);
         let client = PortClient::new(&access(base_url), user_agent).expect("client");
         let publisher = Publisher::new(client, config);
@@ -422,6 +473,7 @@ fn upsert(
         blueprint: blueprint.into(),
         identifier: identifier.into(),
         kind: "repository".into(),
+        resource_index: 0,
         origin,
         observed_at: at(observed),
         raw_event_id: uuid::Uuid::new_v4(),
@@ -513,6 +565,61 @@ async fn forty_five_changes_go_out_as_twenty_twenty_five_and_are_all_acked() {
     // One token for all requests.
     assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 1);
     assert!(h.dead_letters().await.is_empty());
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn one_bulk_request_takes_entities_from_every_partition() {
+    let (fake, url) = start_fake().await;
+    let resync_id = ResyncId::new();
+    let h = Harness::start_with_partitions(fake.clone(), &url, config(), 8).await;
+    // 15 entities spread over the 8 partitions, as transform routes them.
+    let messages = (0..15u16)
+        .map(|i| {
+            let change = upsert(
+                "azureDevopsRepository",
+                &format!("r{i}"),
+                0,
+                json!({"n": i}),
+                Origin::Resync { resync_id },
+            );
+            Outgoing::new(Destination::Change { partition: i % 8 }, encode(&change))
+        })
+        .collect();
+    h.bus.publish_all(messages).await.expect("publish");
+    let stats = h.wait_until("15 acks", |s| s.acked == 15).await;
+    assert_eq!(stats.upserted, 15);
+    let bulk = fake.bulk_requests();
+    assert_eq!(
+        bulk.len(),
+        1,
+        "one request for 15 entities of one blueprint, whatever their partitions: {:?}",
+        bulk.iter().map(Recorded::identifiers).collect::<Vec<_>>()
+    );
+    assert_eq!(bulk[0].identifiers().len(), 15);
+    assert_eq!(stats.port_requests, 1);
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn prefetch_bounds_each_partition_and_everything_still_goes_out() {
+    let (fake, url) = start_fake().await;
+    let mut cfg = config();
+    cfg.prefetch = 3;
+    let h = Harness::start_with_partitions(fake.clone(), &url, cfg, 2).await;
+    let messages = (0..40u16)
+        .map(|i| {
+            let change = repo(&format!("r{i}"), 1);
+            Outgoing::new(Destination::Change { partition: i % 2 }, encode(&change))
+        })
+        .collect();
+    h.bus.publish_all(messages).await.expect("publish");
+    let stats = h.wait_until("40 acks", |s| s.acked == 40).await;
+    assert_eq!(stats.upserted, 40);
+    // At most 3 held per partition: no bulk request can carry more than 6 entities.
+    for r in fake.bulk_requests() {
+        assert!(r.identifiers().len() <= 6, "{:?}", r.identifiers());
+    }
     h.stop().await.expect("clean stop");
 }
 
@@ -883,8 +990,12 @@ async fn deletes_use_the_delete_endpoint_and_404_is_success() {
     let h = Harness::start(fake.clone(), &url, config()).await;
     h.send(&[repo("keep", 1), repo("gone", 1)]).await;
     h.wait_until("2 acks", |s| s.acked == 2).await;
+    // Deletes of a resync (the reconciliation's) need no ownership search.
     let delete = |identifier: &str| EntityChange {
         op: ChangeOp::Delete,
+        origin: Origin::Resync {
+            resync_id: ResyncId::new(),
+        },
         ..repo(identifier, 2)
     };
     h.send(&[delete("gone"), delete("never-existed")]).await;
@@ -905,6 +1016,53 @@ async fn deletes_use_the_delete_endpoint_and_404_is_success() {
             .map(String::as_str),
         Some("true")
     );
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|r| r.path == "/v1/entities/search")
+    );
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn live_deletes_only_delete_entities_this_integration_owns() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo("ours", 1), repo("theirs", 1)]).await;
+    h.wait_until("2 acks", |s| s.acked == 2).await;
+    lock(&fake.foreign).insert(("azureDevopsRepository".into(), "theirs".into()));
+    let delete = |identifier: &str| EntityChange {
+        op: ChangeOp::Delete,
+        ..repo(identifier, 2)
+    };
+    h.send(&[delete("ours"), delete("theirs"), delete("missing")])
+        .await;
+    let stats = h.wait_until("5 acks", |s| s.acked == 5).await;
+    assert_eq!(stats.deleted, 1);
+    assert_eq!(stats.skipped_not_owned, 2);
+    assert_eq!(stats.dead_lettered, 0);
+    assert!(fake.entity("azureDevopsRepository", "ours").is_none());
+    assert!(fake.entity("azureDevopsRepository", "theirs").is_some());
+    let requests = fake.requests();
+    let searches: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path == "/v1/entities/search")
+        .collect();
+    assert_eq!(searches.len(), 3, "one ownership search per live delete");
+    // The search is the Python integration's: our datasource prefix and suffix.
+    let rules = searches[0].body["rules"].as_array().expect("rules");
+    for value in ["port-ocean/azure-devops/", "/test-ado/exporter"] {
+        assert!(
+            rules
+                .iter()
+                .any(|r| r["property"] == "$datasource" && r["value"] == value),
+            "{rules:?}"
+        );
+    }
+    let deletes: Vec<&Recorded> = requests.iter().filter(|r| r.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1);
+    assert!(deletes[0].path.ends_with("/ours"));
     h.stop().await.expect("clean stop");
 }
 
@@ -948,4 +1106,47 @@ async fn shutdown_flushes_open_batches() {
     h.stop().await.expect("clean stop");
     assert_eq!(stats.snapshot().acked, 2);
     assert_eq!(fake.bulk_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn an_entity_identical_to_the_last_accepted_version_is_not_sent_again() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    let body = |id: &str, observed: i64, n: i64| {
+        upsert(
+            "azureDevopsRepository",
+            id,
+            observed,
+            json!({"n": n}),
+            webhook(),
+        )
+    };
+    h.send(&[body("a", 0, 1), body("b", 0, 1)]).await;
+    h.wait_until("2 upserts", |s| s.upserted == 2).await;
+    let requests_before = fake.bulk_requests().len();
+    // A resync of an unchanged org: same bodies, newer observations; one entity changed.
+    h.send(&[body("a", 1, 1), body("b", 1, 2)]).await;
+    let stats = h.wait_until("4 acks", |s| s.acked == 4).await;
+    assert_eq!(stats.skipped_unchanged, 1, "{stats:?}");
+    assert_eq!(stats.upserted, 3);
+    let sent = &fake.bulk_requests()[requests_before..];
+    let ids: Vec<String> = sent.iter().flat_map(|r| r.identifiers()).collect();
+    assert_eq!(
+        ids,
+        vec!["b".to_string()],
+        "only the changed entity is sent"
+    );
+    // After a delete, the same body is sent again (Port no longer holds it).
+    let mut delete = body("a", 2, 1);
+    delete.op = ChangeOp::Delete;
+    h.send(&[delete]).await;
+    h.wait_until("the delete", |s| s.deleted == 1).await;
+    h.send(&[body("a", 3, 1)]).await;
+    let stats = h.wait_until("the re-upsert", |s| s.upserted == 4).await;
+    assert_eq!(stats.skipped_unchanged, 1);
+    assert_eq!(
+        fake.entity("azureDevopsRepository", "a").expect("a")["properties"]["n"],
+        1
+    );
+    h.stop().await.expect("clean stop");
 }

@@ -215,6 +215,11 @@ pub struct EntityChange {
     pub identifier: String,
     /// The mapping kind that produced it (for metrics and errors).
     pub kind: String,
+    /// The mapping resource that produced it (its index in `resources`). Two resources may
+    /// write different properties of one entity; ordering compares changes of the same
+    /// resource only, since changes of different resources are parts, not versions.
+    #[serde(default)]
+    pub resource_index: u32,
     pub origin: Origin,
     /// Copied from the raw event: when the source state was read.
     pub observed_at: DateTime<Utc>,
@@ -263,6 +268,78 @@ impl ResyncRequest {
     }
 }
 
+/// What one kind's crawl published in a resync (reported by ingest in [`ResyncControl::CrawlFinished`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCrawl {
+    /// Raw events published for this kind; reconciliation waits until transform reported
+    /// every one of them.
+    pub events: u64,
+    /// Raw items in those events.
+    pub items: u64,
+    /// Why the kind's crawl is incomplete, when it is (then nothing of it is deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// Resync bookkeeping for the reconciliation coordinator (publish), on the resync progress
+/// queue (single active consumer).
+///
+/// Ingest reports the start and the end of a crawl; transform reports, per raw event of a
+/// resync, which entities it produced and how many items it could not map. When every raw
+/// event of every kind is accounted for, the coordinator deletes what the resync no longer
+/// produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResyncControl {
+    /// The crawler started a resync (before publishing any of its raw events).
+    Started {
+        v: u32,
+        resync_id: ResyncId,
+        started_at: DateTime<Utc>,
+    },
+    /// The crawl ended: every raw event of the resync is published.
+    CrawlFinished {
+        v: u32,
+        resync_id: ResyncId,
+        started_at: DateTime<Utc>,
+        /// Per kind, what the crawl published; empty with `failure` set when it stopped early.
+        kinds: std::collections::BTreeMap<String, KindCrawl>,
+        /// Set when the crawl as a whole failed (then nothing is deleted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<String>,
+    },
+    /// Transform finished one raw event of a resync (its changes are confirmed on the bus).
+    Progress {
+        v: u32,
+        resync_id: ResyncId,
+        kind: String,
+        /// The raw event: redeliveries report it again, the coordinator counts it once.
+        raw_event_id: Uuid,
+        /// `(blueprint, identifier)` of every entity upserted from this event.
+        produced: Vec<(String, String)>,
+        /// Identifiers named in those entities' relations (kept when Port creates missing
+        /// related entities).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        related: Vec<String>,
+        /// Items (or entities) of this event the mapping could not produce.
+        failed_items: u64,
+    },
+}
+
+impl Contract for ResyncControl {
+    const NAME: &'static str = "ResyncControl";
+}
+
+impl ResyncControl {
+    pub fn resync_id(&self) -> ResyncId {
+        match self {
+            ResyncControl::Started { resync_id, .. }
+            | ResyncControl::CrawlFinished { resync_id, .. }
+            | ResyncControl::Progress { resync_id, .. } => *resync_id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +367,7 @@ mod tests {
             blueprint: "azureDevopsRepository".into(),
             identifier: "r1".into(),
             kind: "repository".into(),
+            resource_index: 0,
             origin: Origin::Webhook {
                 event_type: "git.push".into(),
                 delivery_id: "d1".into(),
@@ -304,6 +382,24 @@ mod tests {
         assert_eq!(json["v"], 1);
         let back: EntityChange = decode(&encode(&change)).expect("decodes");
         assert_eq!(back, change);
+    }
+
+    #[test]
+    fn resync_control_round_trips_with_version() {
+        let message = ResyncControl::Progress {
+            v: SCHEMA_VERSION,
+            resync_id: ResyncId::new(),
+            kind: "repository".into(),
+            raw_event_id: Uuid::new_v4(),
+            produced: vec![("azureDevopsRepository".into(), "r1".into())],
+            related: vec!["p1".into()],
+            failed_items: 0,
+        };
+        let json: Value = serde_json::from_slice(&encode(&message)).expect("json");
+        assert_eq!(json["type"], "progress");
+        assert_eq!(json["v"], 1);
+        let back: ResyncControl = decode(&encode(&message)).expect("decodes");
+        assert_eq!(back, message);
     }
 
     #[test]

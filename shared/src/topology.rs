@@ -5,6 +5,7 @@
 //!                  └─► ado.raw.archive (stream)       ──► replay
 //! port.changes (direct, key = partition) ──► port.changes.p{i} (quorum, single active consumer) ──► publish
 //! adoport.resync.requests (quorum, single active consumer)  ──► the one active crawler
+//! adoport.resync.progress (quorum, single active consumer)  ──► the one reconciliation coordinator
 //! adoport.dlx (direct, key = queue's DLQ) ──► ado.raw.dlq, port.changes.dlq, adoport.resync.dlq
 //! ```
 //!
@@ -23,6 +24,9 @@ pub enum WorkQueue {
     Changes { partition: u16 },
     /// Resync requests waiting for the crawler.
     ResyncRequests,
+    /// Resync bookkeeping (crawl start/end, transform progress) waiting for the
+    /// reconciliation coordinator in publish.
+    ResyncProgress,
 }
 
 /// Where dead letters of a work queue go.
@@ -38,7 +42,10 @@ impl WorkQueue {
         match self {
             WorkQueue::Raw => DeadLetterQueue::Raw,
             WorkQueue::Changes { .. } => DeadLetterQueue::Changes,
-            WorkQueue::ResyncRequests => DeadLetterQueue::ResyncRequests,
+            // Both are resync control messages: one DLQ for them.
+            WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => {
+                DeadLetterQueue::ResyncRequests
+            }
         }
     }
 }
@@ -115,6 +122,7 @@ impl Topology {
             WorkQueue::Raw => self.name("ado.raw.work"),
             WorkQueue::Changes { partition } => self.name(&format!("port.changes.p{partition}")),
             WorkQueue::ResyncRequests => self.name("adoport.resync.requests"),
+            WorkQueue::ResyncProgress => self.name("adoport.resync.progress"),
         }
     }
 
@@ -133,7 +141,11 @@ impl Topology {
 
     /// Every work queue.
     pub fn work_queues(&self) -> Vec<WorkQueue> {
-        let mut all = vec![WorkQueue::Raw, WorkQueue::ResyncRequests];
+        let mut all = vec![
+            WorkQueue::Raw,
+            WorkQueue::ResyncRequests,
+            WorkQueue::ResyncProgress,
+        ];
         all.extend(self.change_queues());
         all
     }
@@ -171,7 +183,7 @@ mod tests {
             "t1.port.changes.p3"
         );
         assert_eq!(t.dead_letter_queue(DeadLetterQueue::Raw), "t1.ado.raw.dlq");
-        assert_eq!(t.work_queues().len(), 6);
+        assert_eq!(t.work_queues().len(), 7);
     }
 
     #[test]

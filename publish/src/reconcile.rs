@@ -1,0 +1,669 @@
+//! Reconciliation (DESIGN.md §4): after a resync, delete from Port the entities this
+//! integration owns that the resync no longer produced, and report the resync state to Port.
+//!
+//! The coordinator is the single active consumer of the resync progress queue, so however many
+//! publish replicas run, one reconciles. It collects, per resync:
+//! - from ingest, the start (`Started`) and the end of the crawl with the raw events published
+//!   per kind (`CrawlFinished`);
+//! - from transform, per raw event, the entities produced and the items it could not map
+//!   (`Progress`; redeliveries are counted once, by raw event id).
+//!
+//! When every raw event of every kind is accounted for, it lists the entities this integration
+//! owns that were not updated since the resync started (`datasource-entities`, paged),
+//! subtracts the produced set (and, with `createMissingRelatedEntities`, the relation targets
+//! of produced entities), and deletes the rest in bulk — unless the crawl or any kind failed,
+//! any item failed to map, the produced set outgrew its bound, or the share to delete exceeds
+//! `entityDeletionThreshold`. Then it reports the resync state (`running`, `completed`,
+//! `failed`, `aborted`) with the Python integration's field names.
+//!
+//! Crash safety: progress is acked on receipt and held only in memory. A coordinator that
+//! restarts mid-resync misses part of the progress, so that resync never completes and is
+//! given up after `resync_timeout` without deleting anything. A crash mid-deletion leaves some
+//! stale entities deleted and some not: every one of them was stale (deletes are idempotent),
+//! and the next resync deletes the rest. A newer resync supersedes an older unfinished one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::Settings;
+use adoport_shared::messages::{KindCrawl, ResyncControl, ResyncId, decode};
+use adoport_shared::port_app_config::PortAppConfig;
+use adoport_shared::topology::WorkQueue;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::client::{
+    BULK_DELETE_MAX, COMPATIBLE_INTEGRATION_VERSION, INTEGRATION_TYPE, PortClient,
+    exporter_user_agent,
+};
+use crate::error::PublishError;
+use crate::retry::{RetryPolicy, classify_error};
+
+/// What the mapping's root flags say about deleting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReconcilePolicy {
+    /// `entityDeletionThreshold`: the largest share of owned entities one resync may delete.
+    pub deletion_threshold: f64,
+    /// `deleteDependentEntities`.
+    pub delete_dependents: bool,
+    /// `createMissingRelatedEntities`: relation targets of kept entities are kept too (Port
+    /// created them for us, so they carry our datasource but are never produced themselves).
+    pub keep_relation_targets: bool,
+}
+
+impl ReconcilePolicy {
+    pub fn from_mapping(mapping: &PortAppConfig) -> Self {
+        Self {
+            deletion_threshold: mapping.entity_deletion_threshold,
+            delete_dependents: mapping.delete_dependent_entities,
+            keep_relation_targets: mapping.create_missing_related_entities,
+        }
+    }
+}
+
+/// How the coordinator runs.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// The integration's identifier (`OCEAN__INTEGRATION__IDENTIFIER`): the resync state goes
+    /// to it, and its datasource suffix finds the entities it owns.
+    pub integration_identifier: String,
+    /// `None`: no mapping known, so nothing is ever deleted (the state is still reported).
+    pub policy: Option<ReconcilePolicy>,
+    /// Most `(blueprint, identifier)` pairs held across open resyncs (produced sets plus the
+    /// owned listing). Past it the resync is not reconciled (fail safe: nothing deleted).
+    pub max_tracked: usize,
+    /// A resync with no news for this long is given up (nothing deleted).
+    pub resync_timeout: Duration,
+    /// `OCEAN__SCHEDULED_RESYNC_INTERVAL`, for `nextResync` / `intervalInMinuets`.
+    pub interval_minutes: Option<u64>,
+    pub retry: RetryPolicy,
+}
+
+impl ReconcileConfig {
+    pub fn from_settings(
+        settings: &Settings,
+        policy: Option<ReconcilePolicy>,
+    ) -> Result<Self, PublishError> {
+        let access = settings.port_access()?;
+        Ok(Self {
+            integration_identifier: access.integration_identifier,
+            policy,
+            max_tracked: DEFAULT_MAX_TRACKED,
+            resync_timeout: Duration::from_secs(6 * 3600),
+            interval_minutes: settings.ocean.scheduled_resync_interval.filter(|m| *m > 0),
+            retry: RetryPolicy::default(),
+        })
+    }
+}
+
+/// Default bound on tracked entity keys (about 100 bytes each: ~100 MB at most).
+pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+
+/// How a resync ended, as the coordinator decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResyncOutcome {
+    /// Reconciled: `deleted` stale entities removed.
+    Completed { resync_id: ResyncId, deleted: usize },
+    /// Complete, but deletion was skipped (the state is still `completed`), e.g. the share to
+    /// delete exceeded the threshold.
+    DeletionRefused { resync_id: ResyncId, reason: String },
+    /// Nothing deleted because the resync is incomplete (reported `failed`).
+    Failed { resync_id: ResyncId, reason: String },
+    /// A newer resync started before this one was reconciled (reported `aborted`).
+    Superseded { resync_id: ResyncId },
+}
+
+/// What the coordinator knows about one resync.
+#[derive(Debug, Default)]
+struct Tally {
+    started_at: Option<DateTime<Utc>>,
+    /// Set by `CrawlFinished`.
+    crawl: Option<BTreeMap<String, KindCrawl>>,
+    crawl_failure: Option<String>,
+    /// Raw events reported per kind (distinct ids).
+    seen: HashMap<String, HashSet<Uuid>>,
+    failed_items: BTreeMap<String, u64>,
+    produced: HashSet<(String, String)>,
+    related: HashSet<String>,
+    overflowed: bool,
+    last_news: Option<Instant>,
+}
+
+impl Tally {
+    fn tracked(&self) -> usize {
+        self.produced.len() + self.related.len()
+    }
+
+    /// Every raw event the crawl published has been reported by transform.
+    fn complete(&self) -> bool {
+        let Some(crawl) = &self.crawl else {
+            return false;
+        };
+        crawl
+            .iter()
+            .all(|(kind, k)| self.seen.get(kind).map_or(0, |s| s.len() as u64) >= k.events)
+    }
+
+    /// Why nothing may be deleted, if anything forbids it.
+    fn incomplete_reason(&self) -> Option<String> {
+        if let Some(failure) = &self.crawl_failure {
+            return Some(format!("the crawl failed: {failure}"));
+        }
+        let crawl = self.crawl.as_ref()?;
+        let failed: Vec<String> = crawl
+            .iter()
+            .filter_map(|(kind, k)| k.failure.as_ref().map(|f| format!("{kind} ({f})")))
+            .collect();
+        if !failed.is_empty() {
+            return Some(format!("kinds failed to crawl: {}", failed.join("; ")));
+        }
+        let unmapped: Vec<String> = self
+            .failed_items
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(kind, n)| format!("{kind}: {n}"))
+            .collect();
+        if !unmapped.is_empty() {
+            return Some(format!(
+                "items the mapping could not handle (see transform's problem summary): {}",
+                unmapped.join(", ")
+            ));
+        }
+        if self.overflowed {
+            return Some(
+                "the resync produced more entities than the coordinator tracks (max_tracked)"
+                    .into(),
+            );
+        }
+        None
+    }
+}
+
+/// The reconciliation coordinator.
+pub struct Reconciler {
+    client: PortClient,
+    config: ReconcileConfig,
+    outcomes: watch::Sender<Vec<ResyncOutcome>>,
+}
+
+/// Outcomes kept for [`Reconciler::outcomes`] watchers.
+const OUTCOMES_KEPT: usize = 32;
+
+impl Reconciler {
+    pub fn new(client: PortClient, config: ReconcileConfig) -> Self {
+        Self {
+            client,
+            config,
+            outcomes: watch::Sender::new(Vec::new()),
+        }
+    }
+
+    /// The coordinator a deployment runs, with the publish role's Port credentials.
+    pub fn from_settings(
+        settings: &Settings,
+        policy: Option<ReconcilePolicy>,
+    ) -> Result<Self, PublishError> {
+        let access = settings.port_access()?;
+        let user_agent = exporter_user_agent(
+            COMPATIBLE_INTEGRATION_VERSION,
+            &access.integration_identifier,
+        );
+        let client = PortClient::new(&access, user_agent)?;
+        Ok(Self::new(
+            client,
+            ReconcileConfig::from_settings(settings, policy)?,
+        ))
+    }
+
+    /// The latest outcomes (newest last, at most 32); watch it before [`Reconciler::run`].
+    pub fn outcomes(&self) -> watch::Receiver<Vec<ResyncOutcome>> {
+        self.outcomes.subscribe()
+    }
+
+    /// Consumes the resync progress queue until `shutdown`.
+    pub async fn run(self, bus: Bus, shutdown: CancellationToken) -> Result<(), PublishError> {
+        let subscription = bus.subscribe(WorkQueue::ResyncProgress, 256).await?;
+        tracing::info!(
+            deletes = self.config.policy.is_some(),
+            "reconciliation coordinator started"
+        );
+        self.consume(subscription, shutdown).await
+    }
+
+    async fn consume(
+        self,
+        mut subscription: Subscription,
+        shutdown: CancellationToken,
+    ) -> Result<(), PublishError> {
+        let mut tallies: HashMap<ResyncId, Tally> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {
+                    self.expire(&mut tallies).await;
+                    continue;
+                }
+                delivery = subscription.next() => match delivery {
+                    Some(delivery) => delivery,
+                    None => return Ok(()),
+                },
+            };
+            let message: ResyncControl = match decode(&delivery.body) {
+                Ok(message) => message,
+                Err(e) => {
+                    let reason = format!("the reconciliation coordinator cannot read this: {e}");
+                    tracing::error!(reason = %reason, "dead-lettering a resync control message");
+                    if let Err(e) = delivery.dead_letter(&reason).await {
+                        tracing::warn!(error = %e, "could not dead-letter a resync control message");
+                    }
+                    continue;
+                }
+            };
+            // Acked on receipt: the state lives in memory (see the module doc on crashes).
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(error = %e, "could not ack a resync control message");
+            }
+            let resync_id = message.resync_id();
+            let total_tracked: usize = tallies.values().map(Tally::tracked).sum();
+            self.absorb(&mut tallies, message, total_tracked).await;
+            let ready = tallies.get(&resync_id).is_some_and(Tally::complete);
+            if ready && let Some(tally) = tallies.remove(&resync_id) {
+                let outcome = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    outcome = self.reconcile(resync_id, tally) => outcome,
+                };
+                self.record(outcome);
+            }
+        }
+    }
+
+    async fn absorb(
+        &self,
+        tallies: &mut HashMap<ResyncId, Tally>,
+        message: ResyncControl,
+        total_tracked: usize,
+    ) {
+        let resync_id = message.resync_id();
+        match message {
+            ResyncControl::Started { started_at, .. } => {
+                // A newer resync supersedes every older one not reconciled yet.
+                let older: Vec<ResyncId> = tallies
+                    .iter()
+                    .filter(|(id, t)| {
+                        **id != resync_id && t.started_at.is_none_or(|s| s < started_at)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in older {
+                    if let Some(tally) = tallies.remove(&id) {
+                        tracing::info!(resync_id = %id, newer = %resync_id, "resync superseded by a newer one before it was reconciled; nothing deleted");
+                        self.report_state("aborted", tally.started_at, Some(Utc::now()))
+                            .await;
+                        self.record(ResyncOutcome::Superseded { resync_id: id });
+                    }
+                }
+                let tally = tallies.entry(resync_id).or_default();
+                tally.started_at = Some(started_at);
+                tally.last_news = Some(Instant::now());
+                self.report_state("running", Some(started_at), None).await;
+            }
+            ResyncControl::CrawlFinished {
+                started_at,
+                kinds,
+                failure,
+                ..
+            } => {
+                let tally = tallies.entry(resync_id).or_default();
+                tally.started_at.get_or_insert(started_at);
+                tally.crawl = Some(kinds);
+                tally.crawl_failure = failure;
+                tally.last_news = Some(Instant::now());
+            }
+            ResyncControl::Progress {
+                kind,
+                raw_event_id,
+                produced,
+                related,
+                failed_items,
+                ..
+            } => {
+                let tally = tallies.entry(resync_id).or_default();
+                tally.last_news = Some(Instant::now());
+                if !tally
+                    .seen
+                    .entry(kind.clone())
+                    .or_default()
+                    .insert(raw_event_id)
+                {
+                    return; // a redelivery: already counted
+                }
+                *tally.failed_items.entry(kind).or_default() += failed_items;
+                if tally.overflowed {
+                    return;
+                }
+                if total_tracked + produced.len() + related.len() > self.config.max_tracked {
+                    tracing::warn!(
+                        resync_id = %resync_id,
+                        max_tracked = self.config.max_tracked,
+                        "resync outgrew the coordinator's bound; it will not delete anything"
+                    );
+                    tally.overflowed = true;
+                    tally.produced = HashSet::new();
+                    tally.related = HashSet::new();
+                    return;
+                }
+                tally.produced.extend(produced);
+                tally.related.extend(related);
+            }
+        }
+    }
+
+    /// Gives up resyncs with no news for `resync_timeout`.
+    async fn expire(&self, tallies: &mut HashMap<ResyncId, Tally>) {
+        let timeout = self.config.resync_timeout;
+        let stale: Vec<ResyncId> = tallies
+            .iter()
+            .filter(|(_, t)| t.last_news.is_some_and(|at| at.elapsed() > timeout))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(tally) = tallies.remove(&id) {
+                let reason = format!(
+                    "not every raw event of the resync was reported within {} s (a transform event dead-lettered, or the coordinator restarted mid-resync)",
+                    timeout.as_secs()
+                );
+                tracing::warn!(resync_id = %id, reason = %reason, "resync given up; nothing deleted");
+                self.report_state("failed", tally.started_at, Some(Utc::now()))
+                    .await;
+                self.record(ResyncOutcome::Failed {
+                    resync_id: id,
+                    reason,
+                });
+            }
+        }
+    }
+
+    fn record(&self, outcome: ResyncOutcome) {
+        self.outcomes.send_modify(|all| {
+            all.push(outcome);
+            if all.len() > OUTCOMES_KEPT {
+                all.remove(0);
+            }
+        });
+    }
+
+    /// Decides and deletes for one complete resync, then reports its state.
+    async fn reconcile(&self, resync_id: ResyncId, tally: Tally) -> ResyncOutcome {
+        let started_at = tally.started_at.unwrap_or_else(Utc::now);
+        if let Some(reason) = tally.incomplete_reason() {
+            tracing::warn!(resync_id = %resync_id, reason = %reason, "resync incomplete; no entity is deleted");
+            self.report_state("failed", Some(started_at), Some(Utc::now()))
+                .await;
+            return ResyncOutcome::Failed { resync_id, reason };
+        }
+        let outcome = match self.delete_stale(resync_id, started_at, &tally).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let reason = format!("reconciliation stopped: {e}");
+                tracing::error!(resync_id = %resync_id, reason = %reason, "reconciliation failed; stale entities stay until the next resync");
+                ResyncOutcome::Failed { resync_id, reason }
+            }
+        };
+        let status = match outcome {
+            ResyncOutcome::Failed { .. } => "failed",
+            _ => "completed",
+        };
+        self.report_state(status, Some(started_at), Some(Utc::now()))
+            .await;
+        outcome
+    }
+
+    async fn delete_stale(
+        &self,
+        resync_id: ResyncId,
+        started_at: DateTime<Utc>,
+        tally: &Tally,
+    ) -> Result<ResyncOutcome, PublishError> {
+        let Some(policy) = self.config.policy else {
+            return Ok(ResyncOutcome::DeletionRefused {
+                resync_id,
+                reason: "the publish role has no mapping, so it does not delete".into(),
+            });
+        };
+        let prefix = format!("port-ocean/{INTEGRATION_TYPE}/");
+        let suffix = format!("/{}/exporter", self.config.integration_identifier);
+        let budget = self.config.max_tracked.saturating_sub(tally.tracked());
+        let mut listed = 0usize;
+        let mut stale: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut to_delete = 0usize;
+        let mut from: Option<String> = None;
+        loop {
+            let page = self
+                .with_retries("listing owned entities", || {
+                    self.client
+                        .owned_entities(&prefix, &suffix, started_at, from.as_deref())
+                })
+                .await?;
+            for (blueprint, identifier) in page.entities {
+                listed += 1;
+                if listed > budget {
+                    return Ok(ResyncOutcome::Failed {
+                        resync_id,
+                        reason: format!(
+                            "Port lists more owned entities than the coordinator tracks ({}); nothing deleted",
+                            self.config.max_tracked
+                        ),
+                    });
+                }
+                let key = (blueprint, identifier);
+                if tally.produced.contains(&key)
+                    || (policy.keep_relation_targets && tally.related.contains(&key.1))
+                {
+                    continue;
+                }
+                to_delete += 1;
+                stale.entry(key.0).or_default().push(key.1);
+            }
+            match page.next {
+                Some(next) if from.as_deref() != Some(next.as_str()) => from = Some(next),
+                _ => break,
+            }
+        }
+        let kept = listed - to_delete;
+        // Owned in Port: what the resync wrote (updated since it started) plus what it listed.
+        let owned = tally.produced.len() + kept + to_delete;
+        let share = if owned == 0 {
+            0.0
+        } else {
+            to_delete as f64 / owned as f64
+        };
+        if to_delete > 0 && share > policy.deletion_threshold {
+            let reason = format!(
+                "deleting {to_delete} of {owned} owned entities ({:.0} %) exceeds entityDeletionThreshold {}; nothing deleted (raise the threshold in the mapping if this is intended)",
+                share * 100.0,
+                policy.deletion_threshold
+            );
+            tracing::warn!(resync_id = %resync_id, reason = %reason, "mass deletion refused");
+            return Ok(ResyncOutcome::DeletionRefused { resync_id, reason });
+        }
+        let mut deleted = 0usize;
+        for (blueprint, identifiers) in &stale {
+            for chunk in identifiers.chunks(BULK_DELETE_MAX) {
+                let gone = self
+                    .with_retries("bulk delete", || {
+                        self.client
+                            .bulk_delete(blueprint, chunk, policy.delete_dependents)
+                    })
+                    .await?;
+                deleted += gone.len();
+            }
+        }
+        tracing::info!(
+            resync_id = %resync_id,
+            listed,
+            deleted,
+            "reconciliation deleted the entities the resync no longer produced"
+        );
+        Ok(ResyncOutcome::Completed { resync_id, deleted })
+    }
+
+    /// Runs a Port call with the retry policy (bounded attempts, honours wait hints).
+    async fn with_retries<T, F, Fut>(&self, what: &str, call: F) -> Result<T, PublishError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, PublishError>>,
+    {
+        let mut schedule = self.config.retry.schedule();
+        loop {
+            let error = match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let decision = classify_error(&error);
+            match schedule.next_delay(&decision) {
+                Some(delay) if decision.is_retryable() => {
+                    tracing::warn!(operation = what, error = %error, delay_ms = delay.as_millis() as u64, "reconciliation call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// `PATCH /v1/integration/{id}/resync-state`; a failure is logged, never fatal.
+    async fn report_state(
+        &self,
+        status: &str,
+        started_at: Option<DateTime<Utc>>,
+        ended_at: Option<DateTime<Utc>>,
+    ) {
+        let state = resync_state(status, started_at, ended_at, self.config.interval_minutes);
+        if let Err(e) = self
+            .client
+            .report_resync_state(&self.config.integration_identifier, &state)
+            .await
+        {
+            tracing::warn!(status, error = %e, "could not report the resync state to Port");
+        }
+    }
+}
+
+/// The resync-state body, with the Python integration's field names (the misspelled
+/// `intervalInMinuets` is the real key).
+pub fn resync_state(
+    status: &str,
+    started_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    interval_minutes: Option<u64>,
+) -> Value {
+    let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let next =
+        match (ended_at.or(started_at), interval_minutes) {
+            (Some(from), Some(minutes)) => Some(iso(from
+                + chrono::Duration::minutes(i64::try_from(minutes).unwrap_or(i64::MAX / 60_000)))),
+            _ => None,
+        };
+    json!({
+        "status": status,
+        "lastResyncStart": started_at.map(iso),
+        "lastResyncEnd": ended_at.map(iso),
+        "nextResync": next,
+        "intervalInMinuets": interval_minutes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crawl(kinds: &[(&str, u64, Option<&str>)]) -> BTreeMap<String, KindCrawl> {
+        kinds
+            .iter()
+            .map(|(k, events, failure)| {
+                (
+                    k.to_string(),
+                    KindCrawl {
+                        events: *events,
+                        items: *events,
+                        failure: failure.map(String::from),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_resync_is_complete_when_every_event_is_reported() {
+        let mut tally = Tally::default();
+        assert!(!tally.complete(), "no crawl end yet");
+        tally.crawl = Some(crawl(&[("project", 1, None), ("repository", 2, None)]));
+        tally
+            .seen
+            .entry("project".into())
+            .or_default()
+            .insert(Uuid::new_v4());
+        assert!(!tally.complete());
+        let id = Uuid::new_v4();
+        let repo = tally.seen.entry("repository".into()).or_default();
+        repo.insert(id);
+        repo.insert(id); // a redelivery counts once
+        assert!(!tally.complete());
+        let repo = tally.seen.entry("repository".into()).or_default();
+        repo.insert(Uuid::new_v4());
+        assert!(tally.complete());
+        assert_eq!(tally.incomplete_reason(), None);
+    }
+
+    #[test]
+    fn failures_forbid_deletion_with_a_reason() {
+        let mut tally = Tally {
+            crawl: Some(crawl(&[
+                ("project", 0, None),
+                ("repository", 0, Some("HTTP 500")),
+            ])),
+            ..Tally::default()
+        };
+        let reason = tally.incomplete_reason().expect("kind failed");
+        assert!(
+            reason.contains("repository") && reason.contains("HTTP 500"),
+            "{reason}"
+        );
+        tally.crawl = Some(crawl(&[("project", 0, None)]));
+        tally.failed_items.insert("project".into(), 2);
+        let reason = tally.incomplete_reason().expect("items failed");
+        assert!(reason.contains("project: 2"), "{reason}");
+        tally.failed_items.clear();
+        tally.overflowed = true;
+        assert!(tally.incomplete_reason().is_some());
+        tally.overflowed = false;
+        tally.crawl_failure = Some("PAT refused".into());
+        assert!(
+            tally
+                .incomplete_reason()
+                .expect("crawl")
+                .contains("PAT refused")
+        );
+    }
+
+    #[test]
+    fn resync_state_uses_the_python_field_names() {
+        let start = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+            .expect("date")
+            .with_timezone(&Utc);
+        let end = start + chrono::Duration::minutes(2);
+        let state = resync_state("completed", Some(start), Some(end), Some(60));
+        assert_eq!(state["status"], "completed");
+        assert_eq!(state["lastResyncStart"], "2025-01-01T00:00:00.000Z");
+        assert_eq!(state["lastResyncEnd"], "2025-01-01T00:02:00.000Z");
+        assert_eq!(state["nextResync"], "2025-01-01T01:02:00.000Z");
+        assert_eq!(state["intervalInMinuets"], 60);
+        let running = resync_state("running", Some(start), None, None);
+        assert!(running["lastResyncEnd"].is_null() && running["nextResync"].is_null());
+    }
+}

@@ -1,0 +1,203 @@
+//! First start (`OCEAN__INITIALIZE_PORT_RESOURCES`, default true): the default blueprints and
+//! the default mapping in Port, as the Python integration creates them.
+//!
+//! - The blueprints of `assets/default-blueprints.json` (the Python integration's, unchanged)
+//!   are created only when none of them exists yet, in three stages so that relations find
+//!   their targets: bare (no relations, mirror, calculation or aggregation properties), then
+//!   the relations, then the full body.
+//! - The integration, with the default mapping as its config, is created only when Port has
+//!   no integration of that identifier.
+//!
+//! Nothing the user already has is overwritten. It owns no retry loop: a failure stops the
+//! start with the blueprint or call that failed, and the next start tries again.
+
+use serde_json::{Map, Value, json};
+
+use crate::client::{COMPATIBLE_INTEGRATION_VERSION, INTEGRATION_TYPE, PortClient};
+use crate::error::PublishError;
+
+/// The Python integration's default blueprints (a test keeps the copy equal to the reference).
+pub const DEFAULT_BLUEPRINTS: &str = include_str!("../assets/default-blueprints.json");
+
+/// Blueprint fields that may point at other blueprints: left out of the bare stage.
+const LINKED_FIELDS: [&str; 4] = [
+    "relations",
+    "mirrorProperties",
+    "calculationProperties",
+    "aggregationProperties",
+];
+
+/// What [`initialize`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initialized {
+    /// Blueprints created (empty when any default blueprint already existed).
+    pub blueprints_created: Vec<String>,
+    /// Whether the integration (with the default mapping) was created.
+    pub integration_created: bool,
+}
+
+/// The default blueprints, parsed.
+pub fn default_blueprints() -> Result<Vec<Value>, PublishError> {
+    serde_json::from_str(DEFAULT_BLUEPRINTS).map_err(|e| {
+        PublishError::Setup(format!(
+            "the built-in default blueprints (publish/assets/default-blueprints.json) do not parse: {e}"
+        ))
+    })
+}
+
+/// The default mapping as the JSON config of an integration.
+fn default_mapping() -> Result<Value, PublishError> {
+    serde_saphyr::from_str(adoport_shared::port_app_config::DEFAULT_PORT_APP_CONFIG).map_err(|e| {
+        PublishError::Setup(format!("the built-in default mapping does not parse: {e}"))
+    })
+}
+
+/// The body of `POST /v1/integration`, in the Python integration's shape.
+pub fn integration_body(identifier: &str, config: Value) -> Value {
+    json!({
+        "installationId": identifier,
+        "installationAppType": INTEGRATION_TYPE,
+        "version": COMPATIBLE_INTEGRATION_VERSION,
+        "changelogDestination": null,
+        "config": config,
+    })
+}
+
+/// With `OCEAN__INITIALIZE_PORT_RESOURCES` on (the default): [`initialize`] with the configured
+/// Port credentials and integration identifier; `None` when the setting is off.
+pub async fn initialize_for_settings(
+    settings: &adoport_shared::config::Settings,
+) -> Result<Option<Initialized>, PublishError> {
+    if !settings.ocean.initialize_port_resources {
+        return Ok(None);
+    }
+    let access = settings.port_access()?;
+    let user_agent = crate::client::exporter_user_agent(
+        COMPATIBLE_INTEGRATION_VERSION,
+        &access.integration_identifier,
+    );
+    let client = PortClient::new(&access, user_agent)?;
+    initialize(&client, &access.integration_identifier)
+        .await
+        .map(Some)
+}
+
+/// Creates what is missing (see the module doc). `integration` is the integration identifier.
+pub async fn initialize(
+    client: &PortClient,
+    integration: &str,
+) -> Result<Initialized, PublishError> {
+    let blueprints = default_blueprints()?;
+    let blueprints_created = create_blueprints(client, &blueprints).await?;
+    let integration_created = if client.integration_exists(integration).await? {
+        false
+    } else {
+        client
+            .create_integration(&integration_body(integration, default_mapping()?))
+            .await?;
+        tracing::info!(
+            integration,
+            "created the integration in Port with the default mapping"
+        );
+        true
+    };
+    Ok(Initialized {
+        blueprints_created,
+        integration_created,
+    })
+}
+
+async fn create_blueprints(
+    client: &PortClient,
+    blueprints: &[Value],
+) -> Result<Vec<String>, PublishError> {
+    let identifiers: Vec<&str> = blueprints
+        .iter()
+        .filter_map(|b| b["identifier"].as_str())
+        .collect();
+    for identifier in &identifiers {
+        if client.blueprint(identifier).await?.is_some() {
+            tracing::info!(
+                blueprint = identifier,
+                "a default blueprint already exists in Port; creating none of them"
+            );
+            return Ok(Vec::new());
+        }
+    }
+    for blueprint in blueprints {
+        client.create_blueprint(&bare(blueprint)).await?;
+    }
+    for (blueprint, identifier) in blueprints.iter().zip(&identifiers) {
+        if let Some(relations) = blueprint.get("relations")
+            && relations.as_object().is_some_and(|r| !r.is_empty())
+        {
+            client
+                .patch_blueprint(identifier, &json!({ "relations": relations }))
+                .await?;
+        }
+    }
+    for (blueprint, identifier) in blueprints.iter().zip(&identifiers) {
+        client.patch_blueprint(identifier, blueprint).await?;
+    }
+    tracing::info!(blueprints = ?identifiers, "created the default blueprints in Port");
+    Ok(identifiers.into_iter().map(String::from).collect())
+}
+
+/// The blueprint without the fields that may point at other blueprints (emptied, not absent,
+/// as the Python integration sends it).
+fn bare(blueprint: &Value) -> Value {
+    let mut body = blueprint.clone();
+    if let Value::Object(map) = &mut body {
+        for field in LINKED_FIELDS {
+            map.insert(field.to_string(), Value::Object(Map::new()));
+        }
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/ocean-azure-devops/blueprints.json"
+    );
+
+    #[test]
+    fn the_default_blueprints_are_the_python_integrations() {
+        let reference =
+            std::fs::read_to_string(REFERENCE).expect("reference blueprints (../shared)");
+        let theirs: Value = serde_json::from_str(&reference).expect("reference parses");
+        let ours = Value::Array(default_blueprints().expect("ours parse"));
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn the_bare_stage_has_no_links() {
+        for blueprint in default_blueprints().expect("parse") {
+            let body = bare(&blueprint);
+            for field in LINKED_FIELDS {
+                assert_eq!(
+                    body[field],
+                    json!({}),
+                    "{field} of {}",
+                    blueprint["identifier"]
+                );
+            }
+            assert_eq!(body["schema"], blueprint["schema"]);
+        }
+    }
+
+    #[test]
+    fn the_default_mapping_becomes_the_integration_config() {
+        let body = integration_body("my-ado", default_mapping().expect("mapping"));
+        assert_eq!(body["installationId"], "my-ado");
+        assert_eq!(body["installationAppType"], "azure-devops");
+        assert!(
+            body["config"]["resources"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        );
+    }
+}

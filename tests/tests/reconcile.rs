@@ -1,0 +1,221 @@
+//! Reconciliation end to end (real RabbitMQ, simulated Azure DevOps and Port): after a resync,
+//! the entities this integration owns that the resync no longer produced are deleted — and
+//! nothing is deleted when a kind failed, when the deletion would be massive, or when the
+//! entity belongs to another datasource.
+
+use std::time::Duration;
+
+use adoport::pipeline::Roles;
+use adoport_ingest::resync;
+use adoport_shared::messages::ResyncTrigger;
+use adoport_sim::ScriptedAnswer;
+use adoport_sim::port::PortSim;
+use adoport_tests::{BusKind, Running, start, within};
+use serde_json::{Value, json};
+
+const REPOSITORY: &str = "azureDevopsRepository";
+/// Our ownership: the Python integration's datasource for integration `azure-devops`.
+const OURS: &str = "port-ocean/azure-devops/0.12.2/azure-devops/exporter";
+
+/// Writes an entity into Port as the writer with User-Agent `user_agent` (its `$datasource`).
+async fn seed(port: &PortSim, user_agent: &str, blueprint: &str, identifiers: &[String]) {
+    let http = reqwest::Client::builder()
+        .user_agent(user_agent)
+        .build()
+        .expect("client");
+    let token: Value = http
+        .post(format!("{}/v1/auth/access_token", port.base_url()))
+        .json(&json!({"clientId": "sim-client", "clientSecret": "sim-secret"}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    let token = token["accessToken"].as_str().expect("accessToken");
+    for chunk in identifiers.chunks(20) {
+        let entities: Vec<Value> = chunk
+            .iter()
+            .map(|id| json!({"identifier": id, "title": id, "properties": {}, "relations": {}}))
+            .collect();
+        let response = http
+            .post(format!(
+                "{}/v1/blueprints/{blueprint}/entities/bulk?upsert=true&merge=true",
+                port.base_url()
+            ))
+            .bearer_auth(token)
+            .json(&json!({ "entities": entities }))
+            .send()
+            .await
+            .expect("seed");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+}
+
+/// The resync states reported to Port so far, by status.
+fn states(port: &PortSim, status: &str) -> usize {
+    port.resync_states()
+        .iter()
+        .filter(|s| s["status"] == status)
+        .count()
+}
+
+/// Waits until Port has been told `count` resyncs ended with `status`.
+async fn reported(running: &Running, status: &str, count: usize) {
+    let port = &running.world.port;
+    assert!(
+        port.wait_for(|p| states(p, status) >= count, Duration::from_secs(60))
+            .await,
+        "resync state {status} reported {count} time(s); states: {:?}",
+        port.resync_states()
+    );
+}
+
+/// Runs one more resync and waits for it to settle.
+async fn resync_again(running: &mut Running) {
+    resync::request(&running.bus, ResyncTrigger::Manual)
+        .await
+        .expect("request");
+    running.resync_settled().await;
+}
+
+fn repository_ids(running: &Running) -> Vec<String> {
+    running
+        .world
+        .ado
+        .repositories()
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_removed_repository_is_deleted_and_foreign_entities_stay() {
+    let mut running = start("reconcile-remove", BusKind::Rabbit, Roles::ALL, 2, 3, &[]).await;
+    // Entities of the same blueprint another installation and a human own.
+    seed(
+        &running.world.port,
+        "port-ocean/azure-devops/0.12.2/other-install/exporter",
+        REPOSITORY,
+        &["foreign-1".to_string()],
+    )
+    .await;
+    seed(
+        &running.world.port,
+        "Mozilla/5.0",
+        REPOSITORY,
+        &["manual-1".to_string()],
+    )
+    .await;
+    running.resync_settled().await;
+    reported(&running, "completed", 1).await;
+    assert!(states(&running.world.port, "running") >= 1);
+    let state = running
+        .world
+        .port
+        .resync_states()
+        .last()
+        .cloned()
+        .expect("state");
+    for key in [
+        "lastResyncStart",
+        "lastResyncEnd",
+        "nextResync",
+        "intervalInMinuets",
+    ] {
+        assert!(state.get(key).is_some(), "{key} in {state}");
+    }
+
+    let removed = repository_ids(&running)[0].clone();
+    assert!(running.world.ado.remove_repository(&removed));
+    assert!(running.world.port.entity(REPOSITORY, &removed).is_some());
+    resync_again(&mut running).await;
+    reported(&running, "completed", 2).await;
+
+    let port = &running.world.port;
+    assert!(
+        port.entity(REPOSITORY, &removed).is_none(),
+        "removed repository deleted"
+    );
+    for id in repository_ids(&running) {
+        assert!(port.entity(REPOSITORY, &id).is_some(), "{id} kept");
+    }
+    assert_eq!(port.entities("azureDevopsProject").len(), 2);
+    assert!(
+        port.entity(REPOSITORY, "foreign-1").is_some(),
+        "other install's entity kept"
+    );
+    assert!(
+        port.entity(REPOSITORY, "manual-1").is_some(),
+        "manual entity kept"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_when_a_kind_failed() {
+    let mut running = start(
+        "reconcile-kind-failed",
+        BusKind::Rabbit,
+        Roles::ALL,
+        2,
+        3,
+        &[],
+    )
+    .await;
+    running.resync_settled().await;
+    reported(&running, "completed", 1).await;
+
+    let removed = repository_ids(&running)[0].clone();
+    assert!(running.world.ado.remove_repository(&removed));
+    // Listing repositories fails for good (403 is not retried) in the next crawl.
+    running.world.ado.fail_next(
+        "GET /{org}/{project}/_apis/git/repositories",
+        vec![ScriptedAnswer::status(403); 20],
+    );
+    resync::request(&running.bus, ResyncTrigger::Manual)
+        .await
+        .expect("request");
+    let done = within(60, "the failing crawl", running.pipeline.next_resync())
+        .await
+        .expect("pipeline running");
+    let report = done.report.expect("crawl ran");
+    assert_eq!(report.failed_kinds(), vec!["repository"], "{report:?}");
+    reported(&running, "failed", 1).await;
+    assert!(
+        running.world.port.entity(REPOSITORY, &removed).is_some(),
+        "a failed kind deletes nothing"
+    );
+    assert_eq!(states(&running.world.port, "completed"), 1);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_mass_deletion_above_the_threshold_is_refused() {
+    let mut running = start("reconcile-mass", BusKind::Rabbit, Roles::ALL, 1, 2, &[]).await;
+    // 40 stale entities we own, against 3 the resync produces: 93 % > entityDeletionThreshold 0.9.
+    let ghosts: Vec<String> = (0..40).map(|i| format!("ghost-{i}")).collect();
+    seed(&running.world.port, OURS, REPOSITORY, &ghosts).await;
+    running.resync_settled().await;
+    reported(&running, "completed", 1).await;
+    let port = &running.world.port;
+    for id in &ghosts {
+        assert!(port.entity(REPOSITORY, id).is_some(), "{id} kept");
+    }
+    // A few stale ones under the threshold are deleted in the next resync.
+    let few: Vec<String> = ghosts.iter().skip(3).cloned().collect();
+    for id in &few {
+        // Make them someone else's: only ghost-0..2 stay ours and stale.
+        seed(port, "Mozilla/5.0", REPOSITORY, std::slice::from_ref(id)).await;
+    }
+    resync_again(&mut running).await;
+    reported(&running, "completed", 2).await;
+    let port = &running.world.port;
+    for id in ghosts.iter().take(3) {
+        assert!(port.entity(REPOSITORY, id).is_none(), "{id} deleted");
+    }
+    for id in &few {
+        assert!(port.entity(REPOSITORY, id).is_some(), "{id} kept");
+    }
+    running.stop().await;
+}
