@@ -11,5 +11,17 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi
+# The jq differential test (transform/tests/jq_differential.rs) compares jaq with Debian's jq.
+if ! command -v jq >/dev/null 2>&1; then
+  echo "jq: installing (the jq differential test compares jaq with it)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
+fi
+# The Kubernetes manifests in deploy/kubernetes are checked against the API schemas (offline).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "kubernetes-validate: installing with pip (validates deploy/kubernetes)"
+  python3 -m pip install -q kubernetes-validate >/dev/null
+fi
+kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
 export ADOPORT_TEST_AMQP_URL="${ADOPORT_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 cargo test --workspace --locked "$@"

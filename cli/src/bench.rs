@@ -1,7 +1,10 @@
 //! `adoport bench`: a resync of a simulated organization through the pipeline, measured.
 //!
 //! Prints raw items/s, entities/s, Azure DevOps and Port requests (with the fewest each could
-//! take) and peak memory. The in-process run measures the pipeline in one process; the
+//! take), Port entity-write requests per entity (the fewest is 1/20: full bulk requests) and
+//! peak memory. A third run puts a rate limit on the simulated Port (entities/s while Port
+//! answers 429s), and the RabbitMQ run resyncs the unchanged organization a second time to show
+//! that unchanged entities cost no writes. The in-process run measures the pipeline in one process; the
 //! RabbitMQ run starts `adoport ingest`, `transform` and `publish` as separate processes (as a
 //! deployment runs them) and reads each one's peak resident memory from /proc.
 
@@ -13,7 +16,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BenchArgs, BenchMode};
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
-use adoport_shared::bus::Bus;
+use adoport_shared::bus::{Bus, Destination, Outgoing};
+use adoport_shared::messages::{ResyncRequest, ResyncTrigger, encode};
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::port::{PortSim, PortSimConfig, RateLimit};
+
+/// The rate limit of the rate-limited run: Port's budget, scaled down so the benchmark hits it.
+const RATE_LIMIT: RateLimit = RateLimit {
+    requests: 40,
+    per: Duration::from_secs(1),
+};
 
 /// The figures of one run.
 struct Figures {
@@ -23,7 +35,22 @@ struct Figures {
     entities: u64,
     ado_requests: u64,
     port_requests: u64,
+    /// Requests that wrote entities (bulk and single upserts, deletes), retries included.
+    entity_writes: u64,
     memory: Vec<(&'static str, Option<u64>)>,
+}
+
+/// Requests to Port that wrote entities, by the simulator's per-route counts.
+fn entity_writes(port: &PortSim) -> u64 {
+    port.requests()
+        .iter()
+        .filter(|(route, _)| {
+            route.starts_with("POST /v1/blueprints/{bp}/entities") && !route.ends_with("/search")
+                || route.starts_with("DELETE /v1/blueprints/{bp}/entities/")
+                || route.starts_with("POST /v1/blueprints/{bp}/bulk/entities/delete")
+        })
+        .map(|(_, count)| count)
+        .sum()
 }
 
 /// Fewest Azure DevOps requests for this crawl: project pages, one read per project (for
@@ -57,15 +84,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     let mut results = Vec::new();
     if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
-        results.push(in_process(&args, expected).await?);
+        results.push(in_process(&args, expected, None).await?);
+        results.push(in_process(&args, expected, Some(RATE_LIMIT)).await?);
     }
     if matches!(args.mode, BenchMode::Rabbit | BenchMode::Both) {
         results.push(separate_processes(&args, expected).await?);
     }
     println!();
     println!(
-        "{:<28} {:>8} {:>10} {:>12} {:>16} {:>16}  peak memory",
-        "run", "seconds", "items/s", "entities/s", "ADO req (min)", "Port req (min)"
+        "{:<36} {:>8} {:>10} {:>12} {:>16} {:>16} {:>22}  peak memory",
+        "run",
+        "seconds",
+        "items/s",
+        "entities/s",
+        "ADO req (min)",
+        "Port req (min)",
+        "Port req/entity (min)"
     );
     for f in &results {
         let memory = f
@@ -78,7 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "{:<28} {:>8.2} {:>10.0} {:>12.0} {:>16} {:>16}  {memory}",
+            "{:<36} {:>8.2} {:>10.0} {:>12.0} {:>16} {:>16} {:>22}  {memory}",
             f.label,
             f.seconds,
             f.items as f64 / f.seconds,
@@ -88,6 +122,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "{} ({})",
                 f.port_requests,
                 min_port_requests(args.projects, args.repositories)
+            ),
+            format!(
+                "{:.3} ({:.3})",
+                f.entity_writes as f64 / f.entities.max(1) as f64,
+                1.0 / adoport_publish::batcher::MAX_BATCH_ENTITIES as f64
             ),
         );
     }
@@ -117,8 +156,16 @@ fn spawn_role(
 }
 
 /// `adoport all` in ONCE mode, no broker: the CI-job install. Timed from start to exit.
-async fn in_process(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {
-    let world = SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?;
+/// With `rate_limit`, the simulated Port answers 429 past that budget.
+async fn in_process(
+    args: &BenchArgs,
+    expected: u64,
+    rate_limit: Option<RateLimit>,
+) -> anyhow::Result<Figures> {
+    let world = match rate_limit {
+        None => SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?,
+        Some(limit) => rate_limited_world(args, limit).await?,
+    };
     let mut environment = world.environment(None);
     environment.push(("OCEAN__EVENT_LISTENER__TYPE".into(), "ONCE".into()));
     let started = Instant::now();
@@ -147,12 +194,17 @@ async fn in_process(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> 
         bail!("`adoport all`: Port holds {entities} entities, expected {expected}");
     }
     let figures = Figures {
-        label: "adoport all (ONCE, no broker)",
+        label: if rate_limit.is_some() {
+            "ONCE, Port limited to 40 req/s"
+        } else {
+            "adoport all (ONCE, no broker)"
+        },
         seconds,
         items: expected,
         entities,
         ado_requests: world.ado.total_requests(),
         port_requests: world.port.total_requests(),
+        entity_writes: entity_writes(&world.port),
         memory: vec![("all", peak)],
     };
     world.shutdown().await;
@@ -179,6 +231,15 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
         .wait_for(move |port| port.entity_count() as u64 >= expected, PATIENCE)
         .await;
     let seconds = started.elapsed().as_secs_f64();
+    let first_writes = entity_writes(&world.port);
+    let first_requests = world.port.total_requests();
+    let first_ado_requests = world.ado.total_requests();
+    // A second resync of the unchanged organization: publish skips what Port already holds.
+    let second = if landed {
+        second_resync(&world, &bus).await
+    } else {
+        Ok(0)
+    };
     let mut memory = Vec::new();
     for (role, child) in &children {
         memory.push((*role, child.id().and_then(peak_rss_kib)));
@@ -195,15 +256,62 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
             world.port.entity_count()
         );
     }
+    let second = second?;
+    println!(
+        "second resync of the unchanged organization (3 processes on RabbitMQ): {second} entity write request(s) (first resync: {first_writes})"
+    );
     let figures = Figures {
         label: "3 processes on RabbitMQ",
         seconds,
         items: expected,
         entities: world.port.entity_count() as u64,
-        ado_requests: world.ado.total_requests(),
-        port_requests: world.port.total_requests(),
+        ado_requests: first_ado_requests,
+        port_requests: first_requests,
+        entity_writes: first_writes,
         memory,
     };
     world.shutdown().await;
     Ok(figures)
+}
+
+/// The simulated world with a rate-limited Port.
+async fn rate_limited_world(args: &BenchArgs, limit: RateLimit) -> anyhow::Result<SimulatedWorld> {
+    let ado = AdoSim::start(AdoSimConfig {
+        projects: args.projects,
+        repositories_per_project: args.repositories,
+        ..AdoSimConfig::default()
+    })
+    .await
+    .context("cannot start the Azure DevOps simulator")?;
+    let port = PortSim::start(PortSimConfig {
+        integration_config: Some(mapping_json()?),
+        rate_limit: Some(limit),
+        ..PortSimConfig::default()
+    })
+    .await
+    .context("cannot start the Port simulator")?;
+    Ok(SimulatedWorld { ado, port })
+}
+
+/// Waits for the first resync to be reported completed, asks for another one on the bus, waits
+/// until it is reported completed too, and returns the entity writes it cost.
+async fn second_resync(world: &SimulatedWorld, bus: &Bus) -> anyhow::Result<u64> {
+    let completed = |port: &PortSim| {
+        port.resync_states()
+            .iter()
+            .filter(|s| s["status"] == "completed")
+            .count()
+    };
+    if !world.port.wait_for(|p| completed(p) >= 1, PATIENCE).await {
+        bail!("the first resync was not reported completed to Port within {PATIENCE:?}");
+    }
+    let before = entity_writes(&world.port);
+    let request = ResyncRequest::new(ResyncTrigger::Manual);
+    bus.publish(Outgoing::new(Destination::ResyncRequest, encode(&request)))
+        .await
+        .context("cannot ask for the second resync")?;
+    if !world.port.wait_for(|p| completed(p) >= 2, PATIENCE).await {
+        bail!("the second resync was not reported completed to Port within {PATIENCE:?}");
+    }
+    Ok(entity_writes(&world.port) - before)
 }

@@ -51,8 +51,132 @@ pub enum Command {
     Sim(SimArgs),
     /// Measure a resync of a simulated organization through the pipeline and print figures.
     Bench(BenchArgs),
+    /// Measure the mapping engine alone: items/s of the default mapping on one thread.
+    BenchMapping(BenchMappingArgs),
     /// Validate the settings a role would start with, print them (secrets masked) and exit.
     CheckConfig(CheckConfigArgs),
+    /// Read raw events back from the archive stream: show what the current mapping makes of
+    /// them and how that differs from Port (default), or put them back into the pipeline
+    /// (--apply). Needs ADOPORT__BROKER__URL.
+    #[command(after_help = SETTINGS_HELP)]
+    Replay(ReplayArgs),
+    /// List, show, requeue or purge dead-lettered messages. Needs ADOPORT__BROKER__URL.
+    #[command(after_help = SETTINGS_HELP)]
+    Dlq(DlqArgs),
+    /// Check a port-app-config offline, or run it on items (Port's "test mapping", offline).
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Parse FILE (YAML or JSON) and compile every jq expression; print every error.
+    Validate {
+        /// The port-app-config file.
+        file: std::path::PathBuf,
+    },
+    /// Print the entities (or the errors) that the items of --input produce with FILE.
+    Test {
+        /// The port-app-config file.
+        file: std::path::PathBuf,
+        /// The kind the items are, e.g. `work-item`.
+        #[arg(long)]
+        kind: String,
+        /// A JSON file: one item, or an array of items.
+        #[arg(long)]
+        input: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Start at this age (`10m`, `2h`, `7D`) or time (`2025-01-31T12:00:00Z`).
+    #[arg(long, conflicts_with = "offset")]
+    pub since: Option<String>,
+    /// Start at this stream offset (printed by earlier replays). Neither: the oldest retained.
+    #[arg(long)]
+    pub offset: Option<u64>,
+    /// Leave out events observed after this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only events of this mapping kind (repeatable).
+    #[arg(long = "kind")]
+    pub kinds: Vec<String>,
+    /// Only events of this webhook event type (`git.push`), or `resync` for crawled pages.
+    #[arg(long)]
+    pub event_type: Option<String>,
+    /// Only items with this `id` (events keep just those items).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Put the matching events back into the raw work queue instead of a dry run.
+    #[arg(long)]
+    pub apply: bool,
+    /// Dry run: do not compare with Port.
+    #[arg(long)]
+    pub no_port: bool,
+    /// Dry run: entities printed in full (the rest are counted).
+    #[arg(long, default_value_t = 50)]
+    pub show: usize,
+    /// Stop after reading this many archived messages.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// The archive is read to its end: stop after this many milliseconds without a new message.
+    #[arg(long, default_value_t = 2000)]
+    pub idle_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// Which dead-letter queue.
+    #[arg(value_enum)]
+    pub queue: DlqName,
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DlqName {
+    /// Raw events transform could not read (ado.raw.dlq).
+    Raw,
+    /// Entity changes Port refused or that ran out of attempts (port.changes.dlq).
+    Changes,
+    /// Resync requests (adoport.resync.dlq).
+    Resync,
+}
+
+impl DlqName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqName::Raw => "raw",
+            DlqName::Changes => "changes",
+            DlqName::Resync => "resync",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List the letters with their reasons (they stay in the queue).
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show one letter in full, by its position in `list`.
+    Show { position: usize },
+    /// Put letters back into the work queue they came from.
+    Requeue {
+        /// Every letter.
+        #[arg(long)]
+        all: bool,
+        /// The letter at this position in `list` (repeatable).
+        #[arg(long = "position")]
+        positions: Vec<usize>,
+        /// Letters whose reason or body contains this text.
+        #[arg(long)]
+        contains: Option<String>,
+    },
+    /// Drop every letter of the queue.
+    Purge,
 }
 
 /// Which bus the demo and benchmark run on.
@@ -121,6 +245,19 @@ pub struct BenchArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchMappingArgs {
+    /// Distinct items per kind (mapped round after round).
+    #[arg(long, default_value_t = 1000)]
+    pub items: usize,
+    /// Seconds to measure each kind (with each engine) for.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Measure only the fast path, not also every expression on jaq alone.
+    #[arg(long)]
+    pub skip_jaq_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

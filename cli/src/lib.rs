@@ -7,9 +7,17 @@
 //! DevOps, evaluates jq or writes to Port except by calling them.
 
 pub mod bench;
+pub mod bench_mapping;
 pub mod cli;
 pub mod demo;
+pub mod dlq;
+pub mod health;
+pub mod mapping_cmd;
 pub mod mapping_source;
+pub mod operate;
 pub mod pipeline;
+pub mod port_reader;
+pub mod port_triggers;
+pub mod replay;
 pub mod roles;
 pub mod sim;

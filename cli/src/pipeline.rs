@@ -4,7 +4,6 @@
 //! start the pipeline through here, so they run the same code a deployment runs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use adoport_ingest::{IngestRun, KindPlan, ResyncDone};
 use adoport_publish::PublishStats;
 use adoport_shared::bus::Bus;
-use adoport_shared::config::Settings;
+use adoport_shared::config::{EventListenerType, Settings};
 use adoport_shared::port_app_config::PortAppConfig;
-use adoport_transform::mapping::CompiledMapping;
+use adoport_transform::mapping::versions::MappingVersions;
 use adoport_transform::worker::TransformStats;
 
 /// Which roles run in this process.
@@ -47,6 +46,9 @@ pub struct Pipeline {
     resync_done: mpsc::Receiver<ResyncDone>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     shutdown: CancellationToken,
+    /// The transform's mapping versions, until [`Pipeline::poll_mapping`] hands them to the
+    /// poller.
+    mapping_versions: Option<MappingVersions>,
 }
 
 impl Pipeline {
@@ -63,11 +65,14 @@ impl Pipeline {
         let transform_stats = TransformStats::default();
         let (done_tx, resync_done) = mpsc::channel(16);
         let mut webhook_address = None;
+        let mut mapping_versions = None;
 
         if roles.transform {
             let config = mapping.as_ref().context("transform needs the mapping")?;
-            let compiled =
-                Arc::new(CompiledMapping::compile(config).context("the mapping does not compile")?);
+            let versions =
+                MappingVersions::from_config(config).context("the mapping does not compile")?;
+            let compiled = versions.subscribe();
+            mapping_versions = Some(versions);
             let write = config.write_options();
             let prefetch = settings.pipeline.transform.prefetch as u16;
             let (bus, stats, shutdown) = (bus.clone(), transform_stats.clone(), shutdown.clone());
@@ -88,10 +93,22 @@ impl Pipeline {
         };
         let publish_stats = publisher.as_ref().map(|p| p.stats()).unwrap_or_default();
         if let Some(worker) = publisher {
+            let (bus2, shutdown2) = (bus.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let result = worker.run(bus2, shutdown2).await;
+                ("publish", result.map_err(anyhow::Error::from))
+            });
+            // Publish owns Port, so it also runs the reconciliation coordinator (one active
+            // across replicas: single active consumer on the progress queue).
+            let policy = mapping
+                .as_ref()
+                .map(adoport_publish::ReconcilePolicy::from_mapping);
+            let reconciler = adoport_publish::Reconciler::from_settings(settings, policy)
+                .context("the reconciliation coordinator cannot start")?;
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             tasks.spawn(async move {
-                let result = worker.run(bus, shutdown).await;
-                ("publish", result.map_err(anyhow::Error::from))
+                let result = reconciler.run(bus, shutdown).await;
+                ("reconcile", result.map_err(anyhow::Error::from))
             });
         }
         if roles.ingest {
@@ -117,7 +134,50 @@ impl Pipeline {
             resync_done,
             tasks,
             shutdown,
+            mapping_versions,
         })
+    }
+
+    /// When transform runs here: checks the mapping's source (the file, or Port) every
+    /// `ADOPORT__TRANSFORM__MAPPING_POLL_SECS` and puts a new version in force once it compiled
+    /// completely (a bad one is refused and logged; the running one stays).
+    pub fn poll_mapping(&mut self, settings: &Settings) {
+        let Some(versions) = self.mapping_versions.take() else {
+            return;
+        };
+        let every = Duration::from_secs(settings.pipeline.transform.mapping_poll_secs.max(1));
+        let (settings, shutdown) = (settings.clone(), self.shutdown.clone());
+        self.tasks.spawn(async move {
+            let result = crate::mapping_source::poll(settings, versions, every, shutdown).await;
+            ("mapping poller", result)
+        });
+    }
+
+    /// When ingest runs here in POLLING mode: turns Port's resync requests into resyncs (checked
+    /// every `OCEAN__EVENT_LISTENER__INTERVAL` seconds).
+    pub fn poll_port_resync_requests(&mut self, settings: &Settings) -> anyhow::Result<()> {
+        let listener = &settings.ocean.event_listener;
+        // Ingest runs here exactly when it has a webhook address.
+        if self.webhook_address.is_none()
+            || !matches!(
+                listener.kind,
+                EventListenerType::Polling | EventListenerType::Kafka
+            )
+        {
+            return Ok(());
+        }
+        let port = crate::port_reader::PortReader::new(
+            settings,
+            "POLLING mode reads Port's resync requests",
+        )?;
+        let every = Duration::from_secs(listener.interval.max(1));
+        let (bus, shutdown) = (self.bus.clone(), self.shutdown.clone());
+        self.tasks.spawn(async move {
+            let result =
+                crate::port_triggers::poll_resync_requests(port, bus, every, shutdown).await;
+            ("resync request poller", result)
+        });
+        Ok(())
     }
 
     /// Waits for the next finished crawl.

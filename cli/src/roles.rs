@@ -108,7 +108,23 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     let bus = Bus::for_settings(&settings, shutdown.clone())
         .await
         .context("cannot start without the broker")?;
-    let mapping = if roles.ingest || roles.transform {
+    // First start: publish owns Port, so it creates the default blueprints and the integration
+    // (with the default mapping) before the mapping is read from Port below. Ingest and
+    // transform processes started alone wait for a publish process to have done it once
+    // (they fail on a missing integration and are restarted).
+    if roles.publish
+        && let Some(done) = adoport_publish::resources::initialize_for_settings(&settings)
+            .await
+            .context("OCEAN__INITIALIZE_PORT_RESOURCES: cannot create the default Port resources (set it to false to skip)")?
+    {
+        tracing::info!(
+            blueprints_created = ?done.blueprints_created,
+            integration_created = done.integration_created,
+            "Port resources initialized"
+        );
+    }
+    // Publish reads it too: its reconciliation follows the mapping's deletion flags.
+    let mapping = if roles.ingest || roles.transform || roles.publish {
         Some(mapping_source::load(&settings).await?)
     } else {
         None
@@ -123,7 +139,7 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let pipeline = Pipeline::start(
+    let mut pipeline = Pipeline::start(
         &settings,
         roles,
         bus.clone(),
@@ -132,9 +148,12 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
         shutdown.clone(),
     )
     .await?;
+    pipeline.poll_mapping(&settings);
+    pipeline.poll_port_resync_requests(&settings)?;
     tracing::info!(role = role.name(), "adoport started");
 
     let once = role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once;
+    start_health(role, &settings, &pipeline, once, shutdown.clone()).await?;
     let outcome = if once {
         run_once(pipeline).await
     } else {
@@ -143,6 +162,78 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     bus.close().await;
     tracing::info!(role = role.name(), "adoport stopped");
     outcome
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` (ADOPORT__HEALTH__LISTEN). An explicit address
+/// that cannot be bound stops the process; the default one only warns (several roles may share
+/// a host in try-outs), and ONCE runs skip it unless it is set.
+async fn start_health(
+    role: Role,
+    settings: &Settings,
+    pipeline: &Pipeline,
+    once: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use adoport_shared::config::HealthSettings;
+    use adoport_shared::topology::WorkQueue;
+    let configured = settings.pipeline.health.listen.as_deref();
+    let address = match configured {
+        Some("off") => return Ok(()),
+        None if once => return Ok(()),
+        Some(address) => address,
+        None => HealthSettings::DEFAULT_LISTEN,
+    };
+    let listener = match TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(e) if configured.is_none() => {
+            tracing::warn!(address, error = %e, "cannot serve health and metrics on the default address (set ADOPORT__HEALTH__LISTEN)");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("ADOPORT__HEALTH__LISTEN: cannot listen on {address}"));
+        }
+    };
+    let roles = role.roles();
+    let mut upstreams = Vec::new();
+    if roles.ingest
+        && let Ok(access) = settings.azure_devops_access()
+    {
+        upstreams.push(crate::health::Upstream {
+            name: "azure_devops",
+            url: access.organization_url,
+        });
+    }
+    if roles.publish
+        && let Ok(access) = settings.port_access()
+    {
+        upstreams.push(crate::health::Upstream {
+            name: "port",
+            url: access.base_url,
+        });
+    }
+    let topology = settings.topology();
+    let mut queues = Vec::new();
+    if roles.transform {
+        queues.push(WorkQueue::Raw);
+    }
+    if roles.publish {
+        queues.extend(topology.change_queues());
+    }
+    let state = crate::health::HealthState::new(
+        role.name(),
+        pipeline.bus.clone(),
+        roles.transform.then(|| pipeline.transform_stats.clone()),
+        roles.publish.then(|| pipeline.publish_stats.clone()),
+        upstreams,
+        queues,
+    );
+    tokio::spawn(async move {
+        if let Err(e) = crate::health::serve(listener, state, shutdown).await {
+            tracing::error!(error = %e, "the health and metrics endpoint stopped");
+        }
+    });
+    Ok(())
 }
 
 /// ONCE: one resync, wait until the pipeline has drained, report, exit.

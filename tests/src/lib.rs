@@ -68,6 +68,28 @@ pub async fn start(
     repositories: usize,
     extra: &[(&str, &str)],
 ) -> Running {
+    start_with_mapping(
+        test,
+        kind,
+        roles,
+        projects,
+        repositories,
+        extra,
+        test_mapping(),
+    )
+    .await
+}
+
+/// [`start`] with another mapping (e.g. the full default mapping).
+pub async fn start_with_mapping(
+    test: &str,
+    kind: BusKind,
+    roles: Roles,
+    projects: usize,
+    repositories: usize,
+    extra: &[(&str, &str)],
+    mapping_json: serde_json::Value,
+) -> Running {
     // Logs of the pipeline under test, shown for failing tests (RUST_LOG=debug for more).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -76,7 +98,6 @@ pub async fn start(
         )
         .with_test_writer()
         .try_init();
-    let mapping_json = test_mapping();
     let mapping = PortAppConfig::from_json_value(mapping_json.clone()).expect("mapping parses");
     let world = SimulatedWorld::start(projects, repositories, mapping_json)
         .await

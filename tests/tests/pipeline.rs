@@ -3,6 +3,7 @@
 
 use adoport::pipeline::Roles;
 use adoport_shared::topology::WorkQueue;
+use adoport_sim::AdoSim;
 use adoport_tests::{
     BusKind, Running, WEBHOOK_SECRET, basic_auth, repo_renamed_event, start, within,
 };
@@ -23,15 +24,17 @@ fn expected_project(project: &Value) -> Value {
     })
 }
 
-/// What the default mapping makes of a repository (`kind: repository`).
-fn expected_repository(repository: &Value) -> Value {
+/// What the default mapping makes of a repository (`kind: repository`, with `includedFiles`
+/// README.md and CODEOWNERS read from the default branch).
+fn expected_repository(ado: &AdoSim, repository: &Value) -> Value {
+    let id = repository["id"].as_str().expect("id");
     json!({
-        "identifier": repository["id"],
+        "identifier": id,
         "title": repository["name"],
         "properties": {
             "url": repository["remoteUrl"],
-            "readme": null,
-            "codeowners": null,
+            "readme": ado.file(id, "README.md"),
+            "codeowners": ado.file(id, "CODEOWNERS"),
         },
         "relations": {"project": repository["project"]["id"].as_str().expect("project id").replace(' ', "")},
     })
@@ -80,7 +83,7 @@ async fn resync_lands_exactly_the_expected_entities(kind: BusKind) {
         assert_entity(&stored, &expected);
     }
     for repository in &repositories {
-        let expected = expected_repository(repository);
+        let expected = expected_repository(&running.world.ado, repository);
         let id = expected["identifier"].as_str().expect("id");
         let stored = port
             .entity("azureDevopsRepository", id)

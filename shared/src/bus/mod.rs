@@ -10,6 +10,8 @@
 //! resume consuming). The in-process one backs `adoport all` without a broker: bounded channels,
 //! nothing durable, the same stages.
 
+mod archive;
+mod dead_letters;
 mod memory;
 mod rabbit;
 
@@ -21,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Secret, Settings};
 use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 
+pub use archive::{ArchiveReader, ArchiveStart, ArchivedMessage};
+pub use dead_letters::{RequeueOutcome, work_queue_named};
 pub use memory::MemoryBus;
 pub use rabbit::RabbitBus;
 
@@ -60,6 +64,8 @@ pub enum Destination {
     Change { partition: u16 },
     /// The resync request queue.
     ResyncRequest,
+    /// The resync progress queue (reconciliation bookkeeping).
+    ResyncProgress,
 }
 
 impl Destination {
@@ -69,6 +75,7 @@ impl Destination {
             Destination::Raw => WorkQueue::Raw,
             Destination::Change { partition } => WorkQueue::Changes { partition },
             Destination::ResyncRequest => WorkQueue::ResyncRequests,
+            Destination::ResyncProgress => WorkQueue::ResyncProgress,
         }
     }
 }

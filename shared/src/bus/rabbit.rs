@@ -73,7 +73,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn op_error(operation: &str, e: impl std::fmt::Display) -> BusError {
+pub(super) fn op_error(operation: &str, e: impl std::fmt::Display) -> BusError {
     BusError::Operation {
         operation: operation.to_string(),
         detail: e.to_string(),
@@ -195,7 +195,7 @@ async fn declare_topology(channel: &Channel, t: &Topology) -> Result<(), lapin::
             WorkQueue::Raw => (t.raw_exchange(), String::new()),
             WorkQueue::Changes { .. } => (t.changes_exchange(), name.clone()),
             // Published through the default exchange by queue name.
-            WorkQueue::ResyncRequests => continue,
+            WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => continue,
         };
         channel
             .queue_bind(
@@ -241,13 +241,13 @@ async fn declare_topology(channel: &Channel, t: &Topology) -> Result<(), lapin::
     Ok(())
 }
 
-fn persistent() -> BasicProperties {
+pub(super) fn persistent() -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
 }
 
-fn header_text(headers: &FieldTable, key: &str) -> Option<String> {
+pub(super) fn header_text(headers: &FieldTable, key: &str) -> Option<String> {
     match headers.inner().get(key)? {
         AMQPValue::LongString(s) => Some(s.to_string()),
         AMQPValue::ShortString(s) => Some(s.to_string()),
@@ -255,7 +255,7 @@ fn header_text(headers: &FieldTable, key: &str) -> Option<String> {
     }
 }
 
-fn header_number(headers: &FieldTable, key: &str) -> Option<u64> {
+pub(super) fn header_number(headers: &FieldTable, key: &str) -> Option<u64> {
     match headers.inner().get(key)? {
         AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
         AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
@@ -267,7 +267,7 @@ fn header_number(headers: &FieldTable, key: &str) -> Option<u64> {
 }
 
 /// The reason the broker itself gave when it dead-lettered a message (`x-death`).
-fn broker_death_reason(headers: &FieldTable) -> Option<String> {
+pub(super) fn broker_death_reason(headers: &FieldTable) -> Option<String> {
     let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else {
         return None;
     };
@@ -377,6 +377,16 @@ impl RabbitBus {
         Ok(live)
     }
 
+    /// A new channel on the current connection (the operator tools: archive, dead letters).
+    /// The caller closes it.
+    pub(super) async fn open_channel(&self) -> Result<Channel, BusError> {
+        let live = self.live().await?;
+        live.connection
+            .create_channel()
+            .await
+            .map_err(|e| op_error("channel.open", e))
+    }
+
     /// Forgets a connection that failed, so that the next call reconnects.
     async fn invalidate(&self, generation: u64) {
         let mut slot = self.inner.live.lock().await;
@@ -397,6 +407,7 @@ impl RabbitBus {
                 t.work_queue(WorkQueue::Changes { partition }),
             ),
             Destination::ResyncRequest => (String::new(), t.work_queue(WorkQueue::ResyncRequests)),
+            Destination::ResyncProgress => (String::new(), t.work_queue(WorkQueue::ResyncProgress)),
         }
     }
 
@@ -412,7 +423,7 @@ impl RabbitBus {
     }
 
     /// Publishes with retries across reconnects; all-or-error.
-    async fn publish_routed(
+    pub(super) async fn publish_routed(
         &self,
         routed: &[(String, String, BasicProperties, Bytes)],
     ) -> Result<(), BusError> {

@@ -46,10 +46,30 @@ pub enum EventListenerType {
     Kafka,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct EventListener {
     #[serde(rename = "type", default, deserialize_with = "event_listener_type")]
     pub kind: EventListenerType,
+    /// POLLING: seconds between checks of Port's resync request (Ocean's `interval`).
+    #[serde(default = "default_polling_interval", deserialize_with = "flex::u64")]
+    pub interval: u64,
+    /// POLLING: whether to resync at start-up (Ocean's `resync_on_start`).
+    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    pub resync_on_start: bool,
+}
+
+impl Default for EventListener {
+    fn default() -> Self {
+        Self {
+            kind: EventListenerType::default(),
+            interval: default_polling_interval(),
+            resync_on_start: true,
+        }
+    }
+}
+
+fn default_polling_interval() -> u64 {
+    60
 }
 
 fn event_listener_type<'de, D: serde::Deserializer<'de>>(
@@ -361,16 +381,24 @@ pub struct TransformSettings {
     /// Raw events in flight per transform process.
     #[serde(default = "default_transform_prefetch", deserialize_with = "flex::u64")]
     pub prefetch: u64,
+    /// Seconds between checks for a new mapping version (in Port, or the mapping file).
+    #[serde(default = "default_mapping_poll_secs", deserialize_with = "flex::u64")]
+    pub mapping_poll_secs: u64,
 }
 
 fn default_transform_prefetch() -> u64 {
     16
 }
 
+fn default_mapping_poll_secs() -> u64 {
+    60
+}
+
 impl Default for TransformSettings {
     fn default() -> Self {
         Self {
             prefetch: default_transform_prefetch(),
+            mapping_poll_secs: default_mapping_poll_secs(),
         }
     }
 }
@@ -437,6 +465,23 @@ pub struct PipelineSettings {
     pub transform: TransformSettings,
     #[serde(default)]
     pub publish: PublishSettings,
+    #[serde(default)]
+    pub health: HealthSettings,
+}
+
+/// `ADOPORT__HEALTH__…`: the `/healthz`, `/readyz` and `/metrics` endpoint of every role.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Where it listens; unset: `0.0.0.0:9000` (not for `adoport all` in ONCE mode); `off`
+    /// disables it.
+    #[serde(default, deserialize_with = "flex::opt_string")]
+    pub listen: Option<String>,
+}
+
+impl HealthSettings {
+    /// The default address.
+    pub const DEFAULT_LISTEN: &str = "0.0.0.0:9000";
 }
 
 /// Everything a process is configured with.
@@ -557,10 +602,25 @@ impl Settings {
                 ),
             });
         }
+        if let Some(listen) = &self.pipeline.health.listen
+            && listen != "off"
+            && listen.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__HEALTH__LISTEN".into(),
+                problem: format!(
+                    "\"{listen}\" is not an address; use host:port such as 0.0.0.0:9000, or off"
+                ),
+            });
+        }
         for (setting, value) in [
             (
                 "ADOPORT__TRANSFORM__PREFETCH",
                 self.pipeline.transform.prefetch,
+            ),
+            (
+                "ADOPORT__TRANSFORM__MAPPING_POLL_SECS",
+                self.pipeline.transform.mapping_poll_secs,
             ),
             ("ADOPORT__PUBLISH__PREFETCH", self.pipeline.publish.prefetch),
             (

@@ -1,0 +1,121 @@
+//! SIGTERM mid-batch loses nothing: the three roles run as processes on RabbitMQ against the
+//! simulators; publish is stopped with SIGTERM while Port is making it wait, then started
+//! again, and every entity lands with nothing dead-lettered.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use adoport::sim::{SimulatedWorld, default_mapping};
+use adoport_shared::bus::Bus;
+use adoport_shared::config::Settings;
+use adoport_shared::topology::DeadLetterQueue;
+use adoport_sim::ScriptedAnswer;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
+
+fn amqp_url() -> String {
+    std::env::var("ADOPORT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn spawn(role: &str, environment: &[(String, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_adoport"))
+        .arg(role)
+        .env_clear()
+        .envs(environment.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("adoport starts")
+}
+
+#[tokio::test]
+async fn sigterm_mid_batch_loses_nothing() {
+    let mapping = default_mapping(Some(&["project", "repository"])).expect("mapping");
+    let world = SimulatedWorld::start(4, 30, mapping)
+        .await
+        .expect("simulators");
+    let expected = 4 + 4 * 30;
+    let prefix = format!("t-sigterm-{}.", std::process::id());
+    let url = amqp_url();
+    let mut environment = world.environment(Some((&url, &prefix)));
+    environment.push(("ADOPORT__HEALTH__LISTEN".into(), "off".into()));
+    let settings = Settings::from_vars(environment.clone()).expect("settings");
+    let bus = Bus::for_settings(&settings, CancellationToken::new())
+        .await
+        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+
+    // Port makes the first bulk requests wait, so that SIGTERM finds publish mid-batch.
+    world.port.fail_next(
+        BULK,
+        vec![
+            ScriptedAnswer::rate_limited(2),
+            ScriptedAnswer::rate_limited(2),
+        ],
+    );
+    let mut publish = spawn("publish", &environment);
+    let mut transform = spawn("transform", &environment);
+    let mut ingest = spawn("ingest", &environment);
+
+    let busy = world
+        .port
+        .wait_for(
+            |port| port.requests().get(BULK).copied().unwrap_or(0) >= 1,
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(busy, "publish started writing");
+    let pid = publish.id().expect("publish runs").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let status = tokio::time::timeout(Duration::from_secs(45), publish.wait())
+        .await
+        .expect("publish stops within its shutdown deadline")
+        .expect("exit status");
+    assert!(
+        status.success(),
+        "publish exits cleanly on SIGTERM: {status}"
+    );
+    assert!(
+        world.port.entity_count() < expected,
+        "stopped before the end"
+    );
+
+    let mut publish = spawn("publish", &environment);
+    let landed = world
+        .port
+        .wait_for(
+            |port| port.entity_count() == expected,
+            Duration::from_secs(90),
+        )
+        .await;
+    assert!(
+        landed,
+        "Port holds {} of {expected} entities",
+        world.port.entity_count()
+    );
+    let letters = bus
+        .drain_dead_letters(DeadLetterQueue::Changes, 10)
+        .await
+        .expect("drain");
+    assert!(
+        letters.is_empty(),
+        "nothing dead-lettered: {:?}",
+        letters.first().map(|l| &l.reason)
+    );
+
+    for child in [&mut publish, &mut transform, &mut ingest] {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    bus.delete_topology().await.expect("cleanup");
+    bus.close().await;
+    world.shutdown().await;
+}
