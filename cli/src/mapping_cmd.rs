@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use adoport_shared::messages::{ChangeOp, RawAction};
+use adoport_transform::mapping::ItemProblem;
 use adoport_transform::mapping::versions::{RefusedMapping, compile_version};
 
 use crate::cli::MappingCommand;
@@ -88,6 +89,7 @@ fn test(file: &Path, kind: &str, input: &Path) -> anyhow::Result<ExitCode> {
     }
     let mut entities = Vec::new();
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let outcome = mapping.apply(kind, RawAction::Upsert, item);
         for change in outcome.changes {
@@ -100,14 +102,17 @@ fn test(file: &Path, kind: &str, input: &Path) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        problems.extend(
-            outcome
-                .problems
-                .iter()
-                .map(|p| json!({"item": index, "problem": p.to_string()})),
-        );
+        for problem in &outcome.problems {
+            let entry = json!({"item": index, "problem": problem.to_string()});
+            // A field that yields nothing is a warning, as in Port's mapping screen.
+            if matches!(problem, ItemProblem::FieldNull { .. }) {
+                warnings.push(entry);
+            } else {
+                problems.push(entry);
+            }
+        }
     }
-    let report = json!({"entities": entities, "problems": problems});
+    let report = json!({"entities": entities, "problems": problems, "warnings": warnings});
     println!(
         "{}",
         serde_json::to_string_pretty(&report).context("cannot print the report")?

@@ -106,7 +106,7 @@ async fn resync_lands_exactly_the_expected_entities(kind: BusKind) {
             && datasource.ends_with("/azure-devops/exporter"),
         "{datasource}"
     );
-    assert_eq!(running.pipeline.transform_stats.item_problems(), 0);
+    assert_eq!(running.pipeline.transform_stats.item_failures(), 0);
     running.stop().await;
 }
 

@@ -76,6 +76,14 @@ pub enum ItemProblem {
         item_id: String,
         error: String,
     },
+    /// A property or relation expression yielded nothing or null: the field is `null` (a
+    /// warning, as in the Python integration; the entity is still written).
+    FieldNull {
+        resource_index: usize,
+        field_path: String,
+        expression: String,
+        item_id: String,
+    },
     /// The identifier is null, empty or `false`: entity dropped.
     EmptyIdentifier {
         resource_index: usize,
@@ -113,10 +121,33 @@ impl ItemProblem {
             ItemProblem::SelectorNotBoolean { .. } => "selector not boolean",
             ItemProblem::SelectorFailed { .. } => "selector failed",
             ItemProblem::FieldFailed { .. } => "field failed",
+            ItemProblem::FieldNull { .. } => "field null",
             ItemProblem::EmptyIdentifier { .. } => "empty identifier",
             ItemProblem::InvalidIdentifier { .. } => "invalid identifier",
             ItemProblem::EmptyBlueprint { .. } => "empty blueprint",
             ItemProblem::ItemsToParseFailed { .. } => "itemsToParse failed",
+        }
+    }
+
+    /// Whether the item could not be mapped as the mapping says (no entity, or not the one
+    /// it should be): such an item blocks the deletion of stale entities after a resync. A
+    /// field that failed or is null still leaves its entity written, and is only a warning.
+    pub fn is_item_failure(&self) -> bool {
+        match self {
+            ItemProblem::FieldNull { .. } => false,
+            ItemProblem::FieldFailed { field_path, .. } => {
+                field_path.ends_with(".identifier") || field_path.ends_with(".blueprint")
+            }
+            _ => true,
+        }
+    }
+
+    /// The field a field-level problem is about, for grouping warnings per field.
+    pub fn field_path(&self) -> Option<&str> {
+        match self {
+            ItemProblem::FieldFailed { field_path, .. }
+            | ItemProblem::FieldNull { field_path, .. } => Some(field_path),
+            _ => None,
         }
     }
 
@@ -125,6 +156,7 @@ impl ItemProblem {
             ItemProblem::SelectorNotBoolean { resource_index, .. }
             | ItemProblem::SelectorFailed { resource_index, .. }
             | ItemProblem::FieldFailed { resource_index, .. }
+            | ItemProblem::FieldNull { resource_index, .. }
             | ItemProblem::EmptyIdentifier { resource_index, .. }
             | ItemProblem::InvalidIdentifier { resource_index, .. }
             | ItemProblem::EmptyBlueprint { resource_index, .. }
@@ -163,6 +195,15 @@ impl fmt::Display for ItemProblem {
             } => write!(
                 f,
                 "{field_path} (item {item_id}): `{expression}` failed: {error}"
+            ),
+            ItemProblem::FieldNull {
+                field_path,
+                expression,
+                item_id,
+                ..
+            } => write!(
+                f,
+                "{field_path} (item {item_id}): `{expression}` yielded nothing or null; the field is null"
             ),
             ItemProblem::EmptyIdentifier {
                 resource_index,
@@ -706,6 +747,24 @@ impl ItemCtx<'_> {
         });
     }
 
+    /// Evaluates a property or relation: its value, `null` after recording a failure, or `null`
+    /// with a warning when it yields nothing or null.
+    fn eval_field(&mut self, field: &Field, input: &JqInput) -> Value {
+        match self.eval(field, input) {
+            Ok(Value::Null) => {
+                self.outcome.problems.push(ItemProblem::FieldNull {
+                    resource_index: self.resource.index,
+                    field_path: field.path.clone(),
+                    expression: field.program.source().to_owned(),
+                    item_id: item_id(self.item),
+                });
+                Value::Null
+            }
+            Ok(value) => value,
+            Err(()) => Value::Null,
+        }
+    }
+
     /// Evaluates a field: `Ok(value)` (null when it yields nothing), `Err(())` after recording
     /// the failure.
     fn eval(&mut self, field: &Field, input: &JqInput) -> Result<Value, ()> {
@@ -831,15 +890,16 @@ impl ItemCtx<'_> {
         }
         let mut properties = Map::with_capacity(r.properties.len());
         for (name, field) in &r.properties {
-            properties.insert(name.clone(), self.eval(field, input).unwrap_or(Value::Null));
+            properties.insert(name.clone(), self.eval_field(field, input));
         }
         entity.insert("properties".to_owned(), Value::Object(properties));
         let mut relations = Map::with_capacity(r.relations.len());
         for (name, value) in &r.relations {
-            relations.insert(
-                name.clone(),
-                self.eval_value(value, input).unwrap_or(Value::Null),
-            );
+            let related = match value {
+                CompiledValue::Jq(field) => self.eval_field(field, input),
+                search => self.eval_value(search, input).unwrap_or(Value::Null),
+            };
+            relations.insert(name.clone(), related);
         }
         entity.insert("relations".to_owned(), Value::Object(relations));
 

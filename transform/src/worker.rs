@@ -40,6 +40,7 @@ struct StatsInner {
     items: AtomicU64,
     changes_published: AtomicU64,
     item_problems: AtomicU64,
+    item_failures: AtomicU64,
     problems: Mutex<BTreeMap<String, ProblemCount>>,
     /// Woken whenever an event is settled.
     changed: Notify,
@@ -71,6 +72,11 @@ impl TransformStats {
     pub fn item_problems(&self) -> u64 {
         self.inner.item_problems.load(Ordering::Relaxed)
     }
+    /// Items that could not be mapped as the mapping says (no entity, or a wrong one); they
+    /// block the deletion of stale entities. Null or failed fields are not counted here.
+    pub fn item_failures(&self) -> u64 {
+        self.inner.item_failures.load(Ordering::Relaxed)
+    }
 
     /// Resolves at the next settled event. Create it (and `enable` it) before reading the
     /// counters, so that no change is missed between the read and the wait.
@@ -98,7 +104,14 @@ impl TransformStats {
 
     fn record_problem(&self, kind: &str, problem: &ItemProblem) {
         self.inner.item_problems.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{kind}: {}", problem.category());
+        if problem.is_item_failure() {
+            self.inner.item_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        // Warnings are grouped per kind, problem and field: one summary line each.
+        let key = match problem.field_path() {
+            Some(field) => format!("{kind}: {} {field}", problem.category()),
+            None => format!("{kind}: {}", problem.category()),
+        };
         let mut problems = self
             .inner
             .problems
@@ -140,8 +153,9 @@ pub fn changes_for(
     write: WriteOptions,
     topology: &Topology,
     stats: &TransformStats,
-) -> Vec<Outgoing> {
+) -> (Vec<Outgoing>, u64) {
     let mut out = Vec::new();
+    let mut failed_items = 0;
     for item in &event.items {
         // A live event re-evaluates the selector: an item that no longer passes becomes a
         // delete (and a deletion event deletes), as Ocean does for webhooks.
@@ -151,6 +165,9 @@ pub fn changes_for(
         };
         for problem in &outcome.problems {
             stats.record_problem(&event.kind, problem);
+        }
+        if outcome.problems.iter().any(ItemProblem::is_item_failure) {
+            failed_items += 1;
         }
         for change in outcome.changes {
             let partition = topology.partition_of(&change.blueprint, &change.identifier);
@@ -176,7 +193,7 @@ pub fn changes_for(
         .inner
         .items
         .fetch_add(event.items.len() as u64, Ordering::Relaxed);
-    out
+    (out, failed_items)
 }
 
 async fn process(
@@ -200,14 +217,11 @@ async fn process(
             return Ok(());
         }
     };
-    let problems_before = stats.item_problems();
-    let mut changes = changes_for(&mapping, &event, write, bus.topology(), &stats);
+    let (mut changes, failed_items) = changes_for(&mapping, &event, write, bus.topology(), &stats);
     let count = changes.len() as u64;
-    // A resync's event also reports what it produced to the reconciliation coordinator, in
-    // the same confirmed publish as the changes. The failure count is taken from the shared
-    // counter, so concurrent events may over-count: that only ever blocks a deletion.
+    // A resync's event also reports what it produced (and how many of its items failed) to
+    // the reconciliation coordinator, in the same confirmed publish as the changes.
     if let Some(resync_id) = event.origin.resync_id() {
-        let failed_items = stats.item_problems().saturating_sub(problems_before);
         let mut produced = Vec::with_capacity(changes.len());
         let mut related = Vec::new();
         for outgoing in &changes {

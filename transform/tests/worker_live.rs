@@ -36,6 +36,7 @@ fn ops(event: &RawEvent) -> Vec<(String, &'static str)> {
         &topology,
         &TransformStats::default(),
     )
+    .0
     .into_iter()
     .filter(|o| matches!(o.destination, Destination::Change { .. }))
     .map(|o| {

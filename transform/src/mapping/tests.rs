@@ -27,6 +27,15 @@ fn compile_yaml(yaml: &str) -> CompiledMapping {
     CompiledMapping::compile(&config).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The problems other than null-field warnings (which the Python integration also only warns about).
+fn errors(outcome: &KindOutcome) -> Vec<&ItemProblem> {
+    outcome
+        .problems
+        .iter()
+        .filter(|p| !matches!(p, ItemProblem::FieldNull { .. }))
+        .collect()
+}
+
 fn upserts(outcome: &KindOutcome) -> Vec<(&str, &str, &Value)> {
     outcome
         .changes
@@ -282,7 +291,7 @@ fn work_item_single_quotes_and_integer_identifiers() {
                    "System.BoardColumn": "To Do", "Microsoft.VSTS.Scheduling.Effort": 3.0}
     });
     let outcome = mapping.apply("work-item", RawAction::Upsert, &item);
-    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert!(errors(&outcome).is_empty(), "{:?}", outcome.problems);
     let changes = upserts(&outcome);
     let (_, identifier, entity) = changes[0];
     // `.__project.id + "/" + (.id | tostring) | gsub(" "; "")`: 1764, not 1764.0
@@ -429,9 +438,8 @@ resources:
             "properties": {"bad": null, "missing": null, "nothing": null, "count": 2},
             "relations": {"owner": null, "parent": null}})
     );
-    let paths: Vec<&str> = outcome
-        .problems
-        .iter()
+    let paths: Vec<&str> = errors(&outcome)
+        .into_iter()
         .map(|p| match p {
             ItemProblem::FieldFailed { field_path, .. } => field_path.as_str(),
             other => panic!("{other}"),
@@ -607,7 +615,7 @@ resources:
     );
     let item = json!({"id": "f", "repo": "r", "file": {"path": "p", "content": {"parsed": {"services": [{"name": "a"}, {"name": "b"}]}}}, "list": ["x", "y", "z"]});
     let outcome = mapping.apply("file", RawAction::Upsert, &item);
-    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert!(errors(&outcome).is_empty(), "{:?}", outcome.problems);
     let changes = upserts(&outcome);
     let ids: Vec<(&str, &str)> = changes.iter().map(|(b, i, _)| (*b, *i)).collect();
     assert_eq!(
@@ -787,7 +795,7 @@ resources:
     );
     let item = json!({"id": "r1", "__includedFiles": {"README.md": "# hi"}});
     let outcome = mapping.apply("repository", RawAction::Upsert, &item);
-    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert!(errors(&outcome).is_empty(), "{:?}", outcome.problems);
     assert_eq!(
         upserts(&outcome)[0].2["properties"],
         json!({"readme": "# hi", "owners": null})
@@ -953,4 +961,58 @@ fn default_work_item_and_repository_mappings_run_without_jaq() {
         .expect("compiles")
         .fast_path_coverage();
     assert_eq!(total - fast, 1, "{fast} of {total}");
+}
+
+#[test]
+fn null_fields_are_warnings_and_dropped_entities_are_failures() {
+    let mapping = compile_yaml(
+        r#"
+resources:
+  - kind: thing
+    selector: {query: .flag}
+    port:
+      entity:
+        mappings:
+          identifier: .id
+          blueprint: '"b"'
+          properties: {present: .x, missing: .nope, failing: .x | tonumber}
+          relations: {owner: .owner}
+"#,
+    );
+    let outcome = mapping.apply(
+        "thing",
+        RawAction::Upsert,
+        &json!({"id": "t1", "flag": true, "x": "abc"}),
+    );
+    assert_eq!(outcome.changes.len(), 1, "the entity is still written");
+    let fields: Vec<(&str, bool)> = outcome
+        .problems
+        .iter()
+        .map(|p| (p.field_path().unwrap_or(""), p.is_item_failure()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (
+                "resources[0].port.entity.mappings.properties.missing",
+                false
+            ),
+            (
+                "resources[0].port.entity.mappings.properties.failing",
+                false
+            ),
+            ("resources[0].port.entity.mappings.relations.owner", false),
+        ],
+        "{:?}",
+        outcome.problems
+    );
+    assert!(
+        outcome.problems[0]
+            .to_string()
+            .contains("`.nope` yielded nothing or null")
+    );
+
+    let outcome = mapping.apply("thing", RawAction::Upsert, &json!({"id": "t2", "flag": 3}));
+    assert!(outcome.changes.is_empty());
+    assert!(outcome.problems.iter().all(ItemProblem::is_item_failure));
 }
