@@ -19,7 +19,7 @@ See the README for the full list.";
 #[derive(Debug, Parser)]
 #[command(name = "adoport", version, about, long_about = None, after_help = SETTINGS_HELP)]
 pub struct Cli {
-    /// Log one JSON object per line (for log collectors). Also ADOPORT_LOG_FORMAT=json.
+    /// Log one JSON object per line (for log collectors). Also ADOPORT_LOG_JSON=true.
     #[arg(long, global = true, env = "ADOPORT_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
 

@@ -4,10 +4,14 @@
 //! - `GET /readyz`: 200 when the broker connection is up and the role's upstream (Azure DevOps
 //!   for ingest, Port for publish) answers HTTP at all; 503 naming what is not ready otherwise.
 //! - `GET /metrics`: Prometheus text format, rendered from the stages' own counters
-//!   ([`TransformStats`], [`PublishStats`]) and, at scrape time, the ready count of the work
-//!   queues (queue lag) and of the dead-letter queues.
+//!   ([`TransformStats`], [`PublishStats`], [`IngestStats`]: totals and per kind, Azure DevOps
+//!   and Port requests by status with latency histograms, resync progress and duration) and,
+//!   at scrape time, the ready count of the work queues (queue lag) and of the dead-letter
+//!   queues.
 //!
-//! The metric names live here, in one place. No entity ids or item ids are labels.
+//! The metric names live here, in one place. No entity ids or item ids are labels: the labels
+//! are the stage, the kind (capped, see `adoport_shared::metrics::MAX_KINDS`), an outcome, an
+//! HTTP status code and a queue name.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -23,8 +27,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use adoport_ingest::IngestStats;
 use adoport_publish::PublishStats;
 use adoport_shared::bus::Bus;
+use adoport_shared::metrics::{HistogramSnapshot, HttpStats, KindCounters};
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
 use adoport_transform::worker::TransformStats;
 
@@ -52,6 +58,7 @@ struct Inner {
     bus: Bus,
     transform: Option<TransformStats>,
     publish: Option<PublishStats>,
+    ingest: Option<IngestStats>,
     upstreams: Vec<Upstream>,
     work_queues: Vec<WorkQueue>,
     http: reqwest::Client,
@@ -78,6 +85,7 @@ impl HealthState {
                 bus,
                 transform,
                 publish,
+                ingest: None,
                 upstreams,
                 work_queues,
                 http: reqwest::Client::builder()
@@ -88,6 +96,15 @@ impl HealthState {
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// Also reports ingest's counters (Azure DevOps requests, resyncs). Call it right after
+    /// [`HealthState::new`], before the state is cloned (a shared state is left as it is).
+    pub fn with_ingest(mut self, ingest: Option<IngestStats>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.ingest = ingest;
+        }
+        self
     }
 
     /// What is not ready, or an empty list.
@@ -164,6 +181,7 @@ impl HealthState {
                 &[],
                 t.item_problems(),
             );
+            render_transform_kinds(&mut m, t.per_kind());
         }
         if let Some(p) = &inner.publish {
             let s = p.snapshot();
@@ -210,6 +228,11 @@ impl HealthState {
                 &[],
                 s.port_requests,
             );
+            render_publish_kinds(&mut m, p.per_kind());
+            render_http(&mut m, "port", p.port_http());
+        }
+        if let Some(i) = &inner.ingest {
+            render_ingest(&mut m, i);
         }
         let topology = inner.bus.topology().clone();
         for queue in &inner.work_queues {
@@ -244,15 +267,183 @@ impl HealthState {
                 }
             }
         }
-        m.text
+        m.finish()
     }
 }
 
-/// Prometheus text exposition (format 0.0.4): one HELP/TYPE header per family.
+/// Per kind, transform's raw events in, changes out, items mapped and items that failed.
+fn render_transform_kinds(m: &mut Exposition, per_kind: &KindCounters) {
+    for (kind, what, n) in per_kind.snapshot() {
+        let labels = [("stage", "transform"), ("kind", kind.as_str())];
+        match what {
+            "events" => m.counter(
+                "adoport_messages_in_by_kind_total",
+                "Messages a stage settled, by kind.",
+                &labels,
+                n,
+            ),
+            "changes" => m.counter(
+                "adoport_messages_out_by_kind_total",
+                "Messages a stage published downstream or wrote, by kind.",
+                &labels,
+                n,
+            ),
+            "items" => m.counter(
+                "adoport_transform_items_by_kind_total",
+                "Raw items mapped, by kind.",
+                &labels[1..],
+                n,
+            ),
+            "item_failures" => m.counter(
+                "adoport_transform_item_failures_by_kind_total",
+                "Raw items the mapping could not map (they block deletions), by kind.",
+                &labels[1..],
+                n,
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Per kind, publish's changes in, what became of them, and the dead-lettered ones.
+fn render_publish_kinds(m: &mut Exposition, per_kind: &KindCounters) {
+    let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+    for (kind, what, n) in per_kind.snapshot() {
+        let labels = [("stage", "publish"), ("kind", kind.as_str())];
+        match what {
+            "received" => m.counter(
+                "adoport_messages_in_by_kind_total",
+                "Messages a stage settled, by kind.",
+                &labels,
+                n,
+            ),
+            "dead_lettered" => m.counter(
+                "adoport_messages_dead_lettered_by_kind_total",
+                "Messages a stage parked in its dead-letter queue, by kind.",
+                &labels,
+                n,
+            ),
+            outcome => {
+                if matches!(outcome, "upserted" | "deleted") {
+                    *out.entry(kind.clone()).or_default() += n;
+                }
+                m.counter(
+                    "adoport_port_entities_by_kind_total",
+                    "Changes publish settled, by kind and outcome (upserted, deleted, skipped_stale, skipped_unchanged, skipped_not_owned).",
+                    &[("kind", kind.as_str()), ("outcome", outcome)],
+                    n,
+                );
+            }
+        }
+    }
+    for (kind, n) in out {
+        m.counter(
+            "adoport_messages_out_by_kind_total",
+            "Messages a stage published downstream or wrote, by kind.",
+            &[("stage", "publish"), ("kind", kind.as_str())],
+            n,
+        );
+    }
+}
+
+/// Requests to an upstream (`azure_devops` or `port`) by status, and their latency.
+fn render_http(m: &mut Exposition, upstream: &'static str, http: &HttpStats) {
+    let (requests, duration): (&'static str, &'static str) = match upstream {
+        "azure_devops" => (
+            "adoport_azure_devops_requests_total",
+            "adoport_azure_devops_request_duration_seconds",
+        ),
+        _ => (
+            "adoport_port_http_requests_total",
+            "adoport_port_request_duration_seconds",
+        ),
+    };
+    for (status, n) in http.by_status() {
+        m.counter(
+            requests,
+            "HTTP requests by status code (transport_error: no answer), retries included.",
+            &[("status", status.as_str())],
+            n,
+        );
+    }
+    m.histogram(
+        duration,
+        "Request latency until the answer's head, seconds.",
+        &http.latency(),
+    );
+}
+
+/// Azure DevOps requests and resync progress.
+fn render_ingest(m: &mut Exposition, ingest: &IngestStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = &ingest.requests;
+    render_http(m, "azure_devops", &r.http);
+    for (name, help, n) in [
+        (
+            "adoport_azure_devops_retries_total",
+            "Azure DevOps requests retried after a transient failure.",
+            r.retried.load(Relaxed),
+        ),
+        (
+            "adoport_azure_devops_throttled_total",
+            "Times Azure DevOps asked us to wait (Retry-After).",
+            r.throttled.load(Relaxed),
+        ),
+        (
+            "adoport_azure_devops_paced_total",
+            "Answers whose rate-limit headers made us slow down.",
+            r.paced.load(Relaxed),
+        ),
+    ] {
+        m.counter(name, help, &[], n);
+    }
+    let s = ingest.resyncs.snapshot();
+    m.counter(
+        "adoport_resyncs_started_total",
+        "Resyncs this process started crawling.",
+        &[],
+        s.started,
+    );
+    m.counter(
+        "adoport_resyncs_completed_total",
+        "Resync crawls that finished with every kind crawled.",
+        &[],
+        s.completed,
+    );
+    m.counter(
+        "adoport_resyncs_failed_total",
+        "Resync crawls that failed, or in which a kind failed.",
+        &[],
+        s.failed,
+    );
+    m.gauge(
+        "adoport_resync_running",
+        "1 while a resync crawls.",
+        &[],
+        s.running,
+    );
+    m.gauge(
+        "adoport_resync_last_duration_seconds",
+        "Duration of the last finished resync crawl.",
+        &[],
+        s.last_duration_seconds,
+    );
+    for (kind, n) in &s.items_per_kind {
+        m.gauge(
+            "adoport_resync_items_crawled",
+            "Items crawled per kind by the running resync, or else by the last one.",
+            &[("kind", kind.as_str())],
+            *n,
+        );
+    }
+}
+
+/// Prometheus text exposition (format 0.0.4): one HELP/TYPE header per family, and every
+/// sample of a family grouped under it (whatever order the samples were added in).
 #[derive(Default)]
 struct Exposition {
-    text: String,
-    declared: Vec<&'static str>,
+    /// Family name and its text (header and samples), in first-declared order.
+    families: Vec<(&'static str, String)>,
 }
 
 impl Exposition {
@@ -262,36 +453,80 @@ impl Exposition {
         name: &'static str,
         help: &str,
         labels: &[(&str, &str)],
-        value: u64,
+        value: impl std::fmt::Display,
     ) {
-        if !self.declared.contains(&name) {
-            self.declared.push(name);
-            let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        self.declare(kind, name, help);
+        self.line(name, "", labels, value);
+    }
+
+    fn declare(&mut self, kind: &str, name: &'static str, help: &str) {
+        if !self.families.iter().any(|(n, _)| *n == name) {
+            self.families.push((
+                name,
+                format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"),
+            ));
         }
-        self.text.push_str(name);
+    }
+
+    /// One sample line of family `name` (declared first): `{name}{suffix}{labels} {value}`.
+    fn line(
+        &mut self,
+        name: &'static str,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) {
+        let Some((_, text)) = self.families.iter_mut().find(|(n, _)| *n == name) else {
+            return;
+        };
+        text.push_str(name);
+        text.push_str(suffix);
         if !labels.is_empty() {
-            self.text.push('{');
+            text.push('{');
             for (i, (k, v)) in labels.iter().enumerate() {
                 if i > 0 {
-                    self.text.push(',');
+                    text.push(',');
                 }
                 let escaped = v
                     .replace('\\', "\\\\")
                     .replace('"', "\\\"")
                     .replace('\n', "\\n");
-                let _ = write!(self.text, "{k}=\"{escaped}\"");
+                let _ = write!(text, "{k}=\"{escaped}\"");
             }
-            self.text.push('}');
+            text.push('}');
         }
-        let _ = writeln!(self.text, " {value}");
+        let _ = writeln!(text, " {value}");
+    }
+
+    /// The whole exposition.
+    fn finish(self) -> String {
+        self.families.into_iter().map(|(_, text)| text).collect()
     }
 
     fn counter(&mut self, name: &'static str, help: &str, labels: &[(&str, &str)], value: u64) {
         self.sample("counter", name, help, labels, value);
     }
 
-    fn gauge(&mut self, name: &'static str, help: &str, labels: &[(&str, &str)], value: u64) {
+    fn gauge(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) {
         self.sample("gauge", name, help, labels, value);
+    }
+
+    /// A histogram without labels: cumulative `_bucket{le=…}` lines, `+Inf`, `_sum`, `_count`.
+    fn histogram(&mut self, name: &'static str, help: &str, h: &HistogramSnapshot) {
+        self.declare("histogram", name, help);
+        for (bound, n) in &h.buckets {
+            let le = bound.to_string();
+            self.line(name, "_bucket", &[("le", le.as_str())], n);
+        }
+        self.line(name, "_bucket", &[("le", "+Inf")], h.count);
+        self.line(name, "_sum", &[], h.sum_seconds);
+        self.line(name, "_count", &[], h.count);
     }
 }
 
@@ -343,4 +578,205 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adoport_shared::topology::Topology;
+
+    fn sample(text: &str, series: &str) -> String {
+        text.lines()
+            .find_map(|line| Some(line.strip_prefix(series)?.trim().to_string()))
+            .unwrap_or_else(|| panic!("{series} in\n{text}"))
+    }
+
+    #[tokio::test]
+    async fn metrics_render_per_kind_http_and_resync_figures_grouped_by_family() {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("health.", 2), shutdown.clone());
+        let transform = TransformStats::default();
+        transform.per_kind().add("repository", "events", 2);
+        transform.per_kind().add("repository", "items", 7);
+        transform.per_kind().add("repository", "changes", 7);
+        transform.per_kind().add("project", "item_failures", 1);
+        let publish = PublishStats::new();
+        publish.per_kind().add("repository", "received", 7);
+        publish.per_kind().add("repository", "upserted", 5);
+        publish.per_kind().add("repository", "deleted", 1);
+        publish.per_kind().add("repository", "skipped_unchanged", 1);
+        publish.per_kind().add("project", "dead_lettered", 2);
+        publish
+            .port_http()
+            .record(Some(200), Duration::from_millis(40));
+        publish
+            .port_http()
+            .record(Some(429), Duration::from_secs(2));
+        publish.port_http().record(None, Duration::from_secs(30));
+        let ingest = IngestStats::default();
+        ingest
+            .requests
+            .http
+            .record(Some(200), Duration::from_millis(5));
+        ingest
+            .requests
+            .http
+            .record(Some(503), Duration::from_millis(5));
+        ingest.resyncs.started();
+        ingest.resyncs.crawled("repository", 7);
+        ingest.resyncs.finished(true, Duration::from_millis(2500));
+
+        let state = HealthState::new(
+            "all",
+            bus,
+            Some(transform),
+            Some(publish),
+            Vec::new(),
+            Vec::new(),
+        )
+        .with_ingest(Some(ingest));
+        let text = state.render().await;
+
+        let kind = |stage: &str, kind: &str| format!("{{stage=\"{stage}\",kind=\"{kind}\"}}");
+        let in_by_kind = "adoport_messages_in_by_kind_total";
+        let out_by_kind = "adoport_messages_out_by_kind_total";
+        assert_eq!(
+            sample(
+                &text,
+                &format!("{in_by_kind}{}", kind("transform", "repository"))
+            ),
+            "2"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("{out_by_kind}{}", kind("transform", "repository"))
+            ),
+            "7"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("{in_by_kind}{}", kind("publish", "repository"))
+            ),
+            "7"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("{out_by_kind}{}", kind("publish", "repository"))
+            ),
+            "6",
+            "upserted + deleted"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!(
+                    "adoport_messages_dead_lettered_by_kind_total{}",
+                    kind("publish", "project")
+                )
+            ),
+            "2"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_transform_items_by_kind_total{kind=\"repository\"}"
+            ),
+            "7"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_transform_item_failures_by_kind_total{kind=\"project\"}"
+            ),
+            "1"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_port_entities_by_kind_total{kind=\"repository\",outcome=\"skipped_unchanged\"}"
+            ),
+            "1"
+        );
+        assert_eq!(
+            sample(&text, "adoport_port_http_requests_total{status=\"429\"}"),
+            "1"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_port_http_requests_total{status=\"transport_error\"}"
+            ),
+            "1"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_port_request_duration_seconds_bucket{le=\"0.05\"}"
+            ),
+            "1"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_port_request_duration_seconds_bucket{le=\"2.5\"}"
+            ),
+            "2"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_port_request_duration_seconds_bucket{le=\"10\"}"
+            ),
+            "2"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "adoport_port_request_duration_seconds_bucket{le=\"+Inf\"}"
+            ),
+            "3"
+        );
+        assert_eq!(
+            sample(&text, "adoport_port_request_duration_seconds_count"),
+            "3"
+        );
+        assert_eq!(
+            sample(&text, "adoport_azure_devops_requests_total{status=\"503\"}"),
+            "1"
+        );
+        assert_eq!(
+            sample(&text, "adoport_azure_devops_request_duration_seconds_count"),
+            "2"
+        );
+        assert_eq!(sample(&text, "adoport_resyncs_started_total"), "1");
+        assert_eq!(sample(&text, "adoport_resyncs_completed_total"), "1");
+        assert_eq!(sample(&text, "adoport_resync_last_duration_seconds"), "2.5");
+        assert_eq!(
+            sample(&text, "adoport_resync_items_crawled{kind=\"repository\"}"),
+            "7"
+        );
+
+        // Every sample sits under its own family's header; each family is declared once.
+        let mut declared = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap_or_default().to_string();
+                assert!(!declared.contains(&name), "{name} declared twice:\n{text}");
+                declared.push(name.clone());
+                current = name;
+            } else if !line.starts_with('#') {
+                let series = line.split(['{', ' ']).next().unwrap_or_default();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| series.strip_suffix(s).filter(|f| *f == current))
+                    .unwrap_or(series);
+                assert_eq!(family, current, "{line} outside its family:\n{text}");
+            }
+        }
+        shutdown.cancel();
+    }
 }

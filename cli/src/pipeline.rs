@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use adoport_ingest::{IngestRun, KindPlan, ResyncDone};
+use adoport_ingest::{IngestRun, IngestStats, KindPlan, ResyncDone};
 use adoport_publish::PublishStats;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{EventListenerType, Settings};
@@ -41,6 +41,8 @@ pub struct Pipeline {
     pub bus: Bus,
     pub transform_stats: TransformStats,
     pub publish_stats: PublishStats,
+    /// Azure DevOps requests and resync progress (counted when ingest runs here).
+    pub ingest_stats: IngestStats,
     /// Where the webhook receiver listens, when ingest runs here.
     pub webhook_address: Option<SocketAddr>,
     resync_done: mpsc::Receiver<ResyncDone>,
@@ -63,6 +65,7 @@ impl Pipeline {
     ) -> anyhow::Result<Pipeline> {
         let mut tasks = JoinSet::new();
         let transform_stats = TransformStats::default();
+        let ingest_stats = IngestStats::default();
         let (done_tx, resync_done) = mpsc::channel(16);
         let mut webhook_address = None;
         let mut mapping_versions = None;
@@ -103,8 +106,12 @@ impl Pipeline {
             let policy = mapping
                 .as_ref()
                 .map(adoport_publish::ReconcilePolicy::from_mapping);
-            let reconciler = adoport_publish::Reconciler::from_settings(settings, policy)
-                .context("the reconciliation coordinator cannot start")?;
+            let reconciler = adoport_publish::Reconciler::from_settings_with_stats(
+                settings,
+                policy,
+                publish_stats.port_http().clone(),
+            )
+            .context("the reconciliation coordinator cannot start")?;
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let result = reconciler.run(bus, shutdown).await;
@@ -119,6 +126,7 @@ impl Pipeline {
                 plan: KindPlan::for_mapping(config),
                 listener,
                 resync_done: Some(done_tx),
+                stats: ingest_stats.clone(),
             };
             let (settings, bus, shutdown) = (settings.clone(), bus.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -130,6 +138,7 @@ impl Pipeline {
             bus,
             transform_stats,
             publish_stats,
+            ingest_stats,
             webhook_address,
             resync_done,
             tasks,

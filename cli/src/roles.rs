@@ -227,7 +227,8 @@ async fn start_health(
         roles.publish.then(|| pipeline.publish_stats.clone()),
         upstreams,
         queues,
-    );
+    )
+    .with_ingest(roles.ingest.then(|| pipeline.ingest_stats.clone()));
     tokio::spawn(async move {
         if let Err(e) = crate::health::serve(listener, state, shutdown).await {
             tracing::error!(error = %e, "the health and metrics endpoint stopped");

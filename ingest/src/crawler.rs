@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::ado::{AdoClient, AdoError};
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncId, encode};
+use adoport_shared::metrics::ResyncStats;
 use adoport_shared::port_app_config::PortAppConfig;
 
 /// Projects whose sub-resources are read at the same time.
@@ -134,6 +135,8 @@ pub struct Crawler {
     /// Items per kind in the previous crawl of this process, to tell an empty answer that
     /// follows a full one (suspicious) from a confirmed empty kind.
     previous_items: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Resync progress for `/metrics` (items crawled per kind as they are published).
+    resync_stats: ResyncStats,
 }
 
 impl Crawler {
@@ -144,7 +147,19 @@ impl Crawler {
             items_per_event: items_per_event.max(1),
             limits: CrawlLimits::default(),
             previous_items: std::sync::Mutex::new(BTreeMap::new()),
+            resync_stats: ResyncStats::default(),
         }
+    }
+
+    /// Reports resync progress into `stats` (the process's `/metrics`).
+    pub fn with_resync_stats(mut self, stats: ResyncStats) -> Self {
+        self.resync_stats = stats;
+        self
+    }
+
+    /// Resync progress: started, finished, items crawled per kind.
+    pub fn resync_stats(&self) -> &ResyncStats {
+        &self.resync_stats
     }
 
     /// Uses other page sizes (tests).
@@ -257,6 +272,7 @@ impl Crawler {
             messages.push(Outgoing::new(Destination::Raw, encode(&event)));
         }
         self.bus.publish_all(messages).await?;
+        self.resync_stats.crawled(kind, items.len() as u64);
         Ok(())
     }
 

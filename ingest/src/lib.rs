@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use adoport_shared::bus::{Bus, BusError};
 use adoport_shared::config::{ConfigError, EventListenerType, Settings};
 use adoport_shared::messages::ResyncTrigger;
+use adoport_shared::metrics::ResyncStats;
 
+pub use ado::RequestStats;
 pub use crawler::{CrawlLimits, CrawlReport, Crawler, KindPlan, KindReport};
 pub use resync::ResyncDone;
 
@@ -47,6 +49,15 @@ pub struct IngestRun {
     pub listener: TcpListener,
     /// Told about every finished crawl.
     pub resync_done: Option<mpsc::Sender<ResyncDone>>,
+    /// Where ingest counts, for the caller's `/metrics`.
+    pub stats: IngestStats,
+}
+
+/// What ingest counts: Azure DevOps requests and resync progress. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct IngestStats {
+    pub requests: Arc<RequestStats>,
+    pub resyncs: ResyncStats,
 }
 
 /// Runs ingest until `shutdown`: the webhook receiver, the resync request loop, and the
@@ -59,10 +70,11 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     let access = settings.azure_devops_access()?;
     let ingest = &settings.pipeline.ingest;
-    let client = ado::AdoClient::new(
+    let client = ado::AdoClient::with_stats(
         &access,
         ingest.max_concurrent_requests as usize,
         shutdown.clone(),
+        run.stats.requests.clone(),
     )?;
 
     let listener = &settings.ocean.event_listener;
@@ -113,7 +125,8 @@ pub async fn run(
             .await
     });
 
-    let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize);
+    let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize)
+        .with_resync_stats(run.stats.resyncs.clone());
     let requests =
         resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
     shutdown.cancel();

@@ -76,6 +76,8 @@ pub async fn run_requests(
         }
         let started_at = Utc::now();
         last_started = Some(started_at);
+        let clock = std::time::Instant::now();
+        crawler.resync_stats().started();
         tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync started");
         // Tell the reconciliation coordinator before any raw event of this resync exists.
         publish_control(
@@ -95,6 +97,12 @@ pub async fn run_requests(
             }
             outcome = crawler.crawl(request.resync_id, &plan) => outcome,
         };
+        crawler.resync_stats().finished(
+            outcome
+                .as_ref()
+                .is_ok_and(|report| report.failed_kinds().is_empty()),
+            clock.elapsed(),
+        );
         let report = match outcome {
             Ok(report) => {
                 tracing::info!(

@@ -154,6 +154,8 @@ struct Envelope {
     event_type: String,
     delivery_id: String,
     resource: serde_json::Map<String, Value>,
+    /// `resourceContainers.project.id`: the project the event happened in.
+    project_id: Option<String>,
 }
 
 fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
@@ -187,10 +189,16 @@ fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
         }
         None => return Err(WebhookError::Envelope("\"resource\" is missing".into())),
     };
+    let project_id = map
+        .get("resourceContainers")
+        .and_then(|c| c.pointer("/project/id"))
+        .and_then(Value::as_str)
+        .map(String::from);
     Ok(Envelope {
         event_type,
         delivery_id,
         resource,
+        project_id,
     })
 }
 
@@ -203,6 +211,10 @@ enum Route {
     RepositoryDeleted { repository: Value },
     /// Read the pull request again and upsert it.
     PullRequest { id: u64 },
+    /// Read the work item again (with its project) and upsert it, or delete it if it is gone.
+    WorkItem { project_id: String, id: u64 },
+    /// The work item was deleted.
+    WorkItemDeleted { project_id: String, id: u64 },
     /// Not an event this version acts on.
     Ignored,
 }
@@ -240,6 +252,33 @@ fn route(envelope: &Envelope) -> Result<Route, WebhookError> {
             let (id, fallback) = repository()?;
             Ok(Route::Repository { id, fallback })
         }
+        "workitem.created" | "workitem.updated" | "workitem.restored" | "workitem.commented"
+        | "workitem.deleted" => {
+            // `workitem.updated` carries an update: its `id` is the update's number and the
+            // work item is `workItemId` (the Python integration reads `id`, and so fetches the
+            // wrong item). The other events carry the work item itself.
+            let id = resource
+                .get("workItemId")
+                .or_else(|| resource.get("id"))
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    WebhookError::Envelope(format!(
+                        "{} event without a numeric resource.workItemId or resource.id",
+                        envelope.event_type
+                    ))
+                })?;
+            let project_id = envelope.project_id.clone().ok_or_else(|| {
+                WebhookError::Envelope(format!(
+                    "{} event without resourceContainers.project.id",
+                    envelope.event_type
+                ))
+            })?;
+            Ok(if envelope.event_type == "workitem.deleted" {
+                Route::WorkItemDeleted { project_id, id }
+            } else {
+                Route::WorkItem { project_id, id }
+            })
+        }
         "git.repo.deleted" => {
             let (_, repository) = repository()?;
             Ok(Route::RepositoryDeleted { repository })
@@ -271,6 +310,21 @@ async fn receive(
     }
 }
 
+/// A work item as the crawler publishes it: with `__projectId` and the full `__project`.
+fn work_item_with_project(mut item: Value, project_id: &str, project: Value) -> Value {
+    if let Value::Object(map) = &mut item {
+        map.insert("__projectId".into(), Value::String(project_id.to_string()));
+        map.insert("__project".into(), project);
+    }
+    item
+}
+
+/// What a deletion knows of a work item: enough for the mapping's identifier
+/// (`.__project.id + "/" + (.id | tostring)`), which the Python integration's delete lacks.
+fn deleted_work_item(project_id: &str, id: u64) -> Value {
+    json!({"id": id, "__projectId": project_id, "__project": {"id": project_id}})
+}
+
 async fn handle(
     state: &WebhookState,
     envelope: &Envelope,
@@ -291,6 +345,31 @@ async fn handle(
             Err(e) => return Err(WebhookError::Upstream(e)),
         },
         Route::RepositoryDeleted { repository } => ("repository", RawAction::Delete, repository),
+        Route::WorkItem { project_id, id } => match state.client.work_item(&project_id, id).await {
+            Ok(item) => {
+                let project = state
+                    .client
+                    .project(&project_id)
+                    .await
+                    .map_err(WebhookError::Upstream)?;
+                (
+                    "work-item",
+                    RawAction::Upsert,
+                    work_item_with_project(item, &project_id, project),
+                )
+            }
+            Err(AdoError::NotFound { .. }) => (
+                "work-item",
+                RawAction::Delete,
+                deleted_work_item(&project_id, id),
+            ),
+            Err(e) => return Err(WebhookError::Upstream(e)),
+        },
+        Route::WorkItemDeleted { project_id, id } => (
+            "work-item",
+            RawAction::Delete,
+            deleted_work_item(&project_id, id),
+        ),
         Route::Ignored => unreachable!("ignored events are answered before"),
     };
     let event = RawEvent::new(
@@ -367,12 +446,46 @@ mod tests {
             Route::RepositoryDeleted { .. }
         ));
         let other = envelope(
-            json!({"eventType": "workitem.updated", "publisherId": "tfs", "resource": {}}),
+            json!({"eventType": "ms.vss-code.git-pullrequest-comment-event", "publisherId": "tfs", "resource": {}}),
         )
         .expect("ok");
         assert_eq!(route(&other).expect("route"), Route::Ignored);
         let bad = envelope(json!({"eventType": "git.pullrequest.created", "publisherId": "tfs", "resource": {"pullRequestId": "x"}})).expect("ok");
         assert!(route(&bad).is_err());
+    }
+
+    fn reference_envelope(name: &str) -> Envelope {
+        let path = format!(
+            "{}/../../shared/reference/ocean-azure-devops/webhooks/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        parse_envelope(&body).expect("a valid envelope")
+    }
+
+    #[test]
+    fn work_item_events_name_the_work_item_not_the_update() {
+        let updated = reference_envelope("workitem.updated.json");
+        assert_eq!(
+            route(&updated).expect("route"),
+            Route::WorkItem {
+                project_id: "22222222-2222-2222-2222-222222222222".into(),
+                id: 1234
+            },
+            "resource.id (4) is the update's number; the work item is resource.workItemId"
+        );
+        let deleted = reference_envelope("workitem.deleted.json");
+        assert_eq!(
+            route(&deleted).expect("route"),
+            Route::WorkItemDeleted {
+                project_id: "22222222-2222-2222-2222-222222222222".into(),
+                id: 1234
+            }
+        );
+        // The delete carries what the default mapping's identifier needs.
+        let item = deleted_work_item("p 1", 1234);
+        assert_eq!(item["__project"]["id"], "p 1");
+        assert_eq!(item["id"], 1234);
     }
 
     #[test]

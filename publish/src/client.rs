@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use adoport_shared::config::{PortAccess, Secret};
 use adoport_shared::messages::{ResyncId, WriteOptions};
+use adoport_shared::metrics::HttpStats;
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
@@ -93,6 +94,8 @@ struct Inner {
     token: Mutex<Option<CachedToken>>,
     /// `OCEAN__INTEGRATION__IDENTIFIER`: whose entities [`PortClient::owns`] recognises.
     integration_identifier: String,
+    /// Every request's status (or transport error) and latency.
+    http_stats: HttpStats,
 }
 
 /// Writes to Port. Cheap to clone; clones share the connection pool and the token.
@@ -160,6 +163,15 @@ impl PortClient {
     /// A client for `access.base_url` that identifies itself with `user_agent` (see
     /// [`exporter_user_agent`]).
     pub fn new(access: &PortAccess, user_agent: String) -> Result<Self, PublishError> {
+        Self::with_http_stats(access, user_agent, HttpStats::default())
+    }
+
+    /// Like [`PortClient::new`], recording every request (status, latency) into `http_stats`.
+    pub fn with_http_stats(
+        access: &PortAccess,
+        user_agent: String,
+        http_stats: HttpStats,
+    ) -> Result<Self, PublishError> {
         let base = Url::parse(&access.base_url).map_err(|e| {
             PublishError::Setup(format!("OCEAN__PORT__BASE_URL {:?}: {e}", access.base_url))
         })?;
@@ -184,8 +196,25 @@ impl PortClient {
                 client_secret: access.client_secret.clone(),
                 token: Mutex::new(None),
                 integration_identifier: access.integration_identifier.clone(),
+                http_stats,
             }),
         })
+    }
+
+    /// Requests by status and their latency (shared with clones of this client).
+    pub fn http_stats(&self) -> &HttpStats {
+        &self.inner.http_stats
+    }
+
+    /// Sends `request`, recording its status (or transport error) and latency.
+    async fn timed(&self, request: RequestBuilder) -> Result<Response, reqwest::Error> {
+        let started = Instant::now();
+        let result = request.send().await;
+        self.inner.http_stats.record(
+            result.as_ref().ok().map(|r| r.status().as_u16()),
+            started.elapsed(),
+        );
+        result
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, PublishError> {
@@ -222,15 +251,12 @@ impl PortClient {
     async fn fetch_token(&self) -> Result<CachedToken, PublishError> {
         const OPERATION: &str = "access token request";
         let url = self.url(&["v1", "auth", "access_token"])?;
+        let request = self.inner.http.post(url).json(&TokenRequest {
+            client_id: &self.inner.client_id,
+            client_secret: self.inner.client_secret.expose(),
+        });
         let response = self
-            .inner
-            .http
-            .post(url)
-            .json(&TokenRequest {
-                client_id: &self.inner.client_id,
-                client_secret: self.inner.client_secret.expose(),
-            })
-            .send()
+            .timed(request)
             .await
             .map_err(|source| PublishError::Transport {
                 operation: OPERATION.into(),
@@ -286,9 +312,8 @@ impl PortClient {
             source,
         };
         let token = self.token().await?;
-        let response = build(&self.inner.http)
-            .bearer_auth(token.expose())
-            .send()
+        let response = self
+            .timed(build(&self.inner.http).bearer_auth(token.expose()))
             .await
             .map_err(transport)?;
         if response.status() != StatusCode::UNAUTHORIZED {
@@ -300,9 +325,8 @@ impl PortClient {
         );
         self.invalidate(&token).await;
         let token = self.token().await?;
-        let response = build(&self.inner.http)
-            .bearer_auth(token.expose())
-            .send()
+        let response = self
+            .timed(build(&self.inner.http).bearer_auth(token.expose()))
             .await
             .map_err(transport)?;
         if response.status() == StatusCode::UNAUTHORIZED {

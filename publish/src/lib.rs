@@ -38,6 +38,6 @@ pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
 pub use error::PublishError;
-pub use reconcile::{ReconcilePolicy, Reconciler, ResyncOutcome};
+pub use reconcile::{KindSummary, ReconcilePolicy, Reconciler, ResyncOutcome, ResyncSummary};
 pub use stats::{PublishStats, StatsSnapshot};
 pub use worker::{PublishConfig, Publisher, run};

@@ -28,6 +28,7 @@ use std::time::Duration;
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::Settings;
 use adoport_shared::messages::{KindCrawl, ResyncControl, ResyncId, decode};
+use adoport_shared::metrics::HttpStats;
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
@@ -118,6 +119,79 @@ pub enum ResyncOutcome {
     Superseded { resync_id: ResyncId },
 }
 
+/// One kind's figures for a resync, as the coordinator saw them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindSummary {
+    /// Raw items the crawl published.
+    pub items_crawled: u64,
+    /// Entity upserts transform produced from them.
+    pub entities_produced: u64,
+    /// Items transform could not map.
+    pub failed_items: u64,
+    /// Why the kind failed to crawl, if it did.
+    pub crawl_failure: Option<String>,
+}
+
+/// A resync as the coordinator ended it: per kind what was crawled and produced, and what was
+/// deleted. Logged at the end of every resync (one line per kind and a summary line).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResyncSummary {
+    pub resync_id: ResyncId,
+    /// `completed`, `deletion_refused` or `failed`.
+    pub status: &'static str,
+    pub kinds: BTreeMap<String, KindSummary>,
+    /// Stale entities deleted (0 unless `completed`).
+    pub deleted: usize,
+    /// From the resync's start to the end of its reconciliation.
+    pub seconds: f64,
+}
+
+impl ResyncSummary {
+    fn of(resync_id: ResyncId, tally: &Tally, outcome: &ResyncOutcome) -> Self {
+        let (status, deleted) = match outcome {
+            ResyncOutcome::Completed { deleted, .. } => ("completed", *deleted),
+            ResyncOutcome::DeletionRefused { .. } => ("deletion_refused", 0),
+            ResyncOutcome::Failed { .. } | ResyncOutcome::Superseded { .. } => ("failed", 0),
+        };
+        let seconds = tally.started_at.map_or(0.0, |started| {
+            (Utc::now() - started).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        Self {
+            resync_id,
+            status,
+            kinds: tally.kind_summaries(),
+            deleted,
+            seconds,
+        }
+    }
+
+    /// One INFO line per kind, then the summary line.
+    fn log(&self) {
+        for (kind, k) in &self.kinds {
+            tracing::info!(
+                resync_id = %self.resync_id,
+                kind = %kind,
+                items_crawled = k.items_crawled,
+                entities_produced = k.entities_produced,
+                failed_items = k.failed_items,
+                crawl_failure = k.crawl_failure.as_deref().unwrap_or(""),
+                "resync kind summary"
+            );
+        }
+        tracing::info!(
+            resync_id = %self.resync_id,
+            status = self.status,
+            kinds = self.kinds.len(),
+            items_crawled = self.kinds.values().map(|k| k.items_crawled).sum::<u64>(),
+            entities_produced = self.kinds.values().map(|k| k.entities_produced).sum::<u64>(),
+            failed_items = self.kinds.values().map(|k| k.failed_items).sum::<u64>(),
+            deleted = self.deleted,
+            seconds = self.seconds,
+            "resync summary"
+        );
+    }
+}
+
 /// What the coordinator knows about one resync.
 #[derive(Debug, Default)]
 struct Tally {
@@ -128,6 +202,8 @@ struct Tally {
     /// Raw events reported per kind (distinct ids).
     seen: HashMap<String, HashSet<Uuid>>,
     failed_items: BTreeMap<String, u64>,
+    /// Entities produced per kind (counted per distinct raw event, even past the bound).
+    produced_per_kind: BTreeMap<String, u64>,
     produced: HashSet<(String, String)>,
     related: HashSet<String>,
     overflowed: bool,
@@ -137,6 +213,23 @@ struct Tally {
 impl Tally {
     fn tracked(&self) -> usize {
         self.produced.len() + self.related.len()
+    }
+
+    /// Per kind (every kind crawled or reported): crawled, produced, failed.
+    fn kind_summaries(&self) -> BTreeMap<String, KindSummary> {
+        let mut kinds: BTreeMap<String, KindSummary> = BTreeMap::new();
+        for (kind, crawl) in self.crawl.iter().flatten() {
+            let k = kinds.entry(kind.clone()).or_default();
+            k.items_crawled = crawl.items;
+            k.crawl_failure = crawl.failure.clone();
+        }
+        for (kind, n) in &self.produced_per_kind {
+            kinds.entry(kind.clone()).or_default().entities_produced = *n;
+        }
+        for (kind, n) in &self.failed_items {
+            kinds.entry(kind.clone()).or_default().failed_items = *n;
+        }
+        kinds
     }
 
     /// Every raw event the crawl published has been reported by transform.
@@ -189,6 +282,7 @@ pub struct Reconciler {
     client: PortClient,
     config: ReconcileConfig,
     outcomes: watch::Sender<Vec<ResyncOutcome>>,
+    summary: watch::Sender<Option<ResyncSummary>>,
 }
 
 /// Outcomes kept for [`Reconciler::outcomes`] watchers.
@@ -200,6 +294,7 @@ impl Reconciler {
             client,
             config,
             outcomes: watch::Sender::new(Vec::new()),
+            summary: watch::Sender::new(None),
         }
     }
 
@@ -208,12 +303,22 @@ impl Reconciler {
         settings: &Settings,
         policy: Option<ReconcilePolicy>,
     ) -> Result<Self, PublishError> {
+        Self::from_settings_with_stats(settings, policy, HttpStats::default())
+    }
+
+    /// Like [`Reconciler::from_settings`], recording its Port requests into `port_http` (the
+    /// pipeline passes the publish worker's, so `/metrics` counts every Port request).
+    pub fn from_settings_with_stats(
+        settings: &Settings,
+        policy: Option<ReconcilePolicy>,
+        port_http: HttpStats,
+    ) -> Result<Self, PublishError> {
         let access = settings.port_access()?;
         let user_agent = exporter_user_agent(
             COMPATIBLE_INTEGRATION_VERSION,
             &access.integration_identifier,
         );
-        let client = PortClient::new(&access, user_agent)?;
+        let client = PortClient::with_http_stats(&access, user_agent, port_http)?;
         Ok(Self::new(
             client,
             ReconcileConfig::from_settings(settings, policy)?,
@@ -223,6 +328,12 @@ impl Reconciler {
     /// The latest outcomes (newest last, at most 32); watch it before [`Reconciler::run`].
     pub fn outcomes(&self) -> watch::Receiver<Vec<ResyncOutcome>> {
         self.outcomes.subscribe()
+    }
+
+    /// The summary of the last resync reconciled (or given up as incomplete once all its
+    /// events were in); watch it before [`Reconciler::run`].
+    pub fn summaries(&self) -> watch::Receiver<Option<ResyncSummary>> {
+        self.summary.subscribe()
     }
 
     /// Consumes the resync progress queue until `shutdown`.
@@ -343,6 +454,7 @@ impl Reconciler {
                 {
                     return; // a redelivery: already counted
                 }
+                *tally.produced_per_kind.entry(kind.clone()).or_default() += produced.len() as u64;
                 *tally.failed_items.entry(kind).or_default() += failed_items;
                 if tally.overflowed {
                     return;
@@ -400,6 +512,14 @@ impl Reconciler {
 
     /// Decides and deletes for one complete resync, then reports its state.
     async fn reconcile(&self, resync_id: ResyncId, tally: Tally) -> ResyncOutcome {
+        let outcome = self.decide(resync_id, &tally).await;
+        let summary = ResyncSummary::of(resync_id, &tally, &outcome);
+        summary.log();
+        self.summary.send_replace(Some(summary));
+        outcome
+    }
+
+    async fn decide(&self, resync_id: ResyncId, tally: &Tally) -> ResyncOutcome {
         let started_at = tally.started_at.unwrap_or_else(Utc::now);
         if let Some(reason) = tally.incomplete_reason() {
             tracing::warn!(resync_id = %resync_id, reason = %reason, "resync incomplete; no entity is deleted");
@@ -407,7 +527,7 @@ impl Reconciler {
                 .await;
             return ResyncOutcome::Failed { resync_id, reason };
         }
-        let outcome = match self.delete_stale(resync_id, started_at, &tally).await {
+        let outcome = match self.delete_stale(resync_id, started_at, tally).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 let reason = format!("reconciliation stopped: {e}");
@@ -649,6 +769,70 @@ mod tests {
                 .expect("crawl")
                 .contains("PAT refused")
         );
+    }
+
+    #[test]
+    fn the_summary_carries_per_kind_figures_and_deletions() {
+        let resync_id = ResyncId::new();
+        let mut tally = Tally {
+            started_at: Some(Utc::now() - chrono::Duration::seconds(3)),
+            crawl: Some(
+                [
+                    (
+                        "project".to_string(),
+                        KindCrawl {
+                            events: 1,
+                            items: 2,
+                            failure: None,
+                        },
+                    ),
+                    (
+                        "repository".to_string(),
+                        KindCrawl {
+                            events: 2,
+                            items: 5,
+                            failure: Some("HTTP 500".into()),
+                        },
+                    ),
+                ]
+                .into(),
+            ),
+            ..Tally::default()
+        };
+        tally.produced_per_kind.insert("project".into(), 2);
+        tally.produced_per_kind.insert("repository".into(), 4);
+        tally.failed_items.insert("repository".into(), 1);
+        let outcome = ResyncOutcome::Completed {
+            resync_id,
+            deleted: 3,
+        };
+        let summary = ResyncSummary::of(resync_id, &tally, &outcome);
+        assert_eq!((summary.status, summary.deleted), ("completed", 3));
+        assert!(summary.seconds >= 3.0, "{summary:?}");
+        assert_eq!(
+            summary.kinds["project"],
+            KindSummary {
+                items_crawled: 2,
+                entities_produced: 2,
+                failed_items: 0,
+                crawl_failure: None,
+            }
+        );
+        assert_eq!(
+            summary.kinds["repository"],
+            KindSummary {
+                items_crawled: 5,
+                entities_produced: 4,
+                failed_items: 1,
+                crawl_failure: Some("HTTP 500".into()),
+            }
+        );
+        let failed = ResyncOutcome::Failed {
+            resync_id,
+            reason: "x".into(),
+        };
+        let summary = ResyncSummary::of(resync_id, &tally, &failed);
+        assert_eq!((summary.status, summary.deleted), ("failed", 0));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use adoport_shared::metrics::{HttpStats, KindCounters};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -18,6 +19,11 @@ struct Counters {
     port_requests: AtomicU64,
     skipped_unchanged: AtomicU64,
     skipped_not_owned: AtomicU64,
+    /// Per kind: `received`, `upserted`, `deleted`, `skipped_stale`, `skipped_unchanged`,
+    /// `skipped_not_owned`, `dead_lettered`.
+    per_kind: KindCounters,
+    /// Every HTTP request of the worker's Port client, by status, with latency.
+    port_http: HttpStats,
     changed: Notify,
 }
 
@@ -71,6 +77,16 @@ impl PublishStats {
         Self::default()
     }
 
+    /// Counters whose Port request figures are `port_http` (the worker client's).
+    pub(crate) fn with_port_http(port_http: HttpStats) -> Self {
+        Self {
+            inner: Arc::new(Counters {
+                port_http,
+                ..Counters::default()
+            }),
+        }
+    }
+
     pub(crate) fn add(&self, counter: Counter, n: u64) {
         let c = &self.inner;
         let cell = match counter {
@@ -91,6 +107,22 @@ impl PublishStats {
 
     pub(crate) fn incr(&self, counter: Counter) {
         self.add(counter, 1);
+    }
+
+    pub(crate) fn per_kind_incr(&self, kind: &str, what: &'static str) {
+        self.inner.per_kind.add(kind, what, 1);
+    }
+
+    /// Per-kind counters: `received` (decoded changes taken), `upserted`, `deleted`,
+    /// `skipped_stale`, `skipped_unchanged`, `skipped_not_owned`, `dead_lettered`.
+    pub fn per_kind(&self) -> &KindCounters {
+        &self.inner.per_kind
+    }
+
+    /// Port requests by status and their latency; the worker's [`crate::PortClient`] records
+    /// into it.
+    pub fn port_http(&self) -> &HttpStats {
+        &self.inner.port_http
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

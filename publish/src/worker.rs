@@ -142,10 +142,11 @@ struct Shared {
 
 impl Publisher {
     pub fn new(client: PortClient, config: PublishConfig) -> Self {
+        let stats = PublishStats::with_port_http(client.http_stats().clone());
         Self {
             client,
             config,
-            stats: PublishStats::new(),
+            stats,
         }
     }
 
@@ -416,6 +417,7 @@ impl Coordinator {
                 return;
             }
         };
+        stats.per_kind_incr(&change.kind, "received");
         let key = EntityKey::of_change(&change);
         // Serialised once here to measure and fingerprint it; the client serialises the batch.
         let (json_bytes, version) = match &change.op {
@@ -441,6 +443,7 @@ impl Coordinator {
                     change.kind
                 );
                 tracing::error!(blueprint = %key.blueprint, identifier = %key.identifier, reason = %reason, "dead-lettering a change");
+                stats.per_kind_incr(&change.kind, "dead_lettered");
                 settle_dead_letter(stats, delivery, &reason).await;
                 return;
             }
@@ -452,6 +455,7 @@ impl Coordinator {
                 "skipping a change older than one already taken"
             );
             stats.incr(Counter::SkippedStale);
+            stats.per_kind_incr(&change.kind, "skipped_stale");
             settle_ack(stats, delivery).await;
             return;
         }
@@ -465,6 +469,7 @@ impl Coordinator {
             && cache.is_unchanged(&key, version)
         {
             stats.incr(Counter::SkippedUnchanged);
+            stats.per_kind_incr(&change.kind, "skipped_unchanged");
             settle_ack(stats, delivery).await;
             return;
         }
@@ -736,6 +741,7 @@ async fn send_upserts(shared: Arc<Shared>, key: BatchKey, items: Vec<Item>) -> T
                         match result {
                             EntityResult::Accepted => {
                                 stats.incr(Counter::Upserted);
+                                stats.per_kind_incr(&held.kind, "upserted");
                                 if let Some(cache) = &shared.accepted {
                                     cache.accepted(&held.key, held.version);
                                 }
@@ -879,6 +885,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                             tracing::debug!(blueprint = %held.key.blueprint, identifier = %held.key.identifier, "entity to delete was already gone");
                         }
                         stats.incr(Counter::Deleted);
+                        stats.per_kind_incr(&held.kind, "deleted");
                         accept(stats, held).await;
                         break;
                     }
@@ -901,6 +908,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                             "not deleting: the entity is missing or another datasource owns it"
                         );
                         stats.incr(Counter::SkippedNotOwned);
+                        stats.per_kind_incr(&held.kind, "skipped_not_owned");
                         accept(stats, held).await;
                         break;
                     }
@@ -957,7 +965,7 @@ async fn accept(stats: &PublishStats, held: Held) {
         blueprint = %held.key.blueprint, identifier = %held.key.identifier,
         observed_at = %held.observed_at, "written to Port"
     );
-    settle_superseded(stats, held.superseded).await;
+    settle_superseded(stats, &held.kind, held.superseded).await;
     settle_ack(stats, held.delivery).await;
 }
 
@@ -968,13 +976,15 @@ async fn reject(stats: &PublishStats, held: Held, reason: &str) {
         blueprint = %held.key.blueprint, identifier = %held.key.identifier, kind = %held.kind,
         reason = %reason, "dead-lettering a change"
     );
-    settle_superseded(stats, held.superseded).await;
+    settle_superseded(stats, &held.kind, held.superseded).await;
+    stats.per_kind_incr(&held.kind, "dead_lettered");
     settle_dead_letter(stats, held.delivery, reason).await;
 }
 
-async fn settle_superseded(stats: &PublishStats, superseded: Vec<(usize, Delivery)>) {
+async fn settle_superseded(stats: &PublishStats, kind: &str, superseded: Vec<(usize, Delivery)>) {
     for (_, delivery) in superseded {
         stats.incr(Counter::SkippedStale);
+        stats.per_kind_incr(kind, "skipped_stale");
         settle_ack(stats, delivery).await;
     }
 }

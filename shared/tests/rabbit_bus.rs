@@ -26,7 +26,8 @@ async fn bus(test: &str, partitions: u16) -> Bus {
 }
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future)
+    // Generous: broker-side dead lettering runs in its own process and lags on a loaded machine.
+    tokio::time::timeout(Duration::from_secs(60), future)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }

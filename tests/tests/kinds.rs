@@ -4,7 +4,7 @@
 
 use adoport::pipeline::Roles;
 use adoport::sim::default_mapping;
-use adoport_tests::{BusKind, start_with_mapping};
+use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start_with_mapping};
 
 #[tokio::test]
 async fn the_full_default_mapping_fills_every_mapped_property() {
@@ -51,5 +51,107 @@ async fn the_full_default_mapping_fills_every_mapped_property() {
             );
         }
     }
+    running.stop().await;
+}
+
+/// A service-hook envelope for a work item event, as Azure DevOps sends it.
+fn work_item_event(
+    event_type: &str,
+    project_id: &str,
+    resource: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "subscriptionId": "00000000-0000-0000-0000-00000000a002",
+        "notificationId": 3,
+        "id": format!("{event_type}-{}", resource["id"]),
+        "eventType": event_type,
+        "publisherId": "tfs",
+        "resource": resource,
+        "resourceVersion": "1.0",
+        "resourceContainers": {"project": {"id": project_id}},
+        "createdDate": "2026-01-12T09:00:01Z",
+    })
+}
+
+#[tokio::test]
+async fn work_item_events_update_and_delete_the_right_entity() {
+    let mapping = default_mapping(Some(&["project", "work-item"])).expect("default mapping");
+    let mut running = start_with_mapping(
+        "kinds-work-item-events",
+        BusKind::Rabbit,
+        Roles::ALL,
+        1,
+        1,
+        &[],
+        mapping,
+    )
+    .await;
+    running.resync_settled().await;
+    let port = &running.world.port;
+    let work_items = port.entities("azureDevopsWorkItem");
+    assert!(!work_items.is_empty());
+    // The default identifier is `{project id}/{work item id}`.
+    let identifier = work_items[0]["identifier"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (project_id, id) = identifier.split_once('/').expect("project/id");
+    let id: u64 = id.parse().expect("numeric id");
+    let http = reqwest::Client::new();
+    let url = running.webhook_url.clone().expect("ingest runs");
+    let send = |body: serde_json::Value| {
+        http.post(&url)
+            .header("Authorization", basic_auth(WEBHOOK_SECRET))
+            .json(&body)
+            .send()
+    };
+
+    // workitem.updated: `resource.id` is the update's number (4), the item is `workItemId`.
+    let updated = send(work_item_event(
+        "workitem.updated",
+        project_id,
+        serde_json::json!({"id": 4, "workItemId": id, "rev": 4}),
+    ))
+    .await
+    .expect("answered");
+    assert_eq!(updated.status().as_u16(), 200);
+
+    // workitem.deleted: the entity goes, found by the full identifier.
+    assert!(running.world.ado.remove_work_item(id));
+    let deleted = send(work_item_event(
+        "workitem.deleted",
+        project_id,
+        serde_json::json!({"id": id, "fields": {"System.Title": "gone"}}),
+    ))
+    .await
+    .expect("answered");
+    assert_eq!(deleted.status().as_u16(), 200);
+    let gone = port
+        .wait_for(
+            |p| p.entity("azureDevopsWorkItem", &identifier).is_none(),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert!(gone, "work item {identifier} deleted from Port");
+    assert_eq!(
+        port.entities("azureDevopsWorkItem").len(),
+        work_items.len() - 1,
+        "only that work item"
+    );
+    // The update was read back (by the work item's id: the update's id would 404 and delete
+    // the wrong entity, which the count above rules out) and nothing failed.
+    let reads = running
+        .world
+        .ado
+        .requests()
+        .get("GET /{org}/{project}/_apis/wit/workitems/{id}")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        reads, 1,
+        "the update re-read the work item (the delete needs no read)"
+    );
+    let stats = running.pipeline.publish_stats.snapshot();
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
     running.stop().await;
 }

@@ -368,7 +368,8 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
             url: running.world.port.base_url(),
         }],
         queues,
-    );
+    )
+    .with_ingest(Some(running.pipeline.ingest_stats.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -405,13 +406,22 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
         before.contains("adoport_queue_ready_messages{queue=\""),
         "{before}"
     );
+    assert_eq!(sample(&before, "adoport_resyncs_started_total"), 0);
+    assert_eq!(
+        sample(&before, "adoport_port_request_duration_seconds_count"),
+        0
+    );
+    assert!(
+        before.contains("# TYPE adoport_port_request_duration_seconds histogram"),
+        "{before}"
+    );
 
     // A manual resync makes them move.
     let webhook = running.webhook_url.clone().expect("ingest runs");
     let resync = webhook.replace(adoport_ingest::webhook::WEBHOOK_PATH, "/resync");
     let answer = http.post(&resync).send().await.expect("POST /resync");
     assert_eq!(answer.status().as_u16(), 202);
-    running.resync_settled().await;
+    let crawl = running.resync_settled().await;
     let (_, after) = get("/metrics").await;
     let published = running.pipeline.publish_stats.snapshot();
     assert_eq!(
@@ -425,6 +435,94 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
     assert!(sample(&after, "adoport_messages_in_total{stage=\"transform\"}") > 0);
     assert!(sample(&after, "adoport_port_entities_total{outcome=\"upserted\"}") >= 6);
     assert!(sample(&after, "adoport_port_requests_total") > 0);
+
+    // Per stage and kind.
+    let report = &crawl.kinds;
+    for (kind, crawled) in report {
+        assert_eq!(
+            sample(
+                &after,
+                &format!("adoport_resync_items_crawled{{kind=\"{kind}\"}}")
+            ),
+            crawled.items,
+            "{after}"
+        );
+        assert_eq!(
+            sample(
+                &after,
+                &format!("adoport_transform_items_by_kind_total{{kind=\"{kind}\"}}")
+            ),
+            crawled.items,
+            "{after}"
+        );
+        assert_eq!(
+            sample(
+                &after,
+                &format!(
+                    "adoport_messages_in_by_kind_total{{stage=\"transform\",kind=\"{kind}\"}}"
+                )
+            ),
+            crawled.events,
+            "{after}"
+        );
+    }
+    let repositories = report["repository"].items;
+    assert_eq!(repositories, 4);
+    assert!(
+        sample(
+            &after,
+            "adoport_messages_out_by_kind_total{stage=\"transform\",kind=\"repository\"}"
+        ) >= repositories
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "adoport_messages_in_by_kind_total{stage=\"publish\",kind=\"repository\"}"
+        ),
+        running
+            .pipeline
+            .publish_stats
+            .per_kind()
+            .get("repository", "received")
+    );
+    assert!(
+        sample(
+            &after,
+            "adoport_port_entities_by_kind_total{kind=\"repository\",outcome=\"upserted\"}"
+        ) >= repositories,
+        "{after}"
+    );
+    // Azure DevOps and Port requests by status, Port latency, resync progress.
+    assert!(
+        sample(
+            &after,
+            "adoport_azure_devops_requests_total{status=\"200\"}"
+        ) > 0
+    );
+    assert!(
+        sample(
+            &after,
+            "adoport_azure_devops_request_duration_seconds_count"
+        ) > 0
+    );
+    assert!(sample(&after, "adoport_port_http_requests_total{status=\"200\"}") > 0);
+    let port_requests = sample(&after, "adoport_port_request_duration_seconds_count");
+    assert!(port_requests >= sample(&after, "adoport_port_requests_total"));
+    assert_eq!(
+        sample(
+            &after,
+            "adoport_port_request_duration_seconds_bucket{le=\"+Inf\"}"
+        ),
+        port_requests
+    );
+    assert_eq!(sample(&after, "adoport_resyncs_started_total"), 1);
+    assert_eq!(sample(&after, "adoport_resyncs_completed_total"), 1);
+    assert_eq!(sample(&after, "adoport_resyncs_failed_total"), 0);
+    assert_eq!(sample(&after, "adoport_resync_running"), 0);
+    assert!(
+        after.contains("adoport_resync_last_duration_seconds "),
+        "{after}"
+    );
     assert_eq!(
         sample(
             &after,

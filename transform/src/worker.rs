@@ -22,6 +22,7 @@ use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
     EntityChange, Origin, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
 };
+use adoport_shared::metrics::KindCounters;
 use adoport_shared::topology::{Topology, WorkQueue};
 
 /// How often the per-kind problem summary is logged.
@@ -42,6 +43,8 @@ struct StatsInner {
     item_problems: AtomicU64,
     item_failures: AtomicU64,
     problems: Mutex<BTreeMap<String, ProblemCount>>,
+    /// Per kind: raw `events` settled, `items` mapped, `changes` published, `item_failures`.
+    per_kind: KindCounters,
     /// Woken whenever an event is settled.
     changed: Notify,
 }
@@ -78,6 +81,12 @@ impl TransformStats {
         self.inner.item_failures.load(Ordering::Relaxed)
     }
 
+    /// Per-kind counters: `events` (raw events acked), `items` (raw items mapped), `changes`
+    /// (entity changes confirmed downstream), `item_failures`.
+    pub fn per_kind(&self) -> &KindCounters {
+        &self.inner.per_kind
+    }
+
     /// Resolves at the next settled event. Create it (and `enable` it) before reading the
     /// counters, so that no change is missed between the read and the wait.
     pub fn changed(&self) -> Notified<'_> {
@@ -106,6 +115,7 @@ impl TransformStats {
         self.inner.item_problems.fetch_add(1, Ordering::Relaxed);
         if problem.is_item_failure() {
             self.inner.item_failures.fetch_add(1, Ordering::Relaxed);
+            self.inner.per_kind.add(kind, "item_failures", 1);
         }
         // Warnings are grouped per kind, problem and field: one summary line each.
         let key = match problem.field_path() {
@@ -193,6 +203,10 @@ pub fn changes_for(
         .inner
         .items
         .fetch_add(event.items.len() as u64, Ordering::Relaxed);
+    stats
+        .inner
+        .per_kind
+        .add(&event.kind, "items", event.items.len() as u64);
     (out, failed_items)
 }
 
@@ -263,6 +277,8 @@ async fn process(
         .changes_published
         .fetch_add(count, Ordering::Relaxed);
     delivery.ack().await?;
+    stats.inner.per_kind.add(&event.kind, "changes", count);
+    stats.inner.per_kind.add(&event.kind, "events", 1);
     stats.settled();
     tracing::debug!(event_id = %event.id, kind = %event.kind, changes = count, "raw event transformed");
     Ok(())

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{AdoError, excerpt};
 use adoport_shared::config::AzureDevopsAccess;
+use adoport_shared::metrics::HttpStats;
 
 /// The REST API version adoport speaks.
 pub const API_VERSION: &str = "7.1";
@@ -47,6 +48,9 @@ pub struct RequestStats {
     pub throttled: AtomicU64,
     /// Answers whose `X-RateLimit-*` headers made us slow down before reaching the limit.
     pub paced: AtomicU64,
+    /// Every request (attempts, retries included) by HTTP status or transport error, with
+    /// latency until the answer's head.
+    pub http: HttpStats,
 }
 
 struct Inner {
@@ -55,7 +59,7 @@ struct Inner {
     budget: Semaphore,
     /// Requests wait until this instant (set from `Retry-After`).
     not_before: Mutex<Option<Instant>>,
-    stats: RequestStats,
+    stats: Arc<RequestStats>,
     shutdown: CancellationToken,
 }
 
@@ -140,6 +144,21 @@ impl AdoClient {
         max_concurrent_requests: usize,
         shutdown: CancellationToken,
     ) -> Result<Self, AdoError> {
+        Self::with_stats(
+            access,
+            max_concurrent_requests,
+            shutdown,
+            Arc::new(RequestStats::default()),
+        )
+    }
+
+    /// Like [`AdoClient::new`], counting into `stats` (so that the caller can expose them).
+    pub fn with_stats(
+        access: &AzureDevopsAccess,
+        max_concurrent_requests: usize,
+        shutdown: CancellationToken,
+        stats: Arc<RequestStats>,
+    ) -> Result<Self, AdoError> {
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!(":{}", access.personal_access_token.expose()));
         let mut auth = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
@@ -171,7 +190,7 @@ impl AdoClient {
                 organization_url: access.organization_url.clone(),
                 budget: Semaphore::new(max_concurrent_requests.max(1)),
                 not_before: Mutex::new(None),
-                stats: RequestStats::default(),
+                stats,
                 shutdown,
             }),
         })
@@ -335,7 +354,13 @@ impl AdoClient {
             request = request.json(body);
         }
         self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| Attempt::Transient {
+        let sent = Instant::now();
+        let response = request.send().await;
+        self.inner.stats.http.record(
+            response.as_ref().ok().map(|r| r.status().as_u16()),
+            sent.elapsed(),
+        );
+        let response = response.map_err(|e| Attempt::Transient {
             error: AdoError::Transport {
                 url: url.to_string(),
                 detail: e.to_string(),
