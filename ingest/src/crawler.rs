@@ -117,11 +117,17 @@ impl Default for CrawlLimits {
     }
 }
 
+/// Kinds read repository by repository, from the repository list.
+const REPOSITORY_DERIVED_KINDS: &[&str] = &["repository-policy", "pull-request"];
+
 /// What one resync reads once and shares between kinds.
 #[derive(Debug, Default)]
 pub(crate) struct ResyncCache {
     pub(crate) projects: Option<Vec<Value>>,
+    /// Kept only when a later kind of the plan reads it (`keep_repositories`): it grows with
+    /// the organization, and the `repository` kind alone must not hold it.
     pub(crate) repositories: Option<Vec<Value>>,
+    pub(crate) keep_repositories: bool,
     /// Boards with `__project`, for `board` and `column`.
     pub(crate) boards: Option<Vec<Value>>,
 }
@@ -204,7 +210,12 @@ impl Crawler {
         plan: &[KindPlan],
     ) -> Result<CrawlReport, CrawlError> {
         let mut report = CrawlReport::default();
-        let mut cache = ResyncCache::default();
+        let mut cache = ResyncCache {
+            keep_repositories: plan
+                .iter()
+                .any(|k| REPOSITORY_DERIVED_KINDS.contains(&k.kind.as_str())),
+            ..ResyncCache::default()
+        };
         for kind in plan {
             let mut kind_report = KindReport::default();
             let outcome = match kind.kind.as_str() {

@@ -115,9 +115,9 @@ impl Crawler {
     ) -> Result<(), CrawlError> {
         let files = plan.strings("includedFiles");
         let units = self.project_units(cache).await?;
-        let seen = Mutex::new(Vec::new());
+        let seen = cache.keep_repositories.then(|| Mutex::new(Vec::new()));
         let files = &files;
-        let seen_ref = &seen;
+        let seen_ref = seen.as_ref();
         self.fan_out(
             resync_id,
             "repository",
@@ -126,10 +126,11 @@ impl Crawler {
             |project, pages: Pages| async move {
                 let id = text(&project, "id").unwrap_or_default().to_string();
                 let repositories = self.client.repositories(&id).await?;
-                seen_ref
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(repositories.iter().cloned());
+                if let Some(seen) = seen_ref {
+                    seen.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(repositories.iter().cloned());
+                }
                 if files.is_empty() {
                     return pages.send(repositories).await;
                 }
@@ -145,7 +146,9 @@ impl Crawler {
             },
         )
         .await?;
-        if report.failure.is_none() {
+        if report.failure.is_none()
+            && let Some(seen) = seen
+        {
             cache.repositories = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
         }
         Ok(())
