@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use adoport_ingest::{IngestRun, IngestStats, KindPlan, ResyncDone};
-use adoport_publish::PublishStats;
+use adoport_publish::{PublishStats, ResyncSummary};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{EventListenerType, Settings};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -45,6 +45,8 @@ pub struct Pipeline {
     pub ingest_stats: IngestStats,
     /// Where the webhook receiver listens, when ingest runs here.
     pub webhook_address: Option<SocketAddr>,
+    /// The reconciliation coordinator's summary of the last resync, when publish runs here.
+    pub resync_summaries: Option<watch::Receiver<Option<ResyncSummary>>>,
     resync_done: mpsc::Receiver<ResyncDone>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     shutdown: CancellationToken,
@@ -68,6 +70,7 @@ impl Pipeline {
         let ingest_stats = IngestStats::default();
         let (done_tx, resync_done) = mpsc::channel(16);
         let mut webhook_address = None;
+        let mut resync_summaries = None;
         let mut mapping_versions = None;
 
         if roles.transform {
@@ -111,7 +114,9 @@ impl Pipeline {
                 policy,
                 publish_stats.port_http().clone(),
             )
-            .context("the reconciliation coordinator cannot start")?;
+            .context("the reconciliation coordinator cannot start")?
+            .with_publish_stats(publish_stats.clone());
+            resync_summaries = Some(reconciler.summaries());
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let result = reconciler.run(bus, shutdown).await;
@@ -140,6 +145,7 @@ impl Pipeline {
             publish_stats,
             ingest_stats,
             webhook_address,
+            resync_summaries,
             resync_done,
             tasks,
             shutdown,

@@ -44,6 +44,7 @@ use crate::client::{
 };
 use crate::error::PublishError;
 use crate::retry::{RetryPolicy, classify_error};
+use crate::stats::{PublishStats, ResyncCounts};
 
 /// What the mapping's root flags say about deleting.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,6 +131,12 @@ pub struct KindSummary {
     pub failed_items: u64,
     /// Why the kind failed to crawl, if it did.
     pub crawl_failure: Option<String>,
+    /// What this process's publish did with the kind's changes of the resync: upserted,
+    /// skipped (stale, unchanged or not owned), dead-lettered. Other publish replicas count
+    /// their own share.
+    pub upserted: u64,
+    pub skipped: u64,
+    pub dead_lettered: u64,
 }
 
 /// A resync as the coordinator ended it: per kind what was crawled and produced, and what was
@@ -146,7 +153,21 @@ pub struct ResyncSummary {
     pub seconds: f64,
 }
 
+/// How long a resync's summary waits for publish to settle what the resync produced.
+const SUMMARY_PATIENCE: Duration = Duration::from_secs(60);
+
 impl ResyncSummary {
+    /// Fills in what publish did with the resync's changes (this process's share).
+    fn add_publish_counts(&mut self, counts: &ResyncCounts) {
+        for (kind, counters) in counts {
+            let k = self.kinds.entry(kind.clone()).or_default();
+            let get = |what: &str| counters.get(what).copied().unwrap_or(0);
+            k.upserted = get("upserted");
+            k.skipped = get("skipped_stale") + get("skipped_unchanged") + get("skipped_not_owned");
+            k.dead_lettered = get("dead_lettered");
+        }
+    }
+
     fn of(resync_id: ResyncId, tally: &Tally, outcome: &ResyncOutcome) -> Self {
         let (status, deleted) = match outcome {
             ResyncOutcome::Completed { deleted, .. } => ("completed", *deleted),
@@ -174,6 +195,9 @@ impl ResyncSummary {
                 items_crawled = k.items_crawled,
                 entities_produced = k.entities_produced,
                 failed_items = k.failed_items,
+                upserted = k.upserted,
+                skipped = k.skipped,
+                dead_lettered = k.dead_lettered,
                 crawl_failure = k.crawl_failure.as_deref().unwrap_or(""),
                 "resync kind summary"
             );
@@ -185,6 +209,9 @@ impl ResyncSummary {
             items_crawled = self.kinds.values().map(|k| k.items_crawled).sum::<u64>(),
             entities_produced = self.kinds.values().map(|k| k.entities_produced).sum::<u64>(),
             failed_items = self.kinds.values().map(|k| k.failed_items).sum::<u64>(),
+            upserted = self.kinds.values().map(|k| k.upserted).sum::<u64>(),
+            skipped = self.kinds.values().map(|k| k.skipped).sum::<u64>(),
+            dead_lettered = self.kinds.values().map(|k| k.dead_lettered).sum::<u64>(),
             deleted = self.deleted,
             seconds = self.seconds,
             "resync summary"
@@ -283,6 +310,8 @@ pub struct Reconciler {
     config: ReconcileConfig,
     outcomes: watch::Sender<Vec<ResyncOutcome>>,
     summary: watch::Sender<Option<ResyncSummary>>,
+    /// The publish worker of this process, to tell in a resync's summary what it did.
+    publish: Option<PublishStats>,
 }
 
 /// Outcomes kept for [`Reconciler::outcomes`] watchers.
@@ -295,7 +324,15 @@ impl Reconciler {
             config,
             outcomes: watch::Sender::new(Vec::new()),
             summary: watch::Sender::new(None),
+            publish: None,
         }
+    }
+
+    /// Reports, in each resync's summary, what this process's publish worker did with the
+    /// resync's changes (upserted, skipped, dead-lettered per kind).
+    pub fn with_publish_stats(mut self, stats: PublishStats) -> Self {
+        self.publish = Some(stats);
+        self
     }
 
     /// The coordinator a deployment runs, with the publish role's Port credentials.
@@ -513,7 +550,26 @@ impl Reconciler {
     /// Decides and deletes for one complete resync, then reports its state.
     async fn reconcile(&self, resync_id: ResyncId, tally: Tally) -> ResyncOutcome {
         let outcome = self.decide(resync_id, &tally).await;
-        let summary = ResyncSummary::of(resync_id, &tally, &outcome);
+        let mut summary = ResyncSummary::of(resync_id, &tally, &outcome);
+        if let Some(publish) = &self.publish {
+            // Transform is done; give publish a bounded moment to settle what it produced.
+            let produced: u64 = summary.kinds.values().map(|k| k.entities_produced).sum();
+            let settled = |counts: &ResyncCounts| {
+                counts
+                    .values()
+                    .flat_map(|c| c.iter())
+                    .filter(|(what, _)| **what != "received")
+                    .map(|(_, n)| *n)
+                    .sum::<u64>()
+                    >= produced
+            };
+            let _ = tokio::time::timeout(
+                SUMMARY_PATIENCE,
+                publish.wait_for_resync(resync_id, settled),
+            )
+            .await;
+            summary.add_publish_counts(&publish.resync_counts(resync_id));
+        }
         summary.log();
         self.summary.send_replace(Some(summary));
         outcome
@@ -816,6 +872,7 @@ mod tests {
                 entities_produced: 2,
                 failed_items: 0,
                 crawl_failure: None,
+                ..KindSummary::default()
             }
         );
         assert_eq!(
@@ -825,6 +882,7 @@ mod tests {
                 entities_produced: 4,
                 failed_items: 1,
                 crawl_failure: Some("HTTP 500".into()),
+                ..KindSummary::default()
             }
         );
         let failed = ResyncOutcome::Failed {

@@ -1,8 +1,11 @@
 //! `PublishStats`: the worker's counters, shared with whoever watches it (the binary's summary,
 //! tests, the benchmark). Atomics only; cheap to clone; no entity ids.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use adoport_shared::messages::ResyncId;
 
 use adoport_shared::metrics::{HttpStats, KindCounters};
 use tokio::sync::Notify;
@@ -24,8 +27,18 @@ struct Counters {
     per_kind: KindCounters,
     /// Every HTTP request of the worker's Port client, by status, with latency.
     port_http: HttpStats,
+    /// The same per-kind counters for the changes of each of the last few resyncs, so that a
+    /// resync's summary can say what publish did with what it produced.
+    per_resync: Mutex<VecDeque<(ResyncId, ResyncCounts)>>,
     changed: Notify,
 }
+
+/// Per kind, per counter (`upserted`, `skipped_stale`, …): what publish did with the changes
+/// of one resync.
+pub type ResyncCounts = BTreeMap<String, BTreeMap<&'static str, u64>>;
+
+/// Resyncs whose counts are kept (the running one and a few before it).
+const RESYNCS_KEPT: usize = 8;
 
 /// A cloneable handle on the worker's counters.
 #[derive(Clone, Default)]
@@ -109,8 +122,64 @@ impl PublishStats {
         self.add(counter, 1);
     }
 
-    pub(crate) fn per_kind_incr(&self, kind: &str, what: &'static str) {
+    pub(crate) fn per_kind_incr(&self, kind: &str, what: &'static str, resync: Option<ResyncId>) {
         self.inner.per_kind.add(kind, what, 1);
+        if let Some(resync_id) = resync {
+            let mut all = self
+                .inner
+                .per_resync
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let index = match all.iter().position(|(id, _)| *id == resync_id) {
+                Some(index) => index,
+                None => {
+                    if all.len() == RESYNCS_KEPT {
+                        all.pop_front();
+                    }
+                    all.push_back((resync_id, ResyncCounts::new()));
+                    all.len() - 1
+                }
+            };
+            *all[index]
+                .1
+                .entry(kind.to_string())
+                .or_default()
+                .entry(what)
+                .or_default() += 1;
+            drop(all);
+            self.inner.changed.notify_waiters();
+        }
+    }
+
+    /// What this process's publish did, per kind, with the changes of one resync (empty when
+    /// it handled none, or the resync is too old to be kept).
+    pub fn resync_counts(&self, resync_id: ResyncId) -> ResyncCounts {
+        let all = self
+            .inner
+            .per_resync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .find(|(id, _)| *id == resync_id)
+            .map(|(_, counts)| counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `condition` holds for the counts of one resync (wrap it in a timeout).
+    pub async fn wait_for_resync(
+        &self,
+        resync_id: ResyncId,
+        condition: impl Fn(&ResyncCounts) -> bool,
+    ) {
+        loop {
+            let changed = self.inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if condition(&self.resync_counts(resync_id)) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Per-kind counters: `received` (decoded changes taken), `upserted`, `deleted`,

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use adoport_shared::bus::{Bus, Delivery, Subscription};
 use adoport_shared::config::Settings;
-use adoport_shared::messages::{ChangeOp, EntityChange, Origin, decode};
+use adoport_shared::messages::{ChangeOp, EntityChange, Origin, ResyncId, decode};
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -211,6 +211,8 @@ struct Held {
     source: usize,
     key: EntityKey,
     kind: String,
+    /// The resync the change came from, if any (for the resync's summary).
+    resync_id: Option<ResyncId>,
     observed_at: DateTime<Utc>,
     delivery: Delivery,
     /// Deliveries of older changes of the same entity (with their source), acked together
@@ -417,7 +419,7 @@ impl Coordinator {
                 return;
             }
         };
-        stats.per_kind_incr(&change.kind, "received");
+        stats.per_kind_incr(&change.kind, "received", change.origin.resync_id());
         let key = EntityKey::of_change(&change);
         // Serialised once here to measure and fingerprint it; the client serialises the batch.
         let (json_bytes, version) = match &change.op {
@@ -443,7 +445,7 @@ impl Coordinator {
                     change.kind
                 );
                 tracing::error!(blueprint = %key.blueprint, identifier = %key.identifier, reason = %reason, "dead-lettering a change");
-                stats.per_kind_incr(&change.kind, "dead_lettered");
+                stats.per_kind_incr(&change.kind, "dead_lettered", change.origin.resync_id());
                 settle_dead_letter(stats, delivery, &reason).await;
                 return;
             }
@@ -455,7 +457,7 @@ impl Coordinator {
                 "skipping a change older than one already taken"
             );
             stats.incr(Counter::SkippedStale);
-            stats.per_kind_incr(&change.kind, "skipped_stale");
+            stats.per_kind_incr(&change.kind, "skipped_stale", change.origin.resync_id());
             settle_ack(stats, delivery).await;
             return;
         }
@@ -469,7 +471,7 @@ impl Coordinator {
             && cache.is_unchanged(&key, version)
         {
             stats.incr(Counter::SkippedUnchanged);
-            stats.per_kind_incr(&change.kind, "skipped_unchanged");
+            stats.per_kind_incr(&change.kind, "skipped_unchanged", change.origin.resync_id());
             settle_ack(stats, delivery).await;
             return;
         }
@@ -496,6 +498,7 @@ impl Coordinator {
                 source,
                 key: key.clone(),
                 kind: change.kind,
+                resync_id: change.origin.resync_id(),
                 observed_at: change.observed_at,
                 delivery,
                 superseded: Vec::new(),
@@ -741,7 +744,7 @@ async fn send_upserts(shared: Arc<Shared>, key: BatchKey, items: Vec<Item>) -> T
                         match result {
                             EntityResult::Accepted => {
                                 stats.incr(Counter::Upserted);
-                                stats.per_kind_incr(&held.kind, "upserted");
+                                stats.per_kind_incr(&held.kind, "upserted", held.resync_id);
                                 if let Some(cache) = &shared.accepted {
                                     cache.accepted(&held.key, held.version);
                                 }
@@ -885,7 +888,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                             tracing::debug!(blueprint = %held.key.blueprint, identifier = %held.key.identifier, "entity to delete was already gone");
                         }
                         stats.incr(Counter::Deleted);
-                        stats.per_kind_incr(&held.kind, "deleted");
+                        stats.per_kind_incr(&held.kind, "deleted", held.resync_id);
                         accept(stats, held).await;
                         break;
                     }
@@ -908,7 +911,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                             "not deleting: the entity is missing or another datasource owns it"
                         );
                         stats.incr(Counter::SkippedNotOwned);
-                        stats.per_kind_incr(&held.kind, "skipped_not_owned");
+                        stats.per_kind_incr(&held.kind, "skipped_not_owned", held.resync_id);
                         accept(stats, held).await;
                         break;
                     }
@@ -965,7 +968,7 @@ async fn accept(stats: &PublishStats, held: Held) {
         blueprint = %held.key.blueprint, identifier = %held.key.identifier,
         observed_at = %held.observed_at, "written to Port"
     );
-    settle_superseded(stats, &held.kind, held.superseded).await;
+    settle_superseded(stats, &held.kind, held.resync_id, held.superseded).await;
     settle_ack(stats, held.delivery).await;
 }
 
@@ -976,15 +979,22 @@ async fn reject(stats: &PublishStats, held: Held, reason: &str) {
         blueprint = %held.key.blueprint, identifier = %held.key.identifier, kind = %held.kind,
         reason = %reason, "dead-lettering a change"
     );
-    settle_superseded(stats, &held.kind, held.superseded).await;
-    stats.per_kind_incr(&held.kind, "dead_lettered");
+    settle_superseded(stats, &held.kind, held.resync_id, held.superseded).await;
+    stats.per_kind_incr(&held.kind, "dead_lettered", held.resync_id);
     settle_dead_letter(stats, held.delivery, reason).await;
 }
 
-async fn settle_superseded(stats: &PublishStats, kind: &str, superseded: Vec<(usize, Delivery)>) {
+/// Acks the older deliveries a newer change of the same entity superseded (counted against the
+/// newer change's resync: the older ones' resync is not kept).
+async fn settle_superseded(
+    stats: &PublishStats,
+    kind: &str,
+    resync_id: Option<ResyncId>,
+    superseded: Vec<(usize, Delivery)>,
+) {
     for (_, delivery) in superseded {
         stats.incr(Counter::SkippedStale);
-        stats.per_kind_incr(kind, "skipped_stale");
+        stats.per_kind_incr(kind, "skipped_stale", resync_id);
         settle_ack(stats, delivery).await;
     }
 }

@@ -229,3 +229,49 @@ async fn a_mass_deletion_above_the_threshold_is_refused() {
     }
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_resync_summary_says_per_kind_what_was_crawled_produced_and_written() {
+    let mut running = start("reconcile-summary", BusKind::Rabbit, Roles::ALL, 2, 3, &[]).await;
+    let mut summaries = running
+        .pipeline
+        .resync_summaries
+        .clone()
+        .expect("publish runs the coordinator");
+    running.resync_settled().await;
+    let summary = within(60, "the resync summary", async {
+        loop {
+            if let Some(summary) = summaries.borrow_and_update().clone() {
+                return summary;
+            }
+            summaries.changed().await.expect("coordinator running");
+        }
+    })
+    .await;
+    assert_eq!(summary.status, "completed");
+    let project = &summary.kinds["project"];
+    let repository = &summary.kinds["repository"];
+    assert_eq!(
+        (
+            project.items_crawled,
+            project.entities_produced,
+            project.upserted
+        ),
+        (2, 2, 2),
+        "{summary:?}"
+    );
+    assert_eq!(
+        (
+            repository.items_crawled,
+            repository.entities_produced,
+            repository.upserted
+        ),
+        (6, 6, 6),
+        "{summary:?}"
+    );
+    assert_eq!(
+        repository.failed_items + repository.dead_lettered + repository.skipped,
+        0
+    );
+    running.stop().await;
+}
