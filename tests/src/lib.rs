@@ -141,6 +141,24 @@ pub async fn start_with_mapping(
 }
 
 impl Running {
+    /// Waits until Port holds exactly `expected` entities; fails the test with the count
+    /// after 60 s.
+    pub async fn wait_for_entity_count(&self, expected: usize) {
+        let landed = self
+            .world
+            .port
+            .wait_for(
+                |port| port.entity_count() == expected,
+                Duration::from_secs(60),
+            )
+            .await;
+        assert!(
+            landed,
+            "Port holds {} of {expected} entities",
+            self.world.port.entity_count()
+        );
+    }
+
     /// Waits for the next crawl and for everything it produced to settle.
     pub async fn resync_settled(&mut self) -> adoport_ingest::CrawlReport {
         let done = within(60, "the resync crawl", self.pipeline.next_resync())

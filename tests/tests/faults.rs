@@ -1,8 +1,6 @@
 //! Fault tests of the invariants (DESIGN.md §3): a stage killed mid-stream, Port answering 429
 //! and 500, messages nobody can read. Each runs on the real RabbitMQ with its own queues.
 
-use std::time::Duration;
-
 use adoport::pipeline::{Pipeline, Roles};
 use adoport_shared::bus::{Destination, Outgoing};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -74,19 +72,7 @@ async fn transform_killed_mid_stream_loses_nothing() {
     )
     .await
     .expect("transform restarts");
-    let all_landed = running
-        .world
-        .port
-        .wait_for(
-            |port| port.entity_count() == expected,
-            Duration::from_secs(60),
-        )
-        .await;
-    assert!(
-        all_landed,
-        "Port holds {} of {expected} entities",
-        running.world.port.entity_count()
-    );
+    running.wait_for_entity_count(expected).await;
     for repository in running.world.ado.repositories() {
         let id = repository["id"].as_str().expect("id");
         assert!(

@@ -89,19 +89,7 @@ async fn publish_killed_mid_batch_loses_nothing_and_repeats_harmlessly() {
     first.stop().await.expect("the killed publisher winds down");
 
     let (second, second_bus) = publisher(&settings).await;
-    let all_landed = running
-        .world
-        .port
-        .wait_for(
-            |port| port.entity_count() == expected,
-            Duration::from_secs(60),
-        )
-        .await;
-    assert!(
-        all_landed,
-        "Port holds {} of {expected} entities",
-        running.world.port.entity_count()
-    );
+    running.wait_for_entity_count(expected).await;
     // The successor picked up what the first left unacked.
     assert!(second.publish_stats.snapshot().received > 0);
     // Every repository holds its current state, exactly once.
