@@ -36,7 +36,7 @@ impl PortReader {
     /// needed (e.g. "the mapping is read from Port unless ADOPORT__MAPPING_FILE is set").
     pub fn new(settings: &Settings, purpose: &str) -> anyhow::Result<Self> {
         let access = settings.port_access().context(purpose.to_string())?;
-        let http = reqwest::Client::builder()
+        let http = adoport_shared::http::client_builder(&access.network)?
             .timeout(Duration::from_secs(access.timeout_secs.max(1)))
             .build()?;
         Ok(Self {

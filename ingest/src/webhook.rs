@@ -25,6 +25,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::Secret;
@@ -372,6 +373,8 @@ async fn handle(
         ),
         Route::Ignored => unreachable!("ignored events are answered before"),
     };
+    let mut item = item;
+    OrganizationStamp::new(state.client.organization_url()).apply(&mut item);
     let event = RawEvent::new(
         kind,
         Origin::Webhook {

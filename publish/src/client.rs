@@ -182,7 +182,7 @@ impl PortClient {
             )));
         }
         let timeout = Duration::from_secs(access.timeout_secs.max(1));
-        let http = reqwest::Client::builder()
+        let http = adoport_shared::http::client_builder(&access.network)?
             .user_agent(user_agent)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -781,6 +781,7 @@ mod tests {
             integration_identifier: "i".into(),
             integration_type: "azure-devops".into(),
             timeout_secs: 5,
+            network: Default::default(),
         };
         let client = PortClient::new(&access, "ua".into()).expect("client");
         assert!(!format!("{client:?}").contains("super-secret"));
@@ -795,6 +796,7 @@ mod tests {
             integration_identifier: "i".into(),
             integration_type: "azure-devops".into(),
             timeout_secs: 5,
+            network: Default::default(),
         };
         let client = PortClient::new(&access, "ua".into()).expect("client");
         let url = client

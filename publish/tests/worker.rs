@@ -347,6 +347,7 @@ fn access(base_url: &str) -> PortAccess {
         integration_identifier: IDENTIFIER.into(),
         integration_type: "azure-devops".into(),
         timeout_secs: 5,
+        network: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`messages`]: the versioned message contracts that travel between roles;
 //! - [`topology`]: the broker's exchanges and queues, by name;
 //! - [`bus`]: publishing and consuming those messages on RabbitMQ or in process;
+//! - [`http`]: the one builder of outgoing HTTP clients (proxies, extra trusted CAs);
 //! - [`metrics`]: the counters the stages keep for `/metrics` (per kind, HTTP, resync);
 //! - [`shutdown`] and [`telemetry`]: how every process stops and reports.
 //!
@@ -14,6 +15,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod http;
 pub mod messages;
 pub mod metrics;
 pub mod port_app_config;

@@ -18,6 +18,7 @@ fn client(port: &PortSim) -> PortClient {
         integration_identifier: INTEGRATION.into(),
         integration_type: "azure-devops".into(),
         timeout_secs: 5,
+        network: Default::default(),
     };
     PortClient::new(
         &access,

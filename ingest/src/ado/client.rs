@@ -175,7 +175,13 @@ impl AdoClient {
             "X-TFS-FedAuthRedirect",
             HeaderValue::from_static("Suppress"),
         );
-        let http = reqwest::Client::builder()
+        let builder = adoport_shared::http::client_builder(&access.network).map_err(|e| {
+            AdoError::Transport {
+                url: access.organization_url.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+        let http = builder
             .default_headers(headers)
             .user_agent(concat!("adoport/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(access.timeout_secs.max(1)))

@@ -11,6 +11,7 @@
 
 mod env;
 mod flex;
+mod network;
 mod secret;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use network::{CA_FILE_VARIABLES, CaBundle, NetworkSettings, ProxySetting};
 pub use secret::Secret;
 
 use crate::topology::{ArchiveRetention, Topology};
@@ -489,6 +491,8 @@ impl HealthSettings {
 pub struct Settings {
     pub ocean: OceanSettings,
     pub pipeline: PipelineSettings,
+    /// Proxies and extra trusted CAs (`HTTPS_PROXY`, `SSL_CERT_FILE`, …) for every HTTP client.
+    pub network: NetworkSettings,
     /// `OCEAN__…` variables that adoport does not use (reported as warnings at start-up).
     pub unused: Vec<String>,
 }
@@ -556,14 +560,16 @@ impl Settings {
     {
         let vars: Vec<(String, String)> = vars.into_iter().collect();
         let ocean_tree = env::tree("OCEAN", vars.iter().cloned())?;
-        let pipeline_tree = env::tree("ADOPORT", vars)?;
+        let pipeline_tree = env::tree("ADOPORT", vars.iter().cloned())?;
         let mut unused = Vec::new();
         let ocean: OceanSettings = parse_tree("OCEAN", ocean_tree, &mut unused)?;
         let mut denied = Vec::new();
         let pipeline: PipelineSettings = parse_tree("ADOPORT", pipeline_tree, &mut denied)?;
+        let network = NetworkSettings::from_vars(&vars)?;
         let settings = Settings {
             ocean,
             pipeline,
+            network,
             unused,
         };
         settings.validate()?;
@@ -728,6 +734,7 @@ impl Settings {
             integration_identifier: identifier,
             integration_type: self.ocean.integration.integration_type.clone(),
             timeout_secs: self.ocean.client_timeout,
+            network: self.network.clone(),
         })
     }
 
@@ -767,6 +774,7 @@ impl Settings {
             organization_url: url.trim_end_matches('/').to_string(),
             personal_access_token: pat,
             timeout_secs: self.ocean.client_timeout,
+            network: self.network.clone(),
         })
     }
 }
@@ -780,6 +788,8 @@ pub struct PortAccess {
     pub integration_identifier: String,
     pub integration_type: String,
     pub timeout_secs: u64,
+    /// Proxies and extra trusted CAs ([`crate::http::client_builder`]).
+    pub network: NetworkSettings,
 }
 
 /// What ingest needs to talk to Azure DevOps.
@@ -789,6 +799,8 @@ pub struct AzureDevopsAccess {
     pub organization_url: String,
     pub personal_access_token: Secret,
     pub timeout_secs: u64,
+    /// Proxies and extra trusted CAs ([`crate::http::client_builder`]).
+    pub network: NetworkSettings,
 }
 
 #[cfg(test)]
