@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value};
 
+use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncId, encode};
@@ -118,7 +119,7 @@ impl Default for CrawlLimits {
 }
 
 /// Kinds read repository by repository, from the repository list.
-const REPOSITORY_DERIVED_KINDS: &[&str] = &["repository-policy", "pull-request"];
+const REPOSITORY_DERIVED_KINDS: &[&str] = &["repository-policy", "pull-request", "branch"];
 
 /// What one resync reads once and shares between kinds.
 #[derive(Debug, Default)]
@@ -266,9 +267,11 @@ impl Crawler {
         &self,
         resync_id: ResyncId,
         kind: &str,
-        items: Vec<Value>,
+        mut items: Vec<Value>,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
+        let stamp = OrganizationStamp::new(self.client.organization_url());
+        items.iter_mut().for_each(|item| stamp.apply(item));
         let mut messages = Vec::new();
         for chunk in items.chunks(self.items_per_event) {
             let event = RawEvent::new(

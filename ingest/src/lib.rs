@@ -1,7 +1,8 @@
 //! # adoport-ingest
 //!
 //! Everything adoport reads from Azure DevOps: the webhook receiver ([`webhook`]), the REST
-//! client ([`ado`]), the resync crawler ([`crawler`]) and the resync request loop ([`resync`]).
+//! client ([`ado`]), the resync crawler ([`crawler`]), the resync request loop ([`resync`]) and
+//! the service-hook subscription manager ([`subscriptions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
@@ -10,6 +11,7 @@ pub mod ado;
 pub mod crawler;
 mod kinds;
 pub mod resync;
+pub mod subscriptions;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -96,6 +98,10 @@ pub async fn run(
             Duration::from_secs(minutes * 60),
             shutdown.clone(),
         ));
+    }
+
+    if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
+        tokio::spawn(subscriptions::run(client.clone(), plan));
     }
 
     let secret = settings

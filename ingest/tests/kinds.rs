@@ -27,6 +27,7 @@ async fn harness(config: AdoSimConfig, pat: &str, limits: CrawlLimits) -> Harnes
         organization_url: sim.organization_url(),
         personal_access_token: Secret::new(pat),
         timeout_secs: 10,
+        network: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
@@ -320,5 +321,84 @@ async fn an_empty_answer_after_a_full_one_is_suspicious_until_confirmed() {
     );
     let (third, _) = h.crawl(&work_items).await;
     assert_eq!(third.kinds["work-item"].failure, None, "confirmed empty");
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipelines_builds_environments_release_definitions_deployments_and_branches() {
+    // Pages of 2 cross the page boundary of every list (6 builds, 3 deployments per project).
+    let limits = CrawlLimits {
+        page: 2,
+        ..CrawlLimits::default()
+    };
+    let h = harness(default_config(), "sim-pat", limits).await;
+    let (report, items) = h
+        .crawl(&[
+            plan("pipeline", json!({})),
+            plan("build", json!({})),
+            plan("environment", json!({})),
+            plan("release-definition", json!({})),
+            plan("release-deployment", json!({})),
+            plan("branch", json!({})),
+        ])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+
+    let pipelines = &items["pipeline"];
+    assert_eq!(pipelines.len(), 3 * 2);
+    assert!(
+        pipelines
+            .iter()
+            .all(|p| p["__projectId"].is_string() && p["name"].is_string())
+    );
+
+    let builds = &items["build"];
+    assert_eq!(builds.len(), 3 * 6);
+    for build in builds {
+        assert_eq!(build["__projectId"], build["__project"]["id"]);
+        assert_eq!(build["project"]["id"], build["__projectId"]);
+        assert!(build["buildNumber"].is_string() && build["definition"]["name"].is_string());
+        assert!(build["requestedFor"]["displayName"].is_string());
+    }
+
+    let environments = &items["environment"];
+    assert_eq!(environments.len(), 3 * 2);
+    assert!(
+        environments
+            .iter()
+            .all(|e| e["project"]["id"].is_string() && e["createdOn"].is_string())
+    );
+
+    let definitions = &items["release-definition"];
+    assert_eq!(definitions.len(), 3);
+    assert!(
+        definitions
+            .iter()
+            .all(|d| d["__project"]["id"].is_string() && d["environments"].is_array())
+    );
+
+    let deployments = &items["release-deployment"];
+    assert_eq!(deployments.len(), 9);
+    assert!(deployments.iter().all(|d| d["release"]["name"].is_string()
+        && d["releaseEnvironment"]["name"].is_string()
+        && d["deploymentStatus"].is_string()));
+
+    // Branches: main + one source branch per pull request of the 10 healthy, non-empty
+    // repositories (2 pull requests each); the empty repository has no refs.
+    let branches = &items["branch"];
+    assert_eq!(branches.len(), 10 * 3, "{branches:?}");
+    for branch in branches {
+        let name = branch["name"].as_str().expect("name");
+        assert_eq!(branch["refName"], format!("refs/heads/{name}"));
+        assert!(branch["objectId"].is_string());
+        assert!(branch["__repository"]["project"]["name"].is_string());
+    }
+
+    let requests = h.sim.requests();
+    // 6 builds per project in pages of 2: exactly 3 requests each, none for an empty page.
+    assert_eq!(
+        requests.get("GET /{org}/{project}/_apis/build/builds"),
+        Some(&9)
+    );
     h.sim.shutdown().await;
 }

@@ -5,6 +5,7 @@
 
 mod client;
 mod error;
+pub mod organization;
 
 use serde_json::Value;
 
@@ -273,6 +274,35 @@ impl AdoClient {
     pub async fn release(&self, project_id: &str, id: u64) -> Result<Value, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases/{id}"));
         Ok(self.get_json(&url, &[]).await?.body)
+    }
+
+    /// One `$top`/continuation-token page of the project-scoped list `{host}/{project}/{path}`,
+    /// where `host` is the organization (`service` `None`) or a service host such as `vsrm`.
+    pub async fn project_list_page(
+        &self,
+        service: Option<&str>,
+        project_id: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        top: usize,
+        continuation_token: Option<&str>,
+    ) -> Result<Page, AdoError> {
+        let path = format!("{project_id}/{}", path.trim_start_matches('/'));
+        let url = match service {
+            Some(service) => self.service_url(service, &path),
+            None => self.url(&path),
+        };
+        let top = top.to_string();
+        let mut query = extra.to_vec();
+        query.push(("$top", top.as_str()));
+        if let Some(token) = continuation_token {
+            query.push(("continuationToken", token));
+        }
+        let response = self.get_json(&url, &query).await?;
+        Ok(Page {
+            items: values(&url, response.body)?,
+            continuation_token: response.continuation_token,
+        })
     }
 
     /// `GET {host}/_apis/hooks/subscriptions?publisherId=&eventType=` on `host` (the organization

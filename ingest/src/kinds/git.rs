@@ -154,6 +154,15 @@ impl Crawler {
         Ok(())
     }
 
+    /// The healthy repositories of this resync as fan-out units (derived kinds read these).
+    pub(crate) async fn healthy_repository_units(
+        &self,
+        cache: &mut ResyncCache,
+    ) -> Result<Vec<(String, Value)>, CrawlError> {
+        let repositories = self.repository_list(cache).await?;
+        Ok(repository_units(&repositories))
+    }
+
     pub(crate) async fn crawl_policies(
         &self,
         resync_id: ResyncId,

@@ -1,5 +1,6 @@
 //! The kinds the crawler reads, one module per family ([`git`]: repositories, their policies and
-//! pull requests; [`work`]: teams, boards, columns, work items; [`releases`]), and the fan-out
+//! pull requests; [`work`]: teams, boards, columns, work items; [`releases`]; [`pipelines`]:
+//! pipelines, builds, environments, release definitions and deployments, branches), and the fan-out
 //! they share: per project (or per repository) concurrently within the client's request
 //! budget, every page handed to the publisher as it arrives through a bounded channel.
 //!
@@ -9,6 +10,7 @@
 //! the kind failed (no stale entity of a failed kind is deleted).
 
 mod git;
+mod pipelines;
 mod releases;
 mod work;
 
@@ -112,6 +114,10 @@ impl Crawler {
             "column" => Box::pin(self.crawl_columns(resync_id, cache, report)),
             "work-item" => Box::pin(self.crawl_work_items(resync_id, plan, cache, report)),
             "release" => Box::pin(self.crawl_releases(resync_id, cache, report)),
+            "branch" => Box::pin(self.crawl_branches(resync_id, cache, report)),
+            kind if pipelines::is_list_kind(kind) => {
+                Box::pin(self.crawl_project_list(resync_id, plan, cache, report))
+            }
             _ => return None,
         };
         Some(crawl.await)

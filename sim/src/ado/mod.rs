@@ -32,6 +32,7 @@
 
 mod auth;
 mod error;
+pub mod pipelines;
 mod routes;
 mod seed;
 mod work;

@@ -89,6 +89,7 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
             get(get_pull_request),
         )
         .merge(super::work::routes())
+        .merge(super::pipelines::routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)

@@ -1,0 +1,200 @@
+//! Project-scoped list kinds read with `$top` and continuation tokens: `pipeline`
+//! (`__projectId`), `build` (`__projectId`, `__project`; newest queue time first), `environment`,
+//! `release-definition` (`__project`; selector `expand`, default `environments`) and
+//! `release-deployment` (both on the release management host), plus `branch` (per healthy
+//! repository: `{name, refName, objectId, __repository}`).
+
+use serde_json::{Value, json};
+
+use super::{Pages, enrich, text};
+use crate::ado::AdoError;
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// How one project-scoped list kind is read and enriched.
+struct ListKind {
+    service: Option<&'static str>,
+    path: &'static str,
+    project_id: bool,
+    project: bool,
+}
+
+fn list_kind(kind: &str) -> Option<ListKind> {
+    let (service, path, project_id, project) = match kind {
+        "pipeline" => (None, "_apis/pipelines", true, false),
+        "build" => (None, "_apis/build/builds", true, true),
+        "environment" => (None, "_apis/distributedtask/environments", false, false),
+        "release-definition" => (Some("vsrm"), "_apis/release/definitions", false, true),
+        "release-deployment" => (Some("vsrm"), "_apis/release/deployments", false, false),
+        _ => return None,
+    };
+    Some(ListKind {
+        service,
+        path,
+        project_id,
+        project,
+    })
+}
+
+/// Whether the crawler reads `kind` with [`Crawler::crawl_project_list`].
+pub(crate) fn is_list_kind(kind: &str) -> bool {
+    list_kind(kind).is_some()
+}
+
+impl Crawler {
+    pub(crate) async fn crawl_project_list(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let Some(spec) = list_kind(&plan.kind) else {
+            return Ok(());
+        };
+        let mut extra: Vec<(&str, String)> = Vec::new();
+        match plan.kind.as_str() {
+            "build" => extra.push(("queryOrder", "queueTimeDescending".into())),
+            "release-definition" => {
+                let expand = plan
+                    .option("expand")
+                    .and_then(Value::as_str)
+                    .unwrap_or("environments");
+                extra.push(("$expand", expand.to_string()));
+            }
+            _ => {}
+        }
+        let top = self.limits.page;
+        let units = self.project_units(cache).await?;
+        let (spec, extra) = (&spec, &extra);
+        self.fan_out(
+            resync_id,
+            &plan.kind,
+            units,
+            report,
+            |project: Value, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let id_value = json!(project_id);
+                let query: Vec<(&str, &str)> =
+                    extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let mut token: Option<String> = None;
+                loop {
+                    let page = self
+                        .client
+                        .project_list_page(
+                            spec.service,
+                            &project_id,
+                            spec.path,
+                            &query,
+                            top,
+                            token.as_deref(),
+                        )
+                        .await?;
+                    let items = page
+                        .items
+                        .into_iter()
+                        .map(|item| {
+                            let item = if spec.project_id {
+                                enrich(item, "__projectId", &id_value)
+                            } else {
+                                item
+                            };
+                            if spec.project {
+                                enrich(item, "__project", &project)
+                            } else {
+                                item
+                            }
+                        })
+                        .collect();
+                    pages.send(items).await?;
+                    match page.continuation_token {
+                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                        _ => return Ok(()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn crawl_branches(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let top = self.limits.page;
+        let units = self.healthy_repository_units(cache).await?;
+        self.fan_out(
+            resync_id,
+            "branch",
+            units,
+            report,
+            |repository: Value, pages: Pages| async move {
+                let project_id = repository
+                    .get("project")
+                    .and_then(|p| text(p, "id"))
+                    .unwrap_or_default()
+                    .to_string();
+                let path = format!(
+                    "_apis/git/repositories/{}/refs",
+                    text(&repository, "id").unwrap_or_default()
+                );
+                let mut token: Option<String> = None;
+                loop {
+                    let page = self
+                        .client
+                        .project_list_page(
+                            None,
+                            &project_id,
+                            &path,
+                            &[("filter", "heads/")],
+                            top,
+                            token.as_deref(),
+                        )
+                        .await?;
+                    let items = page
+                        .items
+                        .iter()
+                        .filter_map(|r| branch(r, &repository))
+                        .collect();
+                    pages.send(items).await?;
+                    match page.continuation_token {
+                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                        _ => return Ok::<(), AdoError>(()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// The branch item the Python integration emits for a ref.
+fn branch(reference: &Value, repository: &Value) -> Option<Value> {
+    let ref_name = text(reference, "name")?;
+    Some(json!({
+        "name": ref_name.strip_prefix("refs/heads/").unwrap_or(ref_name),
+        "refName": ref_name,
+        "objectId": reference.get("objectId").cloned().unwrap_or(Value::Null),
+        "__repository": repository,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_branch_item_names_the_branch_without_refs_heads() {
+        let item = branch(
+            &json!({"name": "refs/heads/feature/x", "objectId": "abc"}),
+            &json!({"id": "r"}),
+        )
+        .expect("branch");
+        assert_eq!(item["name"], "feature/x");
+        assert_eq!(item["refName"], "refs/heads/feature/x");
+        assert_eq!(item["__repository"]["id"], "r");
+        assert!(branch(&json!({}), &json!({})).is_none());
+    }
+}

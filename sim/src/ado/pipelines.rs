@@ -1,0 +1,364 @@
+//! Simulated Azure DevOps pipelines, builds, environments, release definitions, release
+//! deployments and branch refs. Every list pages with `$top` (default 50) and a continuation
+//! token (`x-ms-continuationtoken` header while more remain), as these APIs do.
+//!
+//! | key | answer |
+//! |---|---|
+//! | `GET /{org}/{project}/_apis/pipelines` | [`PIPELINES_PER_PROJECT`] pipelines |
+//! | `GET /{org}/{project}/_apis/build/builds` | [`BUILDS_PER_PIPELINE`] builds per pipeline, newest queue time first |
+//! | `GET /{org}/{project}/_apis/distributedtask/environments` | [`ENVIRONMENTS_PER_PROJECT`] environments |
+//! | `GET /{org}/{project}/_apis/release/definitions` | one release definition (id 1, the one releases name) |
+//! | `GET /{org}/{project}/_apis/release/deployments` | one deployment per release |
+//! | `GET /{org}/{project}/_apis/git/repositories/{repository}/refs` | `main` + one branch per pull request (`filter=heads/`) |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::Duration;
+use serde_json::{Value, json};
+
+use super::AdoState;
+use super::error::{AdoError, json_headers};
+use super::seed::{Organization, Project, Urls, ado_time, encode_segment, epoch};
+use crate::traffic::lock;
+
+type Params = Path<HashMap<String, String>>;
+type QueryMap = Query<HashMap<String, String>>;
+
+/// Pipelines seeded per project.
+pub const PIPELINES_PER_PROJECT: u64 = 2;
+/// Builds seeded per pipeline.
+pub const BUILDS_PER_PIPELINE: u64 = 3;
+/// Environments seeded per project.
+pub const ENVIRONMENTS_PER_PROJECT: u64 = 2;
+
+pub(crate) fn routes() -> Router<Arc<AdoState>> {
+    Router::new()
+        .route("/{org}/{project}/_apis/pipelines", get(list_pipelines))
+        .route("/{org}/{project}/_apis/build/builds", get(list_builds))
+        .route(
+            "/{org}/{project}/_apis/distributedtask/environments",
+            get(list_environments),
+        )
+        .route(
+            "/{org}/{project}/_apis/release/definitions",
+            get(list_definitions),
+        )
+        .route(
+            "/{org}/{project}/_apis/release/deployments",
+            get(list_deployments),
+        )
+        .route(
+            "/{org}/{project}/_apis/git/repositories/{repository}/refs",
+            get(list_refs),
+        )
+}
+
+fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&state.default_host);
+    Urls::new(host, &state.config.organization)
+}
+
+fn count(query: &HashMap<String, String>, name: &str) -> Result<Option<usize>, AdoError> {
+    query
+        .get(name)
+        .map(|text| {
+            text.trim()
+                .parse::<usize>()
+                .map_err(|_| AdoError::BadArgument {
+                    message: format!("The value '{text}' is not valid for parameter '{name}'."),
+                })
+        })
+        .transpose()
+}
+
+/// One `$top`/continuation-token page of `values`.
+fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response, AdoError> {
+    let top = count(query, "$top")?.unwrap_or(50).clamp(1, 1000);
+    let start = count(query, "continuationToken")?.unwrap_or(0);
+    let total = values.len();
+    let page: Vec<Value> = values.into_iter().skip(start).take(top).collect();
+    let body = json!({"count": page.len(), "value": page});
+    let mut response = (StatusCode::OK, json_headers(), body.to_string()).into_response();
+    if start + top < total
+        && let Ok(token) = HeaderValue::from_str(&(start + top).to_string())
+    {
+        response
+            .headers_mut()
+            .insert("x-ms-continuationtoken", token);
+    }
+    Ok(response)
+}
+
+fn project<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<&'a Project, AdoError> {
+    let id = params.get("project").cloned().unwrap_or_default();
+    org.project(&id)
+        .ok_or(AdoError::ProjectNotFound { project: id })
+}
+
+impl Organization {
+    fn pipeline_json(&self, urls: &Urls, project: &Project, id: u64) -> Value {
+        let org = &urls.organization_url;
+        let url = format!("{org}/{}/_apis/pipelines/{id}?revision=1", project.id);
+        json!({
+            "_links": {
+                "self": {"href": url},
+                "web": {"href": format!("{org}/{}/_build/definition?definitionId={id}", project.id)},
+            },
+            "url": url,
+            "id": id,
+            "revision": 1,
+            "name": format!("{}-pipeline-{id}", project.name.replace(' ', "-")),
+            "folder": "\\",
+        })
+    }
+
+    fn build_json(&self, urls: &Urls, project: &Project, pipeline: u64, n: u64) -> Value {
+        let org = &urls.organization_url;
+        let id = (pipeline - 1) * BUILDS_PER_PIPELINE + n;
+        let queued = epoch() + Duration::hours(id as i64 * 2);
+        let users = self.users.len().max(1);
+        let result = if n.is_multiple_of(3) {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        let definition = self.pipeline_json(urls, project, pipeline);
+        json!({
+            "_links": {
+                "self": {"href": format!("{org}/{}/_apis/build/Builds/{id}", project.id)},
+                "web": {"href": format!("{org}/{}/_build/results?buildId={id}", project.id)},
+            },
+            "id": id,
+            "buildNumber": format!("2026030{}.{n}", pipeline),
+            "status": "completed",
+            "result": result,
+            "queueTime": ado_time(queued),
+            "startTime": ado_time(queued + Duration::seconds(20)),
+            "finishTime": ado_time(queued + Duration::minutes(7)),
+            "url": format!("{org}/{}/_apis/build/Builds/{id}", project.id),
+            "definition": {
+                "id": pipeline, "name": definition["name"], "path": "\\", "type": "build",
+                "queueStatus": "enabled", "revision": 1,
+                "url": format!("{org}/{}/_apis/build/Definitions/{pipeline}?revision=1", project.id),
+                "project": self.project_reference(urls, project),
+            },
+            "project": self.project_reference(urls, project),
+            "uri": format!("vstfs:///Build/Build/{id}"),
+            "sourceBranch": "refs/heads/main",
+            "sourceVersion": format!("{:0>40x}", id),
+            "priority": "normal",
+            "reason": "individualCI",
+            "requestedFor": self.identity(urls, id as usize % users),
+            "requestedBy": self.identity(urls, (id as usize + 1) % users),
+        })
+    }
+
+    fn environment_json(&self, urls: &Urls, project: &Project, id: u64) -> Value {
+        let created = epoch() + Duration::days(id as i64);
+        json!({
+            "id": id,
+            "name": if id == 1 { "staging" } else { "production" },
+            "description": format!("Environment {id} of {}", project.name),
+            "createdBy": self.identity(urls, 0),
+            "createdOn": ado_time(created),
+            "lastModifiedBy": self.identity(urls, 1),
+            "lastModifiedOn": ado_time(created + Duration::hours(3)),
+            "project": {"id": project.id, "name": null},
+        })
+    }
+
+    fn definition_json(&self, urls: &Urls, project: &Project) -> Value {
+        let org = &urls.organization_url;
+        let url = format!("{org}/{}/_apis/Release/definitions/1", project.id);
+        json!({
+            "source": "userInterface",
+            "revision": 1,
+            "description": null,
+            "createdBy": self.identity(urls, 0),
+            "createdOn": ado_time(epoch()),
+            "modifiedBy": self.identity(urls, 1),
+            "modifiedOn": ado_time(epoch() + Duration::hours(1)),
+            "isDeleted": false,
+            "path": "\\",
+            "releaseNameFormat": "Release-$(rev:r)",
+            "id": 1,
+            "name": format!("{} CD", project.name),
+            "url": url,
+            "environments": [
+                {"id": 1, "name": "staging", "rank": 1},
+                {"id": 2, "name": "production", "rank": 2},
+            ],
+            "_links": {
+                "self": {"href": url},
+                "web": {"href": format!("{org}/{}/_release?definitionId=1", encode_segment(&project.name))},
+            },
+        })
+    }
+
+    fn deployment_json(&self, urls: &Urls, project: &Project, release: u64) -> Value {
+        let org = &urls.organization_url;
+        let queued = epoch() + Duration::hours(release as i64 * 7 + 1);
+        let environment = 1 + release % 2;
+        json!({
+            "id": release,
+            "release": {
+                "id": release,
+                "name": format!("Release-{release}"),
+                "url": format!("{org}/{}/_apis/Release/releases/{release}", project.id),
+                "_links": {"web": {"href": format!("{org}/{}/_release?releaseId={release}", encode_segment(&project.name))}},
+            },
+            "releaseDefinition": {"id": 1, "name": format!("{} CD", project.name), "path": "\\"},
+            "releaseEnvironment": {"id": release * 10 + environment, "name": if environment == 1 { "staging" } else { "production" }},
+            "projectReference": {"id": project.id, "name": project.name},
+            "definitionEnvironmentId": environment,
+            "attempt": 1,
+            "reason": "automated",
+            "deploymentStatus": if release.is_multiple_of(3) { "failed" } else { "succeeded" },
+            "operationStatus": "Approved",
+            "requestedBy": self.identity(urls, 0),
+            "requestedFor": self.identity(urls, release as usize % self.users.len().max(1)),
+            "queuedOn": ado_time(queued),
+            "startedOn": ado_time(queued + Duration::seconds(30)),
+            "completedOn": ado_time(queued + Duration::minutes(4)),
+            "lastModifiedOn": ado_time(queued + Duration::minutes(4)),
+            "url": format!("{org}/{}/_apis/release/deployments/{release}", project.id),
+            "conditions": [],
+            "preDeployApprovals": [],
+            "postDeployApprovals": [],
+        })
+    }
+}
+
+async fn list_pipelines(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let values = (1..=PIPELINES_PER_PROJECT)
+        .map(|id| org.pipeline_json(&urls, project, id))
+        .collect();
+    paged(values, &query)
+}
+
+async fn list_builds(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
+        .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
+        .map(|(p, n)| org.build_json(&urls, project, p, n))
+        .collect();
+    values.reverse();
+    paged(values, &query)
+}
+
+async fn list_environments(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let values = (1..=ENVIRONMENTS_PER_PROJECT)
+        .map(|id| org.environment_json(&urls, project, id))
+        .collect();
+    paged(values, &query)
+}
+
+async fn list_definitions(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    paged(vec![org.definition_json(&urls, project)], &query)
+}
+
+async fn list_deployments(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let values = (1..=org.releases_per_project)
+        .rev()
+        .map(|n| org.deployment_json(&urls, project, n))
+        .collect();
+    paged(values, &query)
+}
+
+async fn list_refs(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let id = params.get("repository").cloned().unwrap_or_default();
+    let repository = org
+        .repository(Some(project), &id)
+        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    let filter = query.get("filter").map(|f| format!("refs/{f}"));
+    let mut names: Vec<String> = Vec::new();
+    if let Some(branch) = &repository.default_branch {
+        names.push(branch.clone());
+    }
+    for pr in org
+        .pull_requests
+        .iter()
+        .filter(|pr| pr.repository_id == repository.id)
+    {
+        if !names.contains(&pr.source_ref_name) {
+            names.push(pr.source_ref_name.clone());
+        }
+    }
+    let repo_url = format!(
+        "{}/{}/_apis/git/repositories/{}",
+        urls.organization_url, project.id, repository.id
+    );
+    let values = names
+        .iter()
+        .filter(|name| filter.as_ref().is_none_or(|f| name.starts_with(f.as_str())))
+        .enumerate()
+        .map(|(i, name)| {
+            json!({
+                "name": name,
+                "objectId": format!("{:0>40x}", (i as u64 + 1) * 0x1f2e3d),
+                "creator": org.identity(&urls, 0),
+                "url": format!("{repo_url}/refs?filter={}", encode_segment(name.trim_start_matches("refs/"))),
+            })
+        })
+        .collect();
+    paged(values, &query)
+}
