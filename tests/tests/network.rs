@@ -291,6 +291,32 @@ async fn tls_with_a_private_ca_is_refused_without_the_ca_file_and_accepted_with_
     }
     assert!(chain.to_lowercase().contains("certificate"), "{chain}");
 
+    // Ingest's client fails at once (no retries: a certificate does not heal) and says what to set.
+    let client = ado_client(https_url.clone(), NetworkSettings::default());
+    let refused = tokio::time::timeout(WAIT, client.projects_page(None))
+        .await
+        .expect("in time")
+        .expect_err("an unknown CA must be refused");
+    assert!(
+        matches!(
+            refused,
+            adoport_ingest::ado::AdoError::UntrustedCertificate { .. }
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("REQUESTS_CA_BUNDLE"),
+        "{refused}"
+    );
+    assert_eq!(
+        client
+            .stats()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "not retried"
+    );
+
     // With the CA file named by REQUESTS_CA_BUNDLE (and by SSL_CERT_FILE): accepted.
     let dir = std::env::temp_dir().join(format!("adoport-network-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("dir");

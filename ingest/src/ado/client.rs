@@ -366,13 +366,7 @@ impl AdoClient {
             response.as_ref().ok().map(|r| r.status().as_u16()),
             sent.elapsed(),
         );
-        let response = response.map_err(|e| Attempt::Transient {
-            error: AdoError::Transport {
-                url: url.to_string(),
-                detail: e.to_string(),
-            },
-            retry_after: None,
-        })?;
+        let response = response.map_err(|e| transport_failure(url, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let server_wait = retry_after(&headers);
@@ -451,6 +445,37 @@ impl AdoClient {
                 body: excerpt(&text, 300),
             })),
         }
+    }
+}
+
+/// The error and every cause under it, on one line (reqwest's own text omits the causes).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+/// A request that got no answer: an untrusted certificate will not heal by retrying (it fails at
+/// once, naming the setting that fixes it); anything else is retried.
+fn transport_failure(url: &str, error: &reqwest::Error) -> Attempt {
+    let detail = error_chain(error);
+    if detail.to_ascii_lowercase().contains("certificate") {
+        return Attempt::Final(AdoError::UntrustedCertificate {
+            url: url.to_string(),
+            detail,
+        });
+    }
+    Attempt::Transient {
+        error: AdoError::Transport {
+            url: url.to_string(),
+            detail,
+        },
+        retry_after: None,
     }
 }
 

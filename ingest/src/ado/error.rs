@@ -30,6 +30,10 @@ pub enum AdoError {
     },
     #[error("request to {url} failed: {detail}")]
     Transport { url: String, detail: String },
+    #[error(
+        "the TLS certificate of {url} is not trusted ({detail}); if a proxy or a private CA signs it, put that CA in a PEM file and set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to it"
+    )]
+    UntrustedCertificate { url: String, detail: String },
     #[error("Azure DevOps answered {url} with something that is not the expected JSON: {detail}")]
     Decode { url: String, detail: String },
     #[error("shutting down")]

@@ -157,7 +157,11 @@ impl Crawler {
                                 tracing::warn!(kind, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");
                                 failures.messages.push(format!("{label}: {e}"));
                             }
-                            Err(e @ (AdoError::Unauthorized { .. } | AdoError::ShuttingDown)) => {
+                            Err(
+                                e @ (AdoError::Unauthorized { .. }
+                                | AdoError::UntrustedCertificate { .. }
+                                | AdoError::ShuttingDown),
+                            ) => {
                                 if failures.fatal.is_none() {
                                     failures.fatal = Some(e);
                                 }
