@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Duration;
@@ -24,7 +24,9 @@ use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::{AdoError, json_headers};
+use super::routes::{parse_count, urls};
 use super::seed::{Organization, Project, Urls, ado_time, encode_segment, epoch};
+use super::work::project;
 use crate::traffic::lock;
 
 type Params = Path<HashMap<String, String>>;
@@ -59,31 +61,10 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
         )
 }
 
-fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(&state.default_host);
-    Urls::new(host, &state.config.organization)
-}
-
-fn count(query: &HashMap<String, String>, name: &str) -> Result<Option<usize>, AdoError> {
-    query
-        .get(name)
-        .map(|text| {
-            text.trim()
-                .parse::<usize>()
-                .map_err(|_| AdoError::BadArgument {
-                    message: format!("The value '{text}' is not valid for parameter '{name}'."),
-                })
-        })
-        .transpose()
-}
-
 /// One `$top`/continuation-token page of `values`.
 fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response, AdoError> {
-    let top = count(query, "$top")?.unwrap_or(50).clamp(1, 1000);
-    let start = count(query, "continuationToken")?.unwrap_or(0);
+    let top = parse_count(query, "$top")?.unwrap_or(50).clamp(1, 1000);
+    let start = parse_count(query, "continuationToken")?.unwrap_or(0);
     let total = values.len();
     let page: Vec<Value> = values.into_iter().skip(start).take(top).collect();
     let body = json!({"count": page.len(), "value": page});
@@ -96,15 +77,6 @@ fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response
             .insert("x-ms-continuationtoken", token);
     }
     Ok(response)
-}
-
-fn project<'a>(
-    org: &'a Organization,
-    params: &HashMap<String, String>,
-) -> Result<&'a Project, AdoError> {
-    let id = params.get("project").cloned().unwrap_or_default();
-    org.project(&id)
-        .ok_or(AdoError::ProjectNotFound { project: id })
 }
 
 impl Organization {

@@ -178,7 +178,7 @@ async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) 
 }
 
 /// The URLs to render answers with: the host the caller used.
-fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
+pub(super) fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -186,15 +186,18 @@ fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
     Urls::new(host, &state.config.organization)
 }
 
-fn ok_json(body: Value) -> Response {
+pub(super) fn ok_json(body: Value) -> Response {
     (StatusCode::OK, json_headers(), body.to_string()).into_response()
 }
 
-fn list(values: Vec<Value>) -> Response {
+pub(super) fn list(values: Vec<Value>) -> Response {
     ok_json(json!({"count": values.len(), "value": values}))
 }
 
-fn parse_count(query: &HashMap<String, String>, name: &str) -> Result<Option<usize>, AdoError> {
+pub(super) fn parse_count(
+    query: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<usize>, AdoError> {
     query
         .get(name)
         .map(|text| {

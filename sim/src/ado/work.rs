@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use chrono::Duration;
@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::{AdoError, json_headers};
+use super::routes::{list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
     ado_time, encode_segment, epoch, stable_id,
@@ -80,36 +81,7 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
         )
 }
 
-fn ok_json(body: Value) -> Response {
-    (StatusCode::OK, json_headers(), body.to_string()).into_response()
-}
-
-fn list(values: Vec<Value>) -> Response {
-    ok_json(json!({"count": values.len(), "value": values}))
-}
-
-fn count(query: &HashMap<String, String>, name: &str) -> Result<Option<usize>, AdoError> {
-    query
-        .get(name)
-        .map(|text| {
-            text.trim()
-                .parse::<usize>()
-                .map_err(|_| AdoError::BadArgument {
-                    message: format!("The value '{text}' is not valid for parameter '{name}'."),
-                })
-        })
-        .transpose()
-}
-
-fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(&state.default_host);
-    Urls::new(host, &state.config.organization)
-}
-
-fn project<'a>(
+pub(super) fn project<'a>(
     org: &'a Organization,
     params: &HashMap<String, String>,
 ) -> Result<&'a Project, AdoError> {
@@ -374,8 +346,8 @@ async fn list_teams(
     Query(query): QueryMap,
     headers: HeaderMap,
 ) -> Result<Response, AdoError> {
-    let top = count(&query, "$top")?.unwrap_or(100).max(1);
-    let skip = count(&query, "$skip")?.unwrap_or(0);
+    let top = parse_count(&query, "$top")?.unwrap_or(100).max(1);
+    let skip = parse_count(&query, "$skip")?.unwrap_or(0);
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let scope = match params.get("project") {
@@ -489,7 +461,7 @@ async fn wiql(
         });
     };
     let floor = id_floor(text).unwrap_or(0);
-    let top = count(&query, "$top")?;
+    let top = parse_count(&query, "$top")?;
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
@@ -612,8 +584,8 @@ async fn list_releases(
     Query(query): QueryMap,
     headers: HeaderMap,
 ) -> Result<Response, AdoError> {
-    let top = count(&query, "$top")?.unwrap_or(50).clamp(1, 100);
-    let start = count(&query, "continuationToken")?.unwrap_or(0);
+    let top = parse_count(&query, "$top")?.unwrap_or(50).clamp(1, 100);
+    let start = parse_count(&query, "continuationToken")?.unwrap_or(0);
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
