@@ -9,6 +9,7 @@
 
 pub mod ado;
 pub mod crawler;
+pub mod examples;
 mod kinds;
 pub mod resync;
 pub mod subscriptions;
@@ -131,8 +132,20 @@ pub async fn run(
             .await
     });
 
-    let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize)
+    let mut crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize)
         .with_resync_stats(run.stats.resyncs.clone());
+    if settings.ocean.send_raw_data_examples {
+        let config = &settings.ocean.integration.config;
+        let secrets = [
+            &config.personal_access_token,
+            &config.client_secret,
+            &config.webhook_secret,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|secret| secret.expose().to_string());
+        crawler = crawler.with_examples(examples::ExampleSampler::new(secrets));
+    }
     let requests =
         resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
     shutdown.cancel();
