@@ -235,6 +235,9 @@ pub struct BenchArgs {
     /// Repositories per project.
     #[arg(long, default_value_t = 40)]
     pub repositories: usize,
+    /// Milliseconds every simulated Azure DevOps answer takes in the latency run (0: no such run).
+    #[arg(long, default_value_t = 50)]
+    pub ado_latency_ms: u64,
     /// Run each role as its own process on RabbitMQ (measures per-role memory), in process, or both.
     #[arg(long, value_enum, default_value_t = BenchMode::Both)]
     pub mode: BenchMode,

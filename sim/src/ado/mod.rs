@@ -70,6 +70,8 @@ pub struct AdoSimConfig {
     /// Most ids a WIQL query may return without `$top` before it fails with `VS402337`
     /// (Azure DevOps: 20,000; lower it to test id-range paging).
     pub wiql_max_results: usize,
+    /// How long every answer takes (a real organization's network and server time; default 0).
+    pub latency: Duration,
 }
 
 impl Default for AdoSimConfig {
@@ -84,6 +86,7 @@ impl Default for AdoSimConfig {
             work_items_per_project: 6,
             releases_per_project: 3,
             wiql_max_results: 20_000,
+            latency: Duration::ZERO,
         }
     }
 }

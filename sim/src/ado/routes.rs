@@ -104,6 +104,10 @@ async fn gate(
 ) -> Response {
     let key = route_key(request.method(), matched.as_ref());
     let scripted = state.traffic.arrive(&key);
+    if !state.config.latency.is_zero() {
+        // The time a real organization takes to answer (network and server).
+        tokio::time::sleep(state.config.latency).await;
+    }
     let response = match scripted {
         Some(answer) if answer.passes_through() => {
             let mut response = checked(&state, matched.is_some(), request, next).await;
