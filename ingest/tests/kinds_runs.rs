@@ -293,10 +293,11 @@ async fn test_runs_carry_every_result_and_their_build_coverage() {
             RESULTS_PER_TEST_RUN,
             "every page of $skip"
         );
+        let run_id = run["id"].to_string();
         assert!(
             results
                 .iter()
-                .all(|r| r["testRun"]["id"] == run["id"].to_string())
+                .all(|r| r["testRun"]["id"] == run_id.as_str())
         );
         assert!(run["totalTests"].is_number(), "run details included");
         if run.get("build").is_some() {
