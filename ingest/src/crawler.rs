@@ -120,7 +120,12 @@ impl Default for CrawlLimits {
 }
 
 /// Kinds read repository by repository, from the repository list.
-const REPOSITORY_DERIVED_KINDS: &[&str] = &["repository-policy", "pull-request", "branch"];
+const REPOSITORY_DERIVED_KINDS: &[&str] = &[
+    "repository-policy",
+    "pull-request",
+    "branch",
+    "advanced-security-alert",
+];
 
 /// What one resync reads once and shares between kinds.
 #[derive(Debug, Default)]

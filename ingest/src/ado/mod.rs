@@ -6,11 +6,13 @@
 mod client;
 mod error;
 pub mod organization;
+mod runs;
 
 use serde_json::Value;
 
 pub use client::{API_VERSION, AdoClient, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
+pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;

@@ -34,6 +34,8 @@ mod auth;
 mod error;
 pub mod pipelines;
 mod routes;
+pub mod runs;
+pub mod security;
 mod seed;
 mod work;
 
