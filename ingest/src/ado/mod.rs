@@ -3,13 +3,17 @@
 //! Every function returns items exactly as Azure DevOps returns them (the shape the user's jq
 //! mapping expects); enrichment (`__project`, …) is the crawler's job.
 
+pub mod auth;
 mod client;
 mod error;
 pub mod organization;
 
 use serde_json::Value;
 
-pub use client::{API_VERSION, AdoClient, JsonResponse, RequestStats, service_base};
+pub use auth::{AdoAuth, TokenProvider};
+pub use client::{
+    API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base,
+};
 pub use error::AdoError;
 
 /// Projects per page (the API allows more than the Python integration's 50).

@@ -32,6 +32,7 @@
 
 mod auth;
 mod error;
+mod organizations;
 pub mod pipelines;
 mod routes;
 mod seed;
@@ -70,6 +71,9 @@ pub struct AdoSimConfig {
     /// Most ids a WIQL query may return without `$top` before it fails with `VS402337`
     /// (Azure DevOps: 20,000; lower it to test id-range paging).
     pub wiql_max_results: usize,
+    /// Bearer tokens accepted besides the PAT: those the identity simulator issued for Azure
+    /// DevOps' scope (a service principal, `Multiple Accounts`). `None`: PAT only.
+    pub bearer_tokens: Option<crate::identity::IssuedTokens>,
 }
 
 impl Default for AdoSimConfig {
@@ -84,6 +88,7 @@ impl Default for AdoSimConfig {
             work_items_per_project: 6,
             releases_per_project: 3,
             wiql_max_results: 20_000,
+            bearer_tokens: None,
         }
     }
 }
@@ -102,11 +107,34 @@ pub(crate) struct AdoState {
     pub(crate) subscriptions: Mutex<Vec<Value>>,
 }
 
+fn default_host(listener: &tokio::net::TcpListener) -> std::io::Result<String> {
+    let addr = listener.local_addr()?;
+    Ok(if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    })
+}
+
+impl AdoState {
+    fn seeded(config: AdoSimConfig, default_host: String) -> Arc<Self> {
+        Arc::new(AdoState {
+            organization: Mutex::new(Organization::seed(&config)),
+            config,
+            traffic: Traffic::default(),
+            default_host,
+            forbidden_projects: Mutex::new(std::collections::HashSet::new()),
+            subscriptions: Mutex::new(Vec::new()),
+        })
+    }
+}
+
 /// A running Azure DevOps simulator. Dropping it (or [`AdoSim::shutdown`]) stops the server.
 #[derive(Debug)]
 pub struct AdoSim {
     state: Arc<AdoState>,
-    server: Server,
+    /// Shared by the organizations of [`AdoSim::start_organizations`]; stops with the last.
+    server: Arc<Server>,
 }
 
 impl AdoSim {
@@ -121,22 +149,37 @@ impl AdoSim {
         config: AdoSimConfig,
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<AdoSim> {
-        let addr = listener.local_addr()?;
-        let default_host = if addr.ip().is_unspecified() {
-            format!("127.0.0.1:{}", addr.port())
-        } else {
-            addr.to_string()
-        };
-        let state = Arc::new(AdoState {
-            organization: Mutex::new(Organization::seed(&config)),
-            config,
-            traffic: Traffic::default(),
-            default_host,
-            forbidden_projects: Mutex::new(std::collections::HashSet::new()),
-            subscriptions: Mutex::new(Vec::new()),
-        });
+        let default_host = default_host(&listener)?;
+        let state = AdoState::seeded(config, default_host);
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
-        Ok(AdoSim { state, server })
+        Ok(AdoSim {
+            state,
+            server: Arc::new(server),
+        })
+    }
+
+    /// Several organizations on one server (`http://127.0.0.1:PORT/{org}` each, as
+    /// `dev.azure.com` serves them), each seeded from its own config with its own data,
+    /// counters, scripts and subscriptions. One handle per config, in order; the organization
+    /// names must differ. The server stops when the last handle is shut down or dropped.
+    pub async fn start_organizations(configs: Vec<AdoSimConfig>) -> std::io::Result<Vec<AdoSim>> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let default_host = default_host(&listener)?;
+        let states: Vec<Arc<AdoState>> = configs
+            .into_iter()
+            .map(|config| AdoState::seeded(config, default_host.clone()))
+            .collect();
+        let server = Arc::new(Server::spawn(
+            listener,
+            organizations::router(&states),
+        )?);
+        Ok(states
+            .into_iter()
+            .map(|state| AdoSim {
+                state,
+                server: Arc::clone(&server),
+            })
+            .collect())
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -323,8 +366,11 @@ impl AdoSim {
             .await
     }
 
-    /// Stops the server, letting in-flight requests finish.
+    /// Stops the server, letting in-flight requests finish (for organizations sharing a
+    /// server: once this is the last handle).
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        if let Ok(server) = Arc::try_unwrap(self.server) {
+            server.shutdown().await;
+        }
     }
 }

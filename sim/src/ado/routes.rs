@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::auth::{check_api_version, check_pat};
+use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
 use super::seed::{Organization, PullRequest, Urls, encode_segment};
 use crate::traffic::{lock, route_key};
@@ -135,7 +135,7 @@ async fn gate(
 }
 
 async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) -> Response {
-    if let Err(refused) = check_pat(request.headers(), &state.config.personal_access_token) {
+    if let Err(refused) = check_credentials(request.headers(), &state.config) {
         return refused.into_response();
     }
     if !matched {
