@@ -9,7 +9,9 @@
 
 pub mod ado;
 pub mod crawler;
+pub mod crawlers;
 mod kinds;
+pub mod organizations;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -28,6 +30,8 @@ use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
 pub use crawler::{CrawlLimits, CrawlReport, Crawler, KindPlan, KindReport};
+pub use crawlers::Crawlers;
+pub use organizations::Organizations;
 pub use resync::ResyncDone;
 
 /// Why ingest stopped.
@@ -70,14 +74,8 @@ pub async fn run(
     run: IngestRun,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let access = settings.azure_devops_access()?;
     let ingest = &settings.pipeline.ingest;
-    let client = ado::AdoClient::with_stats(
-        &access,
-        ingest.max_concurrent_requests as usize,
-        shutdown.clone(),
-        run.stats.requests.clone(),
-    )?;
+    let organizations = organization_clients(settings, &run.stats, &shutdown)?;
 
     let listener = &settings.ocean.event_listener;
     let mode = listener.kind;
@@ -101,7 +99,9 @@ pub async fn run(
     }
 
     if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
-        tokio::spawn(subscriptions::run(client.clone(), plan));
+        for client in organizations.clients() {
+            tokio::spawn(subscriptions::run(client.clone(), plan.clone()));
+        }
     }
 
     let secret = settings
@@ -118,7 +118,7 @@ pub async fn run(
     }
     let state = Arc::new(webhook::WebhookState {
         bus: bus.clone(),
-        client: client.clone(),
+        organizations: organizations.clone(),
         secret,
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
@@ -131,8 +131,16 @@ pub async fn run(
             .await
     });
 
-    let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize)
-        .with_resync_stats(run.stats.resyncs.clone());
+    let crawler = Crawlers::new(
+        organizations
+            .clients()
+            .iter()
+            .map(|client| {
+                Crawler::new(client.clone(), bus.clone(), ingest.items_per_event as usize)
+                    .with_resync_stats(run.stats.resyncs.clone())
+            })
+            .collect(),
+    );
     let requests =
         resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
     shutdown.cancel();
@@ -142,4 +150,43 @@ pub async fn run(
         Err(e) => return Err(IngestError::Server(std::io::Error::other(e))),
     }
     requests.map_err(IngestError::from)
+}
+
+/// One client per configured organization, sharing the credentials (one token provider for a
+/// service principal) and the request counts; each has its own request budget.
+fn organization_clients(
+    settings: &Settings,
+    stats: &IngestStats,
+    shutdown: &CancellationToken,
+) -> Result<Organizations, IngestError> {
+    let accounts = settings.azure_devops_accounts()?;
+    let auth = ado::AdoAuth::for_credentials(
+        &accounts.credentials,
+        accounts.timeout_secs,
+        &accounts.network,
+    )?;
+    let options = ado::ClientOptions {
+        timeout_secs: accounts.timeout_secs,
+        network: &accounts.network,
+        max_concurrent_requests: settings.pipeline.ingest.max_concurrent_requests as usize,
+    };
+    let clients = accounts
+        .organization_urls
+        .iter()
+        .map(|url| {
+            ado::AdoClient::for_organization(
+                url,
+                auth.clone(),
+                options,
+                shutdown.clone(),
+                stats.requests.clone(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    tracing::info!(
+        organizations = clients.len(),
+        urls = ?accounts.organization_urls,
+        "Azure DevOps organizations configured"
+    );
+    Ok(Organizations::new(clients))
 }

@@ -18,9 +18,7 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::error::{AdoError, excerpt};
-use adoport_shared::config::{
-    AzureDevopsCredentials, NetworkSettings, Secret, ServicePrincipal,
-};
+use adoport_shared::config::{AzureDevopsCredentials, NetworkSettings, Secret, ServicePrincipal};
 
 /// The scope of Azure DevOps' resource (its well-known application id) for client credentials.
 pub const AZURE_DEVOPS_SCOPE: &str = "499b84ac-1321-427f-aa17-267ca6975798/.default";
@@ -225,7 +223,10 @@ impl TokenProvider {
             .map_err(|e| unavailable(e.to_string()))?;
         if status.is_success() {
             let answer: TokenAnswer = serde_json::from_str(&text).map_err(|e| {
-                unavailable(format!("the answer is not a token ({e}): {}", excerpt(&text, 200)))
+                unavailable(format!(
+                    "the answer is not a token ({e}): {}",
+                    excerpt(&text, 200)
+                ))
             })?;
             let mut header = HeaderValue::from_str(&format!("Bearer {}", answer.access_token))
                 .map_err(|_| unavailable("the token cannot be sent in a header".into()))?;
@@ -275,7 +276,9 @@ fn refusal_problem(status: u16, refusal: &TokenRefusal, body: &str) -> String {
         (_, "90002" | "900023") => {
             "the tenant does not exist; check OCEAN__INTEGRATION__CONFIG__TENANT_ID (and AZURE_AUTHORITY_HOST for a sovereign cloud)"
         }
-        _ => "check the service principal's settings (OCEAN__INTEGRATION__CONFIG__TENANT_ID, CLIENT_ID, CLIENT_SECRET)",
+        _ => {
+            "check the service principal's settings (OCEAN__INTEGRATION__CONFIG__TENANT_ID, CLIENT_ID, CLIENT_SECRET)"
+        }
     };
     let said = if description.is_empty() {
         excerpt(body, 200)
@@ -319,12 +322,18 @@ mod tests {
             ),
             "",
         );
-        assert!(wrong_secret.contains("client secret is wrong"), "{wrong_secret}");
+        assert!(
+            wrong_secret.contains("client secret is wrong"),
+            "{wrong_secret}"
+        );
         assert!(wrong_secret.contains("AADSTS7000215: Invalid client secret provided."));
         assert!(!wrong_secret.contains("Trace ID"), "{wrong_secret}");
         let unknown_client = refusal_problem(
             400,
-            &refusal("unauthorized_client", "AADSTS700016: Application not found."),
+            &refusal(
+                "unauthorized_client",
+                "AADSTS700016: Application not found.",
+            ),
             "",
         );
         assert!(unknown_client.contains("CLIENT_ID"), "{unknown_client}");

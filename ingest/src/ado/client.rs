@@ -173,15 +173,14 @@ impl AdoClient {
         shutdown: CancellationToken,
         stats: Arc<RequestStats>,
     ) -> Result<Self, AdoError> {
-        let auth = AdoAuth::personal_access_token(&access.personal_access_token).map_err(|e| {
-            match e {
+        let auth =
+            AdoAuth::personal_access_token(&access.personal_access_token).map_err(|e| match e {
                 AdoError::Unauthorized { detail, .. } => AdoError::Unauthorized {
                     url: access.organization_url.clone(),
                     detail,
                 },
                 other => other,
-            }
-        })?;
+            })?;
         Self::for_organization(
             &access.organization_url,
             auth,

@@ -11,9 +11,7 @@ pub mod organization;
 use serde_json::Value;
 
 pub use auth::{AdoAuth, TokenProvider};
-pub use client::{
-    API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base,
-};
+pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
 
 /// Projects per page (the API allows more than the Python integration's 50).

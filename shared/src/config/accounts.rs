@@ -179,7 +179,11 @@ mod tests {
     ];
 
     fn without(name: &str) -> Vec<(&'static str, &'static str)> {
-        MULTIPLE.iter().copied().filter(|(k, _)| *k != name).collect()
+        MULTIPLE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != name)
+            .collect()
     }
 
     fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
@@ -221,7 +225,10 @@ mod tests {
             .expect("accounts");
         assert_eq!(
             accounts.organization_urls,
-            vec!["https://dev.azure.com/org-a", "https://org-b.visualstudio.com"]
+            vec![
+                "https://dev.azure.com/org-a",
+                "https://org-b.visualstudio.com"
+            ]
         );
         let AzureDevopsCredentials::ServicePrincipal(principal) = &accounts.credentials else {
             panic!("a service principal");
@@ -260,11 +267,7 @@ mod tests {
                 "OCEAN__INTEGRATION__CONFIG__CLIENT_SECRET",
                 "required",
             ),
-            (
-                without(ORGANIZATION_URLS),
-                ORGANIZATION_URLS,
-                "required",
-            ),
+            (without(ORGANIZATION_URLS), ORGANIZATION_URLS, "required"),
             (
                 with(ORGANIZATION_URLS, " , "),
                 ORGANIZATION_URLS,
@@ -276,7 +279,10 @@ mod tests {
                 "\"dev.azure.com/b\" is not a URL",
             ),
             (
-                with(ORGANIZATION_URLS, "https://dev.azure.com/a,https://dev.azure.com/A/"),
+                with(
+                    ORGANIZATION_URLS,
+                    "https://dev.azure.com/a,https://dev.azure.com/A/",
+                ),
                 ORGANIZATION_URLS,
                 "listed twice",
             ),
@@ -321,7 +327,10 @@ mod tests {
         .expect("valid")
         .azure_devops_accounts()
         .expect("accounts");
-        assert_eq!(accounts.organization_urls, vec!["https://dev.azure.com/acme"]);
+        assert_eq!(
+            accounts.organization_urls,
+            vec!["https://dev.azure.com/acme"]
+        );
         assert!(matches!(
             &accounts.credentials,
             AzureDevopsCredentials::PersonalAccessToken(pat) if pat.expose() == "pat"

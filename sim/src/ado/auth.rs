@@ -13,7 +13,10 @@ use crate::identity::{AZURE_DEVOPS_SCOPE, TokenCheck};
 /// Checks the caller's credentials: a bearer token the identity simulator issued for Azure
 /// DevOps (expired, revoked, unknown or for another resource → 401, as Azure DevOps answers a
 /// bad bearer token), else the PAT ([`check_pat`]).
-pub(crate) fn check_credentials(headers: &HeaderMap, config: &AdoSimConfig) -> Result<(), AdoError> {
+pub(crate) fn check_credentials(
+    headers: &HeaderMap,
+    config: &AdoSimConfig,
+) -> Result<(), AdoError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

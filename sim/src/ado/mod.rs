@@ -169,10 +169,7 @@ impl AdoSim {
             .into_iter()
             .map(|config| AdoState::seeded(config, default_host.clone()))
             .collect();
-        let server = Arc::new(Server::spawn(
-            listener,
-            organizations::router(&states),
-        )?);
+        let server = Arc::new(Server::spawn(listener, organizations::router(&states))?);
         Ok(states
             .into_iter()
             .map(|state| AdoSim {
