@@ -1,9 +1,12 @@
 //! The Azure DevOps simulator: one organization, REST API 7.1, on `http://127.0.0.1:PORT/{org}`
-//! (the equivalent of `https://dev.azure.com/{org}`).
+//! (the equivalent of `https://dev.azure.com/{org}`), or several organizations on one server
+//! ([`AdoSim::start_organizations`], one handle each, with its own data and counters).
 //!
 //! Every request goes through the same gate, in this order: count it under its route template,
 //! apply a scripted answer if one is queued ([`AdoSim::fail_next`]), check the PAT (203 HTML
-//! sign-in page, or 401 JSON with `X-TFS-FedAuthRedirect: Suppress`), check the organization,
+//! sign-in page, or 401 JSON with `X-TFS-FedAuthRedirect: Suppress`) or a bearer token of the
+//! identity simulator ([`AdoSimConfig::bearer_tokens`]; 401 when expired, revoked or unknown),
+//! check the organization,
 //! check `api-version` (query or `Accept` header; missing → 400 `VssVersionNotSpecifiedException`).
 //!
 //! Route template keys, as [`AdoSim::requests`] reports them and [`AdoSim::fail_next`] takes
