@@ -1,6 +1,6 @@
 //! The identity simulator over real HTTP (token issue, AADSTS refusals, expiry and revocation
 //! as the Azure DevOps simulator sees them), and several organizations on one Azure DevOps
-//! simulator, each with its own data and counters.
+//! simulator, each with its own data, counters and request budget.
 
 use std::time::Duration;
 
@@ -205,4 +205,79 @@ async fn several_organizations_share_a_server_with_their_own_data_and_counters()
     let body: Value = unknown.json().await.expect("json");
     assert_eq!(body["typeKey"], "HostNotFoundException");
     assert_eq!(a.total_requests() + b.total_requests(), 3);
+}
+
+#[tokio::test]
+async fn each_organization_has_its_own_request_budget() {
+    let limited = AdoSimConfig {
+        organization: "org-a".into(),
+        rate_limit: Some(adoport_sim::RateLimit {
+            requests: 2,
+            per: Duration::from_secs(60),
+        }),
+        ..AdoSimConfig::default()
+    };
+    let free = AdoSimConfig {
+        organization: "org-b".into(),
+        ..AdoSimConfig::default()
+    };
+    let organizations = AdoSim::start_organizations(vec![limited, free])
+        .await
+        .expect("start");
+    let pat = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ":sim-pat")
+    );
+    let client = reqwest::Client::new();
+    let get = |sim: &AdoSim| {
+        client
+            .get(format!(
+                "{}/_apis/projects?api-version=7.1",
+                sim.organization_url()
+            ))
+            .header("Authorization", &pat)
+            .send()
+    };
+    let (a, b) = (&organizations[0], &organizations[1]);
+    for remaining in ["1", "0"] {
+        let answer = get(a).await.expect("answer");
+        assert_eq!(answer.status().as_u16(), 200);
+        assert_eq!(answer.headers()["x-ratelimit-limit"], "2");
+        assert_eq!(answer.headers()["x-ratelimit-remaining"], remaining);
+        let reset: i64 = answer.headers()["x-ratelimit-reset"]
+            .to_str()
+            .expect("text")
+            .parse()
+            .expect("epoch");
+        assert!(
+            reset > chrono_now() && reset <= chrono_now() + 61,
+            "{reset}"
+        );
+    }
+    let blocked = get(a).await.expect("answer");
+    assert_eq!(blocked.status().as_u16(), 429);
+    let wait: u64 = blocked.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = blocked.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("TF400733")
+    );
+    // The other organization's budget is its own.
+    for _ in 0..5 {
+        assert_eq!(get(b).await.expect("answer").status().as_u16(), 200);
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }

@@ -35,6 +35,7 @@
 
 mod auth;
 mod error;
+mod limit;
 mod organizations;
 pub mod pipelines;
 mod routes;
@@ -77,6 +78,9 @@ pub struct AdoSimConfig {
     /// Bearer tokens accepted besides the PAT: those the identity simulator issued for Azure
     /// DevOps' scope (a service principal, `Multiple Accounts`). `None`: PAT only.
     pub bearer_tokens: Option<crate::identity::IssuedTokens>,
+    /// This organization's request budget (a fixed window; past it 429 `TF400733` with
+    /// `Retry-After`). `None`: unlimited.
+    pub rate_limit: Option<crate::port::RateLimit>,
 }
 
 impl Default for AdoSimConfig {
@@ -92,6 +96,7 @@ impl Default for AdoSimConfig {
             releases_per_project: 3,
             wiql_max_results: 20_000,
             bearer_tokens: None,
+            rate_limit: None,
         }
     }
 }
@@ -108,6 +113,8 @@ pub(crate) struct AdoState {
     pub(crate) forbidden_projects: Mutex<std::collections::HashSet<String>>,
     /// Service-hook subscriptions, in creation order.
     pub(crate) subscriptions: Mutex<Vec<Value>>,
+    /// The request budget's window, when the config sets one.
+    pub(crate) budget: Mutex<Option<limit::Budget>>,
 }
 
 fn default_host(listener: &tokio::net::TcpListener) -> std::io::Result<String> {
@@ -122,6 +129,7 @@ fn default_host(listener: &tokio::net::TcpListener) -> std::io::Result<String> {
 impl AdoState {
     fn seeded(config: AdoSimConfig, default_host: String) -> Arc<Self> {
         Arc::new(AdoState {
+            budget: Mutex::new(config.rate_limit.map(limit::Budget::new)),
             organization: Mutex::new(Organization::seed(&config)),
             config,
             traffic: Traffic::default(),

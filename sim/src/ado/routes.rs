@@ -135,6 +135,10 @@ async fn gate(
 }
 
 async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) -> Response {
+    let left = match super::limit::take(state) {
+        Ok(left) => left,
+        Err(blocked) => return blocked.into_response(),
+    };
     if let Err(refused) = check_credentials(request.headers(), &state.config) {
         return refused.into_response();
     }
@@ -174,7 +178,7 @@ async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) 
     ) {
         return refused.into_response();
     }
-    next.run(request).await
+    super::limit::with_headers(left, next.run(request).await)
 }
 
 /// The URLs to render answers with: the host the caller used.
