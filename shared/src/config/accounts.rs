@@ -246,7 +246,8 @@ mod tests {
 
     #[test]
     fn every_missing_or_ill_formed_setting_is_named() {
-        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+        type Vars = Vec<(&'static str, &'static str)>;
+        let cases: Vec<(Vars, &str, &str)> = vec![
             (
                 without("OCEAN__INTEGRATION__CONFIG__TENANT_ID"),
                 "OCEAN__INTEGRATION__CONFIG__TENANT_ID",
