@@ -96,6 +96,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "adoport bench: {} projects × {} repositories = {expected} entities",
         args.projects, args.repositories
     );
+    if args.mode == BenchMode::Organizations {
+        crate::bench_organizations::run(&args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut results = Vec::new();
     if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
         results.push(in_process(&args, expected, Conditions::Unhindered).await?);
@@ -120,6 +124,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if matches!(args.mode, BenchMode::Rabbit | BenchMode::Both) {
         results.push(separate_processes(&args, expected).await?);
+    }
+    if args.organizations > 1 {
+        crate::bench_organizations::run(&args).await?;
     }
     println!();
     println!(

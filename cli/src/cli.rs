@@ -248,6 +248,13 @@ pub struct BenchArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+    /// Also compare the resync crawl of one organization with that of this many at once
+    /// (Multiple Accounts); 1 skips it.
+    #[arg(long, default_value_t = 1)]
+    pub organizations: usize,
+    /// Each simulated organization's request budget in the organizations comparison.
+    #[arg(long, default_value_t = 500)]
+    pub ado_requests_per_second: u32,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +275,8 @@ pub enum BenchMode {
     Memory,
     Rabbit,
     Both,
+    /// Only the crawl comparison of `--organizations`.
+    Organizations,
 }
 
 #[derive(Debug, Args)]

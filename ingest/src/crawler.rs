@@ -257,10 +257,10 @@ impl Crawler {
             };
             match outcome {
                 Ok(()) => {}
-                Err(CrawlError::Ado(
-                    AdoError::Unauthorized { .. } | AdoError::UntrustedCertificate { .. },
-                ))
-                | Err(CrawlError::Bus(_)) => {
+                Err(CrawlError::Ado(ref e)) if e.stops_crawl() => {
+                    return outcome.map(|_| report);
+                }
+                Err(CrawlError::Bus(_)) => {
                     return outcome.map(|_| report);
                 }
                 Err(e) => {

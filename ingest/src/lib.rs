@@ -9,8 +9,10 @@
 
 pub mod ado;
 pub mod crawler;
+pub mod crawlers;
 pub mod examples;
 mod kinds;
+pub mod organizations;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -29,6 +31,8 @@ use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
 pub use crawler::{CrawlLimits, CrawlReport, Crawler, KindPlan, KindReport};
+pub use crawlers::Crawlers;
+pub use organizations::Organizations;
 pub use resync::ResyncDone;
 
 /// Why ingest stopped.
@@ -71,14 +75,8 @@ pub async fn run(
     run: IngestRun,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let access = settings.azure_devops_access()?;
     let ingest = &settings.pipeline.ingest;
-    let client = ado::AdoClient::with_stats(
-        &access,
-        ingest.max_concurrent_requests as usize,
-        shutdown.clone(),
-        run.stats.requests.clone(),
-    )?;
+    let organizations = organization_clients(settings, &run.stats, &shutdown)?;
 
     let listener = &settings.ocean.event_listener;
     let mode = listener.kind;
@@ -102,7 +100,9 @@ pub async fn run(
     }
 
     if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
-        tokio::spawn(subscriptions::run(client.clone(), plan));
+        for client in organizations.clients() {
+            tokio::spawn(subscriptions::run(client.clone(), plan.clone()));
+        }
     }
 
     let secret = settings
@@ -119,7 +119,7 @@ pub async fn run(
     }
     let state = Arc::new(webhook::WebhookState {
         bus: bus.clone(),
-        client: client.clone(),
+        organizations: organizations.clone(),
         secret,
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
@@ -132,9 +132,8 @@ pub async fn run(
             .await
     });
 
-    let mut crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize)
-        .with_resync_stats(run.stats.resyncs.clone());
-    if settings.ocean.send_raw_data_examples {
+    // Raw data examples: one sampler for every organization, so a kind is sampled once.
+    let examples = settings.ocean.send_raw_data_examples.then(|| {
         let config = &settings.ocean.integration.config;
         let secrets = [
             &config.personal_access_token,
@@ -144,8 +143,23 @@ pub async fn run(
         .into_iter()
         .flatten()
         .map(|secret| secret.expose().to_string());
-        crawler = crawler.with_examples(examples::ExampleSampler::new(secrets));
-    }
+        examples::ExampleSampler::new(secrets)
+    });
+    let crawler = Crawlers::new(
+        organizations
+            .clients()
+            .iter()
+            .map(|client| {
+                let crawler =
+                    Crawler::new(client.clone(), bus.clone(), ingest.items_per_event as usize)
+                        .with_resync_stats(run.stats.resyncs.clone());
+                match &examples {
+                    Some(sampler) => crawler.with_examples(sampler.clone()),
+                    None => crawler,
+                }
+            })
+            .collect(),
+    );
     let requests =
         resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
     shutdown.cancel();
@@ -155,4 +169,43 @@ pub async fn run(
         Err(e) => return Err(IngestError::Server(std::io::Error::other(e))),
     }
     requests.map_err(IngestError::from)
+}
+
+/// One client per configured organization, sharing the credentials (one token provider for a
+/// service principal) and the request counts; each has its own request budget.
+fn organization_clients(
+    settings: &Settings,
+    stats: &IngestStats,
+    shutdown: &CancellationToken,
+) -> Result<Organizations, IngestError> {
+    let accounts = settings.azure_devops_accounts()?;
+    let auth = ado::AdoAuth::for_credentials(
+        &accounts.credentials,
+        accounts.timeout_secs,
+        &accounts.network,
+    )?;
+    let options = ado::ClientOptions {
+        timeout_secs: accounts.timeout_secs,
+        network: &accounts.network,
+        max_concurrent_requests: settings.pipeline.ingest.max_concurrent_requests as usize,
+    };
+    let clients = accounts
+        .organization_urls
+        .iter()
+        .map(|url| {
+            ado::AdoClient::for_organization(
+                url,
+                auth.clone(),
+                options,
+                shutdown.clone(),
+                stats.requests.clone(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    tracing::info!(
+        organizations = clients.len(),
+        urls = ?accounts.organization_urls,
+        "Azure DevOps organizations configured"
+    );
+    Ok(Organizations::new(clients))
 }

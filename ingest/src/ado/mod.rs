@@ -3,6 +3,7 @@
 //! Every function returns items exactly as Azure DevOps returns them (the shape the user's jq
 //! mapping expects); enrichment (`__project`, …) is the crawler's job.
 
+pub mod auth;
 mod client;
 mod error;
 pub mod organization;
@@ -10,7 +11,8 @@ mod runs;
 
 use serde_json::Value;
 
-pub use client::{API_VERSION, AdoClient, JsonResponse, RequestStats, service_base};
+pub use auth::{AdoAuth, TokenProvider};
+pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 

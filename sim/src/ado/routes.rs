@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::auth::{check_api_version, check_pat};
+use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
 use super::seed::{Organization, PullRequest, Urls, encode_segment};
 use crate::traffic::{lock, route_key};
@@ -141,7 +141,11 @@ async fn gate(
 }
 
 async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) -> Response {
-    if let Err(refused) = check_pat(request.headers(), &state.config.personal_access_token) {
+    let left = match super::limit::take(state) {
+        Ok(left) => left,
+        Err(blocked) => return blocked.into_response(),
+    };
+    if let Err(refused) = check_credentials(request.headers(), &state.config) {
         return refused.into_response();
     }
     if !matched {
@@ -180,7 +184,7 @@ async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) 
     ) {
         return refused.into_response();
     }
-    next.run(request).await
+    super::limit::with_headers(left, next.run(request).await)
 }
 
 /// The URLs to render answers with: the host the caller used.
