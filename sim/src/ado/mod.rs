@@ -25,13 +25,16 @@
 //! | `GET /{org}/{project}/_apis/git/pullrequests` | pull requests of a project (`searchCriteria.repositoryId` optional) |
 //! | `GET /{org}/_apis/git/pullrequests/{pullRequestId}` | one pull request by id |
 //! | `GET /{org}/{project}/_apis/git/pullrequests/{pullRequestId}` | same, project-scoped |
+//! | identity, team settings, area and project-property endpoints | see `identities.rs` |
 //! | `GET <unmatched>` (any method) | 404 |
 //!
 //! 404s carry the Azure DevOps error body (`TF200016` project, `TF401019` repository,
 //! `TF401180` pull request, `TF401174` file).
 
 mod auth;
+mod directory;
 mod error;
+mod identities;
 pub mod pipelines;
 mod routes;
 mod seed;
@@ -70,6 +73,9 @@ pub struct AdoSimConfig {
     /// Most ids a WIQL query may return without `$top` before it fails with `VS402337`
     /// (Azure DevOps: 20,000; lower it to test id-range paging).
     pub wiql_max_results: usize,
+    /// Server page size of the graph user/group lists and of user entitlements (default 100;
+    /// lower it to cross continuation-token pages).
+    pub identity_page_size: usize,
 }
 
 impl Default for AdoSimConfig {
@@ -84,6 +90,7 @@ impl Default for AdoSimConfig {
             work_items_per_project: 6,
             releases_per_project: 3,
             wiql_max_results: 20_000,
+            identity_page_size: 100,
         }
     }
 }
