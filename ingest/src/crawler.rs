@@ -144,6 +144,8 @@ pub struct Crawler {
     previous_items: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Resync progress for `/metrics` (items crawled per kind as they are published).
     resync_stats: ResyncStats,
+    /// Projects with any of these tags are left out (see [`crate::project_tags`]).
+    pub(crate) excluded_tags: Vec<String>,
 }
 
 impl Crawler {
@@ -155,6 +157,7 @@ impl Crawler {
             limits: CrawlLimits::default(),
             previous_items: std::sync::Mutex::new(BTreeMap::new()),
             resync_stats: ResyncStats::default(),
+            excluded_tags: Vec::new(),
         }
     }
 
@@ -311,6 +314,7 @@ impl Crawler {
                 _ => break,
             }
         }
+        let all = self.without_excluded_projects(all).await;
         *cache = Some(all.clone());
         Ok(all)
     }

@@ -10,6 +10,7 @@
 pub mod ado;
 pub mod crawler;
 mod kinds;
+mod project_tags;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -132,7 +133,8 @@ pub async fn run(
     });
 
     let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize)
-        .with_resync_stats(run.stats.resyncs.clone());
+        .with_resync_stats(run.stats.resyncs.clone())
+        .with_excluded_tags(&settings.ocean.integration.config.excluded_tags);
     let requests =
         resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
     shutdown.cancel();

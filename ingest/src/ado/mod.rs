@@ -4,6 +4,7 @@
 //! mapping expects); enrichment (`__project`, …) is the crawler's job.
 
 mod client;
+pub mod directory;
 mod error;
 pub mod organization;
 
