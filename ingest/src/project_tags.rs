@@ -56,11 +56,17 @@ impl Crawler {
         }
         let kept: Vec<Value> = stream::iter(projects)
             .map(|project| async move {
-                let id = project.get("id").and_then(Value::as_str).unwrap_or_default();
+                let id = project
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let excluded = is_excluded(&self.client, &self.excluded_tags, id).await;
                 if excluded {
                     let name = project.get("name").and_then(Value::as_str).unwrap_or(id);
-                    tracing::info!(project = name, "project left out: it carries one of excludedTags");
+                    tracing::info!(
+                        project = name,
+                        "project left out: it carries one of excludedTags"
+                    );
                 }
                 (!excluded).then_some(project)
             })

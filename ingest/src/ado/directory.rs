@@ -109,10 +109,7 @@ impl AdoClient {
     pub async fn project_tags(&self, project_id: &str) -> Result<Vec<String>, AdoError> {
         let url = self.url(&format!("_apis/projects/{project_id}/properties"));
         let keys = format!("{PROJECT_TAG_PREFIX}*");
-        let query = [
-            ("keys", keys.as_str()),
-            ("api-version", GRAPH_API_VERSION),
-        ];
+        let query = [("keys", keys.as_str()), ("api-version", GRAPH_API_VERSION)];
         let properties = values(&url, self.get_json(&url, &query).await?.body)?;
         Ok(properties
             .iter()
@@ -175,10 +172,7 @@ impl AdoClient {
             Direction::Up => "up",
             Direction::Down => "down",
         };
-        let query = [
-            ("direction", direction),
-            ("api-version", GRAPH_API_VERSION),
-        ];
+        let query = [("direction", direction), ("api-version", GRAPH_API_VERSION)];
         values(&url, self.get_json(&url, &query).await?.body)
     }
 

@@ -116,7 +116,11 @@ impl Crawler {
             loop {
                 let page = self
                     .client
-                    .entitlements_page(&select, api_version, EntitlementsCursor::Offset { top, skip })
+                    .entitlements_page(
+                        &select,
+                        api_version,
+                        EntitlementsCursor::Offset { top, skip },
+                    )
                     .await?;
                 let got = page.items.len();
                 if got > 0 {
@@ -132,7 +136,11 @@ impl Crawler {
         loop {
             let page = self
                 .client
-                .entitlements_page(&select, api_version, EntitlementsCursor::Token(token.as_deref()))
+                .entitlements_page(
+                    &select,
+                    api_version,
+                    EntitlementsCursor::Token(token.as_deref()),
+                )
                 .await?;
             let empty = page.items.is_empty();
             if !empty {
@@ -276,23 +284,32 @@ impl Crawler {
                     (label, group)
                 })
                 .collect();
-            self.fan_out(resync_id, "group-member", units, report, |group, pages: Pages| async move {
-                let descriptor = text(&group, "descriptor").unwrap_or_default().to_string();
-                let memberships = self.client.memberships(&descriptor, Direction::Down).await?;
-                let members: Vec<String> = memberships
-                    .iter()
-                    .filter_map(|m| text(m, "memberDescriptor").map(String::from))
-                    .collect();
-                let subjects = self.lookup_subjects(members.clone()).await?;
-                let mut seen: HashSet<&str> = HashSet::new();
-                let items = members
-                    .iter()
-                    .filter(|d| seen.insert(d.as_str()))
-                    .filter_map(|d| subjects.get(d).cloned())
-                    .map(|subject| enrich(subject, "__group", &group))
-                    .collect();
-                pages.send(items).await
-            })
+            self.fan_out(
+                resync_id,
+                "group-member",
+                units,
+                report,
+                |group, pages: Pages| async move {
+                    let descriptor = text(&group, "descriptor").unwrap_or_default().to_string();
+                    let memberships = self
+                        .client
+                        .memberships(&descriptor, Direction::Down)
+                        .await?;
+                    let members: Vec<String> = memberships
+                        .iter()
+                        .filter_map(|m| text(m, "memberDescriptor").map(String::from))
+                        .collect();
+                    let subjects = self.lookup_subjects(members.clone()).await?;
+                    let mut seen: HashSet<&str> = HashSet::new();
+                    let items = members
+                        .iter()
+                        .filter(|d| seen.insert(d.as_str()))
+                        .filter_map(|d| subjects.get(d).cloned())
+                        .map(|subject| enrich(subject, "__group", &group))
+                        .collect();
+                    pages.send(items).await
+                },
+            )
             .await?;
             match next_token(page.continuation_token, &token) {
                 Some(next) => token = Some(next),
@@ -313,7 +330,10 @@ mod tests {
         let org = json!({"principalName": "[acme]\\Project Collection Administrators", "domain": "vstfs:///Framework/IdentityDomain/2"});
         assert_eq!(group_project(&project).as_deref(), Some("Fabrikam"));
         assert_eq!(group_project(&org), None);
-        assert_eq!(group_project(&json!({"principalName": "no brackets"})), None);
+        assert_eq!(
+            group_project(&json!({"principalName": "no brackets"})),
+            None
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use adoport_shared::messages::ResyncId;
 pub(crate) fn is_fatal(error: &AdoError) -> bool {
     matches!(
         error,
-        AdoError::Unauthorized { .. } | AdoError::UntrustedCertificate { .. } | AdoError::ShuttingDown
+        AdoError::Unauthorized { .. }
+            | AdoError::UntrustedCertificate { .. }
+            | AdoError::ShuttingDown
     )
 }
 
@@ -190,18 +192,24 @@ impl Crawler {
                 .into_iter()
                 .map(|team| (format!("team {}", text(&team, "name").unwrap_or("?")), team))
                 .collect();
-            self.fan_out(resync_id, "member", units, report, |team, pages: Pages| async move {
-                let team_id = team.get("id").cloned().unwrap_or(Value::Null);
-                let members = self.all_team_members(&team).await?;
-                pages
-                    .send(
-                        members
-                            .into_iter()
-                            .map(|m| enrich(m, "__teamId", &team_id))
-                            .collect(),
-                    )
-                    .await
-            })
+            self.fan_out(
+                resync_id,
+                "member",
+                units,
+                report,
+                |team, pages: Pages| async move {
+                    let team_id = team.get("id").cloned().unwrap_or(Value::Null);
+                    let members = self.all_team_members(&team).await?;
+                    pages
+                        .send(
+                            members
+                                .into_iter()
+                                .map(|m| enrich(m, "__teamId", &team_id))
+                                .collect(),
+                        )
+                        .await
+                },
+            )
             .await?;
             if got < top {
                 return Ok(());
@@ -218,32 +226,42 @@ impl Crawler {
     ) -> Result<(), CrawlError> {
         let units = self.project_units(cache).await?;
         let top = self.limits.page.max(1);
-        self.fan_out(resync_id, "iteration", units, report, |project, pages: Pages| async move {
-            let project_id = text(&project, "id").unwrap_or_default().to_string();
-            let mut skip = 0;
-            loop {
-                let teams = self.client.project_teams_page(&project_id, top, skip).await?;
-                let got = teams.len();
-                for team in teams {
-                    let team_id = text(&team, "id").unwrap_or_default().to_string();
-                    let iterations = match self.client.team_iterations(&project_id, &team_id).await {
-                        Ok(iterations) => iterations,
-                        // The team went away between the list and the read.
-                        Err(AdoError::NotFound { .. }) => continue,
-                        Err(e) => return Err(e),
-                    };
-                    let items = iterations
-                        .into_iter()
-                        .map(|i| enrich(enrich(i, "__project", &project), "__team", &team))
-                        .collect();
-                    pages.send(items).await?;
+        self.fan_out(
+            resync_id,
+            "iteration",
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let mut skip = 0;
+                loop {
+                    let teams = self
+                        .client
+                        .project_teams_page(&project_id, top, skip)
+                        .await?;
+                    let got = teams.len();
+                    for team in teams {
+                        let team_id = text(&team, "id").unwrap_or_default().to_string();
+                        let iterations =
+                            match self.client.team_iterations(&project_id, &team_id).await {
+                                Ok(iterations) => iterations,
+                                // The team went away between the list and the read.
+                                Err(AdoError::NotFound { .. }) => continue,
+                                Err(e) => return Err(e),
+                            };
+                        let items = iterations
+                            .into_iter()
+                            .map(|i| enrich(enrich(i, "__project", &project), "__team", &team))
+                            .collect();
+                        pages.send(items).await?;
+                    }
+                    if got < top {
+                        return Ok(());
+                    }
+                    skip += got;
                 }
-                if got < top {
-                    return Ok(());
-                }
-                skip += got;
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -256,11 +274,17 @@ impl Crawler {
     ) -> Result<(), CrawlError> {
         let depth = plan.number("depth");
         let units = self.project_units(cache).await?;
-        self.fan_out(resync_id, "area-path", units, report, |project, pages: Pages| async move {
-            let project_id = text(&project, "id").unwrap_or_default().to_string();
-            let root = self.client.area_tree(&project_id, depth).await?;
-            pages.send(flatten_areas(root, &project)).await
-        })
+        self.fan_out(
+            resync_id,
+            "area-path",
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let root = self.client.area_tree(&project_id, depth).await?;
+                pages.send(flatten_areas(root, &project)).await
+            },
+        )
         .await
     }
 }
@@ -274,7 +298,10 @@ mod tests {
     fn area_paths_are_normalized_like_system_area_path() {
         assert_eq!(normalized_area_path("\\Proj\\Area\\A\\B"), "Proj\\A\\B");
         assert_eq!(normalized_area_path("\\Proj\\Area"), "Proj");
-        assert_eq!(normalized_area_path("\\Proj\\Areas of work"), "Proj\\Areas of work");
+        assert_eq!(
+            normalized_area_path("\\Proj\\Areas of work"),
+            "Proj\\Areas of work"
+        );
     }
 
     #[test]
@@ -285,7 +312,10 @@ mod tests {
             {"identifier": "i", "structureType": "iteration", "path": "\\P\\Iteration\\I"}
         ]});
         let items = flatten_areas(tree, &json!({"id": "p"}));
-        let ids: Vec<&str> = items.iter().filter_map(|i| i["identifier"].as_str()).collect();
+        let ids: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i["identifier"].as_str())
+            .collect();
         assert_eq!(ids, ["r", "a", "b"]);
         assert!(items[0]["__parentIdentifier"].is_null());
         assert_eq!(items[2]["__parentIdentifier"], "a");

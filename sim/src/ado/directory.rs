@@ -98,7 +98,10 @@ impl Organization {
                     origin_id: id,
                     display_name: (*name).to_string(),
                     principal_name: format!("[{}]\\{name}", project.name),
-                    description: format!("Members of this group have {} access to the project.", if g == 0 { "contribute" } else { "read" }),
+                    description: format!(
+                        "Members of this group have {} access to the project.",
+                        if g == 0 { "contribute" } else { "read" }
+                    ),
                     domain: format!("vstfs:///Classification/TeamProject/{}", project.id),
                     users: (0..users).filter(|u| (u + p) % 2 == parity).collect(),
                     groups: Vec::new(),
@@ -168,7 +171,12 @@ impl Organization {
     }
 
     /// The user or group a descriptor names, as `subjectlookup` resolves it.
-    pub(crate) fn subject_json(&self, urls: &Urls, groups: &[Group], descriptor: &str) -> Option<Value> {
+    pub(crate) fn subject_json(
+        &self,
+        urls: &Urls,
+        groups: &[Group],
+        descriptor: &str,
+    ) -> Option<Value> {
         if let Some(u) = self
             .users
             .iter()
@@ -413,7 +421,10 @@ mod tests {
         );
         let project = &org.projects[0];
         let tree = org.area_json(&urls, project, &org.area_tree(project), 5);
-        assert_eq!(tree["children"][1]["children"][0]["path"], "\\project-0\\Area\\Backend\\API");
+        assert_eq!(
+            tree["children"][1]["children"][0]["path"],
+            "\\project-0\\Area\\Backend\\API"
+        );
         let shallow = org.area_json(&urls, project, &org.area_tree(project), 0);
         assert!(shallow.get("children").is_none());
         assert_eq!(shallow["hasChildren"], true);
