@@ -205,7 +205,7 @@ impl Organization {
             self.projects
                 .iter()
                 .enumerate()
-                .filter(|(p, _)| (u + p) % 2 == 0)
+                .filter(|(p, _)| (u + p).is_multiple_of(2))
                 .map(|(_, project)| {
                     json!({
                         "group": {"groupType": "projectContributor", "displayName": "Contributors"},
@@ -242,7 +242,7 @@ impl Organization {
     pub(crate) fn team_members_json(&self, urls: &Urls, project: &Project) -> Vec<Value> {
         let p = self.project_position(project);
         (0..self.users.len())
-            .filter(|u| (u + p) % 2 == 0)
+            .filter(|u| (u + p).is_multiple_of(2))
             .enumerate()
             .map(|(n, u)| {
                 let mut member = json!({"identity": self.identity(urls, u)});

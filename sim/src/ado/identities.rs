@@ -81,6 +81,37 @@ fn error(status: StatusCode, message: &str, type_key: &str) -> Response {
     (status, json_headers(), body.to_string()).into_response()
 }
 
+/// Why a handler of this module refuses a request.
+enum Refusal {
+    Ado(AdoError),
+    TeamNotFound(String),
+    NodeNotFound(String),
+}
+
+impl From<AdoError> for Refusal {
+    fn from(error: AdoError) -> Self {
+        Refusal::Ado(error)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Ado(error) => error.into_response(),
+            Refusal::TeamNotFound(team) => error(
+                StatusCode::NOT_FOUND,
+                &format!("VS403155: The team '{team}' does not exist."),
+                "TeamNotFoundException",
+            ),
+            Refusal::NodeNotFound(node) => error(
+                StatusCode::NOT_FOUND,
+                &format!("VS402485: The node '{node}' does not exist."),
+                "WorkItemTrackingTreeNodeNotFoundException",
+            ),
+        }
+    }
+}
+
 /// The token (an offset) a continuation-token request starts at.
 fn start(query: &HashMap<String, String>) -> Result<usize, AdoError> {
     match query.get("continuationToken") {
@@ -302,19 +333,15 @@ async fn entitlements(
 fn team<'a>(
     org: &'a Organization,
     params: &HashMap<String, String>,
-) -> Result<&'a Project, Response> {
-    let project = project(org, params).map_err(IntoResponse::into_response)?;
+) -> Result<&'a Project, Refusal> {
+    let project = project(org, params)?;
     let team = params.get("team").cloned().unwrap_or_default();
     if team.eq_ignore_ascii_case(&project.default_team_id)
         || team.eq_ignore_ascii_case(&format!("{} Team", project.name))
     {
         Ok(project)
     } else {
-        Err(error(
-            StatusCode::NOT_FOUND,
-            &format!("VS403155: The team '{team}' does not exist."),
-            "TeamNotFoundException",
-        ))
+        Err(Refusal::TeamNotFound(team))
     }
 }
 
@@ -323,14 +350,9 @@ async fn team_members(
     Path(params): Params,
     Query(query): QueryMap,
     headers: HeaderMap,
-) -> Result<Response, Response> {
-    let top = parse_count(&query, "$top")
-        .map_err(IntoResponse::into_response)?
-        .unwrap_or(100)
-        .max(1);
-    let skip = parse_count(&query, "$skip")
-        .map_err(IntoResponse::into_response)?
-        .unwrap_or(0);
+) -> Result<Response, Refusal> {
+    let top = parse_count(&query, "$top")?.unwrap_or(100).max(1);
+    let skip = parse_count(&query, "$skip")?.unwrap_or(0);
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = team(&org, &params)?;
@@ -342,7 +364,7 @@ async fn team_field_values(
     State(state): State<Arc<AdoState>>,
     Path(params): Params,
     headers: HeaderMap,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = team(&org, &params)?;
@@ -354,7 +376,7 @@ async fn iterations(
     Path(params): Params,
     Query(query): QueryMap,
     headers: HeaderMap,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = team(&org, &params)?;
@@ -376,20 +398,14 @@ async fn classification_nodes(
     Path(params): Params,
     Query(query): QueryMap,
     headers: HeaderMap,
-) -> Result<Response, Response> {
-    let depth = parse_count(&query, "$depth")
-        .map_err(IntoResponse::into_response)?
-        .unwrap_or(0);
+) -> Result<Response, Refusal> {
+    let depth = parse_count(&query, "$depth")?.unwrap_or(0);
     let group = params.get("group").cloned().unwrap_or_default();
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
-    let project = project(&org, &params).map_err(IntoResponse::into_response)?;
+    let project = project(&org, &params)?;
     if !group.eq_ignore_ascii_case("areas") {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            &format!("VS402485: The node '{group}' does not exist."),
-            "WorkItemTrackingTreeNodeNotFoundException",
-        ));
+        return Err(Refusal::NodeNotFound(group));
     }
     let tree = org.area_tree(project);
     Ok(ok_json(org.area_json(&urls, project, &tree, depth)))
