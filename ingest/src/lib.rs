@@ -121,6 +121,7 @@ pub async fn run(
         bus: bus.clone(),
         client: client.clone(),
         secret,
+        excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;
