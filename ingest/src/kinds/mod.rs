@@ -1,5 +1,6 @@
 //! The kinds the crawler reads, one module per family ([`git`]: repositories, their policies and
-//! pull requests; [`work`]: teams, boards, columns, work items; [`releases`]; [`pipelines`]:
+//! pull requests; [`work`]: boards, columns, work items; [`teams`]: teams, members, iterations,
+//! area paths; [`identity`]: users, groups, group members; [`releases`]; [`pipelines`]:
 //! pipelines, builds, environments, release definitions and deployments, branches), and the fan-out
 //! they share: per project (or per repository) concurrently within the client's request
 //! budget, every page handed to the publisher as it arrives through a bounded channel.
