@@ -152,6 +152,8 @@ pub struct Crawler {
     resync_stats: ResyncStats,
     /// Raw data examples for Port, when `sendRawDataExamples` is on.
     examples: Option<ExampleSampler>,
+    /// Projects with any of these tags are left out (see [`crate::project_tags`]).
+    pub(crate) excluded_tags: Vec<String>,
 }
 
 impl Crawler {
@@ -164,6 +166,7 @@ impl Crawler {
             previous_items: std::sync::Mutex::new(BTreeMap::new()),
             resync_stats: ResyncStats::default(),
             examples: None,
+            excluded_tags: Vec::new(),
         }
     }
 
@@ -336,6 +339,7 @@ impl Crawler {
                 _ => break,
             }
         }
+        let all = self.without_excluded_projects(all).await;
         *cache = Some(all.clone());
         Ok(all)
     }

@@ -13,6 +13,7 @@ pub mod crawlers;
 pub mod examples;
 mod kinds;
 pub mod organizations;
+mod project_tags;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -121,6 +122,7 @@ pub async fn run(
         bus: bus.clone(),
         organizations: organizations.clone(),
         secret,
+        excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;
@@ -152,7 +154,8 @@ pub async fn run(
             .map(|client| {
                 let crawler =
                     Crawler::new(client.clone(), bus.clone(), ingest.items_per_event as usize)
-                        .with_resync_stats(run.stats.resyncs.clone());
+                        .with_resync_stats(run.stats.resyncs.clone())
+                        .with_excluded_tags(&settings.ocean.integration.config.excluded_tags);
                 match &examples {
                     Some(sampler) => crawler.with_examples(sampler.clone()),
                     None => crawler,

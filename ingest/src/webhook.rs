@@ -44,6 +44,8 @@ pub struct WebhookState {
     pub organizations: Organizations,
     /// Basic-auth password Azure DevOps must send (`webhookSecret`); `None` accepts any request.
     pub secret: Option<Secret>,
+    /// `excludedTags`: work item events of projects carrying one of these are ignored.
+    pub excluded_tags: Vec<String>,
 }
 
 /// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
@@ -345,6 +347,12 @@ async fn handle(
     envelope: &Envelope,
     route: Route,
 ) -> Result<Response, WebhookError> {
+    if let Route::WorkItem { project_id, .. } | Route::WorkItemDeleted { project_id, .. } = &route
+        && crate::project_tags::is_excluded(&state.client, &state.excluded_tags, project_id).await
+    {
+        tracing::debug!(project = %project_id, "work item event of a project with an excluded tag; ignored");
+        return Ok(axum::Json(json!({"ok": true, "status": "ignored"})).into_response());
+    }
     let (kind, action, item) = match route {
         Route::PullRequest { id } => {
             let pr = client

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod client;
+pub mod directory;
 mod error;
 pub mod organization;
 mod runs;

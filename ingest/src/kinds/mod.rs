@@ -1,5 +1,6 @@
 //! The kinds the crawler reads, one module per family ([`git`]: repositories, their policies and
-//! pull requests; [`work`]: teams, boards, columns, work items; [`releases`]; [`pipelines`]:
+//! pull requests; [`work`]: boards, columns, work items; [`teams`]: teams, members, iterations,
+//! area paths; [`identity`]: users, groups, group members; [`releases`]; [`pipelines`]:
 //! pipelines, builds, environments, release definitions and deployments, branches; [`runs`]:
 //! pipeline runs, stages, deployments and pipeline/build enrichment; [`test_runs`];
 //! [`security`]: Advanced Security alerts), and the fan-out
@@ -12,10 +13,12 @@
 //! the kind failed (no stale entity of a failed kind is deleted).
 
 mod git;
+mod identity;
 mod pipelines;
 mod releases;
 mod runs;
 mod security;
+mod teams;
 mod test_runs;
 mod work;
 
@@ -114,7 +117,13 @@ impl Crawler {
             "repository" => Box::pin(self.crawl_repositories(resync_id, plan, cache, report)),
             "repository-policy" => Box::pin(self.crawl_policies(resync_id, cache, report)),
             "pull-request" => Box::pin(self.crawl_pull_requests(resync_id, plan, cache, report)),
-            "team" => Box::pin(self.crawl_teams(resync_id, report)),
+            "team" => Box::pin(self.crawl_teams(resync_id, plan, report)),
+            "member" => Box::pin(self.crawl_members(resync_id, report)),
+            "iteration" => Box::pin(self.crawl_iterations(resync_id, cache, report)),
+            "area-path" => Box::pin(self.crawl_area_paths(resync_id, plan, cache, report)),
+            "user" => Box::pin(self.crawl_users(resync_id, plan, report)),
+            "group" => Box::pin(self.crawl_groups(resync_id, report)),
+            "group-member" => Box::pin(self.crawl_group_members(resync_id, report)),
             "board" => Box::pin(self.crawl_boards(resync_id, cache, report)),
             "column" => Box::pin(self.crawl_columns(resync_id, cache, report)),
             "work-item" => Box::pin(self.crawl_work_items(resync_id, plan, cache, report)),

@@ -1,4 +1,4 @@
-//! Boards and work kinds: `team`, `board` (teams → boards → board detail, `__project`),
+//! Boards and work kinds: `board` (teams → boards → board detail, `__project`),
 //! `column` (one item per board column and work item type: `__board`, `__stateType`,
 //! `__stateName`) and `work-item` (WIQL by id range, then `workitemsbatch` 200 at a time;
 //! `__projectId`, `__project`; selectors `wiql`, `expand`).
@@ -54,25 +54,6 @@ pub(crate) fn columns_of(board: &Value) -> Vec<Value> {
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_teams(
-        &self,
-        resync_id: ResyncId,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let mut skip = 0;
-        loop {
-            let page = self.client.teams_page(TEAMS_PAGE, skip).await?;
-            let got = page.len();
-            if got > 0 {
-                self.publish(resync_id, "team", page, report).await?;
-            }
-            if got < TEAMS_PAGE {
-                return Ok(());
-            }
-            skip += got;
-        }
-    }
-
     /// The boards of one project, each the list item merged with its detail, plus `__project`.
     async fn project_boards(&self, project: &Value) -> Result<Vec<Value>, AdoError> {
         let project_id = text(project, "id").unwrap_or_default();

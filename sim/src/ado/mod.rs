@@ -28,15 +28,18 @@
 //! | `GET /{org}/{project}/_apis/git/pullrequests` | pull requests of a project (`searchCriteria.repositoryId` optional) |
 //! | `GET /{org}/_apis/git/pullrequests/{pullRequestId}` | one pull request by id |
 //! | `GET /{org}/{project}/_apis/git/pullrequests/{pullRequestId}` | same, project-scoped |
+//! | identity, team settings, area and project-property endpoints | see `identities.rs` |
 //! | `GET <unmatched>` (any method) | 404 |
 //!
 //! 404s carry the Azure DevOps error body (`TF200016` project, `TF401019` repository,
 //! `TF401180` pull request, `TF401174` file).
 
 mod auth;
+mod directory;
 mod error;
 mod limit;
 mod organizations;
+mod identities;
 pub mod pipelines;
 mod routes;
 pub mod runs;
@@ -85,6 +88,9 @@ pub struct AdoSimConfig {
     /// This organization's request budget (a fixed window; past it 429 `TF400733` with
     /// `Retry-After`). `None`: unlimited.
     pub rate_limit: Option<crate::port::RateLimit>,
+    /// Server page size of the graph user/group lists and of user entitlements (default 100;
+    /// lower it to cross continuation-token pages).
+    pub identity_page_size: usize,
 }
 
 impl Default for AdoSimConfig {
@@ -102,6 +108,7 @@ impl Default for AdoSimConfig {
             latency: Duration::ZERO,
             bearer_tokens: None,
             rate_limit: None,
+            identity_page_size: 100,
         }
     }
 }

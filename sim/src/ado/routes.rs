@@ -92,6 +92,7 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
         .merge(super::pipelines::routes())
         .merge(super::runs::routes())
         .merge(super::security::routes())
+        .merge(super::identities::routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)

@@ -1,0 +1,326 @@
+//! Team-structure kinds: `team` (every team of the organization, `$top`/`$skip`; selectors
+//! `includeMembers` → `__members`, `includeAreaPaths` → `__areaPaths`), `member` (each team's
+//! members with `__teamId`), `iteration` (per project, per team — every page of teams —
+//! with `__project`, `__team`) and `area-path` (each project's area tree flattened, with
+//! `__project`, `__parentIdentifier`, `__normalizedPath`; selector `depth`).
+//!
+//! `team` and `member` are organization-level (not filtered by `excludedTags`); `iteration`
+//! and `area-path` hang off the project list of the resync.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::Value;
+
+use super::{CONCURRENT_UNITS, Pages, enrich, text};
+use crate::ado::AdoError;
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// Errors after which nothing more can be read (the crawl stops).
+pub(crate) fn is_fatal(error: &AdoError) -> bool {
+    matches!(
+        error,
+        AdoError::Unauthorized { .. }
+            | AdoError::UntrustedCertificate { .. }
+            | AdoError::ShuttingDown
+    )
+}
+
+/// `\Project\Area\A\B` → `Project\A\B` (the form of `System.AreaPath`).
+pub(crate) fn normalized_area_path(path: &str) -> String {
+    let segments: Vec<&str> = path
+        .trim_start_matches('\\')
+        .split('\\')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        if i == 1 && segment.eq_ignore_ascii_case("Area") {
+            continue;
+        }
+        out.push(segment);
+    }
+    out.join("\\")
+}
+
+/// The area nodes of a classification tree, depth first, each without `children` and with
+/// `__project`, `__parentIdentifier` (the parent's `identifier`, `null` for the root) and
+/// `__normalizedPath`. Nodes of another structure type are left out.
+pub(crate) fn flatten_areas(root: Value, project: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root, Value::Null)];
+    while let Some((mut node, parent)) = stack.pop() {
+        let children = match &mut node {
+            Value::Object(map) => map.remove("children"),
+            _ => None,
+        };
+        let identifier = node.get("identifier").cloned().unwrap_or(Value::Null);
+        if let Some(Value::Array(children)) = children {
+            for child in children.into_iter().rev() {
+                stack.push((child, identifier.clone()));
+            }
+        }
+        if text(&node, "structureType").is_some_and(|t| t != "area") {
+            continue;
+        }
+        let path = normalized_area_path(text(&node, "path").unwrap_or_default());
+        let node = enrich(node, "__project", project);
+        let node = enrich(node, "__parentIdentifier", &parent);
+        out.push(enrich(node, "__normalizedPath", &Value::String(path)));
+    }
+    out
+}
+
+impl Crawler {
+    /// Every member of a team, page by page of `$top`.
+    async fn all_team_members(&self, team: &Value) -> Result<Vec<Value>, AdoError> {
+        let project_id = text(team, "projectId").unwrap_or_default();
+        let team_id = text(team, "id").unwrap_or_default();
+        let top = self.limits.page.max(1);
+        let mut members = Vec::new();
+        let mut skip = 0;
+        loop {
+            let page = self
+                .client
+                .team_members_page(project_id, team_id, top, skip)
+                .await?;
+            let got = page.len();
+            members.extend(page);
+            if got < top {
+                return Ok(members);
+            }
+            skip += got;
+        }
+    }
+
+    /// A team with `__members` and/or `__areaPaths`; `None` (and a message in `failures`)
+    /// when its members could not be read, so that it is not published with a wrong list.
+    async fn enriched_team(
+        &self,
+        team: Value,
+        members: bool,
+        area_paths: bool,
+    ) -> Result<Result<Option<Value>, String>, AdoError> {
+        let mut team = team;
+        if members {
+            match self.all_team_members(&team).await {
+                Ok(list) => team = enrich(team, "__members", &Value::Array(list)),
+                Err(AdoError::NotFound { .. }) => return Ok(Ok(None)),
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) => {
+                    let name = text(&team, "name").unwrap_or("?");
+                    tracing::warn!(team = name, error = %e, "could not read the team's members; team skipped and kind marked failed");
+                    return Ok(Err(format!("team {name}: {e}")));
+                }
+            }
+        }
+        if area_paths {
+            let project_id = text(&team, "projectId").unwrap_or_default().to_string();
+            let team_id = text(&team, "id").unwrap_or_default().to_string();
+            let value = match self.client.team_field_values(&project_id, &team_id).await {
+                Ok(values) => values,
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(team = %team_id, error = %e, "could not read the team's area paths; __areaPaths is null");
+                    Value::Null
+                }
+            };
+            team = enrich(team, "__areaPaths", &value);
+        }
+        Ok(Ok(Some(team)))
+    }
+
+    pub(crate) async fn crawl_teams(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let members = plan.flag("includeMembers");
+        let area_paths = plan.flag("includeAreaPaths");
+        let top = self.limits.page.max(1);
+        let mut failures: Vec<String> = Vec::new();
+        let mut skip = 0;
+        loop {
+            let page = self.client.teams_page(top, skip).await?;
+            let got = page.len();
+            let items = if members || area_paths {
+                let outcomes: Vec<Result<Option<Value>, String>> = stream::iter(page)
+                    .map(|team| self.enriched_team(team, members, area_paths))
+                    .buffered(CONCURRENT_UNITS)
+                    .try_collect()
+                    .await?;
+                let mut items = Vec::with_capacity(outcomes.len());
+                for outcome in outcomes {
+                    match outcome {
+                        Ok(Some(team)) => items.push(team),
+                        Ok(None) => {}
+                        Err(message) => failures.push(message),
+                    }
+                }
+                items
+            } else {
+                page
+            };
+            if !items.is_empty() {
+                self.publish(resync_id, "team", items, report).await?;
+            }
+            if got < top {
+                break;
+            }
+            skip += got;
+        }
+        if let Some(first) = failures.first() {
+            report.failure = Some(format!(
+                "{} team(s) of kind team could not be read, e.g. {first}",
+                failures.len()
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn crawl_members(
+        &self,
+        resync_id: ResyncId,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let top = self.limits.page.max(1);
+        let mut skip = 0;
+        loop {
+            let teams = self.client.teams_page(top, skip).await?;
+            let got = teams.len();
+            let units = teams
+                .into_iter()
+                .map(|team| (format!("team {}", text(&team, "name").unwrap_or("?")), team))
+                .collect();
+            self.fan_out(
+                resync_id,
+                "member",
+                units,
+                report,
+                |team, pages: Pages| async move {
+                    let team_id = team.get("id").cloned().unwrap_or(Value::Null);
+                    let members = self.all_team_members(&team).await?;
+                    pages
+                        .send(
+                            members
+                                .into_iter()
+                                .map(|m| enrich(m, "__teamId", &team_id))
+                                .collect(),
+                        )
+                        .await
+                },
+            )
+            .await?;
+            if got < top {
+                return Ok(());
+            }
+            skip += got;
+        }
+    }
+
+    pub(crate) async fn crawl_iterations(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let units = self.project_units(cache).await?;
+        let top = self.limits.page.max(1);
+        self.fan_out(
+            resync_id,
+            "iteration",
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let mut skip = 0;
+                loop {
+                    let teams = self
+                        .client
+                        .project_teams_page(&project_id, top, skip)
+                        .await?;
+                    let got = teams.len();
+                    for team in teams {
+                        let team_id = text(&team, "id").unwrap_or_default().to_string();
+                        let iterations =
+                            match self.client.team_iterations(&project_id, &team_id).await {
+                                Ok(iterations) => iterations,
+                                // The team went away between the list and the read.
+                                Err(AdoError::NotFound { .. }) => continue,
+                                Err(e) => return Err(e),
+                            };
+                        let items = iterations
+                            .into_iter()
+                            .map(|i| enrich(enrich(i, "__project", &project), "__team", &team))
+                            .collect();
+                        pages.send(items).await?;
+                    }
+                    if got < top {
+                        return Ok(());
+                    }
+                    skip += got;
+                }
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn crawl_area_paths(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let depth = plan.number("depth");
+        let units = self.project_units(cache).await?;
+        self.fan_out(
+            resync_id,
+            "area-path",
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let root = self.client.area_tree(&project_id, depth).await?;
+                pages.send(flatten_areas(root, &project)).await
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn area_paths_are_normalized_like_system_area_path() {
+        assert_eq!(normalized_area_path("\\Proj\\Area\\A\\B"), "Proj\\A\\B");
+        assert_eq!(normalized_area_path("\\Proj\\Area"), "Proj");
+        assert_eq!(
+            normalized_area_path("\\Proj\\Areas of work"),
+            "Proj\\Areas of work"
+        );
+    }
+
+    #[test]
+    fn trees_flatten_depth_first_with_parents() {
+        let tree = json!({"identifier": "r", "structureType": "area", "path": "\\P\\Area", "children": [
+            {"identifier": "a", "structureType": "area", "path": "\\P\\Area\\A", "children": [
+                {"identifier": "b", "structureType": "area", "path": "\\P\\Area\\A\\B"}]},
+            {"identifier": "i", "structureType": "iteration", "path": "\\P\\Iteration\\I"}
+        ]});
+        let items = flatten_areas(tree, &json!({"id": "p"}));
+        let ids: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i["identifier"].as_str())
+            .collect();
+        assert_eq!(ids, ["r", "a", "b"]);
+        assert!(items[0]["__parentIdentifier"].is_null());
+        assert_eq!(items[2]["__parentIdentifier"], "a");
+        assert_eq!(items[2]["__normalizedPath"], "P\\A\\B");
+        assert_eq!(items[1]["__project"]["id"], "p");
+        assert!(items.iter().all(|i| i.get("children").is_none()));
+    }
+}

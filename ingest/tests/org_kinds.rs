@@ -1,0 +1,438 @@
+//! The organization, team and identity kinds against the Azure DevOps simulator: `team`
+//! selectors, `member`, `user` (entitlements and graph), `group`, `group-member`, `iteration`,
+//! `area-path`, page boundaries, `excludedTags` and a 403 on one project.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_shared::messages::{RawEvent, ResyncId, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    sim: AdoSim,
+    crawler: Crawler,
+    deliveries: tokio::sync::Mutex<Subscription>,
+}
+
+async fn harness(config: AdoSimConfig, limits: CrawlLimits, excluded_tags: &[&str]) -> Harness {
+    let sim = AdoSim::start(config).await.expect("simulator starts");
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: Default::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let bus = Bus::memory(Topology::new("org-kinds.", 2), shutdown);
+    let tags: Vec<String> = excluded_tags.iter().map(|t| t.to_string()).collect();
+    let crawler = Crawler::new(client, bus.clone(), 50)
+        .with_limits(limits)
+        .with_excluded_tags(&tags);
+    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+    Harness {
+        sim,
+        crawler,
+        deliveries: tokio::sync::Mutex::new(deliveries),
+    }
+}
+
+fn plan(kind: &str, selector: Value) -> KindPlan {
+    KindPlan {
+        kind: kind.to_string(),
+        selectors: vec![selector.as_object().cloned().unwrap_or_default()],
+    }
+}
+
+fn small_pages(page: usize) -> CrawlLimits {
+    CrawlLimits {
+        page,
+        ..CrawlLimits::default()
+    }
+}
+
+impl Harness {
+    /// Crawls `plan` and returns the report and the items published per kind.
+    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.crawler.crawl(ResyncId::new(), plan),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut deliveries = self.deliveries.lock().await;
+        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for _ in 0..events {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            let event: RawEvent = decode(&delivery.body).expect("raw event");
+            items
+                .entry(event.kind.clone())
+                .or_default()
+                .extend(event.items);
+            delivery.ack().await.expect("ack");
+        }
+        (report, items)
+    }
+
+    fn requests(&self, route: &str) -> u64 {
+        self.sim.requests().get(route).copied().unwrap_or(0)
+    }
+}
+
+fn strings<'a>(items: &'a [Value], pointer: &str) -> Vec<&'a str> {
+    items
+        .iter()
+        .filter_map(|i| i.pointer(pointer).and_then(Value::as_str))
+        .collect()
+}
+
+#[tokio::test]
+async fn teams_carry_members_and_area_paths_only_when_asked() {
+    let h = harness(AdoSimConfig::default(), small_pages(2), &[]).await;
+    let (report, items) = h.crawl(&[plan("team", json!({}))]).await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let teams = &items["team"];
+    assert_eq!(
+        teams.len(),
+        3,
+        "three projects, one team each, over two pages"
+    );
+    assert!(
+        teams
+            .iter()
+            .all(|t| t.get("__members").is_none() && t.get("__areaPaths").is_none())
+    );
+    assert_eq!(h.requests("GET /{org}/_apis/teams"), 2);
+
+    let (report, items) = h
+        .crawl(&[plan(
+            "team",
+            json!({"includeMembers": "true", "includeAreaPaths": true}),
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let teams = &items["team"];
+    assert_eq!(teams.len(), 3);
+    for team in teams {
+        let members = team["__members"].as_array().expect("__members");
+        assert_eq!(members.len(), 2, "{team}");
+        assert!(
+            members
+                .iter()
+                .all(|m| m["identity"]["uniqueName"].is_string())
+        );
+        assert_eq!(
+            team["__areaPaths"]["defaultValue"], team["projectName"],
+            "{team}"
+        );
+        assert_eq!(
+            team["__areaPaths"]["field"]["referenceName"],
+            "System.AreaPath"
+        );
+    }
+    // Two members a team, pages of two: a second, empty page is read for each team.
+    assert_eq!(
+        h.requests("GET /{org}/_apis/projects/{project}/teams/{team}/members"),
+        6
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn members_come_one_per_team_membership_with_the_team_id() {
+    let h = harness(AdoSimConfig::default(), small_pages(1), &[]).await;
+    let (report, items) = h.crawl(&[plan("member", json!({}))]).await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let members = &items["member"];
+    assert_eq!(members.len(), 6, "two members in each of three teams");
+    let team_ids: Vec<String> = h
+        .sim
+        .projects()
+        .iter()
+        .filter_map(|p| p["defaultTeam"]["id"].as_str().map(String::from))
+        .collect();
+    for member in members {
+        let team = member["__teamId"].as_str().expect("__teamId");
+        assert!(team_ids.iter().any(|t| t == team), "{member}");
+        assert!(member["identity"]["descriptor"].is_string());
+    }
+    assert_eq!(
+        members.iter().filter(|m| m["isTeamAdmin"] == true).count(),
+        3,
+        "one admin a team"
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions() {
+    let config = AdoSimConfig {
+        identity_page_size: 3,
+        ..AdoSimConfig::default()
+    };
+    let h = harness(config, small_pages(3), &[]).await;
+    let route = "GET /{org}/_apis/userentitlements";
+    let (report, items) = h
+        .crawl(&[plan(
+            "user",
+            json!({"includeFields": ["projects", "license"]}),
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let users = &items["user"];
+    assert_eq!(users.len(), 4, "four users over two token pages");
+    assert_eq!(h.requests(route), 2);
+    assert!(
+        users
+            .iter()
+            .all(|u| u["accessLevel"]["licenseDisplayName"].is_string()
+                && u["user"]["principalName"].is_string()
+                && u["lastAccessedDate"].is_string())
+    );
+    assert!(
+        users.iter().any(|u| !u["projectEntitlements"]
+            .as_array()
+            .expect("array")
+            .is_empty()),
+        "select=projects fills projectEntitlements"
+    );
+
+    let (report, items) = h
+        .crawl(&[plan(
+            "user",
+            json!({"source": "entitlements", "apiVersion": "6.0-preview.3"}),
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    assert_eq!(items["user"].len(), 4, "top/skip pages of three");
+    assert_eq!(h.requests(route), 4);
+    assert!(
+        items["user"].iter().all(|u| u["projectEntitlements"]
+            .as_array()
+            .is_some_and(Vec::is_empty)),
+        "no select, no project entitlements"
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn graph_users_carry_their_groups_and_projects_when_asked() {
+    let config = AdoSimConfig {
+        identity_page_size: 3,
+        ..AdoSimConfig::default()
+    };
+    let h = harness(config, CrawlLimits::default(), &[]).await;
+    let (report, items) = h.crawl(&[plan("user", json!({"source": "graph"}))]).await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let users = &items["user"];
+    assert_eq!(users.len(), 4);
+    assert_eq!(h.requests("GET /{org}/_apis/graph/users"), 2);
+    assert!(users.iter().all(|u| u["subjectKind"] == "user"
+        && u["origin"] == "aad"
+        && u["descriptor"].is_string()
+        && u.get("__groups").is_none()));
+
+    let (report, items) = h
+        .crawl(&[plan(
+            "user",
+            json!({"source": "graph", "includeGroupMemberships": true}),
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let users = &items["user"];
+    let ada = users
+        .iter()
+        .find(|u| u["principalName"] == "ada@acme.example")
+        .expect("user 0");
+    let groups = strings(
+        ada["__groups"].as_array().expect("__groups"),
+        "/principalName",
+    );
+    assert_eq!(groups.len(), 4, "{groups:?}");
+    assert!(groups.contains(&"[acme]\\Project Collection Administrators"));
+    assert!(groups.contains(&"[project-0]\\Contributors"));
+    assert!(groups.contains(&"[project 1]\\Readers"));
+    assert_eq!(
+        ada["__projects"],
+        json!(["project 1", "project-0", "project-2"]),
+        "sorted, organization groups left out"
+    );
+    // Every user's memberships, then one lookup per page of users.
+    assert_eq!(
+        h.requests("GET /{org}/_apis/graph/memberships/{descriptor}"),
+        4
+    );
+    assert_eq!(h.requests("POST /{org}/_apis/graph/subjectlookup"), 2);
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn groups_and_their_direct_members() {
+    let config = AdoSimConfig {
+        identity_page_size: 2,
+        ..AdoSimConfig::default()
+    };
+    let h = harness(config, CrawlLimits::default(), &[]).await;
+    let (report, items) = h
+        .crawl(&[plan("group", json!({})), plan("group-member", json!({}))])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let groups = &items["group"];
+    assert_eq!(
+        groups.len(),
+        7,
+        "collection administrators + two groups a project"
+    );
+    assert!(groups.iter().all(|g| {
+        g["subjectKind"] == "group"
+            && g["descriptor"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("vssgp."))
+            && g["_links"]["memberships"]["href"].is_string()
+    }));
+    let members = &items["group-member"];
+    // 4 users split over each project's two groups, plus user 0 and one nested group.
+    assert_eq!(members.len(), 3 * 4 + 2);
+    let nested = members
+        .iter()
+        .find(|m| m["subjectKind"] == "group")
+        .expect("a group member that is a group");
+    assert_eq!(
+        nested["__group"]["principalName"],
+        "[acme]\\Project Collection Administrators"
+    );
+    assert_eq!(nested["principalName"], "[project-0]\\Contributors");
+    assert!(
+        members
+            .iter()
+            .all(|m| m["__group"]["descriptor"].is_string())
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
+    let h = harness(AdoSimConfig::default(), small_pages(1), &[]).await;
+    let (report, items) = h
+        .crawl(&[plan("iteration", json!({})), plan("area-path", json!({}))])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let iterations = &items["iteration"];
+    assert_eq!(
+        iterations.len(),
+        9,
+        "three sprints of one team in three projects"
+    );
+    // Pages of one team: every project's team list is read twice (the second page is empty).
+    assert_eq!(h.requests("GET /{org}/_apis/projects/{project}/teams"), 6);
+    for iteration in iterations {
+        assert!(iteration["attributes"]["timeFrame"].is_string());
+        assert!(iteration["attributes"]["startDate"].is_string());
+        assert_eq!(
+            iteration["__team"]["projectId"],
+            iteration["__project"]["id"]
+        );
+    }
+    let roots = &items["area-path"];
+    assert_eq!(roots.len(), 3, "no depth: the root area of each project");
+    assert!(
+        roots.iter().all(|a| a["__parentIdentifier"].is_null()
+            && a["__normalizedPath"] == a["__project"]["name"])
+    );
+
+    let (report, items) = h.crawl(&[plan("area-path", json!({"depth": 2}))]).await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let areas = &items["area-path"];
+    assert_eq!(areas.len(), 12);
+    let api = areas
+        .iter()
+        .find(|a| a["path"] == "\\project-0\\Area\\Backend\\API")
+        .expect("a leaf area");
+    assert_eq!(api["__normalizedPath"], "project-0\\Backend\\API");
+    let backend = areas
+        .iter()
+        .find(|a| a["path"] == "\\project-0\\Area\\Backend")
+        .expect("its parent");
+    assert_eq!(api["__parentIdentifier"], backend["identifier"]);
+    assert!(areas.iter().all(|a| a.get("children").is_none()));
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn excluded_tags_drop_a_tagged_project_from_project_derived_kinds_only() {
+    let h = harness(AdoSimConfig::default(), CrawlLimits::default(), &["Legacy"]).await;
+    let tagged = h.sim.projects()[0]["id"].as_str().expect("id").to_string();
+    let (report, items) = h
+        .crawl(&[
+            plan("project", json!({})),
+            plan("iteration", json!({})),
+            plan("area-path", json!({})),
+            plan("repository", json!({})),
+            plan("team", json!({})),
+            plan("member", json!({})),
+            plan("group", json!({})),
+        ])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    assert_eq!(items["project"].len(), 2);
+    assert!(
+        strings(&items["project"], "/id")
+            .iter()
+            .all(|id| *id != tagged)
+    );
+    assert_eq!(items["iteration"].len(), 6);
+    assert_eq!(items["area-path"].len(), 2);
+    assert_eq!(items["repository"].len(), 8);
+    assert!(
+        strings(&items["repository"], "/project/id")
+            .iter()
+            .all(|id| *id != tagged)
+    );
+    // Organization-level kinds are not filtered.
+    assert_eq!(items["team"].len(), 3);
+    assert_eq!(items["member"].len(), 6);
+    assert_eq!(items["group"].len(), 7);
+    // Tags are read once per project per resync.
+    assert_eq!(
+        h.requests("GET /{org}/_apis/projects/{project}/properties"),
+        3
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_project_marks_iteration_and_area_path_failed_and_keeps_the_others() {
+    let h = harness(AdoSimConfig::default(), CrawlLimits::default(), &["legacy"]).await;
+    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
+    h.sim.forbid_project(&forbidden);
+    let (report, items) = h
+        .crawl(&[plan("iteration", json!({})), plan("area-path", json!({}))])
+        .await;
+    assert_eq!(report.failed_kinds(), vec!["area-path", "iteration"]);
+    let failure = report.kinds["iteration"]
+        .failure
+        .as_deref()
+        .unwrap_or_default();
+    assert!(
+        failure.contains("project project 1") && failure.contains("403"),
+        "{failure}"
+    );
+    // Project 0 is excluded by its tag, project 1 is forbidden (its tags unreadable: kept,
+    // then failed), project 2 is read.
+    assert_eq!(items["iteration"].len(), 3);
+    assert_eq!(items["area-path"].len(), 1);
+    assert_eq!(items["area-path"][0]["__project"]["name"], "project-2");
+    h.sim.shutdown().await;
+}

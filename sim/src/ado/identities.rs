@@ -1,0 +1,438 @@
+//! Simulated Azure DevOps identity and team-structure endpoints (data from [`super::directory`]).
+//! The `vssps` (graph) and `vsaex` (entitlements) services are served on the organization's own
+//! host, as Azure DevOps Server does.
+//!
+//! | key | answer |
+//! |---|---|
+//! | `GET /{org}/_apis/graph/users` | graph users, `subjectTypes` (descriptor prefixes), `identity_page_size` a page, `continuationToken` / `x-ms-continuationtoken` header |
+//! | `GET /{org}/_apis/graph/groups` | graph groups, paged the same way |
+//! | `GET /{org}/_apis/graph/memberships/{descriptor}` | `direction=up` (default) or `down`: `{containerDescriptor, memberDescriptor}`; unknown subject → 404 |
+//! | `POST /{org}/_apis/graph/subjectlookup` | `{lookupKeys:[{descriptor}]}` → `{value: {descriptor: subject}}` (unknown ones omitted) |
+//! | `GET /{org}/_apis/userentitlements` | api-version ≥ 7: `{items, members, continuationToken, totalCount}`, `identity_page_size` a page, token in the body; older: `top`/`skip`, `{count, value}`; `select` |
+//! | `GET /{org}/_apis/projects/{project}/teams/{team}/members` | team members `{identity, isTeamAdmin}`, `$top` (default 100)/`$skip` |
+//! | `GET /{org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues` | the team's area paths |
+//! | `GET /{org}/{project}/{team}/_apis/work/teamsettings/iterations` | the team's iterations (`$timeframe=current` filters) |
+//! | `GET /{org}/{project}/_apis/wit/classificationnodes/{group}` | `Areas`: the area tree down to `$depth` (default 0) |
+//! | `GET /{org}/_apis/projects/{project}/properties` | project properties, `keys` (comma list, trailing `*` wildcard) |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::AdoState;
+use super::error::{AdoError, json_headers};
+use super::routes::{list, ok_json, parse_count, urls};
+use super::seed::{Organization, Project};
+use super::work::project;
+use crate::traffic::lock;
+
+type Params = Path<HashMap<String, String>>;
+type QueryMap = Query<HashMap<String, String>>;
+
+pub(crate) fn routes() -> Router<Arc<AdoState>> {
+    let team_settings = "/{org}/{project}/{team}/_apis/work/teamsettings";
+    Router::new()
+        .route("/{org}/_apis/graph/users", get(graph_users))
+        .route("/{org}/_apis/graph/groups", get(graph_groups))
+        .route(
+            "/{org}/_apis/graph/memberships/{descriptor}",
+            get(memberships),
+        )
+        .route(
+            "/{org}/_apis/graph/Memberships/{descriptor}",
+            get(memberships),
+        )
+        .route("/{org}/_apis/graph/subjectlookup", post(subject_lookup))
+        .route("/{org}/_apis/userentitlements", get(entitlements))
+        .route(
+            "/{org}/_apis/projects/{project}/teams/{team}/members",
+            get(team_members),
+        )
+        .route(
+            &format!("{team_settings}/teamfieldvalues"),
+            get(team_field_values),
+        )
+        .route(&format!("{team_settings}/iterations"), get(iterations))
+        .route(
+            "/{org}/{project}/_apis/wit/classificationnodes/{group}",
+            get(classification_nodes),
+        )
+        .route(
+            "/{org}/{project}/_apis/wit/classificationNodes/{group}",
+            get(classification_nodes),
+        )
+        .route(
+            "/{org}/_apis/projects/{project}/properties",
+            get(project_properties),
+        )
+}
+
+/// An Azure DevOps error body with any status.
+fn error(status: StatusCode, message: &str, type_key: &str) -> Response {
+    let body = json!({"$id": "1", "innerException": null, "message": message,
+        "typeName": format!("Microsoft.VisualStudio.Services.Graph.{type_key}, Microsoft.VisualStudio.Services.WebApi"),
+        "typeKey": type_key, "errorCode": 0, "eventId": 3000});
+    (status, json_headers(), body.to_string()).into_response()
+}
+
+/// Why a handler of this module refuses a request.
+enum Refusal {
+    Ado(AdoError),
+    TeamNotFound(String),
+    NodeNotFound(String),
+}
+
+impl From<AdoError> for Refusal {
+    fn from(error: AdoError) -> Self {
+        Refusal::Ado(error)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Ado(error) => error.into_response(),
+            Refusal::TeamNotFound(team) => error(
+                StatusCode::NOT_FOUND,
+                &format!("VS403155: The team '{team}' does not exist."),
+                "TeamNotFoundException",
+            ),
+            Refusal::NodeNotFound(node) => error(
+                StatusCode::NOT_FOUND,
+                &format!("VS402485: The node '{node}' does not exist."),
+                "WorkItemTrackingTreeNodeNotFoundException",
+            ),
+        }
+    }
+}
+
+/// The token (an offset) a continuation-token request starts at.
+fn start(query: &HashMap<String, String>) -> Result<usize, AdoError> {
+    match query.get("continuationToken") {
+        Some(token) => token.trim().parse().map_err(|_| AdoError::BadArgument {
+            message: format!("The continuation token '{token}' is not valid."),
+        }),
+        None => Ok(0),
+    }
+}
+
+/// One server-sized page of `values` from the request's token, with `x-ms-continuationtoken`
+/// while more remain (the graph APIs take no page size).
+fn graph_page(
+    state: &AdoState,
+    values: Vec<Value>,
+    query: &HashMap<String, String>,
+) -> Result<Response, AdoError> {
+    let from = start(query)?;
+    let size = state.config.identity_page_size.max(1);
+    let total = values.len();
+    let mut response = list(values.into_iter().skip(from).take(size).collect());
+    if from + size < total
+        && let Ok(token) = HeaderValue::from_str(&(from + size).to_string())
+    {
+        response
+            .headers_mut()
+            .insert("x-ms-continuationtoken", token);
+    }
+    Ok(response)
+}
+
+async fn graph_users(
+    State(state): State<Arc<AdoState>>,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let kinds: Vec<String> = query
+        .get("subjectTypes")
+        .map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let values = {
+        let org = lock(&state.organization);
+        (0..org.users.len())
+            .map(|u| org.graph_user_json(&urls, u))
+            .filter(|user| {
+                let descriptor = user["descriptor"].as_str().unwrap_or_default();
+                kinds.is_empty()
+                    || kinds
+                        .iter()
+                        .any(|k| descriptor.starts_with(&format!("{k}.")))
+            })
+            .collect()
+    };
+    graph_page(&state, values, &query)
+}
+
+async fn graph_groups(
+    State(state): State<Arc<AdoState>>,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let values = {
+        let org = lock(&state.organization);
+        org.groups(&urls)
+            .iter()
+            .map(|g| org.group_json(&urls, g))
+            .collect()
+    };
+    graph_page(&state, values, &query)
+}
+
+fn membership(graph: &str, container: &str, member: &str) -> Value {
+    json!({
+        "_links": {
+            "self": {"href": format!("{graph}/Memberships/{member}/{container}")},
+            "member": {"href": format!("{graph}/Subjects/{member}")},
+            "container": {"href": format!("{graph}/Subjects/{container}")},
+        },
+        "containerDescriptor": container,
+        "memberDescriptor": member,
+    })
+}
+
+async fn memberships(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Response {
+    let urls = urls(&state, &headers);
+    let graph = format!("{}/_apis/Graph", urls.organization_url);
+    let descriptor = params.get("descriptor").cloned().unwrap_or_default();
+    let down = query
+        .get("direction")
+        .is_some_and(|d| d.eq_ignore_ascii_case("down"));
+    let org = lock(&state.organization);
+    let groups = org.groups(&urls);
+    if org.subject_json(&urls, &groups, &descriptor).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("VS860018: The subject with descriptor '{descriptor}' could not be found."),
+            "GraphSubjectNotFoundException",
+        );
+    }
+    let user_descriptor = |u: usize| {
+        org.users
+            .get(u)
+            .map(|user| super::directory::user_descriptor(&user.id))
+    };
+    let values: Vec<Value> = if down {
+        groups
+            .iter()
+            .filter(|g| g.descriptor == descriptor)
+            .flat_map(|g| {
+                g.users
+                    .iter()
+                    .filter_map(|u| user_descriptor(*u))
+                    .chain(g.groups.iter().cloned())
+                    .map(|member| membership(&graph, &g.descriptor, &member))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    } else {
+        groups
+            .iter()
+            .filter(|g| {
+                g.groups.contains(&descriptor)
+                    || g.users
+                        .iter()
+                        .any(|u| user_descriptor(*u).as_deref() == Some(descriptor.as_str()))
+            })
+            .map(|g| membership(&graph, &g.descriptor, &descriptor))
+            .collect()
+    };
+    list(values)
+}
+
+async fn subject_lookup(
+    State(state): State<Arc<AdoState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AdoError> {
+    let request: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
+        message: format!("The request body is not valid JSON: {e}"),
+    })?;
+    let Some(keys) = request.get("lookupKeys").and_then(Value::as_array) else {
+        return Err(AdoError::BadArgument {
+            message: "Value cannot be null. Parameter name: subjectLookup.LookupKeys".into(),
+        });
+    };
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let groups = org.groups(&urls);
+    let mut found = serde_json::Map::new();
+    for descriptor in keys
+        .iter()
+        .filter_map(|k| k.get("descriptor").and_then(Value::as_str))
+    {
+        if let Some(subject) = org.subject_json(&urls, &groups, descriptor) {
+            found.insert(descriptor.to_string(), subject);
+        }
+    }
+    Ok(ok_json(json!({"count": found.len(), "value": found})))
+}
+
+fn api_major(query: &HashMap<String, String>) -> u32 {
+    query
+        .get("api-version")
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(7)
+}
+
+async fn entitlements(
+    State(state): State<Arc<AdoState>>,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let select: Vec<String> = query
+        .get("select")
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let all: Vec<Value> = {
+        let org = lock(&state.organization);
+        (0..org.users.len())
+            .map(|u| org.entitlement_json(&urls, u, &select))
+            .collect()
+    };
+    let total = all.len();
+    if api_major(&query) < 7 {
+        let top = parse_count(&query, "top")?.unwrap_or(100).max(1);
+        let skip = parse_count(&query, "skip")?.unwrap_or(0);
+        return Ok(list(all.into_iter().skip(skip).take(top).collect()));
+    }
+    let from = start(&query)?;
+    let size = state.config.identity_page_size.max(1);
+    let page: Vec<Value> = all.into_iter().skip(from).take(size).collect();
+    let token = (from + size < total).then(|| (from + size).to_string());
+    Ok(ok_json(json!({
+        "members": page,
+        "items": page,
+        "continuationToken": token,
+        "totalCount": total,
+    })))
+}
+
+/// The project and its default team (by id or name) a team path names.
+fn team<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<&'a Project, Refusal> {
+    let project = project(org, params)?;
+    let team = params.get("team").cloned().unwrap_or_default();
+    if team.eq_ignore_ascii_case(&project.default_team_id)
+        || team.eq_ignore_ascii_case(&format!("{} Team", project.name))
+    {
+        Ok(project)
+    } else {
+        Err(Refusal::TeamNotFound(team))
+    }
+}
+
+async fn team_members(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let top = parse_count(&query, "$top")?.unwrap_or(100).max(1);
+    let skip = parse_count(&query, "$skip")?.unwrap_or(0);
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = team(&org, &params)?;
+    let members = org.team_members_json(&urls, project);
+    Ok(list(members.into_iter().skip(skip).take(top).collect()))
+}
+
+async fn team_field_values(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = team(&org, &params)?;
+    Ok(ok_json(org.team_field_values_json(&urls, project)))
+}
+
+async fn iterations(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = team(&org, &params)?;
+    let frame = query.get("$timeframe").map(|f| f.to_ascii_lowercase());
+    let values = org
+        .iterations_json(&urls, project)
+        .into_iter()
+        .filter(|i| {
+            frame
+                .as_deref()
+                .is_none_or(|f| i["attributes"]["timeFrame"] == f)
+        })
+        .collect();
+    Ok(list(values))
+}
+
+async fn classification_nodes(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let depth = parse_count(&query, "$depth")?.unwrap_or(0);
+    let group = params.get("group").cloned().unwrap_or_default();
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    if !group.eq_ignore_ascii_case("areas") {
+        return Err(Refusal::NodeNotFound(group));
+    }
+    let tree = org.area_tree(project);
+    Ok(ok_json(org.area_json(&urls, project, &tree, depth)))
+}
+
+async fn project_properties(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+) -> Result<Response, AdoError> {
+    let keys: Vec<String> = query
+        .get("keys")
+        .map(|k| k.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let matches = |name: &str| {
+        keys.is_empty()
+            || keys.iter().any(|key| match key.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == key,
+            })
+    };
+    Ok(list(
+        org.project_properties(project)
+            .into_iter()
+            .filter(|p| matches(p["name"].as_str().unwrap_or_default()))
+            .collect(),
+    ))
+}

@@ -1,0 +1,144 @@
+//! The reference mapping example's `iteration` resource through the whole pipeline (real
+//! RabbitMQ): the properties it maps are filled from the crawled iterations. (The example's
+//! only mapping of the organization/team/identity kinds; its `iterationKind` reads
+//! `.__iterationKind`, which the Python integration never sets, so it stays empty there too.)
+//! And `excludedTags` end to end: a tagged project's work items are neither crawled nor
+//! updated by live events.
+
+use adoport::pipeline::Roles;
+use adoport::sim::default_mapping;
+use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start_with_mapping};
+use serde_json::{Value, json};
+
+const EXAMPLE_MAPPINGS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/reference/ocean-azure-devops/mapping-example/example-mappings.yaml"
+);
+
+#[tokio::test]
+async fn the_example_iteration_mapping_fills_its_properties() {
+    let text = std::fs::read_to_string(EXAMPLE_MAPPINGS).expect("example mappings");
+    let mut mapping: Value = serde_saphyr::from_str(&text).expect("example mappings parse");
+    if let Some(Value::Array(resources)) = mapping.get_mut("resources") {
+        resources.retain(|r| r["kind"] == "iteration");
+    }
+    assert_eq!(mapping["resources"].as_array().map(Vec::len), Some(1));
+    let mut running = start_with_mapping(
+        "org-kinds-iteration",
+        BusKind::Rabbit,
+        Roles::ALL,
+        3,
+        1,
+        &[],
+        mapping,
+    )
+    .await;
+    let report = running.resync_settled().await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    running.wait_for_entity_count(9).await;
+    let iterations = running.world.port.entities("iteration");
+    assert_eq!(
+        iterations.len(),
+        9,
+        "three sprints in each of three projects"
+    );
+    let projects: Vec<String> = running
+        .world
+        .ado
+        .projects()
+        .iter()
+        .filter_map(|p| p["id"].as_str().map(String::from))
+        .collect();
+    for entity in &iterations {
+        for property in ["name", "path", "timeFrame"] {
+            assert!(
+                entity["properties"][property].is_string(),
+                "{property} of {entity}"
+            );
+        }
+        let project = entity["relations"]["project"].as_str().unwrap_or_default();
+        assert!(projects.iter().any(|p| p == project), "{entity}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn excluded_tags_keep_a_tagged_project_out_of_resyncs_and_live_events() {
+    let mapping = default_mapping(Some(&["project", "work-item"])).expect("default mapping");
+    let mut running = start_with_mapping(
+        "org-kinds-excluded-tags",
+        BusKind::Rabbit,
+        Roles::ALL,
+        3,
+        1,
+        &[("OCEAN__INTEGRATION__CONFIG__EXCLUDED_TAGS", "[\"legacy\"]")],
+        mapping,
+    )
+    .await;
+    let report = running.resync_settled().await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let projects = running.world.ado.projects();
+    let tagged = projects[0]["id"].as_str().expect("id").to_string();
+    let kept = projects[1]["id"].as_str().expect("id").to_string();
+    let port = &running.world.port;
+    let work_items = port.entities("azureDevopsWorkItem");
+    assert_eq!(
+        work_items.len(),
+        12,
+        "six work items in each untagged project"
+    );
+    assert!(
+        work_items.iter().all(|w| !w["identifier"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&tagged)),
+        "no work item of the tagged project"
+    );
+
+    let http = reqwest::Client::new();
+    let url = running.webhook_url.clone().expect("ingest runs");
+    let send = |project_id: &str, id: u64| {
+        let body = json!({
+            "subscriptionId": "00000000-0000-0000-0000-00000000a002",
+            "notificationId": id,
+            "id": format!("workitem.updated-{id}"),
+            "eventType": "workitem.updated",
+            "publisherId": "tfs",
+            "resource": {"id": 1, "workItemId": id, "rev": 2},
+            "resourceVersion": "1.0",
+            "resourceContainers": {"project": {"id": project_id}},
+            "createdDate": "2026-01-12T09:00:01Z",
+        });
+        http.post(&url)
+            .header("Authorization", basic_auth(WEBHOOK_SECRET))
+            .json(&body)
+            .send()
+    };
+    // Work items 1–6 belong to project 0, 7–12 to project 1.
+    let ignored: Value = send(&tagged, 1)
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ignored["status"], "ignored", "{ignored}");
+    let queued: Value = send(&kept, 7)
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let reads = running
+        .world
+        .ado
+        .requests()
+        .get("GET /{org}/{project}/_apis/wit/workitems/{id}")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        reads, 1,
+        "only the untagged project's work item is read back"
+    );
+    running.stop().await;
+}
