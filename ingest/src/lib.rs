@@ -1,8 +1,10 @@
 //! # adoport-ingest
 //!
 //! Everything adoport reads from Azure DevOps: the webhook receiver ([`webhook`]), the REST
-//! client ([`ado`]), the resync crawler ([`crawler`]), the resync request loop ([`resync`]) and
-//! the service-hook subscription manager ([`subscriptions`]).
+//! client ([`ado`]), the configured organizations and which one an event came from
+//! ([`organizations`]), the resync crawler of one organization ([`crawler`]) and of all of them
+//! ([`crawlers`]), the resync request loop ([`resync`]) and the service-hook subscription
+//! manager ([`subscriptions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
