@@ -348,7 +348,7 @@ async fn handle(
     route: Route,
 ) -> Result<Response, WebhookError> {
     if let Route::WorkItem { project_id, .. } | Route::WorkItemDeleted { project_id, .. } = &route
-        && crate::project_tags::is_excluded(&state.client, &state.excluded_tags, project_id).await
+        && crate::project_tags::is_excluded(client, &state.excluded_tags, project_id).await
     {
         tracing::debug!(project = %project_id, "work item event of a project with an excluded tag; ignored");
         return Ok(axum::Json(json!({"ok": true, "status": "ignored"})).into_response());
