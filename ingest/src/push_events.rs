@@ -189,10 +189,15 @@ async fn branch_changes(
     let (project_id, repository_id) = ids(repository);
     let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
     for update in updates {
-        let current = client
+        // The repository itself may be gone: then so is the branch.
+        let current = match client
             .branch_ref(&project_id, &repository_id, &update.name)
             .await
-            .map_err(upstream)?;
+        {
+            Ok(current) => current,
+            Err(AdoError::NotFound { .. }) => None,
+            Err(e) => return Err(upstream(e)),
+        };
         let short = update.name.trim_start_matches("refs/heads/");
         match current {
             Some(reference) => upserts.push(json!({
@@ -222,7 +227,7 @@ async fn changes_of(
     update: &RefUpdate,
 ) -> Result<Vec<Change>, AdoError> {
     if update.old == ZERO_OBJECT_ID {
-        let items = client
+        let listed = client
             .list_items(
                 project_id,
                 repository_id,
@@ -230,7 +235,12 @@ async fn changes_of(
                 Recursion::Full,
                 &GitVersion::Commit(update.new.clone()),
             )
-            .await?;
+            .await;
+        let items = match listed {
+            Ok(items) => items,
+            Err(AdoError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
         return Ok(items
             .iter()
             .filter_map(|item| {
@@ -243,9 +253,15 @@ async fn changes_of(
             })
             .collect());
     }
-    let diff = client
+    let diff = match client
         .commit_diff(project_id, repository_id, &update.old, &update.new)
-        .await?;
+        .await
+    {
+        Ok(diff) => diff,
+        // The repository was deleted since: its removal is the repository event's business.
+        Err(AdoError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     Ok(diff
         .iter()
         .filter_map(|change| {

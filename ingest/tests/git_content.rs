@@ -563,3 +563,34 @@ async fn a_push_publishes_nothing_more_for_kinds_the_mapping_does_not_ask_for() 
     );
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_push_to_a_repository_deleted_since_deletes_its_branch_and_nothing_else() {
+    let h = harness(CrawlLimits::default()).await;
+    let url = h
+        .webhook(vec![
+            plan("branch", &[json!({})]),
+            plan("file", &[json!({"files": {"path": "**/*.md"}})]),
+        ])
+        .await;
+    let repository = repository_id(&h.sim, "repo-0-2");
+    let pushed = h
+        .sim
+        .push(
+            &repository,
+            "main",
+            vec![SimCommit::new(
+                "docs",
+                vec![FileChange::put("docs/a.md", "# A\n")],
+            )],
+        )
+        .expect("pushed");
+    assert!(h.sim.remove_repository(&repository));
+    let events = deliver(&h, &url, &pushed.webhook, 2).await;
+    assert_eq!(events[0].kind, "repository");
+    assert_eq!(events[0].action, RawAction::Delete);
+    let branches = items_of(&events, "branch", RawAction::Delete);
+    assert_eq!(branches.len(), 1);
+    assert_eq!(branches[0]["name"], "main");
+    h.sim.shutdown().await;
+}
