@@ -125,6 +125,8 @@ const REPOSITORY_DERIVED_KINDS: &[&str] = &[
     "pull-request",
     "branch",
     "advanced-security-alert",
+    "file",
+    "folder",
 ];
 
 /// What one resync reads once and shares between kinds.

@@ -3,8 +3,8 @@
 //! Everything adoport reads from Azure DevOps: the webhook receiver ([`webhook`]), the REST
 //! client ([`ado`]), the configured organizations and which one an event came from
 //! ([`organizations`]), the resync crawler of one organization ([`crawler`]) and of all of them
-//! ([`crawlers`]), the resync request loop ([`resync`]) and the service-hook subscription
-//! manager ([`subscriptions`]).
+//! ([`crawlers`]), what a push changes ([`push_events`]), the resync request loop ([`resync`])
+//! and the service-hook subscription manager ([`subscriptions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
@@ -16,6 +16,7 @@ pub mod examples;
 mod kinds;
 pub mod organizations;
 mod project_tags;
+pub mod push_events;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -125,6 +126,7 @@ pub async fn run(
         organizations: organizations.clone(),
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
+        plan: run.plan.clone(),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;

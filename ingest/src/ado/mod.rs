@@ -7,6 +7,7 @@ pub mod auth;
 mod client;
 pub mod directory;
 mod error;
+mod git_content;
 pub mod organization;
 mod runs;
 
@@ -16,6 +17,7 @@ pub use auth::{AdoAuth, TokenProvider};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
 pub use runs::ADVANCED_SECURITY_API_VERSION;
+pub use git_content::{GitVersion, Recursion, WikiPageRef};
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;

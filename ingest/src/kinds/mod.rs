@@ -3,7 +3,8 @@
 //! area paths; [`identity`]: users, groups, group members; [`releases`]; [`pipelines`]:
 //! pipelines, builds, environments, release definitions and deployments, branches; [`runs`]:
 //! pipeline runs, stages, deployments and pipeline/build enrichment; [`test_runs`];
-//! [`security`]: Advanced Security alerts), and the fan-out
+//! [`security`]: Advanced Security alerts; [`files`], [`folders`] and [`wikis`]: Git content,
+//! with [`glob`] for their patterns), and the fan-out
 //! they share: per project (or per repository) concurrently within the client's request
 //! budget, every page handed to the publisher as it arrives through a bounded channel.
 //!
@@ -12,14 +13,18 @@
 //! and the read, and is skipped; a refused token stops the whole crawl; any other error marks
 //! the kind failed (no stale entity of a failed kind is deleted).
 
+pub(crate) mod files;
+pub(crate) mod folders;
 mod git;
 mod identity;
+mod glob;
 mod pipelines;
 mod releases;
 mod runs;
 mod security;
 mod teams;
 mod test_runs;
+pub(crate) mod wikis;
 mod work;
 
 use std::future::Future;
@@ -138,6 +143,9 @@ impl Crawler {
             "advanced-security-alert" => {
                 Box::pin(self.crawl_security_alerts(resync_id, plan, cache, report))
             }
+            "file" => Box::pin(self.crawl_files(resync_id, plan, cache, report)),
+            "folder" => Box::pin(self.crawl_folders(resync_id, plan, cache, report)),
+            "wiki" => Box::pin(self.crawl_wikis(resync_id, plan, cache, report)),
             kind if pipelines::is_list_kind(kind) => {
                 Box::pin(self.crawl_project_list(resync_id, plan, cache, report))
             }
