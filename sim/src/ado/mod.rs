@@ -25,6 +25,7 @@
 //! | `GET /{org}/{project}/_apis/git/pullrequests` | pull requests of a project (`searchCriteria.repositoryId` optional) |
 //! | `GET /{org}/_apis/git/pullrequests/{pullRequestId}` | one pull request by id |
 //! | `GET /{org}/{project}/_apis/git/pullrequests/{pullRequestId}` | same, project-scoped |
+//! | `POST/GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs…` | pipeline runs (see `pipeline_runs`) |
 //! | `GET <unmatched>` (any method) | 404 |
 //!
 //! 404s carry the Azure DevOps error body (`TF200016` project, `TF401019` repository,
@@ -32,6 +33,7 @@
 
 mod auth;
 mod error;
+mod pipeline_runs;
 pub mod pipelines;
 mod routes;
 mod seed;
@@ -100,6 +102,8 @@ pub(crate) struct AdoState {
     pub(crate) forbidden_projects: Mutex<std::collections::HashSet<String>>,
     /// Service-hook subscriptions, in creation order.
     pub(crate) subscriptions: Mutex<Vec<Value>>,
+    /// Runs started through the Pipelines API.
+    pub(crate) pipeline_runs: Mutex<pipeline_runs::PipelineRuns>,
 }
 
 /// A running Azure DevOps simulator. Dropping it (or [`AdoSim::shutdown`]) stops the server.
@@ -134,6 +138,7 @@ impl AdoSim {
             default_host,
             forbidden_projects: Mutex::new(std::collections::HashSet::new()),
             subscriptions: Mutex::new(Vec::new()),
+            pipeline_runs: Mutex::default(),
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
         Ok(AdoSim { state, server })
