@@ -7,6 +7,7 @@
 //!
 //! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
 
+pub mod actions;
 pub mod ado;
 pub mod crawler;
 mod kinds;
@@ -41,6 +42,8 @@ pub enum IngestError {
     Bus(#[from] BusError),
     #[error("webhook server failed: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Actions(#[from] actions::ActionsError),
 }
 
 /// What ingest runs with, beyond settings.
@@ -116,10 +119,12 @@ pub async fn run(
             "no webhookSecret configured: webhooks are accepted without authentication (set OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET)"
         );
     }
+    let actions = actions::start(settings, vec![client.clone()], shutdown.clone())?;
     let state = Arc::new(webhook::WebhookState {
         bus: bus.clone(),
         client: client.clone(),
         secret,
+        actions,
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;

@@ -42,6 +42,8 @@ pub struct WebhookState {
     pub client: AdoClient,
     /// Basic-auth password Azure DevOps must send (`webhookSecret`); `None` accepts any request.
     pub secret: Option<Secret>,
+    /// Reports `trigger_pipeline` completions, when the actions processor is enabled.
+    pub actions: Option<crate::actions::completion::CompletionContext>,
 }
 
 /// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
@@ -297,6 +299,9 @@ async fn receive(
         authenticate(&headers, secret)?;
     }
     let envelope = parse_envelope(&body)?;
+    crate::actions::completion::on_webhook(state.actions.as_ref(), &envelope.event_type, &body)
+        .await
+        .map_err(WebhookError::Unavailable)?;
     let route = route(&envelope)?;
     if route == Route::Ignored {
         tracing::debug!(event_type = %envelope.event_type, "webhook event type not handled; acknowledged");
