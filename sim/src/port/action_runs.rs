@@ -111,12 +111,12 @@ impl ActionRuns {
 
     fn update(&mut self, id: &str, body: &Value) -> Result<Value, PortError> {
         let stored = self.runs.get_mut(id).ok_or_else(|| run_not_found(id))?;
-        if let Some(status) = body.get("status") {
-            if !matches!(status.as_str(), Some("IN_PROGRESS" | "SUCCESS" | "FAILURE")) {
-                return Err(PortError::invalid(format!(
-                    "status must be IN_PROGRESS, SUCCESS or FAILURE, not {status}"
-                )));
-            }
+        if let Some(status) = body.get("status")
+            && !matches!(status.as_str(), Some("IN_PROGRESS" | "SUCCESS" | "FAILURE"))
+        {
+            return Err(PortError::invalid(format!(
+                "status must be IN_PROGRESS, SUCCESS or FAILURE, not {status}"
+            )));
         }
         if Self::ended(stored) {
             return Err(PortError::invalid(format!(
