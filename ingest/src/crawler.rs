@@ -119,7 +119,13 @@ impl Default for CrawlLimits {
 }
 
 /// Kinds read repository by repository, from the repository list.
-const REPOSITORY_DERIVED_KINDS: &[&str] = &["repository-policy", "pull-request", "branch"];
+const REPOSITORY_DERIVED_KINDS: &[&str] = &[
+    "repository-policy",
+    "pull-request",
+    "branch",
+    "file",
+    "folder",
+];
 
 /// What one resync reads once and shares between kinds.
 #[derive(Debug, Default)]

@@ -11,6 +11,7 @@ pub mod actions;
 pub mod ado;
 pub mod crawler;
 mod kinds;
+pub mod push_events;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -125,6 +126,7 @@ pub async fn run(
         client: client.clone(),
         secret,
         actions,
+        plan: run.plan.clone(),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;

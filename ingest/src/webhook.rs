@@ -44,6 +44,8 @@ pub struct WebhookState {
     pub secret: Option<Secret>,
     /// Reports `trigger_pipeline` completions, when the actions processor is enabled.
     pub actions: Option<crate::actions::completion::CompletionContext>,
+    /// The kinds the mapping asks for, with their selectors (which push changes to publish).
+    pub plan: Vec<crate::crawler::KindPlan>,
 }
 
 /// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
@@ -395,6 +397,10 @@ async fn handle(
         .publish(Outgoing::new(Destination::Raw, encode(&event)))
         .await
         .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+    if envelope.event_type == "git.push" {
+        let (event_type, delivery_id) = (&envelope.event_type, &envelope.delivery_id);
+        crate::push_events::on_push(state, event_type, delivery_id, &envelope.resource).await?;
+    }
     tracing::debug!(event_type = %envelope.event_type, kind, event_id = %event.id, "webhook queued");
     Ok(axum::Json(json!({"ok": true, "status": "queued", "eventId": event.id})).into_response())
 }

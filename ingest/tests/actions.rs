@@ -67,6 +67,7 @@ async fn harness() -> Harness {
         client,
         secret: None,
         actions: Some(context.clone()),
+        plan: Vec::new(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

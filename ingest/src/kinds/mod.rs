@@ -9,9 +9,13 @@
 //! and the read, and is skipped; a refused token stops the whole crawl; any other error marks
 //! the kind failed (no stale entity of a failed kind is deleted).
 
+pub(crate) mod files;
+pub(crate) mod folders;
 mod git;
+mod glob;
 mod pipelines;
 mod releases;
+pub(crate) mod wikis;
 mod work;
 
 use std::future::Future;
@@ -115,6 +119,9 @@ impl Crawler {
             "work-item" => Box::pin(self.crawl_work_items(resync_id, plan, cache, report)),
             "release" => Box::pin(self.crawl_releases(resync_id, cache, report)),
             "branch" => Box::pin(self.crawl_branches(resync_id, cache, report)),
+            "file" => Box::pin(self.crawl_files(resync_id, plan, cache, report)),
+            "folder" => Box::pin(self.crawl_folders(resync_id, plan, cache, report)),
+            "wiki" => Box::pin(self.crawl_wikis(resync_id, plan, cache, report)),
             kind if pipelines::is_list_kind(kind) => {
                 Box::pin(self.crawl_project_list(resync_id, plan, cache, report))
             }

@@ -17,7 +17,7 @@
 //! | `GET /{org}/{project}/_apis/git/repositories` | the project's repositories (no paging) |
 //! | `GET /{org}/_apis/git/repositories/{repository}` | one repository by id |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}` | one repository by id or name |
-//! | `GET /{org}/_apis/git/repositories/{repository}/items` | a file (`path=`; `README.md`, `CODEOWNERS`): raw text, or JSON with `$format=json`/`includeContent=true`/`Accept: application/json` |
+//! | `GET /{org}/_apis/git/repositories/{repository}/items` | a file or a listing (see [`content_routes`] for items, commits, diffs and wikis) |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}/items` | same, project-scoped |
 //! | `GET /{org}/_apis/git/repositories/{repository}/pullrequests` | pull requests of a repository, `searchCriteria.status` (default `active`), `$top` (default 100)/`$skip` |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}/pullrequests` | same, project-scoped |
@@ -32,6 +32,8 @@
 //! `TF401180` pull request, `TF401174` file).
 
 mod auth;
+pub mod content;
+mod content_routes;
 mod error;
 mod pipeline_runs;
 pub mod pipelines;
@@ -49,6 +51,8 @@ use crate::scripted::ScriptedAnswer;
 use crate::server::Server;
 use crate::traffic::{Traffic, lock};
 use seed::{Organization, Urls};
+
+pub use content::{FileChange, PushResult, SimCommit, ZERO_OBJECT_ID};
 
 /// What the simulated organization holds and how it answers.
 #[derive(Clone, Debug)]

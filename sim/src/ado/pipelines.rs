@@ -302,31 +302,19 @@ async fn list_refs(
         .repository(Some(project), &id)
         .ok_or(AdoError::RepositoryNotFound { repository: id })?;
     let filter = query.get("filter").map(|f| format!("refs/{f}"));
-    let mut names: Vec<String> = Vec::new();
-    if let Some(branch) = &repository.default_branch {
-        names.push(branch.clone());
-    }
-    for pr in org
-        .pull_requests
-        .iter()
-        .filter(|pr| pr.repository_id == repository.id)
-    {
-        if !names.contains(&pr.source_ref_name) {
-            names.push(pr.source_ref_name.clone());
-        }
-    }
+    // The branches of the repository's Git content (`main` and the pull requests' sources).
+    let refs = org.git.refs(&repository.id);
     let repo_url = format!(
         "{}/{}/_apis/git/repositories/{}",
         urls.organization_url, project.id, repository.id
     );
-    let values = names
+    let values = refs
         .iter()
-        .filter(|name| filter.as_ref().is_none_or(|f| name.starts_with(f.as_str())))
-        .enumerate()
-        .map(|(i, name)| {
+        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.starts_with(f.as_str())))
+        .map(|(name, object_id)| {
             json!({
                 "name": name,
-                "objectId": format!("{:0>40x}", (i as u64 + 1) * 0x1f2e3d),
+                "objectId": object_id,
                 "creator": org.identity(&urls, 0),
                 "url": format!("{repo_url}/refs?filter={}", encode_segment(name.trim_start_matches("refs/"))),
             })

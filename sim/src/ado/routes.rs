@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::auth::{check_api_version, check_pat};
 use super::error::{AdoError, json_headers, rate_limit_headers};
-use super::seed::{Organization, PullRequest, Urls, encode_segment};
+use super::seed::{Organization, PullRequest, Urls};
 use crate::traffic::{lock, route_key};
 
 type Params = Path<HashMap<String, String>>;
@@ -38,8 +38,6 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
         )
         .route(repo, get(get_repository))
         .route(project_repo, get(get_repository))
-        .route(&format!("{repo}/items"), get(get_item))
-        .route(&format!("{project_repo}/items"), get(get_item))
         .route(
             &format!("{repo}/pullrequests"),
             get(list_repository_pull_requests),
@@ -91,6 +89,7 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
         .merge(super::work::routes())
         .merge(super::pipelines::routes())
         .merge(super::pipeline_runs::routes())
+        .merge(super::content_routes::routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)
@@ -327,75 +326,6 @@ async fn get_repository(
     let org = lock(&state.organization);
     let repository = find_repository(&org, &params)?;
     Ok(ok_json(org.repository_json(&urls, repository)))
-}
-
-async fn get_item(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let Some(path) = query.get("path").or_else(|| query.get("scopePath")) else {
-        return Err(AdoError::BadArgument {
-            message: "The path parameter is required.".to_string(),
-        });
-    };
-    let org = lock(&state.organization);
-    let repository = find_repository(&org, &params)?;
-    let wanted = path.trim_start_matches('/');
-    let content = if wanted.eq_ignore_ascii_case("README.md") {
-        repository.readme.clone()
-    } else if wanted.eq_ignore_ascii_case("CODEOWNERS") {
-        repository.codeowners.clone()
-    } else {
-        None
-    };
-    let Some(content) = content else {
-        return Err(AdoError::ItemNotFound {
-            path: path.clone(),
-            repository: repository.name.clone(),
-        });
-    };
-    let format = query
-        .get("$format")
-        .or_else(|| query.get("format"))
-        .map(|f| f.to_ascii_lowercase());
-    let include_content = flag(&query, "includeContent");
-    let wants_json = match format.as_deref() {
-        Some("json") => true,
-        Some(_) => false,
-        None => {
-            include_content
-                || headers
-                    .get(header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.contains("application/json"))
-        }
-    };
-    if !wants_json {
-        return Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            content,
-        )
-            .into_response());
-    }
-    let object_id = format!("{:0>40}", format!("{:x}", content.len()));
-    let mut item = json!({
-        "objectId": object_id,
-        "gitObjectType": "blob",
-        "commitId": "0000000000000000000000000000000000000000",
-        "path": format!("/{wanted}"),
-        "url": format!(
-            "{}/{}/_apis/git/repositories/{}/items?path=%2F{}&versionType=Branch&versionOptions=None",
-            urls.organization_url, repository.project_id, repository.id, encode_segment(wanted)
-        ),
-    });
-    if include_content && let Value::Object(map) = &mut item {
-        map.insert("content".into(), json!(content));
-    }
-    Ok(ok_json(item))
 }
 
 /// Parses `searchCriteria.minTime`/`maxTime` (ISO 8601; the Python client sends

@@ -164,6 +164,8 @@ pub(crate) struct Organization {
     pub work_items: Vec<WorkItem>,
     /// Releases per project (ids 1..=n within each project).
     pub releases_per_project: u64,
+    /// Commits, trees and branches of every repository and project wiki.
+    pub git: super::content::GitStore,
 }
 
 const USERS: [(&str, &str); 4] = [
@@ -276,7 +278,7 @@ impl Organization {
             }
             projects.push(project);
         }
-        Self {
+        let mut org = Self {
             collection_id: stable_id(KIND_COLLECTION, 0, 0),
             users,
             projects,
@@ -284,7 +286,10 @@ impl Organization {
             pull_requests,
             work_items,
             releases_per_project: config.releases_per_project as u64,
-        }
+            git: super::content::GitStore::default(),
+        };
+        org.git = super::content::GitStore::seed(&org);
+        org
     }
 
     /// A project by id or (case-insensitive) name.

@@ -1,0 +1,288 @@
+//! Azure DevOps Git content and wiki calls: item listings and downloads, `itemsbatch`, commit
+//! diffs, single refs, wikis and wiki pages (`pagesbatch`).
+
+use serde_json::{Value, json};
+
+use super::{AdoClient, AdoError, Page, values};
+
+/// A `versionDescriptor`: a branch (short name or `refs/heads/…`) or a commit id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitVersion {
+    Branch(String),
+    Commit(String),
+}
+
+impl GitVersion {
+    /// `(version, versionType)` as the items APIs take them.
+    fn parts(&self) -> (&str, &'static str) {
+        match self {
+            GitVersion::Branch(name) => {
+                (name.strip_prefix("refs/heads/").unwrap_or(name), "branch")
+            }
+            GitVersion::Commit(id) => (id.as_str(), "commit"),
+        }
+    }
+}
+
+/// How deep an item listing goes below its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recursion {
+    None,
+    OneLevel,
+    Full,
+}
+
+impl Recursion {
+    fn as_str(self) -> &'static str {
+        match self {
+            Recursion::None => "none",
+            Recursion::OneLevel => "oneLevel",
+            Recursion::Full => "full",
+        }
+    }
+}
+
+/// Most changes one commit-diff call returns.
+const DIFF_PAGE: usize = 100;
+
+impl AdoClient {
+    fn items_url(&self, project_id: &str, repository_id: &str) -> String {
+        self.url(&format!(
+            "{project_id}/_apis/git/repositories/{repository_id}/items"
+        ))
+    }
+
+    /// `GET …/items?scopePath=&recursionLevel=&versionDescriptor.*`: the items under `scope`
+    /// (the scope itself first), with their content metadata.
+    pub async fn list_items(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        scope: &str,
+        recursion: Recursion,
+        version: &GitVersion,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.items_url(project_id, repository_id);
+        let (version, version_type) = version.parts();
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("scopePath", scope),
+                ("recursionLevel", recursion.as_str()),
+                ("includeContentMetadata", "true"),
+                ("versionDescriptor.version", version),
+                ("versionDescriptor.versionType", version_type),
+            ];
+            if let Some(token) = token.as_deref() {
+                query.push(("continuationToken", token));
+            }
+            let response = self.get_json(&url, &query).await?;
+            all.extend(values(&url, response.body)?);
+            match response.continuation_token {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// `POST …/itemsbatch`: one item list per `(path, recursion)`, all at `version`.
+    pub async fn items_batch(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        requests: &[(String, Recursion)],
+        version: &GitVersion,
+    ) -> Result<Vec<Vec<Value>>, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/git/repositories/{repository_id}/itemsbatch"
+        ));
+        let (version, version_type) = version.parts();
+        let descriptors: Vec<Value> = requests
+            .iter()
+            .map(|(path, recursion)| {
+                json!({"path": path, "recursionLevel": recursion.as_str(), "version": version, "versionType": version_type})
+            })
+            .collect();
+        let body = json!({"itemDescriptors": descriptors, "includeContentMetadata": true});
+        let response = self.post_json(&url, &[], &body).await?;
+        Ok(values(&url, response.body)?
+            .into_iter()
+            .map(|list| match list {
+                Value::Array(items) => items,
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
+    /// `GET …/items?path=` as JSON with its content metadata (and its text with
+    /// `include_content`); `None` when there is no such item at `version`.
+    pub async fn item(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        path: &str,
+        version: &GitVersion,
+        include_content: bool,
+    ) -> Result<Option<Value>, AdoError> {
+        let url = self.items_url(project_id, repository_id);
+        let (version, version_type) = version.parts();
+        let query = [
+            ("path", path),
+            ("$format", "json"),
+            (
+                "includeContent",
+                if include_content { "true" } else { "false" },
+            ),
+            ("includeContentMetadata", "true"),
+            ("versionDescriptor.version", version),
+            ("versionDescriptor.versionType", version_type),
+        ];
+        match self.get_json(&url, &query).await {
+            Ok(response) => Ok(Some(response.body)),
+            Err(AdoError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET …/diffs/commits`: every file and folder change from `base` to `target` (commit ids),
+    /// whatever the number of commits between them.
+    pub async fn commit_diff(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        base: &str,
+        target: &str,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/git/repositories/{repository_id}/diffs/commits"
+        ));
+        let top = DIFF_PAGE.to_string();
+        let mut all = Vec::new();
+        loop {
+            let skip = all.len().to_string();
+            let query = [
+                ("baseVersion", base),
+                ("baseVersionType", "commit"),
+                ("targetVersion", target),
+                ("targetVersionType", "commit"),
+                ("diffCommonCommit", "false"),
+                ("$top", top.as_str()),
+                ("$skip", skip.as_str()),
+            ];
+            let body = self.get_json(&url, &query).await?.body;
+            let changes = match body.get("changes") {
+                Some(Value::Array(changes)) => changes.clone(),
+                _ => {
+                    return Err(AdoError::Decode {
+                        url,
+                        detail: "expected a commit diff with a \"changes\" array".into(),
+                    });
+                }
+            };
+            let got = changes.len();
+            all.extend(changes);
+            let complete = body
+                .get("allChangesIncluded")
+                .and_then(Value::as_bool)
+                .unwrap_or(got < DIFF_PAGE);
+            if complete || got == 0 {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The ref `refs/heads/{branch}` as the refs list returns it; `None` when it does not exist.
+    pub async fn branch_ref(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        ref_name: &str,
+    ) -> Result<Option<Value>, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/git/repositories/{repository_id}/refs"
+        ));
+        let filter = ref_name.strip_prefix("refs/").unwrap_or(ref_name);
+        let response = self.get_json(&url, &[("filter", filter)]).await?;
+        Ok(values(&url, response.body)?
+            .into_iter()
+            .find(|r| r.get("name").and_then(Value::as_str) == Some(ref_name)))
+    }
+
+    /// `GET {org}/{project}/_apis/wiki/wikis`.
+    pub async fn wikis(&self, project_id: &str) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/wiki/wikis"));
+        values(&url, self.get_json(&url, &[]).await?.body)
+    }
+
+    /// `GET {org}/{project}/_apis/wiki/wikis/{id}`.
+    pub async fn wiki(&self, project_id: &str, wiki_id: &str) -> Result<Value, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/wiki/wikis/{wiki_id}"));
+        Ok(self.get_json(&url, &[]).await?.body)
+    }
+
+    /// One page of `POST …/wikis/{id}/pagesbatch` (`top` ≤ 100; the continuation token comes
+    /// in the `x-ms-continuationtoken` header, or in the body).
+    pub async fn wiki_pages_page(
+        &self,
+        project_id: &str,
+        wiki_id: &str,
+        top: usize,
+        continuation_token: Option<&str>,
+    ) -> Result<Page, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/wiki/wikis/{wiki_id}/pagesbatch"
+        ));
+        let mut body = json!({"top": top.clamp(1, 100)});
+        if let (Some(token), Value::Object(map)) = (continuation_token, &mut body) {
+            map.insert("continuationToken".into(), json!(token));
+        }
+        let response = self.post_json(&url, &[], &body).await?;
+        let body_token = response
+            .body
+            .get("continuationToken")
+            .and_then(Value::as_str)
+            .map(String::from);
+        Ok(Page {
+            items: values(&url, response.body)?,
+            continuation_token: response.continuation_token.or(body_token),
+        })
+    }
+
+    /// `GET …/wikis/{id}/pages/{pageId}` or, with `path`, `GET …/wikis/{id}/pages?path=`;
+    /// `None` when the page does not exist.
+    pub async fn wiki_page(
+        &self,
+        project_id: &str,
+        wiki_id: &str,
+        page: WikiPageRef<'_>,
+        include_content: bool,
+    ) -> Result<Option<Value>, AdoError> {
+        let content = if include_content { "true" } else { "false" };
+        let (url, query) = match page {
+            WikiPageRef::Id(id) => (
+                self.url(&format!(
+                    "{project_id}/_apis/wiki/wikis/{wiki_id}/pages/{id}"
+                )),
+                vec![("includeContent", content)],
+            ),
+            WikiPageRef::Path(path) => (
+                self.url(&format!("{project_id}/_apis/wiki/wikis/{wiki_id}/pages")),
+                vec![("path", path), ("includeContent", content)],
+            ),
+        };
+        match self.get_json(&url, &query).await {
+            Ok(response) => Ok(Some(response.body)),
+            Err(AdoError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A wiki page by id or by path.
+#[derive(Debug, Clone, Copy)]
+pub enum WikiPageRef<'a> {
+    Id(u64),
+    Path(&'a str),
+}

@@ -1,0 +1,393 @@
+//! The `file` kind: files of every repository's default branch that a selector's
+//! `files.path` names (literal paths through `itemsbatch`, patterns through a recursive listing
+//! and a glob match), each downloaded and parsed (JSON, else YAML, else the raw text), with
+//! `includedFiles` resolved relative to the file's own directory.
+//!
+//! Also what live `git.push` events need to build or delete one file item ([`FileRule`],
+//! [`file_item`], [`deleted_file_item`]).
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Map, Value, json};
+
+use super::glob::{Glob, is_glob};
+use super::{Pages, text};
+use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// Files larger than this are not published (the Python integration's limit).
+pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
+/// Files of one repository downloaded at the same time.
+const CONCURRENT_DOWNLOADS: usize = 8;
+
+/// One resource's `files` selector: the paths or patterns, and the repositories (by name) it
+/// is limited to.
+#[derive(Debug, Clone)]
+pub(crate) struct FileRule {
+    literals: Vec<String>,
+    patterns: Vec<Glob>,
+    repositories: Option<Vec<String>>,
+}
+
+impl FileRule {
+    /// The rules of every resource of the kind (a resource without `files.path` has none).
+    pub(crate) fn of_plan(plan: &KindPlan) -> Vec<FileRule> {
+        plan.selectors
+            .iter()
+            .filter_map(|selector| {
+                let files = selector.get("files")?;
+                let paths: Vec<String> = match files.get("path")? {
+                    Value::String(path) => vec![path.clone()],
+                    Value::Array(paths) => paths
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect(),
+                    _ => return None,
+                };
+                let repositories = files.get("repos").and_then(Value::as_array).map(|names| {
+                    names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_lowercase)
+                        .collect()
+                });
+                let (patterns, literals): (Vec<String>, Vec<String>) =
+                    paths.into_iter().partition(|p| is_glob(p));
+                Some(FileRule {
+                    literals: literals
+                        .into_iter()
+                        .map(|p| format!("/{}", p.trim().trim_start_matches('/')))
+                        .collect(),
+                    patterns: patterns.iter().map(|p| Glob::new(p)).collect(),
+                    repositories,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether this rule reads the repository named `name`.
+    pub(crate) fn covers(&self, name: &str) -> bool {
+        self.repositories
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+    }
+
+    /// Whether `path` (`/docs/README.md`) is one of this rule's files.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        let absolute = format!("/{}", path.trim_start_matches('/'));
+        self.literals
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(&absolute))
+            || self.patterns.iter().any(|g| g.matches(&absolute))
+    }
+}
+
+/// `parsed`: JSON, else YAML (several documents → a list; only a mapping or a list counts, so
+/// that prose is not read as a YAML string), else the raw text.
+pub(crate) fn parse_content(raw: &str) -> Value {
+    if let Ok(value) = serde_json::from_str::<Value>(raw) {
+        return value;
+    }
+    if let Ok(mut documents) = serde_saphyr::from_multiple::<Value>(raw) {
+        match documents.len() {
+            0 => {}
+            1 => {
+                let document = documents.remove(0);
+                if document.is_object() || document.is_array() {
+                    return document;
+                }
+            }
+            _ => return Value::Array(documents),
+        }
+    }
+    Value::String(raw.to_string())
+}
+
+/// `name` resolved against the directory of `file` (`README.md` next to `/docs/guide.md` is
+/// `/docs/README.md`); a name starting with `/` is from the repository root.
+pub(crate) fn relative_to(directory: &str, name: &str) -> String {
+    if name.starts_with('/') {
+        return name.to_string();
+    }
+    let mut segments: Vec<&str> = directory.split('/').filter(|s| !s.is_empty()).collect();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// The directory of a file path (`/docs/guide.md` → `/docs`).
+pub(crate) fn directory_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+/// The repository's project id and id.
+pub(crate) fn repository_ids(repository: &Value) -> (&str, &str) {
+    (
+        repository
+            .get("project")
+            .and_then(|p| text(p, "id"))
+            .unwrap_or_default(),
+        text(repository, "id").unwrap_or_default(),
+    )
+}
+
+/// What reading one file gave.
+#[derive(Debug)]
+pub(crate) enum FileRead {
+    Item(Value),
+    /// No such file at that version.
+    Gone,
+    /// Empty, or larger than [`MAX_FILE_BYTES`].
+    Skipped,
+}
+
+/// `__includedFiles` for an item at `directory`: each name's text at `version`, `null` when
+/// missing.
+pub(crate) async fn included_files(
+    client: &AdoClient,
+    repository: &Value,
+    directory: &str,
+    names: &[String],
+    version: &GitVersion,
+) -> Result<Value, AdoError> {
+    let (project_id, repository_id) = repository_ids(repository);
+    let contents: Vec<(String, Value)> = stream::iter(names.to_vec())
+        .map(|name| async move {
+            let path = relative_to(directory, &name);
+            let item = client
+                .item(project_id, repository_id, &path, version, true)
+                .await?;
+            let content = item
+                .and_then(|i| i.get("content").and_then(Value::as_str).map(String::from))
+                .map_or(Value::Null, Value::String);
+            Ok::<_, AdoError>((name, content))
+        })
+        .buffered(CONCURRENT_DOWNLOADS)
+        .try_collect()
+        .await?;
+    Ok(Value::Object(contents.into_iter().collect::<Map<_, _>>()))
+}
+
+/// Downloads `path` at `version` and builds the `file` item the Python integration emits.
+pub(crate) async fn file_item(
+    client: &AdoClient,
+    repository: &Value,
+    path: &str,
+    version: &GitVersion,
+    included: &[String],
+) -> Result<FileRead, AdoError> {
+    let (project_id, repository_id) = repository_ids(repository);
+    let Some(item) = client
+        .item(project_id, repository_id, path, version, true)
+        .await?
+    else {
+        return Ok(FileRead::Gone);
+    };
+    if item.get("isFolder").and_then(Value::as_bool) == Some(true) {
+        return Ok(FileRead::Gone);
+    }
+    let raw = item
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if raw.is_empty() || raw.len() > MAX_FILE_BYTES {
+        tracing::debug!(path, size = raw.len(), "file skipped: empty or over 1 MiB");
+        return Ok(FileRead::Skipped);
+    }
+    let item_path = text(&item, "path").unwrap_or(path);
+    let metadata = item.get("contentMetadata").cloned().unwrap_or(Value::Null);
+    let file_name = item_path.rsplit('/').next().unwrap_or_default();
+    let mut file = json!({
+        "path": item_path.trim_start_matches('/'),
+        "objectId": item.get("objectId"),
+        "size": raw.len(),
+        "isFolder": false,
+        "commitId": item.get("commitId"),
+        "encoding": metadata.get("encoding"),
+        "contentType": metadata.get("contentType"),
+        "fileName": metadata.get("fileName").and_then(Value::as_str).unwrap_or(file_name),
+        "extension": metadata.get("extension").cloned().unwrap_or_else(|| json!(file_name.rsplit_once('.').map(|(_, e)| e).unwrap_or_default())),
+        "content": {"raw": raw, "parsed": parse_content(raw)},
+    });
+    if let Value::Object(map) = &mut file {
+        map.retain(|_, v| !v.is_null());
+    }
+    let mut out = json!({"file": file, "repo": repository});
+    if !included.is_empty() {
+        let files = included_files(
+            client,
+            repository,
+            directory_of(item_path),
+            included,
+            version,
+        )
+        .await?;
+        out = super::enrich(out, "__includedFiles", &files);
+    }
+    Ok(FileRead::Item(out))
+}
+
+/// What a deletion knows of a file: its path and last object id, and the repository.
+pub(crate) fn deleted_file_item(repository: &Value, path: &str, object_id: Option<&str>) -> Value {
+    json!({
+        "file": {"path": path.trim_start_matches('/'), "objectId": object_id, "isFolder": false},
+        "repo": repository,
+    })
+}
+
+impl Crawler {
+    pub(crate) async fn crawl_files(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let rules = FileRule::of_plan(plan);
+        let included = plan.strings("includedFiles");
+        let units: Vec<(String, Value)> = self
+            .healthy_repository_units(cache)
+            .await?
+            .into_iter()
+            .filter(|(_, r)| {
+                r.get("defaultBranch").is_some()
+                    && rules
+                        .iter()
+                        .any(|rule| rule.covers(text(r, "name").unwrap_or("")))
+            })
+            .collect();
+        let (rules, included) = (&rules, &included);
+        self.fan_out(
+            resync_id,
+            "file",
+            units,
+            report,
+            |repository, pages: Pages| async move {
+                let name = text(&repository, "name").unwrap_or_default();
+                let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
+                let branch =
+                    GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
+                let paths = self
+                    .matching_paths(&repository, &applicable, &branch)
+                    .await?;
+                let repository = &repository;
+                let branch = &branch;
+                let items: Vec<Value> = stream::iter(paths)
+                    .map(|path| async move {
+                        file_item(&self.client, repository, &path, branch, included).await
+                    })
+                    .buffered(CONCURRENT_DOWNLOADS)
+                    .try_filter_map(|read| async move {
+                        Ok(match read {
+                            FileRead::Item(item) => Some(item),
+                            FileRead::Gone | FileRead::Skipped => None,
+                        })
+                    })
+                    .try_collect()
+                    .await?;
+                pages.send(items).await
+            },
+        )
+        .await
+    }
+
+    /// The file paths of a repository that the rules name, each once, in path order.
+    async fn matching_paths(
+        &self,
+        repository: &Value,
+        rules: &[&FileRule],
+        branch: &GitVersion,
+    ) -> Result<Vec<String>, AdoError> {
+        let (project_id, repository_id) = repository_ids(repository);
+        let mut requests: Vec<(String, Recursion)> = Vec::new();
+        for rule in rules {
+            for literal in &rule.literals {
+                requests.push((literal.clone(), Recursion::None));
+            }
+            for glob in &rule.patterns {
+                let (base, deep) = glob.base();
+                let recursion = if deep {
+                    Recursion::Full
+                } else {
+                    Recursion::OneLevel
+                };
+                match requests.iter_mut().find(|(p, _)| *p == base) {
+                    Some((_, existing)) if recursion == Recursion::Full => *existing = recursion,
+                    Some(_) => {}
+                    None => requests.push((base, recursion)),
+                }
+            }
+        }
+        let lists = match self
+            .client
+            .items_batch(project_id, repository_id, &requests, branch)
+            .await
+        {
+            Ok(lists) => lists,
+            // One missing path fails the whole batch: ask path by path instead.
+            Err(AdoError::NotFound { .. }) | Err(AdoError::Status { status: 400, .. }) => {
+                let mut lists = Vec::new();
+                for (path, recursion) in &requests {
+                    match self
+                        .client
+                        .list_items(project_id, repository_id, path, *recursion, branch)
+                        .await
+                    {
+                        Ok(items) => lists.push(items),
+                        Err(AdoError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                lists
+            }
+            Err(e) => return Err(e),
+        };
+        let mut paths: Vec<String> = lists
+            .iter()
+            .flatten()
+            .filter(|item| item.get("isFolder").and_then(Value::as_bool) != Some(true))
+            .filter_map(|item| text(item, "path"))
+            .filter(|path| rules.iter().any(|rule| rule.matches(path)))
+            .map(String::from)
+            .collect();
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_parsed_as_json_then_yaml_then_kept_raw() {
+        assert_eq!(parse_content("{\"a\": 1}"), json!({"a": 1}));
+        assert_eq!(parse_content("a: 1\nb: [x]\n"), json!({"a": 1, "b": ["x"]}));
+        assert_eq!(
+            parse_content("a: 1\n---\nb: 2\n"),
+            json!([{"a": 1}, {"b": 2}])
+        );
+        assert_eq!(
+            parse_content("# Title\n\nSome prose.\n"),
+            json!("# Title\n\nSome prose.\n")
+        );
+    }
+
+    #[test]
+    fn included_files_are_relative_to_the_file() {
+        assert_eq!(relative_to("/docs", "README.md"), "/docs/README.md");
+        assert_eq!(relative_to("", "README.md"), "/README.md");
+        assert_eq!(relative_to("/docs/a", "../b.md"), "/docs/b.md");
+        assert_eq!(relative_to("/docs", "/CODEOWNERS"), "/CODEOWNERS");
+        assert_eq!(directory_of("/docs/guide.md"), "/docs");
+    }
+}

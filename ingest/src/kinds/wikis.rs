@@ -1,0 +1,98 @@
+//! The `wiki` kind: the pages of every wiki of every project (`pagesbatch`, continuation
+//! token), each with `__wiki` and `__project`; with `includeContent`, each page is read in full
+//! with its Markdown.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::Value;
+
+use super::{Pages, enrich, text};
+use crate::ado::{AdoClient, AdoError, WikiPageRef};
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// Pages read in full at the same time.
+const CONCURRENT_PAGES: usize = 8;
+
+/// A wiki page item: the page plus `__wiki` and `__project`.
+pub(crate) fn page_item(page: Value, wiki: &Value, project: &Value) -> Value {
+    enrich(enrich(page, "__wiki", wiki), "__project", project)
+}
+
+/// The pages of `page_details` (from `pagesbatch`), read in full with their content when
+/// `include_content` (a page gone in between is left out).
+pub(crate) async fn full_pages(
+    client: &AdoClient,
+    project_id: &str,
+    wiki_id: &str,
+    page_details: Vec<Value>,
+    include_content: bool,
+) -> Result<Vec<Value>, AdoError> {
+    if !include_content {
+        return Ok(page_details);
+    }
+    stream::iter(page_details)
+        .map(|detail| async move {
+            let Some(id) = detail.get("id").and_then(Value::as_u64) else {
+                return Ok(Some(detail));
+            };
+            client
+                .wiki_page(project_id, wiki_id, WikiPageRef::Id(id), true)
+                .await
+        })
+        .buffered(CONCURRENT_PAGES)
+        .try_filter_map(|page| async move { Ok(page) })
+        .try_collect()
+        .await
+}
+
+impl Crawler {
+    pub(crate) async fn crawl_wikis(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let include_content = plan.flag("includeContent");
+        let page_size = self.limits.page.clamp(1, 100);
+        let units = self.project_units(cache).await?;
+        self.fan_out(
+            resync_id,
+            "wiki",
+            units,
+            report,
+            |project, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                for wiki in self.client.wikis(&project_id).await? {
+                    let wiki_id = text(&wiki, "id").unwrap_or_default().to_string();
+                    let mut token: Option<String> = None;
+                    loop {
+                        let page = self
+                            .client
+                            .wiki_pages_page(&project_id, &wiki_id, page_size, token.as_deref())
+                            .await?;
+                        let full = full_pages(
+                            &self.client,
+                            &project_id,
+                            &wiki_id,
+                            page.items,
+                            include_content,
+                        )
+                        .await?;
+                        let items = full
+                            .into_iter()
+                            .map(|p| page_item(p, &wiki, &project))
+                            .collect();
+                        pages.send(items).await?;
+                        match page.continuation_token {
+                            Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                            _ => break,
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+}
