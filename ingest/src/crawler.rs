@@ -45,6 +45,7 @@ impl KindPlan {
                     .map(|(_, resource)| resource.selector.options.clone())
                     .collect(),
             })
+            .chain(crate::gitops::GitopsPlan::kind_plan(mapping))
             .collect()
     }
 
@@ -120,6 +121,7 @@ impl Default for CrawlLimits {
 
 /// Kinds read repository by repository, from the repository list.
 const REPOSITORY_DERIVED_KINDS: &[&str] = &[
+    adoport_shared::messages::GITOPS_KIND,
     "repository-policy",
     "pull-request",
     "branch",

@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod ado;
 pub mod crawler;
+pub mod gitops;
 mod kinds;
 pub mod push_events;
 pub mod resync;

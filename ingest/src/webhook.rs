@@ -400,6 +400,7 @@ async fn handle(
     if envelope.event_type == "git.push" {
         let (event_type, delivery_id) = (&envelope.event_type, &envelope.delivery_id);
         crate::push_events::on_push(state, event_type, delivery_id, &envelope.resource).await?;
+        crate::gitops::on_push(state, delivery_id, &envelope.resource).await?;
     }
     tracing::debug!(event_type = %envelope.event_type, kind, event_id = %event.id, "webhook queued");
     Ok(axum::Json(json!({"ok": true, "status": "queued", "eventId": event.id})).into_response())
