@@ -5,7 +5,8 @@
 //! the service-hook subscription manager ([`subscriptions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
-//! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
+//! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
+//! jobs. Its only Port writes are the records of the action runs it executes ([`actions`]).
 
 pub mod actions;
 pub mod ado;
