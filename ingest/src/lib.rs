@@ -1,7 +1,8 @@
 //! # adoport-ingest
 //!
 //! Everything adoport reads from Azure DevOps: the webhook receiver ([`webhook`]), the REST
-//! client ([`ado`]), the resync crawler ([`crawler`]), the resync request loop ([`resync`]) and
+//! client ([`ado`]), the resync crawler ([`crawler`]), what a push changes ([`push_events`]), the
+//! resync request loop ([`resync`]) and
 //! the service-hook subscription manager ([`subscriptions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!

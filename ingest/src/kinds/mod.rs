@@ -1,6 +1,7 @@
 //! The kinds the crawler reads, one module per family ([`git`]: repositories, their policies and
 //! pull requests; [`work`]: teams, boards, columns, work items; [`releases`]; [`pipelines`]:
-//! pipelines, builds, environments, release definitions and deployments, branches), and the fan-out
+//! pipelines, builds, environments, release definitions and deployments, branches; [`files`],
+//! [`folders`] and [`wikis`]: Git content, with [`glob`] for their patterns), and the fan-out
 //! they share: per project (or per repository) concurrently within the client's request
 //! budget, every page handed to the publisher as it arrives through a bounded channel.
 //!

@@ -71,21 +71,55 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
         .route(&format!("{wiki}/pages"), get(get_page))
 }
 
-/// An Azure DevOps error body for the cases [`AdoError`] has no variant for.
-fn error(status: StatusCode, message: &str, type_key: &str) -> Response {
-    let body = json!({
-        "$id": "1",
-        "innerException": null,
-        "message": message,
-        "typeName": format!("Microsoft.TeamFoundation.Git.Server.{type_key}, Microsoft.TeamFoundation.Git.Server"),
-        "typeKey": type_key,
-        "errorCode": 0,
-        "eventId": 3000,
-    });
-    (status, json_headers(), body.to_string()).into_response()
+/// An error answer of these endpoints: one the shared [`AdoError`] knows, or a Git/wiki one.
+enum Refusal {
+    Ado(AdoError),
+    Git {
+        status: StatusCode,
+        message: String,
+        type_key: &'static str,
+    },
 }
 
-fn version_not_found(version: &str) -> Response {
+impl From<AdoError> for Refusal {
+    fn from(error: AdoError) -> Self {
+        Refusal::Ado(error)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Ado(error) => error.into_response(),
+            Refusal::Git {
+                status,
+                message,
+                type_key,
+            } => {
+                let body = json!({
+                    "$id": "1",
+                    "innerException": null,
+                    "message": message,
+                    "typeName": format!("Microsoft.TeamFoundation.Git.Server.{type_key}, Microsoft.TeamFoundation.Git.Server"),
+                    "typeKey": type_key,
+                    "errorCode": 0,
+                    "eventId": 3000,
+                });
+                (status, json_headers(), body.to_string()).into_response()
+            }
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str, type_key: &'static str) -> Refusal {
+    Refusal::Git {
+        status,
+        message: message.to_string(),
+        type_key,
+    }
+}
+
+fn version_not_found(version: &str) -> Refusal {
     error(
         StatusCode::NOT_FOUND,
         &format!(
@@ -95,12 +129,11 @@ fn version_not_found(version: &str) -> Response {
     )
 }
 
-fn item_not_found(path: &str, repository: &str) -> Response {
-    AdoError::ItemNotFound {
+fn item_not_found(path: &str, repository: &str) -> Refusal {
+    Refusal::Ado(AdoError::ItemNotFound {
         path: path.to_string(),
         repository: repository.to_string(),
-    }
-    .into_response()
+    })
 }
 
 /// A repository (or project wiki repository) a request names.
@@ -111,13 +144,12 @@ struct Target {
     default_branch: String,
 }
 
-fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<Target, Response> {
+fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<Target, Refusal> {
     let project = match params.get("project") {
         Some(name) => Some(org.project(name).ok_or_else(|| {
-            AdoError::ProjectNotFound {
+            Refusal::Ado(AdoError::ProjectNotFound {
                 project: name.clone(),
-            }
-            .into_response()
+            })
         })?),
         None => None,
     };
@@ -140,7 +172,9 @@ fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<T
             project_id: wiki.project_id.clone(),
             default_branch: WIKI_BRANCH.into(),
         }),
-        _ => Err(AdoError::RepositoryNotFound { repository: id }.into_response()),
+        _ => Err(Refusal::Ado(AdoError::RepositoryNotFound {
+            repository: id,
+        })),
     }
 }
 
@@ -169,7 +203,7 @@ fn resolve<'a>(
     target: &Target,
     version_type: Option<&str>,
     version: Option<&str>,
-) -> Result<&'a Commit, Response> {
+) -> Result<&'a Commit, Refusal> {
     content
         .and_then(|c| c.resolve(version_type, version, &target.default_branch))
         .ok_or_else(|| match version {
@@ -289,7 +323,7 @@ async fn get_items(
     let org = lock(&state.organization);
     let target = match find_target(&org, &params) {
         Ok(target) => target,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let content = org.git.repositories.get(&target.id);
     let version = param(&query, "versionDescriptor.version").or_else(|| param(&query, "version"));
@@ -297,7 +331,7 @@ async fn get_items(
         param(&query, "versionDescriptor.versionType").or_else(|| param(&query, "versionType"));
     let commit = match resolve(content, &target, version_type, version) {
         Ok(commit) => commit,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let scope_path = param(&query, "scopePath");
     let Some(raw_path) = param(&query, "path").or(scope_path) else {
@@ -312,11 +346,11 @@ async fn get_items(
     if scope_path.is_some() || recursion != "none" {
         return match list_items(&urls, &target, commit, &path, recursion, metadata) {
             Some(items) => list(items),
-            None => item_not_found(&path, &target.name),
+            None => item_not_found(&path, &target.name).into_response(),
         };
     }
     let Some(mut item) = git_item(&urls, &target, commit, &path, metadata) else {
-        return item_not_found(&path, &target.name);
+        return item_not_found(&path, &target.name).into_response();
     };
     let format = param(&query, "$format")
         .or_else(|| param(&query, "format"))
@@ -378,7 +412,7 @@ async fn items_batch(
     let org = lock(&state.organization);
     let target = match find_target(&org, &params) {
         Ok(target) => target,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let content = org.git.repositories.get(&target.id);
     let mut lists = Vec::new();
@@ -386,13 +420,13 @@ async fn items_batch(
         let text = |key: &str| descriptor.get(key).and_then(Value::as_str);
         let commit = match resolve(content, &target, text("versionType"), text("version")) {
             Ok(commit) => commit,
-            Err(response) => return response,
+            Err(refusal) => return refusal.into_response(),
         };
         let path = normalize(text("path").unwrap_or("/"));
         let recursion = recursion_level(text("recursionLevel"));
         match list_items(&urls, &target, commit, &path, recursion, metadata) {
             Some(items) => lists.push(Value::Array(items)),
-            None => return item_not_found(&path, &target.name),
+            None => return item_not_found(&path, &target.name).into_response(),
         }
     }
     ok_json(json!({"count": lists.len(), "value": lists}))
@@ -515,7 +549,7 @@ async fn get_commit(
     let org = lock(&state.organization);
     let target = match find_target(&org, &params) {
         Ok(target) => target,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let id = params.get("commitId").cloned().unwrap_or_default();
     match org
@@ -525,11 +559,11 @@ async fn get_commit(
         .and_then(|c| c.commits.get(&id))
     {
         Some(commit) => ok_json(commit_json(&org, &urls, &target, commit)),
-        None => commit_not_found(&id, &target.name),
+        None => commit_not_found(&id, &target.name).into_response(),
     }
 }
 
-fn commit_not_found(id: &str, repository: &str) -> Response {
+fn commit_not_found(id: &str, repository: &str) -> Refusal {
     error(
         StatusCode::NOT_FOUND,
         &format!("TF401175: The commit {id} could not be found in repository {repository}."),
@@ -549,14 +583,14 @@ async fn commit_changes(
     let org = lock(&state.organization);
     let target = match find_target(&org, &params) {
         Ok(target) => target,
-        Err(response) => return Ok(response),
+        Err(refusal) => return Ok(refusal.into_response()),
     };
     let id = params.get("commitId").cloned().unwrap_or_default();
     let Some(content) = org.git.repositories.get(&target.id) else {
-        return Ok(commit_not_found(&id, &target.name));
+        return Ok(commit_not_found(&id, &target.name).into_response());
     };
     let Some(commit) = content.commits.get(&id) else {
-        return Ok(commit_not_found(&id, &target.name));
+        return Ok(commit_not_found(&id, &target.name).into_response());
     };
     let empty = Tree::new();
     let base = commit
@@ -582,7 +616,7 @@ async fn diff_commits(
     let org = lock(&state.organization);
     let target = match find_target(&org, &params) {
         Ok(target) => target,
-        Err(response) => return Ok(response),
+        Err(refusal) => return Ok(refusal.into_response()),
     };
     let content = org.git.repositories.get(&target.id);
     let (Some(base_version), Some(target_version)) =
@@ -599,7 +633,7 @@ async fn diff_commits(
         Some(base_version),
     ) {
         Ok(commit) => commit,
-        Err(response) => return Ok(response),
+        Err(refusal) => return Ok(refusal.into_response()),
     };
     let head = match resolve(
         content,
@@ -608,7 +642,7 @@ async fn diff_commits(
         Some(target_version),
     ) {
         Ok(commit) => commit,
-        Err(response) => return Ok(response),
+        Err(refusal) => return Ok(refusal.into_response()),
     };
     let all = changes(&urls, &target, &base.tree, head);
     let counts = change_counts(&all);
@@ -667,7 +701,7 @@ async fn list_wikis(
     Ok(list(values))
 }
 
-fn wiki_not_found(id: &str) -> Response {
+fn wiki_not_found(id: &str) -> Refusal {
     error(
         StatusCode::NOT_FOUND,
         &format!(
@@ -680,7 +714,7 @@ fn wiki_not_found(id: &str) -> Response {
 fn find_wiki<'a>(
     org: &'a Organization,
     params: &HashMap<String, String>,
-) -> Result<&'a Wiki, Response> {
+) -> Result<&'a Wiki, Refusal> {
     let id = params.get("wikiIdentifier").cloned().unwrap_or_default();
     let project = params.get("project").and_then(|p| org.project(p));
     org.git
@@ -698,7 +732,7 @@ async fn get_wiki(
     let org = lock(&state.organization);
     match find_wiki(&org, &params) {
         Ok(wiki) => ok_json(wiki_json(&org, &urls, wiki)),
-        Err(response) => response,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -750,7 +784,7 @@ async fn pages_batch(
     let org = lock(&state.organization);
     let wiki = match find_wiki(&org, &params) {
         Ok(wiki) => wiki,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let pages = wiki_pages(&org, wiki);
     let total = pages.len();
@@ -781,7 +815,7 @@ async fn get_page(
     let org = lock(&state.organization);
     let wiki = match find_wiki(&org, &params) {
         Ok(wiki) => wiki,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let pages = wiki_pages(&org, wiki);
     let wanted_id = params.get("pageId").and_then(|id| id.parse::<u64>().ok());
@@ -802,7 +836,8 @@ async fn get_page(
                     .unwrap_or_default()
             ),
             "WikiPageNotFoundException",
-        );
+        )
+        .into_response();
     };
     let file = page_file(path);
     let is_parent = pages

@@ -1,0 +1,565 @@
+//! The `file`, `folder` and `wiki` kinds against the Azure DevOps simulator, and what a
+//! `git.push` service hook publishes for them (and for `branch`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::webhook::{self, WebhookState};
+use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_shared::messages::{RawAction, RawEvent, ResyncId, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, SimCommit};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    sim: AdoSim,
+    client: AdoClient,
+    bus: Bus,
+    crawler: Crawler,
+    deliveries: tokio::sync::Mutex<Subscription>,
+}
+
+async fn harness(limits: CrawlLimits) -> Harness {
+    let sim = AdoSim::start(AdoSimConfig::default())
+        .await
+        .expect("simulator starts");
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: Default::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let bus = Bus::memory(Topology::new("git-content.", 2), shutdown);
+    let crawler = Crawler::new(client.clone(), bus.clone(), 50).with_limits(limits);
+    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+    Harness {
+        sim,
+        client,
+        bus,
+        crawler,
+        deliveries: tokio::sync::Mutex::new(deliveries),
+    }
+}
+
+fn plan(kind: &str, selectors: &[Value]) -> KindPlan {
+    KindPlan {
+        kind: kind.to_string(),
+        selectors: selectors
+            .iter()
+            .map(|s| s.as_object().cloned().unwrap_or_default())
+            .collect(),
+    }
+}
+
+impl Harness {
+    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.crawler.crawl(ResyncId::new(), plan),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for event in self.next_events(events as usize).await {
+            items
+                .entry(event.kind.clone())
+                .or_default()
+                .extend(event.items);
+        }
+        (report, items)
+    }
+
+    async fn next_events(&self, count: usize) -> Vec<RawEvent> {
+        let mut deliveries = self.deliveries.lock().await;
+        let mut out = Vec::new();
+        for _ in 0..count {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            out.push(decode(&delivery.body).expect("raw event"));
+            delivery.ack().await.expect("ack");
+        }
+        out
+    }
+
+    /// Serves the webhook receiver with `plan` and returns its URL.
+    async fn webhook(&self, plan: Vec<KindPlan>) -> String {
+        let state = Arc::new(WebhookState {
+            bus: self.bus.clone(),
+            client: self.client.clone(),
+            secret: None,
+            plan,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            axum::serve(listener, webhook::router(state, 1 << 20))
+                .await
+                .expect("serve")
+        });
+        format!("http://{address}{}", webhook::WEBHOOK_PATH)
+    }
+}
+
+fn repository_id(sim: &AdoSim, name: &str) -> String {
+    sim.repositories()
+        .into_iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["id"].as_str().map(String::from))
+        .expect("seeded repository")
+}
+
+fn paths(items: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = items
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["repo"]["name"].as_str().unwrap_or_default(),
+                i["file"]["path"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
+    let h = harness(CrawlLimits::default()).await;
+    let (report, items) = h
+        .crawl(&[plan(
+            "file",
+            &[json!({
+                "files": {"path": ["service.json", "deploy/values.yaml", "/port.yml"], "repos": ["repo-0-0", "REPO-0-1"]},
+                "includedFiles": ["README.md"],
+            })],
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let files = &items["file"];
+    assert_eq!(
+        paths(files),
+        [
+            "repo-0-0:deploy/values.yaml",
+            "repo-0-0:port.yml",
+            "repo-0-0:service.json",
+            "repo-0-1:deploy/values.yaml",
+            "repo-0-1:port.yml",
+            "repo-0-1:service.json",
+        ]
+    );
+    for item in files {
+        let file = &item["file"];
+        let name = item["repo"]["name"].as_str().expect("repo name");
+        assert!(file["objectId"].as_str().is_some_and(|id| id.len() == 40));
+        assert!(file["commitId"].is_string() && file["isFolder"] == false);
+        assert_eq!(
+            file["size"].as_u64(),
+            file["content"]["raw"].as_str().map(|r| r.len() as u64)
+        );
+        let parsed = &file["content"]["parsed"];
+        match file["path"].as_str() {
+            Some("service.json") => {
+                assert_eq!(parsed["name"], name);
+                assert_eq!(file["extension"], "json");
+                // Next to the file: the root README.
+                assert!(
+                    item["__includedFiles"]["README.md"]
+                        .as_str()
+                        .is_some_and(|r| r.contains(name))
+                );
+            }
+            Some("port.yml") => assert_eq!(parsed["service"]["name"], name),
+            Some("deploy/values.yaml") => {
+                // Two YAML documents → a list; README.md resolved in deploy/, where there is none.
+                assert_eq!(parsed.as_array().map(Vec::len), Some(2), "{parsed}");
+                assert_eq!(parsed[1]["image"], format!("{name}:latest"));
+                assert!(item["__includedFiles"]["README.md"].is_null());
+            }
+            other => panic!("unexpected file {other:?}"),
+        }
+    }
+    assert_eq!(
+        h.sim
+            .requests()
+            .get("POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch"),
+        Some(&2)
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_literal_path_does_not_hide_the_others() {
+    let h = harness(CrawlLimits::default()).await;
+    let (report, items) = h
+        .crawl(&[plan(
+            "file",
+            &[json!({"files": {"path": ["service.json", "no/such/file.txt"], "repos": ["repo-1-0"]}})],
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    assert_eq!(paths(&items["file"]), ["repo-1-0:service.json"]);
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn glob_patterns_match_at_any_depth_ignore_case_and_see_dotfiles() {
+    let h = harness(CrawlLimits::default()).await;
+    let (report, items) = h
+        .crawl(&[plan(
+            "file",
+            &[
+                json!({"files": {"path": "**/docs/*.md"}}),
+                json!({"files": {"path": ["*.JSON", "*.txt", ".config/*.yaml"]}}),
+            ],
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let files = paths(&items["file"]);
+    // 10 healthy, non-empty repositories: 5 docs, service.json and the dotfile each.
+    assert_eq!(files.len(), 10 * 7, "{files:?}");
+    for expected in [
+        "repo-0-0:docs/README.md",
+        "repo-0-0:src/a/docs/x.md",
+        "repo-0-0:src/b/lib/docs/deep.md",
+        "repo-0-0:.config/settings.yaml",
+        "repo-2-3:service.json",
+    ] {
+        assert!(files.iter().any(|f| f == expected), "{expected} missing");
+    }
+    // Over 1 MiB (big.json), empty (empty.txt), other folders (README.md at the root).
+    assert!(
+        !files.iter().any(|f| f.ends_with("big.json")
+            || f.ends_with("empty.txt")
+            || f.ends_with(":README.md"))
+    );
+    // Disabled (repo-0-3) and empty (repo-1-1) repositories are not read.
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with("repo-0-3:") || f.starts_with("repo-1-1:"))
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn folders_match_at_depth_on_the_configured_branch() {
+    let h = harness(CrawlLimits::default()).await;
+    let (report, items) = h
+        .crawl(&[plan(
+            "folder",
+            &[
+                json!({"folders": [
+                    {"path": "src/*/docs"},
+                    {"path": "src/**/docs", "repos": [{"name": "repo-0-1", "branch": "feature/change-0"}]},
+                ]}),
+                json!({"project_name": "project-0", "folders": [{"path": "docs/"}]}),
+            ],
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let folders = &items["folder"];
+    let mut seen: Vec<String> = folders
+        .iter()
+        .map(|f| {
+            format!(
+                "{}@{}:{} ({})",
+                f["__repository"]["name"].as_str().unwrap_or_default(),
+                f["__branch"].as_str().unwrap_or_default(),
+                f["path"].as_str().unwrap_or_default(),
+                f["__pattern"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(folders.len(), 20 + 4 + 3, "{seen:#?}");
+    assert!(
+        folders
+            .iter()
+            .all(|f| f["isFolder"] == true && f["objectId"].is_string())
+    );
+    for expected in [
+        "repo-0-0@main:/src/a/docs (src/*/docs)",
+        "repo-2-3@main:/src/b/docs (src/*/docs)",
+        "repo-0-1@feature/change-0:/src/b/lib/docs (src/**/docs)",
+        "repo-0-1@feature/change-0:/src/feature/docs (src/**/docs)",
+        "repo-0-2@main:/docs (docs/)",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "{expected} missing from {seen:#?}"
+        );
+    }
+    // `src/*/docs` is one level deep only; the feature folder exists on the feature branch only.
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.contains("@main:/src/b/lib/docs") || s.contains("@main:/src/feature"))
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn wiki_pages_are_paged_and_read_with_their_content() {
+    let h = harness(CrawlLimits {
+        page: 4,
+        ..CrawlLimits::default()
+    })
+    .await;
+    let (report, items) = h
+        .crawl(&[plan("wiki", &[json!({"includeContent": true})])])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let pages = &items["wiki"];
+    assert_eq!(pages.len(), 3 * 6);
+    for page in pages {
+        assert!(page["id"].is_u64() && page["path"].is_string());
+        assert!(
+            page["content"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("# "))
+        );
+        assert!(
+            page["__wiki"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(".wiki"))
+        );
+        assert_eq!(page["__wiki"]["projectId"], page["__project"]["id"]);
+    }
+    // 6 pages per wiki, 4 per call: two calls per wiki.
+    assert_eq!(
+        h.sim
+            .requests()
+            .get("POST /{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch"),
+        Some(&6)
+    );
+    // Without includeContent: the page details only.
+    let (_, items) = h.crawl(&[plan("wiki", &[json!({})])]).await;
+    assert_eq!(items["wiki"].len(), 18);
+    assert!(items["wiki"].iter().all(|p| p.get("content").is_none()));
+    h.sim.shutdown().await;
+}
+
+/// Posts a push's webhook and returns the raw events it produced (`expected` of them).
+async fn deliver(h: &Harness, url: &str, webhook: &Value, expected: usize) -> Vec<RawEvent> {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(webhook)
+        .send()
+        .await
+        .expect("webhook delivered");
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    h.next_events(expected).await
+}
+
+fn items_of<'a>(events: &'a [RawEvent], kind: &str, action: RawAction) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind && e.action == action)
+        .flat_map(|e| e.items.iter())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
+    let h = harness(CrawlLimits::default()).await;
+    let url = h
+        .webhook(vec![
+            plan("repository", &[json!({})]),
+            plan("branch", &[json!({})]),
+            plan(
+                "file",
+                &[json!({"files": {"path": ["**/*.md", "service.json"]}})],
+            ),
+            plan("folder", &[json!({"folders": [{"path": "src/*/docs"}]})]),
+            plan("wiki", &[json!({"includeContent": true})]),
+        ])
+        .await;
+    let repository = repository_id(&h.sim, "repo-0-1");
+    let pushed = h
+        .sim
+        .push(
+            &repository,
+            "main",
+            vec![
+                SimCommit::new(
+                    "add docs, bump service",
+                    vec![
+                        FileChange::put("docs/new.md", "# New\n"),
+                        FileChange::put("service.json", "{\"name\": \"renamed\"}"),
+                    ],
+                ),
+                SimCommit::new(
+                    "move docs",
+                    vec![
+                        FileChange::delete("docs/guide.md"),
+                        FileChange::put("src/c/docs/z.md", "# Component c\n"),
+                    ],
+                ),
+                SimCommit::new(
+                    "final touches",
+                    vec![
+                        FileChange::put("docs/new.md", "# New, edited\n"),
+                        FileChange::delete("src/b/docs/y.md"),
+                    ],
+                ),
+            ],
+        )
+        .expect("pushed");
+    assert_eq!(
+        pushed.webhook["resource"]["commits"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    // repository, branch, file upserts + deletes, folder upserts + deletes.
+    let events = deliver(&h, &url, &pushed.webhook, 6).await;
+    assert!(events.iter().all(|e| matches!(&e.origin, adoport_shared::messages::Origin::Webhook { event_type, .. } if event_type == "git.push")));
+
+    let branches = items_of(&events, "branch", RawAction::Upsert);
+    assert_eq!(branches.len(), 1);
+    assert_eq!(branches[0]["name"], "main");
+    assert_eq!(branches[0]["objectId"], pushed.new_object_id.as_str());
+
+    let file_path = |i: &&Value| i["file"]["path"].as_str().unwrap_or_default().to_string();
+    let mut upserted: Vec<String> = items_of(&events, "file", RawAction::Upsert)
+        .iter()
+        .map(file_path)
+        .collect();
+    upserted.sort();
+    // Every commit counts: service.json changed in the first of three commits.
+    assert_eq!(upserted, ["docs/new.md", "service.json", "src/c/docs/z.md"]);
+    let upserts = items_of(&events, "file", RawAction::Upsert);
+    let new_doc = upserts
+        .iter()
+        .find(|i| i["file"]["path"] == "docs/new.md")
+        .expect("docs/new.md");
+    assert_eq!(new_doc["file"]["content"]["raw"], "# New, edited\n");
+    assert_eq!(new_doc["file"]["commitId"], pushed.new_object_id.as_str());
+    assert_eq!(new_doc["repo"]["id"], repository.as_str());
+    let mut deleted: Vec<String> = items_of(&events, "file", RawAction::Delete)
+        .iter()
+        .map(file_path)
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted, ["docs/guide.md", "src/b/docs/y.md"]);
+    assert!(
+        items_of(&events, "file", RawAction::Delete)
+            .iter()
+            .all(|i| i["file"]["objectId"]
+                .as_str()
+                .is_some_and(|id| id.len() == 40))
+    );
+
+    let folders = items_of(&events, "folder", RawAction::Upsert);
+    assert_eq!(folders.len(), 1);
+    assert_eq!(folders[0]["path"], "/src/c/docs");
+    assert_eq!(folders[0]["__branch"], "main");
+    assert_eq!(folders[0]["__pattern"], "src/*/docs");
+    let gone = items_of(&events, "folder", RawAction::Delete);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0]["path"], "/src/b/docs");
+
+    // A push to another branch: only the branch moves (files and folders track main).
+    let feature = h
+        .sim
+        .push(
+            &repository,
+            "feature/change-0",
+            vec![SimCommit::new(
+                "wip",
+                vec![FileChange::put("docs/wip.md", "# WIP\n")],
+            )],
+        )
+        .expect("pushed");
+    let events = deliver(&h, &url, &feature.webhook, 2).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["repository", "branch"]);
+    assert_eq!(
+        events[1].items[0]["objectId"],
+        feature.new_object_id.as_str()
+    );
+
+    // A deleted branch.
+    let removed = h
+        .sim
+        .delete_branch(&repository, "feature/change-1")
+        .expect("branch existed");
+    let events = deliver(&h, &url, &removed.webhook, 2).await;
+    let deletes = items_of(&events, "branch", RawAction::Delete);
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0]["name"], "feature/change-1");
+    assert_eq!(deletes[0]["objectId"], removed.old_object_id.as_str());
+    assert_eq!(deletes[0]["__repository"]["id"], repository.as_str());
+
+    // A push to a project wiki: changed pages upserted with their content, removed ones deleted.
+    let (wiki_id, _, _) = h.sim.wikis().into_iter().next().expect("a wiki");
+    let wiki_push = h
+        .sim
+        .push(
+            &wiki_id,
+            "wikiMaster",
+            vec![SimCommit::new(
+                "edit wiki",
+                vec![
+                    FileChange::put("Runbooks/Rollback.md", "# Rollback\n"),
+                    FileChange::delete("Architecture/Decisions.md"),
+                ],
+            )],
+        )
+        .expect("pushed");
+    // The repository event (the wiki repository is not a listed repository) + wiki events.
+    let events = deliver(&h, &url, &wiki_push.webhook, 3).await;
+    let pages = items_of(&events, "wiki", RawAction::Upsert);
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0]["path"], "/Runbooks/Rollback");
+    assert_eq!(pages[0]["content"], "# Rollback\n");
+    assert!(pages[0]["id"].is_u64());
+    assert_eq!(pages[0]["__wiki"]["id"], wiki_id.as_str());
+    let removed_pages = items_of(&events, "wiki", RawAction::Delete);
+    assert_eq!(removed_pages.len(), 1);
+    assert_eq!(removed_pages[0]["path"], "/Architecture/Decisions");
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_push_publishes_nothing_more_for_kinds_the_mapping_does_not_ask_for() {
+    let h = harness(CrawlLimits::default()).await;
+    let url = h.webhook(vec![plan("repository", &[json!({})])]).await;
+    let repository = repository_id(&h.sim, "repo-0-0");
+    let pushed = h
+        .sim
+        .push(
+            &repository,
+            "main",
+            vec![SimCommit::new(
+                "docs",
+                vec![FileChange::put("docs/a.md", "# A\n")],
+            )],
+        )
+        .expect("pushed");
+    let events = deliver(&h, &url, &pushed.webhook, 1).await;
+    assert_eq!(events[0].kind, "repository");
+    assert!(
+        !h.sim
+            .requests()
+            .keys()
+            .any(|k| k.contains("diffs") || k.contains("refs")),
+        "no Git content was read: {:?}",
+        h.sim.requests()
+    );
+    h.sim.shutdown().await;
+}
