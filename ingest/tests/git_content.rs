@@ -98,6 +98,7 @@ impl Harness {
             bus: self.bus.clone(),
             client: self.client.clone(),
             secret: None,
+            actions: None,
             plan,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
