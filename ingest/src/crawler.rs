@@ -151,7 +151,7 @@ pub struct Crawler {
     /// follows a full one (suspicious) from a confirmed empty kind.
     previous_items: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Resync progress for `/metrics` (items crawled per kind as they are published).
-    resync_stats: ResyncStats,
+    pub(crate) resync_stats: ResyncStats,
 }
 
 impl Crawler {

@@ -373,6 +373,8 @@ impl Crawler {
         let Some(gitops) = GitopsPlan::of(std::slice::from_ref(plan)) else {
             return Ok(());
         };
+        // The kind's series exists (at 0) even when no repository has a spec.
+        self.resync_stats.crawled(GITOPS_KIND, 0);
         let units = self.healthy_repository_units(cache).await?;
         let gitops = &gitops;
         self.fan_out(
