@@ -46,6 +46,7 @@ impl KindPlan {
                     .map(|(_, resource)| resource.selector.options.clone())
                     .collect(),
             })
+            .chain(crate::gitops::GitopsPlan::kind_plan(mapping))
             .collect()
     }
 
@@ -121,6 +122,7 @@ impl Default for CrawlLimits {
 
 /// Kinds read repository by repository, from the repository list.
 const REPOSITORY_DERIVED_KINDS: &[&str] = &[
+    adoport_shared::messages::GITOPS_KIND,
     "repository-policy",
     "pull-request",
     "branch",
@@ -151,7 +153,7 @@ pub struct Crawler {
     /// follows a full one (suspicious) from a confirmed empty kind.
     previous_items: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Resync progress for `/metrics` (items crawled per kind as they are published).
-    resync_stats: ResyncStats,
+    pub(crate) resync_stats: ResyncStats,
     /// Raw data examples for Port, when `sendRawDataExamples` is on.
     examples: Option<ExampleSampler>,
     /// Projects with any of these tags are left out (see [`crate::project_tags`]).

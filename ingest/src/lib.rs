@@ -7,12 +7,15 @@
 //! and the service-hook subscription manager ([`subscriptions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
-//! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
+//! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
+//! jobs. Its only Port writes are the records of the action runs it executes ([`actions`]).
 
+pub mod actions;
 pub mod ado;
 pub mod crawler;
 pub mod crawlers;
 pub mod examples;
+pub mod gitops;
 mod kinds;
 pub mod organizations;
 mod project_tags;
@@ -50,6 +53,8 @@ pub enum IngestError {
     Bus(#[from] BusError),
     #[error("webhook server failed: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Actions(#[from] actions::ActionsError),
 }
 
 /// What ingest runs with, beyond settings.
@@ -121,11 +126,13 @@ pub async fn run(
             "no webhookSecret configured: webhooks are accepted without authentication (set OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET)"
         );
     }
+    let actions = actions::start(settings, organizations.clients().to_vec(), shutdown.clone())?;
     let state = Arc::new(webhook::WebhookState {
         bus: bus.clone(),
         organizations: organizations.clone(),
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
+        actions,
         plan: run.plan.clone(),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);

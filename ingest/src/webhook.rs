@@ -46,6 +46,8 @@ pub struct WebhookState {
     pub secret: Option<Secret>,
     /// `excludedTags`: work item events of projects carrying one of these are ignored.
     pub excluded_tags: Vec<String>,
+    /// Reports `trigger_pipeline` completions, when the actions processor is enabled.
+    pub actions: Option<crate::actions::completion::CompletionContext>,
     /// The kinds the mapping asks for, with their selectors (which push changes to publish).
     pub plan: Vec<crate::crawler::KindPlan>,
 }
@@ -310,6 +312,9 @@ async fn receive(
         authenticate(&headers, secret)?;
     }
     let envelope = parse_envelope(&body)?;
+    crate::actions::completion::on_webhook(state.actions.as_ref(), &envelope.event_type, &body)
+        .await
+        .map_err(WebhookError::Unavailable)?;
     let route = route(&envelope)?;
     if route == Route::Ignored {
         tracing::debug!(event_type = %envelope.event_type, "webhook event type not handled; acknowledged");
@@ -416,6 +421,7 @@ async fn handle(
         let (event_type, delivery_id) = (&envelope.event_type, &envelope.delivery_id);
         crate::push_events::on_push(state, client, event_type, delivery_id, &envelope.resource)
             .await?;
+        crate::gitops::on_push(state, client, delivery_id, &envelope.resource).await?;
     }
     tracing::debug!(event_type = %envelope.event_type, kind, event_id = %event.id, "webhook queued");
     Ok(axum::Json(json!({"ok": true, "status": "queued", "eventId": event.id})).into_response())

@@ -99,6 +99,7 @@ impl Harness {
             organizations: Organizations::new(vec![self.client.clone()]),
             secret: None,
             excluded_tags: Vec::new(),
+            actions: None,
             plan,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

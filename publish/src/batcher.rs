@@ -30,6 +30,9 @@ pub struct BatchKey {
     pub event_type: &'static str,
     /// `ocean_info_resync_id`.
     pub resync_id: Option<ResyncId>,
+    /// GitOps entities are written with the GitOps User-Agent, so never in a batch with
+    /// exporter entities.
+    pub gitops: bool,
 }
 
 /// When a batch closes.

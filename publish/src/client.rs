@@ -43,6 +43,13 @@ pub fn exporter_user_agent(version: &str, identifier: &str) -> String {
     format!("port-ocean/{INTEGRATION_TYPE}/{version}/{identifier}/exporter")
 }
 
+/// The User-Agent of GitOps writes (entities from `port.yml` specs in repositories):
+/// `port-ocean/azure-devops/{version}/{identifier}/gitops`, as the Python integration's
+/// `UserAgentType.gitops`. Reconciliation never lists them (their suffix is not `/exporter`).
+pub fn gitops_user_agent(version: &str, identifier: &str) -> String {
+    format!("port-ocean/{INTEGRATION_TYPE}/{version}/{identifier}/gitops")
+}
+
 /// The `$datasource` prefix and suffix of the entities integration `identifier` owns, as the
 /// Python integration searches them (any version: a user who upgrades keeps their entities).
 pub fn ownership(identifier: &str) -> (String, String) {
@@ -102,6 +109,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct PortClient {
     inner: Arc<Inner>,
+    /// Set on the GitOps client ([`PortClient::gitops`]): the User-Agent its writes carry.
+    gitops_user_agent: Option<reqwest::header::HeaderValue>,
 }
 
 impl std::fmt::Debug for PortClient {
@@ -198,7 +207,28 @@ impl PortClient {
                 integration_identifier: access.integration_identifier.clone(),
                 http_stats,
             }),
+            gitops_user_agent: None,
         })
+    }
+
+    /// The same client (connections, token) writing as GitOps: its upserts and deletes carry
+    /// [`gitops_user_agent`], and [`PortClient::owns`] recognises GitOps-owned entities only.
+    pub fn gitops(&self) -> PortClient {
+        let agent = gitops_user_agent(
+            COMPATIBLE_INTEGRATION_VERSION,
+            &self.inner.integration_identifier,
+        );
+        PortClient {
+            inner: Arc::clone(&self.inner),
+            gitops_user_agent: reqwest::header::HeaderValue::from_str(&agent).ok(),
+        }
+    }
+
+    fn with_agent(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.gitops_user_agent {
+            Some(agent) => request.header(reqwest::header::USER_AGENT, agent.clone()),
+            None => request,
+        }
     }
 
     /// Requests by status and their latency (shared with clones of this client).
@@ -313,7 +343,10 @@ impl PortClient {
         };
         let token = self.token().await?;
         let response = self
-            .timed(build(&self.inner.http).bearer_auth(token.expose()))
+            .timed(
+                self.with_agent(build(&self.inner.http))
+                    .bearer_auth(token.expose()),
+            )
             .await
             .map_err(transport)?;
         if response.status() != StatusCode::UNAUTHORIZED {
@@ -326,7 +359,10 @@ impl PortClient {
         self.invalidate(&token).await;
         let token = self.token().await?;
         let response = self
-            .timed(build(&self.inner.http).bearer_auth(token.expose()))
+            .timed(
+                self.with_agent(build(&self.inner.http))
+                    .bearer_auth(token.expose()),
+            )
             .await
             .map_err(transport)?;
         if response.status() == StatusCode::UNAUTHORIZED {
@@ -606,7 +642,10 @@ impl PortClient {
     /// Whether this integration owns entity `identifier` of `blueprint` in Port: it exists and
     /// its `$datasource` is ours ([`ownership`] of the configured integration identifier).
     pub async fn owns(&self, blueprint: &str, identifier: &str) -> Result<bool, PublishError> {
-        let (prefix, suffix) = ownership(&self.inner.integration_identifier);
+        let (prefix, mut suffix) = ownership(&self.inner.integration_identifier);
+        if self.gitops_user_agent.is_some() {
+            suffix = format!("/{}/gitops", self.inner.integration_identifier);
+        }
         self.is_owned(blueprint, identifier, &prefix, &suffix).await
     }
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use adoport_shared::bus::{Bus, Delivery, Subscription};
 use adoport_shared::config::Settings;
-use adoport_shared::messages::{ChangeOp, EntityChange, Origin, ResyncId, decode};
+use adoport_shared::messages::{ChangeOp, EntityChange, GITOPS_KIND, Origin, ResyncId, decode};
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -483,6 +483,7 @@ impl Coordinator {
                     create_missing_related_entities: change.write.create_missing_related_entities,
                     event_type: change.origin.event_type(),
                     resync_id: change.origin.resync_id(),
+                    gitops: change.kind == GITOPS_KIND,
                 },
                 entity,
                 json_bytes,
@@ -490,7 +491,8 @@ impl Coordinator {
             },
             ChangeOp::Delete => Payload::Delete {
                 delete_dependents: change.write.delete_dependents,
-                check_ownership: matches!(change.origin, Origin::Webhook { .. }),
+                check_ownership: matches!(change.origin, Origin::Webhook { .. })
+                    || change.kind == GITOPS_KIND,
             },
         };
         let mut item = Item {
@@ -714,8 +716,12 @@ async fn send_upserts(shared: Arc<Shared>, key: BatchKey, items: Vec<Item>) -> T
                 return TaskEnd { fatal: None };
             };
             stats.incr(Counter::PortRequests);
-            let result = shared
-                .client
+            let client = if key.gitops {
+                shared.client.gitops()
+            } else {
+                shared.client.clone()
+            };
+            let result = client
                 .bulk_upsert(
                     &key.blueprint,
                     &group.entities,
@@ -869,6 +875,13 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
             continue;
         };
         let held = item.held;
+        // GitOps deletes write (and check ownership) as GitOps: they never touch an entity
+        // the exporter owns.
+        let client = if held.kind == GITOPS_KIND {
+            shared.client.gitops()
+        } else {
+            shared.client.clone()
+        };
         let mut schedule = shared.config.retry.schedule();
         let mut owned_checked = !check_ownership;
         loop {
@@ -877,8 +890,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
             };
             stats.incr(Counter::PortRequests);
             let (what, error) = if owned_checked {
-                let result = shared
-                    .client
+                let result = client
                     .delete_entity(&held.key.blueprint, &held.key.identifier, delete_dependents)
                     .await;
                 release(permit, &result);
@@ -895,10 +907,7 @@ async fn send_deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                     Err(error) => ("delete", error),
                 }
             } else {
-                let result = shared
-                    .client
-                    .owns(&held.key.blueprint, &held.key.identifier)
-                    .await;
+                let result = client.owns(&held.key.blueprint, &held.key.identifier).await;
                 release(permit, &result);
                 match result {
                     Ok(true) => {

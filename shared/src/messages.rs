@@ -131,6 +131,16 @@ pub enum RawAction {
     Delete,
 }
 
+/// The reserved kind of GitOps entities: a [`RawEvent`] of this kind carries Port entities
+/// read from `port.yml` specs (each with its `blueprint`), which transform passes through
+/// without the mapping; an [`EntityChange`] of this kind is written with the GitOps
+/// User-Agent, and its deletes touch only GitOps-owned entities.
+pub const GITOPS_KIND: &str = "gitops";
+
+/// The key of a [`GITOPS_KIND`] item that stands for a spec that does not parse (`{repository,
+/// repositoryId, path, commit, error}`): transform dead-letters its raw event with that text.
+pub const GITOPS_SPEC_ERROR_KEY: &str = "__gitopsSpecError";
+
 /// Items of one kind as Azure DevOps returned them, published by ingest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawEvent {

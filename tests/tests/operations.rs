@@ -438,7 +438,8 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
 
     // Per stage and kind.
     let report = &crawl.kinds;
-    for (kind, crawled) in report {
+    // A kind that published nothing (GitOps without specs) has no transform series.
+    for (kind, crawled) in report.iter().filter(|(_, k)| k.events > 0) {
         assert_eq!(
             sample(
                 &after,

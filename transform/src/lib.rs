@@ -17,6 +17,7 @@
 //! never cross an `.await`.
 
 pub mod error;
+pub mod gitops;
 pub mod jq;
 pub mod mapping;
 pub mod worker;

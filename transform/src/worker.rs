@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::mapping::{CompiledMapping, ItemProblem};
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
-    EntityChange, Origin, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
+    EntityChange, GITOPS_KIND, Origin, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
 };
 use adoport_shared::metrics::KindCounters;
 use adoport_shared::topology::{Topology, WorkQueue};
@@ -170,6 +170,7 @@ pub fn changes_for(
         // A live event re-evaluates the selector: an item that no longer passes becomes a
         // delete (and a deletion event deletes), as Ocean does for webhooks.
         let outcome = match event.origin {
+            _ if event.kind == GITOPS_KIND => crate::gitops::outcome(event.action, item),
             Origin::Webhook { .. } => mapping.apply_live(&event.kind, event.action, item),
             Origin::Resync { .. } => mapping.apply(&event.kind, event.action, item),
         };
@@ -231,6 +232,17 @@ async fn process(
             return Ok(());
         }
     };
+    if let Some(reason) = crate::gitops::spec_error(&event.kind, &event.items) {
+        tracing::warn!(event_id = %event.id, reason = %reason, "broken GitOps spec dead-lettered");
+        delivery.dead_letter(&reason).await?;
+        stats
+            .inner
+            .events_dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        stats.inner.per_kind.add(&event.kind, "dead_lettered", 1);
+        stats.settled();
+        return Ok(());
+    }
     let (mut changes, failed_items) = changes_for(&mapping, &event, write, bus.topology(), &stats);
     let count = changes.len() as u64;
     // A resync's event also reports what it produced (and how many of its items failed) to

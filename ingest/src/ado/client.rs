@@ -336,6 +336,24 @@ impl AdoClient {
             .await
     }
 
+    /// POST `body` to `url` exactly once: for requests that are not safe to repeat (starting a
+    /// pipeline run). Any failure is returned as it is, never retried.
+    pub async fn post_json_once(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<JsonResponse, AdoError> {
+        let bearer = self.bearer().await?;
+        match self
+            .send_once(reqwest::Method::POST, url, query, Some(body), bearer.as_ref())
+            .await
+        {
+            Ok(response) => Ok(response),
+            Err(Attempt::Final(e)) | Err(Attempt::Transient { error: e, .. }) => Err(e),
+        }
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,

@@ -146,6 +146,9 @@ impl Crawler {
             "file" => Box::pin(self.crawl_files(resync_id, plan, cache, report)),
             "folder" => Box::pin(self.crawl_folders(resync_id, plan, cache, report)),
             "wiki" => Box::pin(self.crawl_wikis(resync_id, plan, cache, report)),
+            adoport_shared::messages::GITOPS_KIND => {
+                Box::pin(self.crawl_gitops(resync_id, plan, cache, report))
+            }
             kind if pipelines::is_list_kind(kind) => {
                 Box::pin(self.crawl_project_list(resync_id, plan, cache, report))
             }

@@ -267,6 +267,47 @@ pub struct OceanSettings {
     /// Seconds before an HTTP request to Azure DevOps or Port is abandoned.
     #[serde(default = "default_client_timeout", deserialize_with = "flex::u64")]
     pub client_timeout: u64,
+    /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
+    #[serde(default)]
+    pub actions_processor: ActionsProcessor,
+}
+
+/// Ocean's actions processor settings (`OCEAN__ACTIONS_PROCESSOR__ENABLED`, …), same names and
+/// defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionsProcessor {
+    #[serde(default, deserialize_with = "flex::bool")]
+    pub enabled: bool,
+    /// Seconds between `claim-pending` polls when nothing was pending.
+    #[serde(default = "default_action_poll", deserialize_with = "flex::u64")]
+    pub poll_check_interval_seconds: u64,
+    /// How long a claimed run stays hidden from other executors (ms).
+    #[serde(default = "default_action_visibility", deserialize_with = "flex::u64")]
+    pub visibility_timeout_ms: u64,
+    /// Runs executed at the same time.
+    #[serde(default = "default_action_workers", deserialize_with = "flex::u64")]
+    pub workers_count: u64,
+}
+
+fn default_action_poll() -> u64 {
+    10
+}
+fn default_action_visibility() -> u64 {
+    60_000
+}
+fn default_action_workers() -> u64 {
+    3
+}
+
+impl Default for ActionsProcessor {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            poll_check_interval_seconds: default_action_poll(),
+            visibility_timeout_ms: default_action_visibility(),
+            workers_count: default_action_workers(),
+        }
+    }
 }
 
 fn default_client_timeout() -> u64 {
@@ -284,6 +325,7 @@ impl Default for OceanSettings {
             send_raw_data_examples: true,
             base_url: None,
             client_timeout: default_client_timeout(),
+            actions_processor: ActionsProcessor::default(),
         }
     }
 }

@@ -48,7 +48,7 @@ pub(crate) enum AdoError {
     },
 }
 
-fn ado_json(
+pub(crate) fn ado_json(
     status: StatusCode,
     message: &str,
     type_name: &str,

@@ -29,6 +29,7 @@
 //! | `GET /{org}/_apis/git/pullrequests/{pullRequestId}` | one pull request by id |
 //! | `GET /{org}/{project}/_apis/git/pullrequests/{pullRequestId}` | same, project-scoped |
 //! | identity, team settings, area and project-property endpoints | see `identities.rs` |
+//! | `POST/GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs…` | pipeline runs (see `pipeline_runs`) |
 //! | `GET <unmatched>` (any method) | 404 |
 //!
 //! 404s carry the Azure DevOps error body (`TF200016` project, `TF401019` repository,
@@ -42,6 +43,7 @@ mod error;
 mod limit;
 mod organizations;
 mod identities;
+mod pipeline_runs;
 pub mod pipelines;
 mod routes;
 pub mod runs;
@@ -129,6 +131,8 @@ pub(crate) struct AdoState {
     pub(crate) forbidden_projects: Mutex<std::collections::HashSet<String>>,
     /// Service-hook subscriptions, in creation order.
     pub(crate) subscriptions: Mutex<Vec<Value>>,
+    /// Runs started through the Pipelines API.
+    pub(crate) pipeline_runs: Mutex<pipeline_runs::PipelineRuns>,
     /// The request budget's window, when the config sets one.
     pub(crate) budget: Mutex<Option<limit::Budget>>,
 }
@@ -152,6 +156,7 @@ impl AdoState {
             default_host,
             forbidden_projects: Mutex::new(std::collections::HashSet::new()),
             subscriptions: Mutex::new(Vec::new()),
+            pipeline_runs: Mutex::default(),
         })
     }
 }

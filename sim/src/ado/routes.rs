@@ -91,6 +91,7 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
         .merge(super::runs::routes())
         .merge(super::security::routes())
         .merge(super::identities::routes())
+        .merge(super::pipeline_runs::routes())
         .merge(super::content_routes::routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))

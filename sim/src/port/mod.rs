@@ -31,6 +31,7 @@
 //! | `PATCH /v1/integration/{id}/resync-state` | recorded, see [`PortSim::resync_states`] |
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
+//! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
 //! | `{METHOD} <unmatched>` | 404 `not_found` |
 //!
 //! Ownership: an entity's `$datasource` is the User-Agent of its last write. Blueprints need
@@ -39,6 +40,7 @@
 //! without `create_missing_related_entities=true`, stubs created with it), and
 //! [`PortSim::mark_blueprint_unknown`] makes a blueprint answer 404.
 
+mod action_runs;
 mod auth;
 mod error;
 mod integration;
@@ -99,6 +101,7 @@ pub(crate) struct PortState {
     pub(crate) tokens: Mutex<auth::Tokens>,
     pub(crate) window: Mutex<limit::Window>,
     pub(crate) traffic: Traffic,
+    pub(crate) action_runs: Mutex<action_runs::ActionRuns>,
 }
 
 /// A running Port simulator. Dropping it (or [`PortSim::shutdown`]) stops the server.
@@ -129,6 +132,7 @@ impl PortSim {
             catalog: Mutex::default(),
             tokens: Mutex::default(),
             traffic: Traffic::default(),
+            action_runs: Mutex::default(),
             config,
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;

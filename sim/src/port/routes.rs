@@ -31,7 +31,7 @@ const SEARCH_PAGE_MAX: usize = 1000;
 
 type Params = Path<HashMap<String, String>>;
 type Flags = Query<HashMap<String, String>>;
-type Answer = Result<Response, PortError>;
+pub(super) type Answer = Result<Response, PortError>;
 
 pub(crate) fn router(state: Arc<PortState>) -> Router {
     Router::new()
@@ -87,6 +87,7 @@ pub(crate) fn router(state: Arc<PortState>) -> Router {
             "/v1/integration/{id}/kinds/{kind}/examples",
             post(post_examples),
         )
+        .merge(super::action_runs::routes())
         .fallback(|| async { PortError::not_found("Route not found") })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -153,7 +154,7 @@ fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// A JSON request body, with Port's answers for a body that is too large (413) or not JSON.
-struct Body(Value);
+pub(super) struct Body(pub(super) Value);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = PortError;
@@ -195,7 +196,7 @@ fn param(params: &HashMap<String, String>, name: &str) -> String {
     params.get(name).cloned().unwrap_or_default()
 }
 
-fn ok(status: StatusCode, body: Value) -> Answer {
+pub(super) fn ok(status: StatusCode, body: Value) -> Answer {
     Ok((status, Json(body)).into_response())
 }
 

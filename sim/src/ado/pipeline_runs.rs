@@ -1,0 +1,282 @@
+//! Simulated pipeline runs started through the Pipelines API (what the `trigger_pipeline`
+//! action calls), and the `ms.vss-pipelines.run-state-changed-event` service-hook body a run's
+//! completion sends.
+//!
+//! | key | answer |
+//! |---|---|
+//! | `POST /{org}/{project}/_apis/pipelines/{pipelineId}/runs` | `{resources?: {repositories: {self: {refName}}}, templateParameters?, variables?: {name: {value}}}` → 200 the run (`state: inProgress`, `_links.web.href`); 404 `PipelineNotFoundException` for an unknown pipeline, 400 `PipelineValidationException` for a branch the repository does not have |
+//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | one run (`state`, `result` once completed), 404 `PipelineRunNotFoundException` |
+//!
+//! Branches a run may name: `refs/heads/main` and the source branches of the project's pull
+//! requests (the refs the simulator serves).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::error::{AdoError, ado_json};
+use super::pipelines::PIPELINES_PER_PROJECT;
+use super::routes::{ok_json, urls};
+use super::seed::{Organization, Project, ado_time};
+use super::work::project;
+use super::{AdoSim, AdoState};
+use crate::traffic::lock;
+
+type Params = Path<HashMap<String, String>>;
+
+/// First id of a run started through the API (seeded builds use the low ids).
+const FIRST_RUN_ID: u64 = 1000;
+
+/// One run started through the API.
+#[derive(Debug, Clone)]
+struct Run {
+    id: u64,
+    project_id: String,
+    pipeline_id: u64,
+    ref_name: String,
+    body: Value,
+    created: chrono::DateTime<chrono::Utc>,
+    /// `None` while in progress; `succeeded`, `failed` or `canceled` once completed.
+    result: Option<String>,
+}
+
+/// Every run started through the API, in start order.
+#[derive(Debug, Default)]
+pub(crate) struct PipelineRuns {
+    runs: Vec<Run>,
+}
+
+pub(crate) fn routes() -> Router<Arc<AdoState>> {
+    Router::new()
+        .route(
+            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
+            post(run_pipeline),
+        )
+        .route(
+            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",
+            get(get_run),
+        )
+}
+
+fn pipeline_not_found(id: &str) -> Response {
+    ado_json(
+        StatusCode::NOT_FOUND,
+        &format!("Pipeline with id {id} not found."),
+        "Microsoft.Azure.Pipelines.WebApi.PipelineNotFoundException, Microsoft.Azure.Pipelines.WebApi",
+        "PipelineNotFoundException",
+        3000,
+    )
+}
+
+fn known_branches(org: &Organization, project: &Project) -> Vec<String> {
+    let mut names = vec!["refs/heads/main".to_string()];
+    for pr in &org.pull_requests {
+        let in_project = org
+            .repositories
+            .iter()
+            .any(|r| r.id == pr.repository_id && r.project_id == project.id);
+        if in_project && !names.contains(&pr.source_ref_name) {
+            names.push(pr.source_ref_name.clone());
+        }
+    }
+    names
+}
+
+fn run_json(organization_url: &str, project: &Project, run: &Run) -> Value {
+    let pipeline_url = format!(
+        "{organization_url}/{}/_apis/pipelines/{}",
+        project.id, run.pipeline_id
+    );
+    let url = format!("{pipeline_url}/runs/{}", run.id);
+    let mut value = json!({
+        "_links": {
+            "self": {"href": url},
+            "web": {"href": format!("{organization_url}/{}/_build/results?buildId={}", project.id, run.id)},
+            "pipeline.web": {"href": format!("{organization_url}/{}/_build/definition?definitionId={}", project.id, run.pipeline_id)},
+            "pipeline": {"href": format!("{pipeline_url}?revision=1")},
+        },
+        "pipeline": {
+            "url": format!("{pipeline_url}?revision=1"),
+            "id": run.pipeline_id,
+            "revision": 1,
+            "name": format!("{}-pipeline-{}", project.name.replace(' ', "-"), run.pipeline_id),
+            "folder": "\\",
+        },
+        "state": if run.result.is_some() { "completed" } else { "inProgress" },
+        "createdDate": ado_time(run.created),
+        "url": url,
+        "resources": {"repositories": {"self": {
+            "refName": run.ref_name,
+            "version": format!("{:040x}", run.id),
+        }}},
+        "id": run.id,
+        "name": format!("{}.{}", run.created.format("%Y%m%d"), run.id - FIRST_RUN_ID + 1),
+    });
+    for field in ["templateParameters", "variables"] {
+        if let Some(given) = run.body.get(field) {
+            value[field] = given.clone();
+        }
+    }
+    if let Some(result) = &run.result {
+        value["result"] = json!(result);
+        value["finishedDate"] = json!(ado_time(chrono::Utc::now()));
+    }
+    value
+}
+
+async fn run_pipeline(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AdoError> {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
+            message: format!("The request body is not valid JSON: {e}"),
+        })?
+    };
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let pipeline_text = params.get("pipelineId").cloned().unwrap_or_default();
+    let pipeline_id = match pipeline_text.parse::<u64>() {
+        Ok(id) if (1..=PIPELINES_PER_PROJECT).contains(&id) => id,
+        _ => return Ok(pipeline_not_found(&pipeline_text)),
+    };
+    let ref_name = body
+        .pointer("/resources/repositories/self/refName")
+        .and_then(Value::as_str)
+        .unwrap_or("refs/heads/main")
+        .to_string();
+    if !known_branches(&org, project).contains(&ref_name) {
+        return Ok(ado_json(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Unable to resolve the reference '{ref_name}' to a specific version. Verify the reference exists in the source repository."
+            ),
+            "Microsoft.Azure.Pipelines.WebApi.PipelineValidationException, Microsoft.Azure.Pipelines.WebApi",
+            "PipelineValidationException",
+            3000,
+        ));
+    }
+    let mut runs = lock(&state.pipeline_runs);
+    let run = Run {
+        id: FIRST_RUN_ID + runs.runs.len() as u64,
+        project_id: project.id.clone(),
+        pipeline_id,
+        ref_name,
+        body,
+        created: chrono::Utc::now(),
+        result: None,
+    };
+    let answer = run_json(&urls.organization_url, project, &run);
+    runs.runs.push(run);
+    Ok(ok_json(answer))
+}
+
+async fn get_run(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let pipeline = params.get("pipelineId").cloned().unwrap_or_default();
+    let run_id = params.get("runId").cloned().unwrap_or_default();
+    let runs = lock(&state.pipeline_runs);
+    let found = runs.runs.iter().find(|run| {
+        run.project_id == project.id
+            && run.pipeline_id.to_string() == pipeline
+            && run.id.to_string() == run_id
+    });
+    match found {
+        Some(run) => Ok(ok_json(run_json(&urls.organization_url, project, run))),
+        None => Ok(ado_json(
+            StatusCode::NOT_FOUND,
+            &format!("Pipeline run with id {run_id} not found in pipeline {pipeline}."),
+            "Microsoft.Azure.Pipelines.WebApi.PipelineRunNotFoundException, Microsoft.Azure.Pipelines.WebApi",
+            "PipelineRunNotFoundException",
+            3000,
+        )),
+    }
+}
+
+impl AdoSim {
+    /// Every run started through `POST …/pipelines/{id}/runs`, as `GET …/runs/{runId}` returns
+    /// it, in start order.
+    pub fn pipeline_runs(&self) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        lock(&self.state.pipeline_runs)
+            .runs
+            .iter()
+            .filter_map(|run| {
+                let project = org.project_by_id(&run.project_id)?;
+                Some(run_json(&urls.organization_url, project, run))
+            })
+            .collect()
+    }
+
+    /// The request body a run was started with.
+    pub fn pipeline_run_request(&self, run_id: u64) -> Option<Value> {
+        lock(&self.state.pipeline_runs)
+            .runs
+            .iter()
+            .find(|run| run.id == run_id)
+            .map(|run| run.body.clone())
+    }
+
+    /// Completes a run with `result` (`succeeded`, `failed`, `canceled`) and returns the
+    /// `ms.vss-pipelines.run-state-changed-event` service-hook body Azure DevOps posts for it;
+    /// `None` for an unknown run.
+    pub fn complete_pipeline_run(&self, run_id: u64, result: &str) -> Option<Value> {
+        let body = {
+            let urls = self.urls();
+            let org = lock(&self.state.organization);
+            let mut runs = lock(&self.state.pipeline_runs);
+            let run = runs.runs.iter_mut().find(|run| run.id == run_id)?;
+            run.result = Some(result.to_string());
+            let project = org.project_by_id(&run.project_id)?;
+            let resource = run_json(&urls.organization_url, project, run);
+            json!({
+                "subscriptionId": uuid::Uuid::new_v4().to_string(),
+                "notificationId": run_id,
+                "id": uuid::Uuid::new_v4().to_string(),
+                "eventType": "ms.vss-pipelines.run-state-changed-event",
+                "publisherId": "pipelines",
+                "message": {"text": format!("Run {} {result}.", resource["name"].as_str().unwrap_or_default())},
+                "resource": {
+                    "run": {
+                        "id": run.id,
+                        "name": resource["name"],
+                        "state": "completed",
+                        "result": result,
+                        "_links": resource["_links"],
+                    },
+                    "pipeline": resource["pipeline"],
+                    "runId": run.id,
+                    "pipelineId": run.pipeline_id,
+                },
+                "resourceVersion": "5.1-preview.1",
+                "resourceContainers": {
+                    "collection": {"id": uuid::Uuid::nil().to_string(), "baseUrl": format!("{}/", urls.organization_url)},
+                    "account": {"id": uuid::Uuid::nil().to_string(), "baseUrl": format!("{}/", urls.organization_url)},
+                    "project": {"id": project.id, "baseUrl": format!("{}/", urls.organization_url)},
+                },
+                "createdDate": ado_time(chrono::Utc::now()),
+            })
+        };
+        self.state.traffic.touch();
+        Some(body)
+    }
+}

@@ -1,0 +1,139 @@
+//! GitOps through the whole pipeline (real RabbitMQ, Port simulator): `port.yml` entities of a
+//! push land in Port owned by GitOps, a removed one is deleted, a resync neither deletes them
+//! (the exporter's reconciliation) nor loses them (the GitOps crawl), and a broken spec lands
+//! in the raw DLQ with the file, commit and parser error.
+
+use adoport::pipeline::Roles;
+use adoport_shared::topology::DeadLetterQueue;
+use adoport_sim::ado::{AdoSim, FileChange, SimCommit};
+use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start, within};
+use serde_json::Value;
+
+const SPEC: &str = "
+- identifier: checkout
+  blueprint: service
+  title: Checkout
+  properties:
+    tier: gold
+- identifier: payments
+  blueprint: service
+  properties:
+    tier: silver
+";
+
+#[tokio::test]
+async fn spec_entities_live_beside_the_exporter_s_and_converge() {
+    let mut running = start("gitops-e2e", BusKind::Rabbit, Roles::ALL, 1, 2, &[]).await;
+    running.resync_settled().await;
+    let exporter_entities = running.world.port.entity_count();
+    let url = running.webhook_url.clone().expect("ingest runs");
+    let repository = running
+        .world
+        .ado
+        .repositories()
+        .into_iter()
+        .find(|r| r["defaultBranch"] == "refs/heads/main")
+        .and_then(|r| r["id"].as_str().map(String::from))
+        .expect("a repository with main");
+    let deliver = |body: Value| {
+        let url = url.clone();
+        async move {
+            let status = reqwest::Client::new()
+                .post(&url)
+                .header("Authorization", basic_auth(WEBHOOK_SECRET))
+                .json(&body)
+                .send()
+                .await
+                .expect("webhook answered")
+                .status();
+            assert_eq!(status.as_u16(), 200);
+        }
+    };
+    let push = |ado: &AdoSim, changes: Vec<FileChange>| {
+        ado.push(&repository, "main", vec![SimCommit::new("spec", changes)])
+            .expect("push")
+    };
+
+    deliver(push(&running.world.ado, vec![FileChange::put("port.yml", SPEC)]).webhook).await;
+    running.wait_for_entity_count(exporter_entities + 2).await;
+    let checkout = running
+        .world
+        .port
+        .entity("service", "checkout")
+        .expect("checkout");
+    assert!(
+        checkout["$datasource"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("port-ocean/azure-devops/") && d.ends_with("/gitops")),
+        "{checkout}"
+    );
+    assert_eq!(checkout["properties"]["tier"], "gold");
+
+    let removed = push(
+        &running.world.ado,
+        vec![FileChange::put(
+            "port.yml",
+            "identifier: checkout\nblueprint: service\ntitle: Checkout\nproperties:\n  tier: platinum\n",
+        )],
+    );
+    deliver(removed.webhook).await;
+    running.wait_for_entity_count(exporter_entities + 1).await;
+    assert!(running.world.port.entity("service", "payments").is_none());
+
+    // A resync: the exporter's reconciliation leaves GitOps entities alone, and the GitOps crawl
+    // reads the spec of the tracked branch.
+    let resync = reqwest::Client::new()
+        .post(url.replace("/integration/webhook", "/resync"))
+        .send()
+        .await
+        .expect("resync requested");
+    assert_eq!(resync.status().as_u16(), 202);
+    let report = running.resync_settled().await;
+    assert_eq!(report.kinds["gitops"].items, 1, "{report:?}");
+    running.wait_for_entity_count(exporter_entities + 1).await;
+    let checkout = running
+        .world
+        .port
+        .entity("service", "checkout")
+        .expect("checkout survives the resync");
+    assert_eq!(checkout["properties"]["tier"], "platinum");
+
+    // A spec that does not parse: dead-lettered with the file, the commit and the error.
+    let broken = push(
+        &running.world.ado,
+        vec![FileChange::put("port.yml", "- identifier: [oops\n")],
+    );
+    deliver(broken.webhook).await;
+    let stats = running.pipeline.transform_stats.clone();
+    within(30, "the broken spec's dead letter", async {
+        loop {
+            let changed = stats.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if stats.events_dead_lettered() >= 1 {
+                return;
+            }
+            changed.await;
+        }
+    })
+    .await;
+    let letters = running
+        .bus
+        .list_dead_letters(DeadLetterQueue::Raw, 10)
+        .await
+        .expect("list");
+    assert_eq!(letters.len(), 1);
+    let reason = &letters[0].reason;
+    assert!(
+        reason.contains("port.yml")
+            && reason.contains(&broken.new_object_id)
+            && reason.contains("does not parse"),
+        "{reason}"
+    );
+    assert_eq!(
+        running.world.port.entity_count(),
+        exporter_entities + 1,
+        "a broken spec deletes nothing"
+    );
+    running.stop().await;
+}
