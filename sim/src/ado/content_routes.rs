@@ -545,21 +545,29 @@ async fn get_commit(
     Path(params): Params,
     headers: HeaderMap,
 ) -> Response {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let target = match find_target(&org, &params) {
-        Ok(target) => target,
-        Err(refusal) => return refusal.into_response(),
+    let held = {
+        let urls = urls(&state, &headers);
+        let org = lock(&state.organization);
+        let target = match find_target(&org, &params) {
+            Ok(target) => target,
+            Err(refusal) => return refusal.into_response(),
+        };
+        let id = params.get("commitId").cloned().unwrap_or_default();
+        org.git
+            .repositories
+            .get(&target.id)
+            .and_then(|c| c.commits.get(&id))
+            .map(|commit| commit_json(&org, &urls, &target, commit))
     };
-    let id = params.get("commitId").cloned().unwrap_or_default();
-    match org
-        .git
-        .repositories
-        .get(&target.id)
-        .and_then(|c| c.commits.get(&id))
-    {
-        Some(commit) => ok_json(commit_json(&org, &urls, &target, commit)),
-        None => commit_not_found(&id, &target.name).into_response(),
+    match held {
+        Some(commit) => ok_json(commit),
+        // Builds' source commits live in the pipelines model (see `runs`).
+        None => match super::runs::get_commit(State(Arc::clone(&state)), Path(params), headers)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        },
     }
 }
 

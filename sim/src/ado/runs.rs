@@ -9,7 +9,7 @@
 //! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs` | one run per build of the pipeline, newest first; not paged (the API ignores `$top`) |
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}/timeline` | Stage, Phase and Job records: stages `Build` and `Deploy` per build |
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}/changes` | `build id % 4` commits, newest first; `$top` (default 50) and continuation token |
-//! | `GET /{org}/{project}/_apis/git/repositories/{repositoryId}/commits/{commitId}` | any 40-hex commit of the repository |
+//! | `GET /{org}/{project}/_apis/git/repositories/{repositoryId}/commits/{commitId}` | served by `content_routes`; a commit its Git model does not hold and any 40-hex id resolve here (builds' source commits) |
 //! | `GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords` | [`DEPLOYMENTS_PER_ENVIRONMENT`] records; `top` (default 50) and continuation token |
 //! | `GET /{org}/{project}/_apis/test/runs` | [`TEST_RUNS_PER_PROJECT`] runs (the last one manual, without a build); `$top`/`$skip`; `includeRunDetails` |
 //! | `GET /{org}/{project}/_apis/test/runs/{runId}/results` | [`RESULTS_PER_TEST_RUN`] results; `$top` (default and most 1000)/`$skip` |
@@ -65,10 +65,6 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
         .route(
             "/{org}/{project}/_apis/build/builds/{buildId}/changes",
             get(list_changes),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/repositories/{repositoryId}/commits/{commitId}",
-            get(get_commit),
         )
         .route(
             "/{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords",
@@ -658,7 +654,9 @@ async fn list_changes(
     }
 }
 
-async fn get_commit(
+/// A build's source commit (any 40-hex id of the repository), for commits the Git content
+/// model does not hold: `content_routes` serves the route and falls back to this.
+pub(super) async fn get_commit(
     State(state): State<Arc<AdoState>>,
     Path(params): Params,
     headers: HeaderMap,
