@@ -10,6 +10,7 @@
 pub mod ado;
 pub mod crawler;
 mod kinds;
+pub mod live_events;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -120,6 +121,7 @@ pub async fn run(
         bus: bus.clone(),
         client: client.clone(),
         secret,
+        live_kinds: live_events::LiveKinds::new(run.plan.clone()),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;

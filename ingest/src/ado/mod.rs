@@ -5,12 +5,14 @@
 
 mod client;
 mod error;
+mod live_reads;
 pub mod organization;
 
 use serde_json::Value;
 
 pub use client::{API_VERSION, AdoClient, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
+pub use live_reads::ADVSEC_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;
