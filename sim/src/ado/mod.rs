@@ -32,6 +32,7 @@
 
 mod auth;
 mod error;
+mod live;
 pub mod pipelines;
 mod routes;
 mod seed;
@@ -100,6 +101,8 @@ pub(crate) struct AdoState {
     pub(crate) forbidden_projects: Mutex<std::collections::HashSet<String>>,
     /// Service-hook subscriptions, in creation order.
     pub(crate) subscriptions: Mutex<Vec<Value>>,
+    /// What live-event tests change (alert states).
+    pub(crate) live: live::LiveState,
 }
 
 /// A running Azure DevOps simulator. Dropping it (or [`AdoSim::shutdown`]) stops the server.
@@ -134,6 +137,7 @@ impl AdoSim {
             default_host,
             forbidden_projects: Mutex::new(std::collections::HashSet::new()),
             subscriptions: Mutex::new(Vec::new()),
+            live: live::LiveState::default(),
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
         Ok(AdoSim { state, server })

@@ -90,6 +90,7 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
         )
         .merge(super::work::routes())
         .merge(super::pipelines::routes())
+        .merge(super::live::routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)
