@@ -2,7 +2,8 @@
 //!
 //! Everything adoport reads from Azure DevOps: the webhook receiver ([`webhook`]), the REST
 //! client ([`ado`]), the resync crawler ([`crawler`]), the resync request loop ([`resync`]) and
-//! the service-hook subscription manager ([`subscriptions`]).
+//! the service-hook subscription manager ([`subscriptions`]) and the live events of builds,
+//! pipelines, releases and alerts ([`live_events`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port: those are transform's and publish's jobs.
@@ -102,7 +103,15 @@ pub async fn run(
     }
 
     if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
-        tokio::spawn(subscriptions::run(client.clone(), plan));
+        let every = Some(ingest.subscription_check_minutes)
+            .filter(|m| *m > 0)
+            .map(|m| Duration::from_secs(m * 60));
+        tokio::spawn(subscriptions::run(
+            client.clone(),
+            plan.for_kinds(&run.plan),
+            every,
+            shutdown.clone(),
+        ));
     }
 
     let secret = settings
