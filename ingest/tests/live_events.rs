@@ -1,0 +1,434 @@
+//! Live events of builds, pipelines, releases and Advanced Security alerts, end to end at
+//! ingest level: an envelope built from the simulator's objects is posted to the webhook
+//! receiver, and the raw events on the bus are checked for kind, action and enrichment;
+//! deletes on 404, the alert `criteria` filter, and kinds the mapping does not ask for.
+
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::crawler::KindPlan;
+use adoport_ingest::live_events::LiveKinds;
+use adoport_ingest::webhook::{WEBHOOK_PATH, WebhookState, router};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_shared::messages::{RawAction, RawEvent, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    sim: AdoSim,
+    url: String,
+    http: reqwest::Client,
+    deliveries: Subscription,
+    shutdown: CancellationToken,
+}
+
+/// The simulator, and a webhook receiver for a mapping with `kinds` (kind, selector).
+async fn harness(kinds: &[(&str, Value)]) -> Harness {
+    let sim = AdoSim::start(AdoSimConfig::default())
+        .await
+        .expect("simulator starts");
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: Default::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let bus = Bus::memory(Topology::new("live.", 2), shutdown.clone());
+    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+    let plans = kinds
+        .iter()
+        .map(|(kind, selector)| KindPlan {
+            kind: kind.to_string(),
+            selectors: vec![selector.as_object().cloned().unwrap_or_default()],
+        })
+        .collect();
+    let state = std::sync::Arc::new(WebhookState {
+        bus,
+        client,
+        secret: None,
+        live_kinds: LiveKinds::new(plans),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}{WEBHOOK_PATH}",
+        listener.local_addr().expect("address")
+    );
+    let app = router(state, 4 * 1024 * 1024);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    Harness {
+        sim,
+        url,
+        http: reqwest::Client::new(),
+        deliveries,
+        shutdown,
+    }
+}
+
+impl Harness {
+    /// Posts `envelope` and returns the answer's status and body.
+    async fn post(&self, envelope: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(&self.url)
+            .json(envelope)
+            .send()
+            .await
+            .expect("webhook answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Posts `envelope`, expects 200, and returns the raw events it queued (as many as the
+    /// answer's `eventIds` says, in publication order).
+    async fn deliver(&mut self, envelope: &Value) -> Vec<RawEvent> {
+        let (status, body) = self.post(envelope).await;
+        assert_eq!(status, 200, "{body}");
+        let count = body["eventIds"].as_array().map_or(0, Vec::len);
+        let mut events = Vec::new();
+        for _ in 0..count {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), self.deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            events.push(decode::<RawEvent>(&delivery.body).expect("raw event"));
+            delivery.ack().await.expect("ack");
+        }
+        events
+    }
+
+    fn project_id(&self, index: usize) -> String {
+        self.sim.projects()[index]["id"]
+            .as_str()
+            .expect("project id")
+            .to_string()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.sim.shutdown().await;
+    }
+}
+
+fn only(events: &[RawEvent], kind: &str) -> RawEvent {
+    let found: Vec<&RawEvent> = events.iter().filter(|e| e.kind == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} event in {events:?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
+    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
+    let project = h.project_id(0);
+    let events = h.deliver(&h.sim.build_complete_event(&project, 2)).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let build = only(&events, "build");
+    assert_eq!(build.action, RawAction::Upsert);
+    let item = &build.items[0];
+    assert_eq!(item["id"], 2);
+    assert_eq!(item["__projectId"], project.as_str());
+    assert_eq!(item["__project"]["id"], project.as_str());
+    assert!(item["__project"]["name"].is_string(), "{item}");
+    assert_eq!(item["__organizationUrl"], h.sim.organization_url().as_str());
+    let runs = only(&events, "test-run");
+    assert_eq!(runs.items.len(), 1);
+    assert_eq!(runs.items[0]["id"], 102);
+    assert_eq!(runs.items[0]["build"]["id"], "2");
+    assert_eq!(
+        runs.items[0]["__testResults"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        h.sim
+            .requests()
+            .get("GET /{org}/{project}/_apis/test/runs/{runId}/results")
+            .copied(),
+        Some(1)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn test_runs_go_without_results_when_the_selector_says_so() {
+    let mut h = harness(&[("test-run", json!({"includeResults": false}))]).await;
+    let project = h.project_id(1);
+    let events = h.deliver(&h.sim.build_complete_event(&project, 3)).await;
+    let runs = only(&events, "test-run");
+    assert_eq!(runs.items[0]["id"], 103);
+    assert!(runs.items[0].get("__testResults").is_none());
+    assert_eq!(events.len(), 1, "no build kind in the mapping: {events:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_build_that_is_gone_is_deleted_with_its_project() {
+    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
+    let project = h.project_id(0);
+    let events = h.deliver(&h.sim.build_complete_event(&project, 999)).await;
+    assert_eq!(events.len(), 1, "no test runs for a gone build: {events:?}");
+    let build = only(&events, "build");
+    assert_eq!(build.action, RawAction::Delete);
+    assert_eq!(build.items[0]["id"], 999);
+    assert_eq!(build.items[0]["__project"]["id"], project.as_str());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
+    let mut h = harness(&[("pipeline-run", json!({}))]).await;
+    let project = h.project_id(0);
+    let envelope =
+        h.sim
+            .pipeline_event("ms.vss-pipelines.run-state-changed-event", &project, 2, 4, None);
+    let events = h.deliver(&envelope).await;
+    let run = only(&events, "pipeline-run");
+    assert_eq!(run.action, RawAction::Upsert);
+    assert_eq!(run.items[0]["id"], 4);
+    assert_eq!(run.items[0]["state"], "completed");
+    assert_eq!(run.items[0]["__project"]["id"], project.as_str());
+    assert_eq!(run.items[0]["__pipeline"]["id"], 2);
+    assert!(run.items[0]["__pipeline"]["name"].is_string());
+
+    // A run Azure DevOps no longer has: deleted with the identifier's fields.
+    let gone =
+        h.sim
+            .pipeline_event("ms.vss-pipelines.run-state-changed-event", &project, 2, 1, None);
+    let events = h.deliver(&gone).await;
+    let run = only(&events, "pipeline-run");
+    assert_eq!(run.action, RawAction::Delete);
+    assert_eq!(run.items[0]["id"], 1);
+    assert_eq!(run.items[0]["__project"], json!({"id": project}));
+    assert_eq!(run.items[0]["__pipeline"], json!({"id": 2}));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stage_job_and_approval_events_publish_the_stage_record() {
+    let mut h = harness(&[("pipeline-stage", json!({}))]).await;
+    let project = h.project_id(2);
+    for event_type in [
+        "ms.vss-pipelines.stage-state-changed-event",
+        "ms.vss-pipelines.job-state-changed-event",
+        "ms.vss-pipelinechecks-events.approval-pending",
+        "ms.vss-pipelinechecks-events.approval-completed",
+    ] {
+        let envelope = h
+            .sim
+            .pipeline_event(event_type, &project, 2, 5, Some("Deploy"));
+        let events = h.deliver(&envelope).await;
+        let stage = only(&events, "pipeline-stage");
+        assert_eq!(stage.action, RawAction::Upsert, "{event_type}");
+        let record = &stage.items[0];
+        assert_eq!(record["type"], "Stage", "{event_type}");
+        assert_eq!(record["name"], "Deploy", "{event_type}");
+        assert_eq!(record["id"], envelope["resource"]["stage"]["id"]);
+        assert_eq!(record["__build"]["id"], 5);
+        assert_eq!(record["__project"]["id"], project.as_str());
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_event_updates_a_pipeline_only_when_it_names_one() {
+    let mut h = harness(&[("pipeline", json!({}))]).await;
+    let project = h.project_id(0);
+    // As documented: a check configuration on an agent queue, no pipeline.
+    let (status, body) = h
+        .post(&h.sim.check_updated_event(&project, "queue", "1", 1))
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    let events = h
+        .deliver(&h.sim.check_updated_event(&project, "pipeline", "2", 9))
+        .await;
+    let pipeline = only(&events, "pipeline");
+    assert_eq!(pipeline.items[0]["id"], 2);
+    assert_eq!(pipeline.items[0]["__projectId"], project.as_str());
+    assert_eq!(
+        h.sim
+            .requests()
+            .get("GET /{org}/{project}/_apis/pipelines/{pipelineId}")
+            .copied(),
+        Some(1),
+        "the check configuration id (9) is never read as a pipeline id"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn release_events_publish_the_release_and_its_definition() {
+    let mut h = harness(&[("release", json!({})), ("release-definition", json!({}))]).await;
+    let project = h.project_id(0);
+    let events = h
+        .deliver(&h.sim.release_event(
+            "ms.vss-release.release-created-event",
+            &project,
+            2,
+        ))
+        .await;
+    assert_eq!(events.len(), 2);
+    let release = only(&events, "release");
+    assert_eq!(release.items[0]["id"], 2);
+    assert_eq!(
+        release.items[0]["projectReference"]["id"],
+        project.as_str()
+    );
+    let definition = only(&events, "release-definition");
+    assert_eq!(definition.items[0]["id"], 1);
+    assert_eq!(definition.items[0]["__project"]["id"], project.as_str());
+
+    let events = h
+        .deliver(&h.sim.release_event(
+            "ms.vss-release.release-abandoned-event",
+            &project,
+            99,
+        ))
+        .await;
+    let release = only(&events, "release");
+    assert_eq!(release.action, RawAction::Delete);
+    assert_eq!(release.items[0]["id"], 99);
+    assert_eq!(
+        release.items[0]["projectReference"]["id"],
+        project.as_str()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deployment_events_publish_the_deployment_of_that_release_environment() {
+    let mut h = harness(&[("release-deployment", json!({}))]).await;
+    let project = h.project_id(1);
+    for event_type in [
+        "ms.vss-release.deployment-started-event",
+        "ms.vss-release.deployment-completed-event",
+    ] {
+        let events = h
+            .deliver(&h.sim.deployment_event(event_type, &project, 3))
+            .await;
+        let deployment = only(&events, "release-deployment");
+        assert_eq!(deployment.action, RawAction::Upsert);
+        assert_eq!(deployment.items[0]["id"], 3);
+        assert_eq!(deployment.items[0]["release"]["id"], 3);
+    }
+    let events = h
+        .deliver(&h.sim.deployment_event(
+            "ms.vss-release.deployment-completed-event",
+            &project,
+            42,
+        ))
+        .await;
+    let gone = only(&events, "release-deployment");
+    assert_eq!(gone.action, RawAction::Delete);
+    assert_eq!(gone.items[0]["id"], 42);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
+    let mut h = harness(&[(
+        "advanced-security-alert",
+        json!({"criteria": {"states": ["active"]}}),
+    )])
+    .await;
+    let repository = h.sim.repositories()[0].clone();
+    let repository_id = repository["id"].as_str().expect("id").to_string();
+    let project = repository["project"]["id"]
+        .as_str()
+        .expect("project")
+        .to_string();
+
+    // Alert 1 is active: upserted with the crawler's enrichment.
+    let events = h
+        .deliver(&h.sim.alert_event(
+            "ms.vss-alerts.alert-created-event",
+            &repository_id,
+            1,
+        ))
+        .await;
+    let alert = only(&events, "advanced-security-alert");
+    assert_eq!(alert.action, RawAction::Upsert);
+    assert_eq!(alert.items[0]["alertId"], 1);
+    assert_eq!(alert.items[0]["state"], "active");
+    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
+    assert_eq!(alert.items[0]["__projectId"], project.as_str());
+
+    // Dismissed since: it no longer matches the selector, so it is deleted.
+    h.sim.set_alert_state(&repository_id, 1, "dismissed");
+    let events = h
+        .deliver(&h.sim.alert_event(
+            "ms.vss-alerts.alert-state-changed-event",
+            &repository_id,
+            1,
+        ))
+        .await;
+    let alert = only(&events, "advanced-security-alert");
+    assert_eq!(alert.action, RawAction::Delete);
+    assert_eq!(alert.items[0]["alertId"], 1);
+    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
+
+    // An alert Azure DevOps no longer has is deleted too.
+    let events = h
+        .deliver(&h.sim.alert_event(
+            "ms.vss-alerts.alert-updated-event",
+            &repository_id,
+            99,
+        ))
+        .await;
+    assert_eq!(
+        only(&events, "advanced-security-alert").action,
+        RawAction::Delete
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
+    let mut h = harness(&[("work-item", json!({}))]).await;
+    let project = h.project_id(0);
+    let before = h.sim.total_requests();
+    for envelope in [
+        h.sim.build_complete_event(&project, 2),
+        h.sim
+            .pipeline_event("ms.vss-pipelines.run-state-changed-event", &project, 1, 1, None),
+        h.sim
+            .release_event("ms.vss-release.release-created-event", &project, 1),
+    ] {
+        let (status, body) = h.post(&envelope).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    }
+    assert_eq!(h.sim.total_requests(), before, "nothing was read");
+    assert!(h.deliver(&h.sim.build_complete_event(&project, 2)).await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_without_the_ids_it_needs_is_refused() {
+    let h = harness(&[("pipeline-run", json!({}))]).await;
+    let mut envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &h.project_id(0),
+        1,
+        1,
+        None,
+    );
+    envelope["resource"] = json!({"pipeline": {"id": 1}});
+    let (status, body) = h.post(&envelope).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("resource.run.id")),
+        "{body}"
+    );
+    h.stop().await;
+}
