@@ -205,8 +205,9 @@ pub async fn resolve(
         "ms.vss-release.release-created-event" | "ms.vss-release.release-abandoned-event" => {
             release(&context).await
         }
-        "ms.vss-release.deployment-started-event"
-        | "ms.vss-release.deployment-completed-event" => release_deployment(&context).await,
+        "ms.vss-release.deployment-started-event" | "ms.vss-release.deployment-completed-event" => {
+            release_deployment(&context).await
+        }
         "ms.vss-alerts.alert-created-event"
         | "ms.vss-alerts.alert-state-changed-event"
         | "ms.vss-alerts.alert-updated-event" => alert(&context).await,
@@ -283,7 +284,12 @@ async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     )
     .ok_or_else(|| cx.missing("resource.pipeline.id"))?;
     let project_id = cx.project_id()?;
-    let Some(run) = found(cx.client.pipeline_run(&project_id, pipeline_id, run_id).await)? else {
+    let Some(run) = found(
+        cx.client
+            .pipeline_run(&project_id, pipeline_id, run_id)
+            .await,
+    )?
+    else {
         return Ok(vec![delete(
             "pipeline-run",
             json!({"id": run_id, "__project": {"id": project_id}, "__pipeline": {"id": pipeline_id}}),
@@ -295,7 +301,10 @@ async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         .unwrap_or_else(|| json!({"id": pipeline_id}));
     Ok(vec![upsert(
         "pipeline-run",
-        vec![with(run, &[("__project", project), ("__pipeline", pipeline)])],
+        vec![with(
+            run,
+            &[("__project", project), ("__pipeline", pipeline)],
+        )],
     )])
 }
 
@@ -327,7 +336,10 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
     // Approval events of runs Azure DevOps no longer describes carry `run: null`: nothing to
     // read, nothing to publish.
     let Some(run_id) = number(&cx.resource, &["/run/id", "/runId"]) else {
-        tracing::debug!(event_type = cx.event_type, "stage event without a run; acknowledged");
+        tracing::debug!(
+            event_type = cx.event_type,
+            "stage event without a run; acknowledged"
+        );
         return Ok(Vec::new());
     };
     let stage_id = string(&cx.resource, &["/stage/id"]);
@@ -476,7 +488,11 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
     }
     let release_id = number(
         &cx.resource,
-        &["/deployment/release/id", "/environment/releaseId", "/release/id"],
+        &[
+            "/deployment/release/id",
+            "/environment/releaseId",
+            "/release/id",
+        ],
     )
     .ok_or_else(|| cx.missing("resource.deployment.release.id"))?;
     let environment = number(
@@ -549,13 +565,14 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let Some(plan) = cx.kinds.plan("advanced-security-alert") else {
         return Ok(Vec::new());
     };
-    let alert_id =
-        number(&cx.resource, &["/alertId", "/alert/alertId"]).ok_or_else(|| cx.missing("resource.alertId"))?;
+    let alert_id = number(&cx.resource, &["/alertId", "/alert/alertId"])
+        .ok_or_else(|| cx.missing("resource.alertId"))?;
     let repository_id = string(&cx.resource, &["/repositoryId", "/repository/id"])
         .ok_or_else(|| cx.missing("resource.repositoryId"))?
         .to_string();
     let project_id = cx.project_id()?;
-    let gone = json!({"alertId": alert_id, "__repositoryId": repository_id, "__projectId": project_id});
+    let gone =
+        json!({"alertId": alert_id, "__repositoryId": repository_id, "__projectId": project_id});
     let Some(alert) = found(
         cx.client
             .advanced_security_alert(&project_id, &repository_id, alert_id)
@@ -588,7 +605,8 @@ mod tests {
     fn a_check_event_names_a_pipeline_only_when_it_carries_one() {
         let documented = json!({"resource": {"type": "queue", "id": "1"}, "checkConfigurationId": 1, "projectId": "p"});
         assert_eq!(pipeline_of_check(&documented), None);
-        let on_pipeline = json!({"resource": {"type": "pipeline", "id": "12"}, "checkConfigurationId": 1});
+        let on_pipeline =
+            json!({"resource": {"type": "pipeline", "id": "12"}, "checkConfigurationId": 1});
         assert_eq!(pipeline_of_check(&on_pipeline), Some(12));
         let with_pipeline = json!({"pipeline": {"id": 7}, "checkConfigurationId": 1});
         assert_eq!(pipeline_of_check(&with_pipeline), Some(7));
@@ -600,7 +618,10 @@ mod tests {
         assert!(meets(None, &alert));
         assert!(meets(Some(&json!({})), &alert));
         assert!(!meets(Some(&json!({"states": ["active"]})), &alert));
-        assert!(meets(Some(&json!({"states": ["active", "dismissed"]})), &alert));
+        assert!(meets(
+            Some(&json!({"states": ["active", "dismissed"]})),
+            &alert
+        ));
         assert!(!meets(Some(&json!({"severity": ["low"]})), &alert));
         assert!(meets(Some(&json!({"alertType": "dependency"})), &alert));
         assert!(!meets(Some(&json!({"alertType": "secret"})), &alert));

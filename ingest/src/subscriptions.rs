@@ -50,7 +50,11 @@ pub struct HookEvent {
     pub always: Option<&'static str>,
 }
 
-const fn event(publisher: &'static str, event_type: &'static str, kinds: &'static [&'static str]) -> HookEvent {
+const fn event(
+    publisher: &'static str,
+    event_type: &'static str,
+    kinds: &'static [&'static str],
+) -> HookEvent {
     HookEvent {
         publisher,
         event_type,
@@ -69,7 +73,9 @@ pub const HOOK_EVENTS: &[HookEvent] = &[
         publisher: "tfs",
         event_type: "git.push",
         kinds: &["repository", "branch", "file", "folder", "wiki"],
-        always: Some("git.push handling: files, folders, branches, GitOps port.yml, repository refresh"),
+        always: Some(
+            "git.push handling: files, folders, branches, GitOps port.yml, repository refresh",
+        ),
     },
     event("tfs", "git.repo.created", &["repository"]),
     event("tfs", "git.repo.renamed", &["repository"]),
@@ -89,15 +95,43 @@ pub const HOOK_EVENTS: &[HookEvent] = &[
         kinds: &["pipeline-run"],
         always: Some("completion of the trigger_pipeline action"),
     },
-    event("pipelines", "ms.vss-pipelines.stage-state-changed-event", STAGE),
-    event("pipelines", "ms.vss-pipelines.job-state-changed-event", STAGE),
-    event("pipelines", "ms.vss-pipelinechecks-events.approval-pending", STAGE),
-    event("pipelines", "ms.vss-pipelinechecks-events.approval-completed", STAGE),
-    event("pipelines", "ms.vss-pipelinechecks-events.check-updated-event", &["pipeline"]),
+    event(
+        "pipelines",
+        "ms.vss-pipelines.stage-state-changed-event",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelines.job-state-changed-event",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelinechecks-events.approval-pending",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelinechecks-events.approval-completed",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelinechecks-events.check-updated-event",
+        &["pipeline"],
+    ),
     event("rm", "ms.vss-release.release-created-event", RELEASE),
     event("rm", "ms.vss-release.release-abandoned-event", RELEASE),
-    event("rm", "ms.vss-release.deployment-started-event", &["release-deployment"]),
-    event("rm", "ms.vss-release.deployment-completed-event", &["release-deployment"]),
+    event(
+        "rm",
+        "ms.vss-release.deployment-started-event",
+        &["release-deployment"],
+    ),
+    event(
+        "rm",
+        "ms.vss-release.deployment-completed-event",
+        &["release-deployment"],
+    ),
     event("advsec", "ms.vss-alerts.alert-created-event", ALERT),
     event("advsec", "ms.vss-alerts.alert-state-changed-event", ALERT),
     event("advsec", "ms.vss-alerts.alert-updated-event", ALERT),
@@ -315,7 +349,11 @@ pub async fn ensure(
                 .collect();
             let enabled = |s: &&Value| text(s, &["status"]) == Some("enabled");
             let current = |s: &&Value| text(s, &["consumerInputs", "url"]) == Some(url.as_str());
-            let label = format!("{} ({})", event.event_type, project.unwrap_or("organization"));
+            let label = format!(
+                "{} ({})",
+                event.event_type,
+                project.unwrap_or("organization")
+            );
             let with_id = |id: &str| {
                 let mut body = plan.body(event, project);
                 if let Value::Object(map) = &mut body {
@@ -400,7 +438,9 @@ pub async fn run(
                 failed = report.failures.len(),
                 "service-hook subscriptions checked"
             ),
-            Ok(report) => tracing::debug!(kept = report.kept, "service-hook subscriptions unchanged"),
+            Ok(report) => {
+                tracing::debug!(kept = report.kept, "service-hook subscriptions unchanged")
+            }
             Err(e) => tracing::warn!(
                 url = %plan.target_url,
                 error = %e,
@@ -451,7 +491,12 @@ mod tests {
         assert!(!matches(&org_wide, &created, url, None));
         let scoped = json!({"publisherId": "tfs", "eventType": "git.push", "consumerInputs": {"url": url}, "publisherInputs": {"projectId": "p"}});
         assert!(matches(&scoped, &push, url, Some("p")));
-        assert!(matches(&scoped, &push, &format!("{url}?auth=0123"), Some("p")));
+        assert!(matches(
+            &scoped,
+            &push,
+            &format!("{url}?auth=0123"),
+            Some("p")
+        ));
         assert!(!matches(
             &scoped,
             &push,
@@ -467,11 +512,17 @@ mod tests {
         assert_eq!(hook_host(org, "pipelines").0, org);
         assert_eq!(
             hook_host(org, "rm"),
-            ("https://vsrm.dev.azure.com/acme".to_string(), HOOKS_API_VERSION)
+            (
+                "https://vsrm.dev.azure.com/acme".to_string(),
+                HOOKS_API_VERSION
+            )
         );
         assert_eq!(
             hook_host(org, "advsec"),
-            ("https://advsec.dev.azure.com/acme".to_string(), "7.2-preview.1")
+            (
+                "https://advsec.dev.azure.com/acme".to_string(),
+                "7.2-preview.1"
+            )
         );
         assert_eq!(
             hook_host("https://acme.visualstudio.com", "rm").0,
@@ -482,8 +533,10 @@ mod tests {
     #[test]
     fn the_mapping_decides_which_event_types_are_subscribed() {
         assert_eq!(HOOK_EVENTS.len(), 26);
-        let mut ocean = OceanSettings::default();
-        ocean.base_url = Some("https://base.example".into());
+        let ocean = OceanSettings {
+            base_url: Some("https://base.example".into()),
+            ..Default::default()
+        };
         let plan = |kinds: &[&str]| {
             let plans: Vec<KindPlan> = kinds
                 .iter()
@@ -513,14 +566,23 @@ mod tests {
 
     #[test]
     fn the_url_fingerprints_the_credentials() {
-        let mut ocean = OceanSettings::default();
-        ocean.base_url = Some("https://base.example".into());
+        let mut ocean = OceanSettings {
+            base_url: Some("https://base.example".into()),
+            ..Default::default()
+        };
         let bare = SubscriptionPlan::from_settings(&ocean).expect("plan");
-        assert_eq!(bare.subscribed_url(), "https://base.example/integration/webhook");
+        assert_eq!(
+            bare.subscribed_url(),
+            "https://base.example/integration/webhook"
+        );
         ocean.integration.config.webhook_secret = Some(Secret::new("one"));
-        let one = SubscriptionPlan::from_settings(&ocean).expect("plan").subscribed_url();
+        let one = SubscriptionPlan::from_settings(&ocean)
+            .expect("plan")
+            .subscribed_url();
         ocean.integration.config.webhook_secret = Some(Secret::new("two"));
-        let two = SubscriptionPlan::from_settings(&ocean).expect("plan").subscribed_url();
+        let two = SubscriptionPlan::from_settings(&ocean)
+            .expect("plan")
+            .subscribed_url();
         assert!(one.starts_with("https://base.example/integration/webhook?auth="));
         assert_eq!(one.len(), two.len());
         assert_ne!(one, two);

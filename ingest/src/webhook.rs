@@ -442,7 +442,11 @@ async fn handle_live(
         tracing::debug!(event_type = %envelope.event_type, kind = publication.kind, event_id = %event.id, "webhook queued");
         event_ids.push(event.id.to_string());
     }
-    let status = if event_ids.is_empty() { "ignored" } else { "queued" };
+    let status = if event_ids.is_empty() {
+        "ignored"
+    } else {
+        "queued"
+    };
     Ok(axum::Json(json!({"ok": true, "status": status, "eventIds": event_ids})).into_response())
 }
 

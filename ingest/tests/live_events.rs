@@ -188,9 +188,13 @@ async fn a_build_that_is_gone_is_deleted_with_its_project() {
 async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
     let mut h = harness(&[("pipeline-run", json!({}))]).await;
     let project = h.project_id(0);
-    let envelope =
-        h.sim
-            .pipeline_event("ms.vss-pipelines.run-state-changed-event", &project, 2, 4, None);
+    let envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        2,
+        4,
+        None,
+    );
     let events = h.deliver(&envelope).await;
     let run = only(&events, "pipeline-run");
     assert_eq!(run.action, RawAction::Upsert);
@@ -201,9 +205,13 @@ async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
     assert!(run.items[0]["__pipeline"]["name"].is_string());
 
     // A run Azure DevOps no longer has: deleted with the identifier's fields.
-    let gone =
-        h.sim
-            .pipeline_event("ms.vss-pipelines.run-state-changed-event", &project, 2, 1, None);
+    let gone = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        2,
+        1,
+        None,
+    );
     let events = h.deliver(&gone).await;
     let run = only(&events, "pipeline-run");
     assert_eq!(run.action, RawAction::Delete);
@@ -270,37 +278,29 @@ async fn release_events_publish_the_release_and_its_definition() {
     let mut h = harness(&[("release", json!({})), ("release-definition", json!({}))]).await;
     let project = h.project_id(0);
     let events = h
-        .deliver(&h.sim.release_event(
-            "ms.vss-release.release-created-event",
-            &project,
-            2,
-        ))
+        .deliver(
+            &h.sim
+                .release_event("ms.vss-release.release-created-event", &project, 2),
+        )
         .await;
     assert_eq!(events.len(), 2);
     let release = only(&events, "release");
     assert_eq!(release.items[0]["id"], 2);
-    assert_eq!(
-        release.items[0]["projectReference"]["id"],
-        project.as_str()
-    );
+    assert_eq!(release.items[0]["projectReference"]["id"], project.as_str());
     let definition = only(&events, "release-definition");
     assert_eq!(definition.items[0]["id"], 1);
     assert_eq!(definition.items[0]["__project"]["id"], project.as_str());
 
     let events = h
-        .deliver(&h.sim.release_event(
-            "ms.vss-release.release-abandoned-event",
-            &project,
-            99,
-        ))
+        .deliver(
+            &h.sim
+                .release_event("ms.vss-release.release-abandoned-event", &project, 99),
+        )
         .await;
     let release = only(&events, "release");
     assert_eq!(release.action, RawAction::Delete);
     assert_eq!(release.items[0]["id"], 99);
-    assert_eq!(
-        release.items[0]["projectReference"]["id"],
-        project.as_str()
-    );
+    assert_eq!(release.items[0]["projectReference"]["id"], project.as_str());
     h.stop().await;
 }
 
@@ -321,11 +321,10 @@ async fn deployment_events_publish_the_deployment_of_that_release_environment() 
         assert_eq!(deployment.items[0]["release"]["id"], 3);
     }
     let events = h
-        .deliver(&h.sim.deployment_event(
-            "ms.vss-release.deployment-completed-event",
-            &project,
-            42,
-        ))
+        .deliver(
+            &h.sim
+                .deployment_event("ms.vss-release.deployment-completed-event", &project, 42),
+        )
         .await;
     let gone = only(&events, "release-deployment");
     assert_eq!(gone.action, RawAction::Delete);
@@ -349,11 +348,10 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
 
     // Alert 1 is active: upserted with the crawler's enrichment.
     let events = h
-        .deliver(&h.sim.alert_event(
-            "ms.vss-alerts.alert-created-event",
-            &repository_id,
-            1,
-        ))
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-created-event", &repository_id, 1),
+        )
         .await;
     let alert = only(&events, "advanced-security-alert");
     assert_eq!(alert.action, RawAction::Upsert);
@@ -365,11 +363,10 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
     // Dismissed since: it no longer matches the selector, so it is deleted.
     h.sim.set_alert_state(&repository_id, 1, "dismissed");
     let events = h
-        .deliver(&h.sim.alert_event(
-            "ms.vss-alerts.alert-state-changed-event",
-            &repository_id,
-            1,
-        ))
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-state-changed-event", &repository_id, 1),
+        )
         .await;
     let alert = only(&events, "advanced-security-alert");
     assert_eq!(alert.action, RawAction::Delete);
@@ -378,11 +375,10 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
 
     // An alert Azure DevOps no longer has is deleted too.
     let events = h
-        .deliver(&h.sim.alert_event(
-            "ms.vss-alerts.alert-updated-event",
-            &repository_id,
-            99,
-        ))
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-updated-event", &repository_id, 99),
+        )
         .await;
     assert_eq!(
         only(&events, "advanced-security-alert").action,
@@ -398,8 +394,13 @@ async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
     let before = h.sim.total_requests();
     for envelope in [
         h.sim.build_complete_event(&project, 2),
-        h.sim
-            .pipeline_event("ms.vss-pipelines.run-state-changed-event", &project, 1, 1, None),
+        h.sim.pipeline_event(
+            "ms.vss-pipelines.run-state-changed-event",
+            &project,
+            1,
+            1,
+            None,
+        ),
         h.sim
             .release_event("ms.vss-release.release-created-event", &project, 1),
     ] {
@@ -407,7 +408,11 @@ async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
         assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
     }
     assert_eq!(h.sim.total_requests(), before, "nothing was read");
-    assert!(h.deliver(&h.sim.build_complete_event(&project, 2)).await.is_empty());
+    assert!(
+        h.deliver(&h.sim.build_complete_event(&project, 2))
+            .await
+            .is_empty()
+    );
     h.stop().await;
 }
 

@@ -49,13 +49,20 @@ impl AdoClient {
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/test/runs"));
         let build_uri = format!("vstfs:///Build/Build/{build_id}");
-        self.skip_pages(&url, &[("buildUri", &build_uri), ("includeRunDetails", "true")])
-            .await
+        self.skip_pages(
+            &url,
+            &[("buildUri", &build_uri), ("includeRunDetails", "true")],
+        )
+        .await
     }
 
     /// Every page of `GET {org}/{project}/_apis/test/runs/{run}/results` (`$top`/`$skip`: the
     /// API returns no continuation token, which is how the Python integration stops at 50).
-    pub async fn test_results(&self, project_id: &str, run_id: u64) -> Result<Vec<Value>, AdoError> {
+    pub async fn test_results(
+        &self,
+        project_id: &str,
+        run_id: u64,
+    ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/test/runs/{run_id}/results"));
         self.skip_pages(&url, &[]).await
     }

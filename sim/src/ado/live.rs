@@ -112,9 +112,12 @@ fn id_param(params: &HashMap<String, String>, name: &str) -> u64 {
 /// `(pipeline, n)` of a build id, if the project has that build.
 fn build_position(build_id: u64) -> Option<(u64, u64)> {
     let total = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
-    (1..=total)
-        .contains(&build_id)
-        .then(|| ((build_id - 1) / BUILDS_PER_PIPELINE + 1, (build_id - 1) % BUILDS_PER_PIPELINE + 1))
+    (1..=total).contains(&build_id).then(|| {
+        (
+            (build_id - 1) / BUILDS_PER_PIPELINE + 1,
+            (build_id - 1) % BUILDS_PER_PIPELINE + 1,
+        )
+    })
 }
 
 fn build_missing(build_id: u64) -> Response {
@@ -148,7 +151,12 @@ impl Organization {
             } else {
                 "succeeded"
             };
-            let record = |id: &str, parent: Option<&str>, kind: &str, name: &str, identifier: &str, order: usize| {
+            let record = |id: &str,
+                          parent: Option<&str>,
+                          kind: &str,
+                          name: &str,
+                          identifier: &str,
+                          order: usize| {
                 json!({
                     "previousAttempts": [],
                     "id": id,
@@ -177,8 +185,22 @@ impl Organization {
                 })
             };
             records.push(record(&stage_id, None, "Stage", stage, stage, i + 1));
-            records.push(record(&phase_id, Some(&stage_id), "Phase", "Job", &format!("{stage}.__default"), 1));
-            records.push(record(&job_id, Some(&phase_id), "Job", "Job", &format!("{stage}.__default.Job"), 1));
+            records.push(record(
+                &phase_id,
+                Some(&stage_id),
+                "Phase",
+                "Job",
+                &format!("{stage}.__default"),
+                1,
+            ));
+            records.push(record(
+                &job_id,
+                Some(&phase_id),
+                "Job",
+                "Job",
+                &format!("{stage}.__default.Job"),
+                1,
+            ));
         }
         json!({
             "records": records,
@@ -235,9 +257,17 @@ impl Organization {
 
     fn run_json(&self, urls: &Urls, project: &Project, pipeline: u64, run_id: u64) -> Value {
         let org = &urls.organization_url;
-        let build = self.build_json(urls, project, pipeline, (run_id - 1) % BUILDS_PER_PIPELINE + 1);
+        let build = self.build_json(
+            urls,
+            project,
+            pipeline,
+            (run_id - 1) % BUILDS_PER_PIPELINE + 1,
+        );
         let definition = self.pipeline_json(urls, project, pipeline);
-        let url = format!("{org}/{}/_apis/pipelines/{pipeline}/runs/{run_id}", project.id);
+        let url = format!(
+            "{org}/{}/_apis/pipelines/{pipeline}/runs/{run_id}",
+            project.id
+        );
         json!({
             "_links": {
                 "self": {"href": url},
@@ -256,7 +286,13 @@ impl Organization {
         })
     }
 
-    fn alert_json(&self, urls: &Urls, repository: &Repository, alert_id: u64, state: &str) -> Value {
+    fn alert_json(
+        &self,
+        urls: &Urls,
+        repository: &Repository,
+        alert_id: u64,
+        state: &str,
+    ) -> Value {
         let project = self
             .project_by_id(&repository.project_id)
             .map(|p| p.name.clone())
@@ -330,7 +366,10 @@ async fn list_test_runs(
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
     let wanted = match query.get("buildUri") {
-        Some(uri) => match uri.strip_prefix("vstfs:///Build/Build/").map(str::parse::<u64>) {
+        Some(uri) => match uri
+            .strip_prefix("vstfs:///Build/Build/")
+            .map(str::parse::<u64>)
+        {
             Some(Ok(id)) => Some(id),
             _ => {
                 return Err(AdoError::BadArgument {
@@ -516,7 +555,11 @@ pub(super) fn check_hook_host(
         Err(AdoError::BadArgument {
             message: format!(
                 "VS1001001: The publisher '{publisher}' is not available on this host; use {}dev.azure.com.",
-                if home.is_empty() { String::new() } else { format!("{home}.") }
+                if home.is_empty() {
+                    String::new()
+                } else {
+                    format!("{home}.")
+                }
             ),
         })
     }
@@ -533,7 +576,10 @@ pub(super) fn on_this_host(subscription: &Value, urls: &Urls) -> bool {
 /// What Azure DevOps stores on creation: org-level subscriptions get a `tfsSubscriptionId`.
 pub(super) fn decorate_subscription(subscription: &mut Value) {
     if let Some(Value::Object(inputs)) = subscription.get_mut("publisherInputs")
-        && inputs.get("projectId").and_then(Value::as_str).is_none_or(str::is_empty)
+        && inputs
+            .get("projectId")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
         && !inputs.contains_key("tfsSubscriptionId")
     {
         inputs.insert(
@@ -554,7 +600,13 @@ pub(super) fn masked(mut subscription: Value) -> Value {
 }
 
 /// A service-hook envelope as Azure DevOps posts it.
-fn envelope(event_type: &str, publisher: &str, project_id: &str, resource: Value, text: &str) -> Value {
+fn envelope(
+    event_type: &str,
+    publisher: &str,
+    project_id: &str,
+    resource: Value,
+    text: &str,
+) -> Value {
     json!({
         "subscriptionId": uuid::Uuid::new_v4().to_string(),
         "notificationId": 1,
@@ -637,7 +689,8 @@ impl AdoSim {
         };
         let pipeline = json!({"url": pipeline["url"], "id": pipeline_id, "revision": 1, "name": pipeline["name"], "folder": "\\"});
         let run = json!({"id": run_id, "name": run_id.to_string(), "state": "completed", "result": "succeeded", "pipeline": pipeline});
-        let mut resource = json!({"run": run, "pipeline": pipeline, "runId": run_id, "pipelineId": pipeline_id});
+        let mut resource =
+            json!({"run": run, "pipeline": pipeline, "runId": run_id, "pipelineId": pipeline_id});
         if let (Some(name), Value::Object(map)) = (stage, &mut resource) {
             let b = u32::try_from(run_id).unwrap_or(u32::MAX);
             let index = if name == "Deploy" { 3 } else { 0 };
@@ -768,7 +821,10 @@ mod tests {
         assert!(check_hook_host(&headers, &query, Some("tfs")).is_ok());
         headers.insert(header::HOST, "vsrm.dev.azure.com".parse().expect("header"));
         assert!(check_hook_host(&headers, &query, Some("rm")).is_ok());
-        headers.insert(header::HOST, "advsec.dev.azure.com".parse().expect("header"));
+        headers.insert(
+            header::HOST,
+            "advsec.dev.azure.com".parse().expect("header"),
+        );
         assert!(check_hook_host(&headers, &query, Some("advsec")).is_err());
         let query: HashMap<String, String> =
             [("api-version".to_string(), ADVSEC_API_VERSION.to_string())].into();

@@ -96,7 +96,13 @@ impl Organization {
         })
     }
 
-    pub(super) fn build_json(&self, urls: &Urls, project: &Project, pipeline: u64, n: u64) -> Value {
+    pub(super) fn build_json(
+        &self,
+        urls: &Urls,
+        project: &Project,
+        pipeline: u64,
+        n: u64,
+    ) -> Value {
         let org = &urls.organization_url;
         let id = (pipeline - 1) * BUILDS_PER_PIPELINE + n;
         let queued = epoch() + Duration::hours(id as i64 * 2);
