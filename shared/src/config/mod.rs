@@ -880,6 +880,15 @@ mod tests {
     }
 
     #[test]
+    fn the_subscription_check_interval_is_read_and_defaults_to_ten_minutes() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.subscription_check_minutes, 10);
+        let s = settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "0")]).expect("valid");
+        assert_eq!(s.pipeline.ingest.subscription_check_minutes, 0);
+        assert!(settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "often")]).is_err());
+    }
+
+    #[test]
     fn unknown_ocean_settings_are_reported_not_fatal() {
         let s = settings(&[("OCEAN__LOG_LEVEL_X", "DEBUG")]).expect("valid");
         assert_eq!(s.unused, vec!["OCEAN__LOG_LEVEL_X"]);
