@@ -251,7 +251,12 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
                 Value::String(s) => !s.trim().eq_ignore_ascii_case("false"),
                 _ => true,
             });
-        let mut runs = cx.client.test_runs_of_build(&project_id, build_id).await?;
+        let mut runs = match cx.client.test_runs_of_build(&project_id, build_id).await {
+            Ok(runs) => runs,
+            // The project went away: no runs to publish.
+            Err(AdoError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
         if include_results {
             for run in &mut runs {
                 let Some(run_id) = number(run, &["/id"]) else {
