@@ -143,7 +143,7 @@ async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
     assert_eq!(item["__organizationUrl"], h.sim.organization_url().as_str());
     let runs = only(&events, "test-run");
     assert_eq!(runs.items.len(), 1);
-    assert_eq!(runs.items[0]["id"], 102);
+    assert_eq!(runs.items[0]["id"], 2);
     assert_eq!(runs.items[0]["build"]["id"], "2");
     assert_eq!(
         runs.items[0]["__testResults"].as_array().map(Vec::len),
@@ -163,9 +163,9 @@ async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
 async fn test_runs_go_without_results_when_the_selector_says_so() {
     let mut h = harness(&[("test-run", json!({"includeResults": false}))]).await;
     let project = h.project_id(1);
-    let events = h.deliver(&h.sim.build_complete_event(&project, 3)).await;
+    let events = h.deliver(&h.sim.build_complete_event(&project, 1)).await;
     let runs = only(&events, "test-run");
-    assert_eq!(runs.items[0]["id"], 103);
+    assert_eq!(runs.items[0]["id"], 1);
     assert!(runs.items[0].get("__testResults").is_none());
     assert_eq!(events.len(), 1, "no build kind in the mapping: {events:?}");
     h.stop().await;

@@ -7,12 +7,12 @@
 //! |---|---|
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}` | one build (ids `1..=PIPELINES_PER_PROJECT*BUILDS_PER_PIPELINE` per project) |
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}/timeline` | `Stage` records `Build` and `Deploy`, each with a `Phase` and a `Job` |
-//! | `GET /{org}/{project}/_apis/test/runs` | one run per build (id `100 + build`), `buildUri` filter, `$top` (≤ 1000)/`$skip` |
+//! | `GET /{org}/{project}/_apis/test/runs` | one run per build (run id = build id), `buildUri` filter, `$top` (≤ 1000)/`$skip` |
 //! | `GET /{org}/{project}/_apis/test/runs/{runId}/results` | [`RESULTS_PER_RUN`] results, `$top` (≤ 1000)/`$skip` |
 //! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}` | one pipeline |
 //! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | one run (run id = build id) |
 //! | `GET /{org}/{project}/_apis/release/definitions/{definitionId}` | the release definition (id 1) |
-//! | `GET /{org}/{project}/_apis/alert/repositories/{repositoryId}/alerts/{alertId}` | one alert ([`ALERTS_PER_REPOSITORY`] per repository; `api-version=7.2-preview.1` required) |
+//! | `GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}` | one alert ([`ALERTS_PER_REPOSITORY`] per repository; `api-version=7.2-preview.1` required) |
 //!
 //! Service hooks on Azure DevOps Services hosts (`dev.azure.com`, reached through a proxy in
 //! tests): a subscription lives on the host it was created on and is listed only there;
@@ -90,7 +90,7 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
             get(get_definition),
         )
         .route(
-            "/{org}/{project}/_apis/alert/repositories/{repositoryId}/alerts/{alertId}",
+            "/{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}",
             get(get_alert),
         )
 }
@@ -107,6 +107,15 @@ fn id_param(params: &HashMap<String, String>, name: &str) -> u64 {
         .get(name)
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0)
+}
+
+const RECORD_STAGE: u64 = 1;
+const RECORD_PHASE: u64 = 2;
+const RECORD_JOB: u64 = 3;
+
+/// The id of a timeline record: build, record type (stage, phase, job) and stage order.
+fn record_id(build_id: u64, record: u64, order: u64) -> String {
+    format!("{build_id:08x}-{record:04x}-4000-8000-{order:012x}")
 }
 
 /// `(pipeline, n)` of a build id, if the project has that build.
@@ -135,16 +144,16 @@ fn skip_page(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Resp
 }
 
 impl Organization {
-    fn timeline_json(&self, urls: &Urls, project: &Project, build_id: u64) -> Value {
+    fn live_timeline_json(&self, urls: &Urls, project: &Project, build_id: u64) -> Value {
         let org = &urls.organization_url;
         let started = epoch() + Duration::hours(build_id as i64 * 2) + Duration::seconds(20);
         let b = u32::try_from(build_id).unwrap_or(u32::MAX);
         let mut records = Vec::new();
         for (i, stage) in ["Build", "Deploy"].iter().enumerate() {
-            let i32_ = u32::try_from(i).unwrap_or(0) * 3;
-            let stage_id = stable_id(KIND_TIMELINE, b, i32_);
-            let phase_id = stable_id(KIND_TIMELINE, b, i32_ + 1);
-            let job_id = stable_id(KIND_TIMELINE, b, i32_ + 2);
+            let order = i as u64 + 1;
+            let stage_id = record_id(build_id, RECORD_STAGE, order);
+            let phase_id = record_id(build_id, RECORD_PHASE, order);
+            let job_id = record_id(build_id, RECORD_JOB, order);
             let start = started + Duration::minutes(i as i64 * 3);
             let result = if build_id.is_multiple_of(3) && i == 1 {
                 "failed"
@@ -212,9 +221,9 @@ impl Organization {
         })
     }
 
-    fn test_run_json(&self, urls: &Urls, project: &Project, build_id: u64) -> Value {
+    fn live_test_run_json(&self, urls: &Urls, project: &Project, build_id: u64) -> Value {
         let org = &urls.organization_url;
-        let id = 100 + build_id;
+        let id = build_id;
         let completed = epoch() + Duration::hours(build_id as i64 * 2) + Duration::minutes(6);
         let failed = u64::from(build_id.is_multiple_of(3));
         json!({
@@ -239,9 +248,9 @@ impl Organization {
         })
     }
 
-    fn test_result_json(&self, urls: &Urls, project: &Project, run_id: u64, n: u64) -> Value {
+    fn live_test_result_json(&self, urls: &Urls, project: &Project, run_id: u64, n: u64) -> Value {
         let org = &urls.organization_url;
-        let failed = (run_id - 100).is_multiple_of(3) && n == RESULTS_PER_RUN;
+        let failed = run_id.is_multiple_of(3) && n == RESULTS_PER_RUN;
         json!({
             "id": 100_000 + n,
             "project": {"id": project.id, "name": project.name},
@@ -255,7 +264,7 @@ impl Organization {
         })
     }
 
-    fn run_json(&self, urls: &Urls, project: &Project, pipeline: u64, run_id: u64) -> Value {
+    fn live_run_json(&self, urls: &Urls, project: &Project, pipeline: u64, run_id: u64) -> Value {
         let org = &urls.organization_url;
         let build = self.build_json(
             urls,
@@ -286,7 +295,7 @@ impl Organization {
         })
     }
 
-    fn alert_json(
+    fn live_alert_json(
         &self,
         urls: &Urls,
         repository: &Repository,
@@ -318,7 +327,7 @@ impl Organization {
         })
     }
 
-    fn alert_state(&self, live: &LiveState, repository_id: &str, alert_id: u64) -> String {
+    fn live_alert_state(&self, live: &LiveState, repository_id: &str, alert_id: u64) -> String {
         lock(&live.alert_states)
             .get(&(repository_id.to_string(), alert_id))
             .cloned()
@@ -351,7 +360,7 @@ async fn get_timeline(
     let project = project(&org, &params)?;
     let id = id_param(&params, "buildId");
     Ok(match build_position(id) {
-        Some(_) => ok_json(org.timeline_json(&urls, project, id)),
+        Some(_) => ok_json(org.live_timeline_json(&urls, project, id)),
         None => build_missing(id),
     })
 }
@@ -382,7 +391,7 @@ async fn list_test_runs(
     let total = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
     let values = (1..=total)
         .filter(|id| wanted.is_none_or(|w| w == *id))
-        .map(|id| org.test_run_json(&urls, project, id))
+        .map(|id| org.live_test_run_json(&urls, project, id))
         .collect();
     skip_page(values, &query)
 }
@@ -397,14 +406,14 @@ async fn list_test_results(
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
     let run_id = id_param(&params, "runId");
-    if run_id <= 100 || build_position(run_id - 100).is_none() {
+    if build_position(run_id).is_none() {
         return Ok(not_found(
             format!("Test run {run_id} does not exist."),
             "TestObjectNotFoundException",
         ));
     }
     let values = (1..=RESULTS_PER_RUN)
-        .map(|n| org.test_result_json(&urls, project, run_id, n))
+        .map(|n| org.live_test_result_json(&urls, project, run_id, n))
         .collect();
     skip_page(values, &query)
 }
@@ -446,7 +455,9 @@ async fn get_pipeline_run(
         return Ok(pipeline_missing(pipeline));
     }
     Ok(match build_position(run_id) {
-        Some((of, _)) if of == pipeline => ok_json(org.run_json(&urls, project, pipeline, run_id)),
+        Some((of, _)) if of == pipeline => {
+            ok_json(org.live_run_json(&urls, project, pipeline, run_id))
+        }
         _ => not_found(
             format!("Run with id {run_id} for pipeline {pipeline} not found."),
             "PipelineRunNotFoundException",
@@ -489,7 +500,7 @@ async fn get_alert(
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
-    let repository_id = params.get("repositoryId").cloned().unwrap_or_default();
+    let repository_id = params.get("repository").cloned().unwrap_or_default();
     let Some(repository) = org.repository(Some(project), &repository_id) else {
         return Err(AdoError::RepositoryNotFound {
             repository: repository_id,
@@ -502,8 +513,13 @@ async fn get_alert(
             "AlertNotFoundException",
         ));
     }
-    let alert_state = org.alert_state(&state.live, &repository.id, id);
-    Ok(ok_json(org.alert_json(&urls, repository, id, &alert_state)))
+    let alert_state = org.live_alert_state(&state.live, &repository.id, id);
+    Ok(ok_json(org.live_alert_json(
+        &urls,
+        repository,
+        id,
+        &alert_state,
+    )))
 }
 
 /// Which Azure DevOps Services host a request reached: `Some("")` for `dev.azure.com`,
@@ -692,16 +708,15 @@ impl AdoSim {
         let mut resource =
             json!({"run": run, "pipeline": pipeline, "runId": run_id, "pipelineId": pipeline_id});
         if let (Some(name), Value::Object(map)) = (stage, &mut resource) {
-            let b = u32::try_from(run_id).unwrap_or(u32::MAX);
-            let index = if name == "Deploy" { 3 } else { 0 };
+            let order = if name == "Deploy" { 2 } else { 1 };
             map.insert(
                 "stage".into(),
-                json!({"id": stable_id(KIND_TIMELINE, b, index), "name": name, "displayName": null, "state": "completed", "result": "succeeded"}),
+                json!({"id": record_id(run_id, RECORD_STAGE, order), "name": name, "displayName": null, "state": "completed", "result": "succeeded"}),
             );
             if event_type.contains("job-state") {
                 map.insert(
                     "job".into(),
-                    json!({"id": stable_id(KIND_TIMELINE, b, index + 2), "name": "Job", "state": "completed", "result": "succeeded"}),
+                    json!({"id": record_id(run_id, RECORD_JOB, order), "name": "Job", "state": "completed", "result": "succeeded"}),
                 );
             }
             if event_type.contains("approval") {
@@ -774,10 +789,10 @@ impl AdoSim {
         let org = lock(&self.state.organization);
         let (project_id, alert) = match org.repository(None, repository_id) {
             Some(repository) => {
-                let state = org.alert_state(&self.state.live, repository_id, alert_id.max(1));
+                let state = org.live_alert_state(&self.state.live, repository_id, alert_id.max(1));
                 (
                     repository.project_id.clone(),
-                    org.alert_json(&urls, repository, alert_id.max(1), &state),
+                    org.live_alert_json(&urls, repository, alert_id.max(1), &state),
                 )
             }
             None => (String::new(), json!({})),
