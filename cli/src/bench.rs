@@ -4,7 +4,9 @@
 //! take), Port entity-write requests per entity (the fewest is 1/20: full bulk requests) and
 //! peak memory. A third run puts a rate limit on the simulated Port (entities/s while Port
 //! answers 429s), and the RabbitMQ run resyncs the unchanged organization a second time to show
-//! that unchanged entities cost no writes. The in-process run measures the pipeline in one process; the
+//! that unchanged entities cost no writes. A fourth run makes every Azure DevOps answer take
+//! `--ado-latency-ms` (as a real organization's do) and reports the resync time and how many
+//! requests the crawl kept in flight. The in-process run measures the pipeline in one process; the
 //! RabbitMQ run starts `adoport ingest`, `transform` and `publish` as separate processes (as a
 //! deployment runs them) and reads each one's peak resident memory from /proc.
 
@@ -94,13 +96,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "adoport bench: {} projects × {} repositories = {expected} entities",
         args.projects, args.repositories
     );
+    if args.mode == BenchMode::Organizations {
+        crate::bench_organizations::run(&args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut results = Vec::new();
     if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
-        results.push(in_process(&args, expected, None).await?);
-        results.push(in_process(&args, expected, Some(RATE_LIMIT)).await?);
+        results.push(in_process(&args, expected, Conditions::Unhindered).await?);
+        results.push(in_process(&args, expected, Conditions::PortRateLimited(RATE_LIMIT)).await?);
+        if args.ado_latency_ms > 0 {
+            let latency = Duration::from_millis(args.ado_latency_ms);
+            let figures = in_process(&args, expected, Conditions::AdoLatency(latency)).await?;
+            // With every answer taking `latency`, one request at a time would need
+            // requests × latency; the crawl overlaps requests within its budget.
+            let serial = figures.ado_requests as f64 * latency.as_secs_f64();
+            println!(
+                "Azure DevOps answering in {} ms: resync {:.2} s for {} requests (min {}); one at a time they would take {:.1} s, so {:.1} requests were in flight on average",
+                args.ado_latency_ms,
+                figures.seconds,
+                figures.ado_requests,
+                figures.ado_minimum,
+                serial,
+                serial / figures.seconds
+            );
+            results.push(figures);
+        }
     }
     if matches!(args.mode, BenchMode::Rabbit | BenchMode::Both) {
         results.push(separate_processes(&args, expected).await?);
+    }
+    if args.organizations > 1 {
+        crate::bench_organizations::run(&args).await?;
     }
     println!();
     println!(
@@ -167,16 +193,31 @@ fn spawn_role(
         .with_context(|| format!("cannot start `adoport {role}`"))
 }
 
+/// What a single-process run puts in the way of the pipeline.
+#[derive(Debug, Clone, Copy)]
+enum Conditions {
+    /// Simulators answering as fast as they can.
+    Unhindered,
+    /// Port answers 429 past this budget.
+    PortRateLimited(RateLimit),
+    /// Every Azure DevOps answer takes this long (network and server time of a real organization).
+    AdoLatency(Duration),
+}
+
 /// `adoport all` in ONCE mode, no broker: the CI-job install. Timed from start to exit.
-/// With `rate_limit`, the simulated Port answers 429 past that budget.
 async fn in_process(
     args: &BenchArgs,
     expected: u64,
-    rate_limit: Option<RateLimit>,
+    conditions: Conditions,
 ) -> anyhow::Result<Figures> {
-    let world = match rate_limit {
-        None => SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?,
-        Some(limit) => rate_limited_world(args, limit).await?,
+    let world = match conditions {
+        Conditions::Unhindered => {
+            SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?
+        }
+        Conditions::PortRateLimited(limit) => {
+            custom_world(args, Some(limit), Duration::ZERO).await?
+        }
+        Conditions::AdoLatency(latency) => custom_world(args, None, latency).await?,
     };
     let mut environment = world.environment(None);
     environment.push(("OCEAN__EVENT_LISTENER__TYPE".into(), "ONCE".into()));
@@ -206,10 +247,10 @@ async fn in_process(
         bail!("`adoport all`: Port holds {entities} entities, expected {expected}");
     }
     let figures = Figures {
-        label: if rate_limit.is_some() {
-            "ONCE, Port limited to 40 req/s"
-        } else {
-            "adoport all (ONCE, no broker)"
+        label: match conditions {
+            Conditions::Unhindered => "adoport all (ONCE, no broker)",
+            Conditions::PortRateLimited(_) => "ONCE, Port limited to 40 req/s",
+            Conditions::AdoLatency(_) => "ONCE, ADO answers in --ado-latency-ms",
         },
         seconds,
         items: expected,
@@ -288,18 +329,24 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
     Ok(figures)
 }
 
-/// The simulated world with a rate-limited Port.
-async fn rate_limited_world(args: &BenchArgs, limit: RateLimit) -> anyhow::Result<SimulatedWorld> {
+/// The simulated world with a rate-limited Port and/or an Azure DevOps that takes `ado_latency`
+/// to answer each request.
+async fn custom_world(
+    args: &BenchArgs,
+    rate_limit: Option<RateLimit>,
+    ado_latency: Duration,
+) -> anyhow::Result<SimulatedWorld> {
     let ado = AdoSim::start(AdoSimConfig {
         projects: args.projects,
         repositories_per_project: args.repositories,
+        latency: ado_latency,
         ..AdoSimConfig::default()
     })
     .await
     .context("cannot start the Azure DevOps simulator")?;
     let port = PortSim::start(PortSimConfig {
         integration_config: Some(mapping_json()?),
-        rate_limit: Some(limit),
+        rate_limit,
         ..PortSimConfig::default()
     })
     .await

@@ -235,6 +235,9 @@ pub struct BenchArgs {
     /// Repositories per project.
     #[arg(long, default_value_t = 40)]
     pub repositories: usize,
+    /// Milliseconds every simulated Azure DevOps answer takes in the latency run (0: no such run).
+    #[arg(long, default_value_t = 50)]
+    pub ado_latency_ms: u64,
     /// Run each role as its own process on RabbitMQ (measures per-role memory), in process, or both.
     #[arg(long, value_enum, default_value_t = BenchMode::Both)]
     pub mode: BenchMode,
@@ -245,6 +248,13 @@ pub struct BenchArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+    /// Also compare the resync crawl of one organization with that of this many at once
+    /// (Multiple Accounts); 1 skips it.
+    #[arg(long, default_value_t = 1)]
+    pub organizations: usize,
+    /// Each simulated organization's request budget in the organizations comparison.
+    #[arg(long, default_value_t = 500)]
+    pub ado_requests_per_second: u32,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +275,8 @@ pub enum BenchMode {
     Memory,
     Rabbit,
     Both,
+    /// Only the crawl comparison of `--organizations`.
+    Organizations,
 }
 
 #[derive(Debug, Args)]

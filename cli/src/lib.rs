@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod bench_mapping;
+pub mod bench_organizations;
 pub mod cli;
 pub mod demo;
 pub mod dlq;

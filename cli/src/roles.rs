@@ -78,7 +78,7 @@ pub fn validated_settings(role: Role) -> anyhow::Result<Settings> {
         );
     }
     if roles.ingest {
-        settings.azure_devops_access()?;
+        settings.azure_devops_accounts()?;
     }
     if roles.publish || settings.pipeline.mapping_file.is_none() {
         settings.port_access()?;
@@ -197,11 +197,12 @@ async fn start_health(
     let roles = role.roles();
     let mut upstreams = Vec::new();
     if roles.ingest
-        && let Ok(access) = settings.azure_devops_access()
+        && let Ok(accounts) = settings.azure_devops_accounts()
+        && let Some(url) = accounts.organization_urls.into_iter().next()
     {
         upstreams.push(crate::health::Upstream {
             name: "azure_devops",
-            url: access.organization_url,
+            url,
         });
     }
     if roles.publish

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
+use crate::examples::ExampleSampler;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncId, encode};
 use adoport_shared::metrics::ResyncStats;
@@ -119,7 +120,12 @@ impl Default for CrawlLimits {
 }
 
 /// Kinds read repository by repository, from the repository list.
-const REPOSITORY_DERIVED_KINDS: &[&str] = &["repository-policy", "pull-request", "branch"];
+const REPOSITORY_DERIVED_KINDS: &[&str] = &[
+    "repository-policy",
+    "pull-request",
+    "branch",
+    "advanced-security-alert",
+];
 
 /// What one resync reads once and shares between kinds.
 #[derive(Debug, Default)]
@@ -144,6 +150,8 @@ pub struct Crawler {
     previous_items: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Resync progress for `/metrics` (items crawled per kind as they are published).
     resync_stats: ResyncStats,
+    /// Raw data examples for Port, when `sendRawDataExamples` is on.
+    examples: Option<ExampleSampler>,
 }
 
 impl Crawler {
@@ -155,7 +163,14 @@ impl Crawler {
             limits: CrawlLimits::default(),
             previous_items: std::sync::Mutex::new(BTreeMap::new()),
             resync_stats: ResyncStats::default(),
+            examples: None,
         }
+    }
+
+    /// Sends the first items of each kind in each resync to Port as raw data examples.
+    pub fn with_examples(mut self, sampler: ExampleSampler) -> Self {
+        self.examples = Some(sampler);
+        self
     }
 
     /// Reports resync progress into `stats` (the process's `/metrics`).
@@ -242,10 +257,10 @@ impl Crawler {
             };
             match outcome {
                 Ok(()) => {}
-                Err(CrawlError::Ado(
-                    AdoError::Unauthorized { .. } | AdoError::UntrustedCertificate { .. },
-                ))
-                | Err(CrawlError::Bus(_)) => {
+                Err(CrawlError::Ado(ref e)) if e.stops_crawl() => {
+                    return outcome.map(|_| report);
+                }
+                Err(CrawlError::Bus(_)) => {
                     return outcome.map(|_| report);
                 }
                 Err(e) => {
@@ -276,6 +291,16 @@ impl Crawler {
         let stamp = OrganizationStamp::new(self.client.organization_url());
         items.iter_mut().for_each(|item| stamp.apply(item));
         let mut messages = Vec::new();
+        if let Some(examples) = self
+            .examples
+            .as_ref()
+            .and_then(|sampler| sampler.sample(resync_id, kind, &items))
+        {
+            messages.push(Outgoing::new(
+                Destination::ResyncProgress,
+                encode(&examples),
+            ));
+        }
         for chunk in items.chunks(self.items_per_event) {
             let event = RawEvent::new(
                 kind,

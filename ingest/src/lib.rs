@@ -10,8 +10,11 @@
 
 pub mod ado;
 pub mod crawler;
+pub mod crawlers;
+pub mod examples;
 mod kinds;
 pub mod live_events;
+pub mod organizations;
 pub mod resync;
 pub mod subscriptions;
 pub mod webhook;
@@ -30,6 +33,8 @@ use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
 pub use crawler::{CrawlLimits, CrawlReport, Crawler, KindPlan, KindReport};
+pub use crawlers::Crawlers;
+pub use organizations::Organizations;
 pub use resync::ResyncDone;
 
 /// Why ingest stopped.
@@ -72,14 +77,8 @@ pub async fn run(
     run: IngestRun,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    let access = settings.azure_devops_access()?;
     let ingest = &settings.pipeline.ingest;
-    let client = ado::AdoClient::with_stats(
-        &access,
-        ingest.max_concurrent_requests as usize,
-        shutdown.clone(),
-        run.stats.requests.clone(),
-    )?;
+    let organizations = organization_clients(settings, &run.stats, &shutdown)?;
 
     let listener = &settings.ocean.event_listener;
     let mode = listener.kind;
@@ -103,15 +102,18 @@ pub async fn run(
     }
 
     if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
+        let plan = plan.for_kinds(&run.plan);
         let every = Some(ingest.subscription_check_minutes)
             .filter(|m| *m > 0)
             .map(|m| Duration::from_secs(m * 60));
-        tokio::spawn(subscriptions::run(
-            client.clone(),
-            plan.for_kinds(&run.plan),
-            every,
-            shutdown.clone(),
-        ));
+        for client in organizations.clients() {
+            tokio::spawn(subscriptions::run(
+                client.clone(),
+                plan.clone(),
+                every,
+                shutdown.clone(),
+            ));
+        }
     }
 
     let secret = settings
@@ -128,7 +130,7 @@ pub async fn run(
     }
     let state = Arc::new(webhook::WebhookState {
         bus: bus.clone(),
-        client: client.clone(),
+        organizations: organizations.clone(),
         secret,
         live_kinds: live_events::LiveKinds::new(run.plan.clone()),
     });
@@ -142,8 +144,34 @@ pub async fn run(
             .await
     });
 
-    let crawler = Crawler::new(client, bus.clone(), ingest.items_per_event as usize)
-        .with_resync_stats(run.stats.resyncs.clone());
+    // Raw data examples: one sampler for every organization, so a kind is sampled once.
+    let examples = settings.ocean.send_raw_data_examples.then(|| {
+        let config = &settings.ocean.integration.config;
+        let secrets = [
+            &config.personal_access_token,
+            &config.client_secret,
+            &config.webhook_secret,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|secret| secret.expose().to_string());
+        examples::ExampleSampler::new(secrets)
+    });
+    let crawler = Crawlers::new(
+        organizations
+            .clients()
+            .iter()
+            .map(|client| {
+                let crawler =
+                    Crawler::new(client.clone(), bus.clone(), ingest.items_per_event as usize)
+                        .with_resync_stats(run.stats.resyncs.clone());
+                match &examples {
+                    Some(sampler) => crawler.with_examples(sampler.clone()),
+                    None => crawler,
+                }
+            })
+            .collect(),
+    );
     let requests =
         resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
     shutdown.cancel();
@@ -153,4 +181,43 @@ pub async fn run(
         Err(e) => return Err(IngestError::Server(std::io::Error::other(e))),
     }
     requests.map_err(IngestError::from)
+}
+
+/// One client per configured organization, sharing the credentials (one token provider for a
+/// service principal) and the request counts; each has its own request budget.
+fn organization_clients(
+    settings: &Settings,
+    stats: &IngestStats,
+    shutdown: &CancellationToken,
+) -> Result<Organizations, IngestError> {
+    let accounts = settings.azure_devops_accounts()?;
+    let auth = ado::AdoAuth::for_credentials(
+        &accounts.credentials,
+        accounts.timeout_secs,
+        &accounts.network,
+    )?;
+    let options = ado::ClientOptions {
+        timeout_secs: accounts.timeout_secs,
+        network: &accounts.network,
+        max_concurrent_requests: settings.pipeline.ingest.max_concurrent_requests as usize,
+    };
+    let clients = accounts
+        .organization_urls
+        .iter()
+        .map(|url| {
+            ado::AdoClient::for_organization(
+                url,
+                auth.clone(),
+                options,
+                shutdown.clone(),
+                stats.requests.clone(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    tracing::info!(
+        organizations = clients.len(),
+        urls = ?accounts.organization_urls,
+        "Azure DevOps organizations configured"
+    );
+    Ok(Organizations::new(clients))
 }

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawler::{CrawlError, CrawlReport, Crawler, KindPlan};
+use crate::crawler::{CrawlError, CrawlReport, KindPlan};
+use crate::crawlers::Crawlers;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{
     KindCrawl, ResyncControl, ResyncId, ResyncRequest, ResyncTrigger, SCHEMA_VERSION, decode,
@@ -53,7 +54,7 @@ pub async fn schedule(bus: Bus, interval: Duration, shutdown: CancellationToken)
 /// Consumes resync requests and crawls, one at a time, until shutdown.
 pub async fn run_requests(
     bus: Bus,
-    crawler: Crawler,
+    crawler: Crawlers,
     plan: Vec<KindPlan>,
     done: Option<mpsc::Sender<ResyncDone>>,
     shutdown: CancellationToken,

@@ -28,6 +28,7 @@ use subtle::ConstantTimeEq;
 use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
 use crate::live_events::{self, LiveError, LiveEvent, LiveKinds};
+use crate::organizations::{Organizations, UnknownOrganization, event_urls};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::Secret;
 use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncRequest, ResyncTrigger, encode};
@@ -40,7 +41,8 @@ const HANDLER_DEADLINE: Duration = Duration::from_secs(20);
 /// What the receiver needs.
 pub struct WebhookState {
     pub bus: Bus,
-    pub client: AdoClient,
+    /// The client of each organization; an event goes to the one it came from.
+    pub organizations: Organizations,
     /// Basic-auth password Azure DevOps must send (`webhookSecret`); `None` accepts any request.
     pub secret: Option<Secret>,
     /// The kinds the mapping asks for: what build, pipeline, release and alert events publish.
@@ -62,6 +64,8 @@ pub enum WebhookError {
     Unavailable(String),
     #[error("could not read the object the event names from Azure DevOps: {0}")]
     Upstream(AdoError),
+    #[error(transparent)]
+    UnknownOrganization(#[from] UnknownOrganization),
 }
 
 impl IntoResponse for WebhookError {
@@ -69,6 +73,7 @@ impl IntoResponse for WebhookError {
         let status = match &self {
             WebhookError::Unauthenticated => StatusCode::UNAUTHORIZED,
             WebhookError::NotJson(_) | WebhookError::Envelope(_) => StatusCode::BAD_REQUEST,
+            WebhookError::UnknownOrganization(_) => StatusCode::UNPROCESSABLE_ENTITY,
             WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Upstream(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Upstream(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,6 +165,8 @@ struct Envelope {
     resource: serde_json::Map<String, Value>,
     /// `resourceContainers.project.id`: the project the event happened in.
     project_id: Option<String>,
+    /// URLs that name the organization the event came from.
+    organization_urls: Vec<String>,
 }
 
 fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
@@ -179,6 +186,7 @@ fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
     };
     let event_type = text(&map, "eventType")?;
     text(&map, "publisherId")?;
+    let organization_urls = event_urls(&map);
     let delivery_id = match map.get("id") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -203,6 +211,7 @@ fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
         delivery_id,
         resource,
         project_id,
+        organization_urls,
     })
 }
 
@@ -308,7 +317,11 @@ async fn receive(
         tracing::debug!(event_type = %envelope.event_type, "webhook event type not handled; acknowledged");
         return Ok(axum::Json(json!({"ok": true, "status": "ignored"})).into_response());
     }
-    match tokio::time::timeout(HANDLER_DEADLINE, handle(&state, &envelope, route)).await {
+    let client = state
+        .organizations
+        .for_event(&envelope.organization_urls)?
+        .clone();
+    match tokio::time::timeout(HANDLER_DEADLINE, handle(&state, &client, &envelope, route)).await {
         Ok(result) => result,
         Err(_) => Err(WebhookError::Unavailable(format!(
             "not done within {}s",
@@ -334,29 +347,28 @@ fn deleted_work_item(project_id: &str, id: u64) -> Value {
 
 async fn handle(
     state: &WebhookState,
+    client: &AdoClient,
     envelope: &Envelope,
     route: Route,
 ) -> Result<Response, WebhookError> {
     let (kind, action, item) = match route {
-        Route::Live => return handle_live(state, &state.client, envelope).await,
+        Route::Live => return handle_live(state, client, envelope).await,
         Route::PullRequest { id } => {
-            let pr = state
-                .client
+            let pr = client
                 .pull_request(id)
                 .await
                 .map_err(WebhookError::Upstream)?;
             ("pull-request", RawAction::Upsert, pr)
         }
-        Route::Repository { id, fallback } => match state.client.repository(&id).await {
+        Route::Repository { id, fallback } => match client.repository(&id).await {
             Ok(repo) => ("repository", RawAction::Upsert, repo),
             Err(AdoError::NotFound { .. }) => ("repository", RawAction::Delete, fallback),
             Err(e) => return Err(WebhookError::Upstream(e)),
         },
         Route::RepositoryDeleted { repository } => ("repository", RawAction::Delete, repository),
-        Route::WorkItem { project_id, id } => match state.client.work_item(&project_id, id).await {
+        Route::WorkItem { project_id, id } => match client.work_item(&project_id, id).await {
             Ok(item) => {
-                let project = state
-                    .client
+                let project = client
                     .project(&project_id)
                     .await
                     .map_err(WebhookError::Upstream)?;
@@ -381,14 +393,14 @@ async fn handle(
         Route::Ignored => unreachable!("ignored events are answered before"),
     };
     let mut item = item;
-    OrganizationStamp::new(state.client.organization_url()).apply(&mut item);
+    OrganizationStamp::new(client.organization_url()).apply(&mut item);
     let event = RawEvent::new(
         kind,
         Origin::Webhook {
             event_type: envelope.event_type.clone(),
             delivery_id: envelope.delivery_id.clone(),
         },
-        state.client.organization_url(),
+        client.organization_url(),
         action,
         vec![item],
     );

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -688,6 +688,27 @@ impl PortClient {
                 url,
                 &[],
                 body,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/integration/{id}/kinds/{kind}/examples`: raw data examples for Port's mapping
+    /// editor (already masked by ingest).
+    pub async fn send_examples(
+        &self,
+        integration: &str,
+        kind: &str,
+        items: &[Value],
+    ) -> Result<(), PublishError> {
+        let url = self.url(&["v1", "integration", integration, "kinds", kind, "examples"])?;
+        let _: Value = self
+            .call_json(
+                &format!("raw data examples of kind {kind} for integration {integration}"),
+                reqwest::Method::POST,
+                url,
+                &[],
+                &json!({ "examples": items }),
             )
             .await?;
         Ok(())

@@ -417,6 +417,10 @@ impl Reconciler {
             if let Err(e) = delivery.ack().await {
                 tracing::warn!(error = %e, "could not ack a resync control message");
             }
+            if let ResyncControl::Examples { kind, items, .. } = message {
+                self.send_examples(&kind, &items).await;
+                continue;
+            }
             let resync_id = message.resync_id();
             let total_tracked: usize = tallies.values().map(Tally::tracked).sum();
             self.absorb(&mut tallies, message, total_tracked).await;
@@ -473,6 +477,8 @@ impl Reconciler {
                 tally.crawl_failure = failure;
                 tally.last_news = Some(Instant::now());
             }
+            // Handled on receipt (see `consume`): examples are not resync bookkeeping.
+            ResyncControl::Examples { .. } => {}
             ResyncControl::Progress {
                 kind,
                 raw_event_id,
@@ -713,6 +719,21 @@ impl Reconciler {
     }
 
     /// `PATCH /v1/integration/{id}/resync-state`; a failure is logged, never fatal.
+    /// Port's raw data examples of a kind (masked by ingest). A failure only costs the
+    /// mapping editor its preview, so it is logged, not retried.
+    async fn send_examples(&self, kind: &str, items: &[Value]) {
+        match self
+            .client
+            .send_examples(&self.config.integration_identifier, kind, items)
+            .await
+        {
+            Ok(()) => tracing::debug!(kind, count = items.len(), "raw data examples sent to Port"),
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "could not send raw data examples to Port")
+            }
+        }
+    }
+
     async fn report_state(
         &self,
         status: &str,

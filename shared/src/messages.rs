@@ -324,6 +324,14 @@ pub enum ResyncControl {
         /// Items (or entities) of this event the mapping could not produce.
         failed_items: u64,
     },
+    /// The first raw items of a kind in a resync, secrets masked by ingest, for Port's
+    /// "raw data examples" (`sendRawDataExamples`); publish sends them to Port.
+    Examples {
+        v: u32,
+        resync_id: ResyncId,
+        kind: String,
+        items: Vec<serde_json::Value>,
+    },
 }
 
 impl Contract for ResyncControl {
@@ -335,7 +343,8 @@ impl ResyncControl {
         match self {
             ResyncControl::Started { resync_id, .. }
             | ResyncControl::CrawlFinished { resync_id, .. }
-            | ResyncControl::Progress { resync_id, .. } => *resync_id,
+            | ResyncControl::Progress { resync_id, .. }
+            | ResyncControl::Examples { resync_id, .. } => *resync_id,
         }
     }
 }

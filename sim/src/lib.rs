@@ -11,6 +11,8 @@
 //! - [`port`]: an in-memory Port catalog with the token flow, bulk and single upserts (merge,
 //!   207 partial failures, 20-entity and 1 MiB limits), deletes, search, datasource listing,
 //!   the integration resource and an optional rate limit answering 429 with `Retry-After`.
+//! - [`identity`]: the Microsoft identity platform's client-credentials token endpoint, whose
+//!   tokens the Azure DevOps simulator accepts as bearer tokens (service principals).
 //! - Shared machinery: per-route request counting and scripted failures ([`ScriptedAnswer`],
 //!   `fail_next`), keyed by *route template* (`"GET /{org}/_apis/projects"`), and the server
 //!   lifecycle (a handle whose drop stops the server).
@@ -23,6 +25,7 @@
 //! `server` (spawn and stop), `ado/{seed,auth,error,routes}`, `port/{store,auth,limit,error,routes}`.
 
 pub mod ado;
+pub mod identity;
 pub mod port;
 mod scripted;
 mod server;
@@ -33,6 +36,7 @@ use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
 pub use ado::{AdoSim, AdoSimConfig};
+pub use identity::{IdentitySim, IdentitySimConfig};
 pub use port::{PortSim, PortSimConfig, RateLimit};
 pub use scripted::ScriptedAnswer;
 

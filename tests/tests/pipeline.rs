@@ -8,6 +8,7 @@ use adoport_tests::{
     BusKind, Running, WEBHOOK_SECRET, basic_auth, repo_renamed_event, start, within,
 };
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// What the default mapping makes of a project (port-app-config.yaml, `kind: project`).
 fn expected_project(project: &Value) -> Value {
@@ -107,6 +108,28 @@ async fn resync_lands_exactly_the_expected_entities(kind: BusKind) {
         "{datasource}"
     );
     assert_eq!(running.pipeline.transform_stats.item_failures(), 0);
+
+    // Raw data examples (OCEAN__SEND_RAW_DATA_EXAMPLES defaults to true, as in Ocean): the
+    // first page of each kind (one project's 4 repositories; at most 5), as the mapping sees them.
+    let examples_sent = port
+        .wait_for(
+            |port| port.examples("repository").len() == 4 && port.examples("project").len() == 3,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        examples_sent,
+        "examples: {} repository, {} project",
+        port.examples("repository").len(),
+        port.examples("project").len()
+    );
+    for example in port.examples("repository") {
+        assert_eq!(example["__organizationName"], "acme", "{example}");
+        assert!(
+            repositories.iter().any(|r| r["id"] == example["id"]),
+            "{example}"
+        );
+    }
     running.stop().await;
 }
 
@@ -174,6 +197,39 @@ async fn webhook_updates_one_entity_in_process() {
 }
 
 /// Ingest alone, live events only: what it queues is left in the raw queue to count.
+#[tokio::test]
+async fn no_raw_data_examples_when_turned_off() {
+    let mut running = start(
+        "no-examples",
+        BusKind::Memory,
+        Roles::ALL,
+        2,
+        2,
+        &[("OCEAN__SEND_RAW_DATA_EXAMPLES", "false")],
+    )
+    .await;
+    running.resync_settled().await;
+    running.wait_for_entity_count(2 + 4).await;
+    // The coordinator handles control messages in order: once it reconciled this resync
+    // (after its last progress message), an example sent at the start would be in Port.
+    let reconciled = running
+        .world
+        .port
+        .wait_for(
+            |port| {
+                port.resync_states()
+                    .iter()
+                    .any(|state| state["status"] == "completed")
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(reconciled, "the resync was reconciled");
+    assert!(running.world.port.examples("repository").is_empty());
+    assert!(running.world.port.examples("project").is_empty());
+    running.stop().await;
+}
+
 async fn ingest_only(kind: BusKind) -> Running {
     start(
         "badinput",

@@ -1,11 +1,12 @@
 //! The HTTP client every Azure DevOps call goes through: auth, api-version, one request budget,
 //! rate-limit headers, bounded retries.
 //!
-//! - Auth is `Basic base64(":" + PAT)`, with `X-TFS-FedAuthRedirect: Suppress` so that a bad
+//! - Auth ([`AdoAuth`]) is `Basic base64(":" + PAT)` or a service principal's bearer token
+//!   (asked for again once after a 401), with `X-TFS-FedAuthRedirect: Suppress` so that a bad
 //!   token gives 401 instead of a sign-in page; a 203 or any non-JSON success is still treated
 //!   as a refused token.
-//! - One semaphore bounds the requests in flight for the whole process (crawler and webhook
-//!   re-fetches share it), and a `Retry-After` on *any* answer (Azure DevOps sends it on 200s
+//! - One semaphore per organization bounds its requests in flight (crawler and webhook
+//!   re-fetches share it; Azure DevOps limits each organization separately), and a `Retry-After` on *any* answer (Azure DevOps sends it on 200s
 //!   when a caller nears its budget) pauses every request until it has passed.
 //! - 429, 408 and 5xx answers and transport errors are retried with jittered exponential backoff
 //!   (or the server's `Retry-After`), a bounded number of times.
@@ -16,14 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use base64::Engine;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::AdoAuth;
 use super::error::{AdoError, excerpt};
-use adoport_shared::config::AzureDevopsAccess;
+use adoport_shared::config::{AzureDevopsAccess, NetworkSettings};
 use adoport_shared::metrics::HttpStats;
 
 /// The REST API version adoport speaks.
@@ -55,12 +56,25 @@ pub struct RequestStats {
 
 struct Inner {
     http: reqwest::Client,
+    /// Basic auth is one of `http`'s default headers; a bearer token is added per request.
+    auth: AdoAuth,
     organization_url: String,
     budget: Semaphore,
     /// Requests wait until this instant (set from `Retry-After`).
     not_before: Mutex<Option<Instant>>,
     stats: Arc<RequestStats>,
     shutdown: CancellationToken,
+}
+
+/// How a client reaches its organization, beyond credentials.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions<'a> {
+    /// Seconds before a request is abandoned.
+    pub timeout_secs: u64,
+    /// Proxies and extra trusted CAs.
+    pub network: &'a NetworkSettings,
+    /// This organization's requests in flight at once.
+    pub max_concurrent_requests: usize,
 }
 
 /// A client of one Azure DevOps organization. Cheap to clone.
@@ -159,42 +173,67 @@ impl AdoClient {
         shutdown: CancellationToken,
         stats: Arc<RequestStats>,
     ) -> Result<Self, AdoError> {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!(":{}", access.personal_access_token.expose()));
-        let mut auth = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
-            AdoError::Unauthorized {
-                url: access.organization_url.clone(),
-                detail: "the token contains characters that cannot be sent in a header".into(),
-            }
-        })?;
-        auth.set_sensitive(true);
+        let auth =
+            AdoAuth::personal_access_token(&access.personal_access_token).map_err(|e| match e {
+                AdoError::Unauthorized { detail, .. } => AdoError::Unauthorized {
+                    url: access.organization_url.clone(),
+                    detail,
+                },
+                other => other,
+            })?;
+        Self::for_organization(
+            &access.organization_url,
+            auth,
+            ClientOptions {
+                timeout_secs: access.timeout_secs,
+                network: &access.network,
+                max_concurrent_requests,
+            },
+            shutdown,
+            stats,
+        )
+    }
+
+    /// A client of the organization at `organization_url` (no trailing slash) that
+    /// authenticates with `auth` (a bearer provider may be shared by several organizations).
+    pub fn for_organization(
+        organization_url: &str,
+        auth: AdoAuth,
+        options: ClientOptions<'_>,
+        shutdown: CancellationToken,
+        stats: Arc<RequestStats>,
+    ) -> Result<Self, AdoError> {
+        let organization_url = organization_url.trim_end_matches('/').to_string();
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
+        if let AdoAuth::Basic(header) = &auth {
+            headers.insert(AUTHORIZATION, header.clone());
+        }
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(
             "X-TFS-FedAuthRedirect",
             HeaderValue::from_static("Suppress"),
         );
-        let builder = adoport_shared::http::client_builder(&access.network).map_err(|e| {
+        let builder = adoport_shared::http::client_builder(options.network).map_err(|e| {
             AdoError::Transport {
-                url: access.organization_url.clone(),
+                url: organization_url.clone(),
                 detail: e.to_string(),
             }
         })?;
         let http = builder
             .default_headers(headers)
             .user_agent(concat!("adoport/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(access.timeout_secs.max(1)))
+            .timeout(Duration::from_secs(options.timeout_secs.max(1)))
             .build()
             .map_err(|e| AdoError::Transport {
-                url: access.organization_url.clone(),
+                url: organization_url.clone(),
                 detail: e.to_string(),
             })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
-                organization_url: access.organization_url.clone(),
-                budget: Semaphore::new(max_concurrent_requests.max(1)),
+                auth,
+                organization_url,
+                budget: Semaphore::new(options.max_concurrent_requests.max(1)),
                 not_before: Mutex::new(None),
                 stats,
                 shutdown,
@@ -311,11 +350,35 @@ impl AdoClient {
             .with_jitter()
             .build();
         let mut attempt: u32 = 0;
+        let mut token_renewed = false;
         loop {
             attempt += 1;
-            let outcome = self.send_once(method.clone(), url, query, body).await;
+            let bearer = self.bearer().await?;
+            let outcome = self
+                .send_once(method.clone(), url, query, body, bearer.as_ref())
+                .await;
             let (error, server_wait) = match outcome {
                 Ok(response) => return Ok(response),
+                Err(Attempt::Final(AdoError::Unauthorized { url, detail })) => {
+                    let AdoAuth::Bearer(provider) = &self.inner.auth else {
+                        return Err(AdoError::Unauthorized { url, detail });
+                    };
+                    if token_renewed {
+                        return Err(AdoError::TokenRefused {
+                            url,
+                            tenant_id: provider.tenant_id().to_string(),
+                            client_id: provider.client_id().to_string(),
+                            detail,
+                        });
+                    }
+                    // Revoked or expired early: ask for a new token once, and try again.
+                    if let Some(refused) = &bearer {
+                        provider.forget(refused).await;
+                    }
+                    token_renewed = true;
+                    tracing::warn!(%url, "Azure DevOps refused the service principal's token; asking for a new one");
+                    continue;
+                }
                 Err(Attempt::Final(e)) => return Err(e),
                 Err(Attempt::Transient { error, retry_after }) => (error, retry_after),
             };
@@ -340,12 +403,24 @@ impl AdoClient {
         }
     }
 
+    /// The bearer header to send now (none with basic auth, which is a default header).
+    async fn bearer(&self) -> Result<Option<HeaderValue>, AdoError> {
+        let AdoAuth::Bearer(provider) = &self.inner.auth else {
+            return Ok(None);
+        };
+        tokio::select! {
+            _ = self.inner.shutdown.cancelled() => Err(AdoError::ShuttingDown),
+            header = provider.header() => header.map(Some),
+        }
+    }
+
     async fn send_once(
         &self,
         method: reqwest::Method,
         url: &str,
         query: &[(&str, &str)],
         body: Option<&Value>,
+        bearer: Option<&HeaderValue>,
     ) -> Result<JsonResponse, Attempt> {
         self.wait_for_throttle().await.map_err(Attempt::Final)?;
         let _permit = tokio::select! {
@@ -353,6 +428,9 @@ impl AdoClient {
             permit = self.inner.budget.acquire() => permit.map_err(|_| Attempt::Final(AdoError::ShuttingDown))?,
         };
         let mut request = self.inner.http.request(method, url).query(query);
+        if let Some(bearer) = bearer {
+            request = request.header(AUTHORIZATION, bearer.clone());
+        }
         if !query.iter().any(|(k, _)| *k == "api-version") {
             request = request.query(&[("api-version", API_VERSION)]);
         }

@@ -36,16 +36,58 @@ pub enum AdoError {
     UntrustedCertificate { url: String, detail: String },
     #[error("Azure DevOps answered {url} with something that is not the expected JSON: {detail}")]
     Decode { url: String, detail: String },
+    #[error(
+        "Microsoft Entra ID refused a token to the service principal (tenant {tenant_id}, client id {client_id}): {problem}"
+    )]
+    IdentityRefused {
+        tenant_id: String,
+        client_id: String,
+        problem: String,
+    },
+    #[error(
+        "could not get a token for the service principal (tenant {tenant_id}, client id {client_id}) from {url}: {detail}"
+    )]
+    IdentityUnavailable {
+        url: String,
+        tenant_id: String,
+        client_id: String,
+        detail: String,
+    },
+    #[error(
+        "Azure DevOps refused the service principal's token for {url} ({detail}); add the service principal (tenant {tenant_id}, client id {client_id}) to this organization (Organization settings → Users) with read access to the resources to sync"
+    )]
+    TokenRefused {
+        url: String,
+        tenant_id: String,
+        client_id: String,
+        detail: String,
+    },
     #[error("shutting down")]
     ShuttingDown,
 }
 
 impl AdoError {
+    /// Whether nothing more can be read from the organization with these credentials or this
+    /// connection (a refused token, an untrusted certificate): a crawl stops instead of failing
+    /// every request that follows.
+    pub fn stops_crawl(&self) -> bool {
+        matches!(
+            self,
+            AdoError::Unauthorized { .. }
+                | AdoError::UntrustedCertificate { .. }
+                | AdoError::IdentityRefused { .. }
+                | AdoError::IdentityUnavailable { .. }
+                | AdoError::TokenRefused { .. }
+        )
+    }
+
     /// Whether trying again later may succeed (the caller decides how long to wait).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            AdoError::Transport { .. } | AdoError::Exhausted { .. }
+            AdoError::Transport { .. }
+                | AdoError::Exhausted { .. }
+                | AdoError::IdentityUnavailable { .. }
         ) || matches!(self, AdoError::Status { status, .. } if *status >= 500 || *status == 429 || *status == 408)
     }
 }

@@ -4,10 +4,8 @@
 
 use serde_json::Value;
 
-use super::{AdoClient, AdoError, values};
+use super::{ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, values};
 
-/// `api-version` of the Advanced Security alerts API and of its service-hook host.
-pub const ADVSEC_API_VERSION: &str = "7.2-preview.1";
 /// Test runs and test results per `$top`/`$skip` page.
 const TEST_PAGE: usize = 200;
 
@@ -147,7 +145,7 @@ impl AdoClient {
             "advsec",
             &format!("{project_id}/_apis/alert/repositories/{repository_id}/alerts/{alert_id}"),
         );
-        let query = [("api-version", ADVSEC_API_VERSION)];
+        let query = [("api-version", ADVANCED_SECURITY_API_VERSION)];
         Ok(self.get_json(&url, &query).await?.body)
     }
 

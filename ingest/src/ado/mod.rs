@@ -3,16 +3,19 @@
 //! Every function returns items exactly as Azure DevOps returns them (the shape the user's jq
 //! mapping expects); enrichment (`__project`, …) is the crawler's job.
 
+pub mod auth;
 mod client;
 mod error;
 mod live_reads;
 pub mod organization;
+mod runs;
 
 use serde_json::Value;
 
-pub use client::{API_VERSION, AdoClient, JsonResponse, RequestStats, service_base};
+pub use auth::{AdoAuth, TokenProvider};
+pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
-pub use live_reads::ADVSEC_API_VERSION;
+pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;

@@ -1,6 +1,8 @@
 //! The kinds the crawler reads, one module per family ([`git`]: repositories, their policies and
 //! pull requests; [`work`]: teams, boards, columns, work items; [`releases`]; [`pipelines`]:
-//! pipelines, builds, environments, release definitions and deployments, branches), and the fan-out
+//! pipelines, builds, environments, release definitions and deployments, branches; [`runs`]:
+//! pipeline runs, stages, deployments and pipeline/build enrichment; [`test_runs`];
+//! [`security`]: Advanced Security alerts), and the fan-out
 //! they share: per project (or per repository) concurrently within the client's request
 //! budget, every page handed to the publisher as it arrives through a bounded channel.
 //!
@@ -12,6 +14,9 @@
 mod git;
 mod pipelines;
 mod releases;
+mod runs;
+mod security;
+mod test_runs;
 mod work;
 
 use std::future::Future;
@@ -115,6 +120,15 @@ impl Crawler {
             "work-item" => Box::pin(self.crawl_work_items(resync_id, plan, cache, report)),
             "release" => Box::pin(self.crawl_releases(resync_id, cache, report)),
             "branch" => Box::pin(self.crawl_branches(resync_id, cache, report)),
+            "pipeline-run" => Box::pin(self.crawl_pipeline_runs(resync_id, cache, report)),
+            "pipeline-stage" => Box::pin(self.crawl_pipeline_stages(resync_id, cache, report)),
+            "pipeline-deployment" => {
+                Box::pin(self.crawl_pipeline_deployments(resync_id, cache, report))
+            }
+            "test-run" => Box::pin(self.crawl_test_runs(resync_id, plan, cache, report)),
+            "advanced-security-alert" => {
+                Box::pin(self.crawl_security_alerts(resync_id, plan, cache, report))
+            }
             kind if pipelines::is_list_kind(kind) => {
                 Box::pin(self.crawl_project_list(resync_id, plan, cache, report))
             }

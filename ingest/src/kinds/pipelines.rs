@@ -90,7 +90,7 @@ impl Crawler {
                             token.as_deref(),
                         )
                         .await?;
-                    let items = page
+                    let items: Vec<Value> = page
                         .items
                         .into_iter()
                         .map(|item| {
@@ -106,7 +106,9 @@ impl Crawler {
                             }
                         })
                         .collect();
-                    pages.send(items).await?;
+                    pages
+                        .send(self.enrich_list_page(plan, items).await?)
+                        .await?;
                     match page.continuation_token {
                         Some(next) if Some(&next) != token.as_ref() => token = Some(next),
                         _ => return Ok(()),

@@ -9,6 +9,7 @@
 //!
 //! Nothing else in the project reads the environment. Secrets are [`Secret`]s and never print.
 
+mod accounts;
 mod env;
 mod flex;
 mod network;
@@ -19,6 +20,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use accounts::{
+    AUTHORITY_HOST_VARIABLE, AzureDevopsAccounts, AzureDevopsCredentials, DEFAULT_AUTHORITY_HOST,
+    ServicePrincipal,
+};
 pub use network::{CA_FILE_VARIABLES, CaBundle, NetworkSettings, ProxySetting};
 pub use secret::Secret;
 
@@ -506,6 +511,8 @@ pub struct Settings {
     pub network: NetworkSettings,
     /// `OCEAN__…` variables that adoport does not use (reported as warnings at start-up).
     pub unused: Vec<String>,
+    /// `AZURE_AUTHORITY_HOST`: the Microsoft Entra ID endpoint of a service principal.
+    pub azure_authority_host: Option<String>,
 }
 
 /// Turns a serde path (`integration.config.organizationUrl`) into the variable that sets it.
@@ -577,11 +584,16 @@ impl Settings {
         let mut denied = Vec::new();
         let pipeline: PipelineSettings = parse_tree("ADOPORT", pipeline_tree, &mut denied)?;
         let network = NetworkSettings::from_vars(&vars)?;
+        let azure_authority_host = vars
+            .iter()
+            .find(|(k, v)| k == AUTHORITY_HOST_VARIABLE && !v.trim().is_empty())
+            .map(|(_, v)| v.clone());
         let settings = Settings {
             ocean,
             pipeline,
             network,
             unused,
+            azure_authority_host,
         };
         settings.validate()?;
         Ok(settings)
@@ -749,13 +761,14 @@ impl Settings {
         })
     }
 
-    /// Azure DevOps credentials; required by ingest.
+    /// The one organization and PAT of `Single Account` (ingest reads
+    /// [`Settings::azure_devops_accounts`], which covers both account modes).
     pub fn azure_devops_access(&self) -> Result<AzureDevopsAccess, ConfigError> {
         let config = &self.ocean.integration.config;
         if config.account_mode == AccountMode::MultipleAccounts {
             return Err(ConfigError::Invalid {
                 setting: "OCEAN__INTEGRATION__CONFIG__ACCOUNT_MODE".into(),
-                problem: "\"Multiple Accounts\" (service principal) is not supported by this version yet; use \"Single Account\" with a personal access token".into(),
+                problem: "\"Multiple Accounts\" authenticates with a service principal, not a personal access token".into(),
             });
         }
         let url = config

@@ -1,10 +1,40 @@
 //! The gate every Azure DevOps request passes: the PAT (`Basic base64(":" + PAT)`, any user
-//! name) and the `api-version` (query parameter or `Accept: application/json; api-version=…`).
+//! name) or a service principal's bearer token (when the organization accepts the identity
+//! simulator's tokens), and the `api-version` (query parameter or
+//! `Accept: application/json; api-version=…`).
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 
+use super::AdoSimConfig;
 use super::error::AdoError;
+use crate::identity::{AZURE_DEVOPS_SCOPE, TokenCheck};
+
+/// Checks the caller's credentials: a bearer token the identity simulator issued for Azure
+/// DevOps (expired, revoked, unknown or for another resource → 401, as Azure DevOps answers a
+/// bad bearer token), else the PAT ([`check_pat`]).
+pub(crate) fn check_credentials(
+    headers: &HeaderMap,
+    config: &AdoSimConfig,
+) -> Result<(), AdoError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+        });
+    match (bearer, &config.bearer_tokens) {
+        (Some(token), Some(tokens)) => match tokens.check(token, AZURE_DEVOPS_SCOPE) {
+            TokenCheck::Valid => Ok(()),
+            TokenCheck::Expired | TokenCheck::Unknown | TokenCheck::WrongAudience => {
+                Err(AdoError::Unauthorized)
+            }
+        },
+        (Some(_), None) => Err(AdoError::Unauthorized),
+        (None, _) => check_pat(headers, &config.personal_access_token),
+    }
+}
 
 /// Checks the PAT. A refusal is a 203 sign-in page, or a 401 when the caller sent
 /// `X-TFS-FedAuthRedirect: Suppress` (as Azure DevOps does).

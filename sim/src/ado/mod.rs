@@ -1,9 +1,12 @@
 //! The Azure DevOps simulator: one organization, REST API 7.1, on `http://127.0.0.1:PORT/{org}`
-//! (the equivalent of `https://dev.azure.com/{org}`).
+//! (the equivalent of `https://dev.azure.com/{org}`), or several organizations on one server
+//! ([`AdoSim::start_organizations`], one handle each, with its own data and counters).
 //!
 //! Every request goes through the same gate, in this order: count it under its route template,
 //! apply a scripted answer if one is queued ([`AdoSim::fail_next`]), check the PAT (203 HTML
-//! sign-in page, or 401 JSON with `X-TFS-FedAuthRedirect: Suppress`), check the organization,
+//! sign-in page, or 401 JSON with `X-TFS-FedAuthRedirect: Suppress`) or a bearer token of the
+//! identity simulator ([`AdoSimConfig::bearer_tokens`]; 401 when expired, revoked or unknown),
+//! check the organization,
 //! check `api-version` (query or `Accept` header; missing → 400 `VssVersionNotSpecifiedException`).
 //!
 //! Route template keys, as [`AdoSim::requests`] reports them and [`AdoSim::fail_next`] takes
@@ -32,9 +35,13 @@
 
 mod auth;
 mod error;
+mod limit;
 mod live;
+mod organizations;
 pub mod pipelines;
 mod routes;
+pub mod runs;
+pub mod security;
 mod seed;
 mod work;
 
@@ -71,6 +78,14 @@ pub struct AdoSimConfig {
     /// Most ids a WIQL query may return without `$top` before it fails with `VS402337`
     /// (Azure DevOps: 20,000; lower it to test id-range paging).
     pub wiql_max_results: usize,
+    /// How long every answer takes (a real organization's network and server time; default 0).
+    pub latency: Duration,
+    /// Bearer tokens accepted besides the PAT: those the identity simulator issued for Azure
+    /// DevOps' scope (a service principal, `Multiple Accounts`). `None`: PAT only.
+    pub bearer_tokens: Option<crate::identity::IssuedTokens>,
+    /// This organization's request budget (a fixed window; past it 429 `TF400733` with
+    /// `Retry-After`). `None`: unlimited.
+    pub rate_limit: Option<crate::port::RateLimit>,
 }
 
 impl Default for AdoSimConfig {
@@ -85,6 +100,9 @@ impl Default for AdoSimConfig {
             work_items_per_project: 6,
             releases_per_project: 3,
             wiql_max_results: 20_000,
+            latency: Duration::ZERO,
+            bearer_tokens: None,
+            rate_limit: None,
         }
     }
 }
@@ -103,13 +121,40 @@ pub(crate) struct AdoState {
     pub(crate) subscriptions: Mutex<Vec<Value>>,
     /// What live-event tests change (alert states).
     pub(crate) live: live::LiveState,
+    /// The request budget's window, when the config sets one.
+    pub(crate) budget: Mutex<Option<limit::Budget>>,
+}
+
+fn default_host(listener: &tokio::net::TcpListener) -> std::io::Result<String> {
+    let addr = listener.local_addr()?;
+    Ok(if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    })
+}
+
+impl AdoState {
+    fn seeded(config: AdoSimConfig, default_host: String) -> Arc<Self> {
+        Arc::new(AdoState {
+            budget: Mutex::new(config.rate_limit.map(limit::Budget::new)),
+            organization: Mutex::new(Organization::seed(&config)),
+            config,
+            traffic: Traffic::default(),
+            default_host,
+            forbidden_projects: Mutex::new(std::collections::HashSet::new()),
+            subscriptions: Mutex::new(Vec::new()),
+            live: live::LiveState::default(),
+        })
+    }
 }
 
 /// A running Azure DevOps simulator. Dropping it (or [`AdoSim::shutdown`]) stops the server.
 #[derive(Debug)]
 pub struct AdoSim {
     state: Arc<AdoState>,
-    server: Server,
+    /// Shared by the organizations of [`AdoSim::start_organizations`]; stops with the last.
+    server: Arc<Server>,
 }
 
 impl AdoSim {
@@ -124,23 +169,34 @@ impl AdoSim {
         config: AdoSimConfig,
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<AdoSim> {
-        let addr = listener.local_addr()?;
-        let default_host = if addr.ip().is_unspecified() {
-            format!("127.0.0.1:{}", addr.port())
-        } else {
-            addr.to_string()
-        };
-        let state = Arc::new(AdoState {
-            organization: Mutex::new(Organization::seed(&config)),
-            config,
-            traffic: Traffic::default(),
-            default_host,
-            forbidden_projects: Mutex::new(std::collections::HashSet::new()),
-            subscriptions: Mutex::new(Vec::new()),
-            live: live::LiveState::default(),
-        });
+        let default_host = default_host(&listener)?;
+        let state = AdoState::seeded(config, default_host);
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
-        Ok(AdoSim { state, server })
+        Ok(AdoSim {
+            state,
+            server: Arc::new(server),
+        })
+    }
+
+    /// Several organizations on one server (`http://127.0.0.1:PORT/{org}` each, as
+    /// `dev.azure.com` serves them), each seeded from its own config with its own data,
+    /// counters, scripts and subscriptions. One handle per config, in order; the organization
+    /// names must differ. The server stops when the last handle is shut down or dropped.
+    pub async fn start_organizations(configs: Vec<AdoSimConfig>) -> std::io::Result<Vec<AdoSim>> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let default_host = default_host(&listener)?;
+        let states: Vec<Arc<AdoState>> = configs
+            .into_iter()
+            .map(|config| AdoState::seeded(config, default_host.clone()))
+            .collect();
+        let server = Arc::new(Server::spawn(listener, organizations::router(&states))?);
+        Ok(states
+            .into_iter()
+            .map(|state| AdoSim {
+                state,
+                server: Arc::clone(&server),
+            })
+            .collect())
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -327,8 +383,11 @@ impl AdoSim {
             .await
     }
 
-    /// Stops the server, letting in-flight requests finish.
+    /// Stops the server, letting in-flight requests finish (for organizations sharing a
+    /// server: once this is the last handle).
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        if let Ok(server) = Arc::try_unwrap(self.server) {
+            server.shutdown().await;
+        }
     }
 }

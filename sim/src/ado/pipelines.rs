@@ -133,6 +133,7 @@ impl Organization {
                 "project": self.project_reference(urls, project),
             },
             "project": self.project_reference(urls, project),
+            "repository": self.build_repository(urls, project, pipeline),
             "uri": format!("vstfs:///Build/Build/{id}"),
             "sourceBranch": "refs/heads/main",
             "sourceVersion": format!("{:0>40x}", id),

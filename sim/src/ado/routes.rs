@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::auth::{check_api_version, check_pat};
+use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
 use super::seed::{Organization, PullRequest, Urls, encode_segment};
 use crate::traffic::{lock, route_key};
@@ -91,6 +91,8 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
         .merge(super::work::routes())
         .merge(super::pipelines::routes())
         .merge(super::live::routes())
+        .merge(super::runs::routes())
+        .merge(super::security::routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)
@@ -105,6 +107,10 @@ async fn gate(
 ) -> Response {
     let key = route_key(request.method(), matched.as_ref());
     let scripted = state.traffic.arrive(&key);
+    if !state.config.latency.is_zero() {
+        // The time a real organization takes to answer (network and server).
+        tokio::time::sleep(state.config.latency).await;
+    }
     let response = match scripted {
         Some(answer) if answer.passes_through() => {
             let mut response = checked(&state, matched.is_some(), request, next).await;
@@ -136,7 +142,11 @@ async fn gate(
 }
 
 async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) -> Response {
-    if let Err(refused) = check_pat(request.headers(), &state.config.personal_access_token) {
+    let left = match super::limit::take(state) {
+        Ok(left) => left,
+        Err(blocked) => return blocked.into_response(),
+    };
+    if let Err(refused) = check_credentials(request.headers(), &state.config) {
         return refused.into_response();
     }
     if !matched {
@@ -175,7 +185,7 @@ async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) 
     ) {
         return refused.into_response();
     }
-    next.run(request).await
+    super::limit::with_headers(left, next.run(request).await)
 }
 
 /// The URLs to render answers with: the host the caller used.

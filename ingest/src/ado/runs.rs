@@ -1,0 +1,175 @@
+//! Client calls for pipeline runs, build details (definition, timeline, changes), commits,
+//! environment deployment records, test runs, test results, code coverage and Advanced
+//! Security alerts. Items come back exactly as Azure DevOps returns them.
+
+use serde_json::Value;
+
+use super::{AdoClient, AdoError, Page, values};
+
+/// `api-version` of the Advanced Security alerts API (preview only).
+pub const ADVANCED_SECURITY_API_VERSION: &str = "7.2-preview.1";
+
+impl AdoClient {
+    /// `GET {org}/{project}/_apis/build/definitions/{id}`.
+    pub async fn build_definition(
+        &self,
+        project_id: &str,
+        definition_id: &str,
+    ) -> Result<Value, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/build/definitions/{definition_id}"
+        ));
+        Ok(self.get_json(&url, &[]).await?.body)
+    }
+
+    /// `GET {org}/{project}/_apis/pipelines/{id}/runs`: every run the API keeps (it does not
+    /// page; at most the newest 10,000).
+    pub async fn pipeline_runs(
+        &self,
+        project_id: &str,
+        pipeline_id: &str,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
+        values(&url, self.get_json(&url, &[]).await?.body)
+    }
+
+    /// The records of `GET {org}/{project}/_apis/build/builds/{id}/timeline` (none for a
+    /// build that has no timeline yet).
+    pub async fn build_timeline_records(
+        &self,
+        project_id: &str,
+        build_id: &str,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/build/builds/{build_id}/timeline"
+        ));
+        match self.get_json(&url, &[]).await?.body {
+            Value::Null => Ok(Vec::new()),
+            Value::Object(mut map) => match map.remove("records") {
+                Some(Value::Array(records)) => Ok(records),
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(_) => Err(AdoError::Decode {
+                    url,
+                    detail: "expected a timeline whose \"records\" is an array".into(),
+                }),
+            },
+            _ => Err(AdoError::Decode {
+                url,
+                detail: "expected a timeline object".into(),
+            }),
+        }
+    }
+
+    /// `GET {org}/{project}/_apis/git/repositories/{repository}/commits/{id}`.
+    pub async fn commit(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        commit_id: &str,
+    ) -> Result<Value, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/git/repositories/{repository_id}/commits/{commit_id}"
+        ));
+        Ok(self.get_json(&url, &[]).await?.body)
+    }
+
+    /// One page of `GET {org}/{project}/_apis/distributedtask/environments/{id}/environmentdeploymentrecords`
+    /// (this API names its page size `top`, without `$`).
+    pub async fn deployment_records_page(
+        &self,
+        project_id: &str,
+        environment_id: &str,
+        top: usize,
+        continuation_token: Option<&str>,
+    ) -> Result<Page, AdoError> {
+        let url = self.url(&format!(
+            "{project_id}/_apis/distributedtask/environments/{environment_id}/environmentdeploymentrecords"
+        ));
+        let top = top.to_string();
+        let mut query = vec![("top", top.as_str())];
+        if let Some(token) = continuation_token {
+            query.push(("continuationToken", token));
+        }
+        let response = self.get_json(&url, &query).await?;
+        Ok(Page {
+            items: values(&url, response.body)?,
+            continuation_token: response.continuation_token,
+        })
+    }
+
+    /// One `$top`/`$skip` page of `GET {org}/{project}/_apis/test/runs?includeRunDetails=true`.
+    pub async fn test_runs_page(
+        &self,
+        project_id: &str,
+        top: usize,
+        skip: usize,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/test/runs"));
+        let (top, skip) = (top.to_string(), skip.to_string());
+        let query = [
+            ("includeRunDetails", "true"),
+            ("$top", top.as_str()),
+            ("$skip", skip.as_str()),
+        ];
+        values(&url, self.get_json(&url, &query).await?.body)
+    }
+
+    /// One `$top`/`$skip` page of `GET {org}/{project}/_apis/test/runs/{id}/results`.
+    pub async fn test_results_page(
+        &self,
+        project_id: &str,
+        run_id: &str,
+        top: usize,
+        skip: usize,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/test/runs/{run_id}/results"));
+        let (top, skip) = (top.to_string(), skip.to_string());
+        let query = [("$top", top.as_str()), ("$skip", skip.as_str())];
+        values(&url, self.get_json(&url, &query).await?.body)
+    }
+
+    /// `GET {org}/{project}/_apis/test/codecoverage?buildId=[&flags=]`, the answer as a whole.
+    pub async fn build_code_coverage(
+        &self,
+        project_id: &str,
+        build_id: &str,
+        flags: Option<u64>,
+    ) -> Result<Value, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/test/codecoverage"));
+        let flags = flags.map(|f| f.to_string());
+        let mut query = vec![("buildId", build_id)];
+        if let Some(flags) = &flags {
+            query.push(("flags", flags.as_str()));
+        }
+        Ok(self.get_json(&url, &query).await?.body)
+    }
+
+    /// One page of `GET {advsec}/{project}/_apis/alert/repositories/{repository}/alerts`
+    /// with `criteria` (`criteria.*` pairs); `top` and the continuation token as the API
+    /// names them.
+    pub async fn security_alerts_page(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        criteria: &[(&str, &str)],
+        top: usize,
+        continuation_token: Option<&str>,
+    ) -> Result<Page, AdoError> {
+        let url = self.service_url(
+            "advsec",
+            &format!("{project_id}/_apis/alert/repositories/{repository_id}/alerts"),
+        );
+        let top = top.to_string();
+        let mut query = criteria.to_vec();
+        query.push(("top", top.as_str()));
+        query.push(("api-version", ADVANCED_SECURITY_API_VERSION));
+        if let Some(token) = continuation_token {
+            query.push(("continuationToken", token));
+        }
+        let response = self.get_json(&url, &query).await?;
+        Ok(Page {
+            items: values(&url, response.body)?,
+            continuation_token: response.continuation_token,
+        })
+    }
+}

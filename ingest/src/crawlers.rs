@@ -1,0 +1,147 @@
+//! Resyncs of several organizations: one [`Crawler`] per organization, run concurrently (each
+//! with its own client and request budget, as Azure DevOps limits each organization
+//! separately), and their reports merged into one.
+//!
+//! A kind is complete only if it is complete in every organization: a kind that failed in one
+//! organization is failed in the merged report, and so is every kind of an organization whose
+//! crawl stopped (a refused token, say), so that reconciliation deletes nothing on the strength
+//! of it while the other organizations' items still land. A broker that stays away stops the
+//! whole resync, as it does for one organization.
+
+use futures_util::future::join_all;
+
+use crate::ado::organization::organization_name;
+use crate::crawler::{CrawlError, CrawlReport, Crawler, KindPlan, KindReport};
+use adoport_shared::messages::ResyncId;
+use adoport_shared::metrics::ResyncStats;
+
+/// The crawlers of every configured organization.
+pub struct Crawlers {
+    crawlers: Vec<Crawler>,
+    resync_stats: ResyncStats,
+}
+
+impl Crawlers {
+    /// `crawlers` share one [`ResyncStats`] (the first one's is reported).
+    pub fn new(crawlers: Vec<Crawler>) -> Self {
+        let resync_stats = crawlers
+            .first()
+            .map(|c| c.resync_stats().clone())
+            .unwrap_or_default();
+        Self {
+            crawlers,
+            resync_stats,
+        }
+    }
+
+    /// Resync progress: started, finished, items crawled per kind.
+    pub fn resync_stats(&self) -> &ResyncStats {
+        &self.resync_stats
+    }
+
+    /// The crawlers, one per organization, in configuration order.
+    pub fn crawlers(&self) -> &[Crawler] {
+        &self.crawlers
+    }
+
+    /// Crawls every organization at once and merges the reports. With one organization this
+    /// is exactly its crawl (a refused token fails the resync as a whole).
+    pub async fn crawl(
+        &self,
+        resync_id: ResyncId,
+        plan: &[KindPlan],
+    ) -> Result<CrawlReport, CrawlError> {
+        if let [only] = self.crawlers.as_slice() {
+            return only.crawl(resync_id, plan).await;
+        }
+        let outcomes = join_all(
+            self.crawlers
+                .iter()
+                .map(|crawler| crawler.crawl(resync_id, plan)),
+        )
+        .await;
+        let mut merged = CrawlReport::default();
+        for (crawler, outcome) in self.crawlers.iter().zip(outcomes) {
+            let organization = organization_name(crawler.client().organization_url());
+            match outcome {
+                Ok(report) => {
+                    for (kind, report) in report.kinds {
+                        add(&mut merged, &kind, &organization, report);
+                    }
+                }
+                Err(CrawlError::Bus(e)) => return Err(CrawlError::Bus(e)),
+                Err(e) => {
+                    tracing::error!(organization = %organization, error = %e, "organization could not be crawled; its kinds are marked failed and nothing of it is deleted");
+                    for kind in plan {
+                        add(
+                            &mut merged,
+                            &kind.kind,
+                            &organization,
+                            KindReport {
+                                failure: Some(e.to_string()),
+                                ..KindReport::default()
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(merged)
+    }
+}
+
+/// Adds one organization's report of `kind` to the merged one; failures are kept, each
+/// prefixed with its organization.
+fn add(merged: &mut CrawlReport, kind: &str, organization: &str, report: KindReport) {
+    let entry = merged.kinds.entry(kind.to_string()).or_default();
+    entry.items += report.items;
+    entry.events += report.events;
+    if let Some(failure) = report.failure {
+        let failure = format!("organization {organization}: {failure}");
+        entry.failure = Some(match entry.failure.take() {
+            Some(earlier) => format!("{earlier}; {failure}"),
+            None => failure,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_failed_in_one_organization_is_failed() {
+        let mut merged = CrawlReport::default();
+        let ok = |items| KindReport {
+            items,
+            events: 1,
+            failure: None,
+        };
+        add(&mut merged, "project", "a", ok(3));
+        add(&mut merged, "project", "b", ok(2));
+        add(&mut merged, "repository", "a", ok(4));
+        add(
+            &mut merged,
+            "repository",
+            "b",
+            KindReport {
+                failure: Some("HTTP 500".into()),
+                ..KindReport::default()
+            },
+        );
+        assert_eq!(
+            merged.kinds["project"],
+            KindReport {
+                items: 5,
+                events: 2,
+                failure: None
+            }
+        );
+        assert_eq!(merged.items(), 9);
+        assert_eq!(merged.failed_kinds(), vec!["repository"]);
+        assert_eq!(
+            merged.kinds["repository"].failure.as_deref(),
+            Some("organization b: HTTP 500")
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! Pipeline execution kinds and the enrichment of pipelines and builds:
+//!
+//! - `pipeline` with selector `includeRepo` → `__repository` (the build definition's
+//!   repository plus its `project`), matched to each pipeline by id: a definition gone in
+//!   between leaves only that pipeline without it.
+//! - `build` with selector `enrichWithFirstCommit` → `__firstCommit`: the earliest change of the
+//!   build by `timestamp` plus `__sha`, `__timestamp` and `__commitCount`, or the build's source
+//!   commit when it lists no changes (`__commitCount` 1); a failure leaves the build without it.
+//! - `pipeline-run` (`__project`, `__pipeline`): every pipeline's runs.
+//! - `pipeline-stage` (`__project`, `__build`): the `Stage` records of every build's timeline.
+//! - `pipeline-deployment` (`__project`, the environment's project reference): every
+//!   environment's deployment records.
+//!
+//! Every list is read page by page and published as it arrives; the calls a page needs are
+//! made [`ENRICHMENT_CONCURRENCY`] at a time, through the client's request budget.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+
+use super::{Pages, enrich, text};
+use crate::ado::AdoError;
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// Per-item calls (definitions, runs, timelines, changes, …) one unit makes at the same time.
+pub(crate) const ENRICHMENT_CONCURRENCY: usize = 8;
+
+/// An id field as URL text, whether Azure DevOps gave it as a number or a string.
+pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
+    match value.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Errors after which nothing more can be read (the crawl or the process stops).
+pub(crate) fn is_fatal(error: &AdoError) -> bool {
+    matches!(
+        error,
+        AdoError::Unauthorized { .. }
+            | AdoError::UntrustedCertificate { .. }
+            | AdoError::ShuttingDown
+    )
+}
+
+/// `Ok(None)` for a 404 (the object went away between the list and the read).
+fn unless_gone<T>(outcome: Result<T, AdoError>) -> Result<Option<T>, AdoError> {
+    match outcome {
+        Ok(value) => Ok(Some(value)),
+        Err(AdoError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `__firstCommit` from the earliest of a build's changes.
+fn first_commit_from_changes(earliest: &Value, count: u64) -> Value {
+    let mut first = earliest.clone();
+    let sha = earliest.get("id").cloned().unwrap_or(Value::Null);
+    let timestamp = earliest.get("timestamp").cloned().unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut first {
+        map.insert("__sha".into(), sha);
+        map.insert("__timestamp".into(), timestamp);
+        map.insert("__commitCount".into(), json!(count));
+    }
+    first
+}
+
+/// Whether change `a` is earlier than change `b` (RFC 3339 timestamps, compared as instants).
+fn earlier(a: &Value, b: &Value) -> bool {
+    let instant =
+        |v: &Value| text(v, "timestamp").and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    match (instant(a), instant(b)) {
+        (Some(a), Some(b)) => a < b,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+impl Crawler {
+    /// Selector-driven enrichment of one page of a project list kind (`pipeline`, `build`);
+    /// other kinds pass through.
+    pub(crate) async fn enrich_list_page(
+        &self,
+        plan: &KindPlan,
+        items: Vec<Value>,
+    ) -> Result<Vec<Value>, AdoError> {
+        match plan.kind.as_str() {
+            "pipeline" if plan.flag("includeRepo") => {
+                stream::iter(items)
+                    .map(|pipeline| self.with_repository(pipeline))
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
+            "build" if plan.flag("enrichWithFirstCommit") => {
+                stream::iter(items)
+                    .map(|build| self.with_first_commit(build))
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
+            _ => Ok(items),
+        }
+    }
+
+    /// The pipeline with `__repository` from its build definition (unchanged when the
+    /// definition is gone).
+    async fn with_repository(&self, pipeline: Value) -> Result<Value, AdoError> {
+        let project_id = text(&pipeline, "__projectId").unwrap_or_default();
+        let Some(id) = id_text(&pipeline, "id") else {
+            return Ok(pipeline);
+        };
+        let Some(definition) = unless_gone(self.client.build_definition(project_id, &id).await)?
+        else {
+            return Ok(pipeline);
+        };
+        let mut repository = definition
+            .get("repository")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if let Value::Object(map) = &mut repository {
+            map.insert(
+                "project".into(),
+                definition.get("project").cloned().unwrap_or(Value::Null),
+            );
+        }
+        Ok(enrich(pipeline, "__repository", &repository))
+    }
+
+    /// The build with `__firstCommit`; without it when the build has no commits or they
+    /// cannot be read (logged).
+    async fn with_first_commit(&self, build: Value) -> Result<Value, AdoError> {
+        match self.first_commit(&build).await {
+            Ok(Some(first)) => Ok(enrich(build, "__firstCommit", &first)),
+            Ok(None) => Ok(build),
+            Err(e) if is_fatal(&e) => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    build = ?build.get("id"),
+                    error = %e,
+                    "could not read the first commit of a build; it is published without __firstCommit"
+                );
+                Ok(build)
+            }
+        }
+    }
+
+    async fn first_commit(&self, build: &Value) -> Result<Option<Value>, AdoError> {
+        let project_id = text(build, "__projectId").unwrap_or_default();
+        let Some(build_id) = id_text(build, "id") else {
+            return Ok(None);
+        };
+        let path = format!("_apis/build/builds/{build_id}/changes");
+        let mut earliest: Option<Value> = None;
+        let mut count: u64 = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .project_list_page(
+                    None,
+                    project_id,
+                    &path,
+                    &[],
+                    self.limits.page,
+                    token.as_deref(),
+                )
+                .await?;
+            count += page.items.len() as u64;
+            for change in page.items {
+                if text(&change, "timestamp").is_some()
+                    && earliest.as_ref().is_none_or(|e| earlier(&change, e))
+                {
+                    earliest = Some(change);
+                }
+            }
+            match page.continuation_token {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => break,
+            }
+        }
+        if let Some(earliest) = earliest {
+            return Ok(Some(first_commit_from_changes(&earliest, count)));
+        }
+        // No timestamped change: the commit the build ran on.
+        let source_version = text(build, "sourceVersion");
+        let repository_id = build.get("repository").and_then(|r| text(r, "id"));
+        let (Some(source_version), Some(repository_id)) = (source_version, repository_id) else {
+            return Ok(None);
+        };
+        let commit = self
+            .client
+            .commit(project_id, repository_id, source_version)
+            .await?;
+        let Some(date) = commit.get("committer").and_then(|c| c.get("date")).cloned() else {
+            return Ok(None);
+        };
+        let sha = commit
+            .get("commitId")
+            .cloned()
+            .unwrap_or_else(|| json!(source_version));
+        let mut first = commit;
+        if let Value::Object(map) = &mut first {
+            map.insert("__sha".into(), sha);
+            map.insert("__timestamp".into(), date);
+            map.insert("__commitCount".into(), json!(1));
+        }
+        Ok(Some(first))
+    }
+
+    pub(crate) async fn crawl_pipeline_runs(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let top = self.limits.page;
+        let units = self.project_units(cache).await?;
+        self.fan_out(
+            resync_id,
+            "pipeline-run",
+            units,
+            report,
+            |project: Value, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default();
+                let (project, pages) = (&project, &pages);
+                let mut token: Option<String> = None;
+                loop {
+                    let page = self
+                        .client
+                        .project_list_page(
+                            None,
+                            project_id,
+                            "_apis/pipelines",
+                            &[],
+                            top,
+                            token.as_deref(),
+                        )
+                        .await?;
+                    stream::iter(page.items)
+                        .map(|pipeline| async move {
+                            let Some(id) = id_text(&pipeline, "id") else {
+                                return Ok(Vec::new());
+                            };
+                            let runs =
+                                unless_gone(self.client.pipeline_runs(project_id, &id).await)?
+                                    .unwrap_or_default();
+                            Ok::<_, AdoError>(
+                                runs.into_iter()
+                                    .map(|run| {
+                                        enrich(
+                                            enrich(run, "__project", project),
+                                            "__pipeline",
+                                            &pipeline,
+                                        )
+                                    })
+                                    .collect::<Vec<_>>(),
+                            )
+                        })
+                        .buffered(ENRICHMENT_CONCURRENCY)
+                        .try_for_each(|runs| pages.send(runs))
+                        .await?;
+                    match page.continuation_token {
+                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                        _ => return Ok(()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn crawl_pipeline_stages(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let top = self.limits.page;
+        let units = self.project_units(cache).await?;
+        self.fan_out(
+            resync_id,
+            "pipeline-stage",
+            units,
+            report,
+            |project: Value, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default();
+                let project = &project;
+                let mut token: Option<String> = None;
+                loop {
+                    let page = self
+                        .client
+                        .project_list_page(
+                            None,
+                            project_id,
+                            "_apis/build/builds",
+                            &[("queryOrder", "queueTimeDescending")],
+                            top,
+                            token.as_deref(),
+                        )
+                        .await?;
+                    let stages: Vec<Vec<Value>> = stream::iter(page.items)
+                        .map(|build| async move {
+                            let Some(id) = id_text(&build, "id") else {
+                                return Ok(Vec::new());
+                            };
+                            let records = unless_gone(
+                                self.client.build_timeline_records(project_id, &id).await,
+                            )?
+                            .unwrap_or_default();
+                            Ok::<_, AdoError>(
+                                records
+                                    .into_iter()
+                                    .filter(|r| text(r, "type") == Some("Stage"))
+                                    .map(|r| {
+                                        enrich(enrich(r, "__project", project), "__build", &build)
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .buffered(ENRICHMENT_CONCURRENCY)
+                        .try_collect()
+                        .await?;
+                    pages.send(stages.into_iter().flatten().collect()).await?;
+                    match page.continuation_token {
+                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                        _ => return Ok(()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn crawl_pipeline_deployments(
+        &self,
+        resync_id: ResyncId,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let top = self.limits.page;
+        let units = self.project_units(cache).await?;
+        self.fan_out(
+            resync_id,
+            "pipeline-deployment",
+            units,
+            report,
+            |project: Value, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default();
+                let (project, pages) = (&project, &pages);
+                let mut token: Option<String> = None;
+                loop {
+                    let page = self
+                        .client
+                        .project_list_page(
+                            None,
+                            project_id,
+                            "_apis/distributedtask/environments",
+                            &[],
+                            top,
+                            token.as_deref(),
+                        )
+                        .await?;
+                    stream::iter(page.items)
+                        .map(|environment| async move {
+                            let Some(id) = id_text(&environment, "id") else {
+                                return Ok(());
+                            };
+                            // The environment's project reference, as the Python integration
+                            // sets it; the project of the list when the environment has none.
+                            let owner = environment
+                                .get("project")
+                                .filter(|p| p.is_object())
+                                .unwrap_or(project);
+                            let mut records_token: Option<String> = None;
+                            loop {
+                                let Some(records) = unless_gone(
+                                    self.client
+                                        .deployment_records_page(
+                                            project_id,
+                                            &id,
+                                            top,
+                                            records_token.as_deref(),
+                                        )
+                                        .await,
+                                )?
+                                else {
+                                    return Ok(());
+                                };
+                                pages
+                                    .send(
+                                        records
+                                            .items
+                                            .into_iter()
+                                            .map(|r| enrich(r, "__project", owner))
+                                            .collect(),
+                                    )
+                                    .await?;
+                                match records.continuation_token {
+                                    Some(next) if Some(&next) != records_token.as_ref() => {
+                                        records_token = Some(next)
+                                    }
+                                    _ => return Ok::<(), AdoError>(()),
+                                }
+                            }
+                        })
+                        .buffer_unordered(ENRICHMENT_CONCURRENCY)
+                        .try_collect::<Vec<()>>()
+                        .await?;
+                    match page.continuation_token {
+                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                        _ => return Ok(()),
+                    }
+                }
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earliest_change_is_chosen_by_instant_not_by_position() {
+        let changes = [
+            json!({"id": "c", "timestamp": "2026-03-01T10:00:00Z"}),
+            json!({"id": "a", "timestamp": "2026-03-01T08:00:00.5+00:00"}),
+            json!({"id": "b", "timestamp": "2026-03-01T09:00:00Z"}),
+        ];
+        let earliest = changes
+            .iter()
+            .fold(None::<&Value>, |e, c| match e {
+                Some(e) if !earlier(c, e) => Some(e),
+                _ => Some(c),
+            })
+            .expect("one");
+        let first = first_commit_from_changes(earliest, 3);
+        assert_eq!(first["__sha"], "a");
+        assert_eq!(first["__timestamp"], "2026-03-01T08:00:00.5+00:00");
+        assert_eq!(first["__commitCount"], 3);
+        assert_eq!(id_text(&json!({"id": 7}), "id").as_deref(), Some("7"));
+    }
+}

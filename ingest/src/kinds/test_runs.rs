@@ -1,0 +1,194 @@
+//! `test-run`: every project's test runs (`includeRunDetails=true`, `$top`/`$skip` until an
+//! empty page), each with
+//!
+//! - `__testResults` (selector `includeResults`, default true): all of the run's results,
+//!   paged with `$top`/`$skip` until a short page;
+//! - `__codeCoverage` (selector `codeCoverage: {flags}`, off by default): the build's code
+//!   coverage answer as a whole (`{}` for a run without a build or a build without coverage).
+//!
+//! A page of runs is enriched [`ENRICHMENT_CONCURRENCY`] runs at a time and published before
+//! the next page is read.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+
+use super::runs::{ENRICHMENT_CONCURRENCY, id_text};
+use super::{Pages, enrich, text};
+use crate::ado::AdoError;
+use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use adoport_shared::messages::ResyncId;
+
+/// What to add to every test run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TestRunEnrichment {
+    results: bool,
+    /// `Some(flags)` when code coverage is wanted (`flags` as the user gave them, if at all).
+    coverage: Option<Option<u64>>,
+}
+
+impl TestRunEnrichment {
+    /// The union over the kind's resources: results unless every resource turns them off,
+    /// coverage when any resource asks for it (with the first flags given).
+    fn for_plan(plan: &KindPlan) -> Self {
+        let results = plan.selectors.is_empty()
+            || plan
+                .selectors
+                .iter()
+                .any(|s| match s.get("includeResults") {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::String(t)) => !t.trim().eq_ignore_ascii_case("false"),
+                    _ => true,
+                });
+        let mut coverage: Option<Option<u64>> = None;
+        for selector in &plan.selectors {
+            if let Some(config @ Value::Object(_)) = selector.get("codeCoverage") {
+                let flags = match config.get("flags") {
+                    Some(Value::Number(n)) => n.as_u64(),
+                    Some(Value::String(s)) => s.trim().parse().ok(),
+                    _ => None,
+                };
+                coverage = match coverage {
+                    Some(Some(existing)) => Some(Some(existing)),
+                    _ => Some(flags),
+                };
+            }
+        }
+        Self { results, coverage }
+    }
+}
+
+impl Crawler {
+    pub(crate) async fn crawl_test_runs(
+        &self,
+        resync_id: ResyncId,
+        plan: &KindPlan,
+        cache: &mut ResyncCache,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let top = self.limits.page;
+        let enrichment = TestRunEnrichment::for_plan(plan);
+        let units = self.project_units(cache).await?;
+        self.fan_out(
+            resync_id,
+            "test-run",
+            units,
+            report,
+            |project: Value, pages: Pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default();
+                let mut skip = 0;
+                loop {
+                    let runs = self.client.test_runs_page(project_id, top, skip).await?;
+                    if runs.is_empty() {
+                        return Ok(());
+                    }
+                    skip += runs.len();
+                    let enriched: Vec<Value> = stream::iter(runs)
+                        .map(|run| self.enrich_test_run(project_id, run, enrichment))
+                        .buffered(ENRICHMENT_CONCURRENCY)
+                        .try_collect()
+                        .await?;
+                    pages.send(enriched).await?;
+                }
+            },
+        )
+        .await
+    }
+
+    async fn enrich_test_run(
+        &self,
+        project_id: &str,
+        run: Value,
+        enrichment: TestRunEnrichment,
+    ) -> Result<Value, AdoError> {
+        let mut run = run;
+        if enrichment.results
+            && let Some(run_id) = id_text(&run, "id")
+        {
+            let results = self.test_results(project_id, &run_id).await?;
+            run = enrich(run, "__testResults", &Value::Array(results));
+        }
+        if let Some(flags) = enrichment.coverage {
+            let build_id = run.get("build").and_then(|b| id_text(b, "id"));
+            let coverage = match build_id {
+                None => json!({}),
+                Some(build_id) => {
+                    match self
+                        .client
+                        .build_code_coverage(project_id, &build_id, flags)
+                        .await
+                    {
+                        Ok(Value::Null) | Err(AdoError::NotFound { .. }) => json!({}),
+                        Ok(coverage) => coverage,
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            run = enrich(run, "__codeCoverage", &coverage);
+        }
+        Ok(run)
+    }
+
+    /// Every result of a test run (`$top`/`$skip` until a short page; none if the run is gone).
+    async fn test_results(&self, project_id: &str, run_id: &str) -> Result<Vec<Value>, AdoError> {
+        let top = self.limits.page;
+        let mut all = Vec::new();
+        loop {
+            let page = match self
+                .client
+                .test_results_page(project_id, run_id, top, all.len())
+                .await
+            {
+                Ok(page) => page,
+                Err(AdoError::NotFound { .. }) => return Ok(all),
+                Err(e) => return Err(e),
+            };
+            let short = page.len() < top;
+            all.extend(page);
+            if short {
+                return Ok(all);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(selectors: &[Value]) -> KindPlan {
+        KindPlan {
+            kind: "test-run".into(),
+            selectors: selectors
+                .iter()
+                .map(|s| s.as_object().cloned().unwrap_or_default())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn results_are_on_by_default_and_coverage_off() {
+        let default = TestRunEnrichment::for_plan(&plan(&[json!({})]));
+        assert_eq!(
+            default,
+            TestRunEnrichment {
+                results: true,
+                coverage: None
+            }
+        );
+        let off = TestRunEnrichment::for_plan(&plan(&[json!({"includeResults": false})]));
+        assert!(!off.results);
+        let coverage = TestRunEnrichment::for_plan(&plan(&[
+            json!({"includeResults": "false"}),
+            json!({"includeResults": false, "codeCoverage": {"flags": 2}}),
+        ]));
+        assert_eq!(
+            coverage,
+            TestRunEnrichment {
+                results: false,
+                coverage: Some(Some(2))
+            }
+        );
+        let no_flags = TestRunEnrichment::for_plan(&plan(&[json!({"codeCoverage": {}})]));
+        assert_eq!(no_flags.coverage, Some(None));
+    }
+}

@@ -1,0 +1,440 @@
+//! The pipeline, build, test and security kinds against the Azure DevOps simulator:
+//! `pipeline` with `includeRepo`, `build` with `enrichWithFirstCommit`, `pipeline-run`,
+//! `pipeline-stage`, `pipeline-deployment`, `test-run` (results and code coverage) and
+//! `advanced-security-alert` (criteria, repositories without Advanced Security), across page
+//! boundaries, and a 403 project marking each kind failed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_shared::messages::{RawEvent, ResyncId, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ScriptedAnswer;
+use adoport_sim::ado::pipelines::{
+    BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT,
+};
+use adoport_sim::ado::runs::{
+    DEPLOYMENTS_PER_ENVIRONMENT, RESULTS_PER_TEST_RUN, TEST_RUNS_PER_PROJECT,
+};
+use adoport_sim::ado::security::ALERTS_PER_REPOSITORY;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Projects the default simulator seeds.
+const PROJECTS: u64 = 3;
+const BUILDS_PER_PROJECT: u64 = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
+
+struct Harness {
+    sim: AdoSim,
+    crawler: Crawler,
+    deliveries: tokio::sync::Mutex<Subscription>,
+}
+
+/// Pages of 2 cross the page boundary of every list the simulator seeds with 3 or more.
+async fn harness() -> Harness {
+    let sim = AdoSim::start(AdoSimConfig::default())
+        .await
+        .expect("simulator starts");
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: Default::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let bus = Bus::memory(Topology::new("kinds-runs.", 2), shutdown);
+    let limits = CrawlLimits {
+        page: 2,
+        ..CrawlLimits::default()
+    };
+    let crawler = Crawler::new(client, bus.clone(), 50).with_limits(limits);
+    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+    Harness {
+        sim,
+        crawler,
+        deliveries: tokio::sync::Mutex::new(deliveries),
+    }
+}
+
+fn plan(kind: &str, selector: Value) -> KindPlan {
+    KindPlan {
+        kind: kind.to_string(),
+        selectors: vec![selector.as_object().cloned().unwrap_or_default()],
+    }
+}
+
+impl Harness {
+    /// Crawls `plan` and returns the report and the items published per kind.
+    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.crawler.crawl(ResyncId::new(), plan),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut deliveries = self.deliveries.lock().await;
+        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for _ in 0..events {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            let event: RawEvent = decode(&delivery.body).expect("raw event");
+            items
+                .entry(event.kind.clone())
+                .or_default()
+                .extend(event.items);
+            delivery.ack().await.expect("ack");
+        }
+        (report, items)
+    }
+
+    fn requests(&self, route: &str) -> u64 {
+        self.sim.requests().get(route).copied().unwrap_or(0)
+    }
+}
+
+#[tokio::test]
+async fn pipeline_runs_stages_and_deployments_carry_their_context() {
+    let h = harness().await;
+    let (report, items) = h
+        .crawl(&[
+            plan("pipeline-run", json!({})),
+            plan("pipeline-stage", json!({})),
+            plan("pipeline-deployment", json!({})),
+        ])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+
+    let runs = &items["pipeline-run"];
+    assert_eq!(runs.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
+    for run in runs {
+        assert_eq!(run["__pipeline"]["id"], run["pipeline"]["id"], "{run}");
+        assert!(run["__project"]["name"].is_string());
+        assert!(run["state"].is_string() && run["createdDate"].is_string());
+    }
+
+    // Two stages (Build, Deploy) per build; the Phase and Job records are left out.
+    let stages = &items["pipeline-stage"];
+    assert_eq!(stages.len() as u64, PROJECTS * BUILDS_PER_PROJECT * 2);
+    for stage in stages {
+        assert_eq!(stage["type"], "Stage");
+        assert_eq!(stage["__build"]["project"]["id"], stage["__project"]["id"]);
+        assert!(stage["__build"]["id"].is_number() && stage["name"].is_string());
+    }
+    assert!(stages.iter().any(|s| s["result"] == "skipped"));
+
+    let deployments = &items["pipeline-deployment"];
+    assert_eq!(
+        deployments.len() as u64,
+        PROJECTS * ENVIRONMENTS_PER_PROJECT * DEPLOYMENTS_PER_ENVIRONMENT
+    );
+    for deployment in deployments {
+        assert_eq!(deployment["__project"]["id"], deployment["scopeId"]);
+        assert!(deployment["stageName"].is_string() && deployment["planType"].is_string());
+    }
+
+    // 6 builds per project in pages of 2: 3 build pages, one timeline per build; 3 records
+    // per environment in pages of 2 (`top`): 2 requests each.
+    assert_eq!(h.requests("GET /{org}/{project}/_apis/build/builds"), 9);
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/build/builds/{buildId}/timeline"),
+        PROJECTS * BUILDS_PER_PROJECT
+    );
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs"),
+        PROJECTS * PIPELINES_PER_PROJECT
+    );
+    assert_eq!(
+        h.requests(
+            "GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords"
+        ),
+        PROJECTS * ENVIRONMENTS_PER_PROJECT * 2
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
+    let h = harness().await;
+    // One definition disappears between the pipeline list and its read.
+    h.sim.fail_next(
+        "GET /{org}/{project}/_apis/build/definitions/{definitionId}",
+        vec![ScriptedAnswer::status(404)],
+    );
+    let (report, items) = h
+        .crawl(&[
+            plan("pipeline", json!({"includeRepo": true})),
+            plan("build", json!({})),
+        ])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+
+    // The repository each pipeline builds, as its builds report it.
+    let mut built: HashMap<(String, u64), Value> = HashMap::new();
+    for build in &items["build"] {
+        let key = (
+            build["__projectId"].as_str().expect("project").to_string(),
+            build["definition"]["id"].as_u64().expect("definition"),
+        );
+        built.insert(key, build["repository"]["id"].clone());
+    }
+    let pipelines = &items["pipeline"];
+    assert_eq!(pipelines.len() as u64, PROJECTS * PIPELINES_PER_PROJECT);
+    let without: Vec<&Value> = pipelines
+        .iter()
+        .filter(|p| p.get("__repository").is_none())
+        .collect();
+    assert_eq!(
+        without.len(),
+        1,
+        "only the pipeline whose definition is gone"
+    );
+    for pipeline in pipelines.iter().filter(|p| p.get("__repository").is_some()) {
+        let key = (
+            pipeline["__projectId"]
+                .as_str()
+                .expect("project")
+                .to_string(),
+            pipeline["id"].as_u64().expect("id"),
+        );
+        assert_eq!(
+            pipeline["__repository"]["id"], built[&key],
+            "pipeline {key:?} got another pipeline's repository"
+        );
+        assert_eq!(pipeline["__repository"]["project"]["id"], key.0.as_str());
+        assert_eq!(pipeline["__repository"]["type"], "TfsGit");
+    }
+    // Pipelines and definitions of the 2nd project build different repositories, so a
+    // misaligned list would have been caught above.
+    let distinct: std::collections::HashSet<String> =
+        built.values().map(|v| v.to_string()).collect();
+    assert!(distinct.len() as u64 > PROJECTS);
+
+    // Without the option, no definition is read.
+    let before = h.requests("GET /{org}/{project}/_apis/build/definitions/{definitionId}");
+    let (_, items) = h.crawl(&[plan("pipeline", json!({}))]).await;
+    assert!(
+        items["pipeline"]
+            .iter()
+            .all(|p| p.get("__repository").is_none())
+    );
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/build/definitions/{definitionId}"),
+        before
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn builds_carry_their_earliest_commit_or_their_source_commit() {
+    let h = harness().await;
+    let (report, items) = h
+        .crawl(&[plan("build", json!({"enrichWithFirstCommit": "true"}))])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let builds = &items["build"];
+    assert_eq!(builds.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
+    for build in builds {
+        let id = build["id"].as_u64().expect("id");
+        let first = &build["__firstCommit"];
+        // The simulator gives build `id` `id % 4` changes, newest first.
+        let changes = id % 4;
+        if changes == 0 {
+            // No changes: the commit the build ran on.
+            assert_eq!(first["__sha"], build["sourceVersion"], "{build}");
+            assert_eq!(first["__commitCount"], 1);
+            assert_eq!(first["__timestamp"], first["committer"]["date"]);
+        } else {
+            assert_eq!(first["__commitCount"], changes, "{first}");
+            assert_eq!(
+                first["message"],
+                format!("Change {changes} built by build {id}"),
+                "the earliest change, which is listed last"
+            );
+            assert_eq!(first["__sha"], first["id"]);
+            assert_eq!(first["__timestamp"], first["timestamp"]);
+        }
+    }
+    // Changes of builds 1..6 (1, 2, 3, 0, 1, 2 of them) in pages of 2: 7 requests a project;
+    // one commit read for build 4.
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/build/builds/{buildId}/changes"),
+        PROJECTS * 7
+    );
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/git/repositories/{repositoryId}/commits/{commitId}"),
+        PROJECTS
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn test_runs_carry_every_result_and_their_build_coverage() {
+    let h = harness().await;
+    let (report, items) = h
+        .crawl(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let runs = &items["test-run"];
+    assert_eq!(runs.len() as u64, PROJECTS * TEST_RUNS_PER_PROJECT);
+    for run in runs {
+        let results = run["__testResults"].as_array().expect("results");
+        assert_eq!(
+            results.len() as u64,
+            RESULTS_PER_TEST_RUN,
+            "every page of $skip"
+        );
+        let run_id = run["id"].to_string();
+        assert!(
+            results
+                .iter()
+                .all(|r| r["testRun"]["id"] == run_id.as_str())
+        );
+        assert!(run["totalTests"].is_number(), "run details included");
+        if run.get("build").is_some() {
+            let module = &run["__codeCoverage"]["value"][0]["modules"][0];
+            assert!(module["statistics"]["linesCovered"].is_number(), "{run}");
+            assert!(module["functions"].is_array(), "flags passed on");
+        } else {
+            assert_eq!(run["__codeCoverage"], json!({}), "manual run");
+        }
+    }
+    // Runs: pages of 2, 2, then an empty one; results: 2 + a short page of 1 per run.
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/test/runs"),
+        PROJECTS * 3
+    );
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
+        PROJECTS * TEST_RUNS_PER_PROJECT * 2
+    );
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/test/codecoverage"),
+        PROJECTS * (TEST_RUNS_PER_PROJECT - 1)
+    );
+
+    // `includeResults: false` and no coverage: the runs alone.
+    let before = h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results");
+    let (_, items) = h
+        .crawl(&[plan("test-run", json!({"includeResults": false}))])
+        .await;
+    assert!(
+        items["test-run"]
+            .iter()
+            .all(|r| r.get("__testResults").is_none() && r.get("__codeCoverage").is_none())
+    );
+    assert_eq!(
+        h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
+        before
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn security_alerts_skip_repositories_without_advanced_security() {
+    let h = harness().await;
+    let repositories = h.sim.repositories();
+    let healthy: Vec<&Value> = repositories
+        .iter()
+        .filter(|r| r["isDisabled"] != true)
+        .collect();
+    // The simulator turns Advanced Security on for enabled repositories at even positions.
+    let enabled: Vec<&Value> = repositories
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| i % 2 == 0 && r["isDisabled"] != true)
+        .map(|(_, r)| r)
+        .collect();
+    assert!(enabled.len() < healthy.len());
+
+    let (report, items) = h.crawl(&[plan("advanced-security-alert", json!({}))]).await;
+    assert_eq!(
+        report.failed_kinds(),
+        Vec::<&str>::new(),
+        "a 400 is not a failure: {report:?}"
+    );
+    let alerts = &items["advanced-security-alert"];
+    assert_eq!(
+        alerts.len() as u64,
+        enabled.len() as u64 * ALERTS_PER_REPOSITORY
+    );
+    for alert in alerts {
+        let repository = enabled
+            .iter()
+            .find(|r| r["id"] == alert["__repositoryId"])
+            .expect("an alert of a repository with Advanced Security");
+        assert_eq!(alert["__projectId"], repository["project"]["id"]);
+        assert!(alert["alertId"].is_number() && alert["severity"].is_string());
+    }
+    // 3 alerts in pages of 2 (`top`) per enabled repository, one 400 per other one.
+    let route = "GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts";
+    assert_eq!(
+        h.requests(route),
+        enabled.len() as u64 * 2 + (healthy.len() - enabled.len()) as u64
+    );
+
+    // Criteria filter on the server.
+    let (report, items) = h
+        .crawl(&[plan(
+            "advanced-security-alert",
+            json!({"criteria": {"states": ["active"], "severity": ["critical", "high"], "alertType": "secret"}}),
+        )])
+        .await;
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let secrets = &items["advanced-security-alert"];
+    assert_eq!(secrets.len(), enabled.len());
+    assert!(secrets.iter().all(|a| a["alertType"] == "secret"));
+
+    // Any other error fails the kind.
+    h.sim.fail_next(route, vec![ScriptedAnswer::status(409)]);
+    let (report, _) = h.crawl(&[plan("advanced-security-alert", json!({}))]).await;
+    let failure = report.kinds["advanced-security-alert"]
+        .failure
+        .as_deref()
+        .expect("failed");
+    assert!(failure.contains("409"), "{failure}");
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_project_marks_each_new_kind_failed() {
+    let h = harness().await;
+    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
+    h.sim.forbid_project(&forbidden);
+    let kinds = [
+        "pipeline-run",
+        "pipeline-stage",
+        "pipeline-deployment",
+        "test-run",
+        "advanced-security-alert",
+    ];
+    let (report, items) = h.crawl(&kinds.map(|k| plan(k, json!({})))).await;
+    for kind in kinds {
+        let failure = report.kinds[kind]
+            .failure
+            .as_deref()
+            .unwrap_or_else(|| panic!("{kind} marked failed: {report:?}"));
+        assert!(failure.contains("403"), "{kind}: {failure}");
+    }
+    // The other projects were still read.
+    let runs = &items["pipeline-run"];
+    assert_eq!(runs.len() as u64, (PROJECTS - 1) * BUILDS_PER_PROJECT);
+    assert!(
+        runs.iter()
+            .all(|r| r["__project"]["id"] != forbidden.as_str())
+    );
+    assert_eq!(
+        items["test-run"].len() as u64,
+        (PROJECTS - 1) * TEST_RUNS_PER_PROJECT
+    );
+    h.sim.shutdown().await;
+}

@@ -1,0 +1,193 @@
+//! Simulated Advanced Security alerts (the `advsec` host, which the simulator serves on the
+//! organization URL as Azure DevOps Server does).
+//!
+//! | key | answer |
+//! |---|---|
+//! | `GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts` | [`ALERTS_PER_REPOSITORY`] alerts of a repository with Advanced Security on; `top` (default 50) and continuation token; `criteria.states`, `criteria.severities` (comma lists), `criteria.alertType` |
+//!
+//! Advanced Security is on for the enabled repositories at an even position in the
+//! organization (0, 2, …); any other repository answers 400, as Azure DevOps does for a
+//! repository that is not onboarded. The API is in preview: an `api-version` without
+//! `-preview` gets 400 `VssInvalidPreviewVersionException`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use chrono::Duration;
+use serde_json::{Value, json};
+
+use super::AdoState;
+use super::error::AdoError;
+use super::routes::urls;
+use super::runs::{ado_error, token_page};
+use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
+use super::work::project;
+use crate::traffic::lock;
+
+type Params = Path<HashMap<String, String>>;
+type QueryMap = Query<HashMap<String, String>>;
+
+/// Alerts seeded per repository with Advanced Security on: a dependency (high, active), a
+/// secret (critical, active) and a code alert (medium, fixed).
+pub const ALERTS_PER_REPOSITORY: u64 = 3;
+
+pub(crate) fn routes() -> Router<Arc<AdoState>> {
+    Router::new().route(
+        "/{org}/{project}/_apis/alert/repositories/{repository}/alerts",
+        get(list_alerts),
+    )
+}
+
+impl Organization {
+    /// Whether Advanced Security is on for a repository.
+    pub(crate) fn advanced_security_enabled(&self, repository: &Repository) -> bool {
+        !repository.is_disabled
+            && self
+                .repositories
+                .iter()
+                .position(|r| r.id == repository.id)
+                .is_some_and(|index| index.is_multiple_of(2))
+    }
+
+    fn alert_json(&self, urls: &Urls, project: &Project, repository: &Repository, n: u64) -> Value {
+        let org = &urls.organization_url;
+        let (alert_type, severity, state, title, tool, rule) = match n % 3 {
+            1 => (
+                "dependency",
+                "high",
+                "active",
+                "CVE-2024-21907: Newtonsoft.Json stack overflow",
+                "Component Governance",
+                "CVE-2024-21907",
+            ),
+            2 => (
+                "secret",
+                "critical",
+                "active",
+                "Azure DevOps personal access token",
+                "Secret Scanning",
+                "AzureDevOpsPAT",
+            ),
+            _ => (
+                "code",
+                "medium",
+                "fixed",
+                "SQL query built from user-controlled sources",
+                "CodeQL",
+                "cs/sql-injection",
+            ),
+        };
+        let introduced = epoch() + Duration::days(n as i64);
+        let repository_url = format!("{org}/{}/_git/{}", project.id, repository.name);
+        let mut alert = json!({
+            "alertId": n,
+            "alertType": alert_type,
+            "severity": severity,
+            "state": state,
+            "title": title,
+            "confidence": "high",
+            "repositoryUrl": repository_url,
+            "gitRef": repository.default_branch,
+            "introducedDate": ado_time(introduced),
+            "firstSeenDate": ado_time(introduced),
+            "lastSeenDate": ado_time(introduced + Duration::days(3)),
+            "physicalLocations": [{
+                "filePath": if alert_type == "dependency" { "src/app.csproj" } else { "src/Program.cs" },
+                "region": {"lineStart": 10 + n, "lineEnd": 10 + n, "columnStart": 1, "columnEnd": 40},
+                "versionControl": {
+                    "commitHash": format!("{:0>40x}", n * 0x51),
+                    "itemUrl": format!("{repository_url}?path=/src/Program.cs"),
+                },
+            }],
+            "logicalLocations": if alert_type == "dependency" {
+                json!([{"fullyQualifiedName": "pkg:nuget/Newtonsoft.Json@12.0.1", "kind": "rootDependency"}])
+            } else {
+                json!([])
+            },
+            "tools": [{"name": tool, "rules": [{"id": rule, "friendlyName": rule, "description": title}]}],
+            "validationFingerprints": [],
+        });
+        if let Value::Object(map) = &mut alert {
+            if state == "fixed" {
+                map.insert(
+                    "fixedDate".into(),
+                    json!(ado_time(introduced + Duration::days(5))),
+                );
+            }
+            if alert_type == "secret" {
+                map.insert("truncatedSecret".into(), json!("abc1***"));
+            }
+        }
+        alert
+    }
+}
+
+/// The comma-separated values of a criteria parameter, lower-cased.
+fn criteria(query: &HashMap<String, String>, name: &str) -> Option<Vec<String>> {
+    query.get(name).map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+async fn list_alerts(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let version = query.get("api-version").cloned().unwrap_or_default();
+    if !version.contains("-preview") {
+        return Ok(ado_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "The requested version \"{version}\" of the resource is under preview. The -preview flag must be supplied in the api-version for such requests. For example: \"7.2-preview.1\""
+            ),
+            "Microsoft.VisualStudio.Services.WebApi.VssInvalidPreviewVersionException, Microsoft.VisualStudio.Services.WebApi",
+        ));
+    }
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let id = params.get("repository").cloned().unwrap_or_default();
+    let repository = org
+        .repository(Some(project), &id)
+        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    if !org.advanced_security_enabled(repository) {
+        return Ok(ado_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Advanced Security is not enabled for repository {}.",
+                repository.id
+            ),
+            "Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi.AdvancedSecurityNotEnabledException, Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi",
+        ));
+    }
+    let states = criteria(&query, "criteria.states");
+    let severities = criteria(&query, "criteria.severities");
+    let alert_type = criteria(&query, "criteria.alertType");
+    let keep = |alert: &Value, field: &str, wanted: &Option<Vec<String>>| {
+        wanted.as_ref().is_none_or(|wanted| {
+            alert
+                .get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|v| wanted.iter().any(|w| w.eq_ignore_ascii_case(v)))
+        })
+    };
+    let values = (1..=ALERTS_PER_REPOSITORY)
+        .map(|n| org.alert_json(&urls, project, repository, n))
+        .filter(|a| {
+            keep(a, "state", &states)
+                && keep(a, "severity", &severities)
+                && keep(a, "alertType", &alert_type)
+        })
+        .collect();
+    token_page(values, &query, "top")
+}
