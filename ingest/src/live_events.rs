@@ -2,14 +2,15 @@
 //! event types map to which kinds, and what to publish for one event.
 //!
 //! Every handler re-reads the object from Azure DevOps with the client it is given (the caller
-//! picks the organization's client) and enriches it the way the crawler does for its kind
-//! (`__project`, `__projectId`, `__pipeline`, `__build`, `__testResults`, …). Only kinds the
+//! picks the organization's client) and builds its item with the crawler's builders
+//! ([`crate::kinds::items`]: `__project`, `__projectId`, `__pipeline`, `__build`,
+//! `__testResults`, selector-driven enrichment, …), so a live item is the crawled one. Only kinds the
 //! mapping asks for are read and published. An object Azure DevOps no longer has (404) becomes
 //! a delete carrying the fields the kind's identifier is built from (ids plus project context).
 //!
 //! | event type | kind(s) |
 //! |---|---|
-//! | `build.complete` | `build`, `test-run` (runs of the build by `buildUri`, `__testResults` unless `includeResults: false`) |
+//! | `build.complete` | `build`, `test-run` (runs of the build by `buildUri`, `__testResults` unless `includeResults: false`, `__codeCoverage` when asked) |
 //! | `ms.vss-pipelines.run-state-changed-event` | `pipeline-run` (`__project`, `__pipeline`) |
 //! | `ms.vss-pipelines.stage-state-changed-event`, `…job-state-changed-event`, `ms.vss-pipelinechecks-events.approval-pending`/`-completed` | `pipeline-stage` (the stage's timeline record, `__project`, `__build`) |
 //! | `ms.vss-pipelinechecks-events.check-updated-event` | `pipeline`, only when the payload names a pipeline (see [`pipeline_of_check`]) |
@@ -21,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError};
 use crate::crawler::KindPlan;
+use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
 use adoport_shared::messages::RawAction;
 
 /// The event types this module handles.
@@ -113,15 +115,6 @@ fn string<'a>(value: &'a Value, paths: &[&str]) -> Option<&'a str> {
     paths
         .iter()
         .find_map(|p| at(value, p)?.as_str().filter(|s| !s.is_empty()))
-}
-
-fn with(mut item: Value, fields: &[(&str, Value)]) -> Value {
-    if let Value::Object(map) = &mut item {
-        for (key, value) in fields {
-            map.insert((*key).to_string(), value.clone());
-        }
-    }
-    item
 }
 
 fn upsert(kind: &'static str, items: Vec<Value>) -> Publication {
@@ -222,18 +215,14 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
     }
     let build_id = number(&cx.resource, &["/id"]).ok_or_else(|| cx.missing("resource.id"))?;
     let project_id = cx.project_id()?;
+    let builder = ItemBuilder::new(cx.client);
     let mut out = Vec::new();
-    if wants_build {
+    if let Some(plan) = cx.kinds.plan("build") {
         match found(cx.client.build(&project_id, build_id).await)? {
             Some(build) => {
-                let project = cx.client.project(&project_id).await?;
-                out.push(upsert(
-                    "build",
-                    vec![with(
-                        build,
-                        &[("__projectId", json!(project_id)), ("__project", project)],
-                    )],
-                ));
+                let project = items::listed_project(cx.client.project(&project_id).await?);
+                let item = items::project_list_item("build", build, &project);
+                out.push(upsert("build", builder.list_items(plan, vec![item]).await?));
             }
             None => out.push(delete(
                 "build",
@@ -241,40 +230,42 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
             )),
         }
     }
-    if wants_runs {
-        let include_results = cx
-            .kinds
-            .plan("test-run")
-            .and_then(|p| p.option("includeResults"))
-            .is_none_or(|v| match v {
-                Value::Bool(b) => *b,
-                Value::String(s) => !s.trim().eq_ignore_ascii_case("false"),
-                _ => true,
-            });
-        let mut runs = match cx.client.test_runs_of_build(&project_id, build_id).await {
-            Ok(runs) => runs,
-            // The project went away: no runs to publish.
-            Err(AdoError::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        if include_results {
-            for run in &mut runs {
-                let Some(run_id) = number(run, &["/id"]) else {
-                    continue;
-                };
-                let results = match cx.client.test_results(&project_id, run_id).await {
-                    Ok(results) => results,
-                    Err(AdoError::NotFound { .. }) => Vec::new(),
-                    Err(e) => return Err(e.into()),
-                };
-                *run = with(run.take(), &[("__testResults", Value::Array(results))]);
-            }
+    if let Some(plan) = cx.kinds.plan("test-run") {
+        let enrichment = TestRunEnrichment::for_plan(plan);
+        let mut runs = Vec::new();
+        for run in test_runs_of_build(&builder, &project_id, build_id).await? {
+            runs.push(builder.test_run(&project_id, run, enrichment).await?);
         }
         if !runs.is_empty() {
             out.push(upsert("test-run", runs));
         }
     }
     Ok(out)
+}
+
+/// Every test run of a build (`$top`/`$skip` until an empty page, as the crawler pages); none
+/// when the project went away.
+async fn test_runs_of_build(
+    builder: &ItemBuilder<'_>,
+    project_id: &str,
+    build_id: u64,
+) -> Result<Vec<Value>, AdoError> {
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let page = match builder
+            .client
+            .test_runs_page(project_id, Some(build_id), builder.page, all.len())
+            .await
+        {
+            Ok(page) => page,
+            Err(AdoError::NotFound { .. }) => return Ok(all),
+            Err(e) => return Err(e),
+        };
+        if page.is_empty() {
+            return Ok(all);
+        }
+        all.extend(page);
+    }
 }
 
 async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
@@ -300,23 +291,21 @@ async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
             json!({"id": run_id, "__project": {"id": project_id}, "__pipeline": {"id": pipeline_id}}),
         )]);
     };
-    let project = cx.client.project(&project_id).await?;
+    let project = items::listed_project(cx.client.project(&project_id).await?);
     let pipeline = found(cx.client.pipeline(&project_id, pipeline_id).await)?
+        .map(items::listed_pipeline)
         .or_else(|| run.get("pipeline").cloned())
         .unwrap_or_else(|| json!({"id": pipeline_id}));
     Ok(vec![upsert(
         "pipeline-run",
-        vec![with(
-            run,
-            &[("__project", project), ("__pipeline", pipeline)],
-        )],
+        vec![items::pipeline_run(run, &project, &pipeline)],
     )])
 }
 
 /// The timeline record of the event's stage: by id, else a `Stage` record with the stage's
 /// name as identifier or name.
 fn stage_record(records: Vec<Value>, stage_id: Option<&str>, name: Option<&str>) -> Option<Value> {
-    let is_stage = |r: &Value| r.get("type").and_then(Value::as_str) == Some("Stage");
+    let is_stage = items::is_stage;
     let by_id = stage_id.and_then(|id| {
         records
             .iter()
@@ -371,7 +360,11 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
     let Some(build) = found(cx.client.build(&project_id, run_id).await)? else {
         return Ok(gone(stage_id));
     };
-    let records = match cx.client.build_timeline(&project_id, run_id).await {
+    let records = match cx
+        .client
+        .build_timeline_records(&project_id, &run_id.to_string())
+        .await
+    {
         Ok(records) => records,
         Err(AdoError::NotFound { .. }) => return Ok(gone(stage_id)),
         Err(e) => return Err(e.into()),
@@ -385,10 +378,10 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         );
         return Ok(Vec::new());
     };
-    let project = cx.client.project(&project_id).await?;
+    let project = items::listed_project(cx.client.project(&project_id).await?);
     Ok(vec![upsert(
         "pipeline-stage",
-        vec![with(record, &[("__project", project), ("__build", build)])],
+        vec![items::pipeline_stage(record, &project, &build)],
     )])
 }
 
@@ -406,9 +399,9 @@ pub fn pipeline_of_check(resource: &Value) -> Option<u64> {
 }
 
 async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    if !cx.kinds.wants("pipeline") {
+    let Some(plan) = cx.kinds.plan("pipeline") else {
         return Ok(Vec::new());
-    }
+    };
     let Some(pipeline_id) = pipeline_of_check(&cx.resource) else {
         tracing::debug!(
             event_type = cx.event_type,
@@ -419,10 +412,19 @@ async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let project_id = cx.project_id()?;
     Ok(
         match found(cx.client.pipeline(&project_id, pipeline_id).await)? {
-            Some(pipeline) => vec![upsert(
-                "pipeline",
-                vec![with(pipeline, &[("__projectId", json!(project_id))])],
-            )],
+            Some(pipeline) => {
+                let item = items::project_list_item(
+                    "pipeline",
+                    items::listed_pipeline(pipeline),
+                    &json!({"id": project_id}),
+                );
+                vec![upsert(
+                    "pipeline",
+                    ItemBuilder::new(cx.client)
+                        .list_items(plan, vec![item])
+                        .await?,
+                )]
+            }
             None => vec![delete(
                 "pipeline",
                 json!({"id": pipeline_id, "__projectId": project_id}),
@@ -471,10 +473,14 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                     .await,
             )? {
                 Some(definition) => {
-                    let project = cx.client.project(&project_id).await?;
+                    let project = items::listed_project(cx.client.project(&project_id).await?);
                     out.push(upsert(
                         "release-definition",
-                        vec![with(definition, &[("__project", project)])],
+                        vec![items::project_list_item(
+                            "release-definition",
+                            definition,
+                            &project,
+                        )],
                     ));
                 }
                 None => out.push(delete(
@@ -592,13 +598,7 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     }
     Ok(vec![upsert(
         "advanced-security-alert",
-        vec![with(
-            alert,
-            &[
-                ("__repositoryId", json!(repository_id)),
-                ("__projectId", json!(project_id)),
-            ],
-        )],
+        vec![items::security_alert(alert, &repository_id, &project_id)],
     )])
 }
 

@@ -34,7 +34,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::ado::{ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, HOOKS_API_VERSION, service_base};
+use crate::ado::{
+    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, HOOKS_API_VERSION, service_base,
+};
 use crate::crawler::KindPlan;
 use crate::webhook::WEBHOOK_PATH;
 use adoport_shared::config::{EventListenerType, OceanSettings, Secret};
@@ -141,7 +143,10 @@ pub const HOOK_EVENTS: &[HookEvent] = &[
 pub fn hook_host(organization_url: &str, publisher: &str) -> (String, &'static str) {
     match publisher {
         "rm" => (service_base(organization_url, "vsrm"), HOOKS_API_VERSION),
-        "advsec" => (service_base(organization_url, "advsec"), ADVANCED_SECURITY_API_VERSION),
+        "advsec" => (
+            service_base(organization_url, "advsec"),
+            ADVANCED_SECURITY_API_VERSION,
+        ),
         _ => (
             organization_url.trim_end_matches('/').to_string(),
             HOOKS_API_VERSION,

@@ -1,17 +1,20 @@
 //! Live events of builds, pipelines, releases and Advanced Security alerts, end to end at
 //! ingest level: an envelope built from the simulator's objects is posted to the webhook
 //! receiver, and the raw events on the bus are checked for kind, action and enrichment;
-//! deletes on 404, the alert `criteria` filter, and kinds the mapping does not ask for.
+//! deletes on 404, the alert `criteria` filter, kinds the mapping does not ask for, the
+//! same items as a crawl of the same objects, and the organization each event came from.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
-use adoport_ingest::crawler::KindPlan;
+use adoport_ingest::crawler::{Crawler, KindPlan};
 use adoport_ingest::live_events::LiveKinds;
+use adoport_ingest::organizations::Organizations;
 use adoport_ingest::webhook::{WEBHOOK_PATH, WebhookState, router};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{RawAction, RawEvent, decode};
+use adoport_shared::messages::{RawAction, RawEvent, ResyncId, decode};
 use adoport_shared::topology::{Topology, WorkQueue};
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
@@ -19,10 +22,32 @@ use tokio_util::sync::CancellationToken;
 
 struct Harness {
     sim: AdoSim,
+    client: AdoClient,
     url: String,
     http: reqwest::Client,
-    deliveries: Subscription,
+    /// The raw queue's consumer (only the first organization's harness has it: one queue).
+    deliveries: Option<Subscription>,
     shutdown: CancellationToken,
+}
+
+fn plans(kinds: &[(&str, Value)]) -> Vec<KindPlan> {
+    kinds
+        .iter()
+        .map(|(kind, selector)| KindPlan {
+            kind: kind.to_string(),
+            selectors: vec![selector.as_object().cloned().unwrap_or_default()],
+        })
+        .collect()
+}
+
+fn client_of(sim: &AdoSim, shutdown: &CancellationToken) -> AdoClient {
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: Default::default(),
+    };
+    AdoClient::new(&access, 8, shutdown.clone()).expect("client")
 }
 
 /// The simulator, and a webhook receiver for a mapping with `kinds` (kind, selector).
@@ -30,28 +55,24 @@ async fn harness(kinds: &[(&str, Value)]) -> Harness {
     let sim = AdoSim::start(AdoSimConfig::default())
         .await
         .expect("simulator starts");
-    let access = AzureDevopsAccess {
-        organization_url: sim.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
+    harness_of(vec![sim], kinds).await.remove(0)
+}
+
+/// One harness per simulated organization, all posting to one receiver that reads each
+/// organization with its own client.
+async fn harness_of(sims: Vec<AdoSim>, kinds: &[(&str, Value)]) -> Vec<Harness> {
     let shutdown = CancellationToken::new();
-    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let clients: Vec<AdoClient> = sims.iter().map(|s| client_of(s, &shutdown)).collect();
     let bus = Bus::memory(Topology::new("live.", 2), shutdown.clone());
-    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
-    let plans = kinds
-        .iter()
-        .map(|(kind, selector)| KindPlan {
-            kind: kind.to_string(),
-            selectors: vec![selector.as_object().cloned().unwrap_or_default()],
-        })
-        .collect();
+    let mut deliveries = vec![Some(
+        bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe"),
+    )];
+    deliveries.resize_with(sims.len(), || None);
     let state = std::sync::Arc::new(WebhookState {
         bus,
-        client,
+        organizations: Organizations::new(clients.clone()),
         secret: None,
-        live_kinds: LiveKinds::new(plans),
+        live_kinds: LiveKinds::new(plans(kinds)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -67,13 +88,18 @@ async fn harness(kinds: &[(&str, Value)]) -> Harness {
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
     });
-    Harness {
-        sim,
-        url,
-        http: reqwest::Client::new(),
-        deliveries,
-        shutdown,
-    }
+    sims.into_iter()
+        .zip(clients)
+        .zip(deliveries)
+        .map(|((sim, client), deliveries)| Harness {
+            sim,
+            client,
+            url: url.clone(),
+            http: reqwest::Client::new(),
+            deliveries,
+            shutdown: shutdown.clone(),
+        })
+        .collect()
 }
 
 impl Harness {
@@ -98,7 +124,11 @@ impl Harness {
         let count = body["eventIds"].as_array().map_or(0, Vec::len);
         let mut events = Vec::new();
         for _ in 0..count {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), self.deliveries.next())
+            let consumer = self
+                .deliveries
+                .as_mut()
+                .expect("the first organization's harness consumes the raw queue");
+            let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
                 .await
                 .expect("event within 5 s")
                 .expect("bus open");
@@ -113,6 +143,34 @@ impl Harness {
             .as_str()
             .expect("project id")
             .to_string()
+    }
+
+    /// Crawls `kinds` with the harness's client and returns the items published per kind.
+    async fn crawl(&self, kinds: &[(&str, Value)]) -> BTreeMap<String, Vec<Value>> {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("live-crawl.", 2), shutdown);
+        let mut deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+        let crawler = Crawler::new(self.client.clone(), bus, 50);
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            crawler.crawl(ResyncId::new(), &plans(kinds)),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for _ in 0..events {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            let event: RawEvent = decode(&delivery.body).expect("raw event");
+            items.entry(event.kind).or_default().extend(event.items);
+            delivery.ack().await.expect("ack");
+        }
+        items
     }
 
     async fn stop(self) {
@@ -495,4 +553,138 @@ async fn reference_payloads_are_read_field_by_field() {
         assert_eq!(item, identity, "{name}");
     }
     h.stop().await;
+}
+
+/// Finds the crawled item of `kind` whose `key` fields equal the live item's.
+fn crawled_twin<'a>(
+    crawled: &'a BTreeMap<String, Vec<Value>>,
+    kind: &str,
+    live: &Value,
+    keys: &[&str],
+) -> &'a Value {
+    crawled[kind]
+        .iter()
+        .find(|c| keys.iter().all(|k| c.pointer(k) == live.pointer(k)))
+        .unwrap_or_else(|| panic!("no crawled {kind} like {live}"))
+}
+
+#[tokio::test]
+async fn a_live_item_is_the_crawled_item_of_the_same_object() {
+    let kinds = [
+        ("build", json!({"enrichWithFirstCommit": true})),
+        ("test-run", json!({"codeCoverage": {"flags": 2}})),
+        ("pipeline-run", json!({})),
+        ("pipeline-stage", json!({})),
+        ("advanced-security-alert", json!({})),
+    ];
+    let mut h = harness(&kinds).await;
+    let crawled = h.crawl(&kinds).await;
+    let project = h.project_id(1);
+
+    let events = h.deliver(&h.sim.build_complete_event(&project, 2)).await;
+    let build = &only(&events, "build").items[0];
+    assert!(build["__firstCommit"].is_object(), "{build}");
+    assert_eq!(
+        build,
+        crawled_twin(&crawled, "build", build, &["/id", "/__projectId"])
+    );
+    let run = &only(&events, "test-run").items[0];
+    assert!(
+        run["__testResults"].is_array() && run["__codeCoverage"].is_object(),
+        "{run}"
+    );
+    assert_eq!(
+        run,
+        crawled_twin(&crawled, "test-run", run, &["/id", "/project/id"])
+    );
+
+    let envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        2,
+        4,
+        None,
+    );
+    let events = h.deliver(&envelope).await;
+    let pipeline_run = &only(&events, "pipeline-run").items[0];
+    assert_eq!(
+        pipeline_run,
+        crawled_twin(
+            &crawled,
+            "pipeline-run",
+            pipeline_run,
+            &["/id", "/__project/id"]
+        )
+    );
+
+    let envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.stage-state-changed-event",
+        &project,
+        2,
+        5,
+        Some("Deploy"),
+    );
+    let events = h.deliver(&envelope).await;
+    let stage = &only(&events, "pipeline-stage").items[0];
+    assert_eq!(
+        stage,
+        crawled_twin(&crawled, "pipeline-stage", stage, &["/id", "/__project/id"])
+    );
+
+    let repository_id = h.sim.repositories()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let events = h
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-created-event", &repository_id, 2),
+        )
+        .await;
+    let alert = &only(&events, "advanced-security-alert").items[0];
+    assert_eq!(
+        alert,
+        crawled_twin(
+            &crawled,
+            "advanced-security-alert",
+            alert,
+            &["/alertId", "/__repositoryId"]
+        )
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_is_read_from_the_organization_it_came_from() {
+    let configs = ["org-a", "org-b"]
+        .map(|organization| AdoSimConfig {
+            organization: organization.to_string(),
+            ..AdoSimConfig::default()
+        })
+        .to_vec();
+    let sims = AdoSim::start_organizations(configs)
+        .await
+        .expect("simulators start");
+    let mut harnesses = harness_of(sims, &[("pipeline-run", json!({}))]).await;
+    let b = harnesses.pop().expect("org-b");
+    let mut a = harnesses.pop().expect("org-a");
+    let project = b.project_id(0);
+    let mut envelope = b.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        1,
+        2,
+        None,
+    );
+    envelope["resourceContainers"]["account"]["baseUrl"] =
+        json!(format!("{}/", b.sim.organization_url()));
+    let (a_before, b_before) = (a.sim.total_requests(), b.sim.total_requests());
+    let events = a.deliver(&envelope).await;
+    let run = &only(&events, "pipeline-run").items[0];
+    assert_eq!(run["__project"]["id"], project.as_str());
+    assert_eq!(run["__organizationUrl"], b.sim.organization_url().as_str());
+    assert_eq!(a.sim.total_requests(), a_before, "org-a was not read");
+    assert!(b.sim.total_requests() > b_before);
+    b.stop().await;
+    a.stop().await;
 }

@@ -1,85 +1,17 @@
-//! The single-object reads live events need (a build, its timeline and test runs, a pipeline
-//! run, a release definition, the deployments of a release environment, an Advanced Security
-//! alert) and service-hook subscription calls on any host with an explicit `api-version`.
+//! The single-object reads only live events need (a build, a pipeline run, a pipeline, a
+//! release definition, the deployments of a release environment, an Advanced Security alert)
+//! and service-hook subscription calls on any host with an explicit `api-version`. Reads the
+//! crawler makes too (timelines, test runs and results) are in [`super::runs`], once.
 
 use serde_json::Value;
 
 use super::{ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, values};
-
-/// Test runs and test results per `$top`/`$skip` page.
-const TEST_PAGE: usize = 200;
 
 impl AdoClient {
     /// `GET {org}/{project}/_apis/build/builds/{id}`.
     pub async fn build(&self, project_id: &str, build_id: u64) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/build/builds/{build_id}"));
         Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/build/builds/{id}/timeline`: the build's records (stages,
-    /// phases, jobs, tasks, checkpoints).
-    pub async fn build_timeline(
-        &self,
-        project_id: &str,
-        build_id: u64,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/build/builds/{build_id}/timeline"
-        ));
-        let body = self.get_json(&url, &[]).await?.body;
-        match body.get("records") {
-            Some(Value::Array(records)) => Ok(records.clone()),
-            // A build that has not started yet has no timeline.
-            Some(Value::Null) | None => Ok(Vec::new()),
-            Some(_) => Err(AdoError::Decode {
-                url,
-                detail: "\"records\" is not an array".into(),
-            }),
-        }
-    }
-
-    /// Every page of `GET {org}/{project}/_apis/test/runs?buildUri=vstfs:///Build/Build/{id}`
-    /// with run details (`$top`/`$skip` paging, as this API pages).
-    pub async fn test_runs_of_build(
-        &self,
-        project_id: &str,
-        build_id: u64,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/test/runs"));
-        let build_uri = format!("vstfs:///Build/Build/{build_id}");
-        self.skip_pages(
-            &url,
-            &[("buildUri", &build_uri), ("includeRunDetails", "true")],
-        )
-        .await
-    }
-
-    /// Every page of `GET {org}/{project}/_apis/test/runs/{run}/results` (`$top`/`$skip`: the
-    /// API returns no continuation token, which is how the Python integration stops at 50).
-    pub async fn test_results(
-        &self,
-        project_id: &str,
-        run_id: u64,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/test/runs/{run_id}/results"));
-        self.skip_pages(&url, &[]).await
-    }
-
-    async fn skip_pages(&self, url: &str, extra: &[(&str, &str)]) -> Result<Vec<Value>, AdoError> {
-        let top = TEST_PAGE.to_string();
-        let mut all = Vec::new();
-        loop {
-            let skip = all.len().to_string();
-            let mut query = extra.to_vec();
-            query.push(("$top", top.as_str()));
-            query.push(("$skip", skip.as_str()));
-            let page = values(url, self.get_json(url, &query).await?.body)?;
-            let full = page.len() >= TEST_PAGE;
-            all.extend(page);
-            if !full {
-                return Ok(all);
-            }
-        }
     }
 
     /// `GET {org}/{project}/_apis/pipelines/{pipeline}/runs/{run}`.

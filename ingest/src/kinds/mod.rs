@@ -12,6 +12,7 @@
 //! the kind failed (no stale entity of a failed kind is deleted).
 
 mod git;
+pub(crate) mod items;
 mod pipelines;
 mod releases;
 mod runs;
