@@ -3,8 +3,10 @@
 //! Everything adoport reads from Azure DevOps: the webhook receiver ([`webhook`]), the REST
 //! client ([`ado`]), the configured organizations and which one an event came from
 //! ([`organizations`]), the resync crawler of one organization ([`crawler`]) and of all of them
-//! ([`crawlers`]), what a push changes ([`push_events`]), the resync request loop ([`resync`])
-//! and the service-hook subscription manager ([`subscriptions`]).
+//! ([`crawlers`]), what a push changes ([`push_events`]), the live events of builds, pipelines,
+//! releases and alerts ([`live_events`]), GitOps specs ([`gitops`]), the `trigger_pipeline`
+//! action ([`actions`]), the resync request loop ([`resync`]) and the service-hook subscription
+//! manager ([`subscriptions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
@@ -17,6 +19,7 @@ pub mod crawlers;
 pub mod examples;
 pub mod gitops;
 mod kinds;
+pub mod live_events;
 pub mod organizations;
 mod project_tags;
 pub mod push_events;
@@ -109,8 +112,17 @@ pub async fn run(
     }
 
     if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
+        let plan = plan.for_kinds(&run.plan);
+        let every = Some(ingest.subscription_check_minutes)
+            .filter(|m| *m > 0)
+            .map(|m| Duration::from_secs(m * 60));
         for client in organizations.clients() {
-            tokio::spawn(subscriptions::run(client.clone(), plan.clone()));
+            tokio::spawn(subscriptions::run(
+                client.clone(),
+                plan.clone(),
+                every,
+                shutdown.clone(),
+            ));
         }
     }
 
@@ -134,6 +146,7 @@ pub async fn run(
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
         actions,
         plan: run.plan.clone(),
+        live_kinds: live_events::LiveKinds::new(run.plan.clone()),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;

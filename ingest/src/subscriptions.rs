@@ -1,47 +1,163 @@
 //! The subscription manager: makes sure Azure DevOps has a service-hook subscription for every
-//! event type the webhook receiver handles, pointing at this deployment's webhook URL.
+//! event type the mapping needs, pointing at this deployment's webhook URL, on the host that
+//! publishes it, with the current credentials — at start-up and then periodically.
 //!
-//! It owns the desired set (event types × projects, or org-wide), the matching rule that keeps it
-//! from creating duplicates (same publisher, event type, target URL and project; other
-//! `publisherInputs` that Azure DevOps adds, such as `tfsSubscriptionId`, are ignored), and the
-//! repair of subscriptions Azure DevOps disabled (they are replaced with an enabled copy).
+//! It owns:
+//! - the event types ([`HOOK_EVENTS`]: the Python integration's 23 plus `git.repo.renamed`,
+//!   `git.repo.deleted` and `git.pullrequest.merged`) and which are needed: those whose kinds the
+//!   mapping uses, plus `git.push` (files, folders, branches, GitOps `port.yml`, repository
+//!   refresh) and `ms.vss-pipelines.run-state-changed-event` (completion of the
+//!   `trigger_pipeline` action) whatever the mapping;
+//! - the host per publisher: `rm` on the release management host (`vsrm`), `advsec` on the
+//!   Advanced Security host with `api-version=7.2-preview.1`, the others on the organization
+//!   URL. Existing subscriptions are listed on the host they are created on (listing `rm` on the
+//!   organization host finds nothing, which made the Python integration create duplicates);
+//! - the matching rule: same publisher, event type, webhook URL (query ignored) and project;
+//!   other `publisherInputs` that Azure DevOps adds, such as `tfsSubscriptionId` on org-level
+//!   subscriptions, are ignored;
+//! - credential changes: Azure DevOps answers `basicAuthPassword` masked (`********`), so the
+//!   password cannot be compared. The URL we subscribe carries a fingerprint of the basic-auth
+//!   username and password instead (`?auth=` + 16 hex digits of SHA-256; the receiver ignores
+//!   the query). A matching subscription whose URL carries another fingerprint (or none: e.g.
+//!   one created by the Python integration) is replaced with the current credentials, and so is
+//!   a disabled one (re-enabled).
 //!
-//! It never deletes a subscription it did not find disabled, and a failure is logged rather than
-//! fatal: live events are an addition to resyncs. If listing the existing subscriptions fails it
-//! creates nothing (creating blind is how duplicate storms start).
+//! It never deletes a subscription, and a failure is logged rather than fatal: live events are an
+//! addition to resyncs. If listing the existing subscriptions fails it creates nothing (creating
+//! blind is how duplicate storms start).
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
-use crate::ado::{AdoClient, AdoError};
+use crate::ado::{
+    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, HOOKS_API_VERSION, service_base,
+};
+use crate::crawler::KindPlan;
 use crate::webhook::WEBHOOK_PATH;
 use adoport_shared::config::{EventListenerType, OceanSettings, Secret};
 
-/// The publisher of every event type below (Azure DevOps' own `tfs` publisher).
-pub const PUBLISHER: &str = "tfs";
+/// One event type Azure DevOps can send us, who publishes it and what it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookEvent {
+    pub publisher: &'static str,
+    pub event_type: &'static str,
+    /// The kinds it updates: subscribed when the mapping has one of them.
+    pub kinds: &'static [&'static str],
+    /// Why it is subscribed whatever the mapping's kinds.
+    pub always: Option<&'static str>,
+}
 
-/// The event types the webhook receiver maps to kinds, in subscription order.
-pub const EVENT_TYPES: &[&str] = &[
-    "git.push",
-    "git.repo.created",
-    "git.repo.renamed",
-    "git.repo.deleted",
-    "git.pullrequest.created",
-    "git.pullrequest.updated",
-    "git.pullrequest.merged",
-    "workitem.created",
-    "workitem.updated",
-    "workitem.deleted",
-    "workitem.restored",
-    "workitem.commented",
+const fn event(
+    publisher: &'static str,
+    event_type: &'static str,
+    kinds: &'static [&'static str],
+) -> HookEvent {
+    HookEvent {
+        publisher,
+        event_type,
+        kinds,
+        always: None,
+    }
+}
+
+const STAGE: &[&str] = &["pipeline-stage"];
+const RELEASE: &[&str] = &["release", "release-definition"];
+const ALERT: &[&str] = &["advanced-security-alert"];
+
+/// Every event type the webhook receiver handles, in subscription order.
+pub const HOOK_EVENTS: &[HookEvent] = &[
+    HookEvent {
+        publisher: "tfs",
+        event_type: "git.push",
+        kinds: &["repository", "branch", "file", "folder", "wiki"],
+        always: Some(
+            "git.push handling: files, folders, branches, GitOps port.yml, repository refresh",
+        ),
+    },
+    event("tfs", "git.repo.created", &["repository"]),
+    event("tfs", "git.repo.renamed", &["repository"]),
+    event("tfs", "git.repo.deleted", &["repository"]),
+    event("tfs", "git.pullrequest.created", &["pull-request"]),
+    event("tfs", "git.pullrequest.updated", &["pull-request"]),
+    event("tfs", "git.pullrequest.merged", &["pull-request"]),
+    event("tfs", "workitem.created", &["work-item"]),
+    event("tfs", "workitem.updated", &["work-item"]),
+    event("tfs", "workitem.deleted", &["work-item"]),
+    event("tfs", "workitem.restored", &["work-item"]),
+    event("tfs", "workitem.commented", &["work-item"]),
+    event("tfs", "build.complete", &["build", "test-run"]),
+    HookEvent {
+        publisher: "pipelines",
+        event_type: "ms.vss-pipelines.run-state-changed-event",
+        kinds: &["pipeline-run"],
+        always: Some("completion of the trigger_pipeline action"),
+    },
+    event(
+        "pipelines",
+        "ms.vss-pipelines.stage-state-changed-event",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelines.job-state-changed-event",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelinechecks-events.approval-pending",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelinechecks-events.approval-completed",
+        STAGE,
+    ),
+    event(
+        "pipelines",
+        "ms.vss-pipelinechecks-events.check-updated-event",
+        &["pipeline"],
+    ),
+    event("rm", "ms.vss-release.release-created-event", RELEASE),
+    event("rm", "ms.vss-release.release-abandoned-event", RELEASE),
+    event(
+        "rm",
+        "ms.vss-release.deployment-started-event",
+        &["release-deployment"],
+    ),
+    event(
+        "rm",
+        "ms.vss-release.deployment-completed-event",
+        &["release-deployment"],
+    ),
+    event("advsec", "ms.vss-alerts.alert-created-event", ALERT),
+    event("advsec", "ms.vss-alerts.alert-state-changed-event", ALERT),
+    event("advsec", "ms.vss-alerts.alert-updated-event", ALERT),
 ];
+
+/// The host a publisher's subscriptions live on, and the `api-version` it takes there.
+pub fn hook_host(organization_url: &str, publisher: &str) -> (String, &'static str) {
+    match publisher {
+        "rm" => (service_base(organization_url, "vsrm"), HOOKS_API_VERSION),
+        "advsec" => (
+            service_base(organization_url, "advsec"),
+            ADVANCED_SECURITY_API_VERSION,
+        ),
+        _ => (
+            organization_url.trim_end_matches('/').to_string(),
+            HOOKS_API_VERSION,
+        ),
+    }
+}
 
 /// Subscription requests in flight at once.
 const CONCURRENT_REQUESTS: usize = 5;
 
-/// What the manager sets up: where events go, how they authenticate, and the scope.
+/// What the manager sets up: where events go, how they authenticate, the scope and the events.
 #[derive(Debug, Clone)]
 pub struct SubscriptionPlan {
     /// `{base}/integration/webhook`.
@@ -51,11 +167,13 @@ pub struct SubscriptionPlan {
     /// One subscription per project and event type (`isProjectsLimited`, the default), else
     /// one org-wide subscription per event type.
     pub per_project: bool,
+    /// The event types to subscribe.
+    pub events: Vec<HookEvent>,
 }
 
 impl SubscriptionPlan {
-    /// The plan the settings ask for: `None` in ONCE mode or when neither `OCEAN__BASE_URL` nor
-    /// `appHost` is set (then there is no URL Azure DevOps could reach).
+    /// The plan the settings ask for, every event type: `None` in ONCE mode or when neither
+    /// `OCEAN__BASE_URL` nor `appHost` is set (then there is no URL Azure DevOps could reach).
     pub fn from_settings(ocean: &OceanSettings) -> Option<Self> {
         if ocean.event_listener.kind == EventListenerType::Once {
             return None;
@@ -76,13 +194,39 @@ impl SubscriptionPlan {
             target_url: format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/')),
             basic_auth,
             per_project: config.is_projects_limited,
+            events: HOOK_EVENTS.to_vec(),
         })
     }
 
-    /// The body of a subscription for `event_type` (in `project_id`, when per project).
-    pub fn body(&self, event_type: &str, project_id: Option<&str>) -> Value {
+    /// Keeps the event types the mapping's kinds need, and those needed whatever the mapping.
+    pub fn for_kinds(mut self, kinds: &[KindPlan]) -> Self {
+        self.events.retain(|e| {
+            e.always.is_some() || e.kinds.iter().any(|k| kinds.iter().any(|p| p.kind == *k))
+        });
+        self
+    }
+
+    /// The URL subscriptions post to: the target URL, with the credentials' fingerprint.
+    pub fn subscribed_url(&self) -> String {
+        match &self.basic_auth {
+            Some((username, secret)) => {
+                let digest = Sha256::new()
+                    .chain_update(b"adoport service hook\n")
+                    .chain_update(username.as_bytes())
+                    .chain_update(b"\n")
+                    .chain_update(secret.expose().as_bytes())
+                    .finalize();
+                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}?auth={hex}", self.target_url)
+            }
+            None => self.target_url.clone(),
+        }
+    }
+
+    /// The body of a subscription for `event` (in `project_id`, when per project).
+    pub fn body(&self, event: &HookEvent, project_id: Option<&str>) -> Value {
         let mut consumer = Map::new();
-        consumer.insert("url".into(), json!(self.target_url));
+        consumer.insert("url".into(), json!(self.subscribed_url()));
         if let Some((username, secret)) = &self.basic_auth {
             consumer.insert("basicAuthUsername".into(), json!(username));
             consumer.insert("basicAuthPassword".into(), json!(secret.expose()));
@@ -92,8 +236,8 @@ impl SubscriptionPlan {
             None => json!({}),
         };
         json!({
-            "publisherId": PUBLISHER,
-            "eventType": event_type,
+            "publisherId": event.publisher,
+            "eventType": event.event_type,
             "resourceVersion": "1.0",
             "consumerId": "webHooks",
             "consumerActionId": "httpRequest",
@@ -110,10 +254,18 @@ pub struct SubscriptionReport {
     pub created: usize,
     /// Disabled subscriptions replaced with an enabled copy.
     pub reenabled: usize,
-    /// Matching, enabled subscriptions left as they were.
+    /// Enabled subscriptions replaced because the credentials changed.
+    pub replaced: usize,
+    /// Matching, enabled, current subscriptions left as they were.
     pub kept: usize,
-    /// What could not be created or re-enabled (event type, project, error).
+    /// What could not be created or replaced (event type, project, error).
     pub failures: Vec<String>,
+}
+
+impl SubscriptionReport {
+    fn changed(&self) -> bool {
+        self.created + self.reenabled + self.replaced > 0 || !self.failures.is_empty()
+    }
 }
 
 fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -122,11 +274,13 @@ fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-/// Whether `existing` is the subscription for `event_type` to `url` in `project_id`.
-pub fn matches(existing: &Value, event_type: &str, url: &str, project_id: Option<&str>) -> bool {
-    text(existing, &["publisherId"]) == Some(PUBLISHER)
-        && text(existing, &["eventType"]) == Some(event_type)
-        && text(existing, &["consumerInputs", "url"]) == Some(url)
+/// Whether `existing` is the subscription for `event` to `url` (its query ignored) in
+/// `project_id`.
+pub fn matches(existing: &Value, event: &HookEvent, url: &str, project_id: Option<&str>) -> bool {
+    let without_query = |u: &str| u.split_once('?').map_or(u, |(base, _)| base).to_string();
+    text(existing, &["publisherId"]) == Some(event.publisher)
+        && text(existing, &["eventType"]) == Some(event.event_type)
+        && text(existing, &["consumerInputs", "url"]).map(without_query) == Some(without_query(url))
         && text(existing, &["publisherInputs", "projectId"]).filter(|p| !p.is_empty()) == project_id
 }
 
@@ -135,76 +289,96 @@ enum Action {
     Keep,
     Create(Value),
     Reenable(String, Value),
+    Replace(String, Value),
 }
 
-/// Lists the existing subscriptions and creates or re-enables what is missing. Errors only when
-/// the existing subscriptions or the projects cannot be listed (nothing is created then).
+async fn project_ids(client: &AdoClient) -> Result<Vec<Option<String>>, AdoError> {
+    let mut ids = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client.projects_page(token.as_deref()).await?;
+        ids.extend(
+            page.items
+                .iter()
+                .filter_map(|p| p.get("id").and_then(Value::as_str))
+                .map(|id| Some(id.to_string())),
+        );
+        match page.continuation_token {
+            Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+            _ => return Ok(ids),
+        }
+    }
+}
+
+/// Lists the existing subscriptions and creates, re-enables or replaces what is missing or
+/// stale. Errors only when the existing subscriptions or the projects cannot be listed
+/// (nothing is created then).
 pub async fn ensure(
     client: &AdoClient,
     plan: &SubscriptionPlan,
 ) -> Result<SubscriptionReport, AdoError> {
-    let host = client.organization_url().to_string();
+    let organization = client.organization_url().to_string();
     let projects: Vec<Option<String>> = if plan.per_project {
-        let mut ids = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = client.projects_page(token.as_deref()).await?;
-            ids.extend(
-                page.items
-                    .iter()
-                    .filter_map(|p| p.get("id").and_then(Value::as_str))
-                    .map(|id| Some(id.to_string())),
-            );
-            match page.continuation_token {
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                _ => break,
-            }
-        }
-        ids
+        project_ids(client).await?
     } else {
         vec![None]
     };
 
-    let host = &host;
-    let lookups: Vec<_> = EVENT_TYPES
+    let organization = &organization;
+    let lookups: Vec<_> = plan
+        .events
         .iter()
-        .map(|event_type| async move {
-            let found = client.subscriptions(host, PUBLISHER, event_type).await?;
-            Ok::<_, AdoError>((*event_type, found))
+        .map(|event| async move {
+            let (host, api_version) = hook_host(organization, event.publisher);
+            let found = client
+                .hook_subscriptions(&host, api_version, event.publisher, event.event_type)
+                .await?;
+            Ok::<_, AdoError>((event, found))
         })
         .collect();
-    let existing: Vec<(&str, Vec<Value>)> = stream::iter(lookups)
+    let existing: Vec<(&HookEvent, Vec<Value>)> = stream::iter(lookups)
         .buffered(CONCURRENT_REQUESTS)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
 
+    let url = plan.subscribed_url();
     let mut actions = Vec::new();
-    for (event_type, found) in &existing {
+    for (event, found) in &existing {
         for project in &projects {
             let project = project.as_deref();
             let matching: Vec<&Value> = found
                 .iter()
-                .filter(|s| matches(s, event_type, &plan.target_url, project))
+                .filter(|s| matches(s, event, &plan.target_url, project))
                 .collect();
-            let label = format!("{event_type} ({})", project.unwrap_or("organization"));
-            let action = if matching
-                .iter()
-                .any(|s| text(s, &["status"]) == Some("enabled"))
-            {
-                Action::Keep
-            } else if let Some(id) = matching.first().and_then(|s| text(s, &["id"])) {
-                let mut body = plan.body(event_type, project);
+            let enabled = |s: &&Value| text(s, &["status"]) == Some("enabled");
+            let current = |s: &&Value| text(s, &["consumerInputs", "url"]) == Some(url.as_str());
+            let label = format!(
+                "{} ({})",
+                event.event_type,
+                project.unwrap_or("organization")
+            );
+            let with_id = |id: &str| {
+                let mut body = plan.body(event, project);
                 if let Value::Object(map) = &mut body {
                     map.insert("id".into(), json!(id));
                     map.insert("status".into(), json!("enabled"));
                 }
-                Action::Reenable(id.to_string(), body)
-            } else {
-                Action::Create(plan.body(event_type, project))
+                body
             };
-            actions.push((label, action));
+            let action = if matching.iter().any(|s| enabled(s) && current(s)) {
+                Action::Keep
+            } else if let Some(stale) = matching.iter().find(|s| enabled(s))
+                && let Some(id) = text(stale, &["id"])
+            {
+                Action::Replace(id.to_string(), with_id(id))
+            } else if let Some(id) = matching.first().and_then(|s| text(s, &["id"])) {
+                Action::Reenable(id.to_string(), with_id(id))
+            } else {
+                Action::Create(plan.body(event, project))
+            };
+            actions.push((label, event.publisher, action));
         }
     }
 
@@ -212,12 +386,16 @@ pub async fn ensure(
     let outcome_ref = &outcome;
     let requests: Vec<_> = actions
         .into_iter()
-        .map(|(label, action)| async move {
+        .map(|(label, publisher, action)| async move {
+            let (host, api_version) = hook_host(organization, publisher);
             let result = match &action {
                 Action::Keep => Ok(()),
-                Action::Create(body) => client.create_subscription(host, body).await.map(|_| ()),
-                Action::Reenable(id, body) => client
-                    .replace_subscription(host, id, body)
+                Action::Create(body) => client
+                    .create_hook_subscription(&host, api_version, body)
+                    .await
+                    .map(|_| ()),
+                Action::Reenable(id, body) | Action::Replace(id, body) => client
+                    .replace_hook_subscription(&host, api_version, id, body)
                     .await
                     .map(|_| ()),
             };
@@ -226,8 +404,9 @@ pub async fn ensure(
                 (Ok(()), Action::Keep) => report.kept += 1,
                 (Ok(()), Action::Create(_)) => report.created += 1,
                 (Ok(()), Action::Reenable(..)) => report.reenabled += 1,
+                (Ok(()), Action::Replace(..)) => report.replaced += 1,
                 (Err(e), _) => {
-                    tracing::warn!(subscription = %label, error = %e, "could not create or re-enable a service-hook subscription; live events of this type will be missing until the next start");
+                    tracing::warn!(subscription = %label, %host, error = %e, "could not create or replace a service-hook subscription; live events of this type will be missing until the next check");
                     report.failures.push(format!("{label}: {e}"));
                 }
             }
@@ -240,24 +419,45 @@ pub async fn ensure(
     Ok(outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Runs [`ensure`] once and logs the outcome (never fails: live events are an addition to the
-/// resyncs, and a missing subscription must not stop ingest).
-pub async fn run(client: AdoClient, plan: SubscriptionPlan) {
-    match ensure(&client, &plan).await {
-        Ok(report) => tracing::info!(
-            url = %plan.target_url,
-            per_project = plan.per_project,
-            created = report.created,
-            reenabled = report.reenabled,
-            kept = report.kept,
-            failed = report.failures.len(),
-            "service-hook subscriptions checked"
-        ),
-        Err(e) => tracing::warn!(
-            url = %plan.target_url,
-            error = %e,
-            "could not list service-hook subscriptions; none were created (check that the PAT may manage service hooks: \"Service hooks (read, write)\" scope, project or collection administrator)"
-        ),
+/// Runs [`ensure`] once, then every `every` (if set) until `shutdown`: each check re-enables
+/// disabled subscriptions, recreates deleted ones and subscribes projects created since. Never
+/// fails: live events are an addition to the resyncs, and a missing subscription must not stop
+/// ingest.
+pub async fn run(
+    client: AdoClient,
+    plan: SubscriptionPlan,
+    every: Option<Duration>,
+    shutdown: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        match ensure(&client, &plan).await {
+            Ok(report) if first || report.changed() => tracing::info!(
+                url = %plan.target_url,
+                per_project = plan.per_project,
+                event_types = plan.events.len(),
+                created = report.created,
+                reenabled = report.reenabled,
+                replaced = report.replaced,
+                kept = report.kept,
+                failed = report.failures.len(),
+                "service-hook subscriptions checked"
+            ),
+            Ok(report) => {
+                tracing::debug!(kept = report.kept, "service-hook subscriptions unchanged")
+            }
+            Err(e) => tracing::warn!(
+                url = %plan.target_url,
+                error = %e,
+                "could not list service-hook subscriptions; none were created (check that the PAT may manage service hooks: \"Service hooks (read, write)\" scope, project or collection administrator)"
+            ),
+        }
+        first = false;
+        let Some(every) = every else { return };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 
@@ -277,7 +477,7 @@ mod tests {
         ocean.integration.config.webhook_secret = Some(Secret::new("s3"));
         let plan = SubscriptionPlan::from_settings(&ocean).expect("base URL");
         assert_eq!(plan.target_url, "https://base.example/integration/webhook");
-        let body = plan.body("git.push", Some("p1"));
+        let body = plan.body(&HOOK_EVENTS[0], Some("p1"));
         assert_eq!(body["consumerInputs"]["basicAuthUsername"], "port");
         assert_eq!(body["consumerInputs"]["basicAuthPassword"], "s3");
         assert_eq!(body["publisherInputs"]["projectId"], "p1");
@@ -286,19 +486,111 @@ mod tests {
     }
 
     #[test]
-    fn matching_ignores_extra_publisher_inputs_but_not_the_project() {
+    fn matching_ignores_extra_publisher_inputs_and_the_query_but_not_the_project() {
         let url = "https://h/integration/webhook";
+        let push = HOOK_EVENTS[0];
+        let created = HOOK_EVENTS[1];
         let org_wide = json!({"publisherId": "tfs", "eventType": "git.push", "consumerInputs": {"url": url}, "publisherInputs": {"tfsSubscriptionId": "x"}});
-        assert!(matches(&org_wide, "git.push", url, None));
-        assert!(!matches(&org_wide, "git.push", url, Some("p")));
-        assert!(!matches(&org_wide, "git.repo.created", url, None));
+        assert!(matches(&org_wide, &push, url, None));
+        assert!(!matches(&org_wide, &push, url, Some("p")));
+        assert!(!matches(&org_wide, &created, url, None));
         let scoped = json!({"publisherId": "tfs", "eventType": "git.push", "consumerInputs": {"url": url}, "publisherInputs": {"projectId": "p"}});
-        assert!(matches(&scoped, "git.push", url, Some("p")));
+        assert!(matches(&scoped, &push, url, Some("p")));
+        assert!(matches(
+            &scoped,
+            &push,
+            &format!("{url}?auth=0123"),
+            Some("p")
+        ));
         assert!(!matches(
             &scoped,
-            "git.push",
+            &push,
             "https://other/integration/webhook",
             Some("p")
         ));
+    }
+
+    #[test]
+    fn publishers_live_on_their_own_hosts() {
+        let org = "https://dev.azure.com/acme";
+        assert_eq!(hook_host(org, "tfs"), (org.to_string(), HOOKS_API_VERSION));
+        assert_eq!(hook_host(org, "pipelines").0, org);
+        assert_eq!(
+            hook_host(org, "rm"),
+            (
+                "https://vsrm.dev.azure.com/acme".to_string(),
+                HOOKS_API_VERSION
+            )
+        );
+        assert_eq!(
+            hook_host(org, "advsec"),
+            (
+                "https://advsec.dev.azure.com/acme".to_string(),
+                "7.2-preview.1"
+            )
+        );
+        assert_eq!(
+            hook_host("https://acme.visualstudio.com", "rm").0,
+            "https://acme.vsrm.visualstudio.com"
+        );
+    }
+
+    #[test]
+    fn the_mapping_decides_which_event_types_are_subscribed() {
+        assert_eq!(HOOK_EVENTS.len(), 26);
+        let ocean = OceanSettings {
+            base_url: Some("https://base.example".into()),
+            ..Default::default()
+        };
+        let plan = |kinds: &[&str]| {
+            let plans: Vec<KindPlan> = kinds
+                .iter()
+                .map(|k| KindPlan {
+                    kind: k.to_string(),
+                    selectors: vec![],
+                })
+                .collect();
+            SubscriptionPlan::from_settings(&ocean)
+                .expect("plan")
+                .for_kinds(&plans)
+                .events
+                .iter()
+                .map(|e| e.event_type)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            plan(&[]),
+            ["git.push", "ms.vss-pipelines.run-state-changed-event"]
+        );
+        let with_builds = plan(&["test-run", "release-definition"]);
+        assert!(with_builds.contains(&"build.complete"));
+        assert!(with_builds.contains(&"ms.vss-release.release-created-event"));
+        assert!(!with_builds.contains(&"ms.vss-release.deployment-started-event"));
+        assert!(!with_builds.contains(&"workitem.updated"));
+    }
+
+    #[test]
+    fn the_url_fingerprints_the_credentials() {
+        let mut ocean = OceanSettings {
+            base_url: Some("https://base.example".into()),
+            ..Default::default()
+        };
+        let bare = SubscriptionPlan::from_settings(&ocean).expect("plan");
+        assert_eq!(
+            bare.subscribed_url(),
+            "https://base.example/integration/webhook"
+        );
+        ocean.integration.config.webhook_secret = Some(Secret::new("one"));
+        let one = SubscriptionPlan::from_settings(&ocean)
+            .expect("plan")
+            .subscribed_url();
+        ocean.integration.config.webhook_secret = Some(Secret::new("two"));
+        let two = SubscriptionPlan::from_settings(&ocean)
+            .expect("plan")
+            .subscribed_url();
+        assert!(one.starts_with("https://base.example/integration/webhook?auth="));
+        assert_eq!(one.len(), two.len());
+        assert_ne!(one, two);
+        assert!(!one.contains("one"));
     }
 }

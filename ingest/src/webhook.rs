@@ -27,6 +27,7 @@ use subtle::ConstantTimeEq;
 
 use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
+use crate::live_events::{self, LiveError, LiveEvent, LiveKinds};
 use crate::organizations::{Organizations, UnknownOrganization, event_urls};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::Secret;
@@ -50,6 +51,8 @@ pub struct WebhookState {
     pub actions: Option<crate::actions::completion::CompletionContext>,
     /// The kinds the mapping asks for, with their selectors (which push changes to publish).
     pub plan: Vec<crate::crawler::KindPlan>,
+    /// The kinds the mapping asks for: what build, pipeline, release and alert events publish.
+    pub live_kinds: LiveKinds,
 }
 
 /// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
@@ -231,6 +234,8 @@ enum Route {
     WorkItem { project_id: String, id: u64 },
     /// The work item was deleted.
     WorkItemDeleted { project_id: String, id: u64 },
+    /// A build, pipeline, release or alert event: see [`live_events`].
+    Live,
     /// Not an event this version acts on.
     Ignored,
 }
@@ -299,6 +304,7 @@ fn route(envelope: &Envelope) -> Result<Route, WebhookError> {
             let (_, repository) = repository()?;
             Ok(Route::RepositoryDeleted { repository })
         }
+        event_type if live_events::handles(event_type) => Ok(Route::Live),
         _ => Ok(Route::Ignored),
     }
 }
@@ -361,6 +367,7 @@ async fn handle(
         return Ok(axum::Json(json!({"ok": true, "status": "ignored"})).into_response());
     }
     let (kind, action, item) = match route {
+        Route::Live => return handle_live(state, client, envelope).await,
         Route::PullRequest { id } => {
             let pr = client
                 .pull_request(id)
@@ -425,6 +432,55 @@ async fn handle(
     }
     tracing::debug!(event_type = %envelope.event_type, kind, event_id = %event.id, "webhook queued");
     Ok(axum::Json(json!({"ok": true, "status": "queued", "eventId": event.id})).into_response())
+}
+
+/// Publishes what [`live_events::resolve`] makes of the event, each raw event confirmed by the
+/// broker before the next; `client` is the organization's client the event is read with.
+async fn handle_live(
+    state: &WebhookState,
+    client: &AdoClient,
+    envelope: &Envelope,
+) -> Result<Response, WebhookError> {
+    let event = LiveEvent {
+        event_type: &envelope.event_type,
+        resource: &envelope.resource,
+        project_id: envelope.project_id.as_deref(),
+    };
+    let publications = live_events::resolve(client, &state.live_kinds, &event)
+        .await
+        .map_err(|e| match e {
+            LiveError::Missing { .. } => WebhookError::Envelope(e.to_string()),
+            LiveError::Upstream(e) => WebhookError::Upstream(e),
+        })?;
+    let stamp = OrganizationStamp::new(client.organization_url());
+    let mut event_ids = Vec::new();
+    for publication in publications.into_iter().filter(|p| !p.items.is_empty()) {
+        let mut items = publication.items;
+        items.iter_mut().for_each(|item| stamp.apply(item));
+        let event = RawEvent::new(
+            publication.kind,
+            Origin::Webhook {
+                event_type: envelope.event_type.clone(),
+                delivery_id: envelope.delivery_id.clone(),
+            },
+            client.organization_url(),
+            publication.action,
+            items,
+        );
+        state
+            .bus
+            .publish(Outgoing::new(Destination::Raw, encode(&event)))
+            .await
+            .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+        tracing::debug!(event_type = %envelope.event_type, kind = publication.kind, event_id = %event.id, "webhook queued");
+        event_ids.push(event.id.to_string());
+    }
+    let status = if event_ids.is_empty() {
+        "ignored"
+    } else {
+        "queued"
+    };
+    Ok(axum::Json(json!({"ok": true, "status": status, "eventIds": event_ids})).into_response())
 }
 
 #[cfg(test)]

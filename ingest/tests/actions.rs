@@ -69,6 +69,7 @@ async fn harness() -> Harness {
         excluded_tags: Vec::new(),
         actions: Some(context.clone()),
         plan: Vec::new(),
+        live_kinds: adoport_ingest::live_events::LiveKinds::new(Vec::new()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

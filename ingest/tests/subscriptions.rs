@@ -1,10 +1,14 @@
 //! The subscription manager against the Azure DevOps simulator: the expected set is created
 //! once, a second start creates nothing, a disabled subscription is re-enabled, org-wide mode,
-//! and a failed lookup creates nothing.
+//! a failed lookup creates nothing, each publisher on its own host (through a proxy that
+//! reaches the simulator as `dev.azure.com`), a changed password replaces the subscriptions,
+//! and the periodic check repairs a disabled one and subscribes a new project.
+
+use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
-use adoport_ingest::subscriptions::{EVENT_TYPES, SubscriptionPlan, ensure};
-use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_ingest::subscriptions::{HOOK_EVENTS, SubscriptionPlan, ensure, run};
+use adoport_shared::config::{AzureDevopsAccess, NetworkSettings, ProxySetting, Secret};
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::Value;
@@ -27,10 +31,15 @@ async fn start() -> (AdoSim, AdoClient) {
 }
 
 fn plan(per_project: bool) -> SubscriptionPlan {
+    plan_with_secret(per_project, "hook-secret")
+}
+
+fn plan_with_secret(per_project: bool, secret: &str) -> SubscriptionPlan {
     SubscriptionPlan {
         target_url: URL.to_string(),
-        basic_auth: Some(("port".to_string(), Secret::new("hook-secret"))),
+        basic_auth: Some(("port".to_string(), Secret::new(secret))),
         per_project,
+        events: HOOK_EVENTS.to_vec(),
     }
 }
 
@@ -38,7 +47,7 @@ fn plan(per_project: bool) -> SubscriptionPlan {
 async fn creates_the_expected_set_once_per_project() {
     let (sim, client) = start().await;
     let first = ensure(&client, &plan(true)).await.expect("ensure");
-    let expected = 3 * EVENT_TYPES.len();
+    let expected = 3 * HOOK_EVENTS.len();
     assert_eq!(first.created, expected, "{first:?}");
     assert!(first.failures.is_empty());
     let subscriptions = sim.subscriptions();
@@ -48,20 +57,21 @@ async fn creates_the_expected_set_once_per_project() {
         .iter()
         .filter_map(|p| p["id"].as_str().map(String::from))
         .collect();
-    for event_type in EVENT_TYPES {
+    for event in HOOK_EVENTS {
         for project in &projects {
             let found = subscriptions
                 .iter()
                 .filter(|s| {
-                    s["eventType"] == *event_type
+                    s["eventType"] == event.event_type
                         && s["publisherInputs"]["projectId"] == project.as_str()
                 })
                 .collect::<Vec<_>>();
-            assert_eq!(found.len(), 1, "{event_type} in {project}");
+            assert_eq!(found.len(), 1, "{} in {project}", event.event_type);
             let s = found[0];
-            assert_eq!(s["publisherId"], "tfs");
+            assert_eq!(s["publisherId"], event.publisher);
             assert_eq!(s["consumerId"], "webHooks");
-            assert_eq!(s["consumerInputs"]["url"], URL);
+            let url = s["consumerInputs"]["url"].as_str().expect("url");
+            assert!(url.starts_with(&format!("{URL}?auth=")), "{url}");
             assert_eq!(s["consumerInputs"]["basicAuthUsername"], "port");
             assert_eq!(s["consumerInputs"]["basicAuthPassword"], "hook-secret");
         }
@@ -93,7 +103,10 @@ async fn a_disabled_subscription_is_re_enabled_not_duplicated() {
         .find(|s| s["id"] == victim.as_str())
         .expect("still there");
     assert_eq!(repaired["status"], "enabled");
-    assert_eq!(repaired["consumerInputs"]["url"], URL);
+    assert_eq!(
+        repaired["consumerInputs"]["url"],
+        plan(true).subscribed_url().as_str()
+    );
     sim.shutdown().await;
 }
 
@@ -101,9 +114,9 @@ async fn a_disabled_subscription_is_re_enabled_not_duplicated() {
 async fn not_projects_limited_means_one_org_wide_subscription_per_event_type() {
     let (sim, client) = start().await;
     let report = ensure(&client, &plan(false)).await.expect("ensure");
-    assert_eq!(report.created, EVENT_TYPES.len());
+    assert_eq!(report.created, HOOK_EVENTS.len());
     let subscriptions = sim.subscriptions();
-    assert_eq!(subscriptions.len(), EVENT_TYPES.len());
+    assert_eq!(subscriptions.len(), HOOK_EVENTS.len());
     assert!(
         subscriptions
             .iter()
@@ -116,10 +129,11 @@ async fn not_projects_limited_means_one_org_wide_subscription_per_event_type() {
         target_url: "https://other.example/integration/webhook".into(),
         basic_auth: None,
         per_project: false,
+        events: HOOK_EVENTS.to_vec(),
     };
     let report = ensure(&client, &other).await.expect("ensure");
-    assert_eq!(report.created, EVENT_TYPES.len());
-    assert_eq!(sim.subscriptions().len(), 2 * EVENT_TYPES.len());
+    assert_eq!(report.created, HOOK_EVENTS.len());
+    assert_eq!(sim.subscriptions().len(), 2 * HOOK_EVENTS.len());
     assert!(
         sim.subscriptions()
             .iter()
@@ -141,5 +155,139 @@ async fn a_failed_lookup_creates_nothing() {
         .expect_err("lookup failure is reported");
     assert!(error.to_string().contains("400"), "{error}");
     assert_eq!(sim.subscriptions(), Vec::<Value>::new());
+    sim.shutdown().await;
+}
+
+/// A client of `http://dev.azure.com/acme` whose requests all reach the simulator through an
+/// HTTP proxy, so that the simulator sees the Azure DevOps Services host names
+/// (`dev.azure.com`, `vsrm.dev.azure.com`, `advsec.dev.azure.com`).
+async fn start_as_azure_devops_services() -> (AdoSim, AdoClient) {
+    let sim = AdoSim::start(AdoSimConfig::default())
+        .await
+        .expect("simulator starts");
+    let access = AzureDevopsAccess {
+        organization_url: "http://dev.azure.com/acme".to_string(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: NetworkSettings {
+            http_proxy: Some(ProxySetting {
+                variable: "HTTP_PROXY".into(),
+                url: sim.base_url(),
+            }),
+            ..Default::default()
+        },
+    };
+    let client = AdoClient::new(&access, 8, CancellationToken::new()).expect("client");
+    (sim, client)
+}
+
+fn host_of(subscription: &Value) -> String {
+    let url = subscription["url"].as_str().unwrap_or_default();
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn each_publisher_is_subscribed_and_found_again_on_its_own_host() {
+    let (sim, client) = start_as_azure_devops_services().await;
+    let first = ensure(&client, &plan(false)).await.expect("ensure");
+    assert_eq!(first.created, HOOK_EVENTS.len(), "{first:?}");
+    assert!(first.failures.is_empty(), "{first:?}");
+    for subscription in sim.subscriptions() {
+        let expected = match subscription["publisherId"].as_str() {
+            Some("rm") => "vsrm.dev.azure.com",
+            Some("advsec") => "advsec.dev.azure.com",
+            _ => "dev.azure.com",
+        };
+        assert_eq!(host_of(&subscription), expected, "{subscription}");
+        // Azure DevOps marks org-level subscriptions (PR #3778): they must still match.
+        assert!(subscription["publisherInputs"]["tfsSubscriptionId"].is_string());
+    }
+    // A second start finds every one on its host (PR #3997: `rm` is only listed on vsrm).
+    let second = ensure(&client, &plan(false)).await.expect("ensure again");
+    assert_eq!(
+        (second.created, second.replaced, second.kept),
+        (0, 0, HOOK_EVENTS.len()),
+        "{second:?}"
+    );
+    assert_eq!(sim.subscriptions().len(), HOOK_EVENTS.len());
+    let lookups = sim.requests();
+    assert_eq!(
+        lookups.get("GET /{org}/_apis/hooks/subscriptions").copied(),
+        Some(2 * HOOK_EVENTS.len() as u64)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_changed_password_replaces_the_subscriptions_once() {
+    let (sim, client) = start().await;
+    ensure(&client, &plan(true)).await.expect("ensure");
+    let total = sim.subscriptions().len();
+    // The API answers passwords masked; the URL's fingerprint is what tells them apart.
+    let rotated = plan_with_secret(true, "rotated-secret");
+    let report = ensure(&client, &rotated).await.expect("ensure rotated");
+    assert_eq!(
+        (report.created, report.replaced, report.kept),
+        (0, total, 0),
+        "{report:?}"
+    );
+    let subscriptions = sim.subscriptions();
+    assert_eq!(subscriptions.len(), total);
+    assert!(subscriptions.iter().all(|s| {
+        s["consumerInputs"]["basicAuthPassword"] == "rotated-secret"
+            && s["consumerInputs"]["url"] == rotated.subscribed_url().as_str()
+    }));
+    let again = ensure(&client, &rotated).await.expect("ensure again");
+    assert_eq!((again.replaced, again.kept), (0, total), "{again:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_periodic_check_re_enables_a_disabled_one_and_subscribes_a_new_project() {
+    let (sim, client) = start().await;
+    let per_project = HOOK_EVENTS.len();
+    let shutdown = CancellationToken::new();
+    let checks = tokio::spawn(run(
+        client,
+        plan(true),
+        Some(Duration::from_millis(200)),
+        shutdown.clone(),
+    ));
+    assert!(
+        sim.wait_for(
+            |s| s.subscriptions().len() == 3 * per_project,
+            Duration::from_secs(20)
+        )
+        .await,
+        "start-up check creates the set"
+    );
+    let victim = sim.subscriptions()[7]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(sim.set_subscription_status(&victim, "disabledBySystem"));
+    let project = sim.add_project("project-new");
+    let repaired = sim
+        .wait_for(
+            |s| {
+                let subscriptions = s.subscriptions();
+                subscriptions.len() == 4 * per_project
+                    && subscriptions.iter().all(|x| x["status"] == "enabled")
+                    && subscriptions
+                        .iter()
+                        .filter(|x| x["publisherInputs"]["projectId"] == project.as_str())
+                        .count()
+                        == per_project
+            },
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(repaired, "{:?}", sim.subscriptions().len());
+    shutdown.cancel();
+    checks.await.expect("checks stop on shutdown");
     sim.shutdown().await;
 }

@@ -366,3 +366,75 @@ async fn scripted_429_carries_retry_after_then_normal_answers() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn single_reads_answer_what_the_lists_hold_and_404_past_them() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let project = sim.projects()[0]["id"].as_str().expect("id").to_string();
+    let json = |r: reqwest::Response| async move {
+        assert_eq!(r.status().as_u16(), 200);
+        r.json::<Value>().await.expect("JSON")
+    };
+    let runs = json(
+        get(
+            &sim,
+            &format!("{project}/_apis/pipelines/2/runs?api-version=7.1"),
+        )
+        .await,
+    )
+    .await;
+    let run = json(
+        get(
+            &sim,
+            &format!("{project}/_apis/pipelines/2/runs/4?api-version=7.1"),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        runs["value"].as_array().expect("runs").contains(&run),
+        "{run}"
+    );
+    let wrong_pipeline = get(
+        &sim,
+        &format!("{project}/_apis/pipelines/1/runs/4?api-version=7.1"),
+    )
+    .await;
+    assert_eq!(wrong_pipeline.status().as_u16(), 404);
+    let body: Value = wrong_pipeline.json().await.expect("JSON");
+    assert_eq!(body["typeKey"], "PipelineRunNotFoundException");
+
+    let of_build = json(
+        get(&sim, &format!("{project}/_apis/test/runs?buildUri=vstfs:///Build/Build/2&includeRunDetails=true&api-version=7.1")).await,
+    )
+    .await;
+    let ids: Vec<&Value> = of_build["value"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(ids, vec![&Value::from(2)]);
+    let bad_uri = get(
+        &sim,
+        &format!("{project}/_apis/test/runs?buildUri=2&api-version=7.1"),
+    )
+    .await;
+    assert_eq!(bad_uri.status().as_u16(), 400);
+
+    let repository = sim.repositories()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let alerts = format!("{project}/_apis/alert/repositories/{repository}/alerts");
+    let listed = json(get(&sim, &format!("{alerts}?api-version=7.2-preview.1")).await).await;
+    let one = json(get(&sim, &format!("{alerts}/1?api-version=7.2-preview.1")).await).await;
+    assert_eq!(listed["value"][0], one);
+    sim.set_alert_state(&repository, 1, "dismissed");
+    let dismissed = json(get(&sim, &format!("{alerts}/1?api-version=7.2-preview.1")).await).await;
+    assert_eq!(dismissed["state"], "dismissed");
+    assert!(dismissed["dismissal"].is_object(), "{dismissed}");
+    let missing = get(&sim, &format!("{alerts}/99?api-version=7.2-preview.1")).await;
+    assert_eq!(missing.status().as_u16(), 404);
+    sim.shutdown().await;
+}

@@ -8,6 +8,7 @@ mod client;
 pub mod directory;
 mod error;
 mod git_content;
+mod live_reads;
 pub mod organization;
 mod runs;
 
@@ -310,41 +311,5 @@ impl AdoClient {
             items: values(&url, response.body)?,
             continuation_token: response.continuation_token,
         })
-    }
-
-    /// `GET {host}/_apis/hooks/subscriptions?publisherId=&eventType=` on `host` (the organization
-    /// URL or a service host).
-    pub async fn subscriptions(
-        &self,
-        host: &str,
-        publisher_id: &str,
-        event_type: &str,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions");
-        let query = [
-            ("publisherId", publisher_id),
-            ("eventType", event_type),
-            ("api-version", HOOKS_API_VERSION),
-        ];
-        values(&url, self.get_json(&url, &query).await?.body)
-    }
-
-    /// `POST {host}/_apis/hooks/subscriptions`.
-    pub async fn create_subscription(&self, host: &str, body: &Value) -> Result<Value, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions");
-        let query = [("api-version", HOOKS_API_VERSION)];
-        Ok(self.post_json(&url, &query, body).await?.body)
-    }
-
-    /// `PUT {host}/_apis/hooks/subscriptions/{id}` (e.g. to re-enable it).
-    pub async fn replace_subscription(
-        &self,
-        host: &str,
-        id: &str,
-        body: &Value,
-    ) -> Result<Value, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions/{id}");
-        let query = [("api-version", HOOKS_API_VERSION)];
-        Ok(self.put_json(&url, &query, body).await?.body)
     }
 }

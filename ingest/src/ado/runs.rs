@@ -97,20 +97,26 @@ impl AdoClient {
         })
     }
 
-    /// One `$top`/`$skip` page of `GET {org}/{project}/_apis/test/runs?includeRunDetails=true`.
+    /// One `$top`/`$skip` page of `GET {org}/{project}/_apis/test/runs?includeRunDetails=true`,
+    /// only the runs of build `build_id` when given (`buildUri=vstfs:///Build/Build/{id}`).
     pub async fn test_runs_page(
         &self,
         project_id: &str,
+        build_id: Option<u64>,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/test/runs"));
         let (top, skip) = (top.to_string(), skip.to_string());
-        let query = [
+        let build_uri = build_id.map(|id| format!("vstfs:///Build/Build/{id}"));
+        let mut query = vec![
             ("includeRunDetails", "true"),
             ("$top", top.as_str()),
             ("$skip", skip.as_str()),
         ];
+        if let Some(build_uri) = &build_uri {
+            query.push(("buildUri", build_uri.as_str()));
+        }
         values(&url, self.get_json(&url, &query).await?.body)
     }
 

@@ -18,6 +18,7 @@ pub(crate) mod folders;
 mod git;
 mod identity;
 mod glob;
+pub(crate) mod items;
 mod pipelines;
 mod releases;
 mod runs;

@@ -6,34 +6,29 @@
 
 use serde_json::{Value, json};
 
-use super::{Pages, enrich, text};
+use super::items;
+use super::{Pages, text};
 use crate::ado::AdoError;
 use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
 use adoport_shared::messages::ResyncId;
 
-/// How one project-scoped list kind is read and enriched.
+/// How one project-scoped list kind is read (its items are built by
+/// [`items::project_list_item`]).
 struct ListKind {
     service: Option<&'static str>,
     path: &'static str,
-    project_id: bool,
-    project: bool,
 }
 
 fn list_kind(kind: &str) -> Option<ListKind> {
-    let (service, path, project_id, project) = match kind {
-        "pipeline" => (None, "_apis/pipelines", true, false),
-        "build" => (None, "_apis/build/builds", true, true),
-        "environment" => (None, "_apis/distributedtask/environments", false, false),
-        "release-definition" => (Some("vsrm"), "_apis/release/definitions", false, true),
-        "release-deployment" => (Some("vsrm"), "_apis/release/deployments", false, false),
+    let (service, path) = match kind {
+        "pipeline" => (None, "_apis/pipelines"),
+        "build" => (None, "_apis/build/builds"),
+        "environment" => (None, "_apis/distributedtask/environments"),
+        "release-definition" => (Some("vsrm"), "_apis/release/definitions"),
+        "release-deployment" => (Some("vsrm"), "_apis/release/deployments"),
         _ => return None,
     };
-    Some(ListKind {
-        service,
-        path,
-        project_id,
-        project,
-    })
+    Some(ListKind { service, path })
 }
 
 /// Whether the crawler reads `kind` with [`Crawler::crawl_project_list`].
@@ -74,7 +69,6 @@ impl Crawler {
             report,
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default().to_string();
-                let id_value = json!(project_id);
                 let query: Vec<(&str, &str)> =
                     extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let mut token: Option<String> = None;
@@ -93,21 +87,10 @@ impl Crawler {
                     let items: Vec<Value> = page
                         .items
                         .into_iter()
-                        .map(|item| {
-                            let item = if spec.project_id {
-                                enrich(item, "__projectId", &id_value)
-                            } else {
-                                item
-                            };
-                            if spec.project {
-                                enrich(item, "__project", &project)
-                            } else {
-                                item
-                            }
-                        })
+                        .map(|item| items::project_list_item(&plan.kind, item, &project))
                         .collect();
                     pages
-                        .send(self.enrich_list_page(plan, items).await?)
+                        .send(self.items().list_items(plan, items).await?)
                         .await?;
                     match page.continuation_token {
                         Some(next) if Some(&next) != token.as_ref() => token = Some(next),

@@ -17,13 +17,11 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
+use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawler::{CrawlError, Crawler, KindReport, ResyncCache};
 use adoport_shared::messages::ResyncId;
-
-/// Per-item calls (definitions, runs, timelines, changes, …) one unit makes at the same time.
-pub(crate) const ENRICHMENT_CONCURRENCY: usize = 8;
 
 /// An id field as URL text, whether Azure DevOps gave it as a number or a string.
 pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
@@ -77,36 +75,10 @@ fn earlier(a: &Value, b: &Value) -> bool {
     }
 }
 
-impl Crawler {
-    /// Selector-driven enrichment of one page of a project list kind (`pipeline`, `build`);
-    /// other kinds pass through.
-    pub(crate) async fn enrich_list_page(
-        &self,
-        plan: &KindPlan,
-        items: Vec<Value>,
-    ) -> Result<Vec<Value>, AdoError> {
-        match plan.kind.as_str() {
-            "pipeline" if plan.flag("includeRepo") => {
-                stream::iter(items)
-                    .map(|pipeline| self.with_repository(pipeline))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
-            }
-            "build" if plan.flag("enrichWithFirstCommit") => {
-                stream::iter(items)
-                    .map(|build| self.with_first_commit(build))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
-            }
-            _ => Ok(items),
-        }
-    }
-
+impl ItemBuilder<'_> {
     /// The pipeline with `__repository` from its build definition (unchanged when the
     /// definition is gone).
-    async fn with_repository(&self, pipeline: Value) -> Result<Value, AdoError> {
+    pub(crate) async fn with_repository(&self, pipeline: Value) -> Result<Value, AdoError> {
         let project_id = text(&pipeline, "__projectId").unwrap_or_default();
         let Some(id) = id_text(&pipeline, "id") else {
             return Ok(pipeline);
@@ -130,7 +102,7 @@ impl Crawler {
 
     /// The build with `__firstCommit`; without it when the build has no commits or they
     /// cannot be read (logged).
-    async fn with_first_commit(&self, build: Value) -> Result<Value, AdoError> {
+    pub(crate) async fn with_first_commit(&self, build: Value) -> Result<Value, AdoError> {
         match self.first_commit(&build).await {
             Ok(Some(first)) => Ok(enrich(build, "__firstCommit", &first)),
             Ok(None) => Ok(build),
@@ -158,14 +130,7 @@ impl Crawler {
         loop {
             let page = self
                 .client
-                .project_list_page(
-                    None,
-                    project_id,
-                    &path,
-                    &[],
-                    self.limits.page,
-                    token.as_deref(),
-                )
+                .project_list_page(None, project_id, &path, &[], self.page, token.as_deref())
                 .await?;
             count += page.items.len() as u64;
             for change in page.items {
@@ -208,6 +173,16 @@ impl Crawler {
         }
         Ok(Some(first))
     }
+}
+
+impl Crawler {
+    /// What builds this crawler's items: its client and page size.
+    pub(crate) fn items(&self) -> ItemBuilder<'_> {
+        ItemBuilder {
+            client: &self.client,
+            page: self.limits.page,
+        }
+    }
 
     pub(crate) async fn crawl_pipeline_runs(
         &self,
@@ -248,13 +223,7 @@ impl Crawler {
                                     .unwrap_or_default();
                             Ok::<_, AdoError>(
                                 runs.into_iter()
-                                    .map(|run| {
-                                        enrich(
-                                            enrich(run, "__project", project),
-                                            "__pipeline",
-                                            &pipeline,
-                                        )
-                                    })
+                                    .map(|run| items::pipeline_run(run, project, &pipeline))
                                     .collect::<Vec<_>>(),
                             )
                         })
@@ -312,10 +281,8 @@ impl Crawler {
                             Ok::<_, AdoError>(
                                 records
                                     .into_iter()
-                                    .filter(|r| text(r, "type") == Some("Stage"))
-                                    .map(|r| {
-                                        enrich(enrich(r, "__project", project), "__build", &build)
-                                    })
+                                    .filter(items::is_stage)
+                                    .map(|r| items::pipeline_stage(r, project, &build))
                                     .collect(),
                             )
                         })

@@ -12,7 +12,8 @@
 
 use serde_json::Value;
 
-use super::{Pages, enrich, text};
+use super::items;
+use super::{Pages, text};
 use crate::ado::AdoError;
 use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
 use adoport_shared::messages::ResyncId;
@@ -75,8 +76,6 @@ impl Crawler {
                     .and_then(|p| text(p, "id"))
                     .unwrap_or_default();
                 let repository_id = text(&repository, "id").unwrap_or_default();
-                let (project_value, repository_value) =
-                    (Value::from(project_id), Value::from(repository_id));
                 let query: Vec<(&str, &str)> =
                     criteria.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let mut token: Option<String> = None;
@@ -102,13 +101,7 @@ impl Crawler {
                     let items = page
                         .items
                         .into_iter()
-                        .map(|alert| {
-                            enrich(
-                                enrich(alert, "__repositoryId", &repository_value),
-                                "__projectId",
-                                &project_value,
-                            )
-                        })
+                        .map(|alert| items::security_alert(alert, repository_id, project_id))
                         .collect();
                     pages.send(items).await?;
                     match page.continuation_token {

@@ -12,7 +12,8 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
-use super::runs::{ENRICHMENT_CONCURRENCY, id_text};
+use super::items::{ENRICHMENT_CONCURRENCY, ItemBuilder};
+use super::runs::id_text;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
@@ -20,7 +21,7 @@ use adoport_shared::messages::ResyncId;
 
 /// What to add to every test run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct TestRunEnrichment {
+pub(crate) struct TestRunEnrichment {
     results: bool,
     /// `Some(flags)` when code coverage is wanted (`flags` as the user gave them, if at all).
     coverage: Option<Option<u64>>,
@@ -29,7 +30,7 @@ struct TestRunEnrichment {
 impl TestRunEnrichment {
     /// The union over the kind's resources: results unless every resource turns them off,
     /// coverage when any resource asks for it (with the first flags given).
-    fn for_plan(plan: &KindPlan) -> Self {
+    pub(crate) fn for_plan(plan: &KindPlan) -> Self {
         let results = plan.selectors.is_empty()
             || plan
                 .selectors
@@ -77,13 +78,17 @@ impl Crawler {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let mut skip = 0;
                 loop {
-                    let runs = self.client.test_runs_page(project_id, top, skip).await?;
+                    let runs = self
+                        .client
+                        .test_runs_page(project_id, None, top, skip)
+                        .await?;
                     if runs.is_empty() {
                         return Ok(());
                     }
                     skip += runs.len();
+                    let builder = self.items();
                     let enriched: Vec<Value> = stream::iter(runs)
-                        .map(|run| self.enrich_test_run(project_id, run, enrichment))
+                        .map(|run| builder.test_run(project_id, run, enrichment))
                         .buffered(ENRICHMENT_CONCURRENCY)
                         .try_collect()
                         .await?;
@@ -93,8 +98,12 @@ impl Crawler {
         )
         .await
     }
+}
 
-    async fn enrich_test_run(
+impl ItemBuilder<'_> {
+    /// A `test-run` item: the run (as listed with `includeRunDetails=true`) with
+    /// `__testResults` and `__codeCoverage` as `enrichment` asks.
+    pub(crate) async fn test_run(
         &self,
         project_id: &str,
         run: Value,
@@ -130,7 +139,7 @@ impl Crawler {
 
     /// Every result of a test run (`$top`/`$skip` until a short page; none if the run is gone).
     async fn test_results(&self, project_id: &str, run_id: &str) -> Result<Vec<Value>, AdoError> {
-        let top = self.limits.page;
+        let top = self.page;
         let mut all = Vec::new();
         loop {
             let page = match self

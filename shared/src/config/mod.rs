@@ -397,6 +397,13 @@ pub struct IngestSettings {
     /// Azure DevOps requests in flight at once.
     #[serde(default = "default_ado_concurrency", deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
+    /// Minutes between checks of the service-hook subscriptions (re-enable, recreate, new
+    /// projects); 0 checks only at start-up.
+    #[serde(
+        default = "default_subscription_check_minutes",
+        deserialize_with = "flex::u64"
+    )]
+    pub subscription_check_minutes: u64,
 }
 
 fn default_listen() -> String {
@@ -411,6 +418,9 @@ fn default_page_items() -> u64 {
 fn default_ado_concurrency() -> u64 {
     15
 }
+fn default_subscription_check_minutes() -> u64 {
+    10
+}
 
 impl Default for IngestSettings {
     fn default() -> Self {
@@ -419,6 +429,7 @@ impl Default for IngestSettings {
             webhook_max_bytes: default_webhook_max_bytes(),
             items_per_event: default_page_items(),
             max_concurrent_requests: default_ado_concurrency(),
+            subscription_check_minutes: default_subscription_check_minutes(),
         }
     }
 }
@@ -921,6 +932,15 @@ mod tests {
             Some("https://dev.azure.com/x")
         );
         assert_eq!(c.organization_urls, vec!["https://a", "https://b"]);
+    }
+
+    #[test]
+    fn the_subscription_check_interval_is_read_and_defaults_to_ten_minutes() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.subscription_check_minutes, 10);
+        let s = settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "0")]).expect("valid");
+        assert_eq!(s.pipeline.ingest.subscription_check_minutes, 0);
+        assert!(settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "often")]).is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod content;
 mod content_routes;
 mod error;
 mod limit;
+mod live;
 mod organizations;
 mod identities;
 mod pipeline_runs;
@@ -133,6 +134,8 @@ pub(crate) struct AdoState {
     pub(crate) subscriptions: Mutex<Vec<Value>>,
     /// Runs started through the Pipelines API.
     pub(crate) pipeline_runs: Mutex<pipeline_runs::PipelineRuns>,
+    /// What live-event tests change (alert states).
+    pub(crate) live: live::LiveState,
     /// The request budget's window, when the config sets one.
     pub(crate) budget: Mutex<Option<limit::Budget>>,
 }
@@ -157,6 +160,7 @@ impl AdoState {
             forbidden_projects: Mutex::new(std::collections::HashSet::new()),
             subscriptions: Mutex::new(Vec::new()),
             pipeline_runs: Mutex::default(),
+            live: live::LiveState::default(),
         })
     }
 }

@@ -8,7 +8,7 @@
 //! | `GET /{org}/{project}/_apis/build/builds` | [`BUILDS_PER_PIPELINE`] builds per pipeline, newest queue time first |
 //! | `GET /{org}/{project}/_apis/distributedtask/environments` | [`ENVIRONMENTS_PER_PROJECT`] environments |
 //! | `GET /{org}/{project}/_apis/release/definitions` | one release definition (id 1, the one releases name) |
-//! | `GET /{org}/{project}/_apis/release/deployments` | one deployment per release |
+//! | `GET /{org}/{project}/_apis/release/deployments` | one deployment per release; `releaseId`, `definitionEnvironmentId` filter |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}/refs` | `main` + one branch per pull request (`filter=heads/`) |
 
 use std::collections::HashMap;
@@ -80,7 +80,7 @@ fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response
 }
 
 impl Organization {
-    fn pipeline_json(&self, urls: &Urls, project: &Project, id: u64) -> Value {
+    pub(super) fn pipeline_json(&self, urls: &Urls, project: &Project, id: u64) -> Value {
         let org = &urls.organization_url;
         let url = format!("{org}/{}/_apis/pipelines/{id}?revision=1", project.id);
         json!({
@@ -96,7 +96,13 @@ impl Organization {
         })
     }
 
-    fn build_json(&self, urls: &Urls, project: &Project, pipeline: u64, n: u64) -> Value {
+    pub(super) fn build_json(
+        &self,
+        urls: &Urls,
+        project: &Project,
+        pipeline: u64,
+        n: u64,
+    ) -> Value {
         let org = &urls.organization_url;
         let id = (pipeline - 1) * BUILDS_PER_PIPELINE + n;
         let queued = epoch() + Duration::hours(id as i64 * 2);
@@ -152,7 +158,7 @@ impl Organization {
         })
     }
 
-    fn definition_json(&self, urls: &Urls, project: &Project) -> Value {
+    pub(super) fn definition_json(&self, urls: &Urls, project: &Project) -> Value {
         let org = &urls.organization_url;
         let url = format!("{org}/{}/_apis/Release/definitions/1", project.id);
         json!({
@@ -282,8 +288,12 @@ async fn list_deployments(
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
+    let release = parse_count(&query, "releaseId")?;
+    let environment = parse_count(&query, "definitionEnvironmentId")?;
     let values = (1..=org.releases_per_project)
         .rev()
+        .filter(|n| release.is_none_or(|r| r as u64 == *n))
+        .filter(|n| environment.is_none_or(|e| e as u64 == 1 + n % 2))
         .map(|n| org.deployment_json(&urls, project, n))
         .collect();
     paged(values, &query)

@@ -88,6 +88,7 @@ pub(crate) fn router(state: Arc<AdoState>) -> Router {
         )
         .merge(super::work::routes())
         .merge(super::pipelines::routes())
+        .merge(super::live::routes())
         .merge(super::runs::routes())
         .merge(super::security::routes())
         .merge(super::identities::routes())

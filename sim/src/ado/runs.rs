@@ -7,16 +7,19 @@
 //! |---|---|
 //! | `GET /{org}/{project}/_apis/build/definitions/{definitionId}` | the definition of a pipeline, with its `repository` (pipeline `p` builds the project's `p`-th non-empty healthy repository, cycling) |
 //! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs` | one run per build of the pipeline, newest first; not paged (the API ignores `$top`) |
+//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | one run (run id = build id), as the list has it |
+//! | `GET /{org}/{project}/_apis/build/builds/{buildId}` | one build, as the builds list has it |
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}/timeline` | Stage, Phase and Job records: stages `Build` and `Deploy` per build |
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}/changes` | `build id % 4` commits, newest first; `$top` (default 50) and continuation token |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repositoryId}/commits/{commitId}` | served by `content_routes`; a commit its Git model does not hold and any 40-hex id resolve here (builds' source commits) |
 //! | `GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords` | [`DEPLOYMENTS_PER_ENVIRONMENT`] records; `top` (default 50) and continuation token |
-//! | `GET /{org}/{project}/_apis/test/runs` | [`TEST_RUNS_PER_PROJECT`] runs (the last one manual, without a build); `$top`/`$skip`; `includeRunDetails` |
+//! | `GET /{org}/{project}/_apis/test/runs` | [`TEST_RUNS_PER_PROJECT`] runs (run `r` of build `r`; the last one manual, without a build); `$top`/`$skip`; `includeRunDetails`; `buildUri` (`vstfs:///Build/Build/{id}`) keeps the runs of one build |
 //! | `GET /{org}/{project}/_apis/test/runs/{runId}/results` | [`RESULTS_PER_TEST_RUN`] results; `$top` (default and most 1000)/`$skip` |
 //! | `GET /{org}/{project}/_apis/test/codecoverage` | module coverage of a build (`buildId` required); `flags` 2 adds functions |
 //!
 //! 404 bodies name the missing object as Azure DevOps does (`BuildNotFoundException`,
-//! `DefinitionNotFoundException`, `PipelineNotFoundException`, `TestRunNotFoundException`,
+//! `DefinitionNotFoundException`, `PipelineNotFoundException`, `PipelineRunNotFoundException`,
+//! `TestRunNotFoundException`,
 //! `TF401175` for an unknown commit).
 
 use std::collections::HashMap;
@@ -58,6 +61,11 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
             "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
             get(list_runs),
         )
+        .route(
+            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",
+            get(get_run),
+        )
+        .route("/{org}/{project}/_apis/build/builds/{buildId}", get(get_build))
         .route(
             "/{org}/{project}/_apis/build/builds/{buildId}/timeline",
             get(get_timeline),
@@ -146,7 +154,7 @@ fn number(params: &HashMap<String, String>, name: &str) -> Option<u64> {
 }
 
 /// The pipeline a project-scoped build id belongs to, and its number within the pipeline.
-fn build_position(build: u64) -> Option<(u64, u64)> {
+pub(super) fn build_position(build: u64) -> Option<(u64, u64)> {
     if build == 0 || build > PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE {
         return None;
     }
@@ -604,13 +612,8 @@ async fn list_runs(
     let Some(pipeline) =
         number(&params, "pipelineId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
     else {
-        return Ok(ado_error(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "Pipeline with id {} not found.",
-                params.get("pipelineId").map_or("", String::as_str)
-            ),
-            "Microsoft.Azure.Pipelines.WebApi.PipelineNotFoundException, Microsoft.Azure.Pipelines.WebApi",
+        return Ok(pipeline_not_found(
+            params.get("pipelineId").map_or("", String::as_str),
         ));
     };
     // Newest first, every run at once: the Runs - List API does not page.
@@ -619,6 +622,58 @@ async fn list_runs(
         .map(|n| org.run_json(&urls, project, pipeline, n))
         .collect();
     Ok(ok_json(json!({"count": values.len(), "value": values})))
+}
+
+fn pipeline_not_found(id: &str) -> Response {
+    ado_error(
+        StatusCode::NOT_FOUND,
+        &format!("Pipeline with id {id} not found."),
+        "Microsoft.Azure.Pipelines.WebApi.PipelineNotFoundException, Microsoft.Azure.Pipelines.WebApi",
+    )
+}
+
+async fn get_run(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let Some(pipeline) =
+        number(&params, "pipelineId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
+    else {
+        return Ok(pipeline_not_found(
+            params.get("pipelineId").map_or("", String::as_str),
+        ));
+    };
+    match number(&params, "runId").and_then(build_position) {
+        Some((of, n)) if of == pipeline => Ok(ok_json(org.run_json(&urls, project, pipeline, n))),
+        _ => Ok(ado_error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "Run with id {} for pipeline {pipeline} not found.",
+                params.get("runId").map_or("", String::as_str)
+            ),
+            "Microsoft.Azure.Pipelines.WebApi.PipelineRunNotFoundException, Microsoft.Azure.Pipelines.WebApi",
+        )),
+    }
+}
+
+async fn get_build(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    match number(&params, "buildId").and_then(build_position) {
+        Some((pipeline, n)) => Ok(ok_json(org.build_json(&urls, project, pipeline, n))),
+        None => Ok(build_not_found(
+            params.get("buildId").map_or("", String::as_str),
+        )),
+    }
 }
 
 async fn get_timeline(
@@ -723,7 +778,23 @@ async fn list_test_runs(
     let details = query
         .get("includeRunDetails")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let of_build = match query.get("buildUri") {
+        None => None,
+        Some(uri) => match uri
+            .strip_prefix("vstfs:///Build/Build/")
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            Some(build) => Some(build),
+            None => {
+                return Err(AdoError::BadArgument {
+                    message: format!("The value '{uri}' is not valid for parameter 'buildUri'."),
+                });
+            }
+        },
+    };
+    // Run `r` is of build `r`, except the last (manual) run, which has none.
     let values = (1..=TEST_RUNS_PER_PROJECT)
+        .filter(|run| of_build.is_none_or(|build| build == *run && *run != TEST_RUNS_PER_PROJECT))
         .map(|run| org.test_run_json(&urls, project, run, details))
         .collect();
     skip_page(values, &query, 100)

@@ -4,6 +4,10 @@
 //! | key | answer |
 //! |---|---|
 //! | `GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts` | [`ALERTS_PER_REPOSITORY`] alerts of a repository with Advanced Security on; `top` (default 50) and continuation token; `criteria.states`, `criteria.severities` (comma lists), `criteria.alertType` |
+//! | `GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}` | one alert, as the list has it; 404 `AlertNotFoundException` past [`ALERTS_PER_REPOSITORY`] |
+//!
+//! An alert's state is the seeded one until a test changes it with
+//! [`super::AdoSim::set_alert_state`]; both routes answer the changed state.
 //!
 //! Advanced Security is on for the enabled repositories at an even position in the
 //! organization (0, 2, …); any other repository answers 400, as Azure DevOps does for a
@@ -23,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::AdoError;
-use super::routes::urls;
+use super::routes::{ok_json, urls};
 use super::runs::{ado_error, token_page};
 use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
 use super::work::project;
@@ -37,10 +41,15 @@ type QueryMap = Query<HashMap<String, String>>;
 pub const ALERTS_PER_REPOSITORY: u64 = 3;
 
 pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new().route(
-        "/{org}/{project}/_apis/alert/repositories/{repository}/alerts",
-        get(list_alerts),
-    )
+    Router::new()
+        .route(
+            "/{org}/{project}/_apis/alert/repositories/{repository}/alerts",
+            get(list_alerts),
+        )
+        .route(
+            "/{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}",
+            get(get_alert),
+        )
 }
 
 impl Organization {
@@ -52,6 +61,40 @@ impl Organization {
                 .iter()
                 .position(|r| r.id == repository.id)
                 .is_some_and(|index| index.is_multiple_of(2))
+    }
+
+    /// Alert `n` of a repository with the state a test set, if any (`fixedDate` only when
+    /// fixed, `dismissal` only when dismissed).
+    pub(crate) fn current_alert_json(
+        &self,
+        state: &AdoState,
+        urls: &Urls,
+        project: &Project,
+        repository: &Repository,
+        n: u64,
+    ) -> Value {
+        let mut alert = self.alert_json(urls, project, repository, n);
+        if let (Some(changed), Value::Object(map)) =
+            (state.live.alert_state(&repository.id, n), &mut alert)
+        {
+            let introduced = epoch() + Duration::days(n as i64);
+            map.remove("fixedDate");
+            map.remove("dismissal");
+            if changed == "fixed" {
+                map.insert(
+                    "fixedDate".into(),
+                    json!(ado_time(introduced + Duration::days(5))),
+                );
+            }
+            if changed == "dismissed" {
+                map.insert(
+                    "dismissal".into(),
+                    json!({"dismissalId": n, "dismissalType": "acceptedRisk", "message": "accepted", "stateChangedBy": self.identity(urls, 1)}),
+                );
+            }
+            map.insert("state".into(), json!(changed));
+        }
+        alert
     }
 
     fn alert_json(&self, urls: &Urls, project: &Project, repository: &Repository, n: u64) -> Value {
@@ -137,21 +180,38 @@ fn criteria(query: &HashMap<String, String>, name: &str) -> Option<Vec<String>> 
     })
 }
 
-async fn list_alerts(
+/// 400 unless `api-version` is a preview version, as this preview API answers.
+fn preview_refused(query: &HashMap<String, String>) -> Option<Response> {
+    let version = query.get("api-version").cloned().unwrap_or_default();
+    (!version.contains("-preview")).then(|| ado_error(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "The requested version \"{version}\" of the resource is under preview. The -preview flag must be supplied in the api-version for such requests. For example: \"7.2-preview.1\""
+        ),
+        "Microsoft.VisualStudio.Services.WebApi.VssInvalidPreviewVersionException, Microsoft.VisualStudio.Services.WebApi",
+    ))
+}
+
+/// 400 for a repository Advanced Security is not on for.
+fn not_enabled(repository: &Repository) -> Response {
+    ado_error(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "Advanced Security is not enabled for repository {}.",
+            repository.id
+        ),
+        "Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi.AdvancedSecurityNotEnabledException, Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi",
+    )
+}
+
+async fn get_alert(
     State(state): State<Arc<AdoState>>,
     Path(params): Params,
     Query(query): QueryMap,
     headers: HeaderMap,
 ) -> Result<Response, AdoError> {
-    let version = query.get("api-version").cloned().unwrap_or_default();
-    if !version.contains("-preview") {
-        return Ok(ado_error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "The requested version \"{version}\" of the resource is under preview. The -preview flag must be supplied in the api-version for such requests. For example: \"7.2-preview.1\""
-            ),
-            "Microsoft.VisualStudio.Services.WebApi.VssInvalidPreviewVersionException, Microsoft.VisualStudio.Services.WebApi",
-        ));
+    if let Some(refused) = preview_refused(&query) {
+        return Ok(refused);
     }
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
@@ -161,14 +221,46 @@ async fn list_alerts(
         .repository(Some(project), &id)
         .ok_or(AdoError::RepositoryNotFound { repository: id })?;
     if !org.advanced_security_enabled(repository) {
-        return Ok(ado_error(
-            StatusCode::BAD_REQUEST,
+        return Ok(not_enabled(repository));
+    }
+    let alert_id = params.get("alertId").map_or("", String::as_str);
+    match alert_id
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=ALERTS_PER_REPOSITORY).contains(n))
+    {
+        Some(n) => Ok(ok_json(
+            org.current_alert_json(&state, &urls, project, repository, n),
+        )),
+        None => Ok(ado_error(
+            StatusCode::NOT_FOUND,
             &format!(
-                "Advanced Security is not enabled for repository {}.",
+                "Alert {alert_id} was not found in repository {}.",
                 repository.id
             ),
-            "Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi.AdvancedSecurityNotEnabledException, Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi",
-        ));
+            "Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi.AlertNotFoundException, Microsoft.VisualStudio.Services.AdvancedSecurity.WebApi",
+        )),
+    }
+}
+
+async fn list_alerts(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+    Query(query): QueryMap,
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    if let Some(refused) = preview_refused(&query) {
+        return Ok(refused);
+    }
+    let urls = urls(&state, &headers);
+    let org = lock(&state.organization);
+    let project = project(&org, &params)?;
+    let id = params.get("repository").cloned().unwrap_or_default();
+    let repository = org
+        .repository(Some(project), &id)
+        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    if !org.advanced_security_enabled(repository) {
+        return Ok(not_enabled(repository));
     }
     let states = criteria(&query, "criteria.states");
     let severities = criteria(&query, "criteria.severities");
@@ -182,7 +274,7 @@ async fn list_alerts(
         })
     };
     let values = (1..=ALERTS_PER_REPOSITORY)
-        .map(|n| org.alert_json(&urls, project, repository, n))
+        .map(|n| org.current_alert_json(&state, &urls, project, repository, n))
         .filter(|a| {
             keep(a, "state", &states)
                 && keep(a, "severity", &severities)

@@ -14,7 +14,7 @@
 //! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
 //! | `GET /{org}/{project}/_apis/release/releases` | releases newest first, `$top` (default 50), `continuationToken` |
 //! | `GET /{org}/{project}/_apis/release/releases/{releaseId}` | one release |
-//! | `GET/POST /{org}/_apis/hooks/subscriptions`, `PUT/DELETE …/{subscriptionId}` | service-hook subscriptions |
+//! | `GET/POST /{org}/_apis/hooks/subscriptions`, `PUT/DELETE …/{subscriptionId}` | service-hook subscriptions (host rules, masked passwords: see [`super::live`]) |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -627,7 +627,11 @@ async fn get_release(
 async fn list_subscriptions(
     State(state): State<Arc<AdoState>>,
     Query(query): QueryMap,
-) -> Response {
+    headers: HeaderMap,
+) -> Result<Response, AdoError> {
+    let publisher = query.get("publisherId").map(String::as_str);
+    super::live::check_hook_host(&headers, &query, publisher)?;
+    let urls = urls(&state, &headers);
     let subscriptions = lock(&state.subscriptions);
     let field = |s: &Value, name: &str| s.get(name).and_then(Value::as_str).map(String::from);
     let values = subscriptions
@@ -639,10 +643,12 @@ async fn list_subscriptions(
                 && query
                     .get("eventType")
                     .is_none_or(|e| field(s, "eventType").as_ref() == Some(e))
+                && super::live::on_this_host(s, &urls)
         })
         .cloned()
+        .map(super::live::masked)
         .collect();
-    list(values)
+    Ok(list(values))
 }
 
 fn subscription_from(
@@ -681,28 +687,35 @@ fn subscription_from(
     if !map.get("publisherInputs").is_some_and(Value::is_object) {
         map.insert("publisherInputs".into(), json!({}));
     }
+    super::live::decorate_subscription(&mut body);
     Ok(body)
 }
 
 async fn create_subscription(
     State(state): State<Arc<AdoState>>,
+    Query(query): QueryMap,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
     let id = uuid::Uuid::new_v4().to_string();
     let subscription = subscription_from(&state, &headers, &id, &body)?;
+    let publisher = subscription.get("publisherId").and_then(Value::as_str);
+    super::live::check_hook_host(&headers, &query, publisher)?;
     lock(&state.subscriptions).push(subscription.clone());
-    Ok(ok_json(subscription))
+    Ok(ok_json(super::live::masked(subscription)))
 }
 
 async fn update_subscription(
     State(state): State<Arc<AdoState>>,
     Path(params): Params,
+    Query(query): QueryMap,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
     let id = params.get("subscriptionId").cloned().unwrap_or_default();
     let subscription = subscription_from(&state, &headers, &id, &body)?;
+    let publisher = subscription.get("publisherId").and_then(Value::as_str);
+    super::live::check_hook_host(&headers, &query, publisher)?;
     let mut subscriptions = lock(&state.subscriptions);
     match subscriptions
         .iter_mut()
@@ -710,7 +723,7 @@ async fn update_subscription(
     {
         Some(existing) => {
             *existing = subscription.clone();
-            Ok(ok_json(subscription))
+            Ok(ok_json(super::live::masked(subscription)))
         }
         None => Ok(not_found(format!("The subscription {id} does not exist."))),
     }

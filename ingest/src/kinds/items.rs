@@ -1,0 +1,188 @@
+//! How each kind's item is built from what Azure DevOps returns: the enrichment (`__projectId`,
+//! `__project`, `__pipeline`, `__build`, `__testResults`, `__codeCoverage`, `__repository`,
+//! `__firstCommit`, `__repositoryId`) the crawler and live events both apply, so an object
+//! published by a resync and by a service-hook event is the same item.
+//!
+//! The pure builders take the objects they add; [`ItemBuilder`] makes the extra calls some
+//! kinds need (a run's results, a pipeline's build definition, a build's changes) with the
+//! client it is given (the organization's), [`ENRICHMENT_CONCURRENCY`] at a time for a page.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+
+use super::enrich;
+use crate::ado::{AdoClient, AdoError};
+use crate::crawler::{CrawlLimits, KindPlan};
+
+pub(crate) use super::test_runs::TestRunEnrichment;
+
+/// Per-item calls (definitions, runs, timelines, changes, …) one unit makes at the same time.
+pub(crate) const ENRICHMENT_CONCURRENCY: usize = 8;
+
+/// A `pipeline-run` item: the run with `__project` (the project list item) and `__pipeline`
+/// (the pipeline list item).
+pub(crate) fn pipeline_run(run: Value, project: &Value, pipeline: &Value) -> Value {
+    enrich(enrich(run, "__project", project), "__pipeline", pipeline)
+}
+
+/// A `pipeline-stage` item: a `Stage` timeline record with `__project` and `__build` (the
+/// build as the builds list has it).
+pub(crate) fn pipeline_stage(record: Value, project: &Value, build: &Value) -> Value {
+    enrich(enrich(record, "__project", project), "__build", build)
+}
+
+/// Whether a timeline record is a stage (what `pipeline-stage` publishes).
+pub(crate) fn is_stage(record: &Value) -> bool {
+    record.get("type").and_then(Value::as_str) == Some("Stage")
+}
+
+/// An `advanced-security-alert` item: the alert with `__repositoryId` and `__projectId`.
+pub(crate) fn security_alert(alert: Value, repository_id: &str, project_id: &str) -> Value {
+    enrich(
+        enrich(alert, "__repositoryId", &json!(repository_id)),
+        "__projectId",
+        &json!(project_id),
+    )
+}
+
+/// A project-scoped list item (`pipeline`, `build`, `release-definition`, …) before its
+/// selector-driven enrichment: `__projectId` and/or `__project` as the kind has them.
+pub(crate) fn project_list_item(kind: &str, item: Value, project: &Value) -> Value {
+    let (project_id, with_project) = match kind {
+        "pipeline" => (true, false),
+        "build" => (true, true),
+        "release-definition" => (false, true),
+        _ => (false, false),
+    };
+    let item = if project_id {
+        let id = project.get("id").cloned().unwrap_or(Value::Null);
+        enrich(item, "__projectId", &id)
+    } else {
+        item
+    };
+    if with_project {
+        enrich(item, "__project", project)
+    } else {
+        item
+    }
+}
+
+/// Builds items that need more calls, with one organization's client.
+#[derive(Clone, Copy)]
+pub(crate) struct ItemBuilder<'a> {
+    pub(crate) client: &'a AdoClient,
+    /// `$top` of the lists read for an item (changes, test results).
+    pub(crate) page: usize,
+}
+
+impl<'a> ItemBuilder<'a> {
+    /// A builder with the crawler's default page size (what live events use).
+    pub(crate) fn new(client: &'a AdoClient) -> Self {
+        Self {
+            client,
+            page: CrawlLimits::default().page,
+        }
+    }
+
+    /// A page of project list items of `plan`'s kind, each with its selector-driven
+    /// enrichment (`pipeline` `includeRepo`, `build` `enrichWithFirstCommit`); other kinds
+    /// pass through.
+    pub(crate) async fn list_items(
+        &self,
+        plan: &KindPlan,
+        items: Vec<Value>,
+    ) -> Result<Vec<Value>, AdoError> {
+        match plan.kind.as_str() {
+            "pipeline" if plan.flag("includeRepo") => {
+                stream::iter(items)
+                    .map(|pipeline| self.with_repository(pipeline))
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
+            "build" if plan.flag("enrichWithFirstCommit") => {
+                stream::iter(items)
+                    .map(|build| self.with_first_commit(build))
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
+            _ => Ok(items),
+        }
+    }
+}
+
+/// The fields of a project as `GET _apis/projects` lists it (a `TeamProjectReference`): what
+/// the crawler puts in `__project`. `GET _apis/projects/{id}` answers more (`_links`,
+/// `defaultTeam`, `capabilities`); live events read that and keep only these.
+const LISTED_PROJECT_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "abbreviation",
+    "description",
+    "url",
+    "state",
+    "revision",
+    "visibility",
+    "lastUpdateTime",
+    "defaultTeamImageUrl",
+];
+
+/// A project read by id, as the project list has it (see [`LISTED_PROJECT_FIELDS`]).
+pub(crate) fn listed_project(project: Value) -> Value {
+    match project {
+        Value::Object(mut map) => {
+            map.retain(|key, _| LISTED_PROJECT_FIELDS.contains(&key.as_str()));
+            Value::Object(map)
+        }
+        other => other,
+    }
+}
+
+/// A pipeline read by id, as `GET _apis/pipelines` lists it: without the `configuration` only
+/// the single read returns.
+pub(crate) fn listed_pipeline(pipeline: Value) -> Value {
+    match pipeline {
+        Value::Object(mut map) => {
+            map.remove("configuration");
+            Value::Object(map)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_project_read_by_id_keeps_only_what_the_list_has() {
+        let full = json!({"id": "p", "name": "P", "url": "u", "state": "wellFormed",
+            "revision": 3, "visibility": "private", "lastUpdateTime": "t",
+            "_links": {"self": {"href": "u"}}, "defaultTeam": {"id": "t"},
+            "capabilities": {"versioncontrol": {}}});
+        assert_eq!(
+            listed_project(full),
+            json!({"id": "p", "name": "P", "url": "u", "state": "wellFormed",
+                "revision": 3, "visibility": "private", "lastUpdateTime": "t"})
+        );
+        assert_eq!(
+            listed_pipeline(json!({"id": 1, "configuration": {"type": "yaml"}})),
+            json!({"id": 1})
+        );
+    }
+
+    #[test]
+    fn list_kinds_get_the_project_fields_their_crawl_adds() {
+        let project = json!({"id": "p", "name": "P"});
+        let build = project_list_item("build", json!({"id": 1}), &project);
+        assert_eq!(
+            build,
+            json!({"id": 1, "__projectId": "p", "__project": project})
+        );
+        let pipeline = project_list_item("pipeline", json!({"id": 1}), &project);
+        assert_eq!(pipeline, json!({"id": 1, "__projectId": "p"}));
+        let environment = project_list_item("environment", json!({"id": 1}), &project);
+        assert_eq!(environment, json!({"id": 1}));
+    }
+}

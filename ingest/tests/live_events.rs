@@ -1,0 +1,693 @@
+//! Live events of builds, pipelines, releases and Advanced Security alerts, end to end at
+//! ingest level: an envelope built from the simulator's objects is posted to the webhook
+//! receiver, and the raw events on the bus are checked for kind, action and enrichment;
+//! deletes on 404, the alert `criteria` filter, kinds the mapping does not ask for, the
+//! same items as a crawl of the same objects, and the organization each event came from.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::crawler::{Crawler, KindPlan};
+use adoport_ingest::live_events::LiveKinds;
+use adoport_ingest::organizations::Organizations;
+use adoport_ingest::webhook::{WEBHOOK_PATH, WebhookState, router};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_shared::messages::{RawAction, RawEvent, ResyncId, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    sim: AdoSim,
+    client: AdoClient,
+    url: String,
+    http: reqwest::Client,
+    /// The raw queue's consumer (only the first organization's harness has it: one queue).
+    deliveries: Option<Subscription>,
+    shutdown: CancellationToken,
+}
+
+fn plans(kinds: &[(&str, Value)]) -> Vec<KindPlan> {
+    kinds
+        .iter()
+        .map(|(kind, selector)| KindPlan {
+            kind: kind.to_string(),
+            selectors: vec![selector.as_object().cloned().unwrap_or_default()],
+        })
+        .collect()
+}
+
+fn client_of(sim: &AdoSim, shutdown: &CancellationToken) -> AdoClient {
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: Default::default(),
+    };
+    AdoClient::new(&access, 8, shutdown.clone()).expect("client")
+}
+
+/// The simulator, and a webhook receiver for a mapping with `kinds` (kind, selector).
+async fn harness(kinds: &[(&str, Value)]) -> Harness {
+    let sim = AdoSim::start(AdoSimConfig::default())
+        .await
+        .expect("simulator starts");
+    harness_of(vec![sim], kinds).await.remove(0)
+}
+
+/// One harness per simulated organization, all posting to one receiver that reads each
+/// organization with its own client.
+async fn harness_of(sims: Vec<AdoSim>, kinds: &[(&str, Value)]) -> Vec<Harness> {
+    let shutdown = CancellationToken::new();
+    let clients: Vec<AdoClient> = sims.iter().map(|s| client_of(s, &shutdown)).collect();
+    let bus = Bus::memory(Topology::new("live.", 2), shutdown.clone());
+    let mut deliveries = vec![Some(
+        bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe"),
+    )];
+    deliveries.resize_with(sims.len(), || None);
+    let state = std::sync::Arc::new(WebhookState {
+        bus,
+        organizations: Organizations::new(clients.clone()),
+        secret: None,
+        excluded_tags: Vec::new(),
+        actions: None,
+        plan: plans(kinds),
+        live_kinds: LiveKinds::new(plans(kinds)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}{WEBHOOK_PATH}",
+        listener.local_addr().expect("address")
+    );
+    let app = router(state, 4 * 1024 * 1024);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    sims.into_iter()
+        .zip(clients)
+        .zip(deliveries)
+        .map(|((sim, client), deliveries)| Harness {
+            sim,
+            client,
+            url: url.clone(),
+            http: reqwest::Client::new(),
+            deliveries,
+            shutdown: shutdown.clone(),
+        })
+        .collect()
+}
+
+impl Harness {
+    /// Posts `envelope` and returns the answer's status and body.
+    async fn post(&self, envelope: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(&self.url)
+            .json(envelope)
+            .send()
+            .await
+            .expect("webhook answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Posts `envelope`, expects 200, and returns the raw events it queued (as many as the
+    /// answer's `eventIds` says, in publication order).
+    async fn deliver(&mut self, envelope: &Value) -> Vec<RawEvent> {
+        let (status, body) = self.post(envelope).await;
+        assert_eq!(status, 200, "{body}");
+        let count = body["eventIds"].as_array().map_or(0, Vec::len);
+        let mut events = Vec::new();
+        for _ in 0..count {
+            let consumer = self
+                .deliveries
+                .as_mut()
+                .expect("the first organization's harness consumes the raw queue");
+            let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            events.push(decode::<RawEvent>(&delivery.body).expect("raw event"));
+            delivery.ack().await.expect("ack");
+        }
+        events
+    }
+
+    fn project_id(&self, index: usize) -> String {
+        self.sim.projects()[index]["id"]
+            .as_str()
+            .expect("project id")
+            .to_string()
+    }
+
+    /// Crawls `kinds` with the harness's client and returns the items published per kind.
+    async fn crawl(&self, kinds: &[(&str, Value)]) -> BTreeMap<String, Vec<Value>> {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("live-crawl.", 2), shutdown);
+        let mut deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+        let crawler = Crawler::new(self.client.clone(), bus, 50);
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            crawler.crawl(ResyncId::new(), &plans(kinds)),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for _ in 0..events {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            let event: RawEvent = decode(&delivery.body).expect("raw event");
+            items.entry(event.kind).or_default().extend(event.items);
+            delivery.ack().await.expect("ack");
+        }
+        items
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.sim.shutdown().await;
+    }
+}
+
+fn only(events: &[RawEvent], kind: &str) -> RawEvent {
+    let found: Vec<&RawEvent> = events.iter().filter(|e| e.kind == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} event in {events:?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
+    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
+    let project = h.project_id(0);
+    let events = h.deliver(&h.sim.build_complete_event(&project, 2)).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let build = only(&events, "build");
+    assert_eq!(build.action, RawAction::Upsert);
+    let item = &build.items[0];
+    assert_eq!(item["id"], 2);
+    assert_eq!(item["__projectId"], project.as_str());
+    assert_eq!(item["__project"]["id"], project.as_str());
+    assert!(item["__project"]["name"].is_string(), "{item}");
+    assert_eq!(item["__organizationUrl"], h.sim.organization_url().as_str());
+    let runs = only(&events, "test-run");
+    assert_eq!(runs.items.len(), 1);
+    assert_eq!(runs.items[0]["id"], 2);
+    assert_eq!(runs.items[0]["build"]["id"], "2");
+    assert_eq!(
+        runs.items[0]["__testResults"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        h.sim
+            .requests()
+            .get("GET /{org}/{project}/_apis/test/runs/{runId}/results")
+            .copied(),
+        Some(1)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn test_runs_go_without_results_when_the_selector_says_so() {
+    let mut h = harness(&[("test-run", json!({"includeResults": false}))]).await;
+    let project = h.project_id(1);
+    let events = h.deliver(&h.sim.build_complete_event(&project, 1)).await;
+    let runs = only(&events, "test-run");
+    assert_eq!(runs.items[0]["id"], 1);
+    assert!(runs.items[0].get("__testResults").is_none());
+    assert_eq!(events.len(), 1, "no build kind in the mapping: {events:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_build_that_is_gone_is_deleted_with_its_project() {
+    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
+    let project = h.project_id(0);
+    let events = h.deliver(&h.sim.build_complete_event(&project, 999)).await;
+    assert_eq!(events.len(), 1, "no test runs for a gone build: {events:?}");
+    let build = only(&events, "build");
+    assert_eq!(build.action, RawAction::Delete);
+    assert_eq!(build.items[0]["id"], 999);
+    assert_eq!(build.items[0]["__project"]["id"], project.as_str());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
+    let mut h = harness(&[("pipeline-run", json!({}))]).await;
+    let project = h.project_id(0);
+    let envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        2,
+        4,
+        None,
+    );
+    let events = h.deliver(&envelope).await;
+    let run = only(&events, "pipeline-run");
+    assert_eq!(run.action, RawAction::Upsert);
+    assert_eq!(run.items[0]["id"], 4);
+    assert_eq!(run.items[0]["state"], "completed");
+    assert_eq!(run.items[0]["__project"]["id"], project.as_str());
+    assert_eq!(run.items[0]["__pipeline"]["id"], 2);
+    assert!(run.items[0]["__pipeline"]["name"].is_string());
+
+    // A run Azure DevOps no longer has: deleted with the identifier's fields.
+    let gone = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        2,
+        1,
+        None,
+    );
+    let events = h.deliver(&gone).await;
+    let run = only(&events, "pipeline-run");
+    assert_eq!(run.action, RawAction::Delete);
+    assert_eq!(run.items[0]["id"], 1);
+    assert_eq!(run.items[0]["__project"], json!({"id": project}));
+    assert_eq!(run.items[0]["__pipeline"], json!({"id": 2}));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stage_job_and_approval_events_publish_the_stage_record() {
+    let mut h = harness(&[("pipeline-stage", json!({}))]).await;
+    let project = h.project_id(2);
+    for event_type in [
+        "ms.vss-pipelines.stage-state-changed-event",
+        "ms.vss-pipelines.job-state-changed-event",
+        "ms.vss-pipelinechecks-events.approval-pending",
+        "ms.vss-pipelinechecks-events.approval-completed",
+    ] {
+        let envelope = h
+            .sim
+            .pipeline_event(event_type, &project, 2, 5, Some("Deploy"));
+        let events = h.deliver(&envelope).await;
+        let stage = only(&events, "pipeline-stage");
+        assert_eq!(stage.action, RawAction::Upsert, "{event_type}");
+        let record = &stage.items[0];
+        assert_eq!(record["type"], "Stage", "{event_type}");
+        assert_eq!(record["name"], "Deploy", "{event_type}");
+        assert_eq!(record["id"], envelope["resource"]["stage"]["id"]);
+        assert_eq!(record["__build"]["id"], 5);
+        assert_eq!(record["__project"]["id"], project.as_str());
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_event_updates_a_pipeline_only_when_it_names_one() {
+    let mut h = harness(&[("pipeline", json!({}))]).await;
+    let project = h.project_id(0);
+    // As documented: a check configuration on an agent queue, no pipeline.
+    let (status, body) = h
+        .post(&h.sim.check_updated_event(&project, "queue", "1", 1))
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    let events = h
+        .deliver(&h.sim.check_updated_event(&project, "pipeline", "2", 9))
+        .await;
+    let pipeline = only(&events, "pipeline");
+    assert_eq!(pipeline.items[0]["id"], 2);
+    assert_eq!(pipeline.items[0]["__projectId"], project.as_str());
+    assert_eq!(
+        h.sim
+            .requests()
+            .get("GET /{org}/{project}/_apis/pipelines/{pipelineId}")
+            .copied(),
+        Some(1),
+        "the check configuration id (9) is never read as a pipeline id"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn release_events_publish_the_release_and_its_definition() {
+    let mut h = harness(&[("release", json!({})), ("release-definition", json!({}))]).await;
+    let project = h.project_id(0);
+    let events = h
+        .deliver(
+            &h.sim
+                .release_event("ms.vss-release.release-created-event", &project, 2),
+        )
+        .await;
+    assert_eq!(events.len(), 2);
+    let release = only(&events, "release");
+    assert_eq!(release.items[0]["id"], 2);
+    assert_eq!(release.items[0]["projectReference"]["id"], project.as_str());
+    let definition = only(&events, "release-definition");
+    assert_eq!(definition.items[0]["id"], 1);
+    assert_eq!(definition.items[0]["__project"]["id"], project.as_str());
+
+    let events = h
+        .deliver(
+            &h.sim
+                .release_event("ms.vss-release.release-abandoned-event", &project, 99),
+        )
+        .await;
+    let release = only(&events, "release");
+    assert_eq!(release.action, RawAction::Delete);
+    assert_eq!(release.items[0]["id"], 99);
+    assert_eq!(release.items[0]["projectReference"]["id"], project.as_str());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deployment_events_publish_the_deployment_of_that_release_environment() {
+    let mut h = harness(&[("release-deployment", json!({}))]).await;
+    let project = h.project_id(1);
+    for event_type in [
+        "ms.vss-release.deployment-started-event",
+        "ms.vss-release.deployment-completed-event",
+    ] {
+        let events = h
+            .deliver(&h.sim.deployment_event(event_type, &project, 3))
+            .await;
+        let deployment = only(&events, "release-deployment");
+        assert_eq!(deployment.action, RawAction::Upsert);
+        assert_eq!(deployment.items[0]["id"], 3);
+        assert_eq!(deployment.items[0]["release"]["id"], 3);
+    }
+    let events = h
+        .deliver(
+            &h.sim
+                .deployment_event("ms.vss-release.deployment-completed-event", &project, 42),
+        )
+        .await;
+    let gone = only(&events, "release-deployment");
+    assert_eq!(gone.action, RawAction::Delete);
+    assert_eq!(gone.items[0]["id"], 42);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
+    let mut h = harness(&[(
+        "advanced-security-alert",
+        json!({"criteria": {"states": ["active"]}}),
+    )])
+    .await;
+    let repository = h.sim.repositories()[0].clone();
+    let repository_id = repository["id"].as_str().expect("id").to_string();
+    let project = repository["project"]["id"]
+        .as_str()
+        .expect("project")
+        .to_string();
+
+    // Alert 1 is active: upserted with the crawler's enrichment.
+    let events = h
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-created-event", &repository_id, 1),
+        )
+        .await;
+    let alert = only(&events, "advanced-security-alert");
+    assert_eq!(alert.action, RawAction::Upsert);
+    assert_eq!(alert.items[0]["alertId"], 1);
+    assert_eq!(alert.items[0]["state"], "active");
+    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
+    assert_eq!(alert.items[0]["__projectId"], project.as_str());
+
+    // Dismissed since: it no longer matches the selector, so it is deleted.
+    h.sim.set_alert_state(&repository_id, 1, "dismissed");
+    let events = h
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-state-changed-event", &repository_id, 1),
+        )
+        .await;
+    let alert = only(&events, "advanced-security-alert");
+    assert_eq!(alert.action, RawAction::Delete);
+    assert_eq!(alert.items[0]["alertId"], 1);
+    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
+
+    // An alert Azure DevOps no longer has is deleted too.
+    let events = h
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-updated-event", &repository_id, 99),
+        )
+        .await;
+    assert_eq!(
+        only(&events, "advanced-security-alert").action,
+        RawAction::Delete
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
+    let mut h = harness(&[("work-item", json!({}))]).await;
+    let project = h.project_id(0);
+    let before = h.sim.total_requests();
+    for envelope in [
+        h.sim.build_complete_event(&project, 2),
+        h.sim.pipeline_event(
+            "ms.vss-pipelines.run-state-changed-event",
+            &project,
+            1,
+            1,
+            None,
+        ),
+        h.sim
+            .release_event("ms.vss-release.release-created-event", &project, 1),
+    ] {
+        let (status, body) = h.post(&envelope).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    }
+    assert_eq!(h.sim.total_requests(), before, "nothing was read");
+    assert!(
+        h.deliver(&h.sim.build_complete_event(&project, 2))
+            .await
+            .is_empty()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_without_the_ids_it_needs_is_refused() {
+    let h = harness(&[("pipeline-run", json!({}))]).await;
+    let mut envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &h.project_id(0),
+        1,
+        1,
+        None,
+    );
+    envelope["resource"] = json!({"pipeline": {"id": 1}});
+    let (status, body) = h.post(&envelope).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("resource.run.id")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+/// A reference payload of the Python integration's compatibility material.
+fn reference_payload(name: &str) -> Value {
+    let path = format!(
+        "{}/../../shared/reference/ocean-azure-devops/webhooks/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("reference payload is JSON")
+}
+
+#[tokio::test]
+async fn reference_payloads_are_read_field_by_field() {
+    // Their objects do not exist in the simulator: each becomes a delete built from the
+    // payload's own ids, which shows the fields are read where the real payloads carry them.
+    let mut h = harness(&[
+        ("build", json!({})),
+        ("test-run", json!({})),
+        ("pipeline-run", json!({})),
+        ("release-deployment", json!({})),
+        ("advanced-security-alert", json!({})),
+    ])
+    .await;
+    let project = "22222222-2222-2222-2222-222222222222";
+    let cases = [
+        (
+            "build.complete",
+            "build",
+            json!({"id": 987, "__projectId": project, "__project": {"id": project}}),
+        ),
+        (
+            "ms.vss-pipelines.run-state-changed-event",
+            "pipeline-run",
+            json!({"id": 987, "__project": {"id": project}, "__pipeline": {"id": 12}}),
+        ),
+        (
+            "ms.vss-release.deployment-completed-event",
+            "release-deployment",
+            json!({"id": 31, "release": {"id": 18}, "projectReference": {"id": project}}),
+        ),
+        (
+            "ms.vss-alerts.alert-state-changed-event",
+            "advanced-security-alert",
+            json!({"alertId": 77, "__repositoryId": "11111111-1111-1111-1111-111111111111", "__projectId": project}),
+        ),
+    ];
+    for (name, kind, identity) in cases {
+        let events = h.deliver(&reference_payload(name)).await;
+        assert_eq!(events.len(), 1, "{name}: {events:?}");
+        let event = only(&events, kind);
+        assert_eq!(event.action, RawAction::Delete, "{name}");
+        let mut item = event.items[0].clone();
+        if let Value::Object(map) = &mut item {
+            map.retain(|k, _| !k.starts_with("__organization"));
+        }
+        assert_eq!(item, identity, "{name}");
+    }
+    h.stop().await;
+}
+
+/// Finds the crawled item of `kind` whose `key` fields equal the live item's.
+fn crawled_twin<'a>(
+    crawled: &'a BTreeMap<String, Vec<Value>>,
+    kind: &str,
+    live: &Value,
+    keys: &[&str],
+) -> &'a Value {
+    crawled[kind]
+        .iter()
+        .find(|c| keys.iter().all(|k| c.pointer(k) == live.pointer(k)))
+        .unwrap_or_else(|| panic!("no crawled {kind} like {live}"))
+}
+
+#[tokio::test]
+async fn a_live_item_is_the_crawled_item_of_the_same_object() {
+    let kinds = [
+        ("build", json!({"enrichWithFirstCommit": true})),
+        ("test-run", json!({"codeCoverage": {"flags": 2}})),
+        ("pipeline-run", json!({})),
+        ("pipeline-stage", json!({})),
+        ("advanced-security-alert", json!({})),
+    ];
+    let mut h = harness(&kinds).await;
+    let crawled = h.crawl(&kinds).await;
+    let project = h.project_id(1);
+
+    let events = h.deliver(&h.sim.build_complete_event(&project, 2)).await;
+    let build = &only(&events, "build").items[0];
+    assert!(build["__firstCommit"].is_object(), "{build}");
+    assert_eq!(
+        build,
+        crawled_twin(&crawled, "build", build, &["/id", "/__projectId"])
+    );
+    let run = &only(&events, "test-run").items[0];
+    assert!(
+        run["__testResults"].is_array() && run["__codeCoverage"].is_object(),
+        "{run}"
+    );
+    assert_eq!(
+        run,
+        crawled_twin(&crawled, "test-run", run, &["/id", "/project/id"])
+    );
+
+    let envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        2,
+        4,
+        None,
+    );
+    let events = h.deliver(&envelope).await;
+    let pipeline_run = &only(&events, "pipeline-run").items[0];
+    assert_eq!(
+        pipeline_run,
+        crawled_twin(
+            &crawled,
+            "pipeline-run",
+            pipeline_run,
+            &["/id", "/__project/id"]
+        )
+    );
+
+    let envelope = h.sim.pipeline_event(
+        "ms.vss-pipelines.stage-state-changed-event",
+        &project,
+        2,
+        5,
+        Some("Deploy"),
+    );
+    let events = h.deliver(&envelope).await;
+    let stage = &only(&events, "pipeline-stage").items[0];
+    assert_eq!(
+        stage,
+        crawled_twin(&crawled, "pipeline-stage", stage, &["/id", "/__project/id"])
+    );
+
+    let repository_id = h.sim.repositories()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let events = h
+        .deliver(
+            &h.sim
+                .alert_event("ms.vss-alerts.alert-created-event", &repository_id, 2),
+        )
+        .await;
+    let alert = &only(&events, "advanced-security-alert").items[0];
+    assert_eq!(
+        alert,
+        crawled_twin(
+            &crawled,
+            "advanced-security-alert",
+            alert,
+            &["/alertId", "/__repositoryId"]
+        )
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_is_read_from_the_organization_it_came_from() {
+    let configs = ["org-a", "org-b"]
+        .map(|organization| AdoSimConfig {
+            organization: organization.to_string(),
+            ..AdoSimConfig::default()
+        })
+        .to_vec();
+    let sims = AdoSim::start_organizations(configs)
+        .await
+        .expect("simulators start");
+    let mut harnesses = harness_of(sims, &[("pipeline-run", json!({}))]).await;
+    let b = harnesses.pop().expect("org-b");
+    let mut a = harnesses.pop().expect("org-a");
+    let project = b.project_id(0);
+    let mut envelope = b.sim.pipeline_event(
+        "ms.vss-pipelines.run-state-changed-event",
+        &project,
+        1,
+        2,
+        None,
+    );
+    envelope["resourceContainers"]["account"]["baseUrl"] =
+        json!(format!("{}/", b.sim.organization_url()));
+    let (a_before, b_before) = (a.sim.total_requests(), b.sim.total_requests());
+    let events = a.deliver(&envelope).await;
+    let run = &only(&events, "pipeline-run").items[0];
+    assert_eq!(run["__project"]["id"], project.as_str());
+    assert_eq!(run["__organizationUrl"], b.sim.organization_url().as_str());
+    assert_eq!(a.sim.total_requests(), a_before, "org-a was not read");
+    assert!(b.sim.total_requests() > b_before);
+    b.stop().await;
+    a.stop().await;
+}
