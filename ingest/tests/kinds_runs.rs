@@ -271,7 +271,7 @@ async fn builds_carry_their_earliest_commit_or_their_source_commit() {
         PROJECTS * 7
     );
     assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/git/repositories/{repositoryId}/commits/{commitId}"),
+        h.requests("GET /{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}"),
         PROJECTS
     );
     h.sim.shutdown().await;

@@ -346,7 +346,13 @@ impl AdoClient {
     ) -> Result<JsonResponse, AdoError> {
         let bearer = self.bearer().await?;
         match self
-            .send_once(reqwest::Method::POST, url, query, Some(body), bearer.as_ref())
+            .send_once(
+                reqwest::Method::POST,
+                url,
+                query,
+                Some(body),
+                bearer.as_ref(),
+            )
             .await
         {
             Ok(response) => Ok(response),

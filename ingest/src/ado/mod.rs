@@ -17,8 +17,8 @@ use serde_json::Value;
 pub use auth::{AdoAuth, TokenProvider};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::AdoError;
-pub use runs::ADVANCED_SECURITY_API_VERSION;
 pub use git_content::{GitVersion, Recursion, WikiPageRef};
+pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;

@@ -16,8 +16,8 @@
 pub(crate) mod files;
 pub(crate) mod folders;
 mod git;
-mod identity;
 mod glob;
+mod identity;
 pub(crate) mod items;
 mod pipelines;
 mod releases;

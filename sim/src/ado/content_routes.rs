@@ -562,12 +562,12 @@ async fn get_commit(
     match held {
         Some(commit) => ok_json(commit),
         // Builds' source commits live in the pipelines model (see `runs`).
-        None => match super::runs::get_commit(State(Arc::clone(&state)), Path(params), headers)
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        },
+        None => {
+            match super::runs::get_commit(State(Arc::clone(&state)), Path(params), headers).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            }
+        }
     }
 }
 

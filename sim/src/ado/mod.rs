@@ -36,14 +36,14 @@
 //! `TF401180` pull request, `TF401174` file).
 
 mod auth;
-mod directory;
 pub mod content;
 mod content_routes;
+mod directory;
 mod error;
+mod identities;
 mod limit;
 mod live;
 mod organizations;
-mod identities;
 mod pipeline_runs;
 pub mod pipelines;
 mod routes;

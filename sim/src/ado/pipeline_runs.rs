@@ -5,7 +5,7 @@
 //! | key | answer |
 //! |---|---|
 //! | `POST /{org}/{project}/_apis/pipelines/{pipelineId}/runs` | `{resources?: {repositories: {self: {refName}}}, templateParameters?, variables?: {name: {value}}}` → 200 the run (`state: inProgress`, `_links.web.href`); 404 `PipelineNotFoundException` for an unknown pipeline, 400 `PipelineValidationException` for a branch the repository does not have |
-//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | one run (`state`, `result` once completed), 404 `PipelineRunNotFoundException` |
+//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | served by `runs`, which answers these runs too (`state`, `result` once completed) |
 //!
 //! Branches a run may name: `refs/heads/main` and the source branches of the project's pull
 //! requests (the refs the simulator serves).
@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::error::{AdoError, ado_json};
@@ -54,15 +54,10 @@ pub(crate) struct PipelineRuns {
 }
 
 pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
-            post(run_pipeline),
-        )
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",
-            get(get_run),
-        )
+    Router::new().route(
+        "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
+        post(run_pipeline),
+    )
 }
 
 fn pipeline_not_found(id: &str) -> Response {
@@ -183,32 +178,24 @@ async fn run_pipeline(
     Ok(ok_json(answer))
 }
 
-async fn get_run(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let pipeline = params.get("pipelineId").cloned().unwrap_or_default();
-    let run_id = params.get("runId").cloned().unwrap_or_default();
+/// A run started through the API, as `GET …/pipelines/{pipelineId}/runs/{runId}` returns it;
+/// `None` for any other run (`runs` serves the route and answers the seeded runs).
+pub(super) fn started_run(
+    state: &AdoState,
+    organization_url: &str,
+    project: &Project,
+    pipeline: &str,
+    run_id: &str,
+) -> Option<Value> {
     let runs = lock(&state.pipeline_runs);
-    let found = runs.runs.iter().find(|run| {
-        run.project_id == project.id
-            && run.pipeline_id.to_string() == pipeline
-            && run.id.to_string() == run_id
-    });
-    match found {
-        Some(run) => Ok(ok_json(run_json(&urls.organization_url, project, run))),
-        None => Ok(ado_json(
-            StatusCode::NOT_FOUND,
-            &format!("Pipeline run with id {run_id} not found in pipeline {pipeline}."),
-            "Microsoft.Azure.Pipelines.WebApi.PipelineRunNotFoundException, Microsoft.Azure.Pipelines.WebApi",
-            "PipelineRunNotFoundException",
-            3000,
-        )),
-    }
+    runs.runs
+        .iter()
+        .find(|run| {
+            run.project_id == project.id
+                && run.pipeline_id.to_string() == pipeline
+                && run.id.to_string() == run_id
+        })
+        .map(|run| run_json(organization_url, project, run))
 }
 
 impl AdoSim {

@@ -640,6 +640,16 @@ async fn get_run(
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
+    // Runs started through the API (the `trigger_pipeline` action) first.
+    if let Some(run) = super::pipeline_runs::started_run(
+        &state,
+        &urls.organization_url,
+        project,
+        params.get("pipelineId").map_or("", String::as_str),
+        params.get("runId").map_or("", String::as_str),
+    ) {
+        return Ok(ok_json(run));
+    }
     let Some(pipeline) =
         number(&params, "pipelineId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
     else {
@@ -719,7 +729,12 @@ pub(super) async fn get_commit(
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
     let project = project(&org, &params)?;
-    let id = params.get("repositoryId").cloned().unwrap_or_default();
+    // `content_routes` serves the route (its parameter is `repository`).
+    let id = params
+        .get("repositoryId")
+        .or_else(|| params.get("repository"))
+        .cloned()
+        .unwrap_or_default();
     let repository = org
         .repository(Some(project), &id)
         .ok_or(AdoError::RepositoryNotFound { repository: id })?;
