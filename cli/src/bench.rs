@@ -60,20 +60,25 @@ fn entity_writes(port: &PortSim) -> u64 {
 const INCLUDED_FILES: usize = 2;
 
 /// Fewest Azure DevOps requests for a crawl of the simulated organization: project pages, one
-/// read per project (for `defaultTeam`), one repository list per project, and one read per
+/// read per project (for `defaultTeam`), one repository list per project, one read per
 /// included file of each repository that has a default branch (the items API serves one
-/// file's content per request).
+/// file's content per request), and one read of the GitOps spec (`port.yml`, the default
+/// `specPath`) per enabled repository.
 fn min_ado_requests(ado: &AdoSim) -> u64 {
     let projects = ado.projects().len();
-    let with_branch = ado
-        .repositories()
+    let repositories = ado.repositories();
+    let with_branch = repositories
         .iter()
         .filter(|r| r.get("defaultBranch").is_some_and(|b| !b.is_null()))
+        .count();
+    let enabled = repositories
+        .iter()
+        .filter(|r| r.get("isDisabled") != Some(&serde_json::Value::Bool(true)))
         .count();
     let pages = projects
         .div_ceil(adoport_ingest::ado::PROJECTS_PAGE_SIZE)
         .max(1);
-    (pages + 2 * projects + INCLUDED_FILES * with_branch) as u64
+    (pages + 2 * projects + INCLUDED_FILES * with_branch + enabled) as u64
 }
 
 /// Fewest Port requests: one token, then bulk upserts of 20 per blueprint.

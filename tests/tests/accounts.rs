@@ -277,9 +277,10 @@ async fn two_organizations_land_their_entities_and_one_failing_deletes_nothing()
         .await
         .expect("request");
     let report = world.resync_settled().await;
+    // Every kind, GitOps specs (read from each repository on a resync) included.
     assert_eq!(
         report.failed_kinds(),
-        vec!["project", "repository"],
+        vec!["gitops", "project", "repository"],
         "{report:?}"
     );
     let failure = report.kinds["project"].failure.clone().unwrap_or_default();
