@@ -122,7 +122,6 @@ impl Default for CrawlLimits {
 
 /// Kinds read repository by repository, from the repository list.
 const REPOSITORY_DERIVED_KINDS: &[&str] = &[
-    adoport_shared::messages::GITOPS_KIND,
     "repository-policy",
     "pull-request",
     "branch",

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError, GitVersion};
 use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
-use crate::kinds::text;
+use crate::kinds::{Pages, text};
 use crate::webhook::{WebhookError, WebhookState};
 use adoport_shared::bus::{Destination, Outgoing};
 use adoport_shared::messages::{
@@ -375,36 +375,68 @@ impl Crawler {
         };
         // The kind's series exists (at 0) even when no repository has a spec.
         self.resync_stats.crawled(GITOPS_KIND, 0);
-        let units = self.healthy_repository_units(cache).await?;
         let gitops = &gitops;
+        if cache.repositories.is_some() || cache.keep_repositories {
+            // Another kind of this resync holds the repository list: read it from there.
+            let units = self.healthy_repository_units(cache).await?;
+            return self
+                .fan_out(
+                    resync_id,
+                    GITOPS_KIND,
+                    units,
+                    report,
+                    |repository, pages| async move {
+                        self.gitops_specs_of(gitops, repository, &pages).await
+                    },
+                )
+                .await;
+        }
+        // Otherwise list each project's repositories as its specs are read, so that the
+        // organization's repository list is never held (memory stays flat).
+        let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
             GITOPS_KIND,
             units,
             report,
-            |repository, pages| async move {
-                let (Some(id), Some(project)) = (
-                    text(&repository, "id"),
-                    repository.pointer("/project/id").and_then(Value::as_str),
-                ) else {
-                    return Ok(());
-                };
-                let version = GitVersion::Branch(gitops.tracked_ref(&repository));
-                let read = match read_specs(&self.client, gitops, project, id, &version).await {
-                    // The tracked branch does not exist in this repository: nothing to read.
-                    Err(AdoError::NotFound { .. }) => return Ok(()),
-                    other => other?,
-                };
-                for broken in &read.broken {
-                    tracing::warn!(
-                        repository = id, path = %broken.path, branch = ?version, error = %broken.error,
-                        "GitOps spec does not parse; its entities are left as they are"
-                    );
+            |project, pages| async move {
+                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let repositories = self.client.repositories(&project_id).await?;
+                for (_, repository) in crate::kinds::repository_units(&repositories) {
+                    self.gitops_specs_of(gitops, repository, &pages).await?;
                 }
-                pages.send(read.entities.into_values().collect()).await
+                Ok(())
             },
         )
         .await
+    }
+
+    /// Reads the specs of one repository's tracked branch and sends their entities.
+    async fn gitops_specs_of(
+        &self,
+        gitops: &GitopsPlan,
+        repository: Value,
+        pages: &Pages,
+    ) -> Result<(), AdoError> {
+        let (Some(id), Some(project)) = (
+            text(&repository, "id"),
+            repository.pointer("/project/id").and_then(Value::as_str),
+        ) else {
+            return Ok(());
+        };
+        let version = GitVersion::Branch(gitops.tracked_ref(&repository));
+        let read = match read_specs(&self.client, gitops, project, id, &version).await {
+            // The tracked branch does not exist in this repository: nothing to read.
+            Err(AdoError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        for broken in &read.broken {
+            tracing::warn!(
+                repository = id, path = %broken.path, branch = ?version, error = %broken.error,
+                "GitOps spec does not parse; its entities are left as they are"
+            );
+        }
+        pages.send(read.entities.into_values().collect()).await
     }
 }
 

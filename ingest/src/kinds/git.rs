@@ -35,7 +35,8 @@ fn healthy(repository: &Value) -> bool {
     !disabled && !matches!(state, "deleted" | "deleting" | "new" | "createPending")
 }
 
-fn repository_units(repositories: &[Value]) -> Vec<(String, Value)> {
+/// The healthy repositories of a list as fan-out units (label = repository name).
+pub(crate) fn repository_units(repositories: &[Value]) -> Vec<(String, Value)> {
     repositories
         .iter()
         .filter(|r| healthy(r))

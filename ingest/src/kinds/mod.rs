@@ -28,6 +28,8 @@ mod test_runs;
 pub(crate) mod wikis;
 mod work;
 
+pub(crate) use git::repository_units;
+
 use std::future::Future;
 use std::sync::Mutex;
 
