@@ -108,7 +108,7 @@ impl Harness {
             .expect("bind");
         let address = listener.local_addr().expect("address");
         tokio::spawn(async move {
-            axum::serve(listener, webhook::router(state, 1 << 20))
+            axum::serve(listener, webhook::router(state, webhook::WebhookLimits::default()))
                 .await
                 .expect("serve")
         });

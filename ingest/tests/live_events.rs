@@ -11,7 +11,7 @@ use adoport_ingest::ado::AdoClient;
 use adoport_ingest::crawler::{Crawler, KindPlan};
 use adoport_ingest::live_events::LiveKinds;
 use adoport_ingest::organizations::Organizations;
-use adoport_ingest::webhook::{WEBHOOK_PATH, WebhookState, router};
+use adoport_ingest::webhook::{WEBHOOK_PATH, WebhookLimits, WebhookState, router};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
 use adoport_shared::messages::{RawAction, RawEvent, ResyncId, decode};
@@ -84,7 +84,7 @@ async fn harness_of(sims: Vec<AdoSim>, kinds: &[(&str, Value)]) -> Vec<Harness> 
         "http://{}{WEBHOOK_PATH}",
         listener.local_addr().expect("address")
     );
-    let app = router(state, 4 * 1024 * 1024);
+    let app = router(state, WebhookLimits::default());
     let stop = shutdown.clone();
     tokio::spawn(async move {
         axum::serve(listener, app)
@@ -499,20 +499,25 @@ async fn an_event_without_the_ids_it_needs_is_refused() {
     h.stop().await;
 }
 
-/// A reference payload of the Python integration's compatibility material.
-fn reference_payload(name: &str) -> Value {
+/// The project id the example payloads carry.
+const PAYLOAD_PROJECT: &str = "22222222-2222-2222-2222-222222222222";
+
+/// An example payload of the Python integration's compatibility material (copied into
+/// `tests/fixtures/webhooks`), its project id replaced by `project`.
+fn reference_payload(name: &str, project: &str) -> Value {
     let path = format!(
-        "{}/../../shared/reference/ocean-azure-devops/webhooks/{name}.json",
+        "{}/tests/fixtures/webhooks/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("reference payload is JSON")
+    serde_json::from_str(&text.replace(PAYLOAD_PROJECT, project)).expect("payload is JSON")
 }
 
 #[tokio::test]
 async fn reference_payloads_are_read_field_by_field() {
-    // Their objects do not exist in the simulator: each becomes a delete built from the
-    // payload's own ids, which shows the fields are read where the real payloads carry them.
+    // Their objects do not exist in the simulator (in an existing project): each becomes a
+    // delete built from the payload's own ids, which shows the fields are read where the real
+    // payloads carry them.
     let mut h = harness(&[
         ("build", json!({})),
         ("test-run", json!({})),
@@ -521,7 +526,8 @@ async fn reference_payloads_are_read_field_by_field() {
         ("advanced-security-alert", json!({})),
     ])
     .await;
-    let project = "22222222-2222-2222-2222-222222222222";
+    let project = h.project_id(0);
+    let project = project.as_str();
     let cases = [
         (
             "build.complete",
@@ -545,7 +551,7 @@ async fn reference_payloads_are_read_field_by_field() {
         ),
     ];
     for (name, kind, identity) in cases {
-        let events = h.deliver(&reference_payload(name)).await;
+        let events = h.deliver(&reference_payload(name, project)).await;
         assert_eq!(events.len(), 1, "{name}: {events:?}");
         let event = only(&events, kind);
         assert_eq!(event.action, RawAction::Delete, "{name}");

@@ -391,6 +391,13 @@ pub struct IngestSettings {
     /// Largest webhook body accepted; larger ones get 413.
     #[serde(default = "default_webhook_max_bytes", deserialize_with = "flex::u64")]
     pub webhook_max_bytes: u64,
+    /// Webhook and `/resync` requests served at once (bodies in memory, objects being read);
+    /// more get 503 with `Retry-After`, which Azure DevOps retries.
+    #[serde(
+        default = "default_webhook_max_in_flight",
+        deserialize_with = "flex::u64"
+    )]
+    pub webhook_max_in_flight: u64,
     /// Items per raw event published by the crawler.
     #[serde(default = "default_page_items", deserialize_with = "flex::u64")]
     pub items_per_event: u64,
@@ -412,6 +419,9 @@ fn default_listen() -> String {
 fn default_webhook_max_bytes() -> u64 {
     4 * 1024 * 1024
 }
+fn default_webhook_max_in_flight() -> u64 {
+    32
+}
 fn default_page_items() -> u64 {
     100
 }
@@ -427,6 +437,7 @@ impl Default for IngestSettings {
         Self {
             listen: default_listen(),
             webhook_max_bytes: default_webhook_max_bytes(),
+            webhook_max_in_flight: default_webhook_max_in_flight(),
             items_per_event: default_page_items(),
             max_concurrent_requests: default_ado_concurrency(),
             subscription_check_minutes: default_subscription_check_minutes(),
@@ -709,6 +720,10 @@ impl Settings {
             (
                 "ADOPORT__INGEST__ITEMS_PER_EVENT",
                 self.pipeline.ingest.items_per_event,
+            ),
+            (
+                "ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT",
+                self.pipeline.ingest.webhook_max_in_flight,
             ),
         ] {
             if !(1..=u64::from(u16::MAX)).contains(&value) {
