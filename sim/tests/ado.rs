@@ -438,3 +438,103 @@ async fn single_reads_answer_what_the_lists_hold_and_404_past_them() {
     assert_eq!(missing.status().as_u16(), 404);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn deleted_objects_answer_azure_devops_404s_until_restored() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let repository = sim.repositories()[0].clone();
+    let repository_id = repository["id"].as_str().expect("id").to_string();
+    let project = repository["project"]["id"]
+        .as_str()
+        .expect("project")
+        .to_string();
+    let pull_request = sim
+        .pull_requests()
+        .into_iter()
+        .find(|pr| pr["repository"]["id"] == repository["id"])
+        .expect("a pull request of the repository")["pullRequestId"]
+        .as_u64()
+        .expect("id");
+    let error = |path: String| {
+        let sim = &sim;
+        async move {
+            let answer = get(sim, &format!("{path}?api-version=7.1")).await;
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.expect("JSON error body");
+            (status, body)
+        }
+    };
+    let repo_path = format!("_apis/git/repositories/{repository_id}");
+    let pr_path = format!("_apis/git/pullrequests/{pull_request}");
+    assert!(sim.remove_repository(&repository_id));
+    assert!(!sim.remove_repository(&repository_id), "already in the bin");
+    let (status, body) = error(repo_path.clone()).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["typeKey"], "GitRepositoryNotFoundException");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("TF401019")),
+        "{body}"
+    );
+    let (status, body) = error(pr_path.clone()).await;
+    assert_eq!(
+        (status, body["typeKey"].as_str()),
+        (404, Some("GitPullRequestNotFoundException"))
+    );
+    assert!(sim.restore_repository(&repository_id));
+    assert_eq!(
+        get(&sim, &format!("{repo_path}?api-version=7.1"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        get(&sim, &format!("{pr_path}?api-version=7.1"))
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "restored with its repository"
+    );
+
+    let work_item = "_apis/wit/workitems/1".to_string();
+    assert!(sim.remove_work_item(1));
+    let (status, body) = error(work_item.clone()).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["typeKey"], "WorkItemUnauthorizedAccessException");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("TF401232")),
+        "{body}"
+    );
+    assert!(sim.restore_work_item(1));
+    assert_eq!(
+        get(&sim, &format!("{work_item}?api-version=7.1"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+
+    assert!(sim.remove_project(&project));
+    let (status, body) = error(format!("{project}/_apis/git/repositories")).await;
+    assert_eq!(
+        (status, body["typeKey"].as_str()),
+        (404, Some("ProjectDoesNotExistWithNameException"))
+    );
+    let (status, _) = error(repo_path.clone()).await;
+    assert_eq!(status, 404, "its repositories went with it");
+    assert!(sim.restore_project(&project));
+    assert_eq!(
+        get(&sim, &format!("{repo_path}?api-version=7.1"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(sim.projects().len(), 3);
+    sim.shutdown().await;
+}
