@@ -278,24 +278,25 @@ async fn read_at(
 /// Publishes the GitOps changes of a `git.push` (whose envelope carried `resource`): the specs
 /// at the push's old commit against the specs at the tracked branch's *current head* (what
 /// Azure DevOps holds now), so a late, replayed or forged push never deletes an entity the
-/// branch still describes, nor brings back an older version of one.
+/// branch still describes, nor brings back an older version of one. The ids of the raw events
+/// published.
 pub async fn on_push(
     state: &WebhookState,
     client: &AdoClient,
     delivery_id: &str,
     resource: &Map<String, Value>,
-) -> Result<(), WebhookError> {
+) -> Result<Vec<String>, WebhookError> {
     let Some(plan) = GitopsPlan::of(&state.plan) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let Some(repository) = resource.get("repository") else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let (Some(repository_id), Some(project_id)) = (
         text(repository, "id"),
         repository.pointer("/project/id").and_then(Value::as_str),
     ) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let tracked = plan.tracked_ref(repository);
     let Some(update) = resource
@@ -303,7 +304,7 @@ pub async fn on_push(
         .and_then(Value::as_array)
         .and_then(|updates| updates.iter().find(|u| text(u, "name") == Some(&tracked)))
     else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let failed = |e| ReadFailure::new(GITOPS_KIND, format!("{repository_id} {tracked}"), e);
     let old = text(update, "oldObjectId").unwrap_or(ZERO_OBJECT_ID);

@@ -92,18 +92,18 @@ fn failed(
 }
 
 /// Publishes the `branch`, `file`, `folder` and `wiki` changes of a `git.push` whose envelope
-/// carried `resource`, for the kinds the mapping asks for.
+/// carried `resource`, for the kinds the mapping asks for; the ids of the raw events published.
 pub async fn on_push(
     state: &WebhookState,
     client: &AdoClient,
     event_type: &str,
     delivery_id: &str,
     resource: &Map<String, Value>,
-) -> Result<(), WebhookError> {
+) -> Result<Vec<String>, WebhookError> {
     let plan = state.plan.as_slice();
     let wanted = ["branch", "file", "folder", "wiki"];
     if !wanted.iter().any(|k| plan_of(plan, k).is_some()) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let Some(pushed) = resource.get("repository").filter(|r| r.is_object()) else {
         return Err(WebhookError::Envelope(

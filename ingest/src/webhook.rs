@@ -6,8 +6,9 @@
 //! through the same gate before its body is read ([`router`]): with a `webhookSecret`, missing
 //! or wrong basic-auth credentials get 401 at once (a large body from an unauthenticated caller
 //! is never buffered); then at most [`WebhookLimits::max_in_flight`] requests are served at once
-//! (bodies held, objects read, events published), the next get 503 with `Retry-After`. The
-//! answer tells Azure DevOps what to do:
+//! (bodies held, objects read, events published), the next get 503 with `Retry-After`, and a
+//! request not complete within [`WebhookLimits::request_deadline`] (a trickled body) gets 408.
+//! The answer tells Azure DevOps what to do:
 //! - 200 only after the broker confirmed the raw events (nothing is lost once we said yes);
 //! - 400 for a body that is not a service-hook envelope, 401 when the basic-auth secret is
 //!   wrong or missing (a secret is configured), 413 for an oversized body — none of these is
@@ -56,6 +57,9 @@ pub const RESYNC_PATH: &str = "/resync";
 const HANDLER_DEADLINE: Duration = Duration::from_secs(20);
 /// `Retry-After` (seconds) of a 503 for a request over [`WebhookLimits::max_in_flight`].
 const BUSY_RETRY_AFTER_SECS: u64 = 5;
+/// How long a whole request may take, body upload included (the handler itself answers 503
+/// after [`HANDLER_DEADLINE`]): a caller that trickles its body cannot hold a slot for long.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the receiver needs.
 pub struct WebhookState {
@@ -84,6 +88,9 @@ pub struct WebhookLimits {
     /// Requests (webhooks and `/resync`) served at once; the next get 503 with `Retry-After`.
     /// Memory for bodies stays under `max_in_flight × max_body_bytes`.
     pub max_in_flight: usize,
+    /// How long one request may take, its body upload included; then 408 and its slot is
+    /// free again.
+    pub request_deadline: Duration,
 }
 
 impl WebhookLimits {
@@ -91,6 +98,7 @@ impl WebhookLimits {
         Self {
             max_body_bytes: usize::try_from(settings.webhook_max_bytes).unwrap_or(usize::MAX),
             max_in_flight: usize::try_from(settings.webhook_max_in_flight).unwrap_or(usize::MAX),
+            request_deadline: REQUEST_DEADLINE,
         }
     }
 }
@@ -112,6 +120,8 @@ pub enum WebhookError {
         "{0} requests are being served already (ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT); try again later"
     )]
     Busy(usize),
+    #[error("the request was not complete within {0} s")]
+    TooSlow(u64),
     #[error("body is not JSON: {0}")]
     NotJson(String),
     #[error("not a service-hook envelope: {0}")]
@@ -145,6 +155,7 @@ impl IntoResponse for WebhookError {
             WebhookError::Unauthenticated => StatusCode::UNAUTHORIZED,
             WebhookError::NotJson(_) | WebhookError::Envelope(_) => StatusCode::BAD_REQUEST,
             WebhookError::UnknownOrganization(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WebhookError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             WebhookError::Busy(_) | WebhookError::Unavailable(_) | WebhookError::Upstream(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -209,11 +220,12 @@ fn skipped(event_type: &str, failure: &ReadFailure) -> Response {
 struct Gate {
     secret: Option<Secret>,
     in_flight: Arc<Semaphore>,
-    max_in_flight: usize,
+    limits: WebhookLimits,
 }
 
 /// Credentials first (from the headers alone: the body is not read), then a slot among
-/// [`WebhookLimits::max_in_flight`], held until the answer is ready.
+/// [`WebhookLimits::max_in_flight`], held until the answer is ready or
+/// [`WebhookLimits::request_deadline`] has passed (408).
 async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     if let Some(secret) = &gate.secret
         && let Err(refused) = authenticate(request.headers(), secret)
@@ -221,18 +233,26 @@ async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Re
         return refused.into_response();
     }
     let Ok(_permit) = Arc::clone(&gate.in_flight).try_acquire_owned() else {
-        return WebhookError::Busy(gate.max_in_flight).into_response();
+        return WebhookError::Busy(gate.limits.max_in_flight).into_response();
     };
-    next.run(request).await
+    let deadline = gate.limits.request_deadline;
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => WebhookError::TooSlow(deadline.as_secs()).into_response(),
+    }
 }
 
 /// The router of ingest's HTTP interface: the webhook and the manual resync trigger behind the
 /// [`gate`], and probes.
 pub fn router(state: Arc<WebhookState>, limits: WebhookLimits) -> Router {
+    let limits = WebhookLimits {
+        max_in_flight: limits.max_in_flight.max(1),
+        ..limits
+    };
     let gate_state = Arc::new(Gate {
         secret: state.secret.clone(),
-        in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
-        max_in_flight: limits.max_in_flight.max(1),
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        limits,
     });
     let gated = Router::new()
         .route(WEBHOOK_PATH, post(receive))
@@ -427,13 +447,14 @@ async fn handle(
     }
     let publications = live_events::resolve(client, &state.live_kinds, &envelope.live()).await?;
     let events = raw_events(client, envelope.origin(), publications);
-    let event_ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
-    publish(state, events).await?;
+    let mut event_ids = publish(state, events).await?;
     if envelope.event_type == "git.push" {
         let (event_type, delivery_id) = (&envelope.event_type, &envelope.delivery_id);
-        crate::push_events::on_push(state, client, event_type, delivery_id, &envelope.resource)
-            .await?;
-        crate::gitops::on_push(state, client, delivery_id, &envelope.resource).await?;
+        let pushed =
+            crate::push_events::on_push(state, client, event_type, delivery_id, &envelope.resource);
+        event_ids.extend(pushed.await?);
+        let specs = crate::gitops::on_push(state, client, delivery_id, &envelope.resource);
+        event_ids.extend(specs.await?);
     }
     tracing::debug!(event_type = %envelope.event_type, events = event_ids.len(), "webhook queued");
     let status = if event_ids.is_empty() {
@@ -469,13 +490,14 @@ pub(crate) fn raw_events(
         .collect()
 }
 
-/// Publishes raw events of a webhook and returns when the broker confirmed them all; a broker
-/// that cannot take them is [`WebhookError::Unavailable`] (503). The one place the receiver
-/// publishes.
+/// Publishes raw events of a webhook and returns their ids when the broker confirmed them
+/// all; a broker that cannot take them is [`WebhookError::Unavailable`] (503). The one place the
+/// receiver publishes.
 pub(crate) async fn publish(
     state: &WebhookState,
     events: Vec<RawEvent>,
-) -> Result<(), WebhookError> {
+) -> Result<Vec<String>, WebhookError> {
+    let ids = events.iter().map(|e| e.id.to_string()).collect();
     let messages = events
         .iter()
         .map(|event| Outgoing::new(Destination::Raw, encode(event)))
@@ -484,7 +506,8 @@ pub(crate) async fn publish(
         .bus
         .publish_all(messages)
         .await
-        .map_err(|e| WebhookError::Unavailable(e.to_string()))
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+    Ok(ids)
 }
 
 #[cfg(test)]

@@ -108,9 +108,12 @@ impl Harness {
             .expect("bind");
         let address = listener.local_addr().expect("address");
         tokio::spawn(async move {
-            axum::serve(listener, webhook::router(state, webhook::WebhookLimits::default()))
-                .await
-                .expect("serve")
+            axum::serve(
+                listener,
+                webhook::router(state, webhook::WebhookLimits::default()),
+            )
+            .await
+            .expect("serve")
         });
         format!("http://{address}{}", webhook::WEBHOOK_PATH)
     }
