@@ -325,6 +325,24 @@ impl AdoSim {
             .collect()
     }
 
+    /// Retitles a work item (a new revision, changed now); false if there is none with that id.
+    pub fn set_work_item_title(&self, id: u64, title: &str) -> bool {
+        let found = {
+            let mut org = lock(&self.state.organization);
+            match org.work_items.iter_mut().find(|w| w.id == id) {
+                Some(item) => {
+                    item.title = title.to_string();
+                    item.rev += 1;
+                    item.changed_date = chrono::Utc::now();
+                    true
+                }
+                None => false,
+            }
+        };
+        self.state.traffic.touch();
+        found
+    }
+
     /// Every request naming this project id (in any path segment) gets 403 from now on.
     pub fn forbid_project(&self, project_id: &str) {
         lock(&self.state.forbidden_projects).insert(project_id.to_string());
