@@ -276,11 +276,8 @@ async fn ready(State(state): State<Arc<WebhookState>>) -> StatusCode {
 
 async fn request_resync(State(state): State<Arc<WebhookState>>) -> Result<Response, WebhookError> {
     let request = ResyncRequest::new(ResyncTrigger::Manual);
-    state
-        .bus
-        .publish(Outgoing::new(Destination::ResyncRequest, encode(&request)))
-        .await
-        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+    let message = Outgoing::new(Destination::ResyncRequest, encode(&request));
+    send(&state, vec![message]).await?;
     tracing::info!(resync_id = %request.resync_id, "manual resync requested");
     Ok((
         StatusCode::ACCEPTED,
@@ -490,9 +487,7 @@ pub(crate) fn raw_events(
         .collect()
 }
 
-/// Publishes raw events of a webhook and returns their ids when the broker confirmed them
-/// all; a broker that cannot take them is [`WebhookError::Unavailable`] (503). The one place the
-/// receiver publishes.
+/// Publishes raw events of a webhook and returns their ids once the broker confirmed them all.
 pub(crate) async fn publish(
     state: &WebhookState,
     events: Vec<RawEvent>,
@@ -502,12 +497,19 @@ pub(crate) async fn publish(
         .iter()
         .map(|event| Outgoing::new(Destination::Raw, encode(event)))
         .collect();
+    send(state, messages).await?;
+    Ok(ids)
+}
+
+/// The one place the receiver hands messages to the bus: returns when the broker confirmed
+/// them all; a broker that cannot take them is [`WebhookError::Unavailable`] (503, which Azure
+/// DevOps retries).
+async fn send(state: &WebhookState, messages: Vec<Outgoing>) -> Result<(), WebhookError> {
     state
         .bus
         .publish_all(messages)
         .await
-        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
-    Ok(ids)
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))
 }
 
 #[cfg(test)]
@@ -604,6 +606,15 @@ mod tests {
             type_key: "ProjectDoesNotExistWithNameException".into(),
         };
         assert!(!retry_later(&failure(project_gone)));
+    }
+
+    #[test]
+    fn the_documented_bounds_are_the_defaults() {
+        let limits = WebhookLimits::default();
+        assert_eq!(limits.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(limits.max_in_flight, 32);
+        assert_eq!(limits.request_deadline, Duration::from_secs(30));
+        assert_eq!(BUSY_RETRY_AFTER_SECS, 5);
     }
 
     #[test]
