@@ -959,6 +959,22 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_in_flight_bound_is_read_and_must_be_positive() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.webhook_max_in_flight, 32);
+        let s = settings(&[("ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT", "4")]).expect("valid");
+        assert_eq!(s.pipeline.ingest.webhook_max_in_flight, 4);
+        let error = settings(&[("ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT", "0")])
+            .expect_err("0 serves nothing");
+        assert!(
+            error
+                .to_string()
+                .contains("ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn unknown_ocean_settings_are_reported_not_fatal() {
         let s = settings(&[("OCEAN__LOG_LEVEL_X", "DEBUG")]).expect("valid");
         assert_eq!(s.unused, vec!["OCEAN__LOG_LEVEL_X"]);
