@@ -203,14 +203,7 @@ async fn an_event_azure_devops_will_keep_refusing_is_acknowledged_with_the_reaso
     h.nothing_queued_before_a_sentinel().await;
 
     // Azure DevOps answers 400 for the object.
-    let repository = h.sim.repositories()[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let renamed = h
-        .sim
-        .repository_event("git.repo.renamed", &repository)
-        .expect("event");
+    let (repository, renamed) = h.first_repository_renamed();
     h.sim.fail_next(
         "GET /{org}/_apis/git/repositories/{repository}",
         vec![ScriptedAnswer::status(400)],
@@ -234,14 +227,7 @@ async fn an_event_azure_devops_will_keep_refusing_is_acknowledged_with_the_reaso
 #[tokio::test]
 async fn a_failure_that_may_heal_is_answered_503() {
     let h = harness_with(&[("repository", json!({}))], with_secret()).await;
-    let repository = h.sim.repositories()[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    let renamed = h
-        .sim
-        .repository_event("git.repo.renamed", &repository)
-        .expect("event");
+    let (_, renamed) = h.first_repository_renamed();
     // Every attempt the client makes fails with 500.
     h.sim.fail_next(
         "GET /{org}/_apis/git/repositories/{repository}",

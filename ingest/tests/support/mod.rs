@@ -189,17 +189,23 @@ impl Harness {
         events
     }
 
-    /// Proves nothing was queued since the last event read: a rename of the first repository
-    /// is delivered, and it is the next event on the queue.
-    pub async fn nothing_queued_before_a_sentinel(&mut self) {
+    /// The first repository's id and a `git.repo.renamed` event for it.
+    pub fn first_repository_renamed(&self) -> (String, Value) {
         let repository = self.sim.repositories()[0]["id"]
             .as_str()
             .expect("id")
             .to_string();
-        let sentinel = self
+        let event = self
             .sim
             .repository_event("git.repo.renamed", &repository)
             .expect("the repository exists");
+        (repository, event)
+    }
+
+    /// Proves nothing was queued since the last event read: a rename of the first repository
+    /// is delivered, and it is the next event on the queue.
+    pub async fn nothing_queued_before_a_sentinel(&mut self) {
+        let (repository, sentinel) = self.first_repository_renamed();
         let (status, body) = self.post(&sentinel).await;
         assert_eq!(status, 200, "{body}");
         let next = self.queued(1).await.remove(0);
