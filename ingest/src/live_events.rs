@@ -455,6 +455,27 @@ fn work_item_id(resource: &Value) -> Option<u64> {
     number(resource, &["/workItemId", "/id"])
 }
 
+/// The work item's own project (`System.TeamProject`, a name), whatever project the event
+/// named: the event's project when the names agree (one read, as usual), else read by name.
+async fn work_item_project(
+    cx: &Context<'_>,
+    id: u64,
+    item: &Value,
+    event_project: &str,
+) -> Result<Value, LiveError> {
+    let named = string(item, &["/fields/System.TeamProject"]);
+    let read = cx.client.project(event_project);
+    if let Current::Found(project) = cx.current("work-item", id, read).await?
+        && named.is_none_or(|name| {
+            string(&project, &["/name"]).is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    {
+        return Ok(project);
+    }
+    let name = named.unwrap_or(event_project);
+    cx.context("work-item", id, cx.client.project(name)).await
+}
+
 async fn work_item(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let id = work_item_id(&cx.resource)
         .ok_or_else(|| cx.missing("a numeric resource.workItemId or resource.id"))?;
@@ -462,13 +483,7 @@ async fn work_item(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     Ok(
         match cx.current("work-item", id, cx.client.work_item(id)).await? {
             Current::Found(item) => {
-                // Its own project, whatever project the event named.
-                let project_key = string(&item, &["/fields/System.TeamProject"])
-                    .unwrap_or(&event_project)
-                    .to_string();
-                let project = cx
-                    .context("work-item", id, cx.client.project(&project_key))
-                    .await?;
+                let project = work_item_project(cx, id, &item, &event_project).await?;
                 let project_id = string(&project, &["/id"])
                     .unwrap_or(&event_project)
                     .to_string();

@@ -91,12 +91,18 @@ async fn work_item_deletes_are_read_again_and_the_item_keeps_its_own_project() {
     assert_eq!(item["__projectId"], project.as_str());
     assert_eq!(item["__project"]["id"], project.as_str());
 
-    // An event naming another project cannot hide it (ids are unique in the organization).
-    let mut elsewhere = deleted.clone();
-    elsewhere["resourceContainers"]["project"]["id"] = json!(h.project_id(1));
+    // An event naming another project cannot hide it (ids are unique in the organization),
+    // nor move it: it keeps its own project, found by name ("project 1" has a space).
+    let mut elsewhere = h
+        .sim
+        .work_item_event("workitem.deleted", 7)
+        .expect("work item 7, of project 1");
+    elsewhere["resourceContainers"]["project"]["id"] = json!(project);
     let events = h.deliver(&elsewhere).await;
     let item = &single(&events, "work-item", RawAction::Upsert).items[0];
-    assert_eq!(item["__projectId"], project.as_str());
+    assert_eq!(item["id"], 7);
+    assert_eq!(item["__projectId"], h.project_id(1).as_str());
+    assert_eq!(item["__project"]["name"], "project 1");
 
     // Deleted in Azure DevOps (TF401232): deleted, with what the identifier needs.
     assert!(h.sim.remove_work_item(1));
