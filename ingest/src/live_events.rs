@@ -831,42 +831,44 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
     let deployment_id = number(&cx.resource, &["/deployment/id"]);
     let project_id = cx.project_id()?;
     // Azure DevOps has no read of one deployment: the deployments of its release (environment)
-    // are read, and one absent from them is gone.
+    // are read. Deployments are not deleted on their own, only with their release: one absent
+    // from an existing release's deployments proves nothing, and is left to the next resync.
     let read = cx
         .client
         .release_deployments(&project_id, release_id, environment);
-    let deployments = cx
-        .current("release-deployment", release_id, read)
-        .await?
-        .map(|deployments| {
-            match deployment_id {
-                Some(id) => deployments
-                    .into_iter()
-                    .find(|d| number(d, &["/id"]) == Some(id)),
-                // The newest deployment of that release environment (the API lists newest first).
-                None => deployments.into_iter().next(),
-            }
-        });
-    let listing = || {
-        Gone::absent_from(format!(
-            "the deployments of release {release_id} in project {project_id}"
-        ))
+    let deployments = cx.context("release-deployment", release_id, read).await?;
+    let chosen = match deployment_id {
+        Some(id) => deployments
+            .into_iter()
+            .find(|d| number(d, &["/id"]) == Some(id)),
+        // The newest deployment of that release environment (the API lists newest first).
+        None => deployments.into_iter().next(),
     };
-    Ok(match (deployments, deployment_id) {
-        (Current::Found(Some(deployment)), _) => {
-            vec![Publication::upsert("release-deployment", vec![deployment])]
-        }
-        (Current::Found(None), Some(id)) => vec![Publication::delete(
+    if let Some(deployment) = chosen {
+        return Ok(vec![Publication::upsert(
             "release-deployment",
-            &listing(),
-            json!({"id": id, "release": {"id": release_id}, "projectReference": {"id": project_id}}),
-        )],
-        (Current::Gone(gone), Some(id)) => vec![Publication::delete(
+            vec![deployment],
+        )]);
+    }
+    let Some(id) = deployment_id else {
+        return Ok(Vec::new());
+    };
+    let read = cx.client.release(&project_id, release_id);
+    Ok(match cx.current("release-deployment", id, read).await? {
+        Current::Gone(gone) => vec![Publication::delete(
             "release-deployment",
             &gone,
             json!({"id": id, "release": {"id": release_id}, "projectReference": {"id": project_id}}),
         )],
-        (_, None) => Vec::new(),
+        Current::Found(_) => {
+            tracing::debug!(
+                event_type = cx.event_type,
+                release_id,
+                deployment_id = id,
+                "deployment not among its release's deployments; acknowledged"
+            );
+            Vec::new()
+        }
     })
 }
 

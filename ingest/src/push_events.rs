@@ -5,7 +5,8 @@
 //! of [`crate::live_events`]). So a late, replayed or forged push never deletes a branch, file,
 //! folder or page that still exists, nor brings back an older version of one:
 //! - `branch`: every `refs/heads/*` update; the ref is read again: found → upsert at its current
-//!   commit; not among the repository's refs (or the repository is gone) → delete.
+//!   commit; not among the repository's refs → delete. A repository that is gone is the
+//!   repository event's business: nothing of it is read or deleted here.
 //! - `file`: pushes to the default branch of a repository the selector covers. The whole push
 //!   is diffed (`oldObjectId..newObjectId`, every commit of it, not only the last one) to learn
 //!   which paths changed; each changed path that a selector names is then read at the default
@@ -134,16 +135,19 @@ pub async fn on_push(
             wiki_changes(client, wiki_plan, pushed, &updates, &mut events).await?;
         }
     } else {
-        let repository = match text(pushed, "id") {
-            Some(id) => {
-                match Current::of(client.repository(id).await).map_err(failed("repository", id))? {
-                    Current::Found(repository) => repository,
-                    // Gone: its branches are read (and found gone) with the push's own description.
-                    Current::Gone(_) => pushed.clone(),
-                }
-            }
-            None => pushed.clone(),
+        let Some(id) = text(pushed, "id") else {
+            return Err(WebhookError::Envelope(
+                "git.push event without resource.repository.id".into(),
+            ));
         };
+        let repository =
+            match Current::of(client.repository(id).await).map_err(failed("repository", id))? {
+                Current::Found(repository) => repository,
+                // Gone: the repository's own delete is published; its branches, files and folders
+                // could only be named with the event's description of it, which nothing confirms
+                // (a forged push could name another repository's): the next resync removes them.
+                Current::Gone(_) => return Ok(Vec::new()),
+            };
         if plan_of(plan, "branch").is_some() {
             branch_changes(client, &repository, &updates, &mut events).await?;
         }

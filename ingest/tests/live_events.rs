@@ -215,6 +215,18 @@ async fn deployment_events_publish_the_deployment_of_that_release_environment() 
     let gone = only(&events, "release-deployment");
     assert_eq!(gone.action, RawAction::Delete);
     assert_eq!(gone.items[0]["id"], 42);
+    // A deployment its (existing) release does not list proves nothing: deployments go only
+    // with their release. Nothing is deleted.
+    let mut stray =
+        h.sim
+            .deployment_event("ms.vss-release.deployment-completed-event", &project, 3);
+    stray["resource"]["deployment"]["id"] = json!(99);
+    let (status, body) = h.post(&stray).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ignored")),
+        "{body}"
+    );
     h.stop().await;
 }
 
