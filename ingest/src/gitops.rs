@@ -2,10 +2,12 @@
 //! port-app-config's `specPath`, a path or a list of them; `useDefaultBranch`; `branch`).
 //!
 //! - On a `git.push` to a repository's tracked branch (its default branch with
-//!   `useDefaultBranch`, else `branch`, default `main`), the specs are read at the ref's old and
-//!   new commit; `file://path` property values are replaced by that file's content at the same
-//!   commit (`.json` parsed). The difference is published: new and changed entities as upserts,
-//!   removed ones as deletes. Reading both ends of the push takes every commit of it into account.
+//!   `useDefaultBranch`, else `branch`, default `main`), the specs are read at the ref's old
+//!   commit and at the branch's current head (not the push's new commit: a late or forged push
+//!   must not undo what later pushes did); `file://path` property values are replaced by that
+//!   file's content at the same commit (`.json` parsed). The difference is published: new and
+//!   changed entities as upserts, removed ones as deletes. Reading both ends takes every commit
+//!   in between into account.
 //! - On a resync, the specs on the tracked branch of every repository are read and upserted, so
 //!   GitOps entities converge without a push.
 //! - A spec that does not parse (or names no blueprint/identifier, or a missing `file://`) is
@@ -20,13 +22,13 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::ado::{AdoClient, AdoError, GitVersion};
+use crate::ado::{AdoClient, AdoError, Current, ErrorClass, GitVersion};
 use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
 use crate::kinds::{Pages, text};
+use crate::live_events::ReadFailure;
 use crate::webhook::{WebhookError, WebhookState};
-use adoport_shared::bus::{Destination, Outgoing};
 use adoport_shared::messages::{
-    GITOPS_KIND, GITOPS_SPEC_ERROR_KEY, Origin, RawAction, RawEvent, ResyncId, encode,
+    GITOPS_KIND, GITOPS_SPEC_ERROR_KEY, Origin, RawAction, RawEvent, ResyncId,
 };
 use adoport_shared::port_app_config::PortAppConfig;
 
@@ -273,32 +275,58 @@ async fn read_at(
     read_specs(client, plan, project_id, repository_id, &version).await
 }
 
-/// Publishes the GitOps changes of a `git.push` (whose envelope carried `resource`).
+/// Publishes the GitOps changes of a `git.push` (whose envelope carried `resource`): the specs
+/// at the push's old commit against the specs at the tracked branch's *current head* (what
+/// Azure DevOps holds now), so a late, replayed or forged push never deletes an entity the
+/// branch still describes, nor brings back an older version of one. The ids of the raw events
+/// published.
 pub async fn on_push(
     state: &WebhookState,
     client: &AdoClient,
     delivery_id: &str,
     resource: &Map<String, Value>,
-) -> Result<(), WebhookError> {
+) -> Result<Vec<String>, WebhookError> {
     let Some(plan) = GitopsPlan::of(&state.plan) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let Some(repository) = resource.get("repository") else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let (Some(repository_id), Some(project_id)) = (
         text(repository, "id"),
         repository.pointer("/project/id").and_then(Value::as_str),
     ) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let tracked = plan.tracked_ref(repository);
-    let updates = resource
+    let Some(update) = resource
         .get("refUpdates")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut events = Vec::new();
+        .and_then(|updates| updates.iter().find(|u| text(u, "name") == Some(&tracked)))
+    else {
+        return Ok(Vec::new());
+    };
+    let failed = |e| ReadFailure::new(GITOPS_KIND, format!("{repository_id} {tracked}"), e);
+    let old = text(update, "oldObjectId").unwrap_or(ZERO_OBJECT_ID);
+    // What the push started from; unknown (the repository is gone) is nothing.
+    let before = match read_at(client, &plan, project_id, repository_id, old).await {
+        Err(e) if e.class() == ErrorClass::Gone => SpecEntities::default(),
+        other => other.map_err(failed)?,
+    };
+    let head = match client
+        .branch_now(project_id, repository_id, &tracked)
+        .await
+        .map_err(failed)?
+    {
+        Current::Found(reference) => text(&reference, "objectId")
+            .unwrap_or(ZERO_OBJECT_ID)
+            .to_string(),
+        // The branch (or the repository) is gone: so are its specs.
+        Current::Gone(_) => ZERO_OBJECT_ID.to_string(),
+    };
+    let after = read_at(client, &plan, project_id, repository_id, &head)
+        .await
+        .map_err(failed)?;
     let origin = Origin::Webhook {
         event_type: "git.push".into(),
         delivery_id: delivery_id.to_string(),
@@ -312,53 +340,33 @@ pub async fn on_push(
             items,
         )
     };
-    for update in updates.iter().filter(|u| text(u, "name") == Some(&tracked)) {
-        let old = text(update, "oldObjectId").unwrap_or(ZERO_OBJECT_ID);
-        let new = text(update, "newObjectId").unwrap_or(ZERO_OBJECT_ID);
-        let before = read_at(client, &plan, project_id, repository_id, old)
-            .await
-            .map_err(WebhookError::Upstream)?;
-        let after = read_at(client, &plan, project_id, repository_id, new)
-            .await
-            .map_err(WebhookError::Upstream)?;
-        for broken in &after.broken {
-            tracing::warn!(
-                repository = repository_id, path = %broken.path, commit = new, error = %broken.error,
-                "GitOps spec does not parse; its entities are left as they are (dead-lettered with the error)"
-            );
-            let mut item = Map::new();
-            item.insert(
-                GITOPS_SPEC_ERROR_KEY.to_string(),
-                json!({
-                    "repositoryId": repository_id,
-                    "repository": text(repository, "name"),
-                    "path": broken.path,
-                    "commit": new,
-                    "error": broken.error,
-                }),
-            );
-            events.push(event(RawAction::Upsert, vec![Value::Object(item)]));
-        }
-        let (upserts, deletes) = diff(&before, &after);
-        if !upserts.is_empty() {
-            events.push(event(RawAction::Upsert, upserts));
-        }
-        if !deletes.is_empty() {
-            events.push(event(RawAction::Delete, deletes));
-        }
+    let mut events = Vec::new();
+    for broken in &after.broken {
+        tracing::warn!(
+            repository = repository_id, path = %broken.path, commit = %head, error = %broken.error,
+            "GitOps spec does not parse; its entities are left as they are (dead-lettered with the error)"
+        );
+        let mut item = Map::new();
+        item.insert(
+            GITOPS_SPEC_ERROR_KEY.to_string(),
+            json!({
+                "repositoryId": repository_id,
+                "repository": text(repository, "name"),
+                "path": broken.path,
+                "commit": head,
+                "error": broken.error,
+            }),
+        );
+        events.push(event(RawAction::Upsert, vec![Value::Object(item)]));
     }
-    if events.is_empty() {
-        return Ok(());
+    let (upserts, deletes) = diff(&before, &after);
+    if !upserts.is_empty() {
+        events.push(event(RawAction::Upsert, upserts));
     }
-    let messages = events
-        .iter()
-        .map(|e| Outgoing::new(Destination::Raw, encode(e)))
-        .collect();
-    state
-        .bus
-        .publish_all(messages)
-        .await
-        .map_err(|e| WebhookError::Unavailable(e.to_string()))
+    if !deletes.is_empty() {
+        events.push(event(RawAction::Delete, deletes));
+    }
+    crate::webhook::publish(state, events).await
 }
 
 impl Crawler {

@@ -148,7 +148,7 @@ pub async fn run(
         plan: run.plan.clone(),
         live_kinds: live_events::LiveKinds::new(run.plan.clone()),
     });
-    let app = webhook::router(state, ingest.webhook_max_bytes as usize);
+    let app = webhook::router(state, webhook::WebhookLimits::from_settings(ingest));
     let address = run.listener.local_addr().map_err(IngestError::Server)?;
     tracing::info!(%address, path = webhook::WEBHOOK_PATH, "webhook receiver listening");
     let server_shutdown = shutdown.clone();

@@ -1,15 +1,24 @@
-//! Live events for builds, pipelines, releases and Advanced Security alerts: which service-hook
-//! event types map to which kinds, and what to publish for one event.
+//! Live events: which service-hook event types map to which kinds, and what to publish for one
+//! event.
 //!
-//! Every handler re-reads the object from Azure DevOps with the client it is given (the caller
-//! picks the organization's client) and builds its item with the crawler's builders
+//! The rule, for every event type: the event only says *which* object changed. Every handler
+//! reads that object again from Azure DevOps with the client it is given (the caller picks the
+//! organization's client) through [`Context::current`], and publishes what Azure DevOps holds
+//! now: found → an upsert of its current state, built with the crawler's builders
 //! ([`crate::kinds::items`]: `__project`, `__projectId`, `__pipeline`, `__build`,
-//! `__testResults`, selector-driven enrichment, …), so a live item is the crawled one. Only kinds the
-//! mapping asks for are read and published. An object Azure DevOps no longer has (404) becomes
-//! a delete carrying the fields the kind's identifier is built from (ids plus project context).
+//! `__testResults`, `__includedFiles`, selector-driven enrichment, …), so a live item is the
+//! crawled one; a 404 for the object itself ([`Current::Gone`]) → a delete carrying the fields
+//! the kind's identifier is built from. A `git.repo.deleted` or `workitem.deleted` for an object
+//! Azure DevOps still has (forged, or late after a restore) therefore upserts it, and a delete
+//! can only be built from a [`Gone`] ([`Publication::delete`]). Any other failure names the
+//! object ([`ReadFailure`]) for the receiver's answer. Build, pipeline, release and alert kinds
+//! are read only when the mapping asks for them.
 //!
 //! | event type | kind(s) |
 //! |---|---|
+//! | `git.repo.created`, `…renamed`, `…statuschanged`, `…deleted`, `git.push` | `repository` (`__includedFiles`; a push's branches, files, folders, wiki pages and GitOps specs are [`crate::push_events`]' and [`crate::gitops`]') |
+//! | `git.pullrequest.created`, `…updated`, `…merged` | `pull-request` |
+//! | `workitem.created`, `…updated` (by `workItemId`), `…restored`, `…commented`, `…deleted` | `work-item` (`__projectId`, `__project`) |
 //! | `build.complete` | `build`, `test-run` (runs of the build by `buildUri`, `__testResults` unless `includeResults: false`, `__codeCoverage` when asked) |
 //! | `ms.vss-pipelines.run-state-changed-event` | `pipeline-run` (`__project`, `__pipeline`) |
 //! | `ms.vss-pipelines.stage-state-changed-event`, `…job-state-changed-event`, `ms.vss-pipelinechecks-events.approval-pending`/`-completed` | `pipeline-stage` (the stage's timeline record, `__project`, `__build`) |
@@ -18,34 +27,96 @@
 //! | `ms.vss-release.deployment-started-event`, `…deployment-completed-event` | `release-deployment` |
 //! | `ms.vss-alerts.alert-created-event`, `…alert-state-changed-event`, `…alert-updated-event` | `advanced-security-alert` (`__repositoryId`, `__projectId`; selector `criteria`) |
 
+use std::fmt::Display;
+use std::future::Future;
+
 use serde_json::{Map, Value, json};
 
-use crate::ado::{AdoClient, AdoError};
+use crate::ado::{AdoClient, AdoError, Current, Gone};
 use crate::crawler::KindPlan;
 use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
 use adoport_shared::messages::RawAction;
 
-/// The event types this module handles.
-pub const EVENT_TYPES: &[&str] = &[
-    "build.complete",
-    "ms.vss-pipelines.run-state-changed-event",
-    "ms.vss-pipelines.stage-state-changed-event",
-    "ms.vss-pipelines.job-state-changed-event",
-    "ms.vss-pipelinechecks-events.approval-pending",
-    "ms.vss-pipelinechecks-events.approval-completed",
-    "ms.vss-pipelinechecks-events.check-updated-event",
-    "ms.vss-release.release-created-event",
-    "ms.vss-release.release-abandoned-event",
-    "ms.vss-release.deployment-started-event",
-    "ms.vss-release.deployment-completed-event",
-    "ms.vss-alerts.alert-created-event",
-    "ms.vss-alerts.alert-state-changed-event",
-    "ms.vss-alerts.alert-updated-event",
+/// What an event is about: one resolver each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Repository,
+    PullRequest,
+    WorkItem,
+    Build,
+    PipelineRun,
+    PipelineStage,
+    Pipeline,
+    Release,
+    ReleaseDeployment,
+    Alert,
+}
+
+/// The event types this module handles, each with what it is about (one row per event type).
+const EVENTS: &[(&str, Subject)] = &[
+    ("git.repo.created", Subject::Repository),
+    ("git.repo.renamed", Subject::Repository),
+    ("git.repo.statuschanged", Subject::Repository),
+    ("git.repo.deleted", Subject::Repository),
+    ("git.push", Subject::Repository),
+    ("git.pullrequest.created", Subject::PullRequest),
+    ("git.pullrequest.updated", Subject::PullRequest),
+    ("git.pullrequest.merged", Subject::PullRequest),
+    ("workitem.created", Subject::WorkItem),
+    ("workitem.updated", Subject::WorkItem),
+    ("workitem.restored", Subject::WorkItem),
+    ("workitem.commented", Subject::WorkItem),
+    ("workitem.deleted", Subject::WorkItem),
+    ("build.complete", Subject::Build),
+    (
+        "ms.vss-pipelines.run-state-changed-event",
+        Subject::PipelineRun,
+    ),
+    (
+        "ms.vss-pipelines.stage-state-changed-event",
+        Subject::PipelineStage,
+    ),
+    (
+        "ms.vss-pipelines.job-state-changed-event",
+        Subject::PipelineStage,
+    ),
+    (
+        "ms.vss-pipelinechecks-events.approval-pending",
+        Subject::PipelineStage,
+    ),
+    (
+        "ms.vss-pipelinechecks-events.approval-completed",
+        Subject::PipelineStage,
+    ),
+    (
+        "ms.vss-pipelinechecks-events.check-updated-event",
+        Subject::Pipeline,
+    ),
+    ("ms.vss-release.release-created-event", Subject::Release),
+    ("ms.vss-release.release-abandoned-event", Subject::Release),
+    (
+        "ms.vss-release.deployment-started-event",
+        Subject::ReleaseDeployment,
+    ),
+    (
+        "ms.vss-release.deployment-completed-event",
+        Subject::ReleaseDeployment,
+    ),
+    ("ms.vss-alerts.alert-created-event", Subject::Alert),
+    ("ms.vss-alerts.alert-state-changed-event", Subject::Alert),
+    ("ms.vss-alerts.alert-updated-event", Subject::Alert),
 ];
 
-/// Whether `event_type` is one of [`EVENT_TYPES`].
+fn subject_of(event_type: &str) -> Option<Subject> {
+    EVENTS
+        .iter()
+        .find(|(known, _)| *known == event_type)
+        .map(|(_, subject)| *subject)
+}
+
+/// Whether this module resolves `event_type` (others are acknowledged and ignored).
 pub fn handles(event_type: &str) -> bool {
-    EVENT_TYPES.contains(&event_type)
+    subject_of(event_type).is_some()
 }
 
 /// The kinds the mapping asks for, with their selectors: what live events may publish.
@@ -77,12 +148,100 @@ pub struct LiveEvent<'a> {
     pub project_id: Option<&'a str>,
 }
 
-/// One raw event to publish.
+/// One raw event to publish. A delete can only be made from a [`Gone`] (Azure DevOps said the
+/// object does not exist) or for an object Azure DevOps holds that the selector no longer
+/// selects ([`Publication::deselected`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Publication {
+    kind: &'static str,
+    action: RawAction,
+    items: Vec<Value>,
+}
+
+impl Publication {
+    /// The current state of objects of `kind`, as Azure DevOps returned them (enriched).
+    pub fn upsert(kind: &'static str, items: Vec<Value>) -> Publication {
+        Publication {
+            kind,
+            action: RawAction::Upsert,
+            items,
+        }
+    }
+
+    /// The delete of an object Azure DevOps no longer has; `item` carries the fields the kind's
+    /// identifier is built from.
+    pub fn delete(kind: &'static str, gone: &Gone, item: Value) -> Publication {
+        Self::delete_all(kind, vec![(gone, item)])
+    }
+
+    /// [`Publication::delete`] of several objects of one kind.
+    pub fn delete_all(kind: &'static str, deleted: Vec<(&Gone, Value)>) -> Publication {
+        let items = deleted
+            .into_iter()
+            .map(|(gone, item)| {
+                tracing::debug!(
+                    kind,
+                    evidence = gone.evidence(),
+                    "live delete: Azure DevOps no longer has it"
+                );
+                item
+            })
+            .collect();
+        Publication {
+            kind,
+            action: RawAction::Delete,
+            items,
+        }
+    }
+
+    /// The delete of objects Azure DevOps still has but the mapping's selector no longer
+    /// selects (an alert dismissed while `criteria.states` asks for active ones, a file that
+    /// became empty or too large).
+    pub fn deselected(kind: &'static str, items: Vec<Value>) -> Publication {
+        Publication {
+            kind,
+            action: RawAction::Delete,
+            items,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    pub fn action(&self) -> RawAction {
+        self.action
+    }
+
+    pub fn items(&self) -> &[Value] {
+        &self.items
+    }
+
+    /// `(kind, action, items)`.
+    pub fn into_parts(self) -> (&'static str, RawAction, Vec<Value>) {
+        (self.kind, self.action, self.items)
+    }
+}
+
+/// A read of Azure DevOps that failed for the object an event names: which object, and the
+/// failure (classified by [`AdoError::class`]).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {kind} {object} from Azure DevOps: {source}")]
+pub struct ReadFailure {
     pub kind: &'static str,
-    pub action: RawAction,
-    pub items: Vec<Value>,
+    pub object: String,
+    #[source]
+    pub source: Box<AdoError>,
+}
+
+impl ReadFailure {
+    pub fn new(kind: &'static str, object: impl Display, source: AdoError) -> ReadFailure {
+        ReadFailure {
+            kind,
+            object: object.to_string(),
+            source: Box::new(source),
+        }
+    }
 }
 
 /// Why an event could not be turned into publications.
@@ -94,9 +253,9 @@ pub enum LiveError {
         event_type: String,
         field: &'static str,
     },
-    /// Azure DevOps could not be read (transient errors get 503, so Azure DevOps retries).
+    /// Azure DevOps could not be read for the object (the receiver classifies the failure).
     #[error(transparent)]
-    Upstream(#[from] AdoError),
+    Read(#[from] ReadFailure),
 }
 
 fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
@@ -115,31 +274,6 @@ fn string<'a>(value: &'a Value, paths: &[&str]) -> Option<&'a str> {
     paths
         .iter()
         .find_map(|p| at(value, p)?.as_str().filter(|s| !s.is_empty()))
-}
-
-fn upsert(kind: &'static str, items: Vec<Value>) -> Publication {
-    Publication {
-        kind,
-        action: RawAction::Upsert,
-        items,
-    }
-}
-
-fn delete(kind: &'static str, item: Value) -> Publication {
-    Publication {
-        kind,
-        action: RawAction::Delete,
-        items: vec![item],
-    }
-}
-
-/// `Ok(None)` for a 404, the object otherwise.
-fn found(result: Result<Value, AdoError>) -> Result<Option<Value>, AdoError> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(AdoError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 struct Context<'a> {
@@ -171,6 +305,41 @@ impl Context<'_> {
             })
             .ok_or_else(|| self.missing("resourceContainers.project.id"))
     }
+
+    /// Reads the object of `kind` the event names: what Azure DevOps holds now, or
+    /// [`Current::Gone`] for a 404 about the object itself. Any other failure names the object.
+    async fn current<T>(
+        &self,
+        kind: &'static str,
+        object: impl Display,
+        read: impl Future<Output = Result<T, AdoError>>,
+    ) -> Result<Current<T>, LiveError> {
+        Current::of(read.await).map_err(|e| ReadFailure::new(kind, object, e).into())
+    }
+
+    /// Reads something the item of `kind` is built with (its project, pipeline, runs, …): any
+    /// failure, a 404 included (it says nothing about the object), names the object.
+    async fn context<T>(
+        &self,
+        kind: &'static str,
+        object: impl Display,
+        read: impl Future<Output = Result<T, AdoError>>,
+    ) -> Result<T, LiveError> {
+        read.await
+            .map_err(|e| ReadFailure::new(kind, object, e).into())
+    }
+
+    /// The project as the project list has it (`__project`).
+    async fn listed_project(
+        &self,
+        kind: &'static str,
+        object: impl Display,
+        project_id: &str,
+    ) -> Result<Value, LiveError> {
+        self.context(kind, object, self.client.project(project_id))
+            .await
+            .map(items::listed_project)
+    }
 }
 
 /// What to publish for `event` (nothing when the mapping has none of its kinds, or the event
@@ -187,25 +356,149 @@ pub async fn resolve(
         resource: Value::Object(event.resource.clone()),
         project_id: event.project_id.map(String::from),
     };
-    match event.event_type {
-        "build.complete" => build_complete(&context).await,
-        "ms.vss-pipelines.run-state-changed-event" => pipeline_run(&context).await,
-        "ms.vss-pipelines.stage-state-changed-event"
-        | "ms.vss-pipelines.job-state-changed-event"
-        | "ms.vss-pipelinechecks-events.approval-pending"
-        | "ms.vss-pipelinechecks-events.approval-completed" => pipeline_stage(&context).await,
-        "ms.vss-pipelinechecks-events.check-updated-event" => pipeline(&context).await,
-        "ms.vss-release.release-created-event" | "ms.vss-release.release-abandoned-event" => {
-            release(&context).await
-        }
-        "ms.vss-release.deployment-started-event" | "ms.vss-release.deployment-completed-event" => {
-            release_deployment(&context).await
-        }
-        "ms.vss-alerts.alert-created-event"
-        | "ms.vss-alerts.alert-state-changed-event"
-        | "ms.vss-alerts.alert-updated-event" => alert(&context).await,
-        _ => Ok(Vec::new()),
+    let Some(subject) = subject_of(event.event_type) else {
+        return Ok(Vec::new());
+    };
+    match subject {
+        Subject::Repository => repository(&context).await,
+        Subject::PullRequest => pull_request(&context).await,
+        Subject::WorkItem => work_item(&context).await,
+        Subject::Build => build_complete(&context).await,
+        Subject::PipelineRun => pipeline_run(&context).await,
+        Subject::PipelineStage => pipeline_stage(&context).await,
+        Subject::Pipeline => pipeline(&context).await,
+        Subject::Release => release(&context).await,
+        Subject::ReleaseDeployment => release_deployment(&context).await,
+        Subject::Alert => alert(&context).await,
     }
+}
+
+/// The repository of a `git.repo.*` or `git.push` event: `resource.repository`, else the
+/// resource itself (`git.repo.created` carries the repository).
+fn event_repository(cx: &Context<'_>) -> Result<(String, Value), LiveError> {
+    let repository = cx
+        .resource
+        .get("repository")
+        .filter(|r| r.is_object())
+        .unwrap_or(&cx.resource)
+        .clone();
+    match string(&repository, &["/id"]) {
+        Some(id) => Ok((id.to_string(), repository)),
+        None => Err(cx.missing("resource.repository.id")),
+    }
+}
+
+async fn repository(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
+    let (id, named) = event_repository(cx)?;
+    Ok(
+        match cx
+            .current("repository", &id, cx.client.repository(&id))
+            .await?
+        {
+            Current::Found(repository) => {
+                let items = match cx.kinds.plan("repository") {
+                    Some(plan) => {
+                        cx.context(
+                            "repository",
+                            &id,
+                            ItemBuilder::new(cx.client).list_items(plan, vec![repository]),
+                        )
+                        .await?
+                    }
+                    None => vec![repository],
+                };
+                vec![Publication::upsert("repository", items)]
+            }
+            // The event's repository: its id is the one Azure DevOps said is gone.
+            Current::Gone(gone) => vec![Publication::delete("repository", &gone, named)],
+        },
+    )
+}
+
+async fn pull_request(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
+    let id = number(&cx.resource, &["/pullRequestId"])
+        .ok_or_else(|| cx.missing("a numeric resource.pullRequestId"))?;
+    Ok(
+        match cx
+            .current("pull-request", id, cx.client.pull_request(id))
+            .await?
+        {
+            Current::Found(pull_request) => {
+                vec![Publication::upsert("pull-request", vec![pull_request])]
+            }
+            // Gone with its repository (pull requests are not deleted on their own).
+            Current::Gone(gone) => vec![Publication::delete(
+                "pull-request",
+                &gone,
+                cx.resource.clone(),
+            )],
+        },
+    )
+}
+
+/// A work item as the crawler publishes it: with `__projectId` and the full `__project`.
+fn work_item_with_project(item: Value, project_id: &str, project: &Value) -> Value {
+    let item = crate::kinds::enrich(item, "__projectId", &json!(project_id));
+    crate::kinds::enrich(item, "__project", project)
+}
+
+/// What a deletion knows of a work item: enough for the mapping's identifier
+/// (`.__project.id + "/" + (.id | tostring)`), which the Python integration's delete lacks.
+fn deleted_work_item(project_id: &str, id: u64) -> Value {
+    json!({"id": id, "__projectId": project_id, "__project": {"id": project_id}})
+}
+
+/// The work item of a `workitem.*` event: `workitem.updated` carries an update, whose `id` is
+/// the update's number and whose work item is `workItemId` (the Python integration reads `id`,
+/// and so fetches the wrong item); the other events carry the work item itself.
+fn work_item_id(resource: &Value) -> Option<u64> {
+    number(resource, &["/workItemId", "/id"])
+}
+
+/// The work item's own project (`System.TeamProject`, a name), whatever project the event
+/// named: the event's project when the names agree (one read, as usual), else read by name.
+async fn work_item_project(
+    cx: &Context<'_>,
+    id: u64,
+    item: &Value,
+    event_project: &str,
+) -> Result<Value, LiveError> {
+    let named = string(item, &["/fields/System.TeamProject"]);
+    let read = cx.client.project(event_project);
+    if let Current::Found(project) = cx.current("work-item", id, read).await?
+        && named.is_none_or(|name| {
+            string(&project, &["/name"]).is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    {
+        return Ok(project);
+    }
+    let name = named.unwrap_or(event_project);
+    cx.context("work-item", id, cx.client.project(name)).await
+}
+
+async fn work_item(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
+    let id = work_item_id(&cx.resource)
+        .ok_or_else(|| cx.missing("a numeric resource.workItemId or resource.id"))?;
+    let event_project = cx.project_id()?;
+    Ok(
+        match cx.current("work-item", id, cx.client.work_item(id)).await? {
+            Current::Found(item) => {
+                let project = work_item_project(cx, id, &item, &event_project).await?;
+                let project_id = string(&project, &["/id"])
+                    .unwrap_or(&event_project)
+                    .to_string();
+                vec![Publication::upsert(
+                    "work-item",
+                    vec![work_item_with_project(item, &project_id, &project)],
+                )]
+            }
+            Current::Gone(gone) => vec![Publication::delete(
+                "work-item",
+                &gone,
+                deleted_work_item(&event_project, id),
+            )],
+        },
+    )
 }
 
 async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
@@ -216,35 +509,42 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
     let build_id = number(&cx.resource, &["/id"]).ok_or_else(|| cx.missing("resource.id"))?;
     let project_id = cx.project_id()?;
     let builder = ItemBuilder::new(cx.client);
+    let build = cx
+        .current("build", build_id, cx.client.build(&project_id, build_id))
+        .await?;
     let mut out = Vec::new();
-    if let Some(plan) = cx.kinds.plan("build") {
-        match found(cx.client.build(&project_id, build_id).await)? {
-            Some(build) => {
-                let project = items::listed_project(cx.client.project(&project_id).await?);
-                let item = items::project_list_item("build", build, &project);
-                out.push(upsert("build", builder.list_items(plan, vec![item]).await?));
-            }
-            None => out.push(delete(
-                "build",
-                json!({"id": build_id, "__projectId": project_id, "__project": {"id": project_id}}),
-            )),
+    match (&build, cx.kinds.plan("build")) {
+        (Current::Found(build), Some(plan)) => {
+            let project = cx.listed_project("build", build_id, &project_id).await?;
+            let item = items::project_list_item("build", build.clone(), &project);
+            let items = cx
+                .context("build", build_id, builder.list_items(plan, vec![item]))
+                .await?;
+            out.push(Publication::upsert("build", items));
         }
+        (Current::Gone(gone), Some(_)) => out.push(Publication::delete(
+            "build",
+            gone,
+            json!({"id": build_id, "__projectId": project_id, "__project": {"id": project_id}}),
+        )),
+        (_, None) => {}
     }
-    if let Some(plan) = cx.kinds.plan("test-run") {
+    if let (Current::Found(_), Some(plan)) = (&build, cx.kinds.plan("test-run")) {
         let enrichment = TestRunEnrichment::for_plan(plan);
         let mut runs = Vec::new();
-        for run in test_runs_of_build(&builder, &project_id, build_id).await? {
-            runs.push(builder.test_run(&project_id, run, enrichment).await?);
+        let listed = test_runs_of_build(&builder, &project_id, build_id);
+        for run in cx.context("test-run", build_id, listed).await? {
+            let run = builder.test_run(&project_id, run, enrichment);
+            runs.push(cx.context("test-run", build_id, run).await?);
         }
         if !runs.is_empty() {
-            out.push(upsert("test-run", runs));
+            out.push(Publication::upsert("test-run", runs));
         }
     }
     Ok(out)
 }
 
-/// Every test run of a build (`$top`/`$skip` until an empty page, as the crawler pages); none
-/// when the project went away.
+/// Every test run of a build (`$top`/`$skip` until an empty page, as the crawler pages).
 async fn test_runs_of_build(
     builder: &ItemBuilder<'_>,
     project_id: &str,
@@ -252,15 +552,10 @@ async fn test_runs_of_build(
 ) -> Result<Vec<Value>, AdoError> {
     let mut all: Vec<Value> = Vec::new();
     loop {
-        let page = match builder
+        let page = builder
             .client
             .test_runs_page(project_id, Some(build_id), builder.page, all.len())
-            .await
-        {
-            Ok(page) => page,
-            Err(AdoError::NotFound { .. }) => return Ok(all),
-            Err(e) => return Err(e),
-        };
+            .await?;
         if page.is_empty() {
             return Ok(all);
         }
@@ -280,23 +575,30 @@ async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     )
     .ok_or_else(|| cx.missing("resource.pipeline.id"))?;
     let project_id = cx.project_id()?;
-    let Some(run) = found(
-        cx.client
-            .pipeline_run(&project_id, pipeline_id, run_id)
-            .await,
-    )?
-    else {
-        return Ok(vec![delete(
-            "pipeline-run",
-            json!({"id": run_id, "__project": {"id": project_id}, "__pipeline": {"id": pipeline_id}}),
-        )]);
+    let read = cx.client.pipeline_run(&project_id, pipeline_id, run_id);
+    let run = match cx.current("pipeline-run", run_id, read).await? {
+        Current::Found(run) => run,
+        Current::Gone(gone) => {
+            return Ok(vec![Publication::delete(
+                "pipeline-run",
+                &gone,
+                json!({"id": run_id, "__project": {"id": project_id}, "__pipeline": {"id": pipeline_id}}),
+            )]);
+        }
     };
-    let project = items::listed_project(cx.client.project(&project_id).await?);
-    let pipeline = found(cx.client.pipeline(&project_id, pipeline_id).await)?
+    let project = cx
+        .listed_project("pipeline-run", run_id, &project_id)
+        .await?;
+    // The run's own pipeline reference stands in for a pipeline read that finds nothing.
+    let read = cx.client.pipeline(&project_id, pipeline_id);
+    let pipeline = cx
+        .current("pipeline-run", run_id, read)
+        .await?
+        .found()
         .map(items::listed_pipeline)
         .or_else(|| run.get("pipeline").cloned())
         .unwrap_or_else(|| json!({"id": pipeline_id}));
-    Ok(vec![upsert(
+    Ok(vec![Publication::upsert(
         "pipeline-run",
         vec![items::pipeline_run(run, &project, &pipeline)],
     )])
@@ -347,27 +649,30 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         return Ok(Vec::new());
     }
     let project_id = cx.project_id()?;
-    let gone = |id: Option<&str>| -> Vec<Publication> {
-        id.map(|id| {
-            delete(
-                "pipeline-stage",
-                json!({"id": id, "__project": {"id": project_id}, "__build": {"id": run_id}}),
-            )
-        })
-        .into_iter()
-        .collect()
+    // The stage's identifier needs its record id: a stage named only by name that is gone
+    // cannot be deleted live (the next resync does).
+    let gone = |gone: &Gone| -> Vec<Publication> {
+        stage_id
+            .map(|id| {
+                Publication::delete(
+                    "pipeline-stage",
+                    gone,
+                    json!({"id": id, "__project": {"id": project_id}, "__build": {"id": run_id}}),
+                )
+            })
+            .into_iter()
+            .collect()
     };
-    let Some(build) = found(cx.client.build(&project_id, run_id).await)? else {
-        return Ok(gone(stage_id));
+    let read = cx.client.build(&project_id, run_id);
+    let build = match cx.current("pipeline-stage", run_id, read).await? {
+        Current::Found(build) => build,
+        Current::Gone(g) => return Ok(gone(&g)),
     };
-    let records = match cx
-        .client
-        .build_timeline_records(&project_id, &run_id.to_string())
-        .await
-    {
-        Ok(records) => records,
-        Err(AdoError::NotFound { .. }) => return Ok(gone(stage_id)),
-        Err(e) => return Err(e.into()),
+    let run = run_id.to_string();
+    let read = cx.client.build_timeline_records(&project_id, &run);
+    let records = match cx.current("pipeline-stage", run_id, read).await? {
+        Current::Found(records) => records,
+        Current::Gone(g) => return Ok(gone(&g)),
     };
     let Some(record) = stage_record(records, stage_id, stage_name) else {
         tracing::debug!(
@@ -378,8 +683,10 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         );
         return Ok(Vec::new());
     };
-    let project = items::listed_project(cx.client.project(&project_id).await?);
-    Ok(vec![upsert(
+    let project = cx
+        .listed_project("pipeline-stage", run_id, &project_id)
+        .await?;
+    Ok(vec![Publication::upsert(
         "pipeline-stage",
         vec![items::pipeline_stage(record, &project, &build)],
     )])
@@ -410,27 +717,27 @@ async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         return Ok(Vec::new());
     };
     let project_id = cx.project_id()?;
-    Ok(
-        match found(cx.client.pipeline(&project_id, pipeline_id).await)? {
-            Some(pipeline) => {
-                let item = items::project_list_item(
-                    "pipeline",
-                    items::listed_pipeline(pipeline),
-                    &json!({"id": project_id}),
-                );
-                vec![upsert(
-                    "pipeline",
-                    ItemBuilder::new(cx.client)
-                        .list_items(plan, vec![item])
-                        .await?,
-                )]
-            }
-            None => vec![delete(
+    let read = cx.client.pipeline(&project_id, pipeline_id);
+    Ok(match cx.current("pipeline", pipeline_id, read).await? {
+        Current::Found(pipeline) => {
+            let item = items::project_list_item(
                 "pipeline",
-                json!({"id": pipeline_id, "__projectId": project_id}),
-            )],
-        },
-    )
+                items::listed_pipeline(pipeline),
+                &json!({"id": project_id}),
+            );
+            let builder = ItemBuilder::new(cx.client);
+            let built = builder.list_items(plan, vec![item]);
+            vec![Publication::upsert(
+                "pipeline",
+                cx.context("pipeline", pipeline_id, built).await?,
+            )]
+        }
+        Current::Gone(gone) => vec![Publication::delete(
+            "pipeline",
+            &gone,
+            json!({"id": pipeline_id, "__projectId": project_id}),
+        )],
+    })
 }
 
 async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
@@ -444,22 +751,25 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let release_id =
         number(&cx.resource, &["/release/id"]).ok_or_else(|| cx.missing("resource.release.id"))?;
     let project_id = cx.project_id()?;
-    let release = found(cx.client.release(&project_id, release_id).await)?;
+    let read = cx.client.release(&project_id, release_id);
+    let release = cx.current("release", release_id, read).await?;
     let mut out = Vec::new();
     if wants_release {
         out.push(match &release {
-            Some(release) => upsert("release", vec![release.clone()]),
-            None => delete(
+            Current::Found(release) => Publication::upsert("release", vec![release.clone()]),
+            Current::Gone(gone) => Publication::delete(
                 "release",
+                gone,
                 json!({"id": release_id, "projectReference": {"id": project_id}}),
             ),
         });
     }
     if wants_definition {
-        let definition_id = release
-            .as_ref()
-            .and_then(|r| number(r, &["/releaseDefinition/id"]))
-            .or_else(|| number(&cx.resource, &["/release/releaseDefinition/id"]));
+        let definition_id = match &release {
+            Current::Found(release) => number(release, &["/releaseDefinition/id"]),
+            Current::Gone(_) => None,
+        }
+        .or_else(|| number(&cx.resource, &["/release/releaseDefinition/id"]));
         if let Some(definition_id) = definition_id {
             let expand = cx
                 .kinds
@@ -467,14 +777,18 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                 .and_then(|p| p.option("expand"))
                 .and_then(Value::as_str)
                 .unwrap_or("environments");
-            match found(
-                cx.client
-                    .release_definition(&project_id, definition_id, Some(expand))
-                    .await,
-            )? {
-                Some(definition) => {
-                    let project = items::listed_project(cx.client.project(&project_id).await?);
-                    out.push(upsert(
+            let read = cx
+                .client
+                .release_definition(&project_id, definition_id, Some(expand));
+            match cx
+                .current("release-definition", definition_id, read)
+                .await?
+            {
+                Current::Found(definition) => {
+                    let project = cx
+                        .listed_project("release-definition", definition_id, &project_id)
+                        .await?;
+                    out.push(Publication::upsert(
                         "release-definition",
                         vec![items::project_list_item(
                             "release-definition",
@@ -483,8 +797,9 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                         )],
                     ));
                 }
-                None => out.push(delete(
+                Current::Gone(gone) => out.push(Publication::delete(
                     "release-definition",
+                    &gone,
                     json!({"id": definition_id, "__project": {"id": project_id}}),
                 )),
             }
@@ -515,15 +830,13 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
     );
     let deployment_id = number(&cx.resource, &["/deployment/id"]);
     let project_id = cx.project_id()?;
-    let deployments = match cx
+    // Azure DevOps has no read of one deployment: the deployments of its release (environment)
+    // are read. Deployments are not deleted on their own, only with their release: one absent
+    // from an existing release's deployments proves nothing, and is left to the next resync.
+    let read = cx
         .client
-        .release_deployments(&project_id, release_id, environment)
-        .await
-    {
-        Ok(deployments) => deployments,
-        Err(AdoError::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+        .release_deployments(&project_id, release_id, environment);
+    let deployments = cx.context("release-deployment", release_id, read).await?;
     let chosen = match deployment_id {
         Some(id) => deployments
             .into_iter()
@@ -531,13 +844,31 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
         // The newest deployment of that release environment (the API lists newest first).
         None => deployments.into_iter().next(),
     };
-    Ok(match (chosen, deployment_id) {
-        (Some(deployment), _) => vec![upsert("release-deployment", vec![deployment])],
-        (None, Some(id)) => vec![delete(
+    if let Some(deployment) = chosen {
+        return Ok(vec![Publication::upsert(
             "release-deployment",
+            vec![deployment],
+        )]);
+    }
+    let Some(id) = deployment_id else {
+        return Ok(Vec::new());
+    };
+    let read = cx.client.release(&project_id, release_id);
+    Ok(match cx.current("release-deployment", id, read).await? {
+        Current::Gone(gone) => vec![Publication::delete(
+            "release-deployment",
+            &gone,
             json!({"id": id, "release": {"id": release_id}, "projectReference": {"id": project_id}}),
         )],
-        (None, None) => Vec::new(),
+        Current::Found(_) => {
+            tracing::debug!(
+                event_type = cx.event_type,
+                release_id,
+                deployment_id = id,
+                "deployment not among its release's deployments; acknowledged"
+            );
+            Vec::new()
+        }
     })
 }
 
@@ -582,21 +913,32 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         .ok_or_else(|| cx.missing("resource.repositoryId"))?
         .to_string();
     let project_id = cx.project_id()?;
-    let gone =
+    let identity =
         json!({"alertId": alert_id, "__repositoryId": repository_id, "__projectId": project_id});
-    let Some(alert) = found(
-        cx.client
-            .advanced_security_alert(&project_id, &repository_id, alert_id)
-            .await,
-    )?
-    else {
-        return Ok(vec![delete("advanced-security-alert", gone)]);
+    let read = cx
+        .client
+        .advanced_security_alert(&project_id, &repository_id, alert_id);
+    let alert = match cx
+        .current("advanced-security-alert", alert_id, read)
+        .await?
+    {
+        Current::Found(alert) => alert,
+        Current::Gone(gone) => {
+            return Ok(vec![Publication::delete(
+                "advanced-security-alert",
+                &gone,
+                identity,
+            )]);
+        }
     };
     if !selected(plan, &alert) {
         // No longer what the selector asks for (e.g. dismissed while `states: [active]`).
-        return Ok(vec![delete("advanced-security-alert", gone)]);
+        return Ok(vec![Publication::deselected(
+            "advanced-security-alert",
+            vec![identity],
+        )]);
     }
-    Ok(vec![upsert(
+    Ok(vec![Publication::upsert(
         "advanced-security-alert",
         vec![items::security_alert(alert, &repository_id, &project_id)],
     )])
@@ -605,6 +947,64 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let text = match name {
+            "workitem.updated" => include_str!("../tests/fixtures/webhooks/workitem.updated.json"),
+            "workitem.deleted" => include_str!("../tests/fixtures/webhooks/workitem.deleted.json"),
+            other => panic!("no fixture {other}"),
+        };
+        serde_json::from_str(text).expect("fixture is JSON")
+    }
+
+    #[test]
+    fn work_item_events_name_the_work_item_not_the_update() {
+        let updated = fixture("workitem.updated");
+        assert_eq!(
+            work_item_id(&updated["resource"]),
+            Some(1234),
+            "resource.id (4) is the update's number; the work item is resource.workItemId"
+        );
+        assert_eq!(
+            work_item_id(&fixture("workitem.deleted")["resource"]),
+            Some(1234)
+        );
+        // The delete carries what the default mapping's identifier needs.
+        let item = deleted_work_item("p 1", 1234);
+        assert_eq!(item["__project"]["id"], "p 1");
+        assert_eq!(item["id"], 1234);
+    }
+
+    #[test]
+    fn every_subject_is_reached_by_an_event_type_listed_once() {
+        let subjects = [
+            Subject::Repository,
+            Subject::PullRequest,
+            Subject::WorkItem,
+            Subject::Build,
+            Subject::PipelineRun,
+            Subject::PipelineStage,
+            Subject::Pipeline,
+            Subject::Release,
+            Subject::ReleaseDeployment,
+            Subject::Alert,
+        ];
+        for subject in subjects {
+            assert!(
+                EVENTS.iter().any(|(_, s)| *s == subject),
+                "{subject:?} has no event type"
+            );
+        }
+        for (index, (event_type, _)) in EVENTS.iter().enumerate() {
+            assert_eq!(
+                EVENTS.iter().position(|(e, _)| e == event_type),
+                Some(index),
+                "{event_type} listed twice"
+            );
+        }
+        assert!(handles("workitem.deleted"));
+        assert!(!handles("git.pullrequest.comment-event"));
+    }
 
     #[test]
     fn a_check_event_names_a_pipeline_only_when_it_carries_one() {

@@ -1,28 +1,32 @@
 //! What a `git.push` means for the `branch`, `file`, `folder` and `wiki` kinds, for the kinds
-//! the mapping asks for (the repository itself is the webhook receiver's business).
+//! the mapping asks for (the repository itself is [`crate::live_events`]' business).
 //!
-//! - `branch`: every `refs/heads/*` update; the ref is read again, so a late delivery never
-//!   carries an older commit than the repository has now; gone → delete.
+//! A push only says *what* changed; what is published is what Azure DevOps holds now (the rule
+//! of [`crate::live_events`]). So a late, replayed or forged push never deletes a branch, file,
+//! folder or page that still exists, nor brings back an older version of one:
+//! - `branch`: every `refs/heads/*` update; the ref is read again: found → upsert at its current
+//!   commit; not among the repository's refs → delete. A repository that is gone is the
+//!   repository event's business: nothing of it is read or deleted here.
 //! - `file`: pushes to the default branch of a repository the selector covers. The whole push
-//!   is diffed (`oldObjectId..newObjectId`, every commit of it, not only the last one); added or
-//!   edited files that a selector names are read at the pushed commit and upserted, removed ones
-//!   (and ones that became empty or too large) deleted.
-//! - `folder`: pushes to the branch a folder rule tracks; matching folders that changed are read
-//!   at the pushed commit and upserted, removed ones deleted.
-//! - `wiki`: pushes to a wiki repository (`*.wiki`); changed pages are read again and upserted,
-//!   removed pages deleted.
+//!   is diffed (`oldObjectId..newObjectId`, every commit of it, not only the last one) to learn
+//!   which paths changed; each changed path that a selector names is then read at the default
+//!   branch's *current head*: found → upsert (empty or too large → delete, as the crawl skips
+//!   it); missing there → delete.
+//! - `folder`: pushes to the branch a folder rule tracks; changed matching folders are read at
+//!   that branch's current head the same way.
+//! - `wiki`: pushes to a wiki repository (`*.wiki`); changed pages are read again (the wiki's
+//!   current version): found → upsert, missing → delete.
 
 use serde_json::{Map, Value, json};
 
-use crate::ado::organization::OrganizationStamp;
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, WikiPageRef};
+use crate::ado::{AdoClient, AdoError, Current, GitVersion, Gone, Recursion, WikiPageRef};
 use crate::crawler::KindPlan;
-use crate::kinds::files::{FileRead, FileRule, deleted_file_item, file_item};
+use crate::kinds::files::{FileRead, FileRule, deleted_file_item, file_of_item};
 use crate::kinds::folders::{FolderRule, folder_item};
 use crate::kinds::wikis::page_item;
+use crate::live_events::{Publication, ReadFailure};
 use crate::webhook::{WebhookError, WebhookState};
-use adoport_shared::bus::{Destination, Outgoing};
-use adoport_shared::messages::{Origin, RawAction, RawEvent, encode};
+use adoport_shared::messages::Origin;
 
 /// The object id of "no commit": a created ref's old id, a deleted ref's new id.
 const ZERO_OBJECT_ID: &str = "0000000000000000000000000000000000000000";
@@ -38,27 +42,38 @@ struct RefUpdate {
 struct Change {
     path: String,
     folder: bool,
-    deleted: bool,
-    /// The object id before (for deletions).
+    /// The object id before (what a delete carries).
     original_object_id: Option<String>,
 }
 
 /// The raw events one push produced, in the order they are published.
 #[derive(Default)]
 struct Events {
-    batches: Vec<(&'static str, RawAction, Vec<Value>)>,
+    publications: Vec<Publication>,
 }
 
 impl Events {
-    fn add(&mut self, kind: &'static str, action: RawAction, items: Vec<Value>) {
-        if !items.is_empty() {
-            self.batches.push((kind, action, items));
+    /// Adds what one kind's changes came to: upserts, deletes of gone objects, and deletes of
+    /// objects the selector no longer takes.
+    fn add(
+        &mut self,
+        kind: &'static str,
+        found: Vec<Value>,
+        gone: Vec<(Gone, Value)>,
+        dropped: Vec<Value>,
+    ) {
+        if !found.is_empty() {
+            self.publications.push(Publication::upsert(kind, found));
+        }
+        if !gone.is_empty() {
+            let gone = gone.iter().map(|(g, item)| (g, item.clone())).collect();
+            self.publications.push(Publication::delete_all(kind, gone));
+        }
+        if !dropped.is_empty() {
+            self.publications
+                .push(Publication::deselected(kind, dropped));
         }
     }
-}
-
-fn upstream(e: AdoError) -> WebhookError {
-    WebhookError::Upstream(e)
 }
 
 fn plan_of<'a>(plan: &'a [KindPlan], kind: &str) -> Option<&'a KindPlan> {
@@ -69,19 +84,27 @@ fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
+/// A failed read of the push's `kind` object `object`.
+fn failed(
+    kind: &'static str,
+    object: impl std::fmt::Display,
+) -> impl FnOnce(AdoError) -> ReadFailure {
+    move |e| ReadFailure::new(kind, object, e)
+}
+
 /// Publishes the `branch`, `file`, `folder` and `wiki` changes of a `git.push` whose envelope
-/// carried `resource`, for the kinds the mapping asks for.
+/// carried `resource`, for the kinds the mapping asks for; the ids of the raw events published.
 pub async fn on_push(
     state: &WebhookState,
     client: &AdoClient,
     event_type: &str,
     delivery_id: &str,
     resource: &Map<String, Value>,
-) -> Result<(), WebhookError> {
+) -> Result<Vec<String>, WebhookError> {
     let plan = state.plan.as_slice();
     let wanted = ["branch", "file", "folder", "wiki"];
     if !wanted.iter().any(|k| plan_of(plan, k).is_some()) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let Some(pushed) = resource.get("repository").filter(|r| r.is_object()) else {
         return Err(WebhookError::Envelope(
@@ -112,14 +135,19 @@ pub async fn on_push(
             wiki_changes(client, wiki_plan, pushed, &updates, &mut events).await?;
         }
     } else {
-        let repository = match text(pushed, "id") {
-            Some(id) => match client.repository(id).await {
-                Ok(repository) => repository,
-                Err(AdoError::NotFound { .. }) => pushed.clone(),
-                Err(e) => return Err(upstream(e)),
-            },
-            None => pushed.clone(),
+        let Some(id) = text(pushed, "id") else {
+            return Err(WebhookError::Envelope(
+                "git.push event without resource.repository.id".into(),
+            ));
         };
+        let repository =
+            match Current::of(client.repository(id).await).map_err(failed("repository", id))? {
+                Current::Found(repository) => repository,
+                // Gone: the repository's own delete is published; its branches, files and folders
+                // could only be named with the event's description of it, which nothing confirms
+                // (a forged push could name another repository's): the next resync removes them.
+                Current::Gone(_) => return Ok(Vec::new()),
+            };
         if plan_of(plan, "branch").is_some() {
             branch_changes(client, &repository, &updates, &mut events).await?;
         }
@@ -130,44 +158,12 @@ pub async fn on_push(
             folder_changes(client, folder_plan, &repository, &updates, &mut events).await?;
         }
     }
-    publish(state, client, event_type, delivery_id, events).await
-}
-
-async fn publish(
-    state: &WebhookState,
-    client: &AdoClient,
-    event_type: &str,
-    delivery_id: &str,
-    events: Events,
-) -> Result<(), WebhookError> {
-    if events.batches.is_empty() {
-        return Ok(());
-    }
-    let organization_url = client.organization_url();
-    let stamp = OrganizationStamp::new(organization_url);
-    let messages = events
-        .batches
-        .into_iter()
-        .map(|(kind, action, mut items)| {
-            items.iter_mut().for_each(|item| stamp.apply(item));
-            let event = RawEvent::new(
-                kind,
-                Origin::Webhook {
-                    event_type: event_type.to_string(),
-                    delivery_id: delivery_id.to_string(),
-                },
-                organization_url,
-                action,
-                items,
-            );
-            Outgoing::new(Destination::Raw, encode(&event))
-        })
-        .collect();
-    state
-        .bus
-        .publish_all(messages)
-        .await
-        .map_err(|e| WebhookError::Unavailable(e.to_string()))
+    let origin = Origin::Webhook {
+        event_type: event_type.to_string(),
+        delivery_id: delivery_id.to_string(),
+    };
+    let raw = crate::webhook::raw_events(client, origin, events.publications);
+    crate::webhook::publish(state, raw).await
 }
 
 fn ids(repository: &Value) -> (String, String) {
@@ -188,36 +184,69 @@ async fn branch_changes(
     events: &mut Events,
 ) -> Result<(), WebhookError> {
     let (project_id, repository_id) = ids(repository);
-    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    let (mut found, mut gone) = (Vec::new(), Vec::new());
     for update in updates {
-        // The repository itself may be gone: then so is the branch.
-        let current = match client
-            .branch_ref(&project_id, &repository_id, &update.name)
-            .await
-        {
-            Ok(current) => current,
-            Err(AdoError::NotFound { .. }) => None,
-            Err(e) => return Err(upstream(e)),
-        };
         let short = update.name.trim_start_matches("refs/heads/");
-        match current {
-            Some(reference) => upserts.push(json!({
+        match client
+            .branch_now(&project_id, &repository_id, &update.name)
+            .await
+            .map_err(failed("branch", &update.name))?
+        {
+            Current::Found(reference) => found.push(json!({
                 "name": short,
                 "refName": update.name,
                 "objectId": reference.get("objectId").cloned().unwrap_or(Value::Null),
                 "__repository": repository,
             })),
-            None => deletes.push(json!({
-                "name": short,
-                "refName": update.name,
-                "objectId": update.old,
-                "__repository": repository,
-            })),
+            Current::Gone(g) => gone.push((
+                g,
+                json!({
+                    "name": short,
+                    "refName": update.name,
+                    "objectId": update.old,
+                    "__repository": repository,
+                }),
+            )),
         }
     }
-    events.add("branch", RawAction::Upsert, upserts);
-    events.add("branch", RawAction::Delete, deletes);
+    events.add("branch", found, gone, Vec::new());
     Ok(())
+}
+
+/// The commit `ref_name` of a repository points at now, as a version to read at; gone when the
+/// branch (or the repository) is.
+async fn head(
+    client: &AdoClient,
+    kind: &'static str,
+    repository: &Value,
+    ref_name: &str,
+) -> Result<Current<GitVersion>, ReadFailure> {
+    let (project_id, repository_id) = ids(repository);
+    let reference = client
+        .branch_now(&project_id, &repository_id, ref_name)
+        .await
+        .map_err(failed(kind, ref_name))?;
+    Ok(reference.map(|r| GitVersion::Commit(text(&r, "objectId").unwrap_or_default().to_string())))
+}
+
+/// Reads `path` at `version` (the branch's head) with or without its content.
+async fn item_at(
+    client: &AdoClient,
+    kind: &'static str,
+    repository: &Value,
+    path: &str,
+    version: &Current<GitVersion>,
+    include_content: bool,
+) -> Result<Current<Value>, ReadFailure> {
+    let version = match version {
+        Current::Found(version) => version,
+        Current::Gone(gone) => return Ok(Current::Gone(gone.clone())),
+    };
+    let (project_id, repository_id) = ids(repository);
+    let read = client
+        .read_item(&project_id, &repository_id, path, version, include_content)
+        .await;
+    Current::of(read).map_err(failed(kind, path))
 }
 
 /// Every file and folder change of `update` (a new ref: every file and folder at its commit).
@@ -248,7 +277,6 @@ async fn changes_of(
                 Some(Change {
                     path: text(item, "path")?.to_string(),
                     folder: item.get("isFolder").and_then(Value::as_bool) == Some(true),
-                    deleted: false,
                     original_object_id: None,
                 })
             })
@@ -271,8 +299,6 @@ async fn changes_of(
                 path: text(item, "path")?.to_string(),
                 folder: item.get("isFolder").and_then(Value::as_bool) == Some(true)
                     || text(item, "gitObjectType") == Some("tree"),
-                deleted: text(change, "changeType")
-                    .is_some_and(|t| t.split(',').any(|t| t.trim() == "delete")),
                 original_object_id: text(item, "originalObjectId")
                     .or_else(|| text(item, "objectId"))
                     .map(String::from),
@@ -307,35 +333,44 @@ async fn file_changes(
     {
         let changes = changes_of(client, &project_id, &repository_id, update)
             .await
-            .map_err(upstream)?;
-        let version = GitVersion::Commit(update.new.clone());
-        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-        for change in changes
+            .map_err(failed("file", &update.name))?;
+        let changed: Vec<&Change> = changes
             .iter()
             .filter(|c| !c.folder && rules.iter().any(|r| r.matches(&c.path)))
-        {
-            if change.deleted {
-                deletes.push(deleted_file_item(
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        let head = head(client, "file", repository, default_branch).await?;
+        let (mut found, mut gone, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+        for change in changed {
+            let deleted = || {
+                deleted_file_item(
                     repository,
                     &change.path,
                     change.original_object_id.as_deref(),
-                ));
+                )
+            };
+            let item = match item_at(client, "file", repository, &change.path, &head, true).await? {
+                Current::Found(item) => item,
+                Current::Gone(g) => {
+                    gone.push((g, deleted()));
+                    continue;
+                }
+            };
+            let Current::Found(version) = &head else {
                 continue;
-            }
-            match file_item(client, repository, &change.path, &version, &included)
+            };
+            match file_of_item(client, repository, &change.path, item, version, &included)
                 .await
-                .map_err(upstream)?
+                .map_err(failed("file", &change.path))?
             {
-                FileRead::Item(item) => upserts.push(item),
-                FileRead::Gone | FileRead::Skipped => deletes.push(deleted_file_item(
-                    repository,
-                    &change.path,
-                    change.original_object_id.as_deref(),
-                )),
+                FileRead::Item(item) => found.push(item),
+                // A folder now, empty, or too large: not a file the crawl would publish.
+                FileRead::Gone | FileRead::Skipped => dropped.push(deleted()),
             }
         }
-        events.add("file", RawAction::Upsert, upserts);
-        events.add("file", RawAction::Delete, deletes);
+        events.add("file", found, gone, dropped);
     }
     Ok(())
 }
@@ -360,37 +395,38 @@ async fn folder_changes(
         }
         let changes = changes_of(client, &project_id, &repository_id, update)
             .await
-            .map_err(upstream)?;
-        let version = GitVersion::Commit(update.new.clone());
-        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-        for change in changes.iter().filter(|c| c.folder && c.path != "/") {
+            .map_err(failed("folder", &update.name))?;
+        let changed: Vec<&Change> = changes
+            .iter()
+            .filter(|c| c.folder && c.path != "/")
+            .filter(|c| tracking.iter().any(|r| r.glob.matches(&c.path)))
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        let head = head(client, "folder", repository, &update.name).await?;
+        let (mut found, mut gone) = (Vec::new(), Vec::new());
+        for change in changed {
+            let current = item_at(client, "folder", repository, &change.path, &head, false).await?;
             for rule in tracking.iter().filter(|r| r.glob.matches(&change.path)) {
                 let pattern = rule.glob.source.as_str();
-                if change.deleted {
-                    let gone = json!({
-                        "objectId": change.original_object_id,
-                        "gitObjectType": "tree",
-                        "path": change.path,
-                        "isFolder": true,
-                    });
-                    deletes.push(folder_item(gone, repository, branch, pattern));
-                    continue;
-                }
-                match client
-                    .item(&project_id, &repository_id, &change.path, &version, false)
-                    .await
-                    .map_err(upstream)?
-                {
-                    Some(item) => upserts.push(folder_item(item, repository, branch, pattern)),
-                    None => {
-                        let gone = json!({"objectId": change.original_object_id, "path": change.path, "isFolder": true});
-                        deletes.push(folder_item(gone, repository, branch, pattern));
+                match &current {
+                    Current::Found(item) => {
+                        found.push(folder_item(item.clone(), repository, branch, pattern));
+                    }
+                    Current::Gone(g) => {
+                        let item = json!({
+                            "objectId": change.original_object_id,
+                            "gitObjectType": "tree",
+                            "path": change.path,
+                            "isFolder": true,
+                        });
+                        gone.push((g.clone(), folder_item(item, repository, branch, pattern)));
                     }
                 }
             }
         }
-        events.add("folder", RawAction::Upsert, upserts);
-        events.add("folder", RawAction::Delete, deletes);
+        events.add("folder", found, gone, Vec::new());
     }
     Ok(())
 }
@@ -409,47 +445,43 @@ async fn wiki_changes(
     events: &mut Events,
 ) -> Result<(), WebhookError> {
     let (project_id, wiki_id) = ids(pushed);
-    let wiki = match client.wiki(&project_id, &wiki_id).await {
-        Ok(wiki) => wiki,
-        // Not a wiki after all (a code repository named `*.wiki`), or deleted.
-        Err(AdoError::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(upstream(e)),
+    // Not a wiki after all (a code repository named `*.wiki`), or deleted: nothing to read.
+    let Current::Found(wiki) =
+        Current::of(client.wiki(&project_id, &wiki_id).await).map_err(failed("wiki", &wiki_id))?
+    else {
+        return Ok(());
     };
-    let project = client.project(&project_id).await.map_err(upstream)?;
+    let project = client
+        .project(&project_id)
+        .await
+        .map_err(failed("wiki", &wiki_id))?;
     let include_content = plan.flag("includeContent");
     for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
         let changes = changes_of(client, &project_id, &wiki_id, update)
             .await
-            .map_err(upstream)?;
-        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+            .map_err(failed("wiki", &update.name))?;
+        let (mut found, mut gone) = (Vec::new(), Vec::new());
         for change in changes.iter().filter(|c| !c.folder) {
             let Some(path) = page_path(&change.path) else {
                 continue;
             };
-            let page = if change.deleted {
-                None
-            } else {
-                client
-                    .wiki_page(
-                        &project_id,
-                        &wiki_id,
-                        WikiPageRef::Path(&path),
-                        include_content,
-                    )
-                    .await
-                    .map_err(upstream)?
-            };
-            match page {
-                Some(page) => upserts.push(page_item(page, &wiki, &project)),
-                None => deletes.push(page_item(
-                    json!({"path": path, "gitItemPath": change.path}),
-                    &wiki,
-                    &project,
+            let page = WikiPageRef::Path(&path);
+            let read = client
+                .read_wiki_page(&project_id, &wiki_id, page, include_content)
+                .await;
+            match Current::of(read).map_err(failed("wiki", &path))? {
+                Current::Found(page) => found.push(page_item(page, &wiki, &project)),
+                Current::Gone(g) => gone.push((
+                    g,
+                    page_item(
+                        json!({"path": path, "gitItemPath": change.path}),
+                        &wiki,
+                        &project,
+                    ),
                 )),
             }
         }
-        events.add("wiki", RawAction::Upsert, upserts);
-        events.add("wiki", RawAction::Delete, deletes);
+        events.add("wiki", found, gone, Vec::new());
     }
     Ok(())
 }

@@ -1,49 +1,73 @@
-//! The webhook receiver: Azure DevOps service hooks in, confirmed raw events out.
+//! The webhook receiver: Azure DevOps service hooks in, confirmed raw events out — and the
+//! HTTP edge of ingest that is exposed to the internet.
 //!
 //! Served at `POST /integration/webhook`, the path the Python integration registers, so
-//! existing subscriptions keep working. The answer tells Azure DevOps what to do:
-//! - 200 only after the broker confirmed the raw event (nothing is lost once we said yes);
+//! existing subscriptions keep working. Every request to the webhook and to `POST /resync` goes
+//! through the same gate before its body is read ([`router`]): with a `webhookSecret`, missing
+//! or wrong basic-auth credentials get 401 at once (a large body from an unauthenticated caller
+//! is never buffered); then at most [`WebhookLimits::max_in_flight`] requests are served at once
+//! (bodies held, objects read, events published), the next get 503 with `Retry-After`, and a
+//! request not complete within [`WebhookLimits::request_deadline`] (a trickled body) gets 408.
+//! The answer tells Azure DevOps what to do:
+//! - 200 only after the broker confirmed the raw events (nothing is lost once we said yes);
 //! - 400 for a body that is not a service-hook envelope, 401 when the basic-auth secret is
 //!   wrong or missing (a secret is configured), 413 for an oversized body — none of these is
 //!   queued;
-//! - 503 when the broker or Azure DevOps is unavailable: Azure DevOps retries 503s. Never 410,
-//!   which makes Azure DevOps disable the subscription at once.
+//! - 503 when the broker or Azure DevOps is unavailable (5xx, 429, timeouts, a refused token):
+//!   Azure DevOps retries 503s. Never 410, which makes Azure DevOps disable the subscription at
+//!   once;
+//! - 200 with `"status": "skipped"` and the reason for an event whose object cannot be read for
+//!   a reason that will not go away (its project is gone, Azure DevOps answers 400 or 403 for
+//!   it): Azure DevOps puts a subscription on probation after repeated non-2xx answers, and
+//!   retrying would not help. The reason is logged with the kind, event type, object, status and
+//!   Azure DevOps' message; the next resync reconciles the object.
 //!
-//! The object an event names is read again from Azure DevOps before it is published, so a
-//! late or redelivered event never carries older data than what the API has now.
+//! What an event publishes is [`live_events::resolve`]'s business: the object is read again, so
+//! a forged, late or redelivered event never carries older data than the API has now, and only
+//! Azure DevOps saying the object is gone deletes it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
+use crate::ado::AdoClient;
 use crate::ado::organization::OrganizationStamp;
-use crate::ado::{AdoClient, AdoError};
-use crate::live_events::{self, LiveError, LiveEvent, LiveKinds};
+use crate::live_events::{self, LiveError, LiveEvent, LiveKinds, Publication, ReadFailure};
 use crate::organizations::{Organizations, UnknownOrganization, event_urls};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
-use adoport_shared::config::Secret;
-use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncRequest, ResyncTrigger, encode};
+use adoport_shared::config::{IngestSettings, Secret};
+use adoport_shared::messages::{Origin, RawEvent, ResyncRequest, ResyncTrigger, encode};
 
 /// The path Azure DevOps posts service hooks to (Ocean mounts the integration under `/integration`).
 pub const WEBHOOK_PATH: &str = "/integration/webhook";
+/// The path of the manual resync trigger.
+pub const RESYNC_PATH: &str = "/resync";
 /// How long a webhook may take (re-fetch + confirmed publish) before we answer 503.
 const HANDLER_DEADLINE: Duration = Duration::from_secs(20);
+/// `Retry-After` (seconds) of a 503 for a request over [`WebhookLimits::max_in_flight`].
+const BUSY_RETRY_AFTER_SECS: u64 = 5;
+/// How long a whole request may take, body upload included (the handler itself answers 503
+/// after [`HANDLER_DEADLINE`]): a caller that trickles its body cannot hold a slot for long.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the receiver needs.
 pub struct WebhookState {
     pub bus: Bus,
     /// The client of each organization; an event goes to the one it came from.
     pub organizations: Organizations,
-    /// Basic-auth password Azure DevOps must send (`webhookSecret`); `None` accepts any request.
+    /// Basic-auth password Azure DevOps must send (`webhookSecret`); `None` accepts any
+    /// request (webhooks and `POST /resync` alike).
     pub secret: Option<Secret>,
     /// `excludedTags`: work item events of projects carrying one of these are ignored.
     pub excluded_tags: Vec<String>,
@@ -51,8 +75,38 @@ pub struct WebhookState {
     pub actions: Option<crate::actions::completion::CompletionContext>,
     /// The kinds the mapping asks for, with their selectors (which push changes to publish).
     pub plan: Vec<crate::crawler::KindPlan>,
-    /// The kinds the mapping asks for: what build, pipeline, release and alert events publish.
+    /// The kinds the mapping asks for: what live events read and publish.
     pub live_kinds: LiveKinds,
+}
+
+/// Bounds of the receiver (`ADOPORT__INGEST__WEBHOOK_MAX_BYTES`,
+/// `ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookLimits {
+    /// Largest body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Requests (webhooks and `/resync`) served at once; the next get 503 with `Retry-After`.
+    /// Memory for bodies stays under `max_in_flight × max_body_bytes`.
+    pub max_in_flight: usize,
+    /// How long one request may take, its body upload included; then 408 and its slot is
+    /// free again.
+    pub request_deadline: Duration,
+}
+
+impl WebhookLimits {
+    pub fn from_settings(settings: &IngestSettings) -> Self {
+        Self {
+            max_body_bytes: usize::try_from(settings.webhook_max_bytes).unwrap_or(usize::MAX),
+            max_in_flight: usize::try_from(settings.webhook_max_in_flight).unwrap_or(usize::MAX),
+            request_deadline: REQUEST_DEADLINE,
+        }
+    }
+}
+
+impl Default for WebhookLimits {
+    fn default() -> Self {
+        Self::from_settings(&IngestSettings::default())
+    }
 }
 
 /// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
@@ -62,16 +116,37 @@ pub enum WebhookError {
         "missing or wrong basic-auth credentials (the subscription's password must equal webhookSecret)"
     )]
     Unauthenticated,
+    #[error(
+        "{0} requests are being served already (ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT); try again later"
+    )]
+    Busy(usize),
+    #[error("the request was not complete within {0} s")]
+    TooSlow(u64),
     #[error("body is not JSON: {0}")]
     NotJson(String),
     #[error("not a service-hook envelope: {0}")]
     Envelope(String),
     #[error("could not queue the event: {0}")]
     Unavailable(String),
-    #[error("could not read the object the event names from Azure DevOps: {0}")]
-    Upstream(AdoError),
+    #[error(transparent)]
+    Upstream(ReadFailure),
     #[error(transparent)]
     UnknownOrganization(#[from] UnknownOrganization),
+}
+
+impl From<LiveError> for WebhookError {
+    fn from(error: LiveError) -> Self {
+        match error {
+            LiveError::Missing { .. } => WebhookError::Envelope(error.to_string()),
+            LiveError::Read(failure) => WebhookError::Upstream(failure),
+        }
+    }
+}
+
+impl From<ReadFailure> for WebhookError {
+    fn from(failure: ReadFailure) -> Self {
+        WebhookError::Upstream(failure)
+    }
 }
 
 impl IntoResponse for WebhookError {
@@ -80,39 +155,114 @@ impl IntoResponse for WebhookError {
             WebhookError::Unauthenticated => StatusCode::UNAUTHORIZED,
             WebhookError::NotJson(_) | WebhookError::Envelope(_) => StatusCode::BAD_REQUEST,
             WebhookError::UnknownOrganization(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            WebhookError::Upstream(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            WebhookError::Upstream(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebhookError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            WebhookError::Busy(_) | WebhookError::Unavailable(_) | WebhookError::Upstream(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         match &self {
-            WebhookError::Unavailable(_) | WebhookError::Upstream(_) => {
+            WebhookError::Unavailable(_) | WebhookError::Upstream(_) | WebhookError::Busy(_) => {
                 tracing::warn!(error = %self, status = status.as_u16(), "webhook not accepted; Azure DevOps will retry")
             }
             _ => tracing::info!(error = %self, status = status.as_u16(), "webhook refused"),
         }
+        let busy = matches!(self, WebhookError::Busy(_));
         let mut response = (
             status,
             axum::Json(json!({"ok": false, "error": self.to_string()})),
         )
             .into_response();
+        let headers = response.headers_mut();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
+            headers.insert(
                 header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"adoport\""),
+                HeaderValue::from_static("Basic realm=\"adoport\""),
+            );
+        }
+        if busy {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(BUSY_RETRY_AFTER_SECS),
             );
         }
         response
     }
 }
 
-/// The router of ingest's HTTP interface: the webhook, a manual resync trigger and probes.
-pub fn router(state: Arc<WebhookState>, max_body_bytes: usize) -> Router {
-    Router::new()
+/// Whether Azure DevOps should deliver the event again: only when the failure may heal by
+/// itself (Azure DevOps unavailable or throttling, or our token refused until an operator
+/// fixes it). Everything else about one object is answered 2xx with the reason.
+fn retry_later(failure: &ReadFailure) -> bool {
+    use crate::ado::ErrorClass;
+    matches!(
+        failure.source.class(),
+        ErrorClass::Transient | ErrorClass::Refused
+    )
+}
+
+/// The 2xx answer to an event whose object cannot be read for a reason that will not go away,
+/// logged with what an operator needs to look into it.
+fn skipped(event_type: &str, failure: &ReadFailure) -> Response {
+    tracing::warn!(
+        kind = failure.kind,
+        event_type,
+        object = %failure.object,
+        status = failure.source.status(),
+        class = ?failure.source.class(),
+        error = %failure.source,
+        "webhook acknowledged without changes: Azure DevOps will keep refusing this object; the next resync reconciles it"
+    );
+    axum::Json(json!({"ok": true, "status": "skipped", "reason": failure.to_string()}))
+        .into_response()
+}
+
+/// The state of the gate in front of the webhook and `/resync`.
+struct Gate {
+    secret: Option<Secret>,
+    in_flight: Arc<Semaphore>,
+    limits: WebhookLimits,
+}
+
+/// Credentials first (from the headers alone: the body is not read), then a slot among
+/// [`WebhookLimits::max_in_flight`], held until the answer is ready or
+/// [`WebhookLimits::request_deadline`] has passed (408).
+async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    if let Some(secret) = &gate.secret
+        && let Err(refused) = authenticate(request.headers(), secret)
+    {
+        return refused.into_response();
+    }
+    let Ok(_permit) = Arc::clone(&gate.in_flight).try_acquire_owned() else {
+        return WebhookError::Busy(gate.limits.max_in_flight).into_response();
+    };
+    let deadline = gate.limits.request_deadline;
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => WebhookError::TooSlow(deadline.as_secs()).into_response(),
+    }
+}
+
+/// The router of ingest's HTTP interface: the webhook and the manual resync trigger behind the
+/// [`gate`], and probes.
+pub fn router(state: Arc<WebhookState>, limits: WebhookLimits) -> Router {
+    let limits = WebhookLimits {
+        max_in_flight: limits.max_in_flight.max(1),
+        ..limits
+    };
+    let gate_state = Arc::new(Gate {
+        secret: state.secret.clone(),
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        limits,
+    });
+    let gated = Router::new()
         .route(WEBHOOK_PATH, post(receive))
-        .route("/resync", post(request_resync))
+        .route(RESYNC_PATH, post(request_resync))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(gate_state, gate));
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .merge(gated)
         .with_state(state)
 }
 
@@ -126,11 +276,8 @@ async fn ready(State(state): State<Arc<WebhookState>>) -> StatusCode {
 
 async fn request_resync(State(state): State<Arc<WebhookState>>) -> Result<Response, WebhookError> {
     let request = ResyncRequest::new(ResyncTrigger::Manual);
-    state
-        .bus
-        .publish(Outgoing::new(Destination::ResyncRequest, encode(&request)))
-        .await
-        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+    let message = Outgoing::new(Destination::ResyncRequest, encode(&request));
+    send(&state, vec![message]).await?;
     tracing::info!(resync_id = %request.resync_id, "manual resync requested");
     Ok((
         StatusCode::ACCEPTED,
@@ -221,116 +368,54 @@ fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
     })
 }
 
-/// What an event means for the catalog.
-#[derive(Debug, PartialEq)]
-enum Route {
-    /// Read the repository again and upsert it (or delete it if it is gone).
-    Repository { id: String, fallback: Value },
-    /// The repository was deleted.
-    RepositoryDeleted { repository: Value },
-    /// Read the pull request again and upsert it.
-    PullRequest { id: u64 },
-    /// Read the work item again (with its project) and upsert it, or delete it if it is gone.
-    WorkItem { project_id: String, id: u64 },
-    /// The work item was deleted.
-    WorkItemDeleted { project_id: String, id: u64 },
-    /// A build, pipeline, release or alert event: see [`live_events`].
-    Live,
-    /// Not an event this version acts on.
-    Ignored,
-}
+impl Envelope {
+    fn live(&self) -> LiveEvent<'_> {
+        LiveEvent {
+            event_type: &self.event_type,
+            resource: &self.resource,
+            project_id: self.project_id.as_deref(),
+        }
+    }
 
-fn route(envelope: &Envelope) -> Result<Route, WebhookError> {
-    let resource = &envelope.resource;
-    let repository = || -> Result<(String, Value), WebhookError> {
-        let repo = resource
-            .get("repository")
-            .filter(|r| r.is_object())
-            .cloned()
-            .unwrap_or_else(|| Value::Object(resource.clone()));
-        match repo.get("id").and_then(Value::as_str) {
-            Some(id) if !id.is_empty() => Ok((id.to_string(), repo)),
-            _ => Err(WebhookError::Envelope(format!(
-                "{} event without resource.repository.id",
-                envelope.event_type
-            ))),
+    fn origin(&self) -> Origin {
+        Origin::Webhook {
+            event_type: self.event_type.clone(),
+            delivery_id: self.delivery_id.clone(),
         }
-    };
-    match envelope.event_type.as_str() {
-        "git.pullrequest.created" | "git.pullrequest.updated" | "git.pullrequest.merged" => {
-            let id = resource
-                .get("pullRequestId")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| {
-                    WebhookError::Envelope(format!(
-                        "{} event without a numeric resource.pullRequestId",
-                        envelope.event_type
-                    ))
-                })?;
-            Ok(Route::PullRequest { id })
-        }
-        "git.repo.created" | "git.repo.renamed" | "git.repo.statuschanged" | "git.push" => {
-            let (id, fallback) = repository()?;
-            Ok(Route::Repository { id, fallback })
-        }
-        "workitem.created" | "workitem.updated" | "workitem.restored" | "workitem.commented"
-        | "workitem.deleted" => {
-            // `workitem.updated` carries an update: its `id` is the update's number and the
-            // work item is `workItemId` (the Python integration reads `id`, and so fetches the
-            // wrong item). The other events carry the work item itself.
-            let id = resource
-                .get("workItemId")
-                .or_else(|| resource.get("id"))
-                .and_then(Value::as_u64)
-                .ok_or_else(|| {
-                    WebhookError::Envelope(format!(
-                        "{} event without a numeric resource.workItemId or resource.id",
-                        envelope.event_type
-                    ))
-                })?;
-            let project_id = envelope.project_id.clone().ok_or_else(|| {
-                WebhookError::Envelope(format!(
-                    "{} event without resourceContainers.project.id",
-                    envelope.event_type
-                ))
-            })?;
-            Ok(if envelope.event_type == "workitem.deleted" {
-                Route::WorkItemDeleted { project_id, id }
-            } else {
-                Route::WorkItem { project_id, id }
-            })
-        }
-        "git.repo.deleted" => {
-            let (_, repository) = repository()?;
-            Ok(Route::RepositoryDeleted { repository })
-        }
-        event_type if live_events::handles(event_type) => Ok(Route::Live),
-        _ => Ok(Route::Ignored),
+    }
+
+    /// The project of a work item event whose tags [`WebhookState::excluded_tags`] are
+    /// checked against (`excludedTags` applies to work item events only).
+    fn work_item_project(&self) -> Option<&str> {
+        self.event_type
+            .starts_with("workitem.")
+            .then_some(self.project_id.as_deref())
+            .flatten()
     }
 }
 
 async fn receive(
     State(state): State<Arc<WebhookState>>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebhookError> {
-    if let Some(secret) = &state.secret {
-        authenticate(&headers, secret)?;
-    }
     let envelope = parse_envelope(&body)?;
     crate::actions::completion::on_webhook(state.actions.as_ref(), &envelope.event_type, &body)
         .await
         .map_err(WebhookError::Unavailable)?;
-    let route = route(&envelope)?;
-    if route == Route::Ignored {
+    drop(body);
+    if !live_events::handles(&envelope.event_type) {
         tracing::debug!(event_type = %envelope.event_type, "webhook event type not handled; acknowledged");
-        return Ok(axum::Json(json!({"ok": true, "status": "ignored"})).into_response());
+        return Ok(ignored());
     }
     let client = state
         .organizations
         .for_event(&envelope.organization_urls)?
         .clone();
-    match tokio::time::timeout(HANDLER_DEADLINE, handle(&state, &client, &envelope, route)).await {
+    let handled = tokio::time::timeout(HANDLER_DEADLINE, handle(&state, &client, &envelope)).await;
+    match handled {
+        Ok(Err(WebhookError::Upstream(failure))) if !retry_later(&failure) => {
+            Ok(skipped(&envelope.event_type, &failure))
+        }
         Ok(result) => result,
         Err(_) => Err(WebhookError::Unavailable(format!(
             "not done within {}s",
@@ -339,148 +424,92 @@ async fn receive(
     }
 }
 
-/// A work item as the crawler publishes it: with `__projectId` and the full `__project`.
-fn work_item_with_project(mut item: Value, project_id: &str, project: Value) -> Value {
-    if let Value::Object(map) = &mut item {
-        map.insert("__projectId".into(), Value::String(project_id.to_string()));
-        map.insert("__project".into(), project);
-    }
-    item
+fn ignored() -> Response {
+    axum::Json(json!({"ok": true, "status": "ignored"})).into_response()
 }
 
-/// What a deletion knows of a work item: enough for the mapping's identifier
-/// (`.__project.id + "/" + (.id | tostring)`), which the Python integration's delete lacks.
-fn deleted_work_item(project_id: &str, id: u64) -> Value {
-    json!({"id": id, "__projectId": project_id, "__project": {"id": project_id}})
-}
-
+/// Publishes what [`live_events::resolve`] makes of the event (and, for a `git.push`, what the
+/// push changed), each batch confirmed by the broker before the answer; `client` is the
+/// organization's client the event is read with.
 async fn handle(
     state: &WebhookState,
     client: &AdoClient,
     envelope: &Envelope,
-    route: Route,
 ) -> Result<Response, WebhookError> {
-    if let Route::WorkItem { project_id, .. } | Route::WorkItemDeleted { project_id, .. } = &route
+    if let Some(project_id) = envelope.work_item_project()
         && crate::project_tags::is_excluded(client, &state.excluded_tags, project_id).await
     {
         tracing::debug!(project = %project_id, "work item event of a project with an excluded tag; ignored");
-        return Ok(axum::Json(json!({"ok": true, "status": "ignored"})).into_response());
+        return Ok(ignored());
     }
-    let (kind, action, item) = match route {
-        Route::Live => return handle_live(state, client, envelope).await,
-        Route::PullRequest { id } => {
-            let pr = client
-                .pull_request(id)
-                .await
-                .map_err(WebhookError::Upstream)?;
-            ("pull-request", RawAction::Upsert, pr)
-        }
-        Route::Repository { id, fallback } => match client.repository(&id).await {
-            Ok(repo) => ("repository", RawAction::Upsert, repo),
-            Err(AdoError::NotFound { .. }) => ("repository", RawAction::Delete, fallback),
-            Err(e) => return Err(WebhookError::Upstream(e)),
-        },
-        Route::RepositoryDeleted { repository } => ("repository", RawAction::Delete, repository),
-        Route::WorkItem { project_id, id } => match client.work_item(&project_id, id).await {
-            Ok(item) => {
-                let project = client
-                    .project(&project_id)
-                    .await
-                    .map_err(WebhookError::Upstream)?;
-                (
-                    "work-item",
-                    RawAction::Upsert,
-                    work_item_with_project(item, &project_id, project),
-                )
-            }
-            Err(AdoError::NotFound { .. }) => (
-                "work-item",
-                RawAction::Delete,
-                deleted_work_item(&project_id, id),
-            ),
-            Err(e) => return Err(WebhookError::Upstream(e)),
-        },
-        Route::WorkItemDeleted { project_id, id } => (
-            "work-item",
-            RawAction::Delete,
-            deleted_work_item(&project_id, id),
-        ),
-        Route::Ignored => unreachable!("ignored events are answered before"),
-    };
-    let mut item = item;
-    OrganizationStamp::new(client.organization_url()).apply(&mut item);
-    let event = RawEvent::new(
-        kind,
-        Origin::Webhook {
-            event_type: envelope.event_type.clone(),
-            delivery_id: envelope.delivery_id.clone(),
-        },
-        client.organization_url(),
-        action,
-        vec![item],
-    );
-    state
-        .bus
-        .publish(Outgoing::new(Destination::Raw, encode(&event)))
-        .await
-        .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
+    let publications = live_events::resolve(client, &state.live_kinds, &envelope.live()).await?;
+    let events = raw_events(client, envelope.origin(), publications);
+    let mut event_ids = publish(state, events).await?;
     if envelope.event_type == "git.push" {
         let (event_type, delivery_id) = (&envelope.event_type, &envelope.delivery_id);
-        crate::push_events::on_push(state, client, event_type, delivery_id, &envelope.resource)
-            .await?;
-        crate::gitops::on_push(state, client, delivery_id, &envelope.resource).await?;
+        let pushed =
+            crate::push_events::on_push(state, client, event_type, delivery_id, &envelope.resource);
+        event_ids.extend(pushed.await?);
+        let specs = crate::gitops::on_push(state, client, delivery_id, &envelope.resource);
+        event_ids.extend(specs.await?);
     }
-    tracing::debug!(event_type = %envelope.event_type, kind, event_id = %event.id, "webhook queued");
-    Ok(axum::Json(json!({"ok": true, "status": "queued", "eventId": event.id})).into_response())
-}
-
-/// Publishes what [`live_events::resolve`] makes of the event, each raw event confirmed by the
-/// broker before the next; `client` is the organization's client the event is read with.
-async fn handle_live(
-    state: &WebhookState,
-    client: &AdoClient,
-    envelope: &Envelope,
-) -> Result<Response, WebhookError> {
-    let event = LiveEvent {
-        event_type: &envelope.event_type,
-        resource: &envelope.resource,
-        project_id: envelope.project_id.as_deref(),
-    };
-    let publications = live_events::resolve(client, &state.live_kinds, &event)
-        .await
-        .map_err(|e| match e {
-            LiveError::Missing { .. } => WebhookError::Envelope(e.to_string()),
-            LiveError::Upstream(e) => WebhookError::Upstream(e),
-        })?;
-    let stamp = OrganizationStamp::new(client.organization_url());
-    let mut event_ids = Vec::new();
-    for publication in publications.into_iter().filter(|p| !p.items.is_empty()) {
-        let mut items = publication.items;
-        items.iter_mut().for_each(|item| stamp.apply(item));
-        let event = RawEvent::new(
-            publication.kind,
-            Origin::Webhook {
-                event_type: envelope.event_type.clone(),
-                delivery_id: envelope.delivery_id.clone(),
-            },
-            client.organization_url(),
-            publication.action,
-            items,
-        );
-        state
-            .bus
-            .publish(Outgoing::new(Destination::Raw, encode(&event)))
-            .await
-            .map_err(|e| WebhookError::Unavailable(e.to_string()))?;
-        tracing::debug!(event_type = %envelope.event_type, kind = publication.kind, event_id = %event.id, "webhook queued");
-        event_ids.push(event.id.to_string());
-    }
+    tracing::debug!(event_type = %envelope.event_type, events = event_ids.len(), "webhook queued");
     let status = if event_ids.is_empty() {
         "ignored"
     } else {
         "queued"
     };
     Ok(axum::Json(json!({"ok": true, "status": status, "eventIds": event_ids})).into_response())
+}
+
+/// The raw events of `publications` (empty ones left out), each item stamped with the
+/// organization it was read from.
+pub(crate) fn raw_events(
+    client: &AdoClient,
+    origin: Origin,
+    publications: Vec<Publication>,
+) -> Vec<RawEvent> {
+    let stamp = OrganizationStamp::new(client.organization_url());
+    publications
+        .into_iter()
+        .filter(|p| !p.items().is_empty())
+        .map(|publication| {
+            let (kind, action, mut items) = publication.into_parts();
+            items.iter_mut().for_each(|item| stamp.apply(item));
+            RawEvent::new(
+                kind,
+                origin.clone(),
+                client.organization_url(),
+                action,
+                items,
+            )
+        })
+        .collect()
+}
+
+/// Publishes raw events of a webhook and returns their ids once the broker confirmed them all.
+pub(crate) async fn publish(
+    state: &WebhookState,
+    events: Vec<RawEvent>,
+) -> Result<Vec<String>, WebhookError> {
+    let ids = events.iter().map(|e| e.id.to_string()).collect();
+    let messages = events
+        .iter()
+        .map(|event| Outgoing::new(Destination::Raw, encode(event)))
+        .collect();
+    send(state, messages).await?;
+    Ok(ids)
+}
+
+/// The one place the receiver hands messages to the bus: returns when the broker confirmed
+/// them all; a broker that cannot take them is [`WebhookError::Unavailable`] (503, which Azure
+/// DevOps retries).
+async fn send(state: &WebhookState, messages: Vec<Outgoing>) -> Result<(), WebhookError> {
+    state
+        .bus
+        .publish_all(messages)
+        .await
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))
 }
 
 #[cfg(test)]
@@ -527,57 +556,65 @@ mod tests {
     }
 
     #[test]
-    fn events_route_to_kinds() {
-        let pr = envelope(json!({"eventType": "git.pullrequest.updated", "publisherId": "tfs", "resource": {"pullRequestId": 42}})).expect("ok");
-        assert_eq!(route(&pr).expect("route"), Route::PullRequest { id: 42 });
-        let push = envelope(json!({"eventType": "git.push", "publisherId": "tfs", "resource": {"repository": {"id": "r1"}}})).expect("ok");
-        assert!(matches!(route(&push).expect("route"), Route::Repository { id, .. } if id == "r1"));
-        let deleted = envelope(json!({"eventType": "git.repo.deleted", "publisherId": "tfs", "resource": {"repository": {"id": "r1", "name": "x"}}})).expect("ok");
-        assert!(matches!(
-            route(&deleted).expect("route"),
-            Route::RepositoryDeleted { .. }
+    fn the_receiver_acts_on_the_event_types_live_events_resolve() {
+        for handled in [
+            "git.repo.deleted",
+            "git.push",
+            "workitem.deleted",
+            "build.complete",
+        ] {
+            assert!(live_events::handles(handled), "{handled}");
+        }
+        assert!(!live_events::handles(
+            "ms.vss-code.git-pullrequest-comment-event"
         ));
-        let other = envelope(
-            json!({"eventType": "ms.vss-code.git-pullrequest-comment-event", "publisherId": "tfs", "resource": {}}),
-        )
-        .expect("ok");
-        assert_eq!(route(&other).expect("route"), Route::Ignored);
-        let bad = envelope(json!({"eventType": "git.pullrequest.created", "publisherId": "tfs", "resource": {"pullRequestId": "x"}})).expect("ok");
-        assert!(route(&bad).is_err());
+        let work_item = envelope(json!({"eventType": "workitem.deleted", "publisherId": "tfs", "resource": {"id": 1}, "resourceContainers": {"project": {"id": "p"}}})).expect("ok");
+        assert_eq!(work_item.work_item_project(), Some("p"));
+        let push = envelope(json!({"eventType": "git.push", "publisherId": "tfs", "resource": {}, "resourceContainers": {"project": {"id": "p"}}})).expect("ok");
+        assert_eq!(
+            push.work_item_project(),
+            None,
+            "excludedTags is for work items only"
+        );
     }
 
-    fn reference_envelope(name: &str) -> Envelope {
-        let path = format!(
-            "{}/../../shared/reference/ocean-azure-devops/webhooks/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        parse_envelope(&body).expect("a valid envelope")
+    fn failure(source: crate::ado::AdoError) -> ReadFailure {
+        ReadFailure::new("pull-request", 7, source)
     }
 
     #[test]
-    fn work_item_events_name_the_work_item_not_the_update() {
-        let updated = reference_envelope("workitem.updated.json");
-        assert_eq!(
-            route(&updated).expect("route"),
-            Route::WorkItem {
-                project_id: "22222222-2222-2222-2222-222222222222".into(),
-                id: 1234
-            },
-            "resource.id (4) is the update's number; the work item is resource.workItemId"
-        );
-        let deleted = reference_envelope("workitem.deleted.json");
-        assert_eq!(
-            route(&deleted).expect("route"),
-            Route::WorkItemDeleted {
-                project_id: "22222222-2222-2222-2222-222222222222".into(),
-                id: 1234
-            }
-        );
-        // The delete carries what the default mapping's identifier needs.
-        let item = deleted_work_item("p 1", 1234);
-        assert_eq!(item["__project"]["id"], "p 1");
-        assert_eq!(item["id"], 1234);
+    fn only_failures_that_may_heal_are_answered_with_a_retry() {
+        use crate::ado::AdoError;
+        let status = |status| AdoError::Status {
+            status,
+            url: "u".into(),
+            body: "b".into(),
+        };
+        assert!(retry_later(&failure(status(500))));
+        assert!(retry_later(&failure(status(429))));
+        assert!(retry_later(&failure(AdoError::Unauthorized {
+            url: "u".into(),
+            detail: "d".into()
+        })));
+        assert!(!retry_later(&failure(status(400))));
+        assert!(!retry_later(&failure(AdoError::Forbidden {
+            url: "u".into()
+        })));
+        let project_gone = AdoError::NotFound {
+            url: "u".into(),
+            message: "TF200016: The following project does not exist: p.".into(),
+            type_key: "ProjectDoesNotExistWithNameException".into(),
+        };
+        assert!(!retry_later(&failure(project_gone)));
+    }
+
+    #[test]
+    fn the_documented_bounds_are_the_defaults() {
+        let limits = WebhookLimits::default();
+        assert_eq!(limits.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(limits.max_in_flight, 32);
+        assert_eq!(limits.request_deadline, Duration::from_secs(30));
+        assert_eq!(BUSY_RETRY_AFTER_SECS, 5);
     }
 
     #[test]

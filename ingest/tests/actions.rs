@@ -78,7 +78,7 @@ async fn harness() -> Harness {
         "http://{}{WEBHOOK_PATH}",
         listener.local_addr().expect("addr")
     );
-    let app = webhook::router(state, 1 << 20);
+    let app = webhook::router(state, webhook::WebhookLimits::default());
     let stop = shutdown.clone();
     tokio::spawn(async move {
         axum::serve(listener, app)

@@ -4,189 +4,14 @@
 //! deletes on 404, the alert `criteria` filter, kinds the mapping does not ask for, the
 //! same items as a crawl of the same objects, and the organization each event came from.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod support;
 
-use adoport_ingest::ado::AdoClient;
-use adoport_ingest::crawler::{Crawler, KindPlan};
-use adoport_ingest::live_events::LiveKinds;
-use adoport_ingest::organizations::Organizations;
-use adoport_ingest::webhook::{WEBHOOK_PATH, WebhookState, router};
-use adoport_shared::bus::{Bus, Subscription};
-use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{RawAction, RawEvent, ResyncId, decode};
-use adoport_shared::topology::{Topology, WorkQueue};
+use std::collections::BTreeMap;
+
+use adoport_shared::messages::RawAction;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-struct Harness {
-    sim: AdoSim,
-    client: AdoClient,
-    url: String,
-    http: reqwest::Client,
-    /// The raw queue's consumer (only the first organization's harness has it: one queue).
-    deliveries: Option<Subscription>,
-    shutdown: CancellationToken,
-}
-
-fn plans(kinds: &[(&str, Value)]) -> Vec<KindPlan> {
-    kinds
-        .iter()
-        .map(|(kind, selector)| KindPlan {
-            kind: kind.to_string(),
-            selectors: vec![selector.as_object().cloned().unwrap_or_default()],
-        })
-        .collect()
-}
-
-fn client_of(sim: &AdoSim, shutdown: &CancellationToken) -> AdoClient {
-    let access = AzureDevopsAccess {
-        organization_url: sim.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    AdoClient::new(&access, 8, shutdown.clone()).expect("client")
-}
-
-/// The simulator, and a webhook receiver for a mapping with `kinds` (kind, selector).
-async fn harness(kinds: &[(&str, Value)]) -> Harness {
-    let sim = AdoSim::start(AdoSimConfig::default())
-        .await
-        .expect("simulator starts");
-    harness_of(vec![sim], kinds).await.remove(0)
-}
-
-/// One harness per simulated organization, all posting to one receiver that reads each
-/// organization with its own client.
-async fn harness_of(sims: Vec<AdoSim>, kinds: &[(&str, Value)]) -> Vec<Harness> {
-    let shutdown = CancellationToken::new();
-    let clients: Vec<AdoClient> = sims.iter().map(|s| client_of(s, &shutdown)).collect();
-    let bus = Bus::memory(Topology::new("live.", 2), shutdown.clone());
-    let mut deliveries = vec![Some(
-        bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe"),
-    )];
-    deliveries.resize_with(sims.len(), || None);
-    let state = std::sync::Arc::new(WebhookState {
-        bus,
-        organizations: Organizations::new(clients.clone()),
-        secret: None,
-        excluded_tags: Vec::new(),
-        actions: None,
-        plan: plans(kinds),
-        live_kinds: LiveKinds::new(plans(kinds)),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}{WEBHOOK_PATH}",
-        listener.local_addr().expect("address")
-    );
-    let app = router(state, 4 * 1024 * 1024);
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
-    sims.into_iter()
-        .zip(clients)
-        .zip(deliveries)
-        .map(|((sim, client), deliveries)| Harness {
-            sim,
-            client,
-            url: url.clone(),
-            http: reqwest::Client::new(),
-            deliveries,
-            shutdown: shutdown.clone(),
-        })
-        .collect()
-}
-
-impl Harness {
-    /// Posts `envelope` and returns the answer's status and body.
-    async fn post(&self, envelope: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(&self.url)
-            .json(envelope)
-            .send()
-            .await
-            .expect("webhook answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("JSON answer"))
-    }
-
-    /// Posts `envelope`, expects 200, and returns the raw events it queued (as many as the
-    /// answer's `eventIds` says, in publication order).
-    async fn deliver(&mut self, envelope: &Value) -> Vec<RawEvent> {
-        let (status, body) = self.post(envelope).await;
-        assert_eq!(status, 200, "{body}");
-        let count = body["eventIds"].as_array().map_or(0, Vec::len);
-        let mut events = Vec::new();
-        for _ in 0..count {
-            let consumer = self
-                .deliveries
-                .as_mut()
-                .expect("the first organization's harness consumes the raw queue");
-            let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            events.push(decode::<RawEvent>(&delivery.body).expect("raw event"));
-            delivery.ack().await.expect("ack");
-        }
-        events
-    }
-
-    fn project_id(&self, index: usize) -> String {
-        self.sim.projects()[index]["id"]
-            .as_str()
-            .expect("project id")
-            .to_string()
-    }
-
-    /// Crawls `kinds` with the harness's client and returns the items published per kind.
-    async fn crawl(&self, kinds: &[(&str, Value)]) -> BTreeMap<String, Vec<Value>> {
-        let shutdown = CancellationToken::new();
-        let bus = Bus::memory(Topology::new("live-crawl.", 2), shutdown);
-        let mut deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
-        let crawler = Crawler::new(self.client.clone(), bus, 50);
-        let report = tokio::time::timeout(
-            Duration::from_secs(60),
-            crawler.crawl(ResyncId::new(), &plans(kinds)),
-        )
-        .await
-        .expect("crawl within 60 s")
-        .expect("crawl succeeds");
-        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-        let events: u64 = report.kinds.values().map(|k| k.events).sum();
-        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for _ in 0..events {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            let event: RawEvent = decode(&delivery.body).expect("raw event");
-            items.entry(event.kind).or_default().extend(event.items);
-            delivery.ack().await.expect("ack");
-        }
-        items
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.sim.shutdown().await;
-    }
-}
-
-fn only(events: &[RawEvent], kind: &str) -> RawEvent {
-    let found: Vec<&RawEvent> = events.iter().filter(|e| e.kind == kind).collect();
-    assert_eq!(found.len(), 1, "one {kind} event in {events:?}");
-    found[0].clone()
-}
+use support::{harness, harness_of, only};
 
 #[tokio::test]
 async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
@@ -390,6 +215,18 @@ async fn deployment_events_publish_the_deployment_of_that_release_environment() 
     let gone = only(&events, "release-deployment");
     assert_eq!(gone.action, RawAction::Delete);
     assert_eq!(gone.items[0]["id"], 42);
+    // A deployment its (existing) release does not list proves nothing: deployments go only
+    // with their release. Nothing is deleted.
+    let mut stray =
+        h.sim
+            .deployment_event("ms.vss-release.deployment-completed-event", &project, 3);
+    stray["resource"]["deployment"]["id"] = json!(99);
+    let (status, body) = h.post(&stray).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ignored")),
+        "{body}"
+    );
     h.stop().await;
 }
 
@@ -499,20 +336,25 @@ async fn an_event_without_the_ids_it_needs_is_refused() {
     h.stop().await;
 }
 
-/// A reference payload of the Python integration's compatibility material.
-fn reference_payload(name: &str) -> Value {
+/// The project id the example payloads carry.
+const PAYLOAD_PROJECT: &str = "22222222-2222-2222-2222-222222222222";
+
+/// An example payload of the Python integration's compatibility material (copied into
+/// `tests/fixtures/webhooks`), its project id replaced by `project`.
+fn reference_payload(name: &str, project: &str) -> Value {
     let path = format!(
-        "{}/../../shared/reference/ocean-azure-devops/webhooks/{name}.json",
+        "{}/tests/fixtures/webhooks/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("reference payload is JSON")
+    serde_json::from_str(&text.replace(PAYLOAD_PROJECT, project)).expect("payload is JSON")
 }
 
 #[tokio::test]
 async fn reference_payloads_are_read_field_by_field() {
-    // Their objects do not exist in the simulator: each becomes a delete built from the
-    // payload's own ids, which shows the fields are read where the real payloads carry them.
+    // Their objects do not exist in the simulator (in an existing project): each becomes a
+    // delete built from the payload's own ids, which shows the fields are read where the real
+    // payloads carry them.
     let mut h = harness(&[
         ("build", json!({})),
         ("test-run", json!({})),
@@ -521,7 +363,8 @@ async fn reference_payloads_are_read_field_by_field() {
         ("advanced-security-alert", json!({})),
     ])
     .await;
-    let project = "22222222-2222-2222-2222-222222222222";
+    let project = h.project_id(0);
+    let project = project.as_str();
     let cases = [
         (
             "build.complete",
@@ -545,7 +388,7 @@ async fn reference_payloads_are_read_field_by_field() {
         ),
     ];
     for (name, kind, identity) in cases {
-        let events = h.deliver(&reference_payload(name)).await;
+        let events = h.deliver(&reference_payload(name, project)).await;
         assert_eq!(events.len(), 1, "{name}: {events:?}");
         let event = only(&events, kind);
         assert_eq!(event.action, RawAction::Delete, "{name}");

@@ -438,3 +438,87 @@ async fn single_reads_answer_what_the_lists_hold_and_404_past_them() {
     assert_eq!(missing.status().as_u16(), 404);
     sim.shutdown().await;
 }
+
+/// The status of `GET {path}` and Azure DevOps' `typeKey` and message code (`TF…`) when it is
+/// an error.
+async fn read(sim: &AdoSim, path: &str) -> (u16, String, String) {
+    let answer = get(sim, &format!("{path}?api-version=7.1")).await;
+    let status = answer.status().as_u16();
+    let body: Value = answer.json().await.expect("JSON body");
+    let text = |key: &str| body[key].as_str().unwrap_or_default().to_string();
+    let code = text("message")
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (
+        status,
+        text("typeKey"),
+        if status == 200 { String::new() } else { code },
+    )
+}
+
+#[tokio::test]
+async fn deleted_objects_answer_azure_devops_404s_until_restored() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let repository = sim.repositories()[0].clone();
+    let repository_id = repository["id"].as_str().expect("id").to_string();
+    let project = repository["project"]["id"]
+        .as_str()
+        .expect("project")
+        .to_string();
+    let pull_request = sim
+        .pull_requests()
+        .into_iter()
+        .find(|pr| pr["repository"]["id"] == repository["id"])
+        .expect("a pull request of the repository")["pullRequestId"]
+        .as_u64()
+        .expect("id");
+    let repo_path = format!("_apis/git/repositories/{repository_id}");
+    let pr_path = format!("_apis/git/pullrequests/{pull_request}");
+    let work_item = "_apis/wit/workitems/1";
+    let ok = (200, String::new(), String::new());
+    let gone = |type_key: &str, code: &str| (404, type_key.to_string(), code.to_string());
+
+    assert!(sim.remove_repository(&repository_id));
+    assert!(!sim.remove_repository(&repository_id), "already in the bin");
+    assert_eq!(
+        read(&sim, &repo_path).await,
+        gone("GitRepositoryNotFoundException", "TF401019")
+    );
+    assert_eq!(
+        read(&sim, &pr_path).await,
+        gone("GitPullRequestNotFoundException", "TF401180"),
+        "gone with its repository"
+    );
+    assert!(sim.restore_repository(&repository_id));
+    assert_eq!(read(&sim, &repo_path).await, ok);
+    assert_eq!(
+        read(&sim, &pr_path).await,
+        ok,
+        "restored with its repository"
+    );
+
+    assert!(sim.remove_work_item(1));
+    assert_eq!(
+        read(&sim, work_item).await,
+        gone("WorkItemUnauthorizedAccessException", "TF401232")
+    );
+    assert!(sim.restore_work_item(1));
+    assert_eq!(read(&sim, work_item).await, ok);
+
+    assert!(sim.remove_project(&project));
+    assert_eq!(
+        read(&sim, &format!("{project}/_apis/git/repositories")).await,
+        gone("ProjectDoesNotExistWithNameException", "TF200016")
+    );
+    assert_eq!(
+        read(&sim, &repo_path).await,
+        gone("GitRepositoryNotFoundException", "TF401019"),
+        "its repositories went with it"
+    );
+    assert!(sim.restore_project(&project));
+    assert_eq!(read(&sim, &repo_path).await, ok);
+    assert_eq!(sim.projects().len(), 3);
+    sim.shutdown().await;
+}

@@ -84,6 +84,7 @@ async fn spec_entities_live_beside_the_exporter_s_and_converge() {
     // reads the spec of the tracked branch.
     let resync = reqwest::Client::new()
         .post(url.replace("/integration/webhook", "/resync"))
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
         .send()
         .await
         .expect("resync requested");

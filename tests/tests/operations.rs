@@ -11,7 +11,7 @@ use adoport::replay::{ReplayFilter, ReplayMode, replay};
 use adoport_shared::bus::{ArchiveStart, Destination, Outgoing};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
-use adoport_tests::{BusKind, start, test_mapping, within};
+use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start, test_mapping, within};
 use adoport_transform::mapping::CompiledMapping;
 
 /// How long a replay waits for more archived messages before it ends.
@@ -419,7 +419,12 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
     // A manual resync makes them move.
     let webhook = running.webhook_url.clone().expect("ingest runs");
     let resync = webhook.replace(adoport_ingest::webhook::WEBHOOK_PATH, "/resync");
-    let answer = http.post(&resync).send().await.expect("POST /resync");
+    let answer = http
+        .post(&resync)
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        .send()
+        .await
+        .expect("POST /resync");
     assert_eq!(answer.status().as_u16(), 202);
     let crawl = running.resync_settled().await;
     let (_, after) = get("/metrics").await;

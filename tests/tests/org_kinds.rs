@@ -133,7 +133,7 @@ async fn excluded_tags_keep_a_tagged_project_out_of_resyncs_and_live_events() {
         .world
         .ado
         .requests()
-        .get("GET /{org}/{project}/_apis/wit/workitems/{id}")
+        .get("GET /{org}/_apis/wit/workitems/{id}")
         .copied()
         .unwrap_or(0);
     assert_eq!(

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::AdoAuth;
-use super::error::{AdoError, excerpt};
+use super::error::{AdoError, error_body, excerpt};
 use adoport_shared::config::{AzureDevopsAccess, NetworkSettings};
 use adoport_shared::metrics::HttpStats;
 
@@ -530,9 +530,14 @@ impl AdoClient {
             403 => Err(Attempt::Final(AdoError::Forbidden {
                 url: url.to_string(),
             })),
-            404 => Err(Attempt::Final(AdoError::NotFound {
-                url: url.to_string(),
-            })),
+            404 => {
+                let (message, type_key) = error_body(&text);
+                Err(Attempt::Final(AdoError::NotFound {
+                    url: url.to_string(),
+                    message,
+                    type_key,
+                }))
+            }
             408 | 429 | 500..=599 => Err(Attempt::Transient {
                 error: AdoError::Status {
                     status: code,

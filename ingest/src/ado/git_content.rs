@@ -126,6 +126,22 @@ impl AdoClient {
         version: &GitVersion,
         include_content: bool,
     ) -> Result<Option<Value>, AdoError> {
+        none_if_missing(
+            self.read_item(project_id, repository_id, path, version, include_content)
+                .await,
+        )
+    }
+
+    /// Like [`AdoClient::item`], with a missing item as the 404 error Azure DevOps answered
+    /// (for [`super::Current`], which tells a missing item from a missing repository).
+    pub async fn read_item(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        path: &str,
+        version: &GitVersion,
+        include_content: bool,
+    ) -> Result<Value, AdoError> {
         let url = self.items_url(project_id, repository_id);
         let (version, version_type) = version.parts();
         let query = [
@@ -139,11 +155,7 @@ impl AdoClient {
             ("versionDescriptor.version", version),
             ("versionDescriptor.versionType", version_type),
         ];
-        match self.get_json(&url, &query).await {
-            Ok(response) => Ok(Some(response.body)),
-            Err(AdoError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.get_json(&url, &query).await?.body)
     }
 
     /// `GET …/diffs/commits`: every file and folder change from `base` to `target` (commit ids),
@@ -259,6 +271,21 @@ impl AdoClient {
         page: WikiPageRef<'_>,
         include_content: bool,
     ) -> Result<Option<Value>, AdoError> {
+        none_if_missing(
+            self.read_wiki_page(project_id, wiki_id, page, include_content)
+                .await,
+        )
+    }
+
+    /// Like [`AdoClient::wiki_page`], with a missing page as the 404 error Azure DevOps
+    /// answered.
+    pub async fn read_wiki_page(
+        &self,
+        project_id: &str,
+        wiki_id: &str,
+        page: WikiPageRef<'_>,
+        include_content: bool,
+    ) -> Result<Value, AdoError> {
         let content = if include_content { "true" } else { "false" };
         let (url, query) = match page {
             WikiPageRef::Id(id) => (
@@ -272,11 +299,16 @@ impl AdoClient {
                 vec![("path", path), ("includeContent", content)],
             ),
         };
-        match self.get_json(&url, &query).await {
-            Ok(response) => Ok(Some(response.body)),
-            Err(AdoError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.get_json(&url, &query).await?.body)
+    }
+}
+
+/// `None` for any 404 (what the crawler wants: the object went away between list and read).
+fn none_if_missing(result: Result<Value, AdoError>) -> Result<Option<Value>, AdoError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(AdoError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

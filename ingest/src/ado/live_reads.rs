@@ -1,13 +1,109 @@
-//! The single-object reads only live events need (a build, a pipeline run, a pipeline, a
-//! release definition, the deployments of a release environment, an Advanced Security alert)
-//! and service-hook subscription calls on any host with an explicit `api-version`. Reads the
-//! crawler makes too (timelines, test runs and results) are in [`super::runs`], once.
+//! What Azure DevOps holds *now* for an object a live event names, and the single-object reads
+//! only live events need (a build, a pipeline run, a pipeline, a release definition, the
+//! deployments of a release environment, an Advanced Security alert), plus service-hook
+//! subscription calls on any host with an explicit `api-version`. Reads the crawler makes too
+//! (timelines, test runs and results) are in [`super::runs`], once.
+//!
+//! [`Current`] is the one place where "the event says X is gone" becomes "read X": a read
+//! answers [`Current::Found`] with the object's state, or [`Current::Gone`] when Azure DevOps
+//! answered 404 for the object itself ([`ErrorClass::Gone`]); any other failure stays an
+//! [`AdoError`] for the caller to classify (transient → Azure DevOps retries; permanent →
+//! acknowledged with the reason). A [`Gone`] can only be made here, and a live delete cannot be
+//! published without one, so no event deletes on its own word.
 
 use serde_json::Value;
 
+use super::error::ErrorClass;
 use super::{ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, values};
 
+/// Proof that Azure DevOps no longer has an object: the answer that said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    evidence: String,
+}
+
+impl Gone {
+    /// The object is not in a listing Azure DevOps just returned that would hold it (a ref not
+    /// among the repository's refs, a deployment not among its release's, a file not in the
+    /// tree of the branch's head). `listing` says which, for the log.
+    pub(crate) fn absent_from(listing: impl Into<String>) -> Gone {
+        Gone {
+            evidence: format!("not in {}", listing.into()),
+        }
+    }
+
+    /// What Azure DevOps answered, for the log.
+    pub fn evidence(&self) -> &str {
+        &self.evidence
+    }
+}
+
+/// What Azure DevOps holds for an object now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Current<T> {
+    /// Its current state.
+    Found(T),
+    /// It does not exist (any more).
+    Gone(Gone),
+}
+
+impl<T> Current<T> {
+    /// Reads `result` of a request for the object: a 404 for the object itself is
+    /// [`Current::Gone`]; every other failure is returned as it is.
+    pub fn of(result: Result<T, AdoError>) -> Result<Current<T>, AdoError> {
+        match result {
+            Ok(value) => Ok(Current::Found(value)),
+            Err(error) if error.class() == ErrorClass::Gone => Ok(Current::Gone(Gone {
+                evidence: error.to_string(),
+            })),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `Current::Found(f(value))`, or still gone.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Current<U> {
+        match self {
+            Current::Found(value) => Current::Found(f(value)),
+            Current::Gone(gone) => Current::Gone(gone),
+        }
+    }
+
+    /// The object, if found.
+    pub fn found(self) -> Option<T> {
+        match self {
+            Current::Found(value) => Some(value),
+            Current::Gone(_) => None,
+        }
+    }
+}
+
 impl AdoClient {
+    /// `GET {org}/_apis/wit/workitems/{id}?$expand=All`: by id alone (ids are unique in the
+    /// organization), so that an event naming another project cannot hide the work item.
+    pub async fn work_item(&self, id: u64) -> Result<Value, AdoError> {
+        let url = self.url(&format!("_apis/wit/workitems/{id}"));
+        Ok(self.get_json(&url, &[("$expand", "All")]).await?.body)
+    }
+
+    /// The ref `ref_name` (`refs/heads/…`) of a repository now: found in its refs, or gone
+    /// (not among them, or the repository is gone).
+    pub async fn branch_now(
+        &self,
+        project_id: &str,
+        repository_id: &str,
+        ref_name: &str,
+    ) -> Result<Current<Value>, AdoError> {
+        Ok(
+            match Current::of(self.branch_ref(project_id, repository_id, ref_name).await)? {
+                Current::Found(Some(reference)) => Current::Found(reference),
+                Current::Found(None) => Current::Gone(Gone::absent_from(format!(
+                    "the refs of repository {repository_id}"
+                ))),
+                Current::Gone(gone) => Current::Gone(gone),
+            },
+        )
+    }
+
     /// `GET {org}/{project}/_apis/build/builds/{id}`.
     pub async fn build(&self, project_id: &str, build_id: u64) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/build/builds/{build_id}"));

@@ -16,8 +16,9 @@ use serde_json::Value;
 
 pub use auth::{AdoAuth, TokenProvider};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
-pub use error::AdoError;
+pub use error::{AdoError, ErrorClass};
 pub use git_content::{GitVersion, Recursion, WikiPageRef};
+pub use live_reads::{Current, Gone};
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
@@ -250,12 +251,6 @@ impl AdoClient {
             .into_iter()
             .filter(|v| !v.is_null())
             .collect())
-    }
-
-    /// `GET {org}/{project}/_apis/wit/workitems/{id}?$expand=All`.
-    pub async fn work_item(&self, project_id: &str, id: u64) -> Result<Value, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/wit/workitems/{id}"));
-        Ok(self.get_json(&url, &[("$expand", "All")]).await?.body)
     }
 
     /// One continuation-token page of `GET {vsrm}/{project}/_apis/release/releases`.

@@ -191,6 +191,18 @@ pub(crate) async fn file_item(
     else {
         return Ok(FileRead::Gone);
     };
+    file_of_item(client, repository, path, item, version, included).await
+}
+
+/// The `file` item of `item`, an items-API answer for `path` at `version` with its content.
+pub(crate) async fn file_of_item(
+    client: &AdoClient,
+    repository: &Value,
+    path: &str,
+    item: Value,
+    version: &GitVersion,
+    included: &[String],
+) -> Result<FileRead, AdoError> {
     if item.get("isFolder").and_then(Value::as_bool) == Some(true) {
         return Ok(FileRead::Gone);
     }

@@ -6,8 +6,9 @@ use std::sync::Mutex;
 
 use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::items::ItemBuilder;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
@@ -16,8 +17,6 @@ use adoport_shared::messages::ResyncId;
 /// One pull request list pass: its `searchCriteria.*` and the most items it may return.
 type Pass<'a> = (Vec<(&'a str, &'a str)>, Option<usize>);
 
-/// Files of one repository downloaded at the same time.
-const CONCURRENT_FILES: usize = 8;
 /// Page size of pull request lists (the API takes up to 1000).
 const PULL_REQUEST_PAGE: usize = 500;
 
@@ -76,37 +75,6 @@ impl Crawler {
         Ok(all)
     }
 
-    /// `__includedFiles` of one repository: each path's text on the default branch, `null`
-    /// when the file (or the default branch) does not exist.
-    async fn included_files(
-        &self,
-        repository: &Value,
-        paths: &[String],
-    ) -> Result<Value, AdoError> {
-        let project_id = repository
-            .get("project")
-            .and_then(|p| text(p, "id"))
-            .unwrap_or_default();
-        let repository_id = text(repository, "id").unwrap_or_default();
-        let branch = text(repository, "defaultBranch");
-        let contents: Vec<(String, Value)> = stream::iter(paths.to_vec())
-            .map(|path| async move {
-                let content = match branch {
-                    Some(branch) => self
-                        .client
-                        .file_text(project_id, repository_id, &path, branch)
-                        .await?
-                        .map_or(Value::Null, Value::String),
-                    None => Value::Null,
-                };
-                Ok::<_, AdoError>((path, content))
-            })
-            .buffered(CONCURRENT_FILES)
-            .try_collect()
-            .await?;
-        Ok(Value::Object(contents.into_iter().collect::<Map<_, _>>()))
-    }
-
     pub(crate) async fn crawl_repositories(
         &self,
         resync_id: ResyncId,
@@ -114,11 +82,11 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let files = plan.strings("includedFiles");
         let units = self.project_units(cache).await?;
         let seen = cache.keep_repositories.then(|| Mutex::new(Vec::new()));
-        let files = &files;
         let seen_ref = seen.as_ref();
+        let builder = ItemBuilder::new(&self.client);
+        let builder = &builder;
         self.fan_out(
             resync_id,
             "repository",
@@ -132,18 +100,9 @@ impl Crawler {
                         .unwrap_or_else(|p| p.into_inner())
                         .extend(repositories.iter().cloned());
                 }
-                if files.is_empty() {
-                    return pages.send(repositories).await;
-                }
-                let enriched: Vec<Value> = stream::iter(repositories)
-                    .map(|repository| async move {
-                        let included = self.included_files(&repository, files).await?;
-                        Ok::<_, AdoError>(enrich(repository, "__includedFiles", &included))
-                    })
-                    .buffered(super::CONCURRENT_UNITS)
-                    .try_collect()
-                    .await?;
-                pages.send(enriched).await
+                pages
+                    .send(builder.list_items(plan, repositories).await?)
+                    .await
             },
         )
         .await?;

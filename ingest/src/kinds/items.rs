@@ -4,13 +4,14 @@
 //! published by a resync and by a service-hook event is the same item.
 //!
 //! The pure builders take the objects they add; [`ItemBuilder`] makes the extra calls some
-//! kinds need (a run's results, a pipeline's build definition, a build's changes) with the
+//! kinds need (a run's results, a pipeline's build definition, a build's changes, a
+//! repository's `includedFiles` → `__includedFiles`) with the
 //! client it is given (the organization's), [`ENRICHMENT_CONCURRENCY`] at a time for a page.
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::enrich;
+use super::{enrich, text};
 use crate::ado::{AdoClient, AdoError};
 use crate::crawler::{CrawlLimits, KindPlan};
 
@@ -18,6 +19,8 @@ pub(crate) use super::test_runs::TestRunEnrichment;
 
 /// Per-item calls (definitions, runs, timelines, changes, …) one unit makes at the same time.
 pub(crate) const ENRICHMENT_CONCURRENCY: usize = 8;
+/// Files of one repository downloaded at the same time (`includedFiles`).
+const INCLUDED_FILES_CONCURRENCY: usize = 8;
 
 /// A `pipeline-run` item: the run with `__project` (the project list item) and `__pipeline`
 /// (the pipeline list item).
@@ -107,8 +110,54 @@ impl<'a> ItemBuilder<'a> {
                     .try_collect()
                     .await
             }
+            "repository" => {
+                let paths = plan.strings("includedFiles");
+                if paths.is_empty() {
+                    return Ok(items);
+                }
+                let paths = &paths;
+                stream::iter(items)
+                    .map(|repository| async move {
+                        let files = self.included_files(&repository, paths).await?;
+                        Ok::<_, AdoError>(enrich(repository, "__includedFiles", &files))
+                    })
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_collect()
+                    .await
+            }
             _ => Ok(items),
         }
+    }
+
+    /// `__includedFiles` of one repository: each path's text on the default branch, `null`
+    /// when the file (or the default branch) does not exist.
+    async fn included_files(
+        &self,
+        repository: &Value,
+        paths: &[String],
+    ) -> Result<Value, AdoError> {
+        let project_id = repository
+            .get("project")
+            .and_then(|p| text(p, "id"))
+            .unwrap_or_default();
+        let repository_id = text(repository, "id").unwrap_or_default();
+        let branch = text(repository, "defaultBranch");
+        let contents: Vec<(String, Value)> = stream::iter(paths.to_vec())
+            .map(|path| async move {
+                let content = match branch {
+                    Some(branch) => self
+                        .client
+                        .file_text(project_id, repository_id, &path, branch)
+                        .await?
+                        .map_or(Value::Null, Value::String),
+                    None => Value::Null,
+                };
+                Ok::<_, AdoError>((path, content))
+            })
+            .buffered(INCLUDED_FILES_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(Value::Object(contents.into_iter().collect::<Map<_, _>>()))
     }
 }
 

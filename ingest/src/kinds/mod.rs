@@ -187,7 +187,7 @@ impl Crawler {
                         let mut failures = failures_ref.lock().unwrap_or_else(|p| p.into_inner());
                         match outcome {
                             Ok(()) => {}
-                            Err(AdoError::NotFound { url }) => {
+                            Err(AdoError::NotFound { url, .. }) => {
                                 tracing::debug!(kind, unit = %label, %url, "gone between list and read; skipped");
                             }
                             Err(e @ AdoError::Forbidden { .. }) => {

@@ -391,6 +391,13 @@ pub struct IngestSettings {
     /// Largest webhook body accepted; larger ones get 413.
     #[serde(default = "default_webhook_max_bytes", deserialize_with = "flex::u64")]
     pub webhook_max_bytes: u64,
+    /// Webhook and `/resync` requests served at once (bodies in memory, objects being read);
+    /// more get 503 with `Retry-After`, which Azure DevOps retries.
+    #[serde(
+        default = "default_webhook_max_in_flight",
+        deserialize_with = "flex::u64"
+    )]
+    pub webhook_max_in_flight: u64,
     /// Items per raw event published by the crawler.
     #[serde(default = "default_page_items", deserialize_with = "flex::u64")]
     pub items_per_event: u64,
@@ -412,6 +419,9 @@ fn default_listen() -> String {
 fn default_webhook_max_bytes() -> u64 {
     4 * 1024 * 1024
 }
+fn default_webhook_max_in_flight() -> u64 {
+    32
+}
 fn default_page_items() -> u64 {
     100
 }
@@ -427,6 +437,7 @@ impl Default for IngestSettings {
         Self {
             listen: default_listen(),
             webhook_max_bytes: default_webhook_max_bytes(),
+            webhook_max_in_flight: default_webhook_max_in_flight(),
             items_per_event: default_page_items(),
             max_concurrent_requests: default_ado_concurrency(),
             subscription_check_minutes: default_subscription_check_minutes(),
@@ -710,6 +721,10 @@ impl Settings {
                 "ADOPORT__INGEST__ITEMS_PER_EVENT",
                 self.pipeline.ingest.items_per_event,
             ),
+            (
+                "ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT",
+                self.pipeline.ingest.webhook_max_in_flight,
+            ),
         ] {
             if !(1..=u64::from(u16::MAX)).contains(&value) {
                 return Err(ConfigError::Invalid {
@@ -941,6 +956,22 @@ mod tests {
         let s = settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "0")]).expect("valid");
         assert_eq!(s.pipeline.ingest.subscription_check_minutes, 0);
         assert!(settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "often")]).is_err());
+    }
+
+    #[test]
+    fn the_webhook_in_flight_bound_is_read_and_must_be_positive() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.webhook_max_in_flight, 32);
+        let s = settings(&[("ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT", "4")]).expect("valid");
+        assert_eq!(s.pipeline.ingest.webhook_max_in_flight, 4);
+        let error = settings(&[("ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT", "0")])
+            .expect_err("0 serves nothing");
+        assert!(
+            error
+                .to_string()
+                .contains("ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -234,7 +234,7 @@ pub(super) fn masked(mut subscription: Value) -> Value {
 }
 
 /// A service-hook envelope as Azure DevOps posts it.
-fn envelope(
+pub(super) fn envelope(
     event_type: &str,
     publisher: &str,
     project_id: &str,

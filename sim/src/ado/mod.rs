@@ -33,7 +33,8 @@
 //! | `GET <unmatched>` (any method) | 404 |
 //!
 //! 404s carry the Azure DevOps error body (`TF200016` project, `TF401019` repository,
-//! `TF401180` pull request, `TF401174` file).
+//! `TF401180` pull request, `TF401232` work item, `TF401174` file). Repositories, work items
+//! and projects can be deleted to a recycle bin and restored (see `recycle.rs`).
 
 mod auth;
 pub mod content;
@@ -46,6 +47,7 @@ mod live;
 mod organizations;
 mod pipeline_runs;
 pub mod pipelines;
+mod recycle;
 mod routes;
 pub mod runs;
 pub mod security;
@@ -286,20 +288,6 @@ impl AdoSim {
         self.state.traffic.touch();
     }
 
-    /// Deletes a repository and its pull requests; false if there was none with that id.
-    pub fn remove_repository(&self, repository_id: &str) -> bool {
-        let removed = {
-            let mut org = lock(&self.state.organization);
-            let before = org.repositories.len();
-            org.repositories.retain(|r| r.id != repository_id);
-            org.pull_requests
-                .retain(|pr| pr.repository_id != repository_id);
-            org.repositories.len() != before
-        };
-        self.state.traffic.touch();
-        removed
-    }
-
     /// Sets a pull request's status (`active`, `completed`, `abandoned`); false if unknown.
     pub fn set_pull_request_status(&self, pull_request_id: u64, status: &str) -> bool {
         let status: &'static str = match status {
@@ -337,16 +325,22 @@ impl AdoSim {
             .collect()
     }
 
-    /// Deletes a work item; false if there was none with that id.
-    pub fn remove_work_item(&self, id: u64) -> bool {
-        let removed = {
+    /// Retitles a work item (a new revision, changed now); false if there is none with that id.
+    pub fn set_work_item_title(&self, id: u64, title: &str) -> bool {
+        let found = {
             let mut org = lock(&self.state.organization);
-            let before = org.work_items.len();
-            org.work_items.retain(|w| w.id != id);
-            org.work_items.len() != before
+            match org.work_items.iter_mut().find(|w| w.id == id) {
+                Some(item) => {
+                    item.title = title.to_string();
+                    item.rev += 1;
+                    item.changed_date = chrono::Utc::now();
+                    true
+                }
+                None => false,
+            }
         };
         self.state.traffic.touch();
-        removed
+        found
     }
 
     /// Every request naming this project id (in any path segment) gets 403 from now on.

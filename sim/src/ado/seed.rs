@@ -166,6 +166,8 @@ pub(crate) struct Organization {
     pub releases_per_project: u64,
     /// Commits, trees and branches of every repository and project wiki.
     pub git: super::content::GitStore,
+    /// What was deleted and can be restored.
+    pub recycle_bin: super::recycle::RecycleBin,
 }
 
 const USERS: [(&str, &str); 4] = [
@@ -287,6 +289,7 @@ impl Organization {
             work_items,
             releases_per_project: config.releases_per_project as u64,
             git: super::content::GitStore::default(),
+            recycle_bin: Default::default(),
         };
         org.git = super::content::GitStore::seed(&org);
         org

@@ -92,7 +92,7 @@ pub(super) fn project<'a>(
 
 fn not_found(message: String) -> Response {
     let body = json!({"$id": "1", "innerException": null, "message": message,
-        "typeName": "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException",
+        "typeName": "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException, Microsoft.TeamFoundation.WorkItemTracking.Server",
         "typeKey": "WorkItemUnauthorizedAccessException", "errorCode": 0, "eventId": 3200});
     (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response()
 }

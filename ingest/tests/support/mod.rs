@@ -1,0 +1,265 @@
+//! The harness the webhook receiver's tests share: the Azure DevOps simulator, a receiver on a
+//! local port (on the in-process bus) for a mapping with the given kinds, and helpers to post
+//! envelopes and read what was queued.
+
+// Each test file uses the part of the harness it needs.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::crawler::{Crawler, KindPlan};
+use adoport_ingest::live_events::LiveKinds;
+use adoport_ingest::organizations::Organizations;
+use adoport_ingest::webhook::{RESYNC_PATH, WEBHOOK_PATH, WebhookLimits, WebhookState, router};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::config::{AzureDevopsAccess, Secret};
+use adoport_shared::messages::{RawEvent, ResyncId, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use base64::Engine;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub struct Harness {
+    pub sim: AdoSim,
+    pub client: AdoClient,
+    /// `http://127.0.0.1:PORT/integration/webhook`.
+    pub url: String,
+    /// Where the receiver listens.
+    pub address: SocketAddr,
+    pub http: reqwest::Client,
+    /// The credentials sent with [`Harness::post`] (the configured secret, if any).
+    pub credentials: Option<String>,
+    /// The raw queue's consumer (only the first organization's harness has it: one queue).
+    pub deliveries: Option<Subscription>,
+    pub shutdown: CancellationToken,
+}
+
+/// How the receiver is configured.
+#[derive(Debug, Clone, Default)]
+pub struct Receiver {
+    /// `webhookSecret`.
+    pub secret: Option<String>,
+    pub limits: WebhookLimits,
+}
+
+pub fn plans(kinds: &[(&str, Value)]) -> Vec<KindPlan> {
+    kinds
+        .iter()
+        .map(|(kind, selector)| KindPlan {
+            kind: kind.to_string(),
+            selectors: vec![selector.as_object().cloned().unwrap_or_default()],
+        })
+        .collect()
+}
+
+fn client_of(sim: &AdoSim, shutdown: &CancellationToken) -> AdoClient {
+    let access = AzureDevopsAccess {
+        organization_url: sim.organization_url(),
+        personal_access_token: Secret::new("sim-pat"),
+        timeout_secs: 10,
+        network: Default::default(),
+    };
+    AdoClient::new(&access, 8, shutdown.clone()).expect("client")
+}
+
+/// The `Authorization` header Azure DevOps sends for a subscription with basic auth.
+pub fn basic_auth(password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("port:{password}"))
+    )
+}
+
+/// The simulator, and a webhook receiver for a mapping with `kinds` (kind, selector).
+pub async fn harness(kinds: &[(&str, Value)]) -> Harness {
+    harness_with(kinds, Receiver::default()).await
+}
+
+/// [`harness`] with a receiver configured as `receiver` says.
+pub async fn harness_with(kinds: &[(&str, Value)], receiver: Receiver) -> Harness {
+    let sim = AdoSim::start(AdoSimConfig::default())
+        .await
+        .expect("simulator starts");
+    receivers(vec![sim], kinds, receiver).await.remove(0)
+}
+
+/// One harness per simulated organization, all posting to one receiver that reads each
+/// organization with its own client.
+pub async fn harness_of(sims: Vec<AdoSim>, kinds: &[(&str, Value)]) -> Vec<Harness> {
+    receivers(sims, kinds, Receiver::default()).await
+}
+
+async fn receivers(sims: Vec<AdoSim>, kinds: &[(&str, Value)], receiver: Receiver) -> Vec<Harness> {
+    let shutdown = CancellationToken::new();
+    let clients: Vec<AdoClient> = sims.iter().map(|s| client_of(s, &shutdown)).collect();
+    let bus = Bus::memory(Topology::new("live.", 2), shutdown.clone());
+    let mut deliveries = vec![Some(
+        bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe"),
+    )];
+    deliveries.resize_with(sims.len(), || None);
+    let state = std::sync::Arc::new(WebhookState {
+        bus,
+        organizations: Organizations::new(clients.clone()),
+        secret: receiver.secret.as_deref().map(Secret::new),
+        excluded_tags: Vec::new(),
+        actions: None,
+        plan: plans(kinds),
+        live_kinds: LiveKinds::new(plans(kinds)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = router(state, receiver.limits);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    let credentials = receiver.secret.as_deref().map(basic_auth);
+    sims.into_iter()
+        .zip(clients)
+        .zip(deliveries)
+        .map(|((sim, client), deliveries)| Harness {
+            sim,
+            client,
+            url: format!("http://{address}{WEBHOOK_PATH}"),
+            address,
+            http: reqwest::Client::new(),
+            credentials: credentials.clone(),
+            deliveries,
+            shutdown: shutdown.clone(),
+        })
+        .collect()
+}
+
+impl Harness {
+    /// Posts `envelope` (with the harness's credentials) and returns the answer's status and
+    /// body.
+    pub async fn post(&self, envelope: &Value) -> (u16, Value) {
+        let mut request = self.http.post(&self.url).json(envelope);
+        if let Some(credentials) = &self.credentials {
+            request = request.header("Authorization", credentials);
+        }
+        let response = request.send().await.expect("webhook answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// `POST /resync` with `authorization` as the `Authorization` header; the status.
+    pub async fn resync(&self, authorization: Option<&str>) -> u16 {
+        let mut request = self
+            .http
+            .post(format!("http://{}{RESYNC_PATH}", self.address));
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        request.send().await.expect("answered").status().as_u16()
+    }
+
+    /// Posts `envelope`, expects 200, and returns the raw events it queued (as many as the
+    /// answer's `eventIds` says, in publication order).
+    pub async fn deliver(&mut self, envelope: &Value) -> Vec<RawEvent> {
+        let (status, body) = self.post(envelope).await;
+        assert_eq!(status, 200, "{body}");
+        let count = body["eventIds"].as_array().map_or(0, Vec::len);
+        self.queued(count).await
+    }
+
+    /// The next `count` raw events on the queue.
+    pub async fn queued(&mut self, count: usize) -> Vec<RawEvent> {
+        let mut events = Vec::new();
+        for _ in 0..count {
+            let consumer = self
+                .deliveries
+                .as_mut()
+                .expect("the first organization's harness consumes the raw queue");
+            let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            events.push(decode::<RawEvent>(&delivery.body).expect("raw event"));
+            delivery.ack().await.expect("ack");
+        }
+        events
+    }
+
+    /// The first repository's id and a `git.repo.renamed` event for it.
+    pub fn first_repository_renamed(&self) -> (String, Value) {
+        let repository = self.sim.repositories()[0]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let event = self
+            .sim
+            .repository_event("git.repo.renamed", &repository)
+            .expect("the repository exists");
+        (repository, event)
+    }
+
+    /// Proves nothing was queued since the last event read: a rename of the first repository
+    /// is delivered, and it is the next event on the queue.
+    pub async fn nothing_queued_before_a_sentinel(&mut self) {
+        let (repository, sentinel) = self.first_repository_renamed();
+        let (status, body) = self.post(&sentinel).await;
+        assert_eq!(status, 200, "{body}");
+        let next = self.queued(1).await.remove(0);
+        assert_eq!(
+            (next.kind.as_str(), next.items[0]["id"].as_str()),
+            ("repository", Some(repository.as_str())),
+            "the sentinel is the next event: nothing else was queued before it"
+        );
+    }
+
+    pub fn project_id(&self, index: usize) -> String {
+        self.sim.projects()[index]["id"]
+            .as_str()
+            .expect("project id")
+            .to_string()
+    }
+
+    /// Crawls `kinds` with the harness's client and returns the items published per kind.
+    pub async fn crawl(&self, kinds: &[(&str, Value)]) -> BTreeMap<String, Vec<Value>> {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("live-crawl.", 2), shutdown);
+        let mut deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+        let crawler = Crawler::new(self.client.clone(), bus, 50);
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            crawler.crawl(ResyncId::new(), &plans(kinds)),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for _ in 0..events {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+                .await
+                .expect("event within 5 s")
+                .expect("bus open");
+            let event: RawEvent = decode(&delivery.body).expect("raw event");
+            items.entry(event.kind).or_default().extend(event.items);
+            delivery.ack().await.expect("ack");
+        }
+        items
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.sim.shutdown().await;
+    }
+}
+
+/// The one event of `kind` among `events`.
+pub fn only(events: &[RawEvent], kind: &str) -> RawEvent {
+    let found: Vec<&RawEvent> = events.iter().filter(|e| e.kind == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} event in {events:?}");
+    found[0].clone()
+}
