@@ -287,14 +287,20 @@ async fn two_organizations_land_their_entities_and_one_failing_deletes_nothing()
     assert!(failure.starts_with("organization org-b: "), "{failure}");
     assert!(!failure.contains("org-a"), "{failure}");
     world.reported("failed", 1).await;
-    // org-a completed: its change landed.
-    assert_eq!(
-        world
-            .port
-            .entity(REPOSITORY, &format!("org-a/{repository}"))
-            .expect("kept")["title"],
-        "renamed-in-org-a"
-    );
+    // org-a completed: its change lands (the failed state is reported once the crawl is
+    // accounted for, which may be before publish has written every change).
+    let key = format!("org-a/{repository}");
+    let renamed = world
+        .port
+        .wait_for(
+            |port| {
+                port.entity(REPOSITORY, &key)
+                    .is_some_and(|e| e["title"] == "renamed-in-org-a")
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(renamed, "org-a's renamed repository reached Port");
     // Nothing was deleted: not org-b's entities, not org-a's removed repository.
     assert_eq!(world.port.entity_count(), 12);
     assert!(
