@@ -10,8 +10,9 @@ use serde_json::Value;
 use adoport_shared::config::Settings;
 
 use crate::port_reader::PortReader;
+use adoport_shared::mapping_versions::{FollowerGuard, Offer};
 use adoport_shared::port_app_config::PortAppConfig;
-use adoport_transform::mapping::versions::{MappingVersions, Offer};
+use adoport_transform::mapping::versions::validate;
 use tokio_util::sync::CancellationToken;
 
 /// Reads and parses the mapping, naming the source in every error.
@@ -33,7 +34,7 @@ pub async fn load(settings: &Settings) -> anyhow::Result<PortAppConfig> {
 }
 
 /// The mapping's current source text as JSON (the file read as YAML, or Port's config), for
-/// [`poll`] to offer as a new version.
+/// [`follow`] to offer as a new version.
 pub async fn fetch_raw(settings: &Settings) -> anyhow::Result<Value> {
     if let Some(path) = &settings.pipeline.mapping_file {
         let text = tokio::fs::read_to_string(path)
@@ -49,15 +50,21 @@ pub async fn fetch_raw(settings: &Settings) -> anyhow::Result<Value> {
     fetch_from_port(settings).await
 }
 
-/// Checks the mapping's source every `every` and offers what it finds to `versions`: a new
-/// version replaces the running one once it compiled completely; a bad one is logged with all
-/// its errors (once) and the running one stays. Runs until shutdown.
-pub async fn poll(
+/// Follows the mapping's source for every role of this process: reads it every `every`, and
+/// at once when a role asks ([`MappingVersions::refresh`]: a resync starts, or names a version
+/// this process does not know), and offers what it finds to `versions`. A new version is in
+/// force once it parses and every expression compiles; a bad one is logged with all its
+/// errors (once) and the running one stays. Runs until shutdown.
+///
+/// `follower` is attached by the caller before this runs, so that a role asking for a fresh
+/// read right after start-up is not told that nobody reads the source.
+pub async fn follow(
     settings: Settings,
-    mut versions: MappingVersions,
+    follower: FollowerGuard,
     every: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let versions = follower.versions().clone();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -65,16 +72,19 @@ pub async fn poll(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tick.tick() => {}
+            _ = follower.read_requested() => {}
         }
+        let read = follower.read_started();
         match fetch_raw(&settings).await {
             Err(e) => tracing::warn!(
                 error = %format!("{e:#}"),
                 "cannot read the mapping; the running version stays"
             ),
-            Ok(raw) => match versions.offer(raw) {
+            Ok(raw) => match versions.offer(raw, validate) {
                 Offer::Unchanged | Offer::AlreadyRefused => {}
-                Offer::Replaced { version } => {
-                    tracing::info!(version, "a new mapping version is in force")
+                Offer::Replaced { version, id } => {
+                    let kinds = versions.current().config.kinds().join(", ");
+                    tracing::info!(version, id = %id, kinds = %kinds, "a new mapping version is in force for every role of this process")
                 }
                 Offer::Refused(e) => tracing::error!(
                     error = %e,
@@ -82,6 +92,7 @@ pub async fn poll(
                 ),
             },
         }
+        read.finished();
     }
 }
 
