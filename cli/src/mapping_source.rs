@@ -27,27 +27,50 @@ pub async fn load(settings: &Settings) -> anyhow::Result<PortAppConfig> {
             )
         });
     }
-    let config = fetch_from_port(settings).await?;
+    let port = PortReader::new(
+        settings,
+        "the mapping is read from Port unless ADOPORT__MAPPING_FILE is set",
+    )?;
+    let config = read_from_port(&port).await?;
     PortAppConfig::from_json_value(config).context(
         "the integration's mapping in Port is not a valid port-app-config (fix it in Port's data sources page)",
     )
 }
 
-/// The mapping's current source text as JSON (the file read as YAML, or Port's config), for
-/// [`follow`] to offer as a new version.
-pub async fn fetch_raw(settings: &Settings) -> anyhow::Result<Value> {
-    if let Some(path) = &settings.pipeline.mapping_file {
-        let text = tokio::fs::read_to_string(path)
-            .await
-            .with_context(|| format!("ADOPORT__MAPPING_FILE: cannot read {}", path.display()))?;
-        return serde_saphyr::from_str(&text).with_context(|| {
-            format!(
-                "ADOPORT__MAPPING_FILE: {} is not YAML or JSON",
-                path.display()
-            )
-        });
+/// Where the mapping is read from: the file, or Port (one client and token for every read).
+enum Source {
+    File(std::path::PathBuf),
+    Port(PortReader),
+}
+
+impl Source {
+    fn for_settings(settings: &Settings) -> anyhow::Result<Self> {
+        match &settings.pipeline.mapping_file {
+            Some(path) => Ok(Source::File(path.clone())),
+            None => Ok(Source::Port(PortReader::new(
+                settings,
+                "the mapping is read from Port unless ADOPORT__MAPPING_FILE is set",
+            )?)),
+        }
     }
-    fetch_from_port(settings).await
+
+    /// The mapping's current source text as JSON (the file read as YAML, or Port's config).
+    async fn read(&self) -> anyhow::Result<Value> {
+        match self {
+            Source::File(path) => {
+                let text = tokio::fs::read_to_string(path).await.with_context(|| {
+                    format!("ADOPORT__MAPPING_FILE: cannot read {}", path.display())
+                })?;
+                serde_saphyr::from_str(&text).with_context(|| {
+                    format!(
+                        "ADOPORT__MAPPING_FILE: {} is not YAML or JSON",
+                        path.display()
+                    )
+                })
+            }
+            Source::Port(port) => read_from_port(port).await,
+        }
+    }
 }
 
 /// Follows the mapping's source for every role of this process: reads it every `every`, and
@@ -65,6 +88,7 @@ pub async fn follow(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let versions = follower.versions().clone();
+    let source = Source::for_settings(&settings)?;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -75,7 +99,7 @@ pub async fn follow(
             _ = follower.read_requested() => {}
         }
         let read = follower.read_started();
-        match fetch_raw(&settings).await {
+        match source.read().await {
             Err(e) => tracing::warn!(
                 error = %format!("{e:#}"),
                 "cannot read the mapping; the running version stays"
@@ -96,11 +120,7 @@ pub async fn follow(
     }
 }
 
-async fn fetch_from_port(settings: &Settings) -> anyhow::Result<Value> {
-    let port = PortReader::new(
-        settings,
-        "the mapping is read from Port unless ADOPORT__MAPPING_FILE is set",
-    )?;
+async fn read_from_port(port: &PortReader) -> anyhow::Result<Value> {
     let Some(integration) = port.integration_record().await? else {
         bail!(
             "Port has no integration \"{}\" (OCEAN__INTEGRATION__IDENTIFIER); create it in Port, or set ADOPORT__MAPPING_FILE to a port-app-config file",

@@ -404,6 +404,7 @@ impl Reconciler {
             self.absorb(&mut resyncs, message).await;
             let ready = resyncs.open.get(&resync_id).is_some_and(Tally::complete);
             if ready && let Some(tally) = resyncs.end(resync_id) {
+                self.tracking.send_replace(resyncs.tracking());
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     outcome = self.reconcile(resync_id, tally) => outcome,

@@ -223,9 +223,15 @@ impl MappingVersions {
         if lock(&self.inner.refused).as_ref() == Some(&raw) {
             return Offer::AlreadyRefused;
         }
-        let checked = PortAppConfig::from_json_value(raw.clone())
-            .map_err(|e| format!("not a valid port-app-config: {e}"))
-            .and_then(|config| validate(&config).map(|()| config));
+        let parsed = PortAppConfig::from_json_value(raw.clone())
+            .map_err(|e| format!("not a valid port-app-config: {e}"));
+        // The version in force again (the usual answer of a poll): nothing to validate.
+        if let Ok(config) = &parsed
+            && MappingVersion::id_of(config) == self.current().id
+        {
+            return Offer::Unchanged;
+        }
+        let checked = parsed.and_then(|config| validate(&config).map(|()| config));
         let config = match checked {
             Ok(config) => config,
             Err(reason) => {
@@ -239,9 +245,6 @@ impl MappingVersions {
         };
         *lock(&self.inner.refused) = None;
         let id = MappingVersion::id_of(&config);
-        if id == self.current().id {
-            return Offer::Unchanged;
-        }
         let number = self.current().number + 1;
         let version = Arc::new(MappingVersion {
             id: id.clone(),
