@@ -225,3 +225,122 @@ impl Lease {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adoport_shared::messages::ResyncTrigger;
+    use adoport_shared::topology::{Topology, WorkQueue};
+
+    struct Queue {
+        bus: Bus,
+        requests: Subscription,
+    }
+
+    async fn queue() -> Queue {
+        let bus = Bus::memory(Topology::new("t.", 1), CancellationToken::new());
+        let requests = bus
+            .subscribe(WorkQueue::ResyncRequests, 1)
+            .await
+            .expect("subscribe");
+        Queue { bus, requests }
+    }
+
+    async fn send(bus: &Bus, request: &ResyncRequest) {
+        bus.publish(Outgoing::new(Destination::ResyncRequest, encode(request)))
+            .await
+            .expect("publish");
+    }
+
+    /// Takes the next request off the queue, as the request loop does.
+    async fn take(q: &mut Queue) -> (Delivery, ResyncRequest) {
+        let delivery = q.requests.next().await.expect("a request");
+        let request = decode(&delivery.body).expect("request");
+        (delivery, request)
+    }
+
+    fn ready(bus: &Bus) -> impl Future<Output = u64> + '_ {
+        async move {
+            bus.ready_count(WorkQueue::ResyncRequests)
+                .await
+                .expect("count")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_crawl_renews_its_lease_and_ends_holding_its_own_request() {
+        let mut q = queue().await;
+        let request = ResyncRequest::new(ResyncTrigger::Manual);
+        send(&q.bus, &request).await;
+        let (delivery, taken) = take(&mut q).await;
+        let lease = Lease::new(delivery, taken, Utc::now(), Duration::from_secs(60));
+        // Ten renewals' worth of crawl.
+        let crawl = tokio::time::sleep(Duration::from_secs(10 * 60 + 30));
+        let end = lease
+            .run(&q.bus, &mut q.requests, crawl, &CancellationToken::new())
+            .await
+            .expect("bus");
+        match end {
+            LeaseEnd::Finished {
+                held: Some((_, held)),
+                ..
+            } => assert_eq!(held.resync_id, request.resync_id),
+            _ => panic!("the crawl finished holding its request"),
+        }
+        assert_eq!(ready(&q.bus).await, 0, "no copy left behind");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_request_seen_at_a_renewal_is_held_and_an_older_one_skipped() {
+        let mut q = queue().await;
+        let request = ResyncRequest::new(ResyncTrigger::Manual);
+        send(&q.bus, &request).await;
+        let (delivery, taken) = take(&mut q).await;
+        let started_at = Utc::now();
+        let mut older = ResyncRequest::new(ResyncTrigger::Schedule);
+        older.requested_at = started_at - chrono::Duration::seconds(1);
+        // Requested before the crawl started: covered by it. Requested after: runs next.
+        send(&q.bus, &older).await;
+        let mut newer = ResyncRequest::new(ResyncTrigger::PortRequest);
+        newer.requested_at = started_at + chrono::Duration::seconds(1);
+        send(&q.bus, &newer).await;
+        let lease = Lease::new(delivery, taken, started_at, Duration::from_secs(60));
+        let crawl = tokio::time::sleep(Duration::from_secs(90));
+        let end = lease
+            .run(&q.bus, &mut q.requests, crawl, &CancellationToken::new())
+            .await
+            .expect("bus");
+        match end {
+            LeaseEnd::Finished {
+                held: Some((_, held)),
+                ..
+            } => assert_eq!(held.resync_id, newer.resync_id, "the newer one is held"),
+            _ => panic!("the crawl finished holding a request"),
+        }
+        // The renewal's copy of the crawled request is still queued; the loop skips it as
+        // covered by the crawl when it comes.
+        assert_eq!(ready(&q.bus).await, 1);
+        let (_, copy) = take(&mut q).await;
+        assert_eq!(copy.resync_id, request.resync_id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_the_crawl_and_leaves_the_request_unacked() {
+        let mut q = queue().await;
+        let request = ResyncRequest::new(ResyncTrigger::Manual);
+        send(&q.bus, &request).await;
+        let (delivery, taken) = take(&mut q).await;
+        let lease = Lease::new(delivery, taken, Utc::now(), Duration::from_secs(60));
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let crawl = async move {
+            stop.cancel();
+            std::future::pending::<()>().await
+        };
+        let end = lease
+            .run(&q.bus, &mut q.requests, crawl, &shutdown)
+            .await
+            .expect("bus");
+        assert!(matches!(end, LeaseEnd::Shutdown));
+    }
+}
