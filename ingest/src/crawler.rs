@@ -19,6 +19,7 @@ use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
 use crate::examples::ExampleSampler;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
+use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{
     AttemptId, MappingVersionId, Origin, RawAction, RawEvent, ResyncId, encode,
 };
@@ -60,6 +61,49 @@ impl KindPlan {
             Some(Value::String(text)) => text.trim().eq_ignore_ascii_case("true"),
             _ => false,
         })
+    }
+}
+
+/// The kinds of the mapping version in force, as the webhook receiver reads them for each
+/// event: following the process's mapping versions (re-planned once per new version), or fixed
+/// (tests and tools). Cheap to clone.
+#[derive(Clone)]
+pub struct KindPlans {
+    versions: Option<MappingVersions>,
+    /// The plan of the version it was last asked for.
+    planned: Arc<std::sync::Mutex<(Option<MappingVersionId>, Arc<Vec<KindPlan>>)>>,
+}
+
+impl KindPlans {
+    /// Always these kinds.
+    pub fn fixed(plans: Vec<KindPlan>) -> Self {
+        Self {
+            versions: None,
+            planned: Arc::new(std::sync::Mutex::new((None, Arc::new(plans)))),
+        }
+    }
+
+    /// The kinds of whichever version is in force.
+    pub fn following(versions: MappingVersions) -> Self {
+        Self {
+            versions: Some(versions),
+            planned: Arc::new(std::sync::Mutex::new((None, Arc::new(Vec::new())))),
+        }
+    }
+
+    /// The kinds to handle now, in mapping order.
+    pub fn current(&self) -> Arc<Vec<KindPlan>> {
+        let mut planned = self.planned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(versions) = &self.versions {
+            let version = versions.current();
+            if planned.0.as_ref() != Some(&version.id) {
+                *planned = (
+                    Some(version.id.clone()),
+                    Arc::new(KindPlan::for_mapping(&version.config)),
+                );
+            }
+        }
+        planned.1.clone()
     }
 }
 
@@ -480,6 +524,30 @@ fn project_id(project: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_receivers_plan_follows_the_mapping_version_in_force() {
+        let mapping = |kinds: &[&str]| {
+            let resources: Vec<Value> = kinds
+                .iter()
+                .map(|kind| {
+                    json!({"kind": kind, "selector": {"query": "true"},
+                    "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+                })
+                .collect();
+            json!({ "resources": resources, "specPath": [] })
+        };
+        let config = PortAppConfig::from_json_value(mapping(&["project"])).expect("mapping");
+        let versions = MappingVersions::new(config);
+        let plans = KindPlans::following(versions.clone());
+        let kinds = |plans: &KindPlans| -> Vec<String> {
+            plans.current().iter().map(|k| k.kind.clone()).collect()
+        };
+        assert_eq!(kinds(&plans), ["project"]);
+        versions.offer(mapping(&["project", "branch"]), |_| Ok(()));
+        assert_eq!(kinds(&plans), ["project", "branch"]);
+        assert_eq!(kinds(&KindPlans::fixed(Vec::new())), Vec::<String>::new());
+    }
 
     #[test]
     fn flags_accept_booleans_and_quoted_booleans() {

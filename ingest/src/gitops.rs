@@ -280,7 +280,7 @@ pub async fn on_push(
     delivery_id: &str,
     resource: &Map<String, Value>,
 ) -> Result<(), WebhookError> {
-    let Some(plan) = GitopsPlan::of(&state.plan) else {
+    let Some(plan) = GitopsPlan::of(&state.plan.current()) else {
         return Ok(());
     };
     let Some(repository) = resource.get("repository") else {

@@ -45,7 +45,7 @@ use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
 pub use crawler::{
-    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindPlan, KindReport,
+    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindPlan, KindPlans, KindReport,
 };
 pub use crawlers::Crawlers;
 pub use organizations::Organizations;
@@ -132,7 +132,6 @@ pub async fn run(
             ));
         }
     }
-    let plan = KindPlan::for_mapping(&run.mapping.current().config);
 
     let secret = settings
         .ocean
@@ -153,8 +152,7 @@ pub async fn run(
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
         actions,
-        plan: plan.clone(),
-        live_kinds: live_events::LiveKinds::new(plan),
+        plan: crawler::KindPlans::following(run.mapping.clone()),
     });
     let app = webhook::router(state, ingest.webhook_max_bytes as usize);
     let address = run.listener.local_addr().map_err(IngestError::Server)?;

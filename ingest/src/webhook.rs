@@ -49,10 +49,9 @@ pub struct WebhookState {
     pub excluded_tags: Vec<String>,
     /// Reports `trigger_pipeline` completions, when the actions processor is enabled.
     pub actions: Option<crate::actions::completion::CompletionContext>,
-    /// The kinds the mapping asks for, with their selectors (which push changes to publish).
-    pub plan: Vec<crate::crawler::KindPlan>,
-    /// The kinds the mapping asks for: what build, pipeline, release and alert events publish.
-    pub live_kinds: LiveKinds,
+    /// The kinds the mapping version in force asks for, with their selectors: which push
+    /// changes, and which build, pipeline, release and alert events, to publish.
+    pub plan: crate::crawler::KindPlans,
 }
 
 /// Why a webhook was not accepted. Each maps to the status Azure DevOps should see.
@@ -446,7 +445,8 @@ async fn handle_live(
         resource: &envelope.resource,
         project_id: envelope.project_id.as_deref(),
     };
-    let publications = live_events::resolve(client, &state.live_kinds, &event)
+    let kinds = LiveKinds::new(state.plan.current());
+    let publications = live_events::resolve(client, &kinds, &event)
         .await
         .map_err(|e| match e {
             LiveError::Missing { .. } => WebhookError::Envelope(e.to_string()),

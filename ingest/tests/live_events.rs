@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
 use adoport_ingest::crawler::{Crawler, KindPlan};
-use adoport_ingest::live_events::LiveKinds;
 use adoport_ingest::organizations::Organizations;
 use adoport_ingest::webhook::{WEBHOOK_PATH, WebhookState, router};
 use adoport_shared::bus::{Bus, Subscription};
@@ -74,8 +73,7 @@ async fn harness_of(sims: Vec<AdoSim>, kinds: &[(&str, Value)]) -> Vec<Harness> 
         secret: None,
         excluded_tags: Vec::new(),
         actions: None,
-        plan: plans(kinds),
-        live_kinds: LiveKinds::new(plans(kinds)),
+        plan: adoport_ingest::KindPlans::fixed(plans(kinds)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
