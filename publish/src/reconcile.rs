@@ -8,19 +8,27 @@
 //! - from transform, per raw event, the entities produced and the items it could not map
 //!   (`Progress`; redeliveries are counted once, by raw event id).
 //!
+//! A resync crawled more than once (a restarted or taken-over crawl) is tallied per crawl
+//! attempt (see `reconcile/tally.rs`): it completes on the events of one attempt that
+//! finished, never a mix.
+//!
 //! When every raw event of every kind is accounted for, it lists the entities this integration
 //! owns that were not updated since the resync started (`datasource-entities`, paged),
 //! subtracts the produced set (and, with `createMissingRelatedEntities`, the relation targets
 //! of produced entities), and deletes the rest in bulk — unless the crawl or any kind failed,
 //! any item failed to map, the produced set outgrew its bound, or the share to delete exceeds
-//! `entityDeletionThreshold`. Then it reports the resync state (`running`, `completed`,
-//! `failed`, `aborted`) with the Python integration's field names.
+//! `entityDeletionThreshold` — the policy of the mapping version the resync was crawled with.
+//! Then it reports the resync state (`running`, `completed`, `failed`, `aborted`) with the
+//! Python integration's field names.
 //!
 //! Crash safety: progress is acked on receipt and held only in memory. A coordinator that
 //! restarts mid-resync misses part of the progress, so that resync never completes and is
 //! given up after `resync_timeout` without deleting anything. A crash mid-deletion leaves some
 //! stale entities deleted and some not: every one of them was stale (deletes are idempotent),
 //! and the next resync deletes the rest. A newer resync supersedes an older unfinished one.
+//!
+//! Bounded: open resyncs end (completed, superseded or given up), and the last [`ENDED_KEPT`]
+//! ended ones are remembered so that their late messages are ignored rather than reopening them.
 
 mod tally;
 

@@ -485,6 +485,40 @@ mod tests {
     }
 
     #[test]
+    fn attempts_and_mapping_versions_are_optional_in_schema_one() {
+        // As an ingest or transform without them writes it: still read.
+        let resync_id = ResyncId::new();
+        let started: ResyncControl = decode(
+            format!(
+                r#"{{"type": "started", "v": 1, "resync_id": "{resync_id}", "started_at": "2025-01-01T00:00:00Z"}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("decodes");
+        assert!(matches!(
+            started,
+            ResyncControl::Started {
+                attempt: None,
+                mapping_version: None,
+                ..
+            }
+        ));
+        // And a webhook's raw event does not carry them at all.
+        let event = RawEvent::new(
+            "repository",
+            Origin::Webhook {
+                event_type: "git.push".into(),
+                delivery_id: "d".into(),
+            },
+            "https://dev.azure.com/acme",
+            RawAction::Upsert,
+            vec![],
+        );
+        let json: Value = serde_json::from_slice(&encode(&event)).expect("json");
+        assert!(json.get("attempt").is_none() && json.get("mapping_version").is_none());
+    }
+
+    #[test]
     fn unknown_version_is_refused_with_reason() {
         let body = br#"{"v": 7, "kind": "repository"}"#;
         let err = decode::<RawEvent>(body).expect_err("version 7 is unknown");
