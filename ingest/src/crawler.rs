@@ -71,8 +71,11 @@ impl KindPlan {
 pub struct KindPlans {
     versions: Option<MappingVersions>,
     /// The plan of the version it was last asked for.
-    planned: Arc<std::sync::Mutex<(Option<MappingVersionId>, Arc<Vec<KindPlan>>)>>,
+    planned: Arc<std::sync::Mutex<Planned>>,
 }
+
+/// A version's plan (`None`: a fixed plan).
+type Planned = (Option<MappingVersionId>, Arc<Vec<KindPlan>>);
 
 impl KindPlans {
     /// Always these kinds.

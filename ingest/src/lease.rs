@@ -259,12 +259,10 @@ mod tests {
         (delivery, request)
     }
 
-    fn ready(bus: &Bus) -> impl Future<Output = u64> + '_ {
-        async move {
-            bus.ready_count(WorkQueue::ResyncRequests)
-                .await
-                .expect("count")
-        }
+    async fn ready(bus: &Bus) -> u64 {
+        bus.ready_count(WorkQueue::ResyncRequests)
+            .await
+            .expect("count")
     }
 
     #[tokio::test(start_paused = true)]
