@@ -1,6 +1,7 @@
 //! Where the mapping (port-app-config) comes from: a local file (`ADOPORT__MAPPING_FILE`) or the
 //! integration's config in Port (`GET /v1/integration/{identifier}`), as the Python
-//! integration reads it.
+//! integration reads it — once at start-up ([`load`]), then by the one follower of each process
+//! ([`follow`]) that every role's mapping versions come from.
 
 use std::time::Duration;
 

@@ -127,3 +127,46 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
         .expect("joins")
         .expect("follower ends cleanly");
 }
+
+#[tokio::test]
+async fn the_mapping_file_is_followed_like_port() {
+    let dir = std::env::temp_dir().join(format!(
+        "adoport-mapping-follow-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("port-app-config.yaml");
+    let write = |title: &str| {
+        std::fs::write(
+            &path,
+            serde_json::to_string(&config(title)).expect("json is yaml"),
+        )
+        .expect("write mapping")
+    };
+    write(".name");
+    let settings = Settings::from_vars([(
+        "ADOPORT__MAPPING_FILE".to_owned(),
+        path.display().to_string(),
+    )])
+    .expect("settings");
+    let first = PortAppConfig::from_json_value(config(".name")).expect("config");
+    let versions = MappingVersions::new(first);
+    let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn(follow(
+        settings,
+        versions.attach_follower(),
+        Duration::from_secs(3600),
+        shutdown.clone(),
+    ));
+    write(".name | ascii_upcase");
+    assert!(versions.refresh(Duration::from_secs(10)).await);
+    assert_eq!(title(&compiled), json!("NAME"));
+    shutdown.cancel();
+    follower
+        .await
+        .expect("joins")
+        .expect("follower ends cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}
