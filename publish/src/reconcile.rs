@@ -38,7 +38,7 @@ use std::time::Duration;
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::Settings;
 use adoport_shared::mapping_versions::MappingVersions;
-use adoport_shared::messages::{ResyncControl, ResyncId, decode};
+use adoport_shared::messages::{AttemptId, ResyncControl, ResyncId, decode};
 use adoport_shared::metrics::HttpStats;
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
@@ -263,22 +263,32 @@ pub struct Reconciler {
     publish: Option<PublishStats>,
 }
 
-/// The resyncs the coordinator follows: open ones by id, ended ones remembered (bounded).
+/// The resyncs the coordinator follows: open ones by id, ended ones remembered (bounded) with
+/// the crawl attempts they had.
 #[derive(Default)]
 struct Resyncs {
     open: HashMap<ResyncId, Tally>,
-    ended: VecDeque<ResyncId>,
+    ended: VecDeque<(ResyncId, Vec<Option<AttemptId>>)>,
 }
 
 impl Resyncs {
     fn end(&mut self, resync_id: ResyncId) -> Option<Tally> {
-        if !self.ended.contains(&resync_id) {
-            if self.ended.len() == ENDED_KEPT {
-                self.ended.pop_front();
-            }
-            self.ended.push_back(resync_id);
+        let tally = self.open.remove(&resync_id);
+        self.ended.retain(|(id, _)| *id != resync_id);
+        if self.ended.len() == ENDED_KEPT {
+            self.ended.pop_front();
         }
-        self.open.remove(&resync_id)
+        let attempts = tally.as_ref().map(Tally::attempt_ids).unwrap_or_default();
+        self.ended.push_back((resync_id, attempts));
+        tally
+    }
+
+    /// The attempts of `resync_id`, if it ended.
+    fn ended(&self, resync_id: ResyncId) -> Option<&[Option<AttemptId>]> {
+        self.ended
+            .iter()
+            .find(|(id, _)| *id == resync_id)
+            .map(|(_, attempts)| attempts.as_slice())
     }
 
     fn tracked(&self) -> usize {
@@ -425,19 +435,26 @@ impl Reconciler {
 
     async fn absorb(&self, resyncs: &mut Resyncs, message: ResyncControl) {
         let resync_id = message.resync_id();
-        let ended = resyncs.ended.contains(&resync_id);
+        let ended_attempts = resyncs.ended(resync_id).map(<[_]>::to_vec);
         match message {
+            ResyncControl::Started { attempt, .. }
+                if ended_attempts
+                    .as_ref()
+                    .is_some_and(|attempts| attempts.contains(&attempt)) =>
+            {
+                tracing::debug!(resync_id = %resync_id, "a repeated start of an ended resync ignored");
+            }
             ResyncControl::Started {
                 started_at,
                 attempt,
                 mapping_version,
                 ..
             } => {
-                if ended {
+                if ended_attempts.is_some() {
                     // A request delivered again after its resync ended (ingest restarted before
                     // acking it): the new crawl is a resync of its own.
                     tracing::info!(resync_id = %resync_id, "an ended resync is crawled again; it is reconciled again");
-                    resyncs.ended.retain(|id| *id != resync_id);
+                    resyncs.ended.retain(|(id, _)| *id != resync_id);
                 }
                 // A newer resync supersedes every older one not reconciled yet.
                 let older: Vec<ResyncId> = resyncs
@@ -464,7 +481,7 @@ impl Reconciler {
                 }
                 self.report_state("running", tally.started_at, None).await;
             }
-            _ if ended => {
+            _ if ended_attempts.is_some() => {
                 tracing::debug!(resync_id = %resync_id, "message of an ended resync ignored");
             }
             ResyncControl::CrawlFinished {
@@ -870,6 +887,28 @@ mod tests {
         };
         let summary = ResyncSummary::of(resync_id, &tally, &failed);
         assert_eq!((summary.status, summary.deleted), ("failed", 0));
+    }
+
+    #[test]
+    fn ended_resyncs_are_remembered_with_their_attempts_and_bounded() {
+        let mut resyncs = Resyncs::default();
+        let first = ResyncId::new();
+        let attempt = Some(AttemptId::new());
+        resyncs
+            .open
+            .entry(first)
+            .or_default()
+            .started(Utc::now(), attempt, None);
+        assert!(resyncs.end(first).is_some());
+        assert_eq!(resyncs.ended(first), Some([attempt].as_slice()));
+        assert_eq!(resyncs.tracking().open_resyncs, 0);
+        for _ in 0..(ENDED_KEPT * 3) {
+            let id = ResyncId::new();
+            resyncs.open.entry(id).or_default();
+            resyncs.end(id);
+        }
+        assert_eq!(resyncs.tracking().ended_remembered, ENDED_KEPT);
+        assert_eq!(resyncs.ended(first), None, "the oldest is forgotten");
     }
 
     #[test]

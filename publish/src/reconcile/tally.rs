@@ -114,6 +114,11 @@ impl Tally {
         &mut self.attempts[index].1
     }
 
+    /// The attempts heard of (at most [`ATTEMPTS_KEPT`]).
+    pub(crate) fn attempt_ids(&self) -> Vec<Option<AttemptId>> {
+        self.attempts.iter().map(|(attempt, _)| *attempt).collect()
+    }
+
     /// A crawl attempt started.
     pub(crate) fn started(
         &mut self,
