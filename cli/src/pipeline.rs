@@ -6,18 +6,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use adoport_ingest::{IngestRun, IngestStats, KindPlan, ResyncDone};
+use adoport_ingest::{IngestRun, IngestStats, ResyncDone};
+use adoport_publish::reconcile::Tracking;
 use adoport_publish::{PublishStats, ResyncSummary};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{EventListenerType, Settings};
+use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::port_app_config::PortAppConfig;
-use adoport_transform::mapping::versions::MappingVersions;
+use adoport_transform::mapping::versions::CompiledVersions;
 use adoport_transform::worker::TransformStats;
 
 /// Which roles run in this process.
@@ -47,12 +51,15 @@ pub struct Pipeline {
     pub webhook_address: Option<SocketAddr>,
     /// The reconciliation coordinator's summary of the last resync, when publish runs here.
     pub resync_summaries: Option<watch::Receiver<Option<ResyncSummary>>>,
-    resync_done: mpsc::Receiver<ResyncDone>,
+    /// What the coordinator holds (open resyncs, tracked keys), when publish runs here.
+    pub reconcile_tracking: Option<watch::Receiver<Tracking>>,
+    /// The mapping versions every role of this process follows (when it has a mapping).
+    pub mapping: Option<MappingVersions>,
+    resync_done: broadcast::Receiver<ResyncDone>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     shutdown: CancellationToken,
-    /// The transform's mapping versions, until [`Pipeline::poll_mapping`] hands them to the
-    /// poller.
-    mapping_versions: Option<MappingVersions>,
+    /// Whether [`Pipeline::poll_mapping`] started the follower already.
+    following: bool,
 }
 
 impl Pipeline {
@@ -68,24 +75,23 @@ impl Pipeline {
         let mut tasks = JoinSet::new();
         let transform_stats = TransformStats::default();
         let ingest_stats = IngestStats::default();
-        let (done_tx, resync_done) = mpsc::channel(16);
+        let (done_tx, resync_done) = adoport_ingest::resync::done_channel();
         let mut webhook_address = None;
         let mut resync_summaries = None;
-        let mut mapping_versions = None;
+        let mut reconcile_tracking = None;
+        // One set of mapping versions for every role here: the follower started by
+        // `poll_mapping` offers new versions to it, and each role takes what it needs.
+        let versions = mapping.map(MappingVersions::new);
 
         if roles.transform {
-            let config = mapping.as_ref().context("transform needs the mapping")?;
-            let versions =
-                MappingVersions::from_config(config).context("the mapping does not compile")?;
-            let compiled = versions.subscribe();
-            mapping_versions = Some(versions);
-            let write = config.write_options();
+            let versions = versions.clone().context("transform needs the mapping")?;
+            let compiled =
+                Arc::new(CompiledVersions::new(versions).context("the mapping does not compile")?);
             let prefetch = settings.pipeline.transform.prefetch as u16;
             let (bus, stats, shutdown) = (bus.clone(), transform_stats.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let result =
-                    adoport_transform::worker::run(bus, compiled, write, prefetch, stats, shutdown)
-                        .await;
+                    adoport_transform::worker::run(bus, compiled, prefetch, stats, shutdown).await;
                 ("transform", result.map_err(anyhow::Error::from))
             });
         }
@@ -106,17 +112,15 @@ impl Pipeline {
             });
             // Publish owns Port, so it also runs the reconciliation coordinator (one active
             // across replicas: single active consumer on the progress queue).
-            let policy = mapping
-                .as_ref()
-                .map(adoport_publish::ReconcilePolicy::from_mapping);
             let reconciler = adoport_publish::Reconciler::from_settings_with_stats(
                 settings,
-                policy,
+                versions.clone(),
                 publish_stats.port_http().clone(),
             )
             .context("the reconciliation coordinator cannot start")?
             .with_publish_stats(publish_stats.clone());
             resync_summaries = Some(reconciler.summaries());
+            reconcile_tracking = Some(reconciler.tracking());
             let (bus, shutdown) = (bus.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let result = reconciler.run(bus, shutdown).await;
@@ -124,11 +128,11 @@ impl Pipeline {
             });
         }
         if roles.ingest {
-            let config = mapping.as_ref().context("ingest needs the mapping")?;
+            let versions = versions.clone().context("ingest needs the mapping")?;
             let listener = listener.context("ingest needs a listener")?;
             webhook_address = Some(listener.local_addr()?);
             let run = IngestRun {
-                plan: KindPlan::for_mapping(config),
+                mapping: versions,
                 listener,
                 resync_done: Some(done_tx),
                 stats: ingest_stats.clone(),
@@ -146,25 +150,32 @@ impl Pipeline {
             ingest_stats,
             webhook_address,
             resync_summaries,
+            reconcile_tracking,
+            mapping: versions,
             resync_done,
             tasks,
             shutdown,
-            mapping_versions,
+            following: false,
         })
     }
 
-    /// When transform runs here: checks the mapping's source (the file, or Port) every
-    /// `ADOPORT__TRANSFORM__MAPPING_POLL_SECS` and puts a new version in force once it compiled
-    /// completely (a bad one is refused and logged; the running one stays).
+    /// Follows the mapping's source (the file, or Port) for every role here: reads it every
+    /// `ADOPORT__TRANSFORM__MAPPING_POLL_SECS`, and at once when a resync starts or names a
+    /// version this process does not know; a new version is in force once it compiled
+    /// completely (a bad one is refused with all its errors, logged, and the running one
+    /// stays). Ingest then crawls and subscribes its kinds, transform maps with it and its
+    /// write options, publish reconciles with its policy.
     pub fn poll_mapping(&mut self, settings: &Settings) {
-        let Some(versions) = self.mapping_versions.take() else {
+        let Some(versions) = self.mapping.clone().filter(|_| !self.following) else {
             return;
         };
+        self.following = true;
         let every = Duration::from_secs(settings.pipeline.transform.mapping_poll_secs.max(1));
         let (settings, shutdown) = (settings.clone(), self.shutdown.clone());
+        let follower = versions.attach_follower();
         self.tasks.spawn(async move {
-            let result = crate::mapping_source::poll(settings, versions, every, shutdown).await;
-            ("mapping poller", result)
+            let result = crate::mapping_source::follow(settings, follower, every, shutdown).await;
+            ("mapping follower", result)
         });
     }
 
@@ -195,9 +206,18 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Waits for the next finished crawl.
+    /// Waits for the next finished crawl (announcements older than the last
+    /// [`adoport_ingest::resync::DONE_KEPT`] are dropped for a listener that fell behind).
     pub async fn next_resync(&mut self) -> Option<ResyncDone> {
-        self.resync_done.recv().await
+        loop {
+            match self.resync_done.recv().await {
+                Ok(done) => return Some(done),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "finished crawls not waited for were dropped");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 
     /// Waits until everything a crawl of `raw_events` events produced has been settled by

@@ -1,13 +1,16 @@
 //! A new mapping version in Port replaces the running one once it compiles; a bad one is
-//! refused and the running one stays (against the Port simulator).
+//! refused with all its errors and the running one stays; a role that asks for a fresh read
+//! gets it at once (against the Port simulator).
 
 use std::time::Duration;
 
-use adoport::mapping_source::poll;
+use adoport::mapping_source::follow;
 use adoport_shared::config::Settings;
+use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{ChangeOp, RawAction};
+use adoport_shared::port_app_config::PortAppConfig;
 use adoport_sim::port::{PortSim, PortSimConfig};
-use adoport_transform::mapping::versions::{MappingVersions, MappingWatch, compile_version};
+use adoport_transform::mapping::versions::CompiledVersions;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +20,8 @@ fn config(title: &str) -> Value {
         "title": title}}}}]})
 }
 
-fn title(watch: &MappingWatch) -> Value {
-    let outcome = watch.borrow().apply(
+fn title(compiled: &CompiledVersions) -> Value {
+    let outcome = compiled.current().compiled.apply(
         "project",
         RawAction::Upsert,
         &json!({"id": "a", "name": "Name"}),
@@ -29,15 +32,8 @@ fn title(watch: &MappingWatch) -> Value {
     }
 }
 
-#[tokio::test]
-async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
-    let sim = PortSim::start(PortSimConfig {
-        integration_config: Some(config(".name")),
-        ..PortSimConfig::default()
-    })
-    .await
-    .expect("port sim");
-    let settings = Settings::from_vars([
+fn test_settings(sim: &PortSim) -> Settings {
+    Settings::from_vars([
         ("OCEAN__PORT__BASE_URL".to_owned(), sim.base_url()),
         ("OCEAN__PORT__CLIENT_ID".to_owned(), "sim-client".to_owned()),
         (
@@ -49,50 +45,128 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
             "azure-devops".to_owned(),
         ),
     ])
-    .expect("settings");
-    let (_, compiled) = compile_version(&config(".name")).expect("compiles");
-    let versions = MappingVersions::new(config(".name"), compiled);
-    let watch = versions.subscribe();
+    .expect("settings")
+}
+
+#[tokio::test]
+async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
+    let sim = PortSim::start(PortSimConfig {
+        integration_config: Some(config(".name")),
+        ..PortSimConfig::default()
+    })
+    .await
+    .expect("port sim");
+    let first = PortAppConfig::from_json_value(config(".name")).expect("config");
+    let versions = MappingVersions::new(first);
+    let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
     let mut status = versions.status();
     let shutdown = CancellationToken::new();
-    let poller = tokio::spawn(poll(
-        settings,
-        versions,
+    // Polls rarely: the first change is picked up because a role asks for a fresh read.
+    let follower = tokio::spawn(follow(
+        test_settings(&sim),
+        versions.attach_follower(),
+        Duration::from_secs(3600),
+        shutdown.clone(),
+    ));
+    sim.set_integration_config(config(".name | ltrimstr(\"x\")"));
+    assert!(
+        versions.refresh(Duration::from_secs(10)).await,
+        "a fresh read was made at once"
+    );
+    assert_eq!(versions.current().number, 2);
+    shutdown.cancel();
+    follower
+        .await
+        .expect("joins")
+        .expect("follower ends cleanly");
+
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn(follow(
+        test_settings(&sim),
+        versions.attach_follower(),
         Duration::from_millis(20),
         shutdown.clone(),
     ));
     let patience = Duration::from_secs(10);
 
     sim.set_integration_config(config(".name | ascii_downcase"));
-    tokio::time::timeout(patience, status.wait_for(|s| s.version == 2))
+    tokio::time::timeout(patience, status.wait_for(|s| s.version == 3))
         .await
         .expect("the new version in time")
         .expect("status");
-    assert_eq!(title(&watch), json!("name"));
+    assert_eq!(title(&compiled), json!("name"));
 
-    sim.set_integration_config(config(".name | nosuch"));
+    let mut bad = config(".name | nosuch");
+    bad["resources"][0]["port"]["entity"]["mappings"]["properties"] = json!({"a": ".x | nosuch2"});
+    sim.set_integration_config(bad);
     tokio::time::timeout(patience, status.wait_for(|s| s.refused == 1))
         .await
         .expect("the bad version refused in time")
         .expect("status");
-    assert_eq!(title(&watch), json!("name"), "the running version stays");
+    assert_eq!(title(&compiled), json!("name"), "the running version stays");
     assert!(
         status
             .borrow()
             .last_refusal
             .as_deref()
-            .is_some_and(|r| r.contains("nosuch")),
-        "{:?}",
+            .is_some_and(|r| r.contains("nosuch") && r.contains("nosuch2")),
+        "every error is named: {:?}",
         status.borrow()
     );
 
     sim.set_integration_config(config(".name | ascii_upcase"));
-    tokio::time::timeout(patience, status.wait_for(|s| s.version == 3))
+    tokio::time::timeout(patience, status.wait_for(|s| s.version == 4))
         .await
         .expect("the fixed version in time")
         .expect("status");
-    assert_eq!(title(&watch), json!("NAME"));
+    assert_eq!(title(&compiled), json!("NAME"));
 
     shutdown.cancel();
-    poller.await.expect("joins").expect("poller ends cleanly");
+    follower
+        .await
+        .expect("joins")
+        .expect("follower ends cleanly");
+}
+
+#[tokio::test]
+async fn the_mapping_file_is_followed_like_port() {
+    let dir = std::env::temp_dir().join(format!(
+        "adoport-mapping-follow-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("port-app-config.yaml");
+    let write = |title: &str| {
+        std::fs::write(
+            &path,
+            serde_json::to_string(&config(title)).expect("json is yaml"),
+        )
+        .expect("write mapping")
+    };
+    write(".name");
+    let settings = Settings::from_vars([(
+        "ADOPORT__MAPPING_FILE".to_owned(),
+        path.display().to_string(),
+    )])
+    .expect("settings");
+    let first = PortAppConfig::from_json_value(config(".name")).expect("config");
+    let versions = MappingVersions::new(first);
+    let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn(follow(
+        settings,
+        versions.attach_follower(),
+        Duration::from_secs(3600),
+        shutdown.clone(),
+    ));
+    write(".name | ascii_upcase");
+    assert!(versions.refresh(Duration::from_secs(10)).await);
+    assert_eq!(title(&compiled), json!("NAME"));
+    shutdown.cancel();
+    follower
+        .await
+        .expect("joins")
+        .expect("follower ends cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,7 @@
 //! reconciliation must not delete entities on the strength of an incomplete crawl.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value};
@@ -18,7 +19,10 @@ use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
 use crate::examples::ExampleSampler;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
-use adoport_shared::messages::{Origin, RawAction, RawEvent, ResyncId, encode};
+use adoport_shared::mapping_versions::MappingVersions;
+use adoport_shared::messages::{
+    AttemptId, MappingVersionId, Origin, RawAction, RawEvent, ResyncId, encode,
+};
 use adoport_shared::metrics::ResyncStats;
 use adoport_shared::port_app_config::PortAppConfig;
 
@@ -60,6 +64,93 @@ impl KindPlan {
     }
 }
 
+/// The kinds of the mapping version in force, as the webhook receiver reads them for each
+/// event: following the process's mapping versions (re-planned once per new version), or fixed
+/// (tests and tools). Cheap to clone.
+#[derive(Clone)]
+pub struct KindPlans {
+    versions: Option<MappingVersions>,
+    /// The plan of the version it was last asked for.
+    planned: Arc<std::sync::Mutex<Planned>>,
+}
+
+/// A version's plan (`None`: a fixed plan).
+type Planned = (Option<MappingVersionId>, Arc<Vec<KindPlan>>);
+
+impl KindPlans {
+    /// Always these kinds.
+    pub fn fixed(plans: Vec<KindPlan>) -> Self {
+        Self {
+            versions: None,
+            planned: Arc::new(std::sync::Mutex::new((None, Arc::new(plans)))),
+        }
+    }
+
+    /// The kinds of whichever version is in force.
+    pub fn following(versions: MappingVersions) -> Self {
+        Self {
+            versions: Some(versions),
+            planned: Arc::new(std::sync::Mutex::new((None, Arc::new(Vec::new())))),
+        }
+    }
+
+    /// The kinds to handle now, in mapping order.
+    pub fn current(&self) -> Arc<Vec<KindPlan>> {
+        let mut planned = self.planned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(versions) = &self.versions {
+            let version = versions.current();
+            if planned.0.as_ref() != Some(&version.id) {
+                *planned = (
+                    Some(version.id.clone()),
+                    Arc::new(KindPlan::for_mapping(&version.config)),
+                );
+            }
+        }
+        planned.1.clone()
+    }
+}
+
+/// Which crawl this is: the resync, this attempt at crawling it, and the mapping version it
+/// crawls with. Stamped on every raw event the crawl publishes, so that the coordinator counts
+/// only the attempt that finished and transform maps with the crawl's mapping version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrawlStamp {
+    pub resync_id: ResyncId,
+    pub attempt: AttemptId,
+    pub mapping_version: Option<MappingVersionId>,
+}
+
+impl CrawlStamp {
+    /// A new attempt at `resync_id`, with no mapping version named (tools and tests).
+    pub fn new(resync_id: ResyncId) -> Self {
+        Self {
+            resync_id,
+            attempt: AttemptId::new(),
+            mapping_version: None,
+        }
+    }
+}
+
+/// Whether a crawl may still publish: false once the resync request it runs for was taken
+/// away from this process (see [`crate::lease`]). Checked before every page.
+#[derive(Clone)]
+pub struct CrawlFence(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl CrawlFence {
+    /// A crawl that holds no request (tools and tests): never fenced off.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn new(holds: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(holds)))
+    }
+
+    fn holds(&self) -> bool {
+        self.0.as_ref().is_none_or(|holds| holds())
+    }
+}
+
 /// What the crawler found for one kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindReport {
@@ -98,6 +189,20 @@ pub enum CrawlError {
     Ado(#[from] AdoError),
     #[error("could not publish raw events: {0}")]
     Bus(#[from] BusError),
+    #[error(
+        "the resync request was taken away from this crawler (its delivery was lost); the crawl stopped and the broker hands the request out again"
+    )]
+    LeaseLost,
+}
+
+impl CrawlError {
+    /// Whether the crawl as a whole stops (nothing more can be done by it).
+    fn stops_crawl(&self) -> bool {
+        match self {
+            CrawlError::Ado(e) => e.stops_crawl(),
+            CrawlError::Bus(_) | CrawlError::LeaseLost => true,
+        }
+    }
 }
 
 /// Page sizes the crawler asks for. The defaults are the largest the APIs allow; tests lower
@@ -157,6 +262,9 @@ pub struct Crawler {
     examples: Option<ExampleSampler>,
     /// Projects with any of these tags are left out (see [`crate::project_tags`]).
     pub(crate) excluded_tags: Vec<String>,
+    /// The crawl running now (a crawler runs one at a time): its raw events carry the stamp,
+    /// and it publishes only while the fence holds.
+    running: std::sync::Mutex<Option<(CrawlStamp, CrawlFence)>>,
 }
 
 impl Crawler {
@@ -170,6 +278,7 @@ impl Crawler {
             resync_stats: ResyncStats::default(),
             examples: None,
             excluded_tags: Vec::new(),
+            running: std::sync::Mutex::new(None),
         }
     }
 
@@ -224,13 +333,29 @@ impl Crawler {
         }
     }
 
-    /// Crawls every planned kind, in order. Stops early only on a refused token or a broker
-    /// that stays away (then nothing more can be done); other failures mark their kind.
+    /// Crawls every planned kind, in order, as a new attempt at `resync_id`.
     pub async fn crawl(
         &self,
         resync_id: ResyncId,
         plan: &[KindPlan],
     ) -> Result<CrawlReport, CrawlError> {
+        self.crawl_as(&CrawlStamp::new(resync_id), &CrawlFence::none(), plan)
+            .await
+    }
+
+    /// Crawls every planned kind, in order, stamping every raw event with `stamp` and
+    /// publishing only while `fence` holds. Stops early only on a refused token, a broker that
+    /// stays away or a lost request (then nothing more can be done); other failures mark
+    /// their kind.
+    pub async fn crawl_as(
+        &self,
+        stamp: &CrawlStamp,
+        fence: &CrawlFence,
+        plan: &[KindPlan],
+    ) -> Result<CrawlReport, CrawlError> {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((stamp.clone(), fence.clone()));
+        let resync_id = stamp.resync_id;
         let mut report = CrawlReport::default();
         let mut cache = ResyncCache {
             keep_repositories: plan
@@ -263,10 +388,7 @@ impl Crawler {
             };
             match outcome {
                 Ok(()) => {}
-                Err(CrawlError::Ado(ref e)) if e.stops_crawl() => {
-                    return outcome.map(|_| report);
-                }
-                Err(CrawlError::Bus(_)) => {
+                Err(ref e) if e.stops_crawl() => {
                     return outcome.map(|_| report);
                 }
                 Err(e) => {
@@ -307,14 +429,28 @@ impl Crawler {
                 encode(&examples),
             ));
         }
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(s, _)| s.resync_id == resync_id);
+        if running.as_ref().is_some_and(|(_, fence)| !fence.holds()) {
+            return Err(CrawlError::LeaseLost);
+        }
+        let stamp = running.map(|(stamp, _)| stamp);
         for chunk in items.chunks(self.items_per_event) {
-            let event = RawEvent::new(
+            let mut event = RawEvent::new(
                 kind,
                 Origin::Resync { resync_id },
                 self.client.organization_url(),
                 RawAction::Upsert,
                 chunk.to_vec(),
             );
+            if let Some(stamp) = &stamp {
+                event.attempt = Some(stamp.attempt);
+                event.mapping_version = stamp.mapping_version.clone();
+            }
             report.items += chunk.len() as u64;
             report.events += 1;
             messages.push(Outgoing::new(Destination::Raw, encode(&event)));
@@ -391,6 +527,30 @@ fn project_id(project: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_receivers_plan_follows_the_mapping_version_in_force() {
+        let mapping = |kinds: &[&str]| {
+            let resources: Vec<Value> = kinds
+                .iter()
+                .map(|kind| {
+                    json!({"kind": kind, "selector": {"query": "true"},
+                    "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+                })
+                .collect();
+            json!({ "resources": resources, "specPath": [] })
+        };
+        let config = PortAppConfig::from_json_value(mapping(&["project"])).expect("mapping");
+        let versions = MappingVersions::new(config);
+        let plans = KindPlans::following(versions.clone());
+        let kinds = |plans: &KindPlans| -> Vec<String> {
+            plans.current().iter().map(|k| k.kind.clone()).collect()
+        };
+        assert_eq!(kinds(&plans), ["project"]);
+        versions.offer(mapping(&["project", "branch"]), |_| Ok(()));
+        assert_eq!(kinds(&plans), ["project", "branch"]);
+        assert_eq!(kinds(&KindPlans::fixed(Vec::new())), Vec::<String>::new());
+    }
 
     #[test]
     fn flags_accept_booleans_and_quoted_booleans() {

@@ -11,7 +11,9 @@
 use futures_util::future::join_all;
 
 use crate::ado::organization::organization_name;
-use crate::crawler::{CrawlError, CrawlReport, Crawler, KindPlan, KindReport};
+use crate::crawler::{
+    CrawlError, CrawlFence, CrawlReport, CrawlStamp, Crawler, KindPlan, KindReport,
+};
 use adoport_shared::messages::ResyncId;
 use adoport_shared::metrics::ResyncStats;
 
@@ -44,20 +46,32 @@ impl Crawlers {
         &self.crawlers
     }
 
-    /// Crawls every organization at once and merges the reports. With one organization this
-    /// is exactly its crawl (a refused token fails the resync as a whole).
+    /// Crawls every organization at once, as a new attempt at `resync_id`.
     pub async fn crawl(
         &self,
         resync_id: ResyncId,
         plan: &[KindPlan],
     ) -> Result<CrawlReport, CrawlError> {
+        self.crawl_as(&CrawlStamp::new(resync_id), &CrawlFence::none(), plan)
+            .await
+    }
+
+    /// Crawls every organization at once and merges the reports; every raw event carries
+    /// `stamp`, and only while `fence` holds. With one organization this is exactly its crawl
+    /// (a refused token fails the resync as a whole).
+    pub async fn crawl_as(
+        &self,
+        stamp: &CrawlStamp,
+        fence: &CrawlFence,
+        plan: &[KindPlan],
+    ) -> Result<CrawlReport, CrawlError> {
         if let [only] = self.crawlers.as_slice() {
-            return only.crawl(resync_id, plan).await;
+            return only.crawl_as(stamp, fence, plan).await;
         }
         let outcomes = join_all(
             self.crawlers
                 .iter()
-                .map(|crawler| crawler.crawl(resync_id, plan)),
+                .map(|crawler| crawler.crawl_as(stamp, fence, plan)),
         )
         .await;
         let mut merged = CrawlReport::default();
@@ -69,7 +83,7 @@ impl Crawlers {
                         add(&mut merged, &kind, &organization, report);
                     }
                 }
-                Err(CrawlError::Bus(e)) => return Err(CrawlError::Bus(e)),
+                Err(e @ (CrawlError::Bus(_) | CrawlError::LeaseLost)) => return Err(e),
                 Err(e) => {
                     tracing::error!(organization = %organization, error = %e, "organization could not be crawled; its kinds are marked failed and nothing of it is deleted");
                     for kind in plan {

@@ -286,7 +286,7 @@ pub async fn on_push(
     delivery_id: &str,
     resource: &Map<String, Value>,
 ) -> Result<Vec<String>, WebhookError> {
-    let Some(plan) = GitopsPlan::of(&state.plan) else {
+    let Some(plan) = GitopsPlan::of(&state.plan.current()) else {
         return Ok(Vec::new());
     };
     let Some(repository) = resource.get("repository") else {

@@ -5,8 +5,10 @@
 //! ([`organizations`]), the resync crawler of one organization ([`crawler`]) and of all of them
 //! ([`crawlers`]), what a push changes ([`push_events`]), the live events of builds, pipelines,
 //! releases and alerts ([`live_events`]), GitOps specs ([`gitops`]), the `trigger_pipeline`
-//! action ([`actions`]), the resync request loop ([`resync`]) and the service-hook subscription
-//! manager ([`subscriptions`]).
+//! action ([`actions`]), the resync request loop ([`resync`]) and the lease it holds on the
+//! request it crawls ([`lease`]), and the service-hook subscription manager
+//! ([`subscriptions`]). Its crawl plan and subscriptions follow the mapping version in force
+//! ([`adoport_shared::mapping_versions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
@@ -19,6 +21,7 @@ pub mod crawlers;
 pub mod examples;
 pub mod gitops;
 mod kinds;
+pub mod lease;
 pub mod live_events;
 pub mod organizations;
 mod project_tags;
@@ -31,16 +34,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use adoport_shared::bus::{Bus, BusError};
 use adoport_shared::config::{ConfigError, EventListenerType, Settings};
+use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::ResyncTrigger;
 use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
-pub use crawler::{CrawlLimits, CrawlReport, Crawler, KindPlan, KindReport};
+pub use crawler::{
+    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindPlan, KindPlans, KindReport,
+};
 pub use crawlers::Crawlers;
 pub use organizations::Organizations;
 pub use resync::ResyncDone;
@@ -62,12 +68,13 @@ pub enum IngestError {
 
 /// What ingest runs with, beyond settings.
 pub struct IngestRun {
-    /// The kinds to crawl, in mapping order, with their selector options.
-    pub plan: Vec<KindPlan>,
+    /// The mapping versions this process follows: each resync crawls the kinds and selectors
+    /// of the version in force when it starts.
+    pub mapping: MappingVersions,
     /// Where the webhook receiver listens (bound by the caller: port 0 in tests).
     pub listener: TcpListener,
-    /// Told about every finished crawl.
-    pub resync_done: Option<mpsc::Sender<ResyncDone>>,
+    /// Told about every finished crawl (never waited for; see [`resync::done_channel`]).
+    pub resync_done: Option<broadcast::Sender<ResyncDone>>,
     /// Where ingest counts, for the caller's `/metrics`.
     pub stats: IngestStats,
 }
@@ -112,7 +119,6 @@ pub async fn run(
     }
 
     if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
-        let plan = plan.for_kinds(&run.plan);
         let every = Some(ingest.subscription_check_minutes)
             .filter(|m| *m > 0)
             .map(|m| Duration::from_secs(m * 60));
@@ -120,6 +126,7 @@ pub async fn run(
             tokio::spawn(subscriptions::run(
                 client.clone(),
                 plan.clone(),
+                run.mapping.clone(),
                 every,
                 shutdown.clone(),
             ));
@@ -145,8 +152,7 @@ pub async fn run(
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
         actions,
-        plan: run.plan.clone(),
-        live_kinds: live_events::LiveKinds::new(run.plan.clone()),
+        plan: crawler::KindPlans::following(run.mapping.clone()),
     });
     let app = webhook::router(state, webhook::WebhookLimits::from_settings(ingest));
     let address = run.listener.local_addr().map_err(IngestError::Server)?;
@@ -187,8 +193,15 @@ pub async fn run(
             })
             .collect(),
     );
-    let requests =
-        resync::run_requests(bus, crawler, run.plan, run.resync_done, shutdown.clone()).await;
+    let requests = resync::RequestLoop {
+        bus,
+        crawler,
+        mapping: run.mapping,
+        done: run.resync_done,
+        renew_every: Duration::from_secs(ingest.resync_lease_secs.max(1)),
+    }
+    .run(shutdown.clone())
+    .await;
     shutdown.cancel();
     match server.await {
         Ok(Ok(())) => {}

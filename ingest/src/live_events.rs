@@ -122,12 +122,14 @@ pub fn handles(event_type: &str) -> bool {
 /// The kinds the mapping asks for, with their selectors: what live events may publish.
 #[derive(Debug, Clone, Default)]
 pub struct LiveKinds {
-    plans: Vec<KindPlan>,
+    plans: std::sync::Arc<Vec<KindPlan>>,
 }
 
 impl LiveKinds {
-    pub fn new(plans: Vec<KindPlan>) -> Self {
-        Self { plans }
+    pub fn new(plans: impl Into<std::sync::Arc<Vec<KindPlan>>>) -> Self {
+        Self {
+            plans: plans.into(),
+        }
     }
 
     fn plan(&self, kind: &str) -> Option<&KindPlan> {

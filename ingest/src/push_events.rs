@@ -101,7 +101,8 @@ pub async fn on_push(
     delivery_id: &str,
     resource: &Map<String, Value>,
 ) -> Result<Vec<String>, WebhookError> {
-    let plan = state.plan.as_slice();
+    let plan = state.plan.current();
+    let plan = plan.as_slice();
     let wanted = ["branch", "file", "folder", "wiki"];
     if !wanted.iter().any(|k| plan_of(plan, k).is_some()) {
         return Ok(Vec::new());

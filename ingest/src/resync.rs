@@ -1,31 +1,62 @@
 //! Resync requests: who asks for a resync, and the one crawler that runs them.
 //!
-//! Every trigger (start-up, the schedule, `POST /resync`) publishes a `ResyncRequest`. The
-//! request queue has a single active consumer, so however many ingest replicas run, one
-//! crawls at a time; the others take over if it dies (the unacked request is redelivered).
-//! A request older than the start of the last resync is superseded and skipped.
+//! Every trigger (start-up, the schedule, `POST /resync`, Port's request) publishes a
+//! `ResyncRequest`. The request queue has a single active consumer, so however many ingest
+//! replicas run, one crawls at a time; the others take over if it dies (the unacked request
+//! is redelivered and crawled again under a new attempt). A request older than the start of
+//! the last crawl is covered by it and skipped.
+//!
+//! Each crawl:
+//! - reads the mapping afresh (the mapping follower is asked to read its source now, as the
+//!   Python integration does at every resync) and crawls the kinds and selectors of the
+//!   version in force, stamping its raw events and control messages with that version and a
+//!   new attempt id;
+//! - holds its request as a lease ([`crate::lease`]) for as long as it runs: renewed before
+//!   the broker's consumer timeout, and the crawl cancelled when the request is lost;
+//! - tells whoever waits (ONCE mode, tests) on a broadcast channel that never blocks: nothing
+//!   on this path waits for a reader, so resyncs run for as long as the process does.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawler::{CrawlError, CrawlReport, KindPlan};
+use crate::crawler::{CrawlError, CrawlReport, CrawlStamp, KindPlan};
 use crate::crawlers::Crawlers;
-use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
+use crate::lease::{Lease, LeaseEnd};
+use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing, Subscription};
+use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{
-    KindCrawl, ResyncControl, ResyncId, ResyncRequest, ResyncTrigger, SCHEMA_VERSION, decode,
-    encode,
+    AttemptId, KindCrawl, ResyncControl, ResyncId, ResyncRequest, ResyncTrigger, SCHEMA_VERSION,
+    decode, encode,
 };
 use adoport_shared::topology::WorkQueue;
+
+/// Finished crawls kept for a listener that fell behind; older ones are dropped, never waited
+/// for.
+pub const DONE_KEPT: usize = 16;
+
+/// How long a resync waits for the mapping follower's fresh read of the source before it
+/// crawls with the version in force.
+const MAPPING_PATIENCE: Duration = Duration::from_secs(20);
 
 /// A finished crawl, for whoever waits on it (`adoport all` in ONCE mode, the demo, tests).
 #[derive(Debug, Clone)]
 pub struct ResyncDone {
     pub resync_id: ResyncId,
+    pub attempt: AttemptId,
     pub started_at: DateTime<Utc>,
     pub report: Result<CrawlReport, String>,
+}
+
+/// Where finished crawls are announced: a bounded broadcast, so that the crawler never waits
+/// for a listener (a listener that falls behind loses the oldest announcements).
+pub fn done_channel() -> (
+    broadcast::Sender<ResyncDone>,
+    broadcast::Receiver<ResyncDone>,
+) {
+    broadcast::channel(DONE_KEPT)
 }
 
 /// Asks for a resync.
@@ -39,6 +70,8 @@ pub async fn request(bus: &Bus, trigger: ResyncTrigger) -> Result<ResyncId, BusE
 /// Publishes a scheduled request every `interval` until shutdown.
 pub async fn schedule(bus: Bus, interval: Duration, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
+    // A process that was stalled does not make up for missed ticks with a burst of requests.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; start-up has its own request
     loop {
         tokio::select! {
@@ -51,106 +84,190 @@ pub async fn schedule(bus: Bus, interval: Duration, shutdown: CancellationToken)
     }
 }
 
-/// Consumes resync requests and crawls, one at a time, until shutdown.
-pub async fn run_requests(
-    bus: Bus,
-    crawler: Crawlers,
-    plan: Vec<KindPlan>,
-    done: Option<mpsc::Sender<ResyncDone>>,
-    shutdown: CancellationToken,
-) -> Result<(), BusError> {
-    let mut requests = bus.subscribe(WorkQueue::ResyncRequests, 1).await?;
-    let mut last_started: Option<DateTime<Utc>> = None;
-    while let Some(delivery) = requests.next().await {
-        let request: ResyncRequest = match decode(&delivery.body) {
-            Ok(request) => request,
-            Err(e) => {
-                tracing::error!(error = %e, "unreadable resync request dead-lettered");
-                delivery.dead_letter(&e.to_string()).await?;
+/// What the request loop runs with.
+pub struct RequestLoop {
+    pub bus: Bus,
+    pub crawler: Crawlers,
+    /// The mapping versions this process follows: each crawl uses the one in force when it
+    /// starts.
+    pub mapping: MappingVersions,
+    /// Told about every finished crawl.
+    pub done: Option<broadcast::Sender<ResyncDone>>,
+    /// How often the lease on a request being crawled is renewed (below the broker's
+    /// consumer timeout).
+    pub renew_every: Duration,
+}
+
+/// What the loop does after one request.
+enum Next {
+    /// Take the next request from the queue, or this one (taken during the crawl).
+    Request(Option<(Delivery, ResyncRequest)>),
+    Stop,
+}
+
+impl RequestLoop {
+    /// Consumes resync requests and crawls, one at a time, until shutdown.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
+        let mut requests = self.bus.subscribe(WorkQueue::ResyncRequests, 1).await?;
+        let mut last_started: Option<DateTime<Utc>> = None;
+        let mut taken: Option<(Delivery, ResyncRequest)> = None;
+        loop {
+            let (delivery, request) = match taken.take() {
+                Some(taken) => taken,
+                None => {
+                    let delivery = tokio::select! {
+                        _ = shutdown.cancelled() => None,
+                        delivery = requests.next() => delivery,
+                    };
+                    let Some(delivery) = delivery else {
+                        return Ok(());
+                    };
+                    match decode::<ResyncRequest>(&delivery.body) {
+                        Ok(request) => (delivery, request),
+                        Err(e) => {
+                            tracing::error!(error = %e, "unreadable resync request dead-lettered");
+                            delivery.dead_letter(&e.to_string()).await?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if last_started.is_some_and(|started| request.requested_at < started) {
+                tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync request superseded by a newer resync; skipped");
+                delivery.ack().await?;
                 continue;
             }
-        };
-        if last_started.is_some_and(|started| request.requested_at < started) {
-            tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync request superseded by a newer resync; skipped");
-            delivery.ack().await?;
-            continue;
-        }
-        let started_at = Utc::now();
-        last_started = Some(started_at);
-        let clock = std::time::Instant::now();
-        crawler.resync_stats().started();
-        tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync started");
-        // Tell the reconciliation coordinator before any raw event of this resync exists.
-        publish_control(
-            &bus,
-            &ResyncControl::Started {
-                v: SCHEMA_VERSION,
-                resync_id: request.resync_id,
-                started_at,
-            },
-        )
-        .await?;
-        let outcome = tokio::select! {
-            _ = shutdown.cancelled() => {
-                // Unacked: the broker hands the request to the next crawler.
-                tracing::info!(resync_id = %request.resync_id, "resync interrupted by shutdown; it will run again");
-                return Ok(());
+            let started_at = Utc::now();
+            last_started = Some(started_at);
+            match self
+                .crawl(&mut requests, delivery, request, started_at, &shutdown)
+                .await?
+            {
+                Next::Request(next) => taken = next,
+                Next::Stop => return Ok(()),
             }
-            outcome = crawler.crawl(request.resync_id, &plan) => outcome,
+        }
+    }
+
+    /// One crawl of `request`, holding it as a lease.
+    async fn crawl(
+        &self,
+        requests: &mut Subscription,
+        delivery: Delivery,
+        request: ResyncRequest,
+        started_at: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<Next, BusError> {
+        // The mapping a resync is crawled with is the one in the source when it starts.
+        self.mapping.refresh(MAPPING_PATIENCE).await;
+        let version = self.mapping.current();
+        let plan = KindPlan::for_mapping(&version.config);
+        let stamp = CrawlStamp {
+            resync_id: request.resync_id,
+            attempt: AttemptId::new(),
+            mapping_version: Some(version.id.clone()),
         };
-        crawler.resync_stats().finished(
-            outcome
-                .as_ref()
-                .is_ok_and(|report| report.failed_kinds().is_empty()),
-            clock.elapsed(),
+        let clock = std::time::Instant::now();
+        self.crawler.resync_stats().started();
+        tracing::info!(
+            resync_id = %stamp.resync_id,
+            attempt = %stamp.attempt,
+            trigger = ?request.trigger,
+            mapping_version = version.number,
+            mapping_id = %version.id,
+            kinds = ?plan.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(),
+            "resync started"
         );
+        // Tell the reconciliation coordinator before any raw event of this crawl exists.
+        self.publish_control(&ResyncControl::Started {
+            v: SCHEMA_VERSION,
+            resync_id: stamp.resync_id,
+            started_at,
+            attempt: Some(stamp.attempt),
+            mapping_version: stamp.mapping_version.clone(),
+        })
+        .await?;
+        let resync_id = request.resync_id;
+        let lease = Lease::new(delivery, request, started_at, self.renew_every);
+        let fence = lease.fence();
+        let crawl = self.crawler.crawl_as(&stamp, &fence, &plan);
+        let (outcome, held) = match lease.run(&self.bus, requests, crawl, shutdown).await? {
+            LeaseEnd::Shutdown => {
+                // Unacked: the broker hands the request to the next crawler.
+                tracing::info!(resync_id = %resync_id, "resync interrupted by shutdown; it will run again");
+                return Ok(Next::Stop);
+            }
+            LeaseEnd::Lost => return Ok(self.lost(&stamp, clock)),
+            LeaseEnd::Finished { outcome, held } => (outcome, held),
+        };
         let report = match outcome {
             Ok(report) => {
                 tracing::info!(
-                    resync_id = %request.resync_id,
+                    resync_id = %resync_id,
+                    attempt = %stamp.attempt,
                     items = report.items(),
                     failed_kinds = ?report.failed_kinds(),
-                    seconds = (Utc::now() - started_at).num_milliseconds() as f64 / 1000.0,
+                    seconds = clock.elapsed().as_secs_f64(),
                     "resync crawl finished"
                 );
                 Ok(report)
             }
             Err(CrawlError::Bus(e)) => return Err(e),
+            // Lost between two watchdog checks: the fence stopped the crawl.
+            Err(CrawlError::LeaseLost) => return Ok(self.lost(&stamp, clock)),
             Err(e) => {
-                tracing::error!(resync_id = %request.resync_id, error = %e, "resync failed");
+                tracing::error!(resync_id = %resync_id, error = %e, "resync failed");
                 Err(e.to_string())
             }
         };
-        // Every raw event of the resync is published: the coordinator may reconcile once
+        self.crawler.resync_stats().finished(
+            report
+                .as_ref()
+                .is_ok_and(|report| report.failed_kinds().is_empty()),
+            clock.elapsed(),
+        );
+        // Every raw event of the crawl is published: the coordinator may reconcile once
         // transform has reported them all.
-        publish_control(
-            &bus,
-            &crawl_finished(request.resync_id, started_at, &report),
-        )
-        .await?;
-        delivery.ack().await?;
-        if let Some(done) = &done {
-            let _ = done
-                .send(ResyncDone {
-                    resync_id: request.resync_id,
-                    started_at,
-                    report,
-                })
-                .await;
+        self.publish_control(&crawl_finished(&stamp, started_at, &report))
+            .await?;
+        let next = match held {
+            Some((delivery, held)) if held.resync_id == resync_id => {
+                delivery.ack().await?;
+                None
+            }
+            newer => newer,
+        };
+        if let Some(done) = &self.done {
+            // Never waits: without listeners (or with slow ones) the announcement is dropped.
+            let _ = done.send(ResyncDone {
+                resync_id,
+                attempt: stamp.attempt,
+                started_at,
+                report,
+            });
         }
+        Ok(Next::Request(next))
     }
-    Ok(())
-}
 
-/// Publishes a resync control message to the reconciliation coordinator (confirmed).
-async fn publish_control(bus: &Bus, message: &ResyncControl) -> Result<(), BusError> {
-    bus.publish(Outgoing::new(Destination::ResyncProgress, encode(message)))
-        .await
+    /// The request was taken away mid-crawl: the crawl stopped, the broker hands the request out
+    /// again (to this process or another), and that delivery starts a new attempt.
+    fn lost(&self, stamp: &CrawlStamp, clock: std::time::Instant) -> Next {
+        self.crawler.resync_stats().finished(false, clock.elapsed());
+        tracing::warn!(resync_id = %stamp.resync_id, attempt = %stamp.attempt, "resync crawl cancelled: its request was lost; it runs again as a new attempt wherever the broker delivers it");
+        Next::Request(None)
+    }
+
+    /// Publishes a resync control message to the reconciliation coordinator (confirmed).
+    async fn publish_control(&self, message: &ResyncControl) -> Result<(), BusError> {
+        self.bus
+            .publish(Outgoing::new(Destination::ResyncProgress, encode(message)))
+            .await
+    }
 }
 
 /// The end-of-crawl report for the coordinator: per kind, the raw events it must wait for.
 fn crawl_finished(
-    resync_id: ResyncId,
+    stamp: &CrawlStamp,
     started_at: DateTime<Utc>,
     report: &Result<CrawlReport, String>,
 ) -> ResyncControl {
@@ -176,8 +293,9 @@ fn crawl_finished(
     };
     ResyncControl::CrawlFinished {
         v: SCHEMA_VERSION,
-        resync_id,
+        resync_id: stamp.resync_id,
         started_at,
+        attempt: Some(stamp.attempt),
         kinds,
         failure,
     }

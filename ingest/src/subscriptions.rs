@@ -40,6 +40,7 @@ use crate::ado::{
 use crate::crawler::KindPlan;
 use crate::webhook::WEBHOOK_PATH;
 use adoport_shared::config::{EventListenerType, OceanSettings, Secret};
+use adoport_shared::mapping_versions::MappingVersions;
 
 /// One event type Azure DevOps can send us, who publishes it and what it is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,18 +420,26 @@ pub async fn ensure(
     Ok(outcome.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Runs [`ensure`] once, then every `every` (if set) until `shutdown`: each check re-enables
-/// disabled subscriptions, recreates deleted ones and subscribes projects created since. Never
-/// fails: live events are an addition to the resyncs, and a missing subscription must not stop
-/// ingest.
+/// Runs [`ensure`] once, then every `every` (if set) and whenever a new mapping version comes
+/// into force, until `shutdown`: each check subscribes the event types of the mapping's kinds
+/// (a kind added to the mapping gets its subscriptions without a restart), re-enables
+/// disabled subscriptions, recreates deleted ones and subscribes projects created since.
+/// Never fails: live events are an addition to the resyncs, and a missing subscription must
+/// not stop ingest.
 pub async fn run(
     client: AdoClient,
-    plan: SubscriptionPlan,
+    all_events: SubscriptionPlan,
+    mapping: MappingVersions,
     every: Option<Duration>,
     shutdown: CancellationToken,
 ) {
+    let mut versions = mapping.subscribe();
     let mut first = true;
     loop {
+        let version = versions.borrow_and_update().clone();
+        let plan = all_events
+            .clone()
+            .for_kinds(&KindPlan::for_mapping(&version.config));
         match ensure(&client, &plan).await {
             Ok(report) if first || report.changed() => tracing::info!(
                 url = %plan.target_url,
@@ -453,10 +462,21 @@ pub async fn run(
             ),
         }
         first = false;
-        let Some(every) = every else { return };
+        let next_check = async {
+            match every {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = next_check => {}
+            changed = versions.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tracing::info!(mapping_version = versions.borrow().number, "the mapping changed; checking the service-hook subscriptions its kinds need");
+            }
         }
     }
 }

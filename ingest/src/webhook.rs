@@ -73,10 +73,9 @@ pub struct WebhookState {
     pub excluded_tags: Vec<String>,
     /// Reports `trigger_pipeline` completions, when the actions processor is enabled.
     pub actions: Option<crate::actions::completion::CompletionContext>,
-    /// The kinds the mapping asks for, with their selectors (which push changes to publish).
-    pub plan: Vec<crate::crawler::KindPlan>,
-    /// The kinds the mapping asks for: what live events read and publish.
-    pub live_kinds: LiveKinds,
+    /// The kinds the mapping version in force asks for, with their selectors: which push
+    /// changes, and which build, pipeline, release and alert events, to publish.
+    pub plan: crate::crawler::KindPlans,
 }
 
 /// Bounds of the receiver (`ADOPORT__INGEST__WEBHOOK_MAX_BYTES`,
@@ -442,7 +441,12 @@ async fn handle(
         tracing::debug!(project = %project_id, "work item event of a project with an excluded tag; ignored");
         return Ok(ignored());
     }
-    let publications = live_events::resolve(client, &state.live_kinds, &envelope.live()).await?;
+    let publications = live_events::resolve(
+        client,
+        &LiveKinds::new(state.plan.current()),
+        &envelope.live(),
+    )
+    .await?;
     let events = raw_events(client, envelope.origin(), publications);
     let mut event_ids = publish(state, events).await?;
     if envelope.event_type == "git.push" {

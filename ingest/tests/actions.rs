@@ -68,8 +68,7 @@ async fn harness() -> Harness {
         secret: None,
         excluded_tags: Vec::new(),
         actions: Some(context.clone()),
-        plan: Vec::new(),
-        live_kinds: adoport_ingest::live_events::LiveKinds::new(Vec::new()),
+        plan: adoport_ingest::KindPlans::fixed(Vec::new()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -100,8 +100,7 @@ impl Harness {
             secret: None,
             excluded_tags: Vec::new(),
             actions: None,
-            live_kinds: adoport_ingest::live_events::LiveKinds::new(plan.clone()),
-            plan,
+            plan: adoport_ingest::KindPlans::fixed(plan),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

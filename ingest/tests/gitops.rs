@@ -50,8 +50,9 @@ async fn harness(mapping: &str) -> Harness {
         secret: None,
         excluded_tags: Vec::new(),
         actions: None,
-        plan: GitopsPlan::kind_plan(&config).into_iter().collect(),
-        live_kinds: adoport_ingest::live_events::LiveKinds::new(Vec::new()),
+        plan: adoport_ingest::KindPlans::fixed(
+            GitopsPlan::kind_plan(&config).into_iter().collect(),
+        ),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

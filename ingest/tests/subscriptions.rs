@@ -2,16 +2,19 @@
 //! once, a second start creates nothing, a disabled subscription is re-enabled, org-wide mode,
 //! a failed lookup creates nothing, each publisher on its own host (through a proxy that
 //! reaches the simulator as `dev.azure.com`), a changed password replaces the subscriptions,
-//! and the periodic check repairs a disabled one and subscribes a new project.
+//! the periodic check repairs a disabled one and subscribes a new project, and a kind added
+//! to the mapping gets its subscriptions without a restart.
 
 use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
 use adoport_ingest::subscriptions::{HOOK_EVENTS, SubscriptionPlan, ensure, run};
 use adoport_shared::config::{AzureDevopsAccess, NetworkSettings, ProxySetting, Secret};
+use adoport_shared::mapping_versions::{MappingVersions, Offer};
+use adoport_shared::port_app_config::PortAppConfig;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const URL: &str = "https://adoport.example/integration/webhook";
@@ -28,6 +31,33 @@ async fn start() -> (AdoSim, AdoClient) {
     };
     let client = AdoClient::new(&access, 8, CancellationToken::new()).expect("client");
     (sim, client)
+}
+
+/// A mapping of these kinds.
+fn mapping_json(kinds: &[&str]) -> Value {
+    let resources: Vec<Value> = kinds
+        .iter()
+        .map(|kind| {
+            json!({"kind": kind, "selector": {"query": "true"},
+                "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+        })
+        .collect();
+    json!({ "resources": resources })
+}
+
+fn mapping(kinds: &[&str]) -> MappingVersions {
+    MappingVersions::new(PortAppConfig::from_json_value(mapping_json(kinds)).expect("mapping"))
+}
+
+/// Every kind some event type updates: the whole set is subscribed.
+fn every_kind() -> MappingVersions {
+    let mut kinds: Vec<&str> = HOOK_EVENTS
+        .iter()
+        .flat_map(|e| e.kinds.iter().copied())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    mapping(&kinds)
 }
 
 fn plan(per_project: bool) -> SubscriptionPlan {
@@ -254,6 +284,7 @@ async fn the_periodic_check_re_enables_a_disabled_one_and_subscribes_a_new_proje
     let checks = tokio::spawn(run(
         client,
         plan(true),
+        every_kind(),
         Some(Duration::from_millis(200)),
         shutdown.clone(),
     ));
@@ -287,6 +318,57 @@ async fn the_periodic_check_re_enables_a_disabled_one_and_subscribes_a_new_proje
         )
         .await;
     assert!(repaired, "{:?}", sim.subscriptions().len());
+    shutdown.cancel();
+    checks.await.expect("checks stop on shutdown");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kind_added_to_the_mapping_gets_its_subscriptions_without_a_restart() {
+    let (sim, client) = start().await;
+    let versions = mapping(&["project"]);
+    let shutdown = CancellationToken::new();
+    // No periodic check: only the mapping change can add the new event types.
+    let checks = tokio::spawn(run(
+        client,
+        plan(false),
+        versions.clone(),
+        None,
+        shutdown.clone(),
+    ));
+    let event_types = |s: &AdoSim| {
+        let mut types: Vec<String> = s
+            .subscriptions()
+            .iter()
+            .filter_map(|x| x["eventType"].as_str().map(String::from))
+            .collect();
+        types.sort();
+        types
+    };
+    assert!(
+        sim.wait_for(|s| s.subscriptions().len() == 2, Duration::from_secs(20))
+            .await,
+        "the kinds-independent pair first: {:?}",
+        event_types(&sim)
+    );
+    assert!(matches!(
+        versions.offer(mapping_json(&["project", "work-item"]), |_| Ok(())),
+        Offer::Replaced { .. }
+    ));
+    let work_item_events = HOOK_EVENTS
+        .iter()
+        .filter(|e| e.kinds.contains(&"work-item"))
+        .count();
+    assert!(
+        sim.wait_for(
+            |s| s.subscriptions().len() == 2 + work_item_events,
+            Duration::from_secs(20)
+        )
+        .await,
+        "the work-item event types were subscribed: {:?}",
+        event_types(&sim)
+    );
+    assert!(event_types(&sim).contains(&"workitem.updated".to_string()));
     shutdown.cancel();
     checks.await.expect("checks stop on shutdown");
     sim.shutdown().await;

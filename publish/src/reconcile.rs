@@ -8,35 +8,46 @@
 //! - from transform, per raw event, the entities produced and the items it could not map
 //!   (`Progress`; redeliveries are counted once, by raw event id).
 //!
+//! A resync crawled more than once (a restarted or taken-over crawl) is tallied per crawl
+//! attempt (see `reconcile/tally.rs`): it completes on the events of one attempt that
+//! finished, never a mix.
+//!
 //! When every raw event of every kind is accounted for, it lists the entities this integration
 //! owns that were not updated since the resync started (`datasource-entities`, paged),
 //! subtracts the produced set (and, with `createMissingRelatedEntities`, the relation targets
 //! of produced entities), and deletes the rest in bulk — unless the crawl or any kind failed,
 //! any item failed to map, the produced set outgrew its bound, or the share to delete exceeds
-//! `entityDeletionThreshold`. Then it reports the resync state (`running`, `completed`,
-//! `failed`, `aborted`) with the Python integration's field names.
+//! `entityDeletionThreshold` — the policy of the mapping version the resync was crawled with.
+//! Then it reports the resync state (`running`, `completed`, `failed`, `aborted`) with the
+//! Python integration's field names.
 //!
 //! Crash safety: progress is acked on receipt and held only in memory. A coordinator that
 //! restarts mid-resync misses part of the progress, so that resync never completes and is
 //! given up after `resync_timeout` without deleting anything. A crash mid-deletion leaves some
 //! stale entities deleted and some not: every one of them was stale (deletes are idempotent),
 //! and the next resync deletes the rest. A newer resync supersedes an older unfinished one.
+//!
+//! Bounded: open resyncs end (completed, superseded or given up), and the last [`ENDED_KEPT`]
+//! ended ones are remembered so that their late messages are ignored rather than reopening them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod tally;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::Settings;
-use adoport_shared::messages::{KindCrawl, ResyncControl, ResyncId, decode};
+use adoport_shared::mapping_versions::MappingVersions;
+use adoport_shared::messages::{AttemptId, ResyncControl, ResyncId, decode};
 use adoport_shared::metrics::HttpStats;
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+
+use tally::{Progress, Reported, Tally};
 
 use crate::client::{
     BULK_DELETE_MAX, COMPATIBLE_INTEGRATION_VERSION, INTEGRATION_TYPE, PortClient,
@@ -74,8 +85,13 @@ pub struct ReconcileConfig {
     /// The integration's identifier (`OCEAN__INTEGRATION__IDENTIFIER`): the resync state goes
     /// to it, and its datasource suffix finds the entities it owns.
     pub integration_identifier: String,
-    /// `None`: no mapping known, so nothing is ever deleted (the state is still reported).
-    pub policy: Option<ReconcilePolicy>,
+    /// The mapping versions this process follows: a resync is reconciled with the policy of
+    /// the version it was crawled with. `None`: no mapping known, so nothing is ever deleted
+    /// (the state is still reported).
+    pub mapping: Option<MappingVersions>,
+    /// How long a resync waits for this process to learn the mapping version it was crawled
+    /// with.
+    pub mapping_patience: Duration,
     /// Most `(blueprint, identifier)` pairs held across open resyncs (produced sets plus the
     /// owned listing). Past it the resync is not reconciled (fail safe: nothing deleted).
     pub max_tracked: usize,
@@ -89,12 +105,13 @@ pub struct ReconcileConfig {
 impl ReconcileConfig {
     pub fn from_settings(
         settings: &Settings,
-        policy: Option<ReconcilePolicy>,
+        mapping: Option<MappingVersions>,
     ) -> Result<Self, PublishError> {
         let access = settings.port_access()?;
         Ok(Self {
             integration_identifier: access.integration_identifier,
-            policy,
+            mapping,
+            mapping_patience: Duration::from_secs(20),
             max_tracked: DEFAULT_MAX_TRACKED,
             resync_timeout: Duration::from_secs(6 * 3600),
             interval_minutes: settings.ocean.scheduled_resync_interval.filter(|m| *m > 0),
@@ -105,6 +122,22 @@ impl ReconcileConfig {
 
 /// Default bound on tracked entity keys (about 100 bytes each: ~100 MB at most).
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+
+/// Resyncs remembered as ended, so that their late or redelivered messages are recognised
+/// (and ignored) instead of opening a resync that never completes.
+pub const ENDED_KEPT: usize = 64;
+
+/// What the coordinator holds now (for `/metrics` and the long-running tests: it must not
+/// grow with the number of resyncs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// Resyncs started and not ended yet.
+    pub open_resyncs: usize,
+    /// Entity keys held for them.
+    pub tracked_keys: usize,
+    /// Ended resyncs remembered (at most [`ENDED_KEPT`]).
+    pub ended_remembered: usize,
+}
 
 /// How a resync ended, as the coordinator decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,99 +252,56 @@ impl ResyncSummary {
     }
 }
 
-/// What the coordinator knows about one resync.
-#[derive(Debug, Default)]
-struct Tally {
-    started_at: Option<DateTime<Utc>>,
-    /// Set by `CrawlFinished`.
-    crawl: Option<BTreeMap<String, KindCrawl>>,
-    crawl_failure: Option<String>,
-    /// Raw events reported per kind (distinct ids).
-    seen: HashMap<String, HashSet<Uuid>>,
-    failed_items: BTreeMap<String, u64>,
-    /// Entities produced per kind (counted per distinct raw event, even past the bound).
-    produced_per_kind: BTreeMap<String, u64>,
-    produced: HashSet<(String, String)>,
-    related: HashSet<String>,
-    overflowed: bool,
-    last_news: Option<Instant>,
-}
-
-impl Tally {
-    fn tracked(&self) -> usize {
-        self.produced.len() + self.related.len()
-    }
-
-    /// Per kind (every kind crawled or reported): crawled, produced, failed.
-    fn kind_summaries(&self) -> BTreeMap<String, KindSummary> {
-        let mut kinds: BTreeMap<String, KindSummary> = BTreeMap::new();
-        for (kind, crawl) in self.crawl.iter().flatten() {
-            let k = kinds.entry(kind.clone()).or_default();
-            k.items_crawled = crawl.items;
-            k.crawl_failure = crawl.failure.clone();
-        }
-        for (kind, n) in &self.produced_per_kind {
-            kinds.entry(kind.clone()).or_default().entities_produced = *n;
-        }
-        for (kind, n) in &self.failed_items {
-            kinds.entry(kind.clone()).or_default().failed_items = *n;
-        }
-        kinds
-    }
-
-    /// Every raw event the crawl published has been reported by transform.
-    fn complete(&self) -> bool {
-        let Some(crawl) = &self.crawl else {
-            return false;
-        };
-        crawl
-            .iter()
-            .all(|(kind, k)| self.seen.get(kind).map_or(0, |s| s.len() as u64) >= k.events)
-    }
-
-    /// Why nothing may be deleted, if anything forbids it.
-    fn incomplete_reason(&self) -> Option<String> {
-        if let Some(failure) = &self.crawl_failure {
-            return Some(format!("the crawl failed: {failure}"));
-        }
-        let crawl = self.crawl.as_ref()?;
-        let failed: Vec<String> = crawl
-            .iter()
-            .filter_map(|(kind, k)| k.failure.as_ref().map(|f| format!("{kind} ({f})")))
-            .collect();
-        if !failed.is_empty() {
-            return Some(format!("kinds failed to crawl: {}", failed.join("; ")));
-        }
-        let unmapped: Vec<String> = self
-            .failed_items
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(kind, n)| format!("{kind}: {n}"))
-            .collect();
-        if !unmapped.is_empty() {
-            return Some(format!(
-                "items the mapping could not handle (see transform's problem summary): {}",
-                unmapped.join(", ")
-            ));
-        }
-        if self.overflowed {
-            return Some(
-                "the resync produced more entities than the coordinator tracks (max_tracked)"
-                    .into(),
-            );
-        }
-        None
-    }
-}
-
 /// The reconciliation coordinator.
 pub struct Reconciler {
     client: PortClient,
     config: ReconcileConfig,
     outcomes: watch::Sender<Vec<ResyncOutcome>>,
     summary: watch::Sender<Option<ResyncSummary>>,
+    tracking: watch::Sender<Tracking>,
     /// The publish worker of this process, to tell in a resync's summary what it did.
     publish: Option<PublishStats>,
+}
+
+/// The resyncs the coordinator follows: open ones by id, ended ones remembered (bounded) with
+/// the crawl attempts they had.
+#[derive(Default)]
+struct Resyncs {
+    open: HashMap<ResyncId, Tally>,
+    ended: VecDeque<(ResyncId, Vec<Option<AttemptId>>)>,
+}
+
+impl Resyncs {
+    fn end(&mut self, resync_id: ResyncId) -> Option<Tally> {
+        let tally = self.open.remove(&resync_id);
+        self.ended.retain(|(id, _)| *id != resync_id);
+        if self.ended.len() == ENDED_KEPT {
+            self.ended.pop_front();
+        }
+        let attempts = tally.as_ref().map(Tally::attempt_ids).unwrap_or_default();
+        self.ended.push_back((resync_id, attempts));
+        tally
+    }
+
+    /// The attempts of `resync_id`, if it ended.
+    fn ended(&self, resync_id: ResyncId) -> Option<&[Option<AttemptId>]> {
+        self.ended
+            .iter()
+            .find(|(id, _)| *id == resync_id)
+            .map(|(_, attempts)| attempts.as_slice())
+    }
+
+    fn tracked(&self) -> usize {
+        self.open.values().map(Tally::tracked).sum()
+    }
+
+    fn tracking(&self) -> Tracking {
+        Tracking {
+            open_resyncs: self.open.len(),
+            tracked_keys: self.tracked(),
+            ended_remembered: self.ended.len(),
+        }
+    }
 }
 
 /// Outcomes kept for [`Reconciler::outcomes`] watchers.
@@ -324,6 +314,7 @@ impl Reconciler {
             config,
             outcomes: watch::Sender::new(Vec::new()),
             summary: watch::Sender::new(None),
+            tracking: watch::Sender::new(Tracking::default()),
             publish: None,
         }
     }
@@ -338,16 +329,16 @@ impl Reconciler {
     /// The coordinator a deployment runs, with the publish role's Port credentials.
     pub fn from_settings(
         settings: &Settings,
-        policy: Option<ReconcilePolicy>,
+        mapping: Option<MappingVersions>,
     ) -> Result<Self, PublishError> {
-        Self::from_settings_with_stats(settings, policy, HttpStats::default())
+        Self::from_settings_with_stats(settings, mapping, HttpStats::default())
     }
 
     /// Like [`Reconciler::from_settings`], recording its Port requests into `port_http` (the
     /// pipeline passes the publish worker's, so `/metrics` counts every Port request).
     pub fn from_settings_with_stats(
         settings: &Settings,
-        policy: Option<ReconcilePolicy>,
+        mapping: Option<MappingVersions>,
         port_http: HttpStats,
     ) -> Result<Self, PublishError> {
         let access = settings.port_access()?;
@@ -358,7 +349,7 @@ impl Reconciler {
         let client = PortClient::with_http_stats(&access, user_agent, port_http)?;
         Ok(Self::new(
             client,
-            ReconcileConfig::from_settings(settings, policy)?,
+            ReconcileConfig::from_settings(settings, mapping)?,
         ))
     }
 
@@ -373,11 +364,16 @@ impl Reconciler {
         self.summary.subscribe()
     }
 
+    /// What the coordinator holds, updated after every message.
+    pub fn tracking(&self) -> watch::Receiver<Tracking> {
+        self.tracking.subscribe()
+    }
+
     /// Consumes the resync progress queue until `shutdown`.
     pub async fn run(self, bus: Bus, shutdown: CancellationToken) -> Result<(), PublishError> {
         let subscription = bus.subscribe(WorkQueue::ResyncProgress, 256).await?;
         tracing::info!(
-            deletes = self.config.policy.is_some(),
+            deletes = self.config.mapping.is_some(),
             "reconciliation coordinator started"
         );
         self.consume(subscription, shutdown).await
@@ -388,13 +384,14 @@ impl Reconciler {
         mut subscription: Subscription,
         shutdown: CancellationToken,
     ) -> Result<(), PublishError> {
-        let mut tallies: HashMap<ResyncId, Tally> = HashMap::new();
+        let mut resyncs = Resyncs::default();
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {
-                    self.expire(&mut tallies).await;
+                    self.expire(&mut resyncs).await;
+                    self.tracking.send_replace(resyncs.tracking());
                     continue;
                 }
                 delivery = subscription.next() => match delivery {
@@ -422,30 +419,46 @@ impl Reconciler {
                 continue;
             }
             let resync_id = message.resync_id();
-            let total_tracked: usize = tallies.values().map(Tally::tracked).sum();
-            self.absorb(&mut tallies, message, total_tracked).await;
-            let ready = tallies.get(&resync_id).is_some_and(Tally::complete);
-            if ready && let Some(tally) = tallies.remove(&resync_id) {
+            self.absorb(&mut resyncs, message).await;
+            let ready = resyncs.open.get(&resync_id).is_some_and(Tally::complete);
+            if ready && let Some(tally) = resyncs.end(resync_id) {
+                self.tracking.send_replace(resyncs.tracking());
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     outcome = self.reconcile(resync_id, tally) => outcome,
                 };
                 self.record(outcome);
             }
+            self.tracking.send_replace(resyncs.tracking());
         }
     }
 
-    async fn absorb(
-        &self,
-        tallies: &mut HashMap<ResyncId, Tally>,
-        message: ResyncControl,
-        total_tracked: usize,
-    ) {
+    async fn absorb(&self, resyncs: &mut Resyncs, message: ResyncControl) {
         let resync_id = message.resync_id();
+        let ended_attempts = resyncs.ended(resync_id).map(<[_]>::to_vec);
         match message {
-            ResyncControl::Started { started_at, .. } => {
+            ResyncControl::Started { attempt, .. }
+                if ended_attempts
+                    .as_ref()
+                    .is_some_and(|attempts| attempts.contains(&attempt)) =>
+            {
+                tracing::debug!(resync_id = %resync_id, "a repeated start of an ended resync ignored");
+            }
+            ResyncControl::Started {
+                started_at,
+                attempt,
+                mapping_version,
+                ..
+            } => {
+                if ended_attempts.is_some() {
+                    // A request delivered again after its resync ended (ingest restarted before
+                    // acking it): the new crawl is a resync of its own.
+                    tracing::info!(resync_id = %resync_id, "an ended resync is crawled again; it is reconciled again");
+                    resyncs.ended.retain(|(id, _)| *id != resync_id);
+                }
                 // A newer resync supersedes every older one not reconciled yet.
-                let older: Vec<ResyncId> = tallies
+                let older: Vec<ResyncId> = resyncs
+                    .open
                     .iter()
                     .filter(|(id, t)| {
                         **id != resync_id && t.started_at.is_none_or(|s| s < started_at)
@@ -453,29 +466,36 @@ impl Reconciler {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in older {
-                    if let Some(tally) = tallies.remove(&id) {
+                    if let Some(tally) = resyncs.end(id) {
                         tracing::info!(resync_id = %id, newer = %resync_id, "resync superseded by a newer one before it was reconciled; nothing deleted");
                         self.report_state("aborted", tally.started_at, Some(Utc::now()))
                             .await;
                         self.record(ResyncOutcome::Superseded { resync_id: id });
                     }
                 }
-                let tally = tallies.entry(resync_id).or_default();
-                tally.started_at = Some(started_at);
-                tally.last_news = Some(Instant::now());
-                self.report_state("running", Some(started_at), None).await;
+                let tally = resyncs.open.entry(resync_id).or_default();
+                let again = tally.started_at.is_some();
+                tally.started(started_at, attempt, mapping_version);
+                if again {
+                    tracing::info!(resync_id = %resync_id, attempt = ?attempt, "resync crawled again (its crawl was restarted); only the attempt that finishes counts");
+                }
+                self.report_state("running", tally.started_at, None).await;
+            }
+            _ if ended_attempts.is_some() => {
+                tracing::debug!(resync_id = %resync_id, "message of an ended resync ignored");
             }
             ResyncControl::CrawlFinished {
                 started_at,
+                attempt,
                 kinds,
                 failure,
                 ..
             } => {
-                let tally = tallies.entry(resync_id).or_default();
-                tally.started_at.get_or_insert(started_at);
-                tally.crawl = Some(kinds);
-                tally.crawl_failure = failure;
-                tally.last_news = Some(Instant::now());
+                resyncs
+                    .open
+                    .entry(resync_id)
+                    .or_default()
+                    .crawl_finished(started_at, attempt, kinds, failure);
             }
             // Handled on receipt (see `consume`): examples are not resync bookkeeping.
             ResyncControl::Examples { .. } => {}
@@ -485,50 +505,43 @@ impl Reconciler {
                 produced,
                 related,
                 failed_items,
+                attempt,
+                mapping_version,
                 ..
             } => {
-                let tally = tallies.entry(resync_id).or_default();
-                tally.last_news = Some(Instant::now());
-                if !tally
-                    .seen
-                    .entry(kind.clone())
-                    .or_default()
-                    .insert(raw_event_id)
-                {
-                    return; // a redelivery: already counted
-                }
-                *tally.produced_per_kind.entry(kind.clone()).or_default() += produced.len() as u64;
-                *tally.failed_items.entry(kind).or_default() += failed_items;
-                if tally.overflowed {
-                    return;
-                }
-                if total_tracked + produced.len() + related.len() > self.config.max_tracked {
+                let room = self.config.max_tracked.saturating_sub(resyncs.tracked());
+                let tally = resyncs.open.entry(resync_id).or_default();
+                let report = Reported {
+                    attempt,
+                    kind,
+                    raw_event_id,
+                    produced,
+                    related,
+                    failed_items,
+                    mapping_version,
+                };
+                if tally.progress(report, room) == Progress::Overflowed {
                     tracing::warn!(
                         resync_id = %resync_id,
                         max_tracked = self.config.max_tracked,
                         "resync outgrew the coordinator's bound; it will not delete anything"
                     );
-                    tally.overflowed = true;
-                    tally.produced = HashSet::new();
-                    tally.related = HashSet::new();
-                    return;
                 }
-                tally.produced.extend(produced);
-                tally.related.extend(related);
             }
         }
     }
 
     /// Gives up resyncs with no news for `resync_timeout`.
-    async fn expire(&self, tallies: &mut HashMap<ResyncId, Tally>) {
+    async fn expire(&self, resyncs: &mut Resyncs) {
         let timeout = self.config.resync_timeout;
-        let stale: Vec<ResyncId> = tallies
+        let stale: Vec<ResyncId> = resyncs
+            .open
             .iter()
             .filter(|(_, t)| t.last_news.is_some_and(|at| at.elapsed() > timeout))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
-            if let Some(tally) = tallies.remove(&id) {
+            if let Some(tally) = resyncs.end(id) {
                 let reason = format!(
                     "not every raw event of the resync was reported within {} s (a transform event dead-lettered, or the coordinator restarted mid-resync)",
                     timeout.as_secs()
@@ -612,11 +625,9 @@ impl Reconciler {
         started_at: DateTime<Utc>,
         tally: &Tally,
     ) -> Result<ResyncOutcome, PublishError> {
-        let Some(policy) = self.config.policy else {
-            return Ok(ResyncOutcome::DeletionRefused {
-                resync_id,
-                reason: "the publish role has no mapping, so it does not delete".into(),
-            });
+        let policy = match self.policy_for(tally).await {
+            Ok(policy) => policy,
+            Err(reason) => return Ok(ResyncOutcome::DeletionRefused { resync_id, reason }),
         };
         let prefix = format!("port-ocean/{INTEGRATION_TYPE}/");
         let suffix = format!("/{}/exporter", self.config.integration_identifier);
@@ -693,6 +704,26 @@ impl Reconciler {
             "reconciliation deleted the entities the resync no longer produced"
         );
         Ok(ResyncOutcome::Completed { resync_id, deleted })
+    }
+
+    /// The deletion policy of the mapping version the resync was crawled with (`Err`: why
+    /// nothing may be deleted).
+    async fn policy_for(&self, tally: &Tally) -> Result<ReconcilePolicy, String> {
+        let Some(versions) = &self.config.mapping else {
+            return Err("the publish role has no mapping, so it does not delete".into());
+        };
+        let version = match tally.mapping_version() {
+            None => versions.current(),
+            Some(id) => versions
+                .resolve(id, self.config.mapping_patience)
+                .await
+                .ok_or_else(|| {
+                    format!(
+                        "the mapping version {id} the resync was crawled with is no longer in the mapping's source, so its deletion policy is unknown; nothing deleted (the next resync reconciles)"
+                    )
+                })?,
+        };
+        Ok(ReconcilePolicy::from_mapping(&version.config))
     }
 
     /// Runs a Port call with the retry policy (bounded attempts, honours wait hints).
@@ -778,107 +809,51 @@ pub fn resync_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn crawl(kinds: &[(&str, u64, Option<&str>)]) -> BTreeMap<String, KindCrawl> {
-        kinds
-            .iter()
-            .map(|(k, events, failure)| {
-                (
-                    k.to_string(),
-                    KindCrawl {
-                        events: *events,
-                        items: *events,
-                        failure: failure.map(String::from),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_resync_is_complete_when_every_event_is_reported() {
-        let mut tally = Tally::default();
-        assert!(!tally.complete(), "no crawl end yet");
-        tally.crawl = Some(crawl(&[("project", 1, None), ("repository", 2, None)]));
-        tally
-            .seen
-            .entry("project".into())
-            .or_default()
-            .insert(Uuid::new_v4());
-        assert!(!tally.complete());
-        let id = Uuid::new_v4();
-        let repo = tally.seen.entry("repository".into()).or_default();
-        repo.insert(id);
-        repo.insert(id); // a redelivery counts once
-        assert!(!tally.complete());
-        let repo = tally.seen.entry("repository".into()).or_default();
-        repo.insert(Uuid::new_v4());
-        assert!(tally.complete());
-        assert_eq!(tally.incomplete_reason(), None);
-    }
-
-    #[test]
-    fn failures_forbid_deletion_with_a_reason() {
-        let mut tally = Tally {
-            crawl: Some(crawl(&[
-                ("project", 0, None),
-                ("repository", 0, Some("HTTP 500")),
-            ])),
-            ..Tally::default()
-        };
-        let reason = tally.incomplete_reason().expect("kind failed");
-        assert!(
-            reason.contains("repository") && reason.contains("HTTP 500"),
-            "{reason}"
-        );
-        tally.crawl = Some(crawl(&[("project", 0, None)]));
-        tally.failed_items.insert("project".into(), 2);
-        let reason = tally.incomplete_reason().expect("items failed");
-        assert!(reason.contains("project: 2"), "{reason}");
-        tally.failed_items.clear();
-        tally.overflowed = true;
-        assert!(tally.incomplete_reason().is_some());
-        tally.overflowed = false;
-        tally.crawl_failure = Some("PAT refused".into());
-        assert!(
-            tally
-                .incomplete_reason()
-                .expect("crawl")
-                .contains("PAT refused")
-        );
-    }
+    use adoport_shared::messages::KindCrawl;
+    use uuid::Uuid;
 
     #[test]
     fn the_summary_carries_per_kind_figures_and_deletions() {
         let resync_id = ResyncId::new();
-        let mut tally = Tally {
-            started_at: Some(Utc::now() - chrono::Duration::seconds(3)),
-            crawl: Some(
-                [
-                    (
-                        "project".to_string(),
-                        KindCrawl {
-                            events: 1,
-                            items: 2,
-                            failure: None,
-                        },
-                    ),
-                    (
-                        "repository".to_string(),
-                        KindCrawl {
-                            events: 2,
-                            items: 5,
-                            failure: Some("HTTP 500".into()),
-                        },
-                    ),
-                ]
-                .into(),
-            ),
-            ..Tally::default()
+        let mut tally = Tally::default();
+        let started = Utc::now() - chrono::Duration::seconds(3);
+        tally.crawl_finished(
+            started,
+            None,
+            [
+                (
+                    "project".to_string(),
+                    KindCrawl {
+                        events: 1,
+                        items: 2,
+                        failure: None,
+                    },
+                ),
+                (
+                    "repository".to_string(),
+                    KindCrawl {
+                        events: 1,
+                        items: 5,
+                        failure: Some("HTTP 500".into()),
+                    },
+                ),
+            ]
+            .into(),
+            None,
+        );
+        let reported = |kind: &str, produced: usize, failed_items: u64| Reported {
+            attempt: None,
+            kind: kind.into(),
+            raw_event_id: Uuid::new_v4(),
+            produced: (0..produced)
+                .map(|n| ("b".to_string(), format!("{kind}-{n}")))
+                .collect(),
+            related: Vec::new(),
+            failed_items,
+            mapping_version: None,
         };
-        tally.produced_per_kind.insert("project".into(), 2);
-        tally.produced_per_kind.insert("repository".into(), 4);
-        tally.failed_items.insert("repository".into(), 1);
+        tally.progress(reported("project", 2, 0), usize::MAX);
+        tally.progress(reported("repository", 4, 1), usize::MAX);
         let outcome = ResyncOutcome::Completed {
             resync_id,
             deleted: 3,
@@ -912,6 +887,28 @@ mod tests {
         };
         let summary = ResyncSummary::of(resync_id, &tally, &failed);
         assert_eq!((summary.status, summary.deleted), ("failed", 0));
+    }
+
+    #[test]
+    fn ended_resyncs_are_remembered_with_their_attempts_and_bounded() {
+        let mut resyncs = Resyncs::default();
+        let first = ResyncId::new();
+        let attempt = Some(AttemptId::new());
+        resyncs
+            .open
+            .entry(first)
+            .or_default()
+            .started(Utc::now(), attempt, None);
+        assert!(resyncs.end(first).is_some());
+        assert_eq!(resyncs.ended(first), Some([attempt].as_slice()));
+        assert_eq!(resyncs.tracking().open_resyncs, 0);
+        for _ in 0..(ENDED_KEPT * 3) {
+            let id = ResyncId::new();
+            resyncs.open.entry(id).or_default();
+            resyncs.end(id);
+        }
+        assert_eq!(resyncs.tracking().ended_remembered, ENDED_KEPT);
+        assert_eq!(resyncs.ended(first), None, "the oldest is forgotten");
     }
 
     #[test]

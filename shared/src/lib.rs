@@ -4,6 +4,8 @@
 //!
 //! - [`config`]: every setting, read from the environment once and validated at start-up;
 //! - [`port_app_config`]: the user's mapping (Port's port-app-config), parsed and checked;
+//! - [`mapping_versions`]: the mapping version every role of a process follows, and how a new
+//!   one replaces it;
 //! - [`messages`]: the versioned message contracts that travel between roles;
 //! - [`topology`]: the broker's exchanges and queues, by name;
 //! - [`bus`]: publishing and consuming those messages on RabbitMQ or in process;
@@ -16,6 +18,7 @@
 pub mod bus;
 pub mod config;
 pub mod http;
+pub mod mapping_versions;
 pub mod messages;
 pub mod metrics;
 pub mod port_app_config;

@@ -89,6 +89,43 @@ impl std::fmt::Display for ResyncId {
     }
 }
 
+/// Identifies one crawl of a resync. A resync whose crawl is restarted (ingest killed
+/// mid-crawl, the request delivered again) is crawled again under a new attempt; the
+/// coordinator counts only the events of the attempt that finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AttemptId(pub Uuid);
+
+impl AttemptId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for AttemptId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for AttemptId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Identifies a mapping (port-app-config) version by its content, so that every process that
+/// read the same mapping names it the same way (see [`crate::mapping_versions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MappingVersionId(pub String);
+
+impl std::fmt::Display for MappingVersionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Where a raw event came from. Port records this on every write (`ocean_info_event_type`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -158,6 +195,13 @@ pub struct RawEvent {
     pub action: RawAction,
     /// The items, in the shape the mapping's jq expressions see.
     pub items: Vec<Value>,
+    /// The crawl attempt that published this event (resync events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<AttemptId>,
+    /// The mapping version the crawl ran with (resync events only): transform maps the event
+    /// with this version, so that a resync is crawled, mapped and reconciled with one mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_version: Option<MappingVersionId>,
 }
 
 impl Contract for RawEvent {
@@ -181,6 +225,8 @@ impl RawEvent {
             observed_at: Utc::now(),
             action,
             items,
+            attempt: None,
+            mapping_version: None,
         }
     }
 }
@@ -306,12 +352,21 @@ pub enum ResyncControl {
         v: u32,
         resync_id: ResyncId,
         started_at: DateTime<Utc>,
+        /// This crawl of the resync (a restarted crawl starts again under a new attempt).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<AttemptId>,
+        /// The mapping version the crawl runs with; the coordinator reconciles with its policy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mapping_version: Option<MappingVersionId>,
     },
     /// The crawl ended: every raw event of the resync is published.
     CrawlFinished {
         v: u32,
         resync_id: ResyncId,
         started_at: DateTime<Utc>,
+        /// The crawl that finished: only its raw events count towards completion.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<AttemptId>,
         /// Per kind, what the crawl published; empty with `failure` set when it stopped early.
         kinds: std::collections::BTreeMap<String, KindCrawl>,
         /// Set when the crawl as a whole failed (then nothing is deleted).
@@ -333,6 +388,12 @@ pub enum ResyncControl {
         related: Vec<String>,
         /// Items (or entities) of this event the mapping could not produce.
         failed_items: u64,
+        /// The raw event's crawl attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<AttemptId>,
+        /// The mapping version transform mapped the event with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mapping_version: Option<MappingVersionId>,
     },
     /// The first raw items of a kind in a resync, secrets masked by ingest, for Port's
     /// "raw data examples" (`sendRawDataExamples`); publish sends them to Port.
@@ -413,12 +474,48 @@ mod tests {
             produced: vec![("azureDevopsRepository".into(), "r1".into())],
             related: vec!["p1".into()],
             failed_items: 0,
+            attempt: Some(AttemptId::new()),
+            mapping_version: Some(MappingVersionId("0123456789abcdef".into())),
         };
         let json: Value = serde_json::from_slice(&encode(&message)).expect("json");
         assert_eq!(json["type"], "progress");
         assert_eq!(json["v"], 1);
         let back: ResyncControl = decode(&encode(&message)).expect("decodes");
         assert_eq!(back, message);
+    }
+
+    #[test]
+    fn attempts_and_mapping_versions_are_optional_in_schema_one() {
+        // As an ingest or transform without them writes it: still read.
+        let resync_id = ResyncId::new();
+        let started: ResyncControl = decode(
+            format!(
+                r#"{{"type": "started", "v": 1, "resync_id": "{resync_id}", "started_at": "2025-01-01T00:00:00Z"}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("decodes");
+        assert!(matches!(
+            started,
+            ResyncControl::Started {
+                attempt: None,
+                mapping_version: None,
+                ..
+            }
+        ));
+        // And a webhook's raw event does not carry them at all.
+        let event = RawEvent::new(
+            "repository",
+            Origin::Webhook {
+                event_type: "git.push".into(),
+                delivery_id: "d".into(),
+            },
+            "https://dev.azure.com/acme",
+            RawAction::Upsert,
+            vec![],
+        );
+        let json: Value = serde_json::from_slice(&encode(&event)).expect("json");
+        assert!(json.get("attempt").is_none() && json.get("mapping_version").is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore, futures::Notified};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::mapping::versions::CompiledVersions;
 use crate::mapping::{CompiledMapping, ItemProblem};
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
@@ -213,8 +214,7 @@ pub fn changes_for(
 
 async fn process(
     bus: Bus,
-    mapping: Arc<CompiledMapping>,
-    write: WriteOptions,
+    versions: Arc<CompiledVersions>,
     stats: TransformStats,
     delivery: Delivery,
 ) -> Result<(), BusError> {
@@ -243,7 +243,16 @@ async fn process(
         stats.settled();
         return Ok(());
     }
-    let (mut changes, failed_items) = changes_for(&mapping, &event, write, bus.topology(), &stats);
+    // A resync's event is mapped with the version its crawl ran with; others with the one in
+    // force.
+    let in_force = versions.for_event(event.mapping_version.as_ref()).await;
+    let (mut changes, failed_items) = changes_for(
+        &in_force.compiled,
+        &event,
+        in_force.write,
+        bus.topology(),
+        &stats,
+    );
     let count = changes.len() as u64;
     // A resync's event also reports what it produced (and how many of its items failed) to
     // the reconciliation coordinator, in the same confirmed publish as the changes.
@@ -275,6 +284,8 @@ async fn process(
             produced,
             related,
             failed_items,
+            attempt: event.attempt,
+            mapping_version: Some(in_force.version.id.clone()),
         };
         changes.push(Outgoing::new(
             Destination::ResyncProgress,
@@ -298,12 +309,12 @@ async fn process(
 
 /// Consumes raw events until shutdown, `prefetch` of them in flight at once.
 ///
-/// `mapping` is the version in force (see [`crate::mapping::versions`]): each raw event is
-/// mapped with the version current when it is received.
+/// `mapping` follows the mapping versions (see [`crate::mapping::versions`]): a resync's raw
+/// event is mapped with the version its crawl ran with, any other with the version in force,
+/// each with that version's write options.
 pub async fn run(
     bus: Bus,
-    mapping: crate::mapping::versions::MappingWatch,
-    write: WriteOptions,
+    mapping: Arc<CompiledVersions>,
     prefetch: u16,
     stats: TransformStats,
     shutdown: CancellationToken,
@@ -329,11 +340,10 @@ pub async fn run(
                 None => break,
             },
         };
-        let current = mapping.borrow().clone();
-        let (bus, mapping, stats) = (bus.clone(), current, stats.clone());
+        let (bus, mapping, stats) = (bus.clone(), mapping.clone(), stats.clone());
         in_flight.spawn(async move {
             let _permit = permit;
-            process(bus, mapping, write, stats, delivery).await
+            process(bus, mapping, stats, delivery).await
         });
         // Reap finished tasks so that their errors surface promptly.
         while let Some(done) = in_flight.try_join_next() {

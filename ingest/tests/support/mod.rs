@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
 use adoport_ingest::crawler::{Crawler, KindPlan};
-use adoport_ingest::live_events::LiveKinds;
 use adoport_ingest::organizations::Organizations;
 use adoport_ingest::webhook::{RESYNC_PATH, WEBHOOK_PATH, WebhookLimits, WebhookState, router};
 use adoport_shared::bus::{Bus, Subscription};
@@ -107,8 +106,7 @@ async fn receivers(sims: Vec<AdoSim>, kinds: &[(&str, Value)], receiver: Receive
         secret: receiver.secret.as_deref().map(Secret::new),
         excluded_tags: Vec::new(),
         actions: None,
-        plan: plans(kinds),
-        live_kinds: LiveKinds::new(plans(kinds)),
+        plan: adoport_ingest::KindPlans::fixed(plans(kinds)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -256,6 +256,16 @@ enum Settle {
 }
 
 impl Delivery {
+    /// Whether this consumer still holds the delivery. False once its channel closed (a
+    /// connection loss, or the broker's consumer timeout): the broker has put the message back
+    /// and may have handed it to another consumer, so settling it here does nothing.
+    pub fn is_held(&self) -> bool {
+        match &self.settle {
+            Settle::Rabbit(s) => s.is_held(),
+            Settle::Memory(_) => true,
+        }
+    }
+
     /// The effect is durable: remove the message.
     pub async fn ack(self) -> Result<(), BusError> {
         match self.settle {

@@ -789,6 +789,11 @@ pub struct RabbitSettle {
 }
 
 impl RabbitSettle {
+    /// lapin poisons every acker of a channel that closed.
+    pub(super) fn is_held(&self) -> bool {
+        self.acker.usable()
+    }
+
     pub(super) async fn ack(self) -> Result<(), BusError> {
         self.acker
             .ack(BasicAckOptions::default())

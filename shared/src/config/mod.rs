@@ -411,6 +411,15 @@ pub struct IngestSettings {
         deserialize_with = "flex::u64"
     )]
     pub subscription_check_minutes: u64,
+    /// Seconds between renewals of the lease on the resync request being crawled. Keep it
+    /// well below the broker's `consumer_timeout` (RabbitMQ's default: 30 min), which would
+    /// otherwise take the request away from a long crawl.
+    #[serde(default = "default_resync_lease_secs", deserialize_with = "flex::u64")]
+    pub resync_lease_secs: u64,
+}
+
+fn default_resync_lease_secs() -> u64 {
+    600
 }
 
 fn default_listen() -> String {
@@ -441,6 +450,7 @@ impl Default for IngestSettings {
             items_per_event: default_page_items(),
             max_concurrent_requests: default_ado_concurrency(),
             subscription_check_minutes: default_subscription_check_minutes(),
+            resync_lease_secs: default_resync_lease_secs(),
         }
     }
 }
@@ -724,6 +734,10 @@ impl Settings {
             (
                 "ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT",
                 self.pipeline.ingest.webhook_max_in_flight,
+            ),
+            (
+                "ADOPORT__INGEST__RESYNC_LEASE_SECS",
+                self.pipeline.ingest.resync_lease_secs,
             ),
         ] {
             if !(1..=u64::from(u16::MAX)).contains(&value) {

@@ -1,22 +1,26 @@
-//! Mapping versions: what the transform workers run, and how a new port-app-config replaces it.
+//! Compiled mapping versions: what the transform workers map an event with.
 //!
-//! A new version (from Port or the mapping file, offered by whoever polls it) is parsed and
-//! compiled completely before it replaces the running one; a version that does not parse or
-//! compile is refused with all its errors and the running one stays. Every worker task reads
-//! the current version from a `tokio::sync::watch`, so all of them (and, since every replica
-//! polls the same source, all replicas) converge on the same version. Nothing here does I/O.
+//! The versions themselves (which one is in force, how a new one replaces it, how a process
+//! learns a version a resync names) are [`adoport_shared::mapping_versions`], followed by every
+//! role alike. This module compiles each version once, on first use, keeps the last few
+//! compiled, and picks the version for each raw event: the one its resync was crawled with
+//! (so that a resync is crawled, mapped and reconciled with one mapping), else the one in force.
+//! Nothing here does I/O.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use adoport_shared::mapping_versions::{MappingVersion, MappingVersions, VERSIONS_KEPT};
+use adoport_shared::messages::{MappingVersionId, WriteOptions};
 use adoport_shared::port_app_config::{PortAppConfig, PortAppConfigError};
 use serde_json::Value;
-use tokio::sync::watch;
 
 use super::CompiledMapping;
 use crate::error::MappingError;
 
-/// What the workers read: the mapping currently in force.
-pub type MappingWatch = watch::Receiver<Arc<CompiledMapping>>;
+/// How long an event waits for this process to learn the mapping version its resync names.
+pub const CATCH_UP_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Why a mapping version was refused. The running version (if any) stays.
 #[derive(Debug, thiserror::Error)]
@@ -37,171 +41,179 @@ pub fn compile_version(raw: &Value) -> Result<(PortAppConfig, CompiledMapping), 
     Ok((config, compiled))
 }
 
-/// What became of an offered version.
-#[derive(Debug)]
-pub enum Offer {
-    /// The same as the running version: nothing to do.
-    Unchanged,
-    /// Compiled and now in force.
-    Replaced {
-        version: u64,
-    },
-    /// Refused; the running version stays. Offering the same bad version again gives
-    /// `AlreadyRefused` (so a poller logs it once).
-    Refused(RefusedMapping),
-    AlreadyRefused,
+/// The validator every role's mapping follower passes to
+/// [`MappingVersions::offer`]: a version is accepted only when every expression compiles.
+pub fn validate(config: &PortAppConfig) -> Result<(), String> {
+    CompiledMapping::compile(config)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
-/// Counters for operators and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VersionStatus {
-    /// 1 for the version started with, +1 per replacement.
-    pub version: u64,
-    /// Versions refused so far.
-    pub refused: u64,
-    /// Why the last refused version was refused.
-    pub last_refusal: Option<String>,
+/// The mapping one raw event is mapped with.
+#[derive(Clone)]
+pub struct InForce {
+    pub version: Arc<MappingVersion>,
+    pub compiled: Arc<CompiledMapping>,
+    /// The version's root flags (`enableMergeEntity`, …), carried by every change.
+    pub write: WriteOptions,
 }
 
-/// The owner of the running mapping version.
-#[derive(Debug)]
-pub struct MappingVersions {
-    mapping: watch::Sender<Arc<CompiledMapping>>,
-    status: watch::Sender<VersionStatus>,
-    running: Value,
-    refused: Option<Value>,
+/// The compiled versions of one transform process.
+pub struct CompiledVersions {
+    versions: MappingVersions,
+    /// Newest last.
+    compiled: Mutex<VecDeque<(MappingVersionId, Arc<CompiledMapping>)>>,
+    patience: Duration,
 }
 
-impl MappingVersions {
-    /// Starts with an already compiled mapping; `raw` is its source, to recognise an unchanged
-    /// version.
-    pub fn new(raw: Value, compiled: CompiledMapping) -> Self {
-        let (mapping, _) = watch::channel(Arc::new(compiled));
-        let (status, _) = watch::channel(VersionStatus {
-            version: 1,
-            ..VersionStatus::default()
-        });
-        Self {
-            mapping,
-            status,
-            running: raw,
-            refused: None,
+impl CompiledVersions {
+    /// Compiles the version in force (refused at start-up if it does not compile).
+    pub fn new(versions: MappingVersions) -> Result<Self, MappingError> {
+        let current = versions.current();
+        let compiled = Arc::new(CompiledMapping::compile(&current.config)?);
+        Ok(Self {
+            versions,
+            compiled: Mutex::new(VecDeque::from([(current.id.clone(), compiled)])),
+            patience: CATCH_UP_PATIENCE,
+        })
+    }
+
+    /// Waits at most `patience` for an unknown version (tests shorten it).
+    pub fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// The versions followed.
+    pub fn versions(&self) -> &MappingVersions {
+        &self.versions
+    }
+
+    /// The version in force, compiled.
+    pub fn current(&self) -> InForce {
+        self.in_force(self.versions.current())
+    }
+
+    /// The mapping for a raw event that names `wanted` (a resync's version): that version,
+    /// learnt from the source if this process does not know it yet; else — or when the source
+    /// no longer has it — the version in force (the event's progress then names the version
+    /// used, and reconciliation refuses to delete on a mixed resync).
+    pub async fn for_event(&self, wanted: Option<&MappingVersionId>) -> InForce {
+        let Some(wanted) = wanted else {
+            return self.current();
+        };
+        match self.versions.resolve(wanted, self.patience).await {
+            Some(version) => self.in_force(version),
+            None => {
+                let current = self.current();
+                tracing::warn!(
+                    wanted = %wanted,
+                    used = %current.version.id,
+                    "a resync names a mapping version this process cannot find (changed again since?); mapping with the version in force, and the resync will not delete anything"
+                );
+                current
+            }
         }
     }
 
-    /// Starts from a config already parsed (its JSON form identifies the version).
-    pub fn from_config(config: &PortAppConfig) -> Result<Self, RefusedMapping> {
-        let compiled = CompiledMapping::compile(config)?;
-        let raw = serde_json::to_value(config).unwrap_or(Value::Null);
-        Ok(Self::new(raw, compiled))
-    }
-
-    /// The mapping in force, updated on every replacement.
-    pub fn subscribe(&self) -> MappingWatch {
-        self.mapping.subscribe()
-    }
-
-    pub fn status(&self) -> watch::Receiver<VersionStatus> {
-        self.status.subscribe()
-    }
-
-    /// Offers a version: it replaces the running one only if it parses and compiles.
-    pub fn offer(&mut self, raw: Value) -> Offer {
-        if raw == self.running || self.running_equivalent(&raw) {
-            return Offer::Unchanged;
+    fn in_force(&self, version: Arc<MappingVersion>) -> InForce {
+        let write = version.config.write_options();
+        let compiled = self.compiled(&version);
+        InForce {
+            version,
+            compiled,
+            write,
         }
-        if self.refused.as_ref() == Some(&raw) {
-            return Offer::AlreadyRefused;
+    }
+
+    /// Compiles a version once (accepted versions compile: the follower validated them with
+    /// the same compiler). Should it fail anyway, the newest compiled one is used.
+    fn compiled(&self, version: &MappingVersion) -> Arc<CompiledMapping> {
+        let mut cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, compiled)) = cache.iter().find(|(id, _)| *id == version.id) {
+            return compiled.clone();
         }
-        match compile_version(&raw) {
-            Ok((_, compiled)) => {
-                self.mapping.send_replace(Arc::new(compiled));
-                self.running = raw;
-                self.refused = None;
-                let mut version = 0;
-                self.status.send_modify(|s| {
-                    s.version += 1;
-                    version = s.version;
-                });
-                Offer::Replaced { version }
+        match CompiledMapping::compile(&version.config) {
+            Ok(compiled) => {
+                let compiled = Arc::new(compiled);
+                if cache.len() >= VERSIONS_KEPT {
+                    cache.pop_front();
+                }
+                cache.push_back((version.id.clone(), compiled.clone()));
+                compiled
             }
             Err(e) => {
-                let text = e.to_string();
-                self.refused = Some(raw);
-                self.status.send_modify(|s| {
-                    s.refused += 1;
-                    s.last_refusal = Some(text);
-                });
-                Offer::Refused(e)
+                tracing::error!(version = %version.id, error = %e, "an accepted mapping version does not compile here; mapping with the previous one");
+                cache
+                    .back()
+                    .map(|(_, compiled)| compiled.clone())
+                    .unwrap_or_else(|| {
+                        Arc::new(CompiledMapping {
+                            resources: Vec::new(),
+                        })
+                    })
             }
         }
-    }
-
-    /// The running version may have been given as a parsed config: compare in that form.
-    fn running_equivalent(&self, raw: &Value) -> bool {
-        PortAppConfig::from_json_value(raw.clone())
-            .ok()
-            .and_then(|c| serde_json::to_value(c).ok())
-            .is_some_and(|v| v == self.running)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adoport_shared::messages::RawAction;
+    use adoport_shared::mapping_versions::Offer;
+    use adoport_shared::messages::{ChangeOp, RawAction};
     use serde_json::json;
 
-    fn config(title: &str) -> Value {
-        json!({"resources": [{"kind": "project", "selector": {"query": "true"},
+    fn config(title: &str, merge: bool) -> Value {
+        json!({"enableMergeEntity": merge, "resources": [{"kind": "project", "selector": {"query": "true"},
             "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"p\"",
             "title": title}}}}]})
     }
 
-    fn title(watch: &MappingWatch) -> Value {
-        let outcome = watch.borrow().apply(
+    fn title(in_force: &InForce) -> Value {
+        let outcome = in_force.compiled.apply(
             "project",
             RawAction::Upsert,
             &json!({"id": "a", "name": "N"}),
         );
         match &outcome.changes[0].op {
-            adoport_shared::messages::ChangeOp::Upsert { entity } => entity["title"].clone(),
+            ChangeOp::Upsert { entity } => entity["title"].clone(),
             other => panic!("{other:?}"),
         }
     }
 
-    #[test]
-    fn a_good_version_replaces_a_bad_one_is_refused_with_all_errors() {
-        let (_, compiled) = compile_version(&config(".name")).expect("compiles");
-        let mut versions = MappingVersions::new(config(".name"), compiled);
-        let watch = versions.subscribe();
-        assert_eq!(title(&watch), json!("N"));
-        assert!(matches!(versions.offer(config(".name")), Offer::Unchanged));
+    #[tokio::test]
+    async fn an_event_is_mapped_with_the_version_its_resync_names() {
+        let first = PortAppConfig::from_json_value(config(".name", true)).expect("config");
+        let versions = MappingVersions::new(first);
+        let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
+        let old = versions.current().id.clone();
+        assert_eq!(title(&compiled.current()), json!("N"));
+        assert!(compiled.current().write.merge);
 
         assert!(matches!(
-            versions.offer(config(".name | ascii_downcase")),
-            Offer::Replaced { version: 2 }
+            versions.offer(config(".name | ascii_downcase", false), validate),
+            Offer::Replaced { version: 2, .. }
         ));
-        assert_eq!(title(&watch), json!("n"));
+        let now = compiled.current();
+        assert_eq!(title(&now), json!("n"));
+        assert!(!now.write.merge, "write options follow the version");
+        let then = compiled.for_event(Some(&old)).await;
+        assert_eq!(
+            title(&then),
+            json!("N"),
+            "a resync crawled before keeps its version"
+        );
+        assert!(then.write.merge);
 
-        let mut bad = config(".name | nosuch");
-        bad["resources"][0]["port"]["entity"]["mappings"]["properties"] =
-            json!({"a": ".x | nosuch2"});
-        match versions.offer(bad.clone()) {
-            Offer::Refused(RefusedMapping::Compile(e)) => assert_eq!(e.errors().len(), 2, "{e}"),
+        match versions.offer(config(".name | nosuch", true), validate) {
+            Offer::Refused(reason) => assert!(reason.contains("nosuch"), "{reason}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(versions.offer(bad), Offer::AlreadyRefused));
-        assert_eq!(title(&watch), json!("n"), "the running version stays");
-        let status = versions.status().borrow().clone();
-        assert_eq!((status.version, status.refused), (2, 1));
-        assert!(status.last_refusal.is_some_and(|r| r.contains("nosuch2")));
-
-        match versions.offer(json!({"resources": [{"kind": 3}]})) {
-            Offer::Refused(RefusedMapping::Model(e)) => {
-                assert!(e.to_string().contains("resources[0]"), "{e}")
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            title(&compiled.current()),
+            json!("n"),
+            "the running one stays"
+        );
     }
 }

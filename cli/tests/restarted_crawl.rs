@@ -1,0 +1,459 @@
+//! Restarted and taken-over crawls are safe (real RabbitMQ, ingest as `adoport ingest` child
+//! processes, transform and publish in this process, simulated Azure DevOps and Port):
+//!
+//! - ingest SIGKILLed mid-crawl while transform is stopped (the first attempt's raw events stay
+//!   queued), started again (the request is redelivered: a second attempt), then transform
+//!   started: the resync completes only once the second attempt's events are all accounted
+//!   for, and deletes nothing Azure DevOps still has;
+//! - the crawling ingest's connection closed by the broker (as its consumer timeout or a network
+//!   loss would): its crawl stops at once, the other ingest replica takes the request over, and
+//!   the two crawls of the resync never overlap.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use adoport::pipeline::{Pipeline, Roles};
+use adoport::sim::{SimulatedWorld, default_mapping};
+use adoport_ingest::resync;
+use adoport_publish::ResyncSummary;
+use adoport_shared::bus::{ArchiveStart, Bus};
+use adoport_shared::config::Settings;
+use adoport_shared::messages::{RawEvent, ResyncId, ResyncTrigger, decode};
+use adoport_shared::port_app_config::PortAppConfig;
+use adoport_shared::topology::WorkQueue;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::port::{PortSim, PortSimConfig};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+const PROJECTS: usize = 8;
+const REPOSITORIES: usize = 3;
+const ENTITIES: usize = PROJECTS + PROJECTS * REPOSITORIES;
+
+fn amqp_url() -> String {
+    std::env::var("ADOPORT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+async fn within<T>(secs: u64, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {secs}s waiting for {what}"))
+}
+
+/// A simulated organization slow enough (every answer takes 100 ms) to stop mid-crawl.
+struct Setup {
+    world: SimulatedWorld,
+    environment: Vec<(String, String)>,
+    settings: Settings,
+    mapping: PortAppConfig,
+    /// For the test's own requests, queue counts and clean-up.
+    bus: Bus,
+}
+
+async fn setup(test: &str) -> Setup {
+    let mapping = default_mapping(Some(&["project", "repository"])).expect("mapping");
+    let ado = AdoSim::start(AdoSimConfig {
+        projects: PROJECTS,
+        repositories_per_project: REPOSITORIES,
+        latency: Duration::from_millis(100),
+        ..AdoSimConfig::default()
+    })
+    .await
+    .expect("Azure DevOps simulator");
+    let port = PortSim::start(PortSimConfig {
+        integration_config: Some(mapping.clone()),
+        ..PortSimConfig::default()
+    })
+    .await
+    .expect("Port simulator");
+    let world = SimulatedWorld { ado, port };
+    let prefix = format!(
+        "t-{test}-{}-{}.",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let url = amqp_url();
+    let mut environment = world.environment(Some((&url, &prefix)));
+    for (key, value) in [
+        ("ADOPORT__HEALTH__LISTEN", "off"),
+        // One item per raw event: many events, so a crawl can stop between them.
+        ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
+        // The test asks for every resync itself.
+        ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
+    ] {
+        environment.push((key.into(), value.into()));
+    }
+    let settings = Settings::from_vars(environment.clone()).expect("settings");
+    let bus = Bus::for_settings(&settings, CancellationToken::new())
+        .await
+        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    Setup {
+        world,
+        environment,
+        settings,
+        mapping: PortAppConfig::from_json_value(mapping).expect("mapping parses"),
+        bus,
+    }
+}
+
+impl Setup {
+    /// Publish (with the coordinator) or transform, in this process on a bus of its own.
+    async fn role(&self, roles: Roles) -> (Pipeline, Bus) {
+        let bus = Bus::for_settings(&self.settings, CancellationToken::new())
+            .await
+            .expect("broker");
+        let pipeline = Pipeline::start(
+            &self.settings,
+            roles,
+            bus.clone(),
+            Some(self.mapping.clone()),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("role starts");
+        (pipeline, bus)
+    }
+
+    async fn publish(&self) -> (Pipeline, Bus) {
+        self.role(Roles {
+            ingest: false,
+            transform: false,
+            publish: true,
+        })
+        .await
+    }
+
+    async fn transform(&self) -> (Pipeline, Bus) {
+        self.role(Roles {
+            ingest: false,
+            transform: true,
+            publish: false,
+        })
+        .await
+    }
+
+    /// `adoport ingest` as a child process; its log (warnings) is read as it comes, for the
+    /// test to look at once the child ended.
+    fn ingest(&self) -> (Child, tokio::task::JoinHandle<String>) {
+        self.ingest_with(&[])
+    }
+
+    /// [`Setup::ingest`] with more settings.
+    fn ingest_with(&self, extra: &[(&str, &str)]) -> (Child, tokio::task::JoinHandle<String>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_adoport"))
+            .arg("ingest")
+            .env_clear()
+            .envs(self.environment.iter().cloned())
+            .env("RUST_LOG", "warn,lapin=error")
+            .env("NO_COLOR", "1")
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("adoport starts");
+        let mut stdout = child.stdout.take().expect("piped");
+        let log = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text).await;
+            text
+        });
+        (child, log)
+    }
+
+    async fn raw_ready(&self) -> u64 {
+        self.bus.ready_count(WorkQueue::Raw).await.expect("count")
+    }
+
+    async fn clean_up(self, children: Vec<Child>, pipelines: Vec<(Pipeline, Bus)>) {
+        for mut child in children {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        for (pipeline, bus) in pipelines {
+            pipeline.stop().await.expect("role stops");
+            bus.close().await;
+        }
+        self.bus.delete_topology().await.expect("cleanup");
+        self.bus.close().await;
+        self.world.shutdown().await;
+    }
+}
+
+/// Waits for the coordinator's summary of `resync_id`.
+async fn summary_of(publish: &Pipeline, resync_id: ResyncId) -> ResyncSummary {
+    let mut summaries = publish.resync_summaries.clone().expect("publish runs");
+    within(120, "the resync's summary", async {
+        summaries
+            .wait_for(|s| s.as_ref().is_some_and(|s| s.resync_id == resync_id))
+            .await
+            .expect("coordinator running")
+            .clone()
+            .expect("summary")
+    })
+    .await
+}
+
+/// Polls a broker-side figure that has no notification (queue depths) until `done` holds.
+async fn until<F: Future<Output = bool>>(secs: u64, what: &str, mut done: impl FnMut() -> F) {
+    within(secs, what, async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await;
+}
+
+/// Stops a child and returns what it logged.
+async fn log_of((mut child, log): (Child, tokio::task::JoinHandle<String>)) -> String {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    log.await.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes_nothing() {
+    let setup = setup("restarted").await;
+    let publish = setup.publish().await;
+    let transform = setup.transform().await;
+    let (first, _) = setup.ingest();
+
+    // A full resync: Port holds every entity, all written before the next resync starts.
+    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
+        .await
+        .expect("request");
+    let done = summary_of(&publish.0, id).await;
+    assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
+    assert_eq!(setup.world.port.entity_count(), ENTITIES);
+
+    // Transform stops; a resync starts and ingest is killed part-way through its crawl.
+    let (transform, transform_bus) = transform;
+    transform.stop().await.expect("transform stops");
+    transform_bus.close().await;
+    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
+        .await
+        .expect("request");
+    until(
+        60,
+        "the first attempt to publish projects and a repository",
+        || async { setup.raw_ready().await > PROJECTS as u64 },
+    )
+    .await;
+    let mut first = first;
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("ingest killed");
+    let left_behind = setup.raw_ready().await;
+    assert!(
+        left_behind < ENTITIES as u64,
+        "killed mid-crawl ({left_behind} raw events queued)"
+    );
+
+    // Ingest comes back: the request is delivered again and crawled from the start.
+    let (second, _) = setup.ingest();
+    until(60, "the second attempt's whole crawl", || async {
+        setup.raw_ready().await >= left_behind + ENTITIES as u64
+    })
+    .await;
+    assert_eq!(
+        setup
+            .world
+            .port
+            .resync_states()
+            .last()
+            .map(|s| s["status"].clone()),
+        Some("running".into()),
+        "nothing completed while transform was stopped"
+    );
+
+    // Transform comes back: the first attempt's leftovers are mapped first.
+    let transform = setup.transform().await;
+    let done = summary_of(&publish.0, id).await;
+    assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
+    assert_eq!(
+        done.kinds["repository"].entities_produced,
+        (PROJECTS * REPOSITORIES) as u64,
+        "completion waited for every repository event of the second attempt: {done:?}"
+    );
+    assert_eq!(
+        setup.world.port.entity_count(),
+        ENTITIES,
+        "nothing Azure DevOps still has was deleted"
+    );
+    setup.clean_up(vec![second], vec![transform, publish]).await;
+}
+
+/// Closes the connection of a child process, found by the name the bus gives it (in the
+/// client properties the broker lists).
+fn close_connection_of(prefix: &str, pid: u32) {
+    let name = format!("\"adoport-{prefix}{pid}\"");
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let connection = text
+        .lines()
+        .find(|line| line.contains(&name))
+        .and_then(|line| line.split('\t').next())
+        .map(|pid| pid.trim().to_string())
+        .unwrap_or_else(|| panic!("no connection named {name} in {text}"));
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args([
+            "close_connection",
+            &connection,
+            "test: the crawling ingest loses its connection",
+        ])
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(closed.success());
+}
+
+/// Consumers of the resync request queue, as the broker counts them.
+fn request_consumers(queue: &str) -> u32 {
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "consumers",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .find(|(name, _)| *name == queue)
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The crawl attempts of a resync in the raw archive, each with the first and last time one of
+/// its events was observed, in the order they started.
+async fn attempts_of(bus: &Bus, resync_id: ResyncId) -> Vec<(String, Observed, Observed)> {
+    let mut reader = bus
+        .read_archive(&ArchiveStart::First, Duration::from_secs(2))
+        .await
+        .expect("archive");
+    let mut attempts: Vec<(String, Observed, Observed)> = Vec::new();
+    while let Some(message) = reader.next().await.expect("archive read") {
+        let Ok(event) = decode::<RawEvent>(&message.body) else {
+            continue;
+        };
+        if event.origin.resync_id() != Some(resync_id) {
+            continue;
+        }
+        let attempt = event.attempt.expect("stamped").to_string();
+        match attempts.iter_mut().find(|(a, _, _)| *a == attempt) {
+            Some((_, first, last)) => {
+                *first = (*first).min(event.observed_at);
+                *last = (*last).max(event.observed_at);
+            }
+            None => attempts.push((attempt, event.observed_at, event.observed_at)),
+        }
+    }
+    reader.close().await;
+    attempts.sort_by_key(|(_, first, _)| *first);
+    attempts
+}
+
+type Observed = chrono::DateTime<chrono::Utc>;
+
+#[tokio::test]
+async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
+    let setup = setup("lost-lease").await;
+    let publish = setup.publish().await;
+    let transform = setup.transform().await;
+    let prefix = setup.settings.pipeline.broker.prefix.clone();
+    let queue = setup.bus.topology().work_queue(WorkQueue::ResyncRequests);
+
+    // Replica A subscribes first, so it is the active consumer; B waits behind it.
+    let a = setup.ingest();
+    until(60, "replica A to consume requests", || async {
+        request_consumers(&queue) == 1
+    })
+    .await;
+    let (b, _) = setup.ingest();
+    until(60, "replica B to wait for requests", || async {
+        request_consumers(&queue) == 2
+    })
+    .await;
+
+    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
+        .await
+        .expect("request");
+    within(
+        60,
+        "A's crawl to be under way",
+        transform.0.transform_stats.clone().wait_for_settled(3),
+    )
+    .await;
+    close_connection_of(&prefix, a.0.id().expect("A runs"));
+
+    let done = summary_of(&publish.0, id).await;
+    assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
+    assert_eq!(setup.world.port.entity_count(), ENTITIES);
+
+    // The archive holds every raw event: two attempts, one after the other.
+    let attempts = attempts_of(&setup.bus, id).await;
+    assert_eq!(attempts.len(), 2, "A's attempt and B's: {attempts:?}");
+    assert!(
+        attempts[0].2 < attempts[1].1,
+        "A published nothing once B had started: {attempts:?}"
+    );
+    let log = log_of(a).await;
+    assert!(
+        log.contains("was lost") && log.contains("crawl cancelled"),
+        "A says why its crawl stopped: {log}"
+    );
+    setup.clean_up(vec![b], vec![transform, publish]).await;
+}
+
+#[tokio::test]
+async fn a_crawl_longer_than_its_lease_renews_it_and_runs_once() {
+    let setup = setup("lease-renewal").await;
+    let publish = setup.publish().await;
+    let transform = setup.transform().await;
+    // A lease of one second over a longer crawl: renewed on the way, never lost.
+    let ingest = setup.ingest_with(&[
+        ("ADOPORT__INGEST__RESYNC_LEASE_SECS", "1"),
+        ("RUST_LOG", "warn,lapin=error,adoport_ingest::lease=debug"),
+    ]);
+    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
+        .await
+        .expect("request");
+    let done = summary_of(&publish.0, id).await;
+    assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
+    assert_eq!(setup.world.port.entity_count(), ENTITIES);
+    let attempts = attempts_of(&setup.bus, id).await;
+    assert_eq!(attempts.len(), 1, "crawled once: {attempts:?}");
+    let crawl = attempts[0].2 - attempts[0].1;
+    assert!(
+        crawl > chrono::Duration::seconds(1),
+        "the crawl outlived its lease ({crawl})"
+    );
+    assert_eq!(
+        setup
+            .bus
+            .ready_count(WorkQueue::ResyncRequests)
+            .await
+            .expect("count"),
+        0,
+        "no renewal copy left behind"
+    );
+    let log = log_of(ingest).await;
+    assert!(
+        log.contains("lease on the resync request renewed") && !log.contains("was lost"),
+        "{log}"
+    );
+    setup.clean_up(vec![], vec![transform, publish]).await;
+}

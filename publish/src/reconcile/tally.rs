@@ -1,0 +1,466 @@
+//! What the coordinator knows about one resync: its crawl attempts, what transform reported
+//! for each, and whether one of them is complete.
+//!
+//! A resync may be crawled more than once: ingest killed mid-crawl and its request delivered
+//! again, or a request lost by one crawler and handed to another. Each crawl is an attempt with
+//! its own id, carried by its raw events and so by transform's progress. Completion counts the
+//! events of one attempt whose crawl finished — never a mix, so leftovers of an interrupted
+//! attempt cannot make a resync look complete early. Progress of every attempt adds to the
+//! produced set (more produced means fewer deletes: safe), and the earliest attempt's start
+//! bounds the listing of owned entities, so nothing any attempt wrote is a deletion candidate.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use adoport_shared::messages::{AttemptId, KindCrawl, MappingVersionId};
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::KindSummary;
+
+/// Attempts tracked per resync; the oldest is forgotten past it (its produced entities stay).
+pub(crate) const ATTEMPTS_KEPT: usize = 8;
+
+/// How a crawl ended, as ingest reported it.
+#[derive(Debug, Default)]
+pub(crate) struct CrawlEnd {
+    pub(crate) kinds: BTreeMap<String, KindCrawl>,
+    pub(crate) failure: Option<String>,
+}
+
+/// One crawl attempt of a resync.
+#[derive(Debug, Default)]
+pub(crate) struct AttemptTally {
+    /// The mapping version it crawled with (from its `Started`).
+    pub(crate) mapping_version: Option<MappingVersionId>,
+    /// Set by its `CrawlFinished`.
+    pub(crate) crawl: Option<CrawlEnd>,
+    /// Raw events reported per kind (distinct ids: a redelivery counts once).
+    pub(crate) seen: HashMap<String, HashSet<Uuid>>,
+    pub(crate) failed_items: BTreeMap<String, u64>,
+    /// Entities produced per kind (counted per distinct raw event, even past the bound).
+    pub(crate) produced_per_kind: BTreeMap<String, u64>,
+    /// Mapping versions transform used for this attempt's events.
+    pub(crate) versions_used: BTreeSet<MappingVersionId>,
+}
+
+impl AttemptTally {
+    /// Its crawl finished and transform reported every raw event it published.
+    fn complete(&self) -> bool {
+        self.crawl.as_ref().is_some_and(|crawl| {
+            crawl
+                .kinds
+                .iter()
+                .all(|(kind, k)| self.seen.get(kind).map_or(0, |s| s.len() as u64) >= k.events)
+        })
+    }
+}
+
+/// What happened to one progress report.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    Counted,
+    /// The same raw event again (a redelivery): nothing changed.
+    AlreadyCounted,
+    /// It did not fit the coordinator's bound: the resync will not delete anything.
+    Overflowed,
+}
+
+/// One progress report of transform, for [`Tally::progress`].
+pub(crate) struct Reported {
+    pub(crate) attempt: Option<AttemptId>,
+    pub(crate) kind: String,
+    pub(crate) raw_event_id: Uuid,
+    pub(crate) produced: Vec<(String, String)>,
+    pub(crate) related: Vec<String>,
+    pub(crate) failed_items: u64,
+    pub(crate) mapping_version: Option<MappingVersionId>,
+}
+
+/// What the coordinator knows about one resync.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// The earliest attempt's start.
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    /// Attempts in the order they were first heard of (`None`: messages without an attempt id,
+    /// from an older ingest).
+    attempts: Vec<(Option<AttemptId>, AttemptTally)>,
+    /// `(blueprint, identifier)` of every entity any attempt produced.
+    pub(crate) produced: HashSet<(String, String)>,
+    /// Relation targets named by them.
+    pub(crate) related: HashSet<String>,
+    pub(crate) overflowed: bool,
+    pub(crate) last_news: Option<Instant>,
+}
+
+impl Tally {
+    pub(crate) fn tracked(&self) -> usize {
+        self.produced.len() + self.related.len()
+    }
+
+    /// The tally of `attempt`, added if new (forgetting the oldest past [`ATTEMPTS_KEPT`]).
+    fn attempt(&mut self, attempt: Option<AttemptId>) -> &mut AttemptTally {
+        self.last_news = Some(Instant::now());
+        let index = match self.attempts.iter().position(|(a, _)| *a == attempt) {
+            Some(index) => index,
+            None => {
+                if self.attempts.len() == ATTEMPTS_KEPT {
+                    self.attempts.remove(0);
+                }
+                self.attempts.push((attempt, AttemptTally::default()));
+                self.attempts.len() - 1
+            }
+        };
+        &mut self.attempts[index].1
+    }
+
+    /// The attempts heard of (at most [`ATTEMPTS_KEPT`]).
+    pub(crate) fn attempt_ids(&self) -> Vec<Option<AttemptId>> {
+        self.attempts.iter().map(|(attempt, _)| *attempt).collect()
+    }
+
+    /// A crawl attempt started.
+    pub(crate) fn started(
+        &mut self,
+        started_at: DateTime<Utc>,
+        attempt: Option<AttemptId>,
+        mapping_version: Option<MappingVersionId>,
+    ) {
+        self.started_at = Some(self.started_at.map_or(started_at, |s| s.min(started_at)));
+        self.attempt(attempt).mapping_version = mapping_version;
+    }
+
+    /// A crawl attempt finished publishing.
+    pub(crate) fn crawl_finished(
+        &mut self,
+        started_at: DateTime<Utc>,
+        attempt: Option<AttemptId>,
+        kinds: BTreeMap<String, KindCrawl>,
+        failure: Option<String>,
+    ) {
+        self.started_at = Some(self.started_at.map_or(started_at, |s| s.min(started_at)));
+        self.attempt(attempt).crawl = Some(CrawlEnd { kinds, failure });
+    }
+
+    /// Transform's report of one raw event; `room` is how many more keys the coordinator may
+    /// hold.
+    pub(crate) fn progress(&mut self, report: Reported, room: usize) -> Progress {
+        let Reported {
+            attempt,
+            kind,
+            raw_event_id,
+            produced,
+            related,
+            failed_items,
+            mapping_version,
+        } = report;
+        let tally = self.attempt(attempt);
+        if !tally
+            .seen
+            .entry(kind.clone())
+            .or_default()
+            .insert(raw_event_id)
+        {
+            return Progress::AlreadyCounted;
+        }
+        *tally.produced_per_kind.entry(kind.clone()).or_default() += produced.len() as u64;
+        *tally.failed_items.entry(kind).or_default() += failed_items;
+        if let Some(version) = mapping_version {
+            tally.versions_used.insert(version);
+        }
+        if self.overflowed {
+            return Progress::Counted;
+        }
+        if produced.len() + related.len() > room {
+            self.overflowed = true;
+            self.produced = HashSet::new();
+            self.related = HashSet::new();
+            return Progress::Overflowed;
+        }
+        self.produced.extend(produced);
+        self.related.extend(related);
+        Progress::Counted
+    }
+
+    /// The first attempt whose crawl finished and whose every raw event was reported.
+    pub(crate) fn complete_attempt(&self) -> Option<&AttemptTally> {
+        self.attempts
+            .iter()
+            .map(|(_, tally)| tally)
+            .find(|tally| tally.complete())
+    }
+
+    pub(crate) fn complete(&self) -> bool {
+        self.complete_attempt().is_some()
+    }
+
+    /// The mapping version the complete attempt was crawled with.
+    pub(crate) fn mapping_version(&self) -> Option<&MappingVersionId> {
+        self.complete_attempt()?.mapping_version.as_ref()
+    }
+
+    /// Why nothing may be deleted, if anything forbids it.
+    pub(crate) fn incomplete_reason(&self) -> Option<String> {
+        let Some(attempt) = self.complete_attempt() else {
+            return Some("no crawl of the resync was complete".into());
+        };
+        let crawl = attempt.crawl.as_ref()?;
+        if let Some(failure) = &crawl.failure {
+            return Some(format!("the crawl failed: {failure}"));
+        }
+        let failed: Vec<String> = crawl
+            .kinds
+            .iter()
+            .filter_map(|(kind, k)| k.failure.as_ref().map(|f| format!("{kind} ({f})")))
+            .collect();
+        if !failed.is_empty() {
+            return Some(format!("kinds failed to crawl: {}", failed.join("; ")));
+        }
+        let unmapped: Vec<String> = attempt
+            .failed_items
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(kind, n)| format!("{kind}: {n}"))
+            .collect();
+        if !unmapped.is_empty() {
+            return Some(format!(
+                "items the mapping could not handle (see transform's problem summary): {}",
+                unmapped.join(", ")
+            ));
+        }
+        if let Some(crawled_with) = &attempt.mapping_version {
+            let others: Vec<&str> = attempt
+                .versions_used
+                .iter()
+                .filter(|v| *v != crawled_with)
+                .map(|v| v.0.as_str())
+                .collect();
+            if !others.is_empty() {
+                return Some(format!(
+                    "the resync was crawled with mapping version {crawled_with} but transform mapped part of it with {} (the mapping changed again during the resync and transform could not find the crawl's version); the next resync reconciles",
+                    others.join(", ")
+                ));
+            }
+        }
+        if self.overflowed {
+            return Some(
+                "the resync produced more entities than the coordinator tracks (max_tracked)"
+                    .into(),
+            );
+        }
+        None
+    }
+
+    /// Per kind (every kind crawled or reported by the complete attempt, else the latest one):
+    /// crawled, produced, failed.
+    pub(crate) fn kind_summaries(&self) -> BTreeMap<String, KindSummary> {
+        let mut kinds: BTreeMap<String, KindSummary> = BTreeMap::new();
+        let Some(attempt) = self
+            .complete_attempt()
+            .or_else(|| self.attempts.last().map(|(_, t)| t))
+        else {
+            return kinds;
+        };
+        for (kind, crawl) in attempt.crawl.iter().flat_map(|c| c.kinds.iter()) {
+            let k = kinds.entry(kind.clone()).or_default();
+            k.items_crawled = crawl.items;
+            k.crawl_failure = crawl.failure.clone();
+        }
+        for (kind, n) in &attempt.produced_per_kind {
+            kinds.entry(kind.clone()).or_default().entities_produced = *n;
+        }
+        for (kind, n) in &attempt.failed_items {
+            kinds.entry(kind.clone()).or_default().failed_items = *n;
+        }
+        kinds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crawl(kinds: &[(&str, u64, Option<&str>)]) -> BTreeMap<String, KindCrawl> {
+        kinds
+            .iter()
+            .map(|(k, events, failure)| {
+                (
+                    k.to_string(),
+                    KindCrawl {
+                        events: *events,
+                        items: *events,
+                        failure: failure.map(String::from),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn report(attempt: Option<AttemptId>, kind: &str, id: Uuid, entity: &str) -> Reported {
+        Reported {
+            attempt,
+            kind: kind.into(),
+            raw_event_id: id,
+            produced: vec![("b".into(), entity.into())],
+            related: Vec::new(),
+            failed_items: 0,
+            mapping_version: None,
+        }
+    }
+
+    #[test]
+    fn a_resync_is_complete_when_every_event_of_its_crawl_is_reported() {
+        let mut tally = Tally::default();
+        assert!(!tally.complete(), "no crawl end yet");
+        let now = Utc::now();
+        tally.crawl_finished(
+            now,
+            None,
+            crawl(&[("project", 1, None), ("repository", 2, None)]),
+            None,
+        );
+        let room = usize::MAX;
+        tally.progress(report(None, "project", Uuid::new_v4(), "p"), room);
+        assert!(!tally.complete());
+        let id = Uuid::new_v4();
+        assert_eq!(
+            tally.progress(report(None, "repository", id, "r1"), room),
+            Progress::Counted
+        );
+        assert_eq!(
+            tally.progress(report(None, "repository", id, "r1"), room),
+            Progress::AlreadyCounted,
+            "a redelivery counts once"
+        );
+        assert!(!tally.complete());
+        tally.progress(report(None, "repository", Uuid::new_v4(), "r2"), room);
+        assert!(tally.complete());
+        assert_eq!(tally.incomplete_reason(), None);
+    }
+
+    #[test]
+    fn only_the_attempt_that_finished_counts_and_every_attempt_adds_to_what_is_kept() {
+        let mut tally = Tally::default();
+        let (first, second) = (AttemptId::new(), AttemptId::new());
+        let t0 = Utc::now();
+        tally.started(t0, Some(first), None);
+        // The first crawl published two repository pages, then ingest was killed.
+        let room = usize::MAX;
+        tally.progress(
+            report(Some(first), "repository", Uuid::new_v4(), "r1"),
+            room,
+        );
+        tally.progress(
+            report(Some(first), "repository", Uuid::new_v4(), "r2"),
+            room,
+        );
+        // The request came back: a second crawl of three pages finished.
+        tally.started(t0 + chrono::Duration::seconds(5), Some(second), None);
+        tally.crawl_finished(
+            t0 + chrono::Duration::seconds(5),
+            Some(second),
+            crawl(&[("repository", 3, None)]),
+            None,
+        );
+        assert!(
+            !tally.complete(),
+            "the first attempt's two events do not stand in for the second's"
+        );
+        tally.progress(
+            report(Some(second), "repository", Uuid::new_v4(), "r1"),
+            room,
+        );
+        tally.progress(
+            report(Some(second), "repository", Uuid::new_v4(), "r2"),
+            room,
+        );
+        assert!(!tally.complete());
+        tally.progress(
+            report(Some(second), "repository", Uuid::new_v4(), "r3"),
+            room,
+        );
+        assert!(tally.complete());
+        assert_eq!(
+            tally.started_at,
+            Some(t0),
+            "the earliest start bounds the listing"
+        );
+        assert_eq!(tally.produced.len(), 3);
+        assert_eq!(
+            tally.kind_summaries()["repository"].entities_produced,
+            3,
+            "the summary is the complete attempt's"
+        );
+    }
+
+    #[test]
+    fn failures_forbid_deletion_with_a_reason() {
+        let now = Utc::now();
+        let mut tally = Tally::default();
+        tally.crawl_finished(
+            now,
+            None,
+            crawl(&[("project", 0, None), ("repository", 0, Some("HTTP 500"))]),
+            None,
+        );
+        let reason = tally.incomplete_reason().expect("kind failed");
+        assert!(
+            reason.contains("repository") && reason.contains("HTTP 500"),
+            "{reason}"
+        );
+
+        let mut tally = Tally::default();
+        tally.crawl_finished(now, None, crawl(&[("project", 1, None)]), None);
+        let mut failing = report(None, "project", Uuid::new_v4(), "p");
+        failing.failed_items = 2;
+        tally.progress(failing, usize::MAX);
+        let reason = tally.incomplete_reason().expect("items failed");
+        assert!(reason.contains("project: 2"), "{reason}");
+
+        let mut tally = Tally::default();
+        tally.crawl_finished(now, None, crawl(&[("project", 1, None)]), None);
+        assert_eq!(
+            tally.progress(report(None, "project", Uuid::new_v4(), "p"), 0),
+            Progress::Overflowed
+        );
+        assert!(tally.incomplete_reason().is_some());
+
+        let mut tally = Tally::default();
+        tally.crawl_finished(now, None, BTreeMap::new(), Some("PAT refused".into()));
+        assert!(
+            tally
+                .incomplete_reason()
+                .expect("crawl")
+                .contains("PAT refused")
+        );
+    }
+
+    #[test]
+    fn a_resync_mapped_with_another_version_than_it_was_crawled_with_deletes_nothing() {
+        let crawled = MappingVersionId("aaaa".into());
+        let other = MappingVersionId("bbbb".into());
+        let attempt = Some(AttemptId::new());
+        let mut tally = Tally::default();
+        tally.started(Utc::now(), attempt, Some(crawled.clone()));
+        tally.crawl_finished(Utc::now(), attempt, crawl(&[("project", 2, None)]), None);
+        let mut first = report(attempt, "project", Uuid::new_v4(), "p1");
+        first.mapping_version = Some(crawled.clone());
+        tally.progress(first, usize::MAX);
+        let mut second = report(attempt, "project", Uuid::new_v4(), "p2");
+        second.mapping_version = Some(other);
+        tally.progress(second, usize::MAX);
+        assert!(tally.complete());
+        assert_eq!(tally.mapping_version(), Some(&crawled));
+        let reason = tally.incomplete_reason().expect("mixed versions");
+        assert!(reason.contains("bbbb"), "{reason}");
+    }
+
+    #[test]
+    fn attempts_are_bounded() {
+        let mut tally = Tally::default();
+        for _ in 0..(ATTEMPTS_KEPT * 4) {
+            tally.started(Utc::now(), Some(AttemptId::new()), None);
+        }
+        assert_eq!(tally.attempts.len(), ATTEMPTS_KEPT);
+    }
+}
