@@ -66,13 +66,13 @@ pub async fn run_requests(
             Ok(request) => request,
             Err(e) => {
                 tracing::error!(error = %e, "unreadable resync request dead-lettered");
-                delivery.dead_letter(&e.to_string()).await?;
+                settled(delivery.dead_letter(&e.to_string()).await)?;
                 continue;
             }
         };
         if last_started.is_some_and(|started| request.requested_at < started) {
             tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync request superseded by a newer resync; skipped");
-            delivery.ack().await?;
+            settled(delivery.ack().await)?;
             continue;
         }
         let started_at = Utc::now();
@@ -128,7 +128,7 @@ pub async fn run_requests(
             &crawl_finished(request.resync_id, started_at, &report),
         )
         .await?;
-        delivery.ack().await?;
+        settled(delivery.ack().await)?;
         if let Some(done) = &done {
             let _ = done
                 .send(ResyncDone {
@@ -140,6 +140,18 @@ pub async fn run_requests(
         }
     }
     Ok(())
+}
+
+/// A request whose channel closed before its ack (a broker restart mid-crawl) is delivered
+/// again and then skipped as superseded: not an error of the loop.
+fn settled(outcome: Result<(), BusError>) -> Result<(), BusError> {
+    match outcome {
+        Err(e @ BusError::DeliveryLost { .. }) => {
+            tracing::info!(reason = %e, "resync request not acked; it comes again and is skipped");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Publishes a resync control message to the reconciliation coordinator (confirmed).
