@@ -97,10 +97,6 @@ pub async fn run(
         EventListenerType::Once => true,
         EventListenerType::Polling | EventListenerType::Kafka => listener.resync_on_start,
     };
-    if resync_at_start {
-        let id = resync::request(&bus, ResyncTrigger::Startup).await?;
-        tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested");
-    }
     if let Some(minutes) = settings.ocean.scheduled_resync_interval.filter(|m| *m > 0)
         && mode != EventListenerType::Once
     {
@@ -140,7 +136,8 @@ pub async fn run(
     }
     let actions = actions::start(settings, organizations.clients().to_vec(), shutdown.clone())?;
     let state = Arc::new(webhook::WebhookState {
-        bus: bus.clone(),
+        // Webhooks get 503 at once while the broker is away (Azure DevOps sends them again).
+        bus: bus.failing_fast(),
         organizations: organizations.clone(),
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
@@ -157,6 +154,12 @@ pub async fn run(
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
             .await
     });
+
+    // Requested once the receiver answers: the request waits for the broker if it is away.
+    if resync_at_start {
+        let id = resync::request(&bus, ResyncTrigger::Startup).await?;
+        tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested");
+    }
 
     // Raw data examples: one sampler for every organization, so a kind is sampled once.
     let examples = settings.ocean.send_raw_data_examples.then(|| {
