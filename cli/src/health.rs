@@ -629,6 +629,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn not_ready_until_the_roles_run() {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("health.", 1), shutdown.clone());
+        let state = HealthState::starting("all", bus, Vec::new(), Vec::new());
+        assert_eq!(state.not_ready().await, ["roles: starting"]);
+        let served = state.clone();
+        state.attach(Stages::default());
+        assert!(served.not_ready().await.is_empty());
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
     async fn metrics_render_per_kind_http_and_resync_figures_grouped_by_family() {
         let shutdown = CancellationToken::new();
         let bus = Bus::memory(Topology::new("health.", 2), shutdown.clone());

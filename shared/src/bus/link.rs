@@ -298,11 +298,17 @@ async fn supervise(
             Ok(live) => {
                 generation = live.generation;
                 attempts = 0;
-                match down_since.take() {
-                    None => tracing::info!(endpoint = %endpoint, "connected to the broker"),
-                    Some(since) => tracing::info!(
+                let waited = down_since.take().map(|since| since.elapsed().as_secs_f64());
+                match (generation, waited) {
+                    (1, None) => tracing::info!(endpoint = %endpoint, "connected to the broker"),
+                    (1, Some(waited)) => tracing::info!(
                         endpoint = %endpoint,
-                        down_seconds = since.elapsed().as_secs(),
+                        waited_seconds = waited,
+                        "connected to the broker; publishing and consuming start"
+                    ),
+                    (_, waited) => tracing::info!(
+                        endpoint = %endpoint,
+                        down_seconds = waited.unwrap_or_default(),
                         "connected to the broker again; publishing and consuming resume"
                     ),
                 }
