@@ -466,7 +466,10 @@ async fn open_connection(shared: &Shared) -> Result<Connection, String> {
         }
         Ok(Ok(tcp)) => tcp,
     };
-    let (stream, killer) = detachable(tcp).map_err(|e| format!("cannot set up the socket: {e}"))?;
+    let (stream, socket) = detachable(tcp).map_err(|e| format!("cannot set up the socket: {e}"))?;
+    // Until lapin has finished the handshake, leaving (timeout, error, cancellation) shuts
+    // the socket down, so that lapin's I/O thread for it ends too.
+    let mut abandon = Abandon(Some(socket));
     let handshake = async {
         let stream = if endpoint.tls {
             stream
@@ -510,17 +513,26 @@ async fn open_connection(shared: &Shared) -> Result<Connection, String> {
     };
     let left = t.connect.saturating_sub(started.elapsed());
     match tokio::time::timeout(left, handshake).await {
-        Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(e)) => {
-            let _ = killer.shutdown(Shutdown::Both);
-            Err(e)
+        Ok(Ok(connection)) => {
+            abandon.0 = None;
+            Ok(connection)
         }
-        Err(_) => {
-            let _ = killer.shutdown(Shutdown::Both);
-            Err(format!(
-                "the broker took the TCP connection but did not finish the AMQP handshake within {} ({setting}): it may be overloaded or stuck (check its log, memory and disk alarms), or a proxy or load balancer in between accepts connections without forwarding them",
-                seconds(t.connect)
-            ))
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "the broker took the TCP connection but did not finish the AMQP handshake within {} ({setting}): it may be overloaded or stuck (check its log, memory and disk alarms), or a proxy or load balancer in between accepts connections without forwarding them",
+            seconds(t.connect)
+        )),
+    }
+}
+
+/// A second handle on a socket lapin is handshaking on: shuts it down when dropped, unless
+/// the handshake succeeded (then it is `None`).
+struct Abandon(Option<std::net::TcpStream>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(socket) = self.0.take() {
+            let _ = socket.shutdown(Shutdown::Both);
         }
     }
 }
