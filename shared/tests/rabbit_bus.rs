@@ -136,11 +136,14 @@ async fn dead_letters_carry_their_reason_and_the_delivery_limit_holds() {
         }
     }
     let letters = within("dead letters", async {
+        // Draining removes what it returns: gather until both are in.
+        let mut letters = Vec::new();
         loop {
-            let letters = bus
-                .drain_dead_letters(DeadLetterQueue::Changes, 10)
-                .await
-                .expect("drain");
+            letters.extend(
+                bus.drain_dead_letters(DeadLetterQueue::Changes, 10)
+                    .await
+                    .expect("drain"),
+            );
             if letters.len() >= 2 {
                 return letters;
             }
