@@ -512,6 +512,54 @@ async fn a_broker_that_stops_answering_is_dropped_and_publishing_waits_until_it_
 }
 
 #[tokio::test]
+async fn an_operation_the_broker_does_not_answer_times_out_and_breaks_the_connection() {
+    let proxy = proxy(Fault::Pass).await;
+    let bus = Bus::rabbit(
+        &through(&proxy),
+        topology("operation", 1),
+        BrokerTimeouts {
+            heartbeat: Duration::from_secs(60),
+            ..SHORT
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("connected");
+    proxy.set(Fault::BlackHole);
+    // An operator tool's or a metrics scrape's operation times out, naming the setting.
+    let started = Instant::now();
+    let timed_out = bus
+        .ready_count(WorkQueue::Raw)
+        .await
+        .expect_err("no answer");
+    assert!(
+        matches!(timed_out, BusError::TimedOut { .. })
+            && timed_out
+                .to_string()
+                .contains("ADOPORT__BROKER__OPERATION_TIMEOUT_SECS"),
+        "{timed_out}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // And the connection is taken as broken, long before the 60 s heartbeats would.
+    until(
+        "the wedged connection to be dropped",
+        Duration::from_secs(3),
+        || !bus.is_connected(),
+    )
+    .await;
+    proxy.set(Fault::Pass);
+    until("the reconnect", Duration::from_secs(15), || {
+        bus.is_connected()
+    })
+    .await;
+    bus.delete_topology().await.expect("cleanup");
+}
+
+#[tokio::test]
 async fn heartbeats_drop_a_quiet_connection_to_a_broker_that_stopped_answering() {
     let proxy = proxy(Fault::Pass).await;
     let bus = Bus::rabbit(

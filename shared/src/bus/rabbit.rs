@@ -180,12 +180,16 @@ impl RabbitBus {
     /// (operator tools, metrics). The caller closes it.
     pub(super) async fn open_channel(&self) -> Result<Channel, BusError> {
         let live = self.inner.link.soon().await?;
-        within(
+        let opened = within(
             self.timeouts().operation,
             "channel.open",
             live.connection.create_channel(),
         )
-        .await
+        .await;
+        if let Err(e @ BusError::TimedOut { .. }) = &opened {
+            self.inner.link.broken(live.generation, e.to_string());
+        }
+        opened
     }
 
     fn route(&self, destination: Destination) -> (String, String) {
