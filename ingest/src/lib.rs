@@ -157,8 +157,12 @@ pub async fn run(
 
     // Requested once the receiver answers: the request waits for the broker if it is away.
     if resync_at_start {
-        let id = resync::request(&bus, ResyncTrigger::Startup).await?;
-        tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested");
+        match resync::request(&bus, ResyncTrigger::Startup).await {
+            Ok(id) => tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested"),
+            // Stopped while waiting for the broker: the next start asks again.
+            Err(BusError::ShuttingDown) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 
     // Raw data examples: one sampler for every organization, so a kind is sampled once.
@@ -198,7 +202,11 @@ pub async fn run(
         Ok(Err(e)) => return Err(IngestError::Server(e)),
         Err(e) => return Err(IngestError::Server(std::io::Error::other(e))),
     }
-    requests.map_err(IngestError::from)
+    match requests {
+        // A wait for the broker that shutdown ended is a clean stop: the request is redelivered.
+        Err(BusError::ShuttingDown) => Ok(()),
+        other => other.map_err(IngestError::from),
+    }
 }
 
 /// One client per configured organization, sharing the credentials (one token provider for a

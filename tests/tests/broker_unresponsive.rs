@@ -29,9 +29,18 @@ async fn get(http: &reqwest::Client, url: &str, limit: Duration) -> (u16, String
     (status, answer.text().await.unwrap_or_default())
 }
 
-#[tokio::test]
-async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_does() {
-    let logs = logs();
+/// Simulators, a black-holed proxy in front of the shared broker, and the settings of a role
+/// that uses them, with its health and webhook ports.
+struct Setup {
+    world: SimulatedWorld,
+    proxy: FaultProxy,
+    prefix: String,
+    settings: Settings,
+    health_port: u16,
+    webhook_port: u16,
+}
+
+async fn setup(test: &str, listener: &str) -> Setup {
     let world = SimulatedWorld::start(2, 3, test_mapping())
         .await
         .expect("simulators");
@@ -39,7 +48,7 @@ async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_doe
     let proxy = FaultProxy::start(shared, Fault::BlackHole)
         .await
         .expect("proxy");
-    let prefix = unique_prefix("unresponsive");
+    let prefix = unique_prefix(test);
     let broker_url = proxy.amqp_url(&amqp_url());
     let (health_port, webhook_port) = (free_port(), free_port());
     let mut vars = world.environment(Some((&broker_url, &prefix)));
@@ -53,11 +62,45 @@ async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_doe
             format!("127.0.0.1:{webhook_port}"),
         ),
         ("ADOPORT__BROKER__CONNECT_TIMEOUT_SECS", "2".into()),
-        ("OCEAN__EVENT_LISTENER__TYPE", "WEBHOOKS_ONLY".into()),
+        ("OCEAN__EVENT_LISTENER__TYPE", listener.into()),
     ] {
         vars.push((name.to_string(), value));
     }
     let settings = Settings::from_vars(vars).expect("settings");
+    Setup {
+        world,
+        proxy,
+        prefix,
+        settings,
+        health_port,
+        webhook_port,
+    }
+}
+
+impl Setup {
+    /// The broker's URL as the log names it.
+    fn endpoint(&self) -> String {
+        format!("amqp://{}/%2f", self.proxy.address())
+    }
+
+    /// Removes the test's queues from the shared broker and stops the simulators.
+    async fn clean_up(self) {
+        let environment = self.world.environment(Some((&amqp_url(), &self.prefix)));
+        let settings = Settings::from_vars(environment).expect("settings");
+        let bus = Bus::for_settings(&settings, CancellationToken::new())
+            .await
+            .expect("broker");
+        bus.delete_topology().await.expect("cleanup");
+        self.world.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_does() {
+    let logs = logs();
+    let setup = setup("unresponsive", "WEBHOOKS_ONLY").await;
+    let (world, proxy, settings) = (&setup.world, &setup.proxy, &setup.settings);
+    let (health_port, webhook_port) = (setup.health_port, setup.webhook_port);
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let role = {
@@ -85,7 +128,7 @@ async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_doe
     );
 
     // The log names the broker (without credentials), what timed out and what to check.
-    let endpoint = format!("amqp://{}/%2f", proxy.address());
+    let endpoint = setup.endpoint();
     let line = logs
         .wait_for(Duration::from_secs(5), |line| {
             line.contains("cannot connect to the broker") && line.contains(&endpoint)
@@ -173,12 +216,44 @@ async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_doe
         .expect("task")
         .expect("the role stops cleanly");
     assert_eq!(exit, std::process::ExitCode::SUCCESS);
-    let cleanup = Bus::for_settings(
-        &Settings::from_vars(world.environment(Some((&amqp_url(), &prefix)))).expect("settings"),
-        CancellationToken::new(),
-    )
+    setup.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_role_waiting_for_the_broker_stops_cleanly_on_shutdown() {
+    let logs = logs();
+    // POLLING: the start-up resync request waits for the broker too.
+    let setup = setup("unresponsive-stop", "POLLING").await;
+    let shutdown = CancellationToken::new();
+    let role = {
+        let (settings, shutdown) = (setup.settings.clone(), shutdown.clone());
+        tokio::spawn(async move { run(Role::All, &settings, shutdown).await })
+    };
+    let endpoint = setup.endpoint();
+    logs.wait_for(Duration::from_secs(10), |line| {
+        line.contains("cannot connect to the broker") && line.contains(&endpoint)
+    })
     .await
-    .expect("broker");
-    cleanup.delete_topology().await.expect("cleanup");
-    world.shutdown().await;
+    .expect("the role waits for the broker");
+    let readyz = format!("http://127.0.0.1:{}/readyz", setup.webhook_port);
+    within(10, "the webhook receiver", async {
+        while reqwest::get(&readyz).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let asked = Instant::now();
+    shutdown.cancel();
+    let exit = within(10, "the role to stop", role)
+        .await
+        .expect("task")
+        .expect("a clean stop, not an error");
+    assert_eq!(exit, std::process::ExitCode::SUCCESS);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        asked.elapsed()
+    );
+    setup.clean_up().await;
 }
