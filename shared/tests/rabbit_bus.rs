@@ -63,6 +63,36 @@ fn through(proxy: &FaultProxy) -> Secret {
     Secret::new(proxy.amqp_url(amqp_url().expose()))
 }
 
+/// A bus connected to the shared broker through a proxy that passes, for the test to break.
+async fn connected_through_proxy(test: &str, timeouts: BrokerTimeouts) -> (FaultProxy, Bus) {
+    let proxy = proxy(Fault::Pass).await;
+    let bus = Bus::rabbit(
+        &through(&proxy),
+        topology(test, 1),
+        timeouts,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("connected");
+    (proxy, bus)
+}
+
+/// Lets the proxy pass again, waits for the bus to reconnect and removes the test's queues.
+async fn reconnects(proxy: &FaultProxy, bus: &Bus) {
+    proxy.set(Fault::Pass);
+    until("the reconnect", Duration::from_secs(15), || {
+        bus.is_connected()
+    })
+    .await;
+    bus.delete_topology().await.expect("cleanup");
+}
+
+/// [`SHORT`] with heartbeats far off: what notices a wedged broker is then something else.
+const QUIET: BrokerTimeouts = BrokerTimeouts {
+    heartbeat: Duration::from_secs(60),
+    ..SHORT
+};
+
 /// Waits until `condition` holds, failing the test with `what` after `limit`. The bus's state
 /// has no change notification; looking every 50 ms is enough to time the seconds asserted.
 async fn until(what: &str, limit: Duration, condition: impl Fn() -> bool) {
@@ -429,19 +459,8 @@ async fn a_bus_starts_without_the_broker_and_works_once_it_answers() {
 
 #[tokio::test]
 async fn a_broker_that_stops_answering_is_dropped_and_publishing_waits_until_it_is_back() {
-    let proxy = proxy(Fault::Pass).await;
-    let bus = Bus::rabbit(
-        &through(&proxy),
-        topology("wedged", 1),
-        // Heartbeats far off: the confirm timeout is what notices here.
-        BrokerTimeouts {
-            heartbeat: Duration::from_secs(60),
-            ..SHORT
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .expect("connected");
+    // Heartbeats far off: the confirm timeout is what notices here.
+    let (proxy, bus) = connected_through_proxy("wedged", QUIET).await;
     let mut subscription = bus.subscribe(WorkQueue::Raw, 4).await.expect("subscribe");
     bus.publish(Outgoing::new(Destination::Raw, "before"))
         .await
@@ -513,18 +532,7 @@ async fn a_broker_that_stops_answering_is_dropped_and_publishing_waits_until_it_
 
 #[tokio::test]
 async fn an_operation_the_broker_does_not_answer_times_out_and_breaks_the_connection() {
-    let proxy = proxy(Fault::Pass).await;
-    let bus = Bus::rabbit(
-        &through(&proxy),
-        topology("operation", 1),
-        BrokerTimeouts {
-            heartbeat: Duration::from_secs(60),
-            ..SHORT
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .expect("connected");
+    let (proxy, bus) = connected_through_proxy("operation", QUIET).await;
     proxy.set(Fault::BlackHole);
     // An operator tool's or a metrics scrape's operation times out, naming the setting.
     let started = Instant::now();
@@ -551,25 +559,12 @@ async fn an_operation_the_broker_does_not_answer_times_out_and_breaks_the_connec
         || !bus.is_connected(),
     )
     .await;
-    proxy.set(Fault::Pass);
-    until("the reconnect", Duration::from_secs(15), || {
-        bus.is_connected()
-    })
-    .await;
-    bus.delete_topology().await.expect("cleanup");
+    reconnects(&proxy, &bus).await;
 }
 
 #[tokio::test]
 async fn heartbeats_drop_a_quiet_connection_to_a_broker_that_stopped_answering() {
-    let proxy = proxy(Fault::Pass).await;
-    let bus = Bus::rabbit(
-        &through(&proxy),
-        topology("heartbeat", 1),
-        SHORT,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("connected");
+    let (proxy, bus) = connected_through_proxy("heartbeat", SHORT).await;
     assert!(bus.is_connected());
     proxy.set(Fault::BlackHole);
     // Nothing is published or consumed: only the heartbeats (2 s) can tell.
@@ -586,25 +581,12 @@ async fn heartbeats_drop_a_quiet_connection_to_a_broker_that_stopped_answering()
         started.elapsed()
     );
     assert!(bus.problem().is_some());
-    proxy.set(Fault::Pass);
-    until("the reconnect", Duration::from_secs(15), || {
-        bus.is_connected()
-    })
-    .await;
-    bus.delete_topology().await.expect("cleanup");
+    reconnects(&proxy, &bus).await;
 }
 
 #[tokio::test]
 async fn publishing_waits_across_a_cut_of_any_length() {
-    let proxy = proxy(Fault::Pass).await;
-    let bus = Bus::rabbit(
-        &through(&proxy),
-        topology("cut", 1),
-        SHORT,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("connected");
+    let (proxy, bus) = connected_through_proxy("cut", SHORT).await;
     proxy.set(Fault::Cut);
     until("the cut to be noticed", Duration::from_secs(10), || {
         !bus.is_connected()

@@ -69,39 +69,24 @@ pub(super) async fn declare_topology(
         durable: true,
         ..ExchangeDeclareOptions::default()
     };
-    within(
-        limit,
-        &format!("exchange.declare {}", t.dead_letter_exchange()),
-        channel.exchange_declare(
-            t.dead_letter_exchange().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        ),
-    )
-    .await?;
-    within(
-        limit,
-        &format!("exchange.declare {}", t.raw_exchange()),
-        channel.exchange_declare(
-            t.raw_exchange().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        ),
-    )
-    .await?;
-    within(
-        limit,
-        &format!("exchange.declare {}", t.changes_exchange()),
-        channel.exchange_declare(
-            t.changes_exchange().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        ),
-    )
-    .await?;
+    for (exchange, kind) in [
+        (t.dead_letter_exchange(), ExchangeKind::Direct),
+        (t.raw_exchange(), ExchangeKind::Fanout),
+        (t.changes_exchange(), ExchangeKind::Direct),
+    ] {
+        within(
+            limit,
+            &format!("exchange.declare {exchange}"),
+            channel.exchange_declare(
+                exchange.as_str().into(),
+                kind,
+                durable,
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+    }
+    let declarations = Declarations { channel, limit };
 
     for dlq in [
         DeadLetterQueue::Raw,
@@ -109,62 +94,28 @@ pub(super) async fn declare_topology(
         DeadLetterQueue::ResyncRequests,
     ] {
         let name = t.dead_letter_queue(dlq);
-        within(
-            limit,
-            &format!("queue.declare {name}"),
-            channel.queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::durable(),
-                quorum_arguments(t, None, false),
-            ),
-        )
-        .await?;
-        within(
-            limit,
-            &format!("queue.bind {name}"),
-            channel.queue_bind(
-                name.as_str().into(),
-                t.dead_letter_exchange().into(),
-                name.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await?;
+        declarations
+            .queue(&name, quorum_arguments(t, None, false))
+            .await?;
+        declarations
+            .bind(&name, &t.dead_letter_exchange(), &name)
+            .await?;
     }
 
     for queue in t.work_queues() {
         let name = t.work_queue(queue);
         let dlq = t.dead_letter_queue(queue.dead_letter_queue());
         let single_active = !matches!(queue, WorkQueue::Raw);
-        within(
-            limit,
-            &format!("queue.declare {name}"),
-            channel.queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::durable(),
-                quorum_arguments(t, Some(&dlq), single_active),
-            ),
-        )
-        .await?;
+        declarations
+            .queue(&name, quorum_arguments(t, Some(&dlq), single_active))
+            .await?;
         let (exchange, key) = match queue {
             WorkQueue::Raw => (t.raw_exchange(), String::new()),
             WorkQueue::Changes { .. } => (t.changes_exchange(), name.clone()),
             // Published through the default exchange by queue name.
             WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => continue,
         };
-        within(
-            limit,
-            &format!("queue.bind {name}"),
-            channel.queue_bind(
-                name.as_str().into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await?;
+        declarations.bind(&name, &exchange, &key).await?;
     }
 
     // The archive: every raw event, kept by age and size, for `adoport replay`.
@@ -181,27 +132,42 @@ pub(super) async fn declare_topology(
         "x-max-length-bytes".into(),
         AMQPValue::LongLongInt(i64::try_from(t.archive.max_bytes).unwrap_or(i64::MAX)),
     );
-    within(
-        limit,
-        &format!("queue.declare {}", t.raw_archive()),
-        channel.queue_declare(
-            t.raw_archive().into(),
-            QueueDeclareOptions::durable(),
-            stream_args,
-        ),
-    )
-    .await?;
-    within(
-        limit,
-        &format!("queue.bind {}", t.raw_archive()),
-        channel.queue_bind(
-            t.raw_archive().into(),
-            t.raw_exchange().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await?;
-    Ok(())
+    declarations.queue(&t.raw_archive(), stream_args).await?;
+    declarations
+        .bind(&t.raw_archive(), &t.raw_exchange(), "")
+        .await
+}
+
+/// Durable queue declarations and bindings on one channel, each within the limit.
+struct Declarations<'a> {
+    channel: &'a Channel,
+    limit: Duration,
+}
+
+impl Declarations<'_> {
+    async fn queue(&self, name: &str, arguments: FieldTable) -> Result<(), BusError> {
+        within(
+            self.limit,
+            &format!("queue.declare {name}"),
+            self.channel
+                .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn bind(&self, queue: &str, exchange: &str, key: &str) -> Result<(), BusError> {
+        within(
+            self.limit,
+            &format!("queue.bind {queue}"),
+            self.channel.queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+    }
 }
