@@ -108,8 +108,10 @@ impl Link {
             attempts: 0,
             error: None,
         });
-        // A report is only a nudge: one pending is enough, the others are dropped.
-        let (broken, reports) = mpsc::channel(1);
+        // Bounded: reports about older connections pile up while one is made (they are read
+        // and ignored after), and one about the current connection must still fit. Past this,
+        // reports are dropped; heartbeats still notice a dead connection.
+        let (broken, reports) = mpsc::channel(64);
         let shared = Arc::new(Shared {
             endpoint,
             topology,
