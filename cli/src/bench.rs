@@ -278,7 +278,8 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
     let settings = world.settings(Some((&args.amqp_url, &prefix)))?;
     let shutdown = CancellationToken::new();
     let url = settings.pipeline.broker.url.clone().context("broker URL")?;
-    let bus = Bus::rabbit(&url, settings.topology(), shutdown.clone()).await?;
+    let timeouts = settings.pipeline.broker.timeouts();
+    let bus = Bus::rabbit(&url, settings.topology(), timeouts, shutdown.clone()).await?;
 
     let started = Instant::now();
     let mut children = Vec::new();

@@ -1,8 +1,10 @@
 //! The health and metrics endpoint every role serves (`ADOPORT__HEALTH__LISTEN`, `:9000`):
 //!
 //! - `GET /healthz`: the process is alive (200).
-//! - `GET /readyz`: 200 when the broker connection is up and the role's upstream (Azure DevOps
-//!   for ingest, Port for publish) answers HTTP at all; 503 naming what is not ready otherwise.
+//! - `GET /readyz`: 200 when the broker takes messages, the roles run and the role's upstream
+//!   (Azure DevOps for ingest, Port for publish) answers HTTP at all; 503 naming what is not
+//!   ready otherwise (the broker's problem names it and what failed). Served from the first
+//!   second of the process, before the roles start: they may wait for the broker.
 //! - `GET /metrics`: Prometheus text format, rendered from the stages' own counters
 //!   ([`TransformStats`], [`PublishStats`], [`IngestStats`]: totals and per kind, Azure DevOps
 //!   and Port requests by status with latency histograms, resync progress and duration) and,
@@ -15,7 +17,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -53,12 +55,19 @@ pub struct HealthState {
     inner: Arc<Inner>,
 }
 
+/// The counters of the stages running in this process.
+#[derive(Clone, Default)]
+pub struct Stages {
+    pub transform: Option<TransformStats>,
+    pub publish: Option<PublishStats>,
+    pub ingest: Option<IngestStats>,
+}
+
 struct Inner {
     role: &'static str,
     bus: Bus,
-    transform: Option<TransformStats>,
-    publish: Option<PublishStats>,
-    ingest: Option<IngestStats>,
+    /// Set once the roles run ([`HealthState::attach`]); not ready before.
+    stages: OnceLock<Stages>,
     upstreams: Vec<Upstream>,
     work_queues: Vec<WorkQueue>,
     http: reqwest::Client,
@@ -68,8 +77,8 @@ struct Inner {
 }
 
 impl HealthState {
-    /// `transform`/`publish` are the counters of the stages running in this process;
-    /// `work_queues` the queues whose lag to report.
+    /// For roles that run already: `transform`/`publish` are the counters of the stages
+    /// running in this process; `work_queues` the queues whose lag to report.
     pub fn new(
         role: &'static str,
         bus: Bus,
@@ -78,14 +87,41 @@ impl HealthState {
         upstreams: Vec<Upstream>,
         work_queues: Vec<WorkQueue>,
     ) -> Self {
+        let state = Self::starting(role, bus, upstreams, work_queues);
+        state.attach(Stages {
+            transform,
+            publish,
+            ingest: None,
+        });
+        state
+    }
+
+    /// Also reports ingest's counters (Azure DevOps requests, resyncs). Call it right after
+    /// [`HealthState::new`], before the state is cloned (a shared state is left as it is).
+    pub fn with_ingest(mut self, ingest: Option<IngestStats>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner)
+            && let Some(stages) = inner.stages.get_mut()
+        {
+            stages.ingest = ingest;
+        }
+        self
+    }
+
+    /// Before the roles start (they may wait for the broker): serve it at once, and
+    /// [`HealthState::attach`] the stages' counters once they run. `work_queues` are the
+    /// queues whose lag to report.
+    pub fn starting(
+        role: &'static str,
+        bus: Bus,
+        upstreams: Vec<Upstream>,
+        work_queues: Vec<WorkQueue>,
+    ) -> Self {
         let reachable = Mutex::new(vec![None; upstreams.len()]);
         Self {
             inner: Arc::new(Inner {
                 role,
                 bus,
-                transform,
-                publish,
-                ingest: None,
+                stages: OnceLock::new(),
                 upstreams,
                 work_queues,
                 http: reqwest::Client::builder()
@@ -98,21 +134,21 @@ impl HealthState {
         }
     }
 
-    /// Also reports ingest's counters (Azure DevOps requests, resyncs). Call it right after
-    /// [`HealthState::new`], before the state is cloned (a shared state is left as it is).
-    pub fn with_ingest(mut self, ingest: Option<IngestStats>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.ingest = ingest;
-        }
-        self
+    /// The roles run: report their counters, and readiness no longer waits for them. Only the
+    /// first call counts.
+    pub fn attach(&self, stages: Stages) {
+        let _ = self.inner.stages.set(stages);
     }
 
     /// What is not ready, or an empty list.
     pub async fn not_ready(&self) -> Vec<String> {
         let inner = &self.inner;
         let mut problems = Vec::new();
-        if !inner.bus.is_connected() {
-            problems.push("broker: not connected".to_string());
+        if let Some(problem) = inner.bus.problem() {
+            problems.push(format!("broker: {problem}"));
+        }
+        if inner.stages.get().is_none() {
+            problems.push("roles: starting".to_string());
         }
         let mut reachable = inner.reachable.lock().await;
         for (i, upstream) in inner.upstreams.iter().enumerate() {
@@ -149,7 +185,8 @@ impl HealthState {
             &role,
             u64::from(inner.bus.is_connected()),
         );
-        if let Some(t) = &inner.transform {
+        let stages = inner.stages.get().cloned().unwrap_or_default();
+        if let Some(t) = &stages.transform {
             let stage = [("stage", "transform")];
             m.counter(
                 "adoport_messages_in_total",
@@ -183,7 +220,7 @@ impl HealthState {
             );
             render_transform_kinds(&mut m, t.per_kind());
         }
-        if let Some(p) = &inner.publish {
+        if let Some(p) = &stages.publish {
             let s = p.snapshot();
             let stage = [("stage", "publish")];
             m.counter(
@@ -231,7 +268,7 @@ impl HealthState {
             render_publish_kinds(&mut m, p.per_kind());
             render_http(&mut m, "port", p.port_http());
         }
-        if let Some(i) = &inner.ingest {
+        if let Some(i) = &stages.ingest {
             render_ingest(&mut m, i);
         }
         let topology = inner.bus.topology().clone();
@@ -248,7 +285,7 @@ impl HealthState {
                 );
             }
         }
-        if matches!(inner.bus, Bus::Rabbit(_)) {
+        if inner.bus.is_broker() {
             for dlq in [
                 DeadLetterQueue::Raw,
                 DeadLetterQueue::Changes,
@@ -589,6 +626,18 @@ mod tests {
         text.lines()
             .find_map(|line| Some(line.strip_prefix(series)?.trim().to_string()))
             .unwrap_or_else(|| panic!("{series} in\n{text}"))
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_the_roles_run() {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("health.", 1), shutdown.clone());
+        let state = HealthState::starting("all", bus, Vec::new(), Vec::new());
+        assert_eq!(state.not_ready().await, ["roles: starting"]);
+        let served = state.clone();
+        state.attach(Stages::default());
+        assert!(served.not_ready().await.is_empty());
+        shutdown.cancel();
     }
 
     #[tokio::test]

@@ -24,9 +24,14 @@ async fn broker(settings: &Settings, tool: &str) -> anyhow::Result<Bus> {
             "ADOPORT__BROKER__URL is required for `adoport {tool}` (the archive and the dead letters live in RabbitMQ), e.g. amqp://guest:guest@rabbitmq:5672/%2f"
         );
     };
-    Bus::rabbit(url, settings.topology(), CancellationToken::new())
-        .await
-        .context("cannot reach the broker")
+    Bus::rabbit(
+        url,
+        settings.topology(),
+        settings.pipeline.broker.timeouts(),
+        CancellationToken::new(),
+    )
+    .await
+    .context("cannot reach the broker")
 }
 
 /// `adoport replay`.

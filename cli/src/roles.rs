@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CheckConfigArgs, RoleArg};
+use crate::health::{HealthState, Stages};
 use crate::mapping_source;
 use crate::pipeline::{Pipeline, Roles};
 use adoport_shared::bus::Bus;
@@ -70,6 +71,12 @@ pub fn validated_settings(role: Role) -> anyhow::Result<Settings> {
     for unused in &settings.unused {
         tracing::warn!(setting = %unused, "setting is not used by adoport; ignored");
     }
+    check_settings(role, &settings)?;
+    Ok(settings)
+}
+
+/// What `role` needs beyond the settings every role shares.
+fn check_settings(role: Role, settings: &Settings) -> anyhow::Result<()> {
     let roles = role.roles();
     if settings.pipeline.broker.url.is_none() && role != Role::All {
         bail!(
@@ -83,7 +90,7 @@ pub fn validated_settings(role: Role) -> anyhow::Result<Settings> {
     if roles.publish || settings.pipeline.mapping_file.is_none() {
         settings.port_access()?;
     }
-    Ok(settings)
+    Ok(())
 }
 
 /// `adoport check-config ROLE`.
@@ -98,22 +105,36 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
 /// `adoport ingest|transform|publish|all`.
 pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     let settings = validated_settings(role)?;
-    let roles = role.roles();
     let shutdown = CancellationToken::new();
     adoport_shared::shutdown::cancel_on_signal(shutdown.clone());
+    run(role, &settings, shutdown).await
+}
 
+/// Runs `role` until `shutdown` (the process's signals; a test's token).
+///
+/// Nothing here waits for the broker: the bus connects in the background, and the health
+/// endpoint is served first, so `/healthz` answers from the first second and `/readyz` says
+/// what is not ready yet (the broker, the roles, an upstream). The roles wait for the broker
+/// themselves.
+pub async fn run(
+    role: Role,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    check_settings(role, settings)?;
+    let roles = role.roles();
     if settings.pipeline.broker.url.is_none() {
         tracing::info!("ADOPORT__BROKER__URL not set: running every role on the in-process bus");
     }
-    let bus = Bus::for_settings(&settings, shutdown.clone())
-        .await
-        .context("cannot start without the broker")?;
+    let bus = Bus::start(settings, shutdown.clone()).context("ADOPORT__BROKER__URL")?;
+    let once = role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once;
+    let health = start_health(role, settings, &bus, once, shutdown.clone()).await?;
     // First start: publish owns Port, so it creates the default blueprints and the integration
     // (with the default mapping) before the mapping is read from Port below. Ingest and
     // transform processes started alone wait for a publish process to have done it once
     // (they fail on a missing integration and are restarted).
     if roles.publish
-        && let Some(done) = adoport_publish::resources::initialize_for_settings(&settings)
+        && let Some(done) = adoport_publish::resources::initialize_for_settings(settings)
             .await
             .context("OCEAN__INITIALIZE_PORT_RESOURCES: cannot create the default Port resources (set it to false to skip)")?
     {
@@ -125,7 +146,7 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     }
     // Publish reads it too: its reconciliation follows the mapping's deletion flags.
     let mapping = if roles.ingest || roles.transform || roles.publish {
-        Some(mapping_source::load(&settings).await?)
+        Some(mapping_source::load(settings).await?)
     } else {
         None
     };
@@ -140,7 +161,7 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
         None
     };
     let mut pipeline = Pipeline::start(
-        &settings,
+        settings,
         roles,
         bus.clone(),
         mapping,
@@ -148,12 +169,17 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
         shutdown.clone(),
     )
     .await?;
-    pipeline.poll_mapping(&settings);
-    pipeline.poll_port_resync_requests(&settings)?;
+    pipeline.poll_mapping(settings);
+    pipeline.poll_port_resync_requests(settings)?;
+    if let Some(health) = &health {
+        health.attach(Stages {
+            transform: roles.transform.then(|| pipeline.transform_stats.clone()),
+            publish: roles.publish.then(|| pipeline.publish_stats.clone()),
+            ingest: roles.ingest.then(|| pipeline.ingest_stats.clone()),
+        });
+    }
     tracing::info!(role = role.name(), "adoport started");
 
-    let once = role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once;
-    start_health(role, &settings, &pipeline, once, shutdown.clone()).await?;
     let outcome = if once {
         run_once(pipeline).await
     } else {
@@ -164,22 +190,23 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
     outcome
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` (ADOPORT__HEALTH__LISTEN). An explicit address
-/// that cannot be bound stops the process; the default one only warns (several roles may share
-/// a host in try-outs), and ONCE runs skip it unless it is set.
+/// Serves `/healthz`, `/readyz` and `/metrics` (ADOPORT__HEALTH__LISTEN); the stages' counters
+/// are attached once the roles run. An explicit address that cannot be bound stops the
+/// process; the default one only warns (several roles may share a host in try-outs), and ONCE
+/// runs skip it unless it is set.
 async fn start_health(
     role: Role,
     settings: &Settings,
-    pipeline: &Pipeline,
+    bus: &Bus,
     once: bool,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<HealthState>> {
     use adoport_shared::config::HealthSettings;
     use adoport_shared::topology::WorkQueue;
     let configured = settings.pipeline.health.listen.as_deref();
     let address = match configured {
-        Some("off") => return Ok(()),
-        None if once => return Ok(()),
+        Some("off") => return Ok(None),
+        None if once => return Ok(None),
         Some(address) => address,
         None => HealthSettings::DEFAULT_LISTEN,
     };
@@ -187,7 +214,7 @@ async fn start_health(
         Ok(listener) => listener,
         Err(e) if configured.is_none() => {
             tracing::warn!(address, error = %e, "cannot serve health and metrics on the default address (set ADOPORT__HEALTH__LISTEN)");
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => {
             return Err(e)
@@ -221,21 +248,14 @@ async fn start_health(
     if roles.publish {
         queues.extend(topology.change_queues());
     }
-    let state = crate::health::HealthState::new(
-        role.name(),
-        pipeline.bus.clone(),
-        roles.transform.then(|| pipeline.transform_stats.clone()),
-        roles.publish.then(|| pipeline.publish_stats.clone()),
-        upstreams,
-        queues,
-    )
-    .with_ingest(roles.ingest.then(|| pipeline.ingest_stats.clone()));
+    let state = HealthState::starting(role.name(), bus.clone(), upstreams, queues);
+    let served = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::health::serve(listener, state, shutdown).await {
+        if let Err(e) = crate::health::serve(listener, served, shutdown).await {
             tracing::error!(error = %e, "the health and metrics endpoint stopped");
         }
     });
-    Ok(())
+    Ok(Some(state))
 }
 
 /// ONCE: one resync, wait until the pipeline has drained, report, exit.

@@ -46,13 +46,20 @@ impl SimulatedWorld {
         repositories: usize,
         mapping: Value,
     ) -> anyhow::Result<Self> {
-        let ado = AdoSim::start(AdoSimConfig {
+        let ado = AdoSimConfig {
             projects,
             repositories_per_project: repositories,
             ..AdoSimConfig::default()
-        })
-        .await
-        .context("cannot start the Azure DevOps simulator")?;
+        };
+        Self::start_with(ado, mapping).await
+    }
+
+    /// [`SimulatedWorld::start`] with an Azure DevOps simulator configured in full (latency,
+    /// page sizes, rate limits).
+    pub async fn start_with(ado: AdoSimConfig, mapping: Value) -> anyhow::Result<Self> {
+        let ado = AdoSim::start(ado)
+            .await
+            .context("cannot start the Azure DevOps simulator")?;
         let port = PortSim::start(PortSimConfig {
             integration_config: Some(mapping),
             ..PortSimConfig::default()

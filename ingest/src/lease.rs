@@ -205,13 +205,13 @@ impl Lease {
             Ok(request) => request,
             Err(e) => {
                 tracing::error!(error = %e, "unreadable resync request dead-lettered");
-                return delivery.dead_letter(&e.to_string()).await;
+                return crate::resync::settled(delivery.dead_letter(&e.to_string()).await);
             }
         };
         let renewed = self.awaiting.is_some_and(|(id, _)| id == request.resync_id);
         if !renewed && request.requested_at < self.started_at {
             tracing::info!(resync_id = %request.resync_id, crawling = %self.crawled, "resync request covered by the running crawl; skipped");
-            return delivery.ack().await;
+            return crate::resync::settled(delivery.ack().await);
         }
         if !renewed {
             tracing::info!(resync_id = %request.resync_id, crawling = %self.crawled, "a newer resync request arrived; it runs after this crawl");

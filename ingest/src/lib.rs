@@ -104,10 +104,6 @@ pub async fn run(
         EventListenerType::Once => true,
         EventListenerType::Polling | EventListenerType::Kafka => listener.resync_on_start,
     };
-    if resync_at_start {
-        let id = resync::request(&bus, ResyncTrigger::Startup).await?;
-        tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested");
-    }
     if let Some(minutes) = settings.ocean.scheduled_resync_interval.filter(|m| *m > 0)
         && mode != EventListenerType::Once
     {
@@ -147,7 +143,8 @@ pub async fn run(
     }
     let actions = actions::start(settings, organizations.clients().to_vec(), shutdown.clone())?;
     let state = Arc::new(webhook::WebhookState {
-        bus: bus.clone(),
+        // Webhooks get 503 at once while the broker is away (Azure DevOps sends them again).
+        bus: bus.failing_fast(),
         organizations: organizations.clone(),
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
@@ -163,6 +160,16 @@ pub async fn run(
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
             .await
     });
+
+    // Requested once the receiver answers: the request waits for the broker if it is away.
+    if resync_at_start {
+        match resync::request(&bus, ResyncTrigger::Startup).await {
+            Ok(id) => tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested"),
+            // Stopped while waiting for the broker: the next start asks again.
+            Err(BusError::ShuttingDown) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 
     // Raw data examples: one sampler for every organization, so a kind is sampled once.
     let examples = settings.ocean.send_raw_data_examples.then(|| {
@@ -208,7 +215,11 @@ pub async fn run(
         Ok(Err(e)) => return Err(IngestError::Server(e)),
         Err(e) => return Err(IngestError::Server(std::io::Error::other(e))),
     }
-    requests.map_err(IngestError::from)
+    match requests {
+        // A wait for the broker that shutdown ended is a clean stop: the request is redelivered.
+        Err(BusError::ShuttingDown) => Ok(()),
+        other => other.map_err(IngestError::from),
+    }
 }
 
 /// One client per configured organization, sharing the credentials (one token provider for a

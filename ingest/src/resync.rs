@@ -102,6 +102,9 @@ pub struct RequestLoop {
 enum Next {
     /// Take the next request from the queue, or this one (taken during the crawl).
     Request(Option<(Delivery, ResyncRequest)>),
+    /// The crawl was cancelled because its request was lost (its channel closed): the broker
+    /// delivers that request again, and it must run then, not count as superseded.
+    Again,
     Stop,
 }
 
@@ -126,7 +129,7 @@ impl RequestLoop {
                         Ok(request) => (delivery, request),
                         Err(e) => {
                             tracing::error!(error = %e, "unreadable resync request dead-lettered");
-                            delivery.dead_letter(&e.to_string()).await?;
+                            settled(delivery.dead_letter(&e.to_string()).await)?;
                             continue;
                         }
                     }
@@ -134,16 +137,17 @@ impl RequestLoop {
             };
             if last_started.is_some_and(|started| request.requested_at < started) {
                 tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync request superseded by a newer resync; skipped");
-                delivery.ack().await?;
+                settled(delivery.ack().await)?;
                 continue;
             }
             let started_at = Utc::now();
-            last_started = Some(started_at);
+            let before = last_started.replace(started_at);
             match self
                 .crawl(&mut requests, delivery, request, started_at, &shutdown)
                 .await?
             {
                 Next::Request(next) => taken = next,
+                Next::Again => last_started = before,
                 Next::Stop => return Ok(()),
             }
         }
@@ -232,7 +236,7 @@ impl RequestLoop {
             .await?;
         let next = match held {
             Some((delivery, held)) if held.resync_id == resync_id => {
-                delivery.ack().await?;
+                settled(delivery.ack().await)?;
                 None
             }
             newer => newer,
@@ -254,7 +258,7 @@ impl RequestLoop {
     fn lost(&self, stamp: &CrawlStamp, clock: std::time::Instant) -> Next {
         self.crawler.resync_stats().finished(false, clock.elapsed());
         tracing::warn!(resync_id = %stamp.resync_id, attempt = %stamp.attempt, "resync crawl cancelled: its request was lost; it runs again as a new attempt wherever the broker delivers it");
-        Next::Request(None)
+        Next::Again
     }
 
     /// Publishes a resync control message to the reconciliation coordinator (confirmed).
@@ -262,6 +266,18 @@ impl RequestLoop {
         self.bus
             .publish(Outgoing::new(Destination::ResyncProgress, encode(message)))
             .await
+    }
+}
+
+/// A request whose channel closed before its ack or dead-letter (a broker restart) is
+/// delivered again by the broker: not an error of the loop.
+pub(crate) fn settled(outcome: Result<(), BusError>) -> Result<(), BusError> {
+    match outcome {
+        Err(e @ BusError::DeliveryLost { .. }) => {
+            tracing::info!(reason = %e, "resync request not settled; the broker delivers it again");
+            Ok(())
+        }
+        other => other,
     }
 }
 

@@ -1,12 +1,21 @@
 //! The bus against the real RabbitMQ: confirms, dead letters with reasons, the delivery limit,
-//! single active consumers, and surviving a dropped connection. Each test has its own prefix,
-//! so its queues are its own and tests run in parallel.
+//! single active consumers, surviving a dropped connection, and what the bus does while the
+//! broker is away or stops answering (through a fault proxy: the shared broker itself is
+//! never stopped). Each test has its own prefix, so its queues are its own and tests run in
+//! parallel.
 
-use std::time::Duration;
+// The harness's proxy (tests/src): this crate cannot depend on the harness, which depends on it.
+#[allow(dead_code)]
+#[path = "../../tests/src/fault_proxy.rs"]
+mod fault_proxy;
 
-use adoport_shared::bus::{Bus, Destination, Outgoing};
-use adoport_shared::config::Secret;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
+use adoport_shared::config::{BrokerTimeouts, Secret, Settings};
 use adoport_shared::topology::{DeadLetterQueue, Topology, WorkQueue};
+use fault_proxy::{Fault, FaultProxy};
 use tokio_util::sync::CancellationToken;
 
 fn amqp_url() -> Secret {
@@ -16,13 +25,85 @@ fn amqp_url() -> Secret {
     )
 }
 
-async fn bus(test: &str, partitions: u16) -> Bus {
+fn topology(test: &str, partitions: u16) -> Topology {
     let prefix = format!("t-{test}-{}.", uuid::Uuid::new_v4().simple());
     let mut topology = Topology::new(prefix, partitions);
     topology.delivery_limit = 2;
-    Bus::rabbit(&amqp_url(), topology, CancellationToken::new())
+    topology
+}
+
+async fn bus(test: &str, partitions: u16) -> Bus {
+    Bus::rabbit(
+        &amqp_url(),
+        topology(test, partitions),
+        BrokerTimeouts::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)")
+}
+
+/// Short enough for a test to see each of them act, long enough for a loaded machine.
+const SHORT: BrokerTimeouts = BrokerTimeouts {
+    connect: Duration::from_secs(1),
+    heartbeat: Duration::from_secs(2),
+    operation: Duration::from_secs(2),
+    confirm: Duration::from_secs(2),
+    fail_fast: Duration::from_millis(500),
+};
+
+/// A proxy in front of the shared broker, in `mode`.
+async fn proxy(mode: Fault) -> FaultProxy {
+    let broker: SocketAddr = "127.0.0.1:5672".parse().expect("address");
+    FaultProxy::start(broker, mode).await.expect("proxy starts")
+}
+
+/// The shared broker's URL, through `proxy`.
+fn through(proxy: &FaultProxy) -> Secret {
+    Secret::new(proxy.amqp_url(amqp_url().expose()))
+}
+
+/// A bus connected to the shared broker through a proxy that passes, for the test to break.
+async fn connected_through_proxy(test: &str, timeouts: BrokerTimeouts) -> (FaultProxy, Bus) {
+    let proxy = proxy(Fault::Pass).await;
+    let bus = Bus::rabbit(
+        &through(&proxy),
+        topology(test, 1),
+        timeouts,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("connected");
+    (proxy, bus)
+}
+
+/// Lets the proxy pass again, waits for the bus to reconnect and removes the test's queues.
+async fn reconnects(proxy: &FaultProxy, bus: &Bus) {
+    proxy.set(Fault::Pass);
+    until("the reconnect", Duration::from_secs(15), || {
+        bus.is_connected()
+    })
+    .await;
+    bus.delete_topology().await.expect("cleanup");
+}
+
+/// [`SHORT`] with heartbeats far off: what notices a wedged broker is then something else.
+const QUIET: BrokerTimeouts = BrokerTimeouts {
+    heartbeat: Duration::from_secs(60),
+    ..SHORT
+};
+
+/// Waits until `condition` holds, failing the test with `what` after `limit`. The bus's state
+/// has no change notification; looking every 50 ms is enough to time the seconds asserted.
+async fn until(what: &str, limit: Duration, condition: impl Fn() -> bool) {
+    let looking = async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(limit, looking)
         .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)")
+        .unwrap_or_else(|_| panic!("not within {limit:?}: {what}"));
 }
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
@@ -85,11 +166,14 @@ async fn dead_letters_carry_their_reason_and_the_delivery_limit_holds() {
         }
     }
     let letters = within("dead letters", async {
+        // Draining removes what it returns: gather until both are in.
+        let mut letters = Vec::new();
         loop {
-            let letters = bus
-                .drain_dead_letters(DeadLetterQueue::Changes, 10)
-                .await
-                .expect("drain");
+            letters.extend(
+                bus.drain_dead_letters(DeadLetterQueue::Changes, 10)
+                    .await
+                    .expect("drain"),
+            );
             if letters.len() >= 2 {
                 return letters;
             }
@@ -248,4 +332,334 @@ async fn survives_a_dropped_connection() {
     delivery.ack().await.expect("ack");
     assert!(bus.is_connected());
     bus.delete_topology().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_broker_that_takes_the_connection_but_never_answers_is_named_within_the_connect_timeout()
+{
+    let proxy = proxy(Fault::BlackHole).await;
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let err = Bus::rabbit(
+            &through(&proxy),
+            topology("blackhole", 1),
+            SHORT,
+            CancellationToken::new(),
+        )
+        .await
+        .err()
+        .expect("no bus from a broker that never answers");
+        let took = started.elapsed();
+        let text = err.to_string();
+        assert!(
+            took < Duration::from_secs(3),
+            "attempt {attempt} took {took:?}"
+        );
+        assert!(
+            text.contains(&format!("amqp://{}/%2f", proxy.address())),
+            "names the broker: {text}"
+        );
+        assert!(
+            text.contains("did not finish the AMQP handshake within 1 s")
+                && text.contains("ADOPORT__BROKER__CONNECT_TIMEOUT_SECS"),
+            "says what timed out: {text}"
+        );
+        assert!(!text.contains("guest:guest"), "no credentials: {text}");
+    }
+    // Each attempt closed its socket when it gave up (and lapin's I/O thread for it ended):
+    // a broker that stays wedged for hours does not pile up connections.
+    assert_eq!(proxy.accepted(), 3);
+    until(
+        "the abandoned connections to be closed",
+        Duration::from_secs(10),
+        || proxy.open() == 0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_bus_starts_without_the_broker_and_works_once_it_answers() {
+    let proxy = proxy(Fault::BlackHole).await;
+    let prefix = format!("t-start-{}.", uuid::Uuid::new_v4().simple());
+    let settings = Settings::from_vars(
+        [
+            ("ADOPORT__BROKER__URL", through(&proxy).expose().to_string()),
+            ("ADOPORT__BROKER__PREFIX", prefix),
+            ("ADOPORT__BROKER__PARTITIONS", "1".into()),
+            ("ADOPORT__BROKER__CONNECT_TIMEOUT_SECS", "1".into()),
+            ("ADOPORT__BROKER__HEARTBEAT_SECS", "2".into()),
+            ("ADOPORT__BROKER__WEBHOOK_PUBLISH_TIMEOUT_MS", "500".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    )
+    .expect("settings");
+    let started = Instant::now();
+    let bus = Bus::start(&settings, CancellationToken::new()).expect("bus");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "never waits"
+    );
+    assert!(!bus.is_connected());
+
+    // While the broker does not answer: the problem names it, and a webhook's publish fails
+    // at once instead of hanging.
+    until("the first attempt to fail", Duration::from_secs(5), || {
+        bus.problem().is_some_and(|p| p.contains("AMQP handshake"))
+    })
+    .await;
+    let problem = bus.problem().expect("not ready");
+    assert!(
+        problem.contains(&proxy.address().to_string()) && !problem.contains("guest:guest"),
+        "{problem}"
+    );
+    let started = Instant::now();
+    let refused = bus
+        .failing_fast()
+        .publish(Outgoing::new(Destination::Raw, "webhook"))
+        .await
+        .expect_err("no broker");
+    assert!(matches!(refused, BusError::Unreachable { .. }), "{refused}");
+    assert!(started.elapsed() < Duration::from_millis(100), "at once");
+
+    // The pipeline's side waits instead: its subscription and publish complete once it answers.
+    let waiting = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut subscription = bus.subscribe(WorkQueue::Raw, 4).await.expect("subscribe");
+            bus.publish(Outgoing::new(Destination::Raw, "queued while away"))
+                .await
+                .expect("published once the broker answers");
+            let delivery = subscription.next().await.expect("delivered");
+            // Acked while the subscription (its channel) is still open.
+            (subscription, delivery)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "nothing can happen while it is away"
+    );
+    proxy.set(Fault::Pass);
+    let (_subscription, delivery) = within(
+        "the publish and delivery after the broker answered",
+        waiting,
+    )
+    .await
+    .expect("task");
+    assert_eq!(delivery.body.as_ref(), b"queued while away");
+    delivery.ack().await.expect("ack");
+    assert!(bus.is_connected() && bus.problem().is_none());
+    bus.failing_fast()
+        .publish(Outgoing::new(Destination::Raw, "webhook"))
+        .await
+        .expect("a webhook publishes once the broker answers");
+    bus.delete_topology().await.expect("cleanup");
+    bus.close().await;
+}
+
+#[tokio::test]
+async fn a_broker_that_stops_answering_is_dropped_and_publishing_waits_until_it_is_back() {
+    // Heartbeats far off: the confirm timeout is what notices here.
+    let (proxy, bus) = connected_through_proxy("wedged", QUIET).await;
+    let mut subscription = bus.subscribe(WorkQueue::Raw, 4).await.expect("subscribe");
+    bus.publish(Outgoing::new(Destination::Raw, "before"))
+        .await
+        .expect("publish");
+    let before = within("first", subscription.next())
+        .await
+        .expect("delivery");
+    assert_eq!(before.body.as_ref(), b"before");
+
+    // The broker keeps the connection but answers nothing.
+    proxy.set(Fault::BlackHole);
+    let started = Instant::now();
+    let refused = bus
+        .failing_fast()
+        .publish(Outgoing::new(Destination::Raw, "webhook"))
+        .await
+        .expect_err("not confirmed");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "a webhook's publish gives up within its deadline: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(refused, BusError::NotConfirmed { .. }),
+        "{refused}"
+    );
+    let waiting = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.publish(Outgoing::new(Destination::Raw, "during")).await })
+    };
+    // The confirms do not come within 2 s: the connection is taken as broken long before the
+    // 60 s heartbeats would, and the publish waits for the next one.
+    until(
+        "the wedged connection to be dropped",
+        Duration::from_secs(6),
+        || !bus.is_connected(),
+    )
+    .await;
+    assert!(!waiting.is_finished(), "the publish waits for the broker");
+    // Settling a delivery of the dead connection is not a failure: it comes again.
+    let lost = before.ack().await.expect_err("its channel is gone");
+    assert!(matches!(lost, BusError::DeliveryLost { .. }), "{lost}");
+
+    proxy.set(Fault::Pass);
+    within("the waiting publish", waiting)
+        .await
+        .expect("task")
+        .expect("published once the broker answered");
+    // The consumer resumed on the new connection: the unacked message comes again (marked
+    // redelivered), then the one published while the broker was away.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let delivery = within("deliveries after the reconnect", subscription.next())
+            .await
+            .expect("delivery");
+        let body = String::from_utf8_lossy(&delivery.body).to_string();
+        if body == "before" {
+            assert!(delivery.previous_deliveries >= 1, "redelivered");
+        }
+        delivery.ack().await.expect("ack");
+        if !seen.contains(&body) {
+            seen.push(body);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["before", "during"]);
+    bus.delete_topology().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn an_operation_the_broker_does_not_answer_times_out_and_breaks_the_connection() {
+    let (proxy, bus) = connected_through_proxy("operation", QUIET).await;
+    proxy.set(Fault::BlackHole);
+    // An operator tool's or a metrics scrape's operation times out, naming the setting.
+    let started = Instant::now();
+    let timed_out = bus
+        .ready_count(WorkQueue::Raw)
+        .await
+        .expect_err("no answer");
+    assert!(
+        matches!(timed_out, BusError::TimedOut { .. })
+            && timed_out
+                .to_string()
+                .contains("ADOPORT__BROKER__OPERATION_TIMEOUT_SECS"),
+        "{timed_out}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // And the connection is taken as broken, long before the 60 s heartbeats would.
+    until(
+        "the wedged connection to be dropped",
+        Duration::from_secs(3),
+        || !bus.is_connected(),
+    )
+    .await;
+    reconnects(&proxy, &bus).await;
+}
+
+#[tokio::test]
+async fn heartbeats_drop_a_quiet_connection_to_a_broker_that_stopped_answering() {
+    let (proxy, bus) = connected_through_proxy("heartbeat", SHORT).await;
+    assert!(bus.is_connected());
+    proxy.set(Fault::BlackHole);
+    // Nothing is published or consumed: only the heartbeats (2 s) can tell.
+    let started = Instant::now();
+    until(
+        "the silent connection to be dropped",
+        Duration::from_secs(10),
+        || !bus.is_connected(),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before two heartbeats are missed: {:?}",
+        started.elapsed()
+    );
+    assert!(bus.problem().is_some());
+    reconnects(&proxy, &bus).await;
+}
+
+#[tokio::test]
+async fn publishing_waits_across_a_cut_of_any_length() {
+    let (proxy, bus) = connected_through_proxy("cut", SHORT).await;
+    proxy.set(Fault::Cut);
+    until("the cut to be noticed", Duration::from_secs(10), || {
+        !bus.is_connected()
+    })
+    .await;
+    let publishers: Vec<_> = (0..4)
+        .map(|i| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                bus.publish(Outgoing::new(Destination::Raw, format!("{i}")))
+                    .await
+            })
+        })
+        .collect();
+    // Reconnect attempt after attempt is refused; nobody gives up.
+    until(
+        "several reconnect attempts",
+        Duration::from_secs(30),
+        || proxy.accepted() >= 6,
+    )
+    .await;
+    assert!(publishers.iter().all(|p| !p.is_finished()), "still waiting");
+    proxy.set(Fault::Pass);
+    for publisher in publishers {
+        within("a waiting publish", publisher)
+            .await
+            .expect("task")
+            .expect("published once the broker is back");
+    }
+    assert_eq!(bus.ready_count(WorkQueue::Raw).await.expect("count"), 4);
+    bus.delete_topology().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn waiting_publishes_end_on_shutdown() {
+    let proxy = proxy(Fault::Cut).await;
+    let shutdown = CancellationToken::new();
+    let settings = Settings::from_vars(
+        [
+            ("ADOPORT__BROKER__URL", through(&proxy).expose().to_string()),
+            ("ADOPORT__BROKER__CONNECT_TIMEOUT_SECS", "1".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    )
+    .expect("settings");
+    let bus = Bus::start(&settings, shutdown.clone()).expect("bus");
+    let publishing = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.publish(Outgoing::new(Destination::Raw, "x")).await })
+    };
+    let consuming = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut subscription = bus.subscribe(WorkQueue::Raw, 1).await.expect("subscribe");
+            subscription.next().await.is_none()
+        })
+    };
+    until("a few refused attempts", Duration::from_secs(10), || {
+        proxy.accepted() >= 2
+    })
+    .await;
+    shutdown.cancel();
+    let outcome = within("the publish to end", publishing)
+        .await
+        .expect("task");
+    assert!(
+        matches!(outcome, Err(BusError::ShuttingDown)),
+        "{outcome:?}"
+    );
+    assert!(
+        within("the subscription to end", consuming)
+            .await
+            .expect("task"),
+        "a subscription yields nothing after shutdown"
+    );
 }

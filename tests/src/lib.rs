@@ -3,6 +3,15 @@
 //! Helpers for the end-to-end and fault tests in `tests/tests/`: a simulated world (Azure
 //! DevOps and Port simulators), a pipeline on the real RabbitMQ (each test on its own queue
 //! prefix, deleted afterwards) or on the in-process bus, and condition waits with timeouts.
+//!
+//! For tests of broker failures: a private RabbitMQ node to stop and restart
+//! ([`rabbit_node`]; the shared broker is never touched), a TCP proxy that cuts or black-holes
+//! connections ([`fault_proxy`]), and the logs of the code under test, to wait for a line
+//! ([`logs`]).
+
+pub mod fault_proxy;
+pub mod logs;
+pub mod rabbit_node;
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,11 +21,15 @@ use adoport::sim::{SimulatedWorld, default_mapping};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_shared::port_app_config::PortAppConfig;
+use adoport_sim::ado::AdoSimConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use adoport::demo::{basic_auth, repo_renamed_event};
 pub use adoport::sim::WEBHOOK_SECRET;
+pub use fault_proxy::{Fault, FaultProxy};
+pub use logs::logs;
+pub use rabbit_node::{RabbitNode, free_port};
 
 /// The broker the tests use (scripts/test.sh makes sure it runs).
 pub fn amqp_url() -> String {
@@ -90,53 +103,118 @@ pub async fn start_with_mapping(
     extra: &[(&str, &str)],
     mapping_json: serde_json::Value,
 ) -> Running {
-    // Logs of the pipeline under test, shown for failing tests (RUST_LOG=debug for more).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn")),
+    Start::new(test, kind, roles)
+        .organization(projects, repositories)
+        .extra(extra)
+        .mapping(mapping_json)
+        .run()
+        .await
+}
+
+/// A pipeline to start, for tests that need more than [`start`] offers: another broker (a
+/// private node, a fault proxy), a slower Azure DevOps.
+pub struct Start {
+    test: String,
+    kind: BusKind,
+    roles: Roles,
+    ado: AdoSimConfig,
+    extra: Vec<(String, String)>,
+    mapping: serde_json::Value,
+    broker_url: String,
+}
+
+impl Start {
+    /// The test mapping, a 2 × 3 organization, the shared broker.
+    pub fn new(test: &str, kind: BusKind, roles: Roles) -> Self {
+        Self {
+            test: test.to_string(),
+            kind,
+            roles,
+            ado: AdoSimConfig {
+                projects: 2,
+                repositories_per_project: 3,
+                ..AdoSimConfig::default()
+            },
+            extra: Vec::new(),
+            mapping: test_mapping(),
+            broker_url: amqp_url(),
+        }
+    }
+
+    pub fn organization(mut self, projects: usize, repositories: usize) -> Self {
+        self.ado.projects = projects;
+        self.ado.repositories_per_project = repositories;
+        self
+    }
+
+    /// How long the Azure DevOps simulator takes to answer each request.
+    pub fn ado_latency(mut self, latency: Duration) -> Self {
+        self.ado.latency = latency;
+        self
+    }
+
+    /// Variables on top of the simulated environment.
+    pub fn extra(mut self, extra: &[(&str, &str)]) -> Self {
+        self.extra
+            .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    pub fn mapping(mut self, mapping: serde_json::Value) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// The broker to run on (a private node's or a proxy's URL) instead of the shared one.
+    pub fn broker(mut self, url: &str) -> Self {
+        self.broker_url = url.to_string();
+        self
+    }
+
+    /// Starts the simulators and the roles.
+    pub async fn run(self) -> Running {
+        // Logs of the pipeline under test, shown for failing tests (RUST_LOG=debug for more).
+        logs();
+        let mapping = PortAppConfig::from_json_value(self.mapping.clone()).expect("mapping parses");
+        let world = SimulatedWorld::start_with(self.ado, self.mapping)
+            .await
+            .expect("simulators start");
+        let prefix = unique_prefix(&self.test);
+        let broker =
+            (self.kind == BusKind::Rabbit).then_some((self.broker_url.as_str(), prefix.as_str()));
+        let mut vars = world.environment(broker);
+        vars.extend(self.extra);
+        let settings = Settings::from_vars(vars).expect("settings valid");
+        let shutdown = CancellationToken::new();
+        let bus = Bus::for_settings(&settings, shutdown.clone())
+            .await
+            .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+        let listener = if self.roles.ingest {
+            Some(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
+        } else {
+            None
+        };
+        let pipeline = Pipeline::start(
+            &settings,
+            self.roles,
+            bus.clone(),
+            Some(mapping),
+            listener,
+            shutdown,
         )
-        .with_test_writer()
-        .try_init();
-    let mapping = PortAppConfig::from_json_value(mapping_json.clone()).expect("mapping parses");
-    let world = SimulatedWorld::start(projects, repositories, mapping_json)
         .await
-        .expect("simulators start");
-    let prefix = unique_prefix(test);
-    let url = amqp_url();
-    let broker = (kind == BusKind::Rabbit).then_some((url.as_str(), prefix.as_str()));
-    let mut vars = world.environment(broker);
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let settings = Settings::from_vars(vars).expect("settings valid");
-    let shutdown = CancellationToken::new();
-    let bus = Bus::for_settings(&settings, shutdown.clone())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
-    let listener = if roles.ingest {
-        Some(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
-    } else {
-        None
-    };
-    let pipeline = Pipeline::start(
-        &settings,
-        roles,
-        bus.clone(),
-        Some(mapping),
-        listener,
-        shutdown,
-    )
-    .await
-    .expect("pipeline starts");
-    let webhook_url = pipeline
-        .webhook_address
-        .map(|a| format!("http://{a}{}", adoport_ingest::webhook::WEBHOOK_PATH));
-    Running {
-        world,
-        pipeline,
-        bus,
-        settings,
-        webhook_url,
-        kind,
+        .expect("pipeline starts");
+        let webhook_url = pipeline
+            .webhook_address
+            .map(|a| format!("http://{a}{}", adoport_ingest::webhook::WEBHOOK_PATH));
+        Running {
+            world,
+            pipeline,
+            bus,
+            settings,
+            webhook_url,
+            kind: self.kind,
+        }
     }
 }
 
@@ -168,6 +246,29 @@ impl Running {
         let events = report.kinds.values().map(|k| k.events).sum();
         within(60, "the pipeline to drain", self.pipeline.drained(events)).await;
         report
+    }
+
+    /// Waits (at most `secs`) for the reconciliation coordinator's summary of `resync_id`.
+    pub async fn resync_summary(
+        &self,
+        secs: u64,
+        resync_id: adoport_shared::messages::ResyncId,
+    ) -> adoport_publish::ResyncSummary {
+        let mut summaries = self
+            .pipeline
+            .resync_summaries
+            .clone()
+            .expect("publish runs the reconciliation coordinator here");
+        within(secs, "the resync summary", async {
+            loop {
+                let last = summaries.borrow_and_update().clone();
+                if let Some(summary) = last.filter(|s| s.resync_id == resync_id) {
+                    return summary;
+                }
+                summaries.changed().await.expect("coordinator running");
+            }
+        })
+        .await
     }
 
     /// Stops the pipeline and removes the test's queues.

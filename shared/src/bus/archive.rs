@@ -16,10 +16,10 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Consumer};
+use lapin::{Channel, Consumer};
 
-use super::rabbit::{RabbitBus, header_number, op_error, persistent};
-use super::{Bus, BusError, Destination, Outgoing};
+use super::rabbit::{RabbitBus, Routed, header_number, op_error, persistent, within};
+use super::{Backend, Bus, BusError, Destination, Outgoing};
 use crate::topology::WorkQueue;
 
 /// Deliveries in flight from the stream (a stream consumer must set a prefetch).
@@ -113,21 +113,26 @@ impl RabbitBus {
     ) -> Result<ArchiveReader, BusError> {
         let stream = self.topology().raw_archive();
         let channel = self.open_channel().await?;
-        channel
-            .basic_qos(ARCHIVE_PREFETCH, BasicQosOptions::default())
-            .await
-            .map_err(|e| op_error("basic.qos (stream)", e))?;
+        let limit = self.timeouts().operation;
+        within(
+            limit,
+            "basic.qos (stream)",
+            channel.basic_qos(ARCHIVE_PREFETCH, BasicQosOptions::default()),
+        )
+        .await?;
         let mut arguments = FieldTable::default();
         arguments.insert("x-stream-offset".into(), start.argument());
-        let consumer = channel
-            .basic_consume(
+        let consumer = within(
+            limit,
+            &format!("basic.consume {stream} from {start:?}"),
+            channel.basic_consume(
                 stream.as_str().into(),
                 ShortString::from(""),
                 BasicConsumeOptions::default(),
                 arguments,
-            )
-            .await
-            .map_err(|e| op_error(&format!("basic.consume {stream} from {start:?}"), e))?;
+            ),
+        )
+        .await?;
         Ok(ArchiveReader {
             channel,
             consumer,
@@ -142,11 +147,11 @@ impl RabbitBus {
         bodies: Vec<Bytes>,
     ) -> Result<(), BusError> {
         let name = self.topology().work_queue(queue);
-        let routed: Vec<(String, String, BasicProperties, Bytes)> = bodies
+        let routed: Vec<Routed> = bodies
             .into_iter()
             .map(|body| (String::new(), name.clone(), persistent(), body))
             .collect();
-        self.publish_routed(&routed).await
+        self.publish_waiting(&routed).await
     }
 }
 
@@ -158,9 +163,9 @@ impl Bus {
         start: &ArchiveStart,
         idle: Duration,
     ) -> Result<ArchiveReader, BusError> {
-        match self {
-            Bus::Rabbit(b) => b.read_archive(start, idle).await,
-            Bus::Memory(_) => Err(BusError::Operation {
+        match &self.backend {
+            Backend::Rabbit(b) => b.read_archive(start, idle).await,
+            Backend::Memory(_) => Err(BusError::Operation {
                 operation: "read the raw archive".into(),
                 detail: "the in-process bus keeps no archive; set ADOPORT__BROKER__URL".into(),
             }),
@@ -177,9 +182,9 @@ impl Bus {
         if bodies.is_empty() {
             return Ok(());
         }
-        match self {
-            Bus::Rabbit(b) => b.publish_to_queue(queue, bodies).await,
-            Bus::Memory(b) => {
+        match &self.backend {
+            Backend::Rabbit(b) => b.publish_to_queue(queue, bodies).await,
+            Backend::Memory(b) => {
                 let destination = match queue {
                     WorkQueue::Raw => Destination::Raw,
                     WorkQueue::Changes { partition } => Destination::Change { partition },

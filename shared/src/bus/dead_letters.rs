@@ -8,14 +8,11 @@
 //! the queue's length when it started.
 
 use bytes::Bytes;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
 
-use super::rabbit::{RabbitBus, broker_death_reason, header_text, op_error, persistent};
-use super::{Bus, BusError, DeadLetter, ORIGIN_QUEUE_HEADER, REASON_HEADER};
+use super::rabbit::{RabbitBus, broker_death_reason, header_text, persistent, within};
+use super::{Backend, Bus, BusError, DeadLetter, ORIGIN_QUEUE_HEADER, REASON_HEADER};
 use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 
 /// How long a listing waits for the broker to make the letters it returned ready again.
@@ -65,23 +62,13 @@ pub fn work_queue_named(topology: &Topology, name: &str) -> Option<WorkQueue> {
         .find(|q| topology.work_queue(*q) == name)
 }
 
-async fn message_count(channel: &Channel, name: &str) -> Result<u64, BusError> {
-    let declared = channel
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions::default().passive(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| op_error(&format!("queue.declare (passive) {name}"), e))?;
-    Ok(u64::from(declared.message_count()))
-}
-
 impl RabbitBus {
     async fn dead_letter_count(&self, queue: DeadLetterQueue) -> Result<u64, BusError> {
         let channel = self.open_channel().await?;
-        let count = message_count(&channel, &self.topology().dead_letter_queue(queue)).await;
-        let _ = channel.close(200, "done".into()).await;
+        let count = self
+            .message_count(&channel, &self.topology().dead_letter_queue(queue))
+            .await;
+        self.close_channel(channel).await;
         count
     }
 
@@ -92,15 +79,14 @@ impl RabbitBus {
     ) -> Result<Vec<DeadLetter>, BusError> {
         let name = self.topology().dead_letter_queue(queue);
         let channel = self.open_channel().await?;
-        let available = message_count(&channel, &name).await?;
+        let available = self.message_count(&channel, &name).await?;
         let limit = usize::try_from(available).unwrap_or(usize::MAX).min(max);
         let mut letters = Vec::new();
         let mut last_tag = None;
         while letters.len() < limit {
-            let Some(message) = channel
-                .basic_get(name.as_str().into(), BasicGetOptions::default())
-                .await
-                .map_err(|e| op_error(&format!("basic.get {name}"), e))?
+            let get = channel.basic_get(name.as_str().into(), BasicGetOptions::default());
+            let Some(message) =
+                within(self.timeouts().operation, &format!("basic.get {name}"), get).await?
             else {
                 break;
             };
@@ -112,23 +98,25 @@ impl RabbitBus {
         }
         if let Some(acker) = last_tag {
             // Give every letter back, in one go.
-            acker
-                .nack(BasicNackOptions {
+            within(
+                self.timeouts().operation,
+                &format!("basic.nack {name}"),
+                acker.nack(BasicNackOptions {
                     multiple: true,
                     requeue: true,
-                })
-                .await
-                .map_err(|e| op_error(&format!("basic.nack {name}"), e))?;
+                }),
+            )
+            .await?;
             // A quorum queue takes returned messages back asynchronously: wait (bounded) until
             // they are ready again, so that the next reader sees them.
             let deadline = tokio::time::Instant::now() + RETURN_WAIT;
-            while message_count(&channel, &name).await? < available
+            while self.message_count(&channel, &name).await? < available
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-        let _ = channel.close(200, "done".into()).await;
+        self.close_channel(channel).await;
         Ok(letters)
     }
 
@@ -140,14 +128,13 @@ impl RabbitBus {
         let topology = self.topology().clone();
         let name = topology.dead_letter_queue(queue);
         let channel = self.open_channel().await?;
-        let available = message_count(&channel, &name).await?;
+        let available = self.message_count(&channel, &name).await?;
         let mut outcome = RequeueOutcome::default();
         let mut kept = Vec::new();
         for index in 0..available {
-            let Some(message) = channel
-                .basic_get(name.as_str().into(), BasicGetOptions::default())
-                .await
-                .map_err(|e| op_error(&format!("basic.get {name}"), e))?
+            let get = channel.basic_get(name.as_str().into(), BasicGetOptions::default());
+            let Some(message) =
+                within(self.timeouts().operation, &format!("basic.get {name}"), get).await?
             else {
                 break;
             };
@@ -163,11 +150,13 @@ impl RabbitBus {
                         persistent(),
                         letter.body,
                     )];
-                    self.publish_routed(&routed).await?;
-                    acker
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .map_err(|e| op_error(&format!("basic.ack {name}"), e))?;
+                    self.publish_waiting(&routed).await?;
+                    within(
+                        self.timeouts().operation,
+                        &format!("basic.ack {name}"),
+                        acker.ack(BasicAckOptions::default()),
+                    )
+                    .await?;
                     outcome.requeued += 1;
                 }
                 (true, None) => {
@@ -181,34 +170,38 @@ impl RabbitBus {
             }
         }
         for acker in kept {
-            acker
-                .nack(BasicNackOptions {
+            within(
+                self.timeouts().operation,
+                &format!("basic.nack {name}"),
+                acker.nack(BasicNackOptions {
                     multiple: false,
                     requeue: true,
-                })
-                .await
-                .map_err(|e| op_error(&format!("basic.nack {name}"), e))?;
+                }),
+            )
+            .await?;
         }
         let left = outcome.kept + outcome.unknown_origin;
         let deadline = tokio::time::Instant::now() + RETURN_WAIT;
         while left > 0
-            && message_count(&channel, &name).await? < left
+            && self.message_count(&channel, &name).await? < left
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        let _ = channel.close(200, "done".into()).await;
+        self.close_channel(channel).await;
         Ok(outcome)
     }
 
     async fn purge_dead_letters(&self, queue: DeadLetterQueue) -> Result<u64, BusError> {
         let name = self.topology().dead_letter_queue(queue);
         let channel = self.open_channel().await?;
-        let purged = channel
-            .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
-            .await
-            .map_err(|e| op_error(&format!("queue.purge {name}"), e));
-        let _ = channel.close(200, "done".into()).await;
+        let purged = within(
+            self.timeouts().operation,
+            &format!("queue.purge {name}"),
+            channel.queue_purge(name.as_str().into(), QueuePurgeOptions::default()),
+        )
+        .await;
+        self.close_channel(channel).await;
         Ok(u64::from(purged?))
     }
 }
@@ -223,9 +216,9 @@ fn needs_broker(operation: &str) -> BusError {
 impl Bus {
     /// Number of letters in a DLQ.
     pub async fn dead_letter_count(&self, queue: DeadLetterQueue) -> Result<u64, BusError> {
-        match self {
-            Bus::Rabbit(b) => b.dead_letter_count(queue).await,
-            Bus::Memory(_) => Err(needs_broker("count dead letters")),
+        match &self.backend {
+            Backend::Rabbit(b) => b.dead_letter_count(queue).await,
+            Backend::Memory(_) => Err(needs_broker("count dead letters")),
         }
     }
 
@@ -235,9 +228,9 @@ impl Bus {
         queue: DeadLetterQueue,
         max: usize,
     ) -> Result<Vec<DeadLetter>, BusError> {
-        match self {
-            Bus::Rabbit(b) => b.list_dead_letters(queue, max).await,
-            Bus::Memory(_) => Err(needs_broker("list dead letters")),
+        match &self.backend {
+            Backend::Rabbit(b) => b.list_dead_letters(queue, max).await,
+            Backend::Memory(_) => Err(needs_broker("list dead letters")),
         }
     }
 
@@ -248,17 +241,17 @@ impl Bus {
         queue: DeadLetterQueue,
         select: &(dyn Fn(usize, &DeadLetter) -> bool + Sync),
     ) -> Result<RequeueOutcome, BusError> {
-        match self {
-            Bus::Rabbit(b) => b.requeue_dead_letters(queue, select).await,
-            Bus::Memory(_) => Err(needs_broker("requeue dead letters")),
+        match &self.backend {
+            Backend::Rabbit(b) => b.requeue_dead_letters(queue, select).await,
+            Backend::Memory(_) => Err(needs_broker("requeue dead letters")),
         }
     }
 
     /// Removes every letter of a DLQ; returns how many there were.
     pub async fn purge_dead_letters(&self, queue: DeadLetterQueue) -> Result<u64, BusError> {
-        match self {
-            Bus::Rabbit(b) => b.purge_dead_letters(queue).await,
-            Bus::Memory(_) => Err(needs_broker("purge dead letters")),
+        match &self.backend {
+            Backend::Rabbit(b) => b.purge_dead_letters(queue).await,
+            Backend::Memory(_) => Err(needs_broker("purge dead letters")),
         }
     }
 }

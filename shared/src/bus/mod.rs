@@ -2,16 +2,23 @@
 //! process.
 //!
 //! - [`Bus::publish_all`] returns only once every message is durable (publisher confirms on
-//!   RabbitMQ). A caller acks its own input only after that.
+//!   RabbitMQ). A caller acks its own input only after that. What it does while the broker is
+//!   away depends on the handle: the pipeline's handles wait until the broker is back (the work
+//!   pauses, nothing piles up); a [`Bus::failing_fast`] handle (webhooks) gets an error at once.
 //! - [`Bus::subscribe`] yields [`Delivery`]s with bounded prefetch; each is acked after its
-//!   effect, dead-lettered with a reason, or returned to the queue.
+//!   effect, dead-lettered with a reason, or returned to the queue. A subscription resumes on
+//!   its own after a lost connection; what was delivered on the old one comes again.
 //!
-//! The RabbitMQ implementation survives broker restarts (reconnect with backoff, re-declare,
-//! resume consuming). The in-process one backs `adoport all` without a broker: bounded channels,
-//! nothing durable, the same stages.
+//! On RabbitMQ the connection is made and kept in the background ([`Bus::start`]): creating a
+//! bus never waits for the broker, and every step has a timeout and heartbeats (see `link`).
+//! The in-process bus backs `adoport all` without a broker: bounded channels, nothing durable,
+//! the same stages.
 
 mod archive;
+mod consumer;
 mod dead_letters;
+mod declare;
+mod link;
 mod memory;
 mod rabbit;
 
@@ -20,10 +27,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Secret, Settings};
+use crate::config::{BrokerEndpoint, BrokerTimeouts, Secret, Settings};
 use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 
 pub use archive::{ArchiveReader, ArchiveStart, ArchivedMessage};
+pub use consumer::{RabbitSettle, RabbitSubscription};
 pub use dead_letters::{RequeueOutcome, work_queue_named};
 pub use memory::MemoryBus;
 pub use rabbit::RabbitBus;
@@ -35,9 +43,7 @@ pub const ORIGIN_QUEUE_HEADER: &str = "x-adoport-queue";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error(
-        "cannot reach the broker at {endpoint}: {detail} (is RabbitMQ running and ADOPORT__BROKER__URL right?)"
-    )]
+    #[error("cannot reach the broker at {endpoint}: {detail}")]
     Unreachable { endpoint: String, detail: String },
     #[error("the broker did not confirm a publish to {destination}: {detail}")]
     NotConfirmed { destination: String, detail: String },
@@ -47,6 +53,15 @@ pub enum BusError {
     Unroutable { destination: String, detail: String },
     #[error("broker operation {operation} failed: {detail}")]
     Operation { operation: String, detail: String },
+    #[error(
+        "the broker did not answer {operation} within {} ms (ADOPORT__BROKER__OPERATION_TIMEOUT_SECS): it is overloaded or stuck, or the network to it is",
+        after.as_millis()
+    )]
+    TimedOut { operation: String, after: Duration },
+    #[error(
+        "a delivery from {queue} could not be settled: its channel to the broker closed; the broker delivers the message again"
+    )]
+    DeliveryLost { queue: String },
     #[error(
         "queue {0} already has its consumer in this process (the in-process bus has one consumer per queue)"
     )]
@@ -104,59 +119,147 @@ pub struct DeadLetter {
     pub origin_queue: String,
 }
 
-/// One bus, either kind. Cheap to clone.
+/// One bus, either kind, with how its publishes behave while the broker is away. Cheap to
+/// clone.
 #[derive(Clone)]
-pub enum Bus {
+pub struct Bus {
+    backend: Backend,
+    publishing: Publishing,
+    /// The deadline of a [`Bus::failing_fast`] handle's publishes.
+    fail_fast: Duration,
+}
+
+#[derive(Clone)]
+enum Backend {
     Rabbit(RabbitBus),
     Memory(MemoryBus),
 }
 
+/// What a publish does when the broker cannot take it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publishing {
+    /// Wait until it can (the pipeline).
+    Wait,
+    /// Fail at once, or once the deadline passes (webhooks: their sender retries).
+    FailFast,
+}
+
 impl Bus {
-    /// Connects to RabbitMQ and declares the topology.
+    fn of(backend: Backend, fail_fast: Duration) -> Self {
+        Self {
+            backend,
+            publishing: Publishing::Wait,
+            fail_fast,
+        }
+    }
+
+    /// Connects to RabbitMQ now and declares the topology; the first attempt's error if it
+    /// fails, within the connect and operation timeouts (operator tools and tests).
     pub async fn rabbit(
         url: &Secret,
         topology: Topology,
+        timeouts: BrokerTimeouts,
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
-        Ok(Bus::Rabbit(
-            RabbitBus::connect(url.clone(), topology, shutdown).await?,
-        ))
+        let endpoint = Self::endpoint(url)?;
+        let bus = RabbitBus::connect(endpoint, topology, timeouts, shutdown).await?;
+        Ok(Self::of(Backend::Rabbit(bus), timeouts.fail_fast))
     }
 
     /// An in-process bus.
     pub fn memory(topology: Topology, shutdown: CancellationToken) -> Self {
-        Bus::Memory(MemoryBus::new(topology, shutdown))
+        Self::of(
+            Backend::Memory(MemoryBus::new(topology, shutdown)),
+            BrokerTimeouts::default().fail_fast,
+        )
     }
 
-    /// The bus the settings ask for: RabbitMQ at `ADOPORT__BROKER__URL`, or in process when
-    /// it is unset.
+    /// The bus the settings ask for, connecting in the background: RabbitMQ at
+    /// `ADOPORT__BROKER__URL`, or in process when it is unset. Never waits for the broker
+    /// (the roles' start-up, health and webhook ports must not); operations wait as their
+    /// kind asks. Needs a tokio runtime.
+    pub fn start(settings: &Settings, shutdown: CancellationToken) -> Result<Self, BusError> {
+        let broker = &settings.pipeline.broker;
+        let timeouts = broker.timeouts();
+        let backend = match &broker.url {
+            Some(url) => Backend::Rabbit(RabbitBus::start(
+                Self::endpoint(url)?,
+                settings.topology(),
+                timeouts,
+                shutdown,
+            )),
+            None => Backend::Memory(MemoryBus::new(settings.topology(), shutdown)),
+        };
+        Ok(Self::of(backend, timeouts.fail_fast))
+    }
+
+    /// The bus the settings ask for, connected now ([`Bus::rabbit`]), or in process when
+    /// `ADOPORT__BROKER__URL` is unset (operator tools, tests, the demo).
     pub async fn for_settings(
         settings: &Settings,
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
-        match &settings.pipeline.broker.url {
-            Some(url) => Self::rabbit(url, settings.topology(), shutdown).await,
+        let broker = &settings.pipeline.broker;
+        match &broker.url {
+            Some(url) => Self::rabbit(url, settings.topology(), broker.timeouts(), shutdown).await,
             None => Ok(Self::memory(settings.topology(), shutdown)),
         }
     }
 
-    pub fn topology(&self) -> &Topology {
-        match self {
-            Bus::Rabbit(b) => b.topology(),
-            Bus::Memory(b) => b.topology(),
+    fn endpoint(url: &Secret) -> Result<BrokerEndpoint, BusError> {
+        BrokerEndpoint::parse(url).map_err(|problem| BusError::Unreachable {
+            endpoint: "ADOPORT__BROKER__URL".into(),
+            detail: problem,
+        })
+    }
+
+    /// The same bus, but its publishes fail at once while the broker is down or holding
+    /// publishes back, and when the confirms take longer than
+    /// `ADOPORT__BROKER__WEBHOOK_PUBLISH_TIMEOUT_MS`: for callers whose peer retries (the
+    /// webhook receiver answers 503, and Azure DevOps sends the event again).
+    pub fn failing_fast(&self) -> Bus {
+        Bus {
+            publishing: Publishing::FailFast,
+            ..self.clone()
         }
     }
 
-    /// Publishes every message and returns when all are durable. On a broker failure it
-    /// reconnects and publishes them again (duplicates are harmless downstream), within a
-    /// bounded number of attempts.
+    pub fn topology(&self) -> &Topology {
+        match &self.backend {
+            Backend::Rabbit(b) => b.topology(),
+            Backend::Memory(b) => b.topology(),
+        }
+    }
+
+    /// Whether this bus is RabbitMQ (durable, with dead-letter queues and an archive).
+    pub fn is_broker(&self) -> bool {
+        matches!(self.backend, Backend::Rabbit(_))
+    }
+
+    /// Publishes every message and returns when all are durable. While the broker cannot take
+    /// them, this handle's kind decides: wait until it can, publishing again after a failure
+    /// (duplicates are harmless downstream), or fail at once ([`Bus::failing_fast`]). Waiting
+    /// ends with `ShuttingDown` on shutdown.
     pub async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
         if messages.is_empty() {
             return Ok(());
         }
-        match self {
-            Bus::Rabbit(b) => b.publish_all(messages).await,
-            Bus::Memory(b) => b.publish_all(messages).await,
+        match (&self.backend, self.publishing) {
+            (Backend::Rabbit(b), Publishing::Wait) => b.publish_waiting(&b.routed(messages)).await,
+            (Backend::Rabbit(b), Publishing::FailFast) => {
+                b.publish_fail_fast(&b.routed(messages)).await
+            }
+            (Backend::Memory(b), Publishing::Wait) => b.publish_all(messages).await,
+            (Backend::Memory(b), Publishing::FailFast) => {
+                tokio::time::timeout(self.fail_fast, b.publish_all(messages))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(BusError::NotConfirmed {
+                            destination: "the in-process queue".into(),
+                            detail: "it stayed full (the stages behind it are busy)".into(),
+                        })
+                    })
+            }
         }
     }
 
@@ -164,17 +267,19 @@ impl Bus {
         self.publish_all(vec![message]).await
     }
 
-    /// Starts consuming a work queue with at most `prefetch` unacknowledged deliveries.
+    /// Starts consuming a work queue with at most `prefetch` unacknowledged deliveries. On
+    /// RabbitMQ it waits for the connection (not past shutdown); a subscription keeps
+    /// consuming across reconnects.
     pub async fn subscribe(
         &self,
         queue: WorkQueue,
         prefetch: u16,
     ) -> Result<Subscription, BusError> {
-        match self {
-            Bus::Rabbit(b) => Ok(Subscription::Rabbit(Box::new(
-                b.subscribe(queue, prefetch).await?,
+        match &self.backend {
+            Backend::Rabbit(b) => Ok(Subscription::Rabbit(Box::new(
+                b.subscribe(queue, prefetch).await,
             ))),
-            Bus::Memory(b) => Ok(Subscription::Memory(b.subscribe(queue)?)),
+            Backend::Memory(b) => Ok(Subscription::Memory(b.subscribe(queue)?)),
         }
     }
 
@@ -185,39 +290,48 @@ impl Bus {
         queue: DeadLetterQueue,
         max: usize,
     ) -> Result<Vec<DeadLetter>, BusError> {
-        match self {
-            Bus::Rabbit(b) => b.drain_dead_letters(queue, max).await,
-            Bus::Memory(b) => Ok(b.drain_dead_letters(queue, max)),
+        match &self.backend {
+            Backend::Rabbit(b) => b.drain_dead_letters(queue, max).await,
+            Backend::Memory(b) => Ok(b.drain_dead_letters(queue, max)),
         }
     }
 
     /// Number of messages ready in a work queue (not counting unacked ones).
     pub async fn ready_count(&self, queue: WorkQueue) -> Result<u64, BusError> {
-        match self {
-            Bus::Rabbit(b) => b.ready_count(queue).await,
-            Bus::Memory(b) => Ok(b.ready_count(queue)),
+        match &self.backend {
+            Backend::Rabbit(b) => b.ready_count(queue).await,
+            Backend::Memory(b) => Ok(b.ready_count(queue)),
         }
     }
 
-    /// Whether the bus can take messages now (for readiness probes).
+    /// Whether the bus is connected now (for readiness probes and metrics).
     pub fn is_connected(&self) -> bool {
-        match self {
-            Bus::Rabbit(b) => b.is_connected(),
-            Bus::Memory(_) => true,
+        match &self.backend {
+            Backend::Rabbit(b) => b.is_connected(),
+            Backend::Memory(_) => true,
+        }
+    }
+
+    /// Why the bus cannot take messages now, naming the broker and what failed; `None` when
+    /// it can (for `/readyz`).
+    pub fn problem(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Rabbit(b) => b.problem(),
+            Backend::Memory(_) => None,
         }
     }
 
     /// Deletes the topology's queues and exchanges (tests and uninstall). No-op in process.
     pub async fn delete_topology(&self) -> Result<(), BusError> {
-        match self {
-            Bus::Rabbit(b) => b.delete_topology().await,
-            Bus::Memory(_) => Ok(()),
+        match &self.backend {
+            Backend::Rabbit(b) => b.delete_topology().await,
+            Backend::Memory(_) => Ok(()),
         }
     }
 
     /// Closes connections; deliveries not acked yet go back to their queues.
     pub async fn close(&self) {
-        if let Bus::Rabbit(b) = self {
+        if let Backend::Rabbit(b) = &self.backend {
             b.close().await;
         }
     }
@@ -226,7 +340,7 @@ impl Bus {
 /// A stream of deliveries from one work queue.
 pub enum Subscription {
     // Boxed: the RabbitMQ consumer state is large, and a subscription moves into its task.
-    Rabbit(Box<rabbit::RabbitSubscription>),
+    Rabbit(Box<RabbitSubscription>),
     Memory(memory::MemorySubscription),
 }
 
@@ -251,7 +365,7 @@ pub struct Delivery {
 }
 
 enum Settle {
-    Rabbit(rabbit::RabbitSettle),
+    Rabbit(RabbitSettle),
     Memory(memory::MemorySettle),
 }
 

@@ -1,75 +1,70 @@
-//! The bus on RabbitMQ (lapin): topology declaration, confirmed publishing, supervised consumers.
+//! The bus on RabbitMQ (lapin): confirmed publishing that waits out an outage or fails fast,
+//! and the operator operations (counts, dead letters, deleting the topology).
 //!
-//! One connection per process carries one confirm-mode channel for publishing (shared by every
-//! publisher; lapin channels are safe to share) and one channel per subscription (prefetch is
-//! per consumer). When the connection drops, the next publish or `next()` reconnects with
-//! backoff, declares the topology again and resumes. Messages that were delivered but not acked
-//! on the old connection are redelivered by the broker: at least once, never lost.
+//! The connection is kept by [`Link`] in the background. One confirm-mode channel on it carries
+//! every publish; each subscription has its own channel ([`super::consumer`]).
+//!
+//! Two ways to publish, chosen by the caller's [`super::Bus`] handle:
+//! - **waiting** (the pipeline: crawler, transform, publish, control messages): a publish that
+//!   cannot be confirmed is sent again once the broker is back, as often as it takes. An outage
+//!   pauses the caller; nothing piles up, because every caller holds at most its own batch. Only
+//!   shutdown or a topology mismatch (a message no queue takes) ends the wait with an error.
+//! - **failing fast** (webhooks, whose sender retries): no connection, a broker holding back
+//!   publishes, or no confirm within the deadline is an error at once.
+//!
+//! Confirms have a timeout; a publish whose confirms do not come in time marks the connection
+//! broken (the link reconnects) and is sent again: at least once, duplicates are harmless.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
-    ExchangeKind,
-};
-use tokio::sync::Mutex;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation};
 use tokio_util::sync::CancellationToken;
 
+use super::consumer::RabbitSubscription;
+use super::link::{Link, Live};
 use super::{
-    BusError, DeadLetter, Delivery, Destination, ORIGIN_QUEUE_HEADER, Outgoing, REASON_HEADER,
-    Settle, reconnect_delay,
+    BusError, DeadLetter, Destination, ORIGIN_QUEUE_HEADER, Outgoing, REASON_HEADER,
+    reconnect_delay,
 };
-use crate::config::Secret;
+use crate::config::{BrokerEndpoint, BrokerTimeouts};
 use crate::topology::{DeadLetterQueue, RECONNECT_BACKOFF_MAX, Topology, WorkQueue};
 
-/// Attempts at one `publish_all` before the caller gets an error (≈15 s of broker outage).
-const PUBLISH_ATTEMPTS: u32 = 8;
-
-struct Live {
-    connection: Connection,
-    publisher: Channel,
-    generation: u64,
-}
-
-impl Live {
-    fn healthy(&self) -> bool {
-        self.connection.status().connected() && self.publisher.status().connected()
-    }
-}
+/// A message ready for `basic.publish`: exchange, routing key, properties, body.
+pub(super) type Routed = (String, String, BasicProperties, Bytes);
 
 struct Inner {
-    url: Secret,
-    /// The URL without credentials, for messages.
-    endpoint: String,
+    link: Link,
     topology: Topology,
-    shutdown: CancellationToken,
-    live: Mutex<Option<Arc<Live>>>,
-    generation: AtomicU64,
-    connected: AtomicBool,
 }
 
-/// The RabbitMQ bus. Cheap to clone.
+/// The RabbitMQ bus. Cheap to clone; the connection closes when the last clone goes (or at
+/// [`RabbitBus::close`]).
 #[derive(Clone)]
 pub struct RabbitBus {
     inner: Arc<Inner>,
 }
 
-/// Removes `user:password@` from an AMQP URL.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
+/// Runs one broker operation within `limit`: its error, or a timeout naming the operation.
+pub(super) async fn within<T>(
+    limit: Duration,
+    operation: &str,
+    operation_future: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(limit, operation_future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(op_error(operation, e)),
+        Err(_) => Err(BusError::TimedOut {
+            operation: operation.to_string(),
+            after: limit,
+        }),
     }
 }
 
@@ -78,167 +73,6 @@ pub(super) fn op_error(operation: &str, e: impl std::fmt::Display) -> BusError {
         operation: operation.to_string(),
         detail: e.to_string(),
     }
-}
-
-fn quorum_arguments(
-    topology: &Topology,
-    dead_letters: Option<&str>,
-    single_active: bool,
-) -> FieldTable {
-    let mut args = FieldTable::default();
-    // Quorum queues replicate and fsync before confirming: a confirmed publish survives a
-    // broker restart.
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    if let Some(dlq) = dead_letters {
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(topology.dead_letter_exchange().into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(dlq.into()),
-        );
-        // A message that keeps crashing its consumer stops after this many deliveries
-        // (unlimited unless set) and lands in the DLQ with reason `delivery_limit`.
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(i64::from(topology.delivery_limit)),
-        );
-        // At-least-once dead lettering: without it (and reject-publish) the broker may drop a
-        // dead letter silently.
-        args.insert(
-            "x-dead-letter-strategy".into(),
-            AMQPValue::LongString("at-least-once".into()),
-        );
-        args.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString("reject-publish".into()),
-        );
-    }
-    if single_active {
-        // One consumer at a time: the order of a partition (or the single running resync)
-        // holds however many replicas subscribe; the others take over when it goes away.
-        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-    }
-    args
-}
-
-async fn declare_topology(channel: &Channel, t: &Topology) -> Result<(), lapin::Error> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            t.dead_letter_exchange().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            t.raw_exchange().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            t.changes_exchange().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-
-    for dlq in [
-        DeadLetterQueue::Raw,
-        DeadLetterQueue::Changes,
-        DeadLetterQueue::ResyncRequests,
-    ] {
-        let name = t.dead_letter_queue(dlq);
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::durable(),
-                quorum_arguments(t, None, false),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                name.as_str().into(),
-                t.dead_letter_exchange().into(),
-                name.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-
-    for queue in t.work_queues() {
-        let name = t.work_queue(queue);
-        let dlq = t.dead_letter_queue(queue.dead_letter_queue());
-        let single_active = !matches!(queue, WorkQueue::Raw);
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::durable(),
-                quorum_arguments(t, Some(&dlq), single_active),
-            )
-            .await?;
-        let (exchange, key) = match queue {
-            WorkQueue::Raw => (t.raw_exchange(), String::new()),
-            WorkQueue::Changes { .. } => (t.changes_exchange(), name.clone()),
-            // Published through the default exchange by queue name.
-            WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => continue,
-        };
-        channel
-            .queue_bind(
-                name.as_str().into(),
-                exchange.into(),
-                key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-
-    // The archive: every raw event, kept by age and size, for `adoport replay`.
-    let mut stream_args = FieldTable::default();
-    stream_args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("stream".into()),
-    );
-    stream_args.insert(
-        "x-max-age".into(),
-        AMQPValue::LongString(t.archive.max_age.as_str().into()),
-    );
-    stream_args.insert(
-        "x-max-length-bytes".into(),
-        AMQPValue::LongLongInt(i64::try_from(t.archive.max_bytes).unwrap_or(i64::MAX)),
-    );
-    channel
-        .queue_declare(
-            t.raw_archive().into(),
-            QueueDeclareOptions::durable(),
-            stream_args,
-        )
-        .await?;
-    channel
-        .queue_bind(
-            t.raw_archive().into(),
-            t.raw_exchange().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(())
 }
 
 pub(super) fn persistent() -> BasicProperties {
@@ -281,121 +115,81 @@ pub(super) fn broker_death_reason(headers: &FieldTable) -> Option<String> {
     ))
 }
 
+/// Why one attempt at a publish failed, and what it means for the next one.
+enum Failure {
+    /// No queue takes the message: retrying cannot help.
+    Permanent(BusError),
+    /// The broker refused it (nack): the connection is fine; try again after a pause.
+    Refused(BusError),
+    /// The channel or connection failed, or the confirms did not come in time.
+    Broken(BusError),
+}
+
 impl RabbitBus {
-    /// Connects (retrying for a while: the broker may still be starting) and declares the topology.
-    pub async fn connect(
-        url: Secret,
+    /// Starts connecting in the background and returns at once (needs a tokio runtime).
+    /// Operations wait for the connection as their kind asks (see the module doc).
+    pub fn start(
+        endpoint: BrokerEndpoint,
         topology: Topology,
+        timeouts: BrokerTimeouts,
+        shutdown: CancellationToken,
+    ) -> Self {
+        RabbitBus {
+            inner: Arc::new(Inner {
+                link: Link::start(endpoint, topology.clone(), timeouts, shutdown),
+                topology,
+            }),
+        }
+    }
+
+    /// Connects now: `Ok` once connected, the first attempt's error otherwise (for operator
+    /// tools and tests, which should fail rather than wait).
+    pub async fn connect(
+        endpoint: BrokerEndpoint,
+        topology: Topology,
+        timeouts: BrokerTimeouts,
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
-        let bus = RabbitBus {
-            inner: Arc::new(Inner {
-                endpoint: redact(url.expose()),
-                url,
-                topology,
-                shutdown,
-                live: Mutex::new(None),
-                generation: AtomicU64::new(0),
-                connected: AtomicBool::new(false),
-            }),
-        };
-        let mut attempt = 0;
-        loop {
-            match bus.live().await {
-                Ok(_) => return Ok(bus),
-                Err(e) if attempt >= 6 => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "broker not reachable yet; retrying");
-                    bus.pause(attempt).await?;
-                    attempt += 1;
-                }
-            }
-        }
+        let bus = Self::start(endpoint, topology, timeouts, shutdown);
+        bus.inner.link.first_attempt().await?;
+        Ok(bus)
     }
 
     pub fn topology(&self) -> &Topology {
         &self.inner.topology
     }
 
+    pub(super) fn link(&self) -> &Link {
+        &self.inner.link
+    }
+
+    pub(super) fn timeouts(&self) -> &BrokerTimeouts {
+        self.inner.link.timeouts()
+    }
+
     pub fn is_connected(&self) -> bool {
-        self.inner.connected.load(Ordering::Relaxed)
+        self.inner.link.is_up()
     }
 
-    /// Sleeps before the next reconnect attempt, or stops on shutdown.
-    async fn pause(&self, attempt: u32) -> Result<(), BusError> {
-        tokio::select! {
-            _ = self.inner.shutdown.cancelled() => Err(BusError::ShuttingDown),
-            _ = tokio::time::sleep(reconnect_delay(attempt, RECONNECT_BACKOFF_MAX)) => Ok(()),
-        }
+    /// Why the bus cannot take messages now (for readiness), or `None`.
+    pub fn problem(&self) -> Option<String> {
+        self.inner.link.problem()
     }
 
-    /// The current connection, or a new one (declared and in confirm mode).
-    async fn live(&self) -> Result<Arc<Live>, BusError> {
-        let mut slot = self.inner.live.lock().await;
-        if let Some(live) = slot.as_ref()
-            && live.healthy()
-        {
-            return Ok(live.clone());
-        }
-        self.inner.connected.store(false, Ordering::Relaxed);
-        if let Some(old) = slot.take() {
-            let _ = old.connection.close(200, "reconnecting".into()).await;
-        }
-        let unreachable = |e: lapin::Error| BusError::Unreachable {
-            endpoint: self.inner.endpoint.clone(),
-            detail: e.to_string(),
-        };
-        let properties = ConnectionProperties::default()
-            // Named after the topology prefix, so an operator (or a test) can find it.
-            .with_connection_name(LongString::from(format!(
-                "adoport-{}{}",
-                self.inner.topology.prefix(),
-                std::process::id()
-            )));
-        let connection = Connection::connect(self.inner.url.expose(), properties)
-            .await
-            .map_err(unreachable)?;
-        let publisher = connection.create_channel().await.map_err(unreachable)?;
-        declare_topology(&publisher, &self.inner.topology)
-            .await
-            .map_err(|e| op_error("declare topology", e))?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| op_error("confirm.select", e))?;
-        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let live = Arc::new(Live {
-            connection,
-            publisher,
-            generation,
-        });
-        *slot = Some(live.clone());
-        self.inner.connected.store(true, Ordering::Relaxed);
-        if generation > 1 {
-            tracing::info!(endpoint = %self.inner.endpoint, generation, "reconnected to the broker");
-        }
-        Ok(live)
-    }
-
-    /// A new channel on the current connection (the operator tools: archive, dead letters).
-    /// The caller closes it.
+    /// A new channel on the current connection, waiting at most the connect timeout for one
+    /// (operator tools, metrics). The caller closes it.
     pub(super) async fn open_channel(&self) -> Result<Channel, BusError> {
-        let live = self.live().await?;
-        live.connection
-            .create_channel()
-            .await
-            .map_err(|e| op_error("channel.open", e))
-    }
-
-    /// Forgets a connection that failed, so that the next call reconnects.
-    async fn invalidate(&self, generation: u64) {
-        let mut slot = self.inner.live.lock().await;
-        if slot.as_ref().is_some_and(|l| l.generation == generation) {
-            if let Some(old) = slot.take() {
-                let _ = old.connection.close(200, "reconnecting".into()).await;
-            }
-            self.inner.connected.store(false, Ordering::Relaxed);
+        let live = self.inner.link.soon().await?;
+        let opened = within(
+            self.timeouts().operation,
+            "channel.open",
+            live.connection.create_channel(),
+        )
+        .await;
+        if let Err(e @ BusError::TimedOut { .. }) = &opened {
+            self.inner.link.broken(live.generation, e.to_string());
         }
+        opened
     }
 
     fn route(&self, destination: Destination) -> (String, String) {
@@ -411,100 +205,158 @@ impl RabbitBus {
         }
     }
 
-    pub async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
-        let routed: Vec<(String, String, BasicProperties, Bytes)> = messages
+    pub(super) fn routed(&self, messages: Vec<Outgoing>) -> Vec<Routed> {
+        messages
             .into_iter()
             .map(|m| {
                 let (exchange, key) = self.route(m.destination);
                 (exchange, key, persistent(), m.body)
             })
-            .collect();
-        self.publish_routed(&routed).await
+            .collect()
     }
 
-    /// Publishes with retries across reconnects; all-or-error.
-    pub(super) async fn publish_routed(
-        &self,
-        routed: &[(String, String, BasicProperties, Bytes)],
-    ) -> Result<(), BusError> {
-        let mut attempt = 0;
+    /// Publishes and waits for the confirms, sending everything again on a new connection
+    /// after a failure, for as long as it takes (see the module doc). Ends early only on
+    /// shutdown (`ShuttingDown`) or a message no queue takes (`Unroutable`).
+    pub(super) async fn publish_waiting(&self, routed: &[Routed]) -> Result<(), BusError> {
+        let link = &self.inner.link;
+        let mut failures = 0u32;
         loop {
-            if self.inner.shutdown.is_cancelled() {
-                return Err(BusError::ShuttingDown);
-            }
-            let error = match self.live().await {
-                Ok(live) => match Self::publish_on(&live, routed).await {
-                    Ok(()) => return Ok(()),
-                    // A topology mismatch does not heal by retrying.
-                    Err(e @ BusError::Unroutable { .. }) => return Err(e),
-                    Err(e) => {
-                        self.invalidate(live.generation).await;
-                        e
-                    }
-                },
-                Err(e) => e,
-            };
-            attempt += 1;
-            if attempt >= PUBLISH_ATTEMPTS {
-                return Err(error);
-            }
-            tracing::warn!(error = %error, attempt, "publish failed; reconnecting and publishing again");
-            self.pause(attempt).await?;
-        }
-    }
-
-    async fn publish_on(
-        live: &Live,
-        routed: &[(String, String, BasicProperties, Bytes)],
-    ) -> Result<(), BusError> {
-        let mut pending = Vec::with_capacity(routed.len());
-        for (exchange, key, properties, body) in routed {
-            let confirm = live
-                .publisher
-                .basic_publish(
-                    exchange.as_str().into(),
-                    key.as_str().into(),
-                    // Mandatory: a message no queue takes comes back instead of vanishing.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    body,
-                    properties.clone(),
-                )
+            let live = link.up().await?;
+            let failure = match self
+                .publish_on(&live, routed, self.timeouts().confirm)
                 .await
-                .map_err(|e| BusError::NotConfirmed {
-                    destination: format!("{exchange}/{key}"),
-                    detail: e.to_string(),
-                })?;
-            pending.push((exchange, key, confirm));
-        }
-        for (exchange, key, confirm) in pending {
-            let not_confirmed = |detail: String| BusError::NotConfirmed {
-                destination: format!("{exchange}/{key}"),
-                detail,
+            {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(
+                            attempts = failures + 1,
+                            "publish confirmed after the broker came back"
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(Failure::Permanent(e)) => return Err(e),
+                Err(Failure::Refused(e)) => e,
+                Err(Failure::Broken(e)) => {
+                    // A broker holding back publishes (memory or disk alarm) is not broken:
+                    // wait for it rather than reconnect into the same alarm.
+                    if !live.blocked() {
+                        link.broken(live.generation, e.to_string());
+                    }
+                    e
+                }
             };
-            match confirm.await.map_err(|e| not_confirmed(e.to_string()))? {
-                Confirmation::Ack(None) => {}
-                Confirmation::Ack(Some(returned)) => {
-                    return Err(BusError::Unroutable {
-                        destination: format!("{exchange}/{key}"),
-                        detail: returned.reply_text.to_string(),
-                    });
-                }
-                Confirmation::Nack(_) => {
-                    return Err(not_confirmed("the broker refused it (nack)".into()));
-                }
-                Confirmation::NotRequested => {
-                    return Err(not_confirmed("channel is not in confirm mode".into()));
-                }
-            }
+            failures += 1;
+            tracing::warn!(
+                endpoint = link.endpoint(),
+                error = %failure,
+                attempt = failures,
+                "publish not confirmed; it is sent again once the broker takes it"
+            );
+            link.pause(reconnect_delay(failures, RECONNECT_BACKOFF_MAX))
+                .await?;
         }
-        Ok(())
     }
 
-    /// Parks a message in a DLQ with its reason (confirmed).
-    async fn publish_dead_letter(
+    /// Publishes on the connection there is now, within the fail-fast deadline; any trouble is
+    /// an error at once (the caller answers 503 and its peer retries).
+    pub(super) async fn publish_fail_fast(&self, routed: &[Routed]) -> Result<(), BusError> {
+        let link = &self.inner.link;
+        let live = link.now()?;
+        let deadline = self.timeouts().fail_fast;
+        match self.publish_on(&live, routed, deadline).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Permanent(e) | Failure::Refused(e)) => Err(e),
+            Err(Failure::Broken(e)) => {
+                // A deadline this short says little about the connection: the waiting path
+                // and the heartbeats judge it. A failed channel is another matter.
+                if !live.healthy() {
+                    link.broken(live.generation, e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One attempt: publish every message (mandatory), then wait for all confirms, the whole
+    /// within `limit`.
+    async fn publish_on(
+        &self,
+        live: &Live,
+        routed: &[Routed],
+        limit: Duration,
+    ) -> Result<(), Failure> {
+        let attempt = async {
+            let mut pending = Vec::with_capacity(routed.len());
+            for (exchange, key, properties, body) in routed {
+                let confirm = live
+                    .publisher
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        key.as_str().into(),
+                        // Mandatory: a message no queue takes comes back instead of vanishing.
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        body,
+                        properties.clone(),
+                    )
+                    .await
+                    .map_err(|e| Failure::Broken(not_confirmed(exchange, key, e.to_string())))?;
+                pending.push((exchange, key, confirm));
+            }
+            for (exchange, key, confirm) in pending {
+                let confirmation = confirm
+                    .await
+                    .map_err(|e| Failure::Broken(not_confirmed(exchange, key, e.to_string())))?;
+                match confirmation {
+                    Confirmation::Ack(None) => {}
+                    Confirmation::Ack(Some(returned)) => {
+                        return Err(Failure::Permanent(BusError::Unroutable {
+                            destination: format!("{exchange}/{key}"),
+                            detail: returned.reply_text.to_string(),
+                        }));
+                    }
+                    Confirmation::Nack(_) => {
+                        return Err(Failure::Refused(not_confirmed(
+                            exchange,
+                            key,
+                            "the broker refused it (nack)".into(),
+                        )));
+                    }
+                    Confirmation::NotRequested => {
+                        return Err(Failure::Broken(not_confirmed(
+                            exchange,
+                            key,
+                            "the channel is not in confirm mode".into(),
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let destination = routed
+                    .first()
+                    .map(|(exchange, key, _, _)| format!("{exchange}/{key}"))
+                    .unwrap_or_default();
+                Err(Failure::Broken(BusError::NotConfirmed {
+                    destination,
+                    detail: format!(
+                        "no confirm within {} ms (the broker is slow, stuck or holding back publishes)",
+                        limit.as_millis()
+                    ),
+                }))
+            }
+        }
+    }
+
+    /// Parks a message in a DLQ with its reason (confirmed, waiting out an outage).
+    pub(super) async fn publish_dead_letter(
         &self,
         dlq: DeadLetterQueue,
         origin_queue: &str,
@@ -525,24 +377,13 @@ impl RabbitBus {
             properties,
             body,
         )];
-        self.publish_routed(&routed).await
+        self.publish_waiting(&routed).await
     }
 
-    pub async fn subscribe(
-        &self,
-        queue: WorkQueue,
-        prefetch: u16,
-    ) -> Result<RabbitSubscription, BusError> {
-        let mut subscription = RabbitSubscription {
-            bus: self.clone(),
-            queue,
-            name: self.inner.topology.work_queue(queue),
-            prefetch: prefetch.max(1),
-            current: None,
-        };
-        // Open now, so that a caller learns at start-up that the queue is unreachable.
-        subscription.current = Some(subscription.open().await?);
-        Ok(subscription)
+    /// A consumer of `queue`: waits for the connection and starts consuming; after a lost
+    /// connection it resumes on the next one by itself.
+    pub async fn subscribe(&self, queue: WorkQueue, prefetch: u16) -> RabbitSubscription {
+        RabbitSubscription::open(self.clone(), queue, prefetch).await
     }
 
     pub async fn drain_dead_letters(
@@ -550,20 +391,13 @@ impl RabbitBus {
         queue: DeadLetterQueue,
         max: usize,
     ) -> Result<Vec<DeadLetter>, BusError> {
-        let live = self.live().await?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| op_error("channel.open", e))?;
+        let channel = self.open_channel().await?;
+        let limit = self.timeouts().operation;
         let name = self.inner.topology.dead_letter_queue(queue);
         let mut letters = Vec::new();
         while letters.len() < max {
-            let Some(message) = channel
-                .basic_get(name.as_str().into(), BasicGetOptions::default())
-                .await
-                .map_err(|e| op_error("basic.get", e))?
-            else {
+            let get = channel.basic_get(name.as_str().into(), BasicGetOptions::default());
+            let Some(message) = within(limit, "basic.get", get).await? else {
                 break;
             };
             let headers = message.properties.headers().clone().unwrap_or_default();
@@ -576,46 +410,51 @@ impl RabbitBus {
                 reason,
                 origin_queue,
             });
-            message
-                .delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(|e| op_error("basic.ack", e))?;
+            let ack = message.delivery.acker.ack(BasicAckOptions::default());
+            within(limit, "basic.ack", ack).await?;
         }
-        let _ = channel.close(200, "done".into()).await;
+        self.close_channel(channel).await;
         Ok(letters)
     }
 
     pub async fn ready_count(&self, queue: WorkQueue) -> Result<u64, BusError> {
-        let live = self.live().await?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| op_error("channel.open", e))?;
+        let channel = self.open_channel().await?;
         let name = self.inner.topology.work_queue(queue);
-        let declared = channel
-            .queue_declare(
-                name.as_str().into(),
+        let count = self.message_count(&channel, &name).await;
+        self.close_channel(channel).await;
+        count
+    }
+
+    /// Messages ready in the queue `name` (passive declare).
+    pub(super) async fn message_count(
+        &self,
+        channel: &Channel,
+        name: &str,
+    ) -> Result<u64, BusError> {
+        let declared = within(
+            self.timeouts().operation,
+            &format!("queue.declare (passive) {name}"),
+            channel.queue_declare(
+                name.into(),
                 QueueDeclareOptions::default().passive(),
                 FieldTable::default(),
-            )
-            .await
-            .map_err(|e| op_error("queue.declare (passive)", e))?;
-        let _ = channel.close(200, "done".into()).await;
+            ),
+        )
+        .await?;
         Ok(u64::from(declared.message_count()))
+    }
+
+    /// Closes a channel of an operation, waiting at most the operation timeout.
+    pub(super) async fn close_channel(&self, channel: Channel) {
+        let limit = self.timeouts().operation;
+        let _ = tokio::time::timeout(limit, channel.close(200, "done".into())).await;
     }
 
     /// Deletes every queue and exchange of this topology (tests, and uninstalling). Messages
     /// in them are gone.
     pub async fn delete_topology(&self) -> Result<(), BusError> {
-        let live = self.live().await?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| op_error("channel.open", e))?;
+        let channel = self.open_channel().await?;
+        let limit = self.timeouts().operation;
         let t = &self.inner.topology;
         let mut queues: Vec<String> = t
             .work_queues()
@@ -633,204 +472,39 @@ impl RabbitBus {
         );
         queues.push(t.raw_archive());
         for queue in queues {
-            channel
-                .queue_delete(
-                    queue.as_str().into(),
-                    lapin::options::QueueDeleteOptions::default(),
-                )
-                .await
-                .map_err(|e| op_error(&format!("queue.delete {queue}"), e))?;
+            within(
+                limit,
+                &format!("queue.delete {queue}"),
+                channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()),
+            )
+            .await?;
         }
         for exchange in [
             t.raw_exchange(),
             t.changes_exchange(),
             t.dead_letter_exchange(),
         ] {
-            channel
-                .exchange_delete(
-                    exchange.as_str().into(),
-                    lapin::options::ExchangeDeleteOptions::default(),
-                )
-                .await
-                .map_err(|e| op_error(&format!("exchange.delete {exchange}"), e))?;
+            within(
+                limit,
+                &format!("exchange.delete {exchange}"),
+                channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()),
+            )
+            .await?;
         }
-        let _ = channel.close(200, "done".into()).await;
+        self.close_channel(channel).await;
         Ok(())
     }
 
+    /// Closes the connection and stops reconnecting; deliveries not acked yet go back to
+    /// their queues.
     pub async fn close(&self) {
-        let mut slot = self.inner.live.lock().await;
-        if let Some(live) = slot.take() {
-            let _ = live.connection.close(200, "shutting down".into()).await;
-        }
-        self.inner.connected.store(false, Ordering::Relaxed);
+        self.inner.link.close().await;
     }
 }
 
-/// A supervised consumer of one work queue.
-pub struct RabbitSubscription {
-    bus: RabbitBus,
-    queue: WorkQueue,
-    name: String,
-    prefetch: u16,
-    current: Option<(Channel, Consumer)>,
-}
-
-impl RabbitSubscription {
-    async fn open(&self) -> Result<(Channel, Consumer), BusError> {
-        let live = self.bus.live().await?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| op_error("channel.open", e))?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| op_error("basic.qos", e))?;
-        let consumer = channel
-            .basic_consume(
-                self.name.as_str().into(),
-                ShortString::from(""),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| op_error(&format!("basic.consume {}", self.name), e))?;
-        Ok((channel, consumer))
-    }
-
-    pub async fn next(&mut self) -> Option<Delivery> {
-        let mut attempt = 0u32;
-        loop {
-            if self.bus.inner.shutdown.is_cancelled() {
-                return None;
-            }
-            let Some((_, consumer)) = self.current.as_mut() else {
-                match self.open().await {
-                    Ok(opened) => {
-                        tracing::info!(queue = %self.name, "consuming again after reconnect");
-                        self.current = Some(opened);
-                        attempt = 0;
-                    }
-                    Err(e) => {
-                        tracing::warn!(queue = %self.name, error = %e, attempt, "cannot consume; retrying");
-                        if self.bus.pause(attempt).await.is_err() {
-                            return None;
-                        }
-                        attempt += 1;
-                    }
-                }
-                continue;
-            };
-            let shutdown = self.bus.inner.shutdown.clone();
-            let item = tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                item = consumer.next() => item,
-            };
-            match item {
-                Some(Ok(delivery)) => {
-                    let headers = delivery.properties.headers().clone().unwrap_or_default();
-                    let previous = header_number(&headers, "x-delivery-count")
-                        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-                        .unwrap_or(u32::from(delivery.redelivered));
-                    return Some(Delivery {
-                        body: Bytes::from(delivery.data),
-                        previous_deliveries: previous,
-                        settle: Settle::Rabbit(RabbitSettle {
-                            acker: delivery.acker,
-                            bus: self.bus.clone(),
-                            origin_queue: self.name.clone(),
-                            dlq: self.queue.dead_letter_queue(),
-                        }),
-                    });
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(queue = %self.name, error = %e, "consumer failed; reconnecting");
-                    self.drop_current().await;
-                }
-                None => {
-                    tracing::warn!(queue = %self.name, "consumer was cancelled by the broker; reconnecting");
-                    self.drop_current().await;
-                }
-            }
-        }
-    }
-
-    async fn drop_current(&mut self) {
-        if let Some((channel, _)) = self.current.take() {
-            let _ = channel.close(200, "reconnecting".into()).await;
-        }
-        // Give the broker (maybe restarting) a moment before the first reconnect attempt.
-        let _ = self.bus.pause(0).await;
-    }
-}
-
-impl Drop for RabbitSubscription {
-    fn drop(&mut self) {
-        // Close the channel now, so that the broker hands this consumer's prefetched,
-        // unacked deliveries to another consumer at once instead of when the connection ends.
-        if let Some((channel, _)) = self.current.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                let _ = channel.close(200, "consumer stopped".into()).await;
-            });
-        }
-    }
-}
-
-/// Settles a RabbitMQ delivery.
-pub struct RabbitSettle {
-    acker: lapin::Acker,
-    bus: RabbitBus,
-    origin_queue: String,
-    dlq: DeadLetterQueue,
-}
-
-impl RabbitSettle {
-    /// lapin poisons every acker of a channel that closed.
-    pub(super) fn is_held(&self) -> bool {
-        self.acker.usable()
-    }
-
-    pub(super) async fn ack(self) -> Result<(), BusError> {
-        self.acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map(|_| ())
-            .map_err(|e| op_error("basic.ack", e))
-    }
-
-    pub(super) async fn requeue(self) -> Result<(), BusError> {
-        self.acker
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| op_error("basic.nack", e))
-    }
-
-    pub(super) async fn dead_letter(self, body: Bytes, reason: &str) -> Result<(), BusError> {
-        self.bus
-            .publish_dead_letter(self.dlq, &self.origin_queue, body, reason)
-            .await?;
-        self.ack().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_credentials() {
-        assert_eq!(
-            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
+fn not_confirmed(exchange: &str, key: &str, detail: String) -> BusError {
+    BusError::NotConfirmed {
+        destination: format!("{exchange}/{key}"),
+        detail,
     }
 }

@@ -10,6 +10,7 @@
 //! Nothing else in the project reads the environment. Secrets are [`Secret`]s and never print.
 
 mod accounts;
+mod broker;
 mod env;
 mod flex;
 mod network;
@@ -24,6 +25,7 @@ pub use accounts::{
     AUTHORITY_HOST_VARIABLE, AzureDevopsAccounts, AzureDevopsCredentials, DEFAULT_AUTHORITY_HOST,
     ServicePrincipal,
 };
+pub use broker::{BrokerEndpoint, BrokerTimeouts};
 pub use network::{CA_FILE_VARIABLES, CaBundle, NetworkSettings, ProxySetting};
 pub use secret::Secret;
 
@@ -353,6 +355,37 @@ pub struct BrokerSettings {
     /// Upper bound of the raw archive's size in bytes.
     #[serde(default = "default_archive_max_bytes", deserialize_with = "flex::u64")]
     pub archive_max_bytes: u64,
+    /// Seconds to open the TCP connection and finish the AMQP handshake.
+    #[serde(
+        default = "default_connect_timeout_secs",
+        deserialize_with = "flex::u64"
+    )]
+    pub connect_timeout_secs: u64,
+    /// AMQP heartbeat interval asked of the broker, in seconds: a connection that hears nothing
+    /// for twice this long is taken as dead. The URL's own `?heartbeat=` wins when present.
+    #[serde(default = "default_heartbeat_secs", deserialize_with = "flex::u64")]
+    pub heartbeat_secs: u64,
+    /// Seconds one broker operation may take (open a channel, declare, start consuming, ack)
+    /// before the connection is taken as broken.
+    #[serde(
+        default = "default_operation_timeout_secs",
+        deserialize_with = "flex::u64"
+    )]
+    pub operation_timeout_secs: u64,
+    /// Seconds the broker may take to confirm a publish before the connection is taken as
+    /// broken and the messages are published again on a new one.
+    #[serde(
+        default = "default_confirm_timeout_secs",
+        deserialize_with = "flex::u64"
+    )]
+    pub confirm_timeout_secs: u64,
+    /// Milliseconds a webhook's publish may take; past it (or at once while the broker is
+    /// down) the webhook gets 503 and Azure DevOps sends it again.
+    #[serde(
+        default = "default_webhook_publish_timeout_ms",
+        deserialize_with = "flex::u64"
+    )]
+    pub webhook_publish_timeout_ms: u64,
 }
 
 fn default_partitions() -> u64 {
@@ -367,6 +400,21 @@ fn default_archive_max_age() -> String {
 fn default_archive_max_bytes() -> u64 {
     ArchiveRetention::default().max_bytes
 }
+fn default_connect_timeout_secs() -> u64 {
+    10
+}
+fn default_heartbeat_secs() -> u64 {
+    10
+}
+fn default_operation_timeout_secs() -> u64 {
+    10
+}
+fn default_confirm_timeout_secs() -> u64 {
+    30
+}
+fn default_webhook_publish_timeout_ms() -> u64 {
+    1500
+}
 
 impl Default for BrokerSettings {
     fn default() -> Self {
@@ -377,6 +425,11 @@ impl Default for BrokerSettings {
             delivery_limit: default_delivery_limit(),
             archive_max_age: default_archive_max_age(),
             archive_max_bytes: default_archive_max_bytes(),
+            connect_timeout_secs: default_connect_timeout_secs(),
+            heartbeat_secs: default_heartbeat_secs(),
+            operation_timeout_secs: default_operation_timeout_secs(),
+            confirm_timeout_secs: default_confirm_timeout_secs(),
+            webhook_publish_timeout_ms: default_webhook_publish_timeout_ms(),
         }
     }
 }
@@ -677,14 +730,7 @@ impl Settings {
                 problem: "must be at least 1".into(),
             });
         }
-        if let Some(url) = &broker.url
-            && !(url.expose().starts_with("amqp://") || url.expose().starts_with("amqps://"))
-        {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__BROKER__URL".into(),
-                problem: "must start with amqp:// or amqps:// (for example amqp://guest:guest@127.0.0.1:5672/%2f)".into(),
-            });
-        }
+        broker.validate_connection()?;
         if self.pipeline.ingest.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 setting: "ADOPORT__INGEST__LISTEN".into(),
@@ -901,6 +947,7 @@ pub struct AzureDevopsAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn settings(list: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_vars(list.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -989,6 +1036,43 @@ mod tests {
     }
 
     #[test]
+    fn broker_timeouts_have_defaults_and_are_read() {
+        let t = settings(&[]).expect("valid").pipeline.broker.timeouts();
+        assert_eq!(
+            t,
+            BrokerTimeouts {
+                connect: Duration::from_secs(10),
+                heartbeat: Duration::from_secs(10),
+                operation: Duration::from_secs(10),
+                confirm: Duration::from_secs(30),
+                fail_fast: Duration::from_millis(1500),
+            }
+        );
+        assert_eq!(t, BrokerTimeouts::default());
+        let t = settings(&[
+            ("ADOPORT__BROKER__CONNECT_TIMEOUT_SECS", "2"),
+            ("ADOPORT__BROKER__HEARTBEAT_SECS", "5"),
+            ("ADOPORT__BROKER__OPERATION_TIMEOUT_SECS", "3"),
+            ("ADOPORT__BROKER__CONFIRM_TIMEOUT_SECS", "60"),
+            ("ADOPORT__BROKER__WEBHOOK_PUBLISH_TIMEOUT_MS", "800"),
+        ])
+        .expect("valid")
+        .pipeline
+        .broker
+        .timeouts();
+        assert_eq!(
+            (t.connect, t.heartbeat, t.operation, t.confirm, t.fail_fast),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+                Duration::from_secs(3),
+                Duration::from_secs(60),
+                Duration::from_millis(800)
+            )
+        );
+    }
+
+    #[test]
     fn unknown_ocean_settings_are_reported_not_fatal() {
         let s = settings(&[("OCEAN__LOG_LEVEL_X", "DEBUG")]).expect("valid");
         assert_eq!(s.unused, vec!["OCEAN__LOG_LEVEL_X"]);
@@ -1028,6 +1112,30 @@ mod tests {
             (
                 &[("ADOPORT__PUBLISH__PARTITIONS", "0,9")],
                 "ADOPORT__PUBLISH__PARTITIONS",
+            ),
+            (
+                &[("ADOPORT__BROKER__URL", "amqp://guest:guest@")],
+                "ADOPORT__BROKER__URL",
+            ),
+            (
+                &[("ADOPORT__BROKER__HEARTBEAT_SECS", "0")],
+                "ADOPORT__BROKER__HEARTBEAT_SECS",
+            ),
+            (
+                &[("ADOPORT__BROKER__CONNECT_TIMEOUT_SECS", "soon")],
+                "ADOPORT__BROKER__CONNECT_TIMEOUT_SECS",
+            ),
+            (
+                &[("ADOPORT__BROKER__OPERATION_TIMEOUT_SECS", "0")],
+                "ADOPORT__BROKER__OPERATION_TIMEOUT_SECS",
+            ),
+            (
+                &[("ADOPORT__BROKER__CONFIRM_TIMEOUT_SECS", "86400")],
+                "ADOPORT__BROKER__CONFIRM_TIMEOUT_SECS",
+            ),
+            (
+                &[("ADOPORT__BROKER__WEBHOOK_PUBLISH_TIMEOUT_MS", "20000")],
+                "ADOPORT__BROKER__WEBHOOK_PUBLISH_TIMEOUT_MS",
             ),
         ];
         for (vars, name) in cases {
