@@ -22,6 +22,6 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "kubernetes-validate: installing with pip (validates deploy/kubernetes)"
   python3 -m pip install -q kubernetes-validate >/dev/null
 fi
-kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
+kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml deploy/kubernetes/autoscaling/cpu.yaml
 export ADOPORT_TEST_AMQP_URL="${ADOPORT_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 cargo test --workspace --locked "$@"
