@@ -138,10 +138,14 @@ pub async fn run(
             "no webhookSecret configured: webhooks are accepted without authentication (set OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET)"
         );
     }
-    let actions = actions::start(settings, organizations.clients().to_vec(), shutdown.clone())?;
+    let actions = actions::start(
+        settings,
+        organizations.live().clients().to_vec(),
+        shutdown.clone(),
+    )?;
     let state = Arc::new(webhook::WebhookState {
         bus: bus.clone(),
-        organizations: organizations.clone(),
+        organizations: organizations.live(),
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
         actions,
@@ -173,6 +177,7 @@ pub async fn run(
     });
     let crawler = Crawlers::new(
         organizations
+            .crawl()
             .clients()
             .iter()
             .map(|client| {
@@ -199,7 +204,8 @@ pub async fn run(
 }
 
 /// One client per configured organization, sharing the credentials (one token provider for a
-/// service principal) and the request counts; each has its own request budget.
+/// service principal) and the request counts; each has its own request budget, with its live
+/// lane's reserve (`ado::budget`).
 fn organization_clients(
     settings: &Settings,
     stats: &IngestStats,
@@ -211,10 +217,15 @@ fn organization_clients(
         accounts.timeout_secs,
         &accounts.network,
     )?;
+    let ingest = &settings.pipeline.ingest;
     let options = ado::ClientOptions {
         timeout_secs: accounts.timeout_secs,
         network: &accounts.network,
-        max_concurrent_requests: settings.pipeline.ingest.max_concurrent_requests as usize,
+        lanes: ado::LaneLimits {
+            max_in_flight: ingest.max_concurrent_requests as usize,
+            reserved_in_flight: ingest.live_reserved_requests as usize,
+            reserved_percent: ingest.live_reserved_budget_percent.min(90) as u8,
+        },
     };
     let clients = accounts
         .organization_urls

@@ -115,22 +115,36 @@ fn ceil_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// A request past the budget's delayed ones: answered 429 `TF400733` with `Retry-After` and
+/// the budget's headers.
+#[derive(Debug)]
+pub(crate) struct Blocked(Usage);
+
+impl IntoResponse for Blocked {
+    fn into_response(self) -> Response {
+        let retry_after = match self.0.state {
+            State::Blocked { retry_after } | State::Delayed { retry_after } => retry_after,
+            State::Served => Duration::ZERO,
+        };
+        let mut response = AdoError::RateLimited {
+            retry_after_secs: ceil_secs(retry_after),
+        }
+        .into_response();
+        insert_headers(response.headers_mut(), &self.0);
+        response
+    }
+}
+
 /// Counts one request against the organization's budget: `Ok(None)` when it has none,
-/// `Ok(Some(usage))` when the request may go on (its answer gets [`with_headers`]), and
-/// `Err(answer)` with the 429 when it is blocked.
-pub(crate) fn take(state: &AdoState) -> Result<Option<Usage>, Response> {
+/// `Ok(Some(usage))` when the request may go on (its answer gets [`with_headers`]).
+pub(crate) fn take(state: &AdoState) -> Result<Option<Usage>, Blocked> {
     let mut slot = lock(&state.budget);
     let Some(budget) = slot.as_mut() else {
         return Ok(None);
     };
     let usage = budget.take(Instant::now());
-    if let State::Blocked { retry_after } = usage.state {
-        let mut response = AdoError::RateLimited {
-            retry_after_secs: ceil_secs(retry_after),
-        }
-        .into_response();
-        insert_headers(response.headers_mut(), &usage);
-        return Err(response);
+    if let State::Blocked { .. } = usage.state {
+        return Err(Blocked(usage));
     }
     Ok(Some(usage))
 }

@@ -146,7 +146,7 @@ async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) 
     // Every answer past this point carries the budget's headers, as Azure DevOps' do.
     let usage = match super::limit::take(state) {
         Ok(usage) => usage,
-        Err(blocked) => return blocked,
+        Err(blocked) => return blocked.into_response(),
     };
     super::limit::with_headers(usage, admitted(state, matched, request, next).await)
 }
