@@ -7,13 +7,16 @@
 //! - **the rate budget** (TSTUs per sliding five minutes, told by `X-RateLimit-Limit`,
 //!   `-Remaining` and `-Reset`): every answer, of either lane, informs both. The crawl paces as
 //!   if `reserved_percent` of the limit were already spent, so it slows down and stops while
-//!   a reserve is left; live reads pace on the real remainder, as the client always did.
-//!   A `Retry-After` on an answer that is not a 429 is a delay advice: it pauses the crawl.
-//!   A 429 means the caller is blocked: it pauses both lanes.
+//!   a reserve is left, and a `Retry-After` on an answer that is not a 429 (Azure DevOps'
+//!   advice while it *delays* a caller) pauses it. Live reads spend the reserve without
+//!   pacing: past it Azure DevOps delays them (milliseconds to 30 s) rather than refuse them,
+//!   which is still sooner than the minutes until the budget resets. A 429 means the caller
+//!   is *blocked*: it pauses both lanes.
 //!
 //! Each dimension can be turned off on its own: with `reserved_in_flight` 0 the crawl may take
-//! every request in flight; with `reserved_percent` 0 a delay advice pauses live reads too.
-//! With both 0 the two lanes are one, as before this module existed.
+//! every request in flight; with `reserved_percent` 0 there is no reserve to spend, so live
+//! reads pace and take advice with the crawl. With both 0 the two lanes are one, as before
+//! this module existed.
 //!
 //! This module decides who may send and when; it sends nothing. The lane of a request is
 //! chosen once, by the view of the client a caller holds ([`Lane`]).
@@ -188,9 +191,14 @@ impl LaneBudget {
         }
     }
 
-    /// True when no rate budget is reserved: every pause holds both lanes.
-    fn no_reserve(&self) -> bool {
-        self.limits.reserved_percent == 0
+    /// The lane a pause for pacing or advice holds: the crawl, or both when no rate budget is
+    /// reserved (live reads then have nothing of their own to spend).
+    fn paced_lane(&self) -> Lane {
+        if self.limits.reserved_percent == 0 {
+            Lane::Live
+        } else {
+            Lane::Crawl
+        }
     }
 
     /// The instant `lane` may send again, if it is paused.
@@ -268,22 +276,12 @@ impl LaneBudget {
             let wait = signals.retry_after.unwrap_or(BLOCKED_WITHOUT_RETRY_AFTER);
             self.pause(Lane::Live, now + wait);
         } else if let Some(advice) = signals.retry_after {
-            // A delay advice: the crawl can wait; live reads spend the reserve, unless there
-            // is none.
-            let lane = if self.no_reserve() {
-                Lane::Live
-            } else {
-                Lane::Crawl
-            };
-            self.pause(lane, now + advice);
-        }
-        if let Some(wait) = pace(signals, 0.0) {
-            observed.paced = true;
-            self.pause(Lane::Live, now + wait);
+            // A delay advice: the crawl can wait; live reads spend the reserve.
+            self.pause(self.paced_lane(), now + advice);
         }
         if let Some(wait) = pace(signals, self.limits.reserved_share()) {
             observed.paced = true;
-            self.pause(Lane::Crawl, now + wait);
+            self.pause(self.paced_lane(), now + wait);
         }
         observed
     }
@@ -437,7 +435,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_crawl_stops_at_the_reserve_and_live_reads_spend_it() {
         let budget = LaneBudget::new(limits(5, 1, 20));
-        // 30 of 200 left: under the crawl's 40 reserve, above live's pacing point (20).
+        // 30 of 200 left: under the crawl's reserve of 40.
         let observed = budget.observe(&budget_left(30.0));
         assert!(observed.paced);
         assert!(admitted_within(&budget, Lane::Live, Duration::from_millis(1)).await);
@@ -445,11 +443,10 @@ mod tests {
         assert!(admitted_within(&budget, Lane::Crawl, Duration::from_secs(2)).await);
         // Plenty left: nobody paces.
         assert!(!budget.observe(&budget_left(190.0)).paced);
-        // Nothing left: live reads wait for the reset too, and the crawl with them.
+        // Nothing left (Azure DevOps delays now, it does not refuse): live reads still go.
         budget.observe(&budget_left(0.0));
-        assert!(!admitted_within(&budget, Lane::Live, Duration::from_secs(59)).await);
-        assert!(admitted_within(&budget, Lane::Live, Duration::from_secs(2)).await);
-        assert!(admitted_within(&budget, Lane::Crawl, Duration::from_millis(1)).await);
+        assert!(admitted_within(&budget, Lane::Live, Duration::from_millis(1)).await);
+        assert!(!admitted_within(&budget, Lane::Crawl, Duration::from_secs(59)).await);
     }
 
     #[tokio::test(start_paused = true)]
@@ -473,6 +470,10 @@ mod tests {
             ..RateSignals::default()
         });
         assert!(!admitted_within(&budget, Lane::Live, Duration::from_secs(9)).await);
+        assert!(admitted_within(&budget, Lane::Live, Duration::from_secs(2)).await);
+        // So does pacing: 10 of 200 left, 60 s to go, 6 s between requests.
+        budget.observe(&budget_left(10.0));
+        assert!(!admitted_within(&budget, Lane::Live, Duration::from_secs(5)).await);
         assert!(admitted_within(&budget, Lane::Live, Duration::from_secs(2)).await);
     }
 

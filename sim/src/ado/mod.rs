@@ -393,6 +393,18 @@ impl AdoSim {
         self.state.traffic.total()
     }
 
+    /// The most requests this organization answered at once (from their arrival to their
+    /// answer, simulated latency included) since the start or the last
+    /// [`AdoSim::reset_peak_in_flight`].
+    pub fn peak_in_flight(&self) -> u64 {
+        self.state.traffic.peak_in_flight()
+    }
+
+    /// Starts [`AdoSim::peak_in_flight`] again from the requests being answered now.
+    pub fn reset_peak_in_flight(&self) {
+        self.state.traffic.reset_peak_in_flight()
+    }
+
     /// The next `answers.len()` requests on `route` (a template key such as
     /// `"GET /{org}/_apis/projects"`) get these answers instead of the normal ones.
     pub fn fail_next(&self, route: &str, answers: Vec<ScriptedAnswer>) {

@@ -107,6 +107,7 @@ async fn gate(
     next: Next,
 ) -> Response {
     let key = route_key(request.method(), matched.as_ref());
+    let _answering = state.traffic.enter();
     let scripted = state.traffic.arrive(&key);
     if !state.config.latency.is_zero() {
         // The time a real organization takes to answer (network and server).
