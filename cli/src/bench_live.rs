@@ -31,8 +31,7 @@ use adoport_shared::config::Settings;
 use adoport_shared::messages::ResyncTrigger;
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_sim::RateLimit;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
-use adoport_sim::port::{PortSim, PortSimConfig};
+use adoport_sim::ado::AdoSimConfig;
 
 /// The blueprint a repository becomes in the default mapping.
 const REPOSITORY_BLUEPRINT: &str = "azureDevopsRepository";
@@ -239,7 +238,7 @@ async fn measure(args: &BenchArgs, label: &'static str, reserve: bool) -> anyhow
 /// The simulators: an organization of `--projects` × `--repositories` with the request budget
 /// and latency of the arguments, and Port holding the mapping.
 async fn rate_limited_world(args: &BenchArgs, mapping: Value) -> anyhow::Result<SimulatedWorld> {
-    let ado = AdoSim::start(AdoSimConfig {
+    let ado = AdoSimConfig {
         projects: args.projects,
         repositories_per_project: args.repositories,
         latency: Duration::from_millis(args.ado_latency_ms),
@@ -249,16 +248,8 @@ async fn rate_limited_world(args: &BenchArgs, mapping: Value) -> anyhow::Result<
         }),
         rate_limit_delayed: args.ado_budget / 10,
         ..AdoSimConfig::default()
-    })
-    .await
-    .context("cannot start the Azure DevOps simulator")?;
-    let port = PortSim::start(PortSimConfig {
-        integration_config: Some(mapping),
-        ..PortSimConfig::default()
-    })
-    .await
-    .context("cannot start the Port simulator")?;
-    Ok(SimulatedWorld { ado, port })
+    };
+    SimulatedWorld::start_with(ado, mapping).await
 }
 
 /// Sends repository renames at a steady rate, going round the repositories; a repository

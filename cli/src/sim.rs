@@ -46,13 +46,19 @@ impl SimulatedWorld {
         repositories: usize,
         mapping: Value,
     ) -> anyhow::Result<Self> {
-        let ado = AdoSim::start(AdoSimConfig {
+        let ado = AdoSimConfig {
             projects,
             repositories_per_project: repositories,
             ..AdoSimConfig::default()
-        })
-        .await
-        .context("cannot start the Azure DevOps simulator")?;
+        };
+        Self::start_with(ado, mapping).await
+    }
+
+    /// An Azure DevOps simulator configured as `ado`, and Port holding `mapping`.
+    pub async fn start_with(ado: AdoSimConfig, mapping: Value) -> anyhow::Result<Self> {
+        let ado = AdoSim::start(ado)
+            .await
+            .context("cannot start the Azure DevOps simulator")?;
         let port = PortSim::start(PortSimConfig {
             integration_config: Some(mapping),
             ..PortSimConfig::default()

@@ -19,6 +19,16 @@ use adoport_sim::{RateLimit, ScriptedAnswer};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+/// Four requests in flight, `reserved_in_flight` of them and `reserved_percent` of the rate
+/// budget kept for live reads.
+fn four_places(reserved_in_flight: usize, reserved_percent: u8) -> LaneLimits {
+    LaneLimits {
+        max_in_flight: 4,
+        reserved_in_flight,
+        reserved_percent,
+    }
+}
+
 /// A client of `sim`'s organization with these lanes (crawl view; `.live()` for the other).
 fn client(sim: &AdoSim, lanes: LaneLimits, stats: Arc<RequestStats>) -> AdoClient {
     let auth = AdoAuth::personal_access_token(&Secret::new("sim-pat")).expect("auth");
@@ -95,15 +105,7 @@ async fn live_reads_are_served_within_a_bound_while_the_crawl_saturates_the_budg
     .await
     .expect("simulator");
     let stats = Arc::new(RequestStats::default());
-    let organization = client(
-        &sim,
-        LaneLimits {
-            max_in_flight: 4,
-            reserved_in_flight: 1,
-            reserved_percent: 40,
-        },
-        Arc::clone(&stats),
-    );
+    let organization = client(&sim, four_places(1, 40), Arc::clone(&stats));
     let live = organization.live();
     let repository = first_repository(&sim);
     let expected_pull_requests = sim.pull_requests().len() as u64;
@@ -158,15 +160,7 @@ async fn the_crawl_never_holds_the_places_reserved_for_live_reads() {
     })
     .await
     .expect("simulator");
-    let organization = client(
-        &sim,
-        LaneLimits {
-            max_in_flight: 4,
-            reserved_in_flight: 1,
-            reserved_percent: 0,
-        },
-        Arc::default(),
-    );
+    let organization = client(&sim, four_places(1, 0), Arc::default());
     let crawl = start_crawl(organization.crawl());
     // Once the crawl is listing pull requests it has more work than places.
     assert!(
@@ -199,15 +193,7 @@ async fn a_429_pauses_both_lanes_and_a_delay_advice_only_the_crawl() {
     let sim = AdoSim::start(AdoSimConfig::default())
         .await
         .expect("simulator");
-    let organization = client(
-        &sim,
-        LaneLimits {
-            max_in_flight: 4,
-            reserved_in_flight: 1,
-            reserved_percent: 20,
-        },
-        Arc::default(),
-    );
+    let organization = client(&sim, four_places(1, 20), Arc::default());
     let (crawl, live) = (organization.crawl(), organization.live());
     let repository = first_repository(&sim);
     let project = sim.projects()[0]["id"]

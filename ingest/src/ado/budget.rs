@@ -310,6 +310,35 @@ mod tests {
         }
     }
 
+    /// A `Retry-After: secs` on a successful answer.
+    fn advice(secs: u64) -> RateSignals {
+        RateSignals {
+            retry_after: Some(Duration::from_secs(secs)),
+            ..RateSignals::default()
+        }
+    }
+
+    /// A 429, with `Retry-After: secs` if given.
+    fn blocked(secs: Option<u64>) -> RateSignals {
+        RateSignals {
+            blocked: true,
+            retry_after: secs.map(Duration::from_secs),
+            ..RateSignals::default()
+        }
+    }
+
+    /// A place in `lane`, taken at once or the test fails.
+    async fn place(budget: &LaneBudget, lane: Lane) -> Admission<'_> {
+        let shutdown = CancellationToken::new();
+        tokio::time::timeout(
+            Duration::from_millis(1),
+            budget.admit(lane, &shutdown, || {}),
+        )
+        .await
+        .expect("a place at once")
+        .expect("not shut down")
+    }
+
     /// True when `lane` gets a place within `patience` (paused time: no real waiting).
     async fn admitted_within(budget: &LaneBudget, lane: Lane, patience: Duration) -> bool {
         let shutdown = CancellationToken::new();
@@ -368,34 +397,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_crawl_never_holds_the_reserved_places() {
         let budget = LaneBudget::new(limits(5, 2, 20));
-        let shutdown = CancellationToken::new();
         let mut crawl = Vec::new();
         for _ in 0..3 {
-            crawl.push(
-                budget
-                    .admit(Lane::Crawl, &shutdown, || {})
-                    .await
-                    .expect("place"),
-            );
+            crawl.push(place(&budget, Lane::Crawl).await);
         }
         // Three crawl requests in flight: the fourth waits, though two places are free.
         assert!(!admitted_within(&budget, Lane::Crawl, Duration::from_secs(60)).await);
         // Those two are the live lane's.
-        let live_a = budget
-            .admit(Lane::Live, &shutdown, || {})
-            .await
-            .expect("place");
-        let live_b = budget
-            .admit(Lane::Live, &shutdown, || {})
-            .await
-            .expect("place");
+        let live_a = place(&budget, Lane::Live).await;
+        let live_b = place(&budget, Lane::Live).await;
         assert!(!admitted_within(&budget, Lane::Live, Duration::from_secs(60)).await);
         // Live reads may also take places the crawl leaves idle.
         drop(crawl.pop());
-        let live_c = budget
-            .admit(Lane::Live, &shutdown, || {})
-            .await
-            .expect("place");
+        let live_c = place(&budget, Lane::Live).await;
         assert!(!admitted_within(&budget, Lane::Crawl, Duration::from_secs(60)).await);
         drop((live_a, live_b, live_c));
         assert!(admitted_within(&budget, Lane::Crawl, Duration::from_millis(1)).await);
@@ -404,29 +418,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_delay_advice_pauses_the_crawl_and_a_429_pauses_both() {
         let budget = LaneBudget::new(limits(5, 1, 20));
-        budget.observe(&RateSignals {
-            retry_after: Some(Duration::from_secs(10)),
-            ..RateSignals::default()
-        });
+        budget.observe(&advice(10));
         assert!(admitted_within(&budget, Lane::Live, Duration::from_millis(1)).await);
         assert!(!admitted_within(&budget, Lane::Crawl, Duration::from_secs(9)).await);
         // The advice ends 10 s after it came (9 s already waited).
         assert!(admitted_within(&budget, Lane::Crawl, Duration::from_secs(2)).await);
 
-        budget.observe(&RateSignals {
-            blocked: true,
-            retry_after: Some(Duration::from_secs(5)),
-            ..RateSignals::default()
-        });
+        budget.observe(&blocked(Some(5)));
         assert!(!admitted_within(&budget, Lane::Live, Duration::from_secs(4)).await);
         assert!(admitted_within(&budget, Lane::Live, Duration::from_secs(2)).await);
         assert!(admitted_within(&budget, Lane::Crawl, Duration::from_millis(1)).await);
 
         // A 429 without Retry-After still holds both a moment.
-        budget.observe(&RateSignals {
-            blocked: true,
-            ..RateSignals::default()
-        });
+        budget.observe(&blocked(None));
         assert!(!admitted_within(&budget, Lane::Live, Duration::from_millis(900)).await);
         assert!(!admitted_within(&budget, Lane::Crawl, Duration::from_millis(50)).await);
         assert!(admitted_within(&budget, Lane::Crawl, Duration::from_millis(100)).await);
@@ -452,23 +456,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn with_nothing_reserved_the_lanes_are_one() {
         let budget = LaneBudget::new(LaneLimits::shared(2));
-        let shutdown = CancellationToken::new();
-        let _a = budget
-            .admit(Lane::Crawl, &shutdown, || {})
-            .await
-            .expect("place");
-        let _b = budget
-            .admit(Lane::Crawl, &shutdown, || {})
-            .await
-            .expect("place");
+        let _a = place(&budget, Lane::Crawl).await;
+        let _b = place(&budget, Lane::Crawl).await;
         // The crawl took every place: a live read waits.
         assert!(!admitted_within(&budget, Lane::Live, Duration::from_secs(60)).await);
         drop((_a, _b));
         // A delay advice holds live reads too.
-        budget.observe(&RateSignals {
-            retry_after: Some(Duration::from_secs(10)),
-            ..RateSignals::default()
-        });
+        budget.observe(&advice(10));
         assert!(!admitted_within(&budget, Lane::Live, Duration::from_secs(9)).await);
         assert!(admitted_within(&budget, Lane::Live, Duration::from_secs(2)).await);
         // So does pacing: 10 of 200 left, 60 s to go, 6 s between requests.
@@ -481,10 +475,7 @@ mod tests {
     async fn a_request_that_queued_into_a_pause_gives_its_place_back() {
         let budget = std::sync::Arc::new(LaneBudget::new(limits(2, 1, 20)));
         let shutdown = CancellationToken::new();
-        let held = budget
-            .admit(Lane::Crawl, &shutdown, || {})
-            .await
-            .expect("place");
+        let held = place(&budget, Lane::Crawl).await;
         let waiting = {
             let budget = std::sync::Arc::clone(&budget);
             let shutdown = shutdown.clone();
@@ -496,10 +487,7 @@ mod tests {
         tokio::task::yield_now().await;
         // While the second crawl request queues, an advice pauses the crawl for 10 s.
         let advised = Instant::now();
-        budget.observe(&RateSignals {
-            retry_after: Some(Duration::from_secs(10)),
-            ..RateSignals::default()
-        });
+        budget.observe(&advice(10));
         drop(held);
         let sent = waiting.await.expect("task");
         assert!(sent >= advised + Duration::from_secs(10), "sent too early");
@@ -509,10 +497,7 @@ mod tests {
     async fn shutdown_ends_a_wait() {
         let budget = LaneBudget::new(limits(1, 0, 0));
         let shutdown = CancellationToken::new();
-        let _held = budget
-            .admit(Lane::Crawl, &shutdown, || {})
-            .await
-            .expect("place");
+        let _held = place(&budget, Lane::Crawl).await;
         let stopped = shutdown.clone();
         tokio::spawn(async move { stopped.cancel() });
         assert!(budget.admit(Lane::Live, &shutdown, || {}).await.is_err());
