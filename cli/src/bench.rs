@@ -105,6 +105,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         crate::bench_organizations::run(&args).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.mode == BenchMode::LiveEvents {
+        crate::bench_live::run(&args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut results = Vec::new();
     if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
         results.push(in_process(&args, expected, Conditions::Unhindered).await?);

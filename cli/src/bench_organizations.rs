@@ -111,7 +111,7 @@ async fn crawl(
                 ClientOptions {
                     timeout_secs: 60,
                     network: &network,
-                    max_concurrent_requests: CONCURRENCY,
+                    lanes: adoport_ingest::ado::LaneLimits::shared(CONCURRENCY),
                 },
                 shutdown.clone(),
                 Arc::clone(&stats),

@@ -255,6 +255,21 @@ pub struct BenchArgs {
     /// Each simulated organization's request budget in the organizations comparison.
     #[arg(long, default_value_t = 500)]
     pub ado_requests_per_second: u32,
+    /// live-events mode: requests the simulated organization allows per sliding
+    /// --ado-budget-window-secs (Azure DevOps' 200 TSTUs per 5 minutes, scaled down so the
+    /// resync hits it); a tenth more are answered delayed, then 429.
+    #[arg(long, default_value_t = 1000)]
+    pub ado_budget: u32,
+    /// live-events mode: the sliding window of --ado-budget, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub ado_budget_window_secs: u64,
+    /// live-events mode: webhooks (repository renames) sent per second, with and without a
+    /// resync running.
+    #[arg(long, default_value_t = 5.0)]
+    pub webhooks_per_second: f64,
+    /// live-events mode: seconds of webhooks without a resync (the baseline).
+    #[arg(long, default_value_t = 10)]
+    pub quiet_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +292,9 @@ pub enum BenchMode {
     Both,
     /// Only the crawl comparison of `--organizations`.
     Organizations,
+    /// Webhook → Port latency during a resync against a rate-limited Azure DevOps, against
+    /// the same without a resync; with the live lane's reserve off, then on.
+    LiveEvents,
 }
 
 #[derive(Debug, Args)]

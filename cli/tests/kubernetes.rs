@@ -120,7 +120,11 @@ fn keda_scales_transform_and_publish_on_the_queues_they_consume() {
     let deployments = of_kind(&base, "Deployment");
     let variants = documents(&deploy_dir().join("autoscaling"));
     let scaled = of_kind(&variants, "ScaledObject");
-    assert_eq!(scaled.len(), 2, "one ScaledObject for transform, one for publish");
+    assert_eq!(
+        scaled.len(),
+        2,
+        "one ScaledObject for transform, one for publish"
+    );
 
     // The metadata keys and modes of KEDA's rabbitmq scaler (keda.sh/docs, "RabbitMQ Queue").
     let known_keys = BTreeSet::from([
@@ -159,7 +163,10 @@ fn keda_scales_transform_and_publish_on_the_queues_they_consume() {
                     "{target}: KEDA's rabbitmq scaler has no metadata key {key}"
                 );
             }
-            assert_eq!(metadata["protocol"], "amqp", "{target}: no management plugin needed");
+            assert_eq!(
+                metadata["protocol"], "amqp",
+                "{target}: no management plugin needed"
+            );
             assert_eq!(metadata["mode"], "QueueLength", "{target}");
             let value: f64 = metadata["value"]
                 .as_str()
@@ -208,7 +215,9 @@ fn the_cpu_fallback_never_scales_publish_past_the_partitions() {
     let targets: BTreeSet<&str> = autoscalers
         .iter()
         .map(|hpa| {
-            let target = hpa["spec"]["scaleTargetRef"]["name"].as_str().expect("name");
+            let target = hpa["spec"]["scaleTargetRef"]["name"]
+                .as_str()
+                .expect("name");
             named(&deployments, target);
             target
         })
@@ -218,7 +227,9 @@ fn the_cpu_fallback_never_scales_publish_past_the_partitions() {
         BTreeSet::from(["adoport-publish", "adoport-transform"])
     );
     let publish = named(&autoscalers, "adoport-publish");
-    let max = publish["spec"]["maxReplicas"].as_u64().expect("maxReplicas");
+    let max = publish["spec"]["maxReplicas"]
+        .as_u64()
+        .expect("maxReplicas");
     assert!(
         max <= u64::from(partitions),
         "publish may not scale past the {partitions} partitions (maxReplicas {max})"

@@ -141,11 +141,15 @@ pub async fn run(
             "no webhookSecret configured: webhooks are accepted without authentication (set OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET)"
         );
     }
-    let actions = actions::start(settings, organizations.clients().to_vec(), shutdown.clone())?;
+    let actions = actions::start(
+        settings,
+        organizations.live().clients().to_vec(),
+        shutdown.clone(),
+    )?;
     let state = Arc::new(webhook::WebhookState {
         // Webhooks get 503 at once while the broker is away (Azure DevOps sends them again).
         bus: bus.failing_fast(),
-        organizations: organizations.clone(),
+        organizations: organizations.live(),
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
         actions,
@@ -186,6 +190,7 @@ pub async fn run(
     });
     let crawler = Crawlers::new(
         organizations
+            .crawl()
             .clients()
             .iter()
             .map(|client| {
@@ -223,7 +228,8 @@ pub async fn run(
 }
 
 /// One client per configured organization, sharing the credentials (one token provider for a
-/// service principal) and the request counts; each has its own request budget.
+/// service principal) and the request counts; each has its own request budget, with its live
+/// lane's reserve (`ado::budget`).
 fn organization_clients(
     settings: &Settings,
     stats: &IngestStats,
@@ -235,10 +241,15 @@ fn organization_clients(
         accounts.timeout_secs,
         &accounts.network,
     )?;
+    let ingest = &settings.pipeline.ingest;
     let options = ado::ClientOptions {
         timeout_secs: accounts.timeout_secs,
         network: &accounts.network,
-        max_concurrent_requests: settings.pipeline.ingest.max_concurrent_requests as usize,
+        lanes: ado::LaneLimits {
+            max_in_flight: ingest.max_concurrent_requests as usize,
+            reserved_in_flight: ingest.live_reserved_requests as usize,
+            reserved_percent: ingest.live_reserved_budget_percent.min(90) as u8,
+        },
     };
     let clients = accounts
         .organization_urls

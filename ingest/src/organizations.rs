@@ -4,7 +4,10 @@
 //! (`https://dev.azure.com/{org}/`) and in the URLs of its resource
 //! (`https://dev.azure.com/{org}/_apis/…`, `https://vsrm.dev.azure.com/{org}/…`). With one
 //! organization every event is its; with several, an event whose URLs name none of them is
-//! refused, naming what it saw. This module owns that matching, nothing else.
+//! refused, naming what it saw. This module owns that matching, and which lane of each
+//! organization's request budget a holder uses: the webhook receiver and the actions executor
+//! hold [`Organizations::live`], the crawler and background work [`Organizations::crawl`]
+//! (see `ado::budget`), so no call site chooses a lane.
 
 use serde_json::{Map, Value};
 
@@ -27,7 +30,7 @@ pub struct UnknownOrganization {
     pub configured: String,
 }
 
-/// One client per configured organization.
+/// One client per configured organization, all in one lane.
 #[derive(Clone)]
 pub struct Organizations {
     clients: Vec<AdoClient>,
@@ -70,6 +73,24 @@ impl Organizations {
             .map(|c| prefixes(c.organization_url()))
             .collect();
         Self { clients, prefixes }
+    }
+
+    /// The same organizations in the live lane: for webhook and action handlers, whose
+    /// reads may use the budget the crawl leaves in reserve.
+    pub fn live(&self) -> Self {
+        self.in_lane(AdoClient::live)
+    }
+
+    /// The same organizations in the crawl lane: for the resync crawler and background work.
+    pub fn crawl(&self) -> Self {
+        self.in_lane(AdoClient::crawl)
+    }
+
+    fn in_lane(&self, view: fn(&AdoClient) -> AdoClient) -> Self {
+        Self {
+            clients: self.clients.iter().map(view).collect(),
+            prefixes: self.prefixes.clone(),
+        }
     }
 
     /// Every organization's client, in configuration order.
@@ -240,5 +261,26 @@ mod tests {
             one.for_event(&["https://dev.azure.com/org-z/".to_string()])
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn views_keep_the_organizations_and_change_only_the_lane() {
+        use crate::ado::Lane;
+        let organizations = Organizations::new(vec![
+            client("https://dev.azure.com/org-a"),
+            client("https://dev.azure.com/org-b"),
+        ]);
+        let live = organizations.live();
+        assert!(live.clients().iter().all(|c| c.lane() == Lane::Live));
+        assert!(
+            live.crawl()
+                .clients()
+                .iter()
+                .all(|c| c.lane() == Lane::Crawl)
+        );
+        let urls = ["https://dev.azure.com/org-b/".to_string()];
+        let chosen = live.for_event(&urls).expect("known");
+        assert_eq!(chosen.organization_url(), "https://dev.azure.com/org-b");
+        assert_eq!(chosen.lane(), Lane::Live);
     }
 }

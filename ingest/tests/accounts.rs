@@ -58,7 +58,7 @@ impl World {
             ClientOptions {
                 timeout_secs: 10,
                 network: &Default::default(),
-                max_concurrent_requests: 8,
+                lanes: adoport_ingest::ado::LaneLimits::shared(8),
             },
             CancellationToken::new(),
             Arc::new(RequestStats::default()),
@@ -150,7 +150,7 @@ async fn a_token_azure_devops_keeps_refusing_names_the_principal() {
         ClientOptions {
             timeout_secs: 10,
             network: &Default::default(),
-            max_concurrent_requests: 2,
+            lanes: adoport_ingest::ado::LaneLimits::shared(2),
         },
         CancellationToken::new(),
         Arc::new(RequestStats::default()),

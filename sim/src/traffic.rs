@@ -2,6 +2,9 @@
 //! scripted answers per route template, and a change signal that every answered request bumps
 //! (so tests await conditions instead of sleeping).
 //!
+//! It also keeps the number of requests being answered at once and its peak since the last
+//! reset, so tests can check how many requests a client keeps in flight.
+//!
 //! A route template key is the method and axum's matched path, e.g.
 //! `"GET /{org}/_apis/projects"`; requests that match no route count as `"GET <unmatched>"`.
 
@@ -37,6 +40,18 @@ pub(crate) struct Traffic {
     total: AtomicU64,
     scripts: Mutex<HashMap<String, VecDeque<ScriptedAnswer>>>,
     changed: watch::Sender<u64>,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+/// One request being answered; dropping it ends it.
+#[derive(Debug)]
+pub(crate) struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for Traffic {
@@ -46,6 +61,8 @@ impl Default for Traffic {
             total: AtomicU64::new(0),
             scripts: Mutex::default(),
             changed: watch::Sender::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
         }
     }
 }
@@ -62,6 +79,24 @@ impl Traffic {
             scripts.remove(key);
         }
         answer
+    }
+
+    /// Counts a request as being answered until the returned guard is dropped.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// The most requests answered at once since the last [`Traffic::reset_peak_in_flight`].
+    pub(crate) fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Starts the peak again from the requests being answered now.
+    pub(crate) fn reset_peak_in_flight(&self) {
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Signals waiters that something happened (called after every answered request and every

@@ -522,3 +522,81 @@ async fn deleted_objects_answer_azure_devops_404s_until_restored() {
     assert_eq!(sim.projects().len(), 3);
     sim.shutdown().await;
 }
+
+/// The budget answers as Azure DevOps does: every answer (errors too) carries the
+/// `X-RateLimit-*` headers; past the budget the next answers are delayed (200 with
+/// `Retry-After`), then blocked (429 `TF400733` with `Retry-After` and the budget's headers).
+#[tokio::test]
+async fn the_budget_heads_every_answer_delays_then_blocks() {
+    let sim = AdoSim::start(AdoSimConfig {
+        rate_limit: Some(adoport_sim::RateLimit {
+            requests: 3,
+            per: Duration::from_secs(60),
+        }),
+        rate_limit_delayed: 1,
+        ..AdoSimConfig::default()
+    })
+    .await
+    .expect("start");
+    let header = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().expect("text").to_string())
+    };
+    let first = get(&sim, "_apis/projects?api-version=7.1").await;
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(header(&first, "x-ratelimit-limit").as_deref(), Some("3"));
+    assert_eq!(
+        header(&first, "x-ratelimit-remaining").as_deref(),
+        Some("2")
+    );
+    assert_eq!(header(&first, "retry-after"), None);
+    // An error answer is metered and headed too.
+    let missing = get(&sim, "_apis/git/repositories/nope?api-version=7.1").await;
+    assert_eq!(missing.status().as_u16(), 404);
+    assert_eq!(
+        header(&missing, "x-ratelimit-remaining").as_deref(),
+        Some("1")
+    );
+    let no_version = get(&sim, "_apis/projects").await;
+    assert_eq!(no_version.status().as_u16(), 400);
+    assert_eq!(
+        header(&no_version, "x-ratelimit-remaining").as_deref(),
+        Some("0")
+    );
+    // Past the budget: still answered, with the advice to wait.
+    let delayed = get(&sim, "_apis/projects?api-version=7.1").await;
+    assert_eq!(delayed.status().as_u16(), 200);
+    assert_eq!(
+        header(&delayed, "x-ratelimit-remaining").as_deref(),
+        Some("0")
+    );
+    let advice: u64 = header(&delayed, "retry-after")
+        .expect("Retry-After on the delayed 200")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&advice), "{advice}");
+    assert!(header(&delayed, "x-ratelimit-delay").is_some());
+    // Past the delayed ones: blocked, with the real budget in the headers.
+    let blocked = get(&sim, "_apis/projects?api-version=7.1").await;
+    assert_eq!(blocked.status().as_u16(), 429);
+    assert_eq!(header(&blocked, "x-ratelimit-limit").as_deref(), Some("3"));
+    let wait: u64 = header(&blocked, "retry-after")
+        .expect("Retry-After on the 429")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let reset: i64 = header(&blocked, "x-ratelimit-reset")
+        .expect("reset")
+        .parse()
+        .expect("epoch");
+    let now = chrono::Utc::now().timestamp();
+    assert!(reset > now && reset <= now + 61, "{reset} vs {now}");
+    assert!(
+        blocked.json::<Value>().await.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("TF400733")
+    );
+}

@@ -5,24 +5,25 @@
 //!   (asked for again once after a 401), with `X-TFS-FedAuthRedirect: Suppress` so that a bad
 //!   token gives 401 instead of a sign-in page; a 203 or any non-JSON success is still treated
 //!   as a refused token.
-//! - One semaphore per organization bounds its requests in flight (crawler and webhook
-//!   re-fetches share it; Azure DevOps limits each organization separately), and a `Retry-After` on *any* answer (Azure DevOps sends it on 200s
-//!   when a caller nears its budget) pauses every request until it has passed.
+//! - One request budget per organization (Azure DevOps limits each organization separately),
+//!   in two lanes ([`super::budget`]): requests in flight and the rate budget told by
+//!   `X-RateLimit-*` and `Retry-After` are shared so that the crawl leaves a reserve to live
+//!   re-reads. A client is a *view* of its organization in one lane: [`AdoClient::live`] for
+//!   webhook and action handlers, [`AdoClient::crawl`] (the default) for everything else.
 //! - 429, 408 and 5xx answers and transport errors are retried with jittered exponential backoff
 //!   (or the server's `Retry-After`), a bounded number of times.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::AdoAuth;
+use super::budget::{Lane, LaneBudget, LaneLimits, RateSignals};
 use super::error::{AdoError, error_body, excerpt};
 use adoport_shared::config::{AzureDevopsAccess, NetworkSettings};
 use adoport_shared::metrics::HttpStats;
@@ -31,8 +32,6 @@ use adoport_shared::metrics::HttpStats;
 pub const API_VERSION: &str = "7.1";
 /// Attempts at one request before giving up on a transient failure.
 const MAX_ATTEMPTS: usize = 6;
-/// Upper bound on any single wait a server asks for.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// A JSON answer plus the continuation token Azure DevOps put in its header, if any.
 #[derive(Debug)]
@@ -59,9 +58,8 @@ struct Inner {
     /// Basic auth is one of `http`'s default headers; a bearer token is added per request.
     auth: AdoAuth,
     organization_url: String,
-    budget: Semaphore,
-    /// Requests wait until this instant (set from `Retry-After`).
-    not_before: Mutex<Option<Instant>>,
+    /// Who may send now, per lane.
+    budget: LaneBudget,
     stats: Arc<RequestStats>,
     shutdown: CancellationToken,
 }
@@ -73,20 +71,17 @@ pub struct ClientOptions<'a> {
     pub timeout_secs: u64,
     /// Proxies and extra trusted CAs.
     pub network: &'a NetworkSettings,
-    /// This organization's requests in flight at once.
-    pub max_concurrent_requests: usize,
+    /// This organization's requests in flight and how they are shared between the lanes.
+    pub lanes: LaneLimits,
 }
 
-/// A client of one Azure DevOps organization. Cheap to clone.
+/// A client of one Azure DevOps organization, in one lane of its request budget. Cheap to
+/// clone; [`AdoClient::live`] and [`AdoClient::crawl`] are views of the same organization
+/// (same connections, budget and counts).
 #[derive(Clone)]
 pub struct AdoClient {
     inner: Arc<Inner>,
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get("retry-after")?.to_str().ok()?;
-    let seconds: f64 = text.trim().parse().ok()?;
-    (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
+    lane: Lane,
 }
 
 /// The base URL of Azure DevOps service `sub` (`vsrm`, `vssps`, …) for an organization URL:
@@ -114,35 +109,6 @@ pub fn service_base(organization_url: &str, sub: &str) -> String {
     } else {
         format!("{scheme}://{new_host}/{path}")
     }
-}
-
-/// How long to hold every request back because `X-RateLimit-Remaining` says the budget is
-/// nearly spent: until `X-RateLimit-Reset` when nothing remains, else the time left spread
-/// over the requests left once fewer than a tenth of the limit remain. `now` is epoch seconds.
-fn pace(headers: &HeaderMap, now: i64) -> Option<Duration> {
-    let number = |name: &str| -> Option<f64> {
-        headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok()
-    };
-    let remaining = number("x-ratelimit-remaining")?;
-    let reset = number("x-ratelimit-reset")?;
-    let limit = number("x-ratelimit-limit").unwrap_or(200.0);
-    // Seen both as epoch seconds and as seconds-until.
-    let until = if reset > 10_000.0 {
-        reset - now as f64
-    } else {
-        reset
-    };
-    if until <= 0.0 {
-        return None;
-    }
-    let wait = if remaining <= 0.0 {
-        until
-    } else if remaining * 10.0 < limit {
-        until / remaining
-    } else {
-        return None;
-    };
-    Some(Duration::from_secs_f64(wait).min(MAX_RETRY_AFTER))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -187,7 +153,7 @@ impl AdoClient {
             ClientOptions {
                 timeout_secs: access.timeout_secs,
                 network: &access.network,
-                max_concurrent_requests,
+                lanes: LaneLimits::shared(max_concurrent_requests),
             },
             shutdown,
             stats,
@@ -195,7 +161,8 @@ impl AdoClient {
     }
 
     /// A client of the organization at `organization_url` (no trailing slash) that
-    /// authenticates with `auth` (a bearer provider may be shared by several organizations).
+    /// authenticates with `auth` (a bearer provider may be shared by several organizations),
+    /// in the crawl lane (see [`AdoClient::live`]).
     pub fn for_organization(
         organization_url: &str,
         auth: AdoAuth,
@@ -233,12 +200,35 @@ impl AdoClient {
                 http,
                 auth,
                 organization_url,
-                budget: Semaphore::new(options.max_concurrent_requests.max(1)),
-                not_before: Mutex::new(None),
+                budget: LaneBudget::new(options.lanes),
                 stats,
                 shutdown,
             }),
+            lane: Lane::Crawl,
         })
+    }
+
+    /// This organization's client in the live lane: for reads a webhook or an action waits
+    /// for, which may use the budget the crawl leaves in reserve.
+    pub fn live(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            lane: Lane::Live,
+        }
+    }
+
+    /// This organization's client in the crawl lane (resync, background checks), which
+    /// leaves the reserve alone.
+    pub fn crawl(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            lane: Lane::Crawl,
+        }
+    }
+
+    /// The lane this view's requests take.
+    pub fn lane(&self) -> Lane {
+        self.lane
     }
 
     /// The organization's URL, e.g. `https://dev.azure.com/acme` (no trailing slash).
@@ -267,35 +257,6 @@ impl AdoClient {
             self.inner.organization_url,
             path.trim_start_matches('/')
         )
-    }
-
-    fn throttle_until(&self, until: Instant) {
-        let mut slot = self
-            .inner
-            .not_before
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if slot.is_none_or(|current| current < until) {
-            *slot = Some(until);
-        }
-    }
-
-    async fn wait_for_throttle(&self) -> Result<(), AdoError> {
-        let until = *self
-            .inner
-            .not_before
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(until) = until
-            && until > Instant::now()
-        {
-            self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return Err(AdoError::ShuttingDown),
-                _ = tokio::time::sleep_until(until.into()) => {}
-            }
-        }
-        Ok(())
     }
 
     /// GET `url` with `query` (+ `api-version`), returning its JSON and continuation token.
@@ -446,11 +407,14 @@ impl AdoClient {
         body: Option<&Value>,
         bearer: Option<&HeaderValue>,
     ) -> Result<JsonResponse, Attempt> {
-        self.wait_for_throttle().await.map_err(Attempt::Final)?;
-        let _permit = tokio::select! {
-            _ = self.inner.shutdown.cancelled() => return Err(Attempt::Final(AdoError::ShuttingDown)),
-            permit = self.inner.budget.acquire() => permit.map_err(|_| Attempt::Final(AdoError::ShuttingDown))?,
-        };
+        let _place = self
+            .inner
+            .budget
+            .admit(self.lane, &self.inner.shutdown, || {
+                self.inner.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            })
+            .await
+            .map_err(|_| Attempt::Final(AdoError::ShuttingDown))?;
         let mut request = self.inner.http.request(method, url).query(query);
         if let Some(bearer) = bearer {
             request = request.header(AUTHORIZATION, bearer.clone());
@@ -471,16 +435,13 @@ impl AdoClient {
         let response = response.map_err(|e| transport_failure(url, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let server_wait = retry_after(&headers);
-        if let Some(wait) = server_wait {
-            // Honour it for every request, whatever the status: Azure DevOps sends it on
-            // successful answers when we approach the rate limit.
-            self.throttle_until(Instant::now() + wait);
-        }
-        if let Some(wait) = pace(&headers, chrono::Utc::now().timestamp()) {
+        // Whatever the status: Azure DevOps sends `Retry-After` on successful answers too
+        // when a caller nears its budget, and rate headers on every answer.
+        let signals = RateSignals::read(status.as_u16(), &headers, chrono::Utc::now().timestamp());
+        if self.inner.budget.observe(&signals).paced {
             self.inner.stats.paced.fetch_add(1, Ordering::Relaxed);
-            self.throttle_until(Instant::now() + wait);
         }
+        let server_wait = signals.retry_after;
         let continuation_token = headers
             .get("x-ms-continuationtoken")
             .and_then(|v| v.to_str().ok())
@@ -618,36 +579,5 @@ mod tests {
             service_base("http://127.0.0.1:4000/acme", "vsrm"),
             "http://127.0.0.1:4000/acme"
         );
-    }
-
-    #[test]
-    fn rate_limit_headers_slow_down_before_the_limit() {
-        let headers = |remaining: &str, reset: &str| {
-            let mut h = HeaderMap::new();
-            h.insert("x-ratelimit-limit", HeaderValue::from_static("200"));
-            h.insert(
-                "x-ratelimit-remaining",
-                HeaderValue::from_str(remaining).expect("header"),
-            );
-            h.insert(
-                "x-ratelimit-reset",
-                HeaderValue::from_str(reset).expect("header"),
-            );
-            h
-        };
-        let now = 1_800_000_000;
-        // Plenty left: no pause.
-        assert_eq!(pace(&headers("150", "1800000060"), now), None);
-        // 10 left of 200, 60 s to go: 6 s between requests.
-        assert_eq!(
-            pace(&headers("10", "1800000060"), now),
-            Some(Duration::from_secs(6))
-        );
-        // Nothing left: wait for the reset (seconds-until form too).
-        assert_eq!(
-            pace(&headers("0", "30"), now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(pace(&HeaderMap::new(), now), None);
     }
 }

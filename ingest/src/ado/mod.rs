@@ -4,6 +4,7 @@
 //! mapping expects); enrichment (`__project`, …) is the crawler's job.
 
 pub mod auth;
+mod budget;
 mod client;
 pub mod directory;
 mod error;
@@ -15,6 +16,7 @@ mod runs;
 use serde_json::Value;
 
 pub use auth::{AdoAuth, TokenProvider};
+pub use budget::{Lane, LaneLimits};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::{AdoError, ErrorClass};
 pub use git_content::{GitVersion, Recursion, WikiPageRef};

@@ -454,9 +454,23 @@ pub struct IngestSettings {
     /// Items per raw event published by the crawler.
     #[serde(default = "default_page_items", deserialize_with = "flex::u64")]
     pub items_per_event: u64,
-    /// Azure DevOps requests in flight at once.
+    /// Azure DevOps requests in flight at once, per organization.
     #[serde(default = "default_ado_concurrency", deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
+    /// Of those, how many the resync crawl leaves to live re-reads (webhooks, actions); 0
+    /// lets the crawl take them all.
+    #[serde(
+        default = "default_live_reserved_requests",
+        deserialize_with = "flex::u64"
+    )]
+    pub live_reserved_requests: u64,
+    /// Share of each organization's rate budget (`X-RateLimit-Limit`, percent) the crawl
+    /// leaves to live re-reads; with 0 a `Retry-After` advice pauses live re-reads too.
+    #[serde(
+        default = "default_live_reserved_budget_percent",
+        deserialize_with = "flex::u64"
+    )]
+    pub live_reserved_budget_percent: u64,
     /// Minutes between checks of the service-hook subscriptions (re-enable, recreate, new
     /// projects); 0 checks only at start-up.
     #[serde(
@@ -490,6 +504,12 @@ fn default_page_items() -> u64 {
 fn default_ado_concurrency() -> u64 {
     15
 }
+fn default_live_reserved_requests() -> u64 {
+    3
+}
+fn default_live_reserved_budget_percent() -> u64 {
+    20
+}
 fn default_subscription_check_minutes() -> u64 {
     10
 }
@@ -502,6 +522,8 @@ impl Default for IngestSettings {
             webhook_max_in_flight: default_webhook_max_in_flight(),
             items_per_event: default_page_items(),
             max_concurrent_requests: default_ado_concurrency(),
+            live_reserved_requests: default_live_reserved_requests(),
+            live_reserved_budget_percent: default_live_reserved_budget_percent(),
             subscription_check_minutes: default_subscription_check_minutes(),
             resync_lease_secs: default_resync_lease_secs(),
         }
@@ -793,7 +815,34 @@ impl Settings {
                 });
             }
         }
+        self.validate_live_reserve()?;
         self.publish_partitions()?;
+        Ok(())
+    }
+
+    /// The live lane's reserve must leave the crawl something.
+    fn validate_live_reserve(&self) -> Result<(), ConfigError> {
+        let ingest = &self.pipeline.ingest;
+        if ingest.live_reserved_requests >= ingest.max_concurrent_requests {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__LIVE_RESERVED_REQUESTS".into(),
+                problem: format!(
+                    "{} leaves the resync crawl no request of ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS ({}); use 0 to {}",
+                    ingest.live_reserved_requests,
+                    ingest.max_concurrent_requests,
+                    ingest.max_concurrent_requests.saturating_sub(1)
+                ),
+            });
+        }
+        if ingest.live_reserved_budget_percent > 90 {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT".into(),
+                problem: format!(
+                    "{} is out of range; use 0 to 90 (percent of the rate budget kept for live re-reads)",
+                    ingest.live_reserved_budget_percent
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -1073,6 +1122,20 @@ mod tests {
     }
 
     #[test]
+    fn the_live_reserve_defaults_to_three_requests_and_a_fifth_of_the_budget() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.live_reserved_requests, 3);
+        assert_eq!(s.pipeline.ingest.live_reserved_budget_percent, 20);
+        let off = settings(&[
+            ("ADOPORT__INGEST__LIVE_RESERVED_REQUESTS", "0"),
+            ("ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(off.pipeline.ingest.live_reserved_requests, 0);
+        assert_eq!(off.pipeline.ingest.live_reserved_budget_percent, 0);
+    }
+
+    #[test]
     fn unknown_ocean_settings_are_reported_not_fatal() {
         let s = settings(&[("OCEAN__LOG_LEVEL_X", "DEBUG")]).expect("valid");
         assert_eq!(s.unused, vec!["OCEAN__LOG_LEVEL_X"]);
@@ -1136,6 +1199,17 @@ mod tests {
             (
                 &[("ADOPORT__BROKER__WEBHOOK_PUBLISH_TIMEOUT_MS", "20000")],
                 "ADOPORT__BROKER__WEBHOOK_PUBLISH_TIMEOUT_MS",
+            ),
+            (
+                &[
+                    ("ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS", "4"),
+                    ("ADOPORT__INGEST__LIVE_RESERVED_REQUESTS", "4"),
+                ],
+                "ADOPORT__INGEST__LIVE_RESERVED_REQUESTS",
+            ),
+            (
+                &[("ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT", "95")],
+                "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT",
             ),
         ];
         for (vars, name) in cases {

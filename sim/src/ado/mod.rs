@@ -94,9 +94,13 @@ pub struct AdoSimConfig {
     /// Bearer tokens accepted besides the PAT: those the identity simulator issued for Azure
     /// DevOps' scope (a service principal, `Multiple Accounts`). `None`: PAT only.
     pub bearer_tokens: Option<crate::identity::IssuedTokens>,
-    /// This organization's request budget (a fixed window; past it 429 `TF400733` with
-    /// `Retry-After`). `None`: unlimited.
+    /// This organization's request budget: a sliding window, every answer with
+    /// `X-RateLimit-*` headers, 429 `TF400733` with `Retry-After` past it (see `limit.rs`).
+    /// `None`: unlimited.
     pub rate_limit: Option<crate::port::RateLimit>,
+    /// Requests past [`AdoSimConfig::rate_limit`] in one window that Azure DevOps still
+    /// answers, delayed (a 200 with `Retry-After`), before it blocks with 429 (default 0).
+    pub rate_limit_delayed: u32,
     /// Server page size of the graph user/group lists and of user entitlements (default 100;
     /// lower it to cross continuation-token pages).
     pub identity_page_size: usize,
@@ -117,6 +121,7 @@ impl Default for AdoSimConfig {
             latency: Duration::ZERO,
             bearer_tokens: None,
             rate_limit: None,
+            rate_limit_delayed: 0,
             identity_page_size: 100,
         }
     }
@@ -154,7 +159,11 @@ fn default_host(listener: &tokio::net::TcpListener) -> std::io::Result<String> {
 impl AdoState {
     fn seeded(config: AdoSimConfig, default_host: String) -> Arc<Self> {
         Arc::new(AdoState {
-            budget: Mutex::new(config.rate_limit.map(limit::Budget::new)),
+            budget: Mutex::new(
+                config
+                    .rate_limit
+                    .map(|limit| limit::Budget::new(limit, config.rate_limit_delayed)),
+            ),
             organization: Mutex::new(Organization::seed(&config)),
             config,
             traffic: Traffic::default(),
@@ -376,6 +385,18 @@ impl AdoSim {
     /// Requests received in total (including refused and unmatched ones).
     pub fn total_requests(&self) -> u64 {
         self.state.traffic.total()
+    }
+
+    /// The most requests this organization answered at once (from their arrival to their
+    /// answer, simulated latency included) since the start or the last
+    /// [`AdoSim::reset_peak_in_flight`].
+    pub fn peak_in_flight(&self) -> u64 {
+        self.state.traffic.peak_in_flight()
+    }
+
+    /// Starts [`AdoSim::peak_in_flight`] again from the requests being answered now.
+    pub fn reset_peak_in_flight(&self) {
+        self.state.traffic.reset_peak_in_flight()
     }
 
     /// The next `answers.len()` requests on `route` (a template key such as

@@ -107,6 +107,7 @@ async fn gate(
     next: Next,
 ) -> Response {
     let key = route_key(request.method(), matched.as_ref());
+    let _answering = state.traffic.enter();
     let scripted = state.traffic.arrive(&key);
     if !state.config.latency.is_zero() {
         // The time a real organization takes to answer (network and server).
@@ -143,10 +144,16 @@ async fn gate(
 }
 
 async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) -> Response {
-    let left = match super::limit::take(state) {
-        Ok(left) => left,
+    // Every answer past this point carries the budget's headers, as Azure DevOps' do.
+    let usage = match super::limit::take(state) {
+        Ok(usage) => usage,
         Err(blocked) => return blocked.into_response(),
     };
+    super::limit::with_headers(usage, admitted(state, matched, request, next).await)
+}
+
+/// Credentials, organization, forbidden projects and `api-version`, then the handler.
+async fn admitted(state: &AdoState, matched: bool, request: Request, next: Next) -> Response {
     if let Err(refused) = check_credentials(request.headers(), &state.config) {
         return refused.into_response();
     }
@@ -186,7 +193,7 @@ async fn checked(state: &AdoState, matched: bool, request: Request, next: Next) 
     ) {
         return refused.into_response();
     }
-    super::limit::with_headers(left, next.run(request).await)
+    next.run(request).await
 }
 
 /// The URLs to render answers with: the host the caller used.

@@ -1,0 +1,380 @@
+//! `adoport bench --mode live-events`: how long a webhook takes to reach Port while a resync
+//! crawls a large organization against a rate-limited Azure DevOps, against the same without
+//! a resync.
+//!
+//! The simulated organization allows `--ado-budget` requests per sliding
+//! `--ado-budget-window-secs` (then delays a tenth more, then answers 429), every answer takes
+//! `--ado-latency-ms`. The whole pipeline runs in this process (in-process bus, webhooks only,
+//! no start-up resync). Webhooks are `git.repo.renamed` of a different repository each, sent at
+//! `--webhooks-per-second`: first for `--quiet-secs` without a resync, then from the moment a
+//! resync's crawl starts until it ends. For each webhook the run records the time from the POST
+//! to ingest's answer and to the moment Port holds the new name. The run is made twice: with the
+//! live lane's reserve off (`ADOPORT__INGEST__LIVE_RESERVED_REQUESTS=0`,
+//! `…_BUDGET_PERCENT=0`: one lane, the behaviour before the reserve existed) and with the
+//! default reserve.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::BenchArgs;
+use crate::demo::{basic_auth, repo_renamed_event};
+use crate::pipeline::{Pipeline, Roles};
+use crate::sim::{PATIENCE, SimulatedWorld, WEBHOOK_SECRET, default_mapping};
+use adoport_shared::bus::Bus;
+use adoport_shared::config::Settings;
+use adoport_shared::messages::ResyncTrigger;
+use adoport_shared::port_app_config::PortAppConfig;
+use adoport_sim::RateLimit;
+use adoport_sim::ado::AdoSimConfig;
+
+/// The blueprint a repository becomes in the default mapping.
+const REPOSITORY_BLUEPRINT: &str = "azureDevopsRepository";
+/// How long a webhook's change may take to reach Port before it counts as missed.
+const IN_PORT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// What one webhook took.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// ingest's HTTP status.
+    status: u16,
+    /// POST → ingest's answer.
+    answered: Duration,
+    /// POST → Port holds the new name (`None`: not within [`IN_PORT_PATIENCE`]).
+    in_port: Option<Duration>,
+}
+
+/// The figures of one run (one setting of the reserve).
+struct Figures {
+    label: &'static str,
+    quiet: Vec<Sample>,
+    during: Vec<Sample>,
+    resync_seconds: f64,
+    /// Azure DevOps requests of the whole run (webhooks, crawl, retries).
+    ado_requests: u64,
+}
+
+/// Runs the comparison and prints it.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.webhooks_per_second <= 0.0 {
+        bail!("--webhooks-per-second must be above 0");
+    }
+    if args.ado_budget == 0 || args.ado_budget_window_secs == 0 {
+        bail!("--ado-budget and --ado-budget-window-secs must be above 0");
+    }
+    println!(
+        "live events during a resync: Azure DevOps allows {} requests per sliding {} s (then delays {}, then 429), answers in {} ms; {} webhooks/s",
+        args.ado_budget,
+        args.ado_budget_window_secs,
+        args.ado_budget / 10,
+        args.ado_latency_ms,
+        args.webhooks_per_second
+    );
+    let mut runs = Vec::new();
+    for (label, reserve) in [
+        ("one lane (reserve off)", false),
+        ("live lane (default reserve)", true),
+    ] {
+        runs.push(measure(args, label, reserve).await?);
+    }
+    println!();
+    println!(
+        "{:<44} {:>9} {:>20} {:>21} {:>22} {:>8} {:>8}",
+        "run",
+        "webhooks",
+        "answer p50/p99 (ms)",
+        "in Port p50/p99 (ms)",
+        "not 200 / not in Port",
+        "resync",
+        "ADO req"
+    );
+    for f in &runs {
+        for (phase, samples) in [("no resync", &f.quiet), ("during resync", &f.during)] {
+            let answered: Vec<Option<Duration>> =
+                samples.iter().map(|s| Some(s.answered)).collect();
+            let in_port: Vec<Option<Duration>> = samples.iter().map(|s| s.in_port).collect();
+            let refused = samples.iter().filter(|s| s.status != 200).count();
+            let missed = samples.iter().filter(|s| s.in_port.is_none()).count();
+            println!(
+                "{:<44} {:>9} {:>20} {:>21} {:>22} {:>8} {:>8}",
+                format!("{}, {phase}", f.label),
+                samples.len(),
+                format!(
+                    "{} / {}",
+                    millis(percentile(&answered, 50)),
+                    millis(percentile(&answered, 99))
+                ),
+                format!(
+                    "{} / {}",
+                    millis(percentile(&in_port, 50)),
+                    millis(percentile(&in_port, 99))
+                ),
+                format!("{refused} / {missed}"),
+                if phase == "no resync" {
+                    String::new()
+                } else {
+                    format!("{:.1} s", f.resync_seconds)
+                },
+                if phase == "no resync" {
+                    String::new()
+                } else {
+                    f.ado_requests.to_string()
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `p`th percentile (nearest rank) of `samples`; a missing sample counts as the slowest.
+/// `None` when there are no samples or the percentile falls on a missing one.
+fn percentile(samples: &[Option<Duration>], p: usize) -> Option<Option<Duration>> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<Duration> = samples.iter().map(|s| s.unwrap_or(Duration::MAX)).collect();
+    sorted.sort();
+    let rank = (p * sorted.len()).div_ceil(100).max(1) - 1;
+    let value = sorted[rank.min(sorted.len() - 1)];
+    Some((value != Duration::MAX).then_some(value))
+}
+
+fn millis(value: Option<Option<Duration>>) -> String {
+    match value {
+        None => "-".into(),
+        Some(None) => format!(">{}", IN_PORT_PATIENCE.as_millis()),
+        Some(Some(d)) => format!("{:.0}", d.as_secs_f64() * 1000.0),
+    }
+}
+
+/// One run: the pipeline against a rate-limited organization, webhooks without and during a
+/// resync.
+async fn measure(args: &BenchArgs, label: &'static str, reserve: bool) -> anyhow::Result<Figures> {
+    let mapping_json = default_mapping(Some(&["project", "repository"]))?;
+    let world = Arc::new(rate_limited_world(args, mapping_json.clone()).await?);
+    let mut environment = world.environment(None);
+    for (name, value) in &mut environment {
+        if name == "OCEAN__EVENT_LISTENER__TYPE" {
+            *value = "WEBHOOKS_ONLY".into();
+        }
+    }
+    if !reserve {
+        for name in [
+            "ADOPORT__INGEST__LIVE_RESERVED_REQUESTS",
+            "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT",
+        ] {
+            environment.push((name.into(), "0".into()));
+        }
+    }
+    let settings = Settings::from_vars(environment).context("bench settings are invalid")?;
+    let mapping = PortAppConfig::from_json_value(mapping_json)?;
+    let shutdown = CancellationToken::new();
+    let bus = Bus::for_settings(&settings, shutdown.clone()).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut pipeline = Pipeline::start(
+        &settings,
+        Roles::ALL,
+        bus.clone(),
+        Some(mapping),
+        Some(listener),
+        shutdown.clone(),
+    )
+    .await?;
+    let webhook = format!(
+        "http://{}{}",
+        pipeline.webhook_address.context("ingest listens")?,
+        adoport_ingest::webhook::WEBHOOK_PATH
+    );
+    let mut sender = WebhookSender::new(Arc::clone(&world), webhook, args.webhooks_per_second)?;
+
+    let quiet = sender
+        .until(tokio::time::sleep(Duration::from_secs(args.quiet_secs)))
+        .await?;
+
+    let before = world.ado.total_requests();
+    adoport_ingest::resync::request(&bus, ResyncTrigger::Manual).await?;
+    if !world
+        .ado
+        .wait_for(|ado| ado.total_requests() > before + 1, PATIENCE)
+        .await
+    {
+        bail!("{label}: the resync did not start within {PATIENCE:?}");
+    }
+    let started = Instant::now();
+    let mut done = None;
+    let during = sender
+        .until(async {
+            done = pipeline.next_resync().await;
+        })
+        .await?;
+    let resync_seconds = started.elapsed().as_secs_f64();
+    let done = done.context("the pipeline stopped during the resync")?;
+    let report = done.report.map_err(anyhow::Error::msg)?;
+    if !report.failed_kinds().is_empty() {
+        bail!("{label}: the resync failed: {report:?}");
+    }
+    let ado_requests = world.ado.total_requests();
+    println!(
+        "  {label}: resync of {} items in {resync_seconds:.1} s with {} webhooks during it",
+        report.items(),
+        during.len()
+    );
+    pipeline.stop().await?;
+    bus.close().await;
+    Ok(Figures {
+        label,
+        quiet,
+        during,
+        resync_seconds,
+        ado_requests,
+    })
+}
+
+/// The simulators: an organization of `--projects` × `--repositories` with the request budget
+/// and latency of the arguments, and Port holding the mapping.
+async fn rate_limited_world(args: &BenchArgs, mapping: Value) -> anyhow::Result<SimulatedWorld> {
+    let ado = AdoSimConfig {
+        projects: args.projects,
+        repositories_per_project: args.repositories,
+        latency: Duration::from_millis(args.ado_latency_ms),
+        rate_limit: Some(RateLimit {
+            requests: args.ado_budget,
+            per: Duration::from_secs(args.ado_budget_window_secs),
+        }),
+        rate_limit_delayed: args.ado_budget / 10,
+        ..AdoSimConfig::default()
+    };
+    SimulatedWorld::start_with(ado, mapping).await
+}
+
+/// Sends repository renames at a steady rate, going round the repositories; a repository
+/// comes round again only after its previous webhook's outcome is known.
+struct WebhookSender {
+    world: Arc<SimulatedWorld>,
+    url: String,
+    http: reqwest::Client,
+    every: Duration,
+    repositories: Vec<Value>,
+    sent: usize,
+}
+
+impl WebhookSender {
+    fn new(world: Arc<SimulatedWorld>, url: String, per_second: f64) -> anyhow::Result<Self> {
+        let repositories = world.ado.repositories();
+        let every = Duration::from_secs_f64(1.0 / per_second);
+        // A webhook's outcome is known within IN_PORT_PATIENCE of its POST (the answer's
+        // time counts against it); a margin for the tasks' own scheduling.
+        let outcome_known = IN_PORT_PATIENCE + Duration::from_secs(10);
+        let round = every.mul_f64(repositories.len() as f64);
+        if round <= outcome_known {
+            bail!(
+                "{} repositories at {per_second} webhooks/s come round again in {round:?}, before an earlier webhook's outcome is sure ({outcome_known:?}): give more --projects or --repositories, or fewer --webhooks-per-second",
+                repositories.len(),
+            );
+        }
+        Ok(Self {
+            world,
+            url,
+            http: reqwest::Client::builder()
+                .timeout(IN_PORT_PATIENCE)
+                .build()?,
+            every,
+            repositories,
+            sent: 0,
+        })
+    }
+
+    /// Sends webhooks until `stop` completes, then waits for each one's outcome.
+    async fn until(&mut self, stop: impl Future<Output = ()>) -> anyhow::Result<Vec<Sample>> {
+        let mut outcomes = JoinSet::new();
+        let mut tick = tokio::time::interval(self.every);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {
+                    let repository = self.repositories[self.sent % self.repositories.len()].clone();
+                    self.sent += 1;
+                    outcomes.spawn(rename(
+                        Arc::clone(&self.world),
+                        self.http.clone(),
+                        self.url.clone(),
+                        repository,
+                        format!("renamed-by-webhook-{}", self.sent),
+                    ));
+                }
+            }
+        }
+        let mut samples = Vec::new();
+        while let Some(outcome) = outcomes.join_next().await {
+            samples.push(outcome.context("a webhook task failed")??);
+        }
+        Ok(samples)
+    }
+}
+
+/// Renames `repository` in Azure DevOps, posts the webhook, and times the answer and the
+/// change in Port.
+async fn rename(
+    world: Arc<SimulatedWorld>,
+    http: reqwest::Client,
+    url: String,
+    repository: Value,
+    title: String,
+) -> anyhow::Result<Sample> {
+    let id = repository["id"]
+        .as_str()
+        .context("a repository without id")?
+        .to_string();
+    world.ado.rename_repository(&id, &title);
+    let posted = Instant::now();
+    let status = http
+        .post(&url)
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        .json(&repo_renamed_event(&repository))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .context("ingest did not answer a webhook")?;
+    let answered = posted.elapsed();
+    let landed = world
+        .port
+        .wait_for(
+            |port| {
+                port.entity(REPOSITORY_BLUEPRINT, &id)
+                    .is_some_and(|e| e["title"] == title.as_str())
+            },
+            IN_PORT_PATIENCE.saturating_sub(answered),
+        )
+        .await;
+    Ok(Sample {
+        status,
+        answered,
+        in_port: landed.then(|| posted.elapsed()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_count_missing_samples_as_the_slowest() {
+        let ms = |n: u64| Some(Duration::from_millis(n));
+        let samples: Vec<Option<Duration>> = (1..=100).map(ms).collect();
+        assert_eq!(percentile(&samples, 50), Some(ms(50)));
+        assert_eq!(percentile(&samples, 99), Some(ms(99)));
+        let mut missing = samples.clone();
+        missing[0] = None;
+        missing[1] = None;
+        assert_eq!(percentile(&missing, 99), Some(None));
+        assert_eq!(millis(percentile(&missing, 99)), ">60000");
+        assert_eq!(percentile(&[], 50), None);
+        assert_eq!(millis(percentile(&[ms(7)], 99)), "7");
+    }
+}

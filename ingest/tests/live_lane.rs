@@ -1,0 +1,240 @@
+//! Live re-reads against a resync crawl that saturates an organization's request budget, over
+//! real HTTP with the Azure DevOps simulator's budget (sliding window, `X-RateLimit-*` on
+//! every answer, delays then 429s): a live read is served within a bound while the crawl
+//! runs, and the crawl still finishes; the crawl never holds the places reserved for live
+//! reads; a 429 pauses both lanes, a delay advice only the crawl.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use adoport_ingest::ado::{AdoAuth, AdoClient, ClientOptions, LaneLimits, RequestStats};
+use adoport_ingest::{CrawlReport, Crawler, KindPlan};
+use adoport_shared::bus::Bus;
+use adoport_shared::config::Secret;
+use adoport_shared::messages::ResyncId;
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::{RateLimit, ScriptedAnswer};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Four requests in flight, `reserved_in_flight` of them and `reserved_percent` of the rate
+/// budget kept for live reads.
+fn four_places(reserved_in_flight: usize, reserved_percent: u8) -> LaneLimits {
+    LaneLimits {
+        max_in_flight: 4,
+        reserved_in_flight,
+        reserved_percent,
+    }
+}
+
+/// A client of `sim`'s organization with these lanes (crawl view; `.live()` for the other).
+fn client(sim: &AdoSim, lanes: LaneLimits, stats: Arc<RequestStats>) -> AdoClient {
+    let auth = AdoAuth::personal_access_token(&Secret::new("sim-pat")).expect("auth");
+    AdoClient::for_organization(
+        &sim.organization_url(),
+        auth,
+        ClientOptions {
+            timeout_secs: 30,
+            network: &Default::default(),
+            lanes,
+        },
+        CancellationToken::new(),
+        stats,
+    )
+    .expect("client")
+}
+
+/// Crawls every pull request of `sim` with `crawl` (three list requests per repository),
+/// discarding the raw events as they come.
+fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
+    tokio::spawn(async move {
+        let bus = Bus::memory(Topology::new("live-lane.", 1), CancellationToken::new());
+        let mut raw = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+        tokio::spawn(async move {
+            while let Some(delivery) = raw.next().await {
+                if delivery.ack().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let plan = [KindPlan {
+            kind: "pull-request".into(),
+            selectors: vec![Default::default()],
+        }];
+        Crawler::new(crawl, bus, 50)
+            .crawl(ResyncId::new(), &plan)
+            .await
+            .expect("the crawl finishes")
+    })
+}
+
+fn first_repository(sim: &AdoSim) -> String {
+    sim.repositories()[0]["id"]
+        .as_str()
+        .expect("repository id")
+        .to_string()
+}
+
+/// How long one read takes.
+async fn timed<T>(read: impl Future<Output = T>) -> (Duration, T) {
+    let started = Instant::now();
+    let out = read.await;
+    (started.elapsed(), out)
+}
+
+#[tokio::test]
+async fn live_reads_are_served_within_a_bound_while_the_crawl_saturates_the_budget() {
+    // 40 requests per sliding 2 s, of which the crawl leaves 16; it needs about 40, so it
+    // must wait for the window to slide at least once, and would hold every request while it
+    // waits if the lanes were one.
+    let window = Duration::from_secs(2);
+    let sim = AdoSim::start(AdoSimConfig {
+        projects: 3,
+        repositories_per_project: 4,
+        pull_requests_per_repository: 1,
+        latency: Duration::from_millis(20),
+        rate_limit: Some(RateLimit {
+            requests: 40,
+            per: window,
+        }),
+        rate_limit_delayed: 10,
+        ..AdoSimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let stats = Arc::new(RequestStats::default());
+    let organization = client(&sim, four_places(1, 40), Arc::clone(&stats));
+    let live = organization.live();
+    let repository = first_repository(&sim);
+    let expected_pull_requests = sim.pull_requests().len() as u64;
+
+    let started = Instant::now();
+    let crawl = start_crawl(organization.crawl());
+    let bound = Duration::from_secs(1);
+    let mut during_crawl = Vec::new();
+    let mut every = tokio::time::interval(Duration::from_millis(300));
+    while !crawl.is_finished() {
+        every.tick().await;
+        let (took, read) = timed(live.repository(&repository)).await;
+        read.expect("the live read succeeds");
+        assert!(
+            took < bound,
+            "a live read took {took:?} while the crawl ran (bound {bound:?}); reads so far: {during_crawl:?}"
+        );
+        during_crawl.push(took);
+    }
+    let report = crawl.await.expect("crawl task");
+    let crawl_time = started.elapsed();
+
+    assert!(report.failed_kinds().is_empty(), "{report:?}");
+    assert_eq!(report.items(), expected_pull_requests);
+    // The budget did hold the crawl back (it paced and outlasted one window), and live
+    // reads were served all along.
+    assert!(
+        stats.paced.load(Ordering::Relaxed) > 0,
+        "the crawl never paced"
+    );
+    assert!(crawl_time > window, "the crawl took only {crawl_time:?}");
+    assert!(
+        during_crawl.len() >= 4,
+        "only {} live reads during the crawl",
+        during_crawl.len()
+    );
+    // The crawl left the reserve alone: no request was refused.
+    let statuses = stats.http.by_status();
+    assert!(
+        statuses.iter().all(|(status, _)| status != "429"),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_crawl_never_holds_the_places_reserved_for_live_reads() {
+    let sim = AdoSim::start(AdoSimConfig {
+        projects: 2,
+        repositories_per_project: 8,
+        latency: Duration::from_millis(50),
+        ..AdoSimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let organization = client(&sim, four_places(1, 0), Arc::default());
+    let crawl = start_crawl(organization.crawl());
+    // Once the crawl is listing pull requests it has more work than places.
+    assert!(
+        sim.wait_for(
+            |sim| sim
+                .requests()
+                .iter()
+                .any(|(route, count)| route.ends_with("/pullrequests") && *count >= 4),
+            Duration::from_secs(30),
+        )
+        .await,
+        "the crawl reached the pull requests"
+    );
+    // A live read is not queued behind the crawl's requests: one answer's time, not many.
+    let (took, read) = timed(organization.live().repository(&first_repository(&sim))).await;
+    read.expect("the live read succeeds");
+    assert!(
+        took < Duration::from_millis(500),
+        "the live read took {took:?}"
+    );
+    sim.reset_peak_in_flight();
+    let report = crawl.await.expect("crawl task");
+    assert!(report.failed_kinds().is_empty(), "{report:?}");
+    // 32 list requests of 50 ms each with 3 places: the crawl filled them, never the fourth.
+    assert_eq!(sim.peak_in_flight(), 3);
+}
+
+#[tokio::test]
+async fn a_429_pauses_both_lanes_and_a_delay_advice_only_the_crawl() {
+    let sim = AdoSim::start(AdoSimConfig::default())
+        .await
+        .expect("simulator");
+    let organization = client(&sim, four_places(1, 20), Arc::default());
+    let (crawl, live) = (organization.crawl(), organization.live());
+    let repository = first_repository(&sim);
+    let project = sim.projects()[0]["id"]
+        .as_str()
+        .expect("project id")
+        .to_string();
+    let wiql_route = "POST /{org}/{project}/_apis/wit/wiql";
+    let wiql = crawl.url(&format!("{project}/_apis/wit/wiql"));
+    let query = json!({"query": "SELECT [System.Id] FROM WorkItems"});
+    let quick = Duration::from_millis(800);
+    let paused = Duration::from_millis(1500);
+
+    // A delay advice (200 with Retry-After: 2) on a crawl request: live reads go on.
+    sim.fail_next(wiql_route, vec![ScriptedAnswer::ok_with_retry_after(2)]);
+    crawl
+        .post_json_once(&wiql, &[], &query)
+        .await
+        .expect("the advised answer is a success");
+    let (took, read) = timed(live.repository(&repository)).await;
+    read.expect("live read");
+    assert!(took < quick, "the advice held a live read {took:?}");
+    let (took, read) = timed(crawl.repository(&repository)).await;
+    read.expect("crawl read");
+    assert!(took >= paused, "the advice held the crawl only {took:?}");
+
+    // A 429 (Retry-After: 2) on a crawl request: live reads wait too.
+    sim.fail_next(wiql_route, vec![ScriptedAnswer::rate_limited(2)]);
+    crawl
+        .post_json_once(&wiql, &[], &query)
+        .await
+        .expect_err("429 is not retried by post_json_once");
+    let (took, read) = timed(live.repository(&repository)).await;
+    read.expect("live read");
+    assert!(took >= paused, "the 429 held a live read only {took:?}");
+
+    // And a 429 on a live request holds the crawl.
+    sim.fail_next(wiql_route, vec![ScriptedAnswer::rate_limited(2)]);
+    live.post_json_once(&wiql, &[], &query)
+        .await
+        .expect_err("429 is not retried by post_json_once");
+    let (took, read) = timed(crawl.repository(&repository)).await;
+    read.expect("crawl read");
+    assert!(took >= paused, "the 429 held the crawl only {took:?}");
+}
