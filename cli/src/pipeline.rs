@@ -81,11 +81,13 @@ impl Pipeline {
             mapping_versions = Some(versions);
             let write = config.write_options();
             let prefetch = settings.pipeline.transform.prefetch as u16;
+            let limits = adoport_transform::JqLimits::from_settings(&settings.pipeline.transform);
             let (bus, stats, shutdown) = (bus.clone(), transform_stats.clone(), shutdown.clone());
             tasks.spawn(async move {
-                let result =
-                    adoport_transform::worker::run(bus, compiled, write, prefetch, stats, shutdown)
-                        .await;
+                let result = adoport_transform::worker::run(
+                    bus, compiled, write, prefetch, limits, stats, shutdown,
+                )
+                .await;
                 ("transform", result.map_err(anyhow::Error::from))
             });
         }

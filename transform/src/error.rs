@@ -18,6 +18,9 @@ pub enum MappingError {
     /// its errors, so that one round of fixes is enough).
     #[error("{} expressions do not compile:\n{}", .0.len(), list(.0))]
     Several(Vec<MappingError>),
+    /// The thread that compiles mappings could not be started (the system refused its stack).
+    #[error("the mapping cannot be compiled: no thread for the compiler ({0})")]
+    NoCompiler(String),
 }
 
 fn list(errors: &[MappingError]) -> String {
@@ -49,6 +52,7 @@ impl MappingError {
     pub(crate) fn from_jq(path: String, expression: &str, error: JqError) -> Self {
         let message = match error {
             JqError::Compile { message, .. } | JqError::Runtime { message } => message,
+            JqError::Runaway(why) => why.to_string(),
         };
         MappingError::Compile {
             path,
