@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use adoport_shared::messages::{Origin, RawEvent};
+use adoport_shared::messages::{Origin, RawAction, RawEvent};
 use tokio::sync::mpsc;
 
 use crate::jq::{JqLimits, Runaway};
@@ -247,6 +247,39 @@ impl Evaluator {
             problems: vec![problem],
         });
     }
+}
+
+/// Maps `items` of `kind` on a thread of their own, sized for `limits` as the evaluator's are,
+/// and waits for the outcomes (one per item): for tools that map without a runtime, such as
+/// `adoport mapping test`. No watchdog: a stalled item stalls the caller.
+pub fn map_blocking(
+    mapping: &CompiledMapping,
+    kind: &str,
+    action: RawAction,
+    items: &[serde_json::Value],
+    limits: JqLimits,
+) -> Result<Vec<KindOutcome>, EvaluatorError> {
+    let stack = limits.thread_stack();
+    std::thread::scope(|scope| {
+        let mapped = std::thread::Builder::new()
+            .name("adoport-jq".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, || {
+                items
+                    .iter()
+                    .map(|item| {
+                        mapping.map_item(kind, action, item, false, &limits.for_item(), None)
+                    })
+                    .collect()
+            })
+            .map_err(|source| EvaluatorError {
+                stack_mib: stack / (1024 * 1024),
+                source,
+            })?;
+        Ok(mapped
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
 
 /// The failure of item `index` of `event`, stopped in the expression with id `expression`.

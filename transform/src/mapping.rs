@@ -31,7 +31,7 @@ use adoport_shared::port_app_config::{
 use jaq_json::Val;
 use serde_json::{Map, Value};
 
-use crate::error::MappingError;
+use crate::error::{MappingError, shortened};
 use crate::jq::{
     COMPILER_STACK, ItemBudget, JqError, JqInput, JqLimits, JqProgram, Prelude, Runaway,
     val_to_json,
@@ -281,14 +281,6 @@ impl fmt::Display for ItemProblem {
                 shortened(expression)
             ),
         }
-    }
-}
-
-/// An expression as quoted in a message: its first 200 characters.
-fn shortened(expression: &str) -> std::borrow::Cow<'_, str> {
-    match expression.char_indices().nth(200) {
-        None => expression.into(),
-        Some((end, _)) => format!("{}...", &expression[..end]).into(),
     }
 }
 
