@@ -592,7 +592,7 @@ impl CompiledMapping {
         budget: &ItemBudget,
         watch: Option<&AtomicUsize>,
     ) -> KindOutcome {
-        let mut outcome = self.run(kind, action, item, live, budget, watch);
+        let mut outcome = self.run(kind, action, item, live, ItemRun { budget, watch });
         if live && action == RawAction::Upsert {
             let upserted: Vec<(String, String)> = outcome
                 .changes
@@ -622,8 +622,7 @@ impl CompiledMapping {
         action: RawAction,
         item: &Value,
         live: bool,
-        budget: &ItemBudget,
-        watch: Option<&AtomicUsize>,
+        ItemRun { budget, watch }: ItemRun,
     ) -> KindOutcome {
         let mut outcome = KindOutcome::default();
         let mut stop = None;
@@ -784,6 +783,12 @@ fn short(value: &Value) -> String {
     } else {
         text
     }
+}
+
+/// What an item's evaluations share: its budget, and where to say which expression runs.
+struct ItemRun<'a> {
+    budget: &'a ItemBudget,
+    watch: Option<&'a AtomicUsize>,
 }
 
 struct ItemCtx<'a> {

@@ -1028,17 +1028,17 @@ mod tests {
 
     #[test]
     fn jq_limits_have_defaults_and_are_checked_at_start_up() {
-        let s = settings(&[]).expect("valid");
-        let t = &s.pipeline.transform;
-        assert_eq!(
+        let limits = |s: Settings| {
+            let t = s.pipeline.transform;
             (
                 t.jq_item_time_ms,
                 t.jq_max_steps,
                 t.jq_max_memory_mib,
-                t.jq_max_stack_mib
-            ),
-            (2_000, 1_000_000, 64, 16)
-        );
+                t.jq_max_stack_mib,
+            )
+        };
+        let s = settings(&[]).expect("valid");
+        assert_eq!(limits(s), (2_000, 1_000_000, 64, 16));
         let s = settings(&[
             ("ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS", "250"),
             ("ADOPORT__TRANSFORM__JQ_MAX_STEPS", "50000"),
@@ -1046,16 +1046,7 @@ mod tests {
             ("ADOPORT__TRANSFORM__JQ_MAX_STACK_MIB", "2"),
         ])
         .expect("valid");
-        let t = &s.pipeline.transform;
-        assert_eq!(
-            (
-                t.jq_item_time_ms,
-                t.jq_max_steps,
-                t.jq_max_memory_mib,
-                t.jq_max_stack_mib
-            ),
-            (250, 50_000, 8, 2)
-        );
+        assert_eq!(limits(s), (250, 50_000, 8, 2));
         for (name, value) in [
             ("ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS", "0"),
             ("ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS", "soon"),
