@@ -778,6 +778,21 @@ mod tests {
     }
 
     #[test]
+    fn outputs_nest_at_most_a_hundred_levels_and_fit_the_memory() {
+        let p = JqProgram::compile("reduce range(100) as $i (0; [.])").expect("compiles");
+        assert!(p.first(&json!(null)).is_ok());
+        let p = JqProgram::compile("reduce range(101) as $i (0; [.])").expect("compiles");
+        let err = p.first(&json!(null)).expect_err("too deep").to_string();
+        assert!(err.contains("nested deeper than 100 levels"), "{err}");
+        // Small in jaq (its parts are shared), 2^40 values as JSON.
+        let p = JqProgram::compile("reduce range(40) as $i (1; [., .])").expect("compiles");
+        assert!(matches!(
+            p.first(&json!(null)),
+            Err(JqError::Runaway(Runaway::Memory { .. }))
+        ));
+    }
+
+    #[test]
     fn programs_are_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<JqProgram>();
