@@ -9,6 +9,8 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use adoport_shared::messages::{ChangeOp, RawAction};
+use adoport_transform::JqLimits;
+use adoport_transform::evaluator::map_blocking;
 use adoport_transform::mapping::ItemProblem;
 use adoport_transform::mapping::versions::{RefusedMapping, compile_version};
 
@@ -90,8 +92,15 @@ fn test(file: &Path, kind: &str, input: &Path) -> anyhow::Result<ExitCode> {
     let mut entities = Vec::new();
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let outcome = mapping.apply(kind, RawAction::Upsert, item);
+    // Within the jq limits transform runs with (their defaults), on a thread sized for them.
+    let outcomes = map_blocking(
+        &mapping,
+        kind,
+        RawAction::Upsert,
+        &items,
+        JqLimits::default(),
+    )?;
+    for (index, outcome) in outcomes.into_iter().enumerate() {
         for change in outcome.changes {
             entities.push(match change.op {
                 ChangeOp::Upsert { entity } => {

@@ -88,10 +88,13 @@ impl Pipeline {
             let compiled =
                 Arc::new(CompiledVersions::new(versions).context("the mapping does not compile")?);
             let prefetch = settings.pipeline.transform.prefetch as u16;
+            let limits = adoport_transform::JqLimits::from_settings(&settings.pipeline.transform);
             let (bus, stats, shutdown) = (bus.clone(), transform_stats.clone(), shutdown.clone());
             tasks.spawn(async move {
-                let result =
-                    adoport_transform::worker::run(bus, compiled, prefetch, stats, shutdown).await;
+                let result = adoport_transform::worker::run(
+                    bus, compiled, prefetch, limits, stats, shutdown,
+                )
+                .await;
                 ("transform", result.map_err(anyhow::Error::from))
             });
         }

@@ -121,3 +121,58 @@ resources:
         .expect("a problem");
     assert!(problem.contains("expected a boolean"), "{problem}");
 }
+
+/// A runaway expression compiles (whether it ends cannot be known before it runs), and
+/// `mapping test` reports it as the service would, within the default jq limits, instead of
+/// overflowing its stack. What cannot be compiled safely is refused by `validate`.
+#[test]
+fn runaway_expressions_are_reported_by_test_and_overlong_ones_refused() {
+    let runaway = temp_file(
+        "runaway.yaml",
+        r#"
+resources:
+  - kind: work-item
+    selector: {query: 'true'}
+    port: {entity: {mappings: {identifier: .id | tostring, blueprint: '"w"', properties: {deep: 'def f: 1 + f; f'}}}}
+"#,
+    );
+    let file = runaway.to_str().expect("utf-8");
+    let (ok, out, err) = adoport(&["mapping", "validate", file]);
+    assert!(ok, "{out}{err}");
+    let input = format!("{FIXTURES}/work-item.json");
+    let (ok, out, err) = adoport(&[
+        "mapping",
+        "test",
+        file,
+        "--kind",
+        "work-item",
+        "--input",
+        &input,
+    ]);
+    assert!(!ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+    let problem = report["problems"][0]["problem"]
+        .as_str()
+        .expect("a problem");
+    assert!(
+        problem.contains("resources[0].port.entity.mappings.properties.deep")
+            && problem.contains("ADOPORT__TRANSFORM__JQ_MAX_STACK_MIB"),
+        "{problem}"
+    );
+    assert_eq!(report["entities"], serde_json::json!([]));
+
+    let nested = format!("{}1{}", "(".repeat(9_000), ")".repeat(9_000));
+    let overlong = temp_file(
+        "overlong.yaml",
+        &format!(
+            "resources: [{{kind: a, port: {{entity: {{mappings: {{identifier: .id, blueprint: '\"b\"', properties: {{p: '{nested}'}}}}}}}}}}]"
+        ),
+    );
+    let (ok, _, err) = adoport(&["mapping", "validate", overlong.to_str().expect("utf-8")]);
+    assert!(!ok);
+    assert!(
+        err.contains("at most 16384"),
+        "{}",
+        &err[..err.len().min(300)]
+    );
+}

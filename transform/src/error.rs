@@ -8,7 +8,10 @@ use crate::jq::JqError;
 pub enum MappingError {
     /// A jq expression does not compile; `path` is e.g.
     /// `resources[2].port.entity.mappings.properties.state`.
-    #[error("{path}: jq expression `{expression}` does not compile: {message}")]
+    #[error(
+        "{path}: jq expression `{}` does not compile: {message}",
+        shortened(expression)
+    )]
     Compile {
         path: String,
         expression: String,
@@ -18,6 +21,17 @@ pub enum MappingError {
     /// its errors, so that one round of fixes is enough).
     #[error("{} expressions do not compile:\n{}", .0.len(), list(.0))]
     Several(Vec<MappingError>),
+    /// The thread that compiles mappings could not be started (the system refused its stack).
+    #[error("the mapping cannot be compiled: no thread for the compiler ({0})")]
+    NoCompiler(String),
+}
+
+/// An expression as quoted in a message: its first 200 characters.
+pub(crate) fn shortened(expression: &str) -> std::borrow::Cow<'_, str> {
+    match expression.char_indices().nth(200) {
+        None => expression.into(),
+        Some((end, _)) => format!("{}...", &expression[..end]).into(),
+    }
 }
 
 fn list(errors: &[MappingError]) -> String {
@@ -49,6 +63,7 @@ impl MappingError {
     pub(crate) fn from_jq(path: String, expression: &str, error: JqError) -> Self {
         let message = match error {
             JqError::Compile { message, .. } | JqError::Runtime { message } => message,
+            JqError::Runaway(why) => why.to_string(),
         };
         MappingError::Compile {
             path,

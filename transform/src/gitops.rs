@@ -28,6 +28,15 @@ pub fn spec_error(kind: &str, items: &[Value]) -> Option<String> {
     ))
 }
 
+/// The outcome of each item of a GitOps raw event (no jq: nothing to evaluate).
+pub fn outcomes(event: &adoport_shared::messages::RawEvent) -> Vec<KindOutcome> {
+    event
+        .items
+        .iter()
+        .map(|item| outcome(event.action, item))
+        .collect()
+}
+
 /// The change one spec entity asks for; an entity without a blueprint or identifier is a
 /// problem (counted like a mapping's dropped entity), never a silent drop.
 pub fn outcome(action: RawAction, item: &Value) -> KindOutcome {

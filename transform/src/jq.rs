@@ -9,21 +9,30 @@
 //! Speed: most mapping expressions are key paths, literals and a few string operations; those
 //! run on the `serde_json` item directly (`fast`), so an item is converted to jaq only when an
 //! expression without a fast path needs it, and at most once.
+//!
+//! Bounds: every program is compiled with guards (`guard`) that report to a meter
+//! ([`limits`]): an evaluation that recurses too deep, runs too long or builds too much is
+//! stopped with [`JqError::Runaway`], whatever the expression does.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use jaq_core::load::parse::Def;
 use jaq_core::load::{Arena, File, Loader};
-use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_core::{Compiler, Ctx, Vars};
 use jaq_json::{Num, Val};
 use serde_json::Value;
 
 mod fast;
+mod guard;
+pub mod limits;
 
-type Data = data::JustLut<Val>;
-type Filter = jaq_core::Filter<Data>;
+pub use limits::{ItemBudget, JqLimits, Runaway};
+
+use guard::Bounded;
+type Filter = jaq_core::Filter<Bounded>;
 
 /// What can go wrong with a jq expression.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,13 +43,16 @@ pub enum JqError {
     /// The expression failed on this input (e.g. `cannot index number with "a"`).
     #[error("{message}")]
     Runtime { message: String },
+    /// The evaluation was stopped at one of its limits (see [`limits`]).
+    #[error("stopped: {0}")]
+    Runaway(Runaway),
 }
 
 /// The definitions every program can use, parsed once and shared by the programs compiled with
 /// it (parsing jaq's standard library is most of the cost of a compile).
 #[derive(Clone)]
 pub struct Prelude {
-    defs: Arc<Vec<jaq_core::load::parse::Def<&'static str>>>,
+    defs: Arc<Vec<Def<&'static str>>>,
 }
 
 /// Our definitions, loaded after jaq's: the hidden environment (`env` is `{}`) and the builtins
@@ -51,11 +63,12 @@ impl Prelude {
     pub fn new() -> Self {
         // A parse error here is a bug in `prelude.jq`, caught by the tests below.
         let ours = jaq_core::load::parse(PRELUDE, |p| p.defs()).unwrap_or_default();
-        let defs = jaq_core::defs()
+        let mut defs: Vec<_> = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs())
             .chain(ours)
             .collect();
+        defs.iter_mut().for_each(guard::guard_def);
         Self {
             defs: Arc::new(defs),
         }
@@ -110,14 +123,6 @@ impl<'a> JqInput<'a> {
             val: OnceCell::new(),
         }
     }
-
-    /// The item as JSON (converted back if it only exists in jaq).
-    pub fn to_json(&self) -> Value {
-        match self.json {
-            Some(json) => json.clone(),
-            None => val_to_json(self.val()),
-        }
-    }
 }
 
 impl JqProgram {
@@ -127,27 +132,67 @@ impl JqProgram {
         Self::compile_with(&Prelude::new(), expr)
     }
 
-    /// Compiles one expression against a shared prelude.
+    /// Compiles one expression against a shared prelude, with its guards (see `guard`).
+    ///
+    /// Parsing and compiling recurse once per level of nesting of the expression: an
+    /// expression is at most [`MAX_EXPRESSION_BYTES`] long, and
+    /// [`crate::CompiledMapping::compile`] compiles on a thread with [`COMPILER_STACK`] of
+    /// stack, enough for the deepest nesting that length allows.
     pub fn compile_with(prelude: &Prelude, expr: &str) -> Result<Self, JqError> {
         let code = convert_single_quotes(expr);
         let compile_error = |message: String| JqError::Compile {
             expr: expr.to_owned(),
             message,
         };
-        let arena = Arena::default();
-        let loader = Loader::new(prelude.defs.iter().cloned());
-        let modules = loader
-            .load(
+        if code.len() > MAX_EXPRESSION_BYTES {
+            return Err(compile_error(format!(
+                "the expression is {} bytes long; at most {MAX_EXPRESSION_BYTES} are accepted",
+                code.len()
+            )));
+        }
+        let Some(mut main) = jaq_core::load::parse(&code, |p| p.term()) else {
+            // Load it the usual way, for jaq's description of what is wrong.
+            let arena = Arena::default();
+            let message = match Loader::new([]).load(
                 &arena,
                 File {
                     code: &*code,
                     path: (),
                 },
+            ) {
+                Err(errs) => describe_load_errors(&code, errs),
+                Ok(_) => "modules (`import`, `include`) are not supported".to_owned(),
+            };
+            return Err(compile_error(message));
+        };
+        if let Some(name) = guard::reserved_name(&main) {
+            return Err(compile_error(format!(
+                "`{name}`: names starting with `_adoport_` are reserved"
+            )));
+        }
+        guard::guard_term(&mut main);
+        // The expression becomes the body of a definition, called by the main program.
+        let main = Def {
+            name: MAIN,
+            args: Vec::new(),
+            body: main,
+        };
+        let arena = Arena::default();
+        let loader = Loader::new(prelude.defs.iter().cloned().chain([main]));
+        let modules = loader
+            .load(
+                &arena,
+                File {
+                    code: MAIN,
+                    path: (),
+                },
             )
-            .map_err(|errs| compile_error(describe_load_errors(&code, errs)))?;
+            .map_err(|errs| compile_error(describe_load_errors(MAIN, errs)))?;
         let funs = jaq_core::funs()
             .chain(jaq_std::funs().filter(|(name, _, _)| *name != "env"))
-            .chain(jaq_json::funs());
+            .chain(jaq_json::funs())
+            .filter(|(name, args, _)| !guard::replaced(name, args.len()))
+            .chain(guard::funs());
         let filter = Compiler::default()
             .with_funs(funs)
             .with_global_vars(["$ENV"])
@@ -180,46 +225,95 @@ impl JqProgram {
     }
 
     /// The first output of the program on `input` (Ocean uses only the first), `None` if it
-    /// yields nothing.
+    /// yields nothing; with the default limits, on the calling thread (tests and tools).
     pub fn first(&self, input: &Value) -> Result<Option<Value>, JqError> {
-        self.first_on(&JqInput::from_json(input))
+        let budget = JqLimits::default().on_any_thread().for_item();
+        self.first_on(&JqInput::from_json(input), &budget)
     }
 
-    /// Like [`JqProgram::first`], on an input shared by several programs.
-    pub fn first_on(&self, input: &JqInput) -> Result<Option<Value>, JqError> {
+    /// Like [`JqProgram::first`], on an input shared by several programs, within the budget of
+    /// the item.
+    pub fn first_on(&self, input: &JqInput, budget: &ItemBudget) -> Result<Option<Value>, JqError> {
         if let (Some(fast), Some(json)) = (&self.fast, input.json)
             && let Some(out) = fast.run(json)
         {
             // The fast path always yields exactly one output.
             return Ok(Some(out.into_owned()));
         }
-        Ok(self.first_val(input)?.map(|v| val_to_json(&v)))
+        match self.first_val(input, budget)? {
+            None => Ok(None),
+            Some(v) => val_to_json(&v, budget).map(Some),
+        }
     }
 
     /// The first output as a jaq value (stays inside this crate); always runs jaq.
-    pub(crate) fn first_val(&self, input: &JqInput) -> Result<Option<Val>, JqError> {
-        let env = Val::obj(jaq_json::Map::default());
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([env]));
-        let mut outputs = self.filter.id.run((ctx, input.val().clone()));
-        match outputs.next() {
+    pub(crate) fn first_val(
+        &self,
+        input: &JqInput,
+        budget: &ItemBudget,
+    ) -> Result<Option<Val>, JqError> {
+        let meter = budget.meter();
+        let env = guard::Env {
+            lut: &self.filter.lut,
+            meter: &meter,
+        };
+        let ctx = Ctx::<Bounded>::new(&env, Vars::new([Val::obj(jaq_json::Map::default())]));
+        let first = self.filter.id.run((ctx, input.val().clone())).next();
+        // A stop is final even if the program caught an error and went on.
+        if let Some(why) = meter.stopped() {
+            return Err(JqError::Runaway(why));
+        }
+        match first {
             None => Ok(None),
             Some(Ok(v)) => Ok(Some(v)),
             Some(Err(exn)) => Err(JqError::Runtime {
                 // `halt` must not end the process (jaq's `unwrap_valr` would exit).
                 message: match exn.get_err() {
-                    Ok(e) => e.to_string(),
+                    Ok(e) => capped_message(&e),
                     Err(_) => "halt (or an unexpected control flow) is not allowed in a mapping"
                         .to_owned(),
                 },
             }),
         }
     }
-
-    /// Runs the program on a jaq value (for expressions whose input is another's output).
-    pub(crate) fn first_on_val(&self, input: Val) -> Result<Option<Val>, JqError> {
-        self.first_val(&JqInput::from_val(input))
-    }
 }
+
+/// The definition the user's expression becomes.
+const MAIN: &str = "_adoport_main";
+
+/// The longest expression accepted (a mapping's are a few hundred bytes).
+pub const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
+
+/// Stack for compiling a mapping: parsing, guarding and compiling the most deeply nested
+/// expression of [`MAX_EXPRESSION_BYTES`] (measured: under 64 MiB in a debug build).
+pub const COMPILER_STACK: usize = 256 * 1024 * 1024;
+
+/// An error message of at most [`MESSAGE_CHARS`] characters: jaq's messages quote the values
+/// involved, which may be huge (or nested deep enough to exhaust the stack if printed whole).
+fn capped_message(error: &jaq_core::Error<Val>) -> String {
+    struct Capped(String);
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = MESSAGE_CHARS.saturating_sub(self.0.len());
+            if s.len() <= room {
+                self.0.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.0.push_str(&s[..end]);
+            self.0.push_str("...");
+            Err(std::fmt::Error)
+        }
+    }
+    let mut out = Capped(String::new());
+    let _ = write!(out, "{error}");
+    out.0
+}
+
+const MESSAGE_CHARS: usize = 1_000;
 
 impl JqInput<'static> {
     pub(crate) fn from_val(v: Val) -> Self {
@@ -439,25 +533,72 @@ pub(crate) fn json_to_val(value: &Value) -> Val {
 /// jaq → serde_json. Integral floats become integers (`1764`, not `1764.0`, as jq prints
 /// them); NaN and infinities become null; byte strings are read as (lossy) UTF-8; a non-string
 /// object key is written as its JSON text.
-pub(crate) fn val_to_json(val: &Val) -> Value {
-    match val {
+///
+/// A value nested deeper than [`OUTPUT_NESTING`] levels is refused (the queues' JSON would not
+/// carry it), and so is one of more values than `budget` allows memory for (a value shares
+/// its parts: `reduce range(40) as $i (1; [., .])` is small in jaq and 2^40 values in JSON).
+pub(crate) fn val_to_json(val: &Val, budget: &ItemBudget) -> Result<Value, JqError> {
+    let limit = budget.limits().max_memory;
+    let mut room = Room {
+        values: limit / JSON_VALUE_BYTES,
+        limit,
+        budget,
+    };
+    to_json_within(val, 0, &mut room)
+}
+
+/// A `serde_json::Value` takes 32 bytes, before what it holds.
+const JSON_VALUE_BYTES: usize = 32;
+
+/// How many more values a conversion may make, and until when.
+struct Room<'b> {
+    values: usize,
+    limit: usize,
+    budget: &'b ItemBudget,
+}
+
+/// How deep a mapping's output may nest: the entity travels inside a message that adds a few
+/// levels, and the bus's JSON parser accepts 128.
+pub const OUTPUT_NESTING: usize = 100;
+
+fn to_json_within(val: &Val, depth: usize, room: &mut Room) -> Result<Value, JqError> {
+    if room.values == 0 {
+        return Err(JqError::Runaway(Runaway::Memory { limit: room.limit }));
+    }
+    room.values -= 1;
+    if room.values.is_multiple_of(4096) && room.budget.expired() {
+        return Err(JqError::Runaway(Runaway::Time {
+            limit: room.budget.limits().item_time,
+        }));
+    }
+    if depth > OUTPUT_NESTING {
+        return Err(JqError::Runtime {
+            message: format!("the value is nested deeper than {OUTPUT_NESTING} levels"),
+        });
+    }
+    Ok(match val {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(*b),
         Val::Num(n) => num_to_json(n),
         Val::TStr(b) | Val::BStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
-        Val::Arr(items) => Value::Array(items.iter().map(val_to_json).collect()),
+        Val::Arr(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| to_json_within(v, depth + 1, room))
+                .collect::<Result<_, _>>()?,
+        ),
         Val::Obj(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
                     let key = match k {
                         Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
-                        other => val_to_json(other).to_string(),
+                        other => to_json_within(other, depth + 1, room)?.to_string(),
                     };
-                    (key, val_to_json(v))
+                    Ok((key, to_json_within(v, depth + 1, room)?))
                 })
-                .collect(),
+                .collect::<Result<_, JqError>>()?,
         ),
-    }
+    })
 }
 
 /// 2^63: floats below it in magnitude and integral convert to i64 exactly.
@@ -599,6 +740,56 @@ mod tests {
                 .to_string()
                 .contains("boom")
         );
+    }
+
+    #[test]
+    fn names_of_the_guards_are_reserved() {
+        for expr in [
+            "def _adoport_step: .; def f: f; f",
+            "def f(_adoport_step): _adoport_step; f(.)",
+            "_adoport_collect(.)",
+            ". as $_adoport_rhs | 1",
+            "reduce .[] as [$_adoport_x] (0; .)",
+        ] {
+            let err = JqProgram::compile(expr).expect_err(expr).to_string();
+            assert!(err.contains("reserved"), "{expr}: {err}");
+        }
+    }
+
+    #[test]
+    fn overlong_expressions_are_refused() {
+        let long = vec!["1"; MAX_EXPRESSION_BYTES / 2 + 1].join("+");
+        let err = JqProgram::compile(&long).expect_err("too long").to_string();
+        assert!(err.contains("at most 16384"), "{}", &err[err.len() - 80..]);
+    }
+
+    #[test]
+    fn a_stopped_evaluation_is_a_runaway_even_if_caught() {
+        let p = JqProgram::compile("try (def f: 1 + f; f) catch \"caught\"").expect("compiles");
+        assert!(matches!(
+            p.first(&json!(null)),
+            Err(JqError::Runaway(Runaway::Stack { .. }))
+        ));
+        // Error messages quote values at most a thousand characters long.
+        let p = JqProgram::compile("[range(600)] | .a").expect("compiles");
+        let err = p.first(&json!(null)).expect_err("cannot index").to_string();
+        assert!(err.starts_with("cannot index [0,1,2,"), "{err}");
+        assert!(err.len() < 1100, "{} characters", err.len());
+    }
+
+    #[test]
+    fn outputs_nest_at_most_a_hundred_levels_and_fit_the_memory() {
+        let p = JqProgram::compile("reduce range(100) as $i (0; [.])").expect("compiles");
+        assert!(p.first(&json!(null)).is_ok());
+        let p = JqProgram::compile("reduce range(101) as $i (0; [.])").expect("compiles");
+        let err = p.first(&json!(null)).expect_err("too deep").to_string();
+        assert!(err.contains("nested deeper than 100 levels"), "{err}");
+        // Small in jaq (its parts are shared), 2^40 values as JSON.
+        let p = JqProgram::compile("reduce range(40) as $i (1; [., .])").expect("compiles");
+        assert!(matches!(
+            p.first(&json!(null)),
+            Err(JqError::Runaway(Runaway::Memory { .. }))
+        ));
     }
 
     #[test]

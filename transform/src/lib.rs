@@ -11,17 +11,21 @@
 //! - [`mapping`]: the port-app-config compiled into a [`mapping::CompiledMapping`] and the
 //!   rules that turn one raw item into entity changes and item problems;
 //! - [`error`]: why a mapping cannot be used;
-//! - [`worker`]: the consumer loop (raw events in, changes out, ack after confirm).
+//! - [`evaluator`]: the threads the worker maps items on, sized for the jq limits, with a
+//!   watchdog;
+//! - [`worker`]: the consumer loop (raw events in, changes out, ack after confirm; an item whose
+//!   expression ran away is dead-lettered, the rest of its event goes on).
 //!
 //! Mappings are compiled once per mapping version and evaluated in synchronous code: jaq values
 //! never cross an `.await`.
 
 pub mod error;
+pub mod evaluator;
 pub mod gitops;
 pub mod jq;
 pub mod mapping;
 pub mod worker;
 
 pub use error::MappingError;
-pub use jq::{JqError, JqProgram};
+pub use jq::{JqError, JqLimits, JqProgram};
 pub use mapping::{CompiledMapping, ItemProblem, KindOutcome, MappedChange};

@@ -14,7 +14,13 @@
 //!    expression gives `null` and a problem, an expression that yields nothing gives a silent
 //!    `null`. Values are never coerced: numbers stay numbers.
 //!
+//! Every expression of an item runs within the item's [`ItemBudget`]: an expression stopped at
+//! a limit (a runaway: endless recursion or loop, a huge string) fails the whole item, which
+//! then produces nothing but an [`ItemProblem::Runaway`] (the worker dead-letters it).
+//!
 //! Nothing here is async or does I/O.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::fmt;
 
@@ -25,8 +31,11 @@ use adoport_shared::port_app_config::{
 use jaq_json::Val;
 use serde_json::{Map, Value};
 
-use crate::error::MappingError;
-use crate::jq::{JqError, JqInput, JqProgram, Prelude, val_to_json};
+use crate::error::{MappingError, shortened};
+use crate::jq::{
+    COMPILER_STACK, ItemBudget, JqError, JqInput, JqLimits, JqProgram, Prelude, Runaway,
+    val_to_json,
+};
 
 /// One entity change produced from a raw item.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +121,16 @@ pub enum ItemProblem {
         item_id: String,
         error: String,
     },
+    /// An expression was stopped at one of its limits (see [`crate::jq::limits`]): the whole
+    /// item fails, produces nothing, and is dead-lettered with this as the reason.
+    Runaway {
+        resource_index: usize,
+        kind: String,
+        item_id: String,
+        field_path: String,
+        expression: String,
+        reason: String,
+    },
 }
 
 impl ItemProblem {
@@ -126,6 +145,7 @@ impl ItemProblem {
             ItemProblem::InvalidIdentifier { .. } => "invalid identifier",
             ItemProblem::EmptyBlueprint { .. } => "empty blueprint",
             ItemProblem::ItemsToParseFailed { .. } => "itemsToParse failed",
+            ItemProblem::Runaway { .. } => "expression stopped",
         }
     }
 
@@ -146,7 +166,8 @@ impl ItemProblem {
     pub fn field_path(&self) -> Option<&str> {
         match self {
             ItemProblem::FieldFailed { field_path, .. }
-            | ItemProblem::FieldNull { field_path, .. } => Some(field_path),
+            | ItemProblem::FieldNull { field_path, .. }
+            | ItemProblem::Runaway { field_path, .. } => Some(field_path),
             _ => None,
         }
     }
@@ -160,8 +181,15 @@ impl ItemProblem {
             | ItemProblem::EmptyIdentifier { resource_index, .. }
             | ItemProblem::InvalidIdentifier { resource_index, .. }
             | ItemProblem::EmptyBlueprint { resource_index, .. }
-            | ItemProblem::ItemsToParseFailed { resource_index, .. } => *resource_index,
+            | ItemProblem::ItemsToParseFailed { resource_index, .. }
+            | ItemProblem::Runaway { resource_index, .. } => *resource_index,
         }
+    }
+
+    /// Whether the item was stopped (a runaway expression): it produces nothing and is
+    /// dead-lettered.
+    pub fn is_runaway(&self) -> bool {
+        matches!(self, ItemProblem::Runaway { .. })
     }
 }
 
@@ -240,6 +268,18 @@ impl fmt::Display for ItemProblem {
                 f,
                 "resources[{resource_index}].port.itemsToParse ({kind} {item_id}): {error}"
             ),
+            ItemProblem::Runaway {
+                kind,
+                item_id,
+                field_path,
+                expression,
+                reason,
+                ..
+            } => write!(
+                f,
+                "{field_path} ({kind} {item_id}): `{}` stopped: {reason}; the item is not mapped",
+                shortened(expression)
+            ),
         }
     }
 }
@@ -249,6 +289,8 @@ impl fmt::Display for ItemProblem {
 struct Field {
     path: String,
     program: JqProgram,
+    /// Its index among the mapping's expressions (see [`CompiledMapping::expression`]).
+    id: usize,
 }
 
 impl Field {
@@ -268,7 +310,11 @@ impl Field {
     /// Compiles a plain jq expression (selector, itemsToParse).
     fn compile_jq(prelude: &Prelude, path: String, expr: &JqExpr) -> Result<Self, MappingError> {
         match JqProgram::compile_with(prelude, expr.as_str()) {
-            Ok(program) => Ok(Self { path, program }),
+            Ok(program) => Ok(Self {
+                path,
+                program,
+                id: 0,
+            }),
             Err(e) => Err(MappingError::from_jq(path, expr.as_str(), e)),
         }
     }
@@ -296,24 +342,18 @@ enum CompiledRule {
     Query(CompiledSearch),
 }
 
-impl Field {
-    fn slow_down(&mut self) {
-        self.program = self.program.without_fast_path();
-    }
-}
-
 impl CompiledValue {
-    fn slow_down(&mut self) {
+    fn fields<'a>(&'a self, out: &mut Vec<&'a Field>) {
         match self {
-            CompiledValue::Jq(field) => field.slow_down(),
-            CompiledValue::Search(search) => search.slow_down(),
+            CompiledValue::Jq(field) => out.push(field),
+            CompiledValue::Search(search) => search.fields(out),
         }
     }
 
-    fn programs<'a>(&'a self, out: &mut Vec<&'a JqProgram>) {
+    fn fields_mut<'a>(&'a mut self, out: &mut Vec<&'a mut Field>) {
         match self {
-            CompiledValue::Jq(field) => out.push(&field.program),
-            CompiledValue::Search(search) => search.programs(out),
+            CompiledValue::Jq(field) => out.push(field),
+            CompiledValue::Search(search) => search.fields_mut(out),
         }
     }
 
@@ -332,34 +372,30 @@ impl CompiledValue {
 }
 
 impl CompiledSearch {
-    fn slow_down(&mut self) {
-        self.combinator.slow_down();
-        for rule in &mut self.rules {
-            match rule {
-                CompiledRule::Rule {
-                    property,
-                    operator,
-                    value,
-                } => {
-                    property.slow_down();
-                    operator.slow_down();
-                    value.slow_down();
-                }
-                CompiledRule::Query(inner) => inner.slow_down(),
-            }
-        }
-    }
-
-    fn programs<'a>(&'a self, out: &mut Vec<&'a JqProgram>) {
-        out.push(&self.combinator.program);
+    fn fields<'a>(&'a self, out: &mut Vec<&'a Field>) {
+        out.push(&self.combinator);
         for rule in &self.rules {
             match rule {
                 CompiledRule::Rule {
                     property,
                     operator,
                     value,
-                } => out.extend([&property.program, &operator.program, &value.program]),
-                CompiledRule::Query(inner) => inner.programs(out),
+                } => out.extend([property, operator, value]),
+                CompiledRule::Query(inner) => inner.fields(out),
+            }
+        }
+    }
+
+    fn fields_mut<'a>(&'a mut self, out: &mut Vec<&'a mut Field>) {
+        out.push(&mut self.combinator);
+        for rule in &mut self.rules {
+            match rule {
+                CompiledRule::Rule {
+                    property,
+                    operator,
+                    value,
+                } => out.extend([property, operator, value]),
+                CompiledRule::Query(inner) => inner.fields_mut(out),
             }
         }
     }
@@ -412,17 +448,73 @@ struct CompiledResource {
     relations: Vec<(String, CompiledValue)>,
 }
 
+impl CompiledResource {
+    /// Every expression of the resource.
+    fn fields(&self) -> Vec<&Field> {
+        let mut out = vec![&self.selector, &self.blueprint];
+        out.extend(self.items_to_parse.iter().map(|i| &i.field));
+        out.extend([&self.title, &self.icon].into_iter().flatten());
+        out.extend(self.properties.iter().map(|(_, f)| f));
+        for value in std::iter::once(&self.identifier)
+            .chain(&self.team)
+            .chain(self.relations.iter().map(|(_, v)| v))
+        {
+            value.fields(&mut out);
+        }
+        out
+    }
+
+    fn fields_mut(&mut self) -> Vec<&mut Field> {
+        let mut out = vec![&mut self.selector, &mut self.blueprint];
+        out.extend(self.items_to_parse.iter_mut().map(|i| &mut i.field));
+        out.extend([&mut self.title, &mut self.icon].into_iter().flatten());
+        out.extend(self.properties.iter_mut().map(|(_, f)| f));
+        for value in std::iter::once(&mut self.identifier)
+            .chain(&mut self.team)
+            .chain(self.relations.iter_mut().map(|(_, v)| v))
+        {
+            value.fields_mut(&mut out);
+        }
+        out
+    }
+}
+
 /// A port-app-config with every expression compiled. Immutable and `Send + Sync`: share it
 /// behind an `Arc` between worker tasks; a new mapping version is a new `CompiledMapping`.
 #[derive(Debug, Clone)]
 pub struct CompiledMapping {
     resources: Vec<CompiledResource>,
+    /// Every expression by its id: (resource index, path, text).
+    expressions: Vec<(usize, String, String)>,
 }
 
 impl CompiledMapping {
+    /// A mapping of no resources: maps nothing.
+    pub fn empty() -> Self {
+        Self {
+            resources: Vec::new(),
+            expressions: Vec::new(),
+        }
+    }
+
     /// Compiles every expression of the config. Every expression that does not compile is
     /// reported (with its path, its text and jaq's message), not just the first.
+    ///
+    /// Compiling recurses as deep as an expression nests: it runs on a thread of its own with
+    /// [`COMPILER_STACK`] of stack, so that no mapping can overflow the caller's.
     pub fn compile(config: &PortAppConfig) -> Result<Self, MappingError> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("adoport-jq-compile".into())
+                .stack_size(COMPILER_STACK)
+                .spawn_scoped(scope, || Self::compile_here(config))
+                .map_err(|e| MappingError::NoCompiler(e.to_string()))?
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn compile_here(config: &PortAppConfig) -> Result<Self, MappingError> {
         let prelude = Prelude::new();
         let mut errors = Vec::new();
         let mut resources = Vec::with_capacity(config.resources.len());
@@ -432,7 +524,25 @@ impl CompiledMapping {
             }
         }
         MappingError::from_all(errors)?;
-        Ok(Self { resources })
+        let mut expressions = Vec::new();
+        for r in &mut resources {
+            let index = r.index;
+            for field in r.fields_mut() {
+                field.id = expressions.len();
+                expressions.push((index, field.path.clone(), field.program.source().to_owned()));
+            }
+        }
+        Ok(Self {
+            resources,
+            expressions,
+        })
+    }
+
+    /// The expression with this id: its resource's index, its path and its text.
+    pub fn expression(&self, id: usize) -> Option<(usize, &str, &str)> {
+        self.expressions
+            .get(id)
+            .map(|(index, path, text)| (*index, path.as_str(), text.as_str()))
     }
 
     /// The same mapping with every expression evaluated by jaq alone, without the fast path
@@ -440,23 +550,8 @@ impl CompiledMapping {
     pub fn without_fast_paths(&self) -> Self {
         let mut slow = self.clone();
         for r in &mut slow.resources {
-            r.selector.slow_down();
-            if let Some(items) = &mut r.items_to_parse {
-                items.field.slow_down();
-            }
-            r.identifier.slow_down();
-            r.blueprint.slow_down();
-            for field in [&mut r.title, &mut r.icon].into_iter().flatten() {
-                field.slow_down();
-            }
-            if let Some(team) = &mut r.team {
-                team.slow_down();
-            }
-            for (_, field) in &mut r.properties {
-                field.slow_down();
-            }
-            for (_, value) in &mut r.relations {
-                value.slow_down();
+            for field in r.fields_mut() {
+                field.program = field.program.without_fast_path();
             }
         }
         slow
@@ -464,27 +559,9 @@ impl CompiledMapping {
 
     /// How many of the mapping's expressions the fast path covers, of how many.
     pub fn fast_path_coverage(&self) -> (usize, usize) {
-        let mut programs = Vec::new();
-        for r in &self.resources {
-            programs.push(&r.selector.program);
-            programs.push(&r.blueprint.program);
-            programs.extend(r.items_to_parse.iter().map(|i| &i.field.program));
-            programs.extend(
-                [&r.title, &r.icon]
-                    .into_iter()
-                    .flatten()
-                    .map(|f| &f.program),
-            );
-            programs.extend(r.properties.iter().map(|(_, f)| &f.program));
-            for value in std::iter::once(&r.identifier)
-                .chain(&r.team)
-                .chain(r.relations.iter().map(|(_, v)| v))
-            {
-                value.programs(&mut programs);
-            }
-        }
-        let fast = programs.iter().filter(|p| p.has_fast_path()).count();
-        (fast, programs.len())
+        let fields: Vec<&Field> = self.resources.iter().flat_map(|r| r.fields()).collect();
+        let fast = fields.iter().filter(|f| f.program.has_fast_path()).count();
+        (fast, fields.len())
     }
 
     /// Whether any resource maps this kind.
@@ -492,20 +569,39 @@ impl CompiledMapping {
         self.resources.iter().any(|r| r.kind == kind)
     }
 
-    /// Maps one raw item of `kind`. `Upsert`: entities of the resources whose selector passes.
-    /// `Delete`: a delete for every resource whose identifier and blueprint evaluate (the
-    /// selector is not consulted: a deleted item's state may no longer pass it).
+    /// Maps one raw item of `kind`, with the default limits, on the calling thread (tools,
+    /// tests, the benchmark; the worker uses [`CompiledMapping::map_item`]). `Upsert`:
+    /// entities of the resources whose selector passes. `Delete`: a delete for every resource
+    /// whose identifier and blueprint evaluate (the selector is not consulted: a deleted
+    /// item's state may no longer pass it).
     pub fn apply(&self, kind: &str, action: RawAction, item: &Value) -> KindOutcome {
-        self.run(kind, action, item, false)
+        let budget = JqLimits::default().on_any_thread().for_item();
+        self.map_item(kind, action, item, false, &budget, None)
     }
 
-    /// Like [`CompiledMapping::apply`] for a live event: an item that no longer passes a
-    /// resource's selector deletes that resource's entity, unless another resource of the same
-    /// kind upserts the same entity (as the two `repository-policy` resources of the default
-    /// mapping do) — Ocean's "failed selector → delete" for live events.
+    /// Like [`CompiledMapping::apply`] for a live event (see [`CompiledMapping::map_item`]).
     pub fn apply_live(&self, kind: &str, action: RawAction, item: &Value) -> KindOutcome {
-        let mut outcome = self.run(kind, action, item, true);
-        if action == RawAction::Upsert {
+        let budget = JqLimits::default().on_any_thread().for_item();
+        self.map_item(kind, action, item, true, &budget, None)
+    }
+
+    /// Maps one raw item of `kind` within `budget`. `live` (a webhook's item): an item that
+    /// no longer passes a resource's selector deletes that resource's entity, unless another
+    /// resource of the same kind upserts the same entity (as the two `repository-policy`
+    /// resources of the default mapping do) — Ocean's "failed selector → delete" for live
+    /// events. `watch`, when given, holds the id of the expression running (see
+    /// [`CompiledMapping::expression`]), for whoever watches the evaluation from outside.
+    pub fn map_item(
+        &self,
+        kind: &str,
+        action: RawAction,
+        item: &Value,
+        live: bool,
+        budget: &ItemBudget,
+        watch: Option<&AtomicUsize>,
+    ) -> KindOutcome {
+        let mut outcome = self.run(kind, action, item, live, ItemRun { budget, watch });
+        if live && action == RawAction::Upsert {
             let upserted: Vec<(String, String)> = outcome
                 .changes
                 .iter()
@@ -528,8 +624,16 @@ impl CompiledMapping {
         outcome
     }
 
-    fn run(&self, kind: &str, action: RawAction, item: &Value, live: bool) -> KindOutcome {
+    fn run(
+        &self,
+        kind: &str,
+        action: RawAction,
+        item: &Value,
+        live: bool,
+        ItemRun { budget, watch }: ItemRun,
+    ) -> KindOutcome {
         let mut outcome = KindOutcome::default();
+        let mut stop = None;
         // Shared by every resource and field: converted to jaq at most once, and only if an
         // expression without a fast path needs it.
         let input = JqInput::from_json(item);
@@ -538,17 +642,33 @@ impl CompiledMapping {
                 resource,
                 item,
                 outcome: &mut outcome,
+                budget,
+                watch,
+                stop: &mut stop,
             };
             match &resource.items_to_parse {
                 None => ctx.one(action, &input, live),
                 Some(items) => {
                     for expanded in ctx.expand(items, &input) {
+                        if ctx.stop.is_some() {
+                            break;
+                        }
                         ctx.one(action, &expanded, live);
                     }
                 }
             }
+            if stop.is_some() {
+                break;
+            }
         }
-        outcome
+        match stop {
+            // A runaway expression fails the whole item: nothing of it is written.
+            Some(runaway) => KindOutcome {
+                changes: Vec::new(),
+                problems: vec![runaway],
+            },
+            None => outcome,
+        }
     }
 }
 
@@ -655,7 +775,7 @@ fn compile_resource(
 }
 
 /// The item's `.id` (string or number) for problem reports.
-fn item_id(item: &Value) -> String {
+pub(crate) fn item_id(item: &Value) -> String {
     match item.get("id") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -673,13 +793,76 @@ fn short(value: &Value) -> String {
     }
 }
 
+/// What an item's evaluations share: its budget, and where to say which expression runs.
+struct ItemRun<'a> {
+    budget: &'a ItemBudget,
+    watch: Option<&'a AtomicUsize>,
+}
+
 struct ItemCtx<'a> {
     resource: &'a CompiledResource,
     item: &'a Value,
     outcome: &'a mut KindOutcome,
+    budget: &'a ItemBudget,
+    watch: Option<&'a AtomicUsize>,
+    /// The runaway that stopped the item, once one did.
+    stop: &'a mut Option<ItemProblem>,
 }
 
 impl ItemCtx<'_> {
+    /// Runs `program` (the expression of `field`, or one derived from it) on this item as jaq
+    /// values: `Err(None)` once the item is stopped, by this expression or an earlier one.
+    fn first_val(
+        &mut self,
+        field: &Field,
+        program: &JqProgram,
+        input: &JqInput,
+    ) -> Result<Option<Val>, Option<JqError>> {
+        self.checked(field, program, |budget| program.first_val(input, budget))
+    }
+
+    /// Like [`ItemCtx::first_val`], as JSON (through the fast path when it has one).
+    fn first(
+        &mut self,
+        field: &Field,
+        program: &JqProgram,
+        input: &JqInput,
+    ) -> Result<Option<Value>, Option<JqError>> {
+        self.checked(field, program, |budget| program.first_on(input, budget))
+    }
+
+    fn checked<T>(
+        &mut self,
+        field: &Field,
+        program: &JqProgram,
+        run: impl FnOnce(&ItemBudget) -> Result<T, JqError>,
+    ) -> Result<T, Option<JqError>> {
+        if self.stop.is_some() {
+            return Err(None);
+        }
+        if let Some(watch) = self.watch {
+            watch.store(field.id, Ordering::Relaxed);
+        }
+        run(self.budget).map_err(|e| match e {
+            JqError::Runaway(why) => {
+                self.stopped(field, program, why);
+                None
+            }
+            other => Some(other),
+        })
+    }
+
+    fn stopped(&mut self, field: &Field, program: &JqProgram, why: Runaway) {
+        *self.stop = Some(ItemProblem::Runaway {
+            resource_index: self.resource.index,
+            kind: self.resource.kind.clone(),
+            item_id: item_id(self.item),
+            field_path: field.path.clone(),
+            expression: program.source().to_owned(),
+            reason: why.to_string(),
+        });
+    }
+
     fn expand(&mut self, items: &ItemsToParse, input: &JqInput) -> Vec<JqInput<'static>> {
         let failed = |this: &mut Self, error: String| {
             this.outcome.problems.push(ItemProblem::ItemsToParseFailed {
@@ -690,38 +873,36 @@ impl ItemCtx<'_> {
             });
             Vec::new()
         };
-        let elements = match items.field.program.first_val(input) {
+        let source = items.field.program.source();
+        let elements = match self.first_val(&items.field, &items.field.program, input) {
             Ok(Some(Val::Arr(elements))) => elements,
             Ok(Some(other)) => {
+                let found = val_to_json(&other, self.budget)
+                    .map_or_else(|_| "a value too large to show".to_owned(), |v| short(&v));
                 return failed(
                     self,
-                    format!(
-                        "`{}` must yield an array, found {}",
-                        items.field.program.source(),
-                        short(&val_to_json(&other))
-                    ),
+                    format!("`{source}` must yield an array, found {found}"),
                 );
             }
-            Ok(None) => {
-                return failed(
-                    self,
-                    format!("`{}` yielded nothing", items.field.program.source()),
-                );
-            }
-            Err(e) => {
-                return failed(
-                    self,
-                    format!("`{}` failed: {e}", items.field.program.source()),
-                );
-            }
+            Ok(None) => return failed(self, format!("`{source}` yielded nothing")),
+            Err(Some(e)) => return failed(self, format!("`{source}` failed: {e}")),
+            Err(None) => return Vec::new(),
         };
         let base = match &items.remove {
             None => input.val().clone(),
-            Some(remove) => match remove.first_on_val(input.val().clone()) {
-                Ok(Some(v)) => v,
-                Ok(None) => return failed(self, format!("`{}` yielded nothing", remove.source())),
-                Err(e) => return failed(self, format!("`{}` failed: {e}", remove.source())),
-            },
+            Some(remove) => {
+                let whole = JqInput::from_val(input.val().clone());
+                match self.first_val(&items.field, remove, &whole) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => {
+                        return failed(self, format!("`{}` yielded nothing", remove.source()));
+                    }
+                    Err(Some(e)) => {
+                        return failed(self, format!("`{}` failed: {e}", remove.source()));
+                    }
+                    Err(None) => return Vec::new(),
+                }
+            }
         };
         let Val::Obj(base) = base else {
             return failed(self, "the item is not an object".to_owned());
@@ -768,12 +949,13 @@ impl ItemCtx<'_> {
     /// Evaluates a field: `Ok(value)` (null when it yields nothing), `Err(())` after recording
     /// the failure.
     fn eval(&mut self, field: &Field, input: &JqInput) -> Result<Value, ()> {
-        match field.program.first_on(input) {
+        match self.first(field, &field.program, input) {
             Ok(v) => Ok(v.unwrap_or(Value::Null)),
-            Err(e) => {
+            Err(Some(e)) => {
                 self.field_failed(field, e);
                 Err(())
             }
+            Err(None) => Err(()),
         }
     }
 
@@ -827,7 +1009,7 @@ impl ItemCtx<'_> {
         let r = self.resource;
         let mut passes = true;
         if action == RawAction::Upsert {
-            match r.selector.program.first_on(input) {
+            match self.first(&r.selector, &r.selector.program, input) {
                 Ok(Some(Value::Bool(b))) => passes = b,
                 Ok(other) => {
                     let found = other.map_or_else(|| "nothing".to_owned(), |v| short(&v));
@@ -839,7 +1021,7 @@ impl ItemCtx<'_> {
                     });
                     return;
                 }
-                Err(e) => {
+                Err(Some(e)) => {
                     self.outcome.problems.push(ItemProblem::SelectorFailed {
                         resource_index: r.index,
                         kind: r.kind.clone(),
@@ -848,6 +1030,7 @@ impl ItemCtx<'_> {
                     });
                     return;
                 }
+                Err(None) => return,
             }
             if !passes && !live {
                 return;

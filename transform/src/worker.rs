@@ -1,11 +1,15 @@
 //! The transform worker: raw events in, entity changes out, acked only once the changes are
 //! confirmed by the bus.
 //!
-//! Each delivery is mapped synchronously (jaq values never cross an `.await`), its changes are
-//! routed to the partition of their entity and published with confirms, and only then is the
-//! raw event acked. A raw event that cannot be read (bad JSON, unknown schema version) is
-//! dead-lettered with the reason. Items a mapping cannot handle are counted and reported per
-//! kind in a periodic summary, not one log line per item.
+//! Each delivery's items are mapped on the evaluator's threads (see [`crate::evaluator`]; jaq
+//! values never leave them), its changes are routed to the partition of their entity and
+//! published with confirms, and only then is the raw event acked. A raw event that cannot be
+//! read (bad JSON, unknown schema version) is dead-lettered with the reason. Items a mapping
+//! cannot handle are counted and reported per kind in a periodic summary, not one log line per
+//! item — except an item whose expression ran away (stopped at a jq limit): it is logged, and
+//! dead-lettered on its own (the event is settled by parking a copy that holds only such
+//! items, with the reason), while the event's other items are published as usual. As any failed
+//! item, it keeps reconciliation from deleting after a resync.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,8 +21,10 @@ use tokio::sync::{Notify, Semaphore, futures::Notified};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::evaluator::{Evaluator, EvaluatorError};
+use crate::jq::JqLimits;
 use crate::mapping::versions::CompiledVersions;
-use crate::mapping::{CompiledMapping, ItemProblem};
+use crate::mapping::{CompiledMapping, ItemProblem, KindOutcome};
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
     EntityChange, GITOPS_KIND, Origin, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
@@ -43,6 +49,7 @@ struct StatsInner {
     changes_published: AtomicU64,
     item_problems: AtomicU64,
     item_failures: AtomicU64,
+    items_dead_lettered: AtomicU64,
     problems: Mutex<BTreeMap<String, ProblemCount>>,
     /// Per kind: raw `events` settled, `items` mapped, `changes` published, `item_failures`.
     per_kind: KindCounters,
@@ -80,6 +87,11 @@ impl TransformStats {
     /// block the deletion of stale entities. Null or failed fields are not counted here.
     pub fn item_failures(&self) -> u64 {
         self.inner.item_failures.load(Ordering::Relaxed)
+    }
+    /// Items whose mapping expression ran away (stopped at a jq limit), dead-lettered on their
+    /// own (also counted as item failures).
+    pub fn items_dead_lettered(&self) -> u64 {
+        self.inner.items_dead_lettered.load(Ordering::Relaxed)
     }
 
     /// Per-kind counters: `events` (raw events acked), `items` (raw items mapped), `changes`
@@ -155,9 +167,13 @@ impl TransformStats {
 pub enum WorkerError {
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Evaluator(#[from] EvaluatorError),
 }
 
-/// Turns one raw event into the changes to publish (synchronous: jaq runs here).
+/// Turns one raw event into the changes to publish, mapping its items on this thread with the
+/// default limits (tests and tools; the worker maps on its evaluator). Returns the changes and
+/// how many items failed.
 pub fn changes_for(
     mapping: &CompiledMapping,
     event: &RawEvent,
@@ -165,18 +181,50 @@ pub fn changes_for(
     topology: &Topology,
     stats: &TransformStats,
 ) -> (Vec<Outgoing>, u64) {
+    let outcomes = if event.kind == GITOPS_KIND {
+        crate::gitops::outcomes(event)
+    } else {
+        event
+            .items
+            .iter()
+            .map(|item| match event.origin {
+                // A live event re-evaluates the selector: an item that no longer passes becomes
+                // a delete (and a deletion event deletes), as Ocean does for webhooks.
+                Origin::Webhook { .. } => mapping.apply_live(&event.kind, event.action, item),
+                Origin::Resync { .. } => mapping.apply(&event.kind, event.action, item),
+            })
+            .collect()
+    };
+    let mapped = collect_changes(event, outcomes, write, topology, stats);
+    (mapped.changes, mapped.failed_items)
+}
+
+/// What the items of one raw event came to.
+struct Mapped {
+    changes: Vec<Outgoing>,
+    /// Items that could not be mapped as the mapping says (they block deletions).
+    failed_items: u64,
+    /// Items whose expression ran away: their index, and why.
+    stopped: Vec<(usize, ItemProblem)>,
+}
+
+/// Counts the outcomes' problems and turns their changes into messages.
+fn collect_changes(
+    event: &RawEvent,
+    outcomes: Vec<KindOutcome>,
+    write: WriteOptions,
+    topology: &Topology,
+    stats: &TransformStats,
+) -> Mapped {
     let mut out = Vec::new();
     let mut failed_items = 0;
-    for item in &event.items {
-        // A live event re-evaluates the selector: an item that no longer passes becomes a
-        // delete (and a deletion event deletes), as Ocean does for webhooks.
-        let outcome = match event.origin {
-            _ if event.kind == GITOPS_KIND => crate::gitops::outcome(event.action, item),
-            Origin::Webhook { .. } => mapping.apply_live(&event.kind, event.action, item),
-            Origin::Resync { .. } => mapping.apply(&event.kind, event.action, item),
-        };
+    let mut stopped = Vec::new();
+    for (index, outcome) in outcomes.into_iter().enumerate() {
         for problem in &outcome.problems {
             stats.record_problem(&event.kind, problem);
+            if problem.is_runaway() {
+                stopped.push((index, problem.clone()));
+            }
         }
         if outcome.problems.iter().any(ItemProblem::is_item_failure) {
             failed_items += 1;
@@ -209,14 +257,48 @@ pub fn changes_for(
         .inner
         .per_kind
         .add(&event.kind, "items", event.items.len() as u64);
-    (out, failed_items)
+    Mapped {
+        changes: out,
+        failed_items,
+        stopped,
+    }
+}
+
+/// The dead letter for the items of `event` whose expression ran away: a copy of the event
+/// with only those items (same id: a requeue after fixing the mapping maps them again), and
+/// the reason naming each (expression path, kind, item id, the limit).
+fn stopped_items_letter(event: &RawEvent, stopped: &[(usize, ItemProblem)]) -> (Vec<u8>, String) {
+    const LISTED: usize = 5;
+    let mut parked = event.clone();
+    parked.items = stopped
+        .iter()
+        .filter_map(|(index, _)| event.items.get(*index).cloned())
+        .collect();
+    let mut reasons: Vec<String> = stopped
+        .iter()
+        .take(LISTED)
+        .map(|(_, problem)| problem.to_string())
+        .collect();
+    if stopped.len() > LISTED {
+        reasons.push(format!("and {} more", stopped.len() - LISTED));
+    }
+    let reason = format!(
+        "{} of the {} items of raw event {} could not be mapped, their expression ran away \
+         (fix the mapping, then requeue this message): {}",
+        stopped.len(),
+        event.items.len(),
+        event.id,
+        reasons.join("; ")
+    );
+    (encode(&parked), reason)
 }
 
 async fn process(
     bus: Bus,
     versions: Arc<CompiledVersions>,
+    evaluator: Evaluator,
     stats: TransformStats,
-    delivery: Delivery,
+    mut delivery: Delivery,
 ) -> Result<(), BusError> {
     let event: RawEvent = match decode(&delivery.body) {
         Ok(event) => event,
@@ -246,13 +328,19 @@ async fn process(
     // A resync's event is mapped with the version its crawl ran with; others with the one in
     // force.
     let in_force = versions.for_event(event.mapping_version.as_ref()).await;
-    let (mut changes, failed_items) = changes_for(
-        &in_force.compiled,
-        &event,
-        in_force.write,
-        bus.topology(),
-        &stats,
-    );
+    let event = Arc::new(event);
+    let outcomes = if event.kind == GITOPS_KIND {
+        crate::gitops::outcomes(&event)
+    } else {
+        evaluator
+            .map_event(in_force.compiled.clone(), event.clone())
+            .await
+    };
+    let Mapped {
+        mut changes,
+        failed_items,
+        stopped,
+    } = collect_changes(&event, outcomes, in_force.write, bus.topology(), &stats);
     let count = changes.len() as u64;
     // A resync's event also reports what it produced (and how many of its items failed) to
     // the reconciliation coordinator, in the same confirmed publish as the changes.
@@ -299,7 +387,26 @@ async fn process(
         .inner
         .changes_published
         .fetch_add(count, Ordering::Relaxed);
-    delivery.ack().await?;
+    if stopped.is_empty() {
+        delivery.ack().await?;
+    } else {
+        for (_, problem) in &stopped {
+            tracing::error!(event_id = %event.id, problem = %problem, "item dead-lettered: its mapping expression ran away");
+        }
+        // Settled by parking the stopped items (confirmed), which also removes the event.
+        let (body, reason) = stopped_items_letter(&event, &stopped);
+        delivery.body = body.into();
+        delivery.dead_letter(&reason).await?;
+        let parked = stopped.len() as u64;
+        stats
+            .inner
+            .items_dead_lettered
+            .fetch_add(parked, Ordering::Relaxed);
+        stats
+            .inner
+            .per_kind
+            .add(&event.kind, "items_dead_lettered", parked);
+    }
     stats.inner.per_kind.add(&event.kind, "changes", count);
     stats.inner.per_kind.add(&event.kind, "events", 1);
     stats.settled();
@@ -307,7 +414,8 @@ async fn process(
     Ok(())
 }
 
-/// Consumes raw events until shutdown, `prefetch` of them in flight at once.
+/// Consumes raw events until shutdown, `prefetch` of them in flight at once, mapping their
+/// items within `limits`.
 ///
 /// `mapping` follows the mapping versions (see [`crate::mapping::versions`]): a resync's raw
 /// event is mapped with the version its crawl ran with, any other with the version in force,
@@ -316,9 +424,13 @@ pub async fn run(
     bus: Bus,
     mapping: Arc<CompiledVersions>,
     prefetch: u16,
+    limits: JqLimits,
     stats: TransformStats,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    // As many threads as cores (mapping is CPU work), and no more than events in flight.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let evaluator = Evaluator::start(limits, cores.min(usize::from(prefetch.max(1))))?;
     let mut subscription = bus.subscribe(WorkQueue::Raw, prefetch).await?;
     let slots = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
     let mut in_flight = JoinSet::new();
@@ -341,9 +453,10 @@ pub async fn run(
             },
         };
         let (bus, mapping, stats) = (bus.clone(), mapping.clone(), stats.clone());
+        let evaluator = evaluator.clone();
         in_flight.spawn(async move {
             let _permit = permit;
-            process(bus, mapping, stats, delivery).await
+            process(bus, mapping, evaluator, stats, delivery).await
         });
         // Reap finished tasks so that their errors surface promptly.
         while let Some(done) = in_flight.try_join_next() {

@@ -540,6 +540,20 @@ pub struct TransformSettings {
     /// Seconds between checks for a new mapping version (in Port, or the mapping file).
     #[serde(default = "default_mapping_poll_secs", deserialize_with = "flex::u64")]
     pub mapping_poll_secs: u64,
+    /// Milliseconds all jq expressions of one item may run together; an item that takes
+    /// longer is failed and dead-lettered.
+    #[serde(default = "default_jq_item_time_ms", deserialize_with = "flex::u64")]
+    pub jq_item_time_ms: u64,
+    /// Steps one jq expression may take on one item (function calls, loop iterations,
+    /// generated or collected values).
+    #[serde(default = "default_jq_max_steps", deserialize_with = "flex::u64")]
+    pub jq_max_steps: u64,
+    /// MiB of strings, arrays and objects one jq expression may build on one item.
+    #[serde(default = "default_jq_max_memory_mib", deserialize_with = "flex::u64")]
+    pub jq_max_memory_mib: u64,
+    /// MiB of stack one jq expression may use: bounds its recursion depth.
+    #[serde(default = "default_jq_max_stack_mib", deserialize_with = "flex::u64")]
+    pub jq_max_stack_mib: u64,
 }
 
 fn default_transform_prefetch() -> u64 {
@@ -550,12 +564,74 @@ fn default_mapping_poll_secs() -> u64 {
     60
 }
 
+fn default_jq_item_time_ms() -> u64 {
+    2_000
+}
+
+fn default_jq_max_steps() -> u64 {
+    1_000_000
+}
+
+fn default_jq_max_memory_mib() -> u64 {
+    64
+}
+
+fn default_jq_max_stack_mib() -> u64 {
+    16
+}
+
 impl Default for TransformSettings {
     fn default() -> Self {
         Self {
             prefetch: default_transform_prefetch(),
             mapping_poll_secs: default_mapping_poll_secs(),
+            jq_item_time_ms: default_jq_item_time_ms(),
+            jq_max_steps: default_jq_max_steps(),
+            jq_max_memory_mib: default_jq_max_memory_mib(),
+            jq_max_stack_mib: default_jq_max_stack_mib(),
         }
+    }
+}
+
+impl TransformSettings {
+    /// The ranges of the jq limits: wide enough for any mapping, narrow enough that the
+    /// limits still protect the process (an evaluator thread reserves stack in proportion to
+    /// the steps and the stack allowed).
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, value, range) in [
+            (
+                "ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS",
+                self.jq_item_time_ms,
+                10..=600_000,
+            ),
+            (
+                "ADOPORT__TRANSFORM__JQ_MAX_STEPS",
+                self.jq_max_steps,
+                1_000..=10_000_000,
+            ),
+            (
+                "ADOPORT__TRANSFORM__JQ_MAX_MEMORY_MIB",
+                self.jq_max_memory_mib,
+                1..=4_096,
+            ),
+            (
+                "ADOPORT__TRANSFORM__JQ_MAX_STACK_MIB",
+                self.jq_max_stack_mib,
+                1..=256,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(ConfigError::Invalid {
+                    setting: setting.into(),
+                    problem: format!(
+                        "{value} is out of range; use {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -816,6 +892,7 @@ impl Settings {
             }
         }
         self.validate_live_reserve()?;
+        self.pipeline.transform.validate()?;
         self.publish_partitions()?;
         Ok(())
     }
@@ -1139,6 +1216,39 @@ mod tests {
     fn unknown_ocean_settings_are_reported_not_fatal() {
         let s = settings(&[("OCEAN__LOG_LEVEL_X", "DEBUG")]).expect("valid");
         assert_eq!(s.unused, vec!["OCEAN__LOG_LEVEL_X"]);
+    }
+
+    #[test]
+    fn jq_limits_have_defaults_and_are_checked_at_start_up() {
+        let limits = |s: Settings| {
+            let t = s.pipeline.transform;
+            (
+                t.jq_item_time_ms,
+                t.jq_max_steps,
+                t.jq_max_memory_mib,
+                t.jq_max_stack_mib,
+            )
+        };
+        let s = settings(&[]).expect("valid");
+        assert_eq!(limits(s), (2_000, 1_000_000, 64, 16));
+        let s = settings(&[
+            ("ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS", "250"),
+            ("ADOPORT__TRANSFORM__JQ_MAX_STEPS", "50000"),
+            ("ADOPORT__TRANSFORM__JQ_MAX_MEMORY_MIB", "8"),
+            ("ADOPORT__TRANSFORM__JQ_MAX_STACK_MIB", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(limits(s), (250, 50_000, 8, 2));
+        for (name, value) in [
+            ("ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS", "0"),
+            ("ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS", "soon"),
+            ("ADOPORT__TRANSFORM__JQ_MAX_STEPS", "10"),
+            ("ADOPORT__TRANSFORM__JQ_MAX_MEMORY_MIB", "0"),
+            ("ADOPORT__TRANSFORM__JQ_MAX_STACK_MIB", "100000"),
+        ] {
+            let err = settings(&[(name, value)]).expect_err(name);
+            assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
+        }
     }
 
     #[test]

@@ -214,7 +214,8 @@ impl Fast {
         let out = self.eval(input)?;
         Some(if has_integral_float(&out) {
             // Through jaq and back: numbers come out exactly as on the slow path.
-            Cow::Owned(super::val_to_json(&super::json_to_val(&out)))
+            let budget = super::JqLimits::default().for_item();
+            Cow::Owned(super::val_to_json(&super::json_to_val(&out), &budget).ok()?)
         } else {
             out
         })

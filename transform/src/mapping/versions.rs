@@ -147,11 +147,7 @@ impl CompiledVersions {
                 cache
                     .back()
                     .map(|(_, compiled)| compiled.clone())
-                    .unwrap_or_else(|| {
-                        Arc::new(CompiledMapping {
-                            resources: Vec::new(),
-                        })
-                    })
+                    .unwrap_or_else(|| Arc::new(CompiledMapping::empty()))
             }
         }
     }
