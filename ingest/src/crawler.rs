@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value};
 
@@ -118,15 +119,27 @@ pub struct CrawlStamp {
     pub resync_id: ResyncId,
     pub attempt: AttemptId,
     pub mapping_version: Option<MappingVersionId>,
+    /// When the attempt started: the `observed_at` of every raw event it publishes.
+    ///
+    /// An item is published after everything it is built from has been read (a repository's
+    /// files, a build's first commit …), seconds or minutes after the read that listed it. A
+    /// webhook re-read of the same object in that gap holds newer data, and publish keeps the
+    /// newer observation of an entity: so the crawl must not claim a later time than its first
+    /// read, or its older copy would overwrite the webhook's. The attempt's start is earlier
+    /// than any of its reads; a change the crawl saw after a webhook's read has a webhook of its
+    /// own, and the next resync repairs what a lost webhook left behind.
+    pub observed_at: DateTime<Utc>,
 }
 
 impl CrawlStamp {
-    /// A new attempt at `resync_id`, with no mapping version named (tools and tests).
+    /// A new attempt at `resync_id` starting now, with no mapping version named (tools and
+    /// tests).
     pub fn new(resync_id: ResyncId) -> Self {
         Self {
             resync_id,
             attempt: AttemptId::new(),
             mapping_version: None,
+            observed_at: Utc::now(),
         }
     }
 }
@@ -450,6 +463,7 @@ impl Crawler {
             if let Some(stamp) = &stamp {
                 event.attempt = Some(stamp.attempt);
                 event.mapping_version = stamp.mapping_version.clone();
+                event.observed_at = stamp.observed_at;
             }
             report.items += chunk.len() as u64;
             report.events += 1;

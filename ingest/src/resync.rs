@@ -170,6 +170,7 @@ impl RequestLoop {
             resync_id: request.resync_id,
             attempt: AttemptId::new(),
             mapping_version: Some(version.id.clone()),
+            observed_at: started_at,
         };
         let clock = std::time::Instant::now();
         self.crawler.resync_stats().started();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
-use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
+use adoport_ingest::{CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindPlan};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
 use adoport_shared::messages::{RawEvent, ResyncId, decode};
@@ -401,4 +401,41 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
         Some(&9)
     );
     h.sim.shutdown().await;
+}
+
+/// A crawl's items are observed when its attempt started, not when their page is published:
+/// a repository is published only after its files were read, and a webhook re-read of it in
+/// between holds newer data that publish must keep (it keeps the newer observation).
+#[tokio::test]
+async fn every_event_of_an_attempt_is_observed_at_the_attempt_start() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let mut stamp = CrawlStamp::new(ResyncId::new());
+    stamp.observed_at = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let plan = [
+        plan("project", json!({})),
+        plan(
+            "repository",
+            json!({"includedFiles": ["README.md", "CODEOWNERS"]}),
+        ),
+    ];
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        h.crawler.crawl_as(&stamp, &CrawlFence::none(), &plan),
+    )
+    .await
+    .expect("crawl within 60 s")
+    .expect("crawl succeeds");
+    let events: u64 = report.kinds.values().map(|k| k.events).sum();
+    assert!(events >= 2, "{report:?}");
+    let mut deliveries = h.deliveries.lock().await;
+    for _ in 0..events {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+            .await
+            .expect("event within 5 s")
+            .expect("bus open");
+        let event: RawEvent = decode(&delivery.body).expect("raw event");
+        assert_eq!(event.observed_at, stamp.observed_at, "{} event", event.kind);
+        assert_eq!(event.attempt, Some(stamp.attempt));
+        delivery.ack().await.expect("ack");
+    }
 }
