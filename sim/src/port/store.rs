@@ -20,6 +20,17 @@ fn valid_identifier(identifier: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "@_.+:\\/=-".contains(c))
 }
 
+/// An entity's `team` as Port stores it: an array of team names. Port takes a name or an array
+/// on write and answers an array (the entity JSON's `team` is `Array<String>`; Port's Terraform
+/// provider reads it as `[]string`): `"a"` is `["a"]`, `null` is `[]`.
+fn stored_team(team: Value) -> Value {
+    match team {
+        Value::String(name) => json!([name]),
+        Value::Null => json!([]),
+        other => other,
+    }
+}
+
 fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -334,7 +345,7 @@ impl Catalog {
                     current.icon = input.icon;
                 }
                 if let Some(team) = input.team {
-                    current.team = team;
+                    current.team = stored_team(team);
                 }
                 current.updated_at = now;
                 current.datasource = datasource.map(String::from);
@@ -346,7 +357,7 @@ impl Catalog {
                 identifier: input.identifier.clone(),
                 title: input.title,
                 icon: input.icon,
-                team: input.team.unwrap_or_else(|| json!([])),
+                team: stored_team(input.team.unwrap_or(Value::Null)),
                 properties: input.properties,
                 relations: input.relations,
                 created_at: other.map_or(now, |o| o.created_at),
@@ -390,9 +401,21 @@ impl Catalog {
         identifier: &str,
         delete_dependents: bool,
     ) -> Result<bool, PortError> {
+        self.delete_cascading(blueprint, identifier, delete_dependents)
+            .map(|deleted| !deleted.is_empty())
+    }
+
+    /// [`Catalog::delete`], answering every entity it deleted (the dependents a cascade took
+    /// with it included); empty when the entity did not exist.
+    pub(crate) fn delete_cascading(
+        &mut self,
+        blueprint: &str,
+        identifier: &str,
+        delete_dependents: bool,
+    ) -> Result<Vec<(String, String)>, PortError> {
         self.check_blueprint(blueprint)?;
         if self.get(blueprint, identifier).is_none() {
-            return Ok(false);
+            return Ok(Vec::new());
         }
         let dependents = self.dependents(blueprint, identifier);
         if !dependents.is_empty() && !delete_dependents {
@@ -406,15 +429,62 @@ impl Catalog {
             ));
         }
         let mut queue = vec![(blueprint.to_string(), identifier.to_string())];
+        let mut deleted = Vec::new();
         while let Some((bp, id)) = queue.pop() {
             if let Some(entities) = self.entities.get_mut(&bp)
                 && entities.remove(&id).is_some()
-                && delete_dependents
             {
-                queue.extend(self.dependents(&bp, &id));
+                if delete_dependents {
+                    queue.extend(self.dependents(&bp, &id));
+                }
+                deleted.push((bp, id));
             }
         }
-        Ok(true)
+        Ok(deleted)
+    }
+
+    /// Every entity, gone (a user clearing the catalog); answers how many there were.
+    pub(crate) fn clear(&mut self) -> usize {
+        let count = self.count();
+        self.entities.clear();
+        count
+    }
+
+    /// A user's edit of an entity's fields (`title`, `icon`, `team`, and the `properties` and
+    /// `relations` it names), leaving its `$datasource` as it was. False when it does not exist.
+    pub(crate) fn edit(
+        &mut self,
+        blueprint: &str,
+        identifier: &str,
+        changes: &Value,
+        actor: &str,
+    ) -> bool {
+        let Some(entity) = self
+            .entities
+            .get_mut(blueprint)
+            .and_then(|m| m.get_mut(identifier))
+        else {
+            return false;
+        };
+        for (field, slot) in [("title", &mut entity.title), ("icon", &mut entity.icon)] {
+            if let Some(value) = changes.get(field) {
+                *slot = Some(value.clone());
+            }
+        }
+        if let Some(team) = changes.get("team") {
+            entity.team = stored_team(team.clone());
+        }
+        for (field, map) in [
+            ("properties", &mut entity.properties),
+            ("relations", &mut entity.relations),
+        ] {
+            if let Some(Value::Object(values)) = changes.get(field) {
+                map.extend(values.clone());
+            }
+        }
+        entity.updated_at = Utc::now();
+        entity.updated_by = actor.to_string();
+        true
     }
 }
 
@@ -711,6 +781,93 @@ mod tests {
         );
         assert!(catalog.delete("project", "p", true).unwrap());
         assert_eq!(catalog.count(), 0);
+    }
+
+    #[test]
+    fn team_is_stored_as_an_array() {
+        let mut catalog = Catalog::default();
+        let opts = UpsertOptions {
+            upsert: true,
+            merge: true,
+            create_missing_related_entities: true,
+        };
+        for (identifier, team) in [
+            ("a", json!("t1")),
+            ("b", json!(["t1", "t2"])),
+            ("c", Value::Null),
+        ] {
+            catalog
+                .upsert(
+                    "bp",
+                    input(json!({"identifier": identifier, "team": team})),
+                    opts,
+                    None,
+                    "me",
+                )
+                .unwrap();
+        }
+        catalog
+            .upsert("bp", input(json!({"identifier": "d"})), opts, None, "me")
+            .unwrap();
+        let team = |id: &str| catalog.get("bp", id).unwrap().api_json()["team"].clone();
+        assert_eq!(team("a"), json!(["t1"]));
+        assert_eq!(team("b"), json!(["t1", "t2"]));
+        assert_eq!(team("c"), json!([]));
+        assert_eq!(team("d"), json!([]));
+    }
+
+    #[test]
+    fn a_cascade_reports_what_it_deleted_and_edits_keep_the_datasource() {
+        let mut catalog = Catalog::default();
+        catalog.define_blueprint(
+            "repo",
+            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
+        );
+        let opts = UpsertOptions {
+            upsert: true,
+            merge: true,
+            create_missing_related_entities: true,
+        };
+        for (bp, entity) in [
+            ("project", json!({"identifier": "p"})),
+            (
+                "repo",
+                json!({"identifier": "r1", "relations": {"project": "p"}}),
+            ),
+            (
+                "repo",
+                json!({"identifier": "r2", "relations": {"project": "p"}}),
+            ),
+        ] {
+            catalog
+                .upsert(bp, input(entity), opts, Some("ours"), "me")
+                .unwrap();
+        }
+        assert!(catalog.edit(
+            "repo",
+            "r1",
+            &json!({"title": "by hand", "properties": {"x": 1}}),
+            "user"
+        ));
+        let edited = catalog.get("repo", "r1").unwrap();
+        assert_eq!(edited.title, Some(json!("by hand")));
+        assert_eq!(edited.properties.get("x"), Some(&json!(1)));
+        assert_eq!(edited.datasource.as_deref(), Some("ours"));
+        assert!(!catalog.edit("repo", "nope", &json!({}), "user"));
+        let mut deleted = catalog.delete_cascading("project", "p", true).unwrap();
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            [("project", "p"), ("repo", "r1"), ("repo", "r2")]
+                .map(|(b, i)| (b.to_string(), i.to_string()))
+        );
+        assert!(
+            catalog
+                .delete_cascading("project", "p", true)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(catalog.clear(), 0);
     }
 
     #[test]
