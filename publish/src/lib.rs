@@ -14,10 +14,13 @@
 //!   makes Port record our ownership;
 //! - [`retry`]: the classifier of Port's answers and the backoff schedule;
 //! - [`concurrency`]: the adaptive limit on requests in flight (halved on 429, grown on success);
-//! - [`batcher`]: grouping entities into bulk requests;
+//! - [`batcher`]: grouping entities into bulk requests, and a resync's upserts into check
+//!   groups;
 //! - [`ordering`]: the version guard against stale overwrites;
-//! - [`unchanged`]: the cache that keeps an unchanged entity from being sent again;
-//! - [`worker`]: the loop that ties them to the bus and settles every delivery;
+//! - [`compare`]: whether Port already holds what an upsert would write;
+//! - [`worker`]: the coordinator that ties them to the bus: intake, ordering, batching;
+//! - [`send`]: the send tasks — read Port's current state of a resync's upserts, write what
+//!   differs or what came live, delete — that settle every delivery;
 //! - [`stats`]: counters the worker exposes;
 //! - [`reconcile`]: the coordinator that deletes what a resync no longer produced and reports
 //!   the resync state;
@@ -26,14 +29,15 @@
 
 pub mod batcher;
 pub mod client;
+pub mod compare;
 pub mod concurrency;
 pub mod error;
 pub mod ordering;
 pub mod reconcile;
 pub mod resources;
 pub mod retry;
+mod send;
 pub mod stats;
-pub mod unchanged;
 pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
