@@ -52,6 +52,23 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
+    /// An entity with nothing set, for checking a query's shape before searching.
+    fn blank() -> Stored {
+        Stored {
+            blueprint: String::new(),
+            identifier: String::new(),
+            title: None,
+            icon: None,
+            team: json!([]),
+            properties: Map::new(),
+            relations: Map::new(),
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            datasource: None,
+            updated_by: String::new(),
+        }
+    }
+
     /// The entity as Port's API returns it.
     pub(crate) fn api_json(&self) -> Value {
         let mut value = json!({
@@ -488,6 +505,59 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// The entities a search query matches. Candidates are narrowed first, as Port's indexes
+    /// would, by the query's top-level `and` rules `$blueprint =` and `$identifier =`/`in`
+    /// (so a search of 100 identifiers does not scan the catalog); every candidate is then
+    /// matched against the whole query. An invalid query is refused whatever it would match.
+    pub(crate) fn search(&self, query: &Value) -> Result<Vec<&Stored>, PortError> {
+        matches_query(&Stored::blank(), query)?;
+        let top_level = |property: &str, operators: &[&str]| -> Option<&Value> {
+            let and = query
+                .get("combinator")
+                .and_then(Value::as_str)
+                .unwrap_or("and")
+                == "and";
+            let rules = query.get("rules")?.as_array()?;
+            and.then(|| {
+                rules.iter().find(|r| {
+                    r.get("property").and_then(Value::as_str) == Some(property)
+                        && r.get("operator")
+                            .and_then(Value::as_str)
+                            .is_some_and(|o| operators.contains(&o))
+                })
+            })?
+            .and_then(|rule| rule.get("value"))
+        };
+        let blueprint = top_level("$blueprint", &["="]).and_then(Value::as_str);
+        let identifiers: Option<BTreeSet<&str>> =
+            top_level("$identifier", &["=", "in"]).and_then(|value| match value {
+                Value::String(id) => Some(BTreeSet::from([id.as_str()])),
+                Value::Array(ids) => ids.iter().map(Value::as_str).collect(),
+                _ => None,
+            });
+        let candidates: Vec<&Stored> = match (blueprint, identifiers) {
+            (Some(blueprint), Some(ids)) => ids
+                .into_iter()
+                .filter_map(|id| self.get(blueprint, id))
+                .collect(),
+            (Some(blueprint), None) => self.of_blueprint(blueprint).collect(),
+            (None, Some(ids)) => self
+                .all()
+                .filter(|e| ids.contains(e.identifier.as_str()))
+                .collect(),
+            (None, None) => self.all().collect(),
+        };
+        let mut found = Vec::new();
+        for entity in candidates {
+            if matches_query(entity, query)? {
+                found.push(entity);
+            }
+        }
+        Ok(found)
+    }
+}
+
 /// Evaluates a Port query (`{combinator, rules}`, nested) against one entity.
 pub(crate) fn matches_query(entity: &Stored, query: &Value) -> Result<bool, PortError> {
     let Some(rules) = query.get("rules").and_then(Value::as_array) else {
@@ -572,7 +642,10 @@ fn matches_rule(entity: &Stored, rule: &Value) -> Result<bool, PortError> {
         (Value::String(h), Value::String(n)) => h.contains(n.as_str()),
         _ => false,
     };
-    let equal = |a: &Value, b: &Value| a == b || (as_text(a).is_some() && as_text(a) == as_text(b));
+    let equal = |a: &Value, b: &Value| match (a, b) {
+        (Value::String(a), Value::String(b)) => a == b,
+        _ => a == b || (as_text(a).is_some() && as_text(a) == as_text(b)),
+    };
     let empty = matches!(&actual, Value::Null)
         || actual.as_str().is_some_and(str::is_empty)
         || actual.as_array().is_some_and(Vec::is_empty)
@@ -868,6 +941,59 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(catalog.clear(), 0);
+    }
+
+    #[test]
+    fn search_narrows_by_blueprint_and_identifier_and_still_checks_every_rule() {
+        let mut catalog = Catalog::default();
+        let opts = UpsertOptions {
+            upsert: true,
+            merge: true,
+            create_missing_related_entities: true,
+        };
+        for (bp, id, source) in [("a", "1", "ours"), ("a", "2", "theirs"), ("b", "1", "ours")] {
+            catalog
+                .upsert(
+                    bp,
+                    input(json!({"identifier": id})),
+                    opts,
+                    Some(source),
+                    "me",
+                )
+                .unwrap();
+        }
+        let ids = |query: Value| -> Vec<(String, String)> {
+            let mut found: Vec<_> = catalog
+                .search(&query)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.blueprint.clone(), e.identifier.clone()))
+                .collect();
+            found.sort();
+            found
+        };
+        let pair = |b: &str, i: &str| (b.to_string(), i.to_string());
+        let by_id = json!({"combinator": "and", "rules": [
+            {"property": "$blueprint", "operator": "=", "value": "a"},
+            {"property": "$identifier", "operator": "in", "value": ["1", "2", "1", "9"]},
+        ]});
+        assert_eq!(ids(by_id), vec![pair("a", "1"), pair("a", "2")]);
+        let owned = json!({"combinator": "and", "rules": [
+            {"property": "$identifier", "operator": "=", "value": "1"},
+            {"property": "$datasource", "operator": "=", "value": "ours"},
+        ]});
+        assert_eq!(ids(owned), vec![pair("a", "1"), pair("b", "1")]);
+        let either = json!({"combinator": "or", "rules": [
+            {"property": "$identifier", "operator": "=", "value": "2"},
+            {"property": "$blueprint", "operator": "=", "value": "b"},
+        ]});
+        assert_eq!(ids(either), vec![pair("a", "2"), pair("b", "1")]);
+        // An invalid rule is refused even when the narrowing leaves no candidate.
+        let invalid = json!({"combinator": "and", "rules": [
+            {"property": "$identifier", "operator": "in", "value": ["nope"]},
+            {"property": "n", "operator": "~", "value": 1},
+        ]});
+        assert!(catalog.search(&invalid).is_err());
     }
 
     #[test]
