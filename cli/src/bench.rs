@@ -176,9 +176,14 @@ fn min_ado_requests(ado: &AdoSim) -> u64 {
     (pages + 2 * projects + INCLUDED_FILES * with_branch + enabled) as u64
 }
 
-/// Fewest Port requests: one token, then bulk upserts of 20 per blueprint.
+/// Fewest Port requests: one token, one read of the current state of 100 entities per
+/// blueprint (publish decides what a resync writes from Port), then bulk upserts of 20 per
+/// blueprint.
 fn min_port_requests(projects: usize, repositories: usize) -> u64 {
-    (1 + projects.div_ceil(20) + (projects * repositories).div_ceil(20)) as u64
+    let read = adoport_publish::client::MAX_READ_IDENTIFIERS;
+    let write = adoport_publish::batcher::MAX_BATCH_ENTITIES;
+    let per_blueprint = |n: usize| n.div_ceil(read) + n.div_ceil(write);
+    (1 + per_blueprint(projects) + per_blueprint(projects * repositories)) as u64
 }
 
 /// Peak resident memory of a process, in KiB (Linux).

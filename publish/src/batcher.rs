@@ -26,8 +26,8 @@ pub const MAX_CHECK_ENTITIES: usize = crate::client::MAX_READ_IDENTIFIERS;
 pub const MAX_CHECK_BYTES: usize = 4 * MAX_BATCH_BYTES;
 /// Least time a check group waits for more upserts after its first. A resync is not waiting
 /// for any one entity, and fuller groups mean fewer reads (Azure DevOps answers pages tens to
-/// hundreds of milliseconds apart). A partition that reaches its prefetch closes the groups at
-/// once, so this never stalls intake.
+/// hundreds of milliseconds apart). When every partition holds its prefetch and nothing is
+/// being sent, the worker closes the groups at once, so this never stalls intake.
 pub const MIN_CHECK_LINGER: Duration = Duration::from_millis(250);
 /// `{"entities":[` + `]}`.
 const BODY_OVERHEAD: usize = r#"{"entities":[]}"#.len();

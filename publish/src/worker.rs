@@ -23,8 +23,9 @@
 //! is in flight waits ("parked") until that request ends, so Port sees writes in admission order.
 //!
 //! Bounded: at most `prefetch` deliveries are held per partition (the in-process bus has no
-//! prefetch, so the coordinator stops reading a partition at that bound, and closes the open
-//! batches and groups then, so that they do not wait out their linger), at most
+//! prefetch, so the coordinator stops reading a partition at that bound; when every partition
+//! is there and nothing is being sent, the open batches and groups go at once instead of
+//! waiting out their linger), at most
 //! `max_concurrent_requests` requests are in flight (fewer while Port answers 429: see
 //! [`crate::concurrency`]), and each request has at most `max_attempts` attempts.
 
@@ -207,7 +208,8 @@ struct InFlightTask {
 enum Close {
     /// Those whose linger ran out.
     Expired,
-    /// All of them (a partition paused at its prefetch bound, or shutdown).
+    /// All of them (every partition paused at its prefetch bound with nothing in flight, or
+    /// shutdown).
     All,
 }
 
@@ -305,9 +307,6 @@ impl Coordinator {
                                 self.reading.push(read(source, subscription));
                             } else {
                                 self.paused[source] = Some(subscription);
-                                // Nothing more comes from this partition until something is
-                                // settled: what it holds must not wait out a linger.
-                                self.close_batches(Close::All);
                             }
                         }
                         None => {
@@ -319,6 +318,11 @@ impl Coordinator {
                         }
                     }
                 }
+            }
+            if self.reading.is_empty() && self.tasks.is_empty() {
+                // Every partition holds its prefetch and nothing is being sent: nothing can
+                // join the open batches until they go, so they must not wait out a linger.
+                self.close_batches(Close::All);
             }
         }
         self.drain().await;

@@ -1405,3 +1405,33 @@ async fn upserts_naming_a_relation_by_search_query_are_written_without_a_read() 
     assert_eq!((stats.port_reads, stats.compared), (0, 0));
     h.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn open_groups_go_at_once_when_every_partition_holds_its_prefetch() {
+    let (fake, url) = start_fake().await;
+    let mut cfg = config();
+    cfg.prefetch = 3;
+    // Lingers far longer than the test waits: only full partitions with nothing in flight can
+    // close a group (9 changes per partition: three rounds of 3 + 3).
+    cfg.check.linger = Duration::from_secs(3600);
+    let h = Harness::start_with_partitions(fake.clone(), &url, cfg, 2).await;
+    let id = ResyncId::new();
+    let messages = (0..18u16)
+        .map(|i| {
+            let change = resync_upsert(&format!("r{i}"), id, 0, i64::from(i));
+            Outgoing::new(Destination::Change { partition: i % 2 }, encode(&change))
+        })
+        .collect();
+    h.bus.publish_all(messages).await.expect("publish");
+    let stats = h.wait_until("18 upserts", |s| s.upserted == 18).await;
+    assert_eq!(stats.port_reads, 3, "{stats:?}");
+    for search in fake.searches() {
+        let ids = search.body["rules"]
+            .as_array()
+            .and_then(|rules| rules.iter().find(|r| r["property"] == "$identifier"))
+            .and_then(|r| r["value"].as_array())
+            .map_or(0, Vec::len);
+        assert_eq!(ids, 6, "what both partitions hold, read at once");
+    }
+    h.stop().await.expect("clean stop");
+}
