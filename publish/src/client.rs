@@ -650,8 +650,8 @@ impl PortClient {
     }
 
     /// Whether this integration owns entity `identifier` of `blueprint` in Port: it exists and
-    /// its `$datasource` is ours ([`PortClient::own_datasource`]). The ownership check before a
-    /// live delete.
+    /// its `$datasource` is ours (the exporter's, or GitOps' for [`PortClient::gitops`]). The
+    /// ownership check before a live delete.
     pub async fn owns(&self, blueprint: &str, identifier: &str) -> Result<bool, PublishError> {
         let found = self
             .search_own(

@@ -3,7 +3,7 @@
 //! One coordinator per process reads every partition this process consumes and owns the state
 //! (batchers, version guard, which entities are batched or in flight) without locks; the Port
 //! client, the request limit and the counters are shared with the send tasks
-//! ([`crate::send`]). Because the batchers span partitions, a request takes entities of one
+//! (`send`). Because the batchers span partitions, a request takes entities of one
 //! blueprint and write options from all of them (a 15-entity resync over 8 partitions costs 1
 //! request, not 8). Per-entity order does not depend on the partition a change came from: every
 //! entity maps to one partition (one active consumer each), at most one request about an entity
