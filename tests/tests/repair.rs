@@ -16,12 +16,10 @@ use adoport_ingest::resync;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_shared::messages::ResyncTrigger;
-use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::port::PortSim;
-use adoport_tests::{BusKind, Running, amqp_url, start, test_mapping, within};
+use adoport_tests::{BusKind, Running, amqp_url, publish_process, start, within};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const PROJECT: &str = "azureDevopsProject";
 const REPOSITORY: &str = "azureDevopsRepository";
@@ -140,23 +138,7 @@ impl Stack {
     /// Starts a publish process that has seen nothing (no earlier writes, no memory).
     async fn start_publisher(&mut self) {
         assert!(self.publish.is_none());
-        let bus = Bus::for_settings(&self.publish_settings, CancellationToken::new())
-            .await
-            .expect("RabbitMQ reachable");
-        let pipeline = Pipeline::start(
-            &self.publish_settings,
-            Roles {
-                ingest: false,
-                transform: false,
-                publish: true,
-            },
-            bus.clone(),
-            Some(PortAppConfig::from_json_value(test_mapping()).expect("mapping")),
-            None,
-            CancellationToken::new(),
-        )
-        .await
-        .expect("publish starts");
+        let (pipeline, bus) = publish_process(&self.publish_settings).await;
         self.baseline = self.running.pipeline.transform_stats.changes_published();
         self.publish = Some((pipeline, bus));
     }
