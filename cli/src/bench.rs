@@ -2,9 +2,12 @@
 //!
 //! Prints raw items/s, entities/s, Azure DevOps and Port requests (with the fewest each could
 //! take), Port entity-write requests per entity (the fewest is 1/20: full bulk requests) and
-//! peak memory. A third run puts a rate limit on the simulated Port (entities/s while Port
-//! answers 429s), and the RabbitMQ run resyncs the unchanged organization a second time to show
-//! that unchanged entities cost no writes. A fourth run makes every Azure DevOps answer take
+//! peak memory. It prints the Port reads (searches of entities' current state, ownership
+//! listings) and writes (entity write requests) of each resync: the first sync, and a second
+//! resync of the unchanged organization — by a fresh `adoport all` in ONCE mode (a process that
+//! remembers nothing) and by the RabbitMQ run's long-running processes — which read Port in
+//! bulk and write nothing. A third run puts a rate limit on the simulated Port (entities/s
+//! while Port answers 429s). A fourth run makes every Azure DevOps answer take
 //! `--ado-latency-ms` (as a real organization's do) and reports the resync time and how many
 //! requests the crawl kept in flight. The in-process run measures the pipeline in one process; the
 //! RabbitMQ run starts `adoport ingest`, `transform` and `publish` as separate processes (as a
@@ -41,19 +44,111 @@ struct Figures {
     /// Requests that wrote entities (bulk and single upserts, deletes), retries included.
     entity_writes: u64,
     memory: Vec<(&'static str, Option<u64>)>,
+    /// The Port reads and writes of each resync of the run.
+    resyncs: Vec<ResyncTraffic>,
 }
 
 /// Requests to Port that wrote entities, by the simulator's per-route counts.
 fn entity_writes(port: &PortSim) -> u64 {
-    port.requests()
-        .iter()
-        .filter(|(route, _)| {
-            route.starts_with("POST /v1/blueprints/{bp}/entities") && !route.ends_with("/search")
+    EntityTraffic::of(port).writes
+}
+
+/// Port's entity requests so far, by the simulator's per-route counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct EntityTraffic {
+    /// Searches of entities (publish's reads of the current state of a resync's entities).
+    searches: u64,
+    /// Pages of the entities the integration owns (the reconciliation's listing).
+    listings: u64,
+    /// Requests that wrote entities (bulk and single upserts, deletes), retries included.
+    writes: u64,
+}
+
+impl EntityTraffic {
+    fn of(port: &PortSim) -> Self {
+        let mut traffic = Self::default();
+        for (route, count) in port.requests() {
+            let slot = if route.ends_with("/entities/search") {
+                &mut traffic.searches
+            } else if route == "POST /v1/blueprints/entities/datasource-entities" {
+                &mut traffic.listings
+            } else if route.starts_with("POST /v1/blueprints/{bp}/entities")
                 || route.starts_with("DELETE /v1/blueprints/{bp}/entities/")
                 || route.starts_with("POST /v1/blueprints/{bp}/bulk/entities/delete")
-        })
-        .map(|(_, count)| count)
-        .sum()
+            {
+                &mut traffic.writes
+            } else {
+                continue;
+            };
+            *slot += count;
+        }
+        traffic
+    }
+
+    /// The traffic once Port has seen no entity request for [`QUIET`]: a resync is reported
+    /// completed before publish has settled all it produced (the long-running processes say
+    /// nothing more to the bench).
+    async fn once_quiet(port: &PortSim) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let mut last = Self::of(port);
+        loop {
+            tokio::time::sleep(QUIET).await;
+            let now = Self::of(port);
+            if now == last {
+                return Ok(now);
+            }
+            if started.elapsed() > PATIENCE {
+                bail!("Port's entity traffic did not settle within {PATIENCE:?}");
+            }
+            last = now;
+        }
+    }
+
+    /// What happened between `earlier` and this.
+    fn since(self, earlier: EntityTraffic) -> EntityTraffic {
+        EntityTraffic {
+            searches: self.searches - earlier.searches,
+            listings: self.listings - earlier.listings,
+            writes: self.writes - earlier.writes,
+        }
+    }
+}
+
+/// How long Port must see no entity request for a resync's traffic to count as settled: four
+/// times the longest a check group of publish lingers by default.
+const QUIET: Duration = adoport_publish::batcher::MIN_CHECK_LINGER.saturating_mul(4);
+
+/// One resync's Port reads and writes, for the per-resync table.
+struct ResyncTraffic {
+    label: String,
+    entities: u64,
+    traffic: EntityTraffic,
+}
+
+fn print_resync_traffic(rows: &[ResyncTraffic]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<58} {:>9} {:>12} {:>9} {:>8} {:>16}",
+        "Port requests per resync", "entities", "reads", "(search", "+ list)", "writes"
+    );
+    for row in rows {
+        let reads = row.traffic.searches + row.traffic.listings;
+        println!(
+            "{:<58} {:>9} {:>12} {:>9} {:>8} {:>16}",
+            row.label,
+            row.entities,
+            format!(
+                "{reads} ({:.1}/100)",
+                reads as f64 * 100.0 / row.entities.max(1) as f64
+            ),
+            row.traffic.searches,
+            row.traffic.listings,
+            row.traffic.writes,
+        );
+    }
 }
 
 /// Files the default mapping's `includedFiles` reads per repository (README.md, CODEOWNERS).
@@ -81,9 +176,14 @@ fn min_ado_requests(ado: &AdoSim) -> u64 {
     (pages + 2 * projects + INCLUDED_FILES * with_branch + enabled) as u64
 }
 
-/// Fewest Port requests: one token, then bulk upserts of 20 per blueprint.
+/// Fewest Port requests: one token, one read of the current state of 100 entities per
+/// blueprint (publish decides what a resync writes from Port), then bulk upserts of 20 per
+/// blueprint.
 fn min_port_requests(projects: usize, repositories: usize) -> u64 {
-    (1 + projects.div_ceil(20) + (projects * repositories).div_ceil(20)) as u64
+    let read = adoport_publish::client::MAX_READ_IDENTIFIERS;
+    let write = adoport_publish::batcher::MAX_BATCH_ENTITIES;
+    let per_blueprint = |n: usize| n.div_ceil(read) + n.div_ceil(write);
+    (1 + per_blueprint(projects) + per_blueprint(projects * repositories)) as u64
 }
 
 /// Peak resident memory of a process, in KiB (Linux).
@@ -177,6 +277,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             ),
         );
     }
+    let resyncs: Vec<ResyncTraffic> = results.into_iter().flat_map(|f| f.resyncs).collect();
+    print_resync_traffic(&resyncs);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -230,8 +332,54 @@ async fn in_process(
     };
     let mut environment = world.environment(None);
     environment.push(("OCEAN__EVENT_LISTENER__TYPE".into(), "ONCE".into()));
+    let (seconds, peak) = run_once(&environment).await?;
+    let entities = world.port.entity_count() as u64;
+    if entities != expected {
+        bail!("`adoport all`: Port holds {entities} entities, expected {expected}");
+    }
+    let label = match conditions {
+        Conditions::Unhindered => "adoport all (ONCE, no broker)",
+        Conditions::PortRateLimited(_) => "ONCE, Port limited to 40 req/s",
+        Conditions::AdoLatency(_) => "ONCE, ADO answers in --ado-latency-ms",
+    };
+    let first = EntityTraffic::of(&world.port);
+    let (ado_requests, port_requests) = (world.ado.total_requests(), world.port.total_requests());
+    let mut resyncs = vec![ResyncTraffic {
+        label: format!("{label}: first sync"),
+        entities,
+        traffic: first,
+    }];
+    if matches!(conditions, Conditions::Unhindered) {
+        // The same again in a fresh process, which remembers nothing of the first: what it
+        // skips, it skips because Port holds it.
+        run_once(&environment).await?;
+        resyncs.push(ResyncTraffic {
+            label: format!("{label}: again, fresh process, unchanged"),
+            entities,
+            traffic: EntityTraffic::of(&world.port).since(first),
+        });
+    }
+    let figures = Figures {
+        label,
+        seconds,
+        items: expected,
+        entities,
+        ado_requests,
+        ado_minimum: min_ado_requests(&world.ado),
+        port_requests,
+        entity_writes: first.writes,
+        memory: vec![("all", peak)],
+        resyncs,
+    };
+    world.shutdown().await;
+    Ok(figures)
+}
+
+/// Runs `adoport all` in ONCE mode with `environment` until it exits; its run time in seconds
+/// and peak memory (KiB).
+async fn run_once(environment: &[(String, String)]) -> anyhow::Result<(f64, Option<u64>)> {
     let started = Instant::now();
-    let mut child = spawn_role("all", &environment)?;
+    let mut child = spawn_role("all", environment)?;
     let pid = child.id();
     // Read the peak just before the process ends: poll its status until it exits.
     let mut peak = None;
@@ -247,31 +395,10 @@ async fn in_process(
             bail!("`adoport all` did not finish within {PATIENCE:?}");
         }
     };
-    let seconds = started.elapsed().as_secs_f64();
     if !status.success() {
         bail!("`adoport all` (ONCE) exited with {status}");
     }
-    let entities = world.port.entity_count() as u64;
-    if entities != expected {
-        bail!("`adoport all`: Port holds {entities} entities, expected {expected}");
-    }
-    let figures = Figures {
-        label: match conditions {
-            Conditions::Unhindered => "adoport all (ONCE, no broker)",
-            Conditions::PortRateLimited(_) => "ONCE, Port limited to 40 req/s",
-            Conditions::AdoLatency(_) => "ONCE, ADO answers in --ado-latency-ms",
-        },
-        seconds,
-        items: expected,
-        entities,
-        ado_requests: world.ado.total_requests(),
-        ado_minimum: min_ado_requests(&world.ado),
-        port_requests: world.port.total_requests(),
-        entity_writes: entity_writes(&world.port),
-        memory: vec![("all", peak)],
-    };
-    world.shutdown().await;
-    Ok(figures)
+    Ok((started.elapsed().as_secs_f64(), peak))
 }
 
 async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {
@@ -299,10 +426,10 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
     let first_requests = world.port.total_requests();
     let first_ado_requests = world.ado.total_requests();
     // A second resync of the unchanged organization: publish skips what Port already holds.
-    let second = if landed {
+    let resyncs = if landed {
         second_resync(&world, &bus).await
     } else {
-        Ok(0)
+        Ok(Vec::new())
     };
     let mut memory = Vec::new();
     for (role, child) in &children {
@@ -320,10 +447,10 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
             world.port.entity_count()
         );
     }
-    let second = second?;
-    println!(
-        "second resync of the unchanged organization (3 processes on RabbitMQ): {second} entity write request(s) (first resync: {first_writes})"
-    );
+    let resyncs = resyncs?;
+    // Counted once Port is quiet: the last entities to land may be stubs a relation created
+    // before their own write.
+    let first_writes = resyncs.first().map_or(first_writes, |r| r.traffic.writes);
     let figures = Figures {
         label: "3 processes on RabbitMQ",
         seconds,
@@ -334,6 +461,7 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
         port_requests: first_requests,
         entity_writes: first_writes,
         memory,
+        resyncs,
     };
     world.shutdown().await;
     Ok(figures)
@@ -365,8 +493,8 @@ async fn custom_world(
 }
 
 /// Waits for the first resync to be reported completed, asks for another one on the bus, waits
-/// until it is reported completed too, and returns the entity writes it cost.
-async fn second_resync(world: &SimulatedWorld, bus: &Bus) -> anyhow::Result<u64> {
+/// until it is reported completed too, and returns the Port reads and writes of both.
+async fn second_resync(world: &SimulatedWorld, bus: &Bus) -> anyhow::Result<Vec<ResyncTraffic>> {
     let completed = |port: &PortSim| {
         port.resync_states()
             .iter()
@@ -376,7 +504,7 @@ async fn second_resync(world: &SimulatedWorld, bus: &Bus) -> anyhow::Result<u64>
     if !world.port.wait_for(|p| completed(p) >= 1, PATIENCE).await {
         bail!("the first resync was not reported completed to Port within {PATIENCE:?}");
     }
-    let before = entity_writes(&world.port);
+    let first = EntityTraffic::once_quiet(&world.port).await?;
     let request = ResyncRequest::new(ResyncTrigger::Manual);
     bus.publish(Outgoing::new(Destination::ResyncRequest, encode(&request)))
         .await
@@ -384,5 +512,17 @@ async fn second_resync(world: &SimulatedWorld, bus: &Bus) -> anyhow::Result<u64>
     if !world.port.wait_for(|p| completed(p) >= 2, PATIENCE).await {
         bail!("the second resync was not reported completed to Port within {PATIENCE:?}");
     }
-    Ok(entity_writes(&world.port) - before)
+    let entities = world.port.entity_count() as u64;
+    Ok(vec![
+        ResyncTraffic {
+            label: "3 processes on RabbitMQ: first sync".into(),
+            entities,
+            traffic: first,
+        },
+        ResyncTraffic {
+            label: "3 processes on RabbitMQ: second resync, unchanged".into(),
+            entities,
+            traffic: EntityTraffic::once_quiet(&world.port).await?.since(first),
+        },
+    ])
 }

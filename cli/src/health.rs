@@ -265,6 +265,12 @@ impl HealthState {
                 &[],
                 s.port_requests,
             );
+            m.counter(
+                "adoport_port_reads_total",
+                "HTTP requests that read entities from Port: a resync's reads of its entities' current state, live deletes' ownership searches (retries included).",
+                &[],
+                s.port_reads,
+            );
             render_publish_kinds(&mut m, p.per_kind());
             render_http(&mut m, "port", p.port_http());
         }
@@ -753,6 +759,9 @@ mod tests {
             sample(&text, "adoport_port_http_requests_total{status=\"429\"}"),
             "1"
         );
+        // Reads of Port are counted apart from writes (the worker's tests count them).
+        assert_eq!(sample(&text, "adoport_port_reads_total"), "0");
+        assert_eq!(sample(&text, "adoport_port_requests_total"), "0");
         assert_eq!(
             sample(
                 &text,

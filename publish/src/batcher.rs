@@ -1,10 +1,13 @@
-//! Batching of entity writes into bulk requests.
+//! Batching of entity writes into bulk requests, and of a resync's upserts into check groups.
 //!
 //! Entities that share a [`BatchKey`] (blueprint and every query parameter of the bulk request)
-//! are grouped; a batch closes when it holds [`MAX_BATCH_ENTITIES`] entities, when one more
-//! would push its JSON body over [`MAX_BATCH_BYTES`], or `linger` after its first entity. The
-//! batcher only groups; it never sends, and it owns no timer: the worker sleeps until
-//! [`Batcher::next_deadline`] and then calls [`Batcher::take_expired`].
+//! are grouped; a batch closes when it holds `max_entities` entities, when one more would push
+//! its JSON body over `max_bytes`, or `linger` after its first entity. A write batch is one bulk
+//! request ([`MAX_BATCH_ENTITIES`], [`MAX_BATCH_BYTES`]); a check group is the upserts whose
+//! current state in Port one read fetches ([`BatchLimits::check`]), written afterwards in write
+//! batches ([`split_into_batches`]). The batcher only groups; it never sends, and it owns no
+//! timer: the worker sleeps until [`Batcher::next_deadline`] and then calls
+//! [`Batcher::take_expired`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -17,6 +20,15 @@ use tokio::time::Instant;
 pub const MAX_BATCH_ENTITIES: usize = 20;
 /// Port answers 413 to bodies over 1 MiB.
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Upserts per check group: as many as one read of Port's current state names.
+pub const MAX_CHECK_ENTITIES: usize = crate::client::MAX_READ_IDENTIFIERS;
+/// Bound on a check group's entities' JSON: about the size of Port's answer to its read too.
+pub const MAX_CHECK_BYTES: usize = 4 * MAX_BATCH_BYTES;
+/// Least time a check group waits for more upserts after its first. A resync is not waiting
+/// for any one entity, and fuller groups mean fewer reads (Azure DevOps answers pages tens to
+/// hundreds of milliseconds apart). When every partition holds its prefetch and nothing is
+/// being sent, the worker closes the groups at once, so this never stalls intake.
+pub const MIN_CHECK_LINGER: Duration = Duration::from_millis(250);
 /// `{"entities":[` + `]}`.
 const BODY_OVERHEAD: usize = r#"{"entities":[]}"#.len();
 
@@ -35,6 +47,14 @@ pub struct BatchKey {
     pub gitops: bool,
 }
 
+impl BatchKey {
+    /// A resync's upserts are compared with Port's current state before they are written (in
+    /// check groups); live upserts are changes by nature and are written at once.
+    pub fn reads_port_first(&self) -> bool {
+        self.resync_id.is_some()
+    }
+}
+
 /// When a batch closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
@@ -51,6 +71,17 @@ impl Default for BatchLimits {
             max_entities: MAX_BATCH_ENTITIES,
             max_bytes: MAX_BATCH_BYTES,
             linger: Duration::from_millis(50),
+        }
+    }
+}
+
+impl BatchLimits {
+    /// The limits of a check group, for write batches that linger `write_linger`.
+    pub fn check(write_linger: Duration) -> Self {
+        Self {
+            max_entities: MAX_CHECK_ENTITIES,
+            max_bytes: MAX_CHECK_BYTES,
+            linger: write_linger.max(MIN_CHECK_LINGER),
         }
     }
 }
@@ -201,6 +232,25 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
     }
 }
 
+/// Splits `items` (each with its JSON size), in order, into batches within `limits`' entity
+/// and byte bounds. An item too large for any body gets a batch of its own: Port has the last
+/// word on it.
+pub fn split_into_batches<T>(
+    limits: BatchLimits,
+    items: impl IntoIterator<Item = (T, usize)>,
+) -> Vec<Vec<T>> {
+    let mut batcher = Batcher::new(limits);
+    let mut batches = Vec::new();
+    for (item, json_bytes) in items {
+        match batcher.push((), item, json_bytes) {
+            Ok(closed) => batches.extend(closed.into_iter().map(|b| b.items)),
+            Err(too_large) => batches.push(vec![too_large.item]),
+        }
+    }
+    batches.extend(batcher.drain().into_iter().map(|b| b.items));
+    batches
+}
+
 /// Splits a batch Port refused as too large (413) into two halves to send separately.
 pub fn split_in_halves<T>(mut items: Vec<T>) -> (Vec<T>, Vec<T>) {
     let second = items.split_off(items.len() / 2);
@@ -328,6 +378,32 @@ mod tests {
         let closed = b.push("bp", 4, 10).expect("fits");
         assert_eq!(ids(&closed[0]), vec![2, 3, 4]);
         assert_eq!(b.remove(&"bp", |_| true), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn splits_into_batches_within_count_and_bytes_in_order() {
+        let items = (0..45u32).map(|i| (i, 10));
+        let batches = split_into_batches(limits(20, MAX_BATCH_BYTES, 50), items);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![20, 20, 5]);
+        assert_eq!(batches.concat(), (0..45).collect::<Vec<_>>());
+        // Body of n items of 10 bytes: 15 + 10n + (n - 1); 47 bytes hold three. An item too
+        // large alone still gets its own batch.
+        let items = [(0u32, 10), (1, 10), (2, 10), (3, 10), (4, 100), (5, 10)];
+        let batches = split_into_batches(limits(20, 47, 50), items);
+        assert_eq!(batches, vec![vec![0, 1, 2], vec![4], vec![3, 5]]);
+        assert!(split_into_batches(limits(20, 47, 50), Vec::<(u32, usize)>::new()).is_empty());
+    }
+
+    #[test]
+    fn check_groups_read_a_hundred_and_linger_longer() {
+        let check = BatchLimits::check(Duration::from_millis(50));
+        assert_eq!(check.max_entities, 100);
+        assert_eq!(check.linger, MIN_CHECK_LINGER);
+        assert_eq!(
+            BatchLimits::check(Duration::from_secs(2)).linger,
+            Duration::from_secs(2)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `PortClient`: the HTTP calls publish makes to Port (token, bulk upsert, delete, ownership
-//! listing and search, resync state), and nothing else. One request per call: retries, batching and ordering are the caller's job.
+//! listing and search, reads of entities' current state, resync state), and nothing else. One
+//! request per call: retries, batching and ordering are the caller's job.
 //!
 //! - The access token is cached and shared by every clone; it is fetched again shortly before
 //!   it expires and whenever Port answers 401 (drop the cache, fetch, retry once).
@@ -507,6 +508,9 @@ struct SearchResponse {
 pub const OWNED_PAGE_SIZE: usize = 5000;
 /// Identifiers per bulk delete (Port's maximum).
 pub const BULK_DELETE_MAX: usize = 100;
+/// Identifiers per read of entities' current state ([`PortClient::current_entities`]). The
+/// search route is not paged, so this bounds its answer (and the `in` rule's list, ≤ 100 kB).
+pub const MAX_READ_IDENTIFIERS: usize = 100;
 
 impl PortClient {
     /// Sends a JSON body and reads a JSON answer, mapping failures to [`PublishError`].
@@ -604,49 +608,85 @@ impl PortClient {
         Ok(answer.deleted_entities)
     }
 
-    /// `POST /v1/entities/search`: whether entity `identifier` of `blueprint` exists and its
-    /// `$datasource` starts with `prefix` and ends with `suffix` (the ownership check before a
-    /// live delete).
-    pub async fn is_owned(
+    /// The `$datasource` prefix and suffix of the entities this client writes: the exporter's
+    /// ([`ownership`] of the configured integration identifier), or GitOps' for
+    /// [`PortClient::gitops`].
+    fn own_datasource(&self) -> (String, String) {
+        let (prefix, mut suffix) = ownership(&self.inner.integration_identifier);
+        if self.gitops_user_agent.is_some() {
+            suffix = format!("/{}/gitops", self.inner.integration_identifier);
+        }
+        (prefix, suffix)
+    }
+
+    /// `POST /v1/entities/search?exclude_calculated_properties=true` for the entities of
+    /// `blueprint` that `identifier_rule` selects and this client's datasource owns (the
+    /// Python integration's two `$datasource contains` rules), with only the `include`d fields
+    /// when given. The route is not paged: the answer holds every match.
+    async fn search_own(
         &self,
+        operation: &str,
         blueprint: &str,
-        identifier: &str,
-        prefix: &str,
-        suffix: &str,
-    ) -> Result<bool, PublishError> {
+        identifier_rule: Value,
+        include: Option<&str>,
+    ) -> Result<Vec<Value>, PublishError> {
+        let (prefix, suffix) = self.own_datasource();
         let url = self.url(&["v1", "entities", "search"])?;
         let body = serde_json::json!({
             "combinator": "and",
             "rules": [
                 {"property": "$blueprint", "operator": "=", "value": blueprint},
-                {"property": "$identifier", "operator": "=", "value": identifier},
+                identifier_rule,
                 {"property": "$datasource", "operator": "contains", "value": prefix},
                 {"property": "$datasource", "operator": "contains", "value": suffix},
             ],
         });
+        let mut query = vec![("exclude_calculated_properties", "true".to_string())];
+        query.extend(include.map(|field| ("include", field.to_string())));
         let answer: SearchResponse = self
-            .call_json(
-                &format!("ownership search of an entity of blueprint {blueprint}"),
-                reqwest::Method::POST,
-                url,
-                &[
-                    ("exclude_calculated_properties", "true".into()),
-                    ("include", "$identifier".into()),
-                ],
-                &body,
-            )
+            .call_json(operation, reqwest::Method::POST, url, &query, &body)
             .await?;
-        Ok(!answer.entities.is_empty())
+        Ok(answer.entities)
     }
 
     /// Whether this integration owns entity `identifier` of `blueprint` in Port: it exists and
-    /// its `$datasource` is ours ([`ownership`] of the configured integration identifier).
+    /// its `$datasource` is ours (the exporter's, or GitOps' for [`PortClient::gitops`]). The
+    /// ownership check before a live delete.
     pub async fn owns(&self, blueprint: &str, identifier: &str) -> Result<bool, PublishError> {
-        let (prefix, mut suffix) = ownership(&self.inner.integration_identifier);
-        if self.gitops_user_agent.is_some() {
-            suffix = format!("/{}/gitops", self.inner.integration_identifier);
-        }
-        self.is_owned(blueprint, identifier, &prefix, &suffix).await
+        let found = self
+            .search_own(
+                &format!("ownership search of an entity of blueprint {blueprint}"),
+                blueprint,
+                serde_json::json!({"property": "$identifier", "operator": "=", "value": identifier}),
+                Some("$identifier"),
+            )
+            .await?;
+        Ok(!found.is_empty())
+    }
+
+    /// Port's current state of the entities `identifiers` (at most [`MAX_READ_IDENTIFIERS`]) of
+    /// `blueprint` that this client's datasource owns, in one request: the rules `$blueprint =`,
+    /// `$identifier in […]` and the two `$datasource contains` rules of ownership — the query
+    /// the Python integration makes before upserting a resync's entities (`search_entities`
+    /// with `_construct_search_query_for_entities`). An entity that is missing, or that another
+    /// datasource owns, is not in the answer. The route is not paged, so the identifiers per
+    /// request are bounded instead. Calculated and mirror properties are left out: Port
+    /// computes them, we never write them.
+    pub async fn current_entities(
+        &self,
+        blueprint: &str,
+        identifiers: &[&str],
+    ) -> Result<Vec<Value>, PublishError> {
+        self.search_own(
+            &format!(
+                "read of the current state of {} entities of blueprint {blueprint}",
+                identifiers.len()
+            ),
+            blueprint,
+            serde_json::json!({"property": "$identifier", "operator": "in", "value": identifiers}),
+            None,
+        )
+        .await
     }
 
     /// `GET /v1/blueprints/{id}`: the blueprint, or `None` when Port answers 404.

@@ -4,20 +4,26 @@
 //! upserts into bulk requests (at most 20 entities and 1 MiB each), deletes, retries transient
 //! failures with backoff that honours `Retry-After`, never lets an older observation of an
 //! entity overwrite a newer one, and acks each change only after Port accepted it — or
-//! dead-letters it with Port's answer as the reason.
+//! dead-letters it with Port's answer as the reason. A resync's upserts are first compared, in
+//! bulk, with what Port holds now, so that a resync writes exactly what Port lacks or holds
+//! differently (and repairs whatever changed there meanwhile); nothing about Port's state is
+//! remembered between changes.
 //!
 //! It must not read Azure DevOps or evaluate mappings (ingest and transform do), and it writes
 //! to Port only through [`client::PortClient`].
 //!
 //! Layout, one job per module:
-//! - [`client`]: the HTTP calls to Port (token, bulk upsert, delete) and the User-Agent that
-//!   makes Port record our ownership;
+//! - [`client`]: the HTTP calls to Port (token, bulk upsert, delete, searches) and the
+//!   User-Agent that makes Port record our ownership;
 //! - [`retry`]: the classifier of Port's answers and the backoff schedule;
 //! - [`concurrency`]: the adaptive limit on requests in flight (halved on 429, grown on success);
-//! - [`batcher`]: grouping entities into bulk requests;
+//! - [`batcher`]: grouping entities into bulk requests, and a resync's upserts into check
+//!   groups;
 //! - [`ordering`]: the version guard against stale overwrites;
-//! - [`unchanged`]: the cache that keeps an unchanged entity from being sent again;
-//! - [`worker`]: the loop that ties them to the bus and settles every delivery;
+//! - [`compare`]: whether Port already holds what an upsert would write;
+//! - [`worker`]: the coordinator that ties them to the bus: intake, ordering, batching;
+//! - `send`: the send tasks — read Port's current state of a resync's upserts, write what
+//!   differs or what came live, delete — that settle every delivery;
 //! - [`stats`]: counters the worker exposes;
 //! - [`reconcile`]: the coordinator that deletes what a resync no longer produced and reports
 //!   the resync state;
@@ -26,14 +32,15 @@
 
 pub mod batcher;
 pub mod client;
+pub mod compare;
 pub mod concurrency;
 pub mod error;
 pub mod ordering;
 pub mod reconcile;
 pub mod resources;
 pub mod retry;
+mod send;
 pub mod stats;
-pub mod unchanged;
 pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};

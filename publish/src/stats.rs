@@ -20,6 +20,8 @@ struct Counters {
     dead_lettered: AtomicU64,
     retried: AtomicU64,
     port_requests: AtomicU64,
+    port_reads: AtomicU64,
+    compared: AtomicU64,
     skipped_unchanged: AtomicU64,
     skipped_not_owned: AtomicU64,
     /// Per kind: `received`, `upserted`, `deleted`, `skipped_stale`, `skipped_unchanged`,
@@ -51,7 +53,8 @@ pub struct PublishStats {
 pub struct StatsSnapshot {
     /// Deliveries taken off the change queues.
     pub received: u64,
-    /// Deliveries acked (written, deleted, or skipped as stale/superseded).
+    /// Deliveries acked (written, deleted, already held by Port, or skipped as
+    /// stale/superseded).
     pub acked: u64,
     /// Entities Port accepted in a bulk upsert.
     pub upserted: u64,
@@ -65,7 +68,12 @@ pub struct StatsSnapshot {
     pub retried: u64,
     /// HTTP requests that wrote to Port (bulk upserts and deletes, retries included).
     pub port_requests: u64,
-    /// Upserts acked without a request: identical to the version Port last accepted from us.
+    /// HTTP requests that read entities from Port (a resync's reads of the current state of
+    /// its entities, a live delete's ownership search; retries included).
+    pub port_reads: u64,
+    /// Resync upserts compared with Port's current state of their entity.
+    pub compared: u64,
+    /// Resync upserts acked without a write: Port already holds exactly what they would write.
     pub skipped_unchanged: u64,
     /// Live deletes acked without deleting: the entity is missing or not ours in Port.
     pub skipped_not_owned: u64,
@@ -81,6 +89,8 @@ pub(crate) enum Counter {
     DeadLettered,
     Retried,
     PortRequests,
+    PortReads,
+    Compared,
     SkippedUnchanged,
     SkippedNotOwned,
 }
@@ -111,6 +121,8 @@ impl PublishStats {
             Counter::DeadLettered => &c.dead_lettered,
             Counter::Retried => &c.retried,
             Counter::PortRequests => &c.port_requests,
+            Counter::PortReads => &c.port_reads,
+            Counter::Compared => &c.compared,
             Counter::SkippedUnchanged => &c.skipped_unchanged,
             Counter::SkippedNotOwned => &c.skipped_not_owned,
         };
@@ -206,6 +218,8 @@ impl PublishStats {
             dead_lettered: get(&c.dead_lettered),
             retried: get(&c.retried),
             port_requests: get(&c.port_requests),
+            port_reads: get(&c.port_reads),
+            compared: get(&c.compared),
             skipped_unchanged: get(&c.skipped_unchanged),
             skipped_not_owned: get(&c.skipped_not_owned),
         }

@@ -120,6 +120,8 @@ struct Fake {
     entities: Mutex<HashMap<(String, String), Value>>,
     /// Entities another datasource owns: the ownership search does not find them.
     foreign: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Answers to the next searches, in order; then normal behaviour.
+    search_script: Mutex<VecDeque<Reply>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,6 +163,22 @@ impl Fake {
         self.requests()
             .into_iter()
             .filter(|r| r.path.ends_with("/entities/bulk"))
+            .collect()
+    }
+
+    fn searches(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/entities/search")
+            .collect()
+    }
+
+    /// Identifiers written since request number `from`.
+    fn written_since(&self, from: usize) -> Vec<String> {
+        self.requests()[from..]
+            .iter()
+            .filter(|r| r.path.ends_with("/entities/bulk"))
+            .flat_map(Recorded::identifiers)
             .collect()
     }
 
@@ -282,8 +300,9 @@ async fn delete_one(
     }
 }
 
-/// `POST /v1/entities/search` for the ownership check: the entity named by the `$blueprint`
-/// and `$identifier` rules, if it exists and is not foreign.
+/// `POST /v1/entities/search`, for the ownership check before a live delete (`$identifier =`)
+/// and the read of a resync's entities (`$identifier in […]`): the stored entities named by the
+/// `$blueprint` and `$identifier` rules that exist and are not foreign, as they were written.
 async fn search(
     State(fake): State<Arc<Fake>>,
     Query(query): Query<HashMap<String, String>>,
@@ -291,30 +310,37 @@ async fn search(
     body: Bytes,
 ) -> Reply {
     fake.record("POST", "/v1/entities/search".into(), query, &headers, &body);
+    if let Some(reply) = lock(&fake.search_script).pop_front() {
+        return reply;
+    }
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let rule = |property: &str| {
         parsed["rules"]
             .as_array()
             .and_then(|rules| rules.iter().find(|r| r["property"] == property))
-            .and_then(|r| r["value"].as_str())
-            .unwrap_or_default()
-            .to_string()
+            .map(|r| r["value"].clone())
+            .unwrap_or(Value::Null)
     };
-    let key = (rule("$blueprint"), rule("$identifier"));
-    let owned_suffix = rule("$datasource").is_empty()
-        || parsed["rules"].as_array().is_some_and(|rules| {
-            rules.iter().any(|r| {
-                r["property"] == "$datasource" && r["value"] == format!("/{IDENTIFIER}/exporter")
-            })
-        });
-    let found = owned_suffix
-        && !lock(&fake.foreign).contains(&key)
-        && lock(&fake.entities).contains_key(&key);
-    let entities = if found {
-        vec![json!({"identifier": key.1})]
-    } else {
-        Vec::new()
+    let blueprint = rule("$blueprint").as_str().unwrap_or_default().to_string();
+    let identifiers: Vec<String> = match rule("$identifier") {
+        Value::String(id) => vec![id],
+        Value::Array(ids) => ids
+            .iter()
+            .filter_map(|id| id.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
     };
+    let owned_suffix = parsed["rules"].as_array().is_some_and(|rules| {
+        rules.iter().any(|r| {
+            r["property"] == "$datasource" && r["value"] == format!("/{IDENTIFIER}/exporter")
+        })
+    });
+    let entities: Vec<Value> = identifiers
+        .into_iter()
+        .map(|id| (blueprint.clone(), id))
+        .filter(|key| owned_suffix && !lock(&fake.foreign).contains(key))
+        .filter_map(|key| lock(&fake.entities).get(&key).cloned())
+        .collect();
     Reply::new(200, json!({"ok": true, "entities": entities}))
 }
 
@@ -366,9 +392,12 @@ fn config() -> PublishConfig {
             max_delay: Duration::from_millis(20),
             max_retry_after: Duration::from_secs(5),
         },
+        check: BatchLimits {
+            linger: Duration::from_millis(100),
+            ..BatchLimits::check(Duration::ZERO)
+        },
         shutdown_deadline: Duration::from_secs(5),
         guard_capacity: 10_000,
-        accepted_capacity: 10_000,
     }
 }
 
@@ -530,6 +559,9 @@ async fn forty_five_changes_go_out_as_twenty_twenty_five_and_are_all_acked() {
     sizes.sort_unstable();
     assert_eq!(sizes, vec![5, 20, 20]);
     assert_eq!(stats.port_requests, 3);
+    // A resync's upserts: one read of Port's current state for all 45 first (none there yet).
+    assert_eq!((stats.port_reads, stats.compared), (1, 45));
+    assert_eq!(fake.searches().len(), 1);
     for i in 0..45 {
         let entity = fake
             .entity("azureDevopsRepository", &format!("r{i}"))
@@ -1109,45 +1141,297 @@ async fn shutdown_flushes_open_batches() {
     assert_eq!(fake.bulk_requests().len(), 1);
 }
 
+fn resync_upsert(identifier: &str, resync_id: ResyncId, observed: i64, n: i64) -> EntityChange {
+    upsert(
+        "azureDevopsRepository",
+        identifier,
+        observed,
+        json!({"n": n}),
+        Origin::Resync { resync_id },
+    )
+}
+
 #[tokio::test]
-async fn an_entity_identical_to_the_last_accepted_version_is_not_sent_again() {
+async fn a_resync_writes_only_what_port_does_not_hold_now() {
     let (fake, url) = start_fake().await;
     let h = Harness::start(fake.clone(), &url, config()).await;
-    let body = |id: &str, observed: i64, n: i64| {
-        upsert(
-            "azureDevopsRepository",
-            id,
-            observed,
-            json!({"n": n}),
-            webhook(),
-        )
-    };
-    h.send(&[body("a", 0, 1), body("b", 0, 1)]).await;
+    // Live changes are written as they come, even when Port holds them already.
+    h.send(&[repo_n("a", 0, 1), repo_n("b", 0, 1)]).await;
     h.wait_until("2 upserts", |s| s.upserted == 2).await;
-    let requests_before = fake.bulk_requests().len();
-    // A resync of an unchanged org: same bodies, newer observations; one entity changed.
-    h.send(&[body("a", 1, 1), body("b", 1, 2)]).await;
+    h.send(&[repo_n("a", 1, 1)]).await;
+    let stats = h.wait_until("3 upserts", |s| s.upserted == 3).await;
+    assert_eq!((stats.port_reads, stats.skipped_unchanged), (0, 0));
+
+    // A resync: a unchanged, b changed, c new. One read; only b and c are written.
+    let first = ResyncId::new();
+    let mark = fake.requests().len();
+    h.send(&[
+        resync_upsert("a", first, 2, 1),
+        resync_upsert("b", first, 2, 2),
+        resync_upsert("c", first, 2, 1),
+    ])
+    .await;
+    let stats = h.wait_until("6 acks", |s| s.acked == 6).await;
+    assert_eq!(
+        (stats.port_reads, stats.compared, stats.skipped_unchanged),
+        (1, 3, 1)
+    );
+    let mut written = fake.written_since(mark);
+    written.sort();
+    assert_eq!(written, ["b", "c"]);
+    let search = &fake.searches()[0];
+    assert_eq!(
+        search
+            .query
+            .get("exclude_calculated_properties")
+            .map(String::as_str),
+        Some("true")
+    );
+    let rules = search.body["rules"].as_array().expect("rules");
+    let ids = rules
+        .iter()
+        .find(|r| r["property"] == "$identifier")
+        .expect("identifier rule");
+    assert_eq!(ids["operator"], "in");
+    assert_eq!(ids["value"], json!(["a", "b", "c"]));
+    assert!(rules.iter().any(|r| r["property"] == "$blueprint"
+        && r["operator"] == "="
+        && r["value"] == "azureDevopsRepository"));
+    for value in ["port-ocean/azure-devops/", "/test-ado/exporter"] {
+        assert!(
+            rules.iter().any(|r| r["property"] == "$datasource"
+                && r["operator"] == "contains"
+                && r["value"] == value),
+            "{rules:?}"
+        );
+    }
+
+    // Behind our back: a deleted, b's property edited. The same resync again repairs both,
+    // though this process wrote them itself: what counts is what Port holds now.
+    lock(&fake.entities).remove(&("azureDevopsRepository".into(), "a".into()));
+    lock(&fake.entities)
+        .get_mut(&("azureDevopsRepository".into(), "b".into()))
+        .expect("b")["properties"]["n"] = json!(99);
+    let second = ResyncId::new();
+    let mark = fake.requests().len();
+    h.send(&[
+        resync_upsert("a", second, 3, 1),
+        resync_upsert("b", second, 3, 2),
+        resync_upsert("c", second, 3, 1),
+    ])
+    .await;
+    let stats = h.wait_until("9 acks", |s| s.acked == 9).await;
+    assert_eq!((stats.port_reads, stats.skipped_unchanged), (2, 2));
+    let mut written = fake.written_since(mark);
+    written.sort();
+    assert_eq!(written, ["a", "b"]);
+    assert_eq!(
+        fake.entity("azureDevopsRepository", "b").expect("b")["properties"]["n"],
+        2
+    );
+    assert!(fake.entity("azureDevopsRepository", "a").is_some());
+    assert!(h.dead_letters().await.is_empty());
+    h.stop().await.expect("clean stop");
+}
+
+fn repo_n(identifier: &str, observed: i64, n: i64) -> EntityChange {
+    upsert(
+        "azureDevopsRepository",
+        identifier,
+        observed,
+        json!({"n": n}),
+        webhook(),
+    )
+}
+
+#[tokio::test]
+async fn a_fresh_publisher_decides_from_port_not_from_memory() {
+    let (fake, url) = start_fake().await;
+    let resync = |observed| {
+        let id = ResyncId::new();
+        (0..30)
+            .map(|i| resync_upsert(&format!("r{i}"), id, observed, i))
+            .collect::<Vec<_>>()
+    };
+    let first = Harness::start(fake.clone(), &url, config()).await;
+    first.send(&resync(0)).await;
+    first.wait_until("30 upserts", |s| s.upserted == 30).await;
+    first.stop().await.expect("clean stop");
+
+    // Another process (a restart, or the replica a partition moved to) knows nothing.
+    let mark = fake.requests().len();
+    let second = Harness::start(fake.clone(), &url, config()).await;
+    second.send(&resync(1)).await;
+    let stats = second.wait_until("30 acks", |s| s.acked == 30).await;
+    assert_eq!(
+        (stats.upserted, stats.skipped_unchanged, stats.port_reads),
+        (0, 30, 1)
+    );
+    assert!(fake.written_since(mark).is_empty());
+    second.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn check_groups_read_a_hundred_entities_at_a_time() {
+    let (fake, url) = start_fake().await;
+    let mut cfg = config();
+    cfg.prefetch = 300;
+    let h = Harness::start(fake.clone(), &url, cfg).await;
+    let id = ResyncId::new();
+    let changes: Vec<EntityChange> = (0..250)
+        .map(|i| resync_upsert(&format!("r{i}"), id, 0, i))
+        .collect();
+    h.send(&changes).await;
+    let stats = h.wait_until("250 acks", |s| s.acked == 250).await;
+    let mut read_sizes: Vec<usize> = fake
+        .searches()
+        .iter()
+        .map(|r| {
+            r.body["rules"]
+                .as_array()
+                .and_then(|rules| rules.iter().find(|r| r["property"] == "$identifier"))
+                .and_then(|r| r["value"].as_array())
+                .map_or(0, Vec::len)
+        })
+        .collect();
+    read_sizes.sort_unstable();
+    assert_eq!(read_sizes, vec![50, 100, 100]);
+    // Written within the bulk limits: 5 + 5 + 3 requests.
+    assert_eq!((stats.port_reads, stats.port_requests), (3, 13));
+    assert!(
+        fake.bulk_requests()
+            .iter()
+            .all(|r| r.identifiers().len() <= 20)
+    );
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_failing_read_is_retried_and_never_taken_as_unchanged() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo_n("a", 0, 1)]).await;
+    h.wait_until("1 upsert", |s| s.upserted == 1).await;
+    // Two 503s, then Port answers: the read is retried and then decides.
+    for _ in 0..2 {
+        lock(&fake.search_script).push_back(Reply::new(503, json!({"ok": false})));
+    }
+    h.send(&[resync_upsert("a", ResyncId::new(), 1, 1)]).await;
+    let stats = h.wait_until("2 acks", |s| s.acked == 2).await;
+    assert_eq!(
+        (
+            stats.port_reads,
+            stats.retried,
+            stats.skipped_unchanged,
+            stats.upserted
+        ),
+        (3, 2, 1, 1)
+    );
+    // Port never answers: the change is dead-lettered with the reason, not acked as unchanged.
+    for _ in 0..4 {
+        lock(&fake.search_script).push_back(Reply::new(
+            500,
+            json!({"ok": false, "error": "internal_error", "message": "search is down"}),
+        ));
+    }
+    let mark = fake.requests().len();
+    h.send(&[resync_upsert("a", ResyncId::new(), 2, 1)]).await;
+    let stats = h
+        .wait_until("1 dead letter", |s| s.dead_lettered == 1)
+        .await;
+    assert_eq!((stats.skipped_unchanged, stats.acked), (1, 2));
+    assert!(fake.written_since(mark).is_empty());
+    let letters = h.dead_letters().await;
+    let reason = &letters[0].reason;
+    assert!(reason.contains("4 attempts"), "{reason}");
+    assert!(reason.contains("search is down"), "{reason}");
+    assert!(reason.contains("read of the current state"), "{reason}");
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_read_port_refuses_leads_to_writing_without_comparing() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo_n("a", 0, 1)]).await;
+    h.wait_until("1 upsert", |s| s.upserted == 1).await;
+    lock(&fake.search_script).push_back(Reply::new(
+        422,
+        json!({"ok": false, "error": "invalid_request", "message": "bad query"}),
+    ));
+    h.send(&[resync_upsert("a", ResyncId::new(), 1, 1)]).await;
+    let stats = h.wait_until("2 upserts", |s| s.upserted == 2).await;
+    assert_eq!(
+        (stats.port_reads, stats.retried, stats.skipped_unchanged),
+        (1, 0, 0)
+    );
+    assert!(h.dead_letters().await.is_empty());
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn an_identical_entity_another_datasource_owns_is_written_to_take_it_over() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    h.send(&[repo_n("a", 0, 1), repo_n("b", 0, 1)]).await;
+    h.wait_until("2 upserts", |s| s.upserted == 2).await;
+    // b now belongs to someone else in Port, with exactly our content.
+    lock(&fake.foreign).insert(("azureDevopsRepository".into(), "b".into()));
+    let mark = fake.requests().len();
+    let id = ResyncId::new();
+    h.send(&[resync_upsert("a", id, 1, 1), resync_upsert("b", id, 1, 1)])
+        .await;
     let stats = h.wait_until("4 acks", |s| s.acked == 4).await;
-    assert_eq!(stats.skipped_unchanged, 1, "{stats:?}");
-    assert_eq!(stats.upserted, 3);
-    let sent = &fake.bulk_requests()[requests_before..];
-    let ids: Vec<String> = sent.iter().flat_map(|r| r.identifiers()).collect();
-    assert_eq!(
-        ids,
-        vec!["b".to_string()],
-        "only the changed entity is sent"
-    );
-    // After a delete, the same body is sent again (Port no longer holds it).
-    let mut delete = body("a", 2, 1);
-    delete.op = ChangeOp::Delete;
-    h.send(&[delete]).await;
-    h.wait_until("the delete", |s| s.deleted == 1).await;
-    h.send(&[body("a", 3, 1)]).await;
-    let stats = h.wait_until("the re-upsert", |s| s.upserted == 4).await;
     assert_eq!(stats.skipped_unchanged, 1);
-    assert_eq!(
-        fake.entity("azureDevopsRepository", "a").expect("a")["properties"]["n"],
-        1
-    );
+    assert_eq!(fake.written_since(mark), ["b"]);
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn upserts_naming_a_relation_by_search_query_are_written_without_a_read() {
+    let (fake, url) = start_fake().await;
+    let h = Harness::start(fake.clone(), &url, config()).await;
+    let mut change = resync_upsert("a", ResyncId::new(), 0, 1);
+    change.op = ChangeOp::Upsert {
+        entity: json!({"identifier": "a", "properties": {}, "relations": {
+            "project": {"combinator": "and", "rules": [{"property": "name", "operator": "=", "value": "p"}]}
+        }}),
+    };
+    h.send(&[change.clone()]).await;
+    h.wait_until("1 upsert", |s| s.upserted == 1).await;
+    change.observed_at = at(1);
+    h.send(&[change]).await;
+    let stats = h.wait_until("2 upserts", |s| s.upserted == 2).await;
+    assert_eq!((stats.port_reads, stats.compared), (0, 0));
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn open_groups_go_at_once_when_every_partition_holds_its_prefetch() {
+    let (fake, url) = start_fake().await;
+    let mut cfg = config();
+    cfg.prefetch = 3;
+    // Lingers far longer than the test waits: only full partitions with nothing in flight can
+    // close a group (9 changes per partition: three rounds of 3 + 3).
+    cfg.check.linger = Duration::from_secs(3600);
+    let h = Harness::start_with_partitions(fake.clone(), &url, cfg, 2).await;
+    let id = ResyncId::new();
+    let messages = (0..18u16)
+        .map(|i| {
+            let change = resync_upsert(&format!("r{i}"), id, 0, i64::from(i));
+            Outgoing::new(Destination::Change { partition: i % 2 }, encode(&change))
+        })
+        .collect();
+    h.bus.publish_all(messages).await.expect("publish");
+    let stats = h.wait_until("18 upserts", |s| s.upserted == 18).await;
+    assert_eq!(stats.port_reads, 3, "{stats:?}");
+    for search in fake.searches() {
+        let ids = search.body["rules"]
+            .as_array()
+            .and_then(|rules| rules.iter().find(|r| r["property"] == "$identifier"))
+            .and_then(|r| r["value"].as_array())
+            .map_or(0, Vec::len);
+        assert_eq!(ids, 6, "what both partitions hold, read at once");
+    }
     h.stop().await.expect("clean stop");
 }

@@ -466,3 +466,101 @@ async fn integration_resource_and_wait_for() {
     );
     sim.shutdown().await;
 }
+
+/// The read publish makes before writing a resync's entities, and the hand changes tests make
+/// behind its back: the search answers what Port holds now, team as an array, owned only.
+#[tokio::test]
+async fn the_current_state_read_sees_hand_edits_deletes_and_cascades() {
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    sim.define_blueprint(json!({"identifier": "azureDevopsRepository",
+        "relations": {"project": {"target": "azureDevopsProject", "many": false}}}));
+    let client = Client::new(&sim).await;
+    let project = "/v1/blueprints/azureDevopsProject/entities/bulk?upsert=true&merge=true";
+    client
+        .post(
+            project,
+            &json!({"entities": [{"identifier": "p1", "team": "t1"}, {"identifier": "p2"}]}),
+        )
+        .await;
+    client
+        .post(BULK, &json!({"entities": [
+            {"identifier": "r1", "title": "one", "properties": {"n": 1}, "relations": {"project": "p1"}},
+            {"identifier": "r2", "title": "two", "properties": {"n": 2}, "relations": {"project": "p1"}},
+            {"identifier": "r3", "title": "three", "properties": {"n": 3}, "relations": {"project": "p2"}},
+        ]}))
+        .await;
+    let read = |blueprint: &'static str, ids: Value| {
+        json!({"combinator": "and", "rules": [
+            {"property": "$blueprint", "operator": "=", "value": blueprint},
+            {"property": "$identifier", "operator": "in", "value": ids},
+            {"property": "$datasource", "operator": "contains", "value": "port-ocean/azure-devops/"},
+            {"property": "$datasource", "operator": "contains", "value": "/azure-devops/exporter"},
+        ]})
+    };
+    let search = "/v1/entities/search?exclude_calculated_properties=true";
+    let found = |answer: Value| -> Vec<Value> { answer["entities"].as_array().unwrap().clone() };
+    let projects = found(
+        client
+            .post(search, &read("azureDevopsProject", json!(["p1", "p2"])))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        projects[0]["team"],
+        json!(["t1"]),
+        "a team name is stored as an array"
+    );
+    assert_eq!(projects[1]["team"], json!([]));
+
+    // By hand: r1 edited (our datasource stays), r2 taken by another writer, p2 deleted with
+    // its dependents (r3 goes too).
+    assert!(sim.edit_entity(
+        "azureDevopsRepository",
+        "r1",
+        json!({"title": "edited", "properties": {"n": 100}})
+    ));
+    sim.put_entity(
+        "azureDevopsRepository",
+        json!({"identifier": "r2", "title": "two", "properties": {"n": 2}, "relations": {"project": "p1"}}),
+        Some("Mozilla/5.0"),
+    )
+    .unwrap();
+    assert!(
+        sim.delete_entity("azureDevopsProject", "p1", false)
+            .is_err(),
+        "p1 has dependents"
+    );
+    let mut cascade = sim.delete_entity("azureDevopsProject", "p2", true).unwrap();
+    cascade.sort();
+    assert_eq!(
+        cascade,
+        [
+            ("azureDevopsProject", "p2"),
+            ("azureDevopsRepository", "r3")
+        ]
+        .map(|(b, i)| (b.to_string(), i.to_string()))
+    );
+    let repositories = found(
+        client
+            .post(
+                search,
+                &read("azureDevopsRepository", json!(["r1", "r2", "r3"])),
+            )
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(repositories.len(), 1, "r2 is not ours any more, r3 is gone");
+    assert_eq!(repositories[0]["identifier"], "r1");
+    assert_eq!(repositories[0]["title"], "edited");
+    assert_eq!(repositories[0]["properties"]["n"], 100);
+    assert_eq!(
+        sim.entity("azureDevopsRepository", "r2").unwrap()["$datasource"],
+        "Mozilla/5.0"
+    );
+    assert_eq!(sim.delete_all_entities(), 3);
+    assert_eq!(sim.entity_count(), 0);
+}

@@ -61,6 +61,30 @@ pub fn test_mapping() -> serde_json::Value {
     default_mapping(Some(&["project", "repository"])).expect("default mapping")
 }
 
+/// A publish "process" on the test's queues: the publish role (with the reconciliation
+/// coordinator) on its own broker connection, so that a test can kill or replace it while
+/// ingest and transform go on.
+pub async fn publish_process(settings: &Settings) -> (Pipeline, Bus) {
+    let bus = Bus::for_settings(settings, CancellationToken::new())
+        .await
+        .expect("RabbitMQ reachable");
+    let pipeline = Pipeline::start(
+        settings,
+        Roles {
+            ingest: false,
+            transform: false,
+            publish: true,
+        },
+        bus.clone(),
+        Some(PortAppConfig::from_json_value(test_mapping()).expect("mapping")),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("publish starts");
+    (pipeline, bus)
+}
+
 /// A simulated world plus a pipeline running against it.
 pub struct Running {
     pub world: SimulatedWorld,

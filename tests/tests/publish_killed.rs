@@ -7,13 +7,10 @@
 
 use std::time::Duration;
 
-use adoport::pipeline::{Pipeline, Roles};
-use adoport_shared::bus::Bus;
+use adoport::pipeline::Roles;
 use adoport_shared::config::Settings;
-use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::DeadLetterQueue;
-use adoport_tests::{BusKind, Running, amqp_url, start, test_mapping, within};
-use tokio_util::sync::CancellationToken;
+use adoport_tests::{BusKind, Running, amqp_url, publish_process, start, within};
 
 const REPOSITORY: &str = "azureDevopsRepository";
 
@@ -30,28 +27,6 @@ fn publish_settings(running: &Running) -> Settings {
         "2".into(),
     ));
     Settings::from_vars(vars).expect("settings valid")
-}
-
-/// A publish process with its own broker connection.
-async fn publisher(settings: &Settings) -> (Pipeline, Bus) {
-    let bus = Bus::for_settings(settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable");
-    let pipeline = Pipeline::start(
-        settings,
-        Roles {
-            ingest: false,
-            transform: false,
-            publish: true,
-        },
-        bus.clone(),
-        Some(PortAppConfig::from_json_value(test_mapping()).expect("mapping")),
-        None,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("publish starts");
-    (pipeline, bus)
 }
 
 #[tokio::test]
@@ -72,7 +47,7 @@ async fn publish_killed_mid_batch_loses_nothing_and_repeats_harmlessly() {
     let expected = 12 + 12 * 10;
     let settings = publish_settings(&running);
 
-    let (first, first_bus) = publisher(&settings).await;
+    let (first, first_bus) = publish_process(&settings).await;
     within(
         30,
         "the first publisher to write some entities",
@@ -88,7 +63,7 @@ async fn publish_killed_mid_batch_loses_nothing_and_repeats_harmlessly() {
     );
     first.stop().await.expect("the killed publisher winds down");
 
-    let (second, second_bus) = publisher(&settings).await;
+    let (second, second_bus) = publish_process(&settings).await;
     running.wait_for_entity_count(expected).await;
     // The successor picked up what the first left unacked.
     assert!(second.publish_stats.snapshot().received > 0);

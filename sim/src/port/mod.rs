@@ -20,7 +20,7 @@
 //! | `DELETE /v1/blueprints/{bp}/entities/{id}` | delete (`delete_dependents`), 404 `not_found` |
 //! | `POST /v1/blueprints/{bp}/bulk/entities/delete` | `{entities: [≤100 ids]}` → `{ok, deletedEntities}` |
 //! | `POST /v1/blueprints/{bp}/entities/search` | `{query?, limit ≤1000, from?}` → `{ok, entities, next}` |
-//! | `POST /v1/entities/search` | `{combinator, rules}` → `{ok, entities}` (`include=` query filters fields) |
+//! | `POST /v1/entities/search` | `{combinator, rules}` → `{ok, entities}`, not paged (`include=` query filters fields; `exclude_calculated_properties` is accepted: the simulator has no calculated properties) |
 //! | `POST /v1/blueprints/entities/datasource-entities` | `{datasource_prefix, datasource_suffix, limit, before, from?}` → `{ok, entities, next}` |
 //! | `GET /v1/blueprints`, `POST /v1/blueprints` | blueprints defined through the API |
 //! | `GET /v1/blueprints/{bp}`, `PATCH /v1/blueprints/{bp}` | one blueprint |
@@ -34,7 +34,10 @@
 //! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
 //! | `{METHOD} <unmatched>` | 404 `not_found` |
 //!
-//! Ownership: an entity's `$datasource` is the User-Agent of its last write. Blueprints need
+//! Ownership: an entity's `$datasource` is the User-Agent of its last write. `team` is stored
+//! (and answered) as an array of names, whatever shape it was written in. Tests change the
+//! catalog behind the client's back as a user would ([`PortSim::delete_entity`] with or without
+//! cascade, [`PortSim::delete_all_entities`], [`PortSim::edit_entity`], [`PortSim::put_entity`]). Blueprints need
 //! no definition; a blueprint defined through `POST /v1/blueprints` (or
 //! [`PortSim::define_blueprint`]) has its relation targets checked (404 `not_found` per entity
 //! without `create_missing_related_entities=true`, stubs created with it), and
@@ -168,6 +171,63 @@ impl PortSim {
     /// Entities stored over all blueprints.
     pub fn entity_count(&self) -> usize {
         lock(&self.state.catalog).count()
+    }
+
+    /// Deletes an entity as a user does in Port's UI; with `delete_dependents`, the entities
+    /// whose relations point at it go too, as Port cascades (relations of blueprints defined
+    /// through the API or [`PortSim::define_blueprint`]). Answers every `(blueprint,
+    /// identifier)` deleted (none when it did not exist), or Port's message when it has
+    /// dependents and `delete_dependents` is false.
+    pub fn delete_entity(
+        &self,
+        blueprint: &str,
+        identifier: &str,
+        delete_dependents: bool,
+    ) -> Result<Vec<(String, String)>, String> {
+        let deleted = lock(&self.state.catalog)
+            .delete_cascading(blueprint, identifier, delete_dependents)
+            .map_err(|e| e.message);
+        self.state.traffic.touch();
+        deleted
+    }
+
+    /// Deletes every entity (a user emptying the catalog); answers how many there were.
+    pub fn delete_all_entities(&self) -> usize {
+        let count = lock(&self.state.catalog).clear();
+        self.state.traffic.touch();
+        count
+    }
+
+    /// Edits an entity as a user does in Port's UI: `changes` sets `title`, `icon`, `team`, and
+    /// the `properties` and `relations` it names. The `$datasource` stays as it was, so only
+    /// the content tells that the entity changed. False when the entity does not exist.
+    pub fn edit_entity(&self, blueprint: &str, identifier: &str, changes: Value) -> bool {
+        let edited = lock(&self.state.catalog).edit(blueprint, identifier, &changes, "user");
+        self.state.traffic.touch();
+        edited
+    }
+
+    /// Creates (or replaces) an entity as another writer does: `datasource` is its `$datasource`
+    /// (a writer's User-Agent; `None` for an entity made in the UI without one). Port's answer
+    /// when the entity is invalid.
+    pub fn put_entity(
+        &self,
+        blueprint: &str,
+        entity: Value,
+        datasource: Option<&str>,
+    ) -> Result<(), String> {
+        let input = store::parse_entity(&entity).map_err(|(_, e)| e.message)?;
+        let options = store::UpsertOptions {
+            upsert: true,
+            merge: false,
+            create_missing_related_entities: true,
+        };
+        let written = lock(&self.state.catalog)
+            .upsert(blueprint, input, options, datasource, "user")
+            .map(|_| ())
+            .map_err(|e| e.message);
+        self.state.traffic.touch();
+        written
     }
 
     /// Requests received, per route template key (see the module docs for the keys).

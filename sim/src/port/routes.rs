@@ -460,12 +460,11 @@ async fn search(
         .map(|(_, v)| v)
         .collect();
     let catalog = lock(&state.catalog);
-    let mut entities = Vec::new();
-    for entity in catalog.all() {
-        if matches_query(entity, &body)? {
-            entities.push(project_fields(entity.api_json(), &include));
-        }
-    }
+    let entities: Vec<Value> = catalog
+        .search(&body)?
+        .into_iter()
+        .map(|entity| project_fields(entity.api_json(), &include))
+        .collect();
     ok(StatusCode::OK, json!({"ok": true, "entities": entities}))
 }
 

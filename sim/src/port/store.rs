@@ -20,6 +20,17 @@ fn valid_identifier(identifier: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "@_.+:\\/=-".contains(c))
 }
 
+/// An entity's `team` as Port stores it: an array of team names. Port takes a name or an array
+/// on write and answers an array (the entity JSON's `team` is `Array<String>`; Port's Terraform
+/// provider reads it as `[]string`): `"a"` is `["a"]`, `null` is `[]`.
+fn stored_team(team: Value) -> Value {
+    match team {
+        Value::String(name) => json!([name]),
+        Value::Null => json!([]),
+        other => other,
+    }
+}
+
 fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -41,6 +52,23 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
+    /// An entity with nothing set, for checking a query's shape before searching.
+    fn blank() -> Stored {
+        Stored {
+            blueprint: String::new(),
+            identifier: String::new(),
+            title: None,
+            icon: None,
+            team: json!([]),
+            properties: Map::new(),
+            relations: Map::new(),
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            datasource: None,
+            updated_by: String::new(),
+        }
+    }
+
     /// The entity as Port's API returns it.
     pub(crate) fn api_json(&self) -> Value {
         let mut value = json!({
@@ -334,7 +362,7 @@ impl Catalog {
                     current.icon = input.icon;
                 }
                 if let Some(team) = input.team {
-                    current.team = team;
+                    current.team = stored_team(team);
                 }
                 current.updated_at = now;
                 current.datasource = datasource.map(String::from);
@@ -346,7 +374,7 @@ impl Catalog {
                 identifier: input.identifier.clone(),
                 title: input.title,
                 icon: input.icon,
-                team: input.team.unwrap_or_else(|| json!([])),
+                team: stored_team(input.team.unwrap_or(Value::Null)),
                 properties: input.properties,
                 relations: input.relations,
                 created_at: other.map_or(now, |o| o.created_at),
@@ -390,9 +418,21 @@ impl Catalog {
         identifier: &str,
         delete_dependents: bool,
     ) -> Result<bool, PortError> {
+        self.delete_cascading(blueprint, identifier, delete_dependents)
+            .map(|deleted| !deleted.is_empty())
+    }
+
+    /// [`Catalog::delete`], answering every entity it deleted (the dependents a cascade took
+    /// with it included); empty when the entity did not exist.
+    pub(crate) fn delete_cascading(
+        &mut self,
+        blueprint: &str,
+        identifier: &str,
+        delete_dependents: bool,
+    ) -> Result<Vec<(String, String)>, PortError> {
         self.check_blueprint(blueprint)?;
         if self.get(blueprint, identifier).is_none() {
-            return Ok(false);
+            return Ok(Vec::new());
         }
         let dependents = self.dependents(blueprint, identifier);
         if !dependents.is_empty() && !delete_dependents {
@@ -406,15 +446,115 @@ impl Catalog {
             ));
         }
         let mut queue = vec![(blueprint.to_string(), identifier.to_string())];
+        let mut deleted = Vec::new();
         while let Some((bp, id)) = queue.pop() {
             if let Some(entities) = self.entities.get_mut(&bp)
                 && entities.remove(&id).is_some()
-                && delete_dependents
             {
-                queue.extend(self.dependents(&bp, &id));
+                if delete_dependents {
+                    queue.extend(self.dependents(&bp, &id));
+                }
+                deleted.push((bp, id));
             }
         }
-        Ok(true)
+        Ok(deleted)
+    }
+
+    /// Every entity, gone (a user clearing the catalog); answers how many there were.
+    pub(crate) fn clear(&mut self) -> usize {
+        let count = self.count();
+        self.entities.clear();
+        count
+    }
+
+    /// A user's edit of an entity's fields (`title`, `icon`, `team`, and the `properties` and
+    /// `relations` it names), leaving its `$datasource` as it was. False when it does not exist.
+    pub(crate) fn edit(
+        &mut self,
+        blueprint: &str,
+        identifier: &str,
+        changes: &Value,
+        actor: &str,
+    ) -> bool {
+        let Some(entity) = self
+            .entities
+            .get_mut(blueprint)
+            .and_then(|m| m.get_mut(identifier))
+        else {
+            return false;
+        };
+        for (field, slot) in [("title", &mut entity.title), ("icon", &mut entity.icon)] {
+            if let Some(value) = changes.get(field) {
+                *slot = Some(value.clone());
+            }
+        }
+        if let Some(team) = changes.get("team") {
+            entity.team = stored_team(team.clone());
+        }
+        for (field, map) in [
+            ("properties", &mut entity.properties),
+            ("relations", &mut entity.relations),
+        ] {
+            if let Some(Value::Object(values)) = changes.get(field) {
+                map.extend(values.clone());
+            }
+        }
+        entity.updated_at = Utc::now();
+        entity.updated_by = actor.to_string();
+        true
+    }
+}
+
+impl Catalog {
+    /// The entities a search query matches. Candidates are narrowed first, as Port's indexes
+    /// would, by the query's top-level `and` rules `$blueprint =` and `$identifier =`/`in`
+    /// (so a search of 100 identifiers does not scan the catalog); every candidate is then
+    /// matched against the whole query. An invalid query is refused whatever it would match.
+    pub(crate) fn search(&self, query: &Value) -> Result<Vec<&Stored>, PortError> {
+        matches_query(&Stored::blank(), query)?;
+        let top_level = |property: &str, operators: &[&str]| -> Option<&Value> {
+            let and = query
+                .get("combinator")
+                .and_then(Value::as_str)
+                .unwrap_or("and")
+                == "and";
+            let rules = query.get("rules")?.as_array()?;
+            and.then(|| {
+                rules.iter().find(|r| {
+                    r.get("property").and_then(Value::as_str) == Some(property)
+                        && r.get("operator")
+                            .and_then(Value::as_str)
+                            .is_some_and(|o| operators.contains(&o))
+                })
+            })?
+            .and_then(|rule| rule.get("value"))
+        };
+        let blueprint = top_level("$blueprint", &["="]).and_then(Value::as_str);
+        let identifiers: Option<BTreeSet<&str>> =
+            top_level("$identifier", &["=", "in"]).and_then(|value| match value {
+                Value::String(id) => Some(BTreeSet::from([id.as_str()])),
+                Value::Array(ids) => ids.iter().map(Value::as_str).collect(),
+                _ => None,
+            });
+        let candidates: Vec<&Stored> = match (blueprint, identifiers) {
+            (Some(blueprint), Some(ids)) => ids
+                .into_iter()
+                .filter_map(|id| self.get(blueprint, id))
+                .collect(),
+            (Some(blueprint), None) => self.of_blueprint(blueprint).collect(),
+            (None, Some(ids)) => self
+                .all()
+                .filter(|e| ids.contains(e.identifier.as_str()))
+                .collect(),
+            (None, None) => self.all().collect(),
+        };
+        let mut found = Vec::new();
+        for entity in candidates {
+            if matches_query(entity, query)? {
+                found.push(entity);
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -502,7 +642,10 @@ fn matches_rule(entity: &Stored, rule: &Value) -> Result<bool, PortError> {
         (Value::String(h), Value::String(n)) => h.contains(n.as_str()),
         _ => false,
     };
-    let equal = |a: &Value, b: &Value| a == b || (as_text(a).is_some() && as_text(a) == as_text(b));
+    let equal = |a: &Value, b: &Value| match (a, b) {
+        (Value::String(a), Value::String(b)) => a == b,
+        _ => a == b || (as_text(a).is_some() && as_text(a) == as_text(b)),
+    };
     let empty = matches!(&actual, Value::Null)
         || actual.as_str().is_some_and(str::is_empty)
         || actual.as_array().is_some_and(Vec::is_empty)
@@ -711,6 +854,146 @@ mod tests {
         );
         assert!(catalog.delete("project", "p", true).unwrap());
         assert_eq!(catalog.count(), 0);
+    }
+
+    #[test]
+    fn team_is_stored_as_an_array() {
+        let mut catalog = Catalog::default();
+        let opts = UpsertOptions {
+            upsert: true,
+            merge: true,
+            create_missing_related_entities: true,
+        };
+        for (identifier, team) in [
+            ("a", json!("t1")),
+            ("b", json!(["t1", "t2"])),
+            ("c", Value::Null),
+        ] {
+            catalog
+                .upsert(
+                    "bp",
+                    input(json!({"identifier": identifier, "team": team})),
+                    opts,
+                    None,
+                    "me",
+                )
+                .unwrap();
+        }
+        catalog
+            .upsert("bp", input(json!({"identifier": "d"})), opts, None, "me")
+            .unwrap();
+        let team = |id: &str| catalog.get("bp", id).unwrap().api_json()["team"].clone();
+        assert_eq!(team("a"), json!(["t1"]));
+        assert_eq!(team("b"), json!(["t1", "t2"]));
+        assert_eq!(team("c"), json!([]));
+        assert_eq!(team("d"), json!([]));
+    }
+
+    #[test]
+    fn a_cascade_reports_what_it_deleted_and_edits_keep_the_datasource() {
+        let mut catalog = Catalog::default();
+        catalog.define_blueprint(
+            "repo",
+            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
+        );
+        let opts = UpsertOptions {
+            upsert: true,
+            merge: true,
+            create_missing_related_entities: true,
+        };
+        for (bp, entity) in [
+            ("project", json!({"identifier": "p"})),
+            (
+                "repo",
+                json!({"identifier": "r1", "relations": {"project": "p"}}),
+            ),
+            (
+                "repo",
+                json!({"identifier": "r2", "relations": {"project": "p"}}),
+            ),
+        ] {
+            catalog
+                .upsert(bp, input(entity), opts, Some("ours"), "me")
+                .unwrap();
+        }
+        assert!(catalog.edit(
+            "repo",
+            "r1",
+            &json!({"title": "by hand", "properties": {"x": 1}}),
+            "user"
+        ));
+        let edited = catalog.get("repo", "r1").unwrap();
+        assert_eq!(edited.title, Some(json!("by hand")));
+        assert_eq!(edited.properties.get("x"), Some(&json!(1)));
+        assert_eq!(edited.datasource.as_deref(), Some("ours"));
+        assert!(!catalog.edit("repo", "nope", &json!({}), "user"));
+        let mut deleted = catalog.delete_cascading("project", "p", true).unwrap();
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            [("project", "p"), ("repo", "r1"), ("repo", "r2")]
+                .map(|(b, i)| (b.to_string(), i.to_string()))
+        );
+        assert!(
+            catalog
+                .delete_cascading("project", "p", true)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(catalog.clear(), 0);
+    }
+
+    #[test]
+    fn search_narrows_by_blueprint_and_identifier_and_still_checks_every_rule() {
+        let mut catalog = Catalog::default();
+        let opts = UpsertOptions {
+            upsert: true,
+            merge: true,
+            create_missing_related_entities: true,
+        };
+        for (bp, id, source) in [("a", "1", "ours"), ("a", "2", "theirs"), ("b", "1", "ours")] {
+            catalog
+                .upsert(
+                    bp,
+                    input(json!({"identifier": id})),
+                    opts,
+                    Some(source),
+                    "me",
+                )
+                .unwrap();
+        }
+        let ids = |query: Value| -> Vec<(String, String)> {
+            let mut found: Vec<_> = catalog
+                .search(&query)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.blueprint.clone(), e.identifier.clone()))
+                .collect();
+            found.sort();
+            found
+        };
+        let pair = |b: &str, i: &str| (b.to_string(), i.to_string());
+        let by_id = json!({"combinator": "and", "rules": [
+            {"property": "$blueprint", "operator": "=", "value": "a"},
+            {"property": "$identifier", "operator": "in", "value": ["1", "2", "1", "9"]},
+        ]});
+        assert_eq!(ids(by_id), vec![pair("a", "1"), pair("a", "2")]);
+        let owned = json!({"combinator": "and", "rules": [
+            {"property": "$identifier", "operator": "=", "value": "1"},
+            {"property": "$datasource", "operator": "=", "value": "ours"},
+        ]});
+        assert_eq!(ids(owned), vec![pair("a", "1"), pair("b", "1")]);
+        let either = json!({"combinator": "or", "rules": [
+            {"property": "$identifier", "operator": "=", "value": "2"},
+            {"property": "$blueprint", "operator": "=", "value": "b"},
+        ]});
+        assert_eq!(ids(either), vec![pair("a", "2"), pair("b", "1")]);
+        // An invalid rule is refused even when the narrowing leaves no candidate.
+        let invalid = json!({"combinator": "and", "rules": [
+            {"property": "$identifier", "operator": "in", "value": ["nope"]},
+            {"property": "n", "operator": "~", "value": 1},
+        ]});
+        assert!(catalog.search(&invalid).is_err());
     }
 
     #[test]
