@@ -20,6 +20,7 @@ use adoport_publish::{PublishStats, ResyncSummary};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{EventListenerType, Settings};
 use adoport_shared::mapping_versions::MappingVersions;
+use adoport_shared::messages::ResyncId;
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_transform::mapping::versions::CompiledVersions;
 use adoport_transform::worker::TransformStats;
@@ -220,6 +221,19 @@ impl Pipeline {
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
+        }
+    }
+
+    /// Waits for the reconciliation coordinator's summary of `resync_id` (when publish runs
+    /// here; `None` otherwise, or if the coordinator stopped). Callers bound the wait.
+    pub async fn resync_summary(&self, resync_id: ResyncId) -> Option<ResyncSummary> {
+        let mut summaries = self.resync_summaries.clone()?;
+        loop {
+            let last = summaries.borrow_and_update().clone();
+            if let Some(summary) = last.filter(|s| s.resync_id == resync_id) {
+                return Some(summary);
+            }
+            summaries.changed().await.ok()?;
         }
     }
 

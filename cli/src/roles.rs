@@ -1,6 +1,7 @@
 //! Running a role as a process: settings, bus, mapping, signals, exit status.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
@@ -258,7 +259,12 @@ async fn start_health(
     Ok(Some(state))
 }
 
-/// ONCE: one resync, wait until the pipeline has drained, report, exit.
+/// How long ONCE waits for the resync's reconciliation once its changes are settled: listing
+/// the integration's entities and deleting the stale ones (at most 100 per request).
+const ONCE_RECONCILE_PATIENCE: Duration = Duration::from_secs(30 * 60);
+
+/// ONCE: one resync, wait until the pipeline has drained and the resync is reconciled, report,
+/// exit.
 async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
     let Some(done) = pipeline.next_resync().await else {
         pipeline.stop().await?;
@@ -273,6 +279,28 @@ async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
     };
     let events: u64 = report.kinds.values().map(|k| k.events).sum();
     pipeline.drained(events).await;
+    // The resync ends with its reconciliation (stale entities deleted, the state reported to
+    // Port), as the Python integration's ONCE run does; the coordinator waits for publish to
+    // settle the resync's changes first.
+    let reconciled = tokio::time::timeout(
+        ONCE_RECONCILE_PATIENCE,
+        pipeline.resync_summary(done.resync_id),
+    )
+    .await;
+    let summary = match reconciled {
+        Ok(Some(summary)) => summary,
+        Ok(None) => {
+            pipeline.stop().await?;
+            bail!("the reconciliation coordinator stopped before it reconciled the resync");
+        }
+        Err(_) => {
+            pipeline.stop().await?;
+            bail!(
+                "the resync was not reconciled within {} minutes (stale entities were not deleted; see the log)",
+                ONCE_RECONCILE_PATIENCE.as_secs() / 60
+            );
+        }
+    };
     let failed = report
         .failed_kinds()
         .iter()
@@ -285,6 +313,8 @@ async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
         entities_upserted = pipeline.publish_stats.snapshot().upserted,
         dead_lettered,
         failed_kinds = ?failed,
+        reconciliation = summary.status,
+        entities_deleted = summary.deleted,
         "ONCE resync finished"
     );
     pipeline.stop().await?;

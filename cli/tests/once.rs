@@ -61,3 +61,48 @@ async fn once_exits_non_zero_with_a_summary_when_port_refuses_changes() {
     assert!(stderr.contains("dead-lettered"), "{stderr}");
     world.shutdown().await;
 }
+
+/// A ONCE run ends with its reconciliation, as the Python integration's does: an entity this
+/// integration owns that Azure DevOps no longer has is deleted before the process exits, and
+/// entities of other writers are left alone.
+#[tokio::test]
+async fn once_deletes_what_azure_devops_no_longer_has_before_it_exits() {
+    let world = world(1, 2).await;
+    let identifier = adoport_sim::port::PortSimConfig::default().integration_identifier;
+    let ours = adoport_publish::exporter_user_agent(
+        adoport_publish::COMPATIBLE_INTEGRATION_VERSION,
+        &identifier,
+    );
+    let stale =
+        serde_json::json!({"identifier": "gone-repository", "title": "gone", "properties": {}});
+    let foreign =
+        serde_json::json!({"identifier": "made-by-hand", "title": "mine", "properties": {}});
+    let repository = "azureDevopsRepository";
+    world
+        .port
+        .put_entity(repository, stale, Some(&ours))
+        .expect("a stale entity of ours");
+    world
+        .port
+        .put_entity(repository, foreign, None)
+        .expect("an entity made in the UI");
+    let output = run_once(&world).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stderr}",
+        output.status
+    );
+    assert!(
+        world.port.entity(repository, "gone-repository").is_none(),
+        "the stale entity was deleted before exit\n{stderr}"
+    );
+    assert!(world.port.entity(repository, "made-by-hand").is_some());
+    assert_eq!(world.port.entity_count(), 1 + 2 + 1, "{stderr}");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        log.contains("ONCE resync finished") && log.contains("entities_deleted=1"),
+        "the summary says what was deleted: {log}"
+    );
+    world.shutdown().await;
+}

@@ -1,8 +1,11 @@
 //! Logging set-up shared by every role: structured `tracing`, JSON on request.
 //!
 //! `RUST_LOG` filters (roles default to `info`); `--log-json` (or `ADOPORT_LOG_JSON=true`)
-//! switches to one JSON object per line for log collectors. Secrets never reach a log line:
+//! switches to one JSON object per line for log collectors. Colours only on a terminal: a log
+//! collector (docker, Kubernetes, a CI job) reads plain text. Secrets never reach a log line:
 //! they are `Secret`s.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,7 +21,8 @@ pub fn init(json: bool, default_filter: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
     let result = if json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -278,21 +278,13 @@ impl Running {
         secs: u64,
         resync_id: adoport_shared::messages::ResyncId,
     ) -> adoport_publish::ResyncSummary {
-        let mut summaries = self
-            .pipeline
-            .resync_summaries
-            .clone()
-            .expect("publish runs the reconciliation coordinator here");
-        within(secs, "the resync summary", async {
-            loop {
-                let last = summaries.borrow_and_update().clone();
-                if let Some(summary) = last.filter(|s| s.resync_id == resync_id) {
-                    return summary;
-                }
-                summaries.changed().await.expect("coordinator running");
-            }
-        })
+        within(
+            secs,
+            "the resync summary",
+            self.pipeline.resync_summary(resync_id),
+        )
         .await
+        .expect("publish runs the reconciliation coordinator here")
     }
 
     /// Stops the pipeline and removes the test's queues.
