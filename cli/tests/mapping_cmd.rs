@@ -4,7 +4,7 @@ use std::process::Command;
 
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/ocean-azure-devops"
+    "/../tests/fixtures/ocean-azure-devops"
 );
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../transform/fixtures");
 

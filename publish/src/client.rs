@@ -29,7 +29,7 @@ use crate::retry;
 /// adoport reproduces. Port shows it in the datasource and the reconciliation matches entities
 /// by its prefix `port-ocean/azure-devops/` and suffix `/{identifier}/exporter`, so the exact
 /// value does not change ownership; it says which behaviour we are compatible with
-/// (`shared/reference/ocean-azure-devops/BEHAVIOUR.md`, v0.12.2).
+/// (v0.12.2: see `tests/fixtures/README.md` for the reference copies tests check against).
 pub const COMPATIBLE_INTEGRATION_VERSION: &str = "0.12.2";
 
 /// The integration type in the User-Agent (the Python integration's `integration.type`).

@@ -161,13 +161,13 @@ mod tests {
 
     const REFERENCE: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/ocean-azure-devops/blueprints.json"
+        "/../tests/fixtures/ocean-azure-devops/blueprints.json"
     );
 
     #[test]
     fn the_default_blueprints_are_the_python_integrations() {
         let reference =
-            std::fs::read_to_string(REFERENCE).expect("reference blueprints (../shared)");
+            std::fs::read_to_string(REFERENCE).expect("reference blueprints (tests/fixtures)");
         let theirs: Value = serde_json::from_str(&reference).expect("reference parses");
         let ours = Value::Array(default_blueprints().expect("ours parse"));
         assert_eq!(ours, theirs);

@@ -558,15 +558,15 @@ mod tests {
 
     const REFERENCE: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/ocean-azure-devops/port-app-config.yaml"
+        "/../tests/fixtures/ocean-azure-devops/port-app-config.yaml"
     );
     const CORPUS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/ocean-mappings"
+        "/../tests/fixtures/ocean-mappings"
     );
     const EXAMPLE_MAPPINGS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/ocean-azure-devops/mapping-example/example-mappings.yaml"
+        "/../tests/fixtures/ocean-azure-devops/mapping-example/example-mappings.yaml"
     );
 
     fn minimal(resource_mappings: Value) -> Value {
@@ -858,9 +858,9 @@ mod tests {
     fn built_in_default_equals_the_python_integrations_default() {
         let reference = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/ocean-azure-devops/port-app-config.yaml"
+            "/../tests/fixtures/ocean-azure-devops/port-app-config.yaml"
         ))
-        .expect("reference mapping (../shared) is readable");
+        .expect("reference mapping (tests/fixtures) is readable");
         let ours: serde_json::Value =
             serde_saphyr::from_str(super::DEFAULT_PORT_APP_CONFIG).expect("ours parses");
         let theirs: serde_json::Value = serde_saphyr::from_str(&reference).expect("theirs parses");

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 const EXAMPLE_MAPPINGS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/ocean-azure-devops/mapping-example/example-mappings.yaml"
+    "/fixtures/ocean-azure-devops/mapping-example/example-mappings.yaml"
 );
 
 /// The kinds this test covers.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 const EXAMPLE_MAPPINGS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/ocean-azure-devops/mapping-example/example-mappings.yaml"
+    "/fixtures/ocean-azure-devops/mapping-example/example-mappings.yaml"
 );
 
 #[tokio::test]

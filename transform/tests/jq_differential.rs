@@ -19,7 +19,7 @@ use serde_json::Value;
 
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/ocean-azure-devops"
+    "/../tests/fixtures/ocean-azure-devops"
 );
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 

@@ -4,11 +4,11 @@ use serde_json::json;
 
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/ocean-azure-devops"
+    "/../tests/fixtures/ocean-azure-devops"
 );
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/ocean-mappings"
+    "/../tests/fixtures/ocean-mappings"
 );
 
 fn read_json(path: &str) -> Value {
