@@ -784,12 +784,19 @@ mod tests {
         let p = JqProgram::compile("reduce range(101) as $i (0; [.])").expect("compiles");
         let err = p.first(&json!(null)).expect_err("too deep").to_string();
         assert!(err.contains("nested deeper than 100 levels"), "{err}");
-        // Small in jaq (its parts are shared), 2^40 values as JSON.
+        // Small in jaq (its parts are shared), 2^40 values as JSON. The memory bound, not the
+        // item's time, must stop it: the time is made ample, as a loaded machine (a debug
+        // build beside other builds) can take longer than the default to fill the memory.
         let p = JqProgram::compile("reduce range(40) as $i (1; [., .])").expect("compiles");
-        assert!(matches!(
-            p.first(&json!(null)),
-            Err(JqError::Runaway(Runaway::Memory { .. }))
-        ));
+        let limits = JqLimits {
+            item_time: std::time::Duration::from_secs(600),
+            ..JqLimits::default().on_any_thread()
+        };
+        let outcome = p.first_on(&JqInput::from_json(&json!(null)), &limits.for_item());
+        assert!(
+            matches!(outcome, Err(JqError::Runaway(Runaway::Memory { .. }))),
+            "{outcome:?}"
+        );
     }
 
     #[test]
