@@ -10,6 +10,12 @@
 //!
 //! Nothing the user already has is overwritten. It owns no retry loop: a failure stops the
 //! start with the blueprint or call that failed, and the next start tries again.
+//!
+//! Several publish replicas start together on a first deployment and race through the same
+//! steps. A 409 from Port on a creation means another replica created it a moment ago: that is
+//! taken as done and the replica carries on, so that every stage completes even if the other
+//! replica dies halfway (the stages after creation are PATCHes of the same fields, harmless
+//! twice).
 
 use serde_json::{Map, Value, json};
 
@@ -30,7 +36,8 @@ const LINKED_FIELDS: [&str; 4] = [
 /// What [`initialize`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Initialized {
-    /// Blueprints created (empty when any default blueprint already existed).
+    /// Blueprints this call created (empty when any default blueprint already existed; a
+    /// replica starting at the same time may have created some of them).
     pub blueprints_created: Vec<String>,
     /// Whether the integration (with the default mapping) was created.
     pub integration_created: bool,
@@ -92,14 +99,18 @@ pub async fn initialize(
     let integration_created = if client.integration_exists(integration).await? {
         false
     } else {
-        client
-            .create_integration(&integration_body(integration, default_mapping()?))
-            .await?;
-        tracing::info!(
-            integration,
-            "created the integration in Port with the default mapping"
-        );
-        true
+        let created = created_here(
+            client
+                .create_integration(&integration_body(integration, default_mapping()?))
+                .await,
+        )?;
+        if created {
+            tracing::info!(
+                integration,
+                "created the integration in Port with the default mapping"
+            );
+        }
+        created
     };
     Ok(Initialized {
         blueprints_created,
@@ -124,8 +135,11 @@ async fn create_blueprints(
             return Ok(Vec::new());
         }
     }
-    for blueprint in blueprints {
-        client.create_blueprint(&bare(blueprint)).await?;
+    let mut created = Vec::new();
+    for (blueprint, identifier) in blueprints.iter().zip(&identifiers) {
+        if created_here(client.create_blueprint(&bare(blueprint)).await)? {
+            created.push(identifier.to_string());
+        }
     }
     for (blueprint, identifier) in blueprints.iter().zip(&identifiers) {
         if let Some(relations) = blueprint.get("relations")
@@ -139,8 +153,21 @@ async fn create_blueprints(
     for (blueprint, identifier) in blueprints.iter().zip(&identifiers) {
         client.patch_blueprint(identifier, blueprint).await?;
     }
-    tracing::info!(blueprints = ?identifiers, "created the default blueprints in Port");
-    Ok(identifiers.into_iter().map(String::from).collect())
+    tracing::info!(blueprints = ?identifiers, created_here = ?created, "the default blueprints are in Port");
+    Ok(created)
+}
+
+/// Whether a creation was made by this call: a 409 (the identifier is taken) means another
+/// replica starting at the same time created it, which is as good.
+fn created_here(result: Result<(), PublishError>) -> Result<bool, PublishError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(PublishError::Status { status: 409, .. }) => {
+            tracing::info!("another process created it a moment ago; carrying on");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The blueprint without the fields that may point at other blueprints (emptied, not absent,

@@ -89,6 +89,56 @@ async fn an_empty_port_gets_the_default_blueprints_and_mapping_once() {
 }
 
 #[tokio::test]
+async fn replicas_starting_together_all_start_and_leave_the_full_defaults() {
+    // A first deployment with several publish replicas: they race through the same creations.
+    // Each must start (a 409 means another one created it), and Port ends with every default
+    // blueprint in full and one integration.
+    let port = PortSim::start(PortSimConfig::default())
+        .await
+        .expect("simulator");
+    let replicas: Vec<PortClient> = (0..4).map(|_| client(&port)).collect();
+    let (a, b, c, d) = tokio::join!(
+        initialize(&replicas[0], INTEGRATION),
+        initialize(&replicas[1], INTEGRATION),
+        initialize(&replicas[2], INTEGRATION),
+        initialize(&replicas[3], INTEGRATION),
+    );
+    let outcomes = [a, b, c, d];
+    let defaults = default_blueprints().expect("defaults");
+    let mut created = Vec::new();
+    let mut integrations_created = 0;
+    for outcome in outcomes {
+        let done = outcome.expect("every replica starts");
+        created.extend(done.blueprints_created);
+        integrations_created += usize::from(done.integration_created);
+    }
+    created.sort();
+    created.dedup();
+    assert!(
+        created.len() <= defaults.len(),
+        "each blueprint created once: {created:?}"
+    );
+    assert_eq!(
+        integrations_created, 1,
+        "one replica created the integration"
+    );
+    let reader = client(&port);
+    for blueprint in &defaults {
+        let identifier = blueprint["identifier"].as_str().expect("identifier");
+        let stored = reader
+            .blueprint(identifier)
+            .await
+            .expect("read")
+            .expect("created");
+        for field in ["title", "schema", "relations", "mirrorProperties"] {
+            assert_eq!(stored[field], blueprint[field], "{field} of {identifier}");
+        }
+    }
+    assert!(port.integration(INTEGRATION).is_some());
+    port.shutdown().await;
+}
+
+#[tokio::test]
 async fn what_the_user_has_is_never_overwritten() {
     let user_mapping = json!({"resources": [{"kind": "project", "selector": {"query": "true"},
         "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"mine\""}}}}]});
