@@ -187,7 +187,7 @@ fn min_port_requests(projects: usize, repositories: usize) -> u64 {
 }
 
 /// Peak resident memory of a process, in KiB (Linux).
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -196,6 +196,10 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.mode == BenchMode::Scaling {
+        crate::bench_scaling::run(&args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let expected = (args.projects + args.projects * args.repositories) as u64;
     println!(
         "adoport bench: {} projects × {} repositories = {expected} entities",
@@ -287,7 +291,7 @@ fn mapping_json() -> anyhow::Result<serde_json::Value> {
 }
 
 /// Starts `adoport ROLE` as a child process with exactly `environment`.
-fn spawn_role(
+pub(crate) fn spawn_role(
     role: &str,
     environment: &[(String, String)],
 ) -> anyhow::Result<tokio::process::Child> {

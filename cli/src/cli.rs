@@ -270,6 +270,16 @@ pub struct BenchArgs {
     /// live-events mode: seconds of webhooks without a resync (the baseline).
     #[arg(long, default_value_t = 10)]
     pub quiet_secs: u64,
+    /// scaling mode: work items per project (the organization is `--projects` projects with
+    /// this many work items each).
+    #[arg(long, default_value_t = 1000)]
+    pub work_items: usize,
+    /// scaling mode: milliseconds every simulated Port answer takes.
+    #[arg(long, default_value_t = 50)]
+    pub port_latency_ms: u64,
+    /// scaling mode: the transform and publish process counts to compare, e.g. `1,2,4`.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    pub replicas: Vec<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +305,9 @@ pub enum BenchMode {
     /// Webhook → Port latency during a resync against a rate-limited Azure DevOps, against
     /// the same without a resync; with the live lane's reserve off, then on.
     LiveEvents,
+    /// The same resync with 1, 2 and 4 transform and publish processes on RabbitMQ against
+    /// a Port that takes `--port-latency-ms` per request (`--replicas` to choose the counts).
+    Scaling,
 }
 
 #[derive(Debug, Args)]

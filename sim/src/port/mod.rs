@@ -75,6 +75,9 @@ pub struct PortSimConfig {
     pub integration_config: Option<Value>,
     /// `None` = unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// How long every answer that is not refused (429, 401, scripted) takes: Port's own server
+    /// and network time (default 0). Requests overlap: each waits its own latency.
+    pub latency: Duration,
 }
 
 impl Default for PortSimConfig {
@@ -85,6 +88,7 @@ impl Default for PortSimConfig {
             integration_identifier: "azure-devops".to_string(),
             integration_config: None,
             rate_limit: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -166,6 +170,11 @@ impl PortSim {
         lock(&self.state.catalog)
             .get(blueprint, identifier)
             .map(store::Stored::with_meta)
+    }
+
+    /// Entities stored of one blueprint (without copying them, unlike [`PortSim::entities`]).
+    pub fn blueprint_entity_count(&self, blueprint: &str) -> usize {
+        lock(&self.state.catalog).of_blueprint(blueprint).count()
     }
 
     /// Entities stored over all blueprints.

@@ -132,6 +132,9 @@ async fn gate(
             {
                 PortError::unauthorized().into_response()
             } else {
+                if !state.config.latency.is_zero() {
+                    tokio::time::sleep(state.config.latency).await;
+                }
                 next.run(request).await
             };
             if let Some(seconds) = passing.and_then(|a| a.retry_after_secs) {
