@@ -174,8 +174,8 @@ async fn replay_dry_run_compares_with_port_and_apply_feeds_the_pipeline_again() 
     )
     .await;
     // The replayed change reached publish. It carries its original observation time, so the
-    // ordering guard (or the unchanged-entity cache) may skip it as already applied: written
-    // or skipped, never lost.
+    // ordering guard may skip it as already applied, or the comparison with what Port holds
+    // as unchanged: written or skipped, never lost.
     let after = running.pipeline.publish_stats.snapshot();
     assert!(
         after.upserted + after.skipped_stale + after.skipped_unchanged
