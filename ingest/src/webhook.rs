@@ -406,6 +406,11 @@ async fn receive(
         tracing::debug!(event_type = %envelope.event_type, "webhook event type not handled; acknowledged");
         return Ok(ignored());
     }
+    // The broker could not take the result: 503 before reading Azure DevOps, whose budget a
+    // read would spend for nothing (Azure DevOps sends the event again).
+    if let Some(problem) = state.bus.problem() {
+        return Err(WebhookError::Unavailable(problem));
+    }
     let client = state
         .organizations
         .for_event(&envelope.organization_urls)?

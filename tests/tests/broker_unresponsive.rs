@@ -171,11 +171,23 @@ async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_doe
         }
     })
     .await;
+    let repository_reads = || {
+        world
+            .ado
+            .requests()
+            .iter()
+            .filter(|(route, _)| route.contains("repositories"))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let reads_before = repository_reads();
     let asked = Instant::now();
     let answer = within(5, "the webhook's answer", post())
         .await
         .expect("ingest answers");
     assert_eq!(answer.status().as_u16(), 503);
+    // Answered before reading Azure DevOps: the broker could not have taken the result.
+    assert_eq!(repository_reads(), reads_before);
     assert!(
         asked.elapsed() < Duration::from_secs(2),
         "503 in {:?}",
