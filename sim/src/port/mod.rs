@@ -75,6 +75,12 @@ pub struct PortSimConfig {
     pub integration_config: Option<Value>,
     /// `None` = unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Record every upsert per entity, in the order applied ([`PortSim::writes`]); off by
+    /// default (it grows with every write).
+    pub record_writes: bool,
+    /// How long an upsert request takes before it is applied (a slower Port: requests
+    /// overlap, and some are in flight when a client dies).
+    pub write_latency: Duration,
 }
 
 impl Default for PortSimConfig {
@@ -85,6 +91,8 @@ impl Default for PortSimConfig {
             integration_identifier: "azure-devops".to_string(),
             integration_config: None,
             rate_limit: None,
+            record_writes: false,
+            write_latency: Duration::ZERO,
         }
     }
 }
@@ -126,13 +134,17 @@ impl PortSim {
         config: PortSimConfig,
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<PortSim> {
+        let mut catalog = store::Catalog::default();
+        if config.record_writes {
+            catalog.record_writes();
+        }
         let state = Arc::new(PortState {
             integrations: Mutex::new(integration::Integrations::new(
                 &config.integration_identifier,
                 config.integration_config.clone(),
             )),
             window: Mutex::new(limit::Window::new(config.rate_limit)),
-            catalog: Mutex::default(),
+            catalog: Mutex::new(catalog),
             tokens: Mutex::default(),
             traffic: Traffic::default(),
             action_runs: Mutex::default(),
@@ -166,6 +178,13 @@ impl PortSim {
         lock(&self.state.catalog)
             .get(blueprint, identifier)
             .map(store::Stored::with_meta)
+    }
+
+    /// Every upsert applied per (blueprint, identifier), in order, as the entity stood after
+    /// it (with [`PortSimConfig::record_writes`]; empty otherwise): what order a client's
+    /// writes of one entity reached Port in.
+    pub fn writes(&self) -> BTreeMap<(String, String), Vec<Value>> {
+        lock(&self.state.catalog).writes()
     }
 
     /// Entities stored over all blueprints.

@@ -253,6 +253,9 @@ async fn bulk_upsert(
     }
     let options = upsert_options(&query);
     let source = datasource(&headers);
+    if !state.config.write_latency.is_zero() {
+        tokio::time::sleep(state.config.write_latency).await;
+    }
     let mut done = Vec::new();
     let mut errors = Vec::new();
     {
