@@ -81,6 +81,9 @@ pub struct PortSimConfig {
     /// How long an upsert request takes before it is applied (a slower Port: requests
     /// overlap, and some are in flight when a client dies).
     pub write_latency: Duration,
+    /// Up to this much more, varying from request to request (so that a request sent later
+    /// can be applied earlier, as on a real network).
+    pub write_jitter: Duration,
 }
 
 impl Default for PortSimConfig {
@@ -93,6 +96,7 @@ impl Default for PortSimConfig {
             rate_limit: None,
             record_writes: false,
             write_latency: Duration::ZERO,
+            write_jitter: Duration::ZERO,
         }
     }
 }
@@ -113,6 +117,8 @@ pub(crate) struct PortState {
     pub(crate) window: Mutex<limit::Window>,
     pub(crate) traffic: Traffic,
     pub(crate) action_runs: Mutex<action_runs::ActionRuns>,
+    /// Upsert requests answered so far (picks each one's jitter).
+    pub(crate) upserts: std::sync::atomic::AtomicU64,
 }
 
 /// A running Port simulator. Dropping it (or [`PortSim::shutdown`]) stops the server.
@@ -148,6 +154,7 @@ impl PortSim {
             tokens: Mutex::default(),
             traffic: Traffic::default(),
             action_runs: Mutex::default(),
+            upserts: Default::default(),
             config,
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
