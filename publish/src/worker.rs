@@ -161,16 +161,7 @@ impl Publisher {
     /// without pinned partitions, its partitions are its share among the publish replicas
     /// ([`crate::sharing`]), and change as replicas come and go.
     pub async fn run(self, bus: Bus, shutdown: CancellationToken) -> Result<(), PublishError> {
-        let config = self.config;
-        let shared = Arc::new(Shared {
-            requests: AdaptiveLimit::new(config.max_concurrent_requests),
-            client: self.client,
-            retry: config.retry,
-            write_limits: config.batch,
-            stats: self.stats,
-            paused_until: Mutex::new(None),
-            stop: shutdown.child_token(),
-        });
+        let (config, shared) = self.into_shared(&shutdown);
         let total = bus.topology().partitions;
         let heard = config.membership.and_then(|timing| {
             bus.hear_members(timing.timeout)
@@ -215,30 +206,70 @@ impl Publisher {
                 (None, pinned)
             }
         };
-        let result = Coordinator::new(shared.clone(), config, bus, assignment, guard_partitions)
-            .run()
-            .await;
-        shared.stop.cancel();
-        if let Some(sharing) = sharing {
-            // Says goodbye to the other replicas (bounded by the fail-fast publish).
-            let _ = sharing.await;
-        }
-        shared.stats.share().set_partitions(0);
-        let s = shared.stats.snapshot();
-        tracing::info!(
-            received = s.received,
-            upserted = s.upserted,
-            deleted = s.deleted,
-            skipped_stale = s.skipped_stale,
-            skipped_unchanged = s.skipped_unchanged,
-            dead_lettered = s.dead_lettered,
-            retried = s.retried,
-            port_requests = s.port_requests,
-            port_reads = s.port_reads,
-            "publish worker stopped"
-        );
-        result
+        consume(shared, config, bus, assignment, sharing, guard_partitions).await
     }
+
+    /// Consumes the partitions `assignment` names, taking up and handing over partitions as
+    /// it changes — what the sharing task drives in [`Publisher::run`]; for tests of the
+    /// hand-over and for embedders with their own membership.
+    pub async fn run_with_assignment(
+        self,
+        bus: Bus,
+        shutdown: CancellationToken,
+        assignment: watch::Receiver<Vec<u16>>,
+    ) -> Result<(), PublishError> {
+        let (config, shared) = self.into_shared(&shutdown);
+        let total = usize::from(bus.topology().partitions);
+        consume(shared, config, bus, assignment, None, total).await
+    }
+
+    fn into_shared(self, shutdown: &CancellationToken) -> (PublishConfig, Arc<Shared>) {
+        let config = self.config;
+        let shared = Arc::new(Shared {
+            requests: AdaptiveLimit::new(config.max_concurrent_requests),
+            client: self.client,
+            retry: config.retry,
+            write_limits: config.batch,
+            stats: self.stats,
+            paused_until: Mutex::new(None),
+            stop: shutdown.child_token(),
+        });
+        (config, shared)
+    }
+}
+
+/// Runs the coordinator until shutdown, then lets the sharing task say goodbye.
+async fn consume(
+    shared: Arc<Shared>,
+    config: PublishConfig,
+    bus: Bus,
+    assignment: watch::Receiver<Vec<u16>>,
+    sharing: Option<tokio::task::JoinHandle<()>>,
+    guard_partitions: usize,
+) -> Result<(), PublishError> {
+    let result = Coordinator::new(shared.clone(), config, bus, assignment, guard_partitions)
+        .run()
+        .await;
+    shared.stop.cancel();
+    if let Some(sharing) = sharing {
+        // Says goodbye to the other replicas (bounded by the fail-fast publish).
+        let _ = sharing.await;
+    }
+    shared.stats.share().set_partitions(0);
+    let s = shared.stats.snapshot();
+    tracing::info!(
+        received = s.received,
+        upserted = s.upserted,
+        deleted = s.deleted,
+        skipped_stale = s.skipped_stale,
+        skipped_unchanged = s.skipped_unchanged,
+        dead_lettered = s.dead_lettered,
+        retried = s.retried,
+        port_requests = s.port_requests,
+        port_reads = s.port_reads,
+        "publish worker stopped"
+    );
+    result
 }
 
 /// What the coordinator knows of a running send task.
