@@ -118,6 +118,19 @@ impl Replica {
             .and_then(|value| value.trim().parse().ok())
     }
 
+    /// SIGTERM, and waits for the process to end: it drains and says goodbye.
+    async fn terminate(&mut self) {
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(signalled.success());
+        within(60, "the replica to stop", self.child.wait())
+            .await
+            .expect("stopped");
+    }
+
     /// SIGKILL: no goodbye to the broker or to the other replicas.
     async fn kill(mut self) -> String {
         self.child.start_kill().expect("SIGKILL");
@@ -323,7 +336,7 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
         // request can overtake an earlier one: writes of one entity reach Port in order only
         // if no two are ever in flight together, across replicas too.
         write_latency: Duration::from_millis(10),
-        write_jitter: Duration::from_millis(250),
+        write_jitter: Duration::from_millis(80),
         ..PortSimConfig::default()
     })
     .await
@@ -337,6 +350,13 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
     let url = amqp_url();
     let mut environment = world.environment(Some((&url, &prefix)));
     environment.push(("ADOPORT__BROKER__PARTITIONS".into(), PARTITIONS.to_string()));
+    // The test's blueprint needs no definition, and the replicas start together.
+    environment.push(("OCEAN__INITIALIZE_PORT_RESOURCES".into(), "false".into()));
+    // Few request slots: under load a replica's batches wait for one, as on a busy Port.
+    environment.push((
+        "ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS".into(),
+        "3".into(),
+    ));
     environment.push((
         "OCEAN__EVENT_LISTENER__RESYNC_ON_START".into(),
         "false".into(),
@@ -387,7 +407,7 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
 
     // A new replica joins: 4/4/4 again, while changes keep flowing.
     let joined_at = Instant::now();
-    let fourth = Replica::start(&environment);
+    let mut fourth = Replica::start(&environment);
     let rebalanced = spread_settles(&http, &prefix, &[&first, &third, &fourth], 4, 60).await;
     eprintln!(
         "join: the new replica consumed its share after {:?}",
@@ -440,6 +460,18 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
             .expect("drain")
             .is_empty(),
         "nothing dead-lettered"
+    );
+
+    // A replica stopped gracefully (SIGTERM) says so: the others take its partitions at once,
+    // not after the member timeout.
+    let stopped_at = Instant::now();
+    fourth.terminate().await;
+    let taken = spread_settles(&http, &prefix, &[&first, &third], 6, 60).await;
+    let handover = taken - stopped_at;
+    eprintln!("graceful stop: the two replicas consumed its partitions after {handover:?}");
+    assert!(
+        handover < Duration::from_secs(4),
+        "a stopping replica's partitions move before the member timeout (5 s): {handover:?}"
     );
 
     // Every change of share was logged, with what moved.
