@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use adoport_ingest::IngestStats;
 use adoport_publish::PublishStats;
 use adoport_shared::bus::Bus;
-use adoport_shared::metrics::{HistogramSnapshot, HttpStats, KindCounters};
+use adoport_shared::metrics::{self, HistogramSnapshot, HttpStats, KindCounters};
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
 use adoport_transform::worker::TransformStats;
 
@@ -273,6 +273,25 @@ impl HealthState {
             );
             render_publish_kinds(&mut m, p.per_kind());
             render_http(&mut m, "port", p.port_http());
+            let share = p.share().snapshot();
+            m.gauge(
+                metrics::PUBLISH_PARTITIONS,
+                "Change partitions this publish replica consumes now (its share among the replicas, or the pinned list).",
+                &[],
+                share.partitions,
+            );
+            m.gauge(
+                metrics::PUBLISH_MEMBERS,
+                "Publish replicas this replica sees, itself included.",
+                &[],
+                share.members,
+            );
+            m.counter(
+                metrics::PUBLISH_ASSIGNMENT_CHANGES,
+                "Changes of this publish replica's share of the change partitions.",
+                &[],
+                share.changes,
+            );
         }
         if let Some(i) = &stages.ingest {
             render_ingest(&mut m, i);
@@ -668,6 +687,9 @@ mod tests {
             .port_http()
             .record(Some(429), Duration::from_secs(2));
         publish.port_http().record(None, Duration::from_secs(30));
+        publish.share().set_partitions(4);
+        publish.share().set_members(3);
+        publish.share().changed();
         let ingest = IngestStats::default();
         ingest
             .requests
@@ -762,6 +784,13 @@ mod tests {
         // Reads of Port are counted apart from writes (the worker's tests count them).
         assert_eq!(sample(&text, "adoport_port_reads_total"), "0");
         assert_eq!(sample(&text, "adoport_port_requests_total"), "0");
+        // How this replica shares the change partitions.
+        assert_eq!(sample(&text, "adoport_publish_partitions"), "4");
+        assert_eq!(sample(&text, "adoport_publish_members"), "3");
+        assert_eq!(
+            sample(&text, "adoport_publish_assignment_changes_total"),
+            "1"
+        );
         assert_eq!(
             sample(
                 &text,

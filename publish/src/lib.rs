@@ -21,7 +21,10 @@
 //!   groups;
 //! - [`ordering`]: the version guard against stale overwrites;
 //! - [`compare`]: whether Port already holds what an upsert would write;
-//! - [`worker`]: the coordinator that ties them to the bus: intake, ordering, batching;
+//! - [`worker`]: the coordinator that ties them to the bus: intake, ordering, batching, and
+//!   taking up or handing over partitions as this replica's share changes;
+//! - [`membership`]: the view of the publish replicas and which partitions are whose (pure);
+//! - [`sharing`]: the task that heartbeats, keeps the view and tells the worker its share;
 //! - `send`: the send tasks — read Port's current state of a resync's upserts, write what
 //!   differs or what came live, delete — that settle every delivery;
 //! - [`stats`]: counters the worker exposes;
@@ -35,16 +38,19 @@ pub mod client;
 pub mod compare;
 pub mod concurrency;
 pub mod error;
+pub mod membership;
 pub mod ordering;
 pub mod reconcile;
 pub mod resources;
 pub mod retry;
 mod send;
+pub mod sharing;
 pub mod stats;
 pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
 pub use error::PublishError;
 pub use reconcile::{KindSummary, ReconcilePolicy, Reconciler, ResyncOutcome, ResyncSummary};
+pub use sharing::MembershipTiming;
 pub use stats::{PublishStats, StatsSnapshot};
 pub use worker::{PublishConfig, Publisher, run};

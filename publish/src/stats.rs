@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use adoport_shared::messages::ResyncId;
 
-use adoport_shared::metrics::{HttpStats, KindCounters};
+use adoport_shared::metrics::{HttpStats, KindCounters, PartitionShare};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -29,6 +29,8 @@ struct Counters {
     per_kind: KindCounters,
     /// Every HTTP request of the worker's Port client, by status, with latency.
     port_http: HttpStats,
+    /// The partitions this replica consumes and the replicas it sees.
+    share: PartitionShare,
     /// The same per-kind counters for the changes of each of the last few resyncs, so that a
     /// resync's summary can say what publish did with what it produced.
     per_resync: Mutex<VecDeque<(ResyncId, ResyncCounts)>>,
@@ -192,6 +194,11 @@ impl PublishStats {
             }
             changed.await;
         }
+    }
+
+    /// The partitions this replica consumes and the publish replicas it sees (`/metrics`).
+    pub fn share(&self) -> &PartitionShare {
+        &self.inner.share
     }
 
     /// Per-kind counters: `received` (decoded changes taken), `upserted`, `deleted`,

@@ -29,7 +29,7 @@
 //! `max_concurrent_requests` requests are in flight (fewer while Port answers 429: see
 //! [`crate::concurrency`]), and each request has at most `max_attempts` attempts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ use adoport_shared::topology::WorkQueue;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,13 +52,18 @@ use crate::error::PublishError;
 use crate::ordering::{Admission, DEFAULT_GUARD_CAPACITY, EntityKey, VersionGuard};
 use crate::retry::RetryPolicy;
 use crate::send::{self, Held, Item, Payload, Shared, TaskEnd, settle_ack, settle_dead_letter};
+use crate::sharing::{MembershipTiming, Sharing};
 use crate::stats::{Counter, PublishStats};
 
 /// How the worker runs; [`PublishConfig::from_settings`] reads it from the settings.
 #[derive(Debug, Clone)]
 pub struct PublishConfig {
-    /// The change partitions to consume.
+    /// The change partitions to consume when they are not shared: pinned
+    /// (`ADOPORT__PUBLISH__PARTITIONS`), or every one (in process).
     pub partitions: Vec<u16>,
+    /// Share the partitions with the other publish replicas on the broker (`None`: consume
+    /// `partitions`, pinned). Ignored in process, where there is no other replica.
+    pub membership: Option<MembershipTiming>,
     /// Deliveries held per partition (broker prefetch, and the coordinator's own bound).
     pub prefetch: u16,
     /// Write batches: one bulk request each (live upserts; a check group's differing upserts).
@@ -79,6 +85,13 @@ impl PublishConfig {
         let linger = Duration::from_millis(publish.batch_linger_ms);
         Ok(Self {
             partitions: settings.publish_partitions()?,
+            membership: match settings.publish_pinned_partitions()? {
+                Some(_) => None,
+                None => {
+                    let (heartbeat, timeout) = publish.membership_timing();
+                    Some(MembershipTiming { heartbeat, timeout })
+                }
+            },
             prefetch: publish.prefetch.clamp(1, u64::from(u16::MAX)) as u16,
             batch: BatchLimits {
                 linger,
@@ -143,9 +156,74 @@ impl Publisher {
         self.stats.clone()
     }
 
-    /// Consumes the configured partitions until `shutdown` is cancelled or the bus closes, then
-    /// drains (flushes open batches, finishes in-flight requests within the deadline).
+    /// Consumes its partitions until `shutdown` is cancelled or the bus closes, then drains
+    /// (flushes open batches, finishes in-flight requests within the deadline). On RabbitMQ
+    /// without pinned partitions, its partitions are its share among the publish replicas
+    /// ([`crate::sharing`]), and change as replicas come and go.
     pub async fn run(self, bus: Bus, shutdown: CancellationToken) -> Result<(), PublishError> {
+        let (config, shared) = self.into_shared(&shutdown);
+        let total = bus.topology().partitions;
+        let heard = config.membership.and_then(|timing| {
+            bus.hear_members(timing.timeout)
+                .map(|heard| (timing, heard))
+        });
+        let (share, assignment) = watch::channel(Vec::new());
+        let (sharing, guard_partitions) = match heard {
+            Some((timing, heard)) => {
+                let me = uuid::Uuid::new_v4().to_string();
+                tracing::info!(
+                    member = %me,
+                    partitions = total,
+                    heartbeat_ms = timing.heartbeat.as_millis() as u64,
+                    timeout_ms = timing.timeout.as_millis() as u64,
+                    prefetch = config.prefetch,
+                    max_concurrent_requests = config.max_concurrent_requests,
+                    "publish worker started; sharing the change partitions with the other publish replicas"
+                );
+                let task = Sharing {
+                    bus: bus.clone(),
+                    heard,
+                    me,
+                    partitions: total,
+                    timing,
+                    share,
+                    gauges: shared.stats.share().clone(),
+                    stop: shared.stop.clone(),
+                };
+                (Some(tokio::spawn(task.run())), usize::from(total))
+            }
+            None => {
+                tracing::info!(
+                    partitions = ?config.partitions,
+                    prefetch = config.prefetch,
+                    max_concurrent_requests = config.max_concurrent_requests,
+                    "publish worker started"
+                );
+                shared.stats.share().set_members(1);
+                let pinned = config.partitions.len();
+                // Sent once; the coordinator notices the sender is gone and stops watching.
+                let _ = share.send(config.partitions.clone());
+                (None, pinned)
+            }
+        };
+        consume(shared, config, bus, assignment, sharing, guard_partitions).await
+    }
+
+    /// Consumes the partitions `assignment` names, taking up and handing over partitions as
+    /// it changes — what the sharing task drives in [`Publisher::run`]; for tests of the
+    /// hand-over and for embedders with their own membership.
+    pub async fn run_with_assignment(
+        self,
+        bus: Bus,
+        shutdown: CancellationToken,
+        assignment: watch::Receiver<Vec<u16>>,
+    ) -> Result<(), PublishError> {
+        let (config, shared) = self.into_shared(&shutdown);
+        let total = usize::from(bus.topology().partitions);
+        consume(shared, config, bus, assignment, None, total).await
+    }
+
+    fn into_shared(self, shutdown: &CancellationToken) -> (PublishConfig, Arc<Shared>) {
         let config = self.config;
         let shared = Arc::new(Shared {
             requests: AdaptiveLimit::new(config.max_concurrent_requests),
@@ -156,44 +234,42 @@ impl Publisher {
             paused_until: Mutex::new(None),
             stop: shutdown.child_token(),
         });
-        let mut subscriptions = Vec::with_capacity(config.partitions.len());
-        for &partition in &config.partitions {
-            let queue = WorkQueue::Changes { partition };
-            match bus.subscribe(queue, config.prefetch).await {
-                Ok(s) => subscriptions.push((queue, s)),
-                Err(e) => {
-                    shared.stop.cancel();
-                    return Err(e.into());
-                }
-            }
-        }
-        tracing::info!(
-            partitions = ?config.partitions,
-            prefetch = config.prefetch,
-            max_concurrent_requests = config.max_concurrent_requests,
-            "publish worker started"
-        );
-        let result = Coordinator::new(shared.clone(), config, subscriptions)
-            .run()
-            .await;
-        if result.is_err() {
-            shared.stop.cancel();
-        }
-        let s = shared.stats.snapshot();
-        tracing::info!(
-            received = s.received,
-            upserted = s.upserted,
-            deleted = s.deleted,
-            skipped_stale = s.skipped_stale,
-            skipped_unchanged = s.skipped_unchanged,
-            dead_lettered = s.dead_lettered,
-            retried = s.retried,
-            port_requests = s.port_requests,
-            port_reads = s.port_reads,
-            "publish worker stopped"
-        );
-        result
+        (config, shared)
     }
+}
+
+/// Runs the coordinator until shutdown, then lets the sharing task say goodbye.
+async fn consume(
+    shared: Arc<Shared>,
+    config: PublishConfig,
+    bus: Bus,
+    assignment: watch::Receiver<Vec<u16>>,
+    sharing: Option<tokio::task::JoinHandle<()>>,
+    guard_partitions: usize,
+) -> Result<(), PublishError> {
+    let result = Coordinator::new(shared.clone(), config, bus, assignment, guard_partitions)
+        .run()
+        .await;
+    shared.stop.cancel();
+    if let Some(sharing) = sharing {
+        // Says goodbye to the other replicas (bounded by the fail-fast publish).
+        let _ = sharing.await;
+    }
+    shared.stats.share().set_partitions(0);
+    let s = shared.stats.snapshot();
+    tracing::info!(
+        received = s.received,
+        upserted = s.upserted,
+        deleted = s.deleted,
+        skipped_stale = s.skipped_stale,
+        skipped_unchanged = s.skipped_unchanged,
+        dead_lettered = s.dead_lettered,
+        retried = s.retried,
+        port_requests = s.port_requests,
+        port_reads = s.port_reads,
+        "publish worker stopped"
+    );
+    result
 }
 
 /// What the coordinator knows of a running send task.
@@ -213,27 +289,55 @@ enum Close {
     All,
 }
 
-/// A pending read of one partition: its index, the subscription back, and what it read.
+/// A pending read of one partition: its source, the subscription back, and what it read
+/// (`None` when the read was stopped, or the bus shut down).
 type Reading = BoxFuture<'static, (usize, Subscription, Option<Delivery>)>;
 
-fn read(source: usize, mut subscription: Subscription) -> Reading {
+fn read(source: usize, mut subscription: Subscription, stop: CancellationToken) -> Reading {
     Box::pin(async move {
-        let delivery = subscription.next().await;
+        let delivery = subscription.next_until(stop.cancelled_owned()).await;
         (source, subscription, delivery)
     })
+}
+
+/// One partition consumed: a subscription and what the coordinator holds of it. A partition
+/// consumed again after a hand-over is a new source (sources are never reused), so a task
+/// that ends late never settles into the wrong one.
+struct Source {
+    partition: u16,
+    /// The subscription while no read is pending (paused at prefetch, or back from a read
+    /// stopped by a release); `None` while a read holds it, or after it ended.
+    idle: Option<Subscription>,
+    /// A read of this source is pending.
+    reading: bool,
+    /// Stops the pending read (a release).
+    stop_read: CancellationToken,
+    /// Deliveries of this source in open batches, parked or in flight.
+    held: usize,
+    /// The partition is being handed over: nothing is read, unsent deliveries are let go, and
+    /// the subscription closes once the requests in flight ended.
+    releasing: bool,
+    /// The bus ended the subscription (shutdown).
+    ended: bool,
 }
 
 /// The state of every partition this process consumes.
 struct Coordinator {
     shared: Arc<Shared>,
     config: PublishConfig,
-    queues: Vec<WorkQueue>,
+    bus: Bus,
+    /// The partitions this process should consume, as the sharing task (or the settings) says.
+    assignment: watch::Receiver<Vec<u16>>,
+    /// False once the assignment's sender is gone (static partitions after start-up).
+    assignment_open: bool,
+    /// The partitions wanted now.
+    wanted: BTreeSet<u16>,
+    sources: HashMap<usize, Source>,
+    /// The source of each partition consumed or being handed over.
+    by_partition: BTreeMap<u16, usize>,
+    next_source: usize,
     /// Reads in progress, one per partition that is below its prefetch bound.
     reading: FuturesUnordered<Reading>,
-    /// Subscriptions not read for now because their partition holds `prefetch` deliveries.
-    paused: Vec<Option<Subscription>>,
-    /// Subscriptions that have not ended.
-    open: usize,
     /// Live upserts, by bulk request.
     writes: Batcher<BatchKey, Item>,
     /// A resync's upserts, by read of their current state in Port.
@@ -247,8 +351,6 @@ struct Coordinator {
     parked: HashMap<EntityKey, Item>,
     tasks: JoinSet<TaskEnd>,
     task_info: HashMap<Id, InFlightTask>,
-    /// Deliveries held and not settled yet, per partition.
-    held: Vec<usize>,
     fatal: Option<PublishError>,
 }
 
@@ -256,66 +358,70 @@ impl Coordinator {
     fn new(
         shared: Arc<Shared>,
         config: PublishConfig,
-        subscriptions: Vec<(WorkQueue, Subscription)>,
+        bus: Bus,
+        assignment: watch::Receiver<Vec<u16>>,
+        guard_partitions: usize,
     ) -> Self {
-        let n = subscriptions.len();
-        let reading = FuturesUnordered::new();
-        let mut queues = Vec::with_capacity(n);
-        for (source, (queue, subscription)) in subscriptions.into_iter().enumerate() {
-            queues.push(queue);
-            reading.push(read(source, subscription));
-        }
         Self {
             writes: Batcher::new(config.batch),
             checks: Batcher::new(config.check),
-            guard: VersionGuard::new(config.guard_capacity.saturating_mul(n.max(1))),
+            guard: VersionGuard::new(
+                config
+                    .guard_capacity
+                    .saturating_mul(guard_partitions.max(1)),
+            ),
             shared,
             config,
-            queues,
-            reading,
-            paused: (0..n).map(|_| None).collect(),
-            open: n,
+            bus,
+            assignment,
+            assignment_open: true,
+            wanted: BTreeSet::new(),
+            sources: HashMap::new(),
+            by_partition: BTreeMap::new(),
+            next_source: 0,
+            reading: FuturesUnordered::new(),
             pending: HashMap::new(),
             in_flight: HashSet::new(),
             parked: HashMap::new(),
             tasks: JoinSet::new(),
             task_info: HashMap::new(),
-            held: vec![0; n],
             fatal: None,
         }
     }
 
+    fn prefetch(&self) -> usize {
+        usize::from(self.config.prefetch.max(1))
+    }
+
     async fn run(mut self) -> Result<(), PublishError> {
-        let prefetch = usize::from(self.config.prefetch.max(1));
         let stop = self.shared.stop.clone();
+        let first = self.assignment.borrow_and_update().clone();
+        self.reassign(first).await;
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
-                    self.task_ended(joined);
+                    let sources = self.task_ended(joined);
+                    self.finish_releases(sources).await;
+                }
+                changed = self.assignment.changed(), if self.assignment_open => {
+                    match changed {
+                        Ok(()) => {
+                            let wanted = self.assignment.borrow_and_update().clone();
+                            self.reassign(wanted).await;
+                        }
+                        Err(_) => self.assignment_open = false,
+                    }
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.close_batches(Close::Expired);
                 }
                 Some((source, subscription, delivery)) = self.reading.next(), if !self.reading.is_empty() => {
-                    match delivery {
-                        Some(delivery) => {
-                            self.intake(source, delivery).await;
-                            if self.held[source] < prefetch {
-                                self.reading.push(read(source, subscription));
-                            } else {
-                                self.paused[source] = Some(subscription);
-                            }
-                        }
-                        None => {
-                            // The bus closed this partition (shutdown): it ends here.
-                            self.open -= 1;
-                            if self.open == 0 {
-                                break;
-                            }
-                        }
+                    self.read_ended(source, subscription, delivery).await;
+                    if self.all_ended() {
+                        break;
                     }
                 }
             }
@@ -332,6 +438,204 @@ impl Coordinator {
         }
     }
 
+    /// What a read brought: a delivery to take in, or the end of the read (stopped by a
+    /// release, or the bus shut down).
+    async fn read_ended(
+        &mut self,
+        id: usize,
+        subscription: Subscription,
+        delivery: Option<Delivery>,
+    ) {
+        let prefetch = self.prefetch();
+        let Some(source) = self.sources.get_mut(&id) else {
+            return;
+        };
+        source.reading = false;
+        if source.releasing {
+            // A delivery read as the release began is let go with the rest: unsettled, it
+            // goes back to the queue, in order, when the subscription closes.
+            drop(delivery);
+            source.idle = Some(subscription);
+            self.finish_releases([id]).await;
+            return;
+        }
+        let Some(delivery) = delivery else {
+            // The bus closed this partition (shutdown): it ends here.
+            source.ended = true;
+            return;
+        };
+        self.intake(id, delivery).await;
+        let Some(source) = self.sources.get_mut(&id) else {
+            return;
+        };
+        if source.held < prefetch {
+            source.reading = true;
+            self.reading
+                .push(read(id, subscription, source.stop_read.clone()));
+        } else {
+            source.idle = Some(subscription);
+        }
+    }
+
+    /// Whether every partition consumed was ended by the bus (shutdown; with static
+    /// partitions, the end of the worker).
+    fn all_ended(&self) -> bool {
+        !self.sources.is_empty() && self.sources.values().all(|s| s.ended)
+    }
+
+    /// Consumes what `wanted` names and no more: new partitions are subscribed at once (under
+    /// single active consumer, a standby until their previous consumer lets go), partitions
+    /// no longer wanted are handed over (see [`Coordinator::release`]).
+    async fn reassign(&mut self, wanted: Vec<u16>) {
+        self.wanted = wanted.into_iter().collect();
+        let lost: Vec<usize> = self
+            .by_partition
+            .iter()
+            .filter(|(partition, id)| {
+                !self.wanted.contains(partition)
+                    && self.sources.get(id).is_some_and(|s| !s.releasing)
+            })
+            .map(|(_, id)| *id)
+            .collect();
+        for id in lost {
+            self.release(id).await;
+        }
+        self.gain_wanted();
+        self.report_share();
+    }
+
+    /// Subscribes to the wanted partitions that have no source. A partition still being
+    /// handed over is subscribed again only once that subscription closed: the deliveries its
+    /// release let go must go back to the queue first.
+    fn gain_wanted(&mut self) {
+        let missing: Vec<u16> = self
+            .wanted
+            .iter()
+            .filter(|p| !self.by_partition.contains_key(p))
+            .copied()
+            .collect();
+        for partition in missing {
+            let queue = WorkQueue::Changes { partition };
+            let subscription = match self.bus.subscribe_lazily(queue, self.config.prefetch) {
+                Ok(subscription) => subscription,
+                Err(e) => {
+                    tracing::error!(partition, error = %e, "cannot consume a change partition");
+                    continue;
+                }
+            };
+            let id = self.next_source;
+            self.next_source += 1;
+            let stop_read = CancellationToken::new();
+            self.reading.push(read(id, subscription, stop_read.clone()));
+            self.sources.insert(
+                id,
+                Source {
+                    partition,
+                    idle: None,
+                    reading: true,
+                    stop_read,
+                    held: 0,
+                    releasing: false,
+                    ended: false,
+                },
+            );
+            self.by_partition.insert(partition, id);
+        }
+    }
+
+    /// Hands a partition over: stops reading it, lets go of what it holds and has not sent
+    /// (open batches, parked changes: unsettled, they go back to the queue when the
+    /// subscription closes, in the order they were delivered), and lets the requests in
+    /// flight end and settle. Only then does the subscription close, and under single active
+    /// consumer the next consumer of the queue becomes active: it never sees a change while
+    /// an older one of the same entity is still being written here.
+    ///
+    /// Not `nack` + requeue: while this consumer is the active one, the broker would deliver
+    /// the requeued messages straight back to it, behind the ones it had prefetched, and the
+    /// close would return them in that order — newer changes ahead of older ones. Closing
+    /// returns every unsettled delivery in the order it was delivered (quorum queues sort
+    /// them back by delivery, and hand returned messages out before the rest).
+    async fn release(&mut self, id: usize) {
+        let Some(source) = self.sources.get_mut(&id) else {
+            return;
+        };
+        source.releasing = true;
+        source.stop_read.cancel();
+        // Unsent items of this source: out of the batches, out of the parking.
+        let batched: Vec<(EntityKey, BatchKey)> = self
+            .pending
+            .iter()
+            .map(|(key, batch)| (key.clone(), batch.clone()))
+            .collect();
+        let mut let_go = 0usize;
+        for (key, batch_key) in batched {
+            if let Some(item) = self
+                .batcher(&batch_key)
+                .remove(&batch_key, |i| i.held.key == key && i.held.source == id)
+            {
+                self.pending.remove(&key);
+                let_go += item.held.sources().count();
+            }
+        }
+        let parked: Vec<EntityKey> = self
+            .parked
+            .iter()
+            .filter(|(_, item)| item.held.source == id)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in parked {
+            if let Some(item) = self.parked.remove(&key) {
+                let_go += item.held.sources().count();
+            }
+        }
+        if let Some(source) = self.sources.get_mut(&id) {
+            source.held = source.held.saturating_sub(let_go);
+            tracing::debug!(
+                partition = source.partition,
+                let_go,
+                in_flight = source.held,
+                "handing a change partition over"
+            );
+        }
+        self.finish_releases([id]).await;
+    }
+
+    /// Closes the subscriptions of released sources whose requests have all ended and whose
+    /// read has stopped; subscribes again to a partition wanted back meanwhile.
+    async fn finish_releases(&mut self, ids: impl IntoIterator<Item = usize>) {
+        let mut closed = false;
+        for id in ids {
+            let done = self
+                .sources
+                .get(&id)
+                .is_some_and(|s| s.releasing && s.held == 0 && !s.reading);
+            if !done {
+                continue;
+            }
+            let Some(source) = self.sources.remove(&id) else {
+                continue;
+            };
+            if self.by_partition.get(&source.partition) == Some(&id) {
+                self.by_partition.remove(&source.partition);
+            }
+            if let Some(subscription) = source.idle {
+                subscription.close().await;
+            }
+            tracing::debug!(partition = source.partition, "change partition handed over");
+            closed = true;
+        }
+        if closed {
+            self.gain_wanted();
+            self.report_share();
+        }
+    }
+
+    /// The partitions consumed now (the gauge).
+    fn report_share(&self) {
+        let consumed = self.sources.values().filter(|s| !s.releasing).count();
+        self.shared.stats.share().set_partitions(consumed);
+    }
+
     /// Shutdown: send what is open, let requests finish within the deadline, return the rest.
     async fn drain(&mut self) {
         let deadline = Instant::now() + self.config.shutdown_deadline;
@@ -345,7 +649,7 @@ impl Coordinator {
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
-                        queues = ?self.queues,
+                        partitions = ?self.by_partition.keys().collect::<Vec<_>>(),
                         requests = self.tasks.len(),
                         "shutdown deadline passed; returning unfinished changes to the broker"
                     );
@@ -359,6 +663,13 @@ impl Coordinator {
         self.parked.clear();
     }
 
+    /// The queue of a source, for log lines.
+    fn queue_of(&self, source: usize) -> Option<WorkQueue> {
+        self.sources.get(&source).map(|s| WorkQueue::Changes {
+            partition: s.partition,
+        })
+    }
+
     async fn intake(&mut self, source: usize, delivery: Delivery) {
         let stats = &self.shared.stats;
         stats.incr(Counter::Received);
@@ -366,7 +677,7 @@ impl Coordinator {
             Ok(change) => change,
             Err(e) => {
                 let reason = format!("publish cannot read this change: {e}");
-                tracing::error!(queue = ?self.queues[source], reason = %reason, "dead-lettering an undecodable change");
+                tracing::error!(queue = ?self.queue_of(source), reason = %reason, "dead-lettering an undecodable change");
                 settle_dead_letter(stats, delivery, &reason).await;
                 return;
             }
@@ -436,7 +747,9 @@ impl Coordinator {
             },
             payload,
         };
-        self.held[source] += 1;
+        if let Some(source) = self.sources.get_mut(&source) {
+            source.held += 1;
+        }
         // A batched older change of this entity is superseded: only the newest is sent.
         if let Some(batch_key) = self.pending.remove(&key)
             && let Some(older) = self
@@ -548,7 +861,9 @@ impl Coordinator {
             .insert(handle.id(), InFlightTask { keys, sources });
     }
 
-    fn task_ended(&mut self, joined: Result<(Id, TaskEnd), tokio::task::JoinError>) {
+    /// Settles the coordinator's side of a send task that ended; answers the sources it held
+    /// deliveries of.
+    fn task_ended(&mut self, joined: Result<(Id, TaskEnd), tokio::task::JoinError>) -> Vec<usize> {
         let id = match joined {
             Ok((id, end)) => {
                 if let Some(fatal) = end.fatal {
@@ -568,11 +883,11 @@ impl Coordinator {
             }
         };
         let Some(task) = self.task_info.remove(&id) else {
-            return;
+            return Vec::new();
         };
-        for source in task.sources {
-            if let Some(held) = self.held.get_mut(source) {
-                *held = held.saturating_sub(1);
+        for source in &task.sources {
+            if let Some(source) = self.sources.get_mut(source) {
+                source.held = source.held.saturating_sub(1);
             }
         }
         for key in task.keys {
@@ -582,16 +897,20 @@ impl Coordinator {
             }
         }
         self.resume_reading();
+        task.sources
     }
 
     /// Reads again from partitions that dropped below their prefetch bound.
     fn resume_reading(&mut self) {
-        let prefetch = usize::from(self.config.prefetch.max(1));
-        for (source, slot) in self.paused.iter_mut().enumerate() {
-            if self.held[source] < prefetch
-                && let Some(subscription) = slot.take()
+        let prefetch = self.prefetch();
+        for (id, source) in self.sources.iter_mut() {
+            if !source.releasing
+                && source.held < prefetch
+                && let Some(subscription) = source.idle.take()
             {
-                self.reading.push(read(source, subscription));
+                source.reading = true;
+                self.reading
+                    .push(read(*id, subscription, source.stop_read.clone()));
             }
         }
     }

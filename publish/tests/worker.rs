@@ -380,6 +380,7 @@ fn access(base_url: &str) -> PortAccess {
 fn config() -> PublishConfig {
     PublishConfig {
         partitions: vec![0],
+        membership: None,
         prefetch: 200,
         batch: BatchLimits {
             linger: Duration::from_millis(100),

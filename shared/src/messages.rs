@@ -324,6 +324,33 @@ impl ResyncRequest {
     }
 }
 
+/// A publish replica's word to the others on the membership exchange: "I am here" (every
+/// heartbeat interval) or "I am leaving" (on a graceful stop). The replicas' views of who is
+/// there decide which of them consumes which change partition (`publish::membership`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberBeat {
+    pub v: u32,
+    /// The replica: a uuid per process start, so a restarted process is a new member.
+    pub member: String,
+    /// The replica is stopping: take it out of the view now, not after the timeout.
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+impl Contract for MemberBeat {
+    const NAME: &'static str = "MemberBeat";
+}
+
+impl MemberBeat {
+    pub fn new(member: impl Into<String>, leaving: bool) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            member: member.into(),
+            leaving,
+        }
+    }
+}
+
 /// What one kind's crawl published in a resync (reported by ingest in [`ResyncControl::CrawlFinished`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindCrawl {
@@ -424,6 +451,14 @@ impl ResyncControl {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn member_beats_round_trip_and_default_to_present() {
+        let beat = MemberBeat::new("m1", true);
+        assert_eq!(decode::<MemberBeat>(&encode(&beat)).expect("decodes"), beat);
+        let old: MemberBeat = decode(br#"{"v": 1, "member": "m2"}"#).expect("decodes");
+        assert!(!old.leaving);
+    }
 
     #[test]
     fn raw_event_round_trips() {

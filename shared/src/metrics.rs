@@ -233,6 +233,63 @@ impl ResyncStats {
     }
 }
 
+/// Gauge: change partitions this publish replica consumes now (its share under its view of
+/// the replicas, or the pinned list).
+pub const PUBLISH_PARTITIONS: &str = "adoport_publish_partitions";
+/// Gauge: publish replicas in this replica's view, itself included (1 when pinned or alone).
+pub const PUBLISH_MEMBERS: &str = "adoport_publish_members";
+/// Counter: changes of this replica's share of the partitions.
+pub const PUBLISH_ASSIGNMENT_CHANGES: &str = "adoport_publish_assignment_changes_total";
+
+/// How a publish replica shares the change partitions with the others, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionShare {
+    inner: Arc<ShareInner>,
+}
+
+#[derive(Debug, Default)]
+struct ShareInner {
+    partitions: AtomicU64,
+    members: AtomicU64,
+    changes: AtomicU64,
+}
+
+/// A [`PartitionShare`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShareSnapshot {
+    pub partitions: u64,
+    pub members: u64,
+    pub changes: u64,
+}
+
+impl PartitionShare {
+    /// The replica consumes `partitions` partitions now.
+    pub fn set_partitions(&self, partitions: usize) {
+        self.inner
+            .partitions
+            .store(partitions as u64, Ordering::Relaxed);
+    }
+
+    /// The replica's view holds `members` replicas.
+    pub fn set_members(&self, members: usize) {
+        self.inner.members.store(members as u64, Ordering::Relaxed);
+    }
+
+    /// The replica's share changed.
+    pub fn changed(&self) {
+        self.inner.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ShareSnapshot {
+        let s = &self.inner;
+        ShareSnapshot {
+            partitions: s.partitions.load(Ordering::Relaxed),
+            members: s.members.load(Ordering::Relaxed),
+            changes: s.changes.load(Ordering::Relaxed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,11 @@
 //! adoport.resync.requests (quorum, single active consumer)  ──► the one active crawler
 //! adoport.resync.progress (quorum, single active consumer)  ──► the one reconciliation coordinator
 //! adoport.dlx (direct, key = queue's DLQ) ──► ado.raw.dlq, port.changes.dlq, adoport.resync.dlq
+//! adoport.publish.members (fanout) ──► one exclusive, auto-delete queue per publish replica
 //! ```
+//!
+//! The members exchange carries the publish replicas' heartbeats, from which they share the
+//! change partitions among themselves (`publish::membership`).
 //!
 //! Every name takes the configured prefix, so that several installations (or parallel tests)
 //! share one broker without touching each other's queues. The declaration itself lives in
@@ -117,6 +121,12 @@ impl Topology {
         self.name("adoport.dlx")
     }
 
+    /// Fanout exchange of the publish replicas' heartbeats; each replica listens through a
+    /// queue of its own (exclusive, auto-delete, server-named).
+    pub fn members_exchange(&self) -> String {
+        self.name("adoport.publish.members")
+    }
+
     pub fn work_queue(&self, queue: WorkQueue) -> String {
         match queue {
             WorkQueue::Raw => self.name("ado.raw.work"),
@@ -183,6 +193,7 @@ mod tests {
             "t1.port.changes.p3"
         );
         assert_eq!(t.dead_letter_queue(DeadLetterQueue::Raw), "t1.ado.raw.dlq");
+        assert_eq!(t.members_exchange(), "t1.adoport.publish.members");
         assert_eq!(t.work_queues().len(), 7);
     }
 

@@ -564,3 +564,43 @@ async fn the_current_state_read_sees_hand_edits_deletes_and_cascades() {
     assert_eq!(sim.delete_all_entities(), 3);
     assert_eq!(sim.entity_count(), 0);
 }
+
+#[tokio::test]
+async fn writes_are_recorded_per_entity_in_the_order_applied_when_asked() {
+    let sim = PortSim::start(PortSimConfig {
+        record_writes: true,
+        write_latency: Duration::from_millis(50),
+        ..PortSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = Client::new(&sim).await;
+    for version in 1..=3 {
+        let body = json!({"entities": [
+            {"identifier": "a", "properties": {"version": version}},
+            {"identifier": "b", "properties": {"version": version * 10}},
+        ]});
+        let started = std::time::Instant::now();
+        assert_eq!(client.post(BULK, &body).await.status().as_u16(), 200);
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "the latency"
+        );
+    }
+    let writes = sim.writes();
+    let versions = |id: &str| -> Vec<Value> {
+        writes[&("azureDevopsRepository".to_string(), id.to_string())]
+            .iter()
+            .map(|e| e["properties"]["version"].clone())
+            .collect()
+    };
+    assert_eq!(versions("a"), vec![json!(1), json!(2), json!(3)]);
+    assert_eq!(versions("b"), vec![json!(10), json!(20), json!(30)]);
+    // Off by default.
+    let quiet = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&quiet).await;
+    client
+        .post(BULK, &json!({"entities": [{"identifier": "a"}]}))
+        .await;
+    assert!(quiet.writes().is_empty());
+}

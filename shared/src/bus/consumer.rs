@@ -12,6 +12,9 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Acker, Channel, Consumer};
 
+use std::sync::Arc;
+
+use super::link::Live;
 use super::rabbit::{RabbitBus, header_number, op_error, within};
 use super::{BusError, Delivery, Settle, reconnect_delay};
 use crate::topology::{DeadLetterQueue, RECONNECT_BACKOFF_MAX, WorkQueue};
@@ -45,7 +48,7 @@ impl RabbitSubscription {
             prefetch: prefetch.max(1),
             current: None,
         };
-        match subscription.consume().await {
+        match subscription.consume_when_up().await {
             Ok(current) => subscription.current = Some(current),
             Err(BusError::ShuttingDown) => {}
             Err(e) => {
@@ -55,10 +58,24 @@ impl RabbitSubscription {
         subscription
     }
 
-    /// A channel with this subscription's prefetch, consuming its queue (waits for the link).
-    async fn consume(&self) -> Result<Current, BusError> {
+    /// A subscription that starts consuming on its first [`RabbitSubscription::next`] (waiting
+    /// for the link there, not here).
+    pub(super) fn lazy(bus: RabbitBus, queue: WorkQueue, prefetch: u16) -> Self {
+        let name = bus.topology().work_queue(queue);
+        Self {
+            bus,
+            queue,
+            name,
+            prefetch: prefetch.max(1),
+            current: None,
+        }
+    }
+
+    /// A channel with this subscription's prefetch, consuming its queue, on `live`. Not to be
+    /// abandoned half-way (a channel left consuming would hold deliveries nobody reads): every
+    /// step is bounded by the operation timeout instead.
+    async fn consume(&self, live: Arc<Live>) -> Result<Current, BusError> {
         let link = self.bus.link();
-        let live = link.up().await?;
         let limit = self.bus.timeouts().operation;
         let opened = async {
             let channel = within(limit, "channel.open", live.connection.create_channel()).await?;
@@ -104,33 +121,65 @@ impl RabbitSubscription {
         }
     }
 
+    /// Waits for the link, then consumes (see [`RabbitSubscription::consume`]).
+    async fn consume_when_up(&self) -> Result<Current, BusError> {
+        let live = self.bus.link().up().await?;
+        self.consume(live).await
+    }
+
     /// The next delivery, or `None` once the process shuts down. Waits out broker outages.
     pub async fn next(&mut self) -> Option<Delivery> {
+        self.next_until(std::future::pending()).await
+    }
+
+    /// [`RabbitSubscription::next`], or `None` as soon as `stop` completes. Safe to give up
+    /// on: it stops only while waiting (for the broker, or for a delivery, which then stays
+    /// with the consumer and goes back to the queue when the subscription closes), never
+    /// half-way through opening a consumer.
+    pub async fn next_until(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Option<Delivery> {
+        let mut stop = std::pin::pin!(stop);
         let mut failures = 0u32;
         loop {
             let current = match &mut self.current {
                 Some(current) => current,
-                None => match self.consume().await {
-                    Ok(current) => {
-                        if failures > 0 {
-                            tracing::info!(queue = %self.name, "consuming again");
+                None => {
+                    let live = tokio::select! {
+                        _ = &mut stop => return None,
+                        live = self.bus.link().up() => live,
+                    };
+                    let opened = match live {
+                        Ok(live) => self.consume(live).await,
+                        Err(e) => Err(e),
+                    };
+                    match opened {
+                        Ok(current) => {
+                            if failures > 0 {
+                                tracing::info!(queue = %self.name, "consuming again");
+                            }
+                            failures = 0;
+                            self.current.insert(current)
                         }
-                        failures = 0;
-                        self.current.insert(current)
-                    }
-                    Err(BusError::ShuttingDown) => return None,
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!(queue = %self.name, error = %e, attempt = failures, "cannot consume; trying again");
-                        let delay = reconnect_delay(failures, RECONNECT_BACKOFF_MAX);
-                        if self.bus.link().pause(delay).await.is_err() {
-                            return None;
+                        Err(BusError::ShuttingDown) => return None,
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(queue = %self.name, error = %e, attempt = failures, "cannot consume; trying again");
+                            let delay = reconnect_delay(failures, RECONNECT_BACKOFF_MAX);
+                            tokio::select! {
+                                _ = &mut stop => return None,
+                                paused = self.bus.link().pause(delay) => if paused.is_err() {
+                                    return None;
+                                },
+                            }
+                            continue;
                         }
-                        continue;
                     }
-                },
+                }
             };
             let item = tokio::select! {
+                _ = &mut stop => return None,
                 _ = self.bus.link().stopping() => return None,
                 item = current.consumer.next() => item,
             };
@@ -164,13 +213,36 @@ impl RabbitSubscription {
                 // channel error): consume again after a pause, not in a tight loop.
                 tracing::warn!(queue = %self.name, reason = %why, "consumer ended; consuming again");
                 let delay = reconnect_delay(failures, RECONNECT_BACKOFF_MAX);
-                if self.bus.link().pause(delay).await.is_err() {
-                    return None;
+                tokio::select! {
+                    _ = &mut stop => return None,
+                    paused = self.bus.link().pause(delay) => if paused.is_err() {
+                        return None;
+                    },
                 }
             } else {
                 // The connection went: the link logs that once and reconnects; the next
                 // round waits for it.
                 tracing::debug!(queue = %self.name, reason = %why, generation = ended.generation, "consumer lost with its connection");
+            }
+        }
+    }
+
+    /// Stops consuming and closes the channel, waiting (within the operation timeout) until
+    /// the broker confirmed it. Whatever was delivered and not settled goes back to the
+    /// queue, in the order it was delivered; under single active consumer the next consumer
+    /// becomes active only now. Settle what must stay settled first.
+    pub async fn close(mut self) {
+        if let Some(current) = self.current.take() {
+            let limit = self.bus.timeouts().operation;
+            let closed = tokio::time::timeout(
+                limit,
+                current
+                    .channel
+                    .close(200, "consumer released its queue".into()),
+            )
+            .await;
+            if !matches!(closed, Ok(Ok(()))) {
+                tracing::debug!(queue = %self.name, "closing the consumer's channel did not finish; the broker closes it with the connection");
             }
         }
     }
@@ -189,7 +261,7 @@ impl Drop for RabbitSubscription {
 }
 
 /// Closes a channel without waiting for it (bounded by `limit`).
-fn close_in_background(channel: Channel, limit: std::time::Duration) {
+pub(super) fn close_in_background(channel: Channel, limit: std::time::Duration) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(limit, channel.close(200, "consumer stopped".into())).await;
     });

@@ -73,6 +73,8 @@ pub(super) async fn declare_topology(
         (t.dead_letter_exchange(), ExchangeKind::Direct),
         (t.raw_exchange(), ExchangeKind::Fanout),
         (t.changes_exchange(), ExchangeKind::Direct),
+        // Publish replicas' heartbeats: every replica hears every other (bus::members).
+        (t.members_exchange(), ExchangeKind::Fanout),
     ] {
         within(
             limit,

@@ -148,9 +148,19 @@ pub struct MemorySubscription {
 
 impl MemorySubscription {
     pub async fn next(&mut self) -> Option<Delivery> {
+        self.next_until(std::future::pending()).await
+    }
+
+    /// [`MemorySubscription::next`], or `None` as soon as `stop` completes (nothing is lost:
+    /// a message not received stays in the channel).
+    pub async fn next_until(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Option<Delivery> {
         let shutdown = self.bus.inner.shutdown.clone();
         let body = tokio::select! {
             _ = shutdown.cancelled() => return None,
+            _ = stop => return None,
             body = self.receiver.recv() => body?,
         };
         Some(Delivery {
@@ -161,6 +171,15 @@ impl MemorySubscription {
                 queue: self.queue,
             }),
         })
+    }
+}
+
+impl MemorySubscription {
+    /// Gives the queue back to the bus: it can be subscribed to again.
+    pub fn close(self) {
+        if let Some(queue) = self.bus.inner.queues.get(&self.queue) {
+            lock(&queue.receiver).replace(self.receiver);
+        }
     }
 }
 

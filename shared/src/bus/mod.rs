@@ -19,6 +19,7 @@ mod consumer;
 mod dead_letters;
 mod declare;
 mod link;
+mod members;
 mod memory;
 mod rabbit;
 
@@ -283,6 +284,44 @@ impl Bus {
         }
     }
 
+    /// Publishes a publish replica's heartbeat to the members exchange (not persisted, at once
+    /// or an error: the next beat tries again). Nothing to do in process, where no other
+    /// replica can be.
+    pub async fn announce_member(&self, body: impl Into<Bytes>) -> Result<(), BusError> {
+        match &self.backend {
+            Backend::Rabbit(b) => b.announce_member(body.into()).await,
+            Backend::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Every publish replica's heartbeats, its own included, as they arrive (beats older than
+    /// `max_age` are dropped), across reconnects, until the receiver is dropped or the process
+    /// shuts down. `None` in process: there is no other replica to hear.
+    pub fn hear_members(&self, max_age: Duration) -> Option<tokio::sync::mpsc::Receiver<Bytes>> {
+        match &self.backend {
+            Backend::Rabbit(b) => Some(b.hear_members(max_age)),
+            Backend::Memory(_) => None,
+        }
+    }
+
+    /// Like [`Bus::subscribe`], but returns at once: on RabbitMQ the consumer starts with the
+    /// first read ([`Subscription::next`] / [`Subscription::next_until`]), which waits for the
+    /// connection. For a caller that must not block while the broker is away.
+    pub fn subscribe_lazily(
+        &self,
+        queue: WorkQueue,
+        prefetch: u16,
+    ) -> Result<Subscription, BusError> {
+        match &self.backend {
+            Backend::Rabbit(b) => Ok(Subscription::Rabbit(Box::new(RabbitSubscription::lazy(
+                b.clone(),
+                queue,
+                prefetch,
+            )))),
+            Backend::Memory(b) => Ok(Subscription::Memory(b.subscribe(queue)?)),
+        }
+    }
+
     /// Takes up to `max` dead letters off a DLQ (for the operator tools and tests). They are
     /// removed from the queue.
     pub async fn drain_dead_letters(
@@ -350,6 +389,29 @@ impl Subscription {
         match self {
             Subscription::Rabbit(s) => s.next().await,
             Subscription::Memory(s) => s.next().await,
+        }
+    }
+
+    /// The next delivery, or `None` once the bus shuts down or as soon as `stop` completes.
+    /// Giving up loses nothing: a delivery not taken stays with the consumer (and goes back
+    /// to the queue when it closes).
+    pub async fn next_until(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Option<Delivery> {
+        match self {
+            Subscription::Rabbit(s) => s.next_until(stop).await,
+            Subscription::Memory(s) => s.next_until(stop).await,
+        }
+    }
+
+    /// Stops consuming, and returns when the broker has taken back everything delivered and
+    /// not settled (in delivery order). Under single active consumer, the next consumer of
+    /// the queue becomes active only then: settle what this consumer holds first.
+    pub async fn close(self) {
+        match self {
+            Subscription::Rabbit(s) => s.close().await,
+            Subscription::Memory(s) => s.close(),
         }
     }
 }

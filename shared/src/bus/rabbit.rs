@@ -483,6 +483,7 @@ impl RabbitBus {
             t.raw_exchange(),
             t.changes_exchange(),
             t.dead_letter_exchange(),
+            t.members_exchange(),
         ] {
             within(
                 limit,

@@ -18,6 +18,7 @@ mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -651,9 +652,20 @@ pub struct PublishSettings {
     /// Attempts at one write before it is dead-lettered.
     #[serde(default = "default_max_attempts", deserialize_with = "flex::u64")]
     pub max_attempts: u64,
-    /// Partitions this process consumes (all when empty), e.g. `0,1,2,3`.
+    /// Partitions this process consumes, pinned, e.g. `0,1,2,3`. Empty (the default): the
+    /// publish replicas on the broker share the partitions among themselves.
     #[serde(default, deserialize_with = "flex::string_list")]
     pub partitions: Vec<String>,
+    /// Milliseconds between two heartbeats of this replica on the membership exchange.
+    #[serde(
+        default = "default_member_heartbeat_ms",
+        deserialize_with = "flex::u64"
+    )]
+    pub member_heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat after which a replica is taken as gone and its
+    /// partitions are taken over (a killed replica's partitions wait this long).
+    #[serde(default = "default_member_timeout_ms", deserialize_with = "flex::u64")]
+    pub member_timeout_ms: u64,
 }
 
 fn default_publish_prefetch() -> u64 {
@@ -668,6 +680,12 @@ fn default_port_concurrency() -> u64 {
 fn default_max_attempts() -> u64 {
     8
 }
+fn default_member_heartbeat_ms() -> u64 {
+    1000
+}
+fn default_member_timeout_ms() -> u64 {
+    5000
+}
 
 impl Default for PublishSettings {
     fn default() -> Self {
@@ -677,7 +695,42 @@ impl Default for PublishSettings {
             max_concurrent_requests: default_port_concurrency(),
             max_attempts: default_max_attempts(),
             partitions: Vec::new(),
+            member_heartbeat_ms: default_member_heartbeat_ms(),
+            member_timeout_ms: default_member_timeout_ms(),
         }
+    }
+}
+
+impl PublishSettings {
+    /// Heartbeats of 0.1 to 60 s, and a timeout of at least three of them (one lost or late
+    /// heartbeat must not move partitions) and at most 10 minutes.
+    fn validate_membership(&self) -> Result<(), ConfigError> {
+        let heartbeat = self.member_heartbeat_ms;
+        if !(100..=60_000).contains(&heartbeat) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS".into(),
+                problem: format!("{heartbeat} is out of range; use 100 to 60000 (milliseconds)"),
+            });
+        }
+        let timeout = self.member_timeout_ms;
+        let least = heartbeat.saturating_mul(3);
+        if !(least..=600_000).contains(&timeout) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS".into(),
+                problem: format!(
+                    "{timeout} is out of range; use {least} (three heartbeats of ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS) to 600000 (milliseconds)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// How often this replica says it is there, and how long the others wait for it.
+    pub fn membership_timing(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.member_heartbeat_ms),
+            Duration::from_millis(self.member_timeout_ms),
+        )
     }
 }
 
@@ -894,6 +947,7 @@ impl Settings {
         self.validate_live_reserve()?;
         self.pipeline.transform.validate()?;
         self.publish_partitions()?;
+        self.pipeline.publish.validate_membership()?;
         Ok(())
     }
 
@@ -935,7 +989,18 @@ impl Settings {
         topology
     }
 
-    /// The partitions this publish process consumes.
+    /// The partitions this publish process is pinned to by `ADOPORT__PUBLISH__PARTITIONS`, or
+    /// `None` when it is unset (the replicas share the partitions among themselves).
+    pub fn publish_pinned_partitions(&self) -> Result<Option<Vec<u16>>, ConfigError> {
+        if self.pipeline.publish.partitions.is_empty() {
+            Ok(None)
+        } else {
+            self.publish_partitions().map(Some)
+        }
+    }
+
+    /// The partitions a publish process consumes when it is alone (or pinned): the pinned
+    /// list, else all of them.
     pub fn publish_partitions(&self) -> Result<Vec<u16>, ConfigError> {
         let total = self.pipeline.broker.partitions;
         let listed = &self.pipeline.publish.partitions;
@@ -1285,6 +1350,21 @@ mod tests {
             (
                 &[("ADOPORT__PUBLISH__PARTITIONS", "0,9")],
                 "ADOPORT__PUBLISH__PARTITIONS",
+            ),
+            (
+                &[("ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS", "50")],
+                "ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS",
+            ),
+            (
+                &[
+                    ("ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS", "1000"),
+                    ("ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS", "2000"),
+                ],
+                "ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS",
+            ),
+            (
+                &[("ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS", "forever")],
+                "ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS",
             ),
             (
                 &[("ADOPORT__BROKER__URL", "amqp://guest:guest@")],

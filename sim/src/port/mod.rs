@@ -78,6 +78,15 @@ pub struct PortSimConfig {
     /// How long every answer that is not refused (429, 401, scripted) takes: Port's own server
     /// and network time (default 0). Requests overlap: each waits its own latency.
     pub latency: Duration,
+    /// Record every upsert per entity, in the order applied ([`PortSim::writes`]); off by
+    /// default (it grows with every write).
+    pub record_writes: bool,
+    /// How long an upsert request takes before it is applied (a slower Port: requests
+    /// overlap, and some are in flight when a client dies).
+    pub write_latency: Duration,
+    /// Up to this much more, varying from request to request (so that a request sent later
+    /// can be applied earlier, as on a real network).
+    pub write_jitter: Duration,
 }
 
 impl Default for PortSimConfig {
@@ -89,6 +98,9 @@ impl Default for PortSimConfig {
             integration_config: None,
             rate_limit: None,
             latency: Duration::ZERO,
+            record_writes: false,
+            write_latency: Duration::ZERO,
+            write_jitter: Duration::ZERO,
         }
     }
 }
@@ -109,6 +121,8 @@ pub(crate) struct PortState {
     pub(crate) window: Mutex<limit::Window>,
     pub(crate) traffic: Traffic,
     pub(crate) action_runs: Mutex<action_runs::ActionRuns>,
+    /// Upsert requests answered so far (picks each one's jitter).
+    pub(crate) upserts: std::sync::atomic::AtomicU64,
 }
 
 /// A running Port simulator. Dropping it (or [`PortSim::shutdown`]) stops the server.
@@ -130,16 +144,21 @@ impl PortSim {
         config: PortSimConfig,
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<PortSim> {
+        let mut catalog = store::Catalog::default();
+        if config.record_writes {
+            catalog.record_writes();
+        }
         let state = Arc::new(PortState {
             integrations: Mutex::new(integration::Integrations::new(
                 &config.integration_identifier,
                 config.integration_config.clone(),
             )),
             window: Mutex::new(limit::Window::new(config.rate_limit)),
-            catalog: Mutex::default(),
+            catalog: Mutex::new(catalog),
             tokens: Mutex::default(),
             traffic: Traffic::default(),
             action_runs: Mutex::default(),
+            upserts: Default::default(),
             config,
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
@@ -175,6 +194,13 @@ impl PortSim {
     /// Entities stored of one blueprint (without copying them, unlike [`PortSim::entities`]).
     pub fn blueprint_entity_count(&self, blueprint: &str) -> usize {
         lock(&self.state.catalog).of_blueprint(blueprint).count()
+    }
+
+    /// Every upsert applied per (blueprint, identifier), in order, as the entity stood after
+    /// it (with [`PortSimConfig::record_writes`]; empty otherwise): what order a client's
+    /// writes of one entity reached Port in.
+    pub fn writes(&self) -> BTreeMap<(String, String), Vec<Value>> {
+        lock(&self.state.catalog).writes()
     }
 
     /// Entities stored over all blueprints.

@@ -256,6 +256,10 @@ async fn bulk_upsert(
     }
     let options = upsert_options(&query);
     let source = datasource(&headers);
+    let delay = write_delay(&state);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut done = Vec::new();
     let mut errors = Vec::new();
     {
@@ -298,6 +302,17 @@ async fn bulk_upsert(
         status,
         json!({"ok": true, "entities": done, "errors": errors}),
     )
+}
+
+/// The configured latency of a write, plus its share of the jitter: spread over the range by
+/// the golden ratio, so consecutive requests take very different times (deterministically).
+fn write_delay(state: &PortState) -> std::time::Duration {
+    let n = state
+        .upserts
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let jitter = state.config.write_jitter;
+    let fraction = (n as f64 * 0.618_033_988_75).fract();
+    state.config.write_latency + jitter.mul_f64(fraction)
 }
 
 async fn upsert_one(

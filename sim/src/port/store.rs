@@ -221,6 +221,9 @@ pub(crate) struct Catalog {
     blueprints: BTreeMap<String, Value>,
     /// Blueprints that answer 404 (for error tests).
     unknown: BTreeSet<String>,
+    /// Every upsert's result per entity, in the order they were applied, when recorded
+    /// (`PortSimConfig::record_writes`).
+    writes: Option<BTreeMap<(String, String), Vec<Value>>>,
 }
 
 impl Catalog {
@@ -384,11 +387,27 @@ impl Catalog {
             },
         };
         let answer = entity.api_json();
+        if let Some(writes) = &mut self.writes {
+            writes
+                .entry((blueprint.to_string(), input.identifier.clone()))
+                .or_default()
+                .push(answer.clone());
+        }
         self.entities
             .entry(blueprint.to_string())
             .or_default()
             .insert(input.identifier, entity);
         Ok((answer, created))
+    }
+
+    /// Starts recording every upsert's result per entity.
+    pub(crate) fn record_writes(&mut self) {
+        self.writes.get_or_insert_with(BTreeMap::new);
+    }
+
+    /// The upserts applied to each entity, in order (empty unless recorded).
+    pub(crate) fn writes(&self) -> BTreeMap<(String, String), Vec<Value>> {
+        self.writes.clone().unwrap_or_default()
     }
 
     /// Entities whose (known) relations point at `blueprint`/`identifier`.
