@@ -483,6 +483,21 @@ pub struct IngestSettings {
     /// otherwise take the request away from a long crawl.
     #[serde(default = "default_resync_lease_secs", deserialize_with = "flex::u64")]
     pub resync_lease_secs: u64,
+    /// Seconds between a replica's attempts to become the ingest leader (the one that runs the
+    /// resync schedule, Port's resync requests, the service-hook subscriptions and the start-up
+    /// resync), and between the leader's confirmations that it still holds the lock. A
+    /// leader that dies is replaced within about this long.
+    #[serde(default = "default_leader_retry_secs", deserialize_with = "flex::u64")]
+    pub leader_retry_secs: u64,
+    /// Seconds between scheduled resyncs; when set, overrides
+    /// `OCEAN__SCHEDULED_RESYNC_INTERVAL` (whole minutes), e.g. for sub-minute schedules in
+    /// tests and try-outs. 0 or unset: the Ocean setting decides.
+    #[serde(default, deserialize_with = "flex::opt_u64")]
+    pub scheduled_resync_secs: Option<u64>,
+}
+
+fn default_leader_retry_secs() -> u64 {
+    2
 }
 
 fn default_resync_lease_secs() -> u64 {
@@ -526,6 +541,8 @@ impl Default for IngestSettings {
             live_reserved_budget_percent: default_live_reserved_budget_percent(),
             subscription_check_minutes: default_subscription_check_minutes(),
             resync_lease_secs: default_resync_lease_secs(),
+            leader_retry_secs: default_leader_retry_secs(),
+            scheduled_resync_secs: None,
         }
     }
 }
@@ -892,9 +909,54 @@ impl Settings {
             }
         }
         self.validate_live_reserve()?;
+        self.validate_leader_retry()?;
         self.pipeline.transform.validate()?;
         self.publish_partitions()?;
         Ok(())
+    }
+
+    /// The ingest leader must confirm its lock often enough to give it up before the broker
+    /// hands it to another replica (see `adoport_ingest::leader`).
+    fn validate_leader_retry(&self) -> Result<(), ConfigError> {
+        let retry = self.pipeline.ingest.leader_retry_secs;
+        let heartbeat = self.pipeline.broker.heartbeat_secs;
+        if !(1..=60).contains(&retry) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__LEADER_RETRY_SECS".into(),
+                problem: format!(
+                    "{retry} is out of range; use 1 to 60 (seconds between attempts to lead; a dead leader is replaced within about this long)"
+                ),
+            });
+        }
+        if retry * 2 > heartbeat {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__LEADER_RETRY_SECS".into(),
+                problem: format!(
+                    "{retry} s is more than half of ADOPORT__BROKER__HEARTBEAT_SECS ({heartbeat} s): a leader cut off from the broker would not notice before the broker lets another replica lead; use at most {} or raise the heartbeat",
+                    heartbeat / 2
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Time between scheduled resyncs: `ADOPORT__INGEST__SCHEDULED_RESYNC_SECS` when set (and
+    /// not 0), else `OCEAN__SCHEDULED_RESYNC_INTERVAL` minutes; `None` when neither asks for
+    /// a schedule.
+    pub fn scheduled_resync_every(&self) -> Option<std::time::Duration> {
+        match self
+            .pipeline
+            .ingest
+            .scheduled_resync_secs
+            .filter(|s| *s > 0)
+        {
+            Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
+            None => self
+                .ocean
+                .scheduled_resync_interval
+                .filter(|m| *m > 0)
+                .map(|minutes| std::time::Duration::from_secs(minutes.saturating_mul(60))),
+        }
     }
 
     /// The live lane's reserve must leave the crawl something.
@@ -1143,6 +1205,65 @@ mod tests {
         let s = settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "0")]).expect("valid");
         assert_eq!(s.pipeline.ingest.subscription_check_minutes, 0);
         assert!(settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "often")]).is_err());
+    }
+
+    #[test]
+    fn the_leader_retry_is_read_and_must_leave_time_before_the_heartbeat() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.leader_retry_secs, 2);
+        let s = settings(&[("ADOPORT__INGEST__LEADER_RETRY_SECS", "5")]).expect("valid");
+        assert_eq!(s.pipeline.ingest.leader_retry_secs, 5);
+        for (vars, expected) in [
+            (
+                &[("ADOPORT__INGEST__LEADER_RETRY_SECS", "0")][..],
+                "out of range",
+            ),
+            (
+                &[("ADOPORT__INGEST__LEADER_RETRY_SECS", "61")][..],
+                "out of range",
+            ),
+            (
+                &[("ADOPORT__INGEST__LEADER_RETRY_SECS", "6")][..],
+                "more than half of ADOPORT__BROKER__HEARTBEAT_SECS (10 s)",
+            ),
+            (
+                &[
+                    ("ADOPORT__INGEST__LEADER_RETRY_SECS", "3"),
+                    ("ADOPORT__BROKER__HEARTBEAT_SECS", "5"),
+                ][..],
+                "use at most 2 or raise the heartbeat",
+            ),
+        ] {
+            let error = settings(vars).expect_err("refused").to_string();
+            assert!(
+                error.contains("ADOPORT__INGEST__LEADER_RETRY_SECS") && error.contains(expected),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_seconds_schedule_overrides_the_ocean_minutes() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.scheduled_resync_every(), None);
+        let s = settings(&[("OCEAN__SCHEDULED_RESYNC_INTERVAL", "360")]).expect("valid");
+        assert_eq!(
+            s.scheduled_resync_every(),
+            Some(Duration::from_secs(360 * 60))
+        );
+        let s = settings(&[
+            ("OCEAN__SCHEDULED_RESYNC_INTERVAL", "360"),
+            ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
+        ])
+        .expect("valid");
+        assert_eq!(s.scheduled_resync_every(), Some(Duration::from_secs(4)));
+        let s = settings(&[
+            ("OCEAN__SCHEDULED_RESYNC_INTERVAL", "0"),
+            ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(s.scheduled_resync_every(), None);
+        assert!(settings(&[("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "soon")]).is_err());
     }
 
     #[test]
