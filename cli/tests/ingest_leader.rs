@@ -9,7 +9,8 @@
 //!   meanwhile, asks for no start-up resync and no Port resync again, and continues the
 //!   schedule an interval after the dead leader's last tick;
 //! - the leader's broker connection closed (as a network loss would): it steps down at once,
-//!   and one replica leads again within seconds.
+//!   and one replica leads again within seconds; the lock's queue deleted by hand: the leader's
+//!   confirmation fails, it steps down and hands everything over, and one replica leads again.
 //!
 //! The children log JSON; the test reads what they say as it comes.
 
@@ -570,7 +571,51 @@ async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again()
         "connection closed: stepped down after {stepped_down:?}, one leads again after {again:?}"
     );
     assert!(again < Duration::from_secs(10), "led again after {again:?}");
-    assert!(one_leads(&both).await < 2);
+    let leader = one_leads(&both).await;
+
+    // The lock's queue deleted by hand: the leader's confirmation fails, it steps down and
+    // gives everything back (its presence too), and one replica leads again.
+    let stepped = replicas[leader].count("this ingest replica no longer leads");
+    let deleted = std::process::Command::new("rabbitmqctl")
+        .args([
+            "delete_queue",
+            &format!("{}adoport.ingest.leader", setup.prefix),
+        ])
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(deleted.success());
+    let gone = Instant::now();
+    replicas[leader]
+        .until(30, "the leader to step down", |r| {
+            r.count("this ingest replica no longer leads") > stepped
+        })
+        .await;
+    let line = replicas[leader]
+        .said("this ingest replica no longer leads")
+        .pop()
+        .expect("line");
+    assert!(
+        line["reason"].as_str().is_some_and(|r| r.contains("gone")),
+        "{line}"
+    );
+    within(
+        30,
+        "one replica to lead after the lock was deleted",
+        async {
+            loop {
+                let gauges = (
+                    replicas[0].leader_gauge().await,
+                    replicas[1].leader_gauge().await,
+                );
+                if matches!(gauges, (Some(1), Some(0)) | (Some(0), Some(1))) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    println!("lock deleted: one leads again after {:?}", gone.elapsed());
     setup.assert_no_duplicate_subscription();
     // Start-up resync: still one.
     assert_eq!(

@@ -417,7 +417,7 @@ async fn lead(
             _ = shutdown.cancelled() => return lock.release().await,
             why = lock.lost() => {
                 tracing::warn!(reason = %why, "lost the ingest leadership before it started");
-                return;
+                return lock.release().await;
             }
             read = bus.read_register(&register) => read,
         };
@@ -514,10 +514,11 @@ async fn lead(
     if ended.is_err() {
         tasks.abort_all();
     }
-    if why.is_none() {
-        // Shutting down: hand the lock over now rather than when the connection closes.
-        lock.release().await;
-    }
+    // Hand the lock over now: on shutdown rather than when the connection closes; after a
+    // failed confirmation, because the connection may still be up and hold it (with the
+    // presence consumer, which would make every replica, this one too, believe someone leads).
+    // On a lost connection there is nothing left to release, and this fails at once.
+    lock.release().await;
 }
 
 /// The start of a term: the record first (so that a leader killed right after cannot be
