@@ -40,7 +40,18 @@ pub async fn poll_resync_requests(port: PortReader, bus: Bus, every: Duration, t
         Some(seen) => Some(seen),
         None => match term.during(requested_at(&port)).await {
             None => return,
-            Some(Ok(at)) => at,
+            Some(Ok(at)) => {
+                // Kept for the next leader: a click while none leads is then not missed.
+                let baseline = at.clone();
+                match term.update(|r| r.port_request_seen = baseline).await {
+                    None => return,
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "could not record Port's resync request seen at start")
+                    }
+                }
+                at
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "cannot read Port's resync request yet; will try again");
                 None

@@ -10,8 +10,8 @@
 //!   `{prefix}adoport.ingest.leader` (an exclusive queue, see `adoport_shared::bus::lock`).
 //!   The others try again every `ADOPORT__INGEST__LEADER_RETRY_SECS`. The leader steps down —
 //!   cancels its term's tasks — the moment its link reports the connection lost, or when the
-//!   broker does not confirm the lock within half the heartbeat (checked as often as the
-//!   others try), and competes again once reconnected;
+//!   broker does not confirm the lock within half the heartbeat (asked every quarter
+//!   heartbeat, or more often), and competes again once reconnected;
 //! - **the record** ([`LeaderRecord`]), kept in the broker register
 //!   `{prefix}adoport.ingest.leader.record` by the leader: when a leader was last alive, when
 //!   the last scheduled (or start-up) resync was requested, and the last Port resync request
@@ -331,8 +331,11 @@ pub struct SubscriptionWork {
 /// What the leader runs, and how it competes.
 #[derive(Clone)]
 pub struct LeaderWork {
-    /// Between attempts to lead, and between the leader's confirmations of its lock.
+    /// Between attempts to lead (a dead leader is replaced within about this long).
     pub retry: Duration,
+    /// When ingest started in this process: the start-up resync of its first term is dated
+    /// to it, so that a crawl which started since (a resync asked for meanwhile) covers it.
+    pub started_at: DateTime<Utc>,
     /// Whether the mode asks for a start-up resync (POLLING with `resync_on_start`).
     pub resync_at_start: bool,
     pub schedule: Option<Duration>,
@@ -344,6 +347,7 @@ pub async fn run(bus: Bus, leadership: Leadership, work: LeaderWork, shutdown: C
     let queues = bus.topology().leader_lock();
     let mut last_problem: Option<String> = None;
     let mut following = false;
+    let mut first_term = true;
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -353,7 +357,8 @@ pub async fn run(bus: Bus, leadership: Leadership, work: LeaderWork, shutdown: C
             Ok(LockAttempt::Held(lock)) => {
                 last_problem = None;
                 following = false;
-                lead(&bus, &leadership, &work, lock, &shutdown).await;
+                lead(&bus, &leadership, &work, lock, first_term, &shutdown).await;
+                first_term = false;
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -393,6 +398,7 @@ async fn lead(
     leadership: &Leadership,
     work: &LeaderWork,
     lock: BusLock,
+    first_term: bool,
     shutdown: &CancellationToken,
 ) {
     let token = shutdown.child_token();
@@ -401,15 +407,6 @@ async fn lead(
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    if let Some(heartbeat) = lock.heartbeat()
-        && work.retry + lock.confirm_limit() >= heartbeat
-    {
-        tracing::warn!(
-            heartbeat_secs = heartbeat.as_secs(),
-            retry_secs = work.retry.as_secs(),
-            "the broker heartbeat is short for ADOPORT__INGEST__LEADER_RETRY_SECS: a leader cut off from the broker may still run its tasks for a moment after another took over (lower the retry or raise the heartbeat)"
-        );
-    }
     let register = bus.topology().leader_record();
     // The record the last leader left, read while the lock is ours.
     let previous = loop {
@@ -462,7 +459,14 @@ async fn lead(
     leadership.set(Status::Leading(term.clone()));
 
     let mut tasks = JoinSet::new();
-    tasks.spawn(begin(term.clone(), bus.clone(), start.clone()));
+    // A process's first term asks for its start-up resync as of when ingest started.
+    let startup_as_of = if first_term { work.started_at } else { now };
+    tasks.spawn(begin(
+        term.clone(),
+        bus.clone(),
+        start.clone(),
+        startup_as_of,
+    ));
     if let (Some(every), Some(first)) = (work.schedule, start.first_scheduled) {
         tasks.spawn(schedule(term.clone(), bus.clone(), every, first));
     }
@@ -480,11 +484,12 @@ async fn lead(
     }
 
     // Hold the lock until the connection goes, a confirmation fails, or shutdown.
+    let confirm_every = lock.confirm_every().min(work.retry);
     let why = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break None,
             why = lock.lost() => break Some(format!("the connection to the broker was lost: {why}")),
-            _ = tokio::time::sleep(work.retry) => {
+            _ = tokio::time::sleep(confirm_every) => {
                 if let Err(why) = lock.confirm().await {
                     break Some(why);
                 }
@@ -523,7 +528,7 @@ async fn lead(
 
 /// The start of a term: the record first (so that a leader killed right after cannot be
 /// followed by a second start-up resync), then the start-up resync if the plan asks.
-async fn begin(term: Term, bus: Bus, start: TermStart) {
+async fn begin(term: Term, bus: Bus, start: TermStart, as_of: DateTime<Utc>) {
     match term.update(|_| {}).await {
         None => return,
         Some(Ok(())) => {}
@@ -540,7 +545,7 @@ async fn begin(term: Term, bus: Bus, start: TermStart) {
         return;
     }
     match term
-        .during(resync::request(&bus, ResyncTrigger::Startup))
+        .during(resync::request_as_of(&bus, ResyncTrigger::Startup, as_of))
         .await
     {
         None | Some(Err(BusError::ShuttingDown)) => {}
@@ -716,6 +721,7 @@ mod tests {
         let leadership = Leadership::new();
         let work = LeaderWork {
             retry: Duration::from_millis(50),
+            started_at: Utc::now(),
             resync_at_start: true,
             schedule: None,
             subscriptions: None,

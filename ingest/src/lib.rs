@@ -8,8 +8,8 @@
 //! action ([`actions`]), the resync request loop ([`resync`]) and the lease it holds on the
 //! request it crawls ([`lease`]), the service-hook subscription manager
 //! ([`subscriptions`]), and which replica runs the work that must run once — the schedule, the
-//! start-up resync, the subscriptions ([`leader`]). Its crawl plan and subscriptions follow the mapping version in force
-//! ([`adoport_shared::mapping_versions`]).
+//! start-up resync, the subscriptions ([`leader`]). Its crawl plan and subscriptions follow the
+//! mapping version in force ([`adoport_shared::mapping_versions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
@@ -68,6 +68,9 @@ pub enum IngestError {
     Actions(#[from] actions::ActionsError),
 }
 
+/// How long stopping waits for the leader to stop its term and hand the lock over.
+const LEADER_STOP_PATIENCE: Duration = Duration::from_secs(15);
+
 /// What ingest runs with, beyond settings.
 pub struct IngestRun {
     /// The mapping versions this process follows: each resync crawls the kinds and selectors
@@ -114,6 +117,7 @@ pub async fn run(
     // poller). ONCE runs one resync in one process and needs none of it.
     let leader_work = (mode != EventListenerType::Once).then(|| leader::LeaderWork {
         retry: Duration::from_secs(ingest.leader_retry_secs.max(1)),
+        started_at: chrono::Utc::now(),
         resync_at_start,
         schedule: settings.scheduled_resync_every(),
         subscriptions: subscriptions::SubscriptionPlan::from_settings(&settings.ocean).map(
@@ -166,22 +170,25 @@ pub async fn run(
 
     // Once the receiver answers: the leader asks for the start-up resync (ONCE asks here).
     // Either request waits for the broker if it is away.
-    match leader_work {
-        Some(work) => {
-            tokio::spawn(leader::run(
-                bus.clone(),
-                run.leadership.clone(),
-                work,
-                shutdown.clone(),
-            ));
+    let leader = match leader_work {
+        Some(work) => Some(tokio::spawn(leader::run(
+            bus.clone(),
+            run.leadership.clone(),
+            work,
+            shutdown.clone(),
+        ))),
+        None => {
+            match resync::request(&bus, ResyncTrigger::Startup).await {
+                Ok(id) => {
+                    tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested")
+                }
+                // Stopped while waiting for the broker: the next start asks again.
+                Err(BusError::ShuttingDown) => {}
+                Err(e) => return Err(e.into()),
+            }
+            None
         }
-        None => match resync::request(&bus, ResyncTrigger::Startup).await {
-            Ok(id) => tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested"),
-            // Stopped while waiting for the broker: the next start asks again.
-            Err(BusError::ShuttingDown) => {}
-            Err(e) => return Err(e.into()),
-        },
-    }
+    };
 
     // Raw data examples: one sampler for every organization, so a kind is sampled once.
     let examples = settings.ocean.send_raw_data_examples.then(|| {
@@ -223,6 +230,10 @@ pub async fn run(
     .run(shutdown.clone())
     .await;
     shutdown.cancel();
+    // The leader hands its lock over before the bus closes (bounded: its steps are).
+    if let Some(leader) = leader {
+        let _ = tokio::time::timeout(LEADER_STOP_PATIENCE, leader).await;
+    }
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(IngestError::Server(e)),

@@ -743,13 +743,14 @@ async fn a_holder_cut_off_from_the_broker_knows_before_the_broker_hands_the_lock
     };
     assert_eq!(held.heartbeat(), Some(Duration::from_secs(4)));
     assert_eq!(held.confirm_limit(), Duration::from_secs(2));
+    assert_eq!(held.confirm_every(), Duration::from_secs(1));
     // A partition: neither side hears the other; the broker finds out by the heartbeats.
     proxy.set(Fault::Partition);
     let cut = Instant::now();
-    // The holder checks every second, as a leader does; the other tries every 100 ms.
+    // The holder confirms as a leader does; the other tries every 100 ms.
     let holder = async {
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(held.confirm_every()).await;
             if let Err(why) = held.confirm().await {
                 return (cut.elapsed(), why);
             }

@@ -6,7 +6,7 @@
 //!   means "another process holds it" ([`LockAnswer::HeldElsewhere`]). The broker deletes it
 //!   when the holder's connection closes or misses its heartbeats, so that another process can
 //!   take it. The holder learns that its connection is gone from the link ([`BusLock::lost`]),
-//!   and confirms now and then that the broker still answers it as the holder
+//!   and confirms every quarter heartbeat that the broker still answers it as the holder
 //!   ([`BusLock::confirm`]), within half the negotiated heartbeat: a holder cut off from the
 //!   broker notices before the broker would hand the lock to someone else.
 //! - **Quiet while taken.** The broker logs every refused declaration as an error, and the
@@ -133,15 +133,20 @@ impl BusLock {
 
     /// How long [`BusLock::confirm`] waits for the broker: half the heartbeat negotiated on
     /// the holder's connection (the broker drops a connection it hears nothing from for about
-    /// one heartbeat), at least a second.
+    /// one heartbeat), at least half a second.
     pub fn confirm_limit(&self) -> Duration {
-        match &self.inner {
-            Held::Rabbit(held) => {
-                let heartbeat = u64::from(held.live.connection.configuration().heartbeat());
-                Duration::from_millis((heartbeat * 500).max(1000))
-            }
-            Held::Memory { .. } => Duration::from_secs(1),
-        }
+        (self.heartbeat_or_default() / 2).max(Duration::from_millis(500))
+    }
+
+    /// How often the holder should confirm: a quarter of the heartbeat, so that a holder cut
+    /// off from the broker gives up within three quarters of a heartbeat — before the broker
+    /// drops its connection and lets another process take the lock.
+    pub fn confirm_every(&self) -> Duration {
+        (self.heartbeat_or_default() / 4).max(Duration::from_millis(250))
+    }
+
+    fn heartbeat_or_default(&self) -> Duration {
+        self.heartbeat().unwrap_or(Duration::from_secs(2))
     }
 
     /// The heartbeat negotiated on the holder's connection (`None` in process).
