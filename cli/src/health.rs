@@ -4,7 +4,9 @@
 //! - `GET /readyz`: 200 when the broker takes messages, the roles run and the role's upstream
 //!   (Azure DevOps for ingest, Port for publish) answers HTTP at all; 503 naming what is not
 //!   ready otherwise (the broker's problem names it and what failed). Served from the first
-//!   second of the process, before the roles start: they may wait for the broker.
+//!   second of the process, before the roles start: they may wait for the broker. Where ingest
+//!   runs, the body also says whether this replica is the ingest leader (leader or not, a
+//!   replica is ready: every replica takes webhooks and crawls).
 //! - `GET /metrics`: Prometheus text format, rendered from the stages' own counters
 //!   ([`TransformStats`], [`PublishStats`], [`IngestStats`]: totals and per kind, Azure DevOps
 //!   and Port requests by status with latency histograms, resync progress and duration) and,
@@ -30,6 +32,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use adoport_ingest::IngestStats;
+use adoport_ingest::leader::Leadership;
 use adoport_publish::PublishStats;
 use adoport_shared::bus::Bus;
 use adoport_shared::metrics::{self, HistogramSnapshot, HttpStats, KindCounters};
@@ -61,6 +64,8 @@ pub struct Stages {
     pub transform: Option<TransformStats>,
     pub publish: Option<PublishStats>,
     pub ingest: Option<IngestStats>,
+    /// Whether this process leads the ingest replicas (where ingest runs).
+    pub leadership: Option<Leadership>,
 }
 
 struct Inner {
@@ -92,6 +97,7 @@ impl HealthState {
             transform,
             publish,
             ingest: None,
+            leadership: None,
         });
         state
     }
@@ -105,6 +111,24 @@ impl HealthState {
             stages.ingest = ingest;
         }
         self
+    }
+
+    /// Also reports whether this process leads the ingest replicas. Call it as
+    /// [`HealthState::with_ingest`].
+    pub fn with_leadership(mut self, leadership: Option<Leadership>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner)
+            && let Some(stages) = inner.stages.get_mut()
+        {
+            stages.leadership = leadership;
+        }
+        self
+    }
+
+    /// The line `/readyz` adds about the ingest leadership, where ingest runs.
+    pub fn leadership_line(&self) -> Option<String> {
+        let stages = self.inner.stages.get()?;
+        let leadership = stages.leadership.as_ref()?;
+        Some(format!("ingest leader: {}", leadership.describe()))
     }
 
     /// Before the roles start (they may wait for the broker): serve it at once, and
@@ -295,6 +319,14 @@ impl HealthState {
         }
         if let Some(i) = &stages.ingest {
             render_ingest(&mut m, i);
+        }
+        if let Some(leadership) = &stages.leadership {
+            m.gauge(
+                "adoport_ingest_leader",
+                "1 while this replica is the ingest leader (runs the resync schedule, Port's resync requests, the service-hook subscriptions).",
+                &role,
+                u64::from(leadership.is_leader()),
+            );
         }
         let topology = inner.bus.topology().clone();
         for queue in &inner.work_queues {
@@ -598,12 +630,16 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<HealthState>) -> Response {
     let problems = state.not_ready().await;
+    let leadership = state
+        .leadership_line()
+        .map(|line| format!("{line}\n"))
+        .unwrap_or_default();
     if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+        (StatusCode::OK, format!("ready\n{leadership}")).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready:\n{}\n", problems.join("\n")),
+            format!("not ready:\n{}\n{leadership}", problems.join("\n")),
         )
             .into_response()
     }

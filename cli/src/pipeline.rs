@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use adoport_ingest::leader::Leadership;
 use adoport_ingest::{IngestRun, IngestStats, ResyncDone};
 use adoport_publish::reconcile::Tracking;
 use adoport_publish::{PublishStats, ResyncSummary};
@@ -56,6 +57,8 @@ pub struct Pipeline {
     pub reconcile_tracking: Option<watch::Receiver<Tracking>>,
     /// The mapping versions every role of this process follows (when it has a mapping).
     pub mapping: Option<MappingVersions>,
+    /// Whether this process leads the ingest replicas, when ingest runs here.
+    pub leadership: Option<Leadership>,
     resync_done: broadcast::Receiver<ResyncDone>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     shutdown: CancellationToken,
@@ -80,6 +83,7 @@ impl Pipeline {
         let mut webhook_address = None;
         let mut resync_summaries = None;
         let mut reconcile_tracking = None;
+        let mut leadership = None;
         // One set of mapping versions for every role here: the follower started by
         // `poll_mapping` offers new versions to it, and each role takes what it needs.
         let versions = mapping.map(MappingVersions::new);
@@ -135,11 +139,14 @@ impl Pipeline {
             let versions = versions.clone().context("ingest needs the mapping")?;
             let listener = listener.context("ingest needs a listener")?;
             webhook_address = Some(listener.local_addr()?);
+            let leads = Leadership::new();
+            leadership = Some(leads.clone());
             let run = IngestRun {
                 mapping: versions,
                 listener,
                 resync_done: Some(done_tx),
                 stats: ingest_stats.clone(),
+                leadership: leads,
             };
             let (settings, bus, shutdown) = (settings.clone(), bus.clone(), shutdown.clone());
             tasks.spawn(async move {
@@ -156,6 +163,7 @@ impl Pipeline {
             resync_summaries,
             reconcile_tracking,
             mapping: versions,
+            leadership,
             resync_done,
             tasks,
             shutdown,
@@ -184,16 +192,17 @@ impl Pipeline {
     }
 
     /// When ingest runs here in POLLING mode: turns Port's resync requests into resyncs (checked
-    /// every `OCEAN__EVENT_LISTENER__INTERVAL` seconds).
+    /// every `OCEAN__EVENT_LISTENER__INTERVAL` seconds), while this process leads the ingest
+    /// replicas.
     pub fn poll_port_resync_requests(&mut self, settings: &Settings) -> anyhow::Result<()> {
         let listener = &settings.ocean.event_listener;
-        // Ingest runs here exactly when it has a webhook address.
-        if self.webhook_address.is_none()
-            || !matches!(
-                listener.kind,
-                EventListenerType::Polling | EventListenerType::Kafka
-            )
-        {
+        let Some(leadership) = self.leadership.clone() else {
+            return Ok(());
+        };
+        if !matches!(
+            listener.kind,
+            EventListenerType::Polling | EventListenerType::Kafka
+        ) {
             return Ok(());
         }
         let port = crate::port_reader::PortReader::new(
@@ -203,9 +212,17 @@ impl Pipeline {
         let every = Duration::from_secs(listener.interval.max(1));
         let (bus, shutdown) = (self.bus.clone(), self.shutdown.clone());
         self.tasks.spawn(async move {
-            let result =
-                crate::port_triggers::poll_resync_requests(port, bus, every, shutdown).await;
-            ("resync request poller", result)
+            leadership
+                .each_term(shutdown, |term| {
+                    crate::port_triggers::poll_resync_requests(
+                        port.clone(),
+                        bus.clone(),
+                        every,
+                        term,
+                    )
+                })
+                .await;
+            ("resync request poller", Ok(()))
         });
         Ok(())
     }

@@ -177,6 +177,7 @@ pub async fn run(
             transform: roles.transform.then(|| pipeline.transform_stats.clone()),
             publish: roles.publish.then(|| pipeline.publish_stats.clone()),
             ingest: roles.ingest.then(|| pipeline.ingest_stats.clone()),
+            leadership: pipeline.leadership.clone(),
         });
     }
     tracing::info!(role = role.name(), "adoport started");

@@ -6,9 +6,10 @@
 //! ([`crawlers`]), what a push changes ([`push_events`]), the live events of builds, pipelines,
 //! releases and alerts ([`live_events`]), GitOps specs ([`gitops`]), the `trigger_pipeline`
 //! action ([`actions`]), the resync request loop ([`resync`]) and the lease it holds on the
-//! request it crawls ([`lease`]), and the service-hook subscription manager
-//! ([`subscriptions`]). Its crawl plan and subscriptions follow the mapping version in force
-//! ([`adoport_shared::mapping_versions`]).
+//! request it crawls ([`lease`]), the service-hook subscription manager
+//! ([`subscriptions`]), and which replica runs the work that must run once — the schedule, the
+//! start-up resync, the subscriptions ([`leader`]). Its crawl plan and subscriptions follow the
+//! mapping version in force ([`adoport_shared::mapping_versions`]).
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
@@ -21,6 +22,7 @@ pub mod crawlers;
 pub mod examples;
 pub mod gitops;
 mod kinds;
+pub mod leader;
 pub mod lease;
 pub mod live_events;
 pub mod organizations;
@@ -66,6 +68,9 @@ pub enum IngestError {
     Actions(#[from] actions::ActionsError),
 }
 
+/// How long stopping waits for the leader to stop its term and hand the lock over.
+const LEADER_STOP_PATIENCE: Duration = Duration::from_secs(15);
+
 /// What ingest runs with, beyond settings.
 pub struct IngestRun {
     /// The mapping versions this process follows: each resync crawls the kinds and selectors
@@ -77,6 +82,9 @@ pub struct IngestRun {
     pub resync_done: Option<broadcast::Sender<ResyncDone>>,
     /// Where ingest counts, for the caller's `/metrics`.
     pub stats: IngestStats,
+    /// Whether this replica leads (set by [`leader::run`]), for `/metrics`, `/readyz` and the
+    /// caller's per-term tasks (Port's resync requests).
+    pub leadership: leader::Leadership,
 }
 
 /// What ingest counts: Azure DevOps requests and resync progress. Cheap to clone.
@@ -104,30 +112,25 @@ pub async fn run(
         EventListenerType::Once => true,
         EventListenerType::Polling | EventListenerType::Kafka => listener.resync_on_start,
     };
-    if let Some(minutes) = settings.ocean.scheduled_resync_interval.filter(|m| *m > 0)
-        && mode != EventListenerType::Once
-    {
-        tokio::spawn(resync::schedule(
-            bus.clone(),
-            Duration::from_secs(minutes * 60),
-            shutdown.clone(),
-        ));
-    }
-
-    if let Some(plan) = subscriptions::SubscriptionPlan::from_settings(&settings.ocean) {
-        let every = Some(ingest.subscription_check_minutes)
-            .filter(|m| *m > 0)
-            .map(|m| Duration::from_secs(m * 60));
-        for client in organizations.clients() {
-            tokio::spawn(subscriptions::run(
-                client.clone(),
-                plan.clone(),
-                run.mapping.clone(),
-                every,
-                shutdown.clone(),
-            ));
-        }
-    }
+    // Everything but ONCE elects one leader among the replicas for the work that must run
+    // once: the schedule, the start-up resync, the subscriptions (and the caller's Port
+    // poller). ONCE runs one resync in one process and needs none of it.
+    let leader_work = (mode != EventListenerType::Once).then(|| leader::LeaderWork {
+        retry: Duration::from_secs(ingest.leader_retry_secs.max(1)),
+        started_at: chrono::Utc::now(),
+        resync_at_start,
+        schedule: settings.scheduled_resync_every(),
+        subscriptions: subscriptions::SubscriptionPlan::from_settings(&settings.ocean).map(
+            |plan| leader::SubscriptionWork {
+                clients: organizations.clients().to_vec(),
+                plan,
+                mapping: run.mapping.clone(),
+                every: Some(ingest.subscription_check_minutes)
+                    .filter(|m| *m > 0)
+                    .map(|m| Duration::from_secs(m * 60)),
+            },
+        ),
+    });
 
     let secret = settings
         .ocean
@@ -165,15 +168,27 @@ pub async fn run(
             .await
     });
 
-    // Requested once the receiver answers: the request waits for the broker if it is away.
-    if resync_at_start {
-        match resync::request(&bus, ResyncTrigger::Startup).await {
-            Ok(id) => tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested"),
-            // Stopped while waiting for the broker: the next start asks again.
-            Err(BusError::ShuttingDown) => {}
-            Err(e) => return Err(e.into()),
+    // Once the receiver answers: the leader asks for the start-up resync (ONCE asks here).
+    // Either request waits for the broker if it is away.
+    let leader = match leader_work {
+        Some(work) => Some(tokio::spawn(leader::run(
+            bus.clone(),
+            run.leadership.clone(),
+            work,
+            shutdown.clone(),
+        ))),
+        None => {
+            match resync::request(&bus, ResyncTrigger::Startup).await {
+                Ok(id) => {
+                    tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested")
+                }
+                // Stopped while waiting for the broker: the next start asks again.
+                Err(BusError::ShuttingDown) => {}
+                Err(e) => return Err(e.into()),
+            }
+            None
         }
-    }
+    };
 
     // Raw data examples: one sampler for every organization, so a kind is sampled once.
     let examples = settings.ocean.send_raw_data_examples.then(|| {
@@ -215,6 +230,10 @@ pub async fn run(
     .run(shutdown.clone())
     .await;
     shutdown.cancel();
+    // The leader hands its lock over before the bus closes (bounded: its steps are).
+    if let Some(leader) = leader {
+        let _ = tokio::time::timeout(LEADER_STOP_PATIENCE, leader).await;
+    }
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(IngestError::Server(e)),

@@ -1,7 +1,8 @@
 //! Resync requests: who asks for a resync, and the one crawler that runs them.
 //!
 //! Every trigger (start-up, the schedule, `POST /resync`, Port's request) publishes a
-//! `ResyncRequest`. The request queue has a single active consumer, so however many ingest
+//! `ResyncRequest` (the start-up, scheduled and Port ones from the ingest leader only,
+//! `crate::leader`). The request queue has a single active consumer, so however many ingest
 //! replicas run, one crawls at a time; the others take over if it dies (the unacked request
 //! is redelivered and crawled again under a new attempt). A request older than the start of
 //! the last crawl is covered by it and skipped.
@@ -61,13 +62,28 @@ pub fn done_channel() -> (
 
 /// Asks for a resync.
 pub async fn request(bus: &Bus, trigger: ResyncTrigger) -> Result<ResyncId, BusError> {
-    let request = ResyncRequest::new(trigger);
+    request_as_of(bus, trigger, Utc::now()).await
+}
+
+/// Asks for a resync that brings Port up to date as of `at`: a crawl that started after `at`
+/// covers it, and it is skipped then.
+pub async fn request_as_of(
+    bus: &Bus,
+    trigger: ResyncTrigger,
+    at: DateTime<Utc>,
+) -> Result<ResyncId, BusError> {
+    let request = ResyncRequest {
+        requested_at: at,
+        ..ResyncRequest::new(trigger)
+    };
     bus.publish(Outgoing::new(Destination::ResyncRequest, encode(&request)))
         .await?;
     Ok(request.resync_id)
 }
 
-/// Publishes a scheduled request every `interval` until shutdown.
+/// Publishes a scheduled request every `interval` until shutdown: a plain ticker for tools and
+/// tests. A deployment's schedule runs on the ingest leader (`crate::leader`), which keeps its
+/// times across failovers.
 pub async fn schedule(bus: Bus, interval: Duration, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
     // A process that was stalled does not make up for missed ticks with a burst of requests.

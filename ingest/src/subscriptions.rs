@@ -425,7 +425,7 @@ pub async fn ensure(
 /// (a kind added to the mapping gets its subscriptions without a restart), re-enables
 /// disabled subscriptions, recreates deleted ones and subscribes projects created since.
 /// Never fails: live events are an addition to the resyncs, and a missing subscription must
-/// not stop ingest.
+/// not stop ingest. Runs on the ingest leader only (`crate::leader`), for as long as its term.
 pub async fn run(
     client: AdoClient,
     all_events: SubscriptionPlan,
@@ -440,7 +440,13 @@ pub async fn run(
         let plan = all_events
             .clone()
             .for_kinds(&KindPlan::for_mapping(&version.config));
-        match ensure(&client, &plan).await {
+        // Cancellable mid-way (a leader that steps down stops at once): requests not sent
+        // are not sent, and the next leader lists before it creates.
+        let checked = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            checked = ensure(&client, &plan) => checked,
+        };
+        match checked {
             Ok(report) if first || report.changed() => tracing::info!(
                 url = %plan.target_url,
                 per_project = plan.per_project,

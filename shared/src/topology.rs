@@ -8,6 +8,9 @@
 //! adoport.resync.progress (quorum, single active consumer)  ──► the one reconciliation coordinator
 //! adoport.dlx (direct, key = queue's DLQ) ──► ado.raw.dlq, port.changes.dlq, adoport.resync.dlq
 //! adoport.publish.members (fanout) ──► one exclusive, auto-delete queue per publish replica
+//! adoport.ingest.leader         (exclusive, declared by the ingest replica that leads: a lock)
+//! adoport.ingest.leader.present (quorum, never a message: the leader consumes it, so others see one leads)
+//! adoport.ingest.leader.record  (quorum, at most one message: what the leaders keep across failovers)
 //! ```
 //!
 //! The members exchange carries the publish replicas' heartbeats, from which they share the
@@ -52,6 +55,14 @@ impl WorkQueue {
             }
         }
     }
+}
+
+/// The queues of one lock: the exclusive queue that is the lock, and the presence queue its
+/// holder consumes (declared with the topology; the lock is declared by whoever takes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockQueues {
+    pub lock: String,
+    pub presence: String,
 }
 
 /// Retention of the raw archive stream (what `adoport replay` can read back).
@@ -144,6 +155,29 @@ impl Topology {
         }
     }
 
+    /// The ingest leader's lock: an exclusive queue that only the leading replica's connection
+    /// holds (never declared with the topology; see `ingest::leader`), and the presence queue
+    /// the leader consumes.
+    pub fn leader_lock(&self) -> LockQueues {
+        LockQueues {
+            lock: self.name("adoport.ingest.leader"),
+            presence: self.leader_presence(),
+        }
+    }
+
+    /// A queue that never holds a message: the leader consumes it, so that the others see
+    /// from its consumer count that someone leads without asking for the lock (the broker
+    /// logs every refused lock as an error).
+    pub fn leader_presence(&self) -> String {
+        self.name("adoport.ingest.leader.present")
+    }
+
+    /// The ingest leaders' record (schedule, Port's last resync request, when a leader was last
+    /// alive): a quorum queue that keeps only its newest message.
+    pub fn leader_record(&self) -> String {
+        self.name("adoport.ingest.leader.record")
+    }
+
     /// Every change queue, in partition order.
     pub fn change_queues(&self) -> impl Iterator<Item = WorkQueue> + '_ {
         (0..self.partitions).map(|partition| WorkQueue::Changes { partition })
@@ -195,6 +229,9 @@ mod tests {
         assert_eq!(t.dead_letter_queue(DeadLetterQueue::Raw), "t1.ado.raw.dlq");
         assert_eq!(t.members_exchange(), "t1.adoport.publish.members");
         assert_eq!(t.work_queues().len(), 7);
+        assert_eq!(t.leader_lock().lock, "t1.adoport.ingest.leader");
+        assert_eq!(t.leader_lock().presence, "t1.adoport.ingest.leader.present");
+        assert_eq!(t.leader_record(), "t1.adoport.ingest.leader.record");
     }
 
     #[test]

@@ -12,9 +12,10 @@ mod fault_proxy;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
+use adoport_shared::bus::{Bus, BusError, Destination, LockAttempt, Outgoing};
 use adoport_shared::config::{BrokerTimeouts, Secret, Settings};
-use adoport_shared::topology::{DeadLetterQueue, Topology, WorkQueue};
+use adoport_shared::topology::{DeadLetterQueue, LockQueues, Topology, WorkQueue};
+use bytes::Bytes;
 use fault_proxy::{Fault, FaultProxy};
 use tokio_util::sync::CancellationToken;
 
@@ -662,4 +663,135 @@ async fn waiting_publishes_end_on_shutdown() {
             .expect("task"),
         "a subscription yields nothing after shutdown"
     );
+}
+
+/// A second bus on `first`'s queues (another replica), connected to the shared broker.
+async fn replica_of(first: &Bus, timeouts: BrokerTimeouts) -> Bus {
+    Bus::rabbit(
+        &amqp_url(),
+        first.topology().clone(),
+        timeouts,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("connected")
+}
+
+/// Tries the lock every 100 ms until it is held.
+async fn take_lock(bus: &Bus, name: &LockQueues) -> adoport_shared::bus::BusLock {
+    loop {
+        match bus.try_lock(name).await.expect("lock attempt") {
+            LockAttempt::Held(lock) => return lock,
+            LockAttempt::Taken => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_connection_holds_the_lock_and_another_takes_it_once_the_holder_is_gone() {
+    let a = bus("lock", 1).await;
+    let b = replica_of(&a, BrokerTimeouts::default()).await;
+    let name = a.topology().leader_lock();
+    let LockAttempt::Held(held) = a.try_lock(&name).await.expect("attempt") else {
+        panic!("the lock is free at first");
+    };
+    held.confirm().await.expect("the holder is confirmed");
+    assert!(
+        matches!(
+            b.try_lock(&name).await.expect("attempt"),
+            LockAttempt::Taken
+        ),
+        "the holder's presence is read as: another process holds it"
+    );
+    // Without looking at the presence queue, the broker's RESOURCE_LOCKED says the same.
+    let bare = LockQueues {
+        lock: name.lock.clone(),
+        presence: format!("{}.absent", name.presence),
+    };
+    assert!(
+        matches!(
+            b.try_lock(&bare).await.expect("attempt"),
+            LockAttempt::Taken
+        ),
+        "RESOURCE_LOCKED is read as: another process holds it"
+    );
+    // The holder's connection closes: the broker drops the lock and the other takes it.
+    a.close().await;
+    let taken = within("the other replica to take the lock", take_lock(&b, &name)).await;
+    taken.confirm().await.expect("the new holder is confirmed");
+    // Released: free again at once.
+    taken.release().await;
+    let again = within("the lock to be free after release", take_lock(&b, &name)).await;
+    again.release().await;
+    b.delete_topology().await.expect("cleanup");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_holder_cut_off_from_the_broker_knows_before_the_broker_hands_the_lock_over() {
+    // The holder's heartbeat is 4 s: the broker drops its connection after about that long
+    // without a frame, so it must give the lock up sooner.
+    let timeouts = BrokerTimeouts {
+        heartbeat: Duration::from_secs(4),
+        ..SHORT
+    };
+    let (proxy, a) = connected_through_proxy("lock-cut", timeouts).await;
+    let b = replica_of(&a, SHORT).await;
+    let name = a.topology().leader_lock();
+    let LockAttempt::Held(held) = a.try_lock(&name).await.expect("attempt") else {
+        panic!("the lock is free at first");
+    };
+    assert_eq!(held.heartbeat(), Some(Duration::from_secs(4)));
+    assert_eq!(held.confirm_limit(), Duration::from_secs(2));
+    assert_eq!(held.confirm_every(), Duration::from_secs(1));
+    // A partition: neither side hears the other; the broker finds out by the heartbeats.
+    proxy.set(Fault::Partition);
+    let cut = Instant::now();
+    // The holder confirms as a leader does; the other tries every 100 ms.
+    let holder = async {
+        loop {
+            tokio::time::sleep(held.confirm_every()).await;
+            if let Err(why) = held.confirm().await {
+                return (cut.elapsed(), why);
+            }
+        }
+    };
+    let other = async {
+        let lock = take_lock(&b, &name).await;
+        (cut.elapsed(), lock)
+    };
+    let ((gave_up, why), (taken, lock)) =
+        within("both sides to act", async { tokio::join!(holder, other) }).await;
+    println!(
+        "cut off: the holder gave up after {gave_up:?}, the other took the lock after {taken:?}"
+    );
+    assert!(
+        gave_up < taken,
+        "the cut-off holder gave the lock up after {gave_up:?} ({why}), before the other took it after {taken:?}"
+    );
+    lock.release().await;
+    b.close().await;
+    reconnects(&proxy, &a).await;
+}
+
+#[tokio::test]
+async fn a_register_keeps_its_newest_value_for_any_reader() {
+    let a = bus("register", 1).await;
+    let name = a.topology().leader_record();
+    assert!(a.read_register(&name).await.expect("read").is_empty());
+    for value in ["one", "two", "three"] {
+        a.write_register(&name, Bytes::from(value))
+            .await
+            .expect("write");
+    }
+    assert_eq!(a.read_register(&name).await.expect("read"), ["three"]);
+    // Reading leaves it in place, for another replica too.
+    let b = replica_of(&a, BrokerTimeouts::default()).await;
+    assert_eq!(b.read_register(&name).await.expect("read"), ["three"]);
+    b.write_register(&name, Bytes::from("four"))
+        .await
+        .expect("write");
+    assert_eq!(a.read_register(&name).await.expect("read"), ["four"]);
+    b.close().await;
+    a.delete_topology().await.expect("cleanup");
 }

@@ -6,6 +6,9 @@
 //!   accepted (what a stopped broker or a cut network looks like to the client).
 //! - [`Fault::BlackHole`]: keeps every connection open and accepts new ones, but nothing
 //!   passes and nothing is ever answered (an overloaded or wedged broker, a half-open proxy).
+//!   The broker sees its side closed.
+//! - [`Fault::Partition`]: like `BlackHole` for the client, and the broker's side stays open
+//!   too, hearing nothing (a network partition: each side finds out only by its heartbeats).
 //!
 //! Leaving `BlackHole` or `Cut` closes the connections that were affected: bytes were lost on
 //! them. New connections after [`FaultProxy::set`]`(Pass)` work.
@@ -28,6 +31,7 @@ pub enum Fault {
     Pass,
     Cut,
     BlackHole,
+    Partition,
 }
 
 /// A running proxy; dropping it closes every connection it holds.
@@ -145,7 +149,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
     let started_in = *mode.borrow_and_update();
     match started_in {
         Fault::Cut => return,
-        Fault::BlackHole => return black_hole(client, mode).await,
+        Fault::BlackHole | Fault::Partition => return black_hole(client, mode).await,
         Fault::Pass => {}
     }
     let Ok(mut server) = TcpStream::connect(upstream).await else {
@@ -155,14 +159,22 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
         changed = mode.wait_for(|m| *m != Fault::Pass) => changed.map(|m| *m),
     };
-    drop(server);
-    if matches!(changed, Ok(Fault::BlackHole)) {
-        black_hole(client, mode).await;
+    match changed {
+        Ok(Fault::BlackHole) => {
+            drop(server);
+            black_hole(client, mode).await;
+        }
+        Ok(Fault::Partition) => {
+            let server_mode = mode.clone();
+            tokio::join!(black_hole(client, mode), black_hole(server, server_mode));
+        }
+        _ => {}
     }
 }
 
-/// Reads and drops whatever the client sends, answers nothing, until the mode changes.
+/// Reads and drops whatever one side sends, answers nothing, until the mode changes.
 async fn black_hole(mut client: TcpStream, mut mode: watch::Receiver<Fault>) {
+    let faulty = *mode.borrow_and_update();
     let mut sink = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {
@@ -171,7 +183,7 @@ async fn black_hole(mut client: TcpStream, mut mode: watch::Receiver<Fault>) {
                 Ok(_) => {}
             },
             changed = mode.changed() => {
-                if changed.is_err() || *mode.borrow_and_update() != Fault::BlackHole {
+                if changed.is_err() || *mode.borrow_and_update() != faulty {
                     return;
                 }
             }

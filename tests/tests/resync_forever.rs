@@ -189,7 +189,8 @@ async fn a_thousand_resyncs_complete_in_one_process_and_every_trigger_still_work
     count += 1;
     last = next_completed(&running, &mut summaries, Some(last.resync_id), count).await;
 
-    // The schedule (`OCEAN__SCHEDULED_RESYNC_INTERVAL` runs this loop, in minutes).
+    // A schedule of 300 ms (a plain ticker: a deployment's schedule is the ingest leader's,
+    // `ingest::leader`, in whole seconds at least).
     let stop_schedule = CancellationToken::new();
     let schedule = tokio::spawn(resync::schedule(
         running.bus.clone(),

@@ -120,6 +120,21 @@ pub(super) async fn declare_topology(
         declarations.bind(&name, &exchange, &key).await?;
     }
 
+    // Consumed by the ingest leader only, so that the others see that one leads.
+    declarations
+        .queue(&t.leader_presence(), quorum_arguments(t, None, false))
+        .await?;
+
+    // The ingest leaders' record: one small durable value, the newest written. A quorum queue
+    // (replicated, confirmed on disk) that keeps one message: each write drops the one before.
+    let mut record_args = quorum_arguments(t, None, false);
+    record_args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    record_args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    declarations.queue(&t.leader_record(), record_args).await?;
+
     // The archive: every raw event, kept by age and size, for `adoport replay`.
     let mut stream_args = FieldTable::default();
     stream_args.insert(

@@ -176,6 +176,30 @@ impl Link {
         let _ = self.shared.broken.try_send((generation, why));
     }
 
+    /// Completes, with why, once connection `generation` is no longer the live one: lost,
+    /// replaced by a new one, or closed. At once if that is already so.
+    pub(super) async fn gone(&self, generation: u64) -> String {
+        let mut state = self.shared.state.subscribe();
+        loop {
+            match &*state.borrow_and_update() {
+                LinkState::Up(live) if live.generation == generation && live.healthy() => {}
+                LinkState::Up(live) if live.generation == generation => {
+                    return describe_dead(live);
+                }
+                LinkState::Up(_) => return "the connection was replaced by a new one".into(),
+                LinkState::Down { error, .. } => {
+                    return error
+                        .clone()
+                        .unwrap_or_else(|| "the connection was lost".into());
+                }
+                LinkState::Closed => return "the connection was closed".into(),
+            }
+            if state.changed().await.is_err() {
+                return "the connection was closed".into();
+            }
+        }
+    }
+
     /// Waits (watching shutdown) for `delay` before the next try of an operation.
     pub(super) async fn pause(&self, delay: Duration) -> Result<(), BusError> {
         tokio::select! {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::lock::MemoryLocks;
 use super::{BusError, DeadLetter, Delivery, Outgoing, Settle};
 use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 
@@ -29,6 +30,8 @@ struct Inner {
     shutdown: CancellationToken,
     queues: HashMap<WorkQueue, Queue>,
     dead_letters: Mutex<HashMap<DeadLetterQueue, VecDeque<DeadLetter>>>,
+    /// Locks and registers (one process: a lock is free unless this process holds it).
+    locks: MemoryLocks,
 }
 
 /// The in-process bus. Cheap to clone.
@@ -67,12 +70,17 @@ impl MemoryBus {
                 shutdown,
                 queues,
                 dead_letters: Mutex::new(HashMap::new()),
+                locks: MemoryLocks::default(),
             }),
         }
     }
 
     pub fn topology(&self) -> &Topology {
         &self.inner.topology
+    }
+
+    pub(super) fn locks(&self) -> &MemoryLocks {
+        &self.inner.locks
     }
 
     fn queue(&self, queue: WorkQueue) -> Result<&Queue, BusError> {

@@ -19,6 +19,7 @@ mod consumer;
 mod dead_letters;
 mod declare;
 mod link;
+mod lock;
 mod members;
 mod memory;
 mod rabbit;
@@ -29,11 +30,12 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerEndpoint, BrokerTimeouts, Secret, Settings};
-use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
+use crate::topology::{DeadLetterQueue, LockQueues, Topology, WorkQueue};
 
 pub use archive::{ArchiveReader, ArchiveStart, ArchivedMessage};
 pub use consumer::{RabbitSettle, RabbitSubscription};
 pub use dead_letters::{RequeueOutcome, work_queue_named};
+pub use lock::{BusLock, LockAnswer, LockAttempt};
 pub use memory::MemoryBus;
 pub use rabbit::RabbitBus;
 
@@ -319,6 +321,39 @@ impl Bus {
                 prefetch,
             )))),
             Backend::Memory(b) => Ok(Subscription::Memory(b.subscribe(queue)?)),
+        }
+    }
+
+    /// Tries to take a lock (an exclusive queue, and a presence queue its holder consumes; see
+    /// `lock`): `Held` until its connection goes or it is released, `Taken` while another
+    /// process holds it. On RabbitMQ it waits for the connection (not past shutdown). In
+    /// process, the lock is free unless this process holds it.
+    pub async fn try_lock(&self, queues: &LockQueues) -> Result<LockAttempt, BusError> {
+        match &self.backend {
+            Backend::Rabbit(b) => lock::try_lock_rabbit(b, queues).await,
+            Backend::Memory(b) => Ok(b.locks().try_lock(queues)),
+        }
+    }
+
+    /// Every value in the register `queue` (a quorum queue that keeps its newest message;
+    /// normally one value, oldest first), left in place. Waits at most the connect timeout
+    /// for the broker.
+    pub async fn read_register(&self, queue: &str) -> Result<Vec<Bytes>, BusError> {
+        match &self.backend {
+            Backend::Rabbit(b) => lock::read_register_rabbit(b, queue).await,
+            Backend::Memory(b) => Ok(b.locks().read(queue)),
+        }
+    }
+
+    /// Replaces the value of the register `queue`, confirmed; waits for the broker as long as
+    /// it takes (not past shutdown).
+    pub async fn write_register(&self, queue: &str, body: Bytes) -> Result<(), BusError> {
+        match &self.backend {
+            Backend::Rabbit(b) => lock::write_register_rabbit(b, queue, body).await,
+            Backend::Memory(b) => {
+                b.locks().write(queue, body);
+                Ok(())
+            }
         }
     }
 

@@ -471,6 +471,9 @@ impl RabbitBus {
             .map(|q| t.dead_letter_queue(q)),
         );
         queues.push(t.raw_archive());
+        // Not the leader's lock: an exclusive queue goes with the connection that holds it.
+        queues.push(t.leader_record());
+        queues.push(t.leader_presence());
         for queue in queues {
             within(
                 limit,

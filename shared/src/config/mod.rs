@@ -484,6 +484,20 @@ pub struct IngestSettings {
     /// otherwise take the request away from a long crawl.
     #[serde(default = "default_resync_lease_secs", deserialize_with = "flex::u64")]
     pub resync_lease_secs: u64,
+    /// Seconds between a replica's attempts to become the ingest leader (the one that runs the
+    /// resync schedule, Port's resync requests, the service-hook subscriptions and the start-up
+    /// resync): a leader that dies is replaced within about this long.
+    #[serde(default = "default_leader_retry_secs", deserialize_with = "flex::u64")]
+    pub leader_retry_secs: u64,
+    /// Seconds between scheduled resyncs; when set, overrides
+    /// `OCEAN__SCHEDULED_RESYNC_INTERVAL` (whole minutes), e.g. for sub-minute schedules in
+    /// tests and try-outs. 0 or unset: the Ocean setting decides.
+    #[serde(default, deserialize_with = "flex::opt_u64")]
+    pub scheduled_resync_secs: Option<u64>,
+}
+
+fn default_leader_retry_secs() -> u64 {
+    2
 }
 
 fn default_resync_lease_secs() -> u64 {
@@ -527,6 +541,8 @@ impl Default for IngestSettings {
             live_reserved_budget_percent: default_live_reserved_budget_percent(),
             subscription_check_minutes: default_subscription_check_minutes(),
             resync_lease_secs: default_resync_lease_secs(),
+            leader_retry_secs: default_leader_retry_secs(),
+            scheduled_resync_secs: None,
         }
     }
 }
@@ -945,10 +961,44 @@ impl Settings {
             }
         }
         self.validate_live_reserve()?;
+        self.validate_leader_retry()?;
         self.pipeline.transform.validate()?;
         self.publish_partitions()?;
         self.pipeline.publish.validate_membership()?;
         Ok(())
+    }
+
+    /// Attempts to lead every 1 to 60 seconds: a dead leader is replaced within about this long.
+    fn validate_leader_retry(&self) -> Result<(), ConfigError> {
+        let retry = self.pipeline.ingest.leader_retry_secs;
+        if !(1..=60).contains(&retry) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__LEADER_RETRY_SECS".into(),
+                problem: format!(
+                    "{retry} is out of range; use 1 to 60 (seconds between attempts to lead; a dead leader is replaced within about this long)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Time between scheduled resyncs: `ADOPORT__INGEST__SCHEDULED_RESYNC_SECS` when set (and
+    /// not 0), else `OCEAN__SCHEDULED_RESYNC_INTERVAL` minutes; `None` when neither asks for
+    /// a schedule.
+    pub fn scheduled_resync_every(&self) -> Option<std::time::Duration> {
+        match self
+            .pipeline
+            .ingest
+            .scheduled_resync_secs
+            .filter(|s| *s > 0)
+        {
+            Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
+            None => self
+                .ocean
+                .scheduled_resync_interval
+                .filter(|m| *m > 0)
+                .map(|minutes| std::time::Duration::from_secs(minutes.saturating_mul(60))),
+        }
     }
 
     /// The live lane's reserve must leave the crawl something.
@@ -1208,6 +1258,47 @@ mod tests {
         let s = settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "0")]).expect("valid");
         assert_eq!(s.pipeline.ingest.subscription_check_minutes, 0);
         assert!(settings(&[("ADOPORT__INGEST__SUBSCRIPTION_CHECK_MINUTES", "often")]).is_err());
+    }
+
+    #[test]
+    fn the_leader_retry_is_read_and_validated() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.leader_retry_secs, 2);
+        let s = settings(&[("ADOPORT__INGEST__LEADER_RETRY_SECS", "30")]).expect("valid");
+        assert_eq!(s.pipeline.ingest.leader_retry_secs, 30);
+        for value in ["0", "61", "soon"] {
+            let error = settings(&[("ADOPORT__INGEST__LEADER_RETRY_SECS", value)])
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                error.contains("ADOPORT__INGEST__LEADER_RETRY_SECS"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_seconds_schedule_overrides_the_ocean_minutes() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.scheduled_resync_every(), None);
+        let s = settings(&[("OCEAN__SCHEDULED_RESYNC_INTERVAL", "360")]).expect("valid");
+        assert_eq!(
+            s.scheduled_resync_every(),
+            Some(Duration::from_secs(360 * 60))
+        );
+        let s = settings(&[
+            ("OCEAN__SCHEDULED_RESYNC_INTERVAL", "360"),
+            ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
+        ])
+        .expect("valid");
+        assert_eq!(s.scheduled_resync_every(), Some(Duration::from_secs(4)));
+        let s = settings(&[
+            ("OCEAN__SCHEDULED_RESYNC_INTERVAL", "0"),
+            ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(s.scheduled_resync_every(), None);
+        assert!(settings(&[("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "soon")]).is_err());
     }
 
     #[test]

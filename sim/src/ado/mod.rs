@@ -362,6 +362,14 @@ impl AdoSim {
         lock(&self.state.subscriptions).clone()
     }
 
+    /// Deletes a subscription, as a user would in Azure DevOps' settings; false if unknown.
+    pub fn delete_subscription(&self, id: &str) -> bool {
+        let mut subscriptions = lock(&self.state.subscriptions);
+        let before = subscriptions.len();
+        subscriptions.retain(|s| s.get("id").and_then(Value::as_str) != Some(id));
+        subscriptions.len() < before
+    }
+
     /// Sets a subscription's `status` (e.g. `disabledBySystem`); false if unknown.
     pub fn set_subscription_status(&self, id: &str, status: &str) -> bool {
         let mut subscriptions = lock(&self.state.subscriptions);
