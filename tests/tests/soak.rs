@@ -29,6 +29,7 @@ async fn after_the_chaos_port_equals_a_clean_sync_and_nothing_is_dead_lettered()
         projects: 4,
         repositories: 3,
         directory: None,
+        port_outage: None,
     })
     .await
     .expect("the soak's harness runs");

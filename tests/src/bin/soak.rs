@@ -38,6 +38,9 @@ struct Args {
     /// Where the replicas' logs go (default: a temporary directory, removed on PASS).
     #[arg(long)]
     logs: Option<std::path::PathBuf>,
+    /// Length of the Port outage (default: 60s in runs of 10m or more, proportionally less).
+    #[arg(long, value_parser = parse_duration)]
+    port_outage: Option<Duration>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         projects: args.projects,
         repositories: args.repositories,
         directory: args.logs,
+        port_outage: args.port_outage,
     };
     tokio_main(async move {
         match run(config).await {

@@ -63,6 +63,9 @@ pub struct SoakConfig {
     pub repositories: usize,
     /// Where the replicas' logs go (a new temporary directory when `None`; kept on failure).
     pub directory: Option<PathBuf>,
+    /// The Port outage's length instead of the schedule's (a minute in runs of ten minutes or
+    /// more, proportionally less in shorter ones).
+    pub port_outage: Option<Duration>,
 }
 
 /// Replicas per role.
@@ -242,7 +245,10 @@ fn role_environment(world: &SimulatedWorld, url: &str, prefix: &str) -> Vec<(Str
 pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     let began = Instant::now();
     let seed = config.seed;
-    let schedule = Schedule::new(seed, config.duration);
+    let mut schedule = Schedule::new(seed, config.duration);
+    if let Some(outage) = config.port_outage {
+        schedule.port_outage = outage;
+    }
     eprintln!("soak: seed {seed}");
     eprintln!("soak: {}", schedule.describe());
     let directory = match &config.directory {
