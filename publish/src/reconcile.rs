@@ -117,7 +117,12 @@ impl ReconcileConfig {
             max_tracked: DEFAULT_MAX_TRACKED,
             resync_timeout: Duration::from_secs(6 * 3600),
             interval_minutes: settings.ocean.scheduled_resync_interval.filter(|m| *m > 0),
-            retry: RetryPolicy::default(),
+            // The coordinator gives up on a call after its attempts (the next resync repairs):
+            // it must not sit out a Port outage while progress messages queue behind it.
+            retry: RetryPolicy {
+                retry_window: Duration::ZERO,
+                ..RetryPolicy::default()
+            },
         })
     }
 }
