@@ -83,14 +83,15 @@ pub struct Timeline {
 
 /// Runs the one-off faults at their moments of the chaos phase (which started at `start`);
 /// each runs to its end even if the phase ends first, so that the calm that follows has the
-/// broker up, Port answering and the new mapping in Port. Returns the node (it lives on).
+/// broker up, Port answering and the new mapping in Port. `empty_port` deletes every entity
+/// as a user would (and forgets what was planted). Returns the node (it lives on).
 pub async fn timeline(
     mut node: RabbitNode,
     port: &PortSim,
     schedule: &Schedule,
     start: Instant,
     new_mapping: Value,
-    emptied: impl Fn(),
+    empty_port: impl Fn() -> usize,
 ) -> (RabbitNode, Timeline) {
     let mut done = Timeline::default();
     let until = |offset: Duration| tokio::time::sleep_until((start + offset).into());
@@ -123,8 +124,7 @@ pub async fn timeline(
     progress(start, "mapping: version 2 saved in Port");
 
     until(schedule.port_emptied_at).await;
-    let count = port.delete_all_entities();
-    emptied();
+    let count = empty_port();
     done.port_emptied += 1;
     progress(start, &format!("Port: a user deleted all {count} entities"));
     (node, done)

@@ -315,7 +315,8 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     let stop = CancellationToken::new();
     let edits = Arc::new(HandEdits::default());
     let requests = Arc::new(ResyncRequests::default());
-    let foreign = Arc::new(Mutex::new(BTreeSet::<Key>::new()));
+    // A std mutex: never held across an await, and the timeline clears it without waiting.
+    let foreign = Arc::new(std::sync::Mutex::new(BTreeSet::<Key>::new()));
     let world = Arc::new(world);
     let churn = Arc::new(Mutex::new(churn::Churn::new(seed)));
     let chaos_start = Instant::now();
@@ -360,7 +361,7 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
             let mut n = 0;
             while faults::pause(&stop, faults::around(&mut rng, every)).await {
                 n += 1;
-                let mut foreign = foreign.lock().await;
+                let mut foreign = foreign.lock().unwrap_or_else(|p| p.into_inner());
                 faults::hand_edit(&mut rng, &world.port, n, &edits, &mut foreign);
             }
         }
@@ -403,10 +404,11 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
                 chaos_start,
                 mapping::mapping(2),
                 || {
-                    // The planted entities went with everything else.
-                    if let Ok(mut foreign) = foreign.try_lock() {
-                        foreign.clear();
-                    }
+                    // Under the lock, so no hand edit plants an entity in between: the
+                    // planted entities go with everything else.
+                    let mut foreign = foreign.lock().unwrap_or_else(|p| p.into_inner());
+                    foreign.clear();
+                    world.port.delete_all_entities()
                 },
             )
             .await
@@ -509,7 +511,7 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     }
     summaries.scan(&publish_logs);
     let soak_catalog = world.port.all_entities();
-    let foreign = foreign.lock().await.clone();
+    let foreign = foreign.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for (blueprint, identifier) in &foreign {
         match world.port.entity(blueprint, identifier) {
             Some(e) if e["$datasource"] == faults::FOREIGN_DATASOURCE => {}
