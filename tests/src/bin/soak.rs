@@ -90,7 +90,16 @@ fn main() -> ExitCode {
         port_outage: args.port_outage,
     };
     tokio_main(async move {
-        match run(config).await {
+        // Interrupted, the run is dropped: its replicas (killed on drop) and its RabbitMQ node
+        // (killed, its directory removed) go with it.
+        let outcome = tokio::select! {
+            outcome = run(config) => outcome,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("soak: interrupted; the replicas and the RabbitMQ node are stopped");
+                return ExitCode::from(130);
+            }
+        };
+        match outcome {
             Ok(report) => {
                 println!("{}", report.render());
                 if report.passed() {
