@@ -90,11 +90,13 @@ fn main() -> ExitCode {
         port_outage: args.port_outage,
     };
     tokio_main(async move {
-        // Interrupted, the run is dropped: its replicas (killed on drop) and its RabbitMQ node
+        // Interrupted (SIGINT, SIGTERM), the run is dropped: its replicas (killed on drop) and its RabbitMQ node
         // (killed, its directory removed) go with it.
+        let signalled = tokio_util::sync::CancellationToken::new();
+        adoport_shared::shutdown::cancel_on_signal(signalled.clone());
         let outcome = tokio::select! {
             outcome = run(config) => outcome,
-            _ = tokio::signal::ctrl_c() => {
+            _ = signalled.cancelled() => {
                 eprintln!("soak: interrupted; the replicas and the RabbitMQ node are stopped");
                 return ExitCode::from(130);
             }
