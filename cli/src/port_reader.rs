@@ -75,6 +75,13 @@ impl PortReader {
         });
         match token {
             Some(token) if status.is_success() => Ok(token),
+            // Port down or throttling says nothing about the credentials.
+            _ if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                bail!(
+                    "Port is unavailable: signing in at {url} answered HTTP {status} ({}); the credentials were not refused, try again once Port answers",
+                    excerpt(&text)
+                )
+            }
             _ => bail!(
                 "Port refused the credentials (HTTP {status}: {}); check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET",
                 excerpt(&text)
@@ -156,5 +163,58 @@ impl PortReader {
             .get(&["blueprints", blueprint, "entities", identifier])
             .await?
             .and_then(|body| body.get("entity").cloned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adoport_sim::port::{PortSim, PortSimConfig};
+    use adoport_sim::{PortOutage, ScriptedAnswer};
+
+    fn settings(port: &PortSim, secret: &str) -> Settings {
+        Settings::from_vars(
+            [
+                ("OCEAN__PORT__CLIENT_ID", "sim-client".to_string()),
+                ("OCEAN__PORT__CLIENT_SECRET", secret.to_string()),
+                ("OCEAN__PORT__BASE_URL", port.base_url()),
+                ("OCEAN__INTEGRATION__IDENTIFIER", "azure-devops".to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        )
+        .expect("settings")
+    }
+
+    /// A Port outage at start-up is named as one, not as refused credentials (found by the
+    /// chaos soak: replicas restarted during the outage told the operator to check the client
+    /// id and secret).
+    #[tokio::test]
+    async fn an_unavailable_port_is_not_reported_as_refused_credentials() {
+        let port = PortSim::start(PortSimConfig::default()).await.expect("sim");
+        port.set_outage(Some(PortOutage::RateLimited {
+            retry_after_secs: 1,
+        }));
+        let reader = PortReader::new(&settings(&port, "sim-secret"), "test").expect("reader");
+        let error = format!(
+            "{:#}",
+            reader.integration_record().await.expect_err("Port is down")
+        );
+        assert!(
+            error.contains("Port is unavailable") && error.contains("429"),
+            "{error}"
+        );
+        assert!(!error.contains("refused the credentials"), "{error}");
+        port.set_outage(None);
+        port.fail_next(
+            "POST /v1/auth/access_token",
+            vec![ScriptedAnswer::status(503)],
+        );
+        let error = format!("{:#}", reader.integration_record().await.expect_err("503"));
+        assert!(error.contains("Port is unavailable"), "{error}");
+
+        let wrong = PortReader::new(&settings(&port, "wrong"), "test").expect("reader");
+        let error = format!("{:#}", wrong.integration_record().await.expect_err("401"));
+        assert!(error.contains("refused the credentials"), "{error}");
+        port.shutdown().await;
     }
 }

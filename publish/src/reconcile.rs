@@ -33,6 +33,7 @@
 mod tally;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use adoport_shared::bus::{Bus, Subscription};
@@ -45,6 +46,7 @@ use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use tally::{Progress, Reported, Tally};
@@ -115,7 +117,12 @@ impl ReconcileConfig {
             max_tracked: DEFAULT_MAX_TRACKED,
             resync_timeout: Duration::from_secs(6 * 3600),
             interval_minutes: settings.ocean.scheduled_resync_interval.filter(|m| *m > 0),
-            retry: RetryPolicy::default(),
+            // The coordinator gives up on a call after its attempts (the next resync repairs):
+            // it must not sit out a Port outage while progress messages queue behind it.
+            retry: RetryPolicy {
+                retry_window: Duration::ZERO,
+                ..RetryPolicy::default()
+            },
         })
     }
 }
@@ -188,6 +195,9 @@ pub struct ResyncSummary {
 
 /// How long a resync's summary waits for publish to settle what the resync produced.
 const SUMMARY_PATIENCE: Duration = Duration::from_secs(60);
+/// Summaries waiting at once for publish to settle; past it a summary is logged at once with
+/// the counts it has (bounded: resyncs that end in a burst do not pile up tasks).
+const SUMMARIES_WAITING: usize = 8;
 
 impl ResyncSummary {
     /// Fills in what publish did with the resync's changes (this process's share).
@@ -257,7 +267,7 @@ pub struct Reconciler {
     client: PortClient,
     config: ReconcileConfig,
     outcomes: watch::Sender<Vec<ResyncOutcome>>,
-    summary: watch::Sender<Option<ResyncSummary>>,
+    summary: Arc<watch::Sender<Option<ResyncSummary>>>,
     tracking: watch::Sender<Tracking>,
     /// The publish worker of this process, to tell in a resync's summary what it did.
     publish: Option<PublishStats>,
@@ -313,7 +323,7 @@ impl Reconciler {
             client,
             config,
             outcomes: watch::Sender::new(Vec::new()),
-            summary: watch::Sender::new(None),
+            summary: Arc::new(watch::Sender::new(None)),
             tracking: watch::Sender::new(Tracking::default()),
             publish: None,
         }
@@ -386,9 +396,12 @@ impl Reconciler {
     ) -> Result<(), PublishError> {
         let mut resyncs = Resyncs::default();
         let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // Summaries waiting for this process's publish worker; dropped (aborted) on return.
+        let mut summaries: JoinSet<()> = JoinSet::new();
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                Some(_) = summaries.join_next(), if !summaries.is_empty() => continue,
                 _ = tick.tick() => {
                     self.expire(&mut resyncs).await;
                     self.tracking.send_replace(resyncs.tracking());
@@ -425,7 +438,7 @@ impl Reconciler {
                 self.tracking.send_replace(resyncs.tracking());
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    outcome = self.reconcile(resync_id, tally) => outcome,
+                    outcome = self.reconcile(resync_id, tally, &mut summaries) => outcome,
                 };
                 self.record(outcome);
             }
@@ -566,31 +579,56 @@ impl Reconciler {
         });
     }
 
-    /// Decides and deletes for one complete resync, then reports its state.
-    async fn reconcile(&self, resync_id: ResyncId, tally: Tally) -> ResyncOutcome {
+    /// Decides and deletes for one complete resync, then reports its state. Its summary is
+    /// completed in `summaries`, beside the coordinator: it waits (bounded) for this process's
+    /// publish worker to settle what the resync produced, and that worker may never see all of
+    /// it — another publish replica consumes the partitions, or this one restarted since — so
+    /// the coordinator must not wait with it. (It used to: every resync then held the
+    /// coordinator for a minute, and a resync requested meanwhile was superseded before its
+    /// progress was even read.)
+    async fn reconcile(
+        &self,
+        resync_id: ResyncId,
+        tally: Tally,
+        summaries: &mut JoinSet<()>,
+    ) -> ResyncOutcome {
         let outcome = self.decide(resync_id, &tally).await;
         let mut summary = ResyncSummary::of(resync_id, &tally, &outcome);
-        if let Some(publish) = &self.publish {
-            // Transform is done; give publish a bounded moment to settle what it produced.
-            let produced: u64 = summary.kinds.values().map(|k| k.entities_produced).sum();
-            let settled = |counts: &ResyncCounts| {
-                counts
-                    .values()
-                    .flat_map(|c| c.iter())
-                    .filter(|(what, _)| **what != "received")
-                    .map(|(_, n)| *n)
-                    .sum::<u64>()
-                    >= produced
-            };
-            let _ = tokio::time::timeout(
-                SUMMARY_PATIENCE,
-                publish.wait_for_resync(resync_id, settled),
-            )
-            .await;
-            summary.add_publish_counts(&publish.resync_counts(resync_id));
+        let sender = Arc::clone(&self.summary);
+        match &self.publish {
+            Some(publish) if summaries.len() < SUMMARIES_WAITING => {
+                let publish = publish.clone();
+                summaries.spawn(async move {
+                    // Transform is done; give publish a bounded moment to settle what it
+                    // produced.
+                    let produced: u64 = summary.kinds.values().map(|k| k.entities_produced).sum();
+                    let settled = |counts: &ResyncCounts| {
+                        counts
+                            .values()
+                            .flat_map(|c| c.iter())
+                            .filter(|(what, _)| **what != "received")
+                            .map(|(_, n)| *n)
+                            .sum::<u64>()
+                            >= produced
+                    };
+                    let _ = tokio::time::timeout(
+                        SUMMARY_PATIENCE,
+                        publish.wait_for_resync(resync_id, settled),
+                    )
+                    .await;
+                    summary.add_publish_counts(&publish.resync_counts(resync_id));
+                    summary.log();
+                    sender.send_replace(Some(summary));
+                });
+            }
+            publish => {
+                if let Some(publish) = publish {
+                    summary.add_publish_counts(&publish.resync_counts(resync_id));
+                }
+                summary.log();
+                sender.send_replace(Some(summary));
+            }
         }
-        summary.log();
-        self.summary.send_replace(Some(summary));
         outcome
     }
 

@@ -2,8 +2,12 @@
 //!
 //! [`classify`] turns Port's answer (status + headers) into a [`Retry`] decision; it knows
 //! nothing about timing beyond what Port said. [`RetryPolicy`] owns the schedule: exponential
-//! backoff with jitter (backon), capped, never shorter than what Port asked for, and a bounded
-//! number of attempts.
+//! backoff with jitter (backon), capped, never shorter than what Port asked for, and bounded:
+//! a write gives up once it has had `max_attempts` attempts *and* has been retried for
+//! `retry_window` (10 minutes by default). Only transient failures are retried (5xx, 429, no
+//! answer), which is what Port as a whole being down looks like: an outage shorter than the
+//! window dead-letters nothing (a minute-long outage used to exhaust 8 attempts in ~30–60 s
+//! and dead-letter every change in flight; found by the chaos soak).
 
 use std::time::{Duration, SystemTime};
 
@@ -146,6 +150,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Upper bound on a wait Port asks for; a longer `Retry-After` is clipped to this.
     pub max_retry_after: Duration,
+    /// How long a write is retried at least, from its first failure, however many attempts
+    /// that takes (`ADOPORT__PUBLISH__RETRY_WINDOW_SECS`; zero: the attempts alone decide).
+    pub retry_window: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -155,6 +162,7 @@ impl Default for RetryPolicy {
             min_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(300),
+            retry_window: Duration::from_secs(600),
         }
     }
 }
@@ -172,6 +180,7 @@ impl RetryPolicy {
                 .build(),
             policy: *self,
             attempts: 0,
+            first_failure: None,
         }
     }
 }
@@ -182,6 +191,8 @@ pub struct Schedule {
     backoff: ExponentialBackoff,
     policy: RetryPolicy,
     attempts: u32,
+    /// When the first attempt failed (tokio's clock, so tests can pause it).
+    first_failure: Option<tokio::time::Instant>,
 }
 
 impl Schedule {
@@ -190,7 +201,12 @@ impl Schedule {
     /// for (clipped to `max_retry_after`).
     pub fn next_delay(&mut self, decision: &Retry) -> Option<Duration> {
         self.attempts += 1;
-        if self.attempts >= self.policy.max_attempts.max(1) {
+        let first_failure = *self
+            .first_failure
+            .get_or_insert_with(tokio::time::Instant::now);
+        if self.attempts >= self.policy.max_attempts.max(1)
+            && first_failure.elapsed() >= self.policy.retry_window
+        {
             return None;
         }
         let backoff = self.backoff.next().unwrap_or(self.policy.max_delay);
@@ -339,6 +355,7 @@ mod tests {
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(400),
             max_retry_after: Duration::from_secs(10),
+            retry_window: Duration::ZERO,
         };
         let mut schedule = policy.schedule();
         let first = schedule.next_delay(&Retry::Retry).expect("retry 1");
@@ -372,9 +389,40 @@ mod tests {
     fn one_attempt_means_no_retry() {
         let mut schedule = RetryPolicy {
             max_attempts: 1,
+            retry_window: Duration::ZERO,
             ..RetryPolicy::default()
         }
         .schedule();
+        assert_eq!(schedule.next_delay(&Retry::Retry), None);
+    }
+
+    /// A Port outage of a minute and a half (500s, then 429s with `Retry-After`) is waited
+    /// out: the write is retried past its attempts until the window has passed, and only then
+    /// given up. (8 attempts alone last 32–64 s.)
+    #[tokio::test(start_paused = true)]
+    async fn a_port_outage_shorter_than_the_window_is_waited_out() {
+        let policy = RetryPolicy::default();
+        let mut schedule = policy.schedule();
+        let mut waited = Duration::ZERO;
+        while waited < Duration::from_secs(90) {
+            let decision = if waited < Duration::from_secs(45) {
+                Retry::Retry
+            } else {
+                Retry::RetryAfter(Duration::from_secs(4))
+            };
+            let delay = schedule
+                .next_delay(&decision)
+                .unwrap_or_else(|| panic!("gave up after {waited:?} of an outage"));
+            tokio::time::advance(delay).await;
+            waited += delay;
+        }
+        assert!(
+            schedule.attempts() >= policy.max_attempts,
+            "{}",
+            schedule.attempts()
+        );
+        // Past the window (and the attempts), it gives up: the retries are bounded.
+        tokio::time::advance(policy.retry_window).await;
         assert_eq!(schedule.next_delay(&Retry::Retry), None);
     }
 }

@@ -101,6 +101,7 @@ impl PublishConfig {
             max_concurrent_requests: publish.max_concurrent_requests.clamp(1, 1024) as usize,
             retry: RetryPolicy {
                 max_attempts: publish.max_attempts.clamp(1, 100) as u32,
+                retry_window: Duration::from_secs(publish.retry_window_secs),
                 ..RetryPolicy::default()
             },
             shutdown_deadline: Duration::from_secs(20),

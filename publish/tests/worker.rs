@@ -392,6 +392,7 @@ fn config() -> PublishConfig {
             min_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
             max_retry_after: Duration::from_secs(5),
+            retry_window: Duration::ZERO,
         },
         check: BatchLimits {
             linger: Duration::from_millis(100),

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use ado::{AdoSim, AdoSimConfig};
 pub use identity::{IdentitySim, IdentitySimConfig};
-pub use port::{PortSim, PortSimConfig, RateLimit};
+pub use port::{PortOutage, PortSim, PortSimConfig, RateLimit};
 pub use scripted::ScriptedAnswer;
 
 /// Serves both simulators until `shutdown` is cancelled: Azure DevOps on `ado_addr`, Port on

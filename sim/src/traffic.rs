@@ -68,10 +68,15 @@ impl Default for Traffic {
 }
 
 impl Traffic {
-    /// Counts one request on `key` and returns the scripted answer queued for it, if any.
-    pub(crate) fn arrive(&self, key: &str) -> Option<ScriptedAnswer> {
+    /// Counts one request on `key`.
+    pub(crate) fn count(&self, key: &str) {
         *lock(&self.counts).entry(key.to_string()).or_insert(0) += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request on `key` and returns the scripted answer queued for it, if any.
+    pub(crate) fn arrive(&self, key: &str) -> Option<ScriptedAnswer> {
+        self.count(key);
         let mut scripts = lock(&self.scripts);
         let queue = scripts.get_mut(key)?;
         let answer = queue.pop_front();

@@ -604,3 +604,40 @@ async fn writes_are_recorded_per_entity_in_the_order_applied_when_asked() {
         .await;
     assert!(quiet.writes().is_empty());
 }
+
+#[tokio::test]
+async fn an_outage_answers_every_route_until_it_ends() {
+    use adoport_sim::PortOutage;
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&sim).await;
+    let entity = json!({"entities": [{"identifier": "r1", "title": "one", "properties": {}}]});
+    sim.set_outage(Some(PortOutage::Unavailable));
+    let first = client.post(BULK, &entity).await.status().as_u16();
+    let second = client.post(BULK, &entity).await.status().as_u16();
+    let mut statuses = [first, second];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [500, 503], "500 and 503 alternate");
+    // The token route too: Port as a whole is down.
+    let token = reqwest::Client::new()
+        .post(format!("{}/v1/auth/access_token", sim.base_url()))
+        .json(&json!({"clientId": "sim-client", "clientSecret": "sim-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(token.status().is_server_error());
+    sim.set_outage(Some(PortOutage::RateLimited {
+        retry_after_secs: 7,
+    }));
+    let limited = client.post(BULK, &entity).await;
+    assert_eq!(limited.status().as_u16(), 429);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    assert_eq!(
+        sim.entity_count(),
+        0,
+        "nothing was written during the outage"
+    );
+    assert_eq!(sim.outage_answers(), 4);
+    sim.set_outage(None);
+    assert_eq!(client.post(BULK, &entity).await.status().as_u16(), 200);
+    assert_eq!(sim.entity_count(), 1);
+}

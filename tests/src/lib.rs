@@ -8,10 +8,14 @@
 //! ([`rabbit_node`]; the shared broker is never touched), a TCP proxy that cuts or black-holes
 //! connections ([`fault_proxy`]), and the logs of the code under test, to wait for a line
 //! ([`logs`]).
+//!
+//! The chaos soak ([`soak`]): the scaled-out stack as processes under every fault at once,
+//! then compared with a clean one-shot sync; `tests/tests/soak.rs` and the `soak` binary.
 
 pub mod fault_proxy;
 pub mod logs;
 pub mod rabbit_node;
+pub mod soak;
 
 use std::future::Future;
 use std::time::Duration;

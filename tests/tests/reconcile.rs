@@ -280,3 +280,57 @@ async fn a_resync_summary_says_per_kind_what_was_crawled_produced_and_written() 
     );
     running.stop().await;
 }
+
+/// The coordinator is not held by a resync's summary, which waits (up to a minute) for this
+/// process's publish worker to settle what the resync produced: with the change partitions
+/// consumed by another publish replica, that worker never sees it all. It used to hold the
+/// coordinator for that minute after every resync, so the next resync was reconciled a minute
+/// late — or superseded before its progress was read (found by the chaos soak).
+#[tokio::test]
+async fn a_resync_right_after_another_is_reconciled_at_once_when_another_replica_writes() {
+    let running = start(
+        "reconcile-split",
+        BusKind::Rabbit,
+        Roles {
+            ingest: true,
+            transform: true,
+            publish: false,
+        },
+        2,
+        3,
+        &[],
+    )
+    .await;
+    let settings_with = |partitions: &str| {
+        let url = adoport_tests::amqp_url();
+        let prefix = running.settings.pipeline.broker.prefix.clone();
+        let mut vars = running.world.environment(Some((&url, &prefix)));
+        vars.push(("ADOPORT__PUBLISH__PARTITIONS".into(), partitions.into()));
+        adoport_shared::config::Settings::from_vars(vars).expect("settings valid")
+    };
+    // The first publish process takes the progress queue (the coordinator) and one partition;
+    // the second writes the other seven.
+    let (coordinator, coordinator_bus) = adoport_tests::publish_process(&settings_with("0")).await;
+    let (writer, writer_bus) =
+        adoport_tests::publish_process(&settings_with("1,2,3,4,5,6,7")).await;
+    // The resync at start-up.
+    reported(&running, "completed", 1).await;
+    running.wait_for_entity_count(2 + 6).await;
+
+    resync::request(&running.bus, ResyncTrigger::Manual)
+        .await
+        .expect("request");
+    let port = &running.world.port;
+    assert!(
+        port.wait_for(|p| states(p, "completed") >= 2, Duration::from_secs(25))
+            .await,
+        "the second resync was not reconciled within 25 s; states: {:?}",
+        port.resync_states()
+    );
+    assert_eq!(states(port, "aborted"), 0, "{:?}", port.resync_states());
+    for (pipeline, bus) in [(coordinator, coordinator_bus), (writer, writer_bus)] {
+        pipeline.stop().await.expect("stops");
+        bus.close().await;
+    }
+    running.stop().await;
+}

@@ -668,6 +668,11 @@ pub struct PublishSettings {
     /// Attempts at one write before it is dead-lettered.
     #[serde(default = "default_max_attempts", deserialize_with = "flex::u64")]
     pub max_attempts: u64,
+    /// Seconds a write Port answers with a transient failure (5xx, 429, no answer) is retried
+    /// at least, however many attempts that takes: a Port outage shorter than this
+    /// dead-letters nothing. 0: `max_attempts` alone decides.
+    #[serde(default = "default_retry_window_secs", deserialize_with = "flex::u64")]
+    pub retry_window_secs: u64,
     /// Partitions this process consumes, pinned, e.g. `0,1,2,3`. Empty (the default): the
     /// publish replicas on the broker share the partitions among themselves.
     #[serde(default, deserialize_with = "flex::string_list")]
@@ -702,6 +707,9 @@ fn default_member_heartbeat_ms() -> u64 {
 fn default_member_timeout_ms() -> u64 {
     5000
 }
+fn default_retry_window_secs() -> u64 {
+    600
+}
 
 impl Default for PublishSettings {
     fn default() -> Self {
@@ -710,6 +718,7 @@ impl Default for PublishSettings {
             batch_linger_ms: default_batch_linger_ms(),
             max_concurrent_requests: default_port_concurrency(),
             max_attempts: default_max_attempts(),
+            retry_window_secs: default_retry_window_secs(),
             partitions: Vec::new(),
             member_heartbeat_ms: default_member_heartbeat_ms(),
             member_timeout_ms: default_member_timeout_ms(),
@@ -959,6 +968,15 @@ impl Settings {
                     problem: format!("{value} is out of range; use 1 to 65535"),
                 });
             }
+        }
+        if self.pipeline.publish.retry_window_secs > 86_400 {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__PUBLISH__RETRY_WINDOW_SECS".into(),
+                problem: format!(
+                    "{} is out of range; use 0 to 86400 (a day)",
+                    self.pipeline.publish.retry_window_secs
+                ),
+            });
         }
         self.validate_live_reserve()?;
         self.validate_leader_retry()?;
@@ -1313,6 +1331,22 @@ mod tests {
             error
                 .to_string()
                 .contains("ADOPORT__INGEST__WEBHOOK_MAX_IN_FLIGHT"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_publish_retry_window_is_read_and_bounded() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.publish.retry_window_secs, 600);
+        let s = settings(&[("ADOPORT__PUBLISH__RETRY_WINDOW_SECS", "0")]).expect("valid");
+        assert_eq!(s.pipeline.publish.retry_window_secs, 0);
+        let error = settings(&[("ADOPORT__PUBLISH__RETRY_WINDOW_SECS", "100000")])
+            .expect_err("more than a day");
+        assert!(
+            error
+                .to_string()
+                .contains("ADOPORT__PUBLISH__RETRY_WINDOW_SECS"),
             "{error}"
         );
     }

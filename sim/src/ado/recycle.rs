@@ -28,8 +28,8 @@ use crate::traffic::lock;
 pub(crate) struct RecycleBin {
     projects: Vec<Project>,
     repositories: Vec<Repository>,
-    pull_requests: Vec<PullRequest>,
-    work_items: Vec<WorkItem>,
+    pub(crate) pull_requests: Vec<PullRequest>,
+    pub(crate) work_items: Vec<WorkItem>,
 }
 
 /// Moves the elements of `from` that `gone` selects to the end of `to`; how many moved.

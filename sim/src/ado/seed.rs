@@ -168,6 +168,9 @@ pub(crate) struct Organization {
     pub git: super::content::GitStore,
     /// What was deleted and can be restored.
     pub recycle_bin: super::recycle::RecycleBin,
+    /// Objects created after seeding (projects, repositories): numbers their stable ids, so
+    /// an id is never given twice, whatever was deleted meanwhile.
+    pub created: u32,
 }
 
 const USERS: [(&str, &str); 4] = [
@@ -290,6 +293,7 @@ impl Organization {
             releases_per_project: config.releases_per_project as u64,
             git: super::content::GitStore::default(),
             recycle_bin: Default::default(),
+            created: 0,
         };
         org.git = super::content::GitStore::seed(&org);
         org

@@ -105,6 +105,17 @@ impl Default for PortSimConfig {
     }
 }
 
+/// Port unavailable as a whole (an outage or an incident), set with [`PortSim::set_outage`]:
+/// every request, on every route (the token route included), gets the outage's answer instead
+/// of being served. Scripted answers stay queued until it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortOutage {
+    /// 500 and 503, alternately, with Port's error body.
+    Unavailable,
+    /// 429 with `Retry-After: retry_after_secs`, as Port answers a caller it throttles.
+    RateLimited { retry_after_secs: u64 },
+}
+
 /// A fixed-window budget: `requests` per `per`, counted over every route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
@@ -123,6 +134,8 @@ pub(crate) struct PortState {
     pub(crate) action_runs: Mutex<action_runs::ActionRuns>,
     /// Upsert requests answered so far (picks each one's jitter).
     pub(crate) upserts: std::sync::atomic::AtomicU64,
+    /// The outage in force, if any, and the answers it has given.
+    pub(crate) outage: Mutex<(Option<PortOutage>, u64)>,
 }
 
 /// A running Port simulator. Dropping it (or [`PortSim::shutdown`]) stops the server.
@@ -159,6 +172,7 @@ impl PortSim {
             traffic: Traffic::default(),
             action_runs: Mutex::default(),
             upserts: Default::default(),
+            outage: Mutex::default(),
             config,
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
@@ -180,6 +194,14 @@ impl PortSim {
     pub fn entities(&self, blueprint: &str) -> Vec<Value> {
         lock(&self.state.catalog)
             .of_blueprint(blueprint)
+            .map(store::Stored::with_meta)
+            .collect()
+    }
+
+    /// Every stored entity of every blueprint (with meta fields), by blueprint and identifier.
+    pub fn all_entities(&self) -> Vec<Value> {
+        lock(&self.state.catalog)
+            .all()
             .map(store::Stored::with_meta)
             .collect()
     }
@@ -268,6 +290,17 @@ impl PortSim {
     /// Requests received, per route template key (see the module docs for the keys).
     pub fn requests(&self) -> BTreeMap<String, u64> {
         self.state.traffic.counts()
+    }
+
+    /// Starts (`Some`) or ends (`None`) an outage of the whole of Port.
+    pub fn set_outage(&self, outage: Option<PortOutage>) {
+        lock(&self.state.outage).0 = outage;
+        self.state.traffic.touch();
+    }
+
+    /// Requests answered by an outage instead of being served, since the start.
+    pub fn outage_answers(&self) -> u64 {
+        lock(&self.state.outage).1
     }
 
     /// Requests received in total (including refused, limited and unmatched ones).

@@ -103,6 +103,12 @@ async fn gate(
     next: Next,
 ) -> Response {
     let key = route_key(request.method(), matched.as_ref());
+    if let Some(response) = outage_answer(&state) {
+        // Counted like any request; the scripts wait until Port is back.
+        state.traffic.count(&key);
+        state.traffic.touch();
+        return response;
+    }
     let scripted = state.traffic.arrive(&key);
     let verdict = lock(&state.window).take();
     let mut response = match scripted {
@@ -148,6 +154,36 @@ async fn gate(
     set_header(response.headers_mut(), "x-trace-id", &trace);
     state.traffic.touch();
     response
+}
+
+/// The answer of the outage in force, if any: 500 and 503 alternately, or 429 with
+/// `Retry-After`.
+fn outage_answer(state: &PortState) -> Option<Response> {
+    let mut outage = lock(&state.outage);
+    let kind = outage.0?;
+    outage.1 += 1;
+    let mut response = match kind {
+        super::PortOutage::Unavailable => {
+            let status = if outage.1.is_multiple_of(2) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            (status, Json(PortError::scripted(status).body())).into_response()
+        }
+        super::PortOutage::RateLimited { retry_after_secs } => {
+            let mut response = PortError::too_many_requests().into_response();
+            set_header(
+                response.headers_mut(),
+                "retry-after",
+                &retry_after_secs.to_string(),
+            );
+            response
+        }
+    };
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    set_header(response.headers_mut(), "x-trace-id", &trace);
+    Some(response)
 }
 
 fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
