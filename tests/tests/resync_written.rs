@@ -219,12 +219,36 @@ async fn a_change_port_refuses_is_in_the_summary_and_forbids_deletion_like_faile
     world.shutdown().await;
 }
 
+/// How a publish replica goes away.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Gone {
+    /// Its connection drops with everything it held (as a SIGKILL does): the broker returns
+    /// its deliveries, and the others take its partitions after the member timeout.
+    Killed,
+    /// Stopped (SIGTERM): it says it leaves, finishes its requests within the deadline, and
+    /// hands its partitions over.
+    Stopped,
+}
+
 #[tokio::test]
 async fn a_replica_killed_while_a_barrier_waits_hands_it_over_and_the_resync_completes() {
+    replica_gone_while_a_barrier_waits(Gone::Killed).await;
+}
+
+#[tokio::test]
+async fn a_replica_stopped_while_a_barrier_waits_hands_it_over_and_the_resync_completes() {
+    replica_gone_while_a_barrier_waits(Gone::Stopped).await;
+}
+
+async fn replica_gone_while_a_barrier_waits(gone: Gone) {
     let (projects, repositories) = (3, 15);
     let expected = projects + projects * repositories;
-    let (world, settings) =
-        world("killed", projects, repositories, Duration::from_millis(700)).await;
+    let test = if gone == Gone::Killed {
+        "killed"
+    } else {
+        "stopped"
+    };
+    let (world, settings) = world(test, projects, repositories, Duration::from_millis(700)).await;
     let [(coordinating, coordinating_bus), (doomed, doomed_bus)] = two_replicas(&settings).await;
     let (mut ingest, ingest_bus) = upstream(&settings).await;
     let done = within(60, "the crawl", ingest.next_resync())
@@ -256,10 +280,18 @@ async fn a_replica_killed_while_a_barrier_waits_hands_it_over_and_the_resync_com
             .all(|s| s["status"] != "completed"),
         "not completed while changes are unwritten"
     );
-    // Kill: its connection drops, the broker takes back what it held (barriers included),
-    // and the other replica takes its partitions once the member timeout passes.
-    doomed_bus.close().await;
-    doomed.stop().await.expect("the killed replica winds down");
+    match gone {
+        Gone::Killed => {
+            // Its connection drops, the broker takes back what it held (barriers included),
+            // and the other replica takes its partitions once the member timeout passes.
+            doomed_bus.close().await;
+            doomed.stop().await.expect("the killed replica winds down");
+        }
+        Gone::Stopped => {
+            doomed.stop().await.expect("the replica stops");
+            doomed_bus.close().await;
+        }
+    }
 
     let held_when_completed = completed(&world.port).await;
     assert_eq!(held_when_completed, expected);
