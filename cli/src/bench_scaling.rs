@@ -40,6 +40,10 @@ struct Run {
     seconds: f64,
     /// Projects and work items written.
     entities: u64,
+    /// Entities Port held (every blueprint, not only projects and work items) when it was told
+    /// the resync completed: all the resync produced, since `completed` comes after publish
+    /// settled every change.
+    held_when_completed: usize,
     port_requests: u64,
     /// Peak resident memory (KiB) of the largest transform and publish process.
     transform_peak: Option<u64>,
@@ -72,10 +76,11 @@ fn print_runs(runs: &[Run]) {
     };
     println!();
     println!(
-        "{:<48} {:>8} {:>9} {:>11} {:>9} {:>10}  peak memory (largest)",
+        "{:<48} {:>8} {:>9} {:>11} {:>11} {:>9} {:>10}  peak memory (largest)",
         "transform + publish processes",
         "seconds",
         "entities",
+        "at complete",
         "entities/s",
         "speed-up",
         "Port req"
@@ -96,9 +101,10 @@ fn print_runs(runs: &[Run]) {
             })
         };
         println!(
-            "{label:<48} {:>8.2} {:>9} {:>11.0} {:>8.2}× {:>10}  transform {}, publish {}",
+            "{label:<48} {:>8.2} {:>9} {:>11} {:>11.0} {:>8.2}× {:>10}  transform {}, publish {}",
             run.seconds,
             run.entities,
+            run.held_when_completed,
             rate,
             rate / base,
             run.port_requests,
@@ -166,8 +172,7 @@ async fn resync_with(
     }
     children.push(("ingest", spawn_role("ingest", &environment)?));
     // Done when Port holds every project and work item and the resync is reported completed
-    // (reconciliation reports it once every raw event is mapped, which can be before publish
-    // wrote the last entity).
+    // (reconciliation reports it once publish settled every change, so both come together).
     let expected = (args.projects, world.ado.work_items().len());
     let completed = world
         .port
@@ -212,6 +217,12 @@ async fn resync_with(
         limited: rate_limit.is_some(),
         seconds,
         entities: (expected.0 + expected.1) as u64,
+        held_when_completed: world
+            .port
+            .resync_states_with_entity_counts()
+            .into_iter()
+            .find(|(state, _)| state["status"] == "completed")
+            .map_or(0, |(_, held)| held),
         port_requests: world.port.total_requests(),
         transform_peak,
         publish_peak,

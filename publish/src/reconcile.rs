@@ -12,11 +12,16 @@
 //! attempt (see `reconcile/tally.rs`): it completes on the events of one attempt that
 //! finished, never a mix.
 //!
-//! When every raw event of every kind is accounted for, it lists the entities this integration
+//! When every raw event of an attempt is accounted for, every change it produced is confirmed
+//! on its partition, but not yet written: the coordinator puts a barrier behind them in every
+//! change partition (`reconcile/barrier.rs`) and waits until publish reported, for every
+//! partition, that it settled everything before the barrier (`BarrierPassed`). Only then is the
+//! resync over: it lists the entities this integration
 //! owns that were not updated since the resync started (`datasource-entities`, paged),
 //! subtracts the produced set (and, with `createMissingRelatedEntities`, the relation targets
 //! of produced entities), and deletes the rest in bulk — unless the crawl or any kind failed,
-//! any item failed to map, the produced set outgrew its bound, or the share to delete exceeds
+//! any item failed to map, publish dead-lettered any of its changes, the produced set outgrew
+//! its bound, or the share to delete exceeds
 //! `entityDeletionThreshold` — the policy of the mapping version the resync was crawled with.
 //! Then it reports the resync state (`running`, `completed`, `failed`, `aborted`) with the
 //! Python integration's field names.
@@ -30,25 +35,27 @@
 //! Bounded: open resyncs end (completed, superseded or given up), and the last [`ENDED_KEPT`]
 //! ended ones are remembered so that their late messages are ignored rather than reopening them.
 
+mod barrier;
 mod tally;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
-use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::bus::{Bus, Destination, Outgoing, Subscription};
 use adoport_shared::config::Settings;
 use adoport_shared::mapping_versions::MappingVersions;
-use adoport_shared::messages::{AttemptId, ResyncControl, ResyncId, decode};
+use adoport_shared::messages::{
+    AttemptId, ResyncBarrier, ResyncControl, ResyncId, SCHEMA_VERSION, decode, encode,
+};
 use adoport_shared::metrics::HttpStats;
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use barrier::{Barrier, Passed};
 use tally::{Progress, Reported, Tally};
 
 use crate::client::{
@@ -189,15 +196,12 @@ pub struct ResyncSummary {
     pub kinds: BTreeMap<String, KindSummary>,
     /// Stale entities deleted (0 unless `completed`).
     pub deleted: usize,
+    /// Changes of the resync publish dead-lettered (Port refused them), over every partition
+    /// and publish replica, as the partition barriers reported. More than 0 forbids deletion.
+    pub changes_dead_lettered: u64,
     /// From the resync's start to the end of its reconciliation.
     pub seconds: f64,
 }
-
-/// How long a resync's summary waits for publish to settle what the resync produced.
-const SUMMARY_PATIENCE: Duration = Duration::from_secs(60);
-/// Summaries waiting at once for publish to settle; past it a summary is logged at once with
-/// the counts it has (bounded: resyncs that end in a burst do not pile up tasks).
-const SUMMARIES_WAITING: usize = 8;
 
 impl ResyncSummary {
     /// Fills in what publish did with the resync's changes (this process's share).
@@ -225,6 +229,7 @@ impl ResyncSummary {
             status,
             kinds: tally.kind_summaries(),
             deleted,
+            changes_dead_lettered: tally.changes_dead_lettered(),
             seconds,
         }
     }
@@ -255,6 +260,7 @@ impl ResyncSummary {
             upserted = self.kinds.values().map(|k| k.upserted).sum::<u64>(),
             skipped = self.kinds.values().map(|k| k.skipped).sum::<u64>(),
             dead_lettered = self.kinds.values().map(|k| k.dead_lettered).sum::<u64>(),
+            changes_dead_lettered = self.changes_dead_lettered,
             deleted = self.deleted,
             seconds = self.seconds,
             "resync summary"
@@ -267,7 +273,7 @@ pub struct Reconciler {
     client: PortClient,
     config: ReconcileConfig,
     outcomes: watch::Sender<Vec<ResyncOutcome>>,
-    summary: Arc<watch::Sender<Option<ResyncSummary>>>,
+    summary: watch::Sender<Option<ResyncSummary>>,
     tracking: watch::Sender<Tracking>,
     /// The publish worker of this process, to tell in a resync's summary what it did.
     publish: Option<PublishStats>,
@@ -301,6 +307,21 @@ impl Resyncs {
             .map(|(_, attempts)| attempts.as_slice())
     }
 
+    /// A partition passed a resync's barrier. Never opens a resync: a report for one not
+    /// followed (superseded, given up, or sent before this coordinator restarted) is late, and
+    /// ignored (`None`).
+    fn barrier_passed(
+        &mut self,
+        resync_id: ResyncId,
+        barrier_id: uuid::Uuid,
+        partition: u16,
+        dead_lettered: u64,
+    ) -> Option<Passed> {
+        self.open
+            .get_mut(&resync_id)
+            .map(|tally| tally.barrier_passed(barrier_id, partition, dead_lettered))
+    }
+
     fn tracked(&self) -> usize {
         self.open.values().map(Tally::tracked).sum()
     }
@@ -323,7 +344,7 @@ impl Reconciler {
             client,
             config,
             outcomes: watch::Sender::new(Vec::new()),
-            summary: Arc::new(watch::Sender::new(None)),
+            summary: watch::Sender::new(None),
             tracking: watch::Sender::new(Tracking::default()),
             publish: None,
         }
@@ -384,26 +405,26 @@ impl Reconciler {
         let subscription = bus.subscribe(WorkQueue::ResyncProgress, 256).await?;
         tracing::info!(
             deletes = self.config.mapping.is_some(),
+            partitions = bus.topology().partitions,
             "reconciliation coordinator started"
         );
-        self.consume(subscription, shutdown).await
+        self.consume(subscription, bus, shutdown).await
     }
 
     async fn consume(
         self,
         mut subscription: Subscription,
+        bus: Bus,
         shutdown: CancellationToken,
     ) -> Result<(), PublishError> {
         let mut resyncs = Resyncs::default();
         let mut tick = tokio::time::interval(Duration::from_secs(60));
-        // Summaries waiting for this process's publish worker; dropped (aborted) on return.
-        let mut summaries: JoinSet<()> = JoinSet::new();
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(_) = summaries.join_next(), if !summaries.is_empty() => continue,
                 _ = tick.tick() => {
                     self.expire(&mut resyncs).await;
+                    log_waiting(&resyncs);
                     self.tracking.send_replace(resyncs.tracking());
                     continue;
                 }
@@ -433,12 +454,18 @@ impl Reconciler {
             }
             let resync_id = message.resync_id();
             self.absorb(&mut resyncs, message).await;
-            let ready = resyncs.open.get(&resync_id).is_some_and(Tally::complete);
-            if ready && let Some(tally) = resyncs.end(resync_id) {
+            if let Some(tally) = resyncs.open.get_mut(&resync_id)
+                && tally.barrier.is_none()
+                && tally.complete()
+            {
+                send_barriers(&bus, resync_id, tally);
+            }
+            let settled = resyncs.open.get(&resync_id).is_some_and(Tally::settled);
+            if settled && let Some(tally) = resyncs.end(resync_id) {
                 self.tracking.send_replace(resyncs.tracking());
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    outcome = self.reconcile(resync_id, tally, &mut summaries) => outcome,
+                    outcome = self.reconcile(resync_id, tally) => outcome,
                 };
                 self.record(outcome);
             }
@@ -496,6 +523,16 @@ impl Reconciler {
             }
             _ if ended_attempts.is_some() => {
                 tracing::debug!(resync_id = %resync_id, "message of an ended resync ignored");
+            }
+            ResyncControl::BarrierPassed {
+                barrier_id,
+                partition,
+                dead_lettered,
+                ..
+            } => {
+                let passed =
+                    resyncs.barrier_passed(resync_id, barrier_id, partition, dead_lettered);
+                tracing::debug!(resync_id = %resync_id, partition, passed = ?passed, "partition barrier reported");
             }
             ResyncControl::CrawlFinished {
                 started_at,
@@ -579,56 +616,17 @@ impl Reconciler {
         });
     }
 
-    /// Decides and deletes for one complete resync, then reports its state. Its summary is
-    /// completed in `summaries`, beside the coordinator: it waits (bounded) for this process's
-    /// publish worker to settle what the resync produced, and that worker may never see all of
-    /// it — another publish replica consumes the partitions, or this one restarted since — so
-    /// the coordinator must not wait with it. (It used to: every resync then held the
-    /// coordinator for a minute, and a resync requested meanwhile was superseded before its
-    /// progress was even read.)
-    async fn reconcile(
-        &self,
-        resync_id: ResyncId,
-        tally: Tally,
-        summaries: &mut JoinSet<()>,
-    ) -> ResyncOutcome {
+    /// Decides and deletes for one complete resync (every partition passed its barrier), then
+    /// reports its state and logs its summary.
+    async fn reconcile(&self, resync_id: ResyncId, tally: Tally) -> ResyncOutcome {
         let outcome = self.decide(resync_id, &tally).await;
         let mut summary = ResyncSummary::of(resync_id, &tally, &outcome);
-        let sender = Arc::clone(&self.summary);
-        match &self.publish {
-            Some(publish) if summaries.len() < SUMMARIES_WAITING => {
-                let publish = publish.clone();
-                summaries.spawn(async move {
-                    // Transform is done; give publish a bounded moment to settle what it
-                    // produced.
-                    let produced: u64 = summary.kinds.values().map(|k| k.entities_produced).sum();
-                    let settled = |counts: &ResyncCounts| {
-                        counts
-                            .values()
-                            .flat_map(|c| c.iter())
-                            .filter(|(what, _)| **what != "received")
-                            .map(|(_, n)| *n)
-                            .sum::<u64>()
-                            >= produced
-                    };
-                    let _ = tokio::time::timeout(
-                        SUMMARY_PATIENCE,
-                        publish.wait_for_resync(resync_id, settled),
-                    )
-                    .await;
-                    summary.add_publish_counts(&publish.resync_counts(resync_id));
-                    summary.log();
-                    sender.send_replace(Some(summary));
-                });
-            }
-            publish => {
-                if let Some(publish) = publish {
-                    summary.add_publish_counts(&publish.resync_counts(resync_id));
-                }
-                summary.log();
-                sender.send_replace(Some(summary));
-            }
+        if let Some(publish) = &self.publish {
+            // Every partition passed the resync's barrier: this process's share is settled.
+            summary.add_publish_counts(&publish.resync_counts(resync_id));
         }
+        summary.log();
+        self.summary.send_replace(Some(summary));
         outcome
     }
 
@@ -820,6 +818,54 @@ impl Reconciler {
     }
 }
 
+/// Every raw event of `tally`'s complete attempt is reported, so every change it produced is
+/// confirmed on its partition: puts a barrier behind them in every partition. Sent from a task
+/// of its own (a full partition on the in-process bus must not stop the coordinator from
+/// reading the progress that would empty it).
+fn send_barriers(bus: &Bus, resync_id: ResyncId, tally: &mut Tally) {
+    let partitions = bus.topology().partitions;
+    let barrier = Barrier::new(partitions);
+    let body = encode(&ResyncBarrier {
+        v: SCHEMA_VERSION,
+        resync_id,
+        attempt: tally.complete_attempt_id(),
+        barrier_id: barrier.id,
+    });
+    let messages = (0..partitions)
+        .map(|partition| Outgoing::new(Destination::Change { partition }, body.clone()))
+        .collect();
+    tracing::info!(
+        resync_id = %resync_id,
+        partitions,
+        "every change of the resync is produced; waiting for publish to settle them on every partition"
+    );
+    tally.barrier = Some(barrier);
+    let bus = bus.clone();
+    tokio::spawn(async move {
+        if let Err(e) = bus.publish_all(messages).await {
+            tracing::error!(resync_id = %resync_id, error = %e, "could not put the resync's barriers on the change partitions; the resync will not complete (it is given up after the resync timeout, nothing deleted)");
+        }
+    });
+}
+
+/// Logs, for every resync waiting on its barriers, the partitions that have not reported.
+fn log_waiting(resyncs: &Resyncs) {
+    for (resync_id, tally) in &resyncs.open {
+        if let Some(barrier) = &tally.barrier
+            && !barrier.all_passed()
+        {
+            let waiting = barrier.waiting();
+            tracing::info!(
+                resync_id = %resync_id,
+                waiting_seconds = barrier.sent_at.elapsed().as_secs(),
+                partitions = barrier.partitions(),
+                waiting_for = ?waiting,
+                "resync waits for publish to settle its changes on these partitions (no publish replica consumes them, or one is still writing)"
+            );
+        }
+    }
+}
+
 /// The resync-state body, with the Python integration's field names (the misspelled
 /// `intervalInMinuets` is the real key).
 pub fn resync_state(
@@ -947,6 +993,115 @@ mod tests {
         }
         assert_eq!(resyncs.tracking().ended_remembered, ENDED_KEPT);
         assert_eq!(resyncs.ended(first), None, "the oldest is forgotten");
+    }
+
+    /// A tally whose one attempt finished a crawl of one event and heard of it.
+    fn complete_tally() -> Tally {
+        let mut tally = Tally::default();
+        tally.started(Utc::now(), None, None);
+        tally.crawl_finished(
+            Utc::now(),
+            None,
+            [(
+                "project".to_string(),
+                KindCrawl {
+                    events: 1,
+                    items: 1,
+                    failure: None,
+                },
+            )]
+            .into(),
+            None,
+        );
+        tally.progress(
+            Reported {
+                attempt: None,
+                kind: "project".into(),
+                raw_event_id: Uuid::new_v4(),
+                produced: vec![("b".into(), "p".into())],
+                related: Vec::new(),
+                failed_items: 0,
+                mapping_version: None,
+            },
+            usize::MAX,
+        );
+        assert!(tally.complete());
+        tally
+    }
+
+    #[test]
+    fn a_complete_resync_is_settled_only_when_every_partition_passed_its_barrier() {
+        let mut resyncs = Resyncs::default();
+        let id = ResyncId::new();
+        resyncs.open.insert(id, complete_tally());
+        let tally = resyncs.open.get_mut(&id).expect("open");
+        assert!(!tally.settled(), "complete, but no barrier sent yet");
+        assert_eq!(
+            tally.barrier_passed(Uuid::new_v4(), 0, 0),
+            Passed::Foreign,
+            "no barrier of this resync is out"
+        );
+        tally.barrier = Some(Barrier::new(3));
+        let barrier_id = tally.barrier.as_ref().expect("barrier").id;
+        for partition in [2, 0] {
+            assert_eq!(
+                resyncs.barrier_passed(id, barrier_id, partition, 0),
+                Some(Passed::Counted)
+            );
+        }
+        assert_eq!(
+            resyncs.barrier_passed(id, barrier_id, 0, 0),
+            Some(Passed::Again),
+            "a barrier redelivered after a hand-over reports again"
+        );
+        assert!(!resyncs.open[&id].settled());
+        resyncs.barrier_passed(id, barrier_id, 1, 0);
+        assert!(resyncs.open[&id].settled());
+        assert_eq!(resyncs.open[&id].incomplete_reason(), None);
+    }
+
+    #[test]
+    fn dead_lettered_changes_are_summed_and_forbid_deletion_like_failed_items() {
+        let id = ResyncId::new();
+        let mut tally = complete_tally();
+        tally.barrier = Some(Barrier::new(2));
+        let barrier_id = tally.barrier.as_ref().expect("barrier").id;
+        tally.barrier_passed(barrier_id, 0, 1);
+        tally.barrier_passed(barrier_id, 0, 1);
+        tally.barrier_passed(barrier_id, 1, 2);
+        assert!(tally.settled());
+        assert_eq!(
+            tally.changes_dead_lettered(),
+            3,
+            "each partition counted once"
+        );
+        let reason = tally.incomplete_reason().expect("deletion forbidden");
+        assert!(reason.contains("refused 3 change"), "{reason}");
+        let outcome = ResyncOutcome::Failed {
+            resync_id: id,
+            reason,
+        };
+        let summary = ResyncSummary::of(id, &tally, &outcome);
+        assert_eq!(summary.changes_dead_lettered, 3);
+        assert_eq!(summary.status, "failed");
+    }
+
+    #[test]
+    fn barrier_reports_of_superseded_or_unknown_resyncs_are_ignored_and_open_nothing() {
+        let mut resyncs = Resyncs::default();
+        let old = ResyncId::new();
+        let mut tally = complete_tally();
+        tally.barrier = Some(Barrier::new(1));
+        let barrier_id = tally.barrier.as_ref().expect("barrier").id;
+        resyncs.open.insert(old, tally);
+        // A newer resync superseded it while it waited on its barrier.
+        assert!(resyncs.end(old).is_some());
+        assert_eq!(resyncs.barrier_passed(old, barrier_id, 0, 0), None);
+        assert_eq!(
+            resyncs.barrier_passed(ResyncId::new(), Uuid::new_v4(), 0, 0),
+            None
+        );
+        assert_eq!(resyncs.tracking().open_resyncs, 0);
     }
 
     #[test]

@@ -654,6 +654,7 @@ async fn reject(stats: &PublishStats, held: Held, reason: &str) {
     );
     settle_superseded(stats, &held.kind, held.resync_id, held.superseded).await;
     stats.per_kind_incr(&held.kind, "dead_lettered", held.resync_id);
+    stats.barrier_dead_letter(held.source, held.resync_id);
     settle_dead_letter(stats, held.delivery, reason).await;
 }
 

@@ -34,6 +34,9 @@ struct Counters {
     /// The same per-kind counters for the changes of each of the last few resyncs, so that a
     /// resync's summary can say what publish did with what it produced.
     per_resync: Mutex<VecDeque<(ResyncId, ResyncCounts)>>,
+    /// Changes of a resync dead-lettered per consumed partition (the worker's source index),
+    /// until that partition passes the resync's barrier (at most [`BARRIER_COUNTS_KEPT`]).
+    barrier_dead_letters: Mutex<VecDeque<((usize, ResyncId), u64)>>,
     changed: Notify,
 }
 
@@ -43,6 +46,12 @@ pub type ResyncCounts = BTreeMap<String, BTreeMap<&'static str, u64>>;
 
 /// Resyncs whose counts are kept (the running one and a few before it).
 const RESYNCS_KEPT: usize = 8;
+
+/// (partition, resync) dead-letter counts kept for barriers not passed yet; the oldest is
+/// forgotten past it (a resync superseded before its barriers came, say). Only the count in a
+/// resync's summary could be low for it: what was dead-lettered was produced, so it is never
+/// deleted anyway.
+const BARRIER_COUNTS_KEPT: usize = 1024;
 
 /// A cloneable handle on the worker's counters.
 #[derive(Clone, Default)]
@@ -179,21 +188,47 @@ impl PublishStats {
             .unwrap_or_default()
     }
 
-    /// Waits until `condition` holds for the counts of one resync (wrap it in a timeout).
-    pub async fn wait_for_resync(
-        &self,
-        resync_id: ResyncId,
-        condition: impl Fn(&ResyncCounts) -> bool,
-    ) {
-        loop {
-            let changed = self.inner.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if condition(&self.resync_counts(resync_id)) {
-                return;
+    /// A change of `resync` from the worker's `source` was dead-lettered (for the barrier
+    /// that source passes next).
+    pub(crate) fn barrier_dead_letter(&self, source: usize, resync: Option<ResyncId>) {
+        let Some(resync_id) = resync else {
+            return;
+        };
+        let mut all = self
+            .inner
+            .barrier_dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match all.iter_mut().find(|(key, _)| *key == (source, resync_id)) {
+            Some((_, n)) => *n += 1,
+            None => {
+                if all.len() == BARRIER_COUNTS_KEPT {
+                    all.pop_front();
+                }
+                all.push_back(((source, resync_id), 1));
             }
-            changed.await;
         }
+    }
+
+    /// The dead letters of `resync` counted for `source`, forgotten as they are taken (its
+    /// barrier passed).
+    pub(crate) fn take_barrier_dead_letters(&self, source: usize, resync_id: ResyncId) -> u64 {
+        let mut all = self
+            .inner
+            .barrier_dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let index = all.iter().position(|(key, _)| *key == (source, resync_id));
+        index.and_then(|i| all.remove(i)).map_or(0, |(_, n)| n)
+    }
+
+    /// Forgets the dead-letter counts of a source no longer consumed.
+    pub(crate) fn forget_barrier_source(&self, source: usize) {
+        self.inner
+            .barrier_dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|((s, _), _)| *s != source);
     }
 
     /// The partitions this replica consumes and the publish replicas it sees (`/metrics`).

@@ -19,6 +19,11 @@
 //! Stale changes are acked here, undecodable or too-large ones dead-lettered here; every other
 //! delivery (with the older ones its change superseded) is settled by its send task.
 //!
+//! A resync's barrier (`ResyncBarrier`, put behind the resync's changes in every partition by
+//! the reconciliation coordinator) stops the reading of its partition until every delivery read
+//! before it is settled; the worker then reports `BarrierPassed` for the partition, acks the
+//! barrier and reads on. A partition handed over lets a waiting barrier go with the rest.
+//!
 //! Two requests about one entity are never in flight together: a newer change of an entity that
 //! is in flight waits ("parked") until that request ends, so Port sees writes in admission order.
 //!
@@ -33,9 +38,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adoport_shared::bus::{Bus, Delivery, Subscription};
+use adoport_shared::bus::{Bus, Delivery, Destination, Outgoing, Subscription};
 use adoport_shared::config::Settings;
-use adoport_shared::messages::{ChangeOp, EntityChange, GITOPS_KIND, Origin, decode};
+use adoport_shared::messages::{
+    ChangeOp, GITOPS_KIND, Origin, PartitionMessage, ResyncBarrier, ResyncControl, SCHEMA_VERSION,
+    encode,
+};
 use adoport_shared::topology::WorkQueue;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -320,6 +328,9 @@ struct Source {
     releasing: bool,
     /// The bus ended the subscription (shutdown).
     ended: bool,
+    /// A resync's barrier read from this partition, waiting until every delivery read before
+    /// it is settled (`held` = 0). Nothing more is read from the partition meanwhile.
+    barrier: Option<(ResyncBarrier, Delivery)>,
 }
 
 /// The state of every partition this process consumes.
@@ -405,7 +416,8 @@ impl Coordinator {
                 _ = stop.cancelled() => break,
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     let sources = self.task_ended(joined);
-                    self.finish_releases(sources).await;
+                    self.finish_releases(sources.clone()).await;
+                    self.pass_barriers(sources).await;
                 }
                 changed = self.assignment.changed(), if self.assignment_open => {
                     match changed {
@@ -469,13 +481,67 @@ impl Coordinator {
         let Some(source) = self.sources.get_mut(&id) else {
             return;
         };
-        if source.held < prefetch {
+        if source.held < prefetch && source.barrier.is_none() {
             source.reading = true;
             self.reading
                 .push(read(id, subscription, source.stop_read.clone()));
         } else {
             source.idle = Some(subscription);
+            self.pass_barriers([id]).await;
         }
+    }
+
+    /// Passes the barriers of `ids` whose partition has settled every delivery read before
+    /// them: reports `BarrierPassed` to the coordinator (confirmed), then acks the barrier and
+    /// reads on. A waiting barrier does not hurry the open batches: they go after their linger
+    /// as usual (closing them early would split a resync's check groups into more reads).
+    async fn pass_barriers(&mut self, ids: impl IntoIterator<Item = usize>) {
+        for id in ids {
+            let Some(source) = self.sources.get_mut(&id) else {
+                continue;
+            };
+            if source.barrier.is_none() || source.releasing {
+                continue;
+            }
+            if source.held > 0 {
+                continue;
+            }
+            let Some((barrier, delivery)) = source.barrier.take() else {
+                continue;
+            };
+            let partition = source.partition;
+            let dead_lettered = self
+                .shared
+                .stats
+                .take_barrier_dead_letters(id, barrier.resync_id);
+            let report = encode(&ResyncControl::BarrierPassed {
+                v: SCHEMA_VERSION,
+                resync_id: barrier.resync_id,
+                barrier_id: barrier.barrier_id,
+                partition,
+                dead_lettered,
+            });
+            let published = self
+                .bus
+                .publish(Outgoing::new(Destination::ResyncProgress, report))
+                .await;
+            match published {
+                // Reported: the barrier is done here. A lost ack only means it comes again
+                // and is reported again (the coordinator counts a partition once).
+                Ok(()) => {
+                    if let Err(e) = delivery.ack().await {
+                        tracing::debug!(partition, error = %e, "could not ack a resync barrier; it will be reported again");
+                    }
+                    tracing::debug!(resync_id = %barrier.resync_id, partition, dead_lettered, "resync barrier passed");
+                }
+                // Shutting down: unsettled, the barrier goes back to the queue.
+                Err(e) => {
+                    tracing::warn!(resync_id = %barrier.resync_id, partition, error = %e, "could not report a passed resync barrier; it is delivered again");
+                    drop(delivery);
+                }
+            }
+        }
+        self.resume_reading();
     }
 
     /// Whether every partition consumed was ended by the bus (shutdown; with static
@@ -538,6 +604,7 @@ impl Coordinator {
                     held: 0,
                     releasing: false,
                     ended: false,
+                    barrier: None,
                 },
             );
             self.by_partition.insert(partition, id);
@@ -562,6 +629,8 @@ impl Coordinator {
         };
         source.releasing = true;
         source.stop_read.cancel();
+        // A barrier waiting here is let go too: the next owner passes it (and reports it).
+        drop(source.barrier.take());
         // Unsent items of this source: out of the batches, out of the parking.
         let batched: Vec<(EntityKey, BatchKey)> = self
             .pending
@@ -619,6 +688,7 @@ impl Coordinator {
             if self.by_partition.get(&source.partition) == Some(&id) {
                 self.by_partition.remove(&source.partition);
             }
+            self.shared.stats.forget_barrier_source(id);
             if let Some(subscription) = source.idle {
                 subscription.close().await;
             }
@@ -673,16 +743,25 @@ impl Coordinator {
 
     async fn intake(&mut self, source: usize, delivery: Delivery) {
         let stats = &self.shared.stats;
-        stats.incr(Counter::Received);
-        let change: EntityChange = match decode(&delivery.body) {
-            Ok(change) => change,
+        let change = match PartitionMessage::decode(&delivery.body) {
+            Ok(PartitionMessage::Change(change)) => *change,
+            // Not a change: it never meets the version guard, the batches or the counters.
+            Ok(PartitionMessage::Barrier(barrier)) => {
+                if let Some(source) = self.sources.get_mut(&source) {
+                    // One barrier at a time per partition: nothing is read past it.
+                    source.barrier = Some((barrier, delivery));
+                }
+                return;
+            }
             Err(e) => {
+                stats.incr(Counter::Received);
                 let reason = format!("publish cannot read this change: {e}");
                 tracing::error!(queue = ?self.queue_of(source), reason = %reason, "dead-lettering an undecodable change");
                 settle_dead_letter(stats, delivery, &reason).await;
                 return;
             }
         };
+        stats.incr(Counter::Received);
         stats.per_kind_incr(&change.kind, "received", change.origin.resync_id());
         let key = EntityKey::of_change(&change);
         // Serialised once here to measure it; the client serialises the batch.
@@ -702,6 +781,7 @@ impl Coordinator {
                 );
                 tracing::error!(blueprint = %key.blueprint, identifier = %key.identifier, reason = %reason, "dead-lettering a change");
                 stats.per_kind_incr(&change.kind, "dead_lettered", change.origin.resync_id());
+                stats.barrier_dead_letter(source, change.origin.resync_id());
                 settle_dead_letter(stats, delivery, &reason).await;
                 return;
             }
@@ -907,6 +987,7 @@ impl Coordinator {
         for (id, source) in self.sources.iter_mut() {
             if !source.releasing
                 && source.held < prefetch
+                && source.barrier.is_none()
                 && let Some(subscription) = source.idle.take()
             {
                 source.reading = true;

@@ -290,6 +290,56 @@ impl Contract for EntityChange {
     const NAME: &'static str = "EntityChange";
 }
 
+/// A marker the reconciliation coordinator puts into every change partition once transform
+/// produced every change of a resync's crawl attempt: in each partition queue it sits behind
+/// every change of that resync. Publish reports [`ResyncControl::BarrierPassed`] when every
+/// change it received before the barrier is settled, and only then acks the barrier.
+///
+/// Tagged `"type": "resync_barrier"` so that it is told apart from an [`EntityChange`] (which
+/// has no top-level `type`) by [`PartitionMessage::decode`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "resync_barrier")]
+pub struct ResyncBarrier {
+    pub v: u32,
+    pub resync_id: ResyncId,
+    /// The crawl attempt the coordinator found complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<AttemptId>,
+    /// Unique per barrier the coordinator sends (a resync waits on one set of barriers).
+    pub barrier_id: Uuid,
+}
+
+impl Contract for ResyncBarrier {
+    const NAME: &'static str = "ResyncBarrier";
+}
+
+/// What a change partition carries: entity changes, and now and then a resync's barrier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartitionMessage {
+    Change(Box<EntityChange>),
+    Barrier(ResyncBarrier),
+}
+
+impl PartitionMessage {
+    /// Reads a partition message: the version first, then the `type` tag (`resync_barrier`) or,
+    /// without one, an entity change.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Tagged {
+            #[serde(default, rename = "type")]
+            tag: Option<String>,
+        }
+        let change = |body| decode::<EntityChange>(body).map(|c| Self::Change(Box::new(c)));
+        // A body that is not even an object fails in `decode` with the right reason.
+        match serde_json::from_slice::<Tagged>(body) {
+            Ok(Tagged { tag: Some(tag) }) if tag == "resync_barrier" => {
+                decode::<ResyncBarrier>(body).map(Self::Barrier)
+            }
+            _ => change(body),
+        }
+    }
+}
+
 /// What asked for a resync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -422,6 +472,20 @@ pub enum ResyncControl {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mapping_version: Option<MappingVersionId>,
     },
+    /// A publish replica took a resync's [`ResyncBarrier`] out of one change partition after
+    /// settling every change it received before it on that partition (written, skipped or
+    /// dead-lettered). The coordinator completes the resync once every partition reported.
+    /// A redelivered barrier reports again; the coordinator counts `(barrier_id, partition)`
+    /// once.
+    BarrierPassed {
+        v: u32,
+        resync_id: ResyncId,
+        barrier_id: Uuid,
+        partition: u16,
+        /// Changes of the resync this replica dead-lettered on the partition (its own share:
+        /// a partition handed over mid-resync reports what its last owner saw).
+        dead_lettered: u64,
+    },
     /// The first raw items of a kind in a resync, secrets masked by ingest, for Port's
     /// "raw data examples" (`sendRawDataExamples`); publish sends them to Port.
     Examples {
@@ -442,6 +506,7 @@ impl ResyncControl {
             ResyncControl::Started { resync_id, .. }
             | ResyncControl::CrawlFinished { resync_id, .. }
             | ResyncControl::Progress { resync_id, .. }
+            | ResyncControl::BarrierPassed { resync_id, .. }
             | ResyncControl::Examples { resync_id, .. } => *resync_id,
         }
     }
@@ -551,6 +616,46 @@ mod tests {
         );
         let json: Value = serde_json::from_slice(&encode(&event)).expect("json");
         assert!(json.get("attempt").is_none() && json.get("mapping_version").is_none());
+    }
+
+    #[test]
+    fn a_barrier_is_told_apart_from_a_change_on_a_partition() {
+        let barrier = ResyncBarrier {
+            v: SCHEMA_VERSION,
+            resync_id: ResyncId::new(),
+            attempt: Some(AttemptId::new()),
+            barrier_id: Uuid::new_v4(),
+        };
+        let body = encode(&barrier);
+        let json: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(json["type"], "resync_barrier");
+        assert_eq!(
+            PartitionMessage::decode(&body).expect("barrier"),
+            PartitionMessage::Barrier(barrier)
+        );
+        let change = EntityChange {
+            v: SCHEMA_VERSION,
+            blueprint: "b".into(),
+            identifier: "i".into(),
+            kind: "k".into(),
+            resource_index: 0,
+            origin: Origin::Resync {
+                resync_id: ResyncId::new(),
+            },
+            observed_at: Utc::now(),
+            raw_event_id: Uuid::new_v4(),
+            write: WriteOptions::default(),
+            op: ChangeOp::Delete,
+        };
+        assert_eq!(
+            PartitionMessage::decode(&encode(&change)).expect("change"),
+            PartitionMessage::Change(Box::new(change))
+        );
+        assert!(matches!(
+            PartitionMessage::decode(br#"{"v":2,"type":"resync_barrier"}"#),
+            Err(DecodeError::UnknownVersion { found: 2 })
+        ));
+        assert!(PartitionMessage::decode(b"garbage").is_err());
     }
 
     #[test]

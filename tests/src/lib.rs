@@ -265,7 +265,8 @@ impl Running {
         );
     }
 
-    /// Waits for the next crawl and for everything it produced to settle.
+    /// Waits for the next crawl, for everything it produced to settle and, when publish runs
+    /// here, for its reconciliation (the resync's end: deletions done, state reported).
     pub async fn resync_settled(&mut self) -> adoport_ingest::CrawlReport {
         let done = within(60, "the resync crawl", self.pipeline.next_resync())
             .await
@@ -273,6 +274,14 @@ impl Running {
         let report = done.report.expect("resync succeeded");
         let events = report.kinds.values().map(|k| k.events).sum();
         within(60, "the pipeline to drain", self.pipeline.drained(events)).await;
+        if self.pipeline.resync_summaries.is_some() {
+            within(
+                60,
+                "the resync's reconciliation",
+                self.pipeline.resync_summary(done.resync_id),
+            )
+            .await;
+        }
         report
     }
 

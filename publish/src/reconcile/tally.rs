@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::KindSummary;
+use super::barrier::{Barrier, Passed};
 
 /// Attempts tracked per resync; the oldest is forgotten past it (its produced entities stay).
 pub(crate) const ATTEMPTS_KEPT: usize = 8;
@@ -91,6 +92,9 @@ pub(crate) struct Tally {
     pub(crate) related: HashSet<String>,
     pub(crate) overflowed: bool,
     pub(crate) last_news: Option<Instant>,
+    /// The barriers sent to the change partitions once an attempt was complete; the resync
+    /// completes when they all passed.
+    pub(crate) barrier: Option<Barrier>,
 }
 
 impl Tally {
@@ -182,12 +186,48 @@ impl Tally {
         Progress::Counted
     }
 
+    /// A partition reported that publish settled every change before the barrier.
+    pub(crate) fn barrier_passed(
+        &mut self,
+        barrier_id: Uuid,
+        partition: u16,
+        dead_lettered: u64,
+    ) -> Passed {
+        let Some(barrier) = self.barrier.as_mut() else {
+            return Passed::Foreign;
+        };
+        let passed = barrier.pass(barrier_id, partition, dead_lettered);
+        if passed == Passed::Counted {
+            self.last_news = Some(Instant::now());
+        }
+        passed
+    }
+
+    /// Every change of the complete attempt is settled by publish: every partition passed the
+    /// barrier.
+    pub(crate) fn settled(&self) -> bool {
+        self.barrier.as_ref().is_some_and(Barrier::all_passed)
+    }
+
+    /// Changes of the resync publish dead-lettered (reported with the barriers).
+    pub(crate) fn changes_dead_lettered(&self) -> u64 {
+        self.barrier.as_ref().map_or(0, |b| b.dead_lettered)
+    }
+
     /// The first attempt whose crawl finished and whose every raw event was reported.
     pub(crate) fn complete_attempt(&self) -> Option<&AttemptTally> {
         self.attempts
             .iter()
             .map(|(_, tally)| tally)
             .find(|tally| tally.complete())
+    }
+
+    /// The id of the first complete attempt (`None` too for an attempt without an id).
+    pub(crate) fn complete_attempt_id(&self) -> Option<AttemptId> {
+        self.attempts
+            .iter()
+            .find(|(_, tally)| tally.complete())
+            .and_then(|(attempt, _)| *attempt)
     }
 
     pub(crate) fn complete(&self) -> bool {
@@ -241,6 +281,12 @@ impl Tally {
                     others.join(", ")
                 ));
             }
+        }
+        let refused = self.changes_dead_lettered();
+        if refused > 0 {
+            return Some(format!(
+                "Port refused {refused} change(s) of the resync, which publish dead-lettered (see the port.changes DLQ: `adoport dlq`); nothing deleted"
+            ));
         }
         if self.overflowed {
             return Some(

@@ -17,6 +17,8 @@ pub(crate) struct Integrations {
     installed: BTreeMap<String, Value>,
     /// Every `PATCH …/resync-state` body, in order.
     pub resync_states: Vec<Value>,
+    /// The entities the catalog held when each of them came (same order).
+    pub resync_state_entities: Vec<usize>,
     /// When a resync was last requested (initially: when the simulator started).
     pub resync_requested_at: String,
     /// kind → examples, last write wins.
@@ -35,6 +37,7 @@ impl Integrations {
         Self {
             installed,
             resync_states: Vec::new(),
+            resync_state_entities: Vec::new(),
             resync_requested_at: now(),
             examples: BTreeMap::new(),
         }
@@ -104,7 +107,12 @@ impl Integrations {
     }
 
     /// Records a resync state report and shows it on the integration.
-    pub(crate) fn report_resync_state(&mut self, identifier: &str, body: &Value) -> Option<Value> {
+    pub(crate) fn report_resync_state(
+        &mut self,
+        identifier: &str,
+        body: &Value,
+        entities: usize,
+    ) -> Option<Value> {
         let integration = self.installed.get_mut(identifier)?;
         let mut state = body.clone();
         if let Value::Object(map) = &mut state {
@@ -115,6 +123,7 @@ impl Integrations {
         }
         let answer = integration.clone();
         self.resync_states.push(body.clone());
+        self.resync_state_entities.push(entities);
         Some(answer)
     }
 

@@ -136,6 +136,8 @@ pub(crate) struct PortState {
     pub(crate) upserts: std::sync::atomic::AtomicU64,
     /// The outage in force, if any, and the answers it has given.
     pub(crate) outage: Mutex<(Option<PortOutage>, u64)>,
+    /// Identifiers whose upserts are refused (422 in the bulk answer's errors).
+    pub(crate) refused: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A running Port simulator. Dropping it (or [`PortSim::shutdown`]) stops the server.
@@ -173,6 +175,7 @@ impl PortSim {
             action_runs: Mutex::default(),
             upserts: Default::default(),
             outage: Mutex::default(),
+            refused: Mutex::default(),
             config,
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;
@@ -327,6 +330,24 @@ impl PortSim {
     /// The integration object as `GET /v1/integration/{id}` returns it.
     pub fn integration(&self, identifier: &str) -> Option<Value> {
         lock(&self.state.integrations).get(identifier).cloned()
+    }
+
+    /// From now on, every upsert of an entity with this identifier is refused with 422 (in the
+    /// bulk answer's `errors`, as Port answers an entity that breaks its blueprint's schema).
+    pub fn refuse_upserts_of(&self, identifier: &str) {
+        lock(&self.state.refused).insert(identifier.to_string());
+    }
+
+    /// Every resync-state report received with the number of entities the catalog held when
+    /// it came (what a user polling the state would find in Port at that moment).
+    pub fn resync_states_with_entity_counts(&self) -> Vec<(Value, usize)> {
+        let integrations = lock(&self.state.integrations);
+        integrations
+            .resync_states
+            .iter()
+            .cloned()
+            .zip(integrations.resync_state_entities.iter().copied())
+            .collect()
     }
 
     /// Every resync-state report received (`PATCH /v1/integration/{id}/resync-state` bodies).

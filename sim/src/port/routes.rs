@@ -301,9 +301,22 @@ async fn bulk_upsert(
     {
         let mut catalog = lock(&state.catalog);
         catalog.check_blueprint(&blueprint)?;
+        let refused = lock(&state.refused).clone();
         for (index, item) in items.iter().enumerate() {
             let outcome = parse_entity(item).and_then(|input| {
                 let identifier = input.identifier.clone();
+                if refused.contains(&identifier) {
+                    let message =
+                        format!("entity {identifier} is refused by this Port (refuse_upserts_of)");
+                    return Err((
+                        Some(identifier),
+                        PortError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "entity_validation_error",
+                            message,
+                        ),
+                    ));
+                }
                 catalog
                     .upsert(
                         &blueprint,
@@ -687,8 +700,9 @@ async fn patch_resync_state(
     Body(body): Body,
 ) -> Answer {
     let identifier = param(&params, "id");
+    let entities = lock(&state.catalog).count();
     let integration = lock(&state.integrations)
-        .report_resync_state(&identifier, &body)
+        .report_resync_state(&identifier, &body, entities)
         .ok_or_else(|| integration_not_found(&identifier))?;
     ok(
         StatusCode::OK,
