@@ -31,8 +31,6 @@ const ALLOWED_KNOTS: &[(&str, &[&str])] = &[
             "webhook",
         ],
     ),
-    // A resync request is held as a lease, and the lease settles its delivery the resync's way.
-    ("ingest", &["lease", "resync"]),
 ];
 
 /// The workspace's member crates, as `Cargo.toml` lists them.
