@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawler::CrawlFence;
+use crate::crawl_context::CrawlFence;
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing, Subscription};
 use adoport_shared::messages::{ResyncId, ResyncRequest, decode, encode};
 

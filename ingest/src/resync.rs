@@ -23,9 +23,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawler::{CrawlError, CrawlReport, CrawlStamp, KindPlan};
+use crate::crawl_context::{CrawlError, CrawlReport, CrawlStamp};
 use crate::crawlers::Crawlers;
 use crate::lease::{Lease, LeaseEnd, settled};
+use crate::plan::KindPlan;
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing, Subscription};
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{

@@ -11,28 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Knots that exist today and are being taken apart, each as (crate, the modules in it). The
-/// test fails on a knot not listed here, and on a listed knot that no longer exists as written
-/// (so the list shrinks as the knots are cut; the goal is an empty list).
-const ALLOWED_KNOTS: &[(&str, &[&str])] = &[
-    // The crawl, the kinds, GitOps and the webhook's push handling use each other: `KindPlan`
-    // lives in the crawler, which takes a constant from `kinds`; the push handlers publish
-    // through `webhook`'s state (issue 15: plan and publisher below, then kinds, crawler,
-    // webhook).
-    (
-        "ingest",
-        &[
-            "crawler",
-            "gitops",
-            "kinds",
-            "live_events",
-            "project_tags",
-            "push_events",
-            "webhook",
-        ],
-    ),
-];
-
 /// The workspace's member crates, as `Cargo.toml` lists them.
 fn workspace_crates(root: &Path) -> Vec<String> {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("workspace Cargo.toml");
@@ -459,23 +437,11 @@ fn a_cycle(graph: &BTreeMap<String, BTreeSet<String>>, knot: &BTreeSet<String>) 
     path.join(" → ")
 }
 
-/// The knots of one crate's `src/` files, each as `crate: a → b → a (knot: a, b)`, minus the
-/// ones allowed; and the allowed ones that no longer exist.
-fn check_crate(
-    name: &str,
-    files: &[(PathBuf, String)],
-    allowed: &[(&str, &[&str])],
-) -> (Vec<String>, Vec<String>) {
+/// The knots of one crate's `src/` files, each as `crate: a → b → a (all of: a, b)`.
+fn check_crate(name: &str, files: &[(PathBuf, String)]) -> Vec<String> {
     let graph = module_graph(files);
-    let found = knots(&graph);
-    let allowed: Vec<BTreeSet<String>> = allowed
+    knots(&graph)
         .iter()
-        .filter(|(krate, _)| *krate == name)
-        .map(|(_, modules)| modules.iter().map(|m| m.to_string()).collect())
-        .collect();
-    let new = found
-        .iter()
-        .filter(|k| !allowed.contains(k))
         .map(|k| {
             let members: Vec<&str> = k.iter().map(String::as_str).collect();
             format!(
@@ -484,16 +450,7 @@ fn check_crate(
                 members.join(", ")
             )
         })
-        .collect();
-    let stale = allowed
-        .iter()
-        .filter(|a| !found.contains(a))
-        .map(|a| {
-            let members: Vec<&str> = a.iter().map(String::as_str).collect();
-            format!("{name}: {}", members.join(", "))
-        })
-        .collect();
-    (new, stale)
+        .collect()
 }
 
 fn crate_sources(src: &Path) -> Vec<(PathBuf, String)> {
@@ -513,27 +470,19 @@ fn no_crate_has_a_cycle_between_its_top_level_modules() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let crates = workspace_crates(&root);
     assert!(crates.len() >= 7, "found only these crates: {crates:?}");
-    let mut new = Vec::new();
-    let mut stale = Vec::new();
+    let mut knots = Vec::new();
     let mut modules = 0;
     for krate in &crates {
         let files = crate_sources(&root.join(krate).join("src"));
         modules += module_graph(&files).len();
-        let (n, s) = check_crate(krate, &files, ALLOWED_KNOTS);
-        new.extend(n);
-        stale.extend(s);
+        knots.extend(check_crate(krate, &files));
     }
     assert!(modules > 50, "read only {modules} top-level modules");
     assert!(
-        new.is_empty(),
+        knots.is_empty(),
         "top-level modules import each other in a loop; move the part both need into a module \
          below them:\n  {}",
-        new.join("\n  ")
-    );
-    assert!(
-        stale.is_empty(),
-        "these knots in ALLOWED_KNOTS no longer exist as listed; shrink or remove them:\n  {}",
-        stale.join("\n  ")
+        knots.join("\n  ")
     );
 }
 
@@ -555,17 +504,10 @@ fn a_loop_through_use_groups_super_and_inline_paths_is_named() {
         ("c.rs", "const N: usize = crate::a::N;"),
         ("d.rs", "pub fn d() {}"),
     ]);
-    let (new, stale) = check_crate("demo", &files, &[]);
-    assert_eq!(new, vec!["demo: a → b → c → a (all of: a, b, c)"]);
-    assert!(stale.is_empty());
-    // Allowed as listed: quiet; a listed knot that is gone is reported.
-    let (new, stale) = check_crate(
-        "demo",
-        &files,
-        &[("demo", &["a", "b", "c"]), ("demo", &["c", "d"])],
+    assert_eq!(
+        check_crate("demo", &files),
+        vec!["demo: a → b → c → a (all of: a, b, c)"]
     );
-    assert!(new.is_empty(), "{new:?}");
-    assert_eq!(stale, vec!["demo: c, d"]);
 }
 
 #[test]
@@ -590,6 +532,8 @@ fn comments_strings_and_a_files_own_tests_are_no_imports() {
     // And the same file with one real import is a loop.
     let mut files = files;
     files[1].1.push_str("\nuse crate::b::B;");
-    let (new, _) = check_crate("demo", &files, &[]);
-    assert_eq!(new, vec!["demo: a → b → a (all of: a, b)"]);
+    assert_eq!(
+        check_crate("demo", &files),
+        vec!["demo: a → b → a (all of: a, b)"]
+    );
 }
