@@ -13,12 +13,13 @@
 //! RabbitMQ run starts `adoport ingest`, `transform` and `publish` as separate processes (as a
 //! deployment runs them) and reads each one's peak resident memory from /proc.
 
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
+use crate::bench_processes::{peak_rss_kib, spawn_role};
 use crate::cli::{BenchArgs, BenchMode};
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
@@ -186,15 +187,6 @@ fn min_port_requests(projects: usize, repositories: usize) -> u64 {
     (1 + per_blueprint(projects) + per_blueprint(projects * repositories)) as u64
 }
 
-/// Peak resident memory of a process, in KiB (Linux).
-pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.mode == BenchMode::Scaling {
         crate::bench_scaling::run(&args).await?;
@@ -288,24 +280,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn mapping_json() -> anyhow::Result<serde_json::Value> {
     default_mapping(Some(&["project", "repository"]))
-}
-
-/// Starts `adoport ROLE` as a child process with exactly `environment`.
-pub(crate) fn spawn_role(
-    role: &str,
-    environment: &[(String, String)],
-) -> anyhow::Result<tokio::process::Child> {
-    let executable = std::env::current_exe().context("cannot find the adoport executable")?;
-    tokio::process::Command::new(executable)
-        .arg(role)
-        .env_clear()
-        .envs(environment.iter().cloned())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start `adoport {role}`"))
 }
 
 /// What a single-process run puts in the way of the pipeline.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{peak_rss_kib, spawn_role};
+use crate::bench_processes::{peak_rss_kib, spawn_role};
 use crate::cli::BenchArgs;
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
 use adoport_shared::bus::Bus;

@@ -11,9 +11,8 @@
 use futures_util::future::join_all;
 
 use crate::ado::organization::organization_name;
-use crate::crawler::{
-    CrawlError, CrawlFence, CrawlReport, CrawlStamp, Crawler, KindPlan, KindReport,
-};
+use crate::crawl_context::{CrawlError, CrawlFence, CrawlReport, CrawlStamp, Crawler, KindReport};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 use adoport_shared::metrics::ResyncStats;
 

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawler::CrawlFence;
+use crate::crawl_context::CrawlFence;
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing, Subscription};
 use adoport_shared::messages::{ResyncId, ResyncRequest, decode, encode};
 
@@ -205,13 +205,13 @@ impl Lease {
             Ok(request) => request,
             Err(e) => {
                 tracing::error!(error = %e, "unreadable resync request dead-lettered");
-                return crate::resync::settled(delivery.dead_letter(&e.to_string()).await);
+                return settled(delivery.dead_letter(&e.to_string()).await);
             }
         };
         let renewed = self.awaiting.is_some_and(|(id, _)| id == request.resync_id);
         if !renewed && request.requested_at < self.started_at {
             tracing::info!(resync_id = %request.resync_id, crawling = %self.crawled, "resync request covered by the running crawl; skipped");
-            return crate::resync::settled(delivery.ack().await);
+            return settled(delivery.ack().await);
         }
         if !renewed {
             tracing::info!(resync_id = %request.resync_id, crawling = %self.crawled, "a newer resync request arrived; it runs after this crawl");
@@ -223,6 +223,18 @@ impl Lease {
             since: Instant::now(),
         });
         Ok(())
+    }
+}
+
+/// A request whose channel closed before its ack or dead-letter (a broker restart) is
+/// delivered again by the broker: not an error of the loop.
+pub(crate) fn settled(outcome: Result<(), BusError>) -> Result<(), BusError> {
+    match outcome {
+        Err(e @ BusError::DeliveryLost { .. }) => {
+            tracing::info!(reason = %e, "resync request not settled; the broker delivers it again");
+            Ok(())
+        }
+        other => other,
     }
 }
 

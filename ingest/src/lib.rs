@@ -4,12 +4,14 @@
 //! client ([`ado`]), the configured organizations and which one an event came from
 //! ([`organizations`]), the resync crawler of one organization ([`crawler`]) and of all of them
 //! ([`crawlers`]), what a push changes ([`push_events`]), the live events of builds, pipelines,
-//! releases and alerts ([`live_events`]), GitOps specs ([`gitops`]), the `trigger_pipeline`
+//! releases and alerts ([`live_events`]), GitOps pushes ([`gitops`]), the `trigger_pipeline`
 //! action ([`actions`]), the resync request loop ([`resync`]) and the lease it holds on the
 //! request it crawls ([`lease`]), the service-hook subscription manager
 //! ([`subscriptions`]), and which replica runs the work that must run once — the schedule, the
 //! start-up resync, the subscriptions ([`leader`]). Its crawl plan and subscriptions follow the
-//! mapping version in force ([`adoport_shared::mapping_versions`]).
+//! mapping version in force ([`adoport_shared::mapping_versions`]). At the bottom: the plan of
+//! kinds to read ([`plan`]), what every kind's crawl works with ([`crawl_context`]) and the
+//! publisher of live events' raw events ([`publisher`]); docs/design.md draws the layers.
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
 //! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
@@ -17,6 +19,7 @@
 
 pub mod actions;
 pub mod ado;
+pub mod crawl_context;
 pub mod crawler;
 pub mod crawlers;
 pub mod examples;
@@ -26,7 +29,9 @@ pub mod leader;
 pub mod lease;
 pub mod live_events;
 pub mod organizations;
+pub mod plan;
 mod project_tags;
+pub mod publisher;
 pub mod push_events;
 pub mod resync;
 pub mod subscriptions;
@@ -46,11 +51,10 @@ use adoport_shared::messages::ResyncTrigger;
 use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
-pub use crawler::{
-    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindPlan, KindPlans, KindReport,
-};
+pub use crawl_context::{CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindReport};
 pub use crawlers::Crawlers;
 pub use organizations::Organizations;
+pub use plan::{KindPlan, KindPlans};
 pub use resync::ResyncDone;
 
 /// Why ingest stopped.
@@ -156,7 +160,7 @@ pub async fn run(
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),
         actions,
-        plan: crawler::KindPlans::following(run.mapping.clone()),
+        plan: plan::KindPlans::following(run.mapping.clone()),
     });
     let app = webhook::router(state, webhook::WebhookLimits::from_settings(ingest));
     let address = run.listener.local_addr().map_err(IngestError::Server)?;

@@ -33,9 +33,9 @@ use std::future::Future;
 use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError, Current, Gone};
-use crate::crawler::KindPlan;
 use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
-use adoport_shared::messages::RawAction;
+use crate::plan::KindPlan;
+use crate::publisher::Publication;
 
 /// What an event is about: one resolver each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,81 +150,6 @@ pub struct LiveEvent<'a> {
     pub project_id: Option<&'a str>,
 }
 
-/// One raw event to publish. A delete can only be made from a [`Gone`] (Azure DevOps said the
-/// object does not exist) or for an object Azure DevOps holds that the selector no longer
-/// selects ([`Publication::deselected`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Publication {
-    kind: &'static str,
-    action: RawAction,
-    items: Vec<Value>,
-}
-
-impl Publication {
-    /// The current state of objects of `kind`, as Azure DevOps returned them (enriched).
-    pub fn upsert(kind: &'static str, items: Vec<Value>) -> Publication {
-        Publication {
-            kind,
-            action: RawAction::Upsert,
-            items,
-        }
-    }
-
-    /// The delete of an object Azure DevOps no longer has; `item` carries the fields the kind's
-    /// identifier is built from.
-    pub fn delete(kind: &'static str, gone: &Gone, item: Value) -> Publication {
-        Self::delete_all(kind, vec![(gone, item)])
-    }
-
-    /// [`Publication::delete`] of several objects of one kind.
-    pub fn delete_all(kind: &'static str, deleted: Vec<(&Gone, Value)>) -> Publication {
-        let items = deleted
-            .into_iter()
-            .map(|(gone, item)| {
-                tracing::debug!(
-                    kind,
-                    evidence = gone.evidence(),
-                    "live delete: Azure DevOps no longer has it"
-                );
-                item
-            })
-            .collect();
-        Publication {
-            kind,
-            action: RawAction::Delete,
-            items,
-        }
-    }
-
-    /// The delete of objects Azure DevOps still has but the mapping's selector no longer
-    /// selects (an alert dismissed while `criteria.states` asks for active ones, a file that
-    /// became empty or too large).
-    pub fn deselected(kind: &'static str, items: Vec<Value>) -> Publication {
-        Publication {
-            kind,
-            action: RawAction::Delete,
-            items,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    pub fn action(&self) -> RawAction {
-        self.action
-    }
-
-    pub fn items(&self) -> &[Value] {
-        &self.items
-    }
-
-    /// `(kind, action, items)`.
-    pub fn into_parts(self) -> (&'static str, RawAction, Vec<Value>) {
-        (self.kind, self.action, self.items)
-    }
-}
-
 /// A read of Azure DevOps that failed for the object an event names: which object, and the
 /// failure (classified by [`AdoError::class`]).
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +180,9 @@ pub enum LiveError {
         event_type: String,
         field: &'static str,
     },
+    /// The envelope of a push lacks what its handling needs (the webhook answers 400).
+    #[error("{0}")]
+    Envelope(String),
     /// Azure DevOps could not be read for the object (the receiver classifies the failure).
     #[error(transparent)]
     Read(#[from] ReadFailure),

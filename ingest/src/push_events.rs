@@ -20,13 +20,13 @@
 use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError, Current, GitVersion, Gone, Recursion, WikiPageRef};
-use crate::crawler::KindPlan;
 use crate::kinds::files::{FileRead, FileRule, deleted_file_item, file_of_item};
 use crate::kinds::folders::{FolderRule, folder_item};
 use crate::kinds::wikis::page_item;
-use crate::live_events::{Publication, ReadFailure};
-use crate::webhook::{WebhookError, WebhookState};
-use adoport_shared::messages::Origin;
+use crate::live_events::{LiveError, ReadFailure};
+use crate::plan::KindPlan;
+use crate::publisher::{Publication, raw_events};
+use adoport_shared::messages::{Origin, RawEvent};
 
 /// The object id of "no commit": a created ref's old id, a deleted ref's new id.
 const ZERO_OBJECT_ID: &str = "0000000000000000000000000000000000000000";
@@ -92,23 +92,21 @@ fn failed(
     move |e| ReadFailure::new(kind, object, e)
 }
 
-/// Publishes the `branch`, `file`, `folder` and `wiki` changes of a `git.push` whose envelope
-/// carried `resource`, for the kinds the mapping asks for; the ids of the raw events published.
+/// The raw events of the `branch`, `file`, `folder` and `wiki` changes of a `git.push` whose
+/// envelope carried `resource`, for the kinds of `plan`; the webhook receiver publishes them.
 pub async fn on_push(
-    state: &WebhookState,
+    plan: &[KindPlan],
     client: &AdoClient,
     event_type: &str,
     delivery_id: &str,
     resource: &Map<String, Value>,
-) -> Result<Vec<String>, WebhookError> {
-    let plan = state.plan.current();
-    let plan = plan.as_slice();
+) -> Result<Vec<RawEvent>, LiveError> {
     let wanted = ["branch", "file", "folder", "wiki"];
     if !wanted.iter().any(|k| plan_of(plan, k).is_some()) {
         return Ok(Vec::new());
     }
     let Some(pushed) = resource.get("repository").filter(|r| r.is_object()) else {
-        return Err(WebhookError::Envelope(
+        return Err(LiveError::Envelope(
             "git.push event without resource.repository".into(),
         ));
     };
@@ -137,7 +135,7 @@ pub async fn on_push(
         }
     } else {
         let Some(id) = text(pushed, "id") else {
-            return Err(WebhookError::Envelope(
+            return Err(LiveError::Envelope(
                 "git.push event without resource.repository.id".into(),
             ));
         };
@@ -163,8 +161,7 @@ pub async fn on_push(
         event_type: event_type.to_string(),
         delivery_id: delivery_id.to_string(),
     };
-    let raw = crate::webhook::raw_events(client, origin, events.publications);
-    crate::webhook::publish(state, raw).await
+    Ok(raw_events(client, origin, events.publications))
 }
 
 fn ids(repository: &Value) -> (String, String) {
@@ -183,7 +180,7 @@ async fn branch_changes(
     repository: &Value,
     updates: &[RefUpdate],
     events: &mut Events,
-) -> Result<(), WebhookError> {
+) -> Result<(), LiveError> {
     let (project_id, repository_id) = ids(repository);
     let (mut found, mut gone) = (Vec::new(), Vec::new());
     for update in updates {
@@ -314,7 +311,7 @@ async fn file_changes(
     repository: &Value,
     updates: &[RefUpdate],
     events: &mut Events,
-) -> Result<(), WebhookError> {
+) -> Result<(), LiveError> {
     let name = text(repository, "name").unwrap_or_default();
     let rules: Vec<FileRule> = FileRule::of_plan(plan)
         .into_iter()
@@ -382,7 +379,7 @@ async fn folder_changes(
     repository: &Value,
     updates: &[RefUpdate],
     events: &mut Events,
-) -> Result<(), WebhookError> {
+) -> Result<(), LiveError> {
     let rules = FolderRule::of_plan(plan);
     let (project_id, repository_id) = ids(repository);
     for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
@@ -444,7 +441,7 @@ async fn wiki_changes(
     pushed: &Value,
     updates: &[RefUpdate],
     events: &mut Events,
-) -> Result<(), WebhookError> {
+) -> Result<(), LiveError> {
     let (project_id, wiki_id) = ids(pushed);
     // Not a wiki after all (a code repository named `*.wiki`), or deleted: nothing to read.
     let Current::Found(wiki) =

@@ -23,9 +23,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::crawler::{CrawlError, CrawlReport, CrawlStamp, KindPlan};
+use crate::crawl_context::{CrawlError, CrawlReport, CrawlStamp};
 use crate::crawlers::Crawlers;
-use crate::lease::{Lease, LeaseEnd};
+use crate::lease::{Lease, LeaseEnd, settled};
+use crate::plan::KindPlan;
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing, Subscription};
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{
@@ -283,18 +284,6 @@ impl RequestLoop {
         self.bus
             .publish(Outgoing::new(Destination::ResyncProgress, encode(message)))
             .await
-    }
-}
-
-/// A request whose channel closed before its ack or dead-letter (a broker restart) is
-/// delivered again by the broker: not an error of the loop.
-pub(crate) fn settled(outcome: Result<(), BusError>) -> Result<(), BusError> {
-    match outcome {
-        Err(e @ BusError::DeliveryLost { .. }) => {
-            tracing::info!(reason = %e, "resync request not settled; the broker delivers it again");
-            Ok(())
-        }
-        other => other,
     }
 }
 

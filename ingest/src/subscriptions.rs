@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ado::{
     ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, HOOKS_API_VERSION, service_base,
 };
-use crate::crawler::KindPlan;
+use crate::plan::KindPlan;
 use crate::webhook::WEBHOOK_PATH;
 use adoport_shared::config::{EventListenerType, OceanSettings, Secret};
 use adoport_shared::mapping_versions::MappingVersions;

@@ -42,9 +42,9 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::ado::AdoClient;
-use crate::ado::organization::OrganizationStamp;
-use crate::live_events::{self, LiveError, LiveEvent, LiveKinds, Publication, ReadFailure};
+use crate::live_events::{self, LiveError, LiveEvent, LiveKinds, ReadFailure};
 use crate::organizations::{Organizations, UnknownOrganization, event_urls};
+use crate::publisher::raw_events;
 use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::{IngestSettings, Secret};
 use adoport_shared::messages::{Origin, RawEvent, ResyncRequest, ResyncTrigger, encode};
@@ -75,7 +75,7 @@ pub struct WebhookState {
     pub actions: Option<crate::actions::completion::CompletionContext>,
     /// The kinds the mapping version in force asks for, with their selectors: which push
     /// changes, and which build, pipeline, release and alert events, to publish.
-    pub plan: crate::crawler::KindPlans,
+    pub plan: crate::plan::KindPlans,
 }
 
 /// Bounds of the receiver (`ADOPORT__INGEST__WEBHOOK_MAX_BYTES`,
@@ -137,6 +137,7 @@ impl From<LiveError> for WebhookError {
     fn from(error: LiveError) -> Self {
         match error {
             LiveError::Missing { .. } => WebhookError::Envelope(error.to_string()),
+            LiveError::Envelope(message) => WebhookError::Envelope(message),
             LiveError::Read(failure) => WebhookError::Upstream(failure),
         }
     }
@@ -456,11 +457,13 @@ async fn handle(
     let mut event_ids = publish(state, events).await?;
     if envelope.event_type == "git.push" {
         let (event_type, delivery_id) = (&envelope.event_type, &envelope.delivery_id);
+        let plan = state.plan.current();
         let pushed =
-            crate::push_events::on_push(state, client, event_type, delivery_id, &envelope.resource);
-        event_ids.extend(pushed.await?);
-        let specs = crate::gitops::on_push(state, client, delivery_id, &envelope.resource);
-        event_ids.extend(specs.await?);
+            crate::push_events::on_push(&plan, client, event_type, delivery_id, &envelope.resource);
+        event_ids.extend(publish(state, pushed.await?).await?);
+        let plan = state.plan.current();
+        let specs = crate::gitops::on_push(&plan, client, delivery_id, &envelope.resource);
+        event_ids.extend(publish(state, specs.await?).await?);
     }
     tracing::debug!(event_type = %envelope.event_type, events = event_ids.len(), "webhook queued");
     let status = if event_ids.is_empty() {
@@ -471,43 +474,13 @@ async fn handle(
     Ok(axum::Json(json!({"ok": true, "status": status, "eventIds": event_ids})).into_response())
 }
 
-/// The raw events of `publications` (empty ones left out), each item stamped with the
-/// organization it was read from.
-pub(crate) fn raw_events(
-    client: &AdoClient,
-    origin: Origin,
-    publications: Vec<Publication>,
-) -> Vec<RawEvent> {
-    let stamp = OrganizationStamp::new(client.organization_url());
-    publications
-        .into_iter()
-        .filter(|p| !p.items().is_empty())
-        .map(|publication| {
-            let (kind, action, mut items) = publication.into_parts();
-            items.iter_mut().for_each(|item| stamp.apply(item));
-            RawEvent::new(
-                kind,
-                origin.clone(),
-                client.organization_url(),
-                action,
-                items,
-            )
-        })
-        .collect()
-}
-
-/// Publishes raw events of a webhook and returns their ids once the broker confirmed them all.
-pub(crate) async fn publish(
-    state: &WebhookState,
-    events: Vec<RawEvent>,
-) -> Result<Vec<String>, WebhookError> {
-    let ids = events.iter().map(|e| e.id.to_string()).collect();
-    let messages = events
-        .iter()
-        .map(|event| Outgoing::new(Destination::Raw, encode(event)))
-        .collect();
-    send(state, messages).await?;
-    Ok(ids)
+/// Publishes raw events of a webhook and returns their ids once the broker confirmed them all;
+/// a broker that cannot take them is [`WebhookError::Unavailable`] (503, which Azure DevOps
+/// retries).
+async fn publish(state: &WebhookState, events: Vec<RawEvent>) -> Result<Vec<String>, WebhookError> {
+    crate::publisher::publish(&state.bus, events)
+        .await
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))
 }
 
 /// The one place the receiver hands messages to the bus: returns when the broker confirmed

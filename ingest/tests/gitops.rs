@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
-use adoport_ingest::gitops::GitopsPlan;
+use adoport_ingest::plan::GitopsPlan;
 use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};

@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 use super::glob::{Glob, is_glob};
 use super::{Pages, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// Files larger than this are not published (the Python integration's limit).

@@ -14,7 +14,8 @@ use super::files::{included_files, repository_ids};
 use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// One folder pattern and the repositories (name, optional branch) it applies to; no

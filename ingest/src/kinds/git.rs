@@ -11,7 +11,8 @@ use serde_json::Value;
 use super::items::ItemBuilder;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// One pull request list pass: its `searchCriteria.*` and the most items it may return.

@@ -18,7 +18,8 @@ use super::teams::is_fatal;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::ado::directory::{Direction, EntitlementsCursor, SUBJECT_LOOKUP_BATCH};
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport};
+use crate::crawl_context::{CrawlError, Crawler, KindReport};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// Users whose memberships are read at the same time.

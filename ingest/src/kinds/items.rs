@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::{enrich, text};
 use crate::ado::{AdoClient, AdoError};
-use crate::crawler::{CrawlLimits, KindPlan};
+use crate::crawl_context::CrawlLimits;
+use crate::plan::KindPlan;
 
 pub(crate) use super::test_runs::TestRunEnrichment;
 

@@ -16,10 +16,12 @@
 pub(crate) mod files;
 pub(crate) mod folders;
 mod git;
+pub(crate) mod gitops;
 mod glob;
 mod identity;
 pub(crate) mod items;
 mod pipelines;
+mod projects;
 mod releases;
 mod runs;
 mod security;
@@ -39,11 +41,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
-
-/// Units (projects, repositories) read at the same time by one kind.
-pub(crate) const CONCURRENT_UNITS: usize = 8;
 
 /// Where a unit's pages go: a bounded channel to the publisher (back-pressure keeps memory flat).
 pub(crate) struct Pages {
@@ -79,37 +79,6 @@ pub(crate) fn enrich(mut item: Value, key: &str, value: &Value) -> Value {
 
 pub(crate) fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
-}
-
-impl KindPlan {
-    /// The first resource's value of a selector option.
-    pub(crate) fn option(&self, name: &str) -> Option<&Value> {
-        self.selectors.iter().find_map(|s| s.get(name))
-    }
-
-    /// A numeric selector option (number or quoted number).
-    pub(crate) fn number(&self, name: &str) -> Option<u64> {
-        match self.option(name)? {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// The union, in order, of a list-of-strings option over every resource of the kind.
-    pub(crate) fn strings(&self, name: &str) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for selector in &self.selectors {
-            if let Some(Value::Array(items)) = selector.get(name) {
-                for item in items.iter().filter_map(Value::as_str) {
-                    if !out.iter().any(|o| o == item) {
-                        out.push(item.to_string());
-                    }
-                }
-            }
-        }
-        out
-    }
 }
 
 impl Crawler {

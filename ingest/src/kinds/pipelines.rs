@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use super::items;
 use super::{Pages, text};
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// How one project-scoped list kind is read (its items are built by

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{Pages, text};
-use crate::crawler::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use adoport_shared::messages::ResyncId;
 
 impl Crawler {

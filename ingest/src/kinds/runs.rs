@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use adoport_shared::messages::ResyncId;
 
 /// An id field as URL text, whether Azure DevOps gave it as a number or a string.

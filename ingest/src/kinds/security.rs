@@ -15,7 +15,8 @@ use serde_json::Value;
 use super::items;
 use super::{Pages, text};
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// The values of a `criteria` filter over every resource: `None` when any resource does not

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::{CONCURRENT_UNITS, Pages, enrich, text};
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// Errors after which nothing more can be read (the crawl stops).

@@ -16,7 +16,8 @@ use super::items::{ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::runs::id_text;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// What to add to every test run.

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, WikiPageRef};
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// Pages read in full at the same time.

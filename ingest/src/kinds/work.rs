@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, WORK_ITEMS_BATCH};
-use crate::crawler::{CrawlError, Crawler, KindPlan, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// Page size of team lists.

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
-use adoport_ingest::crawler::{Crawler, KindPlan};
 use adoport_ingest::organizations::Organizations;
 use adoport_ingest::webhook::{RESYNC_PATH, WEBHOOK_PATH, WebhookLimits, WebhookState, router};
+use adoport_ingest::{Crawler, KindPlan};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
 use adoport_shared::messages::{RawEvent, ResyncId, decode};

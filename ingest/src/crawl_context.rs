@@ -1,0 +1,342 @@
+//! What every kind's crawl works with: the [`Crawler`] (the client, page sizes, the projects
+//! of a resync without those of `excludedTags`, and the publisher of a resync's pages, stamped
+//! with the crawl and checked against its fence), the reports and errors of a crawl, and what a
+//! resync reads once and shares between kinds (`ResyncCache`). Below the kinds: the kinds add
+//! their own `impl Crawler` blocks (`crate::kinds`) and the crawl of a whole plan runs them
+//! ([`crate::crawler`]); this module names neither.
+//!
+//! Memory stays flat whatever the organization's size: a page is published (and confirmed by
+//! the broker) before the next one is held.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, stream};
+use serde_json::Value;
+
+use crate::ado::organization::OrganizationStamp;
+use crate::ado::{AdoClient, AdoError};
+use crate::examples::ExampleSampler;
+use crate::project_tags::{is_excluded, normalized};
+use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
+use adoport_shared::messages::{
+    AttemptId, MappingVersionId, Origin, RawAction, RawEvent, ResyncId, encode,
+};
+use adoport_shared::metrics::ResyncStats;
+
+/// Units (projects, repositories) read at the same time by one kind.
+pub(crate) const CONCURRENT_UNITS: usize = 8;
+
+/// Which crawl this is: the resync, this attempt at crawling it, and the mapping version it
+/// crawls with. Stamped on every raw event the crawl publishes, so that the coordinator counts
+/// only the attempt that finished and transform maps with the crawl's mapping version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrawlStamp {
+    pub resync_id: ResyncId,
+    pub attempt: AttemptId,
+    pub mapping_version: Option<MappingVersionId>,
+    /// When the attempt started: the `observed_at` of every raw event it publishes.
+    ///
+    /// An item is published after everything it is built from has been read (a repository's
+    /// files, a build's first commit …), seconds or minutes after the read that listed it. A
+    /// webhook re-read of the same object in that gap holds newer data, and publish keeps the
+    /// newer observation of an entity: so the crawl must not claim a later time than its first
+    /// read, or its older copy would overwrite the webhook's. The attempt's start is earlier
+    /// than any of its reads; a change the crawl saw after a webhook's read has a webhook of its
+    /// own, and the next resync repairs what a lost webhook left behind.
+    pub observed_at: DateTime<Utc>,
+}
+
+impl CrawlStamp {
+    /// A new attempt at `resync_id` starting now, with no mapping version named (tools and
+    /// tests).
+    pub fn new(resync_id: ResyncId) -> Self {
+        Self {
+            resync_id,
+            attempt: AttemptId::new(),
+            mapping_version: None,
+            observed_at: Utc::now(),
+        }
+    }
+}
+
+/// Whether a crawl may still publish: false once the resync request it runs for was taken
+/// away from this process (see the lease of `crate::resync`). Checked before every page.
+#[derive(Clone)]
+pub struct CrawlFence(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl CrawlFence {
+    /// A crawl that holds no request (tools and tests): never fenced off.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn new(holds: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(holds)))
+    }
+
+    fn holds(&self) -> bool {
+        self.0.as_ref().is_none_or(|holds| holds())
+    }
+}
+
+/// What the crawler found for one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindReport {
+    /// Raw items published.
+    pub items: u64,
+    /// Raw events published (pages).
+    pub events: u64,
+    /// Why the kind is incomplete, when it is.
+    pub failure: Option<String>,
+}
+
+/// The outcome of one resync's crawl.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrawlReport {
+    pub kinds: BTreeMap<String, KindReport>,
+}
+
+impl CrawlReport {
+    pub fn items(&self) -> u64 {
+        self.kinds.values().map(|k| k.items).sum()
+    }
+
+    pub fn failed_kinds(&self) -> Vec<&str> {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| k.failure.is_some())
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+/// Why a crawl stopped as a whole (a kind's own failure is recorded in its report instead).
+#[derive(Debug, thiserror::Error)]
+pub enum CrawlError {
+    #[error(transparent)]
+    Ado(#[from] AdoError),
+    #[error("could not publish raw events: {0}")]
+    Bus(#[from] BusError),
+    #[error(
+        "the resync request was taken away from this crawler (its delivery was lost); the crawl stopped and the broker hands the request out again"
+    )]
+    LeaseLost,
+}
+
+impl CrawlError {
+    /// Whether the crawl as a whole stops (nothing more can be done by it).
+    pub(crate) fn stops_crawl(&self) -> bool {
+        match self {
+            CrawlError::Ado(e) => e.stops_crawl(),
+            CrawlError::Bus(_) | CrawlError::LeaseLost => true,
+        }
+    }
+}
+
+/// Page sizes the crawler asks for. The defaults are the largest the APIs allow; tests lower
+/// them to cross page boundaries with little data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrawlLimits {
+    /// `$top` of a WIQL query; the next id range starts after the last id when a query
+    /// returns this many (Azure DevOps refuses results over 20,000).
+    pub wiql_page: usize,
+    /// `$top` of continuation-token lists (releases).
+    pub page: usize,
+}
+
+impl Default for CrawlLimits {
+    fn default() -> Self {
+        Self {
+            wiql_page: 19_999,
+            page: 100,
+        }
+    }
+}
+
+/// What one resync reads once and shares between kinds.
+#[derive(Debug, Default)]
+pub(crate) struct ResyncCache {
+    pub(crate) projects: Option<Vec<Value>>,
+    /// Kept only when a later kind of the plan reads it (`keep_repositories`): it grows with
+    /// the organization, and the `repository` kind alone must not hold it.
+    pub(crate) repositories: Option<Vec<Value>>,
+    pub(crate) keep_repositories: bool,
+    /// Boards with `__project`, for `board` and `column`.
+    pub(crate) boards: Option<Vec<Value>>,
+}
+
+/// Reads Azure DevOps and publishes raw events.
+pub struct Crawler {
+    pub(crate) client: AdoClient,
+    bus: Bus,
+    pub(crate) items_per_event: usize,
+    pub(crate) limits: CrawlLimits,
+    /// Items per kind in the previous crawl of this process, to tell an empty answer that
+    /// follows a full one (suspicious) from a confirmed empty kind.
+    pub(crate) previous_items: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Resync progress for `/metrics` (items crawled per kind as they are published).
+    pub(crate) resync_stats: ResyncStats,
+    /// Raw data examples for Port, when `sendRawDataExamples` is on.
+    examples: Option<ExampleSampler>,
+    /// Projects with any of these tags are left out (see [`crate::project_tags`]).
+    pub(crate) excluded_tags: Vec<String>,
+    /// The crawl running now (a crawler runs one at a time): its raw events carry the stamp,
+    /// and it publishes only while the fence holds.
+    pub(crate) running: std::sync::Mutex<Option<(CrawlStamp, CrawlFence)>>,
+}
+
+impl Crawler {
+    pub fn new(client: AdoClient, bus: Bus, items_per_event: usize) -> Self {
+        Self {
+            client,
+            bus,
+            items_per_event: items_per_event.max(1),
+            limits: CrawlLimits::default(),
+            previous_items: std::sync::Mutex::new(BTreeMap::new()),
+            resync_stats: ResyncStats::default(),
+            examples: None,
+            excluded_tags: Vec::new(),
+            running: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Sends the first items of each kind in each resync to Port as raw data examples.
+    pub fn with_examples(mut self, sampler: ExampleSampler) -> Self {
+        self.examples = Some(sampler);
+        self
+    }
+
+    /// Reports resync progress into `stats` (the process's `/metrics`).
+    pub fn with_resync_stats(mut self, stats: ResyncStats) -> Self {
+        self.resync_stats = stats;
+        self
+    }
+
+    /// Resync progress: started, finished, items crawled per kind.
+    pub fn resync_stats(&self) -> &ResyncStats {
+        &self.resync_stats
+    }
+
+    /// Uses other page sizes (tests).
+    pub fn with_limits(mut self, limits: CrawlLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The client this crawler reads with (its request counts, for the benchmark).
+    pub fn client(&self) -> &AdoClient {
+        &self.client
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        resync_id: ResyncId,
+        kind: &str,
+        mut items: Vec<Value>,
+        report: &mut KindReport,
+    ) -> Result<(), CrawlError> {
+        let stamp = OrganizationStamp::new(self.client.organization_url());
+        items.iter_mut().for_each(|item| stamp.apply(item));
+        let mut messages = Vec::new();
+        if let Some(examples) = self
+            .examples
+            .as_ref()
+            .and_then(|sampler| sampler.sample(resync_id, kind, &items))
+        {
+            messages.push(Outgoing::new(
+                Destination::ResyncProgress,
+                encode(&examples),
+            ));
+        }
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(s, _)| s.resync_id == resync_id);
+        if running.as_ref().is_some_and(|(_, fence)| !fence.holds()) {
+            return Err(CrawlError::LeaseLost);
+        }
+        let stamp = running.map(|(stamp, _)| stamp);
+        for chunk in items.chunks(self.items_per_event) {
+            let mut event = RawEvent::new(
+                kind,
+                Origin::Resync { resync_id },
+                self.client.organization_url(),
+                RawAction::Upsert,
+                chunk.to_vec(),
+            );
+            if let Some(stamp) = &stamp {
+                event.attempt = Some(stamp.attempt);
+                event.mapping_version = stamp.mapping_version.clone();
+                event.observed_at = stamp.observed_at;
+            }
+            report.items += chunk.len() as u64;
+            report.events += 1;
+            messages.push(Outgoing::new(Destination::Raw, encode(&event)));
+        }
+        self.bus.publish_all(messages).await?;
+        self.resync_stats.crawled(kind, items.len() as u64);
+        Ok(())
+    }
+
+    /// The project references of the organization, listed once per resync.
+    pub(crate) async fn project_list(
+        &self,
+        cache: &mut Option<Vec<Value>>,
+    ) -> Result<Vec<Value>, CrawlError> {
+        if let Some(projects) = cache {
+            return Ok(projects.clone());
+        }
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.client.projects_page(token.as_deref()).await?;
+            all.extend(page.items);
+            match page.continuation_token {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => break,
+            }
+        }
+        let all = self.without_excluded_projects(all).await;
+        *cache = Some(all.clone());
+        Ok(all)
+    }
+
+    /// Leaves out of project-derived kinds the projects tagged with any of `tags`
+    /// (`excludedTags` of the integration config).
+    pub fn with_excluded_tags(mut self, tags: &[String]) -> Self {
+        self.excluded_tags = normalized(tags);
+        self
+    }
+
+    /// `projects` without those carrying an excluded tag, in order.
+    pub(crate) async fn without_excluded_projects(&self, projects: Vec<Value>) -> Vec<Value> {
+        if self.excluded_tags.is_empty() {
+            return projects;
+        }
+        let kept: Vec<Value> = stream::iter(projects)
+            .map(|project| async move {
+                let id = project
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let excluded = is_excluded(&self.client, &self.excluded_tags, id).await;
+                if excluded {
+                    let name = project.get("name").and_then(Value::as_str).unwrap_or(id);
+                    tracing::info!(
+                        project = name,
+                        "project left out: it carries one of excludedTags"
+                    );
+                }
+                (!excluded).then_some(project)
+            })
+            .buffered(CONCURRENT_UNITS)
+            .filter_map(|p| async move { p })
+            .collect()
+            .await;
+        kept
+    }
+}

@@ -1,0 +1,224 @@
+//! The plan: which kinds the mapping version in force asks for, with the selector options of
+//! their resources ([`KindPlan`]); the plan of the version in force as the webhook receiver
+//! reads it for each event ([`KindPlans`]); and where GitOps specs are read from
+//! ([`GitopsPlan`]). The bottom layer of ingest: the kinds, the crawler, live events and push
+//! handling read it, and it names none of them.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use adoport_shared::mapping_versions::MappingVersions;
+use adoport_shared::messages::{GITOPS_KIND, MappingVersionId};
+use adoport_shared::port_app_config::PortAppConfig;
+
+/// One kind to crawl and the selector options its resources give (kind-specific fields such
+/// as `defaultTeam`, `includedFiles`; `query` is transform's business).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindPlan {
+    pub kind: String,
+    pub selectors: Vec<Map<String, Value>>,
+}
+
+impl KindPlan {
+    /// The kinds a mapping asks for, in mapping order, with their resources' selector options.
+    pub fn for_mapping(mapping: &PortAppConfig) -> Vec<KindPlan> {
+        mapping
+            .kinds()
+            .into_iter()
+            .map(|kind| KindPlan {
+                kind: kind.to_string(),
+                selectors: mapping
+                    .resources_of_kind(kind)
+                    .map(|(_, resource)| resource.selector.options.clone())
+                    .collect(),
+            })
+            .chain(GitopsPlan::kind_plan(mapping))
+            .collect()
+    }
+
+    /// Whether any resource of this kind sets a boolean selector option (`true` or `'true'`).
+    pub fn flag(&self, name: &str) -> bool {
+        self.selectors.iter().any(|s| match s.get(name) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(text)) => text.trim().eq_ignore_ascii_case("true"),
+            _ => false,
+        })
+    }
+
+    /// The first resource's value of a selector option.
+    pub(crate) fn option(&self, name: &str) -> Option<&Value> {
+        self.selectors.iter().find_map(|s| s.get(name))
+    }
+
+    /// A numeric selector option (number or quoted number).
+    pub(crate) fn number(&self, name: &str) -> Option<u64> {
+        match self.option(name)? {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The union, in order, of a list-of-strings option over every resource of the kind.
+    pub(crate) fn strings(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for selector in &self.selectors {
+            if let Some(Value::Array(items)) = selector.get(name) {
+                for item in items.iter().filter_map(Value::as_str) {
+                    if !out.iter().any(|o| o == item) {
+                        out.push(item.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The kinds of the mapping version in force, as the webhook receiver reads them for each
+/// event: following the process's mapping versions (re-planned once per new version), or fixed
+/// (tests and tools). Cheap to clone.
+#[derive(Clone)]
+pub struct KindPlans {
+    versions: Option<MappingVersions>,
+    /// The plan of the version it was last asked for.
+    planned: Arc<std::sync::Mutex<Planned>>,
+}
+
+/// A version's plan (`None`: a fixed plan).
+type Planned = (Option<MappingVersionId>, Arc<Vec<KindPlan>>);
+
+impl KindPlans {
+    /// Always these kinds.
+    pub fn fixed(plans: Vec<KindPlan>) -> Self {
+        Self {
+            versions: None,
+            planned: Arc::new(std::sync::Mutex::new((None, Arc::new(plans)))),
+        }
+    }
+
+    /// The kinds of whichever version is in force.
+    pub fn following(versions: MappingVersions) -> Self {
+        Self {
+            versions: Some(versions),
+            planned: Arc::new(std::sync::Mutex::new((None, Arc::new(Vec::new())))),
+        }
+    }
+
+    /// The kinds to handle now, in mapping order.
+    pub fn current(&self) -> Arc<Vec<KindPlan>> {
+        let mut planned = self.planned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(versions) = &self.versions {
+            let version = versions.current();
+            if planned.0.as_ref() != Some(&version.id) {
+                *planned = (
+                    Some(version.id.clone()),
+                    Arc::new(KindPlan::for_mapping(&version.config)),
+                );
+            }
+        }
+        planned.1.clone()
+    }
+}
+
+/// Where the specs are and which branch they are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitopsPlan {
+    pub spec_paths: Vec<String>,
+    pub use_default_branch: bool,
+    /// Short name, e.g. `main`.
+    pub branch: String,
+}
+
+impl GitopsPlan {
+    /// The crawl plan entry of GitOps for a mapping (none when `specPath` is an empty list).
+    pub fn kind_plan(config: &PortAppConfig) -> Option<KindPlan> {
+        let paths: Vec<&str> = config.spec_path.paths();
+        if paths.is_empty() {
+            return None;
+        }
+        let mut options = Map::new();
+        options.insert("specPath".into(), json!(paths));
+        options.insert(
+            "useDefaultBranch".into(),
+            json!(config.use_default_branch.unwrap_or(false)),
+        );
+        options.insert(
+            "branch".into(),
+            json!(config.branch.clone().unwrap_or_else(|| "main".into())),
+        );
+        Some(KindPlan {
+            kind: GITOPS_KIND.to_string(),
+            selectors: vec![options],
+        })
+    }
+
+    /// The plan's GitOps entry, if any.
+    pub fn of(plan: &[KindPlan]) -> Option<GitopsPlan> {
+        let kind = plan.iter().find(|k| k.kind == GITOPS_KIND)?;
+        let options = kind.selectors.first()?;
+        Some(GitopsPlan {
+            spec_paths: kind.strings("specPath"),
+            use_default_branch: kind.flag("useDefaultBranch"),
+            branch: options
+                .get("branch")
+                .and_then(Value::as_str)
+                .unwrap_or("main")
+                .trim_start_matches("refs/heads/")
+                .to_string(),
+        })
+    }
+
+    /// `refs/heads/…` of the branch tracked in `repository`.
+    pub fn tracked_ref(&self, repository: &Value) -> String {
+        if self.use_default_branch
+            && let Some(branch) = repository.get("defaultBranch").and_then(Value::as_str)
+        {
+            return branch.to_string();
+        }
+        format!("refs/heads/{}", self.branch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_receivers_plan_follows_the_mapping_version_in_force() {
+        let mapping = |kinds: &[&str]| {
+            let resources: Vec<Value> = kinds
+                .iter()
+                .map(|kind| {
+                    json!({"kind": kind, "selector": {"query": "true"},
+                    "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+                })
+                .collect();
+            json!({ "resources": resources, "specPath": [] })
+        };
+        let config = PortAppConfig::from_json_value(mapping(&["project"])).expect("mapping");
+        let versions = MappingVersions::new(config);
+        let plans = KindPlans::following(versions.clone());
+        let kinds = |plans: &KindPlans| -> Vec<String> {
+            plans.current().iter().map(|k| k.kind.clone()).collect()
+        };
+        assert_eq!(kinds(&plans), ["project"]);
+        versions.offer(mapping(&["project", "branch"]), |_| Ok(()));
+        assert_eq!(kinds(&plans), ["project", "branch"]);
+        assert_eq!(kinds(&KindPlans::fixed(Vec::new())), Vec::<String>::new());
+    }
+
+    #[test]
+    fn flags_accept_booleans_and_quoted_booleans() {
+        let plan = |v: Value| KindPlan {
+            kind: "project".into(),
+            selectors: vec![v.as_object().cloned().unwrap_or_default()],
+        };
+        assert!(plan(json!({"defaultTeam": "true"})).flag("defaultTeam"));
+        assert!(plan(json!({"defaultTeam": true})).flag("defaultTeam"));
+        assert!(!plan(json!({"defaultTeam": "false"})).flag("defaultTeam"));
+        assert!(!plan(json!({})).flag("defaultTeam"));
+    }
+}
