@@ -4,8 +4,6 @@
 //! variables and adoport's `ADOPORT__…`), never from flags, so that one set of variables
 //! configures every deployment style alike.
 
-use std::process::ExitCode;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const SETTINGS_HELP: &str = "\
@@ -325,44 +323,4 @@ pub enum RoleArg {
     Transform,
     Publish,
     All,
-}
-
-/// What the `adoport` binary does with its command line: set up logging, run the command, and
-/// turn an error into exit status 1 with the whole chain on stderr. `main.rs` is this call; the
-/// chaos soak (`tests/src/bin/soak.rs`) runs its role processes through it too, so they are
-/// `adoport` exactly.
-pub async fn execute(cli: Cli) -> ExitCode {
-    let filter = match cli.command {
-        Command::Demo(_) | Command::Bench(_) | Command::BenchMapping(_) => {
-            adoport_shared::telemetry::TOOL_FILTER
-        }
-        _ => adoport_shared::telemetry::ROLE_FILTER,
-    };
-    adoport_shared::telemetry::init(cli.log_json, filter);
-    match run(cli).await {
-        Ok(code) => code,
-        Err(e) => {
-            // `{:#}` prints the whole chain: what failed, and why.
-            eprintln!("adoport: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    use crate::roles::{Role, run_role};
-    match cli.command {
-        Command::Demo(args) => crate::demo::run(args).await,
-        Command::Sim(args) => crate::sim::run(args).await,
-        Command::Bench(args) => crate::bench::run(args).await,
-        Command::BenchMapping(args) => crate::bench_mapping::run(args),
-        Command::CheckConfig(args) => crate::roles::check_config(args),
-        Command::Ingest => run_role(Role::Ingest).await,
-        Command::Transform => run_role(Role::Transform).await,
-        Command::Publish => run_role(Role::Publish).await,
-        Command::All => run_role(Role::All).await,
-        Command::Replay(args) => crate::operate::replay(args).await,
-        Command::Dlq(args) => crate::operate::dlq(args).await,
-        Command::Mapping(command) => crate::mapping_cmd::run(command),
-    }
 }

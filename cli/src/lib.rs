@@ -13,6 +13,7 @@ pub mod bench_organizations;
 pub mod bench_processes;
 pub mod bench_scaling;
 pub mod cli;
+pub mod command;
 pub mod demo;
 pub mod dlq;
 pub mod health;

@@ -6,5 +6,5 @@ use adoport::cli::Cli;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    adoport::cli::execute(Cli::parse()).await
+    adoport::command::execute(Cli::parse()).await
 }

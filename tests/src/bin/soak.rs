@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The role processes it starts are this binary run as `soak adoport ROLE`, which is
-//! `adoport ROLE` exactly (`adoport::cli::execute`, what the `adoport` binary's `main` calls):
+//! `adoport ROLE` exactly (`adoport::command::execute`, what the `adoport` binary's `main` calls):
 //! a binary of another package is not built by `cargo run -p adoport-tests`, and a soak that
 //! tested a stale `adoport` left in `target/` would prove nothing.
 
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         let cli = adoport::cli::Cli::parse_from(
             std::iter::once("adoport".to_string()).chain(arguments.skip(1)),
         );
-        return tokio_main(adoport::cli::execute(cli));
+        return tokio_main(adoport::command::execute(cli));
     }
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(|| {
