@@ -25,6 +25,17 @@ struct Inner {
     token: Mutex<Option<String>>,
 }
 
+/// Port did not answer, or answered that it cannot now (5xx, 429): the request may succeed
+/// later, unlike a refusal. Found in an error's chain by [`is_port_unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[error("Port is unavailable: {0}")]
+pub struct PortUnavailable(pub String);
+
+/// Whether `error` (or what caused it) is a [`PortUnavailable`].
+pub fn is_port_unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<PortUnavailable>())
+}
+
 /// At most this much of a body in an error message.
 fn excerpt(body: &str) -> String {
     let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -65,6 +76,7 @@ impl PortReader {
             }))
             .send()
             .await
+            .map_err(|e| PortUnavailable(format!("{e}")))
             .with_context(|| format!("cannot reach Port at {url} (OCEAN__PORT__BASE_URL)"))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
@@ -77,10 +89,11 @@ impl PortReader {
             Some(token) if status.is_success() => Ok(token),
             // Port down or throttling says nothing about the credentials.
             _ if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                bail!(
-                    "Port is unavailable: signing in at {url} answered HTTP {status} ({}); the credentials were not refused, try again once Port answers",
+                Err(PortUnavailable(format!(
+                    "signing in at {url} answered HTTP {status} ({}); the credentials were not refused, try again once Port answers",
                     excerpt(&text)
-                )
+                ))
+                .into())
             }
             _ => bail!(
                 "Port refused the credentials (HTTP {status}: {}); check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET",
@@ -129,6 +142,7 @@ impl PortReader {
                 .bearer_auth(token)
                 .send()
                 .await
+                .map_err(|e| PortUnavailable(format!("{e}")))
                 .with_context(|| format!("GET {url}: Port is not reachable"))?;
             let status = response.status();
             if status == reqwest::StatusCode::UNAUTHORIZED && !renewed {
@@ -139,6 +153,13 @@ impl PortReader {
                 return Ok(None);
             }
             let text = response.text().await.unwrap_or_default();
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(PortUnavailable(format!(
+                    "GET {url} answered HTTP {status}: {}",
+                    excerpt(&text)
+                ))
+                .into());
+            }
             if !status.is_success() {
                 bail!("GET {url} answered HTTP {status}: {}", excerpt(&text));
             }
@@ -195,10 +216,9 @@ mod tests {
             retry_after_secs: 1,
         }));
         let reader = PortReader::new(&settings(&port, "sim-secret"), "test").expect("reader");
-        let error = format!(
-            "{:#}",
-            reader.integration_record().await.expect_err("Port is down")
-        );
+        let error = reader.integration_record().await.expect_err("Port is down");
+        assert!(is_port_unavailable(&error), "{error:#}");
+        let error = format!("{error:#}");
         assert!(
             error.contains("Port is unavailable") && error.contains("429"),
             "{error}"
@@ -209,12 +229,23 @@ mod tests {
             "POST /v1/auth/access_token",
             vec![ScriptedAnswer::status(503)],
         );
-        let error = format!("{:#}", reader.integration_record().await.expect_err("503"));
-        assert!(error.contains("Port is unavailable"), "{error}");
+        let error = reader.integration_record().await.expect_err("503");
+        assert!(is_port_unavailable(&error), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("Port is unavailable"),
+            "{error:#}"
+        );
 
         let wrong = PortReader::new(&settings(&port, "wrong"), "test").expect("reader");
-        let error = format!("{:#}", wrong.integration_record().await.expect_err("401"));
-        assert!(error.contains("refused the credentials"), "{error}");
+        let error = wrong.integration_record().await.expect_err("401");
+        assert!(
+            !is_port_unavailable(&error),
+            "a refusal is not an outage: {error:#}"
+        );
+        assert!(
+            format!("{error:#}").contains("refused the credentials"),
+            "{error:#}"
+        );
         port.shutdown().await;
     }
 }

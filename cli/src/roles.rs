@@ -134,11 +134,22 @@ pub async fn run(
     // (with the default mapping) before the mapping is read from Port below. Ingest and
     // transform processes started alone wait for a publish process to have done it once
     // (they fail on a missing integration and are restarted).
-    if roles.publish
-        && let Some(done) = adoport_publish::resources::initialize_for_settings(settings)
-            .await
-            .context("OCEAN__INITIALIZE_PORT_RESOURCES: cannot create the default Port resources (set it to false to skip)")?
-    {
+    let initialized = if roles.publish {
+        let initialize = || async {
+            adoport_publish::resources::initialize_for_settings(settings)
+                .await
+                .context("OCEAN__INITIALIZE_PORT_RESOURCES: cannot create the default Port resources (set it to false to skip)")
+        };
+        match while_port_unavailable("creating the default Port resources", &shutdown, initialize)
+            .await?
+        {
+            Some(done) => done,
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    } else {
+        None
+    };
+    if let Some(done) = initialized {
         tracing::info!(
             blueprints_created = ?done.blueprints_created,
             integration_created = done.integration_created,
@@ -147,7 +158,11 @@ pub async fn run(
     }
     // Publish reads it too: its reconciliation follows the mapping's deletion flags.
     let mapping = if roles.ingest || roles.transform || roles.publish {
-        Some(mapping_source::load(settings).await?)
+        let load = || mapping_source::load(settings);
+        match while_port_unavailable("reading the mapping", &shutdown, load).await? {
+            Some(mapping) => Some(mapping),
+            None => return Ok(ExitCode::SUCCESS),
+        }
     } else {
         None
     };
@@ -196,6 +211,62 @@ pub async fn run(
 /// are attached once the roles run. An explicit address that cannot be bound stops the
 /// process; the default one only warns (several roles may share a host in try-outs), and ONCE
 /// runs skip it unless it is set.
+/// Longest pause between two start-up attempts while Port is unavailable.
+const PORT_PATIENCE_CAP: Duration = Duration::from_secs(30);
+
+/// Runs a start-up step that needs Port, again and again while Port is unavailable (no answer,
+/// 5xx, 429), with pauses growing from 1 s to [`PORT_PATIENCE_CAP`], for as long as it takes:
+/// a replica (re)started during a Port outage waits for Port, alive (`/healthz`) and not
+/// ready, instead of exiting into a restart loop. Any other failure ends the start at once.
+/// `None` when the process is asked to stop meanwhile.
+async fn while_port_unavailable<T, F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    step: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match step().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(e) if port_unavailable(&e) => {
+                tracing::warn!(
+                    step = what,
+                    error = %format!("{e:#}"),
+                    retry_in_secs = pause.as_secs(),
+                    "Port is unavailable at start-up; waiting for it"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(PORT_PATIENCE_CAP);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether a start-up failure is Port being unavailable rather than refusing: the reader's
+/// [`crate::port_reader::PortUnavailable`], or publish's error for no answer, 5xx, 408 or 429.
+fn port_unavailable(error: &anyhow::Error) -> bool {
+    use adoport_publish::error::PublishError;
+    crate::port_reader::is_port_unavailable(error)
+        || error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<PublishError>())
+            .any(|e| match e {
+                PublishError::Transport { .. } => true,
+                PublishError::Status { status, .. } => {
+                    *status >= 500 || *status == 408 || *status == 429
+                }
+                _ => false,
+            })
+}
+
 async fn start_health(
     role: Role,
     settings: &Settings,

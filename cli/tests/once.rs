@@ -106,3 +106,51 @@ async fn once_deletes_what_azure_devops_no_longer_has_before_it_exits() {
     );
     world.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_port_outage_at_start_up_is_waited_out_not_exited_on() {
+    // Port is down when the process starts (a pod rescheduled during an outage): it waits for
+    // Port, alive, instead of exiting into a restart loop, and syncs once Port answers.
+    let world = world(1, 2).await;
+    world
+        .port
+        .set_outage(Some(adoport_sim::PortOutage::Unavailable));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"));
+    command.arg("all").env_clear().env("RUST_LOG", "warn");
+    for (name, value) in world.environment(None) {
+        command.env(name, value);
+    }
+    let mut child = command
+        .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("adoport runs");
+    // Three refused attempts (1 s, then 2 s apart), and the process is still there.
+    let tried = world
+        .port
+        .wait_for(|p| p.outage_answers() >= 3, Duration::from_secs(30))
+        .await;
+    assert!(tried, "adoport did not try Port three times");
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "adoport exited while Port was down"
+    );
+    world.port.set_outage(None);
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("ONCE run finishes within 2 minutes")
+        .expect("adoport runs");
+    // Logs go to stdout, errors to stderr.
+    let logs = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stderr}\n{logs}",
+        output.status
+    );
+    assert!(logs.contains("Port is unavailable at start-up"), "{logs}");
+    assert_eq!(world.port.entity_count(), 1 + 2, "{logs}");
+    world.shutdown().await;
+}
