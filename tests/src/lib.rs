@@ -16,6 +16,7 @@ pub mod fault_proxy;
 pub mod logs;
 pub mod rabbit_node;
 pub mod soak;
+pub mod source_tree;
 
 use std::future::Future;
 use std::time::Duration;

@@ -11,33 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The workspace's member crates, as `Cargo.toml` lists them.
-fn workspace_crates(root: &Path) -> Vec<String> {
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("workspace Cargo.toml");
-    let line = manifest
-        .lines()
-        .find(|l| l.trim_start().starts_with("members"))
-        .expect("a `members = [...]` line in the workspace Cargo.toml");
-    line.split('"')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
-}
-
-fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, found);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            found.push(path);
-        }
-    }
-}
+use adoport_tests::source_tree::{rust_files, workspace_crates};
 
 /// The module path of a file relative to `src/` (`kinds/git.rs` → `[kinds, git]`,
 /// `kinds/mod.rs` → `[kinds]`, `lib.rs` → `[]`); `None` for files that are no module of the
@@ -467,7 +441,7 @@ fn crate_sources(src: &Path) -> Vec<(PathBuf, String)> {
 
 #[test]
 fn no_crate_has_a_cycle_between_its_top_level_modules() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = adoport_tests::source_tree::workspace_root();
     let crates = workspace_crates(&root);
     assert!(crates.len() >= 7, "found only these crates: {crates:?}");
     let mut knots = Vec::new();
