@@ -12,7 +12,7 @@
 use adoport_shared::config::PortAccess;
 use adoport_shared::messages::{ResyncId, WriteOptions};
 use adoport_shared::metrics::HttpStats;
-use adoport_shared::port::client::{read_json, status_error, trace_id};
+use adoport_shared::port::client::{read_body, read_json, status_error, trace_id};
 use adoport_shared::port::{PortApi, PortError, excerpt};
 use chrono::{DateTime, Utc};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
@@ -83,19 +83,11 @@ pub enum DeleteOutcome {
 }
 
 /// Writes to Port. Cheap to clone; clones share the connection pool and the token.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PortClient {
     api: PortApi,
     /// Set on the GitOps client ([`PortClient::gitops`]): the User-Agent its writes carry.
     gitops_user_agent: Option<reqwest::header::HeaderValue>,
-}
-
-impl std::fmt::Debug for PortClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortClient")
-            .field("api", &self.api)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Serialize)]
@@ -218,15 +210,7 @@ impl PortClient {
             return Err(status_error(&operation, response).await.into());
         }
         let trace_id = trace_id(response.headers());
-        let url = response.url().to_string();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| PortError::Transport {
-                operation: operation.clone(),
-                url,
-                source,
-            })?;
+        let bytes = read_body(&operation, response).await?;
         let parsed: BulkResponse = if bytes.is_empty() {
             BulkResponse::default()
         } else {

@@ -47,7 +47,7 @@ use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{
     AttemptId, ResyncBarrier, ResyncControl, ResyncId, SCHEMA_VERSION, decode, encode,
 };
-use adoport_shared::metrics::HttpStats;
+use adoport_shared::metrics::{HttpStats, PublishOutcome};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
@@ -208,10 +208,14 @@ impl ResyncSummary {
     fn add_publish_counts(&mut self, counts: &ResyncCounts) {
         for (kind, counters) in counts {
             let k = self.kinds.entry(kind.clone()).or_default();
-            let get = |what: &str| counters.get(what).copied().unwrap_or(0);
-            k.upserted = get("upserted");
-            k.skipped = get("skipped_stale") + get("skipped_unchanged") + get("skipped_not_owned");
-            k.dead_lettered = get("dead_lettered");
+            let count = |outcome: PublishOutcome| counters.get(outcome.as_str()).copied();
+            k.upserted = count(PublishOutcome::Upserted).unwrap_or(0);
+            k.skipped = PublishOutcome::ALL
+                .into_iter()
+                .filter(|o| o.is_skipped())
+                .filter_map(count)
+                .sum();
+            k.dead_lettered = count(PublishOutcome::DeadLettered).unwrap_or(0);
         }
     }
 

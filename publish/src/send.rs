@@ -41,6 +41,7 @@ use crate::error::PublishError;
 use crate::ordering::EntityKey;
 use crate::retry::{Next, Retry, RetryPolicy, Schedule, classify_error, classify_status};
 use crate::stats::{Counter, PublishStats};
+use adoport_shared::metrics::PublishOutcome;
 
 /// What every send task shares with the coordinator.
 pub(crate) struct Shared {
@@ -213,7 +214,11 @@ pub(crate) async fn checked_upserts(
                     if holds {
                         stats.incr(Counter::SkippedUnchanged);
                         let held = upsert.held;
-                        stats.per_kind_incr(&held.kind, "skipped_unchanged", held.resync_id);
+                        stats.per_kind_incr(
+                            &held.kind,
+                            PublishOutcome::SkippedUnchanged,
+                            held.resync_id,
+                        );
                         accept(stats, held, "Port already holds it").await;
                     } else {
                         differing.push(upsert);
@@ -380,7 +385,7 @@ async fn settle_results(
         } = result
         else {
             stats.incr(Counter::Upserted);
-            stats.per_kind_incr(&held.kind, "upserted", held.resync_id);
+            stats.per_kind_incr(&held.kind, PublishOutcome::Upserted, held.resync_id);
             accept(stats, held, "written to Port").await;
             continue;
         };
@@ -479,7 +484,11 @@ pub(crate) async fn deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                         "not deleting: the entity is missing or another datasource owns it"
                     );
                     stats.incr(Counter::SkippedNotOwned);
-                    stats.per_kind_incr(&held.kind, "skipped_not_owned", held.resync_id);
+                    stats.per_kind_incr(
+                        &held.kind,
+                        PublishOutcome::SkippedNotOwned,
+                        held.resync_id,
+                    );
                     accept(stats, held, "not ours to delete").await;
                     continue;
                 }
@@ -503,7 +512,7 @@ pub(crate) async fn deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                     tracing::debug!(blueprint = %blueprint, identifier = %identifier, "entity to delete was already gone");
                 }
                 stats.incr(Counter::Deleted);
-                stats.per_kind_incr(&held.kind, "deleted", held.resync_id);
+                stats.per_kind_incr(&held.kind, PublishOutcome::Deleted, held.resync_id);
                 accept(stats, held, "deleted").await;
             }
             Err(failure) => {
@@ -665,7 +674,7 @@ async fn reject(stats: &PublishStats, held: Held, reason: &str) {
         reason = %reason, "dead-lettering a change"
     );
     settle_superseded(stats, &held.kind, held.resync_id, held.superseded).await;
-    stats.per_kind_incr(&held.kind, "dead_lettered", held.resync_id);
+    stats.per_kind_incr(&held.kind, PublishOutcome::DeadLettered, held.resync_id);
     stats.barrier_dead_letter(held.source, held.resync_id);
     settle_dead_letter(stats, held.delivery, reason).await;
 }
@@ -688,7 +697,7 @@ async fn settle_superseded(
 ) {
     for (_, delivery) in superseded {
         stats.incr(Counter::SkippedStale);
-        stats.per_kind_incr(kind, "skipped_stale", resync_id);
+        stats.per_kind_incr(kind, PublishOutcome::SkippedStale, resync_id);
         settle_ack(stats, delivery).await;
     }
 }

@@ -98,16 +98,18 @@ impl TokenCache {
     /// says nothing about them and is reported as such.
     async fn sign_in(&self, api: &PortApi) -> Result<CachedToken, PortError> {
         let url = api.url(&["v1", "auth", "access_token"])?;
-        let transport = |source| PortError::Transport {
-            operation: OPERATION.into(),
-            url: url.to_string(),
-            source,
-        };
         let request = api.http().post(url.clone()).json(&TokenRequest {
             client_id: &self.client_id,
             client_secret: self.client_secret.expose(),
         });
-        let response = api.timed(request).await.map_err(transport)?;
+        let response = api
+            .timed(request)
+            .await
+            .map_err(|source| PortError::Transport {
+                operation: OPERATION.into(),
+                url: url.to_string(),
+                source,
+            })?;
         let status = response.status();
         if status.is_client_error() && !classify_status(status.as_u16()).is_retryable() {
             let body = response.text().await.unwrap_or_default();
@@ -119,7 +121,7 @@ impl TokenCache {
         if !status.is_success() {
             return Err(super::client::status_error(OPERATION, response).await);
         }
-        let body = response.bytes().await.map_err(transport)?;
+        let body = super::client::read_body(OPERATION, response).await?;
         let token: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| PortError::InvalidResponse {
                 operation: OPERATION.into(),

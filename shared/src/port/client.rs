@@ -221,19 +221,24 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     if !response.status().is_success() {
         return Err(status_error(operation, response).await);
     }
+    let bytes = read_body(operation, response).await?;
+    serde_json::from_slice(&bytes).map_err(|e| PortError::InvalidResponse {
+        operation: operation.to_string(),
+        detail: format!("{e}; body: {}", excerpt(&String::from_utf8_lossy(&bytes))),
+    })
+}
+
+/// Reads an answer's body; a connection lost on the way is a [`PortError::Transport`].
+pub async fn read_body(operation: &str, response: Response) -> Result<bytes::Bytes, PortError> {
     let url = response.url().to_string();
-    let bytes = response
+    response
         .bytes()
         .await
         .map_err(|source| PortError::Transport {
             operation: operation.to_string(),
             url,
             source,
-        })?;
-    serde_json::from_slice(&bytes).map_err(|e| PortError::InvalidResponse {
-        operation: operation.to_string(),
-        detail: format!("{e}; body: {}", excerpt(&String::from_utf8_lossy(&bytes))),
-    })
+        })
 }
 
 /// Port's `x-trace-id`, for a support ticket.
