@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use adoport_shared::config::Settings;
 use adoport_shared::metrics::HttpStats;
-use adoport_shared::port::client::read_json;
+use adoport_shared::port::answer::read_json;
 use adoport_shared::port::{PortApi, PortError};
 
 /// An authenticated reader of Port's API. Cheap to clone.

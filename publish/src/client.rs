@@ -12,7 +12,7 @@
 use adoport_shared::config::PortAccess;
 use adoport_shared::messages::{ResyncId, WriteOptions};
 use adoport_shared::metrics::HttpStats;
-use adoport_shared::port::client::{read_body, read_json, status_error, trace_id};
+use adoport_shared::port::answer::{read_body, read_json, status_error, trace_id};
 use adoport_shared::port::{PortApi, PortError, excerpt};
 use chrono::{DateTime, Utc};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};

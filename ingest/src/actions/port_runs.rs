@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use adoport_shared::config::PortAccess;
 use adoport_shared::metrics::HttpStats;
-use adoport_shared::port::client::status_error;
+use adoport_shared::port::answer::status_error;
 use adoport_shared::port::retry::classify_error;
 use adoport_shared::port::{Next, PortApi, PortError, RetryPolicy};
 use reqwest::{Method, StatusCode};

@@ -10,10 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::client::{PortApi, port_message};
+use reqwest::Url;
+
+use super::answer::{port_message, read_body, status_error, timed};
 use super::error::PortError;
 use super::retry::classify_status;
 use crate::config::Secret;
+use crate::metrics::HttpStats;
 
 /// A token is fetched again this long before Port said it expires.
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -27,7 +30,7 @@ struct CachedToken {
 }
 
 /// The credentials and the token they were last exchanged for. Shared by every clone of a
-/// [`PortApi`].
+/// [`super::PortApi`].
 pub struct TokenCache {
     client_id: String,
     client_secret: Secret,
@@ -71,15 +74,21 @@ impl TokenCache {
         &self.client_id
     }
 
-    /// The cached token, or a fresh one when there is none or it is about to expire.
-    pub(super) async fn get(&self, api: &PortApi) -> Result<Secret, PortError> {
+    /// The cached token, or a fresh one from `url` (the sign-in route, through `http`) when
+    /// there is none or it is about to expire.
+    pub(super) async fn get(
+        &self,
+        http: &reqwest::Client,
+        url: Url,
+        stats: &HttpStats,
+    ) -> Result<Secret, PortError> {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref()
             && Instant::now() < token.refresh_at
         {
             return Ok(token.value.clone());
         }
-        let fresh = self.sign_in(api).await?;
+        let fresh = self.sign_in(http, url, stats).await?;
         let value = fresh.value.clone();
         *cached = Some(fresh);
         Ok(value)
@@ -96,14 +105,17 @@ impl TokenCache {
     /// `POST /v1/auth/access_token`. A 4xx that retrying cannot change is a refusal of the
     /// credentials ([`PortError::Auth`]); Port down or throttling (5xx, 408, 429, no answer)
     /// says nothing about them and is reported as such.
-    async fn sign_in(&self, api: &PortApi) -> Result<CachedToken, PortError> {
-        let url = api.url(&["v1", "auth", "access_token"])?;
-        let request = api.http().post(url.clone()).json(&TokenRequest {
+    async fn sign_in(
+        &self,
+        http: &reqwest::Client,
+        url: Url,
+        stats: &HttpStats,
+    ) -> Result<CachedToken, PortError> {
+        let request = http.post(url.clone()).json(&TokenRequest {
             client_id: &self.client_id,
             client_secret: self.client_secret.expose(),
         });
-        let response = api
-            .timed(request)
+        let response = timed(stats, request)
             .await
             .map_err(|source| PortError::Transport {
                 operation: OPERATION.into(),
@@ -119,9 +131,9 @@ impl TokenCache {
             });
         }
         if !status.is_success() {
-            return Err(super::client::status_error(OPERATION, response).await);
+            return Err(status_error(OPERATION, response).await);
         }
-        let body = super::client::read_body(OPERATION, response).await?;
+        let body = read_body(OPERATION, response).await?;
         let token: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| PortError::InvalidResponse {
                 operation: OPERATION.into(),

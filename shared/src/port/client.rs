@@ -5,17 +5,14 @@
 //! caller's, by [`super::retry`].
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
-use serde::Deserialize;
 use serde_json::Value;
-use tokio::time::Instant;
 
+use super::answer::{port_message, read_json, tag_method, timed};
 use super::auth::TokenCache;
-use super::error::{PortError, excerpt};
-use super::retry;
+use super::error::PortError;
 use crate::config::PortAccess;
 use crate::metrics::HttpStats;
 
@@ -43,19 +40,6 @@ impl std::fmt::Debug for PortApi {
             .field("client_id", &self.inner.tokens.client_id())
             .finish_non_exhaustive()
     }
-}
-
-/// The method of the request a response answers, kept on the response so that an error can
-/// name the request (`PATCH https://…/v1/actions/runs/ack`).
-#[derive(Clone)]
-struct RequestMethod(Method);
-
-#[derive(Deserialize)]
-struct PortErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
 }
 
 impl PortApi {
@@ -107,8 +91,13 @@ impl PortApi {
         &self.inner.http_stats
     }
 
-    pub(super) fn http(&self) -> &reqwest::Client {
-        &self.inner.http
+    /// The cached token, or a fresh one from the sign-in route.
+    async fn token(&self) -> Result<crate::config::Secret, PortError> {
+        let url = self.url(&["v1", "auth", "access_token"])?;
+        self.inner
+            .tokens
+            .get(&self.inner.http, url, &self.inner.http_stats)
+            .await
     }
 
     /// `{base}/{segments…}`, each segment percent-encoded.
@@ -119,17 +108,6 @@ impl PortApi {
             .pop_if_empty()
             .extend(segments);
         Ok(url)
-    }
-
-    /// Sends `request`, recording its status (or transport error) and latency.
-    pub(super) async fn timed(&self, request: RequestBuilder) -> Result<Response, reqwest::Error> {
-        let started = Instant::now();
-        let result = request.send().await;
-        self.inner.http_stats.record(
-            result.as_ref().ok().map(|r| r.status().as_u16()),
-            started.elapsed(),
-        );
-        result
     }
 
     /// One authenticated attempt.
@@ -144,15 +122,14 @@ impl PortApi {
             Some(built) => (built.method().clone(), built.url().clone()),
             None => (Method::GET, self.inner.base.clone()),
         };
-        let mut response = self
-            .timed(request)
+        let mut response = timed(&self.inner.http_stats, request)
             .await
             .map_err(|source| PortError::Transport {
                 operation: operation.to_string(),
                 url: url.to_string(),
                 source,
             })?;
-        response.extensions_mut().insert(RequestMethod(method));
+        tag_method(&mut response, method);
         Ok(response)
     }
 
@@ -164,7 +141,7 @@ impl PortApi {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, PortError> {
         let tokens = &self.inner.tokens;
-        let token = tokens.get(self).await?;
+        let token = self.token().await?;
         let response = self.send_with(operation, &build, &token).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -174,7 +151,7 @@ impl PortApi {
             "Port answered 401; fetching a new token and retrying once"
         );
         tokens.invalidate(&token).await;
-        let token = tokens.get(self).await?;
+        let token = self.token().await?;
         let response = self.send_with(operation, &build, &token).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             tokens.invalidate(&token).await;
@@ -213,77 +190,6 @@ impl PortApi {
     }
 }
 
-/// Reads a success's JSON body, or turns a failure into [`PortError::Status`].
-pub async fn read_json<T: serde::de::DeserializeOwned>(
-    operation: &str,
-    response: Response,
-) -> Result<T, PortError> {
-    if !response.status().is_success() {
-        return Err(status_error(operation, response).await);
-    }
-    let bytes = read_body(operation, response).await?;
-    serde_json::from_slice(&bytes).map_err(|e| PortError::InvalidResponse {
-        operation: operation.to_string(),
-        detail: format!("{e}; body: {}", excerpt(&String::from_utf8_lossy(&bytes))),
-    })
-}
-
-/// Reads an answer's body; a connection lost on the way is a [`PortError::Transport`].
-pub async fn read_body(operation: &str, response: Response) -> Result<bytes::Bytes, PortError> {
-    let url = response.url().to_string();
-    response
-        .bytes()
-        .await
-        .map_err(|source| PortError::Transport {
-            operation: operation.to_string(),
-            url,
-            source,
-        })
-}
-
-/// Port's `x-trace-id`, for a support ticket.
-pub fn trace_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Port's `message` (or `error`) from an error body, else an excerpt of the body.
-pub fn port_message(body: &str) -> String {
-    match serde_json::from_str::<PortErrorBody>(body) {
-        Ok(PortErrorBody {
-            message: Some(message),
-            ..
-        }) => excerpt(&message),
-        Ok(PortErrorBody {
-            error: Some(error), ..
-        }) => excerpt(&error),
-        _ if body.trim().is_empty() => "(no body)".into(),
-        _ => excerpt(body),
-    }
-}
-
-/// Turns a non-success answer into [`PortError::Status`], reading the wait hint first.
-pub async fn status_error(operation: &str, response: Response) -> PortError {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let method = response
-        .extensions()
-        .get::<RequestMethod>()
-        .map_or(Method::POST, |m| m.0.clone());
-    let request = format!("{method} {}", response.url());
-    let body = response.text().await.unwrap_or_default();
-    PortError::Status {
-        operation: operation.to_string(),
-        request,
-        status: status.as_u16(),
-        excerpt: excerpt(&body),
-        trace_id: trace_id(&headers),
-        retry_after: retry::wait_hint(status, &headers, SystemTime::now()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,17 +205,6 @@ mod tests {
             timeout_secs: 5,
             network: Default::default(),
         }
-    }
-
-    #[test]
-    fn port_message_prefers_message() {
-        assert_eq!(
-            port_message(r#"{"ok":false,"error":"not_found","message":"Entity x not found"}"#),
-            "Entity x not found"
-        );
-        assert_eq!(port_message(r#"{"ok":false,"error":"bad"}"#), "bad");
-        assert_eq!(port_message("<html>oops</html>"), "<html>oops</html>");
-        assert_eq!(port_message(""), "(no body)");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`PortError`]: every way a request to Port can fail, one variant per case a caller acts on
 //! (refused credentials, an HTTP status with its body excerpt, no answer, an unreadable answer,
-//! a client that cannot be built). Whether to retry is [`super::retry::classify_error`]'s call.
+//! a client that cannot be built). Whether to retry (and whether Port is unavailable) is
+//! [`super::retry`]'s call.
 
 use std::time::Duration;
 
@@ -62,18 +63,6 @@ impl PortError {
     /// Port refused the credentials: nothing but new settings helps.
     pub fn is_auth(&self) -> bool {
         matches!(self, PortError::Auth { .. })
-    }
-
-    /// Port did not answer, or answered that it cannot now (5xx, 408, 429): the request may
-    /// succeed later, unlike a refusal.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            PortError::Transport { .. } => true,
-            PortError::Status { status, .. } => {
-                super::retry::classify_status(*status).is_retryable()
-            }
-            _ => false,
-        }
     }
 
     /// Port is over its rate limit (429): the one answer that paces every request, not only

@@ -4,8 +4,8 @@
 //!
 //! - [`auth`]: signing in (`POST /v1/auth/access_token`) and the token cache (renewed before it
 //!   expires, and once when Port answers 401);
-//! - [`client`]: building URLs, sending a request with the token, turning a failed answer into
-//!   a [`PortError`];
+//! - [`client`]: building URLs and sending a request with the token;
+//! - [`answer`]: recording, reading and classifying one answer, a failure as a [`PortError`];
 //! - [`retry`]: the classifier (what an answer means: success, retry, retry after Port's wait,
 //!   too large, don't retry) and the backoff schedule with its driver, which stops waiting on
 //!   shutdown;
@@ -13,6 +13,7 @@
 //!
 //! What a call means (a bulk upsert, an action run's ack) belongs to the stage that makes it.
 
+pub mod answer;
 pub mod auth;
 pub mod client;
 pub mod error;

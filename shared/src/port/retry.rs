@@ -136,6 +136,18 @@ pub fn classify_error(error: &PortError) -> Retry {
     }
 }
 
+impl PortError {
+    /// Port did not answer, or answered that it cannot now (5xx, 408, 429): the request may
+    /// succeed later, unlike a refusal.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            PortError::Transport { .. } => true,
+            PortError::Status { status, .. } => classify_status(*status).is_retryable(),
+            _ => false,
+        }
+    }
+}
+
 /// The backoff schedule and attempt bound for one call (in publish: one write).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
