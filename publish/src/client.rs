@@ -587,19 +587,4 @@ mod tests {
             "port-ocean/azure-devops/0.12.2/my-ado/exporter"
         );
     }
-
-    #[test]
-    fn debug_never_shows_the_secret() {
-        let access = PortAccess {
-            base_url: "http://127.0.0.1:9".into(),
-            client_id: "cid".into(),
-            client_secret: adoport_shared::config::Secret::new("super-secret"),
-            integration_identifier: "i".into(),
-            integration_type: "azure-devops".into(),
-            timeout_secs: 5,
-            network: Default::default(),
-        };
-        let client = PortClient::new(&access, "ua".into()).expect("client");
-        assert!(!format!("{client:?}").contains("super-secret"));
-    }
 }

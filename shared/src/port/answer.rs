@@ -67,11 +67,7 @@ pub async fn read_body(operation: &str, response: Response) -> Result<bytes::Byt
     response
         .bytes()
         .await
-        .map_err(|source| PortError::Transport {
-            operation: operation.to_string(),
-            url,
-            source,
-        })
+        .map_err(|source| PortError::transport(operation, &url, source))
 }
 
 /// Port's `x-trace-id`, for a support ticket.

@@ -117,11 +117,7 @@ impl TokenCache {
         });
         let response = timed(stats, request)
             .await
-            .map_err(|source| PortError::Transport {
-                operation: OPERATION.into(),
-                url: url.to_string(),
-                source,
-            })?;
+            .map_err(|source| PortError::transport(OPERATION, url.as_str(), source))?;
         let status = response.status();
         if status.is_client_error() && !classify_status(status.as_u16()).is_retryable() {
             let body = response.text().await.unwrap_or_default();

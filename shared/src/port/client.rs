@@ -124,11 +124,7 @@ impl PortApi {
         };
         let mut response = timed(&self.inner.http_stats, request)
             .await
-            .map_err(|source| PortError::Transport {
-                operation: operation.to_string(),
-                url: url.to_string(),
-                source,
-            })?;
+            .map_err(|source| PortError::transport(operation, url.as_str(), source))?;
         tag_method(&mut response, method);
         Ok(response)
     }
@@ -195,8 +191,8 @@ mod tests {
     use super::*;
     use crate::config::Secret;
 
-    fn access(base_url: &str, secret: &str) -> PortAccess {
-        PortAccess {
+    fn api(base_url: &str, secret: &str) -> Result<PortApi, PortError> {
+        let access = PortAccess {
             base_url: base_url.into(),
             client_id: "cid".into(),
             client_secret: Secret::new(secret),
@@ -204,28 +200,19 @@ mod tests {
             integration_type: "azure-devops".into(),
             timeout_secs: 5,
             network: Default::default(),
-        }
+        };
+        PortApi::new(&access, None, HttpStats::default())
     }
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let api = PortApi::new(
-            &access("http://127.0.0.1:9", "super-secret"),
-            None,
-            HttpStats::default(),
-        )
-        .expect("client");
+        let api = api("http://127.0.0.1:9", "super-secret").expect("client");
         assert!(!format!("{api:?}").contains("super-secret"));
     }
 
     #[test]
     fn urls_encode_identifiers() {
-        let api = PortApi::new(
-            &access("http://127.0.0.1:9/", "s"),
-            None,
-            HttpStats::default(),
-        )
-        .expect("client");
+        let api = api("http://127.0.0.1:9/", "s").expect("client");
         let url = api
             .url(&["v1", "blueprints", "bp", "entities", "a/b c"])
             .expect("url");
@@ -237,8 +224,7 @@ mod tests {
 
     #[test]
     fn a_base_url_that_is_not_one_is_a_setup_error() {
-        let error = PortApi::new(&access("not a url", "s"), None, HttpStats::default())
-            .expect_err("bad base");
+        let error = api("not a url", "s").expect_err("bad base");
         assert!(
             error.to_string().contains("OCEAN__PORT__BASE_URL"),
             "{error}"

@@ -52,6 +52,15 @@ pub enum PortError {
 }
 
 impl PortError {
+    /// A request for `operation` to `url` that got no (complete) answer.
+    pub fn transport(operation: &str, url: &str, source: reqwest::Error) -> Self {
+        PortError::Transport {
+            operation: operation.to_string(),
+            url: url.to_string(),
+            source,
+        }
+    }
+
     /// The HTTP status Port answered, when it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
