@@ -5,7 +5,8 @@
 //! The binary then runs with exactly the arguments and environment the rendered Deployment
 //! gives its container (its `env`, and the ConfigMap and Secret its `envFrom` names), against
 //! the simulators, and the Deployment's own liveness and readiness probes must pass. With a
-//! broker, every role's rendered environment must be accepted by `check-config`.
+//! broker, every role's rendered environment must be accepted by `check-config`. Every render
+//! of the values in deploy/helm/adoport/ci passes Pod Security "restricted".
 //! scripts/check-helm.sh validates the same renders against the Kubernetes API schemas.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ use std::time::Duration;
 use adoport::sim::{SimulatedWorld, default_mapping};
 use base64::Engine as _;
 use serde_json::Value;
+
+mod pod_security;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -337,4 +340,40 @@ fn environment_names(deployment: &Value) -> Vec<String> {
         .flatten()
         .map(|var| var["name"].as_str().expect("name").to_string())
         .collect()
+}
+
+#[test]
+fn every_render_passes_pod_security_restricted() {
+    let ci = root().join("deploy/helm/adoport/ci");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ci)
+        .expect("deploy/helm/adoport/ci is readable")
+        .map(|entry| entry.expect("directory entry").path())
+        .collect();
+    files.sort();
+    let credentials = [
+        "--set",
+        "port.clientId=id",
+        "--set",
+        "port.clientSecret=secret",
+    ];
+    let mut workloads = 0;
+    for file in files {
+        let mut args = vec!["-f".to_string(), file.display().to_string()];
+        args.extend(credentials.iter().map(|a| a.to_string()));
+        for workload in render(&args) {
+            let Some(pod) = pod_security::pod_spec(&workload) else {
+                continue;
+            };
+            workloads += 1;
+            let problems = pod_security::restricted_violations(pod);
+            assert!(
+                problems.is_empty(),
+                "{}: {} {}: {problems:?}",
+                file.display(),
+                workload["kind"],
+                workload["metadata"]["name"]
+            );
+        }
+    }
+    assert!(workloads >= 6, "the ci values render {workloads} workloads");
 }
