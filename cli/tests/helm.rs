@@ -166,6 +166,39 @@ fn documented_install(world: &SimulatedWorld) -> Vec<String> {
     .collect()
 }
 
+/// Variables the rendered environment sets that Port's chart renders too and that the binary
+/// does not honour yet (each named in a start-up warning).
+const NOT_YET_HONOURED: [&str; 1] = ["OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS"];
+
+/// `adoport check-config ROLE` with `environment`: it must accept it, and ignore none of it
+/// (but [`NOT_YET_HONOURED`]): every variable the chart renders means something to the binary.
+fn check_config(role: &str, environment: &BTreeMap<String, String>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_adoport"))
+        .args(["check-config", role])
+        .env_clear()
+        .envs(environment)
+        .env("ADOPORT_LOG_JSON", "true")
+        .output()
+        .expect("adoport runs");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "`adoport {role}` refuses the rendered environment: {}{log}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ignored: Vec<String> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["message"] == "setting is not used by adoport; ignored")
+        .filter_map(|event| event["setting"].as_str().map(String::from))
+        .filter(|setting| !NOT_YET_HONOURED.contains(&setting.as_str()))
+        .collect();
+    assert!(
+        ignored.is_empty(),
+        "`adoport {role}` ignores what the chart renders: {ignored:?}"
+    );
+}
+
 /// Polls `url` until it answers 200; the last answer otherwise.
 async fn answers_ok(url: &str, within: Duration) -> Result<(), String> {
     let client = reqwest::Client::new();
@@ -215,6 +248,7 @@ async fn the_documented_install_runs_and_passes_its_probes() {
     let deployment = deployments[0];
     assert_eq!(arguments(deployment), ["all"]);
     let environment = environment(deployment, &docs);
+    check_config("all", &environment);
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"))
         .args(arguments(deployment))
@@ -250,19 +284,8 @@ fn with_a_broker_every_role_runs_with_an_environment_it_accepts() {
     let mut roles = Vec::new();
     for deployment in of_kind(&docs, "Deployment") {
         let args = arguments(deployment);
-        let output = Command::new(env!("CARGO_BIN_EXE_adoport"))
-            .arg("check-config")
-            .args(&args)
-            .env_clear()
-            .envs(environment(deployment, &docs))
-            .output()
-            .expect("adoport runs");
-        assert!(
-            output.status.success(),
-            "`adoport {}` refuses the rendered environment: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_eq!(args.len(), 1, "one argument, the role: {args:?}");
+        check_config(&args[0], &environment(deployment, &docs));
         roles.extend(args);
     }
     roles.sort();
