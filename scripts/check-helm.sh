@@ -17,6 +17,8 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "kubernetes-validate: installing with pip (validates the rendered chart)"
   python3 -m pip install -q kubernetes-validate >/dev/null
 fi
+# helm lint --strict, with the least values that render.
+python3 scripts/helm-render.py "$chart" --lint --set port.clientId=id --set port.clientSecret=secret
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

@@ -2,10 +2,12 @@
 """Renders a Helm chart offline, as `helm template` would, without a helm binary.
 
     scripts/helm-render.py CHART [--name RELEASE] [--namespace NS] [-f VALUES.yaml]... [--set K=V]...
+    scripts/helm-render.py CHART --lint [-f VALUES.yaml]... [--set K=V]...
 
 Values files and --set strings are merged in the order given, later ones winning, as helm
 does. The manifests go to stdout as one multi-document YAML stream, in template order; a
-template error goes to stderr with exit status 1. Uses the helm-python-sdk package (Helm's Go
+template error goes to stderr with exit status 1. With --lint, the chart is linted instead (as
+`helm lint --strict`): exit status 1 on any warning or error. Uses the helm-python-sdk package (Helm's Go
 SDK through its C binding): `python3 -m pip install helm-python-sdk`.
 """
 
@@ -33,6 +35,7 @@ def main():
     parser.add_argument("chart")
     parser.add_argument("--name", default="release-name")
     parser.add_argument("--namespace", default="default")
+    parser.add_argument("--lint", action="store_true")
     parser.add_argument("-f", "--values", action="append", default=[], dest="layers",
                         type=lambda path: ("file", path))
     parser.add_argument("--set", action="append", default=[], dest="layers",
@@ -46,6 +49,14 @@ def main():
                 merge(values, helm.values_from_yaml(handle.read()) or {})
         else:
             merge(values, helm.parse_set_string(item))
+
+    if args.lint:
+        report = helm.lint(args.chart, values=values, strict=True, namespace=args.namespace)
+        # Helm's severities: 1 info, 2 warning, 3 error.
+        findings = [m for m in report.get("messages") or [] if m.get("severity", 0) >= 2]
+        for finding in findings + [{"error": e} for e in report.get("errors") or []]:
+            print(f"{args.chart}: {finding.get('path', '')}: {finding['error']}", file=sys.stderr)
+        sys.exit(1 if findings or report.get("errors") else 0)
 
     try:
         with helm.Chart.load(args.chart) as chart:
