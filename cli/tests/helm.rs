@@ -186,11 +186,22 @@ fn check_config(role: &str, environment: &BTreeMap<String, String>) {
         "`adoport {role}` refuses the rendered environment: {}{log}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The warning names one setting (`setting`) or all of them (`settings`, comma-separated).
     let ignored: Vec<String> = log
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["message"] == "setting is not used by adoport; ignored")
-        .filter_map(|event| event["setting"].as_str().map(String::from))
+        .filter(|event| {
+            event["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not use") && m.ends_with("ignored"))
+        })
+        .flat_map(|event| {
+            [&event["setting"], &event["settings"]]
+                .iter()
+                .filter_map(|field| field.as_str())
+                .flat_map(|list| list.split(',').map(|name| name.trim().to_string()))
+                .collect::<Vec<_>>()
+        })
         .filter(|setting| !NOT_YET_HONOURED.contains(&setting.as_str()))
         .collect();
     assert!(
@@ -234,9 +245,8 @@ async fn the_documented_install_runs_and_passes_its_probes() {
         [
             format!("health.port={health}"),
             format!("service.port={webhooks}"),
-            // The binary answers /healthz and /readyz today; the chart's defaults are the paths
-            // Port's chart probes (/health/live, /health/ready), served once the binary has them.
-            "livenessProbe.path=/healthz".to_string(),
+            // Readiness is Port's path, /health/ready, on the webhook port; until the binary
+            // serves it there, its twin on that port: /readyz (the broker takes messages).
             "readinessProbe.path=/readyz".to_string(),
         ]
         .into_iter()

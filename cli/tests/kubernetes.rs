@@ -293,3 +293,36 @@ fn every_pod_passes_pod_security_restricted() {
         );
     }
 }
+
+/// Probes point at ports the container has; ingest's readiness is the webhook port's `/readyz`
+/// (the broker takes messages), not the health port's, which also waits for Azure DevOps: an
+/// Azure DevOps outage must not take ingest out of its Service and refuse webhooks.
+#[test]
+fn probes_name_container_ports_and_ingest_is_ready_while_the_broker_is() {
+    let base = documents(&deploy_dir());
+    for deployment in of_kind(&base, "Deployment") {
+        let name = deployment["metadata"]["name"].as_str().expect("name");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let ports: Vec<&str> = container["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| p["name"].as_str().expect("port name"))
+            .collect();
+        for probe in ["livenessProbe", "readinessProbe"] {
+            let port = container[probe]["httpGet"]["port"].as_str().expect("port");
+            assert!(
+                ports.contains(&port),
+                "{name}: {probe} on {port}, not in {ports:?}"
+            );
+        }
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"], "/healthz",
+            "{name}"
+        );
+        if name == "adoport-ingest" {
+            assert_eq!(container["readinessProbe"]["httpGet"]["port"], "http");
+            assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        }
+    }
+}

@@ -186,11 +186,17 @@ containers:
           name: {{ . }}
       {{- end }}
     {{- if .probes }}
+    {{- /*
+    Liveness: the process is not stuck, on the health port, which answers from the first second
+    (also while a process waits for Port at start-up). Readiness: the process can take work
+    (the broker takes messages): where webhooks come in, on the webhook port (which opens once
+    the roles run), as Port's chart probes it; elsewhere on the health port.
+    */}}
     {{- if $values.livenessProbe.enabled }}
     livenessProbe:
       httpGet:
-        path: {{ $values.livenessProbe.path | default "/health/live" }}
-        port: health
+        path: {{ if $takesWebhooks }}{{ $values.livenessProbe.path | default "/healthz" }}{{ else }}/healthz{{ end }}
+        port: {{ if $takesWebhooks }}{{ $values.livenessProbe.port | default "health" }}{{ else }}health{{ end }}
       initialDelaySeconds: {{ $values.livenessProbe.initialDelaySeconds | default 10 }}
       periodSeconds: {{ $values.livenessProbe.periodSeconds | default 10 }}
       timeoutSeconds: {{ $values.livenessProbe.timeoutSeconds | default 5 }}
@@ -200,8 +206,8 @@ containers:
     {{- if $values.readinessProbe.enabled }}
     readinessProbe:
       httpGet:
-        path: {{ $values.readinessProbe.path | default "/health/ready" }}
-        port: health
+        path: {{ if $takesWebhooks }}{{ $values.readinessProbe.path | default "/health/ready" }}{{ else }}/readyz{{ end }}
+        port: {{ if $takesWebhooks }}{{ $values.readinessProbe.port | default "http" }}{{ else }}health{{ end }}
       initialDelaySeconds: {{ $values.readinessProbe.initialDelaySeconds | default 5 }}
       periodSeconds: {{ $values.readinessProbe.periodSeconds | default 5 }}
       timeoutSeconds: {{ $values.readinessProbe.timeoutSeconds | default 5 }}
