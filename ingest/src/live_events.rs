@@ -33,90 +33,16 @@ use std::future::Future;
 use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError, Current, Gone};
+use crate::events;
+use crate::kind::Handler;
 use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
 use crate::plan::KindPlan;
 use crate::publisher::Publication;
 
-/// What an event is about: one resolver each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Subject {
-    Repository,
-    PullRequest,
-    WorkItem,
-    Build,
-    PipelineRun,
-    PipelineStage,
-    Pipeline,
-    Release,
-    ReleaseDeployment,
-    Alert,
-}
-
-/// The event types this module handles, each with what it is about (one row per event type).
-const EVENTS: &[(&str, Subject)] = &[
-    ("git.repo.created", Subject::Repository),
-    ("git.repo.renamed", Subject::Repository),
-    ("git.repo.statuschanged", Subject::Repository),
-    ("git.repo.deleted", Subject::Repository),
-    ("git.push", Subject::Repository),
-    ("git.pullrequest.created", Subject::PullRequest),
-    ("git.pullrequest.updated", Subject::PullRequest),
-    ("git.pullrequest.merged", Subject::PullRequest),
-    ("workitem.created", Subject::WorkItem),
-    ("workitem.updated", Subject::WorkItem),
-    ("workitem.restored", Subject::WorkItem),
-    ("workitem.commented", Subject::WorkItem),
-    ("workitem.deleted", Subject::WorkItem),
-    ("build.complete", Subject::Build),
-    (
-        "ms.vss-pipelines.run-state-changed-event",
-        Subject::PipelineRun,
-    ),
-    (
-        "ms.vss-pipelines.stage-state-changed-event",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelines.job-state-changed-event",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelinechecks-events.approval-pending",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelinechecks-events.approval-completed",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelinechecks-events.check-updated-event",
-        Subject::Pipeline,
-    ),
-    ("ms.vss-release.release-created-event", Subject::Release),
-    ("ms.vss-release.release-abandoned-event", Subject::Release),
-    (
-        "ms.vss-release.deployment-started-event",
-        Subject::ReleaseDeployment,
-    ),
-    (
-        "ms.vss-release.deployment-completed-event",
-        Subject::ReleaseDeployment,
-    ),
-    ("ms.vss-alerts.alert-created-event", Subject::Alert),
-    ("ms.vss-alerts.alert-state-changed-event", Subject::Alert),
-    ("ms.vss-alerts.alert-updated-event", Subject::Alert),
-];
-
-fn subject_of(event_type: &str) -> Option<Subject> {
-    EVENTS
-        .iter()
-        .find(|(known, _)| *known == event_type)
-        .map(|(_, subject)| *subject)
-}
-
-/// Whether this module resolves `event_type` (others are acknowledged and ignored).
+/// Whether this module resolves `event_type` (others are acknowledged and ignored): whether
+/// the event table has it.
 pub fn handles(event_type: &str) -> bool {
-    subject_of(event_type).is_some()
+    events::event_type(event_type).is_some()
 }
 
 /// The kinds the mapping asks for, with their selectors: what live events may publish.
@@ -286,20 +212,20 @@ pub async fn resolve(
         resource: Value::Object(event.resource.clone()),
         project_id: event.project_id.map(String::from),
     };
-    let Some(subject) = subject_of(event.event_type) else {
+    let Some(row) = events::event_type(event.event_type) else {
         return Ok(Vec::new());
     };
-    match subject {
-        Subject::Repository => repository(&context).await,
-        Subject::PullRequest => pull_request(&context).await,
-        Subject::WorkItem => work_item(&context).await,
-        Subject::Build => build_complete(&context).await,
-        Subject::PipelineRun => pipeline_run(&context).await,
-        Subject::PipelineStage => pipeline_stage(&context).await,
-        Subject::Pipeline => pipeline(&context).await,
-        Subject::Release => release(&context).await,
-        Subject::ReleaseDeployment => release_deployment(&context).await,
-        Subject::Alert => alert(&context).await,
+    match row.handler {
+        Handler::Repository | Handler::Push => repository(&context).await,
+        Handler::PullRequest => pull_request(&context).await,
+        Handler::WorkItem => work_item(&context).await,
+        Handler::Build => build_complete(&context).await,
+        Handler::PipelineRun => pipeline_run(&context).await,
+        Handler::PipelineStage => pipeline_stage(&context).await,
+        Handler::Pipeline => pipeline(&context).await,
+        Handler::Release => release(&context).await,
+        Handler::ReleaseDeployment => release_deployment(&context).await,
+        Handler::Alert => alert(&context).await,
     }
 }
 
@@ -906,33 +832,28 @@ mod tests {
     }
 
     #[test]
-    fn every_subject_is_reached_by_an_event_type_listed_once() {
-        let subjects = [
-            Subject::Repository,
-            Subject::PullRequest,
-            Subject::WorkItem,
-            Subject::Build,
-            Subject::PipelineRun,
-            Subject::PipelineStage,
-            Subject::Pipeline,
-            Subject::Release,
-            Subject::ReleaseDeployment,
-            Subject::Alert,
+    fn every_handler_is_reached_by_an_event_type() {
+        let handlers = [
+            Handler::Repository,
+            Handler::Push,
+            Handler::PullRequest,
+            Handler::WorkItem,
+            Handler::Build,
+            Handler::PipelineRun,
+            Handler::PipelineStage,
+            Handler::Pipeline,
+            Handler::Release,
+            Handler::ReleaseDeployment,
+            Handler::Alert,
         ];
-        for subject in subjects {
+        for handler in handlers {
             assert!(
-                EVENTS.iter().any(|(_, s)| *s == subject),
-                "{subject:?} has no event type"
-            );
-        }
-        for (index, (event_type, _)) in EVENTS.iter().enumerate() {
-            assert_eq!(
-                EVENTS.iter().position(|(e, _)| e == event_type),
-                Some(index),
-                "{event_type} listed twice"
+                events::EVENTS.iter().any(|e| e.handler == handler),
+                "{handler:?} has no event type"
             );
         }
         assert!(handles("workitem.deleted"));
+        assert!(handles("git.repo.statuschanged"));
         assert!(!handles("git.pullrequest.comment-event"));
     }
 
