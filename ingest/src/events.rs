@@ -228,7 +228,11 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), EVENTS.len());
         for event in EVENTS {
-            assert!(!event.kinds.is_empty(), "{} updates no kind", event.event_type);
+            assert!(
+                !event.kinds.is_empty(),
+                "{} updates no kind",
+                event.event_type
+            );
             assert!(
                 ["tfs", "pipelines", "rm", "advsec"].contains(&event.publisher),
                 "{}: publisher {}",

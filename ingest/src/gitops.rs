@@ -21,6 +21,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError, Current, ErrorClass, GitVersion};
+use crate::kind::Kind;
 use crate::kinds::gitops::{SpecEntities, diff, read_specs};
 use crate::kinds::text;
 use crate::live_events::ReadFailure;
@@ -76,7 +77,7 @@ pub async fn on_push(
     else {
         return Ok(Vec::new());
     };
-    let failed = |e| ReadFailure::new(GITOPS_KIND, format!("{repository_id} {tracked}"), e);
+    let failed = |e| ReadFailure::new(Kind::Gitops, format!("{repository_id} {tracked}"), e);
     let old = text(update, "oldObjectId").unwrap_or(ZERO_OBJECT_ID);
     // What the push started from; unknown (the repository is gone) is nothing.
     let before = match read_at(client, &plan, project_id, repository_id, old).await {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::kind::Kind;
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{GITOPS_KIND, MappingVersionId};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -21,6 +22,11 @@ pub struct KindPlan {
 }
 
 impl KindPlan {
+    /// The kind, when this version knows it.
+    pub fn known(&self) -> Option<Kind> {
+        Kind::parse(&self.kind)
+    }
+
     /// The kinds a mapping asks for, in mapping order, with their resources' selector options.
     pub fn for_mapping(mapping: &PortAppConfig) -> Vec<KindPlan> {
         mapping

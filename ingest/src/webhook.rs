@@ -206,7 +206,7 @@ fn retry_later(failure: &ReadFailure) -> bool {
 /// logged with what an operator needs to look into it.
 fn skipped(event_type: &str, failure: &ReadFailure) -> Response {
     tracing::warn!(
-        kind = failure.kind,
+        kind = failure.kind.name(),
         event_type,
         object = %failure.object,
         status = failure.source.status(),
@@ -568,7 +568,7 @@ mod tests {
     }
 
     fn failure(source: crate::ado::AdoError) -> ReadFailure {
-        ReadFailure::new("pull-request", 7, source)
+        ReadFailure::new(crate::kind::Kind::PullRequest, 7, source)
     }
 
     #[test]
