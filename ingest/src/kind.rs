@@ -133,7 +133,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), Kind::ALL.len());
         assert_eq!(Kind::parse("no-such-kind"), None);
-        assert!("work-item" == Kind::WorkItem && "work-item".to_string() == Kind::WorkItem);
+        let owned = String::from("work-item");
+        assert!("work-item" == Kind::WorkItem && owned == Kind::WorkItem);
+        assert!("work-items" != Kind::WorkItem);
         assert_eq!(Kind::Gitops.name(), "gitops");
     }
 }
