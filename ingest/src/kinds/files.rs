@@ -13,6 +13,7 @@ use super::glob::{Glob, is_glob};
 use super::{Pages, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -280,7 +281,7 @@ impl Crawler {
         let (rules, included) = (&rules, &included);
         self.fan_out(
             resync_id,
-            "file",
+            Kind::File,
             units,
             report,
             |repository, pages: Pages| async move {

@@ -15,6 +15,7 @@ use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -180,7 +181,7 @@ impl Crawler {
         let (rules, included) = (&rules, &included);
         self.fan_out(
             resync_id,
-            "folder",
+            Kind::Folder,
             units,
             report,
             |repository, pages: Pages| async move {

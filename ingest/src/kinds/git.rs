@@ -12,6 +12,7 @@ use super::items::ItemBuilder;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -90,7 +91,7 @@ impl Crawler {
         let builder = &builder;
         self.fan_out(
             resync_id,
-            "repository",
+            Kind::Repository,
             units,
             report,
             |project, pages: Pages| async move {
@@ -134,7 +135,7 @@ impl Crawler {
         let units = repository_units(&repositories);
         self.fan_out(
             resync_id,
-            "repository-policy",
+            Kind::RepositoryPolicy,
             units,
             report,
             |repository, pages: Pages| async move {
@@ -178,7 +179,7 @@ impl Crawler {
         let min_time = &min_time;
         self.fan_out(
             resync_id,
-            "pull-request",
+            Kind::PullRequest,
             units,
             report,
             |repository, pages: Pages| async move {

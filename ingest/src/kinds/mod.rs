@@ -289,7 +289,7 @@ impl Crawler {
     pub(crate) async fn fan_out<T, F, Fut>(
         &self,
         resync_id: ResyncId,
-        kind: &str,
+        kind: Kind,
         units: Vec<(String, T)>,
         report: &mut KindReport,
         fetch: F,
@@ -299,6 +299,7 @@ impl Crawler {
         Fut: Future<Output = Result<(), AdoError>>,
     {
         let (tx, mut rx) = mpsc::channel::<Vec<Value>>(CONCURRENT_UNITS);
+        let name = kind.name();
         let failures = Mutex::new(Failures::default());
         let fetch = &fetch;
         let failures_ref = &failures;
@@ -312,10 +313,10 @@ impl Crawler {
                         match outcome {
                             Ok(()) => {}
                             Err(AdoError::NotFound { url, .. }) => {
-                                tracing::debug!(kind, unit = %label, %url, "gone between list and read; skipped");
+                                tracing::debug!(kind = name, unit = %label, %url, "gone between list and read; skipped");
                             }
                             Err(e @ AdoError::Forbidden { .. }) => {
-                                tracing::warn!(kind, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");
+                                tracing::warn!(kind = name, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");
                                 failures.messages.push(format!("{label}: {e}"));
                             }
                             Err(
@@ -328,7 +329,7 @@ impl Crawler {
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!(kind, unit = %label, error = %e, "could not read; the kind is marked failed");
+                                tracing::warn!(kind = name, unit = %label, error = %e, "could not read; the kind is marked failed");
                                 failures.messages.push(format!("{label}: {e}"));
                             }
                         }

@@ -61,7 +61,7 @@ impl Crawler {
         let (spec, extra) = (&spec, &extra);
         self.fan_out(
             resync_id,
-            &plan.kind,
+            kind,
             units,
             report,
             |project: Value, pages: Pages| async move {
@@ -109,7 +109,7 @@ impl Crawler {
         let units = self.healthy_repository_units(cache).await?;
         self.fan_out(
             resync_id,
-            "branch",
+            Kind::Branch,
             units,
             report,
             |repository: Value, pages: Pages| async move {

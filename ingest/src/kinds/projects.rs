@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::ado::AdoError;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -20,7 +21,7 @@ impl Crawler {
         let projects = self.project_list(cache).await?;
         if !plan.flag("defaultTeam") {
             for page in projects.chunks(self.items_per_event) {
-                self.publish(resync_id, "project", page.to_vec(), report)
+                self.publish(resync_id, Kind::Project, page.to_vec(), report)
                     .await?;
             }
             return Ok(());
@@ -40,7 +41,7 @@ impl Crawler {
                 .try_filter_map(|p| async move { Ok(p) })
                 .try_collect()
                 .await?;
-            self.publish(resync_id, "project", full, report).await?;
+            self.publish(resync_id, Kind::Project, full, report).await?;
         }
         Ok(())
     }

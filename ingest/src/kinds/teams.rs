@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{CONCURRENT_UNITS, Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -163,7 +164,7 @@ impl Crawler {
                 page
             };
             if !items.is_empty() {
-                self.publish(resync_id, "team", items, report).await?;
+                self.publish(resync_id, Kind::Team, items, report).await?;
             }
             if got < top {
                 break;
@@ -195,7 +196,7 @@ impl Crawler {
                 .collect();
             self.fan_out(
                 resync_id,
-                "member",
+                Kind::Member,
                 units,
                 report,
                 |team, pages: Pages| async move {
@@ -229,7 +230,7 @@ impl Crawler {
         let top = self.limits.page.max(1);
         self.fan_out(
             resync_id,
-            "iteration",
+            Kind::Iteration,
             units,
             report,
             |project, pages: Pages| async move {
@@ -277,7 +278,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "area-path",
+            Kind::AreaPath,
             units,
             report,
             |project, pages: Pages| async move {

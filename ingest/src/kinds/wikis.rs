@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, WikiPageRef};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -59,7 +60,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "wiki",
+            Kind::Wiki,
             units,
             report,
             |project, pages: Pages| async move {

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, WORK_ITEMS_BATCH};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -100,11 +101,11 @@ impl Crawler {
     async fn boards_as(
         &self,
         resync_id: ResyncId,
-        kind: &str,
+        kind: Kind,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let columns = kind == "column";
+        let columns = kind == Kind::Column;
         if let Some(boards) = cache.boards.clone() {
             let items: Vec<Value> = if columns {
                 boards.iter().flat_map(columns_of).collect()
@@ -151,7 +152,7 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, "board", cache, report).await
+        self.boards_as(resync_id, Kind::Board, cache, report).await
     }
 
     pub(crate) async fn crawl_columns(
@@ -160,7 +161,7 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, "column", cache, report).await
+        self.boards_as(resync_id, Kind::Column, cache, report).await
     }
 
     pub(crate) async fn crawl_work_items(
@@ -184,7 +185,7 @@ impl Crawler {
         let (clause, expand) = (&clause, &expand);
         self.fan_out(
             resync_id,
-            "work-item",
+            Kind::WorkItem,
             units,
             report,
             |project, pages: Pages| async move {
