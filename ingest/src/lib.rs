@@ -37,6 +37,7 @@ mod project_tags;
 pub mod publisher;
 pub mod push_events;
 pub mod resync;
+pub mod selector;
 pub mod subscriptions;
 pub mod webhook;
 

@@ -38,6 +38,7 @@ use crate::kind::{Handler, Kind};
 use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
 use crate::plan::KindPlan;
 use crate::publisher::Publication;
+use crate::selector::ReleaseDefinitionSelector;
 
 /// Whether this module resolves `event_type` (others are acknowledged and ignored): whether
 /// the event table has it.
@@ -640,12 +641,14 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
             let expand = cx
                 .kinds
                 .plan(Kind::ReleaseDefinition)
-                .and_then(|p| p.option("expand"))
-                .and_then(Value::as_str)
-                .unwrap_or("environments");
+                .and_then(|p| {
+                    (p.selectors::<ReleaseDefinitionSelector>().into_iter()).find_map(|s| s.expand)
+                })
+                .and_then(|t| t.0)
+                .unwrap_or_else(|| "environments".into());
             let read = cx
                 .client
-                .release_definition(&project_id, definition_id, Some(expand));
+                .release_definition(&project_id, definition_id, Some(&expand));
             match cx
                 .current(Kind::ReleaseDefinition, definition_id, read)
                 .await?

@@ -27,6 +27,7 @@ use crate::kinds::wikis::page_item;
 use crate::live_events::{LiveError, ReadFailure};
 use crate::plan::KindPlan;
 use crate::publisher::{Publication, raw_events};
+use crate::selector::{self, FileSelector, WikiSelector};
 use adoport_shared::messages::{Origin, RawEvent};
 
 /// The object id of "no commit": a created ref's old id, a deleted ref's new id.
@@ -321,7 +322,11 @@ async fn file_changes(
     if rules.is_empty() {
         return Ok(());
     }
-    let included = plan.strings("includedFiles");
+    let included = selector::union(
+        plan.selectors::<FileSelector>()
+            .iter()
+            .map(|s| &s.included_files),
+    );
     let (project_id, repository_id) = ids(repository);
     for update in updates
         .iter()
@@ -453,7 +458,7 @@ async fn wiki_changes(
         .project(&project_id)
         .await
         .map_err(failed(Kind::Wiki, &wiki_id))?;
-    let include_content = plan.flag("includeContent");
+    let include_content = (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
     for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
         let changes = changes_of(client, &project_id, &wiki_id, update)
             .await

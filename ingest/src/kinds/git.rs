@@ -14,6 +14,7 @@ use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::PullRequestSelector;
 use adoport_shared::messages::ResyncId;
 
 /// One pull request list pass: its `searchCriteria.*` and the most items it may return.
@@ -169,8 +170,15 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let days = plan.number("minTimeInDays").unwrap_or(7).max(1);
-        let max_results = plan.number("maxResults").unwrap_or(100).max(1) as usize;
+        let selectors = plan.selectors::<PullRequestSelector>();
+        let days = (selectors.iter().find_map(|s| s.min_time_in_days))
+            .and_then(|c| c.0)
+            .unwrap_or(7)
+            .max(1);
+        let max_results = (selectors.iter().find_map(|s| s.max_results))
+            .and_then(|c| c.0)
+            .unwrap_or(100)
+            .max(1) as usize;
         let min_time = (Utc::now() - chrono::Duration::days(days as i64))
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();

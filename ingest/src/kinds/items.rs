@@ -16,6 +16,7 @@ use crate::ado::{AdoClient, AdoError};
 use crate::crawl_context::CrawlLimits;
 use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::{self, BuildSelector, PipelineSelector, RepositorySelector};
 
 pub(crate) use super::test_runs::TestRunEnrichment;
 
@@ -98,14 +99,19 @@ impl<'a> ItemBuilder<'a> {
         items: Vec<Value>,
     ) -> Result<Vec<Value>, AdoError> {
         match plan.known() {
-            Some(Kind::Pipeline) if plan.flag("includeRepo") => {
+            Some(Kind::Pipeline)
+                if (plan.selectors::<PipelineSelector>().iter()).any(|s| s.include_repo.0) =>
+            {
                 stream::iter(items)
                     .map(|pipeline| self.with_repository(pipeline))
                     .buffered(ENRICHMENT_CONCURRENCY)
                     .try_collect()
                     .await
             }
-            Some(Kind::Build) if plan.flag("enrichWithFirstCommit") => {
+            Some(Kind::Build)
+                if (plan.selectors::<BuildSelector>().iter())
+                    .any(|s| s.enrich_with_first_commit.0) =>
+            {
                 stream::iter(items)
                     .map(|build| self.with_first_commit(build))
                     .buffered(ENRICHMENT_CONCURRENCY)
@@ -113,7 +119,11 @@ impl<'a> ItemBuilder<'a> {
                     .await
             }
             Some(Kind::Repository) => {
-                let paths = plan.strings("includedFiles");
+                let paths = selector::union(
+                    plan.selectors::<RepositorySelector>()
+                        .iter()
+                        .map(|s| &s.included_files),
+                );
                 if paths.is_empty() {
                     return Ok(items);
                 }

@@ -44,6 +44,7 @@ use crate::ado::AdoError;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::{Handler, Kind};
 use crate::plan::KindPlan;
+use crate::selector::SelectorType;
 use adoport_shared::messages::ResyncId;
 
 /// Where a unit's pages go: a bounded channel to the publisher (back-pressure keeps memory flat).
@@ -94,6 +95,10 @@ pub(crate) type CrawlFn = for<'a> fn(
 /// Everything ingest knows about one kind, in one row of [`KINDS`].
 pub(crate) struct KindSpec {
     pub(crate) kind: Kind,
+    /// The selector model its resources are read with (`crate::selector`); the crawl and the
+    /// live handlers read that model.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) selector: SelectorType,
     /// How a resync reads it.
     pub(crate) crawl: CrawlFn,
     /// The live-event handlers that publish it: the subscriptions it needs are the
@@ -106,18 +111,30 @@ pub(crate) struct KindSpec {
     pub(crate) repository_derived: bool,
 }
 
-const fn row(kind: Kind, crawl: CrawlFn, live: &'static [Handler]) -> KindSpec {
+const fn row(
+    kind: Kind,
+    selector: SelectorType,
+    crawl: CrawlFn,
+    live: &'static [Handler],
+) -> KindSpec {
     KindSpec {
         kind,
+        selector,
         crawl,
         live,
         repository_derived: false,
     }
 }
 
-const fn per_repository(kind: Kind, crawl: CrawlFn, live: &'static [Handler]) -> KindSpec {
+const fn per_repository(
+    kind: Kind,
+    selector: SelectorType,
+    crawl: CrawlFn,
+    live: &'static [Handler],
+) -> KindSpec {
     KindSpec {
         kind,
+        selector,
         crawl,
         live,
         repository_derived: true,
@@ -132,6 +149,7 @@ const NO_EVENTS: &[Handler] = &[];
 pub(crate) const KINDS: &[KindSpec] = &[
     row(
         Kind::Project,
+        SelectorType::AzureDevops,
         |c, id, plan, cache, report| {
             Box::pin(c.crawl_projects(id, plan, &mut cache.projects, report))
         },
@@ -139,131 +157,176 @@ pub(crate) const KINDS: &[KindSpec] = &[
     ),
     row(
         Kind::Repository,
+        SelectorType::Repository,
         |c, id, plan, cache, report| Box::pin(c.crawl_repositories(id, plan, cache, report)),
         &[Handler::Repository, Handler::Push],
     ),
     per_repository(
         Kind::RepositoryPolicy,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_policies(id, cache, report)),
         NO_EVENTS,
     ),
     per_repository(
         Kind::PullRequest,
+        SelectorType::PullRequest,
         |c, id, plan, cache, report| Box::pin(c.crawl_pull_requests(id, plan, cache, report)),
         &[Handler::PullRequest],
     ),
     per_repository(
         Kind::Branch,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_branches(id, cache, report)),
         PUSH,
     ),
     per_repository(
         Kind::File,
+        SelectorType::File,
         |c, id, plan, cache, report| Box::pin(c.crawl_files(id, plan, cache, report)),
         PUSH,
     ),
     per_repository(
         Kind::Folder,
+        SelectorType::Folder,
         |c, id, plan, cache, report| Box::pin(c.crawl_folders(id, plan, cache, report)),
         PUSH,
     ),
     row(
         Kind::Wiki,
+        SelectorType::Wiki,
         |c, id, plan, cache, report| Box::pin(c.crawl_wikis(id, plan, cache, report)),
         PUSH,
     ),
     per_repository(
         Kind::AdvancedSecurityAlert,
+        SelectorType::Alert,
         |c, id, plan, cache, report| Box::pin(c.crawl_security_alerts(id, plan, cache, report)),
         &[Handler::Alert],
     ),
     row(
         Kind::Team,
+        SelectorType::Team,
         |c, id, plan, _, report| Box::pin(c.crawl_teams(id, plan, report)),
         NO_EVENTS,
     ),
     row(
         Kind::Member,
+        SelectorType::AzureDevops,
         |c, id, _, _, report| Box::pin(c.crawl_members(id, report)),
         NO_EVENTS,
     ),
     row(
         Kind::Iteration,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_iterations(id, cache, report)),
         NO_EVENTS,
     ),
     row(
         Kind::AreaPath,
+        SelectorType::AreaPath,
         |c, id, plan, cache, report| Box::pin(c.crawl_area_paths(id, plan, cache, report)),
         NO_EVENTS,
     ),
     row(
         Kind::User,
+        SelectorType::User,
         |c, id, plan, _, report| Box::pin(c.crawl_users(id, plan, report)),
         NO_EVENTS,
     ),
     row(
         Kind::Group,
+        SelectorType::Bare,
         |c, id, _, _, report| Box::pin(c.crawl_groups(id, report)),
         NO_EVENTS,
     ),
     row(
         Kind::GroupMember,
+        SelectorType::Bare,
         |c, id, _, _, report| Box::pin(c.crawl_group_members(id, report)),
         NO_EVENTS,
     ),
     row(
         Kind::Board,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_boards(id, cache, report)),
         NO_EVENTS,
     ),
     row(
         Kind::Column,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_columns(id, cache, report)),
         NO_EVENTS,
     ),
     row(
         Kind::WorkItem,
+        SelectorType::WorkItem,
         |c, id, plan, cache, report| Box::pin(c.crawl_work_items(id, plan, cache, report)),
         &[Handler::WorkItem],
     ),
     row(
         Kind::Release,
+        SelectorType::Bare,
         |c, id, _, cache, report| Box::pin(c.crawl_releases(id, cache, report)),
         &[Handler::Release],
     ),
-    row(Kind::Pipeline, PROJECT_LIST, &[Handler::Pipeline]),
-    row(Kind::Build, PROJECT_LIST, &[Handler::Build]),
-    row(Kind::Environment, PROJECT_LIST, NO_EVENTS),
-    row(Kind::ReleaseDefinition, PROJECT_LIST, &[Handler::Release]),
+    row(
+        Kind::Pipeline,
+        SelectorType::Pipeline,
+        PROJECT_LIST,
+        &[Handler::Pipeline],
+    ),
+    row(
+        Kind::Build,
+        SelectorType::Build,
+        PROJECT_LIST,
+        &[Handler::Build],
+    ),
+    row(
+        Kind::Environment,
+        SelectorType::AzureDevops,
+        PROJECT_LIST,
+        NO_EVENTS,
+    ),
+    row(
+        Kind::ReleaseDefinition,
+        SelectorType::ReleaseDefinition,
+        PROJECT_LIST,
+        &[Handler::Release],
+    ),
     row(
         Kind::ReleaseDeployment,
+        SelectorType::AzureDevops,
         PROJECT_LIST,
         &[Handler::ReleaseDeployment],
     ),
     row(
         Kind::PipelineRun,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_pipeline_runs(id, cache, report)),
         &[Handler::PipelineRun],
     ),
     row(
         Kind::PipelineStage,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_pipeline_stages(id, cache, report)),
         &[Handler::PipelineStage],
     ),
     row(
         Kind::PipelineDeployment,
+        SelectorType::AzureDevops,
         |c, id, _, cache, report| Box::pin(c.crawl_pipeline_deployments(id, cache, report)),
         NO_EVENTS,
     ),
     row(
         Kind::TestRun,
+        SelectorType::TestRun,
         |c, id, plan, cache, report| Box::pin(c.crawl_test_runs(id, plan, cache, report)),
         &[Handler::Build],
     ),
     // Specs are also read on every push, whatever the mapping (`crate::gitops::on_push`).
     row(
         Kind::Gitops,
+        SelectorType::Gitops,
         |c, id, plan, cache, report| Box::pin(c.crawl_gitops(id, plan, cache, report)),
         NO_EVENTS,
     ),
@@ -388,6 +451,50 @@ mod tests {
             assert_eq!(rows, 1, "kind {kind} has {rows} rows in KINDS");
         }
         assert_eq!(KINDS.len(), Kind::ALL.len());
+    }
+
+    /// Every selector option the Python integration's default mapping and example mappings
+    /// (tests/fixtures) set is a field of its kind's selector model.
+    #[test]
+    fn every_selector_model_reads_the_reference_mappings() {
+        use adoport_shared::port_app_config::PortAppConfig;
+        let fixtures = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/ocean-azure-devops"
+        );
+        // Set by the example mappings, read by neither integration (pydantic ignores it).
+        const IGNORED: &[(&str, &str)] = &[("release-deployment", "includeRelease")];
+        let mut read = 0;
+        for file in [
+            "port-app-config.yaml",
+            "mapping-example/example-mappings.yaml",
+        ] {
+            let text = std::fs::read_to_string(format!("{fixtures}/{file}")).expect("fixture");
+            let config = PortAppConfig::from_yaml_str(&text).expect("parses");
+            for resource in &config.resources {
+                let kind = Kind::parse(&resource.kind).expect("a kind this version knows");
+                let model = spec(kind).selector;
+                let described = model.describe(&resource.selector.options);
+                for key in resource.selector.options.keys() {
+                    let field: String = key
+                        .chars()
+                        .flat_map(|c| {
+                            let lower = c.to_ascii_lowercase();
+                            (c.is_ascii_uppercase().then_some('_').into_iter()).chain([lower])
+                        })
+                        .collect();
+                    if IGNORED.contains(&(kind.name(), key.as_str())) {
+                        continue;
+                    }
+                    assert!(
+                        described.contains(&format!("{field}: ")),
+                        "{file}: kind {kind} sets `{key}`, which its selector model {model:?} lacks: {described}"
+                    );
+                }
+                read += 1;
+            }
+        }
+        assert!(read >= 20, "{read} resources read");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::ReleaseDefinitionSelector;
 use adoport_shared::messages::ResyncId;
 
 /// How one project-scoped list kind is read (its items are built by
@@ -48,10 +49,10 @@ impl Crawler {
         match kind {
             Kind::Build => extra.push(("queryOrder", "queueTimeDescending".into())),
             Kind::ReleaseDefinition => {
-                let expand = plan
-                    .option("expand")
-                    .and_then(Value::as_str)
-                    .unwrap_or("environments");
+                let expand = (plan.selectors::<ReleaseDefinitionSelector>().into_iter())
+                    .find_map(|s| s.expand)
+                    .and_then(|t| t.0)
+                    .unwrap_or_else(|| "environments".into());
                 extra.push(("$expand", expand.to_string()));
             }
             _ => {}

@@ -8,6 +8,7 @@ use crate::ado::AdoError;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::AzureDevopsSelector;
 use adoport_shared::messages::ResyncId;
 
 impl Crawler {
@@ -19,7 +20,11 @@ impl Crawler {
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
         let projects = self.project_list(cache).await?;
-        if !plan.flag("defaultTeam") {
+        if !plan
+            .selectors::<AzureDevopsSelector>()
+            .iter()
+            .any(|s| s.default_team.0)
+        {
             for page in projects.chunks(self.items_per_event) {
                 self.publish(resync_id, Kind::Project, page.to_vec(), report)
                     .await?;

@@ -13,6 +13,7 @@ use crate::ado::{AdoError, WORK_ITEMS_BATCH};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::WorkItemSelector;
 use adoport_shared::messages::ResyncId;
 
 /// Page size of team lists.
@@ -171,15 +172,11 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let clause = plan
-            .option("wiql")
-            .and_then(Value::as_str)
-            .map(String::from);
-        let expand = plan
-            .option("expand")
-            .and_then(Value::as_str)
-            .unwrap_or("All")
-            .to_string();
+        let selectors = plan.selectors::<WorkItemSelector>();
+        let clause = (selectors.iter().find_map(|s| s.wiql.clone())).and_then(|t| t.0);
+        let expand = (selectors.into_iter().find_map(|s| s.expand))
+            .and_then(|t| t.0)
+            .unwrap_or_else(|| "All".into());
         let wiql_page = self.limits.wiql_page;
         let units = self.project_units(cache).await?;
         let (clause, expand) = (&clause, &expand);
