@@ -11,7 +11,8 @@
 //! start-up resync, the subscriptions ([`leader`]). Its crawl plan and subscriptions follow the
 //! mapping version in force ([`adoport_shared::mapping_versions`]). At the bottom: the kinds
 //! it knows ([`kind`]; each kind's row is in `kinds::KINDS`), the one table of service-hook
-//! event types ([`events`]), the plan of kinds to read ([`plan`]), what every kind's crawl works with ([`crawl_context`]) and the
+//! event types ([`events`]), the typed selectors ([`selector`]), the plan of kinds to read
+//! ([`plan`]), what every kind's crawl works with ([`crawl_context`]) and the
 //! publisher of live events' raw events ([`publisher`]); docs/design.md draws the layers.
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
