@@ -22,6 +22,10 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "kubernetes-validate: installing with pip (validates deploy/kubernetes)"
   python3 -m pip install -q kubernetes-validate >/dev/null
 fi
-kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml deploy/kubernetes/autoscaling/cpu.yaml
+kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml deploy/kubernetes/autoscaling/cpu.yaml \
+  deploy/kubernetes/examples/*.yaml
+# The Helm chart, rendered offline with several values sets and validated the same way; also
+# installs helm-python-sdk, whose renderer cli/tests/helm.rs runs.
+scripts/check-helm.sh
 export ADOPORT_TEST_AMQP_URL="${ADOPORT_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 cargo test --workspace --locked "$@"

@@ -4,13 +4,18 @@
 //! schemas; it knows no custom resources, so the KEDA ScaledObjects are checked here against the
 //! facts of KEDA's `rabbitmq` scaler (keda.sh/docs, "RabbitMQ Queue": the trigger's metadata
 //! keys and modes), and every file against the topology: the queues named are the queues the
-//! roles declare, and publish never scales past the partition count.
+//! roles declare, and publish never scales past the partition count. `kubectl apply -f
+//! deploy/kubernetes/` must be safe to repeat: it holds no Secret (that would overwrite the
+//! user's) and pins no mapping file (that would override the mapping users edit in Port); and its
+//! pods pass Pod Security "restricted".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use adoport_shared::topology::{Topology, WorkQueue};
 use serde_json::Value;
+
+mod pod_security;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes")
@@ -71,8 +76,11 @@ fn partitions(base: &[(String, Value)]) -> u16 {
 }
 
 /// The environment variables a Deployment's containers get, by name (from `env` and from the
-/// ConfigMaps and Secrets of the base that `envFrom` names).
+/// ConfigMaps of the base and the example Secret that `envFrom` names).
 fn environment_of(deployment: &Value, base: &[(String, Value)]) -> BTreeSet<String> {
+    let mut base = base.to_vec();
+    base.extend(documents(&deploy_dir().join("examples")));
+    let base = base.as_slice();
     let mut names = BTreeSet::new();
     let containers = deployment["spec"]["template"]["spec"]["containers"]
         .as_array()
@@ -234,4 +242,87 @@ fn the_cpu_fallback_never_scales_publish_past_the_partitions() {
         max <= u64::from(partitions),
         "publish may not scale past the {partitions} partitions (maxReplicas {max})"
     );
+}
+
+#[test]
+fn applying_the_folder_again_overwrites_no_secret_and_pins_no_mapping() {
+    let base = documents(&deploy_dir());
+    assert!(
+        of_kind(&base, "Secret").is_empty(),
+        "deploy/kubernetes/*.yaml must not hold a Secret: every `kubectl apply` would overwrite \
+         the user's real one (examples/secret.example.yaml documents its keys)"
+    );
+    assert!(
+        !config(&base).contains_key("ADOPORT__MAPPING_FILE"),
+        "a mapping file in adoport-config overrides the mapping users edit in Port"
+    );
+    for deployment in of_kind(&base, "Deployment") {
+        let pod = pod_security::pod_spec(deployment).expect("a pod template");
+        for volume in pod["volumes"].as_array().into_iter().flatten() {
+            if let Some(map) = volume["configMap"].as_object() {
+                let name = map["name"].as_str().expect("name");
+                let in_base = of_kind(&base, "ConfigMap")
+                    .iter()
+                    .any(|m| m["metadata"]["name"] == name);
+                assert!(
+                    in_base || map.get("optional") == Some(&Value::Bool(true)),
+                    "{}: volume from ConfigMap {name}, not in the folder, must be optional",
+                    deployment["metadata"]["name"]
+                );
+            }
+        }
+    }
+    // The examples exist, and name the Secret the Deployments read.
+    let examples = documents(&deploy_dir().join("examples"));
+    let secret = named(&of_kind(&examples, "Secret"), "adoport-secrets");
+    assert!(secret["stringData"]["ADOPORT__BROKER__URL"].is_string());
+}
+
+#[test]
+fn every_pod_passes_pod_security_restricted() {
+    let base = documents(&deploy_dir());
+    let deployments = of_kind(&base, "Deployment");
+    assert_eq!(deployments.len(), 3);
+    for deployment in deployments {
+        let pod = pod_security::pod_spec(deployment).expect("a pod template");
+        let problems = pod_security::restricted_violations(pod);
+        assert!(
+            problems.is_empty(),
+            "{}: {problems:?}",
+            deployment["metadata"]["name"]
+        );
+    }
+}
+
+/// Probes point at ports the container has; ingest's readiness is the webhook port's `/readyz`
+/// (the broker takes messages), not the health port's, which also waits for Azure DevOps: an
+/// Azure DevOps outage must not take ingest out of its Service and refuse webhooks.
+#[test]
+fn probes_name_container_ports_and_ingest_is_ready_while_the_broker_is() {
+    let base = documents(&deploy_dir());
+    for deployment in of_kind(&base, "Deployment") {
+        let name = deployment["metadata"]["name"].as_str().expect("name");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let ports: Vec<&str> = container["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| p["name"].as_str().expect("port name"))
+            .collect();
+        for probe in ["livenessProbe", "readinessProbe"] {
+            let port = container[probe]["httpGet"]["port"].as_str().expect("port");
+            assert!(
+                ports.contains(&port),
+                "{name}: {probe} on {port}, not in {ports:?}"
+            );
+        }
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"], "/healthz",
+            "{name}"
+        );
+        if name == "adoport-ingest" {
+            assert_eq!(container["readinessProbe"]["httpGet"]["port"], "http");
+            assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        }
+    }
 }

@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError};
 use crate::examples::ExampleSampler;
+use crate::kind::Kind;
 use crate::project_tags::{is_excluded, normalized};
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{
@@ -233,10 +234,11 @@ impl Crawler {
     pub(crate) async fn publish(
         &self,
         resync_id: ResyncId,
-        kind: &str,
+        kind: Kind,
         mut items: Vec<Value>,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
+        let kind = kind.name();
         let stamp = OrganizationStamp::new(self.client.organization_url());
         items.iter_mut().for_each(|item| stamp.apply(item));
         let mut messages = Vec::new();

@@ -11,18 +11,9 @@
 use crate::crawl_context::{
     CrawlError, CrawlFence, CrawlReport, CrawlStamp, Crawler, KindReport, ResyncCache,
 };
+use crate::kinds;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
-
-/// Kinds read repository by repository, from the repository list.
-const REPOSITORY_DERIVED_KINDS: &[&str] = &[
-    "repository-policy",
-    "pull-request",
-    "branch",
-    "advanced-security-alert",
-    "file",
-    "folder",
-];
 
 impl Crawler {
     /// A kind that published items in the previous crawl and none now is suspicious: the
@@ -75,31 +66,27 @@ impl Crawler {
         let mut cache = ResyncCache {
             keep_repositories: plan
                 .iter()
-                .any(|k| REPOSITORY_DERIVED_KINDS.contains(&k.kind.as_str())),
+                .filter_map(KindPlan::known)
+                .any(|kind| kinds::spec(kind).repository_derived),
             ..ResyncCache::default()
         };
         for kind in plan {
             let mut kind_report = KindReport::default();
-            let outcome = match kind.kind.as_str() {
-                "project" => {
-                    self.crawl_projects(resync_id, kind, &mut cache.projects, &mut kind_report)
+            let outcome = match kind.known() {
+                Some(known) => {
+                    (kinds::spec(known).crawl)(self, resync_id, kind, &mut cache, &mut kind_report)
                         .await
                 }
-                other => match self
-                    .crawl_kind(resync_id, kind, &mut cache, &mut kind_report)
-                    .await
-                {
-                    Some(outcome) => outcome,
-                    None => {
-                        tracing::warn!(
-                            kind = other,
-                            "this version does not crawl kind {other}; its entities are left as they are"
-                        );
-                        kind_report.failure =
-                            Some(format!("kind {other} is not crawled by this version"));
-                        Ok(())
-                    }
-                },
+                None => {
+                    let other = &kind.kind;
+                    tracing::warn!(
+                        kind = %other,
+                        "this version does not crawl kind {other}; its entities are left as they are"
+                    );
+                    kind_report.failure =
+                        Some(format!("kind {other} is not crawled by this version"));
+                    Ok(())
+                }
             };
             match outcome {
                 Ok(()) => {}

@@ -18,14 +18,15 @@
 //! Entities travel as raw events of the reserved kind [`GITOPS_KIND`]: transform passes them
 //! through without the mapping, publish writes them with the GitOps User-Agent.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::ado::{AdoClient, AdoError, Current, ErrorClass, GitVersion};
+use crate::kind::Kind;
 use crate::kinds::gitops::{SpecEntities, diff, read_specs};
 use crate::kinds::text;
 use crate::live_events::ReadFailure;
 use crate::plan::{GitopsPlan, KindPlan};
-use adoport_shared::messages::{GITOPS_KIND, GITOPS_SPEC_ERROR_KEY, Origin, RawAction, RawEvent};
+use adoport_shared::messages::{GITOPS_KIND, GitopsSpecError, Origin, RawAction, RawEvent};
 
 /// The object id of "no commit" (a created ref's old id).
 const ZERO_OBJECT_ID: &str = "0000000000000000000000000000000000000000";
@@ -76,7 +77,7 @@ pub async fn on_push(
     else {
         return Ok(Vec::new());
     };
-    let failed = |e| ReadFailure::new(GITOPS_KIND, format!("{repository_id} {tracked}"), e);
+    let failed = |e| ReadFailure::new(Kind::Gitops, format!("{repository_id} {tracked}"), e);
     let old = text(update, "oldObjectId").unwrap_or(ZERO_OBJECT_ID);
     // What the push started from; unknown (the repository is gone) is nothing.
     let before = match read_at(client, &plan, project_id, repository_id, old).await {
@@ -116,18 +117,14 @@ pub async fn on_push(
             repository = repository_id, path = %broken.path, commit = %head, error = %broken.error,
             "GitOps spec does not parse; its entities are left as they are (dead-lettered with the error)"
         );
-        let mut item = Map::new();
-        item.insert(
-            GITOPS_SPEC_ERROR_KEY.to_string(),
-            json!({
-                "repositoryId": repository_id,
-                "repository": text(repository, "name"),
-                "path": broken.path,
-                "commit": head,
-                "error": broken.error,
-            }),
-        );
-        events.push(event(RawAction::Upsert, vec![Value::Object(item)]));
+        let report = GitopsSpecError {
+            repository_id: repository_id.to_string(),
+            repository: text(repository, "name").map(String::from),
+            path: broken.path.clone(),
+            commit: head.clone(),
+            error: broken.error.clone(),
+        };
+        events.push(event(RawAction::Upsert, vec![report.into_event_item()]));
     }
     let (upserts, deletes) = diff(&before, &after);
     if !upserts.is_empty() {

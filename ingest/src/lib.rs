@@ -9,8 +9,10 @@
 //! request it crawls ([`lease`]), the service-hook subscription manager
 //! ([`subscriptions`]), and which replica runs the work that must run once — the schedule, the
 //! start-up resync, the subscriptions ([`leader`]). Its crawl plan and subscriptions follow the
-//! mapping version in force ([`adoport_shared::mapping_versions`]). At the bottom: the plan of
-//! kinds to read ([`plan`]), what every kind's crawl works with ([`crawl_context`]) and the
+//! mapping version in force ([`adoport_shared::mapping_versions`]). At the bottom: the kinds
+//! it knows ([`kind`]; each kind's row is in `kinds::KINDS`), the one table of service-hook
+//! event types ([`events`]), the typed selectors ([`selector`]), the plan of kinds to read
+//! ([`plan`]), what every kind's crawl works with ([`crawl_context`]) and the
 //! publisher of live events' raw events ([`publisher`]); docs/design.md draws the layers.
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
@@ -22,8 +24,10 @@ pub mod ado;
 pub mod crawl_context;
 pub mod crawler;
 pub mod crawlers;
+pub mod events;
 pub mod examples;
 pub mod gitops;
+pub mod kind;
 mod kinds;
 pub mod leader;
 pub mod lease;
@@ -34,6 +38,7 @@ mod project_tags;
 pub mod publisher;
 pub mod push_events;
 pub mod resync;
+pub mod selector;
 pub mod subscriptions;
 pub mod webhook;
 

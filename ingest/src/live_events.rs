@@ -33,90 +33,17 @@ use std::future::Future;
 use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError, Current, Gone};
+use crate::events;
+use crate::kind::{Handler, Kind};
 use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
 use crate::plan::KindPlan;
 use crate::publisher::Publication;
+use crate::selector::ReleaseDefinitionSelector;
 
-/// What an event is about: one resolver each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Subject {
-    Repository,
-    PullRequest,
-    WorkItem,
-    Build,
-    PipelineRun,
-    PipelineStage,
-    Pipeline,
-    Release,
-    ReleaseDeployment,
-    Alert,
-}
-
-/// The event types this module handles, each with what it is about (one row per event type).
-const EVENTS: &[(&str, Subject)] = &[
-    ("git.repo.created", Subject::Repository),
-    ("git.repo.renamed", Subject::Repository),
-    ("git.repo.statuschanged", Subject::Repository),
-    ("git.repo.deleted", Subject::Repository),
-    ("git.push", Subject::Repository),
-    ("git.pullrequest.created", Subject::PullRequest),
-    ("git.pullrequest.updated", Subject::PullRequest),
-    ("git.pullrequest.merged", Subject::PullRequest),
-    ("workitem.created", Subject::WorkItem),
-    ("workitem.updated", Subject::WorkItem),
-    ("workitem.restored", Subject::WorkItem),
-    ("workitem.commented", Subject::WorkItem),
-    ("workitem.deleted", Subject::WorkItem),
-    ("build.complete", Subject::Build),
-    (
-        "ms.vss-pipelines.run-state-changed-event",
-        Subject::PipelineRun,
-    ),
-    (
-        "ms.vss-pipelines.stage-state-changed-event",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelines.job-state-changed-event",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelinechecks-events.approval-pending",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelinechecks-events.approval-completed",
-        Subject::PipelineStage,
-    ),
-    (
-        "ms.vss-pipelinechecks-events.check-updated-event",
-        Subject::Pipeline,
-    ),
-    ("ms.vss-release.release-created-event", Subject::Release),
-    ("ms.vss-release.release-abandoned-event", Subject::Release),
-    (
-        "ms.vss-release.deployment-started-event",
-        Subject::ReleaseDeployment,
-    ),
-    (
-        "ms.vss-release.deployment-completed-event",
-        Subject::ReleaseDeployment,
-    ),
-    ("ms.vss-alerts.alert-created-event", Subject::Alert),
-    ("ms.vss-alerts.alert-state-changed-event", Subject::Alert),
-    ("ms.vss-alerts.alert-updated-event", Subject::Alert),
-];
-
-fn subject_of(event_type: &str) -> Option<Subject> {
-    EVENTS
-        .iter()
-        .find(|(known, _)| *known == event_type)
-        .map(|(_, subject)| *subject)
-}
-
-/// Whether this module resolves `event_type` (others are acknowledged and ignored).
+/// Whether this module resolves `event_type` (others are acknowledged and ignored): whether
+/// the event table has it.
 pub fn handles(event_type: &str) -> bool {
-    subject_of(event_type).is_some()
+    events::event_type(event_type).is_some()
 }
 
 /// The kinds the mapping asks for, with their selectors: what live events may publish.
@@ -132,11 +59,11 @@ impl LiveKinds {
         }
     }
 
-    fn plan(&self, kind: &str) -> Option<&KindPlan> {
+    fn plan(&self, kind: Kind) -> Option<&KindPlan> {
         self.plans.iter().find(|p| p.kind == kind)
     }
 
-    fn wants(&self, kind: &str) -> bool {
+    fn wants(&self, kind: Kind) -> bool {
         self.plan(kind).is_some()
     }
 }
@@ -155,14 +82,14 @@ pub struct LiveEvent<'a> {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {kind} {object} from Azure DevOps: {source}")]
 pub struct ReadFailure {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub object: String,
     #[source]
     pub source: Box<AdoError>,
 }
 
 impl ReadFailure {
-    pub fn new(kind: &'static str, object: impl Display, source: AdoError) -> ReadFailure {
+    pub fn new(kind: Kind, object: impl Display, source: AdoError) -> ReadFailure {
         ReadFailure {
             kind,
             object: object.to_string(),
@@ -240,7 +167,7 @@ impl Context<'_> {
     /// [`Current::Gone`] for a 404 about the object itself. Any other failure names the object.
     async fn current<T>(
         &self,
-        kind: &'static str,
+        kind: Kind,
         object: impl Display,
         read: impl Future<Output = Result<T, AdoError>>,
     ) -> Result<Current<T>, LiveError> {
@@ -251,7 +178,7 @@ impl Context<'_> {
     /// failure, a 404 included (it says nothing about the object), names the object.
     async fn context<T>(
         &self,
-        kind: &'static str,
+        kind: Kind,
         object: impl Display,
         read: impl Future<Output = Result<T, AdoError>>,
     ) -> Result<T, LiveError> {
@@ -262,7 +189,7 @@ impl Context<'_> {
     /// The project as the project list has it (`__project`).
     async fn listed_project(
         &self,
-        kind: &'static str,
+        kind: Kind,
         object: impl Display,
         project_id: &str,
     ) -> Result<Value, LiveError> {
@@ -286,20 +213,20 @@ pub async fn resolve(
         resource: Value::Object(event.resource.clone()),
         project_id: event.project_id.map(String::from),
     };
-    let Some(subject) = subject_of(event.event_type) else {
+    let Some(row) = events::event_type(event.event_type) else {
         return Ok(Vec::new());
     };
-    match subject {
-        Subject::Repository => repository(&context).await,
-        Subject::PullRequest => pull_request(&context).await,
-        Subject::WorkItem => work_item(&context).await,
-        Subject::Build => build_complete(&context).await,
-        Subject::PipelineRun => pipeline_run(&context).await,
-        Subject::PipelineStage => pipeline_stage(&context).await,
-        Subject::Pipeline => pipeline(&context).await,
-        Subject::Release => release(&context).await,
-        Subject::ReleaseDeployment => release_deployment(&context).await,
-        Subject::Alert => alert(&context).await,
+    match row.handler {
+        Handler::Repository | Handler::Push => repository(&context).await,
+        Handler::PullRequest => pull_request(&context).await,
+        Handler::WorkItem => work_item(&context).await,
+        Handler::Build => build_complete(&context).await,
+        Handler::PipelineRun => pipeline_run(&context).await,
+        Handler::PipelineStage => pipeline_stage(&context).await,
+        Handler::Pipeline => pipeline(&context).await,
+        Handler::Release => release(&context).await,
+        Handler::ReleaseDeployment => release_deployment(&context).await,
+        Handler::Alert => alert(&context).await,
     }
 }
 
@@ -322,14 +249,14 @@ async fn repository(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let (id, named) = event_repository(cx)?;
     Ok(
         match cx
-            .current("repository", &id, cx.client.repository(&id))
+            .current(Kind::Repository, &id, cx.client.repository(&id))
             .await?
         {
             Current::Found(repository) => {
-                let items = match cx.kinds.plan("repository") {
+                let items = match cx.kinds.plan(Kind::Repository) {
                     Some(plan) => {
                         cx.context(
-                            "repository",
+                            Kind::Repository,
                             &id,
                             ItemBuilder::new(cx.client).list_items(plan, vec![repository]),
                         )
@@ -337,10 +264,10 @@ async fn repository(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                     }
                     None => vec![repository],
                 };
-                vec![Publication::upsert("repository", items)]
+                vec![Publication::upsert(Kind::Repository, items)]
             }
             // The event's repository: its id is the one Azure DevOps said is gone.
-            Current::Gone(gone) => vec![Publication::delete("repository", &gone, named)],
+            Current::Gone(gone) => vec![Publication::delete(Kind::Repository, &gone, named)],
         },
     )
 }
@@ -350,15 +277,15 @@ async fn pull_request(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         .ok_or_else(|| cx.missing("a numeric resource.pullRequestId"))?;
     Ok(
         match cx
-            .current("pull-request", id, cx.client.pull_request(id))
+            .current(Kind::PullRequest, id, cx.client.pull_request(id))
             .await?
         {
             Current::Found(pull_request) => {
-                vec![Publication::upsert("pull-request", vec![pull_request])]
+                vec![Publication::upsert(Kind::PullRequest, vec![pull_request])]
             }
             // Gone with its repository (pull requests are not deleted on their own).
             Current::Gone(gone) => vec![Publication::delete(
-                "pull-request",
+                Kind::PullRequest,
                 &gone,
                 cx.resource.clone(),
             )],
@@ -395,7 +322,7 @@ async fn work_item_project(
 ) -> Result<Value, LiveError> {
     let named = string(item, &["/fields/System.TeamProject"]);
     let read = cx.client.project(event_project);
-    if let Current::Found(project) = cx.current("work-item", id, read).await?
+    if let Current::Found(project) = cx.current(Kind::WorkItem, id, read).await?
         && named.is_none_or(|name| {
             string(&project, &["/name"]).is_some_and(|n| n.eq_ignore_ascii_case(name))
         })
@@ -403,7 +330,8 @@ async fn work_item_project(
         return Ok(project);
     }
     let name = named.unwrap_or(event_project);
-    cx.context("work-item", id, cx.client.project(name)).await
+    cx.context(Kind::WorkItem, id, cx.client.project(name))
+        .await
 }
 
 async fn work_item(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
@@ -411,19 +339,22 @@ async fn work_item(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         .ok_or_else(|| cx.missing("a numeric resource.workItemId or resource.id"))?;
     let event_project = cx.project_id()?;
     Ok(
-        match cx.current("work-item", id, cx.client.work_item(id)).await? {
+        match cx
+            .current(Kind::WorkItem, id, cx.client.work_item(id))
+            .await?
+        {
             Current::Found(item) => {
                 let project = work_item_project(cx, id, &item, &event_project).await?;
                 let project_id = string(&project, &["/id"])
                     .unwrap_or(&event_project)
                     .to_string();
                 vec![Publication::upsert(
-                    "work-item",
+                    Kind::WorkItem,
                     vec![work_item_with_project(item, &project_id, &project)],
                 )]
             }
             Current::Gone(gone) => vec![Publication::delete(
-                "work-item",
+                Kind::WorkItem,
                 &gone,
                 deleted_work_item(&event_project, id),
             )],
@@ -432,7 +363,7 @@ async fn work_item(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
 }
 
 async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    let (wants_build, wants_runs) = (cx.kinds.wants("build"), cx.kinds.wants("test-run"));
+    let (wants_build, wants_runs) = (cx.kinds.wants(Kind::Build), cx.kinds.wants(Kind::TestRun));
     if !wants_build && !wants_runs {
         return Ok(Vec::new());
     }
@@ -440,35 +371,41 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
     let project_id = cx.project_id()?;
     let builder = ItemBuilder::new(cx.client);
     let build = cx
-        .current("build", build_id, cx.client.build(&project_id, build_id))
+        .current(
+            Kind::Build,
+            build_id,
+            cx.client.build(&project_id, build_id),
+        )
         .await?;
     let mut out = Vec::new();
-    match (&build, cx.kinds.plan("build")) {
+    match (&build, cx.kinds.plan(Kind::Build)) {
         (Current::Found(build), Some(plan)) => {
-            let project = cx.listed_project("build", build_id, &project_id).await?;
-            let item = items::project_list_item("build", build.clone(), &project);
-            let items = cx
-                .context("build", build_id, builder.list_items(plan, vec![item]))
+            let project = cx
+                .listed_project(Kind::Build, build_id, &project_id)
                 .await?;
-            out.push(Publication::upsert("build", items));
+            let item = items::project_list_item(Kind::Build, build.clone(), &project);
+            let items = cx
+                .context(Kind::Build, build_id, builder.list_items(plan, vec![item]))
+                .await?;
+            out.push(Publication::upsert(Kind::Build, items));
         }
         (Current::Gone(gone), Some(_)) => out.push(Publication::delete(
-            "build",
+            Kind::Build,
             gone,
             json!({"id": build_id, "__projectId": project_id, "__project": {"id": project_id}}),
         )),
         (_, None) => {}
     }
-    if let (Current::Found(_), Some(plan)) = (&build, cx.kinds.plan("test-run")) {
+    if let (Current::Found(_), Some(plan)) = (&build, cx.kinds.plan(Kind::TestRun)) {
         let enrichment = TestRunEnrichment::for_plan(plan);
         let mut runs = Vec::new();
         let listed = test_runs_of_build(&builder, &project_id, build_id);
-        for run in cx.context("test-run", build_id, listed).await? {
+        for run in cx.context(Kind::TestRun, build_id, listed).await? {
             let run = builder.test_run(&project_id, run, enrichment);
-            runs.push(cx.context("test-run", build_id, run).await?);
+            runs.push(cx.context(Kind::TestRun, build_id, run).await?);
         }
         if !runs.is_empty() {
-            out.push(Publication::upsert("test-run", runs));
+            out.push(Publication::upsert(Kind::TestRun, runs));
         }
     }
     Ok(out)
@@ -494,7 +431,7 @@ async fn test_runs_of_build(
 }
 
 async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    if !cx.kinds.wants("pipeline-run") {
+    if !cx.kinds.wants(Kind::PipelineRun) {
         return Ok(Vec::new());
     }
     let run_id = number(&cx.resource, &["/run/id", "/runId"])
@@ -506,30 +443,30 @@ async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     .ok_or_else(|| cx.missing("resource.pipeline.id"))?;
     let project_id = cx.project_id()?;
     let read = cx.client.pipeline_run(&project_id, pipeline_id, run_id);
-    let run = match cx.current("pipeline-run", run_id, read).await? {
+    let run = match cx.current(Kind::PipelineRun, run_id, read).await? {
         Current::Found(run) => run,
         Current::Gone(gone) => {
             return Ok(vec![Publication::delete(
-                "pipeline-run",
+                Kind::PipelineRun,
                 &gone,
                 json!({"id": run_id, "__project": {"id": project_id}, "__pipeline": {"id": pipeline_id}}),
             )]);
         }
     };
     let project = cx
-        .listed_project("pipeline-run", run_id, &project_id)
+        .listed_project(Kind::PipelineRun, run_id, &project_id)
         .await?;
     // The run's own pipeline reference stands in for a pipeline read that finds nothing.
     let read = cx.client.pipeline(&project_id, pipeline_id);
     let pipeline = cx
-        .current("pipeline-run", run_id, read)
+        .current(Kind::PipelineRun, run_id, read)
         .await?
         .found()
         .map(items::listed_pipeline)
         .or_else(|| run.get("pipeline").cloned())
         .unwrap_or_else(|| json!({"id": pipeline_id}));
     Ok(vec![Publication::upsert(
-        "pipeline-run",
+        Kind::PipelineRun,
         vec![items::pipeline_run(run, &project, &pipeline)],
     )])
 }
@@ -556,7 +493,7 @@ fn stage_record(records: Vec<Value>, stage_id: Option<&str>, name: Option<&str>)
 }
 
 async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    if !cx.kinds.wants("pipeline-stage") {
+    if !cx.kinds.wants(Kind::PipelineStage) {
         return Ok(Vec::new());
     }
     // Approval events of runs Azure DevOps no longer describes carry `run: null`: nothing to
@@ -585,7 +522,7 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         stage_id
             .map(|id| {
                 Publication::delete(
-                    "pipeline-stage",
+                    Kind::PipelineStage,
                     gone,
                     json!({"id": id, "__project": {"id": project_id}, "__build": {"id": run_id}}),
                 )
@@ -594,13 +531,13 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
             .collect()
     };
     let read = cx.client.build(&project_id, run_id);
-    let build = match cx.current("pipeline-stage", run_id, read).await? {
+    let build = match cx.current(Kind::PipelineStage, run_id, read).await? {
         Current::Found(build) => build,
         Current::Gone(g) => return Ok(gone(&g)),
     };
     let run = run_id.to_string();
     let read = cx.client.build_timeline_records(&project_id, &run);
-    let records = match cx.current("pipeline-stage", run_id, read).await? {
+    let records = match cx.current(Kind::PipelineStage, run_id, read).await? {
         Current::Found(records) => records,
         Current::Gone(g) => return Ok(gone(&g)),
     };
@@ -614,10 +551,10 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         return Ok(Vec::new());
     };
     let project = cx
-        .listed_project("pipeline-stage", run_id, &project_id)
+        .listed_project(Kind::PipelineStage, run_id, &project_id)
         .await?;
     Ok(vec![Publication::upsert(
-        "pipeline-stage",
+        Kind::PipelineStage,
         vec![items::pipeline_stage(record, &project, &build)],
     )])
 }
@@ -636,7 +573,7 @@ pub fn pipeline_of_check(resource: &Value) -> Option<u64> {
 }
 
 async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    let Some(plan) = cx.kinds.plan("pipeline") else {
+    let Some(plan) = cx.kinds.plan(Kind::Pipeline) else {
         return Ok(Vec::new());
     };
     let Some(pipeline_id) = pipeline_of_check(&cx.resource) else {
@@ -648,22 +585,22 @@ async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     };
     let project_id = cx.project_id()?;
     let read = cx.client.pipeline(&project_id, pipeline_id);
-    Ok(match cx.current("pipeline", pipeline_id, read).await? {
+    Ok(match cx.current(Kind::Pipeline, pipeline_id, read).await? {
         Current::Found(pipeline) => {
             let item = items::project_list_item(
-                "pipeline",
+                Kind::Pipeline,
                 items::listed_pipeline(pipeline),
                 &json!({"id": project_id}),
             );
             let builder = ItemBuilder::new(cx.client);
             let built = builder.list_items(plan, vec![item]);
             vec![Publication::upsert(
-                "pipeline",
-                cx.context("pipeline", pipeline_id, built).await?,
+                Kind::Pipeline,
+                cx.context(Kind::Pipeline, pipeline_id, built).await?,
             )]
         }
         Current::Gone(gone) => vec![Publication::delete(
-            "pipeline",
+            Kind::Pipeline,
             &gone,
             json!({"id": pipeline_id, "__projectId": project_id}),
         )],
@@ -672,8 +609,8 @@ async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
 
 async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let (wants_release, wants_definition) = (
-        cx.kinds.wants("release"),
-        cx.kinds.wants("release-definition"),
+        cx.kinds.wants(Kind::Release),
+        cx.kinds.wants(Kind::ReleaseDefinition),
     );
     if !wants_release && !wants_definition {
         return Ok(Vec::new());
@@ -682,13 +619,13 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         number(&cx.resource, &["/release/id"]).ok_or_else(|| cx.missing("resource.release.id"))?;
     let project_id = cx.project_id()?;
     let read = cx.client.release(&project_id, release_id);
-    let release = cx.current("release", release_id, read).await?;
+    let release = cx.current(Kind::Release, release_id, read).await?;
     let mut out = Vec::new();
     if wants_release {
         out.push(match &release {
-            Current::Found(release) => Publication::upsert("release", vec![release.clone()]),
+            Current::Found(release) => Publication::upsert(Kind::Release, vec![release.clone()]),
             Current::Gone(gone) => Publication::delete(
-                "release",
+                Kind::Release,
                 gone,
                 json!({"id": release_id, "projectReference": {"id": project_id}}),
             ),
@@ -703,32 +640,34 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         if let Some(definition_id) = definition_id {
             let expand = cx
                 .kinds
-                .plan("release-definition")
-                .and_then(|p| p.option("expand"))
-                .and_then(Value::as_str)
-                .unwrap_or("environments");
+                .plan(Kind::ReleaseDefinition)
+                .and_then(|p| {
+                    (p.selectors::<ReleaseDefinitionSelector>().into_iter()).find_map(|s| s.expand)
+                })
+                .and_then(|t| t.0)
+                .unwrap_or_else(|| "environments".into());
             let read = cx
                 .client
-                .release_definition(&project_id, definition_id, Some(expand));
+                .release_definition(&project_id, definition_id, Some(&expand));
             match cx
-                .current("release-definition", definition_id, read)
+                .current(Kind::ReleaseDefinition, definition_id, read)
                 .await?
             {
                 Current::Found(definition) => {
                     let project = cx
-                        .listed_project("release-definition", definition_id, &project_id)
+                        .listed_project(Kind::ReleaseDefinition, definition_id, &project_id)
                         .await?;
                     out.push(Publication::upsert(
-                        "release-definition",
+                        Kind::ReleaseDefinition,
                         vec![items::project_list_item(
-                            "release-definition",
+                            Kind::ReleaseDefinition,
                             definition,
                             &project,
                         )],
                     ));
                 }
                 Current::Gone(gone) => out.push(Publication::delete(
-                    "release-definition",
+                    Kind::ReleaseDefinition,
                     &gone,
                     json!({"id": definition_id, "__project": {"id": project_id}}),
                 )),
@@ -739,7 +678,7 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
 }
 
 async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    if !cx.kinds.wants("release-deployment") {
+    if !cx.kinds.wants(Kind::ReleaseDeployment) {
         return Ok(Vec::new());
     }
     let release_id = number(
@@ -766,7 +705,9 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
     let read = cx
         .client
         .release_deployments(&project_id, release_id, environment);
-    let deployments = cx.context("release-deployment", release_id, read).await?;
+    let deployments = cx
+        .context(Kind::ReleaseDeployment, release_id, read)
+        .await?;
     let chosen = match deployment_id {
         Some(id) => deployments
             .into_iter()
@@ -776,7 +717,7 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
     };
     if let Some(deployment) = chosen {
         return Ok(vec![Publication::upsert(
-            "release-deployment",
+            Kind::ReleaseDeployment,
             vec![deployment],
         )]);
     }
@@ -784,9 +725,9 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
         return Ok(Vec::new());
     };
     let read = cx.client.release(&project_id, release_id);
-    Ok(match cx.current("release-deployment", id, read).await? {
+    Ok(match cx.current(Kind::ReleaseDeployment, id, read).await? {
         Current::Gone(gone) => vec![Publication::delete(
-            "release-deployment",
+            Kind::ReleaseDeployment,
             &gone,
             json!({"id": id, "release": {"id": release_id}, "projectReference": {"id": project_id}}),
         )],
@@ -834,7 +775,7 @@ fn selected(plan: &KindPlan, alert: &Value) -> bool {
 }
 
 async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    let Some(plan) = cx.kinds.plan("advanced-security-alert") else {
+    let Some(plan) = cx.kinds.plan(Kind::AdvancedSecurityAlert) else {
         return Ok(Vec::new());
     };
     let alert_id = number(&cx.resource, &["/alertId", "/alert/alertId"])
@@ -849,13 +790,13 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         .client
         .advanced_security_alert(&project_id, &repository_id, alert_id);
     let alert = match cx
-        .current("advanced-security-alert", alert_id, read)
+        .current(Kind::AdvancedSecurityAlert, alert_id, read)
         .await?
     {
         Current::Found(alert) => alert,
         Current::Gone(gone) => {
             return Ok(vec![Publication::delete(
-                "advanced-security-alert",
+                Kind::AdvancedSecurityAlert,
                 &gone,
                 identity,
             )]);
@@ -864,12 +805,12 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     if !selected(plan, &alert) {
         // No longer what the selector asks for (e.g. dismissed while `states: [active]`).
         return Ok(vec![Publication::deselected(
-            "advanced-security-alert",
+            Kind::AdvancedSecurityAlert,
             vec![identity],
         )]);
     }
     Ok(vec![Publication::upsert(
-        "advanced-security-alert",
+        Kind::AdvancedSecurityAlert,
         vec![items::security_alert(alert, &repository_id, &project_id)],
     )])
 }
@@ -906,33 +847,28 @@ mod tests {
     }
 
     #[test]
-    fn every_subject_is_reached_by_an_event_type_listed_once() {
-        let subjects = [
-            Subject::Repository,
-            Subject::PullRequest,
-            Subject::WorkItem,
-            Subject::Build,
-            Subject::PipelineRun,
-            Subject::PipelineStage,
-            Subject::Pipeline,
-            Subject::Release,
-            Subject::ReleaseDeployment,
-            Subject::Alert,
+    fn every_handler_is_reached_by_an_event_type() {
+        let handlers = [
+            Handler::Repository,
+            Handler::Push,
+            Handler::PullRequest,
+            Handler::WorkItem,
+            Handler::Build,
+            Handler::PipelineRun,
+            Handler::PipelineStage,
+            Handler::Pipeline,
+            Handler::Release,
+            Handler::ReleaseDeployment,
+            Handler::Alert,
         ];
-        for subject in subjects {
+        for handler in handlers {
             assert!(
-                EVENTS.iter().any(|(_, s)| *s == subject),
-                "{subject:?} has no event type"
-            );
-        }
-        for (index, (event_type, _)) in EVENTS.iter().enumerate() {
-            assert_eq!(
-                EVENTS.iter().position(|(e, _)| e == event_type),
-                Some(index),
-                "{event_type} listed twice"
+                events::EVENTS.iter().any(|e| e.handler == handler),
+                "{handler:?} has no event type"
             );
         }
         assert!(handles("workitem.deleted"));
+        assert!(handles("git.repo.statuschanged"));
         assert!(!handles("git.pullrequest.comment-event"));
     }
 

@@ -8,6 +8,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use serde::de::DeserializeOwned;
+
+use crate::kind::Kind;
+use crate::selector;
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{GITOPS_KIND, MappingVersionId};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -21,6 +25,11 @@ pub struct KindPlan {
 }
 
 impl KindPlan {
+    /// The kind, when this version knows it.
+    pub fn known(&self) -> Option<Kind> {
+        Kind::parse(&self.kind)
+    }
+
     /// The kinds a mapping asks for, in mapping order, with their resources' selector options.
     pub fn for_mapping(mapping: &PortAppConfig) -> Vec<KindPlan> {
         mapping
@@ -37,6 +46,11 @@ impl KindPlan {
             .collect()
     }
 
+    /// Each resource's selector, read as the model `T`, in mapping order.
+    pub fn selectors<T: DeserializeOwned + Default>(&self) -> Vec<T> {
+        self.selectors.iter().map(selector::read).collect()
+    }
+
     /// Whether any resource of this kind sets a boolean selector option (`true` or `'true'`).
     pub fn flag(&self, name: &str) -> bool {
         self.selectors.iter().any(|s| match s.get(name) {
@@ -49,15 +63,6 @@ impl KindPlan {
     /// The first resource's value of a selector option.
     pub(crate) fn option(&self, name: &str) -> Option<&Value> {
         self.selectors.iter().find_map(|s| s.get(name))
-    }
-
-    /// A numeric selector option (number or quoted number).
-    pub(crate) fn number(&self, name: &str) -> Option<u64> {
-        match self.option(name)? {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
     }
 
     /// The union, in order, of a list-of-strings option over every resource of the kind.

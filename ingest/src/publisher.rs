@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, Gone};
+use crate::kind::Kind;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{Origin, RawAction, RawEvent, encode};
 
@@ -16,14 +17,14 @@ use adoport_shared::messages::{Origin, RawAction, RawEvent, encode};
 /// selects ([`Publication::deselected`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Publication {
-    kind: &'static str,
+    kind: Kind,
     action: RawAction,
     items: Vec<Value>,
 }
 
 impl Publication {
     /// The current state of objects of `kind`, as Azure DevOps returned them (enriched).
-    pub fn upsert(kind: &'static str, items: Vec<Value>) -> Publication {
+    pub fn upsert(kind: Kind, items: Vec<Value>) -> Publication {
         Publication {
             kind,
             action: RawAction::Upsert,
@@ -33,17 +34,17 @@ impl Publication {
 
     /// The delete of an object Azure DevOps no longer has; `item` carries the fields the kind's
     /// identifier is built from.
-    pub fn delete(kind: &'static str, gone: &Gone, item: Value) -> Publication {
+    pub fn delete(kind: Kind, gone: &Gone, item: Value) -> Publication {
         Self::delete_all(kind, vec![(gone, item)])
     }
 
     /// [`Publication::delete`] of several objects of one kind.
-    pub fn delete_all(kind: &'static str, deleted: Vec<(&Gone, Value)>) -> Publication {
+    pub fn delete_all(kind: Kind, deleted: Vec<(&Gone, Value)>) -> Publication {
         let items = deleted
             .into_iter()
             .map(|(gone, item)| {
                 tracing::debug!(
-                    kind,
+                    kind = kind.name(),
                     evidence = gone.evidence(),
                     "live delete: Azure DevOps no longer has it"
                 );
@@ -60,7 +61,7 @@ impl Publication {
     /// The delete of objects Azure DevOps still has but the mapping's selector no longer
     /// selects (an alert dismissed while `criteria.states` asks for active ones, a file that
     /// became empty or too large).
-    pub fn deselected(kind: &'static str, items: Vec<Value>) -> Publication {
+    pub fn deselected(kind: Kind, items: Vec<Value>) -> Publication {
         Publication {
             kind,
             action: RawAction::Delete,
@@ -68,7 +69,7 @@ impl Publication {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         self.kind
     }
 
@@ -81,7 +82,7 @@ impl Publication {
     }
 
     /// `(kind, action, items)`.
-    pub fn into_parts(self) -> (&'static str, RawAction, Vec<Value>) {
+    pub fn into_parts(self) -> (Kind, RawAction, Vec<Value>) {
         (self.kind, self.action, self.items)
     }
 }
@@ -101,7 +102,7 @@ pub fn raw_events(
             let (kind, action, mut items) = publication.into_parts();
             items.iter_mut().for_each(|item| stamp.apply(item));
             RawEvent::new(
-                kind,
+                kind.name(),
                 origin.clone(),
                 client.organization_url(),
                 action,

@@ -20,12 +20,14 @@
 use serde_json::{Map, Value, json};
 
 use crate::ado::{AdoClient, AdoError, Current, GitVersion, Gone, Recursion, WikiPageRef};
+use crate::kind::Kind;
 use crate::kinds::files::{FileRead, FileRule, deleted_file_item, file_of_item};
 use crate::kinds::folders::{FolderRule, folder_item};
 use crate::kinds::wikis::page_item;
 use crate::live_events::{LiveError, ReadFailure};
 use crate::plan::KindPlan;
 use crate::publisher::{Publication, raw_events};
+use crate::selector::{self, FileSelector, WikiSelector};
 use adoport_shared::messages::{Origin, RawEvent};
 
 /// The object id of "no commit": a created ref's old id, a deleted ref's new id.
@@ -57,7 +59,7 @@ impl Events {
     /// objects the selector no longer takes.
     fn add(
         &mut self,
-        kind: &'static str,
+        kind: Kind,
         found: Vec<Value>,
         gone: Vec<(Gone, Value)>,
         dropped: Vec<Value>,
@@ -76,7 +78,7 @@ impl Events {
     }
 }
 
-fn plan_of<'a>(plan: &'a [KindPlan], kind: &str) -> Option<&'a KindPlan> {
+fn plan_of(plan: &[KindPlan], kind: Kind) -> Option<&KindPlan> {
     plan.iter().find(|k| k.kind == kind)
 }
 
@@ -85,10 +87,7 @@ fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// A failed read of the push's `kind` object `object`.
-fn failed(
-    kind: &'static str,
-    object: impl std::fmt::Display,
-) -> impl FnOnce(AdoError) -> ReadFailure {
+fn failed(kind: Kind, object: impl std::fmt::Display) -> impl FnOnce(AdoError) -> ReadFailure {
     move |e| ReadFailure::new(kind, object, e)
 }
 
@@ -101,8 +100,8 @@ pub async fn on_push(
     delivery_id: &str,
     resource: &Map<String, Value>,
 ) -> Result<Vec<RawEvent>, LiveError> {
-    let wanted = ["branch", "file", "folder", "wiki"];
-    if !wanted.iter().any(|k| plan_of(plan, k).is_some()) {
+    let wanted = [Kind::Branch, Kind::File, Kind::Folder, Kind::Wiki];
+    if !wanted.iter().any(|k| plan_of(plan, *k).is_some()) {
         return Ok(Vec::new());
     }
     let Some(pushed) = resource.get("repository").filter(|r| r.is_object()) else {
@@ -130,7 +129,7 @@ pub async fn on_push(
     let mut events = Events::default();
     let name = text(pushed, "name").unwrap_or_default();
     if name.to_ascii_lowercase().ends_with(".wiki") {
-        if let Some(wiki_plan) = plan_of(plan, "wiki") {
+        if let Some(wiki_plan) = plan_of(plan, Kind::Wiki) {
             wiki_changes(client, wiki_plan, pushed, &updates, &mut events).await?;
         }
     } else {
@@ -140,20 +139,20 @@ pub async fn on_push(
             ));
         };
         let repository =
-            match Current::of(client.repository(id).await).map_err(failed("repository", id))? {
+            match Current::of(client.repository(id).await).map_err(failed(Kind::Repository, id))? {
                 Current::Found(repository) => repository,
                 // Gone: the repository's own delete is published; its branches, files and folders
                 // could only be named with the event's description of it, which nothing confirms
                 // (a forged push could name another repository's): the next resync removes them.
                 Current::Gone(_) => return Ok(Vec::new()),
             };
-        if plan_of(plan, "branch").is_some() {
+        if plan_of(plan, Kind::Branch).is_some() {
             branch_changes(client, &repository, &updates, &mut events).await?;
         }
-        if let Some(file_plan) = plan_of(plan, "file") {
+        if let Some(file_plan) = plan_of(plan, Kind::File) {
             file_changes(client, file_plan, &repository, &updates, &mut events).await?;
         }
-        if let Some(folder_plan) = plan_of(plan, "folder") {
+        if let Some(folder_plan) = plan_of(plan, Kind::Folder) {
             folder_changes(client, folder_plan, &repository, &updates, &mut events).await?;
         }
     }
@@ -188,7 +187,7 @@ async fn branch_changes(
         match client
             .branch_now(&project_id, &repository_id, &update.name)
             .await
-            .map_err(failed("branch", &update.name))?
+            .map_err(failed(Kind::Branch, &update.name))?
         {
             Current::Found(reference) => found.push(json!({
                 "name": short,
@@ -207,7 +206,7 @@ async fn branch_changes(
             )),
         }
     }
-    events.add("branch", found, gone, Vec::new());
+    events.add(Kind::Branch, found, gone, Vec::new());
     Ok(())
 }
 
@@ -215,7 +214,7 @@ async fn branch_changes(
 /// branch (or the repository) is.
 async fn head(
     client: &AdoClient,
-    kind: &'static str,
+    kind: Kind,
     repository: &Value,
     ref_name: &str,
 ) -> Result<Current<GitVersion>, ReadFailure> {
@@ -230,7 +229,7 @@ async fn head(
 /// Reads `path` at `version` (the branch's head) with or without its content.
 async fn item_at(
     client: &AdoClient,
-    kind: &'static str,
+    kind: Kind,
     repository: &Value,
     path: &str,
     version: &Current<GitVersion>,
@@ -323,7 +322,11 @@ async fn file_changes(
     if rules.is_empty() {
         return Ok(());
     }
-    let included = plan.strings("includedFiles");
+    let included = selector::union(
+        plan.selectors::<FileSelector>()
+            .iter()
+            .map(|s| &s.included_files),
+    );
     let (project_id, repository_id) = ids(repository);
     for update in updates
         .iter()
@@ -331,7 +334,7 @@ async fn file_changes(
     {
         let changes = changes_of(client, &project_id, &repository_id, update)
             .await
-            .map_err(failed("file", &update.name))?;
+            .map_err(failed(Kind::File, &update.name))?;
         let changed: Vec<&Change> = changes
             .iter()
             .filter(|c| !c.folder && rules.iter().any(|r| r.matches(&c.path)))
@@ -339,7 +342,7 @@ async fn file_changes(
         if changed.is_empty() {
             continue;
         }
-        let head = head(client, "file", repository, default_branch).await?;
+        let head = head(client, Kind::File, repository, default_branch).await?;
         let (mut found, mut gone, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
         for change in changed {
             let deleted = || {
@@ -349,26 +352,27 @@ async fn file_changes(
                     change.original_object_id.as_deref(),
                 )
             };
-            let item = match item_at(client, "file", repository, &change.path, &head, true).await? {
-                Current::Found(item) => item,
-                Current::Gone(g) => {
-                    gone.push((g, deleted()));
-                    continue;
-                }
-            };
+            let item =
+                match item_at(client, Kind::File, repository, &change.path, &head, true).await? {
+                    Current::Found(item) => item,
+                    Current::Gone(g) => {
+                        gone.push((g, deleted()));
+                        continue;
+                    }
+                };
             let Current::Found(version) = &head else {
                 continue;
             };
             match file_of_item(client, repository, &change.path, item, version, &included)
                 .await
-                .map_err(failed("file", &change.path))?
+                .map_err(failed(Kind::File, &change.path))?
             {
                 FileRead::Item(item) => found.push(item),
                 // A folder now, empty, or too large: not a file the crawl would publish.
                 FileRead::Gone | FileRead::Skipped => dropped.push(deleted()),
             }
         }
-        events.add("file", found, gone, dropped);
+        events.add(Kind::File, found, gone, dropped);
     }
     Ok(())
 }
@@ -393,7 +397,7 @@ async fn folder_changes(
         }
         let changes = changes_of(client, &project_id, &repository_id, update)
             .await
-            .map_err(failed("folder", &update.name))?;
+            .map_err(failed(Kind::Folder, &update.name))?;
         let changed: Vec<&Change> = changes
             .iter()
             .filter(|c| c.folder && c.path != "/")
@@ -402,10 +406,11 @@ async fn folder_changes(
         if changed.is_empty() {
             continue;
         }
-        let head = head(client, "folder", repository, &update.name).await?;
+        let head = head(client, Kind::Folder, repository, &update.name).await?;
         let (mut found, mut gone) = (Vec::new(), Vec::new());
         for change in changed {
-            let current = item_at(client, "folder", repository, &change.path, &head, false).await?;
+            let current =
+                item_at(client, Kind::Folder, repository, &change.path, &head, false).await?;
             for rule in tracking.iter().filter(|r| r.glob.matches(&change.path)) {
                 let pattern = rule.glob.source.as_str();
                 match &current {
@@ -424,7 +429,7 @@ async fn folder_changes(
                 }
             }
         }
-        events.add("folder", found, gone, Vec::new());
+        events.add(Kind::Folder, found, gone, Vec::new());
     }
     Ok(())
 }
@@ -444,20 +449,20 @@ async fn wiki_changes(
 ) -> Result<(), LiveError> {
     let (project_id, wiki_id) = ids(pushed);
     // Not a wiki after all (a code repository named `*.wiki`), or deleted: nothing to read.
-    let Current::Found(wiki) =
-        Current::of(client.wiki(&project_id, &wiki_id).await).map_err(failed("wiki", &wiki_id))?
+    let Current::Found(wiki) = Current::of(client.wiki(&project_id, &wiki_id).await)
+        .map_err(failed(Kind::Wiki, &wiki_id))?
     else {
         return Ok(());
     };
     let project = client
         .project(&project_id)
         .await
-        .map_err(failed("wiki", &wiki_id))?;
-    let include_content = plan.flag("includeContent");
+        .map_err(failed(Kind::Wiki, &wiki_id))?;
+    let include_content = (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
     for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
         let changes = changes_of(client, &project_id, &wiki_id, update)
             .await
-            .map_err(failed("wiki", &update.name))?;
+            .map_err(failed(Kind::Wiki, &update.name))?;
         let (mut found, mut gone) = (Vec::new(), Vec::new());
         for change in changes.iter().filter(|c| !c.folder) {
             let Some(path) = page_path(&change.path) else {
@@ -467,7 +472,7 @@ async fn wiki_changes(
             let read = client
                 .read_wiki_page(&project_id, &wiki_id, page, include_content)
                 .await;
-            match Current::of(read).map_err(failed("wiki", &path))? {
+            match Current::of(read).map_err(failed(Kind::Wiki, &path))? {
                 Current::Found(page) => found.push(page_item(page, &wiki, &project)),
                 Current::Gone(g) => gone.push((
                     g,
@@ -479,7 +484,7 @@ async fn wiki_changes(
                 )),
             }
         }
-        events.add("wiki", found, gone, Vec::new());
+        events.add(Kind::Wiki, found, gone, Vec::new());
     }
     Ok(())
 }

@@ -3,11 +3,11 @@
 //! publishes it, with the current credentials — at start-up and then periodically.
 //!
 //! It owns:
-//! - the event types ([`HOOK_EVENTS`]: the Python integration's 23 plus `git.repo.renamed`,
-//!   `git.repo.deleted` and `git.pullrequest.merged`) and which are needed: those whose kinds the
-//!   mapping uses, plus `git.push` (files, folders, branches, GitOps `port.yml`, repository
-//!   refresh) and `ms.vss-pipelines.run-state-changed-event` (completion of the
-//!   `trigger_pipeline` action) whatever the mapping;
+//! - which event types are needed, from the event table ([`crate::events::EVENTS`]: the Python
+//!   integration's 23 plus `git.repo.renamed`, `git.repo.deleted` and `git.pullrequest.merged`):
+//!   those whose kinds the mapping uses, plus `git.push` (files, folders, branches, GitOps
+//!   `port.yml`, repository refresh) and `ms.vss-pipelines.run-state-changed-event` (completion
+//!   of the `trigger_pipeline` action) whatever the mapping;
 //! - the host per publisher: `rm` on the release management host (`vsrm`), `advsec` on the
 //!   Advanced Security host with `api-version=7.2-preview.1`, the others on the organization
 //!   URL. Existing subscriptions are listed on the host they are created on (listing `rm` on the
@@ -42,103 +42,14 @@ use crate::webhook::WEBHOOK_PATH;
 use adoport_shared::config::{EventListenerType, OceanSettings, Secret};
 use adoport_shared::mapping_versions::MappingVersions;
 
-/// One event type Azure DevOps can send us, who publishes it and what it is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HookEvent {
-    pub publisher: &'static str,
-    pub event_type: &'static str,
-    /// The kinds it updates: subscribed when the mapping has one of them.
-    pub kinds: &'static [&'static str],
-    /// Why it is subscribed whatever the mapping's kinds.
-    pub always: Option<&'static str>,
+/// One event type the manager subscribes: a row of the event table.
+pub use crate::events::EventType as HookEvent;
+
+/// Every event type the manager may subscribe, in subscription order (the event table's rows
+/// that are not [`Subscribe::Never`](crate::events::Subscribe::Never)).
+pub fn hook_events() -> Vec<HookEvent> {
+    crate::events::subscribable().copied().collect()
 }
-
-const fn event(
-    publisher: &'static str,
-    event_type: &'static str,
-    kinds: &'static [&'static str],
-) -> HookEvent {
-    HookEvent {
-        publisher,
-        event_type,
-        kinds,
-        always: None,
-    }
-}
-
-const STAGE: &[&str] = &["pipeline-stage"];
-const RELEASE: &[&str] = &["release", "release-definition"];
-const ALERT: &[&str] = &["advanced-security-alert"];
-
-/// Every event type the webhook receiver handles, in subscription order.
-pub const HOOK_EVENTS: &[HookEvent] = &[
-    HookEvent {
-        publisher: "tfs",
-        event_type: "git.push",
-        kinds: &["repository", "branch", "file", "folder", "wiki"],
-        always: Some(
-            "git.push handling: files, folders, branches, GitOps port.yml, repository refresh",
-        ),
-    },
-    event("tfs", "git.repo.created", &["repository"]),
-    event("tfs", "git.repo.renamed", &["repository"]),
-    event("tfs", "git.repo.deleted", &["repository"]),
-    event("tfs", "git.pullrequest.created", &["pull-request"]),
-    event("tfs", "git.pullrequest.updated", &["pull-request"]),
-    event("tfs", "git.pullrequest.merged", &["pull-request"]),
-    event("tfs", "workitem.created", &["work-item"]),
-    event("tfs", "workitem.updated", &["work-item"]),
-    event("tfs", "workitem.deleted", &["work-item"]),
-    event("tfs", "workitem.restored", &["work-item"]),
-    event("tfs", "workitem.commented", &["work-item"]),
-    event("tfs", "build.complete", &["build", "test-run"]),
-    HookEvent {
-        publisher: "pipelines",
-        event_type: "ms.vss-pipelines.run-state-changed-event",
-        kinds: &["pipeline-run"],
-        always: Some("completion of the trigger_pipeline action"),
-    },
-    event(
-        "pipelines",
-        "ms.vss-pipelines.stage-state-changed-event",
-        STAGE,
-    ),
-    event(
-        "pipelines",
-        "ms.vss-pipelines.job-state-changed-event",
-        STAGE,
-    ),
-    event(
-        "pipelines",
-        "ms.vss-pipelinechecks-events.approval-pending",
-        STAGE,
-    ),
-    event(
-        "pipelines",
-        "ms.vss-pipelinechecks-events.approval-completed",
-        STAGE,
-    ),
-    event(
-        "pipelines",
-        "ms.vss-pipelinechecks-events.check-updated-event",
-        &["pipeline"],
-    ),
-    event("rm", "ms.vss-release.release-created-event", RELEASE),
-    event("rm", "ms.vss-release.release-abandoned-event", RELEASE),
-    event(
-        "rm",
-        "ms.vss-release.deployment-started-event",
-        &["release-deployment"],
-    ),
-    event(
-        "rm",
-        "ms.vss-release.deployment-completed-event",
-        &["release-deployment"],
-    ),
-    event("advsec", "ms.vss-alerts.alert-created-event", ALERT),
-    event("advsec", "ms.vss-alerts.alert-state-changed-event", ALERT),
-    event("advsec", "ms.vss-alerts.alert-updated-event", ALERT),
-];
 
 /// The host a publisher's subscriptions live on, and the `api-version` it takes there.
 pub fn hook_host(organization_url: &str, publisher: &str) -> (String, &'static str) {
@@ -195,15 +106,14 @@ impl SubscriptionPlan {
             target_url: format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/')),
             basic_auth,
             per_project: config.is_projects_limited,
-            events: HOOK_EVENTS.to_vec(),
+            events: hook_events(),
         })
     }
 
     /// Keeps the event types the mapping's kinds need, and those needed whatever the mapping.
     pub fn for_kinds(mut self, kinds: &[KindPlan]) -> Self {
-        self.events.retain(|e| {
-            e.always.is_some() || e.kinds.iter().any(|k| kinds.iter().any(|p| p.kind == *k))
-        });
+        self.events
+            .retain(|e| e.subscribed_for(|kind| kinds.iter().any(|p| p.kind == kind)));
         self
     }
 
@@ -503,7 +413,7 @@ mod tests {
         ocean.integration.config.webhook_secret = Some(Secret::new("s3"));
         let plan = SubscriptionPlan::from_settings(&ocean).expect("base URL");
         assert_eq!(plan.target_url, "https://base.example/integration/webhook");
-        let body = plan.body(&HOOK_EVENTS[0], Some("p1"));
+        let body = plan.body(&hook_events()[0], Some("p1"));
         assert_eq!(body["consumerInputs"]["basicAuthUsername"], "port");
         assert_eq!(body["consumerInputs"]["basicAuthPassword"], "s3");
         assert_eq!(body["publisherInputs"]["projectId"], "p1");
@@ -514,8 +424,8 @@ mod tests {
     #[test]
     fn matching_ignores_extra_publisher_inputs_and_the_query_but_not_the_project() {
         let url = "https://h/integration/webhook";
-        let push = HOOK_EVENTS[0];
-        let created = HOOK_EVENTS[1];
+        let push = hook_events()[0];
+        let created = hook_events()[1];
         let org_wide = json!({"publisherId": "tfs", "eventType": "git.push", "consumerInputs": {"url": url}, "publisherInputs": {"tfsSubscriptionId": "x"}});
         assert!(matches(&org_wide, &push, url, None));
         assert!(!matches(&org_wide, &push, url, Some("p")));
@@ -563,7 +473,7 @@ mod tests {
 
     #[test]
     fn the_mapping_decides_which_event_types_are_subscribed() {
-        assert_eq!(HOOK_EVENTS.len(), 26);
+        assert_eq!(hook_events().len(), 26);
         let ocean = OceanSettings {
             base_url: Some("https://base.example".into()),
             ..Default::default()

@@ -42,6 +42,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::ado::AdoClient;
+use crate::events;
+use crate::kind::Handler;
 use crate::live_events::{self, LiveError, LiveEvent, LiveKinds, ReadFailure};
 use crate::organizations::{Organizations, UnknownOrganization, event_urls};
 use crate::publisher::raw_events;
@@ -204,7 +206,7 @@ fn retry_later(failure: &ReadFailure) -> bool {
 /// logged with what an operator needs to look into it.
 fn skipped(event_type: &str, failure: &ReadFailure) -> Response {
     tracing::warn!(
-        kind = failure.kind,
+        kind = failure.kind.name(),
         event_type,
         object = %failure.object,
         status = failure.source.status(),
@@ -403,10 +405,10 @@ async fn receive(
         .await
         .map_err(WebhookError::Unavailable)?;
     drop(body);
-    if !live_events::handles(&envelope.event_type) {
+    let Some(handled) = events::event_type(&envelope.event_type) else {
         tracing::debug!(event_type = %envelope.event_type, "webhook event type not handled; acknowledged");
         return Ok(ignored());
-    }
+    };
     // The broker could not take the result: 503 before reading Azure DevOps, whose budget a
     // read would spend for nothing (Azure DevOps sends the event again).
     if let Some(problem) = state.bus.problem() {
@@ -416,7 +418,11 @@ async fn receive(
         .organizations
         .for_event(&envelope.organization_urls)?
         .clone();
-    let handled = tokio::time::timeout(HANDLER_DEADLINE, handle(&state, &client, &envelope)).await;
+    let handled = tokio::time::timeout(
+        HANDLER_DEADLINE,
+        handle(&state, &client, &envelope, handled.handler),
+    )
+    .await;
     match handled {
         Ok(Err(WebhookError::Upstream(failure))) if !retry_later(&failure) => {
             Ok(skipped(&envelope.event_type, &failure))
@@ -433,13 +439,14 @@ fn ignored() -> Response {
     axum::Json(json!({"ok": true, "status": "ignored"})).into_response()
 }
 
-/// Publishes what [`live_events::resolve`] makes of the event (and, for a `git.push`, what the
-/// push changed), each batch confirmed by the broker before the answer; `client` is the
-/// organization's client the event is read with.
+/// Publishes what [`live_events::resolve`] makes of the event (and, for a push, what the push
+/// changed), each batch confirmed by the broker before the answer; `client` is the
+/// organization's client the event is read with, `handler` the event table's for its type.
 async fn handle(
     state: &WebhookState,
     client: &AdoClient,
     envelope: &Envelope,
+    handler: Handler,
 ) -> Result<Response, WebhookError> {
     if let Some(project_id) = envelope.work_item_project()
         && crate::project_tags::is_excluded(client, &state.excluded_tags, project_id).await
@@ -455,7 +462,7 @@ async fn handle(
     .await?;
     let events = raw_events(client, envelope.origin(), publications);
     let mut event_ids = publish(state, events).await?;
-    if envelope.event_type == "git.push" {
+    if handler == Handler::Push {
         let (event_type, delivery_id) = (&envelope.event_type, &envelope.delivery_id);
         let plan = state.plan.current();
         let pushed =
@@ -561,7 +568,7 @@ mod tests {
     }
 
     fn failure(source: crate::ado::AdoError) -> ReadFailure {
-        ReadFailure::new("pull-request", 7, source)
+        ReadFailure::new(crate::kind::Kind::PullRequest, 7, source)
     }
 
     #[test]

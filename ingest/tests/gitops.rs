@@ -10,7 +10,7 @@ use adoport_ingest::plan::GitopsPlan;
 use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{GITOPS_KIND, GITOPS_SPEC_ERROR_KEY, RawAction, RawEvent, decode};
+use adoport_shared::messages::{GITOPS_KIND, RawAction, RawEvent, decode};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{Topology, WorkQueue};
 use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, SimCommit};
@@ -295,7 +295,8 @@ async fn a_broken_spec_is_reported_and_changes_nothing() {
     assert_eq!(broken.len(), 1, "only the report: {broken:?}");
     let (action, items) = &broken[0];
     assert_eq!(*action, RawAction::Upsert);
-    let report = &items[0][GITOPS_SPEC_ERROR_KEY];
+    // The wire shape archived raw events keep.
+    let report = &items[0]["__gitopsSpecError"];
     assert_eq!(report["path"], "port.yml");
     assert_eq!(report["repositoryId"], h.repository.as_str());
     assert_eq!(

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
-use adoport_ingest::subscriptions::{HOOK_EVENTS, SubscriptionPlan, ensure, run};
+use adoport_ingest::subscriptions::{SubscriptionPlan, ensure, hook_events, run};
 use adoport_shared::config::{AzureDevopsAccess, NetworkSettings, ProxySetting, Secret};
 use adoport_shared::mapping_versions::{MappingVersions, Offer};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -51,9 +51,9 @@ fn mapping(kinds: &[&str]) -> MappingVersions {
 
 /// Every kind some event type updates: the whole set is subscribed.
 fn every_kind() -> MappingVersions {
-    let mut kinds: Vec<&str> = HOOK_EVENTS
+    let mut kinds: Vec<&str> = hook_events()
         .iter()
-        .flat_map(|e| e.kinds.iter().copied())
+        .flat_map(|e| e.kinds.iter().map(|k| k.name()))
         .collect();
     kinds.sort_unstable();
     kinds.dedup();
@@ -69,7 +69,7 @@ fn plan_with_secret(per_project: bool, secret: &str) -> SubscriptionPlan {
         target_url: URL.to_string(),
         basic_auth: Some(("port".to_string(), Secret::new(secret))),
         per_project,
-        events: HOOK_EVENTS.to_vec(),
+        events: hook_events(),
     }
 }
 
@@ -77,7 +77,7 @@ fn plan_with_secret(per_project: bool, secret: &str) -> SubscriptionPlan {
 async fn creates_the_expected_set_once_per_project() {
     let (sim, client) = start().await;
     let first = ensure(&client, &plan(true)).await.expect("ensure");
-    let expected = 3 * HOOK_EVENTS.len();
+    let expected = 3 * hook_events().len();
     assert_eq!(first.created, expected, "{first:?}");
     assert!(first.failures.is_empty());
     let subscriptions = sim.subscriptions();
@@ -87,7 +87,7 @@ async fn creates_the_expected_set_once_per_project() {
         .iter()
         .filter_map(|p| p["id"].as_str().map(String::from))
         .collect();
-    for event in HOOK_EVENTS {
+    for event in hook_events() {
         for project in &projects {
             let found = subscriptions
                 .iter()
@@ -144,9 +144,9 @@ async fn a_disabled_subscription_is_re_enabled_not_duplicated() {
 async fn not_projects_limited_means_one_org_wide_subscription_per_event_type() {
     let (sim, client) = start().await;
     let report = ensure(&client, &plan(false)).await.expect("ensure");
-    assert_eq!(report.created, HOOK_EVENTS.len());
+    assert_eq!(report.created, hook_events().len());
     let subscriptions = sim.subscriptions();
-    assert_eq!(subscriptions.len(), HOOK_EVENTS.len());
+    assert_eq!(subscriptions.len(), hook_events().len());
     assert!(
         subscriptions
             .iter()
@@ -159,11 +159,11 @@ async fn not_projects_limited_means_one_org_wide_subscription_per_event_type() {
         target_url: "https://other.example/integration/webhook".into(),
         basic_auth: None,
         per_project: false,
-        events: HOOK_EVENTS.to_vec(),
+        events: hook_events(),
     };
     let report = ensure(&client, &other).await.expect("ensure");
-    assert_eq!(report.created, HOOK_EVENTS.len());
-    assert_eq!(sim.subscriptions().len(), 2 * HOOK_EVENTS.len());
+    assert_eq!(report.created, hook_events().len());
+    assert_eq!(sim.subscriptions().len(), 2 * hook_events().len());
     assert!(
         sim.subscriptions()
             .iter()
@@ -224,7 +224,7 @@ fn host_of(subscription: &Value) -> String {
 async fn each_publisher_is_subscribed_and_found_again_on_its_own_host() {
     let (sim, client) = start_as_azure_devops_services().await;
     let first = ensure(&client, &plan(false)).await.expect("ensure");
-    assert_eq!(first.created, HOOK_EVENTS.len(), "{first:?}");
+    assert_eq!(first.created, hook_events().len(), "{first:?}");
     assert!(first.failures.is_empty(), "{first:?}");
     for subscription in sim.subscriptions() {
         let expected = match subscription["publisherId"].as_str() {
@@ -240,14 +240,14 @@ async fn each_publisher_is_subscribed_and_found_again_on_its_own_host() {
     let second = ensure(&client, &plan(false)).await.expect("ensure again");
     assert_eq!(
         (second.created, second.replaced, second.kept),
-        (0, 0, HOOK_EVENTS.len()),
+        (0, 0, hook_events().len()),
         "{second:?}"
     );
-    assert_eq!(sim.subscriptions().len(), HOOK_EVENTS.len());
+    assert_eq!(sim.subscriptions().len(), hook_events().len());
     let lookups = sim.requests();
     assert_eq!(
         lookups.get("GET /{org}/_apis/hooks/subscriptions").copied(),
-        Some(2 * HOOK_EVENTS.len() as u64)
+        Some(2 * hook_events().len() as u64)
     );
     sim.shutdown().await;
 }
@@ -279,7 +279,7 @@ async fn a_changed_password_replaces_the_subscriptions_once() {
 #[tokio::test]
 async fn the_periodic_check_re_enables_a_disabled_one_and_subscribes_a_new_project() {
     let (sim, client) = start().await;
-    let per_project = HOOK_EVENTS.len();
+    let per_project = hook_events().len();
     let shutdown = CancellationToken::new();
     let checks = tokio::spawn(run(
         client,
@@ -355,9 +355,9 @@ async fn a_kind_added_to_the_mapping_gets_its_subscriptions_without_a_restart() 
         versions.offer(mapping_json(&["project", "work-item"]), |_| Ok(())),
         Offer::Replaced { .. }
     ));
-    let work_item_events = HOOK_EVENTS
+    let work_item_events = hook_events()
         .iter()
-        .filter(|e| e.kinds.contains(&"work-item"))
+        .filter(|e| e.kinds.iter().any(|k| k.name() == "work-item"))
         .count();
     assert!(
         sim.wait_for(

@@ -174,9 +174,84 @@ pub enum RawAction {
 /// User-Agent, and its deletes touch only GitOps-owned entities.
 pub const GITOPS_KIND: &str = "gitops";
 
-/// The key of a [`GITOPS_KIND`] item that stands for a spec that does not parse (`{repository,
-/// repositoryId, path, commit, error}`): transform dead-letters its raw event with that text.
-pub const GITOPS_SPEC_ERROR_KEY: &str = "__gitopsSpecError";
+/// A GitOps spec that does not parse, as ingest found it on a push: transform dead-letters the
+/// raw event that reports it, with [`GitopsSpecError`]'s text as the reason.
+///
+/// On the bus it is the one item of an upsert of [`GITOPS_KIND`], under the key
+/// `__gitopsSpecError` (`{repositoryId, repository, path, commit, error}`): the shape raw
+/// events archived by earlier versions carry, so that they replay the same. Only
+/// [`GitopsSpecError::into_event_item`] and [`GitopsSpecError::of`] know that key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitopsSpecError {
+    pub repository_id: String,
+    /// The repository's name, when the push named it.
+    pub repository: Option<String>,
+    /// The spec's path in the repository, e.g. `port.yml`.
+    pub path: String,
+    /// The commit the spec was read at.
+    pub commit: String,
+    /// What the parser said.
+    pub error: String,
+}
+
+/// The key a [`GitopsSpecError`] travels under in a raw event's item.
+const GITOPS_SPEC_ERROR_KEY: &str = "__gitopsSpecError";
+
+impl GitopsSpecError {
+    /// The raw event item that reports this error.
+    pub fn into_event_item(self) -> Value {
+        serde_json::json!({
+            GITOPS_SPEC_ERROR_KEY: {
+                "repositoryId": self.repository_id,
+                "repository": self.repository,
+                "path": self.path,
+                "commit": self.commit,
+                "error": self.error,
+            }
+        })
+    }
+
+    /// The spec error a raw event reports, if it is a [`GITOPS_KIND`] event that reports one.
+    /// A field the item lacks reads `?`.
+    pub fn of(event: &RawEvent) -> Option<GitopsSpecError> {
+        if event.kind != GITOPS_KIND {
+            return None;
+        }
+        let error = event
+            .items
+            .iter()
+            .find_map(|item| item.get(GITOPS_SPEC_ERROR_KEY))?;
+        let field = |key: &str| {
+            error
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string()
+        };
+        Some(GitopsSpecError {
+            repository_id: field("repositoryId"),
+            repository: Some(field("repository")),
+            path: field("path"),
+            commit: field("commit"),
+            error: field("error"),
+        })
+    }
+}
+
+/// The dead-letter reason: repository, file, commit, the parser's error and what to do.
+impl std::fmt::Display for GitopsSpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GitOps spec {} of repository {} ({}) at commit {} does not parse: {}; fix the file and push again",
+            self.path,
+            self.repository.as_deref().unwrap_or("?"),
+            self.repository_id,
+            self.commit,
+            self.error
+        )
+    }
+}
 
 /// Items of one kind as Azure DevOps returned them, published by ingest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -515,6 +590,55 @@ impl ResyncControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gitops_spec_error_travels_as_the_item_earlier_versions_wrote() {
+        let error = GitopsSpecError {
+            repository_id: "r1".into(),
+            repository: None,
+            path: "port.yml".into(),
+            commit: "abc".into(),
+            error: "bad indent".into(),
+        };
+        let item = error.clone().into_event_item();
+        assert_eq!(
+            item,
+            serde_json::json!({"__gitopsSpecError": {"repositoryId": "r1", "repository": null,
+                "path": "port.yml", "commit": "abc", "error": "bad indent"}})
+        );
+        let origin = Origin::Webhook {
+            event_type: "git.push".into(),
+            delivery_id: "d".into(),
+        };
+        let event = RawEvent::new(
+            GITOPS_KIND,
+            origin.clone(),
+            "o",
+            RawAction::Upsert,
+            vec![item.clone()],
+        );
+        let read = GitopsSpecError::of(&event).expect("reported");
+        assert_eq!(
+            read.to_string(),
+            "GitOps spec port.yml of repository ? (r1) at commit abc does not parse: bad indent; fix the file and push again"
+        );
+        let other_kind = RawEvent::new(
+            "repository",
+            origin.clone(),
+            "o",
+            RawAction::Upsert,
+            vec![item],
+        );
+        assert_eq!(GitopsSpecError::of(&other_kind), None);
+        let entities = RawEvent::new(
+            GITOPS_KIND,
+            origin,
+            "o",
+            RawAction::Upsert,
+            vec![serde_json::json!({"identifier": "x"})],
+        );
+        assert_eq!(GitopsSpecError::of(&entities), None);
+    }
     use serde_json::json;
 
     #[test]

@@ -6,27 +6,7 @@
 use serde_json::Value;
 
 use crate::mapping::{ItemProblem, KindOutcome, MappedChange};
-use adoport_shared::messages::{ChangeOp, GITOPS_KIND, GITOPS_SPEC_ERROR_KEY, RawAction};
-
-/// When a GitOps raw event reports a broken spec: the dead-letter reason (repository, file,
-/// commit and parser error), so that the event lands in the raw DLQ with it.
-pub fn spec_error(kind: &str, items: &[Value]) -> Option<String> {
-    if kind != GITOPS_KIND {
-        return None;
-    }
-    let error = items
-        .iter()
-        .find_map(|item| item.get(GITOPS_SPEC_ERROR_KEY))?;
-    let field = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or("?");
-    Some(format!(
-        "GitOps spec {} of repository {} ({}) at commit {} does not parse: {}; fix the file and push again",
-        field("path"),
-        field("repository"),
-        field("repositoryId"),
-        field("commit"),
-        field("error")
-    ))
-}
+use adoport_shared::messages::{ChangeOp, GITOPS_KIND, RawAction};
 
 /// The outcome of each item of a GitOps raw event (no jq: nothing to evaluate).
 pub fn outcomes(event: &adoport_shared::messages::RawEvent) -> Vec<KindOutcome> {

@@ -27,7 +27,8 @@ use crate::mapping::versions::CompiledVersions;
 use crate::mapping::{CompiledMapping, ItemProblem, KindOutcome};
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
-    EntityChange, GITOPS_KIND, Origin, RawEvent, SCHEMA_VERSION, WriteOptions, decode, encode,
+    EntityChange, GITOPS_KIND, GitopsSpecError, Origin, RawEvent, SCHEMA_VERSION, WriteOptions,
+    decode, encode,
 };
 use adoport_shared::metrics::KindCounters;
 use adoport_shared::topology::{Topology, WorkQueue};
@@ -314,7 +315,8 @@ async fn process(
             return Ok(());
         }
     };
-    if let Some(reason) = crate::gitops::spec_error(&event.kind, &event.items) {
+    if let Some(spec_error) = GitopsSpecError::of(&event) {
+        let reason = spec_error.to_string();
         tracing::warn!(event_id = %event.id, reason = %reason, "broken GitOps spec dead-lettered");
         delivery.dead_letter(&reason).await?;
         stats

@@ -13,7 +13,9 @@ use super::glob::{Glob, is_glob};
 use super::{Pages, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::{self, FileSelector};
 use adoport_shared::messages::ResyncId;
 
 /// Files larger than this are not published (the Python integration's limit).
@@ -265,7 +267,11 @@ impl Crawler {
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
         let rules = FileRule::of_plan(plan);
-        let included = plan.strings("includedFiles");
+        let included = selector::union(
+            plan.selectors::<FileSelector>()
+                .iter()
+                .map(|s| &s.included_files),
+        );
         let units: Vec<(String, Value)> = self
             .healthy_repository_units(cache)
             .await?
@@ -280,7 +286,7 @@ impl Crawler {
         let (rules, included) = (&rules, &included);
         self.fan_out(
             resync_id,
-            "file",
+            Kind::File,
             units,
             report,
             |repository, pages: Pages| async move {

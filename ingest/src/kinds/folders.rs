@@ -15,7 +15,9 @@ use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::{self, FolderSelector};
 use adoport_shared::messages::ResyncId;
 
 /// One folder pattern and the repositories (name, optional branch) it applies to; no
@@ -170,7 +172,11 @@ impl Crawler {
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
         let rules = FolderRule::of_plan(plan);
-        let included = plan.strings("includedFiles");
+        let included = selector::union(
+            plan.selectors::<FolderSelector>()
+                .iter()
+                .map(|s| &s.included_files),
+        );
         let units: Vec<(String, Value)> = self
             .healthy_repository_units(cache)
             .await?
@@ -180,7 +186,7 @@ impl Crawler {
         let (rules, included) = (&rules, &included);
         self.fan_out(
             resync_id,
-            "folder",
+            Kind::Folder,
             units,
             report,
             |repository, pages: Pages| async move {

@@ -12,7 +12,9 @@ use super::items::ItemBuilder;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::PullRequestSelector;
 use adoport_shared::messages::ResyncId;
 
 /// One pull request list pass: its `searchCriteria.*` and the most items it may return.
@@ -90,7 +92,7 @@ impl Crawler {
         let builder = &builder;
         self.fan_out(
             resync_id,
-            "repository",
+            Kind::Repository,
             units,
             report,
             |project, pages: Pages| async move {
@@ -134,7 +136,7 @@ impl Crawler {
         let units = repository_units(&repositories);
         self.fan_out(
             resync_id,
-            "repository-policy",
+            Kind::RepositoryPolicy,
             units,
             report,
             |repository, pages: Pages| async move {
@@ -168,8 +170,15 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let days = plan.number("minTimeInDays").unwrap_or(7).max(1);
-        let max_results = plan.number("maxResults").unwrap_or(100).max(1) as usize;
+        let selectors = plan.selectors::<PullRequestSelector>();
+        let days = (selectors.iter().find_map(|s| s.min_time_in_days))
+            .and_then(|c| c.0)
+            .unwrap_or(7)
+            .max(1);
+        let max_results = (selectors.iter().find_map(|s| s.max_results))
+            .and_then(|c| c.0)
+            .unwrap_or(100)
+            .max(1) as usize;
         let min_time = (Utc::now() - chrono::Duration::days(days as i64))
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
@@ -178,7 +187,7 @@ impl Crawler {
         let min_time = &min_time;
         self.fan_out(
             resync_id,
-            "pull-request",
+            Kind::PullRequest,
             units,
             report,
             |repository, pages: Pages| async move {

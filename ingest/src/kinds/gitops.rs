@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::{Pages, repository_units, text};
 use crate::ado::{AdoClient, AdoError, GitVersion};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::{GitopsPlan, KindPlan};
 use adoport_shared::messages::{GITOPS_KIND, ResyncId};
 
@@ -200,7 +201,7 @@ impl Crawler {
             return self
                 .fan_out(
                     resync_id,
-                    GITOPS_KIND,
+                    Kind::Gitops,
                     units,
                     report,
                     |repository, pages| async move {
@@ -214,7 +215,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            GITOPS_KIND,
+            Kind::Gitops,
             units,
             report,
             |project, pages| async move {

@@ -19,6 +19,7 @@ use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::ado::directory::{Direction, EntitlementsCursor, SUBJECT_LOOKUP_BATCH};
 use crate::crawl_context::{CrawlError, Crawler, KindReport};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -125,7 +126,8 @@ impl Crawler {
                     .await?;
                 let got = page.items.len();
                 if got > 0 {
-                    self.publish(resync_id, "user", page.items, report).await?;
+                    self.publish(resync_id, Kind::User, page.items, report)
+                        .await?;
                 }
                 if got < top {
                     return Ok(());
@@ -145,7 +147,8 @@ impl Crawler {
                 .await?;
             let empty = page.items.is_empty();
             if !empty {
-                self.publish(resync_id, "user", page.items, report).await?;
+                self.publish(resync_id, Kind::User, page.items, report)
+                    .await?;
             }
             match next_token(page.continuation_token, &token) {
                 Some(next) if !empty => token = Some(next),
@@ -235,7 +238,7 @@ impl Crawler {
                 page.items
             };
             if !items.is_empty() {
-                self.publish(resync_id, "user", items, report).await?;
+                self.publish(resync_id, Kind::User, items, report).await?;
             }
             match next_token(page.continuation_token, &token) {
                 Some(next) => token = Some(next),
@@ -260,7 +263,8 @@ impl Crawler {
         loop {
             let page = self.client.graph_groups_page(token.as_deref()).await?;
             if !page.items.is_empty() {
-                self.publish(resync_id, "group", page.items, report).await?;
+                self.publish(resync_id, Kind::Group, page.items, report)
+                    .await?;
             }
             match next_token(page.continuation_token, &token) {
                 Some(next) => token = Some(next),
@@ -287,7 +291,7 @@ impl Crawler {
                 .collect();
             self.fan_out(
                 resync_id,
-                "group-member",
+                Kind::GroupMember,
                 units,
                 report,
                 |group, pages: Pages| async move {

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 use super::{enrich, text};
 use crate::ado::{AdoClient, AdoError};
 use crate::crawl_context::CrawlLimits;
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::{self, BuildSelector, PipelineSelector, RepositorySelector};
 
 pub(crate) use super::test_runs::TestRunEnrichment;
 
@@ -51,11 +53,11 @@ pub(crate) fn security_alert(alert: Value, repository_id: &str, project_id: &str
 
 /// A project-scoped list item (`pipeline`, `build`, `release-definition`, …) before its
 /// selector-driven enrichment: `__projectId` and/or `__project` as the kind has them.
-pub(crate) fn project_list_item(kind: &str, item: Value, project: &Value) -> Value {
+pub(crate) fn project_list_item(kind: Kind, item: Value, project: &Value) -> Value {
     let (project_id, with_project) = match kind {
-        "pipeline" => (true, false),
-        "build" => (true, true),
-        "release-definition" => (false, true),
+        Kind::Pipeline => (true, false),
+        Kind::Build => (true, true),
+        Kind::ReleaseDefinition => (false, true),
         _ => (false, false),
     };
     let item = if project_id {
@@ -96,23 +98,32 @@ impl<'a> ItemBuilder<'a> {
         plan: &KindPlan,
         items: Vec<Value>,
     ) -> Result<Vec<Value>, AdoError> {
-        match plan.kind.as_str() {
-            "pipeline" if plan.flag("includeRepo") => {
+        match plan.known() {
+            Some(Kind::Pipeline)
+                if (plan.selectors::<PipelineSelector>().iter()).any(|s| s.include_repo.0) =>
+            {
                 stream::iter(items)
                     .map(|pipeline| self.with_repository(pipeline))
                     .buffered(ENRICHMENT_CONCURRENCY)
                     .try_collect()
                     .await
             }
-            "build" if plan.flag("enrichWithFirstCommit") => {
+            Some(Kind::Build)
+                if (plan.selectors::<BuildSelector>().iter())
+                    .any(|s| s.enrich_with_first_commit.0) =>
+            {
                 stream::iter(items)
                     .map(|build| self.with_first_commit(build))
                     .buffered(ENRICHMENT_CONCURRENCY)
                     .try_collect()
                     .await
             }
-            "repository" => {
-                let paths = plan.strings("includedFiles");
+            Some(Kind::Repository) => {
+                let paths = selector::union(
+                    plan.selectors::<RepositorySelector>()
+                        .iter()
+                        .map(|s| &s.included_files),
+                );
                 if paths.is_empty() {
                     return Ok(items);
                 }
@@ -225,14 +236,14 @@ mod tests {
     #[test]
     fn list_kinds_get_the_project_fields_their_crawl_adds() {
         let project = json!({"id": "p", "name": "P"});
-        let build = project_list_item("build", json!({"id": 1}), &project);
+        let build = project_list_item(Kind::Build, json!({"id": 1}), &project);
         assert_eq!(
             build,
             json!({"id": 1, "__projectId": "p", "__project": project})
         );
-        let pipeline = project_list_item("pipeline", json!({"id": 1}), &project);
+        let pipeline = project_list_item(Kind::Pipeline, json!({"id": 1}), &project);
         assert_eq!(pipeline, json!({"id": 1, "__projectId": "p"}));
-        let environment = project_list_item("environment", json!({"id": 1}), &project);
+        let environment = project_list_item(Kind::Environment, json!({"id": 1}), &project);
         assert_eq!(environment, json!({"id": 1}));
     }
 }

@@ -42,7 +42,9 @@ use tokio::sync::mpsc;
 
 use crate::ado::AdoError;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::{Handler, Kind};
 use crate::plan::KindPlan;
+use crate::selector::SelectorType;
 use adoport_shared::messages::ResyncId;
 
 /// Where a unit's pages go: a bounded channel to the publisher (back-pressure keeps memory flat).
@@ -81,60 +83,276 @@ pub(crate) fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
-impl Crawler {
-    /// Crawls a kind this module knows; `None` for a kind it does not.
-    pub(crate) async fn crawl_kind(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Option<Result<(), CrawlError>> {
-        let crawl: BoxFuture<'_, Result<(), CrawlError>> = match plan.kind.as_str() {
-            "repository" => Box::pin(self.crawl_repositories(resync_id, plan, cache, report)),
-            "repository-policy" => Box::pin(self.crawl_policies(resync_id, cache, report)),
-            "pull-request" => Box::pin(self.crawl_pull_requests(resync_id, plan, cache, report)),
-            "team" => Box::pin(self.crawl_teams(resync_id, plan, report)),
-            "member" => Box::pin(self.crawl_members(resync_id, report)),
-            "iteration" => Box::pin(self.crawl_iterations(resync_id, cache, report)),
-            "area-path" => Box::pin(self.crawl_area_paths(resync_id, plan, cache, report)),
-            "user" => Box::pin(self.crawl_users(resync_id, plan, report)),
-            "group" => Box::pin(self.crawl_groups(resync_id, report)),
-            "group-member" => Box::pin(self.crawl_group_members(resync_id, report)),
-            "board" => Box::pin(self.crawl_boards(resync_id, cache, report)),
-            "column" => Box::pin(self.crawl_columns(resync_id, cache, report)),
-            "work-item" => Box::pin(self.crawl_work_items(resync_id, plan, cache, report)),
-            "release" => Box::pin(self.crawl_releases(resync_id, cache, report)),
-            "branch" => Box::pin(self.crawl_branches(resync_id, cache, report)),
-            "pipeline-run" => Box::pin(self.crawl_pipeline_runs(resync_id, cache, report)),
-            "pipeline-stage" => Box::pin(self.crawl_pipeline_stages(resync_id, cache, report)),
-            "pipeline-deployment" => {
-                Box::pin(self.crawl_pipeline_deployments(resync_id, cache, report))
-            }
-            "test-run" => Box::pin(self.crawl_test_runs(resync_id, plan, cache, report)),
-            "advanced-security-alert" => {
-                Box::pin(self.crawl_security_alerts(resync_id, plan, cache, report))
-            }
-            "file" => Box::pin(self.crawl_files(resync_id, plan, cache, report)),
-            "folder" => Box::pin(self.crawl_folders(resync_id, plan, cache, report)),
-            "wiki" => Box::pin(self.crawl_wikis(resync_id, plan, cache, report)),
-            adoport_shared::messages::GITOPS_KIND => {
-                Box::pin(self.crawl_gitops(resync_id, plan, cache, report))
-            }
-            kind if pipelines::is_list_kind(kind) => {
-                Box::pin(self.crawl_project_list(resync_id, plan, cache, report))
-            }
-            _ => return None,
-        };
-        Some(crawl.await)
-    }
+/// How a kind is crawled: one of the `crawl_*` methods of its module.
+pub(crate) type CrawlFn = for<'a> fn(
+    &'a Crawler,
+    ResyncId,
+    &'a KindPlan,
+    &'a mut ResyncCache,
+    &'a mut KindReport,
+) -> BoxFuture<'a, Result<(), CrawlError>>;
 
+/// Everything ingest knows about one kind, in one row of [`KINDS`].
+pub(crate) struct KindSpec {
+    pub(crate) kind: Kind,
+    /// The selector model its resources are read with (`crate::selector`); the crawl and the
+    /// live handlers read that model.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) selector: SelectorType,
+    /// How a resync reads it.
+    pub(crate) crawl: CrawlFn,
+    /// The live-event handlers that publish it: the subscriptions it needs are the
+    /// `crate::events::EVENTS` rows of these handlers (a test keeps the two tables agreeing;
+    /// the receiver and the subscription manager read the event table).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) live: &'static [Handler],
+    /// Read repository by repository, from the repository list (the crawl then keeps the
+    /// list for the kinds after `repository`).
+    pub(crate) repository_derived: bool,
+}
+
+const fn row(
+    kind: Kind,
+    selector: SelectorType,
+    crawl: CrawlFn,
+    live: &'static [Handler],
+) -> KindSpec {
+    KindSpec {
+        kind,
+        selector,
+        crawl,
+        live,
+        repository_derived: false,
+    }
+}
+
+const fn per_repository(
+    kind: Kind,
+    selector: SelectorType,
+    crawl: CrawlFn,
+    live: &'static [Handler],
+) -> KindSpec {
+    KindSpec {
+        kind,
+        selector,
+        crawl,
+        live,
+        repository_derived: true,
+    }
+}
+
+const PUSH: &[Handler] = &[Handler::Push];
+const NO_EVENTS: &[Handler] = &[];
+
+/// One row per kind: adding a kind is adding its [`Kind`] variant, its row here and the crawl
+/// it names (a test fails for a kind without a row).
+pub(crate) const KINDS: &[KindSpec] = &[
+    row(
+        Kind::Project,
+        SelectorType::AzureDevops,
+        |c, id, plan, cache, report| {
+            Box::pin(c.crawl_projects(id, plan, &mut cache.projects, report))
+        },
+        NO_EVENTS,
+    ),
+    row(
+        Kind::Repository,
+        SelectorType::Repository,
+        |c, id, plan, cache, report| Box::pin(c.crawl_repositories(id, plan, cache, report)),
+        &[Handler::Repository, Handler::Push],
+    ),
+    per_repository(
+        Kind::RepositoryPolicy,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_policies(id, cache, report)),
+        NO_EVENTS,
+    ),
+    per_repository(
+        Kind::PullRequest,
+        SelectorType::PullRequest,
+        |c, id, plan, cache, report| Box::pin(c.crawl_pull_requests(id, plan, cache, report)),
+        &[Handler::PullRequest],
+    ),
+    per_repository(
+        Kind::Branch,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_branches(id, cache, report)),
+        PUSH,
+    ),
+    per_repository(
+        Kind::File,
+        SelectorType::File,
+        |c, id, plan, cache, report| Box::pin(c.crawl_files(id, plan, cache, report)),
+        PUSH,
+    ),
+    per_repository(
+        Kind::Folder,
+        SelectorType::Folder,
+        |c, id, plan, cache, report| Box::pin(c.crawl_folders(id, plan, cache, report)),
+        PUSH,
+    ),
+    row(
+        Kind::Wiki,
+        SelectorType::Wiki,
+        |c, id, plan, cache, report| Box::pin(c.crawl_wikis(id, plan, cache, report)),
+        PUSH,
+    ),
+    per_repository(
+        Kind::AdvancedSecurityAlert,
+        SelectorType::Alert,
+        |c, id, plan, cache, report| Box::pin(c.crawl_security_alerts(id, plan, cache, report)),
+        &[Handler::Alert],
+    ),
+    row(
+        Kind::Team,
+        SelectorType::Team,
+        |c, id, plan, _, report| Box::pin(c.crawl_teams(id, plan, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::Member,
+        SelectorType::AzureDevops,
+        |c, id, _, _, report| Box::pin(c.crawl_members(id, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::Iteration,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_iterations(id, cache, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::AreaPath,
+        SelectorType::AreaPath,
+        |c, id, plan, cache, report| Box::pin(c.crawl_area_paths(id, plan, cache, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::User,
+        SelectorType::User,
+        |c, id, plan, _, report| Box::pin(c.crawl_users(id, plan, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::Group,
+        SelectorType::Bare,
+        |c, id, _, _, report| Box::pin(c.crawl_groups(id, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::GroupMember,
+        SelectorType::Bare,
+        |c, id, _, _, report| Box::pin(c.crawl_group_members(id, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::Board,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_boards(id, cache, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::Column,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_columns(id, cache, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::WorkItem,
+        SelectorType::WorkItem,
+        |c, id, plan, cache, report| Box::pin(c.crawl_work_items(id, plan, cache, report)),
+        &[Handler::WorkItem],
+    ),
+    row(
+        Kind::Release,
+        SelectorType::Bare,
+        |c, id, _, cache, report| Box::pin(c.crawl_releases(id, cache, report)),
+        &[Handler::Release],
+    ),
+    row(
+        Kind::Pipeline,
+        SelectorType::Pipeline,
+        PROJECT_LIST,
+        &[Handler::Pipeline],
+    ),
+    row(
+        Kind::Build,
+        SelectorType::Build,
+        PROJECT_LIST,
+        &[Handler::Build],
+    ),
+    row(
+        Kind::Environment,
+        SelectorType::AzureDevops,
+        PROJECT_LIST,
+        NO_EVENTS,
+    ),
+    row(
+        Kind::ReleaseDefinition,
+        SelectorType::ReleaseDefinition,
+        PROJECT_LIST,
+        &[Handler::Release],
+    ),
+    row(
+        Kind::ReleaseDeployment,
+        SelectorType::AzureDevops,
+        PROJECT_LIST,
+        &[Handler::ReleaseDeployment],
+    ),
+    row(
+        Kind::PipelineRun,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_pipeline_runs(id, cache, report)),
+        &[Handler::PipelineRun],
+    ),
+    row(
+        Kind::PipelineStage,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_pipeline_stages(id, cache, report)),
+        &[Handler::PipelineStage],
+    ),
+    row(
+        Kind::PipelineDeployment,
+        SelectorType::AzureDevops,
+        |c, id, _, cache, report| Box::pin(c.crawl_pipeline_deployments(id, cache, report)),
+        NO_EVENTS,
+    ),
+    row(
+        Kind::TestRun,
+        SelectorType::TestRun,
+        |c, id, plan, cache, report| Box::pin(c.crawl_test_runs(id, plan, cache, report)),
+        &[Handler::Build],
+    ),
+    // Specs are also read on every push, whatever the mapping (`crate::gitops::on_push`).
+    row(
+        Kind::Gitops,
+        SelectorType::Gitops,
+        |c, id, plan, cache, report| Box::pin(c.crawl_gitops(id, plan, cache, report)),
+        NO_EVENTS,
+    ),
+];
+
+/// The project-scoped list kinds' crawl ([`Crawler::crawl_project_list`]).
+const PROJECT_LIST: CrawlFn =
+    |c, id, plan, cache, report| Box::pin(c.crawl_project_list(id, plan, cache, report));
+
+/// The row of `kind`.
+pub(crate) fn spec(kind: Kind) -> &'static KindSpec {
+    KINDS
+        .iter()
+        .find(|row| row.kind == kind)
+        .unwrap_or_else(|| {
+            unreachable!("kind {kind} has no row in KINDS (a unit test checks every kind has one)")
+        })
+}
+
+impl Crawler {
     /// Runs `fetch` for every unit, `CONCURRENT_UNITS` at a time, publishing each page it
     /// sends as it arrives. Per-unit failures mark the kind failed (see the module docs).
     pub(crate) async fn fan_out<T, F, Fut>(
         &self,
         resync_id: ResyncId,
-        kind: &str,
+        kind: Kind,
         units: Vec<(String, T)>,
         report: &mut KindReport,
         fetch: F,
@@ -144,6 +362,7 @@ impl Crawler {
         Fut: Future<Output = Result<(), AdoError>>,
     {
         let (tx, mut rx) = mpsc::channel::<Vec<Value>>(CONCURRENT_UNITS);
+        let name = kind.name();
         let failures = Mutex::new(Failures::default());
         let fetch = &fetch;
         let failures_ref = &failures;
@@ -157,10 +376,10 @@ impl Crawler {
                         match outcome {
                             Ok(()) => {}
                             Err(AdoError::NotFound { url, .. }) => {
-                                tracing::debug!(kind, unit = %label, %url, "gone between list and read; skipped");
+                                tracing::debug!(kind = name, unit = %label, %url, "gone between list and read; skipped");
                             }
                             Err(e @ AdoError::Forbidden { .. }) => {
-                                tracing::warn!(kind, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");
+                                tracing::warn!(kind = name, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");
                                 failures.messages.push(format!("{label}: {e}"));
                             }
                             Err(
@@ -173,7 +392,7 @@ impl Crawler {
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!(kind, unit = %label, error = %e, "could not read; the kind is marked failed");
+                                tracing::warn!(kind = name, unit = %label, error = %e, "could not read; the kind is marked failed");
                                 failures.messages.push(format!("{label}: {e}"));
                             }
                         }
@@ -217,5 +436,89 @@ impl Crawler {
                 (label, p)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EVENTS;
+
+    #[test]
+    fn every_kind_has_one_row() {
+        for kind in Kind::ALL {
+            let rows = KINDS.iter().filter(|row| row.kind == *kind).count();
+            assert_eq!(rows, 1, "kind {kind} has {rows} rows in KINDS");
+        }
+        assert_eq!(KINDS.len(), Kind::ALL.len());
+    }
+
+    /// Every selector option the Python integration's default mapping and example mappings
+    /// (tests/fixtures) set is a field of its kind's selector model.
+    #[test]
+    fn every_selector_model_reads_the_reference_mappings() {
+        use adoport_shared::port_app_config::PortAppConfig;
+        let fixtures = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/ocean-azure-devops"
+        );
+        // Set by the example mappings, read by neither integration (pydantic ignores it).
+        const IGNORED: &[(&str, &str)] = &[("release-deployment", "includeRelease")];
+        let mut read = 0;
+        for file in [
+            "port-app-config.yaml",
+            "mapping-example/example-mappings.yaml",
+        ] {
+            let text = std::fs::read_to_string(format!("{fixtures}/{file}")).expect("fixture");
+            let config = PortAppConfig::from_yaml_str(&text).expect("parses");
+            for resource in &config.resources {
+                let kind = Kind::parse(&resource.kind).expect("a kind this version knows");
+                let model = spec(kind).selector;
+                let described = model.describe(&resource.selector.options);
+                for key in resource.selector.options.keys() {
+                    let field: String = key
+                        .chars()
+                        .flat_map(|c| {
+                            let lower = c.to_ascii_lowercase();
+                            (c.is_ascii_uppercase().then_some('_').into_iter()).chain([lower])
+                        })
+                        .collect();
+                    if IGNORED.contains(&(kind.name(), key.as_str())) {
+                        continue;
+                    }
+                    assert!(
+                        described.contains(&format!("{field}: ")),
+                        "{file}: kind {kind} sets `{key}`, which its selector model {model:?} lacks: {described}"
+                    );
+                }
+                read += 1;
+            }
+        }
+        assert!(read >= 20, "{read} resources read");
+    }
+
+    #[test]
+    fn live_handlers_and_the_event_table_agree() {
+        for row in KINDS {
+            for handler in row.live {
+                assert!(
+                    EVENTS
+                        .iter()
+                        .any(|e| e.handler == *handler && e.kinds.contains(&row.kind)),
+                    "kind {} names {handler:?}, but no event type of that handler updates it",
+                    row.kind
+                );
+            }
+        }
+        for event in EVENTS {
+            for kind in event.kinds {
+                assert!(
+                    spec(*kind).live.contains(&event.handler),
+                    "{} updates kind {kind}, whose row does not name {:?}",
+                    event.event_type,
+                    event.handler
+                );
+            }
+        }
     }
 }

@@ -10,7 +10,9 @@ use super::items;
 use super::{Pages, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::ReleaseDefinitionSelector;
 use adoport_shared::messages::ResyncId;
 
 /// How one project-scoped list kind is read (its items are built by
@@ -20,21 +22,16 @@ struct ListKind {
     path: &'static str,
 }
 
-fn list_kind(kind: &str) -> Option<ListKind> {
+fn list_kind(kind: Kind) -> Option<ListKind> {
     let (service, path) = match kind {
-        "pipeline" => (None, "_apis/pipelines"),
-        "build" => (None, "_apis/build/builds"),
-        "environment" => (None, "_apis/distributedtask/environments"),
-        "release-definition" => (Some("vsrm"), "_apis/release/definitions"),
-        "release-deployment" => (Some("vsrm"), "_apis/release/deployments"),
+        Kind::Pipeline => (None, "_apis/pipelines"),
+        Kind::Build => (None, "_apis/build/builds"),
+        Kind::Environment => (None, "_apis/distributedtask/environments"),
+        Kind::ReleaseDefinition => (Some("vsrm"), "_apis/release/definitions"),
+        Kind::ReleaseDeployment => (Some("vsrm"), "_apis/release/deployments"),
         _ => return None,
     };
     Some(ListKind { service, path })
-}
-
-/// Whether the crawler reads `kind` with [`Crawler::crawl_project_list`].
-pub(crate) fn is_list_kind(kind: &str) -> bool {
-    list_kind(kind).is_some()
 }
 
 impl Crawler {
@@ -45,17 +42,17 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let Some(spec) = list_kind(&plan.kind) else {
+        let Some((kind, spec)) = plan.known().and_then(|k| Some((k, list_kind(k)?))) else {
             return Ok(());
         };
         let mut extra: Vec<(&str, String)> = Vec::new();
-        match plan.kind.as_str() {
-            "build" => extra.push(("queryOrder", "queueTimeDescending".into())),
-            "release-definition" => {
-                let expand = plan
-                    .option("expand")
-                    .and_then(Value::as_str)
-                    .unwrap_or("environments");
+        match kind {
+            Kind::Build => extra.push(("queryOrder", "queueTimeDescending".into())),
+            Kind::ReleaseDefinition => {
+                let expand = (plan.selectors::<ReleaseDefinitionSelector>().into_iter())
+                    .find_map(|s| s.expand)
+                    .and_then(|t| t.0)
+                    .unwrap_or_else(|| "environments".into());
                 extra.push(("$expand", expand.to_string()));
             }
             _ => {}
@@ -65,7 +62,7 @@ impl Crawler {
         let (spec, extra) = (&spec, &extra);
         self.fan_out(
             resync_id,
-            &plan.kind,
+            kind,
             units,
             report,
             |project: Value, pages: Pages| async move {
@@ -88,7 +85,7 @@ impl Crawler {
                     let items: Vec<Value> = page
                         .items
                         .into_iter()
-                        .map(|item| items::project_list_item(&plan.kind, item, &project))
+                        .map(|item| items::project_list_item(kind, item, &project))
                         .collect();
                     pages
                         .send(self.items().list_items(plan, items).await?)
@@ -113,7 +110,7 @@ impl Crawler {
         let units = self.healthy_repository_units(cache).await?;
         self.fan_out(
             resync_id,
-            "branch",
+            Kind::Branch,
             units,
             report,
             |repository: Value, pages: Pages| async move {

@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use crate::ado::AdoError;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::AzureDevopsSelector;
 use adoport_shared::messages::ResyncId;
 
 impl Crawler {
@@ -18,9 +20,13 @@ impl Crawler {
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
         let projects = self.project_list(cache).await?;
-        if !plan.flag("defaultTeam") {
+        if !plan
+            .selectors::<AzureDevopsSelector>()
+            .iter()
+            .any(|s| s.default_team.0)
+        {
             for page in projects.chunks(self.items_per_event) {
-                self.publish(resync_id, "project", page.to_vec(), report)
+                self.publish(resync_id, Kind::Project, page.to_vec(), report)
                     .await?;
             }
             return Ok(());
@@ -40,7 +46,7 @@ impl Crawler {
                 .try_filter_map(|p| async move { Ok(p) })
                 .try_collect()
                 .await?;
-            self.publish(resync_id, "project", full, report).await?;
+            self.publish(resync_id, Kind::Project, full, report).await?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::{Pages, text};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use adoport_shared::messages::ResyncId;
 
 impl Crawler {
@@ -18,7 +19,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "release",
+            Kind::Release,
             units,
             report,
             |project: Value, pages: Pages| async move {

@@ -21,6 +21,7 @@ use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use adoport_shared::messages::ResyncId;
 
 /// An id field as URL text, whether Azure DevOps gave it as a number or a string.
@@ -194,7 +195,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "pipeline-run",
+            Kind::PipelineRun,
             units,
             report,
             |project: Value, pages: Pages| async move {
@@ -250,7 +251,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "pipeline-stage",
+            Kind::PipelineStage,
             units,
             report,
             |project: Value, pages: Pages| async move {
@@ -310,7 +311,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "pipeline-deployment",
+            Kind::PipelineDeployment,
             units,
             report,
             |project: Value, pages: Pages| async move {

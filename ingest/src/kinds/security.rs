@@ -16,6 +16,7 @@ use super::items;
 use super::{Pages, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -68,7 +69,7 @@ impl Crawler {
         let units = self.healthy_repository_units(cache).await?;
         self.fan_out(
             resync_id,
-            "advanced-security-alert",
+            Kind::AdvancedSecurityAlert,
             units,
             report,
             |repository: Value, pages: Pages| async move {

@@ -13,7 +13,9 @@ use serde_json::Value;
 use super::{CONCURRENT_UNITS, Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::{AreaPathSelector, TeamSelector};
 use adoport_shared::messages::ResyncId;
 
 /// Errors after which nothing more can be read (the crawl stops).
@@ -136,8 +138,9 @@ impl Crawler {
         plan: &KindPlan,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let members = plan.flag("includeMembers");
-        let area_paths = plan.flag("includeAreaPaths");
+        let selectors = plan.selectors::<TeamSelector>();
+        let members = selectors.iter().any(|s| s.include_members.0);
+        let area_paths = selectors.iter().any(|s| s.include_area_paths.0);
         let top = self.limits.page.max(1);
         let mut failures: Vec<String> = Vec::new();
         let mut skip = 0;
@@ -163,7 +166,7 @@ impl Crawler {
                 page
             };
             if !items.is_empty() {
-                self.publish(resync_id, "team", items, report).await?;
+                self.publish(resync_id, Kind::Team, items, report).await?;
             }
             if got < top {
                 break;
@@ -195,7 +198,7 @@ impl Crawler {
                 .collect();
             self.fan_out(
                 resync_id,
-                "member",
+                Kind::Member,
                 units,
                 report,
                 |team, pages: Pages| async move {
@@ -229,7 +232,7 @@ impl Crawler {
         let top = self.limits.page.max(1);
         self.fan_out(
             resync_id,
-            "iteration",
+            Kind::Iteration,
             units,
             report,
             |project, pages: Pages| async move {
@@ -273,11 +276,13 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let depth = plan.number("depth");
+        let depth = (plan.selectors::<AreaPathSelector>().into_iter())
+            .find_map(|s| s.depth)
+            .and_then(|c| c.0);
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "area-path",
+            Kind::AreaPath,
             units,
             report,
             |project, pages: Pages| async move {

@@ -17,6 +17,7 @@ use super::runs::id_text;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
@@ -72,7 +73,7 @@ impl Crawler {
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "test-run",
+            Kind::TestRun,
             units,
             report,
             |project: Value, pages: Pages| async move {

@@ -8,7 +8,9 @@ use serde_json::Value;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, WikiPageRef};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::WikiSelector;
 use adoport_shared::messages::ResyncId;
 
 /// Pages read in full at the same time.
@@ -54,12 +56,13 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let include_content = plan.flag("includeContent");
+        let include_content =
+            (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
         let page_size = self.limits.page.clamp(1, 100);
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
-            "wiki",
+            Kind::Wiki,
             units,
             report,
             |project, pages: Pages| async move {

@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, WORK_ITEMS_BATCH};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::WorkItemSelector;
 use adoport_shared::messages::ResyncId;
 
 /// Page size of team lists.
@@ -100,11 +102,11 @@ impl Crawler {
     async fn boards_as(
         &self,
         resync_id: ResyncId,
-        kind: &str,
+        kind: Kind,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let columns = kind == "column";
+        let columns = kind == Kind::Column;
         if let Some(boards) = cache.boards.clone() {
             let items: Vec<Value> = if columns {
                 boards.iter().flat_map(columns_of).collect()
@@ -151,7 +153,7 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, "board", cache, report).await
+        self.boards_as(resync_id, Kind::Board, cache, report).await
     }
 
     pub(crate) async fn crawl_columns(
@@ -160,7 +162,7 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, "column", cache, report).await
+        self.boards_as(resync_id, Kind::Column, cache, report).await
     }
 
     pub(crate) async fn crawl_work_items(
@@ -170,21 +172,17 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let clause = plan
-            .option("wiql")
-            .and_then(Value::as_str)
-            .map(String::from);
-        let expand = plan
-            .option("expand")
-            .and_then(Value::as_str)
-            .unwrap_or("All")
-            .to_string();
+        let selectors = plan.selectors::<WorkItemSelector>();
+        let clause = (selectors.iter().find_map(|s| s.wiql.clone())).and_then(|t| t.0);
+        let expand = (selectors.into_iter().find_map(|s| s.expand))
+            .and_then(|t| t.0)
+            .unwrap_or_else(|| "All".into());
         let wiql_page = self.limits.wiql_page;
         let units = self.project_units(cache).await?;
         let (clause, expand) = (&clause, &expand);
         self.fan_out(
             resync_id,
-            "work-item",
+            Kind::WorkItem,
             units,
             report,
             |project, pages: Pages| async move {

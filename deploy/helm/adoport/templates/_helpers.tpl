@@ -1,0 +1,257 @@
+{{/* Names, labels and the pod template every workload of the chart shares. */}}
+
+{{- define "adoport.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "adoport.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "adoport.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "adoport.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "adoport.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 }}
+{{ include "adoport.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- range $key, $value := .Values.extraLabels }}
+{{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the three roles run apart, on a broker. */}}
+{{- define "adoport.scaled" -}}
+{{- if or .Values.broker.url .Values.broker.existingSecret.name }}true{{ end }}
+{{- end }}
+
+{{/* The roles' workloads: [all] alone, or ingest, transform, publish. */}}
+{{- define "adoport.roles" -}}
+{{- if include "adoport.scaled" . }}["ingest","transform","publish"]{{ else }}["all"]{{ end }}
+{{- end }}
+
+{{/* The component that takes webhooks: all, or ingest. */}}
+{{- define "adoport.webhookComponent" -}}
+{{- if include "adoport.scaled" . }}ingest{{ else }}all{{ end }}
+{{- end }}
+
+{{- define "adoport.configMapName" -}}
+{{- printf "%s-config" (include "adoport.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "adoport.secretName" -}}
+{{- if and .Values.secret.name (kindIs "string" .Values.secret.name) }}
+{{- .Values.secret.name }}
+{{- else }}
+{{- printf "%s-secret" (include "adoport.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The Secrets every process reads its variables from (port-ocean's secret.create/name). */}}
+{{- define "adoport.secretNames" -}}
+{{- $names := list }}
+{{- if kindIs "slice" .Values.secret.name }}
+{{- $names = .Values.secret.name }}
+{{- else if or .Values.secret.create .Values.secret.name }}
+{{- $names = list (include "adoport.secretName" .) }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{- define "adoport.certSecretName" -}}
+{{- if .Values.selfSignedCertificate.secret.useExistingSecret }}
+{{- required "selfSignedCertificate.secret.name is required with useExistingSecret" .Values.selfSignedCertificate.secret.name }}
+{{- else }}
+{{- printf "%s-cert" (include "adoport.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "adoport.serviceAccountName" -}}
+{{- if .Values.podServiceAccount.name }}
+{{- tpl .Values.podServiceAccount.name . }}
+{{- else }}
+{{- printf "%s-sa" (include "adoport.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "adoport.image" -}}
+{{- $default := printf "adoport:%s" (.Values.integration.version | default .Chart.AppVersion) }}
+{{- if .Values.imageRegistry }}
+{{- printf "%s/%s" (trimSuffix "/" .Values.imageRegistry) (.Values.image | default $default) }}
+{{- else }}
+{{- .Values.image | default $default }}
+{{- end }}
+{{- end }}
+
+{{/* Where the mounted certificate authority is read from (REQUESTS_CA_BUNDLE). */}}
+{{- define "adoport.caPath" -}}
+/usr/local/share/ca-certificates/cert.crt
+{{- end }}
+
+{{/*
+The pod spec of one role. Arguments: dict "root" $ "role" ("all", "ingest", "transform" or
+"publish") "restartPolicy" (for Jobs) "probes" (bool).
+*/}}
+{{- define "adoport.podSpec" -}}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- $role := .role }}
+{{- $takesWebhooks := or (eq $role "all") (eq $role "ingest") }}
+{{- $roleValues := dict }}
+{{- if ne $role "all" }}{{- $roleValues = index $values $role }}{{- end }}
+{{- if or $values.podServiceAccount.create $values.podServiceAccount.name }}
+serviceAccountName: {{ include "adoport.serviceAccountName" $root }}
+{{- end }}
+automountServiceAccountToken: false
+{{- with .restartPolicy }}
+restartPolicy: {{ . }}
+{{- end }}
+# SIGTERM: stop taking work, finish what is in flight, close (bounded by 30 s in adoport).
+terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds | default 45 }}
+{{- with $values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+dnsPolicy: {{ $values.dnsPolicy | default "ClusterFirst" }}
+{{- with $values.dnsConfig }}
+dnsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.extraInitContainers }}
+initContainers:
+  {{- tpl (toYaml .) $root | nindent 2 }}
+{{- end }}
+containers:
+  - name: {{ $role }}
+    image: {{ include "adoport.image" $root | quote }}
+    imagePullPolicy: {{ $values.imagePullPolicy }}
+    args: [{{ $role | quote }}]
+    {{- with $values.containerSecurityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    resources:
+      {{- toYaml (($roleValues).resources | default $values.resources) | nindent 6 }}
+    ports:
+      {{- if $takesWebhooks }}
+      - name: http
+        containerPort: {{ $values.service.port }}
+        protocol: TCP
+      {{- end }}
+      - name: health
+        containerPort: {{ $values.health.port }}
+        protocol: TCP
+    {{- if or $values.broker.existingSecret.name $values.selfSignedCertificate.enabled $values.liveEvents.baseUrl $values.extraEnv }}
+    env:
+      {{- if $values.broker.existingSecret.name }}
+      - name: ADOPORT__BROKER__URL
+        valueFrom:
+          secretKeyRef:
+            name: {{ $values.broker.existingSecret.name }}
+            key: {{ $values.broker.existingSecret.key | default "ADOPORT__BROKER__URL" }}
+      {{- end }}
+      {{- if $values.selfSignedCertificate.enabled }}
+      - name: REQUESTS_CA_BUNDLE
+        value: {{ include "adoport.caPath" $root }}
+      {{- end }}
+      {{- if $values.liveEvents.baseUrl }}
+      - name: OCEAN__BASE_URL
+        value: {{ tpl $values.liveEvents.baseUrl $root | quote }}
+      {{- end }}
+      {{- with $values.extraEnv }}
+      {{- tpl (toYaml .) $root | nindent 6 }}
+      {{- end }}
+    {{- end }}
+    envFrom:
+      - configMapRef:
+          name: {{ include "adoport.configMapName" $root }}
+      {{- range (include "adoport.secretNames" $root | fromJsonArray) }}
+      - secretRef:
+          name: {{ . }}
+      {{- end }}
+    {{- if .probes }}
+    {{- /*
+    Liveness: the process is not stuck, on the health port, which answers from the first second
+    (also while a process waits for Port at start-up). Readiness: the process can take work
+    (the broker takes messages): where webhooks come in, on the webhook port (which opens once
+    the roles run), as Port's chart probes it; elsewhere on the health port.
+    */}}
+    {{- if $values.livenessProbe.enabled }}
+    livenessProbe:
+      httpGet:
+        path: {{ if $takesWebhooks }}{{ $values.livenessProbe.path | default "/healthz" }}{{ else }}/healthz{{ end }}
+        port: {{ if $takesWebhooks }}{{ $values.livenessProbe.port | default "health" }}{{ else }}health{{ end }}
+      initialDelaySeconds: {{ $values.livenessProbe.initialDelaySeconds | default 10 }}
+      periodSeconds: {{ $values.livenessProbe.periodSeconds | default 10 }}
+      timeoutSeconds: {{ $values.livenessProbe.timeoutSeconds | default 5 }}
+      successThreshold: 1
+      failureThreshold: {{ $values.livenessProbe.failureThreshold | default 3 }}
+    {{- end }}
+    {{- if $values.readinessProbe.enabled }}
+    readinessProbe:
+      httpGet:
+        path: {{ if $takesWebhooks }}{{ $values.readinessProbe.path | default "/health/ready" }}{{ else }}/readyz{{ end }}
+        port: {{ if $takesWebhooks }}{{ $values.readinessProbe.port | default "http" }}{{ else }}health{{ end }}
+      initialDelaySeconds: {{ $values.readinessProbe.initialDelaySeconds | default 5 }}
+      periodSeconds: {{ $values.readinessProbe.periodSeconds | default 5 }}
+      timeoutSeconds: {{ $values.readinessProbe.timeoutSeconds | default 5 }}
+      successThreshold: {{ $values.readinessProbe.successThreshold | default 1 }}
+      failureThreshold: {{ $values.readinessProbe.failureThreshold | default 5 }}
+    {{- end }}
+    {{- end }}
+    volumeMounts:
+      # The root file system is read-only; temporary files go here.
+      - name: tmp
+        mountPath: /tmp
+      {{- if $values.selfSignedCertificate.enabled }}
+      - name: certificates
+        mountPath: {{ include "adoport.caPath" $root }}
+        subPath: cert.crt
+        readOnly: true
+      {{- end }}
+      {{- with $values.extraVolumeMounts }}
+      {{- tpl (toYaml .) $root | nindent 6 }}
+      {{- end }}
+volumes:
+  - name: tmp
+    emptyDir: {}
+  {{- if $values.selfSignedCertificate.enabled }}
+  - name: certificates
+    secret:
+      secretName: {{ include "adoport.certSecretName" $root }}
+      items:
+        - key: {{ if $values.selfSignedCertificate.secret.useExistingSecret }}{{ $values.selfSignedCertificate.secret.key | default "crt" }}{{ else }}crt{{ end }}
+          path: cert.crt
+  {{- end }}
+  {{- with $values.extraVolumes }}
+  {{- tpl (toYaml .) $root | nindent 2 }}
+  {{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
