@@ -100,7 +100,27 @@ struct RunCall<'a> {
     reserved: bool,
 }
 
-impl RunCall<'_> {
+impl<'a> RunCall<'a> {
+    /// A call of `method` on `/v1/{segments…}` with `body`, no query, on a route any client
+    /// may use.
+    fn new(method: Method, segments: &'a [&'a str], body: Option<&'a Value>) -> Self {
+        Self {
+            method,
+            segments,
+            query: &[],
+            body,
+            reserved: false,
+        }
+    }
+
+    /// The same call on an executor-only route (Ocean's reserved-usage header).
+    fn reserved(self) -> Self {
+        Self {
+            reserved: true,
+            ..self
+        }
+    }
+
     fn operation(&self) -> String {
         format!("{} /v1/{}", self.method, self.segments.join("/"))
     }
@@ -198,13 +218,14 @@ impl PortRuns {
             "visibilityTimeoutMs": visibility.as_millis() as u64,
         });
         let answer = self
-            .call(RunCall {
-                method: Method::POST,
-                segments: &["actions", "runs", "claim-pending"],
-                query: &[],
-                body: Some(&body),
-                reserved: true,
-            })
+            .call(
+                RunCall::new(
+                    Method::POST,
+                    &["actions", "runs", "claim-pending"],
+                    Some(&body),
+                )
+                .reserved(),
+            )
             .await?;
         Ok(answer
             .get("runs")
@@ -218,13 +239,9 @@ impl PortRuns {
     pub async fn acknowledge(&self, run_id: &str) -> Result<Acknowledged, ActionsError> {
         let body = json!({"runId": run_id});
         let (status, _) = self
-            .call_once(&RunCall {
-                method: Method::PATCH,
-                segments: &["actions", "runs", "ack"],
-                query: &[],
-                body: Some(&body),
-                reserved: true,
-            })
+            .call_once(
+                &RunCall::new(Method::PATCH, &["actions", "runs", "ack"], Some(&body)).reserved(),
+            )
             .await?;
         Ok(if status == StatusCode::CONFLICT {
             Acknowledged::TakenElsewhere
@@ -236,26 +253,22 @@ impl PortRuns {
     /// `POST /v1/actions/runs/{id}/logs`.
     pub async fn log(&self, run_id: &str, message: &str) -> Result<(), ActionsError> {
         let body = json!({"message": message});
-        self.call(RunCall {
-            method: Method::POST,
-            segments: &["actions", "runs", run_id, "logs"],
-            query: &[],
-            body: Some(&body),
-            reserved: false,
-        })
+        self.call(RunCall::new(
+            Method::POST,
+            &["actions", "runs", run_id, "logs"],
+            Some(&body),
+        ))
         .await
         .map(|_| ())
     }
 
     /// `PATCH /v1/actions/runs/{id}` with `patch` (`status`, `link`, `externalRunId`, …).
     pub async fn patch(&self, run_id: &str, patch: &Value) -> Result<(), ActionsError> {
-        self.call(RunCall {
-            method: Method::PATCH,
-            segments: &["actions", "runs", run_id],
-            query: &[],
-            body: Some(patch),
-            reserved: false,
-        })
+        self.call(RunCall::new(
+            Method::PATCH,
+            &["actions", "runs", run_id],
+            Some(patch),
+        ))
         .await
         .map(|_| ())
     }
@@ -291,11 +304,8 @@ impl PortRuns {
     ) -> Result<Option<ActionRun>, ActionsError> {
         let answer = self
             .call(RunCall {
-                method: Method::GET,
-                segments: &["actions", "runs"],
                 query: &[("version", "v2"), ("external_run_id", external_id)],
-                body: None,
-                reserved: false,
+                ..RunCall::new(Method::GET, &["actions", "runs"], None)
             })
             .await?;
         Ok(answer
