@@ -35,7 +35,7 @@ use adoport_ingest::IngestStats;
 use adoport_ingest::leader::Leadership;
 use adoport_publish::PublishStats;
 use adoport_shared::bus::Bus;
-use adoport_shared::metrics::{self, HistogramSnapshot, HttpStats, KindCounters};
+use adoport_shared::metrics::{self, HistogramSnapshot, HttpStats, KindCounters, PublishOutcome};
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
 use adoport_transform::worker::TransformStats;
 
@@ -404,27 +404,30 @@ fn render_publish_kinds(m: &mut Exposition, per_kind: &KindCounters) {
     let mut out: std::collections::BTreeMap<String, u64> = Default::default();
     for (kind, what, n) in per_kind.snapshot() {
         let labels = [("stage", "publish"), ("kind", kind.as_str())];
-        match what {
-            "received" => m.counter(
+        let Some(outcome) = PublishOutcome::from_label(what) else {
+            continue;
+        };
+        match outcome {
+            PublishOutcome::Received => m.counter(
                 "adoport_messages_in_by_kind_total",
                 "Messages a stage settled, by kind.",
                 &labels,
                 n,
             ),
-            "dead_lettered" => m.counter(
+            PublishOutcome::DeadLettered => m.counter(
                 "adoport_messages_dead_lettered_by_kind_total",
                 "Messages a stage parked in its dead-letter queue, by kind.",
                 &labels,
                 n,
             ),
             outcome => {
-                if matches!(outcome, "upserted" | "deleted") {
+                if outcome.is_written() {
                     *out.entry(kind.clone()).or_default() += n;
                 }
                 m.counter(
                     "adoport_port_entities_by_kind_total",
                     "Changes publish settled, by kind and outcome (upserted, deleted, skipped_stale, skipped_unchanged, skipped_not_owned).",
-                    &[("kind", kind.as_str()), ("outcome", outcome)],
+                    &[("kind", kind.as_str()), ("outcome", outcome.as_str())],
                     n,
                 );
             }

@@ -1,45 +1,43 @@
 //! The few reads the binary makes from Port outside the publish stage: the integration's mapping,
 //! its resync requests (POLLING mode) and entities for `replay`'s comparison.
 //!
-//! Writes to Port belong to `adoport-publish`; this reader signs in with the same credentials,
-//! keeps the token, and signs in again once when Port answers 401 (tokens live 3 h).
+//! Writes to Port belong to `adoport-publish`; this reader goes through the same shared Port
+//! client ([`adoport_shared::port`]): the same sign-in, token cache (renewed once on 401) and
+//! classifier, which tells an unavailable Port from a refusal.
 
-use std::sync::Arc;
-use std::time::Duration;
+use anyhow::Context;
+use serde_json::Value;
 
-use anyhow::{Context, anyhow, bail};
-use serde_json::{Value, json};
-use tokio::sync::Mutex;
-
-use adoport_shared::config::{PortAccess, Settings};
+use adoport_shared::config::Settings;
+use adoport_shared::metrics::HttpStats;
+use adoport_shared::port::answer::read_json;
+use adoport_shared::port::{PortApi, PortError};
 
 /// An authenticated reader of Port's API. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PortReader {
-    inner: Arc<Inner>,
+    api: PortApi,
 }
 
-struct Inner {
-    http: reqwest::Client,
-    access: PortAccess,
-    token: Mutex<Option<String>>,
-}
-
-/// Port did not answer, or answered that it cannot now (5xx, 429): the request may succeed
-/// later, unlike a refusal. Found in an error's chain by [`is_port_unavailable`].
+/// Port did not answer, or answered that it cannot now (5xx, 408, 429): the request may
+/// succeed later, unlike a refusal. Found in an error's chain by [`is_port_unavailable`].
 #[derive(Debug, thiserror::Error)]
-#[error("Port is unavailable: {0}")]
-pub struct PortUnavailable(pub String);
+#[error("Port is unavailable: {0}; the credentials were not refused, try again once Port answers")]
+pub struct PortUnavailable(#[source] pub PortError);
 
 /// Whether `error` (or what caused it) is a [`PortUnavailable`].
 pub fn is_port_unavailable(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.is::<PortUnavailable>())
 }
 
-/// At most this much of a body in an error message.
-fn excerpt(body: &str) -> String {
-    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    flat.chars().take(300).collect()
+/// An error of the shared client as the binary reports it: an outage as [`PortUnavailable`],
+/// anything else (a refusal names the settings to check) as it is.
+fn reported(error: PortError) -> anyhow::Error {
+    if error.is_unavailable() {
+        PortUnavailable(error).into()
+    } else {
+        error.into()
+    }
 }
 
 impl PortReader {
@@ -47,131 +45,37 @@ impl PortReader {
     /// needed (e.g. "the mapping is read from Port unless ADOPORT__MAPPING_FILE is set").
     pub fn new(settings: &Settings, purpose: &str) -> anyhow::Result<Self> {
         let access = settings.port_access().context(purpose.to_string())?;
-        let http = adoport_shared::http::client_builder(&access.network)?
-            .timeout(Duration::from_secs(access.timeout_secs.max(1)))
-            .build()?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                http,
-                access,
-                token: Mutex::new(None),
-            }),
+            api: PortApi::new(&access, None, HttpStats::default())?,
         })
     }
 
     /// The integration identifier the reader's settings name.
     pub fn integration(&self) -> &str {
-        &self.inner.access.integration_identifier
-    }
-
-    async fn sign_in(&self) -> anyhow::Result<String> {
-        let url = format!("{}/v1/auth/access_token", self.inner.access.base_url);
-        let response = self
-            .inner
-            .http
-            .post(&url)
-            .json(&json!({
-                "clientId": self.inner.access.client_id,
-                "clientSecret": self.inner.access.client_secret.expose(),
-            }))
-            .send()
-            .await
-            .map_err(|e| PortUnavailable(format!("{e}")))
-            .with_context(|| format!("cannot reach Port at {url} (OCEAN__PORT__BASE_URL)"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let token = serde_json::from_str::<Value>(&text).ok().and_then(|body| {
-            body.get("accessToken")
-                .and_then(Value::as_str)
-                .map(String::from)
-        });
-        match token {
-            Some(token) if status.is_success() => Ok(token),
-            // Port down or throttling says nothing about the credentials.
-            _ if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                Err(PortUnavailable(format!(
-                    "signing in at {url} answered HTTP {status} ({}); the credentials were not refused, try again once Port answers",
-                    excerpt(&text)
-                ))
-                .into())
-            }
-            _ => bail!(
-                "Port refused the credentials (HTTP {status}: {}); check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET",
-                excerpt(&text)
-            ),
-        }
-    }
-
-    async fn token(&self, renew: bool) -> anyhow::Result<String> {
-        let mut slot = self.inner.token.lock().await;
-        if renew {
-            *slot = None;
-        }
-        if let Some(token) = slot.as_ref() {
-            return Ok(token.clone());
-        }
-        let token = self.sign_in().await?;
-        *slot = Some(token.clone());
-        Ok(token)
+        self.api.integration_identifier()
     }
 
     /// `GET {base}/v1/{segments…}` (each segment URL-encoded). `None` when Port answers 404.
     pub async fn get(&self, segments: &[&str]) -> anyhow::Result<Option<Value>> {
-        let mut url = reqwest::Url::parse(&self.inner.access.base_url).with_context(|| {
-            format!(
-                "OCEAN__PORT__BASE_URL {} is not a URL",
-                self.inner.access.base_url
-            )
-        })?;
-        url.path_segments_mut()
-            .map_err(|()| {
-                anyhow!(
-                    "OCEAN__PORT__BASE_URL {} cannot take a path",
-                    self.inner.access.base_url
-                )
-            })?
-            .push("v1")
-            .extend(segments);
-        let mut renewed = false;
-        loop {
-            let token = self.token(renewed).await?;
-            let response = self
-                .inner
-                .http
-                .get(url.clone())
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(|e| PortUnavailable(format!("{e}")))
-                .with_context(|| format!("GET {url}: Port is not reachable"))?;
-            let status = response.status();
-            if status == reqwest::StatusCode::UNAUTHORIZED && !renewed {
-                renewed = true;
-                continue;
-            }
-            if status == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            let text = response.text().await.unwrap_or_default();
-            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                return Err(PortUnavailable(format!(
-                    "GET {url} answered HTTP {status}: {}",
-                    excerpt(&text)
-                ))
-                .into());
-            }
-            if !status.is_success() {
-                bail!("GET {url} answered HTTP {status}: {}", excerpt(&text));
-            }
-            return serde_json::from_str(&text)
-                .map(Some)
-                .with_context(|| format!("GET {url} answered something that is not JSON"));
+        let url = self.api.url(&[&["v1"], segments].concat())?;
+        let operation = format!("GET {url}");
+        let response = self
+            .api
+            .send(&operation, |http| http.get(url.clone()))
+            .await
+            .map_err(reported)?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        read_json(&operation, response)
+            .await
+            .map(Some)
+            .map_err(reported)
     }
 
     /// The integration (`GET /v1/integration/{identifier}` → `integration`), if it exists.
     pub async fn integration_record(&self) -> anyhow::Result<Option<Value>> {
-        let identifier = self.inner.access.integration_identifier.clone();
+        let identifier = self.integration().to_string();
         Ok(self
             .get(&["integration", &identifier])
             .await?

@@ -258,13 +258,7 @@ fn port_unavailable(error: &anyhow::Error) -> bool {
         || error
             .chain()
             .filter_map(|cause| cause.downcast_ref::<PublishError>())
-            .any(|e| match e {
-                PublishError::Transport { .. } => true,
-                PublishError::Status { status, .. } => {
-                    *status >= 500 || *status == 408 || *status == 429
-                }
-                _ => false,
-            })
+            .any(|e| matches!(e, PublishError::Port(e) if e.is_unavailable()))
 }
 
 async fn start_health(

@@ -1,29 +1,25 @@
-//! `PortClient`: the HTTP calls publish makes to Port (token, bulk upsert, delete, ownership
-//! listing and search, reads of entities' current state, resync state), and nothing else. One
-//! request per call: retries, batching and ordering are the caller's job.
+//! `PortClient`: the calls publish makes to Port (bulk upsert, delete, ownership listing and
+//! search, reads of entities' current state, blueprints, the integration, resync state), and
+//! nothing else. One request per call: retries, batching and ordering are the caller's job.
 //!
-//! - The access token is cached and shared by every clone; it is fetched again shortly before
-//!   it expires and whenever Port answers 401 (drop the cache, fetch, retry once).
+//! - Sign-in, the token cache (renewed before it expires and once on 401), sending and error
+//!   classification are the shared Port client's ([`adoport_shared::port`]); this is the
+//!   publish-specific layer over it.
 //! - The User-Agent is the entity's ownership in Port (`$datasource`): the same format as the
 //!   Python integration, so a user who switches keeps and reconciles their entities.
 //! - The client secret and the token are never logged and never appear in an error.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use adoport_shared::config::{PortAccess, Secret};
+use adoport_shared::config::PortAccess;
 use adoport_shared::messages::{ResyncId, WriteOptions};
 use adoport_shared::metrics::HttpStats;
+use adoport_shared::port::answer::{read_body, read_json, status_error, trace_id};
+use adoport_shared::port::{PortApi, PortError, excerpt};
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
-use crate::error::{PublishError, excerpt};
-use crate::retry;
+use crate::error::PublishError;
 
 /// The version of Port's Python Azure DevOps integration whose behaviour (and `$datasource`)
 /// adoport reproduces. Port shows it in the datasource and the reconciliation matches entities
@@ -34,9 +30,6 @@ pub const COMPATIBLE_INTEGRATION_VERSION: &str = "0.12.2";
 
 /// The integration type in the User-Agent (the Python integration's `integration.type`).
 pub const INTEGRATION_TYPE: &str = "azure-devops";
-
-/// A token is fetched again this long before Port said it expires.
-const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 /// The User-Agent of exporter writes, which Port stores as each entity's `$datasource`:
 /// `port-ocean/azure-devops/{version}/{identifier}/exporter`.
@@ -89,54 +82,12 @@ pub enum DeleteOutcome {
     AlreadyGone,
 }
 
-struct CachedToken {
-    value: Secret,
-    refresh_at: Instant,
-}
-
-struct Inner {
-    http: reqwest::Client,
-    base: Url,
-    client_id: String,
-    client_secret: Secret,
-    token: Mutex<Option<CachedToken>>,
-    /// `OCEAN__INTEGRATION__IDENTIFIER`: whose entities [`PortClient::owns`] recognises.
-    integration_identifier: String,
-    /// Every request's status (or transport error) and latency.
-    http_stats: HttpStats,
-}
-
 /// Writes to Port. Cheap to clone; clones share the connection pool and the token.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PortClient {
-    inner: Arc<Inner>,
+    api: PortApi,
     /// Set on the GitOps client ([`PortClient::gitops`]): the User-Agent its writes carry.
     gitops_user_agent: Option<reqwest::header::HeaderValue>,
-}
-
-impl std::fmt::Debug for PortClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortClient")
-            .field("base", &self.inner.base.as_str())
-            .field("client_id", &self.inner.client_id)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Serialize)]
-struct TokenRequest<'a> {
-    #[serde(rename = "clientId")]
-    client_id: &'a str,
-    #[serde(rename = "clientSecret")]
-    client_secret: &'a str,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    #[serde(rename = "accessToken")]
-    access_token: String,
-    #[serde(rename = "expiresIn")]
-    expires_in: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -161,14 +112,6 @@ struct BulkError {
     message: String,
 }
 
-#[derive(Deserialize)]
-struct PortErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
 impl PortClient {
     /// A client for `access.base_url` that identifies itself with `user_agent` (see
     /// [`exporter_user_agent`]).
@@ -182,32 +125,8 @@ impl PortClient {
         user_agent: String,
         http_stats: HttpStats,
     ) -> Result<Self, PublishError> {
-        let base = Url::parse(&access.base_url).map_err(|e| {
-            PublishError::Setup(format!("OCEAN__PORT__BASE_URL {:?}: {e}", access.base_url))
-        })?;
-        if base.cannot_be_a_base() {
-            return Err(PublishError::Setup(format!(
-                "OCEAN__PORT__BASE_URL {:?} is not an http(s) URL",
-                access.base_url
-            )));
-        }
-        let timeout = Duration::from_secs(access.timeout_secs.max(1));
-        let http = adoport_shared::http::client_builder(&access.network)?
-            .user_agent(user_agent)
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| PublishError::Setup(e.to_string()))?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                http,
-                base,
-                client_id: access.client_id.clone(),
-                client_secret: access.client_secret.clone(),
-                token: Mutex::new(None),
-                integration_identifier: access.integration_identifier.clone(),
-                http_stats,
-            }),
+            api: PortApi::new(access, Some(user_agent), http_stats)?,
             gitops_user_agent: None,
         })
     }
@@ -217,10 +136,10 @@ impl PortClient {
     pub fn gitops(&self) -> PortClient {
         let agent = gitops_user_agent(
             COMPATIBLE_INTEGRATION_VERSION,
-            &self.inner.integration_identifier,
+            self.api.integration_identifier(),
         );
         PortClient {
-            inner: Arc::clone(&self.inner),
+            api: self.api.clone(),
             gitops_user_agent: reqwest::header::HeaderValue::from_str(&agent).ok(),
         }
     }
@@ -234,150 +153,22 @@ impl PortClient {
 
     /// Requests by status and their latency (shared with clones of this client).
     pub fn http_stats(&self) -> &HttpStats {
-        &self.inner.http_stats
+        self.api.http_stats()
     }
 
-    /// Sends `request`, recording its status (or transport error) and latency.
-    async fn timed(&self, request: RequestBuilder) -> Result<Response, reqwest::Error> {
-        let started = Instant::now();
-        let result = request.send().await;
-        self.inner.http_stats.record(
-            result.as_ref().ok().map(|r| r.status().as_u16()),
-            started.elapsed(),
-        );
-        result
+    fn url(&self, segments: &[&str]) -> Result<Url, PortError> {
+        self.api.url(segments)
     }
 
-    fn url(&self, segments: &[&str]) -> Result<Url, PublishError> {
-        let mut url = self.inner.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| PublishError::Setup("OCEAN__PORT__BASE_URL cannot take a path".into()))?
-            .pop_if_empty()
-            .extend(segments);
-        Ok(url)
-    }
-
-    /// Fetches a token, or returns the cached one.
-    async fn token(&self) -> Result<Secret, PublishError> {
-        let mut cached = self.inner.token.lock().await;
-        if let Some(token) = cached.as_ref()
-            && Instant::now() < token.refresh_at
-        {
-            return Ok(token.value.clone());
-        }
-        let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *cached = Some(fresh);
-        Ok(value)
-    }
-
-    /// Forgets `used` if it is still the cached token (a concurrent 401 may have replaced it).
-    async fn invalidate(&self, used: &Secret) {
-        let mut cached = self.inner.token.lock().await;
-        if cached.as_ref().is_some_and(|t| &t.value == used) {
-            *cached = None;
-        }
-    }
-
-    async fn fetch_token(&self) -> Result<CachedToken, PublishError> {
-        const OPERATION: &str = "access token request";
-        let url = self.url(&["v1", "auth", "access_token"])?;
-        let request = self.inner.http.post(url).json(&TokenRequest {
-            client_id: &self.inner.client_id,
-            client_secret: self.inner.client_secret.expose(),
-        });
-        let response = self
-            .timed(request)
-            .await
-            .map_err(|source| PublishError::Transport {
-                operation: OPERATION.into(),
-                source,
-            })?;
-        let status = response.status();
-        if status.is_client_error()
-            && status != StatusCode::REQUEST_TIMEOUT
-            && status != StatusCode::TOO_MANY_REQUESTS
-        {
-            let body = response.text().await.unwrap_or_default();
-            return Err(PublishError::Auth {
-                status: status.as_u16(),
-                message: port_message(&body),
-            });
-        }
-        if !status.is_success() {
-            return Err(status_error(OPERATION, response).await);
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| PublishError::Transport {
-                operation: OPERATION.into(),
-                source,
-            })?;
-        let token: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| PublishError::InvalidResponse {
-                operation: OPERATION.into(),
-                // Never echo the body: it holds the token.
-                detail: format!("no accessToken in the answer ({e})"),
-            })?;
-        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
-        let refresh_at = Instant::now() + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN);
-        tracing::debug!(
-            expires_in_secs = lifetime.as_secs(),
-            "fetched a Port access token"
-        );
-        Ok(CachedToken {
-            value: Secret::new(token.access_token),
-            refresh_at,
-        })
-    }
-
-    /// Sends an authenticated request; on 401 fetches a new token and sends it once more.
+    /// Sends an authenticated request with this client's User-Agent (see [`PortApi::send`]).
     async fn send(
         &self,
         operation: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
-    ) -> Result<Response, PublishError> {
-        let transport = |source| PublishError::Transport {
-            operation: operation.to_string(),
-            source,
-        };
-        let token = self.token().await?;
-        let response = self
-            .timed(
-                self.with_agent(build(&self.inner.http))
-                    .bearer_auth(token.expose()),
-            )
+    ) -> Result<Response, PortError> {
+        self.api
+            .send(operation, |http| self.with_agent(build(http)))
             .await
-            .map_err(transport)?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        tracing::debug!(
-            operation,
-            "Port answered 401; fetching a new token and retrying once"
-        );
-        self.invalidate(&token).await;
-        let token = self.token().await?;
-        let response = self
-            .timed(
-                self.with_agent(build(&self.inner.http))
-                    .bearer_auth(token.expose()),
-            )
-            .await
-            .map_err(transport)?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            self.invalidate(&token).await;
-            let body = response.text().await.unwrap_or_default();
-            return Err(PublishError::Auth {
-                status: 401,
-                message: format!(
-                    "{operation} refused a freshly issued token: {}",
-                    port_message(&body)
-                ),
-            });
-        }
-        Ok(response)
     }
 
     /// `POST /v1/blueprints/{bp}/entities/bulk?upsert=true&merge=…&create_missing_related_entities=…`
@@ -416,20 +207,14 @@ impl PortClient {
             .await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(status_error(&operation, response).await);
+            return Err(status_error(&operation, response).await.into());
         }
         let trace_id = trace_id(response.headers());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| PublishError::Transport {
-                operation: operation.clone(),
-                source,
-            })?;
+        let bytes = read_body(&operation, response).await?;
         let parsed: BulkResponse = if bytes.is_empty() {
             BulkResponse::default()
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| PublishError::InvalidResponse {
+            serde_json::from_slice(&bytes).map_err(|e| PortError::InvalidResponse {
                 operation: operation.clone(),
                 detail: format!("{e}; body: {}", excerpt(&String::from_utf8_lossy(&bytes))),
             })?
@@ -464,7 +249,7 @@ impl PortClient {
         match response.status() {
             s if s.is_success() => Ok(DeleteOutcome::Deleted),
             StatusCode::NOT_FOUND => Ok(DeleteOutcome::AlreadyGone),
-            _ => Err(status_error(&operation, response).await),
+            _ => Err(status_error(&operation, response).await.into()),
         }
     }
 }
@@ -513,7 +298,7 @@ pub const BULK_DELETE_MAX: usize = 100;
 pub const MAX_READ_IDENTIFIERS: usize = 100;
 
 impl PortClient {
-    /// Sends a JSON body and reads a JSON answer, mapping failures to [`PublishError`].
+    /// Sends a JSON body and reads a JSON answer.
     async fn call_json<T: serde::de::DeserializeOwned>(
         &self,
         operation: &str,
@@ -521,7 +306,7 @@ impl PortClient {
         url: Url,
         query: &[(&str, String)],
         body: &Value,
-    ) -> Result<T, PublishError> {
+    ) -> Result<T, PortError> {
         let response = self
             .send(operation, |http| {
                 http.request(method.clone(), url.clone())
@@ -529,20 +314,7 @@ impl PortClient {
                     .json(body)
             })
             .await?;
-        if !response.status().is_success() {
-            return Err(status_error(operation, response).await);
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| PublishError::Transport {
-                operation: operation.to_string(),
-                source,
-            })?;
-        serde_json::from_slice(&bytes).map_err(|e| PublishError::InvalidResponse {
-            operation: operation.to_string(),
-            detail: format!("{e}; body: {}", excerpt(&String::from_utf8_lossy(&bytes))),
-        })
+        read_json(operation, response).await
     }
 
     /// `POST /v1/blueprints/entities/datasource-entities`: one page of the entities whose
@@ -612,9 +384,9 @@ impl PortClient {
     /// ([`ownership`] of the configured integration identifier), or GitOps' for
     /// [`PortClient::gitops`].
     fn own_datasource(&self) -> (String, String) {
-        let (prefix, mut suffix) = ownership(&self.inner.integration_identifier);
+        let (prefix, mut suffix) = ownership(self.api.integration_identifier());
         if self.gitops_user_agent.is_some() {
-            suffix = format!("/{}/gitops", self.inner.integration_identifier);
+            suffix = format!("/{}/gitops", self.api.integration_identifier());
         }
         (prefix, suffix)
     }
@@ -697,16 +469,7 @@ impl PortClient {
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !response.status().is_success() {
-            return Err(status_error(&operation, response).await);
-        }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|source| PublishError::Transport {
-                operation: operation.clone(),
-                source,
-            })?;
+        let body: Value = read_json(&operation, response).await?;
         Ok(Some(body.get("blueprint").cloned().unwrap_or(body)))
     }
 
@@ -753,7 +516,7 @@ impl PortClient {
         match response.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(false),
             s if s.is_success() => Ok(true),
-            _ => Err(status_error(&operation, response).await),
+            _ => Err(status_error(&operation, response).await.into()),
         }
     }
 
@@ -813,42 +576,6 @@ impl PortClient {
     }
 }
 
-fn trace_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Port's `message` (or `error`) from an error body, else an excerpt of the body.
-fn port_message(body: &str) -> String {
-    match serde_json::from_str::<PortErrorBody>(body) {
-        Ok(PortErrorBody {
-            message: Some(message),
-            ..
-        }) => excerpt(&message),
-        Ok(PortErrorBody {
-            error: Some(error), ..
-        }) => excerpt(&error),
-        _ if body.trim().is_empty() => "(no body)".into(),
-        _ => excerpt(body),
-    }
-}
-
-/// Turns a non-success answer into [`PublishError::Status`], reading the wait hint first.
-async fn status_error(operation: &str, response: Response) -> PublishError {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.text().await.unwrap_or_default();
-    PublishError::Status {
-        operation: operation.to_string(),
-        status: status.as_u16(),
-        excerpt: excerpt(&body),
-        trace_id: trace_id(&headers),
-        retry_after: retry::wait_hint(status, &headers, SystemTime::now()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -858,53 +585,6 @@ mod tests {
         assert_eq!(
             exporter_user_agent(COMPATIBLE_INTEGRATION_VERSION, "my-ado"),
             "port-ocean/azure-devops/0.12.2/my-ado/exporter"
-        );
-    }
-
-    #[test]
-    fn port_message_prefers_message() {
-        assert_eq!(
-            port_message(r#"{"ok":false,"error":"not_found","message":"Entity x not found"}"#),
-            "Entity x not found"
-        );
-        assert_eq!(port_message(r#"{"ok":false,"error":"bad"}"#), "bad");
-        assert_eq!(port_message("<html>oops</html>"), "<html>oops</html>");
-        assert_eq!(port_message(""), "(no body)");
-    }
-
-    #[test]
-    fn debug_never_shows_the_secret() {
-        let access = PortAccess {
-            base_url: "http://127.0.0.1:9".into(),
-            client_id: "cid".into(),
-            client_secret: Secret::new("super-secret"),
-            integration_identifier: "i".into(),
-            integration_type: "azure-devops".into(),
-            timeout_secs: 5,
-            network: Default::default(),
-        };
-        let client = PortClient::new(&access, "ua".into()).expect("client");
-        assert!(!format!("{client:?}").contains("super-secret"));
-    }
-
-    #[test]
-    fn urls_encode_identifiers() {
-        let access = PortAccess {
-            base_url: "http://127.0.0.1:9/".into(),
-            client_id: "cid".into(),
-            client_secret: Secret::new("s"),
-            integration_identifier: "i".into(),
-            integration_type: "azure-devops".into(),
-            timeout_secs: 5,
-            network: Default::default(),
-        };
-        let client = PortClient::new(&access, "ua".into()).expect("client");
-        let url = client
-            .url(&["v1", "blueprints", "bp", "entities", "a/b c"])
-            .expect("url");
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:9/v1/blueprints/bp/entities/a%2Fb%20c"
         );
     }
 }

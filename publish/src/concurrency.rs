@@ -32,7 +32,9 @@ impl Signal {
     pub fn of_error(error: &PublishError) -> Self {
         match (error, classify_error(error)) {
             (_, Retry::Success) => Signal::Success,
-            (PublishError::Status { status: 429, .. }, Retry::Retry | Retry::RetryAfter(_)) => {
+            (PublishError::Port(error), Retry::Retry | Retry::RetryAfter(_))
+                if error.is_rate_limited() =>
+            {
                 Signal::Overloaded
             }
             _ => Signal::Neutral,
@@ -175,13 +177,14 @@ mod tests {
     use super::*;
 
     fn status(code: u16) -> PublishError {
-        PublishError::Status {
+        PublishError::Port(adoport_shared::port::PortError::Status {
             operation: "bulk upsert".into(),
+            request: "POST http://port/v1/blueprints/svc/entities/bulk".into(),
             status: code,
             excerpt: String::new(),
             trace_id: None,
             retry_after: None,
-        }
+        })
     }
 
     #[test]

@@ -1,50 +1,20 @@
 //! `PublishError`: every way a write to Port (or the publish worker around it) can fail, one
-//! variant per case a caller acts on. Retry decisions on these errors live in [`crate::retry`].
-
-use std::time::Duration;
+//! variant per case a caller acts on; the Port request's own failures are the shared client's
+//! [`PortError`]. Retry decisions on these errors live in [`crate::retry`].
 
 use adoport_shared::bus::BusError;
 use adoport_shared::config::ConfigError;
 use adoport_shared::messages::DecodeError;
-
-/// Longest excerpt of a response body kept in an error (and so in a dead-letter reason).
-pub const BODY_EXCERPT_CHARS: usize = 300;
+use adoport_shared::port::PortError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// Port refused our credentials (token endpoint, or a 401 that survived a token refresh).
-    /// Fatal: retrying or dead-lettering would not help; the operator must fix the settings.
-    #[error(
-        "Port refused the credentials (HTTP {status}): {message} — check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET (Port → Settings → Credentials) and OCEAN__PORT__BASE_URL (EU or US region)"
-    )]
-    Auth { status: u16, message: String },
+    /// A request to Port failed: refused credentials, an HTTP status, no answer, an unreadable
+    /// answer, a client that cannot be built (see [`PortError`]).
+    #[error(transparent)]
+    Port(#[from] PortError),
 
-    /// Port answered with a non-success status.
-    #[error("Port answered HTTP {status} to {operation}{}: {excerpt}", trace_suffix(trace_id.as_deref()))]
-    Status {
-        operation: String,
-        status: u16,
-        /// The response body, cut to [`BODY_EXCERPT_CHARS`].
-        excerpt: String,
-        /// Port's `x-trace-id`, for a support ticket.
-        trace_id: Option<String>,
-        /// How long Port asked us to wait (`Retry-After` / `x-ratelimit-reset`), if it said.
-        retry_after: Option<Duration>,
-    },
-
-    /// The request did not get an HTTP answer (connect, timeout, reset, body read).
-    #[error("request to Port for {operation} failed: {source}")]
-    Transport {
-        operation: String,
-        #[source]
-        source: reqwest::Error,
-    },
-
-    /// Port answered 2xx with a body we cannot read.
-    #[error("Port's answer to {operation} is not what its API documents: {detail}")]
-    InvalidResponse { operation: String, detail: String },
-
-    /// The Port client could not be built (bad base URL, TLS setup).
+    /// Publish itself cannot start (its mapping, its resources).
     #[error("cannot set up the Port client: {0}")]
     Setup(String),
 
@@ -58,59 +28,9 @@ pub enum PublishError {
     Decode(#[from] DecodeError),
 }
 
-fn trace_suffix(trace_id: Option<&str>) -> String {
-    match trace_id {
-        Some(id) => format!(" (x-trace-id {id})"),
-        None => String::new(),
-    }
-}
-
-/// The first [`BODY_EXCERPT_CHARS`] characters of a body, on a char boundary, with `…` when cut.
-pub fn excerpt(body: &str) -> String {
-    let trimmed = body.trim();
-    match trimmed.char_indices().nth(BODY_EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &trimmed[..cut]),
-        None => trimmed.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excerpt_is_bounded_and_char_safe() {
-        let long = "é".repeat(1000);
-        let e = excerpt(&long);
-        assert_eq!(e.chars().count(), BODY_EXCERPT_CHARS + 1);
-        assert_eq!(excerpt("  short  "), "short");
-    }
-
-    #[test]
-    fn auth_error_names_the_settings() {
-        let e = PublishError::Auth {
-            status: 401,
-            message: "invalid credentials".into(),
-        };
-        let text = e.to_string();
-        assert!(text.contains("OCEAN__PORT__CLIENT_ID"), "{text}");
-        assert!(text.contains("OCEAN__PORT__CLIENT_SECRET"), "{text}");
-        assert!(text.contains("invalid credentials"), "{text}");
-    }
-
-    #[test]
-    fn status_error_carries_trace_id_and_excerpt() {
-        let e = PublishError::Status {
-            operation: "bulk upsert of 3 entities to blueprint svc".into(),
-            status: 500,
-            excerpt: "boom".into(),
-            trace_id: Some("t-1".into()),
-            retry_after: None,
-        };
-        let text = e.to_string();
-        assert!(
-            text.contains("HTTP 500") && text.contains("boom") && text.contains("t-1"),
-            "{text}"
-        );
+impl PublishError {
+    /// Port refused the credentials: fatal to the worker (see [`PortError::Auth`]).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, PublishError::Port(error) if error.is_auth())
     }
 }

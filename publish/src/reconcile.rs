@@ -47,7 +47,7 @@ use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{
     AttemptId, ResyncBarrier, ResyncControl, ResyncId, SCHEMA_VERSION, decode, encode,
 };
-use adoport_shared::metrics::HttpStats;
+use adoport_shared::metrics::{HttpStats, PublishOutcome};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
@@ -63,7 +63,7 @@ use crate::client::{
     exporter_user_agent,
 };
 use crate::error::PublishError;
-use crate::retry::{RetryPolicy, classify_error};
+use crate::retry::{Next, RetryPolicy, classify_error};
 use crate::stats::{PublishStats, ResyncCounts};
 
 /// What the mapping's root flags say about deleting.
@@ -208,10 +208,14 @@ impl ResyncSummary {
     fn add_publish_counts(&mut self, counts: &ResyncCounts) {
         for (kind, counters) in counts {
             let k = self.kinds.entry(kind.clone()).or_default();
-            let get = |what: &str| counters.get(what).copied().unwrap_or(0);
-            k.upserted = get("upserted");
-            k.skipped = get("skipped_stale") + get("skipped_unchanged") + get("skipped_not_owned");
-            k.dead_lettered = get("dead_lettered");
+            let count = |outcome: PublishOutcome| counters.get(outcome.as_str()).copied();
+            k.upserted = count(PublishOutcome::Upserted).unwrap_or(0);
+            k.skipped = PublishOutcome::ALL
+                .into_iter()
+                .filter(|o| o.is_skipped())
+                .filter_map(count)
+                .sum();
+            k.dead_lettered = count(PublishOutcome::DeadLettered).unwrap_or(0);
         }
     }
 
@@ -465,7 +469,7 @@ impl Reconciler {
                 self.tracking.send_replace(resyncs.tracking());
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    outcome = self.reconcile(resync_id, tally) => outcome,
+                    outcome = self.reconcile(resync_id, tally, &shutdown) => outcome,
                 };
                 self.record(outcome);
             }
@@ -618,8 +622,13 @@ impl Reconciler {
 
     /// Decides and deletes for one complete resync (every partition passed its barrier), then
     /// reports its state and logs its summary.
-    async fn reconcile(&self, resync_id: ResyncId, tally: Tally) -> ResyncOutcome {
-        let outcome = self.decide(resync_id, &tally).await;
+    async fn reconcile(
+        &self,
+        resync_id: ResyncId,
+        tally: Tally,
+        stop: &CancellationToken,
+    ) -> ResyncOutcome {
+        let outcome = self.decide(resync_id, &tally, stop).await;
         let mut summary = ResyncSummary::of(resync_id, &tally, &outcome);
         if let Some(publish) = &self.publish {
             // Every partition passed the resync's barrier: this process's share is settled.
@@ -630,7 +639,12 @@ impl Reconciler {
         outcome
     }
 
-    async fn decide(&self, resync_id: ResyncId, tally: &Tally) -> ResyncOutcome {
+    async fn decide(
+        &self,
+        resync_id: ResyncId,
+        tally: &Tally,
+        stop: &CancellationToken,
+    ) -> ResyncOutcome {
         let started_at = tally.started_at.unwrap_or_else(Utc::now);
         if let Some(reason) = tally.incomplete_reason() {
             tracing::warn!(resync_id = %resync_id, reason = %reason, "resync incomplete; no entity is deleted");
@@ -638,7 +652,7 @@ impl Reconciler {
                 .await;
             return ResyncOutcome::Failed { resync_id, reason };
         }
-        let outcome = match self.delete_stale(resync_id, started_at, tally).await {
+        let outcome = match self.delete_stale(resync_id, started_at, tally, stop).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 let reason = format!("reconciliation stopped: {e}");
@@ -660,6 +674,7 @@ impl Reconciler {
         resync_id: ResyncId,
         started_at: DateTime<Utc>,
         tally: &Tally,
+        stop: &CancellationToken,
     ) -> Result<ResyncOutcome, PublishError> {
         let policy = match self.policy_for(tally).await {
             Ok(policy) => policy,
@@ -674,7 +689,7 @@ impl Reconciler {
         let mut from: Option<String> = None;
         loop {
             let page = self
-                .with_retries("listing owned entities", || {
+                .with_retries("listing owned entities", stop, || {
                     self.client
                         .owned_entities(&prefix, &suffix, started_at, from.as_deref())
                 })
@@ -725,7 +740,7 @@ impl Reconciler {
         for (blueprint, identifiers) in &stale {
             for chunk in identifiers.chunks(BULK_DELETE_MAX) {
                 let gone = self
-                    .with_retries("bulk delete", || {
+                    .with_retries("bulk delete", stop, || {
                         self.client
                             .bulk_delete(blueprint, chunk, policy.delete_dependents)
                     })
@@ -762,8 +777,14 @@ impl Reconciler {
         Ok(ReconcilePolicy::from_mapping(&version.config))
     }
 
-    /// Runs a Port call with the retry policy (bounded attempts, honours wait hints).
-    async fn with_retries<T, F, Fut>(&self, what: &str, call: F) -> Result<T, PublishError>
+    /// Runs a Port call with the retry policy (bounded attempts, honours wait hints) in the
+    /// retry driver: a wait ends at once when `stop` is cancelled, with the last error.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        stop: &CancellationToken,
+        call: F,
+    ) -> Result<T, PublishError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, PublishError>>,
@@ -775,12 +796,16 @@ impl Reconciler {
                 Err(e) => e,
             };
             let decision = classify_error(&error);
-            match schedule.next_delay(&decision) {
-                Some(delay) if decision.is_retryable() => {
+            if !decision.is_retryable() {
+                return Err(error);
+            }
+            let next = schedule
+                .wait_next(&decision, stop, |delay, _| {
                     tracing::warn!(operation = what, error = %error, delay_ms = delay.as_millis() as u64, "reconciliation call failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                _ => return Err(error),
+                })
+                .await;
+            if next != Next::Again {
+                return Err(error);
             }
         }
     }

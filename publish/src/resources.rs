@@ -162,7 +162,9 @@ async fn create_blueprints(
 fn created_here(result: Result<(), PublishError>) -> Result<bool, PublishError> {
     match result {
         Ok(()) => Ok(true),
-        Err(PublishError::Status { status: 409, .. }) => {
+        Err(PublishError::Port(adoport_shared::port::PortError::Status {
+            status: 409, ..
+        })) => {
             tracing::info!("another process created it a moment ago; carrying on");
             Ok(false)
         }

@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use adoport_shared::bus::Delivery;
 use adoport_shared::messages::{ResyncId, WriteOptions};
@@ -34,13 +33,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{BatchKey, BatchLimits, split_in_halves, split_into_batches};
+use crate::client::BulkOutcome;
 use crate::client::{DeleteOutcome, EntityResult, PortClient};
 use crate::compare;
 use crate::concurrency::{AdaptiveLimit, Permit, Signal};
 use crate::error::PublishError;
 use crate::ordering::EntityKey;
-use crate::retry::{Retry, RetryPolicy, Schedule, classify_error, classify_status};
+use crate::retry::{Next, Retry, RetryPolicy, Schedule, classify_error, classify_status};
 use crate::stats::{Counter, PublishStats};
+use adoport_shared::metrics::PublishOutcome;
 
 /// What every send task shares with the coordinator.
 pub(crate) struct Shared {
@@ -213,14 +214,18 @@ pub(crate) async fn checked_upserts(
                     if holds {
                         stats.incr(Counter::SkippedUnchanged);
                         let held = upsert.held;
-                        stats.per_kind_incr(&held.kind, "skipped_unchanged", held.resync_id);
+                        stats.per_kind_incr(
+                            &held.kind,
+                            PublishOutcome::SkippedUnchanged,
+                            held.resync_id,
+                        );
                         accept(stats, held, "Port already holds it").await;
                     } else {
                         differing.push(upsert);
                     }
                 }
             }
-            Err(Failure::Refused(error)) if !matches!(error, PublishError::Auth { .. }) => {
+            Err(Failure::Refused(error)) if !error.is_auth() => {
                 tracing::warn!(
                     blueprint = %key.blueprint, entities = comparable.len(), error = %error,
                     "Port refused the read of its current state; writing these entities without comparing"
@@ -295,7 +300,6 @@ async fn write(shared: &Shared, key: &BatchKey, upserts: Vec<Upsert>) -> TaskEnd
 /// Sends one bulk upsert until its entities are settled: retries the transient failures
 /// (the whole request, or the entities a 207 lists as retryable), dead-letters the rest.
 async fn write_group(shared: &Shared, key: &BatchKey, mut group: Group) -> GroupEnd {
-    let stats = &shared.stats;
     let client = shared.client_for(key.gitops);
     let write = WriteOptions {
         merge: key.merge,
@@ -304,7 +308,7 @@ async fn write_group(shared: &Shared, key: &BatchKey, mut group: Group) -> Group
     };
     loop {
         let permit = request_slot(shared).await;
-        stats.incr(Counter::PortRequests);
+        shared.stats.incr(Counter::PortRequests);
         let result = client
             .bulk_upsert(
                 &key.blueprint,
@@ -316,109 +320,132 @@ async fn write_group(shared: &Shared, key: &BatchKey, mut group: Group) -> Group
             .await;
         release(permit, &result);
         let (decision, last_error) = match result {
-            Ok(outcome) => {
-                let mut retry_entities = Vec::new();
-                let mut retry_held = Vec::new();
-                let mut retry_reason = String::new();
-                let trace = outcome
-                    .trace_id
-                    .as_deref()
-                    .map(|t| format!(" (x-trace-id {t})"))
-                    .unwrap_or_default();
-                let results = outcome.results.into_iter();
-                for ((result, entity), held) in results.zip(group.entities).zip(group.held) {
-                    match result {
-                        EntityResult::Accepted => {
-                            stats.incr(Counter::Upserted);
-                            stats.per_kind_incr(&held.kind, "upserted", held.resync_id);
-                            accept(stats, held, "written to Port").await;
-                        }
-                        EntityResult::Rejected {
-                            status,
-                            error,
-                            message,
-                        } => {
-                            let reason = format!(
-                                "Port rejected entity {} of blueprint {} (kind {}): HTTP {status} {error}: {message}{trace}",
-                                held.key.identifier, held.key.blueprint, held.kind
-                            );
-                            if classify_status(status).is_retryable() {
-                                retry_reason = reason;
-                                retry_entities.push(entity);
-                                retry_held.push(held);
-                            } else {
-                                reject(stats, held, &reason).await;
-                            }
-                        }
-                    }
+            Ok(outcome) => match settle_results(&shared.stats, &mut group, outcome).await {
+                Some(retry_reason) => (Retry::Retry, retry_reason),
+                None => return GroupEnd::Settled,
+            },
+            Err(error) => match on_failed_upsert(shared, key, group, error).await {
+                Ok((again, decision, error)) => {
+                    group = again;
+                    (decision, error)
                 }
-                if retry_held.is_empty() {
-                    return GroupEnd::Settled;
-                }
-                group.entities = retry_entities;
-                group.held = retry_held;
-                (Retry::Retry, retry_reason)
-            }
-            Err(error) => {
-                let decision = classify_error(&error);
-                match decision {
-                    Retry::Success => return GroupEnd::Settled,
-                    Retry::Retry | Retry::RetryAfter(_) => {
-                        pause_all(shared, &error, &decision);
-                        (decision, error.to_string())
-                    }
-                    Retry::TooLarge if group.held.len() > 1 => {
-                        let (first_e, second_e) = split_in_halves(group.entities);
-                        let (first_h, second_h) = split_in_halves(group.held);
-                        tracing::warn!(
-                            blueprint = %key.blueprint,
-                            entities = first_h.len() + second_h.len(),
-                            "Port refused the batch as too large (413); sending it in halves"
-                        );
-                        let half = |entities, held| Group {
-                            entities,
-                            held,
-                            schedule: shared.retry.schedule(),
-                        };
-                        return GroupEnd::Split(Box::new((
-                            half(first_e, first_h),
-                            half(second_e, second_h),
-                        )));
-                    }
-                    Retry::TooLarge | Retry::DontRetry(_) => {
-                        if let PublishError::Auth { .. } = error {
-                            return GroupEnd::Stop(Some(error));
-                        }
-                        reject_all(stats, group.held, &error.to_string()).await;
-                        return GroupEnd::Settled;
-                    }
-                }
-            }
+                Err(end) => return end,
+            },
         };
-        match group.schedule.next_delay(&decision) {
-            Some(delay) => {
-                stats.incr(Counter::Retried);
+        let next = group
+            .schedule
+            .wait_next(&decision, &shared.stop, |delay, attempt| {
+                shared.stats.incr(Counter::Retried);
                 tracing::warn!(
                     blueprint = %key.blueprint,
                     entities = group.held.len(),
-                    attempt = group.schedule.attempts(),
+                    attempt,
                     delay_ms = delay.as_millis() as u64,
                     error = %last_error,
                     "bulk upsert failed; retrying"
                 );
-                if !backoff(shared, delay).await {
-                    // Shutting down: the deliveries go back to the broker.
-                    return GroupEnd::Stop(None);
-                }
-            }
-            None => {
-                let reason = format!(
-                    "gave up after {} attempts; last error: {last_error}",
-                    group.schedule.attempts()
-                );
-                reject_all(stats, group.held, &reason).await;
+            })
+            .await;
+        match next {
+            Next::Again => {}
+            // Shutting down: the deliveries go back to the broker.
+            Next::Stopped => return GroupEnd::Stop(None),
+            Next::GaveUp { attempts } => {
+                let reason = format!("gave up after {attempts} attempts; last error: {last_error}");
+                reject_all(&shared.stats, group.held, &reason).await;
                 return GroupEnd::Settled;
             }
+        }
+    }
+}
+
+/// Settles the entities of a 200 or 207 by their results: acks the accepted ones,
+/// dead-letters the rejected ones that retrying cannot help, and keeps the others in `group`
+/// for the next attempt. Returns the last retryable rejection when any is left.
+async fn settle_results(
+    stats: &PublishStats,
+    group: &mut Group,
+    outcome: BulkOutcome,
+) -> Option<String> {
+    let mut retry_entities = Vec::new();
+    let mut retry_held = Vec::new();
+    let mut retry_reason = String::new();
+    let trace = outcome
+        .trace_id
+        .as_deref()
+        .map(|t| format!(" (x-trace-id {t})"))
+        .unwrap_or_default();
+    let entities = std::mem::take(&mut group.entities);
+    let held = std::mem::take(&mut group.held);
+    for ((result, entity), held) in outcome.results.into_iter().zip(entities).zip(held) {
+        let EntityResult::Rejected {
+            status,
+            error,
+            message,
+        } = result
+        else {
+            stats.incr(Counter::Upserted);
+            stats.per_kind_incr(&held.kind, PublishOutcome::Upserted, held.resync_id);
+            accept(stats, held, "written to Port").await;
+            continue;
+        };
+        let reason = format!(
+            "Port rejected entity {} of blueprint {} (kind {}): HTTP {status} {error}: {message}{trace}",
+            held.key.identifier, held.key.blueprint, held.kind
+        );
+        if classify_status(status).is_retryable() {
+            retry_reason = reason;
+            retry_entities.push(entity);
+            retry_held.push(held);
+        } else {
+            reject(stats, held, &reason).await;
+        }
+    }
+    group.entities = retry_entities;
+    group.held = retry_held;
+    (!group.held.is_empty()).then_some(retry_reason)
+}
+
+/// What a failed bulk upsert means for its group: retry it (with the decision and the error
+/// to log), or end it (split in halves on 413, dead-lettered, or stopped on refused
+/// credentials).
+async fn on_failed_upsert(
+    shared: &Shared,
+    key: &BatchKey,
+    group: Group,
+    error: PublishError,
+) -> Result<(Group, Retry, String), GroupEnd> {
+    let decision = classify_error(&error);
+    match decision {
+        Retry::Success => Err(GroupEnd::Settled),
+        Retry::Retry | Retry::RetryAfter(_) => {
+            pause_all(shared, &error, &decision);
+            Ok((group, decision, error.to_string()))
+        }
+        Retry::TooLarge if group.held.len() > 1 => {
+            let (first_e, second_e) = split_in_halves(group.entities);
+            let (first_h, second_h) = split_in_halves(group.held);
+            tracing::warn!(
+                blueprint = %key.blueprint,
+                entities = first_h.len() + second_h.len(),
+                "Port refused the batch as too large (413); sending it in halves"
+            );
+            let half = |entities, held| Group {
+                entities,
+                held,
+                schedule: shared.retry.schedule(),
+            };
+            Err(GroupEnd::Split(Box::new((
+                half(first_e, first_h),
+                half(second_e, second_h),
+            ))))
+        }
+        Retry::TooLarge | Retry::DontRetry(_) => {
+            if error.is_auth() {
+                return Err(GroupEnd::Stop(Some(error)));
+            }
+            reject_all(&shared.stats, group.held, &error.to_string()).await;
+            Err(GroupEnd::Settled)
         }
     }
 }
@@ -457,7 +484,11 @@ pub(crate) async fn deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                         "not deleting: the entity is missing or another datasource owns it"
                     );
                     stats.incr(Counter::SkippedNotOwned);
-                    stats.per_kind_incr(&held.kind, "skipped_not_owned", held.resync_id);
+                    stats.per_kind_incr(
+                        &held.kind,
+                        PublishOutcome::SkippedNotOwned,
+                        held.resync_id,
+                    );
                     accept(stats, held, "not ours to delete").await;
                     continue;
                 }
@@ -481,7 +512,7 @@ pub(crate) async fn deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                     tracing::debug!(blueprint = %blueprint, identifier = %identifier, "entity to delete was already gone");
                 }
                 stats.incr(Counter::Deleted);
-                stats.per_kind_incr(&held.kind, "deleted", held.resync_id);
+                stats.per_kind_incr(&held.kind, PublishOutcome::Deleted, held.resync_id);
                 accept(stats, held, "deleted").await;
             }
             Err(failure) => {
@@ -504,7 +535,7 @@ async fn settle_failed(
 ) -> Option<TaskEnd> {
     let entity = format!("{what} of {}", held.describe());
     let reason = match failure {
-        Failure::Refused(error) if !matches!(error, PublishError::Auth { .. }) => {
+        Failure::Refused(error) if !error.is_auth() => {
             format!("{error} ({entity})")
         }
         Failure::GaveUp { attempts, error } => {
@@ -531,7 +562,7 @@ impl Failure {
     /// worker; otherwise (a shutdown) its deliveries go back to the broker.
     fn task_end(self) -> TaskEnd {
         match self {
-            Failure::Refused(error @ PublishError::Auth { .. }) => TaskEnd { fatal: Some(error) },
+            Failure::Refused(error) if error.is_auth() => TaskEnd { fatal: Some(error) },
             _ => TaskEnd::DONE,
         }
     }
@@ -565,25 +596,21 @@ where
             return Err(Failure::Refused(error));
         }
         pause_all(shared, &error, &decision);
-        match schedule.next_delay(&decision) {
-            Some(delay) => {
+        let next = schedule
+            .wait_next(&decision, &shared.stop, |delay, attempt| {
                 shared.stats.incr(Counter::Retried);
                 tracing::warn!(
-                    attempt = schedule.attempts(),
+                    attempt,
                     delay_ms = delay.as_millis() as u64,
                     error = %error,
                     "{operation} failed; retrying"
                 );
-                if !backoff(shared, delay).await {
-                    return Err(Failure::Stopped);
-                }
-            }
-            None => {
-                return Err(Failure::GaveUp {
-                    attempts: schedule.attempts(),
-                    error,
-                });
-            }
+            })
+            .await;
+        match next {
+            Next::Again => {}
+            Next::Stopped => return Err(Failure::Stopped),
+            Next::GaveUp { attempts } => return Err(Failure::GaveUp { attempts, error }),
         }
     }
 }
@@ -617,20 +644,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Remembers a 429's wait so that every request of this process holds back, not only this one.
 fn pause_all(shared: &Shared, error: &PublishError, decision: &Retry) {
-    if let (PublishError::Status { status: 429, .. }, Retry::RetryAfter(wait)) = (error, decision) {
+    if let (PublishError::Port(error), Retry::RetryAfter(wait)) = (error, decision)
+        && error.is_rate_limited()
+    {
         let until = Instant::now() + (*wait).min(shared.retry.max_retry_after);
         let mut paused = lock(&shared.paused_until);
         if paused.is_none_or(|p| p < until) {
             *paused = Some(until);
         }
-    }
-}
-
-/// Waits `delay` unless the worker stops; false when it stopped (the caller gives up).
-async fn backoff(shared: &Shared, delay: Duration) -> bool {
-    tokio::select! {
-        _ = shared.stop.cancelled() => false,
-        _ = tokio::time::sleep(delay) => true,
     }
 }
 
@@ -653,7 +674,7 @@ async fn reject(stats: &PublishStats, held: Held, reason: &str) {
         reason = %reason, "dead-lettering a change"
     );
     settle_superseded(stats, &held.kind, held.resync_id, held.superseded).await;
-    stats.per_kind_incr(&held.kind, "dead_lettered", held.resync_id);
+    stats.per_kind_incr(&held.kind, PublishOutcome::DeadLettered, held.resync_id);
     stats.barrier_dead_letter(held.source, held.resync_id);
     settle_dead_letter(stats, held.delivery, reason).await;
 }
@@ -676,7 +697,7 @@ async fn settle_superseded(
 ) {
     for (_, delivery) in superseded {
         stats.incr(Counter::SkippedStale);
-        stats.per_kind_incr(kind, "skipped_stale", resync_id);
+        stats.per_kind_incr(kind, PublishOutcome::SkippedStale, resync_id);
         settle_ack(stats, delivery).await;
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use adoport_shared::messages::ResyncId;
 
-use adoport_shared::metrics::{HttpStats, KindCounters, PartitionShare};
+use adoport_shared::metrics::{HttpStats, KindCounters, PartitionShare, PublishOutcome};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -145,7 +145,13 @@ impl PublishStats {
         self.add(counter, 1);
     }
 
-    pub(crate) fn per_kind_incr(&self, kind: &str, what: &'static str, resync: Option<ResyncId>) {
+    pub(crate) fn per_kind_incr(
+        &self,
+        kind: &str,
+        outcome: PublishOutcome,
+        resync: Option<ResyncId>,
+    ) {
+        let what = outcome.as_str();
         self.inner.per_kind.add(kind, what, 1);
         if let Some(resync_id) = resync {
             let mut all = self

@@ -62,6 +62,7 @@ use crate::retry::RetryPolicy;
 use crate::send::{self, Held, Item, Payload, Shared, TaskEnd, settle_ack, settle_dead_letter};
 use crate::sharing::{MembershipTiming, Sharing};
 use crate::stats::{Counter, PublishStats};
+use adoport_shared::metrics::PublishOutcome;
 
 /// How the worker runs; [`PublishConfig::from_settings`] reads it from the settings.
 #[derive(Debug, Clone)]
@@ -762,7 +763,11 @@ impl Coordinator {
             }
         };
         stats.incr(Counter::Received);
-        stats.per_kind_incr(&change.kind, "received", change.origin.resync_id());
+        stats.per_kind_incr(
+            &change.kind,
+            PublishOutcome::Received,
+            change.origin.resync_id(),
+        );
         let key = EntityKey::of_change(&change);
         // Serialised once here to measure it; the client serialises the batch.
         let json_bytes = match &change.op {
@@ -780,7 +785,11 @@ impl Coordinator {
                     change.kind
                 );
                 tracing::error!(blueprint = %key.blueprint, identifier = %key.identifier, reason = %reason, "dead-lettering a change");
-                stats.per_kind_incr(&change.kind, "dead_lettered", change.origin.resync_id());
+                stats.per_kind_incr(
+                    &change.kind,
+                    PublishOutcome::DeadLettered,
+                    change.origin.resync_id(),
+                );
                 stats.barrier_dead_letter(source, change.origin.resync_id());
                 settle_dead_letter(stats, delivery, &reason).await;
                 return;
@@ -793,7 +802,11 @@ impl Coordinator {
                 "skipping a change older than one already taken"
             );
             stats.incr(Counter::SkippedStale);
-            stats.per_kind_incr(&change.kind, "skipped_stale", change.origin.resync_id());
+            stats.per_kind_incr(
+                &change.kind,
+                PublishOutcome::SkippedStale,
+                change.origin.resync_id(),
+            );
             settle_ack(stats, delivery).await;
             return;
         }

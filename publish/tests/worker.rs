@@ -905,7 +905,10 @@ async fn bad_credentials_stop_the_worker_with_a_clear_error_and_lose_nothing() {
         .expect("task");
     let error = result.expect_err("auth failure is fatal");
     assert!(
-        matches!(error, PublishError::Auth { status: 401, .. }),
+        matches!(
+            error,
+            PublishError::Port(adoport_shared::port::PortError::Auth { status: 401, .. })
+        ),
         "{error:?}"
     );
     let text = error.to_string();

@@ -10,10 +10,13 @@
 //! - [`topology`]: the broker's exchanges and queues, by name;
 //! - [`bus`]: publishing and consuming those messages on RabbitMQ or in process;
 //! - [`http`]: the one builder of outgoing HTTP clients (proxies, extra trusted CAs);
+//! - [`port`]: the one Port client (sign-in, token cache, retry classifier and driver) that
+//!   publish, ingest's actions executor and the binary build their calls on;
 //! - [`metrics`]: the counters the stages keep for `/metrics` (per kind, HTTP, resync);
 //! - [`shutdown`] and [`telemetry`]: how every process stops and reports.
 //!
-//! This crate must not know about Azure DevOps, Port or jq: those belong to the stages.
+//! This crate must not know about Azure DevOps or jq, nor what a Port call means: those belong
+//! to the stages. How to reach Port is here only because no stage may import another.
 
 pub mod bus;
 pub mod config;
@@ -21,6 +24,7 @@ pub mod http;
 pub mod mapping_versions;
 pub mod messages;
 pub mod metrics;
+pub mod port;
 pub mod port_app_config;
 pub mod shutdown;
 pub mod telemetry;

@@ -20,6 +20,68 @@ pub const OTHER_KIND: &str = "other";
 /// Upper bounds (seconds) of the request latency histogram's buckets (`+Inf` is implied).
 pub const LATENCY_BUCKETS: [f64; 8] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// What became of a change publish settled, per kind: produced by publish, rendered on
+/// `/metrics` and summed into a resync's summary. [`PublishOutcome::as_str`] is the label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// A change taken off the queue (`adoport_messages_in_by_kind_total`).
+    Received,
+    Upserted,
+    Deleted,
+    /// An older change of an entity a newer one superseded.
+    SkippedStale,
+    /// A resync upsert Port already held exactly.
+    SkippedUnchanged,
+    /// A live delete of an entity this integration does not own.
+    SkippedNotOwned,
+    DeadLettered,
+}
+
+impl PublishOutcome {
+    pub const ALL: [PublishOutcome; 7] = [
+        PublishOutcome::Received,
+        PublishOutcome::Upserted,
+        PublishOutcome::Deleted,
+        PublishOutcome::SkippedStale,
+        PublishOutcome::SkippedUnchanged,
+        PublishOutcome::SkippedNotOwned,
+        PublishOutcome::DeadLettered,
+    ];
+
+    /// The metric label (and counter name in [`KindCounters`]).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PublishOutcome::Received => "received",
+            PublishOutcome::Upserted => "upserted",
+            PublishOutcome::Deleted => "deleted",
+            PublishOutcome::SkippedStale => "skipped_stale",
+            PublishOutcome::SkippedUnchanged => "skipped_unchanged",
+            PublishOutcome::SkippedNotOwned => "skipped_not_owned",
+            PublishOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+
+    /// The outcome a counter name stands for.
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == label)
+    }
+
+    /// Whether the change was written to Port (it counts as a message out).
+    pub fn is_written(self) -> bool {
+        matches!(self, PublishOutcome::Upserted | PublishOutcome::Deleted)
+    }
+
+    /// Whether the change was settled without a write (summed as `skipped`).
+    pub fn is_skipped(self) -> bool {
+        matches!(
+            self,
+            PublishOutcome::SkippedStale
+                | PublishOutcome::SkippedUnchanged
+                | PublishOutcome::SkippedNotOwned
+        )
+    }
+}
+
 /// Named counters per kind, e.g. `("repository", "upserted") → 12`.
 #[derive(Debug, Clone, Default)]
 pub struct KindCounters {
@@ -293,6 +355,27 @@ impl PartitionShare {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_outcomes_keep_their_labels_and_read_back() {
+        let labels: Vec<&str> = PublishOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "received",
+                "upserted",
+                "deleted",
+                "skipped_stale",
+                "skipped_unchanged",
+                "skipped_not_owned",
+                "dead_lettered"
+            ]
+        );
+        for outcome in PublishOutcome::ALL {
+            assert_eq!(PublishOutcome::from_label(outcome.as_str()), Some(outcome));
+        }
+        assert_eq!(PublishOutcome::from_label("events"), None);
+    }
 
     #[test]
     fn kind_counters_add_up_and_cap_the_number_of_kinds() {

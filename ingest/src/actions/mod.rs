@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::ado::AdoClient;
 use crate::ado::organization::organization_name;
 use adoport_shared::config::Settings;
+use adoport_shared::port::PortError;
+use adoport_shared::port::retry::classify_status;
 use completion::CompletionContext;
 
 pub use port_runs::{ActionRun, PortRuns};
@@ -40,17 +42,42 @@ pub enum ActionsError {
     },
     #[error("cannot reach Port at {url}: {detail} (check OCEAN__PORT__BASE_URL)")]
     PortUnreachable { url: String, detail: String },
+    /// Port refused the credentials, or answered something its API does not document.
+    #[error(transparent)]
+    PortClient(PortError),
     #[error("actions cannot start: {0}")]
     Setup(String),
 }
 
 impl ActionsError {
-    /// Whether the same call may succeed later.
+    /// Whether the same call may succeed later (by the shared Port retry classifier).
     pub fn is_transient(&self) -> bool {
         match self {
             ActionsError::PortUnreachable { .. } => true,
-            ActionsError::Port { status, .. } => *status == 429 || *status >= 500,
+            ActionsError::Port { status, .. } => classify_status(*status).is_retryable(),
             _ => false,
+        }
+    }
+}
+
+impl From<PortError> for ActionsError {
+    fn from(error: PortError) -> Self {
+        match error {
+            PortError::Status {
+                request,
+                status,
+                excerpt,
+                ..
+            } => ActionsError::Port {
+                request,
+                status,
+                body: excerpt,
+            },
+            PortError::Transport { url, source, .. } => ActionsError::PortUnreachable {
+                url,
+                detail: source.to_string(),
+            },
+            other => ActionsError::PortClient(other),
         }
     }
 }
@@ -120,7 +147,7 @@ pub fn start(
             "OCEAN__ACTIONS_PROCESSOR__ENABLED is true, so ingest needs Port's credentials: {e}"
         ))
     })?;
-    let port = PortRuns::new(access)?;
+    let port = PortRuns::new(access)?.stopping_on(shutdown.clone());
     let organizations = Organizations::new(clients);
     let worker = ActionWorker::new(port.clone(), organizations.clone(), processor.clone());
     tokio::spawn(worker.run(shutdown));

@@ -6,20 +6,32 @@
 //! These are the only Port writes ingest makes: bookkeeping of action runs, never the catalog
 //! (that is publish's).
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use adoport_shared::config::PortAccess;
+use adoport_shared::metrics::HttpStats;
+use adoport_shared::port::answer::status_error;
+use adoport_shared::port::retry::classify_error;
+use adoport_shared::port::{Next, PortApi, PortError, RetryPolicy};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use super::ActionsError;
-use adoport_shared::config::PortAccess;
 
 /// Header Ocean sends on the executor-only routes (`claim-pending`, `ack`).
 const RESERVED_USAGE: (&str, &str) = ("x-port-reserved-usage", "true");
-/// Attempts of a Port call that is safe to repeat (everything but the ack).
-const ATTEMPTS: u32 = 3;
+
+/// The retries of a Port call that is safe to repeat (everything but the ack): three
+/// attempts, never sooner than Port's `Retry-After` (up to a minute). An executor keeps
+/// polling, so a run call that fails is reported, not retried for long.
+const RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    min_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(2),
+    max_retry_after: Duration::from_secs(60),
+    retry_window: Duration::ZERO,
+};
 
 /// One action run as Port hands it to the executor.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,164 +83,124 @@ pub enum Acknowledged {
     TakenElsewhere,
 }
 
-/// A client of Port's action-run routes. Cheap to clone.
-#[derive(Clone)]
+/// A client of Port's action-run routes over the shared Port client. Cheap to clone.
+#[derive(Clone, Debug)]
 pub struct PortRuns {
-    inner: Arc<Inner>,
+    api: PortApi,
+    /// Cancelled on shutdown: a retry stops waiting.
+    stop: CancellationToken,
 }
 
-struct Inner {
-    http: reqwest::Client,
-    access: PortAccess,
-    token: Mutex<Option<String>>,
+/// A run call: the route under `/v1`, its query, its body, and whether it is executor-only.
+struct RunCall<'a> {
+    method: Method,
+    segments: &'a [&'a str],
+    query: &'a [(&'a str, &'a str)],
+    body: Option<&'a Value>,
+    reserved: bool,
 }
 
-impl std::fmt::Debug for PortRuns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortRuns")
-            .field("base_url", &self.inner.access.base_url)
-            .finish_non_exhaustive()
+impl<'a> RunCall<'a> {
+    /// A call of `method` on `/v1/{segments…}` with `body`, no query, on a route any client
+    /// may use.
+    fn new(method: Method, segments: &'a [&'a str], body: Option<&'a Value>) -> Self {
+        Self {
+            method,
+            segments,
+            query: &[],
+            body,
+            reserved: false,
+        }
     }
-}
 
-fn excerpt(body: &str) -> String {
-    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    flat.chars().take(300).collect()
+    /// The same call on an executor-only route (Ocean's reserved-usage header).
+    fn reserved(self) -> Self {
+        Self {
+            reserved: true,
+            ..self
+        }
+    }
+
+    fn operation(&self) -> String {
+        format!("{} /v1/{}", self.method, self.segments.join("/"))
+    }
 }
 
 impl PortRuns {
     pub fn new(access: PortAccess) -> Result<Self, ActionsError> {
-        let http = adoport_shared::http::client_builder(&access.network)
-            .map_err(|e| ActionsError::Setup(e.to_string()))?
-            .timeout(Duration::from_secs(access.timeout_secs.max(1)))
-            .build()
+        let api = PortApi::new(&access, None, HttpStats::default())
             .map_err(|e| ActionsError::Setup(e.to_string()))?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                http,
-                access,
-                token: Mutex::new(None),
-            }),
+            api,
+            stop: CancellationToken::new(),
         })
+    }
+
+    /// The same client, whose retries stop waiting once `shutdown` is cancelled.
+    pub fn stopping_on(self, shutdown: CancellationToken) -> Self {
+        Self {
+            stop: shutdown,
+            ..self
+        }
     }
 
     /// The installation whose runs this client claims (`OCEAN__INTEGRATION__IDENTIFIER`).
     pub fn installation(&self) -> &str {
-        &self.inner.access.integration_identifier
+        self.api.integration_identifier()
     }
 
-    async fn token(&self, renew: bool) -> Result<String, ActionsError> {
-        let mut slot = self.inner.token.lock().await;
-        if renew {
-            *slot = None;
-        }
-        if let Some(token) = slot.as_ref() {
-            return Ok(token.clone());
-        }
-        let url = format!("{}/v1/auth/access_token", self.inner.access.base_url);
+    /// One call (the shared client signs in again once on 401). Returns the status (a success
+    /// or 409) and the JSON body (`null` when there is none).
+    async fn call_once(&self, call: &RunCall<'_>) -> Result<(StatusCode, Value), PortError> {
+        let url = self.api.url(&[&["v1"], call.segments].concat())?;
+        let operation = call.operation();
         let response = self
-            .inner
-            .http
-            .post(&url)
-            .json(&json!({
-                "clientId": self.inner.access.client_id,
-                "clientSecret": self.inner.access.client_secret.expose(),
-            }))
-            .send()
-            .await
-            .map_err(|e| ActionsError::PortUnreachable {
-                url: url.clone(),
-                detail: e.to_string(),
-            })?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let token = serde_json::from_str::<Value>(&text).ok().and_then(|b| {
-            b.get("accessToken")
-                .and_then(Value::as_str)
-                .map(String::from)
-        });
-        match token {
-            Some(token) if status.is_success() => {
-                *slot = Some(token.clone());
-                Ok(token)
-            }
-            _ => Err(ActionsError::Port {
-                request: format!("POST {url}"),
-                status: status.as_u16(),
-                body: format!(
-                    "{} (check OCEAN__PORT__CLIENT_ID and OCEAN__PORT__CLIENT_SECRET)",
-                    excerpt(&text)
-                ),
-            }),
-        }
-    }
-
-    /// One call; signs in again once on 401. Returns the status and the JSON body.
-    async fn call_once(
-        &self,
-        method: &Method,
-        path: &str,
-        body: Option<&Value>,
-        reserved: bool,
-    ) -> Result<(StatusCode, Value), ActionsError> {
-        let url = format!("{}/v1/{path}", self.inner.access.base_url);
-        let mut renewed = false;
-        loop {
-            let token = self.token(renewed).await?;
-            let mut request = self
-                .inner
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(token);
-            if reserved {
-                request = request.header(RESERVED_USAGE.0, RESERVED_USAGE.1);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| ActionsError::PortUnreachable {
-                    url: url.clone(),
-                    detail: e.to_string(),
-                })?;
-            let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !renewed {
-                renewed = true;
-                continue;
-            }
-            let text = response.text().await.unwrap_or_default();
-            let value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if status.is_success() || status == StatusCode::CONFLICT {
-                return Ok((status, value));
-            }
-            return Err(ActionsError::Port {
-                request: format!("{method} {url}"),
-                status: status.as_u16(),
-                body: excerpt(&text),
-            });
-        }
-    }
-
-    /// A call that is safe to repeat: retried (bounded) on 429, 5xx and transport failures.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        reserved: bool,
-    ) -> Result<Value, ActionsError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.call_once(&method, path, body, reserved).await {
-                Ok((_, value)) => return Ok(value),
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "Port action-run call failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            .api
+            .send(&operation, |http| {
+                let mut request = http.request(call.method.clone(), url.clone());
+                if !call.query.is_empty() {
+                    request = request.query(call.query);
                 }
-                Err(e) => return Err(e),
+                if call.reserved {
+                    request = request.header(RESERVED_USAGE.0, RESERVED_USAGE.1);
+                }
+                match call.body {
+                    Some(body) => request.json(body),
+                    None => request,
+                }
+            })
+            .await?;
+        let status = response.status();
+        if !(status.is_success() || status == StatusCode::CONFLICT) {
+            return Err(status_error(&operation, response).await);
+        }
+        let text = response.text().await.unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// A call that is safe to repeat: retried (bounded, honouring `Retry-After`) on what the
+    /// shared classifier calls transient (429, 5xx, no answer).
+    async fn call(&self, call: RunCall<'_>) -> Result<Value, ActionsError> {
+        let mut schedule = RETRY.schedule();
+        loop {
+            let error = match self.call_once(&call).await {
+                Ok((_, value)) => return Ok(value),
+                Err(error) => error,
+            };
+            let decision = classify_error(&error);
+            if !decision.is_retryable() {
+                return Err(error.into());
+            }
+            let next = schedule
+                .wait_next(&decision, &self.stop, |delay, attempt| {
+                    tracing::warn!(
+                        error = %error, attempt, delay_ms = delay.as_millis() as u64,
+                        "Port action-run call failed; retrying"
+                    );
+                })
+                .await;
+            if next != Next::Again {
+                return Err(error.into());
             }
         }
     }
@@ -247,10 +219,12 @@ impl PortRuns {
         });
         let answer = self
             .call(
-                Method::POST,
-                "actions/runs/claim-pending",
-                Some(&body),
-                true,
+                RunCall::new(
+                    Method::POST,
+                    &["actions", "runs", "claim-pending"],
+                    Some(&body),
+                )
+                .reserved(),
             )
             .await?;
         Ok(answer
@@ -265,7 +239,9 @@ impl PortRuns {
     pub async fn acknowledge(&self, run_id: &str) -> Result<Acknowledged, ActionsError> {
         let body = json!({"runId": run_id});
         let (status, _) = self
-            .call_once(&Method::PATCH, "actions/runs/ack", Some(&body), true)
+            .call_once(
+                &RunCall::new(Method::PATCH, &["actions", "runs", "ack"], Some(&body)).reserved(),
+            )
             .await?;
         Ok(if status == StatusCode::CONFLICT {
             Acknowledged::TakenElsewhere
@@ -277,24 +253,22 @@ impl PortRuns {
     /// `POST /v1/actions/runs/{id}/logs`.
     pub async fn log(&self, run_id: &str, message: &str) -> Result<(), ActionsError> {
         let body = json!({"message": message});
-        self.call(
+        self.call(RunCall::new(
             Method::POST,
-            &format!("actions/runs/{run_id}/logs"),
+            &["actions", "runs", run_id, "logs"],
             Some(&body),
-            false,
-        )
+        ))
         .await
         .map(|_| ())
     }
 
     /// `PATCH /v1/actions/runs/{id}` with `patch` (`status`, `link`, `externalRunId`, …).
     pub async fn patch(&self, run_id: &str, patch: &Value) -> Result<(), ActionsError> {
-        self.call(
+        self.call(RunCall::new(
             Method::PATCH,
-            &format!("actions/runs/{run_id}"),
+            &["actions", "runs", run_id],
             Some(patch),
-            false,
-        )
+        ))
         .await
         .map(|_| ())
     }
@@ -328,11 +302,12 @@ impl PortRuns {
         &self,
         external_id: &str,
     ) -> Result<Option<ActionRun>, ActionsError> {
-        let path = format!(
-            "actions/runs?version=v2&external_run_id={}",
-            urlencoding_component(external_id)
-        );
-        let answer = self.call(Method::GET, &path, None, false).await?;
+        let answer = self
+            .call(RunCall {
+                query: &[("version", "v2"), ("external_run_id", external_id)],
+                ..RunCall::new(Method::GET, &["actions", "runs"], None)
+            })
+            .await?;
         Ok(answer
             .get("runs")
             .and_then(Value::as_array)
@@ -341,14 +316,85 @@ impl PortRuns {
     }
 }
 
-/// Percent-encodes a query value (external ids are `ado_<guid>_<n>_<n>`, but stay safe).
-fn urlencoding_component(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adoport_shared::config::Secret;
+    use adoport_sim::ScriptedAnswer;
+    use adoport_sim::port::{PortSim, PortSimConfig};
+    use tokio::time::Instant;
+
+    const LOGS: &str = "POST /v1/actions/runs/{run_id}/logs";
+
+    fn access(port: &PortSim) -> PortAccess {
+        PortAccess {
+            base_url: port.base_url(),
+            client_id: "sim-client".into(),
+            client_secret: Secret::new("sim-secret"),
+            integration_identifier: "azure-devops".into(),
+            integration_type: "azure-devops".into(),
+            timeout_secs: 10,
+            network: Default::default(),
+        }
+    }
+
+    /// A 429 is retried no sooner than its `Retry-After` (the shared classifier's rule; the
+    /// executor used to retry after 200 ms whatever Port asked), and a 4xx is not retried.
+    #[tokio::test]
+    async fn a_429_is_retried_after_the_wait_port_asks_for_and_a_4xx_is_not() {
+        let port = PortSim::start(PortSimConfig::default()).await.expect("sim");
+        let runs = PortRuns::new(access(&port)).expect("client");
+        let run_id = port.create_action_run("trigger_pipeline", json!({}));
+
+        port.fail_next(LOGS, vec![ScriptedAnswer::rate_limited(1)]);
+        let started = Instant::now();
+        runs.log(&run_id, "first")
+            .await
+            .expect("logged after the wait");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+        assert_eq!(port.action_run_logs(&run_id), vec!["first".to_string()]);
+        assert_eq!(port.requests().get(LOGS), Some(&2));
+
+        port.fail_next(LOGS, vec![ScriptedAnswer::status(422)]);
+        let error = runs.log(&run_id, "second").await.expect_err("422");
+        assert!(
+            matches!(error, ActionsError::Port { status: 422, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("/v1/actions/runs/"), "{error}");
+        assert_eq!(port.requests().get(LOGS), Some(&3), "a 4xx is not retried");
+        port.shutdown().await;
+    }
+
+    /// A retry waiting out Port's `Retry-After` ends when the executor shuts down.
+    #[tokio::test]
+    async fn a_retry_wait_ends_on_shutdown() {
+        let port = PortSim::start(PortSimConfig::default()).await.expect("sim");
+        let shutdown = CancellationToken::new();
+        let runs = PortRuns::new(access(&port))
+            .expect("client")
+            .stopping_on(shutdown.clone());
+        let run_id = port.create_action_run("trigger_pipeline", json!({}));
+        port.fail_next(LOGS, vec![ScriptedAnswer::rate_limited(30)]);
+        let logging = tokio::spawn(async move { runs.log(&run_id, "never").await });
+        let attempted = port
+            .wait_for(
+                |port| port.requests().contains_key(LOGS),
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(attempted, "the first attempt was made");
+        shutdown.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(5), logging)
+            .await
+            .expect("the wait ended promptly")
+            .expect("task");
+        assert!(
+            matches!(result, Err(ActionsError::Port { status: 429, .. })),
+            "{result:?}"
+        );
+        assert_eq!(port.requests().get(LOGS), Some(&1));
+        port.shutdown().await;
+    }
 }
