@@ -69,11 +69,41 @@ impl From<RoleArg> for Role {
 /// Reads the settings and checks everything `role` needs, naming what is missing.
 pub fn validated_settings(role: Role) -> anyhow::Result<Settings> {
     let settings = Settings::from_env().context("bad setting")?;
-    for unused in &settings.unused {
-        tracing::warn!(setting = %unused, "setting is not used by adoport; ignored");
-    }
+    warn_about_settings(&settings);
     check_settings(role, &settings)?;
     Ok(settings)
+}
+
+/// What the operator should know about settings that are read differently from the Python
+/// integration: the `OCEAN__…` variables adoport does not use (one line naming them all: Port's
+/// chart renders several for Ocean's own machinery), KAFKA read as POLLING, and the identifier
+/// defaulted.
+fn warn_about_settings(settings: &Settings) {
+    if !settings.unused.is_empty() {
+        tracing::warn!(
+            settings = %settings.unused.join(", "),
+            "settings of the Python integration that adoport does not use; ignored"
+        );
+    }
+    let listener = &settings.ocean.event_listener;
+    if listener.kind == EventListenerType::Kafka {
+        tracing::warn!(
+            interval_secs = listener.interval,
+            "event listener KAFKA: adoport does not read Port's Kafka topic; it polls Port's resync requests instead (as POLLING, every OCEAN__EVENT_LISTENER__INTERVAL seconds)"
+        );
+    }
+    if settings
+        .ocean
+        .integration
+        .identifier
+        .as_deref()
+        .is_none_or(|i| i.trim().is_empty())
+    {
+        tracing::info!(
+            identifier = %settings.integration_identifier(),
+            "OCEAN__INTEGRATION__IDENTIFIER is not set: using the Python integration's default"
+        );
+    }
 }
 
 /// What `role` needs beyond the settings every role shares.
@@ -126,6 +156,9 @@ pub async fn run(
     let roles = role.roles();
     if settings.pipeline.broker.url.is_none() {
         tracing::info!("ADOPORT__BROKER__URL not set: running every role on the in-process bus");
+    }
+    if roles.transform {
+        adoport_transform::expose_environment(settings.jq_environment.variables());
     }
     let bus = Bus::start(settings, shutdown.clone()).context("ADOPORT__BROKER__URL")?;
     let once = role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once;
