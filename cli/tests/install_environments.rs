@@ -1,0 +1,311 @@
+//! The image started as the Python integration's installs start it: the built binary with
+//! exactly the environment of Port's documented `docker run` CI job, and with the environment
+//! Port's own `port-ocean` Helm chart renders (`fixtures/port-ocean-chart.env`), against the
+//! simulators. Also: what a mapping's `env` holds.
+//!
+//! Besides the documented variables, each run sets only what a container has for itself and a
+//! test process shares with other tests: the webhook port (a free one instead of 8000) and the
+//! health port (off, or a free one).
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use adoport::sim::default_mapping;
+use adoport_shared::config::Settings;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::port::{PortSim, PortSimConfig};
+use serde_json::Value;
+
+/// Ocean's identifier when none is set: `my-{type}-integration`.
+const DEFAULT_IDENTIFIER: &str = "my-azure-devops-integration";
+
+struct World {
+    ado: AdoSim,
+    port: PortSim,
+}
+
+impl World {
+    /// 2 projects × 3 repositories; Port has the integration `identifier` with `mapping`.
+    async fn start(identifier: &str, mapping: Value) -> World {
+        let ado = AdoSim::start(AdoSimConfig {
+            projects: 2,
+            repositories_per_project: 3,
+            ..AdoSimConfig::default()
+        })
+        .await
+        .expect("Azure DevOps simulator");
+        let port = PortSim::start(PortSimConfig {
+            integration_identifier: identifier.to_string(),
+            integration_config: Some(mapping),
+            ..PortSimConfig::default()
+        })
+        .await
+        .expect("Port simulator");
+        World { ado, port }
+    }
+
+    /// The values the documented examples leave to the user.
+    fn fill(&self, template: &str) -> String {
+        let (ado, port) = (AdoSimConfig::default(), PortSimConfig::default());
+        template
+            .replace("{port_base_url}", &self.port.base_url())
+            .replace("{organization_url}", &self.ado.organization_url())
+            .replace("{client_id}", &port.client_id)
+            .replace("{client_secret}", &port.client_secret)
+            .replace("{pat}", &ado.personal_access_token)
+    }
+
+    async fn shutdown(self) {
+        self.ado.shutdown().await;
+        self.port.shutdown().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `adoport` as the image's entrypoint runs it: no arguments (the image's CMD is `all`; the
+/// image test checks it), nothing in the environment but `vars`.
+fn adoport(vars: &[(String, String)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"));
+    command
+        .arg("all")
+        .env_clear()
+        .envs(vars.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+fn mapping_of_projects_and_repositories() -> Value {
+    default_mapping(Some(&["project", "repository"])).expect("default mapping")
+}
+
+/// Port's documentation, Azure DevOps installation, "CI" → Azure Pipelines: the job's
+/// `docker run -i --rm -e …` with these variables and no arguments, no
+/// `OCEAN__INTEGRATION__IDENTIFIER`.
+fn azure_pipelines_job(world: &World) -> Vec<(String, String)> {
+    [
+        ("OCEAN__PORT__CLIENT_ID", "{client_id}"),
+        ("OCEAN__PORT__CLIENT_SECRET", "{client_secret}"),
+        ("OCEAN__PORT__BASE_URL", "{port_base_url}"),
+        ("OCEAN__EVENT_LISTENER", r#"{"type":"ONCE"}"#),
+        ("OCEAN__INITIALIZE_PORT_RESOURCES", "true"),
+        ("OCEAN__SEND_RAW_DATA_EXAMPLES", "true"),
+        (
+            "OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL",
+            "{organization_url}",
+        ),
+        ("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN", "{pat}"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), world.fill(value)))
+    .collect()
+}
+
+async fn finished(command: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the ONCE run finishes within 2 minutes")
+        .expect("adoport runs")
+}
+
+#[tokio::test]
+async fn the_documented_ci_job_syncs_once_and_exits_zero_under_the_default_identifier() {
+    let world = World::start(DEFAULT_IDENTIFIER, mapping_of_projects_and_repositories()).await;
+    let mut vars = azure_pipelines_job(&world);
+    vars.push(("ADOPORT__INGEST__LISTEN".into(), "127.0.0.1:0".into()));
+    let output = finished(&mut adoport(&vars)).await;
+    let log = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stderr}\n{log}",
+        output.status
+    );
+    // Only the integration under the default identifier has this mapping (projects and
+    // repositories); another identifier would have been created with the full default one.
+    assert_eq!(world.port.entity_count(), 2 + 2 * 3, "{log}");
+    assert!(world.port.integration(DEFAULT_IDENTIFIER).is_some());
+    assert!(
+        log.contains("ONCE resync finished"),
+        "the run reports its resync: {log}"
+    );
+    world.shutdown().await;
+}
+
+/// The chart's environment, the simulators filled in: `fixtures/port-ocean-chart.env`.
+fn chart_environment(world: &World) -> Vec<(String, String)> {
+    include_str!("fixtures/port-ocean-chart.env")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (name, value) = line.split_once('=').expect("NAME=value");
+            (name.to_string(), world.fill(value))
+        })
+        .collect()
+}
+
+/// GET `path` until it answers 200 (the process starts meanwhile); its last status otherwise.
+async fn probe(client: &reqwest::Client, url: &str) -> Option<u16> {
+    let mut last = None;
+    for _ in 0..300 {
+        if let Ok(response) = client.get(url).send().await {
+            last = Some(response.status().as_u16());
+            if last == Some(200) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn port_ocean_chart_environment_answers_the_charts_probes_and_names_what_it_ignores() {
+    let world = World::start(
+        "my-azure-devops-integration",
+        mapping_of_projects_and_repositories(),
+    )
+    .await;
+    let chart = chart_environment(&world);
+    let webhook_port = free_port();
+    let mut vars = chart.clone();
+    vars.push((
+        "ADOPORT__INGEST__LISTEN".into(),
+        format!("127.0.0.1:{webhook_port}"),
+    ));
+    vars.push(("ADOPORT__HEALTH__LISTEN".into(), "off".into()));
+    let mut child = adoport(&vars).spawn().expect("adoport runs");
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let base = format!("http://127.0.0.1:{webhook_port}");
+    let live = probe(&client, &format!("{base}/health/live")).await;
+    let ready = probe(&client, &format!("{base}/health/ready")).await;
+    // The resync at start (KAFKA reads as POLLING) lands.
+    let synced = world
+        .port
+        .wait_for(|p| p.entity_count() == 2 + 2 * 3, Duration::from_secs(60))
+        .await;
+    let still_running = child.try_wait().expect("status").is_none();
+    child.kill().await.expect("stop adoport");
+    let output = child.wait_with_output().await.expect("output");
+    let log = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(still_running, "adoport exited\n{stderr}\n{log}");
+    assert_eq!(live, Some(200), "GET /health/live\n{stderr}\n{log}");
+    assert_eq!(ready, Some(200), "GET /health/ready\n{stderr}\n{log}");
+    assert!(synced, "the start-up resync landed in Port\n{log}");
+
+    // Every OCEAN__ variable the chart renders is read, or named in the one warning.
+    let unused = Settings::from_vars(chart.clone())
+        .expect("the chart's environment is valid")
+        .unused;
+    assert!(
+        unused.contains(&"OCEAN__LAKEHOUSE_ENABLED".to_string()),
+        "{unused:?}"
+    );
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("settings of the Python integration that adoport does not use")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning line:\n{log}");
+    let named: Vec<&str> = warnings[0]
+        .split([' ', ',', '"', '='])
+        .filter(|word| word.starts_with("OCEAN__"))
+        .collect();
+    for name in &unused {
+        assert!(named.contains(&name.as_str()), "{name} in {}", warnings[0]);
+    }
+    for (name, _) in chart.iter().filter(|(name, _)| name.starts_with("OCEAN__")) {
+        let read = !unused.contains(name);
+        assert_eq!(
+            !named.contains(&name.as_str()),
+            read,
+            "{name}: read, or named in {}",
+            warnings[0]
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && line.contains("event listener KAFKA")),
+        "KAFKA says at WARN that it polls instead:\n{log}"
+    );
+    world.shutdown().await;
+}
+
+/// The default mapping with project properties read from `env`: a plain variable, and two of
+/// the process's secrets (which must stay out of reach).
+fn mapping_reading_the_environment() -> Value {
+    let mut mapping = mapping_of_projects_and_repositories();
+    let properties = mapping["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .iter_mut()
+        .find(|r| r["kind"] == "project")
+        .expect("the project resource")["port"]["entity"]["mappings"]["properties"]
+        .as_object_mut()
+        .expect("properties");
+    properties.insert("state".into(), r#"env.CLUSTER_NAME // "unset""#.into());
+    properties.insert(
+        "visibility".into(),
+        r#"env.OCEAN__PORT__CLIENT_SECRET // "hidden""#.into(),
+    );
+    properties.insert(
+        "link".into(),
+        r#"$ENV.OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN // "hidden""#.into(),
+    );
+    mapping
+}
+
+/// The project entities' (state, visibility, link) after a ONCE run with `extra` variables.
+async fn project_properties_with(extra: &[(&str, &str)]) -> BTreeMap<String, Value> {
+    let world = World::start(DEFAULT_IDENTIFIER, mapping_reading_the_environment()).await;
+    let mut vars = azure_pipelines_job(&world);
+    vars.push(("ADOPORT__INGEST__LISTEN".into(), "127.0.0.1:0".into()));
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let output = finished(&mut adoport(&vars)).await;
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}\n{log}", output.status);
+    let projects = world.port.entities("azureDevopsProject");
+    assert_eq!(projects.len(), 2, "{log}");
+    let found = projects
+        .into_iter()
+        .map(|p| {
+            let id = p["identifier"].as_str().unwrap_or_default().to_string();
+            (id, p["properties"].clone())
+        })
+        .collect();
+    world.shutdown().await;
+    found
+}
+
+#[tokio::test]
+async fn mappings_read_plain_environment_variables_but_never_the_secrets() {
+    let projects = project_properties_with(&[("CLUSTER_NAME", "prod-eu")]).await;
+    for (id, properties) in &projects {
+        assert_eq!(properties["state"], "prod-eu", "{id}: {properties}");
+        assert_eq!(properties["visibility"], "hidden", "{id}: {properties}");
+        assert_eq!(properties["link"], "hidden", "{id}: {properties}");
+    }
+    let projects = project_properties_with(&[
+        ("CLUSTER_NAME", "prod-eu"),
+        ("OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS", "false"),
+    ])
+    .await;
+    for (id, properties) in &projects {
+        assert_eq!(properties["state"], "unset", "{id}: {properties}");
+    }
+}
