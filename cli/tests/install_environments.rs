@@ -309,3 +309,64 @@ async fn mappings_read_plain_environment_variables_but_never_the_secrets() {
         assert_eq!(properties["state"], "unset", "{id}: {properties}");
     }
 }
+
+/// Through the chart's `extraEnv`: `OCEAN__PATH_PREFIX` mounts the webhook and Ocean's probes
+/// under the prefix (the probes stay at the root too, where the chart looks), and
+/// `OCEAN__LOG_LEVEL` sets the level.
+#[tokio::test]
+async fn path_prefix_and_log_level_from_the_charts_extra_env_are_honoured() {
+    let world = World::start(
+        "my-azure-devops-integration",
+        mapping_of_projects_and_repositories(),
+    )
+    .await;
+    let webhook_port = free_port();
+    let mut vars = chart_environment(&world);
+    vars.extend([
+        ("OCEAN__PATH_PREFIX".to_string(), "/ado".to_string()),
+        ("OCEAN__LOG_LEVEL".to_string(), "WARNING".to_string()),
+        (
+            "ADOPORT__INGEST__LISTEN".to_string(),
+            format!("127.0.0.1:{webhook_port}"),
+        ),
+        ("ADOPORT__HEALTH__LISTEN".to_string(), "off".to_string()),
+    ]);
+    let mut child = adoport(&vars).spawn().expect("adoport runs");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let base = format!("http://127.0.0.1:{webhook_port}");
+    let prefixed_live = probe(&client, &format!("{base}/ado/health/live")).await;
+    let root_ready = probe(&client, &format!("{base}/health/ready")).await;
+    let post = |path: &str| {
+        client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+    };
+    // No webhook secret in the chart's environment: the body is read, and refused as no
+    // service-hook envelope (400) where the webhook is; elsewhere nothing answers (404).
+    let prefixed = post("/ado/integration/webhook")
+        .await
+        .expect("answer")
+        .status();
+    let unprefixed = post("/integration/webhook").await.expect("answer").status();
+    child.kill().await.expect("stop adoport");
+    let output = child.wait_with_output().await.expect("output");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(prefixed_live, Some(200), "{log}");
+    assert_eq!(root_ready, Some(200), "{log}");
+    assert_eq!(prefixed.as_u16(), 400, "{log}");
+    assert_eq!(unprefixed.as_u16(), 404, "{log}");
+    assert!(
+        log.lines().any(|line| line.contains("WARN")),
+        "warnings are logged: {log}"
+    );
+    assert!(
+        !log.lines().any(|line| line.contains("INFO")),
+        "OCEAN__LOG_LEVEL=WARNING leaves out INFO lines: {log}"
+    );
+    world.shutdown().await;
+}
