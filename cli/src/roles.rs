@@ -11,6 +11,7 @@ use crate::cli::{CheckConfigArgs, RoleArg};
 use crate::health::{HealthState, Stages};
 use crate::mapping_source;
 use crate::pipeline::{Pipeline, Roles};
+use crate::starting::StartingServer;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{EventListenerType, Settings};
 
@@ -163,6 +164,19 @@ pub async fn run(
     let bus = Bus::start(settings, shutdown.clone()).context("ADOPORT__BROKER__URL")?;
     let once = role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once;
     let health = start_health(role, settings, &bus, once, shutdown.clone()).await?;
+    // Ingest's port answers probes from the first second (Port's chart probes it), while Port's
+    // resources are created and the mapping is read below.
+    let (starting, listener) = if roles.ingest {
+        let address = &settings.pipeline.ingest.listen;
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("ADOPORT__INGEST__LISTEN: cannot listen on {address}"))?;
+        let (starting, listener) = StartingServer::start(listener, &settings.ocean.route_prefix())
+            .with_context(|| format!("ADOPORT__INGEST__LISTEN: cannot serve on {address}"))?;
+        (Some(starting), Some(listener))
+    } else {
+        (None, None)
+    };
     // First start: publish owns Port, so it creates the default blueprints and the integration
     // (with the default mapping) before the mapping is read from Port below. Ingest and
     // transform processes started alone wait for a publish process to have done it once
@@ -199,16 +213,9 @@ pub async fn run(
     } else {
         None
     };
-    let listener = if roles.ingest {
-        let address = &settings.pipeline.ingest.listen;
-        Some(
-            TcpListener::bind(address)
-                .await
-                .with_context(|| format!("ADOPORT__INGEST__LISTEN: cannot listen on {address}"))?,
-        )
-    } else {
-        None
-    };
+    if let Some(starting) = starting {
+        starting.stop().await;
+    }
     let mut pipeline = Pipeline::start(
         settings,
         roles,

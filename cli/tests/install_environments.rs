@@ -370,3 +370,56 @@ async fn path_prefix_and_log_level_from_the_charts_extra_env_are_honoured() {
     );
     world.shutdown().await;
 }
+
+/// A pod started while Port is unavailable waits for Port; the chart's liveness probe must not
+/// restart it meanwhile: live answers at once, ready once the integration runs.
+#[tokio::test]
+async fn the_charts_probes_answer_while_the_integration_waits_for_port() {
+    let world = World::start(
+        "my-azure-devops-integration",
+        mapping_of_projects_and_repositories(),
+    )
+    .await;
+    world
+        .port
+        .set_outage(Some(adoport_sim::PortOutage::Unavailable));
+    let webhook_port = free_port();
+    let mut vars = chart_environment(&world);
+    vars.push((
+        "ADOPORT__INGEST__LISTEN".into(),
+        format!("127.0.0.1:{webhook_port}"),
+    ));
+    vars.push(("ADOPORT__HEALTH__LISTEN".into(), "off".into()));
+    let mut child = adoport(&vars).spawn().expect("adoport runs");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let base = format!("http://127.0.0.1:{webhook_port}");
+    let live = probe(&client, &format!("{base}/health/live")).await;
+    // Port refused the first attempt: the process is waiting for it.
+    let waiting = world
+        .port
+        .wait_for(|p| p.outage_answers() >= 1, Duration::from_secs(30))
+        .await;
+    let ready_while_waiting = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    world.port.set_outage(None);
+    let ready_after = probe(&client, &format!("{base}/health/ready")).await;
+    let synced = world
+        .port
+        .wait_for(|p| p.entity_count() == 2 + 2 * 3, Duration::from_secs(60))
+        .await;
+    child.kill().await.expect("stop adoport");
+    let output = child.wait_with_output().await.expect("output");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(waiting, "adoport asked Port: {log}");
+    assert_eq!(live, Some(200), "{log}");
+    assert_eq!(ready_while_waiting.ok(), Some(503), "{log}");
+    assert_eq!(ready_after, Some(200), "{log}");
+    assert!(synced, "{log}");
+    world.shutdown().await;
+}
