@@ -168,6 +168,53 @@ async fn probe(client: &reqwest::Client, url: &str) -> Option<u16> {
     last
 }
 
+/// `adoport` running with the chart's environment plus `extra` (the chart's `extraEnv`), its
+/// webhook port on a free port of this host.
+struct ChartPod {
+    child: tokio::process::Child,
+    client: reqwest::Client,
+    /// `http://127.0.0.1:{webhook port}`.
+    base: String,
+}
+
+impl ChartPod {
+    fn start(world: &World, extra: &[(&str, &str)]) -> ChartPod {
+        let webhook_port = free_port();
+        let mut vars = chart_environment(world);
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        vars.push((
+            "ADOPORT__INGEST__LISTEN".into(),
+            format!("127.0.0.1:{webhook_port}"),
+        ));
+        vars.push(("ADOPORT__HEALTH__LISTEN".into(), "off".into()));
+        ChartPod {
+            child: adoport(&vars).spawn().expect("adoport runs"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+            base: format!("http://127.0.0.1:{webhook_port}"),
+        }
+    }
+
+    /// [`probe`] of `path` on the webhook port.
+    async fn probe(&self, path: &str) -> Option<u16> {
+        probe(&self.client, &format!("{}{path}", self.base)).await
+    }
+
+    /// Whether it still runs; then stops it and returns its log (stdout) and stderr.
+    async fn stop(mut self) -> (bool, String, String) {
+        let running = self.child.try_wait().expect("status").is_none();
+        self.child.kill().await.expect("stop adoport");
+        let output = self.child.wait_with_output().await.expect("output");
+        (
+            running,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
 #[tokio::test]
 async fn port_ocean_chart_environment_answers_the_charts_probes_and_names_what_it_ignores() {
     let world = World::start(
@@ -176,32 +223,15 @@ async fn port_ocean_chart_environment_answers_the_charts_probes_and_names_what_i
     )
     .await;
     let chart = chart_environment(&world);
-    let webhook_port = free_port();
-    let mut vars = chart.clone();
-    vars.push((
-        "ADOPORT__INGEST__LISTEN".into(),
-        format!("127.0.0.1:{webhook_port}"),
-    ));
-    vars.push(("ADOPORT__HEALTH__LISTEN".into(), "off".into()));
-    let mut child = adoport(&vars).spawn().expect("adoport runs");
-
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    let base = format!("http://127.0.0.1:{webhook_port}");
-    let live = probe(&client, &format!("{base}/health/live")).await;
-    let ready = probe(&client, &format!("{base}/health/ready")).await;
+    let pod = ChartPod::start(&world, &[]);
+    let live = pod.probe("/health/live").await;
+    let ready = pod.probe("/health/ready").await;
     // The resync at start (KAFKA reads as POLLING) lands.
     let synced = world
         .port
         .wait_for(|p| p.entity_count() == 2 + 2 * 3, Duration::from_secs(60))
         .await;
-    let still_running = child.try_wait().expect("status").is_none();
-    child.kill().await.expect("stop adoport");
-    let output = child.wait_with_output().await.expect("output");
-    let log = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (still_running, log, stderr) = pod.stop().await;
     assert!(still_running, "adoport exited\n{stderr}\n{log}");
     assert_eq!(live, Some(200), "GET /health/live\n{stderr}\n{log}");
     assert_eq!(ready, Some(200), "GET /health/ready\n{stderr}\n{log}");
@@ -320,28 +350,18 @@ async fn path_prefix_and_log_level_from_the_charts_extra_env_are_honoured() {
         mapping_of_projects_and_repositories(),
     )
     .await;
-    let webhook_port = free_port();
-    let mut vars = chart_environment(&world);
-    vars.extend([
-        ("OCEAN__PATH_PREFIX".to_string(), "/ado".to_string()),
-        ("OCEAN__LOG_LEVEL".to_string(), "WARNING".to_string()),
-        (
-            "ADOPORT__INGEST__LISTEN".to_string(),
-            format!("127.0.0.1:{webhook_port}"),
-        ),
-        ("ADOPORT__HEALTH__LISTEN".to_string(), "off".to_string()),
-    ]);
-    let mut child = adoport(&vars).spawn().expect("adoport runs");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    let base = format!("http://127.0.0.1:{webhook_port}");
-    let prefixed_live = probe(&client, &format!("{base}/ado/health/live")).await;
-    let root_ready = probe(&client, &format!("{base}/health/ready")).await;
+    let pod = ChartPod::start(
+        &world,
+        &[
+            ("OCEAN__PATH_PREFIX", "/ado"),
+            ("OCEAN__LOG_LEVEL", "WARNING"),
+        ],
+    );
+    let prefixed_live = pod.probe("/ado/health/live").await;
+    let root_ready = pod.probe("/health/ready").await;
     let post = |path: &str| {
-        client
-            .post(format!("{base}{path}"))
+        pod.client
+            .post(format!("{}{path}", pod.base))
             .header("content-type", "application/json")
             .body("{}")
             .send()
@@ -353,9 +373,7 @@ async fn path_prefix_and_log_level_from_the_charts_extra_env_are_honoured() {
         .expect("answer")
         .status();
     let unprefixed = post("/integration/webhook").await.expect("answer").status();
-    child.kill().await.expect("stop adoport");
-    let output = child.wait_with_output().await.expect("output");
-    let log = String::from_utf8_lossy(&output.stdout);
+    let (_, log, _) = pod.stop().await;
     assert_eq!(prefixed_live, Some(200), "{log}");
     assert_eq!(root_ready, Some(200), "{log}");
     assert_eq!(prefixed.as_u16(), 400, "{log}");
@@ -383,39 +401,26 @@ async fn the_charts_probes_answer_while_the_integration_waits_for_port() {
     world
         .port
         .set_outage(Some(adoport_sim::PortOutage::Unavailable));
-    let webhook_port = free_port();
-    let mut vars = chart_environment(&world);
-    vars.push((
-        "ADOPORT__INGEST__LISTEN".into(),
-        format!("127.0.0.1:{webhook_port}"),
-    ));
-    vars.push(("ADOPORT__HEALTH__LISTEN".into(), "off".into()));
-    let mut child = adoport(&vars).spawn().expect("adoport runs");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    let base = format!("http://127.0.0.1:{webhook_port}");
-    let live = probe(&client, &format!("{base}/health/live")).await;
+    let pod = ChartPod::start(&world, &[]);
+    let live = pod.probe("/health/live").await;
     // Port refused the first attempt: the process is waiting for it.
     let waiting = world
         .port
         .wait_for(|p| p.outage_answers() >= 1, Duration::from_secs(30))
         .await;
-    let ready_while_waiting = client
-        .get(format!("{base}/health/ready"))
+    let ready_while_waiting = pod
+        .client
+        .get(format!("{}/health/ready", pod.base))
         .send()
         .await
         .map(|r| r.status().as_u16());
     world.port.set_outage(None);
-    let ready_after = probe(&client, &format!("{base}/health/ready")).await;
+    let ready_after = pod.probe("/health/ready").await;
     let synced = world
         .port
         .wait_for(|p| p.entity_count() == 2 + 2 * 3, Duration::from_secs(60))
         .await;
-    child.kill().await.expect("stop adoport");
-    let output = child.wait_with_output().await.expect("output");
-    let log = String::from_utf8_lossy(&output.stdout);
+    let (_, log, _) = pod.stop().await;
     assert!(waiting, "adoport asked Port: {log}");
     assert_eq!(live, Some(200), "{log}");
     assert_eq!(ready_while_waiting.ok(), Some(503), "{log}");

@@ -79,28 +79,33 @@ impl JqEnvironment {
 mod tests {
     use super::*;
 
-    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    /// The environment of a process with `list` as its variables.
+    fn of(allowed: bool, list: &[(&str, &str)]) -> JqEnvironment {
+        let owned: Vec<(String, String)> = list
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        JqEnvironment::from_vars(allowed, &owned)
     }
 
     #[test]
     fn plain_variables_reach_the_mapping_and_secrets_do_not() {
-        let all = vars(&[
-            ("CLUSTER_NAME", "prod-eu"),
-            ("HOME", "/tmp"),
-            ("OCEAN__PORT__CLIENT_SECRET", "s1"),
-            ("OCEAN__INTEGRATION__IDENTIFIER", "my-ado"),
-            ("ADOPORT__BROKER__URL", "amqp://u:p@h"),
-            ("HTTPS_PROXY", "http://u:p@proxy:3128"),
-            ("GITHUB_TOKEN", "t"),
-            ("DB_PASSWORD", "p"),
-            ("AWS_SECRET_ACCESS_KEY", "k"),
-            ("SIGNING_KEY", "k"),
-            ("MY_API_KEY", "k"),
-        ]);
-        let env = JqEnvironment::from_vars(true, &all);
+        let env = of(
+            true,
+            &[
+                ("CLUSTER_NAME", "prod-eu"),
+                ("HOME", "/tmp"),
+                ("OCEAN__PORT__CLIENT_SECRET", "s1"),
+                ("OCEAN__INTEGRATION__IDENTIFIER", "my-ado"),
+                ("ADOPORT__BROKER__URL", "amqp://u:p@h"),
+                ("HTTPS_PROXY", "http://u:p@proxy:3128"),
+                ("GITHUB_TOKEN", "t"),
+                ("DB_PASSWORD", "p"),
+                ("AWS_SECRET_ACCESS_KEY", "k"),
+                ("SIGNING_KEY", "k"),
+                ("MY_API_KEY", "k"),
+            ],
+        );
         let names: Vec<&str> = env.variables().keys().map(String::as_str).collect();
         assert_eq!(names, ["CLUSTER_NAME", "HOME"]);
         assert_eq!(env.variables()["CLUSTER_NAME"], "prod-eu");
@@ -110,7 +115,7 @@ mod tests {
 
     #[test]
     fn nothing_reaches_the_mapping_when_access_is_off() {
-        let env = JqEnvironment::from_vars(false, &vars(&[("CLUSTER_NAME", "prod-eu")]));
+        let env = of(false, &[("CLUSTER_NAME", "prod-eu")]);
         assert!(env.variables().is_empty());
     }
 }
