@@ -15,7 +15,9 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Demo(_) | Command::Bench(_) | Command::BenchMapping(_) => {
             adoport_shared::telemetry::TOOL_FILTER
         }
-        _ => adoport_shared::telemetry::ROLE_FILTER,
+        // The Python integration's OCEAN__LOG_LEVEL sets the roles' level (RUST_LOG wins).
+        _ => adoport_shared::config::role_filter_from_env()
+            .unwrap_or(adoport_shared::telemetry::ROLE_FILTER),
     };
     adoport_shared::telemetry::init(cli.log_json, filter);
     match run(cli).await {

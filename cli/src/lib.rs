@@ -26,3 +26,4 @@ pub mod port_triggers;
 pub mod replay;
 pub mod roles;
 pub mod sim;
+pub mod starting;

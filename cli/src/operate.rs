@@ -37,6 +37,8 @@ async fn broker(settings: &Settings, tool: &str) -> anyhow::Result<Bus> {
 /// `adoport replay`.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env().context("bad setting")?;
+    // The mapping sees what the running transform sees (`env`), so the dry run compares alike.
+    adoport_transform::expose_environment(settings.jq_environment.variables());
     let bus = broker(&settings, "replay").await?;
     let (start, since) = match (&args.since, args.offset) {
         (Some(text), _) => parse_since(text)?,

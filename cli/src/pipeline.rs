@@ -19,7 +19,7 @@ use adoport_ingest::{IngestRun, IngestStats, ResyncDone};
 use adoport_publish::reconcile::Tracking;
 use adoport_publish::{PublishStats, ResyncSummary};
 use adoport_shared::bus::Bus;
-use adoport_shared::config::{EventListenerType, Settings};
+use adoport_shared::config::Settings;
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::ResyncId;
 use adoport_shared::port_app_config::PortAppConfig;
@@ -199,10 +199,7 @@ impl Pipeline {
         let Some(leadership) = self.leadership.clone() else {
             return Ok(());
         };
-        if !matches!(
-            listener.kind,
-            EventListenerType::Polling | EventListenerType::Kafka
-        ) {
+        if !listener.kind.polls_port() {
             return Ok(());
         }
         let port = crate::port_reader::PortReader::new(

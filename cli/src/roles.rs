@@ -11,6 +11,7 @@ use crate::cli::{CheckConfigArgs, RoleArg};
 use crate::health::{HealthState, Stages};
 use crate::mapping_source;
 use crate::pipeline::{Pipeline, Roles};
+use crate::starting::StartingServer;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{EventListenerType, Settings};
 
@@ -69,11 +70,41 @@ impl From<RoleArg> for Role {
 /// Reads the settings and checks everything `role` needs, naming what is missing.
 pub fn validated_settings(role: Role) -> anyhow::Result<Settings> {
     let settings = Settings::from_env().context("bad setting")?;
-    for unused in &settings.unused {
-        tracing::warn!(setting = %unused, "setting is not used by adoport; ignored");
-    }
+    warn_about_settings(&settings);
     check_settings(role, &settings)?;
     Ok(settings)
+}
+
+/// What the operator should know about settings that are read differently from the Python
+/// integration: the `OCEAN__…` variables adoport does not use (one line naming them all: Port's
+/// chart renders several for Ocean's own machinery), KAFKA read as POLLING, and the identifier
+/// defaulted.
+fn warn_about_settings(settings: &Settings) {
+    if !settings.unused.is_empty() {
+        tracing::warn!(
+            settings = %settings.unused.join(", "),
+            "settings of the Python integration that adoport does not use; ignored"
+        );
+    }
+    let listener = &settings.ocean.event_listener;
+    if listener.kind == EventListenerType::Kafka {
+        tracing::warn!(
+            interval_secs = listener.interval,
+            "event listener KAFKA: adoport does not read Port's Kafka topic; it polls Port's resync requests instead (as POLLING, every OCEAN__EVENT_LISTENER__INTERVAL seconds)"
+        );
+    }
+    if settings
+        .ocean
+        .integration
+        .identifier
+        .as_deref()
+        .is_none_or(|i| i.trim().is_empty())
+    {
+        tracing::info!(
+            identifier = %settings.integration_identifier(),
+            "OCEAN__INTEGRATION__IDENTIFIER is not set: using the Python integration's default"
+        );
+    }
 }
 
 /// What `role` needs beyond the settings every role shares.
@@ -127,9 +158,25 @@ pub async fn run(
     if settings.pipeline.broker.url.is_none() {
         tracing::info!("ADOPORT__BROKER__URL not set: running every role on the in-process bus");
     }
+    if roles.transform {
+        adoport_transform::expose_environment(settings.jq_environment.variables());
+    }
     let bus = Bus::start(settings, shutdown.clone()).context("ADOPORT__BROKER__URL")?;
     let once = role == Role::All && settings.ocean.event_listener.kind == EventListenerType::Once;
     let health = start_health(role, settings, &bus, once, shutdown.clone()).await?;
+    // Ingest's port answers probes from the first second (Port's chart probes it), while Port's
+    // resources are created and the mapping is read below.
+    let (starting, listener) = if roles.ingest {
+        let address = &settings.pipeline.ingest.listen;
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("ADOPORT__INGEST__LISTEN: cannot listen on {address}"))?;
+        let (starting, listener) = StartingServer::start(listener, &settings.ocean.route_prefix())
+            .with_context(|| format!("ADOPORT__INGEST__LISTEN: cannot serve on {address}"))?;
+        (Some(starting), Some(listener))
+    } else {
+        (None, None)
+    };
     // First start: publish owns Port, so it creates the default blueprints and the integration
     // (with the default mapping) before the mapping is read from Port below. Ingest and
     // transform processes started alone wait for a publish process to have done it once
@@ -166,16 +213,9 @@ pub async fn run(
     } else {
         None
     };
-    let listener = if roles.ingest {
-        let address = &settings.pipeline.ingest.listen;
-        Some(
-            TcpListener::bind(address)
-                .await
-                .with_context(|| format!("ADOPORT__INGEST__LISTEN: cannot listen on {address}"))?,
-        )
-    } else {
-        None
-    };
+    if let Some(starting) = starting {
+        starting.stop().await;
+    }
     let mut pipeline = Pipeline::start(
         settings,
         roles,

@@ -116,11 +116,7 @@ pub async fn run(
 
     let listener = &settings.ocean.event_listener;
     let mode = listener.kind;
-    let resync_at_start = match mode {
-        EventListenerType::WebhooksOnly => false,
-        EventListenerType::Once => true,
-        EventListenerType::Polling | EventListenerType::Kafka => listener.resync_on_start,
-    };
+    let resync_at_start = mode.resyncs_at_start(listener.resync_on_start);
     // Everything but ONCE elects one leader among the replicas for the work that must run
     // once: the schedule, the start-up resync, the subscriptions (and the caller's Port
     // poller). ONCE runs one resync in one process and needs none of it.
@@ -128,7 +124,8 @@ pub async fn run(
         retry: Duration::from_secs(ingest.leader_retry_secs.max(1)),
         started_at: chrono::Utc::now(),
         resync_at_start,
-        schedule: settings.scheduled_resync_every(),
+        // ACTIONS_ONLY resyncs never (Ocean's `should_resync` is false for it).
+        schedule: settings.scheduled_resync_every().filter(|_| mode.resyncs()),
         subscriptions: subscriptions::SubscriptionPlan::from_settings(&settings.ocean).map(
             |plan| leader::SubscriptionWork {
                 clients: organizations.clients().to_vec(),
@@ -167,9 +164,14 @@ pub async fn run(
         actions,
         plan: plan::KindPlans::following(run.mapping.clone()),
     });
-    let app = webhook::router(state, webhook::WebhookLimits::from_settings(ingest));
+    let prefix = settings.ocean.route_prefix();
+    let app = webhook::prefixed_router(
+        state,
+        webhook::WebhookLimits::from_settings(ingest),
+        &prefix,
+    );
     let address = run.listener.local_addr().map_err(IngestError::Server)?;
-    tracing::info!(%address, path = webhook::WEBHOOK_PATH, "webhook receiver listening");
+    tracing::info!(%address, path = %format!("{prefix}{}", webhook::WEBHOOK_PATH), "webhook receiver listening");
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(run.listener, app)

@@ -39,7 +39,7 @@ use crate::ado::{
 };
 use crate::plan::KindPlan;
 use crate::webhook::WEBHOOK_PATH;
-use adoport_shared::config::{EventListenerType, OceanSettings, Secret};
+use adoport_shared::config::{OceanSettings, Secret};
 use adoport_shared::mapping_versions::MappingVersions;
 
 /// One event type the manager subscribes: a row of the event table.
@@ -72,7 +72,7 @@ const CONCURRENT_REQUESTS: usize = 5;
 /// What the manager sets up: where events go, how they authenticate, the scope and the events.
 #[derive(Debug, Clone)]
 pub struct SubscriptionPlan {
-    /// `{base}/integration/webhook`.
+    /// `{base}{OCEAN__PATH_PREFIX}/integration/webhook`.
     pub target_url: String,
     /// `(webhookAuthUsername, webhookSecret)` when a secret is set.
     pub basic_auth: Option<(String, Secret)>,
@@ -87,7 +87,7 @@ impl SubscriptionPlan {
     /// The plan the settings ask for, every event type: `None` in ONCE mode or when neither
     /// `OCEAN__BASE_URL` nor `appHost` is set (then there is no URL Azure DevOps could reach).
     pub fn from_settings(ocean: &OceanSettings) -> Option<Self> {
-        if ocean.event_listener.kind == EventListenerType::Once {
+        if !ocean.event_listener.kind.subscribes() {
             return None;
         }
         let config = &ocean.integration.config;
@@ -103,7 +103,11 @@ impl SubscriptionPlan {
             .filter(|s| !s.expose().is_empty())
             .map(|secret| (config.webhook_auth_username.clone(), secret));
         Some(Self {
-            target_url: format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/')),
+            target_url: format!(
+                "{}{}{WEBHOOK_PATH}",
+                base.trim_end_matches('/'),
+                ocean.route_prefix()
+            ),
             basic_auth,
             per_project: config.is_projects_limited,
             events: hook_events(),
@@ -400,6 +404,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use adoport_shared::config::EventListenerType;
 
     #[test]
     fn the_plan_needs_a_base_url_and_a_live_mode() {
@@ -417,8 +422,20 @@ mod tests {
         assert_eq!(body["consumerInputs"]["basicAuthUsername"], "port");
         assert_eq!(body["consumerInputs"]["basicAuthPassword"], "s3");
         assert_eq!(body["publisherInputs"]["projectId"], "p1");
-        ocean.event_listener.kind = EventListenerType::Once;
-        assert!(SubscriptionPlan::from_settings(&ocean).is_none());
+        // Ocean's OCEAN__PATH_PREFIX mounts the webhook under it.
+        ocean.path_prefix = Some("ado/".into());
+        let plan = SubscriptionPlan::from_settings(&ocean).expect("base URL");
+        assert_eq!(
+            plan.target_url,
+            "https://base.example/ado/integration/webhook"
+        );
+        for kind in [EventListenerType::Once, EventListenerType::ActionsOnly] {
+            ocean.event_listener.kind = kind;
+            assert!(
+                SubscriptionPlan::from_settings(&ocean).is_none(),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

@@ -244,9 +244,22 @@ async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Re
     }
 }
 
+/// Ocean's probe paths, which Port's `port-ocean` chart checks on this port.
+pub const LIVE_PATH: &str = "/health/live";
+pub const READY_PATH: &str = "/health/ready";
+
 /// The router of ingest's HTTP interface: the webhook and the manual resync trigger behind the
-/// [`gate`], and probes.
+/// [`gate`], and probes — ours (`/healthz`, `/readyz`) and Ocean's (`/health/live`,
+/// `/health/ready`, where Port's `port-ocean` chart looks).
 pub fn router(state: Arc<WebhookState>, limits: WebhookLimits) -> Router {
+    prefixed_router(state, limits, "")
+}
+
+/// [`router`] with `OCEAN__PATH_PREFIX` (`""` or `/name`, see
+/// [`adoport_shared::config::OceanSettings::route_prefix`]): as in Ocean, the webhook and
+/// Ocean's probes are served under it; the probes also stay at the root, where the chart's
+/// probes look whatever the prefix.
+pub fn prefixed_router(state: Arc<WebhookState>, limits: WebhookLimits, prefix: &str) -> Router {
     let limits = WebhookLimits {
         max_in_flight: limits.max_in_flight.max(1),
         ..limits
@@ -256,16 +269,23 @@ pub fn router(state: Arc<WebhookState>, limits: WebhookLimits) -> Router {
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
         limits,
     });
+    let webhook_path = format!("{prefix}{WEBHOOK_PATH}");
     let gated = Router::new()
-        .route(WEBHOOK_PATH, post(receive))
+        .route(&webhook_path, post(receive))
         .route(RESYNC_PATH, post(request_resync))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(gate_state, gate));
-    Router::new()
+    let mut probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .merge(gated)
-        .with_state(state)
+        .route(LIVE_PATH, get(ocean_live))
+        .route(READY_PATH, get(ocean_ready));
+    if !prefix.is_empty() {
+        probes = probes
+            .route(&format!("{prefix}{LIVE_PATH}"), get(ocean_live))
+            .route(&format!("{prefix}{READY_PATH}"), get(ocean_ready));
+    }
+    probes.merge(gated).with_state(state)
 }
 
 async fn ready(State(state): State<Arc<WebhookState>>) -> StatusCode {
@@ -273,6 +293,25 @@ async fn ready(State(state): State<Arc<WebhookState>>) -> StatusCode {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// Ocean's liveness answer: the process serves.
+async fn ocean_live() -> Response {
+    axum::Json(json!({"status": "healthy", "check": "live"})).into_response()
+}
+
+/// Ocean's readiness answer: webhooks can be taken (the broker, or the in-process bus, takes
+/// messages); 503 naming the broker otherwise.
+async fn ocean_ready(State(state): State<Arc<WebhookState>>) -> Response {
+    if state.bus.is_connected() {
+        axum::Json(json!({"status": "healthy", "check": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unavailable", "check": "ready", "reason": "the broker is not connected"})),
+        )
+            .into_response()
     }
 }
 

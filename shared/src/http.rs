@@ -90,7 +90,12 @@ mod tests {
 
     #[test]
     fn nothing_set_means_no_proxy_and_no_extra_roots() {
-        let network = NetworkSettings::from_vars(&vars(&[("PATH", "/bin")])).expect("settings");
+        // No local CA directory either (the machine's own is read by `from_vars`).
+        let no_local_cas =
+            std::env::temp_dir().join(format!("adoport-no-cas-{}", std::process::id()));
+        let network =
+            NetworkSettings::from_vars_and_ca_dir(&vars(&[("PATH", "/bin")]), &no_local_cas)
+                .expect("settings");
         assert!(network.http_proxy.is_none() && network.https_proxy.is_none());
         assert!(network.all_proxy.is_none() && network.no_proxy.is_none());
         assert!(network.extra_ca.is_empty());

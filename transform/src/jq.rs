@@ -1,8 +1,8 @@
 //! jq programs, compiled once with jaq and run many times on `serde_json` values.
 //!
 //! This module owns everything that touches jaq: the prelude (jaq's core, std and json
-//! definitions), the jq dialect Ocean accepts (single-quoted string literals; no access to the
-//! process environment), and the conversion between `serde_json::Value` and jaq's `Val`
+//! definitions), the jq dialect Ocean accepts (single-quoted string literals; `env` and `$ENV`
+//! are what [`expose_environment`] exposed, else `{}`), and the conversion between `serde_json::Value` and jaq's `Val`
 //! (integral numbers come back as JSON integers, as jq prints them). Nothing here is async, and no
 //! jaq value leaves this module except inside a [`JqInput`] that lives for one item.
 //!
@@ -16,8 +16,9 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jaq_core::load::parse::Def;
 use jaq_core::load::{Arena, File, Loader};
@@ -49,10 +50,31 @@ pub enum JqError {
 }
 
 /// The definitions every program can use, parsed once and shared by the programs compiled with
-/// it (parsing jaq's standard library is most of the cost of a compile).
+/// it (parsing jaq's standard library is most of the cost of a compile), and what `env` and
+/// `$ENV` hold in them.
 #[derive(Clone)]
 pub struct Prelude {
     defs: Arc<Vec<Def<&'static str>>>,
+    environment: Val,
+}
+
+/// The environment the process exposed to mappings, once, at start-up.
+static ENVIRONMENT: OnceLock<Val> = OnceLock::new();
+
+/// Makes `vars` what `env` and `$ENV` hold in every mapping this process compiles from now on
+/// (the role's start-up calls it with `Settings::jq_environment`, which leaves secrets out and
+/// is empty when `OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS` is false). Only the first call
+/// counts: the environment of a process does not change.
+pub fn expose_environment(vars: &BTreeMap<String, String>) {
+    let _ = ENVIRONMENT.set(environment_val(vars));
+}
+
+fn environment_val(vars: &BTreeMap<String, String>) -> Val {
+    json_to_val(&Value::Object(
+        vars.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    ))
 }
 
 /// Our definitions, loaded after jaq's: the hidden environment (`env` is `{}`) and the builtins
@@ -60,7 +82,22 @@ pub struct Prelude {
 const PRELUDE: &str = include_str!("prelude.jq");
 
 impl Prelude {
+    /// The prelude with the environment the process exposed ([`expose_environment`]; `{}`
+    /// when it exposed none).
     pub fn new() -> Self {
+        let environment = ENVIRONMENT
+            .get()
+            .cloned()
+            .unwrap_or_else(|| environment_val(&BTreeMap::new()));
+        Self::parsed(environment)
+    }
+
+    /// The prelude with `vars` as `env` and `$ENV`, whatever the process exposed (tests, tools).
+    pub fn with_environment(vars: &BTreeMap<String, String>) -> Self {
+        Self::parsed(environment_val(vars))
+    }
+
+    fn parsed(environment: Val) -> Self {
         // A parse error here is a bug in `prelude.jq`, caught by the tests below.
         let ours = jaq_core::load::parse(PRELUDE, |p| p.defs()).unwrap_or_default();
         let mut defs: Vec<_> = jaq_core::defs()
@@ -71,6 +108,7 @@ impl Prelude {
         defs.iter_mut().for_each(guard::guard_def);
         Self {
             defs: Arc::new(defs),
+            environment,
         }
     }
 }
@@ -100,6 +138,8 @@ pub struct JqProgram {
     source: String,
     filter: Arc<Filter>,
     fast: Option<Arc<fast::Fast>>,
+    /// `$ENV` (and `env`), from the prelude it was compiled with.
+    environment: Val,
 }
 
 impl std::fmt::Debug for JqProgram {
@@ -202,6 +242,7 @@ impl JqProgram {
             source: expr.to_owned(),
             filter: Arc::new(filter),
             fast: fast::Fast::compile(&code).map(Arc::new),
+            environment: prelude.environment.clone(),
         })
     }
 
@@ -257,7 +298,7 @@ impl JqProgram {
             lut: &self.filter.lut,
             meter: &meter,
         };
-        let ctx = Ctx::<Bounded>::new(&env, Vars::new([Val::obj(jaq_json::Map::default())]));
+        let ctx = Ctx::<Bounded>::new(&env, Vars::new([self.environment.clone()]));
         let first = self.filter.id.run((ctx, input.val().clone())).next();
         // A stop is final even if the program caught an error and went on.
         if let Some(why) = meter.stopped() {
@@ -707,6 +748,27 @@ mod tests {
         assert_eq!(run("env", json!(null)), Some(json!({})));
         assert_eq!(run("$ENV", json!(null)), Some(json!({})));
         assert_eq!(run("$ENV.PATH", json!(null)), Some(Value::Null));
+    }
+
+    #[test]
+    fn an_exposed_environment_is_env_and_dollar_env() {
+        let vars = BTreeMap::from([("CLUSTER".to_string(), "prod-eu".to_string())]);
+        let prelude = Prelude::with_environment(&vars);
+        for (expr, expected) in [
+            ("env.CLUSTER", json!("prod-eu")),
+            ("$ENV.CLUSTER", json!("prod-eu")),
+            ("env", json!({"CLUSTER": "prod-eu"})),
+            (r#".name + "@" + env.CLUSTER"#, json!("repo@prod-eu")),
+            ("env.MISSING", Value::Null),
+        ] {
+            let program = JqProgram::compile_with(&prelude, expr).expect("compiles");
+            let out = program.first(&json!({"name": "repo"})).expect("runs");
+            assert_eq!(out, Some(expected), "{expr}");
+        }
+        // Another prelude (no environment) is unaffected.
+        let hidden = JqProgram::compile_with(&Prelude::with_environment(&BTreeMap::new()), "env")
+            .expect("compiles");
+        assert_eq!(hidden.first(&json!(null)).expect("runs"), Some(json!({})));
     }
 
     #[test]

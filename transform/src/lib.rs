@@ -27,5 +27,5 @@ pub mod mapping;
 pub mod worker;
 
 pub use error::MappingError;
-pub use jq::{JqError, JqLimits, JqProgram};
+pub use jq::{JqError, JqLimits, JqProgram, expose_environment};
 pub use mapping::{CompiledMapping, ItemProblem, KindOutcome, MappedChange};

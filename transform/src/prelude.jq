@@ -4,9 +4,10 @@
 # Loaded after jaq's own definitions: a definition here replaces jaq's of the same name
 # (the jaq version is kept under a `_jaq_` name where ours needs it).
 
-# The process environment must not reach a mapping (it holds our secrets): like Ocean (unless
-# `allow_environment_variables_jq_access`), `env` and `$ENV` are empty objects.
-def env: {};
+# `env` is `$ENV`: the process environment without its secrets when
+# OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS is true (Ocean's default), else an empty object
+# (see `Prelude` in jq.rs and adoport_shared::config::JqEnvironment).
+def env: $ENV;
 
 def _jaq_ltrimstr($s): ltrimstr($s);
 def _jaq_rtrimstr($s): rtrimstr($s);

@@ -13,6 +13,8 @@ mod accounts;
 mod broker;
 mod env;
 mod flex;
+mod jq_environment;
+mod log_level;
 mod network;
 mod secret;
 
@@ -27,6 +29,8 @@ pub use accounts::{
     ServicePrincipal,
 };
 pub use broker::{BrokerEndpoint, BrokerTimeouts};
+pub use jq_environment::{JqEnvironment, looks_secret};
+pub use log_level::{LOG_LEVEL_VARIABLE, LogLevel, role_filter_from, role_filter_from_env};
 pub use network::{CA_FILE_VARIABLES, CaBundle, NetworkSettings, ProxySetting};
 pub use secret::Secret;
 
@@ -41,7 +45,8 @@ pub enum ConfigError {
     Missing { setting: String, hint: String },
 }
 
-/// How the integration learns about changes (Ocean's `event_listener.type`).
+/// How the integration learns about changes (Ocean's `event_listener.type`: every type Ocean
+/// knows is accepted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EventListenerType {
@@ -52,8 +57,58 @@ pub enum EventListenerType {
     WebhooksOnly,
     /// One resync, then exit when the pipeline has drained.
     Once,
-    /// Ocean's Kafka listener (Port SaaS); read as POLLING here.
+    /// Ocean's Kafka listener: Port's resync requests on Port's Kafka topic. adoport has no
+    /// Kafka client; it polls Port's resync requests instead, as POLLING, and says so at WARN.
     Kafka,
+    /// Ocean's HTTP listener: Port asks for a resync with `POST {appHost}/resync` (served on
+    /// the webhook port); resync at start (`resync_on_start`), the schedule and live events as
+    /// POLLING, without polling Port.
+    Webhook,
+    /// Ocean's actions-only listener: Port's self-service actions (the actions processor,
+    /// `OCEAN__ACTIONS_PROCESSOR__ENABLED`) and nothing else: no resync of any kind and no
+    /// service-hook subscriptions.
+    ActionsOnly,
+}
+
+impl EventListenerType {
+    /// The name Ocean gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Polling => "POLLING",
+            Self::WebhooksOnly => "WEBHOOKS_ONLY",
+            Self::Once => "ONCE",
+            Self::Kafka => "KAFKA",
+            Self::Webhook => "WEBHOOK",
+            Self::ActionsOnly => "ACTIONS_ONLY",
+        }
+    }
+
+    /// Whether the integration resyncs at all (Ocean's `should_resync`): at start, on the
+    /// schedule, on request. Not ACTIONS_ONLY.
+    pub fn resyncs(self) -> bool {
+        self != Self::ActionsOnly
+    }
+
+    /// Whether ingest asks for a resync when the installation starts; `resync_on_start` is
+    /// the listener's setting (POLLING, KAFKA, WEBHOOK).
+    pub fn resyncs_at_start(self, resync_on_start: bool) -> bool {
+        match self {
+            Self::Once => true,
+            Self::WebhooksOnly | Self::ActionsOnly => false,
+            Self::Polling | Self::Kafka | Self::Webhook => resync_on_start,
+        }
+    }
+
+    /// Whether Port's resync requests are polled (POLLING, and KAFKA in its stead).
+    pub fn polls_port(self) -> bool {
+        matches!(self, Self::Polling | Self::Kafka)
+    }
+
+    /// Whether Azure DevOps is asked to send live events (service-hook subscriptions): not
+    /// for one ONCE run, not for ACTIONS_ONLY (Ocean's `should_process_webhooks` is false).
+    pub fn subscribes(self) -> bool {
+        !matches!(self, Self::Once | Self::ActionsOnly)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,8 +146,10 @@ fn event_listener_type<'de, D: serde::Deserializer<'de>>(
         "WEBHOOKS_ONLY" => Ok(EventListenerType::WebhooksOnly),
         "ONCE" => Ok(EventListenerType::Once),
         "KAFKA" => Ok(EventListenerType::Kafka),
+        "WEBHOOK" => Ok(EventListenerType::Webhook),
+        "ACTIONS_ONLY" => Ok(EventListenerType::ActionsOnly),
         _ => Err(serde::de::Error::custom(format!(
-            "unknown event listener type \"{text}\"; expected ONCE, POLLING, WEBHOOKS_ONLY or KAFKA"
+            "unknown event listener type \"{text}\"; expected ONCE, POLLING, WEBHOOKS_ONLY, WEBHOOK, KAFKA or ACTIONS_ONLY"
         ))),
     }
 }
@@ -273,6 +330,17 @@ pub struct OceanSettings {
     /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
     #[serde(default)]
     pub actions_processor: ActionsProcessor,
+    /// Whether `env`/`$ENV` in a mapping's jq hold the process environment (its secrets left
+    /// out, see [`JqEnvironment`]) or nothing.
+    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    pub allow_environment_variables_jq_access: bool,
+    /// Ocean's log level; the roles' default log filter ([`log_level`]).
+    #[serde(default)]
+    pub log_level: Option<LogLevel>,
+    /// Mounts the integration's routes under a prefix, as Ocean does: the webhook at
+    /// `{prefix}/integration/webhook`, and subscriptions point there.
+    #[serde(default, deserialize_with = "flex::opt_string")]
+    pub path_prefix: Option<String>,
 }
 
 /// Ocean's actions processor settings (`OCEAN__ACTIONS_PROCESSOR__ENABLED`, …), same names and
@@ -317,6 +385,20 @@ fn default_client_timeout() -> u64 {
     60
 }
 
+impl OceanSettings {
+    /// `OCEAN__PATH_PREFIX` as a route prefix: `""`, or `/prefix` without a trailing slash.
+    pub fn route_prefix(&self) -> String {
+        match self
+            .path_prefix
+            .as_deref()
+            .map(|p| p.trim().trim_matches('/'))
+        {
+            Some(p) if !p.is_empty() => format!("/{p}"),
+            _ => String::new(),
+        }
+    }
+}
+
 impl Default for OceanSettings {
     fn default() -> Self {
         Self {
@@ -329,6 +411,9 @@ impl Default for OceanSettings {
             base_url: None,
             client_timeout: default_client_timeout(),
             actions_processor: ActionsProcessor::default(),
+            allow_environment_variables_jq_access: true,
+            log_level: None,
+            path_prefix: None,
         }
     }
 }
@@ -805,6 +890,8 @@ pub struct Settings {
     pub unused: Vec<String>,
     /// `AZURE_AUTHORITY_HOST`: the Microsoft Entra ID endpoint of a service principal.
     pub azure_authority_host: Option<String>,
+    /// What `env` holds in a mapping (`OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS`).
+    pub jq_environment: JqEnvironment,
 }
 
 /// Turns a serde path (`integration.config.organizationUrl`) into the variable that sets it.
@@ -880,12 +967,15 @@ impl Settings {
             .iter()
             .find(|(k, v)| k == AUTHORITY_HOST_VARIABLE && !v.trim().is_empty())
             .map(|(_, v)| v.clone());
+        let jq_environment =
+            JqEnvironment::from_vars(ocean.allow_environment_variables_jq_access, &vars);
         let settings = Settings {
             ocean,
             pipeline,
             network,
             unused,
             azure_authority_host,
+            jq_environment,
         };
         settings.validate()?;
         Ok(settings)
@@ -1092,6 +1182,19 @@ impl Settings {
             .collect()
     }
 
+    /// `OCEAN__INTEGRATION__IDENTIFIER`, or Ocean's default when it is unset or empty:
+    /// `my-{type}-integration`, `my-azure-devops-integration` for this integration.
+    pub fn integration_identifier(&self) -> String {
+        let integration = &self.ocean.integration;
+        match integration.identifier.as_deref().map(str::trim) {
+            Some(identifier) if !identifier.is_empty() => identifier.to_string(),
+            _ => format!(
+                "my-{}-integration",
+                integration.integration_type.trim().to_ascii_lowercase()
+            ),
+        }
+    }
+
     /// Port credentials and the integration's identity; required by every role that talks to Port.
     pub fn port_access(&self) -> Result<PortAccess, ConfigError> {
         let port = &self.ocean.port;
@@ -1117,15 +1220,7 @@ impl Settings {
                 ),
             });
         }
-        let identifier = self
-            .ocean
-            .integration
-            .identifier
-            .clone()
-            .ok_or_else(|| ConfigError::Missing {
-                setting: "OCEAN__INTEGRATION__IDENTIFIER".into(),
-                hint: "a name for this installation, e.g. my-azure-devops; Port keeps its mapping and ownership under it".into(),
-            })?;
+        let identifier = self.integration_identifier();
         Ok(PortAccess {
             base_url: port.base_url.trim_end_matches('/').to_string(),
             client_id,
@@ -1400,6 +1495,92 @@ mod tests {
         .expect("valid");
         assert_eq!(off.pipeline.ingest.live_reserved_requests, 0);
         assert_eq!(off.pipeline.ingest.live_reserved_budget_percent, 0);
+    }
+
+    #[test]
+    fn the_identifier_defaults_as_in_the_python_integration() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.integration_identifier(), "my-azure-devops-integration");
+        let s = settings(&[("OCEAN__INTEGRATION__IDENTIFIER", " ")]).expect("valid");
+        assert_eq!(s.integration_identifier(), "my-azure-devops-integration");
+        let s = settings(&[("OCEAN__INTEGRATION__IDENTIFIER", "mine")]).expect("valid");
+        assert_eq!(s.integration_identifier(), "mine");
+        let s = settings(&[
+            ("OCEAN__PORT__CLIENT_ID", "id"),
+            ("OCEAN__PORT__CLIENT_SECRET", "secret"),
+        ])
+        .expect("valid");
+        let port = s.port_access().expect("no identifier needed");
+        assert_eq!(port.integration_identifier, "my-azure-devops-integration");
+    }
+
+    #[test]
+    fn every_listener_type_of_ocean_is_accepted_with_its_meaning() {
+        use EventListenerType as T;
+        let cases = [
+            ("POLLING", T::Polling, true, true, true, true),
+            ("KAFKA", T::Kafka, true, true, true, true),
+            ("WEBHOOK", T::Webhook, true, true, false, true),
+            ("WEBHOOKS_ONLY", T::WebhooksOnly, true, false, false, true),
+            ("ONCE", T::Once, true, true, false, false),
+            ("ACTIONS_ONLY", T::ActionsOnly, false, false, false, false),
+        ];
+        for (name, kind, resyncs, at_start, polls, subscribes) in cases {
+            let json = format!(r#"{{"type":"{name}"}}"#);
+            for vars in [
+                vec![("OCEAN__EVENT_LISTENER", json.as_str())],
+                vec![("OCEAN__EVENT_LISTENER__TYPE", name)],
+            ] {
+                let s = settings(&vars).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(s.ocean.event_listener.kind, kind, "{name}");
+            }
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.resyncs(), resyncs, "{name} resyncs");
+            assert_eq!(kind.resyncs_at_start(true), at_start, "{name} at start");
+            assert_eq!(kind.polls_port(), polls, "{name} polls Port");
+            assert_eq!(kind.subscribes(), subscribes, "{name} subscribes");
+        }
+        assert!(!T::Polling.resyncs_at_start(false));
+        // Port's chart renders KAFKA with its brokers: the brokers are reported as unused.
+        let s = settings(&[(
+            "OCEAN__EVENT_LISTENER",
+            r#"{"brokers":"b-1:9196,b-2:9196","type":"KAFKA"}"#,
+        )])
+        .expect("valid");
+        assert_eq!(s.ocean.event_listener.kind, T::Kafka);
+        assert_eq!(s.unused, ["OCEAN__EVENT_LISTENER__BROKERS"]);
+    }
+
+    #[test]
+    fn mappings_see_the_environment_without_secrets_unless_access_is_off() {
+        let vars = [
+            ("CLUSTER_NAME", "prod-eu"),
+            ("OCEAN__PORT__CLIENT_SECRET", "csecret"),
+            ("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN", "pat"),
+        ];
+        let s = settings(&vars).expect("valid");
+        assert!(s.ocean.allow_environment_variables_jq_access);
+        let names: Vec<&String> = s.jq_environment.variables().keys().collect();
+        assert_eq!(names, ["CLUSTER_NAME"]);
+        let mut off = vars.to_vec();
+        off.push(("OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS", "false"));
+        let s = settings(&off).expect("valid");
+        assert!(s.jq_environment.variables().is_empty());
+    }
+
+    #[test]
+    fn log_level_and_path_prefix_are_read() {
+        let s = settings(&[
+            ("OCEAN__LOG_LEVEL", "DEBUG"),
+            ("OCEAN__PATH_PREFIX", "/ado/"),
+        ])
+        .expect("valid");
+        assert_eq!(s.ocean.log_level, Some(LogLevel::Debug));
+        assert_eq!(s.ocean.route_prefix(), "/ado");
+        assert!(s.unused.is_empty(), "{:?}", s.unused);
+        assert_eq!(settings(&[]).expect("valid").ocean.route_prefix(), "");
+        let error = settings(&[("OCEAN__LOG_LEVEL", "LOUD")]).expect_err("not a level");
+        assert!(error.to_string().starts_with("OCEAN__LOG_LEVEL"), "{error}");
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //!   curl and hyper-util read them); a value without a scheme means `http://`.
 //! - `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`: PEM files whose certificates are trusted in addition
 //!   to the system's roots. Both may be set; each is loaded.
+//! - Every `*.crt` and `*.pem` file in `/usr/local/share/ca-certificates/` ([`LOCAL_CA_DIR`]):
+//!   where Debian's `update-ca-certificates` takes local CAs from, and where Port's `port-ocean`
+//!   chart mounts its `selfSignedCertificate`. The Python image copies them into its bundle
+//!   at start; adoport (non-root, read-only file system) reads them instead.
 //!
 //! A proxy URL that does not parse or a CA file that cannot be read or holds no certificate
 //! stops start-up naming the variable. [`crate::http`] turns these settings into clients.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::ConfigError;
@@ -25,6 +29,10 @@ const PROXY_VARIABLES: [(&str, &str); 3] = [
 
 /// The variables naming extra CA files, in the order they are loaded.
 pub const CA_FILE_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"];
+
+/// Where local CA certificates are dropped (Debian's `update-ca-certificates` source; Port's
+/// chart mounts `selfSignedCertificate` there as `cert.crt`).
+pub const LOCAL_CA_DIR: &str = "/usr/local/share/ca-certificates";
 
 /// Where Linux distributions keep the system's CA bundle. On Linux the platform verifier reads
 /// `SSL_CERT_FILE` *instead of* the system store; the first of these that exists is added too,
@@ -147,9 +155,37 @@ fn ca_bundle(variable: &str, path: PathBuf) -> Result<CaBundle, ConfigError> {
     })
 }
 
+/// The certificate files directly in `dir` (`*.crt`, `*.pem`), sorted; none when it does not
+/// exist.
+fn ca_files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.is_file()
+                && path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("crt") || e.eq_ignore_ascii_case("pem"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 impl NetworkSettings {
-    /// Reads the variables above from `vars` (the process environment, or a test's list).
+    /// Reads the variables above from `vars` (the process environment, or a test's list), and
+    /// the certificates in [`LOCAL_CA_DIR`].
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        Self::from_vars_and_ca_dir(vars, Path::new(LOCAL_CA_DIR))
+    }
+
+    /// [`NetworkSettings::from_vars`] with another local CA directory (tests).
+    pub fn from_vars_and_ca_dir(
+        vars: &[(String, String)],
+        local_ca_dir: &Path,
+    ) -> Result<Self, ConfigError> {
         let [http, https, all] = PROXY_VARIABLES;
         let mut settings = NetworkSettings {
             http_proxy: proxy(vars, http)?,
@@ -167,6 +203,12 @@ impl NetworkSettings {
                 continue;
             }
             settings.extra_ca.push(ca_bundle(variable, path)?);
+        }
+        for path in ca_files_in(local_ca_dir) {
+            if !settings.extra_ca.iter().any(|b| b.path == path) {
+                let variable = local_ca_dir.display().to_string();
+                settings.extra_ca.push(ca_bundle(&variable, path)?);
+            }
         }
         let replaces_system_store = settings
             .extra_ca
@@ -192,5 +234,63 @@ impl NetworkSettings {
     /// Every extra trusted certificate.
     pub fn extra_certificates(&self) -> impl Iterator<Item = &reqwest::Certificate> {
         self.extra_ca.iter().flat_map(|b| b.certificates.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own under the system's temporary directory.
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "adoport-ca-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        dir
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "port-ocean selfSignedCertificate",
+        );
+        params.self_signed(&key).expect("ca").pem()
+    }
+
+    #[test]
+    fn certificates_in_the_local_ca_directory_are_trusted() {
+        // As Port's chart mounts `selfSignedCertificate`: one `cert.crt` in the directory.
+        let dir = scratch_dir("mounted");
+        std::fs::write(dir.join("cert.crt"), ca_pem()).expect("write cert.crt");
+        std::fs::write(dir.join("README"), "not a certificate").expect("write README");
+        let settings = NetworkSettings::from_vars_and_ca_dir(&[], &dir).expect("valid");
+        let files: Vec<&Path> = settings.extra_ca.iter().map(|b| b.path.as_path()).collect();
+        assert_eq!(files, [dir.join("cert.crt").as_path()]);
+        assert_eq!(settings.extra_certificates().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_broken_file_in_the_local_ca_directory_stops_start_up_naming_it() {
+        let dir = scratch_dir("broken");
+        std::fs::write(dir.join("cert.crt"), "no certificate here").expect("write cert.crt");
+        let error = NetworkSettings::from_vars_and_ca_dir(&[], &dir)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("cert.crt"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_local_ca_directory_adds_nothing() {
+        let dir = std::env::temp_dir().join(format!("adoport-ca-none-{}", uuid::Uuid::new_v4()));
+        let settings = NetworkSettings::from_vars_and_ca_dir(&[], &dir).expect("valid");
+        assert!(settings.extra_ca.is_empty());
     }
 }
