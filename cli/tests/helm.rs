@@ -166,12 +166,8 @@ fn documented_install(world: &SimulatedWorld) -> Vec<String> {
     .collect()
 }
 
-/// Variables the rendered environment sets that Port's chart renders too and that the binary
-/// does not honour yet (each named in a start-up warning).
-const NOT_YET_HONOURED: [&str; 1] = ["OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS"];
-
-/// `adoport check-config ROLE` with `environment`: it must accept it, and ignore none of it
-/// (but [`NOT_YET_HONOURED`]): every variable the chart renders means something to the binary.
+/// `adoport check-config ROLE` with `environment`: it must accept it, and ignore none of it:
+/// every variable the chart renders means something to the binary.
 fn check_config(role: &str, environment: &BTreeMap<String, String>) {
     let output = Command::new(env!("CARGO_BIN_EXE_adoport"))
         .args(["check-config", role])
@@ -202,7 +198,6 @@ fn check_config(role: &str, environment: &BTreeMap<String, String>) {
                 .flat_map(|list| list.split(',').map(|name| name.trim().to_string()))
                 .collect::<Vec<_>>()
         })
-        .filter(|setting| !NOT_YET_HONOURED.contains(&setting.as_str()))
         .collect();
     assert!(
         ignored.is_empty(),
@@ -245,9 +240,6 @@ async fn the_documented_install_runs_and_passes_its_probes() {
         [
             format!("health.port={health}"),
             format!("service.port={webhooks}"),
-            // Readiness is Port's path, /health/ready, on the webhook port; until the binary
-            // serves it there, its twin on that port: /readyz (the broker takes messages).
-            "readinessProbe.path=/readyz".to_string(),
         ]
         .into_iter()
         .flat_map(|set| ["--set".to_string(), set]),
