@@ -49,6 +49,7 @@ mod organizations;
 mod pipeline_runs;
 pub mod pipelines;
 mod recycle;
+mod request;
 mod routes;
 pub mod runs;
 pub mod security;

@@ -15,8 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Duration;
@@ -24,13 +23,10 @@ use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::{AdoError, json_headers};
-use super::routes::{parse_count, urls};
+use super::request::AdoRequest;
+use super::routes::parse_count;
 use super::seed::{Organization, Project, Urls, ado_time, encode_segment, epoch};
 use super::work::project;
-use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
 
 /// Pipelines seeded per project.
 pub const PIPELINES_PER_PROJECT: u64 = 2;
@@ -220,104 +216,71 @@ impl Organization {
     }
 }
 
-async fn list_pipelines(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let values = (1..=PIPELINES_PER_PROJECT)
-        .map(|id| org.pipeline_json(&urls, project, id))
+        .map(|id| org.pipeline_json(&request.urls, project, id))
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_builds(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
         .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
-        .map(|(p, n)| org.build_json(&urls, project, p, n))
+        .map(|(p, n)| org.build_json(&request.urls, project, p, n))
         .collect();
     values.reverse();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_environments(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let values = (1..=ENVIRONMENTS_PER_PROJECT)
-        .map(|id| org.environment_json(&urls, project, id))
+        .map(|id| org.environment_json(&request.urls, project, id))
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_definitions(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    paged(vec![org.definition_json(&urls, project)], &query)
+async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    paged(
+        vec![org.definition_json(&request.urls, project)],
+        &request.query,
+    )
 }
 
-async fn list_deployments(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let release = parse_count(&query, "releaseId")?;
-    let environment = parse_count(&query, "definitionEnvironmentId")?;
+async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let release = parse_count(&request.query, "releaseId")?;
+    let environment = parse_count(&request.query, "definitionEnvironmentId")?;
     let values = (1..=org.releases_per_project)
         .rev()
         .filter(|n| release.is_none_or(|r| r as u64 == *n))
         .filter(|n| environment.is_none_or(|e| e as u64 == 1 + n % 2))
-        .map(|n| org.deployment_json(&urls, project, n))
+        .map(|n| org.deployment_json(&request.urls, project, n))
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_refs(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let id = params.get("repository").cloned().unwrap_or_default();
+async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let id = request.param("repository");
     let repository = org
         .repository(Some(project), &id)
         .ok_or(AdoError::RepositoryNotFound { repository: id })?;
-    let filter = query.get("filter").map(|f| format!("refs/{f}"));
+    let filter = request.query.get("filter").map(|f| format!("refs/{f}"));
     // The branches of the repository's Git content (`main` and the pull requests' sources).
     let refs = org.git.refs(&repository.id);
     let repo_url = format!(
         "{}/{}/_apis/git/repositories/{}",
-        urls.organization_url, project.id, repository.id
+        request.urls.organization_url, project.id, repository.id
     );
     let values = refs
         .iter()
@@ -326,10 +289,10 @@ async fn list_refs(
             json!({
                 "name": name,
                 "objectId": object_id,
-                "creator": org.identity(&urls, 0),
+                "creator": org.identity(&request.urls, 0),
                 "url": format!("{repo_url}/refs?filter={}", encode_segment(name.trim_start_matches("refs/"))),
             })
         })
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }
