@@ -31,28 +31,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
+use support::{amqp_url, close_connection_of, free_port, within};
+
 /// Seconds between scheduled resyncs in these tests.
 const SCHEDULE_SECS: u64 = 4;
 /// Timestamps of two log lines of one machine: scheduling jitter allowed below an interval.
 const JITTER: chrono::Duration = chrono::Duration::milliseconds(300);
-
-fn amqp_url() -> String {
-    std::env::var("ADOPORT_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-async fn within<T>(secs: u64, what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {secs}s waiting for {what}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// One `adoport ingest` child: its JSON log lines as they come, and its health port.
 struct Replica {
@@ -494,37 +480,6 @@ async fn two_replicas_share_one_leader_and_a_killed_leader_is_replaced_within_se
     setup.clean_up(replicas).await;
 }
 
-/// Closes a child's broker connection, found by the name the bus gives it.
-fn close_connection_of(prefix: &str, pid: u32) {
-    let name = format!("\"adoport-{prefix}{pid}\"");
-    let listed = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "-q",
-            "--no-table-headers",
-            "pid",
-            "client_properties",
-        ])
-        .output()
-        .expect("rabbitmqctl runs (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
-    let text = String::from_utf8_lossy(&listed.stdout);
-    let connection = text
-        .lines()
-        .find(|line| line.contains(&name))
-        .and_then(|line| line.split('\t').next())
-        .map(|pid| pid.trim().to_string())
-        .unwrap_or_else(|| panic!("no connection named {name} in {text}"));
-    let closed = std::process::Command::new("rabbitmqctl")
-        .args([
-            "close_connection",
-            &connection,
-            "test: the leader loses its connection",
-        ])
-        .status()
-        .expect("rabbitmqctl runs");
-    assert!(closed.success());
-}
-
 #[tokio::test]
 async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again() {
     let setup = setup("leader-lost").await;
@@ -538,7 +493,11 @@ async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again()
         .await;
 
     // Timed from the broker's close (rabbitmqctl itself takes seconds to start).
-    close_connection_of(&setup.prefix, replicas[leader].pid());
+    close_connection_of(
+        &setup.prefix,
+        replicas[leader].pid(),
+        "test: the leader loses its connection",
+    );
     let cut = Instant::now();
     replicas[leader]
         .until(30, "the leader to step down", |r| {

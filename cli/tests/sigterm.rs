@@ -13,12 +13,11 @@ use adoport_sim::ScriptedAnswer;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
+mod support;
 
-fn amqp_url() -> String {
-    std::env::var("ADOPORT_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
+use support::amqp_url;
+
+const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
 
 fn spawn(role: &str, environment: &[(String, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_adoport"))
