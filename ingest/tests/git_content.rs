@@ -6,7 +6,7 @@ use std::sync::Arc;
 use adoport_ingest::webhook::{self, WebhookState};
 use adoport_ingest::{CrawlLimits, KindPlan, Organizations};
 use adoport_shared::messages::{RawAction, RawEvent};
-use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, SimCommit};
+use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, PushResult, SimCommit};
 use serde_json::{Value, json};
 
 mod support;
@@ -287,6 +287,18 @@ async fn wiki_pages_are_paged_and_read_with_their_content() {
 }
 
 /// Posts a push's webhook and returns the raw events it produced (`expected` of them).
+/// Pushes one commit, `message` with `changes`, to `branch` of `repository`.
+fn push_commit(
+    sim: &AdoSim,
+    repository: &str,
+    branch: &str,
+    message: &str,
+    changes: Vec<FileChange>,
+) -> PushResult {
+    sim.push(repository, branch, vec![SimCommit::new(message, changes)])
+        .expect("pushed")
+}
+
 async fn deliver(h: &CrawlHarness, url: &str, webhook: &Value, expected: usize) -> Vec<RawEvent> {
     let response = reqwest::Client::new()
         .post(url)
@@ -407,17 +419,13 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
     assert_eq!(gone[0]["path"], "/src/b/docs");
 
     // A push to another branch: only the branch moves (files and folders track main).
-    let feature = h
-        .sim
-        .push(
-            &repository,
-            "feature/change-0",
-            vec![SimCommit::new(
-                "wip",
-                vec![FileChange::put("docs/wip.md", "# WIP\n")],
-            )],
-        )
-        .expect("pushed");
+    let feature = push_commit(
+        &h.sim,
+        &repository,
+        "feature/change-0",
+        "wip",
+        vec![FileChange::put("docs/wip.md", "# WIP\n")],
+    );
     let events = deliver(&h, &url, &feature.webhook, 2).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["repository", "branch"]);
@@ -440,20 +448,16 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
 
     // A push to a project wiki: changed pages upserted with their content, removed ones deleted.
     let (wiki_id, _, _) = h.sim.wikis().into_iter().next().expect("a wiki");
-    let wiki_push = h
-        .sim
-        .push(
-            &wiki_id,
-            "wikiMaster",
-            vec![SimCommit::new(
-                "edit wiki",
-                vec![
-                    FileChange::put("Runbooks/Rollback.md", "# Rollback\n"),
-                    FileChange::delete("Architecture/Decisions.md"),
-                ],
-            )],
-        )
-        .expect("pushed");
+    let wiki_push = push_commit(
+        &h.sim,
+        &wiki_id,
+        "wikiMaster",
+        "edit wiki",
+        vec![
+            FileChange::put("Runbooks/Rollback.md", "# Rollback\n"),
+            FileChange::delete("Architecture/Decisions.md"),
+        ],
+    );
     // The repository event (the wiki repository is not a listed repository) + wiki events.
     let events = deliver(&h, &url, &wiki_push.webhook, 3).await;
     let pages = items_of(&events, "wiki", RawAction::Upsert);
@@ -473,17 +477,13 @@ async fn a_push_publishes_nothing_more_for_kinds_the_mapping_does_not_ask_for() 
     let h = harness(CrawlLimits::default()).await;
     let url = h.webhook(vec![plan_with("repository", &[json!({})])]).await;
     let repository = repository_id(&h.sim, "repo-0-0");
-    let pushed = h
-        .sim
-        .push(
-            &repository,
-            "main",
-            vec![SimCommit::new(
-                "docs",
-                vec![FileChange::put("docs/a.md", "# A\n")],
-            )],
-        )
-        .expect("pushed");
+    let pushed = push_commit(
+        &h.sim,
+        &repository,
+        "main",
+        "docs",
+        vec![FileChange::put("docs/a.md", "# A\n")],
+    );
     let events = deliver(&h, &url, &pushed.webhook, 1).await;
     assert_eq!(events[0].kind, "repository");
     assert!(
@@ -507,17 +507,13 @@ async fn a_push_to_a_repository_deleted_since_deletes_the_repository_and_reads_n
         ])
         .await;
     let repository = repository_id(&h.sim, "repo-0-2");
-    let pushed = h
-        .sim
-        .push(
-            &repository,
-            "main",
-            vec![SimCommit::new(
-                "docs",
-                vec![FileChange::put("docs/a.md", "# A\n")],
-            )],
-        )
-        .expect("pushed");
+    let pushed = push_commit(
+        &h.sim,
+        &repository,
+        "main",
+        "docs",
+        vec![FileChange::put("docs/a.md", "# A\n")],
+    );
     assert!(h.sim.remove_repository(&repository));
     let events = deliver(&h, &url, &pushed.webhook, 1).await;
     assert_eq!(events[0].kind, "repository");
