@@ -26,7 +26,7 @@ use super::error::{AdoError, json_headers};
 use super::request::AdoRequest;
 use super::routes::parse_count;
 use super::seed::{Organization, Project, Urls, ado_time, encode_segment, epoch};
-use super::work::project;
+use super::work::{project, project_repository};
 
 /// Pipelines seeded per project.
 pub const PIPELINES_PER_PROJECT: u64 = 2;
@@ -270,11 +270,7 @@ async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
 
 async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let id = request.param("repository");
-    let repository = org
-        .repository(Some(project), &id)
-        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    let (project, repository) = project_repository(&org, &request.params)?;
     let filter = request.query.get("filter").map(|f| format!("refs/{f}"));
     // The branches of the repository's Git content (`main` and the pull requests' sources).
     let refs = org.git.refs(&repository.id);

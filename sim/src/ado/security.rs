@@ -30,7 +30,7 @@ use super::request::AdoRequest;
 use super::routes::ok_json;
 use super::runs::{ado_error, token_page};
 use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
-use super::work::project;
+use super::work::project_repository;
 
 /// Alerts seeded per repository with Advanced Security on: a dependency (high, active), a
 /// secret (critical, active) and a code alert (medium, fixed).
@@ -205,11 +205,7 @@ async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
         return Ok(refused);
     }
     let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let id = request.param("repository");
-    let repository = org
-        .repository(Some(project), &id)
-        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    let (project, repository) = project_repository(&org, &request.params)?;
     if !org.advanced_security_enabled(repository) {
         return Ok(not_enabled(repository));
     }
@@ -242,11 +238,7 @@ async fn list_alerts(request: AdoRequest) -> Result<Response, AdoError> {
         return Ok(refused);
     }
     let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let id = request.param("repository");
-    let repository = org
-        .repository(Some(project), &id)
-        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    let (project, repository) = project_repository(&org, &request.params)?;
     if !org.advanced_security_enabled(repository) {
         return Ok(not_enabled(repository));
     }

@@ -90,6 +90,19 @@ pub(super) fn project<'a>(
         .ok_or(AdoError::ProjectNotFound { project: id })
 }
 
+/// The project and the repository (id or name) a project-scoped repository route names.
+pub(super) fn project_repository<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<(&'a Project, &'a Repository), AdoError> {
+    let project = project(org, params)?;
+    let id = params.get("repository").cloned().unwrap_or_default();
+    let repository = org
+        .repository(Some(project), &id)
+        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    Ok((project, repository))
+}
+
 fn not_found(message: String) -> Response {
     let body = json!({"$id": "1", "innerException": null, "message": message,
         "typeName": "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException, Microsoft.TeamFoundation.WorkItemTracking.Server",
