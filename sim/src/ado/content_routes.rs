@@ -28,13 +28,13 @@ use serde_json::{Map, Value, json};
 
 use super::AdoState;
 use super::content::{
-    Commit, RepositoryContent, Tree, WIKI_BRANCH, Wiki, folder_object_id, folders, is_within,
-    page_file, page_path,
+    Commit, RepositoryContent, Tree, WIKI_BRANCH, Wiki, commit_person, folder_object_id, folders,
+    is_within, page_file, page_path,
 };
 use super::error::{AdoError, json_headers};
 use super::request::AdoRequest;
 use super::routes::{list, ok_json, parse_count};
-use super::seed::{Organization, Urls, ado_time, encode_segment};
+use super::seed::{Organization, Urls, encode_segment};
 
 /// Default `$top` of commit diffs.
 const DIFF_PAGE: usize = 100;
@@ -419,12 +419,7 @@ async fn items_batch(request: AdoRequest, body: Bytes) -> Response {
 }
 
 fn commit_json(org: &Organization, urls: &Urls, target: &Target, commit: &Commit) -> Value {
-    let author = org.users.get(commit.author);
-    let person = json!({
-        "name": author.map(|u| u.display_name.clone()),
-        "email": author.map(|u| u.unique_name.clone()),
-        "date": ado_time(commit.time),
-    });
+    let person = commit_person(org, commit);
     json!({
         "commitId": commit.id,
         "treeId": folder_object_id(&commit.tree, "/"),

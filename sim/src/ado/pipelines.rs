@@ -15,16 +15,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::{AdoError, json_headers};
+use super::error::AdoError;
 use super::request::AdoRequest;
 use super::routes::parse_count;
+use super::runs::token_page;
 use super::seed::{Organization, Project, Urls, ado_time, encode_segment, epoch};
 use super::work::{project, project_repository};
 
@@ -59,20 +59,7 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
 
 /// One `$top`/continuation-token page of `values`.
 fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response, AdoError> {
-    let top = parse_count(query, "$top")?.unwrap_or(50).clamp(1, 1000);
-    let start = parse_count(query, "continuationToken")?.unwrap_or(0);
-    let total = values.len();
-    let page: Vec<Value> = values.into_iter().skip(start).take(top).collect();
-    let body = json!({"count": page.len(), "value": page});
-    let mut response = (StatusCode::OK, json_headers(), body.to_string()).into_response();
-    if start + top < total
-        && let Ok(token) = HeaderValue::from_str(&(start + top).to_string())
-    {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+    token_page(values, query, "$top")
 }
 
 impl Organization {

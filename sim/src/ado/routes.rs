@@ -173,14 +173,7 @@ async fn admitted(state: &AdoState, matched: bool, request: Request, next: Next)
         }
         .into_response();
     }
-    let organization = request
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let organization = organization_segment(&request);
     if !organization.eq_ignore_ascii_case(&state.config.organization) {
         return AdoError::OrganizationNotFound { organization }.into_response();
     }
@@ -192,6 +185,18 @@ async fn admitted(state: &AdoState, matched: bool, request: Request, next: Next)
         return refused.into_response();
     }
     next.run(request).await
+}
+
+/// The organization a request names: the first segment of its path, as sent.
+pub(super) fn organization_segment(request: &Request) -> String {
+    request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The URLs to render answers with: the host the caller used.

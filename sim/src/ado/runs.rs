@@ -27,13 +27,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::{AdoError, json_headers};
+use super::error::{AdoError, ado_json};
 use super::pipelines::{BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT};
 use super::request::AdoRequest;
 use super::routes::{ok_json, parse_count};
@@ -89,16 +89,7 @@ pub(crate) fn ado_error(status: StatusCode, message: &str, type_name: &str) -> R
         .next()
         .and_then(|full| full.rsplit('.').next())
         .unwrap_or(type_name);
-    let body = json!({
-        "$id": "1",
-        "innerException": null,
-        "message": message,
-        "typeName": type_name,
-        "typeKey": type_key,
-        "errorCode": 0,
-        "eventId": 3000,
-    });
-    (status, json_headers(), body.to_string()).into_response()
+    ado_json(status, message, type_name, type_key, 3000)
 }
 
 fn build_not_found(id: &str) -> Response {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Duration;
 use serde_json::{Value, json};
@@ -200,15 +200,30 @@ fn not_enabled(repository: &Repository) -> Response {
     )
 }
 
-async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
+/// The project and repository an alerts route names, or the answer refusing the request: an
+/// `api-version` without `-preview` (400), an unknown project or repository (404), or a
+/// repository Advanced Security is not on for (400), checked in that order.
+fn alerts_repository<'a>(
+    request: &AdoRequest,
+    org: &'a Organization,
+) -> Result<(&'a Project, &'a Repository), Box<Response>> {
     if let Some(refused) = preview_refused(&request.query) {
-        return Ok(refused);
+        return Err(Box::new(refused));
     }
-    let org = request.organization();
-    let (project, repository) = project_repository(&org, &request.params)?;
+    let (project, repository) =
+        project_repository(org, &request.params).map_err(|e| Box::new(e.into_response()))?;
     if !org.advanced_security_enabled(repository) {
-        return Ok(not_enabled(repository));
+        return Err(Box::new(not_enabled(repository)));
     }
+    Ok((project, repository))
+}
+
+async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let (project, repository) = match alerts_repository(&request, &org) {
+        Ok(found) => found,
+        Err(refused) => return Ok(*refused),
+    };
     let alert_id = request.params.get("alertId").map_or("", String::as_str);
     match alert_id
         .parse::<u64>()
@@ -234,14 +249,11 @@ async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
 }
 
 async fn list_alerts(request: AdoRequest) -> Result<Response, AdoError> {
-    if let Some(refused) = preview_refused(&request.query) {
-        return Ok(refused);
-    }
     let org = request.organization();
-    let (project, repository) = project_repository(&org, &request.params)?;
-    if !org.advanced_security_enabled(repository) {
-        return Ok(not_enabled(repository));
-    }
+    let (project, repository) = match alerts_repository(&request, &org) {
+        Ok(found) => found,
+        Err(refused) => return Ok(*refused),
+    };
     let states = criteria(&request.query, "criteria.states");
     let severities = criteria(&request.query, "criteria.severities");
     let alert_type = criteria(&request.query, "criteria.alertType");
