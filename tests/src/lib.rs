@@ -75,17 +75,19 @@ pub async fn publish_process(settings: &Settings) -> (Pipeline, Bus) {
         transform: false,
         publish: true,
     };
-    roles_process(settings, roles, None).await
+    roles_process(settings, roles, None, &CancellationToken::new()).await
 }
 
 /// `roles` on their own broker connection (a "process" a test can kill or replace), with the
-/// test mapping; `listener` serves the webhook and health endpoints when given.
+/// test mapping, until `shutdown`; `listener` serves the webhook and health endpoints when
+/// given.
 pub async fn roles_process(
     settings: &Settings,
     roles: Roles,
     listener: Option<TcpListener>,
+    shutdown: &CancellationToken,
 ) -> (Pipeline, Bus) {
-    let bus = Bus::for_settings(settings, CancellationToken::new())
+    let bus = Bus::for_settings(settings, shutdown.clone())
         .await
         .expect("RabbitMQ reachable");
     let mapping = PortAppConfig::from_json_value(test_mapping()).expect("mapping");
@@ -95,7 +97,7 @@ pub async fn roles_process(
         bus.clone(),
         Some(mapping),
         listener,
-        CancellationToken::new(),
+        shutdown.clone(),
     )
     .await
     .unwrap_or_else(|e| panic!("{roles:?} start: {e:?}"));

@@ -21,6 +21,7 @@ use adoport_tests::{
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 const REPOSITORY: &str = "azureDevopsRepository";
 /// Our ownership: the Python integration's datasource for integration `azure-devops`.
@@ -73,7 +74,7 @@ async fn upstream(settings: &Settings) -> (Pipeline, Bus) {
         publish: false,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    roles_process(settings, roles, Some(listener)).await
+    roles_process(settings, roles, Some(listener), &CancellationToken::new()).await
 }
 
 /// Two publish replicas, the first one running the active coordinator; returns once they
