@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use adoport::sim::{SimulatedWorld, default_mapping};
 use adoport_shared::bus::Bus;
-use adoport_shared::config::Settings;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use chrono::{DateTime, Utc};
@@ -29,11 +28,12 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{amqp_url, close_connection_of, free_port, within};
+use support::{
+    broker_environment, close_connection_of, free_port, test_bus, unique_prefix, within,
+};
 
 /// Seconds between scheduled resyncs in these tests.
 const SCHEDULE_SECS: u64 = 4;
@@ -145,26 +145,19 @@ async fn setup(test: &str) -> Setup {
     .await
     .expect("Port simulator");
     let world = SimulatedWorld { ado, port };
-    let prefix = format!(
-        "t-{test}-{}-{}.",
-        std::process::id(),
-        Utc::now().timestamp_micros()
+    let prefix = unique_prefix(test);
+    let (environment, settings) = broker_environment(
+        &world,
+        &prefix,
+        &[
+            // Subscriptions point here (nothing listens: the simulator only records them).
+            ("OCEAN__BASE_URL", "http://127.0.0.1:9"),
+            ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
+            ("ADOPORT__INGEST__LEADER_RETRY_SECS", "1"),
+            ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
+        ],
     );
-    let url = amqp_url();
-    let mut environment = world.environment(Some((&url, &prefix)));
-    for (key, value) in [
-        // Subscriptions point here (nothing listens: the simulator only records them).
-        ("OCEAN__BASE_URL", "http://127.0.0.1:9"),
-        ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
-        ("ADOPORT__INGEST__LEADER_RETRY_SECS", "1"),
-        ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
-    ] {
-        environment.push((key.into(), value.into()));
-    }
-    let settings = Settings::from_vars(environment.clone()).expect("settings");
-    let bus = Bus::for_settings(&settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    let bus = test_bus(&settings).await;
     Setup {
         world,
         environment,

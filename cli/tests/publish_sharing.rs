@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use adoport::sim::{SimulatedWorld, default_mapping};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
-use adoport_shared::config::Settings;
 use adoport_shared::messages::{EntityChange, encode};
 use adoport_shared::topology::{DeadLetterQueue, Topology};
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
@@ -32,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{amqp_url, free_port, until, within};
+use support::{broker_environment, free_port, test_bus, unique_prefix, until, within};
 
 /// How often a figure without notification (consumers, Port's entities) is polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -318,30 +317,22 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
     .await
     .expect("Port simulator");
     let world = SimulatedWorld { ado, port };
-    let prefix = format!(
-        "t-share-{}-{}.",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
+    let prefix = unique_prefix("share");
+    let partitions = PARTITIONS.to_string();
+    let (environment, settings) = broker_environment(
+        &world,
+        &prefix,
+        &[
+            ("ADOPORT__BROKER__PARTITIONS", partitions.as_str()),
+            // The test's blueprint needs no definition, and the replicas start together.
+            ("OCEAN__INITIALIZE_PORT_RESOURCES", "false"),
+            // Few request slots: under load a replica's batches wait for one, as on a busy Port.
+            ("ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS", "3"),
+            ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
+        ],
     );
-    let url = amqp_url();
-    let mut environment = world.environment(Some((&url, &prefix)));
-    environment.push(("ADOPORT__BROKER__PARTITIONS".into(), PARTITIONS.to_string()));
-    // The test's blueprint needs no definition, and the replicas start together.
-    environment.push(("OCEAN__INITIALIZE_PORT_RESOURCES".into(), "false".into()));
-    // Few request slots: under load a replica's batches wait for one, as on a busy Port.
-    environment.push((
-        "ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS".into(),
-        "3".into(),
-    ));
-    environment.push((
-        "OCEAN__EVENT_LISTENER__RESYNC_ON_START".into(),
-        "false".into(),
-    ));
-    let settings = Settings::from_vars(environment.clone()).expect("settings");
     let topology = settings.topology();
-    let bus = Bus::for_settings(&settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    let bus = test_bus(&settings).await;
     // A replica whose broker is slow to answer can take seconds to render its metrics.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

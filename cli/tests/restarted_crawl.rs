@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{amqp_url, close_connection_of, until, within};
+use support::{broker_environment, close_connection_of, test_bus, unique_prefix, until, within};
 
 /// How often a broker-side figure without notification (queue depths) is polled.
 const POLL: Duration = Duration::from_millis(25);
@@ -64,26 +64,19 @@ async fn setup(test: &str) -> Setup {
     .await
     .expect("Port simulator");
     let world = SimulatedWorld { ado, port };
-    let prefix = format!(
-        "t-{test}-{}-{}.",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
+    let prefix = unique_prefix(test);
+    let (environment, settings) = broker_environment(
+        &world,
+        &prefix,
+        &[
+            ("ADOPORT__HEALTH__LISTEN", "off"),
+            // One item per raw event: many events, so a crawl can stop between them.
+            ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
+            // The test asks for every resync itself.
+            ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
+        ],
     );
-    let url = amqp_url();
-    let mut environment = world.environment(Some((&url, &prefix)));
-    for (key, value) in [
-        ("ADOPORT__HEALTH__LISTEN", "off"),
-        // One item per raw event: many events, so a crawl can stop between them.
-        ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
-        // The test asks for every resync itself.
-        ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
-    ] {
-        environment.push((key.into(), value.into()));
-    }
-    let settings = Settings::from_vars(environment.clone()).expect("settings");
-    let bus = Bus::for_settings(&settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    let bus = test_bus(&settings).await;
     Setup {
         world,
         environment,

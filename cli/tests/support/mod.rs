@@ -1,5 +1,6 @@
-//! What the tests that run `adoport` processes share: the broker URL, waiting with a deadline,
-//! free ports for health servers and closing a child's broker connection.
+//! What the tests that run `adoport` processes share: the broker URL, a test's queue prefix,
+//! environment and broker connection, waiting with a deadline, free ports for health servers
+//! and closing a child's broker connection.
 
 // Each test file uses the part it needs.
 #![allow(dead_code)]
@@ -7,10 +8,45 @@
 use std::future::Future;
 use std::time::Duration;
 
+use adoport::sim::SimulatedWorld;
+use adoport_shared::bus::Bus;
+use adoport_shared::config::Settings;
+use tokio_util::sync::CancellationToken;
+
 /// The broker the tests use (`ADOPORT_TEST_AMQP_URL`, else the local RabbitMQ).
 pub fn amqp_url() -> String {
     std::env::var("ADOPORT_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A queue prefix no other test or run uses: `t-{test}-{process id}-{microseconds}.`.
+pub fn unique_prefix(test: &str) -> String {
+    format!(
+        "t-{test}-{}-{}.",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    )
+}
+
+/// The environment of `world` on the test broker under queue prefix `prefix`, with `extra`
+/// on top, and the settings it makes.
+pub fn broker_environment(
+    world: &SimulatedWorld,
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> (Vec<(String, String)>, Settings) {
+    let url = amqp_url();
+    let mut environment = world.environment(Some((&url, prefix)));
+    environment.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let settings = Settings::from_vars(environment.clone()).expect("settings");
+    (environment, settings)
+}
+
+/// A connection of the test itself to the broker `settings` name.
+pub async fn test_bus(settings: &Settings) -> Bus {
+    Bus::for_settings(settings, CancellationToken::new())
+        .await
+        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)")
 }
 
 /// `future`, failing the test when it takes longer than `secs` (naming `what` it waited for).
