@@ -18,13 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BenchArgs;
-use crate::demo::{basic_auth, repo_renamed_event};
-use crate::pipeline::{Pipeline, Roles};
+use crate::demo::{basic_auth, repo_renamed_event, start_all_roles};
 use crate::sim::{PATIENCE, SimulatedWorld, WEBHOOK_SECRET, default_mapping};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
@@ -175,21 +173,7 @@ async fn measure(args: &BenchArgs, label: &'static str, reserve: bool) -> anyhow
     let mapping = PortAppConfig::from_json_value(mapping_json)?;
     let shutdown = CancellationToken::new();
     let bus = Bus::for_settings(&settings, shutdown.clone()).await?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let mut pipeline = Pipeline::start(
-        &settings,
-        Roles::ALL,
-        bus.clone(),
-        Some(mapping),
-        Some(listener),
-        shutdown.clone(),
-    )
-    .await?;
-    let webhook = format!(
-        "http://{}{}",
-        pipeline.webhook_address.context("ingest listens")?,
-        adoport_ingest::webhook::WEBHOOK_PATH
-    );
+    let (mut pipeline, webhook) = start_all_roles(&settings, &bus, mapping, &shutdown).await?;
     let mut sender = WebhookSender::new(Arc::clone(&world), webhook, args.webhooks_per_second)?;
 
     let quiet = sender

@@ -16,6 +16,7 @@ use crate::cli::{BusChoice, DemoArgs};
 use crate::pipeline::{Pipeline, Roles};
 use crate::sim::{PATIENCE, SimulatedWorld, WEBHOOK_SECRET, default_mapping};
 use adoport_shared::bus::Bus;
+use adoport_shared::config::Settings;
 use adoport_shared::port_app_config::PortAppConfig;
 
 /// A `git.repo.renamed` service-hook envelope, shaped as Azure DevOps sends it.
@@ -50,6 +51,32 @@ pub fn basic_auth(secret: &str) -> String {
     )
 }
 
+/// Every role in this process on `bus`, with the webhook receiver on a free local port;
+/// the pipeline and the receiver's webhook URL.
+pub(crate) async fn start_all_roles(
+    settings: &Settings,
+    bus: &Bus,
+    mapping: PortAppConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Pipeline, String)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let pipeline = Pipeline::start(
+        settings,
+        Roles::ALL,
+        bus.clone(),
+        Some(mapping),
+        Some(listener),
+        shutdown.clone(),
+    )
+    .await?;
+    let webhook = format!(
+        "http://{}{}",
+        pipeline.webhook_address.context("ingest listens")?,
+        adoport_ingest::webhook::WEBHOOK_PATH
+    );
+    Ok((pipeline, webhook))
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mapping_json = default_mapping(Some(&["project", "repository"]))?;
     let mapping = PortAppConfig::from_json_value(mapping_json.clone())?;
@@ -77,22 +104,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  Port (simulated):         {}", world.port.base_url());
 
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
     let started = Instant::now();
-    let mut pipeline = Pipeline::start(
-        &settings,
-        Roles::ALL,
-        bus.clone(),
-        Some(mapping),
-        Some(listener),
-        shutdown.clone(),
-    )
-    .await?;
-    let webhook = format!(
-        "http://{}{}",
-        pipeline.webhook_address.context("ingest listens")?,
-        adoport_ingest::webhook::WEBHOOK_PATH
-    );
+    let (mut pipeline, webhook) = start_all_roles(&settings, &bus, mapping, &shutdown).await?;
 
     let done = tokio::time::timeout(PATIENCE, pipeline.next_resync())
         .await

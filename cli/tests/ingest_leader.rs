@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use adoport::sim::{SimulatedWorld, default_mapping};
 use adoport_shared::bus::Bus;
-use adoport_shared::config::Settings;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use chrono::{DateTime, Utc};
@@ -29,30 +28,17 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::{
+    broker_environment, close_connection_of, free_port, test_bus, unique_prefix, within,
+};
 
 /// Seconds between scheduled resyncs in these tests.
 const SCHEDULE_SECS: u64 = 4;
 /// Timestamps of two log lines of one machine: scheduling jitter allowed below an interval.
 const JITTER: chrono::Duration = chrono::Duration::milliseconds(300);
-
-fn amqp_url() -> String {
-    std::env::var("ADOPORT_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-async fn within<T>(secs: u64, what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {secs}s waiting for {what}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// One `adoport ingest` child: its JSON log lines as they come, and its health port.
 struct Replica {
@@ -159,26 +145,19 @@ async fn setup(test: &str) -> Setup {
     .await
     .expect("Port simulator");
     let world = SimulatedWorld { ado, port };
-    let prefix = format!(
-        "t-{test}-{}-{}.",
-        std::process::id(),
-        Utc::now().timestamp_micros()
+    let prefix = unique_prefix(test);
+    let (environment, settings) = broker_environment(
+        &world,
+        &prefix,
+        &[
+            // Subscriptions point here (nothing listens: the simulator only records them).
+            ("OCEAN__BASE_URL", "http://127.0.0.1:9"),
+            ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
+            ("ADOPORT__INGEST__LEADER_RETRY_SECS", "1"),
+            ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
+        ],
     );
-    let url = amqp_url();
-    let mut environment = world.environment(Some((&url, &prefix)));
-    for (key, value) in [
-        // Subscriptions point here (nothing listens: the simulator only records them).
-        ("OCEAN__BASE_URL", "http://127.0.0.1:9"),
-        ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
-        ("ADOPORT__INGEST__LEADER_RETRY_SECS", "1"),
-        ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
-    ] {
-        environment.push((key.into(), value.into()));
-    }
-    let settings = Settings::from_vars(environment.clone()).expect("settings");
-    let bus = Bus::for_settings(&settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    let bus = test_bus(&settings).await;
     Setup {
         world,
         environment,
@@ -494,37 +473,6 @@ async fn two_replicas_share_one_leader_and_a_killed_leader_is_replaced_within_se
     setup.clean_up(replicas).await;
 }
 
-/// Closes a child's broker connection, found by the name the bus gives it.
-fn close_connection_of(prefix: &str, pid: u32) {
-    let name = format!("\"adoport-{prefix}{pid}\"");
-    let listed = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "-q",
-            "--no-table-headers",
-            "pid",
-            "client_properties",
-        ])
-        .output()
-        .expect("rabbitmqctl runs (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
-    let text = String::from_utf8_lossy(&listed.stdout);
-    let connection = text
-        .lines()
-        .find(|line| line.contains(&name))
-        .and_then(|line| line.split('\t').next())
-        .map(|pid| pid.trim().to_string())
-        .unwrap_or_else(|| panic!("no connection named {name} in {text}"));
-    let closed = std::process::Command::new("rabbitmqctl")
-        .args([
-            "close_connection",
-            &connection,
-            "test: the leader loses its connection",
-        ])
-        .status()
-        .expect("rabbitmqctl runs");
-    assert!(closed.success());
-}
-
 #[tokio::test]
 async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again() {
     let setup = setup("leader-lost").await;
@@ -538,7 +486,11 @@ async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again()
         .await;
 
     // Timed from the broker's close (rabbitmqctl itself takes seconds to start).
-    close_connection_of(&setup.prefix, replicas[leader].pid());
+    close_connection_of(
+        &setup.prefix,
+        replicas[leader].pid(),
+        "test: the leader loses its connection",
+    );
     let cut = Instant::now();
     replicas[leader]
         .until(30, "the leader to step down", |r| {

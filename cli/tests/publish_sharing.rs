@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use adoport::sim::{SimulatedWorld, default_mapping};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
-use adoport_shared::config::Settings;
 use adoport_shared::messages::{EntityChange, encode};
 use adoport_shared::topology::{DeadLetterQueue, Topology};
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
@@ -30,40 +29,16 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
+use support::{broker_environment, free_port, test_bus, unique_prefix, until, within};
+
+/// How often a figure without notification (consumers, Port's entities) is polled.
+const POLL: Duration = Duration::from_millis(100);
 const PARTITIONS: u16 = 12;
 /// Entities fed, spread over the partitions by their hash.
 const ENTITIES: usize = 240;
 const BLUEPRINT: &str = "sharingTest";
-
-fn amqp_url() -> String {
-    std::env::var("ADOPORT_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-async fn within<T>(secs: u64, what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {secs}s waiting for {what}"))
-}
-
-/// Polls a figure that has no notification (another process's metrics, the broker's
-/// consumers) until `done` holds.
-async fn until<F: Future<Output = bool>>(secs: u64, what: &str, mut done: impl FnMut() -> F) {
-    within(secs, what, async {
-        while !done().await {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-}
-
-/// A free TCP port on 127.0.0.1 for a child's health server.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// One `adoport publish` child.
 struct Replica {
@@ -342,30 +317,22 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
     .await
     .expect("Port simulator");
     let world = SimulatedWorld { ado, port };
-    let prefix = format!(
-        "t-share-{}-{}.",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
+    let prefix = unique_prefix("share");
+    let partitions = PARTITIONS.to_string();
+    let (environment, settings) = broker_environment(
+        &world,
+        &prefix,
+        &[
+            ("ADOPORT__BROKER__PARTITIONS", partitions.as_str()),
+            // The test's blueprint needs no definition, and the replicas start together.
+            ("OCEAN__INITIALIZE_PORT_RESOURCES", "false"),
+            // Few request slots: under load a replica's batches wait for one, as on a busy Port.
+            ("ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS", "3"),
+            ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
+        ],
     );
-    let url = amqp_url();
-    let mut environment = world.environment(Some((&url, &prefix)));
-    environment.push(("ADOPORT__BROKER__PARTITIONS".into(), PARTITIONS.to_string()));
-    // The test's blueprint needs no definition, and the replicas start together.
-    environment.push(("OCEAN__INITIALIZE_PORT_RESOURCES".into(), "false".into()));
-    // Few request slots: under load a replica's batches wait for one, as on a busy Port.
-    environment.push((
-        "ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS".into(),
-        "3".into(),
-    ));
-    environment.push((
-        "OCEAN__EVENT_LISTENER__RESYNC_ON_START".into(),
-        "false".into(),
-    ));
-    let settings = Settings::from_vars(environment.clone()).expect("settings");
     let topology = settings.topology();
-    let bus = Bus::for_settings(&settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    let bus = test_bus(&settings).await;
     // A replica whose broker is slow to answer can take seconds to render its metrics.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -386,7 +353,7 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
         Duration::from_millis(150),
         stop_feeding.clone(),
     ));
-    until(60, "Port to take a few rounds of writes", || async {
+    until(60, POLL, "Port to take a few rounds of writes", || async {
         world.port.entity_count() == ENTITIES
             && world
                 .port
@@ -418,16 +385,22 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
     stop_feeding.cancel();
     let last = feeder.await.expect("feeder");
     let drained_from = Instant::now();
-    until(120, "Port to hold every entity's last version", || async {
-        let entities = world.port.entities(BLUEPRINT);
-        entities.len() == ENTITIES
-            && entities
-                .iter()
-                .all(|e| e["properties"]["version"].as_u64() == Some(last))
-    })
+    until(
+        120,
+        POLL,
+        "Port to hold every entity's last version",
+        || async {
+            let entities = world.port.entities(BLUEPRINT);
+            entities.len() == ENTITIES
+                && entities
+                    .iter()
+                    .all(|e| e["properties"]["version"].as_u64() == Some(last))
+        },
+    )
     .await;
     until(
         60,
+        POLL,
         "the change queues to empty (nothing ready, nothing unacked)",
         || async { change_messages(&prefix).await == 0 },
     )

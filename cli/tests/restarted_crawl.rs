@@ -27,20 +27,15 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
+use support::{broker_environment, close_connection_of, test_bus, unique_prefix, until, within};
+
+/// How often a broker-side figure without notification (queue depths) is polled.
+const POLL: Duration = Duration::from_millis(25);
 const PROJECTS: usize = 8;
 const REPOSITORIES: usize = 3;
 const ENTITIES: usize = PROJECTS + PROJECTS * REPOSITORIES;
-
-fn amqp_url() -> String {
-    std::env::var("ADOPORT_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-async fn within<T>(secs: u64, what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {secs}s waiting for {what}"))
-}
 
 /// A simulated organization slow enough (every answer takes 100 ms) to stop mid-crawl.
 struct Setup {
@@ -69,26 +64,19 @@ async fn setup(test: &str) -> Setup {
     .await
     .expect("Port simulator");
     let world = SimulatedWorld { ado, port };
-    let prefix = format!(
-        "t-{test}-{}-{}.",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
+    let prefix = unique_prefix(test);
+    let (environment, settings) = broker_environment(
+        &world,
+        &prefix,
+        &[
+            ("ADOPORT__HEALTH__LISTEN", "off"),
+            // One item per raw event: many events, so a crawl can stop between them.
+            ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
+            // The test asks for every resync itself.
+            ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
+        ],
     );
-    let url = amqp_url();
-    let mut environment = world.environment(Some((&url, &prefix)));
-    for (key, value) in [
-        ("ADOPORT__HEALTH__LISTEN", "off"),
-        // One item per raw event: many events, so a crawl can stop between them.
-        ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
-        // The test asks for every resync itself.
-        ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
-    ] {
-        environment.push((key.into(), value.into()));
-    }
-    let settings = Settings::from_vars(environment.clone()).expect("settings");
-    let bus = Bus::for_settings(&settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    let bus = test_bus(&settings).await;
     Setup {
         world,
         environment,
@@ -197,16 +185,6 @@ async fn summary_of(publish: &Pipeline, resync_id: ResyncId) -> ResyncSummary {
     .await
 }
 
-/// Polls a broker-side figure that has no notification (queue depths) until `done` holds.
-async fn until<F: Future<Output = bool>>(secs: u64, what: &str, mut done: impl FnMut() -> F) {
-    within(secs, what, async {
-        while !done().await {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-    .await;
-}
-
 /// Stops a child and returns what it logged.
 async fn log_of((mut child, log): (Child, tokio::task::JoinHandle<String>)) -> String {
     let _ = child.start_kill();
@@ -238,6 +216,7 @@ async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes
         .expect("request");
     until(
         60,
+        POLL,
         "the first attempt to publish projects and a repository",
         || async { setup.raw_ready().await > PROJECTS as u64 },
     )
@@ -253,7 +232,7 @@ async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes
 
     // Ingest comes back: the request is delivered again and crawled from the start.
     let (second, _) = setup.ingest();
-    until(60, "the second attempt's whole crawl", || async {
+    until(60, POLL, "the second attempt's whole crawl", || async {
         setup.raw_ready().await >= left_behind + ENTITIES as u64
     })
     .await;
@@ -283,38 +262,6 @@ async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes
         "nothing Azure DevOps still has was deleted"
     );
     setup.clean_up(vec![second], vec![transform, publish]).await;
-}
-
-/// Closes the connection of a child process, found by the name the bus gives it (in the
-/// client properties the broker lists).
-fn close_connection_of(prefix: &str, pid: u32) {
-    let name = format!("\"adoport-{prefix}{pid}\"");
-    let listed = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "-q",
-            "--no-table-headers",
-            "pid",
-            "client_properties",
-        ])
-        .output()
-        .expect("rabbitmqctl runs (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
-    let text = String::from_utf8_lossy(&listed.stdout);
-    let connection = text
-        .lines()
-        .find(|line| line.contains(&name))
-        .and_then(|line| line.split('\t').next())
-        .map(|pid| pid.trim().to_string())
-        .unwrap_or_else(|| panic!("no connection named {name} in {text}"));
-    let closed = std::process::Command::new("rabbitmqctl")
-        .args([
-            "close_connection",
-            &connection,
-            "test: the crawling ingest loses its connection",
-        ])
-        .status()
-        .expect("rabbitmqctl runs");
-    assert!(closed.success());
 }
 
 /// Consumers of the resync request queue, as the broker counts them.
@@ -379,12 +326,12 @@ async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
 
     // Replica A subscribes first, so it is the active consumer; B waits behind it.
     let a = setup.ingest();
-    until(60, "replica A to consume requests", || async {
+    until(60, POLL, "replica A to consume requests", || async {
         request_consumers(&queue) == 1
     })
     .await;
     let (b, _) = setup.ingest();
-    until(60, "replica B to wait for requests", || async {
+    until(60, POLL, "replica B to wait for requests", || async {
         request_consumers(&queue) == 2
     })
     .await;
@@ -398,7 +345,11 @@ async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
         transform.0.transform_stats.clone().wait_for_settled(3),
     )
     .await;
-    close_connection_of(&prefix, a.0.id().expect("A runs"));
+    close_connection_of(
+        &prefix,
+        a.0.id().expect("A runs"),
+        "test: the crawling ingest loses its connection",
+    );
 
     let done = summary_of(&publish.0, id).await;
     assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");

@@ -6,19 +6,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use adoport::sim::{SimulatedWorld, default_mapping};
-use adoport_shared::bus::Bus;
-use adoport_shared::config::Settings;
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::ScriptedAnswer;
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::{broker_environment, test_bus};
 
 const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
-
-fn amqp_url() -> String {
-    std::env::var("ADOPORT_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 fn spawn(role: &str, environment: &[(String, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_adoport"))
@@ -41,13 +37,9 @@ async fn sigterm_mid_batch_loses_nothing() {
         .expect("simulators");
     let expected = 4 + 4 * 30;
     let prefix = format!("t-sigterm-{}.", std::process::id());
-    let url = amqp_url();
-    let mut environment = world.environment(Some((&url, &prefix)));
-    environment.push(("ADOPORT__HEALTH__LISTEN".into(), "off".into()));
-    let settings = Settings::from_vars(environment.clone()).expect("settings");
-    let bus = Bus::for_settings(&settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+    let (environment, settings) =
+        broker_environment(&world, &prefix, &[("ADOPORT__HEALTH__LISTEN", "off")]);
+    let bus = test_bus(&settings).await;
 
     // Port makes the first bulk requests wait, so that SIGTERM finds publish mid-batch.
     world.port.fail_next(

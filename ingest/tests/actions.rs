@@ -8,16 +8,19 @@ use std::time::Duration;
 
 use adoport_ingest::actions::completion::CompletionContext;
 use adoport_ingest::actions::{ActionWorker, Organizations, PortRuns};
-use adoport_ingest::ado::AdoClient;
 use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::Bus;
-use adoport_shared::config::{ActionsProcessor, AzureDevopsAccess, PortAccess, Secret};
+use adoport_shared::config::{ActionsProcessor, PortAccess, Secret};
 use adoport_shared::topology::Topology;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::{client_with_pat, serve_webhook};
 
 const RUN_POST: &str = "POST /{org}/{project}/_apis/pipelines/{pipelineId}/runs";
 const WAIT: Duration = Duration::from_secs(20);
@@ -42,13 +45,7 @@ async fn harness() -> Harness {
         .await
         .expect("port");
     let shutdown = CancellationToken::new();
-    let access = AzureDevopsAccess {
-        organization_url: ado.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let client = client_with_pat(&ado, "sim-pat", &shutdown);
     let port_access = PortAccess {
         base_url: port.base_url(),
         client_id: "sim-client".into(),
@@ -70,20 +67,8 @@ async fn harness() -> Harness {
         actions: Some(context.clone()),
         plan: adoport_ingest::KindPlans::fixed(Vec::new()),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let webhook_url = format!(
-        "http://{}{WEBHOOK_PATH}",
-        listener.local_addr().expect("addr")
-    );
-    let app = webhook::router(state, webhook::WebhookLimits::default());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let address = serve_webhook(state, webhook::WebhookLimits::default(), &shutdown).await;
+    let webhook_url = format!("http://{address}{WEBHOOK_PATH}");
     Harness {
         ado,
         port,

@@ -1,97 +1,31 @@
 //! The `file`, `folder` and `wiki` kinds against the Azure DevOps simulator, and what a
 //! `git.push` service hook publishes for them (and for `branch`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use adoport_ingest::ado::AdoClient;
 use adoport_ingest::webhook::{self, WebhookState};
-use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan, Organizations};
-use adoport_shared::bus::{Bus, Subscription};
-use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{RawAction, RawEvent, ResyncId, decode};
-use adoport_shared::topology::{Topology, WorkQueue};
-use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, SimCommit};
+use adoport_ingest::{CrawlLimits, KindPlan, Organizations};
+use adoport_shared::messages::{RawAction, RawEvent};
+use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, PushResult, SimCommit};
 use serde_json::{Value, json};
+
+mod support;
+
+use support::crawl::{CrawlHarness, crawl_harness, plan_with};
+use support::serve_webhook;
 use tokio_util::sync::CancellationToken;
 
-struct Harness {
-    sim: AdoSim,
-    client: AdoClient,
-    bus: Bus,
-    crawler: Crawler,
-    deliveries: tokio::sync::Mutex<Subscription>,
-}
-
-async fn harness(limits: CrawlLimits) -> Harness {
+async fn harness(limits: CrawlLimits) -> CrawlHarness {
     let sim = AdoSim::start(AdoSimConfig::default())
         .await
         .expect("simulator starts");
-    let access = AzureDevopsAccess {
-        organization_url: sim.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    let shutdown = CancellationToken::new();
-    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
-    let bus = Bus::memory(Topology::new("git-content.", 2), shutdown);
-    let crawler = Crawler::new(client.clone(), bus.clone(), 50).with_limits(limits);
-    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
-    Harness {
-        sim,
-        client,
-        bus,
-        crawler,
-        deliveries: tokio::sync::Mutex::new(deliveries),
-    }
+    crawl_harness(sim, "sim-pat", "git-content.", |crawler| {
+        crawler.with_limits(limits)
+    })
+    .await
 }
 
-fn plan(kind: &str, selectors: &[Value]) -> KindPlan {
-    KindPlan {
-        kind: kind.to_string(),
-        selectors: selectors
-            .iter()
-            .map(|s| s.as_object().cloned().unwrap_or_default())
-            .collect(),
-    }
-}
-
-impl Harness {
-    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
-        let report = tokio::time::timeout(
-            Duration::from_secs(60),
-            self.crawler.crawl(ResyncId::new(), plan),
-        )
-        .await
-        .expect("crawl within 60 s")
-        .expect("crawl succeeds");
-        let events: u64 = report.kinds.values().map(|k| k.events).sum();
-        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for event in self.next_events(events as usize).await {
-            items
-                .entry(event.kind.clone())
-                .or_default()
-                .extend(event.items);
-        }
-        (report, items)
-    }
-
-    async fn next_events(&self, count: usize) -> Vec<RawEvent> {
-        let mut deliveries = self.deliveries.lock().await;
-        let mut out = Vec::new();
-        for _ in 0..count {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            out.push(decode(&delivery.body).expect("raw event"));
-            delivery.ack().await.expect("ack");
-        }
-        out
-    }
-
+impl CrawlHarness {
     /// Serves the webhook receiver with `plan` and returns its URL.
     async fn webhook(&self, plan: Vec<KindPlan>) -> String {
         let state = Arc::new(WebhookState {
@@ -102,18 +36,12 @@ impl Harness {
             actions: None,
             plan: adoport_ingest::KindPlans::fixed(plan),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                webhook::router(state, webhook::WebhookLimits::default()),
-            )
-            .await
-            .expect("serve")
-        });
+        let address = serve_webhook(
+            state,
+            webhook::WebhookLimits::default(),
+            &CancellationToken::new(),
+        )
+        .await;
         format!("http://{address}{}", webhook::WEBHOOK_PATH)
     }
 }
@@ -145,7 +73,7 @@ fn paths(items: &[Value]) -> Vec<String> {
 async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
     let h = harness(CrawlLimits::default()).await;
     let (report, items) = h
-        .crawl(&[plan(
+        .crawl(&[plan_with(
             "file",
             &[json!({
                 "files": {"path": ["service.json", "deploy/values.yaml", "/port.yml"], "repos": ["repo-0-0", "REPO-0-1"]},
@@ -210,7 +138,7 @@ async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
 async fn a_missing_literal_path_does_not_hide_the_others() {
     let h = harness(CrawlLimits::default()).await;
     let (report, items) = h
-        .crawl(&[plan(
+        .crawl(&[plan_with(
             "file",
             &[json!({"files": {"path": ["service.json", "no/such/file.txt"], "repos": ["repo-1-0"]}})],
         )])
@@ -224,7 +152,7 @@ async fn a_missing_literal_path_does_not_hide_the_others() {
 async fn glob_patterns_match_at_any_depth_ignore_case_and_see_dotfiles() {
     let h = harness(CrawlLimits::default()).await;
     let (report, items) = h
-        .crawl(&[plan(
+        .crawl(&[plan_with(
             "file",
             &[
                 json!({"files": {"path": "**/docs/*.md"}}),
@@ -264,7 +192,7 @@ async fn glob_patterns_match_at_any_depth_ignore_case_and_see_dotfiles() {
 async fn folders_match_at_depth_on_the_configured_branch() {
     let h = harness(CrawlLimits::default()).await;
     let (report, items) = h
-        .crawl(&[plan(
+        .crawl(&[plan_with(
             "folder",
             &[
                 json!({"folders": [
@@ -325,7 +253,7 @@ async fn wiki_pages_are_paged_and_read_with_their_content() {
     })
     .await;
     let (report, items) = h
-        .crawl(&[plan("wiki", &[json!({"includeContent": true})])])
+        .crawl(&[plan_with("wiki", &[json!({"includeContent": true})])])
         .await;
     assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
     let pages = &items["wiki"];
@@ -352,14 +280,26 @@ async fn wiki_pages_are_paged_and_read_with_their_content() {
         Some(&6)
     );
     // Without includeContent: the page details only.
-    let (_, items) = h.crawl(&[plan("wiki", &[json!({})])]).await;
+    let (_, items) = h.crawl(&[plan_with("wiki", &[json!({})])]).await;
     assert_eq!(items["wiki"].len(), 18);
     assert!(items["wiki"].iter().all(|p| p.get("content").is_none()));
     h.sim.shutdown().await;
 }
 
 /// Posts a push's webhook and returns the raw events it produced (`expected` of them).
-async fn deliver(h: &Harness, url: &str, webhook: &Value, expected: usize) -> Vec<RawEvent> {
+/// Pushes one commit, `message` with `changes`, to `branch` of `repository`.
+fn push_commit(
+    sim: &AdoSim,
+    repository: &str,
+    branch: &str,
+    message: &str,
+    changes: Vec<FileChange>,
+) -> PushResult {
+    sim.push(repository, branch, vec![SimCommit::new(message, changes)])
+        .expect("pushed")
+}
+
+async fn deliver(h: &CrawlHarness, url: &str, webhook: &Value, expected: usize) -> Vec<RawEvent> {
     let response = reqwest::Client::new()
         .post(url)
         .json(webhook)
@@ -383,14 +323,14 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
     let h = harness(CrawlLimits::default()).await;
     let url = h
         .webhook(vec![
-            plan("repository", &[json!({})]),
-            plan("branch", &[json!({})]),
-            plan(
+            plan_with("repository", &[json!({})]),
+            plan_with("branch", &[json!({})]),
+            plan_with(
                 "file",
                 &[json!({"files": {"path": ["**/*.md", "service.json"]}})],
             ),
-            plan("folder", &[json!({"folders": [{"path": "src/*/docs"}]})]),
-            plan("wiki", &[json!({"includeContent": true})]),
+            plan_with("folder", &[json!({"folders": [{"path": "src/*/docs"}]})]),
+            plan_with("wiki", &[json!({"includeContent": true})]),
         ])
         .await;
     let repository = repository_id(&h.sim, "repo-0-1");
@@ -479,17 +419,13 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
     assert_eq!(gone[0]["path"], "/src/b/docs");
 
     // A push to another branch: only the branch moves (files and folders track main).
-    let feature = h
-        .sim
-        .push(
-            &repository,
-            "feature/change-0",
-            vec![SimCommit::new(
-                "wip",
-                vec![FileChange::put("docs/wip.md", "# WIP\n")],
-            )],
-        )
-        .expect("pushed");
+    let feature = push_commit(
+        &h.sim,
+        &repository,
+        "feature/change-0",
+        "wip",
+        vec![FileChange::put("docs/wip.md", "# WIP\n")],
+    );
     let events = deliver(&h, &url, &feature.webhook, 2).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["repository", "branch"]);
@@ -512,20 +448,16 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
 
     // A push to a project wiki: changed pages upserted with their content, removed ones deleted.
     let (wiki_id, _, _) = h.sim.wikis().into_iter().next().expect("a wiki");
-    let wiki_push = h
-        .sim
-        .push(
-            &wiki_id,
-            "wikiMaster",
-            vec![SimCommit::new(
-                "edit wiki",
-                vec![
-                    FileChange::put("Runbooks/Rollback.md", "# Rollback\n"),
-                    FileChange::delete("Architecture/Decisions.md"),
-                ],
-            )],
-        )
-        .expect("pushed");
+    let wiki_push = push_commit(
+        &h.sim,
+        &wiki_id,
+        "wikiMaster",
+        "edit wiki",
+        vec![
+            FileChange::put("Runbooks/Rollback.md", "# Rollback\n"),
+            FileChange::delete("Architecture/Decisions.md"),
+        ],
+    );
     // The repository event (the wiki repository is not a listed repository) + wiki events.
     let events = deliver(&h, &url, &wiki_push.webhook, 3).await;
     let pages = items_of(&events, "wiki", RawAction::Upsert);
@@ -543,19 +475,15 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
 #[tokio::test]
 async fn a_push_publishes_nothing_more_for_kinds_the_mapping_does_not_ask_for() {
     let h = harness(CrawlLimits::default()).await;
-    let url = h.webhook(vec![plan("repository", &[json!({})])]).await;
+    let url = h.webhook(vec![plan_with("repository", &[json!({})])]).await;
     let repository = repository_id(&h.sim, "repo-0-0");
-    let pushed = h
-        .sim
-        .push(
-            &repository,
-            "main",
-            vec![SimCommit::new(
-                "docs",
-                vec![FileChange::put("docs/a.md", "# A\n")],
-            )],
-        )
-        .expect("pushed");
+    let pushed = push_commit(
+        &h.sim,
+        &repository,
+        "main",
+        "docs",
+        vec![FileChange::put("docs/a.md", "# A\n")],
+    );
     let events = deliver(&h, &url, &pushed.webhook, 1).await;
     assert_eq!(events[0].kind, "repository");
     assert!(
@@ -574,22 +502,18 @@ async fn a_push_to_a_repository_deleted_since_deletes_the_repository_and_reads_n
     let h = harness(CrawlLimits::default()).await;
     let url = h
         .webhook(vec![
-            plan("branch", &[json!({})]),
-            plan("file", &[json!({"files": {"path": "**/*.md"}})]),
+            plan_with("branch", &[json!({})]),
+            plan_with("file", &[json!({"files": {"path": "**/*.md"}})]),
         ])
         .await;
     let repository = repository_id(&h.sim, "repo-0-2");
-    let pushed = h
-        .sim
-        .push(
-            &repository,
-            "main",
-            vec![SimCommit::new(
-                "docs",
-                vec![FileChange::put("docs/a.md", "# A\n")],
-            )],
-        )
-        .expect("pushed");
+    let pushed = push_commit(
+        &h.sim,
+        &repository,
+        "main",
+        "docs",
+        vec![FileChange::put("docs/a.md", "# A\n")],
+    );
     assert!(h.sim.remove_repository(&repository));
     let events = deliver(&h, &url, &pushed.webhook, 1).await;
     assert_eq!(events[0].kind, "repository");

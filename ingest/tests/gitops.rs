@@ -5,17 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adoport_ingest::ado::AdoClient;
 use adoport_ingest::plan::GitopsPlan;
 use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::{Bus, Subscription};
-use adoport_shared::config::{AzureDevopsAccess, Secret};
 use adoport_shared::messages::{GITOPS_KIND, RawAction, RawEvent, decode};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{Topology, WorkQueue};
 use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, SimCommit};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::{client_with_pat, serve_webhook};
 
 struct Harness {
     ado: AdoSim,
@@ -34,13 +36,7 @@ impl Drop for Harness {
 async fn harness(mapping: &str) -> Harness {
     let ado = AdoSim::start(AdoSimConfig::default()).await.expect("ado");
     let shutdown = CancellationToken::new();
-    let access = AzureDevopsAccess {
-        organization_url: ado.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
+    let client = client_with_pat(&ado, "sim-pat", &shutdown);
     let bus = Bus::memory(Topology::new("gitops.", 1), shutdown.clone());
     let raw = bus.subscribe(WorkQueue::Raw, 256).await.expect("subscribe");
     let config = PortAppConfig::from_yaml_str(mapping).expect("mapping");
@@ -54,20 +50,8 @@ async fn harness(mapping: &str) -> Harness {
             GitopsPlan::kind_plan(&config).into_iter().collect(),
         ),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let webhook_url = format!(
-        "http://{}{WEBHOOK_PATH}",
-        listener.local_addr().expect("addr")
-    );
-    let app = webhook::router(state, webhook::WebhookLimits::default());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let address = serve_webhook(state, webhook::WebhookLimits::default(), &shutdown).await;
+    let webhook_url = format!("http://{address}{WEBHOOK_PATH}");
     let repository = ado
         .repositories()
         .into_iter()

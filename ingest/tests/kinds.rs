@@ -1,80 +1,21 @@
 //! The crawler against the Azure DevOps simulator, kind by kind: items, enrichment fields,
 //! page boundaries, 403 for one project, a bad PAT, a 429 storm and suspiciously empty answers.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use adoport_ingest::ado::AdoClient;
-use adoport_ingest::{CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindPlan};
-use adoport_shared::bus::{Bus, Subscription};
-use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{RawEvent, ResyncId, decode};
-use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_ingest::{CrawlFence, CrawlLimits, CrawlStamp};
+use adoport_shared::messages::ResyncId;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
 
-struct Harness {
-    sim: AdoSim,
-    crawler: Crawler,
-    deliveries: tokio::sync::Mutex<Subscription>,
-}
+mod support;
 
-async fn harness(config: AdoSimConfig, pat: &str, limits: CrawlLimits) -> Harness {
+use support::crawl::{CrawlHarness, crawl_harness, plan};
+
+async fn harness(config: AdoSimConfig, pat: &str, limits: CrawlLimits) -> CrawlHarness {
     let sim = AdoSim::start(config).await.expect("simulator starts");
-    let access = AzureDevopsAccess {
-        organization_url: sim.organization_url(),
-        personal_access_token: Secret::new(pat),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    let shutdown = CancellationToken::new();
-    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
-    let bus = Bus::memory(Topology::new("kinds.", 2), shutdown);
-    let crawler = Crawler::new(client, bus.clone(), 50).with_limits(limits);
-    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
-    Harness {
-        sim,
-        crawler,
-        deliveries: tokio::sync::Mutex::new(deliveries),
-    }
-}
-
-fn plan(kind: &str, selector: Value) -> KindPlan {
-    KindPlan {
-        kind: kind.to_string(),
-        selectors: vec![selector.as_object().cloned().unwrap_or_default()],
-    }
-}
-
-impl Harness {
-    /// Crawls `plan` and returns the report and the items published per kind.
-    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
-        let report = tokio::time::timeout(
-            Duration::from_secs(60),
-            self.crawler.crawl(ResyncId::new(), plan),
-        )
-        .await
-        .expect("crawl within 60 s")
-        .expect("crawl succeeds");
-        let events: u64 = report.kinds.values().map(|k| k.events).sum();
-        let mut deliveries = self.deliveries.lock().await;
-        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for _ in 0..events {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            let event: RawEvent = decode(&delivery.body).expect("raw event");
-            items
-                .entry(event.kind.clone())
-                .or_default()
-                .extend(event.items);
-            delivery.ack().await.expect("ack");
-        }
-        (report, items)
-    }
+    crawl_harness(sim, pat, "kinds.", |crawler| crawler.with_limits(limits)).await
 }
 
 fn default_config() -> AdoSimConfig {
@@ -427,15 +368,8 @@ async fn every_event_of_an_attempt_is_observed_at_the_attempt_start() {
     .expect("crawl succeeds");
     let events: u64 = report.kinds.values().map(|k| k.events).sum();
     assert!(events >= 2, "{report:?}");
-    let mut deliveries = h.deliveries.lock().await;
-    for _ in 0..events {
-        let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
-            .await
-            .expect("event within 5 s")
-            .expect("bus open");
-        let event: RawEvent = decode(&delivery.body).expect("raw event");
+    for event in h.next_events(events as usize).await {
         assert_eq!(event.observed_at, stamp.observed_at, "{} event", event.kind);
         assert_eq!(event.attempt, Some(stamp.attempt));
-        delivery.ack().await.expect("ack");
     }
 }

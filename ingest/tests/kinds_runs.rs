@@ -4,15 +4,9 @@
 //! `advanced-security-alert` (criteria, repositories without Advanced Security), across page
 //! boundaries, and a 403 project marking each kind failed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::HashMap;
 
-use adoport_ingest::ado::AdoClient;
-use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
-use adoport_shared::bus::{Bus, Subscription};
-use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{RawEvent, ResyncId, decode};
-use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_ingest::CrawlLimits;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::pipelines::{
     BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT,
@@ -23,83 +17,28 @@ use adoport_sim::ado::runs::{
 use adoport_sim::ado::security::ALERTS_PER_REPOSITORY;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::crawl::{CrawlHarness, crawl_harness, plan};
 
 /// Projects the default simulator seeds.
 const PROJECTS: u64 = 3;
 const BUILDS_PER_PROJECT: u64 = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
 
-struct Harness {
-    sim: AdoSim,
-    crawler: Crawler,
-    deliveries: tokio::sync::Mutex<Subscription>,
-}
-
 /// Pages of 2 cross the page boundary of every list the simulator seeds with 3 or more.
-async fn harness() -> Harness {
+async fn harness() -> CrawlHarness {
     let sim = AdoSim::start(AdoSimConfig::default())
         .await
         .expect("simulator starts");
-    let access = AzureDevopsAccess {
-        organization_url: sim.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    let shutdown = CancellationToken::new();
-    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
-    let bus = Bus::memory(Topology::new("kinds-runs.", 2), shutdown);
     let limits = CrawlLimits {
         page: 2,
         ..CrawlLimits::default()
     };
-    let crawler = Crawler::new(client, bus.clone(), 50).with_limits(limits);
-    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
-    Harness {
-        sim,
-        crawler,
-        deliveries: tokio::sync::Mutex::new(deliveries),
-    }
-}
-
-fn plan(kind: &str, selector: Value) -> KindPlan {
-    KindPlan {
-        kind: kind.to_string(),
-        selectors: vec![selector.as_object().cloned().unwrap_or_default()],
-    }
-}
-
-impl Harness {
-    /// Crawls `plan` and returns the report and the items published per kind.
-    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
-        let report = tokio::time::timeout(
-            Duration::from_secs(60),
-            self.crawler.crawl(ResyncId::new(), plan),
-        )
-        .await
-        .expect("crawl within 60 s")
-        .expect("crawl succeeds");
-        let events: u64 = report.kinds.values().map(|k| k.events).sum();
-        let mut deliveries = self.deliveries.lock().await;
-        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for _ in 0..events {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            let event: RawEvent = decode(&delivery.body).expect("raw event");
-            items
-                .entry(event.kind.clone())
-                .or_default()
-                .extend(event.items);
-            delivery.ack().await.expect("ack");
-        }
-        (report, items)
-    }
-
-    fn requests(&self, route: &str) -> u64 {
-        self.sim.requests().get(route).copied().unwrap_or(0)
-    }
+    crawl_harness(sim, "sim-pat", "kinds-runs.", |crawler| {
+        crawler.with_limits(limits)
+    })
+    .await
 }
 
 #[tokio::test]

@@ -2,92 +2,31 @@
 //! selectors, `member`, `user` (entitlements and graph), `group`, `group-member`, `iteration`,
 //! `area-path`, page boundaries, `excludedTags` and a 403 on one project.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use adoport_ingest::ado::AdoClient;
-use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
-use adoport_shared::bus::{Bus, Subscription};
-use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{RawEvent, ResyncId, decode};
-use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_ingest::CrawlLimits;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-struct Harness {
-    sim: AdoSim,
-    crawler: Crawler,
-    deliveries: tokio::sync::Mutex<Subscription>,
-}
+mod support;
 
-async fn harness(config: AdoSimConfig, limits: CrawlLimits, excluded_tags: &[&str]) -> Harness {
+use support::crawl::{CrawlHarness, crawl_harness, plan};
+
+async fn harness(
+    config: AdoSimConfig,
+    limits: CrawlLimits,
+    excluded_tags: &[&str],
+) -> CrawlHarness {
     let sim = AdoSim::start(config).await.expect("simulator starts");
-    let access = AzureDevopsAccess {
-        organization_url: sim.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    let shutdown = CancellationToken::new();
-    let client = AdoClient::new(&access, 8, shutdown.clone()).expect("client");
-    let bus = Bus::memory(Topology::new("org-kinds.", 2), shutdown);
     let tags: Vec<String> = excluded_tags.iter().map(|t| t.to_string()).collect();
-    let crawler = Crawler::new(client, bus.clone(), 50)
-        .with_limits(limits)
-        .with_excluded_tags(&tags);
-    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
-    Harness {
-        sim,
-        crawler,
-        deliveries: tokio::sync::Mutex::new(deliveries),
-    }
-}
-
-fn plan(kind: &str, selector: Value) -> KindPlan {
-    KindPlan {
-        kind: kind.to_string(),
-        selectors: vec![selector.as_object().cloned().unwrap_or_default()],
-    }
+    crawl_harness(sim, "sim-pat", "org-kinds.", |crawler| {
+        crawler.with_limits(limits).with_excluded_tags(&tags)
+    })
+    .await
 }
 
 fn small_pages(page: usize) -> CrawlLimits {
     CrawlLimits {
         page,
         ..CrawlLimits::default()
-    }
-}
-
-impl Harness {
-    /// Crawls `plan` and returns the report and the items published per kind.
-    async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
-        let report = tokio::time::timeout(
-            Duration::from_secs(60),
-            self.crawler.crawl(ResyncId::new(), plan),
-        )
-        .await
-        .expect("crawl within 60 s")
-        .expect("crawl succeeds");
-        let events: u64 = report.kinds.values().map(|k| k.events).sum();
-        let mut deliveries = self.deliveries.lock().await;
-        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for _ in 0..events {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            let event: RawEvent = decode(&delivery.body).expect("raw event");
-            items
-                .entry(event.kind.clone())
-                .or_default()
-                .extend(event.items);
-            delivery.ack().await.expect("ack");
-        }
-        (report, items)
-    }
-
-    fn requests(&self, route: &str) -> u64 {
-        self.sim.requests().get(route).copied().unwrap_or(0)
     }
 }
 

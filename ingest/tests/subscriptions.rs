@@ -17,19 +17,17 @@ use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
+use support::client_with_pat;
+
 const URL: &str = "https://adoport.example/integration/webhook";
 
 async fn start() -> (AdoSim, AdoClient) {
     let sim = AdoSim::start(AdoSimConfig::default())
         .await
         .expect("simulator starts");
-    let access = AzureDevopsAccess {
-        organization_url: sim.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
-        timeout_secs: 10,
-        network: Default::default(),
-    };
-    let client = AdoClient::new(&access, 8, CancellationToken::new()).expect("client");
+    let client = client_with_pat(&sim, "sim-pat", &CancellationToken::new());
     (sim, client)
 }
 

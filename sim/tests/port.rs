@@ -6,6 +6,11 @@ use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::{PortSim, PortSimConfig, RateLimit};
 use serde_json::{Value, json};
 
+/// The JSON answer to `request` (the test fails when it is not sent or not JSON).
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 const UA: &str = "port-ocean/azure-devops/0.1.0/azure-devops/exporter";
 
 struct Client {
@@ -18,15 +23,11 @@ impl Client {
     async fn new(sim: &PortSim) -> Self {
         let http = reqwest::Client::builder().user_agent(UA).build().unwrap();
         let base = sim.base_url();
-        let answer: Value = http
-            .post(format!("{base}/v1/auth/access_token"))
-            .json(&json!({"clientId": "sim-client", "clientSecret": "sim-secret"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer: Value = json_of(
+            http.post(format!("{base}/v1/auth/access_token"))
+                .json(&json!({"clientId": "sim-client", "clientSecret": "sim-secret"})),
+        )
+        .await;
         let token = answer["accessToken"].as_str().unwrap().to_string();
         Self { http, base, token }
     }
@@ -60,27 +61,11 @@ async fn token_flow() {
     assert_eq!(wrong.json::<Value>().await.unwrap()["ok"], false);
 
     let good = json!({"clientId": "sim-client", "clientSecret": "sim-secret"});
-    let first: Value = http
-        .post(&url)
-        .json(&good)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: Value = json_of(http.post(&url).json(&good)).await;
     assert_eq!(first["ok"], true);
     assert_eq!(first["expiresIn"], 10800);
     assert_eq!(first["tokenType"], "Bearer");
-    let second: Value = http
-        .post(&url)
-        .json(&good)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second: Value = json_of(http.post(&url).json(&good)).await;
     assert_eq!(
         first["accessToken"], second["accessToken"],
         "same token until it expires"
@@ -386,16 +371,13 @@ async fn integration_resource_and_wait_for() {
     };
     let sim = PortSim::start(config).await.unwrap();
     let client = Client::new(&sim).await;
-    let got: Value = client
-        .http
-        .get(format!("{}/v1/integration/azure-devops", sim.base_url()))
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = json_of(
+        client
+            .http
+            .get(format!("{}/v1/integration/azure-devops", sim.base_url()))
+            .bearer_auth(&client.token),
+    )
+    .await;
     assert_eq!(got["integration"]["config"], mapping);
     assert_eq!(got["integration"]["installationAppType"], "azure-devops");
     let missing = client
@@ -421,19 +403,16 @@ async fn integration_resource_and_wait_for() {
         .unwrap();
     assert_eq!(patched.status().as_u16(), 200);
     assert_eq!(sim.resync_states(), vec![state]);
-    let request: Value = client
-        .http
-        .get(format!(
-            "{}/v1/integration/azure-devops/resync-request",
-            sim.base_url()
-        ))
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let request: Value = json_of(
+        client
+            .http
+            .get(format!(
+                "{}/v1/integration/azure-devops/resync-request",
+                sim.base_url()
+            ))
+            .bearer_auth(&client.token),
+    )
+    .await;
     assert!(request["request"]["updatedAt"].is_string());
 
     // wait_for wakes on the write, not on a timer.

@@ -70,23 +70,37 @@ pub fn test_mapping() -> serde_json::Value {
 /// coordinator) on its own broker connection, so that a test can kill or replace it while
 /// ingest and transform go on.
 pub async fn publish_process(settings: &Settings) -> (Pipeline, Bus) {
-    let bus = Bus::for_settings(settings, CancellationToken::new())
+    let roles = Roles {
+        ingest: false,
+        transform: false,
+        publish: true,
+    };
+    roles_process(settings, roles, None, &CancellationToken::new()).await
+}
+
+/// `roles` on their own broker connection (a "process" a test can kill or replace), with the
+/// test mapping, until `shutdown`; `listener` serves the webhook and health endpoints when
+/// given.
+pub async fn roles_process(
+    settings: &Settings,
+    roles: Roles,
+    listener: Option<TcpListener>,
+    shutdown: &CancellationToken,
+) -> (Pipeline, Bus) {
+    let bus = Bus::for_settings(settings, shutdown.clone())
         .await
         .expect("RabbitMQ reachable");
+    let mapping = PortAppConfig::from_json_value(test_mapping()).expect("mapping");
     let pipeline = Pipeline::start(
         settings,
-        Roles {
-            ingest: false,
-            transform: false,
-            publish: true,
-        },
+        roles,
         bus.clone(),
-        Some(PortAppConfig::from_json_value(test_mapping()).expect("mapping")),
-        None,
-        CancellationToken::new(),
+        Some(mapping),
+        listener,
+        shutdown.clone(),
     )
     .await
-    .expect("publish starts");
+    .unwrap_or_else(|e| panic!("{roles:?} start: {e:?}"));
     (pipeline, bus)
 }
 
@@ -248,6 +262,28 @@ impl Start {
 }
 
 impl Running {
+    /// Asserts that Port holds `blueprint` entities and that each of `properties` is filled
+    /// (not null) in at least one of them: the mapping's expression for it found its data.
+    pub fn assert_properties_filled<'a>(
+        &self,
+        blueprint: &str,
+        properties: impl IntoIterator<Item = &'a str>,
+    ) {
+        let entities = self.world.port.entities(blueprint);
+        assert!(!entities.is_empty(), "no {blueprint} entities");
+        for property in properties {
+            let filled = entities
+                .iter()
+                .filter(|e| !e["properties"][property].is_null())
+                .count();
+            assert!(
+                filled > 0,
+                "{blueprint}.{property} is null in every entity: {:?}",
+                entities.first()
+            );
+        }
+    }
+
     /// Waits until Port holds exactly `expected` entities; fails the test with the count
     /// after 60 s.
     pub async fn wait_for_entity_count(&self, expected: usize) {

@@ -37,19 +37,7 @@ async fn the_full_default_mapping_fills_every_mapped_property() {
         }
     }
     for (blueprint, properties) in &expected {
-        let entities = running.world.port.entities(blueprint);
-        assert!(!entities.is_empty(), "no {blueprint} entities");
-        for property in properties {
-            let filled = entities
-                .iter()
-                .filter(|e| !e["properties"][property].is_null())
-                .count();
-            assert!(
-                filled > 0,
-                "{blueprint}.{property} is null in every entity: {:?}",
-                entities.first()
-            );
-        }
+        running.assert_properties_filled(blueprint, properties.iter().map(String::as_str));
     }
     running.stop().await;
 }

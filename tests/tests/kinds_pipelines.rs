@@ -73,23 +73,8 @@ async fn the_reference_mappings_fill_every_property_of_the_pipeline_kinds() {
             .as_str()
             .expect("blueprint")
             .trim_matches(|c| c == '\'' || c == '"');
-        let entities = running.world.port.entities(blueprint);
-        assert!(!entities.is_empty(), "no {blueprint} entities");
-        for property in mappings["properties"]
-            .as_object()
-            .map(|m| m.keys().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            let filled = entities
-                .iter()
-                .filter(|e| !e["properties"][property].is_null())
-                .count();
-            assert!(
-                filled > 0,
-                "{blueprint}.{property} is null in every entity: {:?}",
-                entities.first()
-            );
-        }
+        let properties = mappings["properties"].as_object().into_iter().flatten();
+        running.assert_properties_filled(blueprint, properties.map(|(name, _)| name.as_str()));
     }
     // `leadTimeHours` comes from `__firstCommit`, which the build resource asks for.
     let builds = running.world.port.entities("build");

@@ -13,9 +13,8 @@ use adoport::pipeline::{Pipeline, Roles};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::Settings;
 use adoport_shared::messages::{Origin, RawAction, RawEvent, encode};
-use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::DeadLetterQueue;
-use adoport_tests::{BusKind, Running, amqp_url, start, test_mapping, within};
+use adoport_tests::{BusKind, Running, amqp_url, roles_process, start, within};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -45,20 +44,7 @@ fn process_settings(running: &Running, extra: &[(&str, &str)]) -> Settings {
 /// One process: its own broker connection and the given roles.
 async fn process(settings: &Settings, roles: Roles) -> (Pipeline, Bus, CancellationToken) {
     let shutdown = CancellationToken::new();
-    let bus = Bus::for_settings(settings, shutdown.clone())
-        .await
-        .expect("RabbitMQ reachable");
-    let mapping = PortAppConfig::from_json_value(test_mapping()).expect("mapping");
-    let pipeline = Pipeline::start(
-        settings,
-        roles,
-        bus.clone(),
-        Some(mapping),
-        None,
-        shutdown.clone(),
-    )
-    .await
-    .expect("pipeline starts");
+    let (pipeline, bus) = roles_process(settings, roles, None, &shutdown).await;
     (pipeline, bus, shutdown)
 }
 

@@ -14,10 +14,11 @@ use adoport::pipeline::{Pipeline, Roles};
 use adoport::sim::SimulatedWorld;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
-use adoport_shared::port_app_config::PortAppConfig;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
-use adoport_tests::{amqp_url, logs, publish_process, test_mapping, unique_prefix, within};
+use adoport_tests::{
+    amqp_url, logs, publish_process, roles_process, test_mapping, unique_prefix, within,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -67,24 +68,13 @@ async fn world(
 
 /// Ingest and transform on their own connection; ingest crawls once at start-up.
 async fn upstream(settings: &Settings) -> (Pipeline, Bus) {
-    let bus = Bus::for_settings(settings, CancellationToken::new())
-        .await
-        .expect("RabbitMQ reachable");
-    let pipeline = Pipeline::start(
-        settings,
-        Roles {
-            ingest: true,
-            transform: true,
-            publish: false,
-        },
-        bus.clone(),
-        Some(PortAppConfig::from_json_value(test_mapping()).expect("mapping")),
-        Some(TcpListener::bind("127.0.0.1:0").await.expect("bind")),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("ingest and transform start");
-    (pipeline, bus)
+    let roles = Roles {
+        ingest: true,
+        transform: true,
+        publish: false,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    roles_process(settings, roles, Some(listener), &CancellationToken::new()).await
 }
 
 /// Two publish replicas, the first one running the active coordinator; returns once they

@@ -1,9 +1,10 @@
 //! Azure DevOps Git content and wiki calls: item listings and downloads, `itemsbatch`, commit
 //! diffs, single refs, wikis and wiki pages (`pagesbatch`).
 
+use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::{AdoClient, AdoError, Page, values};
+use super::{AdoClient, AdoError, Page, paginate, values};
 
 /// A `versionDescriptor`: a branch (short name or `refs/heads/…`) or a commit id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,28 +64,20 @@ impl AdoClient {
         version: &GitVersion,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.items_url(project_id, repository_id);
+        let url = url.as_str();
         let (version, version_type) = version.parts();
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut query = vec![
+        paginate(|token: Option<String>| async move {
+            let query = vec![
                 ("scopePath", scope),
                 ("recursionLevel", recursion.as_str()),
                 ("includeContentMetadata", "true"),
                 ("versionDescriptor.version", version),
                 ("versionDescriptor.versionType", version_type),
             ];
-            if let Some(token) = token.as_deref() {
-                query.push(("continuationToken", token));
-            }
-            let response = self.get_json(&url, &query).await?;
-            all.extend(values(&url, response.body)?);
-            match response.continuation_token {
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                _ => break,
-            }
-        }
-        Ok(all)
+            self.get_page(url, query, token.as_deref()).await
+        })
+        .try_concat()
+        .await
     }
 
     /// `POST …/itemsbatch`: one item list per `(path, recursion)`, all at `version`.

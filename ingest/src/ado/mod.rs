@@ -11,6 +11,7 @@ mod error;
 mod git_content;
 mod live_reads;
 pub mod organization;
+mod paging;
 mod runs;
 
 use serde_json::Value;
@@ -21,6 +22,7 @@ pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestSta
 pub use error::{AdoError, ErrorClass};
 pub use git_content::{GitVersion, Recursion, WikiPageRef};
 pub use live_reads::{Current, Gone};
+pub use paging::{Page, paginate};
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
@@ -29,13 +31,6 @@ pub const PROJECTS_PAGE_SIZE: usize = 100;
 pub const WORK_ITEMS_BATCH: usize = 200;
 /// `api-version` of the service-hook and WIQL endpoints that are still in preview.
 pub const HOOKS_API_VERSION: &str = "7.1-preview.1";
-
-/// One page of a continuation-token listing.
-#[derive(Debug)]
-pub struct Page {
-    pub items: Vec<Value>,
-    pub continuation_token: Option<String>,
-}
 
 fn values(url: &str, body: Value) -> Result<Vec<Value>, AdoError> {
     match body {
@@ -58,15 +53,8 @@ impl AdoClient {
     pub async fn projects_page(&self, continuation_token: Option<&str>) -> Result<Page, AdoError> {
         let url = self.url("_apis/projects");
         let top = PROJECTS_PAGE_SIZE.to_string();
-        let mut query = vec![("$top", top.as_str())];
-        if let Some(token) = continuation_token {
-            query.push(("continuationToken", token));
-        }
-        let response = self.get_json(&url, &query).await?;
-        Ok(Page {
-            items: values(&url, response.body)?,
-            continuation_token: response.continuation_token,
-        })
+        self.get_page(&url, vec![("$top", top.as_str())], continuation_token)
+            .await
     }
 
     /// `GET {org}/_apis/projects/{id}`: the full project, with `defaultTeam` and capabilities.
@@ -264,15 +252,8 @@ impl AdoClient {
     ) -> Result<Page, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases"));
         let top = top.to_string();
-        let mut query = vec![("$top", top.as_str())];
-        if let Some(token) = continuation_token {
-            query.push(("continuationToken", token));
-        }
-        let response = self.get_json(&url, &query).await?;
-        Ok(Page {
-            items: values(&url, response.body)?,
-            continuation_token: response.continuation_token,
-        })
+        self.get_page(&url, vec![("$top", top.as_str())], continuation_token)
+            .await
     }
 
     /// `GET {vsrm}/{project}/_apis/release/releases/{id}`.
@@ -300,13 +281,6 @@ impl AdoClient {
         let top = top.to_string();
         let mut query = extra.to_vec();
         query.push(("$top", top.as_str()));
-        if let Some(token) = continuation_token {
-            query.push(("continuationToken", token));
-        }
-        let response = self.get_json(&url, &query).await?;
-        Ok(Page {
-            items: values(&url, response.body)?,
-            continuation_token: response.continuation_token,
-        })
+        self.get_page(&url, query, continuation_token).await
     }
 }

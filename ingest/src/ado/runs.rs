@@ -86,15 +86,8 @@ impl AdoClient {
             "{project_id}/_apis/distributedtask/environments/{environment_id}/environmentdeploymentrecords"
         ));
         let top = top.to_string();
-        let mut query = vec![("top", top.as_str())];
-        if let Some(token) = continuation_token {
-            query.push(("continuationToken", token));
-        }
-        let response = self.get_json(&url, &query).await?;
-        Ok(Page {
-            items: values(&url, response.body)?,
-            continuation_token: response.continuation_token,
-        })
+        self.get_page(&url, vec![("top", top.as_str())], continuation_token)
+            .await
     }
 
     /// One `$top`/`$skip` page of `GET {org}/{project}/_apis/test/runs?includeRunDetails=true`,
@@ -169,13 +162,6 @@ impl AdoClient {
         let mut query = criteria.to_vec();
         query.push(("top", top.as_str()));
         query.push(("api-version", ADVANCED_SECURITY_API_VERSION));
-        if let Some(token) = continuation_token {
-            query.push(("continuationToken", token));
-        }
-        let response = self.get_json(&url, &query).await?;
-        Ok(Page {
-            items: values(&url, response.body)?,
-            continuation_token: response.continuation_token,
-        })
+        self.get_page(&url, query, continuation_token).await
     }
 }

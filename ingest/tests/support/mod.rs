@@ -5,9 +5,10 @@
 // Each test file uses the part of the harness it needs.
 #![allow(dead_code)]
 
+pub mod crawl;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
 use adoport_ingest::organizations::Organizations;
@@ -15,7 +16,7 @@ use adoport_ingest::webhook::{RESYNC_PATH, WEBHOOK_PATH, WebhookLimits, WebhookS
 use adoport_ingest::{Crawler, KindPlan};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::{RawEvent, ResyncId, decode};
+use adoport_shared::messages::RawEvent;
 use adoport_shared::topology::{Topology, WorkQueue};
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use base64::Engine;
@@ -45,20 +46,23 @@ pub struct Receiver {
     pub limits: WebhookLimits,
 }
 
+/// One plan per `(kind, selector)`.
 pub fn plans(kinds: &[(&str, Value)]) -> Vec<KindPlan> {
     kinds
         .iter()
-        .map(|(kind, selector)| KindPlan {
-            kind: kind.to_string(),
-            selectors: vec![selector.as_object().cloned().unwrap_or_default()],
-        })
+        .map(|(kind, selector)| crawl::plan(kind, selector.clone()))
         .collect()
 }
 
 fn client_of(sim: &AdoSim, shutdown: &CancellationToken) -> AdoClient {
+    client_with_pat(sim, "sim-pat", shutdown)
+}
+
+/// A client of `sim` that signs in with `pat`.
+pub fn client_with_pat(sim: &AdoSim, pat: &str, shutdown: &CancellationToken) -> AdoClient {
     let access = AzureDevopsAccess {
         organization_url: sim.organization_url(),
-        personal_access_token: Secret::new("sim-pat"),
+        personal_access_token: Secret::new(pat),
         timeout_secs: 10,
         network: Default::default(),
     };
@@ -108,17 +112,7 @@ async fn receivers(sims: Vec<AdoSim>, kinds: &[(&str, Value)], receiver: Receive
         actions: None,
         plan: adoport_ingest::KindPlans::fixed(plans(kinds)),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    let app = router(state, receiver.limits);
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let address = serve_webhook(state, receiver.limits, &shutdown).await;
     let credentials = receiver.secret.as_deref().map(basic_auth);
     sims.into_iter()
         .zip(clients)
@@ -134,6 +128,26 @@ async fn receivers(sims: Vec<AdoSim>, kinds: &[(&str, Value)], receiver: Receive
             shutdown: shutdown.clone(),
         })
         .collect()
+}
+
+/// Serves the webhook receiver over `state` on a local port until `shutdown`; its address.
+pub async fn serve_webhook(
+    state: std::sync::Arc<WebhookState>,
+    limits: WebhookLimits,
+    shutdown: &CancellationToken,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = router(state, limits);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    address
 }
 
 impl Harness {
@@ -171,20 +185,11 @@ impl Harness {
 
     /// The next `count` raw events on the queue.
     pub async fn queued(&mut self, count: usize) -> Vec<RawEvent> {
-        let mut events = Vec::new();
-        for _ in 0..count {
-            let consumer = self
-                .deliveries
-                .as_mut()
-                .expect("the first organization's harness consumes the raw queue");
-            let delivery = tokio::time::timeout(Duration::from_secs(5), consumer.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            events.push(decode::<RawEvent>(&delivery.body).expect("raw event"));
-            delivery.ack().await.expect("ack");
-        }
-        events
+        let consumer = self
+            .deliveries
+            .as_mut()
+            .expect("the first organization's harness consumes the raw queue");
+        crawl::next_events(consumer, count).await
     }
 
     /// The first repository's id and a `git.repo.renamed` event for it.
@@ -227,25 +232,8 @@ impl Harness {
         let bus = Bus::memory(Topology::new("live-crawl.", 2), shutdown);
         let mut deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
         let crawler = Crawler::new(self.client.clone(), bus, 50);
-        let report = tokio::time::timeout(
-            Duration::from_secs(60),
-            crawler.crawl(ResyncId::new(), &plans(kinds)),
-        )
-        .await
-        .expect("crawl within 60 s")
-        .expect("crawl succeeds");
+        let (report, items) = crawl::crawl_with(&crawler, &mut deliveries, &plans(kinds)).await;
         assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-        let events: u64 = report.kinds.values().map(|k| k.events).sum();
-        let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for _ in 0..events {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
-                .await
-                .expect("event within 5 s")
-                .expect("bus open");
-            let event: RawEvent = decode(&delivery.body).expect("raw event");
-            items.entry(event.kind).or_default().extend(event.items);
-            delivery.ack().await.expect("ack");
-        }
         items
     }
 

@@ -175,6 +175,25 @@ impl RepositoryContent {
 
 /// The wiki page a file of a wiki repository is (`/Home/Getting-started.md` →
 /// `/Home/Getting started`); `None` for other files (`.order`, attachments).
+/// `branch` as a full ref name: `main` → `refs/heads/main`; a `refs/…` name as it is.
+fn full_ref_name(branch: &str) -> String {
+    if branch.starts_with("refs/") {
+        branch.to_string()
+    } else {
+        format!("refs/heads/{branch}")
+    }
+}
+
+/// A commit's author (and committer) as Azure DevOps renders them: name, email and date.
+pub(crate) fn commit_person(org: &Organization, commit: &Commit) -> Value {
+    let author = org.users.get(commit.author);
+    json!({
+        "name": author.map(|u| u.display_name.clone()),
+        "email": author.map(|u| u.unique_name.clone()),
+        "date": ado_time(commit.time),
+    })
+}
+
 pub(crate) fn page_path(file: &str) -> Option<String> {
     let stem = file.strip_suffix(".md")?;
     Some(stem.replace('-', " "))
@@ -461,11 +480,7 @@ impl AdoSim {
         branch: &str,
         commits: Vec<SimCommit>,
     ) -> Option<PushResult> {
-        let ref_name = if branch.starts_with("refs/") {
-            branch.to_string()
-        } else {
-            format!("refs/heads/{branch}")
-        };
+        let ref_name = full_ref_name(branch);
         let result = {
             let mut org = lock(&self.state.organization);
             let target = self.push_target(&org, repository_id)?;
@@ -526,11 +541,7 @@ impl AdoSim {
 
     /// Deletes `branch` of a repository; `None` if it has no such branch.
     pub fn delete_branch(&self, repository_id: &str, branch: &str) -> Option<PushResult> {
-        let ref_name = if branch.starts_with("refs/") {
-            branch.to_string()
-        } else {
-            format!("refs/heads/{branch}")
-        };
+        let ref_name = full_ref_name(branch);
         let result = {
             let mut org = lock(&self.state.organization);
             let target = self.push_target(&org, repository_id)?;
@@ -604,12 +615,7 @@ impl AdoSim {
             .rev()
             .filter_map(|id| content.and_then(|c| c.commits.get(id)))
             .map(|commit| {
-                let author = org.users.get(commit.author);
-                let person = json!({
-                    "name": author.map(|u| u.display_name.clone()),
-                    "email": author.map(|u| u.unique_name.clone()),
-                    "date": ado_time(commit.time),
-                });
+                let person = commit_person(org, commit);
                 json!({
                     "commitId": commit.id,
                     "author": person,

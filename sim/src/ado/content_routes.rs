@@ -21,24 +21,20 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::AdoState;
 use super::content::{
-    Commit, RepositoryContent, Tree, WIKI_BRANCH, Wiki, folder_object_id, folders, is_within,
-    page_file, page_path,
+    Commit, RepositoryContent, Tree, WIKI_BRANCH, Wiki, commit_person, folder_object_id, folders,
+    is_within, page_file, page_path,
 };
 use super::error::{AdoError, json_headers};
-use super::routes::{list, ok_json, parse_count, urls};
-use super::seed::{Organization, Urls, ado_time, encode_segment};
-use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
+use super::request::AdoRequest;
+use super::routes::{list, ok_json, parse_count};
+use super::seed::{Organization, Urls, encode_segment};
 
 /// Default `$top` of commit diffs.
 const DIFF_PAGE: usize = 100;
@@ -313,55 +309,51 @@ fn recursion_level(text: Option<&str>) -> &'static str {
     }
 }
 
-async fn get_items(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Response {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let target = match find_target(&org, &params) {
+async fn get_items(request: AdoRequest) -> Response {
+    let org = request.organization();
+    let target = match find_target(&org, &request.params) {
         Ok(target) => target,
         Err(refusal) => return refusal.into_response(),
     };
     let content = org.git.repositories.get(&target.id);
-    let version = param(&query, "versionDescriptor.version").or_else(|| param(&query, "version"));
-    let version_type =
-        param(&query, "versionDescriptor.versionType").or_else(|| param(&query, "versionType"));
+    let version = param(&request.query, "versionDescriptor.version")
+        .or_else(|| param(&request.query, "version"));
+    let version_type = param(&request.query, "versionDescriptor.versionType")
+        .or_else(|| param(&request.query, "versionType"));
     let commit = match resolve(content, &target, version_type, version) {
         Ok(commit) => commit,
         Err(refusal) => return refusal.into_response(),
     };
-    let scope_path = param(&query, "scopePath");
-    let Some(raw_path) = param(&query, "path").or(scope_path) else {
+    let scope_path = param(&request.query, "scopePath");
+    let Some(raw_path) = param(&request.query, "path").or(scope_path) else {
         return AdoError::BadArgument {
             message: "The path parameter is required.".to_string(),
         }
         .into_response();
     };
     let path = normalize(raw_path);
-    let recursion = recursion_level(param(&query, "recursionLevel"));
-    let metadata = flag(&query, "includeContentMetadata");
+    let recursion = recursion_level(param(&request.query, "recursionLevel"));
+    let metadata = flag(&request.query, "includeContentMetadata");
     if scope_path.is_some() || recursion != "none" {
-        return match list_items(&urls, &target, commit, &path, recursion, metadata) {
+        return match list_items(&request.urls, &target, commit, &path, recursion, metadata) {
             Some(items) => list(items),
             None => item_not_found(&path, &target.name).into_response(),
         };
     }
-    let Some(mut item) = git_item(&urls, &target, commit, &path, metadata) else {
+    let Some(mut item) = git_item(&request.urls, &target, commit, &path, metadata) else {
         return item_not_found(&path, &target.name).into_response();
     };
-    let format = param(&query, "$format")
-        .or_else(|| param(&query, "format"))
+    let format = param(&request.query, "$format")
+        .or_else(|| param(&request.query, "format"))
         .map(str::to_ascii_lowercase);
-    let include_content = flag(&query, "includeContent");
+    let include_content = flag(&request.query, "includeContent");
     let wants_json = match format.as_deref() {
         Some("json") => true,
         Some(_) => false,
         None => {
             include_content
-                || headers
+                || request
+                    .headers
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("application/json"))
@@ -382,13 +374,8 @@ async fn get_items(
     ok_json(item)
 }
 
-async fn items_batch(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request: Value = match serde_json::from_slice(&body) {
+async fn items_batch(request: AdoRequest, body: Bytes) -> Response {
+    let batch: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(e) => {
             return AdoError::BadArgument {
@@ -397,20 +384,19 @@ async fn items_batch(
             .into_response();
         }
     };
-    let Some(descriptors) = request.get("itemDescriptors").and_then(Value::as_array) else {
+    let Some(descriptors) = batch.get("itemDescriptors").and_then(Value::as_array) else {
         return AdoError::BadArgument {
             message: "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors"
                 .to_string(),
         }
         .into_response();
     };
-    let metadata = request
+    let metadata = batch
         .get("includeContentMetadata")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let target = match find_target(&org, &params) {
+    let org = request.organization();
+    let target = match find_target(&org, &request.params) {
         Ok(target) => target,
         Err(refusal) => return refusal.into_response(),
     };
@@ -424,7 +410,7 @@ async fn items_batch(
         };
         let path = normalize(text("path").unwrap_or("/"));
         let recursion = recursion_level(text("recursionLevel"));
-        match list_items(&urls, &target, commit, &path, recursion, metadata) {
+        match list_items(&request.urls, &target, commit, &path, recursion, metadata) {
             Some(items) => lists.push(Value::Array(items)),
             None => return item_not_found(&path, &target.name).into_response(),
         }
@@ -433,12 +419,7 @@ async fn items_batch(
 }
 
 fn commit_json(org: &Organization, urls: &Urls, target: &Target, commit: &Commit) -> Value {
-    let author = org.users.get(commit.author);
-    let person = json!({
-        "name": author.map(|u| u.display_name.clone()),
-        "email": author.map(|u| u.unique_name.clone()),
-        "date": ado_time(commit.time),
-    });
+    let person = commit_person(org, commit);
     json!({
         "commitId": commit.id,
         "treeId": folder_object_id(&commit.tree, "/"),
@@ -540,34 +521,27 @@ fn change_counts(changes: &[Value]) -> Value {
     Value::Object(counts)
 }
 
-async fn get_commit(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Response {
+async fn get_commit(request: AdoRequest) -> Response {
     let held = {
-        let urls = urls(&state, &headers);
-        let org = lock(&state.organization);
-        let target = match find_target(&org, &params) {
+        let org = request.organization();
+        let target = match find_target(&org, &request.params) {
             Ok(target) => target,
             Err(refusal) => return refusal.into_response(),
         };
-        let id = params.get("commitId").cloned().unwrap_or_default();
+        let id = request.param("commitId");
         org.git
             .repositories
             .get(&target.id)
             .and_then(|c| c.commits.get(&id))
-            .map(|commit| commit_json(&org, &urls, &target, commit))
+            .map(|commit| commit_json(&org, &request.urls, &target, commit))
     };
     match held {
         Some(commit) => ok_json(commit),
         // Builds' source commits live in the pipelines model (see `runs`).
-        None => {
-            match super::runs::get_commit(State(Arc::clone(&state)), Path(params), headers).await {
-                Ok(response) => response,
-                Err(error) => error.into_response(),
-            }
-        }
+        None => match super::runs::get_commit(request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        },
     }
 }
 
@@ -579,21 +553,15 @@ fn commit_not_found(id: &str, repository: &str) -> Refusal {
     )
 }
 
-async fn commit_changes(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let top = parse_count(&query, "top")?.unwrap_or(usize::MAX);
-    let skip = parse_count(&query, "skip")?.unwrap_or(0);
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let target = match find_target(&org, &params) {
+async fn commit_changes(request: AdoRequest) -> Result<Response, AdoError> {
+    let top = parse_count(&request.query, "top")?.unwrap_or(usize::MAX);
+    let skip = parse_count(&request.query, "skip")?.unwrap_or(0);
+    let org = request.organization();
+    let target = match find_target(&org, &request.params) {
         Ok(target) => target,
         Err(refusal) => return Ok(refusal.into_response()),
     };
-    let id = params.get("commitId").cloned().unwrap_or_default();
+    let id = request.param("commitId");
     let Some(content) = org.git.repositories.get(&target.id) else {
         return Ok(commit_not_found(&id, &target.name).into_response());
     };
@@ -606,30 +574,25 @@ async fn commit_changes(
         .first()
         .and_then(|p| content.commits.get(p))
         .map_or(&empty, |c| &c.tree);
-    let all = changes(&urls, &target, base, commit);
+    let all = changes(&request.urls, &target, base, commit);
     let counts = change_counts(&all);
     let page: Vec<Value> = all.into_iter().skip(skip).take(top).collect();
     Ok(ok_json(json!({"changeCounts": counts, "changes": page})))
 }
 
-async fn diff_commits(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let top = parse_count(&query, "$top")?.unwrap_or(DIFF_PAGE);
-    let skip = parse_count(&query, "$skip")?.unwrap_or(0);
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let target = match find_target(&org, &params) {
+async fn diff_commits(request: AdoRequest) -> Result<Response, AdoError> {
+    let top = parse_count(&request.query, "$top")?.unwrap_or(DIFF_PAGE);
+    let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
+    let org = request.organization();
+    let target = match find_target(&org, &request.params) {
         Ok(target) => target,
         Err(refusal) => return Ok(refusal.into_response()),
     };
     let content = org.git.repositories.get(&target.id);
-    let (Some(base_version), Some(target_version)) =
-        (param(&query, "baseVersion"), param(&query, "targetVersion"))
-    else {
+    let (Some(base_version), Some(target_version)) = (
+        param(&request.query, "baseVersion"),
+        param(&request.query, "targetVersion"),
+    ) else {
         return Err(AdoError::BadArgument {
             message: "baseVersion and targetVersion are required.".to_string(),
         });
@@ -637,7 +600,7 @@ async fn diff_commits(
     let base = match resolve(
         content,
         &target,
-        param(&query, "baseVersionType"),
+        param(&request.query, "baseVersionType"),
         Some(base_version),
     ) {
         Ok(commit) => commit,
@@ -646,13 +609,13 @@ async fn diff_commits(
     let head = match resolve(
         content,
         &target,
-        param(&query, "targetVersionType"),
+        param(&request.query, "targetVersionType"),
         Some(target_version),
     ) {
         Ok(commit) => commit,
         Err(refusal) => return Ok(refusal.into_response()),
     };
-    let all = changes(&urls, &target, &base.tree, head);
+    let all = changes(&request.urls, &target, &base.tree, head);
     let counts = change_counts(&all);
     let total = all.len();
     let page: Vec<Value> = all.into_iter().skip(skip).take(top).collect();
@@ -686,14 +649,9 @@ fn wiki_json(org: &Organization, urls: &Urls, wiki: &Wiki) -> Value {
     })
 }
 
-async fn list_wikis(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = match params.get("project") {
+async fn list_wikis(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = match request.params.get("project") {
         Some(name) => Some(org.project(name).ok_or_else(|| AdoError::ProjectNotFound {
             project: name.clone(),
         })?),
@@ -704,7 +662,7 @@ async fn list_wikis(
         .wikis
         .iter()
         .filter(|w| project.is_none_or(|p| p.id == w.project_id))
-        .map(|w| wiki_json(&org, &urls, w))
+        .map(|w| wiki_json(&org, &request.urls, w))
         .collect();
     Ok(list(values))
 }
@@ -731,15 +689,10 @@ fn find_wiki<'a>(
         .ok_or_else(|| wiki_not_found(&id))
 }
 
-async fn get_wiki(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Response {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    match find_wiki(&org, &params) {
-        Ok(wiki) => ok_json(wiki_json(&org, &urls, wiki)),
+async fn get_wiki(request: AdoRequest) -> Response {
+    let org = request.organization();
+    match find_wiki(&org, &request.params) {
+        Ok(wiki) => ok_json(wiki_json(&org, &request.urls, wiki)),
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -762,13 +715,9 @@ fn wiki_pages(org: &Organization, wiki: &Wiki) -> Vec<(String, u64)> {
     pages
 }
 
-async fn pages_batch(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    body: Bytes,
-) -> Response {
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let top = request.get("top").and_then(Value::as_u64).unwrap_or(0) as usize;
+async fn pages_batch(request: AdoRequest, body: Bytes) -> Response {
+    let batch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let top = batch.get("top").and_then(Value::as_u64).unwrap_or(0) as usize;
     if top == 0 || top > PAGES_BATCH_MAX {
         return AdoError::BadArgument {
             message: format!(
@@ -777,7 +726,7 @@ async fn pages_batch(
         }
         .into_response();
     }
-    let start = match request.get("continuationToken").and_then(Value::as_str) {
+    let start = match batch.get("continuationToken").and_then(Value::as_str) {
         Some(token) => match token.parse::<usize>() {
             Ok(start) => start,
             Err(_) => {
@@ -789,8 +738,8 @@ async fn pages_batch(
         },
         None => 0,
     };
-    let org = lock(&state.organization);
-    let wiki = match find_wiki(&org, &params) {
+    let org = request.organization();
+    let wiki = match find_wiki(&org, &request.params) {
         Ok(wiki) => wiki,
         Err(refusal) => return refusal.into_response(),
     };
@@ -813,21 +762,18 @@ async fn pages_batch(
     response
 }
 
-async fn get_page(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Response {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let wiki = match find_wiki(&org, &params) {
+async fn get_page(request: AdoRequest) -> Response {
+    let org = request.organization();
+    let wiki = match find_wiki(&org, &request.params) {
         Ok(wiki) => wiki,
         Err(refusal) => return refusal.into_response(),
     };
     let pages = wiki_pages(&org, wiki);
-    let wanted_id = params.get("pageId").and_then(|id| id.parse::<u64>().ok());
-    let wanted_path = param(&query, "path").map(normalize);
+    let wanted_id = request
+        .params
+        .get("pageId")
+        .and_then(|id| id.parse::<u64>().ok());
+    let wanted_path = param(&request.query, "path").map(normalize);
     let found = pages.iter().find(|(path, id)| {
         wanted_id.map_or_else(
             || wanted_path.as_deref() == Some(path.as_str()),
@@ -858,8 +804,8 @@ async fn get_page(
         "gitItemPath": file,
         "isParentPage": is_parent,
         "subPages": [],
-        "url": format!("{}/{}/_apis/wiki/wikis/{}/pages/{}", urls.organization_url, wiki.project_id, wiki.id, encode_segment(path)),
-        "remoteUrl": format!("{}/{}/_wiki/wikis/{}?pagePath={}", urls.organization_url, wiki.project_id, wiki.id, encode_segment(path)),
+        "url": format!("{}/{}/_apis/wiki/wikis/{}/pages/{}", request.urls.organization_url, wiki.project_id, wiki.id, encode_segment(path)),
+        "remoteUrl": format!("{}/{}/_wiki/wikis/{}?pagePath={}", request.urls.organization_url, wiki.project_id, wiki.id, encode_segment(path)),
     });
     let content = org
         .git
@@ -874,7 +820,7 @@ async fn get_page(
         });
     let mut response_headers = json_headers();
     if let Some((commit_id, blob)) = content {
-        if flag(&query, "includeContent")
+        if flag(&request.query, "includeContent")
             && let Value::Object(map) = &mut page
         {
             map.insert("content".into(), json!(blob.content));

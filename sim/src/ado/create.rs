@@ -84,6 +84,16 @@ impl AdoSim {
 
     /// Retitles a pull request; false if there is none with that id.
     pub fn set_pull_request_title(&self, pull_request_id: u64, title: &str) -> bool {
+        self.change_pull_request(pull_request_id, |pr| pr.title = title.to_string())
+    }
+
+    /// Applies `change` to pull request `pull_request_id` (and counts it as traffic, so that
+    /// waits for quiet see it); false if there is none with that id.
+    pub(crate) fn change_pull_request(
+        &self,
+        pull_request_id: u64,
+        change: impl FnOnce(&mut PullRequest),
+    ) -> bool {
         let found = {
             let mut org = lock(&self.state.organization);
             match org
@@ -92,7 +102,7 @@ impl AdoSim {
                 .find(|pr| pr.id == pull_request_id)
             {
                 Some(pr) => {
-                    pr.title = title.to_string();
+                    change(pr);
                     true
                 }
                 None => false,

@@ -19,21 +19,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::{AdoError, json_headers};
-use super::routes::{list, ok_json, parse_count, urls};
+use super::request::AdoRequest;
+use super::routes::{list, ok_json, parse_count};
 use super::seed::{Organization, Project};
 use super::work::project;
-use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
 
 pub(crate) fn routes() -> Router<Arc<AdoState>> {
     let team_settings = "/{org}/{project}/{team}/_apis/work/teamsettings";
@@ -143,13 +139,9 @@ fn graph_page(
     Ok(response)
 }
 
-async fn graph_users(
-    State(state): State<Arc<AdoState>>,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let kinds: Vec<String> = query
+async fn graph_users(request: AdoRequest) -> Result<Response, AdoError> {
+    let kinds: Vec<String> = request
+        .query
         .get("subjectTypes")
         .map(|t| {
             t.split(',')
@@ -158,9 +150,9 @@ async fn graph_users(
         })
         .unwrap_or_default();
     let values = {
-        let org = lock(&state.organization);
+        let org = request.organization();
         (0..org.users.len())
-            .map(|u| org.graph_user_json(&urls, u))
+            .map(|u| org.graph_user_json(&request.urls, u))
             .filter(|user| {
                 let descriptor = user["descriptor"].as_str().unwrap_or_default();
                 kinds.is_empty()
@@ -170,23 +162,18 @@ async fn graph_users(
             })
             .collect()
     };
-    graph_page(&state, values, &query)
+    graph_page(&request.state, values, &request.query)
 }
 
-async fn graph_groups(
-    State(state): State<Arc<AdoState>>,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
+async fn graph_groups(request: AdoRequest) -> Result<Response, AdoError> {
     let values = {
-        let org = lock(&state.organization);
-        org.groups(&urls)
+        let org = request.organization();
+        org.groups(&request.urls)
             .iter()
-            .map(|g| org.group_json(&urls, g))
+            .map(|g| org.group_json(&request.urls, g))
             .collect()
     };
-    graph_page(&state, values, &query)
+    graph_page(&request.state, values, &request.query)
 }
 
 fn membership(graph: &str, container: &str, member: &str) -> Value {
@@ -201,21 +188,19 @@ fn membership(graph: &str, container: &str, member: &str) -> Value {
     })
 }
 
-async fn memberships(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Response {
-    let urls = urls(&state, &headers);
-    let graph = format!("{}/_apis/Graph", urls.organization_url);
-    let descriptor = params.get("descriptor").cloned().unwrap_or_default();
-    let down = query
+async fn memberships(request: AdoRequest) -> Response {
+    let graph = format!("{}/_apis/Graph", request.urls.organization_url);
+    let descriptor = request.param("descriptor");
+    let down = request
+        .query
         .get("direction")
         .is_some_and(|d| d.eq_ignore_ascii_case("down"));
-    let org = lock(&state.organization);
-    let groups = org.groups(&urls);
-    if org.subject_json(&urls, &groups, &descriptor).is_none() {
+    let org = request.organization();
+    let groups = org.groups(&request.urls);
+    if org
+        .subject_json(&request.urls, &groups, &descriptor)
+        .is_none()
+    {
         return error(
             StatusCode::NOT_FOUND,
             &format!("VS860018: The subject with descriptor '{descriptor}' could not be found."),
@@ -256,27 +241,25 @@ async fn memberships(
 }
 
 async fn subject_lookup(
-    State(state): State<Arc<AdoState>>,
-    headers: HeaderMap,
+    request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
-    let request: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
+    let batch: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
         message: format!("The request body is not valid JSON: {e}"),
     })?;
-    let Some(keys) = request.get("lookupKeys").and_then(Value::as_array) else {
+    let Some(keys) = batch.get("lookupKeys").and_then(Value::as_array) else {
         return Err(AdoError::BadArgument {
             message: "Value cannot be null. Parameter name: subjectLookup.LookupKeys".into(),
         });
     };
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let groups = org.groups(&urls);
+    let org = request.organization();
+    let groups = org.groups(&request.urls);
     let mut found = serde_json::Map::new();
     for descriptor in keys
         .iter()
         .filter_map(|k| k.get("descriptor").and_then(Value::as_str))
     {
-        if let Some(subject) = org.subject_json(&urls, &groups, descriptor) {
+        if let Some(subject) = org.subject_json(&request.urls, &groups, descriptor) {
             found.insert(descriptor.to_string(), subject);
         }
     }
@@ -291,13 +274,9 @@ fn api_major(query: &HashMap<String, String>) -> u32 {
         .unwrap_or(7)
 }
 
-async fn entitlements(
-    State(state): State<Arc<AdoState>>,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let select: Vec<String> = query
+async fn entitlements(request: AdoRequest) -> Result<Response, AdoError> {
+    let select: Vec<String> = request
+        .query
         .get("select")
         .map(|s| {
             s.split(',')
@@ -306,19 +285,19 @@ async fn entitlements(
         })
         .unwrap_or_default();
     let all: Vec<Value> = {
-        let org = lock(&state.organization);
+        let org = request.organization();
         (0..org.users.len())
-            .map(|u| org.entitlement_json(&urls, u, &select))
+            .map(|u| org.entitlement_json(&request.urls, u, &select))
             .collect()
     };
     let total = all.len();
-    if api_major(&query) < 7 {
-        let top = parse_count(&query, "top")?.unwrap_or(100).max(1);
-        let skip = parse_count(&query, "skip")?.unwrap_or(0);
+    if api_major(&request.query) < 7 {
+        let top = parse_count(&request.query, "top")?.unwrap_or(100).max(1);
+        let skip = parse_count(&request.query, "skip")?.unwrap_or(0);
         return Ok(list(all.into_iter().skip(skip).take(top).collect()));
     }
-    let from = start(&query)?;
-    let size = state.config.identity_page_size.max(1);
+    let from = start(&request.query)?;
+    let size = request.state.config.identity_page_size.max(1);
     let page: Vec<Value> = all.into_iter().skip(from).take(size).collect();
     let token = (from + size < total).then(|| (from + size).to_string());
     Ok(ok_json(json!({
@@ -345,44 +324,30 @@ fn team<'a>(
     }
 }
 
-async fn team_members(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let top = parse_count(&query, "$top")?.unwrap_or(100).max(1);
-    let skip = parse_count(&query, "$skip")?.unwrap_or(0);
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = team(&org, &params)?;
-    let members = org.team_members_json(&urls, project);
+async fn team_members(request: AdoRequest) -> Result<Response, Refusal> {
+    let top = parse_count(&request.query, "$top")?.unwrap_or(100).max(1);
+    let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
+    let org = request.organization();
+    let project = team(&org, &request.params)?;
+    let members = org.team_members_json(&request.urls, project);
     Ok(list(members.into_iter().skip(skip).take(top).collect()))
 }
 
-async fn team_field_values(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = team(&org, &params)?;
-    Ok(ok_json(org.team_field_values_json(&urls, project)))
+async fn team_field_values(request: AdoRequest) -> Result<Response, Refusal> {
+    let org = request.organization();
+    let project = team(&org, &request.params)?;
+    Ok(ok_json(org.team_field_values_json(&request.urls, project)))
 }
 
-async fn iterations(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = team(&org, &params)?;
-    let frame = query.get("$timeframe").map(|f| f.to_ascii_lowercase());
+async fn iterations(request: AdoRequest) -> Result<Response, Refusal> {
+    let org = request.organization();
+    let project = team(&org, &request.params)?;
+    let frame = request
+        .query
+        .get("$timeframe")
+        .map(|f| f.to_ascii_lowercase());
     let values = org
-        .iterations_json(&urls, project)
+        .iterations_json(&request.urls, project)
         .into_iter()
         .filter(|i| {
             frame
@@ -393,35 +358,26 @@ async fn iterations(
     Ok(list(values))
 }
 
-async fn classification_nodes(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let depth = parse_count(&query, "$depth")?.unwrap_or(0);
-    let group = params.get("group").cloned().unwrap_or_default();
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn classification_nodes(request: AdoRequest) -> Result<Response, Refusal> {
+    let depth = parse_count(&request.query, "$depth")?.unwrap_or(0);
+    let group = request.param("group");
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     if !group.eq_ignore_ascii_case("areas") {
         return Err(Refusal::NodeNotFound(group));
     }
     let tree = org.area_tree(project);
-    Ok(ok_json(org.area_json(&urls, project, &tree, depth)))
+    Ok(ok_json(org.area_json(&request.urls, project, &tree, depth)))
 }
 
-async fn project_properties(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-) -> Result<Response, AdoError> {
-    let keys: Vec<String> = query
+async fn project_properties(request: AdoRequest) -> Result<Response, AdoError> {
+    let keys: Vec<String> = request
+        .query
         .get("keys")
         .map(|k| k.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let matches = |name: &str| {
         keys.is_empty()
             || keys.iter().any(|key| match key.strip_suffix('*') {

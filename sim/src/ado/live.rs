@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,15 +30,14 @@ use serde_json::{Value, json};
 
 use super::error::{AdoError, json_headers};
 use super::pipelines::PIPELINES_PER_PROJECT;
-use super::routes::{ok_json, urls};
+use super::request::AdoRequest;
+use super::routes::ok_json;
 use super::runs::build_position;
 use super::security::ALERTS_PER_REPOSITORY;
 use super::seed::{Project, Urls, ado_time, epoch, stable_id};
 use super::work::project;
 use super::{AdoSim, AdoState};
 use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
 
 /// The `api-version` the Advanced Security APIs and hooks take.
 const ADVSEC_API_VERSION: &str = "7.2-preview.1";
@@ -105,33 +103,23 @@ fn pipeline_missing(id: u64) -> Response {
     )
 }
 
-async fn get_pipeline(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let id = id_param(&params, "pipelineId");
+async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let id = id_param(&request.params, "pipelineId");
     Ok(if (1..=PIPELINES_PER_PROJECT).contains(&id) {
-        ok_json(org.pipeline_json(&urls, project, id))
+        ok_json(org.pipeline_json(&request.urls, project, id))
     } else {
         pipeline_missing(id)
     })
 }
 
-async fn get_definition(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let id = id_param(&params, "definitionId");
+async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let id = id_param(&request.params, "definitionId");
     Ok(if id == 1 {
-        ok_json(org.definition_json(&urls, project))
+        ok_json(org.definition_json(&request.urls, project))
     } else {
         not_found(
             format!("VS402856: Release definition with id {id} does not exist."),

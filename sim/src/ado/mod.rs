@@ -49,6 +49,7 @@ mod organizations;
 mod pipeline_runs;
 pub mod pipelines;
 mod recycle;
+mod request;
 mod routes;
 pub mod runs;
 pub mod security;
@@ -305,23 +306,10 @@ impl AdoSim {
             "abandoned" => "abandoned",
             _ => "active",
         };
-        let found = {
-            let mut org = lock(&self.state.organization);
-            match org
-                .pull_requests
-                .iter_mut()
-                .find(|pr| pr.id == pull_request_id)
-            {
-                Some(pr) => {
-                    pr.status = status;
-                    pr.closed_date = (status != "active").then(chrono::Utc::now);
-                    true
-                }
-                None => false,
-            }
-        };
-        self.state.traffic.touch();
-        found
+        self.change_pull_request(pull_request_id, |pr| {
+            pr.status = status;
+            pr.closed_date = (status != "active").then(chrono::Utc::now);
+        })
     }
 
     /// The current work items of every project, as `workitemsbatch` returns them with

@@ -12,6 +12,7 @@ use tower::ServiceExt;
 
 use super::AdoState;
 use super::error::AdoError;
+use super::routes::organization_segment;
 
 /// The router that dispatches to each organization's own router by the first path segment.
 pub(crate) fn router(states: &[Arc<AdoState>]) -> Router {
@@ -33,14 +34,7 @@ pub(crate) fn router(states: &[Arc<AdoState>]) -> Router {
 }
 
 async fn dispatch(organizations: &[(String, Router)], request: Request) -> Response {
-    let organization = request
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let organization = organization_segment(&request);
     let wanted = organization.to_ascii_lowercase();
     match organizations.iter().find(|(name, _)| *name == wanted) {
         Some((_, router)) => match router.clone().oneshot(request).await {

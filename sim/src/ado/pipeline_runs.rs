@@ -10,26 +10,23 @@
 //! Branches a run may name: `refs/heads/main` and the source branches of the project's pull
 //! requests (the refs the simulator serves).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::error::{AdoError, ado_json};
 use super::pipelines::PIPELINES_PER_PROJECT;
-use super::routes::{ok_json, urls};
+use super::request::AdoRequest;
+use super::routes::ok_json;
 use super::seed::{Organization, Project, ado_time};
 use super::work::project;
 use super::{AdoSim, AdoState};
 use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
 
 /// First id of a run started through the API (seeded builds use the low ids).
 const FIRST_RUN_ID: u64 = 1000;
@@ -126,12 +123,7 @@ fn run_json(organization_url: &str, project: &Project, run: &Run) -> Value {
     value
 }
 
-async fn run_pipeline(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, AdoError> {
+async fn run_pipeline(request: AdoRequest, body: Bytes) -> Result<Response, AdoError> {
     let body: Value = if body.is_empty() {
         json!({})
     } else {
@@ -139,10 +131,9 @@ async fn run_pipeline(
             message: format!("The request body is not valid JSON: {e}"),
         })?
     };
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let pipeline_text = params.get("pipelineId").cloned().unwrap_or_default();
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let pipeline_text = request.param("pipelineId");
     let pipeline_id = match pipeline_text.parse::<u64>() {
         Ok(id) if (1..=PIPELINES_PER_PROJECT).contains(&id) => id,
         _ => return Ok(pipeline_not_found(&pipeline_text)),
@@ -163,7 +154,7 @@ async fn run_pipeline(
             3000,
         ));
     }
-    let mut runs = lock(&state.pipeline_runs);
+    let mut runs = lock(&request.state.pipeline_runs);
     let run = Run {
         id: FIRST_RUN_ID + runs.runs.len() as u64,
         project_id: project.id.clone(),
@@ -173,7 +164,7 @@ async fn run_pipeline(
         created: chrono::Utc::now(),
         result: None,
     };
-    let answer = run_json(&urls.organization_url, project, &run);
+    let answer = run_json(&request.urls.organization_url, project, &run);
     runs.runs.push(run);
     Ok(ok_json(answer))
 }

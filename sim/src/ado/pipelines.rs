@@ -15,22 +15,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::{AdoError, json_headers};
-use super::routes::{parse_count, urls};
+use super::error::AdoError;
+use super::request::AdoRequest;
+use super::routes::parse_count;
+use super::runs::token_page;
 use super::seed::{Organization, Project, Urls, ado_time, encode_segment, epoch};
-use super::work::project;
-use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
+use super::work::{project, project_repository};
 
 /// Pipelines seeded per project.
 pub const PIPELINES_PER_PROJECT: u64 = 2;
@@ -63,20 +59,7 @@ pub(crate) fn routes() -> Router<Arc<AdoState>> {
 
 /// One `$top`/continuation-token page of `values`.
 fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response, AdoError> {
-    let top = parse_count(query, "$top")?.unwrap_or(50).clamp(1, 1000);
-    let start = parse_count(query, "continuationToken")?.unwrap_or(0);
-    let total = values.len();
-    let page: Vec<Value> = values.into_iter().skip(start).take(top).collect();
-    let body = json!({"count": page.len(), "value": page});
-    let mut response = (StatusCode::OK, json_headers(), body.to_string()).into_response();
-    if start + top < total
-        && let Ok(token) = HeaderValue::from_str(&(start + top).to_string())
-    {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+    token_page(values, query, "$top")
 }
 
 impl Organization {
@@ -220,104 +203,67 @@ impl Organization {
     }
 }
 
-async fn list_pipelines(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let values = (1..=PIPELINES_PER_PROJECT)
-        .map(|id| org.pipeline_json(&urls, project, id))
+        .map(|id| org.pipeline_json(&request.urls, project, id))
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_builds(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
         .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
-        .map(|(p, n)| org.build_json(&urls, project, p, n))
+        .map(|(p, n)| org.build_json(&request.urls, project, p, n))
         .collect();
     values.reverse();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_environments(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let values = (1..=ENVIRONMENTS_PER_PROJECT)
-        .map(|id| org.environment_json(&urls, project, id))
+        .map(|id| org.environment_json(&request.urls, project, id))
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_definitions(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    paged(vec![org.definition_json(&urls, project)], &query)
+async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    paged(
+        vec![org.definition_json(&request.urls, project)],
+        &request.query,
+    )
 }
 
-async fn list_deployments(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let release = parse_count(&query, "releaseId")?;
-    let environment = parse_count(&query, "definitionEnvironmentId")?;
+async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let release = parse_count(&request.query, "releaseId")?;
+    let environment = parse_count(&request.query, "definitionEnvironmentId")?;
     let values = (1..=org.releases_per_project)
         .rev()
         .filter(|n| release.is_none_or(|r| r as u64 == *n))
         .filter(|n| environment.is_none_or(|e| e as u64 == 1 + n % 2))
-        .map(|n| org.deployment_json(&urls, project, n))
+        .map(|n| org.deployment_json(&request.urls, project, n))
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }
 
-async fn list_refs(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let id = params.get("repository").cloned().unwrap_or_default();
-    let repository = org
-        .repository(Some(project), &id)
-        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
-    let filter = query.get("filter").map(|f| format!("refs/{f}"));
+async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let (project, repository) = project_repository(&org, &request.params)?;
+    let filter = request.query.get("filter").map(|f| format!("refs/{f}"));
     // The branches of the repository's Git content (`main` and the pull requests' sources).
     let refs = org.git.refs(&repository.id);
     let repo_url = format!(
         "{}/{}/_apis/git/repositories/{}",
-        urls.organization_url, project.id, repository.id
+        request.urls.organization_url, project.id, repository.id
     );
     let values = refs
         .iter()
@@ -326,10 +272,10 @@ async fn list_refs(
             json!({
                 "name": name,
                 "objectId": object_id,
-                "creator": org.identity(&urls, 0),
+                "creator": org.identity(&request.urls, 0),
                 "url": format!("{repo_url}/refs?filter={}", encode_segment(name.trim_start_matches("refs/"))),
             })
         })
         .collect();
-    paged(values, &query)
+    paged(values, &request.query)
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,11 +15,9 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
+use super::request::AdoRequest;
 use super::seed::{Organization, PullRequest, Urls};
 use crate::traffic::{lock, route_key};
-
-type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
 
 /// Default and largest `$top` of pull request lists.
 const PULL_REQUEST_PAGE: usize = 100;
@@ -175,14 +173,7 @@ async fn admitted(state: &AdoState, matched: bool, request: Request, next: Next)
         }
         .into_response();
     }
-    let organization = request
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let organization = organization_segment(&request);
     if !organization.eq_ignore_ascii_case(&state.config.organization) {
         return AdoError::OrganizationNotFound { organization }.into_response();
     }
@@ -194,6 +185,18 @@ async fn admitted(state: &AdoState, matched: bool, request: Request, next: Next)
         return refused.into_response();
     }
     next.run(request).await
+}
+
+/// The organization a request names: the first segment of its path, as sent.
+pub(super) fn organization_segment(request: &Request) -> String {
+    request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The URLs to render answers with: the host the caller used.
@@ -235,33 +238,28 @@ fn flag(query: &HashMap<String, String>, name: &str) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-async fn list_projects(
-    State(state): State<Arc<AdoState>>,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let page = parse_count(&query, "$top")?
+async fn list_projects(request: AdoRequest) -> Result<Response, AdoError> {
+    let page = parse_count(&request.query, "$top")?
         .unwrap_or(100)
-        .clamp(1, state.config.max_page_size.max(1));
-    let start = match query.get("continuationToken") {
+        .clamp(1, request.state.config.max_page_size.max(1));
+    let start = match request.query.get("continuationToken") {
         Some(token) => token
             .trim()
             .parse::<usize>()
             .map_err(|_| AdoError::BadArgument {
                 message: format!("The continuation token '{token}' is not valid."),
             })?,
-        None => parse_count(&query, "$skip")?.unwrap_or(0),
+        None => parse_count(&request.query, "$skip")?.unwrap_or(0),
     };
-    let capabilities = flag(&query, "includeCapabilities");
-    let urls = urls(&state, &headers);
+    let capabilities = flag(&request.query, "includeCapabilities");
     let (values, more) = {
-        let org = lock(&state.organization);
+        let org = request.organization();
         let values = org
             .projects
             .iter()
             .skip(start)
             .take(page)
-            .map(|p| org.project_list_item(&urls, p, capabilities))
+            .map(|p| org.project_list_item(&request.urls, p, capabilities))
             .collect::<Vec<_>>();
         (values, start + page < org.projects.len())
     };
@@ -274,22 +272,16 @@ async fn list_projects(
     Ok(response)
 }
 
-async fn get_project(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let id = params.get("project").cloned().unwrap_or_default();
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
+async fn get_project(request: AdoRequest) -> Result<Response, AdoError> {
+    let id = request.param("project");
+    let org = request.organization();
     let project = org.project(&id).ok_or(AdoError::ProjectNotFound {
         project: id.clone(),
     })?;
     Ok(ok_json(org.project_full(
-        &urls,
+        &request.urls,
         project,
-        flag(&query, "includeCapabilities"),
+        flag(&request.query, "includeCapabilities"),
     )))
 }
 
@@ -309,19 +301,14 @@ fn scoped_project<'a>(
     }
 }
 
-async fn list_repositories(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = scoped_project(&org, &params)?;
+async fn list_repositories(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = scoped_project(&org, &request.params)?;
     let values = org
         .repositories
         .iter()
         .filter(|r| project.is_none_or(|p| p.id == r.project_id))
-        .map(|r| org.repository_json(&urls, r))
+        .map(|r| org.repository_json(&request.urls, r))
         .collect();
     Ok(list(values))
 }
@@ -336,15 +323,10 @@ fn find_repository<'a>(
         .ok_or(AdoError::RepositoryNotFound { repository: id })
 }
 
-async fn get_repository(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let repository = find_repository(&org, &params)?;
-    Ok(ok_json(org.repository_json(&urls, repository)))
+async fn get_repository(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let repository = find_repository(&org, &request.params)?;
+    Ok(ok_json(org.repository_json(&request.urls, repository)))
 }
 
 /// Parses `searchCriteria.minTime`/`maxTime` (ISO 8601; the Python client sends
@@ -478,52 +460,41 @@ fn pull_request_page(
     list(values)
 }
 
-async fn list_repository_pull_requests(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let criteria = Criteria::parse(&query)?;
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let repository = find_repository(&org, &params)?;
-    Ok(pull_request_page(&org, &urls, &criteria, |pr| {
+async fn list_repository_pull_requests(request: AdoRequest) -> Result<Response, AdoError> {
+    let criteria = Criteria::parse(&request.query)?;
+    let org = request.organization();
+    let repository = find_repository(&org, &request.params)?;
+    Ok(pull_request_page(&org, &request.urls, &criteria, |pr| {
         pr.repository_id == repository.id
     }))
 }
 
-async fn list_project_pull_requests(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let criteria = Criteria::parse(&query)?;
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = scoped_project(&org, &params)?;
+async fn list_project_pull_requests(request: AdoRequest) -> Result<Response, AdoError> {
+    let criteria = Criteria::parse(&request.query)?;
+    let org = request.organization();
+    let project = scoped_project(&org, &request.params)?;
     let in_project = |pr: &PullRequest| {
         org.repositories
             .iter()
             .any(|r| r.id == pr.repository_id && project.is_none_or(|p| p.id == r.project_id))
     };
-    Ok(pull_request_page(&org, &urls, &criteria, in_project))
+    Ok(pull_request_page(
+        &org,
+        &request.urls,
+        &criteria,
+        in_project,
+    ))
 }
 
-async fn get_pull_request(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = scoped_project(&org, &params)?;
-    let repository = match params.get("repository") {
-        Some(_) => Some(find_repository(&org, &params)?),
+async fn get_pull_request(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = scoped_project(&org, &request.params)?;
+    let repository = match request.params.get("repository") {
+        Some(_) => Some(find_repository(&org, &request.params)?),
         None => None,
     };
-    let id = params
+    let id = request
+        .params
         .get("pullRequestId")
         .and_then(|id| id.parse::<u64>().ok())
         .ok_or(AdoError::PullRequestNotFound)?;
@@ -538,7 +509,7 @@ async fn get_pull_request(
             })
         })
         .ok_or(AdoError::PullRequestNotFound)?;
-    let mut value = org.pull_request_json(&urls, pr);
+    let mut value = org.pull_request_json(&request.urls, pr);
     if let Value::Object(map) = &mut value {
         let self_url = map.get("url").cloned().unwrap_or(Value::Null);
         map.insert(

@@ -26,23 +26,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::{AdoError, json_headers};
+use super::error::{AdoError, ado_json};
 use super::pipelines::{BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT};
-use super::routes::{ok_json, parse_count, urls};
+use super::request::AdoRequest;
+use super::routes::{ok_json, parse_count};
 use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
 use super::work::project;
-use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
 
 /// Deployment records seeded per environment.
 pub const DEPLOYMENTS_PER_ENVIRONMENT: u64 = 3;
@@ -93,16 +89,7 @@ pub(crate) fn ado_error(status: StatusCode, message: &str, type_name: &str) -> R
         .next()
         .and_then(|full| full.rsplit('.').next())
         .unwrap_or(type_name);
-    let body = json!({
-        "$id": "1",
-        "innerException": null,
-        "message": message,
-        "typeName": type_name,
-        "typeKey": type_key,
-        "errorCode": 0,
-        "eventId": 3000,
-    });
-    (status, json_headers(), body.to_string()).into_response()
+    ado_json(status, message, type_name, type_key, 3000)
 }
 
 fn build_not_found(id: &str) -> Response {
@@ -580,46 +567,45 @@ impl Organization {
     }
 }
 
-async fn get_definition(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    match number(&params, "definitionId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id)) {
-        Some(id) => Ok(ok_json(org.build_definition_json(&urls, project, id))),
+async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    match number(&request.params, "definitionId")
+        .filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
+    {
+        Some(id) => Ok(ok_json(org.build_definition_json(
+            &request.urls,
+            project,
+            id,
+        ))),
         None => Ok(ado_error(
             StatusCode::NOT_FOUND,
             &format!(
                 "The requested build definition {} could not be found.",
-                params.get("definitionId").map_or("", String::as_str)
+                request
+                    .params
+                    .get("definitionId")
+                    .map_or("", String::as_str)
             ),
             "Microsoft.TeamFoundation.Build.WebApi.DefinitionNotFoundException, Microsoft.TeamFoundation.Build2.WebApi",
         )),
     }
 }
 
-async fn list_runs(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_runs(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let Some(pipeline) =
-        number(&params, "pipelineId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
+        number(&request.params, "pipelineId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
     else {
         return Ok(pipeline_not_found(
-            params.get("pipelineId").map_or("", String::as_str),
+            request.params.get("pipelineId").map_or("", String::as_str),
         ));
     };
     // Newest first, every run at once: the Runs - List API does not page.
     let values: Vec<Value> = (1..=BUILDS_PER_PIPELINE)
         .rev()
-        .map(|n| org.run_json(&urls, project, pipeline, n))
+        .map(|n| org.run_json(&request.urls, project, pipeline, n))
         .collect();
     Ok(ok_json(json!({"count": values.len(), "value": values})))
 }
@@ -632,113 +618,94 @@ fn pipeline_not_found(id: &str) -> Response {
     )
 }
 
-async fn get_run(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     // Runs started through the API (the `trigger_pipeline` action) first.
     if let Some(run) = super::pipeline_runs::started_run(
-        &state,
-        &urls.organization_url,
+        &request.state,
+        &request.urls.organization_url,
         project,
-        params.get("pipelineId").map_or("", String::as_str),
-        params.get("runId").map_or("", String::as_str),
+        request.params.get("pipelineId").map_or("", String::as_str),
+        request.params.get("runId").map_or("", String::as_str),
     ) {
         return Ok(ok_json(run));
     }
     let Some(pipeline) =
-        number(&params, "pipelineId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
+        number(&request.params, "pipelineId").filter(|id| (1..=PIPELINES_PER_PROJECT).contains(id))
     else {
         return Ok(pipeline_not_found(
-            params.get("pipelineId").map_or("", String::as_str),
+            request.params.get("pipelineId").map_or("", String::as_str),
         ));
     };
-    match number(&params, "runId").and_then(build_position) {
-        Some((of, n)) if of == pipeline => Ok(ok_json(org.run_json(&urls, project, pipeline, n))),
+    match number(&request.params, "runId").and_then(build_position) {
+        Some((of, n)) if of == pipeline => {
+            Ok(ok_json(org.run_json(&request.urls, project, pipeline, n)))
+        }
         _ => Ok(ado_error(
             StatusCode::NOT_FOUND,
             &format!(
                 "Run with id {} for pipeline {pipeline} not found.",
-                params.get("runId").map_or("", String::as_str)
+                request.params.get("runId").map_or("", String::as_str)
             ),
             "Microsoft.Azure.Pipelines.WebApi.PipelineRunNotFoundException, Microsoft.Azure.Pipelines.WebApi",
         )),
     }
 }
 
-async fn get_build(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    match number(&params, "buildId").and_then(build_position) {
-        Some((pipeline, n)) => Ok(ok_json(org.build_json(&urls, project, pipeline, n))),
+async fn get_build(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    match number(&request.params, "buildId").and_then(build_position) {
+        Some((pipeline, n)) => Ok(ok_json(org.build_json(&request.urls, project, pipeline, n))),
         None => Ok(build_not_found(
-            params.get("buildId").map_or("", String::as_str),
+            request.params.get("buildId").map_or("", String::as_str),
         )),
     }
 }
 
-async fn get_timeline(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    match number(&params, "buildId").filter(|b| build_position(*b).is_some()) {
-        Some(build) => Ok(ok_json(org.timeline_json(&urls, project, build))),
+async fn get_timeline(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
+        Some(build) => Ok(ok_json(org.timeline_json(&request.urls, project, build))),
         None => Ok(build_not_found(
-            params.get("buildId").map_or("", String::as_str),
+            request.params.get("buildId").map_or("", String::as_str),
         )),
     }
 }
 
-async fn list_changes(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    match number(&params, "buildId").filter(|b| build_position(*b).is_some()) {
-        Some(build) => token_page(org.changes_json(&urls, project, build), &query, "$top"),
+async fn list_changes(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
+        Some(build) => token_page(
+            org.changes_json(&request.urls, project, build),
+            &request.query,
+            "$top",
+        ),
         None => Ok(build_not_found(
-            params.get("buildId").map_or("", String::as_str),
+            request.params.get("buildId").map_or("", String::as_str),
         )),
     }
 }
 
 /// A build's source commit (any 40-hex id of the repository), for commits the Git content
 /// model does not hold: `content_routes` serves the route and falls back to this.
-pub(super) async fn get_commit(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+pub(super) async fn get_commit(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     // `content_routes` serves the route (its parameter is `repository`).
-    let id = params
+    let id = request
+        .params
         .get("repositoryId")
-        .or_else(|| params.get("repository"))
+        .or_else(|| request.params.get("repository"))
         .cloned()
         .unwrap_or_default();
     let repository = org
         .repository(Some(project), &id)
         .ok_or(AdoError::RepositoryNotFound { repository: id })?;
-    let sha = params.get("commitId").cloned().unwrap_or_default();
+    let sha = request.param("commitId");
     if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(ado_error(
             StatusCode::NOT_FOUND,
@@ -749,26 +716,28 @@ pub(super) async fn get_commit(
             "Microsoft.TeamFoundation.Git.Server.GitUnresolvableToCommitException, Microsoft.TeamFoundation.Git.Server",
         ));
     }
-    Ok(ok_json(org.commit_json(&urls, project, repository, &sha)))
+    Ok(ok_json(org.commit_json(
+        &request.urls,
+        project,
+        repository,
+        &sha,
+    )))
 }
 
-async fn list_deployment_records(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let Some(environment) =
-        number(&params, "environmentId").filter(|e| (1..=ENVIRONMENTS_PER_PROJECT).contains(e))
+async fn list_deployment_records(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let Some(environment) = number(&request.params, "environmentId")
+        .filter(|e| (1..=ENVIRONMENTS_PER_PROJECT).contains(e))
     else {
         return Ok(ado_error(
             StatusCode::NOT_FOUND,
             &format!(
                 "Environment with id '{}' does not exist or you do not have permission to access it.",
-                params.get("environmentId").map_or("", String::as_str)
+                request
+                    .params
+                    .get("environmentId")
+                    .map_or("", String::as_str)
             ),
             "Microsoft.TeamFoundation.DistributedTask.WebApi.EnvironmentNotFoundException, Microsoft.TeamFoundation.DistributedTask.WebApi",
         ));
@@ -776,24 +745,19 @@ async fn list_deployment_records(
     // Newest first; this API names its page size `top` (no `$`).
     let values = (1..=DEPLOYMENTS_PER_ENVIRONMENT)
         .rev()
-        .map(|n| org.deployment_record_json(&urls, project, environment, n))
+        .map(|n| org.deployment_record_json(&request.urls, project, environment, n))
         .collect();
-    token_page(values, &query, "top")
+    token_page(values, &request.query, "top")
 }
 
-async fn list_test_runs(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let details = query
+async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let details = request
+        .query
         .get("includeRunDetails")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let of_build = match query.get("buildUri") {
+    let of_build = match request.query.get("buildUri") {
         None => None,
         Some(uri) => match uri
             .strip_prefix("vstfs:///Build/Build/")
@@ -810,57 +774,46 @@ async fn list_test_runs(
     // Run `r` is of build `r`, except the last (manual) run, which has none.
     let values = (1..=TEST_RUNS_PER_PROJECT)
         .filter(|run| of_build.is_none_or(|build| build == *run && *run != TEST_RUNS_PER_PROJECT))
-        .map(|run| org.test_run_json(&urls, project, run, details))
+        .map(|run| org.test_run_json(&request.urls, project, run, details))
         .collect();
-    skip_page(values, &query, 100)
+    skip_page(values, &request.query, 100)
 }
 
-async fn list_test_results(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let Some(run) = number(&params, "runId").filter(|r| (1..=TEST_RUNS_PER_PROJECT).contains(r))
+async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let Some(run) =
+        number(&request.params, "runId").filter(|r| (1..=TEST_RUNS_PER_PROJECT).contains(r))
     else {
         return Ok(ado_error(
             StatusCode::NOT_FOUND,
             &format!(
                 "Test run {} not found.",
-                params.get("runId").map_or("", String::as_str)
+                request.params.get("runId").map_or("", String::as_str)
             ),
             "Microsoft.TeamFoundation.TestManagement.WebApi.TestObjectNotFoundException, Microsoft.TeamFoundation.TestManagement.WebApi",
         ));
     };
     let values = (1..=RESULTS_PER_TEST_RUN)
-        .map(|n| org.test_result_json(&urls, project, run, n))
+        .map(|n| org.test_result_json(&request.urls, project, run, n))
         .collect();
-    skip_page(values, &query, 1000)
+    skip_page(values, &request.query, 1000)
 }
 
-async fn code_coverage(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let Some(build) = parse_count(&query, "buildId")? else {
+async fn code_coverage(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let Some(build) = parse_count(&request.query, "buildId")? else {
         return Err(AdoError::BadArgument {
             message: "Value cannot be null.\r\nParameter name: buildId".into(),
         });
     };
-    let flags = parse_count(&query, "flags")?.unwrap_or(0) as u64;
+    let flags = parse_count(&request.query, "flags")?.unwrap_or(0) as u64;
     if build_position(build as u64).is_none() {
         return Ok(build_not_found(&build.to_string()));
     }
     Ok(ok_json(org.coverage_json(
-        &urls,
+        &request.urls,
         project,
         build as u64,
         flags,

@@ -18,23 +18,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::AdoError;
-use super::routes::{ok_json, urls};
+use super::request::AdoRequest;
+use super::routes::ok_json;
 use super::runs::{ado_error, token_page};
 use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
-use super::work::project;
-use crate::traffic::lock;
-
-type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
+use super::work::project_repository;
 
 /// Alerts seeded per repository with Advanced Security on: a dependency (high, active), a
 /// secret (critical, active) and a code alert (medium, fixed).
@@ -204,34 +200,43 @@ fn not_enabled(repository: &Repository) -> Response {
     )
 }
 
-async fn get_alert(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    if let Some(refused) = preview_refused(&query) {
-        return Ok(refused);
+/// The project and repository an alerts route names, or the answer refusing the request: an
+/// `api-version` without `-preview` (400), an unknown project or repository (404), or a
+/// repository Advanced Security is not on for (400), checked in that order.
+fn alerts_repository<'a>(
+    request: &AdoRequest,
+    org: &'a Organization,
+) -> Result<(&'a Project, &'a Repository), Box<Response>> {
+    if let Some(refused) = preview_refused(&request.query) {
+        return Err(Box::new(refused));
     }
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let id = params.get("repository").cloned().unwrap_or_default();
-    let repository = org
-        .repository(Some(project), &id)
-        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    let (project, repository) =
+        project_repository(org, &request.params).map_err(|e| Box::new(e.into_response()))?;
     if !org.advanced_security_enabled(repository) {
-        return Ok(not_enabled(repository));
+        return Err(Box::new(not_enabled(repository)));
     }
-    let alert_id = params.get("alertId").map_or("", String::as_str);
+    Ok((project, repository))
+}
+
+async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let (project, repository) = match alerts_repository(&request, &org) {
+        Ok(found) => found,
+        Err(refused) => return Ok(*refused),
+    };
+    let alert_id = request.params.get("alertId").map_or("", String::as_str);
     match alert_id
         .parse::<u64>()
         .ok()
         .filter(|n| (1..=ALERTS_PER_REPOSITORY).contains(n))
     {
-        Some(n) => Ok(ok_json(
-            org.current_alert_json(&state, &urls, project, repository, n),
-        )),
+        Some(n) => Ok(ok_json(org.current_alert_json(
+            &request.state,
+            &request.urls,
+            project,
+            repository,
+            n,
+        ))),
         None => Ok(ado_error(
             StatusCode::NOT_FOUND,
             &format!(
@@ -243,28 +248,15 @@ async fn get_alert(
     }
 }
 
-async fn list_alerts(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    if let Some(refused) = preview_refused(&query) {
-        return Ok(refused);
-    }
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let id = params.get("repository").cloned().unwrap_or_default();
-    let repository = org
-        .repository(Some(project), &id)
-        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
-    if !org.advanced_security_enabled(repository) {
-        return Ok(not_enabled(repository));
-    }
-    let states = criteria(&query, "criteria.states");
-    let severities = criteria(&query, "criteria.severities");
-    let alert_type = criteria(&query, "criteria.alertType");
+async fn list_alerts(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let (project, repository) = match alerts_repository(&request, &org) {
+        Ok(found) => found,
+        Err(refused) => return Ok(*refused),
+    };
+    let states = criteria(&request.query, "criteria.states");
+    let severities = criteria(&request.query, "criteria.severities");
+    let alert_type = criteria(&request.query, "criteria.alertType");
     let keep = |alert: &Value, field: &str, wanted: &Option<Vec<String>>| {
         wanted.as_ref().is_none_or(|wanted| {
             alert
@@ -274,12 +266,12 @@ async fn list_alerts(
         })
     };
     let values = (1..=ALERTS_PER_REPOSITORY)
-        .map(|n| org.current_alert_json(&state, &urls, project, repository, n))
+        .map(|n| org.current_alert_json(&request.state, &request.urls, project, repository, n))
         .filter(|a| {
             keep(a, "state", &states)
                 && keep(a, "severity", &severities)
                 && keep(a, "alertType", &alert_type)
         })
         .collect();
-    token_page(values, &query, "top")
+    token_page(values, &request.query, "top")
 }

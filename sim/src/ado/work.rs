@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::{AdoError, json_headers};
+use super::request::AdoRequest;
 use super::routes::{list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
@@ -37,7 +38,6 @@ use super::seed::{
 use crate::traffic::lock;
 
 type Params = Path<HashMap<String, String>>;
-type QueryMap = Query<HashMap<String, String>>;
 
 /// Most ids one `workitemsbatch` call takes.
 const WORK_ITEMS_BATCH_MAX: usize = 200;
@@ -88,6 +88,19 @@ pub(super) fn project<'a>(
     let id = params.get("project").cloned().unwrap_or_default();
     org.project(&id)
         .ok_or(AdoError::ProjectNotFound { project: id })
+}
+
+/// The project and the repository (id or name) a project-scoped repository route names.
+pub(super) fn project_repository<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<(&'a Project, &'a Repository), AdoError> {
+    let project = project(org, params)?;
+    let id = params.get("repository").cloned().unwrap_or_default();
+    let repository = org
+        .repository(Some(project), &id)
+        .ok_or(AdoError::RepositoryNotFound { repository: id })?;
+    Ok((project, repository))
 }
 
 fn not_found(message: String) -> Response {
@@ -340,18 +353,12 @@ impl Organization {
     }
 }
 
-async fn list_teams(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let top = parse_count(&query, "$top")?.unwrap_or(100).max(1);
-    let skip = parse_count(&query, "$skip")?.unwrap_or(0);
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let scope = match params.get("project") {
-        Some(_) => Some(project(&org, &params)?.id.clone()),
+async fn list_teams(request: AdoRequest) -> Result<Response, AdoError> {
+    let top = parse_count(&request.query, "$top")?.unwrap_or(100).max(1);
+    let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
+    let org = request.organization();
+    let scope = match request.params.get("project") {
+        Some(_) => Some(project(&org, &request.params)?.id.clone()),
         None => None,
     };
     let values = org
@@ -360,7 +367,7 @@ async fn list_teams(
         .filter(|p| scope.as_ref().is_none_or(|id| *id == p.id))
         .skip(skip)
         .take(top)
-        .map(|p| org.team_json(&urls, p))
+        .map(|p| org.team_json(&request.urls, p))
         .collect();
     Ok(list(values))
 }
@@ -381,53 +388,37 @@ fn team_project<'a>(
     }
 }
 
-async fn list_boards(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = team_project(&org, &params)?;
-    Ok(list(vec![org.board_reference(&urls, project)]))
+async fn list_boards(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = team_project(&org, &request.params)?;
+    Ok(list(vec![org.board_reference(&request.urls, project)]))
 }
 
-async fn get_board(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = team_project(&org, &params)?;
-    let board = params.get("board").cloned().unwrap_or_default();
+async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = team_project(&org, &request.params)?;
+    let board = request.param("board");
     if !board.eq_ignore_ascii_case(&org.board_id(project)) && !board.eq_ignore_ascii_case("Stories")
     {
         return Ok(not_found(format!(
             "TF400499: The board '{board}' does not exist."
         )));
     }
-    Ok(ok_json(org.board_json(&urls, project)))
+    Ok(ok_json(org.board_json(&request.urls, project)))
 }
 
-async fn list_policies(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let repository_id = query.get("repositoryId");
-    let ref_name = query.get("refName");
+async fn list_policies(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let repository_id = request.query.get("repositoryId");
+    let ref_name = request.query.get("refName");
     let values = org
         .repositories
         .iter()
         .filter(|r| r.project_id == project.id)
         .filter(|r| repository_id.is_none_or(|id| id.eq_ignore_ascii_case(&r.id)))
         .filter(|r| ref_name.is_none_or(|name| r.default_branch.as_ref() == Some(name)))
-        .flat_map(|r| org.policies_json(&urls, r))
+        .flat_map(|r| org.policies_json(&request.urls, r))
         .collect();
     Ok(list(values))
 }
@@ -445,13 +436,7 @@ fn id_floor(query: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-async fn wiql(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, AdoError> {
+async fn wiql(request: AdoRequest, body: axum::body::Bytes) -> Result<Response, AdoError> {
     let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
         message: format!("The request body is not valid JSON: {e}"),
     })?;
@@ -461,10 +446,9 @@ async fn wiql(
         });
     };
     let floor = id_floor(text).unwrap_or(0);
-    let top = parse_count(&query, "$top")?;
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+    let top = parse_count(&request.query, "$top")?;
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let mut ids = org
         .work_items
         .iter()
@@ -472,7 +456,7 @@ async fn wiql(
         .map(|w| w.id)
         .collect::<Vec<_>>();
     ids.sort_unstable();
-    let limit = state.config.wiql_max_results;
+    let limit = request.state.config.wiql_max_results;
     match top {
         None if ids.len() > limit => {
             return Err(AdoError::BadArgument {
@@ -484,7 +468,7 @@ async fn wiql(
         Some(top) => ids.truncate(top.min(limit)),
         None => {}
     }
-    let org_url = &urls.organization_url;
+    let org_url = &request.urls.organization_url;
     let items = ids
         .iter()
         .map(|id| json!({"id": id, "url": format!("{org_url}/{}/_apis/wit/workItems/{id}", project.id)}))
@@ -546,23 +530,19 @@ async fn batch(
     Ok(list(values))
 }
 
-async fn work_item(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let scope = match params.get("project") {
-        Some(_) => Some(project(&org, &params)?.id.clone()),
+async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let scope = match request.params.get("project") {
+        Some(_) => Some(project(&org, &request.params)?.id.clone()),
         None => None,
     };
-    let id = params
+    let id = request
+        .params
         .get("id")
         .and_then(|id| id.parse::<u64>().ok())
         .unwrap_or(0);
-    let expand = query
+    let expand = request
+        .query
         .get("$expand")
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_else(|| "none".into());
@@ -571,28 +551,24 @@ async fn work_item(
         .iter()
         .find(|w| w.id == id && scope.as_ref().is_none_or(|p| *p == w.project_id))
     {
-        Some(item) => Ok(ok_json(org.work_item_json(&urls, item, &expand))),
+        Some(item) => Ok(ok_json(org.work_item_json(&request.urls, item, &expand))),
         None => Ok(not_found(format!(
             "TF401232: Work item {id} does not exist, or you do not have permissions to read it."
         ))),
     }
 }
 
-async fn list_releases(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let top = parse_count(&query, "$top")?.unwrap_or(50).clamp(1, 100);
-    let start = parse_count(&query, "continuationToken")?.unwrap_or(0);
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
+async fn list_releases(request: AdoRequest) -> Result<Response, AdoError> {
+    let top = parse_count(&request.query, "$top")?
+        .unwrap_or(50)
+        .clamp(1, 100);
+    let start = parse_count(&request.query, "continuationToken")?.unwrap_or(0);
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
     let total = org.releases_per_project;
     let numbers = (1..=total).rev().skip(start).take(top);
     let values = numbers
-        .map(|n| org.release_json(&urls, project, n))
+        .map(|n| org.release_json(&request.urls, project, n))
         .collect::<Vec<_>>();
     let more = (start + top) < usize::try_from(total).unwrap_or(usize::MAX);
     let mut response = list(values);
@@ -604,15 +580,11 @@ async fn list_releases(
     Ok(response)
 }
 
-async fn get_release(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let urls = urls(&state, &headers);
-    let org = lock(&state.organization);
-    let project = project(&org, &params)?;
-    let number = params
+async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let number = request
+        .params
         .get("releaseId")
         .and_then(|id| id.parse::<u64>().ok())
         .unwrap_or(0);
@@ -621,29 +593,26 @@ async fn get_release(
             "VS402853: Release with id {number} does not exist."
         )));
     }
-    Ok(ok_json(org.release_json(&urls, project, number)))
+    Ok(ok_json(org.release_json(&request.urls, project, number)))
 }
 
-async fn list_subscriptions(
-    State(state): State<Arc<AdoState>>,
-    Query(query): QueryMap,
-    headers: HeaderMap,
-) -> Result<Response, AdoError> {
-    let publisher = query.get("publisherId").map(String::as_str);
-    super::live::check_hook_host(&headers, &query, publisher)?;
-    let urls = urls(&state, &headers);
-    let subscriptions = lock(&state.subscriptions);
+async fn list_subscriptions(request: AdoRequest) -> Result<Response, AdoError> {
+    let publisher = request.query.get("publisherId").map(String::as_str);
+    super::live::check_hook_host(&request.headers, &request.query, publisher)?;
+    let subscriptions = lock(&request.state.subscriptions);
     let field = |s: &Value, name: &str| s.get(name).and_then(Value::as_str).map(String::from);
     let values = subscriptions
         .iter()
         .filter(|s| {
-            query
+            request
+                .query
                 .get("publisherId")
                 .is_none_or(|p| field(s, "publisherId").as_ref() == Some(p))
-                && query
+                && request
+                    .query
                     .get("eventType")
                     .is_none_or(|e| field(s, "eventType").as_ref() == Some(e))
-                && super::live::on_this_host(s, &urls)
+                && super::live::on_this_host(s, &request.urls)
         })
         .cloned()
         .map(super::live::masked)
@@ -692,31 +661,26 @@ fn subscription_from(
 }
 
 async fn create_subscription(
-    State(state): State<Arc<AdoState>>,
-    Query(query): QueryMap,
-    headers: HeaderMap,
+    request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let subscription = subscription_from(&state, &headers, &id, &body)?;
+    let subscription = subscription_from(&request.state, &request.headers, &id, &body)?;
     let publisher = subscription.get("publisherId").and_then(Value::as_str);
-    super::live::check_hook_host(&headers, &query, publisher)?;
-    lock(&state.subscriptions).push(subscription.clone());
+    super::live::check_hook_host(&request.headers, &request.query, publisher)?;
+    lock(&request.state.subscriptions).push(subscription.clone());
     Ok(ok_json(super::live::masked(subscription)))
 }
 
 async fn update_subscription(
-    State(state): State<Arc<AdoState>>,
-    Path(params): Params,
-    Query(query): QueryMap,
-    headers: HeaderMap,
+    request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
-    let id = params.get("subscriptionId").cloned().unwrap_or_default();
-    let subscription = subscription_from(&state, &headers, &id, &body)?;
+    let id = request.param("subscriptionId");
+    let subscription = subscription_from(&request.state, &request.headers, &id, &body)?;
     let publisher = subscription.get("publisherId").and_then(Value::as_str);
-    super::live::check_hook_host(&headers, &query, publisher)?;
-    let mut subscriptions = lock(&state.subscriptions);
+    super::live::check_hook_host(&request.headers, &request.query, publisher)?;
+    let mut subscriptions = lock(&request.state.subscriptions);
     match subscriptions
         .iter_mut()
         .find(|s| s.get("id").and_then(Value::as_str) == Some(id.as_str()))

@@ -619,6 +619,16 @@ async fn patch_blueprint(
     ok(StatusCode::OK, json!({"ok": true, "blueprint": blueprint}))
 }
 
+/// The `{"ok": true, "integration": …}` answer, or 404 when there is no integration
+/// `identifier` (`integration` is `None`).
+fn integration_answer(identifier: &str, integration: Option<Value>) -> Answer {
+    let integration = integration.ok_or_else(|| integration_not_found(identifier))?;
+    ok(
+        StatusCode::OK,
+        json!({"ok": true, "integration": integration}),
+    )
+}
+
 fn integration_not_found(identifier: &str) -> PortError {
     PortError::not_found(format!(
         "Integration with identifier \"{identifier}\" was not found"
@@ -627,13 +637,9 @@ fn integration_not_found(identifier: &str) -> PortError {
 
 async fn get_integration(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
     let identifier = param(&params, "id");
-    let integration = lock(&state.integrations)
-        .get(&identifier)
-        .cloned()
-        .ok_or_else(|| integration_not_found(&identifier))?;
-    ok(
-        StatusCode::OK,
-        json!({"ok": true, "integration": integration}),
+    integration_answer(
+        &identifier,
+        lock(&state.integrations).get(&identifier).cloned(),
     )
 }
 
@@ -667,12 +673,9 @@ async fn patch_integration(
     Body(body): Body,
 ) -> Answer {
     let identifier = param(&params, "id");
-    let integration = lock(&state.integrations)
-        .patch(&identifier, &body)
-        .ok_or_else(|| integration_not_found(&identifier))?;
-    ok(
-        StatusCode::OK,
-        json!({"ok": true, "integration": integration}),
+    integration_answer(
+        &identifier,
+        lock(&state.integrations).patch(&identifier, &body),
     )
 }
 
@@ -685,12 +688,9 @@ async fn patch_integration_config(
     let Some(config) = body.get("config") else {
         return Err(PortError::invalid("body must be {\"config\": {...}}"));
     };
-    let integration = lock(&state.integrations)
-        .patch(&identifier, &json!({"config": config}))
-        .ok_or_else(|| integration_not_found(&identifier))?;
-    ok(
-        StatusCode::OK,
-        json!({"ok": true, "integration": integration}),
+    integration_answer(
+        &identifier,
+        lock(&state.integrations).patch(&identifier, &json!({"config": config})),
     )
 }
 
@@ -701,12 +701,9 @@ async fn patch_resync_state(
 ) -> Answer {
     let identifier = param(&params, "id");
     let entities = lock(&state.catalog).count();
-    let integration = lock(&state.integrations)
-        .report_resync_state(&identifier, &body, entities)
-        .ok_or_else(|| integration_not_found(&identifier))?;
-    ok(
-        StatusCode::OK,
-        json!({"ok": true, "integration": integration}),
+    integration_answer(
+        &identifier,
+        lock(&state.integrations).report_resync_state(&identifier, &body, entities),
     )
 }
 

@@ -775,6 +775,13 @@ pub(crate) fn project_fields(entity: Value, include: &[String]) -> Value {
 mod tests {
     use super::*;
 
+    /// Upsert, merge and create missing related entities, as the integration asks.
+    const EVERY_OPTION: UpsertOptions = UpsertOptions {
+        upsert: true,
+        merge: true,
+        create_missing_related_entities: true,
+    };
+
     fn input(v: Value) -> EntityInput {
         parse_entity(&v).unwrap()
     }
@@ -782,11 +789,7 @@ mod tests {
     #[test]
     fn merge_keeps_other_properties() {
         let mut catalog = Catalog::default();
-        let opts = UpsertOptions {
-            upsert: true,
-            merge: true,
-            create_missing_related_entities: true,
-        };
+        let opts = EVERY_OPTION;
         catalog
             .upsert(
                 "bp",
@@ -878,11 +881,7 @@ mod tests {
     #[test]
     fn team_is_stored_as_an_array() {
         let mut catalog = Catalog::default();
-        let opts = UpsertOptions {
-            upsert: true,
-            merge: true,
-            create_missing_related_entities: true,
-        };
+        let opts = EVERY_OPTION;
         for (identifier, team) in [
             ("a", json!("t1")),
             ("b", json!(["t1", "t2"])),
@@ -915,11 +914,7 @@ mod tests {
             "repo",
             json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
         );
-        let opts = UpsertOptions {
-            upsert: true,
-            merge: true,
-            create_missing_related_entities: true,
-        };
+        let opts = EVERY_OPTION;
         for (bp, entity) in [
             ("project", json!({"identifier": "p"})),
             (
@@ -965,11 +960,7 @@ mod tests {
     #[test]
     fn search_narrows_by_blueprint_and_identifier_and_still_checks_every_rule() {
         let mut catalog = Catalog::default();
-        let opts = UpsertOptions {
-            upsert: true,
-            merge: true,
-            create_missing_related_entities: true,
-        };
+        let opts = EVERY_OPTION;
         for (bp, id, source) in [("a", "1", "ours"), ("a", "2", "theirs"), ("b", "1", "ours")] {
             catalog
                 .upsert(
@@ -1018,11 +1009,7 @@ mod tests {
     #[test]
     fn rules() {
         let mut catalog = Catalog::default();
-        let opts = UpsertOptions {
-            upsert: true,
-            merge: true,
-            create_missing_related_entities: true,
-        };
+        let opts = EVERY_OPTION;
         catalog
             .upsert(
                 "bp",

@@ -1,0 +1,116 @@
+//! The crawler's harness, shared by the kind tests: the Azure DevOps simulator, a client, an
+//! in-process bus and a crawler over them; [`CrawlHarness::crawl`] runs a plan and returns
+//! the report and the items published per kind.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adoport_ingest::ado::AdoClient;
+use adoport_ingest::{CrawlReport, Crawler, KindPlan};
+use adoport_shared::bus::{Bus, Subscription};
+use adoport_shared::messages::{RawEvent, ResyncId, decode};
+use adoport_shared::topology::{Topology, WorkQueue};
+use adoport_sim::ado::AdoSim;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::client_with_pat;
+
+pub struct CrawlHarness {
+    pub sim: AdoSim,
+    pub client: AdoClient,
+    pub bus: Bus,
+    pub crawler: Crawler,
+    deliveries: tokio::sync::Mutex<Subscription>,
+}
+
+/// A crawler over `sim`, signing in with `pat`, publishing on an in-process bus whose queue
+/// names start with `prefix`; `configure` sets its limits and options.
+pub async fn crawl_harness(
+    sim: AdoSim,
+    pat: &str,
+    prefix: &str,
+    configure: impl FnOnce(Crawler) -> Crawler,
+) -> CrawlHarness {
+    let shutdown = CancellationToken::new();
+    let client = client_with_pat(&sim, pat, &shutdown);
+    let bus = Bus::memory(Topology::new(prefix, 2), shutdown);
+    let crawler = configure(Crawler::new(client.clone(), bus.clone(), 50));
+    let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");
+    CrawlHarness {
+        sim,
+        client,
+        bus,
+        crawler,
+        deliveries: tokio::sync::Mutex::new(deliveries),
+    }
+}
+
+/// The plan of `kind` with one selector.
+pub fn plan(kind: &str, selector: Value) -> KindPlan {
+    plan_with(kind, &[selector])
+}
+
+/// The plan of `kind` with `selectors`, one resource block each.
+pub fn plan_with(kind: &str, selectors: &[Value]) -> KindPlan {
+    KindPlan {
+        kind: kind.to_string(),
+        selectors: selectors
+            .iter()
+            .map(|s| s.as_object().cloned().unwrap_or_default())
+            .collect(),
+    }
+}
+
+/// Runs `plan` on `crawler` and returns the report and the items it published per kind, read
+/// from `deliveries` (the raw queue of the crawler's bus).
+pub async fn crawl_with(
+    crawler: &Crawler,
+    deliveries: &mut Subscription,
+    plan: &[KindPlan],
+) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        crawler.crawl(ResyncId::new(), plan),
+    )
+    .await
+    .expect("crawl within 60 s")
+    .expect("crawl succeeds");
+    let events: u64 = report.kinds.values().map(|k| k.events).sum();
+    let mut items: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for event in next_events(deliveries, events as usize).await {
+        items.entry(event.kind).or_default().extend(event.items);
+    }
+    (report, items)
+}
+
+/// The next `count` raw events from `deliveries`, acknowledged.
+pub async fn next_events(deliveries: &mut Subscription, count: usize) -> Vec<RawEvent> {
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), deliveries.next())
+            .await
+            .expect("event within 5 s")
+            .expect("bus open");
+        out.push(decode(&delivery.body).expect("raw event"));
+        delivery.ack().await.expect("ack");
+    }
+    out
+}
+
+impl CrawlHarness {
+    /// Crawls `plan` and returns the report and the items published per kind.
+    pub async fn crawl(&self, plan: &[KindPlan]) -> (CrawlReport, BTreeMap<String, Vec<Value>>) {
+        crawl_with(&self.crawler, &mut *self.deliveries.lock().await, plan).await
+    }
+
+    /// The next `count` raw events on the queue, acknowledged.
+    pub async fn next_events(&self, count: usize) -> Vec<RawEvent> {
+        next_events(&mut *self.deliveries.lock().await, count).await
+    }
+
+    /// How many requests the simulator counted under route template `route`.
+    pub fn requests(&self, route: &str) -> u64 {
+        self.sim.requests().get(route).copied().unwrap_or(0)
+    }
+}

@@ -1,0 +1,70 @@
+//! What an Azure DevOps handler reads from its request, extracted once: the shared state, the
+//! path parameters, the query string and the URLs answers are rendered with (from `Host`).
+//!
+//! Handlers take one [`AdoRequest`] instead of repeating the same four extractors and the
+//! `urls(&state, &headers)` line; a handler that needs the request body takes it after this.
+
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard};
+
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use super::AdoState;
+use super::routes::urls;
+use super::seed::{Organization, Urls};
+use crate::traffic::lock;
+
+/// The parts of a request every simulated Azure DevOps handler starts from.
+pub(crate) struct AdoRequest {
+    /// The organization's state.
+    pub(crate) state: Arc<AdoState>,
+    /// The route's path parameters by name (`org`, `project`, `repository`, …).
+    pub(crate) params: HashMap<String, String>,
+    /// The query string's parameters by name (the last of repeated names).
+    pub(crate) query: HashMap<String, String>,
+    /// The request headers.
+    pub(crate) headers: HeaderMap,
+    /// The organization and collection URLs answers name, on the host the caller used.
+    pub(crate) urls: Urls,
+}
+
+impl AdoRequest {
+    /// The organization's data, locked for this answer.
+    pub(crate) fn organization(&self) -> MutexGuard<'_, Organization> {
+        lock(&self.state.organization)
+    }
+
+    /// The path parameter `name`, empty when the route has none of that name.
+    pub(crate) fn param(&self, name: &str) -> String {
+        self.params.get(name).cloned().unwrap_or_default()
+    }
+}
+
+impl FromRequestParts<Arc<AdoState>> for AdoRequest {
+    /// The answer of a path that does not decode (400), as `Path` gives it.
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AdoState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let urls = urls(state, &headers);
+        Ok(Self {
+            state: Arc::clone(state),
+            params,
+            query,
+            headers,
+            urls,
+        })
+    }
+}
