@@ -1,12 +1,14 @@
 //! The health and metrics endpoint every role serves (`ADOPORT__HEALTH__LISTEN`, `:9000`):
 //!
 //! - `GET /healthz`: the process is alive (200).
-//! - `GET /readyz`: 200 when the broker takes messages, the roles run and the role's upstream
-//!   (Azure DevOps for ingest, Port for publish) answers HTTP at all; 503 naming what is not
-//!   ready otherwise (the broker's problem names it and what failed). Served from the first
-//!   second of the process, before the roles start: they may wait for the broker. Where ingest
-//!   runs, the body also says whether this replica is the ingest leader (leader or not, a
-//!   replica is ready: every replica takes webhooks and crawls).
+//! - `GET /readyz`: "can I take work": 200 when the broker takes messages and the roles run;
+//!   503 naming what is not ready otherwise (the broker's problem names it and what failed).
+//!   Served from the first second of the process, before the roles start: they may wait for
+//!   the broker. An outage of the role's upstream (Azure DevOps for ingest, Port for publish)
+//!   does not make a replica unready — webhooks must still be taken and queued, and a rollout
+//!   must not stall on Port — it shows as `adoport_upstream_reachable 0`, a WARN line and a line
+//!   of the body. Where ingest runs, the body also says whether this replica is the ingest
+//!   leader (leader or not, a replica is ready: every replica takes webhooks and crawls).
 //! - `GET /metrics`: Prometheus text format, rendered from the stages' own counters
 //!   ([`TransformStats`], [`PublishStats`], [`IngestStats`]: totals and per kind, Azure DevOps
 //!   and Port requests by status with latency histograms, resync progress and duration) and,
@@ -39,7 +41,7 @@ use adoport_shared::metrics::{self, HistogramSnapshot, HttpStats, KindCounters, 
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
 use adoport_transform::worker::TransformStats;
 
-/// How long a scrape waits for a queue count, and a readiness probe for an upstream.
+/// How long a scrape waits for a queue count, and a probe for an upstream.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// An upstream that answered is taken as reachable for this long (probes come every few s).
 const UPSTREAM_CACHE: Duration = Duration::from_secs(10);
@@ -50,6 +52,36 @@ pub struct Upstream {
     /// `azure_devops` or `port`.
     pub name: &'static str,
     pub url: String,
+}
+
+/// What the last probe of one upstream found.
+#[derive(Debug, Clone, Default)]
+struct UpstreamProbe {
+    /// When it was last probed.
+    checked: Option<Instant>,
+    /// Why the last probe got no answer; `None` while it answers (or before the first probe).
+    failure: Option<String>,
+}
+
+/// One upstream as the last probe found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamState {
+    pub name: &'static str,
+    pub url: String,
+    /// Why it did not answer; `None` when it answered HTTP (even 401/404).
+    pub failure: Option<String>,
+}
+
+fn states_of(upstreams: &[Upstream], probes: &[UpstreamProbe]) -> Vec<UpstreamState> {
+    upstreams
+        .iter()
+        .zip(probes)
+        .map(|(upstream, probe)| UpstreamState {
+            name: upstream.name,
+            url: upstream.url.clone(),
+            failure: probe.failure.clone(),
+        })
+        .collect()
 }
 
 /// What the endpoint reports on.
@@ -76,8 +108,8 @@ struct Inner {
     upstreams: Vec<Upstream>,
     work_queues: Vec<WorkQueue>,
     http: reqwest::Client,
-    /// When each upstream last answered.
-    reachable: Mutex<Vec<Option<Instant>>>,
+    /// What is known of each upstream.
+    reachable: Mutex<Vec<UpstreamProbe>>,
     started: Instant,
 }
 
@@ -140,7 +172,7 @@ impl HealthState {
         upstreams: Vec<Upstream>,
         work_queues: Vec<WorkQueue>,
     ) -> Self {
-        let reachable = Mutex::new(vec![None; upstreams.len()]);
+        let reachable = Mutex::new(vec![UpstreamProbe::default(); upstreams.len()]);
         Self {
             inner: Arc::new(Inner {
                 role,
@@ -174,21 +206,60 @@ impl HealthState {
         if inner.stages.get().is_none() {
             problems.push("roles: starting".to_string());
         }
+        problems
+    }
+
+    /// Whether each upstream answers HTTP at all (any status, even 401/404), probed at most
+    /// every [`UPSTREAM_CACHE`] (scrapes probe; readiness reads
+    /// [`HealthState::upstreams_as_last_probed`]). Informational: readiness does not depend on
+    /// it. A WARN line is logged when an upstream stops answering, an INFO line when it answers
+    /// again.
+    pub async fn upstreams(&self) -> Vec<UpstreamState> {
+        let inner = &self.inner;
         let mut reachable = inner.reachable.lock().await;
-        for (i, upstream) in inner.upstreams.iter().enumerate() {
-            if reachable[i].is_some_and(|at| at.elapsed() < UPSTREAM_CACHE) {
+        for (upstream, probe) in inner.upstreams.iter().zip(reachable.iter_mut()) {
+            if probe
+                .checked
+                .is_some_and(|at| at.elapsed() < UPSTREAM_CACHE)
+            {
                 continue;
             }
-            // Any HTTP answer (even 401/404) means the service is reachable from here.
+            probe.checked = Some(Instant::now());
             match inner.http.get(&upstream.url).send().await {
-                Ok(_) => reachable[i] = Some(Instant::now()),
-                Err(e) => problems.push(format!(
-                    "{}: {} is not reachable: {e}",
-                    upstream.name, upstream.url
-                )),
+                Ok(_) => {
+                    if probe.failure.take().is_some() {
+                        tracing::info!(
+                            upstream = upstream.name,
+                            url = %upstream.url,
+                            "upstream answers again"
+                        );
+                    }
+                }
+                Err(e) => {
+                    if probe.failure.is_none() {
+                        tracing::warn!(
+                            upstream = upstream.name,
+                            url = %upstream.url,
+                            error = %e,
+                            "upstream is not reachable from this process; work for it waits \
+                             and is retried (check the network path, proxy and DNS)"
+                        );
+                    }
+                    probe.failure = Some(e.to_string());
+                }
             }
         }
-        problems
+        states_of(&inner.upstreams, &reachable)
+    }
+
+    /// What the last probes found, without probing: a readiness probe must answer at once,
+    /// even while an upstream black-holes requests. Empty while a probe is in flight.
+    pub fn upstreams_as_last_probed(&self) -> Vec<UpstreamState> {
+        let inner = &self.inner;
+        match inner.reachable.try_lock() {
+            Ok(reachable) => states_of(&inner.upstreams, &reachable),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The metrics in Prometheus text format.
@@ -209,6 +280,14 @@ impl HealthState {
             &role,
             u64::from(inner.bus.is_connected()),
         );
+        for upstream in self.upstreams().await {
+            m.gauge(
+                "adoport_upstream_reachable",
+                "1 when the upstream (azure_devops, port) answers HTTP from this process.",
+                &[("upstream", upstream.name)],
+                u64::from(upstream.failure.is_none()),
+            );
+        }
         let stages = inner.stages.get().cloned().unwrap_or_default();
         if let Some(t) = &stages.transform {
             let stage = [("stage", "transform")];
@@ -633,16 +712,26 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<HealthState>) -> Response {
     let problems = state.not_ready().await;
-    let leadership = state
-        .leadership_line()
-        .map(|line| format!("{line}\n"))
-        .unwrap_or_default();
+    let mut notes = String::new();
+    if let Some(line) = state.leadership_line() {
+        notes.push_str(&line);
+        notes.push('\n');
+    }
+    for upstream in state.upstreams_as_last_probed() {
+        if let Some(failure) = upstream.failure {
+            notes.push_str(&format!(
+                "{}: {} is not reachable (work for it waits; readiness does not depend on it): \
+                 {failure}\n",
+                upstream.name, upstream.url
+            ));
+        }
+    }
     if problems.is_empty() {
-        (StatusCode::OK, format!("ready\n{leadership}")).into_response()
+        (StatusCode::OK, format!("ready\n{notes}")).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready:\n{}\n{leadership}", problems.join("\n")),
+            format!("not ready:\n{}\n{notes}", problems.join("\n")),
         )
             .into_response()
     }
@@ -701,6 +790,66 @@ mod tests {
         let served = state.clone();
         state.attach(Stages::default());
         assert!(served.not_ready().await.is_empty());
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_shows_in_metrics_and_the_body_not_in_readiness() {
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("health.", 1), shutdown.clone());
+        // A port nothing listens on: bound, then closed.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("address");
+        let answering = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let answering_url = format!("http://{}/", answering.local_addr().expect("address"));
+        tokio::spawn(async move {
+            axum::serve(
+                answering,
+                Router::new().route("/", get(|| async { StatusCode::UNAUTHORIZED })),
+            )
+            .await
+        });
+        let upstreams = vec![
+            Upstream {
+                name: "port",
+                url: format!("http://{closed}/"),
+            },
+            Upstream {
+                name: "azure_devops",
+                url: answering_url,
+            },
+        ];
+        let state = HealthState::new("all", bus, None, None, upstreams, Vec::new());
+
+        assert!(
+            state.not_ready().await.is_empty(),
+            "Port's outage is not ours"
+        );
+        let text = state.render().await;
+        let reachable = |upstream: &str| {
+            sample(
+                &text,
+                &format!("adoport_upstream_reachable{{upstream=\"{upstream}\"}}"),
+            )
+        };
+        assert_eq!(reachable("port"), "0");
+        assert_eq!(reachable("azure_devops"), "1", "a 401 is an answer");
+
+        // Readiness tells what the scrape found, without probing again, and stays ready.
+        let response = readyz(State(state.clone())).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("port: http://") && body.contains("is not reachable"),
+            "{body}"
+        );
+        assert!(!body.contains("azure_devops"), "a 401 is an answer: {body}");
         shutdown.cancel();
     }
 

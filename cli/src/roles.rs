@@ -146,7 +146,7 @@ pub async fn run_role(role: Role) -> anyhow::Result<ExitCode> {
 ///
 /// Nothing here waits for the broker: the bus connects in the background, and the health
 /// endpoint is served first, so `/healthz` answers from the first second and `/readyz` says
-/// what is not ready yet (the broker, the roles, an upstream). The roles wait for the broker
+/// what is not ready yet (the broker, the roles). The roles wait for the broker
 /// themselves.
 pub async fn run(
     role: Role,
