@@ -292,16 +292,7 @@ impl Crawler {
         if let Some(projects) = cache {
             return Ok(projects.clone());
         }
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.client.projects_page(token.as_deref()).await?;
-            all.extend(page.items);
-            match page.continuation_token {
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                _ => break,
-            }
-        }
+        let all = self.client.projects().await?;
         let all = self.without_excluded_projects(all).await;
         *cache = Some(all.clone());
         Ok(all)

@@ -208,21 +208,13 @@ enum Action {
 }
 
 async fn project_ids(client: &AdoClient) -> Result<Vec<Option<String>>, AdoError> {
-    let mut ids = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = client.projects_page(token.as_deref()).await?;
-        ids.extend(
-            page.items
-                .iter()
-                .filter_map(|p| p.get("id").and_then(Value::as_str))
-                .map(|id| Some(id.to_string())),
-        );
-        match page.continuation_token {
-            Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-            _ => return Ok(ids),
-        }
-    }
+    Ok(client
+        .projects()
+        .await?
+        .iter()
+        .filter_map(|p| p.get("id").and_then(Value::as_str))
+        .map(|id| Some(id.to_string()))
+        .collect())
 }
 
 /// Lists the existing subscriptions and creates, re-enables or replaces what is missing or

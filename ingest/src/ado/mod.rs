@@ -14,6 +14,7 @@ pub mod organization;
 mod paging;
 mod runs;
 
+use futures_util::{Stream, TryStreamExt};
 use serde_json::Value;
 
 pub use auth::{AdoAuth, TokenProvider};
@@ -54,6 +55,13 @@ impl AdoClient {
         let url = self.url("_apis/projects");
         let top = PROJECTS_PAGE_SIZE.to_string();
         self.get_page(&url, vec![("$top", top.as_str())], continuation_token)
+            .await
+    }
+
+    /// Every project of the organization, all pages of [`AdoClient::projects_page`], in order.
+    pub async fn projects(&self) -> Result<Vec<Value>, AdoError> {
+        paginate(|token: Option<String>| async move { self.projects_page(token.as_deref()).await })
+            .try_concat()
             .await
     }
 
@@ -282,5 +290,20 @@ impl AdoClient {
         let mut query = extra.to_vec();
         query.push(("$top", top.as_str()));
         self.get_page(&url, query, continuation_token).await
+    }
+
+    /// Every page of [`AdoClient::project_list_page`], in order, one stream item a page.
+    pub fn project_list<'a>(
+        &'a self,
+        service: Option<&'a str>,
+        project_id: &'a str,
+        path: &'a str,
+        extra: &'a [(&'a str, &'a str)],
+        top: usize,
+    ) -> impl Stream<Item = Result<Vec<Value>, AdoError>> + 'a {
+        paginate(move |token: Option<String>| async move {
+            self.project_list_page(service, project_id, path, extra, top, token.as_deref())
+                .await
+        })
     }
 }

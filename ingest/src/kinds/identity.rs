@@ -10,14 +10,15 @@
 //!   `subjectlookup` at most 500 at a time), one item per member with `__group`.
 
 use std::collections::{BTreeSet, HashSet};
+use std::pin::pin;
 
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value};
 
 use super::teams::is_fatal;
 use super::{Pages, enrich, text};
-use crate::ado::AdoError;
 use crate::ado::directory::{Direction, EntitlementsCursor, SUBJECT_LOOKUP_BATCH};
+use crate::ado::{AdoError, paginate};
 use crate::crawl_context::{CrawlError, Crawler, KindReport};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -224,25 +225,21 @@ impl Crawler {
         let subject_types = (!subject_types.is_empty()).then_some(subject_types.as_str());
         let memberships = plan.flag("includeGroupMemberships");
         let mut failures: Vec<String> = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
+        let mut users = pin!(paginate(|token: Option<String>| async move {
+            self.client
                 .graph_users_page(subject_types, token.as_deref())
-                .await?;
+                .await
+        }));
+        while let Some(page) = users.try_next().await? {
             let items = if memberships {
-                let (items, failed) = self.with_memberships(page.items).await?;
+                let (items, failed) = self.with_memberships(page).await?;
                 failures.extend(failed);
                 items
             } else {
-                page.items
+                page
             };
             if !items.is_empty() {
                 self.publish(resync_id, Kind::User, items, report).await?;
-            }
-            match next_token(page.continuation_token, &token) {
-                Some(next) => token = Some(next),
-                None => break,
             }
         }
         if let Some(first) = failures.first() {
@@ -259,18 +256,13 @@ impl Crawler {
         resync_id: ResyncId,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.client.graph_groups_page(token.as_deref()).await?;
-            if !page.items.is_empty() {
-                self.publish(resync_id, Kind::Group, page.items, report)
-                    .await?;
-            }
-            match next_token(page.continuation_token, &token) {
-                Some(next) => token = Some(next),
-                None => return Ok(()),
+        let mut groups = pin!(self.groups());
+        while let Some(page) = groups.try_next().await? {
+            if !page.is_empty() {
+                self.publish(resync_id, Kind::Group, page, report).await?;
             }
         }
+        Ok(())
     }
 
     pub(crate) async fn crawl_group_members(
@@ -278,11 +270,9 @@ impl Crawler {
         resync_id: ResyncId,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.client.graph_groups_page(token.as_deref()).await?;
+        let mut groups = pin!(self.groups());
+        while let Some(page) = groups.try_next().await? {
             let units = page
-                .items
                 .into_iter()
                 .map(|group| {
                     let label = format!("group {}", text(&group, "principalName").unwrap_or("?"));
@@ -316,11 +306,15 @@ impl Crawler {
                 },
             )
             .await?;
-            match next_token(page.continuation_token, &token) {
-                Some(next) => token = Some(next),
-                None => return Ok(()),
-            }
         }
+        Ok(())
+    }
+
+    /// Every page of the organization's groups.
+    fn groups(&self) -> impl Stream<Item = Result<Vec<Value>, AdoError>> + '_ {
+        paginate(move |token: Option<String>| async move {
+            self.client.graph_groups_page(token.as_deref()).await
+        })
     }
 }
 

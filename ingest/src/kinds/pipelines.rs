@@ -4,6 +4,9 @@
 //! `release-deployment` (both on the release management host), plus `branch` (per healthy
 //! repository: `{name, refName, objectId, __repository}`).
 
+use std::pin::pin;
+
+use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
 use super::items;
@@ -69,32 +72,23 @@ impl Crawler {
                 let project_id = text(&project, "id").unwrap_or_default().to_string();
                 let query: Vec<(&str, &str)> =
                     extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = self
-                        .client
-                        .project_list_page(
-                            spec.service,
-                            &project_id,
-                            spec.path,
-                            &query,
-                            top,
-                            token.as_deref(),
-                        )
-                        .await?;
-                    let items: Vec<Value> = page
-                        .items
+                let mut listing = pin!(self.client.project_list(
+                    spec.service,
+                    &project_id,
+                    spec.path,
+                    &query,
+                    top
+                ));
+                while let Some(listed) = listing.try_next().await? {
+                    let items: Vec<Value> = listed
                         .into_iter()
                         .map(|item| items::project_list_item(kind, item, &project))
                         .collect();
                     pages
                         .send(self.items().list_items(plan, items).await?)
                         .await?;
-                    match page.continuation_token {
-                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                        _ => return Ok(()),
-                    }
                 }
+                Ok(())
             },
         )
         .await
@@ -123,30 +117,18 @@ impl Crawler {
                     "_apis/git/repositories/{}/refs",
                     text(&repository, "id").unwrap_or_default()
                 );
-                let mut token: Option<String> = None;
-                loop {
-                    let page = self
-                        .client
-                        .project_list_page(
-                            None,
-                            &project_id,
-                            &path,
-                            &[("filter", "heads/")],
-                            top,
-                            token.as_deref(),
-                        )
-                        .await?;
-                    let items = page
-                        .items
-                        .iter()
-                        .filter_map(|r| branch(r, &repository))
-                        .collect();
+                let mut listing = pin!(self.client.project_list(
+                    None,
+                    &project_id,
+                    &path,
+                    &[("filter", "heads/")],
+                    top
+                ));
+                while let Some(refs) = listing.try_next().await? {
+                    let items = refs.iter().filter_map(|r| branch(r, &repository)).collect();
                     pages.send(items).await?;
-                    match page.continuation_token {
-                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                        _ => return Ok::<(), AdoError>(()),
-                    }
                 }
+                Ok::<(), AdoError>(())
             },
         )
         .await

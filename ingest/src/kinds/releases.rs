@@ -1,9 +1,13 @@
 //! Release kinds: `release`, from the release management host (`vsrm`; the organization URL
 //! itself on Azure DevOps Server), continuation-token pages per project.
 
+use std::pin::pin;
+
+use futures_util::TryStreamExt;
 use serde_json::Value;
 
 use super::{Pages, text};
+use crate::ado::paginate;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use adoport_shared::messages::ResyncId;
@@ -24,18 +28,15 @@ impl Crawler {
             report,
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = self
-                        .client
+                let mut listing = pin!(paginate(|token: Option<String>| async move {
+                    self.client
                         .releases_page(project_id, top, token.as_deref())
-                        .await?;
-                    pages.send(page.items).await?;
-                    match page.continuation_token {
-                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                        _ => return Ok(()),
-                    }
+                        .await
+                }));
+                while let Some(items) = listing.try_next().await? {
+                    pages.send(items).await?;
                 }
+                Ok(())
             },
         )
         .await

@@ -14,6 +14,8 @@
 //! Every list is read page by page and published as it arrives; the calls a page needs are
 //! made [`ENRICHMENT_CONCURRENCY`] at a time, through the client's request budget.
 
+use std::pin::pin;
+
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
@@ -127,23 +129,18 @@ impl ItemBuilder<'_> {
         let path = format!("_apis/build/builds/{build_id}/changes");
         let mut earliest: Option<Value> = None;
         let mut count: u64 = 0;
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .project_list_page(None, project_id, &path, &[], self.page, token.as_deref())
-                .await?;
-            count += page.items.len() as u64;
-            for change in page.items {
+        let mut changes = pin!(
+            self.client
+                .project_list(None, project_id, &path, &[], self.page)
+        );
+        while let Some(page) = changes.try_next().await? {
+            count += page.len() as u64;
+            for change in page {
                 if text(&change, "timestamp").is_some()
                     && earliest.as_ref().is_none_or(|e| earlier(&change, e))
                 {
                     earliest = Some(change);
                 }
-            }
-            match page.continuation_token {
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                _ => break,
             }
         }
         if let Some(earliest) = earliest {
@@ -201,20 +198,13 @@ impl Crawler {
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let (project, pages) = (&project, &pages);
-                let mut token: Option<String> = None;
-                loop {
-                    let page = self
-                        .client
-                        .project_list_page(
-                            None,
-                            project_id,
-                            "_apis/pipelines",
-                            &[],
-                            top,
-                            token.as_deref(),
-                        )
-                        .await?;
-                    stream::iter(page.items)
+                let mut listing =
+                    pin!(
+                        self.client
+                            .project_list(None, project_id, "_apis/pipelines", &[], top)
+                    );
+                while let Some(pipelines) = listing.try_next().await? {
+                    stream::iter(pipelines)
                         .map(|pipeline| async move {
                             let Some(id) = id_text(&pipeline, "id") else {
                                 return Ok(Vec::new());
@@ -231,11 +221,8 @@ impl Crawler {
                         .buffered(ENRICHMENT_CONCURRENCY)
                         .try_for_each(|runs| pages.send(runs))
                         .await?;
-                    match page.continuation_token {
-                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                        _ => return Ok(()),
-                    }
                 }
+                Ok(())
             },
         )
         .await
@@ -257,20 +244,15 @@ impl Crawler {
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let project = &project;
-                let mut token: Option<String> = None;
-                loop {
-                    let page = self
-                        .client
-                        .project_list_page(
-                            None,
-                            project_id,
-                            "_apis/build/builds",
-                            &[("queryOrder", "queueTimeDescending")],
-                            top,
-                            token.as_deref(),
-                        )
-                        .await?;
-                    let stages: Vec<Vec<Value>> = stream::iter(page.items)
+                let mut listing = pin!(self.client.project_list(
+                    None,
+                    project_id,
+                    "_apis/build/builds",
+                    &[("queryOrder", "queueTimeDescending")],
+                    top
+                ));
+                while let Some(builds) = listing.try_next().await? {
+                    let stages: Vec<Vec<Value>> = stream::iter(builds)
                         .map(|build| async move {
                             let Some(id) = id_text(&build, "id") else {
                                 return Ok(Vec::new());
@@ -291,11 +273,8 @@ impl Crawler {
                         .try_collect()
                         .await?;
                     pages.send(stages.into_iter().flatten().collect()).await?;
-                    match page.continuation_token {
-                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                        _ => return Ok(()),
-                    }
                 }
+                Ok(())
             },
         )
         .await
@@ -317,20 +296,15 @@ impl Crawler {
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let (project, pages) = (&project, &pages);
-                let mut token: Option<String> = None;
-                loop {
-                    let page = self
-                        .client
-                        .project_list_page(
-                            None,
-                            project_id,
-                            "_apis/distributedtask/environments",
-                            &[],
-                            top,
-                            token.as_deref(),
-                        )
-                        .await?;
-                    stream::iter(page.items)
+                let mut listing = pin!(self.client.project_list(
+                    None,
+                    project_id,
+                    "_apis/distributedtask/environments",
+                    &[],
+                    top
+                ));
+                while let Some(environments) = listing.try_next().await? {
+                    stream::iter(environments)
                         .map(|environment| async move {
                             let Some(id) = id_text(&environment, "id") else {
                                 return Ok(());
@@ -376,11 +350,8 @@ impl Crawler {
                         .buffer_unordered(ENRICHMENT_CONCURRENCY)
                         .try_collect::<Vec<()>>()
                         .await?;
-                    match page.continuation_token {
-                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                        _ => return Ok(()),
-                    }
                 }
+                Ok(())
             },
         )
         .await

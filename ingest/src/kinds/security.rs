@@ -10,11 +10,14 @@
 //! A repository without Advanced Security answers HTTP 400: it is skipped, and the kind stays
 //! complete; any other error marks the kind failed as usual.
 
+use std::pin::pin;
+
+use futures_util::TryStreamExt;
 use serde_json::Value;
 
 use super::items;
 use super::{Pages, text};
-use crate::ado::AdoError;
+use crate::ado::{AdoError, Page, paginate};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -80,37 +83,37 @@ impl Crawler {
                 let repository_id = text(&repository, "id").unwrap_or_default();
                 let query: Vec<(&str, &str)> =
                     criteria.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = match self
+                let query = &query;
+                let mut alerts = pin!(paginate(|token: Option<String>| async move {
+                    match self
                         .client
                         .security_alerts_page(
                             project_id,
                             repository_id,
-                            &query,
+                            query,
                             top,
                             token.as_deref(),
                         )
                         .await
                     {
-                        Ok(page) => page,
                         Err(AdoError::Status { status: 400, url, body }) => {
                             tracing::info!(%url, %body, "Advanced Security is not enabled for this repository (HTTP 400); skipped");
-                            return Ok(());
+                            Ok(Page {
+                                items: Vec::new(),
+                                continuation_token: None,
+                            })
                         }
-                        Err(e) => return Err(e),
-                    };
+                        answer => answer,
+                    }
+                }));
+                while let Some(page) = alerts.try_next().await? {
                     let items = page
-                        .items
                         .into_iter()
                         .map(|alert| items::security_alert(alert, repository_id, project_id))
                         .collect();
                     pages.send(items).await?;
-                    match page.continuation_token {
-                        Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                        _ => return Ok::<(), AdoError>(()),
-                    }
                 }
+                Ok::<(), AdoError>(())
             },
         )
         .await

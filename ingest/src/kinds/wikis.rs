@@ -2,11 +2,13 @@
 //! token), each with `__wiki` and `__project`; with `includeContent`, each page is read in full
 //! with its Markdown.
 
+use std::pin::pin;
+
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::{Pages, enrich, text};
-use crate::ado::{AdoClient, AdoError, WikiPageRef};
+use crate::ado::{AdoClient, AdoError, WikiPageRef, paginate};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -69,29 +71,21 @@ impl Crawler {
                 let project_id = text(&project, "id").unwrap_or_default().to_string();
                 for wiki in self.client.wikis(&project_id).await? {
                     let wiki_id = text(&wiki, "id").unwrap_or_default().to_string();
-                    let mut token: Option<String> = None;
-                    loop {
-                        let page = self
-                            .client
-                            .wiki_pages_page(&project_id, &wiki_id, page_size, token.as_deref())
-                            .await?;
-                        let full = full_pages(
-                            &self.client,
-                            &project_id,
-                            &wiki_id,
-                            page.items,
-                            include_content,
-                        )
-                        .await?;
+                    let (project_id, wiki_id) = (project_id.as_str(), wiki_id.as_str());
+                    let mut listing = pin!(paginate(|token: Option<String>| async move {
+                        self.client
+                            .wiki_pages_page(project_id, wiki_id, page_size, token.as_deref())
+                            .await
+                    }));
+                    while let Some(listed) = listing.try_next().await? {
+                        let full =
+                            full_pages(&self.client, project_id, wiki_id, listed, include_content)
+                                .await?;
                         let items = full
                             .into_iter()
                             .map(|p| page_item(p, &wiki, &project))
                             .collect();
                         pages.send(items).await?;
-                        match page.continuation_token {
-                            Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                            _ => break,
-                        }
                     }
                 }
                 Ok(())
