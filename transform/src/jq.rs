@@ -29,6 +29,7 @@ use serde_json::Value;
 mod fast;
 mod guard;
 pub mod limits;
+mod text;
 
 pub use limits::{ItemBudget, JqLimits, Runaway};
 
@@ -558,7 +559,7 @@ pub(crate) fn json_to_val(value: &Value) -> Val {
             } else if let Some(u) = n.as_u64() {
                 Val::Num(Num::from_integral(u))
             } else {
-                Val::Num(Num::Float(n.as_f64().unwrap_or(f64::NAN)))
+                Val::Num(text::input_float(n.as_f64().unwrap_or(f64::NAN)))
             }
         }
         Value::String(s) => Val::utf8_str(s.clone().into_bytes()),
@@ -580,12 +581,37 @@ pub(crate) fn json_to_val(value: &Value) -> Val {
 /// its parts: `reduce range(40) as $i (1; [., .])` is small in jaq and 2^40 values in JSON).
 pub(crate) fn val_to_json(val: &Val, budget: &ItemBudget) -> Result<Value, JqError> {
     let limit = budget.limits().max_memory;
+    let values = limit / JSON_VALUE_BYTES;
+    // Counted before anything is built: refusing a value that shares its parts must not cost
+    // building (and dropping) as much of it as the memory allows.
+    if more_values_than(val, values) {
+        return Err(JqError::Runaway(Runaway::Memory { limit }));
+    }
     let mut room = Room {
-        values: limit / JSON_VALUE_BYTES,
+        values,
         limit,
         budget,
     };
     to_json_within(val, 0, &mut room)
+}
+
+/// Whether `val` holds more than `max` values, counting a shared part once per place it
+/// stands in (as JSON writes it); stops counting at `max`.
+fn more_values_than(val: &Val, max: usize) -> bool {
+    let mut pending = vec![val];
+    let mut seen = 0usize;
+    while let Some(v) = pending.pop() {
+        seen += 1;
+        if seen > max {
+            return true;
+        }
+        match v {
+            Val::Arr(items) => pending.extend(items.iter()),
+            Val::Obj(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A `serde_json::Value` takes 32 bytes, before what it holds.

@@ -14,9 +14,22 @@ def _jaq_rtrimstr($s): rtrimstr($s);
 def _jaq_indices($i): indices($i);
 def _jaq_contains($b): contains($b);
 
-# jq leaves the input alone when it or the argument is not a string; jaq fails.
-def ltrimstr($s): if type == "string" and ($s | type) == "string" then _jaq_ltrimstr($s) end;
-def rtrimstr($s): if type == "string" and ($s | type) == "string" then _jaq_rtrimstr($s) end;
+# libjq (the Python integration's jq) fails when the input or the argument is not a string,
+# with these messages.
+def ltrimstr($s):
+  if type == "string" and ($s | type) == "string" then _jaq_ltrimstr($s)
+  else error("startswith() requires string inputs") end;
+def rtrimstr($s):
+  if type == "string" and ($s | type) == "string" then _jaq_rtrimstr($s)
+  else error("endswith() requires string inputs") end;
+
+# jq: null elements join as "", numbers and booleans as their JSON text, anything else fails.
+def join($x):
+  reduce .[] as $i (null;
+    (if . == null then "" else . + $x end)
+    + ($i | if . == null then "" elif type == "string" then .
+            elif type == "boolean" or type == "number" then tojson else . end))
+  // "";
 
 # jq: `null | indices(x)` is null.
 def indices($i): if . == null then null else _jaq_indices($i) end;
@@ -40,27 +53,34 @@ def tonumber:
   else error("\(type) (\(tojson)) cannot be parsed as a number")
   end;
 
-# jq prints an integral number without a fraction (`3`, not jaq's `3.0` for a float), also
-# inside arrays and objects.
-def _jaq_tojson: tojson;
-def _integral: if type == "number" and (isinfinite | not) and . == floor and . < 1e17 and . > -1e17 then floor end;
-def tojson: if type == "number" then _integral elif type == "array" or type == "object" then walk(_integral) end | _jaq_tojson;
+# `tojson` is ours (`jq/text.rs`): numbers are written as libjq writes them (`3.0` read stays
+# `3.0`, a computed `6 / 2` is `3`, `1e17` computed is `1e+17`).
 def @json: tojson;
 
-# jq prints integral numbers without a fraction (`3`, not `3.0`) and infinities as the
-# largest double.
-def tostring:
-  if type == "string" then .
-  elif type == "number" then
-    if isinfinite then (if . > 0 then "1.7976931348623157e+308" else "-1.7976931348623157e+308" end)
-    elif isnan then "null"
-    elif . == floor and . < 1e17 and . > -1e17 then floor | tojson
-    else tojson end
-  else tojson
+def tostring: if type == "string" then . else tojson end;
+
+# jq keeps the order of an object's other keys when one is deleted; jaq moves its last key
+# into the gap. Deleting object keys is done here; what jaq does in the same order as jq
+# (array elements, slices, errors) is left to it.
+def _jaq_delpaths($ps): delpaths($ps);
+def _adoport_delpath($p):
+  if ($p | length) == 0 or type == "null" then null
+  else $p[0] as $k
+    | if type == "object" and ($k | type) != "string" then
+        error("Cannot delete field at index \($k | tojson) of object")
+      elif type == "object" then
+        if ($p | length) == 1 then with_entries(select(.key != $k))
+        elif has($k) then .[$k] |= _adoport_delpath($p[1:])
+        else . end
+      elif type == "array" and ($k | type) == "number" and ($k >= length or $k < -length) then .
+      elif type == "array" and ($k | type) == "number" and ($p | length) > 1 then
+        .[$k] |= _adoport_delpath($p[1:])
+      else _jaq_delpaths([$p]) end
   end;
+def delpaths($ps): reduce ($ps | sort | reverse)[] as $p (.; _adoport_delpath($p));
+def del(f): delpaths([path(f)]);
 
 # Missing in jaq.
-def leaf_paths: paths(scalars);
 def IN(s): any(s == .; .);
 def IN(src; s): any(src == s; .);
 def tostream: path(def r: (.[]? | r), .; r) as $p | getpath($p) | reduce path(.[]?) as $q ([$p, .]; [$p + $q]);

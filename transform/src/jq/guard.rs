@@ -537,7 +537,7 @@ fn print<'a>(value: &Val, meter: &'a Meter) -> ValX<'a, Val> {
         bytes: Vec::new(),
         room,
     };
-    jaq_json::write::write(&mut out, &jaq_json::write::Pp::default(), 0, value).map_err(|_| {
+    super::text::write_json(&mut out, value).map_err(|_| {
         meter.stop(Runaway::Memory {
             limit: meter.memory_limit(),
         })
