@@ -3,12 +3,10 @@
 //! answer-less start fail the run with a message a person can act on; two executors never start
 //! one run twice.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use adoport_ingest::actions::completion::CompletionContext;
 use adoport_ingest::actions::{ActionWorker, Organizations, PortRuns};
-use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{ActionsProcessor, PortAccess, Secret};
 use adoport_shared::topology::Topology;
@@ -20,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{client_with_pat, serve_webhook};
+use support::{StopOnDrop, client_with_pat, serve_receiver};
 
 const RUN_POST: &str = "POST /{org}/{project}/_apis/pipelines/{pipelineId}/runs";
 const WAIT: Duration = Duration::from_secs(20);
@@ -30,13 +28,7 @@ struct Harness {
     port: PortSim,
     context: CompletionContext,
     webhook_url: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    shutdown: StopOnDrop,
 }
 
 async fn harness() -> Harness {
@@ -59,22 +51,15 @@ async fn harness() -> Harness {
         port: PortRuns::new(port_access).expect("port runs"),
         organizations: Organizations::new(vec![client.clone()]),
     };
-    let state = Arc::new(WebhookState {
-        bus: Bus::memory(Topology::new("actions.", 1), shutdown.clone()),
-        organizations: adoport_ingest::Organizations::new(vec![client.clone()]),
-        secret: None,
-        excluded_tags: Vec::new(),
-        actions: Some(context.clone()),
-        plan: adoport_ingest::KindPlans::fixed(Vec::new()),
-    });
-    let address = serve_webhook(state, webhook::WebhookLimits::default(), &shutdown).await;
-    let webhook_url = format!("http://{address}{WEBHOOK_PATH}");
+    let bus = Bus::memory(Topology::new("actions.", 1), shutdown.clone());
+    let webhook_url =
+        serve_receiver(bus, &client, Some(context.clone()), Vec::new(), &shutdown).await;
     Harness {
         ado,
         port,
         context,
         webhook_url,
-        shutdown,
+        shutdown: StopOnDrop(shutdown),
     }
 }
 
@@ -90,7 +75,7 @@ impl Harness {
                 workers_count: 3,
             },
         );
-        tokio::spawn(worker.run(self.shutdown.clone()));
+        tokio::spawn(worker.run(self.shutdown.0.clone()));
     }
 
     fn project(&self) -> Value {

@@ -2,11 +2,9 @@
 //! push that adds, changes and removes entities of `port.yml` (with a `file://` property), a
 //! multi-commit push over a list of spec paths, a broken spec, and a push to another branch.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use adoport_ingest::plan::GitopsPlan;
-use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::messages::{GITOPS_KIND, RawAction, RawEvent, decode};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -17,20 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{client_with_pat, serve_webhook};
+use support::{StopOnDrop, client_with_pat, serve_receiver};
 
 struct Harness {
     ado: AdoSim,
     raw: Subscription,
     webhook_url: String,
     repository: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    _shutdown: StopOnDrop,
 }
 
 async fn harness(mapping: &str) -> Harness {
@@ -40,18 +32,8 @@ async fn harness(mapping: &str) -> Harness {
     let bus = Bus::memory(Topology::new("gitops.", 1), shutdown.clone());
     let raw = bus.subscribe(WorkQueue::Raw, 256).await.expect("subscribe");
     let config = PortAppConfig::from_yaml_str(mapping).expect("mapping");
-    let state = Arc::new(WebhookState {
-        bus,
-        organizations: adoport_ingest::Organizations::new(vec![client.clone()]),
-        secret: None,
-        excluded_tags: Vec::new(),
-        actions: None,
-        plan: adoport_ingest::KindPlans::fixed(
-            GitopsPlan::kind_plan(&config).into_iter().collect(),
-        ),
-    });
-    let address = serve_webhook(state, webhook::WebhookLimits::default(), &shutdown).await;
-    let webhook_url = format!("http://{address}{WEBHOOK_PATH}");
+    let plan = GitopsPlan::kind_plan(&config).into_iter().collect();
+    let webhook_url = serve_receiver(bus, &client, None, plan, &shutdown).await;
     let repository = ado
         .repositories()
         .into_iter()
@@ -63,7 +45,7 @@ async fn harness(mapping: &str) -> Harness {
         raw,
         webhook_url,
         repository,
-        shutdown,
+        _shutdown: StopOnDrop(shutdown),
     }
 }
 

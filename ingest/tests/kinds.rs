@@ -6,16 +6,15 @@ use std::time::Duration;
 use adoport_ingest::{CrawlFence, CrawlLimits, CrawlStamp};
 use adoport_shared::messages::ResyncId;
 use adoport_sim::ScriptedAnswer;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::ado::AdoSimConfig;
 use serde_json::json;
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan};
+use support::crawl::{CrawlHarness, crawl_harness, failure, pages, plan};
 
 async fn harness(config: AdoSimConfig, pat: &str, limits: CrawlLimits) -> CrawlHarness {
-    let sim = AdoSim::start(config).await.expect("simulator starts");
-    crawl_harness(sim, pat, "kinds.", |crawler| crawler.with_limits(limits)).await
+    crawl_harness(config, pat, "kinds.", |crawler| crawler.with_limits(limits)).await
 }
 
 fn default_config() -> AdoSimConfig {
@@ -25,13 +24,12 @@ fn default_config() -> AdoSimConfig {
 #[tokio::test]
 async fn repositories_carry_included_files_from_the_default_branch() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "repository",
             json!({"includedFiles": ["README.md", "CODEOWNERS"]}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     let repositories = &items["repository"];
     assert_eq!(repositories.len(), 12);
     for repository in repositories {
@@ -62,8 +60,8 @@ async fn repositories_carry_included_files_from_the_default_branch() {
 #[tokio::test]
 async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[
+    let items = h
+        .crawl_ok(&[
             plan("repository-policy", json!({})),
             plan("board", json!({})),
             plan("column", json!({})),
@@ -79,7 +77,6 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
             ),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
 
     // Policies: two per healthy repository with a default branch (12 - disabled - empty).
     let policies = &items["repository-policy"];
@@ -130,10 +127,9 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     assert_eq!(items["team"].len(), 3);
     assert_eq!(items["pull-request"].len(), 20);
     // The board list was read once and shared with the column kind.
-    let requests = h.sim.requests();
     assert_eq!(
-        requests.get("GET /{org}/{project}/{team}/_apis/work/boards/{board}"),
-        Some(&3)
+        h.requests("GET /{org}/{project}/{team}/_apis/work/boards/{board}"),
+        3
     );
     h.sim.shutdown().await;
 }
@@ -152,10 +148,9 @@ async fn work_items_page_by_id_range_and_batch_by_200() {
         page: 2,
     };
     let h = harness(config, "sim-pat", limits).await;
-    let (report, items) = h
-        .crawl(&[plan("work-item", json!({})), plan("release", json!({}))])
+    let items = h
+        .crawl_ok(&[plan("work-item", json!({})), plan("release", json!({}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
     let mut ids: Vec<u64> = items["work-item"]
         .iter()
         .filter_map(|i| i["id"].as_u64())
@@ -163,33 +158,24 @@ async fn work_items_page_by_id_range_and_batch_by_200() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 450, "every work item exactly once");
-    let requests = h.sim.requests();
-    assert_eq!(
-        requests.get("POST /{org}/{project}/_apis/wit/wiql"),
-        Some(&3)
-    );
+    assert_eq!(h.requests("POST /{org}/{project}/_apis/wit/wiql"), 3);
     // 225 ids → batches of 200 + 25, twice.
     assert_eq!(
-        requests.get("POST /{org}/{project}/_apis/wit/workitemsbatch"),
-        Some(&4)
+        h.requests("POST /{org}/{project}/_apis/wit/workitemsbatch"),
+        4
     );
     // 3 releases with pages of 2: two pages, no third request.
     assert_eq!(items["release"].len(), 3);
-    assert_eq!(
-        requests.get("GET /{org}/{project}/_apis/release/releases"),
-        Some(&2)
-    );
+    assert_eq!(h.requests("GET /{org}/{project}/_apis/release/releases"), 2);
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_forbidden_project_is_skipped_and_marks_the_kind_failed() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
-    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
-    h.sim.forbid_project(&forbidden);
+    let forbidden = h.forbid_project(1);
     let (report, items) = h.crawl(&[plan("work-item", json!({}))]).await;
-    let kind = &report.kinds["work-item"];
-    let failure = kind.failure.as_deref().expect("kind marked failed");
+    let failure = failure(&report, "work-item");
     assert!(failure.contains("403"), "{failure}");
     // The other two projects were still read.
     assert_eq!(items["work-item"].len(), 12);
@@ -222,8 +208,7 @@ async fn a_429_storm_with_retry_after_is_waited_out() {
         vec![ScriptedAnswer::rate_limited(1); 3],
     );
     let started = std::time::Instant::now();
-    let (report, items) = h.crawl(&[plan("work-item", json!({}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let items = h.crawl_ok(&[plan("work-item", json!({}))]).await;
     assert_eq!(items["work-item"].len(), 18);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -253,13 +238,8 @@ async fn an_empty_answer_after_a_full_one_is_suspicious_until_confirmed() {
     assert_eq!(first.kinds["work-item"].items, 2);
     assert!(h.sim.remove_work_item(1) && h.sim.remove_work_item(2));
     let (second, _) = h.crawl(&work_items).await;
-    assert!(
-        second.kinds["work-item"]
-            .failure
-            .as_deref()
-            .is_some_and(|f| f.contains("no items")),
-        "{second:?}"
-    );
+    let failure = failure(&second, "work-item");
+    assert!(failure.contains("no items"), "{second:?}");
     let (third, _) = h.crawl(&work_items).await;
     assert_eq!(third.kinds["work-item"].failure, None, "confirmed empty");
     h.sim.shutdown().await;
@@ -268,13 +248,9 @@ async fn an_empty_answer_after_a_full_one_is_suspicious_until_confirmed() {
 #[tokio::test]
 async fn pipelines_builds_environments_release_definitions_deployments_and_branches() {
     // Pages of 2 cross the page boundary of every list (6 builds, 3 deployments per project).
-    let limits = CrawlLimits {
-        page: 2,
-        ..CrawlLimits::default()
-    };
-    let h = harness(default_config(), "sim-pat", limits).await;
-    let (report, items) = h
-        .crawl(&[
+    let h = harness(default_config(), "sim-pat", pages(2)).await;
+    let items = h
+        .crawl_ok(&[
             plan("pipeline", json!({})),
             plan("build", json!({})),
             plan("environment", json!({})),
@@ -283,7 +259,6 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
             plan("branch", json!({})),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
 
     let pipelines = &items["pipeline"];
     assert_eq!(pipelines.len(), 3 * 2);
@@ -335,12 +310,8 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
         assert!(branch["__repository"]["project"]["name"].is_string());
     }
 
-    let requests = h.sim.requests();
     // 6 builds per project in pages of 2: exactly 3 requests each, none for an empty page.
-    assert_eq!(
-        requests.get("GET /{org}/{project}/_apis/build/builds"),
-        Some(&9)
-    );
+    assert_eq!(h.requests("GET /{org}/{project}/_apis/build/builds"), 9);
     h.sim.shutdown().await;
 }
 

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use adoport_ingest::CrawlLimits;
 use adoport_sim::ScriptedAnswer;
+use adoport_sim::ado::AdoSimConfig;
 use adoport_sim::ado::pipelines::{
     BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT,
 };
@@ -15,12 +15,11 @@ use adoport_sim::ado::runs::{
     DEPLOYMENTS_PER_ENVIRONMENT, RESULTS_PER_TEST_RUN, TEST_RUNS_PER_PROJECT,
 };
 use adoport_sim::ado::security::ALERTS_PER_REPOSITORY;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan};
+use support::crawl::{CrawlHarness, crawl_harness, failure, pages, plan};
 
 /// Projects the default simulator seeds.
 const PROJECTS: u64 = 3;
@@ -28,30 +27,25 @@ const BUILDS_PER_PROJECT: u64 = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
 
 /// Pages of 2 cross the page boundary of every list the simulator seeds with 3 or more.
 async fn harness() -> CrawlHarness {
-    let sim = AdoSim::start(AdoSimConfig::default())
-        .await
-        .expect("simulator starts");
-    let limits = CrawlLimits {
-        page: 2,
-        ..CrawlLimits::default()
-    };
-    crawl_harness(sim, "sim-pat", "kinds-runs.", |crawler| {
-        crawler.with_limits(limits)
-    })
+    crawl_harness(
+        AdoSimConfig::default(),
+        "sim-pat",
+        "kinds-runs.",
+        |crawler| crawler.with_limits(pages(2)),
+    )
     .await
 }
 
 #[tokio::test]
 async fn pipeline_runs_stages_and_deployments_carry_their_context() {
     let h = harness().await;
-    let (report, items) = h
-        .crawl(&[
+    let items = h
+        .crawl_ok(&[
             plan("pipeline-run", json!({})),
             plan("pipeline-stage", json!({})),
             plan("pipeline-deployment", json!({})),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
 
     let runs = &items["pipeline-run"];
     assert_eq!(runs.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
@@ -109,13 +103,12 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
         "GET /{org}/{project}/_apis/build/definitions/{definitionId}",
         vec![ScriptedAnswer::status(404)],
     );
-    let (report, items) = h
-        .crawl(&[
+    let items = h
+        .crawl_ok(&[
             plan("pipeline", json!({"includeRepo": true})),
             plan("build", json!({})),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
 
     // The repository each pipeline builds, as its builds report it.
     let mut built: HashMap<(String, u64), Value> = HashMap::new();
@@ -176,10 +169,9 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
 #[tokio::test]
 async fn builds_carry_their_earliest_commit_or_their_source_commit() {
     let h = harness().await;
-    let (report, items) = h
-        .crawl(&[plan("build", json!({"enrichWithFirstCommit": "true"}))])
+    let items = h
+        .crawl_ok(&[plan("build", json!({"enrichWithFirstCommit": "true"}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
     let builds = &items["build"];
     assert_eq!(builds.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
     for build in builds {
@@ -219,10 +211,9 @@ async fn builds_carry_their_earliest_commit_or_their_source_commit() {
 #[tokio::test]
 async fn test_runs_carry_every_result_and_their_build_coverage() {
     let h = harness().await;
-    let (report, items) = h
-        .crawl(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))])
+    let items = h
+        .crawl_ok(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
     let runs = &items["test-run"];
     assert_eq!(runs.len() as u64, PROJECTS * TEST_RUNS_PER_PROJECT);
     for run in runs {
@@ -295,12 +286,10 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
         .collect();
     assert!(enabled.len() < healthy.len());
 
-    let (report, items) = h.crawl(&[plan("advanced-security-alert", json!({}))]).await;
-    assert_eq!(
-        report.failed_kinds(),
-        Vec::<&str>::new(),
-        "a 400 is not a failure: {report:?}"
-    );
+    // A 400 is not a failure.
+    let items = h
+        .crawl_ok(&[plan("advanced-security-alert", json!({}))])
+        .await;
     let alerts = &items["advanced-security-alert"];
     assert_eq!(
         alerts.len() as u64,
@@ -322,13 +311,10 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
     );
 
     // Criteria filter on the server.
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h.crawl_ok(&[plan(
             "advanced-security-alert",
             json!({"criteria": {"states": ["active"], "severity": ["critical", "high"], "alertType": "secret"}}),
-        )])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        )]).await;
     let secrets = &items["advanced-security-alert"];
     assert_eq!(secrets.len(), enabled.len());
     assert!(secrets.iter().all(|a| a["alertType"] == "secret"));
@@ -336,10 +322,7 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
     // Any other error fails the kind.
     h.sim.fail_next(route, vec![ScriptedAnswer::status(409)]);
     let (report, _) = h.crawl(&[plan("advanced-security-alert", json!({}))]).await;
-    let failure = report.kinds["advanced-security-alert"]
-        .failure
-        .as_deref()
-        .expect("failed");
+    let failure = failure(&report, "advanced-security-alert");
     assert!(failure.contains("409"), "{failure}");
     h.sim.shutdown().await;
 }
@@ -347,8 +330,7 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
 #[tokio::test]
 async fn a_forbidden_project_marks_each_new_kind_failed() {
     let h = harness().await;
-    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
-    h.sim.forbid_project(&forbidden);
+    let forbidden = h.forbid_project(1);
     let kinds = [
         "pipeline-run",
         "pipeline-stage",
@@ -358,10 +340,7 @@ async fn a_forbidden_project_marks_each_new_kind_failed() {
     ];
     let (report, items) = h.crawl(&kinds.map(|k| plan(k, json!({})))).await;
     for kind in kinds {
-        let failure = report.kinds[kind]
-            .failure
-            .as_deref()
-            .unwrap_or_else(|| panic!("{kind} marked failed: {report:?}"));
+        let failure = failure(&report, kind);
         assert!(failure.contains("403"), "{kind}: {failure}");
     }
     // The other projects were still read.

@@ -3,30 +3,30 @@
 //! `area-path`, page boundaries, `excludedTags` and a 403 on one project.
 
 use adoport_ingest::CrawlLimits;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::ado::AdoSimConfig;
 use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan};
+use support::crawl::{CrawlHarness, crawl_harness, failure, pages, plan};
 
 async fn harness(
     config: AdoSimConfig,
     limits: CrawlLimits,
     excluded_tags: &[&str],
 ) -> CrawlHarness {
-    let sim = AdoSim::start(config).await.expect("simulator starts");
     let tags: Vec<String> = excluded_tags.iter().map(|t| t.to_string()).collect();
-    crawl_harness(sim, "sim-pat", "org-kinds.", |crawler| {
+    crawl_harness(config, "sim-pat", "org-kinds.", |crawler| {
         crawler.with_limits(limits).with_excluded_tags(&tags)
     })
     .await
 }
 
-fn small_pages(page: usize) -> CrawlLimits {
-    CrawlLimits {
-        page,
-        ..CrawlLimits::default()
+/// The simulator's default seed with identity lists in pages of `page`.
+fn identity_pages(page: usize) -> AdoSimConfig {
+    AdoSimConfig {
+        identity_page_size: page,
+        ..AdoSimConfig::default()
     }
 }
 
@@ -39,9 +39,8 @@ fn strings<'a>(items: &'a [Value], pointer: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn teams_carry_members_and_area_paths_only_when_asked() {
-    let h = harness(AdoSimConfig::default(), small_pages(2), &[]).await;
-    let (report, items) = h.crawl(&[plan("team", json!({}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let h = harness(AdoSimConfig::default(), pages(2), &[]).await;
+    let items = h.crawl_ok(&[plan("team", json!({}))]).await;
     let teams = &items["team"];
     assert_eq!(
         teams.len(),
@@ -55,13 +54,12 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
     );
     assert_eq!(h.requests("GET /{org}/_apis/teams"), 2);
 
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "team",
             json!({"includeMembers": "true", "includeAreaPaths": true}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     let teams = &items["team"];
     assert_eq!(teams.len(), 3);
     for team in teams {
@@ -91,9 +89,8 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
 
 #[tokio::test]
 async fn members_come_one_per_team_membership_with_the_team_id() {
-    let h = harness(AdoSimConfig::default(), small_pages(1), &[]).await;
-    let (report, items) = h.crawl(&[plan("member", json!({}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let h = harness(AdoSimConfig::default(), pages(1), &[]).await;
+    let items = h.crawl_ok(&[plan("member", json!({}))]).await;
     let members = &items["member"];
     assert_eq!(members.len(), 6, "two members in each of three teams");
     let team_ids: Vec<String> = h
@@ -117,19 +114,14 @@ async fn members_come_one_per_team_membership_with_the_team_id() {
 
 #[tokio::test]
 async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions() {
-    let config = AdoSimConfig {
-        identity_page_size: 3,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, small_pages(3), &[]).await;
+    let h = harness(identity_pages(3), pages(3), &[]).await;
     let route = "GET /{org}/_apis/userentitlements";
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "user",
             json!({"includeFields": ["projects", "license"]}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     let users = &items["user"];
     assert_eq!(users.len(), 4, "four users over two token pages");
     assert_eq!(h.requests(route), 2);
@@ -148,13 +140,12 @@ async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions()
         "select=projects fills projectEntitlements"
     );
 
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "user",
             json!({"source": "entitlements", "apiVersion": "6.0-preview.3"}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     assert_eq!(items["user"].len(), 4, "top/skip pages of three");
     assert_eq!(h.requests(route), 4);
     assert!(
@@ -168,13 +159,10 @@ async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions()
 
 #[tokio::test]
 async fn graph_users_carry_their_groups_and_projects_when_asked() {
-    let config = AdoSimConfig {
-        identity_page_size: 3,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, CrawlLimits::default(), &[]).await;
-    let (report, items) = h.crawl(&[plan("user", json!({"source": "graph"}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let h = harness(identity_pages(3), CrawlLimits::default(), &[]).await;
+    let items = h
+        .crawl_ok(&[plan("user", json!({"source": "graph"}))])
+        .await;
     let users = &items["user"];
     assert_eq!(users.len(), 4);
     assert_eq!(h.requests("GET /{org}/_apis/graph/users"), 2);
@@ -183,13 +171,12 @@ async fn graph_users_carry_their_groups_and_projects_when_asked() {
         && u["descriptor"].is_string()
         && u.get("__groups").is_none()));
 
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "user",
             json!({"source": "graph", "includeGroupMemberships": true}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     let users = &items["user"];
     let ada = users
         .iter()
@@ -219,15 +206,10 @@ async fn graph_users_carry_their_groups_and_projects_when_asked() {
 
 #[tokio::test]
 async fn groups_and_their_direct_members() {
-    let config = AdoSimConfig {
-        identity_page_size: 2,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, CrawlLimits::default(), &[]).await;
-    let (report, items) = h
-        .crawl(&[plan("group", json!({})), plan("group-member", json!({}))])
+    let h = harness(identity_pages(2), CrawlLimits::default(), &[]).await;
+    let items = h
+        .crawl_ok(&[plan("group", json!({})), plan("group-member", json!({}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     let groups = &items["group"];
     assert_eq!(
         groups.len(),
@@ -263,11 +245,10 @@ async fn groups_and_their_direct_members() {
 
 #[tokio::test]
 async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
-    let h = harness(AdoSimConfig::default(), small_pages(1), &[]).await;
-    let (report, items) = h
-        .crawl(&[plan("iteration", json!({})), plan("area-path", json!({}))])
+    let h = harness(AdoSimConfig::default(), pages(1), &[]).await;
+    let items = h
+        .crawl_ok(&[plan("iteration", json!({})), plan("area-path", json!({}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     let iterations = &items["iteration"];
     assert_eq!(
         iterations.len(),
@@ -291,8 +272,7 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
             && a["__normalizedPath"] == a["__project"]["name"])
     );
 
-    let (report, items) = h.crawl(&[plan("area-path", json!({"depth": 2}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
+    let items = h.crawl_ok(&[plan("area-path", json!({"depth": 2}))]).await;
     let areas = &items["area-path"];
     assert_eq!(areas.len(), 12);
     let api = areas
@@ -313,8 +293,8 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
 async fn excluded_tags_drop_a_tagged_project_from_project_derived_kinds_only() {
     let h = harness(AdoSimConfig::default(), CrawlLimits::default(), &["Legacy"]).await;
     let tagged = h.sim.projects()[0]["id"].as_str().expect("id").to_string();
-    let (report, items) = h
-        .crawl(&[
+    let items = h
+        .crawl_ok(&[
             plan("project", json!({})),
             plan("iteration", json!({})),
             plan("area-path", json!({})),
@@ -324,7 +304,6 @@ async fn excluded_tags_drop_a_tagged_project_from_project_derived_kinds_only() {
             plan("group", json!({})),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     assert_eq!(items["project"].len(), 2);
     assert!(
         strings(&items["project"], "/id")
@@ -354,16 +333,12 @@ async fn excluded_tags_drop_a_tagged_project_from_project_derived_kinds_only() {
 #[tokio::test]
 async fn a_forbidden_project_marks_iteration_and_area_path_failed_and_keeps_the_others() {
     let h = harness(AdoSimConfig::default(), CrawlLimits::default(), &["legacy"]).await;
-    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
-    h.sim.forbid_project(&forbidden);
+    h.forbid_project(1);
     let (report, items) = h
         .crawl(&[plan("iteration", json!({})), plan("area-path", json!({}))])
         .await;
     assert_eq!(report.failed_kinds(), vec!["area-path", "iteration"]);
-    let failure = report.kinds["iteration"]
-        .failure
-        .as_deref()
-        .unwrap_or_default();
+    let failure = failure(&report, "iteration");
     assert!(
         failure.contains("project project 1") && failure.contains("403"),
         "{failure}"

@@ -10,15 +10,16 @@ pub mod crawl;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use adoport_ingest::actions::completion::CompletionContext;
 use adoport_ingest::ado::AdoClient;
 use adoport_ingest::organizations::Organizations;
 use adoport_ingest::webhook::{RESYNC_PATH, WEBHOOK_PATH, WebhookLimits, WebhookState, router};
 use adoport_ingest::{Crawler, KindPlan};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::RawEvent;
+use adoport_shared::messages::{RawAction, RawEvent};
 use adoport_shared::topology::{Topology, WorkQueue};
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, PushResult, SimCommit};
 use base64::Engine;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -130,6 +131,37 @@ async fn receivers(sims: Vec<AdoSim>, kinds: &[(&str, Value)], receiver: Receive
         .collect()
 }
 
+/// Serves a receiver (no secret, no excluded tags, default limits) on `bus` for one
+/// organization read with `client`, with `actions` and a mapping of `plan`, until `shutdown`;
+/// its webhook URL.
+pub async fn serve_receiver(
+    bus: Bus,
+    client: &AdoClient,
+    actions: Option<CompletionContext>,
+    plan: Vec<KindPlan>,
+    shutdown: &CancellationToken,
+) -> String {
+    let state = std::sync::Arc::new(WebhookState {
+        bus,
+        organizations: Organizations::new(vec![client.clone()]),
+        secret: None,
+        excluded_tags: Vec::new(),
+        actions,
+        plan: adoport_ingest::KindPlans::fixed(plan),
+    });
+    let address = serve_webhook(state, WebhookLimits::default(), shutdown).await;
+    format!("http://{address}{WEBHOOK_PATH}")
+}
+
+/// A cancellation token cancelled when dropped: a harness's background tasks stop with its test.
+pub struct StopOnDrop(pub CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// Serves the webhook receiver over `state` on a local port until `shutdown`; its address.
 pub async fn serve_webhook(
     state: std::sync::Arc<WebhookState>,
@@ -219,6 +251,21 @@ impl Harness {
         );
     }
 
+    /// Posts `envelope` and expects it acknowledged and ignored (200, `status: ignored`).
+    pub async fn assert_ignored(&self, envelope: &Value) {
+        let (status, body) = self.post(envelope).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("ignored")),
+            "{body}"
+        );
+    }
+
+    /// How many requests the simulator counted under route template `route`.
+    pub fn requests(&self, route: &str) -> u64 {
+        self.sim.requests().get(route).copied().unwrap_or(0)
+    }
+
     pub fn project_id(&self, index: usize) -> String {
         self.sim.projects()[index]["id"]
             .as_str()
@@ -248,4 +295,41 @@ pub fn only(events: &[RawEvent], kind: &str) -> RawEvent {
     let found: Vec<&RawEvent> = events.iter().filter(|e| e.kind == kind).collect();
     assert_eq!(found.len(), 1, "one {kind} event in {events:?}");
     found[0].clone()
+}
+
+/// The one event of `kind` among `events`, which must be an `action`.
+pub fn only_as(events: &[RawEvent], kind: &str, action: RawAction) -> RawEvent {
+    let event = only(events, kind);
+    assert_eq!(event.action, action, "{event:?}");
+    event
+}
+
+/// The items of the events of `kind` with `action` among `events`.
+pub fn items_of(events: &[RawEvent], kind: &str, action: RawAction) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind && e.action == action)
+        .flat_map(|e| e.items.clone())
+        .collect()
+}
+
+/// The id of the seeded repository named `name`.
+pub fn repository_id(sim: &AdoSim, name: &str) -> String {
+    sim.repositories()
+        .into_iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["id"].as_str().map(String::from))
+        .expect("seeded repository")
+}
+
+/// Pushes one commit, `message` with `changes`, to `branch` of `repository`.
+pub fn push_commit(
+    sim: &AdoSim,
+    repository: &str,
+    branch: &str,
+    message: &str,
+    changes: Vec<FileChange>,
+) -> PushResult {
+    sim.push(repository, branch, vec![SimCommit::new(message, changes)])
+        .expect("pushed")
 }
