@@ -78,6 +78,11 @@ impl Harness {
         tokio::spawn(worker.run(self.shutdown.0.clone()));
     }
 
+    /// Creates a `trigger_pipeline` action run with `inputs` in Port; its id.
+    fn trigger(&self, inputs: Value) -> String {
+        self.port.create_action_run("trigger_pipeline", inputs)
+    }
+
     fn project(&self) -> Value {
         self.ado.projects().remove(0)
     }
@@ -125,8 +130,7 @@ async fn a_pipeline_run_goes_from_request_to_reported_success() {
     let project = h.project();
     let project_name = project["name"].as_str().expect("name");
     let project_id = project["id"].as_str().expect("id");
-    let run_id = h.port.create_action_run(
-        "trigger_pipeline",
+    let run_id = h.trigger(
         json!({"project": project_name, "pipelineId": "1", "branch": "main",
                "templateParameters": {"env": "prod"}, "variables": {"VERSION": "1.2.3"}}),
     );
@@ -185,22 +189,10 @@ async fn a_failed_pipeline_fails_the_action_run_and_bad_inputs_say_what_to_fix()
     let h = harness().await;
     let project = h.project();
     let name = project["name"].as_str().expect("name").to_string();
-    let ok = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": project["id"], "pipelineId": 2}),
-    );
-    let no_project = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": "No Such Project", "pipelineId": "1"}),
-    );
-    let no_pipeline = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": name, "pipelineId": "99"}),
-    );
-    let no_branch = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": name, "pipelineId": "1", "branch": "nope"}),
-    );
+    let ok = h.trigger(json!({"project": project["id"], "pipelineId": 2}));
+    let no_project = h.trigger(json!({"project": "No Such Project", "pipelineId": "1"}));
+    let no_pipeline = h.trigger(json!({"project": name, "pipelineId": "99"}));
+    let no_branch = h.trigger(json!({"project": name, "pipelineId": "1", "branch": "nope"}));
     let unknown_action = h.port.create_action_run("delete_everything", json!({}));
     h.start_executor();
 
@@ -246,10 +238,7 @@ async fn a_start_without_an_answer_is_not_repeated() {
     let h = harness().await;
     let project = h.project();
     h.ado.fail_next(RUN_POST, vec![ScriptedAnswer::status(503)]);
-    let run = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": project["name"], "pipelineId": "1"}),
-    );
+    let run = h.trigger(json!({"project": project["name"], "pipelineId": "1"}));
     h.start_executor();
     let done = h.wait_for_run(&run, "failed", ended).await;
     assert_eq!(done["status"], "FAILURE");
@@ -269,9 +258,7 @@ async fn two_executors_start_one_run_once() {
     let project = h.project();
     let runs: Vec<String> = (0..4)
         .map(|_| {
-            h.port.create_action_run(
-                "trigger_pipeline",
-                json!({"project": project["name"], "pipelineId": "1", "reportPipelineStatus": false}),
+            h.trigger(json!({"project": project["name"], "pipelineId": "1", "reportPipelineStatus": false}),
             )
         })
         .collect();

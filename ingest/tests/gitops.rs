@@ -53,6 +53,27 @@ async fn harness(mapping: &str) -> Harness {
 type GitopsEvents = Vec<(RawAction, Vec<Value>)>;
 
 impl Harness {
+    /// Pushes one commit, `message` with `changes`, to `branch`: see [`Harness::push`].
+    async fn commit(
+        &mut self,
+        branch: &str,
+        message: &str,
+        changes: Vec<FileChange>,
+    ) -> GitopsEvents {
+        self.push(branch, vec![SimCommit::new(message, changes)])
+            .await
+    }
+
+    /// Commits [`SPEC_V1`] as `port.yml`, with `checkout_config` as the file it names, to
+    /// `main`: see [`Harness::push`].
+    async fn commit_spec_v1(&mut self, message: &str, checkout_config: &str) -> GitopsEvents {
+        let changes = vec![
+            FileChange::put("port.yml", SPEC_V1),
+            FileChange::put("docs/checkout.json", checkout_config),
+        ];
+        self.commit("main", message, changes).await
+    }
+
     /// Pushes `commits` to `branch`, delivers the `git.push` hook and returns the GitOps raw
     /// events it produced (the receiver publishes them before it answers).
     async fn push(&mut self, branch: &str, commits: Vec<SimCommit>) -> GitopsEvents {
@@ -123,18 +144,7 @@ const SPEC_V2: &str = "
 #[tokio::test]
 async fn a_push_adds_changes_and_removes_spec_entities() {
     let mut h = harness("resources: []\n").await;
-    let first = h
-        .push(
-            "main",
-            vec![SimCommit::new(
-                "add port.yml",
-                vec![
-                    FileChange::put("port.yml", SPEC_V1),
-                    FileChange::put("docs/checkout.json", r#"{"replicas": 3}"#),
-                ],
-            )],
-        )
-        .await;
+    let first = h.commit_spec_v1("add port.yml", r#"{"replicas": 3}"#).await;
     assert_eq!(
         identifiers(&first, RawAction::Upsert),
         ["checkout", "payments"]
@@ -152,12 +162,10 @@ async fn a_push_adds_changes_and_removes_spec_entities() {
     );
 
     let second = h
-        .push(
+        .commit(
             "main",
-            vec![SimCommit::new(
-                "rename checkout, drop payments, add search",
-                vec![FileChange::put("port.yml", SPEC_V2)],
-            )],
+            "rename checkout, drop payments, add search",
+            vec![FileChange::put("port.yml", SPEC_V2)],
         )
         .await;
     assert_eq!(
@@ -177,12 +185,10 @@ async fn a_push_adds_changes_and_removes_spec_entities() {
 
     // A push to another branch is not the tracked one.
     let elsewhere = h
-        .push(
+        .commit(
             "feature/x",
-            vec![SimCommit::new(
-                "remove spec on a branch",
-                vec![FileChange::delete("port.yml")],
-            )],
+            "remove spec on a branch",
+            vec![FileChange::delete("port.yml")],
         )
         .await;
     assert!(elsewhere.is_empty(), "{elsewhere:?}");
@@ -191,17 +197,7 @@ async fn a_push_adds_changes_and_removes_spec_entities() {
 #[tokio::test]
 async fn every_commit_of_a_push_and_every_spec_path_counts() {
     let mut h = harness("resources: []\nspecPath: [port.yml, teams/port.yml]\n").await;
-    h.push(
-        "main",
-        vec![SimCommit::new(
-            "specs",
-            vec![
-                FileChange::put("port.yml", SPEC_V1),
-                FileChange::put("docs/checkout.json", r#"{"replicas": 3}"#),
-            ],
-        )],
-    )
-    .await;
+    h.commit_spec_v1("specs", r#"{"replicas": 3}"#).await;
     let pushed = h
         .push(
             "main",
@@ -238,24 +234,12 @@ async fn every_commit_of_a_push_and_every_spec_path_counts() {
 #[tokio::test]
 async fn a_broken_spec_is_reported_and_changes_nothing() {
     let mut h = harness("resources: []\n").await;
-    h.push(
-        "main",
-        vec![SimCommit::new(
-            "spec",
-            vec![
-                FileChange::put("port.yml", SPEC_V1),
-                FileChange::put("docs/checkout.json", "{}"),
-            ],
-        )],
-    )
-    .await;
+    h.commit_spec_v1("spec", "{}").await;
     let broken = h
-        .push(
+        .commit(
             "main",
-            vec![SimCommit::new(
-                "oops",
-                vec![FileChange::put("port.yml", "- identifier: [unclosed\n")],
-            )],
+            "oops",
+            vec![FileChange::put("port.yml", "- identifier: [unclosed\n")],
         )
         .await;
     assert_eq!(broken.len(), 1, "only the report: {broken:?}");

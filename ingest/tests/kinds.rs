@@ -11,7 +11,7 @@ use serde_json::json;
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, failure, pages, plan};
+use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan};
 
 async fn harness(config: AdoSimConfig, pat: &str, limits: CrawlLimits) -> CrawlHarness {
     crawl_harness(config, pat, "kinds.", |crawler| crawler.with_limits(limits)).await
@@ -30,8 +30,7 @@ async fn repositories_carry_included_files_from_the_default_branch() {
             json!({"includedFiles": ["README.md", "CODEOWNERS"]}),
         )])
         .await;
-    let repositories = &items["repository"];
-    assert_eq!(repositories.len(), 12);
+    let repositories = counted(&items, "repository", 12);
     for repository in repositories {
         let files = &repository["__includedFiles"];
         let readme = &files["README.md"];
@@ -79,8 +78,7 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
         .await;
 
     // Policies: two per healthy repository with a default branch (12 - disabled - empty).
-    let policies = &items["repository-policy"];
-    assert_eq!(policies.len(), 20);
+    let policies = counted(&items, "repository-policy", 20);
     assert!(policies.iter().all(|p| p["__repository"]["id"].is_string()));
     assert!(policies.iter().any(
         |p| p["type"]["displayName"] == "Minimum number of reviewers"
@@ -88,15 +86,13 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     ));
 
     // Boards: one per project (its default team), with `__project` and columns.
-    let boards = &items["board"];
-    assert_eq!(boards.len(), 3);
+    let boards = counted(&items, "board", 3);
     assert!(boards.iter().all(|b| b["__project"]["id"].is_string()
         && b["columns"].is_array()
         && b["url"].is_string()));
 
     // Columns: 4 columns × 2 work item types per board; the board is carried whole.
-    let columns = &items["column"];
-    assert_eq!(columns.len(), 3 * 4 * 2);
+    let columns = counted(&items, "column", 3 * 4 * 2);
     assert!(
         columns
             .iter()
@@ -107,16 +103,14 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     );
 
     // Work items: 6 per project, with project context and the expanded fields.
-    let work_items = &items["work-item"];
-    assert_eq!(work_items.len(), 18);
+    let work_items = counted(&items, "work-item", 18);
     for item in work_items {
         assert_eq!(item["__projectId"], item["__project"]["id"]);
         assert!(item["fields"]["System.Title"].is_string());
         assert!(item["_links"].is_object(), "expand=All gives links");
     }
 
-    let releases = &items["release"];
-    assert_eq!(releases.len(), 9);
+    let releases = counted(&items, "release", 9);
     assert!(
         releases
             .iter()
@@ -260,16 +254,14 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
         ])
         .await;
 
-    let pipelines = &items["pipeline"];
-    assert_eq!(pipelines.len(), 3 * 2);
+    let pipelines = counted(&items, "pipeline", 3 * 2);
     assert!(
         pipelines
             .iter()
             .all(|p| p["__projectId"].is_string() && p["name"].is_string())
     );
 
-    let builds = &items["build"];
-    assert_eq!(builds.len(), 3 * 6);
+    let builds = counted(&items, "build", 3 * 6);
     for build in builds {
         assert_eq!(build["__projectId"], build["__project"]["id"]);
         assert_eq!(build["project"]["id"], build["__projectId"]);
@@ -277,24 +269,21 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
         assert!(build["requestedFor"]["displayName"].is_string());
     }
 
-    let environments = &items["environment"];
-    assert_eq!(environments.len(), 3 * 2);
+    let environments = counted(&items, "environment", 3 * 2);
     assert!(
         environments
             .iter()
             .all(|e| e["project"]["id"].is_string() && e["createdOn"].is_string())
     );
 
-    let definitions = &items["release-definition"];
-    assert_eq!(definitions.len(), 3);
+    let definitions = counted(&items, "release-definition", 3);
     assert!(
         definitions
             .iter()
             .all(|d| d["__project"]["id"].is_string() && d["environments"].is_array())
     );
 
-    let deployments = &items["release-deployment"];
-    assert_eq!(deployments.len(), 9);
+    let deployments = counted(&items, "release-deployment", 9);
     assert!(deployments.iter().all(|d| d["release"]["name"].is_string()
         && d["releaseEnvironment"]["name"].is_string()
         && d["deploymentStatus"].is_string()));

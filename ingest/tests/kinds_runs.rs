@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, failure, pages, plan};
+use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan};
 
 /// Projects the default simulator seeds.
 const PROJECTS: u64 = 3;
@@ -47,8 +47,7 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
         ])
         .await;
 
-    let runs = &items["pipeline-run"];
-    assert_eq!(runs.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
+    let runs = counted(&items, "pipeline-run", PROJECTS * BUILDS_PER_PROJECT);
     for run in runs {
         assert_eq!(run["__pipeline"]["id"], run["pipeline"]["id"], "{run}");
         assert!(run["__project"]["name"].is_string());
@@ -56,8 +55,7 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
     }
 
     // Two stages (Build, Deploy) per build; the Phase and Job records are left out.
-    let stages = &items["pipeline-stage"];
-    assert_eq!(stages.len() as u64, PROJECTS * BUILDS_PER_PROJECT * 2);
+    let stages = counted(&items, "pipeline-stage", PROJECTS * BUILDS_PER_PROJECT * 2);
     for stage in stages {
         assert_eq!(stage["type"], "Stage");
         assert_eq!(stage["__build"]["project"]["id"], stage["__project"]["id"]);
@@ -65,10 +63,10 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
     }
     assert!(stages.iter().any(|s| s["result"] == "skipped"));
 
-    let deployments = &items["pipeline-deployment"];
-    assert_eq!(
-        deployments.len() as u64,
-        PROJECTS * ENVIRONMENTS_PER_PROJECT * DEPLOYMENTS_PER_ENVIRONMENT
+    let deployments = counted(
+        &items,
+        "pipeline-deployment",
+        PROJECTS * ENVIRONMENTS_PER_PROJECT * DEPLOYMENTS_PER_ENVIRONMENT,
     );
     for deployment in deployments {
         assert_eq!(deployment["__project"]["id"], deployment["scopeId"]);
@@ -119,8 +117,7 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
         );
         built.insert(key, build["repository"]["id"].clone());
     }
-    let pipelines = &items["pipeline"];
-    assert_eq!(pipelines.len() as u64, PROJECTS * PIPELINES_PER_PROJECT);
+    let pipelines = counted(&items, "pipeline", PROJECTS * PIPELINES_PER_PROJECT);
     let without: Vec<&Value> = pipelines
         .iter()
         .filter(|p| p.get("__repository").is_none())
@@ -172,8 +169,7 @@ async fn builds_carry_their_earliest_commit_or_their_source_commit() {
     let items = h
         .crawl_ok(&[plan("build", json!({"enrichWithFirstCommit": "true"}))])
         .await;
-    let builds = &items["build"];
-    assert_eq!(builds.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
+    let builds = counted(&items, "build", PROJECTS * BUILDS_PER_PROJECT);
     for build in builds {
         let id = build["id"].as_u64().expect("id");
         let first = &build["__firstCommit"];
@@ -214,8 +210,7 @@ async fn test_runs_carry_every_result_and_their_build_coverage() {
     let items = h
         .crawl_ok(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))])
         .await;
-    let runs = &items["test-run"];
-    assert_eq!(runs.len() as u64, PROJECTS * TEST_RUNS_PER_PROJECT);
+    let runs = counted(&items, "test-run", PROJECTS * TEST_RUNS_PER_PROJECT);
     for run in runs {
         let results = run["__testResults"].as_array().expect("results");
         assert_eq!(
@@ -290,10 +285,10 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
     let items = h
         .crawl_ok(&[plan("advanced-security-alert", json!({}))])
         .await;
-    let alerts = &items["advanced-security-alert"];
-    assert_eq!(
-        alerts.len() as u64,
-        enabled.len() as u64 * ALERTS_PER_REPOSITORY
+    let alerts = counted(
+        &items,
+        "advanced-security-alert",
+        enabled.len() as u64 * ALERTS_PER_REPOSITORY,
     );
     for alert in alerts {
         let repository = enabled
@@ -315,8 +310,7 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
             "advanced-security-alert",
             json!({"criteria": {"states": ["active"], "severity": ["critical", "high"], "alertType": "secret"}}),
         )]).await;
-    let secrets = &items["advanced-security-alert"];
-    assert_eq!(secrets.len(), enabled.len());
+    let secrets = counted(&items, "advanced-security-alert", enabled.len() as u64);
     assert!(secrets.iter().all(|a| a["alertType"] == "secret"));
 
     // Any other error fails the kind.
@@ -344,8 +338,7 @@ async fn a_forbidden_project_marks_each_new_kind_failed() {
         assert!(failure.contains("403"), "{kind}: {failure}");
     }
     // The other projects were still read.
-    let runs = &items["pipeline-run"];
-    assert_eq!(runs.len() as u64, (PROJECTS - 1) * BUILDS_PER_PROJECT);
+    let runs = counted(&items, "pipeline-run", (PROJECTS - 1) * BUILDS_PER_PROJECT);
     assert!(
         runs.iter()
             .all(|r| r["__project"]["id"] != forbidden.as_str())

@@ -74,23 +74,25 @@ async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
     let envelope = h
         .sim
         .pipeline_event(RUN_STATE_CHANGED, &project, 2, 4, None);
-    let events = h.deliver(&envelope).await;
-    let run = only_as(&events, "pipeline-run", RawAction::Upsert);
-    assert_eq!(run.items[0]["id"], 4);
-    assert_eq!(run.items[0]["state"], "completed");
-    assert_eq!(run.items[0]["__project"]["id"], project.as_str());
-    assert_eq!(run.items[0]["__pipeline"]["id"], 2);
-    assert!(run.items[0]["__pipeline"]["name"].is_string());
+    let run = h
+        .deliver_item(&envelope, "pipeline-run", RawAction::Upsert)
+        .await;
+    assert_eq!(run["id"], 4);
+    assert_eq!(run["state"], "completed");
+    assert_eq!(run["__project"]["id"], project.as_str());
+    assert_eq!(run["__pipeline"]["id"], 2);
+    assert!(run["__pipeline"]["name"].is_string());
 
     // A run Azure DevOps no longer has: deleted with the identifier's fields.
     let gone = h
         .sim
         .pipeline_event(RUN_STATE_CHANGED, &project, 2, 1, None);
-    let events = h.deliver(&gone).await;
-    let run = only_as(&events, "pipeline-run", RawAction::Delete);
-    assert_eq!(run.items[0]["id"], 1);
-    assert_eq!(run.items[0]["__project"], json!({"id": project}));
-    assert_eq!(run.items[0]["__pipeline"], json!({"id": 2}));
+    let run = h
+        .deliver_item(&gone, "pipeline-run", RawAction::Delete)
+        .await;
+    assert_eq!(run["id"], 1);
+    assert_eq!(run["__project"], json!({"id": project}));
+    assert_eq!(run["__pipeline"], json!({"id": 2}));
     h.stop().await;
 }
 
@@ -159,15 +161,16 @@ async fn release_events_publish_the_release_and_its_definition() {
     assert_eq!(definition.items[0]["id"], 1);
     assert_eq!(definition.items[0]["__project"]["id"], project.as_str());
 
-    let events = h
-        .deliver(
+    let release = h
+        .deliver_item(
             &h.sim
                 .release_event("ms.vss-release.release-abandoned-event", &project, 99),
+            "release",
+            RawAction::Delete,
         )
         .await;
-    let release = only_as(&events, "release", RawAction::Delete);
-    assert_eq!(release.items[0]["id"], 99);
-    assert_eq!(release.items[0]["projectReference"]["id"], project.as_str());
+    assert_eq!(release["id"], 99);
+    assert_eq!(release["projectReference"]["id"], project.as_str());
     h.stop().await;
 }
 
@@ -179,21 +182,25 @@ async fn deployment_events_publish_the_deployment_of_that_release_environment() 
         "ms.vss-release.deployment-started-event",
         "ms.vss-release.deployment-completed-event",
     ] {
-        let events = h
-            .deliver(&h.sim.deployment_event(event_type, &project, 3))
+        let deployment = h
+            .deliver_item(
+                &h.sim.deployment_event(event_type, &project, 3),
+                "release-deployment",
+                RawAction::Upsert,
+            )
             .await;
-        let deployment = only_as(&events, "release-deployment", RawAction::Upsert);
-        assert_eq!(deployment.items[0]["id"], 3);
-        assert_eq!(deployment.items[0]["release"]["id"], 3);
+        assert_eq!(deployment["id"], 3);
+        assert_eq!(deployment["release"]["id"], 3);
     }
-    let events = h
-        .deliver(
+    let gone = h
+        .deliver_item(
             &h.sim
                 .deployment_event("ms.vss-release.deployment-completed-event", &project, 42),
+            "release-deployment",
+            RawAction::Delete,
         )
         .await;
-    let gone = only_as(&events, "release-deployment", RawAction::Delete);
-    assert_eq!(gone.items[0]["id"], 42);
+    assert_eq!(gone["id"], 42);
     // A deployment its (existing) release does not list proves nothing: deployments go only
     // with their release. Nothing is deleted.
     let mut stray =
@@ -219,38 +226,36 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
         .to_string();
 
     // Alert 1 is active: upserted with the crawler's enrichment.
-    let events = h
-        .deliver(
+    let alert = h
+        .deliver_item(
             &h.sim
                 .alert_event("ms.vss-alerts.alert-created-event", &repository_id, 1),
+            "advanced-security-alert",
+            RawAction::Upsert,
         )
         .await;
-    let alert = only_as(&events, "advanced-security-alert", RawAction::Upsert);
-    assert_eq!(alert.items[0]["alertId"], 1);
-    assert_eq!(alert.items[0]["state"], "active");
-    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
-    assert_eq!(alert.items[0]["__projectId"], project.as_str());
+    assert_eq!(alert["alertId"], 1);
+    assert_eq!(alert["state"], "active");
+    assert_eq!(alert["__repositoryId"], repository_id.as_str());
+    assert_eq!(alert["__projectId"], project.as_str());
 
     // Dismissed since: it no longer matches the selector, so it is deleted.
     h.sim.set_alert_state(&repository_id, 1, "dismissed");
-    let events = h
-        .deliver(
-            &h.sim
-                .alert_event("ms.vss-alerts.alert-state-changed-event", &repository_id, 1),
-        )
+    let changed = h
+        .sim
+        .alert_event("ms.vss-alerts.alert-state-changed-event", &repository_id, 1);
+    let alert = h
+        .deliver_item(&changed, "advanced-security-alert", RawAction::Delete)
         .await;
-    let alert = only_as(&events, "advanced-security-alert", RawAction::Delete);
-    assert_eq!(alert.items[0]["alertId"], 1);
-    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
+    assert_eq!(alert["alertId"], 1);
+    assert_eq!(alert["__repositoryId"], repository_id.as_str());
 
     // An alert Azure DevOps no longer has is deleted too.
-    let events = h
-        .deliver(
-            &h.sim
-                .alert_event("ms.vss-alerts.alert-updated-event", &repository_id, 99),
-        )
+    let gone = h
+        .sim
+        .alert_event("ms.vss-alerts.alert-updated-event", &repository_id, 99);
+    h.deliver_item(&gone, "advanced-security-alert", RawAction::Delete)
         .await;
-    only_as(&events, "advanced-security-alert", RawAction::Delete);
     h.stop().await;
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, failure, pages, plan};
+use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan};
 
 async fn harness(
     config: AdoSimConfig,
@@ -60,8 +60,7 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
             json!({"includeMembers": "true", "includeAreaPaths": true}),
         )])
         .await;
-    let teams = &items["team"];
-    assert_eq!(teams.len(), 3);
+    let teams = counted(&items, "team", 3);
     for team in teams {
         let members = team["__members"].as_array().expect("__members");
         assert_eq!(members.len(), 2, "{team}");
@@ -163,8 +162,7 @@ async fn graph_users_carry_their_groups_and_projects_when_asked() {
     let items = h
         .crawl_ok(&[plan("user", json!({"source": "graph"}))])
         .await;
-    let users = &items["user"];
-    assert_eq!(users.len(), 4);
+    let users = counted(&items, "user", 4);
     assert_eq!(h.requests("GET /{org}/_apis/graph/users"), 2);
     assert!(users.iter().all(|u| u["subjectKind"] == "user"
         && u["origin"] == "aad"
@@ -273,8 +271,7 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
     );
 
     let items = h.crawl_ok(&[plan("area-path", json!({"depth": 2}))]).await;
-    let areas = &items["area-path"];
-    assert_eq!(areas.len(), 12);
+    let areas = counted(&items, "area-path", 12);
     let api = areas
         .iter()
         .find(|a| a["path"] == "\\project-0\\Area\\Backend\\API")

@@ -57,6 +57,13 @@ pub fn pages(page: usize) -> CrawlLimits {
     }
 }
 
+/// The items of `kind` among a crawl's `items`, which must be `count` of them.
+pub fn counted<'a>(items: &'a BTreeMap<String, Vec<Value>>, kind: &str, count: u64) -> &'a [Value] {
+    let of_kind = &items[kind];
+    assert_eq!(of_kind.len() as u64, count, "{kind}");
+    of_kind
+}
+
 /// Why `kind` failed in `report` (it must have).
 pub fn failure<'a>(report: &'a CrawlReport, kind: &str) -> &'a str {
     report.kinds[kind]

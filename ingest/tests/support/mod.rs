@@ -215,6 +215,13 @@ impl Harness {
         self.queued(count).await
     }
 
+    /// Posts `envelope`, expects it to queue one event of `kind`, an `action`, among others,
+    /// and returns that event's first item.
+    pub async fn deliver_item(&mut self, envelope: &Value, kind: &str, action: RawAction) -> Value {
+        let events = self.deliver(envelope).await;
+        only_as(&events, kind, action).items[0].clone()
+    }
+
     /// The next `count` raw events on the queue.
     pub async fn queued(&mut self, count: usize) -> Vec<RawEvent> {
         let consumer = self
