@@ -28,6 +28,8 @@ struct Harness {
     port: PortSim,
     context: CompletionContext,
     webhook_url: String,
+    /// The first project of the simulated organization.
+    project: Value,
     shutdown: StopOnDrop,
 }
 
@@ -54,11 +56,13 @@ async fn harness() -> Harness {
     let bus = Bus::memory(Topology::new("actions.", 1), shutdown.clone());
     let webhook_url =
         serve_receiver(bus, &client, Some(context.clone()), Vec::new(), &shutdown).await;
+    let project = ado.projects().remove(0);
     Harness {
         ado,
         port,
         context,
         webhook_url,
+        project,
         shutdown: StopOnDrop(shutdown),
     }
 }
@@ -81,10 +85,6 @@ impl Harness {
     /// Creates a `trigger_pipeline` action run with `inputs` in Port; its id.
     fn trigger(&self, inputs: Value) -> String {
         self.port.create_action_run("trigger_pipeline", inputs)
-    }
-
-    fn project(&self) -> Value {
-        self.ado.projects().remove(0)
     }
 
     async fn wait_for_run(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -127,7 +127,7 @@ fn ended(run: &Value) -> bool {
 #[tokio::test]
 async fn a_pipeline_run_goes_from_request_to_reported_success() {
     let h = harness().await;
-    let project = h.project();
+    let project = &h.project;
     let project_name = project["name"].as_str().expect("name");
     let project_id = project["id"].as_str().expect("id");
     let run_id = h.trigger(
@@ -187,7 +187,7 @@ async fn a_pipeline_run_goes_from_request_to_reported_success() {
 #[tokio::test]
 async fn a_failed_pipeline_fails_the_action_run_and_bad_inputs_say_what_to_fix() {
     let h = harness().await;
-    let project = h.project();
+    let project = &h.project;
     let name = project["name"].as_str().expect("name").to_string();
     let ok = h.trigger(json!({"project": project["id"], "pipelineId": 2}));
     let no_project = h.trigger(json!({"project": "No Such Project", "pipelineId": "1"}));
@@ -236,7 +236,7 @@ async fn a_failed_pipeline_fails_the_action_run_and_bad_inputs_say_what_to_fix()
 #[tokio::test]
 async fn a_start_without_an_answer_is_not_repeated() {
     let h = harness().await;
-    let project = h.project();
+    let project = &h.project;
     h.ado.fail_next(RUN_POST, vec![ScriptedAnswer::status(503)]);
     let run = h.trigger(json!({"project": project["name"], "pipelineId": "1"}));
     h.start_executor();
@@ -255,7 +255,7 @@ async fn a_start_without_an_answer_is_not_repeated() {
 #[tokio::test]
 async fn two_executors_start_one_run_once() {
     let h = harness().await;
-    let project = h.project();
+    let project = &h.project;
     let runs: Vec<String> = (0..4)
         .map(|_| {
             h.trigger(json!({"project": project["name"], "pipelineId": "1", "reportPipelineStatus": false}),

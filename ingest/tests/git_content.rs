@@ -98,9 +98,9 @@ async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
             other => panic!("unexpected file {other:?}"),
         }
     }
-    assert_eq!(
-        h.requests("POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch"),
-        2
+    h.assert_requests(
+        "POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch",
+        2,
     );
     h.sim.shutdown().await;
 }
@@ -231,9 +231,9 @@ async fn wiki_pages_are_paged_and_read_with_their_content() {
         assert_eq!(page["__wiki"]["projectId"], page["__project"]["id"]);
     }
     // 6 pages per wiki, 4 per call: two calls per wiki.
-    assert_eq!(
-        h.requests("POST /{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch"),
-        6
+    h.assert_requests(
+        "POST /{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch",
+        6,
     );
     // Without includeContent: the page details only.
     let (_, items) = h.crawl(&[plan_with("wiki", &[json!({})])]).await;

@@ -115,6 +115,14 @@ fn identifiers(events: &GitopsEvents, action: RawAction) -> Vec<String> {
     ids
 }
 
+/// The identifiers `events` upsert and those they delete.
+fn upserted_and_deleted(events: &GitopsEvents) -> [Vec<String>; 2] {
+    [
+        identifiers(events, RawAction::Upsert),
+        identifiers(events, RawAction::Delete),
+    ]
+}
+
 const SPEC_V1: &str = "
 - identifier: checkout
   blueprint: service
@@ -169,11 +177,10 @@ async fn a_push_adds_changes_and_removes_spec_entities() {
         )
         .await;
     assert_eq!(
-        identifiers(&second, RawAction::Upsert),
-        ["checkout", "search"],
+        upserted_and_deleted(&second),
+        [vec!["checkout", "search"], vec!["payments"]],
         "new and changed entities only"
     );
-    assert_eq!(identifiers(&second, RawAction::Delete), ["payments"]);
     let deleted = second
         .iter()
         .find(|(a, _)| *a == RawAction::Delete)
@@ -224,11 +231,10 @@ async fn every_commit_of_a_push_and_every_spec_path_counts() {
         )
         .await;
     assert_eq!(
-        identifiers(&pushed, RawAction::Upsert),
-        ["checkout", "platform"],
+        upserted_and_deleted(&pushed),
+        [vec!["checkout", "platform"], vec!["payments"]],
         "the file:// change of the second commit and the spec of the first both count"
     );
-    assert_eq!(identifiers(&pushed, RawAction::Delete), ["payments"]);
 }
 
 #[tokio::test]

@@ -121,10 +121,7 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     assert_eq!(items["team"].len(), 3);
     assert_eq!(items["pull-request"].len(), 20);
     // The board list was read once and shared with the column kind.
-    assert_eq!(
-        h.requests("GET /{org}/{project}/{team}/_apis/work/boards/{board}"),
-        3
-    );
+    h.assert_requests("GET /{org}/{project}/{team}/_apis/work/boards/{board}", 3);
     h.sim.shutdown().await;
 }
 
@@ -152,15 +149,12 @@ async fn work_items_page_by_id_range_and_batch_by_200() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 450, "every work item exactly once");
-    assert_eq!(h.requests("POST /{org}/{project}/_apis/wit/wiql"), 3);
+    h.assert_requests("POST /{org}/{project}/_apis/wit/wiql", 3);
     // 225 ids → batches of 200 + 25, twice.
-    assert_eq!(
-        h.requests("POST /{org}/{project}/_apis/wit/workitemsbatch"),
-        4
-    );
+    h.assert_requests("POST /{org}/{project}/_apis/wit/workitemsbatch", 4);
     // 3 releases with pages of 2: two pages, no third request.
     assert_eq!(items["release"].len(), 3);
-    assert_eq!(h.requests("GET /{org}/{project}/_apis/release/releases"), 2);
+    h.assert_requests("GET /{org}/{project}/_apis/release/releases", 2);
     h.sim.shutdown().await;
 }
 
@@ -300,7 +294,7 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
     }
 
     // 6 builds per project in pages of 2: exactly 3 requests each, none for an empty page.
-    assert_eq!(h.requests("GET /{org}/{project}/_apis/build/builds"), 9);
+    h.assert_requests("GET /{org}/{project}/_apis/build/builds", 9);
     h.sim.shutdown().await;
 }
 

@@ -75,20 +75,18 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
 
     // 6 builds per project in pages of 2: 3 build pages, one timeline per build; 3 records
     // per environment in pages of 2 (`top`): 2 requests each.
-    assert_eq!(h.requests("GET /{org}/{project}/_apis/build/builds"), 9);
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/build/builds/{buildId}/timeline"),
-        PROJECTS * BUILDS_PER_PROJECT
+    h.assert_requests("GET /{org}/{project}/_apis/build/builds", 9);
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/build/builds/{buildId}/timeline",
+        PROJECTS * BUILDS_PER_PROJECT,
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs"),
-        PROJECTS * PIPELINES_PER_PROJECT
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs",
+        PROJECTS * PIPELINES_PER_PROJECT,
     );
-    assert_eq!(
-        h.requests(
-            "GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords"
-        ),
-        PROJECTS * ENVIRONMENTS_PER_PROJECT * 2
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords",
+        PROJECTS * ENVIRONMENTS_PER_PROJECT * 2,
     );
     h.sim.shutdown().await;
 }
@@ -156,9 +154,9 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
             .iter()
             .all(|p| p.get("__repository").is_none())
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/build/definitions/{definitionId}"),
-        before
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/build/definitions/{definitionId}",
+        before,
     );
     h.sim.shutdown().await;
 }
@@ -193,13 +191,13 @@ async fn builds_carry_their_earliest_commit_or_their_source_commit() {
     }
     // Changes of builds 1..6 (1, 2, 3, 0, 1, 2 of them) in pages of 2: 7 requests a project;
     // one commit read for build 4.
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/build/builds/{buildId}/changes"),
-        PROJECTS * 7
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/build/builds/{buildId}/changes",
+        PROJECTS * 7,
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}"),
-        PROJECTS
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}",
+        PROJECTS,
     );
     h.sim.shutdown().await;
 }
@@ -234,17 +232,14 @@ async fn test_runs_carry_every_result_and_their_build_coverage() {
         }
     }
     // Runs: pages of 2, 2, then an empty one; results: 2 + a short page of 1 per run.
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/runs"),
-        PROJECTS * 3
+    h.assert_requests("GET /{org}/{project}/_apis/test/runs", PROJECTS * 3);
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/test/runs/{runId}/results",
+        PROJECTS * TEST_RUNS_PER_PROJECT * 2,
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
-        PROJECTS * TEST_RUNS_PER_PROJECT * 2
-    );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/codecoverage"),
-        PROJECTS * (TEST_RUNS_PER_PROJECT - 1)
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/test/codecoverage",
+        PROJECTS * (TEST_RUNS_PER_PROJECT - 1),
     );
 
     // `includeResults: false` and no coverage: the runs alone.
@@ -257,9 +252,9 @@ async fn test_runs_carry_every_result_and_their_build_coverage() {
             .iter()
             .all(|r| r.get("__testResults").is_none() && r.get("__codeCoverage").is_none())
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
-        before
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/test/runs/{runId}/results",
+        before,
     );
     h.sim.shutdown().await;
 }
@@ -300,9 +295,9 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
     }
     // 3 alerts in pages of 2 (`top`) per enabled repository, one 400 per other one.
     let route = "GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts";
-    assert_eq!(
-        h.requests(route),
-        enabled.len() as u64 * 2 + (healthy.len() - enabled.len()) as u64
+    h.assert_requests(
+        route,
+        enabled.len() as u64 * 2 + (healthy.len() - enabled.len()) as u64,
     );
 
     // Criteria filter on the server.

@@ -52,7 +52,7 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
             .iter()
             .all(|t| t.get("__members").is_none() && t.get("__areaPaths").is_none())
     );
-    assert_eq!(h.requests("GET /{org}/_apis/teams"), 2);
+    h.assert_requests("GET /{org}/_apis/teams", 2);
 
     let items = h
         .crawl_ok(&[plan(
@@ -79,9 +79,9 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
         );
     }
     // Two members a team, pages of two: a second, empty page is read for each team.
-    assert_eq!(
-        h.requests("GET /{org}/_apis/projects/{project}/teams/{team}/members"),
-        6
+    h.assert_requests(
+        "GET /{org}/_apis/projects/{project}/teams/{team}/members",
+        6,
     );
     h.sim.shutdown().await;
 }
@@ -123,7 +123,7 @@ async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions()
         .await;
     let users = &items["user"];
     assert_eq!(users.len(), 4, "four users over two token pages");
-    assert_eq!(h.requests(route), 2);
+    h.assert_requests(route, 2);
     assert!(
         users
             .iter()
@@ -146,7 +146,7 @@ async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions()
         )])
         .await;
     assert_eq!(items["user"].len(), 4, "top/skip pages of three");
-    assert_eq!(h.requests(route), 4);
+    h.assert_requests(route, 4);
     assert!(
         items["user"].iter().all(|u| u["projectEntitlements"]
             .as_array()
@@ -163,7 +163,7 @@ async fn graph_users_carry_their_groups_and_projects_when_asked() {
         .crawl_ok(&[plan("user", json!({"source": "graph"}))])
         .await;
     let users = counted(&items, "user", 4);
-    assert_eq!(h.requests("GET /{org}/_apis/graph/users"), 2);
+    h.assert_requests("GET /{org}/_apis/graph/users", 2);
     assert!(users.iter().all(|u| u["subjectKind"] == "user"
         && u["origin"] == "aad"
         && u["descriptor"].is_string()
@@ -194,11 +194,8 @@ async fn graph_users_carry_their_groups_and_projects_when_asked() {
         "sorted, organization groups left out"
     );
     // Every user's memberships, then one lookup per page of users.
-    assert_eq!(
-        h.requests("GET /{org}/_apis/graph/memberships/{descriptor}"),
-        4
-    );
-    assert_eq!(h.requests("POST /{org}/_apis/graph/subjectlookup"), 2);
+    h.assert_requests("GET /{org}/_apis/graph/memberships/{descriptor}", 4);
+    h.assert_requests("POST /{org}/_apis/graph/subjectlookup", 2);
     h.sim.shutdown().await;
 }
 
@@ -254,7 +251,7 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
         "three sprints of one team in three projects"
     );
     // Pages of one team: every project's team list is read twice (the second page is empty).
-    assert_eq!(h.requests("GET /{org}/_apis/projects/{project}/teams"), 6);
+    h.assert_requests("GET /{org}/_apis/projects/{project}/teams", 6);
     for iteration in iterations {
         assert!(iteration["attributes"]["timeFrame"].is_string());
         assert!(iteration["attributes"]["startDate"].is_string());
@@ -301,29 +298,23 @@ async fn excluded_tags_drop_a_tagged_project_from_project_derived_kinds_only() {
             plan("group", json!({})),
         ])
         .await;
-    assert_eq!(items["project"].len(), 2);
-    assert!(
-        strings(&items["project"], "/id")
-            .iter()
-            .all(|id| *id != tagged)
-    );
-    assert_eq!(items["iteration"].len(), 6);
-    assert_eq!(items["area-path"].len(), 2);
-    assert_eq!(items["repository"].len(), 8);
-    assert!(
-        strings(&items["repository"], "/project/id")
-            .iter()
-            .all(|id| *id != tagged)
-    );
+    let project_derived = [
+        ("project", 2),
+        ("iteration", 6),
+        ("area-path", 2),
+        ("repository", 8),
+    ];
     // Organization-level kinds are not filtered.
-    assert_eq!(items["team"].len(), 3);
-    assert_eq!(items["member"].len(), 6);
-    assert_eq!(items["group"].len(), 7);
+    let organization_level = [("team", 3), ("member", 6), ("group", 7)];
+    for (kind, count) in project_derived.into_iter().chain(organization_level) {
+        assert_eq!(items[kind].len(), count, "{kind}");
+    }
+    for (kind, project_id) in [("project", "/id"), ("repository", "/project/id")] {
+        let projects = strings(&items[kind], project_id);
+        assert!(projects.iter().all(|id| *id != tagged), "{kind}");
+    }
     // Tags are read once per project per resync.
-    assert_eq!(
-        h.requests("GET /{org}/_apis/projects/{project}/properties"),
-        3
-    );
+    h.assert_requests("GET /{org}/_apis/projects/{project}/properties", 3);
     h.sim.shutdown().await;
 }
 

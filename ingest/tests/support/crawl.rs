@@ -156,4 +156,9 @@ impl CrawlHarness {
     pub fn requests(&self, route: &str) -> u64 {
         self.sim.requests().get(route).copied().unwrap_or(0)
     }
+
+    /// Asserts that the simulator counted `expected` requests under route template `route`.
+    pub fn assert_requests(&self, route: &str, expected: u64) {
+        assert_eq!(self.requests(route), expected, "{route}");
+    }
 }
