@@ -60,6 +60,11 @@ fn upserts(outcome: &KindOutcome) -> Vec<(&str, &str, &Value)> {
         .collect()
 }
 
+/// What `mapping` makes of an upsert of `item` of kind `thing`.
+fn upsert_thing(mapping: &CompiledMapping, item: Value) -> KindOutcome {
+    mapping.apply("thing", RawAction::Upsert, &item)
+}
+
 /// The one upsert of `outcome`, which has no problems (`case` names it in a failure).
 fn only_upsert<'a>(outcome: &'a KindOutcome, case: &str) -> (&'a str, &'a str, &'a Value) {
     assert!(
@@ -368,11 +373,7 @@ resources:
     port: {entity: {mappings: {identifier: .id, blueprint: '"c"'}}}
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": 5, "name": "x", "ok": true}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": 5, "name": "x", "ok": true}));
     assert_eq!(outcome.changes.len(), 1);
     assert_eq!(outcome.changes[0].blueprint, "c");
     assert_eq!(outcome.changes[0].identifier, "5");
@@ -391,11 +392,7 @@ resources:
     );
     assert_eq!(outcome.problems[1].category(), "selector failed");
     // a selector yielding false: nothing, and no problem
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": "i", "name": "x", "ok": false}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": "i", "name": "x", "ok": false}));
     assert!(outcome.changes.is_empty());
     // a kind with no resource: nothing at all
     assert_eq!(
@@ -426,11 +423,7 @@ resources:
             parent: .parent
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": "t1", "name": 3, "count": 2}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": "t1", "name": 3, "count": 2}));
     let changes = upserts(&outcome);
     assert_eq!(
         changes[0].2,
@@ -484,17 +477,17 @@ resources:
         ),
     ];
     for (item, category) in cases {
-        let outcome = mapping.apply("thing", RawAction::Upsert, &item);
+        let outcome = upsert_thing(&mapping, item.clone());
         assert!(outcome.changes.is_empty(), "{item}");
         assert_eq!(outcome.problems.len(), 1, "{item}: {:?}", outcome.problems);
         assert_eq!(outcome.problems[0].category(), category, "{item}");
     }
-    let outcome = mapping.apply("thing", RawAction::Upsert, &json!({"key": 42, "bp": "b"}));
+    let outcome = upsert_thing(&mapping, json!({"key": 42, "bp": "b"}));
     assert_eq!(outcome.changes[0].identifier, "42");
     assert!(
         matches!(&outcome.changes[0].op, ChangeOp::Upsert { entity } if entity["identifier"] == json!("42"))
     );
-    let outcome = mapping.apply("thing", RawAction::Upsert, &json!({"bp": "b"}));
+    let outcome = upsert_thing(&mapping, json!({"bp": "b"}));
     assert!(
         matches!(&outcome.problems[0], ItemProblem::EmptyIdentifier { item_id, .. } if item_id == "<no id>")
     );
@@ -564,11 +557,7 @@ resources:
                 - {combinator: '"or"', rules: [{property: '"projects"', operator: '"contains"', value: .slug}]}
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"name": "n", "team": "t", "slug": "s"}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"name": "n", "team": "t", "slug": "s"}));
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
     let (_, identifier, entity) = upserts(&outcome)[0];
     let query = json!({"combinator": "and", "rules": [{"property": "$title", "operator": "=", "value": "n"}]});
@@ -971,11 +960,7 @@ resources:
           relations: {owner: .owner}
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": "t1", "flag": true, "x": "abc"}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": "t1", "flag": true, "x": "abc"}));
     assert_eq!(outcome.changes.len(), 1, "the entity is still written");
     let fields: Vec<(&str, bool)> = outcome
         .problems
@@ -1004,7 +989,7 @@ resources:
             .contains("`.nope` yielded nothing or null")
     );
 
-    let outcome = mapping.apply("thing", RawAction::Upsert, &json!({"id": "t2", "flag": 3}));
+    let outcome = upsert_thing(&mapping, json!({"id": "t2", "flag": 3}));
     assert!(outcome.changes.is_empty());
     assert!(outcome.problems.iter().all(ItemProblem::is_item_failure));
 }
