@@ -21,6 +21,15 @@ fn default_config() -> AdoSimConfig {
     AdoSimConfig::default()
 }
 
+/// One project of `work_items` work items.
+fn one_project(work_items: usize) -> AdoSimConfig {
+    AdoSimConfig {
+        projects: 1,
+        work_items_per_project: work_items,
+        ..AdoSimConfig::default()
+    }
+}
+
 #[tokio::test]
 async fn repositories_carry_included_files_from_the_default_branch() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
@@ -128,10 +137,8 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
 #[tokio::test]
 async fn work_items_page_by_id_range_and_batch_by_200() {
     let config = AdoSimConfig {
-        projects: 1,
-        work_items_per_project: 450,
         wiql_max_results: 300,
-        ..AdoSimConfig::default()
+        ..one_project(450)
     };
     // Page of 225: 450 = 2 full pages, then one empty query that ends it.
     let limits = CrawlLimits {
@@ -215,12 +222,7 @@ async fn a_429_storm_with_retry_after_is_waited_out() {
 
 #[tokio::test]
 async fn an_empty_answer_after_a_full_one_is_suspicious_until_confirmed() {
-    let config = AdoSimConfig {
-        projects: 1,
-        work_items_per_project: 2,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, "sim-pat", CrawlLimits::default()).await;
+    let h = harness(one_project(2), "sim-pat", CrawlLimits::default()).await;
     let work_items = [plan("work-item", json!({}))];
     let (first, _) = h.crawl(&work_items).await;
     assert_eq!(first.kinds["work-item"].items, 2);

@@ -4,8 +4,9 @@
 //! `advanced-security-alert` (criteria, repositories without Advanced Security), across page
 //! boundaries, and a 403 project marking each kind failed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use adoport_ingest::KindPlan;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::AdoSimConfig;
 use adoport_sim::ado::pipelines::{
@@ -36,16 +37,21 @@ async fn harness() -> CrawlHarness {
     .await
 }
 
+/// [`harness`], and the items of a crawl of `plan` no kind of which failed.
+async fn crawled(plan: &[KindPlan]) -> (CrawlHarness, BTreeMap<String, Vec<Value>>) {
+    let h = harness().await;
+    let items = h.crawl_ok(plan).await;
+    (h, items)
+}
+
 #[tokio::test]
 async fn pipeline_runs_stages_and_deployments_carry_their_context() {
-    let h = harness().await;
-    let items = h
-        .crawl_ok(&[
-            plan("pipeline-run", json!({})),
-            plan("pipeline-stage", json!({})),
-            plan("pipeline-deployment", json!({})),
-        ])
-        .await;
+    let (h, items) = crawled(&[
+        plan("pipeline-run", json!({})),
+        plan("pipeline-stage", json!({})),
+        plan("pipeline-deployment", json!({})),
+    ])
+    .await;
 
     let runs = counted(&items, "pipeline-run", PROJECTS * BUILDS_PER_PROJECT);
     for run in runs {
@@ -163,10 +169,7 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
 
 #[tokio::test]
 async fn builds_carry_their_earliest_commit_or_their_source_commit() {
-    let h = harness().await;
-    let items = h
-        .crawl_ok(&[plan("build", json!({"enrichWithFirstCommit": "true"}))])
-        .await;
+    let (h, items) = crawled(&[plan("build", json!({"enrichWithFirstCommit": "true"}))]).await;
     let builds = counted(&items, "build", PROJECTS * BUILDS_PER_PROJECT);
     for build in builds {
         let id = build["id"].as_u64().expect("id");
@@ -204,10 +207,7 @@ async fn builds_carry_their_earliest_commit_or_their_source_commit() {
 
 #[tokio::test]
 async fn test_runs_carry_every_result_and_their_build_coverage() {
-    let h = harness().await;
-    let items = h
-        .crawl_ok(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))])
-        .await;
+    let (h, items) = crawled(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))]).await;
     let runs = counted(&items, "test-run", PROJECTS * TEST_RUNS_PER_PROJECT);
     for run in runs {
         let results = run["__testResults"].as_array().expect("results");

@@ -10,7 +10,7 @@ mod support;
 use adoport_shared::messages::{RawAction, RawEvent};
 use adoport_sim::ado::FileChange;
 use serde_json::json;
-use support::{Harness, harness, items_of as items, only_as, push_commit};
+use support::{Harness, harness, harness_in, items_of as items, only_as, push_commit};
 
 fn repository_id(h: &Harness, name: &str) -> String {
     support::repository_id(&h.sim, name)
@@ -70,8 +70,7 @@ async fn a_repository_is_deleted_only_once_azure_devops_has_deleted_it() {
 
 #[tokio::test]
 async fn work_item_deletes_are_read_again_and_the_item_keeps_its_own_project() {
-    let mut h = harness(&[("work-item", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("work-item", json!({}))], 0).await;
     let deleted = h
         .sim
         .work_item_event("workitem.deleted", 1)

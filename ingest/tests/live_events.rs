@@ -11,14 +11,13 @@ use std::collections::BTreeMap;
 use adoport_shared::messages::RawAction;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
-use support::{harness, harness_of, only, only_as};
+use support::{harness, harness_in, harness_of, only, only_as};
 
 const RUN_STATE_CHANGED: &str = "ms.vss-pipelines.run-state-changed-event";
 
 #[tokio::test]
 async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
-    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("build", json!({})), ("test-run", json!({}))], 0).await;
     let events = h.deliver(&h.sim.build_complete_event(&project, 2)).await;
     assert_eq!(events.len(), 2, "{events:?}");
     let build = only_as(&events, "build", RawAction::Upsert);
@@ -45,8 +44,7 @@ async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
 
 #[tokio::test]
 async fn test_runs_go_without_results_when_the_selector_says_so() {
-    let mut h = harness(&[("test-run", json!({"includeResults": false}))]).await;
-    let project = h.project_id(1);
+    let (mut h, project) = harness_in(&[("test-run", json!({"includeResults": false}))], 1).await;
     let events = h.deliver(&h.sim.build_complete_event(&project, 1)).await;
     let runs = only(&events, "test-run");
     assert_eq!(runs.items[0]["id"], 1);
@@ -57,8 +55,7 @@ async fn test_runs_go_without_results_when_the_selector_says_so() {
 
 #[tokio::test]
 async fn a_build_that_is_gone_is_deleted_with_its_project() {
-    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("build", json!({})), ("test-run", json!({}))], 0).await;
     let events = h.deliver(&h.sim.build_complete_event(&project, 999)).await;
     assert_eq!(events.len(), 1, "no test runs for a gone build: {events:?}");
     let build = only_as(&events, "build", RawAction::Delete);
@@ -69,8 +66,7 @@ async fn a_build_that_is_gone_is_deleted_with_its_project() {
 
 #[tokio::test]
 async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
-    let mut h = harness(&[("pipeline-run", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("pipeline-run", json!({}))], 0).await;
     let envelope = h
         .sim
         .pipeline_event(RUN_STATE_CHANGED, &project, 2, 4, None);
@@ -98,8 +94,7 @@ async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
 
 #[tokio::test]
 async fn stage_job_and_approval_events_publish_the_stage_record() {
-    let mut h = harness(&[("pipeline-stage", json!({}))]).await;
-    let project = h.project_id(2);
+    let (mut h, project) = harness_in(&[("pipeline-stage", json!({}))], 2).await;
     for event_type in [
         "ms.vss-pipelines.stage-state-changed-event",
         "ms.vss-pipelines.job-state-changed-event",
@@ -124,8 +119,7 @@ async fn stage_job_and_approval_events_publish_the_stage_record() {
 
 #[tokio::test]
 async fn a_check_event_updates_a_pipeline_only_when_it_names_one() {
-    let mut h = harness(&[("pipeline", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("pipeline", json!({}))], 0).await;
     // As documented: a check configuration on an agent queue, no pipeline.
     h.assert_ignored(&h.sim.check_updated_event(&project, "queue", "1", 1))
         .await;
@@ -145,8 +139,11 @@ async fn a_check_event_updates_a_pipeline_only_when_it_names_one() {
 
 #[tokio::test]
 async fn release_events_publish_the_release_and_its_definition() {
-    let mut h = harness(&[("release", json!({})), ("release-definition", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(
+        &[("release", json!({})), ("release-definition", json!({}))],
+        0,
+    )
+    .await;
     let events = h
         .deliver(
             &h.sim
@@ -176,8 +173,7 @@ async fn release_events_publish_the_release_and_its_definition() {
 
 #[tokio::test]
 async fn deployment_events_publish_the_deployment_of_that_release_environment() {
-    let mut h = harness(&[("release-deployment", json!({}))]).await;
-    let project = h.project_id(1);
+    let (mut h, project) = harness_in(&[("release-deployment", json!({}))], 1).await;
     for event_type in [
         "ms.vss-release.deployment-started-event",
         "ms.vss-release.deployment-completed-event",
@@ -261,8 +257,7 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
 
 #[tokio::test]
 async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
-    let mut h = harness(&[("work-item", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("work-item", json!({}))], 0).await;
     let before = h.sim.total_requests();
     for envelope in [
         h.sim.build_complete_event(&project, 2),
@@ -319,15 +314,17 @@ async fn reference_payloads_are_read_field_by_field() {
     // Their objects do not exist in the simulator (in an existing project): each becomes a
     // delete built from the payload's own ids, which shows the fields are read where the real
     // payloads carry them.
-    let mut h = harness(&[
-        ("build", json!({})),
-        ("test-run", json!({})),
-        ("pipeline-run", json!({})),
-        ("release-deployment", json!({})),
-        ("advanced-security-alert", json!({})),
-    ])
+    let (mut h, project) = harness_in(
+        &[
+            ("build", json!({})),
+            ("test-run", json!({})),
+            ("pipeline-run", json!({})),
+            ("release-deployment", json!({})),
+            ("advanced-security-alert", json!({})),
+        ],
+        0,
+    )
     .await;
-    let project = h.project_id(0);
     let project = project.as_str();
     let cases = [
         (

@@ -41,12 +41,8 @@ fn strings<'a>(items: &'a [Value], pointer: &str) -> Vec<&'a str> {
 async fn teams_carry_members_and_area_paths_only_when_asked() {
     let h = harness(AdoSimConfig::default(), pages(2), &[]).await;
     let items = h.crawl_ok(&[plan("team", json!({}))]).await;
-    let teams = &items["team"];
-    assert_eq!(
-        teams.len(),
-        3,
-        "three projects, one team each, over two pages"
-    );
+    // Three projects, one team each, over two pages.
+    let teams = counted(&items, "team", 3);
     assert!(
         teams
             .iter()
@@ -90,8 +86,8 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
 async fn members_come_one_per_team_membership_with_the_team_id() {
     let h = harness(AdoSimConfig::default(), pages(1), &[]).await;
     let items = h.crawl_ok(&[plan("member", json!({}))]).await;
-    let members = &items["member"];
-    assert_eq!(members.len(), 6, "two members in each of three teams");
+    // Two members in each of three teams.
+    let members = counted(&items, "member", 6);
     let team_ids: Vec<String> = h
         .sim
         .projects()
@@ -121,8 +117,8 @@ async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions()
             json!({"includeFields": ["projects", "license"]}),
         )])
         .await;
-    let users = &items["user"];
-    assert_eq!(users.len(), 4, "four users over two token pages");
+    // Four users over two token pages.
+    let users = counted(&items, "user", 4);
     h.assert_requests(route, 2);
     assert!(
         users
@@ -205,12 +201,8 @@ async fn groups_and_their_direct_members() {
     let items = h
         .crawl_ok(&[plan("group", json!({})), plan("group-member", json!({}))])
         .await;
-    let groups = &items["group"];
-    assert_eq!(
-        groups.len(),
-        7,
-        "collection administrators + two groups a project"
-    );
+    // Collection administrators + two groups a project.
+    let groups = counted(&items, "group", 7);
     assert!(groups.iter().all(|g| {
         g["subjectKind"] == "group"
             && g["descriptor"]
@@ -244,12 +236,8 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
     let items = h
         .crawl_ok(&[plan("iteration", json!({})), plan("area-path", json!({}))])
         .await;
-    let iterations = &items["iteration"];
-    assert_eq!(
-        iterations.len(),
-        9,
-        "three sprints of one team in three projects"
-    );
+    // Three sprints of one team in three projects.
+    let iterations = counted(&items, "iteration", 9);
     // Pages of one team: every project's team list is read twice (the second page is empty).
     h.assert_requests("GET /{org}/_apis/projects/{project}/teams", 6);
     for iteration in iterations {
@@ -260,8 +248,8 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
             iteration["__project"]["id"]
         );
     }
-    let roots = &items["area-path"];
-    assert_eq!(roots.len(), 3, "no depth: the root area of each project");
+    // No depth: the root area of each project.
+    let roots = counted(&items, "area-path", 3);
     assert!(
         roots.iter().all(|a| a["__parentIdentifier"].is_null()
             && a["__normalizedPath"] == a["__project"]["name"])

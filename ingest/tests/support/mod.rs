@@ -83,6 +83,13 @@ pub async fn harness(kinds: &[(&str, Value)]) -> Harness {
     harness_with(kinds, Receiver::default()).await
 }
 
+/// [`harness`], and the id of the simulator's `project`th project.
+pub async fn harness_in(kinds: &[(&str, Value)], project: usize) -> (Harness, String) {
+    let h = harness(kinds).await;
+    let id = h.project_id(project);
+    (h, id)
+}
+
 /// [`harness`] with a receiver configured as `receiver` says.
 pub async fn harness_with(kinds: &[(&str, Value)], receiver: Receiver) -> Harness {
     let sim = AdoSim::start(AdoSimConfig::default())
