@@ -56,6 +56,11 @@ impl World {
         self.auth(&self.identity.config().client_secret.clone())
     }
 
+    /// A client of the first organization, signed in with the right secret.
+    fn first_client(&self) -> AdoClient {
+        self.client(0, &self.signed_in())
+    }
+
     fn client(&self, index: usize, auth: &AdoAuth) -> AdoClient {
         AdoClient::for_organization(
             &self.organizations[index].organization_url(),
@@ -103,8 +108,7 @@ async fn a_token_is_replaced_before_it_expires() {
     // A fifth of the lifetime ahead of expiry: after 1.7 s of 2 s the token is still valid for
     // Azure DevOps, and the client already asks for the next one.
     let world = world(Duration::from_secs(2)).await;
-    let auth = world.signed_in();
-    let client = world.client(0, &auth);
+    let client = world.first_client();
     client.projects_page(None).await.expect("first read");
     assert_eq!(world.token_requests(), 1);
     // Waiting for time to pass is the point here: no condition to await instead.
@@ -121,8 +125,7 @@ async fn a_token_is_replaced_before_it_expires() {
 #[tokio::test]
 async fn a_refused_token_is_replaced_once_and_the_request_retried() {
     let world = world(Duration::from_secs(3600)).await;
-    let auth = world.signed_in();
-    let client = world.client(0, &auth);
+    let client = world.first_client();
     client.projects_page(None).await.expect("first read");
     world.identity.revoke_all();
     let page = client

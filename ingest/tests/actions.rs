@@ -127,9 +127,8 @@ fn ended(run: &Value) -> bool {
 #[tokio::test]
 async fn a_pipeline_run_goes_from_request_to_reported_success() {
     let h = harness().await;
-    let project = &h.project;
-    let project_name = project["name"].as_str().expect("name");
-    let project_id = project["id"].as_str().expect("id");
+    let project_name = h.project["name"].as_str().expect("name");
+    let project_id = h.project["id"].as_str().expect("id");
     let run_id = h.trigger(
         json!({"project": project_name, "pipelineId": "1", "branch": "main",
                "templateParameters": {"env": "prod"}, "variables": {"VERSION": "1.2.3"}}),
@@ -187,9 +186,8 @@ async fn a_pipeline_run_goes_from_request_to_reported_success() {
 #[tokio::test]
 async fn a_failed_pipeline_fails_the_action_run_and_bad_inputs_say_what_to_fix() {
     let h = harness().await;
-    let project = &h.project;
-    let name = project["name"].as_str().expect("name").to_string();
-    let ok = h.trigger(json!({"project": project["id"], "pipelineId": 2}));
+    let name = h.project["name"].as_str().expect("name").to_string();
+    let ok = h.trigger(json!({"project": h.project["id"], "pipelineId": 2}));
     let no_project = h.trigger(json!({"project": "No Such Project", "pipelineId": "1"}));
     let no_pipeline = h.trigger(json!({"project": name, "pipelineId": "99"}));
     let no_branch = h.trigger(json!({"project": name, "pipelineId": "1", "branch": "nope"}));
@@ -236,9 +234,8 @@ async fn a_failed_pipeline_fails_the_action_run_and_bad_inputs_say_what_to_fix()
 #[tokio::test]
 async fn a_start_without_an_answer_is_not_repeated() {
     let h = harness().await;
-    let project = &h.project;
     h.ado.fail_next(RUN_POST, vec![ScriptedAnswer::status(503)]);
-    let run = h.trigger(json!({"project": project["name"], "pipelineId": "1"}));
+    let run = h.trigger(json!({"project": h.project["name"], "pipelineId": "1"}));
     h.start_executor();
     let done = h.wait_for_run(&run, "failed", ended).await;
     assert_eq!(done["status"], "FAILURE");
@@ -255,10 +252,9 @@ async fn a_start_without_an_answer_is_not_repeated() {
 #[tokio::test]
 async fn two_executors_start_one_run_once() {
     let h = harness().await;
-    let project = &h.project;
     let runs: Vec<String> = (0..4)
         .map(|_| {
-            h.trigger(json!({"project": project["name"], "pipelineId": "1", "reportPipelineStatus": false}),
+            h.trigger(json!({"project": h.project["name"], "pipelineId": "1", "reportPipelineStatus": false}),
             )
         })
         .collect();

@@ -10,7 +10,7 @@ mod support;
 use adoport_shared::messages::{RawAction, RawEvent};
 use adoport_sim::ado::FileChange;
 use serde_json::json;
-use support::{Harness, harness, harness_in, items_of as items, only_as, push_commit};
+use support::{Harness, harness, harness_in, items_of as items, only_as, push_commit, text};
 
 fn repository_id(h: &Harness, name: &str) -> String {
     support::repository_id(&h.sim, name)
@@ -115,10 +115,7 @@ async fn a_pull_request_that_is_gone_is_deleted_and_one_that_is_back_upserted() 
     let mut h = harness(&[("pull-request", json!({}))]).await;
     let pull_request = h.sim.pull_requests()[0].clone();
     let id = pull_request["pullRequestId"].as_u64().expect("id");
-    let repository = pull_request["repository"]["id"]
-        .as_str()
-        .expect("repository")
-        .to_string();
+    let repository = text(&pull_request, "/repository/id");
     let updated = h
         .sim
         .pull_request_event("git.pullrequest.updated", id)

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use adoport_shared::messages::RawAction;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
-use support::{harness, harness_in, harness_of, only, only_as};
+use support::{harness, harness_in, harness_of, only, only_as, text};
 
 const RUN_STATE_CHANGED: &str = "ms.vss-pipelines.run-state-changed-event";
 
@@ -215,11 +215,8 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
     )])
     .await;
     let repository = h.sim.repositories()[0].clone();
-    let repository_id = repository["id"].as_str().expect("id").to_string();
-    let project = repository["project"]["id"]
-        .as_str()
-        .expect("project")
-        .to_string();
+    let repository_id = text(&repository, "/id");
+    let project = text(&repository, "/project/id");
 
     // Alert 1 is active: upserted with the crawler's enrichment.
     let alert = h
@@ -433,10 +430,7 @@ async fn a_live_item_is_the_crawled_item_of_the_same_object() {
         crawled_twin(&crawled, "pipeline-stage", stage, &["/id", "/__project/id"])
     );
 
-    let repository_id = h.sim.repositories()[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let repository_id = text(&h.sim.repositories()[0], "/id");
     let events = h
         .deliver(
             &h.sim

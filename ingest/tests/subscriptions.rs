@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::client_with_pat;
+use support::{client_with_pat, text};
 
 const URL: &str = "https://adoport.example/integration/webhook";
 
@@ -68,10 +68,7 @@ async fn start_subscribed() -> (AdoSim, AdoClient, usize) {
 
 /// Disables the `index`th subscription of `sim` as Azure DevOps does; its id.
 fn disable(sim: &AdoSim, index: usize) -> String {
-    let victim = sim.subscriptions()[index]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let victim = text(&sim.subscriptions()[index], "/id");
     assert!(sim.set_subscription_status(&victim, "disabledBySystem"));
     victim
 }

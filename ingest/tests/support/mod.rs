@@ -240,10 +240,7 @@ impl Harness {
 
     /// The first repository's id and a `git.repo.renamed` event for it.
     pub fn first_repository_renamed(&self) -> (String, Value) {
-        let repository = self.sim.repositories()[0]["id"]
-            .as_str()
-            .expect("id")
-            .to_string();
+        let repository = text(&self.sim.repositories()[0], "/id");
         let event = self
             .sim
             .repository_event("git.repo.renamed", &repository)
@@ -281,10 +278,7 @@ impl Harness {
     }
 
     pub fn project_id(&self, index: usize) -> String {
-        self.sim.projects()[index]["id"]
-            .as_str()
-            .expect("project id")
-            .to_string()
+        text(&self.sim.projects()[index], "/id")
     }
 
     /// Crawls `kinds` with the harness's client and returns the items published per kind.
@@ -302,6 +296,15 @@ impl Harness {
         self.shutdown.cancel();
         self.sim.shutdown().await;
     }
+}
+
+/// The string at `pointer` in `value` (there must be one).
+pub fn text(value: &Value, pointer: &str) -> String {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("a string at {pointer} in {value}"))
+        .to_string()
 }
 
 /// The one event of `kind` among `events`.
