@@ -7,19 +7,13 @@
 
 mod support;
 
-use adoport_shared::messages::{RawAction, RawEvent};
+use adoport_shared::messages::RawAction;
 use adoport_sim::ado::FileChange;
 use serde_json::json;
-use support::{Harness, harness, harness_in, items_of as items, only_as, push_commit, text};
+use support::{Harness, harness, harness_in, items_of as items, push_commit, single, text};
 
 fn repository_id(h: &Harness, name: &str) -> String {
     support::repository_id(&h.sim, name)
-}
-
-/// The one event, which must be of `kind` with `action`.
-fn single(events: &[RawEvent], kind: &str, action: RawAction) -> RawEvent {
-    assert_eq!(events.len(), 1, "{events:?}");
-    only_as(events, kind, action)
 }
 
 #[tokio::test]

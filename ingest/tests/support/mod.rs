@@ -321,6 +321,12 @@ pub fn only_as(events: &[RawEvent], kind: &str, action: RawAction) -> RawEvent {
     event
 }
 
+/// The one event among `events`, which must be of `kind` with `action`.
+pub fn single(events: &[RawEvent], kind: &str, action: RawAction) -> RawEvent {
+    assert_eq!(events.len(), 1, "{events:?}");
+    only_as(events, kind, action)
+}
+
 /// The items of the events of `kind` with `action` among `events`.
 pub fn items_of(events: &[RawEvent], kind: &str, action: RawAction) -> Vec<Value> {
     events
