@@ -40,6 +40,12 @@ fn compile_yaml(yaml: &str) -> CompiledMapping {
     CompiledMapping::compile(&config).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Why the mapping `yaml` (which parses) does not compile.
+fn compile_error(yaml: &str) -> MappingError {
+    let config = PortAppConfig::from_yaml_str(yaml).expect("parses");
+    CompiledMapping::compile(&config).expect_err("does not compile")
+}
+
 /// The problems other than null-field warnings (which the Python integration also only warns about).
 fn errors(outcome: &KindOutcome) -> Vec<&ItemProblem> {
     outcome
@@ -793,7 +799,7 @@ resources:
 
 #[test]
 fn compile_errors_name_path_expression_and_cause() {
-    let config = PortAppConfig::from_yaml_str(
+    let text = compile_error(
         r#"
 resources:
   - kind: a
@@ -802,20 +808,15 @@ resources:
     port: {entity: {mappings: {identifier: .id, blueprint: '"b"', properties: {state: '.a | nosuch'}}}}
 "#,
     )
-    .expect("parses");
-    let err = CompiledMapping::compile(&config).expect_err("does not compile");
-    let text = err.to_string();
+    .to_string();
     assert!(
         text.starts_with("resources[1].port.entity.mappings.properties.state: jq expression `.a | nosuch` does not compile: undefined filter `nosuch/0`"),
         "{text}"
     );
-    let config = PortAppConfig::from_yaml_str(
+    let text = compile_error(
         "resources: [{kind: a, selector: {query: '.x =='}, port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}}]",
     )
-    .expect("parses");
-    let text = CompiledMapping::compile(&config)
-        .expect_err("selector")
-        .to_string();
+    .to_string();
     assert!(
         text.starts_with("resources[0].selector.query: jq expression `.x ==`"),
         "{text}"
@@ -824,7 +825,7 @@ resources:
 
 #[test]
 fn every_compile_error_is_reported() {
-    let config = PortAppConfig::from_yaml_str(
+    let err = compile_error(
         r#"
 resources:
   - kind: a
@@ -833,9 +834,7 @@ resources:
   - kind: b
     port: {entity: {mappings: {identifier: .id, blueprint: '"b"', properties: {ok: .a, state: '.a | nosuch2'}}}}
 "#,
-    )
-    .expect("parses");
-    let err = CompiledMapping::compile(&config).expect_err("does not compile");
+    );
     let paths: Vec<String> = err
         .errors()
         .iter()
