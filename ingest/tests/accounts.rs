@@ -51,6 +51,16 @@ impl World {
         AdoAuth::for_credentials(&credentials, 10, &Default::default()).expect("auth")
     }
 
+    /// Signs in with the identity's own (right) secret.
+    fn signed_in(&self) -> AdoAuth {
+        self.auth(&self.identity.config().client_secret.clone())
+    }
+
+    /// A client of the first organization, signed in with the right secret.
+    fn first_client(&self) -> AdoClient {
+        self.client(0, &self.signed_in())
+    }
+
     fn client(&self, index: usize, auth: &AdoAuth) -> AdoClient {
         AdoClient::for_organization(
             &self.organizations[index].organization_url(),
@@ -78,7 +88,7 @@ impl World {
 #[tokio::test]
 async fn one_token_serves_a_burst_and_every_organization_of_the_tenant() {
     let world = world(Duration::from_secs(3600)).await;
-    let auth = world.auth(&world.identity.config().client_secret.clone());
+    let auth = world.signed_in();
     let (a, b) = (world.client(0, &auth), world.client(1, &auth));
     let burst = (0..10).flat_map(|_| [a.clone(), b.clone()]).map(|client| {
         tokio::spawn(async move { client.projects_page(None).await.map(|p| p.items.len()) })
@@ -98,8 +108,7 @@ async fn a_token_is_replaced_before_it_expires() {
     // A fifth of the lifetime ahead of expiry: after 1.7 s of 2 s the token is still valid for
     // Azure DevOps, and the client already asks for the next one.
     let world = world(Duration::from_secs(2)).await;
-    let auth = world.auth(&world.identity.config().client_secret.clone());
-    let client = world.client(0, &auth);
+    let client = world.first_client();
     client.projects_page(None).await.expect("first read");
     assert_eq!(world.token_requests(), 1);
     // Waiting for time to pass is the point here: no condition to await instead.
@@ -116,8 +125,7 @@ async fn a_token_is_replaced_before_it_expires() {
 #[tokio::test]
 async fn a_refused_token_is_replaced_once_and_the_request_retried() {
     let world = world(Duration::from_secs(3600)).await;
-    let auth = world.auth(&world.identity.config().client_secret.clone());
-    let client = world.client(0, &auth);
+    let client = world.first_client();
     client.projects_page(None).await.expect("first read");
     world.identity.revoke_all();
     let page = client
@@ -136,7 +144,7 @@ async fn a_refused_token_is_replaced_once_and_the_request_retried() {
 #[tokio::test]
 async fn a_token_azure_devops_keeps_refusing_names_the_principal() {
     let world = world(Duration::from_secs(3600)).await;
-    let auth = world.auth(&world.identity.config().client_secret.clone());
+    let auth = world.signed_in();
     // An organization that does not accept this tenant's tokens.
     let foreign = AdoSim::start(AdoSimConfig {
         organization: "elsewhere".into(),

@@ -3,12 +3,10 @@
 //! answer-less start fail the run with a message a person can act on; two executors never start
 //! one run twice.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use adoport_ingest::actions::completion::CompletionContext;
 use adoport_ingest::actions::{ActionWorker, Organizations, PortRuns};
-use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{ActionsProcessor, PortAccess, Secret};
 use adoport_shared::topology::Topology;
@@ -20,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{client_with_pat, serve_webhook};
+use support::{StopOnDrop, client_with_pat, serve_receiver};
 
 const RUN_POST: &str = "POST /{org}/{project}/_apis/pipelines/{pipelineId}/runs";
 const WAIT: Duration = Duration::from_secs(20);
@@ -30,13 +28,9 @@ struct Harness {
     port: PortSim,
     context: CompletionContext,
     webhook_url: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// The first project of the simulated organization.
+    project: Value,
+    shutdown: StopOnDrop,
 }
 
 async fn harness() -> Harness {
@@ -59,22 +53,17 @@ async fn harness() -> Harness {
         port: PortRuns::new(port_access).expect("port runs"),
         organizations: Organizations::new(vec![client.clone()]),
     };
-    let state = Arc::new(WebhookState {
-        bus: Bus::memory(Topology::new("actions.", 1), shutdown.clone()),
-        organizations: adoport_ingest::Organizations::new(vec![client.clone()]),
-        secret: None,
-        excluded_tags: Vec::new(),
-        actions: Some(context.clone()),
-        plan: adoport_ingest::KindPlans::fixed(Vec::new()),
-    });
-    let address = serve_webhook(state, webhook::WebhookLimits::default(), &shutdown).await;
-    let webhook_url = format!("http://{address}{WEBHOOK_PATH}");
+    let bus = Bus::memory(Topology::new("actions.", 1), shutdown.clone());
+    let webhook_url =
+        serve_receiver(bus, &client, Some(context.clone()), Vec::new(), &shutdown).await;
+    let project = ado.projects().remove(0);
     Harness {
         ado,
         port,
         context,
         webhook_url,
-        shutdown,
+        project,
+        shutdown: StopOnDrop(shutdown),
     }
 }
 
@@ -90,11 +79,12 @@ impl Harness {
                 workers_count: 3,
             },
         );
-        tokio::spawn(worker.run(self.shutdown.clone()));
+        tokio::spawn(worker.run(self.shutdown.0.clone()));
     }
 
-    fn project(&self) -> Value {
-        self.ado.projects().remove(0)
+    /// Creates a `trigger_pipeline` action run with `inputs` in Port; its id.
+    fn trigger(&self, inputs: Value) -> String {
+        self.port.create_action_run("trigger_pipeline", inputs)
     }
 
     async fn wait_for_run(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -137,11 +127,9 @@ fn ended(run: &Value) -> bool {
 #[tokio::test]
 async fn a_pipeline_run_goes_from_request_to_reported_success() {
     let h = harness().await;
-    let project = h.project();
-    let project_name = project["name"].as_str().expect("name");
-    let project_id = project["id"].as_str().expect("id");
-    let run_id = h.port.create_action_run(
-        "trigger_pipeline",
+    let project_name = h.project["name"].as_str().expect("name");
+    let project_id = h.project["id"].as_str().expect("id");
+    let run_id = h.trigger(
         json!({"project": project_name, "pipelineId": "1", "branch": "main",
                "templateParameters": {"env": "prod"}, "variables": {"VERSION": "1.2.3"}}),
     );
@@ -198,24 +186,11 @@ async fn a_pipeline_run_goes_from_request_to_reported_success() {
 #[tokio::test]
 async fn a_failed_pipeline_fails_the_action_run_and_bad_inputs_say_what_to_fix() {
     let h = harness().await;
-    let project = h.project();
-    let name = project["name"].as_str().expect("name").to_string();
-    let ok = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": project["id"], "pipelineId": 2}),
-    );
-    let no_project = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": "No Such Project", "pipelineId": "1"}),
-    );
-    let no_pipeline = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": name, "pipelineId": "99"}),
-    );
-    let no_branch = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": name, "pipelineId": "1", "branch": "nope"}),
-    );
+    let name = h.project["name"].as_str().expect("name").to_string();
+    let ok = h.trigger(json!({"project": h.project["id"], "pipelineId": 2}));
+    let no_project = h.trigger(json!({"project": "No Such Project", "pipelineId": "1"}));
+    let no_pipeline = h.trigger(json!({"project": name, "pipelineId": "99"}));
+    let no_branch = h.trigger(json!({"project": name, "pipelineId": "1", "branch": "nope"}));
     let unknown_action = h.port.create_action_run("delete_everything", json!({}));
     h.start_executor();
 
@@ -259,12 +234,8 @@ async fn a_failed_pipeline_fails_the_action_run_and_bad_inputs_say_what_to_fix()
 #[tokio::test]
 async fn a_start_without_an_answer_is_not_repeated() {
     let h = harness().await;
-    let project = h.project();
     h.ado.fail_next(RUN_POST, vec![ScriptedAnswer::status(503)]);
-    let run = h.port.create_action_run(
-        "trigger_pipeline",
-        json!({"project": project["name"], "pipelineId": "1"}),
-    );
+    let run = h.trigger(json!({"project": h.project["name"], "pipelineId": "1"}));
     h.start_executor();
     let done = h.wait_for_run(&run, "failed", ended).await;
     assert_eq!(done["status"], "FAILURE");
@@ -281,12 +252,9 @@ async fn a_start_without_an_answer_is_not_repeated() {
 #[tokio::test]
 async fn two_executors_start_one_run_once() {
     let h = harness().await;
-    let project = h.project();
     let runs: Vec<String> = (0..4)
         .map(|_| {
-            h.port.create_action_run(
-                "trigger_pipeline",
-                json!({"project": project["name"], "pipelineId": "1", "reportPipelineStatus": false}),
+            h.trigger(json!({"project": h.project["name"], "pipelineId": "1", "reportPipelineStatus": false}),
             )
         })
         .collect();

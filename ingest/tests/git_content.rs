@@ -1,57 +1,33 @@
 //! The `file`, `folder` and `wiki` kinds against the Azure DevOps simulator, and what a
 //! `git.push` service hook publishes for them (and for `branch`).
 
-use std::sync::Arc;
-
-use adoport_ingest::webhook::{self, WebhookState};
-use adoport_ingest::{CrawlLimits, KindPlan, Organizations};
+use adoport_ingest::{CrawlLimits, KindPlan};
 use adoport_shared::messages::{RawAction, RawEvent};
-use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, PushResult, SimCommit};
+use adoport_sim::ado::{AdoSimConfig, FileChange, PushResult, SimCommit};
 use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan_with};
-use support::serve_webhook;
+use support::crawl::{CrawlHarness, counted, crawl_harness, pages, plan_with};
+use support::{items_of, push_commit, repository_id, serve_receiver};
 use tokio_util::sync::CancellationToken;
 
 async fn harness(limits: CrawlLimits) -> CrawlHarness {
-    let sim = AdoSim::start(AdoSimConfig::default())
-        .await
-        .expect("simulator starts");
-    crawl_harness(sim, "sim-pat", "git-content.", |crawler| {
-        crawler.with_limits(limits)
-    })
+    crawl_harness(
+        AdoSimConfig::default(),
+        "sim-pat",
+        "git-content.",
+        |crawler| crawler.with_limits(limits),
+    )
     .await
 }
 
 impl CrawlHarness {
     /// Serves the webhook receiver with `plan` and returns its URL.
     async fn webhook(&self, plan: Vec<KindPlan>) -> String {
-        let state = Arc::new(WebhookState {
-            bus: self.bus.clone(),
-            organizations: Organizations::new(vec![self.client.clone()]),
-            secret: None,
-            excluded_tags: Vec::new(),
-            actions: None,
-            plan: adoport_ingest::KindPlans::fixed(plan),
-        });
-        let address = serve_webhook(
-            state,
-            webhook::WebhookLimits::default(),
-            &CancellationToken::new(),
-        )
-        .await;
-        format!("http://{address}{}", webhook::WEBHOOK_PATH)
+        let shutdown = CancellationToken::new();
+        serve_receiver(self.bus.clone(), &self.client, None, plan, &shutdown).await
     }
-}
-
-fn repository_id(sim: &AdoSim, name: &str) -> String {
-    sim.repositories()
-        .into_iter()
-        .find(|r| r["name"] == name)
-        .and_then(|r| r["id"].as_str().map(String::from))
-        .expect("seeded repository")
 }
 
 fn paths(items: &[Value]) -> Vec<String> {
@@ -72,16 +48,13 @@ fn paths(items: &[Value]) -> Vec<String> {
 #[tokio::test]
 async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
     let h = harness(CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[plan_with(
+    let items = h.crawl_ok(&[plan_with(
             "file",
             &[json!({
                 "files": {"path": ["service.json", "deploy/values.yaml", "/port.yml"], "repos": ["repo-0-0", "REPO-0-1"]},
                 "includedFiles": ["README.md"],
             })],
-        )])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        )]).await;
     let files = &items["file"];
     assert_eq!(
         paths(files),
@@ -125,11 +98,9 @@ async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
             other => panic!("unexpected file {other:?}"),
         }
     }
-    assert_eq!(
-        h.sim
-            .requests()
-            .get("POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch"),
-        Some(&2)
+    h.assert_requests(
+        "POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch",
+        2,
     );
     h.sim.shutdown().await;
 }
@@ -137,13 +108,10 @@ async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
 #[tokio::test]
 async fn a_missing_literal_path_does_not_hide_the_others() {
     let h = harness(CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[plan_with(
+    let items = h.crawl_ok(&[plan_with(
             "file",
             &[json!({"files": {"path": ["service.json", "no/such/file.txt"], "repos": ["repo-1-0"]}})],
-        )])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        )]).await;
     assert_eq!(paths(&items["file"]), ["repo-1-0:service.json"]);
     h.sim.shutdown().await;
 }
@@ -151,8 +119,8 @@ async fn a_missing_literal_path_does_not_hide_the_others() {
 #[tokio::test]
 async fn glob_patterns_match_at_any_depth_ignore_case_and_see_dotfiles() {
     let h = harness(CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[plan_with(
+    let items = h
+        .crawl_ok(&[plan_with(
             "file",
             &[
                 json!({"files": {"path": "**/docs/*.md"}}),
@@ -160,7 +128,6 @@ async fn glob_patterns_match_at_any_depth_ignore_case_and_see_dotfiles() {
             ],
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
     let files = paths(&items["file"]);
     // 10 healthy, non-empty repositories: 5 docs, service.json and the dotfile each.
     assert_eq!(files.len(), 10 * 7, "{files:?}");
@@ -191,8 +158,7 @@ async fn glob_patterns_match_at_any_depth_ignore_case_and_see_dotfiles() {
 #[tokio::test]
 async fn folders_match_at_depth_on_the_configured_branch() {
     let h = harness(CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[plan_with(
+    let items = h.crawl_ok(&[plan_with(
             "folder",
             &[
                 json!({"folders": [
@@ -201,9 +167,7 @@ async fn folders_match_at_depth_on_the_configured_branch() {
                 ]}),
                 json!({"project_name": "project-0", "folders": [{"path": "docs/"}]}),
             ],
-        )])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        )]).await;
     let folders = &items["folder"];
     let mut seen: Vec<String> = folders
         .iter()
@@ -247,17 +211,11 @@ async fn folders_match_at_depth_on_the_configured_branch() {
 
 #[tokio::test]
 async fn wiki_pages_are_paged_and_read_with_their_content() {
-    let h = harness(CrawlLimits {
-        page: 4,
-        ..CrawlLimits::default()
-    })
-    .await;
-    let (report, items) = h
-        .crawl(&[plan_with("wiki", &[json!({"includeContent": true})])])
+    let h = harness(pages(4)).await;
+    let items = h
+        .crawl_ok(&[plan_with("wiki", &[json!({"includeContent": true})])])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-    let pages = &items["wiki"];
-    assert_eq!(pages.len(), 3 * 6);
+    let pages = counted(&items, "wiki", 3 * 6);
     for page in pages {
         assert!(page["id"].is_u64() && page["path"].is_string());
         assert!(
@@ -273,11 +231,9 @@ async fn wiki_pages_are_paged_and_read_with_their_content() {
         assert_eq!(page["__wiki"]["projectId"], page["__project"]["id"]);
     }
     // 6 pages per wiki, 4 per call: two calls per wiki.
-    assert_eq!(
-        h.sim
-            .requests()
-            .get("POST /{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch"),
-        Some(&6)
+    h.assert_requests(
+        "POST /{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch",
+        6,
     );
     // Without includeContent: the page details only.
     let (_, items) = h.crawl(&[plan_with("wiki", &[json!({})])]).await;
@@ -286,19 +242,21 @@ async fn wiki_pages_are_paged_and_read_with_their_content() {
     h.sim.shutdown().await;
 }
 
-/// Posts a push's webhook and returns the raw events it produced (`expected` of them).
-/// Pushes one commit, `message` with `changes`, to `branch` of `repository`.
-fn push_commit(
-    sim: &AdoSim,
-    repository: &str,
-    branch: &str,
-    message: &str,
-    changes: Vec<FileChange>,
-) -> PushResult {
-    sim.push(repository, branch, vec![SimCommit::new(message, changes)])
-        .expect("pushed")
+/// Pushes a commit adding `docs/a.md` to `main` of the repository named `name`; its id and the
+/// push.
+fn push_a_doc(h: &CrawlHarness, name: &str) -> (String, PushResult) {
+    let repository = repository_id(&h.sim, name);
+    let pushed = push_commit(
+        &h.sim,
+        &repository,
+        "main",
+        "docs",
+        vec![FileChange::put("docs/a.md", "# A\n")],
+    );
+    (repository, pushed)
 }
 
+/// Posts a push's webhook and returns the raw events it produced (`expected` of them).
 async fn deliver(h: &CrawlHarness, url: &str, webhook: &Value, expected: usize) -> Vec<RawEvent> {
     let response = reqwest::Client::new()
         .post(url)
@@ -308,14 +266,6 @@ async fn deliver(h: &CrawlHarness, url: &str, webhook: &Value, expected: usize) 
         .expect("webhook delivered");
     assert_eq!(response.status(), 200, "{:?}", response.text().await);
     h.next_events(expected).await
-}
-
-fn items_of<'a>(events: &'a [RawEvent], kind: &str, action: RawAction) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e.kind == kind && e.action == action)
-        .flat_map(|e| e.items.iter())
-        .collect()
 }
 
 #[tokio::test]
@@ -379,7 +329,7 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
     assert_eq!(branches[0]["name"], "main");
     assert_eq!(branches[0]["objectId"], pushed.new_object_id.as_str());
 
-    let file_path = |i: &&Value| i["file"]["path"].as_str().unwrap_or_default().to_string();
+    let file_path = |i: &Value| i["file"]["path"].as_str().unwrap_or_default().to_string();
     let mut upserted: Vec<String> = items_of(&events, "file", RawAction::Upsert)
         .iter()
         .map(file_path)
@@ -476,14 +426,7 @@ async fn a_multi_commit_push_upserts_and_deletes_files_folders_and_branches() {
 async fn a_push_publishes_nothing_more_for_kinds_the_mapping_does_not_ask_for() {
     let h = harness(CrawlLimits::default()).await;
     let url = h.webhook(vec![plan_with("repository", &[json!({})])]).await;
-    let repository = repository_id(&h.sim, "repo-0-0");
-    let pushed = push_commit(
-        &h.sim,
-        &repository,
-        "main",
-        "docs",
-        vec![FileChange::put("docs/a.md", "# A\n")],
-    );
+    let (_, pushed) = push_a_doc(&h, "repo-0-0");
     let events = deliver(&h, &url, &pushed.webhook, 1).await;
     assert_eq!(events[0].kind, "repository");
     assert!(
@@ -506,14 +449,7 @@ async fn a_push_to_a_repository_deleted_since_deletes_the_repository_and_reads_n
             plan_with("file", &[json!({"files": {"path": "**/*.md"}})]),
         ])
         .await;
-    let repository = repository_id(&h.sim, "repo-0-2");
-    let pushed = push_commit(
-        &h.sim,
-        &repository,
-        "main",
-        "docs",
-        vec![FileChange::put("docs/a.md", "# A\n")],
-    );
+    let (repository, pushed) = push_a_doc(&h, "repo-0-2");
     assert!(h.sim.remove_repository(&repository));
     let events = deliver(&h, &url, &pushed.webhook, 1).await;
     assert_eq!(events[0].kind, "repository");

@@ -2,11 +2,9 @@
 //! push that adds, changes and removes entities of `port.yml` (with a `file://` property), a
 //! multi-commit push over a list of spec paths, a broken spec, and a push to another branch.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use adoport_ingest::plan::GitopsPlan;
-use adoport_ingest::webhook::{self, WEBHOOK_PATH, WebhookState};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::messages::{GITOPS_KIND, RawAction, RawEvent, decode};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -17,20 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{client_with_pat, serve_webhook};
+use support::{StopOnDrop, client_with_pat, serve_receiver};
 
 struct Harness {
     ado: AdoSim,
     raw: Subscription,
     webhook_url: String,
     repository: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    _shutdown: StopOnDrop,
 }
 
 async fn harness(mapping: &str) -> Harness {
@@ -40,18 +32,8 @@ async fn harness(mapping: &str) -> Harness {
     let bus = Bus::memory(Topology::new("gitops.", 1), shutdown.clone());
     let raw = bus.subscribe(WorkQueue::Raw, 256).await.expect("subscribe");
     let config = PortAppConfig::from_yaml_str(mapping).expect("mapping");
-    let state = Arc::new(WebhookState {
-        bus,
-        organizations: adoport_ingest::Organizations::new(vec![client.clone()]),
-        secret: None,
-        excluded_tags: Vec::new(),
-        actions: None,
-        plan: adoport_ingest::KindPlans::fixed(
-            GitopsPlan::kind_plan(&config).into_iter().collect(),
-        ),
-    });
-    let address = serve_webhook(state, webhook::WebhookLimits::default(), &shutdown).await;
-    let webhook_url = format!("http://{address}{WEBHOOK_PATH}");
+    let plan = GitopsPlan::kind_plan(&config).into_iter().collect();
+    let webhook_url = serve_receiver(bus, &client, None, plan, &shutdown).await;
     let repository = ado
         .repositories()
         .into_iter()
@@ -63,7 +45,7 @@ async fn harness(mapping: &str) -> Harness {
         raw,
         webhook_url,
         repository,
-        shutdown,
+        _shutdown: StopOnDrop(shutdown),
     }
 }
 
@@ -71,6 +53,27 @@ async fn harness(mapping: &str) -> Harness {
 type GitopsEvents = Vec<(RawAction, Vec<Value>)>;
 
 impl Harness {
+    /// Pushes one commit, `message` with `changes`, to `branch`: see [`Harness::push`].
+    async fn commit(
+        &mut self,
+        branch: &str,
+        message: &str,
+        changes: Vec<FileChange>,
+    ) -> GitopsEvents {
+        self.push(branch, vec![SimCommit::new(message, changes)])
+            .await
+    }
+
+    /// Commits [`SPEC_V1`] as `port.yml`, with `checkout_config` as the file it names, to
+    /// `main`: see [`Harness::push`].
+    async fn commit_spec_v1(&mut self, message: &str, checkout_config: &str) -> GitopsEvents {
+        let changes = vec![
+            FileChange::put("port.yml", SPEC_V1),
+            FileChange::put("docs/checkout.json", checkout_config),
+        ];
+        self.commit("main", message, changes).await
+    }
+
     /// Pushes `commits` to `branch`, delivers the `git.push` hook and returns the GitOps raw
     /// events it produced (the receiver publishes them before it answers).
     async fn push(&mut self, branch: &str, commits: Vec<SimCommit>) -> GitopsEvents {
@@ -112,6 +115,14 @@ fn identifiers(events: &GitopsEvents, action: RawAction) -> Vec<String> {
     ids
 }
 
+/// The identifiers `events` upsert and those they delete.
+fn upserted_and_deleted(events: &GitopsEvents) -> [Vec<String>; 2] {
+    [
+        identifiers(events, RawAction::Upsert),
+        identifiers(events, RawAction::Delete),
+    ]
+}
+
 const SPEC_V1: &str = "
 - identifier: checkout
   blueprint: service
@@ -141,18 +152,7 @@ const SPEC_V2: &str = "
 #[tokio::test]
 async fn a_push_adds_changes_and_removes_spec_entities() {
     let mut h = harness("resources: []\n").await;
-    let first = h
-        .push(
-            "main",
-            vec![SimCommit::new(
-                "add port.yml",
-                vec![
-                    FileChange::put("port.yml", SPEC_V1),
-                    FileChange::put("docs/checkout.json", r#"{"replicas": 3}"#),
-                ],
-            )],
-        )
-        .await;
+    let first = h.commit_spec_v1("add port.yml", r#"{"replicas": 3}"#).await;
     assert_eq!(
         identifiers(&first, RawAction::Upsert),
         ["checkout", "payments"]
@@ -170,20 +170,17 @@ async fn a_push_adds_changes_and_removes_spec_entities() {
     );
 
     let second = h
-        .push(
+        .commit(
             "main",
-            vec![SimCommit::new(
-                "rename checkout, drop payments, add search",
-                vec![FileChange::put("port.yml", SPEC_V2)],
-            )],
+            "rename checkout, drop payments, add search",
+            vec![FileChange::put("port.yml", SPEC_V2)],
         )
         .await;
     assert_eq!(
-        identifiers(&second, RawAction::Upsert),
-        ["checkout", "search"],
+        upserted_and_deleted(&second),
+        [vec!["checkout", "search"], vec!["payments"]],
         "new and changed entities only"
     );
-    assert_eq!(identifiers(&second, RawAction::Delete), ["payments"]);
     let deleted = second
         .iter()
         .find(|(a, _)| *a == RawAction::Delete)
@@ -195,12 +192,10 @@ async fn a_push_adds_changes_and_removes_spec_entities() {
 
     // A push to another branch is not the tracked one.
     let elsewhere = h
-        .push(
+        .commit(
             "feature/x",
-            vec![SimCommit::new(
-                "remove spec on a branch",
-                vec![FileChange::delete("port.yml")],
-            )],
+            "remove spec on a branch",
+            vec![FileChange::delete("port.yml")],
         )
         .await;
     assert!(elsewhere.is_empty(), "{elsewhere:?}");
@@ -209,17 +204,7 @@ async fn a_push_adds_changes_and_removes_spec_entities() {
 #[tokio::test]
 async fn every_commit_of_a_push_and_every_spec_path_counts() {
     let mut h = harness("resources: []\nspecPath: [port.yml, teams/port.yml]\n").await;
-    h.push(
-        "main",
-        vec![SimCommit::new(
-            "specs",
-            vec![
-                FileChange::put("port.yml", SPEC_V1),
-                FileChange::put("docs/checkout.json", r#"{"replicas": 3}"#),
-            ],
-        )],
-    )
-    .await;
+    h.commit_spec_v1("specs", r#"{"replicas": 3}"#).await;
     let pushed = h
         .push(
             "main",
@@ -246,34 +231,21 @@ async fn every_commit_of_a_push_and_every_spec_path_counts() {
         )
         .await;
     assert_eq!(
-        identifiers(&pushed, RawAction::Upsert),
-        ["checkout", "platform"],
+        upserted_and_deleted(&pushed),
+        [vec!["checkout", "platform"], vec!["payments"]],
         "the file:// change of the second commit and the spec of the first both count"
     );
-    assert_eq!(identifiers(&pushed, RawAction::Delete), ["payments"]);
 }
 
 #[tokio::test]
 async fn a_broken_spec_is_reported_and_changes_nothing() {
     let mut h = harness("resources: []\n").await;
-    h.push(
-        "main",
-        vec![SimCommit::new(
-            "spec",
-            vec![
-                FileChange::put("port.yml", SPEC_V1),
-                FileChange::put("docs/checkout.json", "{}"),
-            ],
-        )],
-    )
-    .await;
+    h.commit_spec_v1("spec", "{}").await;
     let broken = h
-        .push(
+        .commit(
             "main",
-            vec![SimCommit::new(
-                "oops",
-                vec![FileChange::put("port.yml", "- identifier: [unclosed\n")],
-            )],
+            "oops",
+            vec![FileChange::put("port.yml", "- identifier: [unclosed\n")],
         )
         .await;
     assert_eq!(broken.len(), 1, "only the report: {broken:?}");

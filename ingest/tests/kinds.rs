@@ -6,34 +6,40 @@ use std::time::Duration;
 use adoport_ingest::{CrawlFence, CrawlLimits, CrawlStamp};
 use adoport_shared::messages::ResyncId;
 use adoport_sim::ScriptedAnswer;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::ado::AdoSimConfig;
 use serde_json::json;
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan};
+use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan};
 
 async fn harness(config: AdoSimConfig, pat: &str, limits: CrawlLimits) -> CrawlHarness {
-    let sim = AdoSim::start(config).await.expect("simulator starts");
-    crawl_harness(sim, pat, "kinds.", |crawler| crawler.with_limits(limits)).await
+    crawl_harness(config, pat, "kinds.", |crawler| crawler.with_limits(limits)).await
 }
 
 fn default_config() -> AdoSimConfig {
     AdoSimConfig::default()
 }
 
+/// One project of `work_items` work items.
+fn one_project(work_items: usize) -> AdoSimConfig {
+    AdoSimConfig {
+        projects: 1,
+        work_items_per_project: work_items,
+        ..AdoSimConfig::default()
+    }
+}
+
 #[tokio::test]
 async fn repositories_carry_included_files_from_the_default_branch() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "repository",
             json!({"includedFiles": ["README.md", "CODEOWNERS"]}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let repositories = &items["repository"];
-    assert_eq!(repositories.len(), 12);
+    let repositories = counted(&items, "repository", 12);
     for repository in repositories {
         let files = &repository["__includedFiles"];
         let readme = &files["README.md"];
@@ -62,8 +68,8 @@ async fn repositories_carry_included_files_from_the_default_branch() {
 #[tokio::test]
 async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
-    let (report, items) = h
-        .crawl(&[
+    let items = h
+        .crawl_ok(&[
             plan("repository-policy", json!({})),
             plan("board", json!({})),
             plan("column", json!({})),
@@ -79,11 +85,9 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
             ),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
 
     // Policies: two per healthy repository with a default branch (12 - disabled - empty).
-    let policies = &items["repository-policy"];
-    assert_eq!(policies.len(), 20);
+    let policies = counted(&items, "repository-policy", 20);
     assert!(policies.iter().all(|p| p["__repository"]["id"].is_string()));
     assert!(policies.iter().any(
         |p| p["type"]["displayName"] == "Minimum number of reviewers"
@@ -91,15 +95,13 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     ));
 
     // Boards: one per project (its default team), with `__project` and columns.
-    let boards = &items["board"];
-    assert_eq!(boards.len(), 3);
+    let boards = counted(&items, "board", 3);
     assert!(boards.iter().all(|b| b["__project"]["id"].is_string()
         && b["columns"].is_array()
         && b["url"].is_string()));
 
     // Columns: 4 columns × 2 work item types per board; the board is carried whole.
-    let columns = &items["column"];
-    assert_eq!(columns.len(), 3 * 4 * 2);
+    let columns = counted(&items, "column", 3 * 4 * 2);
     assert!(
         columns
             .iter()
@@ -110,16 +112,14 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     );
 
     // Work items: 6 per project, with project context and the expanded fields.
-    let work_items = &items["work-item"];
-    assert_eq!(work_items.len(), 18);
+    let work_items = counted(&items, "work-item", 18);
     for item in work_items {
         assert_eq!(item["__projectId"], item["__project"]["id"]);
         assert!(item["fields"]["System.Title"].is_string());
         assert!(item["_links"].is_object(), "expand=All gives links");
     }
 
-    let releases = &items["release"];
-    assert_eq!(releases.len(), 9);
+    let releases = counted(&items, "release", 9);
     assert!(
         releases
             .iter()
@@ -130,21 +130,15 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     assert_eq!(items["team"].len(), 3);
     assert_eq!(items["pull-request"].len(), 20);
     // The board list was read once and shared with the column kind.
-    let requests = h.sim.requests();
-    assert_eq!(
-        requests.get("GET /{org}/{project}/{team}/_apis/work/boards/{board}"),
-        Some(&3)
-    );
+    h.assert_requests("GET /{org}/{project}/{team}/_apis/work/boards/{board}", 3);
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn work_items_page_by_id_range_and_batch_by_200() {
     let config = AdoSimConfig {
-        projects: 1,
-        work_items_per_project: 450,
         wiql_max_results: 300,
-        ..AdoSimConfig::default()
+        ..one_project(450)
     };
     // Page of 225: 450 = 2 full pages, then one empty query that ends it.
     let limits = CrawlLimits {
@@ -152,10 +146,9 @@ async fn work_items_page_by_id_range_and_batch_by_200() {
         page: 2,
     };
     let h = harness(config, "sim-pat", limits).await;
-    let (report, items) = h
-        .crawl(&[plan("work-item", json!({})), plan("release", json!({}))])
+    let items = h
+        .crawl_ok(&[plan("work-item", json!({})), plan("release", json!({}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
     let mut ids: Vec<u64> = items["work-item"]
         .iter()
         .filter_map(|i| i["id"].as_u64())
@@ -163,33 +156,21 @@ async fn work_items_page_by_id_range_and_batch_by_200() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 450, "every work item exactly once");
-    let requests = h.sim.requests();
-    assert_eq!(
-        requests.get("POST /{org}/{project}/_apis/wit/wiql"),
-        Some(&3)
-    );
+    h.assert_requests("POST /{org}/{project}/_apis/wit/wiql", 3);
     // 225 ids → batches of 200 + 25, twice.
-    assert_eq!(
-        requests.get("POST /{org}/{project}/_apis/wit/workitemsbatch"),
-        Some(&4)
-    );
+    h.assert_requests("POST /{org}/{project}/_apis/wit/workitemsbatch", 4);
     // 3 releases with pages of 2: two pages, no third request.
     assert_eq!(items["release"].len(), 3);
-    assert_eq!(
-        requests.get("GET /{org}/{project}/_apis/release/releases"),
-        Some(&2)
-    );
+    h.assert_requests("GET /{org}/{project}/_apis/release/releases", 2);
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_forbidden_project_is_skipped_and_marks_the_kind_failed() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
-    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
-    h.sim.forbid_project(&forbidden);
+    let forbidden = h.forbid_project(1);
     let (report, items) = h.crawl(&[plan("work-item", json!({}))]).await;
-    let kind = &report.kinds["work-item"];
-    let failure = kind.failure.as_deref().expect("kind marked failed");
+    let failure = failure(&report, "work-item");
     assert!(failure.contains("403"), "{failure}");
     // The other two projects were still read.
     assert_eq!(items["work-item"].len(), 12);
@@ -222,8 +203,7 @@ async fn a_429_storm_with_retry_after_is_waited_out() {
         vec![ScriptedAnswer::rate_limited(1); 3],
     );
     let started = std::time::Instant::now();
-    let (report, items) = h.crawl(&[plan("work-item", json!({}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let items = h.crawl_ok(&[plan("work-item", json!({}))]).await;
     assert_eq!(items["work-item"].len(), 18);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -242,24 +222,14 @@ async fn a_429_storm_with_retry_after_is_waited_out() {
 
 #[tokio::test]
 async fn an_empty_answer_after_a_full_one_is_suspicious_until_confirmed() {
-    let config = AdoSimConfig {
-        projects: 1,
-        work_items_per_project: 2,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, "sim-pat", CrawlLimits::default()).await;
+    let h = harness(one_project(2), "sim-pat", CrawlLimits::default()).await;
     let work_items = [plan("work-item", json!({}))];
     let (first, _) = h.crawl(&work_items).await;
     assert_eq!(first.kinds["work-item"].items, 2);
     assert!(h.sim.remove_work_item(1) && h.sim.remove_work_item(2));
     let (second, _) = h.crawl(&work_items).await;
-    assert!(
-        second.kinds["work-item"]
-            .failure
-            .as_deref()
-            .is_some_and(|f| f.contains("no items")),
-        "{second:?}"
-    );
+    let failure = failure(&second, "work-item");
+    assert!(failure.contains("no items"), "{second:?}");
     let (third, _) = h.crawl(&work_items).await;
     assert_eq!(third.kinds["work-item"].failure, None, "confirmed empty");
     h.sim.shutdown().await;
@@ -268,13 +238,9 @@ async fn an_empty_answer_after_a_full_one_is_suspicious_until_confirmed() {
 #[tokio::test]
 async fn pipelines_builds_environments_release_definitions_deployments_and_branches() {
     // Pages of 2 cross the page boundary of every list (6 builds, 3 deployments per project).
-    let limits = CrawlLimits {
-        page: 2,
-        ..CrawlLimits::default()
-    };
-    let h = harness(default_config(), "sim-pat", limits).await;
-    let (report, items) = h
-        .crawl(&[
+    let h = harness(default_config(), "sim-pat", pages(2)).await;
+    let items = h
+        .crawl_ok(&[
             plan("pipeline", json!({})),
             plan("build", json!({})),
             plan("environment", json!({})),
@@ -283,18 +249,15 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
             plan("branch", json!({})),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
 
-    let pipelines = &items["pipeline"];
-    assert_eq!(pipelines.len(), 3 * 2);
+    let pipelines = counted(&items, "pipeline", 3 * 2);
     assert!(
         pipelines
             .iter()
             .all(|p| p["__projectId"].is_string() && p["name"].is_string())
     );
 
-    let builds = &items["build"];
-    assert_eq!(builds.len(), 3 * 6);
+    let builds = counted(&items, "build", 3 * 6);
     for build in builds {
         assert_eq!(build["__projectId"], build["__project"]["id"]);
         assert_eq!(build["project"]["id"], build["__projectId"]);
@@ -302,24 +265,21 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
         assert!(build["requestedFor"]["displayName"].is_string());
     }
 
-    let environments = &items["environment"];
-    assert_eq!(environments.len(), 3 * 2);
+    let environments = counted(&items, "environment", 3 * 2);
     assert!(
         environments
             .iter()
             .all(|e| e["project"]["id"].is_string() && e["createdOn"].is_string())
     );
 
-    let definitions = &items["release-definition"];
-    assert_eq!(definitions.len(), 3);
+    let definitions = counted(&items, "release-definition", 3);
     assert!(
         definitions
             .iter()
             .all(|d| d["__project"]["id"].is_string() && d["environments"].is_array())
     );
 
-    let deployments = &items["release-deployment"];
-    assert_eq!(deployments.len(), 9);
+    let deployments = counted(&items, "release-deployment", 9);
     assert!(deployments.iter().all(|d| d["release"]["name"].is_string()
         && d["releaseEnvironment"]["name"].is_string()
         && d["deploymentStatus"].is_string()));
@@ -335,12 +295,8 @@ async fn pipelines_builds_environments_release_definitions_deployments_and_branc
         assert!(branch["__repository"]["project"]["name"].is_string());
     }
 
-    let requests = h.sim.requests();
     // 6 builds per project in pages of 2: exactly 3 requests each, none for an empty page.
-    assert_eq!(
-        requests.get("GET /{org}/{project}/_apis/build/builds"),
-        Some(&9)
-    );
+    h.assert_requests("GET /{org}/{project}/_apis/build/builds", 9);
     h.sim.shutdown().await;
 }
 

@@ -4,10 +4,11 @@
 //! `advanced-security-alert` (criteria, repositories without Advanced Security), across page
 //! boundaries, and a 403 project marking each kind failed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use adoport_ingest::CrawlLimits;
+use adoport_ingest::KindPlan;
 use adoport_sim::ScriptedAnswer;
+use adoport_sim::ado::AdoSimConfig;
 use adoport_sim::ado::pipelines::{
     BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT,
 };
@@ -15,12 +16,11 @@ use adoport_sim::ado::runs::{
     DEPLOYMENTS_PER_ENVIRONMENT, RESULTS_PER_TEST_RUN, TEST_RUNS_PER_PROJECT,
 };
 use adoport_sim::ado::security::ALERTS_PER_REPOSITORY;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan};
+use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan};
 
 /// Projects the default simulator seeds.
 const PROJECTS: u64 = 3;
@@ -28,33 +28,32 @@ const BUILDS_PER_PROJECT: u64 = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
 
 /// Pages of 2 cross the page boundary of every list the simulator seeds with 3 or more.
 async fn harness() -> CrawlHarness {
-    let sim = AdoSim::start(AdoSimConfig::default())
-        .await
-        .expect("simulator starts");
-    let limits = CrawlLimits {
-        page: 2,
-        ..CrawlLimits::default()
-    };
-    crawl_harness(sim, "sim-pat", "kinds-runs.", |crawler| {
-        crawler.with_limits(limits)
-    })
+    crawl_harness(
+        AdoSimConfig::default(),
+        "sim-pat",
+        "kinds-runs.",
+        |crawler| crawler.with_limits(pages(2)),
+    )
     .await
+}
+
+/// [`harness`], and the items of a crawl of `plan` no kind of which failed.
+async fn crawled(plan: &[KindPlan]) -> (CrawlHarness, BTreeMap<String, Vec<Value>>) {
+    let h = harness().await;
+    let items = h.crawl_ok(plan).await;
+    (h, items)
 }
 
 #[tokio::test]
 async fn pipeline_runs_stages_and_deployments_carry_their_context() {
-    let h = harness().await;
-    let (report, items) = h
-        .crawl(&[
-            plan("pipeline-run", json!({})),
-            plan("pipeline-stage", json!({})),
-            plan("pipeline-deployment", json!({})),
-        ])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let (h, items) = crawled(&[
+        plan("pipeline-run", json!({})),
+        plan("pipeline-stage", json!({})),
+        plan("pipeline-deployment", json!({})),
+    ])
+    .await;
 
-    let runs = &items["pipeline-run"];
-    assert_eq!(runs.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
+    let runs = counted(&items, "pipeline-run", PROJECTS * BUILDS_PER_PROJECT);
     for run in runs {
         assert_eq!(run["__pipeline"]["id"], run["pipeline"]["id"], "{run}");
         assert!(run["__project"]["name"].is_string());
@@ -62,8 +61,7 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
     }
 
     // Two stages (Build, Deploy) per build; the Phase and Job records are left out.
-    let stages = &items["pipeline-stage"];
-    assert_eq!(stages.len() as u64, PROJECTS * BUILDS_PER_PROJECT * 2);
+    let stages = counted(&items, "pipeline-stage", PROJECTS * BUILDS_PER_PROJECT * 2);
     for stage in stages {
         assert_eq!(stage["type"], "Stage");
         assert_eq!(stage["__build"]["project"]["id"], stage["__project"]["id"]);
@@ -71,10 +69,10 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
     }
     assert!(stages.iter().any(|s| s["result"] == "skipped"));
 
-    let deployments = &items["pipeline-deployment"];
-    assert_eq!(
-        deployments.len() as u64,
-        PROJECTS * ENVIRONMENTS_PER_PROJECT * DEPLOYMENTS_PER_ENVIRONMENT
+    let deployments = counted(
+        &items,
+        "pipeline-deployment",
+        PROJECTS * ENVIRONMENTS_PER_PROJECT * DEPLOYMENTS_PER_ENVIRONMENT,
     );
     for deployment in deployments {
         assert_eq!(deployment["__project"]["id"], deployment["scopeId"]);
@@ -83,20 +81,18 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
 
     // 6 builds per project in pages of 2: 3 build pages, one timeline per build; 3 records
     // per environment in pages of 2 (`top`): 2 requests each.
-    assert_eq!(h.requests("GET /{org}/{project}/_apis/build/builds"), 9);
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/build/builds/{buildId}/timeline"),
-        PROJECTS * BUILDS_PER_PROJECT
+    h.assert_requests("GET /{org}/{project}/_apis/build/builds", 9);
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/build/builds/{buildId}/timeline",
+        PROJECTS * BUILDS_PER_PROJECT,
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs"),
-        PROJECTS * PIPELINES_PER_PROJECT
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs",
+        PROJECTS * PIPELINES_PER_PROJECT,
     );
-    assert_eq!(
-        h.requests(
-            "GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords"
-        ),
-        PROJECTS * ENVIRONMENTS_PER_PROJECT * 2
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords",
+        PROJECTS * ENVIRONMENTS_PER_PROJECT * 2,
     );
     h.sim.shutdown().await;
 }
@@ -109,13 +105,12 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
         "GET /{org}/{project}/_apis/build/definitions/{definitionId}",
         vec![ScriptedAnswer::status(404)],
     );
-    let (report, items) = h
-        .crawl(&[
+    let items = h
+        .crawl_ok(&[
             plan("pipeline", json!({"includeRepo": true})),
             plan("build", json!({})),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
 
     // The repository each pipeline builds, as its builds report it.
     let mut built: HashMap<(String, u64), Value> = HashMap::new();
@@ -126,8 +121,7 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
         );
         built.insert(key, build["repository"]["id"].clone());
     }
-    let pipelines = &items["pipeline"];
-    assert_eq!(pipelines.len() as u64, PROJECTS * PIPELINES_PER_PROJECT);
+    let pipelines = counted(&items, "pipeline", PROJECTS * PIPELINES_PER_PROJECT);
     let without: Vec<&Value> = pipelines
         .iter()
         .filter(|p| p.get("__repository").is_none())
@@ -166,22 +160,17 @@ async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
             .iter()
             .all(|p| p.get("__repository").is_none())
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/build/definitions/{definitionId}"),
-        before
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/build/definitions/{definitionId}",
+        before,
     );
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn builds_carry_their_earliest_commit_or_their_source_commit() {
-    let h = harness().await;
-    let (report, items) = h
-        .crawl(&[plan("build", json!({"enrichWithFirstCommit": "true"}))])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-    let builds = &items["build"];
-    assert_eq!(builds.len() as u64, PROJECTS * BUILDS_PER_PROJECT);
+    let (h, items) = crawled(&[plan("build", json!({"enrichWithFirstCommit": "true"}))]).await;
+    let builds = counted(&items, "build", PROJECTS * BUILDS_PER_PROJECT);
     for build in builds {
         let id = build["id"].as_u64().expect("id");
         let first = &build["__firstCommit"];
@@ -205,26 +194,21 @@ async fn builds_carry_their_earliest_commit_or_their_source_commit() {
     }
     // Changes of builds 1..6 (1, 2, 3, 0, 1, 2 of them) in pages of 2: 7 requests a project;
     // one commit read for build 4.
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/build/builds/{buildId}/changes"),
-        PROJECTS * 7
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/build/builds/{buildId}/changes",
+        PROJECTS * 7,
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}"),
-        PROJECTS
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}",
+        PROJECTS,
     );
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn test_runs_carry_every_result_and_their_build_coverage() {
-    let h = harness().await;
-    let (report, items) = h
-        .crawl(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-    let runs = &items["test-run"];
-    assert_eq!(runs.len() as u64, PROJECTS * TEST_RUNS_PER_PROJECT);
+    let (h, items) = crawled(&[plan("test-run", json!({"codeCoverage": {"flags": 2}}))]).await;
+    let runs = counted(&items, "test-run", PROJECTS * TEST_RUNS_PER_PROJECT);
     for run in runs {
         let results = run["__testResults"].as_array().expect("results");
         assert_eq!(
@@ -248,17 +232,14 @@ async fn test_runs_carry_every_result_and_their_build_coverage() {
         }
     }
     // Runs: pages of 2, 2, then an empty one; results: 2 + a short page of 1 per run.
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/runs"),
-        PROJECTS * 3
+    h.assert_requests("GET /{org}/{project}/_apis/test/runs", PROJECTS * 3);
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/test/runs/{runId}/results",
+        PROJECTS * TEST_RUNS_PER_PROJECT * 2,
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
-        PROJECTS * TEST_RUNS_PER_PROJECT * 2
-    );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/codecoverage"),
-        PROJECTS * (TEST_RUNS_PER_PROJECT - 1)
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/test/codecoverage",
+        PROJECTS * (TEST_RUNS_PER_PROJECT - 1),
     );
 
     // `includeResults: false` and no coverage: the runs alone.
@@ -271,9 +252,9 @@ async fn test_runs_carry_every_result_and_their_build_coverage() {
             .iter()
             .all(|r| r.get("__testResults").is_none() && r.get("__codeCoverage").is_none())
     );
-    assert_eq!(
-        h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
-        before
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/test/runs/{runId}/results",
+        before,
     );
     h.sim.shutdown().await;
 }
@@ -295,16 +276,14 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
         .collect();
     assert!(enabled.len() < healthy.len());
 
-    let (report, items) = h.crawl(&[plan("advanced-security-alert", json!({}))]).await;
-    assert_eq!(
-        report.failed_kinds(),
-        Vec::<&str>::new(),
-        "a 400 is not a failure: {report:?}"
-    );
-    let alerts = &items["advanced-security-alert"];
-    assert_eq!(
-        alerts.len() as u64,
-        enabled.len() as u64 * ALERTS_PER_REPOSITORY
+    // A 400 is not a failure.
+    let items = h
+        .crawl_ok(&[plan("advanced-security-alert", json!({}))])
+        .await;
+    let alerts = counted(
+        &items,
+        "advanced-security-alert",
+        enabled.len() as u64 * ALERTS_PER_REPOSITORY,
     );
     for alert in alerts {
         let repository = enabled
@@ -316,30 +295,23 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
     }
     // 3 alerts in pages of 2 (`top`) per enabled repository, one 400 per other one.
     let route = "GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts";
-    assert_eq!(
-        h.requests(route),
-        enabled.len() as u64 * 2 + (healthy.len() - enabled.len()) as u64
+    h.assert_requests(
+        route,
+        enabled.len() as u64 * 2 + (healthy.len() - enabled.len()) as u64,
     );
 
     // Criteria filter on the server.
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h.crawl_ok(&[plan(
             "advanced-security-alert",
             json!({"criteria": {"states": ["active"], "severity": ["critical", "high"], "alertType": "secret"}}),
-        )])
-        .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-    let secrets = &items["advanced-security-alert"];
-    assert_eq!(secrets.len(), enabled.len());
+        )]).await;
+    let secrets = counted(&items, "advanced-security-alert", enabled.len() as u64);
     assert!(secrets.iter().all(|a| a["alertType"] == "secret"));
 
     // Any other error fails the kind.
     h.sim.fail_next(route, vec![ScriptedAnswer::status(409)]);
     let (report, _) = h.crawl(&[plan("advanced-security-alert", json!({}))]).await;
-    let failure = report.kinds["advanced-security-alert"]
-        .failure
-        .as_deref()
-        .expect("failed");
+    let failure = failure(&report, "advanced-security-alert");
     assert!(failure.contains("409"), "{failure}");
     h.sim.shutdown().await;
 }
@@ -347,8 +319,7 @@ async fn security_alerts_skip_repositories_without_advanced_security() {
 #[tokio::test]
 async fn a_forbidden_project_marks_each_new_kind_failed() {
     let h = harness().await;
-    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
-    h.sim.forbid_project(&forbidden);
+    let forbidden = h.forbid_project(1);
     let kinds = [
         "pipeline-run",
         "pipeline-stage",
@@ -358,15 +329,11 @@ async fn a_forbidden_project_marks_each_new_kind_failed() {
     ];
     let (report, items) = h.crawl(&kinds.map(|k| plan(k, json!({})))).await;
     for kind in kinds {
-        let failure = report.kinds[kind]
-            .failure
-            .as_deref()
-            .unwrap_or_else(|| panic!("{kind} marked failed: {report:?}"));
+        let failure = failure(&report, kind);
         assert!(failure.contains("403"), "{kind}: {failure}");
     }
     // The other projects were still read.
-    let runs = &items["pipeline-run"];
-    assert_eq!(runs.len() as u64, (PROJECTS - 1) * BUILDS_PER_PROJECT);
+    let runs = counted(&items, "pipeline-run", (PROJECTS - 1) * BUILDS_PER_PROJECT);
     assert!(
         runs.iter()
             .all(|r| r["__project"]["id"] != forbidden.as_str())

@@ -7,26 +7,13 @@
 
 mod support;
 
-use adoport_shared::messages::{RawAction, RawEvent};
-use adoport_sim::ado::{FileChange, SimCommit};
-use serde_json::{Value, json};
-use support::{Harness, harness, only};
+use adoport_shared::messages::RawAction;
+use adoport_sim::ado::FileChange;
+use serde_json::json;
+use support::{Harness, harness, harness_in, items_of as items, push_commit, single, text};
 
 fn repository_id(h: &Harness, name: &str) -> String {
-    h.sim
-        .repositories()
-        .into_iter()
-        .find(|r| r["name"] == name)
-        .and_then(|r| r["id"].as_str().map(String::from))
-        .expect("seeded repository")
-}
-
-/// The one event, which must be of `kind` with `action`.
-fn single(events: &[RawEvent], kind: &str, action: RawAction) -> RawEvent {
-    assert_eq!(events.len(), 1, "{events:?}");
-    let event = only(events, kind);
-    assert_eq!(event.action, action, "{event:?}");
-    event
+    support::repository_id(&h.sim, name)
 }
 
 #[tokio::test]
@@ -77,8 +64,7 @@ async fn a_repository_is_deleted_only_once_azure_devops_has_deleted_it() {
 
 #[tokio::test]
 async fn work_item_deletes_are_read_again_and_the_item_keeps_its_own_project() {
-    let mut h = harness(&[("work-item", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("work-item", json!({}))], 0).await;
     let deleted = h
         .sim
         .work_item_event("workitem.deleted", 1)
@@ -123,10 +109,7 @@ async fn a_pull_request_that_is_gone_is_deleted_and_one_that_is_back_upserted() 
     let mut h = harness(&[("pull-request", json!({}))]).await;
     let pull_request = h.sim.pull_requests()[0].clone();
     let id = pull_request["pullRequestId"].as_u64().expect("id");
-    let repository = pull_request["repository"]["id"]
-        .as_str()
-        .expect("repository")
-        .to_string();
+    let repository = text(&pull_request, "/repository/id");
     let updated = h
         .sim
         .pull_request_event("git.pullrequest.updated", id)
@@ -145,29 +128,19 @@ async fn a_pull_request_that_is_gone_is_deleted_and_one_that_is_back_upserted() 
     h.stop().await;
 }
 
-/// The push's events of `kind` with `action`, items only.
-fn items(events: &[RawEvent], kind: &str, action: RawAction) -> Vec<Value> {
-    events
-        .iter()
-        .filter(|e| e.kind == kind && e.action == action)
-        .flat_map(|e| e.items.clone())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_push_removing_a_branch_that_still_exists_keeps_it() {
     let mut h = harness(&[("branch", json!({}))]).await;
     let id = repository_id(&h, "repo-0-1");
     let head = h.sim.branch_head(&id, "main").expect("main");
-    let mut forged = h
-        .sim
-        .push(
-            &id,
-            "feature/x",
-            vec![SimCommit::new("x", vec![FileChange::put("x.md", "x")])],
-        )
-        .expect("pushed")
-        .webhook;
+    let mut forged = push_commit(
+        &h.sim,
+        &id,
+        "feature/x",
+        "x",
+        vec![FileChange::put("x.md", "x")],
+    )
+    .webhook;
     // A push that says main was deleted (new object id zero).
     forged["resource"]["refUpdates"] = json!([{
         "name": "refs/heads/main",
@@ -197,27 +170,15 @@ async fn a_push_removing_a_branch_that_still_exists_keeps_it() {
 async fn a_late_push_that_removed_a_file_since_restored_keeps_it() {
     let mut h = harness(&[("file", json!({"files": {"path": "docs/*.md"}}))]).await;
     let id = repository_id(&h, "repo-0-1");
-    let removed = h
-        .sim
-        .push(
-            &id,
-            "main",
-            vec![SimCommit::new(
-                "remove the guide",
-                vec![FileChange::delete("docs/guide.md")],
-            )],
-        )
-        .expect("pushed");
-    h.sim
-        .push(
-            &id,
-            "main",
-            vec![SimCommit::new(
-                "bring it back",
-                vec![FileChange::put("docs/guide.md", "# Guide, again\n")],
-            )],
-        )
-        .expect("pushed");
+    let push = |h: &Harness, message: &str, change: FileChange| {
+        push_commit(&h.sim, &id, "main", message, vec![change])
+    };
+    let removed = push(&h, "remove the guide", FileChange::delete("docs/guide.md"));
+    push(
+        &h,
+        "bring it back",
+        FileChange::put("docs/guide.md", "# Guide, again\n"),
+    );
     // The first push's event arrives after the second push.
     let events = h.deliver(&removed.webhook).await;
     assert!(
@@ -230,16 +191,7 @@ async fn a_late_push_that_removed_a_file_since_restored_keeps_it() {
     assert_eq!(files[0]["file"]["content"]["raw"], "# Guide, again\n");
 
     // Removed for good: the same late event now deletes it.
-    h.sim
-        .push(
-            &id,
-            "main",
-            vec![SimCommit::new(
-                "remove it again",
-                vec![FileChange::delete("docs/guide.md")],
-            )],
-        )
-        .expect("pushed");
+    push(&h, "remove it again", FileChange::delete("docs/guide.md"));
     let events = h.deliver(&removed.webhook).await;
     let gone = items(&events, "file", RawAction::Delete);
     assert_eq!(gone.len(), 1, "{events:?}");
@@ -258,16 +210,13 @@ async fn a_late_push_does_not_delete_gitops_entities_the_branch_still_describes(
             .collect::<String>()
     };
     let push = |h: &Harness, content: String| {
-        h.sim
-            .push(
-                &id,
-                "main",
-                vec![SimCommit::new(
-                    "spec",
-                    vec![FileChange::put("port.yml", &content)],
-                )],
-            )
-            .expect("pushed")
+        push_commit(
+            &h.sim,
+            &id,
+            "main",
+            "spec",
+            vec![FileChange::put("port.yml", &content)],
+        )
     };
     push(&h, spec(&["a", "b"]));
     let dropped_b = push(&h, spec(&["a"]));

@@ -11,16 +11,16 @@ use std::collections::BTreeMap;
 use adoport_shared::messages::RawAction;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::{Value, json};
-use support::{harness, harness_of, only};
+use support::{harness, harness_in, harness_of, only, only_as, single, text};
+
+const RUN_STATE_CHANGED: &str = "ms.vss-pipelines.run-state-changed-event";
 
 #[tokio::test]
 async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
-    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("build", json!({})), ("test-run", json!({}))], 0).await;
     let events = h.deliver(&h.sim.build_complete_event(&project, 2)).await;
     assert_eq!(events.len(), 2, "{events:?}");
-    let build = only(&events, "build");
-    assert_eq!(build.action, RawAction::Upsert);
+    let build = only_as(&events, "build", RawAction::Upsert);
     let item = &build.items[0];
     assert_eq!(item["id"], 2);
     assert_eq!(item["__projectId"], project.as_str());
@@ -36,19 +36,15 @@ async fn build_complete_publishes_the_build_and_its_test_runs_with_results() {
         Some(3)
     );
     assert_eq!(
-        h.sim
-            .requests()
-            .get("GET /{org}/{project}/_apis/test/runs/{runId}/results")
-            .copied(),
-        Some(1)
+        h.requests("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
+        1
     );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn test_runs_go_without_results_when_the_selector_says_so() {
-    let mut h = harness(&[("test-run", json!({"includeResults": false}))]).await;
-    let project = h.project_id(1);
+    let (mut h, project) = harness_in(&[("test-run", json!({"includeResults": false}))], 1).await;
     let events = h.deliver(&h.sim.build_complete_event(&project, 1)).await;
     let runs = only(&events, "test-run");
     assert_eq!(runs.items[0]["id"], 1);
@@ -59,12 +55,10 @@ async fn test_runs_go_without_results_when_the_selector_says_so() {
 
 #[tokio::test]
 async fn a_build_that_is_gone_is_deleted_with_its_project() {
-    let mut h = harness(&[("build", json!({})), ("test-run", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("build", json!({})), ("test-run", json!({}))], 0).await;
     let events = h.deliver(&h.sim.build_complete_event(&project, 999)).await;
-    assert_eq!(events.len(), 1, "no test runs for a gone build: {events:?}");
-    let build = only(&events, "build");
-    assert_eq!(build.action, RawAction::Delete);
+    // No test runs for a gone build.
+    let build = single(&events, "build", RawAction::Delete);
     assert_eq!(build.items[0]["id"], 999);
     assert_eq!(build.items[0]["__project"]["id"], project.as_str());
     h.stop().await;
@@ -72,45 +66,35 @@ async fn a_build_that_is_gone_is_deleted_with_its_project() {
 
 #[tokio::test]
 async fn a_run_state_change_publishes_the_run_with_project_and_pipeline() {
-    let mut h = harness(&[("pipeline-run", json!({}))]).await;
-    let project = h.project_id(0);
-    let envelope = h.sim.pipeline_event(
-        "ms.vss-pipelines.run-state-changed-event",
-        &project,
-        2,
-        4,
-        None,
-    );
-    let events = h.deliver(&envelope).await;
-    let run = only(&events, "pipeline-run");
-    assert_eq!(run.action, RawAction::Upsert);
-    assert_eq!(run.items[0]["id"], 4);
-    assert_eq!(run.items[0]["state"], "completed");
-    assert_eq!(run.items[0]["__project"]["id"], project.as_str());
-    assert_eq!(run.items[0]["__pipeline"]["id"], 2);
-    assert!(run.items[0]["__pipeline"]["name"].is_string());
+    let (mut h, project) = harness_in(&[("pipeline-run", json!({}))], 0).await;
+    let envelope = h
+        .sim
+        .pipeline_event(RUN_STATE_CHANGED, &project, 2, 4, None);
+    let run = h
+        .deliver_item(&envelope, "pipeline-run", RawAction::Upsert)
+        .await;
+    assert_eq!(run["id"], 4);
+    assert_eq!(run["state"], "completed");
+    assert_eq!(run["__project"]["id"], project.as_str());
+    assert_eq!(run["__pipeline"]["id"], 2);
+    assert!(run["__pipeline"]["name"].is_string());
 
     // A run Azure DevOps no longer has: deleted with the identifier's fields.
-    let gone = h.sim.pipeline_event(
-        "ms.vss-pipelines.run-state-changed-event",
-        &project,
-        2,
-        1,
-        None,
-    );
-    let events = h.deliver(&gone).await;
-    let run = only(&events, "pipeline-run");
-    assert_eq!(run.action, RawAction::Delete);
-    assert_eq!(run.items[0]["id"], 1);
-    assert_eq!(run.items[0]["__project"], json!({"id": project}));
-    assert_eq!(run.items[0]["__pipeline"], json!({"id": 2}));
+    let gone = h
+        .sim
+        .pipeline_event(RUN_STATE_CHANGED, &project, 2, 1, None);
+    let run = h
+        .deliver_item(&gone, "pipeline-run", RawAction::Delete)
+        .await;
+    assert_eq!(run["id"], 1);
+    assert_eq!(run["__project"], json!({"id": project}));
+    assert_eq!(run["__pipeline"], json!({"id": 2}));
     h.stop().await;
 }
 
 #[tokio::test]
 async fn stage_job_and_approval_events_publish_the_stage_record() {
-    let mut h = harness(&[("pipeline-stage", json!({}))]).await;
-    let project = h.project_id(2);
+    let (mut h, project) = harness_in(&[("pipeline-stage", json!({}))], 2).await;
     for event_type in [
         "ms.vss-pipelines.stage-state-changed-event",
         "ms.vss-pipelines.job-state-changed-event",
@@ -135,13 +119,10 @@ async fn stage_job_and_approval_events_publish_the_stage_record() {
 
 #[tokio::test]
 async fn a_check_event_updates_a_pipeline_only_when_it_names_one() {
-    let mut h = harness(&[("pipeline", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("pipeline", json!({}))], 0).await;
     // As documented: a check configuration on an agent queue, no pipeline.
-    let (status, body) = h
-        .post(&h.sim.check_updated_event(&project, "queue", "1", 1))
+    h.assert_ignored(&h.sim.check_updated_event(&project, "queue", "1", 1))
         .await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
     let events = h
         .deliver(&h.sim.check_updated_event(&project, "pipeline", "2", 9))
         .await;
@@ -149,11 +130,8 @@ async fn a_check_event_updates_a_pipeline_only_when_it_names_one() {
     assert_eq!(pipeline.items[0]["id"], 2);
     assert_eq!(pipeline.items[0]["__projectId"], project.as_str());
     assert_eq!(
-        h.sim
-            .requests()
-            .get("GET /{org}/{project}/_apis/pipelines/{pipelineId}")
-            .copied(),
-        Some(1),
+        h.requests("GET /{org}/{project}/_apis/pipelines/{pipelineId}"),
+        1,
         "the check configuration id (9) is never read as a pipeline id"
     );
     h.stop().await;
@@ -161,8 +139,11 @@ async fn a_check_event_updates_a_pipeline_only_when_it_names_one() {
 
 #[tokio::test]
 async fn release_events_publish_the_release_and_its_definition() {
-    let mut h = harness(&[("release", json!({})), ("release-definition", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(
+        &[("release", json!({})), ("release-definition", json!({}))],
+        0,
+    )
+    .await;
     let events = h
         .deliver(
             &h.sim
@@ -177,56 +158,52 @@ async fn release_events_publish_the_release_and_its_definition() {
     assert_eq!(definition.items[0]["id"], 1);
     assert_eq!(definition.items[0]["__project"]["id"], project.as_str());
 
-    let events = h
-        .deliver(
+    let release = h
+        .deliver_item(
             &h.sim
                 .release_event("ms.vss-release.release-abandoned-event", &project, 99),
+            "release",
+            RawAction::Delete,
         )
         .await;
-    let release = only(&events, "release");
-    assert_eq!(release.action, RawAction::Delete);
-    assert_eq!(release.items[0]["id"], 99);
-    assert_eq!(release.items[0]["projectReference"]["id"], project.as_str());
+    assert_eq!(release["id"], 99);
+    assert_eq!(release["projectReference"]["id"], project.as_str());
     h.stop().await;
 }
 
 #[tokio::test]
 async fn deployment_events_publish_the_deployment_of_that_release_environment() {
-    let mut h = harness(&[("release-deployment", json!({}))]).await;
-    let project = h.project_id(1);
+    let (mut h, project) = harness_in(&[("release-deployment", json!({}))], 1).await;
     for event_type in [
         "ms.vss-release.deployment-started-event",
         "ms.vss-release.deployment-completed-event",
     ] {
-        let events = h
-            .deliver(&h.sim.deployment_event(event_type, &project, 3))
+        let deployment = h
+            .deliver_item(
+                &h.sim.deployment_event(event_type, &project, 3),
+                "release-deployment",
+                RawAction::Upsert,
+            )
             .await;
-        let deployment = only(&events, "release-deployment");
-        assert_eq!(deployment.action, RawAction::Upsert);
-        assert_eq!(deployment.items[0]["id"], 3);
-        assert_eq!(deployment.items[0]["release"]["id"], 3);
+        assert_eq!(deployment["id"], 3);
+        assert_eq!(deployment["release"]["id"], 3);
     }
-    let events = h
-        .deliver(
+    let gone = h
+        .deliver_item(
             &h.sim
                 .deployment_event("ms.vss-release.deployment-completed-event", &project, 42),
+            "release-deployment",
+            RawAction::Delete,
         )
         .await;
-    let gone = only(&events, "release-deployment");
-    assert_eq!(gone.action, RawAction::Delete);
-    assert_eq!(gone.items[0]["id"], 42);
+    assert_eq!(gone["id"], 42);
     // A deployment its (existing) release does not list proves nothing: deployments go only
     // with their release. Nothing is deleted.
     let mut stray =
         h.sim
             .deployment_event("ms.vss-release.deployment-completed-event", &project, 3);
     stray["resource"]["deployment"]["id"] = json!(99);
-    let (status, body) = h.post(&stray).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("ignored")),
-        "{body}"
-    );
+    h.assert_ignored(&stray).await;
     h.stop().await;
 }
 
@@ -238,72 +215,55 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
     )])
     .await;
     let repository = h.sim.repositories()[0].clone();
-    let repository_id = repository["id"].as_str().expect("id").to_string();
-    let project = repository["project"]["id"]
-        .as_str()
-        .expect("project")
-        .to_string();
+    let repository_id = text(&repository, "/id");
+    let project = text(&repository, "/project/id");
 
     // Alert 1 is active: upserted with the crawler's enrichment.
-    let events = h
-        .deliver(
+    let alert = h
+        .deliver_item(
             &h.sim
                 .alert_event("ms.vss-alerts.alert-created-event", &repository_id, 1),
+            "advanced-security-alert",
+            RawAction::Upsert,
         )
         .await;
-    let alert = only(&events, "advanced-security-alert");
-    assert_eq!(alert.action, RawAction::Upsert);
-    assert_eq!(alert.items[0]["alertId"], 1);
-    assert_eq!(alert.items[0]["state"], "active");
-    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
-    assert_eq!(alert.items[0]["__projectId"], project.as_str());
+    assert_eq!(alert["alertId"], 1);
+    assert_eq!(alert["state"], "active");
+    assert_eq!(alert["__repositoryId"], repository_id.as_str());
+    assert_eq!(alert["__projectId"], project.as_str());
 
     // Dismissed since: it no longer matches the selector, so it is deleted.
     h.sim.set_alert_state(&repository_id, 1, "dismissed");
-    let events = h
-        .deliver(
-            &h.sim
-                .alert_event("ms.vss-alerts.alert-state-changed-event", &repository_id, 1),
-        )
+    let changed = h
+        .sim
+        .alert_event("ms.vss-alerts.alert-state-changed-event", &repository_id, 1);
+    let alert = h
+        .deliver_item(&changed, "advanced-security-alert", RawAction::Delete)
         .await;
-    let alert = only(&events, "advanced-security-alert");
-    assert_eq!(alert.action, RawAction::Delete);
-    assert_eq!(alert.items[0]["alertId"], 1);
-    assert_eq!(alert.items[0]["__repositoryId"], repository_id.as_str());
+    assert_eq!(alert["alertId"], 1);
+    assert_eq!(alert["__repositoryId"], repository_id.as_str());
 
     // An alert Azure DevOps no longer has is deleted too.
-    let events = h
-        .deliver(
-            &h.sim
-                .alert_event("ms.vss-alerts.alert-updated-event", &repository_id, 99),
-        )
+    let gone = h
+        .sim
+        .alert_event("ms.vss-alerts.alert-updated-event", &repository_id, 99);
+    h.deliver_item(&gone, "advanced-security-alert", RawAction::Delete)
         .await;
-    assert_eq!(
-        only(&events, "advanced-security-alert").action,
-        RawAction::Delete
-    );
     h.stop().await;
 }
 
 #[tokio::test]
 async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
-    let mut h = harness(&[("work-item", json!({}))]).await;
-    let project = h.project_id(0);
+    let (mut h, project) = harness_in(&[("work-item", json!({}))], 0).await;
     let before = h.sim.total_requests();
     for envelope in [
         h.sim.build_complete_event(&project, 2),
-        h.sim.pipeline_event(
-            "ms.vss-pipelines.run-state-changed-event",
-            &project,
-            1,
-            1,
-            None,
-        ),
+        h.sim
+            .pipeline_event(RUN_STATE_CHANGED, &project, 1, 1, None),
         h.sim
             .release_event("ms.vss-release.release-created-event", &project, 1),
     ] {
-        let (status, body) = h.post(&envelope).await;
-        assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+        h.assert_ignored(&envelope).await;
     }
     assert_eq!(h.sim.total_requests(), before, "nothing was read");
     assert!(
@@ -317,13 +277,9 @@ async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
 #[tokio::test]
 async fn an_event_without_the_ids_it_needs_is_refused() {
     let h = harness(&[("pipeline-run", json!({}))]).await;
-    let mut envelope = h.sim.pipeline_event(
-        "ms.vss-pipelines.run-state-changed-event",
-        &h.project_id(0),
-        1,
-        1,
-        None,
-    );
+    let mut envelope = h
+        .sim
+        .pipeline_event(RUN_STATE_CHANGED, &h.project_id(0), 1, 1, None);
     envelope["resource"] = json!({"pipeline": {"id": 1}});
     let (status, body) = h.post(&envelope).await;
     assert_eq!(status, 400, "{body}");
@@ -355,15 +311,17 @@ async fn reference_payloads_are_read_field_by_field() {
     // Their objects do not exist in the simulator (in an existing project): each becomes a
     // delete built from the payload's own ids, which shows the fields are read where the real
     // payloads carry them.
-    let mut h = harness(&[
-        ("build", json!({})),
-        ("test-run", json!({})),
-        ("pipeline-run", json!({})),
-        ("release-deployment", json!({})),
-        ("advanced-security-alert", json!({})),
-    ])
+    let (mut h, project) = harness_in(
+        &[
+            ("build", json!({})),
+            ("test-run", json!({})),
+            ("pipeline-run", json!({})),
+            ("release-deployment", json!({})),
+            ("advanced-security-alert", json!({})),
+        ],
+        0,
+    )
     .await;
-    let project = h.project_id(0);
     let project = project.as_str();
     let cases = [
         (
@@ -390,8 +348,7 @@ async fn reference_payloads_are_read_field_by_field() {
     for (name, kind, identity) in cases {
         let events = h.deliver(&reference_payload(name, project)).await;
         assert_eq!(events.len(), 1, "{name}: {events:?}");
-        let event = only(&events, kind);
-        assert_eq!(event.action, RawAction::Delete, "{name}");
+        let event = only_as(&events, kind, RawAction::Delete);
         let mut item = event.items[0].clone();
         if let Value::Object(map) = &mut item {
             map.retain(|k, _| !k.starts_with("__organization"));
@@ -444,13 +401,9 @@ async fn a_live_item_is_the_crawled_item_of_the_same_object() {
         crawled_twin(&crawled, "test-run", run, &["/id", "/project/id"])
     );
 
-    let envelope = h.sim.pipeline_event(
-        "ms.vss-pipelines.run-state-changed-event",
-        &project,
-        2,
-        4,
-        None,
-    );
+    let envelope = h
+        .sim
+        .pipeline_event(RUN_STATE_CHANGED, &project, 2, 4, None);
     let events = h.deliver(&envelope).await;
     let pipeline_run = &only(&events, "pipeline-run").items[0];
     assert_eq!(
@@ -477,10 +430,7 @@ async fn a_live_item_is_the_crawled_item_of_the_same_object() {
         crawled_twin(&crawled, "pipeline-stage", stage, &["/id", "/__project/id"])
     );
 
-    let repository_id = h.sim.repositories()[0]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let repository_id = text(&h.sim.repositories()[0], "/id");
     let events = h
         .deliver(
             &h.sim
@@ -515,13 +465,9 @@ async fn an_event_is_read_from_the_organization_it_came_from() {
     let b = harnesses.pop().expect("org-b");
     let mut a = harnesses.pop().expect("org-a");
     let project = b.project_id(0);
-    let mut envelope = b.sim.pipeline_event(
-        "ms.vss-pipelines.run-state-changed-event",
-        &project,
-        1,
-        2,
-        None,
-    );
+    let mut envelope = b
+        .sim
+        .pipeline_event(RUN_STATE_CHANGED, &project, 1, 2, None);
     envelope["resourceContainers"]["account"]["baseUrl"] =
         json!(format!("{}/", b.sim.organization_url()));
     let (a_before, b_before) = (a.sim.total_requests(), b.sim.total_requests());

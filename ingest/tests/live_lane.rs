@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use adoport_ingest::ado::{AdoAuth, AdoClient, ClientOptions, LaneLimits, RequestStats};
+use adoport_ingest::ado::{
+    AdoAuth, AdoClient, AdoError, ClientOptions, JsonResponse, LaneLimits, RequestStats,
+};
 use adoport_ingest::{CrawlReport, Crawler, KindPlan};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Secret;
@@ -77,11 +79,26 @@ fn first_repository(sim: &AdoSim) -> String {
         .to_string()
 }
 
-/// How long one read takes.
-async fn timed<T>(read: impl Future<Output = T>) -> (Duration, T) {
+/// How long `lane` takes to read `repository` (the read must succeed).
+async fn read_time(lane: &AdoClient, repository: &str) -> Duration {
     let started = Instant::now();
-    let out = read.await;
-    (started.elapsed(), out)
+    lane.repository(repository)
+        .await
+        .expect("the read succeeds");
+    started.elapsed()
+}
+
+/// Scripts `answer` for the next WIQL query of `project` and sends one with `lane`, once.
+async fn query_once(
+    sim: &AdoSim,
+    lane: &AdoClient,
+    project: &str,
+    answer: ScriptedAnswer,
+) -> Result<JsonResponse, AdoError> {
+    sim.fail_next("POST /{org}/{project}/_apis/wit/wiql", vec![answer]);
+    let query = json!({"query": "SELECT [System.Id] FROM WorkItems"});
+    lane.post_json_once(&lane.url(&format!("{project}/_apis/wit/wiql")), &[], &query)
+        .await
 }
 
 #[tokio::test]
@@ -117,8 +134,7 @@ async fn live_reads_are_served_within_a_bound_while_the_crawl_saturates_the_budg
     let mut every = tokio::time::interval(Duration::from_millis(300));
     while !crawl.is_finished() {
         every.tick().await;
-        let (took, read) = timed(live.repository(&repository)).await;
-        read.expect("the live read succeeds");
+        let took = read_time(&live, &repository).await;
         assert!(
             took < bound,
             "a live read took {took:?} while the crawl ran (bound {bound:?}); reads so far: {during_crawl:?}"
@@ -175,8 +191,7 @@ async fn the_crawl_never_holds_the_places_reserved_for_live_reads() {
         "the crawl reached the pull requests"
     );
     // A live read is not queued behind the crawl's requests: one answer's time, not many.
-    let (took, read) = timed(organization.live().repository(&first_repository(&sim))).await;
-    read.expect("the live read succeeds");
+    let took = read_time(&organization.live(), &first_repository(&sim)).await;
     assert!(
         took < Duration::from_millis(500),
         "the live read took {took:?}"
@@ -200,41 +215,34 @@ async fn a_429_pauses_both_lanes_and_a_delay_advice_only_the_crawl() {
         .as_str()
         .expect("project id")
         .to_string();
-    let wiql_route = "POST /{org}/{project}/_apis/wit/wiql";
-    let wiql = crawl.url(&format!("{project}/_apis/wit/wiql"));
-    let query = json!({"query": "SELECT [System.Id] FROM WorkItems"});
     let quick = Duration::from_millis(800);
     let paused = Duration::from_millis(1500);
 
     // A delay advice (200 with Retry-After: 2) on a crawl request: live reads go on.
-    sim.fail_next(wiql_route, vec![ScriptedAnswer::ok_with_retry_after(2)]);
-    crawl
-        .post_json_once(&wiql, &[], &query)
-        .await
-        .expect("the advised answer is a success");
-    let (took, read) = timed(live.repository(&repository)).await;
-    read.expect("live read");
+    query_once(
+        &sim,
+        &crawl,
+        &project,
+        ScriptedAnswer::ok_with_retry_after(2),
+    )
+    .await
+    .expect("the advised answer is a success");
+    let took = read_time(&live, &repository).await;
     assert!(took < quick, "the advice held a live read {took:?}");
-    let (took, read) = timed(crawl.repository(&repository)).await;
-    read.expect("crawl read");
+    let took = read_time(&crawl, &repository).await;
     assert!(took >= paused, "the advice held the crawl only {took:?}");
 
     // A 429 (Retry-After: 2) on a crawl request: live reads wait too.
-    sim.fail_next(wiql_route, vec![ScriptedAnswer::rate_limited(2)]);
-    crawl
-        .post_json_once(&wiql, &[], &query)
+    query_once(&sim, &crawl, &project, ScriptedAnswer::rate_limited(2))
         .await
         .expect_err("429 is not retried by post_json_once");
-    let (took, read) = timed(live.repository(&repository)).await;
-    read.expect("live read");
+    let took = read_time(&live, &repository).await;
     assert!(took >= paused, "the 429 held a live read only {took:?}");
 
     // And a 429 on a live request holds the crawl.
-    sim.fail_next(wiql_route, vec![ScriptedAnswer::rate_limited(2)]);
-    live.post_json_once(&wiql, &[], &query)
+    query_once(&sim, &live, &project, ScriptedAnswer::rate_limited(2))
         .await
         .expect_err("429 is not retried by post_json_once");
-    let (took, read) = timed(crawl.repository(&repository)).await;
-    read.expect("crawl read");
+    let took = read_time(&crawl, &repository).await;
     assert!(took >= paused, "the 429 held the crawl only {took:?}");
 }

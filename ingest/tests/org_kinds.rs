@@ -3,30 +3,30 @@
 //! `area-path`, page boundaries, `excludedTags` and a 403 on one project.
 
 use adoport_ingest::CrawlLimits;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::ado::AdoSimConfig;
 use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan};
+use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan};
 
 async fn harness(
     config: AdoSimConfig,
     limits: CrawlLimits,
     excluded_tags: &[&str],
 ) -> CrawlHarness {
-    let sim = AdoSim::start(config).await.expect("simulator starts");
     let tags: Vec<String> = excluded_tags.iter().map(|t| t.to_string()).collect();
-    crawl_harness(sim, "sim-pat", "org-kinds.", |crawler| {
+    crawl_harness(config, "sim-pat", "org-kinds.", |crawler| {
         crawler.with_limits(limits).with_excluded_tags(&tags)
     })
     .await
 }
 
-fn small_pages(page: usize) -> CrawlLimits {
-    CrawlLimits {
-        page,
-        ..CrawlLimits::default()
+/// The simulator's default seed with identity lists in pages of `page`.
+fn identity_pages(page: usize) -> AdoSimConfig {
+    AdoSimConfig {
+        identity_page_size: page,
+        ..AdoSimConfig::default()
     }
 }
 
@@ -39,31 +39,24 @@ fn strings<'a>(items: &'a [Value], pointer: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn teams_carry_members_and_area_paths_only_when_asked() {
-    let h = harness(AdoSimConfig::default(), small_pages(2), &[]).await;
-    let (report, items) = h.crawl(&[plan("team", json!({}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let teams = &items["team"];
-    assert_eq!(
-        teams.len(),
-        3,
-        "three projects, one team each, over two pages"
-    );
+    let h = harness(AdoSimConfig::default(), pages(2), &[]).await;
+    let items = h.crawl_ok(&[plan("team", json!({}))]).await;
+    // Three projects, one team each, over two pages.
+    let teams = counted(&items, "team", 3);
     assert!(
         teams
             .iter()
             .all(|t| t.get("__members").is_none() && t.get("__areaPaths").is_none())
     );
-    assert_eq!(h.requests("GET /{org}/_apis/teams"), 2);
+    h.assert_requests("GET /{org}/_apis/teams", 2);
 
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "team",
             json!({"includeMembers": "true", "includeAreaPaths": true}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let teams = &items["team"];
-    assert_eq!(teams.len(), 3);
+    let teams = counted(&items, "team", 3);
     for team in teams {
         let members = team["__members"].as_array().expect("__members");
         assert_eq!(members.len(), 2, "{team}");
@@ -82,20 +75,19 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
         );
     }
     // Two members a team, pages of two: a second, empty page is read for each team.
-    assert_eq!(
-        h.requests("GET /{org}/_apis/projects/{project}/teams/{team}/members"),
-        6
+    h.assert_requests(
+        "GET /{org}/_apis/projects/{project}/teams/{team}/members",
+        6,
     );
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn members_come_one_per_team_membership_with_the_team_id() {
-    let h = harness(AdoSimConfig::default(), small_pages(1), &[]).await;
-    let (report, items) = h.crawl(&[plan("member", json!({}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let members = &items["member"];
-    assert_eq!(members.len(), 6, "two members in each of three teams");
+    let h = harness(AdoSimConfig::default(), pages(1), &[]).await;
+    let items = h.crawl_ok(&[plan("member", json!({}))]).await;
+    // Two members in each of three teams.
+    let members = counted(&items, "member", 6);
     let team_ids: Vec<String> = h
         .sim
         .projects()
@@ -117,22 +109,17 @@ async fn members_come_one_per_team_membership_with_the_team_id() {
 
 #[tokio::test]
 async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions() {
-    let config = AdoSimConfig {
-        identity_page_size: 3,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, small_pages(3), &[]).await;
+    let h = harness(identity_pages(3), pages(3), &[]).await;
     let route = "GET /{org}/_apis/userentitlements";
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "user",
             json!({"includeFields": ["projects", "license"]}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let users = &items["user"];
-    assert_eq!(users.len(), 4, "four users over two token pages");
-    assert_eq!(h.requests(route), 2);
+    // Four users over two token pages.
+    let users = counted(&items, "user", 4);
+    h.assert_requests(route, 2);
     assert!(
         users
             .iter()
@@ -148,15 +135,14 @@ async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions()
         "select=projects fills projectEntitlements"
     );
 
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "user",
             json!({"source": "entitlements", "apiVersion": "6.0-preview.3"}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     assert_eq!(items["user"].len(), 4, "top/skip pages of three");
-    assert_eq!(h.requests(route), 4);
+    h.assert_requests(route, 4);
     assert!(
         items["user"].iter().all(|u| u["projectEntitlements"]
             .as_array()
@@ -168,28 +154,23 @@ async fn users_from_entitlements_page_by_token_or_by_skip_for_old_api_versions()
 
 #[tokio::test]
 async fn graph_users_carry_their_groups_and_projects_when_asked() {
-    let config = AdoSimConfig {
-        identity_page_size: 3,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, CrawlLimits::default(), &[]).await;
-    let (report, items) = h.crawl(&[plan("user", json!({"source": "graph"}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let users = &items["user"];
-    assert_eq!(users.len(), 4);
-    assert_eq!(h.requests("GET /{org}/_apis/graph/users"), 2);
+    let h = harness(identity_pages(3), CrawlLimits::default(), &[]).await;
+    let items = h
+        .crawl_ok(&[plan("user", json!({"source": "graph"}))])
+        .await;
+    let users = counted(&items, "user", 4);
+    h.assert_requests("GET /{org}/_apis/graph/users", 2);
     assert!(users.iter().all(|u| u["subjectKind"] == "user"
         && u["origin"] == "aad"
         && u["descriptor"].is_string()
         && u.get("__groups").is_none()));
 
-    let (report, items) = h
-        .crawl(&[plan(
+    let items = h
+        .crawl_ok(&[plan(
             "user",
             json!({"source": "graph", "includeGroupMemberships": true}),
         )])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
     let users = &items["user"];
     let ada = users
         .iter()
@@ -209,31 +190,19 @@ async fn graph_users_carry_their_groups_and_projects_when_asked() {
         "sorted, organization groups left out"
     );
     // Every user's memberships, then one lookup per page of users.
-    assert_eq!(
-        h.requests("GET /{org}/_apis/graph/memberships/{descriptor}"),
-        4
-    );
-    assert_eq!(h.requests("POST /{org}/_apis/graph/subjectlookup"), 2);
+    h.assert_requests("GET /{org}/_apis/graph/memberships/{descriptor}", 4);
+    h.assert_requests("POST /{org}/_apis/graph/subjectlookup", 2);
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn groups_and_their_direct_members() {
-    let config = AdoSimConfig {
-        identity_page_size: 2,
-        ..AdoSimConfig::default()
-    };
-    let h = harness(config, CrawlLimits::default(), &[]).await;
-    let (report, items) = h
-        .crawl(&[plan("group", json!({})), plan("group-member", json!({}))])
+    let h = harness(identity_pages(2), CrawlLimits::default(), &[]).await;
+    let items = h
+        .crawl_ok(&[plan("group", json!({})), plan("group-member", json!({}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let groups = &items["group"];
-    assert_eq!(
-        groups.len(),
-        7,
-        "collection administrators + two groups a project"
-    );
+    // Collection administrators + two groups a project.
+    let groups = counted(&items, "group", 7);
     assert!(groups.iter().all(|g| {
         g["subjectKind"] == "group"
             && g["descriptor"]
@@ -263,19 +232,14 @@ async fn groups_and_their_direct_members() {
 
 #[tokio::test]
 async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
-    let h = harness(AdoSimConfig::default(), small_pages(1), &[]).await;
-    let (report, items) = h
-        .crawl(&[plan("iteration", json!({})), plan("area-path", json!({}))])
+    let h = harness(AdoSimConfig::default(), pages(1), &[]).await;
+    let items = h
+        .crawl_ok(&[plan("iteration", json!({})), plan("area-path", json!({}))])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let iterations = &items["iteration"];
-    assert_eq!(
-        iterations.len(),
-        9,
-        "three sprints of one team in three projects"
-    );
+    // Three sprints of one team in three projects.
+    let iterations = counted(&items, "iteration", 9);
     // Pages of one team: every project's team list is read twice (the second page is empty).
-    assert_eq!(h.requests("GET /{org}/_apis/projects/{project}/teams"), 6);
+    h.assert_requests("GET /{org}/_apis/projects/{project}/teams", 6);
     for iteration in iterations {
         assert!(iteration["attributes"]["timeFrame"].is_string());
         assert!(iteration["attributes"]["startDate"].is_string());
@@ -284,17 +248,15 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
             iteration["__project"]["id"]
         );
     }
-    let roots = &items["area-path"];
-    assert_eq!(roots.len(), 3, "no depth: the root area of each project");
+    // No depth: the root area of each project.
+    let roots = counted(&items, "area-path", 3);
     assert!(
         roots.iter().all(|a| a["__parentIdentifier"].is_null()
             && a["__normalizedPath"] == a["__project"]["name"])
     );
 
-    let (report, items) = h.crawl(&[plan("area-path", json!({"depth": 2}))]).await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    let areas = &items["area-path"];
-    assert_eq!(areas.len(), 12);
+    let items = h.crawl_ok(&[plan("area-path", json!({"depth": 2}))]).await;
+    let areas = counted(&items, "area-path", 12);
     let api = areas
         .iter()
         .find(|a| a["path"] == "\\project-0\\Area\\Backend\\API")
@@ -313,8 +275,8 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
 async fn excluded_tags_drop_a_tagged_project_from_project_derived_kinds_only() {
     let h = harness(AdoSimConfig::default(), CrawlLimits::default(), &["Legacy"]).await;
     let tagged = h.sim.projects()[0]["id"].as_str().expect("id").to_string();
-    let (report, items) = h
-        .crawl(&[
+    let items = h
+        .crawl_ok(&[
             plan("project", json!({})),
             plan("iteration", json!({})),
             plan("area-path", json!({})),
@@ -324,46 +286,35 @@ async fn excluded_tags_drop_a_tagged_project_from_project_derived_kinds_only() {
             plan("group", json!({})),
         ])
         .await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new());
-    assert_eq!(items["project"].len(), 2);
-    assert!(
-        strings(&items["project"], "/id")
-            .iter()
-            .all(|id| *id != tagged)
-    );
-    assert_eq!(items["iteration"].len(), 6);
-    assert_eq!(items["area-path"].len(), 2);
-    assert_eq!(items["repository"].len(), 8);
-    assert!(
-        strings(&items["repository"], "/project/id")
-            .iter()
-            .all(|id| *id != tagged)
-    );
+    let project_derived = [
+        ("project", 2),
+        ("iteration", 6),
+        ("area-path", 2),
+        ("repository", 8),
+    ];
     // Organization-level kinds are not filtered.
-    assert_eq!(items["team"].len(), 3);
-    assert_eq!(items["member"].len(), 6);
-    assert_eq!(items["group"].len(), 7);
+    let organization_level = [("team", 3), ("member", 6), ("group", 7)];
+    for (kind, count) in project_derived.into_iter().chain(organization_level) {
+        assert_eq!(items[kind].len(), count, "{kind}");
+    }
+    for (kind, project_id) in [("project", "/id"), ("repository", "/project/id")] {
+        let projects = strings(&items[kind], project_id);
+        assert!(projects.iter().all(|id| *id != tagged), "{kind}");
+    }
     // Tags are read once per project per resync.
-    assert_eq!(
-        h.requests("GET /{org}/_apis/projects/{project}/properties"),
-        3
-    );
+    h.assert_requests("GET /{org}/_apis/projects/{project}/properties", 3);
     h.sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_forbidden_project_marks_iteration_and_area_path_failed_and_keeps_the_others() {
     let h = harness(AdoSimConfig::default(), CrawlLimits::default(), &["legacy"]).await;
-    let forbidden = h.sim.projects()[1]["id"].as_str().expect("id").to_string();
-    h.sim.forbid_project(&forbidden);
+    h.forbid_project(1);
     let (report, items) = h
         .crawl(&[plan("iteration", json!({})), plan("area-path", json!({}))])
         .await;
     assert_eq!(report.failed_kinds(), vec!["area-path", "iteration"]);
-    let failure = report.kinds["iteration"]
-        .failure
-        .as_deref()
-        .unwrap_or_default();
+    let failure = failure(&report, "iteration");
     assert!(
         failure.contains("project project 1") && failure.contains("403"),
         "{failure}"

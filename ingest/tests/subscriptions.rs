@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::client_with_pat;
+use support::{client_with_pat, text};
 
 const URL: &str = "https://adoport.example/integration/webhook";
 
@@ -56,6 +56,21 @@ fn every_kind() -> MappingVersions {
     kinds.sort_unstable();
     kinds.dedup();
     mapping(&kinds)
+}
+
+/// [`start`], with the per-project set created; how many subscriptions that is.
+async fn start_subscribed() -> (AdoSim, AdoClient, usize) {
+    let (sim, client) = start().await;
+    ensure(&client, &plan(true)).await.expect("ensure");
+    let total = sim.subscriptions().len();
+    (sim, client, total)
+}
+
+/// Disables the `index`th subscription of `sim` as Azure DevOps does; its id.
+fn disable(sim: &AdoSim, index: usize) -> String {
+    let victim = text(&sim.subscriptions()[index], "/id");
+    assert!(sim.set_subscription_status(&victim, "disabledBySystem"));
+    victim
 }
 
 fn plan(per_project: bool) -> SubscriptionPlan {
@@ -114,14 +129,8 @@ async fn creates_the_expected_set_once_per_project() {
 
 #[tokio::test]
 async fn a_disabled_subscription_is_re_enabled_not_duplicated() {
-    let (sim, client) = start().await;
-    ensure(&client, &plan(true)).await.expect("ensure");
-    let total = sim.subscriptions().len();
-    let victim = sim.subscriptions()[4]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    assert!(sim.set_subscription_status(&victim, "disabledBySystem"));
+    let (sim, client, total) = start_subscribed().await;
+    let victim = disable(&sim, 4);
     let report = ensure(&client, &plan(true)).await.expect("ensure");
     assert_eq!((report.created, report.reenabled), (0, 1), "{report:?}");
     let subscriptions = sim.subscriptions();
@@ -242,9 +251,10 @@ async fn each_publisher_is_subscribed_and_found_again_on_its_own_host() {
         "{second:?}"
     );
     assert_eq!(sim.subscriptions().len(), hook_events().len());
-    let lookups = sim.requests();
     assert_eq!(
-        lookups.get("GET /{org}/_apis/hooks/subscriptions").copied(),
+        sim.requests()
+            .get("GET /{org}/_apis/hooks/subscriptions")
+            .copied(),
         Some(2 * hook_events().len() as u64)
     );
     sim.shutdown().await;
@@ -252,9 +262,7 @@ async fn each_publisher_is_subscribed_and_found_again_on_its_own_host() {
 
 #[tokio::test]
 async fn a_changed_password_replaces_the_subscriptions_once() {
-    let (sim, client) = start().await;
-    ensure(&client, &plan(true)).await.expect("ensure");
-    let total = sim.subscriptions().len();
+    let (sim, client, total) = start_subscribed().await;
     // The API answers passwords masked; the URL's fingerprint is what tells them apart.
     let rotated = plan_with_secret(true, "rotated-secret");
     let report = ensure(&client, &rotated).await.expect("ensure rotated");
@@ -294,11 +302,7 @@ async fn the_periodic_check_re_enables_a_disabled_one_and_subscribes_a_new_proje
         .await,
         "start-up check creates the set"
     );
-    let victim = sim.subscriptions()[7]["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    assert!(sim.set_subscription_status(&victim, "disabledBySystem"));
+    disable(&sim, 7);
     let project = sim.add_project("project-new");
     let repaired = sim
         .wait_for(

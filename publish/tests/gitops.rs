@@ -4,33 +4,22 @@
 use std::time::Duration;
 
 use adoport_publish::batcher::BatchLimits;
-use adoport_publish::client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
 use adoport_publish::{PublishConfig, Publisher};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
-use adoport_shared::config::{PortAccess, Secret};
-use adoport_shared::messages::{
-    ChangeOp, EntityChange, GITOPS_KIND, Origin, SCHEMA_VERSION, WriteOptions, encode,
-};
+use adoport_shared::messages::{ChangeOp, EntityChange, GITOPS_KIND, encode};
 use adoport_shared::topology::Topology;
 use adoport_sim::port::{PortSim, PortSimConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
+use support::port_client;
+
 fn change(kind: &str, identifier: &str, op: ChangeOp) -> EntityChange {
     EntityChange {
-        v: SCHEMA_VERSION,
-        blueprint: "service".into(),
-        identifier: identifier.into(),
         kind: kind.into(),
-        resource_index: 0,
-        origin: Origin::Webhook {
-            event_type: "git.push".into(),
-            delivery_id: "d1".into(),
-        },
-        observed_at: chrono::Utc::now(),
-        raw_event_id: uuid::Uuid::new_v4(),
-        write: WriteOptions::default(),
-        op,
+        ..support::change("service", identifier, op)
     }
 }
 
@@ -49,20 +38,8 @@ async fn gitops_writes_are_owned_by_gitops_and_never_delete_the_exporter_s() {
     let port = PortSim::start(PortSimConfig::default())
         .await
         .expect("port");
-    let access = PortAccess {
-        base_url: port.base_url(),
-        client_id: "sim-client".into(),
-        client_secret: Secret::new("sim-secret"),
-        integration_identifier: "azure-devops".into(),
-        integration_type: "azure-devops".into(),
-        timeout_secs: 5,
-        network: Default::default(),
-    };
-    let client = PortClient::new(
-        &access,
-        exporter_user_agent(COMPATIBLE_INTEGRATION_VERSION, "azure-devops"),
-    )
-    .expect("client");
+    let credentials = ("sim-client", "sim-secret");
+    let client = port_client(&port.base_url(), credentials, "azure-devops", 5);
     let config = PublishConfig {
         partitions: vec![0],
         batch: BatchLimits {

@@ -11,14 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use adoport_publish::batcher::BatchLimits;
-use adoport_publish::client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
 use adoport_publish::retry::RetryPolicy;
 use adoport_publish::{PublishConfig, PublishStats, Publisher};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
-use adoport_shared::config::{BrokerTimeouts, PortAccess, Secret};
-use adoport_shared::messages::{
-    ChangeOp, EntityChange, Origin, SCHEMA_VERSION, WriteOptions, encode,
-};
+use adoport_shared::config::{BrokerTimeouts, Secret};
+use adoport_shared::messages::{ChangeOp, EntityChange, Origin, encode};
 use adoport_shared::topology::Topology;
 use axum::Router;
 use axum::extract::State;
@@ -27,6 +24,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::{port_client, serve};
 
 const BLUEPRINT: &str = "handoverTest";
 
@@ -103,14 +104,7 @@ async fn fake_port() -> (Arc<Fake>, String) {
         .route("/v1/auth/access_token", post(token))
         .route("/v1/blueprints/{bp}/entities/bulk", post(bulk))
         .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (fake, format!("http://{addr}"))
+    (fake, serve(app).await)
 }
 
 fn amqp_url() -> String {
@@ -138,20 +132,7 @@ struct Worker {
 }
 
 async fn worker(topology: &Topology, base_url: &str, linger: Duration) -> Worker {
-    let access = PortAccess {
-        base_url: base_url.to_string(),
-        client_id: "cid".into(),
-        client_secret: Secret::new("csecret"),
-        integration_identifier: "handover".into(),
-        integration_type: "azure-devops".into(),
-        timeout_secs: 30,
-        network: Default::default(),
-    };
-    let client = PortClient::new(
-        &access,
-        exporter_user_agent(COMPATIBLE_INTEGRATION_VERSION, "handover"),
-    )
-    .expect("client");
+    let client = port_client(base_url, ("cid", "csecret"), "handover", 30);
     let config = PublishConfig {
         partitions: vec![0],
         membership: None,
@@ -181,22 +162,16 @@ async fn worker(topology: &Topology, base_url: &str, linger: Duration) -> Worker
 }
 
 fn change(identifier: &str, version: u64, base: DateTime<Utc>) -> Outgoing {
+    let entity = json!({"identifier": identifier, "properties": {"version": version}});
     let change = EntityChange {
-        v: SCHEMA_VERSION,
-        blueprint: BLUEPRINT.into(),
-        identifier: identifier.into(),
         kind: "handover".into(),
-        resource_index: 0,
         origin: Origin::Webhook {
             event_type: "test".into(),
             delivery_id: format!("{identifier}-{version}"),
         },
         observed_at: base + TimeDelta::seconds(version as i64),
         raw_event_id: uuid_of(version),
-        write: WriteOptions::default(),
-        op: ChangeOp::Upsert {
-            entity: json!({"identifier": identifier, "properties": {"version": version}}),
-        },
+        ..support::change(BLUEPRINT, identifier, ChangeOp::Upsert { entity })
     };
     Outgoing::new(Destination::Change { partition: 0 }, encode(&change))
 }

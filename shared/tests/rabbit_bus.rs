@@ -12,7 +12,9 @@ mod fault_proxy;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use adoport_shared::bus::{Bus, BusError, Destination, LockAttempt, Outgoing};
+use adoport_shared::bus::{
+    Bus, BusError, Delivery, Destination, LockAttempt, Outgoing, Subscription,
+};
 use adoport_shared::config::{BrokerTimeouts, Secret, Settings};
 use adoport_shared::topology::{DeadLetterQueue, LockQueues, Topology, WorkQueue};
 use bytes::Bytes;
@@ -105,6 +107,33 @@ async fn until(what: &str, limit: Duration, condition: impl Fn() -> bool) {
     tokio::time::timeout(limit, looking)
         .await
         .unwrap_or_else(|_| panic!("not within {limit:?}: {what}"));
+}
+
+/// Publishes `body` on the raw queue and expects it as the next delivery of `subscription`
+/// (`what` names it if it does not come); the delivery, not acked.
+async fn round_trip(
+    bus: &Bus,
+    subscription: &mut Subscription,
+    body: &str,
+    what: &str,
+) -> Delivery {
+    bus.publish(Outgoing::new(Destination::Raw, body.to_string()))
+        .await
+        .expect("publish");
+    let delivery = within(what, subscription.next()).await.expect("delivery");
+    assert_eq!(delivery.body.as_ref(), body.as_bytes());
+    delivery
+}
+
+/// Publishes as a webhook does (failing fast while the broker is away); the outcome and how
+/// long it took.
+async fn publish_webhook(bus: &Bus) -> (Result<(), BusError>, Duration) {
+    let started = Instant::now();
+    let outcome = bus
+        .failing_fast()
+        .publish(Outgoing::new(Destination::Raw, "webhook"))
+        .await;
+    (outcome, started.elapsed())
 }
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
@@ -307,12 +336,8 @@ async fn survives_a_dropped_connection() {
     let bus = bus("reconnect", 1).await;
     let name = format!("adoport-{}", bus.topology().prefix());
     let mut sub = bus.subscribe(WorkQueue::Raw, 4).await.expect("subscribe");
-    bus.publish(Outgoing::new(Destination::Raw, "before"))
+    round_trip(&bus, &mut sub, "before", "first")
         .await
-        .expect("publish");
-    within("first", sub.next())
-        .await
-        .expect("delivery")
         .ack()
         .await
         .expect("ack");
@@ -323,13 +348,7 @@ async fn survives_a_dropped_connection() {
     assert_eq!(closed, 1, "the bus's connection was found and closed");
 
     // Publishing reconnects (and re-declares); the subscription resumes on its own.
-    bus.publish(Outgoing::new(Destination::Raw, "after"))
-        .await
-        .expect("publish after reconnect");
-    let delivery = within("delivery after reconnect", sub.next())
-        .await
-        .expect("delivery");
-    assert_eq!(delivery.body.as_ref(), b"after");
+    let delivery = round_trip(&bus, &mut sub, "after", "delivery after reconnect").await;
     delivery.ack().await.expect("ack");
     assert!(bus.is_connected());
     bus.delete_topology().await.expect("cleanup");
@@ -413,14 +432,10 @@ async fn a_bus_starts_without_the_broker_and_works_once_it_answers() {
         problem.contains(&proxy.address().to_string()) && !problem.contains("guest:guest"),
         "{problem}"
     );
-    let started = Instant::now();
-    let refused = bus
-        .failing_fast()
-        .publish(Outgoing::new(Destination::Raw, "webhook"))
-        .await
-        .expect_err("no broker");
+    let (refused, took) = publish_webhook(&bus).await;
+    let refused = refused.expect_err("no broker");
     assert!(matches!(refused, BusError::Unreachable { .. }), "{refused}");
-    assert!(started.elapsed() < Duration::from_millis(100), "at once");
+    assert!(took < Duration::from_millis(100), "at once");
 
     // The pipeline's side waits instead: its subscription and publish complete once it answers.
     let waiting = {
@@ -450,9 +465,9 @@ async fn a_bus_starts_without_the_broker_and_works_once_it_answers() {
     assert_eq!(delivery.body.as_ref(), b"queued while away");
     delivery.ack().await.expect("ack");
     assert!(bus.is_connected() && bus.problem().is_none());
-    bus.failing_fast()
-        .publish(Outgoing::new(Destination::Raw, "webhook"))
+    publish_webhook(&bus)
         .await
+        .0
         .expect("a webhook publishes once the broker answers");
     bus.delete_topology().await.expect("cleanup");
     bus.close().await;
@@ -463,26 +478,15 @@ async fn a_broker_that_stops_answering_is_dropped_and_publishing_waits_until_it_
     // Heartbeats far off: the confirm timeout is what notices here.
     let (proxy, bus) = connected_through_proxy("wedged", QUIET).await;
     let mut subscription = bus.subscribe(WorkQueue::Raw, 4).await.expect("subscribe");
-    bus.publish(Outgoing::new(Destination::Raw, "before"))
-        .await
-        .expect("publish");
-    let before = within("first", subscription.next())
-        .await
-        .expect("delivery");
-    assert_eq!(before.body.as_ref(), b"before");
+    let before = round_trip(&bus, &mut subscription, "before", "first").await;
 
     // The broker keeps the connection but answers nothing.
     proxy.set(Fault::BlackHole);
-    let started = Instant::now();
-    let refused = bus
-        .failing_fast()
-        .publish(Outgoing::new(Destination::Raw, "webhook"))
-        .await
-        .expect_err("not confirmed");
+    let (refused, took) = publish_webhook(&bus).await;
+    let refused = refused.expect_err("not confirmed");
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "a webhook's publish gives up within its deadline: {:?}",
-        started.elapsed()
+        took < Duration::from_millis(1500),
+        "a webhook's publish gives up within its deadline: {took:?}"
     );
     assert!(
         matches!(refused, BusError::NotConfirmed { .. }),

@@ -12,9 +12,8 @@ use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::{BrokerTimeouts, Secret};
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{
-    ChangeOp, EntityChange, Origin, RawAction, RawEvent, ResyncControl, ResyncId, decode, encode,
+    ChangeOp, EntityChange, Origin, RawEvent, ResyncControl, ResyncId, decode, encode,
 };
-use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{DeadLetterQueue, Topology, WorkQueue};
 use adoport_transform::JqLimits;
 use adoport_transform::mapping::versions::CompiledVersions;
@@ -23,19 +22,13 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: u16 = 2;
-const SHAPED: &str = "resources[0].port.entity.mappings.properties.shaped";
 
-const MAPPING: &str = r#"
-resources:
-  - kind: thing
-    selector:
-      query: 'true'
-    port:
-      entity:
-        mappings:
-          identifier: .id | tostring
-          blueprint: '"thing"'
-          properties:
+mod support;
+
+use support::{SHAPED, thing_event as raw, thing_mapping};
+
+/// `shaped` recurses without end, loops without end, or maps, as the item's `shape` says.
+const PROPERTIES: &str = r#"
             name: .name
             shaped: >-
               if .shape == "recursion" then (def f: 1 + f; f)
@@ -57,26 +50,11 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
 }
 
 fn limits() -> JqLimits {
-    JqLimits {
-        item_time: Duration::from_millis(500),
-        max_steps: 100_000,
-        max_memory: 4 * 1024 * 1024,
-        max_stack: 1024 * 1024,
-    }
+    support::limits(Duration::from_millis(500))
 }
 
 fn thing(id: u64, shape: &str) -> Value {
     json!({"id": id, "name": format!("thing {id}"), "shape": shape})
-}
-
-fn raw(origin: Origin, items: Vec<Value>) -> RawEvent {
-    RawEvent::new(
-        "thing",
-        origin,
-        "https://dev.azure.com/o",
-        RawAction::Upsert,
-        items,
-    )
 }
 
 /// Takes `count` messages off a work queue (acking them).
@@ -130,7 +108,7 @@ async fn runaway_items_are_dead_lettered_and_everything_else_is_transformed() {
     .await
     .expect("raw events published");
 
-    let config = PortAppConfig::from_yaml_str(MAPPING).expect("mapping parses");
+    let config = thing_mapping(PROPERTIES);
     let versions = std::sync::Arc::new(
         CompiledVersions::new(MappingVersions::new(config)).expect("mapping compiles"),
     );

@@ -1,16 +1,17 @@
 //! The crawler's harness, shared by the kind tests: the Azure DevOps simulator, a client, an
 //! in-process bus and a crawler over them; [`CrawlHarness::crawl`] runs a plan and returns
-//! the report and the items published per kind.
+//! the report and the items published per kind, [`CrawlHarness::crawl_ok`] the items of a
+//! crawl no kind of which failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adoport_ingest::ado::AdoClient;
-use adoport_ingest::{CrawlReport, Crawler, KindPlan};
+use adoport_ingest::{CrawlLimits, CrawlReport, Crawler, KindPlan};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::messages::{RawEvent, ResyncId, decode};
 use adoport_shared::topology::{Topology, WorkQueue};
-use adoport_sim::ado::AdoSim;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -24,14 +25,16 @@ pub struct CrawlHarness {
     deliveries: tokio::sync::Mutex<Subscription>,
 }
 
-/// A crawler over `sim`, signing in with `pat`, publishing on an in-process bus whose queue
-/// names start with `prefix`; `configure` sets its limits and options.
+/// A crawler over a simulator seeded as `config` says, signing in with `pat`, publishing on an
+/// in-process bus whose queue names start with `prefix`; `configure` sets its limits and
+/// options.
 pub async fn crawl_harness(
-    sim: AdoSim,
+    config: AdoSimConfig,
     pat: &str,
     prefix: &str,
     configure: impl FnOnce(Crawler) -> Crawler,
 ) -> CrawlHarness {
+    let sim = AdoSim::start(config).await.expect("simulator starts");
     let shutdown = CancellationToken::new();
     let client = client_with_pat(&sim, pat, &shutdown);
     let bus = Bus::memory(Topology::new(prefix, 2), shutdown);
@@ -44,6 +47,29 @@ pub async fn crawl_harness(
         crawler,
         deliveries: tokio::sync::Mutex::new(deliveries),
     }
+}
+
+/// The default limits with pages of `page` items.
+pub fn pages(page: usize) -> CrawlLimits {
+    CrawlLimits {
+        page,
+        ..CrawlLimits::default()
+    }
+}
+
+/// The items of `kind` among a crawl's `items`, which must be `count` of them.
+pub fn counted<'a>(items: &'a BTreeMap<String, Vec<Value>>, kind: &str, count: u64) -> &'a [Value] {
+    let of_kind = &items[kind];
+    assert_eq!(of_kind.len() as u64, count, "{kind}");
+    of_kind
+}
+
+/// Why `kind` failed in `report` (it must have).
+pub fn failure<'a>(report: &'a CrawlReport, kind: &str) -> &'a str {
+    report.kinds[kind]
+        .failure
+        .as_deref()
+        .unwrap_or_else(|| panic!("{kind} marked failed: {report:?}"))
 }
 
 /// The plan of `kind` with one selector.
@@ -104,6 +130,23 @@ impl CrawlHarness {
         crawl_with(&self.crawler, &mut *self.deliveries.lock().await, plan).await
     }
 
+    /// Crawls `plan`, expects no kind to fail, and returns the items published per kind.
+    pub async fn crawl_ok(&self, plan: &[KindPlan]) -> BTreeMap<String, Vec<Value>> {
+        let (report, items) = self.crawl(plan).await;
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        items
+    }
+
+    /// Forbids the `index`th project of the simulator and returns its id.
+    pub fn forbid_project(&self, index: usize) -> String {
+        let forbidden = self.sim.projects()[index]["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        self.sim.forbid_project(&forbidden);
+        forbidden
+    }
+
     /// The next `count` raw events on the queue, acknowledged.
     pub async fn next_events(&self, count: usize) -> Vec<RawEvent> {
         next_events(&mut *self.deliveries.lock().await, count).await
@@ -112,5 +155,10 @@ impl CrawlHarness {
     /// How many requests the simulator counted under route template `route`.
     pub fn requests(&self, route: &str) -> u64 {
         self.sim.requests().get(route).copied().unwrap_or(0)
+    }
+
+    /// Asserts that the simulator counted `expected` requests under route template `route`.
+    pub fn assert_requests(&self, route: &str, expected: u64) {
+        assert_eq!(self.requests(route), expected, "{route}");
     }
 }

@@ -10,15 +10,16 @@ pub mod crawl;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use adoport_ingest::actions::completion::CompletionContext;
 use adoport_ingest::ado::AdoClient;
 use adoport_ingest::organizations::Organizations;
 use adoport_ingest::webhook::{RESYNC_PATH, WEBHOOK_PATH, WebhookLimits, WebhookState, router};
 use adoport_ingest::{Crawler, KindPlan};
 use adoport_shared::bus::{Bus, Subscription};
 use adoport_shared::config::{AzureDevopsAccess, Secret};
-use adoport_shared::messages::RawEvent;
+use adoport_shared::messages::{RawAction, RawEvent};
 use adoport_shared::topology::{Topology, WorkQueue};
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use adoport_sim::ado::{AdoSim, AdoSimConfig, FileChange, PushResult, SimCommit};
 use base64::Engine;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +83,13 @@ pub async fn harness(kinds: &[(&str, Value)]) -> Harness {
     harness_with(kinds, Receiver::default()).await
 }
 
+/// [`harness`], and the id of the simulator's `project`th project.
+pub async fn harness_in(kinds: &[(&str, Value)], project: usize) -> (Harness, String) {
+    let h = harness(kinds).await;
+    let id = h.project_id(project);
+    (h, id)
+}
+
 /// [`harness`] with a receiver configured as `receiver` says.
 pub async fn harness_with(kinds: &[(&str, Value)], receiver: Receiver) -> Harness {
     let sim = AdoSim::start(AdoSimConfig::default())
@@ -128,6 +136,37 @@ async fn receivers(sims: Vec<AdoSim>, kinds: &[(&str, Value)], receiver: Receive
             shutdown: shutdown.clone(),
         })
         .collect()
+}
+
+/// Serves a receiver (no secret, no excluded tags, default limits) on `bus` for one
+/// organization read with `client`, with `actions` and a mapping of `plan`, until `shutdown`;
+/// its webhook URL.
+pub async fn serve_receiver(
+    bus: Bus,
+    client: &AdoClient,
+    actions: Option<CompletionContext>,
+    plan: Vec<KindPlan>,
+    shutdown: &CancellationToken,
+) -> String {
+    let state = std::sync::Arc::new(WebhookState {
+        bus,
+        organizations: Organizations::new(vec![client.clone()]),
+        secret: None,
+        excluded_tags: Vec::new(),
+        actions,
+        plan: adoport_ingest::KindPlans::fixed(plan),
+    });
+    let address = serve_webhook(state, WebhookLimits::default(), shutdown).await;
+    format!("http://{address}{WEBHOOK_PATH}")
+}
+
+/// A cancellation token cancelled when dropped: a harness's background tasks stop with its test.
+pub struct StopOnDrop(pub CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Serves the webhook receiver over `state` on a local port until `shutdown`; its address.
@@ -183,6 +222,13 @@ impl Harness {
         self.queued(count).await
     }
 
+    /// Posts `envelope`, expects it to queue one event of `kind`, an `action`, among others,
+    /// and returns that event's first item.
+    pub async fn deliver_item(&mut self, envelope: &Value, kind: &str, action: RawAction) -> Value {
+        let events = self.deliver(envelope).await;
+        only_as(&events, kind, action).items[0].clone()
+    }
+
     /// The next `count` raw events on the queue.
     pub async fn queued(&mut self, count: usize) -> Vec<RawEvent> {
         let consumer = self
@@ -194,10 +240,7 @@ impl Harness {
 
     /// The first repository's id and a `git.repo.renamed` event for it.
     pub fn first_repository_renamed(&self) -> (String, Value) {
-        let repository = self.sim.repositories()[0]["id"]
-            .as_str()
-            .expect("id")
-            .to_string();
+        let repository = text(&self.sim.repositories()[0], "/id");
         let event = self
             .sim
             .repository_event("git.repo.renamed", &repository)
@@ -219,11 +262,23 @@ impl Harness {
         );
     }
 
+    /// Posts `envelope` and expects it acknowledged and ignored (200, `status: ignored`).
+    pub async fn assert_ignored(&self, envelope: &Value) {
+        let (status, body) = self.post(envelope).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("ignored")),
+            "{body}"
+        );
+    }
+
+    /// How many requests the simulator counted under route template `route`.
+    pub fn requests(&self, route: &str) -> u64 {
+        self.sim.requests().get(route).copied().unwrap_or(0)
+    }
+
     pub fn project_id(&self, index: usize) -> String {
-        self.sim.projects()[index]["id"]
-            .as_str()
-            .expect("project id")
-            .to_string()
+        text(&self.sim.projects()[index], "/id")
     }
 
     /// Crawls `kinds` with the harness's client and returns the items published per kind.
@@ -243,9 +298,61 @@ impl Harness {
     }
 }
 
+/// The string at `pointer` in `value` (there must be one).
+pub fn text(value: &Value, pointer: &str) -> String {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("a string at {pointer} in {value}"))
+        .to_string()
+}
+
 /// The one event of `kind` among `events`.
 pub fn only(events: &[RawEvent], kind: &str) -> RawEvent {
     let found: Vec<&RawEvent> = events.iter().filter(|e| e.kind == kind).collect();
     assert_eq!(found.len(), 1, "one {kind} event in {events:?}");
     found[0].clone()
+}
+
+/// The one event of `kind` among `events`, which must be an `action`.
+pub fn only_as(events: &[RawEvent], kind: &str, action: RawAction) -> RawEvent {
+    let event = only(events, kind);
+    assert_eq!(event.action, action, "{event:?}");
+    event
+}
+
+/// The one event among `events`, which must be of `kind` with `action`.
+pub fn single(events: &[RawEvent], kind: &str, action: RawAction) -> RawEvent {
+    assert_eq!(events.len(), 1, "{events:?}");
+    only_as(events, kind, action)
+}
+
+/// The items of the events of `kind` with `action` among `events`.
+pub fn items_of(events: &[RawEvent], kind: &str, action: RawAction) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind && e.action == action)
+        .flat_map(|e| e.items.clone())
+        .collect()
+}
+
+/// The id of the seeded repository named `name`.
+pub fn repository_id(sim: &AdoSim, name: &str) -> String {
+    sim.repositories()
+        .into_iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["id"].as_str().map(String::from))
+        .expect("seeded repository")
+}
+
+/// Pushes one commit, `message` with `changes`, to `branch` of `repository`.
+pub fn push_commit(
+    sim: &AdoSim,
+    repository: &str,
+    branch: &str,
+    message: &str,
+    changes: Vec<FileChange>,
+) -> PushResult {
+    sim.push(repository, branch, vec![SimCommit::new(message, changes)])
+        .expect("pushed")
 }

@@ -2,29 +2,48 @@ use super::*;
 use crate::jq::Prelude;
 use serde_json::json;
 
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/fixtures/ocean-azure-devops"
-);
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/fixtures/ocean-mappings"
-);
+/// `path` under the workspace's test fixtures.
+fn fixture(path: &str) -> String {
+    format!("{}/../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `path` in the Python integration's reference material.
+fn reference(path: &str) -> String {
+    fixture(&format!("ocean-azure-devops/{path}"))
+}
+
+fn read_text(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
 
 fn read_json(path: &str) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    serde_json::from_str(&read_text(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn reference_config() -> PortAppConfig {
-    let text = std::fs::read_to_string(format!("{REFERENCE}/port-app-config.yaml"))
-        .expect("reference mapping");
-    PortAppConfig::from_yaml_str(&text).expect("reference parses")
+    PortAppConfig::from_yaml_str(&read_text(&reference("port-app-config.yaml")))
+        .expect("reference parses")
+}
+
+/// The reference material's example mapping (of boards, columns and releases).
+fn example_config() -> PortAppConfig {
+    let path = reference("mapping-example/example-mappings.yaml");
+    PortAppConfig::from_yaml_str(&read_text(&path)).expect("parses")
+}
+
+fn reference_mapping() -> CompiledMapping {
+    CompiledMapping::compile(&reference_config()).expect("compiles")
 }
 
 fn compile_yaml(yaml: &str) -> CompiledMapping {
     let config = PortAppConfig::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"));
     CompiledMapping::compile(&config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Why the mapping `yaml` (which parses) does not compile.
+fn compile_error(yaml: &str) -> MappingError {
+    let config = PortAppConfig::from_yaml_str(yaml).expect("parses");
+    CompiledMapping::compile(&config).expect_err("does not compile")
 }
 
 /// The problems other than null-field warnings (which the Python integration also only warns about).
@@ -45,6 +64,23 @@ fn upserts(outcome: &KindOutcome) -> Vec<(&str, &str, &Value)> {
             ChangeOp::Delete => panic!("unexpected delete of {}", c.identifier),
         })
         .collect()
+}
+
+/// What `mapping` makes of an upsert of `item` of kind `thing`.
+fn upsert_thing(mapping: &CompiledMapping, item: Value) -> KindOutcome {
+    mapping.apply("thing", RawAction::Upsert, &item)
+}
+
+/// The one upsert of `outcome`, which has no problems (`case` names it in a failure).
+fn only_upsert<'a>(outcome: &'a KindOutcome, case: &str) -> (&'a str, &'a str, &'a Value) {
+    assert!(
+        outcome.problems.is_empty(),
+        "{case}: {:?}",
+        outcome.problems
+    );
+    let changes = upserts(outcome);
+    assert_eq!(changes.len(), 1, "{case}");
+    changes[0]
 }
 
 #[test]
@@ -73,7 +109,7 @@ fn reference_mapping_compiles() {
 
 #[test]
 fn reference_projects_map_as_expected() {
-    let mapping = CompiledMapping::compile(&reference_config()).expect("compiles");
+    let mapping = reference_mapping();
     // (file, id, name, revision, visibility) read from the example items by hand.
     let table = [
         (
@@ -106,16 +142,9 @@ fn reference_projects_map_as_expected() {
         ),
     ];
     for (file, id, name, revision, visibility) in table {
-        let item = read_json(&format!("{REFERENCE}/examples/project/{file}.json"));
+        let item = read_json(&reference(&format!("examples/project/{file}.json")));
         let outcome = mapping.apply("project", RawAction::Upsert, &item);
-        assert!(
-            outcome.problems.is_empty(),
-            "{file}: {:?}",
-            outcome.problems
-        );
-        let changes = upserts(&outcome);
-        assert_eq!(changes.len(), 1, "{file}");
-        let (blueprint, identifier, entity) = changes[0];
+        let (blueprint, identifier, entity) = only_upsert(&outcome, file);
         assert_eq!(blueprint, "azureDevopsProject");
         assert_eq!(identifier, id);
         let expected = json!({
@@ -152,7 +181,7 @@ fn reference_projects_map_as_expected() {
 
 #[test]
 fn reference_repositories_map_as_expected() {
-    let mapping = CompiledMapping::compile(&reference_config()).expect("compiles");
+    let mapping = reference_mapping();
     let table = [
         (
             "a",
@@ -186,16 +215,9 @@ fn reference_repositories_map_as_expected() {
         ),
     ];
     for (file, id, name, readme_start) in table {
-        let item = read_json(&format!("{REFERENCE}/examples/repository/{file}.json"));
+        let item = read_json(&reference(&format!("examples/repository/{file}.json")));
         let outcome = mapping.apply("repository", RawAction::Upsert, &item);
-        assert!(
-            outcome.problems.is_empty(),
-            "{file}: {:?}",
-            outcome.problems
-        );
-        let changes = upserts(&outcome);
-        assert_eq!(changes.len(), 1, "{file}");
-        let (blueprint, identifier, entity) = changes[0];
+        let (blueprint, identifier, entity) = only_upsert(&outcome, file);
         assert_eq!((blueprint, identifier), ("azureDevopsRepository", id));
         assert_eq!(entity["identifier"], json!(id));
         assert_eq!(entity["title"], json!(name));
@@ -226,7 +248,7 @@ fn reference_repositories_map_as_expected() {
 
 #[test]
 fn repository_policies_merge_into_one_repository() {
-    let mapping = CompiledMapping::compile(&reference_config()).expect("compiles");
+    let mapping = reference_mapping();
     let policy = |display: &str| {
         json!({"id": 7, "isEnabled": true, "isBlocking": false, "type": {"displayName": display},
                "settings": {"minimumApproverCount": 2}, "__repository": {"id": "repo-1"}})
@@ -283,7 +305,7 @@ fn repository_policies_merge_into_one_repository() {
 
 #[test]
 fn work_item_single_quotes_and_integer_identifiers() {
-    let mapping = CompiledMapping::compile(&reference_config()).expect("compiles");
+    let mapping = reference_mapping();
     let item = json!({
         "id": 1764, "url": "u",
         "__project": {"id": "p 1"}, "__projectId": "p 1",
@@ -311,27 +333,16 @@ fn mapping_example_fixture() {
     // by another mapping), so for it every mapped property is compared. Its `link` also checks
     // regex semantics: in `gsub("_release?releaseId="; "")` the `?` is a quantifier, so the
     // literal `_release?releaseId=` is left alone.
-    let text =
-        std::fs::read_to_string(format!("{REFERENCE}/mapping-example/example-mappings.yaml"))
-            .expect("mappings");
-    let config = PortAppConfig::from_yaml_str(&text).expect("parses");
-    let mapping = CompiledMapping::compile(&config).expect("compiles");
-    let data = read_json(&format!("{REFERENCE}/mapping-example/example-data.json"));
-    let expected = read_json(&format!("{REFERENCE}/mapping-example/example-output.json"));
+    let mapping = CompiledMapping::compile(&example_config()).expect("compiles");
+    let data = read_json(&reference("mapping-example/example-data.json"));
+    let expected = read_json(&reference("mapping-example/example-output.json"));
     let kinds = ["column", "board", "release"];
     let items = data.as_array().expect("array");
     let expected = expected.as_array().expect("array");
     assert_eq!(items.len(), 3);
     for ((kind, item), want) in kinds.iter().zip(items).zip(expected) {
         let outcome = mapping.apply(kind, RawAction::Upsert, item);
-        assert!(
-            outcome.problems.is_empty(),
-            "{kind}: {:?}",
-            outcome.problems
-        );
-        let changes = upserts(&outcome);
-        assert_eq!(changes.len(), 1, "{kind}");
-        let (blueprint, identifier, entity) = changes[0];
+        let (blueprint, identifier, entity) = only_upsert(&outcome, kind);
         assert_eq!(blueprint, want["blueprint"], "{kind}");
         assert_eq!(identifier, want["identifier"], "{kind}");
         assert_eq!(entity["title"], want["title"], "{kind}");
@@ -368,11 +379,7 @@ resources:
     port: {entity: {mappings: {identifier: .id, blueprint: '"c"'}}}
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": 5, "name": "x", "ok": true}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": 5, "name": "x", "ok": true}));
     assert_eq!(outcome.changes.len(), 1);
     assert_eq!(outcome.changes[0].blueprint, "c");
     assert_eq!(outcome.changes[0].identifier, "5");
@@ -391,11 +398,7 @@ resources:
     );
     assert_eq!(outcome.problems[1].category(), "selector failed");
     // a selector yielding false: nothing, and no problem
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": "i", "name": "x", "ok": false}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": "i", "name": "x", "ok": false}));
     assert!(outcome.changes.is_empty());
     // a kind with no resource: nothing at all
     assert_eq!(
@@ -426,11 +429,7 @@ resources:
             parent: .parent
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": "t1", "name": 3, "count": 2}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": "t1", "name": 3, "count": 2}));
     let changes = upserts(&outcome);
     assert_eq!(
         changes[0].2,
@@ -484,17 +483,17 @@ resources:
         ),
     ];
     for (item, category) in cases {
-        let outcome = mapping.apply("thing", RawAction::Upsert, &item);
+        let outcome = upsert_thing(&mapping, item.clone());
         assert!(outcome.changes.is_empty(), "{item}");
         assert_eq!(outcome.problems.len(), 1, "{item}: {:?}", outcome.problems);
         assert_eq!(outcome.problems[0].category(), category, "{item}");
     }
-    let outcome = mapping.apply("thing", RawAction::Upsert, &json!({"key": 42, "bp": "b"}));
+    let outcome = upsert_thing(&mapping, json!({"key": 42, "bp": "b"}));
     assert_eq!(outcome.changes[0].identifier, "42");
     assert!(
         matches!(&outcome.changes[0].op, ChangeOp::Upsert { entity } if entity["identifier"] == json!("42"))
     );
-    let outcome = mapping.apply("thing", RawAction::Upsert, &json!({"bp": "b"}));
+    let outcome = upsert_thing(&mapping, json!({"bp": "b"}));
     assert!(
         matches!(&outcome.problems[0], ItemProblem::EmptyIdentifier { item_id, .. } if item_id == "<no id>")
     );
@@ -564,11 +563,7 @@ resources:
                 - {combinator: '"or"', rules: [{property: '"projects"', operator: '"contains"', value: .slug}]}
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"name": "n", "team": "t", "slug": "s"}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"name": "n", "team": "t", "slug": "s"}));
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
     let (_, identifier, entity) = upserts(&outcome)[0];
     let query = json!({"combinator": "and", "rules": [{"property": "$title", "operator": "=", "value": "n"}]});
@@ -719,7 +714,7 @@ fn corpus_expressions_compile_with_jaq() {
     let prelude = Prelude::new();
     let items: Vec<Value> = example_items().into_iter().map(|(_, item)| item).collect();
     let mut fast_paths = 0;
-    let mut files: Vec<_> = std::fs::read_dir(CORPUS)
+    let mut files: Vec<_> = std::fs::read_dir(fixture("ocean-mappings"))
         .expect("corpus")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
@@ -804,7 +799,7 @@ resources:
 
 #[test]
 fn compile_errors_name_path_expression_and_cause() {
-    let config = PortAppConfig::from_yaml_str(
+    let text = compile_error(
         r#"
 resources:
   - kind: a
@@ -813,20 +808,15 @@ resources:
     port: {entity: {mappings: {identifier: .id, blueprint: '"b"', properties: {state: '.a | nosuch'}}}}
 "#,
     )
-    .expect("parses");
-    let err = CompiledMapping::compile(&config).expect_err("does not compile");
-    let text = err.to_string();
+    .to_string();
     assert!(
         text.starts_with("resources[1].port.entity.mappings.properties.state: jq expression `.a | nosuch` does not compile: undefined filter `nosuch/0`"),
         "{text}"
     );
-    let config = PortAppConfig::from_yaml_str(
+    let text = compile_error(
         "resources: [{kind: a, selector: {query: '.x =='}, port: {entity: {mappings: {identifier: .id, blueprint: '\"b\"'}}}}]",
     )
-    .expect("parses");
-    let text = CompiledMapping::compile(&config)
-        .expect_err("selector")
-        .to_string();
+    .to_string();
     assert!(
         text.starts_with("resources[0].selector.query: jq expression `.x ==`"),
         "{text}"
@@ -835,7 +825,7 @@ resources:
 
 #[test]
 fn every_compile_error_is_reported() {
-    let config = PortAppConfig::from_yaml_str(
+    let err = compile_error(
         r#"
 resources:
   - kind: a
@@ -844,9 +834,7 @@ resources:
   - kind: b
     port: {entity: {mappings: {identifier: .id, blueprint: '"b"', properties: {ok: .a, state: '.a | nosuch2'}}}}
 "#,
-    )
-    .expect("parses");
-    let err = CompiledMapping::compile(&config).expect_err("does not compile");
+    );
     let paths: Vec<String> = err
         .errors()
         .iter()
@@ -872,7 +860,7 @@ resources:
 fn example_items() -> Vec<(String, Value)> {
     let mut items = Vec::new();
     for kind in ["project", "repository", "team", "user", "environment"] {
-        let dir = format!("{REFERENCE}/examples/{kind}");
+        let dir = reference(&format!("examples/{kind}"));
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{dir}: {e}"))
             .map(|entry| entry.expect("entry").path())
@@ -891,7 +879,7 @@ fn example_items() -> Vec<(String, Value)> {
     for policy in policies.as_array().expect("array") {
         items.push(("repository-policy".to_owned(), policy.clone()));
     }
-    let data = read_json(&format!("{REFERENCE}/mapping-example/example-data.json"));
+    let data = read_json(&reference("mapping-example/example-data.json"));
     for (kind, item) in ["column", "board", "release"]
         .iter()
         .zip(data.as_array().expect("array"))
@@ -903,13 +891,7 @@ fn example_items() -> Vec<(String, Value)> {
 
 #[test]
 fn fast_path_maps_as_jaq_alone_does() {
-    let example =
-        std::fs::read_to_string(format!("{REFERENCE}/mapping-example/example-mappings.yaml"))
-            .expect("mappings");
-    let configs = [
-        reference_config(),
-        PortAppConfig::from_yaml_str(&example).expect("parses"),
-    ];
+    let configs = [reference_config(), example_config()];
     let items = example_items();
     let mut compared = 0;
     for config in &configs {
@@ -957,9 +939,7 @@ fn default_work_item_and_repository_mappings_run_without_jaq() {
     assert!(total >= 20, "{total}");
     // The whole reference mapping: only the release link's regex (`?` is a quantifier) is
     // left to jaq.
-    let (fast, total) = CompiledMapping::compile(&reference_config())
-        .expect("compiles")
-        .fast_path_coverage();
+    let (fast, total) = reference_mapping().fast_path_coverage();
     assert_eq!(total - fast, 1, "{fast} of {total}");
 }
 
@@ -979,11 +959,7 @@ resources:
           relations: {owner: .owner}
 "#,
     );
-    let outcome = mapping.apply(
-        "thing",
-        RawAction::Upsert,
-        &json!({"id": "t1", "flag": true, "x": "abc"}),
-    );
+    let outcome = upsert_thing(&mapping, json!({"id": "t1", "flag": true, "x": "abc"}));
     assert_eq!(outcome.changes.len(), 1, "the entity is still written");
     let fields: Vec<(&str, bool)> = outcome
         .problems
@@ -1012,7 +988,7 @@ resources:
             .contains("`.nope` yielded nothing or null")
     );
 
-    let outcome = mapping.apply("thing", RawAction::Upsert, &json!({"id": "t2", "flag": 3}));
+    let outcome = upsert_thing(&mapping, json!({"id": "t2", "flag": 3}));
     assert!(outcome.changes.is_empty());
     assert!(outcome.problems.iter().all(ItemProblem::is_item_failure));
 }
