@@ -317,6 +317,20 @@ impl PortClient {
         read_json(operation, response).await
     }
 
+    /// `method` on the route of `path` with `body`, for a write whose answer only has to be
+    /// JSON.
+    async fn write(
+        &self,
+        operation: &str,
+        method: reqwest::Method,
+        path: &[&str],
+        body: &Value,
+    ) -> Result<(), PublishError> {
+        let url = self.url(path)?;
+        let _: Value = self.call_json(operation, method, url, &[], body).await?;
+        Ok(())
+    }
+
     /// `POST /v1/blueprints/entities/datasource-entities`: one page of the entities whose
     /// `$datasource` starts with `prefix` and ends with `suffix`, not updated since `before`.
     pub async fn owned_entities(
@@ -476,17 +490,13 @@ impl PortClient {
     /// `POST /v1/blueprints` with the blueprint's body.
     pub async fn create_blueprint(&self, blueprint: &Value) -> Result<(), PublishError> {
         let identifier = blueprint["identifier"].as_str().unwrap_or("?");
-        let url = self.url(&["v1", "blueprints"])?;
-        let _: Value = self
-            .call_json(
-                &format!("creation of blueprint {identifier}"),
-                reqwest::Method::POST,
-                url,
-                &[],
-                blueprint,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("creation of blueprint {identifier}"),
+            reqwest::Method::POST,
+            &["v1", "blueprints"],
+            blueprint,
+        )
+        .await
     }
 
     /// `PATCH /v1/blueprints/{id}` with the fields to change.
@@ -495,17 +505,13 @@ impl PortClient {
         identifier: &str,
         fields: &Value,
     ) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "blueprints", identifier])?;
-        let _: Value = self
-            .call_json(
-                &format!("update of blueprint {identifier}"),
-                reqwest::Method::PATCH,
-                url,
-                &[],
-                fields,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("update of blueprint {identifier}"),
+            reqwest::Method::PATCH,
+            &["v1", "blueprints", identifier],
+            fields,
+        )
+        .await
     }
 
     /// `GET /v1/integration/{id}`: whether the integration exists in Port.
@@ -522,17 +528,13 @@ impl PortClient {
 
     /// `POST /v1/integration` with the body the Python integration sends.
     pub async fn create_integration(&self, body: &Value) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "integration"])?;
-        let _: Value = self
-            .call_json(
-                "creation of the integration in Port",
-                reqwest::Method::POST,
-                url,
-                &[],
-                body,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            "creation of the integration in Port",
+            reqwest::Method::POST,
+            &["v1", "integration"],
+            body,
+        )
+        .await
     }
 
     /// `POST /v1/integration/{id}/kinds/{kind}/examples`: raw data examples for Port's mapping
@@ -543,17 +545,13 @@ impl PortClient {
         kind: &str,
         items: &[Value],
     ) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "integration", integration, "kinds", kind, "examples"])?;
-        let _: Value = self
-            .call_json(
-                &format!("raw data examples of kind {kind} for integration {integration}"),
-                reqwest::Method::POST,
-                url,
-                &[],
-                &json!({ "examples": items }),
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("raw data examples of kind {kind} for integration {integration}"),
+            reqwest::Method::POST,
+            &["v1", "integration", integration, "kinds", kind, "examples"],
+            &json!({ "examples": items }),
+        )
+        .await
     }
 
     /// `PATCH /v1/integration/{id}/resync-state` with the Python integration's field names.
@@ -562,17 +560,13 @@ impl PortClient {
         integration: &str,
         state: &Value,
     ) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "integration", integration, "resync-state"])?;
-        let _: Value = self
-            .call_json(
-                &format!("resync state report of integration {integration}"),
-                reqwest::Method::PATCH,
-                url,
-                &[],
-                state,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("resync state report of integration {integration}"),
+            reqwest::Method::PATCH,
+            &["v1", "integration", integration, "resync-state"],
+            state,
+        )
+        .await
     }
 }
 

@@ -66,53 +66,45 @@ pub fn decode<T: Contract>(body: &[u8]) -> Result<T, DecodeError> {
     })
 }
 
-/// Identifies one resync run, from request to reconciliation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ResyncId(pub Uuid);
+/// A random id that travels as its bare UUID: the type, its `new`, `Default` and `Display`.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
 
-impl ResyncId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
+        impl $name {
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl Default for ResyncId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+uuid_id!(
+    /// Identifies one resync run, from request to reconciliation.
+    ResyncId
+);
 
-impl std::fmt::Display for ResyncId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Identifies one crawl of a resync. A resync whose crawl is restarted (ingest killed
-/// mid-crawl, the request delivered again) is crawled again under a new attempt; the
-/// coordinator counts only the events of the attempt that finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct AttemptId(pub Uuid);
-
-impl AttemptId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
-}
-
-impl Default for AttemptId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for AttemptId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_id!(
+    /// Identifies one crawl of a resync. A resync whose crawl is restarted (ingest killed
+    /// mid-crawl, the request delivered again) is crawled again under a new attempt; the
+    /// coordinator counts only the events of the attempt that finished.
+    AttemptId
+);
 
 /// Identifies a mapping (port-app-config) version by its content, so that every process that
 /// read the same mapping names it the same way (see [`crate::mapping_versions`]).

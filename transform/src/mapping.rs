@@ -26,7 +26,7 @@ use std::fmt;
 
 use adoport_shared::messages::{ChangeOp, RawAction};
 use adoport_shared::port_app_config::{
-    JqExpr, LEGACY_FILE_PREFIX, MappingValue, PortAppConfig, SearchQuery, SearchRule,
+    JqExpr, LEGACY_FILE_PREFIX, MappingValue, PortAppConfig, SearchQuery, SearchRule, value_excerpt,
 };
 use jaq_json::Val;
 use serde_json::{Map, Value};
@@ -784,13 +784,7 @@ pub(crate) fn item_id(item: &Value) -> String {
 }
 
 fn short(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 80 {
-        let cut: String = text.chars().take(77).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
+    value_excerpt(value, 80)
 }
 
 /// What an item's evaluations share: its budget, and where to say which expression runs.

@@ -79,32 +79,17 @@ impl RabbitSubscription {
         let limit = self.bus.timeouts().operation;
         let opened = async {
             let channel = within(limit, "channel.open", live.connection.create_channel()).await?;
-            let setup = async {
-                within(
-                    limit,
-                    "basic.qos",
-                    channel.basic_qos(self.prefetch, BasicQosOptions::default()),
-                )
-                .await?;
-                within(
-                    limit,
-                    &format!("basic.consume {}", self.name),
-                    channel.basic_consume(
-                        self.name.as_str().into(),
-                        ShortString::from(""),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    ),
-                )
-                .await
-            };
-            match setup.await {
-                Ok(consumer) => Ok((channel, consumer)),
-                Err(e) => {
-                    close_in_background(channel, limit);
-                    Err(e)
-                }
-            }
+            let consumer = start_consuming(
+                &channel,
+                limit,
+                &self.name,
+                StartConsuming {
+                    prefetch: Some(self.prefetch),
+                    ..StartConsuming::default()
+                },
+            )
+            .await;
+            keep_or_close(channel, limit, consumer)
         };
         match opened.await {
             Ok((channel, consumer)) => Ok(Current {
@@ -265,6 +250,65 @@ pub(super) fn close_in_background(channel: Channel, limit: std::time::Duration) 
     tokio::spawn(async move {
         let _ = tokio::time::timeout(limit, channel.close(200, "consumer stopped".into())).await;
     });
+}
+
+/// The channel with what was set up on it; or, when setting up failed, the error, the channel
+/// closed in the background (a half-set-up channel must not linger).
+pub(super) fn keep_or_close<T>(
+    channel: Channel,
+    limit: std::time::Duration,
+    setup: Result<T, BusError>,
+) -> Result<(Channel, T), BusError> {
+    match setup {
+        Ok(value) => Ok((channel, value)),
+        Err(e) => {
+            close_in_background(channel, limit);
+            Err(e)
+        }
+    }
+}
+
+/// How [`start_consuming`] consumes a queue.
+#[derive(Debug, Default)]
+pub(super) struct StartConsuming<'a> {
+    /// Deliveries unacknowledged at once (`basic.qos`); `None` leaves the channel's.
+    pub prefetch: Option<u16>,
+    /// The consumer tag; empty: the broker names the consumer.
+    pub tag: &'a str,
+    /// Deliveries count as acknowledged when sent.
+    pub no_ack: bool,
+}
+
+/// Sets the prefetch (when asked) and starts consuming `queue` on `channel`, each step bounded
+/// by `limit`.
+pub(super) async fn start_consuming(
+    channel: &Channel,
+    limit: std::time::Duration,
+    queue: &str,
+    how: StartConsuming<'_>,
+) -> Result<Consumer, BusError> {
+    if let Some(prefetch) = how.prefetch {
+        within(
+            limit,
+            "basic.qos",
+            channel.basic_qos(prefetch, BasicQosOptions::default()),
+        )
+        .await?;
+    }
+    within(
+        limit,
+        &format!("basic.consume {queue}"),
+        channel.basic_consume(
+            queue.into(),
+            ShortString::from(how.tag),
+            BasicConsumeOptions {
+                no_ack: how.no_ack,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
 }
 
 /// Settles a RabbitMQ delivery.
