@@ -13,7 +13,7 @@ use adoport_shared::config::PortAccess;
 use adoport_shared::messages::{ResyncId, WriteOptions};
 use adoport_shared::metrics::HttpStats;
 use adoport_shared::port::answer::{read_body, read_json, status_error, trace_id};
-use adoport_shared::port::{PortApi, PortError, excerpt};
+use adoport_shared::port::{BlueprintId, EntityId, PortApi, PortError, excerpt};
 use chrono::{DateTime, Utc};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -236,8 +236,8 @@ impl PortClient {
     /// `DELETE /v1/blueprints/{bp}/entities/{id}?delete_dependents=…`; 404 is success.
     pub async fn delete_entity(
         &self,
-        blueprint: &str,
-        identifier: &str,
+        blueprint: &BlueprintId,
+        identifier: &EntityId,
         delete_dependents: bool,
     ) -> Result<DeleteOutcome, PublishError> {
         let operation = format!("delete of an entity of blueprint {blueprint}");
@@ -438,7 +438,11 @@ impl PortClient {
     /// Whether this integration owns entity `identifier` of `blueprint` in Port: it exists and
     /// its `$datasource` is ours (the exporter's, or GitOps' for [`PortClient::gitops`]). The
     /// ownership check before a live delete.
-    pub async fn owns(&self, blueprint: &str, identifier: &str) -> Result<bool, PublishError> {
+    pub async fn owns(
+        &self,
+        blueprint: &BlueprintId,
+        identifier: &EntityId,
+    ) -> Result<bool, PublishError> {
         let found = self
             .search_own(
                 &format!("ownership search of an entity of blueprint {blueprint}"),
@@ -460,7 +464,7 @@ impl PortClient {
     /// computes them, we never write them.
     pub async fn current_entities(
         &self,
-        blueprint: &str,
+        blueprint: &BlueprintId,
         identifiers: &[&str],
     ) -> Result<Vec<Value>, PublishError> {
         self.search_own(

@@ -723,6 +723,14 @@ pub struct Settings {
     pub jq_environment: JqEnvironment,
 }
 
+/// Variables as a process would see them, from a test's list.
+#[cfg(test)]
+pub(crate) fn test_vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Turns a serde path (`integration.config.organizationUrl`) into the variable that sets it.
 fn variable_name(prefix: &str, path: &str) -> String {
     let mut name = prefix.to_string();
