@@ -583,6 +583,13 @@ impl ResyncControl {
 mod tests {
     use super::*;
 
+    /// Checks that `message` decodes back to itself, and returns the JSON it travels as.
+    fn round_trip<T: Contract + PartialEq + std::fmt::Debug>(message: &T) -> Value {
+        let back: T = decode(&encode(message)).expect("decodes");
+        assert_eq!(&back, message);
+        serde_json::from_slice(&encode(message)).expect("json")
+    }
+
     #[test]
     fn a_gitops_spec_error_travels_as_the_item_earlier_versions_wrote() {
         let error = GitopsSpecError {
@@ -652,8 +659,7 @@ mod tests {
             RawAction::Upsert,
             vec![json!({"id": "r1"})],
         );
-        let decoded: RawEvent = decode(&encode(&event)).expect("decodes");
-        assert_eq!(decoded, event);
+        round_trip(&event);
     }
 
     #[test]
@@ -673,11 +679,9 @@ mod tests {
             write: WriteOptions::default(),
             op: ChangeOp::Delete,
         };
-        let json: Value = serde_json::from_slice(&encode(&change)).expect("json");
+        let json = round_trip(&change);
         assert_eq!(json["op"], "delete");
         assert_eq!(json["v"], 1);
-        let back: EntityChange = decode(&encode(&change)).expect("decodes");
-        assert_eq!(back, change);
     }
 
     #[test]
@@ -693,11 +697,9 @@ mod tests {
             attempt: Some(AttemptId::new()),
             mapping_version: Some(MappingVersionId("0123456789abcdef".into())),
         };
-        let json: Value = serde_json::from_slice(&encode(&message)).expect("json");
+        let json = round_trip(&message);
         assert_eq!(json["type"], "progress");
         assert_eq!(json["v"], 1);
-        let back: ResyncControl = decode(&encode(&message)).expect("decodes");
-        assert_eq!(back, message);
     }
 
     #[test]
