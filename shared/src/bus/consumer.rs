@@ -1,7 +1,7 @@
 //! Consuming a work queue on RabbitMQ, across broker outages, and settling what was delivered.
 //!
 //! A [`RabbitSubscription`] has its own channel (prefetch is per consumer). When the channel or
-//! the connection dies, [`RabbitSubscription::next`] waits for the link to be up again and
+//! the connection dies, [`RabbitSubscription::next_until`] waits for the link to be up again and
 //! consumes on a new channel; the broker redelivers whatever was delivered on the old one and
 //! not acked. Settling a delivery whose channel is gone cannot reach the broker: it is reported
 //! as [`BusError::DeliveryLost`] (the message comes again), never as a failure of the consumer.
@@ -37,8 +37,8 @@ pub struct RabbitSubscription {
 
 impl RabbitSubscription {
     /// Waits for the connection and starts consuming. On shutdown, or when the first try
-    /// fails, the subscription is returned anyway: [`RabbitSubscription::next`] tries again
-    /// (and ends on shutdown).
+    /// fails, the subscription is returned anyway: [`RabbitSubscription::next_until`] tries
+    /// again (and ends on shutdown).
     pub(super) async fn open(bus: RabbitBus, queue: WorkQueue, prefetch: u16) -> Self {
         let name = bus.topology().work_queue(queue);
         let mut subscription = Self {
@@ -58,8 +58,8 @@ impl RabbitSubscription {
         subscription
     }
 
-    /// A subscription that starts consuming on its first [`RabbitSubscription::next`] (waiting
-    /// for the link there, not here).
+    /// A subscription that starts consuming on its first
+    /// [`RabbitSubscription::next_until`] (waiting for the link there, not here).
     pub(super) fn lazy(bus: RabbitBus, queue: WorkQueue, prefetch: u16) -> Self {
         let name = bus.topology().work_queue(queue);
         Self {
@@ -112,13 +112,8 @@ impl RabbitSubscription {
         self.consume(live).await
     }
 
-    /// The next delivery, or `None` once the process shuts down. Waits out broker outages.
-    pub async fn next(&mut self) -> Option<Delivery> {
-        self.next_until(std::future::pending()).await
-    }
-
-    /// [`RabbitSubscription::next`], or `None` as soon as `stop` completes. Safe to give up
-    /// on: it stops only while waiting (for the broker, or for a delivery, which then stays
+    /// The next delivery, or `None` once the process shuts down or as soon as `stop`
+    /// completes. Waits out broker outages. Safe to give up on: it stops only while waiting (for the broker, or for a delivery, which then stays
     /// with the consumer and goes back to the queue when the subscription closes), never
     /// half-way through opening a consumer.
     pub async fn next_until(

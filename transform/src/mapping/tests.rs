@@ -47,6 +47,25 @@ fn upserts(outcome: &KindOutcome) -> Vec<(&str, &str, &Value)> {
         .collect()
 }
 
+/// The one upsert an item of `kind` maps to, without problems; `case` names it in failures.
+fn the_upsert(
+    mapping: &CompiledMapping,
+    kind: &str,
+    item: &Value,
+    case: &str,
+) -> (String, String, Value) {
+    let outcome = mapping.apply(kind, RawAction::Upsert, item);
+    assert!(
+        outcome.problems.is_empty(),
+        "{case}: {:?}",
+        outcome.problems
+    );
+    let changes = upserts(&outcome);
+    assert_eq!(changes.len(), 1, "{case}");
+    let (blueprint, identifier, entity) = changes[0];
+    (blueprint.to_owned(), identifier.to_owned(), entity.clone())
+}
+
 #[test]
 fn compiled_mapping_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync + 'static>() {}
@@ -107,15 +126,7 @@ fn reference_projects_map_as_expected() {
     ];
     for (file, id, name, revision, visibility) in table {
         let item = read_json(&format!("{REFERENCE}/examples/project/{file}.json"));
-        let outcome = mapping.apply("project", RawAction::Upsert, &item);
-        assert!(
-            outcome.problems.is_empty(),
-            "{file}: {:?}",
-            outcome.problems
-        );
-        let changes = upserts(&outcome);
-        assert_eq!(changes.len(), 1, "{file}");
-        let (blueprint, identifier, entity) = changes[0];
+        let (blueprint, identifier, entity) = the_upsert(&mapping, "project", &item, file);
         assert_eq!(blueprint, "azureDevopsProject");
         assert_eq!(identifier, id);
         let expected = json!({
@@ -131,7 +142,7 @@ fn reference_projects_map_as_expected() {
             },
             "relations": {},
         });
-        assert_eq!(entity, &expected, "{file}");
+        assert_eq!(entity, expected, "{file}");
         // key order is the mapping's order, and the revision is an integer, not 11.0
         let text = entity.to_string();
         assert!(
@@ -187,16 +198,11 @@ fn reference_repositories_map_as_expected() {
     ];
     for (file, id, name, readme_start) in table {
         let item = read_json(&format!("{REFERENCE}/examples/repository/{file}.json"));
-        let outcome = mapping.apply("repository", RawAction::Upsert, &item);
-        assert!(
-            outcome.problems.is_empty(),
-            "{file}: {:?}",
-            outcome.problems
+        let (blueprint, identifier, entity) = the_upsert(&mapping, "repository", &item, file);
+        assert_eq!(
+            (blueprint.as_str(), identifier.as_str()),
+            ("azureDevopsRepository", id)
         );
-        let changes = upserts(&outcome);
-        assert_eq!(changes.len(), 1, "{file}");
-        let (blueprint, identifier, entity) = changes[0];
-        assert_eq!((blueprint, identifier), ("azureDevopsRepository", id));
         assert_eq!(entity["identifier"], json!(id));
         assert_eq!(entity["title"], json!(name));
         assert_eq!(
@@ -323,15 +329,7 @@ fn mapping_example_fixture() {
     let expected = expected.as_array().expect("array");
     assert_eq!(items.len(), 3);
     for ((kind, item), want) in kinds.iter().zip(items).zip(expected) {
-        let outcome = mapping.apply(kind, RawAction::Upsert, item);
-        assert!(
-            outcome.problems.is_empty(),
-            "{kind}: {:?}",
-            outcome.problems
-        );
-        let changes = upserts(&outcome);
-        assert_eq!(changes.len(), 1, "{kind}");
-        let (blueprint, identifier, entity) = changes[0];
+        let (blueprint, identifier, entity) = the_upsert(&mapping, kind, item, kind);
         assert_eq!(blueprint, want["blueprint"], "{kind}");
         assert_eq!(identifier, want["identifier"], "{kind}");
         assert_eq!(entity["title"], want["title"], "{kind}");
