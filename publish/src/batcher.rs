@@ -14,6 +14,7 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use adoport_shared::messages::ResyncId;
+use adoport_shared::port::BlueprintId;
 use tokio::time::Instant;
 
 /// Port's bulk endpoint takes 1 to 20 entities.
@@ -35,7 +36,7 @@ const BODY_OVERHEAD: usize = r#"{"entities":[]}"#.len();
 /// What entities in one bulk request must share: the URL and its query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BatchKey {
-    pub blueprint: String,
+    pub blueprint: BlueprintId,
     pub merge: bool,
     pub create_missing_related_entities: bool,
     /// `ocean_info_event_type`.

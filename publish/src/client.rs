@@ -13,7 +13,7 @@ use adoport_shared::config::PortAccess;
 use adoport_shared::messages::{ResyncId, WriteOptions};
 use adoport_shared::metrics::HttpStats;
 use adoport_shared::port::answer::{read_body, read_json, status_error, trace_id};
-use adoport_shared::port::{PortApi, PortError, excerpt};
+use adoport_shared::port::{BlueprintId, EntityId, PortApi, PortError, excerpt};
 use chrono::{DateTime, Utc};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -236,8 +236,8 @@ impl PortClient {
     /// `DELETE /v1/blueprints/{bp}/entities/{id}?delete_dependents=…`; 404 is success.
     pub async fn delete_entity(
         &self,
-        blueprint: &str,
-        identifier: &str,
+        blueprint: &BlueprintId,
+        identifier: &EntityId,
         delete_dependents: bool,
     ) -> Result<DeleteOutcome, PublishError> {
         let operation = format!("delete of an entity of blueprint {blueprint}");
@@ -315,6 +315,20 @@ impl PortClient {
             })
             .await?;
         read_json(operation, response).await
+    }
+
+    /// `method` on the route of `path` with `body`, for a write whose answer only has to be
+    /// JSON.
+    async fn write(
+        &self,
+        operation: &str,
+        method: reqwest::Method,
+        path: &[&str],
+        body: &Value,
+    ) -> Result<(), PublishError> {
+        let url = self.url(path)?;
+        let _: Value = self.call_json(operation, method, url, &[], body).await?;
+        Ok(())
     }
 
     /// `POST /v1/blueprints/entities/datasource-entities`: one page of the entities whose
@@ -424,7 +438,11 @@ impl PortClient {
     /// Whether this integration owns entity `identifier` of `blueprint` in Port: it exists and
     /// its `$datasource` is ours (the exporter's, or GitOps' for [`PortClient::gitops`]). The
     /// ownership check before a live delete.
-    pub async fn owns(&self, blueprint: &str, identifier: &str) -> Result<bool, PublishError> {
+    pub async fn owns(
+        &self,
+        blueprint: &BlueprintId,
+        identifier: &EntityId,
+    ) -> Result<bool, PublishError> {
         let found = self
             .search_own(
                 &format!("ownership search of an entity of blueprint {blueprint}"),
@@ -446,7 +464,7 @@ impl PortClient {
     /// computes them, we never write them.
     pub async fn current_entities(
         &self,
-        blueprint: &str,
+        blueprint: &BlueprintId,
         identifiers: &[&str],
     ) -> Result<Vec<Value>, PublishError> {
         self.search_own(
@@ -476,17 +494,13 @@ impl PortClient {
     /// `POST /v1/blueprints` with the blueprint's body.
     pub async fn create_blueprint(&self, blueprint: &Value) -> Result<(), PublishError> {
         let identifier = blueprint["identifier"].as_str().unwrap_or("?");
-        let url = self.url(&["v1", "blueprints"])?;
-        let _: Value = self
-            .call_json(
-                &format!("creation of blueprint {identifier}"),
-                reqwest::Method::POST,
-                url,
-                &[],
-                blueprint,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("creation of blueprint {identifier}"),
+            reqwest::Method::POST,
+            &["v1", "blueprints"],
+            blueprint,
+        )
+        .await
     }
 
     /// `PATCH /v1/blueprints/{id}` with the fields to change.
@@ -495,17 +509,13 @@ impl PortClient {
         identifier: &str,
         fields: &Value,
     ) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "blueprints", identifier])?;
-        let _: Value = self
-            .call_json(
-                &format!("update of blueprint {identifier}"),
-                reqwest::Method::PATCH,
-                url,
-                &[],
-                fields,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("update of blueprint {identifier}"),
+            reqwest::Method::PATCH,
+            &["v1", "blueprints", identifier],
+            fields,
+        )
+        .await
     }
 
     /// `GET /v1/integration/{id}`: whether the integration exists in Port.
@@ -522,17 +532,13 @@ impl PortClient {
 
     /// `POST /v1/integration` with the body the Python integration sends.
     pub async fn create_integration(&self, body: &Value) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "integration"])?;
-        let _: Value = self
-            .call_json(
-                "creation of the integration in Port",
-                reqwest::Method::POST,
-                url,
-                &[],
-                body,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            "creation of the integration in Port",
+            reqwest::Method::POST,
+            &["v1", "integration"],
+            body,
+        )
+        .await
     }
 
     /// `POST /v1/integration/{id}/kinds/{kind}/examples`: raw data examples for Port's mapping
@@ -543,17 +549,13 @@ impl PortClient {
         kind: &str,
         items: &[Value],
     ) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "integration", integration, "kinds", kind, "examples"])?;
-        let _: Value = self
-            .call_json(
-                &format!("raw data examples of kind {kind} for integration {integration}"),
-                reqwest::Method::POST,
-                url,
-                &[],
-                &json!({ "examples": items }),
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("raw data examples of kind {kind} for integration {integration}"),
+            reqwest::Method::POST,
+            &["v1", "integration", integration, "kinds", kind, "examples"],
+            &json!({ "examples": items }),
+        )
+        .await
     }
 
     /// `PATCH /v1/integration/{id}/resync-state` with the Python integration's field names.
@@ -562,17 +564,13 @@ impl PortClient {
         integration: &str,
         state: &Value,
     ) -> Result<(), PublishError> {
-        let url = self.url(&["v1", "integration", integration, "resync-state"])?;
-        let _: Value = self
-            .call_json(
-                &format!("resync state report of integration {integration}"),
-                reqwest::Method::PATCH,
-                url,
-                &[],
-                state,
-            )
-            .await?;
-        Ok(())
+        self.write(
+            &format!("resync state report of integration {integration}"),
+            reqwest::Method::PATCH,
+            &["v1", "integration", integration, "resync-state"],
+            state,
+        )
+        .await
     }
 }
 

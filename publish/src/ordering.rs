@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 
+use adoport_shared::port::{BlueprintId, EntityId};
 use chrono::{DateTime, Utc};
 
 /// What ordering is kept for: one entity in Port, or one part of it.
@@ -31,8 +32,8 @@ use chrono::{DateTime, Utc};
 /// ordered per whole entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EntityKey {
-    pub blueprint: String,
-    pub identifier: String,
+    pub blueprint: BlueprintId,
+    pub identifier: EntityId,
     /// `kind#resource_index` for merge writes; empty for the whole entity.
     pub part: String,
 }
@@ -41,8 +42,8 @@ impl EntityKey {
     /// The whole entity.
     pub fn new(blueprint: impl Into<String>, identifier: impl Into<String>) -> Self {
         Self {
-            blueprint: blueprint.into(),
-            identifier: identifier.into(),
+            blueprint: BlueprintId::new(blueprint),
+            identifier: EntityId::new(identifier),
             part: String::new(),
         }
     }
@@ -55,8 +56,8 @@ impl EntityKey {
             String::new()
         };
         Self {
-            blueprint: change.blueprint.clone(),
-            identifier: change.identifier.clone(),
+            blueprint: BlueprintId::new(change.blueprint.clone()),
+            identifier: EntityId::new(change.identifier.clone()),
             part,
         }
     }

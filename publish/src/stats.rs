@@ -12,18 +12,8 @@ use tokio::sync::Notify;
 
 #[derive(Default)]
 struct Counters {
-    received: AtomicU64,
-    acked: AtomicU64,
-    upserted: AtomicU64,
-    deleted: AtomicU64,
-    skipped_stale: AtomicU64,
-    dead_lettered: AtomicU64,
-    retried: AtomicU64,
-    port_requests: AtomicU64,
-    port_reads: AtomicU64,
-    compared: AtomicU64,
-    skipped_unchanged: AtomicU64,
-    skipped_not_owned: AtomicU64,
+    /// One total per [`Counter`], at its index.
+    totals: [AtomicU64; Counter::COUNT],
     /// Per kind: `received`, `upserted`, `deleted`, `skipped_stale`, `skipped_unchanged`,
     /// `skipped_not_owned`, `dead_lettered`.
     per_kind: KindCounters,
@@ -106,6 +96,11 @@ pub(crate) enum Counter {
     SkippedNotOwned,
 }
 
+impl Counter {
+    /// How many there are: one past the last variant (keep it last).
+    const COUNT: usize = Counter::SkippedNotOwned as usize + 1;
+}
+
 impl PublishStats {
     pub fn new() -> Self {
         Self::default()
@@ -123,21 +118,7 @@ impl PublishStats {
 
     pub(crate) fn add(&self, counter: Counter, n: u64) {
         let c = &self.inner;
-        let cell = match counter {
-            Counter::Received => &c.received,
-            Counter::Acked => &c.acked,
-            Counter::Upserted => &c.upserted,
-            Counter::Deleted => &c.deleted,
-            Counter::SkippedStale => &c.skipped_stale,
-            Counter::DeadLettered => &c.dead_lettered,
-            Counter::Retried => &c.retried,
-            Counter::PortRequests => &c.port_requests,
-            Counter::PortReads => &c.port_reads,
-            Counter::Compared => &c.compared,
-            Counter::SkippedUnchanged => &c.skipped_unchanged,
-            Counter::SkippedNotOwned => &c.skipped_not_owned,
-        };
-        cell.fetch_add(n, Ordering::Relaxed);
+        c.totals[counter as usize].fetch_add(n, Ordering::Relaxed);
         c.changed.notify_waiters();
     }
 
@@ -255,21 +236,20 @@ impl PublishStats {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let c = &self.inner;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let get = |counter: Counter| self.inner.totals[counter as usize].load(Ordering::Relaxed);
         StatsSnapshot {
-            received: get(&c.received),
-            acked: get(&c.acked),
-            upserted: get(&c.upserted),
-            deleted: get(&c.deleted),
-            skipped_stale: get(&c.skipped_stale),
-            dead_lettered: get(&c.dead_lettered),
-            retried: get(&c.retried),
-            port_requests: get(&c.port_requests),
-            port_reads: get(&c.port_reads),
-            compared: get(&c.compared),
-            skipped_unchanged: get(&c.skipped_unchanged),
-            skipped_not_owned: get(&c.skipped_not_owned),
+            received: get(Counter::Received),
+            acked: get(Counter::Acked),
+            upserted: get(Counter::Upserted),
+            deleted: get(Counter::Deleted),
+            skipped_stale: get(Counter::SkippedStale),
+            dead_lettered: get(Counter::DeadLettered),
+            retried: get(Counter::Retried),
+            port_requests: get(Counter::PortRequests),
+            port_reads: get(Counter::PortReads),
+            compared: get(Counter::Compared),
+            skipped_unchanged: get(Counter::SkippedUnchanged),
+            skipped_not_owned: get(Counter::SkippedNotOwned),
         }
     }
 

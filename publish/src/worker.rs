@@ -44,6 +44,7 @@ use adoport_shared::messages::{
     ChangeOp, GITOPS_KIND, Origin, PartitionMessage, ResyncBarrier, ResyncControl, SCHEMA_VERSION,
     encode,
 };
+use adoport_shared::port::BlueprintId;
 use adoport_shared::topology::WorkQueue;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -813,7 +814,7 @@ impl Coordinator {
         let payload = match change.op {
             ChangeOp::Upsert { entity } => Payload::Upsert {
                 batch_key: BatchKey {
-                    blueprint: change.blueprint.clone(),
+                    blueprint: BlueprintId::new(change.blueprint.clone()),
                     merge: change.write.merge,
                     create_missing_related_entities: change.write.create_missing_related_entities,
                     event_type: change.origin.event_type(),

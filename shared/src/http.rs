@@ -53,12 +53,7 @@ pub fn client_builder(network: &NetworkSettings) -> Result<ClientBuilder, Config
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::test_vars as vars;
 
     #[test]
     fn upper_case_wins_and_lower_case_is_read() {

@@ -66,53 +66,45 @@ pub fn decode<T: Contract>(body: &[u8]) -> Result<T, DecodeError> {
     })
 }
 
-/// Identifies one resync run, from request to reconciliation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ResyncId(pub Uuid);
+/// A random id that travels as its bare UUID: the type, its `new`, `Default` and `Display`.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
 
-impl ResyncId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
+        impl $name {
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl Default for ResyncId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+uuid_id!(
+    /// Identifies one resync run, from request to reconciliation.
+    ResyncId
+);
 
-impl std::fmt::Display for ResyncId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Identifies one crawl of a resync. A resync whose crawl is restarted (ingest killed
-/// mid-crawl, the request delivered again) is crawled again under a new attempt; the
-/// coordinator counts only the events of the attempt that finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct AttemptId(pub Uuid);
-
-impl AttemptId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
-}
-
-impl Default for AttemptId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for AttemptId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_id!(
+    /// Identifies one crawl of a resync. A resync whose crawl is restarted (ingest killed
+    /// mid-crawl, the request delivered again) is crawled again under a new attempt; the
+    /// coordinator counts only the events of the attempt that finished.
+    AttemptId
+);
 
 /// Identifies a mapping (port-app-config) version by its content, so that every process that
 /// read the same mapping names it the same way (see [`crate::mapping_versions`]).
@@ -591,6 +583,13 @@ impl ResyncControl {
 mod tests {
     use super::*;
 
+    /// Checks that `message` decodes back to itself, and returns the JSON it travels as.
+    fn round_trip<T: Contract + PartialEq + std::fmt::Debug>(message: &T) -> Value {
+        let back: T = decode(&encode(message)).expect("decodes");
+        assert_eq!(&back, message);
+        serde_json::from_slice(&encode(message)).expect("json")
+    }
+
     #[test]
     fn a_gitops_spec_error_travels_as_the_item_earlier_versions_wrote() {
         let error = GitopsSpecError {
@@ -660,8 +659,7 @@ mod tests {
             RawAction::Upsert,
             vec![json!({"id": "r1"})],
         );
-        let decoded: RawEvent = decode(&encode(&event)).expect("decodes");
-        assert_eq!(decoded, event);
+        round_trip(&event);
     }
 
     #[test]
@@ -681,11 +679,9 @@ mod tests {
             write: WriteOptions::default(),
             op: ChangeOp::Delete,
         };
-        let json: Value = serde_json::from_slice(&encode(&change)).expect("json");
+        let json = round_trip(&change);
         assert_eq!(json["op"], "delete");
         assert_eq!(json["v"], 1);
-        let back: EntityChange = decode(&encode(&change)).expect("decodes");
-        assert_eq!(back, change);
     }
 
     #[test]
@@ -701,11 +697,9 @@ mod tests {
             attempt: Some(AttemptId::new()),
             mapping_version: Some(MappingVersionId("0123456789abcdef".into())),
         };
-        let json: Value = serde_json::from_slice(&encode(&message)).expect("json");
+        let json = round_trip(&message);
         assert_eq!(json["type"], "progress");
         assert_eq!(json["v"], 1);
-        let back: ResyncControl = decode(&encode(&message)).expect("decodes");
-        assert_eq!(back, message);
     }
 
     #[test]

@@ -73,9 +73,14 @@ impl Serialize for JqExpr {
 
 /// A short rendering of an unexpected value for error messages.
 fn describe(value: &Value) -> String {
+    value_excerpt(value, 60)
+}
+
+/// A value's JSON text for messages: at most `max_chars` characters, ending in `...` when cut.
+pub fn value_excerpt(value: &Value, max_chars: usize) -> String {
     let text = value.to_string();
-    if text.chars().count() > 60 {
-        let short: String = text.chars().take(57).collect();
+    if text.chars().count() > max_chars {
+        let short: String = text.chars().take(max_chars.saturating_sub(3)).collect();
         format!("{short}...")
     } else {
         text

@@ -242,10 +242,7 @@ impl Evaluator {
             abandoned = self.abandoned(),
             "a jq evaluation was abandoned; its thread is replaced"
         );
-        outcomes.push(KindOutcome {
-            changes: Vec::new(),
-            problems: vec![problem],
-        });
+        outcomes.push(KindOutcome::failed(problem));
     }
 }
 
@@ -347,10 +344,7 @@ fn evaluate(job: &Job, limits: &JqLimits) {
                 .unwrap_or_else(|| "a panic".to_owned());
             let expression = job.state.expression.load(Ordering::Relaxed);
             let why = Runaway::Panicked { message };
-            KindOutcome {
-                changes: Vec::new(),
-                problems: vec![stopped_item(&job.mapping, event, index, expression, why)],
-            }
+            KindOutcome::failed(stopped_item(&job.mapping, event, index, expression, why))
         });
         if job.state.abandoned.load(Ordering::Relaxed)
             || job.replies.blocking_send(Reply::Mapped(outcome)).is_err()

@@ -31,27 +31,21 @@ pub fn outcome(action: RawAction, item: &Value) -> KindOutcome {
         .map(|v| v.to_string())
         .unwrap_or_else(|| "<no identifier>".into());
     let Some(blueprint) = text("blueprint") else {
-        return KindOutcome {
-            changes: Vec::new(),
-            problems: vec![ItemProblem::EmptyBlueprint {
-                resource_index: 0,
-                kind: GITOPS_KIND.into(),
-                item_id,
-                found: item
-                    .get("blueprint")
-                    .map_or("nothing".into(), |v| v.to_string()),
-            }],
-        };
+        return KindOutcome::failed(ItemProblem::EmptyBlueprint {
+            resource_index: 0,
+            kind: GITOPS_KIND.into(),
+            item_id,
+            found: item
+                .get("blueprint")
+                .map_or("nothing".into(), |v| v.to_string()),
+        });
     };
     let Some(identifier) = text("identifier") else {
-        return KindOutcome {
-            changes: Vec::new(),
-            problems: vec![ItemProblem::EmptyIdentifier {
-                resource_index: 0,
-                kind: GITOPS_KIND.into(),
-                item_id,
-            }],
-        };
+        return KindOutcome::failed(ItemProblem::EmptyIdentifier {
+            resource_index: 0,
+            kind: GITOPS_KIND.into(),
+            item_id,
+        });
     };
     let op = match action {
         RawAction::Delete => ChangeOp::Delete,

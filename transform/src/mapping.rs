@@ -26,7 +26,8 @@ use std::fmt;
 
 use adoport_shared::messages::{ChangeOp, RawAction};
 use adoport_shared::port_app_config::{
-    JqExpr, LEGACY_FILE_PREFIX, MappingValue, PortAppConfig, SearchQuery, SearchRule,
+    JqExpr, LEGACY_FILE_PREFIX, MappingValue, NamedFields, PortAppConfig, SearchQuery, SearchRule,
+    value_excerpt,
 };
 use jaq_json::Val;
 use serde_json::{Map, Value};
@@ -56,6 +57,16 @@ pub struct MappedChange {
 pub struct KindOutcome {
     pub changes: Vec<MappedChange>,
     pub problems: Vec<ItemProblem>,
+}
+
+impl KindOutcome {
+    /// An item that produced nothing, for this reason.
+    pub fn failed(problem: ItemProblem) -> Self {
+        Self {
+            changes: Vec::new(),
+            problems: vec![problem],
+        }
+    }
 }
 
 /// Something the mapping could not do with one item. The item itself is not lost: whatever
@@ -663,10 +674,7 @@ impl CompiledMapping {
         }
         match stop {
             // A runaway expression fails the whole item: nothing of it is written.
-            Some(runaway) => KindOutcome {
-                changes: Vec::new(),
-                problems: vec![runaway],
-            },
+            Some(runaway) => KindOutcome::failed(runaway),
             None => outcome,
         }
     }
@@ -737,28 +745,18 @@ fn compile_resource(
         )
         .map(Some),
     };
-    let mut properties = Some(Vec::with_capacity(m.properties.len()));
-    for (name, expr) in m.properties.iter() {
-        let field = keep(
+    let properties = compile_named(&m.properties, |name, expr| {
+        keep(
             errors,
             Field::compile(prelude, format!("{mp}.properties.{name}"), expr),
-        );
-        match (&mut properties, field) {
-            (Some(list), Some(field)) => list.push((name.to_owned(), field)),
-            _ => properties = None,
-        }
-    }
-    let mut relations = Some(Vec::with_capacity(m.relations.len()));
-    for (name, value) in m.relations.iter() {
-        let value = keep(
+        )
+    });
+    let relations = compile_named(&m.relations, |name, value| {
+        keep(
             errors,
             CompiledValue::compile(prelude, format!("{mp}.relations.{name}"), value),
-        );
-        match (&mut relations, value) {
-            (Some(list), Some(value)) => list.push((name.to_owned(), value)),
-            _ => relations = None,
-        }
-    }
+        )
+    });
     Some(CompiledResource {
         index,
         kind: resource.kind.clone(),
@@ -774,6 +772,21 @@ fn compile_resource(
     })
 }
 
+/// Compiles every entry (so that each failure is reported), in order; `None` when any failed.
+fn compile_named<T, C>(
+    entries: &NamedFields<T>,
+    mut compile: impl FnMut(&str, &T) -> Option<C>,
+) -> Option<Vec<(String, C)>> {
+    let mut compiled = Some(Vec::with_capacity(entries.len()));
+    for (name, entry) in entries.iter() {
+        match (&mut compiled, compile(name, entry)) {
+            (Some(list), Some(done)) => list.push((name.to_owned(), done)),
+            _ => compiled = None,
+        }
+    }
+    compiled
+}
+
 /// The item's `.id` (string or number) for problem reports.
 pub(crate) fn item_id(item: &Value) -> String {
     match item.get("id") {
@@ -784,13 +797,7 @@ pub(crate) fn item_id(item: &Value) -> String {
 }
 
 fn short(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 80 {
-        let cut: String = text.chars().take(77).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
+    value_excerpt(value, 80)
 }
 
 /// What an item's evaluations share: its budget, and where to say which expression runs.

@@ -1,7 +1,7 @@
 //! Consuming a work queue on RabbitMQ, across broker outages, and settling what was delivered.
 //!
 //! A [`RabbitSubscription`] has its own channel (prefetch is per consumer). When the channel or
-//! the connection dies, [`RabbitSubscription::next`] waits for the link to be up again and
+//! the connection dies, [`RabbitSubscription::next_until`] waits for the link to be up again and
 //! consumes on a new channel; the broker redelivers whatever was delivered on the old one and
 //! not acked. Settling a delivery whose channel is gone cannot reach the broker: it is reported
 //! as [`BusError::DeliveryLost`] (the message comes again), never as a failure of the consumer.
@@ -37,8 +37,8 @@ pub struct RabbitSubscription {
 
 impl RabbitSubscription {
     /// Waits for the connection and starts consuming. On shutdown, or when the first try
-    /// fails, the subscription is returned anyway: [`RabbitSubscription::next`] tries again
-    /// (and ends on shutdown).
+    /// fails, the subscription is returned anyway: [`RabbitSubscription::next_until`] tries
+    /// again (and ends on shutdown).
     pub(super) async fn open(bus: RabbitBus, queue: WorkQueue, prefetch: u16) -> Self {
         let name = bus.topology().work_queue(queue);
         let mut subscription = Self {
@@ -58,8 +58,8 @@ impl RabbitSubscription {
         subscription
     }
 
-    /// A subscription that starts consuming on its first [`RabbitSubscription::next`] (waiting
-    /// for the link there, not here).
+    /// A subscription that starts consuming on its first
+    /// [`RabbitSubscription::next_until`] (waiting for the link there, not here).
     pub(super) fn lazy(bus: RabbitBus, queue: WorkQueue, prefetch: u16) -> Self {
         let name = bus.topology().work_queue(queue);
         Self {
@@ -79,32 +79,17 @@ impl RabbitSubscription {
         let limit = self.bus.timeouts().operation;
         let opened = async {
             let channel = within(limit, "channel.open", live.connection.create_channel()).await?;
-            let setup = async {
-                within(
-                    limit,
-                    "basic.qos",
-                    channel.basic_qos(self.prefetch, BasicQosOptions::default()),
-                )
-                .await?;
-                within(
-                    limit,
-                    &format!("basic.consume {}", self.name),
-                    channel.basic_consume(
-                        self.name.as_str().into(),
-                        ShortString::from(""),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    ),
-                )
-                .await
-            };
-            match setup.await {
-                Ok(consumer) => Ok((channel, consumer)),
-                Err(e) => {
-                    close_in_background(channel, limit);
-                    Err(e)
-                }
-            }
+            let consumer = start_consuming(
+                &channel,
+                limit,
+                &self.name,
+                StartConsuming {
+                    prefetch: Some(self.prefetch),
+                    ..StartConsuming::default()
+                },
+            )
+            .await;
+            keep_or_close(channel, limit, consumer)
         };
         match opened.await {
             Ok((channel, consumer)) => Ok(Current {
@@ -127,13 +112,8 @@ impl RabbitSubscription {
         self.consume(live).await
     }
 
-    /// The next delivery, or `None` once the process shuts down. Waits out broker outages.
-    pub async fn next(&mut self) -> Option<Delivery> {
-        self.next_until(std::future::pending()).await
-    }
-
-    /// [`RabbitSubscription::next`], or `None` as soon as `stop` completes. Safe to give up
-    /// on: it stops only while waiting (for the broker, or for a delivery, which then stays
+    /// The next delivery, or `None` once the process shuts down or as soon as `stop`
+    /// completes. Waits out broker outages. Safe to give up on: it stops only while waiting (for the broker, or for a delivery, which then stays
     /// with the consumer and goes back to the queue when the subscription closes), never
     /// half-way through opening a consumer.
     pub async fn next_until(
@@ -265,6 +245,65 @@ pub(super) fn close_in_background(channel: Channel, limit: std::time::Duration) 
     tokio::spawn(async move {
         let _ = tokio::time::timeout(limit, channel.close(200, "consumer stopped".into())).await;
     });
+}
+
+/// The channel with what was set up on it; or, when setting up failed, the error, the channel
+/// closed in the background (a half-set-up channel must not linger).
+pub(super) fn keep_or_close<T>(
+    channel: Channel,
+    limit: std::time::Duration,
+    setup: Result<T, BusError>,
+) -> Result<(Channel, T), BusError> {
+    match setup {
+        Ok(value) => Ok((channel, value)),
+        Err(e) => {
+            close_in_background(channel, limit);
+            Err(e)
+        }
+    }
+}
+
+/// How [`start_consuming`] consumes a queue.
+#[derive(Debug, Default)]
+pub(super) struct StartConsuming<'a> {
+    /// Deliveries unacknowledged at once (`basic.qos`); `None` leaves the channel's.
+    pub prefetch: Option<u16>,
+    /// The consumer tag; empty: the broker names the consumer.
+    pub tag: &'a str,
+    /// Deliveries count as acknowledged when sent.
+    pub no_ack: bool,
+}
+
+/// Sets the prefetch (when asked) and starts consuming `queue` on `channel`, each step bounded
+/// by `limit`.
+pub(super) async fn start_consuming(
+    channel: &Channel,
+    limit: std::time::Duration,
+    queue: &str,
+    how: StartConsuming<'_>,
+) -> Result<Consumer, BusError> {
+    if let Some(prefetch) = how.prefetch {
+        within(
+            limit,
+            "basic.qos",
+            channel.basic_qos(prefetch, BasicQosOptions::default()),
+        )
+        .await?;
+    }
+    within(
+        limit,
+        &format!("basic.consume {queue}"),
+        channel.basic_consume(
+            queue.into(),
+            ShortString::from(how.tag),
+            BasicConsumeOptions {
+                no_ack: how.no_ack,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
 }
 
 /// Settles a RabbitMQ delivery.

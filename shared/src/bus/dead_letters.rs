@@ -8,8 +8,8 @@
 //! the queue's length when it started.
 
 use bytes::Bytes;
-use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
+use lapin::{Acker, BasicProperties, Channel};
 
 use super::rabbit::{RabbitBus, broker_death_reason, header_text, persistent, within};
 use super::{Backend, Bus, BusError, DeadLetter, ORIGIN_QUEUE_HEADER, REASON_HEADER};
@@ -98,23 +98,8 @@ impl RabbitBus {
         }
         if let Some(acker) = last_tag {
             // Give every letter back, in one go.
-            within(
-                self.timeouts().operation,
-                &format!("basic.nack {name}"),
-                acker.nack(BasicNackOptions {
-                    multiple: true,
-                    requeue: true,
-                }),
-            )
-            .await?;
-            // A quorum queue takes returned messages back asynchronously: wait (bounded) until
-            // they are ready again, so that the next reader sees them.
-            let deadline = tokio::time::Instant::now() + RETURN_WAIT;
-            while self.message_count(&channel, &name).await? < available
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            self.give_back(&acker, &name, true).await?;
+            self.await_returned(&channel, &name, available).await?;
         }
         self.close_channel(channel).await;
         Ok(letters)
@@ -170,26 +155,46 @@ impl RabbitBus {
             }
         }
         for acker in kept {
-            within(
-                self.timeouts().operation,
-                &format!("basic.nack {name}"),
-                acker.nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                }),
-            )
-            .await?;
+            self.give_back(&acker, &name, false).await?;
         }
         let left = outcome.kept + outcome.unknown_origin;
+        if left > 0 {
+            self.await_returned(&channel, &name, left).await?;
+        }
+        self.close_channel(channel).await;
+        Ok(outcome)
+    }
+
+    /// Returns a letter taken with `basic.get` to the DLQ (with `multiple`, every letter up to
+    /// it).
+    async fn give_back(&self, acker: &Acker, name: &str, multiple: bool) -> Result<(), BusError> {
+        within(
+            self.timeouts().operation,
+            &format!("basic.nack {name}"),
+            acker.nack(BasicNackOptions {
+                multiple,
+                requeue: true,
+            }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A quorum queue takes returned messages back asynchronously: waits (bounded) until
+    /// `count` letters are ready again, so that the next reader sees them.
+    async fn await_returned(
+        &self,
+        channel: &Channel,
+        name: &str,
+        count: u64,
+    ) -> Result<(), BusError> {
         let deadline = tokio::time::Instant::now() + RETURN_WAIT;
-        while left > 0
-            && self.message_count(&channel, &name).await? < left
+        while self.message_count(channel, name).await? < count
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        self.close_channel(channel).await;
-        Ok(outcome)
+        Ok(())
     }
 
     async fn purge_dead_letters(&self, queue: DeadLetterQueue) -> Result<u64, BusError> {

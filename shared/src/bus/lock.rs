@@ -26,14 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer, ErrorKind};
 
 use super::BusError;
+use super::consumer::{StartConsuming, start_consuming};
 use super::link::Live;
 use super::rabbit::{RabbitBus, persistent, within};
 use crate::topology::LockQueues;
@@ -294,28 +293,16 @@ pub(super) async fn try_lock_rabbit(
             });
         }
     }
-    let consuming = async {
-        within(
-            limit,
-            "basic.qos",
-            channel.basic_qos(1, BasicQosOptions::default()),
-        )
-        .await?;
-        within(
-            limit,
-            &format!("basic.consume {}", queues.presence),
-            channel.basic_consume(
-                queues.presence.as_str().into(),
-                "adoport-leader".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            ),
-        )
-        .await
-    };
+    let consuming = start_consuming(
+        &channel,
+        limit,
+        &queues.presence,
+        StartConsuming {
+            prefetch: Some(1),
+            tag: "adoport-leader",
+            no_ack: true,
+        },
+    );
     match consuming.await {
         Ok(presence) => Ok(LockAttempt::Held(BusLock {
             inner: Held::Rabbit(Box::new(RabbitHeld {

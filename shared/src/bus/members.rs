@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer};
 use tokio::sync::mpsc;
 
-use super::consumer::close_in_background;
+use super::consumer::{StartConsuming, close_in_background, keep_or_close, start_consuming};
 use super::rabbit::{RabbitBus, within};
 use super::{BusError, reconnect_delay};
 use crate::topology::RECONNECT_BACKOFF_MAX;
@@ -158,26 +158,17 @@ async fn open(
             ),
         )
         .await?;
-        within(
+        start_consuming(
+            &channel,
             limit,
-            &format!("basic.consume {name}"),
-            channel.basic_consume(
-                name,
-                ShortString::from(""),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            ),
+            name.as_str(),
+            StartConsuming {
+                no_ack: true,
+                ..StartConsuming::default()
+            },
         )
         .await
     };
-    match setup.await {
-        Ok(consumer) => Ok((channel, consumer)),
-        Err(e) => {
-            close_in_background(channel, limit);
-            Err(e)
-        }
-    }
+    let consumer = setup.await;
+    keep_or_close(channel, limit, consumer)
 }

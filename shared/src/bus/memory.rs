@@ -155,12 +155,8 @@ pub struct MemorySubscription {
 }
 
 impl MemorySubscription {
-    pub async fn next(&mut self) -> Option<Delivery> {
-        self.next_until(std::future::pending()).await
-    }
-
-    /// [`MemorySubscription::next`], or `None` as soon as `stop` completes (nothing is lost:
-    /// a message not received stays in the channel).
+    /// The next message, or `None` once the bus shuts down or as soon as `stop` completes
+    /// (nothing is lost: a message not received stays in the channel).
     pub async fn next_until(
         &mut self,
         stop: impl std::future::Future<Output = ()>,

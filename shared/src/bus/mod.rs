@@ -421,10 +421,7 @@ pub enum Subscription {
 impl Subscription {
     /// The next delivery, or `None` once the bus shuts down.
     pub async fn next(&mut self) -> Option<Delivery> {
-        match self {
-            Subscription::Rabbit(s) => s.next().await,
-            Subscription::Memory(s) => s.next().await,
-        }
+        self.next_until(std::future::pending()).await
     }
 
     /// The next delivery, or `None` once the bus shuts down or as soon as `stop` completes.

@@ -10,7 +10,9 @@
 //! names another (the variable azure-identity reads: sovereign clouds, a test's simulator).
 //! This module owns the validation of these settings; every problem names the variable.
 
-use super::{AccountMode, AzureDevopsAccess, ConfigError, NetworkSettings, Secret, Settings};
+use super::{
+    AccountMode, AzureDevopsAccess, ConfigError, NetworkSettings, Secret, Settings, required_secret,
+};
 
 /// Microsoft Entra ID's public-cloud authority.
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
@@ -57,10 +59,7 @@ fn required(value: Option<&String>, setting: &str, hint: &str) -> Result<String,
     value
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ConfigError::Missing {
-            setting: setting.into(),
-            hint: hint.into(),
-        })
+        .ok_or_else(|| ConfigError::missing(setting, hint))
 }
 
 /// The organization URLs of `Multiple Accounts`: each an http(s) URL, none twice.
@@ -121,14 +120,11 @@ impl Settings {
             "OCEAN__INTEGRATION__CONFIG__CLIENT_ID",
             "the application (client) id of the service principal",
         )?;
-        let client_secret = config
-            .client_secret
-            .clone()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ConfigError::Missing {
-                setting: "OCEAN__INTEGRATION__CONFIG__CLIENT_SECRET".into(),
-                hint: "a client secret (its value, not its id) of the service principal".into(),
-            })?;
+        let client_secret = required_secret(
+            &config.client_secret,
+            "OCEAN__INTEGRATION__CONFIG__CLIENT_SECRET",
+            "a client secret (its value, not its id) of the service principal",
+        )?;
         let organization_urls = organization_urls(&config.organization_urls)?;
         let authority_host = match &self.azure_authority_host {
             None => DEFAULT_AUTHORITY_HOST.to_string(),

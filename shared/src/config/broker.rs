@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lapin::uri::AMQPUri;
 
-use super::{BrokerSettings, ConfigError, Secret};
+use super::{BrokerSettings, ConfigError, Secret, check_ranges};
 
 /// How long the bus waits for the broker. See the README's configuration table and
 /// docs/design.md ("When the broker goes away").
@@ -54,19 +54,7 @@ impl BrokerSettings {
                 problem,
             })?;
         }
-        for (setting, value, range) in self.timeout_ranges() {
-            if !range.contains(&value) {
-                return Err(ConfigError::Invalid {
-                    setting: setting.into(),
-                    problem: format!(
-                        "{value} is out of range; use {} to {}",
-                        range.start(),
-                        range.end()
-                    ),
-                });
-            }
-        }
-        Ok(())
+        check_ranges(self.timeout_ranges())
     }
 
     /// Each timeout with its variable and allowed range.

@@ -29,13 +29,20 @@ pub fn string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::E
     }
 }
 
-/// An optional string; an empty string counts as unset.
-pub fn opt_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+/// The value of an optional setting: `None` when it is missing, null or an empty string.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(value) => string(value).map(Some).map_err(de::Error::custom),
+        Some(value) => Ok(Some(value)),
     }
+}
+
+/// An optional string; an empty string counts as unset.
+pub fn opt_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    present(deserializer)?
+        .map(|value| string(value).map_err(de::Error::custom))
+        .transpose()
 }
 
 fn parse_bool(value: &Value) -> Option<bool> {
@@ -74,29 +81,26 @@ fn parse_u64(value: &Value) -> Option<u64> {
     }
 }
 
-/// A whole number ≥ 0.
-pub fn u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    let value = Value::deserialize(deserializer)?;
-    parse_u64(&value).ok_or_else(|| {
-        de::Error::custom(format!(
+/// A whole number ≥ 0 read from `value`.
+fn whole<E: de::Error>(value: &Value) -> Result<u64, E> {
+    parse_u64(value).ok_or_else(|| {
+        E::custom(format!(
             "expected a whole number, found {}",
-            describe(&value)
+            describe(value)
         ))
     })
 }
 
+/// A whole number ≥ 0.
+pub fn u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    whole(&Value::deserialize(deserializer)?)
+}
+
 /// An optional whole number; an empty string counts as unset.
 pub fn opt_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
-    match Option::<Value>::deserialize(deserializer)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(value) => parse_u64(&value).map(Some).ok_or_else(|| {
-            de::Error::custom(format!(
-                "expected a whole number, found {}",
-                describe(&value)
-            ))
-        }),
-    }
+    present(deserializer)?
+        .map(|value| whole(&value))
+        .transpose()
 }
 
 /// A list of strings: a JSON array, or a comma-separated string (blank entries dropped).

@@ -19,6 +19,7 @@ mod network;
 mod secret;
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +44,46 @@ pub enum ConfigError {
     Invalid { setting: String, problem: String },
     #[error("{setting} is required: {hint}")]
     Missing { setting: String, hint: String },
+}
+
+impl ConfigError {
+    fn missing(setting: &str, hint: &str) -> Self {
+        ConfigError::Missing {
+            setting: setting.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// Checks each setting's value against its allowed range; the first outside it is the error.
+fn check_ranges(
+    ranges: impl IntoIterator<Item = (&'static str, u64, RangeInclusive<u64>)>,
+) -> Result<(), ConfigError> {
+    for (setting, value, range) in ranges {
+        if !range.contains(&value) {
+            return Err(ConfigError::Invalid {
+                setting: setting.into(),
+                problem: format!(
+                    "{value} is out of range; use {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A secret that is set and not empty.
+fn required_secret(
+    value: &Option<Secret>,
+    setting: &str,
+    hint: &str,
+) -> Result<Secret, ConfigError> {
+    value
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ConfigError::missing(setting, hint))
 }
 
 /// How the integration learns about changes (Ocean's `event_listener.type`: every type Ocean
@@ -112,14 +153,15 @@ impl EventListenerType {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct EventListener {
-    #[serde(rename = "type", default, deserialize_with = "event_listener_type")]
+    #[serde(rename = "type", deserialize_with = "event_listener_type")]
     pub kind: EventListenerType,
     /// POLLING: seconds between checks of Port's resync request (Ocean's `interval`).
-    #[serde(default = "default_polling_interval", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub interval: u64,
     /// POLLING: whether to resync at start-up (Ocean's `resync_on_start`).
-    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    #[serde(deserialize_with = "flex::bool")]
     pub resync_on_start: bool,
 }
 
@@ -127,14 +169,10 @@ impl Default for EventListener {
     fn default() -> Self {
         Self {
             kind: EventListenerType::default(),
-            interval: default_polling_interval(),
+            interval: 60,
             resync_on_start: true,
         }
     }
-}
-
-fn default_polling_interval() -> u64 {
-    60
 }
 
 fn event_listener_type<'de, D: serde::Deserializer<'de>>(
@@ -154,18 +192,14 @@ fn event_listener_type<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-fn default_port_base_url() -> String {
-    "https://api.getport.io".into()
-}
-
 /// `OCEAN__PORT__…`
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct PortSettings {
-    #[serde(default, deserialize_with = "flex::opt_string")]
+    #[serde(deserialize_with = "flex::opt_string")]
     pub client_id: Option<String>,
-    #[serde(default)]
     pub client_secret: Option<Secret>,
-    #[serde(default = "default_port_base_url", deserialize_with = "flex::string")]
+    #[serde(deserialize_with = "flex::string")]
     pub base_url: String,
 }
 
@@ -174,7 +208,7 @@ impl Default for PortSettings {
         Self {
             client_id: None,
             client_secret: None,
-            base_url: default_port_base_url(),
+            base_url: "https://api.getport.io".into(),
         }
     }
 }
@@ -200,60 +234,33 @@ impl<'de> Deserialize<'de> for AccountMode {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-
-fn default_webhook_username() -> String {
-    "port".into()
-}
-
 /// `OCEAN__INTEGRATION__CONFIG__…`: the Azure DevOps integration's own settings (spec.yaml).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct AzureDevopsConfig {
-    #[serde(default, alias = "accountMode")]
+    #[serde(alias = "accountMode")]
     pub account_mode: AccountMode,
-    #[serde(
-        default,
-        alias = "organizationUrl",
-        deserialize_with = "flex::opt_string"
-    )]
+    #[serde(alias = "organizationUrl", deserialize_with = "flex::opt_string")]
     pub organization_url: Option<String>,
-    #[serde(default, alias = "personalAccessToken")]
+    #[serde(alias = "personalAccessToken")]
     pub personal_access_token: Option<Secret>,
-    #[serde(default, alias = "clientId", deserialize_with = "flex::opt_string")]
+    #[serde(alias = "clientId", deserialize_with = "flex::opt_string")]
     pub client_id: Option<String>,
-    #[serde(default, alias = "clientSecret")]
+    #[serde(alias = "clientSecret")]
     pub client_secret: Option<Secret>,
-    #[serde(default, alias = "tenantId", deserialize_with = "flex::opt_string")]
+    #[serde(alias = "tenantId", deserialize_with = "flex::opt_string")]
     pub tenant_id: Option<String>,
-    #[serde(
-        default,
-        alias = "organizationUrls",
-        deserialize_with = "flex::string_list"
-    )]
+    #[serde(alias = "organizationUrls", deserialize_with = "flex::string_list")]
     pub organization_urls: Vec<String>,
-    #[serde(
-        default = "default_true",
-        alias = "isProjectsLimited",
-        deserialize_with = "flex::bool"
-    )]
+    #[serde(alias = "isProjectsLimited", deserialize_with = "flex::bool")]
     pub is_projects_limited: bool,
-    #[serde(default, alias = "appHost", deserialize_with = "flex::opt_string")]
+    #[serde(alias = "appHost", deserialize_with = "flex::opt_string")]
     pub app_host: Option<String>,
-    #[serde(default, alias = "webhookSecret")]
+    #[serde(alias = "webhookSecret")]
     pub webhook_secret: Option<Secret>,
-    #[serde(
-        default = "default_webhook_username",
-        alias = "webhookAuthUsername",
-        deserialize_with = "flex::string"
-    )]
+    #[serde(alias = "webhookAuthUsername", deserialize_with = "flex::string")]
     pub webhook_auth_username: String,
-    #[serde(
-        default,
-        alias = "excludedTags",
-        deserialize_with = "flex::string_list"
-    )]
+    #[serde(alias = "excludedTags", deserialize_with = "flex::string_list")]
     pub excluded_tags: Vec<String>,
 }
 
@@ -270,28 +277,20 @@ impl Default for AzureDevopsConfig {
             is_projects_limited: true,
             app_host: None,
             webhook_secret: None,
-            webhook_auth_username: default_webhook_username(),
+            webhook_auth_username: "port".into(),
             excluded_tags: Vec::new(),
         }
     }
 }
 
-fn default_integration_type() -> String {
-    "azure-devops".into()
-}
-
 /// `OCEAN__INTEGRATION__…`
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct IntegrationSettings {
-    #[serde(default, deserialize_with = "flex::opt_string")]
+    #[serde(deserialize_with = "flex::opt_string")]
     pub identifier: Option<String>,
-    #[serde(
-        rename = "type",
-        default = "default_integration_type",
-        deserialize_with = "flex::string"
-    )]
+    #[serde(rename = "type", deserialize_with = "flex::string")]
     pub integration_type: String,
-    #[serde(default)]
     pub config: AzureDevopsConfig,
 }
 
@@ -299,7 +298,7 @@ impl Default for IntegrationSettings {
     fn default() -> Self {
         Self {
             identifier: None,
-            integration_type: default_integration_type(),
+            integration_type: "azure-devops".into(),
             config: AzureDevopsConfig::default(),
         }
     }
@@ -307,82 +306,65 @@ impl Default for IntegrationSettings {
 
 /// The Python integration's settings (`OCEAN__…`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct OceanSettings {
-    #[serde(default)]
     pub port: PortSettings,
-    #[serde(default)]
     pub integration: IntegrationSettings,
-    #[serde(default)]
     pub event_listener: EventListener,
     /// Minutes between scheduled resyncs.
-    #[serde(default, deserialize_with = "flex::opt_u64")]
+    #[serde(deserialize_with = "flex::opt_u64")]
     pub scheduled_resync_interval: Option<u64>,
-    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    #[serde(deserialize_with = "flex::bool")]
     pub initialize_port_resources: bool,
-    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    #[serde(deserialize_with = "flex::bool")]
     pub send_raw_data_examples: bool,
     /// The public URL Azure DevOps sends webhooks to (also `appHost`).
-    #[serde(default, deserialize_with = "flex::opt_string")]
+    #[serde(deserialize_with = "flex::opt_string")]
     pub base_url: Option<String>,
     /// Seconds before an HTTP request to Azure DevOps or Port is abandoned.
-    #[serde(default = "default_client_timeout", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub client_timeout: u64,
     /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
-    #[serde(default)]
     pub actions_processor: ActionsProcessor,
     /// Whether `env`/`$ENV` in a mapping's jq hold the process environment (its secrets left
     /// out, see [`JqEnvironment`]) or nothing.
-    #[serde(default = "default_true", deserialize_with = "flex::bool")]
+    #[serde(deserialize_with = "flex::bool")]
     pub allow_environment_variables_jq_access: bool,
     /// Ocean's log level; the roles' default log filter ([`log_level`]).
-    #[serde(default)]
     pub log_level: Option<LogLevel>,
     /// Mounts the integration's routes under a prefix, as Ocean does: the webhook at
     /// `{prefix}/integration/webhook`, and subscriptions point there.
-    #[serde(default, deserialize_with = "flex::opt_string")]
+    #[serde(deserialize_with = "flex::opt_string")]
     pub path_prefix: Option<String>,
 }
 
 /// Ocean's actions processor settings (`OCEAN__ACTIONS_PROCESSOR__ENABLED`, …), same names and
 /// defaults.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct ActionsProcessor {
-    #[serde(default, deserialize_with = "flex::bool")]
+    #[serde(deserialize_with = "flex::bool")]
     pub enabled: bool,
     /// Seconds between `claim-pending` polls when nothing was pending.
-    #[serde(default = "default_action_poll", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub poll_check_interval_seconds: u64,
     /// How long a claimed run stays hidden from other executors (ms).
-    #[serde(default = "default_action_visibility", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub visibility_timeout_ms: u64,
     /// Runs executed at the same time.
-    #[serde(default = "default_action_workers", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub workers_count: u64,
-}
-
-fn default_action_poll() -> u64 {
-    10
-}
-fn default_action_visibility() -> u64 {
-    60_000
-}
-fn default_action_workers() -> u64 {
-    3
 }
 
 impl Default for ActionsProcessor {
     fn default() -> Self {
         Self {
             enabled: false,
-            poll_check_interval_seconds: default_action_poll(),
-            visibility_timeout_ms: default_action_visibility(),
-            workers_count: default_action_workers(),
+            poll_check_interval_seconds: 10,
+            visibility_timeout_ms: 60_000,
+            workers_count: 3,
         }
     }
-}
-
-fn default_client_timeout() -> u64 {
-    60
 }
 
 impl OceanSettings {
@@ -409,7 +391,7 @@ impl Default for OceanSettings {
             initialize_port_resources: true,
             send_raw_data_examples: true,
             base_url: None,
-            client_timeout: default_client_timeout(),
+            client_timeout: 60,
             actions_processor: ActionsProcessor::default(),
             allow_environment_variables_jq_access: true,
             log_level: None,
@@ -420,86 +402,45 @@ impl Default for OceanSettings {
 
 /// `ADOPORT__BROKER__…`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BrokerSettings {
     /// `amqp://user:pass@host:5672/vhost`. Unset: `adoport all` runs on the in-process bus.
-    #[serde(default)]
     pub url: Option<Secret>,
     /// Prepended to every exchange and queue name.
-    #[serde(default, deserialize_with = "flex::string")]
+    #[serde(deserialize_with = "flex::string")]
     pub prefix: String,
     /// Entity-change partitions; every entity maps to one. Changing it reorders in-flight
     /// changes, so change it only with empty change queues.
-    #[serde(default = "default_partitions", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub partitions: u64,
     /// Deliveries of one message before the broker dead-letters it.
-    #[serde(default = "default_delivery_limit", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub delivery_limit: u64,
     /// How long the raw archive keeps events (RabbitMQ duration: `7D`, `24h`, `30m`).
-    #[serde(default = "default_archive_max_age", deserialize_with = "flex::string")]
+    #[serde(deserialize_with = "flex::string")]
     pub archive_max_age: String,
     /// Upper bound of the raw archive's size in bytes.
-    #[serde(default = "default_archive_max_bytes", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub archive_max_bytes: u64,
     /// Seconds to open the TCP connection and finish the AMQP handshake.
-    #[serde(
-        default = "default_connect_timeout_secs",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub connect_timeout_secs: u64,
     /// AMQP heartbeat interval asked of the broker, in seconds: a connection that hears nothing
     /// for twice this long is taken as dead. The URL's own `?heartbeat=` wins when present.
-    #[serde(default = "default_heartbeat_secs", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub heartbeat_secs: u64,
     /// Seconds one broker operation may take (open a channel, declare, start consuming, ack)
     /// before the connection is taken as broken.
-    #[serde(
-        default = "default_operation_timeout_secs",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub operation_timeout_secs: u64,
     /// Seconds the broker may take to confirm a publish before the connection is taken as
     /// broken and the messages are published again on a new one.
-    #[serde(
-        default = "default_confirm_timeout_secs",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub confirm_timeout_secs: u64,
     /// Milliseconds a webhook's publish may take; past it (or at once while the broker is
     /// down) the webhook gets 503 and Azure DevOps sends it again.
-    #[serde(
-        default = "default_webhook_publish_timeout_ms",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub webhook_publish_timeout_ms: u64,
-}
-
-fn default_partitions() -> u64 {
-    8
-}
-fn default_delivery_limit() -> u64 {
-    5
-}
-fn default_archive_max_age() -> String {
-    ArchiveRetention::default().max_age
-}
-fn default_archive_max_bytes() -> u64 {
-    ArchiveRetention::default().max_bytes
-}
-fn default_connect_timeout_secs() -> u64 {
-    10
-}
-fn default_heartbeat_secs() -> u64 {
-    10
-}
-fn default_operation_timeout_secs() -> u64 {
-    10
-}
-fn default_confirm_timeout_secs() -> u64 {
-    30
-}
-fn default_webhook_publish_timeout_ms() -> u64 {
-    1500
 }
 
 impl Default for BrokerSettings {
@@ -507,126 +448,81 @@ impl Default for BrokerSettings {
         Self {
             url: None,
             prefix: String::new(),
-            partitions: default_partitions(),
-            delivery_limit: default_delivery_limit(),
-            archive_max_age: default_archive_max_age(),
-            archive_max_bytes: default_archive_max_bytes(),
-            connect_timeout_secs: default_connect_timeout_secs(),
-            heartbeat_secs: default_heartbeat_secs(),
-            operation_timeout_secs: default_operation_timeout_secs(),
-            confirm_timeout_secs: default_confirm_timeout_secs(),
-            webhook_publish_timeout_ms: default_webhook_publish_timeout_ms(),
+            partitions: 8,
+            delivery_limit: 5,
+            archive_max_age: ArchiveRetention::default().max_age,
+            archive_max_bytes: ArchiveRetention::default().max_bytes,
+            connect_timeout_secs: 10,
+            heartbeat_secs: 10,
+            operation_timeout_secs: 10,
+            confirm_timeout_secs: 30,
+            webhook_publish_timeout_ms: 1500,
         }
     }
 }
 
 /// `ADOPORT__INGEST__…`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct IngestSettings {
     /// Where the webhook receiver listens (Ocean's port is 8000).
-    #[serde(default = "default_listen", deserialize_with = "flex::string")]
+    #[serde(deserialize_with = "flex::string")]
     pub listen: String,
     /// Largest webhook body accepted; larger ones get 413.
-    #[serde(default = "default_webhook_max_bytes", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub webhook_max_bytes: u64,
     /// Webhook and `/resync` requests served at once (bodies in memory, objects being read);
     /// more get 503 with `Retry-After`, which Azure DevOps retries.
-    #[serde(
-        default = "default_webhook_max_in_flight",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub webhook_max_in_flight: u64,
     /// Items per raw event published by the crawler.
-    #[serde(default = "default_page_items", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub items_per_event: u64,
     /// Azure DevOps requests in flight at once, per organization.
-    #[serde(default = "default_ado_concurrency", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
     /// Of those, how many the resync crawl leaves to live re-reads (webhooks, actions); 0
     /// lets the crawl take them all.
-    #[serde(
-        default = "default_live_reserved_requests",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub live_reserved_requests: u64,
     /// Share of each organization's rate budget (`X-RateLimit-Limit`, percent) the crawl
     /// leaves to live re-reads; with 0 a `Retry-After` advice pauses live re-reads too.
-    #[serde(
-        default = "default_live_reserved_budget_percent",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub live_reserved_budget_percent: u64,
     /// Minutes between checks of the service-hook subscriptions (re-enable, recreate, new
     /// projects); 0 checks only at start-up.
-    #[serde(
-        default = "default_subscription_check_minutes",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub subscription_check_minutes: u64,
     /// Seconds between renewals of the lease on the resync request being crawled. Keep it
     /// well below the broker's `consumer_timeout` (RabbitMQ's default: 30 min), which would
     /// otherwise take the request away from a long crawl.
-    #[serde(default = "default_resync_lease_secs", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub resync_lease_secs: u64,
     /// Seconds between a replica's attempts to become the ingest leader (the one that runs the
     /// resync schedule, Port's resync requests, the service-hook subscriptions and the start-up
     /// resync): a leader that dies is replaced within about this long.
-    #[serde(default = "default_leader_retry_secs", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub leader_retry_secs: u64,
     /// Seconds between scheduled resyncs; when set, overrides
     /// `OCEAN__SCHEDULED_RESYNC_INTERVAL` (whole minutes), e.g. for sub-minute schedules in
     /// tests and try-outs. 0 or unset: the Ocean setting decides.
-    #[serde(default, deserialize_with = "flex::opt_u64")]
+    #[serde(deserialize_with = "flex::opt_u64")]
     pub scheduled_resync_secs: Option<u64>,
-}
-
-fn default_leader_retry_secs() -> u64 {
-    2
-}
-
-fn default_resync_lease_secs() -> u64 {
-    600
-}
-
-fn default_listen() -> String {
-    "0.0.0.0:8000".into()
-}
-fn default_webhook_max_bytes() -> u64 {
-    4 * 1024 * 1024
-}
-fn default_webhook_max_in_flight() -> u64 {
-    32
-}
-fn default_page_items() -> u64 {
-    100
-}
-fn default_ado_concurrency() -> u64 {
-    15
-}
-fn default_live_reserved_requests() -> u64 {
-    3
-}
-fn default_live_reserved_budget_percent() -> u64 {
-    20
-}
-fn default_subscription_check_minutes() -> u64 {
-    10
 }
 
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
-            listen: default_listen(),
-            webhook_max_bytes: default_webhook_max_bytes(),
-            webhook_max_in_flight: default_webhook_max_in_flight(),
-            items_per_event: default_page_items(),
-            max_concurrent_requests: default_ado_concurrency(),
-            live_reserved_requests: default_live_reserved_requests(),
-            live_reserved_budget_percent: default_live_reserved_budget_percent(),
-            subscription_check_minutes: default_subscription_check_minutes(),
-            resync_lease_secs: default_resync_lease_secs(),
-            leader_retry_secs: default_leader_retry_secs(),
+            listen: "0.0.0.0:8000".into(),
+            webhook_max_bytes: 4 * 1024 * 1024,
+            webhook_max_in_flight: 32,
+            items_per_event: 100,
+            max_concurrent_requests: 15,
+            live_reserved_requests: 3,
+            live_reserved_budget_percent: 20,
+            subscription_check_minutes: 10,
+            resync_lease_secs: 600,
+            leader_retry_secs: 2,
             scheduled_resync_secs: None,
         }
     }
@@ -634,63 +530,39 @@ impl Default for IngestSettings {
 
 /// `ADOPORT__TRANSFORM__…`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TransformSettings {
     /// Raw events in flight per transform process.
-    #[serde(default = "default_transform_prefetch", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub prefetch: u64,
     /// Seconds between checks for a new mapping version (in Port, or the mapping file).
-    #[serde(default = "default_mapping_poll_secs", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub mapping_poll_secs: u64,
     /// Milliseconds all jq expressions of one item may run together; an item that takes
     /// longer is failed and dead-lettered.
-    #[serde(default = "default_jq_item_time_ms", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub jq_item_time_ms: u64,
     /// Steps one jq expression may take on one item (function calls, loop iterations,
     /// generated or collected values).
-    #[serde(default = "default_jq_max_steps", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub jq_max_steps: u64,
     /// MiB of strings, arrays and objects one jq expression may build on one item.
-    #[serde(default = "default_jq_max_memory_mib", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub jq_max_memory_mib: u64,
     /// MiB of stack one jq expression may use: bounds its recursion depth.
-    #[serde(default = "default_jq_max_stack_mib", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub jq_max_stack_mib: u64,
-}
-
-fn default_transform_prefetch() -> u64 {
-    16
-}
-
-fn default_mapping_poll_secs() -> u64 {
-    60
-}
-
-fn default_jq_item_time_ms() -> u64 {
-    2_000
-}
-
-fn default_jq_max_steps() -> u64 {
-    1_000_000
-}
-
-fn default_jq_max_memory_mib() -> u64 {
-    64
-}
-
-fn default_jq_max_stack_mib() -> u64 {
-    16
 }
 
 impl Default for TransformSettings {
     fn default() -> Self {
         Self {
-            prefetch: default_transform_prefetch(),
-            mapping_poll_secs: default_mapping_poll_secs(),
-            jq_item_time_ms: default_jq_item_time_ms(),
-            jq_max_steps: default_jq_max_steps(),
-            jq_max_memory_mib: default_jq_max_memory_mib(),
-            jq_max_stack_mib: default_jq_max_stack_mib(),
+            prefetch: 16,
+            mapping_poll_secs: 60,
+            jq_item_time_ms: 2_000,
+            jq_max_steps: 1_000_000,
+            jq_max_memory_mib: 64,
+            jq_max_stack_mib: 16,
         }
     }
 }
@@ -700,7 +572,7 @@ impl TransformSettings {
     /// limits still protect the process (an evaluator thread reserves stack in proportion to
     /// the steps and the stack allowed).
     fn validate(&self) -> Result<(), ConfigError> {
-        for (setting, value, range) in [
+        check_ranges([
             (
                 "ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS",
                 self.jq_item_time_ms,
@@ -721,92 +593,55 @@ impl TransformSettings {
                 self.jq_max_stack_mib,
                 1..=256,
             ),
-        ] {
-            if !range.contains(&value) {
-                return Err(ConfigError::Invalid {
-                    setting: setting.into(),
-                    problem: format!(
-                        "{value} is out of range; use {} to {}",
-                        range.start(),
-                        range.end()
-                    ),
-                });
-            }
-        }
-        Ok(())
+        ])
     }
 }
 
 /// `ADOPORT__PUBLISH__…`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PublishSettings {
     /// Changes in flight per partition consumer (bounds memory; feeds batching).
-    #[serde(default = "default_publish_prefetch", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub prefetch: u64,
     /// Milliseconds a batch waits for more entities after its first.
-    #[serde(default = "default_batch_linger_ms", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub batch_linger_ms: u64,
     /// Bulk requests to Port in flight at once.
-    #[serde(default = "default_port_concurrency", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
     /// Attempts at one write before it is dead-lettered.
-    #[serde(default = "default_max_attempts", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub max_attempts: u64,
     /// Seconds a write Port answers with a transient failure (5xx, 429, no answer) is retried
     /// at least, however many attempts that takes: a Port outage shorter than this
     /// dead-letters nothing. 0: `max_attempts` alone decides.
-    #[serde(default = "default_retry_window_secs", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub retry_window_secs: u64,
     /// Partitions this process consumes, pinned, e.g. `0,1,2,3`. Empty (the default): the
     /// publish replicas on the broker share the partitions among themselves.
-    #[serde(default, deserialize_with = "flex::string_list")]
+    #[serde(deserialize_with = "flex::string_list")]
     pub partitions: Vec<String>,
     /// Milliseconds between two heartbeats of this replica on the membership exchange.
-    #[serde(
-        default = "default_member_heartbeat_ms",
-        deserialize_with = "flex::u64"
-    )]
+    #[serde(deserialize_with = "flex::u64")]
     pub member_heartbeat_ms: u64,
     /// Milliseconds without a heartbeat after which a replica is taken as gone and its
     /// partitions are taken over (a killed replica's partitions wait this long).
-    #[serde(default = "default_member_timeout_ms", deserialize_with = "flex::u64")]
+    #[serde(deserialize_with = "flex::u64")]
     pub member_timeout_ms: u64,
-}
-
-fn default_publish_prefetch() -> u64 {
-    200
-}
-fn default_batch_linger_ms() -> u64 {
-    50
-}
-fn default_port_concurrency() -> u64 {
-    8
-}
-fn default_max_attempts() -> u64 {
-    8
-}
-fn default_member_heartbeat_ms() -> u64 {
-    1000
-}
-fn default_member_timeout_ms() -> u64 {
-    5000
-}
-fn default_retry_window_secs() -> u64 {
-    600
 }
 
 impl Default for PublishSettings {
     fn default() -> Self {
         Self {
-            prefetch: default_publish_prefetch(),
-            batch_linger_ms: default_batch_linger_ms(),
-            max_concurrent_requests: default_port_concurrency(),
-            max_attempts: default_max_attempts(),
-            retry_window_secs: default_retry_window_secs(),
+            prefetch: 200,
+            batch_linger_ms: 50,
+            max_concurrent_requests: 8,
+            max_attempts: 8,
+            retry_window_secs: 600,
             partitions: Vec::new(),
-            member_heartbeat_ms: default_member_heartbeat_ms(),
-            member_timeout_ms: default_member_timeout_ms(),
+            member_heartbeat_ms: 1000,
+            member_timeout_ms: 5000,
         }
     }
 }
@@ -846,31 +681,25 @@ impl PublishSettings {
 
 /// The pipeline's own settings (`ADOPORT__…`).
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PipelineSettings {
     /// A port-app-config file (YAML or JSON) to use instead of the integration's config in
     /// Port (`ADOPORT__MAPPING_FILE`).
-    #[serde(default)]
     pub mapping_file: Option<PathBuf>,
-    #[serde(default)]
     pub broker: BrokerSettings,
-    #[serde(default)]
     pub ingest: IngestSettings,
-    #[serde(default)]
     pub transform: TransformSettings,
-    #[serde(default)]
     pub publish: PublishSettings,
-    #[serde(default)]
     pub health: HealthSettings,
 }
 
 /// `ADOPORT__HEALTH__…`: the `/healthz`, `/readyz` and `/metrics` endpoint of every role.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthSettings {
     /// Where it listens; unset: `0.0.0.0:9000` (not for `adoport all` in ONCE mode); `off`
     /// disables it.
-    #[serde(default, deserialize_with = "flex::opt_string")]
+    #[serde(deserialize_with = "flex::opt_string")]
     pub listen: Option<String>,
 }
 
@@ -892,6 +721,14 @@ pub struct Settings {
     pub azure_authority_host: Option<String>,
     /// What `env` holds in a mapping (`OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS`).
     pub jq_environment: JqEnvironment,
+}
+
+/// Variables as a process would see them, from a test's list.
+#[cfg(test)]
+pub(crate) fn test_vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Turns a serde path (`integration.config.organizationUrl`) into the variable that sets it.
@@ -984,12 +821,7 @@ impl Settings {
     /// Checks that hold for every role.
     fn validate(&self) -> Result<(), ConfigError> {
         let broker = &self.pipeline.broker;
-        if !(1..=1024).contains(&broker.partitions) {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__BROKER__PARTITIONS".into(),
-                problem: format!("{} is out of range; use 1 to 1024", broker.partitions),
-            });
-        }
+        check_ranges([("ADOPORT__BROKER__PARTITIONS", broker.partitions, 1..=1024)])?;
         if broker.delivery_limit == 0 {
             return Err(ConfigError::Invalid {
                 setting: "ADOPORT__BROKER__DELIVERY_LIMIT".into(),
@@ -1202,15 +1034,11 @@ impl Settings {
             setting: "OCEAN__PORT__CLIENT_ID".into(),
             hint: "the client id of your Port organization (Port → Settings → Credentials)".into(),
         })?;
-        let client_secret = port
-            .client_secret
-            .clone()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ConfigError::Missing {
-                setting: "OCEAN__PORT__CLIENT_SECRET".into(),
-                hint: "the client secret of your Port organization (Port → Settings → Credentials)"
-                    .into(),
-            })?;
+        let client_secret = required_secret(
+            &port.client_secret,
+            "OCEAN__PORT__CLIENT_SECRET",
+            "the client secret of your Port organization (Port → Settings → Credentials)",
+        )?;
         if !(port.base_url.starts_with("http://") || port.base_url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 setting: "OCEAN__PORT__BASE_URL".into(),
@@ -1257,14 +1085,11 @@ impl Settings {
                 ),
             });
         }
-        let pat = config
-            .personal_access_token
-            .clone()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ConfigError::Missing {
-                setting: "OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN".into(),
-                hint: "a personal access token with read access to the resources to sync".into(),
-            })?;
+        let pat = required_secret(
+            &config.personal_access_token,
+            "OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN",
+            "a personal access token with read access to the resources to sync",
+        )?;
         Ok(AzureDevopsAccess {
             organization_url: url.trim_end_matches('/').to_string(),
             personal_access_token: pat,

@@ -9,7 +9,8 @@
 //! - [`retry`]: the classifier (what an answer means: success, retry, retry after Port's wait,
 //!   too large, don't retry) and the backoff schedule with its driver, which stops waiting on
 //!   shutdown;
-//! - [`error`]: [`PortError`], naming the request, the status, a body excerpt and what to do.
+//! - [`error`]: [`PortError`], naming the request, the status, a body excerpt and what to do;
+//! - [`ids`]: blueprint and entity identifiers as types of their own.
 //!
 //! What a call means (a bulk upsert, an action run's ack) belongs to the stage that makes it.
 
@@ -17,8 +18,10 @@ pub mod answer;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod ids;
 pub mod retry;
 
 pub use client::PortApi;
 pub use error::{PortError, excerpt};
+pub use ids::{BlueprintId, EntityId};
 pub use retry::{Next, Retry, RetryPolicy, Schedule};
