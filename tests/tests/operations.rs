@@ -11,7 +11,7 @@ use adoport::replay::{ReplayFilter, ReplayMode, replay};
 use adoport_shared::bus::{ArchiveStart, Destination, Outgoing};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
-use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start, test_mapping, within};
+use adoport_tests::{BusKind, WEBHOOKS_ONLY, start, test_mapping, within};
 use adoport_transform::mapping::CompiledMapping;
 
 /// How long a replay waits for more archived messages before it ends.
@@ -207,14 +207,7 @@ async fn replay_dry_run_compares_with_port_and_apply_feeds_the_pipeline_again() 
     }
     archive.close().await;
     assert_eq!(archived, events, "replayed events are not archived twice");
-    assert_eq!(
-        running
-            .bus
-            .ready_count(WorkQueue::Raw)
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(running.ready(WorkQueue::Raw).await, 0);
     running.stop().await;
 }
 
@@ -315,26 +308,18 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
     )
     .await;
     assert_eq!(stats.events_dead_lettered(), 3);
-    let count = running
-        .bus
-        .dead_letter_count(DeadLetterQueue::Raw)
-        .await
-        .expect("count");
-    assert_eq!(count, 2, "the requeued letter came back, the other stayed");
+    assert_eq!(
+        running.dead_letters(DeadLetterQueue::Raw).await,
+        2,
+        "the requeued letter came back, the other stayed"
+    );
 
     let mut out = Vec::new();
     adoport::dlq::run(&running.bus, &dlq(DlqAction::Purge), &mut out)
         .await
         .expect("purge");
     assert!(String::from_utf8_lossy(&out).contains("2 dead letter(s) purged"));
-    assert_eq!(
-        running
-            .bus
-            .dead_letter_count(DeadLetterQueue::Raw)
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(running.dead_letters(DeadLetterQueue::Raw).await, 0);
     running.stop().await;
 }
 
@@ -352,7 +337,7 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
         Roles::ALL,
         2,
         2,
-        &[("OCEAN__EVENT_LISTENER__TYPE", "WEBHOOKS_ONLY")],
+        &[WEBHOOKS_ONLY],
     )
     .await;
     let topology = running.bus.topology().clone();
@@ -417,15 +402,7 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
     );
 
     // A manual resync makes them move.
-    let webhook = running.webhook_url.clone().expect("ingest runs");
-    let resync = webhook.replace(adoport_ingest::webhook::WEBHOOK_PATH, "/resync");
-    let answer = http
-        .post(&resync)
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .send()
-        .await
-        .expect("POST /resync");
-    assert_eq!(answer.status().as_u16(), 202);
+    running.request_resync_over_http().await;
     let crawl = running.resync_settled().await;
     let (_, after) = get("/metrics").await;
     let published = running.pipeline.publish_stats.snapshot();
