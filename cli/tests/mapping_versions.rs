@@ -48,6 +48,33 @@ fn test_settings(sim: &PortSim) -> Settings {
     .expect("settings")
 }
 
+/// The mapping follower of `versions`, reading the source `settings` name every `every`.
+struct Follower {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Follower {
+    fn start(settings: Settings, versions: &MappingVersions, every: Duration) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(follow(
+            settings,
+            versions.attach_follower(),
+            every,
+            shutdown.clone(),
+        ));
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("joins")
+            .expect("follower ends cleanly");
+    }
+}
+
 #[tokio::test]
 async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
     let sim = PortSim::start(PortSimConfig {
@@ -60,33 +87,17 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
     let versions = MappingVersions::new(first);
     let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
     let mut status = versions.status();
-    let shutdown = CancellationToken::new();
     // Polls rarely: the first change is picked up because a role asks for a fresh read.
-    let follower = tokio::spawn(follow(
-        test_settings(&sim),
-        versions.attach_follower(),
-        Duration::from_secs(3600),
-        shutdown.clone(),
-    ));
+    let follower = Follower::start(test_settings(&sim), &versions, Duration::from_secs(3600));
     sim.set_integration_config(config(".name | ltrimstr(\"x\")"));
     assert!(
         versions.refresh(Duration::from_secs(10)).await,
         "a fresh read was made at once"
     );
     assert_eq!(versions.current().number, 2);
-    shutdown.cancel();
-    follower
-        .await
-        .expect("joins")
-        .expect("follower ends cleanly");
+    follower.stop().await;
 
-    let shutdown = CancellationToken::new();
-    let follower = tokio::spawn(follow(
-        test_settings(&sim),
-        versions.attach_follower(),
-        Duration::from_millis(20),
-        shutdown.clone(),
-    ));
+    let follower = Follower::start(test_settings(&sim), &versions, Duration::from_millis(20));
     let patience = Duration::from_secs(10);
 
     sim.set_integration_config(config(".name | ascii_downcase"));
@@ -121,11 +132,7 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
         .expect("status");
     assert_eq!(title(&compiled), json!("NAME"));
 
-    shutdown.cancel();
-    follower
-        .await
-        .expect("joins")
-        .expect("follower ends cleanly");
+    follower.stop().await;
 }
 
 #[tokio::test]
@@ -153,20 +160,10 @@ async fn the_mapping_file_is_followed_like_port() {
     let first = PortAppConfig::from_json_value(config(".name")).expect("config");
     let versions = MappingVersions::new(first);
     let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
-    let shutdown = CancellationToken::new();
-    let follower = tokio::spawn(follow(
-        settings,
-        versions.attach_follower(),
-        Duration::from_secs(3600),
-        shutdown.clone(),
-    ));
+    let follower = Follower::start(settings, &versions, Duration::from_secs(3600));
     write(".name | ascii_upcase");
     assert!(versions.refresh(Duration::from_secs(10)).await);
     assert_eq!(title(&compiled), json!("NAME"));
-    shutdown.cancel();
-    follower
-        .await
-        .expect("joins")
-        .expect("follower ends cleanly");
+    follower.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,36 +1,45 @@
 //! ONCE mode as the CI job runs it: `adoport all` as a child process without a broker, against
 //! the simulators. It exits 0 when the resync landed, and non-zero with a summary when it did not.
 
+use std::process::Stdio;
 use std::time::Duration;
 
-use adoport::sim::{SimulatedWorld, default_mapping};
+use adoport::sim::SimulatedWorld;
 use adoport_sim::ScriptedAnswer;
+use tokio::process::Command;
+
+mod support;
+
+use support::{adoport, organization, projects_and_repositories, start_world};
 
 const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
 
-async fn run_once(world: &SimulatedWorld) -> std::process::Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"));
-    command
-        .arg("all")
-        .env_clear()
-        .env("RUST_LOG", "info,lapin=warn");
-    for (name, value) in world.environment(None) {
-        command.env(name, value);
-    }
+/// `adoport all` in ONCE mode against `world`, without a broker; its output kept for the test.
+fn once(world: &SimulatedWorld, rust_log: &str) -> Command {
+    let mut command = adoport(&["all"], &world.environment(None), rust_log);
     command
         .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
-        .kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("ONCE run finishes within 2 minutes")
-        .expect("adoport runs")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+async fn run_once(world: &SimulatedWorld) -> std::process::Output {
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        once(world, "info,lapin=warn").output(),
+    )
+    .await
+    .expect("ONCE run finishes within 2 minutes")
+    .expect("adoport runs")
 }
 
 async fn world(projects: usize, repositories: usize) -> SimulatedWorld {
-    let mapping = default_mapping(Some(&["project", "repository"])).expect("default mapping");
-    SimulatedWorld::start(projects, repositories, mapping)
-        .await
-        .expect("simulators start")
+    start_world(
+        organization(projects, repositories),
+        projects_and_repositories(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -115,18 +124,7 @@ async fn a_port_outage_at_start_up_is_waited_out_not_exited_on() {
     world
         .port
         .set_outage(Some(adoport_sim::PortOutage::Unavailable));
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"));
-    command.arg("all").env_clear().env("RUST_LOG", "warn");
-    for (name, value) in world.environment(None) {
-        command.env(name, value);
-    }
-    let mut child = command
-        .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("adoport runs");
+    let mut child = once(&world, "warn").spawn().expect("adoport runs");
     // Three refused attempts (1 s, then 2 s apart), and the process is still there.
     let tried = world
         .port

@@ -60,33 +60,21 @@ pub const RESYNC_REQUEST_ROUTE: &str = "GET /v1/integration/{id}/resync-request"
 pub mod roles {
     use adoport::pipeline::Roles;
 
-    pub const INGEST: Roles = Roles {
-        ingest: true,
-        transform: false,
-        publish: false,
-    };
-    pub const TRANSFORM: Roles = Roles {
-        ingest: false,
-        transform: true,
-        publish: false,
-    };
-    pub const PUBLISH: Roles = Roles {
-        ingest: false,
-        transform: false,
-        publish: true,
-    };
+    const fn roles(ingest: bool, transform: bool, publish: bool) -> Roles {
+        Roles {
+            ingest,
+            transform,
+            publish,
+        }
+    }
+
+    pub const INGEST: Roles = roles(true, false, false);
+    pub const TRANSFORM: Roles = roles(false, true, false);
+    pub const PUBLISH: Roles = roles(false, false, true);
     /// Ingest and transform, with publish in another "process".
-    pub const INGEST_TRANSFORM: Roles = Roles {
-        ingest: true,
-        transform: true,
-        publish: false,
-    };
+    pub const INGEST_TRANSFORM: Roles = roles(true, true, false);
     /// Ingest and publish, with transform in other "processes".
-    pub const INGEST_PUBLISH: Roles = Roles {
-        ingest: true,
-        transform: false,
-        publish: true,
-    };
+    pub const INGEST_PUBLISH: Roles = roles(true, false, true);
 }
 
 /// Two tests of one scenario, `$scenario(kind: BusKind)`: `$on_rabbitmq` on the real RabbitMQ,
@@ -209,12 +197,7 @@ pub fn test_mapping() -> serde_json::Value {
 /// coordinator) on its own broker connection, so that a test can kill or replace it while
 /// ingest and transform go on.
 pub async fn publish_process(settings: &Settings) -> (Pipeline, Bus) {
-    let roles = Roles {
-        ingest: false,
-        transform: false,
-        publish: true,
-    };
-    roles_process(settings, roles, None, &CancellationToken::new()).await
+    roles_process(settings, roles::PUBLISH, None, &CancellationToken::new()).await
 }
 
 /// `roles` on their own broker connection (a "process" a test can kill or replace), with the
@@ -467,6 +450,24 @@ impl Running {
             .await
             .expect("POST /resync answered");
         assert_eq!(answer.status().as_u16(), 202);
+    }
+
+    /// Waits (at most 30 s) until transform has settled `events` raw events in all (mapped,
+    /// skipped or dead-lettered), naming `what` when it fails the test.
+    pub async fn transform_settled(&self, events: u64, what: &str) {
+        let stats = self.pipeline.transform_stats.clone();
+        within(30, what, stats.wait_for_settled(events)).await;
+    }
+
+    /// Up to ten letters of one of the test's dead-letter queues, left in place.
+    pub async fn list_dead_letters(
+        &self,
+        queue: DeadLetterQueue,
+    ) -> Vec<adoport_shared::bus::DeadLetter> {
+        self.bus
+            .list_dead_letters(queue, 10)
+            .await
+            .expect("dead letters listed")
     }
 
     /// Messages ready in one of the test's work queues.

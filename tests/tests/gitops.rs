@@ -96,11 +96,7 @@ async fn spec_entities_live_beside_the_exporter_s_and_converge() {
         }
     })
     .await;
-    let letters = running
-        .bus
-        .list_dead_letters(DeadLetterQueue::Raw, 10)
-        .await
-        .expect("list");
+    let letters = running.list_dead_letters(DeadLetterQueue::Raw).await;
     assert_eq!(letters.len(), 1);
     let reason = &letters[0].reason;
     assert!(

@@ -154,16 +154,9 @@ async fn replay_dry_run_compares_with_port_and_apply_feeds_the_pipeline_again() 
     .await
     .expect("apply");
     assert_eq!(summary.replayed, 1, "{summary}");
-    within(
-        30,
-        "transform to take the replayed event",
-        running
-            .pipeline
-            .transform_stats
-            .clone()
-            .wait_for_settled(settled_before + 1),
-    )
-    .await;
+    running
+        .transform_settled(settled_before + 1, "transform to take the replayed event")
+        .await;
     within(
         30,
         "publish to write the replayed entity",
@@ -227,12 +220,9 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
         ])
         .await
         .expect("published");
-    within(
-        30,
-        "transform to dead-letter both",
-        stats.clone().wait_for_settled(events + 2),
-    )
-    .await;
+    running
+        .transform_settled(events + 2, "transform to dead-letter both")
+        .await;
     assert_eq!(stats.events_dead_lettered(), 2);
 
     let dlq = |action| DlqArgs {
@@ -241,11 +231,7 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
     };
     // Listing leaves the letters in place.
     for _ in 0..2 {
-        let letters = running
-            .bus
-            .list_dead_letters(DeadLetterQueue::Raw, 10)
-            .await
-            .expect("list");
+        let letters = running.list_dead_letters(DeadLetterQueue::Raw).await;
         assert_eq!(letters.len(), 2);
         assert!(
             letters[0].reason.contains("not JSON"),
@@ -301,12 +287,9 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
         .await
         .expect("requeue");
     assert_eq!((outcome.requeued, outcome.kept), (1, 1), "{outcome:?}");
-    within(
-        30,
-        "transform to take the requeued letter",
-        stats.clone().wait_for_settled(events + 3),
-    )
-    .await;
+    running
+        .transform_settled(events + 3, "transform to take the requeued letter")
+        .await;
     assert_eq!(stats.events_dead_lettered(), 3);
     assert_eq!(
         running.dead_letters(DeadLetterQueue::Raw).await,

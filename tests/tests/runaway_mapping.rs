@@ -7,7 +7,7 @@
 use adoport::pipeline::Roles;
 use adoport_shared::messages::{RawEvent, decode};
 use adoport_shared::topology::DeadLetterQueue;
-use adoport_tests::{BusKind, Start, repo_renamed_event, test_mapping, within};
+use adoport_tests::{BusKind, Start, repo_renamed_event, test_mapping};
 use serde_json::Value;
 
 /// The test mapping with the repository's `readme` replaced by an endless recursion; returns
@@ -89,12 +89,9 @@ async fn a_runaway_mapping_fails_its_items_and_the_process_carries_on() {
         .post_event(&repo_renamed_event(&repositories[0]))
         .await;
     assert_eq!(answer.status().as_u16(), 200);
-    within(
-        30,
-        "the webhook's item to be dead-lettered",
-        stats.clone().wait_for_settled(settled + 1),
-    )
-    .await;
+    running
+        .transform_settled(settled + 1, "the webhook's item to be dead-lettered")
+        .await;
     assert_eq!(stats.items_dead_lettered(), 5);
     running.stop().await;
 }
