@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use adoport::sim::SimulatedWorld;
-use adoport_shared::bus::Bus;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -122,10 +121,8 @@ fn time_of(line: &Value) -> DateTime<Utc> {
 
 struct Setup {
     world: SimulatedWorld,
-    environment: Vec<(String, String)>,
-    prefix: String,
-    /// For clean-up.
-    bus: Bus,
+    /// The children's environment, and the test's connection for clean-up.
+    broker: TestBroker,
 }
 
 async fn setup(test: &str) -> Setup {
@@ -137,18 +134,8 @@ async fn setup(test: &str) -> Setup {
         ("ADOPORT__INGEST__LEADER_RETRY_SECS", "1"),
         ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
     ];
-    let TestBroker {
-        prefix,
-        environment,
-        bus,
-        ..
-    } = TestBroker::start(&world, test, &extra).await;
-    Setup {
-        world,
-        environment,
-        prefix,
-        bus,
-    }
+    let broker = TestBroker::start(&world, test, &extra).await;
+    Setup { world, broker }
 }
 
 impl Setup {
@@ -157,7 +144,7 @@ impl Setup {
         let health = free_port();
         let mut child = adoport(
             &["--log-json", "ingest"],
-            &self.environment,
+            &self.broker.environment,
             "info,lapin=error",
         )
         .env("ADOPORT__HEALTH__LISTEN", format!("127.0.0.1:{health}"))
@@ -231,8 +218,7 @@ impl Setup {
         for mut replica in replicas {
             replica.kill().await;
         }
-        self.bus.delete_topology().await.expect("cleanup");
-        self.bus.close().await;
+        self.broker.clean_up().await;
         self.world.shutdown().await;
     }
 }
@@ -470,7 +456,7 @@ async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again()
 
     // Timed from the broker's close (rabbitmqctl itself takes seconds to start).
     close_connection_of(
-        &setup.prefix,
+        &setup.broker.prefix,
         replicas[leader].pid(),
         "test: the leader loses its connection",
     );
@@ -514,7 +500,7 @@ async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again()
     let deleted = std::process::Command::new("rabbitmqctl")
         .args([
             "delete_queue",
-            &format!("{}adoport.ingest.leader", setup.prefix),
+            &format!("{}adoport.ingest.leader", setup.broker.prefix),
         ])
         .status()
         .expect("rabbitmqctl runs");

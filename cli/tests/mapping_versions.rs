@@ -12,6 +12,7 @@ use adoport_shared::port_app_config::PortAppConfig;
 use adoport_sim::port::{PortSim, PortSimConfig};
 use adoport_transform::mapping::versions::CompiledVersions;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 fn config(title: &str) -> Value {
@@ -46,6 +47,18 @@ fn test_settings(sim: &PortSim) -> Settings {
         ),
     ])
     .expect("settings")
+}
+
+/// Waits (at most 10 s) until the versions' `status` satisfies `done`, naming `what` when not.
+async fn until_status<T>(
+    status: &mut watch::Receiver<T>,
+    what: &str,
+    done: impl FnMut(&T) -> bool,
+) {
+    tokio::time::timeout(Duration::from_secs(10), status.wait_for(done))
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .expect("status");
 }
 
 /// The mapping follower of `versions`, reading the source `settings` name every `every`.
@@ -98,22 +111,15 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
     follower.stop().await;
 
     let follower = Follower::start(test_settings(&sim), &versions, Duration::from_millis(20));
-    let patience = Duration::from_secs(10);
 
     sim.set_integration_config(config(".name | ascii_downcase"));
-    tokio::time::timeout(patience, status.wait_for(|s| s.version == 3))
-        .await
-        .expect("the new version in time")
-        .expect("status");
+    until_status(&mut status, "the new version", |s| s.version == 3).await;
     assert_eq!(title(&compiled), json!("name"));
 
     let mut bad = config(".name | nosuch");
     bad["resources"][0]["port"]["entity"]["mappings"]["properties"] = json!({"a": ".x | nosuch2"});
     sim.set_integration_config(bad);
-    tokio::time::timeout(patience, status.wait_for(|s| s.refused == 1))
-        .await
-        .expect("the bad version refused in time")
-        .expect("status");
+    until_status(&mut status, "the bad version refused", |s| s.refused == 1).await;
     assert_eq!(title(&compiled), json!("name"), "the running version stays");
     assert!(
         status
@@ -126,10 +132,7 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
     );
 
     sim.set_integration_config(config(".name | ascii_upcase"));
-    tokio::time::timeout(patience, status.wait_for(|s| s.version == 4))
-        .await
-        .expect("the fixed version in time")
-        .expect("status");
+    until_status(&mut status, "the fixed version", |s| s.version == 4).await;
     assert_eq!(title(&compiled), json!("NAME"));
 
     follower.stop().await;

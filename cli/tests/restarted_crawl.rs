@@ -15,7 +15,6 @@ use adoport::pipeline::{Pipeline, Roles};
 use adoport::sim::SimulatedWorld;
 use adoport_publish::ResyncSummary;
 use adoport_shared::bus::{ArchiveStart, Bus};
-use adoport_shared::config::Settings;
 use adoport_shared::messages::{RawEvent, ResyncId, decode};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
@@ -27,7 +26,8 @@ mod support;
 
 use support::{
     TestBroker, adoport, close_connection_of, in_process, organization, projects_and_repositories,
-    queue_consumers, request_resync, spawn_logged, start_world, stop_in_process, until, within,
+    queue_consumers, request_resync, roles, spawn_logged, start_world, stop_in_process, until,
+    within,
 };
 
 /// How often a broker-side figure without notification (queue depths) is polled.
@@ -39,11 +39,10 @@ const ENTITIES: usize = PROJECTS + PROJECTS * REPOSITORIES;
 /// A simulated organization slow enough (every answer takes 100 ms) to stop mid-crawl.
 struct Setup {
     world: SimulatedWorld,
-    environment: Vec<(String, String)>,
-    settings: Settings,
+    /// The children's environment, and the test's own connection for its requests, queue
+    /// counts and clean-up.
+    broker: TestBroker,
     mapping: PortAppConfig,
-    /// For the test's own requests, queue counts and clean-up.
-    bus: Bus,
 }
 
 async fn setup(test: &str) -> Setup {
@@ -63,43 +62,18 @@ async fn setup(test: &str) -> Setup {
         // The test asks for every resync itself.
         ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
     ];
-    let TestBroker {
-        environment,
-        settings,
-        bus,
-        ..
-    } = TestBroker::start(&world, test, &extra).await;
+    let broker = TestBroker::start(&world, test, &extra).await;
     Setup {
         world,
-        environment,
-        settings,
+        broker,
         mapping: PortAppConfig::from_json_value(mapping).expect("mapping parses"),
-        bus,
     }
 }
 
 impl Setup {
     /// Publish (with the coordinator) or transform, in this process on a bus of its own.
     async fn role(&self, roles: Roles) -> (Pipeline, Bus) {
-        in_process(&self.settings, roles, &self.mapping).await
-    }
-
-    async fn publish(&self) -> (Pipeline, Bus) {
-        self.role(Roles {
-            ingest: false,
-            transform: false,
-            publish: true,
-        })
-        .await
-    }
-
-    async fn transform(&self) -> (Pipeline, Bus) {
-        self.role(Roles {
-            ingest: false,
-            transform: true,
-            publish: false,
-        })
-        .await
+        in_process(&self.broker.settings, roles, &self.mapping).await
     }
 
     /// `adoport ingest` as a child process; its log (warnings) is read as it comes, for the
@@ -111,13 +85,17 @@ impl Setup {
     /// [`Setup::ingest`] with more settings.
     fn ingest_with(&self, extra: &[(&str, &str)]) -> (Child, JoinHandle<String>) {
         spawn_logged(
-            adoport(&["ingest"], &self.environment, "warn,lapin=error")
+            adoport(&["ingest"], &self.broker.environment, "warn,lapin=error")
                 .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
         )
     }
 
     async fn raw_ready(&self) -> u64 {
-        self.bus.ready_count(WorkQueue::Raw).await.expect("count")
+        self.broker
+            .bus
+            .ready_count(WorkQueue::Raw)
+            .await
+            .expect("count")
     }
 
     async fn clean_up(self, children: Vec<Child>, pipelines: Vec<(Pipeline, Bus)>) {
@@ -125,11 +103,10 @@ impl Setup {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
-        for roles in pipelines {
-            stop_in_process(roles).await;
+        for process in pipelines {
+            stop_in_process(process).await;
         }
-        self.bus.delete_topology().await.expect("cleanup");
-        self.bus.close().await;
+        self.broker.clean_up().await;
         self.world.shutdown().await;
     }
 }
@@ -166,19 +143,19 @@ async fn log_of((mut child, log): (Child, JoinHandle<String>)) -> String {
 #[tokio::test]
 async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes_nothing() {
     let setup = setup("restarted").await;
-    let publish = setup.publish().await;
-    let transform = setup.transform().await;
+    let publish = setup.role(roles::PUBLISH).await;
+    let transform = setup.role(roles::TRANSFORM).await;
     let (first, _) = setup.ingest();
 
     // A full resync: Port holds every entity, all written before the next resync starts.
-    let id = request_resync(&setup.bus).await;
+    let id = request_resync(&setup.broker.bus).await;
     setup.completed_in_full(&publish.0, id).await;
 
     // Transform stops; a resync starts and ingest is killed part-way through its crawl.
     let (transform, transform_bus) = transform;
     transform.stop().await.expect("transform stops");
     transform_bus.close().await;
-    let id = request_resync(&setup.bus).await;
+    let id = request_resync(&setup.broker.bus).await;
     until(
         60,
         POLL,
@@ -213,7 +190,7 @@ async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes
     );
 
     // Transform comes back: the first attempt's leftovers are mapped first.
-    let transform = setup.transform().await;
+    let transform = setup.role(roles::TRANSFORM).await;
     let done = summary_of(&publish.0, id).await;
     assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
     assert_eq!(
@@ -264,10 +241,14 @@ async fn attempts_of(bus: &Bus, resync_id: ResyncId) -> Vec<(String, u64, u64)> 
 #[tokio::test]
 async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
     let setup = setup("lost-lease").await;
-    let publish = setup.publish().await;
-    let transform = setup.transform().await;
-    let prefix = setup.settings.pipeline.broker.prefix.clone();
-    let queue = setup.bus.topology().work_queue(WorkQueue::ResyncRequests);
+    let publish = setup.role(roles::PUBLISH).await;
+    let transform = setup.role(roles::TRANSFORM).await;
+    let prefix = setup.broker.prefix.clone();
+    let queue = setup
+        .broker
+        .bus
+        .topology()
+        .work_queue(WorkQueue::ResyncRequests);
 
     // Replica A subscribes first, so it is the active consumer; B waits behind it.
     let a = setup.ingest();
@@ -281,7 +262,7 @@ async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
     })
     .await;
 
-    let id = request_resync(&setup.bus).await;
+    let id = request_resync(&setup.broker.bus).await;
     within(
         60,
         "A's crawl to be under way",
@@ -297,7 +278,7 @@ async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
     setup.completed_in_full(&publish.0, id).await;
 
     // The archive holds every raw event: two attempts, one after the other.
-    let attempts = attempts_of(&setup.bus, id).await;
+    let attempts = attempts_of(&setup.broker.bus, id).await;
     assert_eq!(attempts.len(), 2, "A's attempt and B's: {attempts:?}");
     assert!(
         attempts[0].2 < attempts[1].1,
@@ -314,19 +295,20 @@ async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
 #[tokio::test]
 async fn a_crawl_longer_than_its_lease_renews_it_and_runs_once() {
     let setup = setup("lease-renewal").await;
-    let publish = setup.publish().await;
-    let transform = setup.transform().await;
+    let publish = setup.role(roles::PUBLISH).await;
+    let transform = setup.role(roles::TRANSFORM).await;
     // A lease of one second over a longer crawl: renewed on the way, never lost.
     let ingest = setup.ingest_with(&[
         ("ADOPORT__INGEST__RESYNC_LEASE_SECS", "1"),
         ("RUST_LOG", "warn,lapin=error,adoport_ingest::lease=debug"),
     ]);
-    let id = request_resync(&setup.bus).await;
+    let id = request_resync(&setup.broker.bus).await;
     setup.completed_in_full(&publish.0, id).await;
-    let attempts = attempts_of(&setup.bus, id).await;
+    let attempts = attempts_of(&setup.broker.bus, id).await;
     assert_eq!(attempts.len(), 1, "crawled once: {attempts:?}");
     assert_eq!(
         setup
+            .broker
             .bus
             .ready_count(WorkQueue::ResyncRequests)
             .await

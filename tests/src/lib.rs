@@ -270,6 +270,34 @@ pub async fn start(
         .await
 }
 
+/// [`start`] of every role on RabbitMQ without the start-up resync: events come through the
+/// webhook only (or a resync the test asks for).
+pub async fn start_webhooks_only(test: &str, projects: usize, repositories: usize) -> Running {
+    start(
+        test,
+        BusKind::Rabbit,
+        Roles::ALL,
+        projects,
+        repositories,
+        &[WEBHOOKS_ONLY],
+    )
+    .await
+}
+
+/// [`start`] of every role on the in-process bus, with the POLLING listener reading Port's
+/// resync request every second.
+pub async fn start_polling(test: &str, projects: usize, repositories: usize) -> Running {
+    start(
+        test,
+        BusKind::Memory,
+        Roles::ALL,
+        projects,
+        repositories,
+        &POLLING_EVERY_SECOND,
+    )
+    .await
+}
+
 /// A pipeline to start, for tests that need more than [`start`] offers: another mapping,
 /// another broker (a private node, a fault proxy), a slower Azure DevOps.
 pub struct Start {

@@ -11,7 +11,7 @@ use adoport::replay::{ReplayFilter, ReplayMode, replay};
 use adoport_shared::bus::{ArchiveStart, Destination, Outgoing};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
-use adoport_tests::{BusKind, WEBHOOKS_ONLY, start, test_mapping, within};
+use adoport_tests::{BusKind, Running, start, start_webhooks_only, test_mapping, within};
 use adoport_transform::mapping::CompiledMapping;
 
 /// How long a replay waits for more archived messages before it ends.
@@ -204,6 +204,17 @@ async fn replay_dry_run_compares_with_port_and_apply_feeds_the_pipeline_again() 
     running.stop().await;
 }
 
+/// What `adoport dlq raw ACTION` prints, run on the test's queues.
+async fn dlq_says(running: &Running, action: DlqAction) -> anyhow::Result<String> {
+    let args = DlqArgs {
+        queue: DlqName::Raw,
+        action,
+    };
+    let mut out = Vec::new();
+    adoport::dlq::run(&running.bus, &args, &mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_shown_requeued_and_purged() {
     let mut running = start("dlq", BusKind::Rabbit, Roles::ALL, 1, 1, &[]).await;
@@ -225,10 +236,6 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
         .await;
     assert_eq!(stats.events_dead_lettered(), 2);
 
-    let dlq = |action| DlqArgs {
-        queue: DlqName::Raw,
-        action,
-    };
     // Listing leaves the letters in place.
     for _ in 0..2 {
         let letters = running.list_dead_letters(DeadLetterQueue::Raw).await;
@@ -249,35 +256,23 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
                 .all(|l| l.origin_queue.ends_with("ado.raw.work"))
         );
     }
-    let mut out = Vec::new();
-    adoport::dlq::run(&running.bus, &dlq(DlqAction::List { limit: 10 }), &mut out)
+    let listed = dlq_says(&running, DlqAction::List { limit: 10 })
         .await
         .expect("list");
-    let listed = String::from_utf8_lossy(&out).into_owned();
     assert!(
         listed.contains("2 dead letter(s)") && listed.contains("schema version 9"),
         "{listed}"
     );
-    let mut out = Vec::new();
-    adoport::dlq::run(
-        &running.bus,
-        &dlq(DlqAction::Show { position: 1 }),
-        &mut out,
-    )
-    .await
-    .expect("show");
-    let shown = String::from_utf8_lossy(&out).into_owned();
+    let shown = dlq_says(&running, DlqAction::Show { position: 1 })
+        .await
+        .expect("show");
     assert!(
         shown.contains("\"v\": 9") && shown.contains("reason:"),
         "{shown}"
     );
-    let err = adoport::dlq::run(
-        &running.bus,
-        &dlq(DlqAction::Show { position: 5 }),
-        &mut Vec::new(),
-    )
-    .await
-    .expect_err("no position 5");
+    let err = dlq_says(&running, DlqAction::Show { position: 5 })
+        .await
+        .expect_err("no position 5");
     assert!(err.to_string().contains("no position 5"), "{err}");
 
     // Requeue by filter: only the version-9 letter goes back, and transform dead-letters it again.
@@ -297,11 +292,8 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
         "the requeued letter came back, the other stayed"
     );
 
-    let mut out = Vec::new();
-    adoport::dlq::run(&running.bus, &dlq(DlqAction::Purge), &mut out)
-        .await
-        .expect("purge");
-    assert!(String::from_utf8_lossy(&out).contains("2 dead letter(s) purged"));
+    let purged = dlq_says(&running, DlqAction::Purge).await.expect("purge");
+    assert!(purged.contains("2 dead letter(s) purged"), "{purged}");
     assert_eq!(running.dead_letters(DeadLetterQueue::Raw).await, 0);
     running.stop().await;
 }
@@ -314,15 +306,7 @@ fn sample(text: &str, series: &str) -> u64 {
 
 #[tokio::test]
 async fn metrics_move_when_work_flows_and_probes_answer() {
-    let mut running = start(
-        "metrics",
-        BusKind::Rabbit,
-        Roles::ALL,
-        2,
-        2,
-        &[WEBHOOKS_ONLY],
-    )
-    .await;
+    let mut running = start_webhooks_only("metrics", 2, 2).await;
     let topology = running.bus.topology().clone();
     let mut queues = vec![WorkQueue::Raw];
     queues.extend(topology.change_queues());

@@ -1,20 +1,11 @@
 //! POLLING mode: a resync request made in Port (saving the mapping, the "Resync" button)
 //! becomes a resync.
 
-use adoport::pipeline::Roles;
-use adoport_tests::{BusKind, POLLING_EVERY_SECOND, start, within};
+use adoport_tests::{start_polling, within};
 
 #[tokio::test]
 async fn a_resync_requested_in_port_runs() {
-    let mut running = start(
-        "polling",
-        BusKind::Memory,
-        Roles::ALL,
-        1,
-        2,
-        &POLLING_EVERY_SECOND,
-    )
-    .await;
+    let mut running = start_polling("polling", 1, 2).await;
     let first = running.resync_settled().await;
     assert_eq!(first.items(), 3);
     // Once the poller has seen the current request, a newer one is a resync.

@@ -9,8 +9,8 @@ use adoport::pipeline::Roles;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::PortSim;
 use adoport_tests::{
-    BusKind, Running, WEBHOOKS_ONLY, publish_process, resyncs_reported, roles, start, stop_process,
-    within,
+    BusKind, Running, publish_process, resyncs_reported, roles, start, start_webhooks_only,
+    stop_process, within,
 };
 use serde_json::{Value, json};
 
@@ -191,15 +191,7 @@ async fn nothing_is_deleted_when_a_kind_failed() {
 async fn a_mass_deletion_above_the_threshold_is_refused() {
     // No start-up resync: the stale entities must all exist before the resync starts (an
     // entity written after the start is not stale, and a half-seeded Port is not a mass deletion).
-    let mut running = start(
-        "reconcile-mass",
-        BusKind::Rabbit,
-        Roles::ALL,
-        1,
-        2,
-        &[WEBHOOKS_ONLY],
-    )
-    .await;
+    let mut running = start_webhooks_only("reconcile-mass", 1, 2).await;
     // 40 stale entities we own, against 3 the resync produces: 93 % > entityDeletionThreshold 0.9.
     let ghosts: Vec<String> = (0..40).map(|i| format!("ghost-{i}")).collect();
     seed(&running.world.port, OURS, REPOSITORY, &ghosts).await;

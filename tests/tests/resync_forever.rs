@@ -8,13 +8,12 @@
 
 use std::time::Duration;
 
-use adoport::pipeline::Roles;
 use adoport_ingest::resync;
 use adoport_publish::ResyncSummary;
 use adoport_publish::reconcile::ENDED_KEPT;
 use adoport_shared::mapping_versions::VERSIONS_KEPT;
 use adoport_shared::messages::ResyncId;
-use adoport_tests::{BusKind, POLLING_EVERY_SECOND, Running, resyncs_reported, start, within};
+use adoport_tests::{Running, resyncs_reported, start_polling, within};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -76,15 +75,7 @@ async fn a_thousand_resyncs_complete_in_one_process_and_every_trigger_still_work
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn,lapin=error"))
         .with_test_writer()
         .try_init();
-    let mut running = start(
-        "forever",
-        BusKind::Memory,
-        Roles::ALL,
-        1,
-        1,
-        &POLLING_EVERY_SECOND,
-    )
-    .await;
+    let mut running = start_polling("forever", 1, 1).await;
     let entities = 2;
     let mut summaries = running
         .pipeline

@@ -87,6 +87,29 @@ impl TestBroker {
             bus,
         }
     }
+
+    /// Removes the test's queues and closes the test's connection.
+    pub async fn clean_up(self) {
+        self.bus.delete_topology().await.expect("cleanup");
+        self.bus.close().await;
+    }
+}
+
+/// The role sets a test runs in its own process.
+pub mod roles {
+    use adoport::pipeline::Roles;
+
+    pub const TRANSFORM: Roles = Roles {
+        ingest: false,
+        transform: true,
+        publish: false,
+    };
+    /// Publish, with the reconciliation coordinator.
+    pub const PUBLISH: Roles = Roles {
+        ingest: false,
+        transform: false,
+        publish: true,
+    };
 }
 
 /// `adoport ARGS` as the test's child: nothing in its environment but `environment` and
@@ -118,6 +141,19 @@ pub fn spawn_logged(command: &mut Command) -> (Child, JoinHandle<String>) {
         text
     });
     (child, log)
+}
+
+/// What an `adoport` child that has ended logged (its stdout), failing the test with its exit
+/// status, errors and log unless it exited with success.
+pub fn log_of_success(output: &std::process::Output) -> String {
+    let log = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stderr}\n{log}",
+        output.status
+    );
+    log
 }
 
 /// `roles` in the test's own process, on a broker connection of their own, with `mapping`.
