@@ -182,6 +182,29 @@ pub fn work_item_event(
     })
 }
 
+/// Signs in to Port at `base_url` as `client_id`, as any API client does; returns the access
+/// token.
+pub async fn port_access_token(
+    http: &reqwest::Client,
+    base_url: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> String {
+    let token: serde_json::Value = http
+        .post(format!("{base_url}/v1/auth/access_token"))
+        .json(&serde_json::json!({"clientId": client_id, "clientSecret": client_secret}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    token["accessToken"]
+        .as_str()
+        .expect("accessToken")
+        .to_string()
+}
+
 /// A POST to ingest's `url` signed with the simulated environment's webhook secret.
 pub fn signed_post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
     http.post(url)

@@ -11,7 +11,9 @@ use adoport::replay::{ReplayFilter, ReplayMode, replay};
 use adoport_shared::bus::{ArchiveStart, Destination, Outgoing};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
-use adoport_tests::{BusKind, Running, start, start_webhooks_only, test_mapping, within};
+use adoport_tests::{
+    BusKind, Running, port_access_token, start, start_webhooks_only, test_mapping, within,
+};
 use adoport_transform::mapping::CompiledMapping;
 
 /// How long a replay waits for more archived messages before it ends.
@@ -26,21 +28,19 @@ fn compiled_test_mapping() -> CompiledMapping {
 async fn delete_in_port(settings: &adoport_shared::config::Settings, blueprint: &str, id: &str) {
     let access = settings.port_access().expect("Port settings");
     let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(format!("{}/v1/auth/access_token", access.base_url))
-        .json(&serde_json::json!({"clientId": access.client_id, "clientSecret": access.client_secret.expose()}))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
+    let token = port_access_token(
+        &http,
+        &access.base_url,
+        &access.client_id,
+        access.client_secret.expose(),
+    )
+    .await;
     let status = http
         .delete(format!(
             "{}/v1/blueprints/{blueprint}/entities/{id}",
             access.base_url
         ))
-        .bearer_auth(token["accessToken"].as_str().expect("accessToken"))
+        .bearer_auth(token)
         .send()
         .await
         .expect("delete")
@@ -204,7 +204,14 @@ async fn replay_dry_run_compares_with_port_and_apply_feeds_the_pipeline_again() 
     running.stop().await;
 }
 
-/// What `adoport dlq raw ACTION` prints, run on the test's queues.
+/// What `adoport dlq raw ACTION` prints, run on the test's queues; fails the test on an error.
+async fn dlq_prints(running: &Running, action: DlqAction) -> String {
+    dlq_says(running, action)
+        .await
+        .unwrap_or_else(|e| panic!("adoport dlq: {e:#}"))
+}
+
+/// What `adoport dlq raw ACTION` prints, run on the test's queues, or its error.
 async fn dlq_says(running: &Running, action: DlqAction) -> anyhow::Result<String> {
     let args = DlqArgs {
         queue: DlqName::Raw,
@@ -256,16 +263,12 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
                 .all(|l| l.origin_queue.ends_with("ado.raw.work"))
         );
     }
-    let listed = dlq_says(&running, DlqAction::List { limit: 10 })
-        .await
-        .expect("list");
+    let listed = dlq_prints(&running, DlqAction::List { limit: 10 }).await;
     assert!(
         listed.contains("2 dead letter(s)") && listed.contains("schema version 9"),
         "{listed}"
     );
-    let shown = dlq_says(&running, DlqAction::Show { position: 1 })
-        .await
-        .expect("show");
+    let shown = dlq_prints(&running, DlqAction::Show { position: 1 }).await;
     assert!(
         shown.contains("\"v\": 9") && shown.contains("reason:"),
         "{shown}"
@@ -292,7 +295,7 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
         "the requeued letter came back, the other stayed"
     );
 
-    let purged = dlq_says(&running, DlqAction::Purge).await.expect("purge");
+    let purged = dlq_prints(&running, DlqAction::Purge).await;
     assert!(purged.contains("2 dead letter(s) purged"), "{purged}");
     assert_eq!(running.dead_letters(DeadLetterQueue::Raw).await, 0);
     running.stop().await;

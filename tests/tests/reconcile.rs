@@ -9,8 +9,8 @@ use adoport::pipeline::Roles;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::PortSim;
 use adoport_tests::{
-    BusKind, Running, publish_process, resyncs_reported, roles, start, start_webhooks_only,
-    stop_process, within,
+    BusKind, Running, port_access_token, publish_process, resyncs_reported, roles, start,
+    start_webhooks_only, stop_process, within,
 };
 use serde_json::{Value, json};
 
@@ -24,16 +24,7 @@ async fn seed(port: &PortSim, user_agent: &str, blueprint: &str, identifiers: &[
         .user_agent(user_agent)
         .build()
         .expect("client");
-    let token: Value = http
-        .post(format!("{}/v1/auth/access_token", port.base_url()))
-        .json(&json!({"clientId": "sim-client", "clientSecret": "sim-secret"}))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    let token = token["accessToken"].as_str().expect("accessToken");
+    let token = port_access_token(&http, &port.base_url(), "sim-client", "sim-secret").await;
     for chunk in identifiers.chunks(20) {
         let entities: Vec<Value> = chunk
             .iter()
@@ -44,7 +35,7 @@ async fn seed(port: &PortSim, user_agent: &str, blueprint: &str, identifiers: &[
                 "{}/v1/blueprints/{blueprint}/entities/bulk?upsert=true&merge=true",
                 port.base_url()
             ))
-            .bearer_auth(token)
+            .bearer_auth(&token)
             .json(&json!({ "entities": entities }))
             .send()
             .await
@@ -87,20 +78,15 @@ fn repository_ids(running: &Running) -> Vec<String> {
 async fn a_removed_repository_is_deleted_and_foreign_entities_stay() {
     let mut running = start("reconcile-remove", BusKind::Rabbit, Roles::ALL, 2, 3, &[]).await;
     // Entities of the same blueprint another installation and a human own.
-    seed(
-        &running.world.port,
-        "port-ocean/azure-devops/0.12.2/other-install/exporter",
-        REPOSITORY,
-        &["foreign-1".to_string()],
-    )
-    .await;
-    seed(
-        &running.world.port,
-        "Mozilla/5.0",
-        REPOSITORY,
-        &["manual-1".to_string()],
-    )
-    .await;
+    for (owner, id) in [
+        (
+            "port-ocean/azure-devops/0.12.2/other-install/exporter",
+            "foreign-1",
+        ),
+        ("Mozilla/5.0", "manual-1"),
+    ] {
+        seed(&running.world.port, owner, REPOSITORY, &[id.to_string()]).await;
+    }
     running.resync_settled().await;
     reported(&running, "completed", 1).await;
     assert!(resyncs_reported(&running.world.port, "running") >= 1);
