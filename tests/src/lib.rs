@@ -68,6 +68,8 @@ pub mod roles {
         }
     }
 
+    /// No role: the simulators and the test's own connection to the queues.
+    pub const NONE: Roles = roles(false, false, false);
     pub const INGEST: Roles = roles(true, false, false);
     pub const TRANSFORM: Roles = roles(false, true, false);
     pub const PUBLISH: Roles = roles(false, false, true);
