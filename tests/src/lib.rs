@@ -2,7 +2,10 @@
 //!
 //! Helpers for the end-to-end and fault tests in `tests/tests/`: a simulated world (Azure
 //! DevOps and Port simulators), a pipeline on the real RabbitMQ (each test on its own queue
-//! prefix, deleted afterwards) or on the in-process bus, and condition waits with timeouts.
+//! prefix, deleted afterwards) or on the in-process bus ([`start`], [`Start`], [`Running`]),
+//! more role "processes" on the same queues ([`roles_process`], [`roles`]), what a test does
+//! to it (signed webhooks, resync requests) and condition waits with timeouts (on Port's
+//! store: [`port_reaches`]; on the pipeline: [`Running`]'s methods).
 //!
 //! For tests of broker failures: a private RabbitMQ node to stop and restart
 //! ([`rabbit_node`]; the shared broker is never touched), a TCP proxy that cuts or black-holes
@@ -260,6 +263,23 @@ pub async fn roles_process_with_mapping(
     .await
     .unwrap_or_else(|e| panic!("{roles:?} start: {e:?}"));
     (pipeline, bus)
+}
+
+/// Waits for the next crawl of `pipeline` and for everything it produced to settle in
+/// transform and publish; returns the resync's id and the crawl's report.
+pub async fn crawl_settled(
+    pipeline: &mut Pipeline,
+) -> (
+    adoport_shared::messages::ResyncId,
+    adoport_ingest::CrawlReport,
+) {
+    let done = within(60, "the resync crawl", pipeline.next_resync())
+        .await
+        .expect("pipeline running");
+    let report = done.report.expect("resync succeeded");
+    let events = report.kinds.values().map(|k| k.events).sum();
+    within(60, "the pipeline to drain", pipeline.drained(events)).await;
+    (done.resync_id, report)
 }
 
 /// Stops a "process" of [`roles_process`]: its roles, then its broker connection.
@@ -569,17 +589,12 @@ impl Running {
     /// Waits for the next crawl, for everything it produced to settle and, when publish runs
     /// here, for its reconciliation (the resync's end: deletions done, state reported).
     pub async fn resync_settled(&mut self) -> adoport_ingest::CrawlReport {
-        let done = within(60, "the resync crawl", self.pipeline.next_resync())
-            .await
-            .expect("pipeline running");
-        let report = done.report.expect("resync succeeded");
-        let events = report.kinds.values().map(|k| k.events).sum();
-        within(60, "the pipeline to drain", self.pipeline.drained(events)).await;
+        let (resync_id, report) = crawl_settled(&mut self.pipeline).await;
         if self.pipeline.resync_summaries.is_some() {
             within(
                 60,
                 "the resync's reconciliation",
-                self.pipeline.resync_summary(done.resync_id),
+                self.pipeline.resync_summary(resync_id),
             )
             .await;
         }
