@@ -27,20 +27,20 @@ async fn transform_killed_mid_stream_loses_nothing() {
     )
     .await;
     let expected = 12 + 12 * 10;
-    let mapping = || Some(PortAppConfig::from_json_value(test_mapping()).expect("mapping"));
-    let transform_only = roles::TRANSFORM;
+    // Transform alone, on the test's connection.
+    let transform = || {
+        let mapping = PortAppConfig::from_json_value(test_mapping()).expect("mapping");
+        Pipeline::start(
+            &running.settings,
+            roles::TRANSFORM,
+            running.bus.clone(),
+            Some(mapping),
+            None,
+            CancellationToken::new(),
+        )
+    };
 
-    let first_shutdown = CancellationToken::new();
-    let first = Pipeline::start(
-        &running.settings,
-        transform_only,
-        running.bus.clone(),
-        mapping(),
-        None,
-        first_shutdown,
-    )
-    .await
-    .expect("transform starts");
+    let first = transform().await.expect("transform starts");
     within(
         30,
         "transform to settle some raw events",
@@ -54,16 +54,7 @@ async fn transform_killed_mid_stream_loses_nothing() {
         "killed before the end"
     );
 
-    let second = Pipeline::start(
-        &running.settings,
-        transform_only,
-        running.bus.clone(),
-        mapping(),
-        None,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("transform restarts");
+    let second = transform().await.expect("transform restarts");
     running.wait_for_entity_count(expected).await;
     for repository in running.world.ado.repositories() {
         let id = repository["id"].as_str().expect("id");
