@@ -19,20 +19,18 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use adoport::sim::{SimulatedWorld, default_mapping};
-use adoport_shared::bus::Bus;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
-use adoport_sim::port::{PortSim, PortSimConfig};
+use adoport::sim::SimulatedWorld;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 
 mod support;
 
 use support::{
-    broker_environment, close_connection_of, free_port, test_bus, unique_prefix, within,
+    TestBroker, adoport, close_connection_of, free_port, organization, projects_and_repositories,
+    start_world, within,
 };
 
 /// Seconds between scheduled resyncs in these tests.
@@ -123,64 +121,36 @@ fn time_of(line: &Value) -> DateTime<Utc> {
 
 struct Setup {
     world: SimulatedWorld,
-    environment: Vec<(String, String)>,
-    prefix: String,
-    /// For clean-up.
-    bus: Bus,
+    /// The children's environment, and the test's connection for clean-up.
+    broker: TestBroker,
 }
 
 async fn setup(test: &str) -> Setup {
-    let mapping = default_mapping(Some(&["project", "repository"])).expect("mapping");
-    let ado = AdoSim::start(AdoSimConfig {
-        projects: 2,
-        repositories_per_project: 2,
-        ..AdoSimConfig::default()
-    })
-    .await
-    .expect("Azure DevOps simulator");
-    let port = PortSim::start(PortSimConfig {
-        integration_config: Some(mapping),
-        ..PortSimConfig::default()
-    })
-    .await
-    .expect("Port simulator");
-    let world = SimulatedWorld { ado, port };
-    let prefix = unique_prefix(test);
-    let (environment, settings) = broker_environment(
-        &world,
-        &prefix,
-        &[
-            // Subscriptions point here (nothing listens: the simulator only records them).
-            ("OCEAN__BASE_URL", "http://127.0.0.1:9"),
-            ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
-            ("ADOPORT__INGEST__LEADER_RETRY_SECS", "1"),
-            ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
-        ],
-    );
-    let bus = test_bus(&settings).await;
-    Setup {
-        world,
-        environment,
-        prefix,
-        bus,
-    }
+    let world = start_world(organization(2, 2), projects_and_repositories()).await;
+    let extra = [
+        // Subscriptions point here (nothing listens: the simulator only records them).
+        ("OCEAN__BASE_URL", "http://127.0.0.1:9"),
+        ("ADOPORT__INGEST__SCHEDULED_RESYNC_SECS", "4"),
+        ("ADOPORT__INGEST__LEADER_RETRY_SECS", "1"),
+        ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
+    ];
+    let broker = TestBroker::start(&world, test, &extra).await;
+    Setup { world, broker }
 }
 
 impl Setup {
     /// Starts `adoport --log-json ingest` with its own health port.
     fn replica(&self) -> Replica {
         let health = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adoport"))
-            .args(["--log-json", "ingest"])
-            .env_clear()
-            .envs(self.environment.iter().cloned())
-            .env("ADOPORT__HEALTH__LISTEN", format!("127.0.0.1:{health}"))
-            .env("RUST_LOG", "info,lapin=error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("adoport starts");
+        let mut child = adoport(
+            &["--log-json", "ingest"],
+            &self.broker.environment,
+            "info,lapin=error",
+        )
+        .env("ADOPORT__HEALTH__LISTEN", format!("127.0.0.1:{health}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("adoport starts");
         let stdout = child.stdout.take().expect("piped");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tell, written) = watch::channel(0);
@@ -248,8 +218,7 @@ impl Setup {
         for mut replica in replicas {
             replica.kill().await;
         }
-        self.bus.delete_topology().await.expect("cleanup");
-        self.bus.close().await;
+        self.broker.clean_up().await;
         self.world.shutdown().await;
     }
 }
@@ -487,7 +456,7 @@ async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again()
 
     // Timed from the broker's close (rabbitmqctl itself takes seconds to start).
     close_connection_of(
-        &setup.prefix,
+        &setup.broker.prefix,
         replicas[leader].pid(),
         "test: the leader loses its connection",
     );
@@ -531,7 +500,7 @@ async fn a_leader_that_loses_the_broker_steps_down_and_one_replica_leads_again()
     let deleted = std::process::Command::new("rabbitmqctl")
         .args([
             "delete_queue",
-            &format!("{}adoport.ingest.leader", setup.prefix),
+            &format!("{}adoport.ingest.leader", setup.broker.prefix),
         ])
         .status()
         .expect("rabbitmqctl runs");

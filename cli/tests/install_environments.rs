@@ -17,6 +17,8 @@ use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use serde_json::Value;
 
+mod support;
+
 /// Ocean's identifier when none is set: `my-{type}-integration`.
 const DEFAULT_IDENTIFIER: &str = "my-azure-devops-integration";
 
@@ -122,13 +124,7 @@ async fn the_documented_ci_job_syncs_once_and_exits_zero_under_the_default_ident
     let mut vars = azure_pipelines_job(&world);
     vars.push(("ADOPORT__INGEST__LISTEN".into(), "127.0.0.1:0".into()));
     let output = finished(&mut adoport(&vars)).await;
-    let log = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}\n{stderr}\n{log}",
-        output.status
-    );
+    let log = support::log_of_success(&output);
     // Only the integration under the default identifier has this mapping (projects and
     // repositories); another identifier would have been created with the full default one.
     assert_eq!(world.port.entity_count(), 2 + 2 * 3, "{log}");

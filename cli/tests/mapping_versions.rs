@@ -12,6 +12,7 @@ use adoport_shared::port_app_config::PortAppConfig;
 use adoport_sim::port::{PortSim, PortSimConfig};
 use adoport_transform::mapping::versions::CompiledVersions;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 fn config(title: &str) -> Value {
@@ -48,6 +49,45 @@ fn test_settings(sim: &PortSim) -> Settings {
     .expect("settings")
 }
 
+/// Waits (at most 10 s) until the versions' `status` satisfies `done`, naming `what` when not.
+async fn until_status<T>(
+    status: &mut watch::Receiver<T>,
+    what: &str,
+    done: impl FnMut(&T) -> bool,
+) {
+    tokio::time::timeout(Duration::from_secs(10), status.wait_for(done))
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .expect("status");
+}
+
+/// The mapping follower of `versions`, reading the source `settings` name every `every`.
+struct Follower {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Follower {
+    fn start(settings: Settings, versions: &MappingVersions, every: Duration) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(follow(
+            settings,
+            versions.attach_follower(),
+            every,
+            shutdown.clone(),
+        ));
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("joins")
+            .expect("follower ends cleanly");
+    }
+}
+
 #[tokio::test]
 async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
     let sim = PortSim::start(PortSimConfig {
@@ -60,49 +100,26 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
     let versions = MappingVersions::new(first);
     let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
     let mut status = versions.status();
-    let shutdown = CancellationToken::new();
     // Polls rarely: the first change is picked up because a role asks for a fresh read.
-    let follower = tokio::spawn(follow(
-        test_settings(&sim),
-        versions.attach_follower(),
-        Duration::from_secs(3600),
-        shutdown.clone(),
-    ));
+    let follower = Follower::start(test_settings(&sim), &versions, Duration::from_secs(3600));
     sim.set_integration_config(config(".name | ltrimstr(\"x\")"));
     assert!(
         versions.refresh(Duration::from_secs(10)).await,
         "a fresh read was made at once"
     );
     assert_eq!(versions.current().number, 2);
-    shutdown.cancel();
-    follower
-        .await
-        .expect("joins")
-        .expect("follower ends cleanly");
+    follower.stop().await;
 
-    let shutdown = CancellationToken::new();
-    let follower = tokio::spawn(follow(
-        test_settings(&sim),
-        versions.attach_follower(),
-        Duration::from_millis(20),
-        shutdown.clone(),
-    ));
-    let patience = Duration::from_secs(10);
+    let follower = Follower::start(test_settings(&sim), &versions, Duration::from_millis(20));
 
     sim.set_integration_config(config(".name | ascii_downcase"));
-    tokio::time::timeout(patience, status.wait_for(|s| s.version == 3))
-        .await
-        .expect("the new version in time")
-        .expect("status");
+    until_status(&mut status, "the new version", |s| s.version == 3).await;
     assert_eq!(title(&compiled), json!("name"));
 
     let mut bad = config(".name | nosuch");
     bad["resources"][0]["port"]["entity"]["mappings"]["properties"] = json!({"a": ".x | nosuch2"});
     sim.set_integration_config(bad);
-    tokio::time::timeout(patience, status.wait_for(|s| s.refused == 1))
-        .await
-        .expect("the bad version refused in time")
-        .expect("status");
+    until_status(&mut status, "the bad version refused", |s| s.refused == 1).await;
     assert_eq!(title(&compiled), json!("name"), "the running version stays");
     assert!(
         status
@@ -115,17 +132,10 @@ async fn port_versions_replace_the_running_mapping_and_bad_ones_are_refused() {
     );
 
     sim.set_integration_config(config(".name | ascii_upcase"));
-    tokio::time::timeout(patience, status.wait_for(|s| s.version == 4))
-        .await
-        .expect("the fixed version in time")
-        .expect("status");
+    until_status(&mut status, "the fixed version", |s| s.version == 4).await;
     assert_eq!(title(&compiled), json!("NAME"));
 
-    shutdown.cancel();
-    follower
-        .await
-        .expect("joins")
-        .expect("follower ends cleanly");
+    follower.stop().await;
 }
 
 #[tokio::test]
@@ -153,20 +163,10 @@ async fn the_mapping_file_is_followed_like_port() {
     let first = PortAppConfig::from_json_value(config(".name")).expect("config");
     let versions = MappingVersions::new(first);
     let compiled = CompiledVersions::new(versions.clone()).expect("compiles");
-    let shutdown = CancellationToken::new();
-    let follower = tokio::spawn(follow(
-        settings,
-        versions.attach_follower(),
-        Duration::from_secs(3600),
-        shutdown.clone(),
-    ));
+    let follower = Follower::start(settings, &versions, Duration::from_secs(3600));
     write(".name | ascii_upcase");
     assert!(versions.refresh(Duration::from_secs(10)).await);
     assert_eq!(title(&compiled), json!("NAME"));
-    shutdown.cancel();
-    follower
-        .await
-        .expect("joins")
-        .expect("follower ends cleanly");
+    follower.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,48 +1,53 @@
 //! ONCE mode as the CI job runs it: `adoport all` as a child process without a broker, against
 //! the simulators. It exits 0 when the resync landed, and non-zero with a summary when it did not.
 
+use std::process::Stdio;
 use std::time::Duration;
 
-use adoport::sim::{SimulatedWorld, default_mapping};
+use adoport::sim::SimulatedWorld;
 use adoport_sim::ScriptedAnswer;
+use tokio::process::Command;
+
+mod support;
+
+use support::{adoport, log_of_success, organization, projects_and_repositories, start_world};
 
 const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
 
-async fn run_once(world: &SimulatedWorld) -> std::process::Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"));
-    command
-        .arg("all")
-        .env_clear()
-        .env("RUST_LOG", "info,lapin=warn");
-    for (name, value) in world.environment(None) {
-        command.env(name, value);
-    }
+/// `adoport all` in ONCE mode against `world`, without a broker; its output kept for the test.
+fn once(world: &SimulatedWorld, rust_log: &str) -> Command {
+    let mut command = adoport(&["all"], &world.environment(None), rust_log);
     command
         .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
-        .kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("ONCE run finishes within 2 minutes")
-        .expect("adoport runs")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+async fn run_once(world: &SimulatedWorld) -> std::process::Output {
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        once(world, "info,lapin=warn").output(),
+    )
+    .await
+    .expect("ONCE run finishes within 2 minutes")
+    .expect("adoport runs")
 }
 
 async fn world(projects: usize, repositories: usize) -> SimulatedWorld {
-    let mapping = default_mapping(Some(&["project", "repository"])).expect("default mapping");
-    SimulatedWorld::start(projects, repositories, mapping)
-        .await
-        .expect("simulators start")
+    start_world(
+        organization(projects, repositories),
+        projects_and_repositories(),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn once_exits_zero_when_everything_landed() {
     let world = world(2, 3).await;
     let output = run_once(&world).await;
+    log_of_success(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}\n{stderr}",
-        output.status
-    );
     assert_eq!(world.port.entity_count(), 2 + 6, "{stderr}");
     world.shutdown().await;
 }
@@ -87,19 +92,14 @@ async fn once_deletes_what_azure_devops_no_longer_has_before_it_exits() {
         .put_entity(repository, foreign, None)
         .expect("an entity made in the UI");
     let output = run_once(&world).await;
+    let log = log_of_success(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}\n{stderr}",
-        output.status
-    );
     assert!(
         world.port.entity(repository, "gone-repository").is_none(),
         "the stale entity was deleted before exit\n{stderr}"
     );
     assert!(world.port.entity(repository, "made-by-hand").is_some());
     assert_eq!(world.port.entity_count(), 1 + 2 + 1, "{stderr}");
-    let log = String::from_utf8_lossy(&output.stdout);
     assert!(
         log.contains("ONCE resync finished") && log.contains("entities_deleted=1"),
         "the summary says what was deleted: {log}"
@@ -115,18 +115,7 @@ async fn a_port_outage_at_start_up_is_waited_out_not_exited_on() {
     world
         .port
         .set_outage(Some(adoport_sim::PortOutage::Unavailable));
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"));
-    command.arg("all").env_clear().env("RUST_LOG", "warn");
-    for (name, value) in world.environment(None) {
-        command.env(name, value);
-    }
-    let mut child = command
-        .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("adoport runs");
+    let mut child = once(&world, "warn").spawn().expect("adoport runs");
     // Three refused attempts (1 s, then 2 s apart), and the process is still there.
     let tried = world
         .port
@@ -143,13 +132,7 @@ async fn a_port_outage_at_start_up_is_waited_out_not_exited_on() {
         .expect("ONCE run finishes within 2 minutes")
         .expect("adoport runs");
     // Logs go to stdout, errors to stderr.
-    let logs = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit {:?}\n{stderr}\n{logs}",
-        output.status
-    );
+    let logs = log_of_success(&output);
     assert!(logs.contains("Port is unavailable at start-up"), "{logs}");
     assert_eq!(world.port.entity_count(), 1 + 2, "{logs}");
     world.shutdown().await;

@@ -15,7 +15,6 @@
 //! does (its Port requests too), as it does in production.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use adoport::sim::{SimulatedWorld, default_mapping};
@@ -25,13 +24,12 @@ use adoport_shared::topology::{DeadLetterQueue, Topology};
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use serde_json::json;
-use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::{broker_environment, free_port, test_bus, unique_prefix, until, within};
+use support::{TestBroker, adoport, free_port, rabbitmqctl, spawn_logged, until, within};
 
 /// How often a figure without notification (consumers, Port's entities) is polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -51,25 +49,11 @@ struct Replica {
 impl Replica {
     fn start(environment: &[(String, String)]) -> Self {
         let health = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adoport"))
-            .arg("publish")
-            .env_clear()
-            .envs(environment.iter().cloned())
-            .env("ADOPORT__HEALTH__LISTEN", format!("127.0.0.1:{health}"))
-            .env("RUST_LOG", "info,lapin=error")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("adoport starts");
+        let (child, log) = spawn_logged(
+            adoport(&["publish"], environment, "info,lapin=error")
+                .env("ADOPORT__HEALTH__LISTEN", format!("127.0.0.1:{health}")),
+        );
         let pid = child.id().expect("running");
-        let mut stdout = child.stdout.take().expect("piped");
-        let log = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text).await;
-            text
-        });
         Self {
             child,
             pid,
@@ -112,20 +96,6 @@ impl Replica {
         let _ = self.child.wait().await;
         self.log.await.unwrap_or_default()
     }
-}
-
-/// Runs `rabbitmqctl` with `args` (quiet, no headers), its output's lines split by tabs.
-async fn rabbitmqctl(args: &[&str]) -> Vec<Vec<String>> {
-    let output = Command::new("rabbitmqctl")
-        .args(["-q", "--no-table-headers"])
-        .args(args)
-        .output()
-        .await
-        .expect("rabbitmqctl runs (scripts/ensure-rabbitmq.sh installs RabbitMQ)");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| line.split('\t').map(str::to_string).collect())
-        .collect()
 }
 
 /// What the broker says about the change partitions of `prefix`.
@@ -317,22 +287,22 @@ async fn publish_replicas_share_the_partitions_and_move_them_on_a_kill_and_a_joi
     .await
     .expect("Port simulator");
     let world = SimulatedWorld { ado, port };
-    let prefix = unique_prefix("share");
     let partitions = PARTITIONS.to_string();
-    let (environment, settings) = broker_environment(
-        &world,
-        &prefix,
-        &[
-            ("ADOPORT__BROKER__PARTITIONS", partitions.as_str()),
-            // The test's blueprint needs no definition, and the replicas start together.
-            ("OCEAN__INITIALIZE_PORT_RESOURCES", "false"),
-            // Few request slots: under load a replica's batches wait for one, as on a busy Port.
-            ("ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS", "3"),
-            ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
-        ],
-    );
+    let extra = [
+        ("ADOPORT__BROKER__PARTITIONS", partitions.as_str()),
+        // The test's blueprint needs no definition, and the replicas start together.
+        ("OCEAN__INITIALIZE_PORT_RESOURCES", "false"),
+        // Few request slots: under load a replica's batches wait for one, as on a busy Port.
+        ("ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS", "3"),
+        ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
+    ];
+    let TestBroker {
+        prefix,
+        environment,
+        settings,
+        bus,
+    } = TestBroker::start(&world, "share", &extra).await;
     let topology = settings.topology();
-    let bus = test_bus(&settings).await;
     // A replica whose broker is slow to answer can take seconds to render its metrics.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

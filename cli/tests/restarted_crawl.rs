@@ -9,27 +9,26 @@
 //!   loss would): its crawl stops at once, the other ingest replica takes the request over, and
 //!   the two crawls of the resync never overlap.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use adoport::pipeline::{Pipeline, Roles};
-use adoport::sim::{SimulatedWorld, default_mapping};
-use adoport_ingest::resync;
+use adoport::sim::SimulatedWorld;
 use adoport_publish::ResyncSummary;
 use adoport_shared::bus::{ArchiveStart, Bus};
-use adoport_shared::config::Settings;
-use adoport_shared::messages::{RawEvent, ResyncId, ResyncTrigger, decode};
+use adoport_shared::messages::{RawEvent, ResyncId, decode};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
-use adoport_sim::ado::{AdoSim, AdoSimConfig};
-use adoport_sim::port::{PortSim, PortSimConfig};
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
+use adoport_sim::ado::AdoSimConfig;
+use tokio::process::Child;
+use tokio::task::JoinHandle;
 
 mod support;
 
-use support::{broker_environment, close_connection_of, test_bus, unique_prefix, until, within};
+use support::{
+    TestBroker, adoport, close_connection_of, in_process, organization, projects_and_repositories,
+    queue_consumers, request_resync, roles, spawn_logged, start_world, stop_in_process, until,
+    within,
+};
 
 /// How often a broker-side figure without notification (queue depths) is polled.
 const POLL: Duration = Duration::from_millis(25);
@@ -40,120 +39,63 @@ const ENTITIES: usize = PROJECTS + PROJECTS * REPOSITORIES;
 /// A simulated organization slow enough (every answer takes 100 ms) to stop mid-crawl.
 struct Setup {
     world: SimulatedWorld,
-    environment: Vec<(String, String)>,
-    settings: Settings,
+    /// The children's environment, and the test's own connection for its requests, queue
+    /// counts and clean-up.
+    broker: TestBroker,
     mapping: PortAppConfig,
-    /// For the test's own requests, queue counts and clean-up.
-    bus: Bus,
 }
 
 async fn setup(test: &str) -> Setup {
-    let mapping = default_mapping(Some(&["project", "repository"])).expect("mapping");
-    let ado = AdoSim::start(AdoSimConfig {
-        projects: PROJECTS,
-        repositories_per_project: REPOSITORIES,
-        latency: Duration::from_millis(100),
-        ..AdoSimConfig::default()
-    })
-    .await
-    .expect("Azure DevOps simulator");
-    let port = PortSim::start(PortSimConfig {
-        integration_config: Some(mapping.clone()),
-        ..PortSimConfig::default()
-    })
-    .await
-    .expect("Port simulator");
-    let world = SimulatedWorld { ado, port };
-    let prefix = unique_prefix(test);
-    let (environment, settings) = broker_environment(
-        &world,
-        &prefix,
-        &[
-            ("ADOPORT__HEALTH__LISTEN", "off"),
-            // One item per raw event: many events, so a crawl can stop between them.
-            ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
-            // The test asks for every resync itself.
-            ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
-        ],
-    );
-    let bus = test_bus(&settings).await;
+    let mapping = projects_and_repositories();
+    let world = start_world(
+        AdoSimConfig {
+            latency: Duration::from_millis(100),
+            ..organization(PROJECTS, REPOSITORIES)
+        },
+        mapping.clone(),
+    )
+    .await;
+    let extra = [
+        ("ADOPORT__HEALTH__LISTEN", "off"),
+        // One item per raw event: many events, so a crawl can stop between them.
+        ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
+        // The test asks for every resync itself.
+        ("OCEAN__EVENT_LISTENER__RESYNC_ON_START", "false"),
+    ];
+    let broker = TestBroker::start(&world, test, &extra).await;
     Setup {
         world,
-        environment,
-        settings,
+        broker,
         mapping: PortAppConfig::from_json_value(mapping).expect("mapping parses"),
-        bus,
     }
 }
 
 impl Setup {
     /// Publish (with the coordinator) or transform, in this process on a bus of its own.
     async fn role(&self, roles: Roles) -> (Pipeline, Bus) {
-        let bus = Bus::for_settings(&self.settings, CancellationToken::new())
-            .await
-            .expect("broker");
-        let pipeline = Pipeline::start(
-            &self.settings,
-            roles,
-            bus.clone(),
-            Some(self.mapping.clone()),
-            None,
-            CancellationToken::new(),
-        )
-        .await
-        .expect("role starts");
-        (pipeline, bus)
-    }
-
-    async fn publish(&self) -> (Pipeline, Bus) {
-        self.role(Roles {
-            ingest: false,
-            transform: false,
-            publish: true,
-        })
-        .await
-    }
-
-    async fn transform(&self) -> (Pipeline, Bus) {
-        self.role(Roles {
-            ingest: false,
-            transform: true,
-            publish: false,
-        })
-        .await
+        in_process(&self.broker.settings, roles, &self.mapping).await
     }
 
     /// `adoport ingest` as a child process; its log (warnings) is read as it comes, for the
     /// test to look at once the child ended.
-    fn ingest(&self) -> (Child, tokio::task::JoinHandle<String>) {
+    fn ingest(&self) -> (Child, JoinHandle<String>) {
         self.ingest_with(&[])
     }
 
     /// [`Setup::ingest`] with more settings.
-    fn ingest_with(&self, extra: &[(&str, &str)]) -> (Child, tokio::task::JoinHandle<String>) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adoport"))
-            .arg("ingest")
-            .env_clear()
-            .envs(self.environment.iter().cloned())
-            .env("RUST_LOG", "warn,lapin=error")
-            .env("NO_COLOR", "1")
-            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("adoport starts");
-        let mut stdout = child.stdout.take().expect("piped");
-        let log = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text).await;
-            text
-        });
-        (child, log)
+    fn ingest_with(&self, extra: &[(&str, &str)]) -> (Child, JoinHandle<String>) {
+        spawn_logged(
+            adoport(&["ingest"], &self.broker.environment, "warn,lapin=error")
+                .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
+        )
     }
 
     async fn raw_ready(&self) -> u64 {
-        self.bus.ready_count(WorkQueue::Raw).await.expect("count")
+        self.broker
+            .bus
+            .ready_count(WorkQueue::Raw)
+            .await
+            .expect("count")
     }
 
     async fn clean_up(self, children: Vec<Child>, pipelines: Vec<(Pipeline, Bus)>) {
@@ -161,32 +103,38 @@ impl Setup {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
-        for (pipeline, bus) in pipelines {
-            pipeline.stop().await.expect("role stops");
-            bus.close().await;
+        for process in pipelines {
+            stop_in_process(process).await;
         }
-        self.bus.delete_topology().await.expect("cleanup");
-        self.bus.close().await;
+        self.broker.clean_up().await;
         self.world.shutdown().await;
     }
 }
 
 /// Waits for the coordinator's summary of `resync_id`.
 async fn summary_of(publish: &Pipeline, resync_id: ResyncId) -> ResyncSummary {
-    let mut summaries = publish.resync_summaries.clone().expect("publish runs");
-    within(120, "the resync's summary", async {
-        summaries
-            .wait_for(|s| s.as_ref().is_some_and(|s| s.resync_id == resync_id))
-            .await
-            .expect("coordinator running")
-            .clone()
-            .expect("summary")
-    })
+    within(
+        120,
+        "the resync's summary",
+        publish.resync_summary(resync_id),
+    )
     .await
+    .expect("publish runs the coordinator")
+}
+
+impl Setup {
+    /// Waits for the summary of `resync_id` and checks that the resync completed, deleted
+    /// nothing and left Port with every entity; returns the summary.
+    async fn completed_in_full(&self, publish: &Pipeline, resync_id: ResyncId) -> ResyncSummary {
+        let done = summary_of(publish, resync_id).await;
+        assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
+        assert_eq!(self.world.port.entity_count(), ENTITIES);
+        done
+    }
 }
 
 /// Stops a child and returns what it logged.
-async fn log_of((mut child, log): (Child, tokio::task::JoinHandle<String>)) -> String {
+async fn log_of((mut child, log): (Child, JoinHandle<String>)) -> String {
     let _ = child.start_kill();
     let _ = child.wait().await;
     log.await.unwrap_or_default()
@@ -195,25 +143,19 @@ async fn log_of((mut child, log): (Child, tokio::task::JoinHandle<String>)) -> S
 #[tokio::test]
 async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes_nothing() {
     let setup = setup("restarted").await;
-    let publish = setup.publish().await;
-    let transform = setup.transform().await;
+    let publish = setup.role(roles::PUBLISH).await;
+    let transform = setup.role(roles::TRANSFORM).await;
     let (first, _) = setup.ingest();
 
     // A full resync: Port holds every entity, all written before the next resync starts.
-    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
-    let done = summary_of(&publish.0, id).await;
-    assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
-    assert_eq!(setup.world.port.entity_count(), ENTITIES);
+    let id = request_resync(&setup.broker.bus).await;
+    setup.completed_in_full(&publish.0, id).await;
 
     // Transform stops; a resync starts and ingest is killed part-way through its crawl.
     let (transform, transform_bus) = transform;
     transform.stop().await.expect("transform stops");
     transform_bus.close().await;
-    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
+    let id = request_resync(&setup.broker.bus).await;
     until(
         60,
         POLL,
@@ -248,7 +190,7 @@ async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes
     );
 
     // Transform comes back: the first attempt's leftovers are mapped first.
-    let transform = setup.transform().await;
+    let transform = setup.role(roles::TRANSFORM).await;
     let done = summary_of(&publish.0, id).await;
     assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
     assert_eq!(
@@ -262,26 +204,6 @@ async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes
         "nothing Azure DevOps still has was deleted"
     );
     setup.clean_up(vec![second], vec![transform, publish]).await;
-}
-
-/// Consumers of the resync request queue, as the broker counts them.
-fn request_consumers(queue: &str) -> u32 {
-    let listed = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "consumers",
-        ])
-        .output()
-        .expect("rabbitmqctl runs");
-    String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .find(|(name, _)| *name == queue)
-        .and_then(|(_, n)| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The crawl attempts of a resync in the raw archive, each with the first and last time one of
@@ -319,26 +241,28 @@ async fn attempts_of(bus: &Bus, resync_id: ResyncId) -> Vec<(String, u64, u64)> 
 #[tokio::test]
 async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
     let setup = setup("lost-lease").await;
-    let publish = setup.publish().await;
-    let transform = setup.transform().await;
-    let prefix = setup.settings.pipeline.broker.prefix.clone();
-    let queue = setup.bus.topology().work_queue(WorkQueue::ResyncRequests);
+    let publish = setup.role(roles::PUBLISH).await;
+    let transform = setup.role(roles::TRANSFORM).await;
+    let prefix = setup.broker.prefix.clone();
+    let queue = setup
+        .broker
+        .bus
+        .topology()
+        .work_queue(WorkQueue::ResyncRequests);
 
     // Replica A subscribes first, so it is the active consumer; B waits behind it.
     let a = setup.ingest();
     until(60, POLL, "replica A to consume requests", || async {
-        request_consumers(&queue) == 1
+        queue_consumers(&queue).await == 1
     })
     .await;
     let (b, _) = setup.ingest();
     until(60, POLL, "replica B to wait for requests", || async {
-        request_consumers(&queue) == 2
+        queue_consumers(&queue).await == 2
     })
     .await;
 
-    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
+    let id = request_resync(&setup.broker.bus).await;
     within(
         60,
         "A's crawl to be under way",
@@ -351,12 +275,10 @@ async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
         "test: the crawling ingest loses its connection",
     );
 
-    let done = summary_of(&publish.0, id).await;
-    assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
-    assert_eq!(setup.world.port.entity_count(), ENTITIES);
+    setup.completed_in_full(&publish.0, id).await;
 
     // The archive holds every raw event: two attempts, one after the other.
-    let attempts = attempts_of(&setup.bus, id).await;
+    let attempts = attempts_of(&setup.broker.bus, id).await;
     assert_eq!(attempts.len(), 2, "A's attempt and B's: {attempts:?}");
     assert!(
         attempts[0].2 < attempts[1].1,
@@ -373,23 +295,20 @@ async fn a_lost_request_stops_its_crawl_and_the_other_replica_takes_it_over() {
 #[tokio::test]
 async fn a_crawl_longer_than_its_lease_renews_it_and_runs_once() {
     let setup = setup("lease-renewal").await;
-    let publish = setup.publish().await;
-    let transform = setup.transform().await;
+    let publish = setup.role(roles::PUBLISH).await;
+    let transform = setup.role(roles::TRANSFORM).await;
     // A lease of one second over a longer crawl: renewed on the way, never lost.
     let ingest = setup.ingest_with(&[
         ("ADOPORT__INGEST__RESYNC_LEASE_SECS", "1"),
         ("RUST_LOG", "warn,lapin=error,adoport_ingest::lease=debug"),
     ]);
-    let id = resync::request(&setup.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
-    let done = summary_of(&publish.0, id).await;
-    assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
-    assert_eq!(setup.world.port.entity_count(), ENTITIES);
-    let attempts = attempts_of(&setup.bus, id).await;
+    let id = request_resync(&setup.broker.bus).await;
+    setup.completed_in_full(&publish.0, id).await;
+    let attempts = attempts_of(&setup.broker.bus, id).await;
     assert_eq!(attempts.len(), 1, "crawled once: {attempts:?}");
     assert_eq!(
         setup
+            .broker
             .bus
             .ready_count(WorkQueue::ResyncRequests)
             .await

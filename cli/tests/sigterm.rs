@@ -5,41 +5,30 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use adoport::sim::{SimulatedWorld, default_mapping};
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::ScriptedAnswer;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 mod support;
 
-use support::{broker_environment, test_bus};
+use support::{TestBroker, adoport, organization, projects_and_repositories, start_world};
 
 const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
 
 fn spawn(role: &str, environment: &[(String, String)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_adoport"))
-        .arg(role)
-        .env_clear()
-        .envs(environment.iter().cloned())
-        .env("RUST_LOG", "warn")
+    adoport(&[role], environment, "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("adoport starts")
 }
 
 #[tokio::test]
 async fn sigterm_mid_batch_loses_nothing() {
-    let mapping = default_mapping(Some(&["project", "repository"])).expect("mapping");
-    let world = SimulatedWorld::start(4, 30, mapping)
-        .await
-        .expect("simulators");
+    let world = start_world(organization(4, 30), projects_and_repositories()).await;
     let expected = 4 + 4 * 30;
-    let prefix = format!("t-sigterm-{}.", std::process::id());
-    let (environment, settings) =
-        broker_environment(&world, &prefix, &[("ADOPORT__HEALTH__LISTEN", "off")]);
-    let bus = test_bus(&settings).await;
+    let TestBroker {
+        environment, bus, ..
+    } = TestBroker::start(&world, "sigterm", &[("ADOPORT__HEALTH__LISTEN", "off")]).await;
 
     // Port makes the first bulk requests wait, so that SIGTERM finds publish mid-batch.
     world.port.fail_next(

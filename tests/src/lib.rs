@@ -2,7 +2,10 @@
 //!
 //! Helpers for the end-to-end and fault tests in `tests/tests/`: a simulated world (Azure
 //! DevOps and Port simulators), a pipeline on the real RabbitMQ (each test on its own queue
-//! prefix, deleted afterwards) or on the in-process bus, and condition waits with timeouts.
+//! prefix, deleted afterwards) or on the in-process bus ([`start`], [`Start`], [`Running`]),
+//! more role "processes" on the same queues ([`roles_process`], [`roles`]), what a test does
+//! to it (signed webhooks, resync requests) and condition waits with timeouts (on Port's
+//! store: [`port_reaches`]; on the pipeline: [`Running`]'s methods).
 //!
 //! For tests of broker failures: a private RabbitMQ node to stop and restart
 //! ([`rabbit_node`]; the shared broker is never touched), a TCP proxy that cuts or black-holes
@@ -26,7 +29,9 @@ use adoport::sim::{SimulatedWorld, default_mapping};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_shared::port_app_config::PortAppConfig;
+use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
 use adoport_sim::ado::AdoSimConfig;
+use adoport_sim::port::PortSim;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +45,58 @@ pub use rabbit_node::{RabbitNode, free_port};
 pub fn amqp_url() -> String {
     std::env::var("ADOPORT_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The setting that turns the start-up resync off: events arrive through the webhook only.
+pub const WEBHOOKS_ONLY: (&str, &str) = ("OCEAN__EVENT_LISTENER__TYPE", "WEBHOOKS_ONLY");
+
+/// The settings of the POLLING event listener, reading Port's resync request every second.
+pub const POLLING_EVERY_SECOND: [(&str, &str); 2] = [
+    ("OCEAN__EVENT_LISTENER__TYPE", "POLLING"),
+    ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
+];
+
+/// The Port request the POLLING listener makes to read the resync request.
+pub const RESYNC_REQUEST_ROUTE: &str = "GET /v1/integration/{id}/resync-request";
+
+/// The role sets of "processes" that run part of the pipeline (all of it is `Roles::ALL`).
+pub mod roles {
+    use adoport::pipeline::Roles;
+
+    const fn roles(ingest: bool, transform: bool, publish: bool) -> Roles {
+        Roles {
+            ingest,
+            transform,
+            publish,
+        }
+    }
+
+    /// No role: the simulators and the test's own connection to the queues.
+    pub const NONE: Roles = roles(false, false, false);
+    pub const INGEST: Roles = roles(true, false, false);
+    pub const TRANSFORM: Roles = roles(false, true, false);
+    pub const PUBLISH: Roles = roles(false, false, true);
+    /// Ingest and transform, with publish in another "process".
+    pub const INGEST_TRANSFORM: Roles = roles(true, true, false);
+    /// Ingest and publish, with transform in other "processes".
+    pub const INGEST_PUBLISH: Roles = roles(true, false, true);
+}
+
+/// Two tests of one scenario, `$scenario(kind: BusKind)`: `$on_rabbitmq` on the real RabbitMQ,
+/// `$in_process` on the in-process bus.
+#[macro_export]
+macro_rules! on_both_buses {
+    ($scenario:ident: $on_rabbitmq:ident, $in_process:ident) => {
+        #[tokio::test]
+        async fn $on_rabbitmq() {
+            $scenario($crate::BusKind::Rabbit).await;
+        }
+
+        #[tokio::test]
+        async fn $in_process() {
+            $scenario($crate::BusKind::Memory).await;
+        }
+    };
 }
 
 /// Which bus a test runs on.
@@ -61,6 +118,104 @@ pub async fn within<T>(secs: u64, what: &str, future: impl Future<Output = T>) -
         .unwrap_or_else(|_| panic!("timed out after {secs}s waiting for {what}"))
 }
 
+/// Waits (at most `secs`) until `condition` holds of what Port stores, failing the test with
+/// `what` it waited for.
+pub async fn port_reaches(
+    port: &PortSim,
+    secs: u64,
+    what: &str,
+    condition: impl Fn(&PortSim) -> bool,
+) {
+    let reached = port.wait_for(condition, Duration::from_secs(secs)).await;
+    assert!(reached, "Port never reached {what} within {secs}s");
+}
+
+/// Whether Port holds entity `identifier` of `blueprint` under the title `title`.
+pub fn entity_titled(port: &PortSim, blueprint: &str, identifier: &str, title: &str) -> bool {
+    port.entity(blueprint, identifier)
+        .is_some_and(|e| e["title"] == title)
+}
+
+/// Whether Port holds repository `id` under the title `title`.
+pub fn repository_titled(port: &PortSim, id: &str, title: &str) -> bool {
+    entity_titled(port, "azureDevopsRepository", id, title)
+}
+
+/// How many resync states with `status` ("running", "completed", "failed", …) Port was told.
+pub fn resyncs_reported(port: &PortSim, status: &str) -> usize {
+    port.resync_states()
+        .iter()
+        .filter(|s| s["status"] == status)
+        .count()
+}
+
+/// How many requests the Azure DevOps simulator answered on `route`.
+pub fn ado_requests_on(ado: &adoport_sim::AdoSim, route: &str) -> u64 {
+    ado.requests().get(route).copied().unwrap_or(0)
+}
+
+/// How many requests Port answered on `route` (e.g. [`RESYNC_REQUEST_ROUTE`]).
+pub fn requests_on(port: &PortSim, route: &str) -> u64 {
+    port.requests().get(route).copied().unwrap_or(0)
+}
+
+/// Asks for a manual resync on `bus` (as `adoport resync` does); returns its id.
+pub async fn request_resync(bus: &Bus) -> adoport_shared::messages::ResyncId {
+    adoport_ingest::resync::request(bus, adoport_shared::messages::ResyncTrigger::Manual)
+        .await
+        .expect("resync requested")
+}
+
+/// A service-hook envelope of a work item event, as Azure DevOps sends it: `event_type`
+/// (`workitem.updated`, …) of `resource` in project `project_id`, the `notification`'th.
+pub fn work_item_event(
+    event_type: &str,
+    project_id: &str,
+    notification: u64,
+    resource: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "subscriptionId": "00000000-0000-0000-0000-00000000a002",
+        "notificationId": notification,
+        "id": format!("{event_type}-{notification}"),
+        "eventType": event_type,
+        "publisherId": "tfs",
+        "resource": resource,
+        "resourceVersion": "1.0",
+        "resourceContainers": {"project": {"id": project_id}},
+        "createdDate": "2026-01-12T09:00:01Z",
+    })
+}
+
+/// Signs in to Port at `base_url` as `client_id`, as any API client does; returns the access
+/// token.
+pub async fn port_access_token(
+    http: &reqwest::Client,
+    base_url: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> String {
+    let token: serde_json::Value = http
+        .post(format!("{base_url}/v1/auth/access_token"))
+        .json(&serde_json::json!({"clientId": client_id, "clientSecret": client_secret}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    token["accessToken"]
+        .as_str()
+        .expect("accessToken")
+        .to_string()
+}
+
+/// A POST to ingest's `url` signed with the simulated environment's webhook secret.
+pub fn signed_post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+}
+
 /// The mapping the end-to-end tests run: the default mapping's project and repository resources.
 pub fn test_mapping() -> serde_json::Value {
     default_mapping(Some(&["project", "repository"])).expect("default mapping")
@@ -70,12 +225,7 @@ pub fn test_mapping() -> serde_json::Value {
 /// coordinator) on its own broker connection, so that a test can kill or replace it while
 /// ingest and transform go on.
 pub async fn publish_process(settings: &Settings) -> (Pipeline, Bus) {
-    let roles = Roles {
-        ingest: false,
-        transform: false,
-        publish: true,
-    };
-    roles_process(settings, roles, None, &CancellationToken::new()).await
+    roles_process(settings, roles::PUBLISH, None, &CancellationToken::new()).await
 }
 
 /// `roles` on their own broker connection (a "process" a test can kill or replace), with the
@@ -87,10 +237,21 @@ pub async fn roles_process(
     listener: Option<TcpListener>,
     shutdown: &CancellationToken,
 ) -> (Pipeline, Bus) {
+    roles_process_with_mapping(settings, roles, test_mapping(), listener, shutdown).await
+}
+
+/// [`roles_process`] with another mapping.
+pub async fn roles_process_with_mapping(
+    settings: &Settings,
+    roles: Roles,
+    mapping: serde_json::Value,
+    listener: Option<TcpListener>,
+    shutdown: &CancellationToken,
+) -> (Pipeline, Bus) {
     let bus = Bus::for_settings(settings, shutdown.clone())
         .await
         .expect("RabbitMQ reachable");
-    let mapping = PortAppConfig::from_json_value(test_mapping()).expect("mapping");
+    let mapping = PortAppConfig::from_json_value(mapping).expect("mapping");
     let pipeline = Pipeline::start(
         settings,
         roles,
@@ -102,6 +263,29 @@ pub async fn roles_process(
     .await
     .unwrap_or_else(|e| panic!("{roles:?} start: {e:?}"));
     (pipeline, bus)
+}
+
+/// Waits for the next crawl of `pipeline` and for everything it produced to settle in
+/// transform and publish; returns the resync's id and the crawl's report.
+pub async fn crawl_settled(
+    pipeline: &mut Pipeline,
+) -> (
+    adoport_shared::messages::ResyncId,
+    adoport_ingest::CrawlReport,
+) {
+    let done = within(60, "the resync crawl", pipeline.next_resync())
+        .await
+        .expect("pipeline running");
+    let report = done.report.expect("resync succeeded");
+    let events = report.kinds.values().map(|k| k.events).sum();
+    within(60, "the pipeline to drain", pipeline.drained(events)).await;
+    (done.resync_id, report)
+}
+
+/// Stops a "process" of [`roles_process`]: its roles, then its broker connection.
+pub async fn stop_process((pipeline, bus): (Pipeline, Bus)) {
+    pipeline.stop().await.expect("the process stops cleanly");
+    bus.close().await;
 }
 
 /// A simulated world plus a pipeline running against it.
@@ -124,38 +308,43 @@ pub async fn start(
     repositories: usize,
     extra: &[(&str, &str)],
 ) -> Running {
-    start_with_mapping(
-        test,
-        kind,
-        roles,
-        projects,
-        repositories,
-        extra,
-        test_mapping(),
-    )
-    .await
-}
-
-/// [`start`] with another mapping (e.g. the full default mapping).
-pub async fn start_with_mapping(
-    test: &str,
-    kind: BusKind,
-    roles: Roles,
-    projects: usize,
-    repositories: usize,
-    extra: &[(&str, &str)],
-    mapping_json: serde_json::Value,
-) -> Running {
     Start::new(test, kind, roles)
         .organization(projects, repositories)
         .extra(extra)
-        .mapping(mapping_json)
         .run()
         .await
 }
 
-/// A pipeline to start, for tests that need more than [`start`] offers: another broker (a
-/// private node, a fault proxy), a slower Azure DevOps.
+/// [`start`] of every role on RabbitMQ without the start-up resync: events come through the
+/// webhook only (or a resync the test asks for).
+pub async fn start_webhooks_only(test: &str, projects: usize, repositories: usize) -> Running {
+    start(
+        test,
+        BusKind::Rabbit,
+        Roles::ALL,
+        projects,
+        repositories,
+        &[WEBHOOKS_ONLY],
+    )
+    .await
+}
+
+/// [`start`] of every role on the in-process bus, with the POLLING listener reading Port's
+/// resync request every second.
+pub async fn start_polling(test: &str, projects: usize, repositories: usize) -> Running {
+    start(
+        test,
+        BusKind::Memory,
+        Roles::ALL,
+        projects,
+        repositories,
+        &POLLING_EVERY_SECOND,
+    )
+    .await
+}
+
+/// A pipeline to start, for tests that need more than [`start`] offers: another mapping,
+/// another broker (a private node, a fault proxy), a slower Azure DevOps.
 pub struct Start {
     test: String,
     kind: BusKind,
@@ -284,6 +473,101 @@ impl Running {
         }
     }
 
+    /// The settings of one more "process" on the test's queues (on the shared broker), with
+    /// `extra` variables on top.
+    pub fn process_settings(&self, extra: &[(&str, &str)]) -> Settings {
+        let url = amqp_url();
+        let prefix = &self.settings.pipeline.broker.prefix;
+        let mut vars = self.world.environment(Some((&url, prefix)));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::from_vars(vars).expect("settings valid")
+    }
+
+    /// The id of the first simulated repository `matching` (its Azure DevOps JSON).
+    pub fn repository_id(&self, matching: impl Fn(&serde_json::Value) -> bool) -> String {
+        self.world
+            .ado
+            .repositories()
+            .into_iter()
+            .find(|r| matching(r))
+            .and_then(|r| r["id"].as_str().map(String::from))
+            .expect("a repository that matches")
+    }
+
+    /// Where ingest takes webhooks (it runs in this pipeline).
+    pub fn webhook(&self) -> &str {
+        self.webhook_url.as_deref().expect("ingest runs")
+    }
+
+    /// Posts `event` to the webhook, signed.
+    pub async fn post_event(&self, event: &serde_json::Value) -> reqwest::Response {
+        signed_post(&reqwest::Client::new(), self.webhook())
+            .json(event)
+            .send()
+            .await
+            .expect("webhook answered")
+    }
+
+    /// Asks for a manual resync on the test's bus; returns its id.
+    pub async fn request_resync(&self) -> adoport_shared::messages::ResyncId {
+        request_resync(&self.bus).await
+    }
+
+    /// Asks ingest for a resync over HTTP (`POST /resync`, signed) and checks it was accepted.
+    pub async fn request_resync_over_http(&self) {
+        let url = self
+            .webhook()
+            .replace(adoport_ingest::webhook::WEBHOOK_PATH, "/resync");
+        let answer = signed_post(&reqwest::Client::new(), &url)
+            .send()
+            .await
+            .expect("POST /resync answered");
+        assert_eq!(answer.status().as_u16(), 202);
+    }
+
+    /// Waits (at most 30 s) until transform has settled `events` raw events in all (mapped,
+    /// skipped or dead-lettered), naming `what` when it fails the test.
+    pub async fn transform_settled(&self, events: u64, what: &str) {
+        let stats = self.pipeline.transform_stats.clone();
+        within(30, what, stats.wait_for_settled(events)).await;
+    }
+
+    /// Up to ten letters of one of the test's dead-letter queues, left in place.
+    pub async fn list_dead_letters(
+        &self,
+        queue: DeadLetterQueue,
+    ) -> Vec<adoport_shared::bus::DeadLetter> {
+        self.bus
+            .list_dead_letters(queue, 10)
+            .await
+            .expect("dead letters listed")
+    }
+
+    /// Messages ready in one of the test's work queues.
+    pub async fn ready(&self, queue: WorkQueue) -> u64 {
+        self.bus.ready_count(queue).await.expect("count")
+    }
+
+    /// Messages in one of the test's dead-letter queues.
+    pub async fn dead_letters(&self, queue: DeadLetterQueue) -> u64 {
+        self.bus.dead_letter_count(queue).await.expect("count")
+    }
+
+    /// Starts reading Port's resync requests (POLLING) and waits until the poller has read the
+    /// current one: from then on, a newer request is a resync.
+    pub async fn poll_port_resync_requests(&mut self) {
+        self.pipeline
+            .poll_port_resync_requests(&self.settings)
+            .expect("poller starts");
+        port_reaches(
+            &self.world.port,
+            10,
+            "the poller reading its resync request",
+            |port| requests_on(port, RESYNC_REQUEST_ROUTE) >= 1,
+        )
+        .await;
+    }
+
     /// Waits until Port holds exactly `expected` entities; fails the test with the count
     /// after 60 s.
     pub async fn wait_for_entity_count(&self, expected: usize) {
@@ -305,20 +589,22 @@ impl Running {
     /// Waits for the next crawl, for everything it produced to settle and, when publish runs
     /// here, for its reconciliation (the resync's end: deletions done, state reported).
     pub async fn resync_settled(&mut self) -> adoport_ingest::CrawlReport {
-        let done = within(60, "the resync crawl", self.pipeline.next_resync())
-            .await
-            .expect("pipeline running");
-        let report = done.report.expect("resync succeeded");
-        let events = report.kinds.values().map(|k| k.events).sum();
-        within(60, "the pipeline to drain", self.pipeline.drained(events)).await;
+        let (resync_id, report) = crawl_settled(&mut self.pipeline).await;
         if self.pipeline.resync_summaries.is_some() {
             within(
                 60,
                 "the resync's reconciliation",
-                self.pipeline.resync_summary(done.resync_id),
+                self.pipeline.resync_summary(resync_id),
             )
             .await;
         }
+        report
+    }
+
+    /// [`Running::resync_settled`], failing the test when a kind failed.
+    pub async fn resync_settled_without_failures(&mut self) -> adoport_ingest::CrawlReport {
+        let report = self.resync_settled().await;
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
         report
     }
 

@@ -15,7 +15,9 @@ use adoport_shared::port_app_config::PortAppConfig;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use adoport_sim::{IdentitySim, IdentitySimConfig, ScriptedAnswer};
-use adoport_tests::{WEBHOOK_SECRET, amqp_url, basic_auth, test_mapping, unique_prefix, within};
+use adoport_tests::{
+    WEBHOOK_SECRET, amqp_url, basic_auth, crawl_settled, test_mapping, unique_prefix,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -164,13 +166,7 @@ async fn start(test: &str, listener_type: &str) -> World {
 impl World {
     /// Waits for the next crawl and for everything it produced to settle.
     async fn resync_settled(&mut self) -> adoport_ingest::CrawlReport {
-        let done = within(60, "the resync crawl", self.pipeline.next_resync())
-            .await
-            .expect("pipeline running");
-        let report = done.report.expect("resync ran");
-        let events = report.kinds.values().map(|k| k.events).sum();
-        within(60, "the pipeline to drain", self.pipeline.drained(events)).await;
-        report
+        crawl_settled(&mut self.pipeline).await.1
     }
 
     /// Waits until Port has been told `count` resyncs ended with `status`.

@@ -10,7 +10,7 @@ use adoport::pipeline::Roles;
 use adoport_ingest::resync;
 use adoport_shared::messages::ResyncTrigger;
 use adoport_tests::{
-    BusKind, RabbitNode, Start, WEBHOOK_SECRET, basic_auth, repo_renamed_event, test_mapping,
+    BusKind, RabbitNode, Start, port_reaches, repo_renamed_event, repository_titled, test_mapping,
     within,
 };
 
@@ -32,17 +32,9 @@ async fn the_pipeline_survives_a_broker_restart() {
     let repository = running.world.ado.repositories().remove(0);
     let id = repository["id"].as_str().expect("id").to_string();
     running.world.ado.rename_repository(&id, "after-restart");
-    let http = reqwest::Client::new();
-    let url = running.webhook_url.clone().expect("ingest runs");
     let status = within(60, "the webhook to be accepted after the restart", async {
         loop {
-            let answer = http
-                .post(&url)
-                .header("Authorization", basic_auth(WEBHOOK_SECRET))
-                .json(&repo_renamed_event(&repository))
-                .send()
-                .await
-                .expect("ingest answers");
+            let answer = running.post_event(&repo_renamed_event(&repository)).await;
             // 503 until the bus has reconnected: Azure DevOps would retry, and so do we.
             if answer.status().as_u16() != 503 {
                 return answer.status().as_u16();
@@ -52,18 +44,13 @@ async fn the_pipeline_survives_a_broker_restart() {
     })
     .await;
     assert_eq!(status, 200);
-    let landed = running
-        .world
-        .port
-        .wait_for(
-            |port| {
-                port.entity("azureDevopsRepository", &id)
-                    .is_some_and(|e| e["title"] == "after-restart")
-            },
-            Duration::from_secs(60),
-        )
-        .await;
-    assert!(landed, "the change made after the restart reached Port");
+    port_reaches(
+        &running.world.port,
+        60,
+        "the change made after the restart",
+        |port| repository_titled(port, &id, "after-restart"),
+    )
+    .await;
     running.stop().await;
 }
 

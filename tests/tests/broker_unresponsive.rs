@@ -14,8 +14,8 @@ use adoport::sim::SimulatedWorld;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_tests::{
-    Fault, FaultProxy, WEBHOOK_SECRET, amqp_url, basic_auth, free_port, logs, repo_renamed_event,
-    test_mapping, unique_prefix, within,
+    Fault, FaultProxy, amqp_url, free_port, logs, port_reaches, repo_renamed_event,
+    repository_titled, signed_post, test_mapping, unique_prefix, within,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -160,8 +160,7 @@ async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_doe
     let id = repository["id"].as_str().expect("id").to_string();
     world.ado.rename_repository(&id, "after-the-black-hole");
     let post = || {
-        http.post(&webhook)
-            .header("Authorization", basic_auth(WEBHOOK_SECRET))
+        signed_post(&http, &webhook)
             .json(&repo_renamed_event(&repository))
             .send()
     };
@@ -210,17 +209,10 @@ async fn a_broker_that_never_answers_is_named_and_answered_with_503_until_it_doe
     .await;
     let answer = post().await.expect("ingest answers");
     assert_eq!(answer.status().as_u16(), 200);
-    let landed = world
-        .port
-        .wait_for(
-            |port| {
-                port.entity("azureDevopsRepository", &id)
-                    .is_some_and(|e| e["title"] == "after-the-black-hole")
-            },
-            Duration::from_secs(60),
-        )
-        .await;
-    assert!(landed, "the webhook reached Port");
+    port_reaches(&world.port, 60, "the webhook's change", |port| {
+        repository_titled(port, &id, "after-the-black-hole")
+    })
+    .await;
 
     shutdown.cancel();
     let exit = within(60, "the role to stop", role)

@@ -6,7 +6,7 @@ use adoport_shared::bus::{Destination, Outgoing};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::ScriptedAnswer;
-use adoport_tests::{BusKind, start, test_mapping, within};
+use adoport_tests::{BusKind, roles, start, test_mapping, within};
 use tokio_util::sync::CancellationToken;
 
 const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
@@ -17,11 +17,7 @@ async fn transform_killed_mid_stream_loses_nothing() {
     let running = start(
         "kill-transform",
         BusKind::Rabbit,
-        Roles {
-            ingest: true,
-            transform: false,
-            publish: true,
-        },
+        roles::INGEST_PUBLISH,
         12,
         10,
         &[
@@ -31,24 +27,20 @@ async fn transform_killed_mid_stream_loses_nothing() {
     )
     .await;
     let expected = 12 + 12 * 10;
-    let mapping = || Some(PortAppConfig::from_json_value(test_mapping()).expect("mapping"));
-    let transform_only = Roles {
-        ingest: false,
-        transform: true,
-        publish: false,
+    // Transform alone, on the test's connection.
+    let transform = || {
+        let mapping = PortAppConfig::from_json_value(test_mapping()).expect("mapping");
+        Pipeline::start(
+            &running.settings,
+            roles::TRANSFORM,
+            running.bus.clone(),
+            Some(mapping),
+            None,
+            CancellationToken::new(),
+        )
     };
 
-    let first_shutdown = CancellationToken::new();
-    let first = Pipeline::start(
-        &running.settings,
-        transform_only,
-        running.bus.clone(),
-        mapping(),
-        None,
-        first_shutdown,
-    )
-    .await
-    .expect("transform starts");
+    let first = transform().await.expect("transform starts");
     within(
         30,
         "transform to settle some raw events",
@@ -62,16 +54,7 @@ async fn transform_killed_mid_stream_loses_nothing() {
         "killed before the end"
     );
 
-    let second = Pipeline::start(
-        &running.settings,
-        transform_only,
-        running.bus.clone(),
-        mapping(),
-        None,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("transform restarts");
+    let second = transform().await.expect("transform restarts");
     running.wait_for_entity_count(expected).await;
     for repository in running.world.ado.repositories() {
         let id = repository["id"].as_str().expect("id");
@@ -118,19 +101,7 @@ async fn port_answering_429_and_500_delays_but_loses_nothing() {
 
 #[tokio::test]
 async fn unreadable_raw_events_are_dead_lettered_with_the_reason() {
-    let running = start(
-        "unreadable",
-        BusKind::Rabbit,
-        Roles {
-            ingest: false,
-            transform: true,
-            publish: false,
-        },
-        1,
-        1,
-        &[],
-    )
-    .await;
+    let running = start("unreadable", BusKind::Rabbit, roles::TRANSFORM, 1, 1, &[]).await;
     running
         .bus
         .publish_all(vec![

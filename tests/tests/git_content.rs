@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use adoport::pipeline::Roles;
 use adoport_sim::ado::{FileChange, SimCommit};
-use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start_with_mapping};
+use adoport_tests::{BusKind, Start};
 use serde_json::json;
 
 /// Files of `docs/` as repository-blueprint entities (a blueprint the Port simulator knows).
@@ -26,18 +26,12 @@ fn file_mapping() -> serde_json::Value {
 
 #[tokio::test]
 async fn a_push_adds_and_removes_file_entities() {
-    let mut running = start_with_mapping(
-        "git-content-push",
-        BusKind::Rabbit,
-        Roles::ALL,
-        1,
-        2,
-        &[],
-        file_mapping(),
-    )
-    .await;
-    let report = running.resync_settled().await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let mut running = Start::new("git-content-push", BusKind::Rabbit, Roles::ALL)
+        .organization(1, 2)
+        .mapping(file_mapping())
+        .run()
+        .await;
+    running.resync_settled_without_failures().await;
     let port = &running.world.port;
     // docs/README.md and docs/guide.md of both repositories.
     assert_eq!(port.entities("azureDevopsRepository").len(), 4);
@@ -46,14 +40,7 @@ async fn a_push_adds_and_removes_file_entities() {
             .is_some()
     );
 
-    let repository = running
-        .world
-        .ado
-        .repositories()
-        .into_iter()
-        .find(|r| r["name"] == "repo-0-0")
-        .and_then(|r| r["id"].as_str().map(String::from))
-        .expect("seeded repository");
+    let repository = running.repository_id(|r| r["name"] == "repo-0-0");
     let pushed = running
         .world
         .ado
@@ -69,14 +56,7 @@ async fn a_push_adds_and_removes_file_entities() {
             ],
         )
         .expect("pushed");
-    let url = running.webhook_url.clone().expect("ingest runs");
-    let answer = reqwest::Client::new()
-        .post(&url)
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .json(&pushed.webhook)
-        .send()
-        .await
-        .expect("answered");
+    let answer = running.post_event(&pushed.webhook).await;
     assert_eq!(answer.status().as_u16(), 200);
     let landed = port
         .wait_for(

@@ -6,7 +6,7 @@
 use adoport::pipeline::Roles;
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::ado::{AdoSim, FileChange, SimCommit};
-use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start, within};
+use adoport_tests::{BusKind, Running, start, within};
 use serde_json::Value;
 
 const SPEC: &str = "
@@ -21,46 +21,34 @@ const SPEC: &str = "
     tier: silver
 ";
 
+/// Posts a push event to the webhook; ingest takes it.
+async fn deliver(running: &Running, push: &Value) {
+    assert_eq!(running.post_event(push).await.status().as_u16(), 200);
+}
+
+/// Port's `service` entity `id`, when it holds one.
+fn service(running: &Running, id: &str) -> Option<Value> {
+    running.world.port.entity("service", id)
+}
+
 #[tokio::test]
 async fn spec_entities_live_beside_the_exporter_s_and_converge() {
     let mut running = start("gitops-e2e", BusKind::Rabbit, Roles::ALL, 1, 2, &[]).await;
     running.resync_settled().await;
     let exporter_entities = running.world.port.entity_count();
-    let url = running.webhook_url.clone().expect("ingest runs");
-    let repository = running
-        .world
-        .ado
-        .repositories()
-        .into_iter()
-        .find(|r| r["defaultBranch"] == "refs/heads/main")
-        .and_then(|r| r["id"].as_str().map(String::from))
-        .expect("a repository with main");
-    let deliver = |body: Value| {
-        let url = url.clone();
-        async move {
-            let status = reqwest::Client::new()
-                .post(&url)
-                .header("Authorization", basic_auth(WEBHOOK_SECRET))
-                .json(&body)
-                .send()
-                .await
-                .expect("webhook answered")
-                .status();
-            assert_eq!(status.as_u16(), 200);
-        }
-    };
+    let repository = running.repository_id(|r| r["defaultBranch"] == "refs/heads/main");
     let push = |ado: &AdoSim, changes: Vec<FileChange>| {
         ado.push(&repository, "main", vec![SimCommit::new("spec", changes)])
             .expect("push")
     };
 
-    deliver(push(&running.world.ado, vec![FileChange::put("port.yml", SPEC)]).webhook).await;
+    deliver(
+        &running,
+        &push(&running.world.ado, vec![FileChange::put("port.yml", SPEC)]).webhook,
+    )
+    .await;
     running.wait_for_entity_count(exporter_entities + 2).await;
-    let checkout = running
-        .world
-        .port
-        .entity("service", "checkout")
-        .expect("checkout");
+    let checkout = service(&running, "checkout").expect("checkout");
     assert!(
         checkout["$datasource"]
             .as_str()
@@ -76,27 +64,17 @@ async fn spec_entities_live_beside_the_exporter_s_and_converge() {
             "identifier: checkout\nblueprint: service\ntitle: Checkout\nproperties:\n  tier: platinum\n",
         )],
     );
-    deliver(removed.webhook).await;
+    deliver(&running, &removed.webhook).await;
     running.wait_for_entity_count(exporter_entities + 1).await;
-    assert!(running.world.port.entity("service", "payments").is_none());
+    assert!(service(&running, "payments").is_none());
 
     // A resync: the exporter's reconciliation leaves GitOps entities alone, and the GitOps crawl
     // reads the spec of the tracked branch.
-    let resync = reqwest::Client::new()
-        .post(url.replace("/integration/webhook", "/resync"))
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .send()
-        .await
-        .expect("resync requested");
-    assert_eq!(resync.status().as_u16(), 202);
+    running.request_resync_over_http().await;
     let report = running.resync_settled().await;
     assert_eq!(report.kinds["gitops"].items, 1, "{report:?}");
     running.wait_for_entity_count(exporter_entities + 1).await;
-    let checkout = running
-        .world
-        .port
-        .entity("service", "checkout")
-        .expect("checkout survives the resync");
+    let checkout = service(&running, "checkout").expect("checkout survives the resync");
     assert_eq!(checkout["properties"]["tier"], "platinum");
 
     // A spec that does not parse: dead-lettered with the file, the commit and the error.
@@ -104,7 +82,7 @@ async fn spec_entities_live_beside_the_exporter_s_and_converge() {
         &running.world.ado,
         vec![FileChange::put("port.yml", "- identifier: [oops\n")],
     );
-    deliver(broken.webhook).await;
+    deliver(&running, &broken.webhook).await;
     let stats = running.pipeline.transform_stats.clone();
     within(30, "the broken spec's dead letter", async {
         loop {
@@ -118,11 +96,7 @@ async fn spec_entities_live_beside_the_exporter_s_and_converge() {
         }
     })
     .await;
-    let letters = running
-        .bus
-        .list_dead_letters(DeadLetterQueue::Raw, 10)
-        .await
-        .expect("list");
+    let letters = running.list_dead_letters(DeadLetterQueue::Raw).await;
     assert_eq!(letters.len(), 1);
     let reason = &letters[0].reason;
     assert!(

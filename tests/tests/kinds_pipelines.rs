@@ -5,7 +5,7 @@
 
 use adoport::pipeline::Roles;
 use adoport::sim::default_mapping;
-use adoport_tests::{BusKind, start_with_mapping};
+use adoport_tests::{BusKind, Start};
 use serde_json::Value;
 
 const EXAMPLE_MAPPINGS: &str = concat!(
@@ -54,18 +54,11 @@ async fn the_reference_mappings_fill_every_property_of_the_pipeline_kinds() {
     }
     mapping["resources"] = Value::Array(resources.clone());
 
-    let mut running = start_with_mapping(
-        "kinds-pipelines-reference",
-        BusKind::Rabbit,
-        Roles::ALL,
-        2,
-        3,
-        &[],
-        mapping,
-    )
-    .await;
-    let report = running.resync_settled().await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let mut running = Start::new("kinds-pipelines-reference", BusKind::Rabbit, Roles::ALL)
+        .mapping(mapping)
+        .run()
+        .await;
+    running.resync_settled_without_failures().await;
 
     for resource in &resources {
         let mappings = &resource["port"]["entity"]["mappings"];

@@ -5,12 +5,9 @@
 //! after the object was restored changes nothing. For repositories, work items and pull
 //! requests.
 
-use std::time::Duration;
-
 use adoport::pipeline::Roles;
 use adoport::sim::default_mapping;
-use adoport_sim::port::PortSim;
-use adoport_tests::{BusKind, Running, start_with_mapping};
+use adoport_tests::{BusKind, Running, Start, entity_titled, port_reaches};
 use serde_json::{Value, json};
 
 /// The default mapping's projects, repositories and work items, plus pull requests.
@@ -34,12 +31,6 @@ fn mapping() -> Value {
     mapping
 }
 
-/// Waits until `predicate` holds in Port; fails the test with `what` after 30 s.
-async fn port_shows(port: &PortSim, what: &str, predicate: impl Fn(&PortSim) -> bool) {
-    let shown = port.wait_for(predicate, Duration::from_secs(30)).await;
-    assert!(shown, "Port never showed: {what}");
-}
-
 /// Posts `envelope` without credentials and expects 200.
 async fn deliver(running: &Running, envelope: &Value) {
     let answer = reqwest::Client::new()
@@ -53,40 +44,25 @@ async fn deliver(running: &Running, envelope: &Value) {
     assert_eq!(status, 200, "{body}");
 }
 
-fn title_is(port: &PortSim, blueprint: &str, identifier: &str, title: &str) -> bool {
-    port.entity(blueprint, identifier)
-        .is_some_and(|e| e["title"] == title)
-}
-
 #[tokio::test]
 async fn only_azure_devops_deletes_entities_through_live_events() {
-    let mut running = start_with_mapping(
-        "live-deletes",
-        BusKind::Rabbit,
-        Roles::ALL,
-        2,
-        2,
-        &[("OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET", "")],
-        mapping(),
-    )
-    .await;
+    let mut running = Start::new("live-deletes", BusKind::Rabbit, Roles::ALL)
+        .organization(2, 2)
+        .extra(&[("OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET", "")])
+        .mapping(mapping())
+        .run()
+        .await;
     running.resync_settled().await;
     let ado = &running.world.ado;
     let port = &running.world.port;
-    let repository = |name: &str| {
-        ado.repositories()
-            .into_iter()
-            .find(|r| r["name"] == name)
-            .and_then(|r| r["id"].as_str().map(String::from))
-            .expect("seeded repository")
-    };
+    let repository = |name: &str| running.repository_id(|r| r["name"] == name);
     let repo = "azureDevopsRepository";
     let (a, b, c) = (
         repository("repo-0-0"),
         repository("repo-0-1"),
         repository("repo-1-0"),
     );
-    port_shows(port, "the crawled repositories", |p| {
+    port_reaches(port, 30, "the crawled repositories", |p| {
         [&a, &b, &c].iter().all(|id| p.entity(repo, id).is_some())
     })
     .await;
@@ -95,16 +71,19 @@ async fn only_azure_devops_deletes_entities_through_live_events() {
     ado.rename_repository(&a, "a-as-it-is-now");
     let forged = json!({"eventType": "git.repo.deleted", "publisherId": "tfs", "resource": {"repository": {"id": a}}});
     deliver(&running, &forged).await;
-    port_shows(port, "repository a upserted with its current name", |p| {
-        title_is(p, repo, &a, "a-as-it-is-now")
-    })
+    port_reaches(
+        port,
+        30,
+        "repository a upserted with its current name",
+        |p| entity_titled(p, repo, &a, "a-as-it-is-now"),
+    )
     .await;
 
     // Deleted in Azure DevOps: the entity goes.
     let deleted_b = ado.repository_event("git.repo.deleted", &b).expect("b");
     assert!(ado.remove_repository(&b));
     deliver(&running, &deleted_b).await;
-    port_shows(port, "repository b deleted", |p| {
+    port_reaches(port, 30, "repository b deleted", |p| {
         p.entity(repo, &b).is_none()
     })
     .await;
@@ -115,8 +94,8 @@ async fn only_azure_devops_deletes_entities_through_live_events() {
     assert!(ado.restore_repository(&c));
     ado.rename_repository(&c, "c-restored");
     deliver(&running, &deleted_c).await;
-    port_shows(port, "repository c kept, as restored", |p| {
-        title_is(p, repo, &c, "c-restored")
+    port_reaches(port, 30, "repository c kept, as restored", |p| {
+        entity_titled(p, repo, &c, "c-restored")
     })
     .await;
 
@@ -125,7 +104,7 @@ async fn only_azure_devops_deletes_entities_through_live_events() {
     let project = ado.projects()[0]["id"].as_str().expect("id").to_string();
     let (w1, w2, w3) = (1, 2, 3);
     let identifier = |id: u64| format!("{project}/{id}");
-    port_shows(port, "the crawled work items", |p| {
+    port_reaches(port, 30, "the crawled work items", |p| {
         [w1, w2, w3]
             .iter()
             .all(|id| p.entity(work_item, &identifier(*id)).is_some())
@@ -134,14 +113,14 @@ async fn only_azure_devops_deletes_entities_through_live_events() {
     let forged = ado.work_item_event("workitem.deleted", w1).expect("w1");
     assert!(ado.set_work_item_title(w1, "w1 as it is now"));
     deliver(&running, &forged).await;
-    port_shows(port, "work item 1 upserted", |p| {
-        title_is(p, work_item, &identifier(w1), "w1 as it is now")
+    port_reaches(port, 30, "work item 1 upserted", |p| {
+        entity_titled(p, work_item, &identifier(w1), "w1 as it is now")
     })
     .await;
     let deleted = ado.work_item_event("workitem.deleted", w2).expect("w2");
     assert!(ado.remove_work_item(w2));
     deliver(&running, &deleted).await;
-    port_shows(port, "work item 2 deleted", |p| {
+    port_reaches(port, 30, "work item 2 deleted", |p| {
         p.entity(work_item, &identifier(w2)).is_none()
     })
     .await;
@@ -150,8 +129,8 @@ async fn only_azure_devops_deletes_entities_through_live_events() {
     assert!(ado.restore_work_item(w3));
     assert!(ado.set_work_item_title(w3, "w3 restored"));
     deliver(&running, &late).await;
-    port_shows(port, "work item 3 kept, as restored", |p| {
-        title_is(p, work_item, &identifier(w3), "w3 restored")
+    port_reaches(port, 30, "work item 3 kept, as restored", |p| {
+        entity_titled(p, work_item, &identifier(w3), "w3 restored")
     })
     .await;
 
@@ -163,7 +142,7 @@ async fn only_azure_devops_deletes_entities_through_live_events() {
         .expect("a pull request of repository c");
     let id = pull_request["pullRequestId"].as_u64().expect("id");
     let pr = "azureDevopsPullRequest";
-    port_shows(port, "the crawled pull request", |p| {
+    port_reaches(port, 30, "the crawled pull request", |p| {
         p.entity(pr, &id.to_string()).is_some()
     })
     .await;
@@ -172,13 +151,13 @@ async fn only_azure_devops_deletes_entities_through_live_events() {
         .expect("event");
     assert!(ado.remove_repository(&c));
     deliver(&running, &updated).await;
-    port_shows(port, "pull request deleted", |p| {
+    port_reaches(port, 30, "pull request deleted", |p| {
         p.entity(pr, &id.to_string()).is_none()
     })
     .await;
     assert!(ado.restore_repository(&c));
     deliver(&running, &updated).await;
-    port_shows(port, "pull request back", |p| {
+    port_reaches(port, 30, "pull request back", |p| {
         p.entity(pr, &id.to_string()).is_some()
     })
     .await;

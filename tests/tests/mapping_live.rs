@@ -10,12 +10,11 @@
 
 use adoport::pipeline::{Pipeline, Roles};
 use adoport::sim::default_mapping;
-use adoport_ingest::resync;
 use adoport_publish::ResyncSummary;
 use adoport_shared::bus::Bus;
-use adoport_shared::messages::ResyncTrigger;
-use adoport_shared::port_app_config::PortAppConfig;
-use adoport_tests::{BusKind, Running, start_with_mapping, within};
+use adoport_tests::{
+    BusKind, Running, Start, roles, roles_process_with_mapping, stop_process, within,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -34,43 +33,28 @@ fn mapping(kinds: &[&str], flags: Value) -> Value {
 /// Starts the pipeline with `initial` in Port, the mapping followed (polled rarely: a resync
 /// reads it afresh when it starts).
 async fn start(test: &str, kind: BusKind, roles: Roles, initial: Value) -> Running {
-    let mut running = start_with_mapping(
-        test,
-        kind,
-        roles,
-        2,
-        3,
-        &[
+    let mut running = Start::new(test, kind, roles)
+        .extra(&[
             ("ADOPORT__TRANSFORM__MAPPING_POLL_SECS", "3600"),
             // One item per raw event: several events per kind, spread over transform replicas.
             ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
-        ],
-        initial,
-    )
-    .await;
+        ])
+        .mapping(initial)
+        .run()
+        .await;
     running.pipeline.poll_mapping(&running.settings);
     running
 }
 
+/// [`start`]: every role in this process, on the in-process bus.
+async fn start_in_process(test: &str, initial: Value) -> Running {
+    start(test, BusKind::Memory, Roles::ALL, initial).await
+}
+
 /// Asks for a resync and waits for its summary.
 async fn resync_summary(running: &Running) -> ResyncSummary {
-    let mut summaries = running
-        .pipeline
-        .resync_summaries
-        .clone()
-        .expect("publish runs here");
-    let id = resync::request(&running.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
-    within(60, "the resync's summary", async {
-        summaries
-            .wait_for(|s| s.as_ref().is_some_and(|s| s.resync_id == id))
-            .await
-            .expect("coordinator running")
-            .clone()
-            .expect("summary")
-    })
-    .await
+    let id = running.request_resync().await;
+    running.resync_summary(60, id).await
 }
 
 /// A changed mapping in Port, then a resync; returns its summary.
@@ -85,13 +69,7 @@ fn count(running: &Running, blueprint: &str) -> usize {
 
 #[tokio::test]
 async fn kinds_added_and_removed_in_port_take_effect_at_the_next_resync() {
-    let running = start(
-        "live-kinds",
-        BusKind::Memory,
-        Roles::ALL,
-        mapping(&["project"], json!({})),
-    )
-    .await;
+    let running = start_in_process("live-kinds", mapping(&["project"], json!({}))).await;
     let first = resync_summary(&running).await;
     assert_eq!(first.status, "completed", "{first:?}");
     assert_eq!(
@@ -137,13 +115,8 @@ async fn kinds_added_and_removed_in_port_take_effect_at_the_next_resync() {
 
 #[tokio::test]
 async fn write_options_take_effect_at_the_next_resync() {
-    let running = start(
-        "live-write",
-        BusKind::Memory,
-        Roles::ALL,
-        mapping(&["project", "repository"], json!({})),
-    )
-    .await;
+    let running =
+        start_in_process("live-write", mapping(&["project", "repository"], json!({}))).await;
     // Repositories depend on their project (a relation), as in Port's default blueprints.
     running
         .world
@@ -210,13 +183,7 @@ async fn write_options_take_effect_at_the_next_resync() {
 
 #[tokio::test]
 async fn a_broken_version_is_refused_with_all_its_errors_and_the_running_one_keeps_working() {
-    let running = start(
-        "live-broken",
-        BusKind::Memory,
-        Roles::ALL,
-        mapping(&["project"], json!({})),
-    )
-    .await;
+    let running = start_in_process("live-broken", mapping(&["project"], json!({}))).await;
     assert_eq!(resync_summary(&running).await.status, "completed");
     let versions = running.pipeline.mapping.clone().expect("mapping");
     let mut status = versions.status();
@@ -247,24 +214,15 @@ async fn a_broken_version_is_refused_with_all_its_errors_and_the_running_one_kee
 
 /// A transform-only pipeline on the same broker and prefix, following the same mapping source.
 async fn transform_replica(running: &Running, mapping: &Value) -> (Pipeline, Bus) {
-    let bus = Bus::for_settings(&running.settings, CancellationToken::new())
-        .await
-        .expect("broker");
-    let config = PortAppConfig::from_json_value(mapping.clone()).expect("mapping");
-    let mut pipeline = Pipeline::start(
+    let shutdown = CancellationToken::new();
+    let (mut pipeline, bus) = roles_process_with_mapping(
         &running.settings,
-        Roles {
-            ingest: false,
-            transform: true,
-            publish: false,
-        },
-        bus.clone(),
-        Some(config),
+        roles::TRANSFORM,
+        mapping.clone(),
         None,
-        CancellationToken::new(),
+        &shutdown,
     )
-    .await
-    .expect("transform starts");
+    .await;
     pipeline.poll_mapping(&running.settings);
     (pipeline, bus)
 }
@@ -275,11 +233,7 @@ async fn two_transform_processes_map_a_resync_with_the_version_it_was_crawled_wi
     let running = start(
         "live-replicas",
         BusKind::Rabbit,
-        Roles {
-            ingest: true,
-            transform: false,
-            publish: true,
-        },
+        roles::INGEST_PUBLISH,
         initial.clone(),
     )
     .await;
@@ -322,9 +276,8 @@ async fn two_transform_processes_map_a_resync_with_the_version_it_was_crawled_wi
         let version = replica.mapping.clone().expect("mapping").current();
         assert_eq!(version.id, crawled_with, "the replica converged");
     }
-    for (replica, bus) in replicas {
-        replica.stop().await.expect("replica stops");
-        bus.close().await;
+    for replica in replicas {
+        stop_process(replica).await;
     }
     running.stop().await;
 }

@@ -11,7 +11,9 @@ use adoport::replay::{ReplayFilter, ReplayMode, replay};
 use adoport_shared::bus::{ArchiveStart, Destination, Outgoing};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::{DeadLetterQueue, WorkQueue};
-use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start, test_mapping, within};
+use adoport_tests::{
+    BusKind, Running, port_access_token, start, start_webhooks_only, test_mapping, within,
+};
 use adoport_transform::mapping::CompiledMapping;
 
 /// How long a replay waits for more archived messages before it ends.
@@ -26,21 +28,19 @@ fn compiled_test_mapping() -> CompiledMapping {
 async fn delete_in_port(settings: &adoport_shared::config::Settings, blueprint: &str, id: &str) {
     let access = settings.port_access().expect("Port settings");
     let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(format!("{}/v1/auth/access_token", access.base_url))
-        .json(&serde_json::json!({"clientId": access.client_id, "clientSecret": access.client_secret.expose()}))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
+    let token = port_access_token(
+        &http,
+        &access.base_url,
+        &access.client_id,
+        access.client_secret.expose(),
+    )
+    .await;
     let status = http
         .delete(format!(
             "{}/v1/blueprints/{blueprint}/entities/{id}",
             access.base_url
         ))
-        .bearer_auth(token["accessToken"].as_str().expect("accessToken"))
+        .bearer_auth(token)
         .send()
         .await
         .expect("delete")
@@ -154,16 +154,9 @@ async fn replay_dry_run_compares_with_port_and_apply_feeds_the_pipeline_again() 
     .await
     .expect("apply");
     assert_eq!(summary.replayed, 1, "{summary}");
-    within(
-        30,
-        "transform to take the replayed event",
-        running
-            .pipeline
-            .transform_stats
-            .clone()
-            .wait_for_settled(settled_before + 1),
-    )
-    .await;
+    running
+        .transform_settled(settled_before + 1, "transform to take the replayed event")
+        .await;
     within(
         30,
         "publish to write the replayed entity",
@@ -207,15 +200,26 @@ async fn replay_dry_run_compares_with_port_and_apply_feeds_the_pipeline_again() 
     }
     archive.close().await;
     assert_eq!(archived, events, "replayed events are not archived twice");
-    assert_eq!(
-        running
-            .bus
-            .ready_count(WorkQueue::Raw)
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(running.ready(WorkQueue::Raw).await, 0);
     running.stop().await;
+}
+
+/// What `adoport dlq raw ACTION` prints, run on the test's queues; fails the test on an error.
+async fn dlq_prints(running: &Running, action: DlqAction) -> String {
+    dlq_says(running, action)
+        .await
+        .unwrap_or_else(|e| panic!("adoport dlq: {e:#}"))
+}
+
+/// What `adoport dlq raw ACTION` prints, run on the test's queues, or its error.
+async fn dlq_says(running: &Running, action: DlqAction) -> anyhow::Result<String> {
+    let args = DlqArgs {
+        queue: DlqName::Raw,
+        action,
+    };
+    let mut out = Vec::new();
+    adoport::dlq::run(&running.bus, &args, &mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[tokio::test]
@@ -234,25 +238,14 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
         ])
         .await
         .expect("published");
-    within(
-        30,
-        "transform to dead-letter both",
-        stats.clone().wait_for_settled(events + 2),
-    )
-    .await;
+    running
+        .transform_settled(events + 2, "transform to dead-letter both")
+        .await;
     assert_eq!(stats.events_dead_lettered(), 2);
 
-    let dlq = |action| DlqArgs {
-        queue: DlqName::Raw,
-        action,
-    };
     // Listing leaves the letters in place.
     for _ in 0..2 {
-        let letters = running
-            .bus
-            .list_dead_letters(DeadLetterQueue::Raw, 10)
-            .await
-            .expect("list");
+        let letters = running.list_dead_letters(DeadLetterQueue::Raw).await;
         assert_eq!(letters.len(), 2);
         assert!(
             letters[0].reason.contains("not JSON"),
@@ -270,35 +263,19 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
                 .all(|l| l.origin_queue.ends_with("ado.raw.work"))
         );
     }
-    let mut out = Vec::new();
-    adoport::dlq::run(&running.bus, &dlq(DlqAction::List { limit: 10 }), &mut out)
-        .await
-        .expect("list");
-    let listed = String::from_utf8_lossy(&out).into_owned();
+    let listed = dlq_prints(&running, DlqAction::List { limit: 10 }).await;
     assert!(
         listed.contains("2 dead letter(s)") && listed.contains("schema version 9"),
         "{listed}"
     );
-    let mut out = Vec::new();
-    adoport::dlq::run(
-        &running.bus,
-        &dlq(DlqAction::Show { position: 1 }),
-        &mut out,
-    )
-    .await
-    .expect("show");
-    let shown = String::from_utf8_lossy(&out).into_owned();
+    let shown = dlq_prints(&running, DlqAction::Show { position: 1 }).await;
     assert!(
         shown.contains("\"v\": 9") && shown.contains("reason:"),
         "{shown}"
     );
-    let err = adoport::dlq::run(
-        &running.bus,
-        &dlq(DlqAction::Show { position: 5 }),
-        &mut Vec::new(),
-    )
-    .await
-    .expect_err("no position 5");
+    let err = dlq_says(&running, DlqAction::Show { position: 5 })
+        .await
+        .expect_err("no position 5");
     assert!(err.to_string().contains("no position 5"), "{err}");
 
     // Requeue by filter: only the version-9 letter goes back, and transform dead-letters it again.
@@ -308,33 +285,19 @@ async fn dead_letters_are_listed_shown_requeued_and_purged() {
         .await
         .expect("requeue");
     assert_eq!((outcome.requeued, outcome.kept), (1, 1), "{outcome:?}");
-    within(
-        30,
-        "transform to take the requeued letter",
-        stats.clone().wait_for_settled(events + 3),
-    )
-    .await;
+    running
+        .transform_settled(events + 3, "transform to take the requeued letter")
+        .await;
     assert_eq!(stats.events_dead_lettered(), 3);
-    let count = running
-        .bus
-        .dead_letter_count(DeadLetterQueue::Raw)
-        .await
-        .expect("count");
-    assert_eq!(count, 2, "the requeued letter came back, the other stayed");
-
-    let mut out = Vec::new();
-    adoport::dlq::run(&running.bus, &dlq(DlqAction::Purge), &mut out)
-        .await
-        .expect("purge");
-    assert!(String::from_utf8_lossy(&out).contains("2 dead letter(s) purged"));
     assert_eq!(
-        running
-            .bus
-            .dead_letter_count(DeadLetterQueue::Raw)
-            .await
-            .expect("count"),
-        0
+        running.dead_letters(DeadLetterQueue::Raw).await,
+        2,
+        "the requeued letter came back, the other stayed"
     );
+
+    let purged = dlq_prints(&running, DlqAction::Purge).await;
+    assert!(purged.contains("2 dead letter(s) purged"), "{purged}");
+    assert_eq!(running.dead_letters(DeadLetterQueue::Raw).await, 0);
     running.stop().await;
 }
 
@@ -346,15 +309,7 @@ fn sample(text: &str, series: &str) -> u64 {
 
 #[tokio::test]
 async fn metrics_move_when_work_flows_and_probes_answer() {
-    let mut running = start(
-        "metrics",
-        BusKind::Rabbit,
-        Roles::ALL,
-        2,
-        2,
-        &[("OCEAN__EVENT_LISTENER__TYPE", "WEBHOOKS_ONLY")],
-    )
-    .await;
+    let mut running = start_webhooks_only("metrics", 2, 2).await;
     let topology = running.bus.topology().clone();
     let mut queues = vec![WorkQueue::Raw];
     queues.extend(topology.change_queues());
@@ -417,15 +372,7 @@ async fn metrics_move_when_work_flows_and_probes_answer() {
     );
 
     // A manual resync makes them move.
-    let webhook = running.webhook_url.clone().expect("ingest runs");
-    let resync = webhook.replace(adoport_ingest::webhook::WEBHOOK_PATH, "/resync");
-    let answer = http
-        .post(&resync)
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .send()
-        .await
-        .expect("POST /resync");
-    assert_eq!(answer.status().as_u16(), 202);
+    running.request_resync_over_http().await;
     let crawl = running.resync_settled().await;
     let (_, after) = get("/metrics").await;
     let published = running.pipeline.publish_stats.snapshot();

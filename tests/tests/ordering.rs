@@ -14,7 +14,7 @@ use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::Settings;
 use adoport_shared::messages::{Origin, RawAction, RawEvent, encode};
 use adoport_shared::topology::DeadLetterQueue;
-use adoport_tests::{BusKind, Running, amqp_url, roles_process, start, within};
+use adoport_tests::{BusKind, roles, roles_process, start, within};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -32,15 +32,6 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
     }
 }
 
-/// The settings of one more "process" on the test's queues, with extra variables.
-fn process_settings(running: &Running, extra: &[(&str, &str)]) -> Settings {
-    let url = amqp_url();
-    let prefix = running.settings.pipeline.broker.prefix.clone();
-    let mut vars = running.world.environment(Some((&url, &prefix)));
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Settings::from_vars(vars).expect("settings valid")
-}
-
 /// One process: its own broker connection and the given roles.
 async fn process(settings: &Settings, roles: Roles) -> (Pipeline, Bus, CancellationToken) {
     let shutdown = CancellationToken::new();
@@ -50,22 +41,8 @@ async fn process(settings: &Settings, roles: Roles) -> (Pipeline, Bus, Cancellat
 
 #[tokio::test]
 async fn interleaved_updates_through_two_transforms_and_two_publishers_end_newest() {
-    let none = Roles {
-        ingest: false,
-        transform: false,
-        publish: false,
-    };
-    let running = start("ordering", BusKind::Rabbit, none, 2, 6, &[]).await;
-    let transform = Roles {
-        ingest: false,
-        transform: true,
-        publish: false,
-    };
-    let publish = Roles {
-        ingest: false,
-        transform: false,
-        publish: true,
-    };
+    let running = start("ordering", BusKind::Rabbit, roles::NONE, 2, 6, &[]).await;
+    let (transform, publish) = (roles::TRANSFORM, roles::PUBLISH);
     let mut processes = Vec::new();
     for roles_and_vars in [
         (transform, vec![("ADOPORT__TRANSFORM__PREFETCH", "4")]),
@@ -74,7 +51,7 @@ async fn interleaved_updates_through_two_transforms_and_two_publishers_end_newes
         (publish, vec![("ADOPORT__PUBLISH__PARTITIONS", "4,5,6,7")]),
     ] {
         let (roles, vars) = roles_and_vars;
-        let settings = process_settings(&running, &vars);
+        let settings = running.process_settings(&vars);
         processes.push(process(&settings, roles).await);
     }
 

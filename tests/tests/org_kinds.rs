@@ -7,7 +7,7 @@
 
 use adoport::pipeline::Roles;
 use adoport::sim::default_mapping;
-use adoport_tests::{BusKind, WEBHOOK_SECRET, basic_auth, start_with_mapping};
+use adoport_tests::{BusKind, Start, ado_requests_on, work_item_event};
 use serde_json::{Value, json};
 
 const EXAMPLE_MAPPINGS: &str = concat!(
@@ -23,18 +23,12 @@ async fn the_example_iteration_mapping_fills_its_properties() {
         resources.retain(|r| r["kind"] == "iteration");
     }
     assert_eq!(mapping["resources"].as_array().map(Vec::len), Some(1));
-    let mut running = start_with_mapping(
-        "org-kinds-iteration",
-        BusKind::Rabbit,
-        Roles::ALL,
-        3,
-        1,
-        &[],
-        mapping,
-    )
-    .await;
-    let report = running.resync_settled().await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let mut running = Start::new("org-kinds-iteration", BusKind::Rabbit, Roles::ALL)
+        .organization(3, 1)
+        .mapping(mapping)
+        .run()
+        .await;
+    running.resync_settled_without_failures().await;
     running.wait_for_entity_count(9).await;
     let iterations = running.world.port.entities("iteration");
     assert_eq!(
@@ -65,18 +59,13 @@ async fn the_example_iteration_mapping_fills_its_properties() {
 #[tokio::test]
 async fn excluded_tags_keep_a_tagged_project_out_of_resyncs_and_live_events() {
     let mapping = default_mapping(Some(&["project", "work-item"])).expect("default mapping");
-    let mut running = start_with_mapping(
-        "org-kinds-excluded-tags",
-        BusKind::Rabbit,
-        Roles::ALL,
-        3,
-        1,
-        &[("OCEAN__INTEGRATION__CONFIG__EXCLUDED_TAGS", "[\"legacy\"]")],
-        mapping,
-    )
-    .await;
-    let report = running.resync_settled().await;
-    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    let mut running = Start::new("org-kinds-excluded-tags", BusKind::Rabbit, Roles::ALL)
+        .organization(3, 1)
+        .extra(&[("OCEAN__INTEGRATION__CONFIG__EXCLUDED_TAGS", "[\"legacy\"]")])
+        .mapping(mapping)
+        .run()
+        .await;
+    running.resync_settled_without_failures().await;
     let projects = running.world.ado.projects();
     let tagged = projects[0]["id"].as_str().expect("id").to_string();
     let kept = projects[1]["id"].as_str().expect("id").to_string();
@@ -95,47 +84,26 @@ async fn excluded_tags_keep_a_tagged_project_out_of_resyncs_and_live_events() {
         "no work item of the tagged project"
     );
 
-    let http = reqwest::Client::new();
-    let url = running.webhook_url.clone().expect("ingest runs");
-    let send = |project_id: &str, id: u64| {
-        let body = json!({
-            "subscriptionId": "00000000-0000-0000-0000-00000000a002",
-            "notificationId": id,
-            "id": format!("workitem.updated-{id}"),
-            "eventType": "workitem.updated",
-            "publisherId": "tfs",
-            "resource": {"id": 1, "workItemId": id, "rev": 2},
-            "resourceVersion": "1.0",
-            "resourceContainers": {"project": {"id": project_id}},
-            "createdDate": "2026-01-12T09:00:01Z",
-        });
-        http.post(&url)
-            .header("Authorization", basic_auth(WEBHOOK_SECRET))
-            .json(&body)
-            .send()
+    // Ingest's answer to a `workitem.updated` of work item `id` in project `project_id`.
+    let update = |project_id: &str, id: u64| {
+        let event = work_item_event(
+            "workitem.updated",
+            project_id,
+            id,
+            json!({"id": 1, "workItemId": id, "rev": 2}),
+        );
+        let running = &running;
+        async move {
+            let answer: Value = running.post_event(&event).await.json().await.expect("json");
+            answer
+        }
     };
     // Work items 1–6 belong to project 0, 7–12 to project 1.
-    let ignored: Value = send(&tagged, 1)
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let ignored = update(&tagged, 1).await;
     assert_eq!(ignored["status"], "ignored", "{ignored}");
-    let queued: Value = send(&kept, 7)
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("json");
+    let queued = update(&kept, 7).await;
     assert_eq!(queued["status"], "queued", "{queued}");
-    let reads = running
-        .world
-        .ado
-        .requests()
-        .get("GET /{org}/_apis/wit/workitems/{id}")
-        .copied()
-        .unwrap_or(0);
+    let reads = ado_requests_on(&running.world.ado, "GET /{org}/_apis/wit/workitems/{id}");
     assert_eq!(
         reads, 1,
         "only the untagged project's work item is read back"

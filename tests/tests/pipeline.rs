@@ -5,7 +5,8 @@ use adoport::pipeline::Roles;
 use adoport_shared::topology::WorkQueue;
 use adoport_sim::AdoSim;
 use adoport_tests::{
-    BusKind, Running, WEBHOOK_SECRET, basic_auth, repo_renamed_event, start, within,
+    BusKind, Running, WEBHOOKS_ONLY, basic_auth, on_both_buses, port_reaches, repo_renamed_event,
+    repository_titled, roles, signed_post, start, within,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -133,15 +134,11 @@ async fn resync_lands_exactly_the_expected_entities(kind: BusKind) {
     running.stop().await;
 }
 
-#[tokio::test]
-async fn resync_lands_exactly_the_expected_entities_on_rabbitmq() {
-    resync_lands_exactly_the_expected_entities(BusKind::Rabbit).await;
-}
-
-#[tokio::test]
-async fn resync_lands_exactly_the_expected_entities_in_process() {
-    resync_lands_exactly_the_expected_entities(BusKind::Memory).await;
-}
+on_both_buses!(
+    resync_lands_exactly_the_expected_entities:
+    resync_lands_exactly_the_expected_entities_on_rabbitmq,
+    resync_lands_exactly_the_expected_entities_in_process
+);
 
 async fn webhook_updates_one_entity(kind: BusKind) {
     let mut running = start("webhook", kind, Roles::ALL, 2, 2, &[]).await;
@@ -152,26 +149,14 @@ async fn webhook_updates_one_entity(kind: BusKind) {
     let id = repository["id"].as_str().expect("id").to_string();
     running.world.ado.rename_repository(&id, "renamed-in-ado");
 
-    let answer = reqwest::Client::new()
-        .post(running.webhook_url.as_deref().expect("ingest runs"))
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .json(&repo_renamed_event(&repository))
-        .send()
-        .await
-        .expect("webhook answered");
+    let answer = running.post_event(&repo_renamed_event(&repository)).await;
     assert_eq!(answer.status().as_u16(), 200);
 
     let port = &running.world.port;
-    let updated = port
-        .wait_for(
-            |p| {
-                p.entity("azureDevopsRepository", &id)
-                    .is_some_and(|e| e["title"] == "renamed-in-ado")
-            },
-            std::time::Duration::from_secs(30),
-        )
-        .await;
-    assert!(updated, "the rename reached Port");
+    port_reaches(port, 30, "the rename", |p| {
+        repository_titled(p, &id, "renamed-in-ado")
+    })
+    .await;
     // One entity changed: one write request, the other entities were not written again.
     assert_eq!(entity_write_requests(port) - writes_before, 1);
     assert!(
@@ -181,15 +166,10 @@ async fn webhook_updates_one_entity(kind: BusKind) {
     running.stop().await;
 }
 
-#[tokio::test]
-async fn webhook_updates_one_entity_on_rabbitmq() {
-    webhook_updates_one_entity(BusKind::Rabbit).await;
-}
-
-#[tokio::test]
-async fn webhook_updates_one_entity_in_process() {
-    webhook_updates_one_entity(BusKind::Memory).await;
-}
+on_both_buses!(
+    webhook_updates_one_entity: webhook_updates_one_entity_on_rabbitmq,
+    webhook_updates_one_entity_in_process
+);
 
 /// Ingest alone, live events only: what it queues is left in the raw queue to count.
 #[tokio::test]
@@ -207,58 +187,35 @@ async fn no_raw_data_examples_when_turned_off() {
     running.wait_for_entity_count(2 + 4).await;
     // The coordinator handles control messages in order: once it reconciled this resync
     // (after its last progress message), an example sent at the start would be in Port.
-    let reconciled = running
-        .world
-        .port
-        .wait_for(
-            |port| {
-                port.resync_states()
-                    .iter()
-                    .any(|state| state["status"] == "completed")
-            },
-            Duration::from_secs(30),
-        )
-        .await;
-    assert!(reconciled, "the resync was reconciled");
+    port_reaches(&running.world.port, 30, "the resync reconciled", |port| {
+        port.resync_states()
+            .iter()
+            .any(|state| state["status"] == "completed")
+    })
+    .await;
     assert!(running.world.port.examples("repository").is_empty());
     assert!(running.world.port.examples("project").is_empty());
     running.stop().await;
 }
 
 async fn ingest_only(kind: BusKind) -> Running {
-    start(
-        "badinput",
-        kind,
-        Roles {
-            ingest: true,
-            transform: false,
-            publish: false,
-        },
-        1,
-        1,
-        &[("OCEAN__EVENT_LISTENER__TYPE", "WEBHOOKS_ONLY")],
-    )
-    .await
+    start("badinput", kind, roles::INGEST, 1, 1, &[WEBHOOKS_ONLY]).await
 }
 
 async fn bad_webhooks_get_clear_answers_and_nothing_is_queued(kind: BusKind) {
     let running = ingest_only(kind).await;
-    let url = running.webhook_url.clone().expect("ingest runs");
+    let url = running.webhook();
     let http = reqwest::Client::new();
     let repository = running.world.ado.repositories().remove(0);
 
-    let malformed = http
-        .post(&url)
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+    let malformed = signed_post(&http, url)
         .header("content-type", "application/json")
         .body("{\"eventType\": \"git.push\", ")
         .send()
         .await
         .expect("answered");
     assert_eq!(malformed.status().as_u16(), 400);
-    let not_an_envelope = http
-        .post(&url)
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+    let not_an_envelope = signed_post(&http, url)
         .json(&json!({"eventType": "git.push", "publisherId": "tfs"}))
         .send()
         .await
@@ -274,56 +231,34 @@ async fn bad_webhooks_get_clear_answers_and_nothing_is_queued(kind: BusKind) {
     );
 
     let unauthenticated = http
-        .post(&url)
+        .post(url)
         .json(&repo_renamed_event(&repository))
         .send()
         .await
         .expect("answered");
     assert_eq!(unauthenticated.status().as_u16(), 401);
     let wrong_secret = http
-        .post(&url)
+        .post(url)
         .header("Authorization", basic_auth("not-the-secret"))
         .json(&repo_renamed_event(&repository))
         .send()
         .await
         .expect("answered");
     assert_eq!(wrong_secret.status().as_u16(), 401);
-    let too_large = http
-        .post(&url)
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
+    let too_large = signed_post(&http, url)
         .header("content-type", "application/json")
         .body(vec![b' '; 5 * 1024 * 1024])
         .send()
         .await
         .expect("answered");
     assert_eq!(too_large.status().as_u16(), 413);
-    assert_eq!(
-        running
-            .bus
-            .ready_count(WorkQueue::Raw)
-            .await
-            .expect("count"),
-        0,
-        "nothing queued"
-    );
+    assert_eq!(running.ready(WorkQueue::Raw).await, 0, "nothing queued");
 
     // The same request with credentials is queued: the counter above can see a message.
-    let good = http
-        .post(&url)
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .json(&repo_renamed_event(&repository))
-        .send()
-        .await
-        .expect("answered");
+    let good = running.post_event(&repo_renamed_event(&repository)).await;
     assert_eq!(good.status().as_u16(), 200);
     within(10, "the event in the raw queue", async {
-        while running
-            .bus
-            .ready_count(WorkQueue::Raw)
-            .await
-            .expect("count")
-            != 1
-        {
+        while running.ready(WorkQueue::Raw).await != 1 {
             tokio::task::yield_now().await;
         }
     })
@@ -331,15 +266,11 @@ async fn bad_webhooks_get_clear_answers_and_nothing_is_queued(kind: BusKind) {
     running.stop().await;
 }
 
-#[tokio::test]
-async fn bad_webhooks_get_clear_answers_and_nothing_is_queued_on_rabbitmq() {
-    bad_webhooks_get_clear_answers_and_nothing_is_queued(BusKind::Rabbit).await;
-}
-
-#[tokio::test]
-async fn bad_webhooks_get_clear_answers_and_nothing_is_queued_in_process() {
-    bad_webhooks_get_clear_answers_and_nothing_is_queued(BusKind::Memory).await;
-}
+on_both_buses!(
+    bad_webhooks_get_clear_answers_and_nothing_is_queued:
+    bad_webhooks_get_clear_answers_and_nothing_is_queued_on_rabbitmq,
+    bad_webhooks_get_clear_answers_and_nothing_is_queued_in_process
+);
 
 /// Requests that wrote entities (upserts, bulk or single, and deletes; not searches).
 fn entity_write_requests(port: &adoport_sim::port::PortSim) -> u64 {

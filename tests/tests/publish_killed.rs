@@ -7,26 +7,20 @@
 
 use std::time::Duration;
 
-use adoport::pipeline::Roles;
 use adoport_shared::config::Settings;
 use adoport_shared::topology::DeadLetterQueue;
-use adoport_tests::{BusKind, Running, amqp_url, publish_process, start, within};
+use adoport_tests::{BusKind, Running, publish_process, roles, start, within};
 
 const REPOSITORY: &str = "azureDevopsRepository";
 
 /// The settings of a publish "process" on the test's queues.
 fn publish_settings(running: &Running) -> Settings {
-    let url = amqp_url();
-    let prefix = running.settings.pipeline.broker.prefix.clone();
-    let mut vars = running.world.environment(Some((&url, &prefix)));
-    // Small batches that linger: the kill finds some written, some batched, some in flight.
-    vars.push(("ADOPORT__PUBLISH__PREFETCH".into(), "3".into()));
-    vars.push(("ADOPORT__PUBLISH__BATCH_LINGER_MS".into(), "200".into()));
-    vars.push((
-        "ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS".into(),
-        "2".into(),
-    ));
-    Settings::from_vars(vars).expect("settings valid")
+    running.process_settings(&[
+        // Small batches that linger: the kill finds some written, some batched, some in flight.
+        ("ADOPORT__PUBLISH__PREFETCH", "3"),
+        ("ADOPORT__PUBLISH__BATCH_LINGER_MS", "200"),
+        ("ADOPORT__PUBLISH__MAX_CONCURRENT_REQUESTS", "2"),
+    ])
 }
 
 #[tokio::test]
@@ -34,11 +28,7 @@ async fn publish_killed_mid_batch_loses_nothing_and_repeats_harmlessly() {
     let running = start(
         "kill-publish",
         BusKind::Rabbit,
-        Roles {
-            ingest: true,
-            transform: true,
-            publish: false,
-        },
+        roles::INGEST_TRANSFORM,
         12,
         10,
         &[],

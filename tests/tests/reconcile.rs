@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use adoport::pipeline::Roles;
-use adoport_ingest::resync;
-use adoport_shared::messages::ResyncTrigger;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::PortSim;
-use adoport_tests::{BusKind, Running, start, within};
+use adoport_tests::{
+    BusKind, Running, port_access_token, publish_process, resyncs_reported, roles, start,
+    start_webhooks_only, stop_process, within,
+};
 use serde_json::{Value, json};
 
 const REPOSITORY: &str = "azureDevopsRepository";
@@ -23,16 +24,7 @@ async fn seed(port: &PortSim, user_agent: &str, blueprint: &str, identifiers: &[
         .user_agent(user_agent)
         .build()
         .expect("client");
-    let token: Value = http
-        .post(format!("{}/v1/auth/access_token", port.base_url()))
-        .json(&json!({"clientId": "sim-client", "clientSecret": "sim-secret"}))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    let token = token["accessToken"].as_str().expect("accessToken");
+    let token = port_access_token(&http, &port.base_url(), "sim-client", "sim-secret").await;
     for chunk in identifiers.chunks(20) {
         let entities: Vec<Value> = chunk
             .iter()
@@ -43,7 +35,7 @@ async fn seed(port: &PortSim, user_agent: &str, blueprint: &str, identifiers: &[
                 "{}/v1/blueprints/{blueprint}/entities/bulk?upsert=true&merge=true",
                 port.base_url()
             ))
-            .bearer_auth(token)
+            .bearer_auth(&token)
             .json(&json!({ "entities": entities }))
             .send()
             .await
@@ -52,20 +44,15 @@ async fn seed(port: &PortSim, user_agent: &str, blueprint: &str, identifiers: &[
     }
 }
 
-/// The resync states reported to Port so far, by status.
-fn states(port: &PortSim, status: &str) -> usize {
-    port.resync_states()
-        .iter()
-        .filter(|s| s["status"] == status)
-        .count()
-}
-
 /// Waits until Port has been told `count` resyncs ended with `status`.
 async fn reported(running: &Running, status: &str, count: usize) {
     let port = &running.world.port;
     assert!(
-        port.wait_for(|p| states(p, status) >= count, Duration::from_secs(60))
-            .await,
+        port.wait_for(
+            |p| resyncs_reported(p, status) >= count,
+            Duration::from_secs(60)
+        )
+        .await,
         "resync state {status} reported {count} time(s); states: {:?}",
         port.resync_states()
     );
@@ -73,9 +60,7 @@ async fn reported(running: &Running, status: &str, count: usize) {
 
 /// Runs one more resync and waits for it to settle.
 async fn resync_again(running: &mut Running) {
-    resync::request(&running.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
+    running.request_resync().await;
     running.resync_settled().await;
 }
 
@@ -93,23 +78,18 @@ fn repository_ids(running: &Running) -> Vec<String> {
 async fn a_removed_repository_is_deleted_and_foreign_entities_stay() {
     let mut running = start("reconcile-remove", BusKind::Rabbit, Roles::ALL, 2, 3, &[]).await;
     // Entities of the same blueprint another installation and a human own.
-    seed(
-        &running.world.port,
-        "port-ocean/azure-devops/0.12.2/other-install/exporter",
-        REPOSITORY,
-        &["foreign-1".to_string()],
-    )
-    .await;
-    seed(
-        &running.world.port,
-        "Mozilla/5.0",
-        REPOSITORY,
-        &["manual-1".to_string()],
-    )
-    .await;
+    for (owner, id) in [
+        (
+            "port-ocean/azure-devops/0.12.2/other-install/exporter",
+            "foreign-1",
+        ),
+        ("Mozilla/5.0", "manual-1"),
+    ] {
+        seed(&running.world.port, owner, REPOSITORY, &[id.to_string()]).await;
+    }
     running.resync_settled().await;
     reported(&running, "completed", 1).await;
-    assert!(states(&running.world.port, "running") >= 1);
+    assert!(resyncs_reported(&running.world.port, "running") >= 1);
     let state = running
         .world
         .port
@@ -173,9 +153,7 @@ async fn nothing_is_deleted_when_a_kind_failed() {
         "GET /{org}/{project}/_apis/git/repositories",
         vec![ScriptedAnswer::status(403); 20],
     );
-    resync::request(&running.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
+    running.request_resync().await;
     let done = within(60, "the failing crawl", running.pipeline.next_resync())
         .await
         .expect("pipeline running");
@@ -191,7 +169,7 @@ async fn nothing_is_deleted_when_a_kind_failed() {
         running.world.port.entity(REPOSITORY, &removed).is_some(),
         "a failed kind deletes nothing"
     );
-    assert_eq!(states(&running.world.port, "completed"), 1);
+    assert_eq!(resyncs_reported(&running.world.port, "completed"), 1);
     running.stop().await;
 }
 
@@ -199,15 +177,7 @@ async fn nothing_is_deleted_when_a_kind_failed() {
 async fn a_mass_deletion_above_the_threshold_is_refused() {
     // No start-up resync: the stale entities must all exist before the resync starts (an
     // entity written after the start is not stale, and a half-seeded Port is not a mass deletion).
-    let mut running = start(
-        "reconcile-mass",
-        BusKind::Rabbit,
-        Roles::ALL,
-        1,
-        2,
-        &[("OCEAN__EVENT_LISTENER__TYPE", "WEBHOOKS_ONLY")],
-    )
-    .await;
+    let mut running = start_webhooks_only("reconcile-mass", 1, 2).await;
     // 40 stale entities we own, against 3 the resync produces: 93 % > entityDeletionThreshold 0.9.
     let ghosts: Vec<String> = (0..40).map(|i| format!("ghost-{i}")).collect();
     seed(&running.world.port, OURS, REPOSITORY, &ghosts).await;
@@ -291,46 +261,41 @@ async fn a_resync_right_after_another_is_reconciled_at_once_when_another_replica
     let running = start(
         "reconcile-split",
         BusKind::Rabbit,
-        Roles {
-            ingest: true,
-            transform: true,
-            publish: false,
-        },
+        roles::INGEST_TRANSFORM,
         2,
         3,
         &[],
     )
     .await;
     let settings_with = |partitions: &str| {
-        let url = adoport_tests::amqp_url();
-        let prefix = running.settings.pipeline.broker.prefix.clone();
-        let mut vars = running.world.environment(Some((&url, &prefix)));
-        vars.push(("ADOPORT__PUBLISH__PARTITIONS".into(), partitions.into()));
-        adoport_shared::config::Settings::from_vars(vars).expect("settings valid")
+        running.process_settings(&[("ADOPORT__PUBLISH__PARTITIONS", partitions)])
     };
     // The first publish process takes the progress queue (the coordinator) and one partition;
     // the second writes the other seven.
-    let (coordinator, coordinator_bus) = adoport_tests::publish_process(&settings_with("0")).await;
-    let (writer, writer_bus) =
-        adoport_tests::publish_process(&settings_with("1,2,3,4,5,6,7")).await;
+    let coordinator = publish_process(&settings_with("0")).await;
+    let writer = publish_process(&settings_with("1,2,3,4,5,6,7")).await;
     // The resync at start-up.
     reported(&running, "completed", 1).await;
     running.wait_for_entity_count(2 + 6).await;
 
-    resync::request(&running.bus, ResyncTrigger::Manual)
-        .await
-        .expect("request");
+    running.request_resync().await;
     let port = &running.world.port;
     assert!(
-        port.wait_for(|p| states(p, "completed") >= 2, Duration::from_secs(25))
-            .await,
+        port.wait_for(
+            |p| resyncs_reported(p, "completed") >= 2,
+            Duration::from_secs(25)
+        )
+        .await,
         "the second resync was not reconciled within 25 s; states: {:?}",
         port.resync_states()
     );
-    assert_eq!(states(port, "aborted"), 0, "{:?}", port.resync_states());
-    for (pipeline, bus) in [(coordinator, coordinator_bus), (writer, writer_bus)] {
-        pipeline.stop().await.expect("stops");
-        bus.close().await;
-    }
+    assert_eq!(
+        resyncs_reported(port, "aborted"),
+        0,
+        "{:?}",
+        port.resync_states()
+    );
+    stop_process(coordinator).await;
+    stop_process(writer).await;
     running.stop().await;
 }

@@ -11,14 +11,14 @@
 
 use std::collections::BTreeMap;
 
-use adoport::pipeline::{Pipeline, Roles};
+use adoport::pipeline::Pipeline;
 use adoport_ingest::resync;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_shared::messages::ResyncTrigger;
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::port::PortSim;
-use adoport_tests::{BusKind, Running, amqp_url, publish_process, start, within};
+use adoport_tests::{BusKind, Running, publish_process, roles, start, within};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "azureDevopsProject";
@@ -96,11 +96,7 @@ impl Stack {
         let running = start(
             test,
             BusKind::Rabbit,
-            Roles {
-                ingest: true,
-                transform: true,
-                publish: false,
-            },
+            roles::INGEST_TRANSFORM,
             projects,
             repositories,
             &[],
@@ -110,15 +106,7 @@ impl Stack {
         port.define_blueprint(json!({"identifier": PROJECT, "relations": {}}));
         port.define_blueprint(json!({"identifier": REPOSITORY,
             "relations": {"project": {"target": PROJECT, "required": false, "many": false}}}));
-        let url = amqp_url();
-        let prefix = running.settings.pipeline.broker.prefix.clone();
-        let mut vars = running.world.environment(Some((&url, &prefix)));
-        vars.extend(
-            publish_vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        let publish_settings = Settings::from_vars(vars).expect("settings valid");
+        let publish_settings = running.process_settings(publish_vars);
         let mut stack = Stack {
             running,
             publish_settings,

@@ -8,13 +8,12 @@
 
 use std::time::Duration;
 
-use adoport::pipeline::Roles;
 use adoport_ingest::resync;
 use adoport_publish::ResyncSummary;
 use adoport_publish::reconcile::ENDED_KEPT;
 use adoport_shared::mapping_versions::VERSIONS_KEPT;
-use adoport_shared::messages::{ResyncId, ResyncTrigger};
-use adoport_tests::{BusKind, Running, WEBHOOK_SECRET, basic_auth, start, within};
+use adoport_shared::messages::ResyncId;
+use adoport_tests::{Running, resyncs_reported, start_polling, within};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -22,13 +21,7 @@ const RESYNCS: usize = 1_000;
 
 /// Resync states Port was told, by status.
 fn reported(running: &Running, status: &str) -> usize {
-    running
-        .world
-        .port
-        .resync_states()
-        .iter()
-        .filter(|s| s["status"] == status)
-        .count()
+    resyncs_reported(&running.world.port, status)
 }
 
 /// The resident set size of this process, in KiB (Linux).
@@ -63,13 +56,7 @@ async fn next_completed(
         .world
         .port
         .wait_for(
-            |port| {
-                port.resync_states()
-                    .iter()
-                    .filter(|s| s["status"] == "completed")
-                    .count()
-                    >= count
-            },
+            |port| resyncs_reported(port, "completed") >= count,
             Duration::from_secs(30),
         )
         .await;
@@ -88,18 +75,7 @@ async fn a_thousand_resyncs_complete_in_one_process_and_every_trigger_still_work
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn,lapin=error"))
         .with_test_writer()
         .try_init();
-    let mut running = start(
-        "forever",
-        BusKind::Memory,
-        Roles::ALL,
-        1,
-        1,
-        &[
-            ("OCEAN__EVENT_LISTENER__TYPE", "POLLING"),
-            ("OCEAN__EVENT_LISTENER__INTERVAL", "1"),
-        ],
-    )
-    .await;
+    let mut running = start_polling("forever", 1, 1).await;
     let entities = 2;
     let mut summaries = running
         .pipeline
@@ -119,9 +95,7 @@ async fn a_thousand_resyncs_complete_in_one_process_and_every_trigger_still_work
 
     let mut warm_rss = 0;
     for n in 1..=RESYNCS {
-        let id = resync::request(&running.bus, ResyncTrigger::Manual)
-            .await
-            .expect("request");
+        let id = running.request_resync().await;
         let summary = next_completed(&running, &mut summaries, Some(last.resync_id), n + 1).await;
         assert_eq!(summary.resync_id, id, "resync {n} is the one requested");
         assert_eq!(summary.deleted, 0);
@@ -149,42 +123,12 @@ async fn a_thousand_resyncs_complete_in_one_process_and_every_trigger_still_work
     let mut count = RESYNCS + 1;
 
     // POST /resync on ingest.
-    let answer = reqwest::Client::new()
-        .post(
-            running
-                .webhook_url
-                .clone()
-                .expect("ingest runs")
-                .replace("/integration/webhook", "/resync"),
-        )
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .send()
-        .await
-        .expect("ingest answers");
-    assert_eq!(answer.status().as_u16(), 202);
+    running.request_resync_over_http().await;
     count += 1;
     last = next_completed(&running, &mut summaries, Some(last.resync_id), count).await;
 
     // Port's resync request (POLLING).
-    running
-        .pipeline
-        .poll_port_resync_requests(&running.settings)
-        .expect("poller starts");
-    let polled = running
-        .world
-        .port
-        .wait_for(
-            |port| {
-                port.requests()
-                    .get("GET /v1/integration/{id}/resync-request")
-                    .copied()
-                    .unwrap_or(0)
-                    >= 1
-            },
-            Duration::from_secs(10),
-        )
-        .await;
-    assert!(polled, "the poller reads Port's resync request");
+    running.poll_port_resync_requests().await;
     running.world.port.request_resync();
     count += 1;
     last = next_completed(&running, &mut summaries, Some(last.resync_id), count).await;

@@ -10,14 +10,14 @@
 
 use std::time::Duration;
 
-use adoport::pipeline::{Pipeline, Roles};
+use adoport::pipeline::Pipeline;
 use adoport::sim::SimulatedWorld;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use adoport_tests::{
-    amqp_url, logs, publish_process, roles_process, test_mapping, unique_prefix, within,
+    amqp_url, logs, publish_process, roles, roles_process, test_mapping, unique_prefix, within,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -68,13 +68,9 @@ async fn world(
 
 /// Ingest and transform on their own connection; ingest crawls once at start-up.
 async fn upstream(settings: &Settings) -> (Pipeline, Bus) {
-    let roles = Roles {
-        ingest: true,
-        transform: true,
-        publish: false,
-    };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    roles_process(settings, roles, Some(listener), &CancellationToken::new()).await
+    let shutdown = CancellationToken::new();
+    roles_process(settings, roles::INGEST_TRANSFORM, Some(listener), &shutdown).await
 }
 
 /// Two publish replicas, the first one running the active coordinator; returns once they

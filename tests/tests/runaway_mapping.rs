@@ -7,10 +7,7 @@
 use adoport::pipeline::Roles;
 use adoport_shared::messages::{RawEvent, decode};
 use adoport_shared::topology::DeadLetterQueue;
-use adoport_tests::{
-    BusKind, WEBHOOK_SECRET, basic_auth, repo_renamed_event, start_with_mapping, test_mapping,
-    within,
-};
+use adoport_tests::{BusKind, Start, repo_renamed_event, test_mapping};
 use serde_json::Value;
 
 /// The test mapping with the repository's `readme` replaced by an endless recursion; returns
@@ -37,16 +34,12 @@ async fn a_runaway_mapping_fails_its_items_and_the_process_carries_on() {
         ("ADOPORT__TRANSFORM__JQ_MAX_STEPS", "100000"),
         ("ADOPORT__TRANSFORM__JQ_ITEM_TIME_MS", "500"),
     ];
-    let mut running = start_with_mapping(
-        "runaway",
-        BusKind::Memory,
-        Roles::ALL,
-        2,
-        2,
-        &limits,
-        mapping,
-    )
-    .await;
+    let mut running = Start::new("runaway", BusKind::Memory, Roles::ALL)
+        .organization(2, 2)
+        .extra(&limits)
+        .mapping(mapping)
+        .run()
+        .await;
     let report = running.resync_settled().await;
     assert_eq!(report.kinds["repository"].items, 4);
 
@@ -92,20 +85,13 @@ async fn a_runaway_mapping_fails_its_items_and_the_process_carries_on() {
 
     // The webhook receiver, in the same process, still answers; its item is parked too.
     let settled = stats.events_settled();
-    let answer = reqwest::Client::new()
-        .post(running.webhook_url.as_deref().expect("ingest runs"))
-        .header("Authorization", basic_auth(WEBHOOK_SECRET))
-        .json(&repo_renamed_event(&repositories[0]))
-        .send()
-        .await
-        .expect("webhook answered");
+    let answer = running
+        .post_event(&repo_renamed_event(&repositories[0]))
+        .await;
     assert_eq!(answer.status().as_u16(), 200);
-    within(
-        30,
-        "the webhook's item to be dead-lettered",
-        stats.clone().wait_for_settled(settled + 1),
-    )
-    .await;
+    running
+        .transform_settled(settled + 1, "the webhook's item to be dead-lettered")
+        .await;
     assert_eq!(stats.items_dead_lettered(), 5);
     running.stop().await;
 }
