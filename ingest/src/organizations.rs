@@ -42,7 +42,7 @@ pub struct Organizations {
 /// Azure DevOps Services organization, and its service hosts.
 fn prefixes(organization_url: &str) -> Vec<String> {
     let url = organization_url.trim_end_matches('/').to_ascii_lowercase();
-    let name = organization_name(&url).to_ascii_lowercase();
+    let name = organization_name(&url).as_str().to_ascii_lowercase();
     let mut out = vec![url.clone()];
     let scheme = url.split_once("://").map_or("https", |(s, _)| s);
     if url == format!("{scheme}://dev.azure.com/{name}") {

@@ -19,7 +19,10 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::ado::{AdoClient, AdoError, Current, GitVersion, Gone, Recursion, WikiPageRef};
+use crate::ado::{
+    AdoClient, AdoError, CommitId, Current, GitVersion, Gone, ProjectId, Recursion, RepositoryId,
+    WikiId, WikiPageRef, repository_ids,
+};
 use crate::kind::Kind;
 use crate::kinds::files::{FileRead, FileRule, deleted_file_item, file_of_item};
 use crate::kinds::folders::{FolderRule, folder_item};
@@ -36,8 +39,8 @@ const ZERO_OBJECT_ID: &str = "0000000000000000000000000000000000000000";
 /// One ref a push moved.
 struct RefUpdate {
     name: String,
-    old: String,
-    new: String,
+    old: CommitId,
+    new: CommitId,
 }
 
 /// A file or folder change of a push.
@@ -118,8 +121,8 @@ pub async fn on_push(
                 .filter_map(|u| {
                     Some(RefUpdate {
                         name: text(u, "name")?.to_string(),
-                        old: text(u, "oldObjectId").unwrap_or(ZERO_OBJECT_ID).to_string(),
-                        new: text(u, "newObjectId").unwrap_or(ZERO_OBJECT_ID).to_string(),
+                        old: CommitId::new(text(u, "oldObjectId").unwrap_or(ZERO_OBJECT_ID)),
+                        new: CommitId::new(text(u, "newObjectId").unwrap_or(ZERO_OBJECT_ID)),
                     })
                 })
                 .filter(|u| u.name.starts_with("refs/heads/"))
@@ -133,19 +136,20 @@ pub async fn on_push(
             wiki_changes(client, wiki_plan, pushed, &updates, &mut events).await?;
         }
     } else {
-        let Some(id) = text(pushed, "id") else {
+        let Some(id) = text(pushed, "id").map(RepositoryId::new) else {
             return Err(LiveError::Envelope(
                 "git.push event without resource.repository.id".into(),
             ));
         };
-        let repository =
-            match Current::of(client.repository(id).await).map_err(failed(Kind::Repository, id))? {
-                Current::Found(repository) => repository,
-                // Gone: the repository's own delete is published; its branches, files and folders
-                // could only be named with the event's description of it, which nothing confirms
-                // (a forged push could name another repository's): the next resync removes them.
-                Current::Gone(_) => return Ok(Vec::new()),
-            };
+        let repository = match Current::of(client.repository(&id).await)
+            .map_err(failed(Kind::Repository, &id))?
+        {
+            Current::Found(repository) => repository,
+            // Gone: the repository's own delete is published; its branches, files and folders
+            // could only be named with the event's description of it, which nothing confirms
+            // (a forged push could name another repository's): the next resync removes them.
+            Current::Gone(_) => return Ok(Vec::new()),
+        };
         if plan_of(plan, Kind::Branch).is_some() {
             branch_changes(client, &repository, &updates, &mut events).await?;
         }
@@ -163,24 +167,13 @@ pub async fn on_push(
     Ok(raw_events(client, origin, events.publications))
 }
 
-fn ids(repository: &Value) -> (String, String) {
-    (
-        repository
-            .get("project")
-            .and_then(|p| text(p, "id"))
-            .unwrap_or_default()
-            .to_string(),
-        text(repository, "id").unwrap_or_default().to_string(),
-    )
-}
-
 async fn branch_changes(
     client: &AdoClient,
     repository: &Value,
     updates: &[RefUpdate],
     events: &mut Events,
 ) -> Result<(), LiveError> {
-    let (project_id, repository_id) = ids(repository);
+    let (project_id, repository_id) = repository_ids(repository);
     let (mut found, mut gone) = (Vec::new(), Vec::new());
     for update in updates {
         let short = update.name.trim_start_matches("refs/heads/");
@@ -218,12 +211,13 @@ async fn head(
     repository: &Value,
     ref_name: &str,
 ) -> Result<Current<GitVersion>, ReadFailure> {
-    let (project_id, repository_id) = ids(repository);
+    let (project_id, repository_id) = repository_ids(repository);
     let reference = client
         .branch_now(&project_id, &repository_id, ref_name)
         .await
         .map_err(failed(kind, ref_name))?;
-    Ok(reference.map(|r| GitVersion::Commit(text(&r, "objectId").unwrap_or_default().to_string())))
+    Ok(reference
+        .map(|r| GitVersion::Commit(CommitId::new(text(&r, "objectId").unwrap_or_default()))))
 }
 
 /// Reads `path` at `version` (the branch's head) with or without its content.
@@ -239,7 +233,7 @@ async fn item_at(
         Current::Found(version) => version,
         Current::Gone(gone) => return Ok(Current::Gone(gone.clone())),
     };
-    let (project_id, repository_id) = ids(repository);
+    let (project_id, repository_id) = repository_ids(repository);
     let read = client
         .read_item(&project_id, &repository_id, path, version, include_content)
         .await;
@@ -249,11 +243,11 @@ async fn item_at(
 /// Every file and folder change of `update` (a new ref: every file and folder at its commit).
 async fn changes_of(
     client: &AdoClient,
-    project_id: &str,
-    repository_id: &str,
+    project_id: &ProjectId,
+    repository_id: &RepositoryId,
     update: &RefUpdate,
 ) -> Result<Vec<Change>, AdoError> {
-    if update.old == ZERO_OBJECT_ID {
+    if update.old.as_str() == ZERO_OBJECT_ID {
         let listed = client
             .list_items(
                 project_id,
@@ -327,10 +321,10 @@ async fn file_changes(
             .iter()
             .map(|s| &s.included_files),
     );
-    let (project_id, repository_id) = ids(repository);
+    let (project_id, repository_id) = repository_ids(repository);
     for update in updates
         .iter()
-        .filter(|u| u.name == default_branch && u.new != ZERO_OBJECT_ID)
+        .filter(|u| u.name == default_branch && u.new.as_str() != ZERO_OBJECT_ID)
     {
         let changes = changes_of(client, &project_id, &repository_id, update)
             .await
@@ -385,8 +379,8 @@ async fn folder_changes(
     events: &mut Events,
 ) -> Result<(), LiveError> {
     let rules = FolderRule::of_plan(plan);
-    let (project_id, repository_id) = ids(repository);
-    for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
+    let (project_id, repository_id) = repository_ids(repository);
+    for update in updates.iter().filter(|u| u.new.as_str() != ZERO_OBJECT_ID) {
         let branch = update.name.trim_start_matches("refs/heads/");
         let tracking: Vec<&FolderRule> = rules
             .iter()
@@ -447,7 +441,9 @@ async fn wiki_changes(
     updates: &[RefUpdate],
     events: &mut Events,
 ) -> Result<(), LiveError> {
-    let (project_id, wiki_id) = ids(pushed);
+    let (project_id, repository_id) = repository_ids(pushed);
+    // A wiki's id is its backing repository's.
+    let wiki_id = WikiId::new(repository_id.as_str());
     // Not a wiki after all (a code repository named `*.wiki`), or deleted: nothing to read.
     let Current::Found(wiki) = Current::of(client.wiki(&project_id, &wiki_id).await)
         .map_err(failed(Kind::Wiki, &wiki_id))?
@@ -459,8 +455,8 @@ async fn wiki_changes(
         .await
         .map_err(failed(Kind::Wiki, &wiki_id))?;
     let include_content = (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
-    for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
-        let changes = changes_of(client, &project_id, &wiki_id, update)
+    for update in updates.iter().filter(|u| u.new.as_str() != ZERO_OBJECT_ID) {
+        let changes = changes_of(client, &project_id, &repository_id, update)
             .await
             .map_err(failed(Kind::Wiki, &update.name))?;
         let (mut found, mut gone) = (Vec::new(), Vec::new());

@@ -35,7 +35,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::ado::{
-    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, HOOKS_API_VERSION, service_base,
+    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, HOOKS_API_VERSION, SubscriptionId,
+    service_base,
 };
 use crate::plan::KindPlan;
 use crate::webhook::WEBHOOK_PATH;
@@ -203,8 +204,8 @@ pub fn matches(existing: &Value, event: &HookEvent, url: &str, project_id: Optio
 enum Action {
     Keep,
     Create(Value),
-    Reenable(String, Value),
-    Replace(String, Value),
+    Reenable(SubscriptionId, Value),
+    Replace(SubscriptionId, Value),
 }
 
 async fn project_ids(client: &AdoClient) -> Result<Vec<Option<String>>, AdoError> {
@@ -279,9 +280,9 @@ pub async fn ensure(
             } else if let Some(stale) = matching.iter().find(|s| enabled(s))
                 && let Some(id) = text(stale, &["id"])
             {
-                Action::Replace(id.to_string(), with_id(id))
+                Action::Replace(SubscriptionId::new(id), with_id(id))
             } else if let Some(id) = matching.first().and_then(|s| text(s, &["id"])) {
-                Action::Reenable(id.to_string(), with_id(id))
+                Action::Reenable(SubscriptionId::new(id), with_id(id))
             } else {
                 Action::Create(plan.body(event, project))
             };

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use adoport_ingest::ado::{AdoAuth, AdoClient, ClientOptions, LaneLimits, RequestStats};
+use adoport_ingest::ado::{
+    AdoAuth, AdoClient, ClientOptions, LaneLimits, RepositoryId, RequestStats,
+};
 use adoport_ingest::{CrawlReport, Crawler, KindPlan};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Secret;
@@ -70,11 +72,8 @@ fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
     })
 }
 
-fn first_repository(sim: &AdoSim) -> String {
-    sim.repositories()[0]["id"]
-        .as_str()
-        .expect("repository id")
-        .to_string()
+fn first_repository(sim: &AdoSim) -> RepositoryId {
+    RepositoryId::new(sim.repositories()[0]["id"].as_str().expect("repository id"))
 }
 
 /// How long one read takes.

@@ -4,13 +4,15 @@
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::{AdoClient, AdoError, Page, paginate, values};
+use super::{
+    AdoClient, AdoError, CommitId, Page, ProjectId, RepositoryId, WikiId, paginate, values,
+};
 
 /// A `versionDescriptor`: a branch (short name or `refs/heads/…`) or a commit id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GitVersion {
     Branch(String),
-    Commit(String),
+    Commit(CommitId),
 }
 
 impl GitVersion {
@@ -47,7 +49,7 @@ impl Recursion {
 const DIFF_PAGE: usize = 100;
 
 impl AdoClient {
-    fn items_url(&self, project_id: &str, repository_id: &str) -> String {
+    fn items_url(&self, project_id: &ProjectId, repository_id: &RepositoryId) -> String {
         self.url(&format!(
             "{project_id}/_apis/git/repositories/{repository_id}/items"
         ))
@@ -57,8 +59,8 @@ impl AdoClient {
     /// (the scope itself first), with their content metadata.
     pub async fn list_items(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         scope: &str,
         recursion: Recursion,
         version: &GitVersion,
@@ -83,8 +85,8 @@ impl AdoClient {
     /// `POST …/itemsbatch`: one item list per `(path, recursion)`, all at `version`.
     pub async fn items_batch(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         requests: &[(String, Recursion)],
         version: &GitVersion,
     ) -> Result<Vec<Vec<Value>>, AdoError> {
@@ -113,8 +115,8 @@ impl AdoClient {
     /// `include_content`); `None` when there is no such item at `version`.
     pub async fn item(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         path: &str,
         version: &GitVersion,
         include_content: bool,
@@ -129,8 +131,8 @@ impl AdoClient {
     /// (for [`super::Current`], which tells a missing item from a missing repository).
     pub async fn read_item(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         path: &str,
         version: &GitVersion,
         include_content: bool,
@@ -155,10 +157,10 @@ impl AdoClient {
     /// whatever the number of commits between them.
     pub async fn commit_diff(
         &self,
-        project_id: &str,
-        repository_id: &str,
-        base: &str,
-        target: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
+        base: &CommitId,
+        target: &CommitId,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!(
             "{project_id}/_apis/git/repositories/{repository_id}/diffs/commits"
@@ -168,9 +170,9 @@ impl AdoClient {
         loop {
             let skip = all.len().to_string();
             let query = [
-                ("baseVersion", base),
+                ("baseVersion", base.as_str()),
                 ("baseVersionType", "commit"),
-                ("targetVersion", target),
+                ("targetVersion", target.as_str()),
                 ("targetVersionType", "commit"),
                 ("diffCommonCommit", "false"),
                 ("$top", top.as_str()),
@@ -201,8 +203,8 @@ impl AdoClient {
     /// The ref `refs/heads/{branch}` as the refs list returns it; `None` when it does not exist.
     pub async fn branch_ref(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         ref_name: &str,
     ) -> Result<Option<Value>, AdoError> {
         let url = self.url(&format!(
@@ -216,13 +218,13 @@ impl AdoClient {
     }
 
     /// `GET {org}/{project}/_apis/wiki/wikis`.
-    pub async fn wikis(&self, project_id: &str) -> Result<Vec<Value>, AdoError> {
+    pub async fn wikis(&self, project_id: &ProjectId) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/wiki/wikis"));
         values(&url, self.get_json(&url, &[]).await?.body)
     }
 
     /// `GET {org}/{project}/_apis/wiki/wikis/{id}`.
-    pub async fn wiki(&self, project_id: &str, wiki_id: &str) -> Result<Value, AdoError> {
+    pub async fn wiki(&self, project_id: &ProjectId, wiki_id: &WikiId) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/wiki/wikis/{wiki_id}"));
         Ok(self.get_json(&url, &[]).await?.body)
     }
@@ -231,8 +233,8 @@ impl AdoClient {
     /// in the `x-ms-continuationtoken` header, or in the body).
     pub async fn wiki_pages_page(
         &self,
-        project_id: &str,
-        wiki_id: &str,
+        project_id: &ProjectId,
+        wiki_id: &WikiId,
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
@@ -259,8 +261,8 @@ impl AdoClient {
     /// `None` when the page does not exist.
     pub async fn wiki_page(
         &self,
-        project_id: &str,
-        wiki_id: &str,
+        project_id: &ProjectId,
+        wiki_id: &WikiId,
         page: WikiPageRef<'_>,
         include_content: bool,
     ) -> Result<Option<Value>, AdoError> {
@@ -274,8 +276,8 @@ impl AdoClient {
     /// answered.
     pub async fn read_wiki_page(
         &self,
-        project_id: &str,
-        wiki_id: &str,
+        project_id: &ProjectId,
+        wiki_id: &WikiId,
         page: WikiPageRef<'_>,
         include_content: bool,
     ) -> Result<Value, AdoError> {

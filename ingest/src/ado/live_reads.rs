@@ -14,7 +14,10 @@
 use serde_json::Value;
 
 use super::error::ErrorClass;
-use super::{ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, values};
+use super::{
+    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, BuildId, PipelineId, ProjectId,
+    ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, values,
+};
 
 /// Proof that Azure DevOps no longer has an object: the answer that said so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +92,8 @@ impl AdoClient {
     /// (not among them, or the repository is gone).
     pub async fn branch_now(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         ref_name: &str,
     ) -> Result<Current<Value>, AdoError> {
         Ok(
@@ -105,7 +108,11 @@ impl AdoClient {
     }
 
     /// `GET {org}/{project}/_apis/build/builds/{id}`.
-    pub async fn build(&self, project_id: &str, build_id: u64) -> Result<Value, AdoError> {
+    pub async fn build(
+        &self,
+        project_id: &ProjectId,
+        build_id: &BuildId,
+    ) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/build/builds/{build_id}"));
         Ok(self.get_json(&url, &[]).await?.body)
     }
@@ -113,9 +120,9 @@ impl AdoClient {
     /// `GET {org}/{project}/_apis/pipelines/{pipeline}/runs/{run}`.
     pub async fn pipeline_run(
         &self,
-        project_id: &str,
-        pipeline_id: u64,
-        run_id: u64,
+        project_id: &ProjectId,
+        pipeline_id: &PipelineId,
+        run_id: &BuildId,
     ) -> Result<Value, AdoError> {
         let url = self.url(&format!(
             "{project_id}/_apis/pipelines/{pipeline_id}/runs/{run_id}"
@@ -123,8 +130,24 @@ impl AdoClient {
         Ok(self.get_json(&url, &[]).await?.body)
     }
 
+    /// `POST {org}/{project}/_apis/pipelines/{pipeline}/runs` with `body`, sent exactly once
+    /// (see [`AdoClient::post_json_once`]): the run it started.
+    pub async fn start_pipeline_run(
+        &self,
+        project_id: &ProjectId,
+        pipeline_id: &PipelineId,
+        body: &Value,
+    ) -> Result<Value, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
+        Ok(self.post_json_once(&url, &[], body).await?.body)
+    }
+
     /// `GET {org}/{project}/_apis/pipelines/{pipeline}`.
-    pub async fn pipeline(&self, project_id: &str, pipeline_id: u64) -> Result<Value, AdoError> {
+    pub async fn pipeline(
+        &self,
+        project_id: &ProjectId,
+        pipeline_id: &PipelineId,
+    ) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}"));
         Ok(self.get_json(&url, &[]).await?.body)
     }
@@ -132,8 +155,8 @@ impl AdoClient {
     /// `GET {vsrm}/{project}/_apis/release/definitions/{id}` (`$expand` as the selector asks).
     pub async fn release_definition(
         &self,
-        project_id: &str,
-        definition_id: u64,
+        project_id: &ProjectId,
+        definition_id: &ReleaseDefinitionId,
         expand: Option<&str>,
     ) -> Result<Value, AdoError> {
         let url = self.service_url(
@@ -148,14 +171,16 @@ impl AdoClient {
     /// with every deployment status: the deployments of one release (environment).
     pub async fn release_deployments(
         &self,
-        project_id: &str,
-        release_id: u64,
+        project_id: &ProjectId,
+        release_id: &ReleaseId,
         definition_environment_id: Option<u64>,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/deployments"));
-        let release = release_id.to_string();
         let environment = definition_environment_id.map(|id| id.to_string());
-        let mut query = vec![("releaseId", release.as_str()), ("deploymentStatus", "all")];
+        let mut query = vec![
+            ("releaseId", release_id.as_str()),
+            ("deploymentStatus", "all"),
+        ];
         if let Some(environment) = &environment {
             query.push(("definitionEnvironmentId", environment.as_str()));
         }
@@ -165,8 +190,8 @@ impl AdoClient {
     /// `GET {advsec}/{project}/_apis/alert/repositories/{repository}/alerts/{alert}`.
     pub async fn advanced_security_alert(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         alert_id: u64,
     ) -> Result<Value, AdoError> {
         let url = self.service_url(
@@ -214,7 +239,7 @@ impl AdoClient {
         &self,
         host: &str,
         api_version: &str,
-        id: &str,
+        id: &SubscriptionId,
         body: &Value,
     ) -> Result<Value, AdoError> {
         let url = format!("{host}/_apis/hooks/subscriptions/{id}");

@@ -9,6 +9,7 @@ mod client;
 pub mod directory;
 mod error;
 mod git_content;
+pub mod ids;
 mod live_reads;
 pub mod organization;
 mod paging;
@@ -22,6 +23,11 @@ pub use budget::{Lane, LaneLimits};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::{AdoError, ErrorClass};
 pub use git_content::{GitVersion, Recursion, WikiPageRef};
+pub use ids::{
+    BoardId, BuildId, CommitId, EnvironmentId, OrganizationName, PipelineId, ProjectId,
+    ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, TeamId, TestRunId, WikiId,
+    repository_ids,
+};
 pub use live_reads::{Current, Gone};
 pub use paging::{Page, paginate};
 pub use runs::ADVANCED_SECURITY_API_VERSION;
@@ -66,21 +72,21 @@ impl AdoClient {
     }
 
     /// `GET {org}/_apis/projects/{id}`: the full project, with `defaultTeam` and capabilities.
-    pub async fn project(&self, project_id: &str) -> Result<Value, AdoError> {
+    pub async fn project(&self, project_id: &ProjectId) -> Result<Value, AdoError> {
         let url = self.url(&format!("_apis/projects/{project_id}"));
         let query = [("includeCapabilities", "true")];
         Ok(self.get_json(&url, &query).await?.body)
     }
 
     /// `GET {org}/{project}/_apis/git/repositories` (the API does not page this list).
-    pub async fn repositories(&self, project_id: &str) -> Result<Vec<Value>, AdoError> {
+    pub async fn repositories(&self, project_id: &ProjectId) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/git/repositories"));
         let response = self.get_json(&url, &[]).await?;
         values(&url, response.body)
     }
 
     /// `GET {org}/_apis/git/repositories/{id}`.
-    pub async fn repository(&self, repository_id: &str) -> Result<Value, AdoError> {
+    pub async fn repository(&self, repository_id: &RepositoryId) -> Result<Value, AdoError> {
         let url = self.url(&format!("_apis/git/repositories/{repository_id}"));
         Ok(self.get_json(&url, &[]).await?.body)
     }
@@ -104,7 +110,7 @@ impl AdoClient {
     /// One `$top`/`$skip` page of `GET {org}/_apis/projects/{project}/teams`.
     pub async fn project_teams_page(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
@@ -117,7 +123,11 @@ impl AdoClient {
     }
 
     /// `GET {org}/{project}/{team}/_apis/work/boards`: board references of a team.
-    pub async fn boards(&self, project_id: &str, team_id: &str) -> Result<Vec<Value>, AdoError> {
+    pub async fn boards(
+        &self,
+        project_id: &ProjectId,
+        team_id: &TeamId,
+    ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/{team_id}/_apis/work/boards"));
         values(&url, self.get_json(&url, &[]).await?.body)
     }
@@ -125,9 +135,9 @@ impl AdoClient {
     /// `GET {org}/{project}/{team}/_apis/work/boards/{board}`: the board with its columns.
     pub async fn board(
         &self,
-        project_id: &str,
-        team_id: &str,
-        board_id: &str,
+        project_id: &ProjectId,
+        team_id: &TeamId,
+        board_id: &BoardId,
     ) -> Result<Value, AdoError> {
         let url = self.url(&format!(
             "{project_id}/{team_id}/_apis/work/boards/{board_id}"
@@ -138,12 +148,12 @@ impl AdoClient {
     /// `GET {org}/{project}/_apis/git/policy/configurations` of one repository (and branch).
     pub async fn repository_policies(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         ref_name: Option<&str>,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/git/policy/configurations"));
-        let mut query = vec![("repositoryId", repository_id)];
+        let mut query = vec![("repositoryId", repository_id.as_str())];
         if let Some(ref_name) = ref_name {
             query.push(("refName", ref_name));
         }
@@ -154,8 +164,8 @@ impl AdoClient {
     /// file does not exist.
     pub async fn file_text(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         path: &str,
         branch: &str,
     ) -> Result<Option<String>, AdoError> {
@@ -188,8 +198,8 @@ impl AdoClient {
     /// (`searchCriteria.*` pairs).
     pub async fn pull_requests_page(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         criteria: &[(&str, &str)],
         top: usize,
         skip: usize,
@@ -207,7 +217,7 @@ impl AdoClient {
     /// `POST {org}/{project}/_apis/wit/wiql`: the ids a query selects, at most `top`.
     pub async fn wiql_ids(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         query: &str,
         top: usize,
     ) -> Result<Vec<u64>, AdoError> {
@@ -233,7 +243,7 @@ impl AdoClient {
     /// items deleted in between are omitted.
     pub async fn work_items_batch(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         ids: &[u64],
         expand: &str,
     ) -> Result<Vec<Value>, AdoError> {
@@ -254,7 +264,7 @@ impl AdoClient {
     /// One continuation-token page of `GET {vsrm}/{project}/_apis/release/releases`.
     pub async fn releases_page(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
@@ -265,7 +275,7 @@ impl AdoClient {
     }
 
     /// `GET {vsrm}/{project}/_apis/release/releases/{id}`.
-    pub async fn release(&self, project_id: &str, id: u64) -> Result<Value, AdoError> {
+    pub async fn release(&self, project_id: &ProjectId, id: &ReleaseId) -> Result<Value, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases/{id}"));
         Ok(self.get_json(&url, &[]).await?.body)
     }
@@ -275,7 +285,7 @@ impl AdoClient {
     pub async fn project_list_page(
         &self,
         service: Option<&str>,
-        project_id: &str,
+        project_id: &ProjectId,
         path: &str,
         extra: &[(&str, &str)],
         top: usize,
@@ -296,7 +306,7 @@ impl AdoClient {
     pub fn project_list<'a>(
         &'a self,
         service: Option<&'a str>,
-        project_id: &'a str,
+        project_id: &'a ProjectId,
         path: &'a str,
         extra: &'a [(&'a str, &'a str)],
         top: usize,

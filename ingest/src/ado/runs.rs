@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 
-use super::{AdoClient, AdoError, Page, values};
+use super::{
+    AdoClient, AdoError, BuildId, CommitId, EnvironmentId, Page, PipelineId, ProjectId,
+    RepositoryId, TestRunId, values,
+};
 
 /// `api-version` of the Advanced Security alerts API (preview only).
 pub const ADVANCED_SECURITY_API_VERSION: &str = "7.2-preview.1";
@@ -13,8 +16,8 @@ impl AdoClient {
     /// `GET {org}/{project}/_apis/build/definitions/{id}`.
     pub async fn build_definition(
         &self,
-        project_id: &str,
-        definition_id: &str,
+        project_id: &ProjectId,
+        definition_id: &PipelineId,
     ) -> Result<Value, AdoError> {
         let url = self.url(&format!(
             "{project_id}/_apis/build/definitions/{definition_id}"
@@ -26,8 +29,8 @@ impl AdoClient {
     /// page; at most the newest 10,000).
     pub async fn pipeline_runs(
         &self,
-        project_id: &str,
-        pipeline_id: &str,
+        project_id: &ProjectId,
+        pipeline_id: &PipelineId,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
         values(&url, self.get_json(&url, &[]).await?.body)
@@ -37,8 +40,8 @@ impl AdoClient {
     /// build that has no timeline yet).
     pub async fn build_timeline_records(
         &self,
-        project_id: &str,
-        build_id: &str,
+        project_id: &ProjectId,
+        build_id: &BuildId,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!(
             "{project_id}/_apis/build/builds/{build_id}/timeline"
@@ -63,9 +66,9 @@ impl AdoClient {
     /// `GET {org}/{project}/_apis/git/repositories/{repository}/commits/{id}`.
     pub async fn commit(
         &self,
-        project_id: &str,
-        repository_id: &str,
-        commit_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
+        commit_id: &CommitId,
     ) -> Result<Value, AdoError> {
         let url = self.url(&format!(
             "{project_id}/_apis/git/repositories/{repository_id}/commits/{commit_id}"
@@ -77,8 +80,8 @@ impl AdoClient {
     /// (this API names its page size `top`, without `$`).
     pub async fn deployment_records_page(
         &self,
-        project_id: &str,
-        environment_id: &str,
+        project_id: &ProjectId,
+        environment_id: &EnvironmentId,
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
@@ -94,8 +97,8 @@ impl AdoClient {
     /// only the runs of build `build_id` when given (`buildUri=vstfs:///Build/Build/{id}`).
     pub async fn test_runs_page(
         &self,
-        project_id: &str,
-        build_id: Option<u64>,
+        project_id: &ProjectId,
+        build_id: Option<&BuildId>,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
@@ -116,8 +119,8 @@ impl AdoClient {
     /// One `$top`/`$skip` page of `GET {org}/{project}/_apis/test/runs/{id}/results`.
     pub async fn test_results_page(
         &self,
-        project_id: &str,
-        run_id: &str,
+        project_id: &ProjectId,
+        run_id: &TestRunId,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
@@ -130,13 +133,13 @@ impl AdoClient {
     /// `GET {org}/{project}/_apis/test/codecoverage?buildId=[&flags=]`, the answer as a whole.
     pub async fn build_code_coverage(
         &self,
-        project_id: &str,
-        build_id: &str,
+        project_id: &ProjectId,
+        build_id: &BuildId,
         flags: Option<u64>,
     ) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/test/codecoverage"));
         let flags = flags.map(|f| f.to_string());
-        let mut query = vec![("buildId", build_id)];
+        let mut query = vec![("buildId", build_id.as_str())];
         if let Some(flags) = &flags {
             query.push(("flags", flags.as_str()));
         }
@@ -148,8 +151,8 @@ impl AdoClient {
     /// names them.
     pub async fn security_alerts_page(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         criteria: &[(&str, &str)],
         top: usize,
         continuation_token: Option<&str>,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Pages, repository_units, text};
-use crate::ado::{AdoClient, AdoError, GitVersion};
+use crate::ado::{AdoClient, AdoError, GitVersion, ProjectId, RepositoryId};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::{GitopsPlan, KindPlan};
@@ -72,8 +72,8 @@ fn item_text(item: &Value) -> String {
 /// Replaces `file://path` property values by that file's content at `version` (`.json` parsed).
 async fn resolve_files(
     client: &AdoClient,
-    project_id: &str,
-    repository_id: &str,
+    project_id: &ProjectId,
+    repository_id: &RepositoryId,
     version: &GitVersion,
     entity: &mut Value,
 ) -> Result<(), String> {
@@ -106,8 +106,8 @@ async fn resolve_files(
 pub async fn read_specs(
     client: &AdoClient,
     plan: &GitopsPlan,
-    project_id: &str,
-    repository_id: &str,
+    project_id: &ProjectId,
+    repository_id: &RepositoryId,
     version: &GitVersion,
 ) -> Result<SpecEntities, AdoError> {
     let mut read = SpecEntities::default();
@@ -219,7 +219,7 @@ impl Crawler {
             units,
             report,
             |project, pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let repositories = self.client.repositories(&project_id).await?;
                 for (_, repository) in repository_units(&repositories) {
                     self.gitops_specs_of(gitops, repository, &pages).await?;
@@ -244,14 +244,15 @@ impl Crawler {
             return Ok(());
         };
         let version = GitVersion::Branch(gitops.tracked_ref(&repository));
-        let read = match read_specs(&self.client, gitops, project, id, &version).await {
+        let (project, id) = (ProjectId::new(project), RepositoryId::new(id));
+        let read = match read_specs(&self.client, gitops, &project, &id, &version).await {
             // The tracked branch does not exist in this repository: nothing to read.
             Err(AdoError::NotFound { .. }) => return Ok(()),
             other => other?,
         };
         for broken in &read.broken {
             tracing::warn!(
-                repository = id, path = %broken.path, branch = ?version, error = %broken.error,
+                repository = id.as_str(), path = %broken.path, branch = ?version, error = %broken.error,
                 "GitOps spec does not parse; its entities are left as they are"
             );
         }
