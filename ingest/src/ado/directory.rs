@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{AdoClient, AdoError, Page, ProjectId, TeamId, values};
+use super::{AdoClient, AdoError, Page, ProjectId, TeamId, reads, values};
 
 /// `api-version` of the graph and project-properties endpoints (still in preview).
 pub const GRAPH_API_VERSION: &str = "7.1-preview.1";
@@ -63,33 +63,18 @@ impl AdoClient {
         let url = self.url(&format!(
             "_apis/projects/{project_id}/teams/{team_id}/members"
         ));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let query = [("$top", top.as_str()), ("$skip", skip.as_str())];
-        values(&url, self.get_json(&url, &query).await?.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
-    /// `GET {org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues` (the team's area paths).
-    pub async fn team_field_values(
-        &self,
-        project_id: &ProjectId,
-        team_id: &TeamId,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/{team_id}/_apis/work/teamsettings/teamfieldvalues"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/{team}/_apis/work/teamsettings/iterations` (the API does not page it).
-    pub async fn team_iterations(
-        &self,
-        project_id: &ProjectId,
-        team_id: &TeamId,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/{team_id}/_apis/work/teamsettings/iterations"
-        ));
-        values(&url, self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues` (the team's area
+        /// paths).
+        team_field_values(project_id: &ProjectId, team_id: &TeamId) -> Value
+            = "{project_id}/{team_id}/_apis/work/teamsettings/teamfieldvalues";
+        /// `GET {org}/{project}/{team}/_apis/work/teamsettings/iterations` (the API does not
+        /// page it).
+        team_iterations(project_id: &ProjectId, team_id: &TeamId) -> Vec<Value>
+            = "{project_id}/{team_id}/_apis/work/teamsettings/iterations";
     }
 
     /// `GET {org}/{project}/_apis/wit/classificationnodes/Areas[?$depth=]`: the root area node,

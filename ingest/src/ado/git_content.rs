@@ -5,7 +5,7 @@ use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
 use super::{
-    AdoClient, AdoError, CommitId, Page, ProjectId, RepositoryId, WikiId, paginate, values,
+    AdoClient, AdoError, CommitId, Page, ProjectId, RepositoryId, WikiId, paginate, reads, values,
 };
 
 /// A `versionDescriptor`: a branch (short name or `refs/heads/…`) or a commit id.
@@ -217,16 +217,12 @@ impl AdoClient {
             .find(|r| r.get("name").and_then(Value::as_str) == Some(ref_name)))
     }
 
-    /// `GET {org}/{project}/_apis/wiki/wikis`.
-    pub async fn wikis(&self, project_id: &ProjectId) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/wiki/wikis"));
-        values(&url, self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/wiki/wikis/{id}`.
-    pub async fn wiki(&self, project_id: &ProjectId, wiki_id: &WikiId) -> Result<Value, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/wiki/wikis/{wiki_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/wiki/wikis`.
+        wikis(project_id: &ProjectId) -> Vec<Value> = "{project_id}/_apis/wiki/wikis";
+        /// `GET {org}/{project}/_apis/wiki/wikis/{id}`.
+        wiki(project_id: &ProjectId, wiki_id: &WikiId) -> Value
+            = "{project_id}/_apis/wiki/wikis/{wiki_id}";
     }
 
     /// One page of `POST …/wikis/{id}/pagesbatch` (`top` ≤ 100; the continuation token comes

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::error::ErrorClass;
 use super::{
     ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, BuildId, PipelineId, ProjectId,
-    ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, values,
+    ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, reads, values,
 };
 
 /// Proof that Azure DevOps no longer has an object: the answer that said so.
@@ -107,27 +107,16 @@ impl AdoClient {
         )
     }
 
-    /// `GET {org}/{project}/_apis/build/builds/{id}`.
-    pub async fn build(
-        &self,
-        project_id: &ProjectId,
-        build_id: &BuildId,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/build/builds/{build_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/pipelines/{pipeline}/runs/{run}`.
-    pub async fn pipeline_run(
-        &self,
-        project_id: &ProjectId,
-        pipeline_id: &PipelineId,
-        run_id: &BuildId,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/pipelines/{pipeline_id}/runs/{run_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/build/builds/{id}`.
+        build(project_id: &ProjectId, build_id: &BuildId) -> Value
+            = "{project_id}/_apis/build/builds/{build_id}";
+        /// `GET {org}/{project}/_apis/pipelines/{pipeline}/runs/{run}`.
+        pipeline_run(project_id: &ProjectId, pipeline_id: &PipelineId, run_id: &BuildId) -> Value
+            = "{project_id}/_apis/pipelines/{pipeline_id}/runs/{run_id}";
+        /// `GET {org}/{project}/_apis/pipelines/{pipeline}`.
+        pipeline(project_id: &ProjectId, pipeline_id: &PipelineId) -> Value
+            = "{project_id}/_apis/pipelines/{pipeline_id}";
     }
 
     /// `POST {org}/{project}/_apis/pipelines/{pipeline}/runs` with `body`, sent exactly once
@@ -140,16 +129,6 @@ impl AdoClient {
     ) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
         Ok(self.post_json_once(&url, &[], body).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/pipelines/{pipeline}`.
-    pub async fn pipeline(
-        &self,
-        project_id: &ProjectId,
-        pipeline_id: &PipelineId,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
     }
 
     /// `GET {vsrm}/{project}/_apis/release/definitions/{id}` (`$expand` as the selector asks).

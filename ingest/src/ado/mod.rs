@@ -55,7 +55,59 @@ fn values(url: &str, body: Value) -> Result<Vec<Value>, AdoError> {
     }
 }
 
+/// What a plain read's answer becomes: the body as it is, or its `value` array.
+trait Answer: Sized {
+    fn from_body(url: &str, body: Value) -> Result<Self, AdoError>;
+}
+
+impl Answer for Value {
+    fn from_body(_url: &str, body: Value) -> Result<Self, AdoError> {
+        Ok(body)
+    }
+}
+
+impl Answer for Vec<Value> {
+    fn from_body(url: &str, body: Value) -> Result<Self, AdoError> {
+        values(url, body)
+    }
+}
+
+/// Plain reads, one row each: `name(ids) -> Value` (the answer) or `-> Vec<Value>` (its `value`
+/// array) `= "path"`, read with `GET {org}/{path}` and no query (see [`AdoClient::read`]); the
+/// path names the ids in braces. A macro because a function cannot declare methods.
+macro_rules! reads {
+    ($($(#[$doc:meta])* $name:ident($($id:ident: $ty:ty),*) -> $answer:ty = $path:literal;)+) => {$(
+        $(#[$doc])*
+        pub async fn $name(&self, $($id: $ty),*) -> Result<$answer, AdoError> {
+            self.read(&format!($path)).await
+        }
+    )+};
+}
+use reads;
+
 impl AdoClient {
+    /// `GET {org}/{path}` without a query, as `T`: the body or its `value` array.
+    async fn read<T: Answer>(&self, path: &str) -> Result<T, AdoError> {
+        let url = self.url(path);
+        T::from_body(&url, self.get_json(&url, &[]).await?.body)
+    }
+
+    /// One `$top`/`$skip` page of `GET url` with `query` (then `$top`, `$skip`): its `value`
+    /// array.
+    async fn offset_page(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        top: usize,
+        skip: usize,
+    ) -> Result<Vec<Value>, AdoError> {
+        let (top, skip) = (top.to_string(), skip.to_string());
+        let mut query = query.to_vec();
+        query.push(("$top", top.as_str()));
+        query.push(("$skip", skip.as_str()));
+        values(url, self.get_json(url, &query).await?.body)
+    }
+
     /// One page of `GET {org}/_apis/projects` (continuation token paging).
     pub async fn projects_page(&self, continuation_token: Option<&str>) -> Result<Page, AdoError> {
         let url = self.url("_apis/projects");
@@ -78,33 +130,28 @@ impl AdoClient {
         Ok(self.get_json(&url, &query).await?.body)
     }
 
-    /// `GET {org}/{project}/_apis/git/repositories` (the API does not page this list).
-    pub async fn repositories(&self, project_id: &ProjectId) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/git/repositories"));
-        let response = self.get_json(&url, &[]).await?;
-        values(&url, response.body)
-    }
-
-    /// `GET {org}/_apis/git/repositories/{id}`.
-    pub async fn repository(&self, repository_id: &RepositoryId) -> Result<Value, AdoError> {
-        let url = self.url(&format!("_apis/git/repositories/{repository_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/_apis/git/pullrequests/{id}`.
-    pub async fn pull_request(&self, pull_request_id: u64) -> Result<Value, AdoError> {
-        let url = self.url(&format!("_apis/git/pullrequests/{pull_request_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/git/repositories` (the API does not page this list).
+        repositories(project_id: &ProjectId) -> Vec<Value>
+            = "{project_id}/_apis/git/repositories";
+        /// `GET {org}/_apis/git/repositories/{id}`.
+        repository(repository_id: &RepositoryId) -> Value
+            = "_apis/git/repositories/{repository_id}";
+        /// `GET {org}/_apis/git/pullrequests/{id}`.
+        pull_request(pull_request_id: u64) -> Value
+            = "_apis/git/pullrequests/{pull_request_id}";
+        /// `GET {org}/{project}/{team}/_apis/work/boards`: board references of a team.
+        boards(project_id: &ProjectId, team_id: &TeamId) -> Vec<Value>
+            = "{project_id}/{team_id}/_apis/work/boards";
+        /// `GET {org}/{project}/{team}/_apis/work/boards/{board}`: the board with its columns.
+        board(project_id: &ProjectId, team_id: &TeamId, board_id: &BoardId) -> Value
+            = "{project_id}/{team_id}/_apis/work/boards/{board_id}";
     }
 
     /// One `$top`/`$skip` page of `GET {org}/_apis/teams` (every team of the organization).
     pub async fn teams_page(&self, top: usize, skip: usize) -> Result<Vec<Value>, AdoError> {
         let url = self.url("_apis/teams");
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let response = self
-            .get_json(&url, &[("$top", top.as_str()), ("$skip", skip.as_str())])
-            .await?;
-        values(&url, response.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
     /// One `$top`/`$skip` page of `GET {org}/_apis/projects/{project}/teams`.
@@ -115,34 +162,7 @@ impl AdoClient {
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("_apis/projects/{project_id}/teams"));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let response = self
-            .get_json(&url, &[("$top", top.as_str()), ("$skip", skip.as_str())])
-            .await?;
-        values(&url, response.body)
-    }
-
-    /// `GET {org}/{project}/{team}/_apis/work/boards`: board references of a team.
-    pub async fn boards(
-        &self,
-        project_id: &ProjectId,
-        team_id: &TeamId,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/{team_id}/_apis/work/boards"));
-        values(&url, self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/{team}/_apis/work/boards/{board}`: the board with its columns.
-    pub async fn board(
-        &self,
-        project_id: &ProjectId,
-        team_id: &TeamId,
-        board_id: &BoardId,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/{team_id}/_apis/work/boards/{board_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
     /// `GET {org}/{project}/_apis/git/policy/configurations` of one repository (and branch).
@@ -207,11 +227,7 @@ impl AdoClient {
         let url = self.url(&format!(
             "{project_id}/_apis/git/repositories/{repository_id}/pullrequests"
         ));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let mut query = criteria.to_vec();
-        query.push(("$top", top.as_str()));
-        query.push(("$skip", skip.as_str()));
-        values(&url, self.get_json(&url, &query).await?.body)
+        self.offset_page(&url, criteria, top, skip).await
     }
 
     /// `POST {org}/{project}/_apis/wit/wiql`: the ids a query selects, at most `top`.

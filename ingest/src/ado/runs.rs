@@ -6,34 +6,24 @@ use serde_json::Value;
 
 use super::{
     AdoClient, AdoError, BuildId, CommitId, EnvironmentId, Page, PipelineId, ProjectId,
-    RepositoryId, TestRunId, values,
+    RepositoryId, TestRunId, reads, values,
 };
 
 /// `api-version` of the Advanced Security alerts API (preview only).
 pub const ADVANCED_SECURITY_API_VERSION: &str = "7.2-preview.1";
 
 impl AdoClient {
-    /// `GET {org}/{project}/_apis/build/definitions/{id}`.
-    pub async fn build_definition(
-        &self,
-        project_id: &ProjectId,
-        definition_id: &PipelineId,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/build/definitions/{definition_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/pipelines/{id}/runs`: every run the API keeps (it does not
-    /// page; at most the newest 10,000).
-    pub async fn pipeline_runs(
-        &self,
-        project_id: &ProjectId,
-        pipeline_id: &PipelineId,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
-        values(&url, self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/build/definitions/{id}`.
+        build_definition(project_id: &ProjectId, definition_id: &PipelineId) -> Value
+            = "{project_id}/_apis/build/definitions/{definition_id}";
+        /// `GET {org}/{project}/_apis/pipelines/{id}/runs`: every run the API keeps (it does not
+        /// page; at most the newest 10,000).
+        pipeline_runs(project_id: &ProjectId, pipeline_id: &PipelineId) -> Vec<Value>
+            = "{project_id}/_apis/pipelines/{pipeline_id}/runs";
+        /// `GET {org}/{project}/_apis/git/repositories/{repository}/commits/{id}`.
+        commit(project_id: &ProjectId, repository_id: &RepositoryId, commit_id: &CommitId) -> Value
+            = "{project_id}/_apis/git/repositories/{repository_id}/commits/{commit_id}";
     }
 
     /// The records of `GET {org}/{project}/_apis/build/builds/{id}/timeline` (none for a
@@ -61,19 +51,6 @@ impl AdoClient {
                 detail: "expected a timeline object".into(),
             }),
         }
-    }
-
-    /// `GET {org}/{project}/_apis/git/repositories/{repository}/commits/{id}`.
-    pub async fn commit(
-        &self,
-        project_id: &ProjectId,
-        repository_id: &RepositoryId,
-        commit_id: &CommitId,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/git/repositories/{repository_id}/commits/{commit_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
     }
 
     /// One page of `GET {org}/{project}/_apis/distributedtask/environments/{id}/environmentdeploymentrecords`
@@ -125,9 +102,7 @@ impl AdoClient {
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/test/runs/{run_id}/results"));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let query = [("$top", top.as_str()), ("$skip", skip.as_str())];
-        values(&url, self.get_json(&url, &query).await?.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
     /// `GET {org}/{project}/_apis/test/codecoverage?buildId=[&flags=]`, the answer as a whole.
