@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use super::error::ErrorClass;
 use super::{
-    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, BuildId, PipelineId, ProjectId,
-    ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, reads, values,
+    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, BuildId, HOOKS_API_VERSION, PipelineId,
+    ProjectId, ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, reads, service_base,
+    values,
 };
 
 /// Proof that Azure DevOps no longer has an object: the answer that said so.
@@ -181,50 +182,111 @@ impl AdoClient {
         Ok(self.get_json(&url, &query).await?.body)
     }
 
-    /// `GET {host}/_apis/hooks/subscriptions?publisherId=&eventType=` with `api_version`.
+    /// `GET {host}/_apis/hooks/subscriptions?publisherId=&eventType=` on `host`.
     pub async fn hook_subscriptions(
         &self,
-        host: &str,
-        api_version: &str,
+        host: &HookHost,
         publisher_id: &str,
         event_type: &str,
     ) -> Result<Vec<Value>, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions");
+        let url = host.subscriptions_url();
         let query = [
             ("publisherId", publisher_id),
             ("eventType", event_type),
-            ("api-version", api_version),
+            ("api-version", host.api_version),
         ];
         values(&url, self.get_json(&url, &query).await?.body)
     }
 
-    /// `POST {host}/_apis/hooks/subscriptions` with `api_version`.
+    /// `POST {host}/_apis/hooks/subscriptions` on `host`.
     pub async fn create_hook_subscription(
         &self,
-        host: &str,
-        api_version: &str,
+        host: &HookHost,
         body: &Value,
     ) -> Result<Value, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions");
-        Ok(self
-            .post_json(&url, &[("api-version", api_version)], body)
-            .await?
-            .body)
+        let url = host.subscriptions_url();
+        let query = [("api-version", host.api_version)];
+        Ok(self.post_json(&url, &query, body).await?.body)
     }
 
-    /// `PUT {host}/_apis/hooks/subscriptions/{id}` with `api_version` (re-enable, new
-    /// credentials).
+    /// `PUT {host}/_apis/hooks/subscriptions/{id}` on `host` (re-enable, new credentials).
     pub async fn replace_hook_subscription(
         &self,
-        host: &str,
-        api_version: &str,
+        host: &HookHost,
         id: &SubscriptionId,
         body: &Value,
     ) -> Result<Value, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions/{id}");
-        Ok(self
-            .put_json(&url, &[("api-version", api_version)], body)
-            .await?
-            .body)
+        let url = format!("{}/{id}", host.subscriptions_url());
+        let query = [("api-version", host.api_version)];
+        Ok(self.put_json(&url, &query, body).await?.body)
+    }
+}
+
+/// Where a publisher's service-hook subscriptions live: the host, and the `api-version` it
+/// takes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookHost {
+    url: String,
+    api_version: &'static str,
+}
+
+impl HookHost {
+    /// The host of `publisher`'s subscriptions for the organization at `organization_url`.
+    pub fn of(organization_url: &str, publisher: &str) -> Self {
+        let (url, api_version) = match publisher {
+            "rm" => (service_base(organization_url, "vsrm"), HOOKS_API_VERSION),
+            "advsec" => (
+                service_base(organization_url, "advsec"),
+                ADVANCED_SECURITY_API_VERSION,
+            ),
+            _ => (
+                organization_url.trim_end_matches('/').to_string(),
+                HOOKS_API_VERSION,
+            ),
+        };
+        Self { url, api_version }
+    }
+
+    /// The host, e.g. `https://vsrm.dev.azure.com/acme`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn subscriptions_url(&self) -> String {
+        format!("{}/_apis/hooks/subscriptions", self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishers_live_on_their_own_hosts() {
+        let host = |org: &str, publisher: &str| {
+            let host = HookHost::of(org, publisher);
+            (host.url, host.api_version)
+        };
+        let org = "https://dev.azure.com/acme";
+        assert_eq!(host(org, "tfs"), (org.to_string(), HOOKS_API_VERSION));
+        assert_eq!(host(org, "pipelines").0, org);
+        assert_eq!(
+            host(org, "rm"),
+            (
+                "https://vsrm.dev.azure.com/acme".to_string(),
+                HOOKS_API_VERSION
+            )
+        );
+        assert_eq!(
+            host(org, "advsec"),
+            (
+                "https://advsec.dev.azure.com/acme".to_string(),
+                "7.2-preview.1"
+            )
+        );
+        assert_eq!(
+            host("https://acme.visualstudio.com", "rm").0,
+            "https://acme.vsrm.visualstudio.com"
+        );
     }
 }

@@ -28,7 +28,7 @@ pub use ids::{
     ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, TeamId, TestRunId, WikiId,
     repository_ids,
 };
-pub use live_reads::{Current, Gone};
+pub use live_reads::{Current, Gone, HookHost};
 pub use paging::{Page, paginate};
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 
