@@ -112,23 +112,9 @@ impl AdoClient {
     }
 
     /// `GET …/items?path=` as JSON with its content metadata (and its text with
-    /// `include_content`); `None` when there is no such item at `version`.
-    pub async fn item(
-        &self,
-        project_id: &ProjectId,
-        repository_id: &RepositoryId,
-        path: &str,
-        version: &GitVersion,
-        include_content: bool,
-    ) -> Result<Option<Value>, AdoError> {
-        none_if_missing(
-            self.read_item(project_id, repository_id, path, version, include_content)
-                .await,
-        )
-    }
-
-    /// Like [`AdoClient::item`], with a missing item as the 404 error Azure DevOps answered
-    /// (for [`super::Current`], which tells a missing item from a missing repository).
+    /// `include_content`). No such item at `version` is the 404 Azure DevOps answered: the crawl
+    /// reads it as `None` ([`none_if_missing`]), a live event as [`super::Current`], which tells
+    /// a missing item from a missing repository.
     pub async fn read_item(
         &self,
         project_id: &ProjectId,
@@ -253,23 +239,8 @@ impl AdoClient {
         })
     }
 
-    /// `GET …/wikis/{id}/pages/{pageId}` or, with `path`, `GET …/wikis/{id}/pages?path=`;
-    /// `None` when the page does not exist.
-    pub async fn wiki_page(
-        &self,
-        project_id: &ProjectId,
-        wiki_id: &WikiId,
-        page: WikiPageRef<'_>,
-        include_content: bool,
-    ) -> Result<Option<Value>, AdoError> {
-        none_if_missing(
-            self.read_wiki_page(project_id, wiki_id, page, include_content)
-                .await,
-        )
-    }
-
-    /// Like [`AdoClient::wiki_page`], with a missing page as the 404 error Azure DevOps
-    /// answered.
+    /// `GET …/wikis/{id}/pages/{pageId}` or, with `path`, `GET …/wikis/{id}/pages?path=`; a
+    /// missing page is the 404 Azure DevOps answered (see [`none_if_missing`]).
     pub async fn read_wiki_page(
         &self,
         project_id: &ProjectId,
@@ -295,7 +266,7 @@ impl AdoClient {
 }
 
 /// `None` for any 404 (what the crawler wants: the object went away between list and read).
-fn none_if_missing(result: Result<Value, AdoError>) -> Result<Option<Value>, AdoError> {
+pub fn none_if_missing(result: Result<Value, AdoError>) -> Result<Option<Value>, AdoError> {
     match result {
         Ok(value) => Ok(Some(value)),
         Err(AdoError::NotFound { .. }) => Ok(None),

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::glob::{Glob, is_glob};
 use super::{Pages, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, repository_ids};
+use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, none_if_missing, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -155,9 +155,8 @@ pub(crate) async fn included_files(
     let contents: Vec<(String, Value)> = stream::iter(names.to_vec())
         .map(|name| async move {
             let path = relative_to(directory, &name);
-            let item = client
-                .item(project_id, repository_id, &path, version, true)
-                .await?;
+            let read = client.read_item(project_id, repository_id, &path, version, true);
+            let item = none_if_missing(read.await)?;
             let content = item
                 .and_then(|i| i.get("content").and_then(Value::as_str).map(String::from))
                 .map_or(Value::Null, Value::String);
@@ -178,10 +177,8 @@ pub(crate) async fn file_item(
     included: &[String],
 ) -> Result<FileRead, AdoError> {
     let (project_id, repository_id) = repository_ids(repository);
-    let Some(item) = client
-        .item(&project_id, &repository_id, path, version, true)
-        .await?
-    else {
+    let read = client.read_item(&project_id, &repository_id, path, version, true);
+    let Some(item) = none_if_missing(read.await)? else {
         return Ok(FileRead::Gone);
     };
     file_of_item(client, repository, path, item, version, included).await

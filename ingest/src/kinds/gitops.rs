@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Pages, repository_units, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, ProjectId, RepositoryId};
+use crate::ado::{AdoClient, AdoError, GitVersion, ProjectId, RepositoryId, none_if_missing};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::{GitopsPlan, KindPlan};
@@ -85,9 +85,8 @@ async fn resolve_files(
             continue;
         };
         let path = path.to_string();
-        let item = client
-            .item(project_id, repository_id, &path, version, true)
-            .await
+        let read = client.read_item(project_id, repository_id, &path, version, true);
+        let item = none_if_missing(read.await)
             .map_err(|e| format!("cannot read file://{path}: {e}"))?
             .ok_or_else(|| format!("file://{path} does not exist at this commit"))?;
         let content = item_text(&item);
@@ -112,10 +111,8 @@ pub async fn read_specs(
 ) -> Result<SpecEntities, AdoError> {
     let mut read = SpecEntities::default();
     for path in &plan.spec_paths {
-        let Some(item) = client
-            .item(project_id, repository_id, path, version, true)
-            .await?
-        else {
+        let answer = client.read_item(project_id, repository_id, path, version, true);
+        let Some(item) = none_if_missing(answer.await)? else {
             continue;
         };
         let mut entities = match parse_spec(&item_text(&item)) {

@@ -8,7 +8,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::{Pages, enrich, text};
-use crate::ado::{AdoClient, AdoError, ProjectId, WikiId, WikiPageRef, paginate};
+use crate::ado::{AdoClient, AdoError, ProjectId, WikiId, WikiPageRef, none_if_missing, paginate};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -40,9 +40,8 @@ pub(crate) async fn full_pages(
             let Some(id) = detail.get("id").and_then(Value::as_u64) else {
                 return Ok(Some(detail));
             };
-            client
-                .wiki_page(project_id, wiki_id, WikiPageRef::Id(id), true)
-                .await
+            let read = client.read_wiki_page(project_id, wiki_id, WikiPageRef::Id(id), true);
+            none_if_missing(read.await)
         })
         .buffered(CONCURRENT_PAGES)
         .try_filter_map(|page| async move { Ok(page) })
