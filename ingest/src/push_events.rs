@@ -229,8 +229,13 @@ impl<'a> Push<'a> {
         Current::of(read).map_err(failed(kind, path))
     }
 
-    /// Every file and folder change of `update` (a new ref: every file and folder at its commit).
-    async fn changes_of(&self, update: &RefUpdate) -> Result<Vec<Change>, AdoError> {
+    /// Every file and folder change of `update` (a new ref: every file and folder at its
+    /// commit); a failure names the ref, for `kind`.
+    async fn changes_of(&self, kind: Kind, update: &RefUpdate) -> Result<Vec<Change>, ReadFailure> {
+        (self.read_changes(update).await).map_err(failed(kind, &update.name))
+    }
+
+    async fn read_changes(&self, update: &RefUpdate) -> Result<Vec<Change>, AdoError> {
         let (client, project_id, repository_id) =
             (self.client, &self.project_id, &self.repository_id);
         if update.old.as_str() == ZERO_OBJECT_ID {
@@ -339,10 +344,7 @@ impl<'a> Push<'a> {
             .iter()
             .filter(|u| u.name == default_branch && u.new.as_str() != ZERO_OBJECT_ID)
         {
-            let changes = self
-                .changes_of(update)
-                .await
-                .map_err(failed(Kind::File, &update.name))?;
+            let changes = self.changes_of(Kind::File, update).await?;
             let changed: Vec<&Change> = changes
                 .iter()
                 .filter(|c| !c.folder && rules.iter().any(|r| r.matches(&c.path)))
@@ -400,10 +402,7 @@ impl<'a> Push<'a> {
             if tracking.is_empty() {
                 continue;
             }
-            let changes = self
-                .changes_of(update)
-                .await
-                .map_err(failed(Kind::Folder, &update.name))?;
+            let changes = self.changes_of(Kind::Folder, update).await?;
             let changed: Vec<&Change> = changes
                 .iter()
                 .filter(|c| c.folder && c.path != "/")
@@ -462,10 +461,7 @@ impl<'a> Push<'a> {
             .iter()
             .filter(|u| u.new.as_str() != ZERO_OBJECT_ID)
         {
-            let changes = self
-                .changes_of(update)
-                .await
-                .map_err(failed(Kind::Wiki, &update.name))?;
+            let changes = self.changes_of(Kind::Wiki, update).await?;
             let (mut found, mut gone) = (Vec::new(), Vec::new());
             for change in changes.iter().filter(|c| !c.folder) {
                 let Some(path) = page_path(&change.path) else {
