@@ -16,7 +16,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
 use crate::ado::organization::OrganizationStamp;
-use crate::ado::{AdoClient, AdoError};
+use crate::ado::{AdoClient, AdoError, ProjectId};
 use crate::examples::ExampleSampler;
 use crate::kind::Kind;
 use crate::project_tags::{is_excluded, normalized};
@@ -316,7 +316,8 @@ impl Crawler {
                     .get("id")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let excluded = is_excluded(&self.client, &self.excluded_tags, id).await;
+                let excluded =
+                    is_excluded(&self.client, &self.excluded_tags, &ProjectId::new(id)).await;
                 if excluded {
                     let name = project.get("name").and_then(Value::as_str).unwrap_or(id);
                     tracing::info!(

@@ -10,7 +10,7 @@
 
 use futures_util::future::join_all;
 
-use crate::ado::organization::organization_name;
+use crate::ado::OrganizationName;
 use crate::crawl_context::{CrawlError, CrawlFence, CrawlReport, CrawlStamp, Crawler, KindReport};
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
@@ -75,7 +75,7 @@ impl Crawlers {
         .await;
         let mut merged = CrawlReport::default();
         for (crawler, outcome) in self.crawlers.iter().zip(outcomes) {
-            let organization = organization_name(crawler.client().organization_url());
+            let organization = crawler.client().organization_name();
             match outcome {
                 Ok(report) => {
                     for (kind, report) in report.kinds {
@@ -105,7 +105,7 @@ impl Crawlers {
 
 /// Adds one organization's report of `kind` to the merged one; failures are kept, each
 /// prefixed with its organization.
-fn add(merged: &mut CrawlReport, kind: &str, organization: &str, report: KindReport) {
+fn add(merged: &mut CrawlReport, kind: &str, organization: &OrganizationName, report: KindReport) {
     let entry = merged.kinds.entry(kind.to_string()).or_default();
     entry.items += report.items;
     entry.events += report.events;
@@ -130,13 +130,14 @@ mod tests {
             events: 1,
             failure: None,
         };
-        add(&mut merged, "project", "a", ok(3));
-        add(&mut merged, "project", "b", ok(2));
-        add(&mut merged, "repository", "a", ok(4));
+        let (a, b) = (OrganizationName::new("a"), OrganizationName::new("b"));
+        add(&mut merged, "project", &a, ok(3));
+        add(&mut merged, "project", &b, ok(2));
+        add(&mut merged, "repository", &a, ok(4));
         add(
             &mut merged,
             "repository",
-            "b",
+            &b,
             KindReport {
                 failure: Some("HTTP 500".into()),
                 ..KindReport::default()

@@ -20,7 +20,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::ado::{AdoClient, AdoError, Current, ErrorClass, GitVersion};
+use crate::ado::{
+    AdoClient, AdoError, CommitId, Current, ErrorClass, GitVersion, ProjectId, RepositoryId,
+};
 use crate::kind::Kind;
 use crate::kinds::gitops::{SpecEntities, diff, read_specs};
 use crate::kinds::text;
@@ -35,14 +37,14 @@ const ZERO_OBJECT_ID: &str = "0000000000000000000000000000000000000000";
 async fn read_at(
     client: &AdoClient,
     plan: &GitopsPlan,
-    project_id: &str,
-    repository_id: &str,
+    project_id: &ProjectId,
+    repository_id: &RepositoryId,
     commit: &str,
 ) -> Result<SpecEntities, AdoError> {
     if commit == ZERO_OBJECT_ID {
         return Ok(SpecEntities::default());
     }
-    let version = GitVersion::Commit(commit.to_string());
+    let version = GitVersion::Commit(CommitId::new(commit));
     read_specs(client, plan, project_id, repository_id, &version).await
 }
 
@@ -64,8 +66,8 @@ pub async fn on_push(
         return Ok(Vec::new());
     };
     let (Some(repository_id), Some(project_id)) = (
-        text(repository, "id"),
-        repository.pointer("/project/id").and_then(Value::as_str),
+        text(repository, "id").map(RepositoryId::new),
+        (repository.pointer("/project/id").and_then(Value::as_str)).map(ProjectId::new),
     ) else {
         return Ok(Vec::new());
     };
@@ -80,12 +82,12 @@ pub async fn on_push(
     let failed = |e| ReadFailure::new(Kind::Gitops, format!("{repository_id} {tracked}"), e);
     let old = text(update, "oldObjectId").unwrap_or(ZERO_OBJECT_ID);
     // What the push started from; unknown (the repository is gone) is nothing.
-    let before = match read_at(client, &plan, project_id, repository_id, old).await {
+    let before = match read_at(client, &plan, &project_id, &repository_id, old).await {
         Err(e) if e.class() == ErrorClass::Gone => SpecEntities::default(),
         other => other.map_err(failed)?,
     };
     let head = match client
-        .branch_now(project_id, repository_id, &tracked)
+        .branch_now(&project_id, &repository_id, &tracked)
         .await
         .map_err(failed)?
     {
@@ -95,7 +97,7 @@ pub async fn on_push(
         // The branch (or the repository) is gone: so are its specs.
         Current::Gone(_) => ZERO_OBJECT_ID.to_string(),
     };
-    let after = read_at(client, &plan, project_id, repository_id, &head)
+    let after = read_at(client, &plan, &project_id, &repository_id, &head)
         .await
         .map_err(failed)?;
     let origin = Origin::Webhook {
@@ -114,7 +116,7 @@ pub async fn on_push(
     let mut events = Vec::new();
     for broken in &after.broken {
         tracing::warn!(
-            repository = repository_id, path = %broken.path, commit = %head, error = %broken.error,
+            repository = repository_id.as_str(), path = %broken.path, commit = %head, error = %broken.error,
             "GitOps spec does not parse; its entities are left as they are (dead-lettered with the error)"
         );
         let report = GitopsSpecError {

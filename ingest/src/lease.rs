@@ -277,15 +277,17 @@ mod tests {
             .expect("count")
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_long_crawl_renews_its_lease_and_ends_holding_its_own_request() {
-        let mut q = queue().await;
+    /// Sends a manual request and takes it under a lease of 60 s started at `started_at`.
+    async fn leased(q: &mut Queue, started_at: DateTime<Utc>) -> (ResyncRequest, Lease) {
         let request = ResyncRequest::new(ResyncTrigger::Manual);
         send(&q.bus, &request).await;
-        let (delivery, taken) = take(&mut q).await;
-        let lease = Lease::new(delivery, taken, Utc::now(), Duration::from_secs(60));
-        // Ten renewals' worth of crawl.
-        let crawl = tokio::time::sleep(Duration::from_secs(10 * 60 + 30));
+        let (delivery, taken) = take(q).await;
+        let lease = Lease::new(delivery, taken, started_at, Duration::from_secs(60));
+        (request, lease)
+    }
+
+    /// Runs `lease` over `crawl` (no shutdown): the request it ended holding.
+    async fn held_after(q: &mut Queue, lease: Lease, crawl: impl Future) -> ResyncRequest {
         let end = lease
             .run(&q.bus, &mut q.requests, crawl, &CancellationToken::new())
             .await
@@ -294,19 +296,27 @@ mod tests {
             LeaseEnd::Finished {
                 held: Some((_, held)),
                 ..
-            } => assert_eq!(held.resync_id, request.resync_id),
-            _ => panic!("the crawl finished holding its request"),
+            } => held,
+            _ => panic!("the crawl finished holding a request"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_crawl_renews_its_lease_and_ends_holding_its_own_request() {
+        let mut q = queue().await;
+        let (request, lease) = leased(&mut q, Utc::now()).await;
+        // Ten renewals' worth of crawl.
+        let crawl = tokio::time::sleep(Duration::from_secs(10 * 60 + 30));
+        let held = held_after(&mut q, lease, crawl).await;
+        assert_eq!(held.resync_id, request.resync_id);
         assert_eq!(ready(&q.bus).await, 0, "no copy left behind");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_newer_request_seen_at_a_renewal_is_held_and_an_older_one_skipped() {
         let mut q = queue().await;
-        let request = ResyncRequest::new(ResyncTrigger::Manual);
-        send(&q.bus, &request).await;
-        let (delivery, taken) = take(&mut q).await;
         let started_at = Utc::now();
+        let (request, lease) = leased(&mut q, started_at).await;
         let mut older = ResyncRequest::new(ResyncTrigger::Schedule);
         older.requested_at = started_at - chrono::Duration::seconds(1);
         // Requested before the crawl started: covered by it. Requested after: runs next.
@@ -314,19 +324,9 @@ mod tests {
         let mut newer = ResyncRequest::new(ResyncTrigger::PortRequest);
         newer.requested_at = started_at + chrono::Duration::seconds(1);
         send(&q.bus, &newer).await;
-        let lease = Lease::new(delivery, taken, started_at, Duration::from_secs(60));
         let crawl = tokio::time::sleep(Duration::from_secs(90));
-        let end = lease
-            .run(&q.bus, &mut q.requests, crawl, &CancellationToken::new())
-            .await
-            .expect("bus");
-        match end {
-            LeaseEnd::Finished {
-                held: Some((_, held)),
-                ..
-            } => assert_eq!(held.resync_id, newer.resync_id, "the newer one is held"),
-            _ => panic!("the crawl finished holding a request"),
-        }
+        let held = held_after(&mut q, lease, crawl).await;
+        assert_eq!(held.resync_id, newer.resync_id, "the newer one is held");
         // The renewal's copy of the crawled request is still queued; the loop skips it as
         // covered by the crawl when it comes.
         assert_eq!(ready(&q.bus).await, 1);
@@ -337,10 +337,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_stops_the_crawl_and_leaves_the_request_unacked() {
         let mut q = queue().await;
-        let request = ResyncRequest::new(ResyncTrigger::Manual);
-        send(&q.bus, &request).await;
-        let (delivery, taken) = take(&mut q).await;
-        let lease = Lease::new(delivery, taken, Utc::now(), Duration::from_secs(60));
+        let (_, lease) = leased(&mut q, Utc::now()).await;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let crawl = async move {

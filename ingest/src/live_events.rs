@@ -32,7 +32,10 @@ use std::future::Future;
 
 use serde_json::{Map, Value, json};
 
-use crate::ado::{AdoClient, AdoError, Current, Gone};
+use crate::ado::{
+    AdoClient, AdoError, BuildId, Current, Gone, PipelineId, ProjectId, ReleaseDefinitionId,
+    ReleaseId, RepositoryId,
+};
 use crate::events;
 use crate::kind::{Handler, Kind};
 use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
@@ -74,7 +77,7 @@ pub struct LiveEvent<'a> {
     pub event_type: &'a str,
     pub resource: &'a Map<String, Value>,
     /// `resourceContainers.project.id`.
-    pub project_id: Option<&'a str>,
+    pub project_id: Option<&'a ProjectId>,
 }
 
 /// A read of Azure DevOps that failed for the object an event names: which object, and the
@@ -138,7 +141,7 @@ struct Context<'a> {
     kinds: &'a LiveKinds,
     event_type: &'a str,
     resource: Value,
-    project_id: Option<String>,
+    project_id: Option<ProjectId>,
 }
 
 impl Context<'_> {
@@ -150,7 +153,7 @@ impl Context<'_> {
     }
 
     /// The event's project: `resourceContainers.project.id`, else the resource's own.
-    fn project_id(&self) -> Result<String, LiveError> {
+    fn project_id(&self) -> Result<ProjectId, LiveError> {
         self.project_id
             .clone()
             .or_else(|| {
@@ -158,7 +161,7 @@ impl Context<'_> {
                     &self.resource,
                     &["/projectId", "/project/id", "/release/projectReference/id"],
                 )
-                .map(String::from)
+                .map(ProjectId::new)
             })
             .ok_or_else(|| self.missing("resourceContainers.project.id"))
     }
@@ -191,7 +194,7 @@ impl Context<'_> {
         &self,
         kind: Kind,
         object: impl Display,
-        project_id: &str,
+        project_id: &ProjectId,
     ) -> Result<Value, LiveError> {
         self.context(kind, object, self.client.project(project_id))
             .await
@@ -211,7 +214,7 @@ pub async fn resolve(
         kinds,
         event_type: event.event_type,
         resource: Value::Object(event.resource.clone()),
-        project_id: event.project_id.map(String::from),
+        project_id: event.project_id.cloned(),
     };
     let Some(row) = events::event_type(event.event_type) else {
         return Ok(Vec::new());
@@ -232,7 +235,7 @@ pub async fn resolve(
 
 /// The repository of a `git.repo.*` or `git.push` event: `resource.repository`, else the
 /// resource itself (`git.repo.created` carries the repository).
-fn event_repository(cx: &Context<'_>) -> Result<(String, Value), LiveError> {
+fn event_repository(cx: &Context<'_>) -> Result<(RepositoryId, Value), LiveError> {
     let repository = cx
         .resource
         .get("repository")
@@ -240,7 +243,7 @@ fn event_repository(cx: &Context<'_>) -> Result<(String, Value), LiveError> {
         .unwrap_or(&cx.resource)
         .clone();
     match string(&repository, &["/id"]) {
-        Some(id) => Ok((id.to_string(), repository)),
+        Some(id) => Ok((RepositoryId::new(id), repository)),
         None => Err(cx.missing("resource.repository.id")),
     }
 }
@@ -294,14 +297,14 @@ async fn pull_request(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
 }
 
 /// A work item as the crawler publishes it: with `__projectId` and the full `__project`.
-fn work_item_with_project(item: Value, project_id: &str, project: &Value) -> Value {
+fn work_item_with_project(item: Value, project_id: &ProjectId, project: &Value) -> Value {
     let item = crate::kinds::enrich(item, "__projectId", &json!(project_id));
     crate::kinds::enrich(item, "__project", project)
 }
 
 /// What a deletion knows of a work item: enough for the mapping's identifier
 /// (`.__project.id + "/" + (.id | tostring)`), which the Python integration's delete lacks.
-fn deleted_work_item(project_id: &str, id: u64) -> Value {
+fn deleted_work_item(project_id: &ProjectId, id: u64) -> Value {
     json!({"id": id, "__projectId": project_id, "__project": {"id": project_id}})
 }
 
@@ -318,7 +321,7 @@ async fn work_item_project(
     cx: &Context<'_>,
     id: u64,
     item: &Value,
-    event_project: &str,
+    event_project: &ProjectId,
 ) -> Result<Value, LiveError> {
     let named = string(item, &["/fields/System.TeamProject"]);
     let read = cx.client.project(event_project);
@@ -329,8 +332,8 @@ async fn work_item_project(
     {
         return Ok(project);
     }
-    let name = named.unwrap_or(event_project);
-    cx.context(Kind::WorkItem, id, cx.client.project(name))
+    let name = named.map_or_else(|| event_project.clone(), ProjectId::new);
+    cx.context(Kind::WorkItem, id, cx.client.project(&name))
         .await
 }
 
@@ -346,8 +349,7 @@ async fn work_item(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
             Current::Found(item) => {
                 let project = work_item_project(cx, id, &item, &event_project).await?;
                 let project_id = string(&project, &["/id"])
-                    .unwrap_or(&event_project)
-                    .to_string();
+                    .map_or_else(|| event_project.clone(), ProjectId::new);
                 vec![Publication::upsert(
                     Kind::WorkItem,
                     vec![work_item_with_project(item, &project_id, &project)],
@@ -374,7 +376,7 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         .current(
             Kind::Build,
             build_id,
-            cx.client.build(&project_id, build_id),
+            cx.client.build(&project_id, &BuildId::from(build_id)),
         )
         .await?;
     let mut out = Vec::new();
@@ -399,7 +401,8 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
     if let (Current::Found(_), Some(plan)) = (&build, cx.kinds.plan(Kind::TestRun)) {
         let enrichment = TestRunEnrichment::for_plan(plan);
         let mut runs = Vec::new();
-        let listed = test_runs_of_build(&builder, &project_id, build_id);
+        let build = BuildId::from(build_id);
+        let listed = test_runs_of_build(&builder, &project_id, &build);
         for run in cx.context(Kind::TestRun, build_id, listed).await? {
             let run = builder.test_run(&project_id, run, enrichment);
             runs.push(cx.context(Kind::TestRun, build_id, run).await?);
@@ -414,8 +417,8 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
 /// Every test run of a build (`$top`/`$skip` until an empty page, as the crawler pages).
 async fn test_runs_of_build(
     builder: &ItemBuilder<'_>,
-    project_id: &str,
-    build_id: u64,
+    project_id: &ProjectId,
+    build_id: &BuildId,
 ) -> Result<Vec<Value>, AdoError> {
     let mut all: Vec<Value> = Vec::new();
     loop {
@@ -442,7 +445,8 @@ async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     )
     .ok_or_else(|| cx.missing("resource.pipeline.id"))?;
     let project_id = cx.project_id()?;
-    let read = cx.client.pipeline_run(&project_id, pipeline_id, run_id);
+    let (pipeline, run) = (PipelineId::from(pipeline_id), BuildId::from(run_id));
+    let read = cx.client.pipeline_run(&project_id, &pipeline, &run);
     let run = match cx.current(Kind::PipelineRun, run_id, read).await? {
         Current::Found(run) => run,
         Current::Gone(gone) => {
@@ -457,7 +461,7 @@ async fn pipeline_run(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         .listed_project(Kind::PipelineRun, run_id, &project_id)
         .await?;
     // The run's own pipeline reference stands in for a pipeline read that finds nothing.
-    let read = cx.client.pipeline(&project_id, pipeline_id);
+    let read = cx.client.pipeline(&project_id, &pipeline);
     let pipeline = cx
         .current(Kind::PipelineRun, run_id, read)
         .await?
@@ -530,12 +534,12 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
             .into_iter()
             .collect()
     };
-    let read = cx.client.build(&project_id, run_id);
+    let run = BuildId::from(run_id);
+    let read = cx.client.build(&project_id, &run);
     let build = match cx.current(Kind::PipelineStage, run_id, read).await? {
         Current::Found(build) => build,
         Current::Gone(g) => return Ok(gone(&g)),
     };
-    let run = run_id.to_string();
     let read = cx.client.build_timeline_records(&project_id, &run);
     let records = match cx.current(Kind::PipelineStage, run_id, read).await? {
         Current::Found(records) => records,
@@ -584,7 +588,8 @@ async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         return Ok(Vec::new());
     };
     let project_id = cx.project_id()?;
-    let read = cx.client.pipeline(&project_id, pipeline_id);
+    let pipeline = PipelineId::from(pipeline_id);
+    let read = cx.client.pipeline(&project_id, &pipeline);
     Ok(match cx.current(Kind::Pipeline, pipeline_id, read).await? {
         Current::Found(pipeline) => {
             let item = items::project_list_item(
@@ -618,7 +623,8 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let release_id =
         number(&cx.resource, &["/release/id"]).ok_or_else(|| cx.missing("resource.release.id"))?;
     let project_id = cx.project_id()?;
-    let read = cx.client.release(&project_id, release_id);
+    let id = ReleaseId::from(release_id);
+    let read = cx.client.release(&project_id, &id);
     let release = cx.current(Kind::Release, release_id, read).await?;
     let mut out = Vec::new();
     if wants_release {
@@ -646,9 +652,10 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                 })
                 .and_then(|t| t.0)
                 .unwrap_or_else(|| "environments".into());
+            let id = ReleaseDefinitionId::from(definition_id);
             let read = cx
                 .client
-                .release_definition(&project_id, definition_id, Some(&expand));
+                .release_definition(&project_id, &id, Some(&expand));
             match cx
                 .current(Kind::ReleaseDefinition, definition_id, read)
                 .await?
@@ -699,12 +706,13 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
     );
     let deployment_id = number(&cx.resource, &["/deployment/id"]);
     let project_id = cx.project_id()?;
+    let release = ReleaseId::from(release_id);
     // Azure DevOps has no read of one deployment: the deployments of its release (environment)
     // are read. Deployments are not deleted on their own, only with their release: one absent
     // from an existing release's deployments proves nothing, and is left to the next resync.
     let read = cx
         .client
-        .release_deployments(&project_id, release_id, environment);
+        .release_deployments(&project_id, &release, environment);
     let deployments = cx
         .context(Kind::ReleaseDeployment, release_id, read)
         .await?;
@@ -724,7 +732,7 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
     let Some(id) = deployment_id else {
         return Ok(Vec::new());
     };
-    let read = cx.client.release(&project_id, release_id);
+    let read = cx.client.release(&project_id, &release);
     Ok(match cx.current(Kind::ReleaseDeployment, id, read).await? {
         Current::Gone(gone) => vec![Publication::delete(
             Kind::ReleaseDeployment,
@@ -781,8 +789,8 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
     let alert_id = number(&cx.resource, &["/alertId", "/alert/alertId"])
         .ok_or_else(|| cx.missing("resource.alertId"))?;
     let repository_id = string(&cx.resource, &["/repositoryId", "/repository/id"])
-        .ok_or_else(|| cx.missing("resource.repositoryId"))?
-        .to_string();
+        .map(RepositoryId::new)
+        .ok_or_else(|| cx.missing("resource.repositoryId"))?;
     let project_id = cx.project_id()?;
     let identity =
         json!({"alertId": alert_id, "__repositoryId": repository_id, "__projectId": project_id});
@@ -841,7 +849,7 @@ mod tests {
             Some(1234)
         );
         // The delete carries what the default mapping's identifier needs.
-        let item = deleted_work_item("p 1", 1234);
+        let item = deleted_work_item(&ProjectId::new("p 1"), 1234);
         assert_eq!(item["__project"]["id"], "p 1");
         assert_eq!(item["id"], 1234);
     }

@@ -42,7 +42,7 @@ pub struct Organizations {
 /// Azure DevOps Services organization, and its service hosts.
 fn prefixes(organization_url: &str) -> Vec<String> {
     let url = organization_url.trim_end_matches('/').to_ascii_lowercase();
-    let name = organization_name(&url).to_ascii_lowercase();
+    let name = organization_name(&url).as_str().to_ascii_lowercase();
     let mut out = vec![url.clone()];
     let scheme = url.split_once("://").map_or("https", |(s, _)| s);
     if url == format!("{scheme}://dev.azure.com/{name}") {
@@ -195,38 +195,38 @@ mod tests {
             client("https://org-b.visualstudio.com"),
             client("http://127.0.0.1:4000/org-c"),
         ]);
-        let of = |url: &str| {
-            organizations
-                .for_url(url)
-                .map(|c| c.organization_url().to_string())
-        };
-        assert_eq!(
-            of("https://dev.azure.com/org-a/").as_deref(),
-            Some("https://dev.azure.com/org-a")
-        );
-        assert_eq!(
-            of("https://DEV.azure.com/Org-A/_apis/git/repositories/1").as_deref(),
-            Some("https://dev.azure.com/org-a")
-        );
-        assert_eq!(
-            of("https://org-a.visualstudio.com/").as_deref(),
-            Some("https://dev.azure.com/org-a")
-        );
-        assert_eq!(
-            of("https://vsrm.dev.azure.com/org-a/p/_apis/release/releases/1").as_deref(),
-            Some("https://dev.azure.com/org-a")
-        );
-        assert_eq!(
-            of("https://dev.azure.com/org-b/").as_deref(),
-            Some("https://org-b.visualstudio.com")
-        );
-        assert_eq!(
-            of("http://127.0.0.1:4000/org-c/_apis/projects").as_deref(),
-            Some("http://127.0.0.1:4000/org-c")
-        );
-        // A longer name that starts like a configured one is another organization.
-        assert_eq!(of("https://dev.azure.com/org-ab/"), None);
-        assert_eq!(of("http://127.0.0.1:4000/org-d"), None);
+        for (url, expected) in [
+            (
+                "https://dev.azure.com/org-a/",
+                Some("https://dev.azure.com/org-a"),
+            ),
+            (
+                "https://DEV.azure.com/Org-A/_apis/git/repositories/1",
+                Some("https://dev.azure.com/org-a"),
+            ),
+            (
+                "https://org-a.visualstudio.com/",
+                Some("https://dev.azure.com/org-a"),
+            ),
+            (
+                "https://vsrm.dev.azure.com/org-a/p/_apis/release/releases/1",
+                Some("https://dev.azure.com/org-a"),
+            ),
+            (
+                "https://dev.azure.com/org-b/",
+                Some("https://org-b.visualstudio.com"),
+            ),
+            (
+                "http://127.0.0.1:4000/org-c/_apis/projects",
+                Some("http://127.0.0.1:4000/org-c"),
+            ),
+            // A longer name that starts like a configured one is another organization.
+            ("https://dev.azure.com/org-ab/", None),
+            ("http://127.0.0.1:4000/org-d", None),
+        ] {
+            let found = organizations.for_url(url).map(AdoClient::organization_url);
+            assert_eq!(found, expected, "{url}");
+        }
     }
 
     #[test]

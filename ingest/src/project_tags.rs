@@ -6,7 +6,7 @@
 //! A project's tags are read from its properties; when that read fails the project is kept
 //! (with a warning): dropping it would delete its entities on the strength of an error.
 
-use crate::ado::AdoClient;
+use crate::ado::{AdoClient, ProjectId};
 
 /// The configured tags, trimmed, without empty ones.
 pub(crate) fn normalized(tags: &[String]) -> Vec<String> {
@@ -21,7 +21,7 @@ pub(crate) fn normalized(tags: &[String]) -> Vec<String> {
 pub(crate) async fn is_excluded(
     client: &AdoClient,
     excluded_tags: &[String],
-    project_id: &str,
+    project_id: &ProjectId,
 ) -> bool {
     if excluded_tags.is_empty() {
         return false;
@@ -31,7 +31,7 @@ pub(crate) async fn is_excluded(
             .iter()
             .any(|tag| excluded_tags.iter().any(|x| x.eq_ignore_ascii_case(tag))),
         Err(e) => {
-            tracing::warn!(project = project_id, error = %e, "could not read the project's tags for excludedTags; the project is kept");
+            tracing::warn!(project = project_id.as_str(), error = %e, "could not read the project's tags for excludedTags; the project is kept");
             false
         }
     }

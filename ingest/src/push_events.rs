@@ -19,7 +19,10 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::ado::{AdoClient, AdoError, Current, GitVersion, Gone, Recursion, WikiPageRef};
+use crate::ado::{
+    AdoClient, AdoError, CommitId, Current, GitVersion, Gone, ProjectId, Recursion, RepositoryId,
+    WikiId, WikiPageRef, repository_ids,
+};
 use crate::kind::Kind;
 use crate::kinds::files::{FileRead, FileRule, deleted_file_item, file_of_item};
 use crate::kinds::folders::{FolderRule, folder_item};
@@ -36,8 +39,19 @@ const ZERO_OBJECT_ID: &str = "0000000000000000000000000000000000000000";
 /// One ref a push moved.
 struct RefUpdate {
     name: String,
-    old: String,
-    new: String,
+    old: CommitId,
+    new: CommitId,
+}
+
+/// A push to one repository: what every kind's handler of its changes reads with.
+struct Push<'a> {
+    client: &'a AdoClient,
+    /// The repository pushed to (a wiki's backing repository, for a wiki).
+    repository: &'a Value,
+    project_id: ProjectId,
+    repository_id: RepositoryId,
+    /// Its branches the push moved.
+    updates: &'a [RefUpdate],
 }
 
 /// A file or folder change of a push.
@@ -118,8 +132,8 @@ pub async fn on_push(
                 .filter_map(|u| {
                     Some(RefUpdate {
                         name: text(u, "name")?.to_string(),
-                        old: text(u, "oldObjectId").unwrap_or(ZERO_OBJECT_ID).to_string(),
-                        new: text(u, "newObjectId").unwrap_or(ZERO_OBJECT_ID).to_string(),
+                        old: CommitId::new(text(u, "oldObjectId").unwrap_or(ZERO_OBJECT_ID)),
+                        new: CommitId::new(text(u, "newObjectId").unwrap_or(ZERO_OBJECT_ID)),
                     })
                 })
                 .filter(|u| u.name.starts_with("refs/heads/"))
@@ -130,30 +144,33 @@ pub async fn on_push(
     let name = text(pushed, "name").unwrap_or_default();
     if name.to_ascii_lowercase().ends_with(".wiki") {
         if let Some(wiki_plan) = plan_of(plan, Kind::Wiki) {
-            wiki_changes(client, wiki_plan, pushed, &updates, &mut events).await?;
+            let push = Push::new(client, pushed, &updates);
+            push.wiki_changes(wiki_plan, &mut events).await?;
         }
     } else {
-        let Some(id) = text(pushed, "id") else {
+        let Some(id) = text(pushed, "id").map(RepositoryId::new) else {
             return Err(LiveError::Envelope(
                 "git.push event without resource.repository.id".into(),
             ));
         };
-        let repository =
-            match Current::of(client.repository(id).await).map_err(failed(Kind::Repository, id))? {
-                Current::Found(repository) => repository,
-                // Gone: the repository's own delete is published; its branches, files and folders
-                // could only be named with the event's description of it, which nothing confirms
-                // (a forged push could name another repository's): the next resync removes them.
-                Current::Gone(_) => return Ok(Vec::new()),
-            };
+        let repository = match Current::of(client.repository(&id).await)
+            .map_err(failed(Kind::Repository, &id))?
+        {
+            Current::Found(repository) => repository,
+            // Gone: the repository's own delete is published; its branches, files and folders
+            // could only be named with the event's description of it, which nothing confirms
+            // (a forged push could name another repository's): the next resync removes them.
+            Current::Gone(_) => return Ok(Vec::new()),
+        };
+        let push = Push::new(client, &repository, &updates);
         if plan_of(plan, Kind::Branch).is_some() {
-            branch_changes(client, &repository, &updates, &mut events).await?;
+            push.branch_changes(&mut events).await?;
         }
         if let Some(file_plan) = plan_of(plan, Kind::File) {
-            file_changes(client, file_plan, &repository, &updates, &mut events).await?;
+            push.file_changes(file_plan, &mut events).await?;
         }
         if let Some(folder_plan) = plan_of(plan, Kind::Folder) {
-            folder_changes(client, folder_plan, &repository, &updates, &mut events).await?;
+            push.folder_changes(folder_plan, &mut events).await?;
         }
     }
     let origin = Origin::Webhook {
@@ -163,328 +180,317 @@ pub async fn on_push(
     Ok(raw_events(client, origin, events.publications))
 }
 
-fn ids(repository: &Value) -> (String, String) {
-    (
-        repository
-            .get("project")
-            .and_then(|p| text(p, "id"))
-            .unwrap_or_default()
-            .to_string(),
-        text(repository, "id").unwrap_or_default().to_string(),
-    )
-}
-
-async fn branch_changes(
-    client: &AdoClient,
-    repository: &Value,
-    updates: &[RefUpdate],
-    events: &mut Events,
-) -> Result<(), LiveError> {
-    let (project_id, repository_id) = ids(repository);
-    let (mut found, mut gone) = (Vec::new(), Vec::new());
-    for update in updates {
-        let short = update.name.trim_start_matches("refs/heads/");
-        match client
-            .branch_now(&project_id, &repository_id, &update.name)
-            .await
-            .map_err(failed(Kind::Branch, &update.name))?
-        {
-            Current::Found(reference) => found.push(json!({
-                "name": short,
-                "refName": update.name,
-                "objectId": reference.get("objectId").cloned().unwrap_or(Value::Null),
-                "__repository": repository,
-            })),
-            Current::Gone(g) => gone.push((
-                g,
-                json!({
-                    "name": short,
-                    "refName": update.name,
-                    "objectId": update.old,
-                    "__repository": repository,
-                }),
-            )),
+impl<'a> Push<'a> {
+    fn new(client: &'a AdoClient, repository: &'a Value, updates: &'a [RefUpdate]) -> Self {
+        let (project_id, repository_id) = repository_ids(repository);
+        Self {
+            client,
+            repository,
+            project_id,
+            repository_id,
+            updates,
         }
     }
-    events.add(Kind::Branch, found, gone, Vec::new());
-    Ok(())
-}
 
-/// The commit `ref_name` of a repository points at now, as a version to read at; gone when the
-/// branch (or the repository) is.
-async fn head(
-    client: &AdoClient,
-    kind: Kind,
-    repository: &Value,
-    ref_name: &str,
-) -> Result<Current<GitVersion>, ReadFailure> {
-    let (project_id, repository_id) = ids(repository);
-    let reference = client
-        .branch_now(&project_id, &repository_id, ref_name)
-        .await
-        .map_err(failed(kind, ref_name))?;
-    Ok(reference.map(|r| GitVersion::Commit(text(&r, "objectId").unwrap_or_default().to_string())))
-}
+    /// The commit `ref_name` of a repository points at now, as a version to read at; gone when the
+    /// branch (or the repository) is.
+    async fn head(&self, kind: Kind, ref_name: &str) -> Result<Current<GitVersion>, ReadFailure> {
+        let reference = self
+            .client
+            .branch_now(&self.project_id, &self.repository_id, ref_name)
+            .await
+            .map_err(failed(kind, ref_name))?;
+        Ok(reference
+            .map(|r| GitVersion::Commit(CommitId::new(text(&r, "objectId").unwrap_or_default()))))
+    }
 
-/// Reads `path` at `version` (the branch's head) with or without its content.
-async fn item_at(
-    client: &AdoClient,
-    kind: Kind,
-    repository: &Value,
-    path: &str,
-    version: &Current<GitVersion>,
-    include_content: bool,
-) -> Result<Current<Value>, ReadFailure> {
-    let version = match version {
-        Current::Found(version) => version,
-        Current::Gone(gone) => return Ok(Current::Gone(gone.clone())),
-    };
-    let (project_id, repository_id) = ids(repository);
-    let read = client
-        .read_item(&project_id, &repository_id, path, version, include_content)
-        .await;
-    Current::of(read).map_err(failed(kind, path))
-}
-
-/// Every file and folder change of `update` (a new ref: every file and folder at its commit).
-async fn changes_of(
-    client: &AdoClient,
-    project_id: &str,
-    repository_id: &str,
-    update: &RefUpdate,
-) -> Result<Vec<Change>, AdoError> {
-    if update.old == ZERO_OBJECT_ID {
-        let listed = client
-            .list_items(
-                project_id,
-                repository_id,
-                "/",
-                Recursion::Full,
-                &GitVersion::Commit(update.new.clone()),
+    /// Reads `path` at `version` (the branch's head) with or without its content.
+    async fn item_at(
+        &self,
+        kind: Kind,
+        path: &str,
+        version: &Current<GitVersion>,
+        include_content: bool,
+    ) -> Result<Current<Value>, ReadFailure> {
+        let version = match version {
+            Current::Found(version) => version,
+            Current::Gone(gone) => return Ok(Current::Gone(gone.clone())),
+        };
+        let read = self
+            .client
+            .read_item(
+                &self.project_id,
+                &self.repository_id,
+                path,
+                version,
+                include_content,
             )
             .await;
-        let items = match listed {
-            Ok(items) => items,
+        Current::of(read).map_err(failed(kind, path))
+    }
+
+    /// Every file and folder change of `update` (a new ref: every file and folder at its
+    /// commit); a failure names the ref, for `kind`.
+    async fn changes_of(&self, kind: Kind, update: &RefUpdate) -> Result<Vec<Change>, ReadFailure> {
+        (self.read_changes(update).await).map_err(failed(kind, &update.name))
+    }
+
+    async fn read_changes(&self, update: &RefUpdate) -> Result<Vec<Change>, AdoError> {
+        let (client, project_id, repository_id) =
+            (self.client, &self.project_id, &self.repository_id);
+        if update.old.as_str() == ZERO_OBJECT_ID {
+            let listed = client
+                .list_items(
+                    project_id,
+                    repository_id,
+                    "/",
+                    Recursion::Full,
+                    &GitVersion::Commit(update.new.clone()),
+                )
+                .await;
+            let items = match listed {
+                Ok(items) => items,
+                Err(AdoError::NotFound { .. }) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            return Ok(items
+                .iter()
+                .filter_map(|item| {
+                    Some(Change {
+                        path: text(item, "path")?.to_string(),
+                        folder: item.get("isFolder").and_then(Value::as_bool) == Some(true),
+                        original_object_id: None,
+                    })
+                })
+                .collect());
+        }
+        let diff = match client
+            .commit_diff(project_id, repository_id, &update.old, &update.new)
+            .await
+        {
+            Ok(diff) => diff,
+            // The repository was deleted since: its removal is the repository event's business.
             Err(AdoError::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        return Ok(items
+        Ok(diff
             .iter()
-            .filter_map(|item| {
+            .filter_map(|change| {
+                let item = change.get("item")?;
                 Some(Change {
                     path: text(item, "path")?.to_string(),
-                    folder: item.get("isFolder").and_then(Value::as_bool) == Some(true),
-                    original_object_id: None,
+                    folder: item.get("isFolder").and_then(Value::as_bool) == Some(true)
+                        || text(item, "gitObjectType") == Some("tree"),
+                    original_object_id: text(item, "originalObjectId")
+                        .or_else(|| text(item, "objectId"))
+                        .map(String::from),
                 })
             })
-            .collect());
+            .collect())
     }
-    let diff = match client
-        .commit_diff(project_id, repository_id, &update.old, &update.new)
-        .await
-    {
-        Ok(diff) => diff,
-        // The repository was deleted since: its removal is the repository event's business.
-        Err(AdoError::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    Ok(diff
-        .iter()
-        .filter_map(|change| {
-            let item = change.get("item")?;
-            Some(Change {
-                path: text(item, "path")?.to_string(),
-                folder: item.get("isFolder").and_then(Value::as_bool) == Some(true)
-                    || text(item, "gitObjectType") == Some("tree"),
-                original_object_id: text(item, "originalObjectId")
-                    .or_else(|| text(item, "objectId"))
-                    .map(String::from),
-            })
-        })
-        .collect())
-}
 
-async fn file_changes(
-    client: &AdoClient,
-    plan: &KindPlan,
-    repository: &Value,
-    updates: &[RefUpdate],
-    events: &mut Events,
-) -> Result<(), LiveError> {
-    let name = text(repository, "name").unwrap_or_default();
-    let rules: Vec<FileRule> = FileRule::of_plan(plan)
-        .into_iter()
-        .filter(|r| r.covers(name))
-        .collect();
-    let Some(default_branch) = text(repository, "defaultBranch") else {
-        return Ok(());
-    };
-    if rules.is_empty() {
-        return Ok(());
-    }
-    let included = selector::union(
-        plan.selectors::<FileSelector>()
-            .iter()
-            .map(|s| &s.included_files),
-    );
-    let (project_id, repository_id) = ids(repository);
-    for update in updates
-        .iter()
-        .filter(|u| u.name == default_branch && u.new != ZERO_OBJECT_ID)
-    {
-        let changes = changes_of(client, &project_id, &repository_id, update)
-            .await
-            .map_err(failed(Kind::File, &update.name))?;
-        let changed: Vec<&Change> = changes
-            .iter()
-            .filter(|c| !c.folder && rules.iter().any(|r| r.matches(&c.path)))
-            .collect();
-        if changed.is_empty() {
-            continue;
+    async fn branch_changes(&self, events: &mut Events) -> Result<(), LiveError> {
+        let repository = self.repository;
+        let (mut found, mut gone) = (Vec::new(), Vec::new());
+        for update in self.updates {
+            let short = update.name.trim_start_matches("refs/heads/");
+            match self
+                .client
+                .branch_now(&self.project_id, &self.repository_id, &update.name)
+                .await
+                .map_err(failed(Kind::Branch, &update.name))?
+            {
+                Current::Found(reference) => found.push(json!({
+                    "name": short,
+                    "refName": update.name,
+                    "objectId": reference.get("objectId").cloned().unwrap_or(Value::Null),
+                    "__repository": repository,
+                })),
+                Current::Gone(g) => gone.push((
+                    g,
+                    json!({
+                        "name": short,
+                        "refName": update.name,
+                        "objectId": update.old,
+                        "__repository": repository,
+                    }),
+                )),
+            }
         }
-        let head = head(client, Kind::File, repository, default_branch).await?;
-        let (mut found, mut gone, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
-        for change in changed {
-            let deleted = || {
-                deleted_file_item(
-                    repository,
-                    &change.path,
-                    change.original_object_id.as_deref(),
-                )
-            };
-            let item =
-                match item_at(client, Kind::File, repository, &change.path, &head, true).await? {
+        events.add(Kind::Branch, found, gone, Vec::new());
+        Ok(())
+    }
+
+    async fn file_changes(&self, plan: &KindPlan, events: &mut Events) -> Result<(), LiveError> {
+        let (client, repository) = (self.client, self.repository);
+        let name = text(repository, "name").unwrap_or_default();
+        let rules: Vec<FileRule> = FileRule::of_plan(plan)
+            .into_iter()
+            .filter(|r| r.covers(name))
+            .collect();
+        let Some(default_branch) = text(repository, "defaultBranch") else {
+            return Ok(());
+        };
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let included = selector::union(
+            plan.selectors::<FileSelector>()
+                .iter()
+                .map(|s| &s.included_files),
+        );
+        for update in self
+            .updates
+            .iter()
+            .filter(|u| u.name == default_branch && u.new.as_str() != ZERO_OBJECT_ID)
+        {
+            let changes = self.changes_of(Kind::File, update).await?;
+            let changed: Vec<&Change> = changes
+                .iter()
+                .filter(|c| !c.folder && rules.iter().any(|r| r.matches(&c.path)))
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let head = self.head(Kind::File, default_branch).await?;
+            let (mut found, mut gone, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+            for change in changed {
+                let deleted = || {
+                    deleted_file_item(
+                        repository,
+                        &change.path,
+                        change.original_object_id.as_deref(),
+                    )
+                };
+                let item = match self.item_at(Kind::File, &change.path, &head, true).await? {
                     Current::Found(item) => item,
                     Current::Gone(g) => {
                         gone.push((g, deleted()));
                         continue;
                     }
                 };
-            let Current::Found(version) = &head else {
-                continue;
-            };
-            match file_of_item(client, repository, &change.path, item, version, &included)
-                .await
-                .map_err(failed(Kind::File, &change.path))?
-            {
-                FileRead::Item(item) => found.push(item),
-                // A folder now, empty, or too large: not a file the crawl would publish.
-                FileRead::Gone | FileRead::Skipped => dropped.push(deleted()),
+                let Current::Found(version) = &head else {
+                    continue;
+                };
+                match file_of_item(client, repository, &change.path, item, version, &included)
+                    .await
+                    .map_err(failed(Kind::File, &change.path))?
+                {
+                    FileRead::Item(item) => found.push(item),
+                    // A folder now, empty, or too large: not a file the crawl would publish.
+                    FileRead::Gone | FileRead::Skipped => dropped.push(deleted()),
+                }
             }
+            events.add(Kind::File, found, gone, dropped);
         }
-        events.add(Kind::File, found, gone, dropped);
+        Ok(())
     }
-    Ok(())
-}
 
-async fn folder_changes(
-    client: &AdoClient,
-    plan: &KindPlan,
-    repository: &Value,
-    updates: &[RefUpdate],
-    events: &mut Events,
-) -> Result<(), LiveError> {
-    let rules = FolderRule::of_plan(plan);
-    let (project_id, repository_id) = ids(repository);
-    for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
-        let branch = update.name.trim_start_matches("refs/heads/");
-        let tracking: Vec<&FolderRule> = rules
+    async fn folder_changes(&self, plan: &KindPlan, events: &mut Events) -> Result<(), LiveError> {
+        let rules = FolderRule::of_plan(plan);
+        let repository = self.repository;
+        for update in self
+            .updates
             .iter()
-            .filter(|r| r.branch_for(repository).as_deref() == Some(branch))
-            .collect();
-        if tracking.is_empty() {
-            continue;
-        }
-        let changes = changes_of(client, &project_id, &repository_id, update)
-            .await
-            .map_err(failed(Kind::Folder, &update.name))?;
-        let changed: Vec<&Change> = changes
-            .iter()
-            .filter(|c| c.folder && c.path != "/")
-            .filter(|c| tracking.iter().any(|r| r.glob.matches(&c.path)))
-            .collect();
-        if changed.is_empty() {
-            continue;
-        }
-        let head = head(client, Kind::Folder, repository, &update.name).await?;
-        let (mut found, mut gone) = (Vec::new(), Vec::new());
-        for change in changed {
-            let current =
-                item_at(client, Kind::Folder, repository, &change.path, &head, false).await?;
-            for rule in tracking.iter().filter(|r| r.glob.matches(&change.path)) {
-                let pattern = rule.glob.source.as_str();
-                match &current {
-                    Current::Found(item) => {
-                        found.push(folder_item(item.clone(), repository, branch, pattern));
-                    }
-                    Current::Gone(g) => {
-                        let item = json!({
-                            "objectId": change.original_object_id,
-                            "gitObjectType": "tree",
-                            "path": change.path,
-                            "isFolder": true,
-                        });
-                        gone.push((g.clone(), folder_item(item, repository, branch, pattern)));
+            .filter(|u| u.new.as_str() != ZERO_OBJECT_ID)
+        {
+            let branch = update.name.trim_start_matches("refs/heads/");
+            let tracking: Vec<&FolderRule> = rules
+                .iter()
+                .filter(|r| r.branch_for(repository).as_deref() == Some(branch))
+                .collect();
+            if tracking.is_empty() {
+                continue;
+            }
+            let changes = self.changes_of(Kind::Folder, update).await?;
+            let changed: Vec<&Change> = changes
+                .iter()
+                .filter(|c| c.folder && c.path != "/")
+                .filter(|c| tracking.iter().any(|r| r.glob.matches(&c.path)))
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let head = self.head(Kind::Folder, &update.name).await?;
+            let (mut found, mut gone) = (Vec::new(), Vec::new());
+            for change in changed {
+                let current = self
+                    .item_at(Kind::Folder, &change.path, &head, false)
+                    .await?;
+                for rule in tracking.iter().filter(|r| r.glob.matches(&change.path)) {
+                    let pattern = rule.glob.source.as_str();
+                    match &current {
+                        Current::Found(item) => {
+                            found.push(folder_item(item.clone(), repository, branch, pattern));
+                        }
+                        Current::Gone(g) => {
+                            let item = json!({
+                                "objectId": change.original_object_id,
+                                "gitObjectType": "tree",
+                                "path": change.path,
+                                "isFolder": true,
+                            });
+                            gone.push((g.clone(), folder_item(item, repository, branch, pattern)));
+                        }
                     }
                 }
             }
+            events.add(Kind::Folder, found, gone, Vec::new());
         }
-        events.add(Kind::Folder, found, gone, Vec::new());
+        Ok(())
     }
-    Ok(())
+
+    async fn wiki_changes(&self, plan: &KindPlan, events: &mut Events) -> Result<(), LiveError> {
+        let (client, project_id) = (self.client, &self.project_id);
+        // A wiki's id is its backing repository's.
+        let wiki_id = WikiId::new(self.repository_id.as_str());
+        // Not a wiki after all (a code repository named `*.wiki`), or deleted: nothing to read.
+        let Current::Found(wiki) = Current::of(client.wiki(project_id, &wiki_id).await)
+            .map_err(failed(Kind::Wiki, &wiki_id))?
+        else {
+            return Ok(());
+        };
+        let project = client
+            .project(project_id)
+            .await
+            .map_err(failed(Kind::Wiki, &wiki_id))?;
+        let include_content =
+            (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
+        for update in self
+            .updates
+            .iter()
+            .filter(|u| u.new.as_str() != ZERO_OBJECT_ID)
+        {
+            let changes = self.changes_of(Kind::Wiki, update).await?;
+            let (mut found, mut gone) = (Vec::new(), Vec::new());
+            for change in changes.iter().filter(|c| !c.folder) {
+                let Some(path) = page_path(&change.path) else {
+                    continue;
+                };
+                let page = WikiPageRef::Path(&path);
+                let read = client
+                    .read_wiki_page(project_id, &wiki_id, page, include_content)
+                    .await;
+                match Current::of(read).map_err(failed(Kind::Wiki, &path))? {
+                    Current::Found(page) => found.push(page_item(page, &wiki, &project)),
+                    Current::Gone(g) => gone.push((
+                        g,
+                        page_item(
+                            json!({"path": path, "gitItemPath": change.path}),
+                            &wiki,
+                            &project,
+                        ),
+                    )),
+                }
+            }
+            events.add(Kind::Wiki, found, gone, Vec::new());
+        }
+        Ok(())
+    }
 }
 
 /// The wiki page a file of a wiki repository is (`/Home/Getting-started.md` →
 /// `/Home/Getting started`); `None` for other files.
 fn page_path(file: &str) -> Option<String> {
     Some(file.strip_suffix(".md")?.replace('-', " "))
-}
-
-async fn wiki_changes(
-    client: &AdoClient,
-    plan: &KindPlan,
-    pushed: &Value,
-    updates: &[RefUpdate],
-    events: &mut Events,
-) -> Result<(), LiveError> {
-    let (project_id, wiki_id) = ids(pushed);
-    // Not a wiki after all (a code repository named `*.wiki`), or deleted: nothing to read.
-    let Current::Found(wiki) = Current::of(client.wiki(&project_id, &wiki_id).await)
-        .map_err(failed(Kind::Wiki, &wiki_id))?
-    else {
-        return Ok(());
-    };
-    let project = client
-        .project(&project_id)
-        .await
-        .map_err(failed(Kind::Wiki, &wiki_id))?;
-    let include_content = (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
-    for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
-        let changes = changes_of(client, &project_id, &wiki_id, update)
-            .await
-            .map_err(failed(Kind::Wiki, &update.name))?;
-        let (mut found, mut gone) = (Vec::new(), Vec::new());
-        for change in changes.iter().filter(|c| !c.folder) {
-            let Some(path) = page_path(&change.path) else {
-                continue;
-            };
-            let page = WikiPageRef::Path(&path);
-            let read = client
-                .read_wiki_page(&project_id, &wiki_id, page, include_content)
-                .await;
-            match Current::of(read).map_err(failed(Kind::Wiki, &path))? {
-                Current::Found(page) => found.push(page_item(page, &wiki, &project)),
-                Current::Gone(g) => gone.push((
-                    g,
-                    page_item(
-                        json!({"path": path, "gitItemPath": change.path}),
-                        &wiki,
-                        &project,
-                    ),
-                )),
-            }
-        }
-        events.add(Kind::Wiki, found, gone, Vec::new());
-    }
-    Ok(())
 }

@@ -34,9 +34,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::ado::{
-    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, HOOKS_API_VERSION, service_base,
-};
+use crate::ado::{AdoClient, AdoError, HookHost, SubscriptionId};
 use crate::plan::KindPlan;
 use crate::webhook::WEBHOOK_PATH;
 use adoport_shared::config::{OceanSettings, Secret};
@@ -49,21 +47,6 @@ pub use crate::events::EventType as HookEvent;
 /// that are not [`Subscribe::Never`](crate::events::Subscribe::Never)).
 pub fn hook_events() -> Vec<HookEvent> {
     crate::events::subscribable().copied().collect()
-}
-
-/// The host a publisher's subscriptions live on, and the `api-version` it takes there.
-pub fn hook_host(organization_url: &str, publisher: &str) -> (String, &'static str) {
-    match publisher {
-        "rm" => (service_base(organization_url, "vsrm"), HOOKS_API_VERSION),
-        "advsec" => (
-            service_base(organization_url, "advsec"),
-            ADVANCED_SECURITY_API_VERSION,
-        ),
-        _ => (
-            organization_url.trim_end_matches('/').to_string(),
-            HOOKS_API_VERSION,
-        ),
-    }
 }
 
 /// Subscription requests in flight at once.
@@ -203,8 +186,8 @@ pub fn matches(existing: &Value, event: &HookEvent, url: &str, project_id: Optio
 enum Action {
     Keep,
     Create(Value),
-    Reenable(String, Value),
-    Replace(String, Value),
+    Reenable(SubscriptionId, Value),
+    Replace(SubscriptionId, Value),
 }
 
 async fn project_ids(client: &AdoClient) -> Result<Vec<Option<String>>, AdoError> {
@@ -236,9 +219,9 @@ pub async fn ensure(
         .events
         .iter()
         .map(|event| async move {
-            let (host, api_version) = hook_host(organization, event.publisher);
+            let host = HookHost::of(organization, event.publisher);
             let found = client
-                .hook_subscriptions(&host, api_version, event.publisher, event.event_type)
+                .hook_subscriptions(&host, event.publisher, event.event_type)
                 .await?;
             Ok::<_, AdoError>((event, found))
         })
@@ -279,9 +262,9 @@ pub async fn ensure(
             } else if let Some(stale) = matching.iter().find(|s| enabled(s))
                 && let Some(id) = text(stale, &["id"])
             {
-                Action::Replace(id.to_string(), with_id(id))
+                Action::Replace(SubscriptionId::new(id), with_id(id))
             } else if let Some(id) = matching.first().and_then(|s| text(s, &["id"])) {
-                Action::Reenable(id.to_string(), with_id(id))
+                Action::Reenable(SubscriptionId::new(id), with_id(id))
             } else {
                 Action::Create(plan.body(event, project))
             };
@@ -294,15 +277,15 @@ pub async fn ensure(
     let requests: Vec<_> = actions
         .into_iter()
         .map(|(label, publisher, action)| async move {
-            let (host, api_version) = hook_host(organization, publisher);
+            let host = HookHost::of(organization, publisher);
             let result = match &action {
                 Action::Keep => Ok(()),
                 Action::Create(body) => client
-                    .create_hook_subscription(&host, api_version, body)
+                    .create_hook_subscription(&host, body)
                     .await
                     .map(|_| ()),
                 Action::Reenable(id, body) | Action::Replace(id, body) => client
-                    .replace_hook_subscription(&host, api_version, id, body)
+                    .replace_hook_subscription(&host, id, body)
                     .await
                     .map(|_| ()),
             };
@@ -313,7 +296,7 @@ pub async fn ensure(
                 (Ok(()), Action::Reenable(..)) => report.reenabled += 1,
                 (Ok(()), Action::Replace(..)) => report.replaced += 1,
                 (Err(e), _) => {
-                    tracing::warn!(subscription = %label, %host, error = %e, "could not create or replace a service-hook subscription; live events of this type will be missing until the next check");
+                    tracing::warn!(subscription = %label, host = %host.url(), error = %e, "could not create or replace a service-hook subscription; live events of this type will be missing until the next check");
                     report.failures.push(format!("{label}: {e}"));
                 }
             }
@@ -453,31 +436,6 @@ mod tests {
             "https://other/integration/webhook",
             Some("p")
         ));
-    }
-
-    #[test]
-    fn publishers_live_on_their_own_hosts() {
-        let org = "https://dev.azure.com/acme";
-        assert_eq!(hook_host(org, "tfs"), (org.to_string(), HOOKS_API_VERSION));
-        assert_eq!(hook_host(org, "pipelines").0, org);
-        assert_eq!(
-            hook_host(org, "rm"),
-            (
-                "https://vsrm.dev.azure.com/acme".to_string(),
-                HOOKS_API_VERSION
-            )
-        );
-        assert_eq!(
-            hook_host(org, "advsec"),
-            (
-                "https://advsec.dev.azure.com/acme".to_string(),
-                "7.2-preview.1"
-            )
-        );
-        assert_eq!(
-            hook_host("https://acme.visualstudio.com", "rm").0,
-            "https://acme.vsrm.visualstudio.com"
-        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::ado::AdoClient;
+use crate::ado::{AdoClient, ProjectId};
 use crate::events;
 use crate::kind::Handler;
 use crate::live_events::{self, LiveError, LiveEvent, LiveKinds, ReadFailure};
@@ -358,7 +358,7 @@ struct Envelope {
     delivery_id: String,
     resource: serde_json::Map<String, Value>,
     /// `resourceContainers.project.id`: the project the event happened in.
-    project_id: Option<String>,
+    project_id: Option<ProjectId>,
     /// URLs that name the organization the event came from.
     organization_urls: Vec<String>,
 }
@@ -399,7 +399,7 @@ fn parse_envelope(body: &[u8]) -> Result<Envelope, WebhookError> {
         .get("resourceContainers")
         .and_then(|c| c.pointer("/project/id"))
         .and_then(Value::as_str)
-        .map(String::from);
+        .map(ProjectId::new);
     Ok(Envelope {
         event_type,
         delivery_id,
@@ -414,7 +414,7 @@ impl Envelope {
         LiveEvent {
             event_type: &self.event_type,
             resource: &self.resource,
-            project_id: self.project_id.as_deref(),
+            project_id: self.project_id.as_ref(),
         }
     }
 
@@ -427,10 +427,10 @@ impl Envelope {
 
     /// The project of a work item event whose tags [`WebhookState::excluded_tags`] are
     /// checked against (`excludedTags` applies to work item events only).
-    fn work_item_project(&self) -> Option<&str> {
+    fn work_item_project(&self) -> Option<&ProjectId> {
         self.event_type
             .starts_with("workitem.")
-            .then_some(self.project_id.as_deref())
+            .then_some(self.project_id.as_ref())
             .flatten()
     }
 }
@@ -597,7 +597,7 @@ mod tests {
             "ms.vss-code.git-pullrequest-comment-event"
         ));
         let work_item = envelope(json!({"eventType": "workitem.deleted", "publisherId": "tfs", "resource": {"id": 1}, "resourceContainers": {"project": {"id": "p"}}})).expect("ok");
-        assert_eq!(work_item.work_item_project(), Some("p"));
+        assert_eq!(work_item.work_item_project(), Some(&ProjectId::new("p")));
         let push = envelope(json!({"eventType": "git.push", "publisherId": "tfs", "resource": {}, "resourceContainers": {"project": {"id": "p"}}})).expect("ok");
         assert_eq!(
             push.work_item_project(),

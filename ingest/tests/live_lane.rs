@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use adoport_ingest::ado::{
-    AdoAuth, AdoClient, AdoError, ClientOptions, JsonResponse, LaneLimits, RequestStats,
+    AdoAuth, AdoClient, AdoError, ClientOptions, JsonResponse, LaneLimits, RepositoryId,
+    RequestStats,
 };
 use adoport_ingest::{CrawlReport, Crawler, KindPlan};
 use adoport_shared::bus::Bus;
@@ -72,15 +73,12 @@ fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
     })
 }
 
-fn first_repository(sim: &AdoSim) -> String {
-    sim.repositories()[0]["id"]
-        .as_str()
-        .expect("repository id")
-        .to_string()
+fn first_repository(sim: &AdoSim) -> RepositoryId {
+    RepositoryId::new(sim.repositories()[0]["id"].as_str().expect("repository id"))
 }
 
 /// How long `lane` takes to read `repository` (the read must succeed).
-async fn read_time(lane: &AdoClient, repository: &str) -> Duration {
+async fn read_time(lane: &AdoClient, repository: &RepositoryId) -> Duration {
     let started = Instant::now();
     lane.repository(repository)
         .await

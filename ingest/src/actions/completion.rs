@@ -9,8 +9,9 @@
 use serde_json::Value;
 
 use super::port_runs::PortRuns;
-use super::trigger_pipeline::{external_id, read_run};
+use super::trigger_pipeline::external_id;
 use super::{ActionsError, Organizations};
+use crate::ado::{BuildId, PipelineId, ProjectId};
 
 /// The service-hook event type of pipeline run state changes.
 pub const RUN_STATE_CHANGED: &str = "ms.vss-pipelines.run-state-changed-event";
@@ -82,7 +83,12 @@ pub async fn on_run_state_changed(
         tracing::info!("run-state-changed event without project, pipeline or run id; ignored");
         return Ok(Completion::NotAnActionRun);
     };
-    let external = external_id(project_id, pipeline_id, run_number);
+    let (project_id, pipeline_id, run_id) = (
+        ProjectId::new(project_id),
+        PipelineId::from(pipeline_id),
+        BuildId::from(run_number),
+    );
+    let external = external_id(&project_id, &pipeline_id, &run_id);
     let Some(action_run) = context.port.find_by_external_id(&external).await? else {
         tracing::debug!(%external, "no Port action run started this pipeline run");
         return Ok(Completion::NotAnActionRun);
@@ -101,7 +107,8 @@ pub async fn on_run_state_changed(
             context.organizations.names().join(", ")
         )));
     };
-    let now = read_run(client, project_id, pipeline_id, run_number)
+    let now = client
+        .pipeline_run(&project_id, &pipeline_id, &run_id)
         .await
         .map_err(|e| ActionsError::Ado(e.to_string()))?;
     if now.get("state").and_then(Value::as_str) != Some("completed") {

@@ -16,7 +16,6 @@ pub mod worker;
 use tokio_util::sync::CancellationToken;
 
 use crate::ado::AdoClient;
-use crate::ado::organization::organization_name;
 use adoport_shared::config::Settings;
 use adoport_shared::port::PortError;
 use adoport_shared::port::retry::classify_status;
@@ -107,7 +106,7 @@ impl Organizations {
     pub fn names(&self) -> Vec<String> {
         self.clients
             .iter()
-            .map(|c| organization_name(c.organization_url()))
+            .map(|c| c.organization_name().into())
             .collect()
     }
 

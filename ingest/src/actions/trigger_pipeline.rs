@@ -11,8 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::port_runs::{ActionRun, PortRuns};
 use super::{ActionsError, Organizations};
-use crate::ado::organization::organization_name;
-use crate::ado::{AdoClient, AdoError};
+use crate::ado::{AdoClient, AdoError, BuildId, PipelineId, ProjectId};
 
 /// The action's name in the integration's spec (`payload.integrationActionType`).
 pub const ACTION_TYPE: &str = "trigger_pipeline";
@@ -21,8 +20,8 @@ pub const ACTION_TYPE: &str = "trigger_pipeline";
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerInputs {
     /// A project name or id.
-    pub project: String,
-    pub pipeline_id: u64,
+    pub project: ProjectId,
+    pub pipeline_id: PipelineId,
     /// `main` or `refs/heads/main`; the pipeline's default branch when absent.
     pub branch: Option<String>,
     /// Whether the action run waits for the pipeline's result (default true).
@@ -67,9 +66,11 @@ fn object_input(properties: &Value, name: &str) -> Result<Option<Map<String, Val
 impl TriggerInputs {
     /// Reads the action run's execution properties.
     pub fn parse(properties: &Value) -> Result<Self, InputError> {
-        let project = text_input(properties, "project").ok_or_else(|| {
-            InputError("the \"project\" input is required: a project name or id".into())
-        })?;
+        let project = text_input(properties, "project")
+            .map(ProjectId::new)
+            .ok_or_else(|| {
+                InputError("the \"project\" input is required: a project name or id".into())
+            })?;
         let pipeline_text = text_input(properties, "pipelineId").ok_or_else(|| {
             InputError(
                 "the \"pipelineId\" input is required: the number in the pipeline's URL (definitionId=…)"
@@ -89,7 +90,7 @@ impl TriggerInputs {
         };
         Ok(Self {
             project,
-            pipeline_id,
+            pipeline_id: PipelineId::from(pipeline_id),
             branch: text_input(properties, "branch"),
             report_pipeline_status,
             template_parameters: object_input(properties, "templateParameters")?,
@@ -130,7 +131,7 @@ impl TriggerInputs {
 }
 
 /// `ado_{projectId}_{pipelineId}_{runId}`, the Python integration's format.
-pub fn external_id(project_id: &str, pipeline_id: u64, run_id: u64) -> String {
+pub fn external_id(project_id: &ProjectId, pipeline_id: &PipelineId, run_id: &BuildId) -> String {
     format!("ado_{project_id}_{pipeline_id}_{run_id}")
 }
 
@@ -158,7 +159,7 @@ async fn resolve<'a>(
                 .iter()
                 .filter(|c| {
                     c.organization_url().eq_ignore_ascii_case(wanted_trimmed)
-                        || organization_name(c.organization_url()).eq_ignore_ascii_case(wanted)
+                        || c.organization_name().as_str().eq_ignore_ascii_case(wanted)
                 })
                 .collect();
             if found.is_empty() {
@@ -197,7 +198,7 @@ async fn resolve<'a>(
             inputs.project,
             found
                 .iter()
-                .map(|(c, _)| organization_name(c.organization_url()))
+                .map(|(c, _)| c.organization_name().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
@@ -222,28 +223,31 @@ pub async fn execute(
     let inputs =
         TriggerInputs::parse(&run.properties).map_err(|e| ActionsError::Input(e.to_string()))?;
     let (client, project) = resolve(organizations, &inputs).await?;
-    let project_id = project
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let project_id = ProjectId::new(
+        project
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
     let project_name = project
         .get("name")
         .and_then(Value::as_str)
-        .unwrap_or(&inputs.project)
+        .unwrap_or(inputs.project.as_str())
         .to_string();
-    let pipeline_id = inputs.pipeline_id;
+    let pipeline_id = &inputs.pipeline_id;
     port.log(
         &run.id,
         &format!(
             "Triggering pipeline {pipeline_id} in project '{project_name}' ({})",
-            organization_name(client.organization_url())
+            client.organization_name()
         ),
     )
     .await?;
-    let url = client.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
-    let started = match client.post_json_once(&url, &[], &inputs.run_body()).await {
-        Ok(response) => response.body,
+    let started = match client
+        .start_pipeline_run(&project_id, pipeline_id, &inputs.run_body())
+        .await
+    {
+        Ok(started) => started,
         Err(AdoError::NotFound { .. }) => {
             return Err(ActionsError::Input(format!(
                 "pipeline {pipeline_id} was not found in project '{project_name}'; the \"pipelineId\" input is the definitionId in the pipeline's URL"
@@ -276,7 +280,7 @@ pub async fn execute(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let external_id = external_id(&project_id, pipeline_id, run_id);
+    let external_id = external_id(&project_id, pipeline_id, &BuildId::from(run_id));
     port.log(&run.id, &format!("Pipeline run started: {link}"))
         .await?;
     port.report_started(&run.id, &link, &external_id).await?;
@@ -286,19 +290,6 @@ pub async fn execute(
         link,
         run: started,
     })
-}
-
-/// `GET {org}/{projectId}/_apis/pipelines/{pipelineId}/runs/{runId}`: the run as it is now.
-pub async fn read_run(
-    client: &AdoClient,
-    project_id: &str,
-    pipeline_id: u64,
-    run_id: u64,
-) -> Result<Value, AdoError> {
-    let url = client.url(&format!(
-        "{project_id}/_apis/pipelines/{pipeline_id}/runs/{run_id}"
-    ));
-    Ok(client.get_json(&url, &[]).await?.body)
 }
 
 #[cfg(test)]
@@ -333,6 +324,13 @@ mod tests {
         .expect("valid");
         assert!(!off.report_pipeline_status);
         assert_eq!(off.run_body(), json!({}));
-        assert_eq!(external_id("p-1", 3, 99), "ado_p-1_3_99");
+        assert_eq!(
+            external_id(
+                &ProjectId::new("p-1"),
+                &PipelineId::from(3),
+                &BuildId::from(99)
+            ),
+            "ado_p-1_3_99"
+        );
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::port_runs::{Acknowledged, ActionRun, PortRuns};
 use super::trigger_pipeline::{self, ACTION_TYPE};
 use super::{ActionsError, Organizations};
+use crate::ado::{BuildId, PipelineId, ProjectId};
 use adoport_shared::config::ActionsProcessor;
 
 /// How long a stopping executor waits for runs in flight.
@@ -143,7 +144,15 @@ impl ActionWorker {
         ) else {
             return Ok(());
         };
-        match trigger_pipeline::read_run(client, project_id, pipeline_id, run_id).await {
+        let (project_id, pipeline_id, run_id) = (
+            ProjectId::new(project_id),
+            PipelineId::from(pipeline_id),
+            BuildId::from(run_id),
+        );
+        match client
+            .pipeline_run(&project_id, &pipeline_id, &run_id)
+            .await
+        {
             Ok(now) => super::completion::report_if_completed(&self.port, &run.id, &now).await,
             Err(e) => {
                 tracing::debug!(run_id = %run.id, error = %e, "cannot read the started pipeline run; its completion hook will report it");

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::AdoAuth;
 use super::budget::{Lane, LaneBudget, LaneLimits, RateSignals};
 use super::error::{AdoError, error_body, excerpt};
+use super::ids::OrganizationName;
 use adoport_shared::config::{AzureDevopsAccess, NetworkSettings};
 use adoport_shared::metrics::HttpStats;
 
@@ -234,6 +235,11 @@ impl AdoClient {
     /// The organization's URL, e.g. `https://dev.azure.com/acme` (no trailing slash).
     pub fn organization_url(&self) -> &str {
         &self.inner.organization_url
+    }
+
+    /// The organization's name, e.g. `acme` (see [`super::organization::organization_name`]).
+    pub fn organization_name(&self) -> OrganizationName {
+        super::organization::organization_name(&self.inner.organization_url)
     }
 
     pub fn stats(&self) -> &RequestStats {

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{AdoClient, AdoError, Page, values};
+use super::{AdoClient, AdoError, Page, ProjectId, TeamId, reads, values};
 
 /// `api-version` of the graph and project-properties endpoints (still in preview).
 pub const GRAPH_API_VERSION: &str = "7.1-preview.1";
@@ -55,46 +55,35 @@ impl AdoClient {
     /// One `$top`/`$skip` page of `GET {org}/_apis/projects/{project}/teams/{team}/members`.
     pub async fn team_members_page(
         &self,
-        project_id: &str,
-        team_id: &str,
+        project_id: &ProjectId,
+        team_id: &TeamId,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!(
             "_apis/projects/{project_id}/teams/{team_id}/members"
         ));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let query = [("$top", top.as_str()), ("$skip", skip.as_str())];
-        values(&url, self.get_json(&url, &query).await?.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
-    /// `GET {org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues` (the team's area paths).
-    pub async fn team_field_values(
-        &self,
-        project_id: &str,
-        team_id: &str,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/{team_id}/_apis/work/teamsettings/teamfieldvalues"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/{team}/_apis/work/teamsettings/iterations` (the API does not page it).
-    pub async fn team_iterations(
-        &self,
-        project_id: &str,
-        team_id: &str,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/{team_id}/_apis/work/teamsettings/iterations"
-        ));
-        values(&url, self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues` (the team's area
+        /// paths).
+        team_field_values(project_id: &ProjectId, team_id: &TeamId) -> Value
+            = "{project_id}/{team_id}/_apis/work/teamsettings/teamfieldvalues";
+        /// `GET {org}/{project}/{team}/_apis/work/teamsettings/iterations` (the API does not
+        /// page it).
+        team_iterations(project_id: &ProjectId, team_id: &TeamId) -> Vec<Value>
+            = "{project_id}/{team_id}/_apis/work/teamsettings/iterations";
     }
 
     /// `GET {org}/{project}/_apis/wit/classificationnodes/Areas[?$depth=]`: the root area node,
     /// its `children` down to `depth` levels.
-    pub async fn area_tree(&self, project_id: &str, depth: Option<u64>) -> Result<Value, AdoError> {
+    pub async fn area_tree(
+        &self,
+        project_id: &ProjectId,
+        depth: Option<u64>,
+    ) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/wit/classificationnodes/Areas"));
         let depth = depth.map(|d| d.to_string());
         let mut query = Vec::new();
@@ -106,7 +95,7 @@ impl AdoClient {
 
     /// The tags of a project (`GET {org}/_apis/projects/{id}/properties`, names under
     /// [`PROJECT_TAG_PREFIX`], prefix stripped).
-    pub async fn project_tags(&self, project_id: &str) -> Result<Vec<String>, AdoError> {
+    pub async fn project_tags(&self, project_id: &ProjectId) -> Result<Vec<String>, AdoError> {
         let url = self.url(&format!("_apis/projects/{project_id}/properties"));
         let keys = format!("{PROJECT_TAG_PREFIX}*");
         let query = [("keys", keys.as_str()), ("api-version", GRAPH_API_VERSION)];

@@ -4,13 +4,15 @@
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::{AdoClient, AdoError, Page, paginate, values};
+use super::{
+    AdoClient, AdoError, CommitId, Page, ProjectId, RepositoryId, WikiId, paginate, reads, values,
+};
 
 /// A `versionDescriptor`: a branch (short name or `refs/heads/…`) or a commit id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GitVersion {
     Branch(String),
-    Commit(String),
+    Commit(CommitId),
 }
 
 impl GitVersion {
@@ -47,7 +49,7 @@ impl Recursion {
 const DIFF_PAGE: usize = 100;
 
 impl AdoClient {
-    fn items_url(&self, project_id: &str, repository_id: &str) -> String {
+    fn items_url(&self, project_id: &ProjectId, repository_id: &RepositoryId) -> String {
         self.url(&format!(
             "{project_id}/_apis/git/repositories/{repository_id}/items"
         ))
@@ -57,8 +59,8 @@ impl AdoClient {
     /// (the scope itself first), with their content metadata.
     pub async fn list_items(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         scope: &str,
         recursion: Recursion,
         version: &GitVersion,
@@ -83,8 +85,8 @@ impl AdoClient {
     /// `POST …/itemsbatch`: one item list per `(path, recursion)`, all at `version`.
     pub async fn items_batch(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         requests: &[(String, Recursion)],
         version: &GitVersion,
     ) -> Result<Vec<Vec<Value>>, AdoError> {
@@ -110,27 +112,13 @@ impl AdoClient {
     }
 
     /// `GET …/items?path=` as JSON with its content metadata (and its text with
-    /// `include_content`); `None` when there is no such item at `version`.
-    pub async fn item(
-        &self,
-        project_id: &str,
-        repository_id: &str,
-        path: &str,
-        version: &GitVersion,
-        include_content: bool,
-    ) -> Result<Option<Value>, AdoError> {
-        none_if_missing(
-            self.read_item(project_id, repository_id, path, version, include_content)
-                .await,
-        )
-    }
-
-    /// Like [`AdoClient::item`], with a missing item as the 404 error Azure DevOps answered
-    /// (for [`super::Current`], which tells a missing item from a missing repository).
+    /// `include_content`). No such item at `version` is the 404 Azure DevOps answered: the crawl
+    /// reads it as `None` ([`none_if_missing`]), a live event as [`super::Current`], which tells
+    /// a missing item from a missing repository.
     pub async fn read_item(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         path: &str,
         version: &GitVersion,
         include_content: bool,
@@ -155,10 +143,10 @@ impl AdoClient {
     /// whatever the number of commits between them.
     pub async fn commit_diff(
         &self,
-        project_id: &str,
-        repository_id: &str,
-        base: &str,
-        target: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
+        base: &CommitId,
+        target: &CommitId,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!(
             "{project_id}/_apis/git/repositories/{repository_id}/diffs/commits"
@@ -168,9 +156,9 @@ impl AdoClient {
         loop {
             let skip = all.len().to_string();
             let query = [
-                ("baseVersion", base),
+                ("baseVersion", base.as_str()),
                 ("baseVersionType", "commit"),
-                ("targetVersion", target),
+                ("targetVersion", target.as_str()),
                 ("targetVersionType", "commit"),
                 ("diffCommonCommit", "false"),
                 ("$top", top.as_str()),
@@ -201,8 +189,8 @@ impl AdoClient {
     /// The ref `refs/heads/{branch}` as the refs list returns it; `None` when it does not exist.
     pub async fn branch_ref(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         ref_name: &str,
     ) -> Result<Option<Value>, AdoError> {
         let url = self.url(&format!(
@@ -215,24 +203,20 @@ impl AdoClient {
             .find(|r| r.get("name").and_then(Value::as_str) == Some(ref_name)))
     }
 
-    /// `GET {org}/{project}/_apis/wiki/wikis`.
-    pub async fn wikis(&self, project_id: &str) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/wiki/wikis"));
-        values(&url, self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/wiki/wikis/{id}`.
-    pub async fn wiki(&self, project_id: &str, wiki_id: &str) -> Result<Value, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/wiki/wikis/{wiki_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/wiki/wikis`.
+        wikis(project_id: &ProjectId) -> Vec<Value> = "{project_id}/_apis/wiki/wikis";
+        /// `GET {org}/{project}/_apis/wiki/wikis/{id}`.
+        wiki(project_id: &ProjectId, wiki_id: &WikiId) -> Value
+            = "{project_id}/_apis/wiki/wikis/{wiki_id}";
     }
 
     /// One page of `POST …/wikis/{id}/pagesbatch` (`top` ≤ 100; the continuation token comes
     /// in the `x-ms-continuationtoken` header, or in the body).
     pub async fn wiki_pages_page(
         &self,
-        project_id: &str,
-        wiki_id: &str,
+        project_id: &ProjectId,
+        wiki_id: &WikiId,
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
@@ -255,27 +239,12 @@ impl AdoClient {
         })
     }
 
-    /// `GET …/wikis/{id}/pages/{pageId}` or, with `path`, `GET …/wikis/{id}/pages?path=`;
-    /// `None` when the page does not exist.
-    pub async fn wiki_page(
-        &self,
-        project_id: &str,
-        wiki_id: &str,
-        page: WikiPageRef<'_>,
-        include_content: bool,
-    ) -> Result<Option<Value>, AdoError> {
-        none_if_missing(
-            self.read_wiki_page(project_id, wiki_id, page, include_content)
-                .await,
-        )
-    }
-
-    /// Like [`AdoClient::wiki_page`], with a missing page as the 404 error Azure DevOps
-    /// answered.
+    /// `GET …/wikis/{id}/pages/{pageId}` or, with `path`, `GET …/wikis/{id}/pages?path=`; a
+    /// missing page is the 404 Azure DevOps answered (see [`none_if_missing`]).
     pub async fn read_wiki_page(
         &self,
-        project_id: &str,
-        wiki_id: &str,
+        project_id: &ProjectId,
+        wiki_id: &WikiId,
         page: WikiPageRef<'_>,
         include_content: bool,
     ) -> Result<Value, AdoError> {
@@ -297,7 +266,7 @@ impl AdoClient {
 }
 
 /// `None` for any 404 (what the crawler wants: the object went away between list and read).
-fn none_if_missing(result: Result<Value, AdoError>) -> Result<Option<Value>, AdoError> {
+pub fn none_if_missing(result: Result<Value, AdoError>) -> Result<Option<Value>, AdoError> {
     match result {
         Ok(value) => Ok(Some(value)),
         Err(AdoError::NotFound { .. }) => Ok(None),

@@ -14,7 +14,11 @@
 use serde_json::Value;
 
 use super::error::ErrorClass;
-use super::{ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, values};
+use super::{
+    ADVANCED_SECURITY_API_VERSION, AdoClient, AdoError, BuildId, HOOKS_API_VERSION, PipelineId,
+    ProjectId, ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, reads, service_base,
+    values,
+};
 
 /// Proof that Azure DevOps no longer has an object: the answer that said so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +93,8 @@ impl AdoClient {
     /// (not among them, or the repository is gone).
     pub async fn branch_now(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         ref_name: &str,
     ) -> Result<Current<Value>, AdoError> {
         Ok(
@@ -104,36 +108,35 @@ impl AdoClient {
         )
     }
 
-    /// `GET {org}/{project}/_apis/build/builds/{id}`.
-    pub async fn build(&self, project_id: &str, build_id: u64) -> Result<Value, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/build/builds/{build_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/build/builds/{id}`.
+        build(project_id: &ProjectId, build_id: &BuildId) -> Value
+            = "{project_id}/_apis/build/builds/{build_id}";
+        /// `GET {org}/{project}/_apis/pipelines/{pipeline}/runs/{run}`.
+        pipeline_run(project_id: &ProjectId, pipeline_id: &PipelineId, run_id: &BuildId) -> Value
+            = "{project_id}/_apis/pipelines/{pipeline_id}/runs/{run_id}";
+        /// `GET {org}/{project}/_apis/pipelines/{pipeline}`.
+        pipeline(project_id: &ProjectId, pipeline_id: &PipelineId) -> Value
+            = "{project_id}/_apis/pipelines/{pipeline_id}";
     }
 
-    /// `GET {org}/{project}/_apis/pipelines/{pipeline}/runs/{run}`.
-    pub async fn pipeline_run(
+    /// `POST {org}/{project}/_apis/pipelines/{pipeline}/runs` with `body`, sent exactly once
+    /// (see [`AdoClient::post_json_once`]): the run it started.
+    pub async fn start_pipeline_run(
         &self,
-        project_id: &str,
-        pipeline_id: u64,
-        run_id: u64,
+        project_id: &ProjectId,
+        pipeline_id: &PipelineId,
+        body: &Value,
     ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/pipelines/{pipeline_id}/runs/{run_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/pipelines/{pipeline}`.
-    pub async fn pipeline(&self, project_id: &str, pipeline_id: u64) -> Result<Value, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
+        let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
+        Ok(self.post_json_once(&url, &[], body).await?.body)
     }
 
     /// `GET {vsrm}/{project}/_apis/release/definitions/{id}` (`$expand` as the selector asks).
     pub async fn release_definition(
         &self,
-        project_id: &str,
-        definition_id: u64,
+        project_id: &ProjectId,
+        definition_id: &ReleaseDefinitionId,
         expand: Option<&str>,
     ) -> Result<Value, AdoError> {
         let url = self.service_url(
@@ -148,14 +151,16 @@ impl AdoClient {
     /// with every deployment status: the deployments of one release (environment).
     pub async fn release_deployments(
         &self,
-        project_id: &str,
-        release_id: u64,
+        project_id: &ProjectId,
+        release_id: &ReleaseId,
         definition_environment_id: Option<u64>,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/deployments"));
-        let release = release_id.to_string();
         let environment = definition_environment_id.map(|id| id.to_string());
-        let mut query = vec![("releaseId", release.as_str()), ("deploymentStatus", "all")];
+        let mut query = vec![
+            ("releaseId", release_id.as_str()),
+            ("deploymentStatus", "all"),
+        ];
         if let Some(environment) = &environment {
             query.push(("definitionEnvironmentId", environment.as_str()));
         }
@@ -165,8 +170,8 @@ impl AdoClient {
     /// `GET {advsec}/{project}/_apis/alert/repositories/{repository}/alerts/{alert}`.
     pub async fn advanced_security_alert(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         alert_id: u64,
     ) -> Result<Value, AdoError> {
         let url = self.service_url(
@@ -177,50 +182,111 @@ impl AdoClient {
         Ok(self.get_json(&url, &query).await?.body)
     }
 
-    /// `GET {host}/_apis/hooks/subscriptions?publisherId=&eventType=` with `api_version`.
+    /// `GET {host}/_apis/hooks/subscriptions?publisherId=&eventType=` on `host`.
     pub async fn hook_subscriptions(
         &self,
-        host: &str,
-        api_version: &str,
+        host: &HookHost,
         publisher_id: &str,
         event_type: &str,
     ) -> Result<Vec<Value>, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions");
+        let url = host.subscriptions_url();
         let query = [
             ("publisherId", publisher_id),
             ("eventType", event_type),
-            ("api-version", api_version),
+            ("api-version", host.api_version),
         ];
         values(&url, self.get_json(&url, &query).await?.body)
     }
 
-    /// `POST {host}/_apis/hooks/subscriptions` with `api_version`.
+    /// `POST {host}/_apis/hooks/subscriptions` on `host`.
     pub async fn create_hook_subscription(
         &self,
-        host: &str,
-        api_version: &str,
+        host: &HookHost,
         body: &Value,
     ) -> Result<Value, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions");
-        Ok(self
-            .post_json(&url, &[("api-version", api_version)], body)
-            .await?
-            .body)
+        let url = host.subscriptions_url();
+        let query = [("api-version", host.api_version)];
+        Ok(self.post_json(&url, &query, body).await?.body)
     }
 
-    /// `PUT {host}/_apis/hooks/subscriptions/{id}` with `api_version` (re-enable, new
-    /// credentials).
+    /// `PUT {host}/_apis/hooks/subscriptions/{id}` on `host` (re-enable, new credentials).
     pub async fn replace_hook_subscription(
         &self,
-        host: &str,
-        api_version: &str,
-        id: &str,
+        host: &HookHost,
+        id: &SubscriptionId,
         body: &Value,
     ) -> Result<Value, AdoError> {
-        let url = format!("{host}/_apis/hooks/subscriptions/{id}");
-        Ok(self
-            .put_json(&url, &[("api-version", api_version)], body)
-            .await?
-            .body)
+        let url = format!("{}/{id}", host.subscriptions_url());
+        let query = [("api-version", host.api_version)];
+        Ok(self.put_json(&url, &query, body).await?.body)
+    }
+}
+
+/// Where a publisher's service-hook subscriptions live: the host, and the `api-version` it
+/// takes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookHost {
+    url: String,
+    api_version: &'static str,
+}
+
+impl HookHost {
+    /// The host of `publisher`'s subscriptions for the organization at `organization_url`.
+    pub fn of(organization_url: &str, publisher: &str) -> Self {
+        let (url, api_version) = match publisher {
+            "rm" => (service_base(organization_url, "vsrm"), HOOKS_API_VERSION),
+            "advsec" => (
+                service_base(organization_url, "advsec"),
+                ADVANCED_SECURITY_API_VERSION,
+            ),
+            _ => (
+                organization_url.trim_end_matches('/').to_string(),
+                HOOKS_API_VERSION,
+            ),
+        };
+        Self { url, api_version }
+    }
+
+    /// The host, e.g. `https://vsrm.dev.azure.com/acme`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn subscriptions_url(&self) -> String {
+        format!("{}/_apis/hooks/subscriptions", self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishers_live_on_their_own_hosts() {
+        let host = |org: &str, publisher: &str| {
+            let host = HookHost::of(org, publisher);
+            (host.url, host.api_version)
+        };
+        let org = "https://dev.azure.com/acme";
+        assert_eq!(host(org, "tfs"), (org.to_string(), HOOKS_API_VERSION));
+        assert_eq!(host(org, "pipelines").0, org);
+        assert_eq!(
+            host(org, "rm"),
+            (
+                "https://vsrm.dev.azure.com/acme".to_string(),
+                HOOKS_API_VERSION
+            )
+        );
+        assert_eq!(
+            host(org, "advsec"),
+            (
+                "https://advsec.dev.azure.com/acme".to_string(),
+                "7.2-preview.1"
+            )
+        );
+        assert_eq!(
+            host("https://acme.visualstudio.com", "rm").0,
+            "https://acme.vsrm.visualstudio.com"
+        );
     }
 }

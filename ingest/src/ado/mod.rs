@@ -9,6 +9,7 @@ mod client;
 pub mod directory;
 mod error;
 mod git_content;
+pub mod ids;
 mod live_reads;
 pub mod organization;
 mod paging;
@@ -21,8 +22,13 @@ pub use auth::{AdoAuth, TokenProvider};
 pub use budget::{Lane, LaneLimits};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::{AdoError, ErrorClass};
-pub use git_content::{GitVersion, Recursion, WikiPageRef};
-pub use live_reads::{Current, Gone};
+pub use git_content::{GitVersion, Recursion, WikiPageRef, none_if_missing};
+pub use ids::{
+    BoardId, BuildId, CommitId, EnvironmentId, OrganizationName, PipelineId, ProjectId,
+    ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, TeamId, TestRunId, WikiId,
+    repository_ids,
+};
+pub use live_reads::{Current, Gone, HookHost};
 pub use paging::{Page, paginate};
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 
@@ -49,7 +55,59 @@ fn values(url: &str, body: Value) -> Result<Vec<Value>, AdoError> {
     }
 }
 
+/// What a plain read's answer becomes: the body as it is, or its `value` array.
+trait Answer: Sized {
+    fn from_body(url: &str, body: Value) -> Result<Self, AdoError>;
+}
+
+impl Answer for Value {
+    fn from_body(_url: &str, body: Value) -> Result<Self, AdoError> {
+        Ok(body)
+    }
+}
+
+impl Answer for Vec<Value> {
+    fn from_body(url: &str, body: Value) -> Result<Self, AdoError> {
+        values(url, body)
+    }
+}
+
+/// Plain reads, one row each: `name(ids) -> Value` (the answer) or `-> Vec<Value>` (its `value`
+/// array) `= "path"`, read with `GET {org}/{path}` and no query (see [`AdoClient::read`]); the
+/// path names the ids in braces. A macro because a function cannot declare methods.
+macro_rules! reads {
+    ($($(#[$doc:meta])* $name:ident($($id:ident: $ty:ty),*) -> $answer:ty = $path:literal;)+) => {$(
+        $(#[$doc])*
+        pub async fn $name(&self, $($id: $ty),*) -> Result<$answer, AdoError> {
+            self.read(&format!($path)).await
+        }
+    )+};
+}
+use reads;
+
 impl AdoClient {
+    /// `GET {org}/{path}` without a query, as `T`: the body or its `value` array.
+    async fn read<T: Answer>(&self, path: &str) -> Result<T, AdoError> {
+        let url = self.url(path);
+        T::from_body(&url, self.get_json(&url, &[]).await?.body)
+    }
+
+    /// One `$top`/`$skip` page of `GET url` with `query` (then `$top`, `$skip`): its `value`
+    /// array.
+    async fn offset_page(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        top: usize,
+        skip: usize,
+    ) -> Result<Vec<Value>, AdoError> {
+        let (top, skip) = (top.to_string(), skip.to_string());
+        let mut query = query.to_vec();
+        query.push(("$top", top.as_str()));
+        query.push(("$skip", skip.as_str()));
+        values(url, self.get_json(url, &query).await?.body)
+    }
+
     /// One page of `GET {org}/_apis/projects` (continuation token paging).
     pub async fn projects_page(&self, continuation_token: Option<&str>) -> Result<Page, AdoError> {
         let url = self.url("_apis/projects");
@@ -66,84 +124,56 @@ impl AdoClient {
     }
 
     /// `GET {org}/_apis/projects/{id}`: the full project, with `defaultTeam` and capabilities.
-    pub async fn project(&self, project_id: &str) -> Result<Value, AdoError> {
+    pub async fn project(&self, project_id: &ProjectId) -> Result<Value, AdoError> {
         let url = self.url(&format!("_apis/projects/{project_id}"));
         let query = [("includeCapabilities", "true")];
         Ok(self.get_json(&url, &query).await?.body)
     }
 
-    /// `GET {org}/{project}/_apis/git/repositories` (the API does not page this list).
-    pub async fn repositories(&self, project_id: &str) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/git/repositories"));
-        let response = self.get_json(&url, &[]).await?;
-        values(&url, response.body)
-    }
-
-    /// `GET {org}/_apis/git/repositories/{id}`.
-    pub async fn repository(&self, repository_id: &str) -> Result<Value, AdoError> {
-        let url = self.url(&format!("_apis/git/repositories/{repository_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/_apis/git/pullrequests/{id}`.
-    pub async fn pull_request(&self, pull_request_id: u64) -> Result<Value, AdoError> {
-        let url = self.url(&format!("_apis/git/pullrequests/{pull_request_id}"));
-        Ok(self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/git/repositories` (the API does not page this list).
+        repositories(project_id: &ProjectId) -> Vec<Value>
+            = "{project_id}/_apis/git/repositories";
+        /// `GET {org}/_apis/git/repositories/{id}`.
+        repository(repository_id: &RepositoryId) -> Value
+            = "_apis/git/repositories/{repository_id}";
+        /// `GET {org}/_apis/git/pullrequests/{id}`.
+        pull_request(pull_request_id: u64) -> Value
+            = "_apis/git/pullrequests/{pull_request_id}";
+        /// `GET {org}/{project}/{team}/_apis/work/boards`: board references of a team.
+        boards(project_id: &ProjectId, team_id: &TeamId) -> Vec<Value>
+            = "{project_id}/{team_id}/_apis/work/boards";
+        /// `GET {org}/{project}/{team}/_apis/work/boards/{board}`: the board with its columns.
+        board(project_id: &ProjectId, team_id: &TeamId, board_id: &BoardId) -> Value
+            = "{project_id}/{team_id}/_apis/work/boards/{board_id}";
     }
 
     /// One `$top`/`$skip` page of `GET {org}/_apis/teams` (every team of the organization).
     pub async fn teams_page(&self, top: usize, skip: usize) -> Result<Vec<Value>, AdoError> {
         let url = self.url("_apis/teams");
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let response = self
-            .get_json(&url, &[("$top", top.as_str()), ("$skip", skip.as_str())])
-            .await?;
-        values(&url, response.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
     /// One `$top`/`$skip` page of `GET {org}/_apis/projects/{project}/teams`.
     pub async fn project_teams_page(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("_apis/projects/{project_id}/teams"));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let response = self
-            .get_json(&url, &[("$top", top.as_str()), ("$skip", skip.as_str())])
-            .await?;
-        values(&url, response.body)
-    }
-
-    /// `GET {org}/{project}/{team}/_apis/work/boards`: board references of a team.
-    pub async fn boards(&self, project_id: &str, team_id: &str) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/{team_id}/_apis/work/boards"));
-        values(&url, self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/{team}/_apis/work/boards/{board}`: the board with its columns.
-    pub async fn board(
-        &self,
-        project_id: &str,
-        team_id: &str,
-        board_id: &str,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/{team_id}/_apis/work/boards/{board_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
     /// `GET {org}/{project}/_apis/git/policy/configurations` of one repository (and branch).
     pub async fn repository_policies(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         ref_name: Option<&str>,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/git/policy/configurations"));
-        let mut query = vec![("repositoryId", repository_id)];
+        let mut query = vec![("repositoryId", repository_id.as_str())];
         if let Some(ref_name) = ref_name {
             query.push(("refName", ref_name));
         }
@@ -154,8 +184,8 @@ impl AdoClient {
     /// file does not exist.
     pub async fn file_text(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         path: &str,
         branch: &str,
     ) -> Result<Option<String>, AdoError> {
@@ -188,8 +218,8 @@ impl AdoClient {
     /// (`searchCriteria.*` pairs).
     pub async fn pull_requests_page(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         criteria: &[(&str, &str)],
         top: usize,
         skip: usize,
@@ -197,17 +227,13 @@ impl AdoClient {
         let url = self.url(&format!(
             "{project_id}/_apis/git/repositories/{repository_id}/pullrequests"
         ));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let mut query = criteria.to_vec();
-        query.push(("$top", top.as_str()));
-        query.push(("$skip", skip.as_str()));
-        values(&url, self.get_json(&url, &query).await?.body)
+        self.offset_page(&url, criteria, top, skip).await
     }
 
     /// `POST {org}/{project}/_apis/wit/wiql`: the ids a query selects, at most `top`.
     pub async fn wiql_ids(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         query: &str,
         top: usize,
     ) -> Result<Vec<u64>, AdoError> {
@@ -233,7 +259,7 @@ impl AdoClient {
     /// items deleted in between are omitted.
     pub async fn work_items_batch(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         ids: &[u64],
         expand: &str,
     ) -> Result<Vec<Value>, AdoError> {
@@ -254,7 +280,7 @@ impl AdoClient {
     /// One continuation-token page of `GET {vsrm}/{project}/_apis/release/releases`.
     pub async fn releases_page(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
@@ -265,7 +291,7 @@ impl AdoClient {
     }
 
     /// `GET {vsrm}/{project}/_apis/release/releases/{id}`.
-    pub async fn release(&self, project_id: &str, id: u64) -> Result<Value, AdoError> {
+    pub async fn release(&self, project_id: &ProjectId, id: &ReleaseId) -> Result<Value, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases/{id}"));
         Ok(self.get_json(&url, &[]).await?.body)
     }
@@ -275,7 +301,7 @@ impl AdoClient {
     pub async fn project_list_page(
         &self,
         service: Option<&str>,
-        project_id: &str,
+        project_id: &ProjectId,
         path: &str,
         extra: &[(&str, &str)],
         top: usize,
@@ -296,7 +322,7 @@ impl AdoClient {
     pub fn project_list<'a>(
         &'a self,
         service: Option<&'a str>,
-        project_id: &'a str,
+        project_id: &'a ProjectId,
         path: &'a str,
         extra: &'a [(&'a str, &'a str)],
         top: usize,

@@ -7,6 +7,8 @@
 
 use serde_json::Value;
 
+use super::OrganizationName;
+
 /// The field holding the organization's URL (without trailing slash).
 pub const ORGANIZATION_URL_FIELD: &str = "__organizationUrl";
 /// The field holding the organization's name.
@@ -18,7 +20,7 @@ pub const ORGANIZATION_NAME_FIELD: &str = "__organizationName";
 /// - an Azure DevOps Server collection URL such as `https://host/tfs/{collection}` → the
 ///   collection (the last path segment);
 /// - a bare host (no path) → the host.
-pub fn organization_name(organization_url: &str) -> String {
+pub fn organization_name(organization_url: &str) -> OrganizationName {
     let trimmed = organization_url.trim().trim_end_matches('/');
     let rest = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -33,19 +35,16 @@ pub fn organization_name(organization_url: &str) -> String {
     if host_lower == "dev.azure.com"
         && let Some(org) = segments.first()
     {
-        return (*org).to_string();
+        return OrganizationName::new(*org);
     }
     if let Some(org) = host_lower.strip_suffix(".visualstudio.com")
         && !org.is_empty()
         && !org.contains('.')
     {
         // The name as written in the URL (host names are case-insensitive, keep the user's case).
-        return host[..org.len()].to_string();
+        return OrganizationName::new(&host[..org.len()]);
     }
-    match segments.last() {
-        Some(collection) => (*collection).to_string(),
-        None => host.to_string(),
-    }
+    OrganizationName::new(*segments.last().unwrap_or(&host))
 }
 
 /// One organization's stamp, computed once and applied to every item read from it.
@@ -61,7 +60,7 @@ impl OrganizationStamp {
         let url = organization_url.trim_end_matches('/');
         Self {
             url: Value::String(url.to_string()),
-            name: Value::String(organization_name(url)),
+            name: Value::String(organization_name(url).into()),
         }
     }
 
@@ -106,7 +105,7 @@ mod tests {
             // Not Azure DevOps Services: a deeper visualstudio.com host is a plain server.
             ("https://a.b.visualstudio.com/Coll", "Coll"),
         ] {
-            assert_eq!(organization_name(url), expected, "{url}");
+            assert_eq!(organization_name(url).as_str(), expected, "{url}");
         }
     }
 

@@ -4,41 +4,34 @@
 
 use serde_json::Value;
 
-use super::{AdoClient, AdoError, Page, values};
+use super::{
+    AdoClient, AdoError, BuildId, CommitId, EnvironmentId, Page, PipelineId, ProjectId,
+    RepositoryId, TestRunId, reads, values,
+};
 
 /// `api-version` of the Advanced Security alerts API (preview only).
 pub const ADVANCED_SECURITY_API_VERSION: &str = "7.2-preview.1";
 
 impl AdoClient {
-    /// `GET {org}/{project}/_apis/build/definitions/{id}`.
-    pub async fn build_definition(
-        &self,
-        project_id: &str,
-        definition_id: &str,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/build/definitions/{definition_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
-    /// `GET {org}/{project}/_apis/pipelines/{id}/runs`: every run the API keeps (it does not
-    /// page; at most the newest 10,000).
-    pub async fn pipeline_runs(
-        &self,
-        project_id: &str,
-        pipeline_id: &str,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/pipelines/{pipeline_id}/runs"));
-        values(&url, self.get_json(&url, &[]).await?.body)
+    reads! {
+        /// `GET {org}/{project}/_apis/build/definitions/{id}`.
+        build_definition(project_id: &ProjectId, definition_id: &PipelineId) -> Value
+            = "{project_id}/_apis/build/definitions/{definition_id}";
+        /// `GET {org}/{project}/_apis/pipelines/{id}/runs`: every run the API keeps (it does not
+        /// page; at most the newest 10,000).
+        pipeline_runs(project_id: &ProjectId, pipeline_id: &PipelineId) -> Vec<Value>
+            = "{project_id}/_apis/pipelines/{pipeline_id}/runs";
+        /// `GET {org}/{project}/_apis/git/repositories/{repository}/commits/{id}`.
+        commit(project_id: &ProjectId, repository_id: &RepositoryId, commit_id: &CommitId) -> Value
+            = "{project_id}/_apis/git/repositories/{repository_id}/commits/{commit_id}";
     }
 
     /// The records of `GET {org}/{project}/_apis/build/builds/{id}/timeline` (none for a
     /// build that has no timeline yet).
     pub async fn build_timeline_records(
         &self,
-        project_id: &str,
-        build_id: &str,
+        project_id: &ProjectId,
+        build_id: &BuildId,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!(
             "{project_id}/_apis/build/builds/{build_id}/timeline"
@@ -60,25 +53,12 @@ impl AdoClient {
         }
     }
 
-    /// `GET {org}/{project}/_apis/git/repositories/{repository}/commits/{id}`.
-    pub async fn commit(
-        &self,
-        project_id: &str,
-        repository_id: &str,
-        commit_id: &str,
-    ) -> Result<Value, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/git/repositories/{repository_id}/commits/{commit_id}"
-        ));
-        Ok(self.get_json(&url, &[]).await?.body)
-    }
-
     /// One page of `GET {org}/{project}/_apis/distributedtask/environments/{id}/environmentdeploymentrecords`
     /// (this API names its page size `top`, without `$`).
     pub async fn deployment_records_page(
         &self,
-        project_id: &str,
-        environment_id: &str,
+        project_id: &ProjectId,
+        environment_id: &EnvironmentId,
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
@@ -94,8 +74,8 @@ impl AdoClient {
     /// only the runs of build `build_id` when given (`buildUri=vstfs:///Build/Build/{id}`).
     pub async fn test_runs_page(
         &self,
-        project_id: &str,
-        build_id: Option<u64>,
+        project_id: &ProjectId,
+        build_id: Option<&BuildId>,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
@@ -116,27 +96,25 @@ impl AdoClient {
     /// One `$top`/`$skip` page of `GET {org}/{project}/_apis/test/runs/{id}/results`.
     pub async fn test_results_page(
         &self,
-        project_id: &str,
-        run_id: &str,
+        project_id: &ProjectId,
+        run_id: &TestRunId,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/test/runs/{run_id}/results"));
-        let (top, skip) = (top.to_string(), skip.to_string());
-        let query = [("$top", top.as_str()), ("$skip", skip.as_str())];
-        values(&url, self.get_json(&url, &query).await?.body)
+        self.offset_page(&url, &[], top, skip).await
     }
 
     /// `GET {org}/{project}/_apis/test/codecoverage?buildId=[&flags=]`, the answer as a whole.
     pub async fn build_code_coverage(
         &self,
-        project_id: &str,
-        build_id: &str,
+        project_id: &ProjectId,
+        build_id: &BuildId,
         flags: Option<u64>,
     ) -> Result<Value, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/test/codecoverage"));
         let flags = flags.map(|f| f.to_string());
-        let mut query = vec![("buildId", build_id)];
+        let mut query = vec![("buildId", build_id.as_str())];
         if let Some(flags) = &flags {
             query.push(("flags", flags.as_str()));
         }
@@ -148,8 +126,8 @@ impl AdoClient {
     /// names them.
     pub async fn security_alerts_page(
         &self,
-        project_id: &str,
-        repository_id: &str,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
         criteria: &[(&str, &str)],
         top: usize,
         continuation_token: Option<&str>,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::glob::{Glob, is_glob};
 use super::{Pages, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
+use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, none_if_missing, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -132,16 +132,6 @@ pub(crate) fn directory_of(path: &str) -> &str {
 }
 
 /// The repository's project id and id.
-pub(crate) fn repository_ids(repository: &Value) -> (&str, &str) {
-    (
-        repository
-            .get("project")
-            .and_then(|p| text(p, "id"))
-            .unwrap_or_default(),
-        text(repository, "id").unwrap_or_default(),
-    )
-}
-
 /// What reading one file gave.
 #[derive(Debug)]
 pub(crate) enum FileRead {
@@ -161,13 +151,12 @@ pub(crate) async fn included_files(
     names: &[String],
     version: &GitVersion,
 ) -> Result<Value, AdoError> {
-    let (project_id, repository_id) = repository_ids(repository);
+    let (project_id, repository_id) = &repository_ids(repository);
     let contents: Vec<(String, Value)> = stream::iter(names.to_vec())
         .map(|name| async move {
             let path = relative_to(directory, &name);
-            let item = client
-                .item(project_id, repository_id, &path, version, true)
-                .await?;
+            let read = client.read_item(project_id, repository_id, &path, version, true);
+            let item = none_if_missing(read.await)?;
             let content = item
                 .and_then(|i| i.get("content").and_then(Value::as_str).map(String::from))
                 .map_or(Value::Null, Value::String);
@@ -188,10 +177,8 @@ pub(crate) async fn file_item(
     included: &[String],
 ) -> Result<FileRead, AdoError> {
     let (project_id, repository_id) = repository_ids(repository);
-    let Some(item) = client
-        .item(project_id, repository_id, path, version, true)
-        .await?
-    else {
+    let read = client.read_item(&project_id, &repository_id, path, version, true);
+    let Some(item) = none_if_missing(read.await)? else {
         return Ok(FileRead::Gone);
     };
     file_of_item(client, repository, path, item, version, included).await
@@ -325,7 +312,7 @@ impl Crawler {
         rules: &[&FileRule],
         branch: &GitVersion,
     ) -> Result<Vec<String>, AdoError> {
-        let (project_id, repository_id) = repository_ids(repository);
+        let (project_id, repository_id) = &repository_ids(repository);
         let mut requests: Vec<(String, Recursion)> = Vec::new();
         for rule in rules {
             for literal in &rule.literals {

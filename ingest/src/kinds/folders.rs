@@ -10,10 +10,10 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
-use super::files::{included_files, repository_ids};
+use super::files::included_files;
 use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
+use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -117,7 +117,7 @@ pub(crate) async fn matching_folders(
     branch: &str,
     included: &[String],
 ) -> Result<Vec<Value>, AdoError> {
-    let (project_id, repository_id) = repository_ids(repository);
+    let (project_id, repository_id) = &repository_ids(repository);
     let version = GitVersion::Branch(branch.to_string());
     let source = rule.glob.source.trim().trim_matches('/');
     let (scope, recursion) = if is_glob(source) {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::items::ItemBuilder;
 use super::{Pages, enrich, text};
-use crate::ado::AdoError;
+use crate::ado::{AdoError, ProjectId, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -61,7 +61,7 @@ impl Crawler {
         let lists: Vec<Vec<Value>> = stream::iter(
             projects
                 .iter()
-                .filter_map(|p| text(p, "id").map(String::from))
+                .filter_map(|p| text(p, "id").map(ProjectId::new))
                 .collect::<Vec<_>>(),
         )
         .map(|id| async move {
@@ -96,7 +96,7 @@ impl Crawler {
             units,
             report,
             |project, pages: Pages| async move {
-                let id = text(&project, "id").unwrap_or_default().to_string();
+                let id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let repositories = self.client.repositories(&id).await?;
                 if let Some(seen) = seen_ref {
                     seen.lock()
@@ -140,11 +140,7 @@ impl Crawler {
             units,
             report,
             |repository, pages: Pages| async move {
-                let project_id = repository
-                    .get("project")
-                    .and_then(|p| text(p, "id"))
-                    .unwrap_or_default();
-                let repository_id = text(&repository, "id").unwrap_or_default();
+                let (project_id, repository_id) = &repository_ids(&repository);
                 let policies = self
                     .client
                     .repository_policies(
@@ -191,11 +187,7 @@ impl Crawler {
             units,
             report,
             |repository, pages: Pages| async move {
-                let project_id = repository
-                    .get("project")
-                    .and_then(|p| text(p, "id"))
-                    .unwrap_or_default();
-                let repository_id = text(&repository, "id").unwrap_or_default();
+                let (project_id, repository_id) = &repository_ids(&repository);
                 let passes: [Pass; 3] = [
                     (vec![("searchCriteria.status", "active")], None),
                     (

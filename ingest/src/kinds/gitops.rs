@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Pages, repository_units, text};
-use crate::ado::{AdoClient, AdoError, GitVersion};
+use crate::ado::{AdoClient, AdoError, GitVersion, ProjectId, RepositoryId, none_if_missing};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::{GitopsPlan, KindPlan};
@@ -72,8 +72,8 @@ fn item_text(item: &Value) -> String {
 /// Replaces `file://path` property values by that file's content at `version` (`.json` parsed).
 async fn resolve_files(
     client: &AdoClient,
-    project_id: &str,
-    repository_id: &str,
+    project_id: &ProjectId,
+    repository_id: &RepositoryId,
     version: &GitVersion,
     entity: &mut Value,
 ) -> Result<(), String> {
@@ -85,9 +85,8 @@ async fn resolve_files(
             continue;
         };
         let path = path.to_string();
-        let item = client
-            .item(project_id, repository_id, &path, version, true)
-            .await
+        let read = client.read_item(project_id, repository_id, &path, version, true);
+        let item = none_if_missing(read.await)
             .map_err(|e| format!("cannot read file://{path}: {e}"))?
             .ok_or_else(|| format!("file://{path} does not exist at this commit"))?;
         let content = item_text(&item);
@@ -106,16 +105,14 @@ async fn resolve_files(
 pub async fn read_specs(
     client: &AdoClient,
     plan: &GitopsPlan,
-    project_id: &str,
-    repository_id: &str,
+    project_id: &ProjectId,
+    repository_id: &RepositoryId,
     version: &GitVersion,
 ) -> Result<SpecEntities, AdoError> {
     let mut read = SpecEntities::default();
     for path in &plan.spec_paths {
-        let Some(item) = client
-            .item(project_id, repository_id, path, version, true)
-            .await?
-        else {
+        let answer = client.read_item(project_id, repository_id, path, version, true);
+        let Some(item) = none_if_missing(answer.await)? else {
             continue;
         };
         let mut entities = match parse_spec(&item_text(&item)) {
@@ -219,7 +216,7 @@ impl Crawler {
             units,
             report,
             |project, pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let repositories = self.client.repositories(&project_id).await?;
                 for (_, repository) in repository_units(&repositories) {
                     self.gitops_specs_of(gitops, repository, &pages).await?;
@@ -244,14 +241,15 @@ impl Crawler {
             return Ok(());
         };
         let version = GitVersion::Branch(gitops.tracked_ref(&repository));
-        let read = match read_specs(&self.client, gitops, project, id, &version).await {
+        let (project, id) = (ProjectId::new(project), RepositoryId::new(id));
+        let read = match read_specs(&self.client, gitops, &project, &id, &version).await {
             // The tracked branch does not exist in this repository: nothing to read.
             Err(AdoError::NotFound { .. }) => return Ok(()),
             other => other?,
         };
         for broken in &read.broken {
             tracing::warn!(
-                repository = id, path = %broken.path, branch = ?version, error = %broken.error,
+                repository = id.as_str(), path = %broken.path, branch = ?version, error = %broken.error,
                 "GitOps spec does not parse; its entities are left as they are"
             );
         }

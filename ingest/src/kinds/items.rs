@@ -12,7 +12,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value, json};
 
 use super::{enrich, text};
-use crate::ado::{AdoClient, AdoError};
+use crate::ado::{AdoClient, AdoError, ProjectId, RepositoryId, repository_ids};
 use crate::crawl_context::CrawlLimits;
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -43,7 +43,11 @@ pub(crate) fn is_stage(record: &Value) -> bool {
 }
 
 /// An `advanced-security-alert` item: the alert with `__repositoryId` and `__projectId`.
-pub(crate) fn security_alert(alert: Value, repository_id: &str, project_id: &str) -> Value {
+pub(crate) fn security_alert(
+    alert: Value,
+    repository_id: &RepositoryId,
+    project_id: &ProjectId,
+) -> Value {
     enrich(
         enrich(alert, "__repositoryId", &json!(repository_id)),
         "__projectId",
@@ -148,11 +152,7 @@ impl<'a> ItemBuilder<'a> {
         repository: &Value,
         paths: &[String],
     ) -> Result<Value, AdoError> {
-        let project_id = repository
-            .get("project")
-            .and_then(|p| text(p, "id"))
-            .unwrap_or_default();
-        let repository_id = text(repository, "id").unwrap_or_default();
+        let (project_id, repository_id) = &repository_ids(repository);
         let branch = text(repository, "defaultBranch");
         let contents: Vec<(String, Value)> = stream::iter(paths.to_vec())
             .map(|path| async move {

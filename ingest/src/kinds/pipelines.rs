@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::items;
 use super::{Pages, text};
-use crate::ado::AdoError;
+use crate::ado::{AdoError, ProjectId, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -69,7 +69,7 @@ impl Crawler {
             units,
             report,
             |project: Value, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let query: Vec<(&str, &str)> =
                     extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let mut listing = pin!(self.client.project_list(
@@ -108,15 +108,8 @@ impl Crawler {
             units,
             report,
             |repository: Value, pages: Pages| async move {
-                let project_id = repository
-                    .get("project")
-                    .and_then(|p| text(p, "id"))
-                    .unwrap_or_default()
-                    .to_string();
-                let path = format!(
-                    "_apis/git/repositories/{}/refs",
-                    text(&repository, "id").unwrap_or_default()
-                );
+                let (project_id, repository_id) = repository_ids(&repository);
+                let path = format!("_apis/git/repositories/{repository_id}/refs");
                 let mut listing = pin!(self.client.project_list(
                     None,
                     &project_id,

@@ -4,7 +4,7 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
-use crate::ado::AdoError;
+use crate::ado::{AdoError, ProjectId};
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -52,6 +52,9 @@ impl Crawler {
     }
 }
 
-fn project_id(project: &Value) -> Option<String> {
-    project.get("id").and_then(Value::as_str).map(String::from)
+fn project_id(project: &Value) -> Option<ProjectId> {
+    project
+        .get("id")
+        .and_then(Value::as_str)
+        .map(ProjectId::new)
 }

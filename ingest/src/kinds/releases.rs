@@ -7,7 +7,7 @@ use futures_util::TryStreamExt;
 use serde_json::Value;
 
 use super::{Pages, text};
-use crate::ado::paginate;
+use crate::ado::{ProjectId, paginate};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use adoport_shared::messages::ResyncId;
@@ -27,7 +27,7 @@ impl Crawler {
             units,
             report,
             |project: Value, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default();
+                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let mut listing = pin!(paginate(|token: Option<String>| async move {
                     self.client
                         .releases_page(project_id, top, token.as_deref())

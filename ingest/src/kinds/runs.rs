@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::{Pages, enrich, text};
-use crate::ado::AdoError;
+use crate::ado::{AdoError, BuildId, CommitId, EnvironmentId, PipelineId, ProjectId, RepositoryId};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use adoport_shared::messages::ResyncId;
@@ -82,8 +82,8 @@ impl ItemBuilder<'_> {
     /// The pipeline with `__repository` from its build definition (unchanged when the
     /// definition is gone).
     pub(crate) async fn with_repository(&self, pipeline: Value) -> Result<Value, AdoError> {
-        let project_id = text(&pipeline, "__projectId").unwrap_or_default();
-        let Some(id) = id_text(&pipeline, "id") else {
+        let project_id = &ProjectId::new(text(&pipeline, "__projectId").unwrap_or_default());
+        let Some(id) = id_text(&pipeline, "id").map(PipelineId::new) else {
             return Ok(pipeline);
         };
         let Some(definition) = unless_gone(self.client.build_definition(project_id, &id).await)?
@@ -122,7 +122,7 @@ impl ItemBuilder<'_> {
     }
 
     async fn first_commit(&self, build: &Value) -> Result<Option<Value>, AdoError> {
-        let project_id = text(build, "__projectId").unwrap_or_default();
+        let project_id = &ProjectId::new(text(build, "__projectId").unwrap_or_default());
         let Some(build_id) = id_text(build, "id") else {
             return Ok(None);
         };
@@ -154,7 +154,11 @@ impl ItemBuilder<'_> {
         };
         let commit = self
             .client
-            .commit(project_id, repository_id, source_version)
+            .commit(
+                project_id,
+                &RepositoryId::new(repository_id),
+                &CommitId::new(source_version),
+            )
             .await?;
         let Some(date) = commit.get("committer").and_then(|c| c.get("date")).cloned() else {
             return Ok(None);
@@ -196,7 +200,7 @@ impl Crawler {
             units,
             report,
             |project: Value, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default();
+                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let (project, pages) = (&project, &pages);
                 let mut listing =
                     pin!(
@@ -206,7 +210,7 @@ impl Crawler {
                 while let Some(pipelines) = listing.try_next().await? {
                     stream::iter(pipelines)
                         .map(|pipeline| async move {
-                            let Some(id) = id_text(&pipeline, "id") else {
+                            let Some(id) = id_text(&pipeline, "id").map(PipelineId::new) else {
                                 return Ok(Vec::new());
                             };
                             let runs =
@@ -242,7 +246,7 @@ impl Crawler {
             units,
             report,
             |project: Value, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default();
+                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let project = &project;
                 let mut listing = pin!(self.client.project_list(
                     None,
@@ -254,7 +258,7 @@ impl Crawler {
                 while let Some(builds) = listing.try_next().await? {
                     let stages: Vec<Vec<Value>> = stream::iter(builds)
                         .map(|build| async move {
-                            let Some(id) = id_text(&build, "id") else {
+                            let Some(id) = id_text(&build, "id").map(BuildId::new) else {
                                 return Ok(Vec::new());
                             };
                             let records = unless_gone(
@@ -294,7 +298,7 @@ impl Crawler {
             units,
             report,
             |project: Value, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default();
+                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let (project, pages) = (&project, &pages);
                 let mut listing = pin!(self.client.project_list(
                     None,
@@ -306,7 +310,8 @@ impl Crawler {
                 while let Some(environments) = listing.try_next().await? {
                     stream::iter(environments)
                         .map(|environment| async move {
-                            let Some(id) = id_text(&environment, "id") else {
+                            let Some(id) = id_text(&environment, "id").map(EnvironmentId::new)
+                            else {
                                 return Ok(());
                             };
                             // The environment's project reference, as the Python integration

@@ -15,9 +15,9 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use serde_json::Value;
 
+use super::Pages;
 use super::items;
-use super::{Pages, text};
-use crate::ado::{AdoError, Page, paginate};
+use crate::ado::{AdoError, Page, paginate, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -76,11 +76,7 @@ impl Crawler {
             units,
             report,
             |repository: Value, pages: Pages| async move {
-                let project_id = repository
-                    .get("project")
-                    .and_then(|p| text(p, "id"))
-                    .unwrap_or_default();
-                let repository_id = text(&repository, "id").unwrap_or_default();
+                let (project_id, repository_id) = &repository_ids(&repository);
                 let query: Vec<(&str, &str)> =
                     criteria.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let query = &query;

@@ -11,7 +11,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::{CONCURRENT_UNITS, Pages, enrich, text};
-use crate::ado::AdoError;
+use crate::ado::{AdoError, ProjectId, TeamId};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -76,8 +76,8 @@ pub(crate) fn flatten_areas(root: Value, project: &Value) -> Vec<Value> {
 impl Crawler {
     /// Every member of a team, page by page of `$top`.
     async fn all_team_members(&self, team: &Value) -> Result<Vec<Value>, AdoError> {
-        let project_id = text(team, "projectId").unwrap_or_default();
-        let team_id = text(team, "id").unwrap_or_default();
+        let project_id = &ProjectId::new(text(team, "projectId").unwrap_or_default());
+        let team_id = &TeamId::new(text(team, "id").unwrap_or_default());
         let top = self.limits.page.max(1);
         let mut members = Vec::new();
         let mut skip = 0;
@@ -117,8 +117,8 @@ impl Crawler {
             }
         }
         if area_paths {
-            let project_id = text(&team, "projectId").unwrap_or_default().to_string();
-            let team_id = text(&team, "id").unwrap_or_default().to_string();
+            let project_id = ProjectId::new(text(&team, "projectId").unwrap_or_default());
+            let team_id = TeamId::new(text(&team, "id").unwrap_or_default());
             let value = match self.client.team_field_values(&project_id, &team_id).await {
                 Ok(values) => values,
                 Err(e) if is_fatal(&e) => return Err(e),
@@ -236,7 +236,7 @@ impl Crawler {
             units,
             report,
             |project, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let mut skip = 0;
                 loop {
                     let teams = self
@@ -245,7 +245,7 @@ impl Crawler {
                         .await?;
                     let got = teams.len();
                     for team in teams {
-                        let team_id = text(&team, "id").unwrap_or_default().to_string();
+                        let team_id = TeamId::new(text(&team, "id").unwrap_or_default());
                         let iterations =
                             match self.client.team_iterations(&project_id, &team_id).await {
                                 Ok(iterations) => iterations,
@@ -286,7 +286,7 @@ impl Crawler {
             units,
             report,
             |project, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let root = self.client.area_tree(&project_id, depth).await?;
                 pages.send(flatten_areas(root, &project)).await
             },

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::items::{ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::runs::id_text;
 use super::{Pages, enrich, text};
-use crate::ado::AdoError;
+use crate::ado::{AdoError, BuildId, ProjectId, TestRunId};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -77,7 +77,7 @@ impl Crawler {
             units,
             report,
             |project: Value, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default();
+                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let mut skip = 0;
                 loop {
                     let runs = self
@@ -107,19 +107,19 @@ impl ItemBuilder<'_> {
     /// `__testResults` and `__codeCoverage` as `enrichment` asks.
     pub(crate) async fn test_run(
         &self,
-        project_id: &str,
+        project_id: &ProjectId,
         run: Value,
         enrichment: TestRunEnrichment,
     ) -> Result<Value, AdoError> {
         let mut run = run;
         if enrichment.results
-            && let Some(run_id) = id_text(&run, "id")
+            && let Some(run_id) = id_text(&run, "id").map(TestRunId::new)
         {
             let results = self.test_results(project_id, &run_id).await?;
             run = enrich(run, "__testResults", &Value::Array(results));
         }
         if let Some(flags) = enrichment.coverage {
-            let build_id = run.get("build").and_then(|b| id_text(b, "id"));
+            let build_id = (run.get("build").and_then(|b| id_text(b, "id"))).map(BuildId::new);
             let coverage = match build_id {
                 None => json!({}),
                 Some(build_id) => {
@@ -140,7 +140,11 @@ impl ItemBuilder<'_> {
     }
 
     /// Every result of a test run (`$top`/`$skip` until a short page; none if the run is gone).
-    async fn test_results(&self, project_id: &str, run_id: &str) -> Result<Vec<Value>, AdoError> {
+    async fn test_results(
+        &self,
+        project_id: &ProjectId,
+        run_id: &TestRunId,
+    ) -> Result<Vec<Value>, AdoError> {
         let top = self.page;
         let mut all = Vec::new();
         loop {

@@ -8,7 +8,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::{Pages, enrich, text};
-use crate::ado::{AdoClient, AdoError, WikiPageRef, paginate};
+use crate::ado::{AdoClient, AdoError, ProjectId, WikiId, WikiPageRef, none_if_missing, paginate};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -27,8 +27,8 @@ pub(crate) fn page_item(page: Value, wiki: &Value, project: &Value) -> Value {
 /// `include_content` (a page gone in between is left out).
 pub(crate) async fn full_pages(
     client: &AdoClient,
-    project_id: &str,
-    wiki_id: &str,
+    project_id: &ProjectId,
+    wiki_id: &WikiId,
     page_details: Vec<Value>,
     include_content: bool,
 ) -> Result<Vec<Value>, AdoError> {
@@ -40,9 +40,8 @@ pub(crate) async fn full_pages(
             let Some(id) = detail.get("id").and_then(Value::as_u64) else {
                 return Ok(Some(detail));
             };
-            client
-                .wiki_page(project_id, wiki_id, WikiPageRef::Id(id), true)
-                .await
+            let read = client.read_wiki_page(project_id, wiki_id, WikiPageRef::Id(id), true);
+            none_if_missing(read.await)
         })
         .buffered(CONCURRENT_PAGES)
         .try_filter_map(|page| async move { Ok(page) })
@@ -68,10 +67,10 @@ impl Crawler {
             units,
             report,
             |project, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 for wiki in self.client.wikis(&project_id).await? {
-                    let wiki_id = text(&wiki, "id").unwrap_or_default().to_string();
-                    let (project_id, wiki_id) = (project_id.as_str(), wiki_id.as_str());
+                    let wiki_id = WikiId::new(text(&wiki, "id").unwrap_or_default());
+                    let (project_id, wiki_id) = (&project_id, &wiki_id);
                     let mut listing = pin!(paginate(|token: Option<String>| async move {
                         self.client
                             .wiki_pages_page(project_id, wiki_id, page_size, token.as_deref())

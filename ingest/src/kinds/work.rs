@@ -9,7 +9,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
 use super::{Pages, enrich, text};
-use crate::ado::{AdoError, WORK_ITEMS_BATCH};
+use crate::ado::{AdoError, BoardId, ProjectId, TeamId, WORK_ITEMS_BATCH};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -59,7 +59,7 @@ pub(crate) fn columns_of(board: &Value) -> Vec<Value> {
 impl Crawler {
     /// The boards of one project, each the list item merged with its detail, plus `__project`.
     async fn project_boards(&self, project: &Value) -> Result<Vec<Value>, AdoError> {
-        let project_id = text(project, "id").unwrap_or_default();
+        let project_id = &ProjectId::new(text(project, "id").unwrap_or_default());
         let mut boards = Vec::new();
         let mut skip = 0;
         loop {
@@ -69,7 +69,7 @@ impl Crawler {
                 .await?;
             let got = teams.len();
             for team in &teams {
-                let team_id = text(team, "id").unwrap_or_default();
+                let team_id = &TeamId::new(text(team, "id").unwrap_or_default());
                 let references = match self.client.boards(project_id, team_id).await {
                     Ok(references) => references,
                     // A team without an iteration has no boards (Azure DevOps answers 500).
@@ -77,7 +77,7 @@ impl Crawler {
                     Err(e) => return Err(e),
                 };
                 for reference in references {
-                    let board_id = text(&reference, "id").unwrap_or_default();
+                    let board_id = &BoardId::new(text(&reference, "id").unwrap_or_default());
                     let detail = match self.client.board(project_id, team_id, board_id).await {
                         Ok(detail) => detail,
                         Err(AdoError::NotFound { .. }) => continue,
@@ -186,9 +186,9 @@ impl Crawler {
             units,
             report,
             |project, pages: Pages| async move {
-                let project_id = text(&project, "id").unwrap_or_default().to_string();
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let project_name = text(&project, "name").unwrap_or_default().to_string();
-                let project_id_value = Value::String(project_id.clone());
+                let project_id_value = Value::String(project_id.to_string());
                 let mut after = 0;
                 loop {
                     let query = wiql_query(&project_name, clause.as_deref(), after);
