@@ -27,6 +27,7 @@
 pub mod ado;
 pub mod identity;
 pub mod port;
+mod route_table;
 mod scripted;
 mod server;
 mod traffic;

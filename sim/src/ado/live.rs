@@ -19,16 +19,15 @@
 //! `publisherInputs.tfsSubscriptionId`, as Azure DevOps does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::Response;
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use super::error::{AdoError, json_headers};
+use super::AdoSim;
+use super::error::{AdoError, ado_error};
 use super::pipelines::PIPELINES_PER_PROJECT;
 use super::request::AdoRequest;
 use super::routes::ok_json;
@@ -36,7 +35,6 @@ use super::runs::build_position;
 use super::security::ALERTS_PER_REPOSITORY;
 use super::seed::{Project, Urls, ado_time, epoch, stable_id};
 use super::work::project;
-use super::{AdoSim, AdoState};
 use crate::traffic::lock;
 
 /// The `api-version` the Advanced Security APIs and hooks take.
@@ -62,23 +60,12 @@ impl LiveState {
     }
 }
 
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}",
-            get(get_pipeline),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/definitions/{definitionId}",
-            get(get_definition),
-        )
-}
-
 fn not_found(message: String, type_key: &str) -> Response {
-    let body = json!({"$id": "1", "innerException": null, "message": message,
-        "typeName": format!("Microsoft.TeamFoundation.{type_key}, Microsoft.TeamFoundation.Server.Core"),
-        "typeKey": type_key, "errorCode": 0, "eventId": 3000});
-    (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response()
+    ado_error(
+        StatusCode::NOT_FOUND,
+        &message,
+        &format!("Microsoft.TeamFoundation.{type_key}, Microsoft.TeamFoundation.Server.Core"),
+    )
 }
 
 fn id_param(params: &HashMap<String, String>, name: &str) -> u64 {
@@ -103,7 +90,7 @@ fn pipeline_missing(id: u64) -> Response {
     )
 }
 
-async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let id = id_param(&request.params, "pipelineId");
@@ -114,7 +101,7 @@ async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
     })
 }
 
-async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let id = id_param(&request.params, "definitionId");

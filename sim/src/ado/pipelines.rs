@@ -12,15 +12,11 @@
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}/refs` | `main` + one branch per pull request (`filter=heads/`) |
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::Router;
 use axum::response::Response;
-use axum::routing::get;
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use super::AdoState;
 use super::error::AdoError;
 use super::request::AdoRequest;
 use super::routes::parse_count;
@@ -34,28 +30,6 @@ pub const PIPELINES_PER_PROJECT: u64 = 2;
 pub const BUILDS_PER_PIPELINE: u64 = 3;
 /// Environments seeded per project.
 pub const ENVIRONMENTS_PER_PROJECT: u64 = 2;
-
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route("/{org}/{project}/_apis/pipelines", get(list_pipelines))
-        .route("/{org}/{project}/_apis/build/builds", get(list_builds))
-        .route(
-            "/{org}/{project}/_apis/distributedtask/environments",
-            get(list_environments),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/definitions",
-            get(list_definitions),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/deployments",
-            get(list_deployments),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/repositories/{repository}/refs",
-            get(list_refs),
-        )
-}
 
 /// One `$top`/continuation-token page of `values`.
 fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response, AdoError> {
@@ -203,7 +177,7 @@ impl Organization {
     }
 }
 
-async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let values = (1..=PIPELINES_PER_PROJECT)
@@ -212,7 +186,7 @@ async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
     paged(values, &request.query)
 }
 
-async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
@@ -223,7 +197,7 @@ async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
     paged(values, &request.query)
 }
 
-async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let values = (1..=ENVIRONMENTS_PER_PROJECT)
@@ -232,7 +206,7 @@ async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
     paged(values, &request.query)
 }
 
-async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     paged(
@@ -241,7 +215,7 @@ async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
     )
 }
 
-async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let release = parse_count(&request.query, "releaseId")?;
@@ -255,7 +229,7 @@ async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
     paged(values, &request.query)
 }
 
-async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let (project, repository) = project_repository(&org, &request.params)?;
     let filter = request.query.get("filter").map(|f| format!("refs/{f}"));

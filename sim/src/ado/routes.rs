@@ -8,90 +8,257 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get, post, put};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
-use super::AdoState;
 use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
 use super::request::AdoRequest;
 use super::seed::{Organization, PullRequest, Urls};
+use super::{
+    AdoState, content_routes, identities, live, pipeline_runs, pipelines, runs, security, work,
+};
+use crate::route_table::route_table;
 use crate::traffic::{lock, route_key};
 
 /// Default and largest `$top` of pull request lists.
 const PULL_REQUEST_PAGE: usize = 100;
 const PULL_REQUEST_PAGE_MAX: usize = 1000;
 
-pub(crate) fn router(state: Arc<AdoState>) -> Router {
-    let repo = "/{org}/_apis/git/repositories/{repository}";
-    let project_repo = "/{org}/{project}/_apis/git/repositories/{repository}";
-    Router::new()
-        .route("/{org}/_apis/projects", get(list_projects))
-        .route("/{org}/_apis/projects/{project}", get(get_project))
-        .route("/{org}/_apis/git/repositories", get(list_repositories))
-        .route(
-            "/{org}/{project}/_apis/git/repositories",
+/// Every route of the simulated Azure DevOps: its path template and the handlers answering it
+/// (each module's docs say what they answer). A part in brackets is optional (`[/{project}]`:
+/// the organization-scoped and the project-scoped route) and `(a|b)` are alternatives (the
+/// spellings Azure DevOps accepts); each spelling is a route of its own.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
+    vec![
+        ("/{org}/_apis/projects", get(list_projects)),
+        ("/{org}/_apis/projects/{project}", get(get_project)),
+        (
+            "/{org}[/{project}]/_apis/git/repositories",
             get(list_repositories),
-        )
-        .route(repo, get(get_repository))
-        .route(project_repo, get(get_repository))
-        .route(
-            &format!("{repo}/pullrequests"),
+        ),
+        (
+            "/{org}[/{project}]/_apis/git/repositories/{repository}",
+            get(get_repository),
+        ),
+        (
+            "/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests",
             get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{repo}/pullRequests"),
-            get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{project_repo}/pullrequests"),
-            get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{project_repo}/pullRequests"),
-            get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{project_repo}/pullrequests/{{pullRequestId}}"),
+        ),
+        (
+            "/{org}/{project}/_apis/git/repositories/{repository}/pull(r|R)equests/{pullRequestId}",
             get(get_pull_request),
-        )
-        .route(
-            &format!("{project_repo}/pullRequests/{{pullRequestId}}"),
-            get(get_pull_request),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullrequests",
+        ),
+        (
+            "/{org}/{project}/_apis/git/pull(r|R)equests",
             get(list_project_pull_requests),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullRequests",
-            get(list_project_pull_requests),
-        )
-        .route(
-            "/{org}/_apis/git/pullrequests/{pullRequestId}",
+        ),
+        (
+            "/{org}[/{project}]/_apis/git/pull(r|R)equests/{pullRequestId}",
             get(get_pull_request),
-        )
-        .route(
-            "/{org}/_apis/git/pullRequests/{pullRequestId}",
-            get(get_pull_request),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullrequests/{pullRequestId}",
-            get(get_pull_request),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullRequests/{pullRequestId}",
-            get(get_pull_request),
-        )
-        .merge(super::work::routes())
-        .merge(super::pipelines::routes())
-        .merge(super::live::routes())
-        .merge(super::runs::routes())
-        .merge(super::security::routes())
-        .merge(super::identities::routes())
-        .merge(super::pipeline_runs::routes())
-        .merge(super::content_routes::routes())
+        ),
+        (
+            "/{org}[/{project}]/_apis/git/repositories/{repository}/items",
+            get(content_routes::get_items),
+        ),
+        (
+            "/{org}[/{project}]/_apis/git/repositories/{repository}/itemsbatch",
+            post(content_routes::items_batch),
+        ),
+        (
+            "/{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}",
+            get(content_routes::get_commit),
+        ),
+        (
+            "/{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}/changes",
+            get(content_routes::commit_changes),
+        ),
+        (
+            "/{org}/{project}/_apis/git/repositories/{repository}/diffs/commits",
+            get(content_routes::diff_commits),
+        ),
+        (
+            "/{org}/{project}/_apis/git/repositories/{repository}/refs",
+            get(pipelines::list_refs),
+        ),
+        (
+            "/{org}[/{project}]/_apis/wiki/wikis",
+            get(content_routes::list_wikis),
+        ),
+        (
+            "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}",
+            get(content_routes::get_wiki),
+        ),
+        (
+            "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch",
+            post(content_routes::pages_batch),
+        ),
+        (
+            "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pages",
+            get(content_routes::get_page),
+        ),
+        (
+            "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pages/{pageId}",
+            get(content_routes::get_page),
+        ),
+        ("/{org}/_apis/teams", get(work::list_teams)),
+        (
+            "/{org}/_apis/projects/{project}/teams",
+            get(work::list_teams),
+        ),
+        (
+            "/{org}/_apis/projects/{project}/teams/{team}/members",
+            get(identities::team_members),
+        ),
+        (
+            "/{org}/_apis/projects/{project}/properties",
+            get(identities::project_properties),
+        ),
+        (
+            "/{org}/{project}/{team}/_apis/work/boards",
+            get(work::list_boards),
+        ),
+        (
+            "/{org}/{project}/{team}/_apis/work/boards/{board}",
+            get(work::get_board),
+        ),
+        (
+            "/{org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues",
+            get(identities::team_field_values),
+        ),
+        (
+            "/{org}/{project}/{team}/_apis/work/teamsettings/iterations",
+            get(identities::iterations),
+        ),
+        (
+            "/{org}/{project}/_apis/wit/classification(n|N)odes/{group}",
+            get(identities::classification_nodes),
+        ),
+        (
+            "/{org}/{project}/_apis/git/policy/configurations",
+            get(work::list_policies),
+        ),
+        ("/{org}/{project}/_apis/wit/wiql", post(work::wiql)),
+        (
+            "/{org}[/{project}]/_apis/wit/workitemsbatch",
+            post(work::batch),
+        ),
+        (
+            "/{org}[/{project}]/_apis/wit/workitems/{id}",
+            get(work::work_item),
+        ),
+        (
+            "/{org}/{project}/_apis/release/releases",
+            get(work::list_releases),
+        ),
+        (
+            "/{org}/{project}/_apis/release/releases/{releaseId}",
+            get(work::get_release),
+        ),
+        (
+            "/{org}/{project}/_apis/release/definitions",
+            get(pipelines::list_definitions),
+        ),
+        (
+            "/{org}/{project}/_apis/release/definitions/{definitionId}",
+            get(live::get_definition),
+        ),
+        (
+            "/{org}/{project}/_apis/release/deployments",
+            get(pipelines::list_deployments),
+        ),
+        (
+            "/{org}/_apis/hooks/subscriptions",
+            get(work::list_subscriptions).post(work::create_subscription),
+        ),
+        (
+            "/{org}/_apis/hooks/subscriptions/{subscriptionId}",
+            put(work::update_subscription).delete(work::delete_subscription),
+        ),
+        (
+            "/{org}/{project}/_apis/pipelines",
+            get(pipelines::list_pipelines),
+        ),
+        (
+            "/{org}/{project}/_apis/pipelines/{pipelineId}",
+            get(live::get_pipeline),
+        ),
+        (
+            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
+            get(runs::list_runs).post(pipeline_runs::run_pipeline),
+        ),
+        (
+            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",
+            get(runs::get_run),
+        ),
+        (
+            "/{org}/{project}/_apis/build/definitions/{definitionId}",
+            get(runs::get_definition),
+        ),
+        (
+            "/{org}/{project}/_apis/build/builds",
+            get(pipelines::list_builds),
+        ),
+        (
+            "/{org}/{project}/_apis/build/builds/{buildId}",
+            get(runs::get_build),
+        ),
+        (
+            "/{org}/{project}/_apis/build/builds/{buildId}/timeline",
+            get(runs::get_timeline),
+        ),
+        (
+            "/{org}/{project}/_apis/build/builds/{buildId}/changes",
+            get(runs::list_changes),
+        ),
+        (
+            "/{org}/{project}/_apis/distributedtask/environments",
+            get(pipelines::list_environments),
+        ),
+        (
+            "/{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords",
+            get(runs::list_deployment_records),
+        ),
+        (
+            "/{org}/{project}/_apis/test/runs",
+            get(runs::list_test_runs),
+        ),
+        (
+            "/{org}/{project}/_apis/test/runs/{runId}/results",
+            get(runs::list_test_results),
+        ),
+        (
+            "/{org}/{project}/_apis/test/codecoverage",
+            get(runs::code_coverage),
+        ),
+        (
+            "/{org}/{project}/_apis/alert/repositories/{repository}/alerts",
+            get(security::list_alerts),
+        ),
+        (
+            "/{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}",
+            get(security::get_alert),
+        ),
+        ("/{org}/_apis/graph/users", get(identities::graph_users)),
+        ("/{org}/_apis/graph/groups", get(identities::graph_groups)),
+        (
+            "/{org}/_apis/graph/(m|M)emberships/{descriptor}",
+            get(identities::memberships),
+        ),
+        (
+            "/{org}/_apis/graph/subjectlookup",
+            post(identities::subject_lookup),
+        ),
+        (
+            "/{org}/_apis/userentitlements",
+            get(identities::entitlements),
+        ),
+    ]
+}
+
+pub(crate) fn router(state: Arc<AdoState>) -> Router {
+    route_table(routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)
@@ -216,6 +383,38 @@ pub(super) fn list(values: Vec<Value>) -> Response {
     ok_json(json!({"count": values.len(), "value": values}))
 }
 
+/// The list answer of the page of `values` from `start`, `size` long, with the
+/// `x-ms-continuationtoken` header naming where the next page starts while more remain.
+pub(super) fn continued_list(values: Vec<Value>, start: usize, size: usize) -> Response {
+    let total = values.len();
+    let mut response = list(values.into_iter().skip(start).take(size).collect());
+    if start + size < total
+        && let Ok(token) = HeaderValue::from_str(&(start + size).to_string())
+    {
+        response
+            .headers_mut()
+            .insert("x-ms-continuationtoken", token);
+    }
+    response
+}
+
+/// Where a continuation-token request starts (the token is an offset); `None` without one.
+pub(super) fn continuation_token(
+    query: &HashMap<String, String>,
+) -> Result<Option<usize>, AdoError> {
+    query
+        .get("continuationToken")
+        .map(|token| {
+            token
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| AdoError::BadArgument {
+                    message: format!("The continuation token '{token}' is not valid."),
+                })
+        })
+        .transpose()
+}
+
 pub(super) fn parse_count(
     query: &HashMap<String, String>,
     name: &str,
@@ -242,34 +441,18 @@ async fn list_projects(request: AdoRequest) -> Result<Response, AdoError> {
     let page = parse_count(&request.query, "$top")?
         .unwrap_or(100)
         .clamp(1, request.state.config.max_page_size.max(1));
-    let start = match request.query.get("continuationToken") {
-        Some(token) => token
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| AdoError::BadArgument {
-                message: format!("The continuation token '{token}' is not valid."),
-            })?,
+    let start = match continuation_token(&request.query)? {
+        Some(start) => start,
         None => parse_count(&request.query, "$skip")?.unwrap_or(0),
     };
     let capabilities = flag(&request.query, "includeCapabilities");
-    let (values, more) = {
-        let org = request.organization();
-        let values = org
-            .projects
-            .iter()
-            .skip(start)
-            .take(page)
-            .map(|p| org.project_list_item(&request.urls, p, capabilities))
-            .collect::<Vec<_>>();
-        (values, start + page < org.projects.len())
-    };
-    let mut response = list(values);
-    if more && let Ok(token) = HeaderValue::from_str(&(start + page).to_string()) {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+    let org = request.organization();
+    let values = org
+        .projects
+        .iter()
+        .map(|p| org.project_list_item(&request.urls, p, capabilities))
+        .collect();
+    Ok(continued_list(values, start, page))
 }
 
 async fn get_project(request: AdoRequest) -> Result<Response, AdoError> {

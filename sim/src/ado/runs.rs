@@ -23,20 +23,16 @@
 //! `TF401175` for an unknown commit).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::Router;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::AdoState;
-use super::error::{AdoError, ado_json};
+use super::error::{AdoError, ado_error};
 use super::pipelines::{BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT};
 use super::request::AdoRequest;
-use super::routes::{ok_json, parse_count};
+use super::routes::{continued_list, ok_json, parse_count};
 use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
 use super::work::project;
 
@@ -46,51 +42,6 @@ pub const DEPLOYMENTS_PER_ENVIRONMENT: u64 = 3;
 pub const TEST_RUNS_PER_PROJECT: u64 = 3;
 /// Results seeded per test run.
 pub const RESULTS_PER_TEST_RUN: u64 = 3;
-
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route(
-            "/{org}/{project}/_apis/build/definitions/{definitionId}",
-            get(get_definition),
-        )
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
-            get(list_runs),
-        )
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",
-            get(get_run),
-        )
-        .route("/{org}/{project}/_apis/build/builds/{buildId}", get(get_build))
-        .route(
-            "/{org}/{project}/_apis/build/builds/{buildId}/timeline",
-            get(get_timeline),
-        )
-        .route(
-            "/{org}/{project}/_apis/build/builds/{buildId}/changes",
-            get(list_changes),
-        )
-        .route(
-            "/{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords",
-            get(list_deployment_records),
-        )
-        .route("/{org}/{project}/_apis/test/runs", get(list_test_runs))
-        .route(
-            "/{org}/{project}/_apis/test/runs/{runId}/results",
-            get(list_test_results),
-        )
-        .route("/{org}/{project}/_apis/test/codecoverage", get(code_coverage))
-}
-
-/// An Azure DevOps error body.
-pub(crate) fn ado_error(status: StatusCode, message: &str, type_name: &str) -> Response {
-    let type_key = type_name
-        .split(',')
-        .next()
-        .and_then(|full| full.rsplit('.').next())
-        .unwrap_or(type_name);
-    ado_json(status, message, type_name, type_key, 3000)
-}
 
 fn build_not_found(id: &str) -> Response {
     ado_error(
@@ -109,17 +60,7 @@ pub(crate) fn token_page(
 ) -> Result<Response, AdoError> {
     let top = parse_count(query, top_param)?.unwrap_or(50).clamp(1, 1000);
     let start = parse_count(query, "continuationToken")?.unwrap_or(0);
-    let total = values.len();
-    let page: Vec<Value> = values.into_iter().skip(start).take(top).collect();
-    let mut response = ok_json(json!({"count": page.len(), "value": page}));
-    if start + top < total
-        && let Ok(token) = HeaderValue::from_str(&(start + top).to_string())
-    {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+    Ok(continued_list(values, start, top))
 }
 
 /// One `$top`/`$skip` page (no continuation token: the caller pages until a short page).
@@ -567,7 +508,7 @@ impl Organization {
     }
 }
 
-async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     match number(&request.params, "definitionId")
@@ -592,7 +533,7 @@ async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn list_runs(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_runs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(pipeline) =
@@ -618,7 +559,7 @@ fn pipeline_not_found(id: &str) -> Response {
     )
 }
 
-async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     // Runs started through the API (the `trigger_pipeline` action) first.
@@ -653,7 +594,7 @@ async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn get_build(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_build(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     match number(&request.params, "buildId").and_then(build_position) {
@@ -664,7 +605,7 @@ async fn get_build(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn get_timeline(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_timeline(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
@@ -675,7 +616,7 @@ async fn get_timeline(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn list_changes(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_changes(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
@@ -724,7 +665,7 @@ pub(super) async fn get_commit(request: AdoRequest) -> Result<Response, AdoError
     )))
 }
 
-async fn list_deployment_records(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_deployment_records(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(environment) = number(&request.params, "environmentId")
@@ -750,7 +691,7 @@ async fn list_deployment_records(request: AdoRequest) -> Result<Response, AdoErr
     token_page(values, &request.query, "top")
 }
 
-async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let details = request
@@ -779,7 +720,7 @@ async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
     skip_page(values, &request.query, 100)
 }
 
-async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(run) =
@@ -800,7 +741,7 @@ async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
     skip_page(values, &request.query, 1000)
 }
 
-async fn code_coverage(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn code_coverage(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(build) = parse_count(&request.query, "buildId")? else {

@@ -19,18 +19,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::{AdoError, json_headers};
+use super::error::{AdoError, ado_json};
 use super::request::AdoRequest;
-use super::routes::{list, ok_json, parse_count, urls};
+use super::routes::{continued_list, list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
     ado_time, encode_segment, epoch, stable_id,
@@ -41,45 +39,6 @@ type Params = Path<HashMap<String, String>>;
 
 /// Most ids one `workitemsbatch` call takes.
 const WORK_ITEMS_BATCH_MAX: usize = 200;
-
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route("/{org}/_apis/teams", get(list_teams))
-        .route("/{org}/_apis/projects/{project}/teams", get(list_teams))
-        .route(
-            "/{org}/{project}/{team}/_apis/work/boards",
-            get(list_boards),
-        )
-        .route(
-            "/{org}/{project}/{team}/_apis/work/boards/{board}",
-            get(get_board),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/policy/configurations",
-            get(list_policies),
-        )
-        .route("/{org}/{project}/_apis/wit/wiql", post(wiql))
-        .route("/{org}/{project}/_apis/wit/workitemsbatch", post(batch))
-        .route("/{org}/_apis/wit/workitemsbatch", post(batch))
-        .route("/{org}/{project}/_apis/wit/workitems/{id}", get(work_item))
-        .route("/{org}/_apis/wit/workitems/{id}", get(work_item))
-        .route(
-            "/{org}/{project}/_apis/release/releases",
-            get(list_releases),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/releases/{releaseId}",
-            get(get_release),
-        )
-        .route(
-            "/{org}/_apis/hooks/subscriptions",
-            get(list_subscriptions).post(create_subscription),
-        )
-        .route(
-            "/{org}/_apis/hooks/subscriptions/{subscriptionId}",
-            put(update_subscription).delete(delete_subscription),
-        )
-}
 
 pub(super) fn project<'a>(
     org: &'a Organization,
@@ -104,10 +63,13 @@ pub(super) fn project_repository<'a>(
 }
 
 fn not_found(message: String) -> Response {
-    let body = json!({"$id": "1", "innerException": null, "message": message,
-        "typeName": "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException, Microsoft.TeamFoundation.WorkItemTracking.Server",
-        "typeKey": "WorkItemUnauthorizedAccessException", "errorCode": 0, "eventId": 3200});
-    (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response()
+    ado_json(
+        StatusCode::NOT_FOUND,
+        &message,
+        "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException, Microsoft.TeamFoundation.WorkItemTracking.Server",
+        "WorkItemUnauthorizedAccessException",
+        3200,
+    )
 }
 
 impl Organization {
@@ -353,7 +315,7 @@ impl Organization {
     }
 }
 
-async fn list_teams(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_teams(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "$top")?.unwrap_or(100).max(1);
     let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
     let org = request.organization();
@@ -388,13 +350,13 @@ fn team_project<'a>(
     }
 }
 
-async fn list_boards(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_boards(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = team_project(&org, &request.params)?;
     Ok(list(vec![org.board_reference(&request.urls, project)]))
 }
 
-async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = team_project(&org, &request.params)?;
     let board = request.param("board");
@@ -407,7 +369,7 @@ async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
     Ok(ok_json(org.board_json(&request.urls, project)))
 }
 
-async fn list_policies(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_policies(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let repository_id = request.query.get("repositoryId");
@@ -436,7 +398,10 @@ fn id_floor(query: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-async fn wiql(request: AdoRequest, body: axum::body::Bytes) -> Result<Response, AdoError> {
+pub(super) async fn wiql(
+    request: AdoRequest,
+    body: axum::body::Bytes,
+) -> Result<Response, AdoError> {
     let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
         message: format!("The request body is not valid JSON: {e}"),
     })?;
@@ -483,7 +448,7 @@ async fn wiql(request: AdoRequest, body: axum::body::Bytes) -> Result<Response, 
     })))
 }
 
-async fn batch(
+pub(super) async fn batch(
     State(state): State<Arc<AdoState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -530,7 +495,7 @@ async fn batch(
     Ok(list(values))
 }
 
-async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let scope = match request.params.get("project") {
         Some(_) => Some(project(&org, &request.params)?.id.clone()),
@@ -558,29 +523,21 @@ async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn list_releases(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_releases(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "$top")?
         .unwrap_or(50)
         .clamp(1, 100);
     let start = parse_count(&request.query, "continuationToken")?.unwrap_or(0);
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let total = org.releases_per_project;
-    let numbers = (1..=total).rev().skip(start).take(top);
-    let values = numbers
+    let values = (1..=org.releases_per_project)
+        .rev()
         .map(|n| org.release_json(&request.urls, project, n))
-        .collect::<Vec<_>>();
-    let more = (start + top) < usize::try_from(total).unwrap_or(usize::MAX);
-    let mut response = list(values);
-    if more && let Ok(token) = HeaderValue::from_str(&(start + top).to_string()) {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+        .collect();
+    Ok(continued_list(values, start, top))
 }
 
-async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let number = request
@@ -596,7 +553,7 @@ async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
     Ok(ok_json(org.release_json(&request.urls, project, number)))
 }
 
-async fn list_subscriptions(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_subscriptions(request: AdoRequest) -> Result<Response, AdoError> {
     let publisher = request.query.get("publisherId").map(String::as_str);
     super::live::check_hook_host(&request.headers, &request.query, publisher)?;
     let subscriptions = lock(&request.state.subscriptions);
@@ -660,7 +617,7 @@ fn subscription_from(
     Ok(body)
 }
 
-async fn create_subscription(
+pub(super) async fn create_subscription(
     request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
@@ -672,7 +629,7 @@ async fn create_subscription(
     Ok(ok_json(super::live::masked(subscription)))
 }
 
-async fn update_subscription(
+pub(super) async fn update_subscription(
     request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
@@ -693,7 +650,10 @@ async fn update_subscription(
     }
 }
 
-async fn delete_subscription(State(state): State<Arc<AdoState>>, Path(params): Params) -> Response {
+pub(super) async fn delete_subscription(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+) -> Response {
     let id = params.get("subscriptionId").cloned().unwrap_or_default();
     lock(&state.subscriptions).retain(|s| s.get("id").and_then(Value::as_str) != Some(id.as_str()));
     StatusCode::NO_CONTENT.into_response()

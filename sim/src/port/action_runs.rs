@@ -16,10 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
@@ -141,16 +139,7 @@ fn run_not_found(id: &str) -> PortError {
     PortError::not_found(format!("Action run with id \"{id}\" was not found"))
 }
 
-pub(crate) fn routes() -> Router<Arc<PortState>> {
-    Router::new()
-        .route("/v1/actions/runs/claim-pending", post(claim_pending))
-        .route("/v1/actions/runs/ack", patch(acknowledge))
-        .route("/v1/actions/runs", get(find_runs))
-        .route("/v1/actions/runs/{run_id}", get(get_run).patch(patch_run))
-        .route("/v1/actions/runs/{run_id}/logs", post(post_log))
-}
-
-async fn claim_pending(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+pub(super) async fn claim_pending(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
     let Some(installation) = body.get("installationId").and_then(Value::as_str) else {
         return Err(PortError::invalid("\"installationId\" is required"));
     };
@@ -167,7 +156,7 @@ async fn claim_pending(State(state): State<Arc<PortState>>, Body(body): Body) ->
     ok(StatusCode::OK, json!({"ok": true, "runs": runs}))
 }
 
-async fn acknowledge(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+pub(super) async fn acknowledge(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
     let Some(id) = body.get("runId").and_then(Value::as_str) else {
         return Err(PortError::invalid("\"runId\" is required"));
     };
@@ -184,7 +173,7 @@ async fn acknowledge(State(state): State<Arc<PortState>>, Body(body): Body) -> A
     ok(StatusCode::OK, json!({"ok": true}))
 }
 
-async fn find_runs(
+pub(super) async fn find_runs(
     State(state): State<Arc<PortState>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
@@ -200,13 +189,13 @@ async fn find_runs(
     ok(StatusCode::OK, json!({"ok": true, "runs": runs}))
 }
 
-async fn get_run(State(state): State<Arc<PortState>>, Path(id): Path<String>) -> Answer {
+pub(super) async fn get_run(State(state): State<Arc<PortState>>, Path(id): Path<String>) -> Answer {
     let runs = lock(&state.action_runs);
     let stored = runs.runs.get(&id).ok_or_else(|| run_not_found(&id))?;
     ok(StatusCode::OK, json!({"ok": true, "run": stored.run}))
 }
 
-async fn patch_run(
+pub(super) async fn patch_run(
     State(state): State<Arc<PortState>>,
     Path(id): Path<String>,
     Body(body): Body,
@@ -215,7 +204,7 @@ async fn patch_run(
     ok(StatusCode::OK, json!({"ok": true, "run": run}))
 }
 
-async fn post_log(
+pub(super) async fn post_log(
     State(state): State<Arc<PortState>>,
     Path(id): Path<String>,
     Body(body): Body,

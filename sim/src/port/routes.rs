@@ -10,14 +10,15 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Req
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{MethodRouter, get, patch, post};
 use chrono::DateTime;
 use serde_json::{Value, json};
 
-use super::PortState;
 use super::auth::TOKEN_LIFETIME;
 use super::error::PortError;
 use super::store::{UpsertOptions, matches_query, page, parse_entity, project_fields};
+use super::{PortState, action_runs};
+use crate::route_table::route_table;
 use crate::traffic::{lock, route_key};
 
 /// Largest request body Port accepts.
@@ -33,61 +34,80 @@ type Params = Path<HashMap<String, String>>;
 type Flags = Query<HashMap<String, String>>;
 pub(super) type Answer = Result<Response, PortError>;
 
-pub(crate) fn router(state: Arc<PortState>) -> Router {
-    Router::new()
-        .route("/v1/auth/access_token", post(access_token))
-        .route(
+/// Every route of the simulated Port: its path template and the handlers answering it.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
+    vec![
+        ("/v1/auth/access_token", post(access_token)),
+        (
             "/v1/blueprints",
             get(list_blueprints).post(create_blueprint),
-        )
-        .route(
+        ),
+        (
             "/v1/blueprints/{bp}",
             get(get_blueprint).patch(patch_blueprint),
-        )
-        .route(
+        ),
+        (
             "/v1/blueprints/{bp}/entities",
             get(list_entities).post(upsert_one),
-        )
-        .route("/v1/blueprints/{bp}/entities/bulk", post(bulk_upsert))
-        .route(
+        ),
+        ("/v1/blueprints/{bp}/entities/bulk", post(bulk_upsert)),
+        (
             "/v1/blueprints/{bp}/entities/search",
             post(blueprint_search),
-        )
-        .route(
+        ),
+        (
             "/v1/blueprints/{bp}/entities/{id}",
             get(get_entity).delete(delete_entity),
-        )
-        .route(
+        ),
+        (
             "/v1/blueprints/{bp}/bulk/entities/delete",
             post(bulk_delete),
-        )
-        .route(
+        ),
+        (
             "/v1/blueprints/entities/datasource-entities",
             post(datasource_entities),
-        )
-        .route("/v1/entities/search", post(search))
-        .route("/v1/integration", post(create_integration))
-        .route(
+        ),
+        ("/v1/entities/search", post(search)),
+        ("/v1/integration", post(create_integration)),
+        (
             "/v1/integration/{id}",
             get(get_integration).patch(patch_integration),
-        )
-        .route(
+        ),
+        (
             "/v1/integration/{id}/config",
             patch(patch_integration_config),
-        )
-        .route(
+        ),
+        (
             "/v1/integration/{id}/resync-state",
             patch(patch_resync_state),
-        )
-        .route(
+        ),
+        (
             "/v1/integration/{id}/resync-request",
             get(get_resync_request),
-        )
-        .route(
+        ),
+        (
             "/v1/integration/{id}/kinds/{kind}/examples",
             post(post_examples),
-        )
-        .merge(super::action_runs::routes())
+        ),
+        (
+            "/v1/actions/runs/claim-pending",
+            post(action_runs::claim_pending),
+        ),
+        ("/v1/actions/runs/ack", patch(action_runs::acknowledge)),
+        ("/v1/actions/runs", get(action_runs::find_runs)),
+        (
+            "/v1/actions/runs/{run_id}",
+            get(action_runs::get_run).patch(action_runs::patch_run),
+        ),
+        (
+            "/v1/actions/runs/{run_id}/logs",
+            post(action_runs::post_log),
+        ),
+    ]
+}
+
+pub(crate) fn router(state: Arc<PortState>) -> Router {
+    route_table(routes())
         .fallback(|| async { PortError::not_found("Route not found") })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
