@@ -2,7 +2,8 @@
 //! it — turned into an axum router. A row's path may name its variants in place: a part in
 //! brackets is optional (`/{org}[/{project}]/_apis/…` is the organization-scoped and the
 //! project-scoped route) and `(a|b)` are alternatives (`pull(r|R)equests`); every variant is a
-//! route of its own, answered by the same handlers.
+//! route of its own, answered by the same handlers. Rows naming the same path (one a method)
+//! make one route answering each row's method.
 
 use axum::Router;
 use axum::routing::MethodRouter;
@@ -47,7 +48,30 @@ fn variants(template: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::variants;
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Method, Request};
+    use axum::routing::{get, post};
+    use tower::ServiceExt;
+
+    use super::{route_table, variants};
+
+    #[tokio::test]
+    async fn rows_of_one_path_answer_each_their_method() {
+        let router: axum::Router = route_table(vec![
+            ("/x", get(|| async { "got" })),
+            ("/x", post(|| async { "posted" })),
+        ]);
+        for (method, answer) in [(Method::GET, "got"), (Method::POST, "posted")] {
+            let request = Request::builder()
+                .method(method)
+                .uri("/x")
+                .body(Body::empty())
+                .expect("request");
+            let response = router.clone().oneshot(request).await.expect("answer");
+            let body = to_bytes(response.into_body(), 64).await.expect("body");
+            assert_eq!(body, answer);
+        }
+    }
 
     #[test]
     fn a_template_stands_for_each_of_its_variants() {

@@ -39,6 +39,7 @@
 mod auth;
 pub mod content;
 mod content_routes;
+mod core_routes;
 mod create;
 mod directory;
 mod error;

@@ -10,14 +10,15 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Req
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use chrono::DateTime;
 use serde_json::{Value, json};
 
+use super::PortState;
+use super::action_runs::{acknowledge, claim_pending, find_runs, get_run, patch_run, post_log};
 use super::auth::TOKEN_LIFETIME;
 use super::error::PortError;
 use super::store::{UpsertOptions, matches_query, page, parse_entity, project_fields};
-use super::{PortState, action_runs};
 use crate::route_table::route_table;
 use crate::traffic::{lock, route_key};
 
@@ -35,74 +36,36 @@ type Flags = Query<HashMap<String, String>>;
 pub(super) type Answer = Result<Response, PortError>;
 
 /// Every route of the simulated Port: its path template and the handlers answering it.
+#[rustfmt::skip]
 fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
     vec![
-        ("/v1/auth/access_token", post(access_token)),
-        (
-            "/v1/blueprints",
-            get(list_blueprints).post(create_blueprint),
-        ),
-        (
-            "/v1/blueprints/{bp}",
-            get(get_blueprint).patch(patch_blueprint),
-        ),
-        (
-            "/v1/blueprints/{bp}/entities",
-            get(list_entities).post(upsert_one),
-        ),
-        ("/v1/blueprints/{bp}/entities/bulk", post(bulk_upsert)),
-        (
-            "/v1/blueprints/{bp}/entities/search",
-            post(blueprint_search),
-        ),
-        (
-            "/v1/blueprints/{bp}/entities/{id}",
-            get(get_entity).delete(delete_entity),
-        ),
-        (
-            "/v1/blueprints/{bp}/bulk/entities/delete",
-            post(bulk_delete),
-        ),
-        (
-            "/v1/blueprints/entities/datasource-entities",
-            post(datasource_entities),
-        ),
-        ("/v1/entities/search", post(search)),
-        ("/v1/integration", post(create_integration)),
-        (
-            "/v1/integration/{id}",
-            get(get_integration).patch(patch_integration),
-        ),
-        (
-            "/v1/integration/{id}/config",
-            patch(patch_integration_config),
-        ),
-        (
-            "/v1/integration/{id}/resync-state",
-            patch(patch_resync_state),
-        ),
-        (
-            "/v1/integration/{id}/resync-request",
-            get(get_resync_request),
-        ),
-        (
-            "/v1/integration/{id}/kinds/{kind}/examples",
-            post(post_examples),
-        ),
-        (
-            "/v1/actions/runs/claim-pending",
-            post(action_runs::claim_pending),
-        ),
-        ("/v1/actions/runs/ack", patch(action_runs::acknowledge)),
-        ("/v1/actions/runs", get(action_runs::find_runs)),
-        (
-            "/v1/actions/runs/{run_id}",
-            get(action_runs::get_run).patch(action_runs::patch_run),
-        ),
-        (
-            "/v1/actions/runs/{run_id}/logs",
-            post(action_runs::post_log),
-        ),
+        ("/v1/auth/access_token",                           post(access_token)),
+        ("/v1/blueprints",                                  get(list_blueprints)),
+        ("/v1/blueprints",                                  post(create_blueprint)),
+        ("/v1/blueprints/{bp}",                             get(get_blueprint)),
+        ("/v1/blueprints/{bp}",                             patch(patch_blueprint)),
+        ("/v1/blueprints/{bp}/entities",                    get(list_entities)),
+        ("/v1/blueprints/{bp}/entities",                    post(upsert_one)),
+        ("/v1/blueprints/{bp}/entities/bulk",               post(bulk_upsert)),
+        ("/v1/blueprints/{bp}/entities/search",             post(blueprint_search)),
+        ("/v1/blueprints/{bp}/entities/{id}",               get(get_entity)),
+        ("/v1/blueprints/{bp}/entities/{id}",               delete(delete_entity)),
+        ("/v1/blueprints/{bp}/bulk/entities/delete",        post(bulk_delete)),
+        ("/v1/blueprints/entities/datasource-entities",     post(datasource_entities)),
+        ("/v1/entities/search",                             post(search)),
+        ("/v1/integration",                                 post(create_integration)),
+        ("/v1/integration/{id}",                            get(get_integration)),
+        ("/v1/integration/{id}",                            patch(patch_integration)),
+        ("/v1/integration/{id}/config",                     patch(patch_integration_config)),
+        ("/v1/integration/{id}/resync-state",               patch(patch_resync_state)),
+        ("/v1/integration/{id}/resync-request",             get(get_resync_request)),
+        ("/v1/integration/{id}/kinds/{kind}/examples",      post(post_examples)),
+        ("/v1/actions/runs/claim-pending",                  post(claim_pending)),
+        ("/v1/actions/runs/ack",                            patch(acknowledge)),
+        ("/v1/actions/runs",                                get(find_runs)),
+        ("/v1/actions/runs/{run_id}",                       get(get_run)),
+        ("/v1/actions/runs/{run_id}",                       patch(patch_run)),
+        ("/v1/actions/runs/{run_id}/logs",                  post(post_log)),
     ]
 }
 
