@@ -16,12 +16,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::error::PortError;
+use super::request::PortRequest;
 use super::routes::{Answer, Body, ok};
 use super::{PortSim, PortState};
 use crate::traffic::lock;
@@ -189,30 +190,24 @@ pub(super) async fn find_runs(
     ok(StatusCode::OK, json!({"ok": true, "runs": runs}))
 }
 
-pub(super) async fn get_run(State(state): State<Arc<PortState>>, Path(id): Path<String>) -> Answer {
-    let runs = lock(&state.action_runs);
+pub(super) async fn get_run(request: PortRequest) -> Answer {
+    let id = request.param("run_id");
+    let runs = lock(&request.state.action_runs);
     let stored = runs.runs.get(&id).ok_or_else(|| run_not_found(&id))?;
     ok(StatusCode::OK, json!({"ok": true, "run": stored.run}))
 }
 
-pub(super) async fn patch_run(
-    State(state): State<Arc<PortState>>,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> Answer {
-    let run = lock(&state.action_runs).update(&id, &body)?;
+pub(super) async fn patch_run(request: PortRequest, Body(body): Body) -> Answer {
+    let run = lock(&request.state.action_runs).update(&request.param("run_id"), &body)?;
     ok(StatusCode::OK, json!({"ok": true, "run": run}))
 }
 
-pub(super) async fn post_log(
-    State(state): State<Arc<PortState>>,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> Answer {
+pub(super) async fn post_log(request: PortRequest, Body(body): Body) -> Answer {
+    let id = request.param("run_id");
     let Some(message) = body.get("message").and_then(Value::as_str) else {
         return Err(PortError::invalid("\"message\" is required"));
     };
-    let mut runs = lock(&state.action_runs);
+    let mut runs = lock(&request.state.action_runs);
     if let Some(status) = body.get("terminationStatus") {
         let mut update = json!({"status": status});
         if let Some(label) = body.get("statusLabel") {
