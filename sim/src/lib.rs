@@ -26,6 +26,7 @@
 
 pub mod ado;
 pub mod identity;
+mod params;
 pub mod port;
 mod route_table;
 mod scripted;

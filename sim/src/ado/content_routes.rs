@@ -29,8 +29,9 @@ use super::content::{
 };
 use super::error::{AdoError, json_headers};
 use super::request::AdoRequest;
-use super::routes::{continued_list, list, ok_json, parse_count};
+use super::routes::{continued_list, json_body, list, ok_json, parse_count};
 use super::seed::{Organization, Urls, encode_segment};
+use super::work::scoped_project;
 
 /// Default `$top` of commit diffs.
 const DIFF_PAGE: usize = 100;
@@ -74,12 +75,7 @@ struct Target {
 }
 
 fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<Target, AdoError> {
-    let project = match params.get("project") {
-        Some(name) => Some(org.project(name).ok_or_else(|| AdoError::ProjectNotFound {
-            project: name.clone(),
-        })?),
-        None => None,
-    };
+    let project = scoped_project(org, params)?;
     let id = params.get("repository").cloned().unwrap_or_default();
     if let Some(repository) = org.repository(project, &id) {
         return Ok(Target {
@@ -297,14 +293,7 @@ pub(super) async fn get_items(request: AdoRequest) -> Result<Response, AdoError>
 }
 
 pub(super) async fn items_batch(request: AdoRequest, body: Bytes) -> Result<Response, AdoError> {
-    let batch: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
-        Err(e) => {
-            return Err(AdoError::BadArgument {
-                message: format!("The request body is not valid JSON: {e}"),
-            });
-        }
-    };
+    let batch = json_body(&body)?;
     let Some(descriptors) = batch.get("itemDescriptors").and_then(Value::as_array) else {
         return Err(AdoError::BadArgument {
             message: "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors"
@@ -499,18 +488,16 @@ pub(super) async fn diff_commits(request: AdoRequest) -> Result<Response, AdoErr
             message: "baseVersion and targetVersion are required.".to_string(),
         });
     };
-    let base = resolve(
-        content,
-        &target,
-        param(&request.query, "baseVersionType"),
-        Some(base_version),
-    )?;
-    let head = resolve(
-        content,
-        &target,
-        param(&request.query, "targetVersionType"),
-        Some(target_version),
-    )?;
+    let side = |version_type: &str, version| {
+        resolve(
+            content,
+            &target,
+            param(&request.query, version_type),
+            Some(version),
+        )
+    };
+    let base = side("baseVersionType", base_version)?;
+    let head = side("targetVersionType", target_version)?;
     let all = changes(&request.urls, &target, &base.tree, head);
     let counts = change_counts(&all);
     let total = all.len();

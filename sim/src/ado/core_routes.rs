@@ -11,6 +11,7 @@ use super::error::AdoError;
 use super::request::AdoRequest;
 use super::routes::{continuation_token, continued_list, list, ok_json, parse_count};
 use super::seed::{Organization, PullRequest, Urls};
+use super::work::scoped_project;
 
 /// Default and largest `$top` of pull request lists.
 const PULL_REQUEST_PAGE: usize = 100;
@@ -51,22 +52,6 @@ pub(super) async fn get_project(request: AdoRequest) -> Result<Response, AdoErro
         project,
         flag(&request.query, "includeCapabilities"),
     )))
-}
-
-/// Resolves the optional `{project}` path segment.
-fn scoped_project<'a>(
-    org: &'a Organization,
-    params: &HashMap<String, String>,
-) -> Result<Option<&'a super::seed::Project>, AdoError> {
-    match params.get("project") {
-        Some(name) => org
-            .project(name)
-            .map(Some)
-            .ok_or_else(|| AdoError::ProjectNotFound {
-                project: name.clone(),
-            }),
-        None => Ok(None),
-    }
 }
 
 pub(super) async fn list_repositories(request: AdoRequest) -> Result<Response, AdoError> {

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::error::AdoError;
 use super::request::AdoRequest;
-use super::routes::{continuation_token, continued_list, list, ok_json, parse_count};
+use super::routes::{continuation_token, continued_list, json_body, list, ok_json, parse_count};
 use super::seed::{Organization, Project};
 use super::work::project;
 
@@ -52,15 +52,7 @@ fn graph_page(
 }
 
 pub(super) async fn graph_users(request: AdoRequest) -> Result<Response, AdoError> {
-    let kinds: Vec<String> = request
-        .query
-        .get("subjectTypes")
-        .map(|t| {
-            t.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
+    let kinds = request.query_list("subjectTypes");
     let values = {
         let org = request.organization();
         (0..org.users.len())
@@ -156,9 +148,7 @@ pub(super) async fn subject_lookup(
     request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
-    let batch: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
+    let batch = json_body(&body)?;
     let Some(keys) = batch.get("lookupKeys").and_then(Value::as_array) else {
         return Err(AdoError::BadArgument {
             message: "Value cannot be null. Parameter name: subjectLookup.LookupKeys".into(),
@@ -187,15 +177,7 @@ fn api_major(query: &HashMap<String, String>) -> u32 {
 }
 
 pub(super) async fn entitlements(request: AdoRequest) -> Result<Response, AdoError> {
-    let select: Vec<String> = request
-        .query
-        .get("select")
-        .map(|s| {
-            s.split(',')
-                .map(|x| x.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
+    let select = request.query_list("select");
     let all: Vec<Value> = {
         let org = request.organization();
         (0..org.users.len())

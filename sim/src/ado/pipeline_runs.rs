@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::error::{AdoError, ado_json};
 use super::pipelines::PIPELINES_PER_PROJECT;
 use super::request::AdoRequest;
-use super::routes::ok_json;
+use super::routes::{json_body, ok_json};
 use super::seed::{Organization, Project, ado_time};
 use super::work::project;
 use super::{AdoSim, AdoState};
@@ -116,9 +116,7 @@ pub(super) async fn run_pipeline(request: AdoRequest, body: Bytes) -> Result<Res
     let body: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-            message: format!("The request body is not valid JSON: {e}"),
-        })?
+        json_body(&body)?
     };
     let org = request.organization();
     let project = project(&org, &request.params)?;

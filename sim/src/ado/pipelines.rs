@@ -11,8 +11,6 @@
 //! | `GET /{org}/{project}/_apis/release/deployments` | one deployment per release; `releaseId`, `definitionEnvironmentId` filter |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}/refs` | `main` + one branch per pull request (`filter=heads/`) |
 
-use std::collections::HashMap;
-
 use axum::response::Response;
 use chrono::Duration;
 use serde_json::{Value, json};
@@ -32,8 +30,15 @@ pub const BUILDS_PER_PIPELINE: u64 = 3;
 pub const ENVIRONMENTS_PER_PROJECT: u64 = 2;
 
 /// One `$top`/continuation-token page of `values`.
-fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response, AdoError> {
-    token_page(values, query, "$top")
+/// The list of what `values` makes of the project the path names, one `$top` page with a
+/// continuation token.
+fn project_list(
+    request: &AdoRequest,
+    values: impl FnOnce(&Organization, &Project, &Urls) -> Vec<Value>,
+) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    token_page(values(&org, project, &request.urls), &request.query, "$top")
 }
 
 impl Organization {
@@ -178,41 +183,36 @@ impl Organization {
 }
 
 pub(super) async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let values = (1..=PIPELINES_PER_PROJECT)
-        .map(|id| org.pipeline_json(&request.urls, project, id))
-        .collect();
-    paged(values, &request.query)
+    project_list(&request, |org, project, urls| {
+        (1..=PIPELINES_PER_PROJECT)
+            .map(|id| org.pipeline_json(urls, project, id))
+            .collect()
+    })
 }
 
 pub(super) async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
-        .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
-        .map(|(p, n)| org.build_json(&request.urls, project, p, n))
-        .collect();
-    values.reverse();
-    paged(values, &request.query)
+    project_list(&request, |org, project, urls| {
+        let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
+            .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
+            .map(|(p, n)| org.build_json(urls, project, p, n))
+            .collect();
+        values.reverse();
+        values
+    })
 }
 
 pub(super) async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let values = (1..=ENVIRONMENTS_PER_PROJECT)
-        .map(|id| org.environment_json(&request.urls, project, id))
-        .collect();
-    paged(values, &request.query)
+    project_list(&request, |org, project, urls| {
+        (1..=ENVIRONMENTS_PER_PROJECT)
+            .map(|id| org.environment_json(urls, project, id))
+            .collect()
+    })
 }
 
 pub(super) async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    paged(
-        vec![org.definition_json(&request.urls, project)],
-        &request.query,
-    )
+    project_list(&request, |org, project, urls| {
+        vec![org.definition_json(urls, project)]
+    })
 }
 
 pub(super) async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
@@ -226,7 +226,7 @@ pub(super) async fn list_deployments(request: AdoRequest) -> Result<Response, Ad
         .filter(|n| environment.is_none_or(|e| e as u64 == 1 + n % 2))
         .map(|n| org.deployment_json(&request.urls, project, n))
         .collect();
-    paged(values, &request.query)
+    token_page(values, &request.query, "$top")
 }
 
 pub(super) async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
@@ -251,5 +251,5 @@ pub(super) async fn list_refs(request: AdoRequest) -> Result<Response, AdoError>
             })
         })
         .collect();
-    paged(values, &request.query)
+    token_page(values, &request.query, "$top")
 }

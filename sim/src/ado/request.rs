@@ -7,14 +7,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::AdoState;
 use super::routes::urls;
 use super::seed::{Organization, Urls};
+use crate::params::path_and_query;
 use crate::traffic::lock;
 
 /// The parts of a request every simulated Azure DevOps handler starts from.
@@ -37,6 +38,19 @@ impl AdoRequest {
         lock(&self.state.organization)
     }
 
+    /// The query parameter `name` as a comma-separated list, each entry trimmed and in lower
+    /// case; empty without one.
+    pub(crate) fn query_list(&self, name: &str) -> Vec<String> {
+        self.query
+            .get(name)
+            .map(|list| {
+                list.split(',')
+                    .map(|entry| entry.trim().to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The path parameter `name`, empty when the route has none of that name.
     pub(crate) fn param(&self, name: &str) -> String {
         self.params.get(name).cloned().unwrap_or_default()
@@ -51,12 +65,7 @@ impl FromRequestParts<Arc<AdoState>> for AdoRequest {
         parts: &mut Parts,
         state: &Arc<AdoState>,
     ) -> Result<Self, Self::Rejection> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let (params, query) = path_and_query(parts, state).await?;
         let headers = parts.headers.clone();
         let urls = urls(state, &headers);
         Ok(Self {

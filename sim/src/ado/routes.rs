@@ -213,6 +213,13 @@ pub(super) fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
     Urls::new(host, &state.config.organization)
 }
 
+/// A request body as JSON, or Azure DevOps' 400 for one that is not.
+pub(super) fn json_body(body: &[u8]) -> Result<Value, AdoError> {
+    serde_json::from_slice(body).map_err(|e| AdoError::BadArgument {
+        message: format!("The request body is not valid JSON: {e}"),
+    })
+}
+
 pub(super) fn ok_json(body: Value) -> Response {
     (StatusCode::OK, json_headers(), body.to_string()).into_response()
 }

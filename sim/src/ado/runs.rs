@@ -43,12 +43,20 @@ pub const TEST_RUNS_PER_PROJECT: u64 = 3;
 /// Results seeded per test run.
 pub const RESULTS_PER_TEST_RUN: u64 = 3;
 
-fn build_not_found(id: &str) -> Response {
-    ado_error(
+fn build_not_found(id: &str) -> AdoError {
+    AdoError::service(
         StatusCode::NOT_FOUND,
-        &format!("The requested build {id} could not be found."),
+        format!("The requested build {id} could not be found."),
         "Microsoft.TeamFoundation.Build.WebApi.BuildNotFoundException, Microsoft.TeamFoundation.Build2.WebApi",
     )
+}
+
+/// The build the path's `buildId` names with its pipeline and number within the pipeline, or
+/// the 404 for a build the project does not have.
+fn build(request: &AdoRequest) -> Result<(u64, (u64, u64)), AdoError> {
+    number(&request.params, "buildId")
+        .and_then(|build| Some((build, build_position(build)?)))
+        .ok_or_else(|| build_not_found(request.params.get("buildId").map_or("", String::as_str)))
 }
 
 /// One `top`-style page (`top_param` is `$top` or `top`) with a continuation token in the
@@ -597,38 +605,26 @@ pub(super) async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
 pub(super) async fn get_build(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    match number(&request.params, "buildId").and_then(build_position) {
-        Some((pipeline, n)) => Ok(ok_json(org.build_json(&request.urls, project, pipeline, n))),
-        None => Ok(build_not_found(
-            request.params.get("buildId").map_or("", String::as_str),
-        )),
-    }
+    let (_, (pipeline, n)) = build(&request)?;
+    Ok(ok_json(org.build_json(&request.urls, project, pipeline, n)))
 }
 
 pub(super) async fn get_timeline(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
-        Some(build) => Ok(ok_json(org.timeline_json(&request.urls, project, build))),
-        None => Ok(build_not_found(
-            request.params.get("buildId").map_or("", String::as_str),
-        )),
-    }
+    let (build, _) = build(&request)?;
+    Ok(ok_json(org.timeline_json(&request.urls, project, build)))
 }
 
 pub(super) async fn list_changes(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
-        Some(build) => token_page(
-            org.changes_json(&request.urls, project, build),
-            &request.query,
-            "$top",
-        ),
-        None => Ok(build_not_found(
-            request.params.get("buildId").map_or("", String::as_str),
-        )),
-    }
+    let (build, _) = build(&request)?;
+    token_page(
+        org.changes_json(&request.urls, project, build),
+        &request.query,
+        "$top",
+    )
 }
 
 /// A build's source commit (any 40-hex id of the repository), for commits the Git content
@@ -751,7 +747,7 @@ pub(super) async fn code_coverage(request: AdoRequest) -> Result<Response, AdoEr
     };
     let flags = parse_count(&request.query, "flags")?.unwrap_or(0) as u64;
     if build_position(build as u64).is_none() {
-        return Ok(build_not_found(&build.to_string()));
+        return Err(build_not_found(&build.to_string()));
     }
     Ok(ok_json(org.coverage_json(
         &request.urls,

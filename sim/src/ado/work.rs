@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::error::{AdoError, ado_json};
 use super::request::AdoRequest;
-use super::routes::{continued_list, list, ok_json, parse_count, urls};
+use super::routes::{continued_list, json_body, list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
     ado_time, encode_segment, epoch, stable_id,
@@ -47,6 +47,22 @@ pub(super) fn project<'a>(
     let id = params.get("project").cloned().unwrap_or_default();
     org.project(&id)
         .ok_or(AdoError::ProjectNotFound { project: id })
+}
+
+/// Resolves the optional `{project}` path segment.
+pub(super) fn scoped_project<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<Option<&'a Project>, AdoError> {
+    match params.get("project") {
+        Some(name) => org
+            .project(name)
+            .map(Some)
+            .ok_or_else(|| AdoError::ProjectNotFound {
+                project: name.clone(),
+            }),
+        None => Ok(None),
+    }
 }
 
 /// The project and the repository (id or name) a project-scoped repository route names.
@@ -319,10 +335,7 @@ pub(super) async fn list_teams(request: AdoRequest) -> Result<Response, AdoError
     let top = parse_count(&request.query, "$top")?.unwrap_or(100).max(1);
     let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
     let org = request.organization();
-    let scope = match request.params.get("project") {
-        Some(_) => Some(project(&org, &request.params)?.id.clone()),
-        None => None,
-    };
+    let scope = scoped_project(&org, &request.params)?.map(|p| p.id.clone());
     let values = org
         .projects
         .iter()
@@ -402,9 +415,7 @@ pub(super) async fn wiql(
     request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
+    let body = json_body(&body)?;
     let Some(text) = body.get("query").and_then(Value::as_str) else {
         return Err(AdoError::BadArgument {
             message: "The query parameter is required.".into(),
@@ -453,9 +464,7 @@ pub(super) async fn batch(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
+    let body = json_body(&body)?;
     let ids = body
         .get("ids")
         .and_then(Value::as_array)
@@ -497,10 +506,7 @@ pub(super) async fn batch(
 
 pub(super) async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let scope = match request.params.get("project") {
-        Some(_) => Some(project(&org, &request.params)?.id.clone()),
-        None => None,
-    };
+    let scope = scoped_project(&org, &request.params)?.map(|p| p.id.clone());
     let id = request
         .params
         .get("id")
@@ -583,9 +589,7 @@ fn subscription_from(
     id: &str,
     body: &[u8],
 ) -> Result<Value, AdoError> {
-    let mut body: Value = serde_json::from_slice(body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
+    let mut body = json_body(body)?;
     let Value::Object(map) = &mut body else {
         return Err(AdoError::BadArgument {
             message: "The subscription must be a JSON object.".into(),

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::PortState;
 use super::store::UpsertOptions;
+use crate::params::path_and_query;
 
 /// The parts of a request the simulated Port's handlers start from.
 pub(super) struct PortRequest {
@@ -62,12 +63,7 @@ impl FromRequestParts<Arc<PortState>> for PortRequest {
         parts: &mut Parts,
         state: &Arc<PortState>,
     ) -> Result<Self, Self::Rejection> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let (params, query) = path_and_query(parts, state).await?;
         let datasource = parts
             .headers
             .get(header::USER_AGENT)
