@@ -458,6 +458,18 @@ async fn read(sim: &AdoSim, path: &str) -> (u16, String, String) {
     )
 }
 
+/// Checks what each `GET {path}` answers: 200 (`None`), or a 404 with Azure DevOps'
+/// `typeKey` and message code.
+async fn expect_reads(sim: &AdoSim, expected: &[(&str, Option<(&str, &str)>)]) {
+    for (path, gone) in expected {
+        let answer = match gone {
+            None => (200, String::new(), String::new()),
+            Some((type_key, code)) => (404, type_key.to_string(), code.to_string()),
+        };
+        assert_eq!(read(sim, path).await, answer, "GET {path}");
+    }
+}
+
 #[tokio::test]
 async fn deleted_objects_answer_azure_devops_404s_until_restored() {
     let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
@@ -477,48 +489,38 @@ async fn deleted_objects_answer_azure_devops_404s_until_restored() {
     let repo_path = format!("_apis/git/repositories/{repository_id}");
     let pr_path = format!("_apis/git/pullrequests/{pull_request}");
     let work_item = "_apis/wit/workitems/1";
-    let ok = (200, String::new(), String::new());
-    let gone = |type_key: &str, code: &str| (404, type_key.to_string(), code.to_string());
+    let project_repositories = format!("{project}/_apis/git/repositories");
+    let repository_gone = Some(("GitRepositoryNotFoundException", "TF401019"));
 
     assert!(sim.remove_repository(&repository_id));
     assert!(!sim.remove_repository(&repository_id), "already in the bin");
-    assert_eq!(
-        read(&sim, &repo_path).await,
-        gone("GitRepositoryNotFoundException", "TF401019")
-    );
-    assert_eq!(
-        read(&sim, &pr_path).await,
-        gone("GitPullRequestNotFoundException", "TF401180"),
-        "gone with its repository"
-    );
+    let pull_request_gone = Some(("GitPullRequestNotFoundException", "TF401180"));
+    expect_reads(
+        &sim,
+        &[(&repo_path, repository_gone), (&pr_path, pull_request_gone)],
+    )
+    .await;
     assert!(sim.restore_repository(&repository_id));
-    assert_eq!(read(&sim, &repo_path).await, ok);
-    assert_eq!(
-        read(&sim, &pr_path).await,
-        ok,
-        "restored with its repository"
-    );
+    expect_reads(&sim, &[(&repo_path, None), (&pr_path, None)]).await;
 
     assert!(sim.remove_work_item(1));
-    assert_eq!(
-        read(&sim, work_item).await,
-        gone("WorkItemUnauthorizedAccessException", "TF401232")
-    );
+    let work_item_gone = Some(("WorkItemUnauthorizedAccessException", "TF401232"));
+    expect_reads(&sim, &[(work_item, work_item_gone)]).await;
     assert!(sim.restore_work_item(1));
-    assert_eq!(read(&sim, work_item).await, ok);
+    expect_reads(&sim, &[(work_item, None)]).await;
 
     assert!(sim.remove_project(&project));
-    assert_eq!(
-        read(&sim, &format!("{project}/_apis/git/repositories")).await,
-        gone("ProjectDoesNotExistWithNameException", "TF200016")
-    );
-    assert_eq!(
-        read(&sim, &repo_path).await,
-        gone("GitRepositoryNotFoundException", "TF401019"),
-        "its repositories went with it"
-    );
+    let project_gone = Some(("ProjectDoesNotExistWithNameException", "TF200016"));
+    expect_reads(
+        &sim,
+        &[
+            (&project_repositories, project_gone),
+            (&repo_path, repository_gone),
+        ],
+    )
+    .await;
     assert!(sim.restore_project(&project));
-    assert_eq!(read(&sim, &repo_path).await, ok);
+    expect_reads(&sim, &[(&repo_path, None)]).await;
     assert_eq!(sim.projects().len(), 3);
     sim.shutdown().await;
 }

@@ -72,27 +72,21 @@ async fn token_flow() {
     );
 
     let search = format!("{}/v1/entities/search", sim.base_url());
-    let rules = json!({"combinator": "and", "rules": []});
-    let anonymous = http.post(&search).json(&rules).send().await.unwrap();
-    assert_eq!(anonymous.status().as_u16(), 401);
+    let search_status = |token: Option<&str>| {
+        let request = http
+            .post(&search)
+            .json(&json!({"combinator": "and", "rules": []}));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(search_status(None).await, 401, "anonymous");
     let token = first["accessToken"].as_str().unwrap();
-    let with_token = http
-        .post(&search)
-        .bearer_auth(token)
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(with_token.status().as_u16(), 200);
+    assert_eq!(search_status(Some(token)).await, 200, "with the token");
     sim.expire_tokens();
-    let expired = http
-        .post(&search)
-        .bearer_auth(token)
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expired.status().as_u16(), 401);
+    assert_eq!(search_status(Some(token)).await, 401, "expired");
 }
 
 #[tokio::test]
