@@ -24,8 +24,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::content::{
-    Commit, RepositoryContent, Tree, WIKI_BRANCH, Wiki, commit_person, folder_object_id, folders,
-    is_within, page_file, page_path,
+    Commit, RepositoryContent, Target, Tree, WIKI_BRANCH, Wiki, commit_person, folder_object_id,
+    folders, is_within, page_file, page_path,
 };
 use super::error::{AdoError, json_headers};
 use super::request::AdoRequest;
@@ -66,35 +66,14 @@ fn item_not_found(path: &str, repository: &str) -> AdoError {
     }
 }
 
-/// A repository (or project wiki repository) a request names.
-struct Target {
-    id: String,
-    name: String,
-    project_id: String,
-    default_branch: String,
-}
-
 fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<Target, AdoError> {
     let project = scoped_project(org, params)?;
     let id = params.get("repository").cloned().unwrap_or_default();
     if let Some(repository) = org.repository(project, &id) {
-        return Ok(Target {
-            id: repository.id.clone(),
-            name: repository.name.clone(),
-            project_id: repository.project_id.clone(),
-            default_branch: repository
-                .default_branch
-                .clone()
-                .unwrap_or_else(|| "refs/heads/main".into()),
-        });
+        return Ok(Target::of_repository(repository));
     }
     match org.git.wiki(&id) {
-        Some(wiki) if project.is_none_or(|p| p.id == wiki.project_id) => Ok(Target {
-            id: wiki.id.clone(),
-            name: wiki.name.clone(),
-            project_id: wiki.project_id.clone(),
-            default_branch: WIKI_BRANCH.into(),
-        }),
+        Some(wiki) if project.is_none_or(|p| p.id == wiki.project_id) => Ok(Target::of_wiki(wiki)),
         _ => Err(AdoError::RepositoryNotFound { repository: id }),
     }
 }

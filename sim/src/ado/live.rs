@@ -244,10 +244,7 @@ impl AdoSim {
     pub fn add_project(&self, name: &str) -> String {
         let id = {
             let mut org = lock(&self.state.organization);
-            // Numbered by creation, not by how many exist: after a deletion, a count would
-            // hand out an id again.
-            let n = org.created;
-            org.created += 1;
+            let n = org.next_created();
             let id = stable_id(KIND_ADDED_PROJECT, n, 0);
             org.projects.push(Project {
                 id: id.clone(),

@@ -243,25 +243,31 @@ impl AdoSim {
         Urls::new(&self.state.default_host, &self.state.config.organization)
     }
 
+    /// What `render` makes of the organization, URLs rendered for [`AdoSim::base_url`].
+    fn render<T>(&self, render: impl FnOnce(&Organization, &Urls) -> T) -> T {
+        let urls = self.urls();
+        render(&lock(&self.state.organization), &urls)
+    }
+
     /// The current projects, as `GET /_apis/projects/{id}?includeCapabilities=true` returns them
     /// (URLs rendered for [`AdoSim::base_url`]).
     pub fn projects(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.projects
-            .iter()
-            .map(|p| org.project_full(&urls, p, true))
-            .collect()
+        self.render(|org, urls| {
+            org.projects
+                .iter()
+                .map(|p| org.project_full(urls, p, true))
+                .collect()
+        })
     }
 
     /// The current repositories of every project, as the repositories list returns them.
     pub fn repositories(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.repositories
-            .iter()
-            .map(|r| org.repository_json(&urls, r))
-            .collect()
+        self.render(|org, urls| {
+            org.repositories
+                .iter()
+                .map(|r| org.repository_json(urls, r))
+                .collect()
+        })
     }
 
     /// A file's text on a repository's default branch, as the items API serves it (`README.md`,
@@ -281,12 +287,12 @@ impl AdoSim {
 
     /// The current pull requests of every repository (any status), as the API returns them.
     pub fn pull_requests(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.pull_requests
-            .iter()
-            .map(|pr| org.pull_request_json(&urls, pr))
-            .collect()
+        self.render(|org, urls| {
+            org.pull_requests
+                .iter()
+                .map(|pr| org.pull_request_json(urls, pr))
+                .collect()
+        })
     }
 
     /// Renames a repository (no-op for an unknown id), for live-event tests.
@@ -316,12 +322,12 @@ impl AdoSim {
     /// The current work items of every project, as `workitemsbatch` returns them with
     /// `$expand=All`.
     pub fn work_items(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.work_items
-            .iter()
-            .map(|w| org.work_item_json(&urls, w, "all"))
-            .collect()
+        self.render(|org, urls| {
+            org.work_items
+                .iter()
+                .map(|w| org.work_item_json(urls, w, "all"))
+                .collect()
+        })
     }
 
     /// Retitles a work item (a new revision, changed now); false if there is none with that id.
