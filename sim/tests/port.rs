@@ -13,6 +13,7 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
 
 const UA: &str = "port-ocean/azure-devops/0.1.0/azure-devops/exporter";
 
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -32,14 +33,24 @@ impl Client {
         Self { http, base, token }
     }
 
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+    /// A request to `path` (below the base URL) with the token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
             .json(body)
             .send()
             .await
             .unwrap()
+    }
+
+    /// The answer to a request without a body.
+    async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.request(method, path).send().await.unwrap()
     }
 }
 
@@ -279,25 +290,10 @@ async fn deletes() {
         .map(|i| json!({"identifier": format!("d{i}")}))
         .collect();
     client.post(BULK, &json!({"entities": entities})).await;
-    let url = format!(
-        "{}/v1/blueprints/azureDevopsRepository/entities/d0",
-        sim.base_url()
-    );
-    let first = client
-        .http
-        .delete(&url)
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+    let path = "/v1/blueprints/azureDevopsRepository/entities/d0";
+    let first = client.send(reqwest::Method::DELETE, path).await;
     assert_eq!(first.status().as_u16(), 200);
-    let again = client
-        .http
-        .delete(&url)
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+    let again = client.send(reqwest::Method::DELETE, path).await;
     assert_eq!(again.status().as_u16(), 404);
     assert_eq!(again.json::<Value>().await.unwrap()["error"], "not_found");
     let answer: Value = client
@@ -365,64 +361,41 @@ async fn integration_resource_and_wait_for() {
     };
     let sim = PortSim::start(config).await.unwrap();
     let client = Client::new(&sim).await;
-    let got: Value = json_of(
-        client
-            .http
-            .get(format!("{}/v1/integration/azure-devops", sim.base_url()))
-            .bearer_auth(&client.token),
-    )
-    .await;
+    let got: Value =
+        json_of(client.request(reqwest::Method::GET, "/v1/integration/azure-devops")).await;
     assert_eq!(got["integration"]["config"], mapping);
     assert_eq!(got["integration"]["installationAppType"], "azure-devops");
     let missing = client
-        .http
-        .get(format!("{}/v1/integration/other", sim.base_url()))
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::GET, "/v1/integration/other")
+        .await;
     assert_eq!(missing.status().as_u16(), 404);
 
     let state = json!({"status": "running", "lastResyncStart": "2026-01-01T00:00:00Z", "intervalInMinuets": 60});
     let patched = client
-        .http
-        .patch(format!(
-            "{}/v1/integration/azure-devops/resync-state",
-            sim.base_url()
-        ))
-        .bearer_auth(&client.token)
+        .request(
+            reqwest::Method::PATCH,
+            "/v1/integration/azure-devops/resync-state",
+        )
         .json(&state)
         .send()
         .await
         .unwrap();
     assert_eq!(patched.status().as_u16(), 200);
     assert_eq!(sim.resync_states(), vec![state]);
-    let request: Value = json_of(
-        client
-            .http
-            .get(format!(
-                "{}/v1/integration/azure-devops/resync-request",
-                sim.base_url()
-            ))
-            .bearer_auth(&client.token),
-    )
+    let request: Value = json_of(client.request(
+        reqwest::Method::GET,
+        "/v1/integration/azure-devops/resync-request",
+    ))
     .await;
     assert!(request["request"]["updatedAt"].is_string());
 
     // wait_for wakes on the write, not on a timer.
     let writer = {
-        let (http, base, token) = (
-            client.http.clone(),
-            client.base.clone(),
-            client.token.clone(),
-        );
+        let client = client.clone();
         tokio::spawn(async move {
-            http.post(format!("{base}{BULK}"))
-                .bearer_auth(token)
-                .json(&json!({"entities": [{"identifier": "late"}]}))
-                .send()
-                .await
-                .unwrap();
+            client
+                .post(BULK, &json!({"entities": [{"identifier": "late"}]}))
+                .await;
         })
     };
     assert!(

@@ -604,10 +604,7 @@ pub(super) async fn get_page(request: AdoRequest) -> Result<Response, AdoError> 
     let org = request.organization();
     let wiki = find_wiki(&org, &request.params)?;
     let pages = wiki_pages(&org, wiki);
-    let wanted_id = request
-        .params
-        .get("pageId")
-        .and_then(|id| id.parse::<u64>().ok());
+    let wanted_id = request.id("pageId");
     let wanted_path = param(&request.query, "path").map(normalize);
     let found = pages.iter().find(|(path, id)| {
         wanted_id.map_or_else(

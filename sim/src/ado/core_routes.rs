@@ -249,9 +249,7 @@ pub(super) async fn get_pull_request(request: AdoRequest) -> Result<Response, Ad
         None => None,
     };
     let id = request
-        .params
-        .get("pullRequestId")
-        .and_then(|id| id.parse::<u64>().ok())
+        .id("pullRequestId")
         .ok_or(AdoError::PullRequestNotFound)?;
     let pr = org
         .pull_request(id)

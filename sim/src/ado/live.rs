@@ -68,13 +68,6 @@ fn not_found(message: String, type_key: &str) -> Response {
     )
 }
 
-fn id_param(params: &HashMap<String, String>, name: &str) -> u64 {
-    params
-        .get(name)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-}
-
 const RECORD_STAGE: u64 = 1;
 const RECORD_JOB: u64 = 3;
 
@@ -93,7 +86,7 @@ fn pipeline_missing(id: u64) -> Response {
 pub(super) async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let id = id_param(&request.params, "pipelineId");
+    let id = request.id("pipelineId").unwrap_or(0);
     Ok(if (1..=PIPELINES_PER_PROJECT).contains(&id) {
         ok_json(org.pipeline_json(&request.urls, project, id))
     } else {
@@ -104,7 +97,7 @@ pub(super) async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoErr
 pub(super) async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let id = id_param(&request.params, "definitionId");
+    let id = request.id("definitionId").unwrap_or(0);
     Ok(if id == 1 {
         ok_json(org.definition_json(&request.urls, project))
     } else {

@@ -51,6 +51,11 @@ impl AdoRequest {
             .unwrap_or_default()
     }
 
+    /// The path parameter `name` as a number, if it is one.
+    pub(crate) fn id(&self, name: &str) -> Option<u64> {
+        self.params.get(name).and_then(|id| id.parse::<u64>().ok())
+    }
+
     /// The path parameter `name`, empty when the route has none of that name.
     pub(crate) fn param(&self, name: &str) -> String {
         self.params.get(name).cloned().unwrap_or_default()

@@ -507,11 +507,7 @@ pub(super) async fn batch(
 pub(super) async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let scope = scoped_project(&org, &request.params)?.map(|p| p.id.clone());
-    let id = request
-        .params
-        .get("id")
-        .and_then(|id| id.parse::<u64>().ok())
-        .unwrap_or(0);
+    let id = request.id("id").unwrap_or(0);
     let expand = request
         .query
         .get("$expand")
@@ -546,11 +542,7 @@ pub(super) async fn list_releases(request: AdoRequest) -> Result<Response, AdoEr
 pub(super) async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let number = request
-        .params
-        .get("releaseId")
-        .and_then(|id| id.parse::<u64>().ok())
-        .unwrap_or(0);
+    let number = request.id("releaseId").unwrap_or(0);
     if number == 0 || number > org.releases_per_project {
         return Ok(not_found(format!(
             "VS402853: Release with id {number} does not exist."
