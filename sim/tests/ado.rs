@@ -25,6 +25,16 @@ async fn get(sim: &AdoSim, path_and_query: &str) -> reqwest::Response {
         .expect("request")
 }
 
+/// A simulator of `config` with one repository per project.
+async fn start_with_one_repository_each(config: AdoSimConfig) -> AdoSim {
+    AdoSim::start(AdoSimConfig {
+        repositories_per_project: 1,
+        ..config
+    })
+    .await
+    .expect("start")
+}
+
 #[tokio::test]
 async fn bad_pat_gets_sign_in_page_or_401_when_suppressed() {
     let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
@@ -98,13 +108,12 @@ async fn api_version_is_required_query_or_accept() {
 
 #[tokio::test]
 async fn continuation_tokens_return_every_project_once() {
-    let config = AdoSimConfig {
+    let sim = start_with_one_repository_each(AdoSimConfig {
         projects: 23,
-        repositories_per_project: 1,
         max_page_size: 5,
         ..AdoSimConfig::default()
-    };
-    let sim = AdoSim::start(config).await.expect("start");
+    })
+    .await;
     let mut seen = HashSet::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
@@ -254,13 +263,12 @@ async fn shapes_follow_the_reference_examples() {
 
 #[tokio::test]
 async fn pull_requests_page_with_top_and_skip() {
-    let config = AdoSimConfig {
+    let sim = start_with_one_repository_each(AdoSimConfig {
         projects: 1,
-        repositories_per_project: 1,
         pull_requests_per_repository: 7,
         ..AdoSimConfig::default()
-    };
-    let sim = AdoSim::start(config).await.expect("start");
+    })
+    .await;
     let repo = sim.repositories()[0].clone();
     let (project, repo_id) = (
         repo["project"]["id"].as_str().unwrap(),

@@ -54,6 +54,14 @@ impl Client {
     }
 }
 
+/// A bulk upsert body of entities with these identifiers (and nothing else).
+fn bulk_of(identifiers: impl Iterator<Item = String>) -> Value {
+    let entities: Vec<Value> = identifiers
+        .map(|identifier| json!({"identifier": identifier}))
+        .collect();
+    json!({"entities": entities})
+}
+
 const BULK: &str = "/v1/blueprints/azureDevopsRepository/entities/bulk?upsert=true&merge=true&create_missing_related_entities=true";
 
 #[tokio::test]
@@ -148,10 +156,8 @@ async fn bulk_upsert_stores_and_merges() {
 async fn bulk_limits_and_partial_failure() {
     let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
     let client = Client::new(&sim).await;
-    let too_many: Vec<Value> = (0..21)
-        .map(|i| json!({"identifier": format!("e{i}")}))
-        .collect();
-    let answer = client.post(BULK, &json!({"entities": too_many})).await;
+    let too_many = bulk_of((0..21).map(|i| format!("e{i}")));
+    let answer = client.post(BULK, &too_many).await;
     assert_eq!(answer.status().as_u16(), 422);
     let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["ok"], false);
@@ -192,17 +198,8 @@ async fn datasource_entities_page_and_search() {
     let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
     let client = Client::new(&sim).await;
     for chunk in 0..3 {
-        let entities: Vec<Value> = (0..20)
-            .map(|i| json!({"identifier": format!("e{chunk}-{i:02}")}))
-            .collect();
-        assert_eq!(
-            client
-                .post(BULK, &json!({"entities": entities}))
-                .await
-                .status()
-                .as_u16(),
-            200
-        );
+        let entities = bulk_of((0..20).map(|i| format!("e{chunk}-{i:02}")));
+        assert_eq!(client.post(BULK, &entities).await.status().as_u16(), 200);
     }
     let other = reqwest::Client::builder()
         .user_agent("someone-else")
@@ -286,10 +283,9 @@ async fn datasource_entities_page_and_search() {
 async fn deletes() {
     let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
     let client = Client::new(&sim).await;
-    let entities: Vec<Value> = (0..5)
-        .map(|i| json!({"identifier": format!("d{i}")}))
-        .collect();
-    client.post(BULK, &json!({"entities": entities})).await;
+    client
+        .post(BULK, &bulk_of((0..5).map(|i| format!("d{i}"))))
+        .await;
     let path = "/v1/blueprints/azureDevopsRepository/entities/d0";
     let first = client.send(reqwest::Method::DELETE, path).await;
     assert_eq!(first.status().as_u16(), 200);

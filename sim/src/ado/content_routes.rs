@@ -28,8 +28,8 @@ use super::content::{
     folders, is_within, page_file, page_path,
 };
 use super::error::{AdoError, json_headers};
-use super::request::AdoRequest;
-use super::routes::{continued_list, json_body, list, ok_json, parse_count};
+use super::request::{AdoRequest, JsonBody};
+use super::routes::{continued_list, list, ok_json, parse_count};
 use super::seed::{Organization, Urls, encode_segment};
 use super::work::scoped_project;
 
@@ -271,8 +271,10 @@ pub(super) async fn get_items(request: AdoRequest) -> Result<Response, AdoError>
     Ok(ok_json(item))
 }
 
-pub(super) async fn items_batch(request: AdoRequest, body: Bytes) -> Result<Response, AdoError> {
-    let batch = json_body(&body)?;
+pub(super) async fn items_batch(
+    request: AdoRequest,
+    JsonBody(batch): JsonBody,
+) -> Result<Response, AdoError> {
     let Some(descriptors) = batch.get("itemDescriptors").and_then(Value::as_array) else {
         return Err(AdoError::BadArgument {
             message: "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors"

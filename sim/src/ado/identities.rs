@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::AdoError;
-use super::request::AdoRequest;
-use super::routes::{continuation_token, continued_list, json_body, list, ok_json, parse_count};
+use super::request::{AdoRequest, JsonBody};
+use super::routes::{continuation_token, continued_list, list, ok_json, parse_count};
 use super::seed::{Organization, Project};
 use super::work::project;
 
@@ -146,9 +146,8 @@ pub(super) async fn memberships(request: AdoRequest) -> Result<Response, AdoErro
 
 pub(super) async fn subject_lookup(
     request: AdoRequest,
-    body: axum::body::Bytes,
+    JsonBody(batch): JsonBody,
 ) -> Result<Response, AdoError> {
-    let batch = json_body(&body)?;
     let Some(keys) = batch.get("lookupKeys").and_then(Value::as_array) else {
         return Err(AdoError::BadArgument {
             message: "Value cannot be null. Parameter name: subjectLookup.LookupKeys".into(),

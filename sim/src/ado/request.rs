@@ -7,13 +7,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-use axum::extract::FromRequestParts;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use super::AdoState;
-use super::routes::urls;
+use super::routes::{json_body, urls};
 use super::seed::{Organization, Urls};
 use crate::params::path_and_query;
 use crate::traffic::lock;
@@ -80,5 +82,22 @@ impl FromRequestParts<Arc<AdoState>> for AdoRequest {
             headers,
             urls,
         })
+    }
+}
+
+/// A JSON request body, or Azure DevOps' 400 (`ArgumentException`) for one that is not JSON.
+pub(crate) struct JsonBody(pub(crate) Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    /// The 400 of a body that cannot be read or is not JSON.
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        json_body(&bytes)
+            .map(JsonBody)
+            .map_err(IntoResponse::into_response)
     }
 }

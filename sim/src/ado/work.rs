@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::AdoState;
 use super::error::{AdoError, ado_json};
-use super::request::AdoRequest;
+use super::request::{AdoRequest, JsonBody};
 use super::routes::{continued_list, json_body, list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
@@ -413,9 +413,8 @@ fn id_floor(query: &str) -> Option<u64> {
 
 pub(super) async fn wiql(
     request: AdoRequest,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, AdoError> {
-    let body = json_body(&body)?;
     let Some(text) = body.get("query").and_then(Value::as_str) else {
         return Err(AdoError::BadArgument {
             message: "The query parameter is required.".into(),
@@ -462,9 +461,8 @@ pub(super) async fn wiql(
 pub(super) async fn batch(
     State(state): State<Arc<AdoState>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, AdoError> {
-    let body = json_body(&body)?;
     let ids = body
         .get("ids")
         .and_then(Value::as_array)
