@@ -224,9 +224,7 @@ pub(super) async fn get_items(request: AdoRequest) -> Result<Response, AdoError>
     let commit = resolve(content, &target, version_type, version)?;
     let scope_path = param(&request.query, "scopePath");
     let Some(raw_path) = param(&request.query, "path").or(scope_path) else {
-        return Err(AdoError::BadArgument {
-            message: "The path parameter is required.".to_string(),
-        });
+        return Err(AdoError::bad_argument("The path parameter is required."));
     };
     let path = normalize(raw_path);
     let recursion = recursion_level(param(&request.query, "recursionLevel"));
@@ -276,10 +274,9 @@ pub(super) async fn items_batch(
     JsonBody(batch): JsonBody,
 ) -> Result<Response, AdoError> {
     let Some(descriptors) = batch.get("itemDescriptors").and_then(Value::as_array) else {
-        return Err(AdoError::BadArgument {
-            message: "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors"
-                .to_string(),
-        });
+        return Err(AdoError::bad_argument(
+            "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors",
+        ));
     };
     let metadata = batch
         .get("includeContentMetadata")
@@ -465,9 +462,9 @@ pub(super) async fn diff_commits(request: AdoRequest) -> Result<Response, AdoErr
         param(&request.query, "baseVersion"),
         param(&request.query, "targetVersion"),
     ) else {
-        return Err(AdoError::BadArgument {
-            message: "baseVersion and targetVersion are required.".to_string(),
-        });
+        return Err(AdoError::bad_argument(
+            "baseVersion and targetVersion are required.",
+        ));
     };
     let side = |version_type: &str, version| {
         resolve(
@@ -581,15 +578,13 @@ pub(super) async fn pages_batch(request: AdoRequest, body: Bytes) -> Result<Resp
     let batch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let top = batch.get("top").and_then(Value::as_u64).unwrap_or(0) as usize;
     if top == 0 || top > PAGES_BATCH_MAX {
-        return Err(AdoError::BadArgument {
-            message: format!(
-                "The value of top must be between 1 and {PAGES_BATCH_MAX}. Parameter name: pagesBatchRequest.Top"
-            ),
-        });
+        return Err(AdoError::bad_argument(format!(
+            "The value of top must be between 1 and {PAGES_BATCH_MAX}. Parameter name: pagesBatchRequest.Top"
+        )));
     }
     let start = match batch.get("continuationToken").and_then(Value::as_str) {
-        Some(token) => token.parse::<usize>().map_err(|_| AdoError::BadArgument {
-            message: format!("The continuation token '{token}' is not valid."),
+        Some(token) => token.parse::<usize>().map_err(|_| {
+            AdoError::bad_argument(format!("The continuation token '{token}' is not valid."))
         })?,
         None => 0,
     };

@@ -120,17 +120,16 @@ impl Criteria {
                 .find(|(k, _)| k.eq_ignore_ascii_case(&format!("searchCriteria.{name}")))
                 .map(|(_, v)| v.clone())
         };
-        let time = |name: &str| -> Result<Option<DateTime<Utc>>, AdoError> {
-            criterion(name)
-                .map(|text| {
-                    parse_time(&text).ok_or_else(|| AdoError::BadArgument {
-                        message: format!(
+        let time =
+            |name: &str| -> Result<Option<DateTime<Utc>>, AdoError> {
+                criterion(name)
+                    .map(|text| {
+                        parse_time(&text).ok_or_else(|| AdoError::bad_argument(format!(
                             "The value '{text}' is not valid for parameter 'searchCriteria.{name}'."
-                        ),
+                        )))
                     })
-                })
-                .transpose()
-        };
+                    .transpose()
+            };
         Ok(Self {
             status: criterion("status")
                 .unwrap_or_else(|| "active".into())

@@ -56,6 +56,13 @@ pub(crate) enum AdoError {
 }
 
 impl AdoError {
+    /// A [`AdoError::BadArgument`] refusal.
+    pub(crate) fn bad_argument(message: impl Into<String>) -> Self {
+        AdoError::BadArgument {
+            message: message.into(),
+        }
+    }
+
     /// A [`AdoError::Service`] refusal.
     pub(crate) fn service(
         status: StatusCode,

@@ -149,9 +149,9 @@ pub(super) async fn subject_lookup(
     JsonBody(batch): JsonBody,
 ) -> Result<Response, AdoError> {
     let Some(keys) = batch.get("lookupKeys").and_then(Value::as_array) else {
-        return Err(AdoError::BadArgument {
-            message: "Value cannot be null. Parameter name: subjectLookup.LookupKeys".into(),
-        });
+        return Err(AdoError::bad_argument(
+            "Value cannot be null. Parameter name: subjectLookup.LookupKeys",
+        ));
     };
     let org = request.organization();
     let groups = org.groups(&request.urls);

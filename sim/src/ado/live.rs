@@ -137,11 +137,9 @@ pub(super) fn check_hook_host(
     if (publisher == Some("advsec") || service.as_deref() == Some("advsec"))
         && api_version != Some(ADVSEC_API_VERSION)
     {
-        return Err(AdoError::BadArgument {
-            message: format!(
-                "Advanced Security service hooks require api-version={ADVSEC_API_VERSION}."
-            ),
-        });
+        return Err(AdoError::bad_argument(format!(
+            "Advanced Security service hooks require api-version={ADVSEC_API_VERSION}."
+        )));
     }
     let (Some(service), Some(publisher)) = (service, publisher) else {
         return Ok(());
@@ -154,16 +152,14 @@ pub(super) fn check_hook_host(
     if service == home {
         Ok(())
     } else {
-        Err(AdoError::BadArgument {
-            message: format!(
-                "VS1001001: The publisher '{publisher}' is not available on this host; use {}dev.azure.com.",
-                if home.is_empty() {
-                    String::new()
-                } else {
-                    format!("{home}.")
-                }
-            ),
-        })
+        Err(AdoError::bad_argument(format!(
+            "VS1001001: The publisher '{publisher}' is not available on this host; use {}dev.azure.com.",
+            if home.is_empty() {
+                String::new()
+            } else {
+                format!("{home}.")
+            }
+        )))
     }
 }
 

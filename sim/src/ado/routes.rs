@@ -215,9 +215,8 @@ pub(super) fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
 
 /// A request body as JSON, or Azure DevOps' 400 for one that is not.
 pub(super) fn json_body(body: &[u8]) -> Result<Value, AdoError> {
-    serde_json::from_slice(body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| AdoError::bad_argument(format!("The request body is not valid JSON: {e}")))
 }
 
 pub(super) fn ok_json(body: Value) -> Response {
@@ -250,12 +249,9 @@ pub(super) fn continuation_token(
     query
         .get("continuationToken")
         .map(|token| {
-            token
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| AdoError::BadArgument {
-                    message: format!("The continuation token '{token}' is not valid."),
-                })
+            token.trim().parse::<usize>().map_err(|_| {
+                AdoError::bad_argument(format!("The continuation token '{token}' is not valid."))
+            })
         })
         .transpose()
 }
@@ -267,11 +263,11 @@ pub(super) fn parse_count(
     query
         .get(name)
         .map(|text| {
-            text.trim()
-                .parse::<usize>()
-                .map_err(|_| AdoError::BadArgument {
-                    message: format!("The value '{text}' is not valid for parameter '{name}'."),
-                })
+            text.trim().parse::<usize>().map_err(|_| {
+                AdoError::bad_argument(format!(
+                    "The value '{text}' is not valid for parameter '{name}'."
+                ))
+            })
         })
         .transpose()
 }

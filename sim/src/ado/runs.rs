@@ -702,9 +702,9 @@ pub(super) async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoE
         {
             Some(build) => Some(build),
             None => {
-                return Err(AdoError::BadArgument {
-                    message: format!("The value '{uri}' is not valid for parameter 'buildUri'."),
-                });
+                return Err(AdoError::bad_argument(format!(
+                    "The value '{uri}' is not valid for parameter 'buildUri'."
+                )));
             }
         },
     };
@@ -741,9 +741,9 @@ pub(super) async fn code_coverage(request: AdoRequest) -> Result<Response, AdoEr
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(build) = parse_count(&request.query, "buildId")? else {
-        return Err(AdoError::BadArgument {
-            message: "Value cannot be null.\r\nParameter name: buildId".into(),
-        });
+        return Err(AdoError::bad_argument(
+            "Value cannot be null.\r\nParameter name: buildId",
+        ));
     };
     let flags = parse_count(&request.query, "flags")?.unwrap_or(0) as u64;
     if build_position(build as u64).is_none() {

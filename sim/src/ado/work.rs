@@ -357,9 +357,9 @@ fn team_project<'a>(
     if team.eq_ignore_ascii_case(&project.default_team_id) || team.eq_ignore_ascii_case(&name) {
         Ok(project)
     } else {
-        Err(AdoError::BadArgument {
-            message: format!("VS403155: The team '{team}' does not exist."),
-        })
+        Err(AdoError::bad_argument(format!(
+            "VS403155: The team '{team}' does not exist."
+        )))
     }
 }
 
@@ -416,9 +416,7 @@ pub(super) async fn wiql(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AdoError> {
     let Some(text) = body.get("query").and_then(Value::as_str) else {
-        return Err(AdoError::BadArgument {
-            message: "The query parameter is required.".into(),
-        });
+        return Err(AdoError::bad_argument("The query parameter is required."));
     };
     let floor = id_floor(text).unwrap_or(0);
     let top = parse_count(&request.query, "$top")?;
@@ -434,11 +432,9 @@ pub(super) async fn wiql(
     let limit = request.state.config.wiql_max_results;
     match top {
         None if ids.len() > limit => {
-            return Err(AdoError::BadArgument {
-                message: format!(
-                    "VS402337: The number of work items returned exceeds the size limit of {limit}. Change the query to return fewer items."
-                ),
-            });
+            return Err(AdoError::bad_argument(format!(
+                "VS402337: The number of work items returned exceeds the size limit of {limit}. Change the query to return fewer items."
+            )));
         }
         Some(top) => ids.truncate(top.min(limit)),
         None => {}
@@ -469,12 +465,10 @@ pub(super) async fn batch(
         .map(|ids| ids.iter().filter_map(Value::as_u64).collect::<Vec<_>>())
         .unwrap_or_default();
     if ids.is_empty() || ids.len() > WORK_ITEMS_BATCH_MAX {
-        return Err(AdoError::BadArgument {
-            message: format!(
-                "VS403474: The number of ids must be between 1 and {WORK_ITEMS_BATCH_MAX}; got {}.",
-                ids.len()
-            ),
-        });
+        return Err(AdoError::bad_argument(format!(
+            "VS403474: The number of ids must be between 1 and {WORK_ITEMS_BATCH_MAX}; got {}.",
+            ids.len()
+        )));
     }
     let expand = body
         .get("$expand")
@@ -581,15 +575,15 @@ fn subscription_from(
 ) -> Result<Value, AdoError> {
     let mut body = json_body(body)?;
     let Value::Object(map) = &mut body else {
-        return Err(AdoError::BadArgument {
-            message: "The subscription must be a JSON object.".into(),
-        });
+        return Err(AdoError::bad_argument(
+            "The subscription must be a JSON object.",
+        ));
     };
     for required in ["publisherId", "eventType", "consumerId", "consumerActionId"] {
         if map.get(required).and_then(Value::as_str).is_none() {
-            return Err(AdoError::BadArgument {
-                message: format!("The subscription field '{required}' is required."),
-            });
+            return Err(AdoError::bad_argument(format!(
+                "The subscription field '{required}' is required."
+            )));
         }
     }
     let urls = urls(state, headers);
