@@ -29,7 +29,7 @@ use super::content::{
 };
 use super::error::{AdoError, json_headers};
 use super::request::{AdoRequest, JsonBody};
-use super::routes::{continued_list, list, ok_json, parse_count};
+use super::routes::{continued_list, list, ok_json, parse_count, required_array};
 use super::seed::{Organization, Urls, encode_segment};
 use super::work::scoped_project;
 
@@ -273,11 +273,11 @@ pub(super) async fn items_batch(
     request: AdoRequest,
     JsonBody(batch): JsonBody,
 ) -> Result<Response, AdoError> {
-    let Some(descriptors) = batch.get("itemDescriptors").and_then(Value::as_array) else {
-        return Err(AdoError::bad_argument(
-            "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors",
-        ));
-    };
+    let descriptors = required_array(
+        &batch,
+        "itemDescriptors",
+        "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors",
+    )?;
     let metadata = batch
         .get("includeContentMetadata")
         .and_then(Value::as_bool)

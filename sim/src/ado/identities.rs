@@ -24,9 +24,10 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::error::AdoError;
 use super::request::{AdoRequest, JsonBody};
-use super::routes::{continuation_token, continued_list, list, ok_json, parse_count};
-use super::seed::{Organization, Project};
-use super::work::project;
+use super::routes::{
+    continuation_token, continued_list, list, ok_json, parse_count, required_array,
+};
+use super::work::{project, team_project};
 
 /// A refusal of the graph service (exception `type_key` of its assembly).
 fn error(status: StatusCode, message: &str, type_key: &str) -> AdoError {
@@ -148,11 +149,11 @@ pub(super) async fn subject_lookup(
     request: AdoRequest,
     JsonBody(batch): JsonBody,
 ) -> Result<Response, AdoError> {
-    let Some(keys) = batch.get("lookupKeys").and_then(Value::as_array) else {
-        return Err(AdoError::bad_argument(
-            "Value cannot be null. Parameter name: subjectLookup.LookupKeys",
-        ));
-    };
+    let keys = required_array(
+        &batch,
+        "lookupKeys",
+        "Value cannot be null. Parameter name: subjectLookup.LookupKeys",
+    )?;
     let org = request.organization();
     let groups = org.groups(&request.urls);
     let mut found = serde_json::Map::new();
@@ -201,44 +202,33 @@ pub(super) async fn entitlements(request: AdoRequest) -> Result<Response, AdoErr
     })))
 }
 
-/// The project and its default team (by id or name) a team path names.
-fn team<'a>(
-    org: &'a Organization,
-    params: &HashMap<String, String>,
-) -> Result<&'a Project, AdoError> {
-    let project = project(org, params)?;
-    let team = params.get("team").cloned().unwrap_or_default();
-    if team.eq_ignore_ascii_case(&project.default_team_id)
-        || team.eq_ignore_ascii_case(&format!("{} Team", project.name))
-    {
-        Ok(project)
-    } else {
-        Err(error(
-            StatusCode::NOT_FOUND,
-            &format!("VS403155: The team '{team}' does not exist."),
-            "TeamNotFoundException",
-        ))
-    }
+/// The graph APIs' refusal of a team the project does not have.
+fn unknown_team(team: String) -> AdoError {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("VS403155: The team '{team}' does not exist."),
+        "TeamNotFoundException",
+    )
 }
 
 pub(super) async fn team_members(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "$top")?.unwrap_or(100).max(1);
     let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
     let org = request.organization();
-    let project = team(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     let members = org.team_members_json(&request.urls, project);
     Ok(list(members.into_iter().skip(skip).take(top).collect()))
 }
 
 pub(super) async fn team_field_values(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     Ok(ok_json(org.team_field_values_json(&request.urls, project)))
 }
 
 pub(super) async fn iterations(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     let frame = request
         .query
         .get("$timeframe")

@@ -30,6 +30,11 @@ pub const BUILDS_PER_PIPELINE: u64 = 3;
 pub const ENVIRONMENTS_PER_PROJECT: u64 = 2;
 
 /// One `$top`/continuation-token page of `values`.
+/// What `json` makes of each of the numbers 1 to `count`.
+fn numbered(count: u64, json: impl Fn(u64) -> Value) -> Vec<Value> {
+    (1..=count).map(json).collect()
+}
+
 /// The list of what `values` makes of the project the path names, one `$top` page with a
 /// continuation token.
 fn project_list(
@@ -184,9 +189,9 @@ impl Organization {
 
 pub(super) async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
     project_list(&request, |org, project, urls| {
-        (1..=PIPELINES_PER_PROJECT)
-            .map(|id| org.pipeline_json(urls, project, id))
-            .collect()
+        numbered(PIPELINES_PER_PROJECT, |id| {
+            org.pipeline_json(urls, project, id)
+        })
     })
 }
 
@@ -203,9 +208,9 @@ pub(super) async fn list_builds(request: AdoRequest) -> Result<Response, AdoErro
 
 pub(super) async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
     project_list(&request, |org, project, urls| {
-        (1..=ENVIRONMENTS_PER_PROJECT)
-            .map(|id| org.environment_json(urls, project, id))
-            .collect()
+        numbered(ENVIRONMENTS_PER_PROJECT, |id| {
+            org.environment_json(urls, project, id)
+        })
     })
 }
 

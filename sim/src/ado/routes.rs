@@ -219,6 +219,17 @@ pub(super) fn json_body(body: &[u8]) -> Result<Value, AdoError> {
         .map_err(|e| AdoError::bad_argument(format!("The request body is not valid JSON: {e}")))
 }
 
+/// The array `key` of a request body, or the 400 `message` when it has none.
+pub(super) fn required_array<'a>(
+    body: &'a Value,
+    key: &str,
+    message: &str,
+) -> Result<&'a Vec<Value>, AdoError> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| AdoError::bad_argument(message))
+}
+
 pub(super) fn ok_json(body: Value) -> Response {
     (StatusCode::OK, json_headers(), body.to_string()).into_response()
 }

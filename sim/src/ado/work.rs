@@ -347,9 +347,12 @@ pub(super) async fn list_teams(request: AdoRequest) -> Result<Response, AdoError
     Ok(list(values))
 }
 
-fn team_project<'a>(
+/// The project and its default team (by id or name) a team path names; `unknown` words the
+/// refusal of another team (each API words it its own way).
+pub(super) fn team_project<'a>(
     org: &'a Organization,
     params: &HashMap<String, String>,
+    unknown: impl FnOnce(String) -> AdoError,
 ) -> Result<&'a Project, AdoError> {
     let project = project(org, params)?;
     let team = params.get("team").cloned().unwrap_or_default();
@@ -357,21 +360,24 @@ fn team_project<'a>(
     if team.eq_ignore_ascii_case(&project.default_team_id) || team.eq_ignore_ascii_case(&name) {
         Ok(project)
     } else {
-        Err(AdoError::bad_argument(format!(
-            "VS403155: The team '{team}' does not exist."
-        )))
+        Err(unknown(team))
     }
+}
+
+/// The work APIs' refusal of a team the project does not have.
+fn unknown_team(team: String) -> AdoError {
+    AdoError::bad_argument(format!("VS403155: The team '{team}' does not exist."))
 }
 
 pub(super) async fn list_boards(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team_project(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     Ok(list(vec![org.board_reference(&request.urls, project)]))
 }
 
 pub(super) async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team_project(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     let board = request.param("board");
     if !board.eq_ignore_ascii_case(&org.board_id(project)) && !board.eq_ignore_ascii_case("Stories")
     {
