@@ -48,6 +48,11 @@ impl Client {
             .unwrap()
     }
 
+    /// The JSON answer to a POST of `body` to `path`.
+    async fn post_json(&self, path: &str, body: &Value) -> Value {
+        self.post(path, body).await.json().await.unwrap()
+    }
+
     /// The answer to a request without a body.
     async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.request(method, path).send().await.unwrap()
@@ -126,7 +131,7 @@ async fn bulk_upsert_stores_and_merges() {
     assert_eq!(answer["errors"], json!([]));
 
     let update = json!({"entities": [{"identifier": "r1", "properties": {"url": "u1b"}}]});
-    let answer: Value = client.post(BULK, &update).await.json().await.unwrap();
+    let answer: Value = client.post_json(BULK, &update).await;
     assert_eq!(answer["entities"][0]["created"], false);
     let stored = sim.entity("azureDevopsRepository", "r1").unwrap();
     assert_eq!(
@@ -229,11 +234,8 @@ async fn datasource_entities_page_and_search() {
             body["from"] = json!(cursor);
         }
         let page: Value = client
-            .post("/v1/blueprints/entities/datasource-entities", &body)
-            .await
-            .json()
-            .await
-            .unwrap();
+            .post_json("/v1/blueprints/entities/datasource-entities", &body)
+            .await;
         seen.extend(
             page["entities"]
                 .as_array()
@@ -251,15 +253,10 @@ async fn datasource_entities_page_and_search() {
     unique.dedup();
     assert_eq!(unique.len(), 60);
 
+    let before_all = json!({"datasource_prefix": "port-ocean/", "datasource_suffix": "", "limit": 100, "before": "2000-01-01T00:00:00Z"});
     let before_all: Value = client
-        .post(
-            "/v1/blueprints/entities/datasource-entities",
-            &json!({"datasource_prefix": "port-ocean/", "datasource_suffix": "", "limit": 100, "before": "2000-01-01T00:00:00Z"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_json("/v1/blueprints/entities/datasource-entities", &before_all)
+        .await;
     assert_eq!(before_all["entities"], json!([]));
 
     let search = json!({"combinator": "and", "rules": [
@@ -268,11 +265,8 @@ async fn datasource_entities_page_and_search() {
         {"property": "$identifier", "operator": "in", "value": ["e0-00", "e2-19", "foreign"]},
     ]});
     let found: Value = client
-        .post("/v1/entities/search?include=identifier", &search)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_json("/v1/entities/search?include=identifier", &search)
+        .await;
     assert_eq!(
         found["entities"],
         json!([{"identifier": "e0-00"}, {"identifier": "e2-19"}])
@@ -293,14 +287,11 @@ async fn deletes() {
     assert_eq!(again.status().as_u16(), 404);
     assert_eq!(again.json::<Value>().await.unwrap()["error"], "not_found");
     let answer: Value = client
-        .post(
+        .post_json(
             "/v1/blueprints/azureDevopsRepository/bulk/entities/delete?delete_dependents=true",
             &json!({"entities": ["d1", "d2", "missing"]}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(answer["deletedEntities"], json!(["d1", "d2"]));
     assert_eq!(sim.entity_count(), 2);
 }
@@ -443,11 +434,8 @@ async fn the_current_state_read_sees_hand_edits_deletes_and_cascades() {
     let found = |answer: Value| -> Vec<Value> { answer["entities"].as_array().unwrap().clone() };
     let projects = found(
         client
-            .post(search, &read("azureDevopsProject", json!(["p1", "p2"])))
-            .await
-            .json()
-            .await
-            .unwrap(),
+            .post_json(search, &read("azureDevopsProject", json!(["p1", "p2"])))
+            .await,
     );
     assert_eq!(
         projects[0]["team"],
@@ -486,14 +474,11 @@ async fn the_current_state_read_sees_hand_edits_deletes_and_cascades() {
     );
     let repositories = found(
         client
-            .post(
+            .post_json(
                 search,
                 &read("azureDevopsRepository", json!(["r1", "r2", "r3"])),
             )
-            .await
-            .json()
-            .await
-            .unwrap(),
+            .await,
     );
     assert_eq!(repositories.len(), 1, "r2 is not ours any more, r3 is gone");
     assert_eq!(repositories[0]["identifier"], "r1");

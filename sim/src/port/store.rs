@@ -786,6 +786,16 @@ mod tests {
         parse_entity(&v).unwrap()
     }
 
+    /// A catalog whose `repo` blueprint relates to `project`.
+    fn with_repository_relation() -> Catalog {
+        let mut catalog = Catalog::default();
+        catalog.define_blueprint(
+            "repo",
+            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
+        );
+        catalog
+    }
+
     /// Upserts `entity` into blueprint `bp` with every option, written by `datasource`.
     fn put(catalog: &mut Catalog, bp: &str, entity: Value, datasource: Option<&str>) {
         catalog
@@ -837,11 +847,7 @@ mod tests {
 
     #[test]
     fn known_relations_are_checked() {
-        let mut catalog = Catalog::default();
-        catalog.define_blueprint(
-            "repo",
-            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
-        );
+        let mut catalog = with_repository_relation();
         let strict = UpsertOptions {
             upsert: true,
             merge: true,
@@ -904,11 +910,7 @@ mod tests {
 
     #[test]
     fn a_cascade_reports_what_it_deleted_and_edits_keep_the_datasource() {
-        let mut catalog = Catalog::default();
-        catalog.define_blueprint(
-            "repo",
-            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
-        );
+        let mut catalog = with_repository_relation();
         for (bp, entity) in [
             ("project", json!({"identifier": "p"})),
             (
