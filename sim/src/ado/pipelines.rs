@@ -30,9 +30,15 @@ pub const BUILDS_PER_PIPELINE: u64 = 3;
 pub const ENVIRONMENTS_PER_PROJECT: u64 = 2;
 
 /// One `$top`/continuation-token page of `values`.
-/// What `json` makes of each of the numbers 1 to `count`.
-fn numbered(count: u64, json: impl Fn(u64) -> Value) -> Vec<Value> {
-    (1..=count).map(json).collect()
+/// The list of the project's objects numbered 1 to `count`, as `json` renders each.
+fn numbered_list(
+    request: &AdoRequest,
+    count: u64,
+    json: fn(&Organization, &Urls, &Project, u64) -> Value,
+) -> Result<Response, AdoError> {
+    project_list(request, |org, project, urls| {
+        (1..=count).map(|id| json(org, urls, project, id)).collect()
+    })
 }
 
 /// The list of what `values` makes of the project the path names, one `$top` page with a
@@ -188,11 +194,7 @@ impl Organization {
 }
 
 pub(super) async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
-    project_list(&request, |org, project, urls| {
-        numbered(PIPELINES_PER_PROJECT, |id| {
-            org.pipeline_json(urls, project, id)
-        })
-    })
+    numbered_list(&request, PIPELINES_PER_PROJECT, Organization::pipeline_json)
 }
 
 pub(super) async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
@@ -207,11 +209,11 @@ pub(super) async fn list_builds(request: AdoRequest) -> Result<Response, AdoErro
 }
 
 pub(super) async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
-    project_list(&request, |org, project, urls| {
-        numbered(ENVIRONMENTS_PER_PROJECT, |id| {
-            org.environment_json(urls, project, id)
-        })
-    })
+    numbered_list(
+        &request,
+        ENVIRONMENTS_PER_PROJECT,
+        Organization::environment_json,
+    )
 }
 
 pub(super) async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
