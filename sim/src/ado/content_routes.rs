@@ -78,12 +78,6 @@ fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<T
     }
 }
 
-fn flag(query: &HashMap<String, String>, name: &str) -> bool {
-    query
-        .get(name)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
 /// A query parameter by name, case-insensitively.
 fn param<'a>(query: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     query
@@ -228,7 +222,7 @@ pub(super) async fn get_items(request: AdoRequest) -> Result<Response, AdoError>
     };
     let path = normalize(raw_path);
     let recursion = recursion_level(param(&request.query, "recursionLevel"));
-    let metadata = flag(&request.query, "includeContentMetadata");
+    let metadata = request.flag("includeContentMetadata");
     if scope_path.is_some() || recursion != "none" {
         return match list_items(&request.urls, &target, commit, &path, recursion, metadata) {
             Some(items) => Ok(list(items)),
@@ -241,7 +235,7 @@ pub(super) async fn get_items(request: AdoRequest) -> Result<Response, AdoError>
     let format = param(&request.query, "$format")
         .or_else(|| param(&request.query, "format"))
         .map(str::to_ascii_lowercase);
-    let include_content = flag(&request.query, "includeContent");
+    let include_content = request.flag("includeContent");
     let wants_json = match format.as_deref() {
         Some("json") => true,
         Some(_) => false,
@@ -648,7 +642,7 @@ pub(super) async fn get_page(request: AdoRequest) -> Result<Response, AdoError> 
         });
     let mut response_headers = json_headers();
     if let Some((commit_id, blob)) = content {
-        if flag(&request.query, "includeContent")
+        if request.flag("includeContent")
             && let Value::Object(map) = &mut page
         {
             map.insert("content".into(), json!(blob.content));

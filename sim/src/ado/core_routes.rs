@@ -17,12 +17,6 @@ use super::work::scoped_project;
 const PULL_REQUEST_PAGE: usize = 100;
 const PULL_REQUEST_PAGE_MAX: usize = 1000;
 
-fn flag(query: &HashMap<String, String>, name: &str) -> bool {
-    query
-        .get(name)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
 pub(super) async fn list_projects(request: AdoRequest) -> Result<Response, AdoError> {
     let page = parse_count(&request.query, "$top")?
         .unwrap_or(100)
@@ -31,7 +25,7 @@ pub(super) async fn list_projects(request: AdoRequest) -> Result<Response, AdoEr
         Some(start) => start,
         None => parse_count(&request.query, "$skip")?.unwrap_or(0),
     };
-    let capabilities = flag(&request.query, "includeCapabilities");
+    let capabilities = request.flag("includeCapabilities");
     let org = request.organization();
     let values = org
         .projects
@@ -50,7 +44,7 @@ pub(super) async fn get_project(request: AdoRequest) -> Result<Response, AdoErro
     Ok(ok_json(org.project_full(
         &request.urls,
         project,
-        flag(&request.query, "includeCapabilities"),
+        request.flag("includeCapabilities"),
     )))
 }
 

@@ -53,6 +53,13 @@ impl AdoRequest {
             .unwrap_or_default()
     }
 
+    /// Whether the query sets `name=true` (any case).
+    pub(crate) fn flag(&self, name: &str) -> bool {
+        self.query
+            .get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
     /// The path parameter `name` as a number, if it is one.
     pub(crate) fn id(&self, name: &str) -> Option<u64> {
         self.params.get(name).and_then(|id| id.parse::<u64>().ok())

@@ -690,10 +690,7 @@ pub(super) async fn list_deployment_records(request: AdoRequest) -> Result<Respo
 pub(super) async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let details = request
-        .query
-        .get("includeRunDetails")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let details = request.flag("includeRunDetails");
     let of_build = match request.query.get("buildUri") {
         None => None,
         Some(uri) => match uri
@@ -724,10 +721,7 @@ pub(super) async fn list_test_results(request: AdoRequest) -> Result<Response, A
     else {
         return Ok(ado_error(
             StatusCode::NOT_FOUND,
-            &format!(
-                "Test run {} not found.",
-                request.params.get("runId").map_or("", String::as_str)
-            ),
+            &format!("Test run {} not found.", request.param("runId")),
             "Microsoft.TeamFoundation.TestManagement.WebApi.TestObjectNotFoundException, Microsoft.TeamFoundation.TestManagement.WebApi",
         ));
     };
