@@ -482,11 +482,8 @@ async fn expect_reads(sim: &AdoSim, expected: &[(&str, Option<(&str, &str)>)]) {
 async fn deleted_objects_answer_azure_devops_404s_until_restored() {
     let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
     let repository = sim.repositories()[0].clone();
-    let repository_id = repository["id"].as_str().expect("id").to_string();
-    let project = repository["project"]["id"]
-        .as_str()
-        .expect("project")
-        .to_string();
+    let text = |value: &Value| value.as_str().expect("a string").to_string();
+    let (repository_id, project) = (text(&repository["id"]), text(&repository["project"]["id"]));
     let pull_request = sim
         .pull_requests()
         .into_iter()
