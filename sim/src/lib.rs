@@ -22,11 +22,17 @@
 //! the test through the handle at once.
 //!
 //! Layout: `scripted` (scripted answers), `traffic` (counting, scripts, change notification),
-//! `server` (spawn and stop), `ado/{seed,auth,error,routes}`, `port/{store,auth,limit,error,routes}`.
+//! `server` (spawn and stop), `route_table` (a simulator's routes as one table of rows),
+//! `params` (path and query parameters for the request extractors),
+//! `ado/{seed,auth,error,request,routes,…}`, `port/{store,auth,limit,error,request,routes}`.
+//! Each simulator lists every route it serves in one table (`ado/routes.rs`, `port/routes.rs`);
+//! a new endpoint is a handler in its module and a row there.
 
 pub mod ado;
 pub mod identity;
+mod params;
 pub mod port;
+mod route_table;
 mod scripted;
 mod server;
 mod traffic;

@@ -25,6 +25,16 @@ async fn get(sim: &AdoSim, path_and_query: &str) -> reqwest::Response {
         .expect("request")
 }
 
+/// A simulator of `config` with one repository per project.
+async fn start_with_one_repository_each(config: AdoSimConfig) -> AdoSim {
+    AdoSim::start(AdoSimConfig {
+        repositories_per_project: 1,
+        ..config
+    })
+    .await
+    .expect("start")
+}
+
 #[tokio::test]
 async fn bad_pat_gets_sign_in_page_or_401_when_suppressed() {
     let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
@@ -98,13 +108,12 @@ async fn api_version_is_required_query_or_accept() {
 
 #[tokio::test]
 async fn continuation_tokens_return_every_project_once() {
-    let config = AdoSimConfig {
+    let sim = start_with_one_repository_each(AdoSimConfig {
         projects: 23,
-        repositories_per_project: 1,
         max_page_size: 5,
         ..AdoSimConfig::default()
-    };
-    let sim = AdoSim::start(config).await.expect("start");
+    })
+    .await;
     let mut seen = HashSet::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
@@ -254,13 +263,12 @@ async fn shapes_follow_the_reference_examples() {
 
 #[tokio::test]
 async fn pull_requests_page_with_top_and_skip() {
-    let config = AdoSimConfig {
+    let sim = start_with_one_repository_each(AdoSimConfig {
         projects: 1,
-        repositories_per_project: 1,
         pull_requests_per_repository: 7,
         ..AdoSimConfig::default()
-    };
-    let sim = AdoSim::start(config).await.expect("start");
+    })
+    .await;
     let repo = sim.repositories()[0].clone();
     let (project, repo_id) = (
         repo["project"]["id"].as_str().unwrap(),
@@ -458,15 +466,24 @@ async fn read(sim: &AdoSim, path: &str) -> (u16, String, String) {
     )
 }
 
+/// Checks what each `GET {path}` answers: 200 (`None`), or a 404 with Azure DevOps'
+/// `typeKey` and message code.
+async fn expect_reads(sim: &AdoSim, expected: &[(&str, Option<(&str, &str)>)]) {
+    for (path, gone) in expected {
+        let answer = match gone {
+            None => (200, String::new(), String::new()),
+            Some((type_key, code)) => (404, type_key.to_string(), code.to_string()),
+        };
+        assert_eq!(read(sim, path).await, answer, "GET {path}");
+    }
+}
+
 #[tokio::test]
 async fn deleted_objects_answer_azure_devops_404s_until_restored() {
     let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
     let repository = sim.repositories()[0].clone();
-    let repository_id = repository["id"].as_str().expect("id").to_string();
-    let project = repository["project"]["id"]
-        .as_str()
-        .expect("project")
-        .to_string();
+    let text = |value: &Value| value.as_str().expect("a string").to_string();
+    let (repository_id, project) = (text(&repository["id"]), text(&repository["project"]["id"]));
     let pull_request = sim
         .pull_requests()
         .into_iter()
@@ -477,48 +494,38 @@ async fn deleted_objects_answer_azure_devops_404s_until_restored() {
     let repo_path = format!("_apis/git/repositories/{repository_id}");
     let pr_path = format!("_apis/git/pullrequests/{pull_request}");
     let work_item = "_apis/wit/workitems/1";
-    let ok = (200, String::new(), String::new());
-    let gone = |type_key: &str, code: &str| (404, type_key.to_string(), code.to_string());
+    let project_repositories = format!("{project}/_apis/git/repositories");
+    let repository_gone = Some(("GitRepositoryNotFoundException", "TF401019"));
 
     assert!(sim.remove_repository(&repository_id));
     assert!(!sim.remove_repository(&repository_id), "already in the bin");
-    assert_eq!(
-        read(&sim, &repo_path).await,
-        gone("GitRepositoryNotFoundException", "TF401019")
-    );
-    assert_eq!(
-        read(&sim, &pr_path).await,
-        gone("GitPullRequestNotFoundException", "TF401180"),
-        "gone with its repository"
-    );
+    let pull_request_gone = Some(("GitPullRequestNotFoundException", "TF401180"));
+    expect_reads(
+        &sim,
+        &[(&repo_path, repository_gone), (&pr_path, pull_request_gone)],
+    )
+    .await;
     assert!(sim.restore_repository(&repository_id));
-    assert_eq!(read(&sim, &repo_path).await, ok);
-    assert_eq!(
-        read(&sim, &pr_path).await,
-        ok,
-        "restored with its repository"
-    );
+    expect_reads(&sim, &[(&repo_path, None), (&pr_path, None)]).await;
 
     assert!(sim.remove_work_item(1));
-    assert_eq!(
-        read(&sim, work_item).await,
-        gone("WorkItemUnauthorizedAccessException", "TF401232")
-    );
+    let work_item_gone = Some(("WorkItemUnauthorizedAccessException", "TF401232"));
+    expect_reads(&sim, &[(work_item, work_item_gone)]).await;
     assert!(sim.restore_work_item(1));
-    assert_eq!(read(&sim, work_item).await, ok);
+    expect_reads(&sim, &[(work_item, None)]).await;
 
     assert!(sim.remove_project(&project));
-    assert_eq!(
-        read(&sim, &format!("{project}/_apis/git/repositories")).await,
-        gone("ProjectDoesNotExistWithNameException", "TF200016")
-    );
-    assert_eq!(
-        read(&sim, &repo_path).await,
-        gone("GitRepositoryNotFoundException", "TF401019"),
-        "its repositories went with it"
-    );
+    let project_gone = Some(("ProjectDoesNotExistWithNameException", "TF200016"));
+    expect_reads(
+        &sim,
+        &[
+            (&project_repositories, project_gone),
+            (&repo_path, repository_gone),
+        ],
+    )
+    .await;
     assert!(sim.restore_project(&project));
-    assert_eq!(read(&sim, &repo_path).await, ok);
+    expect_reads(&sim, &[(&repo_path, None)]).await;
     assert_eq!(sim.projects().len(), 3);
     sim.shutdown().await;
 }

@@ -13,6 +13,7 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
 
 const UA: &str = "port-ocean/azure-devops/0.1.0/azure-devops/exporter";
 
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -32,15 +33,38 @@ impl Client {
         Self { http, base, token }
     }
 
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+    /// A request to `path` (below the base URL) with the token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
             .json(body)
             .send()
             .await
             .unwrap()
     }
+
+    /// The JSON answer to a POST of `body` to `path`.
+    async fn post_json(&self, path: &str, body: &Value) -> Value {
+        self.post(path, body).await.json().await.unwrap()
+    }
+
+    /// The answer to a request without a body.
+    async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.request(method, path).send().await.unwrap()
+    }
+}
+
+/// A bulk upsert body of entities with these identifiers (and nothing else).
+fn bulk_of(identifiers: impl Iterator<Item = String>) -> Value {
+    let entities: Vec<Value> = identifiers
+        .map(|identifier| json!({"identifier": identifier}))
+        .collect();
+    json!({"entities": entities})
 }
 
 const BULK: &str = "/v1/blueprints/azureDevopsRepository/entities/bulk?upsert=true&merge=true&create_missing_related_entities=true";
@@ -72,27 +96,21 @@ async fn token_flow() {
     );
 
     let search = format!("{}/v1/entities/search", sim.base_url());
-    let rules = json!({"combinator": "and", "rules": []});
-    let anonymous = http.post(&search).json(&rules).send().await.unwrap();
-    assert_eq!(anonymous.status().as_u16(), 401);
+    let search_status = |token: Option<&str>| {
+        let request = http
+            .post(&search)
+            .json(&json!({"combinator": "and", "rules": []}));
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(search_status(None).await, 401, "anonymous");
     let token = first["accessToken"].as_str().unwrap();
-    let with_token = http
-        .post(&search)
-        .bearer_auth(token)
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(with_token.status().as_u16(), 200);
+    assert_eq!(search_status(Some(token)).await, 200, "with the token");
     sim.expire_tokens();
-    let expired = http
-        .post(&search)
-        .bearer_auth(token)
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(expired.status().as_u16(), 401);
+    assert_eq!(search_status(Some(token)).await, 401, "expired");
 }
 
 #[tokio::test]
@@ -113,7 +131,7 @@ async fn bulk_upsert_stores_and_merges() {
     assert_eq!(answer["errors"], json!([]));
 
     let update = json!({"entities": [{"identifier": "r1", "properties": {"url": "u1b"}}]});
-    let answer: Value = client.post(BULK, &update).await.json().await.unwrap();
+    let answer: Value = client.post_json(BULK, &update).await;
     assert_eq!(answer["entities"][0]["created"], false);
     let stored = sim.entity("azureDevopsRepository", "r1").unwrap();
     assert_eq!(
@@ -143,10 +161,8 @@ async fn bulk_upsert_stores_and_merges() {
 async fn bulk_limits_and_partial_failure() {
     let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
     let client = Client::new(&sim).await;
-    let too_many: Vec<Value> = (0..21)
-        .map(|i| json!({"identifier": format!("e{i}")}))
-        .collect();
-    let answer = client.post(BULK, &json!({"entities": too_many})).await;
+    let too_many = bulk_of((0..21).map(|i| format!("e{i}")));
+    let answer = client.post(BULK, &too_many).await;
     assert_eq!(answer.status().as_u16(), 422);
     let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["ok"], false);
@@ -187,17 +203,8 @@ async fn datasource_entities_page_and_search() {
     let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
     let client = Client::new(&sim).await;
     for chunk in 0..3 {
-        let entities: Vec<Value> = (0..20)
-            .map(|i| json!({"identifier": format!("e{chunk}-{i:02}")}))
-            .collect();
-        assert_eq!(
-            client
-                .post(BULK, &json!({"entities": entities}))
-                .await
-                .status()
-                .as_u16(),
-            200
-        );
+        let entities = bulk_of((0..20).map(|i| format!("e{chunk}-{i:02}")));
+        assert_eq!(client.post(BULK, &entities).await.status().as_u16(), 200);
     }
     let other = reqwest::Client::builder()
         .user_agent("someone-else")
@@ -227,11 +234,8 @@ async fn datasource_entities_page_and_search() {
             body["from"] = json!(cursor);
         }
         let page: Value = client
-            .post("/v1/blueprints/entities/datasource-entities", &body)
-            .await
-            .json()
-            .await
-            .unwrap();
+            .post_json("/v1/blueprints/entities/datasource-entities", &body)
+            .await;
         seen.extend(
             page["entities"]
                 .as_array()
@@ -249,15 +253,10 @@ async fn datasource_entities_page_and_search() {
     unique.dedup();
     assert_eq!(unique.len(), 60);
 
+    let before_all = json!({"datasource_prefix": "port-ocean/", "datasource_suffix": "", "limit": 100, "before": "2000-01-01T00:00:00Z"});
     let before_all: Value = client
-        .post(
-            "/v1/blueprints/entities/datasource-entities",
-            &json!({"datasource_prefix": "port-ocean/", "datasource_suffix": "", "limit": 100, "before": "2000-01-01T00:00:00Z"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_json("/v1/blueprints/entities/datasource-entities", &before_all)
+        .await;
     assert_eq!(before_all["entities"], json!([]));
 
     let search = json!({"combinator": "and", "rules": [
@@ -266,11 +265,8 @@ async fn datasource_entities_page_and_search() {
         {"property": "$identifier", "operator": "in", "value": ["e0-00", "e2-19", "foreign"]},
     ]});
     let found: Value = client
-        .post("/v1/entities/search?include=identifier", &search)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_json("/v1/entities/search?include=identifier", &search)
+        .await;
     assert_eq!(
         found["entities"],
         json!([{"identifier": "e0-00"}, {"identifier": "e2-19"}])
@@ -281,40 +277,21 @@ async fn datasource_entities_page_and_search() {
 async fn deletes() {
     let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
     let client = Client::new(&sim).await;
-    let entities: Vec<Value> = (0..5)
-        .map(|i| json!({"identifier": format!("d{i}")}))
-        .collect();
-    client.post(BULK, &json!({"entities": entities})).await;
-    let url = format!(
-        "{}/v1/blueprints/azureDevopsRepository/entities/d0",
-        sim.base_url()
-    );
-    let first = client
-        .http
-        .delete(&url)
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+    client
+        .post(BULK, &bulk_of((0..5).map(|i| format!("d{i}"))))
+        .await;
+    let path = "/v1/blueprints/azureDevopsRepository/entities/d0";
+    let first = client.send(reqwest::Method::DELETE, path).await;
     assert_eq!(first.status().as_u16(), 200);
-    let again = client
-        .http
-        .delete(&url)
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+    let again = client.send(reqwest::Method::DELETE, path).await;
     assert_eq!(again.status().as_u16(), 404);
     assert_eq!(again.json::<Value>().await.unwrap()["error"], "not_found");
     let answer: Value = client
-        .post(
+        .post_json(
             "/v1/blueprints/azureDevopsRepository/bulk/entities/delete?delete_dependents=true",
             &json!({"entities": ["d1", "d2", "missing"]}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(answer["deletedEntities"], json!(["d1", "d2"]));
     assert_eq!(sim.entity_count(), 2);
 }
@@ -371,64 +348,41 @@ async fn integration_resource_and_wait_for() {
     };
     let sim = PortSim::start(config).await.unwrap();
     let client = Client::new(&sim).await;
-    let got: Value = json_of(
-        client
-            .http
-            .get(format!("{}/v1/integration/azure-devops", sim.base_url()))
-            .bearer_auth(&client.token),
-    )
-    .await;
+    let got: Value =
+        json_of(client.request(reqwest::Method::GET, "/v1/integration/azure-devops")).await;
     assert_eq!(got["integration"]["config"], mapping);
     assert_eq!(got["integration"]["installationAppType"], "azure-devops");
     let missing = client
-        .http
-        .get(format!("{}/v1/integration/other", sim.base_url()))
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::GET, "/v1/integration/other")
+        .await;
     assert_eq!(missing.status().as_u16(), 404);
 
     let state = json!({"status": "running", "lastResyncStart": "2026-01-01T00:00:00Z", "intervalInMinuets": 60});
     let patched = client
-        .http
-        .patch(format!(
-            "{}/v1/integration/azure-devops/resync-state",
-            sim.base_url()
-        ))
-        .bearer_auth(&client.token)
+        .request(
+            reqwest::Method::PATCH,
+            "/v1/integration/azure-devops/resync-state",
+        )
         .json(&state)
         .send()
         .await
         .unwrap();
     assert_eq!(patched.status().as_u16(), 200);
     assert_eq!(sim.resync_states(), vec![state]);
-    let request: Value = json_of(
-        client
-            .http
-            .get(format!(
-                "{}/v1/integration/azure-devops/resync-request",
-                sim.base_url()
-            ))
-            .bearer_auth(&client.token),
-    )
+    let request: Value = json_of(client.request(
+        reqwest::Method::GET,
+        "/v1/integration/azure-devops/resync-request",
+    ))
     .await;
     assert!(request["request"]["updatedAt"].is_string());
 
     // wait_for wakes on the write, not on a timer.
     let writer = {
-        let (http, base, token) = (
-            client.http.clone(),
-            client.base.clone(),
-            client.token.clone(),
-        );
+        let client = client.clone();
         tokio::spawn(async move {
-            http.post(format!("{base}{BULK}"))
-                .bearer_auth(token)
-                .json(&json!({"entities": [{"identifier": "late"}]}))
-                .send()
-                .await
-                .unwrap();
+            client
+                .post(BULK, &json!({"entities": [{"identifier": "late"}]}))
+                .await;
         })
     };
     assert!(
@@ -480,11 +434,8 @@ async fn the_current_state_read_sees_hand_edits_deletes_and_cascades() {
     let found = |answer: Value| -> Vec<Value> { answer["entities"].as_array().unwrap().clone() };
     let projects = found(
         client
-            .post(search, &read("azureDevopsProject", json!(["p1", "p2"])))
-            .await
-            .json()
-            .await
-            .unwrap(),
+            .post_json(search, &read("azureDevopsProject", json!(["p1", "p2"])))
+            .await,
     );
     assert_eq!(
         projects[0]["team"],
@@ -523,14 +474,11 @@ async fn the_current_state_read_sees_hand_edits_deletes_and_cascades() {
     );
     let repositories = found(
         client
-            .post(
+            .post_json(
                 search,
                 &read("azureDevopsRepository", json!(["r1", "r2", "r3"])),
             )
-            .await
-            .json()
-            .await
-            .unwrap(),
+            .await,
     );
     assert_eq!(repositories.len(), 1, "r2 is not ours any more, r3 is gone");
     assert_eq!(repositories[0]["identifier"], "r1");

@@ -17,13 +17,7 @@ pub(crate) fn check_credentials(
     headers: &HeaderMap,
     config: &AdoSimConfig,
 ) -> Result<(), AdoError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
-        });
+    let bearer = authorization(headers, "bearer");
     match (bearer, &config.bearer_tokens) {
         (Some(token), Some(tokens)) => match tokens.check(token, AZURE_DEVOPS_SCOPE) {
             TokenCheck::Valid => Ok(()),
@@ -36,16 +30,21 @@ pub(crate) fn check_credentials(
     }
 }
 
+/// The credentials of the `Authorization` header when it uses `scheme` (any case).
+fn authorization<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let (used, credentials) = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    used.eq_ignore_ascii_case(scheme)
+        .then_some(credentials.trim())
+}
+
 /// Checks the PAT. A refusal is a 203 sign-in page, or a 401 when the caller sent
 /// `X-TFS-FedAuthRedirect: Suppress` (as Azure DevOps does).
 pub(crate) fn check_pat(headers: &HeaderMap, personal_access_token: &str) -> Result<(), AdoError> {
-    let accepted = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
-        })
+    let accepted = authorization(headers, "basic")
         .and_then(|encoded| {
             base64::engine::general_purpose::STANDARD
                 .decode(encoded)

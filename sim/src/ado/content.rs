@@ -441,34 +441,44 @@ fn absolute(path: &str) -> String {
     format!("/{}", path.trim_start_matches('/'))
 }
 
-/// The repository a push names: a repository of the organization or a project wiki.
-struct PushTarget {
-    id: String,
-    name: String,
-    project_id: String,
-    default_branch: String,
+/// The Git repository a request or a push names: a repository of the organization or a
+/// project wiki's.
+pub(crate) struct Target {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub default_branch: String,
 }
 
-impl AdoSim {
-    fn push_target(&self, org: &Organization, repository_id: &str) -> Option<PushTarget> {
-        if let Some(repository) = org.repositories.iter().find(|r| r.id == repository_id) {
-            return Some(PushTarget {
-                id: repository.id.clone(),
-                name: repository.name.clone(),
-                project_id: repository.project_id.clone(),
-                default_branch: repository
-                    .default_branch
-                    .clone()
-                    .unwrap_or_else(|| "refs/heads/main".to_string()),
-            });
+impl Target {
+    pub(crate) fn of_repository(repository: &Repository) -> Self {
+        Target {
+            id: repository.id.clone(),
+            name: repository.name.clone(),
+            project_id: repository.project_id.clone(),
+            default_branch: repository
+                .default_branch
+                .clone()
+                .unwrap_or_else(|| "refs/heads/main".to_string()),
         }
-        let wiki = org.git.wiki(repository_id)?;
-        Some(PushTarget {
+    }
+
+    pub(crate) fn of_wiki(wiki: &Wiki) -> Self {
+        Target {
             id: wiki.id.clone(),
             name: wiki.name.clone(),
             project_id: wiki.project_id.clone(),
             default_branch: WIKI_BRANCH.to_string(),
-        })
+        }
+    }
+}
+
+impl AdoSim {
+    fn push_target(&self, org: &Organization, repository_id: &str) -> Option<Target> {
+        if let Some(repository) = org.repositories.iter().find(|r| r.id == repository_id) {
+            return Some(Target::of_repository(repository));
+        }
+        org.git.wiki(repository_id).map(Target::of_wiki)
     }
 
     /// Pushes `commits` (oldest first) onto `branch` (`main` or `refs/heads/main`) of a
@@ -593,7 +603,7 @@ impl AdoSim {
     fn push_webhook(
         &self,
         org: &Organization,
-        target: &PushTarget,
+        target: &Target,
         ref_name: &str,
         old: &str,
         new: &str,

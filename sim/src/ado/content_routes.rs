@@ -17,105 +17,39 @@
 //! as Azure DevOps serves them through the Git API although the repository list hides them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
-use super::AdoState;
 use super::content::{
-    Commit, RepositoryContent, Tree, WIKI_BRANCH, Wiki, commit_person, folder_object_id, folders,
-    is_within, page_file, page_path,
+    Commit, RepositoryContent, Target, Tree, WIKI_BRANCH, Wiki, commit_person, folder_object_id,
+    folders, is_within, page_file, page_path,
 };
 use super::error::{AdoError, json_headers};
-use super::request::AdoRequest;
-use super::routes::{list, ok_json, parse_count};
+use super::request::{AdoRequest, JsonBody};
+use super::routes::{continued_list, list, ok_json, parse_count, required_array};
 use super::seed::{Organization, Urls, encode_segment};
+use super::work::scoped_project;
 
 /// Default `$top` of commit diffs.
 const DIFF_PAGE: usize = 100;
 /// Most pages one `pagesbatch` call returns.
 const PAGES_BATCH_MAX: usize = 100;
 
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    let repo = "/{org}/_apis/git/repositories/{repository}";
-    let project_repo = "/{org}/{project}/_apis/git/repositories/{repository}";
-    let wiki = "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}";
-    Router::new()
-        .route(&format!("{repo}/items"), get(get_items))
-        .route(&format!("{project_repo}/items"), get(get_items))
-        .route(&format!("{repo}/itemsbatch"), post(items_batch))
-        .route(&format!("{project_repo}/itemsbatch"), post(items_batch))
-        .route(
-            &format!("{project_repo}/commits/{{commitId}}"),
-            get(get_commit),
-        )
-        .route(
-            &format!("{project_repo}/commits/{{commitId}}/changes"),
-            get(commit_changes),
-        )
-        .route(&format!("{project_repo}/diffs/commits"), get(diff_commits))
-        .route("/{org}/_apis/wiki/wikis", get(list_wikis))
-        .route("/{org}/{project}/_apis/wiki/wikis", get(list_wikis))
-        .route(wiki, get(get_wiki))
-        .route(&format!("{wiki}/pagesbatch"), post(pages_batch))
-        .route(&format!("{wiki}/pages/{{pageId}}"), get(get_page))
-        .route(&format!("{wiki}/pages"), get(get_page))
-}
-
-/// An error answer of these endpoints: one the shared [`AdoError`] knows, or a Git/wiki one.
-enum Refusal {
-    Ado(AdoError),
-    Git {
-        status: StatusCode,
-        message: String,
-        type_key: &'static str,
-    },
-}
-
-impl From<AdoError> for Refusal {
-    fn from(error: AdoError) -> Self {
-        Refusal::Ado(error)
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Ado(error) => error.into_response(),
-            Refusal::Git {
-                status,
-                message,
-                type_key,
-            } => {
-                let body = json!({
-                    "$id": "1",
-                    "innerException": null,
-                    "message": message,
-                    "typeName": format!("Microsoft.TeamFoundation.Git.Server.{type_key}, Microsoft.TeamFoundation.Git.Server"),
-                    "typeKey": type_key,
-                    "errorCode": 0,
-                    "eventId": 3000,
-                });
-                (status, json_headers(), body.to_string()).into_response()
-            }
-        }
-    }
-}
-
-fn error(status: StatusCode, message: &str, type_key: &'static str) -> Refusal {
-    Refusal::Git {
+/// A refusal of the Git and wiki services (exception `type_key` of their assembly).
+fn error(status: StatusCode, message: &str, type_key: &str) -> AdoError {
+    AdoError::service(
         status,
-        message: message.to_string(),
-        type_key,
-    }
+        message,
+        format!(
+            "Microsoft.TeamFoundation.Git.Server.{type_key}, Microsoft.TeamFoundation.Git.Server"
+        ),
+    )
 }
 
-fn version_not_found(version: &str) -> Refusal {
+fn version_not_found(version: &str) -> AdoError {
     error(
         StatusCode::NOT_FOUND,
         &format!(
@@ -125,59 +59,23 @@ fn version_not_found(version: &str) -> Refusal {
     )
 }
 
-fn item_not_found(path: &str, repository: &str) -> Refusal {
-    Refusal::Ado(AdoError::ItemNotFound {
+fn item_not_found(path: &str, repository: &str) -> AdoError {
+    AdoError::ItemNotFound {
         path: path.to_string(),
         repository: repository.to_string(),
-    })
+    }
 }
 
-/// A repository (or project wiki repository) a request names.
-struct Target {
-    id: String,
-    name: String,
-    project_id: String,
-    default_branch: String,
-}
-
-fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<Target, Refusal> {
-    let project = match params.get("project") {
-        Some(name) => Some(org.project(name).ok_or_else(|| {
-            Refusal::Ado(AdoError::ProjectNotFound {
-                project: name.clone(),
-            })
-        })?),
-        None => None,
-    };
+fn find_target(org: &Organization, params: &HashMap<String, String>) -> Result<Target, AdoError> {
+    let project = scoped_project(org, params)?;
     let id = params.get("repository").cloned().unwrap_or_default();
     if let Some(repository) = org.repository(project, &id) {
-        return Ok(Target {
-            id: repository.id.clone(),
-            name: repository.name.clone(),
-            project_id: repository.project_id.clone(),
-            default_branch: repository
-                .default_branch
-                .clone()
-                .unwrap_or_else(|| "refs/heads/main".into()),
-        });
+        return Ok(Target::of_repository(repository));
     }
     match org.git.wiki(&id) {
-        Some(wiki) if project.is_none_or(|p| p.id == wiki.project_id) => Ok(Target {
-            id: wiki.id.clone(),
-            name: wiki.name.clone(),
-            project_id: wiki.project_id.clone(),
-            default_branch: WIKI_BRANCH.into(),
-        }),
-        _ => Err(Refusal::Ado(AdoError::RepositoryNotFound {
-            repository: id,
-        })),
+        Some(wiki) if project.is_none_or(|p| p.id == wiki.project_id) => Ok(Target::of_wiki(wiki)),
+        _ => Err(AdoError::RepositoryNotFound { repository: id }),
     }
-}
-
-fn flag(query: &HashMap<String, String>, name: &str) -> bool {
-    query
-        .get(name)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// A query parameter by name, case-insensitively.
@@ -199,7 +97,7 @@ fn resolve<'a>(
     target: &Target,
     version_type: Option<&str>,
     version: Option<&str>,
-) -> Result<&'a Commit, Refusal> {
+) -> Result<&'a Commit, AdoError> {
     content
         .and_then(|c| c.resolve(version_type, version, &target.default_branch))
         .ok_or_else(|| match version {
@@ -309,44 +207,35 @@ fn recursion_level(text: Option<&str>) -> &'static str {
     }
 }
 
-async fn get_items(request: AdoRequest) -> Response {
+pub(super) async fn get_items(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let target = match find_target(&org, &request.params) {
-        Ok(target) => target,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let target = find_target(&org, &request.params)?;
     let content = org.git.repositories.get(&target.id);
     let version = param(&request.query, "versionDescriptor.version")
         .or_else(|| param(&request.query, "version"));
     let version_type = param(&request.query, "versionDescriptor.versionType")
         .or_else(|| param(&request.query, "versionType"));
-    let commit = match resolve(content, &target, version_type, version) {
-        Ok(commit) => commit,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let commit = resolve(content, &target, version_type, version)?;
     let scope_path = param(&request.query, "scopePath");
     let Some(raw_path) = param(&request.query, "path").or(scope_path) else {
-        return AdoError::BadArgument {
-            message: "The path parameter is required.".to_string(),
-        }
-        .into_response();
+        return Err(AdoError::bad_argument("The path parameter is required."));
     };
     let path = normalize(raw_path);
     let recursion = recursion_level(param(&request.query, "recursionLevel"));
-    let metadata = flag(&request.query, "includeContentMetadata");
+    let metadata = request.flag("includeContentMetadata");
     if scope_path.is_some() || recursion != "none" {
         return match list_items(&request.urls, &target, commit, &path, recursion, metadata) {
-            Some(items) => list(items),
-            None => item_not_found(&path, &target.name).into_response(),
+            Some(items) => Ok(list(items)),
+            None => Err(item_not_found(&path, &target.name)),
         };
     }
     let Some(mut item) = git_item(&request.urls, &target, commit, &path, metadata) else {
-        return item_not_found(&path, &target.name).into_response();
+        return Err(item_not_found(&path, &target.name));
     };
     let format = param(&request.query, "$format")
         .or_else(|| param(&request.query, "format"))
         .map(str::to_ascii_lowercase);
-    let include_content = flag(&request.query, "includeContent");
+    let include_content = request.flag("includeContent");
     let wants_json = match format.as_deref() {
         Some("json") => true,
         Some(_) => false,
@@ -361,61 +250,47 @@ async fn get_items(request: AdoRequest) -> Response {
     };
     let blob = commit.tree.get(&path);
     if !wants_json && let Some(blob) = blob {
-        return (
+        return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             blob.content.clone(),
         )
-            .into_response();
+            .into_response());
     }
     if include_content && let (Some(blob), Value::Object(map)) = (blob, &mut item) {
         map.insert("content".into(), json!(blob.content));
     }
-    ok_json(item)
+    Ok(ok_json(item))
 }
 
-async fn items_batch(request: AdoRequest, body: Bytes) -> Response {
-    let batch: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
-        Err(e) => {
-            return AdoError::BadArgument {
-                message: format!("The request body is not valid JSON: {e}"),
-            }
-            .into_response();
-        }
-    };
-    let Some(descriptors) = batch.get("itemDescriptors").and_then(Value::as_array) else {
-        return AdoError::BadArgument {
-            message: "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors"
-                .to_string(),
-        }
-        .into_response();
-    };
+pub(super) async fn items_batch(
+    request: AdoRequest,
+    JsonBody(batch): JsonBody,
+) -> Result<Response, AdoError> {
+    let descriptors = required_array(
+        &batch,
+        "itemDescriptors",
+        "Value cannot be null.\r\nParameter name: requestData.ItemDescriptors",
+    )?;
     let metadata = batch
         .get("includeContentMetadata")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let org = request.organization();
-    let target = match find_target(&org, &request.params) {
-        Ok(target) => target,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let target = find_target(&org, &request.params)?;
     let content = org.git.repositories.get(&target.id);
     let mut lists = Vec::new();
     for descriptor in descriptors {
         let text = |key: &str| descriptor.get(key).and_then(Value::as_str);
-        let commit = match resolve(content, &target, text("versionType"), text("version")) {
-            Ok(commit) => commit,
-            Err(refusal) => return refusal.into_response(),
-        };
+        let commit = resolve(content, &target, text("versionType"), text("version"))?;
         let path = normalize(text("path").unwrap_or("/"));
         let recursion = recursion_level(text("recursionLevel"));
         match list_items(&request.urls, &target, commit, &path, recursion, metadata) {
             Some(items) => lists.push(Value::Array(items)),
-            None => return item_not_found(&path, &target.name).into_response(),
+            None => return Err(item_not_found(&path, &target.name)),
         }
     }
-    ok_json(json!({"count": lists.len(), "value": lists}))
+    Ok(ok_json(json!({"count": lists.len(), "value": lists})))
 }
 
 fn commit_json(org: &Organization, urls: &Urls, target: &Target, commit: &Commit) -> Value {
@@ -521,13 +396,10 @@ fn change_counts(changes: &[Value]) -> Value {
     Value::Object(counts)
 }
 
-async fn get_commit(request: AdoRequest) -> Response {
+pub(super) async fn get_commit(request: AdoRequest) -> Result<Response, AdoError> {
     let held = {
         let org = request.organization();
-        let target = match find_target(&org, &request.params) {
-            Ok(target) => target,
-            Err(refusal) => return refusal.into_response(),
-        };
+        let target = find_target(&org, &request.params)?;
         let id = request.param("commitId");
         org.git
             .repositories
@@ -536,16 +408,13 @@ async fn get_commit(request: AdoRequest) -> Response {
             .map(|commit| commit_json(&org, &request.urls, &target, commit))
     };
     match held {
-        Some(commit) => ok_json(commit),
+        Some(commit) => Ok(ok_json(commit)),
         // Builds' source commits live in the pipelines model (see `runs`).
-        None => match super::runs::get_commit(request).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        },
+        None => super::runs::get_commit(request).await,
     }
 }
 
-fn commit_not_found(id: &str, repository: &str) -> Refusal {
+fn commit_not_found(id: &str, repository: &str) -> AdoError {
     error(
         StatusCode::NOT_FOUND,
         &format!("TF401175: The commit {id} could not be found in repository {repository}."),
@@ -553,20 +422,17 @@ fn commit_not_found(id: &str, repository: &str) -> Refusal {
     )
 }
 
-async fn commit_changes(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn commit_changes(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "top")?.unwrap_or(usize::MAX);
     let skip = parse_count(&request.query, "skip")?.unwrap_or(0);
     let org = request.organization();
-    let target = match find_target(&org, &request.params) {
-        Ok(target) => target,
-        Err(refusal) => return Ok(refusal.into_response()),
-    };
+    let target = find_target(&org, &request.params)?;
     let id = request.param("commitId");
     let Some(content) = org.git.repositories.get(&target.id) else {
-        return Ok(commit_not_found(&id, &target.name).into_response());
+        return Err(commit_not_found(&id, &target.name));
     };
     let Some(commit) = content.commits.get(&id) else {
-        return Ok(commit_not_found(&id, &target.name).into_response());
+        return Err(commit_not_found(&id, &target.name));
     };
     let empty = Tree::new();
     let base = commit
@@ -580,41 +446,30 @@ async fn commit_changes(request: AdoRequest) -> Result<Response, AdoError> {
     Ok(ok_json(json!({"changeCounts": counts, "changes": page})))
 }
 
-async fn diff_commits(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn diff_commits(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "$top")?.unwrap_or(DIFF_PAGE);
     let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
     let org = request.organization();
-    let target = match find_target(&org, &request.params) {
-        Ok(target) => target,
-        Err(refusal) => return Ok(refusal.into_response()),
-    };
+    let target = find_target(&org, &request.params)?;
     let content = org.git.repositories.get(&target.id);
     let (Some(base_version), Some(target_version)) = (
         param(&request.query, "baseVersion"),
         param(&request.query, "targetVersion"),
     ) else {
-        return Err(AdoError::BadArgument {
-            message: "baseVersion and targetVersion are required.".to_string(),
-        });
+        return Err(AdoError::bad_argument(
+            "baseVersion and targetVersion are required.",
+        ));
     };
-    let base = match resolve(
-        content,
-        &target,
-        param(&request.query, "baseVersionType"),
-        Some(base_version),
-    ) {
-        Ok(commit) => commit,
-        Err(refusal) => return Ok(refusal.into_response()),
+    let side = |version_type: &str, version| {
+        resolve(
+            content,
+            &target,
+            param(&request.query, version_type),
+            Some(version),
+        )
     };
-    let head = match resolve(
-        content,
-        &target,
-        param(&request.query, "targetVersionType"),
-        Some(target_version),
-    ) {
-        Ok(commit) => commit,
-        Err(refusal) => return Ok(refusal.into_response()),
-    };
+    let base = side("baseVersionType", base_version)?;
+    let head = side("targetVersionType", target_version)?;
     let all = changes(&request.urls, &target, &base.tree, head);
     let counts = change_counts(&all);
     let total = all.len();
@@ -649,7 +504,7 @@ fn wiki_json(org: &Organization, urls: &Urls, wiki: &Wiki) -> Value {
     })
 }
 
-async fn list_wikis(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_wikis(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = match request.params.get("project") {
         Some(name) => Some(org.project(name).ok_or_else(|| AdoError::ProjectNotFound {
@@ -667,7 +522,7 @@ async fn list_wikis(request: AdoRequest) -> Result<Response, AdoError> {
     Ok(list(values))
 }
 
-fn wiki_not_found(id: &str) -> Refusal {
+fn wiki_not_found(id: &str) -> AdoError {
     error(
         StatusCode::NOT_FOUND,
         &format!(
@@ -680,7 +535,7 @@ fn wiki_not_found(id: &str) -> Refusal {
 fn find_wiki<'a>(
     org: &'a Organization,
     params: &HashMap<String, String>,
-) -> Result<&'a Wiki, Refusal> {
+) -> Result<&'a Wiki, AdoError> {
     let id = params.get("wikiIdentifier").cloned().unwrap_or_default();
     let project = params.get("project").and_then(|p| org.project(p));
     org.git
@@ -689,12 +544,10 @@ fn find_wiki<'a>(
         .ok_or_else(|| wiki_not_found(&id))
 }
 
-async fn get_wiki(request: AdoRequest) -> Response {
+pub(super) async fn get_wiki(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    match find_wiki(&org, &request.params) {
-        Ok(wiki) => ok_json(wiki_json(&org, &request.urls, wiki)),
-        Err(refusal) => refusal.into_response(),
-    }
+    let wiki = find_wiki(&org, &request.params)?;
+    Ok(ok_json(wiki_json(&org, &request.urls, wiki)))
 }
 
 /// The pages of a wiki's head: `(page path, page id)` in path order.
@@ -715,64 +568,34 @@ fn wiki_pages(org: &Organization, wiki: &Wiki) -> Vec<(String, u64)> {
     pages
 }
 
-async fn pages_batch(request: AdoRequest, body: Bytes) -> Response {
+pub(super) async fn pages_batch(request: AdoRequest, body: Bytes) -> Result<Response, AdoError> {
     let batch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let top = batch.get("top").and_then(Value::as_u64).unwrap_or(0) as usize;
     if top == 0 || top > PAGES_BATCH_MAX {
-        return AdoError::BadArgument {
-            message: format!(
-                "The value of top must be between 1 and {PAGES_BATCH_MAX}. Parameter name: pagesBatchRequest.Top"
-            ),
-        }
-        .into_response();
+        return Err(AdoError::bad_argument(format!(
+            "The value of top must be between 1 and {PAGES_BATCH_MAX}. Parameter name: pagesBatchRequest.Top"
+        )));
     }
     let start = match batch.get("continuationToken").and_then(Value::as_str) {
-        Some(token) => match token.parse::<usize>() {
-            Ok(start) => start,
-            Err(_) => {
-                return AdoError::BadArgument {
-                    message: format!("The continuation token '{token}' is not valid."),
-                }
-                .into_response();
-            }
-        },
+        Some(token) => token.parse::<usize>().map_err(|_| {
+            AdoError::bad_argument(format!("The continuation token '{token}' is not valid."))
+        })?,
         None => 0,
     };
     let org = request.organization();
-    let wiki = match find_wiki(&org, &request.params) {
-        Ok(wiki) => wiki,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let pages = wiki_pages(&org, wiki);
-    let total = pages.len();
-    let values: Vec<Value> = pages
+    let wiki = find_wiki(&org, &request.params)?;
+    let values = wiki_pages(&org, wiki)
         .into_iter()
-        .skip(start)
-        .take(top)
         .map(|(path, id)| json!({"id": id, "path": path}))
         .collect();
-    let mut response = list(values);
-    if start + top < total
-        && let Ok(token) = HeaderValue::from_str(&(start + top).to_string())
-    {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    response
+    Ok(continued_list(values, start, top))
 }
 
-async fn get_page(request: AdoRequest) -> Response {
+pub(super) async fn get_page(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let wiki = match find_wiki(&org, &request.params) {
-        Ok(wiki) => wiki,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let wiki = find_wiki(&org, &request.params)?;
     let pages = wiki_pages(&org, wiki);
-    let wanted_id = request
-        .params
-        .get("pageId")
-        .and_then(|id| id.parse::<u64>().ok());
+    let wanted_id = request.id("pageId");
     let wanted_path = param(&request.query, "path").map(normalize);
     let found = pages.iter().find(|(path, id)| {
         wanted_id.map_or_else(
@@ -781,7 +604,7 @@ async fn get_page(request: AdoRequest) -> Response {
         )
     });
     let Some((path, id)) = found else {
-        return error(
+        return Err(error(
             StatusCode::NOT_FOUND,
             &format!(
                 "The page '{}' specified is not found in the wiki.",
@@ -790,8 +613,7 @@ async fn get_page(request: AdoRequest) -> Response {
                     .unwrap_or_default()
             ),
             "WikiPageNotFoundException",
-        )
-        .into_response();
+        ));
     };
     let file = page_file(path);
     let is_parent = pages
@@ -820,7 +642,7 @@ async fn get_page(request: AdoRequest) -> Response {
         });
     let mut response_headers = json_headers();
     if let Some((commit_id, blob)) = content {
-        if flag(&request.query, "includeContent")
+        if request.flag("includeContent")
             && let Value::Object(map) = &mut page
         {
             map.insert("content".into(), json!(blob.content));
@@ -829,5 +651,5 @@ async fn get_page(request: AdoRequest) -> Response {
             response_headers.insert(header::ETAG, etag);
         }
     }
-    (StatusCode::OK, response_headers, page.to_string()).into_response()
+    Ok((StatusCode::OK, response_headers, page.to_string()).into_response())
 }

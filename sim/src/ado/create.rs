@@ -19,6 +19,12 @@ use crate::traffic::lock;
 /// Object kind of repositories created after seeding (see `seed::stable_id`).
 const KIND_ADDED_REPOSITORY: u16 = 0x0013;
 
+/// The id after the highest of `live` and `deleted` objects (a deleted object keeps its id:
+/// it can be restored).
+fn next_id<T>(live: &[T], deleted: &[T], id: impl Fn(&T) -> u64) -> u64 {
+    live.iter().chain(deleted).map(id).max().unwrap_or(0) + 1
+}
+
 impl AdoSim {
     /// Creates an empty repository (no default branch, size 0) in a project; its id, or `None`
     /// when the organization has no project with that id.
@@ -26,9 +32,7 @@ impl AdoSim {
         let id = {
             let mut org = lock(&self.state.organization);
             org.project_by_id(project_id)?;
-            let n = org.created;
-            org.created += 1;
-            let id = stable_id(KIND_ADDED_REPOSITORY, n, 0);
+            let id = stable_id(KIND_ADDED_REPOSITORY, org.next_created(), 0);
             org.repositories.push(Repository {
                 id: id.clone(),
                 project_id: project_id.to_string(),
@@ -51,14 +55,9 @@ impl AdoSim {
         let id = {
             let mut org = lock(&self.state.organization);
             org.repositories.iter().find(|r| r.id == repository_id)?;
-            let id = org
-                .pull_requests
-                .iter()
-                .chain(&org.recycle_bin.pull_requests)
-                .map(|pr| pr.id)
-                .max()
-                .unwrap_or(0)
-                + 1;
+            let id = next_id(&org.pull_requests, &org.recycle_bin.pull_requests, |pr| {
+                pr.id
+            });
             let users = org.users.len().max(1);
             let merge_commit = format!("{:040x}", u128::from(id) << 8 | 0xc0);
             org.pull_requests.push(PullRequest {
@@ -118,14 +117,7 @@ impl AdoSim {
         let id = {
             let mut org = lock(&self.state.organization);
             org.project_by_id(project_id)?;
-            let id = org
-                .work_items
-                .iter()
-                .chain(&org.recycle_bin.work_items)
-                .map(|w| w.id)
-                .max()
-                .unwrap_or(0)
-                + 1;
+            let id = next_id(&org.work_items, &org.recycle_bin.work_items, |w| w.id);
             let users = org.users.len().max(1);
             let now = Utc::now();
             org.work_items.push(WorkItem {

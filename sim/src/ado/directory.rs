@@ -29,6 +29,16 @@ pub(crate) const TAG_PREFIX: &str = "Microsoft.TeamFoundation.Project.Tag.";
 /// Project groups seeded per project, in order.
 const PROJECT_GROUPS: [&str; 2] = ["Contributors", "Readers"];
 
+/// The `_links` of a graph subject with descriptor `d` in `collection` (`Users`, `Groups`).
+fn subject_links(graph: &str, collection: &str, d: &str) -> Value {
+    json!({
+        "self": {"href": format!("{graph}/{collection}/{d}")},
+        "memberships": {"href": format!("{graph}/Memberships/{d}")},
+        "membershipState": {"href": format!("{graph}/MembershipStates/{d}")},
+        "storageKey": {"href": format!("{graph}/StorageKeys/{d}")},
+    })
+}
+
 /// A security group of the organization or of one project.
 #[derive(Clone, Debug)]
 pub(crate) struct Group {
@@ -124,12 +134,7 @@ impl Organization {
             "origin": "vsts",
             "originId": group.origin_id,
             "displayName": group.display_name,
-            "_links": {
-                "self": {"href": format!("{graph}/Groups/{d}")},
-                "memberships": {"href": format!("{graph}/Memberships/{d}")},
-                "membershipState": {"href": format!("{graph}/MembershipStates/{d}")},
-                "storageKey": {"href": format!("{graph}/StorageKeys/{d}")},
-            },
+            "_links": subject_links(&graph, "Groups", d),
             "url": format!("{graph}/Groups/{d}"),
             "descriptor": d,
         })
@@ -148,6 +153,8 @@ impl Organization {
             .next()
             .unwrap_or_default()
             .to_string();
+        let mut links = subject_links(&graph, "Users", &d);
+        links["avatar"] = json!({"href": format!("{}/_apis/GraphProfile/MemberAvatars/{d}", urls.organization_url)});
         json!({
             "subjectKind": "user",
             "metaType": "member",
@@ -158,13 +165,7 @@ impl Organization {
             "origin": "aad",
             "originId": stable_id(KIND_TENANT, 1, index(u)),
             "displayName": user.display_name,
-            "_links": {
-                "self": {"href": format!("{graph}/Users/{d}")},
-                "memberships": {"href": format!("{graph}/Memberships/{d}")},
-                "membershipState": {"href": format!("{graph}/MembershipStates/{d}")},
-                "storageKey": {"href": format!("{graph}/StorageKeys/{d}")},
-                "avatar": {"href": format!("{}/_apis/GraphProfile/MemberAvatars/{d}", urls.organization_url)},
-            },
+            "_links": links,
             "url": format!("{graph}/Users/{d}"),
             "descriptor": d,
         })

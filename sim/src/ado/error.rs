@@ -46,6 +46,35 @@ pub(crate) enum AdoError {
     Scripted {
         status: StatusCode,
     },
+    /// A refusal of one service's own: `type_name` is the exception's full .NET name
+    /// (`Namespace.TypeKey, Assembly`), whose last dotted part is the `typeKey`.
+    Service {
+        status: StatusCode,
+        message: String,
+        type_name: String,
+    },
+}
+
+impl AdoError {
+    /// A [`AdoError::BadArgument`] refusal.
+    pub(crate) fn bad_argument(message: impl Into<String>) -> Self {
+        AdoError::BadArgument {
+            message: message.into(),
+        }
+    }
+
+    /// A [`AdoError::Service`] refusal.
+    pub(crate) fn service(
+        status: StatusCode,
+        message: impl Into<String>,
+        type_name: impl Into<String>,
+    ) -> Self {
+        AdoError::Service {
+            status,
+            message: message.into(),
+            type_name: type_name.into(),
+        }
+    }
 }
 
 pub(crate) fn ado_json(
@@ -65,6 +94,16 @@ pub(crate) fn ado_json(
         "eventId": event_id,
     });
     (status, json_headers(), body.to_string()).into_response()
+}
+
+/// An Azure DevOps error body for the exception `type_name` (`Namespace.TypeKey, Assembly`).
+pub(crate) fn ado_error(status: StatusCode, message: &str, type_name: &str) -> Response {
+    let type_key = type_name
+        .split(',')
+        .next()
+        .and_then(|full| full.rsplit('.').next())
+        .unwrap_or(type_name);
+    ado_json(status, message, type_name, type_key, 3000)
 }
 
 /// The content type Azure DevOps answers JSON with.
@@ -249,6 +288,11 @@ impl IntoResponse for AdoError {
                 response
             }
             AdoError::Scripted { status } => scripted(status),
+            AdoError::Service {
+                status,
+                message,
+                type_name,
+            } => ado_error(status, &message, &type_name),
         }
     }
 }

@@ -16,106 +16,28 @@
 //! | `GET /{org}/_apis/projects/{project}/properties` | project properties, `keys` (comma list, trailing `*` wildcard) |
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::Router;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::{AdoError, json_headers};
-use super::request::AdoRequest;
-use super::routes::{list, ok_json, parse_count};
-use super::seed::{Organization, Project};
-use super::work::project;
+use super::error::AdoError;
+use super::request::{AdoRequest, JsonBody};
+use super::routes::{
+    continuation_token, continued_list, list, ok_json, parse_count, required_array,
+};
+use super::work::{project, team_project};
 
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    let team_settings = "/{org}/{project}/{team}/_apis/work/teamsettings";
-    Router::new()
-        .route("/{org}/_apis/graph/users", get(graph_users))
-        .route("/{org}/_apis/graph/groups", get(graph_groups))
-        .route(
-            "/{org}/_apis/graph/memberships/{descriptor}",
-            get(memberships),
-        )
-        .route(
-            "/{org}/_apis/graph/Memberships/{descriptor}",
-            get(memberships),
-        )
-        .route("/{org}/_apis/graph/subjectlookup", post(subject_lookup))
-        .route("/{org}/_apis/userentitlements", get(entitlements))
-        .route(
-            "/{org}/_apis/projects/{project}/teams/{team}/members",
-            get(team_members),
-        )
-        .route(
-            &format!("{team_settings}/teamfieldvalues"),
-            get(team_field_values),
-        )
-        .route(&format!("{team_settings}/iterations"), get(iterations))
-        .route(
-            "/{org}/{project}/_apis/wit/classificationnodes/{group}",
-            get(classification_nodes),
-        )
-        .route(
-            "/{org}/{project}/_apis/wit/classificationNodes/{group}",
-            get(classification_nodes),
-        )
-        .route(
-            "/{org}/_apis/projects/{project}/properties",
-            get(project_properties),
-        )
-}
-
-/// An Azure DevOps error body with any status.
-fn error(status: StatusCode, message: &str, type_key: &str) -> Response {
-    let body = json!({"$id": "1", "innerException": null, "message": message,
-        "typeName": format!("Microsoft.VisualStudio.Services.Graph.{type_key}, Microsoft.VisualStudio.Services.WebApi"),
-        "typeKey": type_key, "errorCode": 0, "eventId": 3000});
-    (status, json_headers(), body.to_string()).into_response()
-}
-
-/// Why a handler of this module refuses a request.
-enum Refusal {
-    Ado(AdoError),
-    TeamNotFound(String),
-    NodeNotFound(String),
-}
-
-impl From<AdoError> for Refusal {
-    fn from(error: AdoError) -> Self {
-        Refusal::Ado(error)
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Ado(error) => error.into_response(),
-            Refusal::TeamNotFound(team) => error(
-                StatusCode::NOT_FOUND,
-                &format!("VS403155: The team '{team}' does not exist."),
-                "TeamNotFoundException",
-            ),
-            Refusal::NodeNotFound(node) => error(
-                StatusCode::NOT_FOUND,
-                &format!("VS402485: The node '{node}' does not exist."),
-                "WorkItemTrackingTreeNodeNotFoundException",
-            ),
-        }
-    }
-}
-
-/// The token (an offset) a continuation-token request starts at.
-fn start(query: &HashMap<String, String>) -> Result<usize, AdoError> {
-    match query.get("continuationToken") {
-        Some(token) => token.trim().parse().map_err(|_| AdoError::BadArgument {
-            message: format!("The continuation token '{token}' is not valid."),
-        }),
-        None => Ok(0),
-    }
+/// A refusal of the graph service (exception `type_key` of its assembly).
+fn error(status: StatusCode, message: &str, type_key: &str) -> AdoError {
+    AdoError::service(
+        status,
+        message,
+        format!(
+            "Microsoft.VisualStudio.Services.Graph.{type_key}, Microsoft.VisualStudio.Services.WebApi"
+        ),
+    )
 }
 
 /// One server-sized page of `values` from the request's token, with `x-ms-continuationtoken`
@@ -125,30 +47,13 @@ fn graph_page(
     values: Vec<Value>,
     query: &HashMap<String, String>,
 ) -> Result<Response, AdoError> {
-    let from = start(query)?;
+    let from = continuation_token(query)?.unwrap_or(0);
     let size = state.config.identity_page_size.max(1);
-    let total = values.len();
-    let mut response = list(values.into_iter().skip(from).take(size).collect());
-    if from + size < total
-        && let Ok(token) = HeaderValue::from_str(&(from + size).to_string())
-    {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+    Ok(continued_list(values, from, size))
 }
 
-async fn graph_users(request: AdoRequest) -> Result<Response, AdoError> {
-    let kinds: Vec<String> = request
-        .query
-        .get("subjectTypes")
-        .map(|t| {
-            t.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
+pub(super) async fn graph_users(request: AdoRequest) -> Result<Response, AdoError> {
+    let kinds = request.query_list("subjectTypes");
     let values = {
         let org = request.organization();
         (0..org.users.len())
@@ -165,7 +70,7 @@ async fn graph_users(request: AdoRequest) -> Result<Response, AdoError> {
     graph_page(&request.state, values, &request.query)
 }
 
-async fn graph_groups(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn graph_groups(request: AdoRequest) -> Result<Response, AdoError> {
     let values = {
         let org = request.organization();
         org.groups(&request.urls)
@@ -188,7 +93,7 @@ fn membership(graph: &str, container: &str, member: &str) -> Value {
     })
 }
 
-async fn memberships(request: AdoRequest) -> Response {
+pub(super) async fn memberships(request: AdoRequest) -> Result<Response, AdoError> {
     let graph = format!("{}/_apis/Graph", request.urls.organization_url);
     let descriptor = request.param("descriptor");
     let down = request
@@ -201,11 +106,11 @@ async fn memberships(request: AdoRequest) -> Response {
         .subject_json(&request.urls, &groups, &descriptor)
         .is_none()
     {
-        return error(
+        return Err(error(
             StatusCode::NOT_FOUND,
             &format!("VS860018: The subject with descriptor '{descriptor}' could not be found."),
             "GraphSubjectNotFoundException",
-        );
+        ));
     }
     let user_descriptor = |u: usize| {
         org.users
@@ -237,21 +142,18 @@ async fn memberships(request: AdoRequest) -> Response {
             .map(|g| membership(&graph, &g.descriptor, &descriptor))
             .collect()
     };
-    list(values)
+    Ok(list(values))
 }
 
-async fn subject_lookup(
+pub(super) async fn subject_lookup(
     request: AdoRequest,
-    body: axum::body::Bytes,
+    JsonBody(batch): JsonBody,
 ) -> Result<Response, AdoError> {
-    let batch: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
-    let Some(keys) = batch.get("lookupKeys").and_then(Value::as_array) else {
-        return Err(AdoError::BadArgument {
-            message: "Value cannot be null. Parameter name: subjectLookup.LookupKeys".into(),
-        });
-    };
+    let keys = required_array(
+        &batch,
+        "lookupKeys",
+        "Value cannot be null. Parameter name: subjectLookup.LookupKeys",
+    )?;
     let org = request.organization();
     let groups = org.groups(&request.urls);
     let mut found = serde_json::Map::new();
@@ -274,16 +176,8 @@ fn api_major(query: &HashMap<String, String>) -> u32 {
         .unwrap_or(7)
 }
 
-async fn entitlements(request: AdoRequest) -> Result<Response, AdoError> {
-    let select: Vec<String> = request
-        .query
-        .get("select")
-        .map(|s| {
-            s.split(',')
-                .map(|x| x.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
+pub(super) async fn entitlements(request: AdoRequest) -> Result<Response, AdoError> {
+    let select = request.query_list("select");
     let all: Vec<Value> = {
         let org = request.organization();
         (0..org.users.len())
@@ -296,7 +190,7 @@ async fn entitlements(request: AdoRequest) -> Result<Response, AdoError> {
         let skip = parse_count(&request.query, "skip")?.unwrap_or(0);
         return Ok(list(all.into_iter().skip(skip).take(top).collect()));
     }
-    let from = start(&request.query)?;
+    let from = continuation_token(&request.query)?.unwrap_or(0);
     let size = request.state.config.identity_page_size.max(1);
     let page: Vec<Value> = all.into_iter().skip(from).take(size).collect();
     let token = (from + size < total).then(|| (from + size).to_string());
@@ -308,40 +202,33 @@ async fn entitlements(request: AdoRequest) -> Result<Response, AdoError> {
     })))
 }
 
-/// The project and its default team (by id or name) a team path names.
-fn team<'a>(
-    org: &'a Organization,
-    params: &HashMap<String, String>,
-) -> Result<&'a Project, Refusal> {
-    let project = project(org, params)?;
-    let team = params.get("team").cloned().unwrap_or_default();
-    if team.eq_ignore_ascii_case(&project.default_team_id)
-        || team.eq_ignore_ascii_case(&format!("{} Team", project.name))
-    {
-        Ok(project)
-    } else {
-        Err(Refusal::TeamNotFound(team))
-    }
+/// The graph APIs' refusal of a team the project does not have.
+fn unknown_team(team: String) -> AdoError {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("VS403155: The team '{team}' does not exist."),
+        "TeamNotFoundException",
+    )
 }
 
-async fn team_members(request: AdoRequest) -> Result<Response, Refusal> {
+pub(super) async fn team_members(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "$top")?.unwrap_or(100).max(1);
     let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
     let org = request.organization();
-    let project = team(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     let members = org.team_members_json(&request.urls, project);
     Ok(list(members.into_iter().skip(skip).take(top).collect()))
 }
 
-async fn team_field_values(request: AdoRequest) -> Result<Response, Refusal> {
+pub(super) async fn team_field_values(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     Ok(ok_json(org.team_field_values_json(&request.urls, project)))
 }
 
-async fn iterations(request: AdoRequest) -> Result<Response, Refusal> {
+pub(super) async fn iterations(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     let frame = request
         .query
         .get("$timeframe")
@@ -358,19 +245,23 @@ async fn iterations(request: AdoRequest) -> Result<Response, Refusal> {
     Ok(list(values))
 }
 
-async fn classification_nodes(request: AdoRequest) -> Result<Response, Refusal> {
+pub(super) async fn classification_nodes(request: AdoRequest) -> Result<Response, AdoError> {
     let depth = parse_count(&request.query, "$depth")?.unwrap_or(0);
     let group = request.param("group");
     let org = request.organization();
     let project = project(&org, &request.params)?;
     if !group.eq_ignore_ascii_case("areas") {
-        return Err(Refusal::NodeNotFound(group));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            &format!("VS402485: The node '{group}' does not exist."),
+            "WorkItemTrackingTreeNodeNotFoundException",
+        ));
     }
     let tree = org.area_tree(project);
     Ok(ok_json(org.area_json(&request.urls, project, &tree, depth)))
 }
 
-async fn project_properties(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn project_properties(request: AdoRequest) -> Result<Response, AdoError> {
     let keys: Vec<String> = request
         .query
         .get("keys")

@@ -19,16 +19,15 @@
 //! `publisherInputs.tfsSubscriptionId`, as Azure DevOps does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::Response;
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use super::error::{AdoError, json_headers};
+use super::AdoSim;
+use super::error::{AdoError, ado_error};
 use super::pipelines::PIPELINES_PER_PROJECT;
 use super::request::AdoRequest;
 use super::routes::ok_json;
@@ -36,7 +35,6 @@ use super::runs::build_position;
 use super::security::ALERTS_PER_REPOSITORY;
 use super::seed::{Project, Urls, ado_time, epoch, stable_id};
 use super::work::project;
-use super::{AdoSim, AdoState};
 use crate::traffic::lock;
 
 /// The `api-version` the Advanced Security APIs and hooks take.
@@ -62,30 +60,12 @@ impl LiveState {
     }
 }
 
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}",
-            get(get_pipeline),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/definitions/{definitionId}",
-            get(get_definition),
-        )
-}
-
 fn not_found(message: String, type_key: &str) -> Response {
-    let body = json!({"$id": "1", "innerException": null, "message": message,
-        "typeName": format!("Microsoft.TeamFoundation.{type_key}, Microsoft.TeamFoundation.Server.Core"),
-        "typeKey": type_key, "errorCode": 0, "eventId": 3000});
-    (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response()
-}
-
-fn id_param(params: &HashMap<String, String>, name: &str) -> u64 {
-    params
-        .get(name)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
+    ado_error(
+        StatusCode::NOT_FOUND,
+        &message,
+        &format!("Microsoft.TeamFoundation.{type_key}, Microsoft.TeamFoundation.Server.Core"),
+    )
 }
 
 const RECORD_STAGE: u64 = 1;
@@ -103,10 +83,10 @@ fn pipeline_missing(id: u64) -> Response {
     )
 }
 
-async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let id = id_param(&request.params, "pipelineId");
+    let id = request.id("pipelineId").unwrap_or(0);
     Ok(if (1..=PIPELINES_PER_PROJECT).contains(&id) {
         ok_json(org.pipeline_json(&request.urls, project, id))
     } else {
@@ -114,10 +94,10 @@ async fn get_pipeline(request: AdoRequest) -> Result<Response, AdoError> {
     })
 }
 
-async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let id = id_param(&request.params, "definitionId");
+    let id = request.id("definitionId").unwrap_or(0);
     Ok(if id == 1 {
         ok_json(org.definition_json(&request.urls, project))
     } else {
@@ -157,11 +137,9 @@ pub(super) fn check_hook_host(
     if (publisher == Some("advsec") || service.as_deref() == Some("advsec"))
         && api_version != Some(ADVSEC_API_VERSION)
     {
-        return Err(AdoError::BadArgument {
-            message: format!(
-                "Advanced Security service hooks require api-version={ADVSEC_API_VERSION}."
-            ),
-        });
+        return Err(AdoError::bad_argument(format!(
+            "Advanced Security service hooks require api-version={ADVSEC_API_VERSION}."
+        )));
     }
     let (Some(service), Some(publisher)) = (service, publisher) else {
         return Ok(());
@@ -174,16 +152,14 @@ pub(super) fn check_hook_host(
     if service == home {
         Ok(())
     } else {
-        Err(AdoError::BadArgument {
-            message: format!(
-                "VS1001001: The publisher '{publisher}' is not available on this host; use {}dev.azure.com.",
-                if home.is_empty() {
-                    String::new()
-                } else {
-                    format!("{home}.")
-                }
-            ),
-        })
+        Err(AdoError::bad_argument(format!(
+            "VS1001001: The publisher '{publisher}' is not available on this host; use {}dev.azure.com.",
+            if home.is_empty() {
+                String::new()
+            } else {
+                format!("{home}.")
+            }
+        )))
     }
 }
 
@@ -257,10 +233,7 @@ impl AdoSim {
     pub fn add_project(&self, name: &str) -> String {
         let id = {
             let mut org = lock(&self.state.organization);
-            // Numbered by creation, not by how many exist: after a deletion, a count would
-            // hand out an id again.
-            let n = org.created;
-            org.created += 1;
+            let n = org.next_created();
             let id = stable_id(KIND_ADDED_PROJECT, n, 0);
             org.projects.push(Project {
                 id: id.clone(),

@@ -39,6 +39,7 @@
 mod auth;
 pub mod content;
 mod content_routes;
+mod core_routes;
 mod create;
 mod directory;
 mod error;
@@ -242,25 +243,33 @@ impl AdoSim {
         Urls::new(&self.state.default_host, &self.state.config.organization)
     }
 
+    /// Every one of the organization's `items`, as `json` renders it with URLs for
+    /// [`AdoSim::base_url`].
+    fn render_all<T>(
+        &self,
+        items: impl Fn(&Organization) -> &[T],
+        json: impl Fn(&Organization, &Urls, &T) -> Value,
+    ) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        items(&org)
+            .iter()
+            .map(|item| json(&org, &urls, item))
+            .collect()
+    }
+
     /// The current projects, as `GET /_apis/projects/{id}?includeCapabilities=true` returns them
     /// (URLs rendered for [`AdoSim::base_url`]).
     pub fn projects(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.projects
-            .iter()
-            .map(|p| org.project_full(&urls, p, true))
-            .collect()
+        self.render_all(
+            |org| &org.projects,
+            |org, urls, p| org.project_full(urls, p, true),
+        )
     }
 
     /// The current repositories of every project, as the repositories list returns them.
     pub fn repositories(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.repositories
-            .iter()
-            .map(|r| org.repository_json(&urls, r))
-            .collect()
+        self.render_all(|org| &org.repositories, Organization::repository_json)
     }
 
     /// A file's text on a repository's default branch, as the items API serves it (`README.md`,
@@ -280,12 +289,7 @@ impl AdoSim {
 
     /// The current pull requests of every repository (any status), as the API returns them.
     pub fn pull_requests(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.pull_requests
-            .iter()
-            .map(|pr| org.pull_request_json(&urls, pr))
-            .collect()
+        self.render_all(|org| &org.pull_requests, Organization::pull_request_json)
     }
 
     /// Renames a repository (no-op for an unknown id), for live-event tests.
@@ -315,12 +319,10 @@ impl AdoSim {
     /// The current work items of every project, as `workitemsbatch` returns them with
     /// `$expand=All`.
     pub fn work_items(&self) -> Vec<Value> {
-        let urls = self.urls();
-        let org = lock(&self.state.organization);
-        org.work_items
-            .iter()
-            .map(|w| org.work_item_json(&urls, w, "all"))
-            .collect()
+        self.render_all(
+            |org| &org.work_items,
+            |org, urls, w| org.work_item_json(urls, w, "all"),
+        )
     }
 
     /// Retitles a work item (a new revision, changed now); false if there is none with that id.

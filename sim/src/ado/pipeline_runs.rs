@@ -10,19 +10,15 @@
 //! Branches a run may name: `refs/heads/main` and the source branches of the project's pull
 //! requests (the refs the simulator serves).
 
-use std::sync::Arc;
-
-use axum::Router;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::error::{AdoError, ado_json};
 use super::pipelines::PIPELINES_PER_PROJECT;
 use super::request::AdoRequest;
-use super::routes::ok_json;
+use super::routes::{json_body, ok_json};
 use super::seed::{Organization, Project, ado_time};
 use super::work::project;
 use super::{AdoSim, AdoState};
@@ -48,13 +44,6 @@ struct Run {
 #[derive(Debug, Default)]
 pub(crate) struct PipelineRuns {
     runs: Vec<Run>,
-}
-
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new().route(
-        "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
-        post(run_pipeline),
-    )
 }
 
 fn pipeline_not_found(id: &str) -> Response {
@@ -123,13 +112,11 @@ fn run_json(organization_url: &str, project: &Project, run: &Run) -> Value {
     value
 }
 
-async fn run_pipeline(request: AdoRequest, body: Bytes) -> Result<Response, AdoError> {
+pub(super) async fn run_pipeline(request: AdoRequest, body: Bytes) -> Result<Response, AdoError> {
     let body: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-            message: format!("The request body is not valid JSON: {e}"),
-        })?
+        json_body(&body)?
     };
     let org = request.organization();
     let project = project(&org, &request.params)?;

@@ -11,16 +11,10 @@
 //! | `GET /{org}/{project}/_apis/release/deployments` | one deployment per release; `releaseId`, `definitionEnvironmentId` filter |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}/refs` | `main` + one branch per pull request (`filter=heads/`) |
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use axum::Router;
 use axum::response::Response;
-use axum::routing::get;
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use super::AdoState;
 use super::error::AdoError;
 use super::request::AdoRequest;
 use super::routes::parse_count;
@@ -35,31 +29,27 @@ pub const BUILDS_PER_PIPELINE: u64 = 3;
 /// Environments seeded per project.
 pub const ENVIRONMENTS_PER_PROJECT: u64 = 2;
 
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route("/{org}/{project}/_apis/pipelines", get(list_pipelines))
-        .route("/{org}/{project}/_apis/build/builds", get(list_builds))
-        .route(
-            "/{org}/{project}/_apis/distributedtask/environments",
-            get(list_environments),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/definitions",
-            get(list_definitions),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/deployments",
-            get(list_deployments),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/repositories/{repository}/refs",
-            get(list_refs),
-        )
+/// One `$top`/continuation-token page of `values`.
+/// The list of the project's objects numbered 1 to `count`, as `json` renders each.
+fn numbered_list(
+    request: &AdoRequest,
+    count: u64,
+    json: fn(&Organization, &Urls, &Project, u64) -> Value,
+) -> Result<Response, AdoError> {
+    project_list(request, |org, project, urls| {
+        (1..=count).map(|id| json(org, urls, project, id)).collect()
+    })
 }
 
-/// One `$top`/continuation-token page of `values`.
-fn paged(values: Vec<Value>, query: &HashMap<String, String>) -> Result<Response, AdoError> {
-    token_page(values, query, "$top")
+/// The list of what `values` makes of the project the path names, one `$top` page with a
+/// continuation token.
+fn project_list(
+    request: &AdoRequest,
+    values: impl FnOnce(&Organization, &Project, &Urls) -> Vec<Value>,
+) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    token_page(values(&org, project, &request.urls), &request.query, "$top")
 }
 
 impl Organization {
@@ -203,45 +193,36 @@ impl Organization {
     }
 }
 
-async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let values = (1..=PIPELINES_PER_PROJECT)
-        .map(|id| org.pipeline_json(&request.urls, project, id))
-        .collect();
-    paged(values, &request.query)
+pub(super) async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoError> {
+    numbered_list(&request, PIPELINES_PER_PROJECT, Organization::pipeline_json)
 }
 
-async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
-        .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
-        .map(|(p, n)| org.build_json(&request.urls, project, p, n))
-        .collect();
-    values.reverse();
-    paged(values, &request.query)
+pub(super) async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
+    project_list(&request, |org, project, urls| {
+        let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
+            .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
+            .map(|(p, n)| org.build_json(urls, project, p, n))
+            .collect();
+        values.reverse();
+        values
+    })
 }
 
-async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let values = (1..=ENVIRONMENTS_PER_PROJECT)
-        .map(|id| org.environment_json(&request.urls, project, id))
-        .collect();
-    paged(values, &request.query)
-}
-
-async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    paged(
-        vec![org.definition_json(&request.urls, project)],
-        &request.query,
+pub(super) async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
+    numbered_list(
+        &request,
+        ENVIRONMENTS_PER_PROJECT,
+        Organization::environment_json,
     )
 }
 
-async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
+    project_list(&request, |org, project, urls| {
+        vec![org.definition_json(urls, project)]
+    })
+}
+
+pub(super) async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let release = parse_count(&request.query, "releaseId")?;
@@ -252,10 +233,10 @@ async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {
         .filter(|n| environment.is_none_or(|e| e as u64 == 1 + n % 2))
         .map(|n| org.deployment_json(&request.urls, project, n))
         .collect();
-    paged(values, &request.query)
+    token_page(values, &request.query, "$top")
 }
 
-async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let (project, repository) = project_repository(&org, &request.params)?;
     let filter = request.query.get("filter").map(|f| format!("refs/{f}"));
@@ -277,5 +258,5 @@ async fn list_refs(request: AdoRequest) -> Result<Response, AdoError> {
             })
         })
         .collect();
-    paged(values, &request.query)
+    token_page(values, &request.query, "$top")
 }

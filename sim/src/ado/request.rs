@@ -7,14 +7,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 use super::AdoState;
-use super::routes::urls;
+use super::routes::{json_body, urls};
 use super::seed::{Organization, Urls};
+use crate::params::path_and_query;
 use crate::traffic::lock;
 
 /// The parts of a request every simulated Azure DevOps handler starts from.
@@ -37,6 +40,31 @@ impl AdoRequest {
         lock(&self.state.organization)
     }
 
+    /// The query parameter `name` as a comma-separated list, each entry trimmed and in lower
+    /// case; empty without one.
+    pub(crate) fn query_list(&self, name: &str) -> Vec<String> {
+        self.query
+            .get(name)
+            .map(|list| {
+                list.split(',')
+                    .map(|entry| entry.trim().to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the query sets `name=true` (any case).
+    pub(crate) fn flag(&self, name: &str) -> bool {
+        self.query
+            .get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The path parameter `name` as a number, if it is one.
+    pub(crate) fn id(&self, name: &str) -> Option<u64> {
+        self.params.get(name).and_then(|id| id.parse::<u64>().ok())
+    }
+
     /// The path parameter `name`, empty when the route has none of that name.
     pub(crate) fn param(&self, name: &str) -> String {
         self.params.get(name).cloned().unwrap_or_default()
@@ -51,12 +79,7 @@ impl FromRequestParts<Arc<AdoState>> for AdoRequest {
         parts: &mut Parts,
         state: &Arc<AdoState>,
     ) -> Result<Self, Self::Rejection> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let (params, query) = path_and_query(parts, state).await?;
         let headers = parts.headers.clone();
         let urls = urls(state, &headers);
         Ok(Self {
@@ -66,5 +89,22 @@ impl FromRequestParts<Arc<AdoState>> for AdoRequest {
             headers,
             urls,
         })
+    }
+}
+
+/// A JSON request body, or Azure DevOps' 400 (`ArgumentException`) for one that is not JSON.
+pub(crate) struct JsonBody(pub(crate) Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    /// The 400 of a body that cannot be read or is not JSON.
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        json_body(&bytes)
+            .map(JsonBody)
+            .map_err(IntoResponse::into_response)
     }
 }

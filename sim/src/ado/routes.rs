@@ -1,4 +1,5 @@
-//! The Azure DevOps routes, their handlers and the gate middleware in front of them.
+//! The Azure DevOps routes (one table), the gate middleware in front of them and the helpers
+//! handlers answer with.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,90 +9,94 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::{Value, json};
 
-use super::AdoState;
 use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
-use super::request::AdoRequest;
-use super::seed::{Organization, PullRequest, Urls};
+use super::seed::Urls;
+use super::{
+    AdoState, content_routes, core_routes, identities, live, pipeline_runs, pipelines, runs,
+    security, work,
+};
+use crate::route_table::route_table;
 use crate::traffic::{lock, route_key};
 
-/// Default and largest `$top` of pull request lists.
-const PULL_REQUEST_PAGE: usize = 100;
-const PULL_REQUEST_PAGE_MAX: usize = 1000;
+/// Every route of the simulated Azure DevOps: its path template and the handlers answering it
+/// (each module's docs say what they answer). A part in brackets is optional (`[/{project}]`:
+/// the organization-scoped and the project-scoped route) and `(a|b)` are alternatives (the
+/// spellings Azure DevOps accepts); each spelling is a route of its own.
+#[rustfmt::skip]
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
+    vec![
+        ("/{org}/_apis/projects",                                                   get(core_routes::list_projects)),
+        ("/{org}/_apis/projects/{project}",                                         get(core_routes::get_project)),
+        ("/{org}[/{project}]/_apis/git/repositories",                               get(core_routes::list_repositories)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}",                  get(core_routes::get_repository)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests", get(core_routes::list_repository_pull_requests)),
+        ("/{org}/{project}/_apis/git/repositories/{repository}/pull(r|R)equests/{pullRequestId}", get(core_routes::get_pull_request)),
+        ("/{org}/{project}/_apis/git/pull(r|R)equests",                             get(core_routes::list_project_pull_requests)),
+        ("/{org}[/{project}]/_apis/git/pull(r|R)equests/{pullRequestId}",           get(core_routes::get_pull_request)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/items",            get(content_routes::get_items)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/itemsbatch",       post(content_routes::items_batch)),
+        ("/{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}", get(content_routes::get_commit)),
+        ("/{org}/{project}/_apis/git/repositories/{repository}/commits/{commitId}/changes", get(content_routes::commit_changes)),
+        ("/{org}/{project}/_apis/git/repositories/{repository}/diffs/commits",      get(content_routes::diff_commits)),
+        ("/{org}/{project}/_apis/git/repositories/{repository}/refs",               get(pipelines::list_refs)),
+        ("/{org}[/{project}]/_apis/wiki/wikis",                                     get(content_routes::list_wikis)),
+        ("/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}",                      get(content_routes::get_wiki)),
+        ("/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch",           post(content_routes::pages_batch)),
+        ("/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pages",                get(content_routes::get_page)),
+        ("/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pages/{pageId}",       get(content_routes::get_page)),
+        ("/{org}/_apis/teams",                                                      get(work::list_teams)),
+        ("/{org}/_apis/projects/{project}/teams",                                   get(work::list_teams)),
+        ("/{org}/_apis/projects/{project}/teams/{team}/members",                    get(identities::team_members)),
+        ("/{org}/_apis/projects/{project}/properties",                              get(identities::project_properties)),
+        ("/{org}/{project}/{team}/_apis/work/boards",                               get(work::list_boards)),
+        ("/{org}/{project}/{team}/_apis/work/boards/{board}",                       get(work::get_board)),
+        ("/{org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues",         get(identities::team_field_values)),
+        ("/{org}/{project}/{team}/_apis/work/teamsettings/iterations",              get(identities::iterations)),
+        ("/{org}/{project}/_apis/wit/classification(n|N)odes/{group}",              get(identities::classification_nodes)),
+        ("/{org}/{project}/_apis/git/policy/configurations",                        get(work::list_policies)),
+        ("/{org}/{project}/_apis/wit/wiql",                                         post(work::wiql)),
+        ("/{org}[/{project}]/_apis/wit/workitemsbatch",                             post(work::batch)),
+        ("/{org}[/{project}]/_apis/wit/workitems/{id}",                             get(work::work_item)),
+        ("/{org}/{project}/_apis/release/releases",                                 get(work::list_releases)),
+        ("/{org}/{project}/_apis/release/releases/{releaseId}",                     get(work::get_release)),
+        ("/{org}/{project}/_apis/release/definitions",                              get(pipelines::list_definitions)),
+        ("/{org}/{project}/_apis/release/definitions/{definitionId}",               get(live::get_definition)),
+        ("/{org}/{project}/_apis/release/deployments",                              get(pipelines::list_deployments)),
+        ("/{org}/_apis/hooks/subscriptions",                                        get(work::list_subscriptions)),
+        ("/{org}/_apis/hooks/subscriptions",                                        post(work::create_subscription)),
+        ("/{org}/_apis/hooks/subscriptions/{subscriptionId}",                       put(work::update_subscription)),
+        ("/{org}/_apis/hooks/subscriptions/{subscriptionId}",                       delete(work::delete_subscription)),
+        ("/{org}/{project}/_apis/pipelines",                                        get(pipelines::list_pipelines)),
+        ("/{org}/{project}/_apis/pipelines/{pipelineId}",                           get(live::get_pipeline)),
+        ("/{org}/{project}/_apis/pipelines/{pipelineId}/runs",                      get(runs::list_runs)),
+        ("/{org}/{project}/_apis/pipelines/{pipelineId}/runs",                      post(pipeline_runs::run_pipeline)),
+        ("/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",              get(runs::get_run)),
+        ("/{org}/{project}/_apis/build/definitions/{definitionId}",                 get(runs::get_definition)),
+        ("/{org}/{project}/_apis/build/builds",                                     get(pipelines::list_builds)),
+        ("/{org}/{project}/_apis/build/builds/{buildId}",                           get(runs::get_build)),
+        ("/{org}/{project}/_apis/build/builds/{buildId}/timeline",                  get(runs::get_timeline)),
+        ("/{org}/{project}/_apis/build/builds/{buildId}/changes",                   get(runs::list_changes)),
+        ("/{org}/{project}/_apis/distributedtask/environments",                     get(pipelines::list_environments)),
+        ("/{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords", get(runs::list_deployment_records)),
+        ("/{org}/{project}/_apis/test/runs",                                        get(runs::list_test_runs)),
+        ("/{org}/{project}/_apis/test/runs/{runId}/results",                        get(runs::list_test_results)),
+        ("/{org}/{project}/_apis/test/codecoverage",                                get(runs::code_coverage)),
+        ("/{org}/{project}/_apis/alert/repositories/{repository}/alerts",           get(security::list_alerts)),
+        ("/{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}", get(security::get_alert)),
+        ("/{org}/_apis/graph/users",                                                get(identities::graph_users)),
+        ("/{org}/_apis/graph/groups",                                               get(identities::graph_groups)),
+        ("/{org}/_apis/graph/(m|M)emberships/{descriptor}",                         get(identities::memberships)),
+        ("/{org}/_apis/graph/subjectlookup",                                        post(identities::subject_lookup)),
+        ("/{org}/_apis/userentitlements",                                           get(identities::entitlements)),
+    ]
+}
 
 pub(crate) fn router(state: Arc<AdoState>) -> Router {
-    let repo = "/{org}/_apis/git/repositories/{repository}";
-    let project_repo = "/{org}/{project}/_apis/git/repositories/{repository}";
-    Router::new()
-        .route("/{org}/_apis/projects", get(list_projects))
-        .route("/{org}/_apis/projects/{project}", get(get_project))
-        .route("/{org}/_apis/git/repositories", get(list_repositories))
-        .route(
-            "/{org}/{project}/_apis/git/repositories",
-            get(list_repositories),
-        )
-        .route(repo, get(get_repository))
-        .route(project_repo, get(get_repository))
-        .route(
-            &format!("{repo}/pullrequests"),
-            get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{repo}/pullRequests"),
-            get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{project_repo}/pullrequests"),
-            get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{project_repo}/pullRequests"),
-            get(list_repository_pull_requests),
-        )
-        .route(
-            &format!("{project_repo}/pullrequests/{{pullRequestId}}"),
-            get(get_pull_request),
-        )
-        .route(
-            &format!("{project_repo}/pullRequests/{{pullRequestId}}"),
-            get(get_pull_request),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullrequests",
-            get(list_project_pull_requests),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullRequests",
-            get(list_project_pull_requests),
-        )
-        .route(
-            "/{org}/_apis/git/pullrequests/{pullRequestId}",
-            get(get_pull_request),
-        )
-        .route(
-            "/{org}/_apis/git/pullRequests/{pullRequestId}",
-            get(get_pull_request),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullrequests/{pullRequestId}",
-            get(get_pull_request),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/pullRequests/{pullRequestId}",
-            get(get_pull_request),
-        )
-        .merge(super::work::routes())
-        .merge(super::pipelines::routes())
-        .merge(super::live::routes())
-        .merge(super::runs::routes())
-        .merge(super::security::routes())
-        .merge(super::identities::routes())
-        .merge(super::pipeline_runs::routes())
-        .merge(super::content_routes::routes())
+    route_table(routes())
         .fallback(|| async { AdoError::NoRoute })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)
@@ -208,12 +213,58 @@ pub(super) fn urls(state: &AdoState, headers: &HeaderMap) -> Urls {
     Urls::new(host, &state.config.organization)
 }
 
+/// A request body as JSON, or Azure DevOps' 400 for one that is not.
+pub(super) fn json_body(body: &[u8]) -> Result<Value, AdoError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AdoError::bad_argument(format!("The request body is not valid JSON: {e}")))
+}
+
+/// The array `key` of a request body, or the 400 `message` when it has none.
+pub(super) fn required_array<'a>(
+    body: &'a Value,
+    key: &str,
+    message: &str,
+) -> Result<&'a Vec<Value>, AdoError> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| AdoError::bad_argument(message))
+}
+
 pub(super) fn ok_json(body: Value) -> Response {
     (StatusCode::OK, json_headers(), body.to_string()).into_response()
 }
 
 pub(super) fn list(values: Vec<Value>) -> Response {
     ok_json(json!({"count": values.len(), "value": values}))
+}
+
+/// The list answer of the page of `values` from `start`, `size` long, with the
+/// `x-ms-continuationtoken` header naming where the next page starts while more remain.
+pub(super) fn continued_list(values: Vec<Value>, start: usize, size: usize) -> Response {
+    let total = values.len();
+    let mut response = list(values.into_iter().skip(start).take(size).collect());
+    if start + size < total
+        && let Ok(token) = HeaderValue::from_str(&(start + size).to_string())
+    {
+        response
+            .headers_mut()
+            .insert("x-ms-continuationtoken", token);
+    }
+    response
+}
+
+/// Where a continuation-token request starts (the token is an offset); `None` without one.
+pub(super) fn continuation_token(
+    query: &HashMap<String, String>,
+) -> Result<Option<usize>, AdoError> {
+    query
+        .get("continuationToken")
+        .map(|token| {
+            token.trim().parse::<usize>().map_err(|_| {
+                AdoError::bad_argument(format!("The continuation token '{token}' is not valid."))
+            })
+        })
+        .transpose()
 }
 
 pub(super) fn parse_count(
@@ -223,329 +274,11 @@ pub(super) fn parse_count(
     query
         .get(name)
         .map(|text| {
-            text.trim()
-                .parse::<usize>()
-                .map_err(|_| AdoError::BadArgument {
-                    message: format!("The value '{text}' is not valid for parameter '{name}'."),
-                })
-        })
-        .transpose()
-}
-
-fn flag(query: &HashMap<String, String>, name: &str) -> bool {
-    query
-        .get(name)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-async fn list_projects(request: AdoRequest) -> Result<Response, AdoError> {
-    let page = parse_count(&request.query, "$top")?
-        .unwrap_or(100)
-        .clamp(1, request.state.config.max_page_size.max(1));
-    let start = match request.query.get("continuationToken") {
-        Some(token) => token
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| AdoError::BadArgument {
-                message: format!("The continuation token '{token}' is not valid."),
-            })?,
-        None => parse_count(&request.query, "$skip")?.unwrap_or(0),
-    };
-    let capabilities = flag(&request.query, "includeCapabilities");
-    let (values, more) = {
-        let org = request.organization();
-        let values = org
-            .projects
-            .iter()
-            .skip(start)
-            .take(page)
-            .map(|p| org.project_list_item(&request.urls, p, capabilities))
-            .collect::<Vec<_>>();
-        (values, start + page < org.projects.len())
-    };
-    let mut response = list(values);
-    if more && let Ok(token) = HeaderValue::from_str(&(start + page).to_string()) {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
-}
-
-async fn get_project(request: AdoRequest) -> Result<Response, AdoError> {
-    let id = request.param("project");
-    let org = request.organization();
-    let project = org.project(&id).ok_or(AdoError::ProjectNotFound {
-        project: id.clone(),
-    })?;
-    Ok(ok_json(org.project_full(
-        &request.urls,
-        project,
-        flag(&request.query, "includeCapabilities"),
-    )))
-}
-
-/// Resolves the optional `{project}` path segment.
-fn scoped_project<'a>(
-    org: &'a Organization,
-    params: &HashMap<String, String>,
-) -> Result<Option<&'a super::seed::Project>, AdoError> {
-    match params.get("project") {
-        Some(name) => org
-            .project(name)
-            .map(Some)
-            .ok_or_else(|| AdoError::ProjectNotFound {
-                project: name.clone(),
-            }),
-        None => Ok(None),
-    }
-}
-
-async fn list_repositories(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = scoped_project(&org, &request.params)?;
-    let values = org
-        .repositories
-        .iter()
-        .filter(|r| project.is_none_or(|p| p.id == r.project_id))
-        .map(|r| org.repository_json(&request.urls, r))
-        .collect();
-    Ok(list(values))
-}
-
-fn find_repository<'a>(
-    org: &'a Organization,
-    params: &HashMap<String, String>,
-) -> Result<&'a super::seed::Repository, AdoError> {
-    let project = scoped_project(org, params)?;
-    let id = params.get("repository").cloned().unwrap_or_default();
-    org.repository(project, &id)
-        .ok_or(AdoError::RepositoryNotFound { repository: id })
-}
-
-async fn get_repository(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let repository = find_repository(&org, &request.params)?;
-    Ok(ok_json(org.repository_json(&request.urls, repository)))
-}
-
-/// Parses `searchCriteria.minTime`/`maxTime` (ISO 8601; the Python client sends
-/// `2026-01-01 00:00:00.000000+00:00`, whose `+` may arrive decoded as a space).
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
-    let iso = text.replacen(' ', "T", 1).replace(' ', "+");
-    DateTime::parse_from_rfc3339(&iso)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .map(|t| t.and_utc())
-        })
-}
-
-/// The `searchCriteria.*` filter of a pull request list.
-struct Criteria {
-    status: String,
-    repository_id: Option<String>,
-    creator_id: Option<String>,
-    reviewer_id: Option<String>,
-    source_ref_name: Option<String>,
-    target_ref_name: Option<String>,
-    closed_range: bool,
-    min_time: Option<DateTime<Utc>>,
-    max_time: Option<DateTime<Utc>>,
-    skip: usize,
-    top: usize,
-}
-
-impl Criteria {
-    fn parse(query: &HashMap<String, String>) -> Result<Self, AdoError> {
-        let criterion = |name: &str| {
-            query
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(&format!("searchCriteria.{name}")))
-                .map(|(_, v)| v.clone())
-        };
-        let time = |name: &str| -> Result<Option<DateTime<Utc>>, AdoError> {
-            criterion(name)
-                .map(|text| {
-                    parse_time(&text).ok_or_else(|| AdoError::BadArgument {
-                        message: format!(
-                            "The value '{text}' is not valid for parameter 'searchCriteria.{name}'."
-                        ),
-                    })
-                })
-                .transpose()
-        };
-        Ok(Self {
-            status: criterion("status")
-                .unwrap_or_else(|| "active".into())
-                .to_ascii_lowercase(),
-            repository_id: criterion("repositoryId"),
-            creator_id: criterion("creatorId"),
-            reviewer_id: criterion("reviewerId"),
-            source_ref_name: criterion("sourceRefName"),
-            target_ref_name: criterion("targetRefName"),
-            closed_range: criterion("queryTimeRangeType")
-                .is_some_and(|v| v.eq_ignore_ascii_case("closed")),
-            min_time: time("minTime")?,
-            max_time: time("maxTime")?,
-            skip: parse_count(query, "$skip")?.unwrap_or(0),
-            top: parse_count(query, "$top")?
-                .unwrap_or(PULL_REQUEST_PAGE)
-                .min(PULL_REQUEST_PAGE_MAX),
-        })
-    }
-
-    fn matches(&self, org: &Organization, pr: &PullRequest) -> bool {
-        let status_ok =
-            matches!(self.status.as_str(), "all" | "notset") || self.status == pr.status;
-        let time = if self.closed_range {
-            pr.closed_date
-        } else {
-            Some(pr.creation_date)
-        };
-        let time_ok = match (self.min_time, self.max_time) {
-            (None, None) => true,
-            (min, max) => {
-                time.is_some_and(|t| min.is_none_or(|m| t >= m) && max.is_none_or(|m| t <= m))
-            }
-        };
-        let user = |index: usize| org.users.get(index).map(|u| u.id.as_str());
-        status_ok
-            && time_ok
-            && self
-                .repository_id
-                .as_deref()
-                .is_none_or(|id| id.eq_ignore_ascii_case(&pr.repository_id))
-            && self
-                .creator_id
-                .as_deref()
-                .is_none_or(|id| user(pr.created_by) == Some(id))
-            && self
-                .reviewer_id
-                .as_deref()
-                .is_none_or(|id| pr.reviewers.iter().any(|&r| user(r) == Some(id)))
-            && self
-                .source_ref_name
-                .as_deref()
-                .is_none_or(|r| r == pr.source_ref_name)
-            && self
-                .target_ref_name
-                .as_deref()
-                .is_none_or(|r| r == pr.target_ref_name)
-    }
-}
-
-/// Newest first, like Azure DevOps, then `$skip`/`$top`.
-fn pull_request_page(
-    org: &Organization,
-    urls: &Urls,
-    criteria: &Criteria,
-    in_scope: impl Fn(&PullRequest) -> bool,
-) -> Response {
-    let mut selected = org
-        .pull_requests
-        .iter()
-        .filter(|pr| in_scope(pr) && criteria.matches(org, pr))
-        .collect::<Vec<_>>();
-    selected.sort_by_key(|pr| std::cmp::Reverse(pr.id));
-    let values = selected
-        .into_iter()
-        .skip(criteria.skip)
-        .take(criteria.top)
-        .map(|pr| org.pull_request_json(urls, pr))
-        .collect();
-    list(values)
-}
-
-async fn list_repository_pull_requests(request: AdoRequest) -> Result<Response, AdoError> {
-    let criteria = Criteria::parse(&request.query)?;
-    let org = request.organization();
-    let repository = find_repository(&org, &request.params)?;
-    Ok(pull_request_page(&org, &request.urls, &criteria, |pr| {
-        pr.repository_id == repository.id
-    }))
-}
-
-async fn list_project_pull_requests(request: AdoRequest) -> Result<Response, AdoError> {
-    let criteria = Criteria::parse(&request.query)?;
-    let org = request.organization();
-    let project = scoped_project(&org, &request.params)?;
-    let in_project = |pr: &PullRequest| {
-        org.repositories
-            .iter()
-            .any(|r| r.id == pr.repository_id && project.is_none_or(|p| p.id == r.project_id))
-    };
-    Ok(pull_request_page(
-        &org,
-        &request.urls,
-        &criteria,
-        in_project,
-    ))
-}
-
-async fn get_pull_request(request: AdoRequest) -> Result<Response, AdoError> {
-    let org = request.organization();
-    let project = scoped_project(&org, &request.params)?;
-    let repository = match request.params.get("repository") {
-        Some(_) => Some(find_repository(&org, &request.params)?),
-        None => None,
-    };
-    let id = request
-        .params
-        .get("pullRequestId")
-        .and_then(|id| id.parse::<u64>().ok())
-        .ok_or(AdoError::PullRequestNotFound)?;
-    let pr = org
-        .pull_request(id)
-        .filter(|pr| repository.is_none_or(|r| r.id == pr.repository_id))
-        .filter(|pr| {
-            project.is_none_or(|p| {
-                org.repositories
-                    .iter()
-                    .any(|r| r.id == pr.repository_id && r.project_id == p.id)
+            text.trim().parse::<usize>().map_err(|_| {
+                AdoError::bad_argument(format!(
+                    "The value '{text}' is not valid for parameter '{name}'."
+                ))
             })
         })
-        .ok_or(AdoError::PullRequestNotFound)?;
-    let mut value = org.pull_request_json(&request.urls, pr);
-    if let Value::Object(map) = &mut value {
-        let self_url = map.get("url").cloned().unwrap_or(Value::Null);
-        map.insert(
-            "_links".into(),
-            json!({"self": {"href": self_url}, "repository": {"href": map.get("repository").and_then(|r| r.get("url")).cloned().unwrap_or(Value::Null)}}),
-        );
-        map.insert(
-            "artifactId".into(),
-            json!(format!(
-                "vstfs:///Git/PullRequestId/{}%2f{}%2f{}",
-                pr_project_id(&org, pr),
-                pr.repository_id,
-                pr.id
-            )),
-        );
-    }
-    Ok(ok_json(value))
-}
-
-fn pr_project_id(org: &Organization, pr: &PullRequest) -> String {
-    org.repositories
-        .iter()
-        .find(|r| r.id == pr.repository_id)
-        .map(|r| r.project_id.clone())
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn python_style_times_parse() {
-        assert!(parse_time("2026-01-01 00:00:00.000000+00:00").is_some());
-        assert!(parse_time("2026-01-01 00:00:00.000000 00:00").is_some());
-        assert!(parse_time("2026-01-01T00:00:00Z").is_some());
-        assert!(parse_time("yesterday").is_none());
-    }
+        .transpose()
 }

@@ -23,20 +23,16 @@
 //! `TF401175` for an unknown commit).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::Router;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::AdoState;
-use super::error::{AdoError, ado_json};
+use super::error::{AdoError, ado_error};
 use super::pipelines::{BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT};
 use super::request::AdoRequest;
-use super::routes::{ok_json, parse_count};
+use super::routes::{continued_list, ok_json, parse_count};
 use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
 use super::work::project;
 
@@ -47,57 +43,20 @@ pub const TEST_RUNS_PER_PROJECT: u64 = 3;
 /// Results seeded per test run.
 pub const RESULTS_PER_TEST_RUN: u64 = 3;
 
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route(
-            "/{org}/{project}/_apis/build/definitions/{definitionId}",
-            get(get_definition),
-        )
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs",
-            get(list_runs),
-        )
-        .route(
-            "/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",
-            get(get_run),
-        )
-        .route("/{org}/{project}/_apis/build/builds/{buildId}", get(get_build))
-        .route(
-            "/{org}/{project}/_apis/build/builds/{buildId}/timeline",
-            get(get_timeline),
-        )
-        .route(
-            "/{org}/{project}/_apis/build/builds/{buildId}/changes",
-            get(list_changes),
-        )
-        .route(
-            "/{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords",
-            get(list_deployment_records),
-        )
-        .route("/{org}/{project}/_apis/test/runs", get(list_test_runs))
-        .route(
-            "/{org}/{project}/_apis/test/runs/{runId}/results",
-            get(list_test_results),
-        )
-        .route("/{org}/{project}/_apis/test/codecoverage", get(code_coverage))
-}
-
-/// An Azure DevOps error body.
-pub(crate) fn ado_error(status: StatusCode, message: &str, type_name: &str) -> Response {
-    let type_key = type_name
-        .split(',')
-        .next()
-        .and_then(|full| full.rsplit('.').next())
-        .unwrap_or(type_name);
-    ado_json(status, message, type_name, type_key, 3000)
-}
-
-fn build_not_found(id: &str) -> Response {
-    ado_error(
+fn build_not_found(id: &str) -> AdoError {
+    AdoError::service(
         StatusCode::NOT_FOUND,
-        &format!("The requested build {id} could not be found."),
+        format!("The requested build {id} could not be found."),
         "Microsoft.TeamFoundation.Build.WebApi.BuildNotFoundException, Microsoft.TeamFoundation.Build2.WebApi",
     )
+}
+
+/// The build the path's `buildId` names with its pipeline and number within the pipeline, or
+/// the 404 for a build the project does not have.
+fn build(request: &AdoRequest) -> Result<(u64, (u64, u64)), AdoError> {
+    number(&request.params, "buildId")
+        .and_then(|build| Some((build, build_position(build)?)))
+        .ok_or_else(|| build_not_found(request.params.get("buildId").map_or("", String::as_str)))
 }
 
 /// One `top`-style page (`top_param` is `$top` or `top`) with a continuation token in the
@@ -109,17 +68,7 @@ pub(crate) fn token_page(
 ) -> Result<Response, AdoError> {
     let top = parse_count(query, top_param)?.unwrap_or(50).clamp(1, 1000);
     let start = parse_count(query, "continuationToken")?.unwrap_or(0);
-    let total = values.len();
-    let page: Vec<Value> = values.into_iter().skip(start).take(top).collect();
-    let mut response = ok_json(json!({"count": page.len(), "value": page}));
-    if start + top < total
-        && let Ok(token) = HeaderValue::from_str(&(start + top).to_string())
-    {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+    Ok(continued_list(values, start, top))
 }
 
 /// One `$top`/`$skip` page (no continuation token: the caller pages until a short page).
@@ -567,7 +516,7 @@ impl Organization {
     }
 }
 
-async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     match number(&request.params, "definitionId")
@@ -592,7 +541,7 @@ async fn get_definition(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn list_runs(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_runs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(pipeline) =
@@ -618,7 +567,7 @@ fn pipeline_not_found(id: &str) -> Response {
     )
 }
 
-async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     // Runs started through the API (the `trigger_pipeline` action) first.
@@ -653,41 +602,29 @@ async fn get_run(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn get_build(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_build(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    match number(&request.params, "buildId").and_then(build_position) {
-        Some((pipeline, n)) => Ok(ok_json(org.build_json(&request.urls, project, pipeline, n))),
-        None => Ok(build_not_found(
-            request.params.get("buildId").map_or("", String::as_str),
-        )),
-    }
+    let (_, (pipeline, n)) = build(&request)?;
+    Ok(ok_json(org.build_json(&request.urls, project, pipeline, n)))
 }
 
-async fn get_timeline(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_timeline(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
-        Some(build) => Ok(ok_json(org.timeline_json(&request.urls, project, build))),
-        None => Ok(build_not_found(
-            request.params.get("buildId").map_or("", String::as_str),
-        )),
-    }
+    let (build, _) = build(&request)?;
+    Ok(ok_json(org.timeline_json(&request.urls, project, build)))
 }
 
-async fn list_changes(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_changes(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    match number(&request.params, "buildId").filter(|b| build_position(*b).is_some()) {
-        Some(build) => token_page(
-            org.changes_json(&request.urls, project, build),
-            &request.query,
-            "$top",
-        ),
-        None => Ok(build_not_found(
-            request.params.get("buildId").map_or("", String::as_str),
-        )),
-    }
+    let (build, _) = build(&request)?;
+    token_page(
+        org.changes_json(&request.urls, project, build),
+        &request.query,
+        "$top",
+    )
 }
 
 /// A build's source commit (any 40-hex id of the repository), for commits the Git content
@@ -724,7 +661,7 @@ pub(super) async fn get_commit(request: AdoRequest) -> Result<Response, AdoError
     )))
 }
 
-async fn list_deployment_records(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_deployment_records(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(environment) = number(&request.params, "environmentId")
@@ -750,13 +687,10 @@ async fn list_deployment_records(request: AdoRequest) -> Result<Response, AdoErr
     token_page(values, &request.query, "top")
 }
 
-async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let details = request
-        .query
-        .get("includeRunDetails")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let details = request.flag("includeRunDetails");
     let of_build = match request.query.get("buildUri") {
         None => None,
         Some(uri) => match uri
@@ -765,9 +699,9 @@ async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
         {
             Some(build) => Some(build),
             None => {
-                return Err(AdoError::BadArgument {
-                    message: format!("The value '{uri}' is not valid for parameter 'buildUri'."),
-                });
+                return Err(AdoError::bad_argument(format!(
+                    "The value '{uri}' is not valid for parameter 'buildUri'."
+                )));
             }
         },
     };
@@ -779,7 +713,7 @@ async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoError> {
     skip_page(values, &request.query, 100)
 }
 
-async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(run) =
@@ -787,10 +721,7 @@ async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
     else {
         return Ok(ado_error(
             StatusCode::NOT_FOUND,
-            &format!(
-                "Test run {} not found.",
-                request.params.get("runId").map_or("", String::as_str)
-            ),
+            &format!("Test run {} not found.", request.param("runId")),
             "Microsoft.TeamFoundation.TestManagement.WebApi.TestObjectNotFoundException, Microsoft.TeamFoundation.TestManagement.WebApi",
         ));
     };
@@ -800,17 +731,17 @@ async fn list_test_results(request: AdoRequest) -> Result<Response, AdoError> {
     skip_page(values, &request.query, 1000)
 }
 
-async fn code_coverage(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn code_coverage(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let Some(build) = parse_count(&request.query, "buildId")? else {
-        return Err(AdoError::BadArgument {
-            message: "Value cannot be null.\r\nParameter name: buildId".into(),
-        });
+        return Err(AdoError::bad_argument(
+            "Value cannot be null.\r\nParameter name: buildId",
+        ));
     };
     let flags = parse_count(&request.query, "flags")?.unwrap_or(0) as u64;
     if build_position(build as u64).is_none() {
-        return Ok(build_not_found(&build.to_string()));
+        return Err(build_not_found(&build.to_string()));
     }
     Ok(ok_json(org.coverage_json(
         &request.urls,

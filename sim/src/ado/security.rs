@@ -15,38 +15,23 @@
 //! `-preview` gets 400 `VssInvalidPreviewVersionException`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::AdoError;
+use super::error::{AdoError, ado_error};
 use super::request::AdoRequest;
 use super::routes::ok_json;
-use super::runs::{ado_error, token_page};
+use super::runs::token_page;
 use super::seed::{Organization, Project, Repository, Urls, ado_time, epoch};
 use super::work::project_repository;
 
 /// Alerts seeded per repository with Advanced Security on: a dependency (high, active), a
 /// secret (critical, active) and a code alert (medium, fixed).
 pub const ALERTS_PER_REPOSITORY: u64 = 3;
-
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route(
-            "/{org}/{project}/_apis/alert/repositories/{repository}/alerts",
-            get(list_alerts),
-        )
-        .route(
-            "/{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}",
-            get(get_alert),
-        )
-}
 
 impl Organization {
     /// Whether Advanced Security is on for a repository.
@@ -218,7 +203,7 @@ fn alerts_repository<'a>(
     Ok((project, repository))
 }
 
-async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let (project, repository) = match alerts_repository(&request, &org) {
         Ok(found) => found,
@@ -248,7 +233,7 @@ async fn get_alert(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn list_alerts(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_alerts(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let (project, repository) = match alerts_repository(&request, &org) {
         Ok(found) => found,

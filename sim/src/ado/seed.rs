@@ -306,6 +306,14 @@ impl Organization {
         })
     }
 
+    /// The number of the next object created after seeding. Numbered by creation, not by how
+    /// many exist: after a deletion, a count would hand out an id again.
+    pub(crate) fn next_created(&mut self) -> u32 {
+        let n = self.created;
+        self.created += 1;
+        n
+    }
+
     pub(crate) fn project_by_id(&self, id: &str) -> Option<&Project> {
         self.projects.iter().find(|p| p.id == id)
     }

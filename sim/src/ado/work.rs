@@ -19,18 +19,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::AdoState;
-use super::error::{AdoError, json_headers};
-use super::request::AdoRequest;
-use super::routes::{list, ok_json, parse_count, urls};
+use super::error::{AdoError, ado_json};
+use super::request::{AdoRequest, JsonBody};
+use super::routes::{continued_list, json_body, list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
     ado_time, encode_segment, epoch, stable_id,
@@ -42,45 +40,6 @@ type Params = Path<HashMap<String, String>>;
 /// Most ids one `workitemsbatch` call takes.
 const WORK_ITEMS_BATCH_MAX: usize = 200;
 
-pub(crate) fn routes() -> Router<Arc<AdoState>> {
-    Router::new()
-        .route("/{org}/_apis/teams", get(list_teams))
-        .route("/{org}/_apis/projects/{project}/teams", get(list_teams))
-        .route(
-            "/{org}/{project}/{team}/_apis/work/boards",
-            get(list_boards),
-        )
-        .route(
-            "/{org}/{project}/{team}/_apis/work/boards/{board}",
-            get(get_board),
-        )
-        .route(
-            "/{org}/{project}/_apis/git/policy/configurations",
-            get(list_policies),
-        )
-        .route("/{org}/{project}/_apis/wit/wiql", post(wiql))
-        .route("/{org}/{project}/_apis/wit/workitemsbatch", post(batch))
-        .route("/{org}/_apis/wit/workitemsbatch", post(batch))
-        .route("/{org}/{project}/_apis/wit/workitems/{id}", get(work_item))
-        .route("/{org}/_apis/wit/workitems/{id}", get(work_item))
-        .route(
-            "/{org}/{project}/_apis/release/releases",
-            get(list_releases),
-        )
-        .route(
-            "/{org}/{project}/_apis/release/releases/{releaseId}",
-            get(get_release),
-        )
-        .route(
-            "/{org}/_apis/hooks/subscriptions",
-            get(list_subscriptions).post(create_subscription),
-        )
-        .route(
-            "/{org}/_apis/hooks/subscriptions/{subscriptionId}",
-            put(update_subscription).delete(delete_subscription),
-        )
-}
-
 pub(super) fn project<'a>(
     org: &'a Organization,
     params: &HashMap<String, String>,
@@ -88,6 +47,22 @@ pub(super) fn project<'a>(
     let id = params.get("project").cloned().unwrap_or_default();
     org.project(&id)
         .ok_or(AdoError::ProjectNotFound { project: id })
+}
+
+/// Resolves the optional `{project}` path segment.
+pub(super) fn scoped_project<'a>(
+    org: &'a Organization,
+    params: &HashMap<String, String>,
+) -> Result<Option<&'a Project>, AdoError> {
+    match params.get("project") {
+        Some(name) => org
+            .project(name)
+            .map(Some)
+            .ok_or_else(|| AdoError::ProjectNotFound {
+                project: name.clone(),
+            }),
+        None => Ok(None),
+    }
 }
 
 /// The project and the repository (id or name) a project-scoped repository route names.
@@ -104,10 +79,13 @@ pub(super) fn project_repository<'a>(
 }
 
 fn not_found(message: String) -> Response {
-    let body = json!({"$id": "1", "innerException": null, "message": message,
-        "typeName": "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException, Microsoft.TeamFoundation.WorkItemTracking.Server",
-        "typeKey": "WorkItemUnauthorizedAccessException", "errorCode": 0, "eventId": 3200});
-    (StatusCode::NOT_FOUND, json_headers(), body.to_string()).into_response()
+    ado_json(
+        StatusCode::NOT_FOUND,
+        &message,
+        "Microsoft.TeamFoundation.WorkItemTracking.Server.WorkItemUnauthorizedAccessException, Microsoft.TeamFoundation.WorkItemTracking.Server",
+        "WorkItemUnauthorizedAccessException",
+        3200,
+    )
 }
 
 impl Organization {
@@ -353,14 +331,11 @@ impl Organization {
     }
 }
 
-async fn list_teams(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_teams(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "$top")?.unwrap_or(100).max(1);
     let skip = parse_count(&request.query, "$skip")?.unwrap_or(0);
     let org = request.organization();
-    let scope = match request.params.get("project") {
-        Some(_) => Some(project(&org, &request.params)?.id.clone()),
-        None => None,
-    };
+    let scope = scoped_project(&org, &request.params)?.map(|p| p.id.clone());
     let values = org
         .projects
         .iter()
@@ -372,9 +347,12 @@ async fn list_teams(request: AdoRequest) -> Result<Response, AdoError> {
     Ok(list(values))
 }
 
-fn team_project<'a>(
+/// The project and its default team (by id or name) a team path names; `unknown` words the
+/// refusal of another team (each API words it its own way).
+pub(super) fn team_project<'a>(
     org: &'a Organization,
     params: &HashMap<String, String>,
+    unknown: impl FnOnce(String) -> AdoError,
 ) -> Result<&'a Project, AdoError> {
     let project = project(org, params)?;
     let team = params.get("team").cloned().unwrap_or_default();
@@ -382,21 +360,24 @@ fn team_project<'a>(
     if team.eq_ignore_ascii_case(&project.default_team_id) || team.eq_ignore_ascii_case(&name) {
         Ok(project)
     } else {
-        Err(AdoError::BadArgument {
-            message: format!("VS403155: The team '{team}' does not exist."),
-        })
+        Err(unknown(team))
     }
 }
 
-async fn list_boards(request: AdoRequest) -> Result<Response, AdoError> {
+/// The work APIs' refusal of a team the project does not have.
+fn unknown_team(team: String) -> AdoError {
+    AdoError::bad_argument(format!("VS403155: The team '{team}' does not exist."))
+}
+
+pub(super) async fn list_boards(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team_project(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     Ok(list(vec![org.board_reference(&request.urls, project)]))
 }
 
-async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let project = team_project(&org, &request.params)?;
+    let project = team_project(&org, &request.params, unknown_team)?;
     let board = request.param("board");
     if !board.eq_ignore_ascii_case(&org.board_id(project)) && !board.eq_ignore_ascii_case("Stories")
     {
@@ -407,7 +388,7 @@ async fn get_board(request: AdoRequest) -> Result<Response, AdoError> {
     Ok(ok_json(org.board_json(&request.urls, project)))
 }
 
-async fn list_policies(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_policies(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let repository_id = request.query.get("repositoryId");
@@ -436,14 +417,12 @@ fn id_floor(query: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-async fn wiql(request: AdoRequest, body: axum::body::Bytes) -> Result<Response, AdoError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
+pub(super) async fn wiql(
+    request: AdoRequest,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AdoError> {
     let Some(text) = body.get("query").and_then(Value::as_str) else {
-        return Err(AdoError::BadArgument {
-            message: "The query parameter is required.".into(),
-        });
+        return Err(AdoError::bad_argument("The query parameter is required."));
     };
     let floor = id_floor(text).unwrap_or(0);
     let top = parse_count(&request.query, "$top")?;
@@ -459,11 +438,9 @@ async fn wiql(request: AdoRequest, body: axum::body::Bytes) -> Result<Response, 
     let limit = request.state.config.wiql_max_results;
     match top {
         None if ids.len() > limit => {
-            return Err(AdoError::BadArgument {
-                message: format!(
-                    "VS402337: The number of work items returned exceeds the size limit of {limit}. Change the query to return fewer items."
-                ),
-            });
+            return Err(AdoError::bad_argument(format!(
+                "VS402337: The number of work items returned exceeds the size limit of {limit}. Change the query to return fewer items."
+            )));
         }
         Some(top) => ids.truncate(top.min(limit)),
         None => {}
@@ -483,26 +460,21 @@ async fn wiql(request: AdoRequest, body: axum::body::Bytes) -> Result<Response, 
     })))
 }
 
-async fn batch(
+pub(super) async fn batch(
     State(state): State<Arc<AdoState>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, AdoError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
     let ids = body
         .get("ids")
         .and_then(Value::as_array)
         .map(|ids| ids.iter().filter_map(Value::as_u64).collect::<Vec<_>>())
         .unwrap_or_default();
     if ids.is_empty() || ids.len() > WORK_ITEMS_BATCH_MAX {
-        return Err(AdoError::BadArgument {
-            message: format!(
-                "VS403474: The number of ids must be between 1 and {WORK_ITEMS_BATCH_MAX}; got {}.",
-                ids.len()
-            ),
-        });
+        return Err(AdoError::bad_argument(format!(
+            "VS403474: The number of ids must be between 1 and {WORK_ITEMS_BATCH_MAX}; got {}.",
+            ids.len()
+        )));
     }
     let expand = body
         .get("$expand")
@@ -530,17 +502,10 @@ async fn batch(
     Ok(list(values))
 }
 
-async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
-    let scope = match request.params.get("project") {
-        Some(_) => Some(project(&org, &request.params)?.id.clone()),
-        None => None,
-    };
-    let id = request
-        .params
-        .get("id")
-        .and_then(|id| id.parse::<u64>().ok())
-        .unwrap_or(0);
+    let scope = scoped_project(&org, &request.params)?.map(|p| p.id.clone());
+    let id = request.id("id").unwrap_or(0);
     let expand = request
         .query
         .get("$expand")
@@ -558,36 +523,24 @@ async fn work_item(request: AdoRequest) -> Result<Response, AdoError> {
     }
 }
 
-async fn list_releases(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_releases(request: AdoRequest) -> Result<Response, AdoError> {
     let top = parse_count(&request.query, "$top")?
         .unwrap_or(50)
         .clamp(1, 100);
     let start = parse_count(&request.query, "continuationToken")?.unwrap_or(0);
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let total = org.releases_per_project;
-    let numbers = (1..=total).rev().skip(start).take(top);
-    let values = numbers
+    let values = (1..=org.releases_per_project)
+        .rev()
         .map(|n| org.release_json(&request.urls, project, n))
-        .collect::<Vec<_>>();
-    let more = (start + top) < usize::try_from(total).unwrap_or(usize::MAX);
-    let mut response = list(values);
-    if more && let Ok(token) = HeaderValue::from_str(&(start + top).to_string()) {
-        response
-            .headers_mut()
-            .insert("x-ms-continuationtoken", token);
-    }
-    Ok(response)
+        .collect();
+    Ok(continued_list(values, start, top))
 }
 
-async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
-    let number = request
-        .params
-        .get("releaseId")
-        .and_then(|id| id.parse::<u64>().ok())
-        .unwrap_or(0);
+    let number = request.id("releaseId").unwrap_or(0);
     if number == 0 || number > org.releases_per_project {
         return Ok(not_found(format!(
             "VS402853: Release with id {number} does not exist."
@@ -596,7 +549,7 @@ async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
     Ok(ok_json(org.release_json(&request.urls, project, number)))
 }
 
-async fn list_subscriptions(request: AdoRequest) -> Result<Response, AdoError> {
+pub(super) async fn list_subscriptions(request: AdoRequest) -> Result<Response, AdoError> {
     let publisher = request.query.get("publisherId").map(String::as_str);
     super::live::check_hook_host(&request.headers, &request.query, publisher)?;
     let subscriptions = lock(&request.state.subscriptions);
@@ -626,19 +579,17 @@ fn subscription_from(
     id: &str,
     body: &[u8],
 ) -> Result<Value, AdoError> {
-    let mut body: Value = serde_json::from_slice(body).map_err(|e| AdoError::BadArgument {
-        message: format!("The request body is not valid JSON: {e}"),
-    })?;
+    let mut body = json_body(body)?;
     let Value::Object(map) = &mut body else {
-        return Err(AdoError::BadArgument {
-            message: "The subscription must be a JSON object.".into(),
-        });
+        return Err(AdoError::bad_argument(
+            "The subscription must be a JSON object.",
+        ));
     };
     for required in ["publisherId", "eventType", "consumerId", "consumerActionId"] {
         if map.get(required).and_then(Value::as_str).is_none() {
-            return Err(AdoError::BadArgument {
-                message: format!("The subscription field '{required}' is required."),
-            });
+            return Err(AdoError::bad_argument(format!(
+                "The subscription field '{required}' is required."
+            )));
         }
     }
     let urls = urls(state, headers);
@@ -660,7 +611,7 @@ fn subscription_from(
     Ok(body)
 }
 
-async fn create_subscription(
+pub(super) async fn create_subscription(
     request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
@@ -672,7 +623,7 @@ async fn create_subscription(
     Ok(ok_json(super::live::masked(subscription)))
 }
 
-async fn update_subscription(
+pub(super) async fn update_subscription(
     request: AdoRequest,
     body: axum::body::Bytes,
 ) -> Result<Response, AdoError> {
@@ -693,7 +644,10 @@ async fn update_subscription(
     }
 }
 
-async fn delete_subscription(State(state): State<Arc<AdoState>>, Path(params): Params) -> Response {
+pub(super) async fn delete_subscription(
+    State(state): State<Arc<AdoState>>,
+    Path(params): Params,
+) -> Response {
     let id = params.get("subscriptionId").cloned().unwrap_or_default();
     lock(&state.subscriptions).retain(|s| s.get("id").and_then(Value::as_str) != Some(id.as_str()));
     StatusCode::NO_CONTENT.into_response()

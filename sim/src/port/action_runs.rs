@@ -16,14 +16,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::error::PortError;
+use super::request::PortRequest;
 use super::routes::{Answer, Body, ok};
 use super::{PortSim, PortState};
 use crate::traffic::lock;
@@ -141,16 +140,7 @@ fn run_not_found(id: &str) -> PortError {
     PortError::not_found(format!("Action run with id \"{id}\" was not found"))
 }
 
-pub(crate) fn routes() -> Router<Arc<PortState>> {
-    Router::new()
-        .route("/v1/actions/runs/claim-pending", post(claim_pending))
-        .route("/v1/actions/runs/ack", patch(acknowledge))
-        .route("/v1/actions/runs", get(find_runs))
-        .route("/v1/actions/runs/{run_id}", get(get_run).patch(patch_run))
-        .route("/v1/actions/runs/{run_id}/logs", post(post_log))
-}
-
-async fn claim_pending(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+pub(super) async fn claim_pending(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
     let Some(installation) = body.get("installationId").and_then(Value::as_str) else {
         return Err(PortError::invalid("\"installationId\" is required"));
     };
@@ -167,7 +157,7 @@ async fn claim_pending(State(state): State<Arc<PortState>>, Body(body): Body) ->
     ok(StatusCode::OK, json!({"ok": true, "runs": runs}))
 }
 
-async fn acknowledge(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+pub(super) async fn acknowledge(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
     let Some(id) = body.get("runId").and_then(Value::as_str) else {
         return Err(PortError::invalid("\"runId\" is required"));
     };
@@ -184,7 +174,7 @@ async fn acknowledge(State(state): State<Arc<PortState>>, Body(body): Body) -> A
     ok(StatusCode::OK, json!({"ok": true}))
 }
 
-async fn find_runs(
+pub(super) async fn find_runs(
     State(state): State<Arc<PortState>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
@@ -200,30 +190,24 @@ async fn find_runs(
     ok(StatusCode::OK, json!({"ok": true, "runs": runs}))
 }
 
-async fn get_run(State(state): State<Arc<PortState>>, Path(id): Path<String>) -> Answer {
-    let runs = lock(&state.action_runs);
+pub(super) async fn get_run(request: PortRequest) -> Answer {
+    let id = request.param("run_id");
+    let runs = lock(&request.state.action_runs);
     let stored = runs.runs.get(&id).ok_or_else(|| run_not_found(&id))?;
     ok(StatusCode::OK, json!({"ok": true, "run": stored.run}))
 }
 
-async fn patch_run(
-    State(state): State<Arc<PortState>>,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> Answer {
-    let run = lock(&state.action_runs).update(&id, &body)?;
+pub(super) async fn patch_run(request: PortRequest, Body(body): Body) -> Answer {
+    let run = lock(&request.state.action_runs).update(&request.param("run_id"), &body)?;
     ok(StatusCode::OK, json!({"ok": true, "run": run}))
 }
 
-async fn post_log(
-    State(state): State<Arc<PortState>>,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> Answer {
+pub(super) async fn post_log(request: PortRequest, Body(body): Body) -> Answer {
+    let id = request.param("run_id");
     let Some(message) = body.get("message").and_then(Value::as_str) else {
         return Err(PortError::invalid("\"message\" is required"));
     };
-    let mut runs = lock(&state.action_runs);
+    let mut runs = lock(&request.state.action_runs);
     if let Some(status) = body.get("terminationStatus") {
         let mut update = json!({"status": status});
         if let Some(label) = body.get("statusLabel") {

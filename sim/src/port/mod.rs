@@ -48,6 +48,7 @@ mod auth;
 mod error;
 mod integration;
 mod limit;
+mod request;
 mod routes;
 mod store;
 

@@ -1,23 +1,25 @@
 //! The Port routes, their handlers and the gate middleware in front of them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use chrono::DateTime;
 use serde_json::{Value, json};
 
 use super::PortState;
+use super::action_runs::{acknowledge, claim_pending, find_runs, get_run, patch_run, post_log};
 use super::auth::TOKEN_LIFETIME;
 use super::error::PortError;
-use super::store::{UpsertOptions, matches_query, page, parse_entity, project_fields};
+use super::request::PortRequest;
+use super::store::{matches_query, page, parse_entity, project_fields};
+use crate::route_table::route_table;
 use crate::traffic::{lock, route_key};
 
 /// Largest request body Port accepts.
@@ -29,65 +31,44 @@ const MAX_BULK_DELETE: usize = 100;
 const DATASOURCE_PAGE_MAX: usize = 5000;
 const SEARCH_PAGE_MAX: usize = 1000;
 
-type Params = Path<HashMap<String, String>>;
-type Flags = Query<HashMap<String, String>>;
 pub(super) type Answer = Result<Response, PortError>;
 
+/// Every route of the simulated Port: its path template and the handlers answering it.
+#[rustfmt::skip]
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
+    vec![
+        ("/v1/auth/access_token",                           post(access_token)),
+        ("/v1/blueprints",                                  get(list_blueprints)),
+        ("/v1/blueprints",                                  post(create_blueprint)),
+        ("/v1/blueprints/{bp}",                             get(get_blueprint)),
+        ("/v1/blueprints/{bp}",                             patch(patch_blueprint)),
+        ("/v1/blueprints/{bp}/entities",                    get(list_entities)),
+        ("/v1/blueprints/{bp}/entities",                    post(upsert_one)),
+        ("/v1/blueprints/{bp}/entities/bulk",               post(bulk_upsert)),
+        ("/v1/blueprints/{bp}/entities/search",             post(blueprint_search)),
+        ("/v1/blueprints/{bp}/entities/{id}",               get(get_entity)),
+        ("/v1/blueprints/{bp}/entities/{id}",               delete(delete_entity)),
+        ("/v1/blueprints/{bp}/bulk/entities/delete",        post(bulk_delete)),
+        ("/v1/blueprints/entities/datasource-entities",     post(datasource_entities)),
+        ("/v1/entities/search",                             post(search)),
+        ("/v1/integration",                                 post(create_integration)),
+        ("/v1/integration/{id}",                            get(get_integration)),
+        ("/v1/integration/{id}",                            patch(patch_integration)),
+        ("/v1/integration/{id}/config",                     patch(patch_integration_config)),
+        ("/v1/integration/{id}/resync-state",               patch(patch_resync_state)),
+        ("/v1/integration/{id}/resync-request",             get(get_resync_request)),
+        ("/v1/integration/{id}/kinds/{kind}/examples",      post(post_examples)),
+        ("/v1/actions/runs/claim-pending",                  post(claim_pending)),
+        ("/v1/actions/runs/ack",                            patch(acknowledge)),
+        ("/v1/actions/runs",                                get(find_runs)),
+        ("/v1/actions/runs/{run_id}",                       get(get_run)),
+        ("/v1/actions/runs/{run_id}",                       patch(patch_run)),
+        ("/v1/actions/runs/{run_id}/logs",                  post(post_log)),
+    ]
+}
+
 pub(crate) fn router(state: Arc<PortState>) -> Router {
-    Router::new()
-        .route("/v1/auth/access_token", post(access_token))
-        .route(
-            "/v1/blueprints",
-            get(list_blueprints).post(create_blueprint),
-        )
-        .route(
-            "/v1/blueprints/{bp}",
-            get(get_blueprint).patch(patch_blueprint),
-        )
-        .route(
-            "/v1/blueprints/{bp}/entities",
-            get(list_entities).post(upsert_one),
-        )
-        .route("/v1/blueprints/{bp}/entities/bulk", post(bulk_upsert))
-        .route(
-            "/v1/blueprints/{bp}/entities/search",
-            post(blueprint_search),
-        )
-        .route(
-            "/v1/blueprints/{bp}/entities/{id}",
-            get(get_entity).delete(delete_entity),
-        )
-        .route(
-            "/v1/blueprints/{bp}/bulk/entities/delete",
-            post(bulk_delete),
-        )
-        .route(
-            "/v1/blueprints/entities/datasource-entities",
-            post(datasource_entities),
-        )
-        .route("/v1/entities/search", post(search))
-        .route("/v1/integration", post(create_integration))
-        .route(
-            "/v1/integration/{id}",
-            get(get_integration).patch(patch_integration),
-        )
-        .route(
-            "/v1/integration/{id}/config",
-            patch(patch_integration_config),
-        )
-        .route(
-            "/v1/integration/{id}/resync-state",
-            patch(patch_resync_state),
-        )
-        .route(
-            "/v1/integration/{id}/resync-request",
-            get(get_resync_request),
-        )
-        .route(
-            "/v1/integration/{id}/kinds/{kind}/examples",
-            post(post_examples),
-        )
-        .merge(super::action_runs::routes())
+    route_table(routes())
         .fallback(|| async { PortError::not_found("Route not found") })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -225,33 +206,8 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-fn flag(query: &HashMap<String, String>, name: &str) -> bool {
-    query
-        .get(name)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-fn param(params: &HashMap<String, String>, name: &str) -> String {
-    params.get(name).cloned().unwrap_or_default()
-}
-
 pub(super) fn ok(status: StatusCode, body: Value) -> Answer {
     Ok((status, Json(body)).into_response())
-}
-
-fn datasource(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
-}
-
-fn upsert_options(query: &HashMap<String, String>) -> UpsertOptions {
-    UpsertOptions {
-        upsert: flag(query, "upsert"),
-        merge: flag(query, "merge"),
-        create_missing_related_entities: flag(query, "create_missing_related_entities"),
-    }
 }
 
 async fn access_token(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
@@ -273,14 +229,8 @@ async fn access_token(State(state): State<Arc<PortState>>, Body(body): Body) -> 
     )
 }
 
-async fn bulk_upsert(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Query(query): Flags,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Answer {
-    let blueprint = param(&params, "bp");
+async fn bulk_upsert(request: PortRequest, Body(body): Body) -> Answer {
+    let blueprint = request.param("bp");
     let Some(items) = body.get("entities").and_then(Value::as_array) else {
         return Err(PortError::invalid("body must be {\"entities\": [...]}"));
     };
@@ -290,18 +240,17 @@ async fn bulk_upsert(
             items.len()
         )));
     }
-    let options = upsert_options(&query);
-    let source = datasource(&headers);
-    let delay = write_delay(&state);
+    let options = request.upsert_options();
+    let delay = write_delay(&request.state);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let mut done = Vec::new();
     let mut errors = Vec::new();
     {
-        let mut catalog = lock(&state.catalog);
+        let mut catalog = lock(&request.state.catalog);
         catalog.check_blueprint(&blueprint)?;
-        let refused = lock(&state.refused).clone();
+        let refused = lock(&request.state.refused).clone();
         for (index, item) in items.iter().enumerate() {
             let outcome = parse_entity(item).and_then(|input| {
                 let identifier = input.identifier.clone();
@@ -322,8 +271,8 @@ async fn bulk_upsert(
                         &blueprint,
                         input,
                         options,
-                        source.as_deref(),
-                        &state.config.client_id,
+                        request.datasource(),
+                        &request.state.config.client_id,
                     )
                     .map(|(_, created)| (identifier.clone(), created))
                     .map_err(|e| (Some(identifier), e))
@@ -364,28 +313,22 @@ fn write_delay(state: &PortState) -> std::time::Duration {
     state.config.write_latency + jitter.mul_f64(fraction)
 }
 
-async fn upsert_one(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Query(query): Flags,
-    headers: HeaderMap,
-    Body(body): Body,
-) -> Answer {
-    let blueprint = param(&params, "bp");
+async fn upsert_one(request: PortRequest, Body(body): Body) -> Answer {
+    let blueprint = request.param("bp");
     let input = parse_entity(&body).map_err(|(_, e)| e)?;
-    let (entity, _) = lock(&state.catalog).upsert(
+    let (entity, _) = lock(&request.state.catalog).upsert(
         &blueprint,
         input,
-        upsert_options(&query),
-        datasource(&headers).as_deref(),
-        &state.config.client_id,
+        request.upsert_options(),
+        request.datasource(),
+        &request.state.config.client_id,
     )?;
     ok(StatusCode::CREATED, json!({"ok": true, "entity": entity}))
 }
 
-async fn list_entities(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
-    let blueprint = param(&params, "bp");
-    let catalog = lock(&state.catalog);
+async fn list_entities(request: PortRequest) -> Answer {
+    let blueprint = request.param("bp");
+    let catalog = lock(&request.state.catalog);
     catalog.check_blueprint(&blueprint)?;
     let entities: Vec<Value> = catalog
         .of_blueprint(&blueprint)
@@ -394,9 +337,9 @@ async fn list_entities(State(state): State<Arc<PortState>>, Path(params): Params
     ok(StatusCode::OK, json!({"ok": true, "entities": entities}))
 }
 
-async fn get_entity(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
-    let (blueprint, identifier) = (param(&params, "bp"), param(&params, "id"));
-    let catalog = lock(&state.catalog);
+async fn get_entity(request: PortRequest) -> Answer {
+    let (blueprint, identifier) = (request.param("bp"), request.param("id"));
+    let catalog = lock(&request.state.catalog);
     catalog.check_blueprint(&blueprint)?;
     let entity = catalog.get(&blueprint, &identifier).ok_or_else(|| {
         PortError::not_found(format!(
@@ -409,14 +352,13 @@ async fn get_entity(State(state): State<Arc<PortState>>, Path(params): Params) -
     )
 }
 
-async fn delete_entity(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Query(query): Flags,
-) -> Answer {
-    let (blueprint, identifier) = (param(&params, "bp"), param(&params, "id"));
-    let deleted =
-        lock(&state.catalog).delete(&blueprint, &identifier, flag(&query, "delete_dependents"))?;
+async fn delete_entity(request: PortRequest) -> Answer {
+    let (blueprint, identifier) = (request.param("bp"), request.param("id"));
+    let deleted = lock(&request.state.catalog).delete(
+        &blueprint,
+        &identifier,
+        request.flag("delete_dependents"),
+    )?;
     if !deleted {
         return Err(PortError::not_found(format!(
             "Entity with identifier \"{identifier}\" was not found"
@@ -425,13 +367,8 @@ async fn delete_entity(
     ok(StatusCode::OK, json!({"ok": true}))
 }
 
-async fn bulk_delete(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Query(query): Flags,
-    Body(body): Body,
-) -> Answer {
-    let blueprint = param(&params, "bp");
+async fn bulk_delete(request: PortRequest, Body(body): Body) -> Answer {
+    let blueprint = request.param("bp");
     let ids = body
         .get("entities")
         .and_then(Value::as_array)
@@ -449,8 +386,8 @@ async fn bulk_delete(
             ids.len()
         )));
     }
-    let delete_dependents = flag(&query, "delete_dependents");
-    let mut catalog = lock(&state.catalog);
+    let delete_dependents = request.flag("delete_dependents");
+    let mut catalog = lock(&request.state.catalog);
     catalog.check_blueprint(&blueprint)?;
     if !delete_dependents
         && let Some(id) = ids
@@ -488,16 +425,12 @@ fn limit_of(body: &Value, default: usize, max: usize) -> Result<usize, PortError
     }
 }
 
-async fn blueprint_search(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Body(body): Body,
-) -> Answer {
-    let blueprint = param(&params, "bp");
+async fn blueprint_search(request: PortRequest, Body(body): Body) -> Answer {
+    let blueprint = request.param("bp");
     let limit = limit_of(&body, 200, SEARCH_PAGE_MAX)?;
     let from = body.get("from").and_then(Value::as_str);
     let query = body.get("query").cloned();
-    let catalog = lock(&state.catalog);
+    let catalog = lock(&request.state.catalog);
     catalog.check_blueprint(&blueprint)?;
     let mut candidates = Vec::new();
     for entity in catalog.of_blueprint(&blueprint) {
@@ -589,9 +522,9 @@ async fn create_blueprint(State(state): State<Arc<PortState>>, Body(body): Body)
     ok(StatusCode::CREATED, json!({"ok": true, "blueprint": body}))
 }
 
-async fn get_blueprint(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
-    let identifier = param(&params, "bp");
-    let catalog = lock(&state.catalog);
+async fn get_blueprint(request: PortRequest) -> Answer {
+    let identifier = request.param("bp");
+    let catalog = lock(&request.state.catalog);
     let blueprint = catalog.blueprint(&identifier).ok_or_else(|| {
         PortError::not_found(format!(
             "Blueprint with identifier \"{identifier}\" was not found"
@@ -600,13 +533,9 @@ async fn get_blueprint(State(state): State<Arc<PortState>>, Path(params): Params
     ok(StatusCode::OK, json!({"ok": true, "blueprint": blueprint}))
 }
 
-async fn patch_blueprint(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Body(body): Body,
-) -> Answer {
-    let identifier = param(&params, "bp");
-    let mut catalog = lock(&state.catalog);
+async fn patch_blueprint(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("bp");
+    let mut catalog = lock(&request.state.catalog);
     let mut blueprint = catalog.blueprint(&identifier).cloned().ok_or_else(|| {
         PortError::not_found(format!(
             "Blueprint with identifier \"{identifier}\" was not found"
@@ -635,11 +564,11 @@ fn integration_not_found(identifier: &str) -> PortError {
     ))
 }
 
-async fn get_integration(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
-    let identifier = param(&params, "id");
+async fn get_integration(request: PortRequest) -> Answer {
+    let identifier = request.param("id");
     integration_answer(
         &identifier,
-        lock(&state.integrations).get(&identifier).cloned(),
+        lock(&request.state.integrations).get(&identifier).cloned(),
     )
 }
 
@@ -667,49 +596,37 @@ async fn create_integration(State(state): State<Arc<PortState>>, Body(body): Bod
     )
 }
 
-async fn patch_integration(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Body(body): Body,
-) -> Answer {
-    let identifier = param(&params, "id");
+async fn patch_integration(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("id");
     integration_answer(
         &identifier,
-        lock(&state.integrations).patch(&identifier, &body),
+        lock(&request.state.integrations).patch(&identifier, &body),
     )
 }
 
-async fn patch_integration_config(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Body(body): Body,
-) -> Answer {
-    let identifier = param(&params, "id");
+async fn patch_integration_config(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("id");
     let Some(config) = body.get("config") else {
         return Err(PortError::invalid("body must be {\"config\": {...}}"));
     };
     integration_answer(
         &identifier,
-        lock(&state.integrations).patch(&identifier, &json!({"config": config})),
+        lock(&request.state.integrations).patch(&identifier, &json!({"config": config})),
     )
 }
 
-async fn patch_resync_state(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Body(body): Body,
-) -> Answer {
-    let identifier = param(&params, "id");
-    let entities = lock(&state.catalog).count();
+async fn patch_resync_state(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("id");
+    let entities = lock(&request.state.catalog).count();
     integration_answer(
         &identifier,
-        lock(&state.integrations).report_resync_state(&identifier, &body, entities),
+        lock(&request.state.integrations).report_resync_state(&identifier, &body, entities),
     )
 }
 
-async fn get_resync_request(State(state): State<Arc<PortState>>, Path(params): Params) -> Answer {
-    let identifier = param(&params, "id");
-    let integrations = lock(&state.integrations);
+async fn get_resync_request(request: PortRequest) -> Answer {
+    let identifier = request.param("id");
+    let integrations = lock(&request.state.integrations);
     if integrations.get(&identifier).is_none() {
         return Err(integration_not_found(&identifier));
     }
@@ -719,16 +636,12 @@ async fn get_resync_request(State(state): State<Arc<PortState>>, Path(params): P
     )
 }
 
-async fn post_examples(
-    State(state): State<Arc<PortState>>,
-    Path(params): Params,
-    Body(body): Body,
-) -> Answer {
-    let (identifier, kind) = (param(&params, "id"), param(&params, "kind"));
+async fn post_examples(request: PortRequest, Body(body): Body) -> Answer {
+    let (identifier, kind) = (request.param("id"), request.param("kind"));
     let Some(examples) = body.get("examples").and_then(Value::as_array).cloned() else {
         return Err(PortError::invalid("body must be {\"examples\": [...]}"));
     };
-    let mut integrations = lock(&state.integrations);
+    let mut integrations = lock(&request.state.integrations);
     if integrations.get(&identifier).is_none() {
         return Err(integration_not_found(&identifier));
     }

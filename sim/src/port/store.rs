@@ -786,28 +786,39 @@ mod tests {
         parse_entity(&v).unwrap()
     }
 
+    /// A catalog whose `repo` blueprint relates to `project`.
+    fn with_repository_relation() -> Catalog {
+        let mut catalog = Catalog::default();
+        catalog.define_blueprint(
+            "repo",
+            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
+        );
+        catalog
+    }
+
+    /// Upserts `entity` into blueprint `bp` with every option, written by `datasource`.
+    fn put(catalog: &mut Catalog, bp: &str, entity: Value, datasource: Option<&str>) {
+        catalog
+            .upsert(bp, input(entity), EVERY_OPTION, datasource, "me")
+            .unwrap();
+    }
+
     #[test]
     fn merge_keeps_other_properties() {
         let mut catalog = Catalog::default();
         let opts = EVERY_OPTION;
-        catalog
-            .upsert(
-                "bp",
-                input(json!({"identifier": "a", "properties": {"x": 1, "y": 2}})),
-                opts,
-                Some("ua"),
-                "me",
-            )
-            .unwrap();
-        catalog
-            .upsert(
-                "bp",
-                input(json!({"identifier": "a", "properties": {"y": 3}})),
-                opts,
-                Some("ua"),
-                "me",
-            )
-            .unwrap();
+        put(
+            &mut catalog,
+            "bp",
+            json!({"identifier": "a", "properties": {"x": 1, "y": 2}}),
+            Some("ua"),
+        );
+        put(
+            &mut catalog,
+            "bp",
+            json!({"identifier": "a", "properties": {"y": 3}}),
+            Some("ua"),
+        );
         let stored = catalog.get("bp", "a").unwrap();
         assert_eq!(stored.properties.get("x"), Some(&json!(1)));
         assert_eq!(stored.properties.get("y"), Some(&json!(3)));
@@ -836,11 +847,7 @@ mod tests {
 
     #[test]
     fn known_relations_are_checked() {
-        let mut catalog = Catalog::default();
-        catalog.define_blueprint(
-            "repo",
-            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
-        );
+        let mut catalog = with_repository_relation();
         let strict = UpsertOptions {
             upsert: true,
             merge: true,
@@ -881,25 +888,19 @@ mod tests {
     #[test]
     fn team_is_stored_as_an_array() {
         let mut catalog = Catalog::default();
-        let opts = EVERY_OPTION;
         for (identifier, team) in [
             ("a", json!("t1")),
             ("b", json!(["t1", "t2"])),
             ("c", Value::Null),
         ] {
-            catalog
-                .upsert(
-                    "bp",
-                    input(json!({"identifier": identifier, "team": team})),
-                    opts,
-                    None,
-                    "me",
-                )
-                .unwrap();
+            put(
+                &mut catalog,
+                "bp",
+                json!({"identifier": identifier, "team": team}),
+                None,
+            );
         }
-        catalog
-            .upsert("bp", input(json!({"identifier": "d"})), opts, None, "me")
-            .unwrap();
+        put(&mut catalog, "bp", json!({"identifier": "d"}), None);
         let team = |id: &str| catalog.get("bp", id).unwrap().api_json()["team"].clone();
         assert_eq!(team("a"), json!(["t1"]));
         assert_eq!(team("b"), json!(["t1", "t2"]));
@@ -909,12 +910,7 @@ mod tests {
 
     #[test]
     fn a_cascade_reports_what_it_deleted_and_edits_keep_the_datasource() {
-        let mut catalog = Catalog::default();
-        catalog.define_blueprint(
-            "repo",
-            json!({"identifier": "repo", "relations": {"project": {"target": "project"}}}),
-        );
-        let opts = EVERY_OPTION;
+        let mut catalog = with_repository_relation();
         for (bp, entity) in [
             ("project", json!({"identifier": "p"})),
             (
@@ -926,9 +922,7 @@ mod tests {
                 json!({"identifier": "r2", "relations": {"project": "p"}}),
             ),
         ] {
-            catalog
-                .upsert(bp, input(entity), opts, Some("ours"), "me")
-                .unwrap();
+            put(&mut catalog, bp, entity, Some("ours"));
         }
         assert!(catalog.edit(
             "repo",
@@ -960,17 +954,8 @@ mod tests {
     #[test]
     fn search_narrows_by_blueprint_and_identifier_and_still_checks_every_rule() {
         let mut catalog = Catalog::default();
-        let opts = EVERY_OPTION;
         for (bp, id, source) in [("a", "1", "ours"), ("a", "2", "theirs"), ("b", "1", "ours")] {
-            catalog
-                .upsert(
-                    bp,
-                    input(json!({"identifier": id})),
-                    opts,
-                    Some(source),
-                    "me",
-                )
-                .unwrap();
+            put(&mut catalog, bp, json!({"identifier": id}), Some(source));
         }
         let ids = |query: Value| -> Vec<(String, String)> {
             let mut found: Vec<_> = catalog
@@ -1009,16 +994,12 @@ mod tests {
     #[test]
     fn rules() {
         let mut catalog = Catalog::default();
-        let opts = EVERY_OPTION;
-        catalog
-            .upsert(
-                "bp",
-                input(json!({"identifier": "a", "properties": {"n": 5, "tags": ["x"]}})),
-                opts,
-                Some("port-ocean/azure-devops/1.0/azure-devops/exporter"),
-                "me",
-            )
-            .unwrap();
+        put(
+            &mut catalog,
+            "bp",
+            json!({"identifier": "a", "properties": {"n": 5, "tags": ["x"]}}),
+            Some("port-ocean/azure-devops/1.0/azure-devops/exporter"),
+        );
         let e = catalog.get("bp", "a").unwrap();
         let q =
             |rules: Value| matches_query(e, &json!({"combinator": "and", "rules": rules})).unwrap();
