@@ -27,7 +27,7 @@ use crate::kinds::wikis::page_item;
 use crate::live_events::{LiveError, ReadFailure};
 use crate::plan::KindPlan;
 use crate::publisher::{Publication, raw_events};
-use crate::selector::{self, FileSelector, WikiSelector};
+use crate::selector::WikiSelector;
 use adoport_shared::messages::{Origin, RawEvent};
 
 /// The object id of "no commit": a created ref's old id, a deleted ref's new id.
@@ -312,21 +312,14 @@ async fn file_changes(
     events: &mut Events,
 ) -> Result<(), LiveError> {
     let name = text(repository, "name").unwrap_or_default();
-    let rules: Vec<FileRule> = FileRule::of_plan(plan)
-        .into_iter()
-        .filter(|r| r.covers(name))
-        .collect();
+    let (rules, included) = FileRule::of_plan(plan)?;
+    let rules: Vec<FileRule> = rules.into_iter().filter(|r| r.covers(name)).collect();
     let Some(default_branch) = text(repository, "defaultBranch") else {
         return Ok(());
     };
     if rules.is_empty() {
         return Ok(());
     }
-    let included = selector::union(
-        plan.selectors::<FileSelector>()
-            .iter()
-            .map(|s| &s.included_files),
-    );
     let (project_id, repository_id) = ids(repository);
     for update in updates
         .iter()
@@ -384,7 +377,7 @@ async fn folder_changes(
     updates: &[RefUpdate],
     events: &mut Events,
 ) -> Result<(), LiveError> {
-    let rules = FolderRule::of_plan(plan);
+    let (rules, _) = FolderRule::of_plan(plan)?;
     let (project_id, repository_id) = ids(repository);
     for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
         let branch = update.name.trim_start_matches("refs/heads/");
@@ -458,7 +451,7 @@ async fn wiki_changes(
         .project(&project_id)
         .await
         .map_err(failed(Kind::Wiki, &wiki_id))?;
-    let include_content = (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
+    let include_content = (plan.selectors::<WikiSelector>()?.iter()).any(|s| s.include_content.0);
     for update in updates.iter().filter(|u| u.new != ZERO_OBJECT_ID) {
         let changes = changes_of(client, &project_id, &wiki_id, update)
             .await

@@ -15,7 +15,7 @@ use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
-use crate::selector::{self, FileSelector};
+use crate::selector::{self, FileSelector, SelectorError};
 use adoport_shared::messages::ResyncId;
 
 /// Files larger than this are not published (the Python integration's limit).
@@ -33,40 +33,25 @@ pub(crate) struct FileRule {
 }
 
 impl FileRule {
-    /// The rules of every resource of the kind (a resource without `files.path` has none).
-    pub(crate) fn of_plan(plan: &KindPlan) -> Vec<FileRule> {
-        plan.selectors
-            .iter()
-            .filter_map(|selector| {
-                let files = selector.get("files")?;
-                let paths: Vec<String> = match files.get("path")? {
-                    Value::String(path) => vec![path.clone()],
-                    Value::Array(paths) => paths
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect(),
-                    _ => return None,
-                };
-                let repositories = files.get("repos").and_then(Value::as_array).map(|names| {
-                    names
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_lowercase)
-                        .collect()
-                });
-                let (patterns, literals): (Vec<String>, Vec<String>) =
-                    paths.into_iter().partition(|p| is_glob(p));
-                Some(FileRule {
-                    literals: literals
-                        .into_iter()
+    /// The rules of every resource of the kind, and the union of their `includedFiles`.
+    pub(crate) fn of_plan(plan: &KindPlan) -> Result<(Vec<FileRule>, Vec<String>), SelectorError> {
+        let selectors = plan.selectors::<FileSelector>()?;
+        let rules = (selectors.iter().map(|s| &s.files))
+            .map(|files| {
+                let (patterns, literals): (Vec<&String>, Vec<&String>) =
+                    files.path.0.iter().partition(|p| is_glob(p));
+                FileRule {
+                    literals: (literals.into_iter())
                         .map(|p| format!("/{}", p.trim().trim_start_matches('/')))
                         .collect(),
-                    patterns: patterns.iter().map(|p| Glob::new(p)).collect(),
-                    repositories,
-                })
+                    patterns: patterns.into_iter().map(|p| Glob::new(p)).collect(),
+                    repositories: (files.repos.as_ref())
+                        .map(|names| names.0.iter().map(|n| n.to_lowercase()).collect()),
+                }
             })
-            .collect()
+            .collect();
+        let included = selector::union(selectors.iter().map(|s| &s.included_files));
+        Ok((rules, included))
     }
 
     /// Whether this rule reads the repository named `name`.
@@ -266,12 +251,7 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let rules = FileRule::of_plan(plan);
-        let included = selector::union(
-            plan.selectors::<FileSelector>()
-                .iter()
-                .map(|s| &s.included_files),
-        );
+        let (rules, included) = FileRule::of_plan(plan)?;
         let units: Vec<(String, Value)> = self
             .healthy_repository_units(cache)
             .await?

@@ -17,7 +17,7 @@ use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
-use crate::selector::{self, FolderSelector};
+use crate::selector::{self, FolderSelector, SelectorError};
 use adoport_shared::messages::ResyncId;
 
 /// One folder pattern and the repositories (name, optional branch) it applies to; no
@@ -30,45 +30,26 @@ pub(crate) struct FolderRule {
 }
 
 impl FolderRule {
-    pub(crate) fn of_plan(plan: &KindPlan) -> Vec<FolderRule> {
-        let mut rules = Vec::new();
-        for selector in &plan.selectors {
-            let project = selector
-                .get("project_name")
-                .or_else(|| selector.get("projectName"))
-                .and_then(Value::as_str)
-                .map(String::from);
-            let Some(folders) = selector.get("folders").and_then(Value::as_array) else {
-                continue;
-            };
-            for folder in folders {
-                let Some(path) = folder.get("path").and_then(Value::as_str) else {
-                    continue;
-                };
-                let repositories = folder
-                    .get("repos")
-                    .and_then(Value::as_array)
-                    .map(|repos| {
-                        repos
-                            .iter()
-                            .filter_map(|r| match r {
-                                Value::String(name) => Some((name.clone(), None)),
-                                other => Some((
-                                    text(other, "name")?.to_string(),
-                                    text(other, "branch").map(String::from),
-                                )),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                rules.push(FolderRule {
-                    glob: Glob::new(path),
-                    repositories,
+    /// The rules of every pattern of every resource of the kind, and the union of their
+    /// `includedFiles`.
+    pub(crate) fn of_plan(
+        plan: &KindPlan,
+    ) -> Result<(Vec<FolderRule>, Vec<String>), SelectorError> {
+        let selectors = plan.selectors::<FolderSelector>()?;
+        let rules = (selectors.iter())
+            .flat_map(|selector| {
+                let project = selector.project_name.as_ref().map(|p| p.0.clone());
+                selector.folders.iter().map(move |folder| FolderRule {
+                    glob: Glob::new(&folder.path.0),
+                    repositories: (folder.repos.iter())
+                        .map(|r| (r.name.clone(), r.branch.clone()))
+                        .collect(),
                     project: project.clone(),
-                });
-            }
-        }
-        rules
+                })
+            })
+            .collect();
+        let included = selector::union(selectors.iter().map(|s| &s.included_files));
+        Ok((rules, included))
     }
 
     /// The branch this rule reads in `repository`, or `None` if it does not apply there.
@@ -171,12 +152,7 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let rules = FolderRule::of_plan(plan);
-        let included = selector::union(
-            plan.selectors::<FolderSelector>()
-                .iter()
-                .map(|s| &s.included_files),
-        );
+        let (rules, included) = FolderRule::of_plan(plan)?;
         let units: Vec<(String, Value)> = self
             .healthy_repository_units(cache)
             .await?

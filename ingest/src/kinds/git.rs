@@ -8,7 +8,7 @@ use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
-use super::items::ItemBuilder;
+use super::items::{ItemBuilder, ListEnrichment};
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
@@ -85,6 +85,7 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
+        let enrichment = &ListEnrichment::of(plan)?;
         let units = self.project_units(cache).await?;
         let seen = cache.keep_repositories.then(|| Mutex::new(Vec::new()));
         let seen_ref = seen.as_ref();
@@ -104,7 +105,7 @@ impl Crawler {
                         .extend(repositories.iter().cloned());
                 }
                 pages
-                    .send(builder.list_items(plan, repositories).await?)
+                    .send(builder.list_items(enrichment, repositories).await?)
                     .await
             },
         )
@@ -129,6 +130,7 @@ impl Crawler {
     pub(crate) async fn crawl_policies(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
@@ -170,15 +172,8 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let selectors = plan.selectors::<PullRequestSelector>();
-        let days = (selectors.iter().find_map(|s| s.min_time_in_days))
-            .and_then(|c| c.0)
-            .unwrap_or(7)
-            .max(1);
-        let max_results = (selectors.iter().find_map(|s| s.max_results))
-            .and_then(|c| c.0)
-            .unwrap_or(100)
-            .max(1) as usize;
+        let (days, max_results) = PullRequestSelector::window(&plan.selectors()?);
+        let max_results = max_results as usize;
         let min_time = (Utc::now() - chrono::Duration::days(days as i64))
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();

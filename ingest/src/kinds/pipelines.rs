@@ -9,7 +9,7 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::items;
+use super::items::{self, ListEnrichment};
 use super::{Pages, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
@@ -52,14 +52,13 @@ impl Crawler {
         match kind {
             Kind::Build => extra.push(("queryOrder", "queueTimeDescending".into())),
             Kind::ReleaseDefinition => {
-                let expand = (plan.selectors::<ReleaseDefinitionSelector>().into_iter())
-                    .find_map(|s| s.expand)
-                    .and_then(|t| t.0)
-                    .unwrap_or_else(|| "environments".into());
+                let selectors = plan.selectors::<ReleaseDefinitionSelector>()?;
+                let expand = ReleaseDefinitionSelector::expand(&selectors);
                 extra.push(("$expand", expand.to_string()));
             }
             _ => {}
         }
+        let enrichment = &ListEnrichment::of(plan)?;
         let top = self.limits.page;
         let units = self.project_units(cache).await?;
         let (spec, extra) = (&spec, &extra);
@@ -85,7 +84,7 @@ impl Crawler {
                         .map(|item| items::project_list_item(kind, item, &project))
                         .collect();
                     pages
-                        .send(self.items().list_items(plan, items).await?)
+                        .send(self.items().list_items(enrichment, items).await?)
                         .await?;
                 }
                 Ok(())
@@ -97,6 +96,7 @@ impl Crawler {
     pub(crate) async fn crawl_branches(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {

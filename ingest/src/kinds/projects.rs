@@ -5,7 +5,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use crate::ado::AdoError;
-use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport};
+use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
 use crate::selector::AzureDevopsSelector;
@@ -16,15 +16,13 @@ impl Crawler {
         &self,
         resync_id: ResyncId,
         plan: &KindPlan,
-        cache: &mut Option<Vec<Value>>,
+        cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let projects = self.project_list(cache).await?;
-        if !plan
-            .selectors::<AzureDevopsSelector>()
-            .iter()
-            .any(|s| s.default_team.0)
-        {
+        let default_team =
+            (plan.selectors::<AzureDevopsSelector>()?.iter()).any(|s| s.default_team.0);
+        let projects = self.project_list(&mut cache.projects).await?;
+        if !default_team {
             for page in projects.chunks(self.items_per_event) {
                 self.publish(resync_id, Kind::Project, page.to_vec(), report)
                     .await?;

@@ -10,12 +10,14 @@ use super::{Pages, text};
 use crate::ado::paginate;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 impl Crawler {
     pub(crate) async fn crawl_releases(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {

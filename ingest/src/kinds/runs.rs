@@ -24,6 +24,7 @@ use super::{Pages, enrich, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
+use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 /// An id field as URL text, whether Azure DevOps gave it as a number or a string.
@@ -185,6 +186,7 @@ impl Crawler {
     pub(crate) async fn crawl_pipeline_runs(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
@@ -231,6 +233,7 @@ impl Crawler {
     pub(crate) async fn crawl_pipeline_stages(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
@@ -283,6 +286,7 @@ impl Crawler {
     pub(crate) async fn crawl_pipeline_deployments(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {

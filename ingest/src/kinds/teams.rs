@@ -136,9 +136,10 @@ impl Crawler {
         &self,
         resync_id: ResyncId,
         plan: &KindPlan,
+        _cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let selectors = plan.selectors::<TeamSelector>();
+        let selectors = plan.selectors::<TeamSelector>()?;
         let members = selectors.iter().any(|s| s.include_members.0);
         let area_paths = selectors.iter().any(|s| s.include_area_paths.0);
         let top = self.limits.page.max(1);
@@ -185,6 +186,8 @@ impl Crawler {
     pub(crate) async fn crawl_members(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
+        _cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page.max(1);
@@ -225,6 +228,7 @@ impl Crawler {
     pub(crate) async fn crawl_iterations(
         &self,
         resync_id: ResyncId,
+        _plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
@@ -276,9 +280,9 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let depth = (plan.selectors::<AreaPathSelector>().into_iter())
+        let depth = (plan.selectors::<AreaPathSelector>()?.into_iter())
             .find_map(|s| s.depth)
-            .and_then(|c| c.0);
+            .and_then(|c| u64::try_from(c.0).ok());
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,

@@ -19,6 +19,7 @@ use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::Kind;
 use crate::plan::KindPlan;
+use crate::selector::{SelectorError, TestRunSelector};
 use adoport_shared::messages::ResyncId;
 
 /// What to add to every test run.
@@ -32,31 +33,18 @@ pub(crate) struct TestRunEnrichment {
 impl TestRunEnrichment {
     /// The union over the kind's resources: results unless every resource turns them off,
     /// coverage when any resource asks for it (with the first flags given).
-    pub(crate) fn for_plan(plan: &KindPlan) -> Self {
-        let results = plan.selectors.is_empty()
-            || plan
-                .selectors
-                .iter()
-                .any(|s| match s.get("includeResults") {
-                    Some(Value::Bool(b)) => *b,
-                    Some(Value::String(t)) => !t.trim().eq_ignore_ascii_case("false"),
-                    _ => true,
-                });
+    pub(crate) fn for_plan(plan: &KindPlan) -> Result<Self, SelectorError> {
+        let selectors = plan.selectors::<TestRunSelector>()?;
+        let results = selectors.is_empty() || selectors.iter().any(|s| s.include_results.0);
         let mut coverage: Option<Option<u64>> = None;
-        for selector in &plan.selectors {
-            if let Some(config @ Value::Object(_)) = selector.get("codeCoverage") {
-                let flags = match config.get("flags") {
-                    Some(Value::Number(n)) => n.as_u64(),
-                    Some(Value::String(s)) => s.trim().parse().ok(),
-                    _ => None,
-                };
-                coverage = match coverage {
-                    Some(Some(existing)) => Some(Some(existing)),
-                    _ => Some(flags),
-                };
-            }
+        for config in selectors.iter().filter_map(|s| s.code_coverage.as_ref()) {
+            let flags = config.flags.and_then(|f| u64::try_from(f.0).ok());
+            coverage = match coverage {
+                Some(Some(existing)) => Some(Some(existing)),
+                _ => Some(flags),
+            };
         }
-        Self { results, coverage }
+        Ok(Self { results, coverage })
     }
 }
 
@@ -69,7 +57,7 @@ impl Crawler {
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let enrichment = TestRunEnrichment::for_plan(plan);
+        let enrichment = TestRunEnrichment::for_plan(plan)?;
         let units = self.project_units(cache).await?;
         self.fan_out(
             resync_id,
@@ -167,18 +155,12 @@ mod tests {
     use super::*;
 
     fn plan(selectors: &[Value]) -> KindPlan {
-        KindPlan {
-            kind: "test-run".into(),
-            selectors: selectors
-                .iter()
-                .map(|s| s.as_object().cloned().unwrap_or_default())
-                .collect(),
-        }
+        KindPlan::of("test-run", selectors)
     }
 
     #[test]
     fn results_are_on_by_default_and_coverage_off() {
-        let default = TestRunEnrichment::for_plan(&plan(&[json!({})]));
+        let default = TestRunEnrichment::for_plan(&plan(&[json!({})])).expect("reads");
         assert_eq!(
             default,
             TestRunEnrichment {
@@ -186,12 +168,14 @@ mod tests {
                 coverage: None
             }
         );
-        let off = TestRunEnrichment::for_plan(&plan(&[json!({"includeResults": false})]));
+        let off =
+            TestRunEnrichment::for_plan(&plan(&[json!({"includeResults": false})])).expect("reads");
         assert!(!off.results);
         let coverage = TestRunEnrichment::for_plan(&plan(&[
             json!({"includeResults": "false"}),
             json!({"includeResults": false, "codeCoverage": {"flags": 2}}),
-        ]));
+        ]))
+        .expect("reads");
         assert_eq!(
             coverage,
             TestRunEnrichment {
@@ -199,7 +183,13 @@ mod tests {
                 coverage: Some(Some(2))
             }
         );
-        let no_flags = TestRunEnrichment::for_plan(&plan(&[json!({"codeCoverage": {}})]));
+        let no_flags =
+            TestRunEnrichment::for_plan(&plan(&[json!({"codeCoverage": {}})])).expect("reads");
+        let refused = TestRunEnrichment::for_plan(&plan(&[json!({}), json!({"codeCoverage": 2})]));
+        assert_eq!(
+            refused.map_err(|e| (e.resource, e.field)),
+            Err((2, "codeCoverage".to_string()))
+        );
         assert_eq!(no_flags.coverage, Some(None));
     }
 }

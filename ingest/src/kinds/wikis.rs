@@ -59,7 +59,7 @@ impl Crawler {
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
         let include_content =
-            (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
+            (plan.selectors::<WikiSelector>()?.iter()).any(|s| s.include_content.0);
         let page_size = self.limits.page.clamp(1, 100);
         let units = self.project_units(cache).await?;
         self.fan_out(

@@ -97,16 +97,18 @@ impl Crawler {
         }
     }
 
-    /// Reads the boards of every project and publishes them as `kind` (`board` items, or the
-    /// `column` items derived from them); keeps them for the other kind of this resync.
-    async fn boards_as(
+    /// `board` and `column`: reads the boards of every project and publishes them as the
+    /// plan's kind (`board` items, or the `column` items derived from them); keeps them for
+    /// the other kind of this resync.
+    pub(crate) async fn crawl_boards(
         &self,
         resync_id: ResyncId,
-        kind: Kind,
+        plan: &KindPlan,
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let columns = kind == Kind::Column;
+        let columns = plan.kind == Kind::Column;
+        let kind = if columns { Kind::Column } else { Kind::Board };
         if let Some(boards) = cache.boards.clone() {
             let items: Vec<Value> = if columns {
                 boards.iter().flat_map(columns_of).collect()
@@ -147,24 +149,6 @@ impl Crawler {
         Ok(())
     }
 
-    pub(crate) async fn crawl_boards(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, Kind::Board, cache, report).await
-    }
-
-    pub(crate) async fn crawl_columns(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, Kind::Column, cache, report).await
-    }
-
     pub(crate) async fn crawl_work_items(
         &self,
         resync_id: ResyncId,
@@ -172,11 +156,9 @@ impl Crawler {
         cache: &mut ResyncCache,
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let selectors = plan.selectors::<WorkItemSelector>();
-        let clause = (selectors.iter().find_map(|s| s.wiql.clone())).and_then(|t| t.0);
-        let expand = (selectors.into_iter().find_map(|s| s.expand))
-            .and_then(|t| t.0)
-            .unwrap_or_else(|| "All".into());
+        let selectors = plan.selectors::<WorkItemSelector>()?;
+        let (clause, expand) = WorkItemSelector::query(&selectors);
+        let (clause, expand) = (clause.map(String::from), expand.to_string());
         let wiql_page = self.limits.wiql_page;
         let units = self.project_units(cache).await?;
         let (clause, expand) = (&clause, &expand);
