@@ -9,14 +9,13 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value, json};
 
+use super::KindCrawl;
 use super::glob::{Glob, is_glob};
 use super::{Pages, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{self, FileSelector, SelectorError};
-use adoport_shared::messages::ResyncId;
 
 /// Files larger than this are not published (the Python integration's limit).
 pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -244,16 +243,11 @@ pub(crate) fn deleted_file_item(repository: &Value, path: &str, object_id: Optio
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_files(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_files(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let (rules, included) = FileRule::of_plan(plan)?;
         let units: Vec<(String, Value)> = self
-            .healthy_repository_units(cache)
+            .healthy_repository_units(crawl.cache)
             .await?
             .into_iter()
             .filter(|(_, r)| {
@@ -264,37 +258,31 @@ impl Crawler {
             })
             .collect();
         let (rules, included) = (&rules, &included);
-        self.fan_out(
-            resync_id,
-            Kind::File,
-            units,
-            report,
-            |repository, pages: Pages| async move {
-                let name = text(&repository, "name").unwrap_or_default();
-                let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
-                let branch =
-                    GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
-                let paths = self
-                    .matching_paths(&repository, &applicable, &branch)
-                    .await?;
-                let repository = &repository;
-                let branch = &branch;
-                let items: Vec<Value> = stream::iter(paths)
-                    .map(|path| async move {
-                        file_item(&self.client, repository, &path, branch, included).await
+        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
+            let name = text(&repository, "name").unwrap_or_default();
+            let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
+            let branch =
+                GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
+            let paths = self
+                .matching_paths(&repository, &applicable, &branch)
+                .await?;
+            let repository = &repository;
+            let branch = &branch;
+            let items: Vec<Value> = stream::iter(paths)
+                .map(|path| async move {
+                    file_item(&self.client, repository, &path, branch, included).await
+                })
+                .buffered(CONCURRENT_DOWNLOADS)
+                .try_filter_map(|read| async move {
+                    Ok(match read {
+                        FileRead::Item(item) => Some(item),
+                        FileRead::Gone | FileRead::Skipped => None,
                     })
-                    .buffered(CONCURRENT_DOWNLOADS)
-                    .try_filter_map(|read| async move {
-                        Ok(match read {
-                            FileRead::Item(item) => Some(item),
-                            FileRead::Gone | FileRead::Skipped => None,
-                        })
-                    })
-                    .try_collect()
-                    .await?;
-                pages.send(items).await
-            },
-        )
+                })
+                .try_collect()
+                .await?;
+            pages.send(items).await
+        })
         .await
     }
 

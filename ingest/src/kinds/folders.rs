@@ -10,15 +10,14 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
+use super::KindCrawl;
 use super::files::{included_files, repository_ids};
 use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{self, FolderSelector, SelectorError};
-use adoport_shared::messages::ResyncId;
 
 /// One folder pattern and the repositories (name, optional branch) it applies to; no
 /// repositories means every repository.
@@ -145,39 +144,27 @@ pub(crate) async fn matching_folders(
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_folders(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_folders(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let (rules, included) = FolderRule::of_plan(plan)?;
         let units: Vec<(String, Value)> = self
-            .healthy_repository_units(cache)
+            .healthy_repository_units(crawl.cache)
             .await?
             .into_iter()
             .filter(|(_, r)| rules.iter().any(|rule| rule.branch_for(r).is_some()))
             .collect();
         let (rules, included) = (&rules, &included);
-        self.fan_out(
-            resync_id,
-            Kind::Folder,
-            units,
-            report,
-            |repository, pages: Pages| async move {
-                for rule in rules {
-                    let Some(branch) = rule.branch_for(&repository) else {
-                        continue;
-                    };
-                    let items =
-                        matching_folders(&self.client, &repository, rule, &branch, included)
-                            .await?;
-                    pages.send(items).await?;
-                }
-                Ok(())
-            },
-        )
+        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
+            for rule in rules {
+                let Some(branch) = rule.branch_for(&repository) else {
+                    continue;
+                };
+                let items =
+                    matching_folders(&self.client, &repository, rule, &branch, included).await?;
+                pages.send(items).await?;
+            }
+            Ok(())
+        })
         .await
     }
 }

@@ -15,13 +15,13 @@ use std::pin::pin;
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value};
 
+use super::KindCrawl;
 use super::teams::is_fatal;
 use super::{Pages, enrich, text};
 use crate::ado::directory::{Direction, EntitlementsCursor, SUBJECT_LOOKUP_BATCH};
 use crate::ado::{AdoError, paginate};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler, KindReport};
 use crate::kind::Kind;
-use crate::plan::KindPlan;
 use crate::selector::{self, UserSelector};
 use adoport_shared::messages::ResyncId;
 
@@ -68,19 +68,16 @@ impl Crawler {
         Ok(found)
     }
 
-    pub(crate) async fn crawl_users(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        _cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_users(&self, crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let selectors = plan.selectors::<UserSelector>()?;
         let source = selectors.iter().find_map(|s| s.source.as_ref());
         if source.is_some_and(|s| s.as_str() == "graph") {
-            self.crawl_graph_users(resync_id, &selectors, report).await
+            self.crawl_graph_users(crawl.resync_id, &selectors, crawl.report)
+                .await
         } else {
-            self.crawl_entitlements(resync_id, &selectors, report).await
+            self.crawl_entitlements(crawl.resync_id, &selectors, crawl.report)
+                .await
         }
     }
 
@@ -243,17 +240,12 @@ impl Crawler {
         Ok(())
     }
 
-    pub(crate) async fn crawl_groups(
-        &self,
-        resync_id: ResyncId,
-        _plan: &KindPlan,
-        _cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_groups(&self, crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let mut groups = pin!(self.groups());
         while let Some(page) = groups.try_next().await? {
             if !page.is_empty() {
-                self.publish(resync_id, Kind::Group, page, report).await?;
+                self.publish(crawl.resync_id, Kind::Group, page, crawl.report)
+                    .await?;
             }
         }
         Ok(())
@@ -261,10 +253,7 @@ impl Crawler {
 
     pub(crate) async fn crawl_group_members(
         &self,
-        resync_id: ResyncId,
-        _plan: &KindPlan,
-        _cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let mut groups = pin!(self.groups());
         while let Some(page) = groups.try_next().await? {
@@ -275,32 +264,26 @@ impl Crawler {
                     (label, group)
                 })
                 .collect();
-            self.fan_out(
-                resync_id,
-                Kind::GroupMember,
-                units,
-                report,
-                |group, pages: Pages| async move {
-                    let descriptor = text(&group, "descriptor").unwrap_or_default().to_string();
-                    let memberships = self
-                        .client
-                        .memberships(&descriptor, Direction::Down)
-                        .await?;
-                    let members: Vec<String> = memberships
-                        .iter()
-                        .filter_map(|m| text(m, "memberDescriptor").map(String::from))
-                        .collect();
-                    let subjects = self.lookup_subjects(members.clone()).await?;
-                    let mut seen: HashSet<&str> = HashSet::new();
-                    let items = members
-                        .iter()
-                        .filter(|d| seen.insert(d.as_str()))
-                        .filter_map(|d| subjects.get(d).cloned())
-                        .map(|subject| enrich(subject, "__group", &group))
-                        .collect();
-                    pages.send(items).await
-                },
-            )
+            self.fan_out(&mut crawl, units, |group, pages: Pages| async move {
+                let descriptor = text(&group, "descriptor").unwrap_or_default().to_string();
+                let memberships = self
+                    .client
+                    .memberships(&descriptor, Direction::Down)
+                    .await?;
+                let members: Vec<String> = memberships
+                    .iter()
+                    .filter_map(|m| text(m, "memberDescriptor").map(String::from))
+                    .collect();
+                let subjects = self.lookup_subjects(members.clone()).await?;
+                let mut seen: HashSet<&str> = HashSet::new();
+                let items = members
+                    .iter()
+                    .filter(|d| seen.insert(d.as_str()))
+                    .filter_map(|d| subjects.get(d).cloned())
+                    .map(|subject| enrich(subject, "__group", &group))
+                    .collect();
+                pages.send(items).await
+            })
             .await?;
         }
         Ok(())

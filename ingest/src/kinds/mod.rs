@@ -83,14 +83,32 @@ pub(crate) fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
+/// One kind's crawl in a resync: what the crawl of its row is given.
+pub(crate) struct KindCrawl<'a> {
+    pub(crate) resync_id: ResyncId,
+    pub(crate) kind: Kind,
+    /// The kind's resources, their selectors read with the row's model.
+    pub(crate) plan: &'a KindPlan,
+    pub(crate) cache: &'a mut ResyncCache,
+    pub(crate) report: &'a mut KindReport,
+}
+
+impl KindCrawl<'_> {
+    /// Publishes `items` as this crawl's kind.
+    pub(crate) async fn publish(
+        &mut self,
+        crawler: &Crawler,
+        items: Vec<Value>,
+    ) -> Result<(), CrawlError> {
+        crawler
+            .publish(self.resync_id, self.kind, items, self.report)
+            .await
+    }
+}
+
 /// How a kind is crawled: one of the `crawl_*` methods of its module.
-pub(crate) type CrawlFn = for<'a> fn(
-    &'a Crawler,
-    ResyncId,
-    &'a KindPlan,
-    &'a mut ResyncCache,
-    &'a mut KindReport,
-) -> BoxFuture<'a, Result<(), CrawlError>>;
+pub(crate) type CrawlFn =
+    for<'a> fn(&'a Crawler, KindCrawl<'a>) -> BoxFuture<'a, Result<(), CrawlError>>;
 
 /// Everything ingest knows about one kind, in one row of [`KINDS`].
 pub(crate) struct KindSpec {
@@ -112,7 +130,7 @@ pub(crate) struct KindSpec {
 }
 
 /// Declares [`KINDS`], one line per kind: its selector model, its crawl (a
-/// `crawl_*(resync_id, plan, cache, report)` method of [`Crawler`]), the handlers of the live
+/// `crawl_*(`[`KindCrawl`]`)` method of [`Crawler`]), the handlers of the live
 /// events that update it, and `per_repository` when it is read repository by repository.
 macro_rules! kinds {
     ($($kind:ident: $selector:ident, $crawl:ident, [$($handler:ident),*] $(, $per:ident)?;)*) => {
@@ -122,7 +140,7 @@ macro_rules! kinds {
             KindSpec {
                 kind: Kind::$kind,
                 selector: SelectorType::$selector,
-                crawl: |c, id, plan, cache, report| Box::pin(c.$crawl(id, plan, cache, report)),
+                crawl: |crawler, crawl| Box::pin(crawler.$crawl(crawl)),
                 live: &[$(Handler::$handler),*],
                 repository_derived: kinds!(@per $($per)?),
             },
@@ -189,7 +207,14 @@ pub(crate) async fn crawl(
 ) -> Result<(), CrawlError> {
     let row = spec(kind);
     row.selector.check(&plan.kind, &plan.selectors)?;
-    (row.crawl)(crawler, resync_id, plan, cache, report).await
+    let crawl = KindCrawl {
+        resync_id,
+        kind,
+        plan,
+        cache,
+        report,
+    };
+    (row.crawl)(crawler, crawl).await
 }
 
 /// Checks the selectors of the mapped kinds an event of `handler` updates (their rows name
@@ -211,10 +236,8 @@ impl Crawler {
     /// sends as it arrives. Per-unit failures mark the kind failed (see the module docs).
     pub(crate) async fn fan_out<T, F, Fut>(
         &self,
-        resync_id: ResyncId,
-        kind: Kind,
+        crawl: &mut KindCrawl<'_>,
         units: Vec<(String, T)>,
-        report: &mut KindReport,
         fetch: F,
     ) -> Result<(), CrawlError>
     where
@@ -222,7 +245,7 @@ impl Crawler {
         Fut: Future<Output = Result<(), AdoError>>,
     {
         let (tx, mut rx) = mpsc::channel::<Vec<Value>>(CONCURRENT_UNITS);
-        let name = kind.name();
+        let (kind, name) = (crawl.kind, crawl.kind.name());
         let failures = Mutex::new(Failures::default());
         let fetch = &fetch;
         let failures_ref = &failures;
@@ -263,7 +286,7 @@ impl Crawler {
         };
         let consumer = async {
             while let Some(page) = rx.recv().await {
-                self.publish(resync_id, kind, page, report).await?;
+                crawl.publish(self, page).await?;
             }
             Ok::<(), CrawlError>(())
         };
@@ -276,7 +299,7 @@ impl Crawler {
         if !failures.messages.is_empty() {
             let count = failures.messages.len();
             let first = failures.messages.into_iter().next().unwrap_or_default();
-            report.failure = Some(format!(
+            crawl.report.failure = Some(format!(
                 "{count} unit(s) of kind {kind} could not be read, e.g. {first}"
             ));
         }

@@ -9,14 +9,13 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
+use super::KindCrawl;
 use super::items::{self, ListEnrichment};
 use super::{Pages, text};
 use crate::ado::AdoError;
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::kind::Kind;
-use crate::plan::KindPlan;
 use crate::selector::ReleaseDefinitionSelector;
-use adoport_shared::messages::ResyncId;
 
 /// How one project-scoped list kind is read (its items are built by
 /// [`items::project_list_item`]).
@@ -40,11 +39,9 @@ fn list_kind(kind: Kind) -> Option<ListKind> {
 impl Crawler {
     pub(crate) async fn crawl_project_list(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let Some((kind, spec)) = plan.known().and_then(|k| Some((k, list_kind(k)?))) else {
             return Ok(());
         };
@@ -60,13 +57,11 @@ impl Crawler {
         }
         let enrichment = &ListEnrichment::of(plan)?;
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         let (spec, extra) = (&spec, &extra);
         self.fan_out(
-            resync_id,
-            kind,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default().to_string();
                 let query: Vec<(&str, &str)> =
@@ -93,20 +88,12 @@ impl Crawler {
         .await
     }
 
-    pub(crate) async fn crawl_branches(
-        &self,
-        resync_id: ResyncId,
-        _plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_branches(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.healthy_repository_units(cache).await?;
+        let units = self.healthy_repository_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::Branch,
+            &mut crawl,
             units,
-            report,
             |repository: Value, pages: Pages| async move {
                 let project_id = repository
                     .get("project")

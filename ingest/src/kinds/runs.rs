@@ -19,13 +19,11 @@ use std::pin::pin;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
+use super::KindCrawl;
 use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
-use crate::plan::KindPlan;
-use adoport_shared::messages::ResyncId;
+use crate::crawl_context::{CrawlError, Crawler};
 
 /// An id field as URL text, whether Azure DevOps gave it as a number or a string.
 pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
@@ -185,18 +183,13 @@ impl Crawler {
 
     pub(crate) async fn crawl_pipeline_runs(
         &self,
-        resync_id: ResyncId,
-        _plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::PipelineRun,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let (project, pages) = (&project, &pages);
@@ -232,18 +225,13 @@ impl Crawler {
 
     pub(crate) async fn crawl_pipeline_stages(
         &self,
-        resync_id: ResyncId,
-        _plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::PipelineStage,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let project = &project;
@@ -285,18 +273,13 @@ impl Crawler {
 
     pub(crate) async fn crawl_pipeline_deployments(
         &self,
-        resync_id: ResyncId,
-        _plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::PipelineDeployment,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let (project, pages) = (&project, &pages);

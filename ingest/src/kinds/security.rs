@@ -15,14 +15,13 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use serde_json::Value;
 
+use super::KindCrawl;
 use super::items;
 use super::{Pages, text};
 use crate::ado::{AdoError, Page, paginate};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{AlertSelector, SelectorError};
-use adoport_shared::messages::ResyncId;
 
 /// The values of a `criteria` filter over every resource: `None` when any resource does not
 /// filter on it.
@@ -54,20 +53,16 @@ fn criteria_query(plan: &KindPlan) -> Result<Vec<(&'static str, String)>, Select
 impl Crawler {
     pub(crate) async fn crawl_security_alerts(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let top = self.limits.page;
         let criteria = criteria_query(plan)?;
         let criteria = &criteria;
-        let units = self.healthy_repository_units(cache).await?;
+        let units = self.healthy_repository_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::AdvancedSecurityAlert,
+            &mut crawl,
             units,
-            report,
             |repository: Value, pages: Pages| async move {
                 let project_id = repository
                     .get("project")

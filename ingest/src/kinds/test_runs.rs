@@ -12,15 +12,14 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
+use super::KindCrawl;
 use super::items::{ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::runs::id_text;
 use super::{Pages, enrich, text};
 use crate::ado::AdoError;
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{SelectorError, TestRunSelector};
-use adoport_shared::messages::ResyncId;
 
 /// What to add to every test run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,21 +48,14 @@ impl TestRunEnrichment {
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_test_runs(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_test_runs(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let top = self.limits.page;
         let enrichment = TestRunEnrichment::for_plan(plan)?;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::TestRun,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = text(&project, "id").unwrap_or_default();
                 let mut skip = 0;
