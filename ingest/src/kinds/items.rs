@@ -136,31 +136,25 @@ impl<'a> ItemBuilder<'a> {
         enrichment: &ListEnrichment,
         items: Vec<Value>,
     ) -> Result<Vec<Value>, AdoError> {
+        if *enrichment == ListEnrichment::Nothing {
+            return Ok(items);
+        }
+        stream::iter(items)
+            .map(|item| self.enriched(enrichment, item))
+            .buffered(ENRICHMENT_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// One list item with what `enrichment` adds.
+    async fn enriched(&self, enrichment: &ListEnrichment, item: Value) -> Result<Value, AdoError> {
         match enrichment {
-            ListEnrichment::Nothing => Ok(items),
-            ListEnrichment::Repository => {
-                stream::iter(items)
-                    .map(|pipeline| self.with_repository(pipeline))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
-            }
-            ListEnrichment::FirstCommit => {
-                stream::iter(items)
-                    .map(|build| self.with_first_commit(build))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
-            }
+            ListEnrichment::Nothing => Ok(item),
+            ListEnrichment::Repository => self.with_repository(item).await,
+            ListEnrichment::FirstCommit => self.with_first_commit(item).await,
             ListEnrichment::IncludedFiles(paths) => {
-                stream::iter(items)
-                    .map(|repository| async move {
-                        let files = self.included_files(&repository, paths).await?;
-                        Ok::<_, AdoError>(enrich(repository, "__includedFiles", &files))
-                    })
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
+                let files = self.included_files(&item, paths).await?;
+                Ok(enrich(item, "__includedFiles", &files))
             }
         }
     }

@@ -113,37 +113,32 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn plan(selectors: &[Value]) -> KindPlan {
-        KindPlan::of("advanced-security-alert", selectors)
-    }
-
     #[test]
     fn criteria_become_the_api_parameters_united_over_resources() {
-        let one = plan(&[
+        let query = |selectors: &[Value]| {
+            criteria_query(&KindPlan::of("advanced-security-alert", selectors))
+        };
+        let one = query(&[
             json!({"criteria": {"states": ["active", "fixed"], "severity": ["high"], "alertType": "secret"}}),
         ]);
         assert_eq!(
-            criteria_query(&one).expect("reads"),
+            one.expect("reads"),
             vec![
                 ("criteria.states", "active,fixed".to_string()),
                 ("criteria.severities", "high".to_string()),
                 ("criteria.alertType", "secret".to_string()),
             ]
         );
-        let two = plan(&[
+        let two = query(&[
             json!({"criteria": {"states": ["active"], "alertType": "code"}}),
             json!({"criteria": {"states": ["dismissed"]}}),
         ]);
         assert_eq!(
-            criteria_query(&two).expect("reads"),
+            two.expect("reads"),
             vec![("criteria.states", "active,dismissed".to_string())]
         );
-        assert!(
-            criteria_query(&plan(&[json!({})]))
-                .expect("reads")
-                .is_empty()
-        );
-        let refused = criteria_query(&plan(&[json!({"criteria": {"alertType": ["code"]}})]));
+        assert!(query(&[json!({})]).expect("reads").is_empty());
+        let refused = query(&[json!({"criteria": {"alertType": ["code"]}})]);
         assert_eq!(
             refused.map_err(|e| e.field),
             Err("criteria.alertType".to_string())

@@ -146,13 +146,11 @@ impl ItemBuilder<'_> {
 mod tests {
     use super::*;
 
-    fn plan(selectors: &[Value]) -> KindPlan {
-        KindPlan::of("test-run", selectors)
-    }
-
     #[test]
     fn results_are_on_by_default_and_coverage_off() {
-        let default = TestRunEnrichment::for_plan(&plan(&[json!({})])).expect("reads");
+        let enrichment =
+            |selectors: &[Value]| TestRunEnrichment::for_plan(&KindPlan::of("test-run", selectors));
+        let default = enrichment(&[json!({})]).expect("reads");
         assert_eq!(
             default,
             TestRunEnrichment {
@@ -160,13 +158,12 @@ mod tests {
                 coverage: None
             }
         );
-        let off =
-            TestRunEnrichment::for_plan(&plan(&[json!({"includeResults": false})])).expect("reads");
+        let off = enrichment(&[json!({"includeResults": false})]).expect("reads");
         assert!(!off.results);
-        let coverage = TestRunEnrichment::for_plan(&plan(&[
+        let coverage = enrichment(&[
             json!({"includeResults": "false"}),
             json!({"includeResults": false, "codeCoverage": {"flags": 2}}),
-        ]))
+        ])
         .expect("reads");
         assert_eq!(
             coverage,
@@ -175,9 +172,8 @@ mod tests {
                 coverage: Some(Some(2))
             }
         );
-        let no_flags =
-            TestRunEnrichment::for_plan(&plan(&[json!({"codeCoverage": {}})])).expect("reads");
-        let refused = TestRunEnrichment::for_plan(&plan(&[json!({}), json!({"codeCoverage": 2})]));
+        let no_flags = enrichment(&[json!({"codeCoverage": {}})]).expect("reads");
+        let refused = enrichment(&[json!({}), json!({"codeCoverage": 2})]);
         assert_eq!(
             refused.map_err(|e| (e.resource, e.field)),
             Err((2, "codeCoverage".to_string()))
