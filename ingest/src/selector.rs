@@ -59,6 +59,16 @@ pub fn read<T: Selector>(
     })
 }
 
+/// Reads a value and makes it a `T` with `read`, or refuses it as not `what`.
+fn coerce<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    what: &str,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Result<T, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    read(&value).ok_or_else(|| D::Error::custom(format!("{value} is not {what}")))
+}
+
 /// A boolean option (pydantic's `bool`): `true`/`false`, `1`/`0`, or a string that reads
 /// as one (`true`, `yes`, `on`, `t`, `y`, `1` and their opposites, any case, trimmed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,8 +76,7 @@ pub struct Flag(pub bool);
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        let flag = match &value {
+        coerce(deserializer, "a boolean", |value| match value {
             Value::Bool(b) => Some(*b),
             Value::Number(n) if n.as_f64() == Some(1.0) => Some(true),
             Value::Number(n) if n.as_f64() == Some(0.0) => Some(false),
@@ -77,9 +86,8 @@ impl<'de> Deserialize<'de> for Flag {
                 _ => None,
             },
             _ => None,
-        };
-        flag.map(Flag)
-            .ok_or_else(|| D::Error::custom(format!("{value} is not a boolean")))
+        })
+        .map(Flag)
     }
 }
 
@@ -90,8 +98,7 @@ pub struct Count(pub i64);
 
 impl<'de> Deserialize<'de> for Count {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        let count = match &value {
+        coerce(deserializer, "a whole number", |value| match value {
             Value::Number(n) => n.as_i64().or_else(|| {
                 n.as_f64()
                     .filter(|f| f.is_finite() && f.abs() < 9.0e18)
@@ -100,10 +107,8 @@ impl<'de> Deserialize<'de> for Count {
             Value::String(text) => text.trim().parse().ok(),
             Value::Bool(b) => Some(i64::from(*b)),
             _ => None,
-        };
-        count
-            .map(Count)
-            .ok_or_else(|| D::Error::custom(format!("{value} is not a whole number")))
+        })
+        .map(Count)
     }
 }
 

@@ -16,7 +16,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value};
 
 use super::KindCrawl;
-use super::teams::is_fatal;
+use super::is_fatal;
 use super::{Pages, enrich, text};
 use crate::ado::directory::{Direction, EntitlementsCursor, SUBJECT_LOOKUP_BATCH};
 use crate::ado::{AdoError, paginate};

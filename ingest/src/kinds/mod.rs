@@ -71,6 +71,16 @@ struct Failures {
     messages: Vec<String>,
 }
 
+/// Errors after which nothing more can be read (the crawl or the process stops).
+pub(crate) fn is_fatal(error: &AdoError) -> bool {
+    matches!(
+        error,
+        AdoError::Unauthorized { .. }
+            | AdoError::UntrustedCertificate { .. }
+            | AdoError::ShuttingDown
+    )
+}
+
 /// `__project` and friends: adds `key: value` to an item object.
 pub(crate) fn enrich(mut item: Value, key: &str, value: &Value) -> Value {
     if let Value::Object(map) = &mut item {
@@ -265,11 +275,7 @@ impl Crawler {
                                 tracing::warn!(kind = name, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");
                                 failures.messages.push(format!("{label}: {e}"));
                             }
-                            Err(
-                                e @ (AdoError::Unauthorized { .. }
-                                | AdoError::UntrustedCertificate { .. }
-                                | AdoError::ShuttingDown),
-                            ) => {
+                            Err(e) if is_fatal(&e) => {
                                 if failures.fatal.is_none() {
                                     failures.fatal = Some(e);
                                 }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::KindCrawl;
 use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
-use super::{Pages, enrich, text};
+use super::{Pages, enrich, is_fatal, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler};
 
@@ -32,16 +32,6 @@ pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// Errors after which nothing more can be read (the crawl or the process stops).
-pub(crate) fn is_fatal(error: &AdoError) -> bool {
-    matches!(
-        error,
-        AdoError::Unauthorized { .. }
-            | AdoError::UntrustedCertificate { .. }
-            | AdoError::ShuttingDown
-    )
 }
 
 /// `Ok(None)` for a 404 (the object went away between the list and the read).

@@ -11,21 +11,11 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::KindCrawl;
-use super::{CONCURRENT_UNITS, Pages, enrich, text};
+use super::{CONCURRENT_UNITS, Pages, enrich, is_fatal, text};
 use crate::ado::AdoError;
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::kind::Kind;
 use crate::selector::{AreaPathSelector, TeamSelector};
-
-/// Errors after which nothing more can be read (the crawl stops).
-pub(crate) fn is_fatal(error: &AdoError) -> bool {
-    matches!(
-        error,
-        AdoError::Unauthorized { .. }
-            | AdoError::UntrustedCertificate { .. }
-            | AdoError::ShuttingDown
-    )
-}
 
 /// `\Project\Area\A\B` → `Project\A\B` (the form of `System.AreaPath`).
 pub(crate) fn normalized_area_path(path: &str) -> String {
