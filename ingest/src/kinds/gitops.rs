@@ -200,8 +200,7 @@ impl Crawler {
         }
         // Otherwise list each project's repositories as its specs are read, so that the
         // organization's repository list is never held (memory stays flat).
-        let units = self.project_units(crawl.cache).await?;
-        self.fan_out(&mut crawl, units, |project, pages| async move {
+        self.per_project(&mut crawl, |project, pages| async move {
             let project_id = text(&project, "id").unwrap_or_default().to_string();
             let repositories = self.client.repositories(&project_id).await?;
             for (_, repository) in repository_units(&repositories) {

@@ -312,6 +312,20 @@ impl Crawler {
         Ok(())
     }
 
+    /// [`Crawler::fan_out`] over the projects of this resync.
+    pub(crate) async fn per_project<F, Fut>(
+        &self,
+        crawl: &mut KindCrawl<'_>,
+        fetch: F,
+    ) -> Result<(), CrawlError>
+    where
+        F: Fn(Value, Pages) -> Fut,
+        Fut: Future<Output = Result<(), AdoError>>,
+    {
+        let units = self.project_units(crawl.cache).await?;
+        self.fan_out(crawl, units, fetch).await
+    }
+
     /// The projects of this resync as fan-out units (label = project name).
     pub(crate) async fn project_units(
         &self,

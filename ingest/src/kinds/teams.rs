@@ -245,8 +245,7 @@ impl Crawler {
         let depth = (plan.selectors::<AreaPathSelector>()?.into_iter())
             .find_map(|s| s.depth)
             .and_then(|c| u64::try_from(c.0).ok());
-        let units = self.project_units(crawl.cache).await?;
-        self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
+        self.per_project(&mut crawl, |project, pages: Pages| async move {
             let project_id = text(&project, "id").unwrap_or_default().to_string();
             let root = self.client.area_tree(&project_id, depth).await?;
             pages.send(flatten_areas(root, &project)).await

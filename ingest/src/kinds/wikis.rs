@@ -54,8 +54,7 @@ impl Crawler {
         let include_content =
             (plan.selectors::<WikiSelector>()?.iter()).any(|s| s.include_content.0);
         let page_size = self.limits.page.clamp(1, 100);
-        let units = self.project_units(crawl.cache).await?;
-        self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
+        self.per_project(&mut crawl, |project, pages: Pages| async move {
             let project_id = text(&project, "id").unwrap_or_default().to_string();
             for wiki in self.client.wikis(&project_id).await? {
                 let wiki_id = text(&wiki, "id").unwrap_or_default().to_string();
