@@ -20,6 +20,7 @@ use crate::ado::{AdoClient, AdoError, ProjectId};
 use crate::examples::ExampleSampler;
 use crate::kind::Kind;
 use crate::project_tags::{is_excluded, normalized};
+use crate::selector::SelectorError;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{
     AttemptId, MappingVersionId, Origin, RawAction, RawEvent, ResyncId, encode,
@@ -118,6 +119,9 @@ impl CrawlReport {
 pub enum CrawlError {
     #[error(transparent)]
     Ado(#[from] AdoError),
+    /// A resource's selector that its kind's model refuses: the kind is not read.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
     #[error("could not publish raw events: {0}")]
     Bus(#[from] BusError),
     #[error(
@@ -131,6 +135,7 @@ impl CrawlError {
     pub(crate) fn stops_crawl(&self) -> bool {
         match self {
             CrawlError::Ado(e) => e.stops_crawl(),
+            CrawlError::Selector(_) => false,
             CrawlError::Bus(_) | CrawlError::LeaseLost => true,
         }
     }

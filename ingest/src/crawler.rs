@@ -74,8 +74,7 @@ impl Crawler {
             let mut kind_report = KindReport::default();
             let outcome = match kind.known() {
                 Some(known) => {
-                    (kinds::spec(known).crawl)(self, resync_id, kind, &mut cache, &mut kind_report)
-                        .await
+                    kinds::crawl(known, self, resync_id, kind, &mut cache, &mut kind_report).await
                 }
                 None => {
                     let other = &kind.kind;

@@ -38,10 +38,13 @@ use crate::ado::{
 };
 use crate::events;
 use crate::kind::{Handler, Kind};
-use crate::kinds::items::{self, ItemBuilder, TestRunEnrichment};
+use crate::kinds::{
+    self,
+    items::{self, ItemBuilder, ListEnrichment, TestRunEnrichment},
+};
 use crate::plan::KindPlan;
 use crate::publisher::Publication;
-use crate::selector::ReleaseDefinitionSelector;
+use crate::selector::{AlertCriteria, AlertSelector, ReleaseDefinitionSelector, SelectorError};
 
 /// Whether this module resolves `event_type` (others are acknowledged and ignored): whether
 /// the event table has it.
@@ -116,6 +119,10 @@ pub enum LiveError {
     /// Azure DevOps could not be read for the object (the receiver classifies the failure).
     #[error(transparent)]
     Read(#[from] ReadFailure),
+    /// A selector of a kind the event updates does not read with the kind's model: the
+    /// event updates nothing (the receiver acknowledges it with the reason).
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
 }
 
 fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
@@ -219,6 +226,7 @@ pub async fn resolve(
     let Some(row) = events::event_type(event.event_type) else {
         return Ok(Vec::new());
     };
+    kinds::check_live(row.handler, &kinds.plans)?;
     match row.handler {
         Handler::Repository | Handler::Push => repository(&context).await,
         Handler::PullRequest => pull_request(&context).await,
@@ -261,7 +269,8 @@ async fn repository(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                         cx.context(
                             Kind::Repository,
                             &id,
-                            ItemBuilder::new(cx.client).list_items(plan, vec![repository]),
+                            ItemBuilder::new(cx.client)
+                                .list_items(&ListEnrichment::of(plan)?, vec![repository]),
                         )
                         .await?
                     }
@@ -386,8 +395,13 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
                 .listed_project(Kind::Build, build_id, &project_id)
                 .await?;
             let item = items::project_list_item(Kind::Build, build.clone(), &project);
+            let enrichment = ListEnrichment::of(plan)?;
             let items = cx
-                .context(Kind::Build, build_id, builder.list_items(plan, vec![item]))
+                .context(
+                    Kind::Build,
+                    build_id,
+                    builder.list_items(&enrichment, vec![item]),
+                )
                 .await?;
             out.push(Publication::upsert(Kind::Build, items));
         }
@@ -399,7 +413,7 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         (_, None) => {}
     }
     if let (Current::Found(_), Some(plan)) = (&build, cx.kinds.plan(Kind::TestRun)) {
-        let enrichment = TestRunEnrichment::for_plan(plan);
+        let enrichment = TestRunEnrichment::for_plan(plan)?;
         let mut runs = Vec::new();
         let build = BuildId::from(build_id);
         let listed = test_runs_of_build(&builder, &project_id, &build);
@@ -598,7 +612,8 @@ async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                 &json!({"id": project_id}),
             );
             let builder = ItemBuilder::new(cx.client);
-            let built = builder.list_items(plan, vec![item]);
+            let enrichment = ListEnrichment::of(plan)?;
+            let built = builder.list_items(&enrichment, vec![item]);
             vec![Publication::upsert(
                 Kind::Pipeline,
                 cx.context(Kind::Pipeline, pipeline_id, built).await?,
@@ -644,14 +659,11 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         }
         .or_else(|| number(&cx.resource, &["/release/releaseDefinition/id"]));
         if let Some(definition_id) = definition_id {
-            let expand = cx
-                .kinds
-                .plan(Kind::ReleaseDefinition)
-                .and_then(|p| {
-                    (p.selectors::<ReleaseDefinitionSelector>().into_iter()).find_map(|s| s.expand)
-                })
-                .and_then(|t| t.0)
-                .unwrap_or_else(|| "environments".into());
+            let selectors = match cx.kinds.plan(Kind::ReleaseDefinition) {
+                Some(plan) => plan.selectors::<ReleaseDefinitionSelector>()?,
+                None => Vec::new(),
+            };
+            let expand = ReleaseDefinitionSelector::expand(&selectors).to_string();
             let id = ReleaseDefinitionId::from(definition_id);
             let read = cx
                 .client
@@ -753,20 +765,14 @@ async fn release_deployment(cx: &Context<'_>) -> Result<Vec<Publication>, LiveEr
 
 /// Whether `alert` satisfies one selector's `criteria` (`states`, `severity`, `alertType`;
 /// an absent or empty filter lets everything through).
-fn meets(criteria: Option<&Value>, alert: &Value) -> bool {
-    let Some(criteria) = criteria.filter(|c| c.is_object()) else {
+fn meets(criteria: Option<&AlertCriteria>, alert: &Value) -> bool {
+    let Some(criteria) = criteria else {
         return true;
     };
     let field = |name: &str| alert.get(name).and_then(Value::as_str).unwrap_or_default();
-    let listed = |filter: &str, value: &str| match criteria.get(filter) {
-        Some(Value::Array(allowed)) if !allowed.is_empty() => allowed
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|a| a.eq_ignore_ascii_case(value)),
-        Some(Value::String(allowed)) if !allowed.is_empty() => allowed
-            .split(',')
-            .any(|a| a.trim().eq_ignore_ascii_case(value)),
-        _ => true,
+    let listed = |filter: &str, value: &str| {
+        (criteria.filter(filter))
+            .is_none_or(|allowed| allowed.iter().any(|a| a.eq_ignore_ascii_case(value)))
     };
     listed("states", field("state"))
         && listed("severity", field("severity"))
@@ -774,12 +780,10 @@ fn meets(criteria: Option<&Value>, alert: &Value) -> bool {
 }
 
 /// Whether any resource of the kind selects `alert`.
-fn selected(plan: &KindPlan, alert: &Value) -> bool {
-    plan.selectors.is_empty()
-        || plan
-            .selectors
-            .iter()
-            .any(|selector| meets(selector.get("criteria"), alert))
+fn selected(plan: &KindPlan, alert: &Value) -> Result<bool, SelectorError> {
+    let selectors = plan.selectors::<AlertSelector>()?;
+    Ok(selectors.is_empty()
+        || (selectors.iter()).any(|selector| meets(selector.criteria.as_ref(), alert)))
 }
 
 async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
@@ -810,7 +814,7 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
             )]);
         }
     };
-    if !selected(plan, &alert) {
+    if !selected(plan, &alert)? {
         // No longer what the selector asks for (e.g. dismissed while `states: [active]`).
         return Ok(vec![Publication::deselected(
             Kind::AdvancedSecurityAlert,
@@ -894,16 +898,30 @@ mod tests {
     #[test]
     fn criteria_filter_states_severity_and_alert_type() {
         let alert = json!({"state": "dismissed", "severity": "high", "alertType": "dependency"});
-        assert!(meets(None, &alert));
-        assert!(meets(Some(&json!({})), &alert));
-        assert!(!meets(Some(&json!({"states": ["active"]})), &alert));
-        assert!(meets(
-            Some(&json!({"states": ["active", "dismissed"]})),
-            &alert
-        ));
-        assert!(!meets(Some(&json!({"severity": ["low"]})), &alert));
-        assert!(meets(Some(&json!({"alertType": "dependency"})), &alert));
-        assert!(!meets(Some(&json!({"alertType": "secret"})), &alert));
+        let meets = |criteria: Value| {
+            let plan = KindPlan::of(
+                "advanced-security-alert",
+                &[json!({ "criteria": criteria })],
+            );
+            selected(&plan, &alert).expect("reads")
+        };
+        assert!(super::meets(None, &alert));
+        assert!(meets(json!(null)));
+        assert!(meets(json!({})));
+        assert!(meets(json!({"states": []})));
+        assert!(!meets(json!({"states": ["active"]})));
+        assert!(meets(json!({"states": ["active", "dismissed"]})));
+        assert!(!meets(json!({"severity": ["low"]})));
+        assert!(meets(json!({"alertType": "dependency"})));
+        assert!(!meets(json!({"alertType": "secret"})));
+        let refused = KindPlan::of(
+            "advanced-security-alert",
+            &[json!({"criteria": {"states": "active"}})],
+        );
+        assert_eq!(
+            selected(&refused, &alert).map_err(|e| e.field),
+            Err("criteria.states".to_string())
+        );
     }
 
     #[test]

@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use serde::de::DeserializeOwned;
-
 use crate::kind::Kind;
-use crate::selector;
+use crate::selector::{self, GitopsSelector, Selector, SelectorError};
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{GITOPS_KIND, MappingVersionId};
 use adoport_shared::port_app_config::PortAppConfig;
@@ -46,38 +44,26 @@ impl KindPlan {
             .collect()
     }
 
-    /// Each resource's selector, read as the model `T`, in mapping order.
-    pub fn selectors<T: DeserializeOwned + Default>(&self) -> Vec<T> {
-        self.selectors.iter().map(selector::read).collect()
+    /// Each resource's selector, read as the model `T`, in mapping order; the first resource
+    /// whose selector the model refuses is the error.
+    pub fn selectors<T: Selector>(&self) -> Result<Vec<T>, SelectorError> {
+        (self.selectors.iter().enumerate())
+            .map(|(index, options)| selector::read(&self.kind, index, options))
+            .collect()
     }
+}
 
-    /// Whether any resource of this kind sets a boolean selector option (`true` or `'true'`).
-    pub fn flag(&self, name: &str) -> bool {
-        self.selectors.iter().any(|s| match s.get(name) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(text)) => text.trim().eq_ignore_ascii_case("true"),
-            _ => false,
-        })
-    }
-
-    /// The first resource's value of a selector option.
-    pub(crate) fn option(&self, name: &str) -> Option<&Value> {
-        self.selectors.iter().find_map(|s| s.get(name))
-    }
-
-    /// The union, in order, of a list-of-strings option over every resource of the kind.
-    pub(crate) fn strings(&self, name: &str) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for selector in &self.selectors {
-            if let Some(Value::Array(items)) = selector.get(name) {
-                for item in items.iter().filter_map(Value::as_str) {
-                    if !out.iter().any(|o| o == item) {
-                        out.push(item.to_string());
-                    }
-                }
-            }
+#[cfg(test)]
+impl KindPlan {
+    /// A plan of `kind` whose resources' selectors are `selectors` (objects).
+    pub(crate) fn of(kind: &str, selectors: &[Value]) -> KindPlan {
+        KindPlan {
+            kind: kind.into(),
+            selectors: selectors
+                .iter()
+                .map(|s| s.as_object().cloned().unwrap_or_default())
+                .collect(),
         }
-        out
     }
 }
 
@@ -162,14 +148,14 @@ impl GitopsPlan {
     /// The plan's GitOps entry, if any.
     pub fn of(plan: &[KindPlan]) -> Option<GitopsPlan> {
         let kind = plan.iter().find(|k| k.kind == GITOPS_KIND)?;
-        let options = kind.selectors.first()?;
+        // Written by `kind_plan` from the typed mapping: it always reads.
+        let options: GitopsSelector = kind.selectors().ok()?.into_iter().next()?;
         Some(GitopsPlan {
-            spec_paths: kind.strings("specPath"),
-            use_default_branch: kind.flag("useDefaultBranch"),
+            spec_paths: options.spec_path.0,
+            use_default_branch: options.use_default_branch.0,
             branch: options
-                .get("branch")
-                .and_then(Value::as_str)
-                .unwrap_or("main")
+                .branch
+                .map_or_else(|| "main".to_string(), |b| b.0)
                 .trim_start_matches("refs/heads/")
                 .to_string(),
         })
@@ -213,17 +199,5 @@ mod tests {
         versions.offer(mapping(&["project", "branch"]), |_| Ok(()));
         assert_eq!(kinds(&plans), ["project", "branch"]);
         assert_eq!(kinds(&KindPlans::fixed(Vec::new())), Vec::<String>::new());
-    }
-
-    #[test]
-    fn flags_accept_booleans_and_quoted_booleans() {
-        let plan = |v: Value| KindPlan {
-            kind: "project".into(),
-            selectors: vec![v.as_object().cloned().unwrap_or_default()],
-        };
-        assert!(plan(json!({"defaultTeam": "true"})).flag("defaultTeam"));
-        assert!(plan(json!({"defaultTeam": true})).flag("defaultTeam"));
-        assert!(!plan(json!({"defaultTeam": "false"})).flag("defaultTeam"));
-        assert!(!plan(json!({})).flag("defaultTeam"));
     }
 }

@@ -30,7 +30,7 @@ use crate::kinds::wikis::page_item;
 use crate::live_events::{LiveError, ReadFailure};
 use crate::plan::KindPlan;
 use crate::publisher::{Publication, raw_events};
-use crate::selector::{self, FileSelector, WikiSelector};
+use crate::selector::WikiSelector;
 use adoport_shared::messages::{Origin, RawEvent};
 
 /// The object id of "no commit": a created ref's old id, a deleted ref's new id.
@@ -324,21 +324,14 @@ impl<'a> Push<'a> {
     async fn file_changes(&self, plan: &KindPlan, events: &mut Events) -> Result<(), LiveError> {
         let (client, repository) = (self.client, self.repository);
         let name = text(repository, "name").unwrap_or_default();
-        let rules: Vec<FileRule> = FileRule::of_plan(plan)
-            .into_iter()
-            .filter(|r| r.covers(name))
-            .collect();
+        let (rules, included) = FileRule::of_plan(plan)?;
+        let rules: Vec<FileRule> = rules.into_iter().filter(|r| r.covers(name)).collect();
         let Some(default_branch) = text(repository, "defaultBranch") else {
             return Ok(());
         };
         if rules.is_empty() {
             return Ok(());
         }
-        let included = selector::union(
-            plan.selectors::<FileSelector>()
-                .iter()
-                .map(|s| &s.included_files),
-        );
         for update in self
             .updates
             .iter()
@@ -387,7 +380,7 @@ impl<'a> Push<'a> {
     }
 
     async fn folder_changes(&self, plan: &KindPlan, events: &mut Events) -> Result<(), LiveError> {
-        let rules = FolderRule::of_plan(plan);
+        let (rules, _) = FolderRule::of_plan(plan)?;
         let repository = self.repository;
         for update in self
             .updates
@@ -455,7 +448,7 @@ impl<'a> Push<'a> {
             .await
             .map_err(failed(Kind::Wiki, &wiki_id))?;
         let include_content =
-            (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
+            (plan.selectors::<WikiSelector>()?.iter()).any(|s| s.include_content.0);
         for update in self
             .updates
             .iter()

@@ -47,6 +47,7 @@ use crate::kind::Handler;
 use crate::live_events::{self, LiveError, LiveEvent, LiveKinds, ReadFailure};
 use crate::organizations::{Organizations, UnknownOrganization, event_urls};
 use crate::publisher::raw_events;
+use crate::selector::SelectorError;
 use adoport_shared::bus::{Bus, Destination, Outgoing};
 use adoport_shared::config::{IngestSettings, Secret};
 use adoport_shared::messages::{Origin, RawEvent, ResyncRequest, ResyncTrigger, encode};
@@ -131,6 +132,10 @@ pub enum WebhookError {
     Unavailable(String),
     #[error(transparent)]
     Upstream(ReadFailure),
+    /// A selector of a kind the event updates does not read: answered 200 with the reason,
+    /// nothing updated (the mapping must change first; the resync reports the kind failed).
+    #[error(transparent)]
+    Selector(SelectorError),
     #[error(transparent)]
     UnknownOrganization(#[from] UnknownOrganization),
 }
@@ -141,6 +146,7 @@ impl From<LiveError> for WebhookError {
             LiveError::Missing { .. } => WebhookError::Envelope(error.to_string()),
             LiveError::Envelope(message) => WebhookError::Envelope(message),
             LiveError::Read(failure) => WebhookError::Upstream(failure),
+            LiveError::Selector(refused) => WebhookError::Selector(refused),
         }
     }
 }
@@ -156,7 +162,9 @@ impl IntoResponse for WebhookError {
         let status = match &self {
             WebhookError::Unauthenticated => StatusCode::UNAUTHORIZED,
             WebhookError::NotJson(_) | WebhookError::Envelope(_) => StatusCode::BAD_REQUEST,
-            WebhookError::UnknownOrganization(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WebhookError::UnknownOrganization(_) | WebhookError::Selector(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             WebhookError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             WebhookError::Busy(_) | WebhookError::Unavailable(_) | WebhookError::Upstream(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -215,6 +223,19 @@ fn skipped(event_type: &str, failure: &ReadFailure) -> Response {
         "webhook acknowledged without changes: Azure DevOps will keep refusing this object; the next resync reconciles it"
     );
     axum::Json(json!({"ok": true, "status": "skipped", "reason": failure.to_string()}))
+        .into_response()
+}
+
+/// The 2xx answer to an event that would update a kind whose selector does not read: nothing
+/// is updated until the mapping is corrected (sending it again would not help).
+fn refused_by_selector(event_type: &str, refused: &SelectorError) -> Response {
+    tracing::warn!(
+        kind = %refused.kind,
+        event_type,
+        error = %refused,
+        "webhook acknowledged without changes: a selector of a kind it updates is not valid"
+    );
+    axum::Json(json!({"ok": true, "status": "skipped", "reason": refused.to_string()}))
         .into_response()
 }
 
@@ -465,6 +486,9 @@ async fn receive(
     match handled {
         Ok(Err(WebhookError::Upstream(failure))) if !retry_later(&failure) => {
             Ok(skipped(&envelope.event_type, &failure))
+        }
+        Ok(Err(WebhookError::Selector(refused))) => {
+            Ok(refused_by_selector(&envelope.event_type, &refused))
         }
         Ok(result) => result,
         Err(_) => Err(WebhookError::Unavailable(format!(

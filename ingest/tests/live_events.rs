@@ -253,6 +253,40 @@ async fn alerts_honour_the_selector_criteria_and_go_when_they_stop_matching() {
 }
 
 #[tokio::test]
+async fn an_event_for_a_kind_whose_selector_does_not_read_is_acknowledged_and_changes_nothing() {
+    let mut h = harness(&[
+        ("build", json!({})),
+        (
+            "test-run",
+            json!({"codeCoverage": {"flags": 1, "depth": 2}}),
+        ),
+    ])
+    .await;
+    let project = h.project_id(0);
+    let before = h.sim.total_requests();
+    let (status, body) = h.post(&h.sim.build_complete_event(&project, 2)).await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["reason"].as_str()),
+        (
+            200,
+            Some("skipped"),
+            Some(
+                "kind test-run: the selector of its resource #1 (in mapping order) is not valid: field `codeCoverage.depth`: unknown field `depth`, expected `flags`"
+            )
+        ),
+        "{body}"
+    );
+    assert_eq!(h.sim.total_requests(), before, "nothing was read");
+    assert!(
+        h.deliver(&h.sim.build_complete_event(&project, 2))
+            .await
+            .is_empty(),
+        "nothing was published, not even the build"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn kinds_the_mapping_does_not_ask_for_are_neither_read_nor_published() {
     let (mut h, project) = harness_in(&[("work-item", json!({}))], 0).await;
     let before = h.sim.total_requests();

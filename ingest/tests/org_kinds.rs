@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan};
+use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan, plan_with};
 
 async fn harness(
     config: AdoSimConfig,
@@ -78,6 +78,30 @@ async fn teams_carry_members_and_area_paths_only_when_asked() {
     h.assert_requests(
         "GET /{org}/_apis/projects/{project}/teams/{team}/members",
         6,
+    );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_selector_its_model_refuses_fails_the_kind_without_reading_it() {
+    let h = harness(AdoSimConfig::default(), pages(2), &[]).await;
+    let refused = plan_with("team", &[json!({}), json!({"includeMembers": "maybe"})]);
+    let (report, items) = h.crawl(std::slice::from_ref(&refused)).await;
+    assert_eq!(report.failed_kinds(), ["team"]);
+    assert_eq!(
+        report.kinds["team"].failure.as_deref(),
+        Some(
+            "kind team: the selector of its resource #2 (in mapping order) is not valid: field `includeMembers`: \"maybe\" is not a boolean"
+        )
+    );
+    assert!(!items.contains_key("team"), "{items:?}");
+    assert_eq!(h.requests("GET /{org}/_apis/teams"), 0);
+    let (report, items) = h.crawl(&[refused, plan("member", json!({}))]).await;
+    assert_eq!(report.failed_kinds(), ["team"]);
+    assert_eq!(
+        items["member"].len(),
+        6,
+        "the other kinds are read as usual"
     );
     h.sim.shutdown().await;
 }

@@ -9,14 +9,13 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value, json};
 
+use super::KindCrawl;
 use super::glob::{Glob, is_glob};
 use super::{Pages, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, none_if_missing, repository_ids};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
-use crate::selector::{self, FileSelector};
-use adoport_shared::messages::ResyncId;
+use crate::selector::{self, FileSelector, SelectorError};
 
 /// Files larger than this are not published (the Python integration's limit).
 pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -33,40 +32,25 @@ pub(crate) struct FileRule {
 }
 
 impl FileRule {
-    /// The rules of every resource of the kind (a resource without `files.path` has none).
-    pub(crate) fn of_plan(plan: &KindPlan) -> Vec<FileRule> {
-        plan.selectors
-            .iter()
-            .filter_map(|selector| {
-                let files = selector.get("files")?;
-                let paths: Vec<String> = match files.get("path")? {
-                    Value::String(path) => vec![path.clone()],
-                    Value::Array(paths) => paths
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect(),
-                    _ => return None,
-                };
-                let repositories = files.get("repos").and_then(Value::as_array).map(|names| {
-                    names
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_lowercase)
-                        .collect()
-                });
-                let (patterns, literals): (Vec<String>, Vec<String>) =
-                    paths.into_iter().partition(|p| is_glob(p));
-                Some(FileRule {
-                    literals: literals
-                        .into_iter()
+    /// The rules of every resource of the kind, and the union of their `includedFiles`.
+    pub(crate) fn of_plan(plan: &KindPlan) -> Result<(Vec<FileRule>, Vec<String>), SelectorError> {
+        let selectors = plan.selectors::<FileSelector>()?;
+        let rules = (selectors.iter().map(|s| &s.files))
+            .map(|files| {
+                let (patterns, literals): (Vec<&String>, Vec<&String>) =
+                    files.path.0.iter().partition(|p| is_glob(p));
+                FileRule {
+                    literals: (literals.into_iter())
                         .map(|p| format!("/{}", p.trim().trim_start_matches('/')))
                         .collect(),
-                    patterns: patterns.iter().map(|p| Glob::new(p)).collect(),
-                    repositories,
-                })
+                    patterns: patterns.into_iter().map(|p| Glob::new(p)).collect(),
+                    repositories: (files.repos.as_ref())
+                        .map(|names| names.0.iter().map(|n| n.to_lowercase()).collect()),
+                }
             })
-            .collect()
+            .collect();
+        let included = selector::union(selectors.iter().map(|s| &s.included_files));
+        Ok((rules, included))
     }
 
     /// Whether this rule reads the repository named `name`.
@@ -246,21 +230,11 @@ pub(crate) fn deleted_file_item(repository: &Value, path: &str, object_id: Optio
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_files(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let rules = FileRule::of_plan(plan);
-        let included = selector::union(
-            plan.selectors::<FileSelector>()
-                .iter()
-                .map(|s| &s.included_files),
-        );
+    pub(crate) async fn crawl_files(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
+        let (rules, included) = FileRule::of_plan(plan)?;
         let units: Vec<(String, Value)> = self
-            .healthy_repository_units(cache)
+            .healthy_repository_units(crawl.cache)
             .await?
             .into_iter()
             .filter(|(_, r)| {
@@ -271,37 +245,31 @@ impl Crawler {
             })
             .collect();
         let (rules, included) = (&rules, &included);
-        self.fan_out(
-            resync_id,
-            Kind::File,
-            units,
-            report,
-            |repository, pages: Pages| async move {
-                let name = text(&repository, "name").unwrap_or_default();
-                let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
-                let branch =
-                    GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
-                let paths = self
-                    .matching_paths(&repository, &applicable, &branch)
-                    .await?;
-                let repository = &repository;
-                let branch = &branch;
-                let items: Vec<Value> = stream::iter(paths)
-                    .map(|path| async move {
-                        file_item(&self.client, repository, &path, branch, included).await
+        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
+            let name = text(&repository, "name").unwrap_or_default();
+            let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
+            let branch =
+                GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
+            let paths = self
+                .matching_paths(&repository, &applicable, &branch)
+                .await?;
+            let repository = &repository;
+            let branch = &branch;
+            let items: Vec<Value> = stream::iter(paths)
+                .map(|path| async move {
+                    file_item(&self.client, repository, &path, branch, included).await
+                })
+                .buffered(CONCURRENT_DOWNLOADS)
+                .try_filter_map(|read| async move {
+                    Ok(match read {
+                        FileRead::Item(item) => Some(item),
+                        FileRead::Gone | FileRead::Skipped => None,
                     })
-                    .buffered(CONCURRENT_DOWNLOADS)
-                    .try_filter_map(|read| async move {
-                        Ok(match read {
-                            FileRead::Item(item) => Some(item),
-                            FileRead::Gone | FileRead::Skipped => None,
-                        })
-                    })
-                    .try_collect()
-                    .await?;
-                pages.send(items).await
-            },
-        )
+                })
+                .try_collect()
+                .await?;
+            pages.send(items).await
+        })
         .await
     }
 

@@ -10,15 +10,14 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
+use super::KindCrawl;
 use super::files::included_files;
 use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, repository_ids};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
-use crate::selector::{self, FolderSelector};
-use adoport_shared::messages::ResyncId;
+use crate::selector::{self, FolderSelector, SelectorError};
 
 /// One folder pattern and the repositories (name, optional branch) it applies to; no
 /// repositories means every repository.
@@ -30,45 +29,26 @@ pub(crate) struct FolderRule {
 }
 
 impl FolderRule {
-    pub(crate) fn of_plan(plan: &KindPlan) -> Vec<FolderRule> {
-        let mut rules = Vec::new();
-        for selector in &plan.selectors {
-            let project = selector
-                .get("project_name")
-                .or_else(|| selector.get("projectName"))
-                .and_then(Value::as_str)
-                .map(String::from);
-            let Some(folders) = selector.get("folders").and_then(Value::as_array) else {
-                continue;
-            };
-            for folder in folders {
-                let Some(path) = folder.get("path").and_then(Value::as_str) else {
-                    continue;
-                };
-                let repositories = folder
-                    .get("repos")
-                    .and_then(Value::as_array)
-                    .map(|repos| {
-                        repos
-                            .iter()
-                            .filter_map(|r| match r {
-                                Value::String(name) => Some((name.clone(), None)),
-                                other => Some((
-                                    text(other, "name")?.to_string(),
-                                    text(other, "branch").map(String::from),
-                                )),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                rules.push(FolderRule {
-                    glob: Glob::new(path),
-                    repositories,
+    /// The rules of every pattern of every resource of the kind, and the union of their
+    /// `includedFiles`.
+    pub(crate) fn of_plan(
+        plan: &KindPlan,
+    ) -> Result<(Vec<FolderRule>, Vec<String>), SelectorError> {
+        let selectors = plan.selectors::<FolderSelector>()?;
+        let rules = (selectors.iter())
+            .flat_map(|selector| {
+                let project = selector.project_name.as_ref().map(|p| p.0.clone());
+                selector.folders.iter().map(move |folder| FolderRule {
+                    glob: Glob::new(&folder.path.0),
+                    repositories: (folder.repos.iter())
+                        .map(|r| (r.name.clone(), r.branch.clone()))
+                        .collect(),
                     project: project.clone(),
-                });
-            }
-        }
-        rules
+                })
+            })
+            .collect();
+        let included = selector::union(selectors.iter().map(|s| &s.included_files));
+        Ok((rules, included))
     }
 
     /// The branch this rule reads in `repository`, or `None` if it does not apply there.
@@ -164,44 +144,27 @@ pub(crate) async fn matching_folders(
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_folders(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let rules = FolderRule::of_plan(plan);
-        let included = selector::union(
-            plan.selectors::<FolderSelector>()
-                .iter()
-                .map(|s| &s.included_files),
-        );
+    pub(crate) async fn crawl_folders(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
+        let (rules, included) = FolderRule::of_plan(plan)?;
         let units: Vec<(String, Value)> = self
-            .healthy_repository_units(cache)
+            .healthy_repository_units(crawl.cache)
             .await?
             .into_iter()
             .filter(|(_, r)| rules.iter().any(|rule| rule.branch_for(r).is_some()))
             .collect();
         let (rules, included) = (&rules, &included);
-        self.fan_out(
-            resync_id,
-            Kind::Folder,
-            units,
-            report,
-            |repository, pages: Pages| async move {
-                for rule in rules {
-                    let Some(branch) = rule.branch_for(&repository) else {
-                        continue;
-                    };
-                    let items =
-                        matching_folders(&self.client, &repository, rule, &branch, included)
-                            .await?;
-                    pages.send(items).await?;
-                }
-                Ok(())
-            },
-        )
+        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
+            for rule in rules {
+                let Some(branch) = rule.branch_for(&repository) else {
+                    continue;
+                };
+                let items =
+                    matching_folders(&self.client, &repository, rule, &branch, included).await?;
+                pages.send(items).await?;
+            }
+            Ok(())
+        })
         .await
     }
 }

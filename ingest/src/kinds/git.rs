@@ -8,14 +8,12 @@ use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
-use super::items::ItemBuilder;
+use super::KindCrawl;
+use super::items::{ItemBuilder, ListEnrichment};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, ProjectId, repository_ids};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
-use crate::plan::KindPlan;
+use crate::crawl_context::{CrawlError, Crawler, ResyncCache};
 use crate::selector::PullRequestSelector;
-use adoport_shared::messages::ResyncId;
 
 /// One pull request list pass: its `searchCriteria.*` and the most items it may return.
 type Pass<'a> = (Vec<(&'a str, &'a str)>, Option<usize>);
@@ -80,39 +78,35 @@ impl Crawler {
 
     pub(crate) async fn crawl_repositories(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
-        let units = self.project_units(cache).await?;
-        let seen = cache.keep_repositories.then(|| Mutex::new(Vec::new()));
+        let plan = crawl.plan;
+        let enrichment = &ListEnrichment::of(plan)?;
+        let units = self.project_units(crawl.cache).await?;
+        let seen = crawl
+            .cache
+            .keep_repositories
+            .then(|| Mutex::new(Vec::new()));
         let seen_ref = seen.as_ref();
         let builder = ItemBuilder::new(&self.client);
         let builder = &builder;
-        self.fan_out(
-            resync_id,
-            Kind::Repository,
-            units,
-            report,
-            |project, pages: Pages| async move {
-                let id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                let repositories = self.client.repositories(&id).await?;
-                if let Some(seen) = seen_ref {
-                    seen.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend(repositories.iter().cloned());
-                }
-                pages
-                    .send(builder.list_items(plan, repositories).await?)
-                    .await
-            },
-        )
+        self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
+            let id = ProjectId::new(text(&project, "id").unwrap_or_default());
+            let repositories = self.client.repositories(&id).await?;
+            if let Some(seen) = seen_ref {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(repositories.iter().cloned());
+            }
+            pages
+                .send(builder.list_items(enrichment, repositories).await?)
+                .await
+        })
         .await?;
-        if report.failure.is_none()
+        if crawl.report.failure.is_none()
             && let Some(seen) = seen
         {
-            cache.repositories = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
+            crawl.cache.repositories = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
         }
         Ok(())
     }
@@ -126,108 +120,82 @@ impl Crawler {
         Ok(repository_units(&repositories))
     }
 
-    pub(crate) async fn crawl_policies(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let repositories = self.repository_list(cache).await?;
+    pub(crate) async fn crawl_policies(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let repositories = self.repository_list(crawl.cache).await?;
         let units = repository_units(&repositories);
-        self.fan_out(
-            resync_id,
-            Kind::RepositoryPolicy,
-            units,
-            report,
-            |repository, pages: Pages| async move {
-                let (project_id, repository_id) = &repository_ids(&repository);
-                let policies = self
-                    .client
-                    .repository_policies(
-                        project_id,
-                        repository_id,
-                        text(&repository, "defaultBranch"),
-                    )
-                    .await?;
-                let items = policies
-                    .into_iter()
-                    .map(|p| enrich(p, "__repository", &repository))
-                    .collect();
-                pages.send(items).await
-            },
-        )
+        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
+            let (project_id, repository_id) = &repository_ids(&repository);
+            let policies = self
+                .client
+                .repository_policies(
+                    project_id,
+                    repository_id,
+                    text(&repository, "defaultBranch"),
+                )
+                .await?;
+            let items = policies
+                .into_iter()
+                .map(|p| enrich(p, "__repository", &repository))
+                .collect();
+            pages.send(items).await
+        })
         .await
     }
 
     pub(crate) async fn crawl_pull_requests(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
-        let selectors = plan.selectors::<PullRequestSelector>();
-        let days = (selectors.iter().find_map(|s| s.min_time_in_days))
-            .and_then(|c| c.0)
-            .unwrap_or(7)
-            .max(1);
-        let max_results = (selectors.iter().find_map(|s| s.max_results))
-            .and_then(|c| c.0)
-            .unwrap_or(100)
-            .max(1) as usize;
+        let plan = crawl.plan;
+        let (days, max_results) = PullRequestSelector::window(&plan.selectors()?);
+        let max_results = max_results as usize;
         let min_time = (Utc::now() - chrono::Duration::days(days as i64))
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
-        let repositories = self.repository_list(cache).await?;
+        let repositories = self.repository_list(crawl.cache).await?;
         let units = repository_units(&repositories);
         let min_time = &min_time;
-        self.fan_out(
-            resync_id,
-            Kind::PullRequest,
-            units,
-            report,
-            |repository, pages: Pages| async move {
-                let (project_id, repository_id) = &repository_ids(&repository);
-                let passes: [Pass; 3] = [
-                    (vec![("searchCriteria.status", "active")], None),
-                    (
-                        vec![
-                            ("searchCriteria.status", "abandoned"),
-                            ("searchCriteria.queryTimeRangeType", "closed"),
-                            ("searchCriteria.minTime", min_time.as_str()),
-                        ],
-                        Some(max_results),
-                    ),
-                    (
-                        vec![
-                            ("searchCriteria.status", "completed"),
-                            ("searchCriteria.queryTimeRangeType", "closed"),
-                            ("searchCriteria.minTime", min_time.as_str()),
-                        ],
-                        Some(max_results),
-                    ),
-                ];
-                for (criteria, limit) in passes {
-                    let mut skip = 0;
-                    loop {
-                        let want =
-                            limit.map_or(PULL_REQUEST_PAGE, |l| (l - skip).min(PULL_REQUEST_PAGE));
-                        let page = self
-                            .client
-                            .pull_requests_page(project_id, repository_id, &criteria, want, skip)
-                            .await?;
-                        let got = page.len();
-                        pages.send(page).await?;
-                        skip += got;
-                        // A short page is the last one: no extra request for an empty page.
-                        if got < want || limit.is_some_and(|l| skip >= l) {
-                            break;
-                        }
+        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
+            let (project_id, repository_id) = &repository_ids(&repository);
+            let passes: [Pass; 3] = [
+                (vec![("searchCriteria.status", "active")], None),
+                (
+                    vec![
+                        ("searchCriteria.status", "abandoned"),
+                        ("searchCriteria.queryTimeRangeType", "closed"),
+                        ("searchCriteria.minTime", min_time.as_str()),
+                    ],
+                    Some(max_results),
+                ),
+                (
+                    vec![
+                        ("searchCriteria.status", "completed"),
+                        ("searchCriteria.queryTimeRangeType", "closed"),
+                        ("searchCriteria.minTime", min_time.as_str()),
+                    ],
+                    Some(max_results),
+                ),
+            ];
+            for (criteria, limit) in passes {
+                let mut skip = 0;
+                loop {
+                    let want =
+                        limit.map_or(PULL_REQUEST_PAGE, |l| (l - skip).min(PULL_REQUEST_PAGE));
+                    let page = self
+                        .client
+                        .pull_requests_page(project_id, repository_id, &criteria, want, skip)
+                        .await?;
+                    let got = page.len();
+                    pages.send(page).await?;
+                    skip += got;
+                    // A short page is the last one: no extra request for an empty page.
+                    if got < want || limit.is_some_and(|l| skip >= l) {
+                        break;
                     }
                 }
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
         .await
     }
 }

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::KindCrawl;
 use super::{Pages, repository_units, text};
 use crate::ado::{AdoClient, AdoError, GitVersion, ProjectId, RepositoryId, none_if_missing};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
-use crate::plan::{GitopsPlan, KindPlan};
-use adoport_shared::messages::{GITOPS_KIND, ResyncId};
+use crate::crawl_context::{CrawlError, Crawler};
+use crate::plan::GitopsPlan;
+use adoport_shared::messages::GITOPS_KIND;
 
 /// A spec that could not be used.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,51 +179,32 @@ pub fn diff(before: &SpecEntities, after: &SpecEntities) -> (Vec<Value>, Vec<Val
 
 impl Crawler {
     /// The resync of GitOps: the specs on the tracked branch of every repository, upserted.
-    pub(crate) async fn crawl_gitops(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let Some(gitops) = GitopsPlan::of(std::slice::from_ref(plan)) else {
+    pub(crate) async fn crawl_gitops(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let Some(gitops) = GitopsPlan::of(std::slice::from_ref(crawl.plan)) else {
             return Ok(());
         };
         // The kind's series exists (at 0) even when no repository has a spec.
         self.resync_stats.crawled(GITOPS_KIND, 0);
         let gitops = &gitops;
-        if cache.repositories.is_some() || cache.keep_repositories {
+        if crawl.cache.repositories.is_some() || crawl.cache.keep_repositories {
             // Another kind of this resync holds the repository list: read it from there.
-            let units = self.healthy_repository_units(cache).await?;
+            let units = self.healthy_repository_units(crawl.cache).await?;
             return self
-                .fan_out(
-                    resync_id,
-                    Kind::Gitops,
-                    units,
-                    report,
-                    |repository, pages| async move {
-                        self.gitops_specs_of(gitops, repository, &pages).await
-                    },
-                )
+                .fan_out(&mut crawl, units, |repository, pages| async move {
+                    self.gitops_specs_of(gitops, repository, &pages).await
+                })
                 .await;
         }
         // Otherwise list each project's repositories as its specs are read, so that the
         // organization's repository list is never held (memory stays flat).
-        let units = self.project_units(cache).await?;
-        self.fan_out(
-            resync_id,
-            Kind::Gitops,
-            units,
-            report,
-            |project, pages| async move {
-                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                let repositories = self.client.repositories(&project_id).await?;
-                for (_, repository) in repository_units(&repositories) {
-                    self.gitops_specs_of(gitops, repository, &pages).await?;
-                }
-                Ok(())
-            },
-        )
+        self.per_project(&mut crawl, |project, pages| async move {
+            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+            let repositories = self.client.repositories(&project_id).await?;
+            for (_, repository) in repository_units(&repositories) {
+                self.gitops_specs_of(gitops, repository, &pages).await?;
+            }
+            Ok(())
+        })
         .await
     }
 

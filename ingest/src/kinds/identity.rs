@@ -15,13 +15,14 @@ use std::pin::pin;
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value};
 
-use super::teams::is_fatal;
+use super::KindCrawl;
+use super::is_fatal;
 use super::{Pages, enrich, text};
 use crate::ado::directory::{Direction, EntitlementsCursor, SUBJECT_LOOKUP_BATCH};
 use crate::ado::{AdoError, paginate};
 use crate::crawl_context::{CrawlError, Crawler, KindReport};
 use crate::kind::Kind;
-use crate::plan::KindPlan;
+use crate::selector::{self, UserSelector};
 use adoport_shared::messages::ResyncId;
 
 /// Users whose memberships are read at the same time.
@@ -32,15 +33,6 @@ const PROJECT_DOMAIN_PREFIX: &str = "vstfs:///Classification/TeamProject/";
 /// The major version of an `api-version` (`"6.0-preview.3"` → 6); `None` when unset or odd.
 fn api_major(version: Option<&str>) -> Option<u32> {
     version?.trim().split(['.', '-']).next()?.parse().ok()
-}
-
-/// A selector option that is a list of strings or one comma-separated string, as a comma list.
-fn comma_list(plan: &KindPlan, name: &str) -> String {
-    match plan.option(name) {
-        Some(Value::String(text)) => text.trim().to_string(),
-        Some(Value::Array(_)) => plan.strings(name).join(","),
-        _ => String::new(),
-    }
 }
 
 /// The project a group belongs to: the `[Project]` of its `principalName`, for groups whose
@@ -76,43 +68,39 @@ impl Crawler {
         Ok(found)
     }
 
-    pub(crate) async fn crawl_users(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let source = plan
-            .option("source")
-            .and_then(Value::as_str)
-            .unwrap_or("entitlements")
-            .trim()
-            .to_ascii_lowercase();
-        match source.as_str() {
-            "entitlements" => self.crawl_entitlements(resync_id, plan, report).await,
-            "graph" => self.crawl_graph_users(resync_id, plan, report).await,
-            other => {
-                report.failure = Some(format!(
-                    "kind user: selector source is {other:?}; use \"entitlements\" (the default) or \"graph\""
-                ));
-                Ok(())
-            }
+    pub(crate) async fn crawl_users(&self, crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
+        let selectors = plan.selectors::<UserSelector>()?;
+        let source = selectors.iter().find_map(|s| s.source.as_ref());
+        if source.is_some_and(|s| s.as_str() == "graph") {
+            self.crawl_graph_users(crawl.resync_id, &selectors, crawl.report)
+                .await
+        } else {
+            self.crawl_entitlements(crawl.resync_id, &selectors, crawl.report)
+                .await
         }
     }
 
     async fn crawl_entitlements(
         &self,
         resync_id: ResyncId,
-        plan: &KindPlan,
+        selectors: &[UserSelector],
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let select = comma_list(plan, "includeFields");
-        let api_version = match plan.option("apiVersion") {
-            Some(Value::String(v)) if !v.trim().is_empty() => Some(v.trim().to_string()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
-        let api_version = api_version.as_deref();
+        let mut fields: Vec<&str> = Vec::new();
+        for field in selectors
+            .iter()
+            .filter_map(|s| s.include_fields.as_ref())
+            .flatten()
+        {
+            if !fields.contains(&field.as_str()) {
+                fields.push(field.as_str());
+            }
+        }
+        let select = fields.join(",");
+        let api_version = (selectors.iter().find_map(|s| s.api_version.as_ref()))
+            .map(|v| v.0.trim())
+            .filter(|v| !v.is_empty());
         if api_major(api_version).is_some_and(|major| major < 7) {
             let top = self.limits.page.max(1);
             let mut skip = 0;
@@ -218,12 +206,13 @@ impl Crawler {
     async fn crawl_graph_users(
         &self,
         resync_id: ResyncId,
-        plan: &KindPlan,
+        selectors: &[UserSelector],
         report: &mut KindReport,
     ) -> Result<(), CrawlError> {
-        let subject_types = comma_list(plan, "subjectTypes");
+        let subject_types =
+            selector::union(selectors.iter().filter_map(|s| s.subject_types.as_ref())).join(",");
         let subject_types = (!subject_types.is_empty()).then_some(subject_types.as_str());
-        let memberships = plan.flag("includeGroupMemberships");
+        let memberships = selectors.iter().any(|s| s.include_group_memberships.0);
         let mut failures: Vec<String> = Vec::new();
         let mut users = pin!(paginate(|token: Option<String>| async move {
             self.client
@@ -251,15 +240,12 @@ impl Crawler {
         Ok(())
     }
 
-    pub(crate) async fn crawl_groups(
-        &self,
-        resync_id: ResyncId,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_groups(&self, crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let mut groups = pin!(self.groups());
         while let Some(page) = groups.try_next().await? {
             if !page.is_empty() {
-                self.publish(resync_id, Kind::Group, page, report).await?;
+                self.publish(crawl.resync_id, Kind::Group, page, crawl.report)
+                    .await?;
             }
         }
         Ok(())
@@ -267,8 +253,7 @@ impl Crawler {
 
     pub(crate) async fn crawl_group_members(
         &self,
-        resync_id: ResyncId,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let mut groups = pin!(self.groups());
         while let Some(page) = groups.try_next().await? {
@@ -279,32 +264,26 @@ impl Crawler {
                     (label, group)
                 })
                 .collect();
-            self.fan_out(
-                resync_id,
-                Kind::GroupMember,
-                units,
-                report,
-                |group, pages: Pages| async move {
-                    let descriptor = text(&group, "descriptor").unwrap_or_default().to_string();
-                    let memberships = self
-                        .client
-                        .memberships(&descriptor, Direction::Down)
-                        .await?;
-                    let members: Vec<String> = memberships
-                        .iter()
-                        .filter_map(|m| text(m, "memberDescriptor").map(String::from))
-                        .collect();
-                    let subjects = self.lookup_subjects(members.clone()).await?;
-                    let mut seen: HashSet<&str> = HashSet::new();
-                    let items = members
-                        .iter()
-                        .filter(|d| seen.insert(d.as_str()))
-                        .filter_map(|d| subjects.get(d).cloned())
-                        .map(|subject| enrich(subject, "__group", &group))
-                        .collect();
-                    pages.send(items).await
-                },
-            )
+            self.fan_out(&mut crawl, units, |group, pages: Pages| async move {
+                let descriptor = text(&group, "descriptor").unwrap_or_default().to_string();
+                let memberships = self
+                    .client
+                    .memberships(&descriptor, Direction::Down)
+                    .await?;
+                let members: Vec<String> = memberships
+                    .iter()
+                    .filter_map(|m| text(m, "memberDescriptor").map(String::from))
+                    .collect();
+                let subjects = self.lookup_subjects(members.clone()).await?;
+                let mut seen: HashSet<&str> = HashSet::new();
+                let items = members
+                    .iter()
+                    .filter(|d| seen.insert(d.as_str()))
+                    .filter_map(|d| subjects.get(d).cloned())
+                    .map(|subject| enrich(subject, "__group", &group))
+                    .collect();
+                pages.send(items).await
+            })
             .await?;
         }
         Ok(())

@@ -16,7 +16,7 @@ use crate::ado::{AdoClient, AdoError, ProjectId, RepositoryId, repository_ids};
 use crate::crawl_context::CrawlLimits;
 use crate::kind::Kind;
 use crate::plan::KindPlan;
-use crate::selector::{self, BuildSelector, PipelineSelector, RepositorySelector};
+use crate::selector::{self, BuildSelector, PipelineSelector, RepositorySelector, SelectorError};
 
 pub(crate) use super::test_runs::TestRunEnrichment;
 
@@ -77,6 +77,46 @@ pub(crate) fn project_list_item(kind: Kind, item: Value, project: &Value) -> Val
     }
 }
 
+/// What the selectors of a listed kind add to each of its items: `pipeline` `includeRepo`
+/// (`__repository`), `build` `enrichWithFirstCommit` (`__firstCommit`), `repository`
+/// `includedFiles` (`__includedFiles`); nothing for other kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListEnrichment {
+    Nothing,
+    Repository,
+    FirstCommit,
+    IncludedFiles(Vec<String>),
+}
+
+impl ListEnrichment {
+    /// The enrichment `plan`'s resources ask for (any resource asking is enough).
+    pub(crate) fn of(plan: &KindPlan) -> Result<Self, SelectorError> {
+        Ok(match plan.known() {
+            Some(Kind::Pipeline)
+                if (plan.selectors::<PipelineSelector>()?.iter()).any(|s| s.include_repo.0) =>
+            {
+                ListEnrichment::Repository
+            }
+            Some(Kind::Build)
+                if (plan.selectors::<BuildSelector>()?.iter())
+                    .any(|s| s.enrich_with_first_commit.0) =>
+            {
+                ListEnrichment::FirstCommit
+            }
+            Some(Kind::Repository) => {
+                let selectors = plan.selectors::<RepositorySelector>()?;
+                let paths = selector::union(selectors.iter().map(|s| &s.included_files));
+                if paths.is_empty() {
+                    ListEnrichment::Nothing
+                } else {
+                    ListEnrichment::IncludedFiles(paths)
+                }
+            }
+            _ => ListEnrichment::Nothing,
+        })
+    }
+}
+
 /// Builds items that need more calls, with one organization's client.
 #[derive(Clone, Copy)]
 pub(crate) struct ItemBuilder<'a> {
@@ -94,54 +134,32 @@ impl<'a> ItemBuilder<'a> {
         }
     }
 
-    /// A page of project list items of `plan`'s kind, each with its selector-driven
-    /// enrichment (`pipeline` `includeRepo`, `build` `enrichWithFirstCommit`); other kinds
-    /// pass through.
+    /// A page of list items, each with what `enrichment` adds.
     pub(crate) async fn list_items(
         &self,
-        plan: &KindPlan,
+        enrichment: &ListEnrichment,
         items: Vec<Value>,
     ) -> Result<Vec<Value>, AdoError> {
-        match plan.known() {
-            Some(Kind::Pipeline)
-                if (plan.selectors::<PipelineSelector>().iter()).any(|s| s.include_repo.0) =>
-            {
-                stream::iter(items)
-                    .map(|pipeline| self.with_repository(pipeline))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
+        if *enrichment == ListEnrichment::Nothing {
+            return Ok(items);
+        }
+        stream::iter(items)
+            .map(|item| self.enriched(enrichment, item))
+            .buffered(ENRICHMENT_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// One list item with what `enrichment` adds.
+    async fn enriched(&self, enrichment: &ListEnrichment, item: Value) -> Result<Value, AdoError> {
+        match enrichment {
+            ListEnrichment::Nothing => Ok(item),
+            ListEnrichment::Repository => self.with_repository(item).await,
+            ListEnrichment::FirstCommit => self.with_first_commit(item).await,
+            ListEnrichment::IncludedFiles(paths) => {
+                let files = self.included_files(&item, paths).await?;
+                Ok(enrich(item, "__includedFiles", &files))
             }
-            Some(Kind::Build)
-                if (plan.selectors::<BuildSelector>().iter())
-                    .any(|s| s.enrich_with_first_commit.0) =>
-            {
-                stream::iter(items)
-                    .map(|build| self.with_first_commit(build))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
-            }
-            Some(Kind::Repository) => {
-                let paths = selector::union(
-                    plan.selectors::<RepositorySelector>()
-                        .iter()
-                        .map(|s| &s.included_files),
-                );
-                if paths.is_empty() {
-                    return Ok(items);
-                }
-                let paths = &paths;
-                stream::iter(items)
-                    .map(|repository| async move {
-                        let files = self.included_files(&repository, paths).await?;
-                        Ok::<_, AdoError>(enrich(repository, "__includedFiles", &files))
-                    })
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await
-            }
-            _ => Ok(items),
         }
     }
 

@@ -44,7 +44,7 @@ use crate::ado::AdoError;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::{Handler, Kind};
 use crate::plan::KindPlan;
-use crate::selector::SelectorType;
+use crate::selector::{SelectorError, SelectorType};
 use adoport_shared::messages::ResyncId;
 
 /// Where a unit's pages go: a bounded channel to the publisher (back-pressure keeps memory flat).
@@ -71,6 +71,16 @@ struct Failures {
     messages: Vec<String>,
 }
 
+/// Errors after which nothing more can be read (the crawl or the process stops).
+pub(crate) fn is_fatal(error: &AdoError) -> bool {
+    matches!(
+        error,
+        AdoError::Unauthorized { .. }
+            | AdoError::UntrustedCertificate { .. }
+            | AdoError::ShuttingDown
+    )
+}
+
 /// `__project` and friends: adds `key: value` to an item object.
 pub(crate) fn enrich(mut item: Value, key: &str, value: &Value) -> Value {
     if let Value::Object(map) = &mut item {
@@ -83,258 +93,106 @@ pub(crate) fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
+/// One kind's crawl in a resync: what the crawl of its row is given.
+pub(crate) struct KindCrawl<'a> {
+    pub(crate) resync_id: ResyncId,
+    pub(crate) kind: Kind,
+    /// The kind's resources, their selectors read with the row's model.
+    pub(crate) plan: &'a KindPlan,
+    pub(crate) cache: &'a mut ResyncCache,
+    pub(crate) report: &'a mut KindReport,
+}
+
+impl KindCrawl<'_> {
+    /// Publishes `items` as this crawl's kind.
+    pub(crate) async fn publish(
+        &mut self,
+        crawler: &Crawler,
+        items: Vec<Value>,
+    ) -> Result<(), CrawlError> {
+        crawler
+            .publish(self.resync_id, self.kind, items, self.report)
+            .await
+    }
+}
+
 /// How a kind is crawled: one of the `crawl_*` methods of its module.
-pub(crate) type CrawlFn = for<'a> fn(
-    &'a Crawler,
-    ResyncId,
-    &'a KindPlan,
-    &'a mut ResyncCache,
-    &'a mut KindReport,
-) -> BoxFuture<'a, Result<(), CrawlError>>;
+pub(crate) type CrawlFn =
+    for<'a> fn(&'a Crawler, KindCrawl<'a>) -> BoxFuture<'a, Result<(), CrawlError>>;
 
 /// Everything ingest knows about one kind, in one row of [`KINDS`].
 pub(crate) struct KindSpec {
     pub(crate) kind: Kind,
-    /// The selector model its resources are read with (`crate::selector`); the crawl and the
-    /// live handlers read that model.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The selector model its resources are read with (`crate::selector`): a resync does not
+    /// crawl the kind, and live events do not update it, while a resource's selector does not
+    /// read with it.
     pub(crate) selector: SelectorType,
     /// How a resync reads it.
     pub(crate) crawl: CrawlFn,
     /// The live-event handlers that publish it: the subscriptions it needs are the
     /// `crate::events::EVENTS` rows of these handlers (a test keeps the two tables agreeing;
-    /// the receiver and the subscription manager read the event table).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// the receiver and the subscription manager read the event table, and the receiver
+    /// checks the selectors of these kinds before an event of the handler updates them).
     pub(crate) live: &'static [Handler],
     /// Read repository by repository, from the repository list (the crawl then keeps the
     /// list for the kinds after `repository`).
     pub(crate) repository_derived: bool,
 }
 
-const fn row(
-    kind: Kind,
-    selector: SelectorType,
-    crawl: CrawlFn,
-    live: &'static [Handler],
-) -> KindSpec {
-    KindSpec {
-        kind,
-        selector,
-        crawl,
-        live,
-        repository_derived: false,
-    }
+/// Declares [`KINDS`], one line per kind: its selector model, its crawl (a
+/// `crawl_*(`[`KindCrawl`]`)` method of [`Crawler`]), the handlers of the live
+/// events that update it, and `per_repository` when it is read repository by repository.
+macro_rules! kinds {
+    ($($kind:ident: $selector:ident, $crawl:ident, [$($handler:ident),*] $(, $per:ident)?;)*) => {
+        /// One row per kind: adding a kind is adding its [`Kind`] variant, its row here and
+        /// the crawl it names (a test fails for a kind without a row).
+        pub(crate) const KINDS: &[KindSpec] = &[$(
+            KindSpec {
+                kind: Kind::$kind,
+                selector: SelectorType::$selector,
+                crawl: |crawler, crawl| Box::pin(crawler.$crawl(crawl)),
+                live: &[$(Handler::$handler),*],
+                repository_derived: kinds!(@per $($per)?),
+            },
+        )*];
+    };
+    (@per) => { false };
+    (@per per_repository) => { true };
 }
 
-const fn per_repository(
-    kind: Kind,
-    selector: SelectorType,
-    crawl: CrawlFn,
-    live: &'static [Handler],
-) -> KindSpec {
-    KindSpec {
-        kind,
-        selector,
-        crawl,
-        live,
-        repository_derived: true,
-    }
-}
-
-const PUSH: &[Handler] = &[Handler::Push];
-const NO_EVENTS: &[Handler] = &[];
-
-/// One row per kind: adding a kind is adding its [`Kind`] variant, its row here and the crawl
-/// it names (a test fails for a kind without a row).
-pub(crate) const KINDS: &[KindSpec] = &[
-    row(
-        Kind::Project,
-        SelectorType::AzureDevops,
-        |c, id, plan, cache, report| {
-            Box::pin(c.crawl_projects(id, plan, &mut cache.projects, report))
-        },
-        NO_EVENTS,
-    ),
-    row(
-        Kind::Repository,
-        SelectorType::Repository,
-        |c, id, plan, cache, report| Box::pin(c.crawl_repositories(id, plan, cache, report)),
-        &[Handler::Repository, Handler::Push],
-    ),
-    per_repository(
-        Kind::RepositoryPolicy,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_policies(id, cache, report)),
-        NO_EVENTS,
-    ),
-    per_repository(
-        Kind::PullRequest,
-        SelectorType::PullRequest,
-        |c, id, plan, cache, report| Box::pin(c.crawl_pull_requests(id, plan, cache, report)),
-        &[Handler::PullRequest],
-    ),
-    per_repository(
-        Kind::Branch,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_branches(id, cache, report)),
-        PUSH,
-    ),
-    per_repository(
-        Kind::File,
-        SelectorType::File,
-        |c, id, plan, cache, report| Box::pin(c.crawl_files(id, plan, cache, report)),
-        PUSH,
-    ),
-    per_repository(
-        Kind::Folder,
-        SelectorType::Folder,
-        |c, id, plan, cache, report| Box::pin(c.crawl_folders(id, plan, cache, report)),
-        PUSH,
-    ),
-    row(
-        Kind::Wiki,
-        SelectorType::Wiki,
-        |c, id, plan, cache, report| Box::pin(c.crawl_wikis(id, plan, cache, report)),
-        PUSH,
-    ),
-    per_repository(
-        Kind::AdvancedSecurityAlert,
-        SelectorType::Alert,
-        |c, id, plan, cache, report| Box::pin(c.crawl_security_alerts(id, plan, cache, report)),
-        &[Handler::Alert],
-    ),
-    row(
-        Kind::Team,
-        SelectorType::Team,
-        |c, id, plan, _, report| Box::pin(c.crawl_teams(id, plan, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::Member,
-        SelectorType::AzureDevops,
-        |c, id, _, _, report| Box::pin(c.crawl_members(id, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::Iteration,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_iterations(id, cache, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::AreaPath,
-        SelectorType::AreaPath,
-        |c, id, plan, cache, report| Box::pin(c.crawl_area_paths(id, plan, cache, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::User,
-        SelectorType::User,
-        |c, id, plan, _, report| Box::pin(c.crawl_users(id, plan, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::Group,
-        SelectorType::Bare,
-        |c, id, _, _, report| Box::pin(c.crawl_groups(id, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::GroupMember,
-        SelectorType::Bare,
-        |c, id, _, _, report| Box::pin(c.crawl_group_members(id, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::Board,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_boards(id, cache, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::Column,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_columns(id, cache, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::WorkItem,
-        SelectorType::WorkItem,
-        |c, id, plan, cache, report| Box::pin(c.crawl_work_items(id, plan, cache, report)),
-        &[Handler::WorkItem],
-    ),
-    row(
-        Kind::Release,
-        SelectorType::Bare,
-        |c, id, _, cache, report| Box::pin(c.crawl_releases(id, cache, report)),
-        &[Handler::Release],
-    ),
-    row(
-        Kind::Pipeline,
-        SelectorType::Pipeline,
-        PROJECT_LIST,
-        &[Handler::Pipeline],
-    ),
-    row(
-        Kind::Build,
-        SelectorType::Build,
-        PROJECT_LIST,
-        &[Handler::Build],
-    ),
-    row(
-        Kind::Environment,
-        SelectorType::AzureDevops,
-        PROJECT_LIST,
-        NO_EVENTS,
-    ),
-    row(
-        Kind::ReleaseDefinition,
-        SelectorType::ReleaseDefinition,
-        PROJECT_LIST,
-        &[Handler::Release],
-    ),
-    row(
-        Kind::ReleaseDeployment,
-        SelectorType::AzureDevops,
-        PROJECT_LIST,
-        &[Handler::ReleaseDeployment],
-    ),
-    row(
-        Kind::PipelineRun,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_pipeline_runs(id, cache, report)),
-        &[Handler::PipelineRun],
-    ),
-    row(
-        Kind::PipelineStage,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_pipeline_stages(id, cache, report)),
-        &[Handler::PipelineStage],
-    ),
-    row(
-        Kind::PipelineDeployment,
-        SelectorType::AzureDevops,
-        |c, id, _, cache, report| Box::pin(c.crawl_pipeline_deployments(id, cache, report)),
-        NO_EVENTS,
-    ),
-    row(
-        Kind::TestRun,
-        SelectorType::TestRun,
-        |c, id, plan, cache, report| Box::pin(c.crawl_test_runs(id, plan, cache, report)),
-        &[Handler::Build],
-    ),
+kinds! {
+    Project: AzureDevops, crawl_projects, [];
+    Repository: Repository, crawl_repositories, [Repository, Push];
+    RepositoryPolicy: AzureDevops, crawl_policies, [], per_repository;
+    PullRequest: PullRequest, crawl_pull_requests, [PullRequest], per_repository;
+    Branch: AzureDevops, crawl_branches, [Push], per_repository;
+    File: File, crawl_files, [Push], per_repository;
+    Folder: Folder, crawl_folders, [Push], per_repository;
+    Wiki: Wiki, crawl_wikis, [Push];
+    AdvancedSecurityAlert: Alert, crawl_security_alerts, [Alert], per_repository;
+    Team: Team, crawl_teams, [];
+    Member: AzureDevops, crawl_members, [];
+    Iteration: AzureDevops, crawl_iterations, [];
+    AreaPath: AreaPath, crawl_area_paths, [];
+    User: User, crawl_users, [];
+    Group: Bare, crawl_groups, [];
+    GroupMember: Bare, crawl_group_members, [];
+    Board: AzureDevops, crawl_boards, [];
+    Column: AzureDevops, crawl_boards, [];
+    WorkItem: WorkItem, crawl_work_items, [WorkItem];
+    Release: Bare, crawl_releases, [Release];
+    Pipeline: Pipeline, crawl_project_list, [Pipeline];
+    Build: Build, crawl_project_list, [Build];
+    Environment: AzureDevops, crawl_project_list, [];
+    ReleaseDefinition: ReleaseDefinition, crawl_project_list, [Release];
+    ReleaseDeployment: AzureDevops, crawl_project_list, [ReleaseDeployment];
+    PipelineRun: AzureDevops, crawl_pipeline_runs, [PipelineRun];
+    PipelineStage: AzureDevops, crawl_pipeline_stages, [PipelineStage];
+    PipelineDeployment: AzureDevops, crawl_pipeline_deployments, [];
+    TestRun: TestRun, crawl_test_runs, [Build];
     // Specs are also read on every push, whatever the mapping (`crate::gitops::on_push`).
-    row(
-        Kind::Gitops,
-        SelectorType::Gitops,
-        |c, id, plan, cache, report| Box::pin(c.crawl_gitops(id, plan, cache, report)),
-        NO_EVENTS,
-    ),
-];
-
-/// The project-scoped list kinds' crawl ([`Crawler::crawl_project_list`]).
-const PROJECT_LIST: CrawlFn =
-    |c, id, plan, cache, report| Box::pin(c.crawl_project_list(id, plan, cache, report));
+    Gitops: Gitops, crawl_gitops, [];
+}
 
 /// The row of `kind`.
 pub(crate) fn spec(kind: Kind) -> &'static KindSpec {
@@ -346,15 +204,50 @@ pub(crate) fn spec(kind: Kind) -> &'static KindSpec {
         })
 }
 
+/// Crawls `plan`'s kind `kind` through its row: its resources' selectors are read with the
+/// row's model first, and a selector that does not read fails the kind (none of its
+/// entities are deleted) without a request to Azure DevOps.
+pub(crate) async fn crawl(
+    kind: Kind,
+    crawler: &Crawler,
+    resync_id: ResyncId,
+    plan: &KindPlan,
+    cache: &mut ResyncCache,
+    report: &mut KindReport,
+) -> Result<(), CrawlError> {
+    let row = spec(kind);
+    row.selector.check(&plan.kind, &plan.selectors)?;
+    let crawl = KindCrawl {
+        resync_id,
+        kind,
+        plan,
+        cache,
+        report,
+    };
+    (row.crawl)(crawler, crawl).await
+}
+
+/// Checks the selectors of the mapped kinds an event of `handler` updates (their rows name
+/// the handler), before the event is resolved: a selector that does not read refuses the
+/// event for every kind it updates.
+pub(crate) fn check_live(handler: Handler, plans: &[KindPlan]) -> Result<(), SelectorError> {
+    for plan in plans {
+        if let Some(row) = plan.known().map(spec)
+            && row.live.contains(&handler)
+        {
+            row.selector.check(&plan.kind, &plan.selectors)?;
+        }
+    }
+    Ok(())
+}
+
 impl Crawler {
     /// Runs `fetch` for every unit, `CONCURRENT_UNITS` at a time, publishing each page it
     /// sends as it arrives. Per-unit failures mark the kind failed (see the module docs).
     pub(crate) async fn fan_out<T, F, Fut>(
         &self,
-        resync_id: ResyncId,
-        kind: Kind,
+        crawl: &mut KindCrawl<'_>,
         units: Vec<(String, T)>,
-        report: &mut KindReport,
         fetch: F,
     ) -> Result<(), CrawlError>
     where
@@ -362,7 +255,7 @@ impl Crawler {
         Fut: Future<Output = Result<(), AdoError>>,
     {
         let (tx, mut rx) = mpsc::channel::<Vec<Value>>(CONCURRENT_UNITS);
-        let name = kind.name();
+        let (kind, name) = (crawl.kind, crawl.kind.name());
         let failures = Mutex::new(Failures::default());
         let fetch = &fetch;
         let failures_ref = &failures;
@@ -382,11 +275,7 @@ impl Crawler {
                                 tracing::warn!(kind = name, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");
                                 failures.messages.push(format!("{label}: {e}"));
                             }
-                            Err(
-                                e @ (AdoError::Unauthorized { .. }
-                                | AdoError::UntrustedCertificate { .. }
-                                | AdoError::ShuttingDown),
-                            ) => {
+                            Err(e) if is_fatal(&e) => {
                                 if failures.fatal.is_none() {
                                     failures.fatal = Some(e);
                                 }
@@ -403,7 +292,7 @@ impl Crawler {
         };
         let consumer = async {
             while let Some(page) = rx.recv().await {
-                self.publish(resync_id, kind, page, report).await?;
+                crawl.publish(self, page).await?;
             }
             Ok::<(), CrawlError>(())
         };
@@ -416,11 +305,25 @@ impl Crawler {
         if !failures.messages.is_empty() {
             let count = failures.messages.len();
             let first = failures.messages.into_iter().next().unwrap_or_default();
-            report.failure = Some(format!(
+            crawl.report.failure = Some(format!(
                 "{count} unit(s) of kind {kind} could not be read, e.g. {first}"
             ));
         }
         Ok(())
+    }
+
+    /// [`Crawler::fan_out`] over the projects of this resync.
+    pub(crate) async fn per_project<F, Fut>(
+        &self,
+        crawl: &mut KindCrawl<'_>,
+        fetch: F,
+    ) -> Result<(), CrawlError>
+    where
+        F: Fn(Value, Pages) -> Fut,
+        Fut: Future<Output = Result<(), AdoError>>,
+    {
+        let units = self.project_units(crawl.cache).await?;
+        self.fan_out(crawl, units, fetch).await
     }
 
     /// The projects of this resync as fan-out units (label = project name).
@@ -474,7 +377,9 @@ mod tests {
             for resource in &config.resources {
                 let kind = Kind::parse(&resource.kind).expect("a kind this version knows");
                 let model = spec(kind).selector;
-                let described = model.describe(&resource.selector.options);
+                let described = model
+                    .describe(kind.name(), 0, &resource.selector.options)
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
                 for key in resource.selector.options.keys() {
                     let field: String = key
                         .chars()

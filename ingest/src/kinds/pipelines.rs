@@ -9,14 +9,13 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::items;
+use super::KindCrawl;
+use super::items::{self, ListEnrichment};
 use super::{Pages, text};
 use crate::ado::{AdoError, ProjectId, repository_ids};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::kind::Kind;
-use crate::plan::KindPlan;
 use crate::selector::ReleaseDefinitionSelector;
-use adoport_shared::messages::ResyncId;
 
 /// How one project-scoped list kind is read (its items are built by
 /// [`items::project_list_item`]).
@@ -40,11 +39,9 @@ fn list_kind(kind: Kind) -> Option<ListKind> {
 impl Crawler {
     pub(crate) async fn crawl_project_list(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let Some((kind, spec)) = plan.known().and_then(|k| Some((k, list_kind(k)?))) else {
             return Ok(());
         };
@@ -52,22 +49,19 @@ impl Crawler {
         match kind {
             Kind::Build => extra.push(("queryOrder", "queueTimeDescending".into())),
             Kind::ReleaseDefinition => {
-                let expand = (plan.selectors::<ReleaseDefinitionSelector>().into_iter())
-                    .find_map(|s| s.expand)
-                    .and_then(|t| t.0)
-                    .unwrap_or_else(|| "environments".into());
+                let selectors = plan.selectors::<ReleaseDefinitionSelector>()?;
+                let expand = ReleaseDefinitionSelector::expand(&selectors);
                 extra.push(("$expand", expand.to_string()));
             }
             _ => {}
         }
+        let enrichment = &ListEnrichment::of(plan)?;
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         let (spec, extra) = (&spec, &extra);
         self.fan_out(
-            resync_id,
-            kind,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let query: Vec<(&str, &str)> =
@@ -85,7 +79,7 @@ impl Crawler {
                         .map(|item| items::project_list_item(kind, item, &project))
                         .collect();
                     pages
-                        .send(self.items().list_items(plan, items).await?)
+                        .send(self.items().list_items(enrichment, items).await?)
                         .await?;
                 }
                 Ok(())
@@ -94,19 +88,12 @@ impl Crawler {
         .await
     }
 
-    pub(crate) async fn crawl_branches(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_branches(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.healthy_repository_units(cache).await?;
+        let units = self.healthy_repository_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::Branch,
+            &mut crawl,
             units,
-            report,
             |repository: Value, pages: Pages| async move {
                 let (project_id, repository_id) = repository_ids(&repository);
                 let path = format!("_apis/git/repositories/{repository_id}/refs");

@@ -4,29 +4,21 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
+use super::KindCrawl;
 use crate::ado::{AdoError, ProjectId};
-use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport};
+use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler};
 use crate::kind::Kind;
-use crate::plan::KindPlan;
 use crate::selector::AzureDevopsSelector;
-use adoport_shared::messages::ResyncId;
 
 impl Crawler {
-    pub(crate) async fn crawl_projects(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut Option<Vec<Value>>,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let projects = self.project_list(cache).await?;
-        if !plan
-            .selectors::<AzureDevopsSelector>()
-            .iter()
-            .any(|s| s.default_team.0)
-        {
+    pub(crate) async fn crawl_projects(&self, crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
+        let default_team =
+            (plan.selectors::<AzureDevopsSelector>()?.iter()).any(|s| s.default_team.0);
+        let projects = self.project_list(&mut crawl.cache.projects).await?;
+        if !default_team {
             for page in projects.chunks(self.items_per_event) {
-                self.publish(resync_id, Kind::Project, page.to_vec(), report)
+                self.publish(crawl.resync_id, Kind::Project, page.to_vec(), crawl.report)
                     .await?;
             }
             return Ok(());
@@ -46,7 +38,8 @@ impl Crawler {
                 .try_filter_map(|p| async move { Ok(p) })
                 .try_collect()
                 .await?;
-            self.publish(resync_id, Kind::Project, full, report).await?;
+            self.publish(crawl.resync_id, Kind::Project, full, crawl.report)
+                .await?;
         }
         Ok(())
     }

@@ -6,26 +6,18 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use serde_json::Value;
 
+use super::KindCrawl;
 use super::{Pages, text};
 use crate::ado::{ProjectId, paginate};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
-use adoport_shared::messages::ResyncId;
+use crate::crawl_context::{CrawlError, Crawler};
 
 impl Crawler {
-    pub(crate) async fn crawl_releases(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_releases(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::Release,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let mut listing = pin!(paginate(|token: Option<String>| async move {

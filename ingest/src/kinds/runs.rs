@@ -19,12 +19,11 @@ use std::pin::pin;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
+use super::KindCrawl;
 use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
-use super::{Pages, enrich, text};
+use super::{Pages, enrich, is_fatal, text};
 use crate::ado::{AdoError, BuildId, CommitId, EnvironmentId, PipelineId, ProjectId, RepositoryId};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
-use adoport_shared::messages::ResyncId;
+use crate::crawl_context::{CrawlError, Crawler};
 
 /// An id field as URL text, whether Azure DevOps gave it as a number or a string.
 pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
@@ -33,16 +32,6 @@ pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// Errors after which nothing more can be read (the crawl or the process stops).
-pub(crate) fn is_fatal(error: &AdoError) -> bool {
-    matches!(
-        error,
-        AdoError::Unauthorized { .. }
-            | AdoError::UntrustedCertificate { .. }
-            | AdoError::ShuttingDown
-    )
 }
 
 /// `Ok(None)` for a 404 (the object went away between the list and the read).
@@ -188,17 +177,13 @@ impl Crawler {
 
     pub(crate) async fn crawl_pipeline_runs(
         &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::PipelineRun,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let (project, pages) = (&project, &pages);
@@ -234,17 +219,13 @@ impl Crawler {
 
     pub(crate) async fn crawl_pipeline_stages(
         &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::PipelineStage,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let project = &project;
@@ -286,17 +267,13 @@ impl Crawler {
 
     pub(crate) async fn crawl_pipeline_deployments(
         &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::PipelineDeployment,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let (project, pages) = (&project, &pages);

@@ -15,66 +15,54 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use serde_json::Value;
 
+use super::KindCrawl;
 use super::Pages;
 use super::items;
 use crate::ado::{AdoError, Page, paginate, repository_ids};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
-use adoport_shared::messages::ResyncId;
+use crate::selector::{AlertSelector, SelectorError};
 
 /// The values of a `criteria` filter over every resource: `None` when any resource does not
-/// filter on it (a string is one value, a list many).
-fn united_filter(plan: &KindPlan, key: &str) -> Option<Vec<String>> {
+/// filter on it.
+fn united_filter(selectors: &[AlertSelector], key: &str) -> Option<Vec<String>> {
     let mut values: Vec<String> = Vec::new();
-    for selector in &plan.selectors {
-        let wanted: Vec<String> = match selector.get("criteria").and_then(|c| c.get(key)) {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) if !items.is_empty() => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
-            _ => return None,
-        };
-        for value in wanted {
-            if !values.contains(&value) {
-                values.push(value);
+    for selector in selectors {
+        for value in selector.criteria.as_ref()?.filter(key)? {
+            if !values.iter().any(|v| v == value) {
+                values.push(value.to_string());
             }
         }
     }
     (!values.is_empty()).then_some(values)
 }
 
-/// The `criteria.*` query pairs for a plan.
-fn criteria_query(plan: &KindPlan) -> Vec<(&'static str, String)> {
-    [
+/// The `criteria.*` query pairs for the kind's resources.
+fn criteria_query(plan: &KindPlan) -> Result<Vec<(&'static str, String)>, SelectorError> {
+    let selectors = plan.selectors::<AlertSelector>()?;
+    Ok([
         ("criteria.states", "states"),
         ("criteria.severities", "severity"),
         ("criteria.alertType", "alertType"),
     ]
     .into_iter()
-    .filter_map(|(param, key)| united_filter(plan, key).map(|v| (param, v.join(","))))
-    .collect()
+    .filter_map(|(param, key)| united_filter(&selectors, key).map(|v| (param, v.join(","))))
+    .collect())
 }
 
 impl Crawler {
     pub(crate) async fn crawl_security_alerts(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let top = self.limits.page;
-        let criteria = criteria_query(plan);
+        let criteria = criteria_query(plan)?;
         let criteria = &criteria;
-        let units = self.healthy_repository_units(cache).await?;
+        let units = self.healthy_repository_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::AdvancedSecurityAlert,
+            &mut crawl,
             units,
-            report,
             |repository: Value, pages: Pages| async move {
                 let (project_id, repository_id) = &repository_ids(&repository);
                 let query: Vec<(&str, &str)> =
@@ -121,37 +109,35 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn plan(selectors: &[Value]) -> KindPlan {
-        KindPlan {
-            kind: "advanced-security-alert".into(),
-            selectors: selectors
-                .iter()
-                .map(|s| s.as_object().cloned().unwrap_or_default())
-                .collect(),
-        }
-    }
-
     #[test]
     fn criteria_become_the_api_parameters_united_over_resources() {
-        let one = plan(&[
+        let query = |selectors: &[Value]| {
+            criteria_query(&KindPlan::of("advanced-security-alert", selectors))
+        };
+        let one = query(&[
             json!({"criteria": {"states": ["active", "fixed"], "severity": ["high"], "alertType": "secret"}}),
         ]);
         assert_eq!(
-            criteria_query(&one),
+            one.expect("reads"),
             vec![
                 ("criteria.states", "active,fixed".to_string()),
                 ("criteria.severities", "high".to_string()),
                 ("criteria.alertType", "secret".to_string()),
             ]
         );
-        let two = plan(&[
+        let two = query(&[
             json!({"criteria": {"states": ["active"], "alertType": "code"}}),
             json!({"criteria": {"states": ["dismissed"]}}),
         ]);
         assert_eq!(
-            criteria_query(&two),
+            two.expect("reads"),
             vec![("criteria.states", "active,dismissed".to_string())]
         );
-        assert!(criteria_query(&plan(&[json!({})])).is_empty());
+        assert!(query(&[json!({})]).expect("reads").is_empty());
+        let refused = query(&[json!({"criteria": {"alertType": ["code"]}})]);
+        assert_eq!(
+            refused.map_err(|e| e.field),
+            Err("criteria.alertType".to_string())
+        );
     }
 }

@@ -10,23 +10,12 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
-use super::{CONCURRENT_UNITS, Pages, enrich, text};
+use super::KindCrawl;
+use super::{CONCURRENT_UNITS, Pages, enrich, is_fatal, text};
 use crate::ado::{AdoError, ProjectId, TeamId};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::kind::Kind;
-use crate::plan::KindPlan;
 use crate::selector::{AreaPathSelector, TeamSelector};
-use adoport_shared::messages::ResyncId;
-
-/// Errors after which nothing more can be read (the crawl stops).
-pub(crate) fn is_fatal(error: &AdoError) -> bool {
-    matches!(
-        error,
-        AdoError::Unauthorized { .. }
-            | AdoError::UntrustedCertificate { .. }
-            | AdoError::ShuttingDown
-    )
-}
 
 /// `\Project\Area\A\B` → `Project\A\B` (the form of `System.AreaPath`).
 pub(crate) fn normalized_area_path(path: &str) -> String {
@@ -132,13 +121,9 @@ impl Crawler {
         Ok(Ok(Some(team)))
     }
 
-    pub(crate) async fn crawl_teams(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let selectors = plan.selectors::<TeamSelector>();
+    pub(crate) async fn crawl_teams(&self, crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
+        let selectors = plan.selectors::<TeamSelector>()?;
         let members = selectors.iter().any(|s| s.include_members.0);
         let area_paths = selectors.iter().any(|s| s.include_area_paths.0);
         let top = self.limits.page.max(1);
@@ -166,7 +151,8 @@ impl Crawler {
                 page
             };
             if !items.is_empty() {
-                self.publish(resync_id, Kind::Team, items, report).await?;
+                self.publish(crawl.resync_id, Kind::Team, items, crawl.report)
+                    .await?;
             }
             if got < top {
                 break;
@@ -174,7 +160,7 @@ impl Crawler {
             skip += got;
         }
         if let Some(first) = failures.first() {
-            report.failure = Some(format!(
+            crawl.report.failure = Some(format!(
                 "{} team(s) of kind team could not be read, e.g. {first}",
                 failures.len()
             ));
@@ -182,11 +168,7 @@ impl Crawler {
         Ok(())
     }
 
-    pub(crate) async fn crawl_members(
-        &self,
-        resync_id: ResyncId,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_members(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let top = self.limits.page.max(1);
         let mut skip = 0;
         loop {
@@ -196,24 +178,18 @@ impl Crawler {
                 .into_iter()
                 .map(|team| (format!("team {}", text(&team, "name").unwrap_or("?")), team))
                 .collect();
-            self.fan_out(
-                resync_id,
-                Kind::Member,
-                units,
-                report,
-                |team, pages: Pages| async move {
-                    let team_id = team.get("id").cloned().unwrap_or(Value::Null);
-                    let members = self.all_team_members(&team).await?;
-                    pages
-                        .send(
-                            members
-                                .into_iter()
-                                .map(|m| enrich(m, "__teamId", &team_id))
-                                .collect(),
-                        )
-                        .await
-                },
-            )
+            self.fan_out(&mut crawl, units, |team, pages: Pages| async move {
+                let team_id = team.get("id").cloned().unwrap_or(Value::Null);
+                let members = self.all_team_members(&team).await?;
+                pages
+                    .send(
+                        members
+                            .into_iter()
+                            .map(|m| enrich(m, "__teamId", &team_id))
+                            .collect(),
+                    )
+                    .await
+            })
             .await?;
             if got < top {
                 return Ok(());
@@ -224,73 +200,56 @@ impl Crawler {
 
     pub(crate) async fn crawl_iterations(
         &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         let top = self.limits.page.max(1);
-        self.fan_out(
-            resync_id,
-            Kind::Iteration,
-            units,
-            report,
-            |project, pages: Pages| async move {
-                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                let mut skip = 0;
-                loop {
-                    let teams = self
-                        .client
-                        .project_teams_page(&project_id, top, skip)
-                        .await?;
-                    let got = teams.len();
-                    for team in teams {
-                        let team_id = TeamId::new(text(&team, "id").unwrap_or_default());
-                        let iterations =
-                            match self.client.team_iterations(&project_id, &team_id).await {
-                                Ok(iterations) => iterations,
-                                // The team went away between the list and the read.
-                                Err(AdoError::NotFound { .. }) => continue,
-                                Err(e) => return Err(e),
-                            };
-                        let items = iterations
-                            .into_iter()
-                            .map(|i| enrich(enrich(i, "__project", &project), "__team", &team))
-                            .collect();
-                        pages.send(items).await?;
-                    }
-                    if got < top {
-                        return Ok(());
-                    }
-                    skip += got;
+        self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
+            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+            let mut skip = 0;
+            loop {
+                let teams = self
+                    .client
+                    .project_teams_page(&project_id, top, skip)
+                    .await?;
+                let got = teams.len();
+                for team in teams {
+                    let team_id = TeamId::new(text(&team, "id").unwrap_or_default());
+                    let iterations = match self.client.team_iterations(&project_id, &team_id).await
+                    {
+                        Ok(iterations) => iterations,
+                        // The team went away between the list and the read.
+                        Err(AdoError::NotFound { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let items = iterations
+                        .into_iter()
+                        .map(|i| enrich(enrich(i, "__project", &project), "__team", &team))
+                        .collect();
+                    pages.send(items).await?;
                 }
-            },
-        )
+                if got < top {
+                    return Ok(());
+                }
+                skip += got;
+            }
+        })
         .await
     }
 
     pub(crate) async fn crawl_area_paths(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
-        let depth = (plan.selectors::<AreaPathSelector>().into_iter())
+        let plan = crawl.plan;
+        let depth = (plan.selectors::<AreaPathSelector>()?.into_iter())
             .find_map(|s| s.depth)
-            .and_then(|c| c.0);
-        let units = self.project_units(cache).await?;
-        self.fan_out(
-            resync_id,
-            Kind::AreaPath,
-            units,
-            report,
-            |project, pages: Pages| async move {
-                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                let root = self.client.area_tree(&project_id, depth).await?;
-                pages.send(flatten_areas(root, &project)).await
-            },
-        )
+            .and_then(|c| u64::try_from(c.0).ok());
+        self.per_project(&mut crawl, |project, pages: Pages| async move {
+            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+            let root = self.client.area_tree(&project_id, depth).await?;
+            pages.send(flatten_areas(root, &project)).await
+        })
         .await
     }
 }

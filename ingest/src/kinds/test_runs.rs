@@ -12,14 +12,14 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
+use super::KindCrawl;
 use super::items::{ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::runs::id_text;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, BuildId, ProjectId, TestRunId};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
-use adoport_shared::messages::ResyncId;
+use crate::selector::{SelectorError, TestRunSelector};
 
 /// What to add to every test run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,50 +32,30 @@ pub(crate) struct TestRunEnrichment {
 impl TestRunEnrichment {
     /// The union over the kind's resources: results unless every resource turns them off,
     /// coverage when any resource asks for it (with the first flags given).
-    pub(crate) fn for_plan(plan: &KindPlan) -> Self {
-        let results = plan.selectors.is_empty()
-            || plan
-                .selectors
-                .iter()
-                .any(|s| match s.get("includeResults") {
-                    Some(Value::Bool(b)) => *b,
-                    Some(Value::String(t)) => !t.trim().eq_ignore_ascii_case("false"),
-                    _ => true,
-                });
+    pub(crate) fn for_plan(plan: &KindPlan) -> Result<Self, SelectorError> {
+        let selectors = plan.selectors::<TestRunSelector>()?;
+        let results = selectors.is_empty() || selectors.iter().any(|s| s.include_results.0);
         let mut coverage: Option<Option<u64>> = None;
-        for selector in &plan.selectors {
-            if let Some(config @ Value::Object(_)) = selector.get("codeCoverage") {
-                let flags = match config.get("flags") {
-                    Some(Value::Number(n)) => n.as_u64(),
-                    Some(Value::String(s)) => s.trim().parse().ok(),
-                    _ => None,
-                };
-                coverage = match coverage {
-                    Some(Some(existing)) => Some(Some(existing)),
-                    _ => Some(flags),
-                };
-            }
+        for config in selectors.iter().filter_map(|s| s.code_coverage.as_ref()) {
+            let flags = config.flags.and_then(|f| u64::try_from(f.0).ok());
+            coverage = match coverage {
+                Some(Some(existing)) => Some(Some(existing)),
+                _ => Some(flags),
+            };
         }
-        Self { results, coverage }
+        Ok(Self { results, coverage })
     }
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_test_runs(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_test_runs(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let top = self.limits.page;
-        let enrichment = TestRunEnrichment::for_plan(plan);
-        let units = self.project_units(cache).await?;
+        let enrichment = TestRunEnrichment::for_plan(plan)?;
+        let units = self.project_units(crawl.cache).await?;
         self.fan_out(
-            resync_id,
-            Kind::TestRun,
+            &mut crawl,
             units,
-            report,
             |project: Value, pages: Pages| async move {
                 let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
                 let mut skip = 0;
@@ -170,19 +150,11 @@ impl ItemBuilder<'_> {
 mod tests {
     use super::*;
 
-    fn plan(selectors: &[Value]) -> KindPlan {
-        KindPlan {
-            kind: "test-run".into(),
-            selectors: selectors
-                .iter()
-                .map(|s| s.as_object().cloned().unwrap_or_default())
-                .collect(),
-        }
-    }
-
     #[test]
     fn results_are_on_by_default_and_coverage_off() {
-        let default = TestRunEnrichment::for_plan(&plan(&[json!({})]));
+        let enrichment =
+            |selectors: &[Value]| TestRunEnrichment::for_plan(&KindPlan::of("test-run", selectors));
+        let default = enrichment(&[json!({})]).expect("reads");
         assert_eq!(
             default,
             TestRunEnrichment {
@@ -190,12 +162,13 @@ mod tests {
                 coverage: None
             }
         );
-        let off = TestRunEnrichment::for_plan(&plan(&[json!({"includeResults": false})]));
+        let off = enrichment(&[json!({"includeResults": false})]).expect("reads");
         assert!(!off.results);
-        let coverage = TestRunEnrichment::for_plan(&plan(&[
+        let coverage = enrichment(&[
             json!({"includeResults": "false"}),
             json!({"includeResults": false, "codeCoverage": {"flags": 2}}),
-        ]));
+        ])
+        .expect("reads");
         assert_eq!(
             coverage,
             TestRunEnrichment {
@@ -203,7 +176,12 @@ mod tests {
                 coverage: Some(Some(2))
             }
         );
-        let no_flags = TestRunEnrichment::for_plan(&plan(&[json!({"codeCoverage": {}})]));
+        let no_flags = enrichment(&[json!({"codeCoverage": {}})]).expect("reads");
+        let refused = enrichment(&[json!({}), json!({"codeCoverage": 2})]);
+        assert_eq!(
+            refused.map_err(|e| (e.resource, e.field)),
+            Err((2, "codeCoverage".to_string()))
+        );
         assert_eq!(no_flags.coverage, Some(None));
     }
 }

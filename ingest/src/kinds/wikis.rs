@@ -7,13 +7,11 @@ use std::pin::pin;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
+use super::KindCrawl;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoClient, AdoError, ProjectId, WikiId, WikiPageRef, none_if_missing, paginate};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
-use crate::kind::Kind;
-use crate::plan::KindPlan;
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::selector::WikiSelector;
-use adoport_shared::messages::ResyncId;
 
 /// Pages read in full at the same time.
 const CONCURRENT_PAGES: usize = 8;
@@ -50,46 +48,34 @@ pub(crate) async fn full_pages(
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_wikis(
-        &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
+    pub(crate) async fn crawl_wikis(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
         let include_content =
-            (plan.selectors::<WikiSelector>().iter()).any(|s| s.include_content.0);
+            (plan.selectors::<WikiSelector>()?.iter()).any(|s| s.include_content.0);
         let page_size = self.limits.page.clamp(1, 100);
-        let units = self.project_units(cache).await?;
-        self.fan_out(
-            resync_id,
-            Kind::Wiki,
-            units,
-            report,
-            |project, pages: Pages| async move {
-                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                for wiki in self.client.wikis(&project_id).await? {
-                    let wiki_id = WikiId::new(text(&wiki, "id").unwrap_or_default());
-                    let (project_id, wiki_id) = (&project_id, &wiki_id);
-                    let mut listing = pin!(paginate(|token: Option<String>| async move {
-                        self.client
-                            .wiki_pages_page(project_id, wiki_id, page_size, token.as_deref())
-                            .await
-                    }));
-                    while let Some(listed) = listing.try_next().await? {
-                        let full =
-                            full_pages(&self.client, project_id, wiki_id, listed, include_content)
-                                .await?;
-                        let items = full
-                            .into_iter()
-                            .map(|p| page_item(p, &wiki, &project))
-                            .collect();
-                        pages.send(items).await?;
-                    }
+        self.per_project(&mut crawl, |project, pages: Pages| async move {
+            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+            for wiki in self.client.wikis(&project_id).await? {
+                let wiki_id = WikiId::new(text(&wiki, "id").unwrap_or_default());
+                let (project_id, wiki_id) = (&project_id, &wiki_id);
+                let mut listing = pin!(paginate(|token: Option<String>| async move {
+                    self.client
+                        .wiki_pages_page(project_id, wiki_id, page_size, token.as_deref())
+                        .await
+                }));
+                while let Some(listed) = listing.try_next().await? {
+                    let full =
+                        full_pages(&self.client, project_id, wiki_id, listed, include_content)
+                            .await?;
+                    let items = full
+                        .into_iter()
+                        .map(|p| page_item(p, &wiki, &project))
+                        .collect();
+                    pages.send(items).await?;
                 }
-                Ok(())
-            },
-        )
+            }
+            Ok(())
+        })
         .await
     }
 }

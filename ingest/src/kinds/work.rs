@@ -8,13 +8,12 @@ use std::sync::Mutex;
 use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
+use super::KindCrawl;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, BoardId, ProjectId, TeamId, WORK_ITEMS_BATCH};
-use crate::crawl_context::{CrawlError, Crawler, KindReport, ResyncCache};
+use crate::crawl_context::{CrawlError, Crawler};
 use crate::kind::Kind;
-use crate::plan::KindPlan;
 use crate::selector::WorkItemSelector;
-use adoport_shared::messages::ResyncId;
 
 /// Page size of team lists.
 const TEAMS_PAGE: usize = 100;
@@ -97,133 +96,97 @@ impl Crawler {
         }
     }
 
-    /// Reads the boards of every project and publishes them as `kind` (`board` items, or the
-    /// `column` items derived from them); keeps them for the other kind of this resync.
-    async fn boards_as(
-        &self,
-        resync_id: ResyncId,
-        kind: Kind,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        let columns = kind == Kind::Column;
-        if let Some(boards) = cache.boards.clone() {
+    /// `board` and `column`: reads the boards of every project and publishes them as the
+    /// plan's kind (`board` items, or the `column` items derived from them); keeps them for
+    /// the other kind of this resync.
+    pub(crate) async fn crawl_boards(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
+        let plan = crawl.plan;
+        let columns = plan.kind == Kind::Column;
+        let kind = if columns { Kind::Column } else { Kind::Board };
+        if let Some(boards) = crawl.cache.boards.clone() {
             let items: Vec<Value> = if columns {
                 boards.iter().flat_map(columns_of).collect()
             } else {
                 boards
             };
             for page in items.chunks(self.items_per_event) {
-                self.publish(resync_id, kind, page.to_vec(), report).await?;
+                self.publish(crawl.resync_id, kind, page.to_vec(), crawl.report)
+                    .await?;
             }
             return Ok(());
         }
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         let seen = Mutex::new(Vec::new());
         let seen_ref = &seen;
-        self.fan_out(
-            resync_id,
-            kind,
-            units,
-            report,
-            |project, pages: Pages| async move {
-                let boards = self.project_boards(&project).await?;
-                seen_ref
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(boards.iter().cloned());
-                let items = if columns {
-                    boards.iter().flat_map(columns_of).collect()
-                } else {
-                    boards
-                };
-                pages.send(items).await
-            },
-        )
+        self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
+            let boards = self.project_boards(&project).await?;
+            seen_ref
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(boards.iter().cloned());
+            let items = if columns {
+                boards.iter().flat_map(columns_of).collect()
+            } else {
+                boards
+            };
+            pages.send(items).await
+        })
         .await?;
-        if report.failure.is_none() {
-            cache.boards = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
+        if crawl.report.failure.is_none() {
+            crawl.cache.boards = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
         }
         Ok(())
     }
 
-    pub(crate) async fn crawl_boards(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, Kind::Board, cache, report).await
-    }
-
-    pub(crate) async fn crawl_columns(
-        &self,
-        resync_id: ResyncId,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
-    ) -> Result<(), CrawlError> {
-        self.boards_as(resync_id, Kind::Column, cache, report).await
-    }
-
     pub(crate) async fn crawl_work_items(
         &self,
-        resync_id: ResyncId,
-        plan: &KindPlan,
-        cache: &mut ResyncCache,
-        report: &mut KindReport,
+        mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
-        let selectors = plan.selectors::<WorkItemSelector>();
-        let clause = (selectors.iter().find_map(|s| s.wiql.clone())).and_then(|t| t.0);
-        let expand = (selectors.into_iter().find_map(|s| s.expand))
-            .and_then(|t| t.0)
-            .unwrap_or_else(|| "All".into());
+        let plan = crawl.plan;
+        let selectors = plan.selectors::<WorkItemSelector>()?;
+        let (clause, expand) = WorkItemSelector::query(&selectors);
+        let (clause, expand) = (clause.map(String::from), expand.to_string());
         let wiql_page = self.limits.wiql_page;
-        let units = self.project_units(cache).await?;
+        let units = self.project_units(crawl.cache).await?;
         let (clause, expand) = (&clause, &expand);
-        self.fan_out(
-            resync_id,
-            Kind::WorkItem,
-            units,
-            report,
-            |project, pages: Pages| async move {
-                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                let project_name = text(&project, "name").unwrap_or_default().to_string();
-                let project_id_value = Value::String(project_id.to_string());
-                let mut after = 0;
-                loop {
-                    let query = wiql_query(&project_name, clause.as_deref(), after);
-                    let ids = self.client.wiql_ids(&project_id, &query, wiql_page).await?;
-                    let mut batches = stream::iter(
-                        ids.chunks(WORK_ITEMS_BATCH)
-                            .map(<[u64]>::to_vec)
-                            .collect::<Vec<_>>(),
-                    )
-                    .map(|chunk| {
-                        let project_id = &project_id;
-                        async move {
-                            self.client
-                                .work_items_batch(project_id, &chunk, expand)
-                                .await
-                        }
-                    })
-                    .buffered(CONCURRENT_BATCHES);
-                    while let Some(items) = batches.next().await {
-                        let items = items?
-                            .into_iter()
-                            .map(|item| {
-                                let item = enrich(item, "__projectId", &project_id_value);
-                                enrich(item, "__project", &project)
-                            })
-                            .collect();
-                        pages.send(items).await?;
+        self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
+            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+            let project_name = text(&project, "name").unwrap_or_default().to_string();
+            let project_id_value = Value::String(project_id.to_string());
+            let mut after = 0;
+            loop {
+                let query = wiql_query(&project_name, clause.as_deref(), after);
+                let ids = self.client.wiql_ids(&project_id, &query, wiql_page).await?;
+                let mut batches = stream::iter(
+                    ids.chunks(WORK_ITEMS_BATCH)
+                        .map(<[u64]>::to_vec)
+                        .collect::<Vec<_>>(),
+                )
+                .map(|chunk| {
+                    let project_id = &project_id;
+                    async move {
+                        self.client
+                            .work_items_batch(project_id, &chunk, expand)
+                            .await
                     }
-                    match ids.last() {
-                        Some(last) if ids.len() >= wiql_page => after = *last,
-                        _ => return Ok(()),
-                    }
+                })
+                .buffered(CONCURRENT_BATCHES);
+                while let Some(items) = batches.next().await {
+                    let items = items?
+                        .into_iter()
+                        .map(|item| {
+                            let item = enrich(item, "__projectId", &project_id_value);
+                            enrich(item, "__project", &project)
+                        })
+                        .collect();
+                    pages.send(items).await?;
                 }
-            },
-        )
+                match ids.last() {
+                    Some(last) if ids.len() >= wiql_page => after = *last,
+                    _ => return Ok(()),
+                }
+            }
+        })
         .await
     }
 }
