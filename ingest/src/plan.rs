@@ -175,20 +175,10 @@ impl GitopsPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn the_receivers_plan_follows_the_mapping_version_in_force() {
-        let mapping = |kinds: &[&str]| {
-            let resources: Vec<Value> = kinds
-                .iter()
-                .map(|kind| {
-                    json!({"kind": kind, "selector": {"query": "true"},
-                    "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
-                })
-                .collect();
-            json!({ "resources": resources, "specPath": [] })
-        };
+        let mapping = adoport_shared::port_app_config::minimal_json;
         let config = PortAppConfig::from_json_value(mapping(&["project"])).expect("mapping");
         let versions = MappingVersions::new(config);
         let plans = KindPlans::following(versions.clone());

@@ -11,10 +11,10 @@ use adoport_ingest::ado::AdoClient;
 use adoport_ingest::subscriptions::{SubscriptionPlan, ensure, hook_events, run};
 use adoport_shared::config::{AzureDevopsAccess, NetworkSettings, ProxySetting, Secret};
 use adoport_shared::mapping_versions::{MappingVersions, Offer};
-use adoport_shared::port_app_config::PortAppConfig;
+use adoport_shared::port_app_config::{PortAppConfig, minimal_json};
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 mod support;
@@ -31,20 +31,8 @@ async fn start() -> (AdoSim, AdoClient) {
     (sim, client)
 }
 
-/// A mapping of these kinds.
-fn mapping_json(kinds: &[&str]) -> Value {
-    let resources: Vec<Value> = kinds
-        .iter()
-        .map(|kind| {
-            json!({"kind": kind, "selector": {"query": "true"},
-                "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
-        })
-        .collect();
-    json!({ "resources": resources })
-}
-
 fn mapping(kinds: &[&str]) -> MappingVersions {
-    MappingVersions::new(PortAppConfig::from_json_value(mapping_json(kinds)).expect("mapping"))
+    MappingVersions::new(PortAppConfig::from_json_value(minimal_json(kinds)).expect("mapping"))
 }
 
 /// Every kind some event type updates: the whole set is subscribed.
@@ -354,7 +342,7 @@ async fn a_kind_added_to_the_mapping_gets_its_subscriptions_without_a_restart() 
         event_types(&sim)
     );
     assert!(matches!(
-        versions.offer(mapping_json(&["project", "work-item"]), |_| Ok(())),
+        versions.offer(minimal_json(&["project", "work-item"]), |_| Ok(())),
         Offer::Replaced { .. }
     ));
     let work_item_events = hook_events()

@@ -29,3 +29,4 @@ pub mod port_app_config;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;
+pub mod typed_id;

@@ -337,14 +337,7 @@ mod tests {
     use serde_json::json;
 
     fn raw(kinds: &[&str]) -> Value {
-        let resources: Vec<Value> = kinds
-            .iter()
-            .map(|kind| {
-                json!({"kind": kind, "selector": {"query": "true"},
-                "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
-            })
-            .collect();
-        json!({ "resources": resources })
+        crate::port_app_config::minimal_json(kinds)
     }
 
     fn config(kinds: &[&str]) -> PortAppConfig {

@@ -552,6 +552,20 @@ fn render_ignored(path: &serde_ignored::Path<'_>) -> String {
     }
 }
 
+/// The JSON of the smallest port-app-config that maps `kinds`: each item to blueprint `b`,
+/// identified by `.id`. What tests and tools that care only about which kinds are mapped start
+/// from (as Port would send it, for [`PortAppConfig::from_json_value`]).
+pub fn minimal_json(kinds: &[&str]) -> Value {
+    let resources: Vec<Value> = kinds
+        .iter()
+        .map(|kind| {
+            serde_json::json!({"kind": kind, "selector": {"query": "true"},
+                "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+        })
+        .collect();
+    serde_json::json!({ "resources": resources })
+}
+
 /// The mapping adoport installs when Port has none for the integration: the Python
 /// integration's default, unchanged (a test keeps the two equal).
 pub const DEFAULT_PORT_APP_CONFIG: &str = include_str!("../assets/default-port-app-config.yaml");

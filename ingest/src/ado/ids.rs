@@ -1,87 +1,16 @@
-//! The ids of Azure DevOps objects that cross function boundaries, one newtype each, so that a
-//! call naming a project and a repository (or a pipeline and its run) cannot take them in the
-//! wrong order.
+//! The ids of Azure DevOps objects that cross function boundaries, one newtype each (declared
+//! with `adoport_shared::typed_ids!`), so that a call naming a project and a repository (or a
+//! pipeline and its run) cannot take them in the wrong order.
 //!
 //! Each id is the text Azure DevOps uses in its URLs (a GUID, a name where the API accepts one,
-//! or a number's digits), kept as it came: it prints (`Display`; `Debug` as a quoted string) and
-//! serializes (transparently, as the bare string) exactly as that text, so URLs and messages
-//! read the same as with a plain string. An id is made by naming its type (`ProjectId::new(…)`,
-//! `From`) and read back with `as_str` / `AsRef<str>`. Numeric ids that an item carries as JSON
-//! numbers stay `u64` in the item; their id type is made only for the request. This module owns
-//! the types, and reading the ids a listed repository carries ([`repository_ids`]); which
-//! endpoint takes which id is `super`'s.
+//! or a number's digits), kept as it came, so URLs and messages read the same as with a plain
+//! string. Numeric ids that an item carries as JSON numbers stay `u64` in the item; their id
+//! type is made only for the request. This module owns the types, and reading the ids a listed
+//! repository carries ([`repository_ids`]); which endpoint takes which id is `super`'s.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Declares string-backed id newtypes with their constructors, accessors and conversions
-/// (a macro because each needs the same dozen trait impls on a distinct type).
-macro_rules! ids {
-    ($($(#[$doc:meta])* $name:ident;)+) => {$(
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        /// As the bare string's, so that `{:?}` in messages reads as it did with a `String`.
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(id: String) -> Self {
-                Self(id)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(id: &str) -> Self {
-                Self(id.to_string())
-            }
-        }
-
-        /// Numeric ids (pipelines, builds, releases) are their decimal digits in URLs.
-        impl From<u64> for $name {
-            fn from(id: u64) -> Self {
-                Self(id.to_string())
-            }
-        }
-    )+};
-}
-
-ids! {
+adoport_shared::typed_ids! {
     /// An organization's name, e.g. `acme` for `https://dev.azure.com/acme` (see
     /// [`super::organization::organization_name`]).
     OrganizationName;

@@ -197,14 +197,16 @@ impl Crawler {
         }
         // Otherwise list each project's repositories as its specs are read, so that the
         // organization's repository list is never held (memory stays flat).
-        self.per_project(&mut crawl, |project, pages| async move {
-            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-            let repositories = self.client.repositories(&project_id).await?;
-            for (_, repository) in repository_units(&repositories) {
-                self.gitops_specs_of(gitops, repository, &pages).await?;
-            }
-            Ok(())
-        })
+        self.per_project(
+            &mut crawl,
+            |project_id, _project, pages: Pages| async move {
+                let repositories = self.client.repositories(&project_id).await?;
+                for (_, repository) in repository_units(&repositories) {
+                    self.gitops_specs_of(gitops, repository, &pages).await?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 

@@ -40,7 +40,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::ado::AdoError;
+use crate::ado::{AdoError, ProjectId};
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::{Handler, Kind};
 use crate::plan::KindPlan;
@@ -312,18 +312,24 @@ impl Crawler {
         Ok(())
     }
 
-    /// [`Crawler::fan_out`] over the projects of this resync.
+    /// [`Crawler::fan_out`] over the projects of this resync: `fetch` gets each project's id
+    /// and item.
     pub(crate) async fn per_project<F, Fut>(
         &self,
         crawl: &mut KindCrawl<'_>,
         fetch: F,
     ) -> Result<(), CrawlError>
     where
-        F: Fn(Value, Pages) -> Fut,
+        F: Fn(ProjectId, Value, Pages) -> Fut,
         Fut: Future<Output = Result<(), AdoError>>,
     {
         let units = self.project_units(crawl.cache).await?;
-        self.fan_out(crawl, units, fetch).await
+        let fetch = &fetch;
+        self.fan_out(crawl, units, |project: Value, pages: Pages| {
+            let id = ProjectId::new(text(&project, "id").unwrap_or_default());
+            fetch(id, project, pages)
+        })
+        .await
     }
 
     /// The projects of this resync as fan-out units (label = project name).

@@ -180,40 +180,34 @@ impl Crawler {
         mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(crawl.cache).await?;
-        self.fan_out(
-            &mut crawl,
-            units,
-            |project: Value, pages: Pages| async move {
-                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
-                let (project, pages) = (&project, &pages);
-                let mut listing =
-                    pin!(
-                        self.client
-                            .project_list(None, project_id, "_apis/pipelines", &[], top)
-                    );
-                while let Some(pipelines) = listing.try_next().await? {
-                    stream::iter(pipelines)
-                        .map(|pipeline| async move {
-                            let Some(id) = id_text(&pipeline, "id").map(PipelineId::new) else {
-                                return Ok(Vec::new());
-                            };
-                            let runs =
-                                unless_gone(self.client.pipeline_runs(project_id, &id).await)?
-                                    .unwrap_or_default();
-                            Ok::<_, AdoError>(
-                                runs.into_iter()
-                                    .map(|run| items::pipeline_run(run, project, &pipeline))
-                                    .collect::<Vec<_>>(),
-                            )
-                        })
-                        .buffered(ENRICHMENT_CONCURRENCY)
-                        .try_for_each(|runs| pages.send(runs))
-                        .await?;
-                }
-                Ok(())
-            },
-        )
+        self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
+            let project_id = &project_id;
+            let (project, pages) = (&project, &pages);
+            let mut listing =
+                pin!(
+                    self.client
+                        .project_list(None, project_id, "_apis/pipelines", &[], top)
+                );
+            while let Some(pipelines) = listing.try_next().await? {
+                stream::iter(pipelines)
+                    .map(|pipeline| async move {
+                        let Some(id) = id_text(&pipeline, "id").map(PipelineId::new) else {
+                            return Ok(Vec::new());
+                        };
+                        let runs = unless_gone(self.client.pipeline_runs(project_id, &id).await)?
+                            .unwrap_or_default();
+                        Ok::<_, AdoError>(
+                            runs.into_iter()
+                                .map(|run| items::pipeline_run(run, project, &pipeline))
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_for_each(|runs| pages.send(runs))
+                    .await?;
+            }
+            Ok(())
+        })
         .await
     }
 
@@ -222,46 +216,40 @@ impl Crawler {
         mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(crawl.cache).await?;
-        self.fan_out(
-            &mut crawl,
-            units,
-            |project: Value, pages: Pages| async move {
-                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
-                let project = &project;
-                let mut listing = pin!(self.client.project_list(
-                    None,
-                    project_id,
-                    "_apis/build/builds",
-                    &[("queryOrder", "queueTimeDescending")],
-                    top
-                ));
-                while let Some(builds) = listing.try_next().await? {
-                    let stages: Vec<Vec<Value>> = stream::iter(builds)
-                        .map(|build| async move {
-                            let Some(id) = id_text(&build, "id").map(BuildId::new) else {
-                                return Ok(Vec::new());
-                            };
-                            let records = unless_gone(
-                                self.client.build_timeline_records(project_id, &id).await,
-                            )?
-                            .unwrap_or_default();
-                            Ok::<_, AdoError>(
-                                records
-                                    .into_iter()
-                                    .filter(items::is_stage)
-                                    .map(|r| items::pipeline_stage(r, project, &build))
-                                    .collect(),
-                            )
-                        })
-                        .buffered(ENRICHMENT_CONCURRENCY)
-                        .try_collect()
-                        .await?;
-                    pages.send(stages.into_iter().flatten().collect()).await?;
-                }
-                Ok(())
-            },
-        )
+        self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
+            let project_id = &project_id;
+            let project = &project;
+            let mut listing = pin!(self.client.project_list(
+                None,
+                project_id,
+                "_apis/build/builds",
+                &[("queryOrder", "queueTimeDescending")],
+                top
+            ));
+            while let Some(builds) = listing.try_next().await? {
+                let stages: Vec<Vec<Value>> = stream::iter(builds)
+                    .map(|build| async move {
+                        let Some(id) = id_text(&build, "id").map(BuildId::new) else {
+                            return Ok(Vec::new());
+                        };
+                        let records =
+                            unless_gone(self.client.build_timeline_records(project_id, &id).await)?
+                                .unwrap_or_default();
+                        Ok::<_, AdoError>(
+                            records
+                                .into_iter()
+                                .filter(items::is_stage)
+                                .map(|r| items::pipeline_stage(r, project, &build))
+                                .collect(),
+                        )
+                    })
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                pages.send(stages.into_iter().flatten().collect()).await?;
+            }
+            Ok(())
+        })
         .await
     }
 
@@ -270,72 +258,66 @@ impl Crawler {
         mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
-        let units = self.project_units(crawl.cache).await?;
-        self.fan_out(
-            &mut crawl,
-            units,
-            |project: Value, pages: Pages| async move {
-                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
-                let (project, pages) = (&project, &pages);
-                let mut listing = pin!(self.client.project_list(
-                    None,
-                    project_id,
-                    "_apis/distributedtask/environments",
-                    &[],
-                    top
-                ));
-                while let Some(environments) = listing.try_next().await? {
-                    stream::iter(environments)
-                        .map(|environment| async move {
-                            let Some(id) = id_text(&environment, "id").map(EnvironmentId::new)
+        self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
+            let project_id = &project_id;
+            let (project, pages) = (&project, &pages);
+            let mut listing = pin!(self.client.project_list(
+                None,
+                project_id,
+                "_apis/distributedtask/environments",
+                &[],
+                top
+            ));
+            while let Some(environments) = listing.try_next().await? {
+                stream::iter(environments)
+                    .map(|environment| async move {
+                        let Some(id) = id_text(&environment, "id").map(EnvironmentId::new) else {
+                            return Ok(());
+                        };
+                        // The environment's project reference, as the Python integration
+                        // sets it; the project of the list when the environment has none.
+                        let owner = environment
+                            .get("project")
+                            .filter(|p| p.is_object())
+                            .unwrap_or(project);
+                        let mut records_token: Option<String> = None;
+                        loop {
+                            let Some(records) = unless_gone(
+                                self.client
+                                    .deployment_records_page(
+                                        project_id,
+                                        &id,
+                                        top,
+                                        records_token.as_deref(),
+                                    )
+                                    .await,
+                            )?
                             else {
                                 return Ok(());
                             };
-                            // The environment's project reference, as the Python integration
-                            // sets it; the project of the list when the environment has none.
-                            let owner = environment
-                                .get("project")
-                                .filter(|p| p.is_object())
-                                .unwrap_or(project);
-                            let mut records_token: Option<String> = None;
-                            loop {
-                                let Some(records) = unless_gone(
-                                    self.client
-                                        .deployment_records_page(
-                                            project_id,
-                                            &id,
-                                            top,
-                                            records_token.as_deref(),
-                                        )
-                                        .await,
-                                )?
-                                else {
-                                    return Ok(());
-                                };
-                                pages
-                                    .send(
-                                        records
-                                            .items
-                                            .into_iter()
-                                            .map(|r| enrich(r, "__project", owner))
-                                            .collect(),
-                                    )
-                                    .await?;
-                                match records.continuation_token {
-                                    Some(next) if Some(&next) != records_token.as_ref() => {
-                                        records_token = Some(next)
-                                    }
-                                    _ => return Ok::<(), AdoError>(()),
+                            pages
+                                .send(
+                                    records
+                                        .items
+                                        .into_iter()
+                                        .map(|r| enrich(r, "__project", owner))
+                                        .collect(),
+                                )
+                                .await?;
+                            match records.continuation_token {
+                                Some(next) if Some(&next) != records_token.as_ref() => {
+                                    records_token = Some(next)
                                 }
+                                _ => return Ok::<(), AdoError>(()),
                             }
-                        })
-                        .buffer_unordered(ENRICHMENT_CONCURRENCY)
-                        .try_collect::<Vec<()>>()
-                        .await?;
-                }
-                Ok(())
-            },
-        )
+                        }
+                    })
+                    .buffer_unordered(ENRICHMENT_CONCURRENCY)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+            }
+            Ok(())
+        })
         .await
     }
 }

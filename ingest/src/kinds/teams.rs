@@ -245,8 +245,7 @@ impl Crawler {
         let depth = (plan.selectors::<AreaPathSelector>()?.into_iter())
             .find_map(|s| s.depth)
             .and_then(|c| u64::try_from(c.0).ok());
-        self.per_project(&mut crawl, |project, pages: Pages| async move {
-            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+        self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
             let root = self.client.area_tree(&project_id, depth).await?;
             pages.send(flatten_areas(root, &project)).await
         })

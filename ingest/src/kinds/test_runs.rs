@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::KindCrawl;
 use super::items::{ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::runs::id_text;
-use super::{Pages, enrich, text};
+use super::{Pages, enrich};
 use crate::ado::{AdoError, BuildId, ProjectId, TestRunId};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
@@ -52,32 +52,27 @@ impl Crawler {
         let plan = crawl.plan;
         let top = self.limits.page;
         let enrichment = TestRunEnrichment::for_plan(plan)?;
-        let units = self.project_units(crawl.cache).await?;
-        self.fan_out(
-            &mut crawl,
-            units,
-            |project: Value, pages: Pages| async move {
-                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
-                let mut skip = 0;
-                loop {
-                    let runs = self
-                        .client
-                        .test_runs_page(project_id, None, top, skip)
-                        .await?;
-                    if runs.is_empty() {
-                        return Ok(());
-                    }
-                    skip += runs.len();
-                    let builder = self.items();
-                    let enriched: Vec<Value> = stream::iter(runs)
-                        .map(|run| builder.test_run(project_id, run, enrichment))
-                        .buffered(ENRICHMENT_CONCURRENCY)
-                        .try_collect()
-                        .await?;
-                    pages.send(enriched).await?;
+        self.per_project(&mut crawl, |project_id, _, pages: Pages| async move {
+            let project_id = &project_id;
+            let mut skip = 0;
+            loop {
+                let runs = self
+                    .client
+                    .test_runs_page(project_id, None, top, skip)
+                    .await?;
+                if runs.is_empty() {
+                    return Ok(());
                 }
-            },
-        )
+                skip += runs.len();
+                let builder = self.items();
+                let enriched: Vec<Value> = stream::iter(runs)
+                    .map(|run| builder.test_run(project_id, run, enrichment))
+                    .buffered(ENRICHMENT_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                pages.send(enriched).await?;
+            }
+        })
         .await
     }
 }

@@ -53,8 +53,7 @@ impl Crawler {
         let include_content =
             (plan.selectors::<WikiSelector>()?.iter()).any(|s| s.include_content.0);
         let page_size = self.limits.page.clamp(1, 100);
-        self.per_project(&mut crawl, |project, pages: Pages| async move {
-            let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+        self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
             for wiki in self.client.wikis(&project_id).await? {
                 let wiki_id = WikiId::new(text(&wiki, "id").unwrap_or_default());
                 let (project_id, wiki_id) = (&project_id, &wiki_id);

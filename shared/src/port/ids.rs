@@ -2,54 +2,12 @@
 //! on the wire (and serialise as such), but a function that takes both cannot be handed them
 //! the wrong way round.
 
-use std::fmt;
-use std::ops::Deref;
-
-use serde::{Deserialize, Serialize};
-
-/// One identifier type: a string newtype that reads as a `str` and prints as itself.
-macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl Deref for $name {
-            type Target = str;
-
-            fn deref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-string_id!(
+crate::typed_ids! {
     /// A blueprint's identifier (`azureDevopsRepository`).
-    BlueprintId
-);
-
-string_id!(
+    BlueprintId;
     /// An entity's identifier, unique within its blueprint.
-    EntityId
-);
+    EntityId;
+}
 
 #[cfg(test)]
 mod tests {
