@@ -51,7 +51,9 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
         ("/v1/blueprints/{bp}/bulk/entities/delete",        post(bulk_delete)),
         ("/v1/blueprints/entities/datasource-entities",     post(datasource_entities)),
         ("/v1/entities/search",                             post(search)),
+        ("/v1/organization",                                get(organization)),
         ("/v1/integration",                                 post(create_integration)),
+        ("/v1/integration/provision-enabled",               get(provision_enabled)),
         ("/v1/integration/{id}",                            get(get_integration)),
         ("/v1/integration/{id}",                            patch(patch_integration)),
         ("/v1/integration/{id}/config",                     patch(patch_integration_config)),
@@ -562,6 +564,25 @@ fn integration_not_found(identifier: &str) -> PortError {
     PortError::not_found(format!(
         "Integration with identifier \"{identifier}\" was not found"
     ))
+}
+
+/// The organization the credentials belong to: its id and no feature flags (Port's defaults).
+async fn organization(State(state): State<Arc<PortState>>) -> Answer {
+    Ok(Json(json!({
+        "ok": true,
+        "organization": {
+            "id": format!("org_{}", state.config.client_id),
+            "name": "Simulated organization",
+            "featureFlags": [],
+        },
+    }))
+    .into_response())
+}
+
+/// The integration types whose resources Port provisions itself: none here, so an integration
+/// creates its own blueprints and mapping.
+async fn provision_enabled() -> Answer {
+    Ok(Json(json!({"ok": true, "integrations": []})).into_response())
 }
 
 async fn get_integration(request: PortRequest) -> Answer {
