@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the Python Azure DevOps integration (Ocean) and adoport against two identical simulated
-# organizations and Ports, with the default mapping, one ONCE resync each, then compares the
+# Runs the Python Azure DevOps integration (Ocean) and adoport against one simulated Azure DevOps
+# organization and two simulated Ports, with the default mapping, one ONCE resync each, then compares the
 # entities of the two Ports one by one and prints the differences.
 #
 # Usage: scripts/side-by-side.sh [--report-only]
@@ -101,7 +101,7 @@ say "building adoport"
 (cd "$root" && cargo build --quiet -p adoport)
 adoport="$root/target/debug/adoport"
 
-# --- two identical simulated organizations and Ports --------------------------------------------
+# --- one simulated organization, two Ports -------------------------------------------------------
 pids=()
 cleanup() {
   local pid
@@ -111,21 +111,26 @@ cleanup() {
 trap cleanup EXIT
 
 mapfile -t ports < <("$python" "$scripts/side_by_side.py" free-ports 4)
-start_sim() { # name ado-port port-port → prints the organization URL
-  local name=$1 out="$logs/sim-$1.log"
+start_sim() { # name ado-port port-port: starts one `adoport sim` (its log: sim-<name>.log)
   "$adoport" sim --ado-listen "127.0.0.1:$2" --port-listen "127.0.0.1:$3" \
-    --projects "$PROJECTS" --repositories "$REPOSITORIES" > "$out" 2>&1 &
+    --projects "$PROJECTS" --repositories "$REPOSITORIES" > "$logs/sim-$1.log" 2>&1 &
   pids+=($!)
-  local tries=0
+}
+organization_url() { # name: waits for that simulator, then prints its organization URL
+  local out="$logs/sim-$1.log" tries=0
   until grep -q "organization URL" "$out" 2>/dev/null; do
     tries=$((tries + 1))
-    [ "$tries" -le 300 ] || die "the $name simulators did not start (log: $out)"
+    [ "$tries" -le 300 ] || die "the $1 simulators did not start (log: $out)"
     sleep 0.1
   done
   grep -o 'http://[^ ]*' "$out" | head -1
 }
-python_org=$(start_sim python "${ports[0]}" "${ports[1]}")
-adoport_org=$(start_sim adoport "${ports[2]}" "${ports[3]}")
+start_sim python "${ports[0]}" "${ports[1]}"
+start_sim adoport "${ports[2]}" "${ports[3]}"
+# Both integrations read the first organization (the URLs they map name its host); the second
+# process serves only its Port.
+org=$(organization_url python)
+organization_url adoport > /dev/null
 python_port="http://127.0.0.1:${ports[1]}"
 adoport_port="http://127.0.0.1:${ports[3]}"
 
@@ -137,10 +142,10 @@ common_env=(
 )
 
 # --- the Python integration, one resync ----------------------------------------------------------
-say "running the Python integration (ONCE) against $python_org (log: $logs/python.log)"
+say "running the Python integration (ONCE) against $org (log: $logs/python.log)"
 started=$SECONDS
 (cd "$integration" && env "${common_env[@]}" \
-  OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$python_org" \
+  OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
   timeout "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail > "$logs/python.log" 2>&1) \
   || { tail -20 "$logs/python.log" >&2; die "the Python integration failed (log: $logs/python.log)"; }
 grep -q "Resync finished successfully" "$logs/python.log" \
@@ -148,10 +153,10 @@ grep -q "Resync finished successfully" "$logs/python.log" \
 say "Python integration done in $((SECONDS - started)) s"
 
 # --- adoport, one resync -------------------------------------------------------------------------
-say "running adoport all (ONCE) against $adoport_org (log: $logs/adoport.log)"
+say "running adoport all (ONCE) against $org (log: $logs/adoport.log)"
 started=$SECONDS
 env "${common_env[@]}" \
-  OCEAN__PORT__BASE_URL="$adoport_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$adoport_org" \
+  OCEAN__PORT__BASE_URL="$adoport_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
   timeout "$RUN_TIMEOUT_SECS" "$adoport" all > "$logs/adoport.log" 2>&1 \
   || { tail -20 "$logs/adoport.log" >&2; die "adoport failed (log: $logs/adoport.log)"; }
 say "adoport done in $((SECONDS - started)) s"
