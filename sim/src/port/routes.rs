@@ -580,10 +580,14 @@ async fn create_scorecard(request: PortRequest, Body(body): Body) -> Answer {
     let identifier = identifier_of(&body, "a scorecard")?;
     let mut scorecard = body.clone();
     scorecard["blueprint"] = json!(blueprint);
-    if !lock(&request.state.presentation).add_scorecard(&blueprint, &identifier, scorecard.clone()) {
+    if !lock(&request.state.presentation).add_scorecard(&blueprint, &identifier, scorecard.clone())
+    {
         return Err(taken("A scorecard with this identifier already exists"));
     }
-    ok(StatusCode::CREATED, json!({"ok": true, "scorecard": scorecard}))
+    ok(
+        StatusCode::CREATED,
+        json!({"ok": true, "scorecard": scorecard}),
+    )
 }
 
 /// A page: 201, 409 for an identifier taken.
