@@ -623,3 +623,40 @@ async fn the_budget_heads_every_answer_delays_then_blocks() {
             .starts_with("TF400733")
     );
 }
+
+#[tokio::test]
+async fn work_items_listed_by_ids_in_the_query() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let projects: Value = get(&sim, "_apis/projects?api-version=7.1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let project = projects["value"][0]["id"].as_str().expect("project id");
+    let listed: Value = get(
+        &sim,
+        &format!("{project}/_apis/wit/workitems?ids=2,1&$expand=All"),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let ids: Vec<u64> = listed["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|w| w["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![2, 1]);
+    assert_eq!(listed["count"], 2);
+    let unknown = format!("{project}/_apis/wit/workitems?ids=1,999999");
+    assert_eq!(get(&sim, &unknown).await.status().as_u16(), 404);
+    let omitted: Value = get(&sim, &format!("{unknown}&errorPolicy=Omit"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(omitted["value"][1].is_null());
+    let malformed = format!("{project}/_apis/wit/workitems?ids=one");
+    assert_eq!(get(&sim, &malformed).await.status().as_u16(), 400);
+}
