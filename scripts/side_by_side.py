@@ -2,10 +2,11 @@
 """Helper of side-by-side.sh: free local ports, and the entity-by-entity comparison of two Ports.
 
 `free-ports N` prints N free TCP ports on 127.0.0.1, one a line.
-`compare LEFT_URL RIGHT_URL` reads every entity of every blueprint from both Ports (client id and
-secret from PORT_CLIENT_ID / PORT_CLIENT_SECRET), prints, blueprint by blueprint, the entities
-only on one side and the field-by-field differences of the others, then a summary line. Exit
-status 1 when anything differs (0 with --report-only). Standard library only.
+`compare LEFT_URL RIGHT_URL` reads every blueprint and entity from both Ports (client id and
+secret from PORT_CLIENT_ID / PORT_CLIENT_SECRET) and prints, blueprint by blueprint, how the
+definitions differ, the entities only on one side and the field-by-field differences of the
+others, then a summary line. Exit status 1 when anything differs (0 with --report-only).
+Standard library only.
 """
 
 import json
@@ -55,7 +56,8 @@ class Port:
             return json.load(response)
 
     def blueprints(self):
-        return sorted(b["identifier"] for b in self._call("GET", "/v1/blueprints")["blueprints"])
+        """identifier → the blueprint's definition."""
+        return {b["identifier"]: b for b in self._call("GET", "/v1/blueprints")["blueprints"]}
 
     def entities(self, blueprint):
         path = f"/v1/blueprints/{urllib.parse.quote(blueprint, safe='')}/entities"
@@ -100,13 +102,24 @@ def show(value):
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def differences(a, b):
+    """(path, left value, right value) of every leaf in which two objects differ."""
+    a, b = flatten(a), flatten(b)
+    return [
+        (path, a.get(path, MISSING), b.get(path, MISSING))
+        for path in sorted(a.keys() | b.keys())
+        if path not in a or path not in b or not same(a[path], b[path])
+    ]
+
+
 def compare(left_url, right_url, report_only):
     client_id = os.environ.get("PORT_CLIENT_ID", "")
     client_secret = os.environ.get("PORT_CLIENT_SECRET", "")
     left = Port(left_url, client_id, client_secret)
     right = Port(right_url, client_id, client_secret)
-    left_bps, right_bps = set(left.blueprints()), set(right.blueprints())
-    totals = {"compared": 0, "only_left": 0, "only_right": 0, "differing": 0, "fields": 0}
+    left_defs, right_defs = left.blueprints(), right.blueprints()
+    left_bps, right_bps = set(left_defs), set(right_defs)
+    totals = {"compared": 0, "only_left": 0, "only_right": 0, "differing": 0, "fields": 0, "definitions": 0}
     for name, missing in ((LEFT_NAME, right_bps - left_bps), (RIGHT_NAME, left_bps - right_bps)):
         for blueprint in sorted(missing):
             other = RIGHT_NAME if name == LEFT_NAME else LEFT_NAME
@@ -116,6 +129,13 @@ def compare(left_url, right_url, report_only):
         ours = left.entities(blueprint) if blueprint in left_bps else {}
         theirs = right.entities(blueprint) if blueprint in right_bps else {}
         lines = []
+        if blueprint in left_bps and blueprint in right_bps:
+            definition = differences(left_defs[blueprint], right_defs[blueprint])
+            if definition:
+                totals["definitions"] += 1
+                lines.append("  the blueprint's definition:")
+                for path, x, y in definition:
+                    lines.append(f"    {path}: {LEFT_NAME} {show(x)} | {RIGHT_NAME} {show(y)}")
         only_left = sorted(ours.keys() - theirs.keys())
         only_right = sorted(theirs.keys() - ours.keys())
         if only_left:
@@ -123,12 +143,7 @@ def compare(left_url, right_url, report_only):
         if only_right:
             lines.append(f"  only on {RIGHT_NAME} ({len(only_right)}): {', '.join(only_right)}")
         for identifier in sorted(ours.keys() & theirs.keys()):
-            a, b = flatten(ours[identifier]), flatten(theirs[identifier])
-            diffs = [
-                (path, a.get(path, MISSING), b.get(path, MISSING))
-                for path in sorted(a.keys() | b.keys())
-                if path not in a or path not in b or not same(a[path], b[path])
-            ]
+            diffs = differences(ours[identifier], theirs[identifier])
             if diffs:
                 totals["differing"] += 1
                 totals["fields"] += len(diffs)
@@ -149,7 +164,8 @@ def compare(left_url, right_url, report_only):
     blueprint_gap = len(left_bps ^ right_bps)
     print(
         f"Summary: {len(left_bps | right_bps)} blueprints ({differing_blueprints} differ,"
-        f" {blueprint_gap} on one side only); {totals['compared']} entities on both sides,"
+        f" {blueprint_gap} on one side only, {totals['definitions']} defined differently);"
+        f" {totals['compared']} entities on both sides,"
         f" {totals['differing']} of them differing in {totals['fields']} fields;"
         f" {totals['only_left']} only on {LEFT_NAME}, {totals['only_right']} only on {RIGHT_NAME}"
     )
