@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the Python Azure DevOps integration (Ocean) and adoport against one simulated Azure DevOps
-# organization and two simulated Ports, with the default mapping, one ONCE resync each, then compares the
-# entities of the two Ports one by one and prints the differences.
+# organization and two simulated Ports, with the default mapping, one ONCE resync each, then
+# compares the blueprints and entities of the two Ports one by one and prints the differences.
 #
 # Usage: scripts/side-by-side.sh [--report-only]
 #   --report-only   exit 0 even when the two Ports differ
 # Environment:
-#   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT) to use
+#   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT below) to use
 #                   instead of cloning it (machines without network access to GitHub)
 #   PYTHON          the Python (>= 3.12) to build the virtualenv with
 #   SIDE_BY_SIDE_PROJECTS, SIDE_BY_SIDE_REPOSITORIES  size of the simulated organization (2, 3)
