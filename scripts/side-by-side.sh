@@ -75,7 +75,8 @@ if [ ! -f "$stamp" ] || ! cmp -s "$requirements" "$stamp"; then
   rm -rf "$venv"
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" \
-    > "$logs/pip.log" 2>&1 || { tail -20 "$logs/pip.log" >&2; die "pip install failed (log: $logs/pip.log)"; }
+    > "$logs/pip.log" 2>&1 \
+    || { tail -20 "$logs/pip.log" >&2; die "pip install failed (log: $logs/pip.log)"; }
   cp "$requirements" "$stamp"
 fi
 
@@ -147,7 +148,7 @@ started=$SECONDS
 (cd "$integration" && env "${common_env[@]}" \
   OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
   timeout "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail > "$logs/python.log" 2>&1) \
-  || { tail -20 "$logs/python.log" >&2; die "the Python integration failed (log: $logs/python.log)"; }
+  || { tail -20 "$logs/python.log" >&2; die "the Python integration failed"; }
 grep -q "Resync finished successfully" "$logs/python.log" \
   || die "the Python integration did not finish its resync (log: $logs/python.log)"
 say "Python integration done in $((SECONDS - started)) s"

@@ -119,7 +119,9 @@ def compare(left_url, right_url, report_only):
     right = Port(right_url, client_id, client_secret)
     left_defs, right_defs = left.blueprints(), right.blueprints()
     left_bps, right_bps = set(left_defs), set(right_defs)
-    totals = {"compared": 0, "only_left": 0, "only_right": 0, "differing": 0, "fields": 0, "definitions": 0}
+    totals = dict.fromkeys(
+        ("compared", "only_left", "only_right", "differing", "fields", "definitions"), 0
+    )
     for name, missing in ((LEFT_NAME, right_bps - left_bps), (RIGHT_NAME, left_bps - right_bps)):
         for blueprint in sorted(missing):
             other = RIGHT_NAME if name == LEFT_NAME else LEFT_NAME
