@@ -23,7 +23,7 @@ CLIENT_ID=sim-client
 CLIENT_SECRET=sim-secret
 PAT=sim-pat
 IDENTIFIER=my-azure-devops-integration
-RUN_TIMEOUT_SECS=900
+RUN_TIMEOUT_SECS=600
 
 report_only=
 for arg in "$@"; do
@@ -113,6 +113,7 @@ trap cleanup EXIT
 
 mapfile -t ports < <("$python" "$scripts/side_by_side.py" free-ports 4)
 start_sim() { # name ado-port port-port: starts one `adoport sim` (its log: sim-<name>.log)
+  rm -f "$logs/sim-$1.log" # before the start: a previous run's log would name other ports
   "$adoport" sim --ado-listen "127.0.0.1:$2" --port-listen "127.0.0.1:$3" \
     --projects "$PROJECTS" --repositories "$REPOSITORIES" > "$logs/sim-$1.log" 2>&1 &
   pids+=($!)
@@ -147,7 +148,7 @@ say "running the Python integration (ONCE) against $org (log: $logs/python.log)"
 started=$SECONDS
 (cd "$integration" && env "${common_env[@]}" \
   OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
-  timeout "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail > "$logs/python.log" 2>&1) \
+  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail > "$logs/python.log" 2>&1) \
   || { tail -20 "$logs/python.log" >&2; die "the Python integration failed"; }
 grep -q "Resync finished successfully" "$logs/python.log" \
   || die "the Python integration did not finish its resync (log: $logs/python.log)"
@@ -158,7 +159,7 @@ say "running adoport all (ONCE) against $org (log: $logs/adoport.log)"
 started=$SECONDS
 env "${common_env[@]}" \
   OCEAN__PORT__BASE_URL="$adoport_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
-  timeout "$RUN_TIMEOUT_SECS" "$adoport" all > "$logs/adoport.log" 2>&1 \
+  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$adoport" all > "$logs/adoport.log" 2>&1 \
   || { tail -20 "$logs/adoport.log" >&2; die "adoport failed (log: $logs/adoport.log)"; }
 say "adoport done in $((SECONDS - started)) s"
 
