@@ -25,6 +25,20 @@ async fn get(sim: &AdoSim, path_and_query: &str) -> reqwest::Response {
         .expect("request")
 }
 
+/// A write without `api-version` (which Azure DevOps refuses, unlike a read).
+async fn unversioned_post(sim: &AdoSim) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/_apis/wit/workitemsbatch",
+            sim.organization_url()
+        ))
+        .header("Authorization", basic("sim-pat"))
+        .json(&serde_json::json!({"ids": [1]}))
+        .send()
+        .await
+        .expect("request")
+}
+
 /// A simulator of `config` with one repository per project.
 async fn start_with_one_repository_each(config: AdoSimConfig) -> AdoSim {
     AdoSim::start(AdoSimConfig {
@@ -85,7 +99,9 @@ async fn bad_pat_gets_sign_in_page_or_401_when_suppressed() {
 #[tokio::test]
 async fn api_version_is_required_query_or_accept() {
     let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
-    let missing = get(&sim, "_apis/projects").await;
+    // A read without one gets the latest version.
+    assert_eq!(get(&sim, "_apis/projects").await.status().as_u16(), 200);
+    let missing = unversioned_post(&sim).await;
     assert_eq!(missing.status().as_u16(), 400);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["typeKey"], "VssVersionNotSpecifiedException");
@@ -93,7 +109,7 @@ async fn api_version_is_required_query_or_accept() {
         body["message"]
             .as_str()
             .unwrap()
-            .contains("No api-version was supplied for the \"GET\" request")
+            .contains("No api-version was supplied for the \"POST\" request")
     );
 
     let via_accept = reqwest::Client::new()
@@ -566,7 +582,7 @@ async fn the_budget_heads_every_answer_delays_then_blocks() {
         header(&missing, "x-ratelimit-remaining").as_deref(),
         Some("1")
     );
-    let no_version = get(&sim, "_apis/projects").await;
+    let no_version = unversioned_post(&sim).await;
     assert_eq!(no_version.status().as_u16(), 400);
     assert_eq!(
         header(&no_version, "x-ratelimit-remaining").as_deref(),
@@ -606,4 +622,41 @@ async fn the_budget_heads_every_answer_delays_then_blocks() {
             .unwrap()
             .starts_with("TF400733")
     );
+}
+
+#[tokio::test]
+async fn work_items_listed_by_ids_in_the_query() {
+    let sim = AdoSim::start(AdoSimConfig::default()).await.expect("start");
+    let projects: Value = get(&sim, "_apis/projects?api-version=7.1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let project = projects["value"][0]["id"].as_str().expect("project id");
+    let listed: Value = get(
+        &sim,
+        &format!("{project}/_apis/wit/workitems?ids=2,1&$expand=All"),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let ids: Vec<u64> = listed["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|w| w["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![2, 1]);
+    assert_eq!(listed["count"], 2);
+    let unknown = format!("{project}/_apis/wit/workitems?ids=1,999999");
+    assert_eq!(get(&sim, &unknown).await.status().as_u16(), 404);
+    let omitted: Value = get(&sim, &format!("{unknown}&errorPolicy=Omit"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(omitted["value"][1].is_null());
+    let malformed = format!("{project}/_apis/wit/workitems?ids=one");
+    assert_eq!(get(&sim, &malformed).await.status().as_u16(), 400);
 }

@@ -568,3 +568,47 @@ async fn an_outage_answers_every_route_until_it_ends() {
     assert_eq!(client.post(BULK, &entity).await.status().as_u16(), 200);
     assert_eq!(sim.entity_count(), 1);
 }
+
+#[tokio::test]
+async fn what_an_integration_start_reads_and_creates_besides_entities() {
+    let sim = PortSim::start(PortSimConfig::default()).await.unwrap();
+    let client = Client::new(&sim).await;
+    let get = |path: &'static str| client.request(reqwest::Method::GET, path);
+    let organization = json_of(get("/v1/organization")).await;
+    assert!(organization["organization"]["id"].is_string());
+    assert_eq!(organization["organization"]["featureFlags"], json!([]));
+    let provisioned = json_of(get("/v1/integration/provision-enabled")).await;
+    assert_eq!(provisioned["integrations"], json!([]));
+
+    let scorecard = json!({"identifier": "ready", "title": "Ready", "rules": []});
+    let unknown = client
+        .post("/v1/blueprints/service/scorecards", &scorecard)
+        .await;
+    assert_eq!(unknown.status().as_u16(), 404);
+    let blueprint =
+        json!({"identifier": "service", "title": "Service", "schema": {"properties": {}}});
+    assert_eq!(
+        client
+            .post("/v1/blueprints", &blueprint)
+            .await
+            .status()
+            .as_u16(),
+        201
+    );
+    let created = client
+        .post("/v1/blueprints/service/scorecards", &scorecard)
+        .await;
+    assert_eq!(created.status().as_u16(), 201);
+    let again = client
+        .post("/v1/blueprints/service/scorecards", &scorecard)
+        .await;
+    assert_eq!(again.status().as_u16(), 409);
+
+    let page = json!({"identifier": "dashboard", "type": "dashboard", "widgets": []});
+    assert_eq!(client.post("/v1/pages", &page).await.status().as_u16(), 201);
+    assert_eq!(client.post("/v1/pages", &page).await.status().as_u16(), 409);
+    let nameless = client
+        .post("/v1/pages", &json!({"type": "dashboard"}))
+        .await;
+    assert_eq!(nameless.status().as_u16(), 422);
+}

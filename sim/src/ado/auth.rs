@@ -93,14 +93,18 @@ fn requested_version(query: Option<&str>, headers: &HeaderMap) -> Option<String>
     })
 }
 
-/// Checks that an `api-version` is present, well formed (`7.1`, `7.1-preview`,
-/// `7.1-preview.3`) and not above 7.2.
+/// Checks that an `api-version` is well formed (`7.1`, `7.1-preview`, `7.1-preview.3`) and not
+/// above 7.2, and present on every request but a read: Azure DevOps answers a `GET` without one
+/// with its latest released version (the Python integration lists projects that way).
 pub(crate) fn check_api_version(
     method: &str,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<(), AdoError> {
     let Some(version) = requested_version(query, headers) else {
+        if method == "GET" {
+            return Ok(());
+        }
         return Err(AdoError::MissingApiVersion {
             method: method.to_string(),
         });
@@ -166,8 +170,9 @@ mod tests {
         assert!(check_api_version("GET", Some("api-version=7.1"), &none).is_ok());
         assert!(check_api_version("GET", Some("$top=1&api-version=7.1-preview.1"), &none).is_ok());
         assert!(check_api_version("GET", Some("api-version=6.0-preview"), &none).is_ok());
+        assert!(check_api_version("GET", None, &none).is_ok());
         assert!(matches!(
-            check_api_version("GET", None, &none),
+            check_api_version("POST", None, &none),
             Err(AdoError::MissingApiVersion { .. })
         ));
         assert!(matches!(

@@ -7,7 +7,7 @@
 //! sign-in page, or 401 JSON with `X-TFS-FedAuthRedirect: Suppress`) or a bearer token of the
 //! identity simulator ([`AdoSimConfig::bearer_tokens`]; 401 when expired, revoked or unknown),
 //! check the organization,
-//! check `api-version` (query or `Accept` header; missing → 400 `VssVersionNotSpecifiedException`).
+//! check `api-version` (query or `Accept` header; missing on a write → 400 `VssVersionNotSpecifiedException`).
 //!
 //! Route template keys, as [`AdoSim::requests`] reports them and [`AdoSim::fail_next`] takes
 //! them (`pullRequests` spellings count under the lower-case key):

@@ -60,6 +60,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
         ("/{org}/{project}/_apis/git/policy/configurations",                        get(work::list_policies)),
         ("/{org}/{project}/_apis/wit/wiql",                                         post(work::wiql)),
         ("/{org}[/{project}]/_apis/wit/workitemsbatch",                             post(work::batch)),
+        ("/{org}[/{project}]/_apis/wit/workitems",                                  get(work::list_by_ids)),
         ("/{org}[/{project}]/_apis/wit/workitems/{id}",                             get(work::work_item)),
         ("/{org}/{project}/_apis/release/releases",                                 get(work::list_releases)),
         ("/{org}/{project}/_apis/release/releases/{releaseId}",                     get(work::get_release)),

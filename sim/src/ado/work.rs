@@ -470,12 +470,6 @@ pub(super) async fn batch(
         .and_then(Value::as_array)
         .map(|ids| ids.iter().filter_map(Value::as_u64).collect::<Vec<_>>())
         .unwrap_or_default();
-    if ids.is_empty() || ids.len() > WORK_ITEMS_BATCH_MAX {
-        return Err(AdoError::bad_argument(format!(
-            "VS403474: The number of ids must be between 1 and {WORK_ITEMS_BATCH_MAX}; got {}.",
-            ids.len()
-        )));
-    }
     let expand = body
         .get("$expand")
         .and_then(Value::as_str)
@@ -487,10 +481,62 @@ pub(super) async fn batch(
         .is_some_and(|p| p.eq_ignore_ascii_case("omit"));
     let urls = urls(&state, &headers);
     let org = lock(&state.organization);
+    work_items_by_id(&org, &urls, None, &ids, &expand, omit)
+}
+
+/// `GET …/_apis/wit/workitems?ids=1,2,3`: the listed work items, like the batch but with the
+/// ids, `$expand` and `errorPolicy` in the query and only the URL's project searched.
+pub(super) async fn list_by_ids(request: AdoRequest) -> Result<Response, AdoError> {
+    let raw = request.query.get("ids").cloned().unwrap_or_default();
+    let ids = raw
+        .split(',')
+        .filter(|id| !id.trim().is_empty())
+        .map(|id| {
+            id.trim().parse::<u64>().map_err(|_| {
+                AdoError::bad_argument(format!(
+                    "The value '{raw}' is not valid for the parameter 'ids'."
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let expand = request
+        .query
+        .get("$expand")
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_else(|| "none".into());
+    let omit = request
+        .query
+        .get("errorPolicy")
+        .is_some_and(|p| p.eq_ignore_ascii_case("omit"));
+    let org = request.organization();
+    let scope = scoped_project(&org, &request.params)?.map(|p| p.id.clone());
+    work_items_by_id(&org, &request.urls, scope.as_deref(), &ids, &expand, omit)
+}
+
+/// The work items of `ids` in that order (of the project `scope` only, when given); a missing
+/// one is `null` under the `omit` error policy, else the whole answer is 404.
+fn work_items_by_id(
+    org: &Organization,
+    urls: &Urls,
+    scope: Option<&str>,
+    ids: &[u64],
+    expand: &str,
+    omit: bool,
+) -> Result<Response, AdoError> {
+    if ids.is_empty() || ids.len() > WORK_ITEMS_BATCH_MAX {
+        return Err(AdoError::bad_argument(format!(
+            "VS403474: The number of ids must be between 1 and {WORK_ITEMS_BATCH_MAX}; got {}.",
+            ids.len()
+        )));
+    }
     let mut values = Vec::with_capacity(ids.len());
-    for id in ids {
-        match org.work_items.iter().find(|w| w.id == id) {
-            Some(item) => values.push(org.work_item_json(&urls, item, &expand)),
+    for &id in ids {
+        let found = org
+            .work_items
+            .iter()
+            .find(|w| w.id == id && scope.is_none_or(|p| p == w.project_id));
+        match found {
+            Some(item) => values.push(org.work_item_json(urls, item, expand)),
             None if omit => values.push(Value::Null),
             None => {
                 return Ok(not_found(format!(

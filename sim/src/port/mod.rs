@@ -48,6 +48,7 @@ mod auth;
 mod error;
 mod integration;
 mod limit;
+mod presentation;
 mod request;
 mod routes;
 mod store;
@@ -133,6 +134,7 @@ pub(crate) struct PortState {
     pub(crate) window: Mutex<limit::Window>,
     pub(crate) traffic: Traffic,
     pub(crate) action_runs: Mutex<action_runs::ActionRuns>,
+    pub(crate) presentation: Mutex<presentation::Presentation>,
     /// Upsert requests answered so far (picks each one's jitter).
     pub(crate) upserts: std::sync::atomic::AtomicU64,
     /// The outage in force, if any, and the answers it has given.
@@ -174,6 +176,7 @@ impl PortSim {
             tokens: Mutex::default(),
             traffic: Traffic::default(),
             action_runs: Mutex::default(),
+            presentation: Mutex::default(),
             upserts: Default::default(),
             outage: Mutex::default(),
             refused: Mutex::default(),

@@ -48,10 +48,14 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
         ("/v1/blueprints/{bp}/entities/search",             post(blueprint_search)),
         ("/v1/blueprints/{bp}/entities/{id}",               get(get_entity)),
         ("/v1/blueprints/{bp}/entities/{id}",               delete(delete_entity)),
+        ("/v1/blueprints/{bp}/scorecards",                  post(create_scorecard)),
+        ("/v1/pages",                                       post(create_page)),
         ("/v1/blueprints/{bp}/bulk/entities/delete",        post(bulk_delete)),
         ("/v1/blueprints/entities/datasource-entities",     post(datasource_entities)),
         ("/v1/entities/search",                             post(search)),
+        ("/v1/organization",                                get(organization)),
         ("/v1/integration",                                 post(create_integration)),
+        ("/v1/integration/provision-enabled",               get(provision_enabled)),
         ("/v1/integration/{id}",                            get(get_integration)),
         ("/v1/integration/{id}",                            patch(patch_integration)),
         ("/v1/integration/{id}/config",                     patch(patch_integration_config)),
@@ -562,6 +566,68 @@ fn integration_not_found(identifier: &str) -> PortError {
     PortError::not_found(format!(
         "Integration with identifier \"{identifier}\" was not found"
     ))
+}
+
+/// A scorecard of an existing blueprint: 201, 404 for an unknown blueprint, 409 for an
+/// identifier taken.
+async fn create_scorecard(request: PortRequest, Body(body): Body) -> Answer {
+    let blueprint = request.param("bp");
+    if lock(&request.state.catalog).blueprint(&blueprint).is_none() {
+        return Err(PortError::not_found(format!(
+            "Blueprint with identifier \"{blueprint}\" was not found"
+        )));
+    }
+    let identifier = identifier_of(&body, "a scorecard")?;
+    let mut scorecard = body.clone();
+    scorecard["blueprint"] = json!(blueprint);
+    if !lock(&request.state.presentation).add_scorecard(&blueprint, &identifier, scorecard.clone())
+    {
+        return Err(taken("A scorecard with this identifier already exists"));
+    }
+    ok(
+        StatusCode::CREATED,
+        json!({"ok": true, "scorecard": scorecard}),
+    )
+}
+
+/// A page: 201, 409 for an identifier taken.
+async fn create_page(State(state): State<Arc<PortState>>, Body(body): Body) -> Answer {
+    let identifier = identifier_of(&body, "a page")?;
+    if !lock(&state.presentation).add_page(&identifier, body.clone()) {
+        return Err(taken("A page with this identifier already exists"));
+    }
+    ok(StatusCode::CREATED, json!({"ok": true, "page": body}))
+}
+
+/// The `identifier` of a created resource, or 422 naming what lacks it.
+fn identifier_of(body: &Value, what: &str) -> Result<String, PortError> {
+    body.get("identifier")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| PortError::invalid(format!("{what} needs an \"identifier\"")))
+}
+
+fn taken(message: &str) -> PortError {
+    PortError::new(StatusCode::CONFLICT, "identifier_taken", message)
+}
+
+/// The organization the credentials belong to: its id and no feature flags (Port's defaults).
+async fn organization(State(state): State<Arc<PortState>>) -> Answer {
+    Ok(Json(json!({
+        "ok": true,
+        "organization": {
+            "id": format!("org_{}", state.config.client_id),
+            "name": "Simulated organization",
+            "featureFlags": [],
+        },
+    }))
+    .into_response())
+}
+
+/// The integration types whose resources Port provisions itself: none here, so an integration
+/// creates its own blueprints and mapping.
+async fn provision_enabled() -> Answer {
+    Ok(Json(json!({"ok": true, "integrations": []})).into_response())
 }
 
 async fn get_integration(request: PortRequest) -> Answer {

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Runs the Python Azure DevOps integration (Ocean) and adoport against one simulated Azure DevOps
+# organization and two simulated Ports, with the default mapping, one ONCE resync each, then
+# compares the blueprints and entities of the two Ports one by one and prints the differences.
+#
+# Usage: scripts/side-by-side.sh [--report-only]
+#   --report-only   exit 0 even when the two Ports differ
+# Environment:
+#   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT below) to use
+#                   instead of cloning it (machines without network access to GitHub)
+#   PYTHON          the Python (>= 3.12) to build the virtualenv with
+#   SIDE_BY_SIDE_PROJECTS, SIDE_BY_SIDE_REPOSITORIES  size of the simulated organization (2, 3)
+# Needs: Python >= 3.12, git (unless OCEAN_SOURCE), cargo, network access to PyPI the first time.
+# Everything it downloads or writes stays in target/side-by-side/ (reused by later runs).
+set -euo pipefail
+
+OCEAN_REPO=https://github.com/port-labs/ocean
+OCEAN_COMMIT=b10c808aae2691d44bd6575f27e442561f6795df
+INTEGRATION_DIR=integrations/azure-devops
+PROJECTS=${SIDE_BY_SIDE_PROJECTS:-2}
+REPOSITORIES=${SIDE_BY_SIDE_REPOSITORIES:-3}
+CLIENT_ID=sim-client
+CLIENT_SECRET=sim-secret
+PAT=sim-pat
+IDENTIFIER=my-azure-devops-integration
+RUN_TIMEOUT_SECS=600
+
+report_only=
+for arg in "$@"; do
+  case "$arg" in
+    --report-only) report_only=--report-only ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "side-by-side: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+scripts="$root/scripts"
+cache="$root/target/side-by-side"
+logs="$cache/logs"
+mkdir -p "$cache" "$logs"
+
+say() { echo "side-by-side: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# --- Python >= 3.12 ----------------------------------------------------------------------------
+python_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; }
+find_python() {
+  local candidate
+  if [ -n "${PYTHON:-}" ]; then
+    python_ok "$PYTHON" && { echo "$PYTHON"; return; }
+    die "PYTHON=$PYTHON is not a Python >= 3.12"
+  fi
+  for candidate in python3.13 python3.12 python3; do
+    if command -v "$candidate" >/dev/null && python_ok "$candidate"; then
+      command -v "$candidate"; return
+    fi
+  done
+  local pyenv_root=${PYENV_ROOT:-$HOME/.pyenv}
+  for candidate in "$pyenv_root"/versions/3.1[2-9]*/bin/python3; do
+    if [ -x "$candidate" ] && python_ok "$candidate"; then echo "$candidate"; return; fi
+  done
+  die "needs Python >= 3.12 (the Python integration's requirement): none found as python3.13, \
+python3.12 or python3 on PATH, nor under pyenv's versions; install one or set PYTHON"
+}
+python=$(find_python)
+say "Python: $python ($("$python" --version 2>&1))"
+
+# --- virtualenv with the integration's locked dependencies --------------------------------------
+venv="$cache/venv"
+requirements="$scripts/side-by-side-requirements.txt"
+stamp="$venv/.requirements"
+if [ ! -f "$stamp" ] || ! cmp -s "$requirements" "$stamp"; then
+  say "installing the integration's pinned dependencies into $venv (first run: a few minutes)"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" \
+    > "$logs/pip.log" 2>&1 \
+    || { tail -20 "$logs/pip.log" >&2; die "pip install failed (log: $logs/pip.log)"; }
+  cp "$requirements" "$stamp"
+fi
+
+# --- the integration's source at the pinned commit ----------------------------------------------
+if [ -n "${OCEAN_SOURCE:-}" ]; then
+  source_root=$OCEAN_SOURCE
+  [ -d "$source_root/$INTEGRATION_DIR" ] || die "OCEAN_SOURCE=$source_root has no $INTEGRATION_DIR"
+else
+  source_root="$cache/ocean"
+  if [ "$(git -C "$source_root" rev-parse HEAD 2>/dev/null)" != "$OCEAN_COMMIT" ]; then
+    say "fetching $OCEAN_REPO at $OCEAN_COMMIT"
+    rm -rf "$source_root"
+    git init --quiet "$source_root"
+    git -C "$source_root" fetch --quiet --depth 1 "$OCEAN_REPO" "$OCEAN_COMMIT" \
+      || die "could not fetch $OCEAN_REPO (set OCEAN_SOURCE to a checkout at $OCEAN_COMMIT)"
+    git -C "$source_root" checkout --quiet FETCH_HEAD
+  fi
+fi
+integration="$source_root/$INTEGRATION_DIR"
+
+# --- adoport ------------------------------------------------------------------------------------
+say "building adoport"
+(cd "$root" && cargo build --quiet -p adoport)
+adoport="$root/target/debug/adoport"
+
+# --- one simulated organization, two Ports -------------------------------------------------------
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+mapfile -t ports < <("$python" "$scripts/side_by_side.py" free-ports 4)
+start_sim() { # name ado-port port-port: starts one `adoport sim` (its log: sim-<name>.log)
+  rm -f "$logs/sim-$1.log" # before the start: a previous run's log would name other ports
+  "$adoport" sim --ado-listen "127.0.0.1:$2" --port-listen "127.0.0.1:$3" \
+    --projects "$PROJECTS" --repositories "$REPOSITORIES" > "$logs/sim-$1.log" 2>&1 &
+  pids+=($!)
+}
+organization_url() { # name: waits for that simulator, then prints its organization URL
+  local out="$logs/sim-$1.log" tries=0
+  until grep -q "organization URL" "$out" 2>/dev/null; do
+    tries=$((tries + 1))
+    [ "$tries" -le 300 ] || die "the $1 simulators did not start (log: $out)"
+    sleep 0.1
+  done
+  grep -o 'http://[^ ]*' "$out" | head -1
+}
+start_sim python "${ports[0]}" "${ports[1]}"
+start_sim adoport "${ports[2]}" "${ports[3]}"
+# Both integrations read the first organization (the URLs they map name its host); the second
+# process serves only its Port.
+org=$(organization_url python)
+organization_url adoport > /dev/null
+python_port="http://127.0.0.1:${ports[1]}"
+adoport_port="http://127.0.0.1:${ports[3]}"
+
+common_env=(
+  OCEAN__PORT__CLIENT_ID="$CLIENT_ID" OCEAN__PORT__CLIENT_SECRET="$CLIENT_SECRET"
+  OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN="$PAT"
+  OCEAN__INTEGRATION__IDENTIFIER="$IDENTIFIER" OCEAN__INTEGRATION__TYPE=azure-devops
+  OCEAN__EVENT_LISTENER='{"type":"ONCE"}' OCEAN__INITIALIZE_PORT_RESOURCES=true
+)
+
+# --- the Python integration, one resync ----------------------------------------------------------
+say "running the Python integration (ONCE) against $org (log: $logs/python.log)"
+started=$SECONDS
+(cd "$integration" && env "${common_env[@]}" \
+  OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
+  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail > "$logs/python.log" 2>&1) \
+  || { tail -20 "$logs/python.log" >&2; die "the Python integration failed"; }
+grep -q "Resync finished successfully" "$logs/python.log" \
+  || die "the Python integration did not finish its resync (log: $logs/python.log)"
+say "Python integration done in $((SECONDS - started)) s"
+
+# --- adoport, one resync -------------------------------------------------------------------------
+say "running adoport all (ONCE) against $org (log: $logs/adoport.log)"
+started=$SECONDS
+env "${common_env[@]}" \
+  OCEAN__PORT__BASE_URL="$adoport_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
+  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$adoport" all > "$logs/adoport.log" 2>&1 \
+  || { tail -20 "$logs/adoport.log" >&2; die "adoport failed (log: $logs/adoport.log)"; }
+say "adoport done in $((SECONDS - started)) s"
+
+# --- entity by entity ----------------------------------------------------------------------------
+PORT_CLIENT_ID="$CLIENT_ID" PORT_CLIENT_SECRET="$CLIENT_SECRET" \
+  "$python" "$scripts/side_by_side.py" compare "$python_port" "$adoport_port" $report_only
