@@ -93,7 +93,7 @@ async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
                 // Two YAML documents → a list; README.md resolved in deploy/, where there is none.
                 assert_eq!(parsed.as_array().map(Vec::len), Some(2), "{parsed}");
                 assert_eq!(parsed[1]["image"], format!("{name}:latest"));
-                assert!(item["__includedFiles"]["README.md"].is_null());
+                assert_eq!(item["__includedFiles"]["README.md"], "");
             }
             other => panic!("unexpected file {other:?}"),
         }

@@ -7,7 +7,7 @@ use adoport_ingest::{CrawlFence, CrawlLimits, CrawlStamp};
 use adoport_shared::messages::ResyncId;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::ado::AdoSimConfig;
-use serde_json::json;
+use serde_json::{Value, json};
 
 mod support;
 
@@ -50,17 +50,25 @@ async fn repositories_carry_included_files_from_the_default_branch() {
                 "{repository}"
             );
         } else {
-            assert!(readme.is_null(), "empty repository has no README");
+            // As the Python integration writes a file it cannot find: "", not null.
+            assert_eq!(readme, &json!(""), "empty repository has no README");
         }
         assert!(
-            files.get("CODEOWNERS").is_some(),
-            "key present even when missing"
+            files["CODEOWNERS"].is_string(),
+            "key present, a string even when missing: {repository}"
         );
+    }
+    fn codeowners(repository: &Value) -> Option<&str> {
+        repository["__includedFiles"]["CODEOWNERS"].as_str()
     }
     assert!(
         repositories
             .iter()
-            .any(|r| r["__includedFiles"]["CODEOWNERS"].is_string())
+            .any(|r| codeowners(r).is_some_and(|c| !c.is_empty()))
+    );
+    assert!(
+        repositories.iter().any(|r| codeowners(r) == Some("")),
+        "a repository without CODEOWNERS reads as \"\""
     );
     h.sim.shutdown().await;
 }

@@ -126,8 +126,8 @@ pub(crate) enum FileRead {
     Skipped,
 }
 
-/// `__includedFiles` for an item at `directory`: each name's text at `version`, `null` when
-/// missing.
+/// `__includedFiles` for an item at `directory`: each name's text at `version`, `""` when
+/// missing (as the Python integration writes it).
 pub(crate) async fn included_files(
     client: &AdoClient,
     repository: &Value,
@@ -143,7 +143,8 @@ pub(crate) async fn included_files(
             let item = none_if_missing(read.await)?;
             let content = item
                 .and_then(|i| i.get("content").and_then(Value::as_str).map(String::from))
-                .map_or(Value::Null, Value::String);
+                .unwrap_or_default();
+            let content = Value::String(content);
             Ok::<_, AdoError>((name, content))
         })
         .buffered(CONCURRENT_DOWNLOADS)

@@ -163,8 +163,9 @@ impl<'a> ItemBuilder<'a> {
         }
     }
 
-    /// `__includedFiles` of one repository: each path's text on the default branch, `null`
-    /// when the file (or the default branch) does not exist.
+    /// `__includedFiles` of one repository: each path's text on the default branch, `""` when
+    /// the file (or the default branch) does not exist, as the Python integration writes it (a
+    /// failed read other than that 404 fails the kind instead of reading as `""`).
     async fn included_files(
         &self,
         repository: &Value,
@@ -179,10 +180,10 @@ impl<'a> ItemBuilder<'a> {
                         .client
                         .file_text(project_id, repository_id, &path, branch)
                         .await?
-                        .map_or(Value::Null, Value::String),
-                    None => Value::Null,
+                        .unwrap_or_default(),
+                    None => String::new(),
                 };
-                Ok::<_, AdoError>((path, content))
+                Ok::<_, AdoError>((path, Value::String(content)))
             })
             .buffered(INCLUDED_FILES_CONCURRENCY)
             .try_collect()
