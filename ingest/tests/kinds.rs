@@ -337,3 +337,53 @@ async fn every_event_of_an_attempt_is_observed_at_the_attempt_start() {
         assert_eq!(event.attempt, Some(stamp.attempt));
     }
 }
+
+/// Azure DevOps answers 500 for the boards of a team that is in no iteration. The Python
+/// integration skips such a team; so do we, once the team's (empty) iterations confirm it. A
+/// 500 for a team that has iterations is an outage: the kind fails and nothing is skipped.
+#[tokio::test]
+async fn a_team_in_no_iteration_has_no_boards_and_other_500s_still_fail_the_kind() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let boards_route = "GET /{org}/{project}/{team}/_apis/work/boards";
+    let iterations_route = "GET /{org}/{project}/{team}/_apis/work/teamsettings/iterations";
+
+    // Every attempt at every team's boards fails (three teams read at once, six attempts
+    // each), for teams that have iterations: an outage.
+    h.sim
+        .fail_next(boards_route, vec![ScriptedAnswer::status(500); 3 * 6]);
+    let (report, _) = h.crawl(&[plan("board", json!({}))]).await;
+    assert_eq!(report.failed_kinds(), ["board"]);
+    assert!(
+        failure(&report, "board").contains("500"),
+        "{}",
+        failure(&report, "board")
+    );
+    let checked = h.requests(iterations_route);
+    assert!(
+        checked >= 1,
+        "the 500 was checked against the team's iterations"
+    );
+
+    let project = h.sim.projects()[0]["id"]
+        .as_str()
+        .expect("project id")
+        .to_string();
+    h.sim.remove_team_iterations(&project);
+    let items = h
+        .crawl_ok(&[plan("board", json!({})), plan("column", json!({}))])
+        .await;
+    let boards = counted(&items, "board", 2);
+    assert!(
+        boards
+            .iter()
+            .all(|b| b["__project"]["id"] != project.as_str()),
+        "the team in no iteration has no board"
+    );
+    counted(&items, "column", 2 * 4 * 2);
+    assert_eq!(
+        h.requests(iterations_route),
+        checked + 1,
+        "only a 500 is checked against the team's iterations"
+    );
+    h.sim.shutdown().await;
+}

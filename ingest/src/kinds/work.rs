@@ -71,9 +71,24 @@ impl Crawler {
                 let team_id = &TeamId::new(text(team, "id").unwrap_or_default());
                 let references = match self.client.boards(project_id, team_id).await {
                     Ok(references) => references,
-                    // The team went away between the list and the read. (Azure DevOps answers
-                    // 500 for a team without iterations: not tolerated yet, the kind fails.)
+                    // The team went away between the list and the read.
                     Err(AdoError::NotFound { .. }) => continue,
+                    // Azure DevOps answers 500 for the boards of a team that is in no
+                    // iteration; the Python integration skips such a team, and so do we once
+                    // the team's iterations confirm it (any other 500 fails the kind).
+                    Err(e) if e.status() == Some(500) => {
+                        let iterations = self.client.team_iterations(project_id, team_id).await?;
+                        if !iterations.is_empty() {
+                            return Err(e);
+                        }
+                        tracing::warn!(
+                            project = %project_id,
+                            team = %team_id,
+                            "Azure DevOps answered 500 for the boards of a team in no iteration: \
+                             the team has no boards (assign it an iteration to read them)"
+                        );
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 for reference in references {

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::error::AdoError;
 use super::request::{AdoRequest, JsonBody};
+use crate::traffic::lock;
 use super::routes::{
     continuation_token, continued_list, list, ok_json, parse_count, required_array,
 };
@@ -233,6 +234,9 @@ pub(super) async fn iterations(request: AdoRequest) -> Result<Response, AdoError
         .query
         .get("$timeframe")
         .map(|f| f.to_ascii_lowercase());
+    if lock(&request.state.teams_without_iterations).contains(&project.id) {
+        return Ok(list(Vec::new()));
+    }
     let values = org
         .iterations_json(&request.urls, project)
         .into_iter()

@@ -140,6 +140,9 @@ pub(crate) struct AdoState {
     pub(crate) default_host: String,
     /// Project ids every request naming them (in any path segment) gets a 403 for.
     pub(crate) forbidden_projects: Mutex<std::collections::HashSet<String>>,
+    /// Project ids whose default team is in no iteration: its iterations list is empty and its
+    /// boards answer 500, as Azure DevOps answers for such a team.
+    pub(crate) teams_without_iterations: Mutex<std::collections::HashSet<String>>,
     /// Service-hook subscriptions, in creation order.
     pub(crate) subscriptions: Mutex<Vec<Value>>,
     /// Runs started through the Pipelines API.
@@ -172,6 +175,7 @@ impl AdoState {
             traffic: Traffic::default(),
             default_host,
             forbidden_projects: Mutex::new(std::collections::HashSet::new()),
+            teams_without_iterations: Mutex::new(std::collections::HashSet::new()),
             subscriptions: Mutex::new(Vec::new()),
             pipeline_runs: Mutex::default(),
             live: live::LiveState::default(),
@@ -346,6 +350,13 @@ impl AdoSim {
     /// Every request naming this project id (in any path segment) gets 403 from now on.
     pub fn forbid_project(&self, project_id: &str) {
         lock(&self.state.forbidden_projects).insert(project_id.to_string());
+    }
+
+    /// Takes this project's default team out of every iteration: from now on its iterations
+    /// list is empty and listing its boards answers 500, as Azure DevOps does.
+    pub fn remove_team_iterations(&self, project_id: &str) {
+        lock(&self.state.teams_without_iterations).insert(project_id.to_string());
+        self.state.traffic.touch();
     }
 
     /// The service-hook subscriptions that exist, as `GET _apis/hooks/subscriptions` lists them.

@@ -372,6 +372,14 @@ fn unknown_team(team: String) -> AdoError {
 pub(super) async fn list_boards(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = team_project(&org, &request.params, unknown_team)?;
+    if lock(&request.state.teams_without_iterations).contains(&project.id) {
+        // What Azure DevOps answers for the boards of a team that is in no iteration.
+        return Err(AdoError::service(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Object reference not set to an instance of an object.",
+            "System.NullReferenceException, mscorlib",
+        ));
+    }
     Ok(list(vec![org.board_reference(&request.urls, project)]))
 }
 
