@@ -38,6 +38,7 @@ pub mod client;
 pub mod compare;
 pub mod concurrency;
 pub mod error;
+pub mod integration_record;
 pub mod membership;
 pub mod ordering;
 pub mod reconcile;

@@ -163,6 +163,10 @@ pub struct EventListener {
     /// POLLING: whether to resync at start-up (Ocean's `resync_on_start`).
     #[serde(deserialize_with = "flex::bool")]
     pub resync_on_start: bool,
+    /// WEBHOOK: the public URL Port sends resync requests to (`{app_host}/resync`), which the
+    /// integration record in Port names as its changelog destination (Ocean's `app_host`).
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub app_host: Option<String>,
 }
 
 impl Default for EventListener {
@@ -171,6 +175,7 @@ impl Default for EventListener {
             kind: EventListenerType::default(),
             interval: 60,
             resync_on_start: true,
+            app_host: None,
         }
     }
 }

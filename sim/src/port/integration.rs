@@ -7,6 +7,15 @@ use std::collections::BTreeMap;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+/// Fields of a `POST /v1/integration` body stored as sent, beside the identifier, type,
+/// version and config.
+const RECORD_FIELDS: [&str; 4] = [
+    "changelogDestination",
+    "actionsProcessingEnabled",
+    "incrementalSyncEnabled",
+    "createPortResourcesOrigin",
+];
+
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -23,6 +32,8 @@ pub(crate) struct Integrations {
     pub resync_requested_at: String,
     /// kind → examples, last write wins.
     pub examples: BTreeMap<String, Vec<Value>>,
+    /// Every `PATCH /v1/integration/{id}` body applied to an installed integration, in order.
+    pub patches: Vec<Value>,
 }
 
 impl Integrations {
@@ -40,6 +51,7 @@ impl Integrations {
             resync_state_entities: Vec::new(),
             resync_requested_at: now(),
             examples: BTreeMap::new(),
+            patches: Vec::new(),
         }
     }
 
@@ -82,11 +94,22 @@ impl Integrations {
             body.get("version").cloned().unwrap_or(Value::Null),
             body.get("config").cloned().unwrap_or_else(|| json!({})),
         );
-        if let (Value::Object(map), Some(dest)) = (&mut object, body.get("changelogDestination")) {
-            map.insert("changelogDestination".into(), dest.clone());
+        if let Value::Object(map) = &mut object {
+            for field in RECORD_FIELDS {
+                if let Some(value) = body.get(field) {
+                    map.insert(field.into(), value.clone());
+                }
+            }
         }
         self.installed.insert(identifier, object.clone());
         Some(object)
+    }
+
+    /// `PATCH /v1/integration/{id}`: [`Self::patch`], recorded.
+    pub(crate) fn patch_record(&mut self, identifier: &str, body: &Value) -> Option<Value> {
+        let answer = self.patch(identifier, body)?;
+        self.patches.push(body.clone());
+        Some(answer)
     }
 
     /// Applies a `PATCH` body (top-level fields replace); an empty body requests a resync.

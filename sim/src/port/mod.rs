@@ -26,7 +26,7 @@
 //! | `GET /v1/blueprints/{bp}`, `PATCH /v1/blueprints/{bp}` | one blueprint |
 //! | `GET /v1/integration/{id}` | `{ok, integration: {identifier, installationAppType, config, resyncState, …}}`, 404 when not installed |
 //! | `POST /v1/integration` | create (409 when it exists) |
-//! | `PATCH /v1/integration/{id}` | update fields; an empty body requests a resync |
+//! | `PATCH /v1/integration/{id}` | update fields, recorded, see [`PortSim::integration_patches`]; an empty body requests a resync |
 //! | `PATCH /v1/integration/{id}/config` | `{config}` |
 //! | `PATCH /v1/integration/{id}/resync-state` | recorded, see [`PortSim::resync_states`] |
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
@@ -354,6 +354,26 @@ impl PortSim {
     /// Every resync-state report received (`PATCH /v1/integration/{id}/resync-state` bodies).
     pub fn resync_states(&self) -> Vec<Value> {
         lock(&self.state.integrations).resync_states.clone()
+    }
+
+    /// Every `PATCH /v1/integration/{id}` body applied (404s for an unknown integration are
+    /// not), in order.
+    pub fn integration_patches(&self) -> Vec<Value> {
+        lock(&self.state.integrations).patches.clone()
+    }
+
+    /// Installs an integration as another program (the Python integration, say) left it: the
+    /// object `GET /v1/integration/{id}` answers is `record` over the simulator's defaults.
+    pub fn install_integration(&self, record: Value) {
+        let identifier = self.state.config.integration_identifier.clone();
+        {
+            let mut integrations = lock(&self.state.integrations);
+            let create =
+                serde_json::json!({"installationId": identifier, "config": {"resources": []}});
+            integrations.create(&create);
+            integrations.patch(&identifier, &record);
+        }
+        self.state.traffic.touch();
     }
 
     /// The raw-data examples last received for a kind.

@@ -600,7 +600,7 @@ async fn patch_integration(request: PortRequest, Body(body): Body) -> Answer {
     let identifier = request.param("id");
     integration_answer(
         &identifier,
-        lock(&request.state.integrations).patch(&identifier, &body),
+        lock(&request.state.integrations).patch_record(&identifier, &body),
     )
 }
 
