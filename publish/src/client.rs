@@ -560,6 +560,68 @@ impl PortClient {
         .await
     }
 
+    /// Where Port takes the integration's sync metrics: the record's
+    /// `metricAttributes.ingestUrl` (the Python integration's `get_metrics_attributes`), or
+    /// `None` when the record (or the integration) has none.
+    pub async fn metrics_ingest(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<crate::sync_metrics::MetricsIngest>, PublishError> {
+        Ok(self
+            .integration(identifier)
+            .await?
+            .and_then(|record| crate::sync_metrics::MetricsIngest::of_record(&record)))
+    }
+
+    /// `POST {ingestUrl}/syncMetrics` with `{"syncKindsMetrics": [...]}`: one event per kind
+    /// (see `sync_metrics`).
+    pub async fn post_sync_metrics(
+        &self,
+        ingest_url: &str,
+        metrics: &[Value],
+    ) -> Result<(), PublishError> {
+        self.post_to_ingest(
+            "sync metrics report",
+            &format!("{ingest_url}/syncMetrics"),
+            &json!({ "syncKindsMetrics": metrics }),
+        )
+        .await
+    }
+
+    /// `POST {ingestUrl}/heartbeat` with `{"eventId"}`: the resync `event_id` is alive.
+    pub async fn post_metrics_heartbeat(
+        &self,
+        ingest_url: &str,
+        event_id: &str,
+    ) -> Result<(), PublishError> {
+        self.post_to_ingest(
+            "sync metrics heartbeat",
+            &format!("{ingest_url}/heartbeat"),
+            &json!({ "eventId": event_id }),
+        )
+        .await
+    }
+
+    async fn post_to_ingest(
+        &self,
+        what: &str,
+        url: &str,
+        body: &Value,
+    ) -> Result<(), PublishError> {
+        let operation = format!("{what} (POST {url})");
+        let url = Url::parse(url).map_err(|e| {
+            PublishError::Setup(format!("Port's metrics ingest URL {url} is not a URL: {e}"))
+        })?;
+        // The answer's body is not read: only its status says whether Port took it.
+        let response = self
+            .send(&operation, |http| http.post(url.clone()).json(body))
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(&operation, response).await.into());
+        }
+        Ok(())
+    }
+
     /// `POST /v1/integration` with the body the Python integration sends.
     pub async fn create_integration(&self, body: &Value) -> Result<(), PublishError> {
         self.write(

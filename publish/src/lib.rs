@@ -47,6 +47,7 @@ pub mod retry;
 mod send;
 pub mod sharing;
 pub mod stats;
+pub mod sync_metrics;
 pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};

@@ -55,6 +55,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::sync_metrics::{KindFigures, MetricsIngest, SyncContext, kind_event};
 use barrier::{Barrier, Passed};
 use tally::{Progress, Reported, Tally};
 
@@ -203,6 +204,19 @@ pub struct ResyncSummary {
     pub seconds: f64,
 }
 
+impl From<&KindSummary> for KindFigures {
+    fn from(kind: &KindSummary) -> Self {
+        Self {
+            extracted: kind.items_crawled,
+            transformed: kind.entities_produced,
+            transform_failed: kind.failed_items,
+            loaded: kind.upserted,
+            load_failed: kind.dead_lettered,
+            skipped: kind.skipped,
+        }
+    }
+}
+
 impl ResyncSummary {
     /// Fills in what publish did with the resync's changes (this process's share).
     fn add_publish_counts(&mut self, counts: &ResyncCounts) {
@@ -281,6 +295,9 @@ pub struct Reconciler {
     tracking: watch::Sender<Tracking>,
     /// The publish worker of this process, to tell in a resync's summary what it did.
     publish: Option<PublishStats>,
+    /// Port's metrics ingest URL from the integration record, read once (`None`: the record
+    /// has none, so no sync metrics are sent).
+    metrics_ingest: tokio::sync::OnceCell<Option<MetricsIngest>>,
 }
 
 /// The resyncs the coordinator follows: open ones by id, ended ones remembered (bounded) with
@@ -351,6 +368,7 @@ impl Reconciler {
             summary: watch::Sender::new(None),
             tracking: watch::Sender::new(Tracking::default()),
             publish: None,
+            metrics_ingest: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -524,6 +542,8 @@ impl Reconciler {
                     tracing::info!(resync_id = %resync_id, attempt = ?attempt, "resync crawled again (its crawl was restarted); only the attempt that finishes counts");
                 }
                 self.report_state("running", tally.started_at, None).await;
+                self.report_sync_metrics(resync_id, "syncing", 0.0, &BTreeMap::new())
+                    .await;
             }
             _ if ended_attempts.is_some() => {
                 tracing::debug!(resync_id = %resync_id, "message of an ended resync ignored");
@@ -635,8 +655,90 @@ impl Reconciler {
             summary.add_publish_counts(&publish.resync_counts(resync_id));
         }
         summary.log();
+        let sync_state = match summary.status {
+            "failed" => "failed",
+            _ => "completed",
+        };
+        self.report_sync_metrics(resync_id, sync_state, summary.seconds, &summary.kinds)
+            .await;
         self.summary.send_replace(Some(summary));
         outcome
+    }
+
+    /// Ocean's sync metrics of a resync (`sync_metrics`): one event per kind of the mapping
+    /// with `kinds`' figures (zeros for a kind not in it), then a heartbeat of the resync, to
+    /// the integration record's metrics ingest URL. Without one nothing is sent; a failure is
+    /// logged, never fatal (as Ocean).
+    async fn report_sync_metrics(
+        &self,
+        resync_id: ResyncId,
+        sync_state: &str,
+        seconds: f64,
+        kinds: &BTreeMap<String, KindSummary>,
+    ) {
+        let identifier = &self.config.integration_identifier;
+        let ingest = self
+            .metrics_ingest
+            .get_or_try_init(|| self.client.metrics_ingest(identifier))
+            .await;
+        let ingest = match ingest {
+            Ok(Some(ingest)) => ingest,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read where Port takes the sync metrics");
+                return;
+            }
+        };
+        let event_id = resync_id.to_string();
+        let context = SyncContext {
+            integration_identifier: identifier,
+            installation_type: &ingest.installation_type,
+            event_id: &event_id,
+            sync_state,
+            seconds,
+            success: sync_state == "completed",
+        };
+        let events = self.kind_events(&context, kinds);
+        if let Err(e) = self.client.post_sync_metrics(&ingest.url, &events).await {
+            tracing::warn!(sync_state, error = %e, "could not report the sync metrics to Port");
+        }
+        if let Err(e) = self
+            .client
+            .post_metrics_heartbeat(&ingest.url, &event_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not send the sync metrics heartbeat to Port");
+        }
+    }
+
+    /// One event per kind: in the current mapping's order (Ocean's `{kind}-{index}`, a kind
+    /// mapped twice counted at its first index), then kinds the mapping no longer has.
+    fn kind_events(
+        &self,
+        context: &SyncContext<'_>,
+        kinds: &BTreeMap<String, KindSummary>,
+    ) -> Vec<Value> {
+        let resources = self
+            .config
+            .mapping
+            .as_ref()
+            .map(|versions| versions.current().config.resources.clone())
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mapped = resources.iter().enumerate().map(|(index, resource)| {
+            let blueprint = resource.port.entity.mappings.blueprint.as_str();
+            (resource.kind.as_str(), index, blueprint)
+        });
+        let unmapped = kinds.keys().map(|kind| (kind.as_str(), 0, ""));
+        for (kind, index, blueprint) in mapped.chain(unmapped) {
+            if !seen.insert(kind) {
+                continue;
+            }
+            let figures = kinds.get(kind).map(KindFigures::from).unwrap_or_default();
+            events.push(kind_event(context, kind, index, blueprint, &figures));
+        }
+        events
     }
 
     async fn decide(

@@ -1,6 +1,7 @@
 //! The integration resource Port keeps for an installation: its config (the mapping), the
 //! resync state the integration reports, the resync-request time it polls, and the raw-data
-//! examples it sends. Every report is recorded so tests can read them.
+//! examples it sends, the record updates, and the sync metrics and heartbeats sent to its
+//! metrics ingest URL. Every report is recorded so tests can read them.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,10 @@ pub(crate) struct Integrations {
     pub examples: BTreeMap<String, Vec<Value>>,
     /// Every `PATCH /v1/integration/{id}` body applied to an installed integration, in order.
     pub patches: Vec<Value>,
+    /// Every `POST {ingestUrl}/syncMetrics`'s `syncKindsMetrics`, in order.
+    pub sync_metrics: Vec<Vec<Value>>,
+    /// Every `POST {ingestUrl}/heartbeat`'s `eventId`, in order.
+    pub heartbeats: Vec<String>,
 }
 
 impl Integrations {
@@ -52,6 +57,8 @@ impl Integrations {
             resync_requested_at: now(),
             examples: BTreeMap::new(),
             patches: Vec::new(),
+            sync_metrics: Vec::new(),
+            heartbeats: Vec::new(),
         }
     }
 

@@ -31,6 +31,8 @@
 //! | `PATCH /v1/integration/{id}/resync-state` | recorded, see [`PortSim::resync_states`] |
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
+//! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`]; the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
+//! | `POST /v1/metrics-ingest/{id}/heartbeat` | `{eventId}` recorded, see [`PortSim::metrics_heartbeats`] |
 //! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
 //! | `{METHOD} <unmatched>` | 404 `not_found` |
 //!
@@ -374,6 +376,26 @@ impl PortSim {
             integrations.patch(&identifier, &record);
         }
         self.state.traffic.touch();
+    }
+
+    /// Gives the installed integration `metricAttributes.ingestUrl` (this simulator's
+    /// `/v1/metrics-ingest/{id}`), as Port's record has, so that sync metrics are sent.
+    pub fn enable_sync_metrics(&self) {
+        let identifier = self.state.config.integration_identifier.clone();
+        let url = format!("{}/v1/metrics-ingest/{identifier}", self.base_url());
+        let body = serde_json::json!({"metricAttributes": {"ingestUrl": url}});
+        lock(&self.state.integrations).patch(&identifier, &body);
+        self.state.traffic.touch();
+    }
+
+    /// Every `syncKindsMetrics` received, in order (one per `POST …/syncMetrics`).
+    pub fn sync_metrics(&self) -> Vec<Vec<Value>> {
+        lock(&self.state.integrations).sync_metrics.clone()
+    }
+
+    /// Every heartbeat's `eventId`, in order.
+    pub fn metrics_heartbeats(&self) -> Vec<String> {
+        lock(&self.state.integrations).heartbeats.clone()
     }
 
     /// The raw-data examples last received for a kind.
