@@ -109,6 +109,9 @@ pub struct ReconcileConfig {
     pub resync_timeout: Duration,
     /// `OCEAN__SCHEDULED_RESYNC_INTERVAL`, for `nextResync` / `intervalInMinuets`.
     pub interval_minutes: Option<u64>,
+    /// `OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS`: how often a running resync's sync metrics
+    /// heartbeat goes to Port (when the integration record says where).
+    pub heartbeat_interval: Duration,
     pub retry: RetryPolicy,
 }
 
@@ -125,6 +128,9 @@ impl ReconcileConfig {
             max_tracked: DEFAULT_MAX_TRACKED,
             resync_timeout: Duration::from_secs(6 * 3600),
             interval_minutes: settings.ocean.scheduled_resync_interval.filter(|m| *m > 0),
+            heartbeat_interval: Duration::from_secs(
+                settings.ocean.status_heartbeat_interval_seconds.max(1),
+            ),
             // The coordinator gives up on a call after its attempts (the next resync repairs):
             // it must not sit out a Port outage while progress messages queue behind it.
             retry: RetryPolicy {
@@ -441,9 +447,14 @@ impl Reconciler {
     ) -> Result<(), PublishError> {
         let mut resyncs = Resyncs::default();
         let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = heartbeat.tick() => {
+                    self.heartbeat(&resyncs);
+                    continue;
+                }
                 _ = tick.tick() => {
                     self.expire(&mut resyncs).await;
                     log_waiting(&resyncs);
@@ -709,6 +720,32 @@ impl Reconciler {
         {
             tracing::warn!(error = %e, "could not send the sync metrics heartbeat to Port");
         }
+    }
+
+    /// The sync metrics heartbeat of the newest running resync, as Ocean sends it every
+    /// `status_heartbeat_interval_seconds` while a resync runs; sent from a task of its own so
+    /// that a slow Port does not hold the coordinator. Only once the ingest URL was read (at
+    /// the resync's start).
+    fn heartbeat(&self, resyncs: &Resyncs) {
+        let Some(Some(ingest)) = self.metrics_ingest.get() else {
+            return;
+        };
+        let Some((resync_id, _)) = resyncs
+            .open
+            .iter()
+            .filter_map(|(id, tally)| tally.started_at.map(|at| (*id, at)))
+            .max_by_key(|(_, at)| *at)
+        else {
+            return;
+        };
+        let client = self.client.clone();
+        let url = ingest.url.clone();
+        tokio::spawn(async move {
+            let event_id = resync_id.to_string();
+            if let Err(e) = client.post_metrics_heartbeat(&url, &event_id).await {
+                tracing::warn!(error = %e, "could not send the sync metrics heartbeat to Port");
+            }
+        });
     }
 
     /// One event per kind: in the current mapping's order (Ocean's `{kind}-{index}`, a kind

@@ -9,8 +9,8 @@ use adoport::pipeline::Roles;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::PortSim;
 use adoport_tests::{
-    BusKind, Running, port_access_token, publish_process, resyncs_reported, roles, start,
-    start_webhooks_only, stop_process, within,
+    BusKind, Running, WEBHOOKS_ONLY, port_access_token, publish_process, resyncs_reported, roles,
+    start, start_webhooks_only, stop_process, within,
 };
 use serde_json::{Value, json};
 
@@ -309,9 +309,24 @@ fn object_count(event: &Value, phase: &str, result: &str) -> f64 {
 
 #[tokio::test]
 async fn a_resync_sends_the_python_integrations_sync_metrics_and_heartbeats() {
-    let mut running = start_webhooks_only("reconcile-metrics", 2, 3).await;
+    let heartbeat_every_second = ("OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS", "1");
+    let mut running = start(
+        "reconcile-metrics",
+        BusKind::Rabbit,
+        Roles::ALL,
+        2,
+        3,
+        &[WEBHOOKS_ONLY, heartbeat_every_second],
+    )
+    .await;
     // Port's record says where its metrics go: from now on they are sent there.
     running.world.port.enable_sync_metrics();
+    // Port holds the writes back for a few seconds, so the resync runs long enough for the
+    // heartbeats of a running resync.
+    running.world.port.fail_next(
+        "POST /v1/blueprints/{bp}/entities/bulk",
+        vec![ScriptedAnswer::rate_limited(2); 2],
+    );
     resync_again(&mut running).await;
     reported(&running, "completed", 1).await;
     let port = &running.world.port;
@@ -363,12 +378,13 @@ async fn a_resync_sends_the_python_integrations_sync_metrics_and_heartbeats() {
             "{event}"
         );
     }
-    // One resync, one event id: the heartbeats name it, at its start and at its end.
+    // One resync, one event id: the heartbeats name it, at its start, every second while it
+    // runs, and at its end.
     let event_id = project["eventId"].as_str().expect("eventId").to_string();
     assert_eq!(first[0]["eventId"], event_id.as_str());
     let heartbeats = port.metrics_heartbeats();
     assert!(
-        heartbeats.len() >= 2 && heartbeats.iter().all(|h| *h == event_id),
+        heartbeats.len() >= 4 && heartbeats.iter().all(|h| *h == event_id),
         "{heartbeats:?} for {event_id}"
     );
     running.stop().await;

@@ -329,6 +329,10 @@ pub struct OceanSettings {
     /// Seconds before an HTTP request to Azure DevOps or Port is abandoned.
     #[serde(deserialize_with = "flex::u64")]
     pub client_timeout: u64,
+    /// Seconds between the sync metrics heartbeats of a running resync (Ocean's
+    /// `status_heartbeat_interval_seconds`, 10; 0 is taken as 1).
+    #[serde(deserialize_with = "flex::u64")]
+    pub status_heartbeat_interval_seconds: u64,
     /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
     pub actions_processor: ActionsProcessor,
     /// Whether `env`/`$ENV` in a mapping's jq hold the process environment (its secrets left
@@ -397,6 +401,7 @@ impl Default for OceanSettings {
             send_raw_data_examples: true,
             base_url: None,
             client_timeout: 60,
+            status_heartbeat_interval_seconds: 10,
             actions_processor: ActionsProcessor::default(),
             allow_environment_variables_jq_access: true,
             log_level: None,
