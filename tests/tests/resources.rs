@@ -30,6 +30,23 @@ fn client(port: &PortSim) -> PortClient {
     .expect("client")
 }
 
+/// The Port simulator with the integration installed with `integration_config` as its
+/// mapping, or not installed (`None`).
+async fn port_with(integration_config: Option<Value>) -> PortSim {
+    PortSim::start(PortSimConfig {
+        integration_config,
+        ..PortSimConfig::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+/// A mapping the user wrote (not the default one).
+fn user_mapping() -> Value {
+    json!({"resources": [{"kind": "project", "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"mine\""}}}}]})
+}
+
 fn record() -> IntegrationRecord {
     IntegrationRecord::default()
 }
@@ -54,9 +71,7 @@ fn count(port: &PortSim, route: &str) -> u64 {
 
 #[tokio::test]
 async fn an_empty_port_gets_the_default_blueprints_and_mapping_once() {
-    let port = PortSim::start(PortSimConfig::default())
-        .await
-        .expect("simulator");
+    let port = port_with(None).await;
     assert!(port.integration(INTEGRATION).is_none());
     let client = client(&port);
     let defaults = default_blueprints().expect("defaults");
@@ -118,9 +133,7 @@ async fn replicas_starting_together_all_start_and_leave_the_full_defaults() {
     // A first deployment with several publish replicas: they race through the same creations.
     // Each must start (a 409 means another one created it), and Port ends with every default
     // blueprint in full and one integration.
-    let port = PortSim::start(PortSimConfig::default())
-        .await
-        .expect("simulator");
+    let port = port_with(None).await;
     let replicas: Vec<PortClient> = (0..4).map(|_| client(&port)).collect();
     let record = record();
     let (a, b, c, d) = tokio::join!(
@@ -166,14 +179,8 @@ async fn replicas_starting_together_all_start_and_leave_the_full_defaults() {
 
 #[tokio::test]
 async fn what_the_user_has_is_never_overwritten() {
-    let user_mapping = json!({"resources": [{"kind": "project", "selector": {"query": "true"},
-        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"mine\""}}}}]});
-    let port = PortSim::start(PortSimConfig {
-        integration_config: Some(user_mapping.clone()),
-        ..PortSimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let user_mapping = user_mapping();
+    let port = port_with(Some(user_mapping.clone())).await;
     // The user has one of the default blueprints, customised.
     let mine = json!({"identifier": "azureDevopsProject", "title": "My projects", "schema": {"properties": {}}, "relations": {}});
     port.define_blueprint(mine.clone());
@@ -209,9 +216,7 @@ async fn what_the_user_has_is_never_overwritten() {
 
 #[tokio::test]
 async fn a_first_start_creates_the_record_as_the_python_integration_does() {
-    let port = PortSim::start(PortSimConfig::default())
-        .await
-        .expect("simulator");
+    let port = port_with(None).await;
     let client = client(&port);
     let done = initialize(&client, INTEGRATION, &record())
         .await
@@ -231,14 +236,8 @@ async fn a_first_start_creates_the_record_as_the_python_integration_does() {
 
 #[tokio::test]
 async fn an_integration_the_python_integration_created_is_brought_up_to_date_once() {
-    let user_mapping = json!({"resources": [{"kind": "project", "selector": {"query": "true"},
-        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"mine\""}}}}]});
-    let port = PortSim::start(PortSimConfig {
-        integration_config: Some(user_mapping.clone()),
-        ..PortSimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let user_mapping = user_mapping();
+    let port = port_with(Some(user_mapping.clone())).await;
     // As the Python integration 0.1.x left it: an older version, its processing mode.
     port.install_integration(json!({
         "installationAppType": "azure-devops",
@@ -273,9 +272,7 @@ async fn an_integration_the_python_integration_created_is_brought_up_to_date_onc
 
 #[tokio::test]
 async fn a_missing_integration_is_not_patched() {
-    let port = PortSim::start(PortSimConfig::default())
-        .await
-        .expect("simulator");
+    let port = port_with(None).await;
     let client = client(&port);
     let updated = update_record(&client, INTEGRATION, &record())
         .await
@@ -295,12 +292,7 @@ async fn a_missing_integration_is_not_patched() {
 
 #[tokio::test]
 async fn a_refused_update_names_the_endpoint_status_and_answer() {
-    let port = PortSim::start(PortSimConfig {
-        integration_config: Some(json!({"resources": []})),
-        ..PortSimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let port = port_with(Some(json!({"resources": []}))).await;
     port.fail_next(
         "PATCH /v1/integration/{id}",
         vec![ScriptedAnswer::json(
