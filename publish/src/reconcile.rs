@@ -128,6 +128,7 @@ impl ReconcileConfig {
             max_tracked: DEFAULT_MAX_TRACKED,
             resync_timeout: Duration::from_secs(6 * 3600),
             interval_minutes: settings.ocean.scheduled_resync_interval.filter(|m| *m > 0),
+            // At least 1 (checked at start-up); `interval` panics on zero.
             heartbeat_interval: Duration::from_secs(
                 settings.ocean.status_heartbeat_interval_seconds.max(1),
             ),

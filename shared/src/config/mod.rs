@@ -330,7 +330,7 @@ pub struct OceanSettings {
     #[serde(deserialize_with = "flex::u64")]
     pub client_timeout: u64,
     /// Seconds between the sync metrics heartbeats of a running resync (Ocean's
-    /// `status_heartbeat_interval_seconds`, 10; 0 is taken as 1).
+    /// `status_heartbeat_interval_seconds`, 10; 1 to 3600, Ocean requires more than 0).
     #[serde(deserialize_with = "flex::u64")]
     pub status_heartbeat_interval_seconds: u64,
     /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
@@ -831,7 +831,14 @@ impl Settings {
     /// Checks that hold for every role.
     fn validate(&self) -> Result<(), ConfigError> {
         let broker = &self.pipeline.broker;
-        check_ranges([("ADOPORT__BROKER__PARTITIONS", broker.partitions, 1..=1024)])?;
+        check_ranges([
+            ("ADOPORT__BROKER__PARTITIONS", broker.partitions, 1..=1024),
+            (
+                "OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS",
+                self.ocean.status_heartbeat_interval_seconds,
+                1..=3_600,
+            ),
+        ])?;
         if broker.delivery_limit == 0 {
             return Err(ConfigError::Invalid {
                 setting: "ADOPORT__BROKER__DELIVERY_LIMIT".into(),
@@ -1159,6 +1166,26 @@ mod tests {
         ("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN", "pat"),
         ("OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED", "False"),
     ];
+
+    #[test]
+    fn the_heartbeat_interval_is_oceans_and_must_be_positive() {
+        let s = settings(HELM_STYLE).expect("valid");
+        assert_eq!(s.ocean.status_heartbeat_interval_seconds, 10);
+        let mut vars = HELM_STYLE.to_vec();
+        vars.push(("OCEAN__EVENT_LISTENER__APP_HOST", "https://ado.example.com"));
+        vars.push(("OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS", "0"));
+        let error = settings(&vars).expect_err("0 refused").to_string();
+        assert!(
+            error.contains("OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS"),
+            "{error}"
+        );
+        vars.pop();
+        let s = settings(&vars).expect("valid");
+        assert_eq!(
+            s.ocean.event_listener.app_host.as_deref(),
+            Some("https://ado.example.com")
+        );
+    }
 
     #[test]
     fn python_integration_variables_are_read() {
