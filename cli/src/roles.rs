@@ -177,29 +177,30 @@ pub async fn run(
     } else {
         (None, None)
     };
-    // First start: publish owns Port, so it creates the default blueprints and the integration
-    // (with the default mapping) before the mapping is read from Port below. Ingest and
-    // transform processes started alone wait for a publish process to have done it once
-    // (they fail on a missing integration and are restarted).
-    let initialized = if roles.publish {
+    // Start: publish owns Port, so it creates the default blueprints and the integration (with
+    // the default mapping) on a first start, and on every start brings the integration record
+    // up to date as the Python integration does, before the mapping is read from Port below.
+    // Ingest and transform processes started alone wait for a publish process to have done it
+    // once (they fail on a missing integration and are restarted).
+    if roles.publish {
         let initialize = || async {
             adoport_publish::resources::initialize_for_settings(settings)
                 .await
-                .context("OCEAN__INITIALIZE_PORT_RESOURCES: cannot create the default Port resources (set it to false to skip)")
+                .context("cannot bring the integration and the default resources up to date in Port (OCEAN__INITIALIZE_PORT_RESOURCES=false skips creating the resources)")
         };
-        match while_port_unavailable("creating the default Port resources", &shutdown, initialize)
-            .await?
-        {
-            Some(done) => done,
-            None => return Ok(ExitCode::SUCCESS),
-        }
-    } else {
-        None
-    };
-    if let Some(done) = initialized {
+        let Some(done) = while_port_unavailable(
+            "initializing the integration in Port",
+            &shutdown,
+            initialize,
+        )
+        .await?
+        else {
+            return Ok(ExitCode::SUCCESS);
+        };
         tracing::info!(
             blueprints_created = ?done.blueprints_created,
             integration_created = done.integration_created,
+            record_updated = done.record_updated,
             "Port resources initialized"
         );
     }

@@ -137,3 +137,72 @@ async fn a_port_outage_at_start_up_is_waited_out_not_exited_on() {
     assert_eq!(world.port.entity_count(), 1 + 2, "{logs}");
     world.shutdown().await;
 }
+
+/// On start the integration record an older Python integration left is brought up to date with
+/// exactly the fields Ocean's start-up PATCH sends, and the resync's per-kind sync metrics and
+/// heartbeats go where the record says.
+#[tokio::test]
+async fn once_updates_the_integration_record_and_sends_the_sync_metrics() {
+    let world = world(1, 2).await;
+    world.port.install_integration(serde_json::json!({
+        "installationAppType": "azure-devops",
+        "version": "0.1.90",
+        "changelogDestination": {},
+        "actionsProcessingEnabled": false,
+        "incrementalSyncEnabled": false,
+    }));
+    world.port.enable_sync_metrics();
+    let output = run_once(&world).await;
+    log_of_success(&output);
+    assert_eq!(
+        world.port.integration_patches(),
+        vec![serde_json::json!({
+            "installationAppType": "azure-devops",
+            "changelogDestination": {},
+            "actionsProcessingEnabled": false,
+            "incrementalSyncEnabled": false,
+            "processingMode": "ocean-core",
+            "version": adoport_publish::COMPATIBLE_INTEGRATION_VERSION,
+            "arePortResourcesInitialized": true,
+        })]
+    );
+    let batches = world.port.sync_metrics();
+    let last = batches.last().expect("sync metrics sent");
+    assert!(
+        !last.is_empty() && last.iter().all(|e| e["syncState"] == "completed"),
+        "{batches:?}"
+    );
+    assert!(
+        world.port.metrics_heartbeats().len() >= 2,
+        "{:?}",
+        world.port.metrics_heartbeats()
+    );
+    world.shutdown().await;
+}
+
+/// A refused record update stops the start, naming the endpoint, Port's status and answer.
+#[tokio::test]
+async fn once_fails_with_the_endpoint_when_port_refuses_the_record_update() {
+    let world = world(1, 1).await;
+    world
+        .port
+        .install_integration(serde_json::json!({"version": "0.1.90"}));
+    world.port.fail_next(
+        "PATCH /v1/integration/{id}",
+        vec![ScriptedAnswer::json(
+            422,
+            serde_json::json!({"ok": false, "error": "invalid_body", "message": "version is malformed"}),
+        )],
+    );
+    let output = run_once(&world).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    for part in [
+        "PATCH /v1/integration/azure-devops",
+        "HTTP 422",
+        "version is malformed",
+    ] {
+        assert!(stderr.contains(part), "{part} in {stderr}");
+    }
+    world.shutdown().await;
+}

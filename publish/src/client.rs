@@ -26,6 +26,10 @@ use crate::error::PublishError;
 /// by its prefix `port-ocean/azure-devops/` and suffix `/{identifier}/exporter`, so the exact
 /// value does not change ownership; it says which behaviour we are compatible with
 /// (v0.12.2: see `tests/fixtures/README.md` for the reference copies tests check against).
+/// It is also the `version` of the integration record in Port (created and kept current at
+/// start, see `integration_record`): Port's UI keys on it (which integration release, which
+/// changelog and upgrade notice it shows), so it must stay the Python integration's version and
+/// not adoport's own.
 pub const COMPATIBLE_INTEGRATION_VERSION: &str = "0.12.2";
 
 /// The integration type in the User-Agent (the Python integration's `integration.type`).
@@ -520,14 +524,102 @@ impl PortClient {
 
     /// `GET /v1/integration/{id}`: whether the integration exists in Port.
     pub async fn integration_exists(&self, identifier: &str) -> Result<bool, PublishError> {
+        Ok(self.integration(identifier).await?.is_some())
+    }
+
+    /// `GET /v1/integration/{id}`: the integration record (the answer's `integration`), or
+    /// `None` when Port answers 404.
+    pub async fn integration(&self, identifier: &str) -> Result<Option<Value>, PublishError> {
         let url = self.url(&["v1", "integration", identifier])?;
-        let operation = format!("read of integration {identifier}");
+        let operation =
+            format!("read of integration {identifier} (GET /v1/integration/{identifier})");
         let response = self.send(&operation, |http| http.get(url.clone())).await?;
-        match response.status() {
-            reqwest::StatusCode::NOT_FOUND => Ok(false),
-            s if s.is_success() => Ok(true),
-            _ => Err(status_error(&operation, response).await.into()),
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        if !response.status().is_success() {
+            return Err(status_error(&operation, response).await.into());
+        }
+        let body: Value = read_json(&operation, response).await?;
+        Ok(Some(body.get("integration").cloned().unwrap_or(body)))
+    }
+
+    /// `PATCH /v1/integration/{id}` with the record fields to change (the Python integration's
+    /// `patch_integration`).
+    pub async fn patch_integration(
+        &self,
+        identifier: &str,
+        fields: &Value,
+    ) -> Result<(), PublishError> {
+        self.write(
+            &format!("update of integration {identifier} (PATCH /v1/integration/{identifier})"),
+            reqwest::Method::PATCH,
+            &["v1", "integration", identifier],
+            fields,
+        )
+        .await
+    }
+
+    /// Where Port takes the integration's sync metrics: the record's
+    /// `metricAttributes.ingestUrl` (the Python integration's `get_metrics_attributes`), or
+    /// `None` when the record (or the integration) has none.
+    pub async fn metrics_ingest(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<crate::sync_metrics::MetricsIngest>, PublishError> {
+        Ok(self
+            .integration(identifier)
+            .await?
+            .and_then(|record| crate::sync_metrics::MetricsIngest::of_record(&record)))
+    }
+
+    /// `POST {ingestUrl}/syncMetrics` with `{"syncKindsMetrics": [...]}`: one event per kind
+    /// (see `sync_metrics`).
+    pub async fn post_sync_metrics(
+        &self,
+        ingest_url: &str,
+        metrics: &[Value],
+    ) -> Result<(), PublishError> {
+        self.post_to_ingest(
+            "sync metrics report",
+            &format!("{ingest_url}/syncMetrics"),
+            &json!({ "syncKindsMetrics": metrics }),
+        )
+        .await
+    }
+
+    /// `POST {ingestUrl}/heartbeat` with `{"eventId"}`: the resync `event_id` is alive.
+    pub async fn post_metrics_heartbeat(
+        &self,
+        ingest_url: &str,
+        event_id: &str,
+    ) -> Result<(), PublishError> {
+        self.post_to_ingest(
+            "sync metrics heartbeat",
+            &format!("{ingest_url}/heartbeat"),
+            &json!({ "eventId": event_id }),
+        )
+        .await
+    }
+
+    async fn post_to_ingest(
+        &self,
+        what: &str,
+        url: &str,
+        body: &Value,
+    ) -> Result<(), PublishError> {
+        let operation = format!("{what} (POST {url})");
+        let url = Url::parse(url).map_err(|e| {
+            PublishError::Setup(format!("Port's metrics ingest URL {url} is not a URL: {e}"))
+        })?;
+        // The answer's body is not read: only its status says whether Port took it.
+        let response = self
+            .send(&operation, |http| http.post(url.clone()).json(body))
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(&operation, response).await.into());
+        }
+        Ok(())
     }
 
     /// `POST /v1/integration` with the body the Python integration sends.

@@ -38,6 +38,7 @@ pub mod client;
 pub mod compare;
 pub mod concurrency;
 pub mod error;
+pub mod integration_record;
 pub mod membership;
 pub mod ordering;
 pub mod reconcile;
@@ -46,6 +47,7 @@ pub mod retry;
 mod send;
 pub mod sharing;
 pub mod stats;
+pub mod sync_metrics;
 pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};

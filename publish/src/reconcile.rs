@@ -55,6 +55,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::sync_metrics::{KindFigures, MetricsIngest, SyncContext, kind_event};
 use barrier::{Barrier, Passed};
 use tally::{Progress, Reported, Tally};
 
@@ -108,6 +109,9 @@ pub struct ReconcileConfig {
     pub resync_timeout: Duration,
     /// `OCEAN__SCHEDULED_RESYNC_INTERVAL`, for `nextResync` / `intervalInMinuets`.
     pub interval_minutes: Option<u64>,
+    /// `OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS`: how often a running resync's sync metrics
+    /// heartbeat goes to Port (when the integration record says where).
+    pub heartbeat_interval: Duration,
     pub retry: RetryPolicy,
 }
 
@@ -124,6 +128,10 @@ impl ReconcileConfig {
             max_tracked: DEFAULT_MAX_TRACKED,
             resync_timeout: Duration::from_secs(6 * 3600),
             interval_minutes: settings.ocean.scheduled_resync_interval.filter(|m| *m > 0),
+            // At least 1 (checked at start-up); `interval` panics on zero.
+            heartbeat_interval: Duration::from_secs(
+                settings.ocean.status_heartbeat_interval_seconds.max(1),
+            ),
             // The coordinator gives up on a call after its attempts (the next resync repairs):
             // it must not sit out a Port outage while progress messages queue behind it.
             retry: RetryPolicy {
@@ -201,6 +209,19 @@ pub struct ResyncSummary {
     pub changes_dead_lettered: u64,
     /// From the resync's start to the end of its reconciliation.
     pub seconds: f64,
+}
+
+impl From<&KindSummary> for KindFigures {
+    fn from(kind: &KindSummary) -> Self {
+        Self {
+            extracted: kind.items_crawled,
+            transformed: kind.entities_produced,
+            transform_failed: kind.failed_items,
+            loaded: kind.upserted,
+            load_failed: kind.dead_lettered,
+            skipped: kind.skipped,
+        }
+    }
 }
 
 impl ResyncSummary {
@@ -281,6 +302,9 @@ pub struct Reconciler {
     tracking: watch::Sender<Tracking>,
     /// The publish worker of this process, to tell in a resync's summary what it did.
     publish: Option<PublishStats>,
+    /// Port's metrics ingest URL from the integration record, read once (`None`: the record
+    /// has none, so no sync metrics are sent).
+    metrics_ingest: tokio::sync::OnceCell<Option<MetricsIngest>>,
 }
 
 /// The resyncs the coordinator follows: open ones by id, ended ones remembered (bounded) with
@@ -351,6 +375,7 @@ impl Reconciler {
             summary: watch::Sender::new(None),
             tracking: watch::Sender::new(Tracking::default()),
             publish: None,
+            metrics_ingest: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -423,9 +448,14 @@ impl Reconciler {
     ) -> Result<(), PublishError> {
         let mut resyncs = Resyncs::default();
         let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = heartbeat.tick() => {
+                    self.heartbeat(&resyncs);
+                    continue;
+                }
                 _ = tick.tick() => {
                     self.expire(&mut resyncs).await;
                     log_waiting(&resyncs);
@@ -524,6 +554,8 @@ impl Reconciler {
                     tracing::info!(resync_id = %resync_id, attempt = ?attempt, "resync crawled again (its crawl was restarted); only the attempt that finishes counts");
                 }
                 self.report_state("running", tally.started_at, None).await;
+                self.report_sync_metrics(resync_id, "syncing", 0.0, &BTreeMap::new())
+                    .await;
             }
             _ if ended_attempts.is_some() => {
                 tracing::debug!(resync_id = %resync_id, "message of an ended resync ignored");
@@ -635,8 +667,116 @@ impl Reconciler {
             summary.add_publish_counts(&publish.resync_counts(resync_id));
         }
         summary.log();
+        let sync_state = match summary.status {
+            "failed" => "failed",
+            _ => "completed",
+        };
+        self.report_sync_metrics(resync_id, sync_state, summary.seconds, &summary.kinds)
+            .await;
         self.summary.send_replace(Some(summary));
         outcome
+    }
+
+    /// Ocean's sync metrics of a resync (`sync_metrics`): one event per kind of the mapping
+    /// with `kinds`' figures (zeros for a kind not in it), then a heartbeat of the resync, to
+    /// the integration record's metrics ingest URL. Without one nothing is sent; a failure is
+    /// logged, never fatal (as Ocean).
+    async fn report_sync_metrics(
+        &self,
+        resync_id: ResyncId,
+        sync_state: &str,
+        seconds: f64,
+        kinds: &BTreeMap<String, KindSummary>,
+    ) {
+        let identifier = &self.config.integration_identifier;
+        let ingest = self
+            .metrics_ingest
+            .get_or_try_init(|| self.client.metrics_ingest(identifier))
+            .await;
+        let ingest = match ingest {
+            Ok(Some(ingest)) => ingest,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read where Port takes the sync metrics");
+                return;
+            }
+        };
+        let event_id = resync_id.to_string();
+        let context = SyncContext {
+            integration_identifier: identifier,
+            installation_type: &ingest.installation_type,
+            event_id: &event_id,
+            sync_state,
+            seconds,
+            success: sync_state == "completed",
+        };
+        let events = self.kind_events(&context, kinds);
+        if let Err(e) = self.client.post_sync_metrics(&ingest.url, &events).await {
+            tracing::warn!(sync_state, error = %e, "could not report the sync metrics to Port");
+        }
+        if let Err(e) = self
+            .client
+            .post_metrics_heartbeat(&ingest.url, &event_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not send the sync metrics heartbeat to Port");
+        }
+    }
+
+    /// The sync metrics heartbeat of the newest running resync, as Ocean sends it every
+    /// `status_heartbeat_interval_seconds` while a resync runs; sent from a task of its own so
+    /// that a slow Port does not hold the coordinator. Only once the ingest URL was read (at
+    /// the resync's start).
+    fn heartbeat(&self, resyncs: &Resyncs) {
+        let Some(Some(ingest)) = self.metrics_ingest.get() else {
+            return;
+        };
+        let Some((resync_id, _)) = resyncs
+            .open
+            .iter()
+            .filter_map(|(id, tally)| tally.started_at.map(|at| (*id, at)))
+            .max_by_key(|(_, at)| *at)
+        else {
+            return;
+        };
+        let client = self.client.clone();
+        let url = ingest.url.clone();
+        tokio::spawn(async move {
+            let event_id = resync_id.to_string();
+            if let Err(e) = client.post_metrics_heartbeat(&url, &event_id).await {
+                tracing::warn!(error = %e, "could not send the sync metrics heartbeat to Port");
+            }
+        });
+    }
+
+    /// One event per kind: in the current mapping's order (Ocean's `{kind}-{index}`, a kind
+    /// mapped twice counted at its first index), then kinds the mapping no longer has.
+    fn kind_events(
+        &self,
+        context: &SyncContext<'_>,
+        kinds: &BTreeMap<String, KindSummary>,
+    ) -> Vec<Value> {
+        let resources = self
+            .config
+            .mapping
+            .as_ref()
+            .map(|versions| versions.current().config.resources.clone())
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mapped = resources.iter().enumerate().map(|(index, resource)| {
+            let blueprint = resource.port.entity.mappings.blueprint.as_str();
+            (resource.kind.as_str(), index, blueprint)
+        });
+        let unmapped = kinds.keys().map(|kind| (kind.as_str(), 0, ""));
+        for (kind, index, blueprint) in mapped.chain(unmapped) {
+            if !seen.insert(kind) {
+                continue;
+            }
+            let figures = kinds.get(kind).map(KindFigures::from).unwrap_or_default();
+            events.push(kind_event(context, kind, index, blueprint, &figures));
+        }
+        events
     }
 
     async fn decide(

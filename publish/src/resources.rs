@@ -7,6 +7,9 @@
 //!   the relations, then the full body.
 //! - The integration, with the default mapping as its config, is created only when Port has
 //!   no integration of that identifier.
+//! - On every start, the setting on or off, an existing integration record (one the Python
+//!   integration created, say) is brought up to date as Ocean does
+//!   ([`crate::integration_record`]).
 //!
 //! Nothing the user already has is overwritten. It owns no retry loop: a failure stops the
 //! start with the blueprint or call that failed, and the next start tries again.
@@ -19,8 +22,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::client::{COMPATIBLE_INTEGRATION_VERSION, INTEGRATION_TYPE, PortClient};
+use crate::client::{COMPATIBLE_INTEGRATION_VERSION, PortClient};
 use crate::error::PublishError;
+use crate::integration_record::IntegrationRecord;
 
 /// The Python integration's default blueprints (a test keeps the copy equal to the reference).
 pub const DEFAULT_BLUEPRINTS: &str = include_str!("../assets/default-blueprints.json");
@@ -41,6 +45,8 @@ pub struct Initialized {
     pub blueprints_created: Vec<String>,
     /// Whether the integration (with the default mapping) was created.
     pub integration_created: bool,
+    /// Whether the integration record was `PATCH`ed (some field differed from the settings').
+    pub record_updated: bool,
 }
 
 /// The default blueprints, parsed.
@@ -59,51 +65,44 @@ fn default_mapping() -> Result<Value, PublishError> {
     })
 }
 
-/// The body of `POST /v1/integration`, in the Python integration's shape.
-pub fn integration_body(identifier: &str, config: Value) -> Value {
-    json!({
-        "installationId": identifier,
-        "installationAppType": INTEGRATION_TYPE,
-        "version": COMPATIBLE_INTEGRATION_VERSION,
-        "changelogDestination": null,
-        "config": config,
-    })
-}
-
-/// With `OCEAN__INITIALIZE_PORT_RESOURCES` on (the default): [`initialize`] with the configured
-/// Port credentials and integration identifier; `None` when the setting is off.
+/// Start-up for these settings: with `OCEAN__INITIALIZE_PORT_RESOURCES` on (the default),
+/// [`initialize`]; off, only [`update_record`] (nothing is created).
 pub async fn initialize_for_settings(
     settings: &adoport_shared::config::Settings,
-) -> Result<Option<Initialized>, PublishError> {
-    if !settings.ocean.initialize_port_resources {
-        return Ok(None);
-    }
+) -> Result<Initialized, PublishError> {
     let access = settings.port_access()?;
     let user_agent = crate::client::exporter_user_agent(
         COMPATIBLE_INTEGRATION_VERSION,
         &access.integration_identifier,
     );
     let client = PortClient::new(&access, user_agent)?;
-    initialize(&client, &access.integration_identifier)
-        .await
-        .map(Some)
+    let record = IntegrationRecord::for_settings(settings);
+    let integration = &access.integration_identifier;
+    if settings.ocean.initialize_port_resources {
+        initialize(&client, integration, &record).await
+    } else {
+        Ok(Initialized {
+            blueprints_created: Vec::new(),
+            integration_created: false,
+            record_updated: update_record(&client, integration, &record).await?,
+        })
+    }
 }
 
-/// Creates what is missing (see the module doc). `integration` is the integration identifier.
+/// Creates what is missing (see the module doc), then brings the integration record up to
+/// date. `integration` is the integration identifier.
 pub async fn initialize(
     client: &PortClient,
     integration: &str,
+    record: &IntegrationRecord,
 ) -> Result<Initialized, PublishError> {
     let blueprints = default_blueprints()?;
     let blueprints_created = create_blueprints(client, &blueprints).await?;
     let integration_created = if client.integration_exists(integration).await? {
         false
     } else {
-        let created = created_here(
-            client
-                .create_integration(&integration_body(integration, default_mapping()?))
-                .await,
-        )?;
+        let body = record.creation_body(integration, default_mapping()?);
+        let created = created_here(client.create_integration(&body).await)?;
         if created {
             tracing::info!(
                 integration,
@@ -112,10 +111,34 @@ pub async fn initialize(
         }
         created
     };
+    let record_updated = update_record(client, integration, record).await?;
     Ok(Initialized {
         blueprints_created,
         integration_created,
+        record_updated,
     })
+}
+
+/// `PATCH`es the integration record when a field differs from `record` (Ocean's check at
+/// start); whether it did. An integration Port does not have is left to [`initialize`].
+pub async fn update_record(
+    client: &PortClient,
+    integration: &str,
+    record: &IntegrationRecord,
+) -> Result<bool, PublishError> {
+    let Some(current) = client.integration(integration).await? else {
+        return Ok(false);
+    };
+    let Some(update) = record.update_for(&current) else {
+        return Ok(false);
+    };
+    client.patch_integration(integration, &update).await?;
+    tracing::info!(
+        integration,
+        version = COMPATIBLE_INTEGRATION_VERSION,
+        "updated the integration record in Port"
+    );
+    Ok(true)
 }
 
 async fn create_blueprints(
@@ -220,8 +243,10 @@ mod tests {
 
     #[test]
     fn the_default_mapping_becomes_the_integration_config() {
-        let body = integration_body("my-ado", default_mapping().expect("mapping"));
+        let body = IntegrationRecord::default()
+            .creation_body("my-ado", default_mapping().expect("mapping"));
         assert_eq!(body["installationId"], "my-ado");
+        assert_eq!(body["createPortResourcesOrigin"], "Default");
         assert_eq!(body["installationAppType"], "azure-devops");
         assert!(
             body["config"]["resources"]

@@ -9,8 +9,8 @@ use adoport::pipeline::Roles;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::PortSim;
 use adoport_tests::{
-    BusKind, Running, port_access_token, publish_process, resyncs_reported, roles, start,
-    start_webhooks_only, stop_process, within,
+    BusKind, Running, WEBHOOKS_ONLY, port_access_token, publish_process, resyncs_reported, roles,
+    start, start_webhooks_only, stop_process, within,
 };
 use serde_json::{Value, json};
 
@@ -297,5 +297,95 @@ async fn a_resync_right_after_another_is_reconciled_at_once_when_another_replica
     );
     stop_process(coordinator).await;
     stop_process(writer).await;
+    running.stop().await;
+}
+
+/// The count of one phase's `object_count_type` in an Ocean sync metrics event.
+fn object_count(event: &Value, phase: &str, result: &str) -> f64 {
+    event["metrics"]["phase"][phase]["object_count_type"][result]["object_count"]
+        .as_f64()
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test]
+async fn a_resync_sends_the_python_integrations_sync_metrics_and_heartbeats() {
+    let heartbeat_every_second = ("OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS", "1");
+    let mut running = start(
+        "reconcile-metrics",
+        BusKind::Rabbit,
+        Roles::ALL,
+        2,
+        3,
+        &[WEBHOOKS_ONLY, heartbeat_every_second],
+    )
+    .await;
+    // Port's record says where its metrics go: from now on they are sent there.
+    running.world.port.enable_sync_metrics();
+    // Port holds the writes back for a few seconds, so the resync runs long enough for the
+    // heartbeats of a running resync.
+    running.world.port.fail_next(
+        "POST /v1/blueprints/{bp}/entities/bulk",
+        vec![ScriptedAnswer::rate_limited(2); 2],
+    );
+    resync_again(&mut running).await;
+    reported(&running, "completed", 1).await;
+    let port = &running.world.port;
+    let done = |p: &PortSim| {
+        p.sync_metrics()
+            .last()
+            .is_some_and(|events| events.iter().all(|e| e["syncState"] == "completed"))
+    };
+    assert!(
+        port.wait_for(done, Duration::from_secs(60)).await,
+        "final sync metrics: {:?}",
+        port.sync_metrics()
+    );
+    let batches = port.sync_metrics();
+    // At the start every kind of the mapping is reported syncing, with zero counts.
+    let first = &batches[0];
+    assert!(
+        first.iter().all(|e| e["syncState"] == "syncing"),
+        "{first:?}"
+    );
+    let last = batches.last().expect("final batch");
+    let kind = |name: &str| {
+        last.iter()
+            .find(|e| e["kind"] == name)
+            .unwrap_or_else(|| panic!("{name} in {last:?}"))
+            .clone()
+    };
+    let (project, repository) = (kind("project"), kind("repository"));
+    for (event, count) in [(&project, 2.0), (&repository, 6.0)] {
+        assert_eq!(
+            object_count(event, "extract", "raw_extracted"),
+            count,
+            "{event}"
+        );
+        assert_eq!(
+            object_count(event, "transform", "transformed"),
+            count,
+            "{event}"
+        );
+        assert_eq!(object_count(event, "load", "loaded"), count, "{event}");
+        assert_eq!(object_count(event, "load", "failed"), 0.0, "{event}");
+        assert_eq!(event["metrics"]["phase"]["resync"]["success"], 1.0);
+        assert_eq!(event["integrationIdentifier"], "azure-devops");
+        assert_eq!(event["integrationVersion"], "0.12.2");
+        assert!(
+            event["kindIdentifier"]
+                .as_str()
+                .is_some_and(|k| k.starts_with(event["kind"].as_str().unwrap_or("?"))),
+            "{event}"
+        );
+    }
+    // One resync, one event id: the heartbeats name it, at its start, every second while it
+    // runs, and at its end.
+    let event_id = project["eventId"].as_str().expect("eventId").to_string();
+    assert_eq!(first[0]["eventId"], event_id.as_str());
+    let heartbeats = port.metrics_heartbeats();
+    assert!(
+        heartbeats.len() >= 4 && heartbeats.iter().all(|h| *h == event_id),
+        "{heartbeats:?} for {event_id}"
+    );
     running.stop().await;
 }

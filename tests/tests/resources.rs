@@ -1,10 +1,13 @@
 //! First start against the Port simulator (`OCEAN__INITIALIZE_PORT_RESOURCES`): the default
 //! blueprints are created in three stages only when none exists, the integration with the
-//! default mapping only when it is missing, and nothing the user has is overwritten.
+//! default mapping only when it is missing, and nothing the user has is overwritten; the
+//! integration record is brought up to date as the Python integration does on every start.
 
 use adoport_publish::client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
-use adoport_publish::resources::{default_blueprints, initialize};
+use adoport_publish::integration_record::IntegrationRecord;
+use adoport_publish::resources::{default_blueprints, initialize, update_record};
 use adoport_shared::config::{PortAccess, Secret};
+use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::{PortSim, PortSimConfig};
 use serde_json::{Value, json};
 
@@ -27,20 +30,55 @@ fn client(port: &PortSim) -> PortClient {
     .expect("client")
 }
 
+/// The Port simulator with the integration installed with `integration_config` as its
+/// mapping, or not installed (`None`).
+async fn port_with(integration_config: Option<Value>) -> PortSim {
+    PortSim::start(PortSimConfig {
+        integration_config,
+        ..PortSimConfig::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+/// A mapping the user wrote (not the default one).
+fn user_mapping() -> Value {
+    json!({"resources": [{"kind": "project", "selector": {"query": "true"},
+        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"mine\""}}}}]})
+}
+
+fn record() -> IntegrationRecord {
+    IntegrationRecord::default()
+}
+
+/// The start-up `PATCH /v1/integration/{id}` body of the Python integration (Ocean 0.48.12)
+/// for the default settings, with adoport's version and processing mode.
+fn expected_update() -> Value {
+    json!({
+        "installationAppType": "azure-devops",
+        "changelogDestination": {},
+        "actionsProcessingEnabled": false,
+        "incrementalSyncEnabled": false,
+        "processingMode": "ocean-core",
+        "version": COMPATIBLE_INTEGRATION_VERSION,
+        "arePortResourcesInitialized": true,
+    })
+}
+
 fn count(port: &PortSim, route: &str) -> u64 {
     port.requests().get(route).copied().unwrap_or(0)
 }
 
 #[tokio::test]
 async fn an_empty_port_gets_the_default_blueprints_and_mapping_once() {
-    let port = PortSim::start(PortSimConfig::default())
-        .await
-        .expect("simulator");
+    let port = port_with(None).await;
     assert!(port.integration(INTEGRATION).is_none());
     let client = client(&port);
     let defaults = default_blueprints().expect("defaults");
 
-    let done = initialize(&client, INTEGRATION).await.expect("initialize");
+    let done = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
     assert_eq!(done.blueprints_created.len(), defaults.len());
     assert!(done.integration_created);
     // Three stages: every blueprint bare, then the relations of those that have any, then
@@ -80,7 +118,9 @@ async fn an_empty_port_gets_the_default_blueprints_and_mapping_once() {
     assert!(resources.iter().any(|r| r["kind"] == "repository"));
 
     // A second start creates nothing.
-    let again = initialize(&client, INTEGRATION).await.expect("initialize");
+    let again = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
     assert!(again.blueprints_created.is_empty());
     assert!(!again.integration_created);
     assert_eq!(count(&port, "POST /v1/blueprints"), defaults.len() as u64);
@@ -93,15 +133,14 @@ async fn replicas_starting_together_all_start_and_leave_the_full_defaults() {
     // A first deployment with several publish replicas: they race through the same creations.
     // Each must start (a 409 means another one created it), and Port ends with every default
     // blueprint in full and one integration.
-    let port = PortSim::start(PortSimConfig::default())
-        .await
-        .expect("simulator");
+    let port = port_with(None).await;
     let replicas: Vec<PortClient> = (0..4).map(|_| client(&port)).collect();
+    let record = record();
     let (a, b, c, d) = tokio::join!(
-        initialize(&replicas[0], INTEGRATION),
-        initialize(&replicas[1], INTEGRATION),
-        initialize(&replicas[2], INTEGRATION),
-        initialize(&replicas[3], INTEGRATION),
+        initialize(&replicas[0], INTEGRATION, &record),
+        initialize(&replicas[1], INTEGRATION, &record),
+        initialize(&replicas[2], INTEGRATION, &record),
+        initialize(&replicas[3], INTEGRATION, &record),
     );
     let outcomes = [a, b, c, d];
     let defaults = default_blueprints().expect("defaults");
@@ -140,20 +179,16 @@ async fn replicas_starting_together_all_start_and_leave_the_full_defaults() {
 
 #[tokio::test]
 async fn what_the_user_has_is_never_overwritten() {
-    let user_mapping = json!({"resources": [{"kind": "project", "selector": {"query": "true"},
-        "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"mine\""}}}}]});
-    let port = PortSim::start(PortSimConfig {
-        integration_config: Some(user_mapping.clone()),
-        ..PortSimConfig::default()
-    })
-    .await
-    .expect("simulator");
+    let user_mapping = user_mapping();
+    let port = port_with(Some(user_mapping.clone())).await;
     // The user has one of the default blueprints, customised.
     let mine = json!({"identifier": "azureDevopsProject", "title": "My projects", "schema": {"properties": {}}, "relations": {}});
     port.define_blueprint(mine.clone());
     let client = client(&port);
 
-    let done = initialize(&client, INTEGRATION).await.expect("initialize");
+    let done = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
     assert!(done.blueprints_created.is_empty());
     assert!(!done.integration_created);
     assert_eq!(count(&port, "POST /v1/blueprints"), 0);
@@ -176,5 +211,106 @@ async fn what_the_user_has_is_never_overwritten() {
         port.integration(INTEGRATION).expect("integration")["config"],
         user_mapping
     );
+    port.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_first_start_creates_the_record_as_the_python_integration_does() {
+    let port = port_with(None).await;
+    let client = client(&port);
+    let done = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
+    assert!(done.integration_created);
+    // Ocean's creation body has no processingMode and no arePortResourcesInitialized: its
+    // start-up check patches them right after.
+    assert!(done.record_updated);
+    assert_eq!(port.integration_patches(), vec![expected_update()]);
+    let stored = port.integration(INTEGRATION).expect("created");
+    for (field, value) in expected_update().as_object().expect("object") {
+        assert_eq!(&stored[field], value, "{field}");
+    }
+    assert_eq!(stored["createPortResourcesOrigin"], "Default");
+    port.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_integration_the_python_integration_created_is_brought_up_to_date_once() {
+    let user_mapping = user_mapping();
+    let port = port_with(Some(user_mapping.clone())).await;
+    // As the Python integration 0.1.x left it: an older version, its processing mode.
+    port.install_integration(json!({
+        "installationAppType": "azure-devops",
+        "version": "0.1.90",
+        "changelogDestination": {},
+        "actionsProcessingEnabled": false,
+        "incrementalSyncEnabled": false,
+        "processingMode": "dsp",
+        "arePortResourcesInitialized": true,
+    }));
+    let client = client(&port);
+
+    let done = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
+    assert!(!done.integration_created);
+    assert!(done.record_updated);
+    assert_eq!(port.integration_patches(), vec![expected_update()]);
+    let stored = port.integration(INTEGRATION).expect("integration");
+    assert_eq!(stored["version"], COMPATIBLE_INTEGRATION_VERSION);
+    assert_eq!(stored["processingMode"], "ocean-core");
+    assert_eq!(stored["config"], user_mapping, "the mapping is the user's");
+
+    // Up to date: the next start patches nothing.
+    let again = update_record(&client, INTEGRATION, &record())
+        .await
+        .expect("update");
+    assert!(!again);
+    assert_eq!(port.integration_patches().len(), 1);
+    port.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_integration_is_not_patched() {
+    let port = port_with(None).await;
+    let client = client(&port);
+    let updated = update_record(&client, INTEGRATION, &record())
+        .await
+        .expect("update");
+    assert!(!updated);
+    assert_eq!(count(&port, "PATCH /v1/integration/{id}"), 0);
+    // Port answers 404 to a PATCH of an integration it does not have.
+    let error = client
+        .patch_integration("not-installed", &expected_update())
+        .await
+        .expect_err("404")
+        .to_string();
+    assert!(error.contains("HTTP 404"), "{error}");
+    assert!(port.integration_patches().is_empty());
+    port.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_update_names_the_endpoint_status_and_answer() {
+    let port = port_with(Some(json!({"resources": []}))).await;
+    port.fail_next(
+        "PATCH /v1/integration/{id}",
+        vec![ScriptedAnswer::json(
+            422,
+            json!({"ok": false, "error": "invalid_body", "message": "processingMode is not allowed"}),
+        )],
+    );
+    let client = client(&port);
+    let error = update_record(&client, INTEGRATION, &record())
+        .await
+        .expect_err("refused")
+        .to_string();
+    for part in [
+        "PATCH /v1/integration/azure-devops",
+        "HTTP 422",
+        "processingMode is not allowed",
+    ] {
+        assert!(error.contains(part), "{part} in {error}");
+    }
     port.shutdown().await;
 }

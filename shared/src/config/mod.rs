@@ -163,6 +163,10 @@ pub struct EventListener {
     /// POLLING: whether to resync at start-up (Ocean's `resync_on_start`).
     #[serde(deserialize_with = "flex::bool")]
     pub resync_on_start: bool,
+    /// WEBHOOK: the public URL Port sends resync requests to (`{app_host}/resync`), which the
+    /// integration record in Port names as its changelog destination (Ocean's `app_host`).
+    #[serde(deserialize_with = "flex::opt_string")]
+    pub app_host: Option<String>,
 }
 
 impl Default for EventListener {
@@ -171,6 +175,7 @@ impl Default for EventListener {
             kind: EventListenerType::default(),
             interval: 60,
             resync_on_start: true,
+            app_host: None,
         }
     }
 }
@@ -324,6 +329,10 @@ pub struct OceanSettings {
     /// Seconds before an HTTP request to Azure DevOps or Port is abandoned.
     #[serde(deserialize_with = "flex::u64")]
     pub client_timeout: u64,
+    /// Seconds between the sync metrics heartbeats of a running resync (Ocean's
+    /// `status_heartbeat_interval_seconds`, 10; 1 to 3600, Ocean requires more than 0).
+    #[serde(deserialize_with = "flex::u64")]
+    pub status_heartbeat_interval_seconds: u64,
     /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
     pub actions_processor: ActionsProcessor,
     /// Whether `env`/`$ENV` in a mapping's jq hold the process environment (its secrets left
@@ -392,6 +401,7 @@ impl Default for OceanSettings {
             send_raw_data_examples: true,
             base_url: None,
             client_timeout: 60,
+            status_heartbeat_interval_seconds: 10,
             actions_processor: ActionsProcessor::default(),
             allow_environment_variables_jq_access: true,
             log_level: None,
@@ -821,7 +831,14 @@ impl Settings {
     /// Checks that hold for every role.
     fn validate(&self) -> Result<(), ConfigError> {
         let broker = &self.pipeline.broker;
-        check_ranges([("ADOPORT__BROKER__PARTITIONS", broker.partitions, 1..=1024)])?;
+        check_ranges([
+            ("ADOPORT__BROKER__PARTITIONS", broker.partitions, 1..=1024),
+            (
+                "OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS",
+                self.ocean.status_heartbeat_interval_seconds,
+                1..=3_600,
+            ),
+        ])?;
         if broker.delivery_limit == 0 {
             return Err(ConfigError::Invalid {
                 setting: "ADOPORT__BROKER__DELIVERY_LIMIT".into(),
@@ -1149,6 +1166,26 @@ mod tests {
         ("OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN", "pat"),
         ("OCEAN__INTEGRATION__CONFIG__IS_PROJECTS_LIMITED", "False"),
     ];
+
+    #[test]
+    fn the_heartbeat_interval_is_oceans_and_must_be_positive() {
+        let s = settings(HELM_STYLE).expect("valid");
+        assert_eq!(s.ocean.status_heartbeat_interval_seconds, 10);
+        let mut vars = HELM_STYLE.to_vec();
+        vars.push(("OCEAN__EVENT_LISTENER__APP_HOST", "https://ado.example.com"));
+        vars.push(("OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS", "0"));
+        let error = settings(&vars).expect_err("0 refused").to_string();
+        assert!(
+            error.contains("OCEAN__STATUS_HEARTBEAT_INTERVAL_SECONDS"),
+            "{error}"
+        );
+        vars.pop();
+        let s = settings(&vars).expect("valid");
+        assert_eq!(
+            s.ocean.event_listener.app_host.as_deref(),
+            Some("https://ado.example.com")
+        );
+    }
 
     #[test]
     fn python_integration_variables_are_read() {

@@ -1,11 +1,21 @@
 //! The integration resource Port keeps for an installation: its config (the mapping), the
 //! resync state the integration reports, the resync-request time it polls, and the raw-data
-//! examples it sends. Every report is recorded so tests can read them.
+//! examples it sends, the record updates, and the sync metrics and heartbeats sent to its
+//! metrics ingest URL. Every report is recorded so tests can read them.
 
 use std::collections::BTreeMap;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
+
+/// Fields of a `POST /v1/integration` body stored as sent, beside the identifier, type,
+/// version and config.
+const RECORD_FIELDS: [&str; 4] = [
+    "changelogDestination",
+    "actionsProcessingEnabled",
+    "incrementalSyncEnabled",
+    "createPortResourcesOrigin",
+];
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -23,6 +33,12 @@ pub(crate) struct Integrations {
     pub resync_requested_at: String,
     /// kind → examples, last write wins.
     pub examples: BTreeMap<String, Vec<Value>>,
+    /// Every `PATCH /v1/integration/{id}` body applied to an installed integration, in order.
+    pub patches: Vec<Value>,
+    /// Every `POST {ingestUrl}/syncMetrics`'s `syncKindsMetrics`, in order.
+    pub sync_metrics: Vec<Vec<Value>>,
+    /// Every `POST {ingestUrl}/heartbeat`'s `eventId`, in order.
+    pub heartbeats: Vec<String>,
 }
 
 impl Integrations {
@@ -40,6 +56,9 @@ impl Integrations {
             resync_state_entities: Vec::new(),
             resync_requested_at: now(),
             examples: BTreeMap::new(),
+            patches: Vec::new(),
+            sync_metrics: Vec::new(),
+            heartbeats: Vec::new(),
         }
     }
 
@@ -82,11 +101,22 @@ impl Integrations {
             body.get("version").cloned().unwrap_or(Value::Null),
             body.get("config").cloned().unwrap_or_else(|| json!({})),
         );
-        if let (Value::Object(map), Some(dest)) = (&mut object, body.get("changelogDestination")) {
-            map.insert("changelogDestination".into(), dest.clone());
+        if let Value::Object(map) = &mut object {
+            for field in RECORD_FIELDS {
+                if let Some(value) = body.get(field) {
+                    map.insert(field.into(), value.clone());
+                }
+            }
         }
         self.installed.insert(identifier, object.clone());
         Some(object)
+    }
+
+    /// `PATCH /v1/integration/{id}`: [`Self::patch`], recorded.
+    pub(crate) fn patch_record(&mut self, identifier: &str, body: &Value) -> Option<Value> {
+        let answer = self.patch(identifier, body)?;
+        self.patches.push(body.clone());
+        Some(answer)
     }
 
     /// Applies a `PATCH` body (top-level fields replace); an empty body requests a resync.

@@ -26,11 +26,13 @@
 //! | `GET /v1/blueprints/{bp}`, `PATCH /v1/blueprints/{bp}` | one blueprint |
 //! | `GET /v1/integration/{id}` | `{ok, integration: {identifier, installationAppType, config, resyncState, …}}`, 404 when not installed |
 //! | `POST /v1/integration` | create (409 when it exists) |
-//! | `PATCH /v1/integration/{id}` | update fields; an empty body requests a resync |
+//! | `PATCH /v1/integration/{id}` | update fields, recorded, see [`PortSim::integration_patches`]; an empty body requests a resync |
 //! | `PATCH /v1/integration/{id}/config` | `{config}` |
 //! | `PATCH /v1/integration/{id}/resync-state` | recorded, see [`PortSim::resync_states`] |
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
+//! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`]; the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
+//! | `POST /v1/metrics-ingest/{id}/heartbeat` | `{eventId}` recorded, see [`PortSim::metrics_heartbeats`] |
 //! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
 //! | `{METHOD} <unmatched>` | 404 `not_found` |
 //!
@@ -357,6 +359,46 @@ impl PortSim {
     /// Every resync-state report received (`PATCH /v1/integration/{id}/resync-state` bodies).
     pub fn resync_states(&self) -> Vec<Value> {
         lock(&self.state.integrations).resync_states.clone()
+    }
+
+    /// Every `PATCH /v1/integration/{id}` body applied (404s for an unknown integration are
+    /// not), in order.
+    pub fn integration_patches(&self) -> Vec<Value> {
+        lock(&self.state.integrations).patches.clone()
+    }
+
+    /// Installs an integration as another program (the Python integration, say) left it: the
+    /// object `GET /v1/integration/{id}` answers is `record` over the simulator's defaults.
+    pub fn install_integration(&self, record: Value) {
+        let identifier = self.state.config.integration_identifier.clone();
+        {
+            let mut integrations = lock(&self.state.integrations);
+            let create =
+                serde_json::json!({"installationId": identifier, "config": {"resources": []}});
+            integrations.create(&create);
+            integrations.patch(&identifier, &record);
+        }
+        self.state.traffic.touch();
+    }
+
+    /// Gives the installed integration `metricAttributes.ingestUrl` (this simulator's
+    /// `/v1/metrics-ingest/{id}`), as Port's record has, so that sync metrics are sent.
+    pub fn enable_sync_metrics(&self) {
+        let identifier = self.state.config.integration_identifier.clone();
+        let url = format!("{}/v1/metrics-ingest/{identifier}", self.base_url());
+        let body = serde_json::json!({"metricAttributes": {"ingestUrl": url}});
+        lock(&self.state.integrations).patch(&identifier, &body);
+        self.state.traffic.touch();
+    }
+
+    /// Every `syncKindsMetrics` received, in order (one per `POST …/syncMetrics`).
+    pub fn sync_metrics(&self) -> Vec<Vec<Value>> {
+        lock(&self.state.integrations).sync_metrics.clone()
+    }
+
+    /// Every heartbeat's `eventId`, in order.
+    pub fn metrics_heartbeats(&self) -> Vec<String> {
+        lock(&self.state.integrations).heartbeats.clone()
     }
 
     /// The raw-data examples last received for a kind.

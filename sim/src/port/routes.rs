@@ -62,6 +62,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
         ("/v1/integration/{id}/resync-state",               patch(patch_resync_state)),
         ("/v1/integration/{id}/resync-request",             get(get_resync_request)),
         ("/v1/integration/{id}/kinds/{kind}/examples",      post(post_examples)),
+        ("/v1/metrics-ingest/{id}/syncMetrics",             post(post_sync_metrics)),
+        ("/v1/metrics-ingest/{id}/heartbeat",               post(post_metrics_heartbeat)),
         ("/v1/actions/runs/claim-pending",                  post(claim_pending)),
         ("/v1/actions/runs/ack",                            patch(acknowledge)),
         ("/v1/actions/runs",                                get(find_runs)),
@@ -666,7 +668,7 @@ async fn patch_integration(request: PortRequest, Body(body): Body) -> Answer {
     let identifier = request.param("id");
     integration_answer(
         &identifier,
-        lock(&request.state.integrations).patch(&identifier, &body),
+        lock(&request.state.integrations).patch_record(&identifier, &body),
     )
 }
 
@@ -712,5 +714,39 @@ async fn post_examples(request: PortRequest, Body(body): Body) -> Answer {
         return Err(integration_not_found(&identifier));
     }
     integrations.examples.insert(kind, examples);
+    ok(StatusCode::OK, json!({"ok": true}))
+}
+
+/// `POST {ingestUrl}/syncMetrics` (`{syncKindsMetrics: [...]}`), recorded.
+async fn post_sync_metrics(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("id");
+    let Some(events) = body
+        .get("syncKindsMetrics")
+        .and_then(Value::as_array)
+        .cloned()
+    else {
+        return Err(PortError::invalid(
+            "body must be {\"syncKindsMetrics\": [...]}",
+        ));
+    };
+    let mut integrations = lock(&request.state.integrations);
+    if integrations.get(&identifier).is_none() {
+        return Err(integration_not_found(&identifier));
+    }
+    integrations.sync_metrics.push(events);
+    ok(StatusCode::OK, json!({"ok": true}))
+}
+
+/// `POST {ingestUrl}/heartbeat` (`{eventId}`), recorded.
+async fn post_metrics_heartbeat(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("id");
+    let Some(event_id) = body.get("eventId").and_then(Value::as_str) else {
+        return Err(PortError::invalid("body must be {\"eventId\": \"...\"}"));
+    };
+    let mut integrations = lock(&request.state.integrations);
+    if integrations.get(&identifier).is_none() {
+        return Err(integration_not_found(&identifier));
+    }
+    integrations.heartbeats.push(event_id.to_string());
     ok(StatusCode::OK, json!({"ok": true}))
 }
