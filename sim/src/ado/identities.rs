@@ -24,11 +24,11 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::error::AdoError;
 use super::request::{AdoRequest, JsonBody};
-use crate::traffic::lock;
 use super::routes::{
     continuation_token, continued_list, list, ok_json, parse_count, required_array,
 };
 use super::work::{project, team_project};
+use crate::traffic::lock;
 
 /// A refusal of the graph service (exception `type_key` of its assembly).
 fn error(status: StatusCode, message: &str, type_key: &str) -> AdoError {
