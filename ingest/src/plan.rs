@@ -175,10 +175,16 @@ impl GitopsPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_receivers_plan_follows_the_mapping_version_in_force() {
-        let mapping = adoport_shared::port_app_config::minimal_json;
+        // No GitOps specs: only the kinds named.
+        let mapping = |kinds: &[&str]| {
+            let mut mapping = adoport_shared::port_app_config::minimal_json(kinds);
+            mapping["specPath"] = json!([]);
+            mapping
+        };
         let config = PortAppConfig::from_json_value(mapping(&["project"])).expect("mapping");
         let versions = MappingVersions::new(config);
         let plans = KindPlans::following(versions.clone());
