@@ -560,19 +560,6 @@ impl PortClient {
         .await
     }
 
-    /// Where Port takes the integration's sync metrics: the record's
-    /// `metricAttributes.ingestUrl` (the Python integration's `get_metrics_attributes`), or
-    /// `None` when the record (or the integration) has none.
-    pub async fn metrics_ingest(
-        &self,
-        identifier: &str,
-    ) -> Result<Option<crate::sync_metrics::MetricsIngest>, PublishError> {
-        Ok(self
-            .integration(identifier)
-            .await?
-            .and_then(|record| crate::sync_metrics::MetricsIngest::of_record(&record)))
-    }
-
     /// `POST {ingestUrl}/syncMetrics` with `{"syncKindsMetrics": [...]}`: one event per kind
     /// (see `sync_metrics`).
     pub async fn post_sync_metrics(

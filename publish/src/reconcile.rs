@@ -691,7 +691,7 @@ impl Reconciler {
         let identifier = &self.config.integration_identifier;
         let ingest = self
             .metrics_ingest
-            .get_or_try_init(|| self.client.metrics_ingest(identifier))
+            .get_or_try_init(|| MetricsIngest::of_integration(&self.client, identifier))
             .await;
         let ingest = match ingest {
             Ok(Some(ingest)) => ingest,

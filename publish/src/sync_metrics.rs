@@ -40,6 +40,19 @@ pub struct MetricsIngest {
 }
 
 impl MetricsIngest {
+    /// Where Port takes the integration's sync metrics: the record's
+    /// `metricAttributes.ingestUrl` (the Python integration's `get_metrics_attributes`), or
+    /// `None` when the record (or the integration) has none.
+    pub async fn of_integration(
+        client: &crate::client::PortClient,
+        identifier: &str,
+    ) -> Result<Option<Self>, crate::error::PublishError> {
+        Ok(client
+            .integration(identifier)
+            .await?
+            .and_then(|record| Self::of_record(&record)))
+    }
+
     /// From the integration record; `None` when it has no `metricAttributes.ingestUrl`.
     pub fn of_record(record: &Value) -> Option<Self> {
         let url = record["metricAttributes"]["ingestUrl"].as_str()?;

@@ -35,8 +35,9 @@ fn expected_repository(ado: &AdoSim, repository: &Value) -> Value {
         "title": repository["name"],
         "properties": {
             "url": repository["remoteUrl"],
-            "readme": ado.file(id, "README.md"),
-            "codeowners": ado.file(id, "CODEOWNERS"),
+            // A file the repository lacks is "", as the Python integration writes it.
+            "readme": ado.file(id, "README.md").unwrap_or_default(),
+            "codeowners": ado.file(id, "CODEOWNERS").unwrap_or_default(),
         },
         "relations": {"project": repository["project"]["id"].as_str().expect("project id").replace(' ', "")},
     })
