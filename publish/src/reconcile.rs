@@ -302,9 +302,12 @@ pub struct Reconciler {
     tracking: watch::Sender<Tracking>,
     /// The publish worker of this process, to tell in a resync's summary what it did.
     publish: Option<PublishStats>,
-    /// Port's metrics ingest URL from the integration record, read once (`None`: the record
-    /// has none, so no sync metrics are sent).
-    metrics_ingest: tokio::sync::OnceCell<Option<MetricsIngest>>,
+    /// Port's metrics ingest URL from the integration record, as last read (at each resync's
+    /// start and end, so that a record Port changes is followed; `None`: the record has none,
+    /// so no sync metrics are sent).
+    metrics_ingest: std::sync::Mutex<Option<MetricsIngest>>,
+    /// Whether a heartbeat is on its way: a slow Port gets one at a time, not a pile.
+    heartbeat_in_flight: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The resyncs the coordinator follows: open ones by id, ended ones remembered (bounded) with
@@ -375,7 +378,8 @@ impl Reconciler {
             summary: watch::Sender::new(None),
             tracking: watch::Sender::new(Tracking::default()),
             publish: None,
-            metrics_ingest: tokio::sync::OnceCell::new(),
+            metrics_ingest: std::sync::Mutex::new(None),
+            heartbeat_in_flight: std::sync::Arc::default(),
         }
     }
 
@@ -689,13 +693,17 @@ impl Reconciler {
         kinds: &BTreeMap<String, KindSummary>,
     ) {
         let identifier = &self.config.integration_identifier;
-        let ingest = self
-            .metrics_ingest
-            .get_or_try_init(|| MetricsIngest::of_integration(&self.client, identifier))
-            .await;
-        let ingest = match ingest {
-            Ok(Some(ingest)) => ingest,
-            Ok(None) => return,
+        let ingest = match MetricsIngest::of_integration(&self.client, identifier).await {
+            Ok(found) => {
+                *self
+                    .metrics_ingest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = found.clone();
+                match found {
+                    Some(ingest) => ingest,
+                    None => return,
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not read where Port takes the sync metrics");
                 return;
@@ -728,7 +736,12 @@ impl Reconciler {
     /// that a slow Port does not hold the coordinator. Only once the ingest URL was read (at
     /// the resync's start).
     fn heartbeat(&self, resyncs: &Resyncs) {
-        let Some(Some(ingest)) = self.metrics_ingest.get() else {
+        let Some(ingest) = self
+            .metrics_ingest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
             return;
         };
         let Some((resync_id, _)) = resyncs
@@ -739,13 +752,17 @@ impl Reconciler {
         else {
             return;
         };
+        let in_flight = self.heartbeat_in_flight.clone();
+        if in_flight.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let client = self.client.clone();
-        let url = ingest.url.clone();
         tokio::spawn(async move {
             let event_id = resync_id.to_string();
-            if let Err(e) = client.post_metrics_heartbeat(&url, &event_id).await {
+            if let Err(e) = client.post_metrics_heartbeat(&ingest.url, &event_id).await {
                 tracing::warn!(error = %e, "could not send the sync metrics heartbeat to Port");
             }
+            in_flight.store(false, std::sync::atomic::Ordering::Release);
         });
     }
 
