@@ -70,12 +70,36 @@ pub async fn resolve_project<'a>(
 pub fn ado_message(error: &AdoError) -> String {
     match error {
         AdoError::Status { body, .. } | AdoError::Exhausted { body, .. } => {
-            serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
-                .unwrap_or_else(|| error.to_string())
+            message_in(body).unwrap_or_else(|| error.to_string())
         }
         AdoError::NotFound { message, .. } if !message.is_empty() => message.clone(),
         other => other.to_string(),
+    }
+}
+
+/// The `message` of an Azure DevOps error body, even from an excerpt that cuts the JSON short
+/// after it (the client keeps the first few hundred characters of a body).
+fn message_in(body: &str) -> Option<String> {
+    if let Ok(value) = serde_json::from_str::<Value>(body) {
+        return value.get("message").and_then(Value::as_str).map(String::from);
+    }
+    let start = body.find("\"message\"")? + "\"message\"".len();
+    let rest = body[start..].trim_start().strip_prefix(':')?.trim_start();
+    serde_json::Deserializer::from_str(rest)
+        .into_iter::<String>()
+        .next()?
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_message_is_read_from_a_cut_body() {
+        let cut = r#"{"$id":"1","innerException":null,"message":"TF401181: The pull request cannot be edited due to its state.","typeName":"Microsoft.TeamFoundation.Git.Ser"#;
+        assert_eq!(
+            super::message_in(cut).as_deref(),
+            Some("TF401181: The pull request cannot be edited due to its state.")
+        );
+        assert_eq!(super::message_in("<html>bad gateway</html>"), None);
     }
 }
