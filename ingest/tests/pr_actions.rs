@@ -381,7 +381,11 @@ async fn complete_pull_request_merges_it_and_an_abandoned_one_is_refused() {
         &["complete_pull_request: the \"mergeStrategy\" input must be one of noFastForward, squash, rebase, rebaseMerge, not \"octopus\""],
     )
     .await;
-    assert_eq!(h.requests(UPDATE_PATCH), 2, "the bad strategy never reached Azure DevOps");
+    assert_eq!(
+        h.requests(UPDATE_PATCH),
+        2,
+        "the bad strategy never reached Azure DevOps"
+    );
 }
 
 #[tokio::test]
@@ -398,9 +402,10 @@ async fn abandon_pull_request_closes_it_and_a_completed_one_is_refused() {
     assert!(after["closedDate"].is_string(), "{after}");
     assert_eq!(done["link"], h.web_link(&place, id));
     assert!(
-        h.port
-            .action_run_logs(&run)
-            .contains(&format!("Pull request {id} abandoned: {}", h.web_link(&place, id))),
+        h.port.action_run_logs(&run).contains(&format!(
+            "Pull request {id} abandoned: {}",
+            h.web_link(&place, id)
+        )),
         "{:?}",
         h.port.action_run_logs(&run)
     );
@@ -520,7 +525,11 @@ async fn wrong_places_refused_credentials_and_lost_answers_fail_the_run_with_wha
         &["not repeated automatically because it may have taken effect: check a pull request from refs/heads/feature/lost"],
     )
     .await;
-    assert_eq!(h.requests(CREATE_POST), posts + 1, "a 503 create is never retried");
+    assert_eq!(
+        h.requests(CREATE_POST),
+        posts + 1,
+        "a 503 create is never retried"
+    );
 }
 
 #[tokio::test]

@@ -22,7 +22,9 @@ pub const ACTION_TYPES: [&str; 5] = [CREATE, UPDATE, COMPLETE, ABANDON, COMMENT]
 /// The merge strategies `completionOptions.mergeStrategy` takes.
 const MERGE_STRATEGIES: [&str; 4] = ["noFastForward", "squash", "rebase", "rebaseMerge"];
 /// The statuses a comment thread may be opened with.
-const THREAD_STATUSES: [&str; 6] = ["active", "fixed", "wontFix", "closed", "byDesign", "pending"];
+const THREAD_STATUSES: [&str; 6] = [
+    "active", "fixed", "wontFix", "closed", "byDesign", "pending",
+];
 
 /// Where the pull request lives.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,11 +144,7 @@ impl PullRequestRun {
 
     fn parse_inner(action: &'static str, p: &Value) -> Result<Self, InputError> {
         let target = Target {
-            project: ProjectId::new(inputs::required_text(
-                p,
-                "project",
-                "a project name or id",
-            )?),
+            project: ProjectId::new(inputs::required_text(p, "project", "a project name or id")?),
             repository: inputs::required_text(p, "repository", "a repository name or id")?,
             organization: inputs::text(p, "organization"),
         };
@@ -191,8 +189,7 @@ impl PullRequestRun {
                 merge_strategy: one_of(p, "mergeStrategy", &MERGE_STRATEGIES, "noFastForward")?,
                 delete_source_branch: inputs::boolean(p, "deleteSourceBranch")?.unwrap_or(false),
                 merge_commit_message: inputs::text(p, "mergeCommitMessage"),
-                transition_work_items: inputs::boolean(p, "transitionWorkItems")?
-                    .unwrap_or(false),
+                transition_work_items: inputs::boolean(p, "transitionWorkItems")?.unwrap_or(false),
             },
             ABANDON => Request::Abandon {
                 pull_request_id: pull_request_id(p)?,
@@ -322,8 +319,10 @@ mod tests {
         let id = "6f1a3c2e-0000-4000-8000-000000000001";
         let run = PullRequestRun::parse(
             CREATE,
-            &with(json!({"sourceBranch": "feature/x", "title": "T", "reviewers": [id],
-                         "isDraft": "true"})),
+            &with(
+                json!({"sourceBranch": "feature/x", "title": "T", "reviewers": [id],
+                         "isDraft": "true"}),
+            ),
         )
         .expect("valid");
         assert_eq!(
@@ -332,13 +331,19 @@ mod tests {
                    "title": "T", "isDraft": true, "reviewers": [{"id": id}]})
         );
         let e = PullRequestRun::parse(CREATE, &with(json!({"title": "T"}))).expect_err("no source");
-        assert!(e.0.starts_with("create_pull_request: the \"sourceBranch\" input is required"), "{e}");
+        assert!(
+            e.0.starts_with("create_pull_request: the \"sourceBranch\" input is required"),
+            "{e}"
+        );
         let e = PullRequestRun::parse(
             CREATE,
             &with(json!({"sourceBranch": "x", "title": "T", "reviewers": "bob@acme"})),
         )
         .expect_err("not an id");
-        assert!(e.0.contains("\"reviewers\"") && e.0.contains("bob@acme"), "{e}");
+        assert!(
+            e.0.contains("\"reviewers\"") && e.0.contains("bob@acme"),
+            "{e}"
+        );
         let e = PullRequestRun::parse(CREATE, &json!({"project": "Shop"})).expect_err("no repo");
         assert!(e.0.contains("\"repository\""), "{e}");
     }
@@ -356,10 +361,15 @@ mod tests {
         assert_eq!(update_body(&run.request), Some(json!({"isDraft": false})));
         let e = PullRequestRun::parse(UPDATE, &with(json!({"pullRequestId": "#3", "title": "x"})))
             .expect_err("bad id");
-        assert!(e.0.contains("\"pullRequestId\"") && e.0.contains("#3"), "{e}");
+        assert!(
+            e.0.contains("\"pullRequestId\"") && e.0.contains("#3"),
+            "{e}"
+        );
         let run = PullRequestRun::parse(
             COMPLETE,
-            &with(json!({"pullRequestId": 3, "mergeStrategy": "SQUASH", "deleteSourceBranch": true})),
+            &with(
+                json!({"pullRequestId": 3, "mergeStrategy": "SQUASH", "deleteSourceBranch": true}),
+            ),
         )
         .expect("valid");
         assert_eq!(
@@ -373,9 +383,15 @@ mod tests {
             &with(json!({"pullRequestId": 3, "mergeStrategy": "octopus"})),
         )
         .expect_err("unknown strategy");
-        assert!(e.0.contains("noFastForward, squash, rebase, rebaseMerge"), "{e}");
+        assert!(
+            e.0.contains("noFastForward, squash, rebase, rebaseMerge"),
+            "{e}"
+        );
         let e = PullRequestRun::parse(COMMENT, &with(json!({"pullRequestId": 3})))
             .expect_err("no comment");
-        assert!(e.0.starts_with("add_pull_request_comment: the \"comment\" input"), "{e}");
+        assert!(
+            e.0.starts_with("add_pull_request_comment: the \"comment\" input"),
+            "{e}"
+        );
     }
 }

@@ -11,9 +11,7 @@
 use serde_json::{Value, json};
 
 use super::port_runs::{ActionRun, PortRuns};
-use super::pull_request_inputs::{
-    self as pr_inputs, COMPLETE, CREATE, PullRequestRun, Request,
-};
+use super::pull_request_inputs::{self as pr_inputs, COMPLETE, CREATE, PullRequestRun, Request};
 use super::target::{ado_message, resolve_project};
 use super::{ActionsError, Organizations};
 use crate::ado::{AdoClient, AdoError, ProjectId, RepositoryId, encode_segment};
@@ -108,10 +106,13 @@ async fn place<'a>(
 ) -> Result<Place<'a>, ActionsError> {
     let action = parsed.action;
     let target = &parsed.target;
-    let (client, project) =
-        resolve_project(organizations, &target.project, target.organization.as_deref())
-            .await
-            .map_err(|e| with_action(action, e))?;
+    let (client, project) = resolve_project(
+        organizations,
+        &target.project,
+        target.organization.as_deref(),
+    )
+    .await
+    .map_err(|e| with_action(action, e))?;
     let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(String::from);
     let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
     let project_name = text(&project, "name").unwrap_or_else(|| target.project.to_string());
@@ -212,7 +213,9 @@ async fn create(place: &Place<'_>, request: &Request) -> Result<(String, String)
         ..
     } = request
     else {
-        return Err(ActionsError::Input(format!("{CREATE}: not a create request")));
+        return Err(ActionsError::Input(format!(
+            "{CREATE}: not a create request"
+        )));
     };
     let target = match target_branch {
         Some(branch) => branch.clone(),

@@ -81,7 +81,10 @@ pub fn ado_message(error: &AdoError) -> String {
 /// after it (the client keeps the first few hundred characters of a body).
 fn message_in(body: &str) -> Option<String> {
     if let Ok(value) = serde_json::from_str::<Value>(body) {
-        return value.get("message").and_then(Value::as_str).map(String::from);
+        return value
+            .get("message")
+            .and_then(Value::as_str)
+            .map(String::from);
     }
     let start = body.find("\"message\"")? + "\"message\"".len();
     let rest = body[start..].trim_start().strip_prefix(':')?.trim_start();

@@ -114,7 +114,12 @@ async fn resolve<'a>(
     organizations: &'a Organizations,
     inputs: &TriggerInputs,
 ) -> Result<(&'a AdoClient, Value), ActionsError> {
-    resolve_project(organizations, &inputs.project, inputs.organization.as_deref()).await
+    resolve_project(
+        organizations,
+        &inputs.project,
+        inputs.organization.as_deref(),
+    )
+    .await
 }
 
 /// What a started pipeline run is known by.

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::port_runs::{Acknowledged, ActionRun, PortRuns};
 use super::trigger_pipeline::{self, ACTION_TYPE};
-use super::{pull_request_inputs, pull_requests};
 use super::{ActionsError, Organizations};
+use super::{pull_request_inputs, pull_requests};
 use crate::ado::{BuildId, PipelineId, ProjectId};
 use adoport_shared::config::ActionsProcessor;
 

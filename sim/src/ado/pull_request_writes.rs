@@ -91,13 +91,20 @@ fn reviewer_indexes(org: &Organization, reviewers: &[Value]) -> Result<Vec<usize
             org.users
                 .iter()
                 .position(|u| u.id.eq_ignore_ascii_case(id))
-                .ok_or_else(|| invalid_argument(&format!("reviewers (identity '{id}' was not found)")))
+                .ok_or_else(|| {
+                    invalid_argument(&format!("reviewers (identity '{id}' was not found)"))
+                })
         })
         .collect()
 }
 
 /// A pull request as the write endpoints answer it (with `artifactId` and `_links`).
-fn answer(org: &Organization, request: &AdoRequest, pr: &PullRequest, status: StatusCode) -> Response {
+fn answer(
+    org: &Organization,
+    request: &AdoRequest,
+    pr: &PullRequest,
+    status: StatusCode,
+) -> Response {
     let mut value = org.pull_request_json(&request.urls, pr);
     let project_id = org
         .repositories
@@ -119,7 +126,10 @@ fn answer(org: &Organization, request: &AdoRequest, pr: &PullRequest, status: St
     (status, json_headers(), value.to_string()).into_response()
 }
 
-pub(super) async fn create(request: AdoRequest, JsonBody(body): JsonBody) -> Result<Response, AdoError> {
+pub(super) async fn create(
+    request: AdoRequest,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AdoError> {
     let response = {
         let mut org = request.organization();
         let repository = repository_id(&request, &org)?;
@@ -135,7 +145,9 @@ pub(super) async fn create(request: AdoRequest, JsonBody(body): JsonBody) -> Res
         let title = text("title").ok_or_else(|| invalid_argument("title"))?;
         let (source, target) = (full_ref(&source), full_ref(&target));
         if source == target {
-            return Err(invalid_argument("targetRefName (the source and target refs are the same)"));
+            return Err(invalid_argument(
+                "targetRefName (the source and target refs are the same)",
+            ));
         }
         let branches = org
             .git
@@ -173,7 +185,9 @@ pub(super) async fn create(request: AdoRequest, JsonBody(body): JsonBody) -> Res
         }
         let reviewers = reviewer_indexes(
             &org,
-            body.get("reviewers").and_then(Value::as_array).map_or(&[][..], Vec::as_slice),
+            body.get("reviewers")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice),
         )?;
         let id = org
             .pull_requests
@@ -195,7 +209,10 @@ pub(super) async fn create(request: AdoRequest, JsonBody(body): JsonBody) -> Res
             closed_date: None,
             source_ref_name: source,
             target_ref_name: target,
-            is_draft: body.get("isDraft").and_then(Value::as_bool).unwrap_or(false),
+            is_draft: body
+                .get("isDraft")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             merge_commit: format!("{:040x}", u128::from(id) << 8 | 0xc1),
             source_commit: Some(source_commit),
             closed_by: None,
@@ -210,7 +227,10 @@ pub(super) async fn create(request: AdoRequest, JsonBody(body): JsonBody) -> Res
     Ok(response)
 }
 
-pub(super) async fn update(request: AdoRequest, JsonBody(body): JsonBody) -> Result<Response, AdoError> {
+pub(super) async fn update(
+    request: AdoRequest,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AdoError> {
     let response = {
         let mut org = request.organization();
         let index = pull_request_index(&request, &org)?;
@@ -317,7 +337,9 @@ pub(super) async fn add_reviewers(
     let response = {
         let mut org = request.organization();
         let index = pull_request_index(&request, &org)?;
-        let wanted = body.as_array().ok_or_else(|| invalid_argument("reviewers"))?;
+        let wanted = body
+            .as_array()
+            .ok_or_else(|| invalid_argument("reviewers"))?;
         let added = reviewer_indexes(&org, wanted)?;
         if org.pull_requests[index].status != "active" {
             return Err(not_editable());
@@ -422,7 +444,9 @@ pub(super) async fn create_thread(
             })
             .unwrap_or_default();
         if comments.is_empty() {
-            return Err(invalid_argument("comments (a thread needs a comment with content)"));
+            return Err(invalid_argument(
+                "comments (a thread needs a comment with content)",
+            ));
         }
         let status = match body.get("status") {
             None | Some(Value::Null) => "active",
