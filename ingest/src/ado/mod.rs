@@ -13,6 +13,7 @@ pub mod ids;
 mod live_reads;
 pub mod organization;
 mod paging;
+mod pull_request_writes;
 mod runs;
 
 use futures_util::{Stream, TryStreamExt};
@@ -30,6 +31,7 @@ pub use ids::{
 };
 pub use live_reads::{Current, Gone, HookHost};
 pub use paging::{Page, paginate};
+pub use pull_request_writes::encode_segment;
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
