@@ -589,6 +589,13 @@ impl PortClient {
         .await
     }
 
+    /// `POST {logAttributes.ingestUrl}` with `{"logs": [...]}`: log lines for Port's log
+    /// view (see `log_shipping`), already redacted.
+    pub async fn post_logs(&self, ingest_url: &str, lines: &[Value]) -> Result<(), PublishError> {
+        self.post_to_ingest("log shipment", ingest_url, &json!({ "logs": lines }))
+            .await
+    }
+
     async fn post_to_ingest(
         &self,
         what: &str,
@@ -597,7 +604,9 @@ impl PortClient {
     ) -> Result<(), PublishError> {
         let operation = format!("{what} (POST {url})");
         let url = Url::parse(url).map_err(|e| {
-            PublishError::Setup(format!("Port's metrics ingest URL {url} is not a URL: {e}"))
+            PublishError::Setup(format!(
+                "the ingest URL {url} of the integration record in Port is not a URL: {e}"
+            ))
         })?;
         // The answer's body is not read: only its status says whether Port took it.
         let response = self

@@ -1,7 +1,7 @@
 //! The integration resource Port keeps for an installation: its config (the mapping), the
 //! resync state the integration reports, the resync-request time it polls, and the raw-data
-//! examples it sends, the record updates, and the sync metrics and heartbeats sent to its
-//! metrics ingest URL. Every report is recorded so tests can read them.
+//! examples it sends, the record updates, the sync metrics and heartbeats sent to its
+//! metrics ingest URL, and the log lines sent to its log ingest URL. Every report is recorded so tests can read them.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +39,8 @@ pub(crate) struct Integrations {
     pub sync_metrics: Vec<Vec<Value>>,
     /// Every `POST {ingestUrl}/heartbeat`'s `eventId`, in order.
     pub heartbeats: Vec<String>,
+    /// Every `POST {logAttributes.ingestUrl}`'s `logs`, one entry per shipment, in order.
+    pub log_shipments: Vec<Vec<Value>>,
 }
 
 impl Integrations {
@@ -59,6 +61,7 @@ impl Integrations {
             patches: Vec::new(),
             sync_metrics: Vec::new(),
             heartbeats: Vec::new(),
+            log_shipments: Vec::new(),
         }
     }
 

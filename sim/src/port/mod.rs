@@ -33,6 +33,7 @@
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
 //! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`]; the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
 //! | `POST /v1/metrics-ingest/{id}/heartbeat` | `{eventId}` recorded, see [`PortSim::metrics_heartbeats`] |
+//! | `POST /v1/logs-ingest/{id}` | `{logs: [{message, level, timestamp, extra}]}` recorded, see [`PortSim::log_shipments`]; the integration's `logAttributes.ingestUrl` points here after [`PortSim::enable_log_ingest`] |
 //! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
 //! | `{METHOD} <unmatched>` | 404 `not_found` |
 //!
@@ -389,6 +390,27 @@ impl PortSim {
         let body = serde_json::json!({"metricAttributes": {"ingestUrl": url}});
         lock(&self.state.integrations).patch(&identifier, &body);
         self.state.traffic.touch();
+    }
+
+    /// Gives the installed integration `logAttributes` (`ingestId`, and `ingestUrl`: this
+    /// simulator's `/v1/logs-ingest/{id}`), as Port's record has, so that log lines are
+    /// shipped.
+    pub fn enable_log_ingest(&self) {
+        let identifier = self.state.config.integration_identifier.clone();
+        let url = format!("{}/v1/logs-ingest/{identifier}", self.base_url());
+        let body = serde_json::json!({"logAttributes": {"ingestId": identifier, "ingestUrl": url}});
+        lock(&self.state.integrations).patch(&identifier, &body);
+        self.state.traffic.touch();
+    }
+
+    /// Every log shipment's `logs`, in order (one entry per `POST` to the log ingest URL).
+    pub fn log_shipments(&self) -> Vec<Vec<Value>> {
+        lock(&self.state.integrations).log_shipments.clone()
+    }
+
+    /// Every log line received, in order.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_shipments().into_iter().flatten().collect()
     }
 
     /// Every `syncKindsMetrics` received, in order (one per `POST …/syncMetrics`).

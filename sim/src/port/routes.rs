@@ -64,6 +64,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
         ("/v1/integration/{id}/kinds/{kind}/examples",      post(post_examples)),
         ("/v1/metrics-ingest/{id}/syncMetrics",             post(post_sync_metrics)),
         ("/v1/metrics-ingest/{id}/heartbeat",               post(post_metrics_heartbeat)),
+        ("/v1/logs-ingest/{id}",                            post(post_logs)),
         ("/v1/actions/runs/claim-pending",                  post(claim_pending)),
         ("/v1/actions/runs/ack",                            patch(acknowledge)),
         ("/v1/actions/runs",                                get(find_runs)),
@@ -748,5 +749,30 @@ async fn post_metrics_heartbeat(request: PortRequest, Body(body): Body) -> Answe
         return Err(integration_not_found(&identifier));
     }
     integrations.heartbeats.push(event_id.to_string());
+    ok(StatusCode::OK, json!({"ok": true}))
+}
+
+/// `POST {logAttributes.ingestUrl}` (`{logs: [{message, level, timestamp, extra}]}`), recorded;
+/// 422 for a line without a string `message`, `level` or `timestamp`, or `extra` not an object.
+async fn post_logs(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("id");
+    let Some(lines) = body.get("logs").and_then(Value::as_array).cloned() else {
+        return Err(PortError::invalid("body must be {\"logs\": [...]}"));
+    };
+    for line in &lines {
+        let text = |field: &str| line.get(field).and_then(Value::as_str).is_some();
+        if !(text("message") && text("level") && text("timestamp"))
+            || !line.get("extra").is_some_and(Value::is_object)
+        {
+            return Err(PortError::invalid(
+                "each log needs a string message, level and timestamp and an extra object",
+            ));
+        }
+    }
+    let mut integrations = lock(&request.state.integrations);
+    if integrations.get(&identifier).is_none() {
+        return Err(integration_not_found(&identifier));
+    }
+    integrations.log_shipments.push(lines);
     ok(StatusCode::OK, json!({"ok": true}))
 }
