@@ -267,6 +267,8 @@ async fn run_roles(
         };
         tracing::info!(
             blueprints_created = ?done.blueprints_created,
+            scorecards_created = ?done.scorecards_created,
+            pages_created = ?done.pages_created,
             integration_created = done.integration_created,
             record_updated = done.record_updated,
             "Port resources initialized"

@@ -507,6 +507,34 @@ impl PortClient {
         .await
     }
 
+    /// `POST /v1/blueprints/{bp}/scorecards` with a scorecard (Ocean's `create_scorecard`).
+    pub async fn create_scorecard(
+        &self,
+        blueprint: &str,
+        scorecard: &Value,
+    ) -> Result<(), PublishError> {
+        let identifier = scorecard["identifier"].as_str().unwrap_or("?");
+        self.write(
+            &format!("creation of scorecard {identifier} of blueprint {blueprint}"),
+            reqwest::Method::POST,
+            &["v1", "blueprints", blueprint, "scorecards"],
+            scorecard,
+        )
+        .await
+    }
+
+    /// `POST /v1/pages` with a page (Ocean's `create_page`).
+    pub async fn create_page(&self, page: &Value) -> Result<(), PublishError> {
+        let identifier = page["identifier"].as_str().unwrap_or("?");
+        self.write(
+            &format!("creation of page {identifier}"),
+            reqwest::Method::POST,
+            &["v1", "pages"],
+            page,
+        )
+        .await
+    }
+
     /// `PATCH /v1/blueprints/{id}` with the fields to change.
     pub async fn patch_blueprint(
         &self,

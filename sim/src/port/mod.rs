@@ -24,6 +24,8 @@
 //! | `POST /v1/blueprints/entities/datasource-entities` | `{datasource_prefix, datasource_suffix, limit, before, from?}` → `{ok, entities, next}` |
 //! | `GET /v1/blueprints`, `POST /v1/blueprints` | blueprints defined through the API |
 //! | `GET /v1/blueprints/{bp}`, `PATCH /v1/blueprints/{bp}` | one blueprint |
+//! | `POST /v1/blueprints/{bp}/scorecards` | 201 `{ok, scorecard}`; 404 for an unknown blueprint, 409 for a taken identifier; see [`PortSim::scorecards`] |
+//! | `POST /v1/pages` | 201 `{ok, page}`; 409 for a taken identifier; see [`PortSim::pages`] |
 //! | `GET /v1/integration/{id}` | `{ok, integration: {identifier, installationAppType, config, resyncState, …}}`, 404 when not installed |
 //! | `POST /v1/integration` | create (409 when it exists) |
 //! | `PATCH /v1/integration/{id}` | update fields, recorded, see [`PortSim::integration_patches`]; an empty body requests a resync |
@@ -401,6 +403,17 @@ impl PortSim {
         let body = serde_json::json!({"logAttributes": {"ingestId": identifier, "ingestUrl": url}});
         lock(&self.state.integrations).patch(&identifier, &body);
         self.state.traffic.touch();
+    }
+
+    /// The scorecards created through `POST /v1/blueprints/{bp}/scorecards`: (blueprint,
+    /// identifier) → the scorecard as created (with its `blueprint`).
+    pub fn scorecards(&self) -> BTreeMap<(String, String), Value> {
+        lock(&self.state.presentation).scorecards.clone()
+    }
+
+    /// The pages created through `POST /v1/pages`: identifier → the page as created.
+    pub fn pages(&self) -> BTreeMap<String, Value> {
+        lock(&self.state.presentation).pages.clone()
     }
 
     /// Every log shipment's `logs`, in order (one entry per `POST` to the log ingest URL).
