@@ -624,21 +624,57 @@ impl PortClient {
             .await
     }
 
+    /// `PUT {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}` with
+    /// `{"syncKindMetrics": event}`: one kind's event, as Ocean reports a kind when it starts
+    /// and when it ends (`put_integration_sync_metrics`). The ids are path segments, encoded.
+    pub async fn put_kind_sync_metrics(
+        &self,
+        ingest_url: &str,
+        event: &Value,
+    ) -> Result<(), PublishError> {
+        let event_id = event["eventId"].as_str().unwrap_or_default();
+        let kind_identifier = event["kindIdentifier"].as_str().unwrap_or_default();
+        let mut url = ingest_url_of(ingest_url)?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                PublishError::Setup(format!(
+                    "the ingest URL {ingest_url} of the integration record in Port cannot take a path"
+                ))
+            })?
+            .pop_if_empty()
+            .extend(["syncMetrics", "resync", event_id, "kind", kind_identifier]);
+        self.to_ingest(
+            &format!("sync metrics of kind {kind_identifier}"),
+            reqwest::Method::PUT,
+            url,
+            &json!({ "syncKindMetrics": event }),
+        )
+        .await
+    }
+
     async fn post_to_ingest(
         &self,
         what: &str,
         url: &str,
         body: &Value,
     ) -> Result<(), PublishError> {
-        let operation = format!("{what} (POST {url})");
-        let url = Url::parse(url).map_err(|e| {
-            PublishError::Setup(format!(
-                "the ingest URL {url} of the integration record in Port is not a URL: {e}"
-            ))
-        })?;
+        self.to_ingest(what, reqwest::Method::POST, ingest_url_of(url)?, body)
+            .await
+    }
+
+    async fn to_ingest(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: Url,
+        body: &Value,
+    ) -> Result<(), PublishError> {
+        let operation = format!("{what} ({method} {url})");
         // The answer's body is not read: only its status says whether Port took it.
         let response = self
-            .send(&operation, |http| http.post(url.clone()).json(body))
+            .send(&operation, |http| {
+                http.request(method.clone(), url.clone()).json(body)
+            })
             .await?;
         if !response.status().is_success() {
             return Err(status_error(&operation, response).await.into());
@@ -688,6 +724,15 @@ impl PortClient {
         )
         .await
     }
+}
+
+/// An ingest URL of the integration record, parsed.
+fn ingest_url_of(url: &str) -> Result<Url, PublishError> {
+    Url::parse(url).map_err(|e| {
+        PublishError::Setup(format!(
+            "the ingest URL {url} of the integration record in Port is not a URL: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
 //! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`]; the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
+//! | `PUT /v1/metrics-ingest/{id}/syncMetrics/resync/{event}/kind/{kind}` | `{syncKindMetrics}` recorded, see [`PortSim::kind_sync_metrics`] |
 //! | `POST /v1/metrics-ingest/{id}/heartbeat` | `{eventId}` recorded, see [`PortSim::metrics_heartbeats`] |
 //! | `POST /v1/logs-ingest/{id}` | `{logs: [{message, level, timestamp, extra}]}` recorded, see [`PortSim::log_shipments`]; the integration's `logAttributes.ingestUrl` points here after [`PortSim::enable_log_ingest`] |
 //! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
@@ -388,10 +389,28 @@ impl PortSim {
     /// `/v1/metrics-ingest/{id}`), as Port's record has, so that sync metrics are sent.
     pub fn enable_sync_metrics(&self) {
         let identifier = self.state.config.integration_identifier.clone();
-        let url = format!("{}/v1/metrics-ingest/{identifier}", self.base_url());
+        self.move_sync_metrics(&identifier);
+    }
+
+    /// Points the installed integration's `metricAttributes.ingestUrl` at
+    /// `/v1/metrics-ingest/{ingest}`, which takes metrics from now on (the old one too), as
+    /// Port moving an integration's metrics ingest would.
+    pub fn move_sync_metrics(&self, ingest: &str) {
+        let identifier = self.state.config.integration_identifier.clone();
+        let url = format!("{}/v1/metrics-ingest/{ingest}", self.base_url());
         let body = serde_json::json!({"metricAttributes": {"ingestUrl": url}});
-        lock(&self.state.integrations).patch(&identifier, &body);
+        {
+            let mut integrations = lock(&self.state.integrations);
+            integrations.metrics_ingests.insert(ingest.to_string());
+            integrations.patch(&identifier, &body);
+        }
         self.state.traffic.touch();
+    }
+
+    /// The metrics ingest id (`/v1/metrics-ingest/{id}`) each `POST …/syncMetrics` came to,
+    /// in the order of [`PortSim::sync_metrics`].
+    pub fn sync_metrics_ingests(&self) -> Vec<String> {
+        lock(&self.state.integrations).sync_metrics_ingest.clone()
     }
 
     /// Gives the installed integration `logAttributes` (`ingestId`, and `ingestUrl`: this
@@ -429,6 +448,12 @@ impl PortSim {
     /// Every `syncKindsMetrics` received, in order (one per `POST …/syncMetrics`).
     pub fn sync_metrics(&self) -> Vec<Vec<Value>> {
         lock(&self.state.integrations).sync_metrics.clone()
+    }
+
+    /// Every per-kind `PUT …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`: the event id
+    /// and kind identifier of its path, and its `syncKindMetrics`, in order.
+    pub fn kind_sync_metrics(&self) -> Vec<(String, String, Value)> {
+        lock(&self.state.integrations).kind_sync_metrics.clone()
     }
 
     /// Every heartbeat's `eventId`, in order.
