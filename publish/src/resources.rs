@@ -210,8 +210,16 @@ async fn create_blueprints(
     Ok(Some(created))
 }
 
-/// The default scorecards and pages, parsed: `(blueprint, scorecard)` pairs and pages.
-pub fn default_presentation() -> Result<(Vec<(String, Value)>, Vec<Value>), PublishError> {
+/// The default scorecards and pages.
+#[derive(Debug, Clone)]
+pub struct DefaultPresentation {
+    /// `(blueprint, scorecard)`, in the file's order.
+    pub scorecards: Vec<(String, Value)>,
+    pub pages: Vec<Value>,
+}
+
+/// The default scorecards and pages, parsed.
+pub fn default_presentation() -> Result<DefaultPresentation, PublishError> {
     let parse = |text: &str, file: &str| {
         serde_json::from_str::<Vec<Value>>(text).map_err(|e| {
             PublishError::Setup(format!(
@@ -226,7 +234,10 @@ pub fn default_presentation() -> Result<(Vec<(String, Value)>, Vec<Value>), Publ
             scorecards.push((blueprint.clone(), scorecard.clone()));
         }
     }
-    Ok((scorecards, parse(DEFAULT_PAGES, "default-pages.json")?))
+    Ok(DefaultPresentation {
+        scorecards,
+        pages: parse(DEFAULT_PAGES, "default-pages.json")?,
+    })
 }
 
 /// Creates the default scorecards, then the default pages, as Ocean does after creating the
@@ -235,7 +246,7 @@ pub fn default_presentation() -> Result<(Vec<(String, Value)>, Vec<Value>), Publ
 async fn create_presentation(
     client: &PortClient,
 ) -> Result<(Vec<String>, Vec<String>), PublishError> {
-    let (scorecards, pages) = default_presentation()?;
+    let DefaultPresentation { scorecards, pages } = default_presentation()?;
     let mut scorecards_created = Vec::new();
     for (blueprint, scorecard) in &scorecards {
         let identifier = scorecard["identifier"].as_str().unwrap_or("?");
@@ -325,7 +336,7 @@ mod tests {
         let ours = |text: &str| serde_json::from_str::<Value>(text).expect("ours parse");
         assert_eq!(ours(DEFAULT_SCORECARDS), fixture("scorecards.json"));
         assert_eq!(ours(DEFAULT_PAGES), fixture("pages.json"));
-        let (scorecards, pages) = default_presentation().expect("parse");
+        let DefaultPresentation { scorecards, pages } = default_presentation().expect("parse");
         assert_eq!(scorecards.len(), 1);
         assert_eq!(scorecards[0].0, "service");
         assert_eq!(scorecards[0].1["identifier"], "ProductionReadiness");

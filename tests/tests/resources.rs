@@ -335,8 +335,7 @@ async fn the_default_scorecards_and_pages_come_with_the_blueprints_and_only_then
             "azureDevopsProductionReadinessDashboard"
         ]
     );
-    let (_, default_pages) = default_presentation().expect("defaults");
-    for page in &default_pages {
+    for page in &default_presentation().expect("defaults").pages {
         let identifier = page["identifier"].as_str().expect("identifier");
         assert_eq!(&pages[identifier], page, "page {identifier} as sent");
     }

@@ -763,9 +763,11 @@ async fn post_logs(request: PortRequest, Body(body): Body) -> Answer {
     };
     for line in &lines {
         let text = |field: &str| line.get(field).and_then(Value::as_str).is_some();
-        if !(text("message") && text("level") && text("timestamp"))
-            || !line.get("extra").is_some_and(Value::is_object)
-        {
+        let complete = text("message")
+            && text("level")
+            && text("timestamp")
+            && line.get("extra").is_some_and(Value::is_object);
+        if !complete {
             return Err(PortError::invalid(
                 "each log needs a string message, level and timestamp and an extra object",
             ));
