@@ -50,6 +50,7 @@ mod organizations;
 mod pipeline_runs;
 pub mod pipelines;
 mod recycle;
+mod releases;
 mod request;
 mod routes;
 pub mod runs;

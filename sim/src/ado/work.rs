@@ -12,7 +12,7 @@
 //! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337` |
 //! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
 //! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
-//! | `GET /{org}/{project}/_apis/release/releases` | releases newest first, `$top` (default 50), `continuationToken` |
+//! | `GET /{org}/{project}/_apis/release/releases` | see [`super::releases`] |
 //! | `GET /{org}/{project}/_apis/release/releases/{releaseId}` | one release |
 //! | `GET/POST /{org}/_apis/hooks/subscriptions`, `PUT/DELETE …/{subscriptionId}` | service-hook subscriptions (host rules, masked passwords: see [`super::live`]) |
 
@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::error::{AdoError, ado_json};
 use super::request::{AdoRequest, JsonBody};
-use super::routes::{continued_list, json_body, list, ok_json, parse_count, urls};
+use super::routes::{json_body, list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
     ado_time, encode_segment, epoch, stable_id,
@@ -295,7 +295,7 @@ impl Organization {
         json!({
             "id": number,
             "name": format!("Release-{number}"),
-            "status": if number.is_multiple_of(4) { "abandoned" } else { "active" },
+            "status": super::releases::release_status(number),
             "createdOn": ado_time(created),
             "modifiedOn": ado_time(created + Duration::minutes(30)),
             "modifiedBy": self.identity(urls, (number as usize + 1) % users),
@@ -575,20 +575,6 @@ pub(super) async fn work_item(request: AdoRequest) -> Result<Response, AdoError>
             "TF401232: Work item {id} does not exist, or you do not have permissions to read it."
         ))),
     }
-}
-
-pub(super) async fn list_releases(request: AdoRequest) -> Result<Response, AdoError> {
-    let top = parse_count(&request.query, "$top")?
-        .unwrap_or(50)
-        .clamp(1, 100);
-    let start = parse_count(&request.query, "continuationToken")?.unwrap_or(0);
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let values = (1..=org.releases_per_project)
-        .rev()
-        .map(|n| org.release_json(&request.urls, project, n))
-        .collect();
-    Ok(continued_list(values, start, top))
 }
 
 pub(super) async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
