@@ -9,7 +9,7 @@
 //! | `GET /{org}/{project}/{team}/_apis/work/boards` | board references of a team |
 //! | `GET /{org}/{project}/{team}/_apis/work/boards/{board}` | the board with `columns[].stateMappings` |
 //! | `GET /{org}/{project}/_apis/git/policy/configurations` | branch policies, `repositoryId`, `refName` |
-//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337` |
+//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337`; an `ORDER BY` twice or inside parentheses → 400 `TF51006` |
 //! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
 //! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
 //! | `GET /{org}/{project}/_apis/release/releases` | see [`super::releases`] |
@@ -425,6 +425,44 @@ fn id_floor(query: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// WIQL takes one `ORDER BY`, at the end of the query, outside parentheses (keywords in any
+/// case; quoted literals and bracketed field names are not read as keywords); anything else is
+/// Azure DevOps' 400 syntax error.
+fn check_order_by(query: &str) -> Result<(), AdoError> {
+    let lower = query.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let (mut depth, mut quote, mut found) = (0i32, None::<u8>, Vec::new());
+    let word = |at: usize, w: &str| {
+        lower.get(at..at + w.len()) == Some(w)
+            && (at == 0 || !bytes[at - 1].is_ascii_alphanumeric())
+            && bytes.get(at + w.len()).is_none_or(|b| !b.is_ascii_alphanumeric())
+    };
+    for (at, byte) in bytes.iter().enumerate() {
+        match (quote, *byte) {
+            (Some(q), b) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(*byte),
+            (None, b'[') => quote = Some(b']'),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth -= 1,
+            (None, _) if word(at, "order") => {
+                let rest = &lower[at + 5..];
+                let gap = rest.len() - rest.trim_start().len();
+                if gap > 0 && word(at + 5 + gap, "by") {
+                    found.push(depth);
+                }
+            }
+            _ => {}
+        }
+    }
+    if found.len() > 1 || found.iter().any(|d| *d != 0) {
+        return Err(AdoError::bad_argument(
+            "TF51006: The query statement is missing a closing parenthesis or has an ORDER BY clause that is not at its end. Expecting end of string.",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn wiql(
     request: AdoRequest,
     JsonBody(body): JsonBody,
@@ -432,6 +470,7 @@ pub(super) async fn wiql(
     let Some(text) = body.get("query").and_then(Value::as_str) else {
         return Err(AdoError::bad_argument("The query parameter is required."));
     };
+    check_order_by(text)?;
     let floor = id_floor(text).unwrap_or(0);
     let top = parse_count(&request.query, "$top")?;
     let org = request.organization();
