@@ -769,6 +769,57 @@ mod tests {
     }
 
     #[test]
+    fn release_and_wiki_filters_default_to_none_and_become_the_query_parameters() {
+        let release = read_as::<ReleaseSelector>(json!({})).expect("reads");
+        assert!(release.params().is_empty(), "no filter by default");
+        let release = read_as::<ReleaseSelector>(json!({
+            "expand": "artifacts", "statusFilter": "active", "tagFilter": ["a", 1],
+            "sourceBranchFilter": "refs/heads/main", "minCreatedTime": "2025-01-01",
+            "maxCreatedTime": 2026, "query": "true"
+        }))
+        .expect("reads");
+        let params: Vec<(&str, String)> = release.params();
+        assert_eq!(
+            params,
+            [
+                ("$expand", "artifacts".to_string()),
+                ("statusFilter", "active".into()),
+                ("tagFilter", "a,1".into()),
+                ("sourceBranchFilter", "refs/heads/main".into()),
+                ("minCreatedTime", "2025-01-01".into()),
+                ("maxCreatedTime", "2026".into()),
+            ]
+        );
+        let empty = read_as::<ReleaseSelector>(json!({"tagFilter": [], "statusFilter": null}));
+        assert!(empty.expect("reads").params().is_empty());
+        let definitions =
+            read_as::<ReleaseDefinitionSelector>(json!({"tagFilter": ["x", "y"]})).expect("reads");
+        assert_eq!(definitions.params(), [("tagFilter", "x,y".to_string())]);
+        assert!(
+            (read_as::<ReleaseDefinitionSelector>(json!({})).expect("reads"))
+                .params()
+                .is_empty()
+        );
+
+        let wiki = |v: Value| read_as::<WikiSelector>(v).expect("reads");
+        assert_eq!(WikiSelector::api_version(&[wiki(json!({}))]), "7.1");
+        assert_eq!(
+            WikiSelector::api_version(&[
+                wiki(json!({"apiVersion": ""})),
+                wiki(json!({"apiVersion": 7.0}))
+            ]),
+            "7.0"
+        );
+        assert_eq!(WikiSelector::types(&[wiki(json!({}))]), None);
+        let code = wiki(json!({"wikiType": "codeWiki"}));
+        assert_eq!(
+            WikiSelector::types(std::slice::from_ref(&code)),
+            Some(vec!["codeWiki".to_string()])
+        );
+        assert_eq!(WikiSelector::types(&[code, wiki(json!({}))]), None);
+    }
+
+    #[test]
     fn numbers_texts_and_lists_are_coerced_as_pydantic_does() {
         let pr = read_as::<PullRequestSelector>(json!({"minTimeInDays": "3", "maxResults": 2.9}))
             .expect("reads");
@@ -907,6 +958,23 @@ mod tests {
         assert_eq!(
             error::<WikiSelector>(json!({"includeContent": "sometimes"})).0,
             "includeContent"
+        );
+        assert_eq!(
+            error::<WikiSelector>(json!({"wikiType": "ProjectWiki"})).0,
+            "wikiType"
+        );
+        for (selector, field) in [
+            (json!({"statusFilter": "Active"}), "statusFilter"),
+            (json!({"expand": "triggers"}), "expand"),
+            (json!({"tagFilter": "a"}), "tagFilter"),
+            (json!({"sourceBranchFilter": {}}), "sourceBranchFilter"),
+            (json!({"maxCreatedTime": [1]}), "maxCreatedTime"),
+        ] {
+            assert_eq!(error::<ReleaseSelector>(selector).0, field);
+        }
+        assert_eq!(
+            error::<ReleaseDefinitionSelector>(json!({"tagFilter": [{}]})).0,
+            "tagFilter"
         );
     }
 }

@@ -95,7 +95,11 @@ async fn a_project_deleted_between_the_list_and_its_read_is_skipped() {
         "Microsoft.TeamFoundation.Core.WebApi.ProjectDoesNotExistWithNameException, Microsoft.TeamFoundation.Core.WebApi",
     );
     let items = h.crawl_ok(&[plan("release", json!({}))]).await;
-    assert_eq!(items["release"].len(), 2 * 3, "the two other projects' releases");
+    assert_eq!(
+        items["release"].len(),
+        2 * 3,
+        "the two other projects' releases"
+    );
     h.sim.shutdown().await;
 }
 
@@ -124,7 +128,10 @@ async fn a_path_a_repository_does_not_have_is_no_file() {
     let paths: Vec<&str> = (items["file"].iter())
         .filter_map(|f| f["file"]["path"].as_str())
         .collect();
-    assert!(!paths.is_empty() && paths.iter().all(|p| *p == "port.yml"), "{paths:?}");
+    assert!(
+        !paths.is_empty() && paths.iter().all(|p| *p == "port.yml"),
+        "{paths:?}"
+    );
     h.sim.shutdown().await;
 }
 

@@ -88,7 +88,11 @@ async fn release_expand_adds_what_it_names_and_nothing_else() {
         .await;
     for release in &expanded["release"] {
         let branch = &release["artifacts"][0]["definitionReference"]["branch"]["id"];
-        assert!(branch.as_str().is_some_and(|b| b.starts_with("refs/heads/")));
+        assert!(
+            branch
+                .as_str()
+                .is_some_and(|b| b.starts_with("refs/heads/"))
+        );
         assert!(release.get("environments").is_none(), "{release}");
     }
     let environments = h
@@ -268,9 +272,7 @@ async fn wiki_api_version_is_the_one_every_wiki_call_sends() {
         .await;
     assert!(older["wiki"].iter().all(|p| p["content"].is_string()));
     // A version the service does not offer is refused: the selector's version was sent.
-    let (report, _) = h
-        .crawl(&[plan("wiki", json!({"apiVersion": "9.9"}))])
-        .await;
+    let (report, _) = h.crawl(&[plan("wiki", json!({"apiVersion": "9.9"}))]).await;
     let failure = failure(&report, "wiki");
     assert!(failure.contains("9.9"), "{failure}");
     // Empty is the default (7.1), as in the Python integration.

@@ -435,7 +435,9 @@ fn check_order_by(query: &str) -> Result<(), AdoError> {
     let word = |at: usize, w: &str| {
         lower.get(at..at + w.len()) == Some(w)
             && (at == 0 || !bytes[at - 1].is_ascii_alphanumeric())
-            && bytes.get(at + w.len()).is_none_or(|b| !b.is_ascii_alphanumeric())
+            && bytes
+                .get(at + w.len())
+                .is_none_or(|b| !b.is_ascii_alphanumeric())
     };
     for (at, byte) in bytes.iter().enumerate() {
         match (quote, *byte) {
@@ -735,6 +737,23 @@ pub(super) async fn delete_subscription(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_by_is_taken_once_at_the_end_outside_parentheses() {
+        for ok in [
+            "SELECT [System.Id] FROM WorkItems WHERE [System.Id] > 0 ORDER BY [System.Id] ASC",
+            "SELECT [System.Id] FROM WorkItems WHERE ([System.Title] CONTAINS 'order by') order by [System.Id]",
+            "SELECT [System.Id] FROM WorkItems WHERE [Custom.Order By] = 1",
+        ] {
+            assert!(check_order_by(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "SELECT [System.Id] FROM WorkItems WHERE ([System.State] = 'New' ORDER BY [System.ChangedDate]) ORDER BY [System.Id] ASC",
+            "SELECT [System.Id] FROM WorkItems ORDER BY [System.Id] ORDER  BY [System.Title]",
+        ] {
+            assert!(check_order_by(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn wiql_id_floor_is_read_from_the_query() {
