@@ -165,3 +165,14 @@ async fn deployment_records_end_on_a_deleted_environment_but_fail_on_any_other_4
     assert!(failure(&report, "pipeline-deployment").contains("404"));
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_spec_read_answering_a_404_that_names_nothing_fails_gitops() {
+    let h = harness(AdoSimConfig::default(), CrawlLimits::default()).await;
+    let selector = json!({"specPath": ["port.yml"], "useDefaultBranch": true, "branch": "main"});
+    h.crawl_ok(&[plan("gitops", selector.clone())]).await;
+    h.sim.not_found_after(ITEMS, 0, GENERIC, "");
+    let (report, _) = h.crawl(&[plan("gitops", selector)]).await;
+    assert!(failure(&report, "gitops").contains("404"));
+    h.sim.shutdown().await;
+}

@@ -233,7 +233,10 @@ async fn wiki_type_selects_project_or_code_wikis() {
         wikis
     };
     let both = h.crawl_ok(&[plan("wiki", json!({}))]).await;
-    assert_eq!(pages_of(&both, "codeWiki"), std::slice::from_ref(&code_wiki));
+    assert_eq!(
+        pages_of(&both, "codeWiki"),
+        std::slice::from_ref(&code_wiki)
+    );
     assert_eq!(pages_of(&both, "projectWiki").len(), 2);
     let all_pages = both["wiki"].len();
 
