@@ -13,6 +13,7 @@ pub mod ids;
 mod live_reads;
 pub mod organization;
 mod paging;
+mod pull_request_writes;
 mod runs;
 
 use futures_util::{Stream, TryStreamExt};
@@ -30,6 +31,7 @@ pub use ids::{
 };
 pub use live_reads::{Current, Gone, HookHost};
 pub use paging::{Page, paginate};
+pub use pull_request_writes::encode_segment;
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
@@ -108,12 +110,14 @@ impl AdoClient {
         values(url, self.get_json(url, &query).await?.body)
     }
 
-    /// One page of `GET {org}/_apis/projects` (continuation token paging).
+    /// One page of `GET {org}/_apis/projects` (continuation token paging), with each
+    /// project's `capabilities` (source control, process template), as the Python integration
+    /// lists them, so that `__project` carries them too.
     pub async fn projects_page(&self, continuation_token: Option<&str>) -> Result<Page, AdoError> {
         let url = self.url("_apis/projects");
         let top = PROJECTS_PAGE_SIZE.to_string();
-        self.get_page(&url, vec![("$top", top.as_str())], continuation_token)
-            .await
+        let query = vec![("$top", top.as_str()), ("includeCapabilities", "true")];
+        self.get_page(&url, query, continuation_token).await
     }
 
     /// Every project of the organization, all pages of [`AdoClient::projects_page`], in order.

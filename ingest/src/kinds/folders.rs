@@ -122,10 +122,22 @@ pub(crate) async fn matching_folders(
         Err(e) if e.says_missing(CONTENT_MISSING) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    // The listing includes its scope folder: the root for a top-level pattern. The Python
+    // integration matches the root's path as "" (it strips slashes), which a pattern of only
+    // `*` matches, so `*` also yields the root folder there; so it does here.
+    let root_matches = !source.is_empty() && source.chars().all(|c| c == '*');
     let folders: Vec<Value> = items
         .into_iter()
         .filter(|i| i.get("isFolder").and_then(Value::as_bool) == Some(true))
-        .filter(|i| text(i, "path").is_some_and(|p| p != "/" && rule.glob.matches(p)))
+        .filter(|i| {
+            text(i, "path").is_some_and(|p| {
+                if p == "/" {
+                    root_matches
+                } else {
+                    rule.glob.matches(p)
+                }
+            })
+        })
         .collect();
     let version = &version;
     stream::iter(folders)

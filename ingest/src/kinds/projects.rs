@@ -28,7 +28,14 @@ impl Crawler {
             let full: Vec<Value> = stream::iter(page.iter().filter_map(project_id))
                 .map(|id| async move {
                     match self.client.project(&id).await {
-                        Ok(project) => Ok(Some(project)),
+                        // As the Python integration reads a project alone (no
+                        // `includeCapabilities`): the full project without `capabilities`.
+                        Ok(mut project) => {
+                            if let Some(map) = project.as_object_mut() {
+                                map.remove("capabilities");
+                            }
+                            Ok(Some(project))
+                        }
                         // Deleted between list and read: nothing to sync.
                         Err(e) if e.unit_gone() => Ok(None),
                         Err(e) => Err(e),

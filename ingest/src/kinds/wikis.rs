@@ -17,9 +17,11 @@ use crate::selector::WikiSelector;
 /// Pages read in full at the same time.
 const CONCURRENT_PAGES: usize = 8;
 
-/// A wiki page item: the page plus `__wiki` and `__project`.
+/// A wiki page item: the page plus `__wiki` (the wiki with its own `__project`, as the Python
+/// integration enriches the wiki before its pages) and `__project`.
 pub(crate) fn page_item(page: Value, wiki: &Value, project: &Value) -> Value {
-    enrich(enrich(page, "__wiki", wiki), "__project", project)
+    let wiki = enrich(wiki.clone(), "__project", project);
+    enrich(enrich(page, "__wiki", &wiki), "__project", project)
 }
 
 /// The pages of `page_details` (from `pagesbatch`), read in full with their content when

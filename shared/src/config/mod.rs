@@ -333,7 +333,8 @@ pub struct OceanSettings {
     /// `status_heartbeat_interval_seconds`, 10; 1 to 3600, Ocean requires more than 0).
     #[serde(deserialize_with = "flex::u64")]
     pub status_heartbeat_interval_seconds: u64,
-    /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
+    /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline` and
+    /// the pull-request actions).
     pub actions_processor: ActionsProcessor,
     /// Whether `env`/`$ENV` in a mapping's jq hold the process environment (its secrets left
     /// out, see [`JqEnvironment`]) or nothing.

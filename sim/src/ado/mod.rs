@@ -28,6 +28,7 @@
 //! | `GET /{org}/{project}/_apis/git/pullrequests` | pull requests of a project (`searchCriteria.repositoryId` optional) |
 //! | `GET /{org}/_apis/git/pullrequests/{pullRequestId}` | one pull request by id |
 //! | `GET /{org}/{project}/_apis/git/pullrequests/{pullRequestId}` | same, project-scoped |
+//! | `POST …/pullrequests`, `PATCH …/pullrequests/{pullRequestId}`, `…/reviewers`, `…/threads` | create, update, complete, abandon, reviewers, comment threads (see `pull_request_writes`) |
 //! | identity, team settings, area and project-property endpoints | see `identities.rs` |
 //! | `POST/GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs…` | pipeline runs (see `pipeline_runs`) |
 //! | `GET <unmatched>` (any method) | 404 |
@@ -49,6 +50,7 @@ mod live;
 mod organizations;
 mod pipeline_runs;
 pub mod pipelines;
+mod pull_request_writes;
 mod recycle;
 mod releases;
 mod request;
@@ -295,6 +297,21 @@ impl AdoSim {
     /// The current pull requests of every repository (any status), as the API returns them.
     pub fn pull_requests(&self) -> Vec<Value> {
         self.render_all(|org| &org.pull_requests, Organization::pull_request_json)
+    }
+
+    /// The comment threads of a pull request, as `GET …/pullrequests/{id}/threads` returns
+    /// them; empty for an unknown pull request.
+    pub fn pull_request_threads(&self, pull_request_id: u64) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        org.pull_request(pull_request_id)
+            .map(|pr| {
+                pr.threads
+                    .iter()
+                    .map(|t| pull_request_writes::thread_json(&org, &urls, pr, t))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Renames a repository (no-op for an unknown id), for live-event tests.
