@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 use super::KindCrawl;
 use super::glob::{Glob, is_glob};
 use super::{Pages, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, none_if_missing, repository_ids};
+use crate::ado::{
+    AdoClient, AdoError, CONTENT_MISSING, GitVersion, Recursion, none_if_missing, repository_ids,
+};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{self, FileSelector, SelectorError};
@@ -302,7 +304,8 @@ impl Crawler {
                         .await
                     {
                         Ok(items) => lists.push(items),
-                        Err(AdoError::NotFound { .. }) => {}
+                        // Azure DevOps says the path is not in the repository: none there.
+                        Err(e) if e.says_missing(CONTENT_MISSING) => {}
                         Err(e) => return Err(e),
                     }
                 }

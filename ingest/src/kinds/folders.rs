@@ -14,7 +14,7 @@ use super::KindCrawl;
 use super::files::included_files;
 use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, repository_ids};
+use crate::ado::{AdoClient, AdoError, CONTENT_MISSING, GitVersion, Recursion, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{self, FolderSelector, SelectorError};
@@ -118,7 +118,8 @@ pub(crate) async fn matching_folders(
         .await
     {
         Ok(items) => items,
-        Err(AdoError::NotFound { .. }) => return Ok(Vec::new()),
+        // Azure DevOps says the path (or the branch) is not in the repository: no folders.
+        Err(e) if e.says_missing(CONTENT_MISSING) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     // The listing includes its scope folder: the root for a top-level pattern. The Python

@@ -5,7 +5,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::KindCrawl;
-use crate::ado::{AdoError, ProjectId};
+use crate::ado::ProjectId;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler};
 use crate::kind::Kind;
 use crate::selector::AzureDevopsSelector;
@@ -37,7 +37,7 @@ impl Crawler {
                             Ok(Some(project))
                         }
                         // Deleted between list and read: nothing to sync.
-                        Err(AdoError::NotFound { .. }) => Ok(None),
+                        Err(e) if e.unit_gone() => Ok(None),
                         Err(e) => Err(e),
                     }
                 })

@@ -35,11 +35,22 @@ pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
     }
 }
 
-/// `Ok(None)` for a 404 (the object went away between the list and the read).
+/// `typeKey`s of 404s that say a build, a build definition, a pipeline or an environment does
+/// not exist (any more).
+const OBJECT_GONE: &[&str] = &[
+    "BuildNotFoundException",
+    "DefinitionNotFoundException",
+    "PipelineNotFoundException",
+    "EnvironmentNotFoundException",
+];
+
+/// `Ok(None)` for a 404 in which Azure DevOps says the object read (the build, definition,
+/// pipeline or environment the listing belongs to) went away between the list and the read
+/// ([`OBJECT_GONE`]); any other 404 is the error it is.
 fn unless_gone<T>(outcome: Result<T, AdoError>) -> Result<Option<T>, AdoError> {
     match outcome {
         Ok(value) => Ok(Some(value)),
-        Err(AdoError::NotFound { .. }) => Ok(None),
+        Err(e) if e.says_missing(OBJECT_GONE) || e.unit_gone() => Ok(None),
         Err(e) => Err(e),
     }
 }

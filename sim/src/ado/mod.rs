@@ -52,6 +52,7 @@ mod pipeline_runs;
 pub mod pipelines;
 mod pull_request_writes;
 mod recycle;
+mod releases;
 mod request;
 mod routes;
 pub mod runs;
@@ -429,6 +430,34 @@ impl AdoSim {
     /// The next `answers.len()` requests on `route` (a template key such as
     /// `"GET /{org}/_apis/projects"`) get these answers instead of the normal ones.
     pub fn fail_next(&self, route: &str, answers: Vec<ScriptedAnswer>) {
+        self.state.traffic.script(route, answers);
+    }
+
+    /// A read that fails mid-crawl: the next `normal` requests on `route` are answered as
+    /// usual, then one answers 404 with Azure DevOps' error body (`message`, `typeKey` from
+    /// the last dotted part of `type_name`; `NotFoundException` when `type_name` is empty).
+    pub fn not_found_after(&self, route: &str, normal: usize, message: &str, type_name: &str) {
+        let type_name = if type_name.is_empty() {
+            "Microsoft.VisualStudio.Services.WebApi.NotFoundException, Microsoft.VisualStudio.Services.WebApi"
+        } else {
+            type_name
+        };
+        let type_key = type_name
+            .split(',')
+            .next()
+            .and_then(|full| full.rsplit('.').next())
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "$id": "1",
+            "innerException": null,
+            "message": message,
+            "typeName": type_name,
+            "typeKey": type_key,
+            "errorCode": 0,
+            "eventId": 3000,
+        });
+        let mut answers = vec![ScriptedAnswer::normal(); normal];
+        answers.push(ScriptedAnswer::json(404, body));
         self.state.traffic.script(route, answers);
     }
 

@@ -17,7 +17,7 @@ use super::error::{AdoError, json_headers, rate_limit_headers};
 use super::seed::Urls;
 use super::{
     AdoState, content_routes, core_routes, identities, live, pipeline_runs, pipelines,
-    pull_request_writes, runs, security, work,
+    pull_request_writes, releases, runs, security, work,
 };
 use crate::route_table::route_table;
 use crate::traffic::{lock, route_key};
@@ -67,9 +67,9 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
         ("/{org}[/{project}]/_apis/wit/workitemsbatch",                             post(work::batch)),
         ("/{org}[/{project}]/_apis/wit/workitems",                                  get(work::list_by_ids)),
         ("/{org}[/{project}]/_apis/wit/workitems/{id}",                             get(work::work_item)),
-        ("/{org}/{project}/_apis/release/releases",                                 get(work::list_releases)),
+        ("/{org}/{project}/_apis/release/releases",                                 get(releases::list_releases)),
         ("/{org}/{project}/_apis/release/releases/{releaseId}",                     get(work::get_release)),
-        ("/{org}/{project}/_apis/release/definitions",                              get(pipelines::list_definitions)),
+        ("/{org}/{project}/_apis/release/definitions",                              get(releases::list_definitions)),
         ("/{org}/{project}/_apis/release/definitions/{definitionId}",               get(live::get_definition)),
         ("/{org}/{project}/_apis/release/deployments",                              get(pipelines::list_deployments)),
         ("/{org}/_apis/hooks/subscriptions",                                        get(work::list_subscriptions)),
