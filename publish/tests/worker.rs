@@ -1172,7 +1172,11 @@ async fn a_change_that_came_during_a_request_goes_when_that_request_ends() {
     h.send(&[repo("r2", 1), repo("r3", 1)]).await;
     let stats = h.wait_until("3 acks", |s| s.acked == 3).await;
     assert_eq!(
-        (stats.batches.idle, stats.batches.after_request, stats.batches.linger),
+        (
+            stats.batches.idle,
+            stats.batches.after_request,
+            stats.batches.linger
+        ),
         (1, 1, 0)
     );
     let bulk = fake.bulk_requests();
@@ -1214,7 +1218,9 @@ async fn a_first_sync_of_n_changes_makes_at_most_one_twentieth_plus_five_percent
         "{} bulk requests for a first sync of {n} entities (budget {}): {:?}",
         bulk.len(),
         request_budget(n),
-        bulk.iter().map(|r| r.identifiers().len()).collect::<Vec<_>>()
+        bulk.iter()
+            .map(|r| r.identifiers().len())
+            .collect::<Vec<_>>()
     );
     h.stop().await.expect("clean stop");
 }
@@ -1242,7 +1248,9 @@ async fn a_burst_of_live_changes_fills_bulk_requests_while_one_is_in_flight() {
         "{} bulk requests for a burst of {n} live changes (budget {}): {:?}",
         bulk.len(),
         request_budget(n),
-        bulk.iter().map(|r| r.identifiers().len()).collect::<Vec<_>>()
+        bulk.iter()
+            .map(|r| r.identifiers().len())
+            .collect::<Vec<_>>()
     );
     // The first went at once, alone; the rest filled up behind it.
     assert_eq!(bulk[0].identifiers(), ["r0"]);
