@@ -438,6 +438,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_batching_comparison_measures_before_and_after_on_both_buses() {
+        let runs = variants(LiveCompare::Batching);
+        for rabbit in [false, true] {
+            let send_when_idle: Vec<bool> = runs
+                .iter()
+                .filter(|v| v.rabbit == rabbit)
+                .map(|v| v.send_when_idle)
+                .collect();
+            assert_eq!(send_when_idle, [false, true], "rabbit: {rabbit}");
+        }
+        assert!(
+            runs.iter().all(|v| v.reserve),
+            "the default reserve throughout"
+        );
+        let reserve: Vec<bool> = variants(LiveCompare::Reserve)
+            .iter()
+            .map(|v| v.reserve)
+            .collect();
+        assert_eq!(reserve, [false, true]);
+    }
+
+    #[test]
     fn percentiles_count_missing_samples_as_the_slowest() {
         let ms = |n: u64| Some(Duration::from_millis(n));
         let samples: Vec<Option<Duration>> = (1..=100).map(ms).collect();

@@ -1316,6 +1316,14 @@ mod tests {
     }
 
     #[test]
+    fn publish_sends_live_batches_when_idle_unless_told_not_to() {
+        let s = settings(&[]).expect("valid");
+        assert!(s.pipeline.publish.send_when_idle);
+        let s = settings(&[("ADOPORT__PUBLISH__SEND_WHEN_IDLE", "false")]).expect("valid");
+        assert!(!s.pipeline.publish.send_when_idle);
+    }
+
+    #[test]
     fn broker_timeouts_have_defaults_and_are_read() {
         let t = settings(&[]).expect("valid").pipeline.broker.timeouts();
         assert_eq!(
