@@ -15,8 +15,9 @@
 //! goes when that request ends, when it is full, or after its linger at the latest — so a burst
 //! still travels in full bulk requests, and a lone change waits no longer than one request to
 //! Port (`ADOPORT__PUBLISH__SEND_WHEN_IDLE=false`: every batch waits out its linger, as before).
-//! A resync's upserts go into check
-//! groups of up to 100 (see [`crate::batcher`]): the send task reads Port's current state of
+//!
+//! A resync's upserts go into check groups of up to 100 (see [`crate::batcher`]), which keep
+//! their linger (a resync waits for no single entity): the send task reads Port's current state of
 //! the group in one request and writes only what differs, so a resync repairs whatever changed
 //! in Port meanwhile — by hand, by a cascade, by another process — and a resync of an unchanged
 //! organization writes nothing. Nothing about Port's state is remembered between changes: a
