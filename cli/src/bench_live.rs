@@ -4,14 +4,18 @@
 //!
 //! The simulated organization allows `--ado-budget` requests per sliding
 //! `--ado-budget-window-secs` (then delays a tenth more, then answers 429), every answer takes
-//! `--ado-latency-ms`. The whole pipeline runs in this process (in-process bus, webhooks only,
-//! no start-up resync). Webhooks are `git.repo.renamed` of a different repository each, sent at
-//! `--webhooks-per-second`: first for `--quiet-secs` without a resync, then from the moment a
-//! resync's crawl starts until it ends. For each webhook the run records the time from the POST
-//! to ingest's answer and to the moment Port holds the new name. The run is made twice: with the
-//! live lane's reserve off (`ADOPORT__INGEST__LIVE_RESERVED_REQUESTS=0`,
-//! `…_BUDGET_PERCENT=0`: one lane, the behaviour before the reserve existed) and with the
-//! default reserve.
+//! `--ado-latency-ms`. The whole pipeline runs in this process (webhooks only, no start-up
+//! resync), on the in-process bus or on RabbitMQ. Webhooks are `git.repo.renamed` of a
+//! different repository each, sent at `--webhooks-per-second`: first for `--quiet-secs` without
+//! a resync, then from the moment a resync's crawl starts until it ends. For each webhook the
+//! run records the time from the POST to ingest's answer and to the moment Port holds the new
+//! name. `--live-compare` says which runs are made:
+//! - `batching` (default): publish's live batches waiting out their linger
+//!   (`ADOPORT__PUBLISH__SEND_WHEN_IDLE=false`, the behaviour before) against sent at once when
+//!   no request of theirs is in flight (the default), each in one process and on RabbitMQ;
+//! - `reserve`: the live lane's reserve off (`ADOPORT__INGEST__LIVE_RESERVED_REQUESTS=0`,
+//!   `…_BUDGET_PERCENT=0`: one lane, the behaviour before the reserve existed) and with the
+//!   default reserve, in one process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +25,10 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, LiveCompare};
 use crate::demo::{basic_auth, repo_renamed_event, start_all_roles};
 use crate::sim::{PATIENCE, SimulatedWorld, WEBHOOK_SECRET, default_mapping};
+use adoport_publish::BatchesSent;
 use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_shared::messages::ResyncTrigger;
@@ -47,7 +52,40 @@ struct Sample {
     in_port: Option<Duration>,
 }
 
-/// The figures of one run (one setting of the reserve).
+/// What one run sets.
+struct Variant {
+    label: &'static str,
+    /// The live lane's reserve at its defaults (false: off).
+    reserve: bool,
+    /// `ADOPORT__PUBLISH__SEND_WHEN_IDLE`.
+    send_when_idle: bool,
+    /// On RabbitMQ (`--amqp-url`) rather than the in-process bus.
+    rabbit: bool,
+}
+
+/// The runs `compare` asks for.
+fn variants(compare: LiveCompare) -> Vec<Variant> {
+    let run = |label, reserve, send_when_idle, rabbit| Variant {
+        label,
+        reserve,
+        send_when_idle,
+        rabbit,
+    };
+    match compare {
+        LiveCompare::Batching => vec![
+            run("in process, linger always (before)", true, false, false),
+            run("in process, send when idle", true, true, false),
+            run("RabbitMQ, linger always (before)", true, false, true),
+            run("RabbitMQ, send when idle", true, true, true),
+        ],
+        LiveCompare::Reserve => vec![
+            run("one lane (reserve off)", false, true, false),
+            run("live lane (default reserve)", true, true, false),
+        ],
+    }
+}
+
+/// The figures of one run.
 struct Figures {
     label: &'static str,
     quiet: Vec<Sample>,
@@ -55,6 +93,8 @@ struct Figures {
     resync_seconds: f64,
     /// Azure DevOps requests of the whole run (webhooks, crawl, retries).
     ado_requests: u64,
+    /// Live write batches publish sent while no resync ran, by why they closed.
+    quiet_batches: BatchesSent,
 }
 
 /// Runs the comparison and prints it.
@@ -74,15 +114,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.webhooks_per_second
     );
     let mut runs = Vec::new();
-    for (label, reserve) in [
-        ("one lane (reserve off)", false),
-        ("live lane (default reserve)", true),
-    ] {
-        runs.push(measure(args, label, reserve).await?);
+    for (index, variant) in variants(args.live_compare).iter().enumerate() {
+        runs.push(measure(args, variant, index).await?);
     }
     println!();
     println!(
-        "{:<44} {:>9} {:>20} {:>21} {:>22} {:>8} {:>8}",
+        "{:<50} {:>9} {:>20} {:>21} {:>22} {:>8} {:>8}",
         "run",
         "webhooks",
         "answer p50/p99 (ms)",
@@ -99,7 +136,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let refused = samples.iter().filter(|s| s.status != 200).count();
             let missed = samples.iter().filter(|s| s.in_port.is_none()).count();
             println!(
-                "{:<44} {:>9} {:>20} {:>21} {:>22} {:>8} {:>8}",
+                "{:<50} {:>9} {:>20} {:>21} {:>22} {:>8} {:>8}",
                 format!("{}, {phase}", f.label),
                 samples.len(),
                 format!(
@@ -125,6 +162,18 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 },
             );
         }
+    }
+    println!();
+    println!(
+        "{:<50} {:>6} {:>6} {:>14} {:>7} {:>5}",
+        "live batches while no resync ran", "idle", "full", "after request", "linger", "held"
+    );
+    for f in &runs {
+        let b = f.quiet_batches;
+        println!(
+            "{:<50} {:>6} {:>6} {:>14} {:>7} {:>5}",
+            f.label, b.idle, b.full, b.after_request, b.linger, b.held
+        );
     }
     Ok(())
 }
@@ -152,16 +201,24 @@ fn millis(value: Option<Option<Duration>>) -> String {
 
 /// One run: the pipeline against a rate-limited organization, webhooks without and during a
 /// resync.
-async fn measure(args: &BenchArgs, label: &'static str, reserve: bool) -> anyhow::Result<Figures> {
+async fn measure(args: &BenchArgs, variant: &Variant, index: usize) -> anyhow::Result<Figures> {
+    let label = variant.label;
     let mapping_json = default_mapping(Some(&["project", "repository"]))?;
     let world = Arc::new(rate_limited_world(args, mapping_json.clone()).await?);
-    let mut environment = world.environment(None);
+    let prefix = format!("bench-live-{}-{index}.", std::process::id());
+    let broker = variant
+        .rabbit
+        .then_some((args.amqp_url.as_str(), prefix.as_str()));
+    let mut environment = world.environment(broker);
     for (name, value) in &mut environment {
         if name == "OCEAN__EVENT_LISTENER__TYPE" {
             *value = "WEBHOOKS_ONLY".into();
         }
     }
-    if !reserve {
+    if !variant.send_when_idle {
+        environment.push(("ADOPORT__PUBLISH__SEND_WHEN_IDLE".into(), "false".into()));
+    }
+    if !variant.reserve {
         for name in [
             "ADOPORT__INGEST__LIVE_RESERVED_REQUESTS",
             "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT",
@@ -176,9 +233,16 @@ async fn measure(args: &BenchArgs, label: &'static str, reserve: bool) -> anyhow
     let (mut pipeline, webhook) = start_all_roles(&settings, &bus, mapping, &shutdown).await?;
     let mut sender = WebhookSender::new(Arc::clone(&world), webhook, args.webhooks_per_second)?;
 
+    // One webhook first, not counted: the connections to Port and the broker are open and
+    // the consumers subscribed before the timing starts, as in a pipeline that has run a while.
+    if sender.one().await?.in_port.is_none() {
+        bail!("{label}: the warm-up webhook did not reach Port");
+    }
+    let before_quiet = pipeline.publish_stats.snapshot().batches;
     let quiet = sender
         .until(tokio::time::sleep(Duration::from_secs(args.quiet_secs)))
         .await?;
+    let quiet_batches = since(pipeline.publish_stats.snapshot().batches, before_quiet);
 
     let before = world.ado.total_requests();
     adoport_ingest::resync::request(&bus, ResyncTrigger::Manual).await?;
@@ -216,7 +280,19 @@ async fn measure(args: &BenchArgs, label: &'static str, reserve: bool) -> anyhow
         during,
         resync_seconds,
         ado_requests,
+        quiet_batches,
     })
+}
+
+/// The batches sent between `earlier` and `now`.
+fn since(now: BatchesSent, earlier: BatchesSent) -> BatchesSent {
+    BatchesSent {
+        idle: now.idle - earlier.idle,
+        full: now.full - earlier.full,
+        after_request: now.after_request - earlier.after_request,
+        linger: now.linger - earlier.linger,
+        held: now.held - earlier.held,
+    }
 }
 
 /// The simulators: an organization of `--projects` × `--repositories` with the request budget
@@ -271,6 +347,20 @@ impl WebhookSender {
             repositories,
             sent: 0,
         })
+    }
+
+    /// Sends one webhook and waits for its outcome.
+    async fn one(&mut self) -> anyhow::Result<Sample> {
+        let repository = self.repositories[self.sent % self.repositories.len()].clone();
+        self.sent += 1;
+        rename(
+            Arc::clone(&self.world),
+            self.http.clone(),
+            self.url.clone(),
+            repository,
+            format!("renamed-by-webhook-{}", self.sent),
+        )
+        .await
     }
 
     /// Sends webhooks until `stop` completes, then waits for each one's outcome.
@@ -346,6 +436,28 @@ async fn rename(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_batching_comparison_measures_before_and_after_on_both_buses() {
+        let runs = variants(LiveCompare::Batching);
+        for rabbit in [false, true] {
+            let send_when_idle: Vec<bool> = runs
+                .iter()
+                .filter(|v| v.rabbit == rabbit)
+                .map(|v| v.send_when_idle)
+                .collect();
+            assert_eq!(send_when_idle, [false, true], "rabbit: {rabbit}");
+        }
+        assert!(
+            runs.iter().all(|v| v.reserve),
+            "the default reserve throughout"
+        );
+        let reserve: Vec<bool> = variants(LiveCompare::Reserve)
+            .iter()
+            .map(|v| v.reserve)
+            .collect();
+        assert_eq!(reserve, [false, true]);
+    }
 
     #[test]
     fn percentiles_count_missing_samples_as_the_slowest() {

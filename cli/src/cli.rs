@@ -274,6 +274,9 @@ pub struct BenchArgs {
     /// live-events mode: seconds of webhooks without a resync (the baseline).
     #[arg(long, default_value_t = 10)]
     pub quiet_secs: u64,
+    /// live-events mode: what the runs compare.
+    #[arg(long, value_enum, default_value_t = LiveCompare::Batching)]
+    pub live_compare: LiveCompare,
     /// scaling mode: work items per project (the organization is `--projects` projects with
     /// this many work items each).
     #[arg(long, default_value_t = 1000)]
@@ -307,11 +310,22 @@ pub enum BenchMode {
     /// Only the crawl comparison of `--organizations`.
     Organizations,
     /// Webhook → Port latency during a resync against a rate-limited Azure DevOps, against
-    /// the same without a resync; with the live lane's reserve off, then on.
+    /// the same without a resync; `--live-compare` says which runs.
     LiveEvents,
     /// The same resync with 1, 2 and 4 transform and publish processes on RabbitMQ against
     /// a Port that takes `--port-latency-ms` per request (`--replicas` to choose the counts).
     Scaling,
+}
+
+/// What the live-events benchmark compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LiveCompare {
+    /// Publish's batches waiting out their linger (`ADOPORT__PUBLISH__SEND_WHEN_IDLE=false`,
+    /// as before) against sent at once when idle (the default), in one process and on
+    /// RabbitMQ.
+    Batching,
+    /// The live lane's reserve off, then on (in one process).
+    Reserve,
 }
 
 #[derive(Debug, Args)]

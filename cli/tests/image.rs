@@ -184,6 +184,36 @@ fn the_build_uses_a_cargo_profile_without_debug_line_tables() {
     }
 }
 
+/// The lines of `[profile.<name>]` in the workspace manifest, trimmed.
+fn profile_section(manifest: &str, name: &str) -> Vec<String> {
+    let header = format!("[profile.{name}]");
+    manifest
+        .lines()
+        .skip_while(|line| line.trim() != header)
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .map(|line| line.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn release_builds_carry_no_debug_info_and_keep_unwinding() {
+    let manifest = read("Cargo.toml");
+    let release = profile_section(&manifest, "release");
+    assert!(!release.is_empty(), "Cargo.toml has [profile.release]");
+    for line in ["debug = false", "strip = \"debuginfo\""] {
+        assert!(
+            release.iter().any(|l| l == line),
+            "[profile.release] has `{line}`: {release:?}"
+        );
+    }
+    // A panicking send task must not take the process down with it.
+    assert!(
+        !release.iter().any(|l| l.starts_with("panic")),
+        "[profile.release] keeps panic = unwind: {release:?}"
+    );
+}
+
 #[test]
 fn the_build_context_leaves_out_target_and_git() {
     let ignored: Vec<String> = read(".dockerignore")

@@ -7,7 +7,8 @@
 //! current state in Port one read fetches ([`BatchLimits::check`]), written afterwards in write
 //! batches ([`split_into_batches`]). The batcher only groups; it never sends, and it owns no
 //! timer: the worker sleeps until [`Batcher::next_deadline`] and then calls
-//! [`Batcher::take_expired`].
+//! [`Batcher::take_expired`]. The worker may also close one batch before its linger
+//! ([`Batcher::take`]): a live write batch goes at once when no request of its key is in flight.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -209,6 +210,11 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
         due.into_iter().filter_map(|key| self.close(key)).collect()
     }
 
+    /// Closes the open batch of `key`, whatever its linger.
+    pub fn take(&mut self, key: &K) -> Option<Batch<K, T>> {
+        self.close(key.clone())
+    }
+
     /// Closes every open batch (shutdown).
     pub fn drain(&mut self) -> Vec<Batch<K, T>> {
         let keys: Vec<K> = self.open.keys().cloned().collect();
@@ -366,6 +372,18 @@ mod tests {
                 .len();
             assert!(len <= limit, "{len} > {limit}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn take_closes_one_key_before_its_linger() {
+        let mut b: Batcher<&str, u32> = Batcher::new(limits(20, MAX_BATCH_BYTES, 50));
+        b.push("a", 1, 10).expect("fits");
+        b.push("a", 2, 10).expect("fits");
+        b.push("b", 3, 10).expect("fits");
+        let taken = b.take(&"a").expect("a is open");
+        assert_eq!((taken.key, ids(&taken)), ("a", vec![1, 2]));
+        assert!(b.take(&"a").is_none());
+        assert_eq!(b.len(), 1, "b still lingers");
     }
 
     #[tokio::test(start_paused = true)]

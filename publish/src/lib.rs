@@ -57,5 +57,5 @@ pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent
 pub use error::PublishError;
 pub use reconcile::{KindSummary, ReconcilePolicy, Reconciler, ResyncOutcome, ResyncSummary};
 pub use sharing::MembershipTiming;
-pub use stats::{PublishStats, StatsSnapshot};
+pub use stats::{BatchesSent, PublishStats, StatsSnapshot};
 pub use worker::{PublishConfig, Publisher, run};

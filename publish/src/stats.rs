@@ -78,6 +78,34 @@ pub struct StatsSnapshot {
     pub skipped_unchanged: u64,
     /// Live deletes acked without deleting: the entity is missing or not ours in Port.
     pub skipped_not_owned: u64,
+    /// Live write batches sent, by why they closed ([`crate::worker`]).
+    pub batches: BatchesSent,
+}
+
+/// Live write batches (one bulk request each) sent, by why they closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchesSent {
+    /// At once: no request of the batch's key (blueprint and query) was in flight.
+    pub idle: u64,
+    /// Full: 20 entities, or the next entity would not fit the body.
+    pub full: u64,
+    /// The request of its key in flight ended: the batch holds what came meanwhile.
+    pub after_request: u64,
+    /// Its linger ran out while a request of its key was still in flight (or, with
+    /// `ADOPORT__PUBLISH__SEND_WHEN_IDLE=false`, at all).
+    pub linger: u64,
+    /// Every partition held its prefetch with nothing in flight, or shutdown.
+    pub held: u64,
+}
+
+/// Why a live write batch closed (a [`BatchesSent`] counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BatchClose {
+    Idle,
+    Full,
+    AfterRequest,
+    Linger,
+    Held,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -94,11 +122,28 @@ pub(crate) enum Counter {
     Compared,
     SkippedUnchanged,
     SkippedNotOwned,
+    BatchesIdle,
+    BatchesFull,
+    BatchesAfterRequest,
+    BatchesLinger,
+    BatchesHeld,
 }
 
 impl Counter {
     /// How many there are: one past the last variant (keep it last).
-    const COUNT: usize = Counter::SkippedNotOwned as usize + 1;
+    const COUNT: usize = Counter::BatchesHeld as usize + 1;
+}
+
+impl From<BatchClose> for Counter {
+    fn from(close: BatchClose) -> Self {
+        match close {
+            BatchClose::Idle => Counter::BatchesIdle,
+            BatchClose::Full => Counter::BatchesFull,
+            BatchClose::AfterRequest => Counter::BatchesAfterRequest,
+            BatchClose::Linger => Counter::BatchesLinger,
+            BatchClose::Held => Counter::BatchesHeld,
+        }
+    }
 }
 
 impl PublishStats {
@@ -250,6 +295,13 @@ impl PublishStats {
             compared: get(Counter::Compared),
             skipped_unchanged: get(Counter::SkippedUnchanged),
             skipped_not_owned: get(Counter::SkippedNotOwned),
+            batches: BatchesSent {
+                idle: get(Counter::BatchesIdle),
+                full: get(Counter::BatchesFull),
+                after_request: get(Counter::BatchesAfterRequest),
+                linger: get(Counter::BatchesLinger),
+                held: get(Counter::BatchesHeld),
+            },
         }
     }
 

@@ -9,8 +9,15 @@
 //! entity maps to one partition (one active consumer each), at most one request about an entity
 //! is in flight, and the version guard drops older changes.
 //!
-//! Live upserts go into write batches (one bulk request each). A resync's upserts go into check
-//! groups of up to 100 (see [`crate::batcher`]): the send task reads Port's current state of
+//! Live upserts go into write batches (one bulk request each). A live write batch goes at once
+//! when no request of its key (blueprint and query) is in flight: an idle pipeline writes a
+//! webhook's change without waiting. While one is, the batch fills with what comes meanwhile and
+//! goes when that request ends, when it is full, or after its linger at the latest — so a burst
+//! still travels in full bulk requests, and a lone change waits no longer than one request to
+//! Port (`ADOPORT__PUBLISH__SEND_WHEN_IDLE=false`: every batch waits out its linger, as before).
+//!
+//! A resync's upserts go into check groups of up to 100 (see [`crate::batcher`]), which keep
+//! their linger (a resync waits for no single entity): the send task reads Port's current state of
 //! the group in one request and writes only what differs, so a resync repairs whatever changed
 //! in Port meanwhile — by hand, by a cascade, by another process — and a resync of an unchanged
 //! organization writes nothing. Nothing about Port's state is remembered between changes: a
@@ -62,7 +69,7 @@ use crate::ordering::{Admission, DEFAULT_GUARD_CAPACITY, EntityKey, VersionGuard
 use crate::retry::RetryPolicy;
 use crate::send::{self, Held, Item, Payload, Shared, TaskEnd, settle_ack, settle_dead_letter};
 use crate::sharing::{MembershipTiming, Sharing};
-use crate::stats::{Counter, PublishStats};
+use crate::stats::{BatchClose, Counter, PublishStats};
 use adoport_shared::metrics::PublishOutcome;
 
 /// How the worker runs; [`PublishConfig::from_settings`] reads it from the settings.
@@ -78,6 +85,9 @@ pub struct PublishConfig {
     pub prefetch: u16,
     /// Write batches: one bulk request each (live upserts; a check group's differing upserts).
     pub batch: BatchLimits,
+    /// A live write batch goes at once when no request of its key is in flight (and lingers
+    /// only while one is); false: it waits out `batch.linger`.
+    pub send_when_idle: bool,
     /// Check groups: a resync's upserts whose current state in Port one read fetches.
     pub check: BatchLimits,
     /// Requests to Port in flight at once, across partitions.
@@ -107,6 +117,7 @@ impl PublishConfig {
                 linger,
                 ..BatchLimits::default()
             },
+            send_when_idle: publish.send_when_idle,
             check: BatchLimits::check(linger),
             max_concurrent_requests: publish.max_concurrent_requests.clamp(1, 1024) as usize,
             retry: RetryPolicy {
@@ -288,6 +299,8 @@ struct InFlightTask {
     keys: Vec<EntityKey>,
     /// The source of each delivery the task settles.
     sources: Vec<usize>,
+    /// The key of the live write batch it sends (`None`: a check group or a delete).
+    write_key: Option<BatchKey>,
 }
 
 /// Which open batches and groups to send.
@@ -361,6 +374,8 @@ struct Coordinator {
     pending: HashMap<EntityKey, BatchKey>,
     /// Entities in a send task that has not ended.
     in_flight: HashSet<EntityKey>,
+    /// Live write batches in a send task that has not ended, by key.
+    writes_in_flight: HashMap<BatchKey, usize>,
     /// Newer changes of in-flight entities, waiting for that request to end.
     parked: HashMap<EntityKey, Item>,
     tasks: JoinSet<TaskEnd>,
@@ -396,6 +411,7 @@ impl Coordinator {
             reading: FuturesUnordered::new(),
             pending: HashMap::new(),
             in_flight: HashSet::new(),
+            writes_in_flight: HashMap::new(),
             parked: HashMap::new(),
             tasks: JoinSet::new(),
             task_info: HashMap::new(),
@@ -884,11 +900,26 @@ impl Coordinator {
             Ok(closed) => {
                 self.pending.insert(key, batch_key.clone());
                 for batch in closed {
-                    self.dispatch_batch(batch);
+                    self.dispatch_batch(batch, BatchClose::Full);
                 }
+                self.send_if_idle(&batch_key, BatchClose::Idle);
             }
             // Checked on intake, so this does not happen; sent alone, Port has the last word.
             Err(too_large) => self.dispatch(vec![too_large.item], Some(batch_key)),
+        }
+    }
+
+    /// Sends the open live write batch of `key` now if no request of that key is in flight
+    /// (and sending when idle is on); otherwise it fills until that request ends.
+    fn send_if_idle(&mut self, key: &BatchKey, why: BatchClose) {
+        if !self.config.send_when_idle
+            || key.reads_port_first()
+            || self.writes_in_flight.get(key).is_some_and(|n| *n > 0)
+        {
+            return;
+        }
+        if let Some(batch) = self.writes.take(key) {
+            self.dispatch_batch(batch, why);
         }
     }
 
@@ -912,25 +943,27 @@ impl Coordinator {
 
     /// Sends the open batches and groups whose linger ran out, or all of them.
     fn close_batches(&mut self, which: Close) {
-        let closed: Vec<Batch<BatchKey, Item>> = match which {
+        let (writes, checks, why) = match which {
             Close::Expired => {
                 let now = Instant::now();
-                let mut due = self.writes.take_expired(now);
-                due.extend(self.checks.take_expired(now));
-                due
+                (
+                    self.writes.take_expired(now),
+                    self.checks.take_expired(now),
+                    BatchClose::Linger,
+                )
             }
-            Close::All => {
-                let mut all = self.writes.drain();
-                all.extend(self.checks.drain());
-                all
-            }
+            Close::All => (self.writes.drain(), self.checks.drain(), BatchClose::Held),
         };
-        for batch in closed {
-            self.dispatch_batch(batch);
+        for batch in writes.into_iter().chain(checks) {
+            self.dispatch_batch(batch, why);
         }
     }
 
-    fn dispatch_batch(&mut self, batch: Batch<BatchKey, Item>) {
+    /// Sends a closed batch or group; `why` it closed is counted for live write batches.
+    fn dispatch_batch(&mut self, batch: Batch<BatchKey, Item>, why: BatchClose) {
+        if !batch.key.reads_port_first() {
+            self.shared.stats.incr(why.into());
+        }
         self.dispatch(batch.items, Some(batch.key));
     }
 
@@ -945,6 +978,10 @@ impl Coordinator {
             sources.extend(item.held.sources());
         }
         let shared = self.shared.clone();
+        let write_key = batch_key.clone().filter(|key| !key.reads_port_first());
+        if let Some(key) = &write_key {
+            *self.writes_in_flight.entry(key.clone()).or_default() += 1;
+        }
         let handle = match batch_key {
             Some(key) if key.reads_port_first() => {
                 self.tasks.spawn(send::checked_upserts(shared, key, items))
@@ -952,8 +989,14 @@ impl Coordinator {
             Some(key) => self.tasks.spawn(send::upserts(shared, key, items)),
             None => self.tasks.spawn(send::deletes(shared, items)),
         };
-        self.task_info
-            .insert(handle.id(), InFlightTask { keys, sources });
+        self.task_info.insert(
+            handle.id(),
+            InFlightTask {
+                keys,
+                sources,
+                write_key,
+            },
+        );
     }
 
     /// Settles the coordinator's side of a send task that ended; answers the sources it held
@@ -985,11 +1028,23 @@ impl Coordinator {
                 source.held = source.held.saturating_sub(1);
             }
         }
+        if let Some(key) = &task.write_key
+            && let Some(n) = self.writes_in_flight.get_mut(key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.writes_in_flight.remove(key);
+            }
+        }
         for key in task.keys {
             self.in_flight.remove(&key);
             if let Some(item) = self.parked.remove(&key) {
                 self.enqueue(item);
             }
+        }
+        // What came while this request was out goes now, if it was the last of its key.
+        if let Some(key) = &task.write_key {
+            self.send_if_idle(key, BatchClose::AfterRequest);
         }
         self.resume_reading();
         task.sources

@@ -141,6 +141,7 @@ async fn worker(topology: &Topology, base_url: &str, linger: Duration) -> Worker
             linger,
             ..BatchLimits::default()
         },
+        send_when_idle: true,
         check: BatchLimits::check(linger),
         max_concurrent_requests: 4,
         retry: RetryPolicy::default(),

@@ -376,6 +376,7 @@ fn config() -> PublishConfig {
             linger: Duration::from_millis(100),
             ..BatchLimits::default()
         },
+        send_when_idle: true,
         max_concurrent_requests: 4,
         retry: RetryPolicy {
             max_attempts: 4,
@@ -702,7 +703,10 @@ async fn rate_limited_request_waits_for_retry_after_then_succeeds() {
 
 #[tokio::test]
 async fn transient_errors_are_retried_until_success() {
-    let (_, h) = Harness::start_scripted(config(), 1, |fake| {
+    // The two in one request: every batch waits out its linger.
+    let mut cfg = config();
+    cfg.send_when_idle = false;
+    let (_, h) = Harness::start_scripted(cfg, 1, |fake| {
         for _ in 0..2 {
             lock(&fake.bulk_script).push_back(Reply::new(
                 503,
@@ -723,7 +727,10 @@ async fn transient_errors_are_retried_until_success() {
 
 #[tokio::test]
 async fn server_error_forever_is_dead_lettered_after_max_attempts_with_status_and_body() {
-    let (fake, h) = Harness::start_scripted(config(), 1, |fake| {
+    // The two in one request: every batch waits out its linger.
+    let mut cfg = config();
+    cfg.send_when_idle = false;
+    let (fake, h) = Harness::start_scripted(cfg, 1, |fake| {
         *lock(&fake.bulk_always) = Some(Reply::new(
             500,
             json!({"ok": false, "error": "internal_error", "message": "database on fire"}),
@@ -751,7 +758,10 @@ async fn server_error_forever_is_dead_lettered_after_max_attempts_with_status_an
 
 #[tokio::test]
 async fn partial_failure_dead_letters_only_the_rejected_entity() {
-    let (fake, h) = Harness::start_scripted(config(), 1, |fake| {
+    // The three in one request: every batch waits out its linger.
+    let mut cfg = config();
+    cfg.send_when_idle = false;
+    let (fake, h) = Harness::start_scripted(cfg, 1, |fake| {
         lock(&fake.reject).insert(
             "bad".into(),
             (
@@ -804,7 +814,10 @@ async fn too_large_batch_is_split_in_halves_and_succeeds() {
     })
     .expect("json")
     .len();
-    let (fake, h) = Harness::start_scripted(config(), 1, |fake| {
+    // The ten in one request first: every batch waits out its linger.
+    let mut cfg = config();
+    cfg.send_when_idle = false;
+    let (fake, h) = Harness::start_scripted(cfg, 1, |fake| {
         // Ten do not fit, five do.
         *lock(&fake.max_body) = Some(one * 6);
     })
@@ -1111,6 +1124,7 @@ async fn shutdown_during_retries_returns_promptly_and_dead_letters_nothing() {
 async fn shutdown_flushes_open_batches() {
     let mut cfg = config();
     cfg.batch.linger = Duration::from_secs(3600);
+    cfg.send_when_idle = false;
     let (fake, h) = Harness::start(cfg).await;
     h.send(&[repo("r1", 1), repo("r2", 1)]).await;
     h.wait_until("2 received", |s| s.received == 2).await;
@@ -1119,6 +1133,137 @@ async fn shutdown_flushes_open_batches() {
     h.stop().await.expect("clean stop");
     assert_eq!(stats.snapshot().acked, 2);
     assert_eq!(fake.bulk_requests().len(), 1);
+    assert_eq!(stats.snapshot().batches.held, 1);
+}
+
+#[tokio::test]
+async fn an_idle_single_live_change_is_sent_at_once_not_after_its_linger() {
+    let mut cfg = config();
+    // Far longer than the test waits: only sending at once gets the change to Port.
+    cfg.batch.linger = Duration::from_secs(3600);
+    let (fake, h) = Harness::start(cfg).await;
+    h.send(&[repo("r1", 1)]).await;
+    let stats = h.wait_until("the change acked", |s| s.acked == 1).await;
+    assert_eq!(
+        stats.batches,
+        adoport_publish::BatchesSent {
+            idle: 1,
+            ..Default::default()
+        },
+        "sent because nothing was in flight, not for its linger"
+    );
+    assert_eq!(fake.bulk_requests().len(), 1);
+    assert!(fake.entity("azureDevopsRepository", "r1").is_some());
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_change_that_came_during_a_request_goes_when_that_request_ends() {
+    let slow = Duration::from_millis(300);
+    let mut cfg = config();
+    cfg.batch.linger = Duration::from_secs(3600);
+    let (fake, h) = Harness::start_scripted(cfg, 1, |fake| {
+        lock(&fake.bulk_script).push_back(Reply::new(200, json!({"ok": true})).delayed(slow));
+    })
+    .await;
+    h.send(&[repo("r1", 1)]).await;
+    h.wait_until("the first request", |s| s.port_requests == 1)
+        .await;
+    h.send(&[repo("r2", 1), repo("r3", 1)]).await;
+    let stats = h.wait_until("3 acks", |s| s.acked == 3).await;
+    assert_eq!(
+        (
+            stats.batches.idle,
+            stats.batches.after_request,
+            stats.batches.linger
+        ),
+        (1, 1, 0)
+    );
+    let bulk = fake.bulk_requests();
+    assert_eq!(bulk.len(), 2);
+    assert_eq!(bulk[1].identifiers(), ["r2", "r3"]);
+    assert!(bulk[1].at.duration_since(bulk[0].at) >= slow);
+    h.stop().await.expect("clean stop");
+}
+
+/// The fewest bulk requests for `n` entities, and five percent over it.
+fn request_budget(n: usize) -> usize {
+    n.div_ceil(20) * 105 / 100
+}
+
+#[tokio::test]
+async fn a_first_sync_of_n_changes_makes_at_most_one_twentieth_plus_five_percent_bulk_requests() {
+    let n = 1000;
+    let resync_id = ResyncId::new();
+    let (fake, h) = Harness::start_scripted(config(), 8, |_| {}).await;
+    let messages = (0..n)
+        .map(|i| {
+            let change = resync_upsert(&format!("r{i}"), resync_id, 1, i as i64);
+            Outgoing::new(
+                Destination::Change {
+                    partition: (i % 8) as u16,
+                },
+                encode(&change),
+            )
+        })
+        .collect();
+    h.bus.publish_all(messages).await.expect("publish");
+    let stats = h
+        .wait_until("every change acked", |s| s.acked == n as u64)
+        .await;
+    assert_eq!((stats.upserted, stats.dead_lettered), (n as u64, 0));
+    let bulk = fake.bulk_requests();
+    assert!(
+        bulk.len() <= request_budget(n),
+        "{} bulk requests for a first sync of {n} entities (budget {}): {:?}",
+        bulk.len(),
+        request_budget(n),
+        bulk.iter()
+            .map(|r| r.identifiers().len())
+            .collect::<Vec<_>>()
+    );
+    h.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_burst_of_live_changes_fills_bulk_requests_while_one_is_in_flight() {
+    let n = 1000;
+    let slow = Duration::from_millis(500);
+    let mut cfg = config();
+    // The batches fill for what Port takes to answer, not for a linger.
+    cfg.batch.linger = Duration::from_secs(3600);
+    let (fake, h) = Harness::start_scripted(cfg, 1, |fake| {
+        lock(&fake.bulk_script).push_back(Reply::new(200, json!({"ok": true})).delayed(slow));
+    })
+    .await;
+    let changes: Vec<EntityChange> = (0..n).map(|i| repo(&format!("r{i}"), 1)).collect();
+    h.send(&changes).await;
+    let stats = h
+        .wait_until("every change acked", |s| s.acked == n as u64)
+        .await;
+    assert_eq!((stats.upserted, stats.dead_lettered), (n as u64, 0));
+    let bulk = fake.bulk_requests();
+    assert!(
+        bulk.len() <= request_budget(n),
+        "{} bulk requests for a burst of {n} live changes (budget {}): {:?}",
+        bulk.len(),
+        request_budget(n),
+        bulk.iter()
+            .map(|r| r.identifiers().len())
+            .collect::<Vec<_>>()
+    );
+    // The first went at once, alone; the rest filled up behind it.
+    assert_eq!(bulk[0].identifiers(), ["r0"]);
+    assert_eq!(stats.batches.idle, 1);
+    assert_eq!(stats.batches.linger, 0);
+    assert!(stats.batches.full >= 45, "{:?}", stats.batches);
+    for i in 0..n {
+        assert!(
+            fake.entity("azureDevopsRepository", &format!("r{i}"))
+                .is_some()
+        );
+    }
+    h.stop().await.expect("clean stop");
 }
 
 fn resync_upsert(identifier: &str, resync_id: ResyncId, observed: i64, n: i64) -> EntityChange {

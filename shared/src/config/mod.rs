@@ -615,9 +615,15 @@ pub struct PublishSettings {
     /// Changes in flight per partition consumer (bounds memory; feeds batching).
     #[serde(deserialize_with = "flex::u64")]
     pub prefetch: u64,
-    /// Milliseconds a batch waits for more entities after its first.
+    /// Milliseconds a batch waits for more entities after its first (live batches: only while
+    /// a request of theirs is in flight, see `send_when_idle`).
     #[serde(deserialize_with = "flex::u64")]
     pub batch_linger_ms: u64,
+    /// A live write batch goes at once when no request of its blueprint and query is in
+    /// flight, and lingers only while one is. False: every batch waits out `batch_linger_ms`
+    /// (the behaviour before; for comparisons).
+    #[serde(deserialize_with = "flex::bool")]
+    pub send_when_idle: bool,
     /// Bulk requests to Port in flight at once.
     #[serde(deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
@@ -647,6 +653,7 @@ impl Default for PublishSettings {
         Self {
             prefetch: 200,
             batch_linger_ms: 50,
+            send_when_idle: true,
             max_concurrent_requests: 8,
             max_attempts: 8,
             retry_window_secs: 600,
@@ -1364,6 +1371,14 @@ mod tests {
                 .contains("ADOPORT__PUBLISH__RETRY_WINDOW_SECS"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn publish_sends_live_batches_when_idle_unless_told_not_to() {
+        let s = settings(&[]).expect("valid");
+        assert!(s.pipeline.publish.send_when_idle);
+        let s = settings(&[("ADOPORT__PUBLISH__SEND_WHEN_IDLE", "false")]).expect("valid");
+        assert!(!s.pipeline.publish.send_when_idle);
     }
 
     #[test]
