@@ -236,13 +236,16 @@ impl AdoClient {
         project_id: &ProjectId,
         query: &str,
         top: usize,
+        time_precision: bool,
     ) -> Result<Vec<u64>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/wit/wiql"));
         let top = top.to_string();
         let body = serde_json::json!({ "query": query });
-        let response = self
-            .post_json(&url, &[("$top", top.as_str())], &body)
-            .await?;
+        let mut params = vec![("$top", top.as_str())];
+        if time_precision {
+            params.push(("timePrecision", "true"));
+        }
+        let response = self.post_json(&url, &params, &body).await?;
         match response.body.get("workItems").and_then(Value::as_array) {
             Some(items) => Ok(items
                 .iter()
@@ -282,12 +285,14 @@ impl AdoClient {
         &self,
         project_id: &ProjectId,
         top: usize,
+        extra: &[(&str, &str)],
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases"));
         let top = top.to_string();
-        self.get_page(&url, vec![("$top", top.as_str())], continuation_token)
-            .await
+        let mut query = vec![("$top", top.as_str())];
+        query.extend_from_slice(extra);
+        self.get_page(&url, query, continuation_token).await
     }
 
     /// `GET {vsrm}/{project}/_apis/release/releases/{id}`.

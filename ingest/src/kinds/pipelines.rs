@@ -55,6 +55,14 @@ impl Crawler {
             }
             _ => {}
         }
+        // Incremental: builds queued since the cursor, deployments modified since it.
+        if let Some(since) = plan.since.map(crate::cursors::iso) {
+            match kind {
+                Kind::Build => extra.push(("minTime", since)),
+                Kind::ReleaseDeployment => extra.push(("minModifiedTime", since)),
+                _ => {}
+            }
+        }
         let enrichment = &ListEnrichment::of(plan)?;
         let top = self.limits.page;
         let units = self.project_units(crawl.cache).await?;

@@ -23,12 +23,21 @@ const CONCURRENT_BATCHES: usize = 4;
 /// The WIQL for the ids of one project after `after`, in id order (so that a result over the
 /// API's 20,000 limit is read in id ranges). The user's clause is wrapped in parentheses and
 /// the project name is escaped.
-pub(crate) fn wiql_query(project_name: &str, clause: Option<&str>, after: u64) -> String {
+pub(crate) fn wiql_query(
+    project_name: &str,
+    clause: Option<&str>,
+    changed_since: Option<&str>,
+    after: u64,
+) -> String {
     let project = project_name.replace('\'', "''");
     let mut query =
         format!("SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = '{project}'");
     if let Some(clause) = clause.map(str::trim).filter(|c| !c.is_empty()) {
         query.push_str(&format!(" AND ({clause})"));
+    }
+    // Incremental: the full UTC time, which needs `timePrecision=true` on the request.
+    if let Some(since) = changed_since {
+        query.push_str(&format!(" AND [System.ChangedDate] >= '{since}'"));
     }
     query.push_str(&format!(
         " AND [System.Id] > {after} ORDER BY [System.Id] ASC"
@@ -163,6 +172,8 @@ impl Crawler {
         let (clause, expand) = WorkItemSelector::query(&selectors);
         let (clause, expand) = (clause.map(String::from), expand.to_string());
         let wiql_page = self.limits.wiql_page;
+        let since = plan.since.map(crate::cursors::iso);
+        let since = &since;
         let units = self.project_units(crawl.cache).await?;
         let (clause, expand) = (&clause, &expand);
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
@@ -171,8 +182,11 @@ impl Crawler {
             let project_id_value = Value::String(project_id.to_string());
             let mut after = 0;
             loop {
-                let query = wiql_query(&project_name, clause.as_deref(), after);
-                let ids = self.client.wiql_ids(&project_id, &query, wiql_page).await?;
+                let query = wiql_query(&project_name, clause.as_deref(), since.as_deref(), after);
+                let ids = self
+                    .client
+                    .wiql_ids(&project_id, &query, wiql_page, since.is_some())
+                    .await?;
                 let mut batches = stream::iter(
                     ids.chunks(WORK_ITEMS_BATCH)
                         .map(<[u64]>::to_vec)
@@ -215,10 +229,14 @@ mod tests {
     #[test]
     fn wiql_pages_by_id_and_escapes_the_project() {
         assert_eq!(
-            wiql_query("O'Brien", Some("[System.State] = 'New'"), 40),
+            wiql_query("O'Brien", Some("[System.State] = 'New'"), None, 40),
             "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'O''Brien' AND ([System.State] = 'New') AND [System.Id] > 40 ORDER BY [System.Id] ASC"
         );
-        assert!(!wiql_query("p", None, 0).contains("AND ()"));
+        assert!(!wiql_query("p", None, None, 0).contains("AND ()"));
+        assert_eq!(
+            wiql_query("p", None, Some("2026-03-01T12:00:00+00:00"), 0),
+            "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND [System.ChangedDate] >= '2026-03-01T12:00:00+00:00' AND [System.Id] > 0 ORDER BY [System.Id] ASC"
+        );
     }
 
     #[test]
