@@ -50,7 +50,7 @@ struct Figures {
 }
 
 /// Requests to Port that wrote entities, by the simulator's per-route counts.
-fn entity_writes(port: &PortSim) -> u64 {
+pub(crate) fn entity_writes(port: &PortSim) -> u64 {
     EntityTraffic::of(port).writes
 }
 
@@ -205,6 +205,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         crate::bench_live::run(&args).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.mode == BenchMode::Incremental {
+        crate::bench_incremental::run(&args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut results = Vec::new();
     if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
         results.push(in_process(&args, expected, Conditions::Unhindered).await?);
@@ -355,7 +359,9 @@ async fn in_process(
 
 /// Runs `adoport all` in ONCE mode with `environment` until it exits; its run time in seconds
 /// and peak memory (KiB).
-async fn run_once(environment: &[(String, String)]) -> anyhow::Result<(f64, Option<u64>)> {
+pub(crate) async fn run_once(
+    environment: &[(String, String)],
+) -> anyhow::Result<(f64, Option<u64>)> {
     let started = Instant::now();
     let mut child = spawn_role("all", environment)?;
     let pid = child.id();

@@ -270,7 +270,7 @@ pub struct BenchArgs {
     /// live-events mode: seconds of webhooks without a resync (the baseline).
     #[arg(long, default_value_t = 10)]
     pub quiet_secs: u64,
-    /// scaling mode: work items per project (the organization is `--projects` projects with
+    /// scaling and incremental modes: work items per project (the organization is `--projects` projects with
     /// this many work items each).
     #[arg(long, default_value_t = 1000)]
     pub work_items: usize,
@@ -308,6 +308,9 @@ pub enum BenchMode {
     /// The same resync with 1, 2 and 4 transform and publish processes on RabbitMQ against
     /// a Port that takes `--port-latency-ms` per request (`--replicas` to choose the counts).
     Scaling,
+    /// A full `adoport all` ONCE run against an incremental one after 10 work items changed
+    /// (`--projects`, `--repositories`, `--work-items`, `--ado-latency-ms`): times and requests.
+    Incremental,
 }
 
 #[derive(Debug, Args)]

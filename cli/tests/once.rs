@@ -251,7 +251,12 @@ async fn once_with_incremental_sync_reads_only_what_changed_and_deletes_nothing(
         1,
         "{log}"
     );
-    assert!(world.port.entity("azureDevopsRepository", "gone-repository").is_some());
+    assert!(
+        world
+            .port
+            .entity("azureDevopsRepository", "gone-repository")
+            .is_some()
+    );
     assert_eq!(
         world
             .ado
@@ -261,9 +266,15 @@ async fn once_with_incremental_sync_reads_only_what_changed_and_deletes_nothing(
             .unwrap_or(0),
         0
     );
-    assert!(world.port.resync_states().is_empty(), "no resync is reported");
+    assert!(
+        world.port.resync_states().is_empty(),
+        "no resync is reported"
+    );
     // The work-item resource (index 2) has its cursor; the record says incremental is on.
-    let cursor = world.port.cursor(&identifier, "work-item", 2).expect("cursor saved");
+    let cursor = world
+        .port
+        .cursor(&identifier, "work-item", 2)
+        .expect("cursor saved");
     assert!(cursor.ends_with("+00:00"), "{cursor}");
     assert!(
         world

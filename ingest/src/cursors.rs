@@ -161,9 +161,7 @@ impl CursorStore {
                 let response = self
                     .api
                     .send(&operation, |http| {
-                        let request = http
-                            .request(method.clone(), url.clone())
-                            .query(&query);
+                        let request = http.request(method.clone(), url.clone()).query(&query);
                         match body {
                             Some(body) => request.json(body),
                             None => request,

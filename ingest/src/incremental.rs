@@ -91,7 +91,11 @@ impl Incremental {
                 .await?;
             let kind_report = crawled.kinds.get(&kind).cloned().unwrap_or_default();
             if let Some(failure) = &kind_report.failure {
-                tracing::error!(kind, failure, "incremental sync failed — cursor not updated, the next run retries");
+                tracing::error!(
+                    kind,
+                    failure,
+                    "incremental sync failed — cursor not updated, the next run retries"
+                );
                 report.kinds.insert(kind, kind_report);
                 return Ok(report);
             }

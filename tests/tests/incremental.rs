@@ -56,17 +56,19 @@ async fn incremental_run(running: &mut Running) -> ResyncDone {
     assert!(done.incremental, "the request ran as an incremental sync");
     let report = done.report.as_ref().expect("incremental run crawled");
     let events = report.kinds.values().map(|k| k.events).sum();
-    within(60, "the pipeline to drain", running.pipeline.drained(events)).await;
+    within(
+        60,
+        "the pipeline to drain",
+        running.pipeline.drained(events),
+    )
+    .await;
     done
 }
 
 /// The stored cursor of `kind`, as Port holds it.
 fn cursor(running: &Running, kind: &str) -> Option<String> {
     let identifier = running.settings.integration_identifier();
-    running
-        .world
-        .port
-        .cursor(&identifier, kind, index_of(kind))
+    running.world.port.cursor(&identifier, kind, index_of(kind))
 }
 
 /// The `[System.ChangedDate] >= '…'` of the last WIQL query.
@@ -92,12 +94,21 @@ async fn an_incremental_run_reads_only_what_changed_and_advances_the_cursors() {
     let changed = running.world.ado.work_items()[0]["id"]
         .as_u64()
         .expect("id");
-    assert!(running.world.ado.set_work_item_title(changed, "Changed since"));
+    assert!(
+        running
+            .world
+            .ado
+            .set_work_item_title(changed, "Changed since")
+    );
 
     let first = incremental_run(&mut running).await;
     let report = first.report.as_ref().expect("report");
     let kinds: Vec<&str> = report.kinds.keys().map(String::as_str).collect();
-    assert_eq!(kinds, ["release", "work-item"], "only incremental kinds are read");
+    assert_eq!(
+        kinds,
+        ["release", "work-item"],
+        "only incremental kinds are read"
+    );
     assert_eq!(report.kinds["work-item"].items, 1, "{report:?}");
     assert_eq!(report.kinds["release"].items, 0, "{report:?}");
     assert!(report.failed_kinds().is_empty(), "{report:?}");
@@ -125,7 +136,11 @@ async fn an_incremental_run_reads_only_what_changed_and_advances_the_cursors() {
         .port
         .entities("azureDevopsWorkItem")
         .into_iter()
-        .find(|e| e["identifier"].as_str().is_some_and(|i| i.ends_with(&suffix)))
+        .find(|e| {
+            e["identifier"]
+                .as_str()
+                .is_some_and(|i| i.ends_with(&suffix))
+        })
         .expect("work item in Port");
     assert_eq!(entity["title"], "Changed since", "{entity}");
     assert_eq!(running.world.port.entity_count(), entities);
@@ -176,7 +191,13 @@ async fn a_failed_kind_keeps_its_cursor_and_stops_the_run() {
         "the run stops at the failed kind, as Ocean's does: {report:?}"
     );
     assert_eq!(
-        running.world.ado.requests().get(RELEASES).copied().unwrap_or(0),
+        running
+            .world
+            .ado
+            .requests()
+            .get(RELEASES)
+            .copied()
+            .unwrap_or(0),
         releases_before
     );
     assert_eq!(

@@ -76,12 +76,12 @@ impl Crawler {
                         break;
                     }
                     skip += runs.len();
-                let builder = self.items();
-                let enriched: Vec<Value> = stream::iter(runs)
-                    .map(|run| builder.test_run(project_id, run, enrichment))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await?;
+                    let builder = self.items();
+                    let enriched: Vec<Value> = stream::iter(runs)
+                        .map(|run| builder.test_run(project_id, run, enrichment))
+                        .buffered(ENRICHMENT_CONCURRENCY)
+                        .try_collect()
+                        .await?;
                     pages.send(enriched).await?;
                 }
             }

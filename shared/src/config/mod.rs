@@ -1425,7 +1425,10 @@ mod tests {
             ])
             .expect("valid");
             assert!(s.ocean.integration.incremental_sync_enabled);
-            assert_eq!(s.ocean.integration.incremental_sync_interval, minutes, "{value}");
+            assert_eq!(
+                s.ocean.integration.incremental_sync_interval, minutes,
+                "{value}"
+            );
             assert_eq!(s.incremental_sync_every().as_secs(), minutes * 60);
         }
         let json = settings(&[(
@@ -1447,7 +1450,10 @@ mod tests {
         let e = settings(&[("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED", "maybe")])
             .expect_err("not a boolean")
             .to_string();
-        assert!(e.contains("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED"), "{e}");
+        assert!(
+            e.contains("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,9 +21,11 @@ pub(super) fn time_param(
     let Some(text) = query.get(name) else {
         return Ok(None);
     };
-    parse(text)
-        .map(Some)
-        .ok_or_else(|| AdoError::bad_argument(format!("The value '{text}' is not valid for parameter '{name}'.")))
+    parse(text).map(Some).ok_or_else(|| {
+        AdoError::bad_argument(format!(
+            "The value '{text}' is not valid for parameter '{name}'."
+        ))
+    })
 }
 
 /// An ISO 8601 time as Azure DevOps reads it (with an offset, or UTC without one).

@@ -460,7 +460,9 @@ pub(super) async fn wiql(
     };
     request.state.traffic.record_query(
         "WIQL",
-        [("query".to_string(), text.to_string())].into_iter().collect(),
+        [("query".to_string(), text.to_string())]
+            .into_iter()
+            .collect(),
     );
     let floor = id_floor(text).unwrap_or(0);
     let changed_since = changed_since(text, request.flag("timePrecision"))?;

@@ -38,14 +38,23 @@ fn key(
             "Integration with identifier \"{identifier}\" was not found"
         )));
     }
-    let kind = query
-        .get("kind")
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| PortError::new(StatusCode::BAD_REQUEST, "bad_request", "querystring must have required property 'kind'"))?;
+    let kind = query.get("kind").filter(|k| !k.is_empty()).ok_or_else(|| {
+        PortError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "querystring must have required property 'kind'",
+        )
+    })?;
     let index = query
         .get("index")
         .and_then(|i| i.parse::<u64>().ok())
-        .ok_or_else(|| PortError::new(StatusCode::BAD_REQUEST, "bad_request", "querystring/index must be integer"))?;
+        .ok_or_else(|| {
+            PortError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "querystring/index must be integer",
+            )
+        })?;
     Ok((identifier, kind.clone(), index))
 }
 
@@ -110,7 +119,10 @@ pub(super) async fn create_cursor(
         return Err(PortError::new(
             StatusCode::CONFLICT,
             "cursor_already_exists",
-            format!("A cursor for kind \"{}\" and index {} already exists", key.1, key.2),
+            format!(
+                "A cursor for kind \"{}\" and index {} already exists",
+                key.1, key.2
+            ),
         ));
     }
     let cursor = document(&key, primary);
