@@ -39,7 +39,7 @@ pub enum CursorError {
         kind: String,
         index: usize,
         #[source]
-        source: PortError,
+        source: Box<PortError>,
     },
     #[error(
         "incremental sync cursor of kind {kind} (resource {index}) holds {value:?}, which is not an ISO 8601 time; fix or delete it in Port"
@@ -120,13 +120,13 @@ impl CursorStore {
                 return Err(CursorError::Port {
                     kind: kind.to_string(),
                     index,
-                    source: PortError::InvalidResponse {
+                    source: Box::new(PortError::InvalidResponse {
                         operation: "POST /v1/integration/{id}/cursor".into(),
                         detail: format!(
                             "404 on creating the cursor: {}",
                             adoport_shared::port::error::excerpt(&answer.to_string())
                         ),
-                    },
+                    }),
                 });
             }
         }
@@ -145,7 +145,7 @@ impl CursorStore {
         let failed = |source| CursorError::Port {
             kind: kind.to_string(),
             index,
-            source,
+            source: Box::new(source),
         };
         let identifier = self.api.integration_identifier().to_string();
         let url = self

@@ -91,11 +91,10 @@ impl Crawler {
     }
 }
 
+type Time = chrono::DateTime<chrono::Utc>;
+
 /// The test-run API's update windows from `since` to `now`: 7 days at most each.
-fn update_windows(
-    since: chrono::DateTime<chrono::Utc>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+fn update_windows(since: Time, now: Time) -> Vec<(Time, Time)> {
     let mut windows = Vec::new();
     let mut start = since;
     while start < now {

@@ -62,10 +62,11 @@ pub(super) fn keep_since(
         .collect())
 }
 
+/// From and to, both included.
+pub(super) type Window = (DateTime<Utc>, DateTime<Utc>);
+
 /// The test runs' update window: both ends or neither, at most 7 days apart.
-pub(super) fn update_window(
-    query: &HashMap<String, String>,
-) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, AdoError> {
+pub(super) fn update_window(query: &HashMap<String, String>) -> Result<Option<Window>, AdoError> {
     let min = time_param(query, "minLastUpdatedDate")?;
     let max = time_param(query, "maxLastUpdatedDate")?;
     match (min, max) {
