@@ -158,7 +158,10 @@ impl RequestLoop {
     /// Consumes resync requests and crawls, one at a time, until shutdown.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut requests = self.bus.subscribe(WorkQueue::ResyncRequests, 1).await?;
+        // When the last full resync and the last incremental run started: a full resync
+        // covers older requests of both sorts, an incremental run only older incremental ones.
         let mut last_started: Option<DateTime<Utc>> = None;
+        let mut last_incremental: Option<DateTime<Utc>> = None;
         let mut taken: Option<(Delivery, ResyncRequest)> = None;
         loop {
             let (delivery, request) = match taken.take() {
@@ -181,18 +184,28 @@ impl RequestLoop {
                     }
                 }
             };
-            if last_started.is_some_and(|started| request.requested_at < started) {
+            let covered_by = |started: Option<DateTime<Utc>>| {
+                started.is_some_and(|started| request.requested_at < started)
+            };
+            if covered_by(last_started) || (request.incremental && covered_by(last_incremental)) {
                 tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync request superseded by a newer resync; skipped");
                 settled(delivery.ack().await)?;
                 continue;
             }
             let started_at = Utc::now();
-            let before = last_started.replace(started_at);
+            let last = if request.incremental {
+                &mut last_incremental
+            } else {
+                &mut last_started
+            };
+            let before = last.replace(started_at);
+            let incremental = request.incremental;
             match self
                 .crawl(&mut requests, delivery, request, started_at, &shutdown)
                 .await?
             {
                 Next::Request(next) => taken = next,
+                Next::Again if incremental => last_incremental = before,
                 Next::Again => last_started = before,
                 Next::Stop => return Ok(()),
             }
