@@ -287,3 +287,36 @@ async fn once_with_incremental_sync_reads_only_what_changed_and_deletes_nothing(
     );
     world.shutdown().await;
 }
+
+/// A kind that fails in an incremental ONCE run keeps its cursor, and the run exits 1 saying
+/// so: the next run reads the same window again.
+#[tokio::test]
+async fn once_with_incremental_sync_exits_non_zero_and_keeps_the_cursor_when_a_kind_fails() {
+    let mapping =
+        adoport::sim::default_mapping(Some(&["project", "work-item"])).expect("default mapping");
+    let world = start_world(organization(1, 1), mapping).await;
+    let identifier = adoport_sim::port::PortSimConfig::default().integration_identifier;
+    let earlier = "2026-01-01T00:00:00+00:00";
+    world.port.set_cursor(&identifier, "work-item", 1, earlier);
+    world.ado.fail_next(
+        "POST /{org}/{project}/_apis/wit/wiql",
+        vec![ScriptedAnswer::json(
+            400,
+            serde_json::json!({"message": "VS402337: scripted refusal"}),
+        )],
+    );
+    let mut command = once(&world, "info,lapin=warn");
+    command.env("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED", "true");
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("ONCE run finishes within 2 minutes")
+        .expect("adoport runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("incremental sync incomplete"), "{stderr}");
+    assert_eq!(
+        world.port.cursor(&identifier, "work-item", 1).as_deref(),
+        Some(earlier)
+    );
+    world.shutdown().await;
+}

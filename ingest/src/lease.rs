@@ -212,8 +212,8 @@ impl Lease {
             }
         };
         let renewed = self.awaiting.is_some_and(|(id, _)| id == request.resync_id);
-        let covered = request.requested_at < self.started_at
-            && (request.incremental || !self.incremental);
+        let covered =
+            request.requested_at < self.started_at && (request.incremental || !self.incremental);
         if !renewed && covered {
             tracing::info!(resync_id = %request.resync_id, crawling = %self.crawled, "resync request covered by the running crawl; skipped");
             return settled(delivery.ack().await);
