@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench_processes::{peak_rss_kib, spawn_role};
+use crate::bench_processes::{peak_rss_kib, run_once, spawn_role};
 use crate::cli::{BenchArgs, BenchMode};
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
@@ -50,7 +50,7 @@ struct Figures {
 }
 
 /// Requests to Port that wrote entities, by the simulator's per-route counts.
-pub(crate) fn entity_writes(port: &PortSim) -> u64 {
+fn entity_writes(port: &PortSim) -> u64 {
     EntityTraffic::of(port).writes
 }
 
@@ -355,34 +355,6 @@ async fn in_process(
     };
     world.shutdown().await;
     Ok(figures)
-}
-
-/// Runs `adoport all` in ONCE mode with `environment` until it exits; its run time in seconds
-/// and peak memory (KiB).
-pub(crate) async fn run_once(
-    environment: &[(String, String)],
-) -> anyhow::Result<(f64, Option<u64>)> {
-    let started = Instant::now();
-    let mut child = spawn_role("all", environment)?;
-    let pid = child.id();
-    // Read the peak just before the process ends: poll its status until it exits.
-    let mut peak = None;
-    let status = loop {
-        if let Some(pid) = pid {
-            peak = peak_rss_kib(pid).or(peak);
-        }
-        tokio::select! {
-            status = child.wait() => break status?,
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-        if started.elapsed() > PATIENCE {
-            bail!("`adoport all` did not finish within {PATIENCE:?}");
-        }
-    };
-    if !status.success() {
-        bail!("`adoport all` (ONCE) exited with {status}");
-    }
-    Ok((started.elapsed().as_secs_f64(), peak))
 }
 
 async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::bench::{entity_writes as entity_write_requests, run_once};
+use crate::bench_processes::run_once;
 use crate::cli::BenchArgs;
 use crate::sim::{SimulatedWorld, default_mapping};
 use adoport_sim::ado::AdoSimConfig;
@@ -20,6 +20,20 @@ const CHANGED: usize = 10;
 /// The kinds of the run: the default mapping's, without the ones a sim organization of this
 /// size would make the full run slow for no difference (boards, policies).
 const KINDS: [&str; 4] = ["project", "repository", "work-item", "release"];
+
+/// Requests to Port that wrote entities (bulk and single upserts, deletes).
+fn entity_write_requests(port: &adoport_sim::port::PortSim) -> u64 {
+    port.requests()
+        .iter()
+        .filter(|(route, _)| {
+            route.starts_with("POST /v1/blueprints/{bp}/entities")
+                && !route.ends_with("/entities/search")
+                || route.starts_with("DELETE /v1/blueprints/{bp}/entities/")
+                || route.starts_with("POST /v1/blueprints/{bp}/bulk/entities/delete")
+        })
+        .map(|(_, count)| count)
+        .sum()
+}
 
 /// One run's figures.
 struct Run {
