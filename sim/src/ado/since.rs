@@ -1,7 +1,7 @@
 //! The "changed since" filters of Azure DevOps lists, as the incremental sync uses them: a
 //! query parameter holding an ISO 8601 time keeps the items whose time field is at or after it
-//! (`minTime` on builds' `queueTime` with `queryOrder=queueTimeDescending`, `minCreatedTime` on
-//! releases' `createdOn`, `minModifiedTime` on deployments' `lastModifiedOn`,
+//! (`minTime` on builds' `queueTime` with `queryOrder=queueTimeDescending`, `minModifiedTime`
+//! on deployments' `lastModifiedOn`,
 //! `criteria.modifiedSince` on alerts' `lastSeenDate`), and the test runs' required
 //! `minLastUpdatedDate`/`maxLastUpdatedDate` pair, at most 7 days apart. A time that does not
 //! parse is 400, as Azure DevOps answers it.
