@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench_processes::{peak_rss_kib, spawn_role};
+use crate::bench_processes::{peak_rss_kib, run_once, spawn_role};
 use crate::cli::{BenchArgs, BenchMode};
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
@@ -205,6 +205,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         crate::bench_live::run(&args).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.mode == BenchMode::Incremental {
+        crate::bench_incremental::run(&args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut results = Vec::new();
     if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
         results.push(in_process(&args, expected, Conditions::Unhindered).await?);
@@ -351,32 +355,6 @@ async fn in_process(
     };
     world.shutdown().await;
     Ok(figures)
-}
-
-/// Runs `adoport all` in ONCE mode with `environment` until it exits; its run time in seconds
-/// and peak memory (KiB).
-async fn run_once(environment: &[(String, String)]) -> anyhow::Result<(f64, Option<u64>)> {
-    let started = Instant::now();
-    let mut child = spawn_role("all", environment)?;
-    let pid = child.id();
-    // Read the peak just before the process ends: poll its status until it exits.
-    let mut peak = None;
-    let status = loop {
-        if let Some(pid) = pid {
-            peak = peak_rss_kib(pid).or(peak);
-        }
-        tokio::select! {
-            status = child.wait() => break status?,
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-        if started.elapsed() > PATIENCE {
-            bail!("`adoport all` did not finish within {PATIENCE:?}");
-        }
-    };
-    if !status.success() {
-        bail!("`adoport all` (ONCE) exited with {status}");
-    }
-    Ok((started.elapsed().as_secs_f64(), peak))
 }
 
 async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {

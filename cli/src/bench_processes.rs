@@ -2,8 +2,11 @@
 //! given, and its peak resident memory, for `bench` and `bench_scaling` alike.
 
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+
+use crate::sim::PATIENCE;
 
 /// Peak resident memory of a process, in KiB (Linux).
 pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -30,4 +33,32 @@ pub(crate) fn spawn_role(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start `adoport {role}`"))
+}
+
+/// Runs `adoport all` in ONCE mode with `environment` until it exits; its run time in seconds
+/// and peak memory (KiB).
+pub(crate) async fn run_once(
+    environment: &[(String, String)],
+) -> anyhow::Result<(f64, Option<u64>)> {
+    let started = Instant::now();
+    let mut child = spawn_role("all", environment)?;
+    let pid = child.id();
+    // Read the peak just before the process ends: poll its status until it exits.
+    let mut peak = None;
+    let status = loop {
+        if let Some(pid) = pid {
+            peak = peak_rss_kib(pid).or(peak);
+        }
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        if started.elapsed() > PATIENCE {
+            bail!("`adoport all` did not finish within {PATIENCE:?}");
+        }
+    };
+    if !status.success() {
+        bail!("`adoport all` (ONCE) exited with {status}");
+    }
+    Ok((started.elapsed().as_secs_f64(), peak))
 }

@@ -277,8 +277,8 @@ pub struct BenchArgs {
     /// live-events mode: what the runs compare.
     #[arg(long, value_enum, default_value_t = LiveCompare::Batching)]
     pub live_compare: LiveCompare,
-    /// scaling mode: work items per project (the organization is `--projects` projects with
-    /// this many work items each).
+    /// scaling and incremental modes: work items per project (the organization is `--projects`
+    /// projects with this many work items each).
     #[arg(long, default_value_t = 1000)]
     pub work_items: usize,
     /// scaling mode: milliseconds every simulated Port answer takes.
@@ -315,6 +315,9 @@ pub enum BenchMode {
     /// The same resync with 1, 2 and 4 transform and publish processes on RabbitMQ against
     /// a Port that takes `--port-latency-ms` per request (`--replicas` to choose the counts).
     Scaling,
+    /// A full `adoport all` ONCE run against an incremental one after 10 work items changed
+    /// (`--projects`, `--repositories`, `--work-items`, `--ado-latency-ms`): times and requests.
+    Incremental,
 }
 
 /// What the live-events benchmark compares.

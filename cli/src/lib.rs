@@ -7,6 +7,7 @@
 //! DevOps, evaluates jq or writes to Port except by calling them.
 
 pub mod bench;
+pub mod bench_incremental;
 pub mod bench_live;
 pub mod bench_mapping;
 pub mod bench_organizations;

@@ -440,6 +440,38 @@ async fn start_health(
 /// the integration's entities and deleting the stale ones (at most 100 per request).
 const ONCE_RECONCILE_PATIENCE: Duration = Duration::from_secs(30 * 60);
 
+/// The end of a ONCE incremental run (Ocean's incremental CronJob): what changed is in Port,
+/// nothing is reconciled; a kind that failed kept its cursor and fails the run.
+async fn once_incremental_finished(
+    pipeline: Pipeline,
+    report: &adoport_ingest::CrawlReport,
+) -> anyhow::Result<ExitCode> {
+    let failed = report
+        .failed_kinds()
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>();
+    let dead_lettered = pipeline.publish_stats.snapshot().dead_lettered
+        + pipeline.transform_stats.events_dead_lettered();
+    tracing::info!(
+        items = report.items(),
+        kinds = ?report.kinds.keys().collect::<Vec<_>>(),
+        entities_upserted = pipeline.publish_stats.snapshot().upserted,
+        dead_lettered,
+        failed_kinds = ?failed,
+        "ONCE incremental sync finished"
+    );
+    pipeline.stop().await?;
+    if failed.is_empty() && dead_lettered == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "adoport: incremental sync incomplete: failed kinds {failed:?} (their cursors were not advanced), {dead_lettered} message(s) dead-lettered (see the log)"
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 /// ONCE: one resync, wait until the pipeline has drained and the resync is reconciled, report,
 /// exit.
 async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
@@ -456,6 +488,9 @@ async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
     };
     let events: u64 = report.kinds.values().map(|k| k.events).sum();
     pipeline.drained(events).await;
+    if done.incremental {
+        return once_incremental_finished(pipeline, &report).await;
+    }
     // The resync ends with its reconciliation (stale entities deleted, the state reported to
     // Port), as the Python integration's ONCE run does; the coordinator waits for publish to
     // settle the resync's changes first.

@@ -206,3 +206,117 @@ async fn once_fails_with_the_endpoint_when_port_refuses_the_record_update() {
     }
     world.shutdown().await;
 }
+
+/// `adoport all` in ONCE mode with `OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED` is Ocean's
+/// incremental CronJob: it reads only the incremental kinds since their cursors (a first run
+/// looks back one interval), writes what changed, deletes nothing, saves the cursors in Port
+/// and says so in the integration record.
+#[tokio::test]
+async fn once_with_incremental_sync_reads_only_what_changed_and_deletes_nothing() {
+    let mapping = adoport::sim::default_mapping(Some(&["project", "repository", "work-item"]))
+        .expect("default mapping");
+    let world = start_world(organization(1, 2), mapping).await;
+    let identifier = adoport_sim::port::PortSimConfig::default().integration_identifier;
+    let ours = adoport_publish::exporter_user_agent(
+        adoport_publish::COMPATIBLE_INTEGRATION_VERSION,
+        &identifier,
+    );
+    let stale =
+        serde_json::json!({"identifier": "gone-repository", "title": "gone", "properties": {}});
+    world
+        .port
+        .put_entity("azureDevopsRepository", stale, Some(&ours))
+        .expect("a stale entity of ours");
+    let changed = world.ado.work_items()[0]["id"].as_u64().expect("id");
+    assert!(world.ado.set_work_item_title(changed, "Changed since"));
+
+    let mut command = once(&world, "info,lapin=warn");
+    command
+        .env("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED", "true")
+        .env("OCEAN__INTEGRATION__INCREMENTAL_SYNC_INTERVAL", "1h");
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("ONCE run finishes within 2 minutes")
+        .expect("adoport runs");
+    let log = log_of_success(&output);
+    assert!(log.contains("ONCE incremental sync finished"), "{log}");
+    // Only the changed work item was written; projects and repositories were not read, and
+    // the stale entity of a full resync's reconciliation is still there.
+    let work_items = world.port.entities("azureDevopsWorkItem");
+    assert_eq!(work_items.len(), 1, "{log}");
+    assert_eq!(work_items[0]["title"], "Changed since");
+    // (Port made stubs of the project and column the work item relates to.)
+    assert_eq!(
+        world.port.entities("azureDevopsRepository").len(),
+        1,
+        "{log}"
+    );
+    assert!(
+        world
+            .port
+            .entity("azureDevopsRepository", "gone-repository")
+            .is_some()
+    );
+    assert_eq!(
+        world
+            .ado
+            .requests()
+            .get("GET /{org}/{project}/_apis/git/repositories")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    assert!(
+        world.port.resync_states().is_empty(),
+        "no resync is reported"
+    );
+    // The work-item resource (index 2) has its cursor; the record says incremental is on.
+    let cursor = world
+        .port
+        .cursor(&identifier, "work-item", 2)
+        .expect("cursor saved");
+    assert!(cursor.ends_with("+00:00"), "{cursor}");
+    assert!(
+        world
+            .port
+            .integration_patches()
+            .iter()
+            .any(|patch| patch["incrementalSyncEnabled"] == true),
+        "{:?}",
+        world.port.integration_patches()
+    );
+    world.shutdown().await;
+}
+
+/// A kind that fails in an incremental ONCE run keeps its cursor, and the run exits 1 saying
+/// so: the next run reads the same window again.
+#[tokio::test]
+async fn once_with_incremental_sync_exits_non_zero_and_keeps_the_cursor_when_a_kind_fails() {
+    let mapping =
+        adoport::sim::default_mapping(Some(&["project", "work-item"])).expect("default mapping");
+    let world = start_world(organization(1, 1), mapping).await;
+    let identifier = adoport_sim::port::PortSimConfig::default().integration_identifier;
+    let earlier = "2026-01-01T00:00:00+00:00";
+    world.port.set_cursor(&identifier, "work-item", 1, earlier);
+    world.ado.fail_next(
+        "POST /{org}/{project}/_apis/wit/wiql",
+        vec![ScriptedAnswer::json(
+            400,
+            serde_json::json!({"message": "VS402337: scripted refusal"}),
+        )],
+    );
+    let mut command = once(&world, "info,lapin=warn");
+    command.env("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED", "true");
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("ONCE run finishes within 2 minutes")
+        .expect("adoport runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("incremental sync incomplete"), "{stderr}");
+    assert_eq!(
+        world.port.cursor(&identifier, "work-item", 1).as_deref(),
+        Some(earlier)
+    );
+    world.shutdown().await;
+}

@@ -97,7 +97,10 @@ impl Crawler {
                     kind_report.failure = Some(e.to_string());
                 }
             }
-            self.check_suspiciously_empty(&kind.kind, &mut kind_report);
+            // An incremental read finds nothing whenever nothing changed: not suspicious.
+            if kind.since.is_none() {
+                self.check_suspiciously_empty(&kind.kind, &mut kind_report);
+            }
             tracing::info!(
                 kind = %kind.kind,
                 items = kind_report.items,

@@ -65,6 +65,8 @@ pub enum LeaseEnd<T> {
 pub struct Lease {
     crawled: ResyncId,
     started_at: DateTime<Utc>,
+    /// The crawl is an incremental run: it covers no full resync request.
+    incremental: bool,
     held: Arc<Mutex<Option<Held>>>,
     renew_every: Duration,
     /// The request whose copy a renewal published and waits for, and since when.
@@ -88,6 +90,7 @@ impl Lease {
         Self {
             crawled: request.resync_id,
             started_at,
+            incremental: request.incremental,
             held: Arc::new(Mutex::new(Some(Held {
                 delivery,
                 request,
@@ -209,7 +212,9 @@ impl Lease {
             }
         };
         let renewed = self.awaiting.is_some_and(|(id, _)| id == request.resync_id);
-        if !renewed && request.requested_at < self.started_at {
+        let covered =
+            request.requested_at < self.started_at && (request.incremental || !self.incremental);
+        if !renewed && covered {
             tracing::info!(resync_id = %request.resync_id, crawling = %self.crawled, "resync request covered by the running crawl; skipped");
             return settled(delivery.ack().await);
         }
@@ -332,6 +337,26 @@ mod tests {
         assert_eq!(ready(&q.bus).await, 1);
         let (_, copy) = take(&mut q).await;
         assert_eq!(copy.resync_id, request.resync_id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_incremental_run_does_not_cover_an_older_full_resync_request() {
+        let mut q = queue().await;
+        let started_at = Utc::now();
+        let mut incremental = ResyncRequest::new(ResyncTrigger::Manual);
+        incremental.incremental = true;
+        send(&q.bus, &incremental).await;
+        let (delivery, taken) = take(&mut q).await;
+        let lease = Lease::new(delivery, taken, started_at, Duration::from_secs(60));
+        let mut full = ResyncRequest::new(ResyncTrigger::Schedule);
+        full.requested_at = started_at - chrono::Duration::seconds(1);
+        send(&q.bus, &full).await;
+        let crawl = tokio::time::sleep(Duration::from_secs(90));
+        let held = held_after(&mut q, lease, crawl).await;
+        assert_eq!(
+            held.resync_id, full.resync_id,
+            "the full resync runs after the incremental run"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,17 +16,23 @@
 //! publisher of live events' raw events ([`publisher`]); docs/design.md draws the layers.
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
+//! An incremental sync ([`incremental`]) reads only what changed since each kind's cursor,
+//! which it keeps in Port ([`cursors`]).
+//!
 //! It must not evaluate mappings or write to Port's catalog: those are transform's and publish's
-//! jobs. Its only Port writes are the records of the action runs it executes ([`actions`]).
+//! jobs. Its only Port writes are the records of the action runs it executes ([`actions`]) and
+//! the incremental sync cursors ([`cursors`]).
 
 pub mod actions;
 pub mod ado;
 pub mod crawl_context;
 pub mod crawler;
 pub mod crawlers;
+pub mod cursors;
 pub mod events;
 pub mod examples;
 pub mod gitops;
+pub mod incremental;
 pub mod kind;
 mod kinds;
 pub mod leader;
@@ -75,6 +81,8 @@ pub enum IngestError {
     Server(std::io::Error),
     #[error(transparent)]
     Actions(#[from] actions::ActionsError),
+    #[error(transparent)]
+    Cursors(#[from] cursors::CursorError),
 }
 
 /// How long stopping waits for the leader to stop its term and hand the lock over.
@@ -138,6 +146,8 @@ pub async fn run(
         ),
     });
 
+    let incremental = incremental_sync(settings, &shutdown)?;
+
     let secret = settings
         .ocean
         .integration
@@ -189,9 +199,16 @@ pub async fn run(
             shutdown.clone(),
         ))),
         None => {
-            match resync::request(&bus, ResyncTrigger::Startup).await {
+            // ONCE with incremental sync on is Ocean's incremental CronJob: one incremental
+            // run instead of the full resync.
+            let requested = if incremental.is_some() {
+                resync::request_incremental(&bus, ResyncTrigger::Startup).await
+            } else {
+                resync::request(&bus, ResyncTrigger::Startup).await
+            };
+            match requested {
                 Ok(id) => {
-                    tracing::info!(resync_id = %id, mode = ?mode, "start-up resync requested")
+                    tracing::info!(resync_id = %id, mode = ?mode, incremental = incremental.is_some(), "start-up resync requested")
                 }
                 // Stopped while waiting for the broker: the next start asks again.
                 Err(BusError::ShuttingDown) => {}
@@ -237,6 +254,7 @@ pub async fn run(
         mapping: run.mapping,
         done: run.resync_done,
         renew_every: Duration::from_secs(ingest.resync_lease_secs.max(1)),
+        incremental,
     }
     .run(shutdown.clone())
     .await;
@@ -255,6 +273,22 @@ pub async fn run(
         Err(BusError::ShuttingDown) => Ok(()),
         other => other.map_err(IngestError::from),
     }
+}
+
+/// What incremental runs need, when `OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED` is on: the
+/// cursors in Port and how far back a first run looks.
+fn incremental_sync(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Result<Option<incremental::Incremental>, IngestError> {
+    if !settings.ocean.integration.incremental_sync_enabled {
+        return Ok(None);
+    }
+    let cursors = cursors::CursorStore::new(&settings.port_access()?, shutdown.clone())?;
+    Ok(Some(incremental::Incremental {
+        cursors,
+        interval: settings.incremental_sync_every(),
+    }))
 }
 
 /// One client per configured organization, sharing the credentials (one token provider for a

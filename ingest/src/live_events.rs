@@ -438,7 +438,7 @@ async fn test_runs_of_build(
     loop {
         let page = builder
             .client
-            .test_runs_page(project_id, Some(build_id), builder.page, all.len())
+            .test_runs_page(project_id, Some(build_id), None, builder.page, all.len())
             .await?;
         if page.is_empty() {
             return Ok(all);

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::kind::Kind;
@@ -20,6 +21,9 @@ use adoport_shared::port_app_config::PortAppConfig;
 pub struct KindPlan {
     pub kind: String,
     pub selectors: Vec<Map<String, Value>>,
+    /// In an incremental run: read only what changed since this time (the kind's cursor); a
+    /// full resync reads everything (`None`).
+    pub since: Option<DateTime<Utc>>,
 }
 
 impl KindPlan {
@@ -39,6 +43,7 @@ impl KindPlan {
                     .resources_of_kind(kind)
                     .map(|(_, resource)| resource.selector.options.clone())
                     .collect(),
+                since: None,
             })
             .chain(GitopsPlan::kind_plan(mapping))
             .collect()
@@ -63,6 +68,7 @@ impl KindPlan {
                 .iter()
                 .map(|s| s.as_object().cloned().unwrap_or_default())
                 .collect(),
+            since: None,
         }
     }
 }
@@ -142,6 +148,7 @@ impl GitopsPlan {
         Some(KindPlan {
             kind: GITOPS_KIND.to_string(),
             selectors: vec![options],
+            since: None,
         })
     }
 

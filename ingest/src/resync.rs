@@ -16,6 +16,10 @@
 //!   the broker's consumer timeout, and the crawl cancelled when the request is lost;
 //! - tells whoever waits (ONCE mode, tests) on a broadcast channel that never blocks: nothing
 //!   on this path waits for a reader, so resyncs run for as long as the process does.
+//!
+//! A request marked `incremental` runs [`crate::incremental`] instead: the incremental kinds
+//! since their cursors, with no `Started`/`CrawlFinished` for the reconciliation coordinator,
+//! so nothing is deleted.
 
 use std::time::Duration;
 
@@ -25,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crawl_context::{CrawlError, CrawlReport, CrawlStamp};
 use crate::crawlers::Crawlers;
+use crate::incremental::Incremental;
 use crate::lease::{Lease, LeaseEnd, settled};
 use crate::plan::KindPlan;
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing, Subscription};
@@ -50,6 +55,8 @@ pub struct ResyncDone {
     pub attempt: AttemptId,
     pub started_at: DateTime<Utc>,
     pub report: Result<CrawlReport, String>,
+    /// An incremental run: nothing of it is reconciled.
+    pub incremental: bool,
 }
 
 /// Where finished crawls are announced: a bounded broadcast, so that the crawler never waits
@@ -73,10 +80,29 @@ pub async fn request_as_of(
     trigger: ResyncTrigger,
     at: DateTime<Utc>,
 ) -> Result<ResyncId, BusError> {
-    let request = ResyncRequest {
-        requested_at: at,
-        ..ResyncRequest::new(trigger)
-    };
+    send(
+        bus,
+        ResyncRequest {
+            requested_at: at,
+            ..ResyncRequest::new(trigger)
+        },
+    )
+    .await
+}
+
+/// Asks for an incremental sync (see [`crate::incremental`]).
+pub async fn request_incremental(bus: &Bus, trigger: ResyncTrigger) -> Result<ResyncId, BusError> {
+    send(
+        bus,
+        ResyncRequest {
+            incremental: true,
+            ..ResyncRequest::new(trigger)
+        },
+    )
+    .await
+}
+
+async fn send(bus: &Bus, request: ResyncRequest) -> Result<ResyncId, BusError> {
     bus.publish(Outgoing::new(Destination::ResyncRequest, encode(&request)))
         .await?;
     Ok(request.resync_id)
@@ -113,6 +139,9 @@ pub struct RequestLoop {
     /// How often the lease on a request being crawled is renewed (below the broker's
     /// consumer timeout).
     pub renew_every: Duration,
+    /// What incremental requests run with (`OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED`);
+    /// without it such a request runs as a full resync.
+    pub incremental: Option<Incremental>,
 }
 
 /// What the loop does after one request.
@@ -129,7 +158,10 @@ impl RequestLoop {
     /// Consumes resync requests and crawls, one at a time, until shutdown.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BusError> {
         let mut requests = self.bus.subscribe(WorkQueue::ResyncRequests, 1).await?;
+        // When the last full resync and the last incremental run started: a full resync
+        // covers older requests of both sorts, an incremental run only older incremental ones.
         let mut last_started: Option<DateTime<Utc>> = None;
+        let mut last_incremental: Option<DateTime<Utc>> = None;
         let mut taken: Option<(Delivery, ResyncRequest)> = None;
         loop {
             let (delivery, request) = match taken.take() {
@@ -152,18 +184,28 @@ impl RequestLoop {
                     }
                 }
             };
-            if last_started.is_some_and(|started| request.requested_at < started) {
+            let covered_by = |started: Option<DateTime<Utc>>| {
+                started.is_some_and(|started| request.requested_at < started)
+            };
+            if covered_by(last_started) || (request.incremental && covered_by(last_incremental)) {
                 tracing::info!(resync_id = %request.resync_id, trigger = ?request.trigger, "resync request superseded by a newer resync; skipped");
                 settled(delivery.ack().await)?;
                 continue;
             }
             let started_at = Utc::now();
-            let before = last_started.replace(started_at);
+            let last = if request.incremental {
+                &mut last_incremental
+            } else {
+                &mut last_started
+            };
+            let before = last.replace(started_at);
+            let incremental = request.incremental;
             match self
                 .crawl(&mut requests, delivery, request, started_at, &shutdown)
                 .await?
             {
                 Next::Request(next) => taken = next,
+                Next::Again if incremental => last_incremental = before,
                 Next::Again => last_started = before,
                 Next::Stop => return Ok(()),
             }
@@ -183,6 +225,14 @@ impl RequestLoop {
         self.mapping.refresh(MAPPING_PATIENCE).await;
         let version = self.mapping.current();
         let plan = KindPlan::for_mapping(&version.config);
+        let incremental = match (&self.incremental, request.incremental) {
+            (Some(incremental), true) => Some(incremental),
+            (None, true) => {
+                tracing::warn!(resync_id = %request.resync_id, "an incremental sync was requested but OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED is off here; running a full resync");
+                None
+            }
+            _ => None,
+        };
         let stamp = CrawlStamp {
             resync_id: request.resync_id,
             attempt: AttemptId::new(),
@@ -198,21 +248,34 @@ impl RequestLoop {
             mapping_version = version.number,
             mapping_id = %version.id,
             kinds = ?plan.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(),
+            incremental = incremental.is_some(),
             "resync started"
         );
-        // Tell the reconciliation coordinator before any raw event of this crawl exists.
-        self.publish_control(&ResyncControl::Started {
-            v: SCHEMA_VERSION,
-            resync_id: stamp.resync_id,
-            started_at,
-            attempt: Some(stamp.attempt),
-            mapping_version: stamp.mapping_version.clone(),
-        })
-        .await?;
+        // Tell the reconciliation coordinator before any raw event of this crawl exists (an
+        // incremental run is never reconciled: the coordinator does not follow it).
+        if incremental.is_none() {
+            self.publish_control(&ResyncControl::Started {
+                v: SCHEMA_VERSION,
+                resync_id: stamp.resync_id,
+                started_at,
+                attempt: Some(stamp.attempt),
+                mapping_version: stamp.mapping_version.clone(),
+            })
+            .await?;
+        }
         let resync_id = request.resync_id;
         let lease = Lease::new(delivery, request, started_at, self.renew_every);
         let fence = lease.fence();
-        let crawl = self.crawler.crawl_as(&stamp, &fence, &plan);
+        let crawl = async {
+            match incremental {
+                Some(incremental) => {
+                    incremental
+                        .run(&self.crawler, &stamp, &fence, &version.config)
+                        .await
+                }
+                None => self.crawler.crawl_as(&stamp, &fence, &plan).await,
+            }
+        };
         let (outcome, held) = match lease.run(&self.bus, requests, crawl, shutdown).await? {
             LeaseEnd::Shutdown => {
                 // Unacked: the broker hands the request to the next crawler.
@@ -250,8 +313,10 @@ impl RequestLoop {
         );
         // Every raw event of the crawl is published: the coordinator may reconcile once
         // transform has reported them all.
-        self.publish_control(&crawl_finished(&stamp, started_at, &report))
-            .await?;
+        if incremental.is_none() {
+            self.publish_control(&crawl_finished(&stamp, started_at, &report))
+                .await?;
+        }
         let next = match held {
             Some((delivery, held)) if held.resync_id == resync_id => {
                 settled(delivery.ack().await)?;
@@ -266,6 +331,7 @@ impl RequestLoop {
                 attempt: stamp.attempt,
                 started_at,
                 report,
+                incremental: incremental.is_some(),
             });
         }
         Ok(Next::Request(next))

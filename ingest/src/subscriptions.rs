@@ -451,6 +451,7 @@ mod tests {
                 .map(|k| KindPlan {
                     kind: k.to_string(),
                     selectors: vec![],
+                    since: None,
                 })
                 .collect();
             SubscriptionPlan::from_settings(&ocean)

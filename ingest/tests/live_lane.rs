@@ -65,6 +65,7 @@ fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
         let plan = [KindPlan {
             kind: "pull-request".into(),
             selectors: vec![Default::default()],
+            since: None,
         }];
         Crawler::new(crawl, bus, 50)
             .crawl(ResyncId::new(), &plan)

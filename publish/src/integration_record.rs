@@ -32,8 +32,7 @@ pub struct IntegrationRecord {
     pub changelog_destination: Value,
     /// `OCEAN__ACTIONS_PROCESSOR__ENABLED`.
     pub actions_processing_enabled: bool,
-    /// Ocean's `OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED`: adoport has no incremental
-    /// sync, so always Ocean's default, false.
+    /// `OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED`, as Ocean reports it.
     pub incremental_sync_enabled: bool,
     /// Whether this start creates the default resources (`OCEAN__INITIALIZE_PORT_RESOURCES`):
     /// the record then says `arePortResourcesInitialized`.
@@ -72,7 +71,7 @@ impl IntegrationRecord {
         Self {
             changelog_destination,
             actions_processing_enabled: settings.ocean.actions_processor.enabled,
-            incremental_sync_enabled: false,
+            incremental_sync_enabled: settings.ocean.integration.incremental_sync_enabled,
             port_resources_initialized: settings.ocean.initialize_port_resources,
         }
     }

@@ -424,6 +424,11 @@ pub struct ResyncRequest {
     pub resync_id: ResyncId,
     pub trigger: ResyncTrigger,
     pub requested_at: DateTime<Utc>,
+    /// An incremental sync rather than a full resync: only the kinds that support it, each
+    /// read since its cursor, upserted and never reconciled. Absent (schema v1 unchanged) is a
+    /// full resync.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incremental: bool,
 }
 
 impl Contract for ResyncRequest {
@@ -437,6 +442,7 @@ impl ResyncRequest {
             resync_id: ResyncId::new(),
             trigger,
             requested_at: Utc::now(),
+            incremental: false,
         }
     }
 }

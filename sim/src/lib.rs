@@ -45,6 +45,7 @@ pub use ado::{AdoSim, AdoSimConfig};
 pub use identity::{IdentitySim, IdentitySimConfig};
 pub use port::{PortOutage, PortSim, PortSimConfig, RateLimit};
 pub use scripted::ScriptedAnswer;
+pub use traffic::QueryParams;
 
 /// Serves both simulators until `shutdown` is cancelled: Azure DevOps on `ado_addr`, Port on
 /// `port_addr`. This is what `adoport sim` runs for the compose `sim` profile, e.g.

@@ -5,6 +5,9 @@
 //! It also keeps the number of requests being answered at once and its peak since the last
 //! reset, so tests can check how many requests a client keeps in flight.
 //!
+//! The query parameters of the latest requests are kept too ([`Traffic::record_query`], at most
+//! [`QUERIES_KEPT`]), so tests can assert what a client asked for.
+//!
 //! A route template key is the method and axum's matched path, e.g.
 //! `"GET /{org}/_apis/projects"`; requests that match no route count as `"GET <unmatched>"`.
 
@@ -34,9 +37,16 @@ pub(crate) fn route_key(method: &Method, matched: Option<&MatchedPath>) -> Strin
     )
 }
 
+/// Requests whose query parameters are kept (the oldest are dropped first).
+pub(crate) const QUERIES_KEPT: usize = 20_000;
+
+/// A request's query parameters by name.
+pub type QueryParams = BTreeMap<String, String>;
+
 #[derive(Debug)]
 pub(crate) struct Traffic {
     counts: Mutex<BTreeMap<String, u64>>,
+    queries: Mutex<VecDeque<(String, QueryParams)>>,
     total: AtomicU64,
     scripts: Mutex<HashMap<String, VecDeque<ScriptedAnswer>>>,
     changed: watch::Sender<u64>,
@@ -58,6 +68,7 @@ impl Default for Traffic {
     fn default() -> Self {
         Self {
             counts: Mutex::default(),
+            queries: Mutex::default(),
             total: AtomicU64::new(0),
             scripts: Mutex::default(),
             changed: watch::Sender::new(0),
@@ -115,6 +126,24 @@ impl Traffic {
             .entry(key.to_string())
             .or_default()
             .extend(answers);
+    }
+
+    /// Keeps the query parameters of a request on `key`.
+    pub(crate) fn record_query(&self, key: &str, params: QueryParams) {
+        let mut queries = lock(&self.queries);
+        if queries.len() >= QUERIES_KEPT {
+            queries.pop_front();
+        }
+        queries.push_back((key.to_string(), params));
+    }
+
+    /// The query parameters of the kept requests on `key`, oldest first.
+    pub(crate) fn queries(&self, key: &str) -> Vec<QueryParams> {
+        lock(&self.queries)
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, params)| params.clone())
+            .collect()
     }
 
     pub(crate) fn counts(&self) -> BTreeMap<String, u64> {

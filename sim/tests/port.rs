@@ -612,3 +612,49 @@ async fn what_an_integration_start_reads_and_creates_besides_entities() {
         .await;
     assert_eq!(nameless.status().as_u16(), 422);
 }
+
+#[tokio::test]
+async fn incremental_cursors_are_read_created_and_updated_as_ocean_uses_them() {
+    let config = PortSimConfig {
+        integration_config: Some(json!({"resources": []})),
+        ..PortSimConfig::default()
+    };
+    let identifier = config.integration_identifier.clone();
+    let sim = PortSim::start(config).await.unwrap();
+    let client = Client::new(&sim).await;
+    let path = format!("/v1/integration/{identifier}/cursor?kind=work-item&index=2");
+    let body = json!({"primary": "2026-03-01T12:00:00+00:00"});
+    // None yet: 200 with a null cursor; an update is 404, so the client creates it.
+    let none = json_of(client.request(reqwest::Method::GET, &path)).await;
+    assert_eq!(none["cursor"], Value::Null);
+    let update = client.request(reqwest::Method::PUT, &path).json(&body);
+    assert_eq!(update.send().await.unwrap().status(), 404);
+    assert_eq!(client.post(&path, &body).await.status(), 201);
+    assert_eq!(client.post(&path, &body).await.status(), 409);
+    let stored = json_of(client.request(reqwest::Method::GET, &path)).await;
+    assert_eq!(stored["cursor"]["primary"], "2026-03-01T12:00:00+00:00");
+    let later = json!({"primary": "2026-03-01T12:15:00+00:00"});
+    let update = client.request(reqwest::Method::PUT, &path).json(&later);
+    assert_eq!(update.send().await.unwrap().status(), 200);
+    assert_eq!(
+        sim.cursor(&identifier, "work-item", 2).as_deref(),
+        Some("2026-03-01T12:15:00+00:00")
+    );
+    // Another index is another cursor; a bad time, a missing kind or an unknown integration
+    // are refused.
+    assert_eq!(sim.cursor(&identifier, "work-item", 0), None);
+    let bad = client
+        .request(reqwest::Method::PUT, &path)
+        .json(&json!({"primary": "soon"}));
+    assert_eq!(bad.send().await.unwrap().status(), 422);
+    let no_kind = format!("/v1/integration/{identifier}/cursor?index=2");
+    assert_eq!(
+        client.send(reqwest::Method::GET, &no_kind).await.status(),
+        400
+    );
+    let unknown = "/v1/integration/nobody/cursor?kind=work-item&index=2";
+    assert_eq!(
+        client.send(reqwest::Method::GET, unknown).await.status(),
+        404
+    );
+}

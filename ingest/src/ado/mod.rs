@@ -240,13 +240,16 @@ impl AdoClient {
         project_id: &ProjectId,
         query: &str,
         top: usize,
+        time_precision: bool,
     ) -> Result<Vec<u64>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/wit/wiql"));
         let top = top.to_string();
         let body = serde_json::json!({ "query": query });
-        let response = self
-            .post_json(&url, &[("$top", top.as_str())], &body)
-            .await?;
+        let mut params = vec![("$top", top.as_str())];
+        if time_precision {
+            params.push(("timePrecision", "true"));
+        }
+        let response = self.post_json(&url, &params, &body).await?;
         match response.body.get("workItems").and_then(Value::as_array) {
             Some(items) => Ok(items
                 .iter()

@@ -76,6 +76,7 @@ impl AdoClient {
         &self,
         project_id: &ProjectId,
         build_id: Option<&BuildId>,
+        updated: Option<(&str, &str)>,
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
@@ -89,6 +90,10 @@ impl AdoClient {
         ];
         if let Some(build_uri) = &build_uri {
             query.push(("buildUri", build_uri.as_str()));
+        }
+        if let Some((min, max)) = updated {
+            query.push(("minLastUpdatedDate", min));
+            query.push(("maxLastUpdatedDate", max));
         }
         values(&url, self.get_json(&url, &query).await?.body)
     }

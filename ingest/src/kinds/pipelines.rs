@@ -61,6 +61,22 @@ impl Crawler {
             }
             _ => vec![Vec::new()],
         };
+        // Incremental: builds queued since the cursor, deployments modified since it.
+        let since_param = match kind {
+            Kind::Build => Some("minTime"),
+            Kind::ReleaseDeployment => Some("minModifiedTime"),
+            _ => None,
+        };
+        let sets = match (since_param, plan.since.map(crate::cursors::iso)) {
+            (Some(param), Some(since)) => sets
+                .into_iter()
+                .map(|mut set| {
+                    set.push((param, since.clone()));
+                    set
+                })
+                .collect(),
+            _ => sets,
+        };
         let enrichment = &ListEnrichment::of(plan)?;
         let top = self.limits.page;
         let units = self.project_units(crawl.cache).await?;

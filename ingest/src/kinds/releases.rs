@@ -29,7 +29,18 @@ impl Crawler {
     pub(crate) async fn crawl_releases(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let top = self.limits.page;
         let selectors = crawl.plan.selectors::<ReleaseSelector>()?;
-        let sets = &distinct(selectors.iter().map(ReleaseSelector::params));
+        let sets = distinct(selectors.iter().map(ReleaseSelector::params));
+        // Incremental: releases created since the cursor, in place of a selector's
+        // `minCreatedTime` (a status change of an older release is not seen, as in the Python
+        // integration).
+        let sets = &match crawl.plan.since.map(crate::cursors::iso) {
+            None => sets,
+            Some(since) => distinct(sets.into_iter().map(|mut set| {
+                set.retain(|(k, _)| *k != "minCreatedTime");
+                set.push(("minCreatedTime", since.clone()));
+                set
+            })),
+        };
         self.per_project(&mut crawl, |project_id, _, pages: Pages| async move {
             let project_id = &project_id;
             for set in sets {

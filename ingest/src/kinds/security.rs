@@ -57,7 +57,11 @@ impl Crawler {
     ) -> Result<(), CrawlError> {
         let plan = crawl.plan;
         let top = self.limits.page;
-        let criteria = criteria_query(plan)?;
+        let mut criteria = criteria_query(plan)?;
+        // Incremental: alerts modified since the cursor.
+        if let Some(since) = plan.since.map(crate::cursors::iso) {
+            criteria.push(("criteria.modifiedSince", since));
+        }
         let criteria = &criteria;
         let units = self.healthy_repository_units(crawl.cache).await?;
         self.fan_out(

@@ -57,29 +57,60 @@ impl Crawler {
         let plan = crawl.plan;
         let top = self.limits.page;
         let enrichment = TestRunEnrichment::for_plan(plan)?;
+        // Incremental: runs updated since the cursor, in windows of at most 7 days (what the
+        // API allows); a full resync reads them all in one listing.
+        let windows: Vec<Option<(String, String)>> = match plan.since {
+            None => vec![None],
+            Some(since) => update_windows(since, chrono::Utc::now())
+                .into_iter()
+                .map(|(a, b)| Some((crate::cursors::iso(a), crate::cursors::iso(b))))
+                .collect(),
+        };
+        let windows = &windows;
         self.per_project(&mut crawl, |project_id, _, pages: Pages| async move {
             let project_id = &project_id;
-            let mut skip = 0;
-            loop {
-                let runs = self
-                    .client
-                    .test_runs_page(project_id, None, top, skip)
-                    .await?;
-                if runs.is_empty() {
-                    return Ok(());
+            for window in windows {
+                let updated = window.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+                let mut skip = 0;
+                loop {
+                    let runs = self
+                        .client
+                        .test_runs_page(project_id, None, updated, top, skip)
+                        .await?;
+                    if runs.is_empty() {
+                        break;
+                    }
+                    skip += runs.len();
+                    let builder = self.items();
+                    let enriched: Vec<Value> = stream::iter(runs)
+                        .map(|run| builder.test_run(project_id, run, enrichment))
+                        .buffered(ENRICHMENT_CONCURRENCY)
+                        .try_collect()
+                        .await?;
+                    pages.send(enriched).await?;
                 }
-                skip += runs.len();
-                let builder = self.items();
-                let enriched: Vec<Value> = stream::iter(runs)
-                    .map(|run| builder.test_run(project_id, run, enrichment))
-                    .buffered(ENRICHMENT_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                pages.send(enriched).await?;
             }
+            Ok(())
         })
         .await
     }
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// The test-run API's update windows from `since` to `now`: 7 days at most each.
+fn update_windows(since: Time, now: Time) -> Vec<(Time, Time)> {
+    let mut windows = Vec::new();
+    let mut start = since;
+    while start < now {
+        let end = (start + chrono::Duration::days(7)).min(now);
+        windows.push((start, end));
+        start = end;
+    }
+    if windows.is_empty() {
+        windows.push((since, since.max(now)));
+    }
+    windows
 }
 
 impl ItemBuilder<'_> {

@@ -26,13 +26,23 @@ const CONCURRENT_BATCHES: usize = 4;
 /// inside the parentheses it would make the query invalid, and the order items are read in
 /// changes nothing in the catalog, while ordering by id lets every item be read (the Python
 /// integration keeps the user's order instead and then reads at most 20,000 per project).
-pub(crate) fn wiql_query(project_name: &str, clause: Option<&str>, after: u64) -> String {
+/// `changed_since` (an incremental run) adds `[System.ChangedDate] >= '…'`.
+pub(crate) fn wiql_query(
+    project_name: &str,
+    clause: Option<&str>,
+    changed_since: Option<&str>,
+    after: u64,
+) -> String {
     let project = project_name.replace('\'', "''");
     let mut query =
         format!("SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = '{project}'");
     let filter = clause.map(|c| without_order_by(c).trim());
     if let Some(clause) = filter.filter(|c| !c.is_empty()) {
         query.push_str(&format!(" AND ({clause})"));
+    }
+    // Incremental: the full UTC time, which needs `timePrecision=true` on the request.
+    if let Some(since) = changed_since {
+        query.push_str(&format!(" AND [System.ChangedDate] >= '{since}'"));
     }
     query.push_str(&format!(
         " AND [System.Id] > {after} ORDER BY [System.Id] ASC"
@@ -203,6 +213,8 @@ impl Crawler {
         let (clause, expand) = WorkItemSelector::query(&selectors);
         let (clause, expand) = (clause.map(String::from), expand.to_string());
         let wiql_page = self.limits.wiql_page;
+        let since = plan.since.map(crate::cursors::iso);
+        let since = &since;
         let units = self.project_units(crawl.cache).await?;
         let (clause, expand) = (&clause, &expand);
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
@@ -211,8 +223,11 @@ impl Crawler {
             let project_id_value = Value::String(project_id.to_string());
             let mut after = 0;
             loop {
-                let query = wiql_query(&project_name, clause.as_deref(), after);
-                let ids = self.client.wiql_ids(&project_id, &query, wiql_page).await?;
+                let query = wiql_query(&project_name, clause.as_deref(), since.as_deref(), after);
+                let ids = self
+                    .client
+                    .wiql_ids(&project_id, &query, wiql_page, since.is_some())
+                    .await?;
                 let mut batches = stream::iter(
                     ids.chunks(WORK_ITEMS_BATCH)
                         .map(<[u64]>::to_vec)
@@ -255,15 +270,19 @@ mod tests {
     #[test]
     fn wiql_pages_by_id_and_escapes_the_project() {
         assert_eq!(
-            wiql_query("O'Brien", Some("[System.State] = 'New'"), 40),
+            wiql_query("O'Brien", Some("[System.State] = 'New'"), None, 40),
             "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'O''Brien' AND ([System.State] = 'New') AND [System.Id] > 40 ORDER BY [System.Id] ASC"
         );
-        assert!(!wiql_query("p", None, 0).contains("AND ()"));
+        assert!(!wiql_query("p", None, None, 0).contains("AND ()"));
+        assert_eq!(
+            wiql_query("p", None, Some("2026-03-01T12:00:00+00:00"), 0),
+            "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND [System.ChangedDate] >= '2026-03-01T12:00:00+00:00' AND [System.Id] > 0 ORDER BY [System.Id] ASC"
+        );
     }
 
     #[test]
     fn a_clauses_order_by_is_left_out_so_the_query_still_pages_by_id() {
-        let paged = |clause| wiql_query("p", Some(clause), 7);
+        let paged = |clause| wiql_query("p", Some(clause), None, 7);
         let expected = "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND ([System.State] = 'New') AND [System.Id] > 7 ORDER BY [System.Id] ASC";
         for clause in [
             "[System.State] = 'New' ORDER BY [System.ChangedDate] DESC",
@@ -273,7 +292,7 @@ mod tests {
         ] {
             assert_eq!(paged(clause), expected, "{clause}");
         }
-        let only_order = wiql_query("p", Some("ORDER BY [System.Id] DESC"), 0);
+        let only_order = wiql_query("p", Some("ORDER BY [System.Id] DESC"), None, 0);
         assert_eq!(
             only_order,
             "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND [System.Id] > 0 ORDER BY [System.Id] ASC"

@@ -85,6 +85,7 @@ pub fn plan_with(kind: &str, selectors: &[Value]) -> KindPlan {
             .iter()
             .map(|s| s.as_object().cloned().unwrap_or_default())
             .collect(),
+        since: None,
     }
 }
 

@@ -135,3 +135,37 @@ pub fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Str
         ))),
     }
 }
+
+/// Minutes between runs, as Ocean's `parse_interval_to_minutes` reads them: a whole number of
+/// minutes (`15`, `"15"`), or a number with a unit (`"30m"`, `"1h"`, `"90s"`, `"1d"`, `"1w"`);
+/// missing, null or blank is 15. Which values are allowed is checked at validation.
+pub fn interval_minutes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let Some(value) = present(deserializer)? else {
+        return Ok(15);
+    };
+    if let Some(minutes) = parse_u64(&value) {
+        return Ok(minutes);
+    }
+    let text = match &value {
+        Value::String(s) => s.trim().to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    let seconds_per_unit = |unit: char| match unit {
+        's' => Some(1),
+        'm' => Some(60),
+        'h' => Some(3_600),
+        'd' => Some(86_400),
+        'w' => Some(604_800),
+        _ => None,
+    };
+    let parsed = text.chars().last().and_then(|unit| {
+        let count: u64 = text[..text.len() - unit.len_utf8()].trim().parse().ok()?;
+        Some(count.checked_mul(seconds_per_unit(unit)?)? / 60)
+    });
+    parsed.ok_or_else(|| {
+        de::Error::custom(format!(
+            "expected minutes (15, 30 or 60) or a duration such as \"30m\" or \"1h\", found {}",
+            describe(&value)
+        ))
+    })
+}

@@ -297,7 +297,21 @@ pub struct IntegrationSettings {
     #[serde(rename = "type", deserialize_with = "flex::string")]
     pub integration_type: String,
     pub config: AzureDevopsConfig,
+    /// Ocean's `incremental_sync_enabled`: a ONCE run (`adoport all`, the chart's incremental
+    /// CronJob) reads only what changed since each kind's cursor instead of a full resync.
+    #[serde(alias = "incrementalSyncEnabled", deserialize_with = "flex::bool")]
+    pub incremental_sync_enabled: bool,
+    /// Ocean's `incremental_sync_interval`, in minutes: 15, 30 or 60 (`"15"`, `"15m"`, `"1h"`
+    /// are read as Ocean reads them). A kind without a cursor starts this long before the run.
+    #[serde(
+        alias = "incrementalSyncInterval",
+        deserialize_with = "flex::interval_minutes"
+    )]
+    pub incremental_sync_interval: u64,
 }
+
+/// The incremental sync intervals Ocean allows, in minutes.
+pub const INCREMENTAL_SYNC_INTERVALS: [u64; 3] = [15, 30, 60];
 
 impl Default for IntegrationSettings {
     fn default() -> Self {
@@ -305,6 +319,8 @@ impl Default for IntegrationSettings {
             identifier: None,
             integration_type: "azure-devops".into(),
             config: AzureDevopsConfig::default(),
+            incremental_sync_enabled: false,
+            incremental_sync_interval: 15,
         }
     }
 }
@@ -953,10 +969,31 @@ impl Settings {
         }
         self.validate_live_reserve()?;
         self.validate_leader_retry()?;
+        self.validate_incremental_interval()?;
         self.pipeline.transform.validate()?;
         self.publish_partitions()?;
         self.pipeline.publish.validate_membership()?;
         Ok(())
+    }
+
+    /// Ocean allows 15, 30 or 60 minutes between incremental runs, and refuses the others.
+    fn validate_incremental_interval(&self) -> Result<(), ConfigError> {
+        let minutes = self.ocean.integration.incremental_sync_interval;
+        if !INCREMENTAL_SYNC_INTERVALS.contains(&minutes) {
+            return Err(ConfigError::Invalid {
+                setting: "OCEAN__INTEGRATION__INCREMENTAL_SYNC_INTERVAL".into(),
+                problem: format!(
+                    "{minutes} minutes is not allowed; use 15, 30 or 60 (also \"15m\", \"1h\"), as Ocean does"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The time a kind's first incremental run looks back
+    /// (`OCEAN__INTEGRATION__INCREMENTAL_SYNC_INTERVAL`).
+    pub fn incremental_sync_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ocean.integration.incremental_sync_interval * 60)
     }
 
     /// Attempts to lead every 1 to 60 seconds: a dead leader is replaced within about this long.
@@ -1447,6 +1484,49 @@ mod tests {
         .expect("valid");
         let port = s.port_access().expect("no identifier needed");
         assert_eq!(port.integration_identifier, "my-azure-devops-integration");
+    }
+
+    #[test]
+    fn incremental_sync_is_read_as_ocean_reads_it() {
+        let s = settings(&[]).expect("valid");
+        assert!(!s.ocean.integration.incremental_sync_enabled);
+        assert_eq!(s.ocean.integration.incremental_sync_interval, 15);
+        for (value, minutes) in [("30", 30), ("30m", 30), ("1h", 60), ("", 15), (" 15 ", 15)] {
+            let s = settings(&[
+                ("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED", "true"),
+                ("OCEAN__INTEGRATION__INCREMENTAL_SYNC_INTERVAL", value),
+            ])
+            .expect("valid");
+            assert!(s.ocean.integration.incremental_sync_enabled);
+            assert_eq!(
+                s.ocean.integration.incremental_sync_interval, minutes,
+                "{value}"
+            );
+            assert_eq!(s.incremental_sync_every().as_secs(), minutes * 60);
+        }
+        let json = settings(&[(
+            "OCEAN__INTEGRATION",
+            r#"{"incrementalSyncEnabled": true, "incrementalSyncInterval": 60}"#,
+        )])
+        .expect("valid");
+        assert!(json.ocean.integration.incremental_sync_enabled);
+        assert_eq!(json.ocean.integration.incremental_sync_interval, 60);
+        for bad in ["20", "2h", "soon", "0"] {
+            let e = settings(&[("OCEAN__INTEGRATION__INCREMENTAL_SYNC_INTERVAL", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                e.contains("OCEAN__INTEGRATION__INCREMENTAL_SYNC_INTERVAL"),
+                "{bad}: {e}"
+            );
+        }
+        let e = settings(&[("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED", "maybe")])
+            .expect_err("not a boolean")
+            .to_string();
+        assert!(
+            e.contains("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ mod routes;
 pub mod runs;
 pub mod security;
 mod seed;
+mod since;
 mod work;
 
 use std::collections::BTreeMap;
@@ -408,6 +409,13 @@ impl AdoSim {
     /// Requests received, per route template key (see the module docs for the keys).
     pub fn requests(&self) -> BTreeMap<String, u64> {
         self.state.traffic.counts()
+    }
+
+    /// The query parameters of the latest requests on `route` (a template key such as
+    /// `"GET /{org}/{project}/_apis/build/builds"`), oldest first; WIQL requests also keep
+    /// their query text under the key `"WIQL"` (parameter `query`).
+    pub fn queries(&self, route: &str) -> Vec<crate::QueryParams> {
+        self.state.traffic.queries(route)
     }
 
     /// Requests received in total (including refused and unmatched ones).

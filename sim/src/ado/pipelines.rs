@@ -198,14 +198,15 @@ pub(super) async fn list_pipelines(request: AdoRequest) -> Result<Response, AdoE
 }
 
 pub(super) async fn list_builds(request: AdoRequest) -> Result<Response, AdoError> {
-    project_list(&request, |org, project, urls| {
-        let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
-            .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
-            .map(|(p, n)| org.build_json(urls, project, p, n))
-            .collect();
-        values.reverse();
-        values
-    })
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let mut values: Vec<Value> = (1..=PIPELINES_PER_PROJECT)
+        .flat_map(|p| (1..=BUILDS_PER_PIPELINE).map(move |n| (p, n)))
+        .map(|(p, n)| org.build_json(&request.urls, project, p, n))
+        .collect();
+    values.reverse();
+    let values = super::since::keep_since(values, &request.query, "minTime", "queueTime")?;
+    token_page(values, &request.query, "$top")
 }
 
 pub(super) async fn list_environments(request: AdoRequest) -> Result<Response, AdoError> {
@@ -227,6 +228,8 @@ pub(super) async fn list_deployments(request: AdoRequest) -> Result<Response, Ad
         .filter(|n| environment.is_none_or(|e| e as u64 == 1 + n % 2))
         .map(|n| org.deployment_json(&request.urls, project, n))
         .collect();
+    let values =
+        super::since::keep_since(values, &request.query, "minModifiedTime", "lastModifiedOn")?;
     token_page(values, &request.query, "$top")
 }
 

@@ -116,6 +116,11 @@ async fn gate(
     next: Next,
 ) -> Response {
     let key = route_key(request.method(), matched.as_ref());
+    if let Ok(axum::extract::Query(params)) =
+        axum::extract::Query::<crate::traffic::QueryParams>::try_from_uri(request.uri())
+    {
+        state.traffic.record_query(&key, params);
+    }
     let _answering = state.traffic.enter();
     let scripted = state.traffic.arrive(&key);
     if !state.config.latency.is_zero() {

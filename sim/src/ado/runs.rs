@@ -705,10 +705,19 @@ pub(super) async fn list_test_runs(request: AdoRequest) -> Result<Response, AdoE
             }
         },
     };
+    let window = super::since::update_window(&request.query)?;
     // Run `r` is of build `r`, except the last (manual) run, which has none.
     let values = (1..=TEST_RUNS_PER_PROJECT)
         .filter(|run| of_build.is_none_or(|build| build == *run && *run != TEST_RUNS_PER_PROJECT))
         .map(|run| org.test_run_json(&request.urls, project, run, details))
+        .filter(|run| {
+            window.is_none_or(|(min, max)| {
+                run.get("lastUpdatedDate")
+                    .and_then(Value::as_str)
+                    .and_then(super::since::parse)
+                    .is_some_and(|t| t >= min && t <= max)
+            })
+        })
         .collect();
     skip_page(values, &request.query, 100)
 }

@@ -258,5 +258,11 @@ pub(super) async fn list_alerts(request: AdoRequest) -> Result<Response, AdoErro
                 && keep(a, "alertType", &alert_type)
         })
         .collect();
+    let values = super::since::keep_since(
+        values,
+        &request.query,
+        "criteria.modifiedSince",
+        "lastSeenDate",
+    )?;
     token_page(values, &request.query, "top")
 }

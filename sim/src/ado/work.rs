@@ -425,6 +425,32 @@ fn id_floor(query: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The time of a `[System.ChangedDate] >= '…'` clause, if the query has one. A time of day needs
+/// `timePrecision=true` (Azure DevOps refuses it otherwise); a date alone is its midnight, UTC.
+fn changed_since(
+    query: &str,
+    time_precision: bool,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, AdoError> {
+    let Some((_, rest)) = query.split_once("[System.ChangedDate] >= '") else {
+        return Ok(None);
+    };
+    let value = rest.split('\'').next().unwrap_or_default();
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
+    }
+    let Some(time) = super::since::parse(value) else {
+        return Err(AdoError::bad_argument(format!(
+            "TF51005: The query references a field that expects a date, but '{value}' is not a date."
+        )));
+    };
+    if !time_precision {
+        return Err(AdoError::bad_argument(format!(
+            "VS402625: Dates in WIQL queries must be dates without a time of day unless the query asks for time precision ('{value}')."
+        )));
+    }
+    Ok(Some(time))
+}
+
 /// WIQL takes one `ORDER BY`, at the end of the query, outside parentheses (keywords in any
 /// case; quoted literals and bracketed field names are not read as keywords); anything else is
 /// Azure DevOps' 400 syntax error.
@@ -472,8 +498,15 @@ pub(super) async fn wiql(
     let Some(text) = body.get("query").and_then(Value::as_str) else {
         return Err(AdoError::bad_argument("The query parameter is required."));
     };
+    request.state.traffic.record_query(
+        "WIQL",
+        [("query".to_string(), text.to_string())]
+            .into_iter()
+            .collect(),
+    );
     check_order_by(text)?;
     let floor = id_floor(text).unwrap_or(0);
+    let changed_since = changed_since(text, request.flag("timePrecision"))?;
     let top = parse_count(&request.query, "$top")?;
     let org = request.organization();
     let project = project(&org, &request.params)?;
@@ -481,6 +514,7 @@ pub(super) async fn wiql(
         .work_items
         .iter()
         .filter(|w| w.project_id == project.id && w.id > floor)
+        .filter(|w| changed_since.is_none_or(|since| w.changed_date >= since))
         .map(|w| w.id)
         .collect::<Vec<_>>();
     ids.sort_unstable();

@@ -32,6 +32,7 @@
 //! | `PATCH /v1/integration/{id}/config` | `{config}` |
 //! | `PATCH /v1/integration/{id}/resync-state` | recorded, see [`PortSim::resync_states`] |
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
+//! | `GET`, `PUT`, `POST /v1/integration/{id}/cursor?kind=&index=` | incremental sync cursors (see `cursors`), see [`PortSim::cursor`] |
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
 //! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`]; the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
 //! | `PUT /v1/metrics-ingest/{id}/syncMetrics/resync/{event}/kind/{kind}` | `{syncKindMetrics}` recorded, see [`PortSim::kind_sync_metrics`] |
@@ -51,6 +52,7 @@
 
 mod action_runs;
 mod auth;
+mod cursors;
 mod error;
 mod integration;
 mod limit;
@@ -147,6 +149,8 @@ pub(crate) struct PortState {
     pub(crate) outage: Mutex<(Option<PortOutage>, u64)>,
     /// Identifiers whose upserts are refused (422 in the bulk answer's errors).
     pub(crate) refused: Mutex<std::collections::BTreeSet<String>>,
+    /// Incremental sync cursors (see `cursors`).
+    pub(crate) cursors: Mutex<cursors::Cursors>,
 }
 
 /// A running Port simulator. Dropping it (or [`PortSim::shutdown`]) stops the server.
@@ -186,6 +190,7 @@ impl PortSim {
             upserts: Default::default(),
             outage: Mutex::default(),
             refused: Mutex::default(),
+            cursors: Mutex::default(),
             config,
         });
         let server = Server::spawn(listener, routes::router(Arc::clone(&state)))?;

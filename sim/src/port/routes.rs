@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::PortState;
 use super::action_runs::{acknowledge, claim_pending, find_runs, get_run, patch_run, post_log};
 use super::auth::TOKEN_LIFETIME;
+use super::cursors::{create_cursor, get_cursor, put_cursor};
 use super::error::PortError;
 use super::request::PortRequest;
 use super::store::{matches_query, page, parse_entity, project_fields};
@@ -61,6 +62,9 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
         ("/v1/integration/{id}/config",                     patch(patch_integration_config)),
         ("/v1/integration/{id}/resync-state",               patch(patch_resync_state)),
         ("/v1/integration/{id}/resync-request",             get(get_resync_request)),
+        ("/v1/integration/{id}/cursor",                     get(get_cursor)),
+        ("/v1/integration/{id}/cursor",                     put(put_cursor)),
+        ("/v1/integration/{id}/cursor",                     post(create_cursor)),
         ("/v1/integration/{id}/kinds/{kind}/examples",      post(post_examples)),
         ("/v1/metrics-ingest/{id}/syncMetrics",             post(post_sync_metrics)),
         ("/v1/metrics-ingest/{id}/heartbeat",               post(post_metrics_heartbeat)),
