@@ -451,6 +451,8 @@ mod tests {
                 .map(|k| KindPlan {
                     kind: k.to_string(),
                     selectors: vec![],
+                    resources: vec![],
+                    whole_kind: true,
                 })
                 .collect();
             SubscriptionPlan::from_settings(&ocean)

@@ -65,6 +65,8 @@ fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
         let plan = [KindPlan {
             kind: "pull-request".into(),
             selectors: vec![Default::default()],
+            resources: vec![0],
+            whole_kind: true,
         }];
         Crawler::new(crawl, bus, 50)
             .crawl(ResyncId::new(), &plan)

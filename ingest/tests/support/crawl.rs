@@ -85,6 +85,8 @@ pub fn plan_with(kind: &str, selectors: &[Value]) -> KindPlan {
             .iter()
             .map(|s| s.as_object().cloned().unwrap_or_default())
             .collect(),
+        resources: (0..selectors.len() as u32).collect(),
+        whole_kind: true,
     }
 }
 
