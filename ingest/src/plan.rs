@@ -269,7 +269,14 @@ mod tests {
         let plan = KindPlan::for_mapping(&config);
         let units: Vec<(&str, &[u32], bool, String)> = plan
             .iter()
-            .map(|u| (u.kind.as_str(), u.resources.as_slice(), u.whole_kind, u.key()))
+            .map(|u| {
+                (
+                    u.kind.as_str(),
+                    u.resources.as_slice(),
+                    u.whole_kind,
+                    u.key(),
+                )
+            })
             .collect();
         assert_eq!(
             units,

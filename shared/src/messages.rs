@@ -714,7 +714,10 @@ mod tests {
             vec![json!({"id": "r1"})],
         );
         let json = round_trip(&event);
-        assert!(json.get("resources").is_none(), "absent when every resource: {json}");
+        assert!(
+            json.get("resources").is_none(),
+            "absent when every resource: {json}"
+        );
         assert_eq!(event.unit_key(), "repository");
         let mut unit = event.clone();
         unit.resources = Some(vec![1, 3]);

@@ -716,9 +716,9 @@ impl<'a> Resources<'a> {
 
     fn includes(&self, kind: &str, index: usize) -> bool {
         kind == self.kind
-            && self.only.is_none_or(|only| {
-                u32::try_from(index).is_ok_and(|index| only.contains(&index))
-            })
+            && self
+                .only
+                .is_none_or(|only| u32::try_from(index).is_ok_and(|index| only.contains(&index)))
     }
 }
 

@@ -460,8 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn units_of_a_kind_are_counted_apart_and_a_failed_unit_forbids_deletion_naming_its_resources()
-    {
+    fn units_of_a_kind_are_counted_apart_and_a_failed_unit_forbids_deletion_naming_its_resources() {
         let now = Utc::now();
         let mut tally = Tally::default();
         tally.crawl_finished(

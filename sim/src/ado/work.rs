@@ -9,7 +9,7 @@
 //! | `GET /{org}/{project}/{team}/_apis/work/boards` | board references of a team |
 //! | `GET /{org}/{project}/{team}/_apis/work/boards/{board}` | the board with `columns[].stateMappings` |
 //! | `GET /{org}/{project}/_apis/git/policy/configurations` | branch policies, `repositoryId`, `refName` |
-//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337` |
+//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N`, `[System.State] = '…'`, `[System.WorkItemType] = '…'` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337` |
 //! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
 //! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
 //! | `GET /{org}/{project}/_apis/release/releases` | releases newest first, `$top` (default 50), `continuationToken` |
@@ -425,6 +425,15 @@ fn id_floor(query: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The value of a `[field] = 'value'` condition in a WIQL query, if present.
+fn field_equals<'q>(query: &'q str, field: &str) -> Option<&'q str> {
+    let lower = query.to_ascii_lowercase();
+    let needle = format!("[{}] = '", field.to_ascii_lowercase());
+    let start = lower.find(&needle)? + needle.len();
+    let end = start + query[start..].find('\'')?;
+    Some(&query[start..end])
+}
+
 pub(super) async fn wiql(
     request: AdoRequest,
     JsonBody(body): JsonBody,
@@ -433,6 +442,8 @@ pub(super) async fn wiql(
         return Err(AdoError::bad_argument("The query parameter is required."));
     };
     let floor = id_floor(text).unwrap_or(0);
+    let state = field_equals(text, "System.State");
+    let work_item_type = field_equals(text, "System.WorkItemType");
     let top = parse_count(&request.query, "$top")?;
     let org = request.organization();
     let project = project(&org, &request.params)?;
@@ -440,6 +451,8 @@ pub(super) async fn wiql(
         .work_items
         .iter()
         .filter(|w| w.project_id == project.id && w.id > floor)
+        .filter(|w| state.is_none_or(|s| s.eq_ignore_ascii_case(w.state)))
+        .filter(|w| work_item_type.is_none_or(|t| t.eq_ignore_ascii_case(w.work_item_type)))
         .map(|w| w.id)
         .collect::<Vec<_>>();
     ids.sort_unstable();
@@ -710,6 +723,14 @@ pub(super) async fn delete_subscription(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wiql_field_conditions_are_read_from_the_query() {
+        let query = "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND [System.State] = 'Active' AND [System.WorkItemType] = 'Bug'";
+        assert_eq!(field_equals(query, "System.State"), Some("Active"));
+        assert_eq!(field_equals(query, "System.WorkItemType"), Some("Bug"));
+        assert_eq!(field_equals(query, "System.Title"), None);
+    }
 
     #[test]
     fn wiql_id_floor_is_read_from_the_query() {
