@@ -137,3 +137,53 @@ async fn each_resource_gets_exactly_the_entities_of_its_own_selector() {
     assert_eq!(identifiers(port, "npmPackage"), files("service.json"));
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_crawl_unit_deletes_nothing() {
+    let mut running = Start::new("per-resource-failed-unit", BusKind::Rabbit, Roles::ALL)
+        .organization(1, 2)
+        .mapping(mapping())
+        .run()
+        .await;
+    running.resync_settled_without_failures().await;
+    let port = &running.world.port;
+    let first = |blueprint: &str| -> String {
+        identifiers(port, blueprint)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("a {blueprint} entity"))
+    };
+    // Gone from Azure DevOps: an item of the unit that will fail, and a file of a unit that
+    // will not (its push is never delivered: only the resync can see it).
+    let active = first("activeWorkItem");
+    assert!((running.world.ado).remove_work_item(active.parse().expect("numeric id")));
+    let repository = running.repository_id(|r| r["name"] == "repo-0-1");
+    (running.world.ado)
+        .push(
+            &repository,
+            "main",
+            vec![SimCommit::new("drop", vec![FileChange::delete("port.yml")])],
+        )
+        .expect("pushed");
+    // The next crawl's first WIQL query — the Active unit's (resources 0 and 3) — is refused.
+    running
+        .world
+        .ado
+        .fail_next(WIQL, vec![adoport_sim::ScriptedAnswer::status(400)]);
+    let resync_id = running.request_resync().await;
+    let done = adoport_tests::within(60, "the crawl", running.pipeline.next_resync())
+        .await
+        .expect("pipeline running");
+    let report = done.report.expect("crawl ran");
+    assert_eq!(report.failed_kinds(), vec!["work-item#0,3"], "{report:?}");
+    let summary = running.resync_summary(60, resync_id).await;
+    assert_eq!(summary.status, "failed", "{summary:?}");
+    assert_eq!(summary.deleted, 0);
+    let port = &running.world.port;
+    assert!(port.entity("activeWorkItem", &active).is_some());
+    assert!(
+        port.entity("service", "repo-0-1/port.yml").is_some(),
+        "not even the stale entities of a unit crawled whole"
+    );
+    running.stop().await;
+}
