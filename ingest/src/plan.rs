@@ -30,6 +30,9 @@ pub struct KindPlan {
     /// Whether they are every resource of the kind (the kind's only unit): then its raw events
     /// name no resources, and its bookkeeping is keyed by the kind alone, as before units.
     pub whole_kind: bool,
+    /// For each entry of `selectors`, the position (from 0) among the kind's resources of the
+    /// resource it was read from, so that a refused selector names its resource.
+    pub positions: Vec<usize>,
 }
 
 impl KindPlan {
@@ -44,7 +47,7 @@ impl KindPlan {
         let mut plans = Vec::new();
         for kind in mapping.kinds() {
             let mut units: Vec<KindPlan> = Vec::new();
-            for (index, resource) in mapping.resources_of_kind(kind) {
+            for (position, (index, resource)) in mapping.resources_of_kind(kind).enumerate() {
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
                 let options = &resource.selector.options;
                 match units.iter_mut().find(|unit| unit.selectors[0] == *options) {
@@ -54,6 +57,7 @@ impl KindPlan {
                         selectors: vec![options.clone()],
                         resources: vec![index],
                         whole_kind: false,
+                        positions: vec![position],
                     }),
                 }
             }
@@ -86,8 +90,18 @@ impl KindPlan {
     /// whose selector the model refuses is the error.
     pub fn selectors<T: Selector>(&self) -> Result<Vec<T>, SelectorError> {
         (self.selectors.iter().enumerate())
-            .map(|(index, options)| selector::read(&self.kind, index, options))
+            .map(|(index, options)| selector::read(&self.kind, self.position(index), options))
             .collect()
+    }
+
+    /// Each selector's options with the position of its resource among the kind's resources.
+    pub fn positioned(&self) -> impl Iterator<Item = (usize, &Map<String, Value>)> {
+        (self.selectors.iter().enumerate()).map(|(index, options)| (self.position(index), options))
+    }
+
+    /// The position among the kind's resources of the resource of `selectors[index]`.
+    pub fn position(&self, index: usize) -> usize {
+        self.positions.get(index).copied().unwrap_or(index)
     }
 }
 
@@ -104,6 +118,7 @@ impl KindPlan {
                 .collect(),
             resources: (0..selectors.len() as u32).collect(),
             whole_kind: true,
+            positions: (0..selectors.len()).collect(),
         }
     }
 }
@@ -185,6 +200,7 @@ impl GitopsPlan {
             selectors: vec![options],
             resources: Vec::new(),
             whole_kind: true,
+            positions: vec![0],
         })
     }
 
@@ -291,6 +307,9 @@ mod tests {
         assert_eq!(plan[0].selectors[0]["wiql"], "[System.State] = 'Active'");
         assert!(!plan[0].selectors[0].contains_key("query"));
         assert_eq!(plan[1].describe(), "kind work-item (mapping resource 3)");
+        // A refused selector names its resource among the kind's: resource 3 is the third
+        // work item (position 2), resource 4 the second file.
+        assert_eq!((plan[1].position(0), plan[3].position(0)), (2, 1));
         // One unit for the kind: its events name no resources, its key is the kind.
         let single = KindPlan::for_mapping(
             &PortAppConfig::from_json_value({

@@ -453,6 +453,7 @@ mod tests {
                     selectors: vec![],
                     resources: vec![],
                     whole_kind: true,
+                    positions: vec![],
                 })
                 .collect();
             SubscriptionPlan::from_settings(&ocean)

@@ -67,6 +67,7 @@ fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
             selectors: vec![Default::default()],
             resources: vec![0],
             whole_kind: true,
+            positions: vec![0],
         }];
         Crawler::new(crawl, bus, 50)
             .crawl(ResyncId::new(), &plan)

@@ -87,6 +87,7 @@ pub fn plan_with(kind: &str, selectors: &[Value]) -> KindPlan {
             .collect(),
         resources: (0..selectors.len() as u32).collect(),
         whole_kind: true,
+        positions: (0..selectors.len()).collect(),
     }
 }
 
