@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Runs the Python Azure DevOps integration (Ocean) and adoport against one simulated Azure DevOps
-# organization and two simulated Ports, with the default mapping, one ONCE resync each, then
-# compares the blueprints and entities of the two Ports one by one and prints the differences.
+# organization and two simulated Ports, with the default mapping (or the one given), one ONCE
+# resync each, then compares the blueprints and entities of the two Ports one by one and prints
+# the differences.
 #
-# Usage: scripts/side-by-side.sh [--report-only]
+# Usage: scripts/side-by-side.sh [--mapping FILE] [--report-only]
+#   --mapping FILE  the port-app-config both integrations run with (both Ports serve it as the
+#                   integration's config; the blueprints it names are created first), e.g.
+#                   scripts/side-by-side-mapping.yaml: every selector, several resources per kind
 #   --report-only   exit 0 even when the two Ports differ
 # Environment:
 #   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT below) to use
@@ -26,12 +30,19 @@ IDENTIFIER=my-azure-devops-integration
 RUN_TIMEOUT_SECS=600
 
 report_only=
-for arg in "$@"; do
-  case "$arg" in
+mapping=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --report-only) report_only=--report-only ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "side-by-side: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+    --mapping)
+      [ $# -ge 2 ] || { echo "side-by-side: --mapping needs a file" >&2; exit 2; }
+      mapping=$(realpath "$2") || exit 2
+      [ -f "$mapping" ] || { echo "side-by-side: --mapping $2: no such file" >&2; exit 2; }
+      shift ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "side-by-side: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -115,7 +126,8 @@ mapfile -t ports < <("$python" "$scripts/side_by_side.py" free-ports 4)
 start_sim() { # name ado-port port-port: starts one `adoport sim` (its log: sim-<name>.log)
   rm -f "$logs/sim-$1.log" # before the start: a previous run's log would name other ports
   "$adoport" sim --ado-listen "127.0.0.1:$2" --port-listen "127.0.0.1:$3" \
-    --projects "$PROJECTS" --repositories "$REPOSITORIES" > "$logs/sim-$1.log" 2>&1 &
+    --projects "$PROJECTS" --repositories "$REPOSITORIES" ${mapping:+--mapping "$mapping" --integration-identifier "$IDENTIFIER"} \
+    > "$logs/sim-$1.log" 2>&1 &
   pids+=($!)
 }
 organization_url() { # name: waits for that simulator, then prints its organization URL
@@ -135,6 +147,10 @@ org=$(organization_url python)
 organization_url adoport > /dev/null
 python_port="http://127.0.0.1:${ports[1]}"
 adoport_port="http://127.0.0.1:${ports[3]}"
+if [ -n "$mapping" ]; then
+  PORT_CLIENT_ID="$CLIENT_ID" PORT_CLIENT_SECRET="$CLIENT_SECRET" \
+    "$venv/bin/python" "$scripts/side_by_side.py" blueprints "$mapping" "$python_port" "$adoport_port"
+fi
 
 common_env=(
   OCEAN__PORT__CLIENT_ID="$CLIENT_ID" OCEAN__PORT__CLIENT_SECRET="$CLIENT_SECRET"

@@ -6,7 +6,10 @@
 secret from PORT_CLIENT_ID / PORT_CLIENT_SECRET) and prints, blueprint by blueprint, how the
 definitions differ, the entities only on one side and the field-by-field differences of the
 others, then a summary line. Exit status 1 when anything differs (0 with --report-only).
-Standard library only.
+`blueprints MAPPING URL...` creates, in each Port, every blueprint the mapping file names by a
+jq string literal (`blueprint: '"x"'`), with one object property `raw`, as a user defines their
+blueprints before installing an integration (needs PyYAML: run it with the integration's venv).
+The other commands need the standard library only.
 """
 
 import json
@@ -59,6 +62,19 @@ class Port:
         """identifier → the blueprint's definition."""
         return {b["identifier"]: b for b in self._call("GET", "/v1/blueprints")["blueprints"]}
 
+    def create_blueprint(self, identifier):
+        """Defines a blueprint with one object property, `raw`."""
+        self._call(
+            "POST",
+            "/v1/blueprints",
+            {
+                "identifier": identifier,
+                "title": identifier,
+                "schema": {"properties": {"raw": {"type": "object", "title": "Raw"}}},
+                "relations": {},
+            },
+        )
+
     def entities(self, blueprint):
         path = f"/v1/blueprints/{urllib.parse.quote(blueprint, safe='')}/entities"
         return {e["identifier"]: e for e in self._call("GET", path)["entities"]}
@@ -95,11 +111,11 @@ def same(left, right):
 MISSING = object()
 
 
-def show(value):
+def show(value, limit=160):
     if value is MISSING:
         return "(absent)"
     text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 160 else text[:157] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def differences(a, b):
@@ -140,10 +156,12 @@ def compare(left_url, right_url, report_only):
                     lines.append(f"    {path}: {LEFT_NAME} {show(x)} | {RIGHT_NAME} {show(y)}")
         only_left = sorted(ours.keys() - theirs.keys())
         only_right = sorted(theirs.keys() - ours.keys())
-        if only_left:
-            lines.append(f"  only on {LEFT_NAME} ({len(only_left)}): {', '.join(only_left)}")
-        if only_right:
-            lines.append(f"  only on {RIGHT_NAME} ({len(only_right)}): {', '.join(only_right)}")
+        for name, only, entities in ((LEFT_NAME, only_left, ours), (RIGHT_NAME, only_right, theirs)):
+            if only:
+                lines.append(f"  only on {name} ({len(only)}): {', '.join(only)}")
+                # What the first few are, so that the reason can be seen without a Port.
+                for identifier in only[:3]:
+                    lines.append(f"    {identifier}: {show(entities[identifier], 600)}")
         for identifier in sorted(ours.keys() & theirs.keys()):
             diffs = differences(ours[identifier], theirs[identifier])
             if diffs:
@@ -175,14 +193,44 @@ def compare(left_url, right_url, report_only):
     return 0 if report_only or not differs else 1
 
 
+def mapped_blueprints(mapping_path):
+    """The blueprint identifiers a port-app-config file names by jq string literals."""
+    import yaml  # the integration's venv has it; the other commands do not need it
+
+    with open(mapping_path, encoding="utf-8") as f:
+        mapping = yaml.safe_load(f)
+    found = []
+    for resource in mapping.get("resources", []):
+        expression = resource["port"]["entity"]["mappings"]["blueprint"].strip()
+        if len(expression) >= 2 and expression[0] == expression[-1] == '"':
+            if expression[1:-1] not in found:
+                found.append(expression[1:-1])
+    return found
+
+
+def create_blueprints(mapping_path, urls):
+    client_id = os.environ.get("PORT_CLIENT_ID", "")
+    client_secret = os.environ.get("PORT_CLIENT_SECRET", "")
+    blueprints = mapped_blueprints(mapping_path)
+    for url in urls:
+        port = Port(url, client_id, client_secret)
+        for identifier in blueprints:
+            port.create_blueprint(identifier)
+    print(f"{len(blueprints)} blueprints created in {len(urls)} Ports", file=sys.stderr)
+    return 0
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "free-ports":
         print("\n".join(str(p) for p in free_ports(int(argv[1]))))
         return 0
     if len(argv) >= 3 and argv[0] == "compare":
         return compare(argv[1], argv[2], "--report-only" in argv[3:])
+    if len(argv) >= 3 and argv[0] == "blueprints":
+        return create_blueprints(argv[1], argv[2:])
     print(
-        "usage: side_by_side.py free-ports N | compare LEFT_URL RIGHT_URL [--report-only]",
+        "usage: side_by_side.py free-ports N | compare LEFT_URL RIGHT_URL [--report-only]"
+        " | blueprints MAPPING URL...",
         file=sys.stderr,
     )
     return 2

@@ -225,6 +225,10 @@ pub struct SimArgs {
     /// Port-app-config file the Port simulator serves as the integration's mapping.
     #[arg(long)]
     pub mapping: Option<std::path::PathBuf>,
+    /// Identifier of the integration the Port simulator holds (with `--mapping` as its config);
+    /// an integration started with another `OCEAN__INTEGRATION__IDENTIFIER` creates its own.
+    #[arg(long, default_value = "azure-devops")]
+    pub integration_identifier: String,
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,13 @@ pub async fn execute(cli: Cli) -> ExitCode {
         _ => adoport_shared::config::role_filter_from_env()
             .unwrap_or(adoport_shared::telemetry::ROLE_FILTER),
     };
-    adoport_shared::telemetry::init(cli.log_json, filter);
+    // The roles keep their log lines for Port's log view (shipped once the settings say so,
+    // see `roles::run`); the tools do not.
+    let keep_for_port = matches!(
+        cli.command,
+        Command::Ingest | Command::Transform | Command::Publish | Command::All
+    );
+    adoport_shared::telemetry::init(cli.log_json, filter, keep_for_port);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

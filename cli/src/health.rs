@@ -288,6 +288,26 @@ impl HealthState {
                 u64::from(upstream.failure.is_none()),
             );
         }
+        if let Some(outbox) = adoport_shared::telemetry::port_log_outbox().filter(|o| o.is_open()) {
+            for (outcome, value) in [
+                ("shipped", outbox.shipped()),
+                ("lost", outbox.lost()),
+                ("dropped", outbox.dropped()),
+            ] {
+                m.counter(
+                    "adoport_port_log_lines_total",
+                    "Log lines for Port's log view by outcome: shipped, lost (a failed shipment), dropped (gave way in a full outbox).",
+                    &[("outcome", outcome)],
+                    value,
+                );
+            }
+            m.gauge(
+                "adoport_port_log_lines_waiting",
+                "Log lines waiting to be shipped to Port's log view.",
+                &role,
+                outbox.len(),
+            );
+        }
         let stages = inner.stages.get().cloned().unwrap_or_default();
         if let Some(t) = &stages.transform {
             let stage = [("stage", "transform")];
@@ -779,6 +799,29 @@ mod tests {
         text.lines()
             .find_map(|line| Some(line.strip_prefix(series)?.trim().to_string()))
             .unwrap_or_else(|| panic!("{series} in\n{text}"))
+    }
+
+    #[tokio::test]
+    async fn the_log_lines_for_port_show_in_metrics() {
+        // As a role's process: its lines are kept for Port's log view.
+        adoport_shared::telemetry::init(false, "info", true);
+        let outbox = adoport_shared::telemetry::port_log_outbox().expect("outbox");
+        outbox.push(serde_json::json!({"message": "a line for Port"}));
+        let shutdown = CancellationToken::new();
+        let bus = Bus::memory(Topology::new("health.", 1), shutdown.clone());
+        let state = HealthState::starting("all", bus, Vec::new(), Vec::new());
+        let text = state.render().await;
+        let waiting: usize = sample(&text, "adoport_port_log_lines_waiting{role=\"all\"}")
+            .parse()
+            .expect("a number");
+        assert!(waiting >= 1, "{text}");
+        for outcome in ["shipped", "lost", "dropped"] {
+            sample(
+                &text,
+                &format!("adoport_port_log_lines_total{{outcome=\"{outcome}\"}}"),
+            );
+        }
+        shutdown.cancel();
     }
 
     #[tokio::test]

@@ -154,6 +154,74 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     check_settings(role, settings)?;
+    let shipping = LogShipping::start(settings);
+    let outcome = run_roles(role, settings, shutdown).await;
+    if let Some(shipping) = shipping {
+        shipping.stop().await;
+    }
+    outcome
+}
+
+/// The shipper of this process's log lines to Port's log view, while the roles run: every
+/// role's process ships its own lines, as each Ocean process does. Its code is publish's
+/// (every write to Port is); the lines wait in the logging layer's outbox meanwhile.
+struct LogShipping {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogShipping {
+    /// Starts shipping when the process keeps its lines for Port and
+    /// `APPLICATION__ENABLE_HTTP_LOGGING` is on; with it off, stops keeping them.
+    fn start(settings: &Settings) -> Option<Self> {
+        let outbox = adoport_shared::telemetry::port_log_outbox()?;
+        if !settings.application.enable_http_logging {
+            outbox.close();
+            tracing::info!(
+                "APPLICATION__ENABLE_HTTP_LOGGING=false: log lines are not sent to Port"
+            );
+            return None;
+        }
+        outbox.hide(settings.secret_values());
+        let client = settings
+            .port_access()
+            .map_err(anyhow::Error::from)
+            .and_then(|access| {
+                let agent = adoport_publish::exporter_user_agent(
+                    adoport_publish::COMPATIBLE_INTEGRATION_VERSION,
+                    &access.integration_identifier,
+                );
+                Ok((
+                    adoport_publish::PortClient::new(&access, agent)?,
+                    access.integration_identifier,
+                ))
+            });
+        let (client, integration) = match client {
+            Ok(found) => found,
+            Err(e) => {
+                outbox.close();
+                tracing::warn!(error = %format!("{e:#}"), "log lines are not sent to Port: no Port client");
+                return None;
+            }
+        };
+        let stop = CancellationToken::new();
+        let shipper = adoport_publish::log_shipping::LogShipper::new(client, &integration, outbox);
+        let task = tokio::spawn(shipper.run(stop.clone()));
+        Some(Self { stop, task })
+    }
+
+    /// Ships what is left (bounded by the shipper's final flush) and stops.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn run_roles(
+    role: Role,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let roles = role.roles();
     if settings.pipeline.broker.url.is_none() {
         tracing::info!("ADOPORT__BROKER__URL not set: running every role on the in-process bus");
@@ -199,6 +267,8 @@ pub async fn run(
         };
         tracing::info!(
             blueprints_created = ?done.blueprints_created,
+            scorecards_created = ?done.scorecards_created,
+            pages_created = ?done.pages_created,
             integration_created = done.integration_created,
             record_updated = done.record_updated,
             "Port resources initialized"

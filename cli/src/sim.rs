@@ -142,11 +142,15 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
     let port = PortSim::start_on(
         PortSimConfig {
             integration_config: Some(mapping),
+            integration_identifier: args.integration_identifier.clone(),
             ..PortSimConfig::default()
         },
         port_listener,
     )
     .await?;
+    // The integration the simulator holds looks like Port's record: it names where sync
+    // metrics go.
+    port.enable_sync_metrics();
     println!(
         "Azure DevOps simulator: {} (organization URL)",
         ado.organization_url()

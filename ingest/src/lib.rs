@@ -5,8 +5,8 @@
 //! ([`organizations`]), the resync crawler of one organization ([`crawler`]) and of all of them
 //! ([`crawlers`]), what a push changes ([`push_events`]), the live events of builds, pipelines,
 //! releases and alerts ([`live_events`]), GitOps pushes ([`gitops`]), the `trigger_pipeline`
-//! action ([`actions`]), the resync request loop ([`resync`]) and the lease it holds on the
-//! request it crawls ([`lease`]), the service-hook subscription manager
+//! and pull-request actions ([`actions`]), the resync request loop ([`resync`]) and the lease
+//! it holds on the request it crawls ([`lease`]), the service-hook subscription manager
 //! ([`subscriptions`]), and which replica runs the work that must run once — the schedule, the
 //! start-up resync, the subscriptions ([`leader`]). Its crawl plan and subscriptions follow the
 //! mapping version in force ([`adoport_shared::mapping_versions`]). At the bottom: the kinds

@@ -591,6 +591,7 @@ async fn pipeline_stage(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
     let project = cx
         .listed_project(Kind::PipelineStage, run_id, &project_id)
         .await?;
+    let build = items::project_list_item(Kind::Build, build, &project);
     Ok(vec![Publication::upsert(
         Kind::PipelineStage,
         vec![items::pipeline_stage(record, &project, &build)],

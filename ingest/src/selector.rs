@@ -247,6 +247,12 @@ choices! {
     WorkItemExpand = ["None", "Fields", "Relations", "Links", "All"];
     /// `expand` of release definitions.
     DefinitionExpand = ["environments", "artifacts", "triggers", "variables", "tags", "lastRelease"];
+    /// `expand` of releases.
+    ReleaseExpand = ["environments", "artifacts", "approvals", "manualInterventions", "variables", "tags"];
+    /// `statusFilter` of releases.
+    ReleaseStatus = ["abandoned", "active", "draft", "undefined"];
+    /// `wikiType` of wikis.
+    WikiType = ["projectWiki", "codeWiki"];
     /// `source` of users.
     UserSource = ["graph", "entitlements"];
     /// `includeFields` of user entitlements.
@@ -318,6 +324,7 @@ selector_types! {
     AreaPath => AreaPathSelector,
     Wiki => WikiSelector,
     Pipeline => PipelineSelector,
+    Release => ReleaseSelector,
     Build => BuildSelector,
     ReleaseDefinition => ReleaseDefinitionSelector,
     WorkItem => WorkItemSelector,
@@ -332,7 +339,7 @@ selector_types! {
 }
 
 selectors! {
-    /// `Selector`: only the `query` that transform applies (group, group-member, release).
+    /// `Selector`: only the `query` that transform applies (group, group-member).
     #[derive(Default)]
     BareSelector {}
 
@@ -375,10 +382,14 @@ selectors! {
         depth: Option<Count>,
     }
 
-    /// `WikiPageSelector`: `includeContent` (each page read with its content).
+    /// `AzureDevopsWikiSelector`: `wikiType` (only the wikis of that type; unset: both),
+    /// `includeContent` (each page read with its content) and `apiVersion` (of every wiki
+    /// call; unset or empty: 7.1, see [`WikiSelector::api_version`]).
     #[derive(Default)]
     WikiSelector {
+        wiki_type: Option<Choice<WikiType>>,
         include_content: Flag,
+        api_version: Option<Text>,
     }
 
     /// `PipelineSelector`: `includeRepo` (`__repository` of each pipeline).
@@ -395,10 +406,25 @@ selectors! {
         enrich_with_first_commit: Flag,
     }
 
-    /// `ReleaseDefinitionSelector`: `expand` (`$expand`, [`ReleaseDefinitionSelector::expand`]).
+    /// `ReleaseDefinitionSelector`: `expand` (`$expand`, [`ReleaseDefinitionSelector::expand`])
+    /// and `tagFilter` (only definitions with these tags, [`ReleaseDefinitionSelector::params`]).
     #[derive(Default)]
     ReleaseDefinitionSelector {
         expand: Option<Choice<DefinitionExpand>>,
+        tag_filter: Option<Strings>,
+    }
+
+    /// `AzureDevopsReleaseSelector`: `expand`, `statusFilter`, `tagFilter`,
+    /// `sourceBranchFilter`, `minCreatedTime`, `maxCreatedTime`, each unset by default and
+    /// sent to Release - List as it is given ([`ReleaseSelector::params`]).
+    #[derive(Default)]
+    ReleaseSelector {
+        expand: Option<Choice<ReleaseExpand>>,
+        status_filter: Option<Choice<ReleaseStatus>>,
+        tag_filter: Option<Strings>,
+        source_branch_filter: Option<Text>,
+        min_created_time: Option<Text>,
+        max_created_time: Option<Text>,
     }
 
     /// `AzureDevopsWorkItemSelector`: `wiql` (a clause added to the query), `expand`
@@ -488,6 +514,64 @@ impl ReleaseDefinitionSelector {
     /// Over the kind's resources: the first `expand` given, else `environments`.
     pub fn expand(selectors: &[Self]) -> &str {
         (selectors.iter().find_map(|s| s.expand.as_ref())).map_or("environments", Choice::as_str)
+    }
+
+    /// The query parameters of Definitions - List this resource adds besides `$expand`:
+    /// `tagFilter`, its tags joined by commas (an empty list filters nothing).
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        tag_filter(self.tag_filter.as_ref()).into_iter().collect()
+    }
+}
+
+/// `tagFilter` as Azure DevOps takes it: the tags joined by commas; `None` for no tags.
+fn tag_filter(tags: Option<&Strings>) -> Option<(&'static str, String)> {
+    tags.filter(|t| !t.0.is_empty())
+        .map(|t| ("tagFilter", t.0.join(",")))
+}
+
+impl ReleaseSelector {
+    /// The query parameters of Release - List this resource asks for, in a fixed order: each
+    /// option that is set, as it is given (`expand` as `$expand`, `tagFilter` joined by
+    /// commas); an empty text or list filters nothing and is not sent.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let text = |name, value: &Option<Text>| {
+            (value.as_ref())
+                .filter(|t| !t.0.is_empty())
+                .map(|t| (name, t.0.clone()))
+        };
+        [
+            (self.expand.as_ref()).map(|e| ("$expand", e.as_str().to_string())),
+            (self.status_filter.as_ref()).map(|s| ("statusFilter", s.as_str().to_string())),
+            tag_filter(self.tag_filter.as_ref()),
+            text("sourceBranchFilter", &self.source_branch_filter),
+            text("minCreatedTime", &self.min_created_time),
+            text("maxCreatedTime", &self.max_created_time),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+impl WikiSelector {
+    /// Over the kind's resources: the first non-empty `apiVersion` given, else 7.1 (the Python
+    /// integration's default for every wiki call).
+    pub fn api_version(selectors: &[Self]) -> &str {
+        selectors
+            .iter()
+            .filter_map(|s| s.api_version.as_ref())
+            .map(|t| t.0.trim())
+            .find(|v| !v.is_empty())
+            .unwrap_or("7.1")
+    }
+
+    /// Over the kind's resources: the wiki types read, `None` for every type (a resource
+    /// without `wikiType` reads them all).
+    pub fn types(selectors: &[Self]) -> Option<Vec<String>> {
+        (selectors.iter())
+            .map(|s| s.wiki_type.as_ref().map(|t| t.as_str().to_string()))
+            .collect::<Option<Vec<_>>>()
+            .filter(|types| !types.is_empty())
     }
 }
 
@@ -690,6 +774,57 @@ mod tests {
     }
 
     #[test]
+    fn release_and_wiki_filters_default_to_none_and_become_the_query_parameters() {
+        let release = read_as::<ReleaseSelector>(json!({})).expect("reads");
+        assert!(release.params().is_empty(), "no filter by default");
+        let release = read_as::<ReleaseSelector>(json!({
+            "expand": "artifacts", "statusFilter": "active", "tagFilter": ["a", 1],
+            "sourceBranchFilter": "refs/heads/main", "minCreatedTime": "2025-01-01",
+            "maxCreatedTime": 2026, "query": "true"
+        }))
+        .expect("reads");
+        let params: Vec<(&str, String)> = release.params();
+        assert_eq!(
+            params,
+            [
+                ("$expand", "artifacts".to_string()),
+                ("statusFilter", "active".into()),
+                ("tagFilter", "a,1".into()),
+                ("sourceBranchFilter", "refs/heads/main".into()),
+                ("minCreatedTime", "2025-01-01".into()),
+                ("maxCreatedTime", "2026".into()),
+            ]
+        );
+        let empty = read_as::<ReleaseSelector>(json!({"tagFilter": [], "statusFilter": null}));
+        assert!(empty.expect("reads").params().is_empty());
+        let definitions =
+            read_as::<ReleaseDefinitionSelector>(json!({"tagFilter": ["x", "y"]})).expect("reads");
+        assert_eq!(definitions.params(), [("tagFilter", "x,y".to_string())]);
+        assert!(
+            (read_as::<ReleaseDefinitionSelector>(json!({})).expect("reads"))
+                .params()
+                .is_empty()
+        );
+
+        let wiki = |v: Value| read_as::<WikiSelector>(v).expect("reads");
+        assert_eq!(WikiSelector::api_version(&[wiki(json!({}))]), "7.1");
+        assert_eq!(
+            WikiSelector::api_version(&[
+                wiki(json!({"apiVersion": ""})),
+                wiki(json!({"apiVersion": 7.0}))
+            ]),
+            "7.0"
+        );
+        assert_eq!(WikiSelector::types(&[wiki(json!({}))]), None);
+        let code = wiki(json!({"wikiType": "codeWiki"}));
+        assert_eq!(
+            WikiSelector::types(std::slice::from_ref(&code)),
+            Some(vec!["codeWiki".to_string()])
+        );
+        assert_eq!(WikiSelector::types(&[code, wiki(json!({}))]), None);
+    }
+
+    #[test]
     fn numbers_texts_and_lists_are_coerced_as_pydantic_does() {
         let pr = read_as::<PullRequestSelector>(json!({"minTimeInDays": "3", "maxResults": 2.9}))
             .expect("reads");
@@ -828,6 +963,23 @@ mod tests {
         assert_eq!(
             error::<WikiSelector>(json!({"includeContent": "sometimes"})).0,
             "includeContent"
+        );
+        assert_eq!(
+            error::<WikiSelector>(json!({"wikiType": "ProjectWiki"})).0,
+            "wikiType"
+        );
+        for (selector, field) in [
+            (json!({"statusFilter": "Active"}), "statusFilter"),
+            (json!({"expand": "triggers"}), "expand"),
+            (json!({"tagFilter": "a"}), "tagFilter"),
+            (json!({"sourceBranchFilter": {}}), "sourceBranchFilter"),
+            (json!({"maxCreatedTime": [1]}), "maxCreatedTime"),
+        ] {
+            assert_eq!(error::<ReleaseSelector>(selector).0, field);
+        }
+        assert_eq!(
+            error::<ReleaseDefinitionSelector>(json!({"tagFilter": [{}]})).0,
+            "tagFilter"
         );
     }
 }

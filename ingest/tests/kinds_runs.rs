@@ -101,9 +101,12 @@ async fn pipeline_runs_stages_and_deployments_carry_their_context() {
 async fn pipelines_get_their_own_repository_even_when_a_definition_is_gone() {
     let h = harness().await;
     // One definition disappears between the pipeline list and its read.
-    h.sim.fail_next(
+    // Azure DevOps says so (a 404 that does not name the definition fails the kind).
+    h.sim.not_found_after(
         "GET /{org}/{project}/_apis/build/definitions/{definitionId}",
-        vec![ScriptedAnswer::status(404)],
+        0,
+        "The definition with id 1 could not be found.",
+        "Microsoft.TeamFoundation.Build.WebApi.DefinitionNotFoundException, Microsoft.TeamFoundation.Build2.WebApi",
     );
     let items = h
         .crawl_ok(&[

@@ -507,6 +507,34 @@ impl PortClient {
         .await
     }
 
+    /// `POST /v1/blueprints/{bp}/scorecards` with a scorecard (Ocean's `create_scorecard`).
+    pub async fn create_scorecard(
+        &self,
+        blueprint: &str,
+        scorecard: &Value,
+    ) -> Result<(), PublishError> {
+        let identifier = scorecard["identifier"].as_str().unwrap_or("?");
+        self.write(
+            &format!("creation of scorecard {identifier} of blueprint {blueprint}"),
+            reqwest::Method::POST,
+            &["v1", "blueprints", blueprint, "scorecards"],
+            scorecard,
+        )
+        .await
+    }
+
+    /// `POST /v1/pages` with a page (Ocean's `create_page`).
+    pub async fn create_page(&self, page: &Value) -> Result<(), PublishError> {
+        let identifier = page["identifier"].as_str().unwrap_or("?");
+        self.write(
+            &format!("creation of page {identifier}"),
+            reqwest::Method::POST,
+            &["v1", "pages"],
+            page,
+        )
+        .await
+    }
+
     /// `PATCH /v1/blueprints/{id}` with the fields to change.
     pub async fn patch_blueprint(
         &self,
@@ -589,19 +617,64 @@ impl PortClient {
         .await
     }
 
+    /// `POST {logAttributes.ingestUrl}` with `{"logs": [...]}`: log lines for Port's log
+    /// view (see `log_shipping`), already redacted.
+    pub async fn post_logs(&self, ingest_url: &str, lines: &[Value]) -> Result<(), PublishError> {
+        self.post_to_ingest("log shipment", ingest_url, &json!({ "logs": lines }))
+            .await
+    }
+
+    /// `PUT {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}` with
+    /// `{"syncKindMetrics": event}`: one kind's event, as Ocean reports a kind when it starts
+    /// and when it ends (`put_integration_sync_metrics`). The ids are path segments, encoded.
+    pub async fn put_kind_sync_metrics(
+        &self,
+        ingest_url: &str,
+        event: &Value,
+    ) -> Result<(), PublishError> {
+        let event_id = event["eventId"].as_str().unwrap_or_default();
+        let kind_identifier = event["kindIdentifier"].as_str().unwrap_or_default();
+        let mut url = ingest_url_of(ingest_url)?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                PublishError::Setup(format!(
+                    "the ingest URL {ingest_url} of the integration record in Port cannot take a path"
+                ))
+            })?
+            .pop_if_empty()
+            .extend(["syncMetrics", "resync", event_id, "kind", kind_identifier]);
+        self.to_ingest(
+            &format!("sync metrics of kind {kind_identifier}"),
+            reqwest::Method::PUT,
+            url,
+            &json!({ "syncKindMetrics": event }),
+        )
+        .await
+    }
+
     async fn post_to_ingest(
         &self,
         what: &str,
         url: &str,
         body: &Value,
     ) -> Result<(), PublishError> {
-        let operation = format!("{what} (POST {url})");
-        let url = Url::parse(url).map_err(|e| {
-            PublishError::Setup(format!("Port's metrics ingest URL {url} is not a URL: {e}"))
-        })?;
+        self.to_ingest(what, reqwest::Method::POST, ingest_url_of(url)?, body)
+            .await
+    }
+
+    async fn to_ingest(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: Url,
+        body: &Value,
+    ) -> Result<(), PublishError> {
+        let operation = format!("{what} ({method} {url})");
         // The answer's body is not read: only its status says whether Port took it.
         let response = self
-            .send(&operation, |http| http.post(url.clone()).json(body))
+            .send(&operation, |http| {
+                http.request(method.clone(), url.clone()).json(body)
+            })
             .await?;
         if !response.status().is_success() {
             return Err(status_error(&operation, response).await.into());
@@ -651,6 +724,15 @@ impl PortClient {
         )
         .await
     }
+}
+
+/// An ingest URL of the integration record, parsed.
+fn ingest_url_of(url: &str) -> Result<Url, PublishError> {
+    Url::parse(url).map_err(|e| {
+        PublishError::Setup(format!(
+            "the ingest URL {url} of the integration record in Port is not a URL: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]

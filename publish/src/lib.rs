@@ -31,6 +31,8 @@
 //! - [`reconcile`]: the coordinator that deletes what a resync no longer produced and reports
 //!   the resync state;
 //! - [`resources`]: the default blueprints and mapping created on first start;
+//! - [`log_shipping`]: the process's log lines to Port's log view (the outbox they wait in is
+//!   the logging layer's, in `adoport_shared::telemetry`);
 //! - [`error`]: [`PublishError`], one variant per case a caller acts on.
 
 pub mod batcher;
@@ -39,6 +41,7 @@ pub mod compare;
 pub mod concurrency;
 pub mod error;
 pub mod integration_record;
+pub mod log_shipping;
 pub mod membership;
 pub mod ordering;
 pub mod reconcile;

@@ -684,8 +684,9 @@ impl Reconciler {
     }
 
     /// Ocean's sync metrics of a resync (`sync_metrics`): one event per kind of the mapping
-    /// with `kinds`' figures (zeros for a kind not in it), then a heartbeat of the resync, to
-    /// the integration record's metrics ingest URL. Without one nothing is sent; a failure is
+    /// with `kinds`' figures (zeros for a kind not in it) in one `POST …/syncMetrics`, each
+    /// event again in its kind's `PUT …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`,
+    /// then a heartbeat of the resync, to the integration record's metrics ingest URL. Without one nothing is sent; a failure is
     /// logged, never fatal (as Ocean).
     async fn report_sync_metrics(
         &self,
@@ -723,6 +724,14 @@ impl Reconciler {
         let events = self.kind_events(&context, kinds);
         if let Err(e) = self.client.post_sync_metrics(&ingest.url, &events).await {
             tracing::warn!(sync_state, error = %e, "could not report the sync metrics to Port");
+        }
+        // Ocean also puts each kind's event on its own when the kind starts and when it ends;
+        // here every kind starts with the resync and ends with its reconciliation.
+        for event in &events {
+            if let Err(e) = self.client.put_kind_sync_metrics(&ingest.url, event).await {
+                tracing::warn!(sync_state, kind = %event["kindIdentifier"], error = %e, "could not report a kind's sync metrics to Port");
+                break;
+            }
         }
         if let Err(e) = self
             .client

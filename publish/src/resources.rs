@@ -5,6 +5,14 @@
 //!   are created only when none of them exists yet, in three stages so that relations find
 //!   their targets: bare (no relations, mirror, calculation or aggregation properties), then
 //!   the relations, then the full body.
+//! - With them, and only when this start created them (as Ocean's default setup does), the
+//!   default scorecards of `assets/default-scorecards.json` (`POST
+//!   /v1/blueprints/{bp}/scorecards`, one per scorecard) and the pages of
+//!   `assets/default-pages.json` (`POST /v1/pages`), the Python integration's
+//!   `.port/resources/scorecards.json` and `pages.json` unchanged. A scorecard or page Port
+//!   refuses is a WARN line and the start goes on, as in Ocean (its `service` scorecard needs a
+//!   `service` blueprint the defaults do not define: Port answers 404 unless the user has one);
+//!   one that exists already (409) is left as it is.
 //! - The integration, with the default mapping as its config, is created only when Port has
 //!   no integration of that identifier.
 //! - On every start, the setting on or off, an existing integration record (one the Python
@@ -29,6 +37,11 @@ use crate::integration_record::IntegrationRecord;
 /// The Python integration's default blueprints (a test keeps the copy equal to the reference).
 pub const DEFAULT_BLUEPRINTS: &str = include_str!("../assets/default-blueprints.json");
 
+/// The Python integration's default scorecards, per blueprint (`[{blueprint, data: [...]}]`).
+pub const DEFAULT_SCORECARDS: &str = include_str!("../assets/default-scorecards.json");
+/// The Python integration's default pages.
+pub const DEFAULT_PAGES: &str = include_str!("../assets/default-pages.json");
+
 /// Blueprint fields that may point at other blueprints: left out of the bare stage.
 const LINKED_FIELDS: [&str; 4] = [
     "relations",
@@ -43,6 +56,10 @@ pub struct Initialized {
     /// Blueprints this call created (empty when any default blueprint already existed; a
     /// replica starting at the same time may have created some of them).
     pub blueprints_created: Vec<String>,
+    /// Scorecards this call created, as `blueprint/identifier`.
+    pub scorecards_created: Vec<String>,
+    /// Pages this call created.
+    pub pages_created: Vec<String>,
     /// Whether the integration (with the default mapping) was created.
     pub integration_created: bool,
     /// Whether the integration record was `PATCH`ed (some field differed from the settings').
@@ -83,6 +100,8 @@ pub async fn initialize_for_settings(
     } else {
         Ok(Initialized {
             blueprints_created: Vec::new(),
+            scorecards_created: Vec::new(),
+            pages_created: Vec::new(),
             integration_created: false,
             record_updated: update_record(&client, integration, &record).await?,
         })
@@ -97,7 +116,14 @@ pub async fn initialize(
     record: &IntegrationRecord,
 ) -> Result<Initialized, PublishError> {
     let blueprints = default_blueprints()?;
-    let blueprints_created = create_blueprints(client, &blueprints).await?;
+    let (blueprints_created, scorecards_created, pages_created) =
+        match create_blueprints(client, &blueprints).await? {
+            Some(created) => {
+                let (scorecards, pages) = create_presentation(client).await?;
+                (created, scorecards, pages)
+            }
+            None => Default::default(),
+        };
     let integration_created = if client.integration_exists(integration).await? {
         false
     } else {
@@ -114,6 +140,8 @@ pub async fn initialize(
     let record_updated = update_record(client, integration, record).await?;
     Ok(Initialized {
         blueprints_created,
+        scorecards_created,
+        pages_created,
         integration_created,
         record_updated,
     })
@@ -141,10 +169,12 @@ pub async fn update_record(
     Ok(true)
 }
 
+/// Creates the default blueprints when none exists: those this call created, or `None` when
+/// one existed and nothing was done.
 async fn create_blueprints(
     client: &PortClient,
     blueprints: &[Value],
-) -> Result<Vec<String>, PublishError> {
+) -> Result<Option<Vec<String>>, PublishError> {
     let identifiers: Vec<&str> = blueprints
         .iter()
         .filter_map(|b| b["identifier"].as_str())
@@ -155,7 +185,7 @@ async fn create_blueprints(
                 blueprint = identifier,
                 "a default blueprint already exists in Port; creating none of them"
             );
-            return Ok(Vec::new());
+            return Ok(None);
         }
     }
     let mut created = Vec::new();
@@ -177,7 +207,75 @@ async fn create_blueprints(
         client.patch_blueprint(identifier, blueprint).await?;
     }
     tracing::info!(blueprints = ?identifiers, created_here = ?created, "the default blueprints are in Port");
-    Ok(created)
+    Ok(Some(created))
+}
+
+/// The default scorecards and pages.
+#[derive(Debug, Clone)]
+pub struct DefaultPresentation {
+    /// `(blueprint, scorecard)`, in the file's order.
+    pub scorecards: Vec<(String, Value)>,
+    pub pages: Vec<Value>,
+}
+
+/// The default scorecards and pages, parsed.
+pub fn default_presentation() -> Result<DefaultPresentation, PublishError> {
+    let parse = |text: &str, file: &str| {
+        serde_json::from_str::<Vec<Value>>(text).map_err(|e| {
+            PublishError::Setup(format!(
+                "the built-in {file} (publish/assets) does not parse: {e}"
+            ))
+        })
+    };
+    let mut scorecards = Vec::new();
+    for group in parse(DEFAULT_SCORECARDS, "default-scorecards.json")? {
+        let blueprint = group["blueprint"].as_str().unwrap_or_default().to_string();
+        for scorecard in group["data"].as_array().into_iter().flatten() {
+            scorecards.push((blueprint.clone(), scorecard.clone()));
+        }
+    }
+    Ok(DefaultPresentation {
+        scorecards,
+        pages: parse(DEFAULT_PAGES, "default-pages.json")?,
+    })
+}
+
+/// Creates the default scorecards, then the default pages, as Ocean does after creating the
+/// blueprints: one that Port refuses is logged and skipped, one that exists is left.
+/// What this call created: `blueprint/identifier` scorecards and page identifiers.
+async fn create_presentation(
+    client: &PortClient,
+) -> Result<(Vec<String>, Vec<String>), PublishError> {
+    let DefaultPresentation { scorecards, pages } = default_presentation()?;
+    let mut scorecards_created = Vec::new();
+    for (blueprint, scorecard) in &scorecards {
+        let identifier = scorecard["identifier"].as_str().unwrap_or("?");
+        match created_here(client.create_scorecard(blueprint, scorecard).await) {
+            Ok(true) => scorecards_created.push(format!("{blueprint}/{identifier}")),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                blueprint,
+                scorecard = identifier,
+                error = %e,
+                "could not create a default scorecard; carrying on (Ocean does too)"
+            ),
+        }
+    }
+    let mut pages_created = Vec::new();
+    for page in &pages {
+        let identifier = page["identifier"].as_str().unwrap_or("?");
+        match created_here(client.create_page(page).await) {
+            Ok(true) => pages_created.push(identifier.to_string()),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                page = identifier,
+                error = %e,
+                "could not create a default page; carrying on (Ocean does too)"
+            ),
+        }
+    }
+    tracing::info!(scorecards = ?scorecards_created, pages = ?pages_created, "the default scorecards and pages are in Port");
+    Ok((scorecards_created, pages_created))
 }
 
 /// Whether a creation was made by this call: a 409 (the identifier is taken) means another
@@ -223,6 +321,26 @@ mod tests {
         let theirs: Value = serde_json::from_str(&reference).expect("reference parses");
         let ours = Value::Array(default_blueprints().expect("ours parse"));
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn the_default_scorecards_and_pages_are_the_python_integrations() {
+        let fixture = |name: &str| {
+            let path = format!(
+                "{}/../tests/fixtures/ocean-azure-devops/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            serde_json::from_str::<Value>(&std::fs::read_to_string(&path).expect("fixture"))
+                .expect("fixture parses")
+        };
+        let ours = |text: &str| serde_json::from_str::<Value>(text).expect("ours parse");
+        assert_eq!(ours(DEFAULT_SCORECARDS), fixture("scorecards.json"));
+        assert_eq!(ours(DEFAULT_PAGES), fixture("pages.json"));
+        let DefaultPresentation { scorecards, pages } = default_presentation().expect("parse");
+        assert_eq!(scorecards.len(), 1);
+        assert_eq!(scorecards[0].0, "service");
+        assert_eq!(scorecards[0].1["identifier"], "ProductionReadiness");
+        assert_eq!(pages.len(), 2);
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! The per-kind sync metrics the Python integration (Ocean) reports to Port during a resync, in
 //! its shape: one event per kind (`{kind}-{index}`, Ocean's `kindIdentifier`) with the counts
 //! nested by label (`phase` → `extract`/`transform`/`load`/`resync`, then `object_count_type`),
-//! sent to the integration record's `metricAttributes.ingestUrl`. Ocean sends them whenever
-//! the record has that URL (no setting turns them on; its data-source-processor mode, which
+//! sent to the integration record's `metricAttributes.ingestUrl`: all kinds in one `POST
+//! {ingestUrl}/syncMetrics` (`{"syncKindsMetrics": [...]}`) at a resync's start and end, and
+//! each kind's event in its own `PUT {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`
+//! (`{"syncKindMetrics": event}`), which Ocean sends when the kind starts and ends; adoport's
+//! kinds start with the resync and end with its reconciliation, so both go at the same moments.
+//! Not sent: Ocean's `__runtime__` pseudo-kind (process figures, and its reconciliation's
+//! `delete` phase).
+//!
+//! Ocean sends them whenever the record has that URL (no setting turns them on; its data-source-processor mode, which
 //! adoport never uses, turns them off), and a failure is only logged.
 
 use serde_json::{Value, json};

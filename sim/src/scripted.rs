@@ -46,6 +46,11 @@ impl ScriptedAnswer {
         }
     }
 
+    /// The simulator's normal answer, unchanged (to let requests pass before a fault).
+    pub fn normal() -> Self {
+        Self::status(200)
+    }
+
     /// The normal answer, plus a `Retry-After` header (the "slow down" hint on a 200).
     pub fn ok_with_retry_after(retry_after_secs: u64) -> Self {
         Self {

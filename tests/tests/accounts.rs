@@ -25,18 +25,22 @@ use tokio_util::sync::CancellationToken;
 const PROJECT: &str = "azureDevopsProject";
 const REPOSITORY: &str = "azureDevopsRepository";
 
-/// The end-to-end mapping with `__organizationName + "/"` in front of every identifier and
-/// relation: the simulated organizations are seeded alike, so their ids repeat.
+/// The end-to-end mapping with the organization's name and `/` in front of every identifier
+/// and relation: the simulated organizations are seeded alike, so their ids repeat. The name
+/// is the last segment of `__organizationName`, which for the simulators' loopback URLs is the
+/// whole organization URL (as the Python integration stamps any host but dev.azure.com and
+/// visualstudio.com).
 fn mapping_by_organization() -> Value {
+    const NAME: &str = "(.__organizationName | split(\"/\") | last)";
     let mut mapping = test_mapping();
     for resource in mapping["resources"].as_array_mut().expect("resources") {
         let mappings = &mut resource["port"]["entity"]["mappings"];
         let identifier = mappings["identifier"].as_str().expect("identifier");
-        mappings["identifier"] = json!(format!(".__organizationName + \"/\" + ({identifier})"));
+        mappings["identifier"] = json!(format!("{NAME} + \"/\" + ({identifier})"));
         if let Some(relations) = mappings["relations"].as_object_mut() {
             for relation in relations.values_mut() {
                 let target = relation.as_str().expect("relation").to_string();
-                *relation = json!(format!(".__organizationName + \"/\" + ({target})"));
+                *relation = json!(format!("{NAME} + \"/\" + ({target})"));
             }
         }
     }

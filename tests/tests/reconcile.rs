@@ -387,5 +387,93 @@ async fn a_resync_sends_the_python_integrations_sync_metrics_and_heartbeats() {
         heartbeats.len() >= 4 && heartbeats.iter().all(|h| *h == event_id),
         "{heartbeats:?} for {event_id}"
     );
+    // Each kind's event is also put on its own (Ocean's per-kind PUT), syncing at the start
+    // and completed at the end, under its event id and kind identifier.
+    let kinds = last.len();
+    let put_done = |p: &PortSim| {
+        p.kind_sync_metrics()
+            .iter()
+            .filter(|(_, _, e)| e["syncState"] == "completed")
+            .count()
+            >= kinds
+    };
+    assert!(
+        port.wait_for(put_done, Duration::from_secs(30)).await,
+        "{:?}",
+        port.kind_sync_metrics()
+    );
+    let puts = port.kind_sync_metrics();
+    for event in [&project, &repository] {
+        let kind_identifier = event["kindIdentifier"].as_str().expect("kindIdentifier");
+        let states: Vec<&Value> = puts
+            .iter()
+            .filter(|(e, k, _)| *e == event_id && k == kind_identifier)
+            .map(|(_, _, m)| &m["syncState"])
+            .collect();
+        assert_eq!(states.first().copied(), Some(&json!("syncing")), "{puts:?}");
+        assert_eq!(
+            states.last().copied(),
+            Some(&json!("completed")),
+            "{puts:?}"
+        );
+        let (_, _, final_put) = puts
+            .iter()
+            .rev()
+            .find(|(_, k, _)| k == kind_identifier)
+            .expect("final put");
+        assert_eq!(final_put, event, "the kind's PUT is its event");
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_sync_metrics_follow_the_record_when_port_moves_the_ingest_between_resyncs() {
+    let mut running = start(
+        "reconcile-metrics-moved",
+        BusKind::Rabbit,
+        Roles::ALL,
+        1,
+        2,
+        &[WEBHOOKS_ONLY],
+    )
+    .await;
+    running.world.port.enable_sync_metrics();
+    resync_again(&mut running).await;
+    reported(&running, "completed", 1).await;
+    let completed_at = |ingest: &'static str| {
+        move |p: &PortSim| {
+            p.sync_metrics()
+                .iter()
+                .zip(p.sync_metrics_ingests())
+                .any(|(events, at)| {
+                    at == ingest && events.iter().all(|e| e["syncState"] == "completed")
+                })
+        }
+    };
+    assert!(
+        running
+            .world
+            .port
+            .wait_for(completed_at("azure-devops"), Duration::from_secs(30))
+            .await
+    );
+    let before = running.world.port.sync_metrics_ingests().len();
+
+    // Between the resyncs Port moves the integration's metrics ingest.
+    running.world.port.move_sync_metrics("moved-ingest");
+    resync_again(&mut running).await;
+    reported(&running, "completed", 2).await;
+    let port = &running.world.port;
+    assert!(
+        port.wait_for(completed_at("moved-ingest"), Duration::from_secs(30))
+            .await,
+        "{:?}",
+        port.sync_metrics_ingests()
+    );
+    let after: Vec<String> = port.sync_metrics_ingests().split_off(before);
+    assert!(
+        !after.is_empty() && after.iter().all(|at| at == "moved-ingest"),
+        "every report of the second resync goes to the new URL: {after:?}"
+    );
     running.stop().await;
 }

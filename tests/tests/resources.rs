@@ -2,10 +2,14 @@
 //! blueprints are created in three stages only when none exists, the integration with the
 //! default mapping only when it is missing, and nothing the user has is overwritten; the
 //! integration record is brought up to date as the Python integration does on every start.
+//! With the blueprints come the default scorecards and pages, as Ocean's default setup
+//! creates them.
 
 use adoport_publish::client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
 use adoport_publish::integration_record::IntegrationRecord;
-use adoport_publish::resources::{default_blueprints, initialize, update_record};
+use adoport_publish::resources::{
+    default_blueprints, default_presentation, initialize, update_record,
+};
 use adoport_shared::config::{PortAccess, Secret};
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::{PortSim, PortSimConfig};
@@ -312,5 +316,71 @@ async fn a_refused_update_names_the_endpoint_status_and_answer() {
     ] {
         assert!(error.contains(part), "{part} in {error}");
     }
+    port.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_default_scorecards_and_pages_come_with_the_blueprints_and_only_then() {
+    let port = port_with(None).await;
+    let client = client(&port);
+    let done = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
+    // The pages are created as the Python integration ships them.
+    let pages = port.pages();
+    assert_eq!(
+        pages.keys().cloned().collect::<Vec<_>>(),
+        [
+            "azureDevops-Service-Dashboard",
+            "azureDevopsProductionReadinessDashboard"
+        ]
+    );
+    for page in &default_presentation().expect("defaults").pages {
+        let identifier = page["identifier"].as_str().expect("identifier");
+        assert_eq!(&pages[identifier], page, "page {identifier} as sent");
+    }
+    assert_eq!(done.pages_created.len(), 2);
+    // Its scorecard is of a `service` blueprint the defaults do not define: Port refuses it,
+    // and the start goes on (as Ocean's does).
+    assert_eq!(count(&port, "POST /v1/blueprints/{bp}/scorecards"), 1);
+    assert!(port.scorecards().is_empty());
+    assert!(done.scorecards_created.is_empty());
+    assert!(done.integration_created);
+
+    // A second start finds the blueprints: no scorecard or page is sent again.
+    let again = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
+    assert!(again.pages_created.is_empty());
+    assert_eq!(count(&port, "POST /v1/pages"), 2);
+    assert_eq!(count(&port, "POST /v1/blueprints/{bp}/scorecards"), 1);
+    port.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_default_scorecard_is_created_where_its_blueprint_exists_and_a_taken_page_is_left() {
+    let port = port_with(None).await;
+    port.define_blueprint(json!({"identifier": "service", "title": "Service"}));
+    let client = client(&port);
+    // A page of that identifier is already there (the user's, or another replica's).
+    port.fail_next(
+        "POST /v1/pages",
+        vec![ScriptedAnswer::json(
+            409,
+            json!({"ok": false, "error": "identifier_taken"}),
+        )],
+    );
+    let done = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
+    assert_eq!(done.scorecards_created, ["service/ProductionReadiness"]);
+    let scorecards = port.scorecards();
+    let scorecard = &scorecards[&("service".to_string(), "ProductionReadiness".to_string())];
+    assert_eq!(scorecard["title"], "Production Readiness");
+    assert_eq!(scorecard["rules"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        done.pages_created,
+        ["azureDevopsProductionReadinessDashboard"]
+    );
     port.shutdown().await;
 }

@@ -5,11 +5,18 @@
 //!
 //! It lives in ingest because ingest owns every Azure DevOps call, and a run's Port bookkeeping
 //! must follow the Azure DevOps call that starts it without a queue in between (see
-//! docs/design.md, "Actions"). The only action is `trigger_pipeline`
-//! ([`trigger_pipeline`]); its completion arrives as a service hook ([`completion`]).
+//! docs/design.md, "Actions"). The actions are `trigger_pipeline` ([`trigger_pipeline`]),
+//! whose completion arrives as a service hook ([`completion`]), and the pull-request actions
+//! ([`pull_requests`], inputs in [`pull_request_inputs`]), which end when their one change is
+//! made. [`inputs`] reads inputs as Port sends them, [`target`] finds the organization and
+//! project they name.
 
 pub mod completion;
+pub mod inputs;
 pub mod port_runs;
+pub mod pull_request_inputs;
+pub mod pull_requests;
+pub mod target;
 pub mod trigger_pipeline;
 pub mod worker;
 

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value, json};
 
 use super::port_runs::{ActionRun, PortRuns};
+use super::target::{ado_message, resolve_project};
 use super::{ActionsError, Organizations};
 use crate::ado::{AdoClient, AdoError, BuildId, PipelineId, ProjectId};
 
@@ -33,35 +34,8 @@ pub struct TriggerInputs {
     pub organization: Option<String>,
 }
 
-/// Why the inputs cannot start a run; the text is what the person who ran the action reads.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InputError(pub String);
-
-fn text_input(properties: &Value, name: &str) -> Option<String> {
-    match properties.get(name) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn object_input(properties: &Value, name: &str) -> Result<Option<Map<String, Value>>, InputError> {
-    match properties.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(map)) => Ok(Some(map.clone())),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(map)) => Ok(Some(map)),
-            _ => Err(InputError(format!(
-                "the \"{name}\" input must be a JSON object, e.g. {{\"key\": \"value\"}}; got {s:?}"
-            ))),
-        },
-        Some(other) => Err(InputError(format!(
-            "the \"{name}\" input must be a JSON object, e.g. {{\"key\": \"value\"}}; got {other}"
-        ))),
-    }
-}
+pub use super::inputs::InputError;
+use super::inputs::{object as object_input, text as text_input};
 
 impl TriggerInputs {
     /// Reads the action run's execution properties.
@@ -135,74 +109,17 @@ pub fn external_id(project_id: &ProjectId, pipeline_id: &PipelineId, run_id: &Bu
     format!("ado_{project_id}_{pipeline_id}_{run_id}")
 }
 
-/// The Azure DevOps error message in an error answer's body, when there is one.
-fn ado_message(error: &AdoError) -> String {
-    if let AdoError::Status { body, .. } | AdoError::Exhausted { body, .. } = error
-        && let Ok(value) = serde_json::from_str::<Value>(body)
-        && let Some(message) = value.get("message").and_then(Value::as_str)
-    {
-        return message.to_string();
-    }
-    error.to_string()
-}
-
 /// The organization and project a run's inputs name.
 async fn resolve<'a>(
     organizations: &'a Organizations,
     inputs: &TriggerInputs,
 ) -> Result<(&'a AdoClient, Value), ActionsError> {
-    let candidates: Vec<&AdoClient> = match &inputs.organization {
-        Some(wanted) => {
-            let wanted_trimmed = wanted.trim_end_matches('/');
-            let found: Vec<&AdoClient> = organizations
-                .clients()
-                .iter()
-                .filter(|c| {
-                    c.organization_url().eq_ignore_ascii_case(wanted_trimmed)
-                        || c.organization_name().as_str().eq_ignore_ascii_case(wanted)
-                })
-                .collect();
-            if found.is_empty() {
-                return Err(ActionsError::Input(format!(
-                    "organization {wanted:?} is not one this integration is configured for ({}); fix the \"organization\" input",
-                    organizations.names().join(", ")
-                )));
-            }
-            found
-        }
-        None => organizations.clients().iter().collect(),
-    };
-    let mut found = Vec::new();
-    for client in candidates {
-        match client.project(&inputs.project).await {
-            Ok(project) => found.push((client, project)),
-            Err(AdoError::NotFound { .. }) => {}
-            Err(e) => {
-                return Err(ActionsError::Ado(format!(
-                    "could not look up project {:?} in {}: {e}",
-                    inputs.project,
-                    client.organization_url()
-                )));
-            }
-        }
-    }
-    match found.len() {
-        0 => Err(ActionsError::Input(format!(
-            "project {:?} was not found in {}; the \"project\" input takes a project's name or id",
-            inputs.project,
-            organizations.names().join(", ")
-        ))),
-        1 => Ok(found.remove(0)),
-        _ => Err(ActionsError::Input(format!(
-            "project {:?} exists in several organizations ({}); name one in the \"organization\" input",
-            inputs.project,
-            found
-                .iter()
-                .map(|(c, _)| c.organization_name().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    resolve_project(
+        organizations,
+        &inputs.project,
+        inputs.organization.as_deref(),
+    )
+    .await
 }
 
 /// What a started pipeline run is known by.

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::port_runs::{Acknowledged, ActionRun, PortRuns};
 use super::trigger_pipeline::{self, ACTION_TYPE};
 use super::{ActionsError, Organizations};
+use super::{pull_request_inputs, pull_requests};
 use crate::ado::{BuildId, PipelineId, ProjectId};
 use adoport_shared::config::ActionsProcessor;
 
@@ -45,7 +46,7 @@ impl ActionWorker {
         let poll = Duration::from_secs(self.settings.poll_check_interval_seconds.max(1));
         let visibility = Duration::from_millis(self.settings.visibility_timeout_ms.max(1000));
         let mut running = JoinSet::new();
-        tracing::info!(installation = %self.port.installation(), workers, "executing Port actions (trigger_pipeline)");
+        tracing::info!(installation = %self.port.installation(), workers, "executing Port actions (trigger_pipeline and the pull-request actions)");
         loop {
             while running.try_join_next().is_some() {}
             let free = workers.saturating_sub(running.len());
@@ -98,10 +99,13 @@ impl ActionWorker {
         }
         let outcome = if run.action_type == ACTION_TYPE {
             self.trigger(&run).await
+        } else if pull_requests::handles(&run.action_type) {
+            pull_requests::execute(&self.port, &self.organizations, &run).await
         } else {
             Err(ActionsError::Input(format!(
-                "the Azure DevOps integration has no action {:?}; it runs {ACTION_TYPE} only",
-                run.action_type
+                "the Azure DevOps integration has no action {:?}; it runs {ACTION_TYPE}, {}",
+                run.action_type,
+                pull_request_inputs::ACTION_TYPES.join(", ")
             )))
         };
         if let Err(e) = outcome {

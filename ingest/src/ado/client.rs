@@ -311,15 +311,32 @@ impl AdoClient {
         query: &[(&str, &str)],
         body: &Value,
     ) -> Result<JsonResponse, AdoError> {
+        self.write_once(reqwest::Method::POST, url, query, body)
+            .await
+    }
+
+    /// PATCH `body` to `url` exactly once: for changes whose repetition is not harmless
+    /// (completing a pull request). Any failure is returned as it is, never retried.
+    pub async fn patch_json_once(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<JsonResponse, AdoError> {
+        self.write_once(reqwest::Method::PATCH, url, query, body)
+            .await
+    }
+
+    async fn write_once(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<JsonResponse, AdoError> {
         let bearer = self.bearer().await?;
         match self
-            .send_once(
-                reqwest::Method::POST,
-                url,
-                query,
-                Some(body),
-                bearer.as_ref(),
-            )
+            .send_once(method, url, query, Some(body), bearer.as_ref())
             .await
         {
             Ok(response) => Ok(response),

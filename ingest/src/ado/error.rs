@@ -104,7 +104,35 @@ const PROJECT_GONE: &[&str] = &[
 /// found").
 const NO_SUCH_ROUTE: &[&str] = &["HostNotFoundException", "HttpException"];
 
+/// `typeKey`s of 404s that say a repository is gone (`TF401019`).
+const REPOSITORY_GONE: &[&str] = &["GitRepositoryNotFoundException"];
+/// `typeKey`s of 404s that say a Git item or wiki page asked by path or id does not exist at
+/// the version asked (`TF401174` item, `TF401175` branch or commit, the wiki or its page), or
+/// that its repository is gone: Azure DevOps' contract for "there is none".
+pub const CONTENT_MISSING: &[&str] = &[
+    "GitItemNotFoundException",
+    "GitUnresolvableToCommitException",
+    "GitCommitDoesNotExistException",
+    "GitRepositoryNotFoundException",
+    "WikiNotFoundException",
+    "WikiPageNotFoundException",
+];
+
 impl AdoError {
+    /// Whether this is a 404 in which Azure DevOps' own error JSON names, by its `typeKey`,
+    /// one of `type_keys` as missing. Any other 404 (another `typeKey`, none, a proxy's page)
+    /// proves nothing, and a crawl that meets one fails its kind.
+    pub fn says_missing(&self, type_keys: &[&str]) -> bool {
+        matches!(self, AdoError::NotFound { type_key, .. } if type_keys.contains(&type_key.as_str()))
+    }
+
+    /// Whether a crawl unit (a project, or a repository of one) is gone: a 404 in which Azure
+    /// DevOps says its project (`TF200016`) or repository (`TF401019`) does not exist any
+    /// more. Its items are gone with it, so the crawl skips the unit.
+    pub fn unit_gone(&self) -> bool {
+        self.says_missing(PROJECT_GONE) || self.says_missing(REPOSITORY_GONE)
+    }
+
     /// The one classifier of Azure DevOps failures (see [`ErrorClass`]).
     ///
     /// A 404 is [`ErrorClass::Gone`] only when Azure DevOps says so in its own error JSON about
@@ -265,6 +293,32 @@ mod tests {
         ];
         for (error, class) in cases {
             assert_eq!(error.class(), class, "{error}");
+        }
+    }
+
+    #[test]
+    fn only_a_404_naming_the_unit_or_the_content_as_missing_means_none() {
+        let repository = not_found(
+            r#"{"message":"TF401019: The Git repository with name or identifier r does not exist","typeKey":"GitRepositoryNotFoundException"}"#,
+        );
+        let project = not_found(
+            r#"{"message":"TF200016: The following project does not exist: p.","typeKey":"ProjectDoesNotExistWithNameException"}"#,
+        );
+        let item = not_found(
+            r#"{"message":"TF401174: The item '/a' could not be found","typeKey":"GitItemNotFoundException"}"#,
+        );
+        let generic = not_found(
+            r#"{"message":"The requested resource was not found.","typeKey":"NotFoundException"}"#,
+        );
+        let route = not_found(r#"{"message":"x","typeKey":"HttpException"}"#);
+        let proxy = not_found("<html>404 Not Found</html>");
+        assert!(repository.unit_gone() && project.unit_gone());
+        for other in [&item, &generic, &route, &proxy, &not_found("")] {
+            assert!(!other.unit_gone(), "{other}");
+        }
+        assert!(item.says_missing(CONTENT_MISSING) && repository.says_missing(CONTENT_MISSING));
+        for other in [&generic, &route, &proxy, &project, &status(400)] {
+            assert!(!other.says_missing(CONTENT_MISSING), "{other}");
         }
     }
 

@@ -5,7 +5,8 @@ use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
 use super::{
-    AdoClient, AdoError, CommitId, Page, ProjectId, RepositoryId, WikiId, paginate, reads, values,
+    API_VERSION, AdoClient, AdoError, CONTENT_MISSING, CommitId, Page, ProjectId, RepositoryId,
+    WikiId, paginate, reads, values,
 };
 
 /// A `versionDescriptor`: a branch (short name or `refs/heads/…`) or a commit id.
@@ -203,20 +204,31 @@ impl AdoClient {
             .find(|r| r.get("name").and_then(Value::as_str) == Some(ref_name)))
     }
 
+    /// `GET {org}/{project}/_apis/wiki/wikis?api-version={api_version}`: every wiki of the
+    /// project, project and code wikis.
+    pub async fn wikis(
+        &self,
+        project_id: &ProjectId,
+        api_version: &str,
+    ) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/wiki/wikis"));
+        let query = [("api-version", api_version)];
+        values(&url, self.get_json(&url, &query).await?.body)
+    }
+
     reads! {
-        /// `GET {org}/{project}/_apis/wiki/wikis`.
-        wikis(project_id: &ProjectId) -> Vec<Value> = "{project_id}/_apis/wiki/wikis";
         /// `GET {org}/{project}/_apis/wiki/wikis/{id}`.
         wiki(project_id: &ProjectId, wiki_id: &WikiId) -> Value
             = "{project_id}/_apis/wiki/wikis/{wiki_id}";
     }
 
-    /// One page of `POST …/wikis/{id}/pagesbatch` (`top` ≤ 100; the continuation token comes
-    /// in the `x-ms-continuationtoken` header, or in the body).
+    /// One page of `POST …/wikis/{id}/pagesbatch?api-version={api_version}` (`top` ≤ 100; the
+    /// continuation token comes in the `x-ms-continuationtoken` header, or in the body).
     pub async fn wiki_pages_page(
         &self,
         project_id: &ProjectId,
         wiki_id: &WikiId,
+        api_version: &str,
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
@@ -227,7 +239,9 @@ impl AdoClient {
         if let (Some(token), Value::Object(map)) = (continuation_token, &mut body) {
             map.insert("continuationToken".into(), json!(token));
         }
-        let response = self.post_json(&url, &[], &body).await?;
+        let response = self
+            .post_json(&url, &[("api-version", api_version)], &body)
+            .await?;
         let body_token = response
             .body
             .get("continuationToken")
@@ -248,28 +262,47 @@ impl AdoClient {
         page: WikiPageRef<'_>,
         include_content: bool,
     ) -> Result<Value, AdoError> {
+        self.read_wiki_page_at(project_id, wiki_id, page, include_content, API_VERSION)
+            .await
+    }
+
+    /// [`AdoClient::read_wiki_page`] with `api-version={api_version}`.
+    pub async fn read_wiki_page_at(
+        &self,
+        project_id: &ProjectId,
+        wiki_id: &WikiId,
+        page: WikiPageRef<'_>,
+        include_content: bool,
+        api_version: &str,
+    ) -> Result<Value, AdoError> {
         let content = if include_content { "true" } else { "false" };
         let (url, query) = match page {
             WikiPageRef::Id(id) => (
                 self.url(&format!(
                     "{project_id}/_apis/wiki/wikis/{wiki_id}/pages/{id}"
                 )),
-                vec![("includeContent", content)],
+                vec![("includeContent", content), ("api-version", api_version)],
             ),
             WikiPageRef::Path(path) => (
                 self.url(&format!("{project_id}/_apis/wiki/wikis/{wiki_id}/pages")),
-                vec![("path", path), ("includeContent", content)],
+                vec![
+                    ("path", path),
+                    ("includeContent", content),
+                    ("api-version", api_version),
+                ],
             ),
         };
         Ok(self.get_json(&url, &query).await?.body)
     }
 }
 
-/// `None` for any 404 (what the crawler wants: the object went away between list and read).
+/// `None` for a 404 in which Azure DevOps says the item, page, version or repository asked
+/// does not exist ([`CONTENT_MISSING`]: its contract for "there is none"); any other 404 is
+/// the error it is, and fails the crawl that meets it.
 pub fn none_if_missing(result: Result<Value, AdoError>) -> Result<Option<Value>, AdoError> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(AdoError::NotFound { .. }) => Ok(None),
+        Err(e) if e.says_missing(CONTENT_MISSING) => Ok(None),
         Err(e) => Err(e),
     }
 }

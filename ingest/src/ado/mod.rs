@@ -13,6 +13,7 @@ pub mod ids;
 mod live_reads;
 pub mod organization;
 mod paging;
+mod pull_request_writes;
 mod runs;
 
 use futures_util::{Stream, TryStreamExt};
@@ -21,7 +22,7 @@ use serde_json::Value;
 pub use auth::{AdoAuth, TokenProvider};
 pub use budget::{Lane, LaneLimits};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
-pub use error::{AdoError, ErrorClass};
+pub use error::{AdoError, CONTENT_MISSING, ErrorClass};
 pub use git_content::{GitVersion, Recursion, WikiPageRef, none_if_missing};
 pub use ids::{
     BoardId, BuildId, CommitId, EnvironmentId, OrganizationName, PipelineId, ProjectId,
@@ -30,6 +31,7 @@ pub use ids::{
 };
 pub use live_reads::{Current, Gone, HookHost};
 pub use paging::{Page, paginate};
+pub use pull_request_writes::encode_segment;
 pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
@@ -108,12 +110,14 @@ impl AdoClient {
         values(url, self.get_json(url, &query).await?.body)
     }
 
-    /// One page of `GET {org}/_apis/projects` (continuation token paging).
+    /// One page of `GET {org}/_apis/projects` (continuation token paging), with each
+    /// project's `capabilities` (source control, process template), as the Python integration
+    /// lists them, so that `__project` carries them too.
     pub async fn projects_page(&self, continuation_token: Option<&str>) -> Result<Page, AdoError> {
         let url = self.url("_apis/projects");
         let top = PROJECTS_PAGE_SIZE.to_string();
-        self.get_page(&url, vec![("$top", top.as_str())], continuation_token)
-            .await
+        let query = vec![("$top", top.as_str()), ("includeCapabilities", "true")];
+        self.get_page(&url, query, continuation_token).await
     }
 
     /// Every project of the organization, all pages of [`AdoClient::projects_page`], in order.
@@ -180,8 +184,8 @@ impl AdoClient {
         values(&url, self.get_json(&url, &query).await?.body)
     }
 
-    /// The text of `path` on `branch` (e.g. `refs/heads/main`) of a repository; `None` when the
-    /// file does not exist.
+    /// The text of `path` on `branch` (e.g. `refs/heads/main`) of a repository; `None` when
+    /// Azure DevOps says the file (or the branch) does not exist ([`CONTENT_MISSING`]).
     pub async fn file_text(
         &self,
         project_id: &ProjectId,
@@ -209,7 +213,7 @@ impl AdoClient {
                     .unwrap_or_default()
                     .to_string(),
             )),
-            Err(AdoError::NotFound { .. }) => Ok(None),
+            Err(e) if e.says_missing(CONTENT_MISSING) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -277,17 +281,20 @@ impl AdoClient {
             .collect())
     }
 
-    /// One continuation-token page of `GET {vsrm}/{project}/_apis/release/releases`.
+    /// One continuation-token page of `GET {vsrm}/{project}/_apis/release/releases` with the
+    /// filters `params` (`statusFilter`, `tagFilter`, `$expand`, …).
     pub async fn releases_page(
         &self,
         project_id: &ProjectId,
+        params: &[(&str, &str)],
         top: usize,
         continuation_token: Option<&str>,
     ) -> Result<Page, AdoError> {
         let url = self.service_url("vsrm", &format!("{project_id}/_apis/release/releases"));
         let top = top.to_string();
-        self.get_page(&url, vec![("$top", top.as_str())], continuation_token)
-            .await
+        let mut query = params.to_vec();
+        query.push(("$top", top.as_str()));
+        self.get_page(&url, query, continuation_token).await
     }
 
     /// `GET {vsrm}/{project}/_apis/release/releases/{id}`.

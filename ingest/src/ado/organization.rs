@@ -47,6 +47,34 @@ pub fn organization_name(organization_url: &str) -> OrganizationName {
     OrganizationName::new(*segments.last().unwrap_or(&host))
 }
 
+/// The `__organizationName` the Python integration stamps (its `extract_org_name_from_url`),
+/// which mappings moved from it read, so it is reproduced exactly rather than being
+/// [`organization_name`]:
+/// - `https://dev.azure.com/{org}` (or a `*.dev.azure.com` host) → `{org}` as written;
+/// - `https://{org}.visualstudio.com` → `{org}` in lower case (the host name lower-cased);
+/// - anything else, an Azure DevOps Server collection included → the organization URL itself.
+pub fn stamped_organization_name(organization_url: &str) -> String {
+    let url = organization_url.trim().trim_end_matches('/');
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = host_port
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host_port, |(host, _)| host)
+        .to_ascii_lowercase();
+    if host == "dev.azure.com" || host.ends_with(".dev.azure.com") {
+        return match path.trim_matches('/').split('/').next() {
+            Some(org) if !org.is_empty() => org.to_string(),
+            _ => url.to_string(),
+        };
+    }
+    if let Some(org) = host.strip_suffix(".visualstudio.com") {
+        return org.to_string();
+    }
+    url.to_string()
+}
+
 /// One organization's stamp, computed once and applied to every item read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrganizationStamp {
@@ -60,7 +88,7 @@ impl OrganizationStamp {
         let url = organization_url.trim_end_matches('/');
         Self {
             url: Value::String(url.to_string()),
-            name: Value::String(organization_name(url).into()),
+            name: Value::String(stamped_organization_name(url)),
         }
     }
 
@@ -83,6 +111,25 @@ impl OrganizationStamp {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stamped_names_are_the_python_integrations() {
+        for (url, expected) in [
+            ("https://dev.azure.com/acme", "acme"),
+            ("https://dev.azure.com/Acme-Corp/", "Acme-Corp"),
+            ("https://dev.azure.com", "https://dev.azure.com"),
+            ("https://Acme.VisualStudio.com/", "acme"),
+            ("https://acme.visualstudio.com/DefaultCollection", "acme"),
+            ("https://a.b.visualstudio.com/Coll", "a.b"),
+            (
+                "https://tfs.corp.example/tfs/DefaultCollection/",
+                "https://tfs.corp.example/tfs/DefaultCollection",
+            ),
+            ("http://127.0.0.1:41234/acme", "http://127.0.0.1:41234/acme"),
+        ] {
+            assert_eq!(stamped_organization_name(url), expected, "{url}");
+        }
+    }
 
     #[test]
     fn names_are_parsed_from_every_url_form() {

@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 use super::KindCrawl;
 use super::glob::{Glob, is_glob};
 use super::{Pages, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, none_if_missing, repository_ids};
+use crate::ado::{
+    AdoClient, AdoError, CONTENT_MISSING, GitVersion, Recursion, none_if_missing, repository_ids,
+};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{self, FileSelector, SelectorError};
@@ -110,12 +112,6 @@ pub(crate) fn relative_to(directory: &str, name: &str) -> String {
     format!("/{}", segments.join("/"))
 }
 
-/// The directory of a file path (`/docs/guide.md` → `/docs`).
-pub(crate) fn directory_of(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(dir, _)| dir)
-}
-
-/// The repository's project id and id.
 /// What reading one file gave.
 #[derive(Debug)]
 pub(crate) enum FileRead {
@@ -190,33 +186,24 @@ pub(crate) async fn file_of_item(
         return Ok(FileRead::Skipped);
     }
     let item_path = text(&item, "path").unwrap_or(path);
-    let metadata = item.get("contentMetadata").cloned().unwrap_or(Value::Null);
-    let file_name = item_path.rsplit('/').next().unwrap_or_default();
-    let mut file = json!({
+    // The Python integration's fields exactly: it lists files through `itemsbatch` without
+    // content metadata, so its items have no `encoding`, `contentType`, `fileName` or
+    // `extension`. `commitId` is kept even when null, as it writes it.
+    let file = json!({
         "path": item_path.trim_start_matches('/'),
         "objectId": item.get("objectId"),
         "size": raw.len(),
         "isFolder": false,
         "commitId": item.get("commitId"),
-        "encoding": metadata.get("encoding"),
-        "contentType": metadata.get("contentType"),
-        "fileName": metadata.get("fileName").and_then(Value::as_str).unwrap_or(file_name),
-        "extension": metadata.get("extension").cloned().unwrap_or_else(|| json!(file_name.rsplit_once('.').map(|(_, e)| e).unwrap_or_default())),
         "content": {"raw": raw, "parsed": parse_content(raw)},
     });
-    if let Value::Object(map) = &mut file {
-        map.retain(|_, v| !v.is_null());
-    }
     let mut out = json!({"file": file, "repo": repository});
     if !included.is_empty() {
-        let files = included_files(
-            client,
-            repository,
-            directory_of(item_path),
-            included,
-            version,
-        )
-        .await?;
+        // From the repository's root, not the file's folder: the Python integration looks for
+        // the file's folder at the item's top-level `path`, which a `file` item does not have
+        // (it is `file.path`), so it always resolves them from the root. Mappings moved from it
+        // rely on that.
+        let files = included_files(client, repository, "", included, version).await?;
         out = super::enrich(out, "__includedFiles", &files);
     }
     Ok(FileRead::Item(out))
@@ -317,7 +304,8 @@ impl Crawler {
                         .await
                     {
                         Ok(items) => lists.push(items),
-                        Err(AdoError::NotFound { .. }) => {}
+                        // Azure DevOps says the path is not in the repository: none there.
+                        Err(e) if e.says_missing(CONTENT_MISSING) => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -363,6 +351,5 @@ mod tests {
         assert_eq!(relative_to("", "README.md"), "/README.md");
         assert_eq!(relative_to("/docs/a", "../b.md"), "/docs/b.md");
         assert_eq!(relative_to("/docs", "/CODEOWNERS"), "/CODEOWNERS");
-        assert_eq!(directory_of("/docs/guide.md"), "/docs");
     }
 }

@@ -14,7 +14,7 @@ use super::KindCrawl;
 use super::files::included_files;
 use super::glob::{Glob, is_glob};
 use super::{Pages, enrich, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, Recursion, repository_ids};
+use crate::ado::{AdoClient, AdoError, CONTENT_MISSING, GitVersion, Recursion, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
 use crate::selector::{self, FolderSelector, SelectorError};
@@ -118,13 +118,26 @@ pub(crate) async fn matching_folders(
         .await
     {
         Ok(items) => items,
-        Err(AdoError::NotFound { .. }) => return Ok(Vec::new()),
+        // Azure DevOps says the path (or the branch) is not in the repository: no folders.
+        Err(e) if e.says_missing(CONTENT_MISSING) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    // The listing includes its scope folder: the root for a top-level pattern. The Python
+    // integration matches the root's path as "" (it strips slashes), which a pattern of only
+    // `*` matches, so `*` also yields the root folder there; so it does here.
+    let root_matches = !source.is_empty() && source.chars().all(|c| c == '*');
     let folders: Vec<Value> = items
         .into_iter()
         .filter(|i| i.get("isFolder").and_then(Value::as_bool) == Some(true))
-        .filter(|i| text(i, "path").is_some_and(|p| p != "/" && rule.glob.matches(p)))
+        .filter(|i| {
+            text(i, "path").is_some_and(|p| {
+                if p == "/" {
+                    root_matches
+                } else {
+                    rule.glob.matches(p)
+                }
+            })
+        })
         .collect();
     let version = &version;
     stream::iter(folders)

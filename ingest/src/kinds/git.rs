@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::KindCrawl;
 use super::items::{ItemBuilder, ListEnrichment};
 use super::{Pages, enrich, text};
-use crate::ado::{AdoError, ProjectId, repository_ids};
+use crate::ado::{ProjectId, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler, ResyncCache};
 use crate::selector::PullRequestSelector;
 
@@ -64,7 +64,8 @@ impl Crawler {
         )
         .map(|id| async move {
             match self.client.repositories(&id).await {
-                Err(AdoError::NotFound { .. }) => Ok(Vec::new()),
+                // The project went away between the list and the read.
+                Err(e) if e.unit_gone() => Ok(Vec::new()),
                 other => other,
             }
         })

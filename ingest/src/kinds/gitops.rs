@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::KindCrawl;
 use super::{Pages, repository_units, text};
-use crate::ado::{AdoClient, AdoError, GitVersion, ProjectId, RepositoryId, none_if_missing};
+use crate::ado::{
+    AdoClient, AdoError, CONTENT_MISSING, GitVersion, ProjectId, RepositoryId, none_if_missing,
+};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::GitopsPlan;
 use adoport_shared::messages::GITOPS_KIND;
@@ -226,8 +228,9 @@ impl Crawler {
         let version = GitVersion::Branch(gitops.tracked_ref(&repository));
         let (project, id) = (ProjectId::new(project), RepositoryId::new(id));
         let read = match read_specs(&self.client, gitops, &project, &id, &version).await {
-            // The tracked branch does not exist in this repository: nothing to read.
-            Err(AdoError::NotFound { .. }) => return Ok(()),
+            // Azure DevOps says the tracked branch (or the repository) does not exist: nothing
+            // to read. Any other 404 fails the kind.
+            Err(e) if e.says_missing(CONTENT_MISSING) => return Ok(()),
             other => other?,
         };
         for broken in &read.broken {

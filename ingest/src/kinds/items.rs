@@ -32,7 +32,7 @@ pub(crate) fn pipeline_run(run: Value, project: &Value, pipeline: &Value) -> Val
 }
 
 /// A `pipeline-stage` item: a `Stage` timeline record with `__project` and `__build` (the
-/// build as the builds list has it).
+/// build as the `build` kind has it: with `__projectId` and `__project`).
 pub(crate) fn pipeline_stage(record: Value, project: &Value, build: &Value) -> Value {
     enrich(enrich(record, "__project", project), "__build", build)
 }
@@ -192,11 +192,13 @@ impl<'a> ItemBuilder<'a> {
     }
 }
 
-/// The fields of a project as `GET _apis/projects` lists it (a `TeamProjectReference`): what
-/// the crawler puts in `__project`. `GET _apis/projects/{id}` answers more (`_links`,
-/// `defaultTeam`, `capabilities`); live events read that and keep only these.
+/// The fields of a project as `GET _apis/projects?includeCapabilities=true` lists it (a
+/// `TeamProjectReference` with `capabilities`): what the crawler puts in `__project`.
+/// `GET _apis/projects/{id}` answers more (`_links`, `defaultTeam`); live events read that and
+/// keep only these.
 const LISTED_PROJECT_FIELDS: &[&str] = &[
     "id",
+    "capabilities",
     "name",
     "abbreviation",
     "description",
@@ -244,7 +246,8 @@ mod tests {
         assert_eq!(
             listed_project(full),
             json!({"id": "p", "name": "P", "url": "u", "state": "wellFormed",
-                "revision": 3, "visibility": "private", "lastUpdateTime": "t"})
+                "revision": 3, "visibility": "private", "lastUpdateTime": "t",
+                "capabilities": {"versioncontrol": {}}})
         );
         assert_eq!(
             listed_pipeline(json!({"id": 1, "configuration": {"type": "yaml"}})),

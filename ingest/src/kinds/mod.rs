@@ -9,9 +9,13 @@
 //! budget, every page handed to the publisher as it arrives through a bounded channel.
 //!
 //! Failure semantics, the same for every kind: a 403 for one project or repository skips it
-//! with a warning and marks the kind failed; a 404 means the object went away between the list
-//! and the read, and is skipped; a refused token stops the whole crawl; any other error marks
-//! the kind failed (no stale entity of a failed kind is deleted).
+//! with a warning and marks the kind failed; a 404 in which Azure DevOps says the unit's
+//! project or repository no longer exists ([`AdoError::unit_gone`]) means the unit went away
+//! between the list and the read, and is skipped; any other 404 — a later page, a
+//! sub-resource, a 404 that names nothing — is a failed read like any other, never "none"
+//! (only where Azure DevOps' contract says a 404 means "none" does the kind's code say so,
+//! at the call); a refused token stops the whole crawl; any other error marks the kind failed
+//! (no stale entity of a failed kind is deleted).
 
 pub(crate) mod files;
 pub(crate) mod folders;
@@ -180,7 +184,7 @@ kinds! {
     Board: AzureDevops, crawl_boards, [];
     Column: AzureDevops, crawl_boards, [];
     WorkItem: WorkItem, crawl_work_items, [WorkItem];
-    Release: Bare, crawl_releases, [Release];
+    Release: Release, crawl_releases, [Release];
     Pipeline: Pipeline, crawl_project_list, [Pipeline];
     Build: Build, crawl_project_list, [Build];
     Environment: AzureDevops, crawl_project_list, [];
@@ -268,8 +272,8 @@ impl Crawler {
                         let mut failures = failures_ref.lock().unwrap_or_else(|p| p.into_inner());
                         match outcome {
                             Ok(()) => {}
-                            Err(AdoError::NotFound { url, .. }) => {
-                                tracing::debug!(kind = name, unit = %label, %url, "gone between list and read; skipped");
+                            Err(e) if e.unit_gone() => {
+                                tracing::debug!(kind = name, unit = %label, error = %e, "gone between list and read; skipped");
                             }
                             Err(e @ AdoError::Forbidden { .. }) => {
                                 tracing::warn!(kind = name, unit = %label, error = %e, "access denied; skipped, and the kind is marked failed so that none of its entities are deleted");

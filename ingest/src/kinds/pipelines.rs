@@ -1,6 +1,7 @@
 //! Project-scoped list kinds read with `$top` and continuation tokens: `pipeline`
 //! (`__projectId`), `build` (`__projectId`, `__project`; newest queue time first), `environment`,
-//! `release-definition` (`__project`; selector `expand`, default `environments`) and
+//! `release-definition` (`__project`; selectors `expand`, default `environments`, and
+//! `tagFilter`) and
 //! `release-deployment` (both on the release management host), plus `branch` (per healthy
 //! repository: `{name, refName, objectId, __repository}`).
 
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::KindCrawl;
 use super::items::{self, ListEnrichment};
+use super::releases::distinct;
 use super::{Pages, text};
 use crate::ado::{AdoError, ProjectId, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler};
@@ -45,42 +47,48 @@ impl Crawler {
         let Some((kind, spec)) = plan.known().and_then(|k| Some((k, list_kind(k)?))) else {
             return Ok(());
         };
-        let mut extra: Vec<(&str, String)> = Vec::new();
-        match kind {
-            Kind::Build => extra.push(("queryOrder", "queueTimeDescending".into())),
+        // One listing per project for each distinct parameter set of the kind's resources.
+        let sets: Vec<Vec<(&str, String)>> = match kind {
+            Kind::Build => vec![vec![("queryOrder", "queueTimeDescending".into())]],
             Kind::ReleaseDefinition => {
                 let selectors = plan.selectors::<ReleaseDefinitionSelector>()?;
                 let expand = ReleaseDefinitionSelector::expand(&selectors);
-                extra.push(("$expand", expand.to_string()));
+                distinct(selectors.iter().map(|s| {
+                    let mut set = vec![("$expand", expand.to_string())];
+                    set.extend(s.params());
+                    set
+                }))
             }
-            _ => {}
-        }
+            _ => vec![Vec::new()],
+        };
         let enrichment = &ListEnrichment::of(plan)?;
         let top = self.limits.page;
         let units = self.project_units(crawl.cache).await?;
-        let (spec, extra) = (&spec, &extra);
+        let (spec, sets) = (&spec, &sets);
         self.fan_out(
             &mut crawl,
             units,
             |project: Value, pages: Pages| async move {
                 let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                let query: Vec<(&str, &str)> =
-                    extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let mut listing = pin!(self.client.project_list(
-                    spec.service,
-                    &project_id,
-                    spec.path,
-                    &query,
-                    top
-                ));
-                while let Some(listed) = listing.try_next().await? {
-                    let items: Vec<Value> = listed
-                        .into_iter()
-                        .map(|item| items::project_list_item(kind, item, &project))
-                        .collect();
-                    pages
-                        .send(self.items().list_items(enrichment, items).await?)
-                        .await?;
+                for set in sets {
+                    let query: Vec<(&str, &str)> =
+                        set.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let mut listing = pin!(self.client.project_list(
+                        spec.service,
+                        &project_id,
+                        spec.path,
+                        &query,
+                        top
+                    ));
+                    while let Some(listed) = listing.try_next().await? {
+                        let items: Vec<Value> = listed
+                            .into_iter()
+                            .map(|item| items::project_list_item(kind, item, &project))
+                            .collect();
+                        pages
+                            .send(self.items().list_items(enrichment, items).await?)
+                            .await?;
+                    }
                 }
                 Ok(())
             },

@@ -5,7 +5,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::KindCrawl;
-use crate::ado::{AdoError, ProjectId};
+use crate::ado::ProjectId;
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler};
 use crate::kind::Kind;
 use crate::selector::AzureDevopsSelector;
@@ -28,9 +28,16 @@ impl Crawler {
             let full: Vec<Value> = stream::iter(page.iter().filter_map(project_id))
                 .map(|id| async move {
                     match self.client.project(&id).await {
-                        Ok(project) => Ok(Some(project)),
+                        // As the Python integration reads a project alone (no
+                        // `includeCapabilities`): the full project without `capabilities`.
+                        Ok(mut project) => {
+                            if let Some(map) = project.as_object_mut() {
+                                map.remove("capabilities");
+                            }
+                            Ok(Some(project))
+                        }
                         // Deleted between list and read: nothing to sync.
-                        Err(AdoError::NotFound { .. }) => Ok(None),
+                        Err(e) if e.unit_gone() => Ok(None),
                         Err(e) => Err(e),
                     }
                 })

@@ -24,6 +24,7 @@ use super::items::{self, ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::{Pages, enrich, is_fatal, text};
 use crate::ado::{AdoError, BuildId, CommitId, EnvironmentId, PipelineId, ProjectId, RepositoryId};
 use crate::crawl_context::{CrawlError, Crawler};
+use crate::kind::Kind;
 
 /// An id field as URL text, whether Azure DevOps gave it as a number or a string.
 pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
@@ -34,11 +35,22 @@ pub(crate) fn id_text(value: &Value, key: &str) -> Option<String> {
     }
 }
 
-/// `Ok(None)` for a 404 (the object went away between the list and the read).
+/// `typeKey`s of 404s that say a build, a build definition, a pipeline or an environment does
+/// not exist (any more).
+const OBJECT_GONE: &[&str] = &[
+    "BuildNotFoundException",
+    "DefinitionNotFoundException",
+    "PipelineNotFoundException",
+    "EnvironmentNotFoundException",
+];
+
+/// `Ok(None)` for a 404 in which Azure DevOps says the object read (the build, definition,
+/// pipeline or environment the listing belongs to) went away between the list and the read
+/// ([`OBJECT_GONE`]); any other 404 is the error it is.
 fn unless_gone<T>(outcome: Result<T, AdoError>) -> Result<Option<T>, AdoError> {
     match outcome {
         Ok(value) => Ok(Some(value)),
-        Err(AdoError::NotFound { .. }) => Ok(None),
+        Err(e) if e.says_missing(OBJECT_GONE) || e.unit_gone() => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -232,6 +244,9 @@ impl Crawler {
                         let Some(id) = id_text(&build, "id").map(BuildId::new) else {
                             return Ok(Vec::new());
                         };
+                        // `__build` is the build as the `build` kind has it (with
+                        // `__projectId` and `__project`), as the Python integration nests it.
+                        let enriched = items::project_list_item(Kind::Build, build, project);
                         let records =
                             unless_gone(self.client.build_timeline_records(project_id, &id).await)?
                                 .unwrap_or_default();
@@ -239,7 +254,7 @@ impl Crawler {
                             records
                                 .into_iter()
                                 .filter(items::is_stage)
-                                .map(|r| items::pipeline_stage(r, project, &build))
+                                .map(|r| items::pipeline_stage(r, project, &enriched))
                                 .collect(),
                         )
                     })

@@ -62,6 +62,9 @@ pub(crate) fn flatten_areas(root: Value, project: &Value) -> Vec<Value> {
     out
 }
 
+/// `typeKey`s of a 404 saying a team is gone.
+const TEAM_GONE: &[&str] = &["TeamNotFoundException"];
+
 impl Crawler {
     /// Every member of a team, page by page of `$top`.
     async fn all_team_members(&self, team: &Value) -> Result<Vec<Value>, AdoError> {
@@ -96,7 +99,8 @@ impl Crawler {
         if members {
             match self.all_team_members(&team).await {
                 Ok(list) => team = enrich(team, "__members", &Value::Array(list)),
-                Err(AdoError::NotFound { .. }) => return Ok(Ok(None)),
+                // The team (or its project) went away between the list and the read.
+                Err(e) if e.says_missing(TEAM_GONE) || e.unit_gone() => return Ok(Ok(None)),
                 Err(e) if is_fatal(&e) => return Err(e),
                 Err(e) => {
                     let name = text(&team, "name").unwrap_or("?");
@@ -219,7 +223,7 @@ impl Crawler {
                     {
                         Ok(iterations) => iterations,
                         // The team went away between the list and the read.
-                        Err(AdoError::NotFound { .. }) => continue,
+                        Err(e) if e.says_missing(TEAM_GONE) => continue,
                         Err(e) => return Err(e),
                     };
                     let items = iterations

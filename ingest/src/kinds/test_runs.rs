@@ -29,6 +29,11 @@ pub(crate) struct TestRunEnrichment {
     coverage: Option<Option<u64>>,
 }
 
+/// `typeKey`s of a 404 saying a test run is gone.
+const RUN_GONE: &[&str] = &["TestObjectNotFoundException", "TestRunNotFoundException"];
+/// `typeKey`s of a 404 saying a build is gone.
+const BUILD_GONE: &[&str] = &["BuildNotFoundException"];
+
 impl TestRunEnrichment {
     /// The union over the kind's resources: results unless every resource turns them off,
     /// coverage when any resource asks for it (with the first flags given).
@@ -103,7 +108,9 @@ impl ItemBuilder<'_> {
                         .build_code_coverage(project_id, &build_id, flags)
                         .await
                     {
-                        Ok(Value::Null) | Err(AdoError::NotFound { .. }) => json!({}),
+                        Ok(Value::Null) => json!({}),
+                        // The run's build is gone: no coverage, as the Python integration has it.
+                        Err(e) if e.says_missing(BUILD_GONE) => json!({}),
                         Ok(coverage) => coverage,
                         Err(e) => return Err(e),
                     }
@@ -114,7 +121,9 @@ impl ItemBuilder<'_> {
         Ok(run)
     }
 
-    /// Every result of a test run (`$top`/`$skip` until a short page; none if the run is gone).
+    /// Every result of a test run (`$top`/`$skip` until a short page). None if Azure DevOps
+    /// says on the first page that the run is gone; a 404 on a later page fails the read (the
+    /// results are not "the ones read so far").
     async fn test_results(
         &self,
         project_id: &ProjectId,
@@ -129,7 +138,7 @@ impl ItemBuilder<'_> {
                 .await
             {
                 Ok(page) => page,
-                Err(AdoError::NotFound { .. }) => return Ok(all),
+                Err(e) if all.is_empty() && e.says_missing(RUN_GONE) => return Ok(all),
                 Err(e) => return Err(e),
             };
             let short = page.len() < top;

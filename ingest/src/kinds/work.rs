@@ -22,18 +22,58 @@ const CONCURRENT_BATCHES: usize = 4;
 
 /// The WIQL for the ids of one project after `after`, in id order (so that a result over the
 /// API's 20,000 limit is read in id ranges). The user's clause is wrapped in parentheses and
-/// the project name is escaped.
+/// the project name is escaped. An `ORDER BY` the clause ends with (any case) is left out:
+/// inside the parentheses it would make the query invalid, and the order items are read in
+/// changes nothing in the catalog, while ordering by id lets every item be read (the Python
+/// integration keeps the user's order instead and then reads at most 20,000 per project).
 pub(crate) fn wiql_query(project_name: &str, clause: Option<&str>, after: u64) -> String {
     let project = project_name.replace('\'', "''");
     let mut query =
         format!("SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = '{project}'");
-    if let Some(clause) = clause.map(str::trim).filter(|c| !c.is_empty()) {
+    let filter = clause.map(|c| without_order_by(c).trim());
+    if let Some(clause) = filter.filter(|c| !c.is_empty()) {
         query.push_str(&format!(" AND ({clause})"));
     }
     query.push_str(&format!(
         " AND [System.Id] > {after} ORDER BY [System.Id] ASC"
     ));
     query
+}
+
+/// `clause` up to its `ORDER BY` (the keywords in any case, separated by any white space,
+/// outside quoted literals and bracketed field names), or all of it.
+fn without_order_by(clause: &str) -> &str {
+    let bytes = clause.as_bytes();
+    let word_at = |at: usize, word: &str| {
+        let end = at + word.len();
+        clause
+            .get(at..end)
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+            && (at == 0 || !is_word(bytes[at - 1]))
+            && bytes.get(end).is_none_or(|b| !is_word(*b))
+    };
+    let mut quote = None;
+    for (at, byte) in bytes.iter().enumerate() {
+        match (quote, byte) {
+            (Some(q), b) if *b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(*byte),
+            (None, b'[') => quote = Some(b']'),
+            (None, _) if word_at(at, "order") => {
+                let rest = &clause[at + "order".len()..];
+                let by = rest.len() - rest.trim_start().len();
+                if by > 0 && word_at(at + "order".len() + by, "by") {
+                    return &clause[..at];
+                }
+            }
+            _ => {}
+        }
+    }
+    clause
+}
+
+fn is_word(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
 }
 
 /// The column items of one board (already carrying `__project`).
@@ -219,6 +259,34 @@ mod tests {
             "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'O''Brien' AND ([System.State] = 'New') AND [System.Id] > 40 ORDER BY [System.Id] ASC"
         );
         assert!(!wiql_query("p", None, 0).contains("AND ()"));
+    }
+
+    #[test]
+    fn a_clauses_order_by_is_left_out_so_the_query_still_pages_by_id() {
+        let paged = |clause| wiql_query("p", Some(clause), 7);
+        let expected = "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND ([System.State] = 'New') AND [System.Id] > 7 ORDER BY [System.Id] ASC";
+        for clause in [
+            "[System.State] = 'New' ORDER BY [System.ChangedDate] DESC",
+            "[System.State] = 'New' order by [System.Id]",
+            "[System.State] = 'New'\n\tOrder\n By [System.Title] asc, [System.Id] desc",
+            "[System.State] = 'New'",
+        ] {
+            assert_eq!(paged(clause), expected, "{clause}");
+        }
+        let only_order = wiql_query("p", Some("ORDER BY [System.Id] DESC"), 0);
+        assert_eq!(
+            only_order,
+            "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND [System.Id] > 0 ORDER BY [System.Id] ASC"
+        );
+        // Inside a literal or a field name, the words are not the clause.
+        for kept in [
+            "[System.Title] CONTAINS 'order by date'",
+            "[Custom.Order By] = 1",
+            "[System.Title] = \"x ORDER BY y\"",
+            "[Custom.Reorder] = 1 AND [Custom.BY] = 2",
+        ] {
+            assert!(paged(kept).contains(&format!("AND ({kept})")), "{kept}");
+        }
     }
 
     #[test]

@@ -333,7 +333,8 @@ pub struct OceanSettings {
     /// `status_heartbeat_interval_seconds`, 10; 1 to 3600, Ocean requires more than 0).
     #[serde(deserialize_with = "flex::u64")]
     pub status_heartbeat_interval_seconds: u64,
-    /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline`).
+    /// `OCEAN__ACTIONS_PROCESSOR__…`: running Port's self-service actions (`trigger_pipeline` and
+    /// the pull-request actions).
     pub actions_processor: ActionsProcessor,
     /// Whether `env`/`$ENV` in a mapping's jq hold the process environment (its secrets left
     /// out, see [`JqEnvironment`]) or nothing.
@@ -718,10 +719,32 @@ impl HealthSettings {
     pub const DEFAULT_LISTEN: &str = "0.0.0.0:9000";
 }
 
+/// `APPLICATION__…`: Ocean's application settings (its `ApplicationSettings`, read from the
+/// environment under that prefix). Only `ENABLE_HTTP_LOGGING` means something to adoport;
+/// the others are reported as unused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApplicationSettings {
+    /// Whether the roles ship their log lines to Port's log view (the integration record's
+    /// `logAttributes.ingestUrl`), as Ocean does by default.
+    #[serde(deserialize_with = "flex::bool")]
+    pub enable_http_logging: bool,
+}
+
+impl Default for ApplicationSettings {
+    fn default() -> Self {
+        Self {
+            enable_http_logging: true,
+        }
+    }
+}
+
 /// Everything a process is configured with.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub ocean: OceanSettings,
+    /// `APPLICATION__…` (Ocean's application settings).
+    pub application: ApplicationSettings,
     pub pipeline: PipelineSettings,
     /// Proxies and extra trusted CAs (`HTTPS_PROXY`, `SSL_CERT_FILE`, …) for every HTTP client.
     pub network: NetworkSettings,
@@ -807,6 +830,9 @@ impl Settings {
         let pipeline_tree = env::tree("ADOPORT", vars.iter().cloned())?;
         let mut unused = Vec::new();
         let ocean: OceanSettings = parse_tree("OCEAN", ocean_tree, &mut unused)?;
+        let application_tree = env::tree("APPLICATION", vars.iter().cloned())?;
+        let application: ApplicationSettings =
+            parse_tree("APPLICATION", application_tree, &mut unused)?;
         let mut denied = Vec::new();
         let pipeline: PipelineSettings = parse_tree("ADOPORT", pipeline_tree, &mut denied)?;
         let network = NetworkSettings::from_vars(&vars)?;
@@ -818,6 +844,7 @@ impl Settings {
             JqEnvironment::from_vars(ocean.allow_environment_variables_jq_access, &vars);
         let settings = Settings {
             ocean,
+            application,
             pipeline,
             network,
             unused,
@@ -1042,6 +1069,37 @@ impl Settings {
                 integration.integration_type.trim().to_ascii_lowercase()
             ),
         }
+    }
+
+    /// Every secret value configured, to be masked in what leaves the process (the log lines
+    /// shipped to Port): the Port credentials (Ocean masks the client id too), the Azure
+    /// DevOps personal access token or service principal secret, the webhook secret, and the
+    /// broker's password.
+    pub fn secret_values(&self) -> Vec<String> {
+        let config = &self.ocean.integration.config;
+        let mut values: Vec<String> = [
+            self.ocean.port.client_secret.as_ref(),
+            config.personal_access_token.as_ref(),
+            config.client_secret.as_ref(),
+            config.webhook_secret.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|secret| secret.expose().to_string())
+        .collect();
+        values.extend(self.ocean.port.client_id.clone());
+        if let Some(password) = self
+            .pipeline
+            .broker
+            .url
+            .as_ref()
+            .and_then(|url| url::Url::parse(url.expose()).ok())
+            .and_then(|url| url.password().map(String::from))
+        {
+            values.push(password);
+        }
+        values.retain(|v| !v.trim().is_empty());
+        values
     }
 
     /// Port credentials and the integration's identity; required by every role that talks to Port.
@@ -1428,6 +1486,49 @@ mod tests {
         off.push(("OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS", "false"));
         let s = settings(&off).expect("valid");
         assert!(s.jq_environment.variables().is_empty());
+    }
+
+    #[test]
+    fn http_logging_is_on_by_default_and_ocean_turns_it_off() {
+        let s = Settings::from_vars(test_vars(&[])).expect("settings");
+        assert!(s.application.enable_http_logging);
+        let s = Settings::from_vars(test_vars(&[
+            ("APPLICATION__ENABLE_HTTP_LOGGING", "false"),
+            ("APPLICATION__PORT", "8000"),
+        ]))
+        .expect("settings");
+        assert!(!s.application.enable_http_logging);
+        assert_eq!(s.unused, ["APPLICATION__PORT"]);
+    }
+
+    #[test]
+    fn every_configured_secret_is_listed_for_masking() {
+        let s = Settings::from_vars(test_vars(&[
+            ("OCEAN__PORT__CLIENT_ID", "port-id"),
+            ("OCEAN__PORT__CLIENT_SECRET", "port-secret"),
+            (
+                "OCEAN__INTEGRATION__CONFIG__PERSONAL_ACCESS_TOKEN",
+                "the-pat",
+            ),
+            ("OCEAN__INTEGRATION__CONFIG__WEBHOOK_SECRET", "hook-secret"),
+            (
+                "ADOPORT__BROKER__URL",
+                "amqp://guest:broker-pass@127.0.0.1:5672/%2f",
+            ),
+        ]))
+        .expect("settings");
+        let mut values = s.secret_values();
+        values.sort();
+        assert_eq!(
+            values,
+            [
+                "broker-pass",
+                "hook-secret",
+                "port-id",
+                "port-secret",
+                "the-pat"
+            ]
+        );
     }
 
     #[test]

@@ -204,12 +204,15 @@ pub(crate) fn page_file(page: &str) -> String {
     format!("{}.md", page.replace(' ', "-"))
 }
 
-/// A project wiki.
+/// A project wiki, or a code wiki ([`AdoSim::publish_code_wiki`]; its pages are kept like a
+/// project wiki's).
 #[derive(Clone, Debug)]
 pub(crate) struct Wiki {
     pub id: String,
     pub name: String,
     pub project_id: String,
+    /// `codeWiki` rather than `projectWiki`.
+    pub code: bool,
 }
 
 /// Everything Git of the organization.
@@ -328,6 +331,7 @@ impl GitStore {
                 id: stable_id(KIND_WIKI, u32::try_from(index).unwrap_or(u32::MAX), 0),
                 name: format!("{}.wiki", project.name),
                 project_id: project.id.clone(),
+                code: false,
             };
             let tree = wiki_files(&project.name);
             let id = store.commit(&wiki.id, Vec::new(), tree.clone(), "Wiki created");
@@ -573,7 +577,39 @@ impl AdoSim {
         Some(result)
     }
 
-    /// The project wikis: `(wiki id, wiki name, project id)`.
+    /// Publishes a code wiki (`type: codeWiki`, named `{project} docs`) in the project named
+    /// `project_name`, with the pages of a seeded project wiki; its id, `None` without such
+    /// a project.
+    pub fn publish_code_wiki(&self, project_name: &str) -> Option<String> {
+        let mut org = lock(&self.state.organization);
+        let index = org.projects.iter().position(|p| p.name == project_name)?;
+        let project = org.projects[index].clone();
+        let count = org.git.wikis.len();
+        let wiki = Wiki {
+            id: stable_id(
+                KIND_WIKI,
+                u32::try_from(index).unwrap_or(u32::MAX),
+                u32::try_from(count).unwrap_or(u32::MAX),
+            ),
+            name: format!("{} docs", project.name),
+            project_id: project.id.clone(),
+            code: true,
+        };
+        let tree = wiki_files(&project.name);
+        let commit = org
+            .git
+            .commit(&wiki.id, Vec::new(), tree.clone(), "Wiki published");
+        let content = org.git.repositories.entry(wiki.id.clone()).or_default();
+        content.branches.insert(WIKI_BRANCH.to_string(), commit);
+        content.number_pages(&tree);
+        let id = wiki.id.clone();
+        org.git.wikis.push(wiki);
+        drop(org);
+        self.state.traffic.touch();
+        Some(id)
+    }
+
+    /// The wikis: `(wiki id, wiki name, project id)`.
     pub fn wikis(&self) -> Vec<(String, String, String)> {
         let org = lock(&self.state.organization);
         org.git

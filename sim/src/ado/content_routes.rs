@@ -496,7 +496,7 @@ fn wiki_json(org: &Organization, urls: &Urls, wiki: &Wiki) -> Value {
         "versions": [{"version": WIKI_BRANCH.trim_start_matches("refs/heads/")}],
         "url": format!("{}/{}/_apis/wiki/wikis/{}", urls.organization_url, wiki.project_id, wiki.id),
         "remoteUrl": format!("{}/{}/_wiki/wikis/{}", urls.organization_url, encode_segment(&project_name), encode_segment(&wiki.name)),
-        "type": "projectWiki",
+        "type": if wiki.code { "codeWiki" } else { "projectWiki" },
         "name": wiki.name,
         "projectId": wiki.project_id,
         "repositoryId": wiki.id,

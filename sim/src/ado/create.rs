@@ -74,6 +74,10 @@ impl AdoSim {
                 target_ref_name: "refs/heads/main".to_string(),
                 is_draft: false,
                 merge_commit,
+                source_commit: None,
+                closed_by: None,
+                completion_options: None,
+                threads: Vec::new(),
             });
             id
         };

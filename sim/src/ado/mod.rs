@@ -28,6 +28,7 @@
 //! | `GET /{org}/{project}/_apis/git/pullrequests` | pull requests of a project (`searchCriteria.repositoryId` optional) |
 //! | `GET /{org}/_apis/git/pullrequests/{pullRequestId}` | one pull request by id |
 //! | `GET /{org}/{project}/_apis/git/pullrequests/{pullRequestId}` | same, project-scoped |
+//! | `POST …/pullrequests`, `PATCH …/pullrequests/{pullRequestId}`, `…/reviewers`, `…/threads` | create, update, complete, abandon, reviewers, comment threads (see `pull_request_writes`) |
 //! | identity, team settings, area and project-property endpoints | see `identities.rs` |
 //! | `POST/GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs…` | pipeline runs (see `pipeline_runs`) |
 //! | `GET <unmatched>` (any method) | 404 |
@@ -49,7 +50,9 @@ mod live;
 mod organizations;
 mod pipeline_runs;
 pub mod pipelines;
+mod pull_request_writes;
 mod recycle;
+mod releases;
 mod request;
 mod routes;
 pub mod runs;
@@ -296,6 +299,21 @@ impl AdoSim {
         self.render_all(|org| &org.pull_requests, Organization::pull_request_json)
     }
 
+    /// The comment threads of a pull request, as `GET …/pullrequests/{id}/threads` returns
+    /// them; empty for an unknown pull request.
+    pub fn pull_request_threads(&self, pull_request_id: u64) -> Vec<Value> {
+        let urls = self.urls();
+        let org = lock(&self.state.organization);
+        org.pull_request(pull_request_id)
+            .map(|pr| {
+                pr.threads
+                    .iter()
+                    .map(|t| pull_request_writes::thread_json(&org, &urls, pr, t))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Renames a repository (no-op for an unknown id), for live-event tests.
     pub fn rename_repository(&self, repository_id: &str, new_name: &str) {
         {
@@ -412,6 +430,34 @@ impl AdoSim {
     /// The next `answers.len()` requests on `route` (a template key such as
     /// `"GET /{org}/_apis/projects"`) get these answers instead of the normal ones.
     pub fn fail_next(&self, route: &str, answers: Vec<ScriptedAnswer>) {
+        self.state.traffic.script(route, answers);
+    }
+
+    /// A read that fails mid-crawl: the next `normal` requests on `route` are answered as
+    /// usual, then one answers 404 with Azure DevOps' error body (`message`, `typeKey` from
+    /// the last dotted part of `type_name`; `NotFoundException` when `type_name` is empty).
+    pub fn not_found_after(&self, route: &str, normal: usize, message: &str, type_name: &str) {
+        let type_name = if type_name.is_empty() {
+            "Microsoft.VisualStudio.Services.WebApi.NotFoundException, Microsoft.VisualStudio.Services.WebApi"
+        } else {
+            type_name
+        };
+        let type_key = type_name
+            .split(',')
+            .next()
+            .and_then(|full| full.rsplit('.').next())
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "$id": "1",
+            "innerException": null,
+            "message": message,
+            "typeName": type_name,
+            "typeKey": type_key,
+            "errorCode": 0,
+            "eventId": 3000,
+        });
+        let mut answers = vec![ScriptedAnswer::normal(); normal];
+        answers.push(ScriptedAnswer::json(404, body));
         self.state.traffic.script(route, answers);
     }
 

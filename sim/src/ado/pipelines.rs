@@ -7,7 +7,7 @@
 //! | `GET /{org}/{project}/_apis/pipelines` | [`PIPELINES_PER_PROJECT`] pipelines |
 //! | `GET /{org}/{project}/_apis/build/builds` | [`BUILDS_PER_PIPELINE`] builds per pipeline, newest queue time first |
 //! | `GET /{org}/{project}/_apis/distributedtask/environments` | [`ENVIRONMENTS_PER_PROJECT`] environments |
-//! | `GET /{org}/{project}/_apis/release/definitions` | one release definition (id 1, the one releases name) |
+//! | `GET /{org}/{project}/_apis/release/definitions` | one release definition (id 1, the one releases name; filters: see `releases.rs`) |
 //! | `GET /{org}/{project}/_apis/release/deployments` | one deployment per release; `releaseId`, `definitionEnvironmentId` filter |
 //! | `GET /{org}/{project}/_apis/git/repositories/{repository}/refs` | `main` + one branch per pull request (`filter=heads/`) |
 
@@ -214,12 +214,6 @@ pub(super) async fn list_environments(request: AdoRequest) -> Result<Response, A
         ENVIRONMENTS_PER_PROJECT,
         Organization::environment_json,
     )
-}
-
-pub(super) async fn list_definitions(request: AdoRequest) -> Result<Response, AdoError> {
-    project_list(&request, |org, project, urls| {
-        vec![org.definition_json(urls, project)]
-    })
 }
 
 pub(super) async fn list_deployments(request: AdoRequest) -> Result<Response, AdoError> {

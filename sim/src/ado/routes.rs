@@ -9,15 +9,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Value, json};
 
 use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
 use super::seed::Urls;
 use super::{
-    AdoState, content_routes, core_routes, identities, live, pipeline_runs, pipelines, runs,
-    security, work,
+    AdoState, content_routes, core_routes, identities, live, pipeline_runs, pipelines,
+    pull_request_writes, releases, runs, security, work,
 };
 use crate::route_table::route_table;
 use crate::traffic::{lock, route_key};
@@ -34,7 +34,12 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
         ("/{org}[/{project}]/_apis/git/repositories",                               get(core_routes::list_repositories)),
         ("/{org}[/{project}]/_apis/git/repositories/{repository}",                  get(core_routes::get_repository)),
         ("/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests", get(core_routes::list_repository_pull_requests)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests", post(pull_request_writes::create)),
         ("/{org}/{project}/_apis/git/repositories/{repository}/pull(r|R)equests/{pullRequestId}", get(core_routes::get_pull_request)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests/{pullRequestId}", patch(pull_request_writes::update)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests/{pullRequestId}/reviewers", post(pull_request_writes::add_reviewers)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests/{pullRequestId}/threads", get(pull_request_writes::list_threads)),
+        ("/{org}[/{project}]/_apis/git/repositories/{repository}/pull(r|R)equests/{pullRequestId}/threads", post(pull_request_writes::create_thread)),
         ("/{org}/{project}/_apis/git/pull(r|R)equests",                             get(core_routes::list_project_pull_requests)),
         ("/{org}[/{project}]/_apis/git/pull(r|R)equests/{pullRequestId}",           get(core_routes::get_pull_request)),
         ("/{org}[/{project}]/_apis/git/repositories/{repository}/items",            get(content_routes::get_items)),
@@ -62,9 +67,9 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
         ("/{org}[/{project}]/_apis/wit/workitemsbatch",                             post(work::batch)),
         ("/{org}[/{project}]/_apis/wit/workitems",                                  get(work::list_by_ids)),
         ("/{org}[/{project}]/_apis/wit/workitems/{id}",                             get(work::work_item)),
-        ("/{org}/{project}/_apis/release/releases",                                 get(work::list_releases)),
+        ("/{org}/{project}/_apis/release/releases",                                 get(releases::list_releases)),
         ("/{org}/{project}/_apis/release/releases/{releaseId}",                     get(work::get_release)),
-        ("/{org}/{project}/_apis/release/definitions",                              get(pipelines::list_definitions)),
+        ("/{org}/{project}/_apis/release/definitions",                              get(releases::list_definitions)),
         ("/{org}/{project}/_apis/release/definitions/{definitionId}",               get(live::get_definition)),
         ("/{org}/{project}/_apis/release/deployments",                              get(pipelines::list_deployments)),
         ("/{org}/_apis/hooks/subscriptions",                                        get(work::list_subscriptions)),

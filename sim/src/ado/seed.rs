@@ -133,6 +133,26 @@ pub(crate) struct PullRequest {
     pub target_ref_name: String,
     pub is_draft: bool,
     pub merge_commit: String,
+    /// The source branch's commit the pull request was opened on (created through the API);
+    /// seeded pull requests render a fixed one.
+    pub source_commit: Option<String>,
+    /// Who closed it (completed or abandoned through the API); the creator otherwise.
+    pub closed_by: Option<usize>,
+    /// The `completionOptions` it was completed with.
+    pub completion_options: Option<Value>,
+    /// Comment threads, in creation order (ids from 1).
+    pub threads: Vec<PullRequestThread>,
+}
+
+/// One comment thread of a pull request.
+#[derive(Clone, Debug)]
+pub(crate) struct PullRequestThread {
+    pub id: u64,
+    /// `active`, `fixed`, `wontFix`, `closed`, `byDesign` or `pending`.
+    pub status: &'static str,
+    /// `(author, content)` of each comment (ids from 1), the first opening the thread.
+    pub comments: Vec<(usize, String)>,
+    pub published: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug)]
@@ -259,6 +279,10 @@ impl Organization {
                             target_ref_name: "refs/heads/main".to_string(),
                             is_draft: id.is_multiple_of(4) && !completed,
                             merge_commit: commit_id(pi, u32::try_from(id).unwrap_or(u32::MAX)),
+                            source_commit: None,
+                            closed_by: None,
+                            completion_options: None,
+                            threads: Vec::new(),
                         });
                     }
                 }
@@ -510,7 +534,7 @@ impl Organization {
             "mergeStatus": "succeeded",
             "isDraft": pr.is_draft,
             "mergeId": stable_id(KIND_COMMIT, 0xffff, u32::try_from(pr.id).unwrap_or(u32::MAX)),
-            "lastMergeSourceCommit": commit(&commit_id(1, u32::try_from(pr.id).unwrap_or(0))),
+            "lastMergeSourceCommit": commit(&pr.source_commit.clone().unwrap_or_else(|| commit_id(1, u32::try_from(pr.id).unwrap_or(0)))),
             "lastMergeTargetCommit": commit(&commit_id(2, u32::try_from(pr.id).unwrap_or(0))),
             "lastMergeCommit": commit(&pr.merge_commit),
             "reviewers": reviewers,
@@ -519,7 +543,13 @@ impl Organization {
         });
         if let (Some(closed), Value::Object(map)) = (pr.closed_date, &mut value) {
             map.insert("closedDate".into(), json!(ado_time(closed)));
-            map.insert("closedBy".into(), self.identity(urls, pr.created_by));
+            map.insert(
+                "closedBy".into(),
+                self.identity(urls, pr.closed_by.unwrap_or(pr.created_by)),
+            );
+        }
+        if let (Some(options), Value::Object(map)) = (&pr.completion_options, &mut value) {
+            map.insert("completionOptions".into(), options.clone());
         }
         value
     }

@@ -9,10 +9,10 @@
 //! | `GET /{org}/{project}/{team}/_apis/work/boards` | board references of a team |
 //! | `GET /{org}/{project}/{team}/_apis/work/boards/{board}` | the board with `columns[].stateMappings` |
 //! | `GET /{org}/{project}/_apis/git/policy/configurations` | branch policies, `repositoryId`, `refName` |
-//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N`, `[System.State] = '…'`, `[System.WorkItemType] = '…'` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337` |
+//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N`, `[System.State] = '…'`, `[System.WorkItemType] = '…'` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337`; an `ORDER BY` twice or inside parentheses → 400 `TF51006` |
 //! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
 //! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
-//! | `GET /{org}/{project}/_apis/release/releases` | releases newest first, `$top` (default 50), `continuationToken` |
+//! | `GET /{org}/{project}/_apis/release/releases` | see [`super::releases`] |
 //! | `GET /{org}/{project}/_apis/release/releases/{releaseId}` | one release |
 //! | `GET/POST /{org}/_apis/hooks/subscriptions`, `PUT/DELETE …/{subscriptionId}` | service-hook subscriptions (host rules, masked passwords: see [`super::live`]) |
 
@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::AdoState;
 use super::error::{AdoError, ado_json};
 use super::request::{AdoRequest, JsonBody};
-use super::routes::{continued_list, json_body, list, ok_json, parse_count, urls};
+use super::routes::{json_body, list, ok_json, parse_count, urls};
 use super::seed::{
     KIND_BOARD, KIND_COLUMN, Organization, Project, Repository, Urls, WORK_ITEM_STATES, WorkItem,
     ado_time, encode_segment, epoch, stable_id,
@@ -295,7 +295,7 @@ impl Organization {
         json!({
             "id": number,
             "name": format!("Release-{number}"),
-            "status": if number.is_multiple_of(4) { "abandoned" } else { "active" },
+            "status": super::releases::release_status(number),
             "createdOn": ado_time(created),
             "modifiedOn": ado_time(created + Duration::minutes(30)),
             "modifiedBy": self.identity(urls, (number as usize + 1) % users),
@@ -434,6 +434,46 @@ fn field_equals<'q>(query: &'q str, field: &str) -> Option<&'q str> {
     Some(&query[start..end])
 }
 
+/// WIQL takes one `ORDER BY`, at the end of the query, outside parentheses (keywords in any
+/// case; quoted literals and bracketed field names are not read as keywords); anything else is
+/// Azure DevOps' 400 syntax error.
+fn check_order_by(query: &str) -> Result<(), AdoError> {
+    let lower = query.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let (mut depth, mut quote, mut found) = (0i32, None::<u8>, Vec::new());
+    let word = |at: usize, w: &str| {
+        lower.get(at..at + w.len()) == Some(w)
+            && (at == 0 || !bytes[at - 1].is_ascii_alphanumeric())
+            && bytes
+                .get(at + w.len())
+                .is_none_or(|b| !b.is_ascii_alphanumeric())
+    };
+    for (at, byte) in bytes.iter().enumerate() {
+        match (quote, *byte) {
+            (Some(q), b) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(*byte),
+            (None, b'[') => quote = Some(b']'),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth -= 1,
+            (None, _) if word(at, "order") => {
+                let rest = &lower[at + 5..];
+                let gap = rest.len() - rest.trim_start().len();
+                if gap > 0 && word(at + 5 + gap, "by") {
+                    found.push(depth);
+                }
+            }
+            _ => {}
+        }
+    }
+    if found.len() > 1 || found.iter().any(|d| *d != 0) {
+        return Err(AdoError::bad_argument(
+            "TF51006: The query statement is missing a closing parenthesis or has an ORDER BY clause that is not at its end. Expecting end of string.",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn wiql(
     request: AdoRequest,
     JsonBody(body): JsonBody,
@@ -441,6 +481,7 @@ pub(super) async fn wiql(
     let Some(text) = body.get("query").and_then(Value::as_str) else {
         return Err(AdoError::bad_argument("The query parameter is required."));
     };
+    check_order_by(text)?;
     let floor = id_floor(text).unwrap_or(0);
     let state = field_equals(text, "System.State");
     let work_item_type = field_equals(text, "System.WorkItemType");
@@ -590,20 +631,6 @@ pub(super) async fn work_item(request: AdoRequest) -> Result<Response, AdoError>
     }
 }
 
-pub(super) async fn list_releases(request: AdoRequest) -> Result<Response, AdoError> {
-    let top = parse_count(&request.query, "$top")?
-        .unwrap_or(50)
-        .clamp(1, 100);
-    let start = parse_count(&request.query, "continuationToken")?.unwrap_or(0);
-    let org = request.organization();
-    let project = project(&org, &request.params)?;
-    let values = (1..=org.releases_per_project)
-        .rev()
-        .map(|n| org.release_json(&request.urls, project, n))
-        .collect();
-    Ok(continued_list(values, start, top))
-}
-
 pub(super) async fn get_release(request: AdoRequest) -> Result<Response, AdoError> {
     let org = request.organization();
     let project = project(&org, &request.params)?;
@@ -730,6 +757,23 @@ mod tests {
         assert_eq!(field_equals(query, "System.State"), Some("Active"));
         assert_eq!(field_equals(query, "System.WorkItemType"), Some("Bug"));
         assert_eq!(field_equals(query, "System.Title"), None);
+    }
+
+    #[test]
+    fn order_by_is_taken_once_at_the_end_outside_parentheses() {
+        for ok in [
+            "SELECT [System.Id] FROM WorkItems WHERE [System.Id] > 0 ORDER BY [System.Id] ASC",
+            "SELECT [System.Id] FROM WorkItems WHERE ([System.Title] CONTAINS 'order by') order by [System.Id]",
+            "SELECT [System.Id] FROM WorkItems WHERE [Custom.Order By] = 1",
+        ] {
+            assert!(check_order_by(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "SELECT [System.Id] FROM WorkItems WHERE ([System.State] = 'New' ORDER BY [System.ChangedDate]) ORDER BY [System.Id] ASC",
+            "SELECT [System.Id] FROM WorkItems ORDER BY [System.Id] ORDER  BY [System.Title]",
+        ] {
+            assert!(check_order_by(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

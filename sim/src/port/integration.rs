@@ -1,7 +1,7 @@
 //! The integration resource Port keeps for an installation: its config (the mapping), the
 //! resync state the integration reports, the resync-request time it polls, and the raw-data
-//! examples it sends, the record updates, and the sync metrics and heartbeats sent to its
-//! metrics ingest URL. Every report is recorded so tests can read them.
+//! examples it sends, the record updates, the sync metrics and heartbeats sent to its
+//! metrics ingest URL, and the log lines sent to its log ingest URL. Every report is recorded so tests can read them.
 
 use std::collections::BTreeMap;
 
@@ -37,8 +37,18 @@ pub(crate) struct Integrations {
     pub patches: Vec<Value>,
     /// Every `POST {ingestUrl}/syncMetrics`'s `syncKindsMetrics`, in order.
     pub sync_metrics: Vec<Vec<Value>>,
+    /// The metrics ingest id (`/v1/metrics-ingest/{id}`) each of `sync_metrics` came to.
+    pub sync_metrics_ingest: Vec<String>,
+    /// Metrics ingest ids besides the integration's identifier that take metrics (an ingest
+    /// URL Port moved the record to).
+    pub metrics_ingests: std::collections::BTreeSet<String>,
+    /// Every `PUT {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`: the two ids
+    /// of its path and its `syncKindMetrics`, in order.
+    pub kind_sync_metrics: Vec<(String, String, Value)>,
     /// Every `POST {ingestUrl}/heartbeat`'s `eventId`, in order.
     pub heartbeats: Vec<String>,
+    /// Every `POST {logAttributes.ingestUrl}`'s `logs`, one entry per shipment, in order.
+    pub log_shipments: Vec<Vec<Value>>,
 }
 
 impl Integrations {
@@ -58,7 +68,11 @@ impl Integrations {
             examples: BTreeMap::new(),
             patches: Vec::new(),
             sync_metrics: Vec::new(),
+            sync_metrics_ingest: Vec::new(),
+            metrics_ingests: Default::default(),
             heartbeats: Vec::new(),
+            kind_sync_metrics: Vec::new(),
+            log_shipments: Vec::new(),
         }
     }
 
@@ -110,6 +124,12 @@ impl Integrations {
         }
         self.installed.insert(identifier, object.clone());
         Some(object)
+    }
+
+    /// Whether `/v1/metrics-ingest/{id}` takes metrics: the integration's own, or one the
+    /// record was moved to.
+    pub(crate) fn takes_metrics(&self, id: &str) -> bool {
+        self.installed.contains_key(id) || self.metrics_ingests.contains(id)
     }
 
     /// `PATCH /v1/integration/{id}`: [`Self::patch`], recorded.

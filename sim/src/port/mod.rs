@@ -24,6 +24,8 @@
 //! | `POST /v1/blueprints/entities/datasource-entities` | `{datasource_prefix, datasource_suffix, limit, before, from?}` → `{ok, entities, next}` |
 //! | `GET /v1/blueprints`, `POST /v1/blueprints` | blueprints defined through the API |
 //! | `GET /v1/blueprints/{bp}`, `PATCH /v1/blueprints/{bp}` | one blueprint |
+//! | `POST /v1/blueprints/{bp}/scorecards` | 201 `{ok, scorecard}`; 404 for an unknown blueprint, 409 for a taken identifier; see [`PortSim::scorecards`] |
+//! | `POST /v1/pages` | 201 `{ok, page}`; 409 for a taken identifier; see [`PortSim::pages`] |
 //! | `GET /v1/integration/{id}` | `{ok, integration: {identifier, installationAppType, config, resyncState, …}}`, 404 when not installed |
 //! | `POST /v1/integration` | create (409 when it exists) |
 //! | `PATCH /v1/integration/{id}` | update fields, recorded, see [`PortSim::integration_patches`]; an empty body requests a resync |
@@ -32,7 +34,9 @@
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
 //! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`]; the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
+//! | `PUT /v1/metrics-ingest/{id}/syncMetrics/resync/{event}/kind/{kind}` | `{syncKindMetrics}` recorded, see [`PortSim::kind_sync_metrics`] |
 //! | `POST /v1/metrics-ingest/{id}/heartbeat` | `{eventId}` recorded, see [`PortSim::metrics_heartbeats`] |
+//! | `POST /v1/logs-ingest/{id}` | `{logs: [{message, level, timestamp, extra}]}` recorded, see [`PortSim::log_shipments`]; the integration's `logAttributes.ingestUrl` points here after [`PortSim::enable_log_ingest`] |
 //! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
 //! | `{METHOD} <unmatched>` | 404 `not_found` |
 //!
@@ -385,15 +389,71 @@ impl PortSim {
     /// `/v1/metrics-ingest/{id}`), as Port's record has, so that sync metrics are sent.
     pub fn enable_sync_metrics(&self) {
         let identifier = self.state.config.integration_identifier.clone();
-        let url = format!("{}/v1/metrics-ingest/{identifier}", self.base_url());
+        self.move_sync_metrics(&identifier);
+    }
+
+    /// Points the installed integration's `metricAttributes.ingestUrl` at
+    /// `/v1/metrics-ingest/{ingest}`, which takes metrics from now on (the old one too), as
+    /// Port moving an integration's metrics ingest would.
+    pub fn move_sync_metrics(&self, ingest: &str) {
+        let identifier = self.state.config.integration_identifier.clone();
+        let url = format!("{}/v1/metrics-ingest/{ingest}", self.base_url());
         let body = serde_json::json!({"metricAttributes": {"ingestUrl": url}});
+        {
+            let mut integrations = lock(&self.state.integrations);
+            integrations.metrics_ingests.insert(ingest.to_string());
+            integrations.patch(&identifier, &body);
+        }
+        self.state.traffic.touch();
+    }
+
+    /// The metrics ingest id (`/v1/metrics-ingest/{id}`) each `POST …/syncMetrics` came to,
+    /// in the order of [`PortSim::sync_metrics`].
+    pub fn sync_metrics_ingests(&self) -> Vec<String> {
+        lock(&self.state.integrations).sync_metrics_ingest.clone()
+    }
+
+    /// Gives the installed integration `logAttributes` (`ingestId`, and `ingestUrl`: this
+    /// simulator's `/v1/logs-ingest/{id}`), as Port's record has, so that log lines are
+    /// shipped.
+    pub fn enable_log_ingest(&self) {
+        let identifier = self.state.config.integration_identifier.clone();
+        let url = format!("{}/v1/logs-ingest/{identifier}", self.base_url());
+        let body = serde_json::json!({"logAttributes": {"ingestId": identifier, "ingestUrl": url}});
         lock(&self.state.integrations).patch(&identifier, &body);
         self.state.traffic.touch();
+    }
+
+    /// The scorecards created through `POST /v1/blueprints/{bp}/scorecards`: (blueprint,
+    /// identifier) → the scorecard as created (with its `blueprint`).
+    pub fn scorecards(&self) -> BTreeMap<(String, String), Value> {
+        lock(&self.state.presentation).scorecards.clone()
+    }
+
+    /// The pages created through `POST /v1/pages`: identifier → the page as created.
+    pub fn pages(&self) -> BTreeMap<String, Value> {
+        lock(&self.state.presentation).pages.clone()
+    }
+
+    /// Every log shipment's `logs`, in order (one entry per `POST` to the log ingest URL).
+    pub fn log_shipments(&self) -> Vec<Vec<Value>> {
+        lock(&self.state.integrations).log_shipments.clone()
+    }
+
+    /// Every log line received, in order.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_shipments().into_iter().flatten().collect()
     }
 
     /// Every `syncKindsMetrics` received, in order (one per `POST …/syncMetrics`).
     pub fn sync_metrics(&self) -> Vec<Vec<Value>> {
         lock(&self.state.integrations).sync_metrics.clone()
+    }
+
+    /// Every per-kind `PUT …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`: the event id
+    /// and kind identifier of its path, and its `syncKindMetrics`, in order.
+    pub fn kind_sync_metrics(&self) -> Vec<(String, String, Value)> {
+        lock(&self.state.integrations).kind_sync_metrics.clone()
     }
 
     /// Every heartbeat's `eventId`, in order.

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Query, Request, 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use chrono::DateTime;
 use serde_json::{Value, json};
 
@@ -64,6 +64,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<PortState>>)> {
         ("/v1/integration/{id}/kinds/{kind}/examples",      post(post_examples)),
         ("/v1/metrics-ingest/{id}/syncMetrics",             post(post_sync_metrics)),
         ("/v1/metrics-ingest/{id}/heartbeat",               post(post_metrics_heartbeat)),
+        ("/v1/metrics-ingest/{id}/syncMetrics/resync/{event}/kind/{kind}", put(put_kind_sync_metrics)),
+        ("/v1/logs-ingest/{id}",                            post(post_logs)),
         ("/v1/actions/runs/claim-pending",                  post(claim_pending)),
         ("/v1/actions/runs/ack",                            patch(acknowledge)),
         ("/v1/actions/runs",                                get(find_runs)),
@@ -730,10 +732,11 @@ async fn post_sync_metrics(request: PortRequest, Body(body): Body) -> Answer {
         ));
     };
     let mut integrations = lock(&request.state.integrations);
-    if integrations.get(&identifier).is_none() {
+    if !integrations.takes_metrics(&identifier) {
         return Err(integration_not_found(&identifier));
     }
     integrations.sync_metrics.push(events);
+    integrations.sync_metrics_ingest.push(identifier);
     ok(StatusCode::OK, json!({"ok": true}))
 }
 
@@ -744,9 +747,66 @@ async fn post_metrics_heartbeat(request: PortRequest, Body(body): Body) -> Answe
         return Err(PortError::invalid("body must be {\"eventId\": \"...\"}"));
     };
     let mut integrations = lock(&request.state.integrations);
-    if integrations.get(&identifier).is_none() {
+    if !integrations.takes_metrics(&identifier) {
         return Err(integration_not_found(&identifier));
     }
     integrations.heartbeats.push(event_id.to_string());
+    ok(StatusCode::OK, json!({"ok": true}))
+}
+
+/// `POST {logAttributes.ingestUrl}` (`{logs: [{message, level, timestamp, extra}]}`), recorded;
+/// 422 for a line without a string `message`, `level` or `timestamp`, or `extra` not an object.
+async fn post_logs(request: PortRequest, Body(body): Body) -> Answer {
+    let identifier = request.param("id");
+    let Some(lines) = body.get("logs").and_then(Value::as_array).cloned() else {
+        return Err(PortError::invalid("body must be {\"logs\": [...]}"));
+    };
+    for line in &lines {
+        let text = |field: &str| line.get(field).and_then(Value::as_str).is_some();
+        let complete = text("message")
+            && text("level")
+            && text("timestamp")
+            && line.get("extra").is_some_and(Value::is_object);
+        if !complete {
+            return Err(PortError::invalid(
+                "each log needs a string message, level and timestamp and an extra object",
+            ));
+        }
+    }
+    let mut integrations = lock(&request.state.integrations);
+    if integrations.get(&identifier).is_none() {
+        return Err(integration_not_found(&identifier));
+    }
+    integrations.log_shipments.push(lines);
+    ok(StatusCode::OK, json!({"ok": true}))
+}
+
+/// `PUT {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`
+/// (`{syncKindMetrics: {...}}`), recorded; 422 when the body's ids differ from the path's.
+async fn put_kind_sync_metrics(request: PortRequest, Body(body): Body) -> Answer {
+    let (identifier, event_id, kind) = (
+        request.param("id"),
+        request.param("event"),
+        request.param("kind"),
+    );
+    let Some(event) = body
+        .get("syncKindMetrics")
+        .filter(|e| e.is_object())
+        .cloned()
+    else {
+        return Err(PortError::invalid(
+            "body must be {\"syncKindMetrics\": {...}}",
+        ));
+    };
+    if event["eventId"] != json!(event_id) || event["kindIdentifier"] != json!(kind) {
+        return Err(PortError::invalid(
+            "syncKindMetrics.eventId and kindIdentifier must be the path's",
+        ));
+    }
+    let mut integrations = lock(&request.state.integrations);
+    if !integrations.takes_metrics(&identifier) {
+        return Err(integration_not_found(&identifier));
+    }
+    integrations.kind_sync_metrics.push((event_id, kind, event));
     ok(StatusCode::OK, json!({"ok": true}))
 }
