@@ -83,9 +83,12 @@ impl CrawlFence {
     }
 }
 
-/// What the crawler found for one kind.
+/// What the crawler found for one crawl unit (a kind, for the mapping resources that share a
+/// selector).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindReport {
+    /// The mapping resources the unit's raw events name (`None`: every resource of the kind).
+    pub resources: Option<Vec<u32>>,
     /// Raw items published.
     pub items: u64,
     /// Raw events published (pages).
@@ -97,6 +100,8 @@ pub struct KindReport {
 /// The outcome of one resync's crawl.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CrawlReport {
+    /// Per crawl unit, keyed as resync bookkeeping names it (`KindPlan::key`: the kind alone
+    /// when one unit reads every resource of the kind).
     pub kinds: BTreeMap<String, KindReport>,
 }
 
@@ -275,6 +280,7 @@ impl Crawler {
                 RawAction::Upsert,
                 chunk.to_vec(),
             );
+            event.resources = report.resources.clone();
             if let Some(stamp) = &stamp {
                 event.attempt = Some(stamp.attempt);
                 event.mapping_version = stamp.mapping_version.clone();

@@ -1,4 +1,5 @@
-//! The resync crawl: reads every kind of the plan from Azure DevOps, in order, each through its
+//! The resync crawl: reads every crawl unit of the plan (a kind with one selector, for the
+//! mapping resources that share it) from Azure DevOps, in order, each through its kind's
 //! module of `crate::kinds`, and reports what each published. The top of the crawl: it runs
 //! the kinds, which work with [`crate::crawl_context`].
 //!
@@ -16,9 +17,11 @@ use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 
 impl Crawler {
-    /// A kind that published items in the previous crawl and none now is suspicious: the
+    /// A unit that published items in the previous crawl and none now is suspicious: the
     /// empty answer is only believed (and its entities deleted) when the next crawl confirms it.
-    fn check_suspiciously_empty(&self, kind: &str, report: &mut KindReport) {
+    fn check_suspiciously_empty(&self, unit: &KindPlan, report: &mut KindReport) {
+        let key = unit.key();
+        let kind = key.as_str();
         let mut previous = self
             .previous_items
             .lock()
@@ -31,7 +34,8 @@ impl Crawler {
                 "kind returned no items although the previous resync found some; marked failed until a second resync confirms it"
             );
             report.failure = Some(format!(
-                "kind {kind} returned no items although the previous resync of this process published {before}; not treating this as \"everything was deleted\" until the next resync confirms it"
+                "{} returned no items although the previous resync of this process published {before}; not treating this as \"everything was deleted\" until the next resync confirms it",
+                unit.describe()
             ));
         }
         if report.failure.is_none() || report.items == 0 {
@@ -71,7 +75,10 @@ impl Crawler {
             ..ResyncCache::default()
         };
         for kind in plan {
-            let mut kind_report = KindReport::default();
+            let mut kind_report = KindReport {
+                resources: kind.event_resources(),
+                ..KindReport::default()
+            };
             let outcome = match kind.known() {
                 Some(known) => {
                     kinds::crawl(known, self, resync_id, kind, &mut cache, &mut kind_report).await
@@ -93,22 +100,24 @@ impl Crawler {
                     return outcome.map(|_| report);
                 }
                 Err(e) => {
-                    tracing::warn!(kind = %kind.kind, error = %e, "kind failed; its stale entities will not be deleted");
+                    let unit = kind.describe();
+                    tracing::warn!(kind = %kind.kind, resources = ?kind.resources, error = %e, "{unit} failed; its stale entities will not be deleted");
                     kind_report.failure = Some(e.to_string());
                 }
             }
             // An incremental read finds nothing whenever nothing changed: not suspicious.
             if kind.since.is_none() {
-                self.check_suspiciously_empty(&kind.kind, &mut kind_report);
+                self.check_suspiciously_empty(kind, &mut kind_report);
             }
             tracing::info!(
                 kind = %kind.kind,
+                resources = ?kind.resources,
                 items = kind_report.items,
                 events = kind_report.events,
                 failed = kind_report.failure.is_some(),
                 "kind crawled"
             );
-            report.kinds.insert(kind.kind.clone(), kind_report);
+            report.kinds.insert(kind.key(), kind_report);
         }
         Ok(report)
     }

@@ -88,7 +88,7 @@ impl Crawlers {
                     for kind in plan {
                         add(
                             &mut merged,
-                            &kind.kind,
+                            &kind.key(),
                             &organization,
                             KindReport {
                                 failure: Some(e.to_string()),
@@ -107,6 +107,9 @@ impl Crawlers {
 /// prefixed with its organization.
 fn add(merged: &mut CrawlReport, kind: &str, organization: &OrganizationName, report: KindReport) {
     let entry = merged.kinds.entry(kind.to_string()).or_default();
+    if entry.resources.is_none() {
+        entry.resources = report.resources;
+    }
     entry.items += report.items;
     entry.events += report.events;
     if let Some(failure) = report.failure {
@@ -128,7 +131,7 @@ mod tests {
         let ok = |items| KindReport {
             items,
             events: 1,
-            failure: None,
+            ..KindReport::default()
         };
         let (a, b) = (OrganizationName::new("a"), OrganizationName::new("b"));
         add(&mut merged, "project", &a, ok(3));
@@ -148,7 +151,7 @@ mod tests {
             KindReport {
                 items: 5,
                 events: 2,
-                failure: None
+                ..KindReport::default()
             }
         );
         assert_eq!(merged.items(), 9);

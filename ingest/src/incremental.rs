@@ -70,13 +70,16 @@ impl Incremental {
             tracing::info!("no kind of the mapping is synced incrementally; nothing to do");
         }
         for step in steps {
+            // A kind whose resources differ in selector has one step per crawl unit, reported
+            // under the unit's key; cursors stay per kind and resource index.
             let kind = step.plan.kind.clone();
+            let key = step.plan.key();
             let mut plan = step.plan;
             match self.since(&kind, &step.indexes, run_started_at).await {
                 Ok(since) => plan.since = Some(since),
                 Err(e) => {
                     tracing::error!(kind, error = %e, "incremental sync stopped: the cursor could not be read; the next run retries");
-                    report.kinds.insert(kind, failed(e.to_string()));
+                    report.kinds.insert(key, failed(e.to_string()));
                     return Ok(report);
                 }
             }
@@ -89,20 +92,20 @@ impl Incremental {
             let crawled = crawlers
                 .crawl_as(stamp, fence, std::slice::from_ref(&plan))
                 .await?;
-            let kind_report = crawled.kinds.get(&kind).cloned().unwrap_or_default();
+            let kind_report = crawled.kinds.get(&key).cloned().unwrap_or_default();
             if let Some(failure) = &kind_report.failure {
                 tracing::error!(
                     kind,
                     failure,
                     "incremental sync failed — cursor not updated, the next run retries"
                 );
-                report.kinds.insert(kind, kind_report);
+                report.kinds.insert(key, kind_report);
                 return Ok(report);
             }
             for &index in &step.indexes {
                 if let Err(e) = self.cursors.save(&kind, index, run_started_at).await {
                     tracing::error!(kind, index, error = %e, "incremental sync stopped: the cursor could not be saved; the next run reads this kind again");
-                    report.kinds.insert(kind, failed(e.to_string()));
+                    report.kinds.insert(key, failed(e.to_string()));
                     return Ok(report);
                 }
             }
@@ -111,7 +114,7 @@ impl Incremental {
                 items = kind_report.items,
                 "incremental sync of kind completed"
             );
-            report.kinds.insert(kind, kind_report);
+            report.kinds.insert(key, kind_report);
         }
         Ok(report)
     }
@@ -134,8 +137,8 @@ impl Incremental {
     }
 }
 
-/// The incremental kinds of `mapping`, in order of first appearance, with the indexes of their
-/// resources.
+/// The crawl units of the incremental kinds of `mapping`, in mapping order, each with the
+/// indexes of the resources it is read for (whose cursors it reads and advances).
 fn steps(mapping: &PortAppConfig) -> Vec<Step> {
     KindPlan::for_mapping(mapping)
         .into_iter()
@@ -144,10 +147,7 @@ fn steps(mapping: &PortAppConfig) -> Vec<Step> {
                 .is_some_and(|kind| INCREMENTAL_KINDS.contains(&kind))
         })
         .map(|plan| Step {
-            indexes: mapping
-                .resources_of_kind(&plan.kind)
-                .map(|(index, _)| index)
-                .collect(),
+            indexes: plan.resources.iter().map(|&index| index as usize).collect(),
             plan,
         })
         .collect()

@@ -69,6 +69,12 @@ impl LiveKinds {
         self.plans.iter().find(|p| p.kind == kind)
     }
 
+    /// Every crawl unit of `kind`: its resources grouped by selector. A live item built or
+    /// selected with a selector is published once per unit, for that unit's resources.
+    fn units(&self, kind: Kind) -> Vec<&KindPlan> {
+        self.plans.iter().filter(|p| p.kind == kind).collect()
+    }
+
     fn wants(&self, kind: Kind) -> bool {
         self.plan(kind).is_some()
     }
@@ -264,19 +270,20 @@ async fn repository(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
             .await?
         {
             Current::Found(repository) => {
-                let items = match cx.kinds.plan(Kind::Repository) {
-                    Some(plan) => {
-                        cx.context(
-                            Kind::Repository,
-                            &id,
-                            ItemBuilder::new(cx.client)
-                                .list_items(&ListEnrichment::of(plan)?, vec![repository]),
-                        )
-                        .await?
+                let units = cx.kinds.units(Kind::Repository);
+                if units.is_empty() {
+                    vec![Publication::upsert(Kind::Repository, vec![repository])]
+                } else {
+                    let builder = ItemBuilder::new(cx.client);
+                    let mut out = Vec::new();
+                    for plan in units {
+                        let enrichment = ListEnrichment::of(plan)?;
+                        let built = builder.list_items(&enrichment, vec![repository.clone()]);
+                        let items = cx.context(Kind::Repository, &id, built).await?;
+                        out.push(Publication::upsert(Kind::Repository, items).for_unit(plan));
                     }
-                    None => vec![repository],
-                };
-                vec![Publication::upsert(Kind::Repository, items)]
+                    out
+                }
             }
             // The event's repository: its id is the one Azure DevOps said is gone.
             Current::Gone(gone) => vec![Publication::delete(Kind::Repository, &gone, named)],
@@ -389,40 +396,53 @@ async fn build_complete(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError>
         )
         .await?;
     let mut out = Vec::new();
-    match (&build, cx.kinds.plan(Kind::Build)) {
-        (Current::Found(build), Some(plan)) => {
+    let build_units = cx.kinds.units(Kind::Build);
+    match &build {
+        Current::Found(found) if !build_units.is_empty() => {
             let project = cx
                 .listed_project(Kind::Build, build_id, &project_id)
                 .await?;
-            let item = items::project_list_item(Kind::Build, build.clone(), &project);
-            let enrichment = ListEnrichment::of(plan)?;
-            let items = cx
-                .context(
-                    Kind::Build,
-                    build_id,
-                    builder.list_items(&enrichment, vec![item]),
-                )
-                .await?;
-            out.push(Publication::upsert(Kind::Build, items));
+            let item = items::project_list_item(Kind::Build, found.clone(), &project);
+            for plan in build_units {
+                let enrichment = ListEnrichment::of(plan)?;
+                let items = cx
+                    .context(
+                        Kind::Build,
+                        build_id,
+                        builder.list_items(&enrichment, vec![item.clone()]),
+                    )
+                    .await?;
+                out.push(Publication::upsert(Kind::Build, items).for_unit(plan));
+            }
         }
-        (Current::Gone(gone), Some(_)) => out.push(Publication::delete(
+        Current::Gone(gone) if !build_units.is_empty() => out.push(Publication::delete(
             Kind::Build,
             gone,
             json!({"id": build_id, "__projectId": project_id, "__project": {"id": project_id}}),
         )),
-        (_, None) => {}
+        _ => {}
     }
-    if let (Current::Found(_), Some(plan)) = (&build, cx.kinds.plan(Kind::TestRun)) {
-        let enrichment = TestRunEnrichment::for_plan(plan)?;
-        let mut runs = Vec::new();
+    if let Current::Found(_) = &build {
         let build = BuildId::from(build_id);
-        let listed = test_runs_of_build(&builder, &project_id, &build);
-        for run in cx.context(Kind::TestRun, build_id, listed).await? {
-            let run = builder.test_run(&project_id, run, enrichment);
-            runs.push(cx.context(Kind::TestRun, build_id, run).await?);
-        }
-        if !runs.is_empty() {
-            out.push(Publication::upsert(Kind::TestRun, runs));
+        let mut listed: Option<Vec<Value>> = None;
+        for plan in cx.kinds.units(Kind::TestRun) {
+            let enrichment = TestRunEnrichment::for_plan(plan)?;
+            let listed = match &listed {
+                Some(runs) => runs.clone(),
+                None => {
+                    let read = test_runs_of_build(&builder, &project_id, &build);
+                    let runs = cx.context(Kind::TestRun, build_id, read).await?;
+                    listed.insert(runs).clone()
+                }
+            };
+            let mut runs = Vec::new();
+            for run in listed {
+                let run = builder.test_run(&project_id, run, enrichment);
+                runs.push(cx.context(Kind::TestRun, build_id, run).await?);
+            }
+            if !runs.is_empty() {
+                out.push(Publication::upsert(Kind::TestRun, runs).for_unit(plan));
+            }
         }
     }
     Ok(out)
@@ -592,9 +612,10 @@ pub fn pipeline_of_check(resource: &Value) -> Option<u64> {
 }
 
 async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    let Some(plan) = cx.kinds.plan(Kind::Pipeline) else {
+    let units = cx.kinds.units(Kind::Pipeline);
+    if units.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let Some(pipeline_id) = pipeline_of_check(&cx.resource) else {
         tracing::debug!(
             event_type = cx.event_type,
@@ -613,12 +634,14 @@ async fn pipeline(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
                 &json!({"id": project_id}),
             );
             let builder = ItemBuilder::new(cx.client);
-            let enrichment = ListEnrichment::of(plan)?;
-            let built = builder.list_items(&enrichment, vec![item]);
-            vec![Publication::upsert(
-                Kind::Pipeline,
-                cx.context(Kind::Pipeline, pipeline_id, built).await?,
-            )]
+            let mut out = Vec::new();
+            for plan in units {
+                let enrichment = ListEnrichment::of(plan)?;
+                let built = builder.list_items(&enrichment, vec![item.clone()]);
+                let items = cx.context(Kind::Pipeline, pipeline_id, built).await?;
+                out.push(Publication::upsert(Kind::Pipeline, items).for_unit(plan));
+            }
+            out
         }
         Current::Gone(gone) => vec![Publication::delete(
             Kind::Pipeline,
@@ -660,37 +683,38 @@ async fn release(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
         }
         .or_else(|| number(&cx.resource, &["/release/releaseDefinition/id"]));
         if let Some(definition_id) = definition_id {
-            let selectors = match cx.kinds.plan(Kind::ReleaseDefinition) {
-                Some(plan) => plan.selectors::<ReleaseDefinitionSelector>()?,
-                None => Vec::new(),
-            };
-            let expand = ReleaseDefinitionSelector::expand(&selectors).to_string();
-            let id = ReleaseDefinitionId::from(definition_id);
-            let read = cx
-                .client
-                .release_definition(&project_id, &id, Some(&expand));
-            match cx
-                .current(Kind::ReleaseDefinition, definition_id, read)
-                .await?
-            {
-                Current::Found(definition) => {
-                    let project = cx
-                        .listed_project(Kind::ReleaseDefinition, definition_id, &project_id)
-                        .await?;
-                    out.push(Publication::upsert(
-                        Kind::ReleaseDefinition,
-                        vec![items::project_list_item(
+            // Read with each unit's `expand`: the units' items differ by it.
+            for plan in cx.kinds.units(Kind::ReleaseDefinition) {
+                let selectors = plan.selectors::<ReleaseDefinitionSelector>()?;
+                let expand = ReleaseDefinitionSelector::expand(&selectors).to_string();
+                let id = ReleaseDefinitionId::from(definition_id);
+                let read = cx
+                    .client
+                    .release_definition(&project_id, &id, Some(&expand));
+                let publication = match cx
+                    .current(Kind::ReleaseDefinition, definition_id, read)
+                    .await?
+                {
+                    Current::Found(definition) => {
+                        let project = cx
+                            .listed_project(Kind::ReleaseDefinition, definition_id, &project_id)
+                            .await?;
+                        Publication::upsert(
                             Kind::ReleaseDefinition,
-                            definition,
-                            &project,
-                        )],
-                    ));
-                }
-                Current::Gone(gone) => out.push(Publication::delete(
-                    Kind::ReleaseDefinition,
-                    &gone,
-                    json!({"id": definition_id, "__project": {"id": project_id}}),
-                )),
+                            vec![items::project_list_item(
+                                Kind::ReleaseDefinition,
+                                definition,
+                                &project,
+                            )],
+                        )
+                    }
+                    Current::Gone(gone) => Publication::delete(
+                        Kind::ReleaseDefinition,
+                        &gone,
+                        json!({"id": definition_id, "__project": {"id": project_id}}),
+                    ),
+                };
+                out.push(publication.for_unit(plan));
             }
         }
     }
@@ -788,9 +812,10 @@ fn selected(plan: &KindPlan, alert: &Value) -> Result<bool, SelectorError> {
 }
 
 async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
-    let Some(plan) = cx.kinds.plan(Kind::AdvancedSecurityAlert) else {
+    let units = cx.kinds.units(Kind::AdvancedSecurityAlert);
+    if units.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let alert_id = number(&cx.resource, &["/alertId", "/alert/alertId"])
         .ok_or_else(|| cx.missing("resource.alertId"))?;
     let repository_id = string(&cx.resource, &["/repositoryId", "/repository/id"])
@@ -815,17 +840,19 @@ async fn alert(cx: &Context<'_>) -> Result<Vec<Publication>, LiveError> {
             )]);
         }
     };
-    if !selected(plan, &alert)? {
-        // No longer what the selector asks for (e.g. dismissed while `states: [active]`).
-        return Ok(vec![Publication::deselected(
-            Kind::AdvancedSecurityAlert,
-            vec![identity],
-        )]);
+    // Each unit with its own criteria: an upsert for the units that select it, a delete for
+    // those that no longer do (e.g. dismissed while `states: [active]`).
+    let item = items::security_alert(alert.clone(), &repository_id, &project_id);
+    let mut out = Vec::new();
+    for plan in units {
+        out.push(if selected(plan, &alert)? {
+            Publication::upsert(Kind::AdvancedSecurityAlert, vec![item.clone()]).for_unit(plan)
+        } else {
+            Publication::deselected(Kind::AdvancedSecurityAlert, vec![identity.clone()])
+                .for_unit(plan)
+        });
     }
-    Ok(vec![Publication::upsert(
-        Kind::AdvancedSecurityAlert,
-        vec![items::security_alert(alert, &repository_id, &project_id)],
-    )])
+    Ok(out)
 }
 
 #[cfg(test)]

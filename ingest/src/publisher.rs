@@ -20,6 +20,8 @@ pub struct Publication {
     kind: Kind,
     action: RawAction,
     items: Vec<Value>,
+    /// The mapping resources that map it (`None`: every resource of the kind).
+    resources: Option<Vec<u32>>,
 }
 
 impl Publication {
@@ -29,6 +31,7 @@ impl Publication {
             kind,
             action: RawAction::Upsert,
             items,
+            resources: None,
         }
     }
 
@@ -55,6 +58,7 @@ impl Publication {
             kind,
             action: RawAction::Delete,
             items,
+            resources: None,
         }
     }
 
@@ -66,11 +70,24 @@ impl Publication {
             kind,
             action: RawAction::Delete,
             items,
+            resources: None,
         }
+    }
+
+    /// The same, mapped only by the crawl unit `plan`'s resources (when the kind has several
+    /// units: the unit whose selector took these items).
+    pub fn for_unit(mut self, plan: &crate::plan::KindPlan) -> Publication {
+        self.resources = plan.event_resources();
+        self
     }
 
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// The mapping resources that map it (`None`: every resource of the kind).
+    pub fn resources(&self) -> Option<&[u32]> {
+        self.resources.as_deref()
     }
 
     pub fn action(&self) -> RawAction {
@@ -99,15 +116,18 @@ pub fn raw_events(
         .into_iter()
         .filter(|p| !p.items().is_empty())
         .map(|publication| {
+            let resources = publication.resources.clone();
             let (kind, action, mut items) = publication.into_parts();
             items.iter_mut().for_each(|item| stamp.apply(item));
-            RawEvent::new(
+            let mut event = RawEvent::new(
                 kind.name(),
                 origin.clone(),
                 client.organization_url(),
                 action,
                 items,
-            )
+            );
+            event.resources = resources;
+            event
         })
         .collect()
 }

@@ -70,30 +70,42 @@ struct Events {
 
 impl Events {
     /// Adds what one kind's changes came to: upserts, deletes of gone objects, and deletes of
-    /// objects the selector no longer takes.
+    /// objects the selector no longer takes; `unit`, when the changes were selected by one
+    /// crawl unit's selector, is the only one whose resources map them.
     fn add(
         &mut self,
         kind: Kind,
+        unit: Option<&KindPlan>,
         found: Vec<Value>,
         gone: Vec<(Gone, Value)>,
         dropped: Vec<Value>,
     ) {
+        let mut add = |publication: Publication| {
+            self.publications.push(match unit {
+                Some(unit) => publication.for_unit(unit),
+                None => publication,
+            });
+        };
         if !found.is_empty() {
-            self.publications.push(Publication::upsert(kind, found));
+            add(Publication::upsert(kind, found));
         }
         if !gone.is_empty() {
             let gone = gone.iter().map(|(g, item)| (g, item.clone())).collect();
-            self.publications.push(Publication::delete_all(kind, gone));
+            add(Publication::delete_all(kind, gone));
         }
         if !dropped.is_empty() {
-            self.publications
-                .push(Publication::deselected(kind, dropped));
+            add(Publication::deselected(kind, dropped));
         }
     }
 }
 
 fn plan_of(plan: &[KindPlan], kind: Kind) -> Option<&KindPlan> {
     plan.iter().find(|k| k.kind == kind)
+}
+
+/// Every crawl unit of `kind` (one per distinct selector of its resources).
+fn units_of(plan: &[KindPlan], kind: Kind) -> impl Iterator<Item = &KindPlan> {
+    plan.iter().filter(move |k| k.kind == kind)
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -143,8 +155,8 @@ pub async fn on_push(
     let mut events = Events::default();
     let name = text(pushed, "name").unwrap_or_default();
     if name.to_ascii_lowercase().ends_with(".wiki") {
-        if let Some(wiki_plan) = plan_of(plan, Kind::Wiki) {
-            let push = Push::new(client, pushed, &updates);
+        let push = Push::new(client, pushed, &updates);
+        for wiki_plan in units_of(plan, Kind::Wiki) {
             push.wiki_changes(wiki_plan, &mut events).await?;
         }
     } else {
@@ -166,10 +178,12 @@ pub async fn on_push(
         if plan_of(plan, Kind::Branch).is_some() {
             push.branch_changes(&mut events).await?;
         }
-        if let Some(file_plan) = plan_of(plan, Kind::File) {
+        // Each unit with its own selector, as the crawl reads them: a change is mapped only by
+        // the resources whose paths take it.
+        for file_plan in units_of(plan, Kind::File) {
             push.file_changes(file_plan, &mut events).await?;
         }
-        if let Some(folder_plan) = plan_of(plan, Kind::Folder) {
+        for folder_plan in units_of(plan, Kind::Folder) {
             push.folder_changes(folder_plan, &mut events).await?;
         }
     }
@@ -317,7 +331,7 @@ impl<'a> Push<'a> {
                 )),
             }
         }
-        events.add(Kind::Branch, found, gone, Vec::new());
+        events.add(Kind::Branch, None, found, gone, Vec::new());
         Ok(())
     }
 
@@ -374,7 +388,7 @@ impl<'a> Push<'a> {
                     FileRead::Gone | FileRead::Skipped => dropped.push(deleted()),
                 }
             }
-            events.add(Kind::File, found, gone, dropped);
+            events.add(Kind::File, Some(plan), found, gone, dropped);
         }
         Ok(())
     }
@@ -428,7 +442,7 @@ impl<'a> Push<'a> {
                     }
                 }
             }
-            events.add(Kind::Folder, found, gone, Vec::new());
+            events.add(Kind::Folder, Some(plan), found, gone, Vec::new());
         }
         Ok(())
     }
@@ -476,7 +490,7 @@ impl<'a> Push<'a> {
                     )),
                 }
             }
-            events.add(Kind::Wiki, found, gone, Vec::new());
+            events.add(Kind::Wiki, Some(plan), found, gone, Vec::new());
         }
         Ok(())
     }

@@ -673,11 +673,16 @@ impl AlertCriteria {
 }
 
 impl SelectorType {
-    /// Reads every resource of `kind` (`options` in mapping order) with this model; the first
-    /// that does not read is the error.
-    pub fn check(self, kind: &str, options: &[Map<String, Value>]) -> Result<(), SelectorError> {
-        for (index, resource) in options.iter().enumerate() {
-            self.describe(kind, index, resource)?;
+    /// Reads every resource of `kind` (`options`: each resource's position among the kind's
+    /// resources, and its options, in mapping order) with this model; the first that does not
+    /// read is the error.
+    pub fn check<'a>(
+        self,
+        kind: &str,
+        options: impl IntoIterator<Item = (usize, &'a Map<String, Value>)>,
+    ) -> Result<(), SelectorError> {
+        for (position, resource) in options {
+            self.describe(kind, position, resource)?;
         }
         Ok(())
     }

@@ -452,6 +452,9 @@ mod tests {
                     kind: k.to_string(),
                     selectors: vec![],
                     since: None,
+                    resources: vec![],
+                    whole_kind: true,
+                    positions: vec![],
                 })
                 .collect();
             SubscriptionPlan::from_settings(&ocean)

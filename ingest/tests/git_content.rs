@@ -472,3 +472,97 @@ async fn a_push_to_a_repository_deleted_since_deletes_the_repository_and_reads_n
     );
     h.sim.shutdown().await;
 }
+
+/// The crawl units of a mapping whose resources of `kind` have `selectors`, in order.
+fn units_of(kind: &str, selectors: &[Value]) -> Vec<KindPlan> {
+    let resources: Vec<Value> = selectors
+        .iter()
+        .map(|selector| {
+            json!({"kind": kind, "selector": selector,
+                "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+        })
+        .collect();
+    let mapping = adoport_shared::port_app_config::PortAppConfig::from_json_value(
+        json!({"resources": resources, "specPath": []}),
+    )
+    .expect("mapping");
+    KindPlan::for_mapping(&mapping)
+}
+
+/// `(resources, sorted paths)` of each file event.
+fn files_per_unit(events: &[RawEvent]) -> Vec<(Option<Vec<u32>>, Vec<String>)> {
+    let mut out: Vec<(Option<Vec<u32>>, Vec<String>)> = events
+        .iter()
+        .filter(|e| e.kind == "file")
+        .map(|e| (e.resources.clone(), paths(&e.items)))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn each_file_resource_reads_its_own_paths_and_identical_selectors_share_a_crawl() {
+    let h = harness(CrawlLimits::default()).await;
+    let selectors = [
+        json!({"query": "true", "files": {"path": "service.json", "repos": ["repo-0-0"]}}),
+        json!({"query": "true", "files": {"path": "port.yml", "repos": ["repo-0-0"]}}),
+        json!({"query": ".file.size > 0", "files": {"path": "service.json", "repos": ["repo-0-0"]}}),
+    ];
+    let plan = units_of("file", &selectors);
+    assert_eq!(plan.len(), 2, "{plan:?}");
+    let report = (h
+        .crawler
+        .crawl(adoport_shared::messages::ResyncId::new(), &plan)
+        .await)
+        .expect("crawl succeeds");
+    assert_eq!(
+        report.kinds.keys().collect::<Vec<_>>(),
+        ["file#0,2", "file#1"],
+        "one crawl per distinct selector"
+    );
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    // The two units' items were published apart: each event names its unit's resources.
+    let events: u64 = report.kinds.values().map(|k| k.events).sum();
+    let events = h.next_events(events as usize).await;
+    assert_eq!(
+        files_per_unit(&events),
+        [
+            (Some(vec![0, 2]), vec!["repo-0-0:service.json".to_string()]),
+            (Some(vec![1]), vec!["repo-0-0:port.yml".to_string()]),
+        ],
+        "{report:?}"
+    );
+    // One read of the repository's files per unit, not per resource.
+    h.assert_requests(
+        "POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch",
+        2,
+    );
+
+    // A push that changes both files: each change goes to the unit whose paths take it.
+    let url = h.webhook(plan).await;
+    let repository = repository_id(&h.sim, "repo-0-0");
+    let pushed = h
+        .sim
+        .push(
+            &repository,
+            "main",
+            vec![SimCommit::new(
+                "both",
+                vec![
+                    FileChange::put("port.yml", "service:\n  name: changed\n"),
+                    FileChange::put("service.json", "{\"name\": \"changed\"}"),
+                ],
+            )],
+        )
+        .expect("pushed");
+    // The repository (every push re-reads it) and one file event per unit.
+    let events = deliver(&h, &url, &pushed.webhook, 3).await;
+    assert_eq!(
+        files_per_unit(&events),
+        [
+            (Some(vec![0, 2]), vec!["repo-0-0:service.json".to_string()]),
+            (Some(vec![1]), vec!["repo-0-0:port.yml".to_string()]),
+        ]
+    );
+    h.sim.shutdown().await;
+}

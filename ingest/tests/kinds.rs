@@ -387,3 +387,58 @@ async fn a_team_in_no_iteration_has_no_boards_and_other_500s_still_fail_the_kind
     );
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn each_work_item_resource_runs_its_own_wiql_and_identical_selectors_share_a_crawl() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let resources: Vec<Value> = [
+        json!({"query": "true", "wiql": "[System.State] = 'Active'"}),
+        json!({"query": "true", "wiql": "[System.State] = 'Closed'"}),
+        json!({"query": ".id > 0", "wiql": "[System.State] = 'Active'"}),
+    ]
+    .into_iter()
+    .map(|selector| {
+        json!({"kind": "work-item", "selector": selector,
+            "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+    })
+    .collect();
+    let mapping = adoport_shared::port_app_config::PortAppConfig::from_json_value(
+        json!({"resources": resources, "specPath": []}),
+    )
+    .expect("mapping");
+    let plan = adoport_ingest::KindPlan::for_mapping(&mapping);
+    let report = (h
+        .crawler
+        .crawl(adoport_shared::messages::ResyncId::new(), &plan)
+        .await)
+        .expect("crawl succeeds");
+    assert_eq!(
+        report.kinds.keys().collect::<Vec<_>>(),
+        ["work-item#0,2", "work-item#1"],
+        "{report:?}"
+    );
+    let events: u64 = report.kinds.values().map(|k| k.events).sum();
+    let events = h.next_events(events as usize).await;
+    let in_state = |state: &str| {
+        let mut ids: Vec<u64> = (h.sim.work_items().iter())
+            .filter(|w| w["fields"]["System.State"] == state)
+            .filter_map(|w| w["id"].as_u64())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let of_unit = |resources: &[u32]| {
+        let mut ids: Vec<u64> = (events.iter())
+            .filter(|e| e.resources.as_deref() == Some(resources))
+            .flat_map(|e| e.items.iter().filter_map(|i| i["id"].as_u64()))
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert!(!in_state("Active").is_empty() && !in_state("Closed").is_empty());
+    assert_eq!(of_unit(&[0, 2]), in_state("Active"));
+    assert_eq!(of_unit(&[1]), in_state("Closed"));
+    // One WIQL query per project and unit: the two resources with the same wiql share one.
+    h.assert_requests("POST /{org}/{project}/_apis/wit/wiql", 3 * 2);
+    h.sim.shutdown().await;
+}

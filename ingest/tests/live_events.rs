@@ -514,3 +514,53 @@ async fn an_event_is_read_from_the_organization_it_came_from() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn an_alert_goes_to_each_resource_by_its_own_criteria() {
+    let mut h = harness(&[
+        (
+            "advanced-security-alert",
+            json!({"criteria": {"states": ["active"]}}),
+        ),
+        (
+            "advanced-security-alert",
+            json!({"criteria": {"states": ["dismissed"]}}),
+        ),
+    ])
+    .await;
+    let repository = h.sim.repositories()[0].clone();
+    let repository_id = text(&repository, "/id");
+    let created = h
+        .sim
+        .alert_event("ms.vss-alerts.alert-created-event", &repository_id, 1);
+    let events = h.deliver(&created).await;
+    let actions: Vec<(Option<Vec<u32>>, RawAction)> = events
+        .iter()
+        .map(|e| (e.resources.clone(), e.action))
+        .collect();
+    // Active: upserted for the resource that asks for active alerts, deleted for the other.
+    assert_eq!(
+        actions,
+        [
+            (Some(vec![0]), RawAction::Upsert),
+            (Some(vec![1]), RawAction::Delete)
+        ]
+    );
+    h.sim.set_alert_state(&repository_id, 1, "dismissed");
+    let changed = h
+        .sim
+        .alert_event("ms.vss-alerts.alert-state-changed-event", &repository_id, 1);
+    let events = h.deliver(&changed).await;
+    let actions: Vec<(Option<Vec<u32>>, RawAction)> = events
+        .iter()
+        .map(|e| (e.resources.clone(), e.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (Some(vec![0]), RawAction::Delete),
+            (Some(vec![1]), RawAction::Upsert)
+        ]
+    );
+    h.stop().await;
+}

@@ -66,6 +66,9 @@ fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
             kind: "pull-request".into(),
             selectors: vec![Default::default()],
             since: None,
+            resources: vec![0],
+            whole_kind: true,
+            positions: vec![0],
         }];
         Crawler::new(crawl, bus, 50)
             .crawl(ResyncId::new(), &plan)

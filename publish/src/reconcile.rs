@@ -597,6 +597,7 @@ impl Reconciler {
                 failed_items,
                 attempt,
                 mapping_version,
+                resources,
                 ..
             } => {
                 let room = self.config.max_tracked.saturating_sub(resyncs.tracked());
@@ -609,6 +610,7 @@ impl Reconciler {
                     related,
                     failed_items,
                     mapping_version,
+                    resources,
                 };
                 if tally.progress(report, room) == Progress::Overflowed {
                     tracing::warn!(
@@ -1126,6 +1128,7 @@ mod tests {
             related: Vec::new(),
             failed_items,
             mapping_version: None,
+            resources: None,
         };
         tally.progress(reported("project", 2, 0), usize::MAX);
         tally.progress(reported("repository", 4, 1), usize::MAX);
@@ -1213,6 +1216,7 @@ mod tests {
                 related: Vec::new(),
                 failed_items: 0,
                 mapping_version: None,
+                resources: None,
             },
             usize::MAX,
         );

@@ -269,6 +269,53 @@ pub struct RawEvent {
     /// with this version, so that a resync is crawled, mapped and reconciled with one mapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_version: Option<MappingVersionId>,
+    /// The mapping resources (indices into the mapping's `resources`) whose selector read
+    /// these items: transform maps them with these resources only. Absent: every resource of
+    /// the kind (a kind crawled once for all its resources, and events of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<u32>>,
+}
+
+impl RawEvent {
+    /// The crawl unit these items came from, as resync bookkeeping names it
+    /// ([`crawl_unit_key`]).
+    pub fn unit_key(&self) -> String {
+        crawl_unit_key(&self.kind, self.resources.as_deref())
+    }
+}
+
+/// The name of a crawl unit (a kind read with one selector for the mapping resources that
+/// share it) in resync bookkeeping: the kind alone when the unit is every resource of the kind
+/// (`resources` absent, as before units existed), else `kind#i,j` with the resources' indices.
+pub fn crawl_unit_key(kind: &str, resources: Option<&[u32]>) -> String {
+    match resources {
+        None => kind.to_string(),
+        Some(indices) => {
+            let indices: Vec<String> = indices.iter().map(u32::to_string).collect();
+            format!("{kind}#{}", indices.join(","))
+        }
+    }
+}
+
+/// The kind of a crawl unit's key ([`crawl_unit_key`]).
+pub fn crawl_unit_kind(key: &str) -> &str {
+    key.split_once('#').map_or(key, |(kind, _)| kind)
+}
+
+/// A crawl unit's key as a person reads it: `kind work-item (mapping resources 0, 2)`.
+pub fn describe_crawl_unit(key: &str) -> String {
+    match key.split_once('#') {
+        None => format!("kind {key}"),
+        Some((kind, indices)) => {
+            let indices = indices.replace(',', ", ");
+            let noun = if indices.contains(',') {
+                "resources"
+            } else {
+                "resource"
+            };
+            format!("kind {kind} (mapping {noun} {indices})")
+        }
+    }
 }
 
 impl Contract for RawEvent {
@@ -294,6 +341,7 @@ impl RawEvent {
             items,
             attempt: None,
             mapping_version: None,
+            resources: None,
         }
     }
 }
@@ -474,7 +522,8 @@ impl MemberBeat {
     }
 }
 
-/// What one kind's crawl published in a resync (reported by ingest in [`ResyncControl::CrawlFinished`]).
+/// What one crawl unit published in a resync (reported by ingest in
+/// [`ResyncControl::CrawlFinished`], keyed by [`crawl_unit_key`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindCrawl {
     /// Raw events published for this kind; reconciliation waits until transform reported
@@ -517,7 +566,9 @@ pub enum ResyncControl {
         /// The crawl that finished: only its raw events count towards completion.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attempt: Option<AttemptId>,
-        /// Per kind, what the crawl published; empty with `failure` set when it stopped early.
+        /// Per crawl unit ([`crawl_unit_key`]: the kind, or the kind and the mapping resources
+        /// that share a selector), what the crawl published; empty with `failure` set when it
+        /// stopped early.
         kinds: std::collections::BTreeMap<String, KindCrawl>,
         /// Set when the crawl as a whole failed (then nothing is deleted).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -544,6 +595,9 @@ pub enum ResyncControl {
         /// The mapping version transform mapped the event with.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mapping_version: Option<MappingVersionId>,
+        /// The raw event's `resources` (its crawl unit, with `kind`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<Vec<u32>>,
     },
     /// A publish replica took a resync's [`ResyncBarrier`] out of one change partition after
     /// settling every change it received before it on that partition (written, skipped or
@@ -665,7 +719,25 @@ mod tests {
             RawAction::Upsert,
             vec![json!({"id": "r1"})],
         );
-        round_trip(&event);
+        let json = round_trip(&event);
+        assert!(
+            json.get("resources").is_none(),
+            "absent when every resource: {json}"
+        );
+        assert_eq!(event.unit_key(), "repository");
+        let mut unit = event.clone();
+        unit.resources = Some(vec![1, 3]);
+        assert_eq!(round_trip(&unit)["resources"], json!([1, 3]));
+        assert_eq!(unit.unit_key(), "repository#1,3");
+        assert_eq!(crawl_unit_kind(&unit.unit_key()), "repository");
+        assert_eq!(
+            describe_crawl_unit(&unit.unit_key()),
+            "kind repository (mapping resources 1, 3)"
+        );
+        assert_eq!(
+            describe_crawl_unit("file#2"),
+            "kind file (mapping resource 2)"
+        );
     }
 
     #[test]
@@ -702,9 +774,11 @@ mod tests {
             failed_items: 0,
             attempt: Some(AttemptId::new()),
             mapping_version: Some(MappingVersionId("0123456789abcdef".into())),
+            resources: Some(vec![2]),
         };
         let json = round_trip(&message);
         assert_eq!(json["type"], "progress");
+        assert_eq!(json["resources"], serde_json::json!([2]));
         assert_eq!(json["v"], 1);
     }
 

@@ -23,7 +23,7 @@ use adoport_shared::messages::{Origin, RawAction, RawEvent};
 use tokio::sync::mpsc;
 
 use crate::jq::{JqLimits, Runaway};
-use crate::mapping::{CompiledMapping, ItemProblem, KindOutcome, item_id};
+use crate::mapping::{CompiledMapping, ItemProblem, KindOutcome, Resources, item_id};
 
 /// A pool of evaluator threads. Cheap to clone; the threads end when the last clone is
 /// dropped (an abandoned one when its evaluation does).
@@ -265,7 +265,14 @@ pub fn map_blocking(
                 items
                     .iter()
                     .map(|item| {
-                        mapping.map_item(kind, action, item, false, &limits.for_item(), None)
+                        mapping.map_item(
+                            Resources::of_kind(kind),
+                            action,
+                            item,
+                            false,
+                            &limits.for_item(),
+                            None,
+                        )
                     })
                     .collect()
             })
@@ -328,7 +335,7 @@ fn evaluate(job: &Job, limits: &JqLimits) {
         let budget = limits.for_item();
         let mapped = catch_unwind(AssertUnwindSafe(|| {
             job.mapping.map_item(
-                &event.kind,
+                Resources::of_event(event),
                 event.action,
                 item,
                 live,

@@ -28,4 +28,4 @@ pub mod worker;
 
 pub use error::MappingError;
 pub use jq::{JqError, JqLimits, JqProgram, expose_environment};
-pub use mapping::{CompiledMapping, ItemProblem, KindOutcome, MappedChange};
+pub use mapping::{CompiledMapping, ItemProblem, KindOutcome, MappedChange, Resources};

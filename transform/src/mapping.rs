@@ -586,14 +586,25 @@ impl CompiledMapping {
     /// whose identifier and blueprint evaluate (the selector is not consulted: a deleted
     /// item's state may no longer pass it).
     pub fn apply(&self, kind: &str, action: RawAction, item: &Value) -> KindOutcome {
-        let budget = JqLimits::default().on_any_thread().for_item();
-        self.map_item(kind, action, item, false, &budget, None)
+        self.apply_to(Resources::of_kind(kind), action, item, false)
     }
 
     /// Like [`CompiledMapping::apply`] for a live event (see [`CompiledMapping::map_item`]).
     pub fn apply_live(&self, kind: &str, action: RawAction, item: &Value) -> KindOutcome {
+        self.apply_to(Resources::of_kind(kind), action, item, true)
+    }
+
+    /// Like [`CompiledMapping::apply`] (`live`: [`CompiledMapping::apply_live`]) with only
+    /// the resources `resources` names.
+    pub fn apply_to(
+        &self,
+        resources: Resources<'_>,
+        action: RawAction,
+        item: &Value,
+        live: bool,
+    ) -> KindOutcome {
         let budget = JqLimits::default().on_any_thread().for_item();
-        self.map_item(kind, action, item, true, &budget, None)
+        self.map_item(resources, action, item, live, &budget, None)
     }
 
     /// Maps one raw item of `kind` within `budget`. `live` (a webhook's item): an item that
@@ -604,14 +615,14 @@ impl CompiledMapping {
     /// [`CompiledMapping::expression`]), for whoever watches the evaluation from outside.
     pub fn map_item(
         &self,
-        kind: &str,
+        resources: Resources<'_>,
         action: RawAction,
         item: &Value,
         live: bool,
         budget: &ItemBudget,
         watch: Option<&AtomicUsize>,
     ) -> KindOutcome {
-        let mut outcome = self.run(kind, action, item, live, ItemRun { budget, watch });
+        let mut outcome = self.run(resources, action, item, live, ItemRun { budget, watch });
         if live && action == RawAction::Upsert {
             let upserted: Vec<(String, String)> = outcome
                 .changes
@@ -637,7 +648,7 @@ impl CompiledMapping {
 
     fn run(
         &self,
-        kind: &str,
+        resources: Resources<'_>,
         action: RawAction,
         item: &Value,
         live: bool,
@@ -648,7 +659,7 @@ impl CompiledMapping {
         // Shared by every resource and field: converted to jaq at most once, and only if an
         // expression without a fast path needs it.
         let input = JqInput::from_json(item);
-        for resource in self.resources.iter().filter(|r| r.kind == kind) {
+        for resource in (self.resources.iter()).filter(|r| resources.includes(&r.kind, r.index)) {
             let mut ctx = ItemCtx {
                 resource,
                 item,
@@ -677,6 +688,37 @@ impl CompiledMapping {
             Some(runaway) => KindOutcome::failed(runaway),
             None => outcome,
         }
+    }
+}
+
+/// Which resources of the mapping an item is mapped with: those of `kind`, and of them only
+/// the ones `only` lists (indices into the mapping's `resources`; `None`: all of them) — a
+/// raw event's `resources`, the crawl unit that read its items.
+#[derive(Debug, Clone, Copy)]
+pub struct Resources<'a> {
+    pub kind: &'a str,
+    pub only: Option<&'a [u32]>,
+}
+
+impl<'a> Resources<'a> {
+    /// Every resource of `kind`.
+    pub fn of_kind(kind: &'a str) -> Self {
+        Self { kind, only: None }
+    }
+
+    /// The resources a raw event names (every resource of its kind when it names none).
+    pub fn of_event(event: &'a adoport_shared::messages::RawEvent) -> Self {
+        Self {
+            kind: &event.kind,
+            only: event.resources.as_deref(),
+        }
+    }
+
+    fn includes(&self, kind: &str, index: usize) -> bool {
+        kind == self.kind
+            && self
+                .only
+                .is_none_or(|only| u32::try_from(index).is_ok_and(|index| only.contains(&index)))
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::evaluator::{Evaluator, EvaluatorError};
 use crate::jq::JqLimits;
 use crate::mapping::versions::CompiledVersions;
-use crate::mapping::{CompiledMapping, ItemProblem, KindOutcome};
+use crate::mapping::{CompiledMapping, ItemProblem, KindOutcome, Resources};
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
     EntityChange, GITOPS_KIND, GitopsSpecError, Origin, RawEvent, SCHEMA_VERSION, WriteOptions,
@@ -191,8 +191,12 @@ pub fn changes_for(
             .map(|item| match event.origin {
                 // A live event re-evaluates the selector: an item that no longer passes becomes
                 // a delete (and a deletion event deletes), as Ocean does for webhooks.
-                Origin::Webhook { .. } => mapping.apply_live(&event.kind, event.action, item),
-                Origin::Resync { .. } => mapping.apply(&event.kind, event.action, item),
+                Origin::Webhook { .. } => {
+                    mapping.apply_to(Resources::of_event(event), event.action, item, true)
+                }
+                Origin::Resync { .. } => {
+                    mapping.apply_to(Resources::of_event(event), event.action, item, false)
+                }
             })
             .collect()
     };
@@ -376,6 +380,7 @@ async fn process(
             failed_items,
             attempt: event.attempt,
             mapping_version: Some(in_force.version.id.clone()),
+            resources: event.resources.clone(),
         };
         changes.push(Outgoing::new(
             Destination::ResyncProgress,

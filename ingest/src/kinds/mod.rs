@@ -220,7 +220,7 @@ pub(crate) async fn crawl(
     report: &mut KindReport,
 ) -> Result<(), CrawlError> {
     let row = spec(kind);
-    row.selector.check(&plan.kind, &plan.selectors)?;
+    row.selector.check(&plan.kind, plan.positioned())?;
     let crawl = KindCrawl {
         resync_id,
         kind,
@@ -239,7 +239,7 @@ pub(crate) fn check_live(handler: Handler, plans: &[KindPlan]) -> Result<(), Sel
         if let Some(row) = plan.known().map(spec)
             && row.live.contains(&handler)
         {
-            row.selector.check(&plan.kind, &plan.selectors)?;
+            row.selector.check(&plan.kind, plan.positioned())?;
         }
     }
     Ok(())

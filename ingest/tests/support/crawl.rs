@@ -86,6 +86,9 @@ pub fn plan_with(kind: &str, selectors: &[Value]) -> KindPlan {
             .map(|s| s.as_object().cloned().unwrap_or_default())
             .collect(),
         since: None,
+        resources: (0..selectors.len() as u32).collect(),
+        whole_kind: true,
+        positions: (0..selectors.len()).collect(),
     }
 }
 

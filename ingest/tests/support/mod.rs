@@ -47,12 +47,20 @@ pub struct Receiver {
     pub limits: WebhookLimits,
 }
 
-/// One plan per `(kind, selector)`.
+/// The crawl units of a mapping with one resource per `(kind, selector)`, in order (no GitOps).
 pub fn plans(kinds: &[(&str, Value)]) -> Vec<KindPlan> {
-    kinds
+    let resources: Vec<Value> = kinds
         .iter()
-        .map(|(kind, selector)| crawl::plan(kind, selector.clone()))
-        .collect()
+        .map(|(kind, selector)| {
+            serde_json::json!({"kind": kind, "selector": selector,
+                "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"b\""}}}})
+        })
+        .collect();
+    let mapping = adoport_shared::port_app_config::PortAppConfig::from_json_value(
+        serde_json::json!({"resources": resources, "specPath": []}),
+    )
+    .expect("mapping");
+    KindPlan::for_mapping(&mapping)
 }
 
 fn client_of(sim: &AdoSim, shutdown: &CancellationToken) -> AdoClient {

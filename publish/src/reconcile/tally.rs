@@ -8,10 +8,16 @@
 //! attempt cannot make a resync look complete early. Progress of every attempt adds to the
 //! produced set (more produced means fewer deletes: safe), and the earliest attempt's start
 //! bounds the listing of owned entities, so nothing any attempt wrote is a deletion candidate.
+//!
+//! Events are counted per crawl unit (`messages::crawl_unit_key`: a kind, or a kind and the
+//! mapping resources that share one selector), as ingest reports them; summaries add the
+//! units of a kind up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use adoport_shared::messages::{AttemptId, KindCrawl, MappingVersionId};
+use adoport_shared::messages::{
+    AttemptId, KindCrawl, MappingVersionId, crawl_unit_key, crawl_unit_kind, describe_crawl_unit,
+};
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -36,7 +42,7 @@ pub(crate) struct AttemptTally {
     pub(crate) mapping_version: Option<MappingVersionId>,
     /// Set by its `CrawlFinished`.
     pub(crate) crawl: Option<CrawlEnd>,
-    /// Raw events reported per kind (distinct ids: a redelivery counts once).
+    /// Raw events reported per crawl unit (distinct ids: a redelivery counts once).
     pub(crate) seen: HashMap<String, HashSet<Uuid>>,
     pub(crate) failed_items: BTreeMap<String, u64>,
     /// Entities produced per kind (counted per distinct raw event, even past the bound).
@@ -76,6 +82,8 @@ pub(crate) struct Reported {
     pub(crate) related: Vec<String>,
     pub(crate) failed_items: u64,
     pub(crate) mapping_version: Option<MappingVersionId>,
+    /// The raw event's mapping resources (its crawl unit, with `kind`).
+    pub(crate) resources: Option<Vec<u32>>,
 }
 
 /// What the coordinator knows about one resync.
@@ -157,11 +165,12 @@ impl Tally {
             related,
             failed_items,
             mapping_version,
+            resources,
         } = report;
         let tally = self.attempt(attempt);
         if !tally
             .seen
-            .entry(kind.clone())
+            .entry(crawl_unit_key(&kind, resources.as_deref()))
             .or_default()
             .insert(raw_event_id)
         {
@@ -251,7 +260,12 @@ impl Tally {
         let failed: Vec<String> = crawl
             .kinds
             .iter()
-            .filter_map(|(kind, k)| k.failure.as_ref().map(|f| format!("{kind} ({f})")))
+            .filter_map(|(unit, k)| {
+                (k.failure.as_ref()).map(|f| match unit.contains('#') {
+                    true => format!("{} ({f})", describe_crawl_unit(unit)),
+                    false => format!("{unit} ({f})"),
+                })
+            })
             .collect();
         if !failed.is_empty() {
             return Some(format!("kinds failed to crawl: {}", failed.join("; ")));
@@ -307,10 +321,15 @@ impl Tally {
         else {
             return kinds;
         };
-        for (kind, crawl) in attempt.crawl.iter().flat_map(|c| c.kinds.iter()) {
-            let k = kinds.entry(kind.clone()).or_default();
-            k.items_crawled = crawl.items;
-            k.crawl_failure = crawl.failure.clone();
+        for (unit, crawl) in attempt.crawl.iter().flat_map(|c| c.kinds.iter()) {
+            let k = kinds.entry(crawl_unit_kind(unit).to_string()).or_default();
+            k.items_crawled += crawl.items;
+            if let Some(failure) = &crawl.failure {
+                k.crawl_failure = Some(match k.crawl_failure.take() {
+                    Some(earlier) => format!("{earlier}; {failure}"),
+                    None => failure.clone(),
+                });
+            }
         }
         for (kind, n) in &attempt.produced_per_kind {
             kinds.entry(kind.clone()).or_default().entities_produced = *n;
@@ -351,6 +370,7 @@ mod tests {
             related: Vec::new(),
             failed_items: 0,
             mapping_version: None,
+            resources: None,
         }
     }
 
@@ -437,6 +457,42 @@ mod tests {
             3,
             "the summary is the complete attempt's"
         );
+    }
+
+    #[test]
+    fn units_of_a_kind_are_counted_apart_and_a_failed_unit_forbids_deletion_naming_its_resources() {
+        let now = Utc::now();
+        let mut tally = Tally::default();
+        tally.crawl_finished(
+            now,
+            None,
+            crawl(&[
+                ("work-item#0,1", 1, None),
+                ("work-item#3", 1, Some("HTTP 400: the wiql does not parse")),
+            ]),
+            None,
+        );
+        let unit = |resources: &[u32], entity: &str| Reported {
+            resources: Some(resources.to_vec()),
+            ..report(None, "work-item", Uuid::new_v4(), entity)
+        };
+        tally.progress(unit(&[0, 1], "w1"), usize::MAX);
+        assert!(
+            !tally.complete(),
+            "one unit's event does not stand in for the other's"
+        );
+        tally.progress(unit(&[3], "w2"), usize::MAX);
+        assert!(tally.complete());
+        assert_eq!(
+            tally.incomplete_reason().as_deref(),
+            Some(
+                "kinds failed to crawl: kind work-item (mapping resource 3) (HTTP 400: the wiql does not parse)"
+            )
+        );
+        let summary = &tally.kind_summaries()["work-item"];
+        assert_eq!(summary.items_crawled, 2, "the units of a kind add up");
+        assert_eq!(summary.entities_produced, 2);
+        assert!(summary.crawl_failure.is_some());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | `GET /{org}/{project}/{team}/_apis/work/boards` | board references of a team |
 //! | `GET /{org}/{project}/{team}/_apis/work/boards/{board}` | the board with `columns[].stateMappings` |
 //! | `GET /{org}/{project}/_apis/git/policy/configurations` | branch policies, `repositoryId`, `refName` |
-//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337`; an `ORDER BY` twice or inside parentheses → 400 `TF51006` |
+//! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N`, `[System.State] = '…'`, `[System.WorkItemType] = '…'` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337`; an `ORDER BY` twice or inside parentheses → 400 `TF51006` |
 //! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
 //! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
 //! | `GET /{org}/{project}/_apis/release/releases` | see [`super::releases`] |
@@ -451,6 +451,15 @@ fn changed_since(
     Ok(Some(time))
 }
 
+/// The value of a `[field] = 'value'` condition in a WIQL query, if present.
+fn field_equals<'q>(query: &'q str, field: &str) -> Option<&'q str> {
+    let lower = query.to_ascii_lowercase();
+    let needle = format!("[{}] = '", field.to_ascii_lowercase());
+    let start = lower.find(&needle)? + needle.len();
+    let end = start + query[start..].find('\'')?;
+    Some(&query[start..end])
+}
+
 /// WIQL takes one `ORDER BY`, at the end of the query, outside parentheses (keywords in any
 /// case; quoted literals and bracketed field names are not read as keywords); anything else is
 /// Azure DevOps' 400 syntax error.
@@ -507,6 +516,8 @@ pub(super) async fn wiql(
     check_order_by(text)?;
     let floor = id_floor(text).unwrap_or(0);
     let changed_since = changed_since(text, request.flag("timePrecision"))?;
+    let state = field_equals(text, "System.State");
+    let work_item_type = field_equals(text, "System.WorkItemType");
     let top = parse_count(&request.query, "$top")?;
     let org = request.organization();
     let project = project(&org, &request.params)?;
@@ -515,6 +526,8 @@ pub(super) async fn wiql(
         .iter()
         .filter(|w| w.project_id == project.id && w.id > floor)
         .filter(|w| changed_since.is_none_or(|since| w.changed_date >= since))
+        .filter(|w| state.is_none_or(|s| s.eq_ignore_ascii_case(w.state)))
+        .filter(|w| work_item_type.is_none_or(|t| t.eq_ignore_ascii_case(w.work_item_type)))
         .map(|w| w.id)
         .collect::<Vec<_>>();
     ids.sort_unstable();
@@ -771,6 +784,14 @@ pub(super) async fn delete_subscription(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wiql_field_conditions_are_read_from_the_query() {
+        let query = "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = 'p' AND [System.State] = 'Active' AND [System.WorkItemType] = 'Bug'";
+        assert_eq!(field_equals(query, "System.State"), Some("Active"));
+        assert_eq!(field_equals(query, "System.WorkItemType"), Some("Bug"));
+        assert_eq!(field_equals(query, "System.Title"), None);
+    }
 
     #[test]
     fn order_by_is_taken_once_at_the_end_outside_parentheses() {

@@ -992,3 +992,37 @@ resources:
     assert!(outcome.changes.is_empty());
     assert!(outcome.problems.iter().all(ItemProblem::is_item_failure));
 }
+
+#[test]
+fn an_item_is_mapped_only_by_the_resources_its_event_names() {
+    let mapping = compile_yaml(
+        r#"
+resources:
+  - kind: file
+    selector: {query: "true", files: {path: port.yml}}
+    port: {entity: {mappings: {identifier: .file.path, blueprint: '"service"'}}}
+  - kind: work-item
+    selector: {query: "true"}
+    port: {entity: {mappings: {identifier: ".id | tostring", blueprint: '"workItem"'}}}
+  - kind: file
+    selector: {query: "true", files: {path: package.json}}
+    port: {entity: {mappings: {identifier: .file.path, blueprint: '"npmPackage"'}}}
+"#,
+    );
+    let item = json!({"file": {"path": "port.yml"}});
+    let blueprints = |only: Option<&[u32]>, live: bool| -> Vec<String> {
+        let resources = Resources { kind: "file", only };
+        (mapping
+            .apply_to(resources, RawAction::Upsert, &item, live)
+            .changes)
+            .iter()
+            .map(|c| format!("{}:{}", c.resource_index, c.blueprint))
+            .collect()
+    };
+    assert_eq!(blueprints(Some(&[0]), false), ["0:service"]);
+    assert_eq!(blueprints(Some(&[2]), true), ["2:npmPackage"]);
+    // An index of another kind names nothing of this one.
+    assert_eq!(blueprints(Some(&[1]), false), Vec::<String>::new());
+    // No resources named (earlier events, kinds read once): every resource of the kind.
+    assert_eq!(blueprints(None, false), ["0:service", "2:npmPackage"]);
+}
