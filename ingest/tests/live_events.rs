@@ -48,7 +48,9 @@ async fn test_runs_go_without_results_when_the_selector_says_so() {
     let events = h.deliver(&h.sim.build_complete_event(&project, 1)).await;
     let runs = only(&events, "test-run");
     assert_eq!(runs.items[0]["id"], 1);
-    assert!(runs.items[0].get("__testResults").is_none());
+    // Not read, and written empty as the Python integration does.
+    assert_eq!(runs.items[0]["__testResults"], json!([]));
+    assert_eq!(runs.items[0]["__codeCoverage"], json!({}));
     assert_eq!(events.len(), 1, "no build kind in the mapping: {events:?}");
     h.stop().await;
 }

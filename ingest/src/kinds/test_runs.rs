@@ -2,9 +2,10 @@
 //! empty page), each with
 //!
 //! - `__testResults` (selector `includeResults`, default true): all of the run's results,
-//!   paged with `$top`/`$skip` until a short page;
+//!   paged with `$top`/`$skip` until a short page (`[]` when not asked for);
 //! - `__codeCoverage` (selector `codeCoverage: {flags}`, off by default): the build's code
-//!   coverage answer as a whole (`{}` for a run without a build or a build without coverage).
+//!   coverage answer as a whole (`{}` when not asked for, for a run without a build or a build
+//!   without coverage).
 //!
 //! A page of runs is enriched [`ENRICHMENT_CONCURRENCY`] runs at a time and published before
 //! the next page is read.
@@ -123,32 +124,31 @@ impl ItemBuilder<'_> {
         enrichment: TestRunEnrichment,
     ) -> Result<Value, AdoError> {
         let mut run = run;
-        if enrichment.results
-            && let Some(run_id) = id_text(&run, "id").map(TestRunId::new)
-        {
-            let results = self.test_results(project_id, &run_id).await?;
-            run = enrich(run, "__testResults", &Value::Array(results));
-        }
-        if let Some(flags) = enrichment.coverage {
-            let build_id = (run.get("build").and_then(|b| id_text(b, "id"))).map(BuildId::new);
-            let coverage = match build_id {
-                None => json!({}),
-                Some(build_id) => {
-                    match self
-                        .client
-                        .build_code_coverage(project_id, &build_id, flags)
-                        .await
-                    {
-                        Ok(Value::Null) => json!({}),
-                        // The run's build is gone: no coverage, as the Python integration has it.
-                        Err(e) if e.says_missing(BUILD_GONE) => json!({}),
-                        Ok(coverage) => coverage,
-                        Err(e) => return Err(e),
-                    }
+        // Not asked for, the fields are still there, empty (`[]`, `{}`), as the Python
+        // integration writes them.
+        let results = match id_text(&run, "id").map(TestRunId::new) {
+            Some(run_id) if enrichment.results => self.test_results(project_id, &run_id).await?,
+            _ => Vec::new(),
+        };
+        run = enrich(run, "__testResults", &Value::Array(results));
+        let build_id = (run.get("build").and_then(|b| id_text(b, "id"))).map(BuildId::new);
+        let coverage = match (enrichment.coverage, build_id) {
+            (Some(flags), Some(build_id)) => {
+                match self
+                    .client
+                    .build_code_coverage(project_id, &build_id, flags)
+                    .await
+                {
+                    Ok(Value::Null) => json!({}),
+                    // The run's build is gone: no coverage, as the Python integration has it.
+                    Err(e) if e.says_missing(BUILD_GONE) => json!({}),
+                    Ok(coverage) => coverage,
+                    Err(e) => return Err(e),
                 }
-            };
-            run = enrich(run, "__codeCoverage", &coverage);
-        }
+            }
+            _ => json!({}),
+        };
+        run = enrich(run, "__codeCoverage", &coverage);
         Ok(run)
     }
 
