@@ -1,7 +1,8 @@
 //! A read that fails mid-crawl fails its kind — a 404 included — so that reconciliation
 //! deletes nothing on the strength of a partial read. A 404 means "none" only where Azure
 //! DevOps says what is missing and its contract makes that "none": the unit's project or
-//! repository gone, a path not in a repository, a deleted environment, a deleted test run.
+//! repository gone, a path not in a repository, a deleted environment, a deleted test run, a
+//! deleted team.
 
 use adoport_ingest::CrawlLimits;
 use adoport_sim::ado::AdoSimConfig;
@@ -174,5 +175,37 @@ async fn a_spec_read_answering_a_404_that_names_nothing_fails_gitops() {
     h.sim.not_found_after(ITEMS, 0, GENERIC, "");
     let (report, _) = h.crawl(&[plan("gitops", selector)]).await;
     assert!(failure(&report, "gitops").contains("404"));
+    h.sim.shutdown().await;
+}
+
+const BOARDS: &str = "GET /{org}/{project}/{team}/_apis/work/boards";
+
+#[tokio::test]
+async fn a_teams_boards_answering_a_404_that_names_nothing_fail_the_board_kind() {
+    let h = harness(one_project(), CrawlLimits::default()).await;
+    h.sim.not_found_after(BOARDS, 0, GENERIC, "");
+    let (report, _) = h.crawl(&[plan("board", json!({}))]).await;
+    let failure = failure(&report, "board");
+    assert!(failure.contains("404"), "{failure}");
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_boards_of_a_team_deleted_between_the_list_and_the_read_are_none() {
+    // The same organization read normally has boards.
+    let normal = harness(one_project(), CrawlLimits::default()).await;
+    let all = normal.crawl_ok(&[plan("board", json!({}))]).await["board"].len();
+    assert!(all > 0, "the simulated project has boards");
+    normal.sim.shutdown().await;
+    let h = harness(one_project(), CrawlLimits::default()).await;
+    h.sim.not_found_after(
+        BOARDS,
+        0,
+        "The team with id 'x' does not exist.",
+        "Microsoft.TeamFoundation.Core.WebApi.TeamNotFoundException, Microsoft.TeamFoundation.Core.WebApi",
+    );
+    let items = h.crawl_ok(&[plan("board", json!({}))]).await;
+    // The kind succeeded (`crawl_ok`) with no board.
+    assert!(items.get("board").is_none_or(|b| b.is_empty()), "{items:?}");
     h.sim.shutdown().await;
 }

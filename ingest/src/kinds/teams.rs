@@ -63,7 +63,7 @@ pub(crate) fn flatten_areas(root: Value, project: &Value) -> Vec<Value> {
 }
 
 /// `typeKey`s of a 404 saying a team is gone.
-const TEAM_GONE: &[&str] = &["TeamNotFoundException"];
+pub(crate) const TEAM_GONE: &[&str] = &["TeamNotFoundException"];
 
 impl Crawler {
     /// Every member of a team, page by page of `$top`.

@@ -9,6 +9,7 @@ use futures_util::{StreamExt, stream};
 use serde_json::Value;
 
 use super::KindCrawl;
+use super::teams::TEAM_GONE;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, BoardId, ProjectId, TeamId, WORK_ITEMS_BATCH};
 use crate::crawl_context::{CrawlError, Crawler};
@@ -121,8 +122,9 @@ impl Crawler {
                 let team_id = &TeamId::new(text(team, "id").unwrap_or_default());
                 let references = match self.client.boards(project_id, team_id).await {
                     Ok(references) => references,
-                    // The team went away between the list and the read.
-                    Err(AdoError::NotFound { .. }) => continue,
+                    // The team went away between the list and the read (Azure DevOps says
+                    // so); any other 404 fails the kind.
+                    Err(e) if e.says_missing(TEAM_GONE) => continue,
                     // Azure DevOps answers 500 for the boards of a team that is in no
                     // iteration; the Python integration skips such a team, and so do we once
                     // the team's iterations confirm it (any other 500 fails the kind).
@@ -145,7 +147,7 @@ impl Crawler {
                     let board_id = &BoardId::new(text(&reference, "id").unwrap_or_default());
                     let detail = match self.client.board(project_id, team_id, board_id).await {
                         Ok(detail) => detail,
-                        Err(AdoError::NotFound { .. }) => continue,
+                        Err(e) if e.says_missing(TEAM_GONE) => continue,
                         Err(e) => return Err(e),
                     };
                     let mut merged = reference.clone();
