@@ -251,8 +251,17 @@ impl Pipeline {
         }
     }
 
+    /// Raw events transform has settled since the pipeline started (every origin). A caller
+    /// waiting for a later crawl reads it first and passes it plus the crawl's events to
+    /// [`Pipeline::drained`].
+    pub fn raw_events_settled(&self) -> u64 {
+        self.transform_stats.events_settled()
+    }
+
     /// Waits until everything a crawl of `raw_events` events produced has been settled by
     /// transform and publish (acked, skipped or dead-lettered). For one-process pipelines.
+    /// `raw_events` counts from the pipeline's start: after earlier crawls, add theirs
+    /// ([`Pipeline::raw_events_settled`] before the crawl).
     pub async fn drained(&self, raw_events: u64) {
         loop {
             let transform_changed = self.transform_stats.changed();
