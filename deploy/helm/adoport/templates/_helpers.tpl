@@ -102,12 +102,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The pod spec of one role. Arguments: dict "root" $ "role" ("all", "ingest", "transform" or
-"publish") "restartPolicy" (for Jobs) "probes" (bool).
+"publish") "restartPolicy" (for Jobs) "probes" (bool) "incremental" (bool: the incremental
+CronJob's `all`, on its own ConfigMap, incrementalSync.resources and .extraConfig, no broker).
 */}}
 {{- define "adoport.podSpec" -}}
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $role := .role }}
+{{- $incremental := .incremental | default false }}
+{{- $extraConfig := dict }}
+{{- if $incremental }}{{- $extraConfig = $values.incrementalSync.extraConfig | default dict }}{{- end }}
 {{- $takesWebhooks := or (eq $role "all") (eq $role "ingest") }}
 {{- $roleValues := dict }}
 {{- if ne $role "all" }}{{- $roleValues = index $values $role }}{{- end }}
@@ -147,7 +151,11 @@ containers:
       {{- toYaml . | nindent 6 }}
     {{- end }}
     resources:
+      {{- if $incremental }}
+      {{- toYaml ($values.incrementalSync.resources | default $values.resources) | nindent 6 }}
+      {{- else }}
       {{- toYaml (($roleValues).resources | default $values.resources) | nindent 6 }}
+      {{- end }}
     ports:
       {{- if $takesWebhooks }}
       - name: http
@@ -157,14 +165,20 @@ containers:
       - name: health
         containerPort: {{ $values.health.port }}
         protocol: TCP
-    {{- if or $values.broker.existingSecret.name $values.selfSignedCertificate.enabled $values.liveEvents.baseUrl $values.extraEnv }}
+    {{- $onBroker := and (include "adoport.scaled" $root) (not $incremental) }}
+    {{- if or $onBroker $values.selfSignedCertificate.enabled $values.liveEvents.baseUrl $values.extraEnv $extraConfig }}
     env:
-      {{- if $values.broker.existingSecret.name }}
+      {{- if $onBroker }}
       - name: ADOPORT__BROKER__URL
         valueFrom:
           secretKeyRef:
+            {{- if $values.broker.existingSecret.name }}
             name: {{ $values.broker.existingSecret.name }}
             key: {{ $values.broker.existingSecret.key | default "ADOPORT__BROKER__URL" }}
+            {{- else }}
+            name: {{ include "adoport.brokerSecretName" $root }}
+            key: ADOPORT__BROKER__URL
+            {{- end }}
       {{- end }}
       {{- if $values.selfSignedCertificate.enabled }}
       - name: REQUESTS_CA_BUNDLE
@@ -177,10 +191,14 @@ containers:
       {{- with $values.extraEnv }}
       {{- tpl (toYaml .) $root | nindent 6 }}
       {{- end }}
+      {{- range $key, $value := $extraConfig }}
+      - name: {{ $key }}
+        value: {{ $value | toString | quote }}
+      {{- end }}
     {{- end }}
     envFrom:
       - configMapRef:
-          name: {{ include "adoport.configMapName" $root }}
+          name: {{ if $incremental }}{{ include "adoport.incrementalConfigMapName" $root }}{{ else }}{{ include "adoport.configMapName" $root }}{{ end }}
       {{- range (include "adoport.secretNames" $root | fromJsonArray) }}
       - secretRef:
           name: {{ . }}
