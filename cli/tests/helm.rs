@@ -5,7 +5,9 @@
 //! The binary then runs with exactly the arguments and environment the rendered Deployment
 //! gives its container (its `env`, and the ConfigMap and Secret its `envFrom` names), against
 //! the simulators, and the Deployment's own liveness and readiness probes must pass. With a
-//! broker, every role's rendered environment must be accepted by `check-config`. Every render
+//! broker, every role's rendered environment must be accepted by `check-config`. The
+//! incremental CronJob (incrementalSync) runs one incremental sync with its rendered container,
+//! on no broker, beside roles that use one. Every render
 //! of the values in deploy/helm/adoport/ci passes Pod Security "restricted".
 //! scripts/check-helm.sh validates the same renders against the Kubernetes API schemas.
 
@@ -54,8 +56,13 @@ fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("the render has no {kind} {name}"))
 }
 
-fn container(deployment: &Value) -> &Value {
-    &deployment["spec"]["template"]["spec"]["containers"][0]
+/// The first container of a Deployment's or a CronJob's pod template.
+fn container(workload: &Value) -> &Value {
+    let template = match workload["kind"].as_str() {
+        Some("CronJob") => &workload["spec"]["jobTemplate"]["spec"]["template"],
+        _ => &workload["spec"]["template"],
+    };
+    &template["spec"]["containers"][0]
 }
 
 /// The environment the container gets: its ConfigMaps and Secrets (`envFrom`), then its `env`
@@ -276,6 +283,78 @@ async fn the_documented_install_runs_and_passes_its_probes() {
     }
     child.start_kill().expect("adoport stops");
     let _ = child.wait().await;
+    world.shutdown().await;
+}
+
+/// incrementalSync.enabled (port-ocean's incremental CronJob) beside roles on a broker: the
+/// CronJob's container, with exactly the arguments and environment the render gives it, runs
+/// one ONCE incremental sync against the simulators, on no broker (the one in the values does
+/// not exist), saves its cursors in Port and exits 0.
+#[tokio::test]
+async fn the_incremental_cronjob_runs_one_incremental_sync_on_no_broker() {
+    let mapping = default_mapping(Some(&["project", "work-item"])).expect("default mapping");
+    let world = SimulatedWorld::start(1, 1, mapping)
+        .await
+        .expect("simulators start");
+    // The integration the always-on Deployment made (the job initializes nothing by default).
+    let identifier = adoport_sim::port::PortSimConfig::default().integration_identifier;
+    let mut args = documented_install(&world);
+    args.extend(
+        [
+            format!("integration.identifier={identifier}"),
+            format!("health.port={}", free_port()),
+            format!("service.port={}", free_port()),
+            "broker.url=amqp://guest:guest@127.0.0.1:1/%2f".to_string(),
+            "incrementalSync.enabled=true".to_string(),
+            "incrementalSync.interval=*/30 * * * *".to_string(),
+            "incrementalSync.extraConfig.OCEAN__INTEGRATION__INCREMENTAL_SYNC_INTERVAL=30"
+                .to_string(),
+        ]
+        .into_iter()
+        .flat_map(|set| ["--set".to_string(), set]),
+    );
+    let docs = render(&args);
+    let jobs: Vec<&Value> = of_kind(&docs, "CronJob")
+        .into_iter()
+        .filter(|job| job["metadata"]["name"] == "release-name-adoport-incr-cron")
+        .collect();
+    assert_eq!(jobs.len(), 1, "one incremental CronJob");
+    let job = jobs[0];
+    assert_eq!(job["spec"]["schedule"], "*/30 * * * *");
+    assert_eq!(arguments(job), ["all"]);
+    let environment = environment(job, &docs);
+    assert_eq!(
+        environment.get("OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED"),
+        Some(&"true".to_string())
+    );
+    assert!(
+        !environment.contains_key("ADOPORT__BROKER__URL"),
+        "the incremental job runs on no broker"
+    );
+    check_config("all", &environment);
+
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_adoport"))
+        .args(arguments(job))
+        .env_clear()
+        .envs(&environment)
+        .env("RUST_LOG", "info,lapin=warn")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the incremental run finishes within 2 minutes")
+        .expect("adoport runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("ONCE incremental sync finished"), "{log}");
+    assert!(
+        world.port.cursor(&identifier, "work-item", 1).is_some(),
+        "the work-item resource's cursor is saved: {log}"
+    );
     world.shutdown().await;
 }
 

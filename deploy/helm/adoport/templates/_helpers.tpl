@@ -102,12 +102,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The pod spec of one role. Arguments: dict "root" $ "role" ("all", "ingest", "transform" or
-"publish") "restartPolicy" (for Jobs) "probes" (bool).
+"publish") "restartPolicy" (for Jobs) "probes" (bool) "incremental" (bool: the incremental
+CronJob's `all`, on its own ConfigMap, incrementalSync.resources and .extraConfig, no broker).
 */}}
 {{- define "adoport.podSpec" -}}
 {{- $root := .root }}
 {{- $values := $root.Values }}
 {{- $role := .role }}
+{{- $incremental := .incremental | default false }}
+{{- $extraConfig := dict }}
+{{- if $incremental }}{{- $extraConfig = $values.incrementalSync.extraConfig | default dict }}{{- end }}
 {{- $takesWebhooks := or (eq $role "all") (eq $role "ingest") }}
 {{- $roleValues := dict }}
 {{- if ne $role "all" }}{{- $roleValues = index $values $role }}{{- end }}
@@ -147,7 +151,11 @@ containers:
       {{- toYaml . | nindent 6 }}
     {{- end }}
     resources:
+      {{- if $incremental }}
+      {{- toYaml ($values.incrementalSync.resources | default $values.resources) | nindent 6 }}
+      {{- else }}
       {{- toYaml (($roleValues).resources | default $values.resources) | nindent 6 }}
+      {{- end }}
     ports:
       {{- if $takesWebhooks }}
       - name: http
@@ -157,14 +165,20 @@ containers:
       - name: health
         containerPort: {{ $values.health.port }}
         protocol: TCP
-    {{- if or $values.broker.existingSecret.name $values.selfSignedCertificate.enabled $values.liveEvents.baseUrl $values.extraEnv }}
+    {{- $onBroker := and (include "adoport.scaled" $root) (not $incremental) }}
+    {{- if or $onBroker $values.selfSignedCertificate.enabled $values.liveEvents.baseUrl $values.extraEnv $extraConfig }}
     env:
-      {{- if $values.broker.existingSecret.name }}
+      {{- if $onBroker }}
       - name: ADOPORT__BROKER__URL
         valueFrom:
           secretKeyRef:
+            {{- if $values.broker.existingSecret.name }}
             name: {{ $values.broker.existingSecret.name }}
             key: {{ $values.broker.existingSecret.key | default "ADOPORT__BROKER__URL" }}
+            {{- else }}
+            name: {{ include "adoport.brokerSecretName" $root }}
+            key: ADOPORT__BROKER__URL
+            {{- end }}
       {{- end }}
       {{- if $values.selfSignedCertificate.enabled }}
       - name: REQUESTS_CA_BUNDLE
@@ -177,10 +191,14 @@ containers:
       {{- with $values.extraEnv }}
       {{- tpl (toYaml .) $root | nindent 6 }}
       {{- end }}
+      {{- range $key, $value := $extraConfig }}
+      - name: {{ $key }}
+        value: {{ $value | toString | quote }}
+      {{- end }}
     {{- end }}
     envFrom:
       - configMapRef:
-          name: {{ include "adoport.configMapName" $root }}
+          name: {{ if $incremental }}{{ include "adoport.incrementalConfigMapName" $root }}{{ else }}{{ include "adoport.configMapName" $root }}{{ end }}
       {{- range (include "adoport.secretNames" $root | fromJsonArray) }}
       - secretRef:
           name: {{ . }}
@@ -254,4 +272,69 @@ affinity:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/*
+The settings ConfigMap's data. Arguments: dict "root" $ "incremental" (bool). incremental: the
+incremental CronJob's (port-ocean's configmap-incremental): a ONCE run with
+OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED, incrementalSync.initializePortResources, no resync
+schedule, no actions and no broker (one process, whatever the other workloads run on).
+*/}}
+{{- define "adoport.configData" -}}
+{{- $incremental := .incremental }}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- $eventListener := $values.integration.eventListener }}
+{{- if or $incremental (eq $values.workload.kind "CronJob") }}
+{{- $eventListener = dict "type" "ONCE" }}
+{{- end }}
+{{- $initialize := $values.initializePortResources }}
+{{- if $incremental }}
+{{- $initialize = $values.incrementalSync.initializePortResources | default false }}
+{{- end }}
+OCEAN__PORT__BASE_URL: {{ tpl $values.port.baseUrl $root | quote }}
+OCEAN__INITIALIZE_PORT_RESOURCES: {{ $initialize | toString | quote }}
+OCEAN__ALLOW_ENVIRONMENT_VARIABLES_JQ_ACCESS: {{ if hasKey $values "allowEnvironmentVariablesJqAccess" }}{{ $values.allowEnvironmentVariablesJqAccess | toString | quote }}{{ else }}"true"{{ end }}
+{{- if and $values.scheduledResyncInterval (ne $values.workload.kind "CronJob") (not $incremental) }}
+OCEAN__SCHEDULED_RESYNC_INTERVAL: {{ $values.scheduledResyncInterval | toString | quote }}
+{{- end }}
+{{- with $values.clientTimeout }}
+OCEAN__CLIENT_TIMEOUT: {{ . | toString | quote }}
+{{- end }}
+OCEAN__SEND_RAW_DATA_EXAMPLES: {{ if hasKey $values "sendRawDataExamples" }}{{ $values.sendRawDataExamples | toString | quote }}{{ else }}"true"{{ end }}
+OCEAN__EVENT_LISTENER: {{ $eventListener | toJson | quote }}
+{{- with $values.integration.identifier }}
+OCEAN__INTEGRATION__IDENTIFIER: {{ . | quote }}
+{{- end }}
+{{- if $incremental }}
+OCEAN__INTEGRATION__INCREMENTAL_SYNC_ENABLED: "true"
+{{- end }}
+{{- range $key, $value := $values.integration.config }}
+{{- if or (kindIs "map" $value) (kindIs "slice" $value) }}
+OCEAN__INTEGRATION__CONFIG__{{ $key | snakecase | upper }}: {{ $value | toJson | quote }}
+{{- else }}
+OCEAN__INTEGRATION__CONFIG__{{ $key | snakecase | upper }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := $values.integration.extraConfig }}
+{{ $key | snakecase | upper }}: {{ $value | toString | quote }}
+{{- end }}
+OCEAN__ACTIONS_PROCESSOR__ENABLED: {{ if $incremental }}"false"{{ else }}{{ $values.actionsProcessor.enabled | default false | toString | quote }}{{ end }}
+ADOPORT__HEALTH__LISTEN: {{ printf "0.0.0.0:%v" $values.health.port | quote }}
+ADOPORT__INGEST__LISTEN: {{ printf "0.0.0.0:%v" $values.service.port | quote }}
+{{- if and (include "adoport.scaled" $root) (not $incremental) }}
+ADOPORT__BROKER__PARTITIONS: {{ $values.broker.partitions | toString | quote }}
+{{- with $values.broker.prefix }}
+ADOPORT__BROKER__PREFIX: {{ . | quote }}
+{{- end }}
+{{- end }}
+ADOPORT_LOG_JSON: {{ $values.logJson | toString | quote }}
+{{- end }}
+
+{{- define "adoport.incrementalConfigMapName" -}}
+{{- printf "%s-incr-config" (include "adoport.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "adoport.brokerSecretName" -}}
+{{- printf "%s-broker" (include "adoport.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
