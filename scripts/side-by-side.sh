@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
         || { echo "side-by-side: --latency-ms needs a number of milliseconds" >&2; exit 2; }
       latency_ms=$2
       shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "side-by-side: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
