@@ -2,18 +2,24 @@
 # Runs the Python Azure DevOps integration (Ocean) and adoport against one simulated Azure DevOps
 # organization and two simulated Ports, with the default mapping (or the one given), one ONCE
 # resync each, then compares the blueprints and entities of the two Ports one by one and prints
-# the differences.
+# the differences. With --bench, it measures both on a medium organization at real latency.
 #
-# Usage: scripts/side-by-side.sh [--mapping FILE] [--report-only]
+# Usage: scripts/side-by-side.sh [--mapping FILE] [--report-only] [--bench [--latency-ms MS]]
 #   --mapping FILE  the port-app-config both integrations run with (both Ports serve it as the
 #                   integration's config; the blueprints it names are created first), e.g.
 #                   scripts/side-by-side-mapping.yaml: every selector, several resources per kind
 #   --report-only   exit 0 even when the two Ports differ
+#   --bench         speed run: the release build of adoport, a medium organization (50 projects
+#                   x 40 repositories, the shape of `adoport bench`, unless the sizes below are
+#                   set), every Azure DevOps and Port answer delayed by --latency-ms; prints each
+#                   run's wall time, their ratio, requests to Azure DevOps and Port, peak RSS
+#   --latency-ms MS the delay of every simulated answer in --bench (default 50)
 # Environment:
 #   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT below) to use
 #                   instead of cloning it (machines without network access to GitHub)
 #   PYTHON          the Python (>= 3.12) to build the virtualenv with
-#   SIDE_BY_SIDE_PROJECTS, SIDE_BY_SIDE_REPOSITORIES  size of the simulated organization (2, 3)
+#   SIDE_BY_SIDE_PROJECTS, SIDE_BY_SIDE_REPOSITORIES  size of the simulated organization (2, 3;
+#                   with --bench 50, 40)
 # Needs: Python >= 3.12, git (unless OCEAN_SOURCE), cargo, network access to PyPI the first time.
 # Everything it downloads or writes stays in target/side-by-side/ (reused by later runs).
 set -euo pipefail
@@ -21,8 +27,6 @@ set -euo pipefail
 OCEAN_REPO=https://github.com/port-labs/ocean
 OCEAN_COMMIT=b10c808aae2691d44bd6575f27e442561f6795df
 INTEGRATION_DIR=integrations/azure-devops
-PROJECTS=${SIDE_BY_SIDE_PROJECTS:-2}
-REPOSITORIES=${SIDE_BY_SIDE_REPOSITORIES:-3}
 CLIENT_ID=sim-client
 CLIENT_SECRET=sim-secret
 PAT=sim-pat
@@ -31,6 +35,8 @@ RUN_TIMEOUT_SECS=600
 
 report_only=
 mapping=
+bench=
+latency_ms=50
 while [ $# -gt 0 ]; do
   case "$1" in
     --report-only) report_only=--report-only ;;
@@ -39,11 +45,26 @@ while [ $# -gt 0 ]; do
       mapping=$(realpath "$2") || exit 2
       [ -f "$mapping" ] || { echo "side-by-side: --mapping $2: no such file" >&2; exit 2; }
       shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bench) bench=1 ;;
+    --latency-ms)
+      [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] \
+        || { echo "side-by-side: --latency-ms needs a number of milliseconds" >&2; exit 2; }
+      latency_ms=$2
+      shift ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "side-by-side: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+if [ -n "$bench" ]; then
+  PROJECTS=${SIDE_BY_SIDE_PROJECTS:-50}
+  REPOSITORIES=${SIDE_BY_SIDE_REPOSITORIES:-40}
+  RUN_TIMEOUT_SECS=1800
+else
+  PROJECTS=${SIDE_BY_SIDE_PROJECTS:-2}
+  REPOSITORIES=${SIDE_BY_SIDE_REPOSITORIES:-3}
+  latency_ms=0
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 scripts="$root/scripts"
@@ -109,12 +130,19 @@ fi
 integration="$source_root/$INTEGRATION_DIR"
 
 # --- adoport ------------------------------------------------------------------------------------
-say "building adoport"
-(cd "$root" && cargo build --quiet -p adoport)
-adoport="$root/target/debug/adoport"
+if [ -n "$bench" ]; then
+  say "building adoport (release)"
+  (cd "$root" && cargo build --quiet --release -p adoport)
+  adoport="$root/target/release/adoport"
+else
+  say "building adoport"
+  (cd "$root" && cargo build --quiet -p adoport)
+  adoport="$root/target/debug/adoport"
+fi
 
 # --- one simulated organization, two Ports -------------------------------------------------------
 pids=()
+declare -A sim_pid
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -127,9 +155,24 @@ start_sim() { # name ado-port port-port: starts one `adoport sim` (its log: sim-
   rm -f "$logs/sim-$1.log" # before the start: a previous run's log would name other ports
   "$adoport" sim --ado-listen "127.0.0.1:$2" --port-listen "127.0.0.1:$3" \
     --projects "$PROJECTS" --repositories "$REPOSITORIES" ${mapping:+--mapping "$mapping" --integration-identifier "$IDENTIFIER"} \
+    --ado-latency-ms "$latency_ms" --port-latency-ms "$latency_ms" \
     > "$logs/sim-$1.log" 2>&1 &
   pids+=($!)
+  sim_pid[$1]=$!
 }
+requests() { # name: "A P", the requests that simulator pair's Azure DevOps and Port received
+  local out="$logs/sim-$1.log" before tries=0
+  before=$(grep -c '^requests:' "$out" || true)
+  kill -USR1 "${sim_pid[$1]}"
+  until [ "$(grep -c '^requests:' "$out" || true)" -gt "$before" ]; do
+    tries=$((tries + 1))
+    [ "$tries" -le 100 ] || die "the $1 simulators did not report their requests (log: $out)"
+    sleep 0.1
+  done
+  grep '^requests:' "$out" | tail -1 | sed 's/^requests: azure_devops=\([0-9]*\) port=\([0-9]*\)$/\1 \2/'
+}
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.1f\", $1 }"; } # expression: its value, one decimal
 organization_url() { # name: waits for that simulator, then prints its organization URL
   local out="$logs/sim-$1.log" tries=0
   until grep -q "organization URL" "$out" 2>/dev/null; do
@@ -159,25 +202,55 @@ common_env=(
   OCEAN__EVENT_LISTENER='{"type":"ONCE"}' OCEAN__INITIALIZE_PORT_RESOURCES=true
 )
 
+# Each run under /usr/bin/time (when there is one): the peak resident memory of the largest
+# process it ran (GNU time's %M, KiB).
+measured() { # rss-file command...
+  local file=$1
+  shift
+  if [ -x /usr/bin/time ]; then /usr/bin/time -f '%M' -o "$file" "$@"; else rm -f "$file"; "$@"; fi
+}
+read -r ado_0 python_port_0 < <(requests python)
+read -r _ adoport_port_0 < <(requests adoport)
+
 # --- the Python integration, one resync ----------------------------------------------------------
 say "running the Python integration (ONCE) against $org (log: $logs/python.log)"
-started=$SECONDS
-(cd "$integration" && env "${common_env[@]}" \
+started=$(now)
+(cd "$integration" && measured "$logs/python.rss" env "${common_env[@]}" \
   OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
-  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail > "$logs/python.log" 2>&1) \
+  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail \
+  > "$logs/python.log" 2>&1) \
   || { tail -20 "$logs/python.log" >&2; die "the Python integration failed"; }
+python_secs=$(calc "$(now) - $started")
 grep -q "Resync finished successfully" "$logs/python.log" \
   || die "the Python integration did not finish its resync (log: $logs/python.log)"
-say "Python integration done in $((SECONDS - started)) s"
+say "Python integration done in $python_secs s"
+read -r ado_1 python_port_1 < <(requests python)
 
 # --- adoport, one resync -------------------------------------------------------------------------
 say "running adoport all (ONCE) against $org (log: $logs/adoport.log)"
-started=$SECONDS
-env "${common_env[@]}" \
+started=$(now)
+measured "$logs/adoport.rss" env "${common_env[@]}" \
   OCEAN__PORT__BASE_URL="$adoport_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
-  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$adoport" all > "$logs/adoport.log" 2>&1 \
+  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$adoport" all \
+  > "$logs/adoport.log" 2>&1 \
   || { tail -20 "$logs/adoport.log" >&2; die "adoport failed (log: $logs/adoport.log)"; }
-say "adoport done in $((SECONDS - started)) s"
+adoport_secs=$(calc "$(now) - $started")
+say "adoport done in $adoport_secs s"
+read -r ado_2 _ < <(requests python)
+read -r _ adoport_port_2 < <(requests adoport)
+
+if [ -n "$bench" ]; then
+  rss() { [ -s "$1" ] && echo "$(($(tail -1 "$1") / 1024)) MiB" || echo "not measured"; }
+  echo "Speed run: $PROJECTS projects x $REPOSITORIES repositories, every Azure DevOps and Port answer"
+  echo "delayed $latency_ms ms, one ONCE resync each (wall time from process start to exit)"
+  printf '| %-30s | %12s | %12s |\n' "" python adoport
+  printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..32})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})"
+  printf '| %-30s | %12s | %12s |\n' "wall time (s)" "$python_secs" "$adoport_secs"
+  printf '| %-30s | %12s | %12s |\n' "ratio (python / adoport)" "$(calc "$python_secs / $adoport_secs")x" ""
+  printf '| %-30s | %12s | %12s |\n' "Azure DevOps requests" $((ado_1 - ado_0)) $((ado_2 - ado_1))
+  printf '| %-30s | %12s | %12s |\n' "Port requests" $((python_port_1 - python_port_0)) $((adoport_port_2 - adoport_port_0))
+  printf '| %-30s | %12s | %12s |\n' "peak RSS" "$(rss "$logs/python.rss")" "$(rss "$logs/adoport.rss")"
+fi
 
 # --- entity by entity ----------------------------------------------------------------------------
 PORT_CLIENT_ID="$CLIENT_ID" PORT_CLIENT_SECRET="$CLIENT_SECRET" \

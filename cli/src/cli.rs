@@ -229,6 +229,13 @@ pub struct SimArgs {
     /// an integration started with another `OCEAN__INTEGRATION__IDENTIFIER` creates its own.
     #[arg(long, default_value = "azure-devops")]
     pub integration_identifier: String,
+    /// Milliseconds every Azure DevOps answer takes (a real organization's network and server
+    /// time; requests overlap, each waits its own).
+    #[arg(long, default_value_t = 0)]
+    pub ado_latency_ms: u64,
+    /// Milliseconds every Port answer takes (requests overlap, each waits its own).
+    #[arg(long, default_value_t = 0)]
+    pub port_latency_ms: u64,
 }
 
 #[derive(Debug, Args)]

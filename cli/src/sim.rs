@@ -2,6 +2,8 @@
 //!
 //! The simulators (crate `adoport-sim`) stand in for Azure DevOps and Port; this module starts
 //! them with the default mapping and derives the settings a pipeline needs to talk to them.
+//! `adoport sim` prints the requests each simulator received so far on SIGUSR1 (a line
+//! `requests: azure_devops=N port=M`), so that a script can count one run's traffic.
 
 use std::time::Duration;
 
@@ -134,6 +136,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
         AdoSimConfig {
             projects: args.projects,
             repositories_per_project: args.repositories,
+            latency: Duration::from_millis(args.ado_latency_ms),
             ..AdoSimConfig::default()
         },
         ado_listener,
@@ -143,6 +146,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
         PortSimConfig {
             integration_config: Some(mapping),
             integration_identifier: args.integration_identifier.clone(),
+            latency: Duration::from_millis(args.port_latency_ms),
             ..PortSimConfig::default()
         },
         port_listener,
@@ -158,10 +162,46 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
     println!("Port simulator:         {}", port.base_url());
     let shutdown = CancellationToken::new();
     adoport_shared::shutdown::cancel_on_signal(shutdown.clone());
-    shutdown.cancelled().await;
+    report_requests_on_signal(&ado, &port, &shutdown).await?;
     ado.shutdown().await;
     port.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Prints the requests each simulator received so far on every SIGUSR1, until `shutdown`.
+#[cfg(unix)]
+async fn report_requests_on_signal(
+    ado: &AdoSim,
+    port: &PortSim,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = usr1.recv() => {
+                println!(
+                    "requests: azure_devops={} port={}",
+                    ado.total_requests(),
+                    port.total_requests()
+                );
+                // Stdout is a file when a script reads it: the line must be there now.
+                std::io::stdout().flush().context("cannot write to stdout")?;
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn report_requests_on_signal(
+    _ado: &AdoSim,
+    _port: &PortSim,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    shutdown.cancelled().await;
+    Ok(())
 }
 
 /// How long the demo and benchmark wait for a pipeline before they give up.

@@ -1,0 +1,95 @@
+//! `adoport sim` as scripts use it: `--port-latency-ms` delays every Port answer, and SIGUSR1
+//! prints the requests each simulator received so far (scripts/side-by-side.sh --bench).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The child, killed when the test ends (passing or not).
+struct Sim(Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn next_line(lines: &mpsc::Receiver<String>) -> String {
+    lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("adoport sim printed a line within 30 s")
+}
+
+/// POSTs Port's token request; the time until the answer's status line.
+fn token_request(address: &str) -> (String, Duration) {
+    let body = r#"{"clientId":"sim-client","clientSecret":"sim-secret"}"#;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(address).expect("the Port simulator accepts connections");
+    write!(
+        stream,
+        "POST /v1/auth/access_token HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer read");
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    (status, started.elapsed())
+}
+
+#[test]
+fn sim_delays_port_answers_and_reports_its_requests_on_sigusr1() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port_address = free.local_addr().expect("address").to_string();
+    drop(free);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adoport"))
+        .args([
+            "sim",
+            "--ado-listen",
+            "127.0.0.1:0",
+            "--port-listen",
+            &port_address,
+            "--projects",
+            "1",
+            "--repositories",
+            "1",
+            "--ado-latency-ms",
+            "300",
+            "--port-latency-ms",
+            "300",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("adoport sim starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let sim = Sim(child);
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(next_line(&lines).contains("organization URL"));
+    assert!(next_line(&lines).contains(&port_address));
+
+    let (status, took) = token_request(&port_address);
+    assert!(status.contains("200"), "token request answered {status}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "the Port answer took {took:?}, less than --port-latency-ms 300"
+    );
+
+    let pid = sim.0.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-USR1", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    assert_eq!(next_line(&lines), "requests: azure_devops=0 port=1");
+}
