@@ -446,13 +446,7 @@ async fn once_incremental_finished(
     pipeline: Pipeline,
     report: &adoport_ingest::CrawlReport,
 ) -> anyhow::Result<ExitCode> {
-    let failed = report
-        .failed_kinds()
-        .iter()
-        .map(|k| k.to_string())
-        .collect::<Vec<_>>();
-    let dead_lettered = pipeline.publish_stats.snapshot().dead_lettered
-        + pipeline.transform_stats.events_dead_lettered();
+    let (failed, dead_lettered) = incomplete(&pipeline, report);
     tracing::info!(
         items = report.items(),
         kinds = ?report.kinds.keys().collect::<Vec<_>>(),
@@ -462,14 +456,36 @@ async fn once_incremental_finished(
         "ONCE incremental sync finished"
     );
     pipeline.stop().await?;
+    Ok(exit_code(
+        &failed,
+        dead_lettered,
+        "incremental sync incomplete",
+        " (their cursors were not advanced)",
+    ))
+}
+
+/// What a ONCE run left undone: the kinds that failed, and the messages dead-lettered.
+fn incomplete(pipeline: &Pipeline, report: &adoport_ingest::CrawlReport) -> (Vec<String>, u64) {
+    let failed = report
+        .failed_kinds()
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>();
+    let dead_lettered = pipeline.publish_stats.snapshot().dead_lettered
+        + pipeline.transform_stats.events_dead_lettered();
+    (failed, dead_lettered)
+}
+
+/// A ONCE run's exit: success only when no kind failed and nothing was dead-lettered; else a
+/// line on stderr saying what (`what`, then the failed kinds with `about_failed`).
+fn exit_code(failed: &[String], dead_lettered: u64, what: &str, about_failed: &str) -> ExitCode {
     if failed.is_empty() && dead_lettered == 0 {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "adoport: incremental sync incomplete: failed kinds {failed:?} (their cursors were not advanced), {dead_lettered} message(s) dead-lettered (see the log)"
-        );
-        Ok(ExitCode::FAILURE)
+        return ExitCode::SUCCESS;
     }
+    eprintln!(
+        "adoport: {what}: failed kinds {failed:?}{about_failed}, {dead_lettered} message(s) dead-lettered (see the log)"
+    );
+    ExitCode::FAILURE
 }
 
 /// ONCE: one resync, wait until the pipeline has drained and the resync is reconciled, report,
@@ -513,13 +529,7 @@ async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
             );
         }
     };
-    let failed = report
-        .failed_kinds()
-        .iter()
-        .map(|k| k.to_string())
-        .collect::<Vec<_>>();
-    let dead_lettered = pipeline.publish_stats.snapshot().dead_lettered
-        + pipeline.transform_stats.events_dead_lettered();
+    let (failed, dead_lettered) = incomplete(&pipeline, &report);
     tracing::info!(
         items = report.items(),
         entities_upserted = pipeline.publish_stats.snapshot().upserted,
@@ -530,12 +540,5 @@ async fn run_once(mut pipeline: Pipeline) -> anyhow::Result<ExitCode> {
         "ONCE resync finished"
     );
     pipeline.stop().await?;
-    if failed.is_empty() && dead_lettered == 0 {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "adoport: resync incomplete: failed kinds {failed:?}, {dead_lettered} message(s) dead-lettered (see the log)"
-        );
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(exit_code(&failed, dead_lettered, "resync incomplete", ""))
 }

@@ -32,6 +32,20 @@ impl AdoClient {
         ))
     }
 
+    /// `…/pullrequests/{id}{rest}` of one pull request (`rest`: `""`, `"/reviewers"`, …).
+    fn pull_request_url(
+        &self,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
+        pull_request_id: u64,
+        rest: &str,
+    ) -> String {
+        format!(
+            "{}/{pull_request_id}{rest}",
+            self.pull_requests_url(project_id, repository_id)
+        )
+    }
+
     /// `GET {org}/{project}/_apis/git/repositories/{repository}/pullrequests/{id}`.
     pub async fn repository_pull_request(
         &self,
@@ -39,10 +53,7 @@ impl AdoClient {
         repository_id: &RepositoryId,
         pull_request_id: u64,
     ) -> Result<Value, AdoError> {
-        let url = format!(
-            "{}/{pull_request_id}",
-            self.pull_requests_url(project_id, repository_id)
-        );
+        let url = self.pull_request_url(project_id, repository_id, pull_request_id, "");
         Ok(self.get_json(&url, &[]).await?.body)
     }
 
@@ -65,10 +76,7 @@ impl AdoClient {
         pull_request_id: u64,
         body: &Value,
     ) -> Result<Value, AdoError> {
-        let url = format!(
-            "{}/{pull_request_id}",
-            self.pull_requests_url(project_id, repository_id)
-        );
+        let url = self.pull_request_url(project_id, repository_id, pull_request_id, "");
         Ok(self.patch_json_once(&url, &[], body).await?.body)
     }
 
@@ -80,10 +88,7 @@ impl AdoClient {
         pull_request_id: u64,
         reviewers: &Value,
     ) -> Result<Vec<Value>, AdoError> {
-        let url = format!(
-            "{}/{pull_request_id}/reviewers",
-            self.pull_requests_url(project_id, repository_id)
-        );
+        let url = self.pull_request_url(project_id, repository_id, pull_request_id, "/reviewers");
         values(&url, self.post_json_once(&url, &[], reviewers).await?.body)
     }
 
@@ -95,10 +100,7 @@ impl AdoClient {
         pull_request_id: u64,
         body: &Value,
     ) -> Result<Value, AdoError> {
-        let url = format!(
-            "{}/{pull_request_id}/threads",
-            self.pull_requests_url(project_id, repository_id)
-        );
+        let url = self.pull_request_url(project_id, repository_id, pull_request_id, "/threads");
         Ok(self.post_json_once(&url, &[], body).await?.body)
     }
 }
