@@ -536,6 +536,20 @@ pub struct KindCrawl {
     pub failure: Option<String>,
 }
 
+/// What one mapping resource made of one raw event of a resync (in
+/// [`ResyncControl::Progress`]): Ocean counts its sync metrics per resource (`{kind}-{index}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceProgress {
+    /// The resource's index in the mapping's `resources`.
+    pub resource: u32,
+    /// Items of the event it was given (the raw items its selector read).
+    pub items: u64,
+    /// Entities it produced (upserts).
+    pub produced: u64,
+    /// Items it could not map.
+    pub failed_items: u64,
+}
+
 /// Resync bookkeeping for the reconciliation coordinator (publish), on the resync progress
 /// queue (single active consumer).
 ///
@@ -598,6 +612,11 @@ pub enum ResyncControl {
         /// The raw event's `resources` (its crawl unit, with `kind`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resources: Option<Vec<u32>>,
+        /// The same figures per mapping resource that mapped the event (every resource of the
+        /// unit, in mapping order), for the per-resource summary and Port's sync metrics.
+        /// Empty from a transform that predates it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        per_resource: Vec<ResourceProgress>,
     },
     /// A publish replica took a resync's [`ResyncBarrier`] out of one change partition after
     /// settling every change it received before it on that partition (written, skipped or
@@ -775,8 +794,15 @@ mod tests {
             attempt: Some(AttemptId::new()),
             mapping_version: Some(MappingVersionId("0123456789abcdef".into())),
             resources: Some(vec![2]),
+            per_resource: vec![ResourceProgress {
+                resource: 2,
+                items: 1,
+                produced: 1,
+                failed_items: 0,
+            }],
         };
         let json = round_trip(&message);
+        assert_eq!(json["per_resource"][0]["resource"], 2);
         assert_eq!(json["type"], "progress");
         assert_eq!(json["resources"], serde_json::json!([2]));
         assert_eq!(json["v"], 1);

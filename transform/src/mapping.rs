@@ -575,6 +575,15 @@ impl CompiledMapping {
         (fast, fields.len())
     }
 
+    /// The indices of the resources `resources` names, in mapping order (those an event's
+    /// items are mapped with).
+    pub fn indices(&self, resources: Resources<'_>) -> Vec<u32> {
+        (self.resources.iter())
+            .filter(|r| resources.includes(&r.kind, r.index))
+            .filter_map(|r| u32::try_from(r.index).ok())
+            .collect()
+    }
+
     /// Whether any resource maps this kind.
     pub fn handles(&self, kind: &str) -> bool {
         self.resources.iter().any(|r| r.kind == kind)

@@ -11,7 +11,7 @@
 //! items, with the reason), while the event's other items are published as usual. As any failed
 //! item, it keeps reconciliation from deleting after a resync.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +27,8 @@ use crate::mapping::versions::CompiledVersions;
 use crate::mapping::{CompiledMapping, ItemProblem, KindOutcome, Resources};
 use adoport_shared::bus::{Bus, BusError, Delivery, Destination, Outgoing};
 use adoport_shared::messages::{
-    EntityChange, GITOPS_KIND, GitopsSpecError, Origin, RawEvent, SCHEMA_VERSION, WriteOptions,
-    decode, encode,
+    EntityChange, GITOPS_KIND, GitopsSpecError, Origin, RawEvent, ResourceProgress, SCHEMA_VERSION,
+    WriteOptions, decode, encode,
 };
 use adoport_shared::metrics::KindCounters;
 use adoport_shared::topology::{Topology, WorkQueue};
@@ -211,6 +211,8 @@ struct Mapped {
     failed_items: u64,
     /// Items whose expression ran away: their index, and why.
     stopped: Vec<(usize, ItemProblem)>,
+    /// Per mapping resource: items it could not map.
+    failed_per_resource: BTreeMap<usize, u64>,
 }
 
 /// Counts the outcomes' problems and turns their changes into messages.
@@ -224,6 +226,7 @@ fn collect_changes(
     let mut out = Vec::new();
     let mut failed_items = 0;
     let mut stopped = Vec::new();
+    let mut failed_per_resource = BTreeMap::new();
     for (index, outcome) in outcomes.into_iter().enumerate() {
         for problem in &outcome.problems {
             stats.record_problem(&event.kind, problem);
@@ -233,6 +236,13 @@ fn collect_changes(
         }
         if outcome.problems.iter().any(ItemProblem::is_item_failure) {
             failed_items += 1;
+        }
+        let failed_resources: BTreeSet<usize> = (outcome.problems.iter())
+            .filter(|problem| problem.is_item_failure())
+            .map(ItemProblem::resource_index)
+            .collect();
+        for resource in failed_resources {
+            *failed_per_resource.entry(resource).or_default() += 1;
         }
         for change in outcome.changes {
             let partition = topology.partition_of(&change.blueprint, &change.identifier);
@@ -266,6 +276,7 @@ fn collect_changes(
         changes: out,
         failed_items,
         stopped,
+        failed_per_resource,
     }
 }
 
@@ -346,6 +357,7 @@ async fn process(
         mut changes,
         failed_items,
         stopped,
+        failed_per_resource,
     } = collect_changes(&event, outcomes, in_force.write, bus.topology(), &stats);
     let count = changes.len() as u64;
     // A resync's event also reports what it produced (and how many of its items failed) to
@@ -353,6 +365,26 @@ async fn process(
     if let Some(resync_id) = event.origin.resync_id() {
         let mut produced = Vec::with_capacity(changes.len());
         let mut related = Vec::new();
+        // Every resource that mapped the event, with what it made of it (Ocean's per-resource
+        // counts); GitOps specs belong to no mapping resource.
+        let mut per_resource: Vec<ResourceProgress> = if event.kind == GITOPS_KIND {
+            Vec::new()
+        } else {
+            (in_force
+                .compiled
+                .indices(Resources::of_event(&event))
+                .into_iter())
+            .map(|resource| ResourceProgress {
+                resource,
+                items: event.items.len() as u64,
+                produced: 0,
+                failed_items: failed_per_resource
+                    .get(&(resource as usize))
+                    .copied()
+                    .unwrap_or(0),
+            })
+            .collect()
+        };
         for outgoing in &changes {
             if let Ok(change) = decode::<EntityChange>(&outgoing.body)
                 && let adoport_shared::messages::ChangeOp::Upsert { entity } = &change.op
@@ -366,6 +398,11 @@ async fn process(
                             _ => {}
                         }
                     }
+                }
+                if let Some(resource) =
+                    (per_resource.iter_mut()).find(|r| r.resource == change.resource_index)
+                {
+                    resource.produced += 1;
                 }
                 produced.push((change.blueprint, change.identifier));
             }
@@ -381,6 +418,7 @@ async fn process(
             attempt: event.attempt,
             mapping_version: Some(in_force.version.id.clone()),
             resources: event.resources.clone(),
+            per_resource,
         };
         changes.push(Outgoing::new(
             Destination::ResyncProgress,
