@@ -194,7 +194,7 @@ async fn a_crawl_restarted_mid_way_completes_only_on_its_new_attempt_and_deletes
     let done = summary_of(&publish.0, id).await;
     assert_eq!((done.status, done.deleted), ("completed", 0), "{done:?}");
     assert_eq!(
-        done.kinds["repository"].entities_produced,
+        done.kind("repository").entities_produced,
         (PROJECTS * REPOSITORIES) as u64,
         "completion waited for every repository event of the second attempt: {done:?}"
     );

@@ -55,7 +55,9 @@ pub mod worker;
 
 pub use client::{COMPATIBLE_INTEGRATION_VERSION, PortClient, exporter_user_agent};
 pub use error::PublishError;
-pub use reconcile::{KindSummary, ReconcilePolicy, Reconciler, ResyncOutcome, ResyncSummary};
+pub use reconcile::{
+    KindSummary, ReconcilePolicy, Reconciler, ResourceSummary, ResyncOutcome, ResyncSummary,
+};
 pub use sharing::MembershipTiming;
 pub use stats::{BatchesSent, PublishStats, StatsSnapshot};
 pub use worker::{PublishConfig, Publisher, run};

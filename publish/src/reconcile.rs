@@ -55,7 +55,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::sync_metrics::{KindFigures, MetricsIngest, SyncContext, kind_event};
+use crate::sync_metrics::{
+    MetricsIngest, ResourceFigures, ResourceId, SyncContext, resource_event,
+};
 use barrier::{Barrier, Passed};
 use tally::{Progress, Reported, Tally};
 
@@ -175,33 +177,56 @@ pub enum ResyncOutcome {
     Superseded { resync_id: ResyncId },
 }
 
-/// One kind's figures for a resync, as the coordinator saw them.
+/// One mapping resource's figures for a resync, as the coordinator saw them (Ocean reports a
+/// resync per resource: `{kind}-{index}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceSummary {
+    /// The resource's kind.
+    pub kind: String,
+    /// Its index in the mapping's `resources`.
+    pub index: u32,
+    /// Its `port.entity.mappings.blueprint`, as the mapping writes it (empty for a resource
+    /// the coordinator knows only from the figures).
+    pub blueprint: String,
+    /// Raw items the crawl published for it (its crawl unit's, shared with the resources of
+    /// the same selector).
+    pub items_crawled: u64,
+    /// Entity upserts transform produced from them with this resource.
+    pub entities_produced: u64,
+    /// Items this resource could not map.
+    pub failed_items: u64,
+    /// Why its crawl failed, if it did.
+    pub crawl_failure: Option<String>,
+    /// What this process's publish did with the resource's changes of the resync: upserted,
+    /// deleted, skipped (stale, unchanged or not owned), dead-lettered. Other publish replicas
+    /// count their own share.
+    pub upserted: u64,
+    pub deleted: u64,
+    pub skipped: u64,
+    pub dead_lettered: u64,
+}
+
+/// A kind's figures: the sum of its resources'.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindSummary {
-    /// Raw items the crawl published.
     pub items_crawled: u64,
-    /// Entity upserts transform produced from them.
     pub entities_produced: u64,
-    /// Items transform could not map.
     pub failed_items: u64,
-    /// Why the kind failed to crawl, if it did.
-    pub crawl_failure: Option<String>,
-    /// What this process's publish did with the kind's changes of the resync: upserted,
-    /// skipped (stale, unchanged or not owned), dead-lettered. Other publish replicas count
-    /// their own share.
     pub upserted: u64,
     pub skipped: u64,
     pub dead_lettered: u64,
 }
 
-/// A resync as the coordinator ended it: per kind what was crawled and produced, and what was
-/// deleted. Logged at the end of every resync (one line per kind and a summary line).
+/// A resync as the coordinator ended it: per mapping resource what was crawled, produced and
+/// written, and what was deleted. Logged at the end of every resync (one line per resource
+/// and a summary line).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResyncSummary {
     pub resync_id: ResyncId,
     /// `completed`, `deletion_refused` or `failed`.
     pub status: &'static str,
-    pub kinds: BTreeMap<String, KindSummary>,
+    /// One per resource of the mapping the resync was crawled with, in its order.
+    pub resources: Vec<ResourceSummary>,
     /// Stale entities deleted (0 unless `completed`).
     pub deleted: usize,
     /// Changes of the resync publish dead-lettered (Port refused them), over every partition
@@ -211,36 +236,77 @@ pub struct ResyncSummary {
     pub seconds: f64,
 }
 
-impl From<&KindSummary> for KindFigures {
-    fn from(kind: &KindSummary) -> Self {
+impl From<&ResourceSummary> for ResourceFigures {
+    fn from(resource: &ResourceSummary) -> Self {
         Self {
-            extracted: kind.items_crawled,
-            transformed: kind.entities_produced,
-            transform_failed: kind.failed_items,
-            loaded: kind.upserted,
-            load_failed: kind.dead_lettered,
-            skipped: kind.skipped,
+            extracted: resource.items_crawled,
+            transformed: resource.entities_produced,
+            transform_failed: resource.failed_items,
+            loaded: resource.upserted,
+            load_failed: resource.dead_lettered,
+            skipped: resource.skipped,
+            crawl_failed: resource.crawl_failure.is_some(),
         }
     }
 }
 
 impl ResyncSummary {
-    /// Fills in what publish did with the resync's changes (this process's share).
+    /// The resource at `index` of the mapping, if the summary has it.
+    pub fn resource(&self, index: u32) -> Option<&ResourceSummary> {
+        self.resources.iter().find(|r| r.index == index)
+    }
+
+    /// The figures of `kind`: its resources' added up.
+    pub fn kind(&self, kind: &str) -> KindSummary {
+        let mut sum = KindSummary::default();
+        for r in self.resources.iter().filter(|r| r.kind == kind) {
+            sum.items_crawled += r.items_crawled;
+            sum.entities_produced += r.entities_produced;
+            sum.failed_items += r.failed_items;
+            sum.upserted += r.upserted;
+            sum.skipped += r.skipped;
+            sum.dead_lettered += r.dead_lettered;
+        }
+        sum
+    }
+
+    /// Fills in what publish did with the resync's changes (this process's share), per
+    /// resource; a resource the summary lacks (a change of a resource no longer in the
+    /// mapping) gets a line of its own.
     fn add_publish_counts(&mut self, counts: &ResyncCounts) {
-        for (kind, counters) in counts {
-            let k = self.kinds.entry(kind.clone()).or_default();
+        for (key, counters) in counts {
+            let position = match (self.resources.iter())
+                .position(|r| r.kind == key.kind && r.index == key.index)
+            {
+                Some(position) => position,
+                None => {
+                    self.resources.push(ResourceSummary {
+                        kind: key.kind.clone(),
+                        index: key.index,
+                        ..ResourceSummary::default()
+                    });
+                    self.resources.len() - 1
+                }
+            };
+            let r = &mut self.resources[position];
             let count = |outcome: PublishOutcome| counters.get(outcome.as_str()).copied();
-            k.upserted = count(PublishOutcome::Upserted).unwrap_or(0);
-            k.skipped = PublishOutcome::ALL
+            r.upserted = count(PublishOutcome::Upserted).unwrap_or(0);
+            r.deleted = count(PublishOutcome::Deleted).unwrap_or(0);
+            r.skipped = PublishOutcome::ALL
                 .into_iter()
                 .filter(|o| o.is_skipped())
                 .filter_map(count)
                 .sum();
-            k.dead_lettered = count(PublishOutcome::DeadLettered).unwrap_or(0);
+            r.dead_lettered = count(PublishOutcome::DeadLettered).unwrap_or(0);
         }
     }
 
-    fn of(resync_id: ResyncId, tally: &Tally, outcome: &ResyncOutcome) -> Self {
+    fn of(
+        resync_id: ResyncId,
+        tally: &Tally,
+        mapping: Option<&PortAppConfig>,
+        outcome: &ResyncOutcome,
+    ) -> Self {
         let (status, deleted) = match outcome {
             ResyncOutcome::Completed { deleted, .. } => ("completed", *deleted),
             ResyncOutcome::DeletionRefused { .. } => ("deletion_refused", 0),
@@ -252,39 +318,43 @@ impl ResyncSummary {
         Self {
             resync_id,
             status,
-            kinds: tally.kind_summaries(),
+            resources: tally.resource_summaries(mapping),
             deleted,
             changes_dead_lettered: tally.changes_dead_lettered(),
             seconds,
         }
     }
 
-    /// One INFO line per kind, then the summary line.
+    /// One INFO line per resource (`resync resource summary`), then the summary line.
     fn log(&self) {
-        for (kind, k) in &self.kinds {
+        for r in &self.resources {
             tracing::info!(
                 resync_id = %self.resync_id,
-                kind = %kind,
-                items_crawled = k.items_crawled,
-                entities_produced = k.entities_produced,
-                failed_items = k.failed_items,
-                upserted = k.upserted,
-                skipped = k.skipped,
-                dead_lettered = k.dead_lettered,
-                crawl_failure = k.crawl_failure.as_deref().unwrap_or(""),
-                "resync kind summary"
+                kind = %r.kind,
+                index = r.index,
+                blueprint = %r.blueprint,
+                items_crawled = r.items_crawled,
+                entities_produced = r.entities_produced,
+                failed_items = r.failed_items,
+                upserted = r.upserted,
+                deleted = r.deleted,
+                skipped = r.skipped,
+                dead_lettered = r.dead_lettered,
+                crawl_failure = r.crawl_failure.as_deref().unwrap_or(""),
+                "resync resource summary"
             );
         }
+        let sum = |f: fn(&ResourceSummary) -> u64| self.resources.iter().map(f).sum::<u64>();
         tracing::info!(
             resync_id = %self.resync_id,
             status = self.status,
-            kinds = self.kinds.len(),
-            items_crawled = self.kinds.values().map(|k| k.items_crawled).sum::<u64>(),
-            entities_produced = self.kinds.values().map(|k| k.entities_produced).sum::<u64>(),
-            failed_items = self.kinds.values().map(|k| k.failed_items).sum::<u64>(),
-            upserted = self.kinds.values().map(|k| k.upserted).sum::<u64>(),
-            skipped = self.kinds.values().map(|k| k.skipped).sum::<u64>(),
-            dead_lettered = self.kinds.values().map(|k| k.dead_lettered).sum::<u64>(),
+            resources = self.resources.len(),
+            items_crawled = sum(|r| r.items_crawled),
+            entities_produced = sum(|r| r.entities_produced),
+            failed_items = sum(|r| r.failed_items),
+            upserted = sum(|r| r.upserted),
+            skipped = sum(|r| r.skipped),
+            dead_lettered = sum(|r| r.dead_lettered),
             changes_dead_lettered = self.changes_dead_lettered,
             deleted = self.deleted,
             seconds = self.seconds,
@@ -551,6 +621,7 @@ impl Reconciler {
                         self.record(ResyncOutcome::Superseded { resync_id: id });
                     }
                 }
+                let mapping = self.mapping_of(mapping_version.as_ref());
                 let tally = resyncs.open.entry(resync_id).or_default();
                 let again = tally.started_at.is_some();
                 tally.started(started_at, attempt, mapping_version);
@@ -558,7 +629,10 @@ impl Reconciler {
                     tracing::info!(resync_id = %resync_id, attempt = ?attempt, "resync crawled again (its crawl was restarted); only the attempt that finishes counts");
                 }
                 self.report_state("running", tally.started_at, None).await;
-                self.report_sync_metrics(resync_id, "syncing", 0.0, &BTreeMap::new())
+                // Every resource of the mapping it is crawled with, syncing, zero counts.
+                let resources = Tally::default()
+                    .resource_summaries(mapping.as_deref().map(|version| &version.config));
+                self.report_sync_metrics(resync_id, true, 0.0, &resources)
                     .await;
             }
             _ if ended_attempts.is_some() => {
@@ -598,6 +672,7 @@ impl Reconciler {
                 attempt,
                 mapping_version,
                 resources,
+                per_resource,
                 ..
             } => {
                 let room = self.config.max_tracked.saturating_sub(resyncs.tracked());
@@ -611,6 +686,7 @@ impl Reconciler {
                     failed_items,
                     mapping_version,
                     resources,
+                    per_resource,
                 };
                 if tally.progress(report, room) == Progress::Overflowed {
                     tracing::warn!(
@@ -667,33 +743,50 @@ impl Reconciler {
         stop: &CancellationToken,
     ) -> ResyncOutcome {
         let outcome = self.decide(resync_id, &tally, stop).await;
-        let mut summary = ResyncSummary::of(resync_id, &tally, &outcome);
+        let mapping = self.mapping_of(tally.mapping_version());
+        let mut summary = ResyncSummary::of(
+            resync_id,
+            &tally,
+            mapping.as_deref().map(|v| &v.config),
+            &outcome,
+        );
         if let Some(publish) = &self.publish {
             // Every partition passed the resync's barrier: this process's share is settled.
             summary.add_publish_counts(&publish.resync_counts(resync_id));
         }
         summary.log();
-        let sync_state = match summary.status {
-            "failed" => "failed",
-            _ => "completed",
-        };
-        self.report_sync_metrics(resync_id, sync_state, summary.seconds, &summary.kinds)
+        self.report_sync_metrics(resync_id, false, summary.seconds, &summary.resources)
             .await;
         self.summary.send_replace(Some(summary));
         outcome
     }
 
-    /// Ocean's sync metrics of a resync (`sync_metrics`): one event per kind of the mapping
-    /// with `kinds`' figures (zeros for a kind not in it) in one `POST …/syncMetrics`, each
-    /// event again in its kind's `PUT …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`,
-    /// then a heartbeat of the resync, to the integration record's metrics ingest URL. Without one nothing is sent; a failure is
-    /// logged, never fatal (as Ocean).
+    /// The mapping version a resync was crawled with (the one in force when it is not known
+    /// here, or the resync did not say); `None` without a mapping.
+    fn mapping_of(
+        &self,
+        version: Option<&adoport_shared::messages::MappingVersionId>,
+    ) -> Option<std::sync::Arc<adoport_shared::mapping_versions::MappingVersion>> {
+        let versions = self.config.mapping.as_ref()?;
+        Some(
+            version
+                .and_then(|id| versions.get(id))
+                .unwrap_or_else(|| versions.current()),
+        )
+    }
+
+    /// Ocean's sync metrics of a resync (`sync_metrics`): one event per mapping resource
+    /// with its figures (`running`: every resource syncing) in one `POST …/syncMetrics`,
+    /// each event again in its resource's `PUT
+    /// …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`, then a heartbeat of the resync,
+    /// to the integration record's metrics ingest URL. Without one nothing is sent; a failure
+    /// is logged, never fatal (as Ocean).
     async fn report_sync_metrics(
         &self,
         resync_id: ResyncId,
-        sync_state: &str,
+        running: bool,
         seconds: f64,
-        kinds: &BTreeMap<String, KindSummary>,
+        resources: &[ResourceSummary],
     ) {
         let identifier = &self.config.integration_identifier;
         let ingest = match MetricsIngest::of_integration(&self.client, identifier).await {
@@ -717,19 +810,28 @@ impl Reconciler {
             integration_identifier: identifier,
             installation_type: &ingest.installation_type,
             event_id: &event_id,
-            sync_state,
+            running,
             seconds,
-            success: sync_state == "completed",
         };
-        let events = self.kind_events(&context, kinds);
+        let sync_state = if running { "syncing" } else { "ended" };
+        let events: Vec<Value> = (resources.iter())
+            .map(|r| {
+                let id = ResourceId {
+                    kind: &r.kind,
+                    index: r.index,
+                    blueprint: &r.blueprint,
+                };
+                resource_event(&context, id, &ResourceFigures::from(r))
+            })
+            .collect();
         if let Err(e) = self.client.post_sync_metrics(&ingest.url, &events).await {
             tracing::warn!(sync_state, error = %e, "could not report the sync metrics to Port");
         }
-        // Ocean also puts each kind's event on its own when the kind starts and when it ends;
-        // here every kind starts with the resync and ends with its reconciliation.
+        // Ocean also puts each resource's event on its own when the resource starts and when it
+        // ends; here every resource starts with the resync and ends with its reconciliation.
         for event in &events {
             if let Err(e) = self.client.put_kind_sync_metrics(&ingest.url, event).await {
-                tracing::warn!(sync_state, kind = %event["kindIdentifier"], error = %e, "could not report a kind's sync metrics to Port");
+                tracing::warn!(sync_state, kind = %event["kindIdentifier"], error = %e, "could not report a resource's sync metrics to Port");
                 break;
             }
         }
@@ -775,36 +877,6 @@ impl Reconciler {
             }
             in_flight.store(false, std::sync::atomic::Ordering::Release);
         });
-    }
-
-    /// One event per kind: in the current mapping's order (Ocean's `{kind}-{index}`, a kind
-    /// mapped twice counted at its first index), then kinds the mapping no longer has.
-    fn kind_events(
-        &self,
-        context: &SyncContext<'_>,
-        kinds: &BTreeMap<String, KindSummary>,
-    ) -> Vec<Value> {
-        let resources = self
-            .config
-            .mapping
-            .as_ref()
-            .map(|versions| versions.current().config.resources.clone())
-            .unwrap_or_default();
-        let mut events = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mapped = resources.iter().enumerate().map(|(index, resource)| {
-            let blueprint = resource.port.entity.mappings.blueprint.as_str();
-            (resource.kind.as_str(), index, blueprint)
-        });
-        let unmapped = kinds.keys().map(|kind| (kind.as_str(), 0, ""));
-        for (kind, index, blueprint) in mapped.chain(unmapped) {
-            if !seen.insert(kind) {
-                continue;
-            }
-            let figures = kinds.get(kind).map(KindFigures::from).unwrap_or_default();
-            events.push(kind_event(context, kind, index, blueprint, &figures));
-        }
-        events
     }
 
     async fn decide(
@@ -1086,11 +1158,11 @@ pub fn resync_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adoport_shared::messages::KindCrawl;
+    use adoport_shared::messages::{KindCrawl, ResourceProgress};
     use uuid::Uuid;
 
     #[test]
-    fn the_summary_carries_per_kind_figures_and_deletions() {
+    fn the_summary_carries_per_resource_figures_and_deletions() {
         let resync_id = ResyncId::new();
         let mut tally = Tally::default();
         let started = Utc::now() - chrono::Duration::seconds(3);
@@ -1129,6 +1201,12 @@ mod tests {
             failed_items,
             mapping_version: None,
             resources: None,
+            per_resource: vec![ResourceProgress {
+                resource: u32::from(kind == "repository"),
+                items: 1,
+                produced: produced as u64,
+                failed_items,
+            }],
         };
         tally.progress(reported("project", 2, 0), usize::MAX);
         tally.progress(reported("repository", 4, 1), usize::MAX);
@@ -1136,34 +1214,57 @@ mod tests {
             resync_id,
             deleted: 3,
         };
-        let summary = ResyncSummary::of(resync_id, &tally, &outcome);
+        let mapping = PortAppConfig::from_json_value(json!({"resources": [
+            {"kind": "project", "selector": {"query": "true"},
+             "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"p\""}}}},
+            {"kind": "repository", "selector": {"query": "true"},
+             "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": "\"r\""}}}},
+        ]}))
+        .expect("mapping");
+        let mut summary = ResyncSummary::of(resync_id, &tally, Some(&mapping), &outcome);
         assert_eq!((summary.status, summary.deleted), ("completed", 3));
         assert!(summary.seconds >= 3.0, "{summary:?}");
         assert_eq!(
-            summary.kinds["project"],
-            KindSummary {
+            summary.resources[0],
+            ResourceSummary {
+                kind: "project".into(),
+                index: 0,
+                blueprint: "\"p\"".into(),
                 items_crawled: 2,
                 entities_produced: 2,
-                failed_items: 0,
-                crawl_failure: None,
-                ..KindSummary::default()
+                ..ResourceSummary::default()
             }
         );
         assert_eq!(
-            summary.kinds["repository"],
-            KindSummary {
+            summary.resources[1],
+            ResourceSummary {
+                kind: "repository".into(),
+                index: 1,
+                blueprint: "\"r\"".into(),
                 items_crawled: 5,
                 entities_produced: 4,
                 failed_items: 1,
                 crawl_failure: Some("HTTP 500".into()),
-                ..KindSummary::default()
+                ..ResourceSummary::default()
             }
         );
+        // Publish's counts go to their resource.
+        let key = crate::stats::ResourceKey {
+            kind: "repository".into(),
+            index: 1,
+        };
+        let counts: ResyncCounts =
+            [(key, [("upserted", 3), ("skipped_unchanged", 1)].into())].into();
+        summary.add_publish_counts(&counts);
+        let repository = summary.resource(1).expect("resource 1");
+        assert_eq!((repository.upserted, repository.skipped), (3, 1));
+        assert_eq!(summary.kind("repository").upserted, 3);
+        assert_eq!(summary.kind("project").upserted, 0);
         let failed = ResyncOutcome::Failed {
             resync_id,
             reason: "x".into(),
         };
-        let summary = ResyncSummary::of(resync_id, &tally, &failed);
+        let summary = ResyncSummary::of(resync_id, &tally, None, &failed);
         assert_eq!((summary.status, summary.deleted), ("failed", 0));
     }
 
@@ -1217,6 +1318,7 @@ mod tests {
                 failed_items: 0,
                 mapping_version: None,
                 resources: None,
+                per_resource: Vec::new(),
             },
             usize::MAX,
         );
@@ -1276,7 +1378,7 @@ mod tests {
             resync_id: id,
             reason,
         };
-        let summary = ResyncSummary::of(id, &tally, &outcome);
+        let summary = ResyncSummary::of(id, &tally, None, &outcome);
         assert_eq!(summary.changes_dead_lettered, 3);
         assert_eq!(summary.status, "failed");
     }

@@ -76,6 +76,8 @@ pub(crate) struct Held {
     pub(crate) source: usize,
     pub(crate) key: EntityKey,
     pub(crate) kind: String,
+    /// The mapping resource that made the change (its index in `resources`).
+    pub(crate) resource: u32,
     /// The resync the change came from, if any (for the resync's summary).
     pub(crate) resync_id: Option<ResyncId>,
     pub(crate) observed_at: DateTime<Utc>,
@@ -216,6 +218,7 @@ pub(crate) async fn checked_upserts(
                         let held = upsert.held;
                         stats.per_kind_incr(
                             &held.kind,
+                            held.resource,
                             PublishOutcome::SkippedUnchanged,
                             held.resync_id,
                         );
@@ -385,7 +388,12 @@ async fn settle_results(
         } = result
         else {
             stats.incr(Counter::Upserted);
-            stats.per_kind_incr(&held.kind, PublishOutcome::Upserted, held.resync_id);
+            stats.per_kind_incr(
+                &held.kind,
+                held.resource,
+                PublishOutcome::Upserted,
+                held.resync_id,
+            );
             accept(stats, held, "written to Port").await;
             continue;
         };
@@ -486,6 +494,7 @@ pub(crate) async fn deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                     stats.incr(Counter::SkippedNotOwned);
                     stats.per_kind_incr(
                         &held.kind,
+                        held.resource,
                         PublishOutcome::SkippedNotOwned,
                         held.resync_id,
                     );
@@ -512,7 +521,12 @@ pub(crate) async fn deletes(shared: Arc<Shared>, items: Vec<Item>) -> TaskEnd {
                     tracing::debug!(blueprint = %blueprint, identifier = %identifier, "entity to delete was already gone");
                 }
                 stats.incr(Counter::Deleted);
-                stats.per_kind_incr(&held.kind, PublishOutcome::Deleted, held.resync_id);
+                stats.per_kind_incr(
+                    &held.kind,
+                    held.resource,
+                    PublishOutcome::Deleted,
+                    held.resync_id,
+                );
                 accept(stats, held, "deleted").await;
             }
             Err(failure) => {
@@ -657,24 +671,31 @@ fn pause_all(shared: &Shared, error: &PublishError, decision: &Retry) {
 
 /// The change took effect (or Port already held it): ack the delivery and every older one it
 /// superseded.
-async fn accept(stats: &PublishStats, held: Held, outcome: &'static str) {
+async fn accept(stats: &PublishStats, mut held: Held, outcome: &'static str) {
     tracing::debug!(
         blueprint = %held.key.blueprint, identifier = %held.key.identifier,
         observed_at = %held.observed_at, outcome
     );
-    settle_superseded(stats, &held.kind, held.resync_id, held.superseded).await;
+    let superseded = std::mem::take(&mut held.superseded);
+    settle_superseded(stats, &held, superseded).await;
     settle_ack(stats, held.delivery).await;
 }
 
 /// The write failed for good: dead-letter the newest delivery with the reason; the older ones
 /// it superseded are acked (the newest, in the DLQ, is what a replay should apply).
-async fn reject(stats: &PublishStats, held: Held, reason: &str) {
+async fn reject(stats: &PublishStats, mut held: Held, reason: &str) {
     tracing::error!(
         blueprint = %held.key.blueprint, identifier = %held.key.identifier, kind = %held.kind,
         reason = %reason, "dead-lettering a change"
     );
-    settle_superseded(stats, &held.kind, held.resync_id, held.superseded).await;
-    stats.per_kind_incr(&held.kind, PublishOutcome::DeadLettered, held.resync_id);
+    let superseded = std::mem::take(&mut held.superseded);
+    settle_superseded(stats, &held, superseded).await;
+    stats.per_kind_incr(
+        &held.kind,
+        held.resource,
+        PublishOutcome::DeadLettered,
+        held.resync_id,
+    );
     stats.barrier_dead_letter(held.source, held.resync_id);
     settle_dead_letter(stats, held.delivery, reason).await;
 }
@@ -689,15 +710,15 @@ async fn reject_all(stats: &PublishStats, held: impl IntoIterator<Item = Held>, 
 
 /// Acks the older deliveries a newer change of the same entity superseded (counted against the
 /// newer change's resync: the older ones' resync is not kept).
-async fn settle_superseded(
-    stats: &PublishStats,
-    kind: &str,
-    resync_id: Option<ResyncId>,
-    superseded: Vec<(usize, Delivery)>,
-) {
+async fn settle_superseded(stats: &PublishStats, newer: &Held, superseded: Vec<(usize, Delivery)>) {
     for (_, delivery) in superseded {
         stats.incr(Counter::SkippedStale);
-        stats.per_kind_incr(kind, PublishOutcome::SkippedStale, resync_id);
+        stats.per_kind_incr(
+            &newer.kind,
+            newer.resource,
+            PublishOutcome::SkippedStale,
+            newer.resync_id,
+        );
         settle_ack(stats, delivery).await;
     }
 }

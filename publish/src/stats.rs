@@ -21,8 +21,9 @@ struct Counters {
     port_http: HttpStats,
     /// The partitions this replica consumes and the replicas it sees.
     share: PartitionShare,
-    /// The same per-kind counters for the changes of each of the last few resyncs, so that a
-    /// resync's summary can say what publish did with what it produced.
+    /// The same counters per mapping resource for the changes of each of the last few
+    /// resyncs, so that a resync's summary (and Port's per-resource sync metrics) can say what
+    /// publish did with what each resource produced.
     per_resync: Mutex<VecDeque<(ResyncId, ResyncCounts)>>,
     /// Changes of a resync dead-lettered per consumed partition (the worker's source index),
     /// until that partition passes the resync's barrier (at most [`BARRIER_COUNTS_KEPT`]).
@@ -30,9 +31,18 @@ struct Counters {
     changed: Notify,
 }
 
-/// Per kind, per counter (`upserted`, `skipped_stale`, …): what publish did with the changes
-/// of one resync.
-pub type ResyncCounts = BTreeMap<String, BTreeMap<&'static str, u64>>;
+/// Per mapping resource (its kind and its index in the mapping's `resources`), per counter
+/// (`upserted`, `skipped_stale`, `deleted`, …): what publish did with the changes of one
+/// resync. At most one entry per resource of the mapping (and per kind of the changes'
+/// origin), so it is bounded by the mapping, not by the entities.
+pub type ResyncCounts = BTreeMap<ResourceKey, BTreeMap<&'static str, u64>>;
+
+/// A mapping resource as a change names it: its kind and its index in `resources`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceKey {
+    pub kind: String,
+    pub index: u32,
+}
 
 /// Resyncs whose counts are kept (the running one and a few before it).
 const RESYNCS_KEPT: usize = 8;
@@ -171,9 +181,12 @@ impl PublishStats {
         self.add(counter, 1);
     }
 
+    /// Counts `outcome` for a change of `kind` made by mapping resource `resource` (the
+    /// per-kind counters, and the resync's per-resource counts when it came from one).
     pub(crate) fn per_kind_incr(
         &self,
         kind: &str,
+        resource: u32,
         outcome: PublishOutcome,
         resync: Option<ResyncId>,
     ) {
@@ -195,9 +208,13 @@ impl PublishStats {
                     all.len() - 1
                 }
             };
+            let key = ResourceKey {
+                kind: kind.to_string(),
+                index: resource,
+            };
             *all[index]
                 .1
-                .entry(kind.to_string())
+                .entry(key)
                 .or_default()
                 .entry(what)
                 .or_default() += 1;
@@ -206,8 +223,8 @@ impl PublishStats {
         }
     }
 
-    /// What this process's publish did, per kind, with the changes of one resync (empty when
-    /// it handled none, or the resync is too old to be kept).
+    /// What this process's publish did, per mapping resource, with the changes of one resync
+    /// (empty when it handled none, or the resync is too old to be kept).
     pub fn resync_counts(&self, resync_id: ResyncId) -> ResyncCounts {
         let all = self
             .inner

@@ -782,6 +782,7 @@ impl Coordinator {
         stats.incr(Counter::Received);
         stats.per_kind_incr(
             &change.kind,
+            change.resource_index,
             PublishOutcome::Received,
             change.origin.resync_id(),
         );
@@ -804,6 +805,7 @@ impl Coordinator {
                 tracing::error!(blueprint = %key.blueprint, identifier = %key.identifier, reason = %reason, "dead-lettering a change");
                 stats.per_kind_incr(
                     &change.kind,
+                    change.resource_index,
                     PublishOutcome::DeadLettered,
                     change.origin.resync_id(),
                 );
@@ -821,6 +823,7 @@ impl Coordinator {
             stats.incr(Counter::SkippedStale);
             stats.per_kind_incr(
                 &change.kind,
+                change.resource_index,
                 PublishOutcome::SkippedStale,
                 change.origin.resync_id(),
             );
@@ -851,6 +854,7 @@ impl Coordinator {
                 source,
                 key: key.clone(),
                 kind: change.kind,
+                resource: change.resource_index,
                 resync_id: change.origin.resync_id(),
                 observed_at: change.observed_at,
                 delivery,

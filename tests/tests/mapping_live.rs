@@ -80,7 +80,7 @@ async fn kinds_added_and_removed_in_port_take_effect_at_the_next_resync() {
     // A kind added in Port is crawled, and its entities land, without a restart.
     let added = resync_with(&running, mapping(&["project", "repository"], json!({}))).await;
     assert_eq!(added.status, "completed", "{added:?}");
-    assert_eq!(added.kinds["repository"].items_crawled, 6, "{added:?}");
+    assert_eq!(added.kind("repository").items_crawled, 6, "{added:?}");
     assert_eq!(
         (count(&running, PROJECT), count(&running, REPOSITORY)),
         (2, 6)
@@ -94,7 +94,7 @@ async fn kinds_added_and_removed_in_port_take_effect_at_the_next_resync() {
     .await;
     assert_eq!(strict.status, "deletion_refused", "{strict:?}");
     assert!(
-        !strict.kinds.contains_key("repository"),
+        !strict.resources.iter().any(|r| r.kind == "repository"),
         "not crawled any more"
     );
     assert_eq!(count(&running, REPOSITORY), 6);
@@ -194,7 +194,7 @@ async fn a_broken_version_is_refused_with_all_its_errors_and_the_running_one_kee
     let summary = resync_with(&running, broken).await;
     assert_eq!(summary.status, "completed", "{summary:?}");
     assert!(
-        !summary.kinds.contains_key("repository"),
+        !summary.resources.iter().any(|r| r.kind == "repository"),
         "the refused version's kind is not crawled: {summary:?}"
     );
     let refusal = within(10, "the refusal", status.wait_for(|s| s.refused == 1))

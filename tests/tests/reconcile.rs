@@ -206,7 +206,7 @@ async fn a_mass_deletion_above_the_threshold_is_refused() {
 }
 
 #[tokio::test]
-async fn a_resync_summary_says_per_kind_what_was_crawled_produced_and_written() {
+async fn a_resync_summary_says_per_resource_what_was_crawled_produced_and_written() {
     let mut running = start("reconcile-summary", BusKind::Rabbit, Roles::ALL, 2, 3, &[]).await;
     let mut summaries = running
         .pipeline
@@ -224,8 +224,8 @@ async fn a_resync_summary_says_per_kind_what_was_crawled_produced_and_written() 
     })
     .await;
     assert_eq!(summary.status, "completed");
-    let project = &summary.kinds["project"];
-    let repository = &summary.kinds["repository"];
+    let project = &summary.kind("project");
+    let repository = &summary.kind("repository");
     assert_eq!(
         (
             project.items_crawled,

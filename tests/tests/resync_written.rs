@@ -187,7 +187,7 @@ async fn a_change_port_refuses_is_in_the_summary_and_forbids_deletion_like_faile
     assert_eq!(summary.changes_dead_lettered, 1, "{summary:?}");
     assert_eq!(summary.status, "failed", "{summary:?}");
     assert_eq!(summary.deleted, 0);
-    assert_eq!(summary.kinds["repository"].dead_lettered, 1, "{summary:?}");
+    assert_eq!(summary.kind("repository").dead_lettered, 1, "{summary:?}");
     let states: Vec<(Value, usize)> = world.port.resync_states_with_entity_counts();
     let (_, held) = states
         .iter()

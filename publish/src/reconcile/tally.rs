@@ -10,19 +10,22 @@
 //! bounds the listing of owned entities, so nothing any attempt wrote is a deletion candidate.
 //!
 //! Events are counted per crawl unit (`messages::crawl_unit_key`: a kind, or a kind and the
-//! mapping resources that share one selector), as ingest reports them; summaries add the
-//! units of a kind up.
+//! mapping resources that share one selector), as ingest reports them. The summary is per
+//! mapping resource, as Ocean reports a resync: a resource's items crawled are those of the
+//! units read for it, its entities and failures what transform reported for it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use adoport_shared::messages::{
-    AttemptId, KindCrawl, MappingVersionId, crawl_unit_key, crawl_unit_kind, describe_crawl_unit,
+    AttemptId, KindCrawl, MappingVersionId, ResourceProgress, crawl_unit_key, crawl_unit_kind,
+    describe_crawl_unit,
 };
+use adoport_shared::port_app_config::PortAppConfig;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::KindSummary;
+use super::ResourceSummary;
 use super::barrier::{Barrier, Passed};
 
 /// Attempts tracked per resync; the oldest is forgotten past it (its produced entities stay).
@@ -49,6 +52,16 @@ pub(crate) struct AttemptTally {
     pub(crate) produced_per_kind: BTreeMap<String, u64>,
     /// Mapping versions transform used for this attempt's events.
     pub(crate) versions_used: BTreeSet<MappingVersionId>,
+    /// What transform made of the events per mapping resource (kind, index): at most one
+    /// entry per resource of the mappings the attempt was mapped with.
+    pub(crate) per_resource: BTreeMap<(String, u32), Mapped>,
+}
+
+/// One mapping resource's share of an attempt's events, as transform reported it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mapped {
+    pub(crate) produced: u64,
+    pub(crate) failed_items: u64,
 }
 
 impl AttemptTally {
@@ -84,6 +97,8 @@ pub(crate) struct Reported {
     pub(crate) mapping_version: Option<MappingVersionId>,
     /// The raw event's mapping resources (its crawl unit, with `kind`).
     pub(crate) resources: Option<Vec<u32>>,
+    /// What each resource that mapped it made of it.
+    pub(crate) per_resource: Vec<ResourceProgress>,
 }
 
 /// What the coordinator knows about one resync.
@@ -166,6 +181,7 @@ impl Tally {
             failed_items,
             mapping_version,
             resources,
+            per_resource,
         } = report;
         let tally = self.attempt(attempt);
         if !tally
@@ -175,6 +191,13 @@ impl Tally {
             .insert(raw_event_id)
         {
             return Progress::AlreadyCounted;
+        }
+        for resource in per_resource {
+            let mapped = (tally.per_resource)
+                .entry((kind.clone(), resource.resource))
+                .or_default();
+            mapped.produced += resource.produced;
+            mapped.failed_items += resource.failed_items;
         }
         *tally.produced_per_kind.entry(kind.clone()).or_default() += produced.len() as u64;
         *tally.failed_items.entry(kind).or_default() += failed_items;
@@ -311,33 +334,84 @@ impl Tally {
         None
     }
 
-    /// Per kind (every kind crawled or reported by the complete attempt, else the latest one):
-    /// crawled, produced, failed.
-    pub(crate) fn kind_summaries(&self) -> BTreeMap<String, KindSummary> {
-        let mut kinds: BTreeMap<String, KindSummary> = BTreeMap::new();
+    /// Per mapping resource (every resource of `mapping`, the mapping the resync was crawled
+    /// with, in its order; then any resource transform reported that it lacks), from the
+    /// complete attempt, else the latest one: items crawled for it, entities it produced,
+    /// items it could not map, and why its crawl failed. Without a mapping, the resources
+    /// transform reported.
+    pub(crate) fn resource_summaries(
+        &self,
+        mapping: Option<&PortAppConfig>,
+    ) -> Vec<ResourceSummary> {
+        let mut resources: Vec<ResourceSummary> = mapping
+            .map(|mapping| {
+                (mapping.resources.iter().enumerate())
+                    .map(|(index, resource)| ResourceSummary {
+                        kind: resource.kind.clone(),
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                        blueprint: resource.port.entity.mappings.blueprint.as_str().to_string(),
+                        ..ResourceSummary::default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let Some(attempt) = self
             .complete_attempt()
             .or_else(|| self.attempts.last().map(|(_, t)| t))
         else {
-            return kinds;
+            return resources;
         };
-        for (unit, crawl) in attempt.crawl.iter().flat_map(|c| c.kinds.iter()) {
-            let k = kinds.entry(crawl_unit_kind(unit).to_string()).or_default();
-            k.items_crawled += crawl.items;
-            if let Some(failure) = &crawl.failure {
-                k.crawl_failure = Some(match k.crawl_failure.take() {
-                    Some(earlier) => format!("{earlier}; {failure}"),
-                    None => failure.clone(),
+        for (kind, index) in attempt.per_resource.keys() {
+            if !resources
+                .iter()
+                .any(|r| r.kind == *kind && r.index == *index)
+            {
+                resources.push(ResourceSummary {
+                    kind: kind.clone(),
+                    index: *index,
+                    ..ResourceSummary::default()
                 });
             }
         }
-        for (kind, n) in &attempt.produced_per_kind {
-            kinds.entry(kind.clone()).or_default().entities_produced = *n;
+        let global_failure = attempt.crawl.as_ref().and_then(|c| c.failure.clone());
+        for resource in &mut resources {
+            for (unit, crawl) in attempt.crawl.iter().flat_map(|c| c.kinds.iter()) {
+                if !unit_covers(unit, &resource.kind, resource.index) {
+                    continue;
+                }
+                resource.items_crawled += crawl.items;
+                if let Some(failure) = &crawl.failure {
+                    resource.crawl_failure = Some(match resource.crawl_failure.take() {
+                        Some(earlier) => format!("{earlier}; {failure}"),
+                        None => failure.clone(),
+                    });
+                }
+            }
+            if resource.crawl_failure.is_none() {
+                resource.crawl_failure = global_failure.clone();
+            }
+            if let Some(mapped) =
+                (attempt.per_resource).get(&(resource.kind.clone(), resource.index))
+            {
+                resource.entities_produced = mapped.produced;
+                resource.failed_items = mapped.failed_items;
+            }
         }
-        for (kind, n) in &attempt.failed_items {
-            kinds.entry(kind.clone()).or_default().failed_items = *n;
-        }
-        kinds
+        resources
+    }
+}
+
+/// Whether the crawl unit `unit` was read for mapping resource `index` of `kind`: a unit of
+/// the kind alone is read for every resource of it; `kind#i,j` for resources i and j.
+fn unit_covers(unit: &str, kind: &str, index: u32) -> bool {
+    if crawl_unit_kind(unit) != kind {
+        return false;
+    }
+    match unit.split_once('#') {
+        None => true,
+        Some((_, indices)) => indices
+            .split(',')
+            .any(|i| i.parse::<u32>().is_ok_and(|i| i == index)),
     }
 }
 
@@ -371,7 +445,30 @@ mod tests {
             failed_items: 0,
             mapping_version: None,
             resources: None,
+            per_resource: vec![ResourceProgress {
+                resource: 0,
+                items: 1,
+                produced: 1,
+                failed_items: 0,
+            }],
         }
+    }
+
+    /// A mapping of `kinds`' resources, in order, each with its own blueprint.
+    fn mapping(kinds: &[&str]) -> PortAppConfig {
+        let resources: Vec<serde_json::Value> = (kinds.iter().enumerate())
+            .map(|(i, kind)| {
+                serde_json::json!({
+                    "kind": kind,
+                    "selector": {"query": "true"},
+                    "port": {"entity": {"mappings": {
+                        "identifier": ".id", "blueprint": format!("\"b{i}\"")
+                    }}},
+                })
+            })
+            .collect();
+        PortAppConfig::from_json_value(serde_json::json!({ "resources": resources }))
+            .expect("mapping")
     }
 
     #[test]
@@ -452,9 +549,10 @@ mod tests {
             "the earliest start bounds the listing"
         );
         assert_eq!(tally.produced.len(), 3);
+        let summary = tally.resource_summaries(Some(&mapping(&["repository"])));
         assert_eq!(
-            tally.kind_summaries()["repository"].entities_produced,
-            3,
+            (summary.len(), summary[0].entities_produced),
+            (1, 3),
             "the summary is the complete attempt's"
         );
     }
@@ -472,8 +570,17 @@ mod tests {
             ]),
             None,
         );
+        // Each resource of a unit maps its items on its own: resource 1's selector takes none.
         let unit = |resources: &[u32], entity: &str| Reported {
             resources: Some(resources.to_vec()),
+            per_resource: (resources.iter())
+                .map(|&resource| ResourceProgress {
+                    resource,
+                    items: 1,
+                    produced: u64::from(resource != 1),
+                    failed_items: 0,
+                })
+                .collect(),
             ..report(None, "work-item", Uuid::new_v4(), entity)
         };
         tally.progress(unit(&[0, 1], "w1"), usize::MAX);
@@ -489,10 +596,32 @@ mod tests {
                 "kinds failed to crawl: kind work-item (mapping resource 3) (HTTP 400: the wiql does not parse)"
             )
         );
-        let summary = &tally.kind_summaries()["work-item"];
-        assert_eq!(summary.items_crawled, 2, "the units of a kind add up");
-        assert_eq!(summary.entities_produced, 2);
-        assert!(summary.crawl_failure.is_some());
+        let mapping = mapping(&["work-item", "work-item", "file", "work-item"]);
+        let summary = tally.resource_summaries(Some(&mapping));
+        let figures: Vec<(&str, u32, &str, u64, u64, bool)> = (summary.iter())
+            .map(|r| {
+                let (kind, blueprint) = (r.kind.as_str(), r.blueprint.as_str());
+                let failed = r.crawl_failure.is_some();
+                (
+                    kind,
+                    r.index,
+                    blueprint,
+                    r.items_crawled,
+                    r.entities_produced,
+                    failed,
+                )
+            })
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                ("work-item", 0, "\"b0\"", 1, 1, false),
+                ("work-item", 1, "\"b1\"", 1, 0, false),
+                ("file", 2, "\"b2\"", 0, 0, false),
+                ("work-item", 3, "\"b3\"", 1, 1, true),
+            ],
+            "one line per resource of the mapping, each with its own unit's figures"
+        );
     }
 
     #[test]
