@@ -366,6 +366,29 @@ impl AdoSim {
         found
     }
 
+    /// Moves a work item to another state (`New`, `Active`, `Resolved` or `Closed`: a new
+    /// revision, changed now), as a user dragging it across the board; false if there is no
+    /// work item with that id or no such state.
+    pub fn set_work_item_state(&self, id: u64, state: &str) -> bool {
+        let Some(state) = seed::WORK_ITEM_STATES.iter().find(|s| **s == state) else {
+            return false;
+        };
+        let found = {
+            let mut org = lock(&self.state.organization);
+            match org.work_items.iter_mut().find(|w| w.id == id) {
+                Some(item) => {
+                    item.state = state;
+                    item.rev += 1;
+                    item.changed_date = chrono::Utc::now();
+                    true
+                }
+                None => false,
+            }
+        };
+        self.state.traffic.touch();
+        found
+    }
+
     /// Every request naming this project id (in any path segment) gets 403 from now on.
     pub fn forbid_project(&self, project_id: &str) {
         lock(&self.state.forbidden_projects).insert(project_id.to_string());
