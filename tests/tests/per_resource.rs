@@ -174,6 +174,7 @@ async fn a_failed_crawl_unit_deletes_nothing() {
         .world
         .ado
         .fail_next(WIQL, vec![adoport_sim::ScriptedAnswer::status(400)]);
+    running.world.port.enable_sync_metrics();
     let resync_id = running.request_resync().await;
     let done = adoport_tests::within(60, "the crawl", running.pipeline.next_resync())
         .await
@@ -188,6 +189,43 @@ async fn a_failed_crawl_unit_deletes_nothing() {
     assert!(
         port.entity("service", "repo-0-1/port.yml").is_some(),
         "not even the stale entities of a unit crawled whole"
+    );
+    // Port is told per resource: the two resources of the refused unit failed, the others
+    // (the other work-item resource among them) completed with their own counts.
+    let failed: Vec<u32> = (summary.resources.iter())
+        .filter(|r| r.crawl_failure.is_some())
+        .map(|r| r.index)
+        .collect();
+    assert_eq!(failed, [0, 3], "{summary:?}");
+    let batches = port.sync_metrics();
+    let last = batches.last().expect("the resync's sync metrics");
+    let states: Vec<(&str, &str)> = (last.iter())
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap_or("?");
+            (text("kindIdentifier"), text("syncState"))
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("work-item-0", "failed"),
+            ("work-item-1", "completed"),
+            ("file-2", "completed"),
+            ("work-item-3", "failed"),
+            ("file-4", "completed"),
+        ]
+    );
+    let closed = (running.world.ado.work_items().iter())
+        .filter(|w| w["fields"]["System.State"] == "Closed")
+        .count() as u64;
+    assert_eq!(object_count(&last[1], "extract", "raw_extracted"), closed);
+    assert_eq!(object_count(&last[1], "transform", "transformed"), closed);
+    assert_eq!(last[1]["metrics"]["phase"]["resync"]["success"], 1.0);
+    assert_eq!(last[0]["metrics"]["phase"]["resync"]["success"], 0.0);
+    assert_eq!(
+        object_count(&last[2], "extract", "raw_extracted"),
+        1,
+        "one port.yml left"
     );
     running.stop().await;
 }
