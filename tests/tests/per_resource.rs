@@ -102,6 +102,26 @@ async fn each_resource_gets_exactly_the_entities_of_its_own_selector() {
     );
     // The two resources with the same wiql shared one query per project.
     assert_eq!(ado_requests_on(&running.world.ado, WIQL), 2);
+    // The summary counts each resource apart, those sharing a crawl too: resources 0 and 3
+    // read the same Active items, and each made its own entities of them.
+    let summary = (running.pipeline.resync_summaries.as_ref())
+        .and_then(|summaries| summaries.borrow().clone())
+        .expect("the resync's summary");
+    let figures: Vec<(u32, u64, u64)> = (summary.resources.iter())
+        .map(|r| (r.index, r.items_crawled, r.entities_produced))
+        .collect();
+    let n = |set: &BTreeSet<String>| set.len() as u64;
+    assert_eq!(
+        figures,
+        [
+            (0, n(&active), n(&active)),
+            (1, n(&closed), n(&closed)),
+            (2, 2, 2),
+            (3, n(&active), n(&active_bugs)),
+            (4, 2, 2),
+        ],
+        "{summary:?}"
+    );
 
     // A push changing port.yml and service.json: each file updates its own resource's entity.
     let repository = running.repository_id(|r| r["name"] == "repo-0-0");
