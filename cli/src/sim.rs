@@ -3,7 +3,8 @@
 //! The simulators (crate `adoport-sim`) stand in for Azure DevOps and Port; this module starts
 //! them with the default mapping and derives the settings a pipeline needs to talk to them.
 //! `adoport sim` prints the requests each simulator received so far on SIGUSR1 (a line
-//! `requests: azure_devops=N port=M`), so that a script can count one run's traffic.
+//! `requests: azure_devops=N port=M`, after one `azure_devops route: N ROUTE` line per Azure
+//! DevOps route), so that a script can count one run's traffic.
 
 use std::time::Duration;
 
@@ -182,6 +183,10 @@ async fn report_requests_on_signal(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = usr1.recv() => {
+                // Azure DevOps requests by route first, the totals line last (scripts read it).
+                for (route, count) in ado.requests() {
+                    println!("azure_devops route: {count:>7} {route}");
+                }
                 println!(
                     "requests: azure_devops={} port={}",
                     ado.total_requests(),

@@ -36,6 +36,9 @@ pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;
+/// Policy configurations per page of a project's listing (the most the simulator serves; Azure
+/// DevOps documents no cap).
+pub const POLICIES_PAGE_SIZE: usize = 1000;
 /// Most ids `workitemsbatch` takes in one call.
 pub const WORK_ITEMS_BATCH: usize = 200;
 /// `api-version` of the service-hook and WIQL endpoints that are still in preview.
@@ -167,6 +170,22 @@ impl AdoClient {
     ) -> Result<Vec<Value>, AdoError> {
         let url = self.url(&format!("_apis/projects/{project_id}/teams"));
         self.offset_page(&url, &[], top, skip).await
+    }
+
+    /// `GET {org}/{project}/_apis/policy/configurations`: every policy configuration of the
+    /// project, whatever its scope (project, repository or branch), [`POLICIES_PAGE_SIZE`] a
+    /// page with continuation tokens. One listing serves all the project's repositories
+    /// (`repository-policy` picks the ones that apply to each repository's default branch).
+    pub async fn project_policies(&self, project_id: &ProjectId) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/policy/configurations"));
+        let (url, top) = (url.as_str(), POLICIES_PAGE_SIZE.to_string());
+        let top = top.as_str();
+        paginate(|token: Option<String>| async move {
+            self.get_page(url, vec![("$top", top)], token.as_deref())
+                .await
+        })
+        .try_concat()
+        .await
     }
 
     /// `GET {org}/{project}/_apis/git/policy/configurations` of one repository (and branch).
