@@ -97,6 +97,12 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     // Policies: two per healthy repository with a default branch (12 - disabled - empty).
     let policies = counted(&items, "repository-policy", 20);
     assert!(policies.iter().all(|p| p["__repository"]["id"].is_string()));
+    // Read per project, each published for the repository its scope names.
+    assert!(
+        policies
+            .iter()
+            .all(|p| p["settings"]["scope"][0]["repositoryId"] == p["__repository"]["id"])
+    );
     assert!(policies.iter().any(
         |p| p["type"]["displayName"] == "Minimum number of reviewers"
             && p["settings"]["minimumApproverCount"].is_number()
