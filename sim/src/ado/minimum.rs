@@ -104,7 +104,7 @@ impl fmt::Display for RequestReport {
         for row in &self.rows {
             writeln!(
                 f,
-                "Azure DevOps requests, {:<44} made {:>6}, minimum {:>6} ({})",
+                "Azure DevOps requests, {:<48} made {:>6}, minimum {:>6} ({})",
                 format!("{}:", row.kind),
                 row.made,
                 row.minimum,
