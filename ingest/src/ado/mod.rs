@@ -23,7 +23,9 @@ pub use auth::{AdoAuth, TokenProvider};
 pub use budget::{Lane, LaneLimits};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::{AdoError, CONTENT_MISSING, ErrorClass};
-pub use git_content::{GitVersion, Recursion, WikiPageRef, none_if_missing};
+pub use git_content::{
+    GitVersion, LIST_FIRST_FROM, Presence, Recursion, WikiPageRef, none_if_missing,
+};
 pub use ids::{
     BoardId, BuildId, CommitId, EnvironmentId, OrganizationName, PipelineId, ProjectId,
     ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, TeamId, TestRunId, WikiId,
