@@ -11,8 +11,9 @@
 //! - repositories: one list per project (the API does not page), for every kind read repository
 //!   by repository;
 //! - `repository` `includedFiles`: per repository with a default branch, one read for a single
-//!   file; for several, the fewer of one read each and one `itemsbatch` telling which exist plus
-//!   one read per existing file (the items API serves one file's content per request);
+//!   file; for several, the fewer of one read each and one `itemsbatch` (or folder listing)
+//!   telling which exist plus one read per existing file (the items API serves one file's
+//!   content per request);
 //! - `repository-policy`: one page of the project's policy configurations per project with a
 //!   healthy repository (1000 a page);
 //! - `board` / `column` (one row: a resync reads the boards once for both): per project one
