@@ -190,21 +190,6 @@ impl AdoClient {
         .await
     }
 
-    /// `GET {org}/{project}/_apis/git/policy/configurations` of one repository (and branch).
-    pub async fn repository_policies(
-        &self,
-        project_id: &ProjectId,
-        repository_id: &RepositoryId,
-        ref_name: Option<&str>,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/git/policy/configurations"));
-        let mut query = vec![("repositoryId", repository_id.as_str())];
-        if let Some(ref_name) = ref_name {
-            query.push(("refName", ref_name));
-        }
-        values(&url, self.get_json(&url, &query).await?.body)
-    }
-
     /// The text of `path` on `branch` (e.g. `refs/heads/main`) of a repository; `None` when
     /// Azure DevOps says the file (or the branch) does not exist ([`CONTENT_MISSING`]).
     pub async fn file_text(
