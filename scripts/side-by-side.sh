@@ -12,7 +12,8 @@
 #   --bench         speed run: the release build of adoport, a medium organization (50 projects
 #                   x 40 repositories, the shape of `adoport bench`, unless the sizes below are
 #                   set), every Azure DevOps and Port answer delayed by --latency-ms; prints each
-#                   run's wall time, their ratio, requests to Azure DevOps and Port, peak RSS
+#                   run's wall time, their ratio, requests to Azure DevOps and Port, peak RSS,
+#                   and the Azure DevOps requests per kind against the fewest possible
 #   --latency-ms MS the delay of every simulated answer in --bench (default 50)
 # Environment:
 #   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT below) to use
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
         || { echo "side-by-side: --latency-ms needs a number of milliseconds" >&2; exit 2; }
       latency_ms=$2
       shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "side-by-side: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -171,6 +172,10 @@ requests() { # name: "A P", the requests that simulator pair's Azure DevOps and 
   done
   grep '^requests:' "$out" | tail -1 | sed 's/^requests: azure_devops=\([0-9]*\) port=\([0-9]*\)$/\1 \2/'
 }
+kind_rows() { # name: the request report rows ("MADE MINIMUM KIND") of that simulator's last report
+  awk '/^azure_devops kind: /{ sub(/^azure_devops kind: /, ""); block = block $0 "\n" }
+       /^requests:/{ last = block; block = "" } END { printf "%s", last }' "$logs/sim-$1.log"
+}
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.1f\", $1 }"; } # expression: its value, one decimal
 organization_url() { # name: waits for that simulator, then prints its organization URL
@@ -210,6 +215,7 @@ measured() { # rss-file command...
   if [ -x /usr/bin/time ]; then /usr/bin/time -f '%M' -o "$file" "$@"; else rm -f "$file"; "$@"; fi
 }
 read -r ado_0 python_port_0 < <(requests python)
+kind_rows python > "$logs/kinds-0"
 read -r _ adoport_port_0 < <(requests adoport)
 
 # --- the Python integration, one resync ----------------------------------------------------------
@@ -225,6 +231,7 @@ grep -q "Resync finished successfully" "$logs/python.log" \
   || die "the Python integration did not finish its resync (log: $logs/python.log)"
 say "Python integration done in $python_secs s"
 read -r ado_1 python_port_1 < <(requests python)
+kind_rows python > "$logs/kinds-1"
 
 # --- adoport, one resync -------------------------------------------------------------------------
 say "running adoport all (ONCE) against $org (log: $logs/adoport.log)"
@@ -237,6 +244,7 @@ measured "$logs/adoport.rss" env "${common_env[@]}" \
 adoport_secs=$(calc "$(now) - $started")
 say "adoport done in $adoport_secs s"
 read -r ado_2 _ < <(requests python)
+kind_rows python > "$logs/kinds-2"
 read -r _ adoport_port_2 < <(requests adoport)
 
 if [ -n "$bench" ]; then
@@ -250,6 +258,26 @@ if [ -n "$bench" ]; then
   printf '| %-30s | %12s | %12s |\n' "Azure DevOps requests" $((ado_1 - ado_0)) $((ado_2 - ado_1))
   printf '| %-30s | %12s | %12s |\n' "Port requests" $((python_port_1 - python_port_0)) $((adoport_port_2 - adoport_port_0))
   printf '| %-30s | %12s | %12s |\n' "peak RSS" "$(rss "$logs/python.rss")" "$(rss "$logs/adoport.rss")"
+  # Azure DevOps requests per kind (attributed by the simulator) against the fewest this
+  # organization and mapping allow (adoport_sim::ado::RequestReport).
+  echo
+  awk 'FNR == 1 { file++ }
+       { made = $1; minimum = $2; $1 = ""; $2 = ""; kind = substr($0, 3) }
+       file == 1 { before[kind] = made; next }
+       file == 2 { python[kind] = made - before[kind]; next }
+       { adoport = made - before[kind] - python[kind]
+         if (!(kind in seen)) { order[++n] = kind; seen[kind] = 1 }
+         a[kind] = adoport; m[kind] = minimum }
+       END {
+         printf "| %-46s | %7s | %7s | %7s | %9s |\n", "Azure DevOps requests", "minimum", "python", "adoport", "adoport/min"
+         for (i = 1; i <= n; i++) {
+           k = order[i]; ratio = m[k] ? sprintf("%.2f", a[k] / m[k]) : "-"
+           printf "| %-46s | %7d | %7d | %7d | %9s |\n", k, m[k], python[k], a[k], ratio
+           tm += m[k]; tp += python[k]; ta += a[k]
+         }
+         printf "| %-46s | %7d | %7d | %7d | %9s |\n", "total", tm, tp, ta, tm ? sprintf("%.2f", ta / tm) : "-"
+         printf "Azure DevOps requests: made %d, minimum %d (%.2f); the Python integration made %d (%.2f)\n", ta, tm, tm ? ta / tm : 0, tp, tm ? tp / tm : 0
+       }' "$logs/kinds-0" "$logs/kinds-1" "$logs/kinds-2"
 fi
 
 # --- entity by entity ----------------------------------------------------------------------------

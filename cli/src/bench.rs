@@ -152,29 +152,12 @@ fn print_resync_traffic(rows: &[ResyncTraffic]) {
     }
 }
 
-/// Files the default mapping's `includedFiles` reads per repository (README.md, CODEOWNERS).
-const INCLUDED_FILES: usize = 2;
-
-/// Fewest Azure DevOps requests for a crawl of the simulated organization: project pages, one
-/// read per project (for `defaultTeam`), one repository list per project, one read per
-/// included file of each repository that has a default branch (the items API serves one
-/// file's content per request), and one read of the GitOps spec (`port.yml`, the default
-/// `specPath`) per enabled repository.
-fn min_ado_requests(ado: &AdoSim) -> u64 {
-    let projects = ado.projects().len();
-    let repositories = ado.repositories();
-    let with_branch = repositories
-        .iter()
-        .filter(|r| r.get("defaultBranch").is_some_and(|b| !b.is_null()))
-        .count();
-    let enabled = repositories
-        .iter()
-        .filter(|r| r.get("isDisabled") != Some(&serde_json::Value::Bool(true)))
-        .count();
-    let pages = projects
-        .div_ceil(adoport_ingest::ado::PROJECTS_PAGE_SIZE)
-        .max(1);
-    (pages + 2 * projects + INCLUDED_FILES * with_branch + enabled) as u64
+/// Fewest Azure DevOps requests for a crawl of the simulated organization with the bench's
+/// mapping (see `adoport_sim::ado::RequestReport`): project pages, one read per project (for
+/// `defaultTeam`), one repository list per project, the included files of each repository with
+/// a default branch, and one read of the GitOps spec (`port.yml`) per enabled repository.
+fn min_ado_requests(ado: &AdoSim) -> anyhow::Result<u64> {
+    Ok(ado.request_report(&mapping_json()?).minimum())
 }
 
 /// Fewest Port requests: one token, one read of the current state of 100 entities per
@@ -211,6 +194,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut results = Vec::new();
     if matches!(args.mode, BenchMode::Memory | BenchMode::Both) {
+        crate::bench_requests::run(&args).await?;
         results.push(in_process(&args, expected, Conditions::Unhindered).await?);
         results.push(in_process(&args, expected, Conditions::PortRateLimited(RATE_LIMIT)).await?);
         if args.ado_latency_ms > 0 {
@@ -347,7 +331,7 @@ async fn in_process(
         items: expected,
         entities,
         ado_requests,
-        ado_minimum: min_ado_requests(&world.ado),
+        ado_minimum: min_ado_requests(&world.ado)?,
         port_requests,
         entity_writes: first.writes,
         memory: vec![("all", peak)],
@@ -413,7 +397,7 @@ async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<F
         items: expected,
         entities: world.port.entity_count() as u64,
         ado_requests: first_ado_requests,
-        ado_minimum: min_ado_requests(&world.ado),
+        ado_minimum: min_ado_requests(&world.ado)?,
         port_requests: first_requests,
         entity_writes: first_writes,
         memory,

@@ -23,6 +23,15 @@ pub(crate) fn spawn_role(
     environment: &[(String, String)],
 ) -> anyhow::Result<tokio::process::Child> {
     let executable = std::env::current_exe().context("cannot find the adoport executable")?;
+    spawn_role_of(&executable, role, environment)
+}
+
+/// [`spawn_role`] of the adoport at `executable` (another build).
+fn spawn_role_of(
+    executable: &std::path::Path,
+    role: &str,
+    environment: &[(String, String)],
+) -> anyhow::Result<tokio::process::Child> {
     tokio::process::Command::new(executable)
         .arg(role)
         .env_clear()
@@ -40,8 +49,17 @@ pub(crate) fn spawn_role(
 pub(crate) async fn run_once(
     environment: &[(String, String)],
 ) -> anyhow::Result<(f64, Option<u64>)> {
+    let executable = std::env::current_exe().context("cannot find the adoport executable")?;
+    run_once_with(&executable, environment).await
+}
+
+/// [`run_once`] with the adoport at `executable` (another build).
+pub(crate) async fn run_once_with(
+    executable: &std::path::Path,
+    environment: &[(String, String)],
+) -> anyhow::Result<(f64, Option<u64>)> {
     let started = Instant::now();
-    let mut child = spawn_role("all", environment)?;
+    let mut child = spawn_role_of(executable, "all", environment)?;
     let pid = child.id();
     // Read the peak just before the process ends: poll its status until it exits.
     let mut peak = None;

@@ -294,6 +294,10 @@ pub struct BenchArgs {
     /// scaling mode: the transform and publish process counts to compare, e.g. `1,2,4`.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
     pub replicas: Vec<usize>,
+    /// Another adoport build (e.g. main's) whose Azure DevOps requests for the default-mapping
+    /// resync are counted before this build's, on an organization of the same shape.
+    #[arg(long)]
+    pub baseline_binary: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod bench_live;
 pub mod bench_mapping;
 pub mod bench_organizations;
 pub mod bench_processes;
+pub mod bench_requests;
 pub mod bench_scaling;
 pub mod cli;
 pub mod command;

@@ -3,7 +3,11 @@
 //! The simulators (crate `adoport-sim`) stand in for Azure DevOps and Port; this module starts
 //! them with the default mapping and derives the settings a pipeline needs to talk to them.
 //! `adoport sim` prints the requests each simulator received so far on SIGUSR1 (a line
-//! `requests: azure_devops=N port=M`), so that a script can count one run's traffic.
+//! `requests: azure_devops=N port=M`, after one `azure_devops route: N ROUTE` line per Azure
+//! DevOps route and one `azure_devops kind: MADE MINIMUM KIND` line per row of the request
+//! report: the requests attributed to each kind and the fewest a resync of the mapping
+//! (`--mapping`, else the whole default mapping) needs), so that a script can count one run's
+//! traffic.
 
 use std::time::Duration;
 
@@ -126,6 +130,12 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         None => default_mapping(Some(&["project", "repository"]))?,
     };
+    // The mapping the request report's minimum is of: the one given, else the whole default
+    // mapping (what an integration with another identifier installs for itself).
+    let reported = match &args.mapping {
+        Some(_) => mapping.clone(),
+        None => default_mapping(None)?,
+    };
     let ado_listener = TcpListener::bind(&args.ado_listen)
         .await
         .with_context(|| format!("--ado-listen: cannot listen on {}", args.ado_listen))?;
@@ -162,7 +172,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
     println!("Port simulator:         {}", port.base_url());
     let shutdown = CancellationToken::new();
     adoport_shared::shutdown::cancel_on_signal(shutdown.clone());
-    report_requests_on_signal(&ado, &port, &shutdown).await?;
+    report_requests_on_signal(&ado, &port, &reported, &shutdown).await?;
     ado.shutdown().await;
     port.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)
@@ -173,6 +183,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
 async fn report_requests_on_signal(
     ado: &AdoSim,
     port: &PortSim,
+    mapping: &Value,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     use std::io::Write;
@@ -182,6 +193,13 @@ async fn report_requests_on_signal(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = usr1.recv() => {
+                // Azure DevOps requests by route first, the totals line last (scripts read it).
+                for (route, count) in ado.requests() {
+                    println!("azure_devops route: {count:>7} {route}");
+                }
+                for row in ado.request_report(mapping).rows {
+                    println!("azure_devops kind: {} {} {}", row.made, row.minimum, row.kind);
+                }
                 println!(
                     "requests: azure_devops={} port={}",
                     ado.total_requests(),
@@ -198,6 +216,7 @@ async fn report_requests_on_signal(
 async fn report_requests_on_signal(
     _ado: &AdoSim,
     _port: &PortSim,
+    _mapping: &Value,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     shutdown.cancelled().await;

@@ -1,5 +1,6 @@
 //! `adoport sim` as scripts use it: `--port-latency-ms` delays every Port answer, and SIGUSR1
-//! prints the requests each simulator received so far (scripts/side-by-side.sh --bench).
+//! prints the requests each simulator received so far, and per kind against the minimum
+//! (scripts/side-by-side.sh --bench).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -91,5 +92,22 @@ fn sim_delays_port_answers_and_reports_its_requests_on_sigusr1() {
         .status()
         .expect("kill runs");
     assert!(signalled.success());
-    assert_eq!(next_line(&lines), "requests: azure_devops=0 port=1");
+    // One line per row of the request report (made, minimum, kind) before the totals: none
+    // made yet; the whole default mapping's minimum for 1 project of 1 repository.
+    let mut kinds = Vec::new();
+    let totals = loop {
+        let line = next_line(&lines);
+        match line.strip_prefix("azure_devops kind: ") {
+            Some(row) => kinds.push(row.to_string()),
+            None => break line,
+        }
+    };
+    assert_eq!(totals, "requests: azure_devops=0 port=1");
+    for row in [
+        "0 1 projects (list; every kind)",
+        "0 1 repository-policy",
+        "0 2 work-item",
+    ] {
+        assert!(kinds.iter().any(|k| k == row), "no {row:?} in {kinds:?}");
+    }
 }

@@ -14,6 +14,7 @@ use support::crawl::{CrawlHarness, crawl_harness, failure, pages, plan};
 
 const RESULTS: &str = "GET /{org}/{project}/_apis/test/runs/{runId}/results";
 const RELEASES: &str = "GET /{org}/{project}/_apis/release/releases";
+const POLICIES: &str = "GET /{org}/{project}/_apis/policy/configurations";
 const ITEMS: &str = "GET /{org}/{project}/_apis/git/repositories/{repository}/items";
 const RECORDS: &str = "GET /{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords";
 
@@ -101,6 +102,20 @@ async fn a_project_deleted_between_the_list_and_its_read_is_skipped() {
         2 * 3,
         "the two other projects' releases"
     );
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_projects_policy_listing_answering_404_fails_the_policy_kind() {
+    // One listing serves every repository of the project: a 404 that does not say the project
+    // is gone is no "no policies".
+    let h = harness(AdoSimConfig::default(), CrawlLimits::default()).await;
+    let read = h.crawl_ok(&[plan("repository-policy", json!({}))]).await;
+    assert!(!read["repository-policy"].is_empty());
+    h.sim.not_found_after(POLICIES, 1, GENERIC, "");
+    let (report, _) = h.crawl(&[plan("repository-policy", json!({}))]).await;
+    let failure = failure(&report, "repository-policy");
+    assert!(failure.contains("404"), "{failure}");
     h.sim.shutdown().await;
 }
 

@@ -73,6 +73,57 @@ async fn repositories_carry_included_files_from_the_default_branch() {
     h.sim.shutdown().await;
 }
 
+/// Requests on the items route so far.
+fn item_requests(h: &CrawlHarness) -> u64 {
+    h.sim
+        .requests()
+        .get("GET /{org}/{project}/_apis/git/repositories/{repository}/items")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn several_included_files_of_a_folder_are_listed_first_and_only_the_existing_read() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let two = json!({"includedFiles": ["README.md", "CODEOWNERS"]});
+    let read = h.crawl_ok(&[plan("repository", two)]).await;
+    let before = item_requests(&h);
+    let four = json!({"includedFiles": ["README.md", "CODEOWNERS", "none.txt", "/nothing.md"]});
+    let listed = h.crawl_ok(&[plan("repository", four)]).await;
+    // 11 repositories with a default branch: one listing each, then their README.md and the
+    // 6 CODEOWNERS (even repositories) — not 44 reads.
+    assert_eq!(item_requests(&h) - before, 11 + 11 + 6);
+    let by_id = |items: &[Value]| -> std::collections::BTreeMap<String, Value> {
+        (items.iter())
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap_or_default().to_string(),
+                    r["__includedFiles"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (read, listed) = (by_id(&read["repository"]), by_id(&listed["repository"]));
+    assert_eq!(read.len(), 12);
+    for (id, files) in &listed {
+        assert_eq!(files["README.md"], read[id]["README.md"], "{id}");
+        assert_eq!(files["CODEOWNERS"], read[id]["CODEOWNERS"], "{id}");
+        assert_eq!(files["none.txt"], json!(""), "{id}");
+        assert_eq!(files["/nothing.md"], json!(""), "{id}");
+    }
+    // A folder that does not exist holds none of them: one request per repository.
+    let before = item_requests(&h);
+    let missing = json!({"includedFiles": ["gone/a.md", "gone/b.md", "gone/c.md"]});
+    let items = h.crawl_ok(&[plan("repository", missing)]).await;
+    assert_eq!(item_requests(&h) - before, 11);
+    assert!(
+        items["repository"]
+            .iter()
+            .all(|r| r["__includedFiles"]["gone/b.md"] == json!(""))
+    );
+    h.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
@@ -97,6 +148,12 @@ async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     // Policies: two per healthy repository with a default branch (12 - disabled - empty).
     let policies = counted(&items, "repository-policy", 20);
     assert!(policies.iter().all(|p| p["__repository"]["id"].is_string()));
+    // Read per project, each published for the repository its scope names.
+    assert!(
+        policies
+            .iter()
+            .all(|p| p["settings"]["scope"][0]["repositoryId"] == p["__repository"]["id"])
+    );
     assert!(policies.iter().any(
         |p| p["type"]["displayName"] == "Minimum number of reviewers"
             && p["settings"]["minimumApproverCount"].is_number()

@@ -1,5 +1,6 @@
-//! Azure DevOps Git content and wiki calls: item listings and downloads, `itemsbatch`, commit
-//! diffs, single refs, wikis and wiki pages (`pagesbatch`).
+//! Azure DevOps Git content and wiki calls: item listings and downloads, `itemsbatch`, which
+//! of several files of a folder exist (one listing), commit diffs, single refs, wikis and wiki
+//! pages (`pagesbatch`).
 
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
@@ -296,6 +297,98 @@ impl AdoClient {
     }
 }
 
+/// Fewest files a repository's `includedFiles` must name for [`AdoClient::files_present`] to be
+/// asked first: with two, one listing and the reads of the existing ones cost as much as two
+/// reads unless neither exists.
+pub const LIST_FIRST_FROM: usize = 3;
+
+/// Whether a file is in a folder listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Listed as is: read it.
+    Listed,
+    /// Not listed, not even in another case: it does not exist (no read needed).
+    Missing,
+    /// Listed in another case only: read it, and let Azure DevOps decide.
+    Unsure,
+}
+
+/// `/docs/README.md` for `docs/README.md`; `None` for a path with `.` or `..` segments.
+fn absolute(path: &str) -> Option<String> {
+    let trimmed = path.trim().trim_start_matches('/');
+    let plain = trimmed
+        .split('/')
+        .all(|s| !s.is_empty() && s != "." && s != "..");
+    plain.then(|| format!("/{trimmed}"))
+}
+
+/// The folder of an absolute path (`/docs` of `/docs/README.md`, `/` of `/README.md`).
+fn folder_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+impl AdoClient {
+    /// Which of `paths` (files of one folder) exist at `version`, from one one-level listing of
+    /// their folder; `None` when they are not all in one folder (the caller reads each). A
+    /// folder (or version) Azure DevOps says does not exist holds none of them; any other
+    /// failure is the error it is.
+    pub async fn files_present(
+        &self,
+        project_id: &ProjectId,
+        repository_id: &RepositoryId,
+        paths: &[String],
+        version: &GitVersion,
+    ) -> Result<Option<Vec<Presence>>, AdoError> {
+        let Some(absolute) = paths
+            .iter()
+            .map(|p| absolute(p))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        let Some(folder) = absolute.first().map(|p| folder_of(p)) else {
+            return Ok(None);
+        };
+        if absolute.iter().any(|p| folder_of(p) != folder) {
+            return Ok(None);
+        }
+        let listed: Vec<String> = match self
+            .list_items(
+                project_id,
+                repository_id,
+                folder,
+                Recursion::OneLevel,
+                version,
+            )
+            .await
+        {
+            Ok(items) => items
+                .iter()
+                .filter_map(|i| i.get("path").and_then(Value::as_str).map(String::from))
+                .collect(),
+            Err(e) if e.says_missing(CONTENT_MISSING) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(
+            absolute
+                .iter()
+                .map(|path| {
+                    if listed.iter().any(|l| l == path) {
+                        Presence::Listed
+                    } else if listed.iter().any(|l| l.eq_ignore_ascii_case(path)) {
+                        Presence::Unsure
+                    } else {
+                        Presence::Missing
+                    }
+                })
+                .collect(),
+        ))
+    }
+}
+
 /// `None` for a 404 in which Azure DevOps says the item, page, version or repository asked
 /// does not exist ([`CONTENT_MISSING`]: its contract for "there is none"); any other 404 is
 /// the error it is, and fails the crawl that meets it.
@@ -312,4 +405,19 @@ pub fn none_if_missing(result: Result<Value, AdoError>) -> Result<Option<Value>,
 pub enum WikiPageRef<'a> {
     Id(u64),
     Path(&'a str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn included_paths_are_listed_from_their_folder() {
+        assert_eq!(absolute("README.md").as_deref(), Some("/README.md"));
+        assert_eq!(absolute("/docs/a.md").as_deref(), Some("/docs/a.md"));
+        assert_eq!(absolute("docs/../a.md"), None);
+        assert_eq!(absolute("./a.md"), None);
+        assert_eq!(folder_of("/README.md"), "/");
+        assert_eq!(folder_of("/docs/a/b.md"), "/docs/a");
+    }
 }

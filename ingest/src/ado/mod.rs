@@ -23,7 +23,9 @@ pub use auth::{AdoAuth, TokenProvider};
 pub use budget::{Lane, LaneLimits};
 pub use client::{API_VERSION, AdoClient, ClientOptions, JsonResponse, RequestStats, service_base};
 pub use error::{AdoError, CONTENT_MISSING, ErrorClass};
-pub use git_content::{GitVersion, Recursion, WikiPageRef, none_if_missing};
+pub use git_content::{
+    GitVersion, LIST_FIRST_FROM, Presence, Recursion, WikiPageRef, none_if_missing,
+};
 pub use ids::{
     BoardId, BuildId, CommitId, EnvironmentId, OrganizationName, PipelineId, ProjectId,
     ReleaseDefinitionId, ReleaseId, RepositoryId, SubscriptionId, TeamId, TestRunId, WikiId,
@@ -36,6 +38,9 @@ pub use runs::ADVANCED_SECURITY_API_VERSION;
 
 /// Projects per page (the API allows more than the Python integration's 50).
 pub const PROJECTS_PAGE_SIZE: usize = 100;
+/// Policy configurations per page of a project's listing (the most the simulator serves; Azure
+/// DevOps documents no cap).
+pub const POLICIES_PAGE_SIZE: usize = 1000;
 /// Most ids `workitemsbatch` takes in one call.
 pub const WORK_ITEMS_BATCH: usize = 200;
 /// `api-version` of the service-hook and WIQL endpoints that are still in preview.
@@ -169,19 +174,20 @@ impl AdoClient {
         self.offset_page(&url, &[], top, skip).await
     }
 
-    /// `GET {org}/{project}/_apis/git/policy/configurations` of one repository (and branch).
-    pub async fn repository_policies(
-        &self,
-        project_id: &ProjectId,
-        repository_id: &RepositoryId,
-        ref_name: Option<&str>,
-    ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!("{project_id}/_apis/git/policy/configurations"));
-        let mut query = vec![("repositoryId", repository_id.as_str())];
-        if let Some(ref_name) = ref_name {
-            query.push(("refName", ref_name));
-        }
-        values(&url, self.get_json(&url, &query).await?.body)
+    /// `GET {org}/{project}/_apis/policy/configurations`: every policy configuration of the
+    /// project, whatever its scope (project, repository or branch), [`POLICIES_PAGE_SIZE`] a
+    /// page with continuation tokens. One listing serves all the project's repositories
+    /// (`repository-policy` picks the ones that apply to each repository's default branch).
+    pub async fn project_policies(&self, project_id: &ProjectId) -> Result<Vec<Value>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/policy/configurations"));
+        let (url, top) = (url.as_str(), POLICIES_PAGE_SIZE.to_string());
+        let top = top.as_str();
+        paginate(|token: Option<String>| async move {
+            self.get_page(url, vec![("$top", top)], token.as_deref())
+                .await
+        })
+        .try_concat()
+        .await
     }
 
     /// The text of `path` on `branch` (e.g. `refs/heads/main`) of a repository; `None` when

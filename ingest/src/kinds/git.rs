@@ -49,6 +49,53 @@ pub(crate) fn repository_units(repositories: &[Value]) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Repository units grouped by project (label = project id), in first-seen order.
+fn project_units(units: Vec<(String, Value)>) -> Vec<(String, (ProjectId, Vec<Value>))> {
+    let mut projects: Vec<(String, (ProjectId, Vec<Value>))> = Vec::new();
+    for (_, repository) in units {
+        let (project_id, _) = repository_ids(&repository);
+        let label = format!("project {project_id}");
+        match projects.iter_mut().find(|(_, (id, _))| *id == project_id) {
+            Some((_, (_, repositories))) => repositories.push(repository),
+            None => projects.push((label, (project_id, vec![repository]))),
+        }
+    }
+    projects
+}
+
+/// Whether a policy configuration of the project listing applies to the repository
+/// `repository_id` at `branch` (its default branch, `refs/heads/main`), as Azure DevOps decides
+/// for `git/policy/configurations?repositoryId=&refName=`: one of its `settings.scope` entries
+/// names the repository or no repository (project-wide), and names no branch, or the branch
+/// (`matchKind` `Exact`, case-insensitive), a prefix of it (`Prefix`), or the default branch
+/// (`DefaultBranch`). Without a branch (an empty repository) every scope of the repository
+/// applies, as the query without `refName` answers; a policy without a scope is project-wide.
+pub(crate) fn policy_applies(policy: &Value, repository_id: &str, branch: Option<&str>) -> bool {
+    let Some(scopes) = policy.pointer("/settings/scope").and_then(Value::as_array) else {
+        return true;
+    };
+    scopes.iter().any(|scope| {
+        let repository =
+            text(scope, "repositoryId").is_none_or(|id| id.eq_ignore_ascii_case(repository_id));
+        let reference = match (branch, text(scope, "refName")) {
+            (None, _) | (_, None) => true,
+            (Some(branch), Some(name)) => {
+                match text(scope, "matchKind")
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
+                    Some("prefix") => branch
+                        .to_ascii_lowercase()
+                        .starts_with(&name.to_ascii_lowercase()),
+                    Some("defaultbranch") => true,
+                    _ => branch.eq_ignore_ascii_case(name),
+                }
+            }
+        };
+        repository && reference
+    })
+}
+
 impl Crawler {
     /// Every repository of every project, read once per resync (not published).
     async fn repository_list(&self, cache: &mut ResyncCache) -> Result<Vec<Value>, CrawlError> {
@@ -121,25 +168,31 @@ impl Crawler {
         Ok(repository_units(&repositories))
     }
 
+    /// One policy listing per project ([`crate::ado::AdoClient::project_policies`]) instead of one per
+    /// repository, each policy published for every healthy repository it applies to (as
+    /// `git/policy/configurations?repositoryId=&refName=` would answer for that repository).
     pub(crate) async fn crawl_policies(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let repositories = self.repository_list(crawl.cache).await?;
-        let units = repository_units(&repositories);
-        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
-            let (project_id, repository_id) = &repository_ids(&repository);
-            let policies = self
-                .client
-                .repository_policies(
-                    project_id,
-                    repository_id,
-                    text(&repository, "defaultBranch"),
-                )
-                .await?;
-            let items = policies
-                .into_iter()
-                .map(|p| enrich(p, "__repository", &repository))
-                .collect();
-            pages.send(items).await
-        })
+        let units = project_units(repository_units(&repositories));
+        self.fan_out(
+            &mut crawl,
+            units,
+            |(project_id, repositories), pages: Pages| async move {
+                let policies = self.client.project_policies(&project_id).await?;
+                let items = repositories
+                    .iter()
+                    .flat_map(|repository| {
+                        let (_, repository_id) = repository_ids(repository);
+                        let branch = text(repository, "defaultBranch");
+                        policies
+                            .iter()
+                            .filter(move |p| policy_applies(p, repository_id.as_str(), branch))
+                            .map(|p| enrich(p.clone(), "__repository", repository))
+                    })
+                    .collect();
+                pages.send(items).await
+            },
+        )
         .await
     }
 
@@ -198,5 +251,52 @@ impl Crawler {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn policy(scope: Value) -> Value {
+        json!({"id": 1, "settings": {"scope": scope}})
+    }
+
+    #[test]
+    fn a_policy_applies_to_the_repositories_and_branches_its_scope_names() {
+        let main = Some("refs/heads/main");
+        let exact = policy(
+            json!([{"repositoryId": "R1", "refName": "refs/heads/main", "matchKind": "Exact"}]),
+        );
+        assert!(policy_applies(&exact, "r1", main));
+        assert!(!policy_applies(&exact, "r2", main));
+        assert!(!policy_applies(&exact, "r1", Some("refs/heads/dev")));
+        // Without a default branch, everything scoped to the repository applies.
+        assert!(policy_applies(&exact, "r1", None));
+
+        let prefix = policy(
+            json!([{"repositoryId": null, "refName": "refs/heads/ma", "matchKind": "Prefix"}]),
+        );
+        assert!(policy_applies(&prefix, "any", main));
+        assert!(!policy_applies(&prefix, "any", Some("refs/heads/dev")));
+
+        let default_branch = policy(json!([{"repositoryId": null, "matchKind": "DefaultBranch"}]));
+        assert!(policy_applies(&default_branch, "any", main));
+
+        let repository_wide = policy(json!([{"repositoryId": "r1"}]));
+        assert!(policy_applies(&repository_wide, "r1", main));
+        assert!(!policy_applies(&repository_wide, "r2", main));
+
+        let either = policy(
+            json!([{"repositoryId": "r2"}, {"repositoryId": "r1", "refName": "refs/heads/main", "matchKind": "exact"}]),
+        );
+        assert!(policy_applies(&either, "r1", main));
+        assert!(policy_applies(
+            &json!({"id": 2, "settings": {}}),
+            "r9",
+            main
+        ));
     }
 }

@@ -12,7 +12,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value, json};
 
 use super::{enrich, text};
-use crate::ado::{AdoClient, AdoError, ProjectId, RepositoryId, repository_ids};
+use crate::ado::{
+    AdoClient, AdoError, GitVersion, LIST_FIRST_FROM, Presence, ProjectId, RepositoryId,
+    repository_ids,
+};
 use crate::crawl_context::CrawlLimits;
 use crate::kind::Kind;
 use crate::plan::KindPlan;
@@ -165,7 +168,9 @@ impl<'a> ItemBuilder<'a> {
 
     /// `__includedFiles` of one repository: each path's text on the default branch, `""` when
     /// the file (or the default branch) does not exist, as the Python integration writes it (a
-    /// failed read other than that 404 fails the kind instead of reading as `""`).
+    /// failed read other than that 404 fails the kind instead of reading as `""`). From
+    /// [`LIST_FIRST_FROM`] files of one folder on, a listing of the folder first spares the
+    /// reads of those it does not hold.
     async fn included_files(
         &self,
         repository: &Value,
@@ -173,9 +178,21 @@ impl<'a> ItemBuilder<'a> {
     ) -> Result<Value, AdoError> {
         let (project_id, repository_id) = &repository_ids(repository);
         let branch = text(repository, "defaultBranch");
-        let contents: Vec<(String, Value)> = stream::iter(paths.to_vec())
-            .map(|path| async move {
+        // Several files: one listing of their folder says which exist, and only those are read.
+        let presence = match branch {
+            Some(branch) if paths.len() >= LIST_FIRST_FROM => {
+                let version = GitVersion::Branch(branch.to_string());
+                (self.client)
+                    .files_present(project_id, repository_id, paths, &version)
+                    .await?
+            }
+            _ => None,
+        };
+        let presence = presence.unwrap_or_else(|| vec![Presence::Unsure; paths.len()]);
+        let contents: Vec<(String, Value)> = stream::iter(paths.iter().cloned().zip(presence))
+            .map(|(path, presence)| async move {
                 let content = match branch {
+                    Some(_) if presence == Presence::Missing => String::new(),
                     Some(branch) => self
                         .client
                         .file_text(project_id, repository_id, &path, branch)

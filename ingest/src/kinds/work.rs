@@ -1,8 +1,10 @@
-//! Boards and work kinds: `board` (teams → boards → board detail, `__project`),
+//! Boards and work kinds: `board` (the organization's teams → each team's boards → board
+//! detail, `__project`),
 //! `column` (one item per board column and work item type: `__board`, `__stateType`,
 //! `__stateName`) and `work-item` (WIQL by id range, then `workitemsbatch` 200 at a time;
 //! `__projectId`, `__project`; selectors `wiql`, `expand`).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures_util::{StreamExt, stream};
@@ -107,61 +109,75 @@ pub(crate) fn columns_of(board: &Value) -> Vec<Value> {
 }
 
 impl Crawler {
-    /// The boards of one project, each the list item merged with its detail, plus `__project`.
-    async fn project_boards(&self, project: &Value) -> Result<Vec<Value>, AdoError> {
-        let project_id = &ProjectId::new(text(project, "id").unwrap_or_default());
-        let mut boards = Vec::new();
+    /// Every team of the organization by project id, from `GET _apis/teams` ([`TEAMS_PAGE`] a
+    /// page): one request for up to that many teams instead of one teams list per project.
+    async fn teams_by_project(&self) -> Result<HashMap<String, Vec<Value>>, AdoError> {
+        let mut teams: HashMap<String, Vec<Value>> = HashMap::new();
         let mut skip = 0;
         loop {
-            let teams = self
-                .client
-                .project_teams_page(project_id, TEAMS_PAGE, skip)
-                .await?;
-            let got = teams.len();
-            for team in &teams {
-                let team_id = &TeamId::new(text(team, "id").unwrap_or_default());
-                let references = match self.client.boards(project_id, team_id).await {
-                    Ok(references) => references,
-                    // The team went away between the list and the read (Azure DevOps says
-                    // so); any other 404 fails the kind.
-                    Err(e) if e.says_missing(TEAM_GONE) => continue,
-                    // Azure DevOps answers 500 for the boards of a team that is in no
-                    // iteration; the Python integration skips such a team, and so do we once
-                    // the team's iterations confirm it (any other 500 fails the kind).
-                    Err(e) if e.status() == Some(500) => {
-                        let iterations = self.client.team_iterations(project_id, team_id).await?;
-                        if !iterations.is_empty() {
-                            return Err(e);
-                        }
-                        tracing::warn!(
-                            project = %project_id,
-                            team = %team_id,
-                            "Azure DevOps answered 500 for the boards of a team in no iteration: \
-                             the team has no boards (assign it an iteration to read them)"
-                        );
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                for reference in references {
-                    let board_id = &BoardId::new(text(&reference, "id").unwrap_or_default());
-                    let detail = match self.client.board(project_id, team_id, board_id).await {
-                        Ok(detail) => detail,
-                        Err(e) if e.says_missing(TEAM_GONE) => continue,
-                        Err(e) => return Err(e),
-                    };
-                    let mut merged = reference.clone();
-                    if let (Value::Object(target), Value::Object(source)) = (&mut merged, detail) {
-                        target.extend(source);
-                    }
-                    boards.push(enrich(merged, "__project", project));
+            let page = self.client.teams_page(TEAMS_PAGE, skip).await?;
+            let got = page.len();
+            for team in page {
+                if let Some(project_id) = text(&team, "projectId") {
+                    teams.entry(project_id.to_string()).or_default().push(team);
                 }
             }
             if got < TEAMS_PAGE {
-                return Ok(boards);
+                return Ok(teams);
             }
             skip += got;
         }
+    }
+
+    /// The boards of one project's `teams`, each the list item merged with its detail, plus
+    /// `__project`.
+    async fn project_boards(
+        &self,
+        project: &Value,
+        teams: &[Value],
+    ) -> Result<Vec<Value>, AdoError> {
+        let project_id = &ProjectId::new(text(project, "id").unwrap_or_default());
+        let mut boards = Vec::new();
+        for team in teams {
+            let team_id = &TeamId::new(text(team, "id").unwrap_or_default());
+            let references = match self.client.boards(project_id, team_id).await {
+                Ok(references) => references,
+                // The team went away between the list and the read (Azure DevOps says
+                // so); any other 404 fails the kind.
+                Err(e) if e.says_missing(TEAM_GONE) => continue,
+                // Azure DevOps answers 500 for the boards of a team that is in no
+                // iteration; the Python integration skips such a team, and so do we once
+                // the team's iterations confirm it (any other 500 fails the kind).
+                Err(e) if e.status() == Some(500) => {
+                    let iterations = self.client.team_iterations(project_id, team_id).await?;
+                    if !iterations.is_empty() {
+                        return Err(e);
+                    }
+                    tracing::warn!(
+                        project = %project_id,
+                        team = %team_id,
+                        "Azure DevOps answered 500 for the boards of a team in no iteration: \
+                         the team has no boards (assign it an iteration to read them)"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for reference in references {
+                let board_id = &BoardId::new(text(&reference, "id").unwrap_or_default());
+                let detail = match self.client.board(project_id, team_id, board_id).await {
+                    Ok(detail) => detail,
+                    Err(e) if e.says_missing(TEAM_GONE) => continue,
+                    Err(e) => return Err(e),
+                };
+                let mut merged = reference.clone();
+                if let (Value::Object(target), Value::Object(source)) = (&mut merged, detail) {
+                    target.extend(source);
+                }
+                boards.push(enrich(merged, "__project", project));
+            }
+        }
+        Ok(boards)
     }
 
     /// `board` and `column`: reads the boards of every project and publishes them as the
@@ -184,10 +200,13 @@ impl Crawler {
             return Ok(());
         }
         let units = self.project_units(crawl.cache).await?;
+        let teams = &self.teams_by_project().await?;
         let seen = Mutex::new(Vec::new());
         let seen_ref = &seen;
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
-            let boards = self.project_boards(&project).await?;
+            let project_teams = teams.get(text(&project, "id").unwrap_or_default());
+            let boards =
+                (self.project_boards(&project, project_teams.map_or(&[], Vec::as_slice))).await?;
             seen_ref
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

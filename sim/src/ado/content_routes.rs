@@ -208,6 +208,13 @@ fn recursion_level(text: Option<&str>) -> &'static str {
 }
 
 pub(super) async fn get_items(request: AdoRequest) -> Result<Response, AdoError> {
+    if let (Some(path), None) = (
+        param(&request.query, "path"),
+        param(&request.query, "scopePath"),
+    ) && recursion_level(param(&request.query, "recursionLevel")) == "none"
+    {
+        super::minimum::note_item_read(&request.state, path);
+    }
     let org = request.organization();
     let target = find_target(&org, &request.params)?;
     let content = org.git.repositories.get(&target.id);

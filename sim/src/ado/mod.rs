@@ -47,6 +47,7 @@ mod error;
 mod identities;
 mod limit;
 mod live;
+mod minimum;
 mod organizations;
 mod pipeline_runs;
 pub mod pipelines;
@@ -73,6 +74,7 @@ use crate::traffic::{Traffic, lock};
 use seed::{Organization, Urls};
 
 pub use content::{FileChange, PushResult, SimCommit, ZERO_OBJECT_ID};
+pub use minimum::{KindRequests, RequestReport};
 
 /// What the simulated organization holds and how it answers.
 #[derive(Clone, Debug)]
@@ -155,6 +157,9 @@ pub(crate) struct AdoState {
     pub(crate) live: live::LiveState,
     /// The request budget's window, when the config sets one.
     pub(crate) budget: Mutex<Option<limit::Budget>>,
+    /// Reads of one item by the path they asked for (lowercase, from the root), whatever the
+    /// answer: how [`AdoSim::request_report`] tells `includedFiles` from GitOps reads.
+    pub(crate) item_reads: Mutex<BTreeMap<String, u64>>,
 }
 
 fn default_host(listener: &tokio::net::TcpListener) -> std::io::Result<String> {
@@ -183,6 +188,7 @@ impl AdoState {
             subscriptions: Mutex::new(Vec::new()),
             pipeline_runs: Mutex::default(),
             live: live::LiveState::default(),
+            item_reads: Mutex::default(),
         })
     }
 }

@@ -63,6 +63,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
         ("/{org}/{project}/{team}/_apis/work/teamsettings/iterations",              get(identities::iterations)),
         ("/{org}/{project}/_apis/wit/classification(n|N)odes/{group}",              get(identities::classification_nodes)),
         ("/{org}/{project}/_apis/git/policy/configurations",                        get(work::list_policies)),
+        ("/{org}/{project}/_apis/policy/configurations",                            get(work::list_project_policies)),
         ("/{org}/{project}/_apis/wit/wiql",                                         post(work::wiql)),
         ("/{org}[/{project}]/_apis/wit/workitemsbatch",                             post(work::batch)),
         ("/{org}[/{project}]/_apis/wit/workitems",                                  get(work::list_by_ids)),

@@ -9,6 +9,7 @@
 //! | `GET /{org}/{project}/{team}/_apis/work/boards` | board references of a team |
 //! | `GET /{org}/{project}/{team}/_apis/work/boards/{board}` | the board with `columns[].stateMappings` |
 //! | `GET /{org}/{project}/_apis/git/policy/configurations` | branch policies, `repositoryId`, `refName` |
+//! | `GET /{org}/{project}/_apis/policy/configurations` | every policy configuration of the project in id order, `$top` (default 50, at most [`POLICIES_PAGE_MAX`]), `continuationToken` |
 //! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N`, `[System.State] = '…'`, `[System.WorkItemType] = '…'` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337`; an `ORDER BY` twice or inside parentheses → 400 `TF51006` |
 //! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
 //! | `GET /{org}/{project}/_apis/wit/workitems/{id}` (and without `{project}`) | one work item, `$expand` |
@@ -410,6 +411,23 @@ pub(super) async fn list_policies(request: AdoRequest) -> Result<Response, AdoEr
         .flat_map(|r| org.policies_json(&request.urls, r))
         .collect();
     Ok(list(values))
+}
+
+/// Most policy configurations one page of the project listing holds.
+pub const POLICIES_PAGE_MAX: usize = 1000;
+
+/// `GET {project}/_apis/policy/configurations`: the project's policies, whatever their scope.
+pub(super) async fn list_project_policies(request: AdoRequest) -> Result<Response, AdoError> {
+    let org = request.organization();
+    let project = project(&org, &request.params)?;
+    let mut values: Vec<Value> = org
+        .repositories
+        .iter()
+        .filter(|r| r.project_id == project.id)
+        .flat_map(|r| org.policies_json(&request.urls, r))
+        .collect();
+    values.sort_by_key(|p| p.get("id").and_then(Value::as_u64));
+    super::runs::token_page(values, &request.query, "$top")
 }
 
 /// `[System.Id] > N` in a WIQL query, if present.
