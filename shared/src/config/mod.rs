@@ -488,6 +488,15 @@ impl Default for BrokerSettings {
     }
 }
 
+/// Crawl units a resync reads at the same time unless `ADOPORT__INGEST__CONCURRENT_KINDS` says
+/// otherwise: with 8 projects or repositories read at once within each, enough to keep the
+/// crawl's share of the request budget busy when Azure DevOps' latency, not its budget, bounds
+/// a resync.
+pub const DEFAULT_CONCURRENT_KINDS: u64 = 4;
+
+/// Most crawl units a resync may read at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`).
+pub const MAX_CONCURRENT_KINDS: u64 = 64;
+
 /// `ADOPORT__INGEST__…`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -508,6 +517,11 @@ pub struct IngestSettings {
     /// Azure DevOps requests in flight at once, per organization.
     #[serde(deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
+    /// Crawl units (a kind, for the resources that share a selector) a resync reads at the
+    /// same time, per organization; their requests share `max_concurrent_requests`. 1 reads
+    /// them one after another.
+    #[serde(deserialize_with = "flex::u64")]
+    pub concurrent_kinds: u64,
     /// Of those, how many the resync crawl leaves to live re-reads (webhooks, actions); 0
     /// lets the crawl take them all.
     #[serde(deserialize_with = "flex::u64")]
@@ -545,6 +559,7 @@ impl Default for IngestSettings {
             webhook_max_in_flight: 32,
             items_per_event: 100,
             max_concurrent_requests: 15,
+            concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
             live_reserved_requests: 3,
             live_reserved_budget_percent: 20,
             subscription_check_minutes: 10,
@@ -968,6 +983,7 @@ impl Settings {
             });
         }
         self.validate_live_reserve()?;
+        self.validate_concurrent_kinds()?;
         self.validate_leader_retry()?;
         self.validate_incremental_interval()?;
         self.pipeline.transform.validate()?;
@@ -1027,6 +1043,21 @@ impl Settings {
                 .filter(|m| *m > 0)
                 .map(|minutes| std::time::Duration::from_secs(minutes.saturating_mul(60))),
         }
+    }
+
+    /// A resync must read at least one crawl unit at a time; past the number of kinds there is
+    /// nothing more to run at once.
+    fn validate_concurrent_kinds(&self) -> Result<(), ConfigError> {
+        let kinds = self.pipeline.ingest.concurrent_kinds;
+        if !(1..=MAX_CONCURRENT_KINDS).contains(&kinds) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__CONCURRENT_KINDS".into(),
+                problem: format!(
+                    "{kinds} is out of range; use 1 (one kind after another) to {MAX_CONCURRENT_KINDS} (the crawl units a resync reads at the same time; their requests share ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS)"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The live lane's reserve must leave the crawl something.
@@ -1470,6 +1501,14 @@ mod tests {
     }
 
     #[test]
+    fn four_kinds_are_crawled_at_once_unless_told_otherwise() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.concurrent_kinds, 4);
+        let one = settings(&[("ADOPORT__INGEST__CONCURRENT_KINDS", "1")]).expect("valid");
+        assert_eq!(one.pipeline.ingest.concurrent_kinds, 1);
+    }
+
+    #[test]
     fn the_identifier_defaults_as_in_the_python_integration() {
         let s = settings(&[]).expect("valid");
         assert_eq!(s.integration_identifier(), "my-azure-devops-integration");
@@ -1764,6 +1803,14 @@ mod tests {
             (
                 &[("ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT", "95")],
                 "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT",
+            ),
+            (
+                &[("ADOPORT__INGEST__CONCURRENT_KINDS", "0")],
+                "ADOPORT__INGEST__CONCURRENT_KINDS",
+            ),
+            (
+                &[("ADOPORT__INGEST__CONCURRENT_KINDS", "65")],
+                "ADOPORT__INGEST__CONCURRENT_KINDS",
             ),
         ];
         for (vars, name) in cases {
