@@ -514,7 +514,10 @@ pub struct IngestSettings {
     /// Items per raw event published by the crawler.
     #[serde(deserialize_with = "flex::u64")]
     pub items_per_event: u64,
-    /// Azure DevOps requests in flight at once, per organization.
+    /// Azure DevOps requests in flight at once, per organization. Azure DevOps limits an
+    /// identity's rate (TSTUs per five minutes, which the crawl paces by), not its requests in
+    /// flight: 30 lets a resync's kinds keep their requests going when latency, not the rate
+    /// budget, bounds it.
     #[serde(deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
     /// Crawl units (a kind, for the resources that share a selector) a resync reads at the
@@ -558,7 +561,7 @@ impl Default for IngestSettings {
             webhook_max_bytes: 4 * 1024 * 1024,
             webhook_max_in_flight: 32,
             items_per_event: 100,
-            max_concurrent_requests: 15,
+            max_concurrent_requests: 30,
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
             live_reserved_requests: 3,
             live_reserved_budget_percent: 20,
