@@ -9,7 +9,8 @@
 //! bulk and write nothing. A third run puts a rate limit on the simulated Port (entities/s
 //! while Port answers 429s). A fourth run makes every Azure DevOps answer take
 //! `--ado-latency-ms` (as a real organization's do) and reports the resync time and how many
-//! requests the crawl kept in flight. The in-process run measures the pipeline in one process; the
+//! requests the crawl kept in flight, once with the kinds read one by one
+//! (`ADOPORT__INGEST__CONCURRENT_KINDS=1`) and once at the same time (the default). The in-process run measures the pipeline in one process; the
 //! RabbitMQ run starts `adoport ingest`, `transform` and `publish` as separate processes (as a
 //! deployment runs them) and reads each one's peak resident memory from /proc.
 
@@ -199,20 +200,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         results.push(in_process(&args, expected, Conditions::PortRateLimited(RATE_LIMIT)).await?);
         if args.ado_latency_ms > 0 {
             let latency = Duration::from_millis(args.ado_latency_ms);
-            let figures = in_process(&args, expected, Conditions::AdoLatency(latency)).await?;
-            // With every answer taking `latency`, one request at a time would need
-            // requests × latency; the crawl overlaps requests within its budget.
-            let serial = figures.ado_requests as f64 * latency.as_secs_f64();
-            println!(
-                "Azure DevOps answering in {} ms: resync {:.2} s for {} requests (min {}); one at a time they would take {:.1} s, so {:.1} requests were in flight on average",
-                args.ado_latency_ms,
-                figures.seconds,
-                figures.ado_requests,
-                figures.ado_minimum,
-                serial,
-                serial / figures.seconds
-            );
-            results.push(figures);
+            // Before and after crawling kinds at the same time, on the same build.
+            for kinds_at_once in [Some(1), None] {
+                let conditions = Conditions::AdoLatency(latency, kinds_at_once);
+                let figures = in_process(&args, expected, conditions).await?;
+                // With every answer taking `latency`, one request at a time would need
+                // requests × latency; the crawl overlaps requests within its budget.
+                let serial = figures.ado_requests as f64 * latency.as_secs_f64();
+                println!(
+                    "Azure DevOps answering in {} ms, {}: resync {:.2} s for {} requests (min {}); one at a time they would take {:.1} s, so {:.1} requests were in flight on average",
+                    args.ado_latency_ms,
+                    match kinds_at_once {
+                        Some(1) => "kinds one by one".to_string(),
+                        Some(n) => format!("{n} kinds at once"),
+                        None => "kinds at once (default)".to_string(),
+                    },
+                    figures.seconds,
+                    figures.ado_requests,
+                    figures.ado_minimum,
+                    serial,
+                    serial / figures.seconds
+                );
+                results.push(figures);
+            }
         }
     }
     if matches!(args.mode, BenchMode::Rabbit | BenchMode::Both) {
@@ -277,8 +287,10 @@ enum Conditions {
     Unhindered,
     /// Port answers 429 past this budget.
     PortRateLimited(RateLimit),
-    /// Every Azure DevOps answer takes this long (network and server time of a real organization).
-    AdoLatency(Duration),
+    /// Every Azure DevOps answer takes this long (network and server time of a real
+    /// organization), with `ADOPORT__INGEST__CONCURRENT_KINDS` set to the second value (`None`:
+    /// its default).
+    AdoLatency(Duration, Option<u64>),
 }
 
 /// `adoport all` in ONCE mode, no broker: the CI-job install. Timed from start to exit.
@@ -294,10 +306,21 @@ async fn in_process(
         Conditions::PortRateLimited(limit) => {
             custom_world(args, Some(limit), Duration::ZERO).await?
         }
-        Conditions::AdoLatency(latency) => custom_world(args, None, latency).await?,
+        Conditions::AdoLatency(latency, _) => custom_world(args, None, latency).await?,
     };
     let mut environment = world.environment(None);
     environment.push(("OCEAN__EVENT_LISTENER__TYPE".into(), "ONCE".into()));
+    if let Conditions::AdoLatency(_, kinds) = conditions {
+        // The crawl's settings of this shell apply to the latency runs (to compare request
+        // budgets); the one-by-one run still reads one kind at a time.
+        environment.extend(std::env::vars().filter(|(k, _)| k.starts_with("ADOPORT__INGEST__")));
+        if let Some(kinds) = kinds {
+            environment.push((
+                "ADOPORT__INGEST__CONCURRENT_KINDS".into(),
+                kinds.to_string(),
+            ));
+        }
+    }
     let (seconds, peak) = run_once(&environment).await?;
     let entities = world.port.entity_count() as u64;
     if entities != expected {
@@ -306,7 +329,8 @@ async fn in_process(
     let label = match conditions {
         Conditions::Unhindered => "adoport all (ONCE, no broker)",
         Conditions::PortRateLimited(_) => "ONCE, Port limited to 40 req/s",
-        Conditions::AdoLatency(_) => "ONCE, ADO answers in --ado-latency-ms",
+        Conditions::AdoLatency(_, Some(1)) => "ONCE, ADO latency, kinds one by one",
+        Conditions::AdoLatency(..) => "ONCE, ADO answers in --ado-latency-ms",
     };
     let first = EntityTraffic::of(&world.port);
     let (ado_requests, port_requests) = (world.ado.total_requests(), world.port.total_requests());

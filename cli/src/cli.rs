@@ -246,7 +246,10 @@ pub struct BenchArgs {
     /// Repositories per project.
     #[arg(long, default_value_t = 40)]
     pub repositories: usize,
-    /// Milliseconds every simulated Azure DevOps answer takes in the latency run (0: no such run).
+    /// Milliseconds every simulated Azure DevOps answer takes in the latency runs (0: no such
+    /// runs): one with the kinds read one by one (`ADOPORT__INGEST__CONCURRENT_KINDS=1`), one
+    /// with the default; the `ADOPORT__INGEST__*` settings of the bench's environment apply to
+    /// both.
     #[arg(long, default_value_t = 50)]
     pub ado_latency_ms: u64,
     /// Run each role as its own process on RabbitMQ (measures per-role memory), in process, or both.

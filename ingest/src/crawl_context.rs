@@ -1,9 +1,10 @@
 //! What every kind's crawl works with: the [`Crawler`] (the client, page sizes, the projects
 //! of a resync without those of `excludedTags`, and the publisher of a resync's pages, stamped
 //! with the crawl and checked against its fence), the reports and errors of a crawl, and what a
-//! resync reads once and shares between kinds (`ResyncCache`). Below the kinds: the kinds add
-//! their own `impl Crawler` blocks (`crate::kinds`) and the crawl of a whole plan runs them
-//! ([`crate::crawler`]); this module names neither.
+//! resync reads once and shares between the kinds it crawls at the same time
+//! (`ResyncCache`). Below the kinds: the kinds add their own `impl Crawler` blocks
+//! (`crate::kinds`) and the crawl of a whole plan runs them ([`crate::crawler`]); this module
+//! names neither.
 //!
 //! Memory stays flat whatever the organization's size: a page is published (and confirmed by
 //! the broker) before the next one is held.
@@ -29,6 +30,11 @@ use adoport_shared::metrics::ResyncStats;
 
 /// Units (projects, repositories) read at the same time by one kind.
 pub(crate) const CONCURRENT_UNITS: usize = 8;
+
+/// Crawl units (kinds) read at the same time unless the crawler is told otherwise
+/// (`ADOPORT__INGEST__CONCURRENT_KINDS`).
+pub const DEFAULT_CONCURRENT_KINDS: usize =
+    adoport_shared::config::DEFAULT_CONCURRENT_KINDS as usize;
 
 /// Which crawl this is: the resync, this attempt at crawling it, and the mapping version it
 /// crawls with. Stamped on every raw event the crawl publishes, so that the coordinator counts
@@ -166,16 +172,54 @@ impl Default for CrawlLimits {
     }
 }
 
-/// What one resync reads once and shares between kinds.
-#[derive(Debug, Default)]
+/// What one resync reads once and shares between its crawl units, which run at the same time
+/// (see [`crate::crawler`]): the first unit that needs a list reads it while the others that
+/// need it wait, then read it from here.
+#[derive(Default)]
 pub(crate) struct ResyncCache {
-    pub(crate) projects: Option<Vec<Value>>,
-    /// Kept only when a later kind of the plan reads it (`keep_repositories`): it grows with
-    /// the organization, and the `repository` kind alone must not hold it.
-    pub(crate) repositories: Option<Vec<Value>>,
+    pub(crate) projects: SharedList,
+    /// Kept only when a kind of the plan reads it repository by repository
+    /// (`keep_repositories`): it grows with the organization, and the `repository` kind alone
+    /// must not hold it.
+    pub(crate) repositories: SharedList,
     pub(crate) keep_repositories: bool,
     /// Boards with `__project`, for `board` and `column`.
-    pub(crate) boards: Option<Vec<Value>>,
+    pub(crate) boards: SharedList,
+}
+
+/// A list of one resync that one unit reads and the others share. Only a complete read is
+/// kept: after a failed one, the next unit that needs the list reads it again (each unit that
+/// needed it fails with its own read, as when units ran one after another).
+#[derive(Default)]
+pub(crate) struct SharedList(tokio::sync::Mutex<Option<Arc<Vec<Value>>>>);
+
+/// A unit's hold on a [`SharedList`]: the list when an earlier unit read it; otherwise the
+/// unit reads it, and the units that need it wait until it is dropped.
+pub(crate) type SharedListHold<'a> = tokio::sync::MutexGuard<'a, Option<Arc<Vec<Value>>>>;
+
+impl SharedList {
+    /// Waits until no other unit is reading the list.
+    pub(crate) async fn hold(&self) -> SharedListHold<'_> {
+        self.0.lock().await
+    }
+
+    /// The list, read with `read` unless a unit read it before (units that ask meanwhile wait
+    /// for this read).
+    pub(crate) async fn get_or_read<Fut>(
+        &self,
+        read: impl FnOnce() -> Fut,
+    ) -> Result<Arc<Vec<Value>>, CrawlError>
+    where
+        Fut: std::future::Future<Output = Result<Vec<Value>, CrawlError>>,
+    {
+        let mut held = self.hold().await;
+        if let Some(list) = held.as_ref() {
+            return Ok(Arc::clone(list));
+        }
+        let list = Arc::new(read().await?);
+        *held = Some(Arc::clone(&list));
+        Ok(list)
+    }
 }
 
 /// Reads Azure DevOps and publishes raw events.
@@ -196,6 +240,8 @@ pub struct Crawler {
     /// The crawl running now (a crawler runs one at a time): its raw events carry the stamp,
     /// and it publishes only while the fence holds.
     pub(crate) running: std::sync::Mutex<Option<(CrawlStamp, CrawlFence)>>,
+    /// Crawl units read at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`).
+    pub(crate) concurrent_kinds: usize,
 }
 
 impl Crawler {
@@ -210,7 +256,15 @@ impl Crawler {
             examples: None,
             excluded_tags: Vec::new(),
             running: std::sync::Mutex::new(None),
+            concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
         }
+    }
+
+    /// Reads up to `units` crawl units at the same time (at least one), all within the
+    /// client's request budget.
+    pub fn with_concurrent_kinds(mut self, units: usize) -> Self {
+        self.concurrent_kinds = units.max(1);
+        self
     }
 
     /// Sends the first items of each kind in each resync to Port as raw data examples.
@@ -298,15 +352,15 @@ impl Crawler {
     /// The project references of the organization, listed once per resync.
     pub(crate) async fn project_list(
         &self,
-        cache: &mut Option<Vec<Value>>,
-    ) -> Result<Vec<Value>, CrawlError> {
-        if let Some(projects) = cache {
-            return Ok(projects.clone());
-        }
-        let all = self.client.projects().await?;
-        let all = self.without_excluded_projects(all).await;
-        *cache = Some(all.clone());
-        Ok(all)
+        cache: &ResyncCache,
+    ) -> Result<Arc<Vec<Value>>, CrawlError> {
+        cache
+            .projects
+            .get_or_read(|| async {
+                let all = self.client.projects().await?;
+                Ok(self.without_excluded_projects(all).await)
+            })
+            .await
     }
 
     /// Leaves out of project-derived kinds the projects tagged with any of `tags`

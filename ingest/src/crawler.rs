@@ -1,10 +1,15 @@
 //! The resync crawl: reads every crawl unit of the plan (a kind with one selector, for the
-//! mapping resources that share it) from Azure DevOps, in order, each through its kind's
-//! module of `crate::kinds`, and reports what each published. The top of the crawl: it runs
-//! the kinds, which work with [`crate::crawl_context`].
+//! mapping resources that share it) from Azure DevOps, each through its kind's module of
+//! `crate::kinds`, and reports what each published. The top of the crawl: it runs the kinds,
+//! which work with [`crate::crawl_context`].
 //!
-//! Projects are listed once per resync and shared by the kinds that hang off them; independent
-//! projects are read concurrently, within the client's request budget.
+//! Units run at the same time, up to `ADOPORT__INGEST__CONCURRENT_KINDS` of them (started in
+//! mapping order), and within a unit independent projects or repositories are read at the same
+//! time: every request waits for the organization's request budget (`crate::ado::budget`), so
+//! more units keep more of it busy, never more than it allows. A mapping with
+//! `createMissingRelatedEntities: false` is crawled one unit after another, in mapping order
+//! ([`CrawlOrder`]). Projects, repositories and boards are read once per resync, by the first
+//! unit that needs them, while the others that need them wait (`ResyncCache`).
 //!
 //! A kind this version cannot crawl, or that failed part-way, is reported as failed: a later
 //! reconciliation must not delete entities on the strength of an incomplete crawl.
@@ -15,6 +20,9 @@ use crate::crawl_context::{
 use crate::kinds;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
+use adoport_shared::port_app_config::PortAppConfig;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 impl Crawler {
     /// A unit that published items in the previous crawl and none now is suspicious: the
@@ -43,7 +51,7 @@ impl Crawler {
         }
     }
 
-    /// Crawls every planned kind, in order, as a new attempt at `resync_id`.
+    /// Crawls every planned kind as a new attempt at `resync_id`.
     pub async fn crawl(
         &self,
         resync_id: ResyncId,
@@ -53,72 +61,129 @@ impl Crawler {
             .await
     }
 
-    /// Crawls every planned kind, in order, stamping every raw event with `stamp` and
-    /// publishing only while `fence` holds. Stops early only on a refused token, a broker that
-    /// stays away or a lost request (then nothing more can be done); other failures mark
-    /// their kind.
+    /// Crawls every planned kind, up to `concurrent_kinds` at a time, stamping every raw
+    /// event with `stamp` and publishing only while `fence` holds. Stops early only on a
+    /// refused token, a broker that stays away or a lost request (then nothing more can be
+    /// done: the units still running are dropped at once); other failures mark their kind.
     pub async fn crawl_as(
         &self,
         stamp: &CrawlStamp,
         fence: &CrawlFence,
         plan: &[KindPlan],
     ) -> Result<CrawlReport, CrawlError> {
+        self.crawl_ordered(stamp, fence, plan, CrawlOrder::Concurrent)
+            .await
+    }
+
+    /// [`Crawler::crawl_as`], with the units run as `order` says.
+    pub async fn crawl_ordered(
+        &self,
+        stamp: &CrawlStamp,
+        fence: &CrawlFence,
+        plan: &[KindPlan],
+        order: CrawlOrder,
+    ) -> Result<CrawlReport, CrawlError> {
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((stamp.clone(), fence.clone()));
         let resync_id = stamp.resync_id;
-        let mut report = CrawlReport::default();
-        let mut cache = ResyncCache {
+        let cache = ResyncCache {
             keep_repositories: plan
                 .iter()
                 .filter_map(KindPlan::known)
                 .any(|kind| kinds::spec(kind).repository_derived),
             ..ResyncCache::default()
         };
-        for kind in plan {
-            let mut kind_report = KindReport {
-                resources: kind.event_resources(),
-                ..KindReport::default()
-            };
-            let outcome = match kind.known() {
-                Some(known) => {
-                    kinds::crawl(known, self, resync_id, kind, &mut cache, &mut kind_report).await
-                }
-                None => {
-                    let other = &kind.kind;
-                    tracing::warn!(
-                        kind = %other,
-                        "this version does not crawl kind {other}; its entities are left as they are"
-                    );
-                    kind_report.failure =
-                        Some(format!("kind {other} is not crawled by this version"));
-                    Ok(())
-                }
-            };
-            match outcome {
-                Ok(()) => {}
-                Err(ref e) if e.stops_crawl() => {
-                    return outcome.map(|_| report);
-                }
-                Err(e) => {
-                    let unit = kind.describe();
-                    tracing::warn!(kind = %kind.kind, resources = ?kind.resources, error = %e, "{unit} failed; its stale entities will not be deleted");
-                    kind_report.failure = Some(e.to_string());
-                }
+        let at_once = match order {
+            CrawlOrder::Concurrent => self.concurrent_kinds.max(1),
+            CrawlOrder::MappingOrder => 1,
+        };
+        // Started in plan order; their reports are keyed by unit, whichever ends first.
+        let mut waiting = plan.iter();
+        let mut running = FuturesUnordered::new();
+        let mut report = CrawlReport::default();
+        loop {
+            while running.len() < at_once
+                && let Some(unit) = waiting.next()
+            {
+                running.push(self.crawl_unit(resync_id, unit, &cache));
             }
-            // An incremental read finds nothing whenever nothing changed: not suspicious.
-            if kind.since.is_none() {
-                self.check_suspiciously_empty(kind, &mut kind_report);
-            }
-            tracing::info!(
-                kind = %kind.kind,
-                resources = ?kind.resources,
-                items = kind_report.items,
-                events = kind_report.events,
-                failed = kind_report.failure.is_some(),
-                "kind crawled"
-            );
-            report.kinds.insert(kind.key(), kind_report);
+            let Some(crawled) = running.next().await else {
+                break;
+            };
+            // Returning drops the units still running: none of them reads or publishes again.
+            let (key, kind_report) = crawled?;
+            report.kinds.insert(key, kind_report);
         }
         Ok(report)
+    }
+
+    /// Crawls one unit of the plan: its report, or the error that stops the whole crawl.
+    async fn crawl_unit(
+        &self,
+        resync_id: ResyncId,
+        kind: &KindPlan,
+        cache: &ResyncCache,
+    ) -> Result<(String, KindReport), CrawlError> {
+        let mut kind_report = KindReport {
+            resources: kind.event_resources(),
+            ..KindReport::default()
+        };
+        let outcome = match kind.known() {
+            Some(known) => {
+                kinds::crawl(known, self, resync_id, kind, cache, &mut kind_report).await
+            }
+            None => {
+                let other = &kind.kind;
+                tracing::warn!(
+                    kind = %other,
+                    "this version does not crawl kind {other}; its entities are left as they are"
+                );
+                kind_report.failure = Some(format!("kind {other} is not crawled by this version"));
+                Ok(())
+            }
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(e) if e.stops_crawl() => return Err(e),
+            Err(e) => {
+                let unit = kind.describe();
+                tracing::warn!(kind = %kind.kind, resources = ?kind.resources, error = %e, "{unit} failed; its stale entities will not be deleted");
+                kind_report.failure = Some(e.to_string());
+            }
+        }
+        // An incremental read finds nothing whenever nothing changed: not suspicious.
+        if kind.since.is_none() {
+            self.check_suspiciously_empty(kind, &mut kind_report);
+        }
+        tracing::info!(
+            kind = %kind.kind,
+            resources = ?kind.resources,
+            items = kind_report.items,
+            events = kind_report.events,
+            failed = kind_report.failure.is_some(),
+            "kind crawled"
+        );
+        Ok((kind.key(), kind_report))
+    }
+}
+
+/// Whether the units of a crawl may run at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrawlOrder {
+    /// Up to the crawler's `concurrent_kinds` at a time.
+    Concurrent,
+    /// One after another, in mapping order: when the mapping's `createMissingRelatedEntities`
+    /// is off, Port refuses an entity whose relation target does not exist yet, and the
+    /// Python integration relies on the kinds an entity relates to being synced before it.
+    MappingOrder,
+}
+
+impl CrawlOrder {
+    /// The order the mapping `config` needs.
+    pub fn of(config: &PortAppConfig) -> Self {
+        match config.create_missing_related_entities {
+            true => CrawlOrder::Concurrent,
+            false => CrawlOrder::MappingOrder,
+        }
     }
 }

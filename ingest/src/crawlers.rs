@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 
 use crate::ado::OrganizationName;
 use crate::crawl_context::{CrawlError, CrawlFence, CrawlReport, CrawlStamp, Crawler, KindReport};
+use crate::crawler::CrawlOrder;
 use crate::plan::KindPlan;
 use adoport_shared::messages::ResyncId;
 use adoport_shared::metrics::ResyncStats;
@@ -64,13 +65,25 @@ impl Crawlers {
         fence: &CrawlFence,
         plan: &[KindPlan],
     ) -> Result<CrawlReport, CrawlError> {
+        self.crawl_ordered(stamp, fence, plan, CrawlOrder::Concurrent)
+            .await
+    }
+
+    /// [`Crawlers::crawl_as`], each organization's units run as `order` says.
+    pub async fn crawl_ordered(
+        &self,
+        stamp: &CrawlStamp,
+        fence: &CrawlFence,
+        plan: &[KindPlan],
+        order: CrawlOrder,
+    ) -> Result<CrawlReport, CrawlError> {
         if let [only] = self.crawlers.as_slice() {
-            return only.crawl_as(stamp, fence, plan).await;
+            return only.crawl_ordered(stamp, fence, plan, order).await;
         }
         let outcomes = join_all(
             self.crawlers
                 .iter()
-                .map(|crawler| crawler.crawl_as(stamp, fence, plan)),
+                .map(|crawler| crawler.crawl_ordered(stamp, fence, plan, order)),
         )
         .await;
         let mut merged = CrawlReport::default();

@@ -62,7 +62,10 @@ use adoport_shared::messages::ResyncTrigger;
 use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
-pub use crawl_context::{CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, KindReport};
+pub use crawl_context::{
+    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, DEFAULT_CONCURRENT_KINDS, KindReport,
+};
+pub use crawler::CrawlOrder;
 pub use crawlers::Crawlers;
 pub use organizations::Organizations;
 pub use plan::{KindPlan, KindPlans};
@@ -240,6 +243,7 @@ pub async fn run(
                 let crawler =
                     Crawler::new(client.clone(), bus.clone(), ingest.items_per_event as usize)
                         .with_resync_stats(run.stats.resyncs.clone())
+                        .with_concurrent_kinds(ingest.concurrent_kinds as usize)
                         .with_excluded_tags(&settings.ocean.integration.config.excluded_tags);
                 match &examples {
                     Some(sampler) => crawler.with_examples(sampler.clone()),

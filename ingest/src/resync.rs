@@ -28,6 +28,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::crawl_context::{CrawlError, CrawlReport, CrawlStamp};
+use crate::crawler::CrawlOrder;
 use crate::crawlers::Crawlers;
 use crate::incremental::Incremental;
 use crate::lease::{Lease, LeaseEnd, settled};
@@ -273,7 +274,12 @@ impl RequestLoop {
                         .run(&self.crawler, &stamp, &fence, &version.config)
                         .await
                 }
-                None => self.crawler.crawl_as(&stamp, &fence, &plan).await,
+                None => {
+                    let order = CrawlOrder::of(&version.config);
+                    self.crawler
+                        .crawl_ordered(&stamp, &fence, &plan, order)
+                        .await
+                }
             }
         };
         let (outcome, held) = match lease.run(&self.bus, requests, crawl, shutdown).await? {

@@ -2,7 +2,7 @@
 //! (`__repository`) and `pull-request` (active, plus completed/abandoned closed within
 //! `minTimeInDays`, at most `maxResults` each per repository).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -33,6 +33,24 @@ fn healthy(repository: &Value) -> bool {
         .and_then(|p| text(p, "state"))
         .unwrap_or("wellFormed");
     !disabled && !matches!(state, "deleted" | "deleting" | "new" | "createPending")
+}
+
+/// A repository list (each project's repositories one after another) as one fan-out unit per
+/// project (label = project id), in order.
+fn repositories_by_project(repositories: &[Value]) -> Vec<(String, Vec<Value>)> {
+    let mut units: Vec<(String, Vec<Value>)> = Vec::new();
+    for repository in repositories {
+        let project = repository
+            .get("project")
+            .and_then(|p| text(p, "id"))
+            .unwrap_or_default();
+        let label = format!("project {project}");
+        match units.last_mut() {
+            Some((last, list)) if *last == label => list.push(repository.clone()),
+            _ => units.push((label, vec![repository.clone()])),
+        }
+    }
+    units
 }
 
 /// The healthy repositories of a list as fan-out units (label = repository name).
@@ -97,31 +115,32 @@ pub(crate) fn policy_applies(policy: &Value, repository_id: &str, branch: Option
 }
 
 impl Crawler {
-    /// Every repository of every project, read once per resync (not published).
-    async fn repository_list(&self, cache: &mut ResyncCache) -> Result<Vec<Value>, CrawlError> {
-        if let Some(repositories) = &cache.repositories {
-            return Ok(repositories.clone());
-        }
-        let projects = self.project_list(&mut cache.projects).await?;
-        let lists: Vec<Vec<Value>> = stream::iter(
-            projects
-                .iter()
-                .filter_map(|p| text(p, "id").map(ProjectId::new))
-                .collect::<Vec<_>>(),
-        )
-        .map(|id| async move {
-            match self.client.repositories(&id).await {
-                // The project went away between the list and the read.
-                Err(e) if e.unit_gone() => Ok(Vec::new()),
-                other => other,
-            }
-        })
-        .buffer_unordered(super::CONCURRENT_UNITS)
-        .try_collect()
-        .await?;
-        let all: Vec<Value> = lists.into_iter().flatten().collect();
-        cache.repositories = Some(all.clone());
-        Ok(all)
+    /// Every repository of every project, read once per resync (not published): by the
+    /// `repository` kind as it publishes them, or by the first kind that needs them.
+    async fn repository_list(&self, cache: &ResyncCache) -> Result<Arc<Vec<Value>>, CrawlError> {
+        cache
+            .repositories
+            .get_or_read(|| async {
+                let projects = self.project_list(cache).await?;
+                let lists: Vec<Vec<Value>> = stream::iter(
+                    projects
+                        .iter()
+                        .filter_map(|p| text(p, "id").map(ProjectId::new))
+                        .collect::<Vec<_>>(),
+                )
+                .map(|id| async move {
+                    match self.client.repositories(&id).await {
+                        // The project went away between the list and the read.
+                        Err(e) if e.unit_gone() => Ok(Vec::new()),
+                        other => other,
+                    }
+                })
+                .buffer_unordered(super::CONCURRENT_UNITS)
+                .try_collect()
+                .await?;
+                Ok(lists.into_iter().flatten().collect())
+            })
+            .await
     }
 
     pub(crate) async fn crawl_repositories(
@@ -130,14 +149,29 @@ impl Crawler {
     ) -> Result<(), CrawlError> {
         let plan = crawl.plan;
         let enrichment = &ListEnrichment::of(plan)?;
-        let units = self.project_units(crawl.cache).await?;
-        let seen = crawl
-            .cache
-            .keep_repositories
-            .then(|| Mutex::new(Vec::new()));
-        let seen_ref = seen.as_ref();
         let builder = ItemBuilder::new(&self.client);
         let builder = &builder;
+        // Kinds read repository by repository wait for the list this crawl reads.
+        let cache = crawl.cache;
+        let mut held = match cache.keep_repositories {
+            true => Some(cache.repositories.hold().await),
+            false => None,
+        };
+        if let Some(listed) = held.as_ref().and_then(|held| held.as_ref()).cloned() {
+            // A kind read repository by repository listed them first: publish that list.
+            drop(held);
+            let units = repositories_by_project(&listed);
+            return self
+                .fan_out(&mut crawl, units, |repositories, pages: Pages| async move {
+                    pages
+                        .send(builder.list_items(enrichment, repositories).await?)
+                        .await
+                })
+                .await;
+        }
+        let units = self.project_units(cache).await?;
+        let seen = held.is_some().then(|| Mutex::new(Vec::new()));
+        let seen_ref = seen.as_ref();
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
             let id = ProjectId::new(text(&project, "id").unwrap_or_default());
             let repositories = self.client.repositories(&id).await?;
@@ -152,9 +186,11 @@ impl Crawler {
         })
         .await?;
         if crawl.report.failure.is_none()
-            && let Some(seen) = seen
+            && let (Some(held), Some(seen)) = (held.as_mut(), seen)
         {
-            crawl.cache.repositories = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
+            **held = Some(Arc::new(
+                seen.into_inner().unwrap_or_else(|p| p.into_inner()),
+            ));
         }
         Ok(())
     }
@@ -162,7 +198,7 @@ impl Crawler {
     /// The healthy repositories of this resync as fan-out units (derived kinds read these).
     pub(crate) async fn healthy_repository_units(
         &self,
-        cache: &mut ResyncCache,
+        cache: &ResyncCache,
     ) -> Result<Vec<(String, Value)>, CrawlError> {
         let repositories = self.repository_list(cache).await?;
         Ok(repository_units(&repositories))

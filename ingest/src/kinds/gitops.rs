@@ -188,7 +188,7 @@ impl Crawler {
         // The kind's series exists (at 0) even when no repository has a spec.
         self.resync_stats.crawled(GITOPS_KIND, 0);
         let gitops = &gitops;
-        if crawl.cache.repositories.is_some() || crawl.cache.keep_repositories {
+        if crawl.cache.keep_repositories {
             // Another kind of this resync holds the repository list: read it from there.
             let units = self.healthy_repository_units(crawl.cache).await?;
             return self

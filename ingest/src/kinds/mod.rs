@@ -103,7 +103,7 @@ pub(crate) struct KindCrawl<'a> {
     pub(crate) kind: Kind,
     /// The kind's resources, their selectors read with the row's model.
     pub(crate) plan: &'a KindPlan,
-    pub(crate) cache: &'a mut ResyncCache,
+    pub(crate) cache: &'a ResyncCache,
     pub(crate) report: &'a mut KindReport,
 }
 
@@ -216,7 +216,7 @@ pub(crate) async fn crawl(
     crawler: &Crawler,
     resync_id: ResyncId,
     plan: &KindPlan,
-    cache: &mut ResyncCache,
+    cache: &ResyncCache,
     report: &mut KindReport,
 ) -> Result<(), CrawlError> {
     let row = spec(kind);
@@ -339,11 +339,12 @@ impl Crawler {
     /// The projects of this resync as fan-out units (label = project name).
     pub(crate) async fn project_units(
         &self,
-        cache: &mut ResyncCache,
+        cache: &ResyncCache,
     ) -> Result<Vec<(String, Value)>, CrawlError> {
-        let projects = self.project_list(&mut cache.projects).await?;
+        let projects = self.project_list(cache).await?;
         Ok(projects
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|p| {
                 let label = format!("project {}", text(&p, "name").unwrap_or("?"));
                 (label, p)

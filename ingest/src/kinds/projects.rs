@@ -15,7 +15,7 @@ impl Crawler {
         let plan = crawl.plan;
         let default_team =
             (plan.selectors::<AzureDevopsSelector>()?.iter()).any(|s| s.default_team.0);
-        let projects = self.project_list(&mut crawl.cache.projects).await?;
+        let projects = self.project_list(crawl.cache).await?;
         if !default_team {
             for page in projects.chunks(self.items_per_event) {
                 self.publish(crawl.resync_id, Kind::Project, page.to_vec(), crawl.report)

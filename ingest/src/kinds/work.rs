@@ -5,7 +5,7 @@
 //! `__projectId`, `__project`; selectors `wiql`, `expand`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, stream};
 use serde_json::Value;
@@ -187,11 +187,15 @@ impl Crawler {
         let plan = crawl.plan;
         let columns = plan.kind == Kind::Column;
         let kind = if columns { Kind::Column } else { Kind::Board };
-        if let Some(boards) = crawl.cache.boards.clone() {
+        // The other kind of the two waits for the boards this crawl reads.
+        let cache = crawl.cache;
+        let mut held = cache.boards.hold().await;
+        if let Some(boards) = held.as_ref().cloned() {
+            drop(held);
             let items: Vec<Value> = if columns {
                 boards.iter().flat_map(columns_of).collect()
             } else {
-                boards
+                boards.to_vec()
             };
             for page in items.chunks(self.items_per_event) {
                 self.publish(crawl.resync_id, kind, page.to_vec(), crawl.report)
@@ -199,7 +203,7 @@ impl Crawler {
             }
             return Ok(());
         }
-        let units = self.project_units(crawl.cache).await?;
+        let units = self.project_units(cache).await?;
         let teams = &self.teams_by_project().await?;
         let seen = Mutex::new(Vec::new());
         let seen_ref = &seen;
@@ -220,7 +224,9 @@ impl Crawler {
         })
         .await?;
         if crawl.report.failure.is_none() {
-            crawl.cache.boards = Some(seen.into_inner().unwrap_or_else(|p| p.into_inner()));
+            *held = Some(Arc::new(
+                seen.into_inner().unwrap_or_else(|p| p.into_inner()),
+            ));
         }
         Ok(())
     }

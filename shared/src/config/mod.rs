@@ -488,6 +488,15 @@ impl Default for BrokerSettings {
     }
 }
 
+/// Crawl units a resync reads at the same time unless `ADOPORT__INGEST__CONCURRENT_KINDS` says
+/// otherwise: with 8 projects or repositories read at once within each, enough to keep the
+/// crawl's share of the request budget busy when Azure DevOps' latency, not its budget, bounds
+/// a resync.
+pub const DEFAULT_CONCURRENT_KINDS: u64 = 4;
+
+/// Most crawl units a resync may read at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`).
+pub const MAX_CONCURRENT_KINDS: u64 = 64;
+
 /// `ADOPORT__INGEST__…`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -505,9 +514,17 @@ pub struct IngestSettings {
     /// Items per raw event published by the crawler.
     #[serde(deserialize_with = "flex::u64")]
     pub items_per_event: u64,
-    /// Azure DevOps requests in flight at once, per organization.
+    /// Azure DevOps requests in flight at once, per organization. Azure DevOps limits an
+    /// identity's rate (TSTUs per five minutes, which the crawl paces by), not its requests in
+    /// flight: 30 lets a resync's kinds keep their requests going when latency, not the rate
+    /// budget, bounds it.
     #[serde(deserialize_with = "flex::u64")]
     pub max_concurrent_requests: u64,
+    /// Crawl units (a kind, for the resources that share a selector) a resync reads at the
+    /// same time, per organization; their requests share `max_concurrent_requests`. 1 reads
+    /// them one after another.
+    #[serde(deserialize_with = "flex::u64")]
+    pub concurrent_kinds: u64,
     /// Of those, how many the resync crawl leaves to live re-reads (webhooks, actions); 0
     /// lets the crawl take them all.
     #[serde(deserialize_with = "flex::u64")]
@@ -544,7 +561,8 @@ impl Default for IngestSettings {
             webhook_max_bytes: 4 * 1024 * 1024,
             webhook_max_in_flight: 32,
             items_per_event: 100,
-            max_concurrent_requests: 15,
+            max_concurrent_requests: 30,
+            concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
             live_reserved_requests: 3,
             live_reserved_budget_percent: 20,
             subscription_check_minutes: 10,
@@ -968,6 +986,7 @@ impl Settings {
             });
         }
         self.validate_live_reserve()?;
+        self.validate_concurrent_kinds()?;
         self.validate_leader_retry()?;
         self.validate_incremental_interval()?;
         self.pipeline.transform.validate()?;
@@ -1027,6 +1046,21 @@ impl Settings {
                 .filter(|m| *m > 0)
                 .map(|minutes| std::time::Duration::from_secs(minutes.saturating_mul(60))),
         }
+    }
+
+    /// A resync must read at least one crawl unit at a time; past the number of kinds there is
+    /// nothing more to run at once.
+    fn validate_concurrent_kinds(&self) -> Result<(), ConfigError> {
+        let kinds = self.pipeline.ingest.concurrent_kinds;
+        if !(1..=MAX_CONCURRENT_KINDS).contains(&kinds) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__CONCURRENT_KINDS".into(),
+                problem: format!(
+                    "{kinds} is out of range; use 1 (one kind after another) to {MAX_CONCURRENT_KINDS} (the crawl units a resync reads at the same time; their requests share ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS)"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The live lane's reserve must leave the crawl something.
@@ -1470,6 +1504,14 @@ mod tests {
     }
 
     #[test]
+    fn four_kinds_are_crawled_at_once_unless_told_otherwise() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.concurrent_kinds, 4);
+        let one = settings(&[("ADOPORT__INGEST__CONCURRENT_KINDS", "1")]).expect("valid");
+        assert_eq!(one.pipeline.ingest.concurrent_kinds, 1);
+    }
+
+    #[test]
     fn the_identifier_defaults_as_in_the_python_integration() {
         let s = settings(&[]).expect("valid");
         assert_eq!(s.integration_identifier(), "my-azure-devops-integration");
@@ -1764,6 +1806,14 @@ mod tests {
             (
                 &[("ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT", "95")],
                 "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT",
+            ),
+            (
+                &[("ADOPORT__INGEST__CONCURRENT_KINDS", "0")],
+                "ADOPORT__INGEST__CONCURRENT_KINDS",
+            ),
+            (
+                &[("ADOPORT__INGEST__CONCURRENT_KINDS", "65")],
+                "ADOPORT__INGEST__CONCURRENT_KINDS",
             ),
         ];
         for (vars, name) in cases {

@@ -1,0 +1,193 @@
+//! The crawl units of a resync run at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`):
+//! their requests overlap, the lists they share are read once, they publish what the units
+//! read one after another publish, a refused token stops every running unit, and a mapping
+//! that needs its kinds in order (`createMissingRelatedEntities: false`) gets them in order.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use adoport_ingest::{CrawlFence, CrawlLimits, CrawlOrder, CrawlStamp, Crawler, KindPlan};
+use adoport_shared::messages::ResyncId;
+use adoport_shared::port_app_config::PortAppConfig;
+use adoport_sim::ScriptedAnswer;
+use adoport_sim::ado::AdoSimConfig;
+use serde_json::{Value, json};
+
+mod support;
+
+use support::crawl::{CrawlHarness, crawl_harness, plan};
+
+async fn harness(config: AdoSimConfig, prefix: &str, concurrent_kinds: usize) -> CrawlHarness {
+    crawl_harness(config, "sim-pat", prefix, |crawler: Crawler| {
+        crawler
+            .with_concurrent_kinds(concurrent_kinds)
+            .with_limits(CrawlLimits {
+                page: 2,
+                ..CrawlLimits::default()
+            })
+    })
+    .await
+}
+
+/// One project whose every answer takes `latency`.
+fn one_slow_project(latency: Duration) -> AdoSimConfig {
+    AdoSimConfig {
+        projects: 1,
+        latency,
+        ..AdoSimConfig::default()
+    }
+}
+
+/// Four kinds that each read one project's lists one page after another: alone, each keeps
+/// one request in flight.
+fn one_request_at_a_time_kinds() -> Vec<KindPlan> {
+    ["pipeline", "build", "environment", "release-definition"]
+        .into_iter()
+        .map(|kind| plan(kind, json!({})))
+        .collect()
+}
+
+/// Items per kind, for comparing two crawls.
+fn item_counts(items: &BTreeMap<String, Vec<Value>>) -> BTreeMap<String, usize> {
+    items.iter().map(|(k, v)| (k.clone(), v.len())).collect()
+}
+
+#[tokio::test]
+async fn the_units_of_a_plan_have_requests_in_flight_at_the_same_time() {
+    let plan = one_request_at_a_time_kinds();
+    let latency = Duration::from_millis(30);
+    let at_once = harness(one_slow_project(latency), "kinds-at-once.", 4).await;
+    let one_by_one = harness(one_slow_project(latency), "kinds-one-by-one.", 1).await;
+
+    let concurrent = at_once.crawl_ok(&plan).await;
+    let sequential = one_by_one.crawl_ok(&plan).await;
+
+    // In sequence no two requests overlap; at the same time the units' requests do.
+    assert_eq!(one_by_one.sim.peak_in_flight(), 1);
+    assert!(
+        at_once.sim.peak_in_flight() >= 2,
+        "peak {} requests in flight",
+        at_once.sim.peak_in_flight()
+    );
+    // The same items, for the same requests: the project list read once, by one unit.
+    assert_eq!(item_counts(&concurrent), item_counts(&sequential));
+    assert_eq!(at_once.sim.requests(), one_by_one.sim.requests());
+    at_once.assert_requests("GET /{org}/_apis/projects", 1);
+    at_once.sim.shutdown().await;
+    one_by_one.sim.shutdown().await;
+}
+
+/// Projects, repositories and boards are read once per resync even when several units need
+/// them at once: the first reads, the others wait for its list.
+#[tokio::test]
+async fn lists_shared_by_units_running_at_once_are_read_once() {
+    let plan: Vec<KindPlan> = [
+        "repository",
+        "repository-policy",
+        "pull-request",
+        "branch",
+        "board",
+        "column",
+        "team",
+    ]
+    .into_iter()
+    .map(|kind| plan(kind, json!({})))
+    .collect();
+    let config = || AdoSimConfig {
+        latency: Duration::from_millis(5),
+        ..AdoSimConfig::default()
+    };
+    let at_once = harness(config(), "shared-at-once.", 7).await;
+    let one_by_one = harness(config(), "shared-one-by-one.", 1).await;
+
+    let concurrent = at_once.crawl_ok(&plan).await;
+    let sequential = one_by_one.crawl_ok(&plan).await;
+
+    assert_eq!(item_counts(&concurrent), item_counts(&sequential));
+    assert!(item_counts(&concurrent).values().all(|count| *count > 0));
+    // 3 projects: one project list, one repository list per project, the boards of each
+    // team once (for `board` and `column` both) — exactly what a crawl in sequence reads.
+    at_once.assert_requests("GET /{org}/_apis/projects", 1);
+    at_once.assert_requests("GET /{org}/{project}/_apis/git/repositories", 3);
+    assert_eq!(at_once.sim.requests(), one_by_one.sim.requests());
+    at_once.sim.shutdown().await;
+    one_by_one.sim.shutdown().await;
+}
+
+/// A refused token in one unit ends the crawl at once, however much the other units have
+/// left to read; in sequence the slow unit would have read everything first.
+#[tokio::test]
+async fn a_refused_token_in_one_unit_stops_the_units_running_beside_it() {
+    const RELEASES: &str = "GET /{org}/{project}/_apis/release/releases";
+    let config = AdoSimConfig {
+        projects: 1,
+        releases_per_project: 40,
+        latency: Duration::from_millis(20),
+        ..AdoSimConfig::default()
+    };
+    let h = crawl_harness(config, "sim-pat", "kinds-stop.", |crawler: Crawler| {
+        crawler.with_concurrent_kinds(2).with_limits(CrawlLimits {
+            page: 1,
+            ..CrawlLimits::default()
+        })
+    })
+    .await;
+    h.sim.fail_next(
+        "GET /{org}/{project}/_apis/pipelines",
+        vec![ScriptedAnswer::status(401)],
+    );
+    // 40 releases one page (one request) at a time: 40 requests, 800 ms at least.
+    let plan = [plan("release", json!({})), plan("pipeline", json!({}))];
+    let error = tokio::time::timeout(
+        Duration::from_secs(60),
+        h.crawler.crawl(ResyncId::new(), &plan),
+    )
+    .await
+    .expect("crawl within 60 s")
+    .expect_err("a refused token stops the crawl");
+    assert!(
+        error.to_string().contains("PERSONAL_ACCESS_TOKEN"),
+        "{error}"
+    );
+    let releases_read = h.requests(RELEASES);
+    assert!(
+        releases_read < 20,
+        "the release unit went on after the crawl stopped: {releases_read} of its 40 pages read"
+    );
+    h.sim.shutdown().await;
+}
+
+/// With `createMissingRelatedEntities: false` Port refuses an entity whose relation target
+/// does not exist yet: such a mapping's units are read one after another, in mapping order.
+#[tokio::test]
+async fn a_mapping_that_does_not_create_missing_related_entities_is_crawled_in_order() {
+    let mapping = |create: bool| {
+        PortAppConfig::from_json_value(json!({
+            "createMissingRelatedEntities": create,
+            "resources": [],
+        }))
+        .expect("mapping parses")
+    };
+    assert_eq!(CrawlOrder::of(&mapping(true)), CrawlOrder::Concurrent);
+    assert_eq!(CrawlOrder::of(&mapping(false)), CrawlOrder::MappingOrder);
+
+    let h = harness(
+        one_slow_project(Duration::from_millis(30)),
+        "kinds-in-order.",
+        4,
+    )
+    .await;
+    let report = h
+        .crawler
+        .crawl_ordered(
+            &CrawlStamp::new(ResyncId::new()),
+            &CrawlFence::none(),
+            &one_request_at_a_time_kinds(),
+            CrawlOrder::of(&mapping(false)),
+        )
+        .await
+        .expect("crawl succeeds");
+    assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+    assert_eq!(h.sim.peak_in_flight(), 1);
+    h.sim.shutdown().await;
+}
