@@ -27,7 +27,8 @@ use adoport_shared::port_app_config::PortAppConfig;
 /// "since": work items (`[System.ChangedDate] >=` with `timePrecision=true`), builds
 /// (`minTime`), releases (`minCreatedTime`), release deployments (`minModifiedTime`), test runs
 /// (`minLastUpdatedDate`/`maxLastUpdatedDate` windows of 7 days), Advanced Security alerts
-/// (`criteria.modifiedSince`) and pipeline runs (read in full: see the README).
+/// (`criteria.modifiedSince`) and pipeline runs (Analytics OData `CompletedDate ge`, each run
+/// then read on its own: see [`crate::ado::analytics`]).
 pub const INCREMENTAL_KINDS: [Kind; 7] = [
     Kind::WorkItem,
     Kind::Build,

@@ -15,12 +15,33 @@ use adoport_tests::{BusKind, Running, Start, WEBHOOKS_ONLY, within};
 const WIQL: &str = "POST /{org}/{project}/_apis/wit/wiql";
 const RELEASES: &str = "GET /{org}/{project}/_apis/release/releases";
 const REPOSITORIES: &str = "GET /{org}/{project}/_apis/git/repositories";
+const BUILDS: &str = "GET /{org}/{project}/_apis/build/builds";
+const DEPLOYMENTS: &str = "GET /{org}/{project}/_apis/release/deployments";
+const TEST_RUNS: &str = "GET /{org}/{project}/_apis/test/runs";
+const ALERTS: &str = "GET /{org}/{project}/_apis/alert/repositories/{repository}/alerts";
+const PIPELINE_RUNS_ODATA: &str = "GET /{org}/{project}/_odata/v4.0-preview/PipelineRuns";
+
+/// Every kind the Python integration syncs incrementally, in its mapping order.
+const INCREMENTAL: [&str; 7] = [
+    "work-item",
+    "release",
+    "build",
+    "release-deployment",
+    "pipeline-run",
+    "test-run",
+    "advanced-security-alert",
+];
 
 /// Every role on RabbitMQ, no start-up resync, incremental sync on, a mapping of
 /// project, repository, work-item and release (in that order).
 async fn start(test: &str) -> Running {
     let mapping = default_mapping(Some(&["project", "repository", "work-item", "release"]))
         .expect("default mapping");
+    start_with(test, mapping).await
+}
+
+/// [`start`] with `mapping`.
+async fn start_with(test: &str, mapping: serde_json::Value) -> Running {
     Start::new(test, BusKind::Rabbit, Roles::ALL)
         .organization(1, 2)
         .mapping(mapping)
@@ -212,5 +233,128 @@ async fn a_failed_kind_keeps_its_cursor_and_stops_the_run() {
         "a failed kind's cursor is not advanced"
     );
     assert_eq!(cursor(&running, "release"), None);
+    running.stop().await;
+}
+
+/// The default mapping's project, work-item and release resources, then one resource of each
+/// other incremental kind (blueprint = kind, identifier = id).
+fn every_incremental_kind() -> serde_json::Value {
+    let mut mapping =
+        default_mapping(Some(&["project", "work-item", "release"])).expect("default mapping");
+    let resources = mapping["resources"].as_array_mut().expect("resources");
+    for kind in &INCREMENTAL[2..] {
+        resources.push(serde_json::json!({
+            "kind": kind,
+            "selector": {"query": "true"},
+            "port": {"entity": {"mappings": {
+                "identifier": "(.id | tostring)",
+                "title": "(.name // (.id | tostring))",
+                "blueprint": format!("\"{kind}\""),
+            }}},
+        }));
+    }
+    mapping
+}
+
+/// The one value every request of `route` asked for `parameter`.
+fn asked(running: &Running, route: &str, parameter: &str) -> String {
+    let queries = running.world.ado.queries(route);
+    let values: std::collections::BTreeSet<String> = queries
+        .iter()
+        .map(|q| {
+            q.get(parameter)
+                .unwrap_or_else(|| panic!("{route} without {parameter}: {q:?}"))
+                .clone()
+        })
+        .collect();
+    assert_eq!(values.len(), 1, "{route} {parameter}: {values:?}");
+    values.into_iter().next().expect("one value")
+}
+
+#[tokio::test]
+async fn every_incremental_kind_asks_what_the_python_integration_asks() {
+    let mut running = start_with("incremental-every-kind", every_incremental_kind()).await;
+    // A pipeline run completes: the one run the incremental run finds.
+    let project = running.world.ado.projects()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let run = running
+        .world
+        .ado
+        .start_pipeline_run(&project, 1)
+        .expect("run started");
+    running
+        .world
+        .ado
+        .complete_pipeline_run(run, "succeeded")
+        .expect("run completed");
+
+    let done = incremental_run(&mut running).await;
+    let report = done.report.as_ref().expect("report");
+    assert!(report.failed_kinds().is_empty(), "{report:?}");
+    let mut kinds: Vec<&str> = report.kinds.keys().map(String::as_str).collect();
+    kinds.sort_unstable();
+    let mut expected = INCREMENTAL.to_vec();
+    expected.sort_unstable();
+    assert_eq!(kinds, expected, "only and every incremental kind is read");
+    assert_eq!(report.kinds["pipeline-run"].items, 1, "{report:?}");
+
+    // What Azure DevOps was asked: each kind since the run's start minus 30 minutes, with the
+    // Python integration's parameters.
+    let seed = iso(done.started_at - chrono::Duration::minutes(30));
+    assert_eq!(last_wiql_since(&running), seed);
+    assert_eq!(asked(&running, WIQL, "timePrecision"), "true");
+    assert_eq!(asked(&running, RELEASES, "minCreatedTime"), seed);
+    assert_eq!(asked(&running, BUILDS, "minTime"), seed);
+    assert_eq!(asked(&running, BUILDS, "queryOrder"), "queueTimeDescending");
+    assert_eq!(asked(&running, DEPLOYMENTS, "minModifiedTime"), seed);
+    assert_eq!(asked(&running, TEST_RUNS, "minLastUpdatedDate"), seed);
+    assert_eq!(asked(&running, TEST_RUNS, "includeRunDetails"), "true");
+    let window_end = asked(&running, TEST_RUNS, "maxLastUpdatedDate");
+    let window_end = chrono::DateTime::parse_from_rfc3339(&window_end).expect("a time");
+    assert!(
+        window_end >= done.started_at && window_end <= chrono::Utc::now(),
+        "the window ends when it was asked: {window_end}"
+    );
+    assert_eq!(asked(&running, ALERTS, "criteria.modifiedSince"), seed);
+    assert_eq!(
+        asked(&running, PIPELINE_RUNS_ODATA, "$filter"),
+        format!("CompletedDate ge {seed}")
+    );
+    assert_eq!(
+        asked(&running, PIPELINE_RUNS_ODATA, "$select"),
+        "PipelineRunId,CompletedDate"
+    );
+    assert_eq!(
+        asked(&running, PIPELINE_RUNS_ODATA, "$expand"),
+        "Pipeline($select=PipelineId,PipelineName)"
+    );
+    assert_eq!(
+        asked(&running, PIPELINE_RUNS_ODATA, "$orderby"),
+        "CompletedDate desc"
+    );
+
+    // The completed run is in Port; every kind's cursor moved to the run's start.
+    let runs = running.world.port.entities("pipeline-run");
+    assert!(
+        runs.iter()
+            .any(|e| e["identifier"].as_str() == Some(run.to_string().as_str())),
+        "{runs:?}"
+    );
+    let identifier = running.settings.integration_identifier();
+    let resources = every_incremental_kind()["resources"]
+        .as_array()
+        .expect("resources")
+        .clone();
+    for (index, resource) in resources.iter().enumerate() {
+        let kind = resource["kind"].as_str().expect("kind");
+        let stored = running.world.port.cursor(&identifier, kind, index as u64);
+        if INCREMENTAL.contains(&kind) {
+            assert_eq!(stored, Some(iso(done.started_at)), "{kind}");
+        } else {
+            assert_eq!(stored, None, "{kind}");
+        }
+    }
     running.stop().await;
 }

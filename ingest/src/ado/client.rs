@@ -442,7 +442,8 @@ impl AdoClient {
         if let Some(bearer) = bearer {
             request = request.header(AUTHORIZATION, bearer.clone());
         }
-        if !query.iter().any(|(k, _)| *k == "api-version") {
+        // Analytics OData is versioned by its path (`_odata/v4.0-preview`): no api-version.
+        if !query.iter().any(|(k, _)| *k == "api-version") && !url.contains("/_odata/") {
             request = request.query(&[("api-version", API_VERSION)]);
         }
         if let Some(body) = body {

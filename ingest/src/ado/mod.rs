@@ -3,6 +3,7 @@
 //! Every function returns items exactly as Azure DevOps returns them (the shape the user's jq
 //! mapping expects); enrichment (`__project`, …) is the crawler's job.
 
+pub mod analytics;
 pub mod auth;
 mod budget;
 mod client;

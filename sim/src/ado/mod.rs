@@ -31,12 +31,14 @@
 //! | `POST …/pullrequests`, `PATCH …/pullrequests/{pullRequestId}`, `…/reviewers`, `…/threads` | create, update, complete, abandon, reviewers, comment threads (see `pull_request_writes`) |
 //! | identity, team settings, area and project-property endpoints | see `identities.rs` |
 //! | `POST/GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs…` | pipeline runs (see `pipeline_runs`) |
+//! | `GET /{org}/{project}/_odata/v4.0-preview/PipelineRuns` | Analytics OData: completed pipeline runs (see [`analytics`]) |
 //! | `GET <unmatched>` (any method) | 404 |
 //!
 //! 404s carry the Azure DevOps error body (`TF200016` project, `TF401019` repository,
 //! `TF401180` pull request, `TF401232` work item, `TF401174` file). Repositories, work items
 //! and projects can be deleted to a recycle bin and restored (see `recycle.rs`).
 
+pub mod analytics;
 mod auth;
 pub mod content;
 mod content_routes;
@@ -113,6 +115,9 @@ pub struct AdoSimConfig {
     /// Server page size of the graph user/group lists and of user entitlements (default 100;
     /// lower it to cross continuation-token pages).
     pub identity_page_size: usize,
+    /// Rows of an Analytics OData page before `@odata.nextLink` (Analytics: 10,000; lower it
+    /// to cross server-driven pages).
+    pub analytics_page_size: usize,
 }
 
 impl Default for AdoSimConfig {
@@ -132,6 +137,7 @@ impl Default for AdoSimConfig {
             rate_limit: None,
             rate_limit_delayed: 0,
             identity_page_size: 100,
+            analytics_page_size: 10_000,
         }
     }
 }

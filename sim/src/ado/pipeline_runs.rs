@@ -5,7 +5,7 @@
 //! | key | answer |
 //! |---|---|
 //! | `POST /{org}/{project}/_apis/pipelines/{pipelineId}/runs` | `{resources?: {repositories: {self: {refName}}}, templateParameters?, variables?: {name: {value}}}` → 200 the run (`state: inProgress`, `_links.web.href`); 404 `PipelineNotFoundException` for an unknown pipeline, 400 `PipelineValidationException` for a branch the repository does not have |
-//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | served by `runs`, which answers these runs too (`state`, `result` once completed) |
+//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | served by `runs`, which answers these runs too (`state`, `result` and `finishedDate` once completed) and lists them first |
 //!
 //! Branches a run may name: `refs/heads/main` and the source branches of the project's pull
 //! requests (the refs the simulator serves).
@@ -38,6 +38,8 @@ struct Run {
     created: chrono::DateTime<chrono::Utc>,
     /// `None` while in progress; `succeeded`, `failed` or `canceled` once completed.
     result: Option<String>,
+    /// When it completed.
+    finished: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Every run started through the API, in start order.
@@ -107,7 +109,7 @@ fn run_json(organization_url: &str, project: &Project, run: &Run) -> Value {
     }
     if let Some(result) = &run.result {
         value["result"] = json!(result);
-        value["finishedDate"] = json!(ado_time(chrono::Utc::now()));
+        value["finishedDate"] = json!(ado_time(run.finished.unwrap_or(run.created)));
     }
     value
 }
@@ -150,6 +152,7 @@ pub(super) async fn run_pipeline(request: AdoRequest, body: Bytes) -> Result<Res
         body,
         created: chrono::Utc::now(),
         result: None,
+        finished: None,
     };
     let answer = run_json(&request.urls.organization_url, project, &run);
     runs.runs.push(run);
@@ -176,7 +179,52 @@ pub(super) fn started_run(
         .map(|run| run_json(organization_url, project, run))
 }
 
+/// The runs of `project` started through the API (of pipeline `pipeline` when given), newest
+/// first, as the runs list has them.
+pub(super) fn started_runs(
+    state: &AdoState,
+    organization_url: &str,
+    project: &Project,
+    pipeline: Option<u64>,
+) -> Vec<Value> {
+    let runs = lock(&state.pipeline_runs);
+    runs.runs
+        .iter()
+        .rev()
+        .filter(|run| run.project_id == project.id && pipeline.is_none_or(|p| p == run.pipeline_id))
+        .map(|run| run_json(organization_url, project, run))
+        .collect()
+}
+
 impl AdoSim {
+    /// Starts a run of pipeline `pipeline_id` of project `project_id` on `refs/heads/main`, as
+    /// `POST …/pipelines/{id}/runs` does (no service hook): its id, `None` for an unknown
+    /// project or pipeline.
+    pub fn start_pipeline_run(&self, project_id: &str, pipeline_id: u64) -> Option<u64> {
+        if !(1..=PIPELINES_PER_PROJECT).contains(&pipeline_id) {
+            return None;
+        }
+        let project_id = lock(&self.state.organization)
+            .project(project_id)?
+            .id
+            .clone();
+        let mut runs = lock(&self.state.pipeline_runs);
+        let id = FIRST_RUN_ID + runs.runs.len() as u64;
+        runs.runs.push(Run {
+            id,
+            project_id,
+            pipeline_id,
+            ref_name: "refs/heads/main".into(),
+            body: json!({}),
+            created: chrono::Utc::now(),
+            result: None,
+            finished: None,
+        });
+        drop(runs);
+        self.state.traffic.touch();
+        Some(id)
+    }
+
     /// Every run started through `POST …/pipelines/{id}/runs`, as `GET …/runs/{runId}` returns
     /// it, in start order.
     pub fn pipeline_runs(&self) -> Vec<Value> {
@@ -211,6 +259,7 @@ impl AdoSim {
             let mut runs = lock(&self.state.pipeline_runs);
             let run = runs.runs.iter_mut().find(|run| run.id == run_id)?;
             run.result = Some(result.to_string());
+            run.finished = Some(chrono::Utc::now());
             let project = org.project_by_id(&run.project_id)?;
             let resource = run_json(&urls.organization_url, project, run);
             json!({

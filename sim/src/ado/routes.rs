@@ -16,7 +16,7 @@ use super::auth::{check_api_version, check_credentials};
 use super::error::{AdoError, json_headers, rate_limit_headers};
 use super::seed::Urls;
 use super::{
-    AdoState, content_routes, core_routes, identities, live, pipeline_runs, pipelines,
+    AdoState, analytics, content_routes, core_routes, identities, live, pipeline_runs, pipelines,
     pull_request_writes, releases, runs, security, work,
 };
 use crate::route_table::route_table;
@@ -82,6 +82,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdoState>>)> {
         ("/{org}/{project}/_apis/pipelines/{pipelineId}/runs",                      get(runs::list_runs)),
         ("/{org}/{project}/_apis/pipelines/{pipelineId}/runs",                      post(pipeline_runs::run_pipeline)),
         ("/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}",              get(runs::get_run)),
+        ("/{org}/{project}/_odata/v4.0-preview/PipelineRuns",                       get(analytics::pipeline_runs)),
         ("/{org}/{project}/_apis/build/definitions/{definitionId}",                 get(runs::get_definition)),
         ("/{org}/{project}/_apis/build/builds",                                     get(pipelines::list_builds)),
         ("/{org}/{project}/_apis/build/builds/{buildId}",                           get(runs::get_build)),

@@ -6,7 +6,7 @@
 //! | key | answer |
 //! |---|---|
 //! | `GET /{org}/{project}/_apis/build/definitions/{definitionId}` | the definition of a pipeline, with its `repository` (pipeline `p` builds the project's `p`-th non-empty healthy repository, cycling) |
-//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs` | one run per build of the pipeline, newest first; not paged (the API ignores `$top`) |
+//! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs` | the runs started through the API (newest first), then one run per build of the pipeline, newest first; not paged (the API ignores `$top`) |
 //! | `GET /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}` | one run (run id = build id), as the list has it |
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}` | one build, as the builds list has it |
 //! | `GET /{org}/{project}/_apis/build/builds/{buildId}/timeline` | Stage, Phase and Job records: stages `Build` and `Deploy` per build |
@@ -552,11 +552,31 @@ pub(super) async fn list_runs(request: AdoRequest) -> Result<Response, AdoError>
         ));
     };
     // Newest first, every run at once: the Runs - List API does not page.
-    let values: Vec<Value> = (1..=BUILDS_PER_PIPELINE)
-        .rev()
-        .map(|n| org.run_json(&request.urls, project, pipeline, n))
-        .collect();
+    let values = org.runs(&request.state, &request.urls, project, Some(pipeline));
     Ok(ok_json(json!({"count": values.len(), "value": values})))
+}
+
+impl Organization {
+    /// The runs of `project` (of pipeline `pipeline` when given), newest first: those started
+    /// through the API, then the seeded ones (pipeline by pipeline).
+    pub(super) fn runs(
+        &self,
+        state: &super::AdoState,
+        urls: &Urls,
+        project: &Project,
+        pipeline: Option<u64>,
+    ) -> Vec<Value> {
+        let mut runs =
+            super::pipeline_runs::started_runs(state, &urls.organization_url, project, pipeline);
+        for p in (1..=PIPELINES_PER_PROJECT).filter(|p| pipeline.is_none_or(|only| only == *p)) {
+            runs.extend(
+                (1..=BUILDS_PER_PIPELINE)
+                    .rev()
+                    .map(|n| self.run_json(urls, project, p, n)),
+            );
+        }
+        runs
+    }
 }
 
 fn pipeline_not_found(id: &str) -> Response {

@@ -42,6 +42,19 @@ fn commit_id(a: u32, b: u32) -> String {
 }
 
 /// The simulated "now" the seed data is dated from (fixed, for stable output).
+/// Work items seeded 3 hours apart from [`epoch`]; past the 2,000th, a second apart, so that
+/// a large organization's work items were all changed in the past (none changes "since" an
+/// incremental run's cursor unless a test changes it).
+fn work_item_created(id: u64) -> DateTime<Utc> {
+    const SPACED: i64 = 2_000;
+    let id = id as i64;
+    if id <= SPACED {
+        epoch() + Duration::hours(id * 3)
+    } else {
+        epoch() + Duration::hours(SPACED * 3) + Duration::seconds(id - SPACED)
+    }
+}
+
 pub(crate) fn epoch() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0)
         .single()
@@ -292,7 +305,7 @@ impl Organization {
             for w in 0..config.work_items_per_project {
                 let id = next_work_item;
                 next_work_item += 1;
-                let created = epoch() + Duration::hours(id as i64 * 3);
+                let created = work_item_created(id);
                 work_items.push(WorkItem {
                     id,
                     project_id: project.id.clone(),
