@@ -10,6 +10,11 @@
 //! dead-lettered on its own (the event is settled by parking a copy that holds only such
 //! items, with the reason), while the event's other items are published as usual. As any failed
 //! item, it keeps reconciliation from deleting after a resync.
+//!
+//! Live events (webhooks) take a lane of their own where a resync's pages would hold them up:
+//! a mapping thread of their own (a resync's pages fill the shared threads' queue) and the
+//! bus's live lane for their changes (their confirms do not wait behind the resync's). Both
+//! follow `ADOPORT__BROKER__LIVE_LANE` ([`Bus::live_lane_enabled`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +36,7 @@ use adoport_shared::messages::{
     decode, encode,
 };
 use adoport_shared::metrics::KindCounters;
+use adoport_shared::telemetry::live_timing::{self, Stage};
 use adoport_shared::topology::{Topology, WorkQueue};
 
 /// How often the per-kind problem summary is logged.
@@ -298,10 +304,26 @@ fn stopped_items_letter(event: &RawEvent, stopped: &[(usize, ItemProblem)]) -> (
     (encode(&parked), reason)
 }
 
+/// The mapping threads: the shared ones, and the live events' own (`None`: live events share).
+#[derive(Clone)]
+struct Evaluators {
+    shared: Evaluator,
+    live: Option<Evaluator>,
+}
+
+impl Evaluators {
+    fn for_event(&self, live: bool) -> &Evaluator {
+        match &self.live {
+            Some(own) if live => own,
+            _ => &self.shared,
+        }
+    }
+}
+
 async fn process(
     bus: Bus,
     versions: Arc<CompiledVersions>,
-    evaluator: Evaluator,
+    evaluators: Evaluators,
     stats: TransformStats,
     mut delivery: Delivery,
 ) -> Result<(), BusError> {
@@ -319,6 +341,10 @@ async fn process(
             return Ok(());
         }
     };
+    let live = matches!(event.origin, Origin::Webhook { .. });
+    if live {
+        live_timing::record(event.id, Stage::TransformReceived);
+    }
     if let Some(spec_error) = GitopsSpecError::of(&event) {
         let reason = spec_error.to_string();
         tracing::warn!(event_id = %event.id, reason = %reason, "broken GitOps spec dead-lettered");
@@ -338,7 +364,8 @@ async fn process(
     let outcomes = if event.kind == GITOPS_KIND {
         crate::gitops::outcomes(&event)
     } else {
-        evaluator
+        evaluators
+            .for_event(live)
             .map_event(in_force.compiled.clone(), event.clone())
             .await
     };
@@ -348,6 +375,9 @@ async fn process(
         stopped,
     } = collect_changes(&event, outcomes, in_force.write, bus.topology(), &stats);
     let count = changes.len() as u64;
+    if live {
+        live_timing::record(event.id, Stage::Mapped);
+    }
     // A resync's event also reports what it produced (and how many of its items failed) to
     // the reconciliation coordinator, in the same confirmed publish as the changes.
     if let Some(resync_id) = event.origin.resync_id() {
@@ -389,7 +419,13 @@ async fn process(
     }
     // Changes first, ack after: a crash in between redelivers the event (duplicates are
     // harmless), never loses it.
-    bus.publish_all(changes).await?;
+    // A live event's changes take the live lane: their confirms do not wait behind the
+    // resync's changes (ordering per entity is the version check's, as across raw events).
+    let lane = if live { bus.live_lane() } else { bus.clone() };
+    lane.publish_all(changes).await?;
+    if live {
+        live_timing::record(event.id, Stage::ChangesConfirmed);
+    }
     stats
         .inner
         .changes_published
@@ -437,7 +473,15 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     // As many threads as cores (mapping is CPU work), and no more than events in flight.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let evaluator = Evaluator::start(limits, cores.min(usize::from(prefetch.max(1))))?;
+    let evaluators = Evaluators {
+        shared: Evaluator::start(limits, cores.min(usize::from(prefetch.max(1))))?,
+        // One thread: live events come one webhook at a time, and each maps in milliseconds.
+        live: if bus.live_lane_enabled() {
+            Some(Evaluator::start(limits, 1)?)
+        } else {
+            None
+        },
+    };
     let mut subscription = bus.subscribe(WorkQueue::Raw, prefetch).await?;
     let slots = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
     let mut in_flight = JoinSet::new();
@@ -460,10 +504,10 @@ pub async fn run(
             },
         };
         let (bus, mapping, stats) = (bus.clone(), mapping.clone(), stats.clone());
-        let evaluator = evaluator.clone();
+        let evaluators = evaluators.clone();
         in_flight.spawn(async move {
             let _permit = permit;
-            process(bus, mapping, evaluator, stats, delivery).await
+            process(bus, mapping, evaluators, stats, delivery).await
         });
         // Reap finished tasks so that their errors surface promptly.
         while let Some(done) = in_flight.try_join_next() {
