@@ -11,10 +11,8 @@
 //! items, with the reason), while the event's other items are published as usual. As any failed
 //! item, it keeps reconciliation from deleting after a resync.
 //!
-//! Live events (webhooks) take a lane of their own where a resync's pages would hold them up:
-//! a mapping thread of their own (a resync's pages fill the shared threads' queue) and the
-//! bus's live lane for their changes (their confirms do not wait behind the resync's). Both
-//! follow `ADOPORT__BROKER__LIVE_LANE` ([`Bus::live_lane_enabled`]).
+//! A live event's (webhook's) changes take the bus's live lane ([`Bus::live_lane`]): their
+//! confirms do not wait behind the resync's changes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -304,26 +302,10 @@ fn stopped_items_letter(event: &RawEvent, stopped: &[(usize, ItemProblem)]) -> (
     (encode(&parked), reason)
 }
 
-/// The mapping threads: the shared ones, and the live events' own (`None`: live events share).
-#[derive(Clone)]
-struct Evaluators {
-    shared: Evaluator,
-    live: Option<Evaluator>,
-}
-
-impl Evaluators {
-    fn for_event(&self, live: bool) -> &Evaluator {
-        match &self.live {
-            Some(own) if live => own,
-            _ => &self.shared,
-        }
-    }
-}
-
 async fn process(
     bus: Bus,
     versions: Arc<CompiledVersions>,
-    evaluators: Evaluators,
+    evaluator: Evaluator,
     stats: TransformStats,
     mut delivery: Delivery,
 ) -> Result<(), BusError> {
@@ -364,8 +346,7 @@ async fn process(
     let outcomes = if event.kind == GITOPS_KIND {
         crate::gitops::outcomes(&event)
     } else {
-        evaluators
-            .for_event(live)
+        evaluator
             .map_event(in_force.compiled.clone(), event.clone())
             .await
     };
@@ -473,15 +454,7 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     // As many threads as cores (mapping is CPU work), and no more than events in flight.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let evaluators = Evaluators {
-        shared: Evaluator::start(limits, cores.min(usize::from(prefetch.max(1))))?,
-        // One thread: live events come one webhook at a time, and each maps in milliseconds.
-        live: if bus.live_lane_enabled() {
-            Some(Evaluator::start(limits, 1)?)
-        } else {
-            None
-        },
-    };
+    let evaluator = Evaluator::start(limits, cores.min(usize::from(prefetch.max(1))))?;
     let mut subscription = bus.subscribe(WorkQueue::Raw, prefetch).await?;
     let slots = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
     let mut in_flight = JoinSet::new();
@@ -504,10 +477,10 @@ pub async fn run(
             },
         };
         let (bus, mapping, stats) = (bus.clone(), mapping.clone(), stats.clone());
-        let evaluators = evaluators.clone();
+        let evaluator = evaluator.clone();
         in_flight.spawn(async move {
             let _permit = permit;
-            process(bus, mapping, evaluators, stats, delivery).await
+            process(bus, mapping, evaluator, stats, delivery).await
         });
         // Reap finished tasks so that their errors surface promptly.
         while let Some(done) = in_flight.try_join_next() {

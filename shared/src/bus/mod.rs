@@ -263,12 +263,6 @@ impl Bus {
         }
     }
 
-    /// Whether live events take lanes of their own (`ADOPORT__BROKER__LIVE_LANE`): the bus's
-    /// [`Bus::live_lane`], and what a stage keeps apart for them (transform's mapping thread).
-    pub fn live_lane_enabled(&self) -> bool {
-        self.live_lane_enabled
-    }
-
     /// The lane this handle publishes on.
     pub fn lane(&self) -> Lane {
         self.lane
