@@ -15,7 +15,12 @@
 //!   no request of theirs is in flight (the default), each in one process and on RabbitMQ;
 //! - `reserve`: the live lane's reserve off (`ADOPORT__INGEST__LIVE_RESERVED_REQUESTS=0`,
 //!   `…_BUDGET_PERCENT=0`: one lane, the behaviour before the reserve existed) and with the
-//!   default reserve, in one process.
+//!   default reserve, in one process;
+//! - `lane`: on RabbitMQ, live events publishing on the pipeline's channel
+//!   (`ADOPORT__BROKER__LIVE_LANE=false`, the behaviour before) and on their own, twice each.
+//!
+//! Each run also says where the time went: the stretches between the stages a webhook's raw
+//! event passes (`adoport_shared::telemetry::live_timing`), from the POST to Port.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +38,7 @@ use adoport_shared::bus::Bus;
 use adoport_shared::config::Settings;
 use adoport_shared::messages::ResyncTrigger;
 use adoport_shared::port_app_config::PortAppConfig;
+use adoport_shared::telemetry::live_timing::{self, Stage};
 use adoport_sim::RateLimit;
 use adoport_sim::ado::AdoSimConfig;
 
@@ -50,6 +56,35 @@ struct Sample {
     answered: Duration,
     /// POST → Port holds the new name (`None`: not within [`IN_PORT_PATIENCE`]).
     in_port: Option<Duration>,
+    /// POST → each stage of its raw event ([`Stage::ALL`]; `None`: not seen).
+    stages: [Option<Duration>; Stage::ALL.len()],
+}
+
+/// The stretches a webhook's time is split into, between consecutive stages: their names.
+const STRETCHES: [&str; 7] = [
+    "read ADO",
+    "raw confirm",
+    "raw queue",
+    "mapping",
+    "change confirm",
+    "change queue",
+    "publish+Port",
+];
+
+impl Sample {
+    /// How long each of [`STRETCHES`] took (`None` where a stage was not seen).
+    fn stretches(&self) -> [Option<Duration>; STRETCHES.len()] {
+        let mut marks = vec![Some(Duration::ZERO)];
+        marks.extend(self.stages);
+        marks.push(self.in_port);
+        let mut out = [None; STRETCHES.len()];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let (Some(from), Some(to)) = (marks[i], marks[i + 1]) {
+                *slot = Some(to.saturating_sub(from));
+            }
+        }
+        out
+    }
 }
 
 /// What one run sets.
@@ -61,6 +96,8 @@ struct Variant {
     send_when_idle: bool,
     /// On RabbitMQ (`--amqp-url`) rather than the in-process bus.
     rabbit: bool,
+    /// `ADOPORT__BROKER__LIVE_LANE`.
+    live_lane: bool,
 }
 
 /// The runs `compare` asks for.
@@ -70,6 +107,11 @@ fn variants(compare: LiveCompare) -> Vec<Variant> {
         reserve,
         send_when_idle,
         rabbit,
+        live_lane: true,
+    };
+    let lane = |label, live_lane| Variant {
+        live_lane,
+        ..run(label, true, true, true)
     };
     match compare {
         LiveCompare::Batching => vec![
@@ -81,6 +123,12 @@ fn variants(compare: LiveCompare) -> Vec<Variant> {
         LiveCompare::Reserve => vec![
             run("one lane (reserve off)", false, true, false),
             run("live lane (default reserve)", true, true, false),
+        ],
+        LiveCompare::Lane => vec![
+            lane("RabbitMQ, one channel (before)", false),
+            lane("RabbitMQ, live channel", true),
+            lane("RabbitMQ, one channel (before), again", false),
+            lane("RabbitMQ, live channel, again", true),
         ],
     }
 }
@@ -113,6 +161,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.ado_latency_ms,
         args.webhooks_per_second
     );
+    live_timing::enable();
     let mut runs = Vec::new();
     for (index, variant) in variants(args.live_compare).iter().enumerate() {
         runs.push(measure(args, variant, index).await?);
@@ -160,6 +209,57 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 } else {
                     f.ado_requests.to_string()
                 },
+            );
+        }
+    }
+    println!();
+    println!(
+        "where the time went, p50/p99 (ms) of each stretch between stages (a webhook's p99 is not the sum of its stretches' p99)"
+    );
+    print!("{:<50}", "run");
+    for name in STRETCHES {
+        print!(" {name:>14}");
+    }
+    println!();
+    for f in &runs {
+        for (phase, samples) in [("no resync", &f.quiet), ("during resync", &f.during)] {
+            print!("{:<50}", format!("{}, {phase}", f.label));
+            let stretches: Vec<_> = samples.iter().map(Sample::stretches).collect();
+            for i in 0..STRETCHES.len() {
+                // A stage noted after the webhook's sample was taken is left out.
+                let column: Vec<Option<Duration>> = stretches
+                    .iter()
+                    .filter(|s| s[i].is_some())
+                    .map(|s| s[i])
+                    .collect();
+                print!(
+                    " {:>14}",
+                    format!(
+                        "{} / {}",
+                        millis(percentile(&column, 50)),
+                        millis(percentile(&column, 99))
+                    )
+                );
+            }
+            println!();
+        }
+    }
+    println!();
+    println!("the slowest webhooks during the resync, each stretch (ms)");
+    for f in &runs {
+        let mut slowest: Vec<&Sample> = f.during.iter().collect();
+        slowest.sort_by_key(|s| std::cmp::Reverse(s.in_port.unwrap_or(Duration::MAX)));
+        for sample in slowest.iter().take(3) {
+            let parts: Vec<String> = STRETCHES
+                .iter()
+                .zip(sample.stretches())
+                .map(|(name, d)| format!("{name} {}", millis(d.map(Some))))
+                .collect();
+            println!(
+                "{:<50} in Port {}: {}",
+                f.label,
+                millis(Some(sample.in_port)),
+                parts.join(", ")
             );
         }
     }
@@ -217,6 +317,9 @@ async fn measure(args: &BenchArgs, variant: &Variant, index: usize) -> anyhow::R
     }
     if !variant.send_when_idle {
         environment.push(("ADOPORT__PUBLISH__SEND_WHEN_IDLE".into(), "false".into()));
+    }
+    if !variant.live_lane {
+        environment.push(("ADOPORT__BROKER__LIVE_LANE".into(), "false".into()));
     }
     if !variant.reserve {
         for name in [
@@ -407,15 +510,19 @@ async fn rename(
         .to_string();
     world.ado.rename_repository(&id, &title);
     let posted = Instant::now();
-    let status = http
+    let response = http
         .post(&url)
         .header("Authorization", basic_auth(WEBHOOK_SECRET))
         .json(&repo_renamed_event(&repository))
         .send()
         .await
-        .map(|r| r.status().as_u16())
         .context("ingest did not answer a webhook")?;
     let answered = posted.elapsed();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let raw_event_id = body["eventIds"][0]
+        .as_str()
+        .and_then(|id| id.parse::<uuid::Uuid>().ok());
     let landed = world
         .port
         .wait_for(
@@ -426,10 +533,18 @@ async fn rename(
             IN_PORT_PATIENCE.saturating_sub(answered),
         )
         .await;
+    let in_port = landed.then(|| posted.elapsed());
+    let mut stages = [None; Stage::ALL.len()];
+    if let Some(moments) = raw_event_id.and_then(|id| live_timing::take(&id)) {
+        for (slot, moment) in stages.iter_mut().zip(moments) {
+            *slot = moment.map(|m| m.saturating_duration_since(posted));
+        }
+    }
     Ok(Sample {
         status,
         answered,
-        in_port: landed.then(|| posted.elapsed()),
+        in_port,
+        stages,
     })
 }
 
@@ -438,7 +553,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_batching_comparison_measures_before_and_after_on_both_buses() {
+    fn each_comparison_measures_before_and_after() {
         let runs = variants(LiveCompare::Batching);
         for rabbit in [false, true] {
             let send_when_idle: Vec<bool> = runs
@@ -457,6 +572,14 @@ mod tests {
             .map(|v| v.reserve)
             .collect();
         assert_eq!(reserve, [false, true]);
+        let lane = variants(LiveCompare::Lane);
+        assert!(
+            lane.iter()
+                .all(|v| v.rabbit && v.send_when_idle && v.reserve)
+        );
+        let live_lane: Vec<bool> = lane.iter().map(|v| v.live_lane).collect();
+        assert_eq!(live_lane, [false, true, false, true]);
+        assert!(variants(LiveCompare::Batching).iter().all(|v| v.live_lane));
     }
 
     #[test]

@@ -343,6 +343,10 @@ pub enum LiveCompare {
     Batching,
     /// The live lane's reserve off, then on (in one process).
     Reserve,
+    /// On RabbitMQ: live events' publishes on the pipeline's channel
+    /// (`ADOPORT__BROKER__LIVE_LANE=false`, as before) against on a channel of their own (the
+    /// default), twice each, alternating.
+    Lane,
 }
 
 #[derive(Debug, Args)]

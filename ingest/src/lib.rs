@@ -169,8 +169,9 @@ pub async fn run(
         shutdown.clone(),
     )?;
     let state = Arc::new(webhook::WebhookState {
-        // Webhooks get 503 at once while the broker is away (Azure DevOps sends them again).
-        bus: bus.failing_fast(),
+        // Webhooks get 503 at once while the broker is away (Azure DevOps sends them again),
+        // and publish on the live lane: their confirms do not wait behind the crawl's pages.
+        bus: bus.failing_fast().live_lane(),
         organizations: organizations.live(),
         secret,
         excluded_tags: project_tags::normalized(&settings.ocean.integration.config.excluded_tags),

@@ -11,6 +11,7 @@ use crate::ado::{AdoClient, Gone};
 use crate::kind::Kind;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{Origin, RawAction, RawEvent, encode};
+use adoport_shared::telemetry::live_timing::{self, Stage};
 
 /// One raw event to publish. A delete can only be made from a [`Gone`] (Azure DevOps said the
 /// object does not exist) or for an object Azure DevOps holds that the selector no longer
@@ -139,6 +140,12 @@ pub async fn publish(bus: &Bus, events: Vec<RawEvent>) -> Result<Vec<String>, Bu
         .iter()
         .map(|event| Outgoing::new(Destination::Raw, encode(event)))
         .collect();
+    events
+        .iter()
+        .for_each(|e| live_timing::record(e.id, Stage::RawPublishing));
     bus.publish_all(messages).await?;
+    events
+        .iter()
+        .for_each(|e| live_timing::record(e.id, Stage::RawConfirmed));
     Ok(ids)
 }

@@ -52,6 +52,7 @@ use adoport_shared::messages::{
     encode,
 };
 use adoport_shared::port::BlueprintId;
+use adoport_shared::telemetry::live_timing::{self, Stage};
 use adoport_shared::topology::WorkQueue;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -780,6 +781,9 @@ impl Coordinator {
             }
         };
         stats.incr(Counter::Received);
+        if matches!(change.origin, Origin::Webhook { .. }) {
+            live_timing::record(change.raw_event_id, Stage::PublishReceived);
+        }
         stats.per_kind_incr(
             &change.kind,
             change.resource_index,

@@ -799,3 +799,61 @@ async fn a_register_keeps_its_newest_value_for_any_reader() {
     b.close().await;
     a.delete_topology().await.expect("cleanup");
 }
+
+/// A crawl's worth of pages: large enough that the broker takes a good while to confirm them
+/// all, on any machine the tests run on.
+const BACKLOG_PAGES: usize = 3_000;
+const PAGE_BYTES: usize = 16 * 1024;
+
+/// A webhook's publish on the live lane is confirmed while a large backlog of the pipeline's
+/// publishes (a crawl's pages, to the same queue) still waits for its confirms. On one channel
+/// (`with_live_lane(false)`, as before the lane) the broker confirms the live publish only
+/// after everything published before it, and this fails.
+#[tokio::test]
+async fn a_live_publish_is_confirmed_while_a_large_backlog_on_the_pipeline_lane_waits() {
+    let bus = bus("live-lane", 1).await;
+    let page = Bytes::from(vec![b'x'; PAGE_BYTES]);
+    let pages = (0..BACKLOG_PAGES)
+        .map(|_| Outgoing::new(Destination::Raw, page.clone()))
+        .collect();
+    let crawl = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.publish_all(pages).await })
+    };
+    // The backlog is on its way once the broker holds some of it.
+    let started = within("the backlog reaching the queue", async {
+        while bus.ready_count(WorkQueue::Raw).await.expect("count") == 0 {
+            tokio::task::yield_now().await;
+        }
+    });
+    started.await;
+    assert_eq!(bus.live_lane().lane(), adoport_shared::bus::Lane::Live);
+    let asked = Instant::now();
+    within(
+        "the live publish's confirm",
+        bus.failing_fast()
+            .live_lane()
+            .publish(Outgoing::new(Destination::Raw, "webhook")),
+    )
+    .await
+    .expect("the live publish is confirmed");
+    // On one channel the broker confirms the live publish after every page sent before it,
+    // which is nearly the whole backlog (the client sends far faster than the broker
+    // confirms): the queue holds nearly all of it by then.
+    let held = bus.ready_count(WorkQueue::Raw).await.expect("count");
+    assert!(
+        held < BACKLOG_PAGES as u64 / 2,
+        "the live publish was confirmed only behind the backlog ({held} of {BACKLOG_PAGES} pages in the queue, confirmed after {:?})",
+        asked.elapsed()
+    );
+    within("the backlog's confirms", crawl)
+        .await
+        .expect("the crawl's task")
+        .expect("the backlog is confirmed");
+    assert_eq!(
+        bus.ready_count(WorkQueue::Raw).await.expect("count"),
+        BACKLOG_PAGES as u64 + 1,
+        "nothing lost on either lane"
+    );
+    bus.delete_topology().await.expect("cleanup");
+}

@@ -10,6 +10,9 @@
 //! dead-lettered on its own (the event is settled by parking a copy that holds only such
 //! items, with the reason), while the event's other items are published as usual. As any failed
 //! item, it keeps reconciliation from deleting after a resync.
+//!
+//! A live event's (webhook's) changes take the bus's live lane ([`Bus::live_lane`]): their
+//! confirms do not wait behind the resync's changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use adoport_shared::messages::{
     WriteOptions, decode, encode,
 };
 use adoport_shared::metrics::KindCounters;
+use adoport_shared::telemetry::live_timing::{self, Stage};
 use adoport_shared::topology::{Topology, WorkQueue};
 
 /// How often the per-kind problem summary is logged.
@@ -330,6 +334,10 @@ async fn process(
             return Ok(());
         }
     };
+    let live = matches!(event.origin, Origin::Webhook { .. });
+    if live {
+        live_timing::record(event.id, Stage::TransformReceived);
+    }
     if let Some(spec_error) = GitopsSpecError::of(&event) {
         let reason = spec_error.to_string();
         tracing::warn!(event_id = %event.id, reason = %reason, "broken GitOps spec dead-lettered");
@@ -360,6 +368,9 @@ async fn process(
         failed_per_resource,
     } = collect_changes(&event, outcomes, in_force.write, bus.topology(), &stats);
     let count = changes.len() as u64;
+    if live {
+        live_timing::record(event.id, Stage::Mapped);
+    }
     // A resync's event also reports what it produced (and how many of its items failed) to
     // the reconciliation coordinator, in the same confirmed publish as the changes.
     if let Some(resync_id) = event.origin.resync_id() {
@@ -427,7 +438,13 @@ async fn process(
     }
     // Changes first, ack after: a crash in between redelivers the event (duplicates are
     // harmless), never loses it.
-    bus.publish_all(changes).await?;
+    // A live event's changes take the live lane: their confirms do not wait behind the
+    // resync's changes (ordering per entity is the version check's, as across raw events).
+    let lane = if live { bus.live_lane() } else { bus.clone() };
+    lane.publish_all(changes).await?;
+    if live {
+        live_timing::record(event.id, Stage::ChangesConfirmed);
+    }
     stats
         .inner
         .changes_published

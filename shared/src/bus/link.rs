@@ -36,18 +36,24 @@ use super::{BusError, reconnect_delay};
 use crate::config::{BrokerEndpoint, BrokerTimeouts};
 use crate::topology::{RECONNECT_BACKOFF_MAX, Topology};
 
-/// A connection that is up: declared, with its confirm-mode publishing channel.
+/// A connection that is up: declared, with its confirm-mode publishing channels.
 pub(super) struct Live {
     pub(super) connection: Connection,
-    /// Shared by every publisher (lapin channels are safe to share).
+    /// Shared by every publisher of the pipeline (lapin channels are safe to share).
     pub(super) publisher: Channel,
+    /// Live events' publishes ([`super::Lane::Live`]): on a channel of their own, their
+    /// confirms never wait behind a crawl's or a resync's (the broker handles each channel in
+    /// its own process and confirms each channel's publishes in its order).
+    pub(super) live_publisher: Channel,
     /// Counts connections; a report about an older one is ignored.
     pub(super) generation: u64,
 }
 
 impl Live {
     pub(super) fn healthy(&self) -> bool {
-        self.connection.status().connected() && self.publisher.status().connected()
+        self.connection.status().connected()
+            && self.publisher.status().connected()
+            && self.live_publisher.status().connected()
     }
 
     /// The broker holds back our publishes (a memory or disk alarm).
@@ -294,7 +300,7 @@ impl Link {
 fn describe_dead(live: &Live) -> String {
     let status = live.connection.status();
     let what = if status.connected() {
-        "the publishing channel closed"
+        "a publishing channel closed"
     } else if status.errored() {
         "the connection failed"
     } else if status.closing() || status.closed() {
@@ -445,18 +451,23 @@ async fn connect(shared: &Shared, generation: u64) -> Result<Live, String> {
     let ready = async {
         let publisher = within(t.operation, "channel.open", connection.create_channel()).await?;
         declare_topology(&publisher, &shared.topology, t.operation).await?;
-        within(
-            t.operation,
-            "confirm.select",
-            publisher.confirm_select(ConfirmSelectOptions::default()),
-        )
-        .await?;
-        Ok::<_, BusError>(publisher)
+        let live_publisher =
+            within(t.operation, "channel.open", connection.create_channel()).await?;
+        for channel in [&publisher, &live_publisher] {
+            within(
+                t.operation,
+                "confirm.select",
+                channel.confirm_select(ConfirmSelectOptions::default()),
+            )
+            .await?;
+        }
+        Ok::<_, BusError>((publisher, live_publisher))
     };
     match ready.await {
-        Ok(publisher) => Ok(Live {
+        Ok((publisher, live_publisher)) => Ok(Live {
             connection,
             publisher,
+            live_publisher,
             generation,
         }),
         Err(e) => {

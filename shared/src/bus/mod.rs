@@ -122,12 +122,27 @@ pub struct DeadLetter {
     pub origin_queue: String,
 }
 
+/// Which of the bus's publishing paths a handle's publishes take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The pipeline's: crawl pages, resync changes, control messages.
+    Pipeline,
+    /// Live events' (a webhook's raw events, the changes made of them): a confirm-mode
+    /// channel of their own on RabbitMQ, so that their confirms do not wait behind the
+    /// pipeline's (see [`Bus::live_lane`]).
+    Live,
+}
+
 /// One bus, either kind, with how its publishes behave while the broker is away. Cheap to
 /// clone.
 #[derive(Clone)]
 pub struct Bus {
     backend: Backend,
     publishing: Publishing,
+    /// The channel its publishes take ([`Bus::live_lane`]).
+    lane: Lane,
+    /// Whether [`Bus::live_lane`] gives the live lane (`ADOPORT__BROKER__LIVE_LANE`).
+    live_lane_enabled: bool,
     /// The deadline of a [`Bus::failing_fast`] handle's publishes.
     fail_fast: Duration,
 }
@@ -152,6 +167,8 @@ impl Bus {
         Self {
             backend,
             publishing: Publishing::Wait,
+            lane: Lane::Pipeline,
+            live_lane_enabled: true,
             fail_fast,
         }
     }
@@ -193,7 +210,7 @@ impl Bus {
             )),
             None => Backend::Memory(MemoryBus::new(settings.topology(), shutdown)),
         };
-        Ok(Self::of(backend, timeouts.fail_fast))
+        Ok(Self::of(backend, timeouts.fail_fast).with_live_lane(broker.live_lane))
     }
 
     /// The bus the settings ask for, connected now ([`Bus::rabbit`]), or in process when
@@ -203,10 +220,13 @@ impl Bus {
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
         let broker = &settings.pipeline.broker;
-        match &broker.url {
-            Some(url) => Self::rabbit(url, settings.topology(), broker.timeouts(), shutdown).await,
-            None => Ok(Self::memory(settings.topology(), shutdown)),
-        }
+        let bus = match &broker.url {
+            Some(url) => {
+                Self::rabbit(url, settings.topology(), broker.timeouts(), shutdown).await?
+            }
+            None => Self::memory(settings.topology(), shutdown),
+        };
+        Ok(bus.with_live_lane(broker.live_lane))
     }
 
     fn endpoint(url: &Secret) -> Result<BrokerEndpoint, BusError> {
@@ -224,6 +244,37 @@ impl Bus {
         Bus {
             publishing: Publishing::FailFast,
             ..self.clone()
+        }
+    }
+
+    /// The same bus, but its publishes take the live events' lane: on RabbitMQ a
+    /// confirm-mode channel of their own, whose confirms do not wait behind the crawl's
+    /// pages and the resync's changes on the pipeline's channel. Confirmed the same way; the
+    /// same queues. `ADOPORT__BROKER__LIVE_LANE=false` ([`Bus::with_live_lane`]) keeps every
+    /// publish on the pipeline's channel, as before the lane existed.
+    pub fn live_lane(&self) -> Bus {
+        Bus {
+            lane: if self.live_lane_enabled {
+                Lane::Live
+            } else {
+                Lane::Pipeline
+            },
+            ..self.clone()
+        }
+    }
+
+    /// The lane this handle publishes on.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+
+    /// The same bus, with [`Bus::live_lane`] giving the live lane or not (`false`: every
+    /// publish on the pipeline's channel, as before the lane existed).
+    pub fn with_live_lane(self, enabled: bool) -> Bus {
+        Bus {
+            live_lane_enabled: enabled,
+            lane: if enabled { self.lane } else { Lane::Pipeline },
+            ..self
         }
     }
 
@@ -248,9 +299,11 @@ impl Bus {
             return Ok(());
         }
         match (&self.backend, self.publishing) {
-            (Backend::Rabbit(b), Publishing::Wait) => b.publish_waiting(&b.routed(messages)).await,
+            (Backend::Rabbit(b), Publishing::Wait) => {
+                b.publish_waiting_on(self.lane, &b.routed(messages)).await
+            }
             (Backend::Rabbit(b), Publishing::FailFast) => {
-                b.publish_fail_fast(&b.routed(messages)).await
+                b.publish_fail_fast_on(self.lane, &b.routed(messages)).await
             }
             (Backend::Memory(b), Publishing::Wait) => b.publish_all(messages).await,
             (Backend::Memory(b), Publishing::FailFast) => {

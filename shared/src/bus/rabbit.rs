@@ -2,7 +2,8 @@
 //! and the operator operations (counts, dead letters, deleting the topology).
 //!
 //! The connection is kept by [`Link`] in the background. One confirm-mode channel on it carries
-//! every publish; each subscription has its own channel ([`super::consumer`]).
+//! the pipeline's publishes, another the live events' ([`Lane`]: a webhook's confirm never
+//! waits behind a crawl's pages); each subscription has its own channel ([`super::consumer`]).
 //!
 //! Two ways to publish, chosen by the caller's [`super::Bus`] handle:
 //! - **waiting** (the pipeline: crawler, transform, publish, control messages): a publish that
@@ -31,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::consumer::RabbitSubscription;
 use super::link::{Link, Live};
 use super::{
-    BusError, DeadLetter, Destination, ORIGIN_QUEUE_HEADER, Outgoing, REASON_HEADER,
+    BusError, DeadLetter, Destination, Lane, ORIGIN_QUEUE_HEADER, Outgoing, REASON_HEADER,
     reconnect_delay,
 };
 use crate::config::{BrokerEndpoint, BrokerTimeouts};
@@ -219,12 +220,21 @@ impl RabbitBus {
     /// after a failure, for as long as it takes (see the module doc). Ends early only on
     /// shutdown (`ShuttingDown`) or a message no queue takes (`Unroutable`).
     pub(super) async fn publish_waiting(&self, routed: &[Routed]) -> Result<(), BusError> {
+        self.publish_waiting_on(Lane::Pipeline, routed).await
+    }
+
+    /// [`RabbitBus::publish_waiting`] on `lane`'s channel.
+    pub(super) async fn publish_waiting_on(
+        &self,
+        lane: Lane,
+        routed: &[Routed],
+    ) -> Result<(), BusError> {
         let link = &self.inner.link;
         let mut failures = 0u32;
         loop {
             let live = link.up().await?;
             let failure = match self
-                .publish_on(&live, routed, self.timeouts().confirm)
+                .publish_on(&live, lane, routed, self.timeouts().confirm)
                 .await
             {
                 Ok(()) => {
@@ -262,10 +272,19 @@ impl RabbitBus {
     /// Publishes on the connection there is now, within the fail-fast deadline; any trouble is
     /// an error at once (the caller answers 503 and its peer retries).
     pub(super) async fn publish_fail_fast(&self, routed: &[Routed]) -> Result<(), BusError> {
+        self.publish_fail_fast_on(Lane::Pipeline, routed).await
+    }
+
+    /// [`RabbitBus::publish_fail_fast`] on `lane`'s channel.
+    pub(super) async fn publish_fail_fast_on(
+        &self,
+        lane: Lane,
+        routed: &[Routed],
+    ) -> Result<(), BusError> {
         let link = &self.inner.link;
         let live = link.now()?;
         let deadline = self.timeouts().fail_fast;
-        match self.publish_on(&live, routed, deadline).await {
+        match self.publish_on(&live, lane, routed, deadline).await {
             Ok(()) => Ok(()),
             Err(Failure::Permanent(e) | Failure::Refused(e)) => Err(e),
             Err(Failure::Broken(e)) => {
@@ -279,19 +298,23 @@ impl RabbitBus {
         }
     }
 
-    /// One attempt: publish every message (mandatory), then wait for all confirms, the whole
-    /// within `limit`.
+    /// One attempt: publish every message (mandatory) on `lane`'s channel, then wait for all
+    /// confirms, the whole within `limit`.
     async fn publish_on(
         &self,
         live: &Live,
+        lane: Lane,
         routed: &[Routed],
         limit: Duration,
     ) -> Result<(), Failure> {
+        let channel = match lane {
+            Lane::Pipeline => &live.publisher,
+            Lane::Live => &live.live_publisher,
+        };
         let attempt = async {
             let mut pending = Vec::with_capacity(routed.len());
             for (exchange, key, properties, body) in routed {
-                let confirm = live
-                    .publisher
+                let confirm = channel
                     .basic_publish(
                         exchange.as_str().into(),
                         key.as_str().into(),

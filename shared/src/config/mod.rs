@@ -468,6 +468,11 @@ pub struct BrokerSettings {
     /// down) the webhook gets 503 and Azure DevOps sends it again.
     #[serde(deserialize_with = "flex::u64")]
     pub webhook_publish_timeout_ms: u64,
+    /// Live events (a webhook's raw events and the changes made of them) publish on a
+    /// confirm-mode channel of their own, so that their confirms do not wait behind the
+    /// crawl's pages and the resync's changes. `false`: one channel for everything (as before).
+    #[serde(deserialize_with = "flex::bool")]
+    pub live_lane: bool,
 }
 
 impl Default for BrokerSettings {
@@ -484,6 +489,7 @@ impl Default for BrokerSettings {
             operation_timeout_secs: 10,
             confirm_timeout_secs: 30,
             webhook_publish_timeout_ms: 1500,
+            live_lane: true,
         }
     }
 }
@@ -1442,6 +1448,14 @@ mod tests {
                 .contains("ADOPORT__PUBLISH__RETRY_WINDOW_SECS"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn live_events_publish_on_their_own_lane_unless_told_not_to() {
+        let s = settings(&[]).expect("valid");
+        assert!(s.pipeline.broker.live_lane);
+        let s = settings(&[("ADOPORT__BROKER__LIVE_LANE", "false")]).expect("valid");
+        assert!(!s.pipeline.broker.live_lane);
     }
 
     #[test]

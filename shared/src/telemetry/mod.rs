@@ -11,6 +11,7 @@
 //! (`adoport_publish::log_shipping`), because every write to Port is publish's. The layer
 //! lives here because the subscriber is installed here, before any role or setting exists.
 
+pub mod live_timing;
 pub mod outbox;
 pub mod redact;
 
