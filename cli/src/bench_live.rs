@@ -17,7 +17,7 @@
 //!   `…_BUDGET_PERCENT=0`: one lane, the behaviour before the reserve existed) and with the
 //!   default reserve, in one process;
 //! - `lane`: on RabbitMQ, live events publishing on the pipeline's channel
-//!   (`ADOPORT__BROKER__LIVE_LANE=false`, the behaviour before) and on their own, twice each.
+//!   (`ADOPORT__BROKER__LIVE_CHANNEL=false`, the behaviour before) and on their own, twice each.
 //!
 //! Each run also says where the time went: the stretches between the stages a webhook's raw
 //! event passes (`adoport_shared::telemetry::live_timing`), from the POST to Port.
@@ -96,7 +96,7 @@ struct Variant {
     send_when_idle: bool,
     /// On RabbitMQ (`--amqp-url`) rather than the in-process bus.
     rabbit: bool,
-    /// `ADOPORT__BROKER__LIVE_LANE`.
+    /// `ADOPORT__BROKER__LIVE_CHANNEL`.
     live_lane: bool,
 }
 
@@ -319,7 +319,7 @@ async fn measure(args: &BenchArgs, variant: &Variant, index: usize) -> anyhow::R
         environment.push(("ADOPORT__PUBLISH__SEND_WHEN_IDLE".into(), "false".into()));
     }
     if !variant.live_lane {
-        environment.push(("ADOPORT__BROKER__LIVE_LANE".into(), "false".into()));
+        environment.push(("ADOPORT__BROKER__LIVE_CHANNEL".into(), "false".into()));
     }
     if !variant.reserve {
         for name in [

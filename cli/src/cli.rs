@@ -344,7 +344,7 @@ pub enum LiveCompare {
     /// The live lane's reserve off, then on (in one process).
     Reserve,
     /// On RabbitMQ: live events' publishes on the pipeline's channel
-    /// (`ADOPORT__BROKER__LIVE_LANE=false`, as before) against on a channel of their own (the
+    /// (`ADOPORT__BROKER__LIVE_CHANNEL=false`, as before) against on a channel of their own (the
     /// default), twice each, alternating.
     Lane,
 }

@@ -141,7 +141,7 @@ pub struct Bus {
     publishing: Publishing,
     /// The channel its publishes take ([`Bus::live_lane`]).
     lane: Lane,
-    /// Whether [`Bus::live_lane`] gives the live lane (`ADOPORT__BROKER__LIVE_LANE`).
+    /// Whether [`Bus::live_lane`] gives the live lane (`ADOPORT__BROKER__LIVE_CHANNEL`).
     live_lane_enabled: bool,
     /// The deadline of a [`Bus::failing_fast`] handle's publishes.
     fail_fast: Duration,
@@ -210,7 +210,7 @@ impl Bus {
             )),
             None => Backend::Memory(MemoryBus::new(settings.topology(), shutdown)),
         };
-        Ok(Self::of(backend, timeouts.fail_fast).with_live_lane(broker.live_lane))
+        Ok(Self::of(backend, timeouts.fail_fast).with_live_lane(broker.live_channel))
     }
 
     /// The bus the settings ask for, connected now ([`Bus::rabbit`]), or in process when
@@ -226,7 +226,7 @@ impl Bus {
             }
             None => Self::memory(settings.topology(), shutdown),
         };
-        Ok(bus.with_live_lane(broker.live_lane))
+        Ok(bus.with_live_lane(broker.live_channel))
     }
 
     fn endpoint(url: &Secret) -> Result<BrokerEndpoint, BusError> {
@@ -250,7 +250,7 @@ impl Bus {
     /// The same bus, but its publishes take the live events' lane: on RabbitMQ a
     /// confirm-mode channel of their own, whose confirms do not wait behind the crawl's
     /// pages and the resync's changes on the pipeline's channel. Confirmed the same way; the
-    /// same queues. `ADOPORT__BROKER__LIVE_LANE=false` ([`Bus::with_live_lane`]) keeps every
+    /// same queues. `ADOPORT__BROKER__LIVE_CHANNEL=false` ([`Bus::with_live_lane`]) keeps every
     /// publish on the pipeline's channel, as before the lane existed.
     pub fn live_lane(&self) -> Bus {
         Bus {

@@ -472,7 +472,7 @@ pub struct BrokerSettings {
     /// confirm-mode channel of their own, so that their confirms do not wait behind the
     /// crawl's pages and the resync's changes. `false`: one channel for everything (as before).
     #[serde(deserialize_with = "flex::bool")]
-    pub live_lane: bool,
+    pub live_channel: bool,
 }
 
 impl Default for BrokerSettings {
@@ -489,7 +489,7 @@ impl Default for BrokerSettings {
             operation_timeout_secs: 10,
             confirm_timeout_secs: 30,
             webhook_publish_timeout_ms: 1500,
-            live_lane: true,
+            live_channel: true,
         }
     }
 }
@@ -1453,9 +1453,9 @@ mod tests {
     #[test]
     fn live_events_publish_on_their_own_lane_unless_told_not_to() {
         let s = settings(&[]).expect("valid");
-        assert!(s.pipeline.broker.live_lane);
-        let s = settings(&[("ADOPORT__BROKER__LIVE_LANE", "false")]).expect("valid");
-        assert!(!s.pipeline.broker.live_lane);
+        assert!(s.pipeline.broker.live_channel);
+        let s = settings(&[("ADOPORT__BROKER__LIVE_CHANNEL", "false")]).expect("valid");
+        assert!(!s.pipeline.broker.live_channel);
     }
 
     #[test]
