@@ -124,6 +124,114 @@ async fn several_included_files_of_a_folder_are_listed_first_and_only_the_existi
     h.sim.shutdown().await;
 }
 
+/// Policies of every scope Azure DevOps has (project-wide, project-level branch, default
+/// branch, prefix, repository-wide, several entries) are read once per project and published
+/// for exactly the repositories that `git/policy/configurations?repositoryId=&refName=<default
+/// branch>` (what the Python integration reads per repository) answers them for.
+#[tokio::test]
+async fn policies_of_every_scope_go_to_the_repositories_the_per_repository_read_names() {
+    let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;
+    let repositories: Vec<Value> = h
+        .sim
+        .repositories()
+        .into_iter()
+        .filter(|r| r["isDisabled"] != json!(true))
+        .collect();
+    let mut projects: Vec<&str> = repositories
+        .iter()
+        .filter_map(|r| r["project"]["id"].as_str())
+        .collect();
+    projects.dedup();
+    for project in &projects {
+        let with_branch: Vec<&str> = repositories
+            .iter()
+            .filter(|r| r["project"]["id"] == json!(project) && r["defaultBranch"].is_string())
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        let (one, other) = (with_branch[0], with_branch[1]);
+        let scopes = [
+            json!([{"repositoryId": null}]),
+            json!([{"repositoryId": null, "refName": "refs/heads/main", "matchKind": "Exact"}]),
+            json!([{"repositoryId": null, "refName": "refs/heads/dev", "matchKind": "Exact"}]),
+            json!([{"repositoryId": null, "refName": null, "matchKind": "DefaultBranch"}]),
+            json!([{"repositoryId": one, "refName": "refs/heads/ma", "matchKind": "Prefix"}]),
+            json!([{"repositoryId": one, "refName": "refs/heads/release/", "matchKind": "Prefix"}]),
+            json!([{"repositoryId": other}]),
+            json!([{"repositoryId": other, "refName": "refs/heads/dev", "matchKind": "Exact"},
+                   {"repositoryId": one.to_uppercase(), "refName": "REFS/HEADS/MAIN", "matchKind": "Exact"}]),
+        ];
+        for (scope, n) in scopes.into_iter().zip(1..) {
+            h.sim.add_policy(project, &format!("scope {n}"), scope);
+        }
+    }
+    let items = h.crawl_ok(&[plan("repository-policy", json!({}))]).await;
+    let pair =
+        |p: &Value, repository: &str| (repository.to_string(), p["id"].as_u64().unwrap_or(0));
+    let mut published: Vec<(String, u64)> = items["repository-policy"]
+        .iter()
+        .map(|p| pair(p, p["__repository"]["id"].as_str().unwrap_or_default()))
+        .collect();
+    published.sort();
+
+    let http = reqwest::Client::new();
+    let mut per_repository = Vec::new();
+    for repository in &repositories {
+        let id = repository["id"].as_str().expect("repository id");
+        let mut query = vec![("repositoryId", id.to_string())];
+        if let Some(branch) = repository["defaultBranch"].as_str() {
+            query.push(("refName", branch.to_string()));
+        }
+        let url = format!(
+            "{}/{}/_apis/git/policy/configurations",
+            h.sim.organization_url(),
+            repository["project"]["id"].as_str().expect("project id")
+        );
+        let answer: Value = http
+            .get(url)
+            .basic_auth("", Some("sim-pat"))
+            .query(&query)
+            .send()
+            .await
+            .expect("policies read")
+            .json()
+            .await
+            .expect("policies JSON");
+        let values = answer["value"].as_array().expect("value");
+        per_repository.extend(values.iter().map(|p| pair(p, id)));
+    }
+    per_repository.sort();
+    assert_eq!(published, per_repository);
+
+    // Each scope reached the repositories it names, and only those.
+    let added = |repository: &str| -> Vec<u64> {
+        published
+            .iter()
+            .filter(|(r, id)| r == repository && *id >= 100_000)
+            .map(|(_, id)| (id - 100_000) % 8 + 1)
+            .collect()
+    };
+    let first_project: Vec<&Value> = repositories
+        .iter()
+        .filter(|r| r["project"]["id"] == json!(projects[0]))
+        .collect();
+    let with_branch: Vec<&str> = first_project
+        .iter()
+        .filter(|r| r["defaultBranch"].is_string())
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(added(with_branch[0]), vec![1, 2, 4, 5, 8]);
+    assert_eq!(added(with_branch[1]), vec![1, 2, 4, 7]);
+    assert_eq!(added(with_branch[2]), vec![1, 2, 4]);
+    // The empty repository (no default branch) is read without `refName`: every scope of it.
+    let empty = repositories
+        .iter()
+        .find(|r| !r["defaultBranch"].is_string())
+        .and_then(|r| r["id"].as_str())
+        .expect("an empty repository");
+    assert_eq!(added(empty), vec![1, 2, 3, 4]);
+    h.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn policies_boards_columns_work_items_and_releases_are_enriched() {
     let h = harness(default_config(), "sim-pat", CrawlLimits::default()).await;

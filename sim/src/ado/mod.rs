@@ -406,6 +406,34 @@ impl AdoSim {
         lock(&self.state.forbidden_projects).insert(project_id.to_string());
     }
 
+    /// Adds a policy configuration to project `project_id` with `settings.scope` = `scope` (as
+    /// Azure DevOps stores it: entries of `repositoryId` (`null`: every repository of the
+    /// project), `refName` and `matchKind`) and returns its id. Both policy listings serve it
+    /// from now on, the per-repository one only where its scope applies.
+    pub fn add_policy(&self, project_id: &str, display_name: &str, scope: Value) -> u64 {
+        let organization_url = self.organization_url();
+        let mut org = lock(&self.state.organization);
+        let id = 100_000 + org.added_policies.len() as u64;
+        let url = format!("{organization_url}/{project_id}/_apis/policy/configurations/{id}");
+        org.added_policies.push((
+            project_id.to_string(),
+            serde_json::json!({
+                "isEnabled": true,
+                "isBlocking": false,
+                "isDeleted": false,
+                "isEnterpriseManaged": false,
+                "revision": 1,
+                "id": id,
+                "url": url,
+                "settings": {"scope": scope},
+                "type": {"id": "fa4e907d-c16b-4a4c-9dfa-4906e5d171dd", "displayName": display_name},
+            }),
+        ));
+        drop(org);
+        self.state.traffic.touch();
+        id
+    }
+
     /// Takes this project's default team out of every iteration: from now on its iterations
     /// list is empty and listing its boards answers 500, as Azure DevOps does.
     pub fn remove_team_iterations(&self, project_id: &str) {

@@ -204,6 +204,9 @@ pub(crate) struct Organization {
     /// Objects created after seeding (projects, repositories): numbers their stable ids, so
     /// an id is never given twice, whatever was deleted meanwhile.
     pub created: u32,
+    /// Policy configurations added after seeding (`AdoSim::add_policy`): project id and the
+    /// configuration, whatever its scope (project-wide, repository, branch, prefix).
+    pub added_policies: Vec<(String, Value)>,
 }
 
 const USERS: [(&str, &str); 4] = [
@@ -331,6 +334,7 @@ impl Organization {
             git: super::content::GitStore::default(),
             recycle_bin: Default::default(),
             created: 0,
+            added_policies: Vec::new(),
         };
         org.git = super::content::GitStore::seed(&org);
         org

@@ -8,7 +8,7 @@
 //! | `GET /{org}/_apis/projects/{project}/teams` | the project's teams, `$top`/`$skip` |
 //! | `GET /{org}/{project}/{team}/_apis/work/boards` | board references of a team |
 //! | `GET /{org}/{project}/{team}/_apis/work/boards/{board}` | the board with `columns[].stateMappings` |
-//! | `GET /{org}/{project}/_apis/git/policy/configurations` | branch policies, `repositoryId`, `refName` |
+//! | `GET /{org}/{project}/_apis/git/policy/configurations` | the policies that apply to `repositoryId` at `refName` (scope rules: `scope_applies`) |
 //! | `GET /{org}/{project}/_apis/policy/configurations` | every policy configuration of the project in id order, `$top` (default 50, at most [`POLICIES_PAGE_MAX`]), `continuationToken` |
 //! | `POST /{org}/{project}/_apis/wit/wiql` | ids in id order; honours `[System.Id] > N`, `[System.State] = '…'`, `[System.WorkItemType] = '…'` and `$top`; more than `wiql_max_results` without `$top` → 400 `VS402337`; an `ORDER BY` twice or inside parentheses → 400 `TF51006` |
 //! | `POST /{org}/{project}/_apis/wit/workitemsbatch` | `{ids ≤ 200, $expand, errorPolicy}` → items (`null` for a missing id with `errorPolicy: Omit`, else 404) |
@@ -401,16 +401,74 @@ pub(super) async fn list_policies(request: AdoRequest) -> Result<Response, AdoEr
     let org = request.organization();
     let project = project(&org, &request.params)?;
     let repository_id = request.query.get("repositoryId");
-    let ref_name = request.query.get("refName");
-    let values = org
+    let ref_name = request.query.get("refName").map(String::as_str);
+    let mut values: Vec<Value> = org
         .repositories
         .iter()
         .filter(|r| r.project_id == project.id)
         .filter(|r| repository_id.is_none_or(|id| id.eq_ignore_ascii_case(&r.id)))
-        .filter(|r| ref_name.is_none_or(|name| r.default_branch.as_ref() == Some(name)))
+        .filter(|r| ref_name.is_none_or(|name| r.default_branch.as_deref() == Some(name)))
         .flat_map(|r| org.policies_json(&request.urls, r))
         .collect();
+    let repository = repository_id.and_then(|id| {
+        org.repositories
+            .iter()
+            .find(|r| r.project_id == project.id && r.id.eq_ignore_ascii_case(id))
+    });
+    values.extend(
+        org.added_policies
+            .iter()
+            .filter(|(project_id, _)| *project_id == project.id)
+            .filter(|(_, policy)| {
+                policy
+                    .pointer("/settings/scope")
+                    .and_then(Value::as_array)
+                    .is_none_or(|scopes| {
+                        scopes
+                            .iter()
+                            .any(|scope| scope_applies(scope, repository, ref_name))
+                    })
+            })
+            .map(|(_, policy)| policy.clone()),
+    );
     Ok(list(values))
+}
+
+/// Whether one `settings.scope` entry of a policy configuration answers
+/// `git/policy/configurations?repositoryId=&refName=` as Azure DevOps documents it: with a
+/// repository, the entries of that repository or of every repository (`repositoryId` null) that
+/// apply to branch `ref_name` (`Exact`: that branch, case-insensitive; `Prefix`: a branch
+/// starting with it; `DefaultBranch`: the repository's default branch; no `refName`: every
+/// branch), or to any branch without `refName`; without a repository, the project-level
+/// entries (`repositoryId` null) only, matched to `ref_name` the same way.
+fn scope_applies(scope: &Value, repository: Option<&Repository>, ref_name: Option<&str>) -> bool {
+    let scoped_to = scope.get("repositoryId").and_then(Value::as_str);
+    let repository_matches = match (scoped_to, repository) {
+        (None, _) => true,
+        (Some(id), Some(repository)) => id.eq_ignore_ascii_case(&repository.id),
+        (Some(_), None) => false,
+    };
+    let Some(ref_name) = ref_name else {
+        return repository_matches;
+    };
+    let kind = scope
+        .get("matchKind")
+        .and_then(Value::as_str)
+        .unwrap_or("Exact")
+        .to_ascii_lowercase();
+    let branch_matches = match (kind.as_str(), scope.get("refName").and_then(Value::as_str)) {
+        ("defaultbranch", _) => repository.is_none_or(|r| {
+            r.default_branch
+                .as_deref()
+                .is_some_and(|b| b.eq_ignore_ascii_case(ref_name))
+        }),
+        (_, None) => true,
+        ("prefix", Some(prefix)) => ref_name
+            .to_ascii_lowercase()
+            .starts_with(&prefix.to_ascii_lowercase()),
+        (_, Some(name)) => name.eq_ignore_ascii_case(ref_name),
+    };
+    repository_matches && branch_matches
 }
 
 /// Most policy configurations one page of the project listing holds.
@@ -425,6 +483,12 @@ pub(super) async fn list_project_policies(request: AdoRequest) -> Result<Respons
         .iter()
         .filter(|r| r.project_id == project.id)
         .flat_map(|r| org.policies_json(&request.urls, r))
+        .chain(
+            org.added_policies
+                .iter()
+                .filter(|(project_id, _)| *project_id == project.id)
+                .map(|(_, policy)| policy.clone()),
+        )
         .collect();
     values.sort_by_key(|p| p.get("id").and_then(Value::as_u64));
     super::runs::token_page(values, &request.query, "$top")
