@@ -220,3 +220,62 @@ async fn a_failed_crawl_fails_the_reconciliation_and_the_resync_without_deleting
     assert!(running.world.port.entity(REPOSITORY, &stale[0]).is_some());
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_superseded_resync_reports_its_reconciliation_and_runtime_aborted() {
+    let mut running = start_webhooks_only("ocean-metrics-superseded", 1, 3).await;
+    running.world.port.enable_sync_metrics();
+    // Port holds the writes back for a while: the first resync's crawl ends, its changes are
+    // not all written when the second resync starts, which supersedes it.
+    running.world.port.fail_next(
+        "POST /v1/blueprints/{bp}/entities/bulk",
+        vec![ScriptedAnswer::rate_limited(3); 4],
+    );
+    let first = running.request_resync().await;
+    adoport_tests::within(60, "the first crawl", running.pipeline.next_resync())
+        .await
+        .expect("pipeline running");
+    let second = running.request_resync().await;
+    let summary = running.resync_summary(90, second).await;
+    assert_eq!(summary.status, "completed", "{summary:?}");
+    let port = &running.world.port;
+    let of = |resync: String| {
+        move |p: &PortSim| -> Vec<(&'static str, String, String)> {
+            (p.pseudo_kind_metrics().into_iter())
+                .filter(|(_, _, e)| e["eventId"] == resync.as_str())
+                .map(|(m, _, e)| {
+                    let text = |f: &str| e[f].as_str().unwrap_or("?").to_string();
+                    (m, text("kindIdentifier"), text("syncState"))
+                })
+                .collect()
+        }
+    };
+    let first_events = of(first.to_string());
+    let aborted = |p: &PortSim| first_events(p).len() >= 3;
+    assert!(
+        port.wait_for(aborted, Duration::from_secs(30)).await,
+        "{:?}",
+        port.pseudo_kind_metrics()
+    );
+    let owned = |v: Vec<(&'static str, String, String)>| {
+        v.into_iter()
+            .map(|(m, k, s)| format!("{m} {k} {s}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        owned(first_events(port)),
+        [
+            "POST __runtime__ syncing",
+            "POST __reconciliation__ aborted",
+            "POST __runtime__ aborted",
+        ]
+    );
+    let second_events = of(second.to_string());
+    let done = |p: &PortSim| second_events(p).len() >= 4;
+    assert!(port.wait_for(done, Duration::from_secs(30)).await);
+    assert_eq!(
+        owned(second_events(port)).last().map(String::as_str),
+        Some("POST __runtime__ completed")
+    );
+    running.stop().await;
+}
