@@ -800,7 +800,10 @@ impl Reconciler {
     /// Ocean's sync metrics of a resync (`sync_metrics`): one event per mapping resource
     /// with its figures (`running`: every resource syncing) in one `POST …/syncMetrics`,
     /// each event again in its resource's `PUT
-    /// …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`, then a heartbeat of the resync,
+    /// …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}` — with Ocean's `__runtime__`
+    /// syncing after the `POST` at the start; at the end (`end`: the reconciliation's figures
+    /// and the resync state reported) the `__reconciliation__` `PUT` and the `__runtime__`
+    /// `POST` after the resources' — then a heartbeat of the resync,
     /// to the integration record's metrics ingest URL. Without one nothing is sent; a failure
     /// is logged, never fatal (as Ocean).
     async fn report_sync_metrics(
