@@ -56,7 +56,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::sync_metrics::{
-    MetricsIngest, ResourceFigures, ResourceId, SyncContext, resource_event,
+    DeleteFigures, MetricsIngest, ReconciliationEnd, ResourceFigures, ResourceId, SyncContext,
+    reconciliation_event, resource_event, runtime_event,
 };
 use barrier::{Barrier, Passed};
 use tally::{Progress, Reported, Tally};
@@ -618,6 +619,7 @@ impl Reconciler {
                         tracing::info!(resync_id = %id, newer = %resync_id, "resync superseded by a newer one before it was reconciled; nothing deleted");
                         self.report_state("aborted", tally.started_at, Some(Utc::now()))
                             .await;
+                        self.report_given_up(id, "aborted", &tally).await;
                         self.record(ResyncOutcome::Superseded { resync_id: id });
                     }
                 }
@@ -632,7 +634,7 @@ impl Reconciler {
                 // Every resource of the mapping it is crawled with, syncing, zero counts.
                 let resources = Tally::default()
                     .resource_summaries(mapping.as_deref().map(|version| &version.config));
-                self.report_sync_metrics(resync_id, true, 0.0, &resources)
+                self.report_sync_metrics(resync_id, true, 0.0, &resources, None)
                     .await;
             }
             _ if ended_attempts.is_some() => {
@@ -717,6 +719,7 @@ impl Reconciler {
                 tracing::warn!(resync_id = %id, reason = %reason, "resync given up; nothing deleted");
                 self.report_state("failed", tally.started_at, Some(Utc::now()))
                     .await;
+                self.report_given_up(id, "failed", &tally).await;
                 self.record(ResyncOutcome::Failed {
                     resync_id: id,
                     reason,
@@ -742,7 +745,15 @@ impl Reconciler {
         tally: Tally,
         stop: &CancellationToken,
     ) -> ResyncOutcome {
-        let outcome = self.decide(resync_id, &tally, stop).await;
+        self.report_reconciliation_started(resync_id).await;
+        let reconciling = std::time::Instant::now();
+        let mut deletes = DeleteFigures::default();
+        let outcome = self.decide(resync_id, &tally, stop, &mut deletes).await;
+        let reconciliation = ReconciliationEnd {
+            success: !matches!(outcome, ResyncOutcome::Failed { .. }),
+            seconds: reconciling.elapsed().as_secs_f64(),
+            deletes,
+        };
         let mapping = self.mapping_of(tally.mapping_version());
         let mut summary = ResyncSummary::of(
             resync_id,
@@ -755,8 +766,19 @@ impl Reconciler {
             summary.add_publish_counts(&publish.resync_counts(resync_id));
         }
         summary.log();
-        self.report_sync_metrics(resync_id, false, summary.seconds, &summary.resources)
-            .await;
+        let resync_state = if reconciliation.success {
+            "completed"
+        } else {
+            "failed"
+        };
+        self.report_sync_metrics(
+            resync_id,
+            false,
+            summary.seconds,
+            &summary.resources,
+            Some((&reconciliation, resync_state)),
+        )
+        .await;
         self.summary.send_replace(Some(summary));
         outcome
     }
@@ -778,7 +800,10 @@ impl Reconciler {
     /// Ocean's sync metrics of a resync (`sync_metrics`): one event per mapping resource
     /// with its figures (`running`: every resource syncing) in one `POST …/syncMetrics`,
     /// each event again in its resource's `PUT
-    /// …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`, then a heartbeat of the resync,
+    /// …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}` — with Ocean's `__runtime__`
+    /// syncing after the `POST` at the start; at the end (`end`: the reconciliation's figures
+    /// and the resync state reported) the `__reconciliation__` `PUT` and the `__runtime__`
+    /// `POST` after the resources' — then a heartbeat of the resync,
     /// to the integration record's metrics ingest URL. Without one nothing is sent; a failure
     /// is logged, never fatal (as Ocean).
     async fn report_sync_metrics(
@@ -787,6 +812,7 @@ impl Reconciler {
         running: bool,
         seconds: f64,
         resources: &[ResourceSummary],
+        end: Option<(&ReconciliationEnd, &str)>,
     ) {
         let identifier = &self.config.integration_identifier;
         let ingest = match MetricsIngest::of_integration(&self.client, identifier).await {
@@ -827,6 +853,10 @@ impl Reconciler {
         if let Err(e) = self.client.post_sync_metrics(&ingest.url, &events).await {
             tracing::warn!(sync_state, error = %e, "could not report the sync metrics to Port");
         }
+        if end.is_none() {
+            let runtime = runtime_event(&context, None);
+            crate::sync_metrics::post_pseudo_kinds(&self.client, &ingest, &[runtime]).await;
+        }
         // Ocean also puts each resource's event on its own when the resource starts and when it
         // ends; here every resource starts with the resync and ends with its reconciliation.
         for event in &events {
@@ -835,12 +865,72 @@ impl Reconciler {
                 break;
             }
         }
+        if let Some((reconciliation, resync_state)) = end {
+            let event = reconciliation_event(&context, Some(reconciliation));
+            crate::sync_metrics::put_pseudo_kind(&self.client, &ingest, &event).await;
+            let runtime = runtime_event(&context, Some(resync_state));
+            crate::sync_metrics::post_pseudo_kinds(&self.client, &ingest, &[runtime]).await;
+        }
         if let Err(e) = self
             .client
             .post_metrics_heartbeat(&ingest.url, &event_id)
             .await
         {
             tracing::warn!(error = %e, "could not send the sync metrics heartbeat to Port");
+        }
+    }
+
+    /// Where the sync metrics go, as read at the resync's start (`None`: nowhere).
+    fn known_metrics_ingest(&self) -> Option<MetricsIngest> {
+        self.metrics_ingest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Ocean's `__reconciliation__` event, syncing: every resource's changes are written and
+    /// the reconciliation starts (`sync_metrics`).
+    async fn report_reconciliation_started(&self, resync_id: ResyncId) {
+        let Some(ingest) = self.known_metrics_ingest() else {
+            return;
+        };
+        let event_id = resync_id.to_string();
+        let context = self.metrics_context(&ingest, &event_id, 0.0);
+        let event = reconciliation_event(&context, None);
+        crate::sync_metrics::post_pseudo_kinds(&self.client, &ingest, &[event]).await;
+    }
+
+    /// A resync ended without a reconciliation (given up, or superseded): as Ocean when a
+    /// resync stops, its `__reconciliation__` aborted and its `__runtime__` in the state
+    /// reported (`sync_metrics`).
+    async fn report_given_up(&self, resync_id: ResyncId, state: &str, tally: &Tally) {
+        let Some(ingest) = self.known_metrics_ingest() else {
+            return;
+        };
+        let event_id = resync_id.to_string();
+        let seconds = tally.started_at.map_or(0.0, |started| {
+            (Utc::now() - started).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        let context = self.metrics_context(&ingest, &event_id, seconds);
+        let mut reconciliation = reconciliation_event(&context, None);
+        reconciliation["syncState"] = json!("aborted");
+        crate::sync_metrics::post_pseudo_kinds(&self.client, &ingest, &[reconciliation]).await;
+        let runtime = runtime_event(&context, Some(state));
+        crate::sync_metrics::post_pseudo_kinds(&self.client, &ingest, &[runtime]).await;
+    }
+
+    fn metrics_context<'a>(
+        &'a self,
+        ingest: &'a MetricsIngest,
+        event_id: &'a str,
+        seconds: f64,
+    ) -> SyncContext<'a> {
+        SyncContext {
+            integration_identifier: &self.config.integration_identifier,
+            installation_type: &ingest.installation_type,
+            event_id,
+            running: false,
+            seconds,
         }
     }
 
@@ -884,6 +974,7 @@ impl Reconciler {
         resync_id: ResyncId,
         tally: &Tally,
         stop: &CancellationToken,
+        deletes: &mut DeleteFigures,
     ) -> ResyncOutcome {
         let started_at = tally.started_at.unwrap_or_else(Utc::now);
         if let Some(reason) = tally.incomplete_reason() {
@@ -892,7 +983,10 @@ impl Reconciler {
                 .await;
             return ResyncOutcome::Failed { resync_id, reason };
         }
-        let outcome = match self.delete_stale(resync_id, started_at, tally, stop).await {
+        let outcome = match self
+            .delete_stale(resync_id, started_at, tally, stop, deletes)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(e) => {
                 let reason = format!("reconciliation stopped: {e}");
@@ -915,6 +1009,7 @@ impl Reconciler {
         started_at: DateTime<Utc>,
         tally: &Tally,
         stop: &CancellationToken,
+        deletes: &mut DeleteFigures,
     ) -> Result<ResyncOutcome, PublishError> {
         let policy = match self.policy_for(tally).await {
             Ok(policy) => policy,
@@ -976,7 +1071,10 @@ impl Reconciler {
             tracing::warn!(resync_id = %resync_id, reason = %reason, "mass deletion refused");
             return Ok(ResyncOutcome::DeletionRefused { resync_id, reason });
         }
+        deletes.reached = true;
+        let deleting = std::time::Instant::now();
         let mut deleted = 0usize;
+        let mut asked = 0usize;
         for (blueprint, identifiers) in &stale {
             for chunk in identifiers.chunks(BULK_DELETE_MAX) {
                 let gone = self
@@ -984,8 +1082,20 @@ impl Reconciler {
                         self.client
                             .bulk_delete(blueprint, chunk, policy.delete_dependents)
                     })
-                    .await?;
-                deleted += gone.len();
+                    .await;
+                // The sync metrics' delete figures: what Port deleted, and what it did not
+                // of what it was asked (all the rest when the reconciliation stops here).
+                let done = gone.as_ref().map_or(0, Vec::len);
+                deleted += done;
+                asked += if gone.is_ok() {
+                    chunk.len()
+                } else {
+                    to_delete - asked
+                };
+                deletes.deleted = deleted as u64;
+                deletes.failed = (asked - deleted) as u64;
+                deletes.seconds = Some(deleting.elapsed().as_secs_f64());
+                gone?;
             }
         }
         tracing::info!(

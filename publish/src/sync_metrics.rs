@@ -12,15 +12,31 @@
 //! {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}` (`{"syncKindMetrics":
 //! event}`), which Ocean sends when the resource starts and ends; adoport's resources start
 //! with the resync and end with its reconciliation, so both go at the same moments.
-//! Not sent: Ocean's `__runtime__` and `__reconciliation__` pseudo-kinds (process figures, and
-//! the reconciliation's `delete` phase).
-//!
-//! Ocean sends them whenever the record has that URL (no setting turns them on; its data-source-processor mode, which
-//! adoport never uses, turns them off), and a failure is only logged.
+//! Besides, as Ocean, two pseudo-kinds of the resync (`kind` = `kindIdentifier`, `kindIndex` 0,
+//! `blueprint` empty):
+//! - `__runtime__`, the resync as a whole: `POST` syncing (`success` 0) right after the
+//!   resources' first `POST`, and `POST` once the resync state is reported at its end, with
+//!   that state (`completed`/`failed`/`aborted`), its `success` and `duration_seconds`
+//!   (Ocean's `update_after_resync`);
+//! - `__reconciliation__`, the deletion of stale entities: `POST` syncing (`success` 0) when
+//!   every resource's changes are written and the reconciliation starts, and `PUT
+//!   …/kind/__reconciliation__` when it ends: `completed` (`success` 1) or `failed`
+//!   (`success` 0: the resync was incomplete or a delete failed), its `duration_seconds`, and
+//!   when it came to deleting (not refused, state known) the `delete` phase's
+//!   `object_count_type` `deleted` (entities Port deleted) and `failed` (entities it was asked
+//!   to delete and did not; Ocean has no such count, it is adoport's), with the deletion's
+//!   `duration_seconds` when anything was to be deleted. adoport reports the resync state
+//!   before that `PUT` (Ocean after it); the resources' end `PUT`s come just before it.
+//!   Figures are the resync's own (Ocean's gauges add up over the process's resyncs).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::client::{COMPATIBLE_INTEGRATION_VERSION, INTEGRATION_TYPE};
+use crate::client::{COMPATIBLE_INTEGRATION_VERSION, INTEGRATION_TYPE, PortClient};
+
+/// Ocean's pseudo-kind of a resync's reconciliation (`MetricResourceKind.RECONCILIATION`).
+pub const RECONCILIATION_KIND: &str = "__reconciliation__";
+/// Ocean's pseudo-kind of the resync as a whole (`MetricResourceKind.RUNTIME`).
+pub const RUNTIME_KIND: &str = "__runtime__";
 
 /// The Ocean release of the Python integration adoport is compatible with (its
 /// `oceanVersion` in the metrics).
@@ -175,6 +191,130 @@ pub fn resource_event(
     })
 }
 
+/// What a resync's reconciliation did, for its `__reconciliation__` event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeleteFigures {
+    /// It came to deleting: the resync was complete, its policy known and the share to delete
+    /// within the threshold (Ocean's `delete_diff` counting).
+    pub reached: bool,
+    /// Stale entities Port deleted.
+    pub deleted: u64,
+    /// Stale entities Port was asked to delete and did not (refused, or the reconciliation
+    /// stopped before their request).
+    pub failed: u64,
+    /// Seconds the deletion requests took (`None`: nothing was to be deleted).
+    pub seconds: Option<f64>,
+}
+
+/// How a resync's reconciliation ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReconciliationEnd {
+    /// It ran to its end (deletion done, or refused by the threshold or the policy).
+    pub success: bool,
+    /// Seconds it took.
+    pub seconds: f64,
+    pub deletes: DeleteFigures,
+}
+
+/// Ocean's event of a pseudo-kind (`__runtime__`, `__reconciliation__`).
+fn pseudo_kind_event(
+    context: &SyncContext<'_>,
+    kind: &str,
+    sync_state: &str,
+    metrics: Value,
+) -> Value {
+    json!({
+        "integrationType": INTEGRATION_TYPE,
+        "installationType": context.installation_type,
+        "executionMode": "single_process",
+        "integrationIdentifier": context.integration_identifier,
+        "integrationVersion": COMPATIBLE_INTEGRATION_VERSION,
+        "oceanVersion": OCEAN_VERSION,
+        "kindIdentifier": kind,
+        "kind": kind,
+        "kindIndex": 0,
+        "eventId": context.event_id,
+        "syncState": sync_state,
+        "blueprint": "",
+        "metrics": metrics,
+    })
+}
+
+/// The `resync` phase of a pseudo-kind: its `success`, and its `duration_seconds` once known.
+fn resync_phase(success: bool, seconds: Option<f64>) -> Value {
+    let mut phase = Map::new();
+    phase.insert("success".into(), json!(f64::from(u8::from(success))));
+    if let Some(seconds) = seconds {
+        phase.insert("duration_seconds".into(), json!(seconds));
+    }
+    Value::Object(phase)
+}
+
+/// The `__runtime__` event: `syncing` while the resync runs (`state` `None`), else the resync
+/// state reported at its end (`completed`, `failed`, `aborted`) with its duration.
+pub fn runtime_event(context: &SyncContext<'_>, end_state: Option<&str>) -> Value {
+    let (state, phase) = match end_state {
+        None => ("syncing", resync_phase(false, None)),
+        Some(state) => (
+            state,
+            resync_phase(state == "completed", Some(context.seconds)),
+        ),
+    };
+    pseudo_kind_event(
+        context,
+        RUNTIME_KIND,
+        state,
+        json!({ "phase": { "resync": phase } }),
+    )
+}
+
+/// The `__reconciliation__` event: `syncing` when it starts (`end` `None`), else `completed`
+/// or `failed` with its figures.
+pub fn reconciliation_event(context: &SyncContext<'_>, end: Option<&ReconciliationEnd>) -> Value {
+    let Some(end) = end else {
+        let metrics = json!({ "phase": { "resync": resync_phase(false, None) } });
+        return pseudo_kind_event(context, RECONCILIATION_KIND, "syncing", metrics);
+    };
+    let mut phases = Map::new();
+    phases.insert(
+        "resync".into(),
+        resync_phase(end.success, Some(end.seconds)),
+    );
+    if end.deletes.reached {
+        let count = |n: u64| json!({ "object_count": n as f64 });
+        let mut delete = Map::new();
+        if let Some(seconds) = end.deletes.seconds {
+            delete.insert("duration_seconds".into(), json!(seconds));
+        }
+        delete.insert(
+            "object_count_type".into(),
+            json!({ "deleted": count(end.deletes.deleted), "failed": count(end.deletes.failed) }),
+        );
+        phases.insert("delete".into(), Value::Object(delete));
+    }
+    let state = if end.success { "completed" } else { "failed" };
+    pseudo_kind_event(
+        context,
+        RECONCILIATION_KIND,
+        state,
+        json!({ "phase": phases }),
+    )
+}
+
+/// `POST {ingestUrl}/syncMetrics` of pseudo-kind events; a failure is logged (as Ocean).
+pub async fn post_pseudo_kinds(client: &PortClient, ingest: &MetricsIngest, events: &[Value]) {
+    if let Err(e) = client.post_sync_metrics(&ingest.url, events).await {
+        tracing::warn!(kinds = ?events.iter().map(|e| &e["kindIdentifier"]).collect::<Vec<_>>(), error = %e, "could not report the resync's sync metrics to Port");
+    }
+}
+
+/// `PUT …/kind/{kindIdentifier}` of a pseudo-kind event; a failure is logged (as Ocean).
+pub async fn put_pseudo_kind(client: &PortClient, ingest: &MetricsIngest, event: &Value) {
+    if let Err(e) = client.put_kind_sync_metrics(&ingest.url, event).await {
+        tracing::warn!(kind = %event["kindIdentifier"], error = %e, "could not report the resync's sync metrics to Port");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +401,81 @@ mod tests {
         let event = resource_event(&context, resource, &refused);
         assert_eq!(event["syncState"], "completed", "Ocean: ran to its end");
         assert_eq!(event["metrics"]["phase"]["resync"]["success"], 0.0);
+    }
+
+    fn ended(seconds: f64) -> SyncContext<'static> {
+        SyncContext {
+            integration_identifier: "my-ado",
+            installation_type: "OnPrem",
+            event_id: "e1",
+            running: false,
+            seconds,
+        }
+    }
+
+    #[test]
+    fn the_runtime_event_is_syncing_then_the_resync_state_with_its_duration() {
+        let context = ended(7.5);
+        let syncing = runtime_event(&context, None);
+        assert_eq!(syncing["kindIdentifier"], RUNTIME_KIND);
+        assert_eq!(syncing["kind"], RUNTIME_KIND);
+        assert_eq!(syncing["kindIndex"], 0);
+        assert_eq!(syncing["blueprint"], "");
+        assert_eq!(syncing["syncState"], "syncing");
+        assert_eq!(
+            syncing["metrics"],
+            json!({"phase": {"resync": {"success": 0.0}}})
+        );
+        let done = runtime_event(&context, Some("completed"));
+        assert_eq!(done["syncState"], "completed");
+        assert_eq!(
+            done["metrics"],
+            json!({"phase": {"resync": {"success": 1.0, "duration_seconds": 7.5}}})
+        );
+        let failed = runtime_event(&context, Some("failed"));
+        assert_eq!(failed["syncState"], "failed");
+        assert_eq!(failed["metrics"]["phase"]["resync"]["success"], 0.0);
+    }
+
+    #[test]
+    fn the_reconciliation_event_carries_the_delete_phase_only_when_it_came_to_deleting() {
+        let context = ended(0.0);
+        let syncing = reconciliation_event(&context, None);
+        assert_eq!(syncing["kindIdentifier"], RECONCILIATION_KIND);
+        assert_eq!(syncing["syncState"], "syncing");
+        let deleted = ReconciliationEnd {
+            success: true,
+            seconds: 1.25,
+            deletes: DeleteFigures {
+                reached: true,
+                deleted: 4,
+                failed: 1,
+                seconds: Some(0.5),
+            },
+        };
+        let event = reconciliation_event(&context, Some(&deleted));
+        assert_eq!(event["syncState"], "completed");
+        assert_eq!(
+            event["metrics"],
+            json!({"phase": {
+                "resync": {"success": 1.0, "duration_seconds": 1.25},
+                "delete": {
+                    "duration_seconds": 0.5,
+                    "object_count_type": {
+                        "deleted": {"object_count": 4.0},
+                        "failed": {"object_count": 1.0},
+                    },
+                },
+            }})
+        );
+        let incomplete = ReconciliationEnd {
+            success: false,
+            seconds: 0.1,
+            deletes: DeleteFigures::default(),
+        };
+        let event = reconciliation_event(&context, Some(&incomplete));
+        assert_eq!(event["syncState"], "failed");
+        assert_eq!(event["metrics"]["phase"]["resync"]["success"], 0.0);
+        assert_eq!(event["metrics"]["phase"].get("delete"), None);
     }
 }

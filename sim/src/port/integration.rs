@@ -35,15 +35,20 @@ pub(crate) struct Integrations {
     pub examples: BTreeMap<String, Vec<Value>>,
     /// Every `PATCH /v1/integration/{id}` body applied to an installed integration, in order.
     pub patches: Vec<Value>,
-    /// Every `POST {ingestUrl}/syncMetrics`'s `syncKindsMetrics`, in order.
+    /// Every `POST {ingestUrl}/syncMetrics`'s `syncKindsMetrics` of mapping resources, in
+    /// order (those of Ocean's pseudo-kinds are in `pseudo_kind_metrics`).
     pub sync_metrics: Vec<Vec<Value>>,
+    /// Every event of Ocean's pseudo-kinds (`__runtime__`, `__reconciliation__`: a
+    /// `kindIdentifier` starting with `__`), `POST`ed or `PUT`, in order: the method, the
+    /// metrics ingest id it came to, the event.
+    pub pseudo_kind_metrics: Vec<(&'static str, String, Value)>,
     /// The metrics ingest id (`/v1/metrics-ingest/{id}`) each of `sync_metrics` came to.
     pub sync_metrics_ingest: Vec<String>,
     /// Metrics ingest ids besides the integration's identifier that take metrics (an ingest
     /// URL Port moved the record to).
     pub metrics_ingests: std::collections::BTreeSet<String>,
-    /// Every `PUT {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`: the two ids
-    /// of its path and its `syncKindMetrics`, in order.
+    /// Every `PUT {ingestUrl}/syncMetrics/resync/{eventId}/kind/{kindIdentifier}` of a mapping
+    /// resource: the two ids of its path and its `syncKindMetrics`, in order.
     pub kind_sync_metrics: Vec<(String, String, Value)>,
     /// Every `POST {ingestUrl}/heartbeat`'s `eventId`, in order.
     pub heartbeats: Vec<String>,
@@ -68,6 +73,7 @@ impl Integrations {
             examples: BTreeMap::new(),
             patches: Vec::new(),
             sync_metrics: Vec::new(),
+            pseudo_kind_metrics: Vec::new(),
             sync_metrics_ingest: Vec::new(),
             metrics_ingests: Default::default(),
             heartbeats: Vec::new(),

@@ -34,8 +34,8 @@
 //! | `GET /v1/integration/{id}/resync-request` | `{ok, request: {updatedAt}}` |
 //! | `GET`, `PUT`, `POST /v1/integration/{id}/cursor?kind=&index=` | incremental sync cursors (see `cursors`), see [`PortSim::cursor`] |
 //! | `POST /v1/integration/{id}/kinds/{kind}/examples` | `{examples}` recorded, see [`PortSim::examples`] |
-//! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`]; the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
-//! | `PUT /v1/metrics-ingest/{id}/syncMetrics/resync/{event}/kind/{kind}` | `{syncKindMetrics}` recorded, see [`PortSim::kind_sync_metrics`] |
+//! | `POST /v1/metrics-ingest/{id}/syncMetrics` | `{syncKindsMetrics}` recorded, see [`PortSim::sync_metrics`] (Ocean's pseudo-kinds `__runtime__`, `__reconciliation__`: [`PortSim::pseudo_kind_metrics`]); the integration's `metricAttributes.ingestUrl` points here after [`PortSim::enable_sync_metrics`] |
+//! | `PUT /v1/metrics-ingest/{id}/syncMetrics/resync/{event}/kind/{kind}` | `{syncKindMetrics}` recorded, see [`PortSim::kind_sync_metrics`] (pseudo-kinds: [`PortSim::pseudo_kind_metrics`]) |
 //! | `POST /v1/metrics-ingest/{id}/heartbeat` | `{eventId}` recorded, see [`PortSim::metrics_heartbeats`] |
 //! | `POST /v1/logs-ingest/{id}` | `{logs: [{message, level, timestamp, extra}]}` recorded, see [`PortSim::log_shipments`]; the integration's `logAttributes.ingestUrl` points here after [`PortSim::enable_log_ingest`] |
 //! | `… /v1/actions/runs…` | action runs: claim, ack, patch, logs (see `action_runs`) |
@@ -450,12 +450,21 @@ impl PortSim {
         self.log_shipments().into_iter().flatten().collect()
     }
 
-    /// Every `syncKindsMetrics` received, in order (one per `POST …/syncMetrics`).
+    /// Every `syncKindsMetrics` of mapping resources received, in order (one per `POST
+    /// …/syncMetrics`; Ocean's pseudo-kinds are in [`PortSim::pseudo_kind_metrics`]).
     pub fn sync_metrics(&self) -> Vec<Vec<Value>> {
         lock(&self.state.integrations).sync_metrics.clone()
     }
 
-    /// Every per-kind `PUT …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}`: the event id
+    /// Every event of Ocean's pseudo-kinds (`__runtime__`, `__reconciliation__`), `POST`ed to
+    /// `…/syncMetrics` or `PUT` to `…/kind/{kindIdentifier}`, in order: the method, the
+    /// metrics ingest id it came to, and the event.
+    pub fn pseudo_kind_metrics(&self) -> Vec<(&'static str, String, Value)> {
+        lock(&self.state.integrations).pseudo_kind_metrics.clone()
+    }
+
+    /// Every per-resource `PUT …/syncMetrics/resync/{eventId}/kind/{kindIdentifier}` (Ocean's
+    /// pseudo-kinds are in [`PortSim::pseudo_kind_metrics`]): the event id
     /// and kind identifier of its path, and its `syncKindMetrics`, in order.
     pub fn kind_sync_metrics(&self) -> Vec<(String, String, Value)> {
         lock(&self.state.integrations).kind_sync_metrics.clone()

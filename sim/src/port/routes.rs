@@ -739,9 +739,23 @@ async fn post_sync_metrics(request: PortRequest, Body(body): Body) -> Answer {
     if !integrations.takes_metrics(&identifier) {
         return Err(integration_not_found(&identifier));
     }
-    integrations.sync_metrics.push(events);
-    integrations.sync_metrics_ingest.push(identifier);
+    if !events.is_empty() && events.iter().all(is_pseudo_kind) {
+        for event in events {
+            (integrations.pseudo_kind_metrics).push(("POST", identifier.clone(), event));
+        }
+    } else {
+        integrations.sync_metrics.push(events);
+        integrations.sync_metrics_ingest.push(identifier);
+    }
     ok(StatusCode::OK, json!({"ok": true}))
+}
+
+/// An event of one of Ocean's pseudo-kinds (`__runtime__`, `__reconciliation__`), not of a
+/// mapping resource.
+fn is_pseudo_kind(event: &Value) -> bool {
+    event["kindIdentifier"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("__"))
 }
 
 /// `POST {ingestUrl}/heartbeat` (`{eventId}`), recorded.
@@ -811,6 +825,10 @@ async fn put_kind_sync_metrics(request: PortRequest, Body(body): Body) -> Answer
     if !integrations.takes_metrics(&identifier) {
         return Err(integration_not_found(&identifier));
     }
-    integrations.kind_sync_metrics.push((event_id, kind, event));
+    if is_pseudo_kind(&event) {
+        (integrations.pseudo_kind_metrics).push(("PUT", identifier, event));
+    } else {
+        integrations.kind_sync_metrics.push((event_id, kind, event));
+    }
     ok(StatusCode::OK, json!({"ok": true}))
 }
