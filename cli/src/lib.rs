@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_incremental;
 pub mod bench_live;
 pub mod bench_mapping;
+pub mod bench_memory;
 pub mod bench_organizations;
 pub mod bench_processes;
 pub mod bench_scaling;
