@@ -6,6 +6,7 @@
 //! (`adoport-ingest`, `adoport-transform`, `adoport-publish`); nothing here talks to Azure
 //! DevOps, evaluates jq or writes to Port except by calling them.
 
+pub mod allocator;
 pub mod bench;
 pub mod bench_incremental;
 pub mod bench_live;
