@@ -35,7 +35,7 @@ const RATE_LIMIT: RateLimit = RateLimit {
 };
 
 /// The figures of one run.
-struct Figures {
+pub(crate) struct Figures {
     label: &'static str,
     seconds: f64,
     items: u64,
@@ -45,7 +45,7 @@ struct Figures {
     port_requests: u64,
     /// Requests that wrote entities (bulk and single upserts, deletes), retries included.
     entity_writes: u64,
-    memory: Vec<(&'static str, Option<u64>)>,
+    pub(crate) memory: Vec<(&'static str, Option<u64>)>,
     /// The Port reads and writes of each resync of the run.
     resyncs: Vec<ResyncTraffic>,
 }
@@ -172,6 +172,10 @@ fn min_port_requests(projects: usize, repositories: usize) -> u64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.mode == BenchMode::Rss {
+        crate::bench_memory::run(&args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.mode == BenchMode::Scaling {
         crate::bench_scaling::run(&args).await?;
         return Ok(ExitCode::SUCCESS);
@@ -282,7 +286,7 @@ fn mapping_json() -> anyhow::Result<serde_json::Value> {
 
 /// What a single-process run puts in the way of the pipeline.
 #[derive(Debug, Clone, Copy)]
-enum Conditions {
+pub(crate) enum Conditions {
     /// Simulators answering as fast as they can.
     Unhindered,
     /// Port answers 429 past this budget.
@@ -294,7 +298,7 @@ enum Conditions {
 }
 
 /// `adoport all` in ONCE mode, no broker: the CI-job install. Timed from start to exit.
-async fn in_process(
+pub(crate) async fn in_process(
     args: &BenchArgs,
     expected: u64,
     conditions: Conditions,
@@ -321,7 +325,7 @@ async fn in_process(
             ));
         }
     }
-    let (seconds, peak) = run_once(&environment).await?;
+    let (seconds, mut peak) = run_once(&environment).await?;
     let entities = world.port.entity_count() as u64;
     if entities != expected {
         bail!("`adoport all`: Port holds {entities} entities, expected {expected}");
@@ -342,7 +346,8 @@ async fn in_process(
     if matches!(conditions, Conditions::Unhindered) {
         // The same again in a fresh process, which remembers nothing of the first: what it
         // skips, it skips because Port holds it.
-        run_once(&environment).await?;
+        let (_, again) = run_once(&environment).await?;
+        peak = peak.max(again);
         resyncs.push(ResyncTraffic {
             label: format!("{label}: again, fresh process, unchanged"),
             entities,
@@ -365,7 +370,7 @@ async fn in_process(
     Ok(figures)
 }
 
-async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {
+pub(crate) async fn separate_processes(args: &BenchArgs, expected: u64) -> anyhow::Result<Figures> {
     let world = SimulatedWorld::start(args.projects, args.repositories, mapping_json()?).await?;
     let prefix = format!("bench-{}.", std::process::id());
     let environment = world.environment(Some((&args.amqp_url, &prefix)));

@@ -238,7 +238,7 @@ pub struct SimArgs {
     pub port_latency_ms: u64,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Projects in the simulated organization.
     #[arg(long, default_value_t = 50)]
@@ -301,6 +301,10 @@ pub struct BenchArgs {
     /// resync are counted before this build's, on an organization of the same shape.
     #[arg(long)]
     pub baseline_binary: Option<std::path::PathBuf>,
+    /// rss mode: the organization sizes to compare, in entities (each `size / 100` projects
+    /// × 99 repositories, so a size that is a multiple of 100 is the exact entity count).
+    #[arg(long, value_delimiter = ',', default_values_t = [5_000, 80_000])]
+    pub sizes: Vec<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +336,9 @@ pub enum BenchMode {
     /// A full `adoport all` ONCE run against an incremental one after 10 work items changed
     /// (`--projects`, `--repositories`, `--work-items`, `--ado-latency-ms`): times and requests.
     Incremental,
+    /// Peak resident memory of `adoport all` (ONCE) and of each role on RabbitMQ (two
+    /// resyncs) at each of `--sizes`: memory must not grow with the organization.
+    Rss,
 }
 
 /// What the live-events benchmark compares.

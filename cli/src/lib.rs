@@ -6,10 +6,12 @@
 //! (`adoport-ingest`, `adoport-transform`, `adoport-publish`); nothing here talks to Azure
 //! DevOps, evaluates jq or writes to Port except by calling them.
 
+pub mod allocator;
 pub mod bench;
 pub mod bench_incremental;
 pub mod bench_live;
 pub mod bench_mapping;
+pub mod bench_memory;
 pub mod bench_organizations;
 pub mod bench_processes;
 pub mod bench_requests;

@@ -4,7 +4,15 @@ use clap::Parser;
 
 use adoport::cli::Cli;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    adoport::command::execute(Cli::parse()).await
+fn main() -> std::process::ExitCode {
+    // Before the runtime starts its threads: malloc's settings apply to every thread.
+    adoport::allocator::tune();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("adoport: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(adoport::command::execute(Cli::parse()))
 }

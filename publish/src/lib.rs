@@ -40,6 +40,7 @@ pub mod client;
 pub mod compare;
 pub mod concurrency;
 pub mod error;
+pub mod fingerprint;
 pub mod integration_record;
 pub mod log_shipping;
 pub mod membership;

@@ -10,7 +10,10 @@
 //! dead-letter queue (from where it is replayed). The worker keeps two writes of one entity
 //! from being in flight together, so admission order is also the order Port sees them in.
 //!
-//! Memory is bounded: past `capacity` entities the guard forgets the half with the oldest
+//! Memory is bounded and does not grow with the organization: entities are remembered as
+//! 128-bit fingerprints (24 bytes with the observation), at most `capacity` of them
+//! ([`DEFAULT_GUARD_CAPACITY`], [`GUARD_BYTES`]) for the whole process, however many
+//! partitions it consumes. Past `capacity` entities the guard forgets the half with the oldest
 //! observations. The trade-off: a stale change for a forgotten entity is applied again. That
 //! takes a change older than that entity's last one arriving after the guard has seen
 //! `capacity / 2` newer entity versions; the per-partition queue order (one entity = one
@@ -21,6 +24,8 @@ use std::collections::HashMap;
 
 use adoport_shared::port::{BlueprintId, EntityId};
 use chrono::{DateTime, Utc};
+
+use crate::fingerprint::Fingerprinter;
 
 /// What ordering is kept for: one entity in Port, or one part of it.
 ///
@@ -63,8 +68,17 @@ impl EntityKey {
     }
 }
 
-/// Entities the guard remembers by default (a few tens of MB at most).
-pub const DEFAULT_GUARD_CAPACITY: usize = 200_000;
+/// Entities the guard remembers by default: 7/8 of 65,536 slots, the most a table of 65,536
+/// slots holds, so the guard never takes more than [`GUARD_BYTES`].
+pub const DEFAULT_GUARD_CAPACITY: usize = 57_344;
+
+/// Bytes of one remembered entity: a 128-bit fingerprint of its key and the observation in
+/// nanoseconds.
+const ENTRY_BYTES: usize = std::mem::size_of::<(u128, i64)>();
+
+/// The most the guard takes at [`DEFAULT_GUARD_CAPACITY`]: 65,536 slots of an entry and a
+/// control byte (about 2.1 MB, whatever the identifiers' length).
+pub const GUARD_BYTES: usize = 65_536 * crate::fingerprint::slot_bytes(ENTRY_BYTES);
 
 /// The guard's verdict on a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,42 +89,66 @@ pub enum Admission {
     Stale { newest: DateTime<Utc> },
 }
 
-/// Newest admitted observation per entity, bounded.
+/// Newest admitted observation per entity, bounded: entities are held as 128-bit
+/// fingerprints of their key (`crate::fingerprint`), observations as nanoseconds.
 #[derive(Debug)]
 pub struct VersionGuard {
-    newest: HashMap<EntityKey, DateTime<Utc>>,
+    newest: HashMap<u128, i64>,
+    hasher: Fingerprinter,
     capacity: usize,
     forgotten: u64,
+}
+
+/// An observation as nanoseconds since the epoch (saturated outside 1677–2262, where no
+/// observation falls).
+fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 impl VersionGuard {
     pub fn new(capacity: usize) -> Self {
         Self {
             newest: HashMap::new(),
+            hasher: Fingerprinter::new(),
             capacity: capacity.max(2),
             forgotten: 0,
         }
     }
 
+    fn fingerprint(&self, key: &EntityKey) -> u128 {
+        self.hasher
+            .wide(&[key.blueprint.as_str(), key.identifier.as_str(), &key.part])
+    }
+
     /// Decides on a change and, if it is fresh, remembers it as the entity's newest.
     pub fn admit(&mut self, key: &EntityKey, observed_at: DateTime<Utc>) -> Admission {
-        if let Some(newest) = self.newest.get_mut(key) {
-            if observed_at < *newest {
-                return Admission::Stale { newest: *newest };
+        let fingerprint = self.fingerprint(key);
+        let observed = nanos(observed_at);
+        if let Some(newest) = self.newest.get_mut(&fingerprint) {
+            if observed < *newest {
+                return Admission::Stale {
+                    newest: DateTime::from_timestamp_nanos(*newest),
+                };
             }
-            *newest = observed_at;
+            *newest = observed;
             return Admission::Fresh;
         }
         if self.newest.len() >= self.capacity {
             self.forget_oldest_half();
         }
-        self.newest.insert(key.clone(), observed_at);
+        self.newest.insert(fingerprint, observed);
         Admission::Fresh
     }
 
     /// The newest admitted observation of an entity, if remembered.
     pub fn newest(&self, key: &EntityKey) -> Option<DateTime<Utc>> {
-        self.newest.get(key).copied()
+        self.newest
+            .get(&self.fingerprint(key))
+            .map(|at| DateTime::from_timestamp_nanos(*at))
     }
 
     pub fn len(&self) -> usize {
@@ -121,13 +159,18 @@ impl VersionGuard {
         self.newest.is_empty()
     }
 
+    /// Bytes the guard's table takes (its capacity: what the allocator holds).
+    pub fn bytes(&self) -> usize {
+        crate::fingerprint::table_bytes(self.newest.capacity(), ENTRY_BYTES)
+    }
+
     /// Entities forgotten to stay within capacity, since start.
     pub fn forgotten(&self) -> u64 {
         self.forgotten
     }
 
     fn forget_oldest_half(&mut self) {
-        let mut times: Vec<DateTime<Utc>> = self.newest.values().copied().collect();
+        let mut times: Vec<i64> = self.newest.values().copied().collect();
         let middle = times.len() / 2;
         let (_, median, _) = times.select_nth_unstable(middle);
         let median = *median;
@@ -137,6 +180,9 @@ impl VersionGuard {
         if self.newest.len() >= self.capacity {
             self.newest.clear();
         }
+        // A fresh table without the forgotten entries' tombstones: with them, the table would
+        // grow past the capacity's slots on the way back to `capacity` entries.
+        self.newest.shrink_to_fit();
         self.forgotten += (before - self.newest.len()) as u64;
     }
 }
@@ -193,5 +239,41 @@ mod tests {
             guard.admit(&EntityKey::new("bp", format!("e{i}")), at(7));
             assert!(guard.len() <= 10);
         }
+    }
+
+    /// The regression guard of memory that does not grow with the organization: twice as
+    /// many distinct entities as the guard keeps (as a resync of a large organization sends),
+    /// with long identifiers, and the guard's table stays within [`GUARD_BYTES`].
+    #[test]
+    fn twice_the_capacity_of_entities_stays_within_the_byte_limit() {
+        let mut guard = VersionGuard::new(DEFAULT_GUARD_CAPACITY);
+        for i in 0..2 * DEFAULT_GUARD_CAPACITY as i64 {
+            let key = EntityKey {
+                blueprint: BlueprintId::new("azureDevopsRepository"),
+                identifier: EntityId::new(format!(
+                    "a-rather-long-project-name-{}/a-rather-long-repository-name-{i}",
+                    i / 100
+                )),
+                part: "repository#0".into(),
+            };
+            guard.admit(&key, at(i));
+            assert!(guard.len() <= DEFAULT_GUARD_CAPACITY);
+        }
+        assert!(
+            guard.bytes() <= GUARD_BYTES,
+            "{} bytes > {GUARD_BYTES}",
+            guard.bytes()
+        );
+        assert!(guard.forgotten() >= DEFAULT_GUARD_CAPACITY as u64);
+    }
+
+    #[test]
+    fn observations_keep_their_nanoseconds() {
+        let mut guard = VersionGuard::new(10);
+        let e = EntityKey::new("bp", "e1");
+        let later = at(10) + TimeDelta::nanoseconds(1);
+        assert_eq!(guard.admit(&e, later), Admission::Fresh);
+        assert_eq!(guard.admit(&e, at(10)), Admission::Stale { newest: later });
+        assert_eq!(guard.newest(&e), Some(later));
     }
 }

@@ -145,8 +145,15 @@ impl ReconcileConfig {
     }
 }
 
-/// Default bound on tracked entity keys (about 100 bytes each: ~100 MB at most).
+/// Default bound on tracked entity keys. They are held as 8-byte fingerprints
+/// (`crate::fingerprint::KeySet`): a resync's produced set takes 9 bytes per slot of a table
+/// at most 7/8 full, about 1.2 MB for 80,000 entities and at most 2²¹ slots, 18 MiB
+/// ([`MAX_TRACKED_BYTES`]) for produced entities and relation targets at this bound.
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
+
+/// The most the produced sets and relation targets of open resyncs take at
+/// [`DEFAULT_MAX_TRACKED`] keys (checked by a test).
+pub const MAX_TRACKED_BYTES: usize = 18 << 20;
 
 /// Resyncs remembered as ended, so that their late or redelivered messages are recognised
 /// (and ignored) instead of opening a resync that never completes.
@@ -1041,8 +1048,8 @@ impl Reconciler {
                     });
                 }
                 let key = (blueprint, identifier);
-                if tally.produced.contains(&key)
-                    || (policy.keep_relation_targets && tally.related.contains(&key.1))
+                if tally.produced.contains(&[&key.0, &key.1])
+                    || (policy.keep_relation_targets && tally.related.contains(&[&key.1]))
                 {
                     continue;
                 }
@@ -1102,6 +1109,7 @@ impl Reconciler {
             resync_id = %resync_id,
             listed,
             deleted,
+            produced_set_bytes = tally.tracked_bytes(),
             "reconciliation deleted the entities the resync no longer produced"
         );
         Ok(ResyncOutcome::Completed { resync_id, deleted })

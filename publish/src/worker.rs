@@ -96,7 +96,8 @@ pub struct PublishConfig {
     pub retry: RetryPolicy,
     /// On shutdown, how long in-flight requests may take before their deliveries are returned.
     pub shutdown_deadline: Duration,
-    /// Entities the version guard remembers per partition consumed (the guard spans them).
+    /// Entities the version guard remembers, across every partition the process consumes
+    /// (fixed bytes each: see `crate::ordering`).
     pub guard_capacity: usize,
 }
 
@@ -191,7 +192,7 @@ impl Publisher {
                 .map(|heard| (timing, heard))
         });
         let (share, assignment) = watch::channel(Vec::new());
-        let (sharing, guard_partitions) = match heard {
+        let sharing = match heard {
             Some((timing, heard)) => {
                 let me = uuid::Uuid::new_v4().to_string();
                 tracing::info!(
@@ -213,7 +214,7 @@ impl Publisher {
                     gauges: shared.stats.share().clone(),
                     stop: shared.stop.clone(),
                 };
-                (Some(tokio::spawn(task.run())), usize::from(total))
+                Some(tokio::spawn(task.run()))
             }
             None => {
                 tracing::info!(
@@ -223,13 +224,12 @@ impl Publisher {
                     "publish worker started"
                 );
                 shared.stats.share().set_members(1);
-                let pinned = config.partitions.len();
                 // Sent once; the coordinator notices the sender is gone and stops watching.
                 let _ = share.send(config.partitions.clone());
-                (None, pinned)
+                None
             }
         };
-        consume(shared, config, bus, assignment, sharing, guard_partitions).await
+        consume(shared, config, bus, assignment, sharing).await
     }
 
     /// Consumes the partitions `assignment` names, taking up and handing over partitions as
@@ -242,8 +242,7 @@ impl Publisher {
         assignment: watch::Receiver<Vec<u16>>,
     ) -> Result<(), PublishError> {
         let (config, shared) = self.into_shared(&shutdown);
-        let total = usize::from(bus.topology().partitions);
-        consume(shared, config, bus, assignment, None, total).await
+        consume(shared, config, bus, assignment, None).await
     }
 
     fn into_shared(self, shutdown: &CancellationToken) -> (PublishConfig, Arc<Shared>) {
@@ -268,9 +267,8 @@ async fn consume(
     bus: Bus,
     assignment: watch::Receiver<Vec<u16>>,
     sharing: Option<tokio::task::JoinHandle<()>>,
-    guard_partitions: usize,
 ) -> Result<(), PublishError> {
-    let result = Coordinator::new(shared.clone(), config, bus, assignment, guard_partitions)
+    let result = Coordinator::new(shared.clone(), config, bus, assignment)
         .run()
         .await;
     shared.stop.cancel();
@@ -390,16 +388,11 @@ impl Coordinator {
         config: PublishConfig,
         bus: Bus,
         assignment: watch::Receiver<Vec<u16>>,
-        guard_partitions: usize,
     ) -> Self {
         Self {
             writes: Batcher::new(config.batch),
             checks: Batcher::new(config.check),
-            guard: VersionGuard::new(
-                config
-                    .guard_capacity
-                    .saturating_mul(guard_partitions.max(1)),
-            ),
+            guard: VersionGuard::new(config.guard_capacity),
             shared,
             config,
             bus,

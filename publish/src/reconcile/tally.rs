@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::ResourceSummary;
 use super::barrier::{Barrier, Passed};
+use crate::fingerprint::KeySet;
 
 /// Attempts tracked per resync; the oldest is forgotten past it (its produced entities stay).
 pub(crate) const ATTEMPTS_KEPT: usize = 8;
@@ -109,10 +110,11 @@ pub(crate) struct Tally {
     /// Attempts in the order they were first heard of (`None`: messages without an attempt id,
     /// from an older ingest).
     attempts: Vec<(Option<AttemptId>, AttemptTally)>,
-    /// `(blueprint, identifier)` of every entity any attempt produced.
-    pub(crate) produced: HashSet<(String, String)>,
-    /// Relation targets named by them.
-    pub(crate) related: HashSet<String>,
+    /// `(blueprint, identifier)` of every entity any attempt produced, as fingerprints (8
+    /// bytes each, whatever the identifiers' length).
+    pub(crate) produced: KeySet,
+    /// Relation targets named by them, as fingerprints.
+    pub(crate) related: KeySet,
     pub(crate) overflowed: bool,
     pub(crate) last_news: Option<Instant>,
     /// The barriers sent to the change partitions once an attempt was complete; the resync
@@ -123,6 +125,11 @@ pub(crate) struct Tally {
 impl Tally {
     pub(crate) fn tracked(&self) -> usize {
         self.produced.len() + self.related.len()
+    }
+
+    /// Bytes the produced set and the relation targets take.
+    pub(crate) fn tracked_bytes(&self) -> usize {
+        self.produced.bytes() + self.related.bytes()
     }
 
     /// The tally of `attempt`, added if new (forgetting the oldest past [`ATTEMPTS_KEPT`]).
@@ -209,12 +216,16 @@ impl Tally {
         }
         if produced.len() + related.len() > room {
             self.overflowed = true;
-            self.produced = HashSet::new();
-            self.related = HashSet::new();
+            self.produced = KeySet::new();
+            self.related = KeySet::new();
             return Progress::Overflowed;
         }
-        self.produced.extend(produced);
-        self.related.extend(related);
+        for (blueprint, identifier) in &produced {
+            self.produced.insert(&[blueprint, identifier]);
+        }
+        for identifier in &related {
+            self.related.insert(&[identifier]);
+        }
         Progress::Counted
     }
 
@@ -693,5 +704,47 @@ mod tests {
             tally.started(Utc::now(), Some(AttemptId::new()), None);
         }
         assert_eq!(tally.attempts.len(), ATTEMPTS_KEPT);
+    }
+
+    /// The regression guard of the produced set's memory: a resync of a generated
+    /// organization of 160,000 entities (twice the largest benchmarked) with long identifiers
+    /// holds 8-byte fingerprints in a table at most 7/8 full, never the identifiers; at the
+    /// default bound it stays within the stated byte limit.
+    #[test]
+    fn the_produced_set_holds_fingerprints_within_its_byte_limit() {
+        let mut tally = Tally::default();
+        let attempt = Some(AttemptId::new());
+        let entities = 160_000usize;
+        for page in 0..entities / 100 {
+            let produced = (0..100)
+                .map(|i| {
+                    (
+                        "azureDevopsRepository".to_string(),
+                        format!(
+                            "a-rather-long-project-name-{page}/a-rather-long-repository-name-{i}"
+                        ),
+                    )
+                })
+                .collect();
+            let reported = Reported {
+                produced,
+                ..report(attempt, "repository", Uuid::new_v4(), "unused")
+            };
+            assert_eq!(tally.progress(reported, usize::MAX), Progress::Counted);
+        }
+        assert_eq!(tally.tracked(), entities);
+        // 160,000 keys: 262,144 slots of 9 bytes (14.7 per entity), where the identifiers
+        // alone are over 60 bytes each.
+        assert!(
+            tally.tracked_bytes() <= 262_144 * 9,
+            "{}",
+            tally.tracked_bytes()
+        );
+        let bytes_at_bound = crate::fingerprint::table_bytes(super::super::DEFAULT_MAX_TRACKED, 8);
+        assert!(bytes_at_bound <= super::super::MAX_TRACKED_BYTES);
+        assert!(tally.produced.contains(&[
+            "azureDevopsRepository",
+            "a-rather-long-project-name-1599/a-rather-long-repository-name-99"
+        ]));
     }
 }

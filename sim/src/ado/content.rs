@@ -292,6 +292,15 @@ impl GitStore {
     /// wikis (see the module docs).
     pub(crate) fn seed(org: &Organization) -> GitStore {
         let mut store = GitStore::default();
+        // Pull requests by repository, in their order: looking them up per repository would
+        // take repositories × pull requests (minutes for an organization of 80,000).
+        let mut pull_requests: HashMap<&str, Vec<_>> = HashMap::new();
+        for pr in &org.pull_requests {
+            pull_requests
+                .entry(pr.repository_id.as_str())
+                .or_default()
+                .push(pr);
+        }
         for (index, repository) in org.repositories.iter().enumerate() {
             let Some(branch) = &repository.default_branch else {
                 continue;
@@ -300,11 +309,8 @@ impl GitStore {
             let main = store.commit(&repository.id, Vec::new(), tree.clone(), "Initial commit");
             let content = store.repositories.entry(repository.id.clone()).or_default();
             content.branches.insert(branch.clone(), main.clone());
-            for pr in org
-                .pull_requests
-                .iter()
-                .filter(|pr| pr.repository_id == repository.id)
-            {
+            let theirs = pull_requests.get(repository.id.as_str());
+            for pr in theirs.into_iter().flatten() {
                 if store
                     .repositories
                     .get(&repository.id)
