@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::crawl::{CrawlHarness, crawl_harness, plan};
+use support::crawl::{CrawlHarness, crawl_harness, crawl_harness_in_flight, plan};
 
 async fn harness(config: AdoSimConfig, prefix: &str, concurrent_kinds: usize) -> CrawlHarness {
     crawl_harness(config, "sim-pat", prefix, |crawler: Crawler| {
@@ -75,6 +75,33 @@ async fn the_units_of_a_plan_have_requests_in_flight_at_the_same_time() {
     at_once.assert_requests("GET /{org}/_apis/projects", 1);
     at_once.sim.shutdown().await;
     one_by_one.sim.shutdown().await;
+}
+
+/// A kind whose units are one request each (a project's policy listing) keeps as many of them
+/// in flight as the crawl's share of the request budget allows, not a fixed few: at real
+/// latency that share, not the fan-out, is what bounds a resync.
+#[tokio::test]
+async fn a_kind_of_one_request_units_fills_the_crawl_budget() {
+    let config = AdoSimConfig {
+        projects: 24,
+        latency: Duration::from_millis(40),
+        ..AdoSimConfig::default()
+    };
+    let h = crawl_harness_in_flight(config, "sim-pat", "budget-wide.", 24, |crawler| {
+        crawler.with_concurrent_kinds(1)
+    })
+    .await;
+    let items = h.crawl_ok(&[plan("repository-policy", json!({}))]).await;
+    assert!(items["repository-policy"].len() >= 24, "{items:?}");
+    h.assert_requests("GET /{org}/{project}/_apis/policy/configurations", 24);
+    // The repository lists before them run 8 at a time; the policy listings, one request per
+    // project, take the whole budget.
+    assert!(
+        h.sim.peak_in_flight() > 8,
+        "peak {} requests in flight with 24 allowed",
+        h.sim.peak_in_flight()
+    );
+    h.sim.shutdown().await;
 }
 
 /// Projects, repositories and boards are read once per resync even when several units need

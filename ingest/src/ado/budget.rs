@@ -181,6 +181,11 @@ fn read(slot: &Mutex<Option<Instant>>) -> Option<Instant> {
 }
 
 impl LaneBudget {
+    /// Requests in flight the crawl may hold at most.
+    pub(crate) fn crawl_in_flight(&self) -> usize {
+        self.limits.crawl_in_flight()
+    }
+
     pub(crate) fn new(limits: LaneLimits) -> Self {
         Self {
             in_flight: Semaphore::new(limits.max_in_flight.max(1)),

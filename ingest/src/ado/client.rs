@@ -246,6 +246,12 @@ impl AdoClient {
         &self.inner.stats
     }
 
+    /// Requests in flight the crawl may hold at most in this organization (its share of
+    /// `ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS`).
+    pub(crate) fn crawl_in_flight(&self) -> usize {
+        self.inner.budget.crawl_in_flight()
+    }
+
     /// `{service host of sub}/{path}`: the organization URL of another Azure DevOps service
     /// (`vsrm`, `vssps`, `vsaex`, `advsec`, …). See [`service_base`].
     pub fn service_url(&self, sub: &str, path: &str) -> String {

@@ -246,8 +246,11 @@ pub(crate) fn check_live(handler: Handler, plans: &[KindPlan]) -> Result<(), Sel
 }
 
 impl Crawler {
-    /// Runs `fetch` for every unit, `CONCURRENT_UNITS` at a time, publishing each page it
-    /// sends as it arrives. Per-unit failures mark the kind failed (see the module docs).
+    /// Runs `fetch` for every unit, as many at a time as the crawl may have requests in
+    /// flight (at least `CONCURRENT_UNITS`), publishing each page it sends as it arrives: a
+    /// unit is often one request (a repository's spec file, a project's policies), so fewer
+    /// units than the budget's requests would leave it idle at real latency. Per-unit failures
+    /// mark the kind failed (see the module docs).
     pub(crate) async fn fan_out<T, F, Fut>(
         &self,
         crawl: &mut KindCrawl<'_>,
@@ -259,13 +262,14 @@ impl Crawler {
         Fut: Future<Output = Result<(), AdoError>>,
     {
         let (tx, mut rx) = mpsc::channel::<Vec<Value>>(CONCURRENT_UNITS);
+        let width = self.client.crawl_in_flight().max(CONCURRENT_UNITS);
         let (kind, name) = (crawl.kind, crawl.kind.name());
         let failures = Mutex::new(Failures::default());
         let fetch = &fetch;
         let failures_ref = &failures;
         let producer = async move {
             stream::iter(units)
-                .for_each_concurrent(CONCURRENT_UNITS, |(label, unit)| {
+                .for_each_concurrent(width, |(label, unit)| {
                     let pages = Pages { tx: tx.clone() };
                     async move {
                         let outcome = fetch(unit, pages).await;

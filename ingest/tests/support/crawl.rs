@@ -15,8 +15,6 @@ use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::client_with_pat;
-
 pub struct CrawlHarness {
     pub sim: AdoSim,
     pub client: AdoClient,
@@ -34,9 +32,20 @@ pub async fn crawl_harness(
     prefix: &str,
     configure: impl FnOnce(Crawler) -> Crawler,
 ) -> CrawlHarness {
+    crawl_harness_in_flight(config, pat, prefix, 8, configure).await
+}
+
+/// [`crawl_harness`] with a client that may have `max_in_flight` requests in flight.
+pub async fn crawl_harness_in_flight(
+    config: AdoSimConfig,
+    pat: &str,
+    prefix: &str,
+    max_in_flight: usize,
+    configure: impl FnOnce(Crawler) -> Crawler,
+) -> CrawlHarness {
     let sim = AdoSim::start(config).await.expect("simulator starts");
     let shutdown = CancellationToken::new();
-    let client = client_with_pat(&sim, pat, &shutdown);
+    let client = super::client_in_flight(&sim, pat, max_in_flight, &shutdown);
     let bus = Bus::memory(Topology::new(prefix, 2), shutdown);
     let crawler = configure(Crawler::new(client.clone(), bus.clone(), 50));
     let deliveries = bus.subscribe(WorkQueue::Raw, 64).await.expect("subscribe");

@@ -69,13 +69,23 @@ fn client_of(sim: &AdoSim, shutdown: &CancellationToken) -> AdoClient {
 
 /// A client of `sim` that signs in with `pat`.
 pub fn client_with_pat(sim: &AdoSim, pat: &str, shutdown: &CancellationToken) -> AdoClient {
+    client_in_flight(sim, pat, 8, shutdown)
+}
+
+/// A client of `sim` that signs in with `pat` and may have `max_in_flight` requests in flight.
+pub fn client_in_flight(
+    sim: &AdoSim,
+    pat: &str,
+    max_in_flight: usize,
+    shutdown: &CancellationToken,
+) -> AdoClient {
     let access = AzureDevopsAccess {
         organization_url: sim.organization_url(),
         personal_access_token: Secret::new(pat),
         timeout_secs: 10,
         network: Default::default(),
     };
-    AdoClient::new(&access, 8, shutdown.clone()).expect("client")
+    AdoClient::new(&access, max_in_flight, shutdown.clone()).expect("client")
 }
 
 /// The `Authorization` header Azure DevOps sends for a subscription with basic auth.
