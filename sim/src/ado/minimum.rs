@@ -341,11 +341,14 @@ fn route_row(route: &str) -> Option<&'static str> {
         | "/{org}/_apis/projects/{project}/teams"
         | "/{org}/{project}/{team}/_apis/work/boards"
         | "/{org}/{project}/{team}/_apis/work/boards/{board}" => BOARDS_ROW,
-        "/{org}/{project}/_apis/wit/wiql" | "/{org}/{project}/_apis/wit/workitemsbatch" => {
-            "work-item"
-        }
+        "/{org}/{project}/_apis/wit/wiql"
+        | "/{org}/{project}/_apis/wit/workitemsbatch"
+        | "/{org}/{project}/_apis/wit/workitems"
+        | "/{org}/_apis/wit/workitems" => "work-item",
         "/{org}/{project}/_apis/release/releases" => "release",
-        "/{org}/{project}/_apis/git/repositories/{repository}/items" => return None,
+        // With or without the project in the path (the Python integration leaves it out).
+        "/{org}/{project}/_apis/git/repositories/{repository}/items"
+        | "/{org}/_apis/git/repositories/{repository}/items" => return None,
         _ => OTHER_ROW,
     })
 }
@@ -418,6 +421,27 @@ mod tests {
 
     use super::*;
     use crate::AdoSimConfig;
+
+    /// Every route counts for one row at most: item reads (by path, with or without the
+    /// project in the URL, as the Python integration sends them) are split by path, never
+    /// also counted as `other`; work items read by GET count for `work-item`.
+    #[test]
+    fn item_reads_and_work_item_reads_count_for_their_kind_whatever_the_path() {
+        for route in [
+            "GET /{org}/{project}/_apis/git/repositories/{repository}/items",
+            "GET /{org}/_apis/git/repositories/{repository}/items",
+        ] {
+            assert_eq!(route_row(route), None, "{route}");
+        }
+        for route in [
+            "GET /{org}/{project}/_apis/wit/workitems",
+            "GET /{org}/_apis/wit/workitems",
+            "POST /{org}/{project}/_apis/wit/workitemsbatch",
+        ] {
+            assert_eq!(route_row(route), Some("work-item"), "{route}");
+        }
+        assert_eq!(route_row("GET /{org}/_apis/unknown"), Some(OTHER_ROW));
+    }
 
     /// Two projects of three repositories: #3 is disabled, #5 empty (no default branch); all
     /// but #5 have a README.md, #0, #2 and #4 a CODEOWNERS (see `seed`).
