@@ -172,10 +172,6 @@ fn min_port_requests(projects: usize, repositories: usize) -> u64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.mode == BenchMode::Rss {
-        crate::bench_memory::run(&args).await?;
-        return Ok(ExitCode::SUCCESS);
-    }
     if args.mode == BenchMode::Scaling {
         crate::bench_scaling::run(&args).await?;
         return Ok(ExitCode::SUCCESS);

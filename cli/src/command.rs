@@ -41,6 +41,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Sim(args) => crate::sim::run(args).await,
+        // The memory mode runs the bench's own runs at several sizes: above `bench`.
+        Command::Bench(args) if args.mode == crate::cli::BenchMode::Rss => {
+            crate::bench_memory::run(&args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => crate::bench::run(args).await,
         Command::BenchMapping(args) => crate::bench_mapping::run(args),
         Command::CheckConfig(args) => crate::roles::check_config(args),
