@@ -142,18 +142,51 @@ pub fn resource_event(
     resource: ResourceId<'_>,
     figures: &ResourceFigures,
 ) -> Value {
-    let count = |n: u64| json!({ "object_count": n as f64 });
     let sync_state = match (context.running, figures.crawl_failed) {
         (true, _) => "syncing",
         (false, true) => "failed",
         (false, false) => "completed",
     };
     let success = !context.running && figures.success();
-    let ResourceId {
-        kind,
-        index,
-        blueprint,
-    } = resource;
+    let metrics = json!({
+        "phase": {
+            "resync": {
+                "success": f64::from(u8::from(success)),
+                "duration_seconds": context.seconds,
+            },
+            "extract": { "object_count_type": { "raw_extracted": count(figures.extracted) } },
+            "transform": { "object_count_type": {
+                "transformed": count(figures.transformed),
+                "filtered_out": count(figures.filtered_out()),
+                "failed": count(figures.transform_failed),
+            } },
+            "load": { "object_count_type": {
+                "loaded": count(figures.loaded),
+                "failed": count(figures.load_failed),
+                "skipped": count(figures.skipped),
+            } },
+        }
+    });
+    event_envelope(
+        context,
+        &format!("{}-{}", resource.kind, resource.index),
+        resource,
+        sync_state,
+        metrics,
+    )
+}
+
+/// Ocean's envelope of every sync-metrics event, a mapping resource's or a pseudo-kind's:
+/// who reports (integration, installation, versions), the resync (`eventId`), what the event
+/// is about (`kindIdentifier`, `kind`, `kindIndex`, `blueprint`), its `syncState`, and
+/// `metrics`. The one place these fields are written, so the two kinds of event cannot drift.
+fn event_envelope(
+    context: &SyncContext<'_>,
+    kind_identifier: &str,
+    resource: ResourceId<'_>,
+    sync_state: &str,
+    metrics: Value,
+) -> Value {
     json!({
         "integrationType": INTEGRATION_TYPE,
         "installationType": context.installation_type,
@@ -163,32 +196,19 @@ pub fn resource_event(
         // The Python integration's version: Port keys on it (see COMPATIBLE_INTEGRATION_VERSION).
         "integrationVersion": COMPATIBLE_INTEGRATION_VERSION,
         "oceanVersion": OCEAN_VERSION,
-        "kindIdentifier": format!("{kind}-{index}"),
-        "kind": kind,
-        "kindIndex": index,
+        "kindIdentifier": kind_identifier,
+        "kind": resource.kind,
+        "kindIndex": resource.index,
         "eventId": context.event_id,
         "syncState": sync_state,
-        "blueprint": blueprint,
-        "metrics": {
-            "phase": {
-                "resync": {
-                    "success": f64::from(u8::from(success)),
-                    "duration_seconds": context.seconds,
-                },
-                "extract": { "object_count_type": { "raw_extracted": count(figures.extracted) } },
-                "transform": { "object_count_type": {
-                    "transformed": count(figures.transformed),
-                    "filtered_out": count(figures.filtered_out()),
-                    "failed": count(figures.transform_failed),
-                } },
-                "load": { "object_count_type": {
-                    "loaded": count(figures.loaded),
-                    "failed": count(figures.load_failed),
-                    "skipped": count(figures.skipped),
-                } },
-            }
-        },
+        "blueprint": resource.blueprint,
+        "metrics": metrics,
     })
+}
+
+/// One `object_count_type` figure, as Ocean writes it (a float).
+fn count(n: u64) -> Value {
+    json!({ "object_count": n as f64 })
 }
 
 /// What a resync's reconciliation did, for its `__reconciliation__` event.
@@ -223,21 +243,12 @@ fn pseudo_kind_event(
     sync_state: &str,
     metrics: Value,
 ) -> Value {
-    json!({
-        "integrationType": INTEGRATION_TYPE,
-        "installationType": context.installation_type,
-        "executionMode": "single_process",
-        "integrationIdentifier": context.integration_identifier,
-        "integrationVersion": COMPATIBLE_INTEGRATION_VERSION,
-        "oceanVersion": OCEAN_VERSION,
-        "kindIdentifier": kind,
-        "kind": kind,
-        "kindIndex": 0,
-        "eventId": context.event_id,
-        "syncState": sync_state,
-        "blueprint": "",
-        "metrics": metrics,
-    })
+    let pseudo_kind = ResourceId {
+        kind,
+        index: 0,
+        blueprint: "",
+    };
+    event_envelope(context, kind, pseudo_kind, sync_state, metrics)
 }
 
 /// The `resync` phase of a pseudo-kind: its `success`, and its `duration_seconds` once known.
@@ -281,7 +292,6 @@ pub fn reconciliation_event(context: &SyncContext<'_>, end: Option<&Reconciliati
         resync_phase(end.success, Some(end.seconds)),
     );
     if end.deletes.reached {
-        let count = |n: u64| json!({ "object_count": n as f64 });
         let mut delete = Map::new();
         if let Some(seconds) = end.deletes.seconds {
             delete.insert("duration_seconds".into(), json!(seconds));
@@ -435,6 +445,39 @@ mod tests {
         let failed = runtime_event(&context, Some("failed"));
         assert_eq!(failed["syncState"], "failed");
         assert_eq!(failed["metrics"]["phase"]["resync"]["success"], 0.0);
+    }
+
+    #[test]
+    fn resource_and_pseudo_kind_events_share_one_envelope() {
+        let context = ended(1.0);
+        let resource = ResourceId {
+            kind: "project",
+            index: 0,
+            blueprint: "azureDevopsProject",
+        };
+        let events = [
+            resource_event(&context, resource, &ResourceFigures::default()),
+            runtime_event(&context, None),
+            reconciliation_event(&context, None),
+        ];
+        let envelope = |event: &Value| -> Vec<String> {
+            let fields = event.as_object().expect("an object");
+            fields.keys().cloned().collect()
+        };
+        for event in &events[1..] {
+            assert_eq!(envelope(event), envelope(&events[0]), "{event}");
+            for field in [
+                "integrationType",
+                "installationType",
+                "executionMode",
+                "integrationIdentifier",
+                "integrationVersion",
+                "oceanVersion",
+                "eventId",
+            ] {
+                assert_eq!(event[field], events[0][field], "{field}");
+            }
+        }
     }
 
     #[test]
