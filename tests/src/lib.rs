@@ -210,6 +210,43 @@ pub async fn port_access_token(
         .to_string()
 }
 
+/// The `$datasource` of the Python integration for integration `azure-devops` (the
+/// User-Agent that writes it): entities under it are ours, reconciliation may delete them.
+pub const OURS: &str = "port-ocean/azure-devops/0.12.2/azure-devops/exporter";
+
+/// Writes entities `identifiers` of `blueprint` into Port as the writer with User-Agent
+/// `user_agent` (their `$datasource`, e.g. [`OURS`]), 20 to a request, bypassing the pipeline:
+/// what a test plants before a resync (stale entities, another writer's).
+pub async fn seed_entities(
+    port: &PortSim,
+    user_agent: &str,
+    blueprint: &str,
+    identifiers: &[String],
+) {
+    let http = reqwest::Client::builder()
+        .user_agent(user_agent)
+        .build()
+        .expect("client");
+    let token = port_access_token(&http, &port.base_url(), "sim-client", "sim-secret").await;
+    for chunk in identifiers.chunks(20) {
+        let entities: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|id| serde_json::json!({"identifier": id, "title": id, "properties": {}, "relations": {}}))
+            .collect();
+        let response = http
+            .post(format!(
+                "{}/v1/blueprints/{blueprint}/entities/bulk?upsert=true&merge=true",
+                port.base_url()
+            ))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "entities": entities }))
+            .send()
+            .await
+            .expect("seed");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+}
+
 /// A POST to ingest's `url` signed with the simulated environment's webhook secret.
 pub fn signed_post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
     http.post(url)

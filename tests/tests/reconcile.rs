@@ -9,41 +9,12 @@ use adoport::pipeline::Roles;
 use adoport_sim::ScriptedAnswer;
 use adoport_sim::port::PortSim;
 use adoport_tests::{
-    BusKind, Running, WEBHOOKS_ONLY, port_access_token, publish_process, resyncs_reported, roles,
+    BusKind, OURS, Running, WEBHOOKS_ONLY, publish_process, resyncs_reported, roles, seed_entities,
     start, start_webhooks_only, stop_process, within,
 };
 use serde_json::{Value, json};
 
 const REPOSITORY: &str = "azureDevopsRepository";
-/// Our ownership: the Python integration's datasource for integration `azure-devops`.
-const OURS: &str = "port-ocean/azure-devops/0.12.2/azure-devops/exporter";
-
-/// Writes an entity into Port as the writer with User-Agent `user_agent` (its `$datasource`).
-async fn seed(port: &PortSim, user_agent: &str, blueprint: &str, identifiers: &[String]) {
-    let http = reqwest::Client::builder()
-        .user_agent(user_agent)
-        .build()
-        .expect("client");
-    let token = port_access_token(&http, &port.base_url(), "sim-client", "sim-secret").await;
-    for chunk in identifiers.chunks(20) {
-        let entities: Vec<Value> = chunk
-            .iter()
-            .map(|id| json!({"identifier": id, "title": id, "properties": {}, "relations": {}}))
-            .collect();
-        let response = http
-            .post(format!(
-                "{}/v1/blueprints/{blueprint}/entities/bulk?upsert=true&merge=true",
-                port.base_url()
-            ))
-            .bearer_auth(&token)
-            .json(&json!({ "entities": entities }))
-            .send()
-            .await
-            .expect("seed");
-        assert!(response.status().is_success(), "{}", response.status());
-    }
-}
-
 /// Waits until Port has been told `count` resyncs ended with `status`.
 async fn reported(running: &Running, status: &str, count: usize) {
     let port = &running.world.port;
@@ -85,7 +56,7 @@ async fn a_removed_repository_is_deleted_and_foreign_entities_stay() {
         ),
         ("Mozilla/5.0", "manual-1"),
     ] {
-        seed(&running.world.port, owner, REPOSITORY, &[id.to_string()]).await;
+        seed_entities(&running.world.port, owner, REPOSITORY, &[id.to_string()]).await;
     }
     running.resync_settled().await;
     reported(&running, "completed", 1).await;
@@ -180,7 +151,7 @@ async fn a_mass_deletion_above_the_threshold_is_refused() {
     let mut running = start_webhooks_only("reconcile-mass", 1, 2).await;
     // 40 stale entities we own, against 3 the resync produces: 93 % > entityDeletionThreshold 0.9.
     let ghosts: Vec<String> = (0..40).map(|i| format!("ghost-{i}")).collect();
-    seed(&running.world.port, OURS, REPOSITORY, &ghosts).await;
+    seed_entities(&running.world.port, OURS, REPOSITORY, &ghosts).await;
     resync_again(&mut running).await;
     reported(&running, "completed", 1).await;
     let port = &running.world.port;
@@ -191,7 +162,7 @@ async fn a_mass_deletion_above_the_threshold_is_refused() {
     let few: Vec<String> = ghosts.iter().skip(3).cloned().collect();
     for id in &few {
         // Make them someone else's: only ghost-0..2 stay ours and stale.
-        seed(port, "Mozilla/5.0", REPOSITORY, std::slice::from_ref(id)).await;
+        seed_entities(port, "Mozilla/5.0", REPOSITORY, std::slice::from_ref(id)).await;
     }
     resync_again(&mut running).await;
     reported(&running, "completed", 2).await;

@@ -18,13 +18,11 @@ use adoport_shared::config::Settings;
 use adoport_shared::messages::ResyncTrigger;
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::port::PortSim;
-use adoport_tests::{BusKind, Running, publish_process, roles, start, within};
+use adoport_tests::{BusKind, OURS, Running, publish_process, roles, start, within};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "azureDevopsProject";
 const REPOSITORY: &str = "azureDevopsRepository";
-/// Our ownership: the Python integration's datasource for integration `azure-devops`.
-const OURS: &str = "port-ocean/azure-devops/0.12.2/azure-devops/exporter";
 /// The route of the reads publish makes of its entities' current state.
 const SEARCH: &str = "POST /v1/entities/search";
 const BULK_UPSERT: &str = "POST /v1/blueprints/{bp}/entities/bulk";

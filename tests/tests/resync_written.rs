@@ -17,15 +17,14 @@ use adoport_shared::config::Settings;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use adoport_sim::port::{PortSim, PortSimConfig};
 use adoport_tests::{
-    amqp_url, logs, publish_process, roles, roles_process, test_mapping, unique_prefix, within,
+    OURS, amqp_url, logs, publish_process, roles, roles_process, test_mapping, unique_prefix,
+    within,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const REPOSITORY: &str = "azureDevopsRepository";
-/// Our ownership: the Python integration's datasource for integration `azure-devops`.
-const OURS: &str = "port-ocean/azure-devops/0.12.2/azure-devops/exporter";
 
 /// Simulators with a Port whose upserts take `write_latency`, and the settings of every
 /// process of the test (its own queue prefix; small prefetch and few requests at once, so the
