@@ -520,6 +520,22 @@ impl Running {
         Settings::from_vars(vars).expect("settings valid")
     }
 
+    /// Transform alone with `mapping`, on the test's settings and connection: a "process" a
+    /// test kills (`stop`) and starts again while ingest and publish go on.
+    pub async fn start_transform(&self, mapping: &serde_json::Value) -> Pipeline {
+        let mapping = PortAppConfig::from_json_value(mapping.clone()).expect("mapping");
+        Pipeline::start(
+            &self.settings,
+            roles::TRANSFORM,
+            self.bus.clone(),
+            Some(mapping),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("transform starts")
+    }
+
     /// The id of the first simulated repository `matching` (its Azure DevOps JSON).
     pub fn repository_id(&self, matching: impl Fn(&serde_json::Value) -> bool) -> String {
         self.world

@@ -1,13 +1,11 @@
 //! Fault tests of the invariants (DESIGN.md §3): a stage killed mid-stream, Port answering 429
 //! and 500, messages nobody can read. Each runs on the real RabbitMQ with its own queues.
 
-use adoport::pipeline::{Pipeline, Roles};
+use adoport::pipeline::Roles;
 use adoport_shared::bus::{Destination, Outgoing};
-use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::DeadLetterQueue;
 use adoport_sim::ScriptedAnswer;
 use adoport_tests::{BusKind, roles, start, test_mapping, within};
-use tokio_util::sync::CancellationToken;
 
 const BULK: &str = "POST /v1/blueprints/{bp}/entities/bulk";
 
@@ -28,19 +26,8 @@ async fn transform_killed_mid_stream_loses_nothing() {
     .await;
     let expected = 12 + 12 * 10;
     // Transform alone, on the test's connection.
-    let transform = || {
-        let mapping = PortAppConfig::from_json_value(test_mapping()).expect("mapping");
-        Pipeline::start(
-            &running.settings,
-            roles::TRANSFORM,
-            running.bus.clone(),
-            Some(mapping),
-            None,
-            CancellationToken::new(),
-        )
-    };
-
-    let first = transform().await.expect("transform starts");
+    let mapping = test_mapping();
+    let first = running.start_transform(&mapping).await;
     within(
         30,
         "transform to settle some raw events",
@@ -54,7 +41,7 @@ async fn transform_killed_mid_stream_loses_nothing() {
         "killed before the end"
     );
 
-    let second = transform().await.expect("transform restarts");
+    let second = running.start_transform(&mapping).await;
     running.wait_for_entity_count(expected).await;
     for repository in running.world.ado.repositories() {
         let id = repository["id"].as_str().expect("id");

@@ -7,14 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use adoport::pipeline::{Pipeline, Roles};
-use adoport_shared::port_app_config::PortAppConfig;
+use adoport::pipeline::Roles;
 use adoport_shared::topology::WorkQueue;
 use adoport_sim::ado::{AdoSim, FileChange, SimCommit};
 use adoport_tests::soak::rng::Rng;
 use adoport_tests::{BusKind, Start, ado_requests_on, resyncs_reported, roles, within};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// Azure DevOps' WIQL route: one request per project and work-item crawl unit.
 const WIQL: &str = "POST /{org}/{project}/_apis/wit/wiql";
@@ -681,18 +679,7 @@ async fn transform_killed_mid_resync_deletes_nothing_until_every_unit_is_done() 
         .await;
     let (ado, port) = (&running.world.ado, &running.world.port);
     // Transform alone, on the test's connection: a "process" to kill and restart.
-    let transform = || {
-        let mapping = PortAppConfig::from_json_value(mapping.clone()).expect("mapping");
-        Pipeline::start(
-            &running.settings,
-            roles::TRANSFORM,
-            running.bus.clone(),
-            Some(mapping),
-            None,
-            CancellationToken::new(),
-        )
-    };
-    let first = transform().await.expect("transform starts");
+    let first = running.start_transform(&mapping).await;
     let resync_id = running.request_resync().await;
     let summary = running.resync_summary(60, resync_id).await;
     assert_eq!(summary.status, "completed", "{summary:?}");
@@ -727,7 +714,7 @@ async fn transform_killed_mid_resync_deletes_nothing_until_every_unit_is_done() 
 
     let resync_id = running.request_resync().await;
     // Transform maps part of the resync's raw events, then is killed.
-    let second = transform().await.expect("transform restarts");
+    let second = running.start_transform(&mapping).await;
     within(
         30,
         "transform to map some raw events",
@@ -756,7 +743,7 @@ async fn transform_killed_mid_resync_deletes_nothing_until_every_unit_is_done() 
         "the interrupted resync is not over"
     );
 
-    let third = transform().await.expect("transform restarts");
+    let third = running.start_transform(&mapping).await;
     let summary = running.resync_summary(60, resync_id).await;
     assert_eq!(summary.status, "completed", "{summary:?}");
     assert_eq!(
