@@ -17,13 +17,26 @@ use serde_json::{Value, json};
 /// Azure DevOps' WIQL route: one request per project and work-item crawl unit.
 const WIQL: &str = "POST /{org}/{project}/_apis/wit/wiql";
 
+/// A mapping resource of `kind` writing `blueprint` entities, titled by their identifier.
 fn resource(kind: &str, selector: Value, identifier: &str, blueprint: &str) -> Value {
+    titled_resource(kind, selector, identifier, identifier, blueprint)
+}
+
+/// A mapping resource of `kind` writing `blueprint` entities with `identifier` and `title`
+/// (jq), the item's file content as property `raw`.
+fn titled_resource(
+    kind: &str,
+    selector: Value,
+    identifier: &str,
+    title: &str,
+    blueprint: &str,
+) -> Value {
     json!({
         "kind": kind,
         "selector": selector,
         "port": {"entity": {"mappings": {
             "identifier": identifier,
-            "title": identifier,
+            "title": title,
             "blueprint": format!("\"{blueprint}\""),
             "properties": {"raw": ".file.content.raw // null"},
         }}},
@@ -252,27 +265,15 @@ async fn a_failed_crawl_unit_deletes_nothing() {
 /// resources with different paths, each under a blueprint of its own, titles and contents
 /// taken from the items (so that a hand edit in Port is drift the next resync repairs).
 fn cycles_mapping() -> Value {
-    let titled = |kind: &str, selector: Value, identifier: &str, title: &str, blueprint: &str| {
-        json!({
-            "kind": kind,
-            "selector": selector,
-            "port": {"entity": {"mappings": {
-                "identifier": identifier,
-                "title": title,
-                "blueprint": format!("\"{blueprint}\""),
-                "properties": {"raw": ".file.content.raw // null"},
-            }}},
-        })
-    };
     let work_item = ".id | tostring";
     let file = ".repo.name + \"/\" + .file.path";
     json!({
         "specPath": [],
         "resources": [
-            titled("work-item", json!({"query": "true", "wiql": "[System.State] = 'Active'"}), work_item, ".fields[\"System.Title\"]", ACTIVE),
-            titled("work-item", json!({"query": "true", "wiql": "[System.State] = 'Closed'"}), work_item, ".fields[\"System.Title\"]", CLOSED),
-            titled("file", json!({"query": "true", "files": {"path": PORT_YML}}), file, ".file.path", SERVICE),
-            titled("file", json!({"query": "true", "files": {"path": SERVICE_JSON}}), file, ".file.path", PACKAGE),
+            titled_resource("work-item", json!({"query": "true", "wiql": "[System.State] = 'Active'"}), work_item, ".fields[\"System.Title\"]", ACTIVE),
+            titled_resource("work-item", json!({"query": "true", "wiql": "[System.State] = 'Closed'"}), work_item, ".fields[\"System.Title\"]", CLOSED),
+            titled_resource("file", json!({"query": "true", "files": {"path": PORT_YML}}), file, ".file.path", SERVICE),
+            titled_resource("file", json!({"query": "true", "files": {"path": SERVICE_JSON}}), file, ".file.path", PACKAGE),
         ],
     })
 }
