@@ -329,6 +329,17 @@ pub async fn put_pseudo_kind(client: &PortClient, ingest: &MetricsIngest, event:
 mod tests {
     use super::*;
 
+    /// The context of a resync that has ended after `seconds`.
+    fn ended(seconds: f64) -> SyncContext<'static> {
+        SyncContext {
+            integration_identifier: "my-ado",
+            installation_type: "OnPrem",
+            event_id: "e1",
+            running: false,
+            seconds,
+        }
+    }
+
     #[test]
     fn the_ingest_url_and_installation_type_come_from_the_record() {
         let record = json!({"metricAttributes": {"ingestUrl": "https://m.example/x/"}});
@@ -343,13 +354,7 @@ mod tests {
 
     #[test]
     fn an_event_has_oceans_shape() {
-        let context = SyncContext {
-            integration_identifier: "my-ado",
-            installation_type: "OnPrem",
-            event_id: "e1",
-            running: false,
-            seconds: 2.5,
-        };
+        let context = ended(2.5);
         let figures = ResourceFigures {
             extracted: 3,
             transformed: 2,
@@ -382,11 +387,8 @@ mod tests {
     #[test]
     fn a_resource_is_syncing_while_the_resync_runs_and_failed_when_its_crawl_failed() {
         let mut context = SyncContext {
-            integration_identifier: "my-ado",
-            installation_type: "OnPrem",
-            event_id: "e1",
             running: true,
-            seconds: 0.0,
+            ..ended(0.0)
         };
         let resource = ResourceId {
             kind: "work-item",
@@ -411,16 +413,6 @@ mod tests {
         let event = resource_event(&context, resource, &refused);
         assert_eq!(event["syncState"], "completed", "Ocean: ran to its end");
         assert_eq!(event["metrics"]["phase"]["resync"]["success"], 0.0);
-    }
-
-    fn ended(seconds: f64) -> SyncContext<'static> {
-        SyncContext {
-            integration_identifier: "my-ado",
-            installation_type: "OnPrem",
-            event_id: "e1",
-            running: false,
-            seconds,
-        }
     }
 
     #[test]
