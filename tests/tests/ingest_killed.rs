@@ -4,22 +4,26 @@
 //! per answer, so that the units overlap; a simulated Port), DESIGN.md §3:
 //!
 //! - the kill lands once requests of at least three kinds are being answered at the same time
-//!   (the simulator's requests in flight per route) and some raw events of the resync are
-//!   already mapped: several units started, none of them known to be finished;
+//!   (the simulator's requests in flight per route) and the repository unit has had its one
+//!   read answered: several units started, some of their raw events published, none known to
+//!   be finished;
 //! - once transform has mapped everything the killed crawl published, nothing has been deleted
 //!   from Port (not even what Azure DevOps no longer has), every entity holds what it held
 //!   before or what Azure DevOps holds now, and the resync is not reported complete;
-//! - ingest started again gets the same resync request again, crawls it as a new attempt, and
-//!   Port converges to exactly what Azure DevOps holds: a hand-made entity this integration owns
-//!   is deleted, one another writer owns is kept, and those deletions (with the repository and
-//!   the work item Azure DevOps no longer has) are the only ones Port ever saw.
+//! - ingest started again (transform stopped meanwhile) gets the same resync request again and
+//!   crawls it in full as a new attempt; the resync is not over while those events wait;
+//! - transform back, Port converges to exactly what Azure DevOps holds: a hand-made entity this
+//!   integration owns is deleted, one another writer owns is kept, those deletions (with the
+//!   repository and the work item Azure DevOps no longer has) are the only ones Port ever saw,
+//!   and the resync was completed by the new attempt, whole.
 //!
 //! A coordinator that took the killed, partial crawl for a complete one (e.g. closing an
 //! interrupted attempt with what it had published when the next one starts) deletes the
 //! entities of the units the killed crawl had not finished: Port's deletion log shows it even
 //! when the next crawl writes them back. A restarted crawl that is not a new attempt fails the
-//! attempt count (the mixing of two attempts' events itself, with transform behind the crawl,
-//! is `cli/tests/restarted_crawl.rs`).
+//! attempt count. (Two attempts' events counted together completes no earlier here, as the
+//! new crawl publishes the units the killed one had reached first; `cli/tests/restarted_crawl.rs`
+//! catches that one.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
@@ -28,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use adoport_shared::bus::{ArchiveStart, Bus};
 use adoport_shared::messages::{RawEvent, ResyncId, decode};
+use adoport_shared::topology::WorkQueue;
 use adoport_sim::AdoSim;
 use adoport_sim::port::PortSim;
 use adoport_tests::{
@@ -41,6 +46,8 @@ use tokio_util::sync::CancellationToken;
 /// Every answer of the simulated Azure DevOps takes this long: a unit's reads overlap the
 /// other units'.
 const LATENCY: Duration = Duration::from_millis(100);
+/// How often a broker figure without notification (a queue's depth) is read.
+const POLL: Duration = Duration::from_millis(25);
 const PROJECTS: usize = 12;
 const REPOSITORIES: usize = 2;
 
@@ -177,21 +184,32 @@ async fn ingest_killed_with_several_units_in_flight_deletes_nothing_and_converge
         .run()
         .await;
     let (ado, port) = (&running.world.ado, &running.world.port);
-    let shutdown = CancellationToken::new();
     let settings = running.process_settings(&[]);
-    let transform =
-        roles_process_with_mapping(&settings, roles::TRANSFORM, mapping(), None, &shutdown).await;
-    let publish =
-        roles_process_with_mapping(&settings, roles::PUBLISH, mapping(), None, &shutdown).await;
+    let transform_process = || async {
+        // Each "process" its own shutdown: stopping transform leaves publish running.
+        let shutdown = CancellationToken::new();
+        roles_process_with_mapping(&settings, roles::TRANSFORM, mapping(), None, &shutdown).await
+    };
+    let transform = transform_process().await;
+    let publish = {
+        let shutdown = CancellationToken::new();
+        roles_process_with_mapping(&settings, roles::PUBLISH, mapping(), None, &shutdown).await
+    };
     let stats = transform.0.transform_stats.clone();
     let mut environment = running.world.environment(Some((
         &amqp_url(),
         &running.settings.pipeline.broker.prefix,
     )));
     environment.extend(
-        [WEBHOOKS_ONLY, ("ADOPORT__HEALTH__LISTEN", "off")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
+        [
+            WEBHOOKS_ONLY,
+            ("ADOPORT__HEALTH__LISTEN", "off"),
+            // One item per raw event: many events per unit, so the killed crawl leaves some
+            // units part-published, and a crawl's events are as many as its entities.
+            ("ADOPORT__INGEST__ITEMS_PER_EVENT", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     let mut first = ingest(&environment);
 
@@ -213,6 +231,11 @@ async fn ingest_killed_with_several_units_in_flight_deletes_nothing_and_converge
         );
     }
     let mapped_before = stats.events_settled();
+    assert_eq!(
+        mapped_before,
+        synced.len() as u64,
+        "one raw event per entity (one item each)"
+    );
     println!(
         "first resync: {} entities, {:?}",
         synced.len(),
@@ -250,14 +273,24 @@ async fn ingest_killed_with_several_units_in_flight_deletes_nothing_and_converge
     expected.insert(key(REPOSITORY, renamed), json!("renamed-before-the-kill"));
     expected.insert(key(WORK_ITEM, retitled), json!("retitled-before-the-kill"));
 
-    // The next resync, killed once several units are under way and some of its events mapped.
+    // The next resync, killed once three units are under way and one has read all it reads (the
+    // repository unit: one list), so that the killed crawl has published part of the units.
+    let repository_reads = |ado: &AdoSim| -> u64 {
+        (ado.requests().iter())
+            .filter(|(route, _)| unit_of(route) == Some("repository"))
+            .map(|(_, count)| count)
+            .sum()
+    };
+    let read_before = repository_reads(ado);
     let resync_id = request_resync(&running.bus).await;
     let seen = Mutex::new(BTreeSet::new());
     let several = ado
         .wait_for(
             |ado| {
                 let units = units_in_flight(ado);
-                let under_way = units.len() >= 3 && stats.events_settled() > mapped_before;
+                let under_way = units.len() >= 3
+                    && !units.contains("repository")
+                    && repository_reads(ado) > read_before;
                 if under_way {
                     *seen.lock().expect("lock") = units;
                 }
@@ -271,7 +304,7 @@ async fn ingest_killed_with_several_units_in_flight_deletes_nothing_and_converge
     let units = seen.into_inner().expect("lock");
     assert!(
         several,
-        "never three units in flight with some events mapped; in flight now: {:?}",
+        "never three units in flight once the repositories were read; in flight now: {:?}",
         ado.in_flight()
     );
     println!(
@@ -310,8 +343,30 @@ async fn ingest_killed_with_several_units_in_flight_deletes_nothing_and_converge
         port.resync_states()
     );
 
-    // Ingest again: the same request, a new attempt, and Port converges.
+    // Ingest again while transform is stopped: the same request, crawled in full as a new
+    // attempt, waits on the raw queue. Transform back: Port converges, and the resync
+    // completes only on the new attempt's own events (the killed one's count for nothing).
+    stop_process(transform).await;
     let mut second = ingest(&environment);
+    let crawl_events = (expected.len() - 1) as u64;
+    within(
+        60,
+        "the new attempt's whole crawl on the raw queue",
+        async {
+            while running.ready(WorkQueue::Raw).await < crawl_events {
+                tokio::time::sleep(POLL).await;
+            }
+        },
+    )
+    .await;
+    assert_eq!(running.ready(WorkQueue::Raw).await, crawl_events);
+    assert_eq!(
+        resyncs_reported(port, "completed"),
+        1,
+        "not over while the new attempt's events wait: {:?}",
+        port.resync_states()
+    );
+    let transform = transform_process().await;
     let summary = within(
         90,
         "the killed resync's completion",
@@ -335,6 +390,18 @@ async fn ingest_killed_with_several_units_in_flight_deletes_nothing_and_converge
         ("completed", 3),
         "{summary:?}"
     );
+    // The attempt that completed it is the new one, whole: every entity of every resource.
+    for resource in &summary.resources {
+        let blueprint = resource.blueprint.trim_matches('"');
+        let entities = expected.keys().filter(|(b, _)| b == blueprint).count() as u64;
+        let entities = entities - u64::from(blueprint == REPOSITORY);
+        assert_eq!(
+            (resource.items_crawled, resource.entities_produced),
+            (entities, entities),
+            "{} of the completing attempt: {summary:?}",
+            resource.kind
+        );
+    }
     let (_, attempts) = archived(&running.bus, resync_id).await;
     assert_eq!(
         attempts.len(),
