@@ -3,7 +3,9 @@
 //! (so tests await conditions instead of sleeping).
 //!
 //! It also keeps the number of requests being answered at once and its peak since the last
-//! reset, so tests can check how many requests a client keeps in flight.
+//! reset, so tests can check how many requests a client keeps in flight, and the requests being
+//! answered now per route template, so tests can await several kinds of reads under way at
+//! once (a request's start and end both signal the change).
 //!
 //! The query parameters of the latest requests are kept too ([`Traffic::record_query`], at most
 //! [`QUERIES_KEPT`]), so tests can assert what a client asked for.
@@ -52,15 +54,30 @@ pub(crate) struct Traffic {
     changed: watch::Sender<u64>,
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
+    /// Requests being answered now per route template key (keys with none are removed).
+    in_flight_routes: Mutex<BTreeMap<String, u64>>,
 }
 
 /// One request being answered; dropping it ends it.
 #[derive(Debug)]
-pub(crate) struct InFlight<'a>(&'a AtomicU64);
+pub(crate) struct InFlight<'a> {
+    traffic: &'a Traffic,
+    key: String,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.traffic.in_flight.fetch_sub(1, Ordering::Relaxed);
+        {
+            let mut routes = lock(&self.traffic.in_flight_routes);
+            if let Some(count) = routes.get_mut(&self.key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    routes.remove(&self.key);
+                }
+            }
+        }
+        self.traffic.touch();
     }
 }
 
@@ -74,6 +91,7 @@ impl Default for Traffic {
             changed: watch::Sender::new(0),
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
+            in_flight_routes: Mutex::default(),
         }
     }
 }
@@ -97,11 +115,23 @@ impl Traffic {
         answer
     }
 
-    /// Counts a request as being answered until the returned guard is dropped.
-    pub(crate) fn enter(&self) -> InFlight<'_> {
+    /// Counts a request on `key` as being answered until the returned guard is dropped.
+    pub(crate) fn enter(&self, key: &str) -> InFlight<'_> {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
-        InFlight(&self.in_flight)
+        *lock(&self.in_flight_routes)
+            .entry(key.to_string())
+            .or_insert(0) += 1;
+        self.touch();
+        InFlight {
+            traffic: self,
+            key: key.to_string(),
+        }
+    }
+
+    /// Requests being answered now, per route template key (only keys with at least one).
+    pub(crate) fn in_flight_routes(&self) -> BTreeMap<String, u64> {
+        lock(&self.in_flight_routes).clone()
     }
 
     /// The most requests answered at once since the last [`Traffic::reset_peak_in_flight`].

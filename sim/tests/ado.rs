@@ -660,3 +660,40 @@ async fn work_items_listed_by_ids_in_the_query() {
     let malformed = format!("{project}/_apis/wit/workitems?ids=one");
     assert_eq!(get(&sim, &malformed).await.status().as_u16(), 400);
 }
+
+/// Requests being answered are counted per route from their arrival to their answer, and a
+/// waiter sees them start: a test can await reads of several kinds under way at once.
+#[tokio::test]
+async fn requests_in_flight_are_counted_per_route_until_answered() {
+    let sim = start_with_one_repository_each(AdoSimConfig {
+        latency: Duration::from_millis(300),
+        ..AdoSimConfig::default()
+    })
+    .await;
+    assert!(sim.in_flight().is_empty());
+    let projects = "_apis/projects?api-version=7.1";
+    let repositories = "_apis/git/repositories?api-version=7.1";
+    let reads = async {
+        tokio::join!(
+            get(&sim, projects),
+            get(&sim, projects),
+            get(&sim, repositories)
+        )
+    };
+    let watch = async {
+        let under_way = |sim: &AdoSim| {
+            sim.in_flight().get("GET /{org}/_apis/projects") == Some(&2)
+                && sim.in_flight().values().sum::<u64>() == 3
+        };
+        assert!(
+            sim.wait_for(under_way, Duration::from_secs(5)).await,
+            "{:?}",
+            sim.in_flight()
+        );
+    };
+    let ((first, second, third), ()) = tokio::join!(reads, watch);
+    for answer in [first, second, third] {
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+    assert!(sim.in_flight().is_empty(), "{:?}", sim.in_flight());
+}

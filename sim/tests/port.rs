@@ -294,6 +294,17 @@ async fn deletes() {
         .await;
     assert_eq!(answer["deletedEntities"], json!(["d1", "d2"]));
     assert_eq!(sim.entity_count(), 2);
+    // Every delete is logged in order, a missing entity's not; one written back stays logged.
+    client
+        .post(BULK, &bulk_of(["d0".to_string()].into_iter()))
+        .await;
+    let logged = |ids: &[&str]| -> Vec<(String, String)> {
+        (ids.iter())
+            .map(|id| ("azureDevopsRepository".to_string(), id.to_string()))
+            .collect()
+    };
+    assert_eq!(sim.deletions(), logged(&["d0", "d1", "d2"]));
+    assert_eq!(sim.entity_count(), 3);
 }
 
 #[tokio::test]

@@ -493,6 +493,14 @@ impl AdoSim {
         self.state.traffic.peak_in_flight()
     }
 
+    /// Requests being answered right now (arrived, simulated latency not yet over), per route
+    /// template key; routes with none are left out. [`AdoSim::wait_for`] re-checks when a
+    /// request arrives and when it is answered, so a test can await reads of several kinds
+    /// under way at once.
+    pub fn in_flight(&self) -> BTreeMap<String, u64> {
+        self.state.traffic.in_flight_routes()
+    }
+
     /// Starts [`AdoSim::peak_in_flight`] again from the requests being answered now.
     pub fn reset_peak_in_flight(&self) {
         self.state.traffic.reset_peak_in_flight()

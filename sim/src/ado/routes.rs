@@ -123,7 +123,7 @@ async fn gate(
     {
         state.traffic.record_query(&key, params);
     }
-    let _answering = state.traffic.enter();
+    let _answering = state.traffic.enter(&key);
     let scripted = state.traffic.arrive(&key);
     if !state.config.latency.is_zero() {
         // The time a real organization takes to answer (network and server).

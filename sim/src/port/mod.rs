@@ -243,6 +243,13 @@ impl PortSim {
         lock(&self.state.catalog).writes()
     }
 
+    /// Every entity deleted since the start, `(blueprint, identifier)` in the order Port
+    /// deleted them (through the API or [`PortSim::delete_entity`], cascades included): an
+    /// entity deleted and written again later shows here though the catalog holds it.
+    pub fn deletions(&self) -> Vec<(String, String)> {
+        lock(&self.state.catalog).deletions()
+    }
+
     /// Entities stored over all blueprints.
     pub fn entity_count(&self) -> usize {
         lock(&self.state.catalog).count()

@@ -224,6 +224,9 @@ pub(crate) struct Catalog {
     /// Every upsert's result per entity, in the order they were applied, when recorded
     /// (`PortSimConfig::record_writes`).
     writes: Option<BTreeMap<(String, String), Vec<Value>>>,
+    /// Every entity deleted, `(blueprint, identifier)` in order (cascades included), so a test
+    /// can tell an entity deleted and written again from one never deleted.
+    deletions: Vec<(String, String)>,
 }
 
 impl Catalog {
@@ -410,6 +413,11 @@ impl Catalog {
         self.writes.clone().unwrap_or_default()
     }
 
+    /// Every entity deleted so far, in order.
+    pub(crate) fn deletions(&self) -> Vec<(String, String)> {
+        self.deletions.clone()
+    }
+
     /// Entities whose (known) relations point at `blueprint`/`identifier`.
     pub(crate) fn dependents(&self, blueprint: &str, identifier: &str) -> Vec<(String, String)> {
         let mut found = Vec::new();
@@ -476,6 +484,7 @@ impl Catalog {
                 deleted.push((bp, id));
             }
         }
+        self.deletions.extend(deleted.iter().cloned());
         Ok(deleted)
     }
 
