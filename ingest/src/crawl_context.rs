@@ -6,8 +6,10 @@
 //! (`crate::kinds`) and the crawl of a whole plan runs them ([`crate::crawler`]); this module
 //! names neither.
 //!
-//! Memory stays flat whatever the organization's size: a page is published (and confirmed by
-//! the broker) before the next one is held.
+//! Memory stays flat whatever the organization's size: the pages a crawl holds at once, of
+//! every kind it reads at the same time, are bounded in bytes by its [`PageBudget`] (taken
+//! before a page is handed to the publisher, given back once the broker confirmed it), and a
+//! page is published without a copy of its items.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError, ProjectId};
 use crate::examples::ExampleSampler;
 use crate::kind::Kind;
+use crate::page_budget::{DEFAULT_BUFFER_BYTES, PageBudget};
 use crate::project_tags::{is_excluded, normalized};
 use crate::selector::SelectorError;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
@@ -242,6 +245,9 @@ pub struct Crawler {
     pub(crate) running: std::sync::Mutex<Option<(CrawlStamp, CrawlFence)>>,
     /// Crawl units read at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`).
     pub(crate) concurrent_kinds: usize,
+    /// Bytes of pages the crawl holds at most, across its units
+    /// (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`).
+    pub(crate) page_budget: PageBudget,
 }
 
 impl Crawler {
@@ -257,7 +263,15 @@ impl Crawler {
             excluded_tags: Vec::new(),
             running: std::sync::Mutex::new(None),
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
+            page_budget: PageBudget::new(DEFAULT_BUFFER_BYTES),
         }
+    }
+
+    /// Holds at most `bytes` of pages at once, across the units read at the same time (a
+    /// single page larger than that is still read, alone).
+    pub fn with_crawl_buffer(mut self, bytes: usize) -> Self {
+        self.page_budget = PageBudget::new(bytes);
+        self
     }
 
     /// Reads up to `units` crawl units at the same time (at least one), all within the
@@ -326,13 +340,19 @@ impl Crawler {
             return Err(CrawlError::LeaseLost);
         }
         let stamp = running.map(|(stamp, _)| stamp);
-        for chunk in items.chunks(self.items_per_event) {
+        let count = items.len() as u64;
+        // Each chunk is moved into its event and encoded at once: the page is not copied, and
+        // the items of a chunk are freed as soon as it is encoded.
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let chunk: Vec<Value> = items.by_ref().take(self.items_per_event).collect();
+            let chunk_len = chunk.len() as u64;
             let mut event = RawEvent::new(
                 kind,
                 Origin::Resync { resync_id },
                 self.client.organization_url(),
                 RawAction::Upsert,
-                chunk.to_vec(),
+                chunk,
             );
             event.resources = report.resources.clone();
             if let Some(stamp) = &stamp {
@@ -340,12 +360,12 @@ impl Crawler {
                 event.mapping_version = stamp.mapping_version.clone();
                 event.observed_at = stamp.observed_at;
             }
-            report.items += chunk.len() as u64;
+            report.items += chunk_len;
             report.events += 1;
             messages.push(Outgoing::new(Destination::Raw, encode(&event)));
         }
         self.bus.publish_all(messages).await?;
-        self.resync_stats.crawled(kind, items.len() as u64);
+        self.resync_stats.crawled(kind, count);
         Ok(())
     }
 
