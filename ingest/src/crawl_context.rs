@@ -190,15 +190,57 @@ pub(crate) struct ResyncCache {
     pub(crate) boards: SharedList,
 }
 
+/// A list a resync keeps, each item as its JSON text: about a fifth of the memory of the
+/// parsed items (whose every object is an ordered map of its own), parsed again as a kind reads
+/// it. The projects, repositories and boards of a resync are kept so; what grows with the
+/// organization is kept as small as it can be.
+#[derive(Debug, Default)]
+pub(crate) struct CompactList(Vec<Box<str>>);
+
+impl CompactList {
+    pub(crate) fn from_values(items: impl IntoIterator<Item = Value>) -> Self {
+        Self(items.into_iter().map(|item| compact(&item)).collect())
+    }
+
+    /// A list of texts [`compact`] wrote.
+    pub(crate) fn from_texts(texts: Vec<Box<str>>) -> Self {
+        Self(texts)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `index`th item (`Null` past the end).
+    pub(crate) fn get(&self, index: usize) -> Value {
+        self.0.get(index).map_or(Value::Null, |text| parse(text))
+    }
+
+    /// The items, in order, each parsed as it is reached.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Value> + '_ {
+        self.0.iter().map(|text| parse(text))
+    }
+}
+
+/// `item` as the JSON text a [`CompactList`] keeps.
+pub(crate) fn compact(item: &Value) -> Box<str> {
+    item.to_string().into_boxed_str()
+}
+
+/// Text this module wrote from a `Value` always parses back; `Null` otherwise.
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// A list of one resync that one unit reads and the others share. Only a complete read is
 /// kept: after a failed one, the next unit that needs the list reads it again (each unit that
 /// needed it fails with its own read, as when units ran one after another).
 #[derive(Default)]
-pub(crate) struct SharedList(tokio::sync::Mutex<Option<Arc<Vec<Value>>>>);
+pub(crate) struct SharedList(tokio::sync::Mutex<Option<Arc<CompactList>>>);
 
 /// A unit's hold on a [`SharedList`]: the list when an earlier unit read it; otherwise the
 /// unit reads it, and the units that need it wait until it is dropped.
-pub(crate) type SharedListHold<'a> = tokio::sync::MutexGuard<'a, Option<Arc<Vec<Value>>>>;
+pub(crate) type SharedListHold<'a> = tokio::sync::MutexGuard<'a, Option<Arc<CompactList>>>;
 
 impl SharedList {
     /// Waits until no other unit is reading the list.
@@ -211,9 +253,9 @@ impl SharedList {
     pub(crate) async fn get_or_read<Fut>(
         &self,
         read: impl FnOnce() -> Fut,
-    ) -> Result<Arc<Vec<Value>>, CrawlError>
+    ) -> Result<Arc<CompactList>, CrawlError>
     where
-        Fut: std::future::Future<Output = Result<Vec<Value>, CrawlError>>,
+        Fut: std::future::Future<Output = Result<CompactList, CrawlError>>,
     {
         let mut held = self.hold().await;
         if let Some(list) = held.as_ref() {
@@ -373,12 +415,14 @@ impl Crawler {
     pub(crate) async fn project_list(
         &self,
         cache: &ResyncCache,
-    ) -> Result<Arc<Vec<Value>>, CrawlError> {
+    ) -> Result<Arc<CompactList>, CrawlError> {
         cache
             .projects
             .get_or_read(|| async {
                 let all = self.client.projects().await?;
-                Ok(self.without_excluded_projects(all).await)
+                Ok(CompactList::from_values(
+                    self.without_excluded_projects(all).await,
+                ))
             })
             .await
     }

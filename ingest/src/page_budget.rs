@@ -67,8 +67,7 @@ impl PageBudget {
         let want = self.units_of(bytes) as usize;
         let have = held.0.num_permits();
         if have < want
-            && let Ok(more) =
-                Arc::clone(&self.units).try_acquire_many_owned((want - have) as u32)
+            && let Ok(more) = Arc::clone(&self.units).try_acquire_many_owned((want - have) as u32)
         {
             held.0.merge(more);
         }
@@ -83,31 +82,46 @@ impl PageBudget {
 }
 
 /// Running mean of the pages of one kind's fan-out, for what a unit takes before its first
-/// request.
+/// request. Until the first page is seen (or a unit ends without one), only the first
+/// `first_wave` units start, each with an even share of the budget; the others wait for the
+/// mean, so that they neither take more than their pages need nor start blind.
 #[derive(Debug)]
 pub(crate) struct PageSizes {
     /// (bytes, pages) seen so far.
     seen: std::sync::Mutex<(usize, usize)>,
     first_guess: usize,
+    first_wave: usize,
+    started: std::sync::atomic::AtomicUsize,
+    /// True once a page was seen or a unit ended.
+    known: tokio::sync::watch::Sender<bool>,
 }
 
 /// The least a unit takes before its first request: a unit of tiny pages still counts.
 const LEAST_EXPECTED: usize = 4 * 1024;
 
 impl PageSizes {
-    /// Before any page is seen, a unit expects a share of `budget` that lets
-    /// `units_before_first_page` units start.
-    pub(crate) fn new(budget: &PageBudget, units_before_first_page: usize) -> Self {
+    pub(crate) fn new(budget: &PageBudget, first_wave: usize) -> Self {
         Self {
             seen: std::sync::Mutex::new((0, 0)),
-            first_guess: budget.bytes() / units_before_first_page.max(1),
+            first_guess: budget.bytes() / first_wave.max(1),
+            first_wave: first_wave.max(1),
+            started: std::sync::atomic::AtomicUsize::new(0),
+            known: tokio::sync::watch::Sender::new(false),
         }
     }
 
     pub(crate) fn observe(&self, bytes: usize) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.0 = seen.0.saturating_add(bytes);
-        seen.1 += 1;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.0 = seen.0.saturating_add(bytes);
+            seen.1 += 1;
+        }
+        self.known.send_replace(true);
+    }
+
+    /// A unit ended: the units waiting for a first page need not wait for it any more.
+    pub(crate) fn unit_done(&self) {
+        self.known.send_replace(true);
     }
 
     /// The bytes a unit's next page is expected to hold.
@@ -117,6 +131,19 @@ impl PageSizes {
             0 => self.first_guess,
             _ => (bytes / pages).max(LEAST_EXPECTED),
         }
+    }
+
+    /// What a unit takes of `budget` before its first request (see the type's docs).
+    pub(crate) async fn reserve(&self, budget: &PageBudget) -> HeldBytes {
+        let order = self
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if order >= self.first_wave {
+            let mut known = self.known.subscribe();
+            // The sender lives as long as `self`.
+            let _ = known.wait_for(|known| *known).await;
+        }
+        budget.hold(self.expected()).await
     }
 }
 
@@ -197,10 +224,36 @@ mod tests {
     #[test]
     fn the_estimate_follows_the_text() {
         let small = json!({"id": "a", "name": "b"});
-        let large = json!({"id": "a".repeat(1000), "name": "b", "tags": ["x"; 20]});
-        assert!(heap_bytes(&small) < 300, "{}", heap_bytes(&small));
-        assert!(heap_bytes(&large) > 1000 + 20 * 32, "{}", heap_bytes(&large));
-        assert_eq!(page_bytes(&[small.clone(), small.clone()]), 2 * heap_bytes(&small));
+        let large = json!({"id": "a".repeat(1000), "name": "b", "tags": vec!["x"; 20]});
+        assert!(heap_bytes(&small) < 400, "{}", heap_bytes(&small));
+        assert!(
+            heap_bytes(&large) > 1000 + 20 * 32,
+            "{}",
+            heap_bytes(&large)
+        );
+        assert_eq!(
+            page_bytes(&[small.clone(), small.clone()]),
+            2 * heap_bytes(&small)
+        );
+    }
+
+    #[tokio::test]
+    async fn units_past_the_first_wave_wait_for_the_first_page() {
+        let budget = PageBudget::new(64 * 1024);
+        let sizes = std::sync::Arc::new(PageSizes::new(&budget, 2));
+        let first = sizes.reserve(&budget).await;
+        let second = sizes.reserve(&budget).await;
+        assert_eq!(first.len() + second.len(), 64 * 1024);
+        let third = tokio::spawn({
+            let (sizes, budget) = (sizes.clone(), budget.clone());
+            async move { sizes.reserve(&budget).await.len() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        // A page of 8 KiB seen, and the first unit's bytes given back: the third takes 8 KiB.
+        sizes.observe(8 * 1024);
+        drop(first);
+        assert_eq!(third.await.expect("joins"), 8 * 1024);
     }
 
     #[test]

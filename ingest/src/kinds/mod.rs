@@ -296,7 +296,7 @@ impl Crawler {
                 .for_each_concurrent(width, |(label, unit)| {
                     let tx = tx.clone();
                     async move {
-                        let reserved = budget.hold(sizes.expected()).await;
+                        let reserved = sizes.reserve(budget).await;
                         let pages = Pages {
                             tx,
                             budget: budget.clone(),
@@ -304,6 +304,7 @@ impl Crawler {
                             reserved: Mutex::new(Some(reserved)),
                         };
                         let outcome = fetch(unit, pages).await;
+                        sizes.unit_done();
                         let mut failures = failures_ref.lock().unwrap_or_else(|p| p.into_inner());
                         match outcome {
                             Ok(()) => {}
@@ -381,7 +382,7 @@ impl Crawler {
     ) -> Result<impl Iterator<Item = (String, Value)> + use<>, CrawlError> {
         let projects = self.project_list(cache).await?;
         Ok((0..projects.len()).map(move |index| {
-            let project = projects[index].clone();
+            let project = projects.get(index);
             let label = format!("project {}", text(&project, "name").unwrap_or("?"));
             (label, project)
         }))

@@ -504,10 +504,11 @@ pub const DEFAULT_CONCURRENT_KINDS: u64 = 4;
 pub const MAX_CONCURRENT_KINDS: u64 = 64;
 
 /// MiB of pages a resync holds at once, per organization, unless
-/// `ADOPORT__INGEST__CRAWL_BUFFER_MIB` says otherwise: room for 30 pages of 40 repositories
-/// (about 120 KiB each in memory) or 14 of 100, so that 30 requests in flight stay busy with
-/// typical pages while the ingest role's memory stays flat whatever the organization's size.
-pub const DEFAULT_CRAWL_BUFFER_MIB: u64 = 4;
+/// `ADOPORT__INGEST__CRAWL_BUFFER_MIB` says otherwise: room for about 17 pages of 40
+/// repositories (about 120 KiB each in memory), 7 of 100, or 30 of a project's few policies,
+/// so that requests in flight stay busy with typical pages while the ingest role's memory stays
+/// flat whatever the organization's size.
+pub const DEFAULT_CRAWL_BUFFER_MIB: u64 = 2;
 
 /// Most MiB of pages a resync may hold (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`).
 pub const MAX_CRAWL_BUFFER_MIB: u64 = 4096;
@@ -1556,9 +1557,9 @@ mod tests {
     }
 
     #[test]
-    fn a_resync_holds_4_mib_of_pages_unless_told_otherwise() {
+    fn a_resync_holds_2_mib_of_pages_unless_told_otherwise() {
         let s = settings(&[]).expect("valid");
-        assert_eq!(s.pipeline.ingest.crawl_buffer_mib, 4);
+        assert_eq!(s.pipeline.ingest.crawl_buffer_mib, 2);
         let more = settings(&[("ADOPORT__INGEST__CRAWL_BUFFER_MIB", "64")]).expect("valid");
         assert_eq!(more.pipeline.ingest.crawl_buffer_mib, 64);
         let none = settings(&[("ADOPORT__INGEST__CRAWL_BUFFER_MIB", "0")]).expect_err("refused");
