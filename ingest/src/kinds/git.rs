@@ -35,49 +35,58 @@ fn healthy(repository: &Value) -> bool {
     !disabled && !matches!(state, "deleted" | "deleting" | "new" | "createPending")
 }
 
+/// Every repository of a kept list, each parsed as the fan-out reaches it (the list is kept
+/// as text; parsed all at once it would take about five times as much).
+fn listed(list: Arc<CompactList>) -> impl Iterator<Item = Value> {
+    (0..list.len()).map(move |index| list.get(index))
+}
+
+fn project_of(repository: &Value) -> String {
+    repository
+        .get("project")
+        .and_then(|p| text(p, "id"))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A repository list (each project's repositories one after another) as one fan-out unit per
-/// project (label = project id), in order.
+/// project (label = project id), in order, each made as the fan-out reaches it.
 fn repositories_by_project(
     repositories: impl IntoIterator<Item = Value>,
-) -> Vec<(String, Vec<Value>)> {
-    let mut units: Vec<(String, Vec<Value>)> = Vec::new();
-    for repository in repositories {
-        let project = repository
-            .get("project")
-            .and_then(|p| text(p, "id"))
-            .unwrap_or_default();
-        let label = format!("project {project}");
-        match units.last_mut() {
-            Some((last, list)) if *last == label => list.push(repository),
-            _ => units.push((label, vec![repository])),
+) -> impl Iterator<Item = (String, Vec<Value>)> {
+    let mut repositories = repositories.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let first = repositories.next()?;
+        let project = project_of(&first);
+        let mut list = vec![first];
+        while let Some(next) = repositories.next_if(|r| project_of(r) == project) {
+            list.push(next);
         }
-    }
-    units
+        Some((format!("project {project}"), list))
+    })
 }
 
 /// The healthy repositories of a list as fan-out units (label = repository name).
 pub(crate) fn repository_units(
     repositories: impl IntoIterator<Item = Value>,
-) -> Vec<(String, Value)> {
+) -> impl Iterator<Item = (String, Value)> {
     repositories
         .into_iter()
         .filter(healthy)
         .map(|r| (format!("repository {}", text(&r, "name").unwrap_or("?")), r))
-        .collect()
 }
 
-/// Repository units grouped by project (label = project id), in first-seen order.
-fn project_units(units: Vec<(String, Value)>) -> Vec<(String, (ProjectId, Vec<Value>))> {
-    let mut projects: Vec<(String, (ProjectId, Vec<Value>))> = Vec::new();
-    for (_, repository) in units {
-        let (project_id, _) = repository_ids(&repository);
-        let label = format!("project {project_id}");
-        match projects.iter_mut().find(|(_, (id, _))| *id == project_id) {
-            Some((_, (_, repositories))) => repositories.push(repository),
-            None => projects.push((label, (project_id, vec![repository]))),
-        }
-    }
-    projects
+/// Repository units grouped by project (label = project id), in order: a resync's list holds
+/// each project's repositories one after another.
+fn project_units(
+    units: impl Iterator<Item = (String, Value)>,
+) -> impl Iterator<Item = (String, (ProjectId, Vec<Value>))> {
+    repositories_by_project(units.map(|(_, repository)| repository)).filter_map(
+        |(label, repositories)| {
+            let (project_id, _) = repository_ids(repositories.first()?);
+            Some((label, (project_id, repositories)))
+        },
+    )
 }
 
 /// Whether a policy configuration of the project listing applies to the repository
@@ -159,7 +168,7 @@ impl Crawler {
         if let Some(listed) = held.as_ref().and_then(|held| held.as_ref()).cloned() {
             // A kind read repository by repository listed them first: publish that list.
             drop(held);
-            let units = repositories_by_project(listed.iter());
+            let units = repositories_by_project(self::listed(listed));
             return self
                 .fan_out(&mut crawl, units, |repositories, pages: Pages| async move {
                     pages
@@ -198,9 +207,9 @@ impl Crawler {
     pub(crate) async fn healthy_repository_units(
         &self,
         cache: &ResyncCache,
-    ) -> Result<Vec<(String, Value)>, CrawlError> {
+    ) -> Result<impl Iterator<Item = (String, Value)> + use<>, CrawlError> {
         let repositories = self.repository_list(cache).await?;
-        Ok(repository_units(repositories.iter()))
+        Ok(repository_units(listed(repositories)))
     }
 
     /// One policy listing per project ([`crate::ado::AdoClient::project_policies`]) instead of one per
@@ -208,7 +217,7 @@ impl Crawler {
     /// `git/policy/configurations?repositoryId=&refName=` would answer for that repository).
     pub(crate) async fn crawl_policies(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let repositories = self.repository_list(crawl.cache).await?;
-        let units = project_units(repository_units(repositories.iter()));
+        let units = project_units(repository_units(listed(repositories)));
         self.fan_out(
             &mut crawl,
             units,
@@ -242,7 +251,7 @@ impl Crawler {
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
         let repositories = self.repository_list(crawl.cache).await?;
-        let units = repository_units(repositories.iter());
+        let units = repository_units(listed(repositories));
         let min_time = &min_time;
         self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
             let (project_id, repository_id) = &repository_ids(&repository);
