@@ -83,8 +83,9 @@ impl PageBudget {
 
 /// Running mean of the pages of one kind's fan-out, for what a unit takes before its first
 /// request. Until the first page is seen (or a unit ends without one), only the first
-/// `first_wave` units start, each with an even share of the budget; the others wait for the
-/// mean, so that they neither take more than their pages need nor start blind.
+/// `first_wave` units start, each with an even share of the budget between the kinds read at
+/// once; the others wait for the mean (at most [`FIRST_PAGE_WAIT`], then take the least), so
+/// that they neither take more than their pages need nor start blind.
 #[derive(Debug)]
 pub(crate) struct PageSizes {
     /// (bytes, pages) seen so far.
@@ -92,18 +93,27 @@ pub(crate) struct PageSizes {
     first_guess: usize,
     first_wave: usize,
     started: std::sync::atomic::AtomicUsize,
-    /// True once a page was seen or a unit ended.
+    /// True once a page was seen (a unit that ends without one counts as a page of no bytes).
     known: tokio::sync::watch::Sender<bool>,
 }
+
+/// How long units past the first wave wait for the first page before they start, taking
+/// [`LEAST_EXPECTED`]: a kind whose units read for a long time before their first page (a
+/// project's spec files, read repository by repository) must not run eight units at a time
+/// for it.
+const FIRST_PAGE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The least a unit takes before its first request: a unit of tiny pages still counts.
 const LEAST_EXPECTED: usize = 4 * 1024;
 
 impl PageSizes {
-    pub(crate) fn new(budget: &PageBudget, first_wave: usize) -> Self {
+    /// `kinds`: the units of this many kinds may start at the same time, each with its first
+    /// wave: together they take half the budget at most, so that units started past
+    /// [`FIRST_PAGE_WAIT`] find room.
+    pub(crate) fn new(budget: &PageBudget, first_wave: usize, kinds: usize) -> Self {
         Self {
             seen: std::sync::Mutex::new((0, 0)),
-            first_guess: budget.bytes() / first_wave.max(1),
+            first_guess: budget.bytes() / (2 * first_wave.max(1) * kinds.max(1)),
             first_wave: first_wave.max(1),
             started: std::sync::atomic::AtomicUsize::new(0),
             known: tokio::sync::watch::Sender::new(false),
@@ -116,11 +126,6 @@ impl PageSizes {
             seen.0 = seen.0.saturating_add(bytes);
             seen.1 += 1;
         }
-        self.known.send_replace(true);
-    }
-
-    /// A unit ended: the units waiting for a first page need not wait for it any more.
-    pub(crate) fn unit_done(&self) {
         self.known.send_replace(true);
     }
 
@@ -140,8 +145,16 @@ impl PageSizes {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if order >= self.first_wave {
             let mut known = self.known.subscribe();
-            // The sender lives as long as `self`.
-            let _ = known.wait_for(|known| *known).await;
+            // The sender lives as long as `self`: the wait ends with a page or the timeout.
+            let page_seen = async { known.wait_for(|known| *known).await.is_ok() };
+            if tokio::time::timeout(FIRST_PAGE_WAIT, page_seen)
+                .await
+                .is_err()
+            {
+                // Still no page: the units are slow to their first one. Holding the first
+                // guess through it would run eight at a time; take the least instead.
+                return budget.hold(LEAST_EXPECTED).await;
+            }
         }
         budget.hold(self.expected()).await
     }
@@ -240,10 +253,10 @@ mod tests {
     #[tokio::test]
     async fn units_past_the_first_wave_wait_for_the_first_page() {
         let budget = PageBudget::new(64 * 1024);
-        let sizes = std::sync::Arc::new(PageSizes::new(&budget, 2));
+        let sizes = std::sync::Arc::new(PageSizes::new(&budget, 2, 1));
         let first = sizes.reserve(&budget).await;
         let second = sizes.reserve(&budget).await;
-        assert_eq!(first.len() + second.len(), 64 * 1024);
+        assert_eq!(first.len() + second.len(), 32 * 1024);
         let third = tokio::spawn({
             let (sizes, budget) = (sizes.clone(), budget.clone());
             async move { sizes.reserve(&budget).await.len() }
@@ -259,8 +272,9 @@ mod tests {
     #[test]
     fn a_unit_expects_the_mean_page_once_pages_are_seen() {
         let budget = PageBudget::new(8 * 1024 * 1024);
-        let sizes = PageSizes::new(&budget, 8);
-        assert_eq!(sizes.expected(), 1024 * 1024);
+        let sizes = PageSizes::new(&budget, 8, 1);
+        assert_eq!(sizes.expected(), 512 * 1024);
+        assert_eq!(PageSizes::new(&budget, 8, 4).expected(), 128 * 1024);
         sizes.observe(100_000);
         sizes.observe(300_000);
         assert_eq!(sizes.expected(), 200_000);

@@ -64,6 +64,21 @@ pub(crate) struct Pages {
     reserved: Mutex<Option<HeldBytes>>,
 }
 
+impl Drop for Pages {
+    /// A unit that sent no page counts as one of no bytes: units that mostly find nothing
+    /// (a repository without a spec file) then take little and run as wide as the requests.
+    fn drop(&mut self) {
+        let unsent = self
+            .reserved
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if unsent {
+            self.sizes.observe(0);
+        }
+    }
+}
+
 impl Pages {
     pub(crate) async fn send(&self, items: Vec<Value>) -> Result<(), AdoError> {
         if items.is_empty() {
@@ -270,7 +285,8 @@ impl Crawler {
     /// sends as it arrives: a unit is often one request (a repository's spec file, a project's
     /// policies), so fewer units than the budget's requests would leave it idle at real
     /// latency. A unit takes the bytes of the kind's mean page so far before its first request
-    /// (the first units a share of the budget that lets `CONCURRENT_UNITS` start), so small
+    /// (the first `CONCURRENT_UNITS` of each kind read at once an even share of the budget, the
+    /// others wait for the first page), so small
     /// pages keep every request busy and large ones narrow the fan-out instead of piling up.
     /// Per-unit failures mark the kind failed (see the module docs).
     pub(crate) async fn fan_out<T, F, Fut>(
@@ -285,7 +301,11 @@ impl Crawler {
     {
         let (tx, mut rx) = mpsc::channel::<(Vec<Value>, HeldBytes)>(CONCURRENT_UNITS);
         let width = self.client.crawl_in_flight().max(CONCURRENT_UNITS);
-        let sizes = Arc::new(PageSizes::new(&self.page_budget, CONCURRENT_UNITS));
+        let sizes = Arc::new(PageSizes::new(
+            &self.page_budget,
+            CONCURRENT_UNITS,
+            self.concurrent_kinds,
+        ));
         let (budget, sizes) = (&self.page_budget, &sizes);
         let (kind, name) = (crawl.kind, crawl.kind.name());
         let failures = Mutex::new(Failures::default());
@@ -304,7 +324,6 @@ impl Crawler {
                             reserved: Mutex::new(Some(reserved)),
                         };
                         let outcome = fetch(unit, pages).await;
-                        sizes.unit_done();
                         let mut failures = failures_ref.lock().unwrap_or_else(|p| p.into_inner());
                         match outcome {
                             Ok(()) => {}
