@@ -6,8 +6,10 @@
 //! (`crate::kinds`) and the crawl of a whole plan runs them ([`crate::crawler`]); this module
 //! names neither.
 //!
-//! Memory stays flat whatever the organization's size: a page is published (and confirmed by
-//! the broker) before the next one is held.
+//! Memory stays flat whatever the organization's size: the pages a crawl holds at once, of
+//! every kind it reads at the same time, are bounded in bytes by its [`PageBudget`] (taken
+//! before a page is handed to the publisher, given back once the broker confirmed it), and a
+//! page is published without a copy of its items.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError, ProjectId};
 use crate::examples::ExampleSampler;
 use crate::kind::Kind;
+use crate::page_budget::{DEFAULT_BUFFER_BYTES, PageBudget};
 use crate::project_tags::{is_excluded, normalized};
 use crate::selector::SelectorError;
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
@@ -187,15 +190,57 @@ pub(crate) struct ResyncCache {
     pub(crate) boards: SharedList,
 }
 
+/// A list a resync keeps, each item as its JSON text: about a fifth of the memory of the
+/// parsed items (whose every object is an ordered map of its own), parsed again as a kind reads
+/// it. The projects, repositories and boards of a resync are kept so; what grows with the
+/// organization is kept as small as it can be.
+#[derive(Debug, Default)]
+pub(crate) struct CompactList(Vec<Box<str>>);
+
+impl CompactList {
+    pub(crate) fn from_values(items: impl IntoIterator<Item = Value>) -> Self {
+        Self(items.into_iter().map(|item| compact(&item)).collect())
+    }
+
+    /// A list of texts [`compact`] wrote.
+    pub(crate) fn from_texts(texts: Vec<Box<str>>) -> Self {
+        Self(texts)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `index`th item (`Null` past the end).
+    pub(crate) fn get(&self, index: usize) -> Value {
+        self.0.get(index).map_or(Value::Null, |text| parse(text))
+    }
+
+    /// The items, in order, each parsed as it is reached.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Value> + '_ {
+        self.0.iter().map(|text| parse(text))
+    }
+}
+
+/// `item` as the JSON text a [`CompactList`] keeps.
+pub(crate) fn compact(item: &Value) -> Box<str> {
+    item.to_string().into_boxed_str()
+}
+
+/// Text this module wrote from a `Value` always parses back; `Null` otherwise.
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 /// A list of one resync that one unit reads and the others share. Only a complete read is
 /// kept: after a failed one, the next unit that needs the list reads it again (each unit that
 /// needed it fails with its own read, as when units ran one after another).
 #[derive(Default)]
-pub(crate) struct SharedList(tokio::sync::Mutex<Option<Arc<Vec<Value>>>>);
+pub(crate) struct SharedList(tokio::sync::Mutex<Option<Arc<CompactList>>>);
 
 /// A unit's hold on a [`SharedList`]: the list when an earlier unit read it; otherwise the
 /// unit reads it, and the units that need it wait until it is dropped.
-pub(crate) type SharedListHold<'a> = tokio::sync::MutexGuard<'a, Option<Arc<Vec<Value>>>>;
+pub(crate) type SharedListHold<'a> = tokio::sync::MutexGuard<'a, Option<Arc<CompactList>>>;
 
 impl SharedList {
     /// Waits until no other unit is reading the list.
@@ -208,9 +253,9 @@ impl SharedList {
     pub(crate) async fn get_or_read<Fut>(
         &self,
         read: impl FnOnce() -> Fut,
-    ) -> Result<Arc<Vec<Value>>, CrawlError>
+    ) -> Result<Arc<CompactList>, CrawlError>
     where
-        Fut: std::future::Future<Output = Result<Vec<Value>, CrawlError>>,
+        Fut: std::future::Future<Output = Result<CompactList, CrawlError>>,
     {
         let mut held = self.hold().await;
         if let Some(list) = held.as_ref() {
@@ -242,6 +287,9 @@ pub struct Crawler {
     pub(crate) running: std::sync::Mutex<Option<(CrawlStamp, CrawlFence)>>,
     /// Crawl units read at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`).
     pub(crate) concurrent_kinds: usize,
+    /// Bytes of pages the crawl holds at most, across its units
+    /// (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`).
+    pub(crate) page_budget: PageBudget,
 }
 
 impl Crawler {
@@ -257,7 +305,15 @@ impl Crawler {
             excluded_tags: Vec::new(),
             running: std::sync::Mutex::new(None),
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
+            page_budget: PageBudget::new(DEFAULT_BUFFER_BYTES),
         }
+    }
+
+    /// Holds at most `bytes` of pages at once, across the units read at the same time (a
+    /// single page larger than that is still read, alone).
+    pub fn with_crawl_buffer(mut self, bytes: usize) -> Self {
+        self.page_budget = PageBudget::new(bytes);
+        self
     }
 
     /// Reads up to `units` crawl units at the same time (at least one), all within the
@@ -326,13 +382,19 @@ impl Crawler {
             return Err(CrawlError::LeaseLost);
         }
         let stamp = running.map(|(stamp, _)| stamp);
-        for chunk in items.chunks(self.items_per_event) {
+        let count = items.len() as u64;
+        // Each chunk is moved into its event and encoded at once: the page is not copied, and
+        // the items of a chunk are freed as soon as it is encoded.
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let chunk: Vec<Value> = items.by_ref().take(self.items_per_event).collect();
+            let chunk_len = chunk.len() as u64;
             let mut event = RawEvent::new(
                 kind,
                 Origin::Resync { resync_id },
                 self.client.organization_url(),
                 RawAction::Upsert,
-                chunk.to_vec(),
+                chunk,
             );
             event.resources = report.resources.clone();
             if let Some(stamp) = &stamp {
@@ -340,12 +402,12 @@ impl Crawler {
                 event.mapping_version = stamp.mapping_version.clone();
                 event.observed_at = stamp.observed_at;
             }
-            report.items += chunk.len() as u64;
+            report.items += chunk_len;
             report.events += 1;
             messages.push(Outgoing::new(Destination::Raw, encode(&event)));
         }
         self.bus.publish_all(messages).await?;
-        self.resync_stats.crawled(kind, items.len() as u64);
+        self.resync_stats.crawled(kind, count);
         Ok(())
     }
 
@@ -353,12 +415,14 @@ impl Crawler {
     pub(crate) async fn project_list(
         &self,
         cache: &ResyncCache,
-    ) -> Result<Arc<Vec<Value>>, CrawlError> {
+    ) -> Result<Arc<CompactList>, CrawlError> {
         cache
             .projects
             .get_or_read(|| async {
                 let all = self.client.projects().await?;
-                Ok(self.without_excluded_projects(all).await)
+                Ok(CompactList::from_values(
+                    self.without_excluded_projects(all).await,
+                ))
             })
             .await
     }

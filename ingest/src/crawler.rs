@@ -6,10 +6,13 @@
 //! Units run at the same time, up to `ADOPORT__INGEST__CONCURRENT_KINDS` of them (started in
 //! mapping order), and within a unit independent projects or repositories are read at the same
 //! time: every request waits for the organization's request budget (`crate::ado::budget`), so
-//! more units keep more of it busy, never more than it allows. A mapping with
+//! more units keep more of it busy, never more than it allows; and the pages they hold share
+//! the crawler's byte budget (`crate::page_budget`, `ADOPORT__INGEST__CRAWL_BUFFER_MIB`), so
+//! more units never hold more memory. A mapping with
 //! `createMissingRelatedEntities: false` is crawled one unit after another, in mapping order
 //! ([`CrawlOrder`]). Projects, repositories and boards are read once per resync, by the first
-//! unit that needs them, while the others that need them wait (`ResyncCache`).
+//! unit that needs them, while the others that need them wait (`ResyncCache`, which keeps them
+//! as JSON text).
 //!
 //! A kind this version cannot crawl, or that failed part-way, is reported as failed: a later
 //! reconciliation must not delete entities on the strength of an incomplete crawl.

@@ -39,6 +39,7 @@ pub mod leader;
 pub mod lease;
 pub mod live_events;
 pub mod organizations;
+mod page_budget;
 pub mod plan;
 mod project_tags;
 pub mod publisher;
@@ -245,6 +246,7 @@ pub async fn run(
                     Crawler::new(client.clone(), bus.clone(), ingest.items_per_event as usize)
                         .with_resync_stats(run.stats.resyncs.clone())
                         .with_concurrent_kinds(ingest.concurrent_kinds as usize)
+                        .with_crawl_buffer(ingest.crawl_buffer_mib as usize * 1024 * 1024)
                         .with_excluded_tags(&settings.ocean.integration.config.excluded_tags);
                 match &examples {
                     Some(sampler) => crawler.with_examples(sampler.clone()),

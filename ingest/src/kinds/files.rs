@@ -221,17 +221,16 @@ impl Crawler {
     pub(crate) async fn crawl_files(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let plan = crawl.plan;
         let (rules, included) = FileRule::of_plan(plan)?;
-        let units: Vec<(String, Value)> = self
+        // Parsed from the kept list as the fan-out reaches them.
+        let units = self
             .healthy_repository_units(crawl.cache)
             .await?
-            .into_iter()
             .filter(|(_, r)| {
                 r.get("defaultBranch").is_some()
                     && rules
                         .iter()
                         .any(|rule| rule.covers(text(r, "name").unwrap_or("")))
-            })
-            .collect();
+            });
         let (rules, included) = (&rules, &included);
         self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
             let name = text(&repository, "name").unwrap_or_default();

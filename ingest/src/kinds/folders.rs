@@ -160,12 +160,11 @@ impl Crawler {
     pub(crate) async fn crawl_folders(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let plan = crawl.plan;
         let (rules, included) = FolderRule::of_plan(plan)?;
-        let units: Vec<(String, Value)> = self
+        // Parsed from the kept list as the fan-out reaches them.
+        let units = self
             .healthy_repository_units(crawl.cache)
             .await?
-            .into_iter()
-            .filter(|(_, r)| rules.iter().any(|rule| rule.branch_for(r).is_some()))
-            .collect();
+            .filter(|(_, r)| rules.iter().any(|rule| rule.branch_for(r).is_some()));
         let (rules, included) = (&rules, &included);
         self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
             for rule in rules {

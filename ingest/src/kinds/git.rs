@@ -12,7 +12,7 @@ use super::KindCrawl;
 use super::items::{ItemBuilder, ListEnrichment};
 use super::{Pages, enrich, text};
 use crate::ado::{ProjectId, repository_ids};
-use crate::crawl_context::{CrawlError, Crawler, ResyncCache};
+use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache, compact};
 use crate::selector::PullRequestSelector;
 
 /// One pull request list pass: its `searchCriteria.*` and the most items it may return.
@@ -35,50 +35,58 @@ fn healthy(repository: &Value) -> bool {
     !disabled && !matches!(state, "deleted" | "deleting" | "new" | "createPending")
 }
 
+/// Every repository of a kept list, each parsed as the fan-out reaches it (the list is kept
+/// as text; parsed all at once it would take about five times as much).
+fn listed(list: Arc<CompactList>) -> impl Iterator<Item = Value> {
+    (0..list.len()).map(move |index| list.get(index))
+}
+
+fn project_of(repository: &Value) -> String {
+    repository
+        .get("project")
+        .and_then(|p| text(p, "id"))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A repository list (each project's repositories one after another) as one fan-out unit per
-/// project (label = project id), in order.
-fn repositories_by_project(repositories: &[Value]) -> Vec<(String, Vec<Value>)> {
-    let mut units: Vec<(String, Vec<Value>)> = Vec::new();
-    for repository in repositories {
-        let project = repository
-            .get("project")
-            .and_then(|p| text(p, "id"))
-            .unwrap_or_default();
-        let label = format!("project {project}");
-        match units.last_mut() {
-            Some((last, list)) if *last == label => list.push(repository.clone()),
-            _ => units.push((label, vec![repository.clone()])),
+/// project (label = project id), in order, each made as the fan-out reaches it.
+fn repositories_by_project(
+    repositories: impl IntoIterator<Item = Value>,
+) -> impl Iterator<Item = (String, Vec<Value>)> {
+    let mut repositories = repositories.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let first = repositories.next()?;
+        let project = project_of(&first);
+        let mut list = vec![first];
+        while let Some(next) = repositories.next_if(|r| project_of(r) == project) {
+            list.push(next);
         }
-    }
-    units
+        Some((format!("project {project}"), list))
+    })
 }
 
 /// The healthy repositories of a list as fan-out units (label = repository name).
-pub(crate) fn repository_units(repositories: &[Value]) -> Vec<(String, Value)> {
+pub(crate) fn repository_units(
+    repositories: impl IntoIterator<Item = Value>,
+) -> impl Iterator<Item = (String, Value)> {
     repositories
-        .iter()
-        .filter(|r| healthy(r))
-        .map(|r| {
-            (
-                format!("repository {}", text(r, "name").unwrap_or("?")),
-                r.clone(),
-            )
-        })
-        .collect()
+        .into_iter()
+        .filter(healthy)
+        .map(|r| (format!("repository {}", text(&r, "name").unwrap_or("?")), r))
 }
 
-/// Repository units grouped by project (label = project id), in first-seen order.
-fn project_units(units: Vec<(String, Value)>) -> Vec<(String, (ProjectId, Vec<Value>))> {
-    let mut projects: Vec<(String, (ProjectId, Vec<Value>))> = Vec::new();
-    for (_, repository) in units {
-        let (project_id, _) = repository_ids(&repository);
-        let label = format!("project {project_id}");
-        match projects.iter_mut().find(|(_, (id, _))| *id == project_id) {
-            Some((_, (_, repositories))) => repositories.push(repository),
-            None => projects.push((label, (project_id, vec![repository]))),
-        }
-    }
-    projects
+/// Repository units grouped by project (label = project id), in order: a resync's list holds
+/// each project's repositories one after another.
+fn project_units(
+    units: impl Iterator<Item = (String, Value)>,
+) -> impl Iterator<Item = (String, (ProjectId, Vec<Value>))> {
+    repositories_by_project(units.map(|(_, repository)| repository)).filter_map(
+        |(label, repositories)| {
+            let (project_id, _) = repository_ids(repositories.first()?);
+            Some((label, (project_id, repositories)))
+        },
+    )
 }
 
 /// Whether a policy configuration of the project listing applies to the repository
@@ -117,7 +125,7 @@ pub(crate) fn policy_applies(policy: &Value, repository_id: &str, branch: Option
 impl Crawler {
     /// Every repository of every project, read once per resync (not published): by the
     /// `repository` kind as it publishes them, or by the first kind that needs them.
-    async fn repository_list(&self, cache: &ResyncCache) -> Result<Arc<Vec<Value>>, CrawlError> {
+    async fn repository_list(&self, cache: &ResyncCache) -> Result<Arc<CompactList>, CrawlError> {
         cache
             .repositories
             .get_or_read(|| async {
@@ -125,7 +133,7 @@ impl Crawler {
                 let lists: Vec<Vec<Value>> = stream::iter(
                     projects
                         .iter()
-                        .filter_map(|p| text(p, "id").map(ProjectId::new))
+                        .filter_map(|p| text(&p, "id").map(ProjectId::new))
                         .collect::<Vec<_>>(),
                 )
                 .map(|id| async move {
@@ -138,7 +146,7 @@ impl Crawler {
                 .buffer_unordered(super::CONCURRENT_UNITS)
                 .try_collect()
                 .await?;
-                Ok(lists.into_iter().flatten().collect())
+                Ok(CompactList::from_values(lists.into_iter().flatten()))
             })
             .await
     }
@@ -160,7 +168,7 @@ impl Crawler {
         if let Some(listed) = held.as_ref().and_then(|held| held.as_ref()).cloned() {
             // A kind read repository by repository listed them first: publish that list.
             drop(held);
-            let units = repositories_by_project(&listed);
+            let units = repositories_by_project(self::listed(listed));
             return self
                 .fan_out(&mut crawl, units, |repositories, pages: Pages| async move {
                     pages
@@ -178,7 +186,7 @@ impl Crawler {
             if let Some(seen) = seen_ref {
                 seen.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .extend(repositories.iter().cloned());
+                    .extend(repositories.iter().map(compact));
             }
             pages
                 .send(builder.list_items(enrichment, repositories).await?)
@@ -188,9 +196,9 @@ impl Crawler {
         if crawl.report.failure.is_none()
             && let (Some(held), Some(seen)) = (held.as_mut(), seen)
         {
-            **held = Some(Arc::new(
+            **held = Some(Arc::new(CompactList::from_texts(
                 seen.into_inner().unwrap_or_else(|p| p.into_inner()),
-            ));
+            )));
         }
         Ok(())
     }
@@ -199,9 +207,9 @@ impl Crawler {
     pub(crate) async fn healthy_repository_units(
         &self,
         cache: &ResyncCache,
-    ) -> Result<Vec<(String, Value)>, CrawlError> {
+    ) -> Result<impl Iterator<Item = (String, Value)> + use<>, CrawlError> {
         let repositories = self.repository_list(cache).await?;
-        Ok(repository_units(&repositories))
+        Ok(repository_units(listed(repositories)))
     }
 
     /// One policy listing per project ([`crate::ado::AdoClient::project_policies`]) instead of one per
@@ -209,7 +217,7 @@ impl Crawler {
     /// `git/policy/configurations?repositoryId=&refName=` would answer for that repository).
     pub(crate) async fn crawl_policies(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let repositories = self.repository_list(crawl.cache).await?;
-        let units = project_units(repository_units(&repositories));
+        let units = project_units(repository_units(listed(repositories)));
         self.fan_out(
             &mut crawl,
             units,
@@ -243,7 +251,7 @@ impl Crawler {
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
         let repositories = self.repository_list(crawl.cache).await?;
-        let units = repository_units(&repositories);
+        let units = repository_units(listed(repositories));
         let min_time = &min_time;
         self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
             let (project_id, repository_id) = &repository_ids(&repository);

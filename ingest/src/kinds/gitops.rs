@@ -203,7 +203,7 @@ impl Crawler {
             &mut crawl,
             |project_id, _project, pages: Pages| async move {
                 let repositories = self.client.repositories(&project_id).await?;
-                for (_, repository) in repository_units(&repositories) {
+                for (_, repository) in repository_units(repositories) {
                     self.gitops_specs_of(gitops, repository, &pages).await?;
                 }
                 Ok(())

@@ -257,7 +257,7 @@ impl Crawler {
     ) -> Result<(), CrawlError> {
         let mut groups = pin!(self.groups());
         while let Some(page) = groups.try_next().await? {
-            let units = page
+            let units: Vec<_> = page
                 .into_iter()
                 .map(|group| {
                     let label = format!("group {}", text(&group, "principalName").unwrap_or("?"));

@@ -6,7 +6,8 @@
 //! [`security`]: Advanced Security alerts; [`files`], [`folders`] and [`wikis`]: Git content,
 //! with [`glob`] for their patterns), and the fan-out
 //! they share: per project (or per repository) concurrently within the client's request
-//! budget, every page handed to the publisher as it arrives through a bounded channel.
+//! budget and the crawl's byte budget (`crate::page_budget`), every page handed to the
+//! publisher as it arrives through a bounded channel.
 //!
 //! Failure semantics, the same for every kind: a 403 for one project or repository skips it
 //! with a warning and marks the kind failed; a 404 in which Azure DevOps says the unit's
@@ -37,7 +38,7 @@ mod work;
 pub(crate) use git::repository_units;
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
@@ -47,13 +48,35 @@ use tokio::sync::mpsc;
 use crate::ado::{AdoError, ProjectId};
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::{Handler, Kind};
+use crate::page_budget::{HeldBytes, PageBudget, PageSizes, page_bytes};
 use crate::plan::KindPlan;
 use crate::selector::{SelectorError, SelectorType};
 use adoport_shared::messages::ResyncId;
 
-/// Where a unit's pages go: a bounded channel to the publisher (back-pressure keeps memory flat).
+/// Where a unit's pages go: a bounded channel to the publisher, each page with the bytes it
+/// holds of the crawl's budget (given back once the broker confirmed it), so that memory stays
+/// flat however many units and kinds are read at once.
 pub(crate) struct Pages {
-    tx: mpsc::Sender<Vec<Value>>,
+    tx: mpsc::Sender<(Vec<Value>, HeldBytes)>,
+    budget: PageBudget,
+    sizes: Arc<PageSizes>,
+    /// What the unit took before its first request, until its first page takes it over.
+    reserved: Mutex<Option<HeldBytes>>,
+}
+
+impl Drop for Pages {
+    /// A unit that sent no page counts as one of no bytes: units that mostly find nothing
+    /// (a repository without a spec file) then take little and run as wide as the requests.
+    fn drop(&mut self) {
+        let unsent = self
+            .reserved
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if unsent {
+            self.sizes.observe(0);
+        }
+    }
 }
 
 impl Pages {
@@ -61,8 +84,19 @@ impl Pages {
         if items.is_empty() {
             return Ok(());
         }
+        let bytes = page_bytes(&items);
+        self.sizes.observe(bytes);
+        let reserved = self
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let held = match reserved {
+            Some(reserved) => self.budget.grow(reserved, bytes),
+            None => self.budget.hold(bytes).await,
+        };
         self.tx
-            .send(items)
+            .send((items, held))
             .await
             .map_err(|_| AdoError::ShuttingDown)
     }
@@ -247,22 +281,32 @@ pub(crate) fn check_live(handler: Handler, plans: &[KindPlan]) -> Result<(), Sel
 
 impl Crawler {
     /// Runs `fetch` for every unit, as many at a time as the crawl may have requests in
-    /// flight (at least `CONCURRENT_UNITS`), publishing each page it sends as it arrives: a
-    /// unit is often one request (a repository's spec file, a project's policies), so fewer
-    /// units than the budget's requests would leave it idle at real latency. Per-unit failures
-    /// mark the kind failed (see the module docs).
+    /// flight (at least `CONCURRENT_UNITS`) and its byte budget allows, publishing each page it
+    /// sends as it arrives: a unit is often one request (a repository's spec file, a project's
+    /// policies), so fewer units than the budget's requests would leave it idle at real
+    /// latency. A unit takes the bytes of the kind's mean page so far before its first request
+    /// (the first `CONCURRENT_UNITS` of each kind read at once an even share of the budget, the
+    /// others wait for the first page), so small
+    /// pages keep every request busy and large ones narrow the fan-out instead of piling up.
+    /// Per-unit failures mark the kind failed (see the module docs).
     pub(crate) async fn fan_out<T, F, Fut>(
         &self,
         crawl: &mut KindCrawl<'_>,
-        units: Vec<(String, T)>,
+        units: impl IntoIterator<Item = (String, T)>,
         fetch: F,
     ) -> Result<(), CrawlError>
     where
         F: Fn(T, Pages) -> Fut,
         Fut: Future<Output = Result<(), AdoError>>,
     {
-        let (tx, mut rx) = mpsc::channel::<Vec<Value>>(CONCURRENT_UNITS);
+        let (tx, mut rx) = mpsc::channel::<(Vec<Value>, HeldBytes)>(CONCURRENT_UNITS);
         let width = self.client.crawl_in_flight().max(CONCURRENT_UNITS);
+        let sizes = Arc::new(PageSizes::new(
+            &self.page_budget,
+            CONCURRENT_UNITS,
+            self.concurrent_kinds,
+        ));
+        let (budget, sizes) = (&self.page_budget, &sizes);
         let (kind, name) = (crawl.kind, crawl.kind.name());
         let failures = Mutex::new(Failures::default());
         let fetch = &fetch;
@@ -270,8 +314,15 @@ impl Crawler {
         let producer = async move {
             stream::iter(units)
                 .for_each_concurrent(width, |(label, unit)| {
-                    let pages = Pages { tx: tx.clone() };
+                    let tx = tx.clone();
                     async move {
+                        let reserved = sizes.reserve(budget).await;
+                        let pages = Pages {
+                            tx,
+                            budget: budget.clone(),
+                            sizes: Arc::clone(sizes),
+                            reserved: Mutex::new(Some(reserved)),
+                        };
                         let outcome = fetch(unit, pages).await;
                         let mut failures = failures_ref.lock().unwrap_or_else(|p| p.into_inner());
                         match outcome {
@@ -299,8 +350,10 @@ impl Crawler {
             drop(tx);
         };
         let consumer = async {
-            while let Some(page) = rx.recv().await {
+            while let Some((page, held)) = rx.recv().await {
                 crawl.publish(self, page).await?;
+                // Confirmed by the broker: its bytes go back to the budget.
+                drop(held);
             }
             Ok::<(), CrawlError>(())
         };
@@ -340,20 +393,18 @@ impl Crawler {
         .await
     }
 
-    /// The projects of this resync as fan-out units (label = project name).
+    /// The projects of this resync as fan-out units (label = project name), each copied from
+    /// the resync's list only when the fan-out reaches it.
     pub(crate) async fn project_units(
         &self,
         cache: &ResyncCache,
-    ) -> Result<Vec<(String, Value)>, CrawlError> {
+    ) -> Result<impl Iterator<Item = (String, Value)> + use<>, CrawlError> {
         let projects = self.project_list(cache).await?;
-        Ok(projects
-            .iter()
-            .cloned()
-            .map(|p| {
-                let label = format!("project {}", text(&p, "name").unwrap_or("?"));
-                (label, p)
-            })
-            .collect())
+        Ok((0..projects.len()).map(move |index| {
+            let project = projects.get(index);
+            let label = format!("project {}", text(&project, "name").unwrap_or("?"));
+            (label, project)
+        }))
     }
 }
 

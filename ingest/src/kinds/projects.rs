@@ -16,15 +16,15 @@ impl Crawler {
         let default_team =
             (plan.selectors::<AzureDevopsSelector>()?.iter()).any(|s| s.default_team.0);
         let projects = self.project_list(crawl.cache).await?;
-        if !default_team {
-            for page in projects.chunks(self.items_per_event) {
-                self.publish(crawl.resync_id, Kind::Project, page.to_vec(), crawl.report)
+        let mut listed = projects.iter().peekable();
+        while listed.peek().is_some() {
+            let page: Vec<Value> = listed.by_ref().take(self.items_per_event).collect();
+            if !default_team {
+                self.publish(crawl.resync_id, Kind::Project, page, crawl.report)
                     .await?;
+                continue;
             }
-            return Ok(());
-        }
-        // The list omits `defaultTeam`: read each project in full, page by page.
-        for page in projects.chunks(self.items_per_event) {
+            // The list omits `defaultTeam`: read each project in full, page by page.
             let full: Vec<Value> = stream::iter(page.iter().filter_map(project_id))
                 .map(|id| async move {
                     match self.client.project(&id).await {

@@ -178,7 +178,7 @@ impl Crawler {
         loop {
             let teams = self.client.teams_page(top, skip).await?;
             let got = teams.len();
-            let units = teams
+            let units: Vec<_> = teams
                 .into_iter()
                 .map(|team| (format!("team {}", text(&team, "name").unwrap_or("?")), team))
                 .collect();

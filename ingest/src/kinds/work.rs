@@ -14,7 +14,7 @@ use super::KindCrawl;
 use super::teams::TEAM_GONE;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, BoardId, ProjectId, TeamId, WORK_ITEMS_BATCH};
-use crate::crawl_context::{CrawlError, Crawler};
+use crate::crawl_context::{CompactList, CrawlError, Crawler, compact};
 use crate::kind::Kind;
 use crate::selector::WorkItemSelector;
 
@@ -193,9 +193,9 @@ impl Crawler {
         if let Some(boards) = held.as_ref().cloned() {
             drop(held);
             let items: Vec<Value> = if columns {
-                boards.iter().flat_map(columns_of).collect()
+                boards.iter().flat_map(|board| columns_of(&board)).collect()
             } else {
-                boards.to_vec()
+                boards.iter().collect()
             };
             for page in items.chunks(self.items_per_event) {
                 self.publish(crawl.resync_id, kind, page.to_vec(), crawl.report)
@@ -214,7 +214,7 @@ impl Crawler {
             seen_ref
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .extend(boards.iter().cloned());
+                .extend(boards.iter().map(compact));
             let items = if columns {
                 boards.iter().flat_map(columns_of).collect()
             } else {
@@ -224,9 +224,9 @@ impl Crawler {
         })
         .await?;
         if crawl.report.failure.is_none() {
-            *held = Some(Arc::new(
+            *held = Some(Arc::new(CompactList::from_texts(
                 seen.into_inner().unwrap_or_else(|p| p.into_inner()),
-            ));
+            )));
         }
         Ok(())
     }

@@ -503,6 +503,16 @@ pub const DEFAULT_CONCURRENT_KINDS: u64 = 4;
 /// Most crawl units a resync may read at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`).
 pub const MAX_CONCURRENT_KINDS: u64 = 64;
 
+/// MiB of pages a resync holds at once, per organization, unless
+/// `ADOPORT__INGEST__CRAWL_BUFFER_MIB` says otherwise: room for about 17 pages of 40
+/// repositories (about 120 KiB each in memory), 7 of 100, or 30 of a project's few policies,
+/// so that requests in flight stay busy with typical pages while the ingest role's memory stays
+/// flat whatever the organization's size.
+pub const DEFAULT_CRAWL_BUFFER_MIB: u64 = 2;
+
+/// Most MiB of pages a resync may hold (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`).
+pub const MAX_CRAWL_BUFFER_MIB: u64 = 4096;
+
 /// `ADOPORT__INGEST__…`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -531,6 +541,11 @@ pub struct IngestSettings {
     /// them one after another.
     #[serde(deserialize_with = "flex::u64")]
     pub concurrent_kinds: u64,
+    /// MiB of pages a resync holds at once, per organization, across the units it reads at
+    /// the same time: a page takes its bytes before it is published and gives them back once
+    /// the broker confirmed it; large pages narrow the crawl's fan-out rather than pile up.
+    #[serde(deserialize_with = "flex::u64")]
+    pub crawl_buffer_mib: u64,
     /// Of those, how many the resync crawl leaves to live re-reads (webhooks, actions); 0
     /// lets the crawl take them all.
     #[serde(deserialize_with = "flex::u64")]
@@ -569,6 +584,7 @@ impl Default for IngestSettings {
             items_per_event: 100,
             max_concurrent_requests: 30,
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
+            crawl_buffer_mib: DEFAULT_CRAWL_BUFFER_MIB,
             live_reserved_requests: 3,
             live_reserved_budget_percent: 20,
             subscription_check_minutes: 10,
@@ -993,6 +1009,7 @@ impl Settings {
         }
         self.validate_live_reserve()?;
         self.validate_concurrent_kinds()?;
+        self.validate_crawl_buffer()?;
         self.validate_leader_retry()?;
         self.validate_incremental_interval()?;
         self.pipeline.transform.validate()?;
@@ -1063,6 +1080,20 @@ impl Settings {
                 setting: "ADOPORT__INGEST__CONCURRENT_KINDS".into(),
                 problem: format!(
                     "{kinds} is out of range; use 1 (one kind after another) to {MAX_CONCURRENT_KINDS} (the crawl units a resync reads at the same time; their requests share ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// A resync must be able to hold a page.
+    fn validate_crawl_buffer(&self) -> Result<(), ConfigError> {
+        let mib = self.pipeline.ingest.crawl_buffer_mib;
+        if !(1..=MAX_CRAWL_BUFFER_MIB).contains(&mib) {
+            return Err(ConfigError::Invalid {
+                setting: "ADOPORT__INGEST__CRAWL_BUFFER_MIB".into(),
+                problem: format!(
+                    "{mib} is out of range; use 1 to {MAX_CRAWL_BUFFER_MIB} (MiB of pages a resync holds at once per organization)"
                 ),
             });
         }
@@ -1523,6 +1554,16 @@ mod tests {
         assert_eq!(s.pipeline.ingest.concurrent_kinds, 4);
         let one = settings(&[("ADOPORT__INGEST__CONCURRENT_KINDS", "1")]).expect("valid");
         assert_eq!(one.pipeline.ingest.concurrent_kinds, 1);
+    }
+
+    #[test]
+    fn a_resync_holds_2_mib_of_pages_unless_told_otherwise() {
+        let s = settings(&[]).expect("valid");
+        assert_eq!(s.pipeline.ingest.crawl_buffer_mib, 2);
+        let more = settings(&[("ADOPORT__INGEST__CRAWL_BUFFER_MIB", "64")]).expect("valid");
+        assert_eq!(more.pipeline.ingest.crawl_buffer_mib, 64);
+        let none = settings(&[("ADOPORT__INGEST__CRAWL_BUFFER_MIB", "0")]).expect_err("refused");
+        assert!(none.to_string().contains("CRAWL_BUFFER_MIB"), "{none}");
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! What a resync's crawl holds does not grow with the organization: the live heap of a crawl
+//! of the `project` and `repository` kinds (as `adoport bench --mode rss` crawls them), on
+//! RabbitMQ with the production concurrency and byte budget, stays under [`HEAP_LIMIT`] for an
+//! organization and for one eight times its size, and the larger adds at most
+//! [`GROWTH_LIMIT`]: the pages a crawl holds are bounded by the crawl buffer
+//! (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`), which a small organization's crawl may not fill
+//! (the broker confirms its few pages as they come) and a large one's does.
+//!
+//! A counting global allocator measures the crawl's live heap; the Azure DevOps simulator runs
+//! on a runtime of its own whose threads are not counted (its seeded organization grows with
+//! the size, as a real organization's servers do, not ingest's memory).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use adoport_ingest::{CrawlReport, Crawler};
+use adoport_shared::bus::Bus;
+use adoport_shared::config::{BrokerTimeouts, Secret};
+use adoport_shared::messages::ResyncId;
+use adoport_shared::topology::Topology;
+use adoport_sim::ado::{AdoSim, AdoSimConfig};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::crawl::plan;
+
+/// Repositories per project, as `adoport bench --mode rss` seeds them.
+const REPOSITORIES: usize = 99;
+/// Projects of the smaller organization (5,000 entities); the larger has eight times as many.
+const PROJECTS: usize = 50;
+/// Most live heap a crawl may add to what the process held before it (bytes): the crawl
+/// buffer (2 MiB), the pages being parsed and published, the organization's project list and
+/// the connections' read buffers. Before the buffer, a crawl held 17 MiB at 5,000 entities and
+/// 20 MiB at 40,000.
+const HEAP_LIMIT: isize = 8 * 1024 * 1024;
+/// Most the larger organization's crawl may hold beyond the smaller's (bytes): about the
+/// crawl buffer, which only the larger fills, and the run-to-run spread of about a MiB (how
+/// many pages the broker has yet to confirm, how many pooled connections grew their read
+/// buffers). Anything kept per project or repository would add far more at 35,000 entities.
+const GROWTH_LIMIT: isize = 3 * 1024 * 1024;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    /// Set on the simulator's threads: what they allocate is not the crawl's.
+    static UNCOUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counted() -> bool {
+    !UNCOUNTED.try_with(Cell::get).unwrap_or(true)
+}
+
+fn grew(by: isize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call goes to the system allocator unchanged; only counters are updated.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout, passed on.
+        let block = unsafe { System.alloc(layout) };
+        if !block.is_null() && counted() {
+            grew(layout.size() as isize);
+        }
+        block
+    }
+
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        // SAFETY: a block of the system allocator, with its layout.
+        unsafe { System.dealloc(block, layout) };
+        if counted() {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
+    }
+
+    unsafe fn realloc(&self, block: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        // SAFETY: a block of the system allocator, with its layout.
+        let moved = unsafe { System.realloc(block, layout, size) };
+        if !moved.is_null() && counted() {
+            grew(size as isize - layout.size() as isize);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn amqp_url() -> Secret {
+    Secret::new(
+        std::env::var("ADOPORT_TEST_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+    )
+}
+
+/// The most live heap (bytes) two crawls of `projects` × [`REPOSITORIES`] added to what the
+/// process held before them (the second on the connections the first left, as a process's
+/// resyncs run).
+fn crawl_peak(projects: usize) -> isize {
+    let simulator = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(|| UNCOUNTED.with(|c| c.set(true)))
+        .enable_all()
+        .build()
+        .expect("simulator runtime");
+    UNCOUNTED.with(|c| c.set(true));
+    let sim = simulator
+        .block_on(AdoSim::start(AdoSimConfig {
+            projects,
+            repositories_per_project: REPOSITORIES,
+            ..AdoSimConfig::default()
+        }))
+        .expect("simulator starts");
+    UNCOUNTED.with(|c| c.set(false));
+
+    let crawling = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("crawl runtime");
+    let peak = crawling.block_on(async {
+        let shutdown = CancellationToken::new();
+        // The production settings: 30 requests in flight, 4 kinds at once, 100 items an event.
+        let client = support::client_in_flight(&sim, "sim-pat", 30, &shutdown);
+        let prefix = format!("t-crawl-memory-{}.", uuid::Uuid::new_v4().simple());
+        let bus = Bus::rabbit(
+            &amqp_url(),
+            Topology::new(prefix, 2),
+            BrokerTimeouts::default(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
+        let crawler = Crawler::new(client, bus.clone(), 100).with_concurrent_kinds(4);
+        let kinds = [plan("project", json!({})), plan("repository", json!({}))];
+
+        let before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
+        let report: CrawlReport = crawler.crawl(ResyncId::new(), &kinds).await.expect("crawl");
+        let peak = PEAK.load(Ordering::Relaxed) - before;
+
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        assert_eq!(report.items(), (projects * (REPOSITORIES + 1)) as u64);
+        bus.delete_topology().await.expect("topology deleted");
+        bus.close().await;
+        shutdown.cancel();
+        peak
+    });
+    drop(crawling);
+    UNCOUNTED.with(|c| c.set(true));
+    simulator.block_on(sim.shutdown());
+    drop(simulator);
+    UNCOUNTED.with(|c| c.set(false));
+    peak
+}
+
+#[test]
+fn a_crawl_holds_no_more_of_a_larger_organization() {
+    let mib = |bytes: isize| bytes as f64 / (1024.0 * 1024.0);
+    let small = crawl_peak(PROJECTS);
+    let large = crawl_peak(8 * PROJECTS);
+    eprintln!(
+        "live heap peak of the crawl: {:.1} MiB at {} entities, {:.1} MiB at {}",
+        mib(small),
+        PROJECTS * (REPOSITORIES + 1),
+        mib(large),
+        8 * PROJECTS * (REPOSITORIES + 1)
+    );
+    assert!(
+        small <= HEAP_LIMIT && large <= HEAP_LIMIT,
+        "a crawl held {:.1} / {:.1} MiB, over {:.1} MiB",
+        mib(small),
+        mib(large),
+        mib(HEAP_LIMIT)
+    );
+    assert!(
+        large - small <= GROWTH_LIMIT,
+        "the crawl of 8× the organization held {:.1} MiB more ({:.1} → {:.1} MiB)",
+        mib(large - small),
+        mib(small),
+        mib(large)
+    );
+}
