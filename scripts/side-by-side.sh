@@ -21,6 +21,15 @@
 #   PYTHON          the Python (>= 3.12) to build the virtualenv with
 #   SIDE_BY_SIDE_PROJECTS, SIDE_BY_SIDE_REPOSITORIES  size of the simulated organization (2, 3;
 #                   with --bench 50, 40)
+#   SIDE_BY_SIDE_WORK_ITEMS       work items per project (6)
+#   SIDE_BY_SIDE_PULL_REQUESTS    pull requests per repository (2; none in the disabled and
+#                                 the empty repository)
+#   SIDE_BY_SIDE_RELEASES         releases per project (3)
+#                   (`adoport sim --work-items --pull-requests --releases`). The simulated
+#                   organization has no random seed: the same sizes give the same organization
+#                   (names, states, dates, an empty and a disabled repository vary with the
+#                   index); pipelines (2 per project, 3 builds each) and environments (2) are
+#                   fixed.
 # Needs: Python >= 3.12, git (unless OCEAN_SOURCE), cargo, network access to PyPI the first time.
 # Everything it downloads or writes stays in target/side-by-side/ (reused by later runs).
 set -euo pipefail
@@ -52,7 +61,7 @@ while [ $# -gt 0 ]; do
         || { echo "side-by-side: --latency-ms needs a number of milliseconds" >&2; exit 2; }
       latency_ms=$2
       shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "side-by-side: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -66,6 +75,13 @@ else
   REPOSITORIES=${SIDE_BY_SIDE_REPOSITORIES:-3}
   latency_ms=0
 fi
+WORK_ITEMS=${SIDE_BY_SIDE_WORK_ITEMS:-6}
+PULL_REQUESTS=${SIDE_BY_SIDE_PULL_REQUESTS:-2}
+RELEASES=${SIDE_BY_SIDE_RELEASES:-3}
+for size in PROJECTS REPOSITORIES WORK_ITEMS PULL_REQUESTS RELEASES; do
+  [[ "${!size}" =~ ^[0-9]+$ ]] \
+    || { echo "side-by-side: SIDE_BY_SIDE_$size=${!size} is not a number" >&2; exit 2; }
+done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 scripts="$root/scripts"
@@ -155,7 +171,8 @@ mapfile -t ports < <("$python" "$scripts/side_by_side.py" free-ports 4)
 start_sim() { # name ado-port port-port: starts one `adoport sim` (its log: sim-<name>.log)
   rm -f "$logs/sim-$1.log" # before the start: a previous run's log would name other ports
   "$adoport" sim --ado-listen "127.0.0.1:$2" --port-listen "127.0.0.1:$3" \
-    --projects "$PROJECTS" --repositories "$REPOSITORIES" ${mapping:+--mapping "$mapping" --integration-identifier "$IDENTIFIER"} \
+    --projects "$PROJECTS" --repositories "$REPOSITORIES" --work-items "$WORK_ITEMS" \
+    --pull-requests "$PULL_REQUESTS" --releases "$RELEASES" ${mapping:+--mapping "$mapping" --integration-identifier "$IDENTIFIER"} \
     --ado-latency-ms "$latency_ms" --port-latency-ms "$latency_ms" \
     > "$logs/sim-$1.log" 2>&1 &
   pids+=($!)
@@ -249,7 +266,8 @@ read -r _ adoport_port_2 < <(requests adoport)
 
 if [ -n "$bench" ]; then
   rss() { [ -s "$1" ] && echo "$(($(tail -1 "$1") / 1024)) MiB" || echo "not measured"; }
-  echo "Speed run: $PROJECTS projects x $REPOSITORIES repositories, every Azure DevOps and Port answer"
+  echo "Speed run: $PROJECTS projects x $REPOSITORIES repositories, $WORK_ITEMS work items per project,"
+  echo "$PULL_REQUESTS pull requests per repository, $RELEASES releases per project, every Azure DevOps and Port answer"
   echo "delayed $latency_ms ms, one ONCE resync each (wall time from process start to exit)"
   printf '| %-30s | %12s | %12s |\n' "" python adoport
   printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..32})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})"

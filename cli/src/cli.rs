@@ -222,6 +222,15 @@ pub struct SimArgs {
     /// Repositories per project.
     #[arg(long, default_value_t = 10)]
     pub repositories: usize,
+    /// Work items per project (types and states cycle).
+    #[arg(long, default_value_t = 6)]
+    pub work_items: usize,
+    /// Pull requests per repository (none in the disabled and the empty repository).
+    #[arg(long, default_value_t = 2)]
+    pub pull_requests: usize,
+    /// Releases per project.
+    #[arg(long, default_value_t = 3)]
+    pub releases: usize,
     /// Port-app-config file the Port simulator serves as the integration's mapping.
     #[arg(long)]
     pub mapping: Option<std::path::PathBuf>,

@@ -146,6 +146,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
         AdoSimConfig {
             projects: args.projects,
             repositories_per_project: args.repositories,
+            work_items_per_project: args.work_items,
+            pull_requests_per_repository: args.pull_requests,
+            releases_per_project: args.releases,
             latency: Duration::from_millis(args.ado_latency_ms),
             ..AdoSimConfig::default()
         },

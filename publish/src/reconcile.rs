@@ -51,6 +51,7 @@ use adoport_shared::metrics::{HttpStats, PublishOutcome};
 use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::WorkQueue;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -370,6 +371,9 @@ impl ResyncSummary {
         );
     }
 }
+
+/// Sync metrics `PUT`s of one report in flight at once.
+const SYNC_METRICS_PUTS_IN_FLIGHT: usize = 16;
 
 /// The reconciliation coordinator.
 pub struct Reconciler {
@@ -866,11 +870,18 @@ impl Reconciler {
         }
         // Ocean also puts each resource's event on its own when the resource starts and when it
         // ends; here every resource starts with the resync and ends with its reconciliation.
+        // The puts are independent: up to 16 go together (2.2 s for 44 resources one by one
+        // at 50 ms), and only the first failure is logged.
+        let mut puts = Vec::with_capacity(events.len());
         for event in &events {
-            if let Err(e) = self.client.put_kind_sync_metrics(&ingest.url, event).await {
-                tracing::warn!(sync_state, kind = %event["kindIdentifier"], error = %e, "could not report a resource's sync metrics to Port");
-                break;
-            }
+            puts.push(self.client.put_kind_sync_metrics(&ingest.url, event));
+        }
+        let puts: Vec<_> = futures_util::stream::iter(puts)
+            .buffered(SYNC_METRICS_PUTS_IN_FLIGHT)
+            .collect()
+            .await;
+        if let Some((event, Err(e))) = (events.iter().zip(puts)).find(|(_, r)| r.is_err()) {
+            tracing::warn!(sync_state, kind = %event["kindIdentifier"], error = %e, "could not report a resource's sync metrics to Port");
         }
         if let Some((reconciliation, resync_state)) = end {
             let event = reconciliation_event(&context, Some(reconciliation));

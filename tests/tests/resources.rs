@@ -384,3 +384,33 @@ async fn the_default_scorecard_is_created_where_its_blueprint_exists_and_a_taken
     );
     port.shutdown().await;
 }
+
+/// At real latency the first start pays a round trip per blueprint stage, not per blueprint:
+/// each stage's requests go together (README "Other shapes"). One by one, the six default
+/// blueprints alone take 18 round trips and more (GET, POST, full PATCH each, and the
+/// relation PATCHes); all of the start takes 12 now.
+#[tokio::test]
+async fn the_default_blueprints_are_created_a_stage_at_a_time() {
+    let latency = std::time::Duration::from_millis(100);
+    let port = PortSim::start(PortSimConfig {
+        latency,
+        ..PortSimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let client = client(&port);
+    let started = std::time::Instant::now();
+    let done = initialize(&client, INTEGRATION, &record())
+        .await
+        .expect("initialize");
+    let took = started.elapsed();
+    assert_eq!(
+        done.blueprints_created.len(),
+        default_blueprints().expect("defaults").len()
+    );
+    assert!(
+        took < latency * 18,
+        "the first start took {took:?}, 18 round trips of {latency:?} or more"
+    );
+    port.shutdown().await;
+}
