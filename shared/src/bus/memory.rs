@@ -3,12 +3,21 @@
 //! Every work queue is a bounded channel with one consumer. Publishing waits for room (the
 //! same back-pressure prefetch gives on RabbitMQ). Nothing survives the process: this mode is
 //! for small organizations and CI jobs, where a failed run is simply run again.
+//!
+//! Room is counted in messages ([`QUEUE_CAPACITY`]) and in bytes of message bodies: the raw
+//! queue holds at most [`RAW_QUEUE_BYTES`], the change partitions together at most
+//! [`CHANGES_QUEUE_BYTES`] (each its share), every other queue at most [`QUEUE_BYTES`]. A
+//! raw event is a page of up to hundreds of KB: counted in messages alone, a crawl faster
+//! than transform could pile a thousand pages (hundreds of MB) ahead of it in `adoport all`.
+//! The bytes are freed as the consumer takes a message; what it holds after that, its own
+//! bound (transform's and publish's prefetch) covers. A message larger than its queue's bound
+//! goes alone, once the queue is empty.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::lock::MemoryLocks;
@@ -16,13 +25,74 @@ use super::{BusError, DeadLetter, Delivery, Outgoing, Settle};
 use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 
 /// Messages a work queue holds before publishers wait.
-const QUEUE_CAPACITY: usize = 1024;
+pub const QUEUE_CAPACITY: usize = 1024;
+/// Bytes of raw events (pages of a crawl, webhooks) the raw queue holds before publishers wait.
+pub const RAW_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of entity changes all the change partitions hold together (each partition its share,
+/// at least [`MIN_QUEUE_BYTES`]) before publishers wait.
+pub const CHANGES_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes any other queue (resync requests, resync progress) holds before publishers wait.
+pub const QUEUE_BYTES: usize = 1024 * 1024;
+/// The least a change partition holds, however many partitions share [`CHANGES_QUEUE_BYTES`].
+pub const MIN_QUEUE_BYTES: usize = 256 * 1024;
 /// Dead letters kept for inspection; older ones are dropped (and were logged when they came).
 const DEAD_LETTER_CAPACITY: usize = 10_000;
 
+/// A message in a queue, with the room it takes in its queue's byte bound (given back when the
+/// consumer takes the message).
+struct Queued {
+    body: Bytes,
+    _room: OwnedSemaphorePermit,
+}
+
 struct Queue {
-    sender: mpsc::Sender<Bytes>,
-    receiver: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    sender: mpsc::Sender<Queued>,
+    receiver: Mutex<Option<mpsc::Receiver<Queued>>>,
+    /// Free bytes of the queue's bound, one permit each.
+    room: Arc<Semaphore>,
+    /// The queue's bound in bytes.
+    bytes: usize,
+}
+
+impl Queue {
+    fn new(bytes: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        Self {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            room: Arc::new(Semaphore::new(bytes)),
+            bytes,
+        }
+    }
+
+    /// Waits for room for `body` (its bytes, at most the whole bound) and queues it.
+    async fn send(&self, body: Bytes) -> Result<(), BusError> {
+        let wanted = body.len().clamp(1, self.bytes);
+        let room = Arc::clone(&self.room)
+            .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| BusError::ShuttingDown)?;
+        self.sender
+            .send(Queued { body, _room: room })
+            .await
+            .map_err(|_| BusError::ShuttingDown)
+    }
+
+    /// Bytes of the messages in the queue now.
+    fn queued_bytes(&self) -> usize {
+        self.bytes - self.room.available_permits()
+    }
+}
+
+/// The byte bound of `queue` on a bus of `partitions` change partitions.
+fn queue_bytes(queue: WorkQueue, partitions: u16) -> usize {
+    match queue {
+        WorkQueue::Raw => RAW_QUEUE_BYTES,
+        WorkQueue::Changes { .. } => {
+            (CHANGES_QUEUE_BYTES / usize::from(partitions.max(1))).max(MIN_QUEUE_BYTES)
+        }
+        WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => QUEUE_BYTES,
+    }
 }
 
 struct Inner {
@@ -53,16 +123,7 @@ impl MemoryBus {
         let queues = topology
             .work_queues()
             .into_iter()
-            .map(|q| {
-                let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-                (
-                    q,
-                    Queue {
-                        sender,
-                        receiver: Mutex::new(Some(receiver)),
-                    },
-                )
-            })
+            .map(|q| (q, Queue::new(queue_bytes(q, topology.partitions))))
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -98,7 +159,7 @@ impl MemoryBus {
             let queue = self.queue(message.destination.work_queue())?;
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
-                sent = queue.sender.send(message.body) => sent.map_err(|_| BusError::ShuttingDown)?,
+                sent = queue.send(message.body) => sent?,
             }
         }
         Ok(())
@@ -122,6 +183,12 @@ impl MemoryBus {
         };
         let n = max.min(letters.len());
         letters.drain(..n).collect()
+    }
+
+    /// Bytes of the message bodies waiting in `queue` (at most its byte bound, or one message
+    /// larger than that).
+    pub fn queued_bytes(&self, queue: WorkQueue) -> usize {
+        self.inner.queues.get(&queue).map_or(0, Queue::queued_bytes)
     }
 
     pub fn ready_count(&self, queue: WorkQueue) -> u64 {
@@ -151,7 +218,7 @@ impl MemoryBus {
 pub struct MemorySubscription {
     bus: MemoryBus,
     queue: WorkQueue,
-    receiver: mpsc::Receiver<Bytes>,
+    receiver: mpsc::Receiver<Queued>,
 }
 
 impl MemorySubscription {
@@ -165,7 +232,7 @@ impl MemorySubscription {
         let body = tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = stop => return None,
-            body = self.receiver.recv() => body?,
+            queued = self.receiver.recv() => queued?.body,
         };
         Some(Delivery {
             body,
@@ -201,16 +268,78 @@ impl MemorySettle {
     pub(super) fn requeue(self, body: Bytes) {
         // The consumer itself may be the only one draining this queue: never wait for room
         // here. A full queue means the message is redelivered when there is room again.
-        let sender = self
-            .bus
-            .inner
-            .queues
-            .get(&self.queue)
-            .map(|q| q.sender.clone());
-        if let Some(sender) = sender {
-            tokio::spawn(async move {
-                let _ = sender.send(body).await;
-            });
+        let (bus, queue) = (self.bus, self.queue);
+        tokio::spawn(async move {
+            if let Some(queue) = bus.inner.queues.get(&queue) {
+                let _ = queue.send(body).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::bus::Destination;
+
+    /// Publishes pages of `page` bytes (each its own allocation, as a crawl's are) to `queue`
+    /// until publishing has to wait; returns the bytes the queue took.
+    fn fill(bus: &MemoryBus, destination: Destination, page: usize) -> usize {
+        let mut taken = 0;
+        // The count bound stops it at QUEUE_CAPACITY messages at the latest.
+        for _ in 0..=QUEUE_CAPACITY {
+            let body = Bytes::from(vec![b'x'; page]);
+            let publish = bus.publish_all(vec![Outgoing::new(destination, body)]);
+            // Unconstrained: the runtime's cooperative budget would make a ready queue look
+            // full after a hundred-odd sends.
+            match tokio::task::unconstrained(publish).now_or_never() {
+                Some(result) => result.expect("publish"),
+                None => break,
+            }
+            taken += page;
         }
+        taken
+    }
+
+    /// A crawl faster than transform (consumer stalled): the raw queue stops taking pages at
+    /// its byte bound, not at a thousand pages.
+    #[tokio::test]
+    async fn a_stalled_consumer_holds_the_raw_queue_at_its_byte_bound() {
+        let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
+        let mut subscription = bus.subscribe(WorkQueue::Raw).expect("subscribe");
+        let page = 200 * 1024;
+        let taken = fill(&bus, Destination::Raw, page);
+        assert!(
+            taken <= RAW_QUEUE_BYTES && taken + page > RAW_QUEUE_BYTES,
+            "the raw queue took {taken} bytes of {page}-byte pages; its bound is {RAW_QUEUE_BYTES}"
+        );
+        assert_eq!(bus.queued_bytes(WorkQueue::Raw), taken);
+        // Taking a page frees its room: the next page goes in.
+        let delivery = subscription
+            .next_until(std::future::pending())
+            .await
+            .expect("a page");
+        assert_eq!(delivery.body.len(), page);
+        assert_eq!(fill(&bus, Destination::Raw, page), page);
+    }
+
+    /// Eight change partitions share their bound; a message larger than a queue's bound still
+    /// goes, alone.
+    #[tokio::test]
+    async fn change_partitions_share_a_byte_bound_and_a_large_message_goes_alone() {
+        let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
+        let mut held = 0;
+        for partition in 0..8 {
+            held += fill(&bus, Destination::Change { partition }, 2 * 1024);
+        }
+        assert!(
+            held <= CHANGES_QUEUE_BYTES && held + 8 * 2 * 1024 > CHANGES_QUEUE_BYTES,
+            "8 change partitions took {held} bytes; their bound is {CHANGES_QUEUE_BYTES}"
+        );
+        let large = QUEUE_BYTES + 1;
+        assert_eq!(fill(&bus, Destination::ResyncProgress, large), large);
+        assert_eq!(bus.queued_bytes(WorkQueue::ResyncProgress), QUEUE_BYTES);
     }
 }
