@@ -120,7 +120,10 @@ mod tests {
                     marked.push(flags.split_whitespace().any(|flag| flag == "rr"));
                 }
             } else if line.split_whitespace().count() >= 5
-                && line.split_whitespace().next().is_some_and(|r| r.contains('-'))
+                && line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|r| r.contains('-'))
                 && !line.ends_with(':')
             {
                 mine = line.trim_end().ends_with(&*executable);
