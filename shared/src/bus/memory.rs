@@ -4,14 +4,17 @@
 //! same back-pressure prefetch gives on RabbitMQ). Nothing survives the process: this mode is
 //! for small organizations and CI jobs, where a failed run is simply run again.
 //!
-//! Room is counted in messages ([`QUEUE_CAPACITY`]) and in bytes of message bodies: the raw
-//! queue holds at most [`RAW_QUEUE_BYTES`], the change partitions together at most
-//! [`CHANGES_QUEUE_BYTES`] (each its share), every other queue at most [`QUEUE_BYTES`]. A
-//! raw event is a page of up to hundreds of KB: counted in messages alone, a crawl faster
-//! than transform could pile a thousand pages (hundreds of MB) ahead of it in `adoport all`.
-//! The bytes are freed as the consumer takes a message; what it holds after that, its own
-//! bound (transform's and publish's prefetch) covers. A message larger than its queue's bound
-//! goes alone, once the queue is empty.
+//! Room is counted in messages ([`QUEUE_CAPACITY`]), and in the raw queue also in bytes of
+//! message bodies ([`RAW_QUEUE_BYTES`]). A raw event is a page of up to hundreds of KB:
+//! counted in messages alone, a crawl faster than transform could pile a thousand pages
+//! (hundreds of MB) ahead of it in `adoport all`. The bytes are freed as transform takes a
+//! message; what it holds after that, its own bound covers (`IN_FLIGHT_BYTES`). A raw event
+//! larger than the bound goes alone, once the queue is empty.
+//!
+//! The other queues (entity changes of a few KB each, resync bookkeeping) keep the message
+//! count alone: publish's reports to the reconciliation coordinator and the coordinator's
+//! barriers into the change partitions wait on each other's queues, and a tighter bound there
+//! could make them wait on each other for good.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -28,13 +31,6 @@ use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 pub const QUEUE_CAPACITY: usize = 1024;
 /// Bytes of raw events (pages of a crawl, webhooks) the raw queue holds before publishers wait.
 pub const RAW_QUEUE_BYTES: usize = 4 * 1024 * 1024;
-/// Bytes of entity changes all the change partitions hold together (each partition its share,
-/// at least [`MIN_QUEUE_BYTES`]) before publishers wait.
-pub const CHANGES_QUEUE_BYTES: usize = 4 * 1024 * 1024;
-/// Bytes any other queue (resync requests, resync progress) holds before publishers wait.
-pub const QUEUE_BYTES: usize = 1024 * 1024;
-/// The least a change partition holds, however many partitions share [`CHANGES_QUEUE_BYTES`].
-pub const MIN_QUEUE_BYTES: usize = 256 * 1024;
 /// Dead letters kept for inspection; older ones are dropped (and were logged when they came).
 const DEAD_LETTER_CAPACITY: usize = 10_000;
 
@@ -84,14 +80,15 @@ impl Queue {
     }
 }
 
-/// The byte bound of `queue` on a bus of `partitions` change partitions.
-fn queue_bytes(queue: WorkQueue, partitions: u16) -> usize {
+/// The byte bound of `queue`: the raw queue's, or none below the message count for the others.
+fn queue_bytes(queue: WorkQueue) -> usize {
     match queue {
         WorkQueue::Raw => RAW_QUEUE_BYTES,
-        WorkQueue::Changes { .. } => {
-            (CHANGES_QUEUE_BYTES / usize::from(partitions.max(1))).max(MIN_QUEUE_BYTES)
+        WorkQueue::Changes { .. } | WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => {
+            // A whole u32 per message (the most one takes) times the count bound stays far
+            // below the semaphore's limit.
+            Semaphore::MAX_PERMITS
         }
-        WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => QUEUE_BYTES,
     }
 }
 
@@ -123,7 +120,7 @@ impl MemoryBus {
         let queues = topology
             .work_queues()
             .into_iter()
-            .map(|q| (q, Queue::new(queue_bytes(q, topology.partitions))))
+            .map(|q| (q, Queue::new(queue_bytes(q))))
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -325,21 +322,15 @@ mod tests {
         assert_eq!(fill(&bus, Destination::Raw, page), page);
     }
 
-    /// Eight change partitions share their bound; a message larger than a queue's bound still
-    /// goes, alone.
+    /// A raw event larger than the bound still goes, alone; the other queues take large
+    /// messages up to their count.
     #[tokio::test]
-    async fn change_partitions_share_a_byte_bound_and_a_large_message_goes_alone() {
+    async fn a_large_raw_event_goes_alone_and_other_queues_count_messages_only() {
         let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
-        let mut held = 0;
-        for partition in 0..8 {
-            held += fill(&bus, Destination::Change { partition }, 2 * 1024);
-        }
-        assert!(
-            held <= CHANGES_QUEUE_BYTES && held + 8 * 2 * 1024 > CHANGES_QUEUE_BYTES,
-            "8 change partitions took {held} bytes; their bound is {CHANGES_QUEUE_BYTES}"
-        );
-        let large = QUEUE_BYTES + 1;
-        assert_eq!(fill(&bus, Destination::ResyncProgress, large), large);
-        assert_eq!(bus.queued_bytes(WorkQueue::ResyncProgress), QUEUE_BYTES);
+        let large = RAW_QUEUE_BYTES + 1;
+        assert_eq!(fill(&bus, Destination::Raw, large), large);
+        assert_eq!(bus.queued_bytes(WorkQueue::Raw), RAW_QUEUE_BYTES);
+        let progress = fill(&bus, Destination::ResyncProgress, 64 * 1024);
+        assert_eq!(progress, QUEUE_CAPACITY * 64 * 1024);
     }
 }
