@@ -11,6 +11,11 @@
 //! items, with the reason), while the event's other items are published as usual. As any failed
 //! item, it keeps reconciliation from deleting after a resync.
 //!
+//! At most `prefetch` events and [`IN_FLIGHT_BYTES`] of their bodies are mapped at once: an
+//! event is decoded, mapped and its changes encoded while in flight (several times its bytes),
+//! and a crawl's page is up to hundreds of KB, so the byte bound, not the count, is what keeps
+//! transform's memory the same for any organization.
+//!
 //! A live event's (webhook's) changes take the bus's live lane ([`Bus::live_lane`]): their
 //! confirms do not wait behind the resync's changes.
 
@@ -36,6 +41,11 @@ use adoport_shared::messages::{
 use adoport_shared::metrics::KindCounters;
 use adoport_shared::telemetry::live_timing::{self, Stage};
 use adoport_shared::topology::{Topology, WorkQueue};
+
+/// Bytes of raw events (message bodies) mapped at once, whatever the prefetch: each event is
+/// decoded, mapped and its changes encoded while it is in flight, several times its body in
+/// all, and a crawl's page is up to hundreds of KB. An event larger than this is mapped alone.
+pub const IN_FLIGHT_BYTES: usize = 1024 * 1024;
 
 /// How often the per-kind problem summary is logged.
 const PROBLEM_SUMMARY_EVERY: Duration = Duration::from_secs(30);
@@ -476,8 +486,8 @@ async fn process(
     Ok(())
 }
 
-/// Consumes raw events until shutdown, `prefetch` of them in flight at once, mapping their
-/// items within `limits`.
+/// Consumes raw events until shutdown, `prefetch` of them and at most [`IN_FLIGHT_BYTES`] of
+/// their bodies in flight at once, mapping their items within `limits`.
 ///
 /// `mapping` follows the mapping versions (see [`crate::mapping::versions`]): a resync's raw
 /// event is mapped with the version its crawl ran with, any other with the version in force,
@@ -495,6 +505,7 @@ pub async fn run(
     let evaluator = Evaluator::start(limits, cores.min(usize::from(prefetch.max(1))))?;
     let mut subscription = bus.subscribe(WorkQueue::Raw, prefetch).await?;
     let slots = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
+    let bytes = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let mut in_flight = JoinSet::new();
     let mut summary = tokio::time::interval(PROBLEM_SUMMARY_EVERY);
     summary.tick().await;
@@ -514,10 +525,20 @@ pub async fn run(
                 None => break,
             },
         };
+        // Room for its bytes; meanwhile the event stays unmapped (on RabbitMQ, unacked: a
+        // shutdown here leaves it to the broker).
+        let weight = delivery.body.len().clamp(1, IN_FLIGHT_BYTES);
+        let room = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            room = bytes.clone().acquire_many_owned(u32::try_from(weight).unwrap_or(u32::MAX)) => match room {
+                Ok(room) => room,
+                Err(_) => break,
+            },
+        };
         let (bus, mapping, stats) = (bus.clone(), mapping.clone(), stats.clone());
         let evaluator = evaluator.clone();
         in_flight.spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, room);
             process(bus, mapping, evaluator, stats, delivery).await
         });
         // Reap finished tasks so that their errors surface promptly.

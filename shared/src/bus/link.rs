@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::tcp::{AsyncTcpStream, OwnedTLSConfig};
 use lapin::types::LongString;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -516,10 +517,7 @@ async fn open_connection(shared: &Shared) -> Result<Connection, String> {
         } else {
             stream
         };
-        let mut uri = endpoint.uri.clone();
-        if uri.query.heartbeat.is_none() {
-            uri.query.heartbeat = Some(u16::try_from(t.heartbeat.as_secs()).unwrap_or(u16::MAX));
-        }
+        let uri = connection_uri(&endpoint.uri, t.heartbeat);
         let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
         // lapin asks this for the socket; it gets the one opened above, once.
         let slot = Arc::new(Mutex::new(Some(stream)));
@@ -601,5 +599,46 @@ fn seconds(d: Duration) -> String {
         format!("{} s", d.as_secs())
     } else {
         format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// The largest AMQP frame adoport asks for (bytes), unless `ADOPORT__BROKER__URL` names one
+/// (`?frame_max=`). lapin keeps a send and a receive buffer of 32 frames per connection, which
+/// fill up as a ring over time: at RabbitMQ's default of 128 KiB that is 8 MiB resident per
+/// connection, at 32 KiB 2 MiB. A larger message is sent in more frames.
+pub const FRAME_MAX: u32 = 32 * 1024;
+
+/// `uri` with the heartbeat (`heartbeat`, unless the URL names one) and the frame size
+/// ([`FRAME_MAX`], unless the URL names one) adoport asks the broker for.
+fn connection_uri(uri: &AMQPUri, heartbeat: Duration) -> AMQPUri {
+    let mut uri = uri.clone();
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(u16::try_from(heartbeat.as_secs()).unwrap_or(u16::MAX));
+    }
+    if uri.query.frame_max.is_none() {
+        uri.query.frame_max = Some(FRAME_MAX);
+    }
+    uri
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_for_small_frames_unless_the_url_names_a_size() {
+        let heartbeat = Duration::from_secs(10);
+        let plain: AMQPUri = "amqp://guest:guest@127.0.0.1:5672/%2f"
+            .parse()
+            .expect("a URL");
+        let asked = connection_uri(&plain, heartbeat);
+        assert_eq!(asked.query.frame_max, Some(FRAME_MAX));
+        assert_eq!(asked.query.heartbeat, Some(10));
+        let named: AMQPUri = "amqp://guest:guest@127.0.0.1:5672/%2f?frame_max=131072&heartbeat=5"
+            .parse()
+            .expect("a URL");
+        let asked = connection_uri(&named, heartbeat);
+        assert_eq!(asked.query.frame_max, Some(131_072));
+        assert_eq!(asked.query.heartbeat, Some(5));
     }
 }

@@ -3,12 +3,24 @@
 //! Every work queue is a bounded channel with one consumer. Publishing waits for room (the
 //! same back-pressure prefetch gives on RabbitMQ). Nothing survives the process: this mode is
 //! for small organizations and CI jobs, where a failed run is simply run again.
+//!
+//! Room is counted in messages ([`QUEUE_CAPACITY`]), and in the raw queue also in bytes of
+//! message bodies ([`RAW_QUEUE_BYTES`]). A raw event is a page of up to hundreds of KB:
+//! counted in messages alone, a crawl faster than transform could pile a thousand pages
+//! (hundreds of MB) ahead of it in `adoport all`. The bytes are freed as transform takes a
+//! message; what it holds after that, its own bound covers (`IN_FLIGHT_BYTES`). A raw event
+//! larger than the bound goes alone, once the queue is empty.
+//!
+//! The other queues (entity changes of a few KB each, resync bookkeeping) keep the message
+//! count alone: publish's reports to the reconciliation coordinator and the coordinator's
+//! barriers into the change partitions wait on each other's queues, and a tighter bound there
+//! could make them wait on each other for good.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::lock::MemoryLocks;
@@ -16,13 +28,68 @@ use super::{BusError, DeadLetter, Delivery, Outgoing, Settle};
 use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 
 /// Messages a work queue holds before publishers wait.
-const QUEUE_CAPACITY: usize = 1024;
+pub const QUEUE_CAPACITY: usize = 1024;
+/// Bytes of raw events (pages of a crawl, webhooks) the raw queue holds before publishers wait.
+pub const RAW_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Dead letters kept for inspection; older ones are dropped (and were logged when they came).
 const DEAD_LETTER_CAPACITY: usize = 10_000;
 
+/// A message in a queue, with the room it takes in its queue's byte bound (given back when the
+/// consumer takes the message).
+struct Queued {
+    body: Bytes,
+    _room: OwnedSemaphorePermit,
+}
+
 struct Queue {
-    sender: mpsc::Sender<Bytes>,
-    receiver: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    sender: mpsc::Sender<Queued>,
+    receiver: Mutex<Option<mpsc::Receiver<Queued>>>,
+    /// Free bytes of the queue's bound, one permit each.
+    room: Arc<Semaphore>,
+    /// The queue's bound in bytes.
+    bytes: usize,
+}
+
+impl Queue {
+    fn new(bytes: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        Self {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            room: Arc::new(Semaphore::new(bytes)),
+            bytes,
+        }
+    }
+
+    /// Waits for room for `body` (its bytes, at most the whole bound) and queues it.
+    async fn send(&self, body: Bytes) -> Result<(), BusError> {
+        let wanted = body.len().clamp(1, self.bytes);
+        let room = Arc::clone(&self.room)
+            .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| BusError::ShuttingDown)?;
+        self.sender
+            .send(Queued { body, _room: room })
+            .await
+            .map_err(|_| BusError::ShuttingDown)
+    }
+
+    /// Bytes of the messages in the queue now.
+    fn queued_bytes(&self) -> usize {
+        self.bytes - self.room.available_permits()
+    }
+}
+
+/// The byte bound of `queue`: the raw queue's, or none below the message count for the others.
+fn queue_bytes(queue: WorkQueue) -> usize {
+    match queue {
+        WorkQueue::Raw => RAW_QUEUE_BYTES,
+        WorkQueue::Changes { .. } | WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => {
+            // A whole u32 per message (the most one takes) times the count bound stays far
+            // below the semaphore's limit.
+            Semaphore::MAX_PERMITS
+        }
+    }
 }
 
 struct Inner {
@@ -53,16 +120,7 @@ impl MemoryBus {
         let queues = topology
             .work_queues()
             .into_iter()
-            .map(|q| {
-                let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-                (
-                    q,
-                    Queue {
-                        sender,
-                        receiver: Mutex::new(Some(receiver)),
-                    },
-                )
-            })
+            .map(|q| (q, Queue::new(queue_bytes(q))))
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -98,7 +156,7 @@ impl MemoryBus {
             let queue = self.queue(message.destination.work_queue())?;
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return Err(BusError::ShuttingDown),
-                sent = queue.sender.send(message.body) => sent.map_err(|_| BusError::ShuttingDown)?,
+                sent = queue.send(message.body) => sent?,
             }
         }
         Ok(())
@@ -122,6 +180,12 @@ impl MemoryBus {
         };
         let n = max.min(letters.len());
         letters.drain(..n).collect()
+    }
+
+    /// Bytes of the message bodies waiting in `queue` (at most its byte bound, or one message
+    /// larger than that).
+    pub fn queued_bytes(&self, queue: WorkQueue) -> usize {
+        self.inner.queues.get(&queue).map_or(0, Queue::queued_bytes)
     }
 
     pub fn ready_count(&self, queue: WorkQueue) -> u64 {
@@ -151,7 +215,7 @@ impl MemoryBus {
 pub struct MemorySubscription {
     bus: MemoryBus,
     queue: WorkQueue,
-    receiver: mpsc::Receiver<Bytes>,
+    receiver: mpsc::Receiver<Queued>,
 }
 
 impl MemorySubscription {
@@ -165,7 +229,7 @@ impl MemorySubscription {
         let body = tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = stop => return None,
-            body = self.receiver.recv() => body?,
+            queued = self.receiver.recv() => queued?.body,
         };
         Some(Delivery {
             body,
@@ -201,16 +265,72 @@ impl MemorySettle {
     pub(super) fn requeue(self, body: Bytes) {
         // The consumer itself may be the only one draining this queue: never wait for room
         // here. A full queue means the message is redelivered when there is room again.
-        let sender = self
-            .bus
-            .inner
-            .queues
-            .get(&self.queue)
-            .map(|q| q.sender.clone());
-        if let Some(sender) = sender {
-            tokio::spawn(async move {
-                let _ = sender.send(body).await;
-            });
+        let (bus, queue) = (self.bus, self.queue);
+        tokio::spawn(async move {
+            if let Some(queue) = bus.inner.queues.get(&queue) {
+                let _ = queue.send(body).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::bus::Destination;
+
+    /// Publishes pages of `page` bytes (each its own allocation, as a crawl's are) to `queue`
+    /// until publishing has to wait; returns the bytes the queue took.
+    fn fill(bus: &MemoryBus, destination: Destination, page: usize) -> usize {
+        let mut taken = 0;
+        // The count bound stops it at QUEUE_CAPACITY messages at the latest.
+        for _ in 0..=QUEUE_CAPACITY {
+            let body = Bytes::from(vec![b'x'; page]);
+            let publish = bus.publish_all(vec![Outgoing::new(destination, body)]);
+            // Unconstrained: the runtime's cooperative budget would make a ready queue look
+            // full after a hundred-odd sends.
+            match tokio::task::unconstrained(publish).now_or_never() {
+                Some(result) => result.expect("publish"),
+                None => break,
+            }
+            taken += page;
         }
+        taken
+    }
+
+    /// A crawl faster than transform (consumer stalled): the raw queue stops taking pages at
+    /// its byte bound, not at a thousand pages.
+    #[tokio::test]
+    async fn a_stalled_consumer_holds_the_raw_queue_at_its_byte_bound() {
+        let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
+        let mut subscription = bus.subscribe(WorkQueue::Raw).expect("subscribe");
+        let page = 200 * 1024;
+        let taken = fill(&bus, Destination::Raw, page);
+        assert!(
+            taken <= RAW_QUEUE_BYTES && taken + page > RAW_QUEUE_BYTES,
+            "the raw queue took {taken} bytes of {page}-byte pages; its bound is {RAW_QUEUE_BYTES}"
+        );
+        assert_eq!(bus.queued_bytes(WorkQueue::Raw), taken);
+        // Taking a page frees its room: the next page goes in.
+        let delivery = subscription
+            .next_until(std::future::pending())
+            .await
+            .expect("a page");
+        assert_eq!(delivery.body.len(), page);
+        assert_eq!(fill(&bus, Destination::Raw, page), page);
+    }
+
+    /// A raw event larger than the bound still goes, alone; the other queues take large
+    /// messages up to their count.
+    #[tokio::test]
+    async fn a_large_raw_event_goes_alone_and_other_queues_count_messages_only() {
+        let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
+        let large = RAW_QUEUE_BYTES + 1;
+        assert_eq!(fill(&bus, Destination::Raw, large), large);
+        assert_eq!(bus.queued_bytes(WorkQueue::Raw), RAW_QUEUE_BYTES);
+        let progress = fill(&bus, Destination::ResyncProgress, 64 * 1024);
+        assert_eq!(progress, QUEUE_CAPACITY * 64 * 1024);
     }
 }

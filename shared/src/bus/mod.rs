@@ -36,7 +36,7 @@ pub use archive::{ArchiveReader, ArchiveStart, ArchivedMessage};
 pub use consumer::{RabbitSettle, RabbitSubscription};
 pub use dead_letters::{RequeueOutcome, work_queue_named};
 pub use lock::{BusLock, LockAnswer, LockAttempt};
-pub use memory::MemoryBus;
+pub use memory::{MemoryBus, QUEUE_CAPACITY, RAW_QUEUE_BYTES};
 pub use rabbit::RabbitBus;
 
 /// Header that carries the reason a message was dead-lettered.
