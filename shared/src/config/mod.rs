@@ -710,7 +710,7 @@ impl Default for PublishSettings {
             prefetch: 200,
             batch_linger_ms: 50,
             send_when_idle: true,
-            max_concurrent_requests: 8,
+            max_concurrent_requests: 32,
             max_attempts: 8,
             retry_window_secs: 600,
             partitions: Vec::new(),
