@@ -4,9 +4,9 @@
 //! per answer, so that the units overlap; a simulated Port), DESIGN.md §3:
 //!
 //! - the kill lands once requests of at least three kinds are being answered at the same time
-//!   (the simulator's requests in flight per route) and the repository unit has had its one
-//!   read answered: several units started, some of their raw events published, none known to
-//!   be finished;
+//!   (the simulator's requests in flight per route) and transform has mapped one of the
+//!   resync's raw events: several units started, some of their raw events published, none
+//!   known to be finished;
 //! - once transform has mapped everything the killed crawl published, nothing has been deleted
 //!   from Port (not even what Azure DevOps no longer has), every entity holds what it held
 //!   before or what Azure DevOps holds now, and the resync is not reported complete;
@@ -36,7 +36,7 @@ use adoport_shared::topology::WorkQueue;
 use adoport_sim::AdoSim;
 use adoport_sim::port::PortSim;
 use adoport_tests::{
-    BusKind, Start, WEBHOOKS_ONLY, amqp_url, request_resync, resyncs_reported, roles,
+    BusKind, OURS, Start, WEBHOOKS_ONLY, amqp_url, request_resync, resyncs_reported, roles,
     roles_process_with_mapping, stop_process, within,
 };
 use serde_json::{Value, json};
@@ -57,9 +57,6 @@ const WORK_ITEM: &str = "killedWorkItem";
 const PIPELINE: &str = "killedPipeline";
 const TEAM: &str = "killedTeam";
 const BLUEPRINTS: [&str; 5] = [PROJECT, REPOSITORY, WORK_ITEM, PIPELINE, TEAM];
-
-/// This integration's datasource in the simulated environment (the Python integration's).
-const OURS: &str = "port-ocean/azure-devops/0.12.2/azure-devops/exporter";
 
 /// Five independent kinds (no relations), each its own crawl unit. Every entity the crawl no
 /// longer produced is deleted, whatever the share: a resync completed on a partial crawl would
@@ -273,24 +270,17 @@ async fn ingest_killed_with_several_units_in_flight_deletes_nothing_and_converge
     expected.insert(key(REPOSITORY, renamed), json!("renamed-before-the-kill"));
     expected.insert(key(WORK_ITEM, retitled), json!("retitled-before-the-kill"));
 
-    // The next resync, killed once three units are under way and one has read all it reads (the
-    // repository unit: one list), so that the killed crawl has published part of the units.
-    let repository_reads = |ado: &AdoSim| -> u64 {
-        (ado.requests().iter())
-            .filter(|(route, _)| unit_of(route) == Some("repository"))
-            .map(|(_, count)| count)
-            .sum()
-    };
-    let read_before = repository_reads(ado);
+    // The next resync, killed once three units are under way and transform has mapped one of
+    // its raw events, so that the killed crawl has published part of the units.
     let resync_id = request_resync(&running.bus).await;
     let seen = Mutex::new(BTreeSet::new());
     let several = ado
         .wait_for(
             |ado| {
                 let units = units_in_flight(ado);
-                let under_way = units.len() >= 3
-                    && !units.contains("repository")
-                    && repository_reads(ado) > read_before;
+                // Transform has mapped one of this resync's raw events: the killed crawl has
+                // published some (the archive read below must find its attempt).
+                let under_way = units.len() >= 3 && stats.events_settled() > mapped_before;
                 if under_way {
                     *seen.lock().expect("lock") = units;
                 }
