@@ -333,7 +333,28 @@ async fn measure(args: &BenchArgs, variant: &Variant, index: usize) -> anyhow::R
     let mapping = PortAppConfig::from_json_value(mapping_json)?;
     let shutdown = CancellationToken::new();
     let bus = Bus::for_settings(&settings, shutdown.clone()).await?;
-    let (mut pipeline, webhook) = start_all_roles(&settings, &bus, mapping, &shutdown).await?;
+    let figures = run_variant(args, label, &settings, &bus, mapping, world, &shutdown).await;
+    shutdown.cancel();
+    // The run's queues and exchanges go with it, whether it succeeded or not.
+    if let Err(e) = bus.delete_topology().await {
+        tracing::warn!(error = %e, prefix = %prefix, "could not delete the bench's queues and exchanges; delete the queues named with this prefix on the broker");
+    }
+    bus.close().await;
+    figures
+}
+
+/// The measurement of [`measure`] once the bus is up: warm-up, webhooks alone, then webhooks
+/// during a resync.
+async fn run_variant(
+    args: &BenchArgs,
+    label: &'static str,
+    settings: &Settings,
+    bus: &Bus,
+    mapping: PortAppConfig,
+    world: Arc<SimulatedWorld>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Figures> {
+    let (mut pipeline, webhook) = start_all_roles(settings, bus, mapping, shutdown).await?;
     let mut sender = WebhookSender::new(Arc::clone(&world), webhook, args.webhooks_per_second)?;
 
     // One webhook first, not counted: the connections to Port and the broker are open and
@@ -348,7 +369,7 @@ async fn measure(args: &BenchArgs, variant: &Variant, index: usize) -> anyhow::R
     let quiet_batches = since(pipeline.publish_stats.snapshot().batches, before_quiet);
 
     let before = world.ado.total_requests();
-    adoport_ingest::resync::request(&bus, ResyncTrigger::Manual).await?;
+    adoport_ingest::resync::request(bus, ResyncTrigger::Manual).await?;
     if !world
         .ado
         .wait_for(|ado| ado.total_requests() > before + 1, PATIENCE)
@@ -376,7 +397,6 @@ async fn measure(args: &BenchArgs, variant: &Variant, index: usize) -> anyhow::R
         during.len()
     );
     pipeline.stop().await?;
-    bus.close().await;
     Ok(Figures {
         label,
         quiet,
