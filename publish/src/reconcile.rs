@@ -41,7 +41,7 @@ mod tally;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use adoport_shared::bus::{Bus, Destination, Outgoing, Subscription};
+use adoport_shared::bus::{Bus, BusError, Destination, Outgoing, Subscription};
 use adoport_shared::config::Settings;
 use adoport_shared::mapping_versions::MappingVersions;
 use adoport_shared::messages::{
@@ -1236,8 +1236,15 @@ fn send_barriers(bus: &Bus, resync_id: ResyncId, tally: &mut Tally) {
     tally.barrier = Some(barrier);
     let bus = bus.clone();
     tokio::spawn(async move {
-        if let Err(e) = bus.publish_all(messages).await {
-            tracing::error!(resync_id = %resync_id, error = %e, "could not put the resync's barriers on the change partitions; the resync will not complete (it is given up after the resync timeout, nothing deleted)");
+        match bus.publish_all(messages).await {
+            Ok(()) => {}
+            // The process is stopping, as asked: not an error to act on.
+            Err(BusError::ShuttingDown) => {
+                tracing::info!(resync_id = %resync_id, "shutting down before the resync's barriers were sent; this process does not complete the resync (nothing deleted)");
+            }
+            Err(e) => {
+                tracing::error!(resync_id = %resync_id, error = %e, "could not put the resync's barriers on the change partitions; the resync will not complete (it is given up after the resync timeout, nothing deleted)");
+            }
         }
     });
 }
