@@ -60,18 +60,32 @@ fn check_ranges(
     ranges: impl IntoIterator<Item = (&'static str, u64, RangeInclusive<u64>)>,
 ) -> Result<(), ConfigError> {
     for (setting, value, range) in ranges {
-        if !range.contains(&value) {
-            return Err(ConfigError::Invalid {
-                setting: setting.into(),
-                problem: format!(
-                    "{value} is out of range; use {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            });
-        }
+        check_range(setting, value, range, "")?;
     }
     Ok(())
+}
+
+/// Checks one setting's value against its allowed range; the error names the setting, the
+/// range and, when `meaning` is not empty, what the value is (in parentheses after the range).
+fn check_range(
+    setting: &str,
+    value: u64,
+    range: RangeInclusive<u64>,
+    meaning: &str,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let (start, end) = range.into_inner();
+    let meaning = if meaning.is_empty() {
+        String::new()
+    } else {
+        format!(" ({meaning})")
+    };
+    Err(ConfigError::Invalid {
+        setting: setting.into(),
+        problem: format!("{value} is out of range; use {start} to {end}{meaning}"),
+    })
 }
 
 /// A secret that is set and not empty.
@@ -725,23 +739,18 @@ impl PublishSettings {
     /// heartbeat must not move partitions) and at most 10 minutes.
     fn validate_membership(&self) -> Result<(), ConfigError> {
         let heartbeat = self.member_heartbeat_ms;
-        if !(100..=60_000).contains(&heartbeat) {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS".into(),
-                problem: format!("{heartbeat} is out of range; use 100 to 60000 (milliseconds)"),
-            });
-        }
-        let timeout = self.member_timeout_ms;
-        let least = heartbeat.saturating_mul(3);
-        if !(least..=600_000).contains(&timeout) {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS".into(),
-                problem: format!(
-                    "{timeout} is out of range; use {least} (three heartbeats of ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS) to 600000 (milliseconds)"
-                ),
-            });
-        }
-        Ok(())
+        check_range(
+            "ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS",
+            heartbeat,
+            100..=60_000,
+            "milliseconds",
+        )?;
+        check_range(
+            "ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS",
+            self.member_timeout_ms,
+            heartbeat.saturating_mul(3)..=600_000,
+            "milliseconds; at least three heartbeats of ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS",
+        )
     }
 
     /// How often this replica says it is there, and how long the others wait for it.
@@ -1040,16 +1049,12 @@ impl Settings {
 
     /// Attempts to lead every 1 to 60 seconds: a dead leader is replaced within about this long.
     fn validate_leader_retry(&self) -> Result<(), ConfigError> {
-        let retry = self.pipeline.ingest.leader_retry_secs;
-        if !(1..=60).contains(&retry) {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__INGEST__LEADER_RETRY_SECS".into(),
-                problem: format!(
-                    "{retry} is out of range; use 1 to 60 (seconds between attempts to lead; a dead leader is replaced within about this long)"
-                ),
-            });
-        }
-        Ok(())
+        check_range(
+            "ADOPORT__INGEST__LEADER_RETRY_SECS",
+            self.pipeline.ingest.leader_retry_secs,
+            1..=60,
+            "seconds between attempts to lead; a dead leader is replaced within about this long",
+        )
     }
 
     /// Time between scheduled resyncs: `ADOPORT__INGEST__SCHEDULED_RESYNC_SECS` when set (and
@@ -1074,30 +1079,22 @@ impl Settings {
     /// A resync must read at least one crawl unit at a time; past the number of kinds there is
     /// nothing more to run at once.
     fn validate_concurrent_kinds(&self) -> Result<(), ConfigError> {
-        let kinds = self.pipeline.ingest.concurrent_kinds;
-        if !(1..=MAX_CONCURRENT_KINDS).contains(&kinds) {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__INGEST__CONCURRENT_KINDS".into(),
-                problem: format!(
-                    "{kinds} is out of range; use 1 (one kind after another) to {MAX_CONCURRENT_KINDS} (the crawl units a resync reads at the same time; their requests share ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS)"
-                ),
-            });
-        }
-        Ok(())
+        check_range(
+            "ADOPORT__INGEST__CONCURRENT_KINDS",
+            self.pipeline.ingest.concurrent_kinds,
+            1..=MAX_CONCURRENT_KINDS,
+            "the crawl units a resync reads at the same time, 1 for one kind after another; their requests share ADOPORT__INGEST__MAX_CONCURRENT_REQUESTS",
+        )
     }
 
     /// A resync must be able to hold a page.
     fn validate_crawl_buffer(&self) -> Result<(), ConfigError> {
-        let mib = self.pipeline.ingest.crawl_buffer_mib;
-        if !(1..=MAX_CRAWL_BUFFER_MIB).contains(&mib) {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__INGEST__CRAWL_BUFFER_MIB".into(),
-                problem: format!(
-                    "{mib} is out of range; use 1 to {MAX_CRAWL_BUFFER_MIB} (MiB of pages a resync holds at once per organization)"
-                ),
-            });
-        }
-        Ok(())
+        check_range(
+            "ADOPORT__INGEST__CRAWL_BUFFER_MIB",
+            self.pipeline.ingest.crawl_buffer_mib,
+            1..=MAX_CRAWL_BUFFER_MIB,
+            "MiB of pages a resync holds at once per organization",
+        )
     }
 
     /// The live lane's reserve must leave the crawl something.
@@ -1114,16 +1111,12 @@ impl Settings {
                 ),
             });
         }
-        if ingest.live_reserved_budget_percent > 90 {
-            return Err(ConfigError::Invalid {
-                setting: "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT".into(),
-                problem: format!(
-                    "{} is out of range; use 0 to 90 (percent of the rate budget kept for live re-reads)",
-                    ingest.live_reserved_budget_percent
-                ),
-            });
-        }
-        Ok(())
+        check_range(
+            "ADOPORT__INGEST__LIVE_RESERVED_BUDGET_PERCENT",
+            ingest.live_reserved_budget_percent,
+            0..=90,
+            "percent of the rate budget kept for live re-reads",
+        )
     }
 
     /// The broker topology these settings describe.
@@ -1875,6 +1868,25 @@ mod tests {
             let err = settings(vars).expect_err(name);
             assert!(err.to_string().starts_with(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn a_value_out_of_range_names_the_setting_the_range_and_its_meaning() {
+        let err = settings(&[
+            ("ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS", "1000"),
+            ("ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS", "2000"),
+        ])
+        .expect_err("a timeout of two heartbeats is refused");
+        assert_eq!(
+            err.to_string(),
+            "ADOPORT__PUBLISH__MEMBER_TIMEOUT_MS: 2000 is out of range; use 3000 to 600000 \
+             (milliseconds; at least three heartbeats of ADOPORT__PUBLISH__MEMBER_HEARTBEAT_MS)"
+        );
+        let err = settings(&[("ADOPORT__BROKER__PARTITIONS", "0")]).expect_err("no partition");
+        assert_eq!(
+            err.to_string(),
+            "ADOPORT__BROKER__PARTITIONS: 0 is out of range; use 1 to 1024"
+        );
     }
 
     #[test]
