@@ -55,19 +55,9 @@ const EXCEPTIONS: &[(&str, u64, &str)] = &[
          and `group` and `group-member` each list the groups",
     ),
     (
-        "pipeline, pipeline-run (pipelines, definitions, runs)",
-        21,
-        "the two pipeline selectors and pipeline-run each list the pipelines",
-    ),
-    (
         "build, pipeline-stage (builds, changes, timelines)",
         48,
         "the two build selectors and pipeline-stage each list the builds",
-    ),
-    (
-        "environment, pipeline-deployment",
-        12,
-        "environment and pipeline-deployment each list the environments",
     ),
     (
         "test-run",
