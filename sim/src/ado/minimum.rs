@@ -996,6 +996,80 @@ mod tests {
     }
 
     #[test]
+    fn globs_match_within_a_segment_and_across_folders() {
+        assert!(glob_matches("/**/package.json", "/package.json"));
+        assert!(glob_matches("/**/package.json", "/a/b/package.json"));
+        assert!(glob_matches("/docs/*.md", "/docs/guide.md"));
+        assert!(!glob_matches("/docs/*.md", "/docs/a/guide.md"));
+        assert!(!glob_matches("/docs/*.md", "/readme.md"));
+        assert!(glob_matches("/port.yml", "/port.yml"));
+    }
+
+    /// Two projects of three repositories (#3 disabled, #5 empty): five enabled, in both
+    /// projects; one team and one wiki of six pages per project.
+    #[test]
+    fn every_kind_has_a_minimum_from_its_lists_and_reads() {
+        let mapping = json!({"specPath": [], "resources": [
+            {"kind": "pull-request", "selector": {"query": "true"}},
+            {"kind": "pull-request", "selector": {"query": "true", "maxResults": 2}},
+            {"kind": "branch", "selector": {"query": "true"}},
+            {"kind": "advanced-security-alert", "selector": {"query": "true"}},
+            {"kind": "wiki", "selector": {"query": "true", "includeContent": true}},
+            {"kind": "team", "selector": {"query": "true", "includeMembers": true}},
+            {"kind": "iteration", "selector": {"query": "true"}},
+            {"kind": "pipeline", "selector": {"query": "true", "includeRepo": true}},
+            {"kind": "pipeline-run", "selector": {"query": "true"}},
+            {"kind": "build", "selector": {"query": "true"}},
+            {"kind": "pipeline-stage", "selector": {"query": "true"}},
+            {"kind": "environment", "selector": {"query": "true"}},
+            {"kind": "pipeline-deployment", "selector": {"query": "true"}},
+            {"kind": "release-definition", "selector": {"query": "true"}},
+            {"kind": "release-definition", "selector": {"query": "true", "tagFilter": ["a"]}},
+            {"kind": "release-deployment", "selector": {"query": "true"}},
+            {"kind": "test-run", "selector": {"query": "true", "codeCoverage": {"flags": 7}}},
+            {"kind": "user", "selector": {"query": "true", "source": "graph"}},
+            {"kind": "group", "selector": {"query": "true"}},
+        ]});
+        let rows = minimums(&mapping);
+        // Per project: active, abandoned and completed (the widest window; maxResults is cut
+        // per repository afterwards).
+        assert_eq!(rows["pull-request"], 2 * 3);
+        assert_eq!(rows["branch"], 5);
+        assert_eq!(rows["advanced-security-alert"], 5);
+        // Per project the wikis list, a pagesbatch and a read per page.
+        assert_eq!(rows["wiki"], 2 + 2 + 2 * 6);
+        // The teams page, then per team its members and its iterations.
+        assert_eq!(rows[TEAMS_ROW], 1 + 2 + 2);
+        // Per project the pipelines page, per pipeline its definition and its runs.
+        assert_eq!(rows[PIPELINES_ROW], 2 + 2 * 2 * 2);
+        // Per project the builds page, per build its timeline (no first commit asked).
+        assert_eq!(rows[BUILDS_ROW], 2 + 2 * 6);
+        assert_eq!(rows[ENVIRONMENTS_ROW], 2 + 2 * 2);
+        // Two distinct selectors: two lists per project.
+        assert_eq!(rows["release-definition"], 2 * 2);
+        assert_eq!(rows["release-deployment"], 2);
+        // Per project the runs page, per run its results, per run of a build its coverage.
+        assert_eq!(rows["test-run"], 2 + 2 * 3 + 2 * 2);
+        // The graph users page and the groups page.
+        assert_eq!(rows[IDENTITY_ROW], 2);
+        assert_eq!(rows[REPOSITORIES_ROW], 2);
+    }
+
+    #[test]
+    fn files_and_folders_share_one_row_with_included_files() {
+        let mapping = json!({"specPath": [], "resources": [
+            {"kind": "file", "selector": {"query": "true", "files": {"path": "README.md"}}},
+            {"kind": "folder", "selector": {"query": "true",
+                "folders": [{"path": "*", "repos": [{"name": "repo-0-0"}]}]}},
+        ]});
+        let rows = minimums(&mapping);
+        // Four enabled repositories with a default branch, each with a README.md: a listing
+        // and a read each; the folder entry names one repository: one listing.
+        assert_eq!(rows[CONTENT_ROW], 4 * 2 + 1);
+        assert!(!rows.contains_key("repository") && !rows.contains_key(GITOPS_ROW));
+    }
+
+    #[test]
     fn a_report_prints_each_row_and_the_total() {
         let report = RequestReport {
             rows: vec![
