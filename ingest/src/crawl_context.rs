@@ -188,6 +188,9 @@ pub(crate) struct ResyncCache {
     pub(crate) keep_repositories: bool,
     /// Boards with `__project`, for `board` and `column`.
     pub(crate) boards: SharedList,
+    /// The organization's teams (`GET _apis/teams`), for `team` (each of its crawl units),
+    /// `member` and the boards.
+    pub(crate) teams: SharedList,
     /// Per project, the lists two kinds read: the pipelines (`pipeline`, `pipeline-run`) and
     /// the environments (`environment`, `pipeline-deployment`).
     pub(crate) project_lists: ProjectLists,
