@@ -197,36 +197,29 @@ impl Crawler {
         mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let units = self.project_units(crawl.cache).await?;
-        let top = self.limits.page.max(1);
+        // Each project's teams from the organization's list (read once per resync, shared
+        // with `team`, `member` and the boards), not one teams list per project.
+        let teams = &self.teams_by_project(crawl.cache).await?;
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
             let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-            let mut skip = 0;
-            loop {
-                let teams = self
-                    .client
-                    .project_teams_page(&project_id, top, skip)
-                    .await?;
-                let got = teams.len();
-                for team in teams {
-                    let team_id = TeamId::new(text(&team, "id").unwrap_or_default());
-                    let iterations = match self.client.team_iterations(&project_id, &team_id).await
-                    {
-                        Ok(iterations) => iterations,
-                        // The team went away between the list and the read.
-                        Err(e) if e.says_missing(TEAM_GONE) => continue,
-                        Err(e) => return Err(e),
-                    };
-                    let items = iterations
-                        .into_iter()
-                        .map(|i| enrich(enrich(i, "__project", &project), "__team", &team))
-                        .collect();
-                    pages.send(items).await?;
-                }
-                if got < top {
-                    return Ok(());
-                }
-                skip += got;
+            let project_teams = teams
+                .get(project_id.as_ref() as &str)
+                .map_or(&[][..], Vec::as_slice);
+            for team in project_teams {
+                let team_id = TeamId::new(text(team, "id").unwrap_or_default());
+                let iterations = match self.client.team_iterations(&project_id, &team_id).await {
+                    Ok(iterations) => iterations,
+                    // The team went away between the list and the read.
+                    Err(e) if e.says_missing(TEAM_GONE) => continue,
+                    Err(e) => return Err(e),
+                };
+                let items = iterations
+                    .into_iter()
+                    .map(|i| enrich(enrich(i, "__project", &project), "__team", team))
+                    .collect();
+                pages.send(items).await?;
             }
+            Ok(())
         })
         .await
     }

@@ -134,7 +134,7 @@ impl Crawler {
     }
 
     /// Every team of the organization by project id ([`Crawler::team_list`]).
-    async fn teams_by_project(
+    pub(crate) async fn teams_by_project(
         &self,
         cache: &ResyncCache,
     ) -> Result<HashMap<String, Vec<Value>>, CrawlError> {
