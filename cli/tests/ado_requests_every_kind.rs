@@ -25,9 +25,10 @@ fn allowed(minimum: u64) -> u64 {
 const EXCEPTIONS: &[(&str, u64, &str)] = &[
     (
         "git content (repository includedFiles, file, folder, gitops)",
-        92,
-        "each kind reads its own files: README.md is read for `repository` and for `file`, \
-         and `file` lists a folder before reading a literal path",
+        90,
+        "each `file` selector is a crawl unit that lists (itemsbatch) every repository it \
+         covers again, where one recursive listing per repository would answer them all; \
+         README.md is read for `repository` and again for `file`",
     ),
     (
         "pull-request",

@@ -60,7 +60,8 @@
 //! - `file`, `folder` (with either, one row holds every Git item read: `repository`
 //!   `includedFiles` and GitOps as above, plus): per healthy repository with a default branch
 //!   that a `files` rule covers, one recursive listing (it tells which paths exist and match)
-//!   and one read per matching file and per existing `includedFiles` path next to one; per
+//!   and one read per matching file and per existing `includedFiles` path (from the root) of a
+//!   rule with a match there; per
 //!   `folders` entry one listing per repository it names (every healthy one when none).
 //!
 //! Requests are attributed by route; item reads by the path they ask for (an `includedFiles`
@@ -610,7 +611,8 @@ fn identity_minimum(org: &Organization, page: u64, wanted: &Wanted) -> u64 {
 
 /// `file`: per enabled repository with a default branch that a `files` rule covers, one
 /// recursive listing (it says which paths exist and which match a pattern), then one read per
-/// matching file and per existing `includedFiles` path next to it (distinct paths).
+/// matching file and per existing `includedFiles` path (from the repository's root) of a rule
+/// with a match there (distinct paths).
 fn file_reads(org: &Organization, wanted: &Wanted) -> u64 {
     let mut total = 0;
     for repository in org.repositories.iter().filter(|r| !r.is_disabled) {
@@ -644,9 +646,10 @@ fn file_reads(org: &Organization, wanted: &Wanted) -> u64 {
                     continue;
                 }
                 reads.insert(path.clone());
-                let folder = path.rsplit_once('/').map_or("", |(f, _)| f);
+                // From the repository's root, whatever the file's folder (as the Python
+                // integration resolves them).
                 for name in &included {
-                    let next = item_key(&format!("{folder}/{name}"));
+                    let next = item_key(name);
                     if paths.contains(&next) {
                         reads.insert(next);
                     }
