@@ -310,6 +310,11 @@ pub struct BenchArgs {
     /// resync are counted before this build's, on an organization of the same shape.
     #[arg(long)]
     pub baseline_binary: Option<std::path::PathBuf>,
+    /// Resync modes: the port-app-config (YAML or JSON) whose resync's Azure DevOps requests
+    /// are counted against the minimum, instead of the whole default mapping (e.g.
+    /// `scripts/side-by-side-mapping.yaml`, every kind).
+    #[arg(long)]
+    pub mapping: Option<std::path::PathBuf>,
     /// rss mode: the organization sizes to compare, in entities (each `size / 100` projects
     /// × 99 repositories, so a size that is a multiple of 100 is the exact entity count).
     #[arg(long, value_delimiter = ',', default_values_t = [5_000, 80_000])]

@@ -188,6 +188,28 @@ pub(crate) struct ResyncCache {
     pub(crate) keep_repositories: bool,
     /// Boards with `__project`, for `board` and `column`.
     pub(crate) boards: SharedList,
+    /// The organization's teams (`GET _apis/teams`), for `team` (each of its crawl units),
+    /// `member` and the boards.
+    pub(crate) teams: SharedList,
+    /// Per project, the lists two kinds read: the pipelines (`pipeline`, `pipeline-run`) and
+    /// the environments (`environment`, `pipeline-deployment`).
+    pub(crate) project_lists: ProjectLists,
+}
+
+/// A project's lists that several kinds (and several crawl units of one kind) read, by project
+/// id and path: each read once per resync. Only the pipelines and environments are kept so (a
+/// project has few); lists that grow with the project's history (builds, runs) are not.
+#[derive(Default)]
+pub(crate) struct ProjectLists(
+    std::sync::Mutex<std::collections::HashMap<(String, &'static str), Arc<SharedList>>>,
+);
+
+impl ProjectLists {
+    /// The list at `path` of `project` (empty until a unit reads it).
+    pub(crate) fn of(&self, project: &str, path: &'static str) -> Arc<SharedList> {
+        let mut lists = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(lists.entry((project.to_string(), path)).or_default())
+    }
 }
 
 /// A list a resync keeps, each item as its JSON text: about a fifth of the memory of the

@@ -24,7 +24,7 @@ use crate::ado::{
     WikiId, WikiPageRef, repository_ids,
 };
 use crate::kind::Kind;
-use crate::kinds::files::{FileRead, FileRule, deleted_file_item, file_of_item};
+use crate::kinds::files::{FileRead, FileRule, RootIncluded, deleted_file_item, file_of_item};
 use crate::kinds::folders::{FolderRule, folder_item};
 use crate::kinds::wikis::page_item;
 use crate::live_events::{LiveError, ReadFailure};
@@ -379,9 +379,17 @@ impl<'a> Push<'a> {
                 let Current::Found(version) = &head else {
                     continue;
                 };
-                match file_of_item(client, repository, &change.path, item, version, &included)
-                    .await
-                    .map_err(failed(Kind::File, &change.path))?
+                let root_included = RootIncluded::new(&included);
+                match file_of_item(
+                    client,
+                    repository,
+                    &change.path,
+                    item,
+                    version,
+                    &root_included,
+                )
+                .await
+                .map_err(failed(Kind::File, &change.path))?
                 {
                     FileRead::Item(item) => found.push(item),
                     // A folder now, empty, or too large: not a file the crawl would publish.

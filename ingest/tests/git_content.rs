@@ -109,6 +109,12 @@ async fn literal_files_are_parsed_and_carry_included_files_next_to_them() {
         "POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch",
         2,
     );
+    // Per repository its three files and its README.md once: the included files resolve from
+    // the root, the same for every file, so they are not read again for each.
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/git/repositories/{repository}/items",
+        2 * (3 + 1),
+    );
     h.sim.shutdown().await;
 }
 

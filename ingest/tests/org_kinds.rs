@@ -262,8 +262,10 @@ async fn iterations_read_every_page_of_teams_and_area_trees_flatten() {
         .await;
     // Three sprints of one team in three projects.
     let iterations = counted(&items, "iteration", 9);
-    // Pages of one team: every project's team list is read twice (the second page is empty).
-    h.assert_requests("GET /{org}/_apis/projects/{project}/teams", 6);
+    // The teams come from the organization's list, read once (pages of one team: three and
+    // an empty one), not from one list per project.
+    h.assert_requests("GET /{org}/_apis/teams", 4);
+    h.assert_requests("GET /{org}/_apis/projects/{project}/teams", 0);
     for iteration in iterations {
         assert!(iteration["attributes"]["timeFrame"].is_string());
         assert!(iteration["attributes"]["startDate"].is_string());

@@ -149,13 +149,42 @@ pub(crate) async fn included_files(
     Ok(Value::Object(contents.into_iter().collect::<Map<_, _>>()))
 }
 
+/// A repository's `includedFiles` at one version, read once however many of its files carry
+/// them: they are resolved from the repository's root, the same for every file.
+pub(crate) struct RootIncluded<'a> {
+    names: &'a [String],
+    read: tokio::sync::OnceCell<Value>,
+}
+
+impl<'a> RootIncluded<'a> {
+    pub(crate) fn new(names: &'a [String]) -> Self {
+        Self {
+            names,
+            read: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The `__includedFiles` value, read on the first call (a failed read is not kept).
+    async fn value(
+        &self,
+        client: &AdoClient,
+        repository: &Value,
+        version: &GitVersion,
+    ) -> Result<Value, AdoError> {
+        self.read
+            .get_or_try_init(|| included_files(client, repository, "", self.names, version))
+            .await
+            .cloned()
+    }
+}
+
 /// Downloads `path` at `version` and builds the `file` item the Python integration emits.
 pub(crate) async fn file_item(
     client: &AdoClient,
     repository: &Value,
     path: &str,
     version: &GitVersion,
-    included: &[String],
+    included: &RootIncluded<'_>,
 ) -> Result<FileRead, AdoError> {
     let (project_id, repository_id) = repository_ids(repository);
     let read = client.read_item(&project_id, &repository_id, path, version, true);
@@ -172,7 +201,7 @@ pub(crate) async fn file_of_item(
     path: &str,
     item: Value,
     version: &GitVersion,
-    included: &[String],
+    included: &RootIncluded<'_>,
 ) -> Result<FileRead, AdoError> {
     if item.get("isFolder").and_then(Value::as_bool) == Some(true) {
         return Ok(FileRead::Gone);
@@ -198,12 +227,12 @@ pub(crate) async fn file_of_item(
         "content": {"raw": raw, "parsed": parse_content(raw)},
     });
     let mut out = json!({"file": file, "repo": repository});
-    if !included.is_empty() {
+    if !included.names.is_empty() {
         // From the repository's root, not the file's folder: the Python integration looks for
         // the file's folder at the item's top-level `path`, which a `file` item does not have
         // (it is `file.path`), so it always resolves them from the root. Mappings moved from it
-        // rely on that.
-        let files = included_files(client, repository, "", included, version).await?;
+        // rely on that. Read once for all the repository's files.
+        let files = included.value(client, repository, version).await?;
         out = super::enrich(out, "__includedFiles", &files);
     }
     Ok(FileRead::Item(out))
@@ -242,6 +271,7 @@ impl Crawler {
                 .await?;
             let repository = &repository;
             let branch = &branch;
+            let included = &RootIncluded::new(included);
             let items: Vec<Value> = stream::iter(paths)
                 .map(|path| async move {
                     file_item(&self.client, repository, &path, branch, included).await

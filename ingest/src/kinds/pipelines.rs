@@ -7,6 +7,8 @@
 
 use std::pin::pin;
 
+use std::sync::Arc;
+
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 
@@ -15,7 +17,7 @@ use super::items::{self, ListEnrichment};
 use super::releases::distinct;
 use super::{Pages, text};
 use crate::ado::{AdoError, ProjectId, repository_ids};
-use crate::crawl_context::{CrawlError, Crawler};
+use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache};
 use crate::kind::Kind;
 use crate::selector::ReleaseDefinitionSelector;
 
@@ -28,9 +30,9 @@ struct ListKind {
 
 fn list_kind(kind: Kind) -> Option<ListKind> {
     let (service, path) = match kind {
-        Kind::Pipeline => (None, "_apis/pipelines"),
+        Kind::Pipeline => (None, PIPELINES),
         Kind::Build => (None, "_apis/build/builds"),
-        Kind::Environment => (None, "_apis/distributedtask/environments"),
+        Kind::Environment => (None, ENVIRONMENTS),
         Kind::ReleaseDefinition => (Some("vsrm"), "_apis/release/definitions"),
         Kind::ReleaseDeployment => (Some("vsrm"), "_apis/release/deployments"),
         _ => return None,
@@ -38,7 +40,36 @@ fn list_kind(kind: Kind) -> Option<ListKind> {
     Some(ListKind { service, path })
 }
 
+/// The pipelines list of a project (read by `pipeline` and `pipeline-run`).
+pub(crate) const PIPELINES: &str = "_apis/pipelines";
+/// The environments list of a project (read by `environment` and `pipeline-deployment`).
+pub(crate) const ENVIRONMENTS: &str = "_apis/distributedtask/environments";
+
 impl Crawler {
+    /// Every page of the project list at `path` (no parameters), read once per resync and
+    /// project whichever kind or crawl unit asks first ([`ProjectLists`]); a failed read is not
+    /// kept (the next unit reads again).
+    pub(crate) async fn shared_project_list(
+        &self,
+        cache: &ResyncCache,
+        project_id: &ProjectId,
+        path: &'static str,
+    ) -> Result<Arc<CompactList>, AdoError> {
+        let shared = cache.project_lists.of(project_id.as_ref(), path);
+        let mut held = shared.hold().await;
+        if let Some(list) = held.as_ref() {
+            return Ok(Arc::clone(list));
+        }
+        let pages: Vec<Vec<Value>> = self
+            .client
+            .project_list(None, project_id, path, &[], self.limits.page)
+            .try_collect()
+            .await?;
+        let list = Arc::new(CompactList::from_values(pages.into_iter().flatten()));
+        *held = Some(Arc::clone(&list));
+        Ok(list)
+    }
+
     pub(crate) async fn crawl_project_list(
         &self,
         mut crawl: KindCrawl<'_>,
@@ -79,13 +110,34 @@ impl Crawler {
         };
         let enrichment = &ListEnrichment::of(plan)?;
         let top = self.limits.page;
-        let units = self.project_units(crawl.cache).await?;
+        let cache = crawl.cache;
+        let units = self.project_units(cache).await?;
         let (spec, sets) = (&spec, &sets);
+        let shared = sets.iter().all(Vec::is_empty) && spec.service.is_none();
         self.fan_out(
             &mut crawl,
             units,
             |project: Value, pages: Pages| async move {
                 let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+                // Pipelines and environments: the list other kinds read too, read once.
+                if shared && (spec.path == PIPELINES || spec.path == ENVIRONMENTS) {
+                    let path = if spec.path == PIPELINES {
+                        PIPELINES
+                    } else {
+                        ENVIRONMENTS
+                    };
+                    let list = self.shared_project_list(cache, &project_id, path).await?;
+                    let listed: Vec<Value> = list.iter().collect();
+                    for page in listed.chunks(top.max(1)) {
+                        let items: Vec<Value> = (page.iter().cloned())
+                            .map(|item| items::project_list_item(kind, item, &project))
+                            .collect();
+                        pages
+                            .send(self.items().list_items(enrichment, items).await?)
+                            .await?;
+                    }
+                    return Ok(());
+                }
                 for set in sets {
                     let query: Vec<(&str, &str)> =
                         set.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -205,17 +205,16 @@ impl Crawler {
         if let Some(since) = crawl.plan.since {
             return self.crawl_completed_pipeline_runs(crawl, since).await;
         }
-        let top = self.limits.page;
+        let cache = crawl.cache;
         self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
             let project_id = &project_id;
             let (project, pages) = (&project, &pages);
-            let mut listing =
-                pin!(
-                    self.client
-                        .project_list(None, project_id, "_apis/pipelines", &[], top)
-                );
-            while let Some(pipelines) = listing.try_next().await? {
-                stream::iter(pipelines)
+            // The list `pipeline` reads too: once per project.
+            let list = self
+                .shared_project_list(cache, project_id, super::pipelines::PIPELINES)
+                .await?;
+            {
+                stream::iter(list.iter())
                     .map(|pipeline| async move {
                         let Some(id) = id_text(&pipeline, "id").map(PipelineId::new) else {
                             return Ok(Vec::new());
@@ -368,18 +367,16 @@ impl Crawler {
         mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let top = self.limits.page;
+        let cache = crawl.cache;
         self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
             let project_id = &project_id;
             let (project, pages) = (&project, &pages);
-            let mut listing = pin!(self.client.project_list(
-                None,
-                project_id,
-                "_apis/distributedtask/environments",
-                &[],
-                top
-            ));
-            while let Some(environments) = listing.try_next().await? {
-                stream::iter(environments)
+            // The list `environment` reads too: once per project.
+            let list = self
+                .shared_project_list(cache, project_id, super::pipelines::ENVIRONMENTS)
+                .await?;
+            {
+                stream::iter(list.iter())
                     .map(|environment| async move {
                         let Some(id) = id_text(&environment, "id").map(EnvironmentId::new) else {
                             return Ok(());

@@ -132,10 +132,10 @@ impl Crawler {
         let area_paths = selectors.iter().any(|s| s.include_area_paths.0);
         let top = self.limits.page.max(1);
         let mut failures: Vec<String> = Vec::new();
-        let mut skip = 0;
-        loop {
-            let page = self.client.teams_page(top, skip).await?;
-            let got = page.len();
+        let list = self.team_list(crawl.cache).await?;
+        let listed: Vec<Value> = list.iter().collect();
+        for page in listed.chunks(top) {
+            let page = page.to_vec();
             let items = if members || area_paths {
                 let outcomes: Vec<Result<Option<Value>, String>> = stream::iter(page)
                     .map(|team| self.enriched_team(team, members, area_paths))
@@ -158,10 +158,6 @@ impl Crawler {
                 self.publish(crawl.resync_id, Kind::Team, items, crawl.report)
                     .await?;
             }
-            if got < top {
-                break;
-            }
-            skip += got;
         }
         if let Some(first) = failures.first() {
             crawl.report.failure = Some(format!(
@@ -173,13 +169,10 @@ impl Crawler {
     }
 
     pub(crate) async fn crawl_members(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
-        let top = self.limits.page.max(1);
-        let mut skip = 0;
-        loop {
-            let teams = self.client.teams_page(top, skip).await?;
-            let got = teams.len();
-            let units: Vec<_> = teams
-                .into_iter()
+        let list = self.team_list(crawl.cache).await?;
+        {
+            let units: Vec<_> = list
+                .iter()
                 .map(|team| (format!("team {}", text(&team, "name").unwrap_or("?")), team))
                 .collect();
             self.fan_out(&mut crawl, units, |team, pages: Pages| async move {
@@ -195,11 +188,8 @@ impl Crawler {
                     .await
             })
             .await?;
-            if got < top {
-                return Ok(());
-            }
-            skip += got;
         }
+        Ok(())
     }
 
     pub(crate) async fn crawl_iterations(
@@ -207,36 +197,29 @@ impl Crawler {
         mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
         let units = self.project_units(crawl.cache).await?;
-        let top = self.limits.page.max(1);
+        // Each project's teams from the organization's list (read once per resync, shared
+        // with `team`, `member` and the boards), not one teams list per project.
+        let teams = &self.teams_by_project(crawl.cache).await?;
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
             let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
-            let mut skip = 0;
-            loop {
-                let teams = self
-                    .client
-                    .project_teams_page(&project_id, top, skip)
-                    .await?;
-                let got = teams.len();
-                for team in teams {
-                    let team_id = TeamId::new(text(&team, "id").unwrap_or_default());
-                    let iterations = match self.client.team_iterations(&project_id, &team_id).await
-                    {
-                        Ok(iterations) => iterations,
-                        // The team went away between the list and the read.
-                        Err(e) if e.says_missing(TEAM_GONE) => continue,
-                        Err(e) => return Err(e),
-                    };
-                    let items = iterations
-                        .into_iter()
-                        .map(|i| enrich(enrich(i, "__project", &project), "__team", &team))
-                        .collect();
-                    pages.send(items).await?;
-                }
-                if got < top {
-                    return Ok(());
-                }
-                skip += got;
+            let project_teams = teams
+                .get(project_id.as_ref() as &str)
+                .map_or(&[][..], Vec::as_slice);
+            for team in project_teams {
+                let team_id = TeamId::new(text(team, "id").unwrap_or_default());
+                let iterations = match self.client.team_iterations(&project_id, &team_id).await {
+                    Ok(iterations) => iterations,
+                    // The team went away between the list and the read.
+                    Err(e) if e.says_missing(TEAM_GONE) => continue,
+                    Err(e) => return Err(e),
+                };
+                let items = iterations
+                    .into_iter()
+                    .map(|i| enrich(enrich(i, "__project", &project), "__team", team))
+                    .collect();
+                pages.send(items).await?;
             }
+            Ok(())
         })
         .await
     }

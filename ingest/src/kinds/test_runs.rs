@@ -53,10 +53,14 @@ impl TestRunEnrichment {
     }
 }
 
+/// Largest page of the test-run list (`$top`/`$skip`; no continuation token).
+const TEST_RUNS_PAGE_MAX: usize = 100;
+
 impl Crawler {
     pub(crate) async fn crawl_test_runs(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let plan = crawl.plan;
-        let top = self.limits.page;
+        // At most what the API serves, so that a short page is the last one.
+        let top = self.limits.page.min(TEST_RUNS_PAGE_MAX);
         let enrichment = TestRunEnrichment::for_plan(plan)?;
         // Incremental: runs updated since the cursor, in windows of at most 7 days (what the
         // API allows); a full resync reads them all in one listing.
@@ -82,6 +86,8 @@ impl Crawler {
                         break;
                     }
                     skip += runs.len();
+                    // A short page is the last one: no request for an empty page after it.
+                    let last = runs.len() < top;
                     let builder = self.items();
                     let enriched: Vec<Value> = stream::iter(runs)
                         .map(|run| builder.test_run(project_id, run, enrichment))
@@ -89,6 +95,9 @@ impl Crawler {
                         .try_collect()
                         .await?;
                     pages.send(enriched).await?;
+                    if last {
+                        break;
+                    }
                 }
             }
             Ok(())

@@ -14,12 +14,10 @@ use super::KindCrawl;
 use super::teams::TEAM_GONE;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, BoardId, ProjectId, TeamId, WORK_ITEMS_BATCH};
-use crate::crawl_context::{CompactList, CrawlError, Crawler, compact};
+use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache, compact};
 use crate::kind::Kind;
 use crate::selector::WorkItemSelector;
 
-/// Page size of team lists.
-const TEAMS_PAGE: usize = 100;
 /// `workitemsbatch` calls of one project in flight at once.
 const CONCURRENT_BATCHES: usize = 4;
 
@@ -109,24 +107,44 @@ pub(crate) fn columns_of(board: &Value) -> Vec<Value> {
 }
 
 impl Crawler {
-    /// Every team of the organization by project id, from `GET _apis/teams` ([`TEAMS_PAGE`] a
-    /// page): one request for up to that many teams instead of one teams list per project.
-    async fn teams_by_project(&self) -> Result<HashMap<String, Vec<Value>>, AdoError> {
-        let mut teams: HashMap<String, Vec<Value>> = HashMap::new();
-        let mut skip = 0;
-        loop {
-            let page = self.client.teams_page(TEAMS_PAGE, skip).await?;
-            let got = page.len();
-            for team in page {
-                if let Some(project_id) = text(&team, "projectId") {
-                    teams.entry(project_id.to_string()).or_default().push(team);
+    /// Every team of the organization, from `GET _apis/teams` (the crawl's page size, by
+    /// default 100 a page: one request for up to that many teams instead of one teams list
+    /// per project), read once per resync for every kind and crawl unit that needs it.
+    pub(crate) async fn team_list(
+        &self,
+        cache: &ResyncCache,
+    ) -> Result<Arc<CompactList>, CrawlError> {
+        cache
+            .teams
+            .get_or_read(|| async {
+                let top = self.limits.page.max(1);
+                let mut teams = Vec::new();
+                let mut skip = 0;
+                loop {
+                    let page = self.client.teams_page(top, skip).await?;
+                    let got = page.len();
+                    teams.extend(page);
+                    if got < top {
+                        return Ok(CompactList::from_values(teams));
+                    }
+                    skip += got;
                 }
+            })
+            .await
+    }
+
+    /// Every team of the organization by project id ([`Crawler::team_list`]).
+    pub(crate) async fn teams_by_project(
+        &self,
+        cache: &ResyncCache,
+    ) -> Result<HashMap<String, Vec<Value>>, CrawlError> {
+        let mut teams: HashMap<String, Vec<Value>> = HashMap::new();
+        for team in self.team_list(cache).await?.iter() {
+            if let Some(project_id) = text(&team, "projectId") {
+                teams.entry(project_id.to_string()).or_default().push(team);
             }
-            if got < TEAMS_PAGE {
-                return Ok(teams);
-            }
-            skip += got;
         }
+        Ok(teams)
     }
 
     /// The boards of one project's `teams`, each the list item merged with its detail, plus
@@ -204,7 +222,7 @@ impl Crawler {
             return Ok(());
         }
         let units = self.project_units(cache).await?;
-        let teams = &self.teams_by_project().await?;
+        let teams = &self.teams_by_project(cache).await?;
         let seen = Mutex::new(Vec::new());
         let seen_ref = &seen;
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {

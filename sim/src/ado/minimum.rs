@@ -21,27 +21,82 @@
 //!   columns);
 //! - `work-item`: per project one WIQL query and one `workitemsbatch` per 200 ids (the
 //!   simulator's WIQL matches every item of the default mapping's query);
-//! - `release`: one page of 100 releases per project;
-//! - GitOps (`specPath`, default `port.yml`): one read per spec path of each healthy repository.
+//! - `release`: one page of 100 releases per project and distinct selector (filters and
+//!   `expand` are the API's: each distinct selector is another list);
+//! - GitOps (`specPath`, default `port.yml`): one read per spec path of each healthy repository;
+//! - `pull-request`: per project with a healthy repository, the project's list (every
+//!   repository's, 1000 a page) per status the kind reads: active, and abandoned and completed
+//!   closed within the selectors' widest window (`maxResults` cut per repository afterwards);
+//! - `branch`: one `refs` page per healthy repository (1000 a page);
+//! - `advanced-security-alert`: one alerts page per healthy repository and distinct selector
+//!   (the criteria are the API's);
+//! - `wiki`: one wikis list per project, one `pagesbatch` per 100 pages of each wiki and, with
+//!   `includeContent`, one read per page (the batch has no content);
+//! - `team`, `member`, `iteration`, `area-path` (one row): one page of the organization's
+//!   teams per 100 (which the boards then share), per team one members read (`member` or
+//!   `includeMembers`), one team field values read (`includeAreaPaths`) and one iterations
+//!   read (`iteration`), per project one classification-nodes read per distinct `area-path`
+//!   selector;
+//! - `user`, `group`, `group-member` (one row): one page per `identity_page_size` of each list
+//!   read (entitlements for `source: entitlements`; graph users for `source: graph` or
+//!   `group-member`; graph groups for `group`, `group-member` or `includeGroupMemberships`,
+//!   which names every group a membership points to), one memberships read per user
+//!   (`includeGroupMemberships`) and per group (`group-member`);
+//! - `work-item`: the WIQL query and batches above per distinct selector (WIQL and `expand`
+//!   are the API's; a narrower query's ids are counted as every item of the project, which
+//!   differs only past 200 items);
+//! - `pipeline`, `pipeline-run` (one row): one pipelines page per project (1000 a page), per
+//!   pipeline one build-definition read (`includeRepo`: the simulator serves no definitions
+//!   list by ids) and one runs list (`pipeline-run`; the API does not page it);
+//! - `build`, `pipeline-stage` (one row): one builds page per project, per build one changes
+//!   read (`enrichWithFirstCommit`) and one timeline read (`pipeline-stage`);
+//! - `environment`, `pipeline-deployment` (one row): one environments page per project, per
+//!   environment one deployment-records page (`pipeline-deployment`);
+//! - `release-definition`: one page per project and distinct selector; `release-deployment`:
+//!   one page per project;
+//! - `test-run`: one page of 100 runs per project, per run one results page (unless every
+//!   selector says `includeResults: false`), per run of a build one code-coverage read (when a
+//!   selector asks `codeCoverage`);
+//! - `file`, `folder` (with either, one row holds every Git item read: `repository`
+//!   `includedFiles` and GitOps as above, plus): per healthy repository with a default branch
+//!   that a `files` rule covers, one recursive listing (it tells which paths exist and match)
+//!   and one read per matching file and per existing `includedFiles` path (from the root) of a
+//!   rule with a match there; per
+//!   `folders` entry one listing per repository it names (every healthy one when none).
 //!
 //! Requests are attributed by route; item reads by the path they ask for (an `includedFiles`
-//! path is `repository`'s, a spec path GitOps'). What no row claims is `other` (minimum 0), and
-//! kinds of the mapping not listed above are named in [`RequestReport::unmodeled`].
+//! path is `repository`'s, a spec path GitOps') unless `file` or `folder` is mapped (then all
+//! are the Git content row's). What no row claims is `other` (minimum 0), and kinds of the
+//! mapping not listed above are named in [`RequestReport::unmodeled`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::Value;
 
-use super::AdoSim;
+use super::content::WIKI_PAGES;
+use super::pipelines::{BUILDS_PER_PIPELINE, ENVIRONMENTS_PER_PROJECT, PIPELINES_PER_PROJECT};
+use super::runs::{DEPLOYMENTS_PER_ENVIRONMENT, RESULTS_PER_TEST_RUN, TEST_RUNS_PER_PROJECT};
 use super::seed::Organization;
 use super::work::POLICIES_PAGE_MAX;
+use super::{AdoSim, AdoSimConfig};
 use crate::traffic::lock;
 
 /// Most ids one `workitemsbatch` takes.
 const WORK_ITEMS_BATCH: u64 = 200;
 /// Largest page of the releases list.
 const RELEASES_PAGE_MAX: u64 = 100;
+/// Largest page of a pull-request list.
+const PULL_REQUEST_PAGE_MAX: u64 = 1000;
+/// Largest page of the lists paged with a continuation token (pipelines, builds,
+/// environments, deployment records, refs, alerts).
+const TOKEN_PAGE_MAX: u64 = 1000;
+/// Largest page of the test-run list (`$top`/`$skip`).
+const TEST_RUNS_PAGE_MAX: u64 = 100;
+/// Largest page of a test run's results.
+const TEST_RESULTS_PAGE_MAX: u64 = 1000;
+/// Most pages one wiki `pagesbatch` returns.
+const WIKI_PAGES_BATCH_MAX: u64 = 100;
 /// Teams per page of the organization's teams list (`$top` the simulator serves by default).
 const TEAMS_PAGE_MAX: u64 = 100;
 /// Teams of a simulated project (its default team).
@@ -133,6 +188,9 @@ impl fmt::Display for RequestReport {
 #[derive(Debug, Default)]
 struct Wanted {
     kinds: BTreeSet<String>,
+    /// Each kind's distinct selectors, `query` left out (what the API is asked differs only
+    /// between these).
+    selectors: BTreeMap<String, BTreeSet<String>>,
     default_team: bool,
     included_files: Vec<String>,
     spec_paths: Vec<String>,
@@ -173,6 +231,11 @@ impl Wanted {
             };
             wanted.kinds.insert(kind.to_string());
             let selector = resource.get("selector");
+            let mut options = selector.cloned().unwrap_or(Value::Null);
+            if let Some(map) = options.as_object_mut() {
+                map.remove("query");
+            }
+            (wanted.selectors.entry(kind.to_string()).or_default()).insert(options.to_string());
             let option = |name: &str| selector.and_then(|s| s.get(name));
             match kind {
                 "project" => wanted.default_team |= truthy(option("defaultTeam")),
@@ -193,6 +256,44 @@ impl Wanted {
         wanted
     }
 
+    /// The distinct selectors of `kind` (without `query`), as JSON.
+    fn options(&self, kind: &str) -> Vec<Value> {
+        (self.selectors.get(kind).into_iter().flatten())
+            .map(|text| serde_json::from_str(text).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// How many different requests of its list `kind`'s selectors make (at least 1).
+    fn sets(&self, kind: &str) -> u64 {
+        self.selectors
+            .get(kind)
+            .map_or(1, |s| s.len().max(1) as u64)
+    }
+
+    /// Whether any selector of `kind` sets `name` true (`default` when unset).
+    fn any(&self, kind: &str, name: &str, default: bool) -> bool {
+        self.options(kind).iter().any(|o| match o.get(name) {
+            None | Some(Value::Null) => default,
+            value => truthy(value),
+        })
+    }
+
+    fn has(&self, kind: &str) -> bool {
+        self.kinds.contains(kind)
+    }
+
+    /// Whether the `file` or `folder` kind reads Git content besides `includedFiles` and
+    /// GitOps: then one row holds every item read.
+    fn reads_content(&self) -> bool {
+        self.has("file") || self.has("folder")
+    }
+
+    fn reads_teams(&self) -> bool {
+        ["team", "member", "iteration", "area-path"]
+            .iter()
+            .any(|k| self.has(k))
+    }
+
     fn reads_repositories(&self) -> bool {
         !self.spec_paths.is_empty()
             || self.kinds.iter().any(|k| {
@@ -210,25 +311,54 @@ impl Wanted {
     }
 }
 
-/// Kinds whose minimum [`minimum_requests`] models.
+/// Kinds whose minimum [`minimum_rows`] models (every kind adoport reads).
 const MODELED: &[&str] = &[
     "project",
     "repository",
     "repository-policy",
+    "pull-request",
+    "branch",
+    "file",
+    "folder",
+    "wiki",
+    "advanced-security-alert",
+    "team",
+    "member",
+    "iteration",
+    "area-path",
+    "user",
+    "group",
+    "group-member",
     "board",
     "column",
     "work-item",
     "release",
+    "pipeline",
+    "build",
+    "environment",
+    "release-definition",
+    "release-deployment",
+    "pipeline-run",
+    "pipeline-stage",
+    "pipeline-deployment",
+    "test-run",
 ];
 
 const PROJECTS_ROW: &str = "projects (list; every kind)";
 const REPOSITORIES_ROW: &str = "repositories (lists; repository-derived kinds)";
 const BOARDS_ROW: &str = "board, column (teams, boards, board reads)";
 const GITOPS_ROW: &str = "gitops (specPath reads)";
+const CONTENT_ROW: &str = "git content (repository includedFiles, file, folder, gitops)";
+const TEAMS_ROW: &str = "team, member, iteration, area-path";
+const IDENTITY_ROW: &str = "user, group, group-member (graph, entitlements)";
+const PIPELINES_ROW: &str = "pipeline, pipeline-run (pipelines, definitions, runs)";
+const BUILDS_ROW: &str = "build, pipeline-stage (builds, changes, timelines)";
+const ENVIRONMENTS_ROW: &str = "environment, pipeline-deployment";
 const OTHER_ROW: &str = "other";
 
 /// The fewest requests per row for `mapping` (see the module docs), `made` left at 0.
-fn minimum_rows(org: &Organization, page_size: usize, wanted: &Wanted) -> Vec<KindRequests> {
+fn minimum_rows(org: &Organization, config: &AdoSimConfig, wanted: &Wanted) -> Vec<KindRequests> {
+    let page_size = config.max_page_size;
     let row = |kind: &str, minimum: u64| KindRequests {
         kind: kind.to_string(),
         made: 0,
@@ -236,6 +366,7 @@ fn minimum_rows(org: &Organization, page_size: usize, wanted: &Wanted) -> Vec<Ki
     };
     let projects = org.projects.len() as u64;
     let healthy = |r: &&super::seed::Repository| !r.is_disabled;
+    let enabled = org.repositories.iter().filter(healthy).count() as u64;
     let mut rows = vec![row(
         PROJECTS_ROW,
         projects.div_ceil(page_size.max(1) as u64).max(1),
@@ -249,10 +380,9 @@ fn minimum_rows(org: &Organization, page_size: usize, wanted: &Wanted) -> Vec<Ki
             if wanted.default_team { projects } else { 0 },
         ));
     }
-    if wanted.kinds.contains("repository") {
+    let included = if wanted.kinds.contains("repository") {
         let n = wanted.included_files.len() as u64;
-        let reads: u64 = org
-            .repositories
+        org.repositories
             .iter()
             .filter(|r| r.default_branch.is_some())
             .map(|r| match n {
@@ -265,8 +395,16 @@ fn minimum_rows(org: &Organization, page_size: usize, wanted: &Wanted) -> Vec<Ki
                     n.min(1 + existing)
                 }
             })
-            .sum();
-        rows.push(row("repository", reads));
+            .sum()
+    } else {
+        0
+    };
+    let gitops = enabled * wanted.spec_paths.len() as u64;
+    if wanted.reads_content() {
+        let content = included + gitops + file_reads(org, wanted) + folder_listings(org, wanted);
+        rows.push(row(CONTENT_ROW, content));
+    } else if wanted.kinds.contains("repository") {
+        rows.push(row("repository", included));
     }
     if wanted.kinds.contains("repository-policy") {
         let lists = org
@@ -283,13 +421,73 @@ fn minimum_rows(org: &Organization, page_size: usize, wanted: &Wanted) -> Vec<Ki
             .sum();
         rows.push(row("repository-policy", lists));
     }
+    if wanted.has("pull-request") {
+        // The project's list (every repository's pull requests) per status the selectors
+        // read: active, and abandoned and completed closed within the widest window.
+        let pages = (org.projects.iter())
+            .filter(|p| (org.repositories.iter().filter(healthy)).any(|r| r.project_id == p.id))
+            .map(|p| {
+                let of_project = (org.pull_requests.iter())
+                    .filter(|pr| {
+                        (org.repositories.iter())
+                            .any(|r| r.id == pr.repository_id && r.project_id == p.id)
+                    })
+                    .count() as u64;
+                of_project.div_ceil(PULL_REQUEST_PAGE_MAX).max(1)
+            })
+            .sum::<u64>();
+        rows.push(row("pull-request", 3 * pages));
+    }
+    if wanted.has("branch") {
+        rows.push(row("branch", enabled));
+    }
+    if wanted.has("advanced-security-alert") {
+        let sets = wanted.sets("advanced-security-alert");
+        rows.push(row("advanced-security-alert", enabled * sets));
+    }
+    if wanted.has("wiki") {
+        let wikis = org.git.wikis.len() as u64;
+        let pages = WIKI_PAGES.len() as u64;
+        let content = if wanted.any("wiki", "includeContent", false) {
+            wikis * pages
+        } else {
+            0
+        };
+        rows.push(row(
+            "wiki",
+            projects + wikis * pages.div_ceil(WIKI_PAGES_BATCH_MAX) + content,
+        ));
+    }
+    let teams = projects * TEAMS_PER_PROJECT;
+    let team_pages = teams.div_ceil(TEAMS_PAGE_MAX).max(1);
+    if wanted.reads_teams() {
+        let members = wanted.has("member") || wanted.any("team", "includeMembers", false);
+        let areas = wanted.any("team", "includeAreaPaths", false);
+        let minimum = team_pages
+            + if members { teams } else { 0 }
+            + if areas { teams } else { 0 }
+            + if wanted.has("iteration") { teams } else { 0 }
+            + if wanted.has("area-path") {
+                projects * wanted.sets("area-path")
+            } else {
+                0
+            };
+        rows.push(row(TEAMS_ROW, minimum));
+    }
     if wanted.kinds.contains("board") || wanted.kinds.contains("column") {
-        // The simulator's projects have one team (the default), which has one board.
-        let teams = projects * TEAMS_PER_PROJECT;
-        rows.push(row(BOARDS_ROW, teams.div_ceil(TEAMS_PAGE_MAX) + 2 * teams));
+        // The simulator's projects have one team (the default), which has one board; the
+        // teams list counts for the team row when the mapping has one.
+        let list = if wanted.reads_teams() { 0 } else { team_pages };
+        rows.push(row(BOARDS_ROW, list + 2 * teams));
+    }
+    if wanted.has("user") || wanted.has("group") || wanted.has("group-member") {
+        rows.push(row(
+            IDENTITY_ROW,
+            identity_minimum(org, config.identity_page_size as u64, wanted),
+        ));
     }
     if wanted.kinds.contains("work-item") {
-        let reads = (org.projects.iter())
+        let reads: u64 = (org.projects.iter())
             .map(|p| {
                 let items = (org.work_items.iter())
                     .filter(|w| w.project_id == p.id)
@@ -297,21 +495,219 @@ fn minimum_rows(org: &Organization, page_size: usize, wanted: &Wanted) -> Vec<Ki
                 1 + items.div_ceil(WORK_ITEMS_BATCH)
             })
             .sum();
-        rows.push(row("work-item", reads));
+        rows.push(row("work-item", reads * wanted.sets("work-item")));
     }
     if wanted.kinds.contains("release") {
         let pages = org.releases_per_project.div_ceil(RELEASES_PAGE_MAX).max(1);
-        rows.push(row("release", projects * pages));
+        rows.push(row("release", projects * pages * wanted.sets("release")));
     }
-    if !wanted.spec_paths.is_empty() {
-        let repositories = org.repositories.iter().filter(healthy).count() as u64;
+    if wanted.has("pipeline") || wanted.has("pipeline-run") {
+        let pipelines = projects * PIPELINES_PER_PROJECT;
+        let definitions = wanted.any("pipeline", "includeRepo", false);
+        let minimum = projects * PIPELINES_PER_PROJECT.div_ceil(TOKEN_PAGE_MAX)
+            + if definitions { pipelines } else { 0 }
+            + if wanted.has("pipeline-run") {
+                pipelines
+            } else {
+                0
+            };
+        rows.push(row(PIPELINES_ROW, minimum));
+    }
+    if wanted.has("build") || wanted.has("pipeline-stage") {
+        let per_project = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
+        let builds = projects * per_project;
+        let changes = wanted.any("build", "enrichWithFirstCommit", false);
+        let minimum = projects * per_project.div_ceil(TOKEN_PAGE_MAX)
+            + if changes { builds } else { 0 }
+            + if wanted.has("pipeline-stage") {
+                builds
+            } else {
+                0
+            };
+        rows.push(row(BUILDS_ROW, minimum));
+    }
+    if wanted.has("environment") || wanted.has("pipeline-deployment") {
+        let records = if wanted.has("pipeline-deployment") {
+            projects
+                * ENVIRONMENTS_PER_PROJECT
+                * DEPLOYMENTS_PER_ENVIRONMENT.div_ceil(TOKEN_PAGE_MAX)
+        } else {
+            0
+        };
+        rows.push(row(ENVIRONMENTS_ROW, projects + records));
+    }
+    if wanted.has("release-definition") {
         rows.push(row(
-            GITOPS_ROW,
-            repositories * wanted.spec_paths.len() as u64,
+            "release-definition",
+            projects * wanted.sets("release-definition"),
         ));
+    }
+    if wanted.has("release-deployment") {
+        rows.push(row("release-deployment", projects));
+    }
+    if wanted.has("test-run") {
+        let runs = projects * TEST_RUNS_PER_PROJECT;
+        let results = if wanted.any("test-run", "includeResults", true) {
+            runs * RESULTS_PER_TEST_RUN.div_ceil(TEST_RESULTS_PAGE_MAX)
+        } else {
+            0
+        };
+        // Code coverage is of a build: the runs with one (all but the manual last).
+        let coverage = if (wanted.options("test-run").iter())
+            .any(|o| o.get("codeCoverage").is_some_and(|c| !c.is_null()))
+        {
+            projects * (TEST_RUNS_PER_PROJECT - 1)
+        } else {
+            0
+        };
+        let pages = projects * TEST_RUNS_PER_PROJECT.div_ceil(TEST_RUNS_PAGE_MAX);
+        rows.push(row("test-run", pages + results + coverage));
+    }
+    if !wanted.spec_paths.is_empty() && !wanted.reads_content() {
+        rows.push(row(GITOPS_ROW, gitops));
     }
     rows.push(row(OTHER_ROW, 0));
     rows
+}
+
+/// `user`, `group`, `group-member`: the pages of the lists they read (entitlements, graph
+/// users, graph groups), one memberships read per user (`includeGroupMemberships`: the groups
+/// list names those groups) and per group (`group-member`: its members, named by the users and
+/// groups lists).
+fn identity_minimum(org: &Organization, page: u64, wanted: &Wanted) -> u64 {
+    let users = org.users.len() as u64;
+    let groups = org
+        .groups(&super::seed::Urls::new("minimum", "minimum"))
+        .len() as u64;
+    let page = page.max(1);
+    let sources: BTreeSet<String> = (wanted.options("user").iter())
+        .map(|o| {
+            (o.get("source").and_then(Value::as_str))
+                .unwrap_or("entitlements")
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let memberships = wanted.any("user", "includeGroupMemberships", false);
+    let graph_users = sources.contains("graph") || wanted.has("group-member");
+    let group_list = wanted.has("group") || wanted.has("group-member") || memberships;
+    let mut minimum = 0;
+    if sources.contains("entitlements") {
+        minimum += users.div_ceil(page).max(1);
+    }
+    if graph_users {
+        minimum += users.div_ceil(page).max(1);
+    }
+    if group_list {
+        minimum += groups.div_ceil(page).max(1);
+    }
+    if memberships {
+        minimum += users;
+    }
+    if wanted.has("group-member") {
+        minimum += groups;
+    }
+    minimum
+}
+
+/// `file`: per enabled repository with a default branch that a `files` rule covers, one
+/// recursive listing (it says which paths exist and which match a pattern), then one read per
+/// matching file and per existing `includedFiles` path (from the repository's root) of a rule
+/// with a match there (distinct paths).
+fn file_reads(org: &Organization, wanted: &Wanted) -> u64 {
+    let mut total = 0;
+    for repository in org.repositories.iter().filter(|r| !r.is_disabled) {
+        let (Some(branch), Some(content)) = (
+            &repository.default_branch,
+            org.git.repositories.get(&repository.id),
+        ) else {
+            continue;
+        };
+        let Some(commit) = content.resolve(None, None, branch) else {
+            continue;
+        };
+        let paths: Vec<String> = commit.tree.keys().map(|p| item_key(p)).collect();
+        let mut reads = BTreeSet::new();
+        let mut covered = false;
+        for options in wanted.options("file") {
+            let files = options.get("files");
+            let repos = strings(files.and_then(|f| f.get("repos")));
+            if !repos.is_empty()
+                && !repos
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(&repository.name))
+            {
+                continue;
+            }
+            covered = true;
+            let patterns = strings(files.and_then(|f| f.get("path")));
+            let included = strings(options.get("includedFiles"));
+            for path in &paths {
+                if !patterns.iter().any(|p| glob_matches(&item_key(p), path)) {
+                    continue;
+                }
+                reads.insert(path.clone());
+                // From the repository's root, whatever the file's folder (as the Python
+                // integration resolves them).
+                for name in &included {
+                    let next = item_key(name);
+                    if paths.contains(&next) {
+                        reads.insert(next);
+                    }
+                }
+            }
+        }
+        total += u64::from(covered) + reads.len() as u64;
+    }
+    total
+}
+
+/// `folder`: one listing per repository each `folders` entry names (all enabled repositories
+/// when it names none).
+fn folder_listings(org: &Organization, wanted: &Wanted) -> u64 {
+    let enabled = org.repositories.iter().filter(|r| !r.is_disabled).count() as u64;
+    (wanted.options("folder").iter())
+        .flat_map(|o| {
+            o.get("folders")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|entry| match entry.get("repos").and_then(Value::as_array) {
+            Some(repos) if !repos.is_empty() => repos.len() as u64,
+            _ => enabled,
+        })
+        .sum()
+}
+
+/// Whether `path` (`/docs/a.md`, lowercase) matches `pattern` (`/docs/*.md`, `/**/x.json`):
+/// `*` within a segment, `**` any number of segments.
+fn glob_matches(pattern: &str, path: &str) -> bool {
+    fn segments(p: &str) -> Vec<&str> {
+        p.split('/').filter(|s| !s.is_empty()).collect()
+    }
+    fn segment(pattern: &str, name: &str) -> bool {
+        match pattern.split_once('*') {
+            None => pattern == name,
+            Some((head, tail)) => {
+                name.starts_with(head)
+                    && (0..=name.len() - head.len()).any(|i| {
+                        name.is_char_boundary(head.len() + i)
+                            && segment(tail, &name[head.len() + i..])
+                    })
+            }
+        }
+    }
+    fn walk(pattern: &[&str], path: &[&str]) -> bool {
+        match (pattern.first(), path.first()) {
+            (None, None) => true,
+            (Some(&"**"), _) => {
+                walk(&pattern[1..], path) || (!path.is_empty() && walk(pattern, &path[1..]))
+            }
+            (Some(p), Some(name)) => segment(p, name) && walk(&pattern[1..], &path[1..]),
+            _ => false,
+        }
+    }
+    walk(&segments(pattern), &segments(path))
 }
 
 /// Whether `path` is a file on the repository's default branch.
@@ -331,7 +727,26 @@ fn file_exists(org: &Organization, repository: &super::seed::Repository, path: &
 /// The row a route's requests count for (`None`: item reads, split by path).
 fn route_row(route: &str) -> Option<&'static str> {
     let path = route.split_once(' ').map_or(route, |(_, p)| p);
-    Some(match path {
+    let path = path.replace("[/{project}]", "");
+    let repository = "/{org}/{project}/_apis/git/repositories/{repository}";
+    let in_repository = |tail: &str| {
+        path.strip_prefix(repository)
+            .or_else(|| path.strip_prefix("/{org}/_apis/git/repositories/{repository}"))
+            .is_some_and(|rest| rest.starts_with(tail))
+    };
+    if in_repository("/pull") || path.starts_with("/{org}/{project}/_apis/git/pull") {
+        return Some("pull-request");
+    }
+    if in_repository("/refs") {
+        return Some("branch");
+    }
+    if in_repository("/itemsbatch") {
+        return None;
+    }
+    if in_repository("/commits") {
+        return Some(BUILDS_ROW);
+    }
+    Some(match path.as_str() {
         "/{org}/_apis/projects" => PROJECTS_ROW,
         "/{org}/_apis/projects/{project}" => "project",
         "/{org}/{project}/_apis/git/repositories" => REPOSITORIES_ROW,
@@ -341,11 +756,51 @@ fn route_row(route: &str) -> Option<&'static str> {
         | "/{org}/_apis/projects/{project}/teams"
         | "/{org}/{project}/{team}/_apis/work/boards"
         | "/{org}/{project}/{team}/_apis/work/boards/{board}" => BOARDS_ROW,
+        "/{org}/_apis/projects/{project}/teams/{team}/members"
+        | "/{org}/{project}/{team}/_apis/work/teamsettings/teamfieldvalues"
+        | "/{org}/{project}/{team}/_apis/work/teamsettings/iterations"
+        | "/{org}/{project}/_apis/wit/classificationnodes/{group}"
+        | "/{org}/{project}/_apis/wit/classificationNodes/{group}" => TEAMS_ROW,
+        "/{org}/_apis/graph/users"
+        | "/{org}/_apis/graph/groups"
+        | "/{org}/_apis/graph/memberships/{descriptor}"
+        | "/{org}/_apis/graph/Memberships/{descriptor}"
+        | "/{org}/_apis/graph/subjectlookup"
+        | "/{org}/_apis/userentitlements" => IDENTITY_ROW,
         "/{org}/{project}/_apis/wit/wiql"
         | "/{org}/{project}/_apis/wit/workitemsbatch"
+        | "/{org}/_apis/wit/workitemsbatch"
         | "/{org}/{project}/_apis/wit/workitems"
         | "/{org}/_apis/wit/workitems" => "work-item",
         "/{org}/{project}/_apis/release/releases" => "release",
+        "/{org}/{project}/_apis/release/definitions" => "release-definition",
+        "/{org}/{project}/_apis/release/deployments" => "release-deployment",
+        "/{org}/{project}/_apis/pipelines"
+        | "/{org}/{project}/_apis/pipelines/{pipelineId}"
+        | "/{org}/{project}/_apis/pipelines/{pipelineId}/runs"
+        | "/{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}"
+        | "/{org}/{project}/_apis/build/definitions/{definitionId}" => PIPELINES_ROW,
+        "/{org}/{project}/_apis/build/builds"
+        | "/{org}/{project}/_apis/build/builds/{buildId}"
+        | "/{org}/{project}/_apis/build/builds/{buildId}/timeline"
+        | "/{org}/{project}/_apis/build/builds/{buildId}/changes" => BUILDS_ROW,
+        "/{org}/{project}/_apis/distributedtask/environments"
+        | "/{org}/{project}/_apis/distributedtask/environments/{environmentId}/environmentdeploymentrecords" => {
+            ENVIRONMENTS_ROW
+        }
+        "/{org}/{project}/_apis/test/runs"
+        | "/{org}/{project}/_apis/test/runs/{runId}/results"
+        | "/{org}/{project}/_apis/test/codecoverage" => "test-run",
+        "/{org}/{project}/_apis/alert/repositories/{repository}/alerts"
+        | "/{org}/{project}/_apis/alert/repositories/{repository}/alerts/{alertId}" => {
+            "advanced-security-alert"
+        }
+        "/{org}/_apis/wiki/wikis"
+        | "/{org}/{project}/_apis/wiki/wikis"
+        | "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}"
+        | "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch"
+        | "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pages"
+        | "/{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pages/{pageId}" => "wiki",
         // With or without the project in the path (the Python integration leaves it out).
         "/{org}/{project}/_apis/git/repositories/{repository}/items"
         | "/{org}/_apis/git/repositories/{repository}/items" => return None,
@@ -361,35 +816,39 @@ impl AdoSim {
         let wanted = Wanted::of(mapping);
         let mut rows = {
             let org = lock(&self.state.organization);
-            minimum_rows(&org, self.state.config.max_page_size, &wanted)
+            minimum_rows(&org, &self.state.config, &wanted)
         };
         let mut made: BTreeMap<&str, u64> = BTreeMap::new();
         let mut items = 0;
+        let teams_list = |route: &str| {
+            route.ends_with(" /{org}/_apis/teams") || route.ends_with("/{project}/teams")
+        };
         for (route, count) in self.requests() {
             match route_row(&route) {
-                // The `team` kind lists the organization's teams too: theirs, then.
-                Some(BOARDS_ROW)
-                    if route.ends_with(" /{org}/_apis/teams") && wanted.kinds.contains("team") =>
-                {
-                    *made.entry(OTHER_ROW).or_default() += count
+                // The team kinds list the organization's teams too: theirs, then.
+                Some(BOARDS_ROW) if teams_list(&route) && wanted.reads_teams() => {
+                    *made.entry(TEAMS_ROW).or_default() += count
                 }
                 Some(row) => *made.entry(row).or_default() += count,
+                None if wanted.reads_content() => *made.entry(CONTENT_ROW).or_default() += count,
                 None => items += count,
             }
         }
-        let included: BTreeSet<String> =
-            wanted.included_files.iter().map(|p| item_key(p)).collect();
-        let specs: BTreeSet<String> = wanted.spec_paths.iter().map(|p| item_key(p)).collect();
-        for (path, count) in lock(&self.state.item_reads).iter() {
-            let row = if included.contains(path) {
-                "repository"
-            } else if specs.contains(path) {
-                GITOPS_ROW
-            } else {
-                continue;
-            };
-            *made.entry(row).or_default() += count;
-            items = items.saturating_sub(*count);
+        if !wanted.reads_content() {
+            let included: BTreeSet<String> =
+                wanted.included_files.iter().map(|p| item_key(p)).collect();
+            let specs: BTreeSet<String> = wanted.spec_paths.iter().map(|p| item_key(p)).collect();
+            for (path, count) in lock(&self.state.item_reads).iter() {
+                let row = if included.contains(path) {
+                    "repository"
+                } else if specs.contains(path) {
+                    GITOPS_ROW
+                } else {
+                    continue;
+                };
+                *made.entry(row).or_default() += count;
+                items = items.saturating_sub(*count);
+            }
         }
         *made.entry(OTHER_ROW).or_default() += items;
         for (row, count) in made {
@@ -467,7 +926,7 @@ mod tests {
     }
 
     fn minimums(mapping: &Value) -> BTreeMap<String, u64> {
-        minimum_rows(&small(), 100, &Wanted::of(mapping))
+        minimum_rows(&small(), &AdoSimConfig::default(), &Wanted::of(mapping))
             .into_iter()
             .map(|r| (r.kind, r.minimum))
             .collect()
@@ -529,12 +988,88 @@ mod tests {
             BTreeMap::from([
                 (PROJECTS_ROW.to_string(), 1),
                 ("project".to_string(), 0),
+                // One pipelines list per project.
+                (PIPELINES_ROW.to_string(), 2),
                 (OTHER_ROW.to_string(), 0),
             ])
         );
         assert_eq!(Wanted::of(&projects).kinds.len(), 2);
         let specs = json!({"specPath": ["a.yml", "b.yml"], "resources": []});
         assert_eq!(minimums(&specs)[GITOPS_ROW], 10);
+    }
+
+    #[test]
+    fn globs_match_within_a_segment_and_across_folders() {
+        assert!(glob_matches("/**/package.json", "/package.json"));
+        assert!(glob_matches("/**/package.json", "/a/b/package.json"));
+        assert!(glob_matches("/docs/*.md", "/docs/guide.md"));
+        assert!(!glob_matches("/docs/*.md", "/docs/a/guide.md"));
+        assert!(!glob_matches("/docs/*.md", "/readme.md"));
+        assert!(glob_matches("/port.yml", "/port.yml"));
+    }
+
+    /// Two projects of three repositories (#3 disabled, #5 empty): five enabled, in both
+    /// projects; one team and one wiki of six pages per project.
+    #[test]
+    fn every_kind_has_a_minimum_from_its_lists_and_reads() {
+        let mapping = json!({"specPath": [], "resources": [
+            {"kind": "pull-request", "selector": {"query": "true"}},
+            {"kind": "pull-request", "selector": {"query": "true", "maxResults": 2}},
+            {"kind": "branch", "selector": {"query": "true"}},
+            {"kind": "advanced-security-alert", "selector": {"query": "true"}},
+            {"kind": "wiki", "selector": {"query": "true", "includeContent": true}},
+            {"kind": "team", "selector": {"query": "true", "includeMembers": true}},
+            {"kind": "iteration", "selector": {"query": "true"}},
+            {"kind": "pipeline", "selector": {"query": "true", "includeRepo": true}},
+            {"kind": "pipeline-run", "selector": {"query": "true"}},
+            {"kind": "build", "selector": {"query": "true"}},
+            {"kind": "pipeline-stage", "selector": {"query": "true"}},
+            {"kind": "environment", "selector": {"query": "true"}},
+            {"kind": "pipeline-deployment", "selector": {"query": "true"}},
+            {"kind": "release-definition", "selector": {"query": "true"}},
+            {"kind": "release-definition", "selector": {"query": "true", "tagFilter": ["a"]}},
+            {"kind": "release-deployment", "selector": {"query": "true"}},
+            {"kind": "test-run", "selector": {"query": "true", "codeCoverage": {"flags": 7}}},
+            {"kind": "user", "selector": {"query": "true", "source": "graph"}},
+            {"kind": "group", "selector": {"query": "true"}},
+        ]});
+        let rows = minimums(&mapping);
+        // Per project: active, abandoned and completed (the widest window; maxResults is cut
+        // per repository afterwards).
+        assert_eq!(rows["pull-request"], 2 * 3);
+        assert_eq!(rows["branch"], 5);
+        assert_eq!(rows["advanced-security-alert"], 5);
+        // Per project the wikis list, a pagesbatch and a read per page.
+        assert_eq!(rows["wiki"], 2 + 2 + 2 * 6);
+        // The teams page, then per team its members and its iterations.
+        assert_eq!(rows[TEAMS_ROW], 1 + 2 + 2);
+        // Per project the pipelines page, per pipeline its definition and its runs.
+        assert_eq!(rows[PIPELINES_ROW], 2 + 2 * 2 * 2);
+        // Per project the builds page, per build its timeline (no first commit asked).
+        assert_eq!(rows[BUILDS_ROW], 2 + 2 * 6);
+        assert_eq!(rows[ENVIRONMENTS_ROW], 2 + 2 * 2);
+        // Two distinct selectors: two lists per project.
+        assert_eq!(rows["release-definition"], 2 * 2);
+        assert_eq!(rows["release-deployment"], 2);
+        // Per project the runs page, per run its results, per run of a build its coverage.
+        assert_eq!(rows["test-run"], 2 + 2 * 3 + 2 * 2);
+        // The graph users page and the groups page.
+        assert_eq!(rows[IDENTITY_ROW], 2);
+        assert_eq!(rows[REPOSITORIES_ROW], 2);
+    }
+
+    #[test]
+    fn files_and_folders_share_one_row_with_included_files() {
+        let mapping = json!({"specPath": [], "resources": [
+            {"kind": "file", "selector": {"query": "true", "files": {"path": "README.md"}}},
+            {"kind": "folder", "selector": {"query": "true",
+                "folders": [{"path": "*", "repos": [{"name": "repo-0-0"}]}]}},
+        ]});
+        let rows = minimums(&mapping);
+        // Four enabled repositories with a default branch, each with a README.md: a listing
+        // and a read each; the folder entry names one repository: one listing.
+        assert_eq!(rows[CONTENT_ROW], 4 * 2 + 1);
+        assert!(!rows.contains_key("repository") && !rows.contains_key(GITOPS_ROW));
     }
 
     #[test]
