@@ -21,7 +21,9 @@ RUN for crate in shared ingest transform publish sim cli tests; do \
     rm -rf shared/src ingest/src transform/src publish/src sim/src cli/src tests/src
 COPY . .
 # Touch the sources so cargo rebuilds them over the placeholder build. The `dist` profile
-# (Cargo.toml) is release without debug line tables: scripts/binary-size.sh prints the sizes.
+# (Cargo.toml) is release without debug line tables, with fat LTO and one codegen unit (a
+# smaller binary, fewer of its pages resident per process; its link is slow):
+# scripts/binary-size.sh prints the sizes.
 RUN find shared ingest transform publish sim cli -name '*.rs' -exec touch {} + && \
     cargo build --profile dist --locked -p adoport && \
     cp target/dist/adoport /adoport

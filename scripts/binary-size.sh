@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the size of the adoport binary as the image ships it (the `dist` profile: release
-# without debug line tables) and, when built, of the release binary (with line tables), and
-# whether each carries debug line tables (a `.debug_line` section, read with `readelf -S`).
+# without debug line tables, with fat LTO and one codegen unit) and, when built, of the release
+# binary (no LTO), and whether each carries debug line tables (a `.debug_line` section, read
+# with `readelf -S`).
 # Exits 1 when the dist binary has line tables: the image must not ship them.
 #   scripts/binary-size.sh            build the dist profile, then print
 #   scripts/binary-size.sh --no-build print what is built
