@@ -19,7 +19,8 @@ use crate::metrics::HttpStats;
 struct Inner {
     http: reqwest::Client,
     base: Url,
-    tokens: TokenCache,
+    /// Shared with every client of this process for the same Port and credentials.
+    tokens: Arc<TokenCache>,
     /// `OCEAN__INTEGRATION__IDENTIFIER`.
     integration_identifier: String,
     /// Every request's status (or transport error) and latency.
@@ -70,11 +71,12 @@ impl PortApi {
         let http = builder
             .build()
             .map_err(|e| PortError::Setup(e.to_string()))?;
+        let tokens = TokenCache::for_credentials(&base, &access.client_id, &access.client_secret);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 base,
-                tokens: TokenCache::new(access.client_id.clone(), access.client_secret.clone()),
+                tokens,
                 integration_identifier: access.integration_identifier.clone(),
                 http_stats,
             }),
@@ -220,6 +222,23 @@ mod tests {
             url.as_str(),
             "http://127.0.0.1:9/v1/blueprints/bp/entities/a%2Fb%20c"
         );
+    }
+
+    /// `adoport all` builds several clients at start; they sign in once between them.
+    #[test]
+    fn clients_of_one_port_and_credentials_share_one_token() {
+        let shares = |a: &PortApi, b: &PortApi| Arc::ptr_eq(&a.inner.tokens, &b.inner.tokens);
+        let first = api("http://127.0.0.1:9/shared-token", "s1").expect("client");
+        let second = api("http://127.0.0.1:9/shared-token", "s1").expect("client");
+        assert!(shares(&first, &second));
+        let other_secret = api("http://127.0.0.1:9/shared-token", "s2").expect("client");
+        assert!(!shares(&first, &other_secret));
+        let other_port = api("http://127.0.0.1:9/another-port", "s1").expect("client");
+        assert!(!shares(&first, &other_port));
+        // Once no client holds it, a new client starts from a cache of its own (signs in anew).
+        let kept = Arc::downgrade(&first.inner.tokens);
+        drop((first, second));
+        assert!(kept.upgrade().is_none());
     }
 
     #[test]
