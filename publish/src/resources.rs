@@ -8,14 +8,15 @@
 //!   real latency pays three round trips, not three per blueprint).
 //! - With them, and only when this start created them (as Ocean's default setup does), the
 //!   default scorecards of `assets/default-scorecards.json` (`POST
-//!   /v1/blueprints/{bp}/scorecards`, one per scorecard) and the pages of
-//!   `assets/default-pages.json` (`POST /v1/pages`), the Python integration's
+//!   /v1/blueprints/{bp}/scorecards`, one per scorecard, together) and then the pages of
+//!   `assets/default-pages.json` (`POST /v1/pages`, together), the Python integration's
 //!   `.port/resources/scorecards.json` and `pages.json` unchanged. A scorecard or page Port
 //!   refuses is a WARN line and the start goes on, as in Ocean (its `service` scorecard needs a
 //!   `service` blueprint the defaults do not define: Port answers 404 unless the user has one);
 //!   one that exists already (409) is left as it is.
 //! - The integration, with the default mapping as its config, is created only when Port has
-//!   no integration of that identifier.
+//!   no integration of that identifier, at the same time as the resources above (neither needs
+//!   the other; Ocean creates the integration with its mapping before the blueprints).
 //! - On every start, the setting on or off, an existing integration record (one the Python
 //!   integration created, say) is brought up to date as Ocean does
 //!   ([`crate::integration_record`]).
@@ -118,17 +119,22 @@ pub async fn initialize(
     record: &IntegrationRecord,
 ) -> Result<Initialized, PublishError> {
     let blueprints = default_blueprints()?;
-    let (blueprints_created, scorecards_created, pages_created) =
-        match create_blueprints(client, &blueprints).await? {
+    let resources = async {
+        Ok(match create_blueprints(client, &blueprints).await? {
             Some(created) => {
                 let (scorecards, pages) = create_presentation(client).await?;
                 (created, scorecards, pages)
             }
             None => Default::default(),
-        };
-    let integration_created = if client.integration_exists(integration).await? {
-        false
-    } else {
+        }) as Result<_, PublishError>
+    };
+    // The integration does not wait for the resources, nor they for it (Ocean creates the
+    // integration with its mapping before the blueprints it names): one chain of round trips
+    // at start instead of both one after the other.
+    let integration_created = async {
+        if client.integration_exists(integration).await? {
+            return Ok(false);
+        }
         let body = record.creation_body(integration, default_mapping()?);
         let created = created_here(client.create_integration(&body).await)?;
         if created {
@@ -137,8 +143,11 @@ pub async fn initialize(
                 "created the integration in Port with the default mapping"
             );
         }
-        created
+        Ok::<_, PublishError>(created)
     };
+    let ((blueprints_created, scorecards_created, pages_created), integration_created) =
+        tokio::try_join!(resources, integration_created)?;
+    // Last: with the default resources on, the record says they are initialized.
     let record_updated = update_record(client, integration, record).await?;
     Ok(Initialized {
         blueprints_created,
@@ -282,9 +291,11 @@ async fn create_presentation(
         }
     }
     let mut pages_created = Vec::new();
-    for page in &pages {
+    // The pages together, as Ocean gathers them.
+    let results = join_all(pages.iter().map(|page| client.create_page(page))).await;
+    for (page, result) in pages.iter().zip(results) {
         let identifier = page["identifier"].as_str().unwrap_or("?");
-        match created_here(client.create_page(page).await) {
+        match created_here(result) {
             Ok(true) => pages_created.push(identifier.to_string()),
             Ok(false) => {}
             Err(e) => tracing::warn!(
