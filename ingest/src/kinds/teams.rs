@@ -133,9 +133,13 @@ impl Crawler {
         let top = self.limits.page.max(1);
         let mut failures: Vec<String> = Vec::new();
         let list = self.team_list(crawl.cache).await?;
-        let listed: Vec<Value> = list.iter().collect();
-        for page in listed.chunks(top) {
-            let page = page.to_vec();
+        // A page of teams parsed at a time: the list is kept as text for the resync.
+        let mut listed = list.iter();
+        loop {
+            let page: Vec<Value> = listed.by_ref().take(top).collect();
+            if page.is_empty() {
+                break;
+            }
             let items = if members || area_paths {
                 let outcomes: Vec<Result<Option<Value>, String>> = stream::iter(page)
                     .map(|team| self.enriched_team(team, members, area_paths))
