@@ -18,7 +18,7 @@
 #   --latency-ms MS the delay of every simulated answer in --bench (default 50)
 #   --adoport-only  run adoport alone (no Python integration, no comparison): its figures on an
 #                   organization the Python integration would take hours on (it sends about one
-#                   request at a time: ~0.2 s per repository at 50 ms)
+#                   request at a time: 0.2 to 0.4 s per repository at 50 ms)
 # Environment:
 #   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT below) to use
 #                   instead of cloning it (machines without network access to GitHub)
