@@ -5,6 +5,7 @@
 # the differences. With --bench, it measures both on a medium organization at real latency.
 #
 # Usage: scripts/side-by-side.sh [--mapping FILE] [--report-only] [--bench [--latency-ms MS]]
+#                                [--adoport-only]
 #   --mapping FILE  the port-app-config both integrations run with (both Ports serve it as the
 #                   integration's config; the blueprints it names are created first), e.g.
 #                   scripts/side-by-side-mapping.yaml: every selector, several resources per kind
@@ -15,10 +16,16 @@
 #                   run's wall time, their ratio, requests to Azure DevOps and Port, peak RSS,
 #                   and the Azure DevOps requests per kind against the fewest possible
 #   --latency-ms MS the delay of every simulated answer in --bench (default 50)
+#   --adoport-only  run adoport alone (no Python integration, no comparison): its figures on an
+#                   organization the Python integration would take hours on (it sends about one
+#                   request at a time: 0.2 to 0.4 s per repository at 50 ms)
 # Environment:
 #   OCEAN_SOURCE    a checkout of https://github.com/port-labs/ocean (at OCEAN_COMMIT below) to use
 #                   instead of cloning it (machines without network access to GitHub)
 #   PYTHON          the Python (>= 3.12) to build the virtualenv with
+#   SIDE_BY_SIDE_TIMEOUT_SECS     how long each integration's run may take before it is killed
+#                   and the script fails (600; with --bench 1800): a large organization takes
+#                   the Python integration hours
 #   SIDE_BY_SIDE_PROJECTS, SIDE_BY_SIDE_REPOSITORIES  size of the simulated organization (2, 3;
 #                   with --bench 50, 40)
 #   SIDE_BY_SIDE_WORK_ITEMS       work items per project (6)
@@ -44,6 +51,7 @@ IDENTIFIER=my-azure-devops-integration
 RUN_TIMEOUT_SECS=600
 
 report_only=
+adoport_only=
 mapping=
 bench=
 latency_ms=50
@@ -56,6 +64,7 @@ while [ $# -gt 0 ]; do
       [ -f "$mapping" ] || { echo "side-by-side: --mapping $2: no such file" >&2; exit 2; }
       shift ;;
     --bench) bench=1 ;;
+    --adoport-only) adoport_only=1 ;;
     --latency-ms)
       [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] \
         || { echo "side-by-side: --latency-ms needs a number of milliseconds" >&2; exit 2; }
@@ -75,10 +84,12 @@ else
   REPOSITORIES=${SIDE_BY_SIDE_REPOSITORIES:-3}
   latency_ms=0
 fi
+RUN_TIMEOUT_SECS=${SIDE_BY_SIDE_TIMEOUT_SECS:-$RUN_TIMEOUT_SECS}
+TIMEOUT_SECS=$RUN_TIMEOUT_SECS
 WORK_ITEMS=${SIDE_BY_SIDE_WORK_ITEMS:-6}
 PULL_REQUESTS=${SIDE_BY_SIDE_PULL_REQUESTS:-2}
 RELEASES=${SIDE_BY_SIDE_RELEASES:-3}
-for size in PROJECTS REPOSITORIES WORK_ITEMS PULL_REQUESTS RELEASES; do
+for size in PROJECTS REPOSITORIES WORK_ITEMS PULL_REQUESTS RELEASES TIMEOUT_SECS; do
   [[ "${!size}" =~ ^[0-9]+$ ]] \
     || { echo "side-by-side: SIDE_BY_SIDE_$size=${!size} is not a number" >&2; exit 2; }
 done
@@ -224,31 +235,40 @@ common_env=(
   OCEAN__EVENT_LISTENER='{"type":"ONCE"}' OCEAN__INITIALIZE_PORT_RESOURCES=true
 )
 
-# Each run under /usr/bin/time (when there is one): the peak resident memory of the largest
-# process it ran (GNU time's %M, KiB).
+# Each run under /usr/bin/time (when there is one): the CPU time of its processes (GNU time's
+# %U and %S, seconds; the simulators' is not in it) on one line, then the peak resident memory
+# of the largest process it ran (%M, KiB).
 measured() { # rss-file command...
   local file=$1
   shift
-  if [ -x /usr/bin/time ]; then /usr/bin/time -f '%M' -o "$file" "$@"; else rm -f "$file"; "$@"; fi
+  if [ -x /usr/bin/time ]; then /usr/bin/time -f '%U %S\n%M' -o "$file" "$@"; else rm -f "$file"; "$@"; fi
 }
 read -r ado_0 python_port_0 < <(requests python)
 kind_rows python > "$logs/kinds-0"
 read -r _ adoport_port_0 < <(requests adoport)
 
 # --- the Python integration, one resync ----------------------------------------------------------
-say "running the Python integration (ONCE) against $org (log: $logs/python.log)"
-started=$(now)
-(cd "$integration" && measured "$logs/python.rss" env "${common_env[@]}" \
-  OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
-  timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail \
-  > "$logs/python.log" 2>&1) \
-  || { tail -20 "$logs/python.log" >&2; die "the Python integration failed"; }
-python_secs=$(calc "$(now) - $started")
-grep -q "Resync finished successfully" "$logs/python.log" \
-  || die "the Python integration did not finish its resync (log: $logs/python.log)"
-say "Python integration done in $python_secs s"
-read -r ado_1 python_port_1 < <(requests python)
-kind_rows python > "$logs/kinds-1"
+if [ -z "$adoport_only" ]; then
+  say "running the Python integration (ONCE) against $org (log: $logs/python.log)"
+  started=$(now)
+  (cd "$integration" && measured "$logs/python.rss" env "${common_env[@]}" \
+    OCEAN__PORT__BASE_URL="$python_port" OCEAN__INTEGRATION__CONFIG__ORGANIZATION_URL="$org" \
+    timeout --kill-after=10 "$RUN_TIMEOUT_SECS" "$venv/bin/ocean" sail \
+    > "$logs/python.log" 2>&1) \
+    || { tail -20 "$logs/python.log" >&2; die "the Python integration failed"; }
+  python_secs=$(calc "$(now) - $started")
+  grep -q "Resync finished successfully" "$logs/python.log" \
+    || die "the Python integration did not finish its resync (log: $logs/python.log)"
+  say "Python integration done in $python_secs s"
+  read -r ado_1 python_port_1 < <(requests python)
+  kind_rows python > "$logs/kinds-1"
+else
+  say "--adoport-only: not running the Python integration"
+  python_secs="not run"
+  ado_1=$ado_0 python_port_1=$python_port_0
+  rm -f "$logs/python.rss"
+  cp "$logs/kinds-0" "$logs/kinds-1"
+fi
 
 # --- adoport, one resync -------------------------------------------------------------------------
 say "running adoport all (ONCE) against $org (log: $logs/adoport.log)"
@@ -266,16 +286,19 @@ read -r _ adoport_port_2 < <(requests adoport)
 
 if [ -n "$bench" ]; then
   rss() { [ -s "$1" ] && echo "$(($(tail -1 "$1") / 1024)) MiB" || echo "not measured"; }
+  cpu() { [ -s "$1" ] && calc "$(tail -2 "$1" | head -1 | awk '{ print $1 + $2 }')" || echo "not measured"; }
   echo "Speed run: $PROJECTS projects x $REPOSITORIES repositories, $WORK_ITEMS work items per project,"
   echo "$PULL_REQUESTS pull requests per repository, $RELEASES releases per project, every Azure DevOps and Port answer"
   echo "delayed $latency_ms ms, one ONCE resync each (wall time from process start to exit)"
   printf '| %-30s | %12s | %12s |\n' "" python adoport
   printf '|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..32})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})"
   printf '| %-30s | %12s | %12s |\n' "wall time (s)" "$python_secs" "$adoport_secs"
-  printf '| %-30s | %12s | %12s |\n' "ratio (python / adoport)" "$(calc "$python_secs / $adoport_secs")x" ""
+  if [ -z "$adoport_only" ]; then ratio="$(calc "$python_secs / $adoport_secs")x"; else ratio=-; fi
+  printf '| %-30s | %12s | %12s |\n' "ratio (python / adoport)" "$ratio" ""
   printf '| %-30s | %12s | %12s |\n' "Azure DevOps requests" $((ado_1 - ado_0)) $((ado_2 - ado_1))
   printf '| %-30s | %12s | %12s |\n' "Port requests" $((python_port_1 - python_port_0)) $((adoport_port_2 - adoport_port_0))
   printf '| %-30s | %12s | %12s |\n' "peak RSS" "$(rss "$logs/python.rss")" "$(rss "$logs/adoport.rss")"
+  printf '| %-30s | %12s | %12s |\n' "CPU time, user + sys (s)" "$(cpu "$logs/python.rss")" "$(cpu "$logs/adoport.rss")"
   # Azure DevOps requests per kind (attributed by the simulator) against the fewest this
   # organization and mapping allow (adoport_sim::ado::RequestReport).
   echo
@@ -299,5 +322,9 @@ if [ -n "$bench" ]; then
 fi
 
 # --- entity by entity ----------------------------------------------------------------------------
+if [ -n "$adoport_only" ]; then
+  say "--adoport-only: no comparison (the Python integration's Port is empty)"
+  exit 0
+fi
 PORT_CLIENT_ID="$CLIENT_ID" PORT_CLIENT_SECRET="$CLIENT_SECRET" \
   "$python" "$scripts/side_by_side.py" compare "$python_port" "$adoport_port" $report_only
