@@ -1,5 +1,6 @@
 //! What a resync's crawl holds does not grow with the organization: the live heap of a crawl
-//! of the `project` and `repository` kinds (as `adoport bench --mode rss` crawls them), on
+//! of the `project` and `repository` kinds and the GitOps specs every mapping reads (as
+//! `adoport bench --mode rss` crawls them), on
 //! RabbitMQ with the production concurrency and byte budget, stays under [`HEAP_LIMIT`] for an
 //! organization and for one eight times its size, and the larger adds at most
 //! [`GROWTH_LIMIT`]: the pages a crawl holds are bounded by the crawl buffer
@@ -14,10 +15,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+use adoport_ingest::plan::GitopsPlan;
 use adoport_ingest::{CrawlReport, Crawler};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{BrokerTimeouts, Secret};
 use adoport_shared::messages::ResyncId;
+use adoport_shared::port_app_config::PortAppConfig;
 use adoport_shared::topology::Topology;
 use adoport_sim::ado::{AdoSim, AdoSimConfig};
 use serde_json::json;
@@ -34,8 +37,9 @@ const PROJECTS: usize = 50;
 /// Most live heap a crawl may add to what the process held before it (bytes): the crawl
 /// buffer (2 MiB), the pages being parsed and published, the organization's project list and
 /// the connections' read buffers. Before the buffer, a crawl held 17 MiB at 5,000 entities and
-/// 20 MiB at 40,000.
-const HEAP_LIMIT: isize = 8 * 1024 * 1024;
+/// 20 MiB at 40,000; while the GitOps crawl kept each project's parsed repository listing
+/// through its spec reads, 12 MiB.
+const HEAP_LIMIT: isize = 12 * 1024 * 1024;
 /// Most the larger organization's crawl may hold beyond the smaller's (bytes): about the
 /// crawl buffer, which only the larger fills, and the run-to-run spread of about a MiB (how
 /// many pages the broker has yet to confirm, how many pooled connections grew their read
@@ -139,7 +143,14 @@ fn crawl_peak(projects: usize) -> isize {
         .await
         .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
         let crawler = Crawler::new(client, bus.clone(), 100).with_concurrent_kinds(4);
-        let kinds = [plan("project", json!({})), plan("repository", json!({}))];
+        // The specs every mapping reads (`specPath` defaults to `port.yml`), as a resync does.
+        let mapping = PortAppConfig::from_yaml_str("resources: []\n").expect("mapping");
+        let gitops = GitopsPlan::kind_plan(&mapping).expect("specs read by default");
+        let kinds = [
+            plan("project", json!({})),
+            plan("repository", json!({})),
+            gitops,
+        ];
 
         let before = LIVE.load(Ordering::Relaxed);
         PEAK.store(before, Ordering::Relaxed);
@@ -147,7 +158,12 @@ fn crawl_peak(projects: usize) -> isize {
         let peak = PEAK.load(Ordering::Relaxed) - before;
 
         assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-        assert_eq!(report.items(), (projects * (REPOSITORIES + 1)) as u64);
+        let items = |kind: &str| report.kinds.get(kind).map_or(0, |k| k.items);
+        assert_eq!(
+            items("project") + items("repository"),
+            (projects * (REPOSITORIES + 1)) as u64
+        );
+        assert!(report.kinds.contains_key("gitops"), "{report:?}");
         bus.delete_topology().await.expect("topology deleted");
         bus.close().await;
         shutdown.cancel();
