@@ -5,20 +5,12 @@
 //! except on the rows of [`EXCEPTIONS`], each capped at what it makes today and named with
 //! why it is above (the README's benchmark section lists them).
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use adoport_sim::ado::{AdoSimConfig, RequestReport};
 use serde_json::Value;
 
 mod support;
 
-use support::{adoport, log_of_success, start_world};
-
-/// What 1.05 times `minimum` allows, rounded up.
-fn allowed(minimum: u64) -> u64 {
-    (minimum * 105).div_ceil(100)
-}
+use support::{allowed, once_request_report, start_world};
 
 /// Rows above 1.05 × their minimum today: the row, the requests it may make at most (what
 /// it makes now: a regression fails), and why it makes more than the minimum.
@@ -129,17 +121,7 @@ async fn an_every_kind_resync_makes_at_most_1_05_times_the_minimum_but_the_liste
         ..AdoSimConfig::default()
     };
     let world = start_world(organization, mapping.clone()).await;
-    let mut command = adoport(&["all"], &world.environment(None), "warn");
-    command
-        .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("the ONCE run finishes within 2 minutes")
-        .expect("adoport runs");
-    log_of_success(&output);
-    let report = world.ado.request_report(&mapping);
+    let report = once_request_report(&world, &mapping).await;
     println!("{report}");
     check(&report);
     world.shutdown().await;

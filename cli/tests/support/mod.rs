@@ -1,7 +1,8 @@
 //! What the tests that run `adoport` processes share: the simulators, the broker URL, a test's
 //! queue prefix, environment and broker connection ([`TestBroker`]), `adoport` child processes and their logs,
 //! roles run in the test's own process, resync requests, waiting with a deadline, free ports for
-//! health servers and what `rabbitmqctl` says (consumers, closing a child's connection).
+//! health servers, what `rabbitmqctl` says (consumers, closing a child's connection) and a ONCE
+//! resync's Azure DevOps requests against the fewest possible.
 
 // Each test file uses the part it needs.
 #![allow(dead_code)]
@@ -272,4 +273,29 @@ pub fn close_connection_of(prefix: &str, pid: u32, reason: &str) {
         .status()
         .expect("rabbitmqctl runs");
     assert!(closed.success());
+}
+
+/// What 1.05 times `minimum` allows, rounded up (a row of 2 may take 3: at most one request
+/// more than the minimum on any row).
+pub fn allowed(minimum: u64) -> u64 {
+    (minimum * 105).div_ceil(100)
+}
+
+/// Runs one ONCE resync of `world`'s organization with `mapping` (`adoport all`, no broker)
+/// and returns the Azure DevOps requests it made against the fewest possible.
+pub async fn once_request_report(
+    world: &SimulatedWorld,
+    mapping: &Value,
+) -> adoport_sim::ado::RequestReport {
+    let mut command = adoport(&["all"], &world.environment(None), "warn");
+    command
+        .env("OCEAN__EVENT_LISTENER__TYPE", "ONCE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the ONCE run finishes within 2 minutes")
+        .expect("adoport runs");
+    log_of_success(&output);
+    world.ado.request_report(mapping)
 }
