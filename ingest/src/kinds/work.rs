@@ -210,13 +210,27 @@ impl Crawler {
         let mut held = cache.boards.hold().await;
         if let Some(boards) = held.as_ref().cloned() {
             drop(held);
-            let items: Vec<Value> = if columns {
-                boards.iter().flat_map(|board| columns_of(&board)).collect()
-            } else {
-                boards.iter().collect()
-            };
-            for page in items.chunks(self.items_per_event) {
-                self.publish(crawl.resync_id, kind, page.to_vec(), crawl.report)
+            // A page at a time: every column of every board at once, each with its board and
+            // project, was about 170 KB per board held together.
+            let per_event = self.items_per_event.max(1);
+            let mut page = Vec::with_capacity(per_event);
+            for board in boards.iter() {
+                let items = if columns {
+                    columns_of(&board)
+                } else {
+                    vec![board]
+                };
+                for item in items {
+                    page.push(item);
+                    if page.len() == per_event {
+                        let full = std::mem::replace(&mut page, Vec::with_capacity(per_event));
+                        self.publish(crawl.resync_id, kind, full, crawl.report)
+                            .await?;
+                    }
+                }
+            }
+            if !page.is_empty() {
+                self.publish(crawl.resync_id, kind, page, crawl.report)
                     .await?;
             }
             return Ok(());
