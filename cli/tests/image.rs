@@ -146,6 +146,29 @@ fn the_image_exposes_the_default_ports_and_carries_oci_labels() {
     }
 }
 
+/// Asserts that the workspace manifest has `[profile.<name>]`, with each of `lines` (as
+/// written, trimmed) and no `panic` setting: every profile adoport is built with unwinds (a
+/// panicking send task must not take the process down with it).
+fn assert_profile(name: &str, lines: &[&str]) {
+    let header = format!("[profile.{name}]");
+    let manifest = read("Cargo.toml");
+    let section: Vec<&str> = manifest
+        .lines()
+        .skip_while(|line| line.trim() != header)
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .map(str::trim)
+        .collect();
+    assert!(!section.is_empty(), "Cargo.toml has {header}");
+    for line in lines {
+        assert!(section.contains(line), "{header} has `{line}`: {section:?}");
+    }
+    assert!(
+        !section.iter().any(|l| l.starts_with("panic")),
+        "{header} keeps panic = unwind: {section:?}"
+    );
+}
+
 #[test]
 fn the_build_uses_a_cargo_profile_without_debug_line_tables() {
     let builds: Vec<String> = instructions()
@@ -154,26 +177,13 @@ fn the_build_uses_a_cargo_profile_without_debug_line_tables() {
         .map(|(_, args)| args)
         .collect();
     assert!(!builds.is_empty(), "the Dockerfile builds with cargo");
-    let manifest = read("Cargo.toml");
     for build in builds {
         let profile = build
             .split_whitespace()
             .skip_while(|word| *word != "--profile")
             .nth(1)
             .unwrap_or_else(|| panic!("`{build}` names its profile with --profile"));
-        let header = format!("[profile.{profile}]");
-        let section: Vec<&str> = manifest
-            .lines()
-            .skip_while(|line| line.trim() != header)
-            .skip(1)
-            .take_while(|line| !line.trim_start().starts_with('['))
-            .map(str::trim)
-            .collect();
-        assert!(!section.is_empty(), "Cargo.toml has {header}");
-        assert!(
-            section.contains(&"debug = false"),
-            "{header} has no debug info: {section:?}"
-        );
+        assert_profile(profile, &["debug = false"]);
         let copied = instructions()
             .into_iter()
             .any(|(op, args)| op == "RUN" && args.contains(&format!("target/{profile}/adoport")));
@@ -184,58 +194,23 @@ fn the_build_uses_a_cargo_profile_without_debug_line_tables() {
     }
 }
 
-/// The lines of `[profile.<name>]` in the workspace manifest, trimmed.
-fn profile_section(manifest: &str, name: &str) -> Vec<String> {
-    let header = format!("[profile.{name}]");
-    manifest
-        .lines()
-        .skip_while(|line| line.trim() != header)
-        .skip(1)
-        .take_while(|line| !line.trim_start().starts_with('['))
-        .map(|line| line.trim().to_string())
-        .collect()
-}
-
 #[test]
 fn release_builds_carry_no_debug_info_and_keep_unwinding() {
-    let manifest = read("Cargo.toml");
-    let release = profile_section(&manifest, "release");
-    assert!(!release.is_empty(), "Cargo.toml has [profile.release]");
-    for line in ["debug = false", "strip = \"debuginfo\""] {
-        assert!(
-            release.iter().any(|l| l == line),
-            "[profile.release] has `{line}`: {release:?}"
-        );
-    }
-    // A panicking send task must not take the process down with it.
-    assert!(
-        !release.iter().any(|l| l.starts_with("panic")),
-        "[profile.release] keeps panic = unwind: {release:?}"
-    );
+    assert_profile("release", &["debug = false", "strip = \"debuginfo\""]);
 }
 
 #[test]
 fn the_image_profile_optimizes_the_whole_program_and_keeps_unwinding() {
-    let manifest = read("Cargo.toml");
-    let dist = profile_section(&manifest, "dist");
-    assert!(!dist.is_empty(), "Cargo.toml has [profile.dist]");
     // The README's binary size and each role's resident executable pages are measured with
     // these: without them the binary is 40.1 MiB instead of 27.5, and each process maps 3 to
     // 4.5 MiB more of it.
-    for line in [
-        "inherits = \"release\"",
-        "lto = \"fat\"",
-        "codegen-units = 1",
-    ] {
-        assert!(
-            dist.iter().any(|l| l == line),
-            "[profile.dist] has `{line}`: {dist:?}"
-        );
-    }
-    // A panicking send task must not take the process down with it.
-    assert!(
-        !dist.iter().any(|l| l.starts_with("panic")),
-        "[profile.dist] keeps panic = unwind: {dist:?}"
+    assert_profile(
+        "dist",
+        &[
+            "inherits = \"release\"",
+            "lto = \"fat\"",
+            "codegen-units = 1",
+        ],
     );
 }
 
