@@ -502,39 +502,31 @@ fn minimum_rows(org: &Organization, config: &AdoSimConfig, wanted: &Wanted) -> V
         rows.push(row("release", projects * pages * wanted.sets("release")));
     }
     if wanted.has("pipeline") || wanted.has("pipeline-run") {
-        let pipelines = projects * PIPELINES_PER_PROJECT;
-        let definitions = wanted.any("pipeline", "includeRepo", false);
-        let minimum = projects * PIPELINES_PER_PROJECT.div_ceil(TOKEN_PAGE_MAX)
-            + if definitions { pipelines } else { 0 }
-            + if wanted.has("pipeline-run") {
-                pipelines
-            } else {
-                0
-            };
-        rows.push(row(PIPELINES_ROW, minimum));
+        let reads = u64::from(wanted.any("pipeline", "includeRepo", false))
+            + u64::from(wanted.has("pipeline-run"));
+        rows.push(row(
+            PIPELINES_ROW,
+            listed_per_project(projects, PIPELINES_PER_PROJECT, reads),
+        ));
     }
     if wanted.has("build") || wanted.has("pipeline-stage") {
-        let per_project = PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE;
-        let builds = projects * per_project;
-        let changes = wanted.any("build", "enrichWithFirstCommit", false);
-        let minimum = projects * per_project.div_ceil(TOKEN_PAGE_MAX)
-            + if changes { builds } else { 0 }
-            + if wanted.has("pipeline-stage") {
-                builds
-            } else {
-                0
-            };
-        rows.push(row(BUILDS_ROW, minimum));
+        let reads = u64::from(wanted.any("build", "enrichWithFirstCommit", false))
+            + u64::from(wanted.has("pipeline-stage"));
+        rows.push(row(
+            BUILDS_ROW,
+            listed_per_project(projects, PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE, reads),
+        ));
     }
     if wanted.has("environment") || wanted.has("pipeline-deployment") {
         let records = if wanted.has("pipeline-deployment") {
-            projects
-                * ENVIRONMENTS_PER_PROJECT
-                * DEPLOYMENTS_PER_ENVIRONMENT.div_ceil(TOKEN_PAGE_MAX)
+            DEPLOYMENTS_PER_ENVIRONMENT.div_ceil(TOKEN_PAGE_MAX)
         } else {
             0
         };
-        rows.push(row(ENVIRONMENTS_ROW, projects + records));
+        rows.push(row(
+            ENVIRONMENTS_ROW,
+            listed_per_project(projects, ENVIRONMENTS_PER_PROJECT, records),
+        ));
     }
     if wanted.has("release-definition") {
         rows.push(row(
@@ -568,6 +560,14 @@ fn minimum_rows(org: &Organization, config: &AdoSimConfig, wanted: &Wanted) -> V
     }
     rows.push(row(OTHER_ROW, 0));
     rows
+}
+
+/// A list of `per_project` items in each of `projects` (paged by continuation token), and
+/// `reads_per_item` requests for every item listed: the shape of the pipeline, build and
+/// environment rows (a definition and a runs list per pipeline; changes and a timeline per
+/// build; the deployment-record pages per environment).
+fn listed_per_project(projects: u64, per_project: u64, reads_per_item: u64) -> u64 {
+    projects * (per_project.div_ceil(TOKEN_PAGE_MAX) + per_project * reads_per_item)
 }
 
 /// `user`, `group`, `group-member`: the pages of the lists they read (entitlements, graph
