@@ -75,15 +75,11 @@ pub fn start_trimming() -> std::io::Result<()> {
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::*;
+    use crate::process_status::status_kib;
 
     /// Anonymous resident memory of this process (KiB).
     fn anonymous_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("RssAnon:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("RssAnon")
+        status_kib(std::process::id(), "RssAnon").expect("RssAnon in /proc/<pid>/status")
     }
 
     /// Pages freed between live blocks stay resident with the top-of-heap threshold alone;

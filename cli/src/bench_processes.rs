@@ -6,15 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::process_status::status_kib;
 use crate::sim::PATIENCE;
 
 /// Peak resident memory of a process, in KiB (Linux).
 pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status_kib(pid, "VmHWM")
 }
 
 /// Starts `adoport ROLE` as a child process with exactly `environment`.

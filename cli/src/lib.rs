@@ -27,6 +27,7 @@ pub mod operate;
 pub mod pipeline;
 pub mod port_reader;
 pub mod port_triggers;
+pub mod process_status;
 pub mod replay;
 pub mod roles;
 pub mod sim;

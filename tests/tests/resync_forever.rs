@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use adoport::process_status::status_kib;
 use adoport_ingest::resync;
 use adoport_publish::ResyncSummary;
 use adoport_publish::reconcile::ENDED_KEPT;
@@ -26,12 +27,7 @@ fn reported(running: &Running, status: &str) -> usize {
 
 /// The resident set size of this process, in KiB (Linux).
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    status_kib(std::process::id(), "VmRSS").expect("VmRSS in /proc/<pid>/status")
 }
 
 /// Waits for the summary of a resync that is not `previous`, and for Port to have been told
