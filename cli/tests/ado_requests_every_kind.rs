@@ -23,13 +23,6 @@ const EXCEPTIONS: &[(&str, u64, &str)] = &[
          README.md is read for `repository` and again for `file`",
     ),
     (
-        "pull-request",
-        66,
-        "read repository by repository and once per selector (its window and its maxResults \
-         per repository, as the Python integration reads them); the minimum is the project's \
-         list per status",
-    ),
-    (
         "wiki",
         30,
         "each distinct selector is a crawl unit of its own and lists the wikis and their \
