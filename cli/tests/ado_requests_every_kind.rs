@@ -45,11 +45,6 @@ const EXCEPTIONS: &[(&str, u64, &str)] = &[
         48,
         "the two build selectors and pipeline-stage each list the builds",
     ),
-    (
-        "test-run",
-        21,
-        "the two test-run selectors each list the runs",
-    ),
 ];
 
 fn every_kind_mapping() -> Value {

@@ -659,14 +659,7 @@ async fn pull_request_selectors_share_one_list_per_project_and_status() {
         .collect();
     let plan = support::plans(&kinds);
     assert_eq!(plan.len(), 3, "one crawl unit per selector");
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        h.crawler.crawl(ResyncId::new(), &plan),
-    )
-    .await
-    .expect("crawl within 60 s")
-    .expect("crawl succeeds");
-    assert!(report.failed_kinds().is_empty(), "{report:?}");
+    let crawled = h.crawl_by_resource(&plan).await;
     // Per project and status one list, paged (a short page is the last), whatever the
     // selectors; none per repository.
     let all = h.sim.pull_requests();
@@ -687,15 +680,10 @@ async fn pull_request_selectors_share_one_list_per_project_and_status() {
         "GET /{org}/{project}/_apis/git/repositories/{repository}/pullrequests",
         0,
     );
-
-    let events: u64 = report.kinds.values().map(|k| k.events).sum();
     let mut published: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
-    for event in h.next_events(events as usize).await {
-        let resources = event
-            .resources
-            .expect("each unit's events name its resource");
-        let ids = published.entry(resources[0]).or_default();
-        for item in &event.items {
+    for (resource, items) in crawled {
+        let ids = published.entry(resource).or_default();
+        for item in &items {
             let id = item["pullRequestId"].as_u64().expect("pullRequestId");
             assert!(ids.insert(id), "pull request {id} published twice");
         }

@@ -256,7 +256,7 @@ kinds! {
     PipelineRun: AzureDevops, crawl_pipeline_runs, [PipelineRun];
     PipelineStage: AzureDevops, crawl_pipeline_stages, [PipelineStage];
     PipelineDeployment: AzureDevops, crawl_pipeline_deployments, [];
-    TestRun: TestRun, crawl_test_runs, [Build];
+    TestRun: TestRun, crawl_test_runs together, [Build];
     // Specs are also read on every push, whatever the mapping (`crate::gitops::on_push`).
     Gitops: Gitops, crawl_gitops, [];
 }
