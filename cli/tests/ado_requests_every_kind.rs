@@ -23,12 +23,6 @@ const EXCEPTIONS: &[(&str, u64, &str)] = &[
          README.md is read for `repository` and again for `file`",
     ),
     (
-        "wiki",
-        30,
-        "each distinct selector is a crawl unit of its own and lists the wikis and their \
-         pages again",
-    ),
-    (
         "team, member, iteration, area-path",
         16,
         "members are read for `team` includeMembers and again for `member` (keeping every \

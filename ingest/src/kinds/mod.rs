@@ -235,7 +235,7 @@ kinds! {
     Branch: AzureDevops, crawl_branches, [Push], per_repository;
     File: File, crawl_files, [Push], per_repository;
     Folder: Folder, crawl_folders, [Push], per_repository;
-    Wiki: Wiki, crawl_wikis, [Push];
+    Wiki: Wiki, crawl_wikis together, [Push];
     AdvancedSecurityAlert: Alert, crawl_security_alerts, [Alert], per_repository;
     Team: Team, crawl_teams, [];
     Member: AzureDevops, crawl_members, [];
