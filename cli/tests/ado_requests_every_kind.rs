@@ -36,8 +36,10 @@ const EXCEPTIONS: &[(&str, u64, &str)] = &[
     ),
     (
         "build, pipeline-stage (builds, changes, timelines)",
-        48,
-        "the two build selectors and pipeline-stage each list the builds",
+        45,
+        "pipeline-stage lists the builds again (the build selectors share one listing; \
+         keeping the builds for the other kind would hold a list that grows with the \
+         project's history), and a build without changes reads its source commit",
     ),
 ];
 

@@ -311,6 +311,53 @@ async fn test_run_selectors_share_one_listing_and_each_read() {
     h.sim.shutdown().await;
 }
 
+/// Every `build` selector of a resync is fed from one listing of each project's builds, and
+/// each publishes what it publishes crawled alone (`__firstCommit` as it asks).
+#[tokio::test]
+async fn build_selectors_share_one_listing() {
+    const BUILDS: &str = "GET /{org}/{project}/_apis/build/builds";
+    let selectors = [json!({"enrichWithFirstCommit": true}), json!({})];
+    let h = harness().await;
+    let mut alone = BTreeMap::new();
+    let mut reads = Vec::new();
+    for (index, selector) in selectors.iter().enumerate() {
+        let before = h.sim.requests();
+        let items = h.crawl_ok(&[plan("build", selector.clone())]).await;
+        alone.insert(index as u32, by_id(&items["build"]));
+        reads.push(made_since(&h, &before));
+    }
+    let before = h.sim.requests();
+    let kinds: Vec<(&str, Value)> = (selectors.iter()).map(|s| ("build", s.clone())).collect();
+    let plan = support::plans(&kinds);
+    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
+    let together: BTreeMap<u32, BTreeMap<String, Value>> = (h.crawl_by_resource(&plan).await)
+        .into_iter()
+        .map(|(resource, items)| (resource, by_id(&items)))
+        .collect();
+    assert_eq!(together, alone);
+    assert!(
+        together[&0]
+            .values()
+            .all(|b| b.get("__firstCommit").is_some())
+    );
+    // The listing of one selector alone, and the other reads of the enriching one.
+    let made = made_since(&h, &before);
+    assert_eq!(made[BUILDS], reads[1][BUILDS]);
+    assert_eq!(made, reads[0]);
+    h.sim.shutdown().await;
+}
+
+/// Requests per route since `before`.
+fn made_since(h: &CrawlHarness, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    (h.sim.requests().into_iter())
+        .map(|(route, count)| {
+            let made = count - before.get(&route).copied().unwrap_or(0);
+            (route, made)
+        })
+        .filter(|(_, made)| *made > 0)
+        .collect()
+}
+
 /// Items by their `id`.
 fn by_id(items: &[Value]) -> BTreeMap<String, Value> {
     (items.iter())

@@ -249,7 +249,7 @@ kinds! {
     WorkItem: WorkItem, crawl_work_items, [WorkItem];
     Release: Release, crawl_releases, [Release];
     Pipeline: Pipeline, crawl_project_list, [Pipeline];
-    Build: Build, crawl_project_list, [Build];
+    Build: Build, crawl_builds together, [Build];
     Environment: AzureDevops, crawl_project_list, [];
     ReleaseDefinition: ReleaseDefinition, crawl_project_list, [Release];
     ReleaseDeployment: AzureDevops, crawl_project_list, [ReleaseDeployment];
