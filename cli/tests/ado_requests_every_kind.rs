@@ -16,13 +16,6 @@ use support::{allowed, once_request_report, start_world};
 /// it makes now: a regression fails), and why it makes more than the minimum.
 const EXCEPTIONS: &[(&str, u64, &str)] = &[
     (
-        "git content (repository includedFiles, file, folder, gitops)",
-        90,
-        "each `file` selector is a crawl unit that lists (itemsbatch) every repository it \
-         covers again, where one recursive listing per repository would answer them all; \
-         README.md is read for `repository` and again for `file`",
-    ),
-    (
         "team, member, iteration, area-path",
         16,
         "members are read for `team` includeMembers and again for `member` (keeping every \

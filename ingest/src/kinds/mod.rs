@@ -233,7 +233,7 @@ kinds! {
     RepositoryPolicy: AzureDevops, crawl_policies, [], per_repository;
     PullRequest: PullRequest, crawl_pull_requests together, [PullRequest], per_repository;
     Branch: AzureDevops, crawl_branches, [Push], per_repository;
-    File: File, crawl_files, [Push], per_repository;
+    File: File, crawl_files together, [Push], per_repository;
     Folder: Folder, crawl_folders, [Push], per_repository;
     Wiki: Wiki, crawl_wikis together, [Push];
     AdvancedSecurityAlert: Alert, crawl_security_alerts, [Alert], per_repository;
