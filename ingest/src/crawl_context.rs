@@ -164,6 +164,8 @@ pub struct CrawlLimits {
     pub wiql_page: usize,
     /// `$top` of continuation-token lists (releases).
     pub page: usize,
+    /// `$top` of the pull request lists (`$skip` paging; the API takes up to 1000).
+    pub pull_request_page: usize,
 }
 
 impl Default for CrawlLimits {
@@ -171,6 +173,7 @@ impl Default for CrawlLimits {
         Self {
             wiql_page: 19_999,
             page: 100,
+            pull_request_page: 1000,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! which work with [`crate::crawl_context`].
 //!
 //! Units run at the same time, up to `ADOPORT__INGEST__CONCURRENT_KINDS` of them (started in
-//! mapping order), and within a unit independent projects or repositories are read at the same
+//! mapping order; the units of a kind whose units read together, such as `pull-request`'s,
+//! start together and count as one), and within a unit independent projects or repositories are read at the same
 //! time: every request waits for the organization's request budget (`crate::ado::budget`), so
 //! more units keep more of it busy, never more than it allows; and the pages they hold share
 //! the crawler's byte budget (`crate::page_budget`, `ADOPORT__INGEST__CRAWL_BUFFER_MIB`), so
@@ -101,72 +102,70 @@ impl Crawler {
             CrawlOrder::MappingOrder => 1,
         };
         // Started in plan order; their reports are keyed by unit, whichever ends first.
-        let mut waiting = plan.iter();
+        let mut waiting = plan;
         let mut running = FuturesUnordered::new();
         let mut report = CrawlReport::default();
         loop {
-            while running.len() < at_once
-                && let Some(unit) = waiting.next()
-            {
-                running.push(self.crawl_unit(resync_id, unit, &cache));
+            while running.len() < at_once && !waiting.is_empty() {
+                let units = kinds::crawled_at_once(waiting);
+                waiting = &waiting[units.len()..];
+                running.push(self.crawl_units(resync_id, units, &cache));
             }
             let Some(crawled) = running.next().await else {
                 break;
             };
             // Returning drops the units still running: none of them reads or publishes again.
-            let (key, kind_report) = crawled?;
-            report.kinds.insert(key, kind_report);
+            report.kinds.extend(crawled?);
         }
         Ok(report)
     }
 
-    /// Crawls one unit of the plan: its report, or the error that stops the whole crawl.
-    async fn crawl_unit(
+    /// Crawls units of the plan crawled at once (one, or every unit of a kind crawled
+    /// together): their reports, or the error that stops the whole crawl.
+    async fn crawl_units(
         &self,
         resync_id: ResyncId,
-        kind: &KindPlan,
+        units: &[KindPlan],
         cache: &ResyncCache,
-    ) -> Result<(String, KindReport), CrawlError> {
-        let mut kind_report = KindReport {
-            resources: kind.event_resources(),
-            ..KindReport::default()
-        };
-        let outcome = match kind.known() {
-            Some(known) => {
-                kinds::crawl(known, self, resync_id, kind, cache, &mut kind_report).await
-            }
+    ) -> Result<Vec<(String, KindReport)>, CrawlError> {
+        let mut reports: Vec<KindReport> = (units.iter())
+            .map(|unit| KindReport {
+                resources: unit.event_resources(),
+                ..KindReport::default()
+            })
+            .collect();
+        match units.first().and_then(KindPlan::known) {
+            Some(known) => kinds::crawl(known, self, resync_id, units, cache, &mut reports).await?,
             None => {
-                let other = &kind.kind;
-                tracing::warn!(
-                    kind = %other,
-                    "this version does not crawl kind {other}; its entities are left as they are"
+                for (unit, report) in units.iter().zip(&mut reports) {
+                    let other = &unit.kind;
+                    tracing::warn!(
+                        kind = %other,
+                        "this version does not crawl kind {other}; its entities are left as they are"
+                    );
+                    report.failure = Some(format!("kind {other} is not crawled by this version"));
+                }
+            }
+        }
+        Ok(units
+            .iter()
+            .zip(reports)
+            .map(|(unit, mut kind_report)| {
+                // An incremental read finds nothing whenever nothing changed: not suspicious.
+                if unit.since.is_none() {
+                    self.check_suspiciously_empty(unit, &mut kind_report);
+                }
+                tracing::info!(
+                    kind = %unit.kind,
+                    resources = ?unit.resources,
+                    items = kind_report.items,
+                    events = kind_report.events,
+                    failed = kind_report.failure.is_some(),
+                    "kind crawled"
                 );
-                kind_report.failure = Some(format!("kind {other} is not crawled by this version"));
-                Ok(())
-            }
-        };
-        match outcome {
-            Ok(()) => {}
-            Err(e) if e.stops_crawl() => return Err(e),
-            Err(e) => {
-                let unit = kind.describe();
-                tracing::warn!(kind = %kind.kind, resources = ?kind.resources, error = %e, "{unit} failed; its stale entities will not be deleted");
-                kind_report.failure = Some(e.to_string());
-            }
-        }
-        // An incremental read finds nothing whenever nothing changed: not suspicious.
-        if kind.since.is_none() {
-            self.check_suspiciously_empty(kind, &mut kind_report);
-        }
-        tracing::info!(
-            kind = %kind.kind,
-            resources = ?kind.resources,
-            items = kind_report.items,
-            events = kind_report.events,
-            failed = kind_report.failure.is_some(),
-            "kind crawled"
-        );
-        Ok((kind.key(), kind_report))
+                (unit.key(), kind_report)
+            })
+            .collect())
     }
 }
 

@@ -538,9 +538,14 @@ async fn each_file_resource_reads_its_own_paths_and_identical_selectors_share_a_
         ],
         "{report:?}"
     );
-    // One read of the repository's files per unit, not per resource.
+    // One listing of the repository's files for both units (the kind is crawled together),
+    // and one read of each file.
     h.assert_requests(
         "POST /{org}/{project}/_apis/git/repositories/{repository}/itemsbatch",
+        1,
+    );
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/git/repositories/{repository}/items",
         2,
     );
 
@@ -569,6 +574,57 @@ async fn each_file_resource_reads_its_own_paths_and_identical_selectors_share_a_
             (Some(vec![0, 2]), vec!["repo-0-0:service.json".to_string()]),
             (Some(vec![1]), vec!["repo-0-0:port.yml".to_string()]),
         ]
+    );
+    h.sim.shutdown().await;
+}
+
+/// Every `file` selector of a resync is fed from one listing per repository and one read per
+/// file, and each publishes what it publishes crawled alone (its files, its `includedFiles`).
+#[tokio::test]
+async fn file_selectors_share_one_listing_and_one_read_per_file() {
+    const ITEMS: &str = "GET /{org}/{project}/_apis/git/repositories/{repository}/items";
+    let h = harness(CrawlLimits::default()).await;
+    let selectors = [
+        json!({"files": {"path": "port.yml"}, "includedFiles": ["README.md"]}),
+        json!({"files": {"path": ["**/*.json"]}}),
+        json!({"files": {"path": ["service.json", "port.yml"], "repos": ["repo-0-0"]}, "includedFiles": ["README.md", "CODEOWNERS"]}),
+    ];
+    let by_file = |items: &[Value]| -> std::collections::BTreeMap<String, Value> {
+        (items.iter())
+            .map(|i| {
+                (
+                    format!("{}:{}", i["repo"]["name"], i["file"]["path"]),
+                    i.clone(),
+                )
+            })
+            .collect()
+    };
+    let mut alone = std::collections::BTreeMap::new();
+    let mut item_reads = 0;
+    for (index, selector) in selectors.iter().enumerate() {
+        let items = h
+            .crawl_ok(&[plan_with("file", std::slice::from_ref(selector))])
+            .await;
+        alone.insert(index as u32, by_file(&items["file"]));
+        item_reads = h.requests(ITEMS);
+    }
+    assert!(alone.values().all(|files| !files.is_empty()), "{alone:?}");
+    let kinds: Vec<(&str, Value)> = selectors.iter().map(|s| ("file", s.clone())).collect();
+    let plan = support::plans(&kinds);
+    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
+    let together: std::collections::BTreeMap<u32, _> = (h.crawl_by_resource(&plan).await)
+        .into_iter()
+        .map(|(resource, items)| (resource, by_file(&items)))
+        .collect();
+    assert_eq!(together, alone);
+    // Each matched file read once, however many selectors match it: fewer reads than alone.
+    let files: std::collections::BTreeSet<&String> =
+        alone.values().flat_map(|f| f.keys()).collect();
+    let reads = h.requests(ITEMS) - item_reads;
+    let matched: usize = alone.values().map(|f| f.len()).sum();
+    assert!(
+        reads < item_reads && files.len() < matched,
+        "{reads} reads, {item_reads} alone"
     );
     h.sim.shutdown().await;
 }

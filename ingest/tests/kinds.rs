@@ -317,6 +317,7 @@ async fn work_items_page_by_id_range_and_batch_by_200() {
     let limits = CrawlLimits {
         wiql_page: 225,
         page: 2,
+        ..CrawlLimits::default()
     };
     let h = harness(config, "sim-pat", limits).await;
     let items = h
@@ -605,5 +606,126 @@ async fn each_work_item_resource_runs_its_own_wiql_and_identical_selectors_share
     assert_eq!(of_unit(&[1]), in_state("Closed"));
     // One WIQL query per project and unit: the two resources with the same wiql share one.
     h.assert_requests("POST /{org}/{project}/_apis/wit/wiql", 3 * 2);
+    h.sim.shutdown().await;
+}
+
+/// Every `pull-request` selector of a resync is fed from one list per project and status
+/// (paged), and each publishes what it would have read repository by repository, as the
+/// Python integration reads them: active ones all, closed ones within its own
+/// `minTimeInDays` and at most its `maxResults` per repository and status (newest first), none
+/// of a disabled repository.
+#[tokio::test]
+async fn pull_request_selectors_share_one_list_per_project_and_status() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use adoport_ingest::ado::ProjectId;
+    use chrono::{DateTime, Utc};
+
+    const LIST: &str = "GET /{org}/{project}/_apis/git/pullrequests";
+    const PAGE: usize = 5;
+    let config = AdoSimConfig {
+        pull_requests_per_repository: 12,
+        ..default_config()
+    };
+    let limits = CrawlLimits {
+        pull_request_page: PAGE,
+        ..CrawlLimits::default()
+    };
+    let h = harness(config, "sim-pat", limits).await;
+    let repositories = h.sim.repositories();
+    let disabled = (repositories.iter())
+        .find(|r| r["isDisabled"] == true)
+        .expect("a disabled repository");
+    let hidden = (h.sim)
+        .add_pull_request(
+            disabled["id"].as_str().expect("id"),
+            "in a disabled repository",
+        )
+        .expect("opened");
+    // A window that holds about half the completed pull requests.
+    let mut closed: Vec<DateTime<Utc>> = (h.sim.pull_requests().iter())
+        .filter_map(|pr| pr["closedDate"].as_str())
+        .map(|t| t.parse().expect("closedDate"))
+        .collect();
+    closed.sort();
+    let days = (Utc::now() - closed[closed.len() / 2]).num_days();
+    let selectors = [
+        json!({"minTimeInDays": 36500, "maxResults": 3}),
+        json!({"minTimeInDays": days}),
+        json!({}),
+    ];
+    let kinds: Vec<(&str, Value)> = (selectors.iter())
+        .map(|s| ("pull-request", s.clone()))
+        .collect();
+    let plan = support::plans(&kinds);
+    assert_eq!(plan.len(), 3, "one crawl unit per selector");
+    let crawled = h.crawl_by_resource(&plan).await;
+    // Per project and status one list, paged (a short page is the last), whatever the
+    // selectors; none per repository.
+    let all = h.sim.pull_requests();
+    let lists: u64 = (h.sim.projects().iter())
+        .map(|project| {
+            let pages = |status: &str| {
+                let listed = (all.iter())
+                    .filter(|pr| pr["repository"]["project"]["id"] == project["id"])
+                    .filter(|pr| pr["status"] == status)
+                    .count();
+                (listed / PAGE + 1) as u64
+            };
+            pages("active") + pages("abandoned") + pages("completed")
+        })
+        .sum();
+    h.assert_requests(LIST, lists);
+    h.assert_requests(
+        "GET /{org}/{project}/_apis/git/repositories/{repository}/pullrequests",
+        0,
+    );
+    let mut published: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    for (resource, items) in crawled {
+        let ids = published.entry(resource).or_default();
+        for item in &items {
+            let id = item["pullRequestId"].as_u64().expect("pullRequestId");
+            assert!(ids.insert(id), "pull request {id} published twice");
+        }
+    }
+
+    // What each selector reads from every healthy repository's own list.
+    let mut expected: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    for (index, selector) in selectors.iter().enumerate() {
+        let days = selector["minTimeInDays"].as_i64().unwrap_or(7);
+        let max_results = selector["maxResults"].as_u64().unwrap_or(100).to_string();
+        let min_time = (Utc::now() - chrono::Duration::days(days))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let ids = expected.entry(index as u32).or_default();
+        for repository in repositories.iter().filter(|r| r["isDisabled"] != true) {
+            let project = ProjectId::new(repository["project"]["id"].as_str().expect("project"));
+            let url = h.client.url(&format!(
+                "{project}/_apis/git/repositories/{}/pullrequests",
+                repository["id"].as_str().expect("id")
+            ));
+            let mut lists = vec![vec![("searchCriteria.status", "active"), ("$top", "1000")]];
+            for status in ["abandoned", "completed"] {
+                lists.push(vec![
+                    ("searchCriteria.status", status),
+                    ("searchCriteria.queryTimeRangeType", "closed"),
+                    ("searchCriteria.minTime", min_time.as_str()),
+                    ("$top", max_results.as_str()),
+                ]);
+            }
+            for query in lists {
+                let listed = h.client.get_json(&url, &query).await.expect("listed");
+                for pr in listed.body["value"].as_array().expect("value") {
+                    ids.insert(pr["pullRequestId"].as_u64().expect("pullRequestId"));
+                }
+            }
+        }
+    }
+    assert_eq!(published, expected);
+    assert!(published.values().all(|ids| !ids.contains(&hidden)));
+    // The selectors differ: the window and maxResults cut what each publishes.
+    let sizes: BTreeSet<usize> = published.values().map(BTreeSet::len).collect();
+    assert_eq!(sizes.len(), 3, "{published:?}");
+
     h.sim.shutdown().await;
 }

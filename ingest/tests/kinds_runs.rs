@@ -264,6 +264,107 @@ async fn test_runs_carry_every_result_and_their_build_coverage() {
     h.sim.shutdown().await;
 }
 
+/// Every `test-run` selector of a resync is fed from one listing of each project's runs; each
+/// run's results are read once for all the selectors that ask for them, its coverage once per
+/// distinct `flags`; and each selector publishes what it publishes crawled alone.
+#[tokio::test]
+async fn test_run_selectors_share_one_listing_and_each_read() {
+    let selectors = [
+        json!({"includeResults": false}),
+        json!({"codeCoverage": {"flags": 2}}),
+        json!({}),
+        json!({"includeResults": false, "codeCoverage": {"flags": 7}}),
+    ];
+    let h = harness().await;
+    let mut alone = BTreeMap::new();
+    for (index, selector) in selectors.iter().enumerate() {
+        let items = h.crawl_ok(&[plan("test-run", selector.clone())]).await;
+        alone.insert(index as u32, by_id(&items["test-run"]));
+    }
+    let before = h.sim.requests();
+    let kinds: Vec<(&str, Value)> = (selectors.iter())
+        .map(|s| ("test-run", s.clone()))
+        .collect();
+    let plan = support::plans(&kinds);
+    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
+    let together: BTreeMap<u32, BTreeMap<String, Value>> = (h.crawl_by_resource(&plan).await)
+        .into_iter()
+        .map(|(resource, items)| (resource, by_id(&items)))
+        .collect();
+    assert_eq!(together, alone);
+
+    let made = |route: &str| {
+        let all = h.sim.requests();
+        all.get(route).copied().unwrap_or(0) - before.get(route).copied().unwrap_or(0)
+    };
+    // Runs: a page of 2 and a short page of 1 per project, once; results read once per run;
+    // coverage once per run of a build for each of the two flags.
+    assert_eq!(made("GET /{org}/{project}/_apis/test/runs"), PROJECTS * 2);
+    assert_eq!(
+        made("GET /{org}/{project}/_apis/test/runs/{runId}/results"),
+        PROJECTS * TEST_RUNS_PER_PROJECT * 2
+    );
+    assert_eq!(
+        made("GET /{org}/{project}/_apis/test/codecoverage"),
+        2 * PROJECTS * (TEST_RUNS_PER_PROJECT - 1)
+    );
+    h.sim.shutdown().await;
+}
+
+/// Every `build` selector of a resync is fed from one listing of each project's builds, and
+/// each publishes what it publishes crawled alone (`__firstCommit` as it asks).
+#[tokio::test]
+async fn build_selectors_share_one_listing() {
+    const BUILDS: &str = "GET /{org}/{project}/_apis/build/builds";
+    let selectors = [json!({"enrichWithFirstCommit": true}), json!({})];
+    let h = harness().await;
+    let mut alone = BTreeMap::new();
+    let mut reads = Vec::new();
+    for (index, selector) in selectors.iter().enumerate() {
+        let before = h.sim.requests();
+        let items = h.crawl_ok(&[plan("build", selector.clone())]).await;
+        alone.insert(index as u32, by_id(&items["build"]));
+        reads.push(made_since(&h, &before));
+    }
+    let before = h.sim.requests();
+    let kinds: Vec<(&str, Value)> = (selectors.iter()).map(|s| ("build", s.clone())).collect();
+    let plan = support::plans(&kinds);
+    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
+    let together: BTreeMap<u32, BTreeMap<String, Value>> = (h.crawl_by_resource(&plan).await)
+        .into_iter()
+        .map(|(resource, items)| (resource, by_id(&items)))
+        .collect();
+    assert_eq!(together, alone);
+    assert!(
+        together[&0]
+            .values()
+            .all(|b| b.get("__firstCommit").is_some())
+    );
+    // The listing of one selector alone, and the other reads of the enriching one.
+    let made = made_since(&h, &before);
+    assert_eq!(made[BUILDS], reads[1][BUILDS]);
+    assert_eq!(made, reads[0]);
+    h.sim.shutdown().await;
+}
+
+/// Requests per route since `before`.
+fn made_since(h: &CrawlHarness, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    (h.sim.requests().into_iter())
+        .map(|(route, count)| {
+            let made = count - before.get(&route).copied().unwrap_or(0);
+            (route, made)
+        })
+        .filter(|(_, made)| *made > 0)
+        .collect()
+}
+
+/// Items by their `id`.
+fn by_id(items: &[Value]) -> BTreeMap<String, Value> {
+    (items.iter())
+        .map(|item| (item["id"].to_string(), item.clone()))
+        .collect()
+}
+
 #[tokio::test]
 async fn security_alerts_skip_repositories_without_advanced_security() {
     let h = harness().await;

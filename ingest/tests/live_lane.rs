@@ -49,7 +49,7 @@ fn client(sim: &AdoSim, lanes: LaneLimits, stats: Arc<RequestStats>) -> AdoClien
     .expect("client")
 }
 
-/// Crawls every pull request of `sim` with `crawl` (three list requests per repository),
+/// Crawls every pull request of `sim` with `crawl` (three list requests per project),
 /// discarding the raw events as they come.
 fn start_crawl(crawl: AdoClient) -> tokio::task::JoinHandle<CrawlReport> {
     tokio::spawn(async move {
@@ -105,13 +105,14 @@ async fn query_once(
 
 #[tokio::test]
 async fn live_reads_are_served_within_a_bound_while_the_crawl_saturates_the_budget() {
-    // 40 requests per sliding 2 s, of which the crawl leaves 16; it needs about 40, so it
-    // must wait for the window to slide at least once, and would hold every request while it
+    // 40 requests per sliding 2 s, of which the crawl leaves 16; it needs 41 (the projects,
+    // the repositories of each project, three pull request lists per project), so it must
+    // wait for the window to slide at least once, and would hold every request while it
     // waits if the lanes were one.
     let window = Duration::from_secs(2);
     let sim = AdoSim::start(AdoSimConfig {
-        projects: 3,
-        repositories_per_project: 4,
+        projects: 10,
+        repositories_per_project: 2,
         pull_requests_per_repository: 1,
         latency: Duration::from_millis(20),
         rate_limit: Some(RateLimit {
@@ -171,8 +172,8 @@ async fn live_reads_are_served_within_a_bound_while_the_crawl_saturates_the_budg
 #[tokio::test]
 async fn the_crawl_never_holds_the_places_reserved_for_live_reads() {
     let sim = AdoSim::start(AdoSimConfig {
-        projects: 2,
-        repositories_per_project: 8,
+        projects: 8,
+        repositories_per_project: 2,
         latency: Duration::from_millis(50),
         ..AdoSimConfig::default()
     })
@@ -201,7 +202,8 @@ async fn the_crawl_never_holds_the_places_reserved_for_live_reads() {
     sim.reset_peak_in_flight();
     let report = crawl.await.expect("crawl task");
     assert!(report.failed_kinds().is_empty(), "{report:?}");
-    // 32 list requests of 50 ms each with 3 places: the crawl filled them, never the fourth.
+    // 24 pull request lists of 50 ms each with 3 places: the crawl filled them, never the
+    // fourth.
     assert_eq!(sim.peak_in_flight(), 3);
 }
 

@@ -283,6 +283,64 @@ async fn wiki_api_version_is_the_one_every_wiki_call_sends() {
     h.sim.shutdown().await;
 }
 
+/// Every `wiki` selector of a resync of one `apiVersion` is fed from one wiki list per project,
+/// one page listing per wiki and one full read per page; each publishes what it publishes
+/// crawled alone (its `wikiType`, its pages in full or as listed); another `apiVersion` reads
+/// apart.
+#[tokio::test]
+async fn wiki_selectors_of_one_api_version_share_every_read() {
+    const LIST: &str = "GET /{org}/{project}/_apis/wiki/wikis";
+    const BATCH: &str = "POST /{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pagesbatch";
+    const PAGE: &str = "GET /{org}/{project}/_apis/wiki/wikis/{wikiIdentifier}/pages/{pageId}";
+    let h = harness(AdoSimConfig::default(), CrawlLimits::default()).await;
+    let project = h.sim.projects()[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    h.sim.publish_code_wiki(&project).expect("published");
+    let selectors = [
+        json!({"wikiType": "codeWiki", "includeContent": true}),
+        json!({}),
+        json!({"includeContent": true, "apiVersion": "7.0"}),
+        json!({"wikiType": "projectWiki", "includeContent": true}),
+    ];
+    let by_page = |items: &[Value]| -> BTreeMap<String, Value> {
+        (items.iter())
+            .map(|p| (format!("{} {}", p["__wiki"]["id"], p["id"]), p.clone()))
+            .collect()
+    };
+    let mut alone = BTreeMap::new();
+    for (index, selector) in selectors.iter().enumerate() {
+        let items = h.crawl_ok(&[plan("wiki", selector.clone())]).await;
+        alone.insert(index as u32, by_page(&items["wiki"]));
+    }
+    let before = h.sim.requests();
+    let kinds: Vec<(&str, Value)> = selectors.iter().map(|s| ("wiki", s.clone())).collect();
+    let plan = support::plans(&kinds);
+    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
+    let together: BTreeMap<u32, BTreeMap<String, Value>> = (h.crawl_by_resource(&plan).await)
+        .into_iter()
+        .map(|(resource, items)| (resource, by_page(&items)))
+        .collect();
+    assert_eq!(together, alone);
+    assert!(together[&0].values().all(|p| p["content"].is_string()));
+    assert!(together[&1].values().all(|p| p.get("content").is_none()));
+
+    let made = |route: &str| {
+        let all = h.sim.requests();
+        all.get(route).copied().unwrap_or(0) - before.get(route).copied().unwrap_or(0)
+    };
+    // 7.1 and 7.0: each version lists the wikis of every project and the pages of each wiki
+    // once, and reads each page in full once.
+    let projects = h.sim.projects().len() as u64;
+    let wikis = projects + 1;
+    let pages = alone[&1].len() as u64;
+    assert_eq!(made(LIST), 2 * projects);
+    assert_eq!(made(BATCH), 2 * wikis);
+    assert_eq!(made(PAGE), 2 * pages);
+    h.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_wiql_ending_with_order_by_still_reads_every_work_item_by_id_range() {
     let config = AdoSimConfig {

@@ -225,19 +225,17 @@ impl AdoClient {
         }
     }
 
-    /// One `$top`/`$skip` page of a repository's pull requests matching `criteria`
-    /// (`searchCriteria.*` pairs).
-    pub async fn pull_requests_page(
+    /// One `$top`/`$skip` page of a project's pull requests (of every repository, newest
+    /// first) matching `criteria` (`searchCriteria.*` pairs):
+    /// `GET {org}/{project}/_apis/git/pullrequests`.
+    pub async fn project_pull_requests_page(
         &self,
         project_id: &ProjectId,
-        repository_id: &RepositoryId,
         criteria: &[(&str, &str)],
         top: usize,
         skip: usize,
     ) -> Result<Vec<Value>, AdoError> {
-        let url = self.url(&format!(
-            "{project_id}/_apis/git/repositories/{repository_id}/pullrequests"
-        ));
+        let url = self.url(&format!("{project_id}/_apis/git/pullrequests"));
         self.offset_page(&url, criteria, top, skip).await
     }
 

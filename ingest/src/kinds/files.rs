@@ -1,10 +1,11 @@
 //! The `file` kind: files of every repository's default branch that a selector's
 //! `files.path` names (literal paths through `itemsbatch`, patterns through a recursive listing
 //! and a glob match), each downloaded and parsed (JSON, else YAML, else the raw text), with
-//! `includedFiles` resolved relative to the file's own directory.
+//! `includedFiles` resolved from the repository's root. Every `file` selector of a resync is
+//! fed from one listing per repository and one read per file (the kind is crawled together).
 //!
 //! Also what live `git.push` events need to build or delete one file item ([`FileRule`],
-//! [`file_item`], [`deleted_file_item`]).
+//! [`file_of_item`], [`deleted_file_item`]).
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Map, Value, json};
@@ -178,22 +179,6 @@ impl<'a> RootIncluded<'a> {
     }
 }
 
-/// Downloads `path` at `version` and builds the `file` item the Python integration emits.
-pub(crate) async fn file_item(
-    client: &AdoClient,
-    repository: &Value,
-    path: &str,
-    version: &GitVersion,
-    included: &RootIncluded<'_>,
-) -> Result<FileRead, AdoError> {
-    let (project_id, repository_id) = repository_ids(repository);
-    let read = client.read_item(&project_id, &repository_id, path, version, true);
-    let Some(item) = none_if_missing(read.await)? else {
-        return Ok(FileRead::Gone);
-    };
-    file_of_item(client, repository, path, item, version, included).await
-}
-
 /// The `file` item of `item`, an items-API answer for `path` at `version` with its content.
 pub(crate) async fn file_of_item(
     client: &AdoClient,
@@ -247,45 +232,90 @@ pub(crate) fn deleted_file_item(repository: &Value, path: &str, object_id: Optio
 }
 
 impl Crawler {
-    pub(crate) async fn crawl_files(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
-        let plan = crawl.plan;
-        let (rules, included) = FileRule::of_plan(plan)?;
+    /// Every `file` crawl unit of the resync at once (one per distinct selector): per
+    /// repository with a default branch that a unit's rules cover, one listing for every
+    /// unit's paths and patterns, each matching file read once, and each unit's items built
+    /// from the files its own rules match, with its own `includedFiles`.
+    pub(crate) async fn crawl_files(
+        &self,
+        mut crawls: Vec<KindCrawl<'_>>,
+    ) -> Result<(), CrawlError> {
+        let Some(cache) = crawls.first().map(|crawl| crawl.cache) else {
+            return Ok(());
+        };
+        let plans = (crawls.iter())
+            .map(|crawl| FileRule::of_plan(crawl.plan))
+            .collect::<Result<Vec<_>, _>>()?;
+        let every: Vec<FileRule> = plans.iter().flat_map(|(rules, _)| rules.clone()).collect();
         // Parsed from the kept list as the fan-out reaches them.
         let units = self
-            .healthy_repository_units(crawl.cache)
+            .healthy_repository_units(cache)
             .await?
-            .filter(|(_, r)| {
+            .filter(move |(_, r)| {
                 r.get("defaultBranch").is_some()
-                    && rules
+                    && every
                         .iter()
                         .any(|rule| rule.covers(text(r, "name").unwrap_or("")))
             });
-        let (rules, included) = (&rules, &included);
-        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
+        let plans = &plans;
+        self.fan_out_to(&mut crawls, units, |repository, pages: Pages| async move {
             let name = text(&repository, "name").unwrap_or_default();
-            let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
+            // Per unit, its rules that cover the repository.
+            let applicable: Vec<Vec<&FileRule>> = (plans.iter())
+                .map(|(rules, _)| rules.iter().filter(|r| r.covers(name)).collect())
+                .collect();
+            let every: Vec<&FileRule> = applicable.iter().flatten().copied().collect();
             let branch =
                 GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
-            let paths = self
-                .matching_paths(&repository, &applicable, &branch)
-                .await?;
-            let repository = &repository;
+            let listed = self.matching_paths(&repository, &every, &branch).await?;
+            let paths: Vec<Vec<&String>> = (applicable.iter())
+                .map(|rules| {
+                    (listed.iter())
+                        .filter(|path| rules.iter().any(|rule| rule.matches(path)))
+                        .collect()
+                })
+                .collect();
+            let (project_id, repository_id) = &repository_ids(&repository);
             let branch = &branch;
-            let included = &RootIncluded::new(included);
-            let items: Vec<Value> = stream::iter(paths)
+            // Each file any unit matches, read once (`None`: gone in between).
+            let wanted: Vec<String> = (listed.iter())
+                .filter(|path| paths.iter().any(|unit| unit.contains(path)))
+                .cloned()
+                .collect();
+            let client = &self.client;
+            let read: Vec<(String, Option<Value>)> = stream::iter(wanted)
                 .map(|path| async move {
-                    file_item(&self.client, repository, &path, branch, included).await
+                    let read = client.read_item(project_id, repository_id, &path, branch, true);
+                    let item = none_if_missing(read.await)?;
+                    Ok::<_, AdoError>((path, item))
                 })
                 .buffered(CONCURRENT_DOWNLOADS)
-                .try_filter_map(|read| async move {
-                    Ok(match read {
-                        FileRead::Item(item) => Some(item),
-                        FileRead::Gone | FileRead::Skipped => None,
-                    })
-                })
                 .try_collect()
                 .await?;
-            pages.send(items).await
+            let repository = &repository;
+            for (index, unit_paths) in paths.iter().enumerate() {
+                let included = RootIncluded::new(&plans[index].1);
+                let mut items = Vec::new();
+                for (path, item) in &read {
+                    let Some(item) = item.as_ref().filter(|_| unit_paths.contains(&path)) else {
+                        continue;
+                    };
+                    let built = file_of_item(
+                        &self.client,
+                        repository,
+                        path,
+                        item.clone(),
+                        branch,
+                        &included,
+                    )
+                    .await?;
+                    if let FileRead::Item(item) = built {
+                        items.push(item);
+                    }
+                }
+                pages.send_to(index, items).await?;
+            }
+            Ok(())
         })
         .await
     }

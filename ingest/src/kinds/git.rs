@@ -1,10 +1,12 @@
 //! Git kinds: `repository` (with `includedFiles` → `__includedFiles`), `repository-policy`
 //! (`__repository`) and `pull-request` (active, plus completed/abandoned closed within
-//! `minTimeInDays`, at most `maxResults` each per repository).
+//! `minTimeInDays`, at most `maxResults` each per repository; listed per project and status
+//! once for every `pull-request` selector of the resync).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
@@ -14,12 +16,6 @@ use super::{Pages, enrich, text};
 use crate::ado::{ProjectId, repository_ids};
 use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache, compact};
 use crate::selector::PullRequestSelector;
-
-/// One pull request list pass: its `searchCriteria.*` and the most items it may return.
-type Pass<'a> = (Vec<(&'a str, &'a str)>, Option<usize>);
-
-/// Page size of pull request lists (the API takes up to 1000).
-const PULL_REQUEST_PAGE: usize = 500;
 
 /// Whether derived kinds read this repository: enabled, in a project that is not being
 /// created or deleted.
@@ -240,61 +236,173 @@ impl Crawler {
         .await
     }
 
+    /// Every `pull-request` crawl unit of the resync at once (one per distinct selector):
+    /// per project with a healthy repository, one list per status of every repository's pull
+    /// requests (`GET {project}/_apis/git/pullrequests`, closed ones within the widest
+    /// `minTimeInDays`), each page split among the units as each would have read it
+    /// repository by repository: pull requests of healthy repositories only, and for each unit
+    /// the closed ones within its own window, at most its `maxResults` per repository and
+    /// status (newest first, the lists' order). Nothing outlives its page but the counts per
+    /// repository of the project being read.
     pub(crate) async fn crawl_pull_requests(
         &self,
-        mut crawl: KindCrawl<'_>,
+        mut crawls: Vec<KindCrawl<'_>>,
     ) -> Result<(), CrawlError> {
-        let plan = crawl.plan;
-        let (days, max_results) = PullRequestSelector::window(&plan.selectors()?);
-        let max_results = max_results as usize;
-        let min_time = (Utc::now() - chrono::Duration::days(days as i64))
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
-        let repositories = self.repository_list(crawl.cache).await?;
-        let units = repository_units(listed(repositories));
-        let min_time = &min_time;
-        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
-            let (project_id, repository_id) = &repository_ids(&repository);
-            let passes: [Pass; 3] = [
-                (vec![("searchCriteria.status", "active")], None),
-                (
-                    vec![
-                        ("searchCriteria.status", "abandoned"),
-                        ("searchCriteria.queryTimeRangeType", "closed"),
-                        ("searchCriteria.minTime", min_time.as_str()),
-                    ],
-                    Some(max_results),
-                ),
-                (
-                    vec![
-                        ("searchCriteria.status", "completed"),
-                        ("searchCriteria.queryTimeRangeType", "closed"),
-                        ("searchCriteria.minTime", min_time.as_str()),
-                    ],
-                    Some(max_results),
-                ),
-            ];
-            for (criteria, limit) in passes {
+        let Some(cache) = crawls.first().map(|crawl| crawl.cache) else {
+            return Ok(());
+        };
+        // Whole seconds: the API's minTime is given so, and every unit compares with it.
+        let now = Utc::now();
+        let now = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        let windows = (crawls.iter())
+            .map(|crawl| {
+                let (days, max_results) = PullRequestSelector::window(&crawl.plan.selectors()?);
+                // Beyond a million days (before year 0) every pull request is within it.
+                let days = i64::try_from(days.min(1_000_000)).unwrap_or(1_000_000);
+                Ok(Window {
+                    min_time: now - chrono::Duration::days(days),
+                    max_results: usize::try_from(max_results).unwrap_or(usize::MAX),
+                })
+            })
+            .collect::<Result<Vec<_>, CrawlError>>()?;
+        let widest = windows.iter().map(|w| w.min_time).min().unwrap_or(now);
+        let min_time = widest.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let repositories = self.repository_list(cache).await?;
+        let units = project_units(repository_units(listed(repositories))).flat_map(
+            |(label, (project_id, repositories))| {
+                PullRequestList::of_project(&label, project_id, &repositories)
+            },
+        );
+        let (windows, min_time) = (&windows, min_time.as_str());
+        let top = self.limits.pull_request_page.max(1);
+        self.fan_out_to(
+            &mut crawls,
+            units,
+            |list: PullRequestList, pages: Pages| async move {
+                let PullRequestList {
+                    project_id,
+                    healthy,
+                    status,
+                } = list;
+                let closed = status != "active";
+                let mut criteria = vec![("searchCriteria.status", status)];
+                if closed {
+                    criteria.push(("searchCriteria.queryTimeRangeType", "closed"));
+                    criteria.push(("searchCriteria.minTime", min_time));
+                }
+                // Per unit, the pull requests of each repository it took so far.
+                let mut taken = vec![HashMap::new(); windows.len()];
                 let mut skip = 0;
                 loop {
-                    let want =
-                        limit.map_or(PULL_REQUEST_PAGE, |l| (l - skip).min(PULL_REQUEST_PAGE));
                     let page = self
                         .client
-                        .pull_requests_page(project_id, repository_id, &criteria, want, skip)
+                        .project_pull_requests_page(&project_id, &criteria, top, skip)
                         .await?;
                     let got = page.len();
-                    pages.send(page).await?;
                     skip += got;
-                    // A short page is the last one: no extra request for an empty page.
-                    if got < want || limit.is_some_and(|l| skip >= l) {
+                    let page: Vec<(String, Value)> = (page.into_iter())
+                        .filter_map(|pr| Some((repository_of(&pr)?, pr)))
+                        .filter(|(repository, _)| healthy.contains(repository))
+                        .collect();
+                    for (index, window) in windows.iter().enumerate() {
+                        let taken = &mut taken[index];
+                        let items = (page.iter())
+                            .filter(|(repository, pr)| {
+                                !closed || window.takes(repository, pr, taken)
+                            })
+                            .map(|(_, pr)| pr.clone())
+                            .collect();
+                        pages.send_to(index, items).await?;
+                    }
+                    // A short page is the last one: no extra request for an empty page. Closed
+                    // lists end once every unit took all it may of every repository.
+                    let full = || {
+                        (windows.iter().zip(&taken)).all(|(window, taken)| {
+                            (healthy.iter())
+                                .all(|r| taken.get(r).is_some_and(|n| *n >= window.max_results))
+                        })
+                    };
+                    if got < top || (closed && full()) {
                         break;
                     }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .await
+    }
+}
+
+/// One pull request list of a resync: a project's pull requests of one status.
+struct PullRequestList {
+    project_id: ProjectId,
+    /// The ids of the project's healthy repositories (lower case): the others' pull requests
+    /// are left out.
+    healthy: Arc<HashSet<String>>,
+    status: &'static str,
+}
+
+impl PullRequestList {
+    /// The lists of a project (fan-out units labelled after `label`), one per status, as the
+    /// Python integration reads them: active ones all, abandoned and completed ones closed
+    /// within `minTimeInDays`.
+    fn of_project(
+        label: &str,
+        project_id: ProjectId,
+        repositories: &[Value],
+    ) -> [(String, PullRequestList); 3] {
+        let healthy: Arc<HashSet<String>> = Arc::new(
+            (repositories.iter())
+                .filter_map(|r| text(r, "id"))
+                .map(str::to_ascii_lowercase)
+                .collect(),
+        );
+        ["active", "abandoned", "completed"].map(|status| {
+            let list = PullRequestList {
+                project_id: project_id.clone(),
+                healthy: Arc::clone(&healthy),
+                status,
+            };
+            (format!("{label}, {status} pull requests"), list)
+        })
+    }
+}
+
+/// The id of a listed pull request's repository (lower case, as the healthy set keeps them).
+fn repository_of(pull_request: &Value) -> Option<String> {
+    let id = pull_request.pointer("/repository/id")?.as_str()?;
+    Some(id.to_ascii_lowercase())
+}
+
+/// What one `pull-request` crawl unit takes of the closed pull requests (its selector's
+/// `minTimeInDays` and `maxResults`).
+struct Window {
+    min_time: DateTime<Utc>,
+    max_results: usize,
+}
+
+impl Window {
+    /// Whether the unit takes `pull_request` of `repository` (the list's order is newest
+    /// first, as the repository's own list would give them): closed within its window, and
+    /// fewer than `maxResults` of the repository taken so far (`taken`, counted here).
+    fn takes(
+        &self,
+        repository: &str,
+        pull_request: &Value,
+        taken: &mut HashMap<String, usize>,
+    ) -> bool {
+        let closed =
+            text(pull_request, "closedDate").and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        // The list asked for the widest window: a date that does not read is within it.
+        if closed.is_some_and(|t| t < self.min_time) {
+            return false;
+        }
+        let count = taken.entry(repository.to_string()).or_insert(0);
+        if *count >= self.max_results {
+            return false;
+        }
+        *count += 1;
+        true
     }
 }
 

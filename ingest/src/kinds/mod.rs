@@ -57,7 +57,8 @@ use adoport_shared::messages::ResyncId;
 /// holds of the crawl's budget (given back once the broker confirmed it), so that memory stays
 /// flat however many units and kinds are read at once.
 pub(crate) struct Pages {
-    tx: mpsc::Sender<(Vec<Value>, HeldBytes)>,
+    /// Each page with the index of the crawl (among those the fan-out feeds) it is for.
+    tx: mpsc::Sender<(usize, Vec<Value>, HeldBytes)>,
     budget: PageBudget,
     sizes: Arc<PageSizes>,
     /// What the unit took before its first request, until its first page takes it over.
@@ -80,7 +81,14 @@ impl Drop for Pages {
 }
 
 impl Pages {
+    /// Publishes `items` as the fan-out's (first) crawl.
     pub(crate) async fn send(&self, items: Vec<Value>) -> Result<(), AdoError> {
+        self.send_to(0, items).await
+    }
+
+    /// Publishes `items` as the `crawl`th of the crawls the fan-out feeds
+    /// ([`Crawler::fan_out_to`]).
+    pub(crate) async fn send_to(&self, crawl: usize, items: Vec<Value>) -> Result<(), AdoError> {
         if items.is_empty() {
             return Ok(());
         }
@@ -96,7 +104,7 @@ impl Pages {
             None => self.budget.hold(bytes).await,
         };
         self.tx
-            .send((items, held))
+            .send((crawl, items, held))
             .await
             .map_err(|_| AdoError::ShuttingDown)
     }
@@ -158,6 +166,22 @@ impl KindCrawl<'_> {
 pub(crate) type CrawlFn =
     for<'a> fn(&'a Crawler, KindCrawl<'a>) -> BoxFuture<'a, Result<(), CrawlError>>;
 
+/// How a kind crawled [`Crawl::Together`] is crawled: every crawl unit of the kind (one per
+/// distinct selector) at once, fed from the same reads.
+pub(crate) type CrawlTogetherFn =
+    for<'a> fn(&'a Crawler, Vec<KindCrawl<'a>>) -> BoxFuture<'a, Result<(), CrawlError>>;
+
+/// Whether a kind's crawl units read Azure DevOps each on its own or together.
+#[derive(Clone, Copy)]
+pub(crate) enum Crawl {
+    /// Each unit reads what its selector needs (the API filters by the selector's options).
+    Each(CrawlFn),
+    /// The units read one list together and each takes its part of every page: the API
+    /// cannot filter by what tells the selectors apart (a pull request list per project
+    /// serves every `minTimeInDays` and `maxResults`).
+    Together(CrawlTogetherFn),
+}
+
 /// Everything ingest knows about one kind, in one row of [`KINDS`].
 pub(crate) struct KindSpec {
     pub(crate) kind: Kind,
@@ -166,7 +190,7 @@ pub(crate) struct KindSpec {
     /// read with it.
     pub(crate) selector: SelectorType,
     /// How a resync reads it.
-    pub(crate) crawl: CrawlFn,
+    pub(crate) crawl: Crawl,
     /// The live-event handlers that publish it: the subscriptions it needs are the
     /// `crate::events::EVENTS` rows of these handlers (a test keeps the two tables agreeing;
     /// the receiver and the subscription manager read the event table, and the receiver
@@ -178,21 +202,26 @@ pub(crate) struct KindSpec {
 }
 
 /// Declares [`KINDS`], one line per kind: its selector model, its crawl (a
-/// `crawl_*(`[`KindCrawl`]`)` method of [`Crawler`]), the handlers of the live
-/// events that update it, and `per_repository` when it is read repository by repository.
+/// `crawl_*(`[`KindCrawl`]`)` method of [`Crawler`]; `crawl_*(Vec<KindCrawl>) together` for
+/// [`Crawl::Together`]), the handlers of the live events that update it, and `per_repository`
+/// when it is read repository by repository.
 macro_rules! kinds {
-    ($($kind:ident: $selector:ident, $crawl:ident, [$($handler:ident),*] $(, $per:ident)?;)*) => {
+    ($($kind:ident: $selector:ident, $crawl:ident $($together:ident)?, [$($handler:ident),*] $(, $per:ident)?;)*) => {
         /// One row per kind: adding a kind is adding its [`Kind`] variant, its row here and
         /// the crawl it names (a test fails for a kind without a row).
         pub(crate) const KINDS: &[KindSpec] = &[$(
             KindSpec {
                 kind: Kind::$kind,
                 selector: SelectorType::$selector,
-                crawl: |crawler, crawl| Box::pin(crawler.$crawl(crawl)),
+                crawl: kinds!(@crawl $crawl $($together)?),
                 live: &[$(Handler::$handler),*],
                 repository_derived: kinds!(@per $($per)?),
             },
         )*];
+    };
+    (@crawl $crawl:ident) => { Crawl::Each(|crawler, crawl| Box::pin(crawler.$crawl(crawl))) };
+    (@crawl $crawl:ident together) => {
+        Crawl::Together(|crawler, crawls| Box::pin(crawler.$crawl(crawls)))
     };
     (@per) => { false };
     (@per per_repository) => { true };
@@ -202,11 +231,11 @@ kinds! {
     Project: AzureDevops, crawl_projects, [];
     Repository: Repository, crawl_repositories, [Repository, Push];
     RepositoryPolicy: AzureDevops, crawl_policies, [], per_repository;
-    PullRequest: PullRequest, crawl_pull_requests, [PullRequest], per_repository;
+    PullRequest: PullRequest, crawl_pull_requests together, [PullRequest], per_repository;
     Branch: AzureDevops, crawl_branches, [Push], per_repository;
-    File: File, crawl_files, [Push], per_repository;
+    File: File, crawl_files together, [Push], per_repository;
     Folder: Folder, crawl_folders, [Push], per_repository;
-    Wiki: Wiki, crawl_wikis, [Push];
+    Wiki: Wiki, crawl_wikis together, [Push];
     AdvancedSecurityAlert: Alert, crawl_security_alerts, [Alert], per_repository;
     Team: Team, crawl_teams, [];
     Member: AzureDevops, crawl_members, [];
@@ -220,14 +249,14 @@ kinds! {
     WorkItem: WorkItem, crawl_work_items, [WorkItem];
     Release: Release, crawl_releases, [Release];
     Pipeline: Pipeline, crawl_project_list, [Pipeline];
-    Build: Build, crawl_project_list, [Build];
+    Build: Build, crawl_builds together, [Build];
     Environment: AzureDevops, crawl_project_list, [];
     ReleaseDefinition: ReleaseDefinition, crawl_project_list, [Release];
     ReleaseDeployment: AzureDevops, crawl_project_list, [ReleaseDeployment];
     PipelineRun: AzureDevops, crawl_pipeline_runs, [PipelineRun];
     PipelineStage: AzureDevops, crawl_pipeline_stages, [PipelineStage];
     PipelineDeployment: AzureDevops, crawl_pipeline_deployments, [];
-    TestRun: TestRun, crawl_test_runs, [Build];
+    TestRun: TestRun, crawl_test_runs together, [Build];
     // Specs are also read on every push, whatever the mapping (`crate::gitops::on_push`).
     Gitops: Gitops, crawl_gitops, [];
 }
@@ -242,27 +271,93 @@ pub(crate) fn spec(kind: Kind) -> &'static KindSpec {
         })
 }
 
-/// Crawls `plan`'s kind `kind` through its row: its resources' selectors are read with the
-/// row's model first, and a selector that does not read fails the kind (none of its
-/// entities are deleted) without a request to Azure DevOps.
+/// The crawl units at the start of `plan` that are crawled at once: the first, with the units
+/// of its kind right after it when its kind is crawled [`Crawl::Together`] (a mapping's plan
+/// holds a kind's units one after another).
+pub(crate) fn crawled_at_once(plan: &[KindPlan]) -> &[KindPlan] {
+    let Some(first) = plan.first() else {
+        return plan;
+    };
+    let together = first
+        .known()
+        .is_some_and(|kind| matches!(spec(kind).crawl, Crawl::Together(_)));
+    let count = match together {
+        true => plan
+            .iter()
+            .take_while(|unit| unit.kind == first.kind)
+            .count(),
+        false => 1,
+    };
+    &plan[..count]
+}
+
+/// Crawls `units` of kind `kind` (see [`crawled_at_once`]; `reports` one for each) through
+/// the kind's row: each unit's selectors are read with the row's model first, and a selector
+/// that does not read fails its unit (none of its entities are deleted) without a request to
+/// Azure DevOps. A unit's failure is written in its report; only an error that stops the
+/// whole crawl is returned.
 pub(crate) async fn crawl(
     kind: Kind,
     crawler: &Crawler,
     resync_id: ResyncId,
-    plan: &KindPlan,
+    units: &[KindPlan],
     cache: &ResyncCache,
-    report: &mut KindReport,
+    reports: &mut [KindReport],
 ) -> Result<(), CrawlError> {
     let row = spec(kind);
-    row.selector.check(&plan.kind, plan.positioned())?;
-    let crawl = KindCrawl {
-        resync_id,
-        kind,
-        plan,
-        cache,
-        report,
-    };
-    (row.crawl)(crawler, crawl).await
+    let mut crawls = Vec::new();
+    let mut checked = Vec::new();
+    for (index, (plan, report)) in units.iter().zip(reports.iter_mut()).enumerate() {
+        match row.selector.check(&plan.kind, plan.positioned()) {
+            Ok(()) => {
+                checked.push(index);
+                crawls.push(KindCrawl {
+                    resync_id,
+                    kind,
+                    plan,
+                    cache,
+                    report,
+                });
+            }
+            Err(e) => failed(plan, report, &e.into()),
+        }
+    }
+    // Each failure with the units it fails.
+    let mut errors: Vec<(Vec<usize>, CrawlError)> = Vec::new();
+    match row.crawl {
+        Crawl::Together(together) => {
+            if !crawls.is_empty()
+                && let Err(e) = together(crawler, crawls).await
+            {
+                errors.push((checked, e));
+            }
+        }
+        Crawl::Each(each) => {
+            for (crawl, index) in crawls.into_iter().zip(checked) {
+                match each(crawler, crawl).await {
+                    Ok(()) => {}
+                    Err(e) if e.stops_crawl() => return Err(e),
+                    Err(e) => errors.push((vec![index], e)),
+                }
+            }
+        }
+    }
+    for (indices, error) in errors {
+        if error.stops_crawl() {
+            return Err(error);
+        }
+        for index in indices {
+            failed(&units[index], &mut reports[index], &error);
+        }
+    }
+    Ok(())
+}
+
+/// Records that `unit` failed with `error` (not one that stops the crawl).
+fn failed(unit: &KindPlan, report: &mut KindReport, error: &CrawlError) {
+    let described = unit.describe();
+    tracing::warn!(kind = %unit.kind, resources = ?unit.resources, error = %error, "{described} failed; its stale entities will not be deleted");
+    report.failure = Some(error.to_string());
 }
 
 /// Checks the selectors of the mapped kinds an event of `handler` updates (their rows name
@@ -299,7 +394,28 @@ impl Crawler {
         F: Fn(T, Pages) -> Fut,
         Fut: Future<Output = Result<(), AdoError>>,
     {
-        let (tx, mut rx) = mpsc::channel::<(Vec<Value>, HeldBytes)>(CONCURRENT_UNITS);
+        self.fan_out_to(std::slice::from_mut(crawl), units, fetch)
+            .await
+    }
+
+    /// [`Crawler::fan_out`] feeding several crawls of one kind (its crawl units, each for its
+    /// own selector) from the same reads: `fetch` sends each page to the crawl it is for
+    /// ([`Pages::send_to`], by index in `crawls`), and a unit that could not be read marks
+    /// every crawl failed (each of them lacks what it would have published).
+    pub(crate) async fn fan_out_to<T, F, Fut>(
+        &self,
+        crawls: &mut [KindCrawl<'_>],
+        units: impl IntoIterator<Item = (String, T)>,
+        fetch: F,
+    ) -> Result<(), CrawlError>
+    where
+        F: Fn(T, Pages) -> Fut,
+        Fut: Future<Output = Result<(), AdoError>>,
+    {
+        let Some(kind) = crawls.first().map(|crawl| crawl.kind) else {
+            return Ok(());
+        };
+        let (tx, mut rx) = mpsc::channel::<(usize, Vec<Value>, HeldBytes)>(CONCURRENT_UNITS);
         let width = self.client.crawl_in_flight().max(CONCURRENT_UNITS);
         let sizes = Arc::new(PageSizes::new(
             &self.page_budget,
@@ -307,7 +423,7 @@ impl Crawler {
             self.concurrent_kinds,
         ));
         let (budget, sizes) = (&self.page_budget, &sizes);
-        let (kind, name) = (crawl.kind, crawl.kind.name());
+        let name = kind.name();
         let failures = Mutex::new(Failures::default());
         let fetch = &fetch;
         let failures_ref = &failures;
@@ -350,7 +466,12 @@ impl Crawler {
             drop(tx);
         };
         let consumer = async {
-            while let Some((page, held)) = rx.recv().await {
+            while let Some((index, page, held)) = rx.recv().await {
+                let Some(crawl) = crawls.get_mut(index) else {
+                    unreachable!(
+                        "a page for crawl {index} of {name}: fetch sends only to the crawls it was given"
+                    )
+                };
                 crawl.publish(self, page).await?;
                 // Confirmed by the broker: its bytes go back to the budget.
                 drop(held);
@@ -366,9 +487,11 @@ impl Crawler {
         if !failures.messages.is_empty() {
             let count = failures.messages.len();
             let first = failures.messages.into_iter().next().unwrap_or_default();
-            crawl.report.failure = Some(format!(
-                "{count} unit(s) of kind {kind} could not be read, e.g. {first}"
-            ));
+            for crawl in crawls.iter_mut() {
+                crawl.report.failure = Some(format!(
+                    "{count} unit(s) of kind {kind} could not be read, e.g. {first}"
+                ));
+            }
         }
         Ok(())
     }

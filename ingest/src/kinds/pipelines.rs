@@ -1,5 +1,6 @@
 //! Project-scoped list kinds read with `$top` and continuation tokens: `pipeline`
-//! (`__projectId`), `build` (`__projectId`, `__project`; newest queue time first), `environment`,
+//! (`__projectId`), `build` (`__projectId`, `__project`; newest queue time first; every
+//! selector fed from one listing), `environment`,
 //! `release-definition` (`__project`; selectors `expand`, default `environments`, and
 //! `tagFilter`) and
 //! `release-deployment` (both on the release management host), plus `branch` (per healthy
@@ -31,7 +32,6 @@ struct ListKind {
 fn list_kind(kind: Kind) -> Option<ListKind> {
     let (service, path) = match kind {
         Kind::Pipeline => (None, PIPELINES),
-        Kind::Build => (None, "_apis/build/builds"),
         Kind::Environment => (None, ENVIRONMENTS),
         Kind::ReleaseDefinition => (Some("vsrm"), "_apis/release/definitions"),
         Kind::ReleaseDeployment => (Some("vsrm"), "_apis/release/deployments"),
@@ -42,6 +42,8 @@ fn list_kind(kind: Kind) -> Option<ListKind> {
 
 /// The pipelines list of a project (read by `pipeline` and `pipeline-run`).
 pub(crate) const PIPELINES: &str = "_apis/pipelines";
+/// The builds list of a project (read by `build`, all its units at once).
+const BUILDS: &str = "_apis/build/builds";
 /// The environments list of a project (read by `environment` and `pipeline-deployment`).
 pub(crate) const ENVIRONMENTS: &str = "_apis/distributedtask/environments";
 
@@ -80,7 +82,6 @@ impl Crawler {
         };
         // One listing per project for each distinct parameter set of the kind's resources.
         let sets: Vec<Vec<(&str, String)>> = match kind {
-            Kind::Build => vec![vec![("queryOrder", "queueTimeDescending".into())]],
             Kind::ReleaseDefinition => {
                 let selectors = plan.selectors::<ReleaseDefinitionSelector>()?;
                 let expand = ReleaseDefinitionSelector::expand(&selectors);
@@ -92,9 +93,8 @@ impl Crawler {
             }
             _ => vec![Vec::new()],
         };
-        // Incremental: builds queued since the cursor, deployments modified since it.
+        // Incremental: deployments modified since the cursor.
         let since_param = match kind {
-            Kind::Build => Some("minTime"),
             Kind::ReleaseDeployment => Some("minModifiedTime"),
             _ => None,
         };
@@ -156,6 +156,56 @@ impl Crawler {
                         pages
                             .send(self.items().list_items(enrichment, items).await?)
                             .await?;
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Every `build` crawl unit of the resync at once (one per distinct selector): one listing
+    /// of each project's builds (newest queue time first; in an incremental run, queued since
+    /// the earliest of the units' cursors) feeds them all, each page enriched as each unit asks
+    /// (`enrichWithFirstCommit`).
+    pub(crate) async fn crawl_builds(
+        &self,
+        mut crawls: Vec<KindCrawl<'_>>,
+    ) -> Result<(), CrawlError> {
+        let Some(cache) = crawls.first().map(|crawl| crawl.cache) else {
+            return Ok(());
+        };
+        let enrichments = (crawls.iter())
+            .map(|crawl| ListEnrichment::of(crawl.plan))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut query = vec![("queryOrder", "queueTimeDescending".to_string())];
+        if crawls.iter().all(|crawl| crawl.plan.since.is_some())
+            && let Some(since) = crawls.iter().filter_map(|crawl| crawl.plan.since).min()
+        {
+            query.push(("minTime", crate::cursors::iso(since)));
+        }
+        let (enrichments, query) = (&enrichments, &query);
+        let top = self.limits.page;
+        let units = self.project_units(cache).await?;
+        self.fan_out_to(
+            &mut crawls,
+            units,
+            |project: Value, pages: Pages| async move {
+                let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
+                let query: Vec<(&str, &str)> =
+                    query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let mut listing =
+                    pin!(
+                        self.client
+                            .project_list(None, &project_id, BUILDS, &query, top)
+                    );
+                while let Some(listed) = listing.try_next().await? {
+                    let items: Vec<Value> = (listed.into_iter())
+                        .map(|item| items::project_list_item(Kind::Build, item, &project))
+                        .collect();
+                    for (index, enrichment) in enrichments.iter().enumerate() {
+                        let enriched = self.items().list_items(enrichment, items.clone()).await?;
+                        pages.send_to(index, enriched).await?;
                     }
                 }
                 Ok(())

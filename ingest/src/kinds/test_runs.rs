@@ -8,7 +8,8 @@
 //!   without coverage).
 //!
 //! A page of runs is enriched [`ENRICHMENT_CONCURRENCY`] runs at a time and published before
-//! the next page is read.
+//! the next page is read. Every `test-run` selector of a resync is fed from the same listing
+//! (the kind is crawled together): what tells them apart is what each run is enriched with.
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use super::KindCrawl;
 use super::items::{ENRICHMENT_CONCURRENCY, ItemBuilder};
 use super::runs::id_text;
-use super::{Pages, enrich};
+use super::{Pages, enrich, text};
 use crate::ado::{AdoError, BuildId, ProjectId, TestRunId};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
@@ -57,51 +58,80 @@ impl TestRunEnrichment {
 const TEST_RUNS_PAGE_MAX: usize = 100;
 
 impl Crawler {
-    pub(crate) async fn crawl_test_runs(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
-        let plan = crawl.plan;
+    /// Every `test-run` crawl unit of the resync at once (one per distinct selector): one
+    /// listing of each project's runs feeds them all, each run enriched once for what any unit
+    /// asks (its results; its build's coverage per distinct `flags`) and published to each
+    /// unit with only what that unit asks.
+    pub(crate) async fn crawl_test_runs(
+        &self,
+        mut crawls: Vec<KindCrawl<'_>>,
+    ) -> Result<(), CrawlError> {
+        let Some(cache) = crawls.first().map(|crawl| crawl.cache) else {
+            return Ok(());
+        };
         // At most what the API serves, so that a short page is the last one.
         let top = self.limits.page.min(TEST_RUNS_PAGE_MAX);
-        let enrichment = TestRunEnrichment::for_plan(plan)?;
-        // Incremental: runs updated since the cursor, in windows of at most 7 days (what the
-        // API allows); a full resync reads them all in one listing.
-        let windows: Vec<Option<(String, String)>> = match plan.since {
+        let enrichments = (crawls.iter())
+            .map(|crawl| TestRunEnrichment::for_plan(crawl.plan))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Incremental: runs updated since the cursor (the earliest of the units'), in windows
+        // of at most 7 days (what the API allows); a full resync reads them all in one listing.
+        let since = match crawls.iter().any(|crawl| crawl.plan.since.is_none()) {
+            true => None,
+            false => crawls.iter().filter_map(|crawl| crawl.plan.since).min(),
+        };
+        let windows: Vec<Option<(String, String)>> = match since {
             None => vec![None],
             Some(since) => update_windows(since, chrono::Utc::now())
                 .into_iter()
                 .map(|(a, b)| Some((crate::cursors::iso(a), crate::cursors::iso(b))))
                 .collect(),
         };
-        let windows = &windows;
-        self.per_project(&mut crawl, |project_id, _, pages: Pages| async move {
-            let project_id = &project_id;
-            for window in windows {
-                let updated = window.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
-                let mut skip = 0;
-                loop {
-                    let runs = self
-                        .client
-                        .test_runs_page(project_id, None, updated, top, skip)
-                        .await?;
-                    if runs.is_empty() {
-                        break;
-                    }
-                    skip += runs.len();
-                    // A short page is the last one: no request for an empty page after it.
-                    let last = runs.len() < top;
-                    let builder = self.items();
-                    let enriched: Vec<Value> = stream::iter(runs)
-                        .map(|run| builder.test_run(project_id, run, enrichment))
-                        .buffered(ENRICHMENT_CONCURRENCY)
-                        .try_collect()
-                        .await?;
-                    pages.send(enriched).await?;
-                    if last {
-                        break;
+        let (windows, enrichments) = (&windows, &enrichments);
+        let units = self.project_units(cache).await?;
+        self.fan_out_to(
+            &mut crawls,
+            units,
+            |project: Value, pages: Pages| async move {
+                let project_id = &ProjectId::new(text(&project, "id").unwrap_or_default());
+                for window in windows {
+                    let updated = window.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+                    let mut skip = 0;
+                    loop {
+                        let runs = self
+                            .client
+                            .test_runs_page(project_id, None, updated, top, skip)
+                            .await?;
+                        if runs.is_empty() {
+                            break;
+                        }
+                        skip += runs.len();
+                        // A short page is the last one: no request for an empty page after it.
+                        let last = runs.len() < top;
+                        let builder = self.items();
+                        let enriched: Vec<Vec<Value>> = stream::iter(runs)
+                            .map(|run| builder.test_run_for_each(project_id, run, enrichments))
+                            .buffered(ENRICHMENT_CONCURRENCY)
+                            .try_collect()
+                            .await?;
+                        let mut per_unit =
+                            vec![Vec::with_capacity(enriched.len()); enrichments.len()];
+                        for items in enriched {
+                            for (unit, item) in per_unit.iter_mut().zip(items) {
+                                unit.push(item);
+                            }
+                        }
+                        for (index, items) in per_unit.into_iter().enumerate() {
+                            pages.send_to(index, items).await?;
+                        }
+                        if last {
+                            break;
+                        }
                     }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .await
     }
 }
@@ -132,33 +162,68 @@ impl ItemBuilder<'_> {
         run: Value,
         enrichment: TestRunEnrichment,
     ) -> Result<Value, AdoError> {
-        let mut run = run;
+        let mut items = self
+            .test_run_for_each(project_id, run, &[enrichment])
+            .await?;
+        Ok(items.pop().unwrap_or(Value::Null))
+    }
+
+    /// The `test-run` item of `run` for each of `enrichments`, in order: the results read
+    /// once if any asks for them, the coverage once per distinct `flags` asked for.
+    pub(crate) async fn test_run_for_each(
+        &self,
+        project_id: &ProjectId,
+        run: Value,
+        enrichments: &[TestRunEnrichment],
+    ) -> Result<Vec<Value>, AdoError> {
         // Not asked for, the fields are still there, empty (`[]`, `{}`), as the Python
         // integration writes them.
         let results = match id_text(&run, "id").map(TestRunId::new) {
-            Some(run_id) if enrichment.results => self.test_results(project_id, &run_id).await?,
+            Some(run_id) if enrichments.iter().any(|e| e.results) => {
+                self.test_results(project_id, &run_id).await?
+            }
             _ => Vec::new(),
         };
-        run = enrich(run, "__testResults", &Value::Array(results));
+        let results = Value::Array(results);
         let build_id = (run.get("build").and_then(|b| id_text(b, "id"))).map(BuildId::new);
-        let coverage = match (enrichment.coverage, build_id) {
-            (Some(flags), Some(build_id)) => {
-                match self
-                    .client
-                    .build_code_coverage(project_id, &build_id, flags)
-                    .await
-                {
-                    Ok(Value::Null) => json!({}),
-                    // The run's build is gone: no coverage, as the Python integration has it.
-                    Err(e) if e.says_missing(BUILD_GONE) => json!({}),
-                    Ok(coverage) => coverage,
-                    Err(e) => return Err(e),
-                }
+        let mut coverages: Vec<(Option<u64>, Value)> = Vec::new();
+        for flags in enrichments.iter().filter_map(|e| e.coverage) {
+            if coverages.iter().any(|(read, _)| *read == flags) {
+                continue;
             }
-            _ => json!({}),
-        };
-        run = enrich(run, "__codeCoverage", &coverage);
-        Ok(run)
+            let coverage = match &build_id {
+                Some(build_id) => {
+                    match self
+                        .client
+                        .build_code_coverage(project_id, build_id, flags)
+                        .await
+                    {
+                        Ok(Value::Null) => json!({}),
+                        // The run's build is gone: no coverage, as the Python integration has it.
+                        Err(e) if e.says_missing(BUILD_GONE) => json!({}),
+                        Ok(coverage) => coverage,
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => json!({}),
+            };
+            coverages.push((flags, coverage));
+        }
+        let (empty_results, no_coverage) = (json!([]), json!({}));
+        Ok((enrichments.iter())
+            .map(|enrichment| {
+                let results = if enrichment.results {
+                    &results
+                } else {
+                    &empty_results
+                };
+                let coverage = (enrichment.coverage)
+                    .and_then(|flags| coverages.iter().find(|(read, _)| *read == flags))
+                    .map_or(&no_coverage, |(_, coverage)| coverage);
+                let run = enrich(run.clone(), "__testResults", results);
+                enrich(run, "__codeCoverage", coverage)
+            })
+            .collect())
     }
 
     /// Every result of a test run (`$top`/`$skip` until a short page). None if Azure DevOps

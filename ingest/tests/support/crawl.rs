@@ -150,6 +150,28 @@ impl CrawlHarness {
         items
     }
 
+    /// Crawls `plan` (one kind's units, each of its own resources), expects no unit to fail,
+    /// and returns the items published for each unit, by the first resource its events name.
+    pub async fn crawl_by_resource(&self, plan: &[KindPlan]) -> BTreeMap<u32, Vec<Value>> {
+        let report = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.crawler.crawl(ResyncId::new(), plan),
+        )
+        .await
+        .expect("crawl within 60 s")
+        .expect("crawl succeeds");
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        let events: u64 = report.kinds.values().map(|k| k.events).sum();
+        let mut items: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
+        for event in self.next_events(events as usize).await {
+            let resources = event
+                .resources
+                .expect("each unit's events name its resources");
+            items.entry(resources[0]).or_default().extend(event.items);
+        }
+        items
+    }
+
     /// Forbids the `index`th project of the simulator and returns its id.
     pub fn forbid_project(&self, index: usize) -> String {
         let forbidden = self.sim.projects()[index]["id"]

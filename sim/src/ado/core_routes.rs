@@ -221,11 +221,12 @@ pub(super) async fn list_project_pull_requests(request: AdoRequest) -> Result<Re
     let criteria = Criteria::parse(&request.query)?;
     let org = request.organization();
     let project = scoped_project(&org, &request.params)?;
-    let in_project = |pr: &PullRequest| {
-        org.repositories
-            .iter()
-            .any(|r| r.id == pr.repository_id && project.is_none_or(|p| p.id == r.project_id))
-    };
+    // The project's repositories first: one pass over them, not one per pull request.
+    let repositories: std::collections::HashSet<&str> = (org.repositories.iter())
+        .filter(|r| project.is_none_or(|p| p.id == r.project_id))
+        .map(|r| r.id.as_str())
+        .collect();
+    let in_project = |pr: &PullRequest| repositories.contains(pr.repository_id.as_str());
     Ok(pull_request_page(
         &org,
         &request.urls,

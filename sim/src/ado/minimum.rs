@@ -24,9 +24,11 @@
 //! - `release`: one page of 100 releases per project and distinct selector (filters and
 //!   `expand` are the API's: each distinct selector is another list);
 //! - GitOps (`specPath`, default `port.yml`): one read per spec path of each healthy repository;
-//! - `pull-request`: per project with a healthy repository, the project's list (every
-//!   repository's, 1000 a page) per status the kind reads: active, and abandoned and completed
-//!   closed within the selectors' widest window (`maxResults` cut per repository afterwards);
+//! - `pull-request`: per project with a healthy repository and per status the kind reads
+//!   (active, and abandoned and completed closed within the selectors' widest window), the
+//!   project's list (every repository's, 1000 a page; `maxResults` cut per repository
+//!   afterwards), or each healthy repository's list cut at the largest `maxResults` where
+//!   those are fewer pages;
 //! - `branch`: one `refs` page per healthy repository (1000 a page);
 //! - `advanced-security-alert`: one alerts page per healthy repository and distinct selector
 //!   (the criteria are the API's);
@@ -422,21 +424,7 @@ fn minimum_rows(org: &Organization, config: &AdoSimConfig, wanted: &Wanted) -> V
         rows.push(row("repository-policy", lists));
     }
     if wanted.has("pull-request") {
-        // The project's list (every repository's pull requests) per status the selectors
-        // read: active, and abandoned and completed closed within the widest window.
-        let pages = (org.projects.iter())
-            .filter(|p| (org.repositories.iter().filter(healthy)).any(|r| r.project_id == p.id))
-            .map(|p| {
-                let of_project = (org.pull_requests.iter())
-                    .filter(|pr| {
-                        (org.repositories.iter())
-                            .any(|r| r.id == pr.repository_id && r.project_id == p.id)
-                    })
-                    .count() as u64;
-                of_project.div_ceil(PULL_REQUEST_PAGE_MAX).max(1)
-            })
-            .sum::<u64>();
-        rows.push(row("pull-request", 3 * pages));
+        rows.push(row("pull-request", pull_request_lists(org, wanted)));
     }
     if wanted.has("branch") {
         rows.push(row("branch", enabled));
@@ -574,6 +562,58 @@ fn listed_per_project(projects: u64, per_project: u64, reads_per_item: u64) -> u
 /// users, graph groups), one memberships read per user (`includeGroupMemberships`: the groups
 /// list names those groups) and per group (`group-member`: its members, named by the users and
 /// groups lists).
+/// `pull-request`: per project with a healthy repository and per status (active; abandoned
+/// and completed closed within the widest `minTimeInDays`), the fewer pages of the project's
+/// list (every repository's) and of each healthy repository's own list cut at the largest
+/// `maxResults` (active ones uncut), 1000 a page and at least one page a list.
+fn pull_request_lists(org: &Organization, wanted: &Wanted) -> u64 {
+    let option = |name: &str, default: u64| {
+        let set = wanted
+            .options("pull-request")
+            .iter()
+            .map(|o| o.get(name).and_then(Value::as_u64))
+            .collect::<Vec<_>>();
+        // A selector without the option reads with the default.
+        set.into_iter()
+            .map(|v| v.unwrap_or(default))
+            .max()
+            .unwrap_or(default)
+    };
+    let (days, max_results) = (option("minTimeInDays", 7), option("maxResults", 100));
+    // Beyond a million days (before year 0) every pull request is within the window.
+    let since = chrono::Utc::now() - chrono::Duration::days(days.min(1_000_000) as i64);
+    let pages = |count: u64| count.div_ceil(PULL_REQUEST_PAGE_MAX).max(1);
+    let mut lists = 0;
+    for project in &org.projects {
+        let repositories: Vec<_> = (org.repositories.iter())
+            .filter(|r| r.project_id == project.id && !r.is_disabled)
+            .collect();
+        if repositories.is_empty() {
+            continue;
+        }
+        for status in ["active", "abandoned", "completed"] {
+            let listed = |repository: &super::seed::Repository| {
+                (org.pull_requests.iter())
+                    .filter(|pr| pr.repository_id == repository.id && pr.status == status)
+                    .filter(|pr| status == "active" || pr.closed_date.is_some_and(|t| t >= since))
+                    .count() as u64
+            };
+            let of_project = (org.repositories.iter())
+                .filter(|r| r.project_id == project.id)
+                .map(listed)
+                .sum::<u64>();
+            let by_repository = (repositories.iter())
+                .map(|r| match status {
+                    "active" => pages(listed(r)),
+                    _ => pages(listed(r).min(max_results)),
+                })
+                .sum::<u64>();
+            lists += pages(of_project).min(by_repository);
+        }
+    }
+    lists
+}
+
 fn identity_minimum(org: &Organization, page: u64, wanted: &Wanted) -> u64 {
     let users = org.users.len() as u64;
     let groups = org
