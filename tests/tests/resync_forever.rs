@@ -129,6 +129,13 @@ async fn a_thousand_resyncs_complete_in_one_process_and_every_trigger_still_work
     count += 1;
     last = next_completed(&running, &mut summaries, Some(last.resync_id), count).await;
 
+    // Every resync so far was requested after the one before it completed: none was
+    // superseded, none failed.
+    assert_eq!(
+        reported(&running, "failed") + reported(&running, "aborted"),
+        0
+    );
+
     // A schedule of 300 ms (a plain ticker: a deployment's schedule is the ingest leader's,
     // `ingest::leader`, in whole seconds at least).
     let stop_schedule = CancellationToken::new();
@@ -143,9 +150,9 @@ async fn a_thousand_resyncs_complete_in_one_process_and_every_trigger_still_work
     schedule.await.expect("schedule stops");
 
     assert_eq!(running.world.port.entity_count(), entities);
-    assert_eq!(
-        reported(&running, "failed") + reported(&running, "aborted"),
-        0
-    );
+    // On a loaded machine a resync can outlast 300 ms: the next tick's resync then supersedes
+    // it before it is reconciled (Port is told `aborted`, nothing is deleted), which is the
+    // schedule working as designed; a failure is not.
+    assert_eq!(reported(&running, "failed"), 0);
     running.stop().await;
 }
