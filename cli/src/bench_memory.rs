@@ -47,7 +47,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
             let all = in_process(&sized, expected, Conditions::Unhindered).await?;
             let roles = separate_processes(&sized, expected).await?;
-            rows.push((expected, peaks(&[all, roles])));
+            let measured = peaks(&[all, roles]);
+            // Each row as soon as it is measured: a long run's first rows are not lost with it.
+            print_rows(&[(expected, measured.clone())]);
+            rows.push((expected, measured));
         }
     }
     for ((label, _), rows) in builds.iter().zip(&rows) {
