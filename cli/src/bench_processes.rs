@@ -28,9 +28,7 @@ pub(crate) fn spawn_role(
 
 /// The adoport whose roles a benchmark runs: `args.roles_binary` (another build, e.g. the
 /// rss mode's `--baseline-binary`), else this one.
-pub(crate) fn roles_executable(
-    args: &crate::cli::BenchArgs,
-) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn roles_executable(args: &crate::cli::BenchArgs) -> anyhow::Result<std::path::PathBuf> {
     match &args.roles_binary {
         Some(binary) => Ok(binary.clone()),
         None => std::env::current_exe().context("cannot find the adoport executable"),

@@ -8,12 +8,12 @@
 //! bytes of message bodies ([`RAW_QUEUE_BYTES`], [`CHANGE_QUEUES_BYTES`]). A raw event is a
 //! page of up to hundreds of KB: counted in messages alone, a crawl faster than transform could
 //! pile a thousand pages (hundreds of MB) ahead of it in `adoport all`. An entity change is a
-//! KB or so, but transform makes them faster than Port takes them: counted in messages alone,
-//! the change partitions filled to 1,024 changes each once an organization had more entities
-//! than that (8 partitions: 8,192 changes, about 8 MB, so `adoport all` grew with the
-//! organization up to that). The bytes are freed as the consumer takes a message; what it holds
-//! after that, its own bound covers (transform's `IN_FLIGHT_BYTES`, publish's prefetch). A
-//! message larger than its queue's bound goes alone, once the queue is empty.
+//! KB or so, but transform can make them faster than Port takes them: counted in messages
+//! alone, the change partitions could fill to 1,024 changes each (8 partitions: 8,192 changes,
+//! about 8 MB) in a large enough organization. The bytes are freed as the consumer takes a
+//! message; what it holds after that, its own bound covers (transform's `IN_FLIGHT_BYTES`,
+//! publish's prefetch). A message larger than its queue's bound goes alone, once the queue is
+//! empty.
 //!
 //! Waiting for room in a change partition cannot close a cycle: publish drains every partition
 //! on its own, a barrier is sent from a task of its own (the coordinator never waits for room
@@ -373,7 +373,10 @@ mod tests {
             .next_until(std::future::pending())
             .await
             .expect("a change");
-        assert_eq!(fill(&bus, Destination::Change { partition: 3 }, change), change);
+        assert_eq!(
+            fill(&bus, Destination::Change { partition: 3 }, change),
+            change
+        );
     }
 
     /// However many partitions, each still holds some changes; a change larger than its
@@ -387,7 +390,10 @@ mod tests {
         );
         let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
         let large = CHANGE_QUEUES_BYTES;
-        assert_eq!(fill(&bus, Destination::Change { partition: 7 }, large), large);
+        assert_eq!(
+            fill(&bus, Destination::Change { partition: 7 }, large),
+            large
+        );
         assert_eq!(
             bus.queued_bytes(WorkQueue::Changes { partition: 7 }),
             CHANGE_QUEUES_BYTES / 8
