@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench_processes::{peak_rss_kib, run_once, spawn_role};
+use crate::bench_processes::{peak_rss_kib, run_once_with, spawn_role_of};
 use crate::cli::{BenchArgs, BenchMode};
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
@@ -321,7 +321,8 @@ pub(crate) async fn in_process(
             ));
         }
     }
-    let (seconds, mut peak) = run_once(&environment).await?;
+    let executable = crate::bench_processes::roles_executable(args)?;
+    let (seconds, mut peak) = run_once_with(&executable, &environment).await?;
     let entities = world.port.entity_count() as u64;
     if entities != expected {
         bail!("`adoport all`: Port holds {entities} entities, expected {expected}");
@@ -342,7 +343,7 @@ pub(crate) async fn in_process(
     if matches!(conditions, Conditions::Unhindered) {
         // The same again in a fresh process, which remembers nothing of the first: what it
         // skips, it skips because Port holds it.
-        let (_, again) = run_once(&environment).await?;
+        let (_, again) = run_once_with(&executable, &environment).await?;
         peak = peak.max(again);
         resyncs.push(ResyncTraffic {
             label: format!("{label}: again, fresh process, unchanged"),
@@ -378,9 +379,10 @@ pub(crate) async fn separate_processes(args: &BenchArgs, expected: u64) -> anyho
     let bus = Bus::rabbit(&url, settings.topology(), timeouts, shutdown.clone()).await?;
 
     let started = Instant::now();
+    let executable = crate::bench_processes::roles_executable(args)?;
     let mut children = Vec::new();
     for role in ["publish", "transform", "ingest"] {
-        children.push((role, spawn_role(role, &environment)?));
+        children.push((role, spawn_role_of(&executable, role, &environment)?));
     }
     let landed = world
         .port

@@ -6,7 +6,9 @@
 //! RabbitMQ through two resyncs (the second reconciles against every entity Port holds), and
 //! prints each process's peak resident memory (VmHWM) per size, against the targets: at most
 //! [`ROLE_LIMIT_MIB`] per role and [`ALL_LIMIT_MIB`] for `adoport all`, the same (±10 %) at
-//! every size.
+//! every size. With `--baseline-binary`, that build's processes are measured too, size by
+//! size before this build's (the same simulators and broker, one after the other), and a table
+//! is printed for each.
 
 use crate::bench::{Conditions, Figures, in_process, separate_processes};
 use crate::cli::BenchArgs;
@@ -24,19 +26,38 @@ const FLAT_TOLERANCE: f64 = 0.10;
 const PROCESSES: [&str; 4] = ["all", "ingest", "transform", "publish"];
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
+    // (label, the build whose processes run): the baseline first, if any.
+    let builds: Vec<(String, Option<std::path::PathBuf>)> = args
+        .baseline_binary
+        .iter()
+        .map(|b| (format!("baseline {}", b.display()), Some(b.clone())))
+        .chain([("this build".to_string(), None)])
+        .collect();
+    let mut rows: Vec<Vec<(u64, Vec<Option<f64>>)>> = vec![Vec::new(); builds.len()];
     for &size in &args.sizes {
         let projects = (size / (REPOSITORIES + 1)).max(1);
-        let mut sized = args.clone();
-        sized.projects = projects;
-        sized.repositories = REPOSITORIES;
         let expected = (projects + projects * REPOSITORIES) as u64;
-        println!("rss: {projects} projects × {REPOSITORIES} repositories = {expected} entities");
-        let all = in_process(&sized, expected, Conditions::Unhindered).await?;
-        let roles = separate_processes(&sized, expected).await?;
-        rows.push((expected, peaks(&[all, roles])));
+        for ((label, binary), rows) in builds.iter().zip(rows.iter_mut()) {
+            let mut sized = args.clone();
+            sized.projects = projects;
+            sized.repositories = REPOSITORIES;
+            sized.roles_binary = binary.clone();
+            println!(
+                "rss, {label}: {projects} projects × {REPOSITORIES} repositories = {expected} entities"
+            );
+            let all = in_process(&sized, expected, Conditions::Unhindered).await?;
+            let roles = separate_processes(&sized, expected).await?;
+            let measured = peaks(&[all, roles]);
+            // Each row as soon as it is measured: a long run's first rows are not lost with it.
+            print_rows(&[(expected, measured.clone())]);
+            rows.push((expected, measured));
+        }
     }
-    print_rows(&rows);
+    for ((label, _), rows) in builds.iter().zip(&rows) {
+        println!();
+        println!("{label}");
+        print_rows(rows);
+    }
     Ok(())
 }
 
@@ -54,7 +75,6 @@ fn peaks(runs: &[Figures]) -> Vec<Option<f64>> {
 }
 
 fn print_rows(rows: &[(u64, Vec<Option<f64>>)]) {
-    println!();
     print!("{:<30}", "peak RSS (MiB)");
     for process in PROCESSES {
         print!(" {process:>10}");

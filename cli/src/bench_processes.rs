@@ -23,8 +23,17 @@ pub(crate) fn spawn_role(
     spawn_role_of(&executable, role, environment)
 }
 
+/// The adoport whose roles a benchmark runs: `args.roles_binary` (another build, e.g. the
+/// rss mode's `--baseline-binary`), else this one.
+pub(crate) fn roles_executable(args: &crate::cli::BenchArgs) -> anyhow::Result<std::path::PathBuf> {
+    match &args.roles_binary {
+        Some(binary) => Ok(binary.clone()),
+        None => std::env::current_exe().context("cannot find the adoport executable"),
+    }
+}
+
 /// [`spawn_role`] of the adoport at `executable` (another build).
-fn spawn_role_of(
+pub(crate) fn spawn_role_of(
     executable: &std::path::Path,
     role: &str,
     environment: &[(String, String)],

@@ -307,9 +307,14 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
     pub replicas: Vec<usize>,
     /// Another adoport build (e.g. main's) whose Azure DevOps requests for the default-mapping
-    /// resync are counted before this build's, on an organization of the same shape.
+    /// resync are counted before this build's, on an organization of the same shape; in rss
+    /// mode, whose processes are measured before this build's, size by size.
     #[arg(long)]
     pub baseline_binary: Option<std::path::PathBuf>,
+    /// The adoport build whose roles a run starts (none: this one). Set by the rss mode for
+    /// its `--baseline-binary` runs.
+    #[arg(skip)]
+    pub roles_binary: Option<std::path::PathBuf>,
     /// Resync modes: the port-app-config (YAML or JSON) whose resync's Azure DevOps requests
     /// are counted against the minimum, instead of the whole default mapping (e.g.
     /// `scripts/side-by-side-mapping.yaml`, every kind).

@@ -4,17 +4,21 @@
 //! same back-pressure prefetch gives on RabbitMQ). Nothing survives the process: this mode is
 //! for small organizations and CI jobs, where a failed run is simply run again.
 //!
-//! Room is counted in messages ([`QUEUE_CAPACITY`]), and in the raw queue also in bytes of
-//! message bodies ([`RAW_QUEUE_BYTES`]). A raw event is a page of up to hundreds of KB:
-//! counted in messages alone, a crawl faster than transform could pile a thousand pages
-//! (hundreds of MB) ahead of it in `adoport all`. The bytes are freed as transform takes a
-//! message; what it holds after that, its own bound covers (`IN_FLIGHT_BYTES`). A raw event
-//! larger than the bound goes alone, once the queue is empty.
+//! Room is counted in messages ([`QUEUE_CAPACITY`]), and in the raw and change queues also in
+//! bytes of message bodies ([`RAW_QUEUE_BYTES`], [`CHANGE_QUEUES_BYTES`]). A raw event is a
+//! page of up to hundreds of KB: counted in messages alone, a crawl faster than transform could
+//! pile a thousand pages (hundreds of MB) ahead of it in `adoport all`. An entity change is a
+//! KB or so, but transform can make them faster than Port takes them: counted in messages
+//! alone, the change partitions could fill to 1,024 changes each (8 partitions: 8,192 changes,
+//! about 8 MB) in a large enough organization. The bytes are freed as the consumer takes a
+//! message; what it holds after that, its own bound covers (transform's `IN_FLIGHT_BYTES`,
+//! publish's prefetch). A message larger than its queue's bound goes alone, once the queue is
+//! empty.
 //!
-//! The other queues (entity changes of a few KB each, resync bookkeeping) keep the message
-//! count alone: publish's reports to the reconciliation coordinator and the coordinator's
-//! barriers into the change partitions wait on each other's queues, and a tighter bound there
-//! could make them wait on each other for good.
+//! Waiting for room in a change partition cannot close a cycle: publish drains every partition
+//! on its own, a barrier is sent from a task of its own (the coordinator never waits for room
+//! there), and publish's reports to the coordinator go to the progress queue, which keeps the
+//! message count alone, as the request queue does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,6 +35,11 @@ use crate::topology::{DeadLetterQueue, Topology, WorkQueue};
 pub const QUEUE_CAPACITY: usize = 1024;
 /// Bytes of raw events (pages of a crawl, webhooks) the raw queue holds before publishers wait.
 pub const RAW_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of entity changes all change partitions hold together before publishers wait, shared
+/// evenly between the partitions (each at least [`LEAST_CHANGE_QUEUE_BYTES`]).
+pub const CHANGE_QUEUES_BYTES: usize = 2 * 1024 * 1024;
+/// The least a change partition holds, however many partitions share [`CHANGE_QUEUES_BYTES`].
+pub const LEAST_CHANGE_QUEUE_BYTES: usize = 64 * 1024;
 /// Dead letters kept for inspection; older ones are dropped (and were logged when they came).
 const DEAD_LETTER_CAPACITY: usize = 10_000;
 
@@ -80,11 +89,15 @@ impl Queue {
     }
 }
 
-/// The byte bound of `queue`: the raw queue's, or none below the message count for the others.
-fn queue_bytes(queue: WorkQueue) -> usize {
+/// The byte bound of `queue` among `partitions` change partitions: the raw queue's, a change
+/// partition's share, or none below the message count for the others.
+fn queue_bytes(queue: WorkQueue, partitions: u16) -> usize {
     match queue {
         WorkQueue::Raw => RAW_QUEUE_BYTES,
-        WorkQueue::Changes { .. } | WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => {
+        WorkQueue::Changes { .. } => {
+            (CHANGE_QUEUES_BYTES / usize::from(partitions.max(1))).max(LEAST_CHANGE_QUEUE_BYTES)
+        }
+        WorkQueue::ResyncRequests | WorkQueue::ResyncProgress => {
             // A whole u32 per message (the most one takes) times the count bound stays far
             // below the semaphore's limit.
             Semaphore::MAX_PERMITS
@@ -120,7 +133,7 @@ impl MemoryBus {
         let queues = topology
             .work_queues()
             .into_iter()
-            .map(|q| (q, Queue::new(queue_bytes(q))))
+            .map(|q| (q, Queue::new(queue_bytes(q, topology.partitions))))
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -322,15 +335,68 @@ mod tests {
         assert_eq!(fill(&bus, Destination::Raw, page), page);
     }
 
-    /// A raw event larger than the bound still goes, alone; the other queues take large
-    /// messages up to their count.
+    /// A raw event larger than the bound still goes, alone; the resync bookkeeping queues take
+    /// large messages up to their count.
     #[tokio::test]
-    async fn a_large_raw_event_goes_alone_and_other_queues_count_messages_only() {
+    async fn a_large_raw_event_goes_alone_and_progress_counts_messages_only() {
         let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
         let large = RAW_QUEUE_BYTES + 1;
         assert_eq!(fill(&bus, Destination::Raw, large), large);
         assert_eq!(bus.queued_bytes(WorkQueue::Raw), RAW_QUEUE_BYTES);
         let progress = fill(&bus, Destination::ResyncProgress, 64 * 1024);
         assert_eq!(progress, QUEUE_CAPACITY * 64 * 1024);
+    }
+
+    /// Publish slower than transform (every partition's consumer stalled): the change
+    /// partitions stop taking changes at their share of the byte bound, not at 1,024 changes
+    /// each; taking a change frees its room.
+    #[tokio::test]
+    async fn stalled_partitions_hold_changes_at_their_byte_bound() {
+        let partitions = 8;
+        let bus = MemoryBus::new(Topology::new("t.", partitions), CancellationToken::new());
+        let share = CHANGE_QUEUES_BYTES / usize::from(partitions);
+        let change = 1000;
+        let mut held = 0;
+        for partition in 0..partitions {
+            let taken = fill(&bus, Destination::Change { partition }, change);
+            assert!(
+                taken <= share && taken + change > share,
+                "partition {partition} took {taken} bytes of {change}-byte changes; its share is {share}"
+            );
+            held += bus.queued_bytes(WorkQueue::Changes { partition });
+        }
+        assert!(held <= CHANGE_QUEUES_BYTES, "{held}");
+        let mut subscription = bus
+            .subscribe(WorkQueue::Changes { partition: 3 })
+            .expect("subscribe");
+        subscription
+            .next_until(std::future::pending())
+            .await
+            .expect("a change");
+        assert_eq!(
+            fill(&bus, Destination::Change { partition: 3 }, change),
+            change
+        );
+    }
+
+    /// However many partitions, each still holds some changes; a change larger than its
+    /// partition's share goes alone.
+    #[tokio::test]
+    async fn many_partitions_keep_the_least_share_and_a_large_change_goes_alone() {
+        let bus = MemoryBus::new(Topology::new("t.", 1000), CancellationToken::new());
+        assert_eq!(
+            fill(&bus, Destination::Change { partition: 999 }, 1024),
+            LEAST_CHANGE_QUEUE_BYTES
+        );
+        let bus = MemoryBus::new(Topology::new("t.", 8), CancellationToken::new());
+        let large = CHANGE_QUEUES_BYTES;
+        assert_eq!(
+            fill(&bus, Destination::Change { partition: 7 }, large),
+            large
+        );
+        assert_eq!(
+            bus.queued_bytes(WorkQueue::Changes { partition: 7 }),
+            CHANGE_QUEUES_BYTES / 8
+        );
     }
 }
