@@ -255,38 +255,46 @@ impl Crawler {
             .healthy_repository_units(crawl.cache)
             .await?
             .filter(|(_, r)| {
-                r.get("defaultBranch").is_some()
-                    && rules
-                        .iter()
-                        .any(|rule| rule.covers(text(r, "name").unwrap_or("")))
+                std::future::ready(r.as_ref().map_or(true, |r| {
+                    r.get("defaultBranch").is_some()
+                        && rules
+                            .iter()
+                            .any(|rule| rule.covers(text(r, "name").unwrap_or("")))
+                }))
             });
         let (rules, included) = (&rules, &included);
-        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
-            let name = text(&repository, "name").unwrap_or_default();
-            let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
-            let branch =
-                GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
-            let paths = self
-                .matching_paths(&repository, &applicable, &branch)
-                .await?;
-            let repository = &repository;
-            let branch = &branch;
-            let included = &RootIncluded::new(included);
-            let items: Vec<Value> = stream::iter(paths)
-                .map(|path| async move {
-                    file_item(&self.client, repository, &path, branch, included).await
-                })
-                .buffered(CONCURRENT_DOWNLOADS)
-                .try_filter_map(|read| async move {
-                    Ok(match read {
-                        FileRead::Item(item) => Some(item),
-                        FileRead::Gone | FileRead::Skipped => None,
+        self.fan_out_stream(
+            &mut crawl,
+            units,
+            self.fan_out_width(),
+            |repository, pages: Pages| async move {
+                let repository: Value = repository?;
+                let name = text(&repository, "name").unwrap_or_default();
+                let applicable: Vec<&FileRule> = rules.iter().filter(|r| r.covers(name)).collect();
+                let branch =
+                    GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
+                let paths = self
+                    .matching_paths(&repository, &applicable, &branch)
+                    .await?;
+                let repository = &repository;
+                let branch = &branch;
+                let included = &RootIncluded::new(included);
+                let items: Vec<Value> = stream::iter(paths)
+                    .map(|path| async move {
+                        file_item(&self.client, repository, &path, branch, included).await
                     })
-                })
-                .try_collect()
-                .await?;
-            pages.send(items).await
-        })
+                    .buffered(CONCURRENT_DOWNLOADS)
+                    .try_filter_map(|read| async move {
+                        Ok(match read {
+                            FileRead::Item(item) => Some(item),
+                            FileRead::Gone | FileRead::Skipped => None,
+                        })
+                    })
+                    .try_collect()
+                    .await?;
+                pages.send(items).await
+            },
+        )
         .await
     }
 
