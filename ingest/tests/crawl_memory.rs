@@ -7,7 +7,7 @@
 //! (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`), which a small organization's crawl may not fill
 //! (the broker confirms its few pages as they come) and a large one's does.
 //!
-//! The same holds for a kind read repository by repository (`repository-policy`), whose
+//! The same holds for a kind read repository by repository (`branch`), whose
 //! resync keeps the repository list only up to its byte limit, and for `board` and `column`,
 //! the second of which publishes the boards the first kept a page at a time.
 //!
@@ -53,16 +53,11 @@ const HEAP_LIMIT: isize = 12 * 1024 * 1024;
 const GROWTH_LIMIT: isize = 3 * 1024 * 1024;
 
 /// Projects of the smaller organization of [`a_repository_list_past_its_limit_is_not_kept`]
-/// (its policies take longer to serve than the specs).
-const POLICY_PROJECTS: usize = 20;
+/// (its branches are one request a repository).
+const DERIVED_PROJECTS: usize = 20;
 /// The repository list limit of [`a_repository_list_past_its_limit_is_not_kept`] (bytes): less
 /// than the smaller organization's list (about 1.8 MB).
 const REPOSITORY_LIST_LIMIT: usize = 1024 * 1024;
-/// Most live heap the crawl of `project`, `repository` and `repository-policy` may add
-/// (bytes): its eight units at a time each hold a project's policies and repositories while
-/// they read (about 1.5 MB parsed in the simulator: 14 MiB in all at 50 projects; before
-/// the units were narrowed, and the policies sent in pages as they fill, 90 MiB).
-const POLICIES_HEAP_LIMIT: isize = 20 * 1024 * 1024;
 /// Most live heap the crawl of `project`, `board` and `column` may add (bytes): [`HEAP_LIMIT`]
 /// and the boards the resync keeps for the second of the two.
 const BOARDS_HEAP_LIMIT: isize = HEAP_LIMIT;
@@ -270,32 +265,32 @@ fn a_crawl_holds_no_more_of_a_larger_organization() {
     );
 }
 
-/// A kind read repository by repository (`repository-policy`) with `repository`: the resync
-/// keeps the organization's repository list only up to its byte limit (lowered here so that
-/// both sizes pass it, as 30,000 repositories pass the default); past it the list is dropped
-/// and the policies list each project's repositories again. Keeping the whole list (about
-/// 1 KB a repository as text) holds 14 MB more at 160 projects than at 20.
+/// A kind read repository by repository (`branch`) with `repository`: the resync keeps the
+/// organization's repository list only up to its byte limit (lowered here so that both sizes
+/// pass it, as 30,000 repositories pass the default); past it the list is dropped and the
+/// branches list each project's repositories again. Keeping the whole list (about 1 KB a
+/// repository as text) holds 14 MB more at 160 projects than at 20.
 #[test]
 fn a_repository_list_past_its_limit_is_not_kept() {
     let measured = Measured {
         kinds: vec![
             plan("project", json!({})),
             plan("repository", json!({})),
-            plan("repository-policy", json!({})),
+            plan("branch", json!({})),
         ],
         configure: |crawler| crawler.with_repository_list_bytes(REPOSITORY_LIST_LIMIT),
     };
     flat(
-        "project, repository, repository-policy",
-        POLICY_PROJECTS,
+        "project, repository, branch",
+        DERIVED_PROJECTS,
         &measured,
-        POLICIES_HEAP_LIMIT,
+        HEAP_LIMIT,
         |projects, report| {
             assert_eq!(
                 items(report, "repository"),
                 (projects * REPOSITORIES) as u64
             );
-            assert!(items(report, "repository-policy") > 0, "{report:?}");
+            assert!(items(report, "branch") > 0, "{report:?}");
         },
     );
 }

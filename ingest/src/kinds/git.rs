@@ -312,7 +312,7 @@ impl Crawler {
                     },
                 )),
             };
-        self.fan_out_narrow(&mut crawl, units, |unit, pages: Pages| async move {
+        self.fan_out(&mut crawl, units, |unit, pages: Pages| async move {
             let (project_id, repositories) = match unit {
                 PolicyUnit::Listed(id, repositories) => (id, repositories),
                 PolicyUnit::Unlisted(id) => {

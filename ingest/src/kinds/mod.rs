@@ -309,23 +309,6 @@ impl Crawler {
         self.client.crawl_in_flight().max(CONCURRENT_UNITS)
     }
 
-    /// [`Crawler::fan_out`] with at most [`CONCURRENT_UNITS`] units at a time, for units that
-    /// each hold a large answer while they read (a project's policies and repositories, a few
-    /// MB parsed): as many as requests may be in flight (30 by default) held 40 MiB.
-    pub(crate) async fn fan_out_narrow<T, F, Fut>(
-        &self,
-        crawl: &mut KindCrawl<'_>,
-        units: impl IntoIterator<Item = (String, T)>,
-        fetch: F,
-    ) -> Result<(), CrawlError>
-    where
-        F: Fn(T, Pages) -> Fut,
-        Fut: Future<Output = Result<(), AdoError>>,
-    {
-        self.fan_out_stream(crawl, stream::iter(units), CONCURRENT_UNITS, fetch)
-            .await
-    }
-
     /// [`Crawler::fan_out`] over units that arrive as a stream (repositories listed project by
     /// project as the fan-out reaches each project), `width` at a time: the next unit is asked
     /// for only when one may start.
