@@ -178,6 +178,65 @@ impl Default for CrawlLimits {
     }
 }
 
+/// Most bytes of repository listings (their JSON text) a resync keeps for the kinds read
+/// repository by repository, so that the organization's repository list is listed once per
+/// resync. An Azure DevOps repository listing is about 0.8 to 1.2 KB of text, so this keeps
+/// organizations of up to about 8,000 repositories at one list request per project; past it the
+/// list is not kept (a list kept whole grows with the organization: about 30 MB at 30,000
+/// repositories) and each such kind lists each project's repositories again as it reaches the
+/// project (one request per project and kind, what a bounded cache costs).
+pub const REPOSITORY_LIST_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a resync keeps of the organization's repositories for the kinds read repository by
+/// repository.
+#[derive(Clone)]
+pub(crate) enum RepositoryList {
+    /// Every repository, each project's one after another.
+    Kept(Arc<CompactList>),
+    /// More than the resync may keep: each kind lists each project's repositories itself.
+    PerProject,
+}
+
+/// Repository listings kept as text until they pass a byte limit; past it nothing is kept.
+pub(crate) struct BoundedTexts {
+    texts: Option<Vec<Box<str>>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl BoundedTexts {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            texts: Some(Vec::new()),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Keeps `item` unless the texts kept so far and it pass the limit, when everything kept
+    /// is dropped. Returns whether the texts are still kept.
+    pub(crate) fn push(&mut self, item: &Value) -> bool {
+        let Some(texts) = self.texts.as_mut() else {
+            return false;
+        };
+        let text = compact(item);
+        self.bytes += text.len() + std::mem::size_of::<Box<str>>();
+        if self.bytes > self.limit {
+            self.texts = None;
+            return false;
+        }
+        texts.push(text);
+        true
+    }
+
+    pub(crate) fn finish(self) -> RepositoryList {
+        match self.texts {
+            Some(texts) => RepositoryList::Kept(Arc::new(CompactList::from_texts(texts))),
+            None => RepositoryList::PerProject,
+        }
+    }
+}
+
 /// What one resync reads once and shares between its crawl units, which run at the same time
 /// (see [`crate::crawler`]): the first unit that needs a list reads it while the others that
 /// need it wait, then read it from here.
@@ -185,10 +244,13 @@ impl Default for CrawlLimits {
 pub(crate) struct ResyncCache {
     pub(crate) projects: SharedList,
     /// Kept only when a kind of the plan reads it repository by repository
-    /// (`keep_repositories`): it grows with the organization, and the `repository` kind alone
-    /// must not hold it.
-    pub(crate) repositories: SharedList,
+    /// (`keep_repositories`), and only up to `repository_list_bytes`: it grows with the
+    /// organization, and the `repository` kind alone must not hold it.
+    pub(crate) repositories: tokio::sync::Mutex<Option<RepositoryList>>,
     pub(crate) keep_repositories: bool,
+    /// Most bytes of repository listings the resync keeps ([`REPOSITORY_LIST_BYTES`] unless
+    /// the crawler was told otherwise).
+    pub(crate) repository_list_bytes: usize,
     /// Boards with `__project`, for `board` and `column`.
     pub(crate) boards: SharedList,
     /// The organization's teams (`GET _apis/teams`), for `team` (each of its crawl units),
@@ -315,6 +377,8 @@ pub struct Crawler {
     /// Bytes of pages the crawl holds at most, across its units
     /// (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`).
     pub(crate) page_budget: PageBudget,
+    /// Most bytes of repository listings a resync keeps ([`REPOSITORY_LIST_BYTES`]).
+    pub(crate) repository_list_bytes: usize,
 }
 
 impl Crawler {
@@ -331,6 +395,7 @@ impl Crawler {
             running: std::sync::Mutex::new(None),
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
             page_budget: PageBudget::new(DEFAULT_BUFFER_BYTES),
+            repository_list_bytes: REPOSITORY_LIST_BYTES,
         }
     }
 
@@ -338,6 +403,13 @@ impl Crawler {
     /// single page larger than that is still read, alone).
     pub fn with_crawl_buffer(mut self, bytes: usize) -> Self {
         self.page_budget = PageBudget::new(bytes);
+        self
+    }
+
+    /// Keeps at most `bytes` of repository listings per resync instead of
+    /// [`REPOSITORY_LIST_BYTES`] (tests cross the limit with a small organization).
+    pub fn with_repository_list_bytes(mut self, bytes: usize) -> Self {
+        self.repository_list_bytes = bytes;
         self
     }
 

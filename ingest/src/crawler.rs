@@ -95,6 +95,7 @@ impl Crawler {
                 .iter()
                 .filter_map(KindPlan::known)
                 .any(|kind| kinds::spec(kind).repository_derived),
+            repository_list_bytes: self.repository_list_bytes,
             ..ResyncCache::default()
         };
         let at_once = match order {

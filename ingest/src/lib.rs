@@ -64,7 +64,8 @@ use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
 pub use crawl_context::{
-    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, DEFAULT_CONCURRENT_KINDS, KindReport,
+    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, DEFAULT_CONCURRENT_KINDS,
+    KindReport, REPOSITORY_LIST_BYTES,
 };
 pub use crawler::CrawlOrder;
 pub use crawlers::Crawlers;

@@ -141,6 +141,90 @@ async fn lists_shared_by_units_running_at_once_are_read_once() {
     one_by_one.sim.shutdown().await;
 }
 
+/// Every item of `items`, per kind, in a stable order (units finish in any order), with the
+/// simulator's address `origin` left out (each harness runs its own).
+fn sorted(items: BTreeMap<String, Vec<Value>>, origin: &str) -> BTreeMap<String, Vec<String>> {
+    items
+        .into_iter()
+        .map(|(kind, items)| {
+            let mut texts: Vec<String> = items
+                .iter()
+                .map(|item| item.to_string().replace(origin, "SIM"))
+                .collect();
+            texts.sort();
+            (kind, texts)
+        })
+        .collect()
+}
+
+/// Past the resync's repository list limit (0 bytes here; `REPOSITORY_LIST_BYTES` by
+/// default) the list is not kept: each kind read repository by repository lists each
+/// project's repositories itself, and publishes what it publishes from a kept list, whether
+/// `repository` runs first or not at all.
+#[tokio::test]
+async fn past_the_repository_list_limit_each_kind_lists_the_repositories_itself() {
+    let derived = ["repository-policy", "pull-request", "branch"];
+    let with_repository: Vec<KindPlan> = std::iter::once("repository")
+        .chain(derived)
+        .map(|kind| plan(kind, json!({})))
+        .collect();
+    let without: Vec<KindPlan> = derived.iter().map(|kind| plan(kind, json!({}))).collect();
+    let lists = "GET /{org}/{project}/_apis/git/repositories";
+    for (name, kinds) in [
+        ("with-repository", &with_repository),
+        ("derived-only", &without),
+    ] {
+        let kept = harness(AdoSimConfig::default(), &format!("kept-{name}."), 4).await;
+        let unkept = crawl_harness(
+            AdoSimConfig::default(),
+            "sim-pat",
+            &format!("unkept-{name}."),
+            |crawler: Crawler| {
+                crawler
+                    .with_concurrent_kinds(4)
+                    .with_repository_list_bytes(0)
+                    .with_limits(CrawlLimits {
+                        page: 2,
+                        ..CrawlLimits::default()
+                    })
+            },
+        )
+        .await;
+        let origin = |harness: &CrawlHarness| {
+            let url = harness.sim.organization_url();
+            url.split('/')
+                .nth(2)
+                .expect("a URL with a host")
+                .to_string()
+        };
+        let kept_items = sorted(kept.crawl_ok(kinds).await, &origin(&kept));
+        let unkept_items = sorted(unkept.crawl_ok(kinds).await, &origin(&unkept));
+        assert!(kept_items.values().all(|items| !items.is_empty()), "{name}");
+        assert_eq!(kept_items.len(), unkept_items.len(), "{name}");
+        for (kind, items) in &kept_items {
+            assert!(
+                unkept_items.get(kind) == Some(items),
+                "{name}: {kind} differs"
+            );
+        }
+        // 3 projects: kept, one list per project; not kept, one per project and kind (with
+        // `repository`, its own; without, the read that stopped at the limit, whose lists
+        // still in flight then may or may not have reached the simulator).
+        kept.assert_requests(lists, 3);
+        let per_kind = 3 * derived.len() as u64;
+        let made = unkept.requests(lists);
+        assert!(
+            (per_kind + 1..=per_kind + 3).contains(&made),
+            "{name}: {made} repository lists"
+        );
+        if kinds.len() > derived.len() {
+            assert_eq!(made, per_kind + 3, "{name}");
+        }
+        kept.sim.shutdown().await;
+        unkept.sim.shutdown().await;
+    }
+}
+
 /// A refused token in one unit ends the crawl at once, however much the other units have
 /// left to read; in sequence the slow unit would have read everything first.
 #[tokio::test]

@@ -7,6 +7,10 @@
 //! (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`), which a small organization's crawl may not fill
 //! (the broker confirms its few pages as they come) and a large one's does.
 //!
+//! The same holds for a kind read repository by repository (`branch`), whose
+//! resync keeps the repository list only up to its byte limit, and for `board` and `column`,
+//! the second of which publishes the boards the first kept a page at a time.
+//!
 //! A counting global allocator measures the crawl's live heap; the Azure DevOps simulator runs
 //! on a runtime of its own whose threads are not counted (its seeded organization grows with
 //! the size, as a real organization's servers do, not ingest's memory).
@@ -15,8 +19,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+use std::sync::Mutex;
+
 use adoport_ingest::plan::GitopsPlan;
-use adoport_ingest::{CrawlReport, Crawler};
+use adoport_ingest::{CrawlReport, Crawler, KindPlan};
 use adoport_shared::bus::Bus;
 use adoport_shared::config::{BrokerTimeouts, Secret};
 use adoport_shared::messages::ResyncId;
@@ -45,6 +51,16 @@ const HEAP_LIMIT: isize = 12 * 1024 * 1024;
 /// many pages the broker has yet to confirm, how many pooled connections grew their read
 /// buffers). Anything kept per project or repository would add far more at 35,000 entities.
 const GROWTH_LIMIT: isize = 3 * 1024 * 1024;
+
+/// Projects of the smaller organization of [`a_repository_list_past_its_limit_is_not_kept`]
+/// (its branches are one request a repository).
+const DERIVED_PROJECTS: usize = 20;
+/// The repository list limit of [`a_repository_list_past_its_limit_is_not_kept`] (bytes): less
+/// than the smaller organization's list (about 1.8 MB).
+const REPOSITORY_LIST_LIMIT: usize = 1024 * 1024;
+/// Most live heap the crawl of `project`, `board` and `column` may add (bytes): [`HEAP_LIMIT`]
+/// and the boards the resync keeps for the second of the two.
+const BOARDS_HEAP_LIMIT: isize = HEAP_LIMIT;
 
 struct Counting;
 
@@ -104,10 +120,19 @@ fn amqp_url() -> Secret {
     )
 }
 
-/// The most live heap (bytes) two crawls of `projects` × [`REPOSITORIES`] added to what the
-/// process held before them (the second on the connections the first left, as a process's
-/// resyncs run).
-fn crawl_peak(projects: usize) -> isize {
+/// What one measured crawl reads: its plan and how the crawler is set.
+struct Measured {
+    kinds: Vec<KindPlan>,
+    configure: fn(Crawler) -> Crawler,
+}
+
+/// One test of this file at a time: the counters are the process's, and a crawl of another
+/// test would count in this one's.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The most live heap (bytes) a crawl of `projects` × [`REPOSITORIES`] as `measured` says
+/// added to what the process held before it, and its report.
+fn crawl_peak(projects: usize, measured: &Measured) -> (isize, CrawlReport) {
     let simulator = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .on_thread_start(|| UNCOUNTED.with(|c| c.set(true)))
@@ -129,7 +154,7 @@ fn crawl_peak(projects: usize) -> isize {
         .enable_all()
         .build()
         .expect("crawl runtime");
-    let peak = crawling.block_on(async {
+    let (peak, report) = crawling.block_on(async {
         let shutdown = CancellationToken::new();
         // The production settings: 30 requests in flight, 4 kinds at once, 100 items an event.
         let client = support::client_in_flight(&sim, "sim-pat", 30, &shutdown);
@@ -142,65 +167,159 @@ fn crawl_peak(projects: usize) -> isize {
         )
         .await
         .expect("RabbitMQ reachable (scripts/ensure-rabbitmq.sh starts it)");
-        let crawler = Crawler::new(client, bus.clone(), 100).with_concurrent_kinds(4);
-        // The specs every mapping reads (`specPath` defaults to `port.yml`), as a resync does.
-        let mapping = PortAppConfig::from_yaml_str("resources: []\n").expect("mapping");
-        let gitops = GitopsPlan::kind_plan(&mapping).expect("specs read by default");
-        let kinds = [
-            plan("project", json!({})),
-            plan("repository", json!({})),
-            gitops,
-        ];
+        let crawler =
+            (measured.configure)(Crawler::new(client, bus.clone(), 100).with_concurrent_kinds(4));
 
         let before = LIVE.load(Ordering::Relaxed);
         PEAK.store(before, Ordering::Relaxed);
-        let report: CrawlReport = crawler.crawl(ResyncId::new(), &kinds).await.expect("crawl");
+        let report: CrawlReport = crawler
+            .crawl(ResyncId::new(), &measured.kinds)
+            .await
+            .expect("crawl");
         let peak = PEAK.load(Ordering::Relaxed) - before;
 
         assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-        let items = |kind: &str| report.kinds.get(kind).map_or(0, |k| k.items);
-        assert_eq!(
-            items("project") + items("repository"),
-            (projects * (REPOSITORIES + 1)) as u64
-        );
-        assert!(report.kinds.contains_key("gitops"), "{report:?}");
         bus.delete_topology().await.expect("topology deleted");
         bus.close().await;
         shutdown.cancel();
-        peak
+        (peak, report)
     });
     drop(crawling);
     UNCOUNTED.with(|c| c.set(true));
     simulator.block_on(sim.shutdown());
     drop(simulator);
     UNCOUNTED.with(|c| c.set(false));
-    peak
+    (peak, report)
+}
+
+fn mib(bytes: isize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn items(report: &CrawlReport, kind: &str) -> u64 {
+    report.kinds.get(kind).map_or(0, |k| k.items)
+}
+
+/// Crawls `measured` at `projects` and eight times as many, and checks both peaks against
+/// `heap_limit` and the larger's growth against [`GROWTH_LIMIT`]; `check` sees each report.
+fn flat(
+    what: &str,
+    projects: usize,
+    measured: &Measured,
+    heap_limit: isize,
+    check: impl Fn(usize, &CrawlReport),
+) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (small, report) = crawl_peak(projects, measured);
+    check(projects, &report);
+    let (large, report) = crawl_peak(8 * projects, measured);
+    check(8 * projects, &report);
+    eprintln!(
+        "{what}: live heap peak of the crawl {:.1} MiB at {} projects, {:.1} MiB at {}",
+        mib(small),
+        projects,
+        mib(large),
+        8 * projects
+    );
+    assert!(
+        small <= heap_limit && large <= heap_limit,
+        "{what}: a crawl held {:.1} / {:.1} MiB, over {:.1} MiB",
+        mib(small),
+        mib(large),
+        mib(heap_limit)
+    );
+    assert!(
+        large - small <= GROWTH_LIMIT,
+        "{what}: the crawl of 8× the organization held {:.1} MiB more ({:.1} → {:.1} MiB)",
+        mib(large - small),
+        mib(small),
+        mib(large)
+    );
 }
 
 #[test]
 fn a_crawl_holds_no_more_of_a_larger_organization() {
-    let mib = |bytes: isize| bytes as f64 / (1024.0 * 1024.0);
-    let small = crawl_peak(PROJECTS);
-    let large = crawl_peak(8 * PROJECTS);
-    eprintln!(
-        "live heap peak of the crawl: {:.1} MiB at {} entities, {:.1} MiB at {}",
-        mib(small),
-        PROJECTS * (REPOSITORIES + 1),
-        mib(large),
-        8 * PROJECTS * (REPOSITORIES + 1)
+    // The specs every mapping reads (`specPath` defaults to `port.yml`), as a resync does.
+    let mapping = PortAppConfig::from_yaml_str("resources: []\n").expect("mapping");
+    let gitops = GitopsPlan::kind_plan(&mapping).expect("specs read by default");
+    let measured = Measured {
+        kinds: vec![
+            plan("project", json!({})),
+            plan("repository", json!({})),
+            gitops,
+        ],
+        configure: |crawler| crawler,
+    };
+    flat(
+        "project, repository, gitops",
+        PROJECTS,
+        &measured,
+        HEAP_LIMIT,
+        |projects, report| {
+            assert_eq!(
+                items(report, "project") + items(report, "repository"),
+                (projects * (REPOSITORIES + 1)) as u64
+            );
+            assert!(report.kinds.contains_key("gitops"), "{report:?}");
+        },
     );
-    assert!(
-        small <= HEAP_LIMIT && large <= HEAP_LIMIT,
-        "a crawl held {:.1} / {:.1} MiB, over {:.1} MiB",
-        mib(small),
-        mib(large),
-        mib(HEAP_LIMIT)
+}
+
+/// A kind read repository by repository (`branch`) with `repository`: the resync keeps the
+/// organization's repository list only up to its byte limit (lowered here so that both sizes
+/// pass it, as 30,000 repositories pass the default); past it the list is dropped and the
+/// branches list each project's repositories again. Keeping the whole list (about 1 KB a
+/// repository as text) holds 14 MB more at 160 projects than at 20.
+#[test]
+fn a_repository_list_past_its_limit_is_not_kept() {
+    let measured = Measured {
+        kinds: vec![
+            plan("project", json!({})),
+            plan("repository", json!({})),
+            plan("branch", json!({})),
+        ],
+        configure: |crawler| crawler.with_repository_list_bytes(REPOSITORY_LIST_LIMIT),
+    };
+    flat(
+        "project, repository, branch",
+        DERIVED_PROJECTS,
+        &measured,
+        HEAP_LIMIT,
+        |projects, report| {
+            assert_eq!(
+                items(report, "repository"),
+                (projects * REPOSITORIES) as u64
+            );
+            assert!(items(report, "branch") > 0, "{report:?}");
+        },
     );
-    assert!(
-        large - small <= GROWTH_LIMIT,
-        "the crawl of 8× the organization held {:.1} MiB more ({:.1} → {:.1} MiB)",
-        mib(large - small),
-        mib(small),
-        mib(large)
+}
+
+/// `board` and `column`: the second of the two to run reads the boards the first kept and
+/// publishes them (or their columns) a page at a time. Building every column of every board at
+/// once (each column carries its board and project) held about 170 KB a board: 60 MiB more at
+/// 400 projects than at 50.
+#[test]
+fn columns_are_published_a_page_at_a_time() {
+    let measured = Measured {
+        kinds: vec![
+            plan("project", json!({})),
+            plan("board", json!({})),
+            plan("column", json!({})),
+        ],
+        configure: |crawler| crawler,
+    };
+    flat(
+        "project, board, column",
+        PROJECTS,
+        &measured,
+        BOARDS_HEAP_LIMIT,
+        |projects, report| {
+            assert_eq!(items(report, "project"), projects as u64);
+            assert!(
+                items(report, "column") > items(report, "board"),
+                "{report:?}"
+            );
+        },
     );
 }

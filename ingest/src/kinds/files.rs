@@ -252,71 +252,81 @@ impl Crawler {
             .healthy_repository_units(cache)
             .await?
             .filter(move |(_, r)| {
-                r.get("defaultBranch").is_some()
-                    && every
-                        .iter()
-                        .any(|rule| rule.covers(text(r, "name").unwrap_or("")))
+                std::future::ready(r.as_ref().map_or(true, |r| {
+                    r.get("defaultBranch").is_some()
+                        && every
+                            .iter()
+                            .any(|rule| rule.covers(text(r, "name").unwrap_or("")))
+                }))
             });
         let plans = &plans;
-        self.fan_out_to(&mut crawls, units, |repository, pages: Pages| async move {
-            let name = text(&repository, "name").unwrap_or_default();
-            // Per unit, its rules that cover the repository.
-            let applicable: Vec<Vec<&FileRule>> = (plans.iter())
-                .map(|(rules, _)| rules.iter().filter(|r| r.covers(name)).collect())
-                .collect();
-            let every: Vec<&FileRule> = applicable.iter().flatten().copied().collect();
-            let branch =
-                GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
-            let listed = self.matching_paths(&repository, &every, &branch).await?;
-            let paths: Vec<Vec<&String>> = (applicable.iter())
-                .map(|rules| {
-                    (listed.iter())
-                        .filter(|path| rules.iter().any(|rule| rule.matches(path)))
-                        .collect()
-                })
-                .collect();
-            let (project_id, repository_id) = &repository_ids(&repository);
-            let branch = &branch;
-            // Each file any unit matches, read once (`None`: gone in between).
-            let wanted: Vec<String> = (listed.iter())
-                .filter(|path| paths.iter().any(|unit| unit.contains(path)))
-                .cloned()
-                .collect();
-            let client = &self.client;
-            let read: Vec<(String, Option<Value>)> = stream::iter(wanted)
-                .map(|path| async move {
-                    let read = client.read_item(project_id, repository_id, &path, branch, true);
-                    let item = none_if_missing(read.await)?;
-                    Ok::<_, AdoError>((path, item))
-                })
-                .buffered(CONCURRENT_DOWNLOADS)
-                .try_collect()
-                .await?;
-            let repository = &repository;
-            for (index, unit_paths) in paths.iter().enumerate() {
-                let included = RootIncluded::new(&plans[index].1);
-                let mut items = Vec::new();
-                for (path, item) in &read {
-                    let Some(item) = item.as_ref().filter(|_| unit_paths.contains(&path)) else {
-                        continue;
-                    };
-                    let built = file_of_item(
-                        &self.client,
-                        repository,
-                        path,
-                        item.clone(),
-                        branch,
-                        &included,
-                    )
+        let width = self.fan_out_width();
+        self.fan_out_stream_to(
+            &mut crawls,
+            units,
+            width,
+            |repository, pages: Pages| async move {
+                let repository: Value = repository?;
+                let name = text(&repository, "name").unwrap_or_default();
+                // Per unit, its rules that cover the repository.
+                let applicable: Vec<Vec<&FileRule>> = (plans.iter())
+                    .map(|(rules, _)| rules.iter().filter(|r| r.covers(name)).collect())
+                    .collect();
+                let every: Vec<&FileRule> = applicable.iter().flatten().copied().collect();
+                let branch =
+                    GitVersion::Branch(text(&repository, "defaultBranch").unwrap_or("main").into());
+                let listed = self.matching_paths(&repository, &every, &branch).await?;
+                let paths: Vec<Vec<&String>> = (applicable.iter())
+                    .map(|rules| {
+                        (listed.iter())
+                            .filter(|path| rules.iter().any(|rule| rule.matches(path)))
+                            .collect()
+                    })
+                    .collect();
+                let (project_id, repository_id) = &repository_ids(&repository);
+                let branch = &branch;
+                // Each file any unit matches, read once (`None`: gone in between).
+                let wanted: Vec<String> = (listed.iter())
+                    .filter(|path| paths.iter().any(|unit| unit.contains(path)))
+                    .cloned()
+                    .collect();
+                let client = &self.client;
+                let read: Vec<(String, Option<Value>)> = stream::iter(wanted)
+                    .map(|path| async move {
+                        let read = client.read_item(project_id, repository_id, &path, branch, true);
+                        let item = none_if_missing(read.await)?;
+                        Ok::<_, AdoError>((path, item))
+                    })
+                    .buffered(CONCURRENT_DOWNLOADS)
+                    .try_collect()
                     .await?;
-                    if let FileRead::Item(item) = built {
-                        items.push(item);
+                let repository = &repository;
+                for (index, unit_paths) in paths.iter().enumerate() {
+                    let included = RootIncluded::new(&plans[index].1);
+                    let mut items = Vec::new();
+                    for (path, item) in &read {
+                        let Some(item) = item.as_ref().filter(|_| unit_paths.contains(&path))
+                        else {
+                            continue;
+                        };
+                        let built = file_of_item(
+                            &self.client,
+                            repository,
+                            path,
+                            item.clone(),
+                            branch,
+                            &included,
+                        )
+                        .await?;
+                        if let FileRead::Item(item) = built {
+                            items.push(item);
+                        }
                     }
+                    pages.send_to(index, items).await?;
                 }
-                pages.send_to(index, items).await?;
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .await
     }
 

@@ -164,19 +164,30 @@ impl Crawler {
         let units = self
             .healthy_repository_units(crawl.cache)
             .await?
-            .filter(|(_, r)| rules.iter().any(|rule| rule.branch_for(r).is_some()));
+            .filter(|(_, r)| {
+                std::future::ready(r.as_ref().map_or(true, |r| {
+                    rules.iter().any(|rule| rule.branch_for(r).is_some())
+                }))
+            });
         let (rules, included) = (&rules, &included);
-        self.fan_out(&mut crawl, units, |repository, pages: Pages| async move {
-            for rule in rules {
-                let Some(branch) = rule.branch_for(&repository) else {
-                    continue;
-                };
-                let items =
-                    matching_folders(&self.client, &repository, rule, &branch, included).await?;
-                pages.send(items).await?;
-            }
-            Ok(())
-        })
+        self.fan_out_stream(
+            &mut crawl,
+            units,
+            self.fan_out_width(),
+            |repository, pages: Pages| async move {
+                let repository: Value = repository?;
+                for rule in rules {
+                    let Some(branch) = rule.branch_for(&repository) else {
+                        continue;
+                    };
+                    let items =
+                        matching_folders(&self.client, &repository, rule, &branch, included)
+                            .await?;
+                    pages.send(items).await?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 }

@@ -7,15 +7,25 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::KindCrawl;
 use super::items::{ItemBuilder, ListEnrichment};
 use super::{Pages, enrich, text};
-use crate::ado::{ProjectId, repository_ids};
-use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache, compact};
+use crate::ado::{AdoError, ProjectId, repository_ids};
+use crate::crawl_context::{
+    BoundedTexts, CompactList, CrawlError, Crawler, RepositoryList, ResyncCache, compact,
+};
+use crate::page_budget::heap_bytes;
 use crate::selector::PullRequestSelector;
+
+/// Most heap bytes of a `repository-policy` page: a project's policies, each with the
+/// repository it applies to, are several MB parsed (a page of them built whole, in every
+/// project read at once, held 90 MiB at 30 projects in flight); pages of this size keep the
+/// crawl buffer's units busy.
+const POLICY_PAGE_BYTES: usize = 256 * 1024;
 
 /// Whether derived kinds read this repository: enabled, in a project that is not being
 /// created or deleted.
@@ -85,15 +95,43 @@ fn project_units(
     )
 }
 
-/// Whether a policy configuration of the project listing applies to the repository
+/// A repository unit of a derived kind: the repository, or why its project's repositories
+/// could not be listed (when the resync keeps no list).
+pub(crate) type RepositoryUnit = Result<Value, AdoError>;
+
+/// The repository units of a derived kind, labelled.
+pub(crate) type RepositoryUnits<'a> = BoxStream<'a, (String, RepositoryUnit)>;
+
+/// The healthy repositories of a kept list as fan-out units, each parsed as the fan-out
+/// reaches it.
+pub(crate) fn kept_repository_units(
+    list: Arc<CompactList>,
+) -> impl Stream<Item = (String, RepositoryUnit)> + Send + 'static {
+    stream::iter(repository_units(listed(list)).map(|(label, repository)| (label, Ok(repository))))
+}
+
+/// A project's unit of `repository-policy`: its healthy repositories from the kept list, or
+/// the project alone when the resync keeps no list (the unit lists them).
+enum PolicyUnit {
+    Listed(ProjectId, Vec<Value>),
+    Unlisted(ProjectId),
+}
+
+/// [`scope_applies`] for a whole policy (tests).
+#[cfg(test)]
+fn policy_applies(policy: &Value, repository_id: &str, branch: Option<&str>) -> bool {
+    scope_applies(policy.pointer("/settings/scope"), repository_id, branch)
+}
+
+/// Whether a policy configuration of the project listing, by its `settings.scope`, applies to the repository
 /// `repository_id` at `branch` (its default branch, `refs/heads/main`), as Azure DevOps decides
 /// for `git/policy/configurations?repositoryId=&refName=`: one of its `settings.scope` entries
 /// names the repository or no repository (project-wide), and names no branch, or the branch
 /// (`matchKind` `Exact`, case-insensitive), a prefix of it (`Prefix`), or the default branch
 /// (`DefaultBranch`). Without a branch (an empty repository) every scope of the repository
 /// applies, as the query without `refName` answers; a policy without a scope is project-wide.
-pub(crate) fn policy_applies(policy: &Value, repository_id: &str, branch: Option<&str>) -> bool {
-    let Some(scopes) = policy.pointer("/settings/scope").and_then(Value::as_array) else {
+fn scope_applies(scope: Option<&Value>, repository_id: &str, branch: Option<&str>) -> bool {
+    let Some(scopes) = scope.and_then(Value::as_array) else {
         return true;
     };
     scopes.iter().any(|scope| {
@@ -120,31 +158,42 @@ pub(crate) fn policy_applies(policy: &Value, repository_id: &str, branch: Option
 
 impl Crawler {
     /// Every repository of every project, read once per resync (not published): by the
-    /// `repository` kind as it publishes them, or by the first kind that needs them.
-    async fn repository_list(&self, cache: &ResyncCache) -> Result<Arc<CompactList>, CrawlError> {
-        cache
-            .repositories
-            .get_or_read(|| async {
-                let projects = self.project_list(cache).await?;
-                let lists: Vec<Vec<Value>> = stream::iter(
-                    projects
-                        .iter()
-                        .filter_map(|p| text(&p, "id").map(ProjectId::new))
-                        .collect::<Vec<_>>(),
-                )
-                .map(|id| async move {
-                    match self.client.repositories(&id).await {
-                        // The project went away between the list and the read.
-                        Err(e) if e.unit_gone() => Ok(Vec::new()),
-                        other => other,
-                    }
-                })
-                .buffer_unordered(super::CONCURRENT_UNITS)
-                .try_collect()
-                .await?;
-                Ok(CompactList::from_values(lists.into_iter().flatten()))
+    /// `repository` kind as it publishes them, or by the first kind that needs them; or, past
+    /// the resync's byte limit ([`crate::crawl_context::REPOSITORY_LIST_BYTES`]), the word that
+    /// each kind lists each project's repositories itself (the read stops there: what it read
+    /// so far is dropped).
+    pub(crate) async fn repository_list(
+        &self,
+        cache: &ResyncCache,
+    ) -> Result<RepositoryList, CrawlError> {
+        let mut held = cache.repositories.lock().await;
+        if let Some(list) = held.as_ref() {
+            return Ok(list.clone());
+        }
+        let projects = self.project_list(cache).await?;
+        let ids: Vec<ProjectId> = projects
+            .iter()
+            .filter_map(|p| text(&p, "id").map(ProjectId::new))
+            .collect();
+        drop(projects);
+        let mut listings = stream::iter(ids)
+            .map(|id| async move {
+                match self.client.repositories(&id).await {
+                    // The project went away between the list and the read.
+                    Err(e) if e.unit_gone() => Ok(Vec::new()),
+                    other => other,
+                }
             })
-            .await
+            .buffered(super::CONCURRENT_UNITS);
+        let mut kept = BoundedTexts::new(cache.repository_list_bytes);
+        while let Some(listed) = listings.try_next().await? {
+            if !listed.iter().all(|repository| kept.push(repository)) {
+                break;
+            }
+        }
+        let list = kept.finish();
+        *held = Some(list.clone());
+        Ok(list)
     }
 
     pub(crate) async fn crawl_repositories(
@@ -157,32 +206,46 @@ impl Crawler {
         let builder = &builder;
         // Kinds read repository by repository wait for the list this crawl reads.
         let cache = crawl.cache;
-        let mut held = match cache.keep_repositories {
-            true => Some(cache.repositories.hold().await),
+        let held = match cache.keep_repositories {
+            true => Some(cache.repositories.lock().await),
             false => None,
         };
-        if let Some(listed) = held.as_ref().and_then(|held| held.as_ref()).cloned() {
-            // A kind read repository by repository listed them first: publish that list.
-            drop(held);
-            let units = repositories_by_project(self::listed(listed));
-            return self
-                .fan_out(&mut crawl, units, |repositories, pages: Pages| async move {
-                    pages
-                        .send(builder.list_items(enrichment, repositories).await?)
-                        .await
-                })
-                .await;
-        }
+        let keeping = match held.as_ref().map(|held| (**held).clone()) {
+            Some(Some(RepositoryList::Kept(listed))) => {
+                // A kind read repository by repository listed them first: publish that list.
+                drop(held);
+                let units = repositories_by_project(self::listed(listed));
+                return self
+                    .fan_out(&mut crawl, units, |repositories, pages: Pages| async move {
+                        pages
+                            .send(builder.list_items(enrichment, repositories).await?)
+                            .await
+                    })
+                    .await;
+            }
+            // Too many to keep (a kind found so): each lists them itself.
+            Some(Some(RepositoryList::PerProject)) | None => {
+                drop(held);
+                None
+            }
+            Some(None) => held.map(|held| (held, BoundedTexts::new(cache.repository_list_bytes))),
+        };
         let units = self.project_units(cache).await?;
-        let seen = held.is_some().then(|| Mutex::new(Vec::new()));
-        let seen_ref = seen.as_ref();
+        let keeping = Mutex::new(keeping);
+        let keeping_ref = &keeping;
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
             let id = ProjectId::new(text(&project, "id").unwrap_or_default());
             let repositories = self.client.repositories(&id).await?;
-            if let Some(seen) = seen_ref {
-                seen.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(repositories.iter().map(compact));
+            {
+                let mut keeping = keeping_ref.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((_, kept)) = keeping.as_mut()
+                    && !repositories.iter().all(|repository| kept.push(repository))
+                    && let Some((mut held, _)) = keeping.take()
+                {
+                    // Past the limit: the kinds that wait for the list list them themselves,
+                    // starting now.
+                    *held = Some(RepositoryList::PerProject);
+                }
             }
             pages
                 .send(builder.list_items(enrichment, repositories).await?)
@@ -190,49 +253,104 @@ impl Crawler {
         })
         .await?;
         if crawl.report.failure.is_none()
-            && let (Some(held), Some(seen)) = (held.as_mut(), seen)
+            && let Some((mut held, kept)) = keeping.into_inner().unwrap_or_else(|p| p.into_inner())
         {
-            **held = Some(Arc::new(CompactList::from_texts(
-                seen.into_inner().unwrap_or_else(|p| p.into_inner()),
-            )));
+            *held = Some(kept.finish());
         }
         Ok(())
     }
 
-    /// The healthy repositories of this resync as fan-out units (derived kinds read these).
+    /// The healthy repositories of this resync as fan-out units (derived kinds read these):
+    /// from the kept list, or listed project by project as the fan-out reaches each project
+    /// when the resync keeps none (a project whose list cannot be read is a failed unit).
     pub(crate) async fn healthy_repository_units(
         &self,
         cache: &ResyncCache,
-    ) -> Result<impl Iterator<Item = (String, Value)> + use<>, CrawlError> {
-        let repositories = self.repository_list(cache).await?;
-        Ok(repository_units(listed(repositories)))
+    ) -> Result<RepositoryUnits<'_>, CrawlError> {
+        Ok(match self.repository_list(cache).await? {
+            RepositoryList::Kept(list) => kept_repository_units(list).boxed(),
+            RepositoryList::PerProject => {
+                let projects = self.project_units(cache).await?;
+                stream::iter(projects)
+                    .then(move |(label, project)| async move {
+                        let id = ProjectId::new(text(&project, "id").unwrap_or_default());
+                        (label, self.client.repositories(&id).await)
+                    })
+                    .flat_map(|(label, listed)| {
+                        let units: Vec<(String, RepositoryUnit)> = match listed {
+                            Ok(repositories) => repository_units(repositories)
+                                .map(|(label, repository)| (label, Ok(repository)))
+                                .collect(),
+                            Err(e) => vec![(label, Err(e))],
+                        };
+                        stream::iter(units)
+                    })
+                    .boxed()
+            }
+        })
     }
 
     /// One policy listing per project ([`crate::ado::AdoClient::project_policies`]) instead of one per
     /// repository, each policy published for every healthy repository it applies to (as
     /// `git/policy/configurations?repositoryId=&refName=` would answer for that repository).
     pub(crate) async fn crawl_policies(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
-        let repositories = self.repository_list(crawl.cache).await?;
-        let units = project_units(repository_units(listed(repositories)));
-        self.fan_out(
-            &mut crawl,
-            units,
-            |(project_id, repositories), pages: Pages| async move {
-                let policies = self.client.project_policies(&project_id).await?;
-                let items = repositories
-                    .iter()
-                    .flat_map(|repository| {
-                        let (_, repository_id) = repository_ids(repository);
-                        let branch = text(repository, "defaultBranch");
-                        policies
-                            .iter()
-                            .filter(move |p| policy_applies(p, repository_id.as_str(), branch))
-                            .map(|p| enrich(p.clone(), "__repository", repository))
-                    })
-                    .collect();
-                pages.send(items).await
-            },
-        )
+        let units: Box<dyn Iterator<Item = (String, PolicyUnit)> + Send> =
+            match self.repository_list(crawl.cache).await? {
+                RepositoryList::Kept(list) => {
+                    Box::new(project_units(repository_units(listed(list))).map(
+                        |(label, (id, repositories))| (label, PolicyUnit::Listed(id, repositories)),
+                    ))
+                }
+                RepositoryList::PerProject => Box::new(self.project_units(crawl.cache).await?.map(
+                    |(label, project)| {
+                        let id = ProjectId::new(text(&project, "id").unwrap_or_default());
+                        (label, PolicyUnit::Unlisted(id))
+                    },
+                )),
+            };
+        self.fan_out(&mut crawl, units, |unit, pages: Pages| async move {
+            let (project_id, repositories) = match unit {
+                PolicyUnit::Listed(id, repositories) => (id, repositories),
+                PolicyUnit::Unlisted(id) => {
+                    let listed = self.client.repositories(&id).await?;
+                    let healthy: Vec<Value> = repository_units(listed).map(|(_, r)| r).collect();
+                    (id, healthy)
+                }
+            };
+            if repositories.is_empty() {
+                return Ok(());
+            }
+            // Each policy kept as its text and scope, parsed again only for the repositories
+            // it applies to; pages sent as they fill, not the project's whole as one.
+            let policies: Vec<(Option<Value>, Box<str>)> = self
+                .client
+                .project_policies(&project_id)
+                .await?
+                .iter()
+                .map(|policy| (policy.pointer("/settings/scope").cloned(), compact(policy)))
+                .collect();
+            let per_event = self.items_per_event.max(1);
+            let mut page = Vec::new();
+            let mut page_heap = 0;
+            for repository in &repositories {
+                let (_, repository_id) = repository_ids(repository);
+                let branch = text(repository, "defaultBranch");
+                for (scope, policy) in &policies {
+                    if !scope_applies(scope.as_ref(), repository_id.as_str(), branch) {
+                        continue;
+                    }
+                    let policy = serde_json::from_str(policy).unwrap_or(Value::Null);
+                    let item = enrich(policy, "__repository", repository);
+                    page_heap += heap_bytes(&item);
+                    page.push(item);
+                    if page.len() >= per_event || page_heap >= POLICY_PAGE_BYTES {
+                        pages.send(std::mem::take(&mut page)).await?;
+                        page_heap = 0;
+                    }
+                }
+            }
+            pages.send(page).await
+        })
         .await
     }
 
@@ -267,12 +385,23 @@ impl Crawler {
             .collect::<Result<Vec<_>, CrawlError>>()?;
         let widest = windows.iter().map(|w| w.min_time).min().unwrap_or(now);
         let min_time = widest.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let repositories = self.repository_list(cache).await?;
-        let units = project_units(repository_units(listed(repositories))).flat_map(
-            |(label, (project_id, repositories))| {
-                PullRequestList::of_project(&label, project_id, &repositories)
-            },
-        );
+        let units: Vec<(String, PullRequestList)> = match self.repository_list(cache).await? {
+            RepositoryList::Kept(list) => project_units(repository_units(listed(list)))
+                .flat_map(|(label, (project_id, repositories))| {
+                    PullRequestList::of_project(&label, project_id, &repositories)
+                })
+                .collect(),
+            // Too many repositories to keep: each project's unit lists them itself.
+            RepositoryList::PerProject => (self.project_units(cache).await?)
+                .map(|(label, project)| {
+                    let id = ProjectId::new(text(&project, "id").unwrap_or_default());
+                    (
+                        format!("{label}, pull requests"),
+                        PullRequestList::unlisted(id),
+                    )
+                })
+                .collect(),
+        };
         let (windows, min_time) = (&windows, min_time.as_str());
         let top = self.limits.pull_request_page.max(1);
         self.fan_out_to(
@@ -282,48 +411,59 @@ impl Crawler {
                 let PullRequestList {
                     project_id,
                     healthy,
-                    status,
+                    statuses,
                 } = list;
-                let closed = status != "active";
-                let mut criteria = vec![("searchCriteria.status", status)];
-                if closed {
-                    criteria.push(("searchCriteria.queryTimeRangeType", "closed"));
-                    criteria.push(("searchCriteria.minTime", min_time));
-                }
-                // Per unit, the pull requests of each repository it took so far.
-                let mut taken = vec![HashMap::new(); windows.len()];
-                let mut skip = 0;
-                loop {
-                    let page = self
-                        .client
-                        .project_pull_requests_page(&project_id, &criteria, top, skip)
-                        .await?;
-                    let got = page.len();
-                    skip += got;
-                    let page: Vec<(String, Value)> = (page.into_iter())
-                        .filter_map(|pr| Some((repository_of(&pr)?, pr)))
-                        .filter(|(repository, _)| healthy.contains(repository))
-                        .collect();
-                    for (index, window) in windows.iter().enumerate() {
-                        let taken = &mut taken[index];
-                        let items = (page.iter())
-                            .filter(|(repository, pr)| {
-                                !closed || window.takes(repository, pr, taken)
-                            })
-                            .map(|(_, pr)| pr.clone())
-                            .collect();
-                        pages.send_to(index, items).await?;
+                let healthy = match healthy {
+                    Some(healthy) => healthy,
+                    None => {
+                        let listed = self.client.repositories(&project_id).await?;
+                        let healthy: Vec<Value> =
+                            repository_units(listed).map(|(_, r)| r).collect();
+                        healthy_ids(&healthy)
                     }
-                    // A short page is the last one: no extra request for an empty page. Closed
-                    // lists end once every unit took all it may of every repository.
-                    let full = || {
-                        (windows.iter().zip(&taken)).all(|(window, taken)| {
-                            (healthy.iter())
-                                .all(|r| taken.get(r).is_some_and(|n| *n >= window.max_results))
-                        })
-                    };
-                    if got < top || (closed && full()) {
-                        break;
+                };
+                for &status in statuses {
+                    let closed = status != "active";
+                    let mut criteria = vec![("searchCriteria.status", status)];
+                    if closed {
+                        criteria.push(("searchCriteria.queryTimeRangeType", "closed"));
+                        criteria.push(("searchCriteria.minTime", min_time));
+                    }
+                    // Per unit, the pull requests of each repository it took so far.
+                    let mut taken = vec![HashMap::new(); windows.len()];
+                    let mut skip = 0;
+                    loop {
+                        let page = self
+                            .client
+                            .project_pull_requests_page(&project_id, &criteria, top, skip)
+                            .await?;
+                        let got = page.len();
+                        skip += got;
+                        let page: Vec<(String, Value)> = (page.into_iter())
+                            .filter_map(|pr| Some((repository_of(&pr)?, pr)))
+                            .filter(|(repository, _)| healthy.contains(repository))
+                            .collect();
+                        for (index, window) in windows.iter().enumerate() {
+                            let taken = &mut taken[index];
+                            let items = (page.iter())
+                                .filter(|(repository, pr)| {
+                                    !closed || window.takes(repository, pr, taken)
+                                })
+                                .map(|(_, pr)| pr.clone())
+                                .collect();
+                            pages.send_to(index, items).await?;
+                        }
+                        // A short page is the last one: no extra request for an empty page.
+                        // Closed lists end once every unit took all it may of every repository.
+                        let full = || {
+                            (windows.iter().zip(&taken)).all(|(window, taken)| {
+                                (healthy.iter())
+                                    .all(|r| taken.get(r).is_some_and(|n| *n >= window.max_results))
+                            })
+                        };
+                        if got < top || (closed && full()) {
+                            break;
+                        }
                     }
                 }
                 Ok(())
@@ -333,38 +473,56 @@ impl Crawler {
     }
 }
 
-/// One pull request list of a resync: a project's pull requests of one status.
+/// One pull request unit of a resync: a project's pull requests of one status (or, when the
+/// resync keeps no repository list, of every status, after listing the project's repositories).
 struct PullRequestList {
     project_id: ProjectId,
     /// The ids of the project's healthy repositories (lower case): the others' pull requests
-    /// are left out.
-    healthy: Arc<HashSet<String>>,
-    status: &'static str,
+    /// are left out. `None`: the unit lists them first.
+    healthy: Option<Arc<HashSet<String>>>,
+    statuses: &'static [&'static str],
+}
+
+/// The statuses of pull requests read, as the Python integration reads them: active ones all,
+/// abandoned and completed ones closed within `minTimeInDays`.
+const PULL_REQUEST_STATUSES: [&str; 3] = ["active", "abandoned", "completed"];
+
+/// The lower-case ids of `repositories`, as [`PullRequestList`] keeps them.
+fn healthy_ids(repositories: &[Value]) -> Arc<HashSet<String>> {
+    Arc::new(
+        (repositories.iter())
+            .filter_map(|r| text(r, "id"))
+            .map(str::to_ascii_lowercase)
+            .collect(),
+    )
 }
 
 impl PullRequestList {
-    /// The lists of a project (fan-out units labelled after `label`), one per status, as the
-    /// Python integration reads them: active ones all, abandoned and completed ones closed
-    /// within `minTimeInDays`.
+    /// The lists of a project (fan-out units labelled after `label`), one per status.
     fn of_project(
         label: &str,
         project_id: ProjectId,
         repositories: &[Value],
     ) -> [(String, PullRequestList); 3] {
-        let healthy: Arc<HashSet<String>> = Arc::new(
-            (repositories.iter())
-                .filter_map(|r| text(r, "id"))
-                .map(str::to_ascii_lowercase)
-                .collect(),
-        );
-        ["active", "abandoned", "completed"].map(|status| {
+        let healthy = healthy_ids(repositories);
+        [0, 1, 2].map(|index| {
+            let statuses = &PULL_REQUEST_STATUSES[index..=index];
             let list = PullRequestList {
                 project_id: project_id.clone(),
-                healthy: Arc::clone(&healthy),
-                status,
+                healthy: Some(Arc::clone(&healthy)),
+                statuses,
             };
-            (format!("{label}, {status} pull requests"), list)
+            (format!("{label}, {} pull requests", statuses[0]), list)
         })
+    }
+
+    /// A project's unit that lists its repositories, then reads every status.
+    fn unlisted(project_id: ProjectId) -> Self {
+        PullRequestList {
+            project_id,
+            healthy: None,
+            statuses: &PULL_REQUEST_STATUSES,
+        }
     }
 }
 

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::KindCrawl;
-use super::{Pages, repository_units, text};
+use super::{Pages, kept_repository_units, repository_units, text};
 use crate::ado::{
     AdoClient, AdoError, CONTENT_MISSING, GitVersion, ProjectId, RepositoryId, none_if_missing,
 };
-use crate::crawl_context::{CrawlError, Crawler};
+use crate::crawl_context::{CrawlError, Crawler, RepositoryList};
 use crate::plan::GitopsPlan;
 use adoport_shared::messages::GITOPS_KIND;
 
@@ -213,13 +213,20 @@ impl Crawler {
         // The kind's series exists (at 0) even when no repository has a spec.
         self.resync_stats.crawled(GITOPS_KIND, 0);
         let gitops = &gitops;
-        if crawl.cache.keep_repositories {
+        if crawl.cache.keep_repositories
+            && let RepositoryList::Kept(list) = self.repository_list(crawl.cache).await?
+        {
             // Another kind of this resync holds the repository list: read it from there.
-            let units = self.healthy_repository_units(crawl.cache).await?;
+            let units = kept_repository_units(list);
             return self
-                .fan_out(&mut crawl, units, |repository, pages| async move {
-                    self.gitops_specs_of(gitops, repository, &pages).await
-                })
+                .fan_out_stream(
+                    &mut crawl,
+                    units,
+                    self.fan_out_width(),
+                    |repository, pages| async move {
+                        self.gitops_specs_of(gitops, repository?, &pages).await
+                    },
+                )
                 .await;
         }
         // Otherwise list each project's repositories as its specs are read, so that the

@@ -35,13 +35,13 @@ mod test_runs;
 pub(crate) mod wikis;
 mod work;
 
-pub(crate) use git::repository_units;
+pub(crate) use git::{RepositoryUnit, kept_repository_units, repository_units};
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use futures_util::{StreamExt, stream};
+use futures_util::{Stream, StreamExt, stream};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -394,7 +394,7 @@ impl Crawler {
         F: Fn(T, Pages) -> Fut,
         Fut: Future<Output = Result<(), AdoError>>,
     {
-        self.fan_out_to(std::slice::from_mut(crawl), units, fetch)
+        self.fan_out_stream(crawl, stream::iter(units), self.fan_out_width(), fetch)
             .await
     }
 
@@ -412,11 +412,52 @@ impl Crawler {
         F: Fn(T, Pages) -> Fut,
         Fut: Future<Output = Result<(), AdoError>>,
     {
+        self.fan_out_stream_to(crawls, stream::iter(units), self.fan_out_width(), fetch)
+            .await
+    }
+
+    /// Units a fan-out runs at once: as many as the crawl may have requests in flight, at
+    /// least [`CONCURRENT_UNITS`].
+    pub(crate) fn fan_out_width(&self) -> usize {
+        self.client.crawl_in_flight().max(CONCURRENT_UNITS)
+    }
+
+    /// [`Crawler::fan_out`] over units that arrive as a stream (repositories listed project by
+    /// project as the fan-out reaches each project), `width` at a time: the next unit is asked
+    /// for only when one may start.
+    pub(crate) async fn fan_out_stream<T, F, Fut>(
+        &self,
+        crawl: &mut KindCrawl<'_>,
+        units: impl Stream<Item = (String, T)>,
+        width: usize,
+        fetch: F,
+    ) -> Result<(), CrawlError>
+    where
+        F: Fn(T, Pages) -> Fut,
+        Fut: Future<Output = Result<(), AdoError>>,
+    {
+        self.fan_out_stream_to(std::slice::from_mut(crawl), units, width, fetch)
+            .await
+    }
+
+    /// The fan-out under [`Crawler::fan_out`], [`Crawler::fan_out_to`] and
+    /// [`Crawler::fan_out_stream`]: units from a stream, `width` at a time, each unit's pages
+    /// to the crawl of `crawls` it is for.
+    pub(crate) async fn fan_out_stream_to<T, F, Fut>(
+        &self,
+        crawls: &mut [KindCrawl<'_>],
+        units: impl Stream<Item = (String, T)>,
+        width: usize,
+        fetch: F,
+    ) -> Result<(), CrawlError>
+    where
+        F: Fn(T, Pages) -> Fut,
+        Fut: Future<Output = Result<(), AdoError>>,
+    {
         let Some(kind) = crawls.first().map(|crawl| crawl.kind) else {
             return Ok(());
         };
         let (tx, mut rx) = mpsc::channel::<(usize, Vec<Value>, HeldBytes)>(CONCURRENT_UNITS);
-        let width = self.client.crawl_in_flight().max(CONCURRENT_UNITS);
         let sizes = Arc::new(PageSizes::new(
             &self.page_budget,
             CONCURRENT_UNITS,
@@ -428,7 +469,7 @@ impl Crawler {
         let fetch = &fetch;
         let failures_ref = &failures;
         let producer = async move {
-            stream::iter(units)
+            units
                 .for_each_concurrent(width, |(label, unit)| {
                     let tx = tx.clone();
                     async move {

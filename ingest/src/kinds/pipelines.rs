@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::KindCrawl;
 use super::items::{self, ListEnrichment};
 use super::releases::distinct;
-use super::{Pages, text};
+use super::{Pages, RepositoryUnit, text};
 use crate::ado::{AdoError, ProjectId, repository_ids};
 use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache};
 use crate::kind::Kind;
@@ -217,10 +217,12 @@ impl Crawler {
     pub(crate) async fn crawl_branches(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let top = self.limits.page;
         let units = self.healthy_repository_units(crawl.cache).await?;
-        self.fan_out(
+        self.fan_out_stream(
             &mut crawl,
             units,
-            |repository: Value, pages: Pages| async move {
+            self.fan_out_width(),
+            |repository: RepositoryUnit, pages: Pages| async move {
+                let repository = repository?;
                 let (project_id, repository_id) = repository_ids(&repository);
                 let path = format!("_apis/git/repositories/{repository_id}/refs");
                 let mut listing = pin!(self.client.project_list(

@@ -13,11 +13,10 @@
 use std::pin::pin;
 
 use futures_util::TryStreamExt;
-use serde_json::Value;
 
 use super::KindCrawl;
-use super::Pages;
 use super::items;
+use super::{Pages, RepositoryUnit};
 use crate::ado::{AdoError, Page, paginate, repository_ids};
 use crate::crawl_context::{CrawlError, Crawler};
 use crate::plan::KindPlan;
@@ -64,10 +63,12 @@ impl Crawler {
         }
         let criteria = &criteria;
         let units = self.healthy_repository_units(crawl.cache).await?;
-        self.fan_out(
+        self.fan_out_stream(
             &mut crawl,
             units,
-            |repository: Value, pages: Pages| async move {
+            self.fan_out_width(),
+            |repository: RepositoryUnit, pages: Pages| async move {
+                let repository = repository?;
                 let (project_id, repository_id) = &repository_ids(&repository);
                 let query: Vec<(&str, &str)> =
                     criteria.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -111,6 +112,7 @@ impl Crawler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use serde_json::json;
 
     #[test]

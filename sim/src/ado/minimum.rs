@@ -9,7 +9,9 @@
 //! - projects: one page per [`AdoSimConfig::max_page_size`] projects (every kind needs them);
 //!   `project` with `defaultTeam` one read per project (only the single read has it);
 //! - repositories: one list per project (the API does not page), for every kind read repository
-//!   by repository;
+//!   by repository (adoport keeps that list for those kinds up to a byte limit, about 8,000
+//!   repositories, `REPOSITORY_LIST_BYTES` of the ingest crate; past it each of them lists each
+//!   project's repositories again, one more list per project and kind than this minimum);
 //! - `repository` `includedFiles`: per repository with a default branch, one read for a single
 //!   file; for several, the fewer of one read each and one `itemsbatch` (or folder listing)
 //!   telling which exist plus one read per existing file (the items API serves one file's
