@@ -589,15 +589,9 @@ async fn file_selectors_share_one_listing_and_one_read_per_file() {
         json!({"files": {"path": ["**/*.json"]}}),
         json!({"files": {"path": ["service.json", "port.yml"], "repos": ["repo-0-0"]}, "includedFiles": ["README.md", "CODEOWNERS"]}),
     ];
+    let file_key = |i: &Value| format!("{}:{}", i["repo"]["name"], i["file"]["path"]);
     let by_file = |items: &[Value]| -> std::collections::BTreeMap<String, Value> {
-        (items.iter())
-            .map(|i| {
-                (
-                    format!("{}:{}", i["repo"]["name"], i["file"]["path"]),
-                    i.clone(),
-                )
-            })
-            .collect()
+        (items.iter()).map(|i| (file_key(i), i.clone())).collect()
     };
     let mut alone = std::collections::BTreeMap::new();
     let mut item_reads = 0;
@@ -609,13 +603,7 @@ async fn file_selectors_share_one_listing_and_one_read_per_file() {
         item_reads = h.requests(ITEMS);
     }
     assert!(alone.values().all(|files| !files.is_empty()), "{alone:?}");
-    let kinds: Vec<(&str, Value)> = selectors.iter().map(|s| ("file", s.clone())).collect();
-    let plan = support::plans(&kinds);
-    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
-    let together: std::collections::BTreeMap<u32, _> = (h.crawl_by_resource(&plan).await)
-        .into_iter()
-        .map(|(resource, items)| (resource, by_file(&items)))
-        .collect();
+    let together = (h.crawl_selectors_together("file", &selectors, file_key)).await;
     assert_eq!(together, alone);
     // Each matched file read once, however many selectors match it: fewer reads than alone.
     let files: std::collections::BTreeSet<&String> =

@@ -282,15 +282,7 @@ async fn test_run_selectors_share_one_listing_and_each_read() {
         alone.insert(index as u32, by_id(&items["test-run"]));
     }
     let before = h.sim.requests();
-    let kinds: Vec<(&str, Value)> = (selectors.iter())
-        .map(|s| ("test-run", s.clone()))
-        .collect();
-    let plan = support::plans(&kinds);
-    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
-    let together: BTreeMap<u32, BTreeMap<String, Value>> = (h.crawl_by_resource(&plan).await)
-        .into_iter()
-        .map(|(resource, items)| (resource, by_id(&items)))
-        .collect();
+    let together = (h.crawl_selectors_together("test-run", &selectors, id_of)).await;
     assert_eq!(together, alone);
 
     let made = |route: &str| {
@@ -327,13 +319,7 @@ async fn build_selectors_share_one_listing() {
         reads.push(made_since(&h, &before));
     }
     let before = h.sim.requests();
-    let kinds: Vec<(&str, Value)> = (selectors.iter()).map(|s| ("build", s.clone())).collect();
-    let plan = support::plans(&kinds);
-    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
-    let together: BTreeMap<u32, BTreeMap<String, Value>> = (h.crawl_by_resource(&plan).await)
-        .into_iter()
-        .map(|(resource, items)| (resource, by_id(&items)))
-        .collect();
+    let together = (h.crawl_selectors_together("build", &selectors, id_of)).await;
     assert_eq!(together, alone);
     assert!(
         together[&0]
@@ -361,8 +347,13 @@ fn made_since(h: &CrawlHarness, before: &BTreeMap<String, u64>) -> BTreeMap<Stri
 /// Items by their `id`.
 fn by_id(items: &[Value]) -> BTreeMap<String, Value> {
     (items.iter())
-        .map(|item| (item["id"].to_string(), item.clone()))
+        .map(|item| (id_of(item), item.clone()))
         .collect()
+}
+
+/// An item's `id`, as [`by_id`] keys it.
+fn id_of(item: &Value) -> String {
+    item["id"].to_string()
 }
 
 #[tokio::test]

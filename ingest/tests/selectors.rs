@@ -304,10 +304,9 @@ async fn wiki_selectors_of_one_api_version_share_every_read() {
         json!({"includeContent": true, "apiVersion": "7.0"}),
         json!({"wikiType": "projectWiki", "includeContent": true}),
     ];
+    let page_key = |p: &Value| format!("{} {}", p["__wiki"]["id"], p["id"]);
     let by_page = |items: &[Value]| -> BTreeMap<String, Value> {
-        (items.iter())
-            .map(|p| (format!("{} {}", p["__wiki"]["id"], p["id"]), p.clone()))
-            .collect()
+        (items.iter()).map(|p| (page_key(p), p.clone())).collect()
     };
     let mut alone = BTreeMap::new();
     for (index, selector) in selectors.iter().enumerate() {
@@ -315,13 +314,7 @@ async fn wiki_selectors_of_one_api_version_share_every_read() {
         alone.insert(index as u32, by_page(&items["wiki"]));
     }
     let before = h.sim.requests();
-    let kinds: Vec<(&str, Value)> = selectors.iter().map(|s| ("wiki", s.clone())).collect();
-    let plan = support::plans(&kinds);
-    assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
-    let together: BTreeMap<u32, BTreeMap<String, Value>> = (h.crawl_by_resource(&plan).await)
-        .into_iter()
-        .map(|(resource, items)| (resource, by_page(&items)))
-        .collect();
+    let together = (h.crawl_selectors_together("wiki", &selectors, page_key)).await;
     assert_eq!(together, alone);
     assert!(together[&0].values().all(|p| p["content"].is_string()));
     assert!(together[&1].values().all(|p| p.get("content").is_none()));

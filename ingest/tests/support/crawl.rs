@@ -172,6 +172,28 @@ impl CrawlHarness {
         items
     }
 
+    /// Crawls `kind` once for every selector in one resync (a crawl unit each), expects no
+    /// unit to fail, and returns each selector's items by its index, keyed by `key`.
+    pub async fn crawl_selectors_together(
+        &self,
+        kind: &str,
+        selectors: &[Value],
+        key: impl Fn(&Value) -> String,
+    ) -> BTreeMap<u32, BTreeMap<String, Value>> {
+        let kinds: Vec<(&str, Value)> = (selectors.iter()).map(|s| (kind, s.clone())).collect();
+        let plan = super::plans(&kinds);
+        assert_eq!(plan.len(), selectors.len(), "one crawl unit per selector");
+        (self.crawl_by_resource(&plan).await)
+            .into_iter()
+            .map(|(resource, items)| {
+                let keyed = (items.iter())
+                    .map(|item| (key(item), item.clone()))
+                    .collect();
+                (resource, keyed)
+            })
+            .collect()
+    }
+
     /// Forbids the `index`th project of the simulator and returns its id.
     pub fn forbid_project(&self, index: usize) -> String {
         let forbidden = self.sim.projects()[index]["id"]
