@@ -25,6 +25,7 @@ use crate::kind::Kind;
 use crate::page_budget::{DEFAULT_BUFFER_BYTES, PageBudget};
 use crate::project_tags::{is_excluded, normalized};
 use crate::selector::SelectorError;
+use crate::shared_reads::{BoundedList, SHARED_READ_BYTES, SharedReads};
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{
     AttemptId, MappingVersionId, Origin, RawAction, RawEvent, ResyncId, encode,
@@ -259,6 +260,11 @@ pub(crate) struct ResyncCache {
     /// Per project, the lists two kinds read: the pipelines (`pipeline`, `pipeline-run`) and
     /// the environments (`environment`, `pipeline-deployment`).
     pub(crate) project_lists: ProjectLists,
+    /// The organization's groups, for `group`, `group-member` and the users' `__groups`, and
+    /// each team's members, for `team`'s `includeMembers` and `member`: kept within a byte
+    /// limit (see [`crate::shared_reads`]).
+    pub(crate) groups: BoundedList,
+    pub(crate) team_members: SharedReads,
 }
 
 /// A project's lists that several kinds (and several crawl units of one kind) read, by project
@@ -379,6 +385,8 @@ pub struct Crawler {
     pub(crate) page_budget: PageBudget,
     /// Most bytes of repository listings a resync keeps ([`REPOSITORY_LIST_BYTES`]).
     pub(crate) repository_list_bytes: usize,
+    /// Most bytes each read shared between kinds keeps ([`SHARED_READ_BYTES`]).
+    pub(crate) shared_read_bytes: usize,
 }
 
 impl Crawler {
@@ -396,7 +404,15 @@ impl Crawler {
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
             page_budget: PageBudget::new(DEFAULT_BUFFER_BYTES),
             repository_list_bytes: REPOSITORY_LIST_BYTES,
+            shared_read_bytes: SHARED_READ_BYTES,
         }
+    }
+
+    /// Keeps at most `bytes` of each read shared between kinds instead of
+    /// [`SHARED_READ_BYTES`] (tests cross the limit with a small organization).
+    pub fn with_shared_read_bytes(mut self, bytes: usize) -> Self {
+        self.shared_read_bytes = bytes;
+        self
     }
 
     /// Holds at most `bytes` of pages at once, across the units read at the same time (a

@@ -13,7 +13,8 @@
 //! `createMissingRelatedEntities: false` is crawled one unit after another, in mapping order
 //! ([`CrawlOrder`]). Projects, repositories and boards are read once per resync, by the first
 //! unit that needs them, while the others that need them wait (`ResyncCache`, which keeps them
-//! as JSON text).
+//! as JSON text); so are the groups and each team's members, within a byte limit
+//! (`crate::shared_reads`).
 //!
 //! A kind this version cannot crawl, or that failed part-way, is reported as failed: a later
 //! reconciliation must not delete entities on the strength of an incomplete crawl.
@@ -23,6 +24,7 @@ use crate::crawl_context::{
 };
 use crate::kinds;
 use crate::plan::KindPlan;
+use crate::shared_reads::{BoundedList, SharedReads};
 use adoport_shared::messages::ResyncId;
 use adoport_shared::port_app_config::PortAppConfig;
 use futures_util::StreamExt;
@@ -96,6 +98,11 @@ impl Crawler {
                 .filter_map(KindPlan::known)
                 .any(|kind| kinds::spec(kind).repository_derived),
             repository_list_bytes: self.repository_list_bytes,
+            groups: BoundedList::new(kinds::group_list_readers(plan) > 1, self.shared_read_bytes),
+            team_members: SharedReads::new(
+                kinds::team_member_readers(plan),
+                self.shared_read_bytes,
+            ),
             ..ResyncCache::default()
         };
         let at_once = match order {

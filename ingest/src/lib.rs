@@ -46,6 +46,7 @@ pub mod publisher;
 pub mod push_events;
 pub mod resync;
 pub mod selector;
+mod shared_reads;
 pub mod subscriptions;
 pub mod webhook;
 
@@ -72,6 +73,7 @@ pub use crawlers::Crawlers;
 pub use organizations::Organizations;
 pub use plan::{KindPlan, KindPlans};
 pub use resync::ResyncDone;
+pub use shared_reads::SHARED_READ_BYTES;
 
 /// Why ingest stopped.
 #[derive(Debug, thiserror::Error)]

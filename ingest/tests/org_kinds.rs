@@ -2,13 +2,16 @@
 //! selectors, `member`, `user` (entitlements and graph), `group`, `group-member`, `iteration`,
 //! `area-path`, page boundaries, `excludedTags` and a 403 on one project.
 
-use adoport_ingest::CrawlLimits;
+use std::collections::BTreeMap;
+
+use adoport_ingest::{CrawlLimits, SHARED_READ_BYTES};
 use adoport_sim::ado::AdoSimConfig;
 use serde_json::{Value, json};
 
 mod support;
 
 use support::crawl::{CrawlHarness, counted, crawl_harness, failure, pages, plan, plan_with};
+use support::plans;
 
 async fn harness(
     config: AdoSimConfig,
@@ -28,6 +31,20 @@ fn identity_pages(page: usize) -> AdoSimConfig {
         identity_page_size: page,
         ..AdoSimConfig::default()
     }
+}
+
+/// The items of `kind`, each as its JSON text, sorted: what two crawls published, to compare.
+fn sorted(items: &BTreeMap<String, Vec<Value>>, kind: &str) -> Vec<String> {
+    let mut texts: Vec<String> = (items.get(kind).into_iter().flatten())
+        .map(Value::to_string)
+        .collect();
+    texts.sort();
+    texts
+}
+
+/// Requests the simulator counted under each of `routes`.
+fn counts(h: &CrawlHarness, routes: &[&str]) -> Vec<u64> {
+    routes.iter().map(|route| h.requests(route)).collect()
 }
 
 fn strings<'a>(items: &'a [Value], pointer: &str) -> Vec<&'a str> {
@@ -351,4 +368,101 @@ async fn a_forbidden_project_marks_iteration_and_area_path_failed_and_keeps_the_
     assert_eq!(items["area-path"].len(), 1);
     assert_eq!(items["area-path"][0]["__project"]["name"], "project-2");
     h.sim.shutdown().await;
+}
+
+/// `group`, `group-member` and graph users with their groups in one resync list the groups
+/// once and resolve the groups memberships name from that list (no `subjectlookup` for the
+/// users, one for every group's members together), and each publishes exactly what it
+/// publishes crawled alone; with a shared-read limit the list passes, each kind lists the
+/// groups and looks them up, as before, and publishes the same.
+#[tokio::test]
+async fn identity_kinds_read_the_groups_once_and_publish_what_each_does_alone() {
+    let kinds = [
+        ("group", json!({})),
+        ("group-member", json!({})),
+        (
+            "user",
+            json!({"source": "graph", "includeGroupMemberships": true}),
+        ),
+    ];
+    let routes = [
+        "GET /{org}/_apis/graph/groups",
+        "GET /{org}/_apis/graph/memberships/{descriptor}",
+        "POST /{org}/_apis/graph/subjectlookup",
+    ];
+    // 7 groups in pages of 2 (4 pages), 4 users in pages of 2: groups listed once; 4 + 7
+    // memberships; lookups: none for the users' groups, one for every group's members.
+    // Not kept: the first page read then given up on, and `group` and `group-member` list
+    // the 4 pages each; the users' groups looked up per page of users (2), the members per
+    // page of groups (4).
+    for (limit, expected) in [(SHARED_READ_BYTES, [4, 11, 1]), (1, [9, 11, 6])] {
+        let h = crawl_harness(identity_pages(2), "sim-pat", "org-kinds.", |crawler| {
+            crawler.with_shared_read_bytes(limit)
+        })
+        .await;
+        let mut alone = BTreeMap::new();
+        for (kind, selector) in &kinds {
+            let items = h.crawl_ok(&[plan(kind, selector.clone())]).await;
+            alone.insert(*kind, sorted(&items, kind));
+        }
+        assert_eq!(alone["group-member"].len(), 3 * 4 + 2);
+        let before = counts(&h, &routes);
+        let together = h.crawl_ok(&plans(&kinds)).await;
+        let made: Vec<u64> = (counts(&h, &routes).iter().zip(&before))
+            .map(|(after, before)| after - before)
+            .collect();
+        assert_eq!(made, expected, "limit {limit}: {routes:?}");
+        for (kind, _) in &kinds {
+            assert_eq!(
+                sorted(&together, kind),
+                alone[kind],
+                "limit {limit}: {kind}"
+            );
+        }
+        h.sim.shutdown().await;
+    }
+}
+
+/// `team` with `includeMembers` and `member` in one resync read each team's members once
+/// (kept for the other only until it took them), and each publishes exactly what it publishes
+/// crawled alone; past the shared-read limit each reads them itself, and publishes the same.
+#[tokio::test]
+async fn team_members_are_read_once_for_team_and_member() {
+    let kinds = [
+        ("team", json!({"includeMembers": true})),
+        ("team", json!({})),
+        ("member", json!({})),
+    ];
+    let route = "GET /{org}/_apis/projects/{project}/teams/{team}/members";
+    // Three teams, one page of members each.
+    for (limit, expected) in [(SHARED_READ_BYTES, 3), (1, 6)] {
+        let h = crawl_harness(
+            AdoSimConfig::default(),
+            "sim-pat",
+            "org-kinds.",
+            |crawler| crawler.with_shared_read_bytes(limit),
+        )
+        .await;
+        let mut alone = BTreeMap::new();
+        for (kind, selector) in &kinds[..1] {
+            let items = h.crawl_ok(&[plan(kind, selector.clone())]).await;
+            alone.insert(*kind, sorted(&items, kind));
+        }
+        let items = h.crawl_ok(&[plan("member", json!({}))]).await;
+        alone.insert("member", sorted(&items, "member"));
+        assert_eq!(alone["member"].len(), 6);
+        let before = h.requests(route);
+        let (report, together) = h.crawl(&plans(&kinds)).await;
+        assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
+        assert_eq!(h.requests(route) - before, expected, "limit {limit}");
+        assert_eq!(sorted(&together, "member"), alone["member"]);
+        let with_members: Vec<String> = (together["team"].iter())
+            .filter(|team| team.get("__members").is_some())
+            .map(Value::to_string)
+            .collect();
+        let mut with_members = with_members;
+        with_members.sort();
+        assert_eq!(with_members, alone["team"], "limit {limit}");
+        h.sim.shutdown().await;
+    }
 }

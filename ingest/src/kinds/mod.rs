@@ -36,6 +36,8 @@ pub(crate) mod wikis;
 mod work;
 
 pub(crate) use git::{RepositoryUnit, kept_repository_units, repository_units};
+pub(crate) use identity::group_list_readers;
+pub(crate) use teams::team_member_readers;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

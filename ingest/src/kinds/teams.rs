@@ -5,7 +5,10 @@
 //! `__project`, `__parentIdentifier`, `__normalizedPath`; selector `depth`).
 //!
 //! `team` and `member` are organization-level (not filtered by `excludedTags`); `iteration`
-//! and `area-path` hang off the project list of the resync.
+//! and `area-path` hang off the project list of the resync. A team's members are read once
+//! per resync for `team`'s `includeMembers` and `member` together, kept for the other only
+//! until it took them and within a byte limit (`crate::shared_reads::SharedReads`; past it
+//! the other reads them again).
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
@@ -13,9 +16,24 @@ use serde_json::Value;
 use super::KindCrawl;
 use super::{CONCURRENT_UNITS, Pages, enrich, is_fatal, text};
 use crate::ado::{AdoError, ProjectId, TeamId};
-use crate::crawl_context::{CrawlError, Crawler};
+use crate::crawl_context::{CrawlError, Crawler, ResyncCache};
 use crate::kind::Kind;
+use crate::plan::KindPlan;
 use crate::selector::{AreaPathSelector, TeamSelector};
+
+/// The crawl units of `plan` that read each team's members: `member`'s, and `team`'s with
+/// `includeMembers`. The resync keeps a team's members for the others until each took them.
+pub(crate) fn team_member_readers(plan: &[KindPlan]) -> usize {
+    plan.iter()
+        .filter(|unit| match unit.known() {
+            Some(Kind::Member) => true,
+            Some(Kind::Team) => unit
+                .selectors::<TeamSelector>()
+                .is_ok_and(|selectors| selectors.iter().any(|s| s.include_members.0)),
+            _ => false,
+        })
+        .count()
+}
 
 /// `\Project\Area\A\B` → `Project\A\B` (the form of `System.AreaPath`).
 pub(crate) fn normalized_area_path(path: &str) -> String {
@@ -87,17 +105,37 @@ impl Crawler {
         }
     }
 
+    /// Every member of a team, read once per resync for the crawl units that need them
+    /// ([`team_member_readers`]).
+    async fn shared_team_members(
+        &self,
+        cache: &ResyncCache,
+        team: &Value,
+    ) -> Result<Vec<Value>, AdoError> {
+        let key = text(team, "id").unwrap_or_default();
+        let members = (cache.team_members)
+            .get_or_read(key, || async {
+                Ok::<_, AdoError>(Value::Array(self.all_team_members(team).await?))
+            })
+            .await?;
+        Ok(match members {
+            Value::Array(members) => members,
+            _ => Vec::new(),
+        })
+    }
+
     /// A team with `__members` and/or `__areaPaths`; `None` (and a message in `failures`)
     /// when its members could not be read, so that it is not published with a wrong list.
     async fn enriched_team(
         &self,
+        cache: &ResyncCache,
         team: Value,
         members: bool,
         area_paths: bool,
     ) -> Result<Result<Option<Value>, String>, AdoError> {
         let mut team = team;
         if members {
-            match self.all_team_members(&team).await {
+            match self.shared_team_members(cache, &team).await {
                 Ok(list) => team = enrich(team, "__members", &Value::Array(list)),
                 // The team (or its project) went away between the list and the read.
                 Err(e) if e.says_missing(TEAM_GONE) || e.unit_gone() => return Ok(Ok(None)),
@@ -142,7 +180,7 @@ impl Crawler {
             }
             let items = if members || area_paths {
                 let outcomes: Vec<Result<Option<Value>, String>> = stream::iter(page)
-                    .map(|team| self.enriched_team(team, members, area_paths))
+                    .map(|team| self.enriched_team(crawl.cache, team, members, area_paths))
                     .buffered(CONCURRENT_UNITS)
                     .try_collect()
                     .await?;
@@ -174,6 +212,7 @@ impl Crawler {
 
     pub(crate) async fn crawl_members(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let list = self.team_list(crawl.cache).await?;
+        let cache = crawl.cache;
         {
             let units: Vec<_> = list
                 .iter()
@@ -181,7 +220,7 @@ impl Crawler {
                 .collect();
             self.fan_out(&mut crawl, units, |team, pages: Pages| async move {
                 let team_id = team.get("id").cloned().unwrap_or(Value::Null);
-                let members = self.all_team_members(&team).await?;
+                let members = self.shared_team_members(cache, &team).await?;
                 pages
                     .send(
                         members
