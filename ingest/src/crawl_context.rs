@@ -260,11 +260,13 @@ pub(crate) struct ResyncCache {
     /// Per project, the lists two kinds read: the pipelines (`pipeline`, `pipeline-run`) and
     /// the environments (`environment`, `pipeline-deployment`).
     pub(crate) project_lists: ProjectLists,
-    /// The organization's groups, for `group`, `group-member` and the users' `__groups`, and
-    /// each team's members, for `team`'s `includeMembers` and `member`: kept within a byte
-    /// limit (see [`crate::shared_reads`]).
+    /// The organization's groups, for `group`, `group-member` and the users' `__groups`; each
+    /// team's members, for `team`'s `includeMembers` and `member`; each page of a project's
+    /// builds, for `build` and `pipeline-stage`: kept within a byte limit (see
+    /// [`crate::shared_reads`]).
     pub(crate) groups: BoundedList,
     pub(crate) team_members: SharedReads,
+    pub(crate) build_pages: SharedReads,
 }
 
 /// A project's lists that several kinds (and several crawl units of one kind) read, by project

@@ -13,7 +13,8 @@
 //! `createMissingRelatedEntities: false` is crawled one unit after another, in mapping order
 //! ([`CrawlOrder`]). Projects, repositories and boards are read once per resync, by the first
 //! unit that needs them, while the others that need them wait (`ResyncCache`, which keeps them
-//! as JSON text); so are the groups and each team's members, within a byte limit
+//! as JSON text); so are the groups, each team's members and each page of builds, within a byte
+//! limit
 //! (`crate::shared_reads`).
 //!
 //! A kind this version cannot crawl, or that failed part-way, is reported as failed: a later
@@ -103,6 +104,7 @@ impl Crawler {
                 kinds::team_member_readers(plan),
                 self.shared_read_bytes,
             ),
+            build_pages: SharedReads::new(kinds::build_list_readers(plan), self.shared_read_bytes),
             ..ResyncCache::default()
         };
         let at_once = match order {

@@ -333,6 +333,57 @@ async fn build_selectors_share_one_listing() {
     h.sim.shutdown().await;
 }
 
+/// `build` and `pipeline-stage` in one resync list each project's builds once (each page
+/// kept for the other until it took it), and each publishes exactly what it publishes crawled
+/// alone; past the shared-read limit each lists them, and publishes the same.
+#[tokio::test]
+async fn build_and_pipeline_stage_share_the_builds_listing() {
+    const BUILDS: &str = "GET /{org}/{project}/_apis/build/builds";
+    let kinds = [
+        ("build", json!({"enrichWithFirstCommit": true})),
+        ("pipeline-stage", json!({})),
+    ];
+    let sorted = |items: &BTreeMap<String, Vec<Value>>, kind: &str| {
+        let mut texts: Vec<String> = items[kind].iter().map(Value::to_string).collect();
+        texts.sort();
+        texts
+    };
+    // 6 builds a project in pages of 2: 3 pages a project, listed once or by each kind.
+    for (limit, listed) in [(adoport_ingest::SHARED_READ_BYTES, 9), (1, 18)] {
+        let h = crawl_harness(AdoSimConfig::default(), "sim-pat", "kinds-runs.", |c| {
+            c.with_limits(pages(2)).with_shared_read_bytes(limit)
+        })
+        .await;
+        let mut alone = BTreeMap::new();
+        let mut reads = BTreeMap::<String, u64>::new();
+        for (kind, selector) in &kinds {
+            let before = h.sim.requests();
+            let items = h.crawl_ok(&[plan(kind, selector.clone())]).await;
+            alone.insert(*kind, sorted(&items, kind));
+            for (route, made) in made_since(&h, &before) {
+                *reads.entry(route).or_default() += made;
+            }
+        }
+        let before = h.sim.requests();
+        let together = h.crawl_ok(&support::plans(&kinds)).await;
+        for (kind, _) in &kinds {
+            assert_eq!(
+                sorted(&together, kind),
+                alone[kind],
+                "limit {limit}: {kind}"
+            );
+        }
+        // Every read of the two alone, but the second listing when it is shared (and the
+        // second projects list, shared by every kind of a resync).
+        let made = made_since(&h, &before);
+        assert_eq!(made[BUILDS], listed, "limit {limit}");
+        reads.insert(BUILDS.to_string(), listed);
+        reads.insert("GET /{org}/_apis/projects".to_string(), 1);
+        assert_eq!(made, reads, "limit {limit}");
+        h.sim.shutdown().await;
+    }
+}
+
 /// Requests per route since `before`.
 fn made_since(h: &CrawlHarness, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     (h.sim.requests().into_iter())

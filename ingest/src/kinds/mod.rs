@@ -37,6 +37,7 @@ mod work;
 
 pub(crate) use git::{RepositoryUnit, kept_repository_units, repository_units};
 pub(crate) use identity::group_list_readers;
+pub(crate) use pipelines::build_list_readers;
 pub(crate) use teams::team_member_readers;
 
 use std::future::Future;

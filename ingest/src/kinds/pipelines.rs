@@ -5,21 +5,27 @@
 //! `tagFilter`) and
 //! `release-deployment` (both on the release management host), plus `branch` (per healthy
 //! repository: `{name, refName, objectId, __repository}`).
+//!
+//! A project's builds list is read once per resync for `build` and `pipeline-stage`, page by
+//! page ([`Crawler::shared_builds`]): a page is kept for the other kind only until it took it,
+//! within the resync's shared-read limit (`crate::shared_reads::SharedReads`; past it the
+//! other lists the page again). An incremental `build` (`minTime`) lists its own.
 
 use std::pin::pin;
 
 use std::sync::Arc;
 
-use futures_util::TryStreamExt;
+use futures_util::{Stream, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::KindCrawl;
 use super::items::{self, ListEnrichment};
 use super::releases::distinct;
 use super::{Pages, RepositoryUnit, text};
-use crate::ado::{AdoError, ProjectId, repository_ids};
+use crate::ado::{AdoError, Page, ProjectId, paginate, repository_ids};
 use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache};
 use crate::kind::Kind;
+use crate::plan::KindPlan;
 use crate::selector::ReleaseDefinitionSelector;
 
 /// How one project-scoped list kind is read (its items are built by
@@ -42,12 +48,80 @@ fn list_kind(kind: Kind) -> Option<ListKind> {
 
 /// The pipelines list of a project (read by `pipeline` and `pipeline-run`).
 pub(crate) const PIPELINES: &str = "_apis/pipelines";
-/// The builds list of a project (read by `build`, all its units at once).
+/// The builds list of a project (read by `build`, all its units at once, and
+/// `pipeline-stage`).
 const BUILDS: &str = "_apis/build/builds";
+/// The order both kinds list the builds in (the Python integration's).
+const BUILDS_ORDER: (&str, &str) = ("queryOrder", "queueTimeDescending");
+
+/// The crawl units of `plan` that list every project's builds in full: `pipeline-stage`'s,
+/// and `build`'s (one for all its units, which share one listing) unless every one of them
+/// reads only what changed (`minTime`). The resync keeps a page of builds for the others
+/// until each took it.
+pub(crate) fn build_list_readers(plan: &[KindPlan]) -> usize {
+    let of = |kind: Kind| plan.iter().filter(move |unit| unit.known() == Some(kind));
+    let builds = of(Kind::Build).count() > 0 && !of(Kind::Build).all(|unit| unit.since.is_some());
+    of(Kind::PipelineStage).count() + usize::from(builds)
+}
+
+/// A page of builds as [`Crawler::shared_builds`] keeps it, back as a [`Page`].
+fn builds_page(kept: Value) -> Page {
+    let Value::Object(mut kept) = kept else {
+        return Page {
+            items: Vec::new(),
+            continuation_token: None,
+        };
+    };
+    let items = match kept.remove("items") {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    let continuation_token = match kept.remove("token") {
+        Some(Value::String(token)) => Some(token),
+        _ => None,
+    };
+    Page {
+        items,
+        continuation_token,
+    }
+}
 /// The environments list of a project (read by `environment` and `pipeline-deployment`).
 pub(crate) const ENVIRONMENTS: &str = "_apis/distributedtask/environments";
 
 impl Crawler {
+    /// Every page of a project's builds, newest queued first, each page read once per resync
+    /// for the crawl units that list them ([`build_list_readers`]), keyed by the token it was
+    /// asked with.
+    pub(crate) fn shared_builds<'a>(
+        &'a self,
+        cache: &'a ResyncCache,
+        project_id: &'a ProjectId,
+    ) -> impl Stream<Item = Result<Vec<Value>, AdoError>> + 'a {
+        let top = self.limits.page;
+        paginate(move |token: Option<String>| async move {
+            let key = format!("{project_id} {}", token.as_deref().unwrap_or_default());
+            let kept = (cache.build_pages)
+                .get_or_read(&key, || async {
+                    let page = (self.client)
+                        .project_list_page(
+                            None,
+                            project_id,
+                            BUILDS,
+                            &[BUILDS_ORDER],
+                            top,
+                            token.as_deref(),
+                        )
+                        .await?;
+                    Ok::<_, AdoError>(json!({
+                        "items": page.items,
+                        "token": page.continuation_token,
+                    }))
+                })
+                .await?;
+            Ok(builds_page(kept))
+        })
+    }
+
     /// Every page of the project list at `path` (no parameters), read once per resync and
     /// project whichever kind or crawl unit asks first ([`ProjectLists`]); a failed read is not
     /// kept (the next unit reads again).
@@ -178,12 +252,14 @@ impl Crawler {
         let enrichments = (crawls.iter())
             .map(|crawl| ListEnrichment::of(crawl.plan))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut query = vec![("queryOrder", "queueTimeDescending".to_string())];
+        let mut query = vec![(BUILDS_ORDER.0, BUILDS_ORDER.1.to_string())];
         if crawls.iter().all(|crawl| crawl.plan.since.is_some())
             && let Some(since) = crawls.iter().filter_map(|crawl| crawl.plan.since).min()
         {
             query.push(("minTime", crate::cursors::iso(since)));
         }
+        // The full listing is the one `pipeline-stage` lists too.
+        let shared = query.len() == 1;
         let (enrichments, query) = (&enrichments, &query);
         let top = self.limits.page;
         let units = self.project_units(cache).await?;
@@ -194,12 +270,20 @@ impl Crawler {
                 let project_id = ProjectId::new(text(&project, "id").unwrap_or_default());
                 let query: Vec<(&str, &str)> =
                     query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let mut listing =
+                let mut own =
                     pin!(
                         self.client
                             .project_list(None, &project_id, BUILDS, &query, top)
                     );
-                while let Some(listed) = listing.try_next().await? {
+                let mut kept = pin!(self.shared_builds(cache, &project_id));
+                loop {
+                    let listed = match shared {
+                        true => kept.try_next().await?,
+                        false => own.try_next().await?,
+                    };
+                    let Some(listed) = listed else {
+                        break;
+                    };
                     let items: Vec<Value> = (listed.into_iter())
                         .map(|item| items::project_list_item(Kind::Build, item, &project))
                         .collect();

@@ -9,7 +9,8 @@
 //! - `pipeline-run` (`__project`, `__pipeline`): every pipeline's runs; in an incremental run,
 //!   the runs Analytics says completed since the cursor, each read on its own (see
 //!   [`Crawler::crawl_completed_pipeline_runs`]).
-//! - `pipeline-stage` (`__project`, `__build`): the `Stage` records of every build's timeline.
+//! - `pipeline-stage` (`__project`, `__build`): the `Stage` records of every build's timeline
+//!   (the builds listed with `build`, [`Crawler::shared_builds`]).
 //! - `pipeline-deployment` (`__project`, the environment's project reference): every
 //!   environment's deployment records.
 //!
@@ -321,17 +322,12 @@ impl Crawler {
         &self,
         mut crawl: KindCrawl<'_>,
     ) -> Result<(), CrawlError> {
-        let top = self.limits.page;
+        let cache = crawl.cache;
         self.per_project(&mut crawl, |project_id, project, pages: Pages| async move {
             let project_id = &project_id;
             let project = &project;
-            let mut listing = pin!(self.client.project_list(
-                None,
-                project_id,
-                "_apis/build/builds",
-                &[("queryOrder", "queueTimeDescending")],
-                top
-            ));
+            // The listing `build` reads (shared with it page by page).
+            let mut listing = pin!(self.shared_builds(cache, project_id));
             while let Some(builds) = listing.try_next().await? {
                 let stages: Vec<Vec<Value>> = stream::iter(builds)
                     .map(|build| async move {

@@ -53,7 +53,9 @@
 //!   pipeline one build-definition read (`includeRepo`: the simulator serves no definitions
 //!   list by ids) and one runs list (`pipeline-run`; the API does not page it);
 //! - `build`, `pipeline-stage` (one row): one builds page per project, per build one changes
-//!   read (`enrichWithFirstCommit`) and one timeline read (`pipeline-stage`);
+//!   read (`enrichWithFirstCommit`: plus its source commit when it lists no changes, the
+//!   `__firstCommit` the Python integration publishes then) and one timeline read
+//!   (`pipeline-stage`);
 //! - `environment`, `pipeline-deployment` (one row): one environments page per project, per
 //!   environment one deployment-records page (`pipeline-deployment`);
 //! - `release-definition`: one page per project and distinct selector; `release-deployment`:
@@ -500,11 +502,23 @@ fn minimum_rows(org: &Organization, config: &AdoSimConfig, wanted: &Wanted) -> V
         ));
     }
     if wanted.has("build") || wanted.has("pipeline-stage") {
-        let reads = u64::from(wanted.any("build", "enrichWithFirstCommit", false))
-            + u64::from(wanted.has("pipeline-stage"));
+        let first_commit = wanted.any("build", "enrichWithFirstCommit", false);
+        let reads = u64::from(first_commit) + u64::from(wanted.has("pipeline-stage"));
+        // A build without changes: its `__firstCommit` is its source commit, one read.
+        let source_commits = match first_commit {
+            true => (org.projects.iter())
+                .map(|project| {
+                    (1..=PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE)
+                        .filter(|&build| org.build_without_changes(project, build))
+                        .count() as u64
+                })
+                .sum(),
+            false => 0,
+        };
         rows.push(row(
             BUILDS_ROW,
-            listed_per_project(projects, PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE, reads),
+            listed_per_project(projects, PIPELINES_PER_PROJECT * BUILDS_PER_PIPELINE, reads)
+                + source_commits,
         ));
     }
     if wanted.has("environment") || wanted.has("pipeline-deployment") {
@@ -1089,6 +1103,11 @@ mod tests {
         assert_eq!(rows[PIPELINES_ROW], 2 + 2 * 2 * 2);
         // Per project the builds page, per build its timeline (no first commit asked).
         assert_eq!(rows[BUILDS_ROW], 2 + 2 * 6);
+        let first_commit = json!({"resources": [
+            {"kind": "build", "selector": {"query": "true", "enrichWithFirstCommit": true}},
+        ]});
+        // Per build its changes; build 4 of each project lists none: its source commit too.
+        assert_eq!(minimums(&first_commit)[BUILDS_ROW], 2 + 2 * 6 + 2);
         assert_eq!(rows[ENVIRONMENTS_ROW], 2 + 2 * 2);
         // Two distinct selectors: two lists per project.
         assert_eq!(rows["release-definition"], 2 * 2);

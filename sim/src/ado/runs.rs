@@ -100,6 +100,11 @@ pub(super) fn build_position(build: u64) -> Option<(u64, u64)> {
     ))
 }
 
+/// The changes build `build` lists (`build % 4`: every fourth build lists none).
+fn build_change_count(build: u64) -> u64 {
+    build % 4
+}
+
 fn queued(build: u64) -> DateTime<Utc> {
     epoch() + Duration::hours(build as i64 * 2)
 }
@@ -282,7 +287,16 @@ impl Organization {
         })
     }
 
-    /// The commits of a build (`build % 4` of them), newest first, as the changes API lists them.
+    /// Whether build `build` of `project` lists no changes although it ran on a repository's
+    /// commit (its `sourceVersion`): `enrichWithFirstCommit` then reads that commit.
+    pub(crate) fn build_without_changes(&self, project: &Project, build: u64) -> bool {
+        build_position(build)
+            .is_some_and(|(pipeline, _)| self.pipeline_repository(project, pipeline).is_some())
+            && build_change_count(build) == 0
+    }
+
+    /// The commits of a build ([`build_change_count`] of them), newest first, as the changes
+    /// API lists them.
     fn changes_json(&self, urls: &Urls, project: &Project, build: u64) -> Vec<Value> {
         let Some((pipeline, _)) = build_position(build) else {
             return Vec::new();
@@ -291,7 +305,7 @@ impl Organization {
             return Vec::new();
         };
         let org = &urls.organization_url;
-        (1..=build % 4)
+        (1..=build_change_count(build))
             .map(|k| {
                 let sha = commit_sha(repository, build * 10 + k);
                 let when = queued(build) - Duration::hours(k as i64 * 5);
