@@ -12,7 +12,8 @@
 //! mapping version in force ([`adoport_shared::mapping_versions`]). At the bottom: the kinds
 //! it knows ([`kind`]; each kind's row is in `kinds::KINDS`), the one table of service-hook
 //! event types ([`events`]), the typed selectors ([`selector`]), the plan of kinds to read
-//! ([`plan`]), what every kind's crawl works with ([`crawl_context`]) and the
+//! ([`plan`]), what every kind's crawl works with ([`crawl_context`]), what one kind reads for another of
+//! the same resync (`shared_reads`, within [`SHARED_READ_BYTES`]) and the
 //! publisher of live events' raw events ([`publisher`]); docs/design.md draws the layers.
 //! It publishes raw events and resync bookkeeping, and nothing else.
 //!
