@@ -14,8 +14,7 @@
 //! ([`CrawlOrder`]). Projects, repositories and boards are read once per resync, by the first
 //! unit that needs them, while the others that need them wait (`ResyncCache`, which keeps them
 //! as JSON text); so are the groups, each team's members and each page of builds, within a byte
-//! limit
-//! (`crate::shared_reads`).
+//! limit (`crate::shared_reads`).
 //!
 //! A kind this version cannot crawl, or that failed part-way, is reported as failed: a later
 //! reconciliation must not delete entities on the strength of an incomplete crawl.
