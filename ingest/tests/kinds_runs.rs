@@ -348,10 +348,12 @@ async fn build_and_pipeline_stage_share_the_builds_listing() {
         texts.sort();
         texts
     };
-    // 6 builds a project in pages of 2: 3 pages a project, listed once or by each kind.
-    for (limit, listed) in [(adoport_ingest::SHARED_READ_BYTES, 9), (1, 18)] {
+    // 6 builds a project in pages of 2: 3 pages a project, listed once or by each kind (with
+    // one kind at a time, `build` keeps every page until `pipeline-stage` takes it).
+    let kept = adoport_ingest::SHARED_READ_BYTES;
+    for (limit, at_once, listed) in [(kept, 4, 9), (kept, 1, 9), (1, 4, 18)] {
         let h = crawl_harness(AdoSimConfig::default(), "sim-pat", "kinds-runs.", |c| {
-            c.with_limits(pages(2)).with_shared_read_bytes(limit)
+            (c.with_limits(pages(2)).with_shared_read_bytes(limit)).with_concurrent_kinds(at_once)
         })
         .await;
         let mut alone = BTreeMap::new();
@@ -370,16 +372,16 @@ async fn build_and_pipeline_stage_share_the_builds_listing() {
             assert_eq!(
                 sorted(&together, kind),
                 alone[kind],
-                "limit {limit}: {kind}"
+                "limit {limit}, {at_once} at once: {kind}"
             );
         }
         // Every read of the two alone, but the second listing when it is shared (and the
         // second projects list, shared by every kind of a resync).
         let made = made_since(&h, &before);
-        assert_eq!(made[BUILDS], listed, "limit {limit}");
+        assert_eq!(made[BUILDS], listed, "limit {limit}, {at_once} at once");
         reads.insert(BUILDS.to_string(), listed);
         reads.insert("GET /{org}/_apis/projects".to_string(), 1);
-        assert_eq!(made, reads, "limit {limit}");
+        assert_eq!(made, reads, "limit {limit}, {at_once} at once");
         h.sim.shutdown().await;
     }
 }

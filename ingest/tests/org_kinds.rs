@@ -395,9 +395,14 @@ async fn identity_kinds_read_the_groups_once_and_publish_what_each_does_alone() 
     // Not kept: the first page read then given up on, and `group` and `group-member` list
     // the 4 pages each; the users' groups looked up per page of users (2), the members per
     // page of groups (4).
-    for (limit, expected) in [(SHARED_READ_BYTES, [4, 11, 1]), (1, [9, 11, 6])] {
+    // The same with one kind at a time.
+    for (limit, at_once, expected) in [
+        (SHARED_READ_BYTES, 4, [4, 11, 1]),
+        (SHARED_READ_BYTES, 1, [4, 11, 1]),
+        (1, 4, [9, 11, 6]),
+    ] {
         let h = crawl_harness(identity_pages(2), "sim-pat", "org-kinds.", |crawler| {
-            crawler.with_shared_read_bytes(limit)
+            (crawler.with_shared_read_bytes(limit)).with_concurrent_kinds(at_once)
         })
         .await;
         let mut alone = BTreeMap::new();
@@ -411,12 +416,15 @@ async fn identity_kinds_read_the_groups_once_and_publish_what_each_does_alone() 
         let made: Vec<u64> = (counts(&h, &routes).iter().zip(&before))
             .map(|(after, before)| after - before)
             .collect();
-        assert_eq!(made, expected, "limit {limit}: {routes:?}");
+        assert_eq!(
+            made, expected,
+            "limit {limit}, {at_once} at once: {routes:?}"
+        );
         for (kind, _) in &kinds {
             assert_eq!(
                 sorted(&together, kind),
                 alone[kind],
-                "limit {limit}: {kind}"
+                "limit {limit}, {at_once} at once: {kind}"
             );
         }
         h.sim.shutdown().await;
@@ -434,13 +442,18 @@ async fn team_members_are_read_once_for_team_and_member() {
         ("member", json!({})),
     ];
     let route = "GET /{org}/_apis/projects/{project}/teams/{team}/members";
-    // Three teams, one page of members each.
-    for (limit, expected) in [(SHARED_READ_BYTES, 3), (1, 6)] {
+    // Three teams, one page of members each; with one kind at a time, `team` keeps every
+    // team's members until `member` takes them.
+    for (limit, at_once, expected) in [
+        (SHARED_READ_BYTES, 4, 3),
+        (SHARED_READ_BYTES, 1, 3),
+        (1, 4, 6),
+    ] {
         let h = crawl_harness(
             AdoSimConfig::default(),
             "sim-pat",
             "org-kinds.",
-            |crawler| crawler.with_shared_read_bytes(limit),
+            |crawler| (crawler.with_shared_read_bytes(limit)).with_concurrent_kinds(at_once),
         )
         .await;
         let mut alone = BTreeMap::new();
@@ -454,7 +467,11 @@ async fn team_members_are_read_once_for_team_and_member() {
         let before = h.requests(route);
         let (report, together) = h.crawl(&plans(&kinds)).await;
         assert_eq!(report.failed_kinds(), Vec::<&str>::new(), "{report:?}");
-        assert_eq!(h.requests(route) - before, expected, "limit {limit}");
+        assert_eq!(
+            h.requests(route) - before,
+            expected,
+            "limit {limit}, {at_once} at once"
+        );
         assert_eq!(sorted(&together, "member"), alone["member"]);
         let with_members: Vec<String> = (together["team"].iter())
             .filter(|team| team.get("__members").is_some())
@@ -462,7 +479,10 @@ async fn team_members_are_read_once_for_team_and_member() {
             .collect();
         let mut with_members = with_members;
         with_members.sort();
-        assert_eq!(with_members, alone["team"], "limit {limit}");
+        assert_eq!(
+            with_members, alone["team"],
+            "limit {limit}, {at_once} at once"
+        );
         h.sim.shutdown().await;
     }
 }
