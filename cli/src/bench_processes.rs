@@ -25,10 +25,9 @@ pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
 /// A process's two peaks: the kernel's high-water mark of its resident memory (`VmHWM`, the
 /// figure the targets are set on) and the largest anonymous resident memory it was seen with
-/// (sampled every [`SAMPLE_EVERY`]). `VmHWM` also counts the executable's own pages (about
-/// 24 MiB of a `release` build), which stay resident or not as the machine's page cache
-/// allows: on a machine busy with builds the same run's `VmHWM` moves by 10 MiB from that
-/// alone, while what the process allocates is in the anonymous peak.
+/// (sampled every [`SAMPLE_EVERY`]). `VmHWM` also counts the pages of the executable and its
+/// libraries (`RssFile`, about 24 MiB for a `release` build of `adoport all`), resident or not
+/// as the machine's page cache allows; what the process allocates is in the anonymous peak.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Peaks {
     pub(crate) resident_kib: Option<u64>,
