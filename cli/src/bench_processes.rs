@@ -26,7 +26,7 @@ pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// A process's two peaks: the kernel's high-water mark of its resident memory (`VmHWM`, the
 /// figure the targets are set on) and the largest anonymous resident memory it was seen with
 /// (sampled every [`SAMPLE_EVERY`]). `VmHWM` also counts the pages of the executable and its
-/// libraries (`RssFile`, about 24 MiB for a `release` build of `adoport all`), resident or not
+/// libraries (`RssFile`, about 23 MiB for a `release` build of `adoport all`), resident or not
 /// as the machine's page cache allows; what the process allocates is in the anonymous peak.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Peaks {
