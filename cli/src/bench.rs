@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench_processes::{peak_rss_kib, run_once_with, spawn_role_of};
+use crate::bench_processes::{AnonymousPeaks, Peaks, peak_rss_kib, run_once_with, spawn_role_of};
 use crate::cli::{BenchArgs, BenchMode};
 use crate::sim::{PATIENCE, SimulatedWorld, default_mapping};
 use adoport_shared::bus::{Bus, Destination, Outgoing};
@@ -45,7 +45,8 @@ pub(crate) struct Figures {
     port_requests: u64,
     /// Requests that wrote entities (bulk and single upserts, deletes), retries included.
     entity_writes: u64,
-    pub(crate) memory: Vec<(&'static str, Option<u64>)>,
+    /// Each process's peaks (resident high-water mark and sampled anonymous memory).
+    pub(crate) memory: Vec<(&'static str, Peaks)>,
     /// The Port reads and writes of each resync of the run.
     resyncs: Vec<ResyncTraffic>,
 }
@@ -246,8 +247,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let memory = f
             .memory
             .iter()
-            .map(|(role, kib)| match kib {
-                Some(kib) => format!("{role} {:.1} MiB", *kib as f64 / 1024.0),
+            .map(|(role, peaks)| match peaks.resident_kib {
+                Some(kib) => format!("{role} {:.1} MiB", kib as f64 / 1024.0),
                 None => format!("{role} n/a"),
             })
             .collect::<Vec<_>>()
@@ -384,6 +385,7 @@ pub(crate) async fn separate_processes(args: &BenchArgs, expected: u64) -> anyho
     for role in ["publish", "transform", "ingest"] {
         children.push((role, spawn_role_of(&executable, role, &environment)?));
     }
+    let anonymous = AnonymousPeaks::start(children.iter().map(|(_, child)| child.id()).collect());
     let landed = world
         .port
         .wait_for(move |port| port.entity_count() as u64 >= expected, PATIENCE)
@@ -399,8 +401,13 @@ pub(crate) async fn separate_processes(args: &BenchArgs, expected: u64) -> anyho
         Ok(Vec::new())
     };
     let mut memory = Vec::new();
-    for (role, child) in &children {
-        memory.push((*role, child.id().and_then(peak_rss_kib)));
+    let anonymous = anonymous.finish().await;
+    for ((role, child), anonymous_kib) in children.iter().zip(anonymous) {
+        let peaks = Peaks {
+            resident_kib: child.id().and_then(peak_rss_kib),
+            anonymous_kib,
+        };
+        memory.push((*role, peaks));
     }
     for (_, child) in &mut children {
         let _ = child.start_kill();

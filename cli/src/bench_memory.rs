@@ -9,8 +9,15 @@
 //! every size. With `--baseline-binary`, that build's processes are measured too, size by
 //! size before this build's (the same simulators and broker, one after the other), and a table
 //! is printed for each.
+//!
+//! Each table is printed twice: the peak resident memory the targets are set on (`VmHWM`), and
+//! the peak anonymous resident memory (`RssAnon`, sampled): what the process allocated,
+//! without its executable's pages, whose residency follows the machine's page cache (see
+//! [`crate::bench_processes::Peaks`]). Whether memory grows with the organization is read on
+//! the second as much as on the first.
 
 use crate::bench::{Conditions, Figures, in_process, separate_processes};
+use crate::bench_processes::Peaks;
 use crate::cli::BenchArgs;
 
 /// Repositories per project of the measured organizations.
@@ -33,7 +40,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map(|b| (format!("baseline {}", b.display()), Some(b.clone())))
         .chain([("this build".to_string(), None)])
         .collect();
-    let mut rows: Vec<Vec<(u64, Vec<Option<f64>>)>> = vec![Vec::new(); builds.len()];
+    let mut rows: Vec<Vec<(u64, Vec<Peaks>)>> = vec![Vec::new(); builds.len()];
     for &size in &args.sizes {
         let projects = (size / (REPOSITORIES + 1)).max(1);
         let expected = (projects + projects * REPOSITORIES) as u64;
@@ -49,33 +56,46 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let roles = separate_processes(&sized, expected).await?;
             let measured = peaks(&[all, roles]);
             // Each row as soon as it is measured: a long run's first rows are not lost with it.
-            print_rows(&[(expected, measured.clone())]);
+            print_tables(&[(expected, measured.clone())]);
             rows.push((expected, measured));
         }
     }
     for ((label, _), rows) in builds.iter().zip(&rows) {
         println!();
         println!("{label}");
-        print_rows(rows);
+        print_tables(rows);
     }
     Ok(())
 }
 
-/// Peak (MiB) per process of [`PROCESSES`], from the runs' figures.
-fn peaks(runs: &[Figures]) -> Vec<Option<f64>> {
+/// Peaks per process of [`PROCESSES`], from the runs' figures.
+fn peaks(runs: &[Figures]) -> Vec<Peaks> {
     PROCESSES
         .iter()
         .map(|process| {
             runs.iter()
                 .flat_map(|run| run.memory.iter())
                 .find(|(name, _)| name == process)
-                .and_then(|(_, kib)| kib.map(|kib| kib as f64 / 1024.0))
+                .map(|(_, peaks)| *peaks)
+                .unwrap_or_default()
         })
         .collect()
 }
 
-fn print_rows(rows: &[(u64, Vec<Option<f64>>)]) {
-    print!("{:<30}", "peak RSS (MiB)");
+/// The resident table (against the targets), then the anonymous one.
+fn print_tables(rows: &[(u64, Vec<Peaks>)]) {
+    let mib = |kib: Option<u64>| kib.map(|kib| kib as f64 / 1024.0);
+    let of = |figure: fn(&Peaks) -> Option<u64>| -> Vec<(u64, Vec<Option<f64>>)> {
+        rows.iter()
+            .map(|(entities, peaks)| (*entities, peaks.iter().map(|p| mib(figure(p))).collect()))
+            .collect()
+    };
+    print_rows("peak RSS (MiB)", true, &of(|p| p.resident_kib));
+    print_rows("peak anonymous RSS (MiB)", false, &of(|p| p.anonymous_kib));
+}
+
+fn print_rows(title: &str, targets: bool, rows: &[(u64, Vec<Option<f64>>)]) {
+    print!("{title:<30}");
     for process in PROCESSES {
         print!(" {process:>10}");
     }
@@ -90,16 +110,18 @@ fn print_rows(rows: &[(u64, Vec<Option<f64>>)]) {
         }
         println!();
     }
-    print!("{:<30}", "target");
-    for process in PROCESSES {
-        let limit = if process == "all" {
-            ALL_LIMIT_MIB
-        } else {
-            ROLE_LIMIT_MIB
-        };
-        print!(" {:>10}", format!("≤ {limit:.0}"));
+    if targets {
+        print!("{:<30}", "target");
+        for process in PROCESSES {
+            let limit = if process == "all" {
+                ALL_LIMIT_MIB
+            } else {
+                ROLE_LIMIT_MIB
+            };
+            print!(" {:>10}", format!("≤ {limit:.0}"));
+        }
+        println!();
     }
-    println!();
     let Some((_, smallest)) = rows.first() else {
         return;
     };

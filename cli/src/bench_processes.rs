@@ -14,6 +14,76 @@ pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmHWM")
 }
 
+/// Anonymous resident memory of a process now (`RssAnon`: its heap, stacks and other private
+/// pages, without the pages of its executable and libraries), in KiB (Linux).
+pub(crate) fn anonymous_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon")
+}
+
+/// How often [`AnonymousPeaks`] and [`run_once_with`] sample a child's memory.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// A process's two peaks: the kernel's high-water mark of its resident memory (`VmHWM`, the
+/// figure the targets are set on) and the largest anonymous resident memory it was seen with
+/// (sampled every [`SAMPLE_EVERY`]). `VmHWM` also counts the pages of the executable and its
+/// libraries (`RssFile`, about 23 MiB for a `release` build of `adoport all`), resident or not
+/// as the machine's page cache allows; what the process allocates is in the anonymous peak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Peaks {
+    pub(crate) resident_kib: Option<u64>,
+    pub(crate) anonymous_kib: Option<u64>,
+}
+
+impl Peaks {
+    /// The larger of each figure of two runs.
+    pub(crate) fn max(self, other: Peaks) -> Peaks {
+        Peaks {
+            resident_kib: self.resident_kib.max(other.resident_kib),
+            anonymous_kib: self.anonymous_kib.max(other.anonymous_kib),
+        }
+    }
+
+    /// Folds one sample of `pid`'s status in (call until just before it exits).
+    fn sample(&mut self, pid: u32) {
+        self.resident_kib = peak_rss_kib(pid).or(self.resident_kib);
+        self.anonymous_kib = self.anonymous_kib.max(anonymous_kib(pid));
+    }
+}
+
+/// The anonymous peaks of running children, sampled by a task of its own every
+/// [`SAMPLE_EVERY`] until [`AnonymousPeaks::finish`].
+pub(crate) struct AnonymousPeaks {
+    stop: tokio_util::sync::CancellationToken,
+    sampler: tokio::task::JoinHandle<Vec<Option<u64>>>,
+}
+
+impl AnonymousPeaks {
+    /// Starts sampling `pids` (`None`: a child that already exited, never sampled).
+    pub(crate) fn start(pids: Vec<Option<u32>>) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        let sampler = tokio::spawn(async move {
+            let mut peaks = vec![None; pids.len()];
+            loop {
+                for (peak, pid) in peaks.iter_mut().zip(&pids) {
+                    *peak = (*peak).max(pid.and_then(anonymous_kib));
+                }
+                tokio::select! {
+                    _ = stopped.cancelled() => return peaks,
+                    _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+                }
+            }
+        });
+        Self { stop, sampler }
+    }
+
+    /// Stops sampling (call before the children are stopped); the peak of each pid, in order.
+    pub(crate) async fn finish(self) -> Vec<Option<u64>> {
+        self.stop.cancel();
+        self.sampler.await.unwrap_or_default()
+    }
+}
+
 /// Starts `adoport ROLE` as a child process with exactly `environment`.
 pub(crate) fn spawn_role(
     role: &str,
@@ -52,9 +122,7 @@ pub(crate) fn spawn_role_of(
 
 /// Runs `adoport all` in ONCE mode with `environment` until it exits; its run time in seconds
 /// and peak memory (KiB).
-pub(crate) async fn run_once(
-    environment: &[(String, String)],
-) -> anyhow::Result<(f64, Option<u64>)> {
+pub(crate) async fn run_once(environment: &[(String, String)]) -> anyhow::Result<(f64, Peaks)> {
     let executable = std::env::current_exe().context("cannot find the adoport executable")?;
     run_once_with(&executable, environment).await
 }
@@ -63,19 +131,19 @@ pub(crate) async fn run_once(
 pub(crate) async fn run_once_with(
     executable: &std::path::Path,
     environment: &[(String, String)],
-) -> anyhow::Result<(f64, Option<u64>)> {
+) -> anyhow::Result<(f64, Peaks)> {
     let started = Instant::now();
     let mut child = spawn_role_of(executable, "all", environment)?;
     let pid = child.id();
     // Read the peak just before the process ends: poll its status until it exits.
-    let mut peak = None;
+    let mut peak = Peaks::default();
     let status = loop {
         if let Some(pid) = pid {
-            peak = peak_rss_kib(pid).or(peak);
+            peak.sample(pid);
         }
         tokio::select! {
             status = child.wait() => break status?,
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
         }
         if started.elapsed() > PATIENCE {
             bail!("`adoport all` did not finish within {PATIENCE:?}");
@@ -85,4 +153,54 @@ pub(crate) async fn run_once_with(
         bail!("`adoport all` (ONCE) exited with {status}");
     }
     Ok((started.elapsed().as_secs_f64(), peak))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The sampler sees memory a process holds for a while and lets go of, which its current
+    /// `RssAnon` no longer shows.
+    #[tokio::test]
+    async fn the_anonymous_peak_outlasts_the_memory() {
+        const HELD: usize = 64 * 1024 * 1024;
+        let me = std::process::id();
+        let before = anonymous_kib(me).expect("RssAnon of this process");
+        let sampler = AnonymousPeaks::start(vec![Some(me), None]);
+        // Every page written, so that it is resident; held for several samples.
+        let held = vec![7u8; HELD];
+        tokio::time::sleep(SAMPLE_EVERY * 5).await;
+        assert_eq!(
+            held.iter().map(|&b| u64::from(b)).sum::<u64>(),
+            7 * HELD as u64
+        );
+        drop(held);
+        let peaks = sampler.finish().await;
+        let peak = peaks[0].expect("a peak of this process");
+        assert!(
+            peak >= before + (HELD / 1024) as u64 * 3 / 4,
+            "peak {peak} KiB after {before} KiB with {} KiB held",
+            HELD / 1024
+        );
+        assert_eq!(peaks[1], None, "a child that exited has no peak");
+    }
+
+    #[test]
+    fn peaks_of_two_runs_are_the_larger_of_each() {
+        let first = Peaks {
+            resident_kib: Some(10),
+            anonymous_kib: None,
+        };
+        let second = Peaks {
+            resident_kib: Some(8),
+            anonymous_kib: Some(5),
+        };
+        assert_eq!(
+            first.max(second),
+            Peaks {
+                resident_kib: Some(10),
+                anonymous_kib: Some(5),
+            }
+        );
+    }
 }
