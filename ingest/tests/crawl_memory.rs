@@ -68,9 +68,11 @@ const BOARDS_HEAP_LIMIT: isize = HEAP_LIMIT;
 const POLICY_PROJECTS: usize = 30;
 /// Most live heap the crawl of `project`, `repository` and `repository-policy` may add
 /// (bytes): [`HEAP_LIMIT`] and, for each of the 30 units at once, its project's repositories
-/// and policies as text (about 0.45 MB in the simulator) and the page it builds. With both
-/// parsed a unit held about 1.5 MB: 45 MiB at 160 projects, 28 MiB at 20.
-const POLICY_HEAP_LIMIT: isize = 28 * 1024 * 1024;
+/// and policies as text (about 0.45 MB in the simulator, each policy's scope parsed) and the
+/// page it builds. Measured: 24.3 MiB at 30 projects, 26.3 at 240. With both listings parsed,
+/// and a unit's pages built before the publisher had room for them, a unit held about 1.5 MB:
+/// 28.2 MiB at 20 projects (20 units), 45.3 at 160 (30 units).
+const POLICY_HEAP_LIMIT: isize = 30 * 1024 * 1024;
 
 struct Counting;
 
