@@ -214,13 +214,12 @@ impl BoundedTexts {
         }
     }
 
-    /// Keeps `item` unless the texts kept so far and it pass the limit, when everything kept
-    /// is dropped. Returns whether the texts are still kept.
-    pub(crate) fn push(&mut self, item: &Value) -> bool {
+    /// Keeps `text` (an item's JSON text) unless the texts kept so far and it pass the limit,
+    /// when everything kept is dropped. Returns whether the texts are still kept.
+    pub(crate) fn push(&mut self, text: Box<str>) -> bool {
         let Some(texts) = self.texts.as_mut() else {
             return false;
         };
-        let text = compact(item);
         self.bytes += text.len() + std::mem::size_of::<Box<str>>();
         if self.bytes > self.limit {
             self.texts = None;
@@ -297,9 +296,14 @@ impl CompactList {
         Self(items.into_iter().map(|item| compact(&item)).collect())
     }
 
-    /// A list of texts [`compact`] wrote.
+    /// A list of JSON texts ([`compact`] wrote them, or Azure DevOps).
     pub(crate) fn from_texts(texts: Vec<Box<str>>) -> Self {
         Self(texts)
+    }
+
+    /// The `index`th item's text, not parsed.
+    pub(crate) fn text(&self, index: usize) -> Option<&str> {
+        self.0.get(index).map(|text| &**text)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -322,8 +326,10 @@ pub(crate) fn compact(item: &Value) -> Box<str> {
     item.to_string().into_boxed_str()
 }
 
-/// Text this module wrote from a `Value` always parses back; `Null` otherwise.
-fn parse(text: &str) -> Value {
+/// An item kept as its JSON text, parsed: text this module wrote from a `Value`, or that
+/// Azure DevOps sent and serde_json read as one JSON value, always parses back; `Null`
+/// otherwise.
+pub(crate) fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 

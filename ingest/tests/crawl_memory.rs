@@ -8,8 +8,9 @@
 //! (the broker confirms its few pages as they come) and a large one's does.
 //!
 //! The same holds for a kind read repository by repository (`branch`), whose
-//! resync keeps the repository list only up to its byte limit, and for `board` and `column`,
-//! the second of which publishes the boards the first kept a page at a time.
+//! resync keeps the repository list only up to its byte limit, for `board` and `column`,
+//! the second of which publishes the boards the first kept a page at a time, and for
+//! `repository-policy`, whose units keep their projects' listings as text.
 //!
 //! A counting global allocator measures the crawl's live heap; the Azure DevOps simulator runs
 //! on a runtime of its own whose threads are not counted (its seeded organization grows with
@@ -61,6 +62,17 @@ const REPOSITORY_LIST_LIMIT: usize = 1024 * 1024;
 /// Most live heap the crawl of `project`, `board` and `column` may add (bytes): [`HEAP_LIMIT`]
 /// and the boards the resync keeps for the second of the two.
 const BOARDS_HEAP_LIMIT: isize = HEAP_LIMIT;
+/// Projects of the smaller organization of [`policy_units_keep_their_listings_as_text`]: as
+/// many as the fan-out runs units at once (30 requests in flight), so that both sizes run as
+/// many and only what a unit keeps of the organization could tell them apart.
+const POLICY_PROJECTS: usize = 30;
+/// Most live heap the crawl of `project`, `repository` and `repository-policy` may add
+/// (bytes): [`HEAP_LIMIT`] and, for each of the 30 units at once, its project's repositories
+/// and policies as text (about 0.45 MB in the simulator, each policy's scope parsed) and the
+/// page it builds. Measured: 24.3 MiB at 30 projects, 26.3 at 240. With both listings parsed,
+/// and a unit's pages built before the publisher had room for them, a unit held about 1.5 MB:
+/// 28.2 MiB at 20 projects (20 units), 45.3 at 160 (30 units).
+const POLICY_HEAP_LIMIT: isize = 30 * 1024 * 1024;
 
 struct Counting;
 
@@ -319,6 +331,44 @@ fn columns_are_published_a_page_at_a_time() {
             assert!(
                 items(report, "column") > items(report, "board"),
                 "{report:?}"
+            );
+        },
+    );
+}
+
+/// `repository-policy`: each project's unit holds its repositories and its policies as text
+/// (each policy's scope parsed) and parses a policy and a repository only to build an item.
+/// Both parsed, a unit held about 1.5 MB while it read (99 repositories, 198 policies), with
+/// as many units at once as requests may be in flight. The repository list limit is lowered
+/// so that both sizes list each project's repositories in its unit, as 8,000 repositories and
+/// more do with the default.
+#[test]
+fn policy_units_keep_their_listings_as_text() {
+    let measured = Measured {
+        kinds: vec![
+            plan("project", json!({})),
+            plan("repository", json!({})),
+            plan("repository-policy", json!({})),
+        ],
+        configure: |crawler| crawler.with_repository_list_bytes(REPOSITORY_LIST_LIMIT),
+    };
+    flat(
+        "project, repository, repository-policy",
+        POLICY_PROJECTS,
+        &measured,
+        POLICY_HEAP_LIMIT,
+        |projects, report| {
+            assert_eq!(
+                items(report, "repository"),
+                (projects * REPOSITORIES) as u64
+            );
+            // Each simulated repository has two policies scoped to it (a few repositories
+            // are disabled: their policies are not read).
+            let policies = items(report, "repository-policy");
+            let repositories = (projects * REPOSITORIES) as u64;
+            assert!(
+                policies > repositories && policies <= 2 * repositories,
+                "{policies} policies of {repositories} repositories: {report:?}"
             );
         },
     );

@@ -41,6 +41,33 @@ pub struct JsonResponse {
     pub continuation_token: Option<String>,
 }
 
+/// A successful answer's JSON text, not parsed yet (empty for 204 or an empty body), plus its
+/// continuation token: listings whose items are parsed one by one read this
+/// ([`AdoClient::get_text`]).
+#[derive(Debug)]
+pub(crate) struct TextResponse {
+    pub(crate) text: String,
+    pub(crate) continuation_token: Option<String>,
+}
+
+impl TextResponse {
+    /// The answer parsed (`Null` when empty).
+    fn json(self, url: &str) -> Result<JsonResponse, AdoError> {
+        let body = if self.text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&self.text).map_err(|e| AdoError::Decode {
+                url: url.to_string(),
+                detail: e.to_string(),
+            })?
+        };
+        Ok(JsonResponse {
+            body,
+            continuation_token: self.continuation_token,
+        })
+    }
+}
+
 /// Counts of requests made, for logs, metrics and the benchmark.
 #[derive(Debug, Default)]
 pub struct RequestStats {
@@ -277,6 +304,15 @@ impl AdoClient {
         url: &str,
         query: &[(&str, &str)],
     ) -> Result<JsonResponse, AdoError> {
+        self.get_text(url, query).await?.json(url)
+    }
+
+    /// [`AdoClient::get_json`] without parsing the answer: its JSON text.
+    pub(crate) async fn get_text(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+    ) -> Result<TextResponse, AdoError> {
         self.send(reqwest::Method::GET, url, query, None).await
     }
 
@@ -288,7 +324,8 @@ impl AdoClient {
         body: &Value,
     ) -> Result<JsonResponse, AdoError> {
         self.send(reqwest::Method::PUT, url, query, Some(body))
-            .await
+            .await?
+            .json(url)
     }
 
     /// DELETE `url` (a 404 is the caller's to interpret).
@@ -306,7 +343,8 @@ impl AdoClient {
         body: &Value,
     ) -> Result<JsonResponse, AdoError> {
         self.send(reqwest::Method::POST, url, query, Some(body))
-            .await
+            .await?
+            .json(url)
     }
 
     /// POST `body` to `url` exactly once: for requests that are not safe to repeat (starting a
@@ -345,7 +383,7 @@ impl AdoClient {
             .send_once(method, url, query, Some(body), bearer.as_ref())
             .await
         {
-            Ok(response) => Ok(response),
+            Ok(response) => response.json(url),
             Err(Attempt::Final(e)) | Err(Attempt::Transient { error: e, .. }) => Err(e),
         }
     }
@@ -356,7 +394,7 @@ impl AdoClient {
         url: &str,
         query: &[(&str, &str)],
         body: Option<&Value>,
-    ) -> Result<JsonResponse, AdoError> {
+    ) -> Result<TextResponse, AdoError> {
         let mut delays = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(30))
@@ -435,7 +473,7 @@ impl AdoClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
         bearer: Option<&HeaderValue>,
-    ) -> Result<JsonResponse, Attempt> {
+    ) -> Result<TextResponse, Attempt> {
         let _place = self
             .inner
             .budget
@@ -486,8 +524,8 @@ impl AdoClient {
         })?;
         let code = status.as_u16();
         match code {
-            204 => Ok(JsonResponse {
-                body: Value::Null,
+            204 => Ok(TextResponse {
+                text: String::new(),
                 continuation_token,
             }),
             203 => Err(Attempt::Final(AdoError::Unauthorized {
@@ -498,22 +536,11 @@ impl AdoClient {
                 url: url.to_string(),
                 detail: format!("HTTP {code} answered with a non-JSON page"),
             })),
-            200..=299 => {
-                let body = if text.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&text).map_err(|e| {
-                        Attempt::Final(AdoError::Decode {
-                            url: url.to_string(),
-                            detail: e.to_string(),
-                        })
-                    })?
-                };
-                Ok(JsonResponse {
-                    body,
-                    continuation_token,
-                })
-            }
+            // Parsed by the caller: as a whole, or a listing item by item.
+            200..=299 => Ok(TextResponse {
+                text,
+                continuation_token,
+            }),
             401 => Err(Attempt::Final(AdoError::Unauthorized {
                 url: url.to_string(),
                 detail: format!("HTTP 401: {}", excerpt(&text, 200)),

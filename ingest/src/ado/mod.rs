@@ -19,6 +19,7 @@ mod runs;
 
 use futures_util::{Stream, TryStreamExt};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub use auth::{AdoAuth, TokenProvider};
 pub use budget::{Lane, LaneLimits};
@@ -140,10 +141,18 @@ impl AdoClient {
         Ok(self.get_json(&url, &query).await?.body)
     }
 
+    /// `GET {org}/{project}/_apis/git/repositories` (the API does not page this list), each
+    /// repository as its JSON text: the crawl keeps a project's listing so while its units
+    /// work through it, and parses each repository as it uses it.
+    pub async fn repositories(
+        &self,
+        project_id: &ProjectId,
+    ) -> Result<Vec<Box<RawValue>>, AdoError> {
+        let url = self.url(&format!("{project_id}/_apis/git/repositories"));
+        Ok(self.get_raw_page(&url, Vec::new(), None).await?.items)
+    }
+
     reads! {
-        /// `GET {org}/{project}/_apis/git/repositories` (the API does not page this list).
-        repositories(project_id: &ProjectId) -> Vec<Value>
-            = "{project_id}/_apis/git/repositories";
         /// `GET {org}/_apis/git/repositories/{id}`.
         repository(repository_id: &RepositoryId) -> Value
             = "_apis/git/repositories/{repository_id}";
@@ -179,12 +188,17 @@ impl AdoClient {
     /// project, whatever its scope (project, repository or branch), [`POLICIES_PAGE_SIZE`] a
     /// page with continuation tokens. One listing serves all the project's repositories
     /// (`repository-policy` picks the ones that apply to each repository's default branch).
-    pub async fn project_policies(&self, project_id: &ProjectId) -> Result<Vec<Value>, AdoError> {
+    /// Each policy as its JSON text: a project's policies parsed take about five times their
+    /// text, and the crawl reads many projects' at once.
+    pub async fn project_policies(
+        &self,
+        project_id: &ProjectId,
+    ) -> Result<Vec<Box<RawValue>>, AdoError> {
         let url = self.url(&format!("{project_id}/_apis/policy/configurations"));
         let (url, top) = (url.as_str(), POLICIES_PAGE_SIZE.to_string());
         let top = top.as_str();
         paginate(|token: Option<String>| async move {
-            self.get_page(url, vec![("$top", top)], token.as_deref())
+            self.get_raw_page(url, vec![("$top", top)], token.as_deref())
                 .await
         })
         .try_concat()

@@ -9,16 +9,17 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::KindCrawl;
 use super::items::{ItemBuilder, ListEnrichment};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, ProjectId, repository_ids};
 use crate::crawl_context::{
-    BoundedTexts, CompactList, CrawlError, Crawler, RepositoryList, ResyncCache, compact,
+    BoundedTexts, CompactList, CrawlError, Crawler, RepositoryList, ResyncCache, parse,
 };
-use crate::page_budget::heap_bytes;
 use crate::selector::PullRequestSelector;
 
 /// Most heap bytes of a `repository-policy` page: a project's policies, each with the
@@ -72,6 +73,42 @@ fn repositories_by_project(
     })
 }
 
+/// The repositories of a kept list that `keep` keeps, as their texts grouped by project (label
+/// = project id, as [`repositories_by_project`] labels them), in order. Each repository is
+/// parsed only to be grouped: a unit holds its project's repositories as text.
+fn texts_by_project(
+    list: Arc<CompactList>,
+    keep: fn(&Value) -> bool,
+) -> impl Iterator<Item = (String, (ProjectId, Vec<Box<str>>))> {
+    let mut kept = (0..list.len())
+        .filter_map(move |index| {
+            let text = list.text(index)?;
+            let repository = parse(text);
+            keep(&repository).then(|| {
+                let (project_id, _) = repository_ids(&repository);
+                (project_of(&repository), project_id, Box::<str>::from(text))
+            })
+        })
+        .peekable();
+    std::iter::from_fn(move || {
+        let (project, project_id, first) = kept.next()?;
+        let mut texts = vec![first];
+        while let Some((_, _, next)) = kept.next_if(|(of, _, _)| *of == project) {
+            texts.push(next);
+        }
+        Some((format!("project {project}"), (project_id, texts)))
+    })
+}
+
+/// The healthy repositories of a listing, each kept as its text (parsed only to be checked).
+fn healthy_texts(listed: Vec<Box<RawValue>>) -> Vec<Box<str>> {
+    listed
+        .into_iter()
+        .filter(|repository| healthy(&parse(repository.get())))
+        .map(Box::<str>::from)
+        .collect()
+}
+
 /// The healthy repositories of a list as fan-out units (label = repository name).
 pub(crate) fn repository_units(
     repositories: impl IntoIterator<Item = Value>,
@@ -110,11 +147,65 @@ pub(crate) fn kept_repository_units(
     stream::iter(repository_units(listed(list)).map(|(label, repository)| (label, Ok(repository))))
 }
 
-/// A project's unit of `repository-policy`: its healthy repositories from the kept list, or
-/// the project alone when the resync keeps no list (the unit lists them).
+/// A project's unit of `repository-policy`: its healthy repositories from the kept list, each
+/// as its text, or the project alone when the resync keeps no list (the unit lists them).
 enum PolicyUnit {
-    Listed(ProjectId, Vec<Value>),
+    Listed(ProjectId, Vec<Box<str>>),
     Unlisted(ProjectId),
+}
+
+/// What a policy configuration's `settings.scope` is read from (the rest of it skipped).
+#[derive(Deserialize)]
+struct Scoped {
+    settings: Option<ScopeSettings>,
+}
+
+#[derive(Deserialize)]
+struct ScopeSettings {
+    scope: Option<Value>,
+}
+
+/// A policy configuration's `settings.scope` (see [`scope_applies`]), read from its text
+/// without parsing the rest of it.
+fn scope_of(policy: &str) -> Option<Value> {
+    match serde_json::from_str::<Scoped>(policy) {
+        Ok(scoped) => scoped.settings.and_then(|settings| settings.scope),
+        // A `settings` that is no object (or a duplicate key): as the parsed policy has it.
+        Err(_) => parse(policy).pointer("/settings/scope").cloned(),
+    }
+}
+
+/// The `repository-policy` items of a project, each policy that applies to each repository in
+/// turn, built (parsed) one by one as they are taken.
+struct PolicyItems<'a> {
+    /// The project's healthy repositories, as text.
+    repositories: std::slice::Iter<'a, Box<str>>,
+    /// The project's policies: each one's scope, and its text.
+    policies: &'a [(Option<Value>, Box<str>)],
+    /// The repository being read (parsed), its id and default branch, and the index of the
+    /// next policy to check against it.
+    current: Option<(Value, String, Option<String>, usize)>,
+}
+
+impl Iterator for PolicyItems<'_> {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some((repository, id, branch, next)) = &mut self.current {
+                while let Some((scope, policy)) = self.policies.get(*next) {
+                    *next += 1;
+                    if scope_applies(scope.as_ref(), id, branch.as_deref()) {
+                        return Some(enrich(parse(policy), "__repository", repository));
+                    }
+                }
+            }
+            let repository = parse(self.repositories.next()?);
+            let (_, id) = repository_ids(&repository);
+            let branch = text(&repository, "defaultBranch").map(str::to_string);
+            self.current = Some((repository, id.as_str().to_string(), branch, 0));
+        }
+    }
 }
 
 /// [`scope_applies`] for a whole policy (tests).
@@ -187,7 +278,10 @@ impl Crawler {
             .buffered(super::CONCURRENT_UNITS);
         let mut kept = BoundedTexts::new(cache.repository_list_bytes);
         while let Some(listed) = listings.try_next().await? {
-            if !listed.iter().all(|repository| kept.push(repository)) {
+            if !listed
+                .into_iter()
+                .all(|repository| kept.push(repository.into()))
+            {
                 break;
             }
         }
@@ -212,15 +306,20 @@ impl Crawler {
         };
         let keeping = match held.as_ref().map(|held| (**held).clone()) {
             Some(Some(RepositoryList::Kept(listed))) => {
-                // A kind read repository by repository listed them first: publish that list.
+                // A kind read repository by repository listed them first: publish that list,
+                // each project's repositories kept as text until its unit builds them.
                 drop(held);
-                let units = repositories_by_project(self::listed(listed));
+                let units = texts_by_project(listed, |_| true);
                 return self
-                    .fan_out(&mut crawl, units, |repositories, pages: Pages| async move {
-                        pages
-                            .send(builder.list_items(enrichment, repositories).await?)
-                            .await
-                    })
+                    .fan_out(
+                        &mut crawl,
+                        units,
+                        |(_, repositories), pages: Pages| async move {
+                            pages
+                                .send_built(builder.list_items(enrichment, repositories))
+                                .await
+                        },
+                    )
                     .await;
             }
             // Too many to keep (a kind found so): each lists them itself.
@@ -239,7 +338,7 @@ impl Crawler {
             {
                 let mut keeping = keeping_ref.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some((_, kept)) = keeping.as_mut()
-                    && !repositories.iter().all(|repository| kept.push(repository))
+                    && !(repositories.iter()).all(|repository| kept.push(repository.get().into()))
                     && let Some((mut held, _)) = keeping.take()
                 {
                     // Past the limit: the kinds that wait for the list list them themselves,
@@ -247,8 +346,10 @@ impl Crawler {
                     *held = Some(RepositoryList::PerProject);
                 }
             }
+            // Built (parsed) once the publisher has room for the page: until then the unit
+            // holds the listing's text.
             pages
-                .send(builder.list_items(enrichment, repositories).await?)
+                .send_built(builder.list_items(enrichment, repositories))
                 .await
         })
         .await?;
@@ -277,12 +378,19 @@ impl Crawler {
                         (label, self.client.repositories(&id).await)
                     })
                     .flat_map(|(label, listed)| {
-                        let units: Vec<(String, RepositoryUnit)> = match listed {
-                            Ok(repositories) => repository_units(repositories)
-                                .map(|(label, repository)| (label, Ok(repository)))
-                                .collect(),
-                            Err(e) => vec![(label, Err(e))],
-                        };
+                        // Each repository parsed as the fan-out reaches it; the listing's
+                        // others stay text.
+                        let units: Box<dyn Iterator<Item = (String, RepositoryUnit)> + Send> =
+                            match listed {
+                                Ok(repositories) => Box::new(
+                                    repository_units(
+                                        (repositories.into_iter())
+                                            .map(|repository| parse(repository.get())),
+                                    )
+                                    .map(|(label, repository)| (label, Ok(repository))),
+                                ),
+                                Err(e) => Box::new(std::iter::once((label, Err(e)))),
+                            };
                         stream::iter(units)
                     })
                     .boxed()
@@ -296,11 +404,9 @@ impl Crawler {
     pub(crate) async fn crawl_policies(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let units: Box<dyn Iterator<Item = (String, PolicyUnit)> + Send> =
             match self.repository_list(crawl.cache).await? {
-                RepositoryList::Kept(list) => {
-                    Box::new(project_units(repository_units(listed(list))).map(
-                        |(label, (id, repositories))| (label, PolicyUnit::Listed(id, repositories)),
-                    ))
-                }
+                RepositoryList::Kept(list) => Box::new(texts_by_project(list, healthy).map(
+                    |(label, (id, repositories))| (label, PolicyUnit::Listed(id, repositories)),
+                )),
                 RepositoryList::PerProject => Box::new(self.project_units(crawl.cache).await?.map(
                     |(label, project)| {
                         let id = ProjectId::new(text(&project, "id").unwrap_or_default());
@@ -313,43 +419,32 @@ impl Crawler {
                 PolicyUnit::Listed(id, repositories) => (id, repositories),
                 PolicyUnit::Unlisted(id) => {
                     let listed = self.client.repositories(&id).await?;
-                    let healthy: Vec<Value> = repository_units(listed).map(|(_, r)| r).collect();
-                    (id, healthy)
+                    (id, healthy_texts(listed))
                 }
             };
             if repositories.is_empty() {
                 return Ok(());
             }
-            // Each policy kept as its text and scope, parsed again only for the repositories
-            // it applies to; pages sent as they fill, not the project's whole as one.
+            // Each policy kept as its text and scope (the only part read to pick it), parsed
+            // only for the repositories it applies to; each repository parsed only while its
+            // policies are built; pages sent as they fill, not the project's whole as one.
             let policies: Vec<(Option<Value>, Box<str>)> = self
                 .client
                 .project_policies(&project_id)
                 .await?
-                .iter()
-                .map(|policy| (policy.pointer("/settings/scope").cloned(), compact(policy)))
+                .into_iter()
+                .map(|policy| (scope_of(policy.get()), policy.into()))
                 .collect();
-            let per_event = self.items_per_event.max(1);
-            let mut page = Vec::new();
-            let mut page_heap = 0;
-            for repository in &repositories {
-                let (_, repository_id) = repository_ids(repository);
-                let branch = text(repository, "defaultBranch");
-                for (scope, policy) in &policies {
-                    if !scope_applies(scope.as_ref(), repository_id.as_str(), branch) {
-                        continue;
-                    }
-                    let policy = serde_json::from_str(policy).unwrap_or(Value::Null);
-                    let item = enrich(policy, "__repository", repository);
-                    page_heap += heap_bytes(&item);
-                    page.push(item);
-                    if page.len() >= per_event || page_heap >= POLICY_PAGE_BYTES {
-                        pages.send(std::mem::take(&mut page)).await?;
-                        page_heap = 0;
-                    }
-                }
-            }
-            pages.send(page).await
+            // Each item built as its page is taken: a policy and the repository it applies to
+            // are parsed only then.
+            let items = PolicyItems {
+                repositories: repositories.iter(),
+                policies: &policies,
+                current: None,
+            };
+            pages
+                .send_pages(items, self.items_per_event, POLICY_PAGE_BYTES)
+                .await
         })
         .await
     }
@@ -417,8 +512,11 @@ impl Crawler {
                     Some(healthy) => healthy,
                     None => {
                         let listed = self.client.repositories(&project_id).await?;
-                        let healthy: Vec<Value> =
-                            repository_units(listed).map(|(_, r)| r).collect();
+                        let healthy: Vec<Value> = repository_units(
+                            (listed.into_iter()).map(|repository| parse(repository.get())),
+                        )
+                        .map(|(_, r)| r)
+                        .collect();
                         healthy_ids(&healthy)
                     }
                 };

@@ -12,7 +12,7 @@ use super::{Pages, kept_repository_units, repository_units, text};
 use crate::ado::{
     AdoClient, AdoError, CONTENT_MISSING, GitVersion, ProjectId, RepositoryId, none_if_missing,
 };
-use crate::crawl_context::{CrawlError, Crawler, RepositoryList};
+use crate::crawl_context::{CrawlError, Crawler, RepositoryList, parse};
 use crate::plan::GitopsPlan;
 use adoport_shared::messages::GITOPS_KIND;
 
@@ -238,12 +238,13 @@ impl Crawler {
         self.per_project(
             &mut crawl,
             |project_id, _project, pages: Pages| async move {
+                // Each repository parsed only to keep what the reads need of it.
                 let repositories: Vec<Value> = self
                     .client
                     .repositories(&project_id)
                     .await?
                     .into_iter()
-                    .map(spec_reading)
+                    .map(|repository| spec_reading(parse(repository.get())))
                     .collect();
                 for (_, repository) in repository_units(repositories) {
                     self.gitops_specs_of(gitops, repository, &pages).await?;

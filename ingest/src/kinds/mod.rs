@@ -51,7 +51,7 @@ use tokio::sync::mpsc;
 use crate::ado::{AdoError, ProjectId};
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::{Handler, Kind};
-use crate::page_budget::{HeldBytes, PageBudget, PageSizes, page_bytes};
+use crate::page_budget::{HeldBytes, PageBudget, PageSizes, heap_bytes, page_bytes};
 use crate::plan::KindPlan;
 use crate::selector::{SelectorError, SelectorType};
 use adoport_shared::messages::ResyncId;
@@ -97,11 +97,7 @@ impl Pages {
         }
         let bytes = page_bytes(&items);
         self.sizes.observe(bytes);
-        let reserved = self
-            .reserved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let reserved = self.take_reserved();
         let held = match reserved {
             Some(reserved) => self.budget.grow(reserved, bytes),
             None => self.budget.hold(bytes).await,
@@ -110,6 +106,84 @@ impl Pages {
             .send((crawl, items, held))
             .await
             .map_err(|_| AdoError::ShuttingDown)
+    }
+
+    /// Publishes the page `build` makes, built only once the publisher has room for it: a
+    /// unit whose items are kept as text until built (a listing) then waits for the publisher
+    /// with its text, not with the page parsed (about five times as large). Only a unit's
+    /// first page waits so, with the bytes the unit took before its first request: a later one
+    /// must take its bytes of the budget, and waiting for them while holding the publisher's
+    /// room could leave the publisher nothing to give bytes back with.
+    pub(crate) async fn send_built(
+        &self,
+        build: impl Future<Output = Result<Vec<Value>, AdoError>>,
+    ) -> Result<(), AdoError> {
+        let first = (self.reserved.lock().unwrap_or_else(|p| p.into_inner())).is_some();
+        if !first {
+            return self.send(build.await?).await;
+        }
+        let room = self
+            .tx
+            .reserve()
+            .await
+            .map_err(|_| AdoError::ShuttingDown)?;
+        let items = build.await?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let Some(reserved) = self.take_reserved() else {
+            // Another page of the unit went first: take its bytes as a later page does.
+            drop(room);
+            return self.send(items).await;
+        };
+        let bytes = page_bytes(&items);
+        self.sizes.observe(bytes);
+        room.send((0, items, self.budget.grow(reserved, bytes)));
+        Ok(())
+    }
+
+    /// Publishes `items` in pages of at most `per_page` items, each closed once it holds
+    /// `page_bytes` ([`heap_bytes`]) or more, each page built (its items taken from `items`,
+    /// which may parse them as they come) only after it took `page_bytes` of the budget and
+    /// the publisher has room for it. A unit whose pages are built from what it keeps as text
+    /// then waits for the budget and the publisher with its text, not with a page parsed.
+    pub(crate) async fn send_pages(
+        &self,
+        items: impl Iterator<Item = Value>,
+        per_page: usize,
+        page_bytes: usize,
+    ) -> Result<(), AdoError> {
+        let mut items = items.peekable();
+        while items.peek().is_some() {
+            // Bytes first, then room: waiting for room while holding bytes cannot stall, as
+            // the publisher gives room back with every page it takes (the other order could).
+            let held = match self.take_reserved() {
+                Some(reserved) => self.budget.grow(reserved, page_bytes),
+                None => self.budget.hold(page_bytes).await,
+            };
+            let room = self
+                .tx
+                .reserve()
+                .await
+                .map_err(|_| AdoError::ShuttingDown)?;
+            let (mut page, mut bytes) = (Vec::new(), 0);
+            while page.len() < per_page.max(1) && bytes < page_bytes {
+                let Some(item) = items.next() else { break };
+                bytes += heap_bytes(&item);
+                page.push(item);
+            }
+            self.sizes.observe(bytes);
+            room.send((0, page, held));
+        }
+        Ok(())
+    }
+
+    /// What the unit took before its first request, if no page took it over yet.
+    fn take_reserved(&self) -> Option<HeldBytes> {
+        self.reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
