@@ -73,6 +73,11 @@ const POLICY_PROJECTS: usize = 30;
 /// and a unit's pages built before the publisher had room for them, a unit held about 1.5 MB:
 /// 28.2 MiB at 20 projects (20 units), 45.3 at 160 (30 units).
 const POLICY_HEAP_LIMIT: isize = 30 * 1024 * 1024;
+/// Most the larger organization's policy crawl may hold beyond the smaller's (bytes): the
+/// smaller one's peak depends on how many of its 30 units are reading at that moment (21.8 to
+/// 25.2 MiB measured, the larger's 26.2 to 26.3), so its spread is wider than
+/// [`GROWTH_LIMIT`]'s. Anything kept per project would add far more at 240 projects.
+const POLICY_GROWTH_LIMIT: isize = 6 * 1024 * 1024;
 
 struct Counting;
 
@@ -213,12 +218,12 @@ fn items(report: &CrawlReport, kind: &str) -> u64 {
 }
 
 /// Crawls `measured` at `projects` and eight times as many, and checks both peaks against
-/// `heap_limit` and the larger's growth against [`GROWTH_LIMIT`]; `check` sees each report.
+/// `heap_limit` and the larger's growth against `growth_limit`; `check` sees each report.
 fn flat(
     what: &str,
     projects: usize,
     measured: &Measured,
-    heap_limit: isize,
+    (heap_limit, growth_limit): (isize, isize),
     check: impl Fn(usize, &CrawlReport),
 ) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -241,7 +246,7 @@ fn flat(
         mib(heap_limit)
     );
     assert!(
-        large - small <= GROWTH_LIMIT,
+        large - small <= growth_limit,
         "{what}: the crawl of 8× the organization held {:.1} MiB more ({:.1} → {:.1} MiB)",
         mib(large - small),
         mib(small),
@@ -266,7 +271,7 @@ fn a_crawl_holds_no_more_of_a_larger_organization() {
         "project, repository, gitops",
         PROJECTS,
         &measured,
-        HEAP_LIMIT,
+        (HEAP_LIMIT, GROWTH_LIMIT),
         |projects, report| {
             assert_eq!(
                 items(report, "project") + items(report, "repository"),
@@ -296,7 +301,7 @@ fn a_repository_list_past_its_limit_is_not_kept() {
         "project, repository, branch",
         DERIVED_PROJECTS,
         &measured,
-        HEAP_LIMIT,
+        (HEAP_LIMIT, GROWTH_LIMIT),
         |projects, report| {
             assert_eq!(
                 items(report, "repository"),
@@ -325,7 +330,7 @@ fn columns_are_published_a_page_at_a_time() {
         "project, board, column",
         PROJECTS,
         &measured,
-        BOARDS_HEAP_LIMIT,
+        (BOARDS_HEAP_LIMIT, GROWTH_LIMIT),
         |projects, report| {
             assert_eq!(items(report, "project"), projects as u64);
             assert!(
@@ -356,7 +361,7 @@ fn policy_units_keep_their_listings_as_text() {
         "project, repository, repository-policy",
         POLICY_PROJECTS,
         &measured,
-        POLICY_HEAP_LIMIT,
+        (POLICY_HEAP_LIMIT, POLICY_GROWTH_LIMIT),
         |projects, report| {
             assert_eq!(
                 items(report, "repository"),
