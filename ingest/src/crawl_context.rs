@@ -26,6 +26,7 @@ use crate::page_budget::{DEFAULT_BUFFER_BYTES, PageBudget};
 use crate::project_tags::{is_excluded, normalized};
 use crate::selector::SelectorError;
 use crate::shared_reads::{BoundedList, SHARED_READ_BYTES, SharedReads};
+pub(crate) use crate::shared_reads::{compact, parse};
 use adoport_shared::bus::{Bus, BusError, Destination, Outgoing};
 use adoport_shared::messages::{
     AttemptId, MappingVersionId, Origin, RawAction, RawEvent, ResyncId, encode,
@@ -319,18 +320,6 @@ impl CompactList {
     pub(crate) fn iter(&self) -> impl Iterator<Item = Value> + '_ {
         self.0.iter().map(|text| parse(text))
     }
-}
-
-/// `item` as the JSON text a [`CompactList`] keeps.
-pub(crate) fn compact(item: &Value) -> Box<str> {
-    item.to_string().into_boxed_str()
-}
-
-/// An item kept as its JSON text, parsed: text this module wrote from a `Value`, or that
-/// Azure DevOps sent and serde_json read as one JSON value, always parses back; `Null`
-/// otherwise.
-pub(crate) fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// A list of one resync that one unit reads and the others share. Only a complete read is

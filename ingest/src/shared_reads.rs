@@ -16,13 +16,14 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-/// `item` as the JSON text kept.
-fn compact(item: &Value) -> Box<str> {
+/// `item` as the JSON text kept (here and in the resync cache's lists).
+pub(crate) fn compact(item: &Value) -> Box<str> {
     item.to_string().into_boxed_str()
 }
 
-/// Text [`compact`] wrote always parses back; `Null` otherwise.
-fn parse(text: &str) -> Value {
+/// An item kept as its JSON text, parsed: text [`compact`] wrote, or that Azure DevOps sent and
+/// serde_json read as one JSON value, always parses back; `Null` otherwise.
+pub(crate) fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
