@@ -168,6 +168,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
     // The integration the simulator holds looks like Port's record: it names where sync
     // metrics go.
     port.enable_sync_metrics();
+    // Listen for SIGUSR1 before announcing the addresses: a script that signals as soon as it
+    // reads them must get a report, not SIGUSR1's default action (the process ending).
+    let report_signal = ReportSignal::listen()?;
     println!(
         "Azure DevOps simulator: {} (organization URL)",
         ado.organization_url()
@@ -175,27 +178,46 @@ pub async fn run(args: SimArgs) -> anyhow::Result<std::process::ExitCode> {
     println!("Port simulator:         {}", port.base_url());
     let shutdown = CancellationToken::new();
     adoport_shared::shutdown::cancel_on_signal(shutdown.clone());
-    report_requests_on_signal(&ado, &port, &reported, &shutdown).await?;
+    report_requests_on_signal(report_signal, &ado, &port, &reported, &shutdown).await?;
     ado.shutdown().await;
     port.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The signal that asks for a request report: SIGUSR1 on Unix, none elsewhere.
+struct ReportSignal {
+    #[cfg(unix)]
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl ReportSignal {
+    #[cfg(unix)]
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let usr1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
+        Ok(Self { usr1 })
+    }
+
+    #[cfg(not(unix))]
+    fn listen() -> anyhow::Result<Self> {
+        Ok(Self {})
+    }
+}
+
 /// Prints the requests each simulator received so far on every SIGUSR1, until `shutdown`.
 #[cfg(unix)]
 async fn report_requests_on_signal(
+    mut signal: ReportSignal,
     ado: &AdoSim,
     port: &PortSim,
     mapping: &Value,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut usr1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = usr1.recv() => {
+            _ = signal.usr1.recv() => {
                 // Azure DevOps requests by route first, the totals line last (scripts read it).
                 for (route, count) in ado.requests() {
                     println!("azure_devops route: {count:>7} {route}");
@@ -217,6 +239,7 @@ async fn report_requests_on_signal(
 
 #[cfg(not(unix))]
 async fn report_requests_on_signal(
+    _signal: ReportSignal,
     _ado: &AdoSim,
     _port: &PortSim,
     _mapping: &Value,
