@@ -55,6 +55,9 @@ impl Peaks {
 pub(crate) struct AnonymousPeaks {
     stop: tokio_util::sync::CancellationToken,
     sampler: tokio::task::JoinHandle<Vec<Option<u64>>>,
+    /// The peaks so far, after each round of samples.
+    #[cfg_attr(not(test), allow(dead_code))]
+    so_far: tokio::sync::watch::Receiver<Vec<Option<u64>>>,
 }
 
 impl AnonymousPeaks {
@@ -62,19 +65,31 @@ impl AnonymousPeaks {
     pub(crate) fn start(pids: Vec<Option<u32>>) -> Self {
         let stop = tokio_util::sync::CancellationToken::new();
         let stopped = stop.clone();
+        let (report, so_far) = tokio::sync::watch::channel(vec![None; pids.len()]);
         let sampler = tokio::spawn(async move {
             let mut peaks = vec![None; pids.len()];
             loop {
                 for (peak, pid) in peaks.iter_mut().zip(&pids) {
                     *peak = (*peak).max(pid.and_then(anonymous_kib));
                 }
+                report.send_replace(peaks.clone());
                 tokio::select! {
                     _ = stopped.cancelled() => return peaks,
                     _ = tokio::time::sleep(SAMPLE_EVERY) => {}
                 }
             }
         });
-        Self { stop, sampler }
+        Self {
+            stop,
+            sampler,
+            so_far,
+        }
+    }
+
+    /// The peaks so far, updated after each round of samples (tests).
+    #[cfg(test)]
+    fn so_far(&self) -> tokio::sync::watch::Receiver<Vec<Option<u64>>> {
+        self.so_far.clone()
     }
 
     /// Stops sampling (call before the children are stopped); the peak of each pid, in order.
@@ -167,18 +182,32 @@ mod tests {
         let me = std::process::id();
         let before = anonymous_kib(me).expect("RssAnon of this process");
         let sampler = AnonymousPeaks::start(vec![Some(me), None]);
-        // Every page written, so that it is resident; held for several samples.
+        // Every page written, so that it is resident; held until a sample saw it.
         let held = vec![7u8; HELD];
-        tokio::time::sleep(SAMPLE_EVERY * 5).await;
+        let seen = before + (HELD / 1024) as u64 * 3 / 4;
+        let mut so_far = sampler.so_far();
+        let sampled = tokio::time::timeout(
+            Duration::from_secs(30),
+            so_far.wait_for(|peaks| peaks[0].is_some_and(|kib| kib >= seen)),
+        )
+        .await
+        // The peaks' guard dropped here: the sampler cannot send while it is held.
+        .is_ok_and(|seen| seen.is_ok());
+        assert!(
+            sampled,
+            "no sample within 30 s saw {} KiB held after {before} KiB",
+            HELD / 1024
+        );
         assert_eq!(
             held.iter().map(|&b| u64::from(b)).sum::<u64>(),
             7 * HELD as u64
         );
         drop(held);
+        // Let go of, and still the peak the sampler reports.
         let peaks = sampler.finish().await;
         let peak = peaks[0].expect("a peak of this process");
         assert!(
-            peak >= before + (HELD / 1024) as u64 * 3 / 4,
+            peak >= seen,
             "peak {peak} KiB after {before} KiB with {} KiB held",
             HELD / 1024
         );
