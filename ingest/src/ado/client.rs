@@ -515,13 +515,14 @@ impl AdoClient {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(String::from);
-        let text = response.text().await.map_err(|e| Attempt::Transient {
+        let body = response.bytes().await.map_err(|e| Attempt::Transient {
             error: AdoError::Transport {
                 url: url.to_string(),
                 detail: e.to_string(),
             },
             retry_after: None,
         })?;
+        let text = utf8_text(body);
         let code = status.as_u16();
         match code {
             204 => Ok(TextResponse {
@@ -574,6 +575,21 @@ impl AdoClient {
 }
 
 /// The error and every cause under it, on one line (reqwest's own text omits the causes).
+/// An answer's body as text, in the buffer it was read into: `reqwest`'s `text()` decodes into
+/// a copy, so each page in flight would be held twice while it is read. Azure DevOps answers
+/// UTF-8 JSON; a byte-order mark is dropped (JSON parsers refuse it) and a malformed sequence
+/// becomes U+FFFD, as `text()` would have it.
+fn utf8_text(body: bytes::Bytes) -> String {
+    let text = match String::from_utf8(Vec::from(body)) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
 fn error_chain(error: &reqwest::Error) -> String {
     let mut chain = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -636,5 +652,19 @@ mod tests {
             service_base("http://127.0.0.1:4000/acme", "vsrm"),
             "http://127.0.0.1:4000/acme"
         );
+    }
+
+    #[test]
+    fn an_answer_becomes_text_in_the_buffer_it_was_read_into() {
+        let body = bytes::Bytes::from(br#"{"count":1,"value":["caf\u00e9"]}"#.to_vec());
+        let read_into = body.as_ptr();
+        let text = utf8_text(body);
+        assert_eq!(text, r#"{"count":1,"value":["caf\u00e9"]}"#);
+        assert_eq!(text.as_ptr(), read_into, "copied instead of reused");
+
+        let with_mark = bytes::Bytes::from("\u{feff}{\"value\":[]}".as_bytes().to_vec());
+        assert_eq!(utf8_text(with_mark), r#"{"value":[]}"#);
+        let malformed = bytes::Bytes::from(b"{\"name\":\"a\xffb\"}".to_vec());
+        assert_eq!(utf8_text(malformed), "{\"name\":\"a\u{fffd}b\"}");
     }
 }
