@@ -22,6 +22,7 @@ use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError, ProjectId};
 use crate::examples::ExampleSampler;
 use crate::kind::Kind;
+use crate::listing_budget::{LISTING_BUDGET_BYTES, ListingBudget};
 use crate::page_budget::{DEFAULT_BUFFER_BYTES, PageBudget};
 use crate::project_tags::{is_excluded, normalized};
 use crate::selector::SelectorError;
@@ -380,6 +381,9 @@ pub struct Crawler {
     /// Bytes of pages the crawl holds at most, across its units
     /// (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`).
     pub(crate) page_budget: PageBudget,
+    /// Bytes of listings the crawl's units keep at once, across its units
+    /// ([`LISTING_BUDGET_BYTES`]; separate from the pages', see `crate::listing_budget`).
+    pub(crate) listing_budget: ListingBudget,
     /// Most bytes of repository listings a resync keeps ([`REPOSITORY_LIST_BYTES`]).
     pub(crate) repository_list_bytes: usize,
     /// Most bytes each read shared between kinds keeps ([`SHARED_READ_BYTES`]).
@@ -400,6 +404,7 @@ impl Crawler {
             running: std::sync::Mutex::new(None),
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
             page_budget: PageBudget::new(DEFAULT_BUFFER_BYTES),
+            listing_budget: ListingBudget::new(LISTING_BUDGET_BYTES),
             repository_list_bytes: REPOSITORY_LIST_BYTES,
             shared_read_bytes: SHARED_READ_BYTES,
         }

@@ -38,6 +38,7 @@ pub mod kind;
 mod kinds;
 pub mod leader;
 pub mod lease;
+mod listing_budget;
 pub mod live_events;
 pub mod organizations;
 mod page_budget;

@@ -6,8 +6,9 @@
 //! [`security`]: Advanced Security alerts; [`files`], [`folders`] and [`wikis`]: Git content,
 //! with [`glob`] for their patterns), and the fan-out
 //! they share: per project (or per repository) concurrently within the client's request
-//! budget and the crawl's byte budget (`crate::page_budget`), every page handed to the
-//! publisher as it arrives through a bounded channel.
+//! budget and the crawl's byte budget (`crate::page_budget`), and for units that keep a
+//! listing while they run within the crawl's listing budget (`crate::listing_budget`), every
+//! page handed to the publisher as it arrives through a bounded channel.
 //!
 //! Failure semantics, the same for every kind: a 403 for one project or repository skips it
 //! with a warning and marks the kind failed; a 404 in which Azure DevOps says the unit's
@@ -51,6 +52,7 @@ use tokio::sync::mpsc;
 use crate::ado::{AdoError, ProjectId};
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::{Handler, Kind};
+use crate::listing_budget::{HeldListing, ListingSizes};
 use crate::page_budget::{HeldBytes, PageBudget, PageSizes, heap_bytes, page_bytes};
 use crate::plan::KindPlan;
 use crate::selector::{SelectorError, SelectorType};
@@ -491,6 +493,43 @@ impl Crawler {
     {
         self.fan_out_stream_to(crawls, stream::iter(units), self.fan_out_width(), fetch)
             .await
+    }
+
+    /// [`Crawler::fan_out`] for units that keep a listing until all their pages are sent (a
+    /// project's policies): each unit starts only once it holds the bytes of the fan-out's
+    /// mean listing of the crawl's listing budget (`crate::listing_budget`), taken before
+    /// anything else of the unit (before the unit is even taken from `units`, so that a unit
+    /// waiting for them holds nothing; only the next unit, taken to see whether there is one,
+    /// waits with what `units` made of it), and `fetch` gets the hold to tell it what it
+    /// keeps ([`HeldListing::keeps`]) once it read its listing. Small listings run as wide as
+    /// the requests, large ones narrower; the hold ends with the unit.
+    pub(crate) async fn fan_out_keeping<T, F, Fut>(
+        &self,
+        crawl: &mut KindCrawl<'_>,
+        units: impl IntoIterator<Item = (String, T)>,
+        fetch: F,
+    ) -> Result<(), CrawlError>
+    where
+        F: Fn(T, HeldListing, Pages) -> Fut,
+        Fut: Future<Output = Result<(), AdoError>>,
+    {
+        let sizes = Arc::new(ListingSizes::default());
+        let budget = &self.listing_budget;
+        let units = stream::unfold(units.into_iter().peekable(), move |mut units| {
+            let sizes = Arc::clone(&sizes);
+            async move {
+                // No wait for bytes past the last unit.
+                units.peek()?;
+                let held = sizes.reserve(budget).await;
+                let (label, unit) = units.next()?;
+                Some(((label, (held, unit)), units))
+            }
+        });
+        let fetch = &fetch;
+        self.fan_out_stream(crawl, units, self.fan_out_width(), |(held, unit), pages| {
+            fetch(unit, held, pages)
+        })
+        .await
     }
 
     /// Units a fan-out runs at once: as many as the crawl may have requests in flight, at
