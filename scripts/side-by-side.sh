@@ -140,8 +140,10 @@ if [ ! -f "$stamp" ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 
-# --- the integration's source at the pinned commit ----------------------------------------------
-if [ -n "${OCEAN_SOURCE:-}" ]; then
+# --- the integration's source at the pinned commit (not with --adoport-only: never run) ----------
+if [ -n "$adoport_only" ]; then
+  source_root=
+elif [ -n "${OCEAN_SOURCE:-}" ]; then
   source_root=$OCEAN_SOURCE
   [ -d "$source_root/$INTEGRATION_DIR" ] || die "OCEAN_SOURCE=$source_root has no $INTEGRATION_DIR"
 else
