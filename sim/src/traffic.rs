@@ -56,6 +56,21 @@ pub(crate) struct Traffic {
     peak_in_flight: AtomicU64,
     /// Requests being answered now per route template key (keys with none are removed).
     in_flight_routes: Mutex<BTreeMap<String, u64>>,
+    /// The round of the latest-round request answered so far (see [`Traffic::rounds`]).
+    answered_round: AtomicU64,
+}
+
+/// A request's round (see [`Traffic::rounds`]), counted as answered when dropped.
+#[derive(Debug)]
+pub(crate) struct Round<'a> {
+    traffic: &'a Traffic,
+    round: u64,
+}
+
+impl Drop for Round<'_> {
+    fn drop(&mut self) {
+        (self.traffic.answered_round).fetch_max(self.round, Ordering::Relaxed);
+    }
 }
 
 /// One request being answered; dropping it ends it.
@@ -92,6 +107,7 @@ impl Default for Traffic {
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
             in_flight_routes: Mutex::default(),
+            answered_round: AtomicU64::new(0),
         }
     }
 }
@@ -127,6 +143,24 @@ impl Traffic {
             traffic: self,
             key: key.to_string(),
         }
+    }
+
+    /// A request arriving now: one round after the latest round of the requests answered
+    /// before it arrived, answered when the returned guard is dropped.
+    pub(crate) fn begin_round(&self) -> Round<'_> {
+        Round {
+            traffic: self,
+            round: self.answered_round.load(Ordering::Relaxed) + 1,
+        }
+    }
+
+    /// Round trips one after another so far: the longest chain of requests each of which
+    /// arrived after the one before it was answered. Requests a client sends together (before
+    /// any of them is answered) are one round, however many; it is what a client's wall time
+    /// at a given latency is made of, counted without the clock, so a busy machine does not
+    /// change it.
+    pub(crate) fn rounds(&self) -> u64 {
+        self.answered_round.load(Ordering::Relaxed)
     }
 
     /// Requests being answered now, per route template key (only keys with at least one).
@@ -200,5 +234,31 @@ impl Traffic {
                 Ok(Err(_)) | Err(_) => return condition(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_sent_together_are_one_round_and_each_after_an_answer_another() {
+        let traffic = Traffic::default();
+        assert_eq!(traffic.rounds(), 0);
+        // Two sent together: both arrive before either is answered.
+        let (first, second) = (traffic.begin_round(), traffic.begin_round());
+        drop(first);
+        drop(second);
+        assert_eq!(traffic.rounds(), 1);
+        // One sent after those answers, and one that arrived while it was being answered.
+        let third = traffic.begin_round();
+        let beside = traffic.begin_round();
+        drop(third);
+        assert_eq!(traffic.rounds(), 2);
+        let fourth = traffic.begin_round();
+        drop(beside);
+        assert_eq!(traffic.rounds(), 2, "beside the third, not after it");
+        drop(fourth);
+        assert_eq!(traffic.rounds(), 3);
     }
 }

@@ -328,6 +328,13 @@ impl PortSim {
         lock(&self.state.outage).1
     }
 
+    /// Round trips one after another so far: the longest chain of requests each of which
+    /// arrived after the one before it was answered (requests sent together are one round).
+    /// A client's wall time at a latency, without the clock.
+    pub fn rounds(&self) -> u64 {
+        self.state.traffic.rounds()
+    }
+
     /// Requests received in total (including refused, limited and unmatched ones).
     pub fn total_requests(&self) -> u64 {
         self.state.traffic.total()

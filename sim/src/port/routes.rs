@@ -102,6 +102,7 @@ async fn gate(
         state.traffic.touch();
         return response;
     }
+    let _round = state.traffic.begin_round();
     let scripted = state.traffic.arrive(&key);
     let verdict = lock(&state.window).take();
     let mut response = match scripted {
