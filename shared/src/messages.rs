@@ -41,12 +41,17 @@ pub trait Contract: Serialize + DeserializeOwned {
     const NAME: &'static str;
 }
 
-/// Serialises a message (infallible for our types: they hold only JSON-safe data).
+/// Serialises a message (infallible for our types: they hold only JSON-safe data), in a
+/// buffer of exactly its length: `to_vec` grows its buffer by doubling, and a body kept as
+/// `Bytes` keeps that spare capacity, so queues bounded by their bodies' lengths (the
+/// in-process bus's `RAW_QUEUE_BYTES`) held up to twice their limit.
 pub fn encode<T: Contract>(message: &T) -> Vec<u8> {
-    serde_json::to_vec(message).unwrap_or_else(|e| {
+    let mut body = serde_json::to_vec(message).unwrap_or_else(|e| {
         // Only a non-string map key could fail, and our contracts have none.
         unreachable!("message contract {} failed to serialise: {e}", T::NAME)
-    })
+    });
+    body.shrink_to_fit();
+    body
 }
 
 /// Reads a message: first its schema version, then its shape.
@@ -667,6 +672,23 @@ mod tests {
         let back: T = decode(&encode(message)).expect("decodes");
         assert_eq!(&back, message);
         serde_json::from_slice(&encode(message)).expect("json")
+    }
+
+    /// A page's body is as large as its JSON, not as `to_vec`'s doubled buffer: the in-process
+    /// queues count bodies by length.
+    #[test]
+    fn an_encoded_message_holds_no_spare_capacity() {
+        let items = (0..500)
+            .map(|i| serde_json::json!({"id": format!("repository-{i}"), "size": i * 1000}))
+            .collect();
+        let origin = Origin::Webhook {
+            event_type: "git.push".into(),
+            delivery_id: "d".into(),
+        };
+        let event = RawEvent::new("repository", origin, "o", RawAction::Upsert, items);
+        let body = encode(&event);
+        assert!(body.len() > 10_000, "a page of {} bytes", body.len());
+        assert_eq!(body.capacity(), body.len());
     }
 
     #[test]
