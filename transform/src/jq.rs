@@ -10,6 +10,9 @@
 //! run on the `serde_json` item directly (`fast`), so an item is converted to jaq only when an
 //! expression without a fast path needs it, and at most once.
 //!
+//! Memory: a program is compiled with only the prelude's definitions it can call (`reach`):
+//! jaq keeps every definition it compiles, and a mapping has a program per expression.
+//!
 //! Bounds: every program is compiled with guards (`guard`) that report to a meter
 //! ([`limits`]): an evaluation that recurses too deep, runs too long or builds too much is
 //! stopped with [`JqError::Runaway`], whatever the expression does.
@@ -29,6 +32,7 @@ use serde_json::Value;
 mod fast;
 mod guard;
 pub mod limits;
+mod reach;
 mod text;
 
 pub use limits::{ItemBudget, JqLimits, Runaway};
@@ -219,7 +223,9 @@ impl JqProgram {
             body: main,
         };
         let arena = Arena::default();
-        let loader = Loader::new(prelude.defs.iter().cloned().chain([main]));
+        // Only the definitions the expression reaches: jaq compiles every one it is given.
+        let defs = reach::reachable(&prelude.defs, &main.body);
+        let loader = Loader::new(defs.into_iter().chain([main]));
         let modules = loader
             .load(
                 &arena,

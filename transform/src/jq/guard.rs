@@ -92,7 +92,7 @@ fn calls(term: &Term<&str>, name: &str, arity: usize) -> bool {
 }
 
 /// The terms directly inside `term` (definitions' bodies included).
-fn children<'t, 's>(term: &'t Term<&'s str>) -> Vec<&'t Term<&'s str>> {
+pub(super) fn children<'t, 's>(term: &'t Term<&'s str>) -> Vec<&'t Term<&'s str>> {
     match term {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Var(_) | Term::Break(_) => Vec::new(),
         Term::Arr(t) => t.as_deref().into_iter().collect(),
