@@ -2,9 +2,10 @@
 //! of a resync without those of `excludedTags`, and the publisher of a resync's pages, stamped
 //! with the crawl and checked against its fence), the reports and errors of a crawl, and what a
 //! resync reads once and shares between the kinds it crawls at the same time
-//! (`ResyncCache`). Below the kinds: the kinds add their own `impl Crawler` blocks
-//! (`crate::kinds`) and the crawl of a whole plan runs them ([`crate::crawler`]); this module
-//! names neither.
+//! (`ResyncCache`; what grows with the organization only up to a byte limit: the repositories,
+//! [`REPOSITORY_LIST_BYTES`], and the boards, [`BOARD_LIST_BYTES`]). Below the kinds: the kinds
+//! add their own `impl Crawler` blocks (`crate::kinds`) and the crawl of a whole plan runs them
+//! ([`crate::crawler`]); this module names neither.
 //!
 //! Memory stays flat whatever the organization's size: the pages a crawl holds at once, of
 //! every kind it reads at the same time, are bounded in bytes by its [`PageBudget`] (taken
@@ -190,17 +191,29 @@ impl Default for CrawlLimits {
 /// project (one request per project and kind, what a bounded cache costs).
 pub const REPOSITORY_LIST_BYTES: usize = 8 * 1024 * 1024;
 
-/// What a resync keeps of the organization's repositories for the kinds read repository by
-/// repository.
+/// Most bytes of boards (their JSON text, each board's detail with its columns and
+/// `__project`) a resync keeps for the second of `board` and `column`, so that the boards are
+/// read once per resync. An Azure DevOps board detail with its columns and project is a few KB
+/// of text (about 3.3 KB in the simulator, 2.5 MiB at 800 projects of one board each; real
+/// boards have more columns, rows and fields), so this keeps about 1,000 boards of 4 KB (1,270
+/// of the simulator's); past it the boards are not kept (a list kept whole grows with the
+/// organization) and the other kind reads them again itself, project by project (per team one
+/// board list, per board one read: what a bounded cache costs).
+pub const BOARD_LIST_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a resync keeps of a list it reads project by project across the organization (the
+/// repositories, for the kinds read repository by repository; the boards, for `board` and
+/// `column`).
 #[derive(Clone)]
-pub(crate) enum RepositoryList {
-    /// Every repository, each project's one after another.
+pub(crate) enum OrganizationList {
+    /// Every item, each project's one after another.
     Kept(Arc<CompactList>),
-    /// More than the resync may keep: each kind lists each project's repositories itself.
+    /// More than the resync may keep: each kind reads each project's items itself.
     PerProject,
 }
 
-/// Repository listings kept as text until they pass a byte limit; past it nothing is kept.
+/// Listings (repositories, boards) kept as text until they pass a byte limit; past it nothing
+/// is kept.
 pub(crate) struct BoundedTexts {
     texts: Option<Vec<Box<str>>>,
     bytes: usize,
@@ -231,10 +244,10 @@ impl BoundedTexts {
         true
     }
 
-    pub(crate) fn finish(self) -> RepositoryList {
+    pub(crate) fn finish(self) -> OrganizationList {
         match self.texts {
-            Some(texts) => RepositoryList::Kept(Arc::new(CompactList::from_texts(texts))),
-            None => RepositoryList::PerProject,
+            Some(texts) => OrganizationList::Kept(Arc::new(CompactList::from_texts(texts))),
+            None => OrganizationList::PerProject,
         }
     }
 }
@@ -248,13 +261,18 @@ pub(crate) struct ResyncCache {
     /// Kept only when a kind of the plan reads it repository by repository
     /// (`keep_repositories`), and only up to `repository_list_bytes`: it grows with the
     /// organization, and the `repository` kind alone must not hold it.
-    pub(crate) repositories: tokio::sync::Mutex<Option<RepositoryList>>,
+    pub(crate) repositories: tokio::sync::Mutex<Option<OrganizationList>>,
     pub(crate) keep_repositories: bool,
     /// Most bytes of repository listings the resync keeps ([`REPOSITORY_LIST_BYTES`] unless
     /// the crawler was told otherwise).
     pub(crate) repository_list_bytes: usize,
-    /// Boards with `__project`, for `board` and `column`.
-    pub(crate) boards: SharedList,
+    /// Boards with `__project`, for `board` and `column`: kept by the first of them only up to
+    /// `board_list_bytes` (they grow with the organization); past it the other reads them
+    /// itself.
+    pub(crate) boards: tokio::sync::Mutex<Option<OrganizationList>>,
+    /// Most bytes of boards the resync keeps ([`BOARD_LIST_BYTES`] unless the crawler was told
+    /// otherwise).
+    pub(crate) board_list_bytes: usize,
     /// The organization's teams (`GET _apis/teams`), for `team` (each of its crawl units),
     /// `member` and the boards.
     pub(crate) teams: SharedList,
@@ -289,7 +307,7 @@ impl ProjectLists {
 /// A list a resync keeps, each item as its JSON text: about a fifth of the memory of the
 /// parsed items (whose every object is an ordered map of its own), parsed again as a kind reads
 /// it. The projects, repositories and boards of a resync are kept so; what grows with the
-/// organization is kept as small as it can be.
+/// organization is kept as small as it can be, and only up to a byte limit.
 #[derive(Debug, Default)]
 pub(crate) struct CompactList(Vec<Box<str>>);
 
@@ -386,6 +404,8 @@ pub struct Crawler {
     pub(crate) listing_budget: ListingBudget,
     /// Most bytes of repository listings a resync keeps ([`REPOSITORY_LIST_BYTES`]).
     pub(crate) repository_list_bytes: usize,
+    /// Most bytes of boards a resync keeps ([`BOARD_LIST_BYTES`]).
+    pub(crate) board_list_bytes: usize,
     /// Most bytes each read shared between kinds keeps ([`SHARED_READ_BYTES`]).
     pub(crate) shared_read_bytes: usize,
 }
@@ -406,6 +426,7 @@ impl Crawler {
             page_budget: PageBudget::new(DEFAULT_BUFFER_BYTES),
             listing_budget: ListingBudget::new(LISTING_BUDGET_BYTES),
             repository_list_bytes: REPOSITORY_LIST_BYTES,
+            board_list_bytes: BOARD_LIST_BYTES,
             shared_read_bytes: SHARED_READ_BYTES,
         }
     }
@@ -428,6 +449,13 @@ impl Crawler {
     /// [`REPOSITORY_LIST_BYTES`] (tests cross the limit with a small organization).
     pub fn with_repository_list_bytes(mut self, bytes: usize) -> Self {
         self.repository_list_bytes = bytes;
+        self
+    }
+
+    /// Keeps at most `bytes` of boards per resync instead of [`BOARD_LIST_BYTES`] (tests cross
+    /// the limit with a small organization).
+    pub fn with_board_list_bytes(mut self, bytes: usize) -> Self {
+        self.board_list_bytes = bytes;
         self
     }
 

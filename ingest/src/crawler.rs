@@ -13,8 +13,10 @@
 //! `createMissingRelatedEntities: false` is crawled one unit after another, in mapping order
 //! ([`CrawlOrder`]). Projects, repositories and boards are read once per resync, by the first
 //! unit that needs them, while the others that need them wait (`ResyncCache`, which keeps them
-//! as JSON text); so are the groups, each team's members and each page of builds, within a byte
-//! limit (`crate::shared_reads`).
+//! as JSON text; the repositories and boards only up to a byte limit each,
+//! `REPOSITORY_LIST_BYTES` and `BOARD_LIST_BYTES`, past which each unit reads them itself); so
+//! are the groups, each team's members and each page of builds, within a byte limit
+//! (`crate::shared_reads`).
 //!
 //! A kind this version cannot crawl, or that failed part-way, is reported as failed: a later
 //! reconciliation must not delete entities on the strength of an incomplete crawl.
@@ -98,6 +100,7 @@ impl Crawler {
                 .filter_map(KindPlan::known)
                 .any(|kind| kinds::spec(kind).repository_derived),
             repository_list_bytes: self.repository_list_bytes,
+            board_list_bytes: self.board_list_bytes,
             groups: BoundedList::new(kinds::group_list_readers(plan) > 1, self.shared_read_bytes),
             team_members: SharedReads::new(
                 kinds::team_member_readers(plan),

@@ -67,8 +67,8 @@ use adoport_shared::metrics::ResyncStats;
 
 pub use ado::RequestStats;
 pub use crawl_context::{
-    CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler, DEFAULT_CONCURRENT_KINDS,
-    KindReport, REPOSITORY_LIST_BYTES,
+    BOARD_LIST_BYTES, CrawlFence, CrawlLimits, CrawlReport, CrawlStamp, Crawler,
+    DEFAULT_CONCURRENT_KINDS, KindReport, REPOSITORY_LIST_BYTES,
 };
 pub use crawler::CrawlOrder;
 pub use crawlers::Crawlers;

@@ -1,7 +1,8 @@
 //! The crawl units of a resync run at the same time (`ADOPORT__INGEST__CONCURRENT_KINDS`):
-//! their requests overlap, the lists they share are read once, they publish what the units
-//! read one after another publish, a refused token stops every running unit, and a mapping
-//! that needs its kinds in order (`createMissingRelatedEntities: false`) gets them in order.
+//! their requests overlap, the lists they share are read once (past a list's byte limit, once
+//! by each unit), they publish what the units read one after another publish, a refused token
+//! stops every running unit, and a mapping that needs its kinds in order
+//! (`createMissingRelatedEntities: false`) gets them in order.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -219,6 +220,66 @@ async fn past_the_repository_list_limit_each_kind_lists_the_repositories_itself(
         );
         if kinds.len() > derived.len() {
             assert_eq!(made, per_kind + 3, "{name}");
+        }
+        kept.sim.shutdown().await;
+        unkept.sim.shutdown().await;
+    }
+}
+
+/// Past the resync's board limit (0 bytes here; `BOARD_LIST_BYTES` by default) the boards are
+/// not kept: the second of `board` and `column` to run reads them again itself, project by
+/// project, and publishes what it publishes from kept boards, whether the two run at the same
+/// time (the second waits for the first's read) or one after another.
+#[tokio::test]
+async fn past_the_board_list_limit_each_kind_reads_the_boards_itself() {
+    let kinds: Vec<KindPlan> = ["board", "column"]
+        .into_iter()
+        .map(|kind| plan(kind, json!({})))
+        .collect();
+    let board_reads = [
+        "GET /{org}/{project}/{team}/_apis/work/boards",
+        "GET /{org}/{project}/{team}/_apis/work/boards/{board}",
+    ];
+    for concurrent_kinds in [2, 1] {
+        let name = format!("{concurrent_kinds}-at-once");
+        let kept = harness(
+            AdoSimConfig::default(),
+            &format!("boards-kept-{name}."),
+            concurrent_kinds,
+        )
+        .await;
+        let unkept = crawl_harness(
+            AdoSimConfig::default(),
+            "sim-pat",
+            &format!("boards-unkept-{name}."),
+            |crawler: Crawler| {
+                crawler
+                    .with_concurrent_kinds(concurrent_kinds)
+                    .with_board_list_bytes(0)
+                    .with_limits(CrawlLimits {
+                        page: 2,
+                        ..CrawlLimits::default()
+                    })
+            },
+        )
+        .await;
+        let origin = |harness: &CrawlHarness| {
+            let url = harness.sim.organization_url();
+            url.split('/')
+                .nth(2)
+                .expect("a URL with a host")
+                .to_string()
+        };
+        let kept_items = sorted(kept.crawl_ok(&kinds).await, &origin(&kept));
+        let unkept_items = sorted(unkept.crawl_ok(&kinds).await, &origin(&unkept));
+        assert_eq!(kept_items.len(), 2, "{name}: {kept_items:?}");
+        assert!(kept_items.values().all(|items| !items.is_empty()), "{name}");
+        assert_eq!(kept_items, unkept_items, "{name}");
+        // Kept, the boards of each team are read once for both kinds; not kept, once by each.
+        for route in board_reads {
+            let once = kept.requests(route);
+            assert!(once > 0, "{name}: {route}");
+            assert_eq!(unkept.requests(route), 2 * once, "{name}: {route}");
         }
         kept.sim.shutdown().await;
         unkept.sim.shutdown().await;

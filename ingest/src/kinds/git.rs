@@ -18,7 +18,7 @@ use super::items::{ItemBuilder, ListEnrichment};
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, ProjectId, repository_ids};
 use crate::crawl_context::{
-    BoundedTexts, CompactList, CrawlError, Crawler, RepositoryList, ResyncCache, parse,
+    BoundedTexts, CompactList, CrawlError, Crawler, OrganizationList, ResyncCache, parse,
 };
 use crate::listing_budget::HeldListing;
 use crate::page_budget::heap_bytes;
@@ -258,7 +258,7 @@ impl Crawler {
     pub(crate) async fn repository_list(
         &self,
         cache: &ResyncCache,
-    ) -> Result<RepositoryList, CrawlError> {
+    ) -> Result<OrganizationList, CrawlError> {
         let mut held = cache.repositories.lock().await;
         if let Some(list) = held.as_ref() {
             return Ok(list.clone());
@@ -307,7 +307,7 @@ impl Crawler {
             false => None,
         };
         let keeping = match held.as_ref().map(|held| (**held).clone()) {
-            Some(Some(RepositoryList::Kept(listed))) => {
+            Some(Some(OrganizationList::Kept(listed))) => {
                 // A kind read repository by repository listed them first: publish that list,
                 // each project's repositories kept as text until its unit builds them.
                 drop(held);
@@ -325,7 +325,7 @@ impl Crawler {
                     .await;
             }
             // Too many to keep (a kind found so): each lists them itself.
-            Some(Some(RepositoryList::PerProject)) | None => {
+            Some(Some(OrganizationList::PerProject)) | None => {
                 drop(held);
                 None
             }
@@ -345,7 +345,7 @@ impl Crawler {
                 {
                     // Past the limit: the kinds that wait for the list list them themselves,
                     // starting now.
-                    *held = Some(RepositoryList::PerProject);
+                    *held = Some(OrganizationList::PerProject);
                 }
             }
             // Built (parsed) once the publisher has room for the page: until then the unit
@@ -371,8 +371,8 @@ impl Crawler {
         cache: &ResyncCache,
     ) -> Result<RepositoryUnits<'_>, CrawlError> {
         Ok(match self.repository_list(cache).await? {
-            RepositoryList::Kept(list) => kept_repository_units(list).boxed(),
-            RepositoryList::PerProject => {
+            OrganizationList::Kept(list) => kept_repository_units(list).boxed(),
+            OrganizationList::PerProject => {
                 let projects = self.project_units(cache).await?;
                 stream::iter(projects)
                     .then(move |(label, project)| async move {
@@ -406,15 +406,17 @@ impl Crawler {
     pub(crate) async fn crawl_policies(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let units: Box<dyn Iterator<Item = (String, PolicyUnit)> + Send> =
             match self.repository_list(crawl.cache).await? {
-                RepositoryList::Kept(list) => Box::new(texts_by_project(list, healthy).map(
+                OrganizationList::Kept(list) => Box::new(texts_by_project(list, healthy).map(
                     |(label, (id, repositories))| (label, PolicyUnit::Listed(id, repositories)),
                 )),
-                RepositoryList::PerProject => Box::new(self.project_units(crawl.cache).await?.map(
-                    |(label, project)| {
-                        let id = ProjectId::new(text(&project, "id").unwrap_or_default());
-                        (label, PolicyUnit::Unlisted(id))
-                    },
-                )),
+                OrganizationList::PerProject => Box::new(
+                    self.project_units(crawl.cache)
+                        .await?
+                        .map(|(label, project)| {
+                            let id = ProjectId::new(text(&project, "id").unwrap_or_default());
+                            (label, PolicyUnit::Unlisted(id))
+                        }),
+                ),
             };
         // Each unit keeps its project's listings until its last page is sent: as many at once
         // as the crawl's listing budget holds (about 0.45 MB a project in the simulator, 99
@@ -494,13 +496,13 @@ impl Crawler {
         let widest = windows.iter().map(|w| w.min_time).min().unwrap_or(now);
         let min_time = widest.format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let units: Vec<(String, PullRequestList)> = match self.repository_list(cache).await? {
-            RepositoryList::Kept(list) => project_units(repository_units(listed(list)))
+            OrganizationList::Kept(list) => project_units(repository_units(listed(list)))
                 .flat_map(|(label, (project_id, repositories))| {
                     PullRequestList::of_project(&label, project_id, &repositories)
                 })
                 .collect(),
             // Too many repositories to keep: each project's unit lists them itself.
-            RepositoryList::PerProject => (self.project_units(cache).await?)
+            OrganizationList::PerProject => (self.project_units(cache).await?)
                 .map(|(label, project)| {
                     let id = ProjectId::new(text(&project, "id").unwrap_or_default());
                     (

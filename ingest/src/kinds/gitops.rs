@@ -12,7 +12,7 @@ use super::{Pages, kept_repository_units, repository_units, text};
 use crate::ado::{
     AdoClient, AdoError, CONTENT_MISSING, GitVersion, ProjectId, RepositoryId, none_if_missing,
 };
-use crate::crawl_context::{CrawlError, Crawler, RepositoryList, parse};
+use crate::crawl_context::{CrawlError, Crawler, OrganizationList, parse};
 use crate::plan::GitopsPlan;
 use adoport_shared::messages::GITOPS_KIND;
 
@@ -214,7 +214,7 @@ impl Crawler {
         self.resync_stats.crawled(GITOPS_KIND, 0);
         let gitops = &gitops;
         if crawl.cache.keep_repositories
-            && let RepositoryList::Kept(list) = self.repository_list(crawl.cache).await?
+            && let OrganizationList::Kept(list) = self.repository_list(crawl.cache).await?
         {
             // Another kind of this resync holds the repository list: read it from there.
             let units = kept_repository_units(list);

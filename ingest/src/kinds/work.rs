@@ -1,7 +1,7 @@
 //! Boards and work kinds: `board` (the organization's teams → each team's boards → board
-//! detail, `__project`),
-//! `column` (one item per board column and work item type: `__board`, `__stateType`,
-//! `__stateName`) and `work-item` (WIQL by id range, then `workitemsbatch` 200 at a time;
+//! detail, `__project`), `column` (one item per board column and work item type: `__board`,
+//! `__stateType`, `__stateName`; the boards are read once for both kinds, kept up to
+//! `BOARD_LIST_BYTES`) and `work-item` (WIQL by id range, then `workitemsbatch` 200 at a time;
 //! `__projectId`, `__project`; selectors `wiql`, `expand`).
 
 use std::collections::HashMap;
@@ -14,7 +14,9 @@ use super::KindCrawl;
 use super::teams::TEAM_GONE;
 use super::{Pages, enrich, text};
 use crate::ado::{AdoError, BoardId, ProjectId, TeamId, WORK_ITEMS_BATCH};
-use crate::crawl_context::{CompactList, CrawlError, Crawler, ResyncCache, compact};
+use crate::crawl_context::{
+    BoundedTexts, CompactList, CrawlError, Crawler, OrganizationList, ResyncCache, compact,
+};
 use crate::kind::Kind;
 use crate::selector::WorkItemSelector;
 
@@ -200,53 +202,47 @@ impl Crawler {
 
     /// `board` and `column`: reads the boards of every project and publishes them as the
     /// plan's kind (`board` items, or the `column` items derived from them); keeps them for
-    /// the other kind of this resync.
+    /// the other kind of this resync, up to the resync's byte limit
+    /// ([`crate::crawl_context::BOARD_LIST_BYTES`]). Past it nothing is kept and the other kind
+    /// reads the boards again itself, project by project, as this one did.
     pub(crate) async fn crawl_boards(&self, mut crawl: KindCrawl<'_>) -> Result<(), CrawlError> {
         let plan = crawl.plan;
         let columns = plan.kind == Kind::Column;
         let kind = if columns { Kind::Column } else { Kind::Board };
         // The other kind of the two waits for the boards this crawl reads.
         let cache = crawl.cache;
-        let mut held = cache.boards.hold().await;
-        if let Some(boards) = held.as_ref().cloned() {
-            drop(held);
-            // A page at a time: every column of every board at once, each with its board and
-            // project, was about 170 KB per board held together.
-            let per_event = self.items_per_event.max(1);
-            let mut page = Vec::with_capacity(per_event);
-            for board in boards.iter() {
-                let items = if columns {
-                    columns_of(&board)
-                } else {
-                    vec![board]
-                };
-                for item in items {
-                    page.push(item);
-                    if page.len() == per_event {
-                        let full = std::mem::replace(&mut page, Vec::with_capacity(per_event));
-                        self.publish(crawl.resync_id, kind, full, crawl.report)
-                            .await?;
-                    }
-                }
+        let held = cache.boards.lock().await;
+        let keeping = match (*held).clone() {
+            Some(OrganizationList::Kept(boards)) => {
+                drop(held);
+                return self.publish_kept_boards(&mut crawl, kind, &boards).await;
             }
-            if !page.is_empty() {
-                self.publish(crawl.resync_id, kind, page, crawl.report)
-                    .await?;
+            // Too many to keep (the other kind found so): read them again, keeping none.
+            Some(OrganizationList::PerProject) => {
+                drop(held);
+                None
             }
-            return Ok(());
-        }
+            None => Some((held, BoundedTexts::new(cache.board_list_bytes))),
+        };
         let units = self.project_units(cache).await?;
         let teams = &self.teams_by_project(cache).await?;
-        let seen = Mutex::new(Vec::new());
-        let seen_ref = &seen;
+        let keeping = Mutex::new(keeping);
+        let keeping_ref = &keeping;
         self.fan_out(&mut crawl, units, |project, pages: Pages| async move {
             let project_teams = teams.get(text(&project, "id").unwrap_or_default());
             let boards =
                 (self.project_boards(&project, project_teams.map_or(&[], Vec::as_slice))).await?;
-            seen_ref
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(boards.iter().map(compact));
+            {
+                let mut keeping = keeping_ref.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((_, kept)) = keeping.as_mut()
+                    && !boards.iter().all(|board| kept.push(compact(board)))
+                    && let Some((mut held, _)) = keeping.take()
+                {
+                    // Past the limit: the other kind, waiting for the boards, reads them
+                    // itself, starting now.
+                    *held = Some(OrganizationList::PerProject);
+                }
+            }
             let items = if columns {
                 boards.iter().flat_map(columns_of).collect()
             } else {
@@ -255,10 +251,43 @@ impl Crawler {
             pages.send(items).await
         })
         .await?;
-        if crawl.report.failure.is_none() {
-            *held = Some(Arc::new(CompactList::from_texts(
-                seen.into_inner().unwrap_or_else(|p| p.into_inner()),
-            )));
+        if crawl.report.failure.is_none()
+            && let Some((mut held, kept)) = keeping.into_inner().unwrap_or_else(|p| p.into_inner())
+        {
+            *held = Some(kept.finish());
+        }
+        Ok(())
+    }
+
+    /// Publishes the boards the other of `board` and `column` kept as `kind`: a page at a time
+    /// (every column of every board at once, each with its board and project, was about 170 KB
+    /// per board held together).
+    async fn publish_kept_boards(
+        &self,
+        crawl: &mut KindCrawl<'_>,
+        kind: Kind,
+        boards: &CompactList,
+    ) -> Result<(), CrawlError> {
+        let per_event = self.items_per_event.max(1);
+        let mut page = Vec::with_capacity(per_event);
+        for board in boards.iter() {
+            let items = if kind == Kind::Column {
+                columns_of(&board)
+            } else {
+                vec![board]
+            };
+            for item in items {
+                page.push(item);
+                if page.len() == per_event {
+                    let full = std::mem::replace(&mut page, Vec::with_capacity(per_event));
+                    self.publish(crawl.resync_id, kind, full, crawl.report)
+                        .await?;
+                }
+            }
+        }
+        if !page.is_empty() {
+            self.publish(crawl.resync_id, kind, page, crawl.report)
+                .await?;
         }
         Ok(())
     }

@@ -20,7 +20,9 @@
 //!   healthy repository (1000 a page);
 //! - `board` / `column` (one row: a resync reads the boards once for both): one page of the
 //!   organization's teams per 100 teams, per team one board list, per board one read (its
-//!   columns);
+//!   columns) (adoport keeps the boards for the second kind up to a byte limit, about 1,000
+//!   boards, `BOARD_LIST_BYTES` of the ingest crate; past it the second kind reads them again,
+//!   one more board list per team and one more read per board than this minimum);
 //! - `work-item`: per project one WIQL query and one `workitemsbatch` per 200 ids (the
 //!   simulator's WIQL matches every item of the default mapping's query);
 //! - `release`: one page of 100 releases per project and distinct selector (filters and
