@@ -415,9 +415,12 @@ async fn a_bus_starts_without_the_broker_and_works_once_it_answers() {
     .expect("settings");
     let started = Instant::now();
     let bus = Bus::start(&settings, CancellationToken::new()).expect("bus");
+    // Half the connect timeout: had it waited for the connection attempt, it would have
+    // taken all of it (a bound with room for a loaded machine, not a speed test).
     assert!(
-        started.elapsed() < Duration::from_millis(100),
-        "never waits"
+        started.elapsed() < Duration::from_millis(500),
+        "never waits for the broker: {:?}",
+        started.elapsed()
     );
     assert!(!bus.is_connected());
 
@@ -435,7 +438,11 @@ async fn a_bus_starts_without_the_broker_and_works_once_it_answers() {
     let (refused, took) = publish_webhook(&bus).await;
     let refused = refused.expect_err("no broker");
     assert!(matches!(refused, BusError::Unreachable { .. }), "{refused}");
-    assert!(took < Duration::from_millis(100), "at once");
+    // Well before its 500 ms deadline: it did not wait for the broker to answer.
+    assert!(
+        took < Duration::from_millis(250),
+        "at once, not at the deadline: {took:?}"
+    );
 
     // The pipeline's side waits instead: its subscription and publish complete once it answers.
     let waiting = {
