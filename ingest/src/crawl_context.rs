@@ -257,6 +257,8 @@ impl BoundedTexts {
 /// need it wait, then read it from here.
 #[derive(Default)]
 pub(crate) struct ResyncCache {
+    /// Every project of the organization, kept whole: Azure DevOps itself bounds it, at most
+    /// 1,000 projects an organization (Microsoft's "About projects"), about 0.6 MB of text.
     pub(crate) projects: SharedList,
     /// Kept only when a kind of the plan reads it repository by repository
     /// (`keep_repositories`), and only up to `repository_list_bytes`: it grows with the
