@@ -8,9 +8,9 @@
 //! ([`crate::crawler`]); this module names neither.
 //!
 //! Memory stays flat whatever the organization's size: the pages a crawl holds at once, of
-//! every kind it reads at the same time, are bounded in bytes by its [`PageBudget`] (taken
-//! before a page is handed to the publisher, given back once the broker confirmed it), and a
-//! page is published without a copy of its items.
+//! every kind it reads at the same time, are bounded in bytes by its page budget
+//! (`crate::page_budget`, taken before a page is handed to the publisher, given back once the
+//! broker confirmed it), and a page is published without a copy of its items.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,10 +21,11 @@ use serde_json::Value;
 
 use crate::ado::organization::OrganizationStamp;
 use crate::ado::{AdoClient, AdoError, ProjectId};
+use crate::byte_budget::ByteBudget;
 use crate::examples::ExampleSampler;
 use crate::kind::Kind;
-use crate::listing_budget::{LISTING_BUDGET_BYTES, ListingBudget};
-use crate::page_budget::{DEFAULT_BUFFER_BYTES, PageBudget};
+use crate::listing_budget::LISTING_BUDGET_BYTES;
+use crate::page_budget::DEFAULT_BUFFER_BYTES;
 use crate::project_tags::{is_excluded, normalized};
 use crate::selector::SelectorError;
 use crate::shared_reads::{BoundedList, SHARED_READ_BYTES, SharedReads};
@@ -400,10 +401,10 @@ pub struct Crawler {
     pub(crate) concurrent_kinds: usize,
     /// Bytes of pages the crawl holds at most, across its units
     /// (`ADOPORT__INGEST__CRAWL_BUFFER_MIB`).
-    pub(crate) page_budget: PageBudget,
+    pub(crate) page_budget: ByteBudget,
     /// Bytes of listings the crawl's units keep at once, across its units
     /// ([`LISTING_BUDGET_BYTES`]; separate from the pages', see `crate::listing_budget`).
-    pub(crate) listing_budget: ListingBudget,
+    pub(crate) listing_budget: ByteBudget,
     /// Most bytes of repository listings a resync keeps ([`REPOSITORY_LIST_BYTES`]).
     pub(crate) repository_list_bytes: usize,
     /// Most bytes of boards a resync keeps ([`BOARD_LIST_BYTES`]).
@@ -425,8 +426,8 @@ impl Crawler {
             excluded_tags: Vec::new(),
             running: std::sync::Mutex::new(None),
             concurrent_kinds: DEFAULT_CONCURRENT_KINDS,
-            page_budget: PageBudget::new(DEFAULT_BUFFER_BYTES),
-            listing_budget: ListingBudget::new(LISTING_BUDGET_BYTES),
+            page_budget: ByteBudget::new(DEFAULT_BUFFER_BYTES),
+            listing_budget: ByteBudget::new(LISTING_BUDGET_BYTES),
             repository_list_bytes: REPOSITORY_LIST_BYTES,
             board_list_bytes: BOARD_LIST_BYTES,
             shared_read_bytes: SHARED_READ_BYTES,
@@ -443,7 +444,7 @@ impl Crawler {
     /// Holds at most `bytes` of pages at once, across the units read at the same time (a
     /// single page larger than that is still read, alone).
     pub fn with_crawl_buffer(mut self, bytes: usize) -> Self {
-        self.page_budget = PageBudget::new(bytes);
+        self.page_budget = ByteBudget::new(bytes);
         self
     }
 

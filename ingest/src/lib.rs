@@ -26,6 +26,7 @@
 
 pub mod actions;
 pub mod ado;
+mod byte_budget;
 pub mod crawl_context;
 pub mod crawler;
 pub mod crawlers;

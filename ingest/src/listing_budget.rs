@@ -2,9 +2,9 @@
 //! keeps it until all its pages are sent (a project's policies and repositories, as text)
 //! holds the listing's bytes of this budget for its whole life, so that however wide the
 //! fan-out (as wide as the requests may be in flight, for units of small pages) the listings
-//! kept at once stay bounded. What it owns: the budget ([`ListingBudget`]), a unit's hold on
-//! it ([`HeldListing`]) and the estimate of a unit's listing in one fan-out
-//! ([`ListingSizes`]).
+//! kept at once stay bounded. What it owns: the budget's size ([`LISTING_BUDGET_BYTES`]), a
+//! unit's hold on it ([`HeldListing`]) and the estimate of a unit's listing in one fan-out
+//! ([`ListingSizes`]); the budget itself is a [`ByteBudget`] (`crate::byte_budget`).
 //!
 //! It is separate from the page budget (`crate::page_budget`) on purpose. A unit holds its
 //! listing's bytes from before its first request until it ends, and on the way waits for page
@@ -17,9 +17,8 @@
 //! waiting for listing bytes. So every hold ends, and every wait here ends.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use crate::byte_budget::{ByteBudget, HeldBytes, MeanBytes};
 
 /// Bytes of listings a resync's units keep at once. The fan-out runs units as wide as the
 /// crawl may have requests in flight (30 by default): up to about 140 KB a listing they all
@@ -30,130 +29,50 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 /// budget in a broker round trip, listings stay for a unit's life.
 pub(crate) const LISTING_BUDGET_BYTES: usize = 4 * 1024 * 1024;
 
-/// The budget counts in units of this many bytes (a semaphore counts permits in `u32`).
-const UNIT: usize = 1024;
-
-/// Bytes of listings the units of a resync keep at most, shared by every fan-out that keeps
-/// listings.
-#[derive(Clone, Debug)]
-pub(crate) struct ListingBudget {
-    units: Arc<Semaphore>,
-    total: u32,
-}
-
-impl ListingBudget {
-    pub(crate) fn new(bytes: usize) -> Self {
-        let total = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
-        Self {
-            units: Arc::new(Semaphore::new(total as usize)),
-            total,
-        }
-    }
-
-    /// The budget's size.
-    pub(crate) fn bytes(&self) -> usize {
-        self.total as usize * UNIT
-    }
-
-    /// Units of `bytes`, at least one, at most the whole budget (a listing larger than the
-    /// budget is still read, alone).
-    fn units_of(&self, bytes: usize) -> u32 {
-        u32::try_from(bytes.div_ceil(UNIT))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.total)
-    }
-
-    /// Waits until `bytes` may be held.
-    async fn hold(&self, bytes: usize) -> OwnedSemaphorePermit {
-        let units = self.units_of(bytes);
-        match Arc::clone(&self.units).acquire_many_owned(units).await {
-            Ok(permit) => permit,
-            // The semaphore is never closed: the crawler owns it.
-            Err(_) => unreachable!("the listing budget's semaphore is never closed"),
-        }
-    }
-
-    /// Bytes free now (tests).
-    #[cfg(test)]
-    fn free(&self) -> usize {
-        self.units.available_permits() * UNIT
-    }
-}
-
 /// The listings one fan-out's units kept so far, for what the next unit takes before it
 /// starts: their mean. Until a unit kept its listing the size is unknown, and the first unit
 /// takes the whole budget (so it runs alone), the next waiting until a listing is seen (or
 /// the budget is whole again); a kind whose listings are small then runs as wide as its
 /// requests after one unit's read, one whose listings are large never starts 30 units of
 /// unknown size at once.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ListingSizes {
-    /// (bytes, listings) seen so far.
-    seen: Mutex<(usize, usize)>,
-    /// True once a listing was seen.
-    known: watch::Sender<bool>,
-}
-
-impl Default for ListingSizes {
-    fn default() -> Self {
-        Self {
-            seen: Mutex::new((0, 0)),
-            known: watch::Sender::new(false),
-        }
-    }
+    /// The listings kept so far.
+    listings: MeanBytes,
 }
 
 impl ListingSizes {
-    fn observe(&self, bytes: usize) {
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.0 = seen.0.saturating_add(bytes);
-            seen.1 += 1;
-        }
-        self.known.send_replace(true);
-    }
-
     /// The bytes the next unit's listing is expected to hold: the mean so far, or the whole
     /// budget while none was seen.
-    fn expected(&self, budget: &ListingBudget) -> usize {
-        let (bytes, listings) = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match listings {
-            0 => budget.bytes(),
-            _ => bytes / listings,
-        }
+    fn expected(&self, budget: &ByteBudget) -> usize {
+        self.listings.mean().unwrap_or_else(|| budget.bytes())
     }
 
     /// What a unit takes of `budget` before it starts (see the type's docs); the only wait
     /// for listing bytes, made while holding nothing else.
-    pub(crate) async fn reserve(self: &Arc<Self>, budget: &ListingBudget) -> HeldListing {
-        let known_now = *self.known.borrow();
-        let permit = if known_now {
+    pub(crate) async fn reserve(self: &Arc<Self>, budget: &ByteBudget) -> HeldListing {
+        let held = if self.listings.is_known() {
             budget.hold(self.expected(budget)).await
         } else {
-            let mut known = self.known.subscribe();
-            // The sender lives as long as `self`: the wait ends only with a listing seen.
-            let listing_seen = async { known.wait_for(|known| *known).await.is_ok() };
             tokio::select! {
                 // The first unit, or a later one once every unit before it ended without
                 // keeping a listing (failed): alone with the whole budget.
-                permit = budget.hold(budget.bytes()) => permit,
+                held = budget.hold(budget.bytes()) => held,
                 // A listing seen while waiting: the mean from now on.
-                true = listing_seen => budget.hold(self.expected(budget)).await,
+                () = self.listings.known() => budget.hold(self.expected(budget)).await,
             }
         };
         HeldListing {
-            permit,
-            budget: budget.clone(),
+            held,
             sizes: Arc::clone(self),
         }
     }
 }
 
-/// A unit's bytes of a [`ListingBudget`], given back when the unit drops it (when it ends).
+/// A unit's bytes of the listing budget, given back when the unit drops it (when it ends).
 #[derive(Debug)]
 pub(crate) struct HeldListing {
-    permit: OwnedSemaphorePermit,
-    budget: ListingBudget,
+    held: HeldBytes,
     sizes: Arc<ListingSizes>,
 }
 
@@ -164,24 +83,14 @@ impl HeldListing {
     /// keeps the budget free of deadlocks), so a listing larger than the estimate may keep
     /// more than it holds.
     pub(crate) fn keeps(&mut self, bytes: usize) {
-        self.sizes.observe(bytes);
-        let want = self.budget.units_of(bytes) as usize;
-        let have = self.permit.num_permits();
-        if want < have {
-            // Split off and dropped: back to the budget.
-            drop(self.permit.split(have - want));
-        } else if want > have
-            && let Ok(more) =
-                Arc::clone(&self.budget.units).try_acquire_many_owned((want - have) as u32)
-        {
-            self.permit.merge(more);
-        }
+        self.sizes.listings.observe(bytes);
+        self.held.resize(bytes);
     }
 
     /// The bytes held (tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.permit.num_permits() * UNIT
+        self.held.len()
     }
 }
 
@@ -201,7 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_unit_runs_alone_until_its_listing_is_seen() {
-        let budget = ListingBudget::new(64 * KIB);
+        let budget = ByteBudget::new(64 * KIB);
         let sizes = Arc::new(ListingSizes::default());
         let mut first = sizes.reserve(&budget).await;
         assert_eq!(first.len(), 64 * KIB);
@@ -224,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_first_unit_that_keeps_nothing_hands_the_whole_budget_on() {
-        let budget = ListingBudget::new(64 * KIB);
+        let budget = ByteBudget::new(64 * KIB);
         let sizes = Arc::new(ListingSizes::default());
         let first = sizes.reserve(&budget).await;
         let second = tokio::spawn({
@@ -239,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn units_wait_for_the_bytes_of_the_mean_listing() {
-        let budget = ListingBudget::new(64 * KIB);
+        let budget = ByteBudget::new(64 * KIB);
         let sizes = Arc::new(ListingSizes::default());
         let mut first = sizes.reserve(&budget).await;
         first.keeps(20 * KIB);
@@ -257,7 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hold_grows_only_with_bytes_free_now() {
-        let budget = ListingBudget::new(64 * KIB);
+        let budget = ByteBudget::new(64 * KIB);
         let sizes = Arc::new(ListingSizes::default());
         let mut first = sizes.reserve(&budget).await;
         first.keeps(10 * KIB);

@@ -3,98 +3,35 @@
 //! however wide their fan-out. A page takes its bytes before it is handed to the publisher and
 //! gives them back once the broker confirmed it; a unit (a project, a repository) takes its
 //! expected page's bytes before its first request, so the fan-out is as wide as the request
-//! budget for small pages and narrower for large ones. What it owns: the budget, the holds on
-//! it and the estimate of a page's bytes in memory ([`heap_bytes`]).
-
-use std::sync::Arc;
+//! budget for small pages and narrower for large ones. What it owns: the budget's default size
+//! ([`DEFAULT_BUFFER_BYTES`]), what a unit takes of it before its first request
+//! ([`PageSizes`]) and the estimate of a page's bytes in memory ([`heap_bytes`]); the budget
+//! and the holds on it are a [`ByteBudget`] and its [`HeldBytes`] (`crate::byte_budget`).
 
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::byte_budget::{ByteBudget, HeldBytes, MeanBytes};
 
 /// Bytes of pages a resync holds at most unless the crawler is told otherwise.
 pub const DEFAULT_BUFFER_BYTES: usize =
     adoport_shared::config::DEFAULT_CRAWL_BUFFER_MIB as usize * 1024 * 1024;
 
-/// The budget counts in units of this many bytes (a semaphore counts permits in `u32`).
-const UNIT: usize = 1024;
-
-/// A resync's byte budget, shared by every unit of every kind it reads.
-#[derive(Clone, Debug)]
-pub(crate) struct PageBudget {
-    units: Arc<Semaphore>,
-    total: u32,
-}
-
-/// Bytes taken from a [`PageBudget`], given back when dropped.
-#[derive(Debug)]
-pub(crate) struct HeldBytes(OwnedSemaphorePermit);
-
-impl PageBudget {
-    pub(crate) fn new(bytes: usize) -> Self {
-        let total = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
-        Self {
-            units: Arc::new(Semaphore::new(total as usize)),
-            total,
-        }
-    }
-
-    /// The budget's size.
-    pub(crate) fn bytes(&self) -> usize {
-        self.total as usize * UNIT
-    }
-
-    fn units_of(&self, bytes: usize) -> u32 {
-        u32::try_from(bytes.div_ceil(UNIT))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.total)
-    }
-
-    /// Waits until `bytes` may be held (a hold larger than the budget takes all of it).
-    pub(crate) async fn hold(&self, bytes: usize) -> HeldBytes {
-        let units = self.units_of(bytes);
-        // The semaphore is never closed: the crawler owns it.
-        match Arc::clone(&self.units).acquire_many_owned(units).await {
-            Ok(permit) => HeldBytes(permit),
-            Err(_) => unreachable!("the page budget's semaphore is never closed"),
-        }
-    }
-
-    /// `held`, grown to `bytes` if there is room now; otherwise `held` as it is. A unit takes
-    /// the bytes of the kind's mean page before its request: a page somewhat larger than that
-    /// goes on with what its unit took rather than wait for more while in memory (and let
-    /// units that have not read anything yet take the bytes it waits for).
-    pub(crate) fn grow(&self, mut held: HeldBytes, bytes: usize) -> HeldBytes {
-        let want = self.units_of(bytes) as usize;
-        let have = held.0.num_permits();
-        if have < want
-            && let Ok(more) = Arc::clone(&self.units).try_acquire_many_owned((want - have) as u32)
-        {
-            held.0.merge(more);
-        }
-        held
-    }
-
-    /// Bytes free now (tests).
-    #[cfg(test)]
-    fn free(&self) -> usize {
-        self.units.available_permits() * UNIT
-    }
-}
-
 /// Running mean of the pages of one kind's fan-out, for what a unit takes before its first
 /// request. Until the first page is seen (or a unit ends without one), only the first
 /// `first_wave` units start, each with an even share of the budget between the kinds read at
 /// once; the others wait for the mean (at most [`FIRST_PAGE_WAIT`], then take the least), so
-/// that they neither take more than their pages need nor start blind.
+/// that they neither take more than their pages need nor start blind. A unit's first page
+/// takes over what the unit took, grown to its bytes only if they are free now
+/// ([`HeldBytes::grow_if_free`]): a page somewhat larger than the mean goes on with what its
+/// unit took rather than wait for more while in memory (and let units that have not read
+/// anything yet take the bytes it waits for).
 #[derive(Debug)]
 pub(crate) struct PageSizes {
-    /// (bytes, pages) seen so far.
-    seen: std::sync::Mutex<(usize, usize)>,
+    /// The pages seen so far (a unit that ends without one counts as a page of no bytes).
+    pages: MeanBytes,
     first_guess: usize,
     first_wave: usize,
     started: std::sync::atomic::AtomicUsize,
-    /// True once a page was seen (a unit that ends without one counts as a page of no bytes).
-    known: tokio::sync::watch::Sender<bool>,
 }
 
 /// How long units past the first wave wait for the first page before they start, taking
@@ -110,44 +47,35 @@ impl PageSizes {
     /// `kinds`: the units of this many kinds may start at the same time, each with its first
     /// wave: together they take half the budget at most, so that units started past
     /// [`FIRST_PAGE_WAIT`] find room.
-    pub(crate) fn new(budget: &PageBudget, first_wave: usize, kinds: usize) -> Self {
+    pub(crate) fn new(budget: &ByteBudget, first_wave: usize, kinds: usize) -> Self {
         Self {
-            seen: std::sync::Mutex::new((0, 0)),
+            pages: MeanBytes::default(),
             first_guess: budget.bytes() / (2 * first_wave.max(1) * kinds.max(1)),
             first_wave: first_wave.max(1),
             started: std::sync::atomic::AtomicUsize::new(0),
-            known: tokio::sync::watch::Sender::new(false),
         }
     }
 
+    /// Counts a page of `bytes` (a unit that ends without a page counts one of no bytes).
     pub(crate) fn observe(&self, bytes: usize) {
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.0 = seen.0.saturating_add(bytes);
-            seen.1 += 1;
-        }
-        self.known.send_replace(true);
+        self.pages.observe(bytes);
     }
 
     /// The bytes a unit's next page is expected to hold.
     pub(crate) fn expected(&self) -> usize {
-        let (bytes, pages) = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match pages {
-            0 => self.first_guess,
-            _ => (bytes / pages).max(LEAST_EXPECTED),
-        }
+        self.pages
+            .mean()
+            .map_or(self.first_guess, |mean| mean.max(LEAST_EXPECTED))
     }
 
     /// What a unit takes of `budget` before its first request (see the type's docs).
-    pub(crate) async fn reserve(&self, budget: &PageBudget) -> HeldBytes {
+    pub(crate) async fn reserve(&self, budget: &ByteBudget) -> HeldBytes {
         let order = self
             .started
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if order >= self.first_wave {
-            let mut known = self.known.subscribe();
-            // The sender lives as long as `self`: the wait ends with a page or the timeout.
-            let page_seen = async { known.wait_for(|known| *known).await.is_ok() };
-            if tokio::time::timeout(FIRST_PAGE_WAIT, page_seen)
+            // The wait ends with a page or the timeout.
+            if tokio::time::timeout(FIRST_PAGE_WAIT, self.pages.known())
                 .await
                 .is_err()
             {
@@ -157,14 +85,6 @@ impl PageSizes {
             }
         }
         budget.hold(self.expected()).await
-    }
-}
-
-impl HeldBytes {
-    /// The bytes held (tests).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.0.num_permits() * UNIT
     }
 }
 
@@ -198,42 +118,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[tokio::test]
-    async fn holds_take_and_give_back_bytes() {
-        let budget = PageBudget::new(64 * 1024);
-        let a = budget.hold(10 * 1024).await;
-        assert_eq!(budget.free(), 54 * 1024);
-        let a = budget.grow(a, 12 * 1024);
-        assert_eq!(a.len(), 12 * 1024);
-        // Without room to grow, the hold stays as it was.
-        let b = budget.hold(50 * 1024).await;
-        let a = budget.grow(a, 20 * 1024);
-        assert_eq!(a.len(), 12 * 1024);
-        assert_eq!(budget.free(), 2 * 1024);
-        drop(b);
-        // More than the whole budget takes the whole budget, not forever.
-        drop(a);
-        let all = budget.hold(1 << 30).await;
-        assert_eq!(all.len(), 64 * 1024);
-        assert_eq!(budget.free(), 0);
-        drop(all);
-        assert_eq!(budget.free(), 64 * 1024);
-    }
-
-    #[tokio::test]
-    async fn a_hold_waits_until_bytes_are_given_back() {
-        let budget = PageBudget::new(8 * 1024);
-        let first = budget.hold(8 * 1024).await;
-        let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.hold(4 * 1024).await.len() }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished());
-        drop(first);
-        assert_eq!(waiting.await.expect("joins"), 4 * 1024);
-    }
-
     #[test]
     fn the_estimate_follows_the_text() {
         let small = json!({"id": "a", "name": "b"});
@@ -252,7 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn units_past_the_first_wave_wait_for_the_first_page() {
-        let budget = PageBudget::new(64 * 1024);
+        let budget = ByteBudget::new(64 * 1024);
         let sizes = std::sync::Arc::new(PageSizes::new(&budget, 2, 1));
         let first = sizes.reserve(&budget).await;
         let second = sizes.reserve(&budget).await;
@@ -271,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_unit_expects_the_mean_page_once_pages_are_seen() {
-        let budget = PageBudget::new(8 * 1024 * 1024);
+        let budget = ByteBudget::new(8 * 1024 * 1024);
         let sizes = PageSizes::new(&budget, 8, 1);
         assert_eq!(sizes.expected(), 512 * 1024);
         assert_eq!(PageSizes::new(&budget, 8, 4).expected(), 128 * 1024);

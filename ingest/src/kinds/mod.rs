@@ -50,10 +50,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::ado::{AdoError, ProjectId};
+use crate::byte_budget::{ByteBudget, HeldBytes};
 use crate::crawl_context::{CONCURRENT_UNITS, CrawlError, Crawler, KindReport, ResyncCache};
 use crate::kind::{Handler, Kind};
 use crate::listing_budget::{HeldListing, ListingSizes};
-use crate::page_budget::{HeldBytes, PageBudget, PageSizes, heap_bytes, page_bytes};
+use crate::page_budget::{PageSizes, heap_bytes, page_bytes};
 use crate::plan::KindPlan;
 use crate::selector::{SelectorError, SelectorType};
 use adoport_shared::messages::ResyncId;
@@ -64,7 +65,7 @@ use adoport_shared::messages::ResyncId;
 pub(crate) struct Pages {
     /// Each page with the index of the crawl (among those the fan-out feeds) it is for.
     tx: mpsc::Sender<(usize, Vec<Value>, HeldBytes)>,
-    budget: PageBudget,
+    budget: ByteBudget,
     sizes: Arc<PageSizes>,
     /// What the unit took before its first request, until its first page takes it over.
     reserved: Mutex<Option<HeldBytes>>,
@@ -99,11 +100,7 @@ impl Pages {
         }
         let bytes = page_bytes(&items);
         self.sizes.observe(bytes);
-        let reserved = self.take_reserved();
-        let held = match reserved {
-            Some(reserved) => self.budget.grow(reserved, bytes),
-            None => self.budget.hold(bytes).await,
-        };
+        let held = self.hold(bytes).await;
         self.tx
             .send((crawl, items, held))
             .await
@@ -133,14 +130,15 @@ impl Pages {
         if items.is_empty() {
             return Ok(());
         }
-        let Some(reserved) = self.take_reserved() else {
+        let Some(mut held) = self.take_reserved() else {
             // Another page of the unit went first: take its bytes as a later page does.
             drop(room);
             return self.send(items).await;
         };
         let bytes = page_bytes(&items);
         self.sizes.observe(bytes);
-        room.send((0, items, self.budget.grow(reserved, bytes)));
+        held.grow_if_free(bytes);
+        room.send((0, items, held));
         Ok(())
     }
 
@@ -159,10 +157,7 @@ impl Pages {
         while items.peek().is_some() {
             // Bytes first, then room: waiting for room while holding bytes cannot stall, as
             // the publisher gives room back with every page it takes (the other order could).
-            let held = match self.take_reserved() {
-                Some(reserved) => self.budget.grow(reserved, page_bytes),
-                None => self.budget.hold(page_bytes).await,
-            };
+            let held = self.hold(page_bytes).await;
             let room = self
                 .tx
                 .reserve()
@@ -178,6 +173,19 @@ impl Pages {
             room.send((0, page, held));
         }
         Ok(())
+    }
+
+    /// The bytes of a page of `bytes`: what the unit took before its first request if no
+    /// page took it over yet, grown to `bytes` only if free now (see [`PageSizes`]);
+    /// otherwise `bytes` of the budget, waited for.
+    async fn hold(&self, bytes: usize) -> HeldBytes {
+        match self.take_reserved() {
+            Some(mut reserved) => {
+                reserved.grow_if_free(bytes);
+                reserved
+            }
+            None => self.budget.hold(bytes).await,
+        }
     }
 
     /// What the unit took before its first request, if no page took it over yet.
