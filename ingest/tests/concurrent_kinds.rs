@@ -19,8 +19,18 @@ mod support;
 use support::crawl::{CrawlHarness, crawl_harness, crawl_harness_in_flight, plan};
 
 async fn harness(config: AdoSimConfig, prefix: &str, concurrent_kinds: usize) -> CrawlHarness {
+    harness_with(config, prefix, concurrent_kinds, |crawler| crawler).await
+}
+
+/// [`harness`] with `configure` applied to its crawler as well (a list limit, say).
+async fn harness_with(
+    config: AdoSimConfig,
+    prefix: &str,
+    concurrent_kinds: usize,
+    configure: impl FnOnce(Crawler) -> Crawler,
+) -> CrawlHarness {
     crawl_harness(config, "sim-pat", prefix, |crawler: Crawler| {
-        crawler
+        configure(crawler)
             .with_concurrent_kinds(concurrent_kinds)
             .with_limits(CrawlLimits {
                 page: 2,
@@ -142,6 +152,21 @@ async fn lists_shared_by_units_running_at_once_are_read_once() {
     one_by_one.sim.shutdown().await;
 }
 
+/// What a crawl of `kinds` by `harness` published, [`sorted`] (the harness's simulator address
+/// left out).
+async fn crawled_sorted(
+    harness: &CrawlHarness,
+    kinds: &[KindPlan],
+) -> BTreeMap<String, Vec<String>> {
+    let url = harness.sim.organization_url();
+    let origin = url
+        .split('/')
+        .nth(2)
+        .expect("a URL with a host")
+        .to_string();
+    sorted(harness.crawl_ok(kinds).await, &origin)
+}
+
 /// Every item of `items`, per kind, in a stable order (units finish in any order), with the
 /// simulator's address `origin` left out (each harness runs its own).
 fn sorted(items: BTreeMap<String, Vec<Value>>, origin: &str) -> BTreeMap<String, Vec<String>> {
@@ -176,30 +201,15 @@ async fn past_the_repository_list_limit_each_kind_lists_the_repositories_itself(
         ("derived-only", &without),
     ] {
         let kept = harness(AdoSimConfig::default(), &format!("kept-{name}."), 4).await;
-        let unkept = crawl_harness(
+        let unkept = harness_with(
             AdoSimConfig::default(),
-            "sim-pat",
             &format!("unkept-{name}."),
-            |crawler: Crawler| {
-                crawler
-                    .with_concurrent_kinds(4)
-                    .with_repository_list_bytes(0)
-                    .with_limits(CrawlLimits {
-                        page: 2,
-                        ..CrawlLimits::default()
-                    })
-            },
+            4,
+            |crawler| crawler.with_repository_list_bytes(0),
         )
         .await;
-        let origin = |harness: &CrawlHarness| {
-            let url = harness.sim.organization_url();
-            url.split('/')
-                .nth(2)
-                .expect("a URL with a host")
-                .to_string()
-        };
-        let kept_items = sorted(kept.crawl_ok(kinds).await, &origin(&kept));
-        let unkept_items = sorted(unkept.crawl_ok(kinds).await, &origin(&unkept));
+        let kept_items = crawled_sorted(&kept, kinds).await;
+        let unkept_items = crawled_sorted(&unkept, kinds).await;
         assert!(kept_items.values().all(|items| !items.is_empty()), "{name}");
         assert_eq!(kept_items.len(), unkept_items.len(), "{name}");
         for (kind, items) in &kept_items {
@@ -248,30 +258,15 @@ async fn past_the_board_list_limit_each_kind_reads_the_boards_itself() {
             concurrent_kinds,
         )
         .await;
-        let unkept = crawl_harness(
+        let unkept = harness_with(
             AdoSimConfig::default(),
-            "sim-pat",
             &format!("boards-unkept-{name}."),
-            |crawler: Crawler| {
-                crawler
-                    .with_concurrent_kinds(concurrent_kinds)
-                    .with_board_list_bytes(0)
-                    .with_limits(CrawlLimits {
-                        page: 2,
-                        ..CrawlLimits::default()
-                    })
-            },
+            concurrent_kinds,
+            |crawler| crawler.with_board_list_bytes(0),
         )
         .await;
-        let origin = |harness: &CrawlHarness| {
-            let url = harness.sim.organization_url();
-            url.split('/')
-                .nth(2)
-                .expect("a URL with a host")
-                .to_string()
-        };
-        let kept_items = sorted(kept.crawl_ok(&kinds).await, &origin(&kept));
-        let unkept_items = sorted(unkept.crawl_ok(&kinds).await, &origin(&unkept));
+        let kept_items = crawled_sorted(&kept, &kinds).await;
+        let unkept_items = crawled_sorted(&unkept, &kinds).await;
         assert_eq!(kept_items.len(), 2, "{name}: {kept_items:?}");
         assert!(kept_items.values().all(|items| !items.is_empty()), "{name}");
         assert_eq!(kept_items, unkept_items, "{name}");
