@@ -20,6 +20,9 @@ pub const fn slot_bytes(entry: usize) -> usize {
     entry + 1
 }
 
+/// A 128-bit fingerprint ([`Fingerprinter::wide`]).
+pub type WideFingerprint = [u64; 2];
+
 /// Hashes keys of string parts with keys of its own.
 #[derive(Debug, Clone, Default)]
 pub struct Fingerprinter {
@@ -38,9 +41,11 @@ impl Fingerprinter {
         self.first.hash_one(parts)
     }
 
-    /// 128 bits of `parts`, from two independently keyed hashes.
-    pub fn wide(&self, parts: &[&str]) -> u128 {
-        (u128::from(self.first.hash_one(parts)) << 64) | u128::from(self.second.hash_one(parts))
+    /// 128 bits of `parts`, from two independently keyed hashes: as two `u64`s, which are
+    /// aligned to 8 bytes where a `u128` is aligned to 16 (an entry of the fingerprint and an
+    /// `i64` takes 24 bytes, not 32).
+    pub fn wide(&self, parts: &[&str]) -> WideFingerprint {
+        [self.first.hash_one(parts), self.second.hash_one(parts)]
     }
 }
 
