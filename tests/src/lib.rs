@@ -9,7 +9,7 @@
 //!
 //! For tests of broker failures: a private RabbitMQ node to stop and restart
 //! ([`rabbit_node`]; the shared broker is never touched), a TCP proxy that cuts or black-holes
-//! connections ([`fault_proxy`]), and the logs of the code under test, to wait for a line
+//! connections or holds back one channel's confirms ([`fault_proxy`]), and the logs of the code under test, to wait for a line
 //! ([`logs`]).
 //!
 //! The chaos soak ([`soak`]): the scaled-out stack as processes under every fault at once,
