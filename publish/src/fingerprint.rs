@@ -3,19 +3,20 @@
 //! identifier are.
 //!
 //! - [`KeySet`]: a set of 64-bit fingerprints (the reconciliation's produced set and relation
-//!   targets). A collision makes an entity look produced when it was not: it is kept rather
-//!   than deleted, the safe side, and only for this resync (each set has its own random keys).
-//!   With a million keys the chance that any given stale entity collides is about 5 · 10⁻¹⁴.
+//!   targets), 8 bytes a key in one vector (1 MiB for 80,000 keys inserted once each). A
+//!   collision makes an entity look produced when it was not: it is kept rather than deleted,
+//!   the safe side, and only for this resync (each set has its own random keys). With a million
+//!   keys the chance that any given stale entity collides is about 5 · 10⁻¹⁴.
 //! - [`Fingerprinter::wide`]: a 128-bit fingerprint for the version guard, where a collision
 //!   would drop a change, so its chance must be negligible (about 10⁻²⁸ for a million keys).
+//! - [`table_bytes`]: what a hash table of fingerprints takes (the version guard's byte bound).
 //!
 //! Fingerprints are process-local (random keys per set or guard): nothing stores them.
 
-use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 
 /// Bytes one slot of a `HashSet`/`HashMap` of `entry` bytes takes (the entry and its control
-/// byte), for the byte accounting of the structures built on fingerprints.
+/// byte), for the byte accounting of the version guard's table.
 pub const fn slot_bytes(entry: usize) -> usize {
     entry + 1
 }
@@ -49,10 +50,28 @@ impl Fingerprinter {
     }
 }
 
-/// A set of keys, held as 64-bit fingerprints (see the module documentation).
-#[derive(Debug, Clone, Default)]
+/// Fingerprints a [`KeySet`] makes room for at its first insert (then it doubles).
+const FIRST_CAPACITY: usize = 64;
+
+/// A set of keys, held as 64-bit fingerprints (see the module documentation) in one vector.
+///
+/// Keys are inserted while a resync runs and looked up only once it is reconciled, after the
+/// last insert, so the set is built for that order: an insert appends its fingerprint; when the
+/// vector is full it is compacted in place (sorted, duplicates dropped), and its capacity
+/// doubles only if it is then more than half full, so a key inserted again costs no room for
+/// long. [`KeySet::compact`] before the lookups makes each a binary search and [`KeySet::len`]
+/// the number of distinct keys.
+///
+/// There is never a second table: compacting allocates nothing (`sort_unstable` and `dedup`
+/// work in place), and doubling reallocates the one vector. In the processes, whose malloc maps
+/// blocks of 128 KiB and more on their own (the cli's allocator settings), glibc grows such a
+/// block with `mremap`, which moves its pages instead of copying them, from 32,768 keys on;
+/// below, the copy is at most 128 KiB.
+#[derive(Debug, Default)]
 pub struct KeySet {
-    fingerprints: HashSet<u64>,
+    /// The first `compacted` are sorted and distinct; the rest are as inserted since.
+    fingerprints: Vec<u64>,
+    compacted: usize,
     hasher: Fingerprinter,
 }
 
@@ -61,16 +80,47 @@ impl KeySet {
         Self::default()
     }
 
-    pub fn insert(&mut self, parts: &[&str]) -> bool {
-        let fingerprint = self.hasher.narrow(parts);
-        self.fingerprints.insert(fingerprint)
+    pub fn insert(&mut self, parts: &[&str]) {
+        if self.fingerprints.len() == self.fingerprints.capacity() {
+            self.make_room();
+        }
+        self.fingerprints.push(self.hasher.narrow(parts));
     }
 
-    /// Whether `parts` was inserted (or, rarely, collides with a key that was).
+    /// Makes room for one more fingerprint in the full vector: compacts it, and doubles its
+    /// capacity only if it is still more than half full (so a compaction frees at least half of
+    /// it, and the sorting costs amortized O(log n) per insert).
+    fn make_room(&mut self) {
+        self.compact();
+        let (held, capacity) = (self.fingerprints.len(), self.fingerprints.capacity());
+        if capacity == 0 || held > capacity / 2 {
+            let doubled = (capacity * 2).max(FIRST_CAPACITY);
+            self.fingerprints.reserve_exact(doubled - held);
+        }
+    }
+
+    /// Sorts the fingerprints and drops the duplicates, in place: afterwards [`KeySet::len`] is
+    /// the number of distinct keys and [`KeySet::contains`] a binary search.
+    pub fn compact(&mut self) {
+        if self.compacted == self.fingerprints.len() {
+            return;
+        }
+        self.fingerprints.sort_unstable();
+        self.fingerprints.dedup();
+        self.compacted = self.fingerprints.len();
+    }
+
+    /// Whether `parts` was inserted (or, rarely, collides with a key that was): a binary search
+    /// of the compacted fingerprints, and a scan of those inserted since (none after
+    /// [`KeySet::compact`]).
     pub fn contains(&self, parts: &[&str]) -> bool {
-        self.fingerprints.contains(&self.hasher.narrow(parts))
+        let fingerprint = self.hasher.narrow(parts);
+        let (compacted, since) = self.fingerprints.split_at(self.compacted);
+        compacted.binary_search(&fingerprint).is_ok() || since.contains(&fingerprint)
     }
 
+    /// Fingerprints held: the number of distinct keys once compacted; until then a key inserted
+    /// again may count more than once.
     pub fn len(&self) -> usize {
         self.fingerprints.len()
     }
@@ -79,9 +129,9 @@ impl KeySet {
         self.fingerprints.is_empty()
     }
 
-    /// Bytes the set's table takes (its capacity, not its length: what the allocator holds).
+    /// Bytes the set's vector takes: its capacity, not its length (what the allocator holds).
     pub fn bytes(&self) -> usize {
-        table_bytes(self.fingerprints.capacity(), std::mem::size_of::<u64>())
+        self.fingerprints.capacity() * std::mem::size_of::<u64>()
     }
 }
 
@@ -111,17 +161,64 @@ mod tests {
         assert_eq!(hasher.wide(&["a", "b"]), hasher.wide(&["a", "b"]));
     }
 
+    fn repository(i: usize) -> String {
+        format!("a-rather-long-project-name-{i}/a-rather-long-repository-name")
+    }
+
     #[test]
-    fn a_key_set_holds_eight_bytes_and_a_control_byte_per_slot() {
+    fn a_key_set_holds_eight_bytes_a_key_and_80_000_keys_in_1_mib() {
         let mut set = KeySet::new();
-        for i in 0..100_000 {
-            assert!(set.insert(&["azureDevopsRepository", &format!("project-{i}/repository")]));
+        for i in 0..80_000 {
+            set.insert(&["azureDevopsRepository", &repository(i)]);
         }
-        assert!(!set.insert(&["azureDevopsRepository", "project-7/repository"]));
-        assert!(set.contains(&["azureDevopsRepository", "project-99999/repository"]));
-        assert!(!set.contains(&["azureDevopsRepository", "project-100000/repository"]));
-        assert_eq!(set.len(), 100_000);
-        // 100,000 keys: 131,072 slots of 9 bytes, whatever the identifiers' length.
-        assert_eq!(set.bytes(), 131_072 * 9);
+        set.compact();
+        assert_eq!(set.len(), 80_000);
+        assert!(set.contains(&["azureDevopsRepository", &repository(0)]));
+        assert!(set.contains(&["azureDevopsRepository", &repository(79_999)]));
+        assert!(!set.contains(&["azureDevopsRepository", &repository(80_000)]));
+        assert!(!set.contains(&["azureDevopsProject", &repository(7)]));
+        // 131,072 fingerprints of 8 bytes, whatever the identifiers' length (a hash set of them
+        // took 9 bytes a slot, and both its tables while it grew: 1.8 MB).
+        assert_eq!(set.bytes(), 131_072 * 8);
+        assert!(set.bytes() <= 1 << 20);
+    }
+
+    #[test]
+    fn keys_inserted_again_do_not_grow_it_nor_count_twice() {
+        let mut set = KeySet::new();
+        for _ in 0..50 {
+            for i in 0..1_000 {
+                set.insert(&["azureDevopsRepository", &repository(i)]);
+            }
+        }
+        // Fifty times 1,000 keys: the smallest doubling that 1,000 keys fill at most half of
+        // (kept without compaction, the 50,000 would take 65,536).
+        assert_eq!(set.bytes(), 2_048 * 8);
+        set.compact();
+        assert_eq!(set.len(), 1_000);
+        assert_eq!(
+            set.bytes(),
+            2_048 * 8,
+            "compacting neither grows nor moves it"
+        );
+        assert!((0..1_000).all(|i| set.contains(&["azureDevopsRepository", &repository(i)])));
+        assert!(!(1_000..2_000).any(|i| set.contains(&["azureDevopsRepository", &repository(i)])));
+    }
+
+    #[test]
+    fn keys_inserted_since_the_last_compaction_are_found_too() {
+        let mut set = KeySet::new();
+        for i in 0..100 {
+            set.insert(&[&repository(i)]);
+            set.insert(&[&repository(i)]);
+        }
+        // Duplicates are held: the last inserts came after the last compaction, and are found
+        // by the scan after the sorted fingerprints.
+        assert!(set.len() > 100);
+        assert!((0..100).all(|i| set.contains(&[&repository(i)])));
+        assert!(!set.contains(&[&repository(100)]));
+        set.compact();
+        assert_eq!(set.len(), 100);
+        assert!((0..100).all(|i| set.contains(&[&repository(i)])));
     }
 }

@@ -146,15 +146,21 @@ impl ReconcileConfig {
     }
 }
 
-/// Default bound on tracked entity keys. They are held as 8-byte fingerprints
-/// (`crate::fingerprint::KeySet`): a resync's produced set takes 9 bytes per slot of a table
-/// at most 7/8 full, about 1.2 MB for 80,000 entities and at most 2²¹ slots, 18 MiB
-/// ([`MAX_TRACKED_BYTES`]) for produced entities and relation targets at this bound.
+/// Default bound on tracked entity keys, those of every open resync together. They are held
+/// as 8-byte fingerprints (`crate::fingerprint::KeySet`), each set in one vector whose
+/// capacity doubles: a resync's produced set takes 1 MiB for 80,000 entities (2 MiB if a
+/// restarted crawl reported them again), and its produced set and relation targets at most
+/// [`MAX_TRACKED_BYTES`] at this bound.
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
 
-/// The most the produced sets and relation targets of open resyncs take at
-/// [`DEFAULT_MAX_TRACKED`] keys (checked by a test).
-pub const MAX_TRACKED_BYTES: usize = 18 << 20;
+/// The most one resync's produced set and relation targets take at [`DEFAULT_MAX_TRACKED`]
+/// keys: 16 MiB, two vectors of 2²⁰ fingerprints (checked by a test that gets there). A set
+/// doubles from `c` fingerprints only when it holds `c` (it is full) of which more than `c / 2`
+/// are distinct, and the bound counts what the sets hold, so neither grows past 2²⁰ (the first
+/// power of two over 1,000,000); both get there if each, full at 2¹⁹, held over 2¹⁸ distinct
+/// keys (the rest reported again, as by a restarted crawl). 1,000,000 keys reported once take
+/// at most 12 MiB (2²⁰ and 2¹⁹). A newer resync's start ends the older ones.
+pub const MAX_TRACKED_BYTES: usize = 16 << 20;
 
 /// Resyncs remembered as ended, so that their late or redelivered messages are recognised
 /// (and ignored) instead of opening a resync that never completes.
@@ -166,7 +172,7 @@ pub const ENDED_KEPT: usize = 64;
 pub struct Tracking {
     /// Resyncs started and not ended yet.
     pub open_resyncs: usize,
-    /// Entity keys held for them.
+    /// Entity keys held for them (a key reported again counts until its set is compacted).
     pub tracked_keys: usize,
     /// Ended resyncs remembered (at most [`ENDED_KEPT`]).
     pub ended_remembered: usize,
@@ -439,6 +445,21 @@ impl Resyncs {
         self.open.values().map(Tally::tracked).sum()
     }
 
+    /// Transform's report for `resync_id` (opened if new), within `max_tracked` keys held by
+    /// every open resync together. Keys reported again are held until their set is compacted,
+    /// so the sets are compacted before the report is found not to fit.
+    fn progress(&mut self, resync_id: ResyncId, report: Reported, max_tracked: usize) -> Progress {
+        let needed = report.produced.len() + report.related.len();
+        if needed > max_tracked.saturating_sub(self.tracked()) {
+            self.open.values_mut().for_each(Tally::compact);
+        }
+        let room = max_tracked.saturating_sub(self.tracked());
+        self.open
+            .entry(resync_id)
+            .or_default()
+            .progress(report, room)
+    }
+
     fn tracking(&self) -> Tracking {
         Tracking {
             open_resyncs: self.open.len(),
@@ -688,8 +709,6 @@ impl Reconciler {
                 per_resource,
                 ..
             } => {
-                let room = self.config.max_tracked.saturating_sub(resyncs.tracked());
-                let tally = resyncs.open.entry(resync_id).or_default();
                 let report = Reported {
                     attempt,
                     kind,
@@ -701,7 +720,9 @@ impl Reconciler {
                     resources,
                     per_resource,
                 };
-                if tally.progress(report, room) == Progress::Overflowed {
+                if resyncs.progress(resync_id, report, self.config.max_tracked)
+                    == Progress::Overflowed
+                {
                     tracing::warn!(
                         resync_id = %resync_id,
                         max_tracked = self.config.max_tracked,
@@ -753,9 +774,12 @@ impl Reconciler {
     async fn reconcile(
         &self,
         resync_id: ResyncId,
-        tally: Tally,
+        mut tally: Tally,
         stop: &CancellationToken,
     ) -> ResyncOutcome {
+        // Every key is in: the lookups of the owned entities are binary searches, and the
+        // counts are of distinct keys.
+        tally.compact();
         self.report_reconciliation_started(resync_id).await;
         let reconciling = std::time::Instant::now();
         let mut deletes = DeleteFigures::default();
@@ -1460,6 +1484,107 @@ mod tests {
         );
         assert!(tally.complete());
         tally
+    }
+
+    /// One progress report of `produced` keys (blueprint `b`) and relation targets `related`.
+    fn keys_report(produced: impl Iterator<Item = usize>, related: &[usize]) -> Reported {
+        Reported {
+            attempt: None,
+            kind: "repository".into(),
+            raw_event_id: Uuid::new_v4(),
+            produced: produced.map(|i| ("b".into(), format!("r{i}"))).collect(),
+            related: related.iter().map(|i| format!("p{i}")).collect(),
+            failed_items: 0,
+            mapping_version: None,
+            resources: None,
+            per_resource: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn keys_reported_again_do_not_make_resyncs_overflow_their_bound() {
+        let max_tracked = 1_000;
+        let mut resyncs = Resyncs::default();
+        let (older, newer) = (ResyncId::new(), ResyncId::new());
+        let targets: Vec<usize> = (0..100).collect();
+        for _ in 0..4 {
+            let report = keys_report(0..200, &[]);
+            assert_eq!(
+                resyncs.progress(older, report, max_tracked),
+                Progress::Counted
+            );
+        }
+        for _ in 0..10 {
+            let report = keys_report(0..300, &targets);
+            assert_eq!(
+                resyncs.progress(newer, report, max_tracked),
+                Progress::Counted,
+                "{} keys held",
+                resyncs.tracked()
+            );
+        }
+        // 600 distinct keys: 400 fresh ones fit exactly, one more does not.
+        let report = keys_report(300..700, &[]);
+        assert_eq!(
+            resyncs.progress(newer, report, max_tracked),
+            Progress::Counted
+        );
+        resyncs.open.values_mut().for_each(Tally::compact);
+        assert_eq!(resyncs.tracked(), max_tracked);
+        let report = keys_report(700..701, &[]);
+        assert_eq!(
+            resyncs.progress(newer, report, max_tracked),
+            Progress::Overflowed
+        );
+    }
+
+    /// [`MAX_TRACKED_BYTES`] with the real sets: each set gets just over 2¹⁸ distinct keys and
+    /// repeats of them until it doubles to 2²⁰ (its worst), then fresh keys until the bound.
+    #[test]
+    fn one_resync_at_the_default_bound_takes_at_most_max_tracked_bytes() {
+        let mut resyncs = Resyncs::default();
+        let id = ResyncId::new();
+        let distinct = (1 << 18) + 1;
+        let page = 1_000;
+        for start in (0..600_000).step_by(page) {
+            let report = keys_report((start..start + page).map(|i| i % distinct), &[]);
+            assert_eq!(
+                resyncs.progress(id, report, DEFAULT_MAX_TRACKED),
+                Progress::Counted
+            );
+        }
+        for start in (0..600_000).step_by(page) {
+            let related: Vec<usize> = (start..start + page).map(|i| i % distinct).collect();
+            let report = keys_report(std::iter::empty(), &related);
+            assert_eq!(
+                resyncs.progress(id, report, DEFAULT_MAX_TRACKED),
+                Progress::Counted
+            );
+        }
+        let tally = &resyncs.open[&id];
+        assert_eq!(
+            (tally.produced.bytes(), tally.related.bytes()),
+            (8 << 20, 8 << 20),
+            "each set doubled to 2^20 fingerprints"
+        );
+        let mut fresh = distinct;
+        loop {
+            let before = resyncs.tracked();
+            let report = keys_report(fresh..fresh + page, &[]);
+            fresh += page;
+            let progress = resyncs.progress(id, report, DEFAULT_MAX_TRACKED);
+            let tally = &resyncs.open[&id];
+            assert!(
+                tally.tracked_bytes() <= MAX_TRACKED_BYTES,
+                "{} bytes for {} keys",
+                tally.tracked_bytes(),
+                tally.tracked()
+            );
+            if progress == Progress::Overflowed {
+                assert!(before + page > DEFAULT_MAX_TRACKED, "{before} keys held");
+                break;
+            }
+        }
     }
 
     #[test]
