@@ -148,18 +148,19 @@ impl ReconcileConfig {
 
 /// Default bound on tracked entity keys, those of every open resync together. They are held
 /// as 8-byte fingerprints (`crate::fingerprint::KeySet`), each set in one vector whose
-/// capacity doubles: a resync's produced set takes 1 MiB for 80,000 entities (2 MiB if a
-/// restarted crawl reported them again), and its produced set and relation targets at most
+/// capacity doubles: a resync's produced set takes 1 MiB for 80,000 entities (also when
+/// several resources or a restarted crawl report them again), and its produced set and
+/// relation targets at most
 /// [`MAX_TRACKED_BYTES`] at this bound.
 pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
 
 /// The most one resync's produced set and relation targets take at [`DEFAULT_MAX_TRACKED`]
 /// keys: 16 MiB, two vectors of 2²⁰ fingerprints (checked by a test that gets there). A set
-/// doubles from `c` fingerprints only when it holds `c` (it is full) of which more than `c / 2`
-/// are distinct, and the bound counts what the sets hold, so neither grows past 2²⁰ (the first
-/// power of two over 1,000,000); both get there if each, full at 2¹⁹, held over 2¹⁸ distinct
-/// keys (the rest reported again, as by a restarted crawl). 1,000,000 keys reported once take
-/// at most 12 MiB (2²⁰ and 2¹⁹). A newer resync's start ends the older ones.
+/// doubles from `c` fingerprints only when it holds `c` (it is full) of which more than
+/// `3c / 4` are distinct, and the bound counts what the sets hold, so neither grows past 2²⁰
+/// (the first power of two over 1,000,000); both get there if each, full at 2¹⁹, held over
+/// 3 · 2¹⁷ distinct keys (the rest reported again). 1,000,000 keys reported once take at most
+/// 12 MiB (2²⁰ and 2¹⁹). A newer resync's start ends the older ones.
 pub const MAX_TRACKED_BYTES: usize = 16 << 20;
 
 /// Resyncs remembered as ended, so that their late or redelivered messages are recognised
@@ -1538,13 +1539,13 @@ mod tests {
         );
     }
 
-    /// [`MAX_TRACKED_BYTES`] with the real sets: each set gets just over 2¹⁸ distinct keys and
-    /// repeats of them until it doubles to 2²⁰ (its worst), then fresh keys until the bound.
+    /// [`MAX_TRACKED_BYTES`] with the real sets: each set gets just over 3 · 2¹⁷ distinct keys
+    /// and repeats of them until it doubles to 2²⁰ (its worst), then fresh keys until the bound.
     #[test]
     fn one_resync_at_the_default_bound_takes_at_most_max_tracked_bytes() {
         let mut resyncs = Resyncs::default();
         let id = ResyncId::new();
-        let distinct = (1 << 18) + 1;
+        let distinct = (3 << 17) + 1;
         let page = 1_000;
         for start in (0..600_000).step_by(page) {
             let report = keys_report((start..start + page).map(|i| i % distinct), &[]);
