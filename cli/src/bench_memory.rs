@@ -10,6 +10,12 @@
 //! size before this build's (the same simulators and broker, one after the other), and a table
 //! is printed for each.
 //!
+//! Each size is measured `--rounds` times (every build once a round, alternating), and each
+//! figure of the summary is the median of its rounds: a process's peak moves by a few MiB
+//! between runs of the same build on the same organization (how far the pages of the crawl,
+//! the queues and malloc's free lists happen to fill at once), which a single run mistakes for
+//! growth, or hides.
+//!
 //! Each table is printed twice: the peak resident memory the targets are set on (`VmHWM`), and
 //! the peak anonymous resident memory (`RssAnon`, sampled): what the process allocated,
 //! without its executable's pages, whose residency follows the machine's page cache (see
@@ -40,32 +46,65 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .map(|b| (format!("baseline {}", b.display()), Some(b.clone())))
         .chain([("this build".to_string(), None)])
         .collect();
+    let rounds = args.rounds.max(1);
     let mut rows: Vec<Vec<(u64, Vec<Peaks>)>> = vec![Vec::new(); builds.len()];
     for &size in &args.sizes {
         let projects = (size / (REPOSITORIES + 1)).max(1);
         let expected = (projects + projects * REPOSITORIES) as u64;
-        for ((label, binary), rows) in builds.iter().zip(rows.iter_mut()) {
-            let mut sized = args.clone();
-            sized.projects = projects;
-            sized.repositories = REPOSITORIES;
-            sized.roles_binary = binary.clone();
-            println!(
-                "rss, {label}: {projects} projects × {REPOSITORIES} repositories = {expected} entities"
-            );
-            let all = in_process(&sized, expected, Conditions::Unhindered).await?;
-            let roles = separate_processes(&sized, expected).await?;
-            let measured = peaks(&[all, roles]);
-            // Each row as soon as it is measured: a long run's first rows are not lost with it.
-            print_tables(&[(expected, measured.clone())]);
-            rows.push((expected, measured));
+        let mut measured: Vec<Vec<Vec<Peaks>>> = vec![Vec::new(); builds.len()];
+        for round in 1..=rounds {
+            for ((label, binary), measured) in builds.iter().zip(measured.iter_mut()) {
+                let mut sized = args.clone();
+                sized.projects = projects;
+                sized.repositories = REPOSITORIES;
+                sized.roles_binary = binary.clone();
+                println!(
+                    "rss, {label}, round {round} of {rounds}: {projects} projects × {REPOSITORIES} repositories = {expected} entities"
+                );
+                let all = in_process(&sized, expected, Conditions::Unhindered).await?;
+                let roles = separate_processes(&sized, expected).await?;
+                let peaks = peaks(&[all, roles]);
+                // Each round as soon as it is measured: a long run's first rounds are not lost
+                // with it.
+                print_tables(&[(expected, peaks.clone())]);
+                measured.push(peaks);
+            }
+        }
+        for (rows, rounds) in rows.iter_mut().zip(&measured) {
+            rows.push((expected, median_peaks(rounds)));
         }
     }
     for ((label, _), rows) in builds.iter().zip(&rows) {
         println!();
-        println!("{label}");
+        println!("{label}, median of {rounds} round(s) per size");
         print_tables(rows);
     }
     Ok(())
+}
+
+/// Each process's median of each figure over `rounds` (the lower middle of an even count).
+fn median_peaks(rounds: &[Vec<Peaks>]) -> Vec<Peaks> {
+    let median = |figures: Vec<Option<u64>>| {
+        let mut figures: Vec<u64> = figures.into_iter().flatten().collect();
+        figures.sort_unstable();
+        figures.get(figures.len().saturating_sub(1) / 2).copied()
+    };
+    (0..PROCESSES.len())
+        .map(|process| {
+            let of = |figure: fn(&Peaks) -> Option<u64>| {
+                median(
+                    rounds
+                        .iter()
+                        .map(|round| round.get(process).and_then(figure))
+                        .collect(),
+                )
+            };
+            Peaks {
+                resident_kib: of(|p| p.resident_kib),
+                anonymous_kib: of(|p| p.anonymous_kib),
+            }
+        })
+        .collect()
 }
 
 /// Peaks per process of [`PROCESSES`], from the runs' figures.
@@ -145,4 +184,32 @@ fn print_rows(title: &str, targets: bool, rows: &[(u64, Vec<Option<f64>>)]) {
         }
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peaks(resident_kib: u64, anonymous_kib: Option<u64>) -> Peaks {
+        Peaks {
+            resident_kib: Some(resident_kib),
+            anonymous_kib,
+        }
+    }
+
+    #[test]
+    fn each_figure_is_the_median_of_its_rounds() {
+        let rounds = vec![
+            vec![peaks(30, Some(15)), peaks(40, None)],
+            vec![peaks(36, Some(12)), peaks(20, Some(9))],
+            vec![peaks(31, Some(20)), peaks(25, Some(7))],
+        ];
+        let median = median_peaks(&rounds);
+        assert_eq!(median[0], peaks(31, Some(15)));
+        // A round without a figure does not count; of two, the lower.
+        assert_eq!(median[1], peaks(25, Some(7)));
+        // Processes no round measured have no figure.
+        assert_eq!(median[2], Peaks::default());
+        assert_eq!(median.len(), PROCESSES.len());
+    }
 }

@@ -324,6 +324,10 @@ pub struct BenchArgs {
     /// × 99 repositories, so a size that is a multiple of 100 is the exact entity count).
     #[arg(long, value_delimiter = ',', default_values_t = [5_000, 80_000])]
     pub sizes: Vec<usize>,
+    /// rss mode: rounds per size (and build, alternating); each figure of the summary is the
+    /// median of its rounds, as a process's peak moves by a few MiB between runs.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }
 
 #[derive(Debug, Args)]
