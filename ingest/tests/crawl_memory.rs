@@ -57,6 +57,12 @@ const GROWTH_LIMIT: isize = 3 * 1024 * 1024;
 /// Projects of the smaller organization of [`a_repository_list_past_its_limit_is_not_kept`]
 /// (its branches are one request a repository).
 const DERIVED_PROJECTS: usize = 20;
+/// Most the larger organization's crawl of [`a_repository_list_past_its_limit_is_not_kept`] may
+/// hold beyond the smaller's (bytes): [`GROWTH_LIMIT`] and a MiB. It held 3.1 MiB more once
+/// (3.0 → 6.0 MiB), and 3.4 (3.1 → 6.5) with 30 and 240 projects, where both sizes run as
+/// many units at once: about a MiB beyond the crawl buffer that is not yet traced. Keeping
+/// the repository list, which this test is about, adds 14 MB.
+const DERIVED_GROWTH_LIMIT: isize = GROWTH_LIMIT + 1024 * 1024;
 /// The repository list limit of [`a_repository_list_past_its_limit_is_not_kept`] (bytes): less
 /// than the smaller organization's list (about 1.8 MB).
 const REPOSITORY_LIST_LIMIT: usize = 1024 * 1024;
@@ -299,7 +305,7 @@ fn a_repository_list_past_its_limit_is_not_kept() {
         "project, repository, branch",
         DERIVED_PROJECTS,
         &measured,
-        (HEAP_LIMIT, GROWTH_LIMIT),
+        (HEAP_LIMIT, DERIVED_GROWTH_LIMIT),
         |projects, report| {
             assert_eq!(
                 items(report, "repository"),
