@@ -64,10 +64,11 @@ const FIRST_CAPACITY: usize = 64;
 /// the number of distinct keys.
 ///
 /// There is never a second table: compacting allocates nothing (`sort_unstable` and `dedup`
-/// work in place), and doubling reallocates the one vector. In the processes, whose malloc maps
-/// blocks of 128 KiB and more on their own (the cli's allocator settings), glibc grows such a
-/// block with `mremap`, which moves its pages instead of copying them, from 32,768 keys on;
-/// below, the copy is at most 128 KiB.
+/// work in place; a merge, [`KeySet::compact`], uses the vector's spare capacity), and doubling
+/// reallocates the one vector. In the processes, whose malloc maps blocks of 128 KiB and more
+/// on their own (the cli's allocator settings), glibc grows such a block with `mremap`, which
+/// moves its pages instead of copying them, from 32,768 keys on; below, the copy is at most
+/// 128 KiB.
 #[derive(Debug, Default)]
 pub struct KeySet {
     /// The first `compacted` are sorted and distinct; the rest are as inserted since.
@@ -102,13 +103,74 @@ impl KeySet {
 
     /// Sorts the fingerprints and drops the duplicates, in place: afterwards [`KeySet::len`] is
     /// the number of distinct keys and [`KeySet::contains`] a binary search.
+    ///
+    /// When the vector has room for a copy of the fingerprints inserted since the last
+    /// compaction (it does, unless it is full), only those are sorted, and merged into the
+    /// sorted ones from the back: O(n + k log n) for k new fingerprints instead of a sort of all
+    /// n, so compacting a large set after a few inserts (as the coordinator does near its bound)
+    /// costs a pass over it. Otherwise the whole vector is sorted. Neither allocates.
     pub fn compact(&mut self) {
-        if self.compacted == self.fingerprints.len() {
+        let sorted = self.compacted;
+        if sorted == self.fingerprints.len() {
             return;
         }
-        self.fingerprints.sort_unstable();
-        self.fingerprints.dedup();
+        let spare = self.fingerprints.capacity() - self.fingerprints.len();
+        if sorted == 0 || spare < self.fingerprints.len() - sorted {
+            self.fingerprints.sort_unstable();
+            self.fingerprints.dedup();
+        } else {
+            self.merge_new_into_sorted(sorted);
+        }
         self.compacted = self.fingerprints.len();
+    }
+
+    /// [`KeySet::compact`] when the first `sorted` fingerprints are sorted and distinct and the
+    /// spare capacity holds the rest: keeps the new ones that are neither repeated nor among
+    /// the sorted, then merges them in.
+    fn merge_new_into_sorted(&mut self, sorted: usize) {
+        let (old, new) = self.fingerprints.split_at_mut(sorted);
+        new.sort_unstable();
+        let mut kept = 0;
+        for index in 0..new.len() {
+            let fingerprint = new[index];
+            let repeated = kept > 0 && new[kept - 1] == fingerprint;
+            if !repeated && old.binary_search(&fingerprint).is_err() {
+                new[kept] = fingerprint;
+                kept += 1;
+            }
+        }
+        self.fingerprints.truncate(sorted + kept);
+        if kept == 0 {
+            return;
+        }
+        // [old | new | copy of new], within the capacity; then fill [old | new] from its end
+        // with the larger of the last unmerged old and copied new fingerprints. Each write lands
+        // at `old_left + new_left - 1`, never below the last old fingerprint still to be read.
+        self.fingerprints.extend_from_within(sorted..);
+        let (mut old_left, mut new_left) = (sorted, kept);
+        for write in (0..sorted + kept).rev() {
+            let from_old = new_left == 0
+                || (old_left > 0
+                    && self.fingerprints[old_left - 1]
+                        > self.fingerprints[sorted + kept + new_left - 1]);
+            self.fingerprints[write] = if from_old {
+                old_left -= 1;
+                self.fingerprints[old_left]
+            } else {
+                new_left -= 1;
+                self.fingerprints[sorted + kept + new_left]
+            };
+            if new_left == 0 {
+                break;
+            }
+        }
+        self.fingerprints.truncate(sorted + kept);
+    }
+
+    /// Fingerprints inserted since the last compaction: at most this many could be repeats
+    /// that [`KeySet::compact`] would drop.
+    pub fn uncompacted(&self) -> usize {
+        self.fingerprints.len() - self.compacted
     }
 
     /// Whether `parts` was inserted (or, rarely, collides with a key that was): a binary search
@@ -219,6 +281,71 @@ mod tests {
         );
         assert!((0..1_000).all(|i| set.contains(&["azureDevopsRepository", &repository(i)])));
         assert!(!(1_000..2_000).any(|i| set.contains(&["azureDevopsRepository", &repository(i)])));
+    }
+
+    /// The fingerprints of a compacted set are those of a `BTreeSet`, in its order.
+    fn assert_compacted_as(set: &KeySet, expected: &std::collections::BTreeSet<u64>) {
+        assert_eq!(set.compacted, set.fingerprints.len());
+        assert!(set.fingerprints.iter().eq(expected.iter()));
+    }
+
+    #[test]
+    fn a_few_keys_inserted_after_compaction_are_merged_in_without_moving_the_vector() {
+        let mut set = KeySet::new();
+        let mut expected = std::collections::BTreeSet::new();
+        for i in 0..5_000 {
+            set.insert(&[&repository(i)]);
+            expected.insert(set.hasher.narrow(&[&repository(i)]));
+        }
+        set.compact();
+        assert_compacted_as(&set, &expected);
+        // Rounds of a few keys: some held already, some repeated within the round, some new,
+        // spread over the whole range so that merging moves most of the vector.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        for round in 0..200 {
+            let (capacity, start) = (set.fingerprints.capacity(), set.fingerprints.as_ptr());
+            for _ in 0..round % 17 + 1 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let key = repository((state % 7_000) as usize);
+                for _ in 0..(state % 3) + 1 {
+                    set.insert(&[&key]);
+                }
+                expected.insert(set.hasher.narrow(&[&key]));
+            }
+            assert!(set.uncompacted() > 0);
+            set.compact();
+            assert_compacted_as(&set, &expected);
+            assert_eq!(set.uncompacted(), 0);
+            assert_eq!(
+                (set.fingerprints.capacity(), set.fingerprints.as_ptr()),
+                (capacity, start),
+                "merged in place, round {round}"
+            );
+        }
+        assert!((0..7_000).all(|i| set.contains(&[&repository(i)])
+            == expected.contains(&set.hasher.narrow(&[&repository(i)]))));
+    }
+
+    #[test]
+    fn a_full_vector_is_compacted_by_sorting_it_whole() {
+        let mut set = KeySet::new();
+        let mut expected = std::collections::BTreeSet::new();
+        for i in 0..40 {
+            set.insert(&[&repository(i)]);
+            expected.insert(set.hasher.narrow(&[&repository(i)]));
+        }
+        set.compact();
+        // Fill the rest of the 64 with repeats and new keys: no spare room for a copy of them.
+        for i in 20..44 {
+            set.insert(&[&repository(i)]);
+            expected.insert(set.hasher.narrow(&[&repository(i)]));
+        }
+        assert_eq!(set.fingerprints.len(), set.fingerprints.capacity());
+        set.compact();
+        assert_compacted_as(&set, &expected);
+        assert_eq!(set.len(), 44);
     }
 
     #[test]

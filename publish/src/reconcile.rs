@@ -448,10 +448,16 @@ impl Resyncs {
 
     /// Transform's report for `resync_id` (opened if new), within `max_tracked` keys held by
     /// every open resync together. Keys reported again are held until their set is compacted,
-    /// so the sets are compacted before the report is found not to fit.
+    /// so the sets are compacted before the report is found not to fit, when what they hold
+    /// uncompacted could make the room it lacks (near the bound, each report after the first
+    /// then costs a merge of the few keys since, [`KeySet::compact`], not a sort of them all).
+    ///
+    /// [`KeySet::compact`]: crate::fingerprint::KeySet::compact
     fn progress(&mut self, resync_id: ResyncId, report: Reported, max_tracked: usize) -> Progress {
         let needed = report.produced.len() + report.related.len();
-        if needed > max_tracked.saturating_sub(self.tracked()) {
+        let lacking = needed.saturating_sub(max_tracked.saturating_sub(self.tracked()));
+        let uncompacted: usize = self.open.values().map(Tally::uncompacted).sum();
+        if lacking > 0 && uncompacted >= lacking {
             self.open.values_mut().for_each(Tally::compact);
         }
         let room = max_tracked.saturating_sub(self.tracked());
@@ -1537,6 +1543,49 @@ mod tests {
             resyncs.progress(newer, report, max_tracked),
             Progress::Overflowed
         );
+    }
+
+    #[test]
+    fn sets_are_compacted_for_a_report_only_when_that_could_make_its_room() {
+        let max_tracked = 1_000;
+        // An older resync holding 200 distinct keys, compacted, then 50 of them again.
+        let with_repeats = || {
+            let mut resyncs = Resyncs::default();
+            let older = ResyncId::new();
+            let report = keys_report(0..200, &[]);
+            assert_eq!(
+                resyncs.progress(older, report, max_tracked),
+                Progress::Counted
+            );
+            resyncs.open.values_mut().for_each(Tally::compact);
+            let report = keys_report(0..50, &[]);
+            assert_eq!(
+                resyncs.progress(older, report, max_tracked),
+                Progress::Counted
+            );
+            assert_eq!(
+                (resyncs.tracked(), resyncs.open[&older].uncompacted()),
+                (250, 50)
+            );
+            (resyncs, older)
+        };
+        // 800 fresh keys lack 50 places, which dropping the repeats makes: compacted, they fit.
+        let (mut resyncs, older) = with_repeats();
+        let report = keys_report(1_000..1_800, &[]);
+        assert_eq!(
+            resyncs.progress(ResyncId::new(), report, max_tracked),
+            Progress::Counted
+        );
+        assert_eq!(resyncs.tracked(), max_tracked);
+        assert_eq!(resyncs.open[&older].uncompacted(), 0);
+        // 900 lack 150: the 50 repeats could not make that room, so nothing is compacted.
+        let (mut resyncs, older) = with_repeats();
+        let report = keys_report(1_000..1_900, &[]);
+        assert_eq!(
+            resyncs.progress(ResyncId::new(), report, max_tracked),
+            Progress::Overflowed
+        );
+        assert_eq!(resyncs.open[&older].uncompacted(), 50);
     }
 
     /// [`MAX_TRACKED_BYTES`] with the real sets: each set gets just over 3 · 2¹⁷ distinct keys

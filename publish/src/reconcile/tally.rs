@@ -138,6 +138,12 @@ impl Tally {
         self.related.compact();
     }
 
+    /// Keys reported since the sets were last compacted: at most this many could be repeats
+    /// that [`Tally::compact`] would drop.
+    pub(crate) fn uncompacted(&self) -> usize {
+        self.produced.uncompacted() + self.related.uncompacted()
+    }
+
     /// Bytes the produced set and the relation targets take.
     pub(crate) fn tracked_bytes(&self) -> usize {
         self.produced.bytes() + self.related.bytes()
