@@ -283,6 +283,18 @@ mod tests {
         assert!(!(1_000..2_000).any(|i| set.contains(&["azureDevopsRepository", &repository(i)])));
     }
 
+    /// Inserts `repository(i)` for each `i` into `set`, and its fingerprint into `expected`.
+    fn insert_repositories(
+        set: &mut KeySet,
+        expected: &mut std::collections::BTreeSet<u64>,
+        indices: impl Iterator<Item = usize>,
+    ) {
+        for i in indices {
+            set.insert(&[&repository(i)]);
+            expected.insert(set.hasher.narrow(&[&repository(i)]));
+        }
+    }
+
     /// The fingerprints of a compacted set are those of a `BTreeSet`, in its order.
     fn assert_compacted_as(set: &KeySet, expected: &std::collections::BTreeSet<u64>) {
         assert_eq!(set.compacted, set.fingerprints.len());
@@ -293,10 +305,7 @@ mod tests {
     fn a_few_keys_inserted_after_compaction_are_merged_in_without_moving_the_vector() {
         let mut set = KeySet::new();
         let mut expected = std::collections::BTreeSet::new();
-        for i in 0..5_000 {
-            set.insert(&[&repository(i)]);
-            expected.insert(set.hasher.narrow(&[&repository(i)]));
-        }
+        insert_repositories(&mut set, &mut expected, 0..5_000);
         set.compact();
         assert_compacted_as(&set, &expected);
         // Rounds of a few keys: some held already, some repeated within the round, some new,
@@ -332,16 +341,10 @@ mod tests {
     fn a_full_vector_is_compacted_by_sorting_it_whole() {
         let mut set = KeySet::new();
         let mut expected = std::collections::BTreeSet::new();
-        for i in 0..40 {
-            set.insert(&[&repository(i)]);
-            expected.insert(set.hasher.narrow(&[&repository(i)]));
-        }
+        insert_repositories(&mut set, &mut expected, 0..40);
         set.compact();
         // Fill the rest of the 64 with repeats and new keys: no spare room for a copy of them.
-        for i in 20..44 {
-            set.insert(&[&repository(i)]);
-            expected.insert(set.hasher.narrow(&[&repository(i)]));
-        }
+        insert_repositories(&mut set, &mut expected, 20..44);
         assert_eq!(set.fingerprints.len(), set.fingerprints.capacity());
         set.compact();
         assert_compacted_as(&set, &expected);
