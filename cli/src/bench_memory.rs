@@ -123,48 +123,60 @@ fn peaks(runs: &[Figures]) -> Vec<Peaks> {
 
 /// The resident table (against the targets), then the anonymous one.
 fn print_tables(rows: &[(u64, Vec<Peaks>)]) {
+    print!("{}", tables(rows));
+}
+
+/// [`print_tables`]' text: a line per size, then the targets (resident only) and each
+/// process's growth from the smallest size to the largest peak (when there are two sizes).
+fn tables(rows: &[(u64, Vec<Peaks>)]) -> String {
     let mib = |kib: Option<u64>| kib.map(|kib| kib as f64 / 1024.0);
     let of = |figure: fn(&Peaks) -> Option<u64>| -> Vec<(u64, Vec<Option<f64>>)> {
         rows.iter()
             .map(|(entities, peaks)| (*entities, peaks.iter().map(|p| mib(figure(p))).collect()))
             .collect()
     };
-    print_rows("peak RSS (MiB)", true, &of(|p| p.resident_kib));
-    print_rows("peak anonymous RSS (MiB)", false, &of(|p| p.anonymous_kib));
+    let mut text = table("peak RSS (MiB)", true, &of(|p| p.resident_kib));
+    text.push_str(&table(
+        "peak anonymous RSS (MiB)",
+        false,
+        &of(|p| p.anonymous_kib),
+    ));
+    text
 }
 
-fn print_rows(title: &str, targets: bool, rows: &[(u64, Vec<Option<f64>>)]) {
-    print!("{title:<30}");
+fn table(title: &str, targets: bool, rows: &[(u64, Vec<Option<f64>>)]) -> String {
+    let mut text = format!("{title:<30}");
     for process in PROCESSES {
-        print!(" {process:>10}");
+        text.push_str(&format!(" {process:>10}"));
     }
-    println!();
+    text.push('\n');
     for (entities, peaks) in rows {
-        print!("{:<30}", format!("{entities} entities"));
+        text.push_str(&format!("{:<30}", format!("{entities} entities")));
         for peak in peaks {
             match peak {
-                Some(mib) => print!(" {mib:>10.1}"),
-                None => print!(" {:>10}", "n/a"),
+                Some(mib) => text.push_str(&format!(" {mib:>10.1}")),
+                None => text.push_str(&format!(" {:>10}", "n/a")),
             }
         }
-        println!();
+        text.push('\n');
     }
     if targets {
-        print!("{:<30}", "target");
+        text.push_str(&format!("{:<30}", "target"));
         for process in PROCESSES {
             let limit = if process == "all" {
                 ALL_LIMIT_MIB
             } else {
                 ROLE_LIMIT_MIB
             };
-            print!(" {:>10}", format!("≤ {limit:.0}"));
+            text.push_str(&format!(" {:>10}", format!("≤ {limit:.0}")));
         }
-        println!();
+        text.push('\n');
     }
-    let Some((_, smallest)) = rows.first() else {
-        return;
+    // A table of one size (each round's, as it is measured) has no growth to show.
+    let [(_, smallest), _, ..] = rows else {
+        return text;
     };
-    print!("{:<30}", "largest vs smallest size");
+    text.push_str(&format!("{:<30}", "largest vs smallest size"));
     for (index, base) in smallest.iter().enumerate() {
         let largest = rows
             .iter()
@@ -178,12 +190,16 @@ fn print_rows(title: &str, targets: bool, rows: &[(u64, Vec<Option<f64>>)]) {
                 } else {
                     " !"
                 };
-                print!(" {:>10}", format!("{:+.0} %{mark}", change * 100.0));
+                text.push_str(&format!(
+                    " {:>10}",
+                    format!("{:+.0} %{mark}", change * 100.0)
+                ));
             }
-            _ => print!(" {:>10}", "n/a"),
+            _ => text.push_str(&format!(" {:>10}", "n/a")),
         }
     }
-    println!();
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -195,6 +211,26 @@ mod tests {
             resident_kib: Some(resident_kib),
             anonymous_kib,
         }
+    }
+
+    #[test]
+    fn growth_is_shown_for_two_sizes_and_not_for_one() {
+        let small = vec![peaks(30 * 1024, Some(15 * 1024)); PROCESSES.len()];
+        let large = vec![peaks(36 * 1024, Some(15 * 1024)); PROCESSES.len()];
+        let one = tables(&[(5_000, small.clone())]);
+        assert!(one.contains("5000 entities"), "{one}");
+        assert!(!one.contains("largest vs smallest"), "{one}");
+        let two = tables(&[(5_000, small), (80_000, large)]);
+        let growth: Vec<&str> = two
+            .lines()
+            .filter(|line| line.starts_with("largest vs smallest"))
+            .collect();
+        assert_eq!(growth.len(), 2, "{two}");
+        assert!(growth[0].contains("+20 % !"), "{two}");
+        assert!(
+            growth[1].contains("+0 %") && !growth[1].contains('!'),
+            "{two}"
+        );
     }
 
     #[test]
