@@ -230,10 +230,7 @@ mod tests {
 
     #[test]
     fn a_key_set_holds_eight_bytes_a_key_and_80_000_keys_in_1_mib() {
-        let mut set = KeySet::new();
-        for i in 0..80_000 {
-            set.insert(&["azureDevopsRepository", &repository(i)]);
-        }
+        let mut set = repositories_inserted(1, 80_000);
         set.compact();
         assert_eq!(set.len(), 80_000);
         assert!(set.contains(&["azureDevopsRepository", &repository(0)]));
@@ -246,16 +243,22 @@ mod tests {
         assert!(set.bytes() <= 1 << 20);
     }
 
+    /// A key set of `keys` repositories, each inserted `rounds` times (all, then all again).
+    fn repositories_inserted(rounds: usize, keys: usize) -> KeySet {
+        let mut set = KeySet::new();
+        for _ in 0..rounds {
+            for i in 0..keys {
+                set.insert(&["azureDevopsRepository", &repository(i)]);
+            }
+        }
+        set
+    }
+
     /// The default mapping's repositories: each produced by its own resource, then by each of
     /// the two policy resources.
     #[test]
     fn keys_produced_by_three_resources_take_the_room_of_one() {
-        let mut set = KeySet::new();
-        for _ in 0..3 {
-            for i in 0..80_000 {
-                set.insert(&["azureDevopsRepository", &repository(i)]);
-            }
-        }
+        let mut set = repositories_inserted(3, 80_000);
         assert_eq!(set.bytes(), 131_072 * 8);
         set.compact();
         assert_eq!(set.len(), 80_000);
@@ -263,14 +266,9 @@ mod tests {
 
     #[test]
     fn keys_inserted_again_do_not_grow_it_nor_count_twice() {
-        let mut set = KeySet::new();
-        for _ in 0..50 {
-            for i in 0..1_000 {
-                set.insert(&["azureDevopsRepository", &repository(i)]);
-            }
-        }
-        // Fifty times 1,000 keys: the smallest doubling that 1,000 keys fill at most half of
-        // (kept without compaction, the 50,000 would take 65,536).
+        let mut set = repositories_inserted(50, 1_000);
+        // Fifty times 1,000 keys: the smallest doubling that 1,000 keys fill at most three
+        // quarters of (kept without compaction, the 50,000 would take 65,536).
         assert_eq!(set.bytes(), 2_048 * 8);
         set.compact();
         assert_eq!(set.len(), 1_000);

@@ -195,7 +195,8 @@ impl Tally {
 
     /// Transform's report of one raw event; `room` is how many more keys the coordinator may
     /// hold (`Resyncs::progress` compacts the sets before it passes a room too small for the
-    /// report: a key held twice would make it overflow early).
+    /// report, when dropping the keys held twice could make the room: they would make it
+    /// overflow early).
     pub(crate) fn progress(&mut self, report: Reported, room: usize) -> Progress {
         let Reported {
             attempt,
